@@ -1,0 +1,45 @@
+/**
+ * One error type for everything a caller can be told, modelled on connect-es' ConnectError:
+ * a gRPC status code and a message meant for the caller. The numbers are gRPC's own, so the
+ * transport maps them one to one; nothing in here depends on gRPC.
+ */
+export enum Code {
+  /** The call was cancelled, usually by the caller. */
+  CANCELLED = 1,
+  /** Something went wrong that the caller could not have caused. */
+  UNKNOWN = 2,
+  /** The request is malformed: a bad path, tensor, option or input value. */
+  INVALID_ARGUMENT = 3,
+  /** The deadline passed before the work finished. */
+  DEADLINE_EXCEEDED = 4,
+  /** A size or quota limit would be exceeded. */
+  RESOURCE_EXHAUSTED = 8,
+  /** The inputs are well-formed but the Tesseract cannot evaluate them (e.g. apply failed). */
+  FAILED_PRECONDITION = 9,
+  /** The Tesseract does not offer this endpoint. */
+  UNIMPLEMENTED = 12,
+  /** A bug on the server side; details are logged, not sent. */
+  INTERNAL = 13,
+  /** The server is shutting down or a dependency is unreachable; retrying may help. */
+  UNAVAILABLE = 14,
+}
+
+export class TesseractError extends Error {
+  override name = "TesseractError";
+  constructor(
+    readonly code: Code,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Shorthand for the most common error: bad input, with a message naming the field or path. */
+export function invalidArgument(message: string): TesseractError {
+  return new TesseractError(Code.INVALID_ARGUMENT, message);
+}
+
+export function isTesseractError(e: unknown): e is TesseractError {
+  return e instanceof TesseractError;
+}
