@@ -1,0 +1,27 @@
+/**
+ * An evaluator runs `apply` at the base inputs with a small perturbation applied and returns the
+ * requested outputs as flat FP64 arrays. The engine only ever talks to this interface, so apply can
+ * run inline, in worker threads or on other servers.
+ */
+
+/** One change to the base inputs: one element of a leaf, or every element of a leaf. */
+export type Change =
+  | { leaf: number; index: number; value: number }
+  | { leaf: number; values: Float64Array };
+
+/** The changes for one evaluation; each leaf appears at most once. */
+export type Perturbation = readonly Change[];
+
+export interface OutputInfo {
+  path: string;
+  shape: number[];
+}
+
+export interface Evaluator {
+  /** The requested outputs, flat row-major FP64, in the order of `outputs`. */
+  evaluate(perturbation: Perturbation): Promise<Float64Array[]>;
+  /** Concrete output paths and shapes; known once the first evaluation returned. */
+  readonly outputs: OutputInfo[] | undefined;
+  /** How many times apply ran. */
+  readonly calls: number;
+}

@@ -1,0 +1,97 @@
+/**
+ * Which finite-difference rule runs, with which step. Precedence, field by field:
+ * the request's options > the Tesseract's defaults (possibly computed from the inputs) > ENGINE_DEFAULTS.
+ */
+import { Code, invalidArgument, TesseractError } from "../errors";
+import { Algorithm, type FiniteDifferenceDefaults, type PerInputs } from "../tesseract";
+
+export type AlgorithmName = "central" | "forward" | "stochastic";
+
+/** FiniteDifferenceOptions as decoded from the wire; unset optional fields are null or undefined. */
+export interface RequestOptions {
+  algorithm?: number | null;
+  eps?: number | null;
+  num_samples?: number | null;
+  seed?: number | bigint | string | null;
+}
+
+export interface ResolvedOptions {
+  algorithm: AlgorithmName;
+  /** Absolute step h. */
+  eps: number;
+  /** Stochastic only; undefined means max(10, floor(sqrt(n))). */
+  numSamples?: number;
+  /** Stochastic only; the directions are a function of this seed. */
+  seed: bigint;
+}
+
+export const ENGINE_DEFAULTS = { algorithm: Algorithm.CENTRAL, eps: 1e-4 } as const;
+
+const NAMES: Record<number, AlgorithmName> = {
+  [Algorithm.CENTRAL]: "central",
+  [Algorithm.FORWARD]: "forward",
+  [Algorithm.STOCHASTIC]: "stochastic",
+};
+
+function authorValue<I, V>(value: PerInputs<I, V> | undefined, inputs: I): V | undefined {
+  return typeof value === "function" ? (value as (i: I) => V | undefined)(inputs) : value;
+}
+
+function isSet<T>(v: T | null | undefined): v is T {
+  return v !== null && v !== undefined;
+}
+
+function algorithmName(value: number, source: string, err: (m: string) => Error): AlgorithmName {
+  const name = NAMES[value];
+  if (!name) throw err(`${source}: unknown algorithm ${value}; expected one of ${Object.keys(NAMES).join(", ")} (ALGORITHM_CENTRAL, ALGORITHM_FORWARD, ALGORITHM_STOCHASTIC)`);
+  return name;
+}
+
+function checkEps(eps: number, source: string, err: (m: string) => Error): number {
+  if (!Number.isFinite(eps) || eps <= 0) throw err(`${source} must be a positive finite number, got ${eps}`);
+  return eps;
+}
+
+function checkSamples(n: number, source: string, err: (m: string) => Error): number {
+  if (!Number.isInteger(n) || n < 1) throw err(`${source} must be a whole number of at least 1, got ${n}`);
+  return n;
+}
+
+function toSeed(seed: NonNullable<RequestOptions["seed"]>): bigint {
+  try {
+    const value = BigInt(seed);
+    if (value < 0n || value >= 1n << 64n) throw new RangeError();
+    return value;
+  } catch {
+    throw invalidArgument(`options.seed must be an unsigned 64-bit integer, got ${String(seed)}`);
+  }
+}
+
+/** The author's mistakes are the server's, not the caller's. */
+const authorError = (m: string) => new TesseractError(Code.INTERNAL, `Tesseract default ${m}`);
+
+export function resolveOptions<I>(request: RequestOptions | null | undefined, defaults: FiniteDifferenceDefaults<I> | undefined, inputs: I): ResolvedOptions {
+  const req = request ?? {};
+  let algorithm: AlgorithmName;
+  if (isSet(req.algorithm) && req.algorithm !== Algorithm.UNSPECIFIED) {
+    algorithm = algorithmName(req.algorithm, "options.algorithm", invalidArgument);
+  } else {
+    const fromAuthor = authorValue(defaults?.algorithm, inputs);
+    algorithm = algorithmName(isSet(fromAuthor) && fromAuthor !== Algorithm.UNSPECIFIED ? fromAuthor : ENGINE_DEFAULTS.algorithm, "algorithm", authorError);
+  }
+
+  const authorEps = authorValue(defaults?.eps, inputs);
+  const eps = isSet(req.eps)
+    ? checkEps(req.eps, "options.eps", invalidArgument)
+    : checkEps(authorEps ?? ENGINE_DEFAULTS.eps, "eps", authorError);
+
+  const authorSamples = authorValue(defaults?.numSamples, inputs);
+  const numSamples = isSet(req.num_samples)
+    ? checkSamples(req.num_samples, "options.num_samples", invalidArgument)
+    : isSet(authorSamples)
+      ? checkSamples(authorSamples, "numSamples", authorError)
+      : undefined;
+
+  const seed = isSet(req.seed) ? toSeed(req.seed) : BigInt(Math.floor(Math.random() * 2 ** 32));
+  return { algorithm, eps, numSamples, seed };
+}

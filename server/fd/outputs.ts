@@ -1,0 +1,51 @@
+/**
+ * Picks the requested output leaves out of each apply result as flat FP64 arrays. The paths are
+ * resolved against the first result (map keys are only known then); every later result must have
+ * the same leaves with the same shapes.
+ */
+import type { NdArray } from "ndarray";
+import { Code, TesseractError } from "../errors";
+import type { OutputInfo } from "../eval/evaluator";
+import type { MessageSchema } from "../schema/schema";
+import { getAtPath, type Segment } from "../schema/paths";
+import { isNdArray, toFloat64 } from "../tensor/codec";
+
+export class OutputSelector {
+  private resolved: { info: OutputInfo; segments: Segment[] }[] | undefined;
+
+  constructor(
+    private readonly schema: MessageSchema,
+    private readonly requested: readonly string[],
+    private readonly field: string,
+  ) {
+    schema.checkDifferentiable(requested, field, "output");
+  }
+
+  get outputs(): OutputInfo[] | undefined {
+    return this.resolved?.map((r) => r.info);
+  }
+
+  select(outputTree: unknown): Float64Array[] {
+    if (!this.resolved) {
+      this.resolved = this.schema.resolveDifferentiable(outputTree, this.requested, this.field, "output").map((leaf) => ({
+        info: { path: leaf.path, shape: [...leaf.array.shape] },
+        segments: leaf.segments,
+      }));
+    }
+    return this.resolved.map(({ info, segments }) => {
+      const leaf = getAtPath(outputTree, segments);
+      if (!isNdArray(leaf)) throw new TesseractError(Code.INTERNAL, `apply returned no tensor at output ${info.path}`);
+      const shape = (leaf as NdArray).shape;
+      if (shape.length !== info.shape.length || shape.some((d, i) => d !== info.shape[i])) {
+        throw new TesseractError(Code.INTERNAL, `apply returned output ${info.path} with shape [${shape.join(", ")}], earlier [${info.shape.join(", ")}]`);
+      }
+      const values = toFloat64(leaf);
+      for (let i = 0; i < values.length; i++) {
+        if (!Number.isFinite(values[i])) {
+          throw new TesseractError(Code.FAILED_PRECONDITION, `apply returned ${values[i]} in output ${info.path} at flat index ${i}`);
+        }
+      }
+      return values;
+    });
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * What the finite-difference rules work on: the differentiated input leaves (flat, perturbable
+ * storage) and an evaluator, plus the bookkeeping every rule shares: cancellation between
+ * evaluations and error messages that say which evaluation failed.
+ */
+import type { NdArray } from "ndarray";
+import { Code, invalidArgument, isTesseractError, TesseractError } from "../errors";
+import type { Evaluator, OutputInfo, Perturbation } from "../eval/evaluator";
+import type { ResolvedLeaf } from "../schema/schema";
+import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../tensor/codec";
+
+export interface InputLeaf {
+  path: string;
+  shape: number[];
+  size: number;
+  /** Row-major storage of the leaf inside the base inputs. */
+  data: Float64Array | Float32Array;
+  fp32: boolean;
+}
+
+/** Checks that a resolved input leaf can be perturbed: floating point, dense row-major. */
+export function inputLeaf(leaf: ResolvedLeaf, field: string): InputLeaf {
+  const array = leaf.array as NdArray<TypedArray>;
+  const dtype = dataTypeOfArray(array.data);
+  if (dtype !== DataType.DATA_TYPE_FP64 && dtype !== DataType.DATA_TYPE_FP32) {
+    throw invalidArgument(`${field}: input path "${leaf.path}" has datatype ${dataTypeName(dtype)}; only DATA_TYPE_FP32 and DATA_TYPE_FP64 inputs can be differentiated`);
+  }
+  const shape = [...array.shape];
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (array.offset !== 0 || array.data.length !== size || !isRowMajor(shape, array.stride)) {
+    throw new TesseractError(Code.INTERNAL, `input ${leaf.path} is not a dense row-major array`);
+  }
+  return { path: leaf.path, shape, size, data: array.data as Float64Array | Float32Array, fp32: dtype === DataType.DATA_TYPE_FP32 };
+}
+
+function isRowMajor(shape: number[], stride: number[]): boolean {
+  let expected = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    if (shape[i] > 1 && stride[i] !== expected) return false;
+    expected *= shape[i];
+  }
+  return true;
+}
+
+/** "mesh.points[3, 1]": a leaf element by its multi-index, for messages. */
+export function elementName(leaf: InputLeaf, flatIndex: number): string {
+  if (leaf.shape.length === 0) return leaf.path;
+  const index: number[] = [];
+  for (let i = leaf.shape.length - 1, rest = flatIndex; i >= 0; i--) {
+    index.unshift(rest % leaf.shape[i]);
+    rest = Math.floor(rest / leaf.shape[i]);
+  }
+  return `${leaf.path}[${index.join(", ")}]`;
+}
+
+export class Problem {
+  constructor(
+    readonly leaves: readonly InputLeaf[],
+    private readonly evaluator: Evaluator,
+    private readonly signal?: AbortSignal,
+  ) {}
+
+  /** Total number of differentiated elements (a scalar counts one). */
+  get size(): number {
+    return this.leaves.reduce((n, leaf) => n + leaf.size, 0);
+  }
+
+  get outputs(): OutputInfo[] | undefined {
+    return this.evaluator.outputs;
+  }
+
+  get calls(): number {
+    return this.evaluator.calls;
+  }
+
+  /** One evaluation; `what` describes the perturbation for error messages ("x[2] + h"). */
+  async evaluate(perturbation: Perturbation, what: () => string): Promise<Float64Array[]> {
+    this.signal?.throwIfAborted();
+    try {
+      return await this.evaluator.evaluate(perturbation);
+    } catch (e) {
+      if (isTesseractError(e) && e.code === Code.INVALID_ARGUMENT) throw e; // the request, not the point
+      if (this.signal?.aborted) throw this.signal.reason;
+      const code = isTesseractError(e) ? e.code : Code.UNKNOWN;
+      const message = e instanceof Error ? e.message : String(e);
+      throw new TesseractError(code, `evaluation at ${what()} failed: ${message}`, { cause: e });
+    }
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * The row producer every Jacobian-shaped result is built on. A row is the derivative of all requested
+ * outputs with respect to one input element j, i.e. J[..., j]; rows come as an async iterable so
+ * callers can stream, contract or assemble them, and stop (AbortSignal) between evaluations.
+ * Each rule below states its formula and divides by the step actually taken (see steps.ts).
+ */
+import { xoroshiro128plusFromState } from "pure-rand/generator/xoroshiro128plus";
+import { uniformInt } from "pure-rand/distribution/uniformInt";
+import type { ResolvedOptions } from "./options";
+import { elementName, type Problem } from "./problem";
+import { stepped } from "./steps";
+
+export interface Row {
+  /** Index into problem.leaves. */
+  leaf: number;
+  /** Flat row-major index of the element within the leaf. */
+  index: number;
+  /** One flat FP64 array per output: d output / d x_j. */
+  values: Float64Array[];
+}
+
+/** SPSA's default sample count, as tesseract-core: max(10, floor(sqrt(n))). */
+export function defaultNumSamples(n: number): number {
+  return Math.max(10, Math.floor(Math.sqrt(n)));
+}
+
+/** The rule that actually runs: stochastic falls back to central when it would not save evaluations. */
+export function effectiveAlgorithm(n: number, options: ResolvedOptions): ResolvedOptions["algorithm"] {
+  if (options.algorithm === "stochastic" && (options.numSamples ?? defaultNumSamples(n)) >= n) return "central";
+  return options.algorithm;
+}
+
+/** Apply calls a Jacobian (or VJP) will make for n input elements. */
+export function plannedEvaluations(n: number, options: ResolvedOptions): number {
+  switch (effectiveAlgorithm(n, options)) {
+    case "central":
+      return 2 * n;
+    case "forward":
+      return n + 1;
+    case "stochastic":
+      return 2 * (options.numSamples ?? defaultNumSamples(n));
+  }
+}
+
+export function rows(problem: Problem, options: ResolvedOptions): AsyncGenerator<Row> {
+  switch (effectiveAlgorithm(problem.size, options)) {
+    case "central":
+      return centralRows(problem, options.eps);
+    case "forward":
+      return forwardRows(problem, options.eps);
+    case "stochastic":
+      return stochasticRows(problem, options.eps, options.numSamples ?? defaultNumSamples(problem.size), options.seed);
+  }
+}
+
+/** (f(x+) - f(x-)) / step for every output element. */
+function quotient(plus: Float64Array[], minus: Float64Array[], step: number): Float64Array[] {
+  return plus.map((p, o) => {
+    const m = minus[o];
+    const q = new Float64Array(p.length);
+    for (let i = 0; i < p.length; i++) q[i] = (p[i] - m[i]) / step;
+    return q;
+  });
+}
+
+/** Central: J[:, j] = (f(x + h e_j) - f(x - h e_j)) / (x_j+ - x_j-); 2n evaluations, error O(h^2). */
+async function* centralRows(problem: Problem, h: number): AsyncGenerator<Row> {
+  for (const [leaf, input] of problem.leaves.entries()) {
+    for (let index = 0; index < input.size; index++) {
+      const x = input.data[index];
+      const plus = stepped(x, h, input.fp32);
+      const minus = stepped(x, -h, input.fp32);
+      const fPlus = await problem.evaluate([{ leaf, index, value: plus }], () => `${elementName(input, index)} + h`);
+      const fMinus = await problem.evaluate([{ leaf, index, value: minus }], () => `${elementName(input, index)} - h`);
+      yield { leaf, index, values: quotient(fPlus, fMinus, plus - minus) };
+    }
+  }
+}
+
+/** Forward: J[:, j] = (f(x + h e_j) - f(x)) / (x_j+ - x_j); n + 1 evaluations, error O(h). */
+async function* forwardRows(problem: Problem, h: number): AsyncGenerator<Row> {
+  const base = await problem.evaluate([], () => "the unperturbed inputs");
+  for (const [leaf, input] of problem.leaves.entries()) {
+    for (let index = 0; index < input.size; index++) {
+      const x = input.data[index];
+      const plus = stepped(x, h, input.fp32);
+      const fPlus = await problem.evaluate([{ leaf, index, value: plus }], () => `${elementName(input, index)} + h`);
+      yield { leaf, index, values: quotient(fPlus, base, plus - x) };
+    }
+  }
+}
+
+/** A Rademacher (+1/-1) generator reproducible from a 64-bit seed. */
+function rademacher(seed: bigint): () => number {
+  const hi = Number((seed >> 32n) & 0xffffffffn) | 0;
+  const lo = Number(seed & 0xffffffffn) | 0;
+  const rng = xoroshiro128plusFromState([hi ^ 0x9e3779b9, ~lo, lo, hi]);
+  return () => (uniformInt(rng, 0, 1) === 0 ? -1 : 1);
+}
+
+/**
+ * SPSA (Spall): for K random directions D in {-1, +1}^n,
+ *   J[:, j] ~= (1/K) sum_k (f(x + h D_k) - f(x - h D_k)) / (x+_kj - x-_kj),
+ * unbiased because the signs of the other elements' steps average out. 2K evaluations.
+ * The K output differences and steps are kept; rows are formed after the last sample.
+ */
+async function* stochasticRows(problem: Problem, h: number, samples: number, seed: bigint): AsyncGenerator<Row> {
+  const draw = rademacher(seed);
+  const leaves = problem.leaves;
+  const differences: Float64Array[][] = [];
+  const steps: Float64Array[][] = []; // [sample][leaf][element]: x+ - x-
+  for (let k = 0; k < samples; k++) {
+    const plus = leaves.map((l) => new Float64Array(l.size));
+    const minus = leaves.map((l) => new Float64Array(l.size));
+    const taken = leaves.map((l) => new Float64Array(l.size));
+    leaves.forEach((input, leaf) => {
+      for (let j = 0; j < input.size; j++) {
+        const d = draw();
+        plus[leaf][j] = stepped(input.data[j], d * h, input.fp32);
+        minus[leaf][j] = stepped(input.data[j], -d * h, input.fp32);
+        taken[leaf][j] = plus[leaf][j] - minus[leaf][j];
+      }
+    });
+    const fPlus = await problem.evaluate(plus.map((values, leaf) => ({ leaf, values })), () => `stochastic sample ${k} (x + h D)`);
+    const fMinus = await problem.evaluate(minus.map((values, leaf) => ({ leaf, values })), () => `stochastic sample ${k} (x - h D)`);
+    differences.push(quotient(fPlus, fMinus, 1));
+    steps.push(taken);
+  }
+  for (const [leaf, input] of leaves.entries()) {
+    for (let index = 0; index < input.size; index++) {
+      const values = differences[0].map((d) => new Float64Array(d.length));
+      for (let k = 0; k < samples; k++) {
+        const weight = 1 / (samples * steps[k][leaf][index]);
+        differences[k].forEach((diff, o) => {
+          const row = values[o];
+          for (let i = 0; i < diff.length; i++) row[i] += diff[i] * weight;
+        });
+      }
+      yield { leaf, index, values };
+    }
+  }
+}

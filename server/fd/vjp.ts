@@ -1,0 +1,79 @@
+/**
+ * Vector-Jacobian product: the gradient of the scalar phi(x) = sum_o <c_o, f_o(x)>. Each evaluation's
+ * outputs are contracted with the cotangent as soon as they arrive, so rows are scalars and no
+ * Jacobian is ever held: memory is O(n + m). With the stochastic rule this is SPSA on phi.
+ */
+import { invalidArgument } from "../errors";
+import type { Evaluator, OutputInfo, Perturbation } from "../eval/evaluator";
+import type { ResolvedOptions } from "./options";
+import { Problem } from "./problem";
+import { rows } from "./rows";
+
+export interface Cotangent {
+  path: string;
+  shape: number[];
+  values: Float64Array;
+}
+
+/** Wraps an evaluator so that each evaluation returns [phi]. */
+class ContractedEvaluator implements Evaluator {
+  private ordered: Float64Array[] | undefined;
+
+  constructor(
+    private readonly inner: Evaluator,
+    private readonly cotangent: readonly Cotangent[],
+    private readonly field: string,
+  ) {}
+
+  get outputs(): OutputInfo[] | undefined {
+    return this.inner.outputs && [{ path: "phi", shape: [] }];
+  }
+
+  get calls(): number {
+    return this.inner.calls;
+  }
+
+  async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
+    const outputs = await this.inner.evaluate(perturbation);
+    this.ordered ??= matchCotangent(this.inner.outputs!, this.cotangent, this.field);
+    let phi = 0;
+    outputs.forEach((values, o) => {
+      const c = this.ordered![o];
+      for (let i = 0; i < values.length; i++) phi += c[i] * values[i];
+    });
+    return [Float64Array.of(phi)];
+  }
+}
+
+/** The cotangent for each output, in output order; every output needs one of its exact shape. */
+function matchCotangent(outputs: OutputInfo[], cotangent: readonly Cotangent[], field: string): Float64Array[] {
+  const byPath = new Map(cotangent.map((c) => [c.path, c]));
+  for (const c of cotangent) {
+    if (!outputs.some((o) => o.path === c.path)) {
+      throw invalidArgument(`${field} has key "${c.path}", which is not a requested output; requested: ${outputs.map((o) => o.path).join(", ")}`);
+    }
+  }
+  return outputs.map((out) => {
+    const c = byPath.get(out.path);
+    if (!c) throw invalidArgument(`${field} is missing output "${out.path}" (shape [${out.shape.join(", ")}])`);
+    if (c.shape.length !== out.shape.length || c.shape.some((d, i) => d !== out.shape[i])) {
+      throw invalidArgument(`${field}.{${out.path}} has shape [${c.shape.join(", ")}], expected [${out.shape.join(", ")}] like the output`);
+    }
+    return c.values;
+  });
+}
+
+/** Returns one flat FP64 array per input leaf, shaped like that leaf. */
+export async function vjp(
+  problem: Problem,
+  inner: Evaluator,
+  cotangent: readonly Cotangent[],
+  options: ResolvedOptions,
+  field: string,
+  signal?: AbortSignal,
+): Promise<Float64Array[]> {
+  const contracted = new Problem(problem.leaves, new ContractedEvaluator(inner, cotangent, field), signal);
+  const result = problem.leaves.map((leaf) => new Float64Array(leaf.size));
+  for await (const row of rows(contracted, options)) result[row.leaf][row.index] = row.values[0][0];
+  return result;
+}

@@ -1,0 +1,26 @@
+/** Finds a Tesseract by bundled name or module path and loads it into a runtime. */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { TesseractRuntime } from "./runtime";
+import type { AnyTesseract } from "./tesseract";
+import meshstats from "./tesseracts/meshstats";
+import univariate from "./tesseracts/univariate";
+import vectoradd from "./tesseracts/vectoradd";
+
+export const BUNDLED: Record<string, AnyTesseract> = { meshstats, vectoradd, univariate };
+
+/** `spec` is a bundled name (meshstats, vectoradd, univariate) or a path to a module that default-exports a definition. */
+export function loadTesseract(spec: string): TesseractRuntime {
+  if (Object.hasOwn(BUNDLED, spec)) return new TesseractRuntime(BUNDLED[spec], __dirname);
+  const file = path.resolve(spec);
+  if (!fs.existsSync(file)) {
+    throw new Error(`"${spec}" is neither a bundled Tesseract (${Object.keys(BUNDLED).join(", ")}) nor an existing module path`);
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const loaded = require(file);
+  const definition = (loaded?.default ?? loaded) as AnyTesseract;
+  for (const key of ["name", "inputType", "outputType", "protoFiles", "apply"] as const) {
+    if (!definition || definition[key] === undefined) throw new Error(`${file} does not default-export a Tesseract definition: "${key}" is missing`);
+  }
+  return new TesseractRuntime(definition, path.dirname(file));
+}

@@ -1,0 +1,273 @@
+/**
+ * The schema layer: a protobufjs Root (keepCase) that turns a `google.protobuf.Any` of a Tesseract's
+ * message type into a JS tree whose Tensor leaves are ndarrays, and back; and that knows, from the
+ * `(tesseract.v1.differentiable)` field option, which paths may be differentiated.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as protobuf from "protobufjs";
+import type { NdArray } from "ndarray";
+import { invalidArgument, Code, TesseractError } from "../errors";
+import { PROTO_DIR } from "../proto-dir";
+import {
+  decodeAbstractTensor,
+  decodeTensor,
+  encodeTensor,
+  isNdArray,
+  type DecodeLimits,
+  type TensorMessage,
+  type TypedArray,
+} from "../tensor/codec";
+import { expandPattern, formatPath, getAtPath, matchesPattern, parsePath, type Segment } from "./paths";
+
+const TENSOR_TYPE = "tesseract.v1.Tensor";
+const DIFFERENTIABLE_OPTION = "(tesseract.v1.differentiable)";
+const TYPE_URL_PREFIX = "type.googleapis.com/";
+/** protobufjs ships descriptor.proto; it is needed for the field-option extension. */
+const PROTOBUFJS_DIR = path.dirname(require.resolve("protobufjs/package.json"));
+
+export interface AnyMessage {
+  type_url: string;
+  value: Uint8Array;
+}
+
+/** Loads .proto files with the contract's proto/ folder (and protobufjs' well-known types) on the path. */
+export function loadRoot(files: string[], includeDirs: string[] = []): protobuf.Root {
+  const dirs = [...includeDirs, PROTO_DIR, PROTOBUFJS_DIR];
+  const root = new protobuf.Root();
+  root.resolvePath = (origin, target) => {
+    if (path.isAbsolute(target)) return target;
+    for (const dir of dirs) {
+      const candidate = path.join(dir, target);
+      if (fs.existsSync(candidate)) return candidate;
+    }
+    return protobuf.util.path.resolve(origin, target);
+  };
+  root.loadSync(files, { keepCase: true });
+  root.resolveAll();
+  return root;
+}
+
+function isTensorField(field: protobuf.Field): boolean {
+  return field.resolvedType?.fullName === `.${TENSOR_TYPE}`;
+}
+
+function isDifferentiable(field: protobuf.Field): boolean {
+  return field.options?.[DIFFERENTIABLE_OPTION] === true;
+}
+
+/** The segment that addresses one element of a map or list field. */
+function containerSegment(field: protobuf.Field): Segment | undefined {
+  if (field.map) return { kind: "anyKey" };
+  if (field.repeated) return { kind: "anyIndex" };
+  return undefined;
+}
+
+/** Turns one message type's values into trees with ndarray leaves and back. */
+export class MessageSchema {
+  readonly fullName: string;
+  /** Patterns (with `{}`/`[]`) of every differentiable Tensor leaf, in declaration order. */
+  readonly differentiablePatterns: Segment[][];
+
+  constructor(readonly type: protobuf.Type) {
+    this.fullName = type.fullName.replace(/^\./, "");
+    this.differentiablePatterns = collectDifferentiable(type, [], new Set());
+  }
+
+  get typeUrl(): string {
+    return TYPE_URL_PREFIX + this.fullName;
+  }
+
+  /**
+   * Decodes an Any of this type. `abstract` allows tensors with a shape but no data (AbstractEval);
+   * those leaves become `{ shape, datatype }` objects instead of ndarrays.
+   */
+  decodeAny(any: AnyMessage | null | undefined, field: string, opts: { abstract?: boolean; limits?: DecodeLimits } = {}): Record<string, unknown> {
+    if (!any || !any.type_url) throw invalidArgument(`${field} is missing: expected an Any of ${this.typeUrl}`);
+    const name = any.type_url.slice(any.type_url.lastIndexOf("/") + 1);
+    if (name !== this.fullName) {
+      throw invalidArgument(`${field} has type URL "${any.type_url}", expected "${this.typeUrl}"`);
+    }
+    let message: protobuf.Message;
+    try {
+      message = this.type.decode(any.value ?? new Uint8Array(0));
+    } catch (e) {
+      throw invalidArgument(`${field}: cannot decode ${this.fullName}: ${(e as Error).message}`);
+    }
+    const plain = this.type.toObject(message, { longs: Number, enums: Number, defaults: true, arrays: true, objects: true });
+    return toTree(this.type, plain, "", opts) as Record<string, unknown>;
+  }
+
+  /** Encodes a tree (ndarray leaves) as an Any of this type. Errors are the Tesseract's fault. */
+  encodeAny(tree: unknown): AnyMessage {
+    const plain = fromTree(this.type, tree, "");
+    const problem = this.type.verify(plain);
+    if (problem) throw new TesseractError(Code.INTERNAL, `output does not match ${this.fullName}: ${problem}`);
+    return { type_url: this.typeUrl, value: this.type.encode(plain).finish() };
+  }
+
+  /** Concrete differentiable paths present in `tree`, formatted. */
+  differentiablePaths(tree: unknown): string[] {
+    return this.differentiablePatterns.flatMap((p) => expandPattern(tree, p).map(formatPath));
+  }
+
+  /** Differentiable patterns, formatted (e.g. `mesh.cell_data.{}`), for Describe. */
+  differentiablePatternNames(): string[] {
+    return this.differentiablePatterns.map(formatPath);
+  }
+
+  /**
+   * Checks the paths a request names (`field`, e.g. "jac_outputs") before any tree exists: each must
+   * parse and match a differentiable pattern; the list must not be empty. `side` ("input"/"output")
+   * words the messages. With a tree, "does not exist" and "is not differentiable" are told apart.
+   */
+  checkDifferentiable(requested: readonly string[], field: string, side: string, tree?: unknown): Segment[][] {
+    const available = () => {
+      const names = tree === undefined ? this.differentiablePatternNames() : this.differentiablePaths(tree);
+      return names.length ? names.join(", ") : "(none)";
+    };
+    if (requested.length === 0) {
+      throw invalidArgument(`${field} is empty: name at least one differentiable ${side} path; available: ${available()}`);
+    }
+    return requested.map((requestedPath) => {
+      const segments = parsePath(requestedPath);
+      if (!this.differentiablePatterns.some((p) => matchesPattern(segments, p))) {
+        const what = tree === undefined ? "is not a differentiable path" : getAtPath(tree, segments) === undefined ? "does not exist" : "is not differentiable";
+        throw invalidArgument(`${field}: ${side} path "${requestedPath}" ${what}; differentiable ${side} paths: ${available()}`);
+      }
+      return segments;
+    });
+  }
+
+  /**
+   * Resolves the paths a request names against a tree: each must be a differentiable Tensor leaf
+   * that exists. Patterns expand to every matching leaf; a leaf named twice is an error.
+   */
+  resolveDifferentiable(tree: unknown, requested: readonly string[], field: string, side: string): ResolvedLeaf[] {
+    const patterns = this.checkDifferentiable(requested, field, side, tree);
+    const available = () => this.differentiablePaths(tree).join(", ") || "(none)";
+    const seen = new Set<string>();
+    const resolved: ResolvedLeaf[] = [];
+    patterns.forEach((segments, i) => {
+      const concrete = expandPattern(tree, segments);
+      if (concrete.length === 0) {
+        throw invalidArgument(`${field}: ${side} path "${requested[i]}" does not exist in the ${side}s; differentiable ${side} paths: ${available()}`);
+      }
+      for (const segs of concrete) {
+        const name = formatPath(segs);
+        if (seen.has(name)) throw invalidArgument(`${field}: ${side} path "${name}" is listed more than once`);
+        seen.add(name);
+        const leaf = getAtPath(tree, segs);
+        if (!isNdArray(leaf)) {
+          throw invalidArgument(`${field}: ${side} path "${name}" holds no tensor; differentiable ${side} paths: ${available()}`);
+        }
+        resolved.push({ path: name, segments: segs, array: leaf as NdArray<TypedArray> });
+      }
+    });
+    return resolved;
+  }
+}
+
+export interface ResolvedLeaf {
+  path: string;
+  segments: Segment[];
+  array: NdArray<TypedArray>;
+}
+
+function collectDifferentiable(type: protobuf.Type, prefix: Segment[], visiting: Set<protobuf.Type>): Segment[][] {
+  if (visiting.has(type)) return []; // recursive message types: stop at the first repeat
+  visiting.add(type);
+  const found: Segment[][] = [];
+  for (const field of type.fieldsArray) {
+    const here: Segment[] = [...prefix, { kind: "field", name: field.name }];
+    const element = containerSegment(field);
+    const elementPath = element ? [...here, element] : here;
+    if (isTensorField(field)) {
+      if (isDifferentiable(field)) found.push(elementPath);
+    } else if (field.resolvedType instanceof protobuf.Type) {
+      found.push(...collectDifferentiable(field.resolvedType, elementPath, visiting));
+    }
+  }
+  visiting.delete(type);
+  return found;
+}
+
+type Converter = (value: unknown, where: string) => unknown;
+
+/** Applies `convert` to one field's value, element-wise for maps and lists. */
+function mapField(field: protobuf.Field, value: unknown, where: string, convert: Converter): unknown {
+  if (field.map) {
+    const out: Record<string, unknown> = {};
+    for (const [key, v] of Object.entries((value ?? {}) as Record<string, unknown>)) {
+      out[key] = convert(v, `${where}.${formatPath([{ kind: "key", key }])}`);
+    }
+    return out;
+  }
+  if (field.repeated) return ((value ?? []) as unknown[]).map((v, i) => convert(v, `${where}.[${i}]`));
+  return convert(value, where);
+}
+
+function toTree(type: protobuf.Type, plain: Record<string, unknown>, prefix: string, opts: { abstract?: boolean; limits?: DecodeLimits }): unknown {
+  const out: Record<string, unknown> = {};
+  for (const field of type.fieldsArray) {
+    const where = prefix ? `${prefix}.${field.name}` : field.name;
+    const sub = field.resolvedType;
+    let convert: Converter | undefined;
+    if (isTensorField(field)) {
+      convert = (v, w) => {
+        if (v == null) return undefined;
+        if (!opts.abstract) return decodeTensor(v as TensorMessage, w, opts.limits);
+        const t = decodeAbstractTensor(v as TensorMessage, w, opts.limits);
+        return t.array ?? { shape: t.shape, datatype: t.datatype };
+      };
+    } else if (sub instanceof protobuf.Type) {
+      convert = (v, w) => (v == null ? undefined : toTree(sub, v as Record<string, unknown>, w, opts));
+    }
+    out[field.name] = convert ? mapField(field, plain[field.name], where, convert) : plain[field.name];
+  }
+  return out;
+}
+
+function fromTree(type: protobuf.Type, tree: unknown, prefix: string): Record<string, unknown> {
+  if (tree === null || typeof tree !== "object" || Array.isArray(tree)) {
+    throw new TesseractError(Code.INTERNAL, `output ${prefix || "(root)"}: expected an object for ${type.fullName.slice(1)}`);
+  }
+  const source = tree as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const field of type.fieldsArray) {
+    const value = source[field.name];
+    if (value === undefined || value === null) continue;
+    const where = prefix ? `${prefix}.${field.name}` : field.name;
+    const sub = field.resolvedType;
+    let convert: Converter | undefined;
+    if (isTensorField(field)) {
+      convert = (v, w) => {
+        if (!isNdArray(v)) throw new TesseractError(Code.INTERNAL, `output ${w}: expected an ndarray, got ${typeof v}`);
+        return encodeTensor(v);
+      };
+    } else if (sub instanceof protobuf.Type) {
+      convert = (v, w) => fromTree(sub, v, w);
+    }
+    out[field.name] = convert ? mapField(field, value, where, convert) : value;
+  }
+  return out;
+}
+
+/** Every message type a Tesseract needs, loaded once. */
+export class TesseractSchema {
+  readonly inputs: MessageSchema;
+  readonly outputs: MessageSchema;
+
+  constructor(readonly root: protobuf.Root, inputType: string, outputType: string) {
+    this.inputs = new MessageSchema(lookupType(root, inputType));
+    this.outputs = new MessageSchema(lookupType(root, outputType));
+  }
+}
+
+function lookupType(root: protobuf.Root, name: string): protobuf.Type {
+  try {
+    return root.lookupType(name);
+  } catch {
+    throw new Error(`message type ${name} is not declared in the Tesseract's .proto files`);
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * The authoring API: what a Tesseract module default-exports.
+ *
+ * `I` and `O` are the ts-proto types of the input and output messages; `apply` sees them with every
+ * `Tensor` replaced by an ndarray (see `Arrays`).
+ */
+import type { NdArray } from "ndarray";
+import type { TypedArray } from "./tensor/codec";
+
+/** A Tensor message's shape, as ts-proto generates it. */
+interface TensorLike {
+  datatype: number;
+  shape: number[];
+  data: Uint8Array;
+}
+
+/** `T` with every Tensor replaced by an ndarray over the matching typed array. */
+export type Arrays<T> = T extends TensorLike
+  ? NdArray<TypedArray>
+  : T extends Uint8Array
+    ? T
+    : T extends readonly (infer U)[]
+      ? Arrays<U>[]
+      : T extends object
+        ? { [K in keyof T]: Arrays<T[K]> }
+        : T;
+
+/** Output structure without values, for AbstractEval. */
+export interface AbstractOutput {
+  path: string;
+  shape: number[];
+  /** A DataType number. */
+  datatype: number;
+}
+
+/** Inputs seen by abstractEval: tensors may carry only a shape and datatype. */
+export interface AbstractTensor {
+  shape: number[];
+  datatype: number;
+}
+
+/** Algorithm numbers as in tesseract.v1.Algorithm. */
+export enum Algorithm {
+  UNSPECIFIED = 0,
+  CENTRAL = 1,
+  FORWARD = 2,
+  STOCHASTIC = 3,
+}
+
+/** A value fixed by the author, or computed from the inputs of the request. */
+export type PerInputs<I, V> = V | ((inputs: I) => V | undefined);
+
+export interface FiniteDifferenceDefaults<I> {
+  /** An Algorithm number (this enum or the generated tesseract.v1.Algorithm). */
+  algorithm?: PerInputs<I, Algorithm | number>;
+  eps?: PerInputs<I, number>;
+  numSamples?: PerInputs<I, number>;
+}
+
+/** Author-supplied analytic Jacobian: result[outputPath][inputPath], shape (*out, *in). */
+export type AnalyticJacobian<I> = (
+  inputs: I,
+  jacInputs: string[],
+  jacOutputs: string[],
+) => Record<string, Record<string, NdArray<Float64Array>>>;
+
+export interface TesseractDefinition<I, O> {
+  name: string;
+  version: string;
+  description: string;
+  /** Full protobuf names of the input and output messages. */
+  inputType: string;
+  outputType: string;
+  /** .proto files declaring those messages: absolute, or relative to the module's folder. */
+  protoFiles: string[];
+  /** Extra import folders (same resolution). The contract's proto/ folder is always included. */
+  protoIncludeDirs?: string[];
+  /** Checks beyond the schema; throw `invalidArgument(...)` naming the field. */
+  validate?(inputs: I): void;
+  apply(inputs: I): O | Promise<O>;
+  /** Output shapes from input shapes alone, without evaluating. */
+  abstractEval?(inputs: unknown): AbstractOutput[];
+  finiteDifferences?: FiniteDifferenceDefaults<I>;
+  /** Optional analytic gradients, used for gradient checking against finite differences. */
+  gradients?: { jacobian?: AnalyticJacobian<I> };
+}
+
+/** Identity with types: `export default defineTesseract<Inputs, Outputs>({ ... })`. */
+export function defineTesseract<I, O>(
+  definition: TesseractDefinition<Arrays<I>, Arrays<O>>,
+): TesseractDefinition<Arrays<I>, Arrays<O>> {
+  return definition;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyTesseract = TesseractDefinition<any, any>;

@@ -1,0 +1,93 @@
+/**
+ * meshstats: summary statistics of a volumetric mesh — its first point and the barycenter (mean of
+ * all points). Gradients are finite differences with eps = 1e-6 and the algorithm chosen by the
+ * inputs' `fd_algorithm` (central when unset); a request's options override both.
+ */
+import * as path from "node:path";
+import ndarray, { type NdArray } from "ndarray";
+import type { Inputs, Outputs } from "../../client/generated/tesseract/examples/meshstats/v1/meshstats";
+import { invalidArgument } from "../errors";
+import { PROTO_DIR } from "../proto-dir";
+import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../tensor/codec";
+import { defineTesseract, type AbstractTensor } from "../tesseract";
+
+const shapeText = (shape: readonly number[]) => `[${shape.join(", ")}]`;
+
+function expectTensor(value: NdArray<TypedArray> | undefined, field: string, dtype: DataType, rank: number): NdArray<TypedArray> {
+  if (!value) throw invalidArgument(`${field} is missing: expected a ${dataTypeName(dtype)} tensor of rank ${rank}`);
+  const actual = dataTypeOfArray(value.data as never);
+  if (actual !== dtype) throw invalidArgument(`${field} has datatype ${dataTypeName(actual)}, expected ${dataTypeName(dtype)}`);
+  if (value.shape.length !== rank) throw invalidArgument(`${field} has shape ${shapeText(value.shape)}, expected rank ${rank}`);
+  return value;
+}
+
+export default defineTesseract<Inputs, Outputs>({
+  name: "meshstats",
+  version: "1.0.0",
+  description: "First point and barycenter of a volumetric mesh; differentiable with respect to the points.",
+  inputType: "tesseract.examples.meshstats.v1.Inputs",
+  outputType: "tesseract.examples.meshstats.v1.Outputs",
+  protoFiles: [path.join(PROTO_DIR, "tesseract/examples/meshstats/v1/meshstats.proto")],
+
+  validate({ mesh }) {
+    if (!mesh) throw invalidArgument("mesh is missing");
+    const points = expectTensor(mesh.points, "mesh.points", DataType.DATA_TYPE_FP64, 2);
+    if (points.shape[1] !== 3) throw invalidArgument(`mesh.points has shape ${shapeText(points.shape)}, expected (n_points, 3)`);
+    if (points.shape[0] === 0) throw invalidArgument("mesh.points is empty: a mesh needs at least one point");
+    if (mesh.n_points !== points.shape[0]) {
+      throw invalidArgument(`mesh.n_points is ${mesh.n_points} but mesh.points has ${points.shape[0]} rows`);
+    }
+    const perCell = expectTensor(mesh.num_points_per_cell, "mesh.num_points_per_cell", DataType.DATA_TYPE_FP64, 1);
+    if (perCell.shape[0] !== mesh.n_cells) {
+      throw invalidArgument(`len(mesh.num_points_per_cell) is ${perCell.shape[0]}, expected mesh.n_cells = ${mesh.n_cells}`);
+    }
+    let total = 0;
+    for (let i = 0; i < perCell.shape[0]; i++) {
+      const count = Number(perCell.get(i));
+      if (!Number.isInteger(count) || count < 0) throw invalidArgument(`mesh.num_points_per_cell[${i}] is ${count}, expected a non-negative whole number`);
+      total += count;
+    }
+    const connectivity = expectTensor(mesh.cell_connectivity, "mesh.cell_connectivity", DataType.DATA_TYPE_INT32, 1);
+    if (connectivity.shape[0] !== total) {
+      throw invalidArgument(`len(mesh.cell_connectivity) is ${connectivity.shape[0]}, expected sum(mesh.num_points_per_cell) = ${total}`);
+    }
+    for (const [kind, rows, data] of [["cell_data", mesh.n_cells, mesh.cell_data], ["point_data", mesh.n_points, mesh.point_data]] as const) {
+      for (const [key, value] of Object.entries(data)) {
+        const field = `mesh.${kind}.{${key}}`;
+        const t = expectTensor(value, field, DataType.DATA_TYPE_FP64, 2);
+        if (t.shape[0] !== rows) throw invalidArgument(`${field} has ${t.shape[0]} rows, expected ${rows}`);
+      }
+    }
+  },
+
+  apply({ mesh }) {
+    const points = mesh!.points!;
+    const n = points.shape[0];
+    const first = new Float64Array(3);
+    const sum = new Float64Array(3);
+    for (let c = 0; c < 3; c++) first[c] = Number(points.get(0, c));
+    const data = points.data as Float64Array;
+    for (let i = 0; i < n; i++) {
+      for (let c = 0; c < 3; c++) sum[c] += data[points.offset + i * points.stride[0] + c * points.stride[1]];
+    }
+    return {
+      statistics: {
+        first_point_coordinates: ndarray(first, [3]),
+        barycenter: ndarray(sum.map((s) => s / n), [3]),
+      },
+    };
+  },
+
+  abstractEval(inputs) {
+    const points = (inputs as { mesh?: { points?: AbstractTensor } }).mesh?.points;
+    if (!points || points.shape.length !== 2 || points.shape[1] !== 3) {
+      throw invalidArgument(`mesh.points must have shape (n_points, 3), got ${points ? shapeText(points.shape) : "nothing"}`);
+    }
+    return [
+      { path: "statistics.first_point_coordinates", shape: [3], datatype: DataType.DATA_TYPE_FP64 },
+      { path: "statistics.barycenter", shape: [3], datatype: DataType.DATA_TYPE_FP64 },
+    ];
+  },
+
+  finiteDifferences: { eps: 1e-6, algorithm: (inputs) => inputs.fd_algorithm },
+});

@@ -1,0 +1,106 @@
+/**
+ * vectoradd: result = s·a + b, divided by its 2-norm when `normalize`. Ships its analytic Jacobian
+ * (the optional author-supplied gradient) so finite differences can be checked against it.
+ */
+import * as path from "node:path";
+import ndarray, { type NdArray } from "ndarray";
+import type { Inputs, Outputs } from "../../client/generated/tesseract/examples/vectoradd/v1/vectoradd";
+import { invalidArgument } from "../errors";
+import { PROTO_DIR } from "../proto-dir";
+import { DataType, dataTypeName, dataTypeOfArray, toFloat64, type TypedArray } from "../tensor/codec";
+import { defineTesseract, type AbstractTensor, type Arrays } from "../tesseract";
+
+type In = Arrays<Inputs>;
+
+function checkFloat(t: NdArray<TypedArray>, field: string): void {
+  const dtype = dataTypeOfArray(t.data as never);
+  if (dtype !== DataType.DATA_TYPE_FP32 && dtype !== DataType.DATA_TYPE_FP64) {
+    throw invalidArgument(`${field} has datatype ${dataTypeName(dtype)}, expected DATA_TYPE_FP32 or DATA_TYPE_FP64`);
+  }
+}
+
+const scale = (inputs: In) => (inputs.s ? Number(inputs.s.get()) : 1);
+
+/** u = s·a + b (FP64), and its norm. */
+function affine(inputs: In): { u: Float64Array; norm: number } {
+  const a = toFloat64(inputs.a!);
+  const b = toFloat64(inputs.b!);
+  const s = scale(inputs);
+  const u = a.map((x, i) => s * x + b[i]);
+  return { u, norm: Math.hypot(...u) };
+}
+
+export default defineTesseract<Inputs, Outputs>({
+  name: "vectoradd",
+  version: "1.0.0",
+  description: "s·a + b, optionally normalised to unit 2-norm; ships an analytic Jacobian.",
+  inputType: "tesseract.examples.vectoradd.v1.Inputs",
+  outputType: "tesseract.examples.vectoradd.v1.Outputs",
+  protoFiles: [path.join(PROTO_DIR, "tesseract/examples/vectoradd/v1/vectoradd.proto")],
+
+  validate({ a, b, s }) {
+    if (!a) throw invalidArgument("a is missing: expected a 1-D FP32 or FP64 tensor");
+    if (!b) throw invalidArgument("b is missing: expected a tensor shaped like a");
+    checkFloat(a, "a");
+    checkFloat(b, "b");
+    if (a.shape.length !== 1) throw invalidArgument(`a has shape [${a.shape.join(", ")}], expected 1-D`);
+    if (b.shape.length !== 1 || b.shape[0] !== a.shape[0]) throw invalidArgument(`b has shape [${b.shape.join(", ")}], expected [${a.shape[0]}] like a`);
+    if (s) {
+      checkFloat(s, "s");
+      if (s.shape.length !== 0) throw invalidArgument(`s has shape [${s.shape.join(", ")}], expected a scalar (shape [])`);
+    }
+  },
+
+  apply(inputs) {
+    const { u, norm } = affine(inputs);
+    if (inputs.normalize) {
+      if (norm === 0) throw invalidArgument("normalize is set but s·a + b is the zero vector");
+      u.forEach((x, i) => (u[i] = x / norm));
+    }
+    return { result: ndarray(u, [u.length]) };
+  },
+
+  abstractEval(inputs) {
+    const a = (inputs as { a?: AbstractTensor }).a;
+    if (!a || a.shape.length !== 1) throw invalidArgument("a must be a 1-D tensor");
+    return [{ path: "result", shape: [a.shape[0]], datatype: DataType.DATA_TYPE_FP64 }];
+  },
+
+  gradients: {
+    /**
+     * u = s·a + b: du/da = s·I, du/db = I, du/ds = a.
+     * With normalisation r = u/|u|: dr/du = (I - r rᵀ)/|u|, chained onto the above.
+     */
+    jacobian(inputs, jacInputs, jacOutputs) {
+      const { u, norm } = affine(inputs);
+      const n = u.length;
+      const a = toFloat64(inputs.a!);
+      const s = scale(inputs);
+      const r = u.map((x) => x / norm);
+      // dr/du (n × n), or the identity without normalisation.
+      const outer = (i: number, k: number) => (inputs.normalize ? ((i === k ? 1 : 0) - r[i] * r[k]) / norm : i === k ? 1 : 0);
+      const du: Record<string, { cols: number; at: (k: number, j: number) => number }> = {
+        a: { cols: n, at: (k, j) => (k === j ? s : 0) },
+        b: { cols: n, at: (k, j) => (k === j ? 1 : 0) },
+        s: { cols: 1, at: (k) => a[k] },
+      };
+      const result: Record<string, Record<string, NdArray<Float64Array>>> = {};
+      for (const out of jacOutputs) {
+        result[out] = {};
+        for (const input of jacInputs) {
+          const { cols, at } = du[input];
+          const values = new Float64Array(n * cols);
+          for (let i = 0; i < n; i++) {
+            for (let j = 0; j < cols; j++) {
+              let sum = 0;
+              for (let k = 0; k < n; k++) sum += outer(i, k) * at(k, j);
+              values[i * cols + j] = sum;
+            }
+          }
+          result[out][input] = ndarray(values, input === "s" ? [n] : [n, n]);
+        }
+      }
+      return result;
+    },
+  },
+});
