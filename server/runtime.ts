@@ -12,6 +12,7 @@ import { resolveOptions, type RequestOptions, type ResolvedOptions } from "./fd/
 import { OutputSelector } from "./fd/outputs";
 import { inputLeaf, Problem } from "./fd/problem";
 import { vjp } from "./fd/vjp";
+import { isPattern, parsePath } from "./schema/paths";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
 import { DataType, dataTypeName, dataTypeOfArray, toFloat64 } from "./tensor/codec";
 import type { AbstractOutput, AnyTesseract } from "./tesseract";
@@ -109,7 +110,7 @@ export class TesseractRuntime {
       return { path: key, shape: [...array.shape], values: toFloat64(array) };
     });
     const paths = new Set(req.outputPaths);
-    const patternFree = req.outputPaths.every((p) => !p.includes("{}") && !p.includes("[]"));
+    const patternFree = req.outputPaths.every((p) => !isPattern(parsePath(p)));
     if (patternFree) {
       // Key mistakes are caught before evaluating; shapes are checked once the outputs are known.
       for (const c of cotangent) if (!paths.has(c.path)) throw invalidArgument(`${field} has key "${c.path}", which is not in vjp_outputs (${req.outputPaths.join(", ")})`);

@@ -1,0 +1,68 @@
+/** Shared test data and comparisons. */
+import { strict as assert } from "node:assert";
+import ndarray, { type NdArray } from "ndarray";
+import { Code, TesseractError } from "../server/errors";
+
+/** A deterministic meshstats input with N points in one cell. */
+export function meshInputs(N: number, fdAlgorithm = 0) {
+  const points = new Float64Array(N * 3).map((_, i) => 10 * Math.sin(1.3 * i + 0.2));
+  return {
+    mesh: {
+      n_points: N,
+      n_cells: 1,
+      points: ndarray(points, [N, 3]),
+      num_points_per_cell: ndarray(Float64Array.of(N), [1]),
+      cell_connectivity: ndarray(Int32Array.from({ length: N }, (_, i) => i), [N]),
+      cell_data: {},
+      point_data: {},
+    },
+    fd_algorithm: fdAlgorithm,
+  };
+}
+
+/** Analytic meshstats Jacobians, shape (3, N, 3): d first/d p[i,c'] = δ(i,0)δ(c,c'); d bary = δ(c,c')/N. */
+export function meshJacobian(N: number, output: "first_point_coordinates" | "barycenter"): Float64Array {
+  const J = new Float64Array(3 * N * 3);
+  for (let c = 0; c < 3; c++) {
+    for (let i = 0; i < N; i++) {
+      const value = output === "barycenter" ? 1 / N : i === 0 ? 1 : 0;
+      J[c * N * 3 + i * 3 + c] = value;
+    }
+  }
+  return J;
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length, "lengths differ");
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
+  return max;
+}
+
+export function rms(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += (a[i] - b[i]) ** 2;
+  return Math.sqrt(sum / a.length);
+}
+
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, what = "values"): void {
+  const diff = maxAbsDiff(actual, expected);
+  assert.ok(diff <= tol, `${what}: max |difference| ${diff} exceeds ${tol}`);
+}
+
+export const f64 = (values: number[], shape = [values.length]): NdArray<Float64Array> => ndarray(Float64Array.from(values), shape);
+export const f32 = (values: number[], shape = [values.length]): NdArray<Float32Array> => ndarray(Float32Array.from(values), shape);
+
+/** Awaits a rejection and checks its code and message. */
+export async function rejects(promise: Promise<unknown> | (() => unknown), code: Code, message: RegExp): Promise<TesseractError> {
+  let error: unknown;
+  try {
+    await (typeof promise === "function" ? promise() : promise);
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(error instanceof TesseractError, `expected a TesseractError, got ${String(error)}`);
+  assert.equal(error.code, code, `code ${Code[error.code]} (${error.message})`);
+  assert.match(error.message, message);
+  return error;
+}
