@@ -1,0 +1,295 @@
+/**
+ * The bundled Tesseracts through the runtime: Jacobians, JVPs and VJPs against analytic derivatives
+ * for every algorithm, exact evaluation counts, validation, and faults raised by apply.
+ */
+import { strict as assert } from "node:assert";
+import * as path from "node:path";
+import ndarray from "ndarray";
+import { Code } from "../server/errors";
+import { loadTesseract } from "../server/loader";
+import { defaultNumSamples } from "../server/fd/rows";
+import { Algorithm } from "../server/tesseract";
+import { assertClose, f32, f64, maxAbsDiff, meshInputs, meshJacobian, rejects, rms } from "./helpers";
+
+const OUTPUTS = ["statistics.first_point_coordinates", "statistics.barycenter"];
+
+/** Counts apply calls independently of the engine's own stats. */
+function counted(name: string) {
+  const runtime = loadTesseract(name);
+  const apply = runtime.definition.apply;
+  const counter = { calls: 0 };
+  runtime.definition.apply = (inputs: unknown) => {
+    counter.calls++;
+    return apply(inputs);
+  };
+  return { runtime, counter };
+}
+
+describe("meshstats", () => {
+  for (const N of [7, 1000]) {
+    const n = 3 * N;
+    const K = defaultNumSamples(n);
+    // meshstats is linear, so central and forward are exact but for rounding: |x| ~ 10, eps 1e-6,
+    // error ~ 1e-16 * 10 / 1e-6 = 1e-9.
+    const cases = [
+      { algorithm: Algorithm.CENTRAL, name: "central", calls: 2 * n, tol: 1e-8 },
+      { algorithm: Algorithm.FORWARD, name: "forward", calls: n + 1, tol: 1e-8 },
+    ];
+    for (const { algorithm, name, calls, tol } of cases) {
+      it(`N = ${N}, ${name}: ${calls} apply calls for both outputs, exact Jacobian`, async () => {
+        const { runtime, counter } = counted("meshstats");
+        const { entries, stats } = await runtime.jacobian({ inputs: meshInputs(N), inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm } });
+        assert.equal(counter.calls, calls);
+        assert.equal(stats.apply_calls, calls);
+        assert.deepEqual(entries.map((e) => [e.outputPath, e.inputPath, e.shape]), [
+          ["statistics.first_point_coordinates", "mesh.points", [3, N, 3]],
+          ["statistics.barycenter", "mesh.points", [3, N, 3]],
+        ]);
+        assertClose(entries[0].values, meshJacobian(N, "first_point_coordinates"), tol);
+        assertClose(entries[1].values, meshJacobian(N, "barycenter"), tol);
+      });
+    }
+
+    it(`N = ${N}, stochastic: 2K = ${2 * K} apply calls, SPSA error at its theoretical size`, async () => {
+      const { runtime, counter } = counted("meshstats");
+      const { entries } = await runtime.jacobian({ inputs: meshInputs(N), inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: Algorithm.STOCHASTIC, seed: 3 } });
+      assert.equal(counter.calls, 2 * K);
+      // Row c of d first/d points has one 1; every other entry j gets mean_k(D_k0c D_kj): RMS 1/sqrt(K).
+      const error = rms(entries[0].values, meshJacobian(N, "first_point_coordinates"));
+      assert.ok(error > 0.5 / Math.sqrt(K) && error < 1.5 / Math.sqrt(K), `RMS ${error}, theory ${1 / Math.sqrt(K)}`);
+    });
+  }
+
+  it("the algorithm comes from inputs.fd_algorithm, and request options override it", async () => {
+    const { runtime, counter } = counted("meshstats");
+    const inputs = meshInputs(7, Algorithm.FORWARD);
+    await runtime.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS });
+    assert.equal(counter.calls, 22);
+    counter.calls = 0;
+    await runtime.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: Algorithm.CENTRAL } });
+    assert.equal(counter.calls, 42);
+    assert.equal(runtime.options(inputs).eps, 1e-6);
+    assert.equal(runtime.options(inputs, { eps: 1e-3 }).eps, 1e-3);
+  });
+
+  it("JVP: 2 apply calls; VJP: 2n apply calls, both exact", async () => {
+    const N = 50;
+    const { runtime, counter } = counted("meshstats");
+    const tangent = ndarray(Float64Array.from({ length: 3 * N }, (_, i) => Math.cos(i)), [N, 3]);
+    const jvp = await runtime.jvp({ inputs: meshInputs(N), inputPaths: ["mesh.points"], outputPaths: OUTPUTS, tangent: { "mesh.points": tangent } });
+    assert.equal(counter.calls, 2);
+    const mean = [0, 1, 2].map((c) => Array.from({ length: N }, (_, i) => tangent.get(i, c)).reduce((a, b) => a + b) / N);
+    // Exact for a linear map but for rounding: ulp(|f| ~ 10) / (2 eps / |v|), |v| ~ 8.7: ~1e-8.
+    assertClose(jvp.result["statistics.barycenter"].data, mean, 2e-8);
+    assertClose(jvp.result["statistics.first_point_coordinates"].data, [tangent.get(0, 0), tangent.get(0, 1), tangent.get(0, 2)], 2e-8);
+
+    counter.calls = 0;
+    const cot = { "statistics.first_point_coordinates": f64([1, 2, 3]), "statistics.barycenter": f64([-1, 0, 4]) };
+    const vjp = await runtime.vjp({ inputs: meshInputs(N), inputPaths: ["mesh.points"], outputPaths: OUTPUTS, cotangent: cot });
+    assert.equal(counter.calls, 6 * N);
+    const expected = new Float64Array(3 * N).map((_, k) => (k < 3 ? [1, 2, 3][k] : 0) + [-1, 0, 4][k % 3] / N);
+    assertClose(vjp.result["mesh.points"].data, expected, 1e-8);
+    assert.deepEqual(vjp.result["mesh.points"].shape, [N, 3]);
+  });
+
+  it("validates the mesh with precise messages", () => {
+    const { runtime } = counted("meshstats");
+    const validate = (edit: (i: ReturnType<typeof meshInputs>) => void) => () => {
+      const inputs = meshInputs(4);
+      edit(inputs);
+      runtime.definition.validate!(inputs);
+    };
+    const cases: [(i: ReturnType<typeof meshInputs>) => void, RegExp][] = [
+      [(i) => (i.mesh.n_cells = 2), /^len\(mesh\.num_points_per_cell\) is 1, expected mesh\.n_cells = 2$/],
+      [(i) => (i.mesh.num_points_per_cell = f64([3]) as never), /^len\(mesh\.cell_connectivity\) is 4, expected sum\(mesh\.num_points_per_cell\) = 3$/],
+      [(i) => (i.mesh.num_points_per_cell = f64([2.5]) as never), /^mesh\.num_points_per_cell\[0\] is 2\.5, expected a non-negative whole number$/],
+      [(i) => (i.mesh.points = ndarray(new Float64Array(8), [4, 2])), /^mesh\.points has shape \[4, 2\], expected \(n_points, 3\)$/],
+      [(i) => (i.mesh.points = ndarray(new Float32Array(12), [4, 3]) as never), /^mesh\.points has datatype DATA_TYPE_FP32, expected DATA_TYPE_FP64$/],
+      [(i) => (i.mesh.points = undefined as never), /^mesh\.points is missing/],
+      [(i) => (i.mesh.n_points = 5), /^mesh\.n_points is 5 but mesh\.points has 4 rows$/],
+      [(i) => (i.mesh.cell_data = { "t.k": f64([1, 2], [2, 1]) } as never), /^mesh\.cell_data\.\{t\.k\} has 2 rows, expected 1$/],
+    ];
+    for (const [edit, message] of cases) assert.throws(validate(edit), (e: { code: number; message: string }) => e.code === Code.INVALID_ARGUMENT && message.test(e.message));
+  });
+
+  it("abstractEval gives the output shapes from the points' shape", () => {
+    const { runtime } = counted("meshstats");
+    const outputs = runtime.abstractEval({ mesh: { points: { shape: [1000, 3], datatype: 11 } } });
+    assert.deepEqual(outputs, [
+      { path: "statistics.first_point_coordinates", shape: [3], datatype: 11 },
+      { path: "statistics.barycenter", shape: [3], datatype: 11 },
+    ]);
+  });
+});
+
+describe("vectoradd", () => {
+  const inputs = (normalize: boolean, fp32 = false) => ({
+    a: (fp32 ? f32 : f64)([1.5, -2, 0.25, 4]),
+    b: (fp32 ? f32 : f64)([0.5, 1, -3, 2]),
+    s: ndarray(Float64Array.of(1.7), []),
+    normalize,
+  });
+  const PATHS = ["a", "b", "s"];
+
+  for (const normalize of [false, true]) {
+    for (const [algorithm, name, tol] of [[Algorithm.CENTRAL, "central", 1e-9], [Algorithm.FORWARD, "forward", 1e-5]] as const) {
+      it(`${normalize ? "normalised" : "plain"}, ${name}: matches the analytic Jacobian`, async () => {
+        const { runtime, counter } = counted("vectoradd");
+        const x = inputs(normalize);
+        const { entries } = await runtime.jacobian({ inputs: x, inputPaths: PATHS, outputPaths: ["result"], options: { algorithm, eps: name === "central" ? 1e-5 : 1e-8 } });
+        assert.equal(counter.calls, name === "central" ? 18 : 10);
+        const exact = runtime.definition.gradients!.jacobian!(x, PATHS, ["result"]);
+        // Central: h^2 |f'''| ~ 1e-10 here (zero when plain); forward: h/2 |f''| + 1e-16/h ~ 1e-8.
+        for (const e of entries) assertClose(e.values, exact.result[e.inputPath].data, tol, e.inputPath);
+      });
+    }
+  }
+
+  it("the analytic Jacobian is s·I, I and a without normalisation", () => {
+    const { runtime } = counted("vectoradd");
+    const exact = runtime.definition.gradients!.jacobian!(inputs(false), PATHS, ["result"]);
+    const eye = (k: number) => Float64Array.from({ length: 16 }, (_, i) => (i % 5 === 0 ? k : 0));
+    assert.deepEqual(exact.result.a.data, eye(1.7));
+    assert.deepEqual(exact.result.b.data, eye(1));
+    assert.deepEqual(exact.result.s.data, Float64Array.of(1.5, -2, 0.25, 4));
+    assert.deepEqual(exact.result.s.shape, [4]);
+  });
+
+  it("FP32 inputs: derivatives within FP32 rounding", async () => {
+    const { runtime } = counted("vectoradd");
+    const x = inputs(true, true);
+    const { entries } = await runtime.jacobian({ inputs: x, inputPaths: ["a", "b"], outputPaths: ["result"], options: { eps: 1e-3 } });
+    const exact = runtime.definition.gradients!.jacobian!(x, ["a", "b"], ["result"]);
+    // The output is computed in FP64 from FP32 inputs, so only the step rounds to FP32 — and the
+    // engine divides by the rounded step. Left: truncation h^2 |f'''| ~ 1e-6.
+    for (const e of entries) assertClose(e.values, exact.result[e.inputPath].data, 1e-5, e.inputPath);
+  });
+
+  it("JVP and VJP agree with the analytic Jacobian (2 and 2n calls)", async () => {
+    const { runtime, counter } = counted("vectoradd");
+    const x = inputs(true);
+    const J = runtime.definition.gradients!.jacobian!(x, PATHS, ["result"]).result;
+    const va = f64([0.1, 0.2, -0.3, 0.4]);
+    const vs = ndarray(Float64Array.of(-2), []);
+    const { result } = await runtime.jvp({ inputs: x, inputPaths: ["a", "s"], outputPaths: ["result"], tangent: { a: va, s: vs } });
+    assert.equal(counter.calls, 2);
+    const expected = [0, 1, 2, 3].map((i) => [0, 1, 2, 3].reduce((sum, j) => sum + J.a.get(i, j) * va.get(j), 0) + J.s.get(i) * -2);
+    assertClose(result.result.data, expected, 1e-9);
+
+    counter.calls = 0;
+    const c = f64([1, -1, 2, 0.5]);
+    const vjp = await runtime.vjp({ inputs: x, inputPaths: PATHS, outputPaths: ["result"], cotangent: { result: c } });
+    assert.equal(counter.calls, 2 * 9);
+    assertClose(vjp.result.b.data, [0, 1, 2, 3].map((j) => [0, 1, 2, 3].reduce((s, i) => s + c.get(i) * J.b.get(i, j), 0)), 1e-9);
+    assertClose(vjp.result.s.data, [[0, 1, 2, 3].reduce((s, i) => s + c.get(i) * J.s.get(i), 0)], 1e-9);
+    assert.deepEqual(vjp.result.s.shape, []);
+  });
+});
+
+describe("univariate (Rosenbrock, FP32)", () => {
+  const at = (x: number, y: number) => ({ x: f32([x], []), y: f32([y], []) });
+  const gradient = (x: number, y: number, a = 1, b = 100) => [-2 * (a - x) - 4 * b * x * (y - x * x), 2 * b * (y - x * x)];
+
+  for (const [algorithm, name] of [[Algorithm.CENTRAL, "central"], [Algorithm.FORWARD, "forward"], [Algorithm.STOCHASTIC, "stochastic (n = 2 < 10 samples: central)"]] as const) {
+    it(`${name}: gradient within FP32 tolerance`, async () => {
+      const { runtime } = counted("univariate");
+      const x = Math.fround(0.5);
+      const y = Math.fround(0.7);
+      const { entries } = await runtime.jacobian({ inputs: at(x, y), inputPaths: ["x", "y"], outputPaths: ["result"], options: { algorithm } });
+      const [gx, gy] = gradient(x, y);
+      // f ~ 20.5 rounds to FP32 (ulp 1.9e-6); over a step of 1e-3 that is ~2e-3, plus truncation
+      // (h^2 f''' ~ 1e-6 central; h/2 f'' ~ 0.2 forward, f''_xx = 2 - 400(y - 3x^2) ~ 22).
+      const tol = name === "forward" ? 0.3 : 1e-2;
+      assert.ok(Math.abs(entries[0].values[0] - gx) < tol, `d/dx ${entries[0].values[0]} vs ${gx}`);
+      assert.ok(Math.abs(entries[1].values[0] - gy) < tol, `d/dy ${entries[1].values[0]} vs ${gy}`);
+      assert.deepEqual(entries[0].shape, []);
+    });
+  }
+
+  it("JVP and VJP", async () => {
+    const { runtime, counter } = counted("univariate");
+    const [gx, gy] = gradient(Math.fround(-1.2), 1);
+    const jvp = await runtime.jvp({ inputs: at(-1.2, 1), inputPaths: ["x", "y"], outputPaths: ["result"], tangent: { x: f32([1], []), y: f32([2], []) } });
+    assert.equal(counter.calls, 2);
+    assert.ok(Math.abs(jvp.result.result.get() - (gx + 2 * gy)) < 0.05, `${jvp.result.result.get()} vs ${gx + 2 * gy}`);
+    const vjp = await runtime.vjp({ inputs: at(-1.2, 1), inputPaths: ["x", "y"], outputPaths: ["result"], cotangent: { result: f64([3], []) } });
+    assert.ok(Math.abs(vjp.result.x.get() - 3 * gx) < 0.05 && Math.abs(vjp.result.y.get() - 3 * gy) < 0.05);
+  });
+
+  it("rejects FP64 scalars with the field named", () => {
+    const { runtime } = counted("univariate");
+    assert.throws(() => runtime.definition.validate!({ x: f64([1], []), y: f32([1], []) }), /^Error|x has datatype DATA_TYPE_FP64, expected DATA_TYPE_FP32$/);
+  });
+});
+
+describe("bad tangents and cotangents", () => {
+  const base = () => ({ inputs: meshInputs(4), inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"] });
+  const { runtime, counter } = counted("meshstats");
+  beforeEach(() => (counter.calls = 0));
+
+  const tangents: [string, Record<string, ndarray.NdArray>, RegExp][] = [
+    ["missing key", {}, /^tangent_vector is missing input "mesh\.points" \(shape \[4, 3\]\)$/],
+    ["extra key", { "mesh.points": f64(new Array(12).fill(1), [4, 3]), "mesh.other": f64([1]) }, /^tangent_vector has key "mesh\.other", which is not in jvp_inputs \(mesh\.points\)$/],
+    ["wrong shape", { "mesh.points": f64(new Array(12).fill(1), [3, 4]) }, /^tangent_vector\.\{mesh\.points\} has shape \[3, 4\], expected \[4, 3\] like the input$/],
+    ["wrong dtype", { "mesh.points": ndarray(new Int32Array(12), [4, 3]) }, /^tangent_vector\.\{mesh\.points\} has datatype DATA_TYPE_INT32, expected DATA_TYPE_FP32 or DATA_TYPE_FP64$/],
+  ];
+  for (const [what, tangent, message] of tangents) {
+    it(`tangent: ${what}, rejected before evaluating`, async () => {
+      await rejects(runtime.jvp({ ...base(), tangent }), Code.INVALID_ARGUMENT, message);
+      assert.equal(counter.calls, 0);
+    });
+  }
+
+  const cotangents: [string, Record<string, ndarray.NdArray>, RegExp, number][] = [
+    ["missing key", {}, /^cotangent_vector is missing output "statistics\.barycenter"$/, 0],
+    ["extra key", { "statistics.barycenter": f64([1, 2, 3]), nope: f64([1]) }, /^cotangent_vector has key "nope", which is not in vjp_outputs \(statistics\.barycenter\)$/, 0],
+    ["wrong dtype", { "statistics.barycenter": ndarray(Uint8Array.of(1, 2, 3), [3]) }, /^cotangent_vector\.\{statistics\.barycenter\} has datatype DATA_TYPE_UINT8/, 0],
+    // The output's shape is only known after one evaluation.
+    ["wrong shape", { "statistics.barycenter": f64([1, 2]) }, /^cotangent_vector\.\{statistics\.barycenter\} has shape \[2\], expected \[3\] like the output$/, 1],
+  ];
+  for (const [what, cotangent, message, calls] of cotangents) {
+    it(`cotangent: ${what}`, async () => {
+      await rejects(runtime.vjp({ ...base(), cotangent }), Code.INVALID_ARGUMENT, message);
+      assert.equal(counter.calls, calls);
+    });
+  }
+
+  it("bad jac paths name the path and list the differentiable ones, before evaluating", async () => {
+    const cases: [string[], string[], RegExp][] = [
+      [[], OUTPUTS, /^jac_inputs is empty: name at least one differentiable input path; available: mesh\.points$/],
+      [["mesh.n_points"], OUTPUTS, /^jac_inputs: input path "mesh\.n_points" is not differentiable; differentiable input paths: mesh\.points$/],
+      [["mesh.pts"], OUTPUTS, /^jac_inputs: input path "mesh\.pts" does not exist; differentiable input paths: mesh\.points$/],
+      [["mesh.points"], [], /^jac_outputs is empty/],
+      [["mesh.points"], ["statistics.mean"], /^jac_outputs: output path "statistics\.mean" is not a differentiable path; differentiable output paths: statistics\.first_point_coordinates, statistics\.barycenter$/],
+      [["mesh.points", "mesh.points"], OUTPUTS, /^jac_inputs: input path "mesh\.points" is listed more than once$/],
+      [["mesh..points"], OUTPUTS, /bad path "mesh\.\.points": empty segment at position 5/],
+    ];
+    for (const [inputPaths, outputPaths, message] of cases) {
+      await rejects(runtime.jacobian({ inputs: meshInputs(4), inputPaths, outputPaths }), Code.INVALID_ARGUMENT, message);
+    }
+    assert.equal(counter.calls, 0);
+  });
+});
+
+describe("faults raised by apply", () => {
+  const fixture = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
+  const runtime = loadTesseract(fixture);
+  const inputs = (mode: string) => ({ x: f64([0.999999, 2]), y: f64([0.5], []), params: {}, blocks: [], mode });
+
+  it("an exception names the evaluation that failed", async () => {
+    await rejects(runtime.jacobian({ inputs: inputs("throw"), inputPaths: ["x", "y"], outputPaths: ["f"] }), Code.UNKNOWN, /^evaluation at y \+ h failed: y is too large for this model$/);
+  });
+
+  it("NaN names the output element and the evaluation", async () => {
+    await rejects(runtime.jacobian({ inputs: inputs("nan"), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-5 } }), Code.FAILED_PRECONDITION, /^evaluation at x\[0\] \+ h failed: apply returned NaN in output f at flat index 0$/);
+  });
+
+  it("an output changing shape between evaluations is the Tesseract's fault", async () => {
+    await rejects(runtime.jacobian({ inputs: inputs("reshape"), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-5 } }), Code.INTERNAL, /^evaluation at x\[0\] - h failed: apply returned output f with shape \[2\], earlier \[1\]$/);
+  });
+
+  it("non-finite values in unrequested outputs do not matter", async () => {
+    const { entries } = await runtime.jacobian({ inputs: inputs("nan"), inputPaths: ["y"], outputPaths: ["g"] });
+    assert.ok(maxAbsDiff(entries[0].values, [Math.exp(0.5)]) < 1e-8);
+  });
+});
