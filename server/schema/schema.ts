@@ -90,7 +90,9 @@ export class MessageSchema {
     }
     let message: protobuf.Message;
     try {
-      message = this.type.decode(any.value ?? new Uint8Array(0));
+      // A plain Uint8Array view: protobufjs' Buffer reader silently shortens a truncated string.
+      const bytes = any.value ?? new Uint8Array(0);
+      message = this.type.decode(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     } catch (e) {
       throw invalidArgument(`${field}: cannot decode ${this.fullName}: ${(e as Error).message}`);
     }
@@ -130,7 +132,12 @@ export class MessageSchema {
       throw invalidArgument(`${field} is empty: name at least one differentiable ${side} path; available: ${available()}`);
     }
     return requested.map((requestedPath) => {
-      const segments = parsePath(requestedPath);
+      let segments: Segment[];
+      try {
+        segments = parsePath(requestedPath);
+      } catch (e) {
+        throw invalidArgument(`${field}: ${(e as Error).message}; differentiable ${side} paths: ${available()}`);
+      }
       if (!this.differentiablePatterns.some((p) => matchesPattern(segments, p))) {
         const what = tree === undefined ? "is not a differentiable path" : getAtPath(tree, segments) === undefined ? "does not exist" : "is not differentiable";
         throw invalidArgument(`${field}: ${side} path "${requestedPath}" ${what}; differentiable ${side} paths: ${available()}`);

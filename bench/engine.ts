@@ -1,0 +1,95 @@
+/**
+ * `npm run bench`: the finite-difference engine on meshstats, in-process (no gRPC yet).
+ * For each N and endpoint: wall time, apply calls, calls/s, and the overhead ratio
+ * wall / (calls × bare apply), with the bare apply timed in the same run. Prints a table and
+ * writes bench/results/engine.json. Configurations whose estimate exceeds TIME_CAP_S are skipped.
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import ndarray from "ndarray";
+import { loadTesseract } from "../server/loader";
+import { Algorithm } from "../server/tesseract";
+
+const TIME_CAP_S = Number(process.env.BENCH_TIME_CAP_S ?? 20);
+const SIZES = (process.env.BENCH_SIZES ?? "10,100,1000,10000").split(",").map(Number);
+const OUTPUTS = ["statistics.first_point_coordinates", "statistics.barycenter"];
+
+function meshInputs(N: number) {
+  return {
+    mesh: {
+      n_points: N,
+      n_cells: 1,
+      points: ndarray(new Float64Array(N * 3).map((_, i) => Math.sin(i)), [N, 3]),
+      num_points_per_cell: ndarray(Float64Array.of(N), [1]),
+      cell_connectivity: ndarray(Int32Array.from({ length: N }, (_, i) => i), [N]),
+      cell_data: {},
+      point_data: {},
+    },
+    fd_algorithm: 0,
+  };
+}
+
+/** Median seconds per call of bare apply, over enough calls to take ~0.2 s. */
+async function bareApplySeconds(apply: (i: unknown) => unknown, inputs: unknown): Promise<number> {
+  const samples: number[] = [];
+  for (let round = 0; round < 5; round++) {
+    let calls = 0;
+    const start = performance.now();
+    while (performance.now() - start < 40) {
+      await apply(inputs);
+      calls++;
+    }
+    samples.push((performance.now() - start) / 1000 / calls);
+  }
+  return samples.sort((a, b) => a - b)[2];
+}
+
+async function main() {
+  const runtime = loadTesseract("meshstats");
+  const results: Record<string, unknown>[] = [];
+  for (const N of SIZES) {
+    const inputs = meshInputs(N);
+    const n = 3 * N;
+    const bare = await bareApplySeconds(runtime.definition.apply, inputs);
+    const base = { inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS };
+    const cot = { "statistics.first_point_coordinates": ndarray(Float64Array.of(1, 2, 3), [3]), "statistics.barycenter": ndarray(Float64Array.of(1, 1, 1), [3]) };
+    const tangent = { "mesh.points": ndarray(new Float64Array(n).fill(1), [N, 3]) };
+    const runs: [string, number, () => Promise<{ stats: { apply_calls: number; wall_seconds: number } }>][] = [
+      ["jacobian central", 2 * n, () => runtime.jacobian({ ...base, options: { algorithm: Algorithm.CENTRAL } })],
+      ["jacobian forward", n + 1, () => runtime.jacobian({ ...base, options: { algorithm: Algorithm.FORWARD } })],
+      ["jacobian stochastic", 2 * Math.max(10, Math.floor(Math.sqrt(n))), () => runtime.jacobian({ ...base, options: { algorithm: Algorithm.STOCHASTIC, seed: 1 } })],
+      ["jvp central", 2, () => runtime.jvp({ ...base, tangent })],
+      ["vjp central", 2 * n, () => runtime.vjp({ ...base, cotangent: cot })],
+    ];
+    for (const [endpoint, planned, run] of runs) {
+      const estimate = planned * bare * 3;
+      if (estimate > TIME_CAP_S) {
+        results.push({ N, endpoint, skipped: `estimated ${estimate.toFixed(0)} s > cap ${TIME_CAP_S} s` });
+        continue;
+      }
+      await run(); // warm-up
+      const { stats } = await run();
+      results.push({
+        N,
+        endpoint,
+        wall_ms: +(stats.wall_seconds * 1000).toFixed(2),
+        apply_calls: stats.apply_calls,
+        calls_per_s: Math.round(stats.apply_calls / stats.wall_seconds),
+        bare_apply_us: +(bare * 1e6).toFixed(2),
+        overhead: +(stats.wall_seconds / (stats.apply_calls * bare)).toFixed(2),
+      });
+    }
+  }
+  console.table(results);
+  const out = path.join(__dirname, "../../bench/results");
+  fs.mkdirSync(out, { recursive: true });
+  const file = path.join(out, "engine.json");
+  fs.writeFileSync(file, JSON.stringify({ machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version }, results }, null, 2));
+  console.log(`wrote ${path.relative(process.cwd(), file)}`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

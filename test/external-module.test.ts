@@ -1,0 +1,181 @@
+/**
+ * A Tesseract defined OUTSIDE the source tree (a user's project in a temporary folder, with its own
+ * node_modules), loaded by path exactly like a bundled one.
+ */
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import type { NdArray } from "ndarray";
+import { loadTesseract } from "../server/loader";
+import { PROTO_DIR } from "../server/proto-dir";
+import type { TesseractRuntime } from "../server/runtime";
+import { DataType } from "../server/tensor/codec";
+
+const repoRoot = path.join(__dirname, "../..");
+const fixtureDir = path.join(repoRoot, "test/fixtures/polynomial");
+
+const bytes = (a: ArrayBufferView): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+const fp64 = (values: number[], shape = [values.length]) => ({ datatype: DataType.DATA_TYPE_FP64, shape, data: bytes(Float64Array.from(values)) });
+
+function flat(a: unknown): number[] {
+  const nd = a as NdArray<any>;
+  const out: number[] = [];
+  const n = nd.shape.reduce((p, d) => p * d, 1);
+  const idx = new Array<number>(nd.shape.length).fill(0);
+  for (let k = 0; k < n; k++) {
+    out.push(Number(nd.get(...idx)));
+    for (let j = idx.length - 1; j >= 0 && ++idx[j] === nd.shape[j]; j--) idx[j] = 0;
+  }
+  return out;
+}
+
+function close(actual: ArrayLike<number>, expected: readonly number[], tol: number, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < expected.length; i++) {
+    const err = Math.abs(actual[i]! - expected[i]!);
+    assert.ok(err <= tol, `${what}[${i}] = ${actual[i]}, expected ${expected[i]} (error ${err} > ${tol})`);
+  }
+}
+
+describe("a Tesseract module outside the source tree", () => {
+  let tmpDir: string;
+  let modulePath: string;
+  let runtime: TesseractRuntime;
+  let calls: () => number;
+
+  before(() => {
+    tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "tesseract-grpc-external-"));
+    for (const file of ["polynomial.js", "polynomial.proto"]) fs.copyFileSync(path.join(fixtureDir, file), path.join(tmpDir, file));
+    // A user project has its own dependencies installed; ours stand in for them.
+    fs.symlinkSync(path.join(repoRoot, "node_modules"), path.join(tmpDir, "node_modules"), "dir");
+    modulePath = path.join(tmpDir, "polynomial.js");
+    runtime = loadTesseract(modulePath);
+    // The same module instance the loader required (same resolved path), so its counter is the one apply bumps.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    calls = (require(modulePath) as { calls: () => number }).calls;
+  });
+
+  after(() => {
+    if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
+  });
+
+  const inputsAny = (message: Record<string, unknown>) => ({
+    type_url: runtime.schema.inputs.typeUrl,
+    value: runtime.schema.inputs.type.encode(message).finish(),
+  });
+
+  it("is loaded from the temporary folder, not from the fixture", () => {
+    assert.ok(!modulePath.startsWith(repoRoot), `${modulePath} lies outside ${repoRoot}`);
+    const files = runtime.schema.root.files;
+    assert.ok(files.includes(path.join(tmpDir, "polynomial.proto")), `proto loaded from the module's folder: ${files.join(", ")}`);
+    assert.ok(!files.some((f) => f.startsWith(fixtureDir)), `nothing loaded from the fixture: ${files.join(", ")}`);
+    // The import "tesseract/v1/tensor.proto" comes from the contract's proto/ folder.
+    assert.ok(files.includes(path.join(PROTO_DIR, "tesseract/v1/tensor.proto")), `tensor.proto from ${PROTO_DIR}: ${files.join(", ")}`);
+    assert.equal(require.resolve(modulePath), modulePath);
+  });
+
+  it("describes itself like a bundled Tesseract", () => {
+    const d = runtime.definition;
+    assert.equal(d.name, "polynomial");
+    assert.equal(d.version, "0.0.1");
+    assert.equal(d.description, "Test functions with known derivatives.");
+    assert.equal(runtime.schema.inputs.fullName, "tesseract.testing.polynomial.v1.Inputs");
+    assert.equal(runtime.schema.outputs.fullName, "tesseract.testing.polynomial.v1.Outputs");
+    assert.equal(runtime.schema.inputs.typeUrl, "type.googleapis.com/tesseract.testing.polynomial.v1.Inputs");
+    assert.deepEqual(runtime.schema.inputs.differentiablePatternNames(), ["x", "y", "params.{}", "blocks.[].w"]);
+    assert.deepEqual(runtime.schema.outputs.differentiablePatternNames(), ["f", "named.{}", "g"]);
+    const options = runtime.options({});
+    assert.equal(options.algorithm, "central");
+    assert.equal(options.eps, 1e-5);
+  });
+
+  it("applies to decoded inputs and its outputs encode", async () => {
+    const x = [0.5, -1, 2];
+    const y = 0.25;
+    const inputs = runtime.decodeInputs(inputsAny({ x: fp64(x), y: fp64([y], []), params: { "a.b": fp64([1, -2]) }, blocks: [{ w: fp64([3]) }, { w: fp64([1, 2]) }] }));
+    const before = calls();
+    const out = (await runtime.apply(inputs)) as Record<string, unknown>;
+    assert.equal(calls() - before, 1);
+    const sum = x.reduce((a, b) => a + b, 0);
+    assert.deepEqual(flat(out.f), x.map((v) => v ** 3 + y * Math.sin(v)));
+    assert.deepEqual(Object.keys(out.named as object), ["a.b"]);
+    assert.deepEqual(flat((out.named as Record<string, unknown>)["a.b"]), [1 * sum, 4 * sum]);
+    assert.deepEqual(flat(out.g), [9 + 1 + 4 + Math.exp(y)]);
+    const back = runtime.schema.outputs.decodeAny(runtime.encodeOutputs(out), "outputs");
+    assert.deepEqual(flat(back.f), flat(out.f));
+    assert.deepEqual(flat(back.g), flat(out.g));
+    assert.deepEqual(flat(back.count_out), [3]);
+    assert.ok((back.count_out as NdArray).data instanceof Int32Array);
+  });
+
+  it("computes the Jacobian of f and g w.r.t. x and y with the module's defaults, in exactly 2n apply calls", async () => {
+    const x = [0.3, -1.2, 2.0, 0.75];
+    const y = 0.7;
+    const n = x.length + 1; // x's elements plus the scalar y
+    const inputs = runtime.decodeInputs(inputsAny({ x: fp64(x), y: fp64([y], []), params: { p: fp64([2]) }, blocks: [{ w: fp64([0.5, 1.5]) }] }));
+    const before = calls();
+    const { entries, stats } = await runtime.jacobian({ inputs, inputPaths: ["x", "y"], outputPaths: ["f", "g"] });
+
+    // Central differences: 2 evaluations per input element, none for the base point.
+    assert.equal(stats.apply_calls, 2 * n);
+    assert.equal(calls() - before, 2 * n);
+    assert.ok(stats.wall_seconds >= 0);
+
+    assert.deepEqual(
+      entries.map((e) => [e.outputPath, e.inputPath, e.shape]),
+      [
+        ["f", "x", [4, 4]],
+        ["f", "y", [4]],
+        ["g", "x", [4]],
+        ["g", "y", []],
+      ],
+    );
+    const [fx, fy, gx, gy] = entries;
+
+    // Error of central differences with h = 1e-5 (the module's eps): truncation h²/6·|f'''| with
+    // |∂³f_i/∂x_i³| = |6 - y cos x_i| ≤ 6.7 and |∂³f_i/∂y³| = 0, |∂³g/∂y³| = e^y ≈ 2, i.e. ≤ 1.2e-10;
+    // plus rounding of f(x±h) (|f| ≤ 9 here, |g| ≤ 5) ≈ 2·1.1e-16·|f|/h ≤ 2e-10. The quotient divides
+    // by the step actually taken, so the step's representation adds nothing. 1e-8 leaves a 30× margin
+    // and still fails for a forward difference (error h/2·|f''| ≈ 6e-5) or a wrong step.
+    const tol = 1e-8;
+    const dfdx: number[] = [];
+    x.forEach((xi, i) => x.forEach((_, j) => dfdx.push(i === j ? 3 * xi * xi + y * Math.cos(xi) : 0)));
+    close(fx!.values, dfdx, tol, "df/dx");
+    close(fy!.values, x.map(Math.sin), tol, "df/dy");
+    close(gy!.values, [Math.exp(y)], tol, "dg/dy");
+    // f_i does not depend on x_j (j ≠ i) and g not on x at all: those differences are exactly zero.
+    x.forEach((_, i) => x.forEach((__, j) => i !== j && assert.equal(fx!.values[i * x.length + j], 0, `df${i}/dx${j}`)));
+    assert.deepEqual([...gx!.values], [0, 0, 0, 0]);
+
+    // The base inputs are restored after perturbing.
+    assert.deepEqual(flat(inputs.x), x);
+    assert.deepEqual(flat(inputs.y), [y]);
+  });
+
+  it("rejects a path that does not exist", () => {
+    const missing = path.join(tmpDir, "missing.js");
+    assert.throws(
+      () => loadTesseract(missing),
+      (e: Error) => e.message === `"${missing}" is neither a bundled Tesseract (meshstats, vectoradd, univariate) nor an existing module path`,
+    );
+  });
+
+  it("rejects a module that does not default-export a definition, naming the file and the missing key", () => {
+    const cases: [string, string, string][] = [
+      ["bad-partial.js", `module.exports = { default: { name: "bad", version: "1", apply() { return {}; } } };`, "inputType"],
+      ["bad-empty.js", `module.exports = {};`, "name"],
+      ["bad-number.js", `module.exports = 42;`, "name"],
+      ["bad-noproto.js", `exports.default = { name: "p", inputType: "a.B", outputType: "a.C", apply() {} };`, "protoFiles"],
+    ];
+    for (const [file, source, key] of cases) {
+      const badPath = path.join(tmpDir, file);
+      fs.writeFileSync(badPath, source);
+      assert.throws(
+        () => loadTesseract(badPath),
+        (e: Error) => e.message === `${badPath} does not default-export a Tesseract definition: "${key}" is missing`,
+        file,
+      );
+    }
+  });
+});
