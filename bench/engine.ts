@@ -10,25 +10,11 @@ import * as path from "node:path";
 import ndarray from "ndarray";
 import { loadTesseract } from "../server/loader";
 import { Algorithm } from "../server/tesseract";
+import { sampleMeshInputs } from "../server/tesseracts/samples";
 
 const TIME_CAP_S = Number(process.env.BENCH_TIME_CAP_S ?? 20);
 const SIZES = (process.env.BENCH_SIZES ?? "10,100,1000,10000").split(",").map(Number);
 const OUTPUTS = ["statistics.first_point_coordinates", "statistics.barycenter"];
-
-function meshInputs(N: number) {
-  return {
-    mesh: {
-      n_points: N,
-      n_cells: 1,
-      points: ndarray(new Float64Array(N * 3).map((_, i) => Math.sin(i)), [N, 3]),
-      num_points_per_cell: ndarray(Float64Array.of(N), [1]),
-      cell_connectivity: ndarray(Int32Array.from({ length: N }, (_, i) => i), [N]),
-      cell_data: {},
-      point_data: {},
-    },
-    fd_algorithm: 0,
-  };
-}
 
 /** Median seconds per call of bare apply, over enough calls to take ~0.2 s. */
 async function bareApplySeconds(apply: (i: unknown) => unknown, inputs: unknown): Promise<number> {
@@ -49,7 +35,7 @@ async function main() {
   const runtime = loadTesseract("meshstats");
   const results: Record<string, unknown>[] = [];
   for (const N of SIZES) {
-    const inputs = meshInputs(N);
+    const inputs = sampleMeshInputs(N);
     const n = 3 * N;
     const bare = await bareApplySeconds(runtime.definition.apply, inputs);
     const base = { inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS };

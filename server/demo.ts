@@ -2,25 +2,9 @@
  * `npm run demo`: differentiates the meshstats Tesseract in-process with every algorithm and prints
  * the apply calls and the max error against the analytic Jacobian, for N = 7 and N = 1000 points.
  */
-import ndarray from "ndarray";
 import { loadTesseract } from "./loader";
 import { Algorithm } from "./tesseract";
-
-function meshInputs(N: number) {
-  const points = new Float64Array(N * 3).map((_, i) => 10 * Math.sin(1.3 * i + 0.2));
-  return {
-    mesh: {
-      n_points: N,
-      n_cells: 1,
-      points: ndarray(points, [N, 3]),
-      num_points_per_cell: ndarray(Float64Array.of(N), [1]),
-      cell_connectivity: ndarray(Int32Array.from({ length: N }, (_, i) => i), [N]),
-      cell_data: {},
-      point_data: {},
-    },
-    fd_algorithm: Algorithm.UNSPECIFIED,
-  };
-}
+import { sampleMeshInputs } from "./tesseracts/samples";
 
 /** d first/d p[i, c'] = δ(i, 0) δ(c, c');  d barycenter/d p[i, c'] = δ(c, c') / N. */
 function exact(output: string, N: number, c: number, i: number, k: number): number {
@@ -33,7 +17,7 @@ async function main() {
   const outputs = ["statistics.first_point_coordinates", "statistics.barycenter"];
   const rows: Record<string, string | number>[] = [];
   for (const N of [7, 1000]) {
-    const inputs = meshInputs(N);
+    const inputs = sampleMeshInputs(N);
     runtime.definition.validate?.(inputs);
     for (const [name, algorithm] of [["central", Algorithm.CENTRAL], ["forward", Algorithm.FORWARD], ["stochastic", Algorithm.STOCHASTIC]] as const) {
       const { entries, stats } = await runtime.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: outputs, options: { algorithm, seed: 1 } });

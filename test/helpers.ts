@@ -3,22 +3,7 @@ import { strict as assert } from "node:assert";
 import ndarray, { type NdArray } from "ndarray";
 import { Code, TesseractError } from "../server/errors";
 
-/** A deterministic meshstats input with N points in one cell. */
-export function meshInputs(N: number, fdAlgorithm = 0) {
-  const points = new Float64Array(N * 3).map((_, i) => 10 * Math.sin(1.3 * i + 0.2));
-  return {
-    mesh: {
-      n_points: N,
-      n_cells: 1,
-      points: ndarray(points, [N, 3]),
-      num_points_per_cell: ndarray(Float64Array.of(N), [1]),
-      cell_connectivity: ndarray(Int32Array.from({ length: N }, (_, i) => i), [N]),
-      cell_data: {},
-      point_data: {},
-    },
-    fd_algorithm: fdAlgorithm,
-  };
-}
+export { sampleMeshInputs as meshInputs } from "../server/tesseracts/samples";
 
 /** Analytic meshstats Jacobians, shape (3, N, 3): d first/d p[i,c'] = δ(i,0)δ(c,c'); d bary = δ(c,c')/N. */
 export function meshJacobian(N: number, output: "first_point_coordinates" | "barycenter"): Float64Array {
