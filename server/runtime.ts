@@ -4,17 +4,18 @@
  */
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
-import { Code, invalidArgument, TesseractError } from "./errors";
+import { Code, invalidArgument, isTesseractError, TesseractError } from "./errors";
 import { InlineEvaluator } from "./eval/inline";
-import { jacobian, type JacobianEntry } from "./fd/jacobian";
+import { checkJacobianSize, jacobian, type JacobianEntry } from "./fd/jacobian";
+import { plannedEvaluations, rows } from "./fd/rows";
 import { jvp } from "./fd/jvp";
-import { resolveOptions, type RequestOptions, type ResolvedOptions } from "./fd/options";
+import { ENGINE_DEFAULTS, resolveOptions, type RequestOptions, type ResolvedOptions } from "./fd/options";
 import { OutputSelector } from "./fd/outputs";
 import { inputLeaf, Problem } from "./fd/problem";
 import { vjp } from "./fd/vjp";
-import { isPattern, parsePath } from "./schema/paths";
+import { isPattern, matchesPattern, parsePath } from "./schema/paths";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
-import { DataType, dataTypeName, dataTypeOfArray, toFloat64 } from "./tensor/codec";
+import { DataType, dataTypeName, dataTypeOfArray, isNdArray, toFloat64 } from "./tensor/codec";
 import type { AbstractOutput, AnyTesseract } from "./tesseract";
 
 export interface EvaluationStats {
@@ -37,13 +38,31 @@ interface Fields {
   outputs: string;
 }
 
+const JACOBIAN_FIELDS: Fields = { inputs: "jac_inputs", outputs: "jac_outputs" };
+
+/** A copy of the tree's structure with each ndarray leaf replaced by { shape, datatype }. */
+function abstractView(tree: unknown): unknown {
+  if (isNdArray(tree)) return { shape: [...tree.shape], datatype: dataTypeOfArray(tree.data as never) };
+  if (Array.isArray(tree)) return tree.map(abstractView);
+  if (tree !== null && typeof tree === "object" && Object.getPrototypeOf(tree) === Object.prototype) {
+    return Object.fromEntries(Object.entries(tree).map(([k, v]) => [k, abstractView(v)]));
+  }
+  return tree;
+}
+
 export class TesseractRuntime {
   readonly schema: TesseractSchema;
+
+  /** Absolute paths of the Tesseract's .proto files and extra import folders. */
+  readonly protoFiles: string[];
+  readonly protoIncludeDirs: string[];
 
   /** `moduleDir` anchors the definition's relative .proto paths. */
   constructor(readonly definition: AnyTesseract, moduleDir: string) {
     const resolve = (p: string) => path.resolve(moduleDir, p);
-    const root = loadRoot(definition.protoFiles.map(resolve), (definition.protoIncludeDirs ?? []).map(resolve));
+    this.protoFiles = definition.protoFiles.map(resolve);
+    this.protoIncludeDirs = [moduleDir, ...(definition.protoIncludeDirs ?? []).map(resolve)];
+    const root = loadRoot(this.protoFiles, this.protoIncludeDirs);
     this.schema = new TesseractSchema(root, definition.inputType, definition.outputType);
   }
 
@@ -58,13 +77,53 @@ export class TesseractRuntime {
     return this.schema.outputs.encodeAny(outputs);
   }
 
+  /** Runs apply once; a failure that is not a TesseractError becomes UNKNOWN with its message. */
   async apply(inputs: Record<string, unknown>): Promise<unknown> {
-    return this.definition.apply(inputs);
+    try {
+      return await this.definition.apply(inputs);
+    } catch (e) {
+      if (isTesseractError(e)) throw e;
+      throw new TesseractError(Code.UNKNOWN, `apply failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    }
+  }
+
+  /** Any -> tree in which tensors may be abstract ({ shape, datatype } without data). */
+  decodeAbstractInputs(any: AnyMessage | null | undefined, field = "inputs"): Record<string, unknown> {
+    return this.schema.inputs.decodeAny(any, field, { abstract: true });
   }
 
   abstractEval(inputs: Record<string, unknown>): AbstractOutput[] {
-    if (!this.definition.abstractEval) throw new TesseractError(Code.UNIMPLEMENTED, `Tesseract ${this.definition.name} does not define abstractEval`);
-    return this.definition.abstractEval(inputs);
+    if (!this.definition.abstractEval) {
+      throw new TesseractError(Code.UNIMPLEMENTED, `Tesseract "${this.definition.name}" does not define abstractEval, so AbstractEval is not available`);
+    }
+    return this.definition.abstractEval(abstractView(inputs));
+  }
+
+  /** DescribeResponse. Defaults computed from the inputs are reported as unset. */
+  describe() {
+    const d = this.definition;
+    const fixed = <V>(v: V | ((inputs: never) => unknown) | undefined) => (typeof v === "function" ? undefined : v);
+    return {
+      name: d.name,
+      version: d.version,
+      description: d.description,
+      input_type: this.schema.inputs.fullName,
+      output_type: this.schema.outputs.fullName,
+      differentiable_inputs: this.schema.inputs.differentiablePatternNames(),
+      differentiable_outputs: this.schema.outputs.differentiablePatternNames(),
+      defaults: {
+        algorithm: fixed(d.finiteDifferences?.algorithm) ?? 0,
+        eps: fixed(d.finiteDifferences?.eps) ?? ENGINE_DEFAULTS.eps,
+        num_samples: fixed(d.finiteDifferences?.numSamples),
+      },
+      endpoints: this.endpoints(),
+    };
+  }
+
+  /** The RPCs this Tesseract serves. */
+  endpoints(): string[] {
+    const all = ["Apply", "Jacobian", "JacobianRows", "JacobianVectorProduct", "VectorJacobianProduct", "AbstractEval", "Describe"];
+    return all.filter((e) => e !== "AbstractEval" || this.definition.abstractEval);
   }
 
   /** Options after precedence: request > Tesseract defaults > engine defaults. */
@@ -86,14 +145,35 @@ export class TesseractRuntime {
     return { apply_calls: problem.calls, wall_seconds: (performance.now() - started) / 1000 };
   }
 
-  async jacobian(req: GradientRequest): Promise<{ entries: JacobianEntry[]; stats: EvaluationStats }> {
-    const { problem, options, started } = this.setup(req, { inputs: "jac_inputs", outputs: "jac_outputs" });
-    const entries = await jacobian(problem, options);
+  /**
+   * `maxBytes` bounds the result. With abstractEval it is checked before any evaluation; without,
+   * as soon as the first evaluation has told the output shapes.
+   */
+  async jacobian(req: GradientRequest & { maxBytes?: number }): Promise<{ entries: JacobianEntry[]; stats: EvaluationStats }> {
+    const { problem, options, leaves, started } = this.setup(req, JACOBIAN_FIELDS);
+    if (req.maxBytes !== undefined && this.definition.abstractEval) {
+      const patterns = req.outputPaths.map(parsePath);
+      const predicted = this.abstractEval(req.inputs).filter((o) => patterns.some((p) => matchesPattern(parsePath(o.path), p)));
+      checkJacobianSize(predicted.map((o) => o.shape), leaves.map((l) => l.size), req.maxBytes);
+    }
+    const entries = await jacobian(problem, options, req.maxBytes);
     return { entries, stats: this.stats(problem, started) };
   }
 
+  /** The Jacobian row by row, as produced (JacobianRows); `stats()` once the rows are drained. */
+  jacobianRows(req: GradientRequest) {
+    const { problem, options, leaves, started } = this.setup(req, JACOBIAN_FIELDS);
+    return {
+      leaves,
+      problem,
+      plannedEvaluations: plannedEvaluations(problem.size, options),
+      rows: rows(problem, options),
+      stats: () => this.stats(problem, started),
+    };
+  }
+
   /** `tangent` is keyed by input path, each shaped like its input. Result keyed by output path. */
-  async jvp(req: GradientRequest & { tangent: Record<string, NdArray> }): Promise<{ result: Record<string, NdArray<Float64Array>>; stats: EvaluationStats }> {
+  async jvp(req: GradientRequest & { tangent: Record<string, NdArray<any>> }): Promise<{ result: Record<string, NdArray<Float64Array>>; stats: EvaluationStats }> {
     const { problem, leaves, options, started } = this.setup(req, { inputs: "jvp_inputs", outputs: "jvp_outputs" });
     const tangent = matchVectors("tangent_vector", req.tangent, leaves, "jvp_inputs");
     const values = await jvp(problem, tangent, options);
@@ -102,7 +182,7 @@ export class TesseractRuntime {
   }
 
   /** `cotangent` is keyed by output path, each shaped like its output. Result keyed by input path. */
-  async vjp(req: GradientRequest & { cotangent: Record<string, NdArray> }): Promise<{ result: Record<string, NdArray<Float64Array>>; stats: EvaluationStats }> {
+  async vjp(req: GradientRequest & { cotangent: Record<string, NdArray<any>> }): Promise<{ result: Record<string, NdArray<Float64Array>>; stats: EvaluationStats }> {
     const field = "cotangent_vector";
     const { problem, leaves, options, evaluator, started } = this.setup(req, { inputs: "vjp_inputs", outputs: "vjp_outputs" });
     const cotangent = Object.entries(req.cotangent).map(([key, array]) => {
@@ -122,7 +202,7 @@ export class TesseractRuntime {
   }
 }
 
-function checkFloating(field: string, key: string, array: NdArray): void {
+function checkFloating(field: string, key: string, array: NdArray<any>): void {
   const dtype = dataTypeOfArray(array.data as never);
   if (dtype !== DataType.DATA_TYPE_FP64 && dtype !== DataType.DATA_TYPE_FP32) {
     throw invalidArgument(`${field}.{${key}} has datatype ${dataTypeName(dtype)}, expected DATA_TYPE_FP32 or DATA_TYPE_FP64`);
@@ -130,7 +210,7 @@ function checkFloating(field: string, key: string, array: NdArray): void {
 }
 
 /** Tangents in leaf order: exactly one per differentiated input, same shape, floating point. */
-function matchVectors(field: string, vectors: Record<string, NdArray>, leaves: { path: string; shape: number[] }[], pathsField: string): Float64Array[] {
+function matchVectors(field: string, vectors: Record<string, NdArray<any>>, leaves: { path: string; shape: number[] }[], pathsField: string): Float64Array[] {
   for (const key of Object.keys(vectors)) {
     if (!leaves.some((l) => l.path === key)) {
       throw invalidArgument(`${field} has key "${key}", which is not in ${pathsField} (${leaves.map((l) => l.path).join(", ")})`);

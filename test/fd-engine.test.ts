@@ -47,7 +47,7 @@ function leaf(path: string, values: number[], fp32 = false): InputLeaf {
 }
 
 function setup(leaves: InputLeaf[], fn: Fn, outputSizes: number[], signal?: AbortSignal) {
-  const evaluator = new FunctionEvaluator(leaves, fn, outputSizes.map((n, i) => ({ path: `out${i}`, shape: [n] })));
+  const evaluator = new FunctionEvaluator(leaves, fn, outputSizes.map((n, i) => ({ path: `out${i}`, shape: [n], datatype: 11 })));
   return { evaluator, problem: new Problem(leaves, evaluator, signal) };
 }
 

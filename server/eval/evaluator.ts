@@ -15,6 +15,8 @@ export type Perturbation = readonly Change[];
 export interface OutputInfo {
   path: string;
   shape: number[];
+  /** The output's own DataType (values reach the engine as FP64 whatever it is). */
+  datatype: number;
 }
 
 export interface Evaluator {

@@ -1,4 +1,5 @@
 /** The full Jacobian, assembled from rows: one FP64 array of shape (*output_shape, *input_shape) per pair. */
+import { Code, TesseractError } from "../errors";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
 import { rows } from "./rows";
@@ -17,30 +18,41 @@ export async function ensureOutputs(problem: Problem) {
   return problem.outputs!;
 }
 
-export async function jacobian(problem: Problem, options: ResolvedOptions): Promise<JacobianEntry[]> {
+const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** Refuses a Jacobian of more than `maxBytes` (FP64 values of every output × input pair). */
+export function checkJacobianSize(outputShapes: readonly number[][], inputSizes: readonly number[], maxBytes: number): void {
+  const values = outputShapes.reduce((sum, shape) => sum + sizeOf(shape), 0) * inputSizes.reduce((a, b) => a + b, 0);
+  if (8 * values > maxBytes) {
+    throw new TesseractError(
+      Code.RESOURCE_EXHAUSTED,
+      `the Jacobian has ${values} FP64 values (${8 * values} bytes), over the ${maxBytes}-byte message limit; stream it row by row with JacobianRows`,
+    );
+  }
+}
+
+/** `maxBytes` bounds the result; it is checked as soon as the output shapes are known. */
+export async function jacobian(problem: Problem, options: ResolvedOptions, maxBytes = Infinity): Promise<JacobianEntry[]> {
+  const allocate = (outputs = problem.outputs!): JacobianEntry[][] => {
+    checkJacobianSize(outputs.map((o) => o.shape), problem.leaves.map((l) => l.size), maxBytes);
+    return outputs.map((out) =>
+      problem.leaves.map((leaf) => ({
+        outputPath: out.path,
+        inputPath: leaf.path,
+        shape: [...out.shape, ...leaf.shape],
+        values: new Float64Array(sizeOf(out.shape) * leaf.size),
+      })),
+    );
+  };
   let entries: JacobianEntry[][] | undefined; // [output][leaf]
   for await (const row of rows(problem, options)) {
-    entries ??= allocate(problem);
+    entries ??= allocate();
     const size = problem.leaves[row.leaf].size;
     row.values.forEach((values, o) => {
       const target = entries![o][row.leaf].values;
       for (let p = 0; p < values.length; p++) target[p * size + row.index] = values[p];
     });
   }
-  entries ??= allocate(problem, await ensureOutputs(problem));
+  entries ??= allocate(await ensureOutputs(problem));
   return entries.flat();
-}
-
-function allocate(problem: Problem, outputs = problem.outputs!): JacobianEntry[][] {
-  return outputs.map((out) =>
-    problem.leaves.map((leaf) => {
-      const outSize = out.shape.reduce((a, b) => a * b, 1);
-      return {
-        outputPath: out.path,
-        inputPath: leaf.path,
-        shape: [...out.shape, ...leaf.shape],
-        values: new Float64Array(outSize * leaf.size),
-      };
-    }),
-  );
 }

@@ -8,7 +8,7 @@ import { Code, TesseractError } from "../errors";
 import type { OutputInfo } from "../eval/evaluator";
 import type { MessageSchema } from "../schema/schema";
 import { getAtPath, type Segment } from "../schema/paths";
-import { isNdArray, toFloat64 } from "../tensor/codec";
+import { dataTypeOfArray, isNdArray, toFloat64 } from "../tensor/codec";
 
 export class OutputSelector {
   private resolved: { info: OutputInfo; segments: Segment[] }[] | undefined;
@@ -28,7 +28,7 @@ export class OutputSelector {
   select(outputTree: unknown): Float64Array[] {
     if (!this.resolved) {
       this.resolved = this.schema.resolveDifferentiable(outputTree, this.requested, this.field, "output").map((leaf) => ({
-        info: { path: leaf.path, shape: [...leaf.array.shape] },
+        info: { path: leaf.path, shape: [...leaf.array.shape], datatype: dataTypeOfArray(leaf.array.data) },
         segments: leaf.segments,
       }));
     }

@@ -53,6 +53,9 @@ export function elementName(leaf: InputLeaf, flatIndex: number): string {
   return `${leaf.path}[${index.join(", ")}]`;
 }
 
+/** How long evaluations may run back to back before the event loop gets a turn. */
+const YIELD_EVERY_MS = 1;
+
 export class Problem {
   constructor(
     readonly leaves: readonly InputLeaf[],
@@ -73,8 +76,15 @@ export class Problem {
     return this.evaluator.calls;
   }
 
+  private lastYield = performance.now();
+
   /** One evaluation; `what` describes the perturbation for error messages ("x[2] + h"). */
   async evaluate(perturbation: Perturbation, what: () => string): Promise<Float64Array[]> {
+    // A synchronous apply never gives I/O a turn: let cancellations and health checks through.
+    if (performance.now() - this.lastYield > YIELD_EVERY_MS) {
+      await new Promise(setImmediate);
+      this.lastYield = performance.now();
+    }
     this.signal?.throwIfAborted();
     try {
       return await this.evaluator.evaluate(perturbation);

@@ -4,6 +4,7 @@
  * Jacobian is ever held: memory is O(n + m). With the stochastic rule this is SPSA on phi.
  */
 import { invalidArgument } from "../errors";
+import { DataType } from "../tensor/codec";
 import type { Evaluator, OutputInfo, Perturbation } from "../eval/evaluator";
 import type { ResolvedOptions } from "./options";
 import { Problem } from "./problem";
@@ -26,7 +27,7 @@ class ContractedEvaluator implements Evaluator {
   ) {}
 
   get outputs(): OutputInfo[] | undefined {
-    return this.inner.outputs && [{ path: "phi", shape: [] }];
+    return this.inner.outputs && [{ path: "phi", shape: [], datatype: DataType.DATA_TYPE_FP64 }];
   }
 
   get calls(): number {

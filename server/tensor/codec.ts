@@ -317,3 +317,8 @@ export function toFloat64(a: NdArray<any>): Float64Array {
   gather(a, out, converter(DataType.DATA_TYPE_FP64));
   return out;
 }
+
+/** Wire form of flat row-major FP64 values without copying them (results of the engine). */
+export function fp64Tensor(values: Float64Array, shape: number[]): TensorWire {
+  return { datatype: DataType.DATA_TYPE_FP64, shape, data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) };
+}

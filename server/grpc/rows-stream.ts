@@ -1,0 +1,83 @@
+/**
+ * JacobianRows: the engine's rows turned into stream messages — header first, each row split so that
+ * no message exceeds the budget, stats last — and written with backpressure: when the transport's
+ * buffer is full, the producer (and so the engine) waits for 'drain' or cancellation.
+ */
+import { once } from "node:events";
+import type { ServerWritableStream } from "@grpc/grpc-js";
+import type { OutputInfo } from "../eval/evaluator";
+import type { Row } from "../fd/rows";
+import { ensureOutputs } from "../fd/jacobian";
+import type { InputLeaf } from "../fd/problem";
+import type { GradientRequest, TesseractRuntime } from "../runtime";
+import { DataType, fp64Tensor } from "../tensor/codec";
+
+/** Upper bounds of the protobuf framing around a row and around each slice (tags, lengths, varints). */
+const ROW_OVERHEAD = 32;
+const SLICE_OVERHEAD = 64;
+/** The smallest budget that still fits a slice of one value next to long paths. */
+export const MIN_CHUNK_BYTES = 1024;
+
+type RowsMessage = Record<string, unknown>;
+
+/** Splits one row into messages of at most `budget` bytes, slices in output order, offsets increasing. */
+export function* rowMessages(row: Row, inputPath: string, outputs: readonly OutputInfo[], budget: number): Generator<RowsMessage> {
+  const capacity = budget - ROW_OVERHEAD - Buffer.byteLength(inputPath);
+  let slices: Record<string, unknown>[] = [];
+  let used = 0;
+  const flush = () => {
+    const message = { row: { input_path: inputPath, input_index: row.index, slices } };
+    slices = [];
+    used = 0;
+    return message;
+  };
+  for (const [o, values] of row.values.entries()) {
+    const path = outputs[o].path;
+    const sliceOverhead = SLICE_OVERHEAD + Buffer.byteLength(path);
+    for (let offset = 0; offset < values.length; ) {
+      const room = Math.floor((capacity - used - sliceOverhead) / 8);
+      if (room < 1) {
+        yield flush();
+        continue;
+      }
+      const take = Math.min(room, values.length - offset);
+      slices.push({ output_path: path, offset, values: fp64Tensor(values.subarray(offset, offset + take), [take]) });
+      used += sliceOverhead + 8 * take;
+      offset += take;
+    }
+  }
+  if (slices.length > 0) yield flush();
+}
+
+function pathShapes(leaves: readonly InputLeaf[], outputs: readonly OutputInfo[]) {
+  return {
+    inputs: leaves.map((l) => ({ path: l.path, shape: l.shape, datatype: l.fp32 ? DataType.DATA_TYPE_FP32 : DataType.DATA_TYPE_FP64 })),
+    outputs: outputs.map((o) => ({ path: o.path, shape: o.shape, datatype: o.datatype })),
+  };
+}
+
+/** Every message of one JacobianRows call, produced lazily. */
+export async function* jacobianRowsMessages(runtime: TesseractRuntime, req: GradientRequest, budget: number): AsyncGenerator<RowsMessage> {
+  const { leaves, problem, plannedEvaluations, rows, stats } = runtime.jacobianRows(req);
+  const header = (outputs: OutputInfo[]) => ({
+    header: { ...pathShapes(leaves, outputs), total_rows: problem.size, planned_evaluations: plannedEvaluations },
+  });
+  let sentHeader = false;
+  for await (const row of rows) {
+    if (!sentHeader) {
+      yield header(problem.outputs!);
+      sentHeader = true;
+    }
+    yield* rowMessages(row, leaves[row.leaf].path, problem.outputs!, budget);
+  }
+  if (!sentHeader) yield header(await ensureOutputs(problem));
+  yield { stats: stats() };
+}
+
+/** Writes messages honouring backpressure; after a cancel 'drain' never fires, so the signal ends the wait. */
+export async function writeAll(call: ServerWritableStream<unknown, unknown>, messages: AsyncIterable<RowsMessage>, signal: AbortSignal): Promise<void> {
+  for await (const message of messages) {
+    signal.throwIfAborted();
+    if (!call.write(message)) await once(call, "drain", { signal });
+  }
+}

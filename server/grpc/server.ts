@@ -1,0 +1,88 @@
+/** Starts a gRPC server for one Tesseract, with health checking and reflection. */
+import * as grpc from "@grpc/grpc-js";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation } from "grpc-health-check";
+import { loadTesseract } from "../loader";
+import { createLogger, type Logger } from "../log";
+import type { TesseractRuntime } from "../runtime";
+import { loadDefinition, SERVICE_NAME } from "./definition";
+import { createHandlers } from "./handlers";
+import { MIN_CHUNK_BYTES } from "./rows-stream";
+
+export interface ServeOptions {
+  /** A loaded runtime, a bundled name or a module path. */
+  tesseract: TesseractRuntime | string;
+  /** Default 127.0.0.1: never exposed beyond this machine unless asked. */
+  host?: string;
+  /** Default 50051; 0 picks a free port. */
+  port?: number;
+  /** JacobianRows message budget; default 1 MiB. */
+  streamChunkBytes?: number;
+  /** Receive and send limit for every message; default 64 MiB. */
+  maxMessageBytes?: number;
+  logger?: Logger;
+}
+
+export interface RunningServer {
+  host: string;
+  port: number;
+  /** host:port, with IPv6 hosts bracketed. */
+  address: string;
+  server: grpc.Server;
+  health: HealthImplementation;
+  runtime: TesseractRuntime;
+  /** Stops accepting calls and waits for running ones (forcing them after `graceMs`). */
+  close(graceMs?: number): Promise<void>;
+}
+
+export const DEFAULTS = { host: "127.0.0.1", port: 50051, streamChunkBytes: 1 << 20, maxMessageBytes: 64 << 20 };
+
+export function formatAddress(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export async function startServer(options: ServeOptions): Promise<RunningServer> {
+  const host = options.host ?? DEFAULTS.host;
+  const streamChunkBytes = options.streamChunkBytes ?? DEFAULTS.streamChunkBytes;
+  const maxMessageBytes = options.maxMessageBytes ?? DEFAULTS.maxMessageBytes;
+  if (!(streamChunkBytes >= MIN_CHUNK_BYTES && streamChunkBytes <= maxMessageBytes)) {
+    throw new Error(`stream chunk bytes must be between ${MIN_CHUNK_BYTES} and the max message bytes (${maxMessageBytes}), got ${streamChunkBytes}`);
+  }
+  const log = options.logger ?? createLogger();
+  const runtime = typeof options.tesseract === "string" ? loadTesseract(options.tesseract) : options.tesseract;
+  const { packageDefinition, service } = loadDefinition(runtime);
+
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": maxMessageBytes,
+    "grpc.max_send_message_length": maxMessageBytes,
+  });
+  server.addService(service, createHandlers(runtime, { streamChunkBytes, maxMessageBytes }, log));
+  const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
+  health.addToServer(server);
+  new ReflectionService(packageDefinition).addToServer(server);
+
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(formatAddress(host, options.port ?? DEFAULTS.port), grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
+  );
+  log.info({ tesseract: runtime.definition.name, host, port, streamChunkBytes, maxMessageBytes }, "serving");
+
+  return {
+    host,
+    port,
+    address: formatAddress(host, port),
+    server,
+    health,
+    runtime,
+    close(graceMs = 5000) {
+      health.setStatus("", "NOT_SERVING");
+      health.setStatus(SERVICE_NAME, "NOT_SERVING");
+      return new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.forceShutdown(), graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+    },
+  };
+}
