@@ -1,9 +1,10 @@
 /**
  * The gRPC service definition, loaded with @grpc/proto-loader from the contract plus the Tesseract's
- * own .proto files, so that reflection can describe its input and output messages too.
+ * own .proto files and the health protocol, so that reflection describes all of them.
  */
 import * as protoLoader from "@grpc/proto-loader";
 import type { ServiceDefinition } from "@grpc/grpc-js";
+import { protoPath as HEALTH_PROTO } from "grpc-health-check";
 import { PROTO_DIR } from "../proto-dir";
 import type { TesseractRuntime } from "../runtime";
 
@@ -24,7 +25,7 @@ export const LOADER_OPTIONS: protoLoader.Options = {
 };
 
 export function loadDefinition(runtime: TesseractRuntime): { packageDefinition: protoLoader.PackageDefinition; service: ServiceDefinition } {
-  const packageDefinition = protoLoader.loadSync(["tesseract/v1/tesseract.proto", ...runtime.protoFiles], {
+  const packageDefinition = protoLoader.loadSync(["tesseract/v1/tesseract.proto", HEALTH_PROTO, ...runtime.protoFiles], {
     ...LOADER_OPTIONS,
     includeDirs: [PROTO_DIR, ...runtime.protoIncludeDirs],
   });

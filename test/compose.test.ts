@@ -1,0 +1,396 @@
+/**
+ * Static checks of the container files (Dockerfile, .dockerignore, docker-compose.yml): no Docker engine
+ * runs in CI, so this is what keeps them in step with the build (the CLI's compiled path, the port,
+ * the health command, the files the image copies).
+ */
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { parse as parseYaml } from "yaml";
+
+const ROOT = path.join(__dirname, "../..");
+const read = (rel: string): string => fs.readFileSync(path.join(ROOT, rel), "utf8");
+const exists = (rel: string): boolean => fs.existsSync(path.join(ROOT, rel));
+
+const PORT = 50051;
+const CLI = "dist/server/cli.js";
+const HEALTH = ["node", CLI, "health", "--address", `127.0.0.1:${PORT}`];
+const SERVE = ["serve", "meshstats", "--port", String(PORT)];
+
+// ---- Dockerfile ----
+
+interface Instruction {
+  keyword: string; // upper case
+  args: string; // continuations joined
+}
+interface Stage {
+  image: string;
+  name?: string;
+  instructions: Instruction[];
+}
+
+/** Splits a Dockerfile into stages of instructions: comments dropped, `\` continuations joined. */
+function parseDockerfile(text: string): Stage[] {
+  const stages: Stage[] = [];
+  let pending = "";
+  const logical: string[] = [];
+  for (const raw of text.split(/\r?\n/)) {
+    if (/^\s*#/.test(raw)) continue; // comments (and parser directives), also inside continuations
+    const continued = /\\\s*$/.test(raw);
+    pending += (pending ? " " : "") + raw.replace(/\\\s*$/, "").trim();
+    if (continued) continue;
+    if (pending.trim()) logical.push(pending.trim());
+    pending = "";
+  }
+  if (pending.trim()) logical.push(pending.trim());
+  for (const line of logical) {
+    const match = /^(\S+)\s*(.*)$/s.exec(line)!;
+    const instruction = { keyword: match[1].toUpperCase(), args: match[2].trim() };
+    if (instruction.keyword === "FROM") {
+      const words = instruction.args.split(/\s+/).filter((w) => !w.startsWith("--"));
+      const as = words.findIndex((w) => w.toUpperCase() === "AS");
+      stages.push({ image: words[0], name: as >= 0 ? words[as + 1] : undefined, instructions: [] });
+    } else {
+      assert.ok(stages.length > 0, `Dockerfile: ${instruction.keyword} before the first FROM`);
+      stages[stages.length - 1].instructions.push(instruction);
+    }
+  }
+  return stages;
+}
+
+/** Exec form (a JSON array) as is; shell form as `/bin/sh -c ...`. */
+function argv(args: string): string[] {
+  if (args.startsWith("[")) return JSON.parse(args) as string[];
+  return ["/bin/sh", "-c", args];
+}
+
+/** Leading `--name=value` options, and what follows them. */
+function options(args: string): { opts: Map<string, string>; rest: string } {
+  const opts = new Map<string, string>();
+  let rest = args;
+  for (let m: RegExpExecArray | null; (m = /^--([a-z-]+)=(\S+)\s+/.exec(rest)); ) {
+    opts.set(m[1], m[2]);
+    rest = rest.slice(m[0].length);
+  }
+  return { opts, rest };
+}
+
+/** `K=V K2="V 2"` (or the legacy `K V`) to a map. */
+function envVars(args: string): Map<string, string> {
+  const vars = new Map<string, string>();
+  if (!/^[^\s=]+=/.test(args)) {
+    const [key, ...value] = args.split(/\s+/);
+    vars.set(key, value.join(" "));
+    return vars;
+  }
+  for (const m of args.matchAll(/([^\s=]+)=("(?:[^"\\]|\\.)*"|\S*)/g)) {
+    vars.set(m[1], m[2].startsWith('"') ? (JSON.parse(m[2]) as string) : m[2]);
+  }
+  return vars;
+}
+
+function last(stage: Stage, keyword: string): Instruction | undefined {
+  return stage.instructions.filter((i) => i.keyword === keyword).pop();
+}
+
+/** A Go duration ("10s", "1m30s", "500ms") in seconds; Docker and Compose both use them. */
+function seconds(duration: string): number {
+  const units: Record<string, number> = { ns: 1e-9, us: 1e-6, µs: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
+  assert.match(duration, /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/, `not a duration: ${duration}`);
+  let total = 0;
+  for (const m of duration.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) total += Number(m[1]) * units[m[2]];
+  return total;
+}
+
+/** Health-check timings that neither flap nor take minutes to notice a dead server. */
+function assertSaneTimings(where: string, t: { interval?: string; timeout?: string; retries?: number; startPeriod?: string }): void {
+  assert.ok(t.interval !== undefined, `${where}: interval is not set`);
+  assert.ok(t.timeout !== undefined, `${where}: timeout is not set`);
+  assert.ok(t.retries !== undefined, `${where}: retries is not set`);
+  const interval = seconds(t.interval);
+  const timeout = seconds(t.timeout);
+  assert.ok(interval >= 1 && interval <= 300, `${where}: interval ${t.interval} outside 1s..5m`);
+  assert.ok(timeout > 0 && timeout <= interval, `${where}: timeout ${t.timeout} not in (0, interval]`);
+  assert.ok(Number.isInteger(t.retries) && t.retries >= 1 && t.retries <= 10, `${where}: retries ${t.retries} not in 1..10`);
+  if (t.startPeriod !== undefined) assert.ok(seconds(t.startPeriod) >= 0, `${where}: bad start period`);
+}
+
+/** A .dockerignore matcher: Docker's rules (root-anchored globs, `**`, `!` exceptions, last match wins). */
+function dockerignore(text: string): (rel: string) => boolean {
+  const toRegExp = (glob: string): RegExp => {
+    let re = "";
+    for (let i = 0; i < glob.length; i++) {
+      const c = glob[i];
+      if (c === "*" && glob[i + 1] === "*") {
+        i++;
+        if (glob[i + 1] === "/") {
+          i++;
+          re += "(?:.*/)?";
+        } else re += ".*";
+      } else if (c === "*") re += "[^/]*";
+      else if (c === "?") re += "[^/]";
+      else re += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+    }
+    return new RegExp(`^${re}$`);
+  };
+  const rules = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("#"))
+    .map((l) => {
+      const negate = l.startsWith("!");
+      const glob = path.posix.normalize((negate ? l.slice(1) : l).trim()).replace(/^\/+|\/+$/g, "");
+      return { negate, re: toRegExp(glob) };
+    });
+  return (rel) => {
+    const parts = path.posix.normalize(rel).split("/");
+    let excluded = false;
+    for (const rule of rules) {
+      // A pattern excludes a path when it matches the path or one of its parent folders.
+      for (let i = 1; i <= parts.length; i++) {
+        if (rule.re.test(parts.slice(0, i).join("/"))) {
+          excluded = !rule.negate;
+          break;
+        }
+      }
+    }
+    return excluded;
+  };
+}
+
+// ---- docker-compose.yml ----
+
+interface ComposeService {
+  build?: string | { context?: string; dockerfile?: string };
+  command?: string | string[];
+  ports?: (string | number | { target?: number | string; published?: number | string })[];
+  restart?: string;
+  healthcheck?: {
+    test?: string | string[];
+    interval?: string;
+    timeout?: string;
+    retries?: number;
+    start_period?: string;
+    disable?: boolean;
+  };
+}
+
+/** A healthcheck `test` as the argv it runs (`CMD` form; `CMD-SHELL` and strings split on blanks). */
+function healthArgv(test: string | string[] | undefined): string[] {
+  assert.ok(test !== undefined, "healthcheck has no test");
+  if (typeof test === "string") return test.trim().split(/\s+/);
+  const [kind, ...rest] = test;
+  if (kind === "CMD") return rest;
+  assert.equal(kind, "CMD-SHELL", `healthcheck test kind ${kind}`);
+  return rest.join(" ").trim().split(/\s+/);
+}
+
+/** `"[ip:]host:container[/proto]"` or `{ target, published }` to [host, container] ports. */
+function portPair(entry: string | number | { target?: number | string; published?: number | string }): [string, string] {
+  if (typeof entry === "object") return [String(entry.published ?? ""), String(entry.target ?? "")];
+  const parts = String(entry).replace(/\/(tcp|udp)$/, "").split(":");
+  const container = parts[parts.length - 1];
+  return [parts.length >= 2 ? parts[parts.length - 2] : "", container];
+}
+
+describe("container files", () => {
+  const stages = parseDockerfile(read("Dockerfile"));
+  const runtime = stages[stages.length - 1];
+  const ignored = dockerignore(read(".dockerignore"));
+  const compose = parseYaml(read("docker-compose.yml")) as { services?: Record<string, ComposeService> };
+  const service = compose.services?.meshstats;
+  const dockerHealth = (() => {
+    const check = last(runtime, "HEALTHCHECK");
+    assert.ok(check, "the runtime stage has no HEALTHCHECK");
+    const { opts, rest } = options(check.args);
+    const cmd = /^CMD\s+(.*)$/s.exec(rest);
+    assert.ok(cmd, `HEALTHCHECK is not a CMD: ${check.args}`);
+    return { opts, argv: argv(cmd[1]) };
+  })();
+
+  describe("Dockerfile", () => {
+    it("is multi-stage on node:20-bookworm-slim", () => {
+      assert.ok(stages.length >= 2, `${stages.length} stage(s)`);
+      const stageNames = new Set(stages.map((s) => s.name));
+      for (const stage of stages) {
+        if (!stageNames.has(stage.image)) assert.equal(stage.image, "node:20-bookworm-slim");
+      }
+    });
+
+    it("builds with npm ci (whose prepare script generates and compiles) and then prunes dev dependencies", () => {
+      const froms = runtime.instructions
+        .filter((i) => i.keyword === "COPY")
+        .map((i) => options(i.args).opts.get("from"))
+        .filter((f): f is string => f !== undefined);
+      assert.ok(froms.length > 0, "the runtime stage copies nothing from a build stage");
+      const build = stages.find((s) => s.name === froms[0]);
+      assert.ok(build, `no stage named ${froms[0]}`);
+      const run = build.instructions.filter((i) => i.keyword === "RUN").map((i) => i.args).join(" && ");
+      const ci = run.search(/\bnpm ci\b/);
+      const prune = run.search(/\bnpm prune\b[^&;]*--omit=dev/);
+      assert.ok(ci >= 0, "the build stage does not run npm ci");
+      assert.ok(prune > ci, "the build stage does not run npm prune --omit=dev after npm ci");
+      const scripts = (JSON.parse(read("package.json")) as { scripts: Record<string, string> }).scripts;
+      assert.match(scripts.prepare, /npm run build/);
+      assert.match(scripts.build, /buf generate/);
+      assert.match(scripts.build, /\btsc\b/);
+    });
+
+    it("runs as the non-root node user, listens on all interfaces and exposes 50051", () => {
+      assert.equal(last(runtime, "USER")?.args, "node");
+      const exposed = runtime.instructions
+        .filter((i) => i.keyword === "EXPOSE")
+        .flatMap((i) => i.args.split(/\s+/).map((p) => p.replace(/\/tcp$/, "")));
+      assert.ok(exposed.includes(String(PORT)), `EXPOSE ${exposed.join(" ")}`);
+      const env = new Map(runtime.instructions.filter((i) => i.keyword === "ENV").flatMap((i) => [...envVars(i.args)]));
+      assert.equal(env.get("TESSERACT_GRPC_HOST"), "0.0.0.0");
+    });
+
+    it("ENTRYPOINT runs the CLI at the path that tsc compiles server/cli.ts to", () => {
+      const entrypoint = last(runtime, "ENTRYPOINT");
+      assert.ok(entrypoint, "no ENTRYPOINT");
+      assert.ok(entrypoint.args.startsWith("["), "ENTRYPOINT must be exec form (signals reach node)");
+      assert.deepEqual(argv(entrypoint.args), ["node", CLI]);
+      const tsconfig = JSON.parse(read("tsconfig.json")) as { compilerOptions: { outDir: string; rootDir: string } };
+      const source = path.posix.join(
+        tsconfig.compilerOptions.rootDir,
+        path.posix.relative(tsconfig.compilerOptions.outDir, CLI).replace(/\.js$/, ".ts"),
+      );
+      assert.equal(source, "server/cli.ts");
+    });
+
+    it("the CLI's compiled file exists after npm run build", () => {
+      assert.ok(exists(CLI), `${CLI} is missing: is server/cli.ts written, and was \`npm run build\` run?`);
+    });
+
+    it("package.json's bin tesseract-grpc is the same CLI", () => {
+      const { bin } = JSON.parse(read("package.json")) as { bin?: string | Record<string, string> };
+      const target = typeof bin === "string" ? bin : bin?.["tesseract-grpc"];
+      assert.ok(target, "package.json has no bin tesseract-grpc");
+      assert.equal(path.posix.normalize(target), CLI);
+    });
+
+    it("CMD serves the bundled meshstats Tesseract on port 50051", () => {
+      const cmd = last(runtime, "CMD");
+      assert.ok(cmd, "no CMD");
+      assert.deepEqual(argv(cmd.args), SERVE);
+      assert.ok(exists("server/tesseracts/meshstats.ts"), "meshstats is not a bundled Tesseract");
+    });
+
+    it("HEALTHCHECK asks the CLI's health command about the exposed port", () => {
+      assert.deepEqual(dockerHealth.argv, HEALTH);
+      assertSaneTimings("Dockerfile HEALTHCHECK", {
+        interval: dockerHealth.opts.get("interval"),
+        timeout: dockerHealth.opts.get("timeout"),
+        retries: dockerHealth.opts.has("retries") ? Number(dockerHealth.opts.get("retries")) : undefined,
+        startPeriod: dockerHealth.opts.get("start-period"),
+      });
+    });
+
+    it("every path it COPYs exists in the repo or is made by the build, and keeps its place", () => {
+      const workdirs = new Map<string | undefined, string>();
+      const buildOutputs = new Set(["dist", "node_modules", "client/generated"]);
+      for (const stage of stages) {
+        let workdir = "/";
+        for (const instruction of stage.instructions) {
+          if (instruction.keyword === "WORKDIR") workdir = path.posix.resolve(workdir, instruction.args);
+          if (instruction.keyword !== "COPY" && instruction.keyword !== "ADD") continue;
+          const { opts, rest } = options(instruction.args);
+          const paths = rest.startsWith("[") ? (JSON.parse(rest) as string[]) : rest.split(/\s+/);
+          const dest = paths.pop()!;
+          const from = opts.get("from");
+          for (const source of paths) {
+            if (from === undefined) {
+              // From the build context: the repo, filtered by .dockerignore.
+              const rel = path.posix.normalize(source).replace(/\/$/, "");
+              assert.ok(exists(rel), `COPY ${source}: not in the repo`);
+              if (rel !== ".") assert.ok(!ignored(rel), `COPY ${source}: excluded by .dockerignore`);
+              continue;
+            }
+            const fromDir = workdirs.get(from);
+            assert.ok(fromDir, `COPY --from=${from}: no earlier stage of that name`);
+            const rel = path.posix.relative(fromDir, path.posix.resolve(fromDir, source));
+            assert.ok(!rel.startsWith(".."), `COPY --from=${from} ${source}: outside the build's workdir`);
+            if (buildOutputs.has(rel)) {
+              // Made in the image by npm ci (install + build); here by npm install / npm run build.
+              assert.ok(exists(rel), `COPY --from=${from} ${source}: ${rel} was not made by the build here`);
+            } else {
+              assert.ok(exists(rel), `COPY --from=${from} ${source}: not in the repo`);
+              assert.ok(!ignored(rel), `COPY --from=${from} ${source}: never reaches the build (.dockerignore)`);
+            }
+            // dist/ next to proto/ and node_modules/, as in the repo: proto-dir.ts walks up to proto/.
+            const destRel = path.posix.relative(workdir, path.posix.resolve(workdir, dest));
+            assert.equal(destRel, rel, `COPY --from=${from} ${source} ${dest}: moved from ${rel} to ${destRel}`);
+          }
+        }
+        if (stage.name) workdirs.set(stage.name, workdir);
+      }
+    });
+  });
+
+  describe(".dockerignore", () => {
+    it("keeps local installs and build outputs out of the build context", () => {
+      for (const rel of ["node_modules", "dist", "client/generated", "bench/results", ".git"]) {
+        assert.ok(ignored(rel), `${rel} is not ignored`);
+        assert.ok(ignored(`${rel}/some/file.js`), `${rel}/some/file.js is not ignored`);
+      }
+    });
+
+    it("lets every build input through", () => {
+      const inputs = ["package.json", "package-lock.json", "tsconfig.json", "buf.yaml", "buf.gen.yaml"];
+      for (const rel of inputs) {
+        assert.ok(exists(rel), `${rel} is missing`);
+        assert.ok(!ignored(rel), `${rel} is ignored`);
+      }
+      for (const dir of ["proto/tesseract/v1/tensor.proto", "server/index.ts", "server/cli.ts", "client/index.ts", "bench/engine.ts"]) {
+        assert.ok(!ignored(dir), `${dir} is ignored`);
+      }
+    });
+  });
+
+  describe("docker-compose.yml", () => {
+    it("has a meshstats service built from the repo's Dockerfile", () => {
+      assert.ok(service, "no services.meshstats");
+      const build = typeof service.build === "string" ? { context: service.build } : service.build;
+      assert.ok(build, "services.meshstats has no build");
+      const context = path.resolve(ROOT, build.context ?? ".");
+      assert.equal(context, path.resolve(ROOT));
+      const dockerfile = path.resolve(context, build.dockerfile ?? "Dockerfile");
+      assert.equal(dockerfile, path.join(path.resolve(ROOT), "Dockerfile"));
+      assert.ok(fs.existsSync(dockerfile));
+    });
+
+    it("publishes port 50051", () => {
+      const pairs = (service?.ports ?? []).map(portPair);
+      assert.ok(
+        pairs.some(([host, container]) => host === String(PORT) && container === String(PORT)),
+        `ports: ${JSON.stringify(service?.ports)}`,
+      );
+    });
+
+    it("serves meshstats on 50051 (its command, if set, is the image's CMD)", () => {
+      if (service?.command === undefined) return;
+      const command = typeof service.command === "string" ? service.command.trim().split(/\s+/) : service.command;
+      assert.deepEqual(command, SERVE);
+    });
+
+    it("health check runs the CLI's gRPC health command against 50051, as the image does", () => {
+      const check = service?.healthcheck;
+      assert.ok(check, "no healthcheck");
+      assert.notEqual(check.disable, true);
+      assert.deepEqual(healthArgv(check.test), HEALTH);
+      assert.deepEqual(healthArgv(check.test), dockerHealth.argv);
+      assertSaneTimings("compose healthcheck", {
+        interval: check.interval,
+        timeout: check.timeout,
+        retries: check.retries,
+        startPeriod: check.start_period,
+      });
+    });
+
+    it("restarts the service when it fails", () => {
+      assert.ok(service?.restart, "no restart policy");
+      assert.match(service.restart, /^(always|unless-stopped|on-failure(:\d+)?)$/);
+    });
+  });
+});
