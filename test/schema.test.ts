@@ -303,13 +303,15 @@ describe("schema: polynomial fixture", () => {
     });
 
     it("blames the Tesseract (INTERNAL) for a non-ndarray where a Tensor is expected, naming the path", () => {
-      throwsCode(() => outputs.encodeAny({ f: [1, 2, 3] }), Code.INTERNAL, /^output f: expected an ndarray, got object$/);
-      throwsCode(() => outputs.encodeAny({ g: 2 }), Code.INTERNAL, /^output g: expected an ndarray, got number$/);
-      throwsCode(() => outputs.encodeAny({ named: { ok: ndarray(Float64Array.of(1), [1]), "a.b": "x" } }), Code.INTERNAL, /^output named\.\{a\.b\}: expected an ndarray, got string$/);
-      throwsCode(() => inputs.encodeAny({ blocks: [{ w: ndarray(Float64Array.of(1), [1]) }, { w: {} }] }), Code.INTERNAL, /^output blocks\.\[1\]\.w: expected an ndarray/);
-      throwsCode(() => inputs.encodeAny({ blocks: [7] }), Code.INTERNAL, /^output blocks\.\[0\]: expected an object for tesseract\.testing\.polynomial\.v1\.Block$/);
-      throwsCode(() => outputs.encodeAny(null), Code.INTERNAL, /^output \(root\): expected an object/);
-      throwsCode(() => inputs.encodeAny({ mode: 5 }), Code.INTERNAL, /^output does not match tesseract\.testing\.polynomial\.v1\.Inputs: mode: string expected$/);
+      throwsCode(() => outputs.encodeAny({ f: [1, 2, 3] }), Code.INTERNAL, /^outputs f: expected an ndarray, got object$/);
+      throwsCode(() => outputs.encodeAny({ g: 2 }), Code.INTERNAL, /^outputs g: expected an ndarray, got number$/);
+      throwsCode(() => outputs.encodeAny({ named: { ok: ndarray(Float64Array.of(1), [1]), "a.b": "x" } }), Code.INTERNAL, /^outputs named\.\{a\.b\}: expected an ndarray, got string$/);
+      throwsCode(() => inputs.encodeAny({ blocks: [{ w: ndarray(Float64Array.of(1), [1]) }, { w: {} }] }), Code.INTERNAL, /^outputs blocks\.\[1\]\.w: expected an ndarray/);
+      throwsCode(() => inputs.encodeAny({ blocks: [7] }), Code.INTERNAL, /^outputs blocks\.\[0\]: expected an object for tesseract\.testing\.polynomial\.v1\.Block$/);
+      throwsCode(() => outputs.encodeAny(null), Code.INTERNAL, /^outputs \(root\): expected an object/);
+      throwsCode(() => inputs.encodeAny({ mode: 5 }), Code.INTERNAL, /^outputs do not match tesseract\.testing\.polynomial\.v1\.Inputs: mode: string expected$/);
+      // Encoding inputs (the CLI's JSON), the caller is to blame.
+      throwsCode(() => inputs.encodeAny({ mode: 5 }, "inputs"), Code.INVALID_ARGUMENT, /^inputs do not match tesseract\.testing\.polynomial\.v1\.Inputs: mode: string expected$/);
     });
   });
 

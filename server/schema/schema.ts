@@ -100,11 +100,15 @@ export class MessageSchema {
     return toTree(this.type, plain, "", opts) as Record<string, unknown>;
   }
 
-  /** Encodes a tree (ndarray leaves) as an Any of this type. Errors are the Tesseract's fault. */
-  encodeAny(tree: unknown): AnyMessage {
-    const plain = fromTree(this.type, tree, "");
+  /**
+   * Encodes a tree (ndarray leaves) as an Any of this type. A mismatch is the Tesseract's fault for
+   * its outputs (INTERNAL) and the caller's for inputs (INVALID_ARGUMENT, e.g. the CLI's JSON).
+   */
+  encodeAny(tree: unknown, role: "outputs" | "inputs" = "outputs"): AnyMessage {
+    const fail = (message: string) => new TesseractError(role === "outputs" ? Code.INTERNAL : Code.INVALID_ARGUMENT, `${role} ${message}`);
+    const plain = fromTree(this.type, tree, "", fail);
     const problem = this.type.verify(plain);
-    if (problem) throw new TesseractError(Code.INTERNAL, `output does not match ${this.fullName}: ${problem}`);
+    if (problem) throw fail(`do not match ${this.fullName}: ${problem}`);
     return { type_url: this.typeUrl, value: this.type.encode(plain).finish() };
   }
 
@@ -235,9 +239,9 @@ function toTree(type: protobuf.Type, plain: Record<string, unknown>, prefix: str
   return out;
 }
 
-function fromTree(type: protobuf.Type, tree: unknown, prefix: string): Record<string, unknown> {
+function fromTree(type: protobuf.Type, tree: unknown, prefix: string, fail: (message: string) => Error): Record<string, unknown> {
   if (tree === null || typeof tree !== "object" || Array.isArray(tree)) {
-    throw new TesseractError(Code.INTERNAL, `output ${prefix || "(root)"}: expected an object for ${type.fullName.slice(1)}`);
+    throw fail(`${prefix || "(root)"}: expected an object for ${type.fullName.slice(1)}`);
   }
   const source = tree as Record<string, unknown>;
   const out: Record<string, unknown> = {};
@@ -249,11 +253,11 @@ function fromTree(type: protobuf.Type, tree: unknown, prefix: string): Record<st
     let convert: Converter | undefined;
     if (isTensorField(field)) {
       convert = (v, w) => {
-        if (!isNdArray(v)) throw new TesseractError(Code.INTERNAL, `output ${w}: expected an ndarray, got ${typeof v}`);
+        if (!isNdArray(v)) throw fail(`${w}: expected an ndarray, got ${typeof v}`);
         return encodeTensor(v);
       };
     } else if (sub instanceof protobuf.Type) {
-      convert = (v, w) => fromTree(sub, v, w);
+      convert = (v, w) => fromTree(sub, v, w, fail);
     }
     out[field.name] = convert ? mapField(field, value, where, convert) : value;
   }
