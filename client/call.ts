@@ -1,0 +1,62 @@
+/**
+ * Per-call options (deadline, metadata, AbortSignal) and the one way a unary call is made: the
+ * signal cancels the call, the callback's error becomes a TesseractClientError.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { TesseractClientError, toClientError } from "./errors";
+
+export interface CallOptions {
+  /** A Date, or milliseconds from now. A deadline in the past fails with DEADLINE_EXCEEDED. */
+  deadline?: Date | number;
+  /** Request metadata (headers), e.g. `{ "x-request-id": "..." }`. */
+  metadata?: Record<string, string> | grpc.Metadata;
+  /** Aborting cancels the call; it then rejects with CANCELLED. */
+  signal?: AbortSignal;
+}
+
+export function toMetadata(metadata: CallOptions["metadata"]): grpc.Metadata {
+  if (metadata instanceof grpc.Metadata) return metadata;
+  const md = new grpc.Metadata();
+  for (const [key, value] of Object.entries(metadata ?? {})) md.set(key, value);
+  return md;
+}
+
+export function toGrpcOptions(options: CallOptions | undefined): Partial<grpc.CallOptions> {
+  const deadline = options?.deadline;
+  if (deadline === undefined) return {};
+  return { deadline: typeof deadline === "number" ? new Date(Date.now() + deadline) : deadline };
+}
+
+/** The error an already aborted signal gives, without starting a call. */
+export function cancelledError(signal: AbortSignal): TesseractClientError {
+  const reason = signal.reason instanceof Error ? signal.reason.message : signal.reason === undefined ? "" : String(signal.reason);
+  return new TesseractClientError(grpc.status.CANCELLED, `the call was cancelled by its AbortSignal${reason ? ` (${reason})` : ""}`);
+}
+
+/** A generated unary method, bound to its client. */
+export type UnaryMethod<Req, Res> = (
+  request: Req,
+  metadata: grpc.Metadata,
+  options: Partial<grpc.CallOptions>,
+  callback: (error: grpc.ServiceError | null, response?: Res) => void,
+) => grpc.ClientUnaryCall;
+
+export function unaryCall<Req, Res>(method: UnaryMethod<Req, Res>, request: Req, options?: CallOptions): Promise<Res> {
+  return new Promise<Res>((resolve, reject) => {
+    const signal = options?.signal;
+    if (signal?.aborted) return reject(cancelledError(signal));
+    let call: grpc.ClientUnaryCall | undefined;
+    const onAbort = () => call?.cancel();
+    try {
+      call = method(request, toMetadata(options?.metadata), toGrpcOptions(options), (error, response) => {
+        signal?.removeEventListener("abort", onAbort);
+        if (error) reject(toClientError(error));
+        else resolve(response as Res);
+      });
+    } catch (e) {
+      // grpc-js throws synchronously for a closed channel or unserialisable arguments.
+      return reject(toClientError(e));
+    }
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

@@ -1,0 +1,241 @@
+/**
+ * The CLI's client commands. Payloads are tesseract-core's JSON (text, `@file`, or `@-` for stdin);
+ * the message types come from the server by reflection, so any Tesseract can be called without its
+ * .proto files. Results are printed as JSON on stdout; errors on stderr with a non-zero exit.
+ */
+import * as fs from "node:fs";
+import * as grpc from "@grpc/grpc-js";
+import { SingleBar } from "cli-progress";
+import { Command, InvalidArgumentError, Option } from "commander";
+import type * as protobuf from "protobufjs";
+import { isTesseractClientError } from "./errors";
+import { arrayFromJson, jsonToTree, treeToJson, type Format } from "./json-form";
+import { fetchRoot } from "./reflection-schema";
+import { assembleJacobian, type JacobianRowsEvent } from "./rows";
+import { DEFAULT_MAX_MESSAGE_BYTES, TesseractClient, type FiniteDifferenceRequestOptions, type TesseractTypes } from "./tesseract-client";
+import type { MessageFns } from "./any";
+import { Algorithm } from "./generated/tesseract/v1/tesseract";
+
+interface ClientFlags {
+  address: string;
+  format: Format;
+  deadline?: number;
+  maxMessageBytes: number;
+  algorithm?: string;
+  eps?: number;
+  numSamples?: number;
+  seed?: string;
+}
+
+type Payload = Record<string, unknown>;
+
+const ALGORITHMS: Record<string, Algorithm> = { central: Algorithm.ALGORITHM_CENTRAL, forward: Algorithm.ALGORITHM_FORWARD, stochastic: Algorithm.ALGORITHM_STOCHASTIC };
+
+/** A flag that the environment variable TESSERACT_GRPC_<FLAG> can set too. */
+export function envOption(flags: string, description: string): Option {
+  const long = flags.match(/--([a-z-]+)/)![1];
+  return new Option(flags, description).env(`TESSERACT_GRPC_${long.replace(/-/g, "_").toUpperCase()}`);
+}
+
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!(n > 0)) throw new InvalidArgumentError(`expected a positive number, got "${value}"`);
+  return n;
+}
+
+/** JSON text, `@path`, or `@-` (standard input). */
+export function readPayload(text: string): Payload {
+  const source = text.startsWith("@") ? fs.readFileSync(text === "@-" ? 0 : text.slice(1), "utf8") : text;
+  try {
+    const payload = JSON.parse(source);
+    if (payload === null || typeof payload !== "object" || Array.isArray(payload)) throw new Error("expected a JSON object");
+    return payload;
+  } catch (e) {
+    throw new Error(`payload is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** protobufjs types as the SDK's MessageFns (encode the SDK's tensor messages, decode to plain objects). */
+function messageFns(type: () => protobuf.Type): MessageFns<unknown> {
+  return {
+    encode: (message) => ({ finish: () => type().encode(type().fromObject(message as Record<string, unknown>)).finish() }),
+    decode: (bytes) => type().toObject(type().decode(bytes), { longs: Number, enums: Number, defaults: false, arrays: true, objects: true }),
+  };
+}
+
+/** A client whose message types are fetched from the server (Describe, then reflection). */
+async function connect(flags: ClientFlags) {
+  const credentials = grpc.credentials.createInsecure();
+  const resolved: { inputs?: protobuf.Type; outputs?: protobuf.Type } = {};
+  const types: TesseractTypes<unknown, unknown> = { inputs: messageFns(() => resolved.inputs!), outputs: messageFns(() => resolved.outputs!) };
+  const client = new TesseractClient<any, any>(flags.address, types, { credentials, maxMessageBytes: flags.maxMessageBytes });
+  const described = await client.describe(callOptions(flags));
+  const root = await fetchRoot(flags.address, credentials, [described.input_type, described.output_type]);
+  resolved.inputs = root.lookupType(described.input_type);
+  resolved.outputs = root.lookupType(described.output_type);
+  types.inputType = described.input_type;
+  types.outputType = described.output_type;
+  return { client, inputType: resolved.inputs };
+}
+
+function callOptions(flags: ClientFlags) {
+  return flags.deadline === undefined ? {} : { deadline: flags.deadline };
+}
+
+/** Request options from the payload's "options", overridden by flags. */
+function fdOptions(payload: Payload, flags: ClientFlags): FiniteDifferenceRequestOptions | undefined {
+  const options = { ...((payload.options as FiniteDifferenceRequestOptions) ?? {}) };
+  if (flags.algorithm !== undefined) options.algorithm = ALGORITHMS[flags.algorithm];
+  if (flags.eps !== undefined) options.eps = flags.eps;
+  if (flags.numSamples !== undefined) options.num_samples = flags.numSamples;
+  if (flags.seed !== undefined) options.seed = Number(flags.seed);
+  return Object.keys(options).length ? options : undefined;
+}
+
+function paths(payload: Payload, key: string): string[] {
+  const value = payload[key];
+  if (!Array.isArray(value) || !value.every((p) => typeof p === "string")) throw new Error(`payload.${key}: expected a list of path strings`);
+  return value;
+}
+
+function vectors(payload: Payload, key: string): Record<string, ReturnType<typeof arrayFromJson>> {
+  const value = (payload[key] ?? {}) as Record<string, unknown>;
+  return Object.fromEntries(Object.entries(value).map(([path, v]) => [path, arrayFromJson(v, `${key}.{${path}}`)]));
+}
+
+function print(value: unknown, format: Format): void {
+  process.stdout.write(`${JSON.stringify(treeToJson(value, format))}\n`);
+}
+
+/** Passes the stream through, drawing rows done, evaluations/s and ETA on stderr when it is a terminal. */
+async function* withProgress(events: AsyncIterable<JacobianRowsEvent>): AsyncGenerator<JacobianRowsEvent> {
+  if (!process.stderr.isTTY) return yield* events;
+  const bar = new SingleBar({ stream: process.stderr, format: "rows {value}/{total} | {rate} evals/s | ETA {eta_formatted}", etaBuffer: 50 });
+  let perRow = 0;
+  let last = "";
+  const started = performance.now();
+  try {
+    for await (const event of events) {
+      if (event.header) {
+        perRow = Number(event.header.planned_evaluations) / Math.max(1, Number(event.header.total_rows));
+        bar.start(Number(event.header.total_rows), 0, { rate: 0 });
+      } else if (event.row && `${event.row.input_path}[${event.row.input_index}]` !== last) {
+        last = `${event.row.input_path}[${event.row.input_index}]`;
+        const done = bar.getProgress() * bar.getTotal() + 1;
+        bar.increment(1, { rate: Math.round((done * perRow) / ((performance.now() - started) / 1000)) });
+      }
+      yield event;
+    }
+  } finally {
+    bar.stop();
+  }
+}
+
+export function addClientCommands(program: Command): void {
+  const clientCommand = (name: string, description: string, payloadRequired = true) => {
+    const command = program
+      .command(name)
+      .description(description)
+      .addOption(envOption("--address <host:port>", "server to call").default("127.0.0.1:50051"))
+      .addOption(new Option("--format <format>", "output arrays as nested lists or base64 objects").choices(["json", "json+base64"]).default("json"))
+      .addOption(new Option("--deadline <ms>", "give up after this many milliseconds").argParser(positiveNumber))
+      .addOption(envOption("--max-message-bytes <bytes>", "largest message received or sent").default(DEFAULT_MAX_MESSAGE_BYTES).argParser(positiveNumber));
+    if (payloadRequired) command.argument("<payload>", "tesseract-core JSON: text, @file or @- (stdin)");
+    return command;
+  };
+  const gradientOptions = (command: Command) =>
+    command
+      .addOption(new Option("--algorithm <name>", "finite-difference rule").choices(Object.keys(ALGORITHMS)))
+      .addOption(new Option("--eps <h>", "step").argParser(positiveNumber))
+      .addOption(new Option("--num-samples <k>", "stochastic samples").argParser(positiveNumber))
+      .option("--seed <seed>", "stochastic seed");
+
+  const run = (action: (flags: ClientFlags, payload: Payload) => Promise<void>) => async (...args: unknown[]) => {
+    const command = args[args.length - 1] as Command;
+    const flags = command.opts() as ClientFlags;
+    const payload = typeof args[0] === "string" ? readPayload(args[0]) : {};
+    try {
+      await action(flags, payload);
+    } catch (e) {
+      const message = isTesseractClientError(e) ? `${e.codeName}: ${e.details}` : (e as Error).message;
+      process.stderr.write(`tesseract-grpc ${command.name()}: ${message}\n`);
+      process.exitCode = 1;
+    }
+  };
+
+  clientCommand("apply", 'run the Tesseract: {"inputs": {...}}').action(
+    run(async (flags, payload) => {
+      const { client, inputType } = await connect(flags);
+      try {
+        print(await client.apply(jsonToTree(inputType, payload.inputs, "inputs"), callOptions(flags)), flags.format);
+      } finally {
+        client.close();
+      }
+    }),
+  );
+
+  gradientOptions(clientCommand("jacobian", 'Jacobian: {"inputs", "jac_inputs", "jac_outputs", "options"?}'))
+    .option("--stream", "use JacobianRows (bounded memory; progress on a terminal)")
+    .action(
+      run(async (flags, payload) => {
+        const { client, inputType } = await connect(flags);
+        try {
+          const args = [jsonToTree(inputType, payload.inputs, "inputs"), paths(payload, "jac_inputs"), paths(payload, "jac_outputs"), fdOptions(payload, flags), callOptions(flags)] as const;
+          const { jacobian } = (flags as ClientFlags & { stream?: boolean }).stream ? await assembleJacobian(withProgress(client.jacobianRows(...args))) : await client.jacobian(...args);
+          print(jacobian, flags.format);
+        } finally {
+          client.close();
+        }
+      }),
+    );
+
+  gradientOptions(clientCommand("jvp", 'Jacobian-vector product: {"inputs", "jvp_inputs", "jvp_outputs", "tangent_vector"}')).action(
+    run(async (flags, payload) => {
+      const { client, inputType } = await connect(flags);
+      try {
+        const { result } = await client.jvp(jsonToTree(inputType, payload.inputs, "inputs"), paths(payload, "jvp_inputs"), paths(payload, "jvp_outputs"), vectors(payload, "tangent_vector"), fdOptions(payload, flags), callOptions(flags));
+        print(result, flags.format);
+      } finally {
+        client.close();
+      }
+    }),
+  );
+
+  gradientOptions(clientCommand("vjp", 'vector-Jacobian product: {"inputs", "vjp_inputs", "vjp_outputs", "cotangent_vector"}')).action(
+    run(async (flags, payload) => {
+      const { client, inputType } = await connect(flags);
+      try {
+        const { result } = await client.vjp(jsonToTree(inputType, payload.inputs, "inputs"), paths(payload, "vjp_inputs"), paths(payload, "vjp_outputs"), vectors(payload, "cotangent_vector"), fdOptions(payload, flags), callOptions(flags));
+        print(result, flags.format);
+      } finally {
+        client.close();
+      }
+    }),
+  );
+
+  clientCommand("describe", "name, types, differentiable paths, defaults and endpoints", false).action(
+    run(async (flags) => {
+      const client = new TesseractClient<unknown, unknown>(flags.address, { inputs: messageFns(() => undefined as never), outputs: messageFns(() => undefined as never) });
+      try {
+        print(await client.describe(callOptions(flags)), flags.format);
+      } finally {
+        client.close();
+      }
+    }),
+  );
+
+  clientCommand("health", "exit 0 when the server (or --service) is SERVING", false)
+    .option("--service <name>", 'service to ask about ("" is the whole server)', "")
+    .action(
+      run(async (flags) => {
+        const client = new TesseractClient<unknown, unknown>(flags.address, { inputs: messageFns(() => undefined as never), outputs: messageFns(() => undefined as never) });
+        try {
+          const status = await client.health((flags as ClientFlags & { service: string }).service, callOptions(flags));
+          process.stdout.write(`${status}\n`);
+          if (status !== "SERVING") process.exitCode = 1;
+        } finally {
+          client.close();
+        }
+      }),
+    );
+}

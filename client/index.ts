@@ -1,0 +1,21 @@
+/**
+ * The TypeScript SDK of tesseract-grpc: a typed client per Tesseract, streamed Jacobian rows and
+ * their assembly, one error type, and the shared tensor codec (the same one the server uses).
+ */
+export {
+  TesseractClient,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  type TesseractTypes,
+  type TesseractClientOptions,
+  type FiniteDifferenceRequestOptions,
+  type VectorProductResult,
+} from "./tesseract-client";
+export type { CallOptions } from "./call";
+export type { ServingStatus } from "./health";
+export { TesseractClientError, isTesseractClientError, codeName } from "./errors";
+export { assembleJacobian, toRowsEvent, type JacobianRowsEvent, type RowValues, type RowSliceValues, type NestedJacobian, type JacobianResult } from "./rows";
+export { packAny, unpackAny, TYPE_URL_PREFIX, type MessageFns } from "./any";
+export { toTensors, toArrays, tensorMessage, type AbstractArrays } from "./tree";
+export { encodeTensor, decodeTensor, DataType, toFloat64 } from "../server/tensor/codec";
+export type { Arrays, AbstractTensor } from "../server/tesseract";
+export { Algorithm, type FiniteDifferenceOptions, type DescribeResponse, type EvaluationStats, type JacobianHeader, type PathShape } from "./generated/tesseract/v1/tesseract";

@@ -1,0 +1,252 @@
+/**
+ * The typed client of one Tesseract. `I` and `O` are the ts-proto types of its input and output
+ * messages; every method takes and returns them with each Tensor replaced by an ndarray (`Arrays<T>`),
+ * and every failure rejects with a TesseractClientError.
+ *
+ *   const client = new TesseractClient<Inputs, Outputs>("127.0.0.1:50051", { inputs: Inputs, outputs: Outputs });
+ *   const { statistics } = await client.apply(inputs);
+ *   const { jacobian, stats } = await client.jacobian(inputs, ["mesh.points"], ["statistics.barycenter"]);
+ *
+ * The Any type URLs name the messages: `types.inputType`/`outputType` when given, else the names one
+ * Describe call returns (made on first need and cached; a failed Describe is not cached).
+ */
+import * as grpc from "@grpc/grpc-js";
+import type { NdArray } from "ndarray";
+import type { Arrays } from "../server/tesseract";
+import { packAny, unpackAny, type MessageFns } from "./any";
+import { cancelledError, toGrpcOptions, toMetadata, unaryCall, type CallOptions, type UnaryMethod } from "./call";
+import { TesseractClientError, toClientError } from "./errors";
+import type { Any } from "./generated/google/protobuf/any";
+import {
+  FiniteDifferenceOptions as FiniteDifferenceOptionsFns,
+  TesseractClient as GeneratedTesseractClient,
+  type AbstractEvalRequest,
+  type AbstractEvalResponse,
+  type ApplyRequest,
+  type ApplyResponse,
+  type DescribeRequest,
+  type DescribeResponse,
+  type EvaluationStats,
+  type FiniteDifferenceOptions,
+  type JacobianRequest,
+  type JacobianResponse,
+  type JacobianRowsResponse,
+  type JacobianVectorProductRequest,
+  type JacobianVectorProductResponse,
+  type PathShape,
+  type VectorJacobianProductRequest,
+  type VectorJacobianProductResponse,
+} from "./generated/tesseract/v1/tesseract";
+import { checkHealth, healthClient, type ServingStatus } from "./health";
+import { toRowsEvent, type JacobianResult, type JacobianRowsEvent, type NestedJacobian } from "./rows";
+import { fp64Array, fp64Map, tensorMap, type AbstractArrays } from "./tree";
+
+/** 64 MiB, the server's default too; gRPC's own default receive limit (4 MiB) is too small for Jacobians. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 64 << 20;
+
+export interface TesseractTypes<I, O> {
+  /** The generated message objects, e.g. `Inputs` and `Outputs` from the Tesseract's generated module. */
+  inputs: MessageFns<I>;
+  outputs: MessageFns<O>;
+  /** Full message names ("tesseract.examples.meshstats.v1.Inputs"); unset: asked with Describe. */
+  inputType?: string;
+  outputType?: string;
+}
+
+export interface TesseractClientOptions {
+  /** Default: insecure (plaintext), as for a server on 127.0.0.1. */
+  credentials?: grpc.ChannelCredentials;
+  /** Receive and send limit of the channel (grpc.max_receive/send_message_length); default 64 MiB. */
+  maxMessageBytes?: number;
+  /** Further channel options; they override the limits above if they set them too. */
+  channelOptions?: grpc.ChannelOptions;
+}
+
+/** Request options for the gradient endpoints: any subset of the wire's FiniteDifferenceOptions. */
+export type FiniteDifferenceRequestOptions = Partial<FiniteDifferenceOptions>;
+
+export interface VectorProductResult {
+  result: Record<string, NdArray<Float64Array>>;
+  stats: EvaluationStats;
+}
+
+/** The generated client's unary methods with their request and response types. */
+interface UnaryMethods {
+  apply: [ApplyRequest, ApplyResponse];
+  jacobian: [JacobianRequest, JacobianResponse];
+  jacobianVectorProduct: [JacobianVectorProductRequest, JacobianVectorProductResponse];
+  vectorJacobianProduct: [VectorJacobianProductRequest, VectorJacobianProductResponse];
+  abstractEval: [AbstractEvalRequest, AbstractEvalResponse];
+  describe: [DescribeRequest, DescribeResponse];
+}
+
+const NO_STATS: EvaluationStats = Object.freeze({ apply_calls: 0, wall_seconds: 0 });
+
+/** Runs the SDK's own encoding or decoding; whatever it throws becomes a TesseractClientError with `code`. */
+function guard<T>(code: number, what: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof TesseractClientError) throw e;
+    throw new TesseractClientError(code, `${what}: ${e instanceof Error ? e.message : String(e)}`, undefined, { cause: e });
+  }
+}
+
+export class TesseractClient<I, O> {
+  private readonly rpc: GeneratedTesseractClient;
+  private healthRpc?: ReturnType<typeof healthClient>;
+  private describing?: Promise<DescribeResponse>;
+  private closed = false;
+  private described?: DescribeResponse;
+
+  constructor(
+    readonly address: string,
+    private readonly types: TesseractTypes<I, O>,
+    options: TesseractClientOptions = {},
+  ) {
+    const limit = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.rpc = new GeneratedTesseractClient(address, options.credentials ?? grpc.credentials.createInsecure(), {
+      "grpc.max_receive_message_length": limit,
+      "grpc.max_send_message_length": limit,
+      ...options.channelOptions,
+    });
+  }
+
+  /** The generated unary method `name`, bound to the channel's client. */
+  private method<K extends keyof UnaryMethods>(name: K): UnaryMethod<UnaryMethods[K][0], UnaryMethods[K][1]> {
+    this.ensureOpen();
+    return (this.rpc[name] as unknown as UnaryMethod<UnaryMethods[K][0], UnaryMethods[K][1]>).bind(this.rpc);
+  }
+
+  private ensureOpen(): void {
+    if (this.closed) throw new TesseractClientError(grpc.status.FAILED_PRECONDITION, `the client of ${this.address} is closed`);
+  }
+
+  /** Input and output message names: from `types`, else from a (cached) Describe. */
+  private async typeNames(call?: CallOptions): Promise<{ input: string; output?: string }> {
+    const { inputType, outputType } = this.types;
+    if (inputType !== undefined) return { input: inputType, output: outputType ?? this.described?.output_type };
+    if (!this.describing) {
+      const pending = this.describe(call);
+      this.describing = pending;
+      pending.catch(() => {
+        if (this.describing === pending) this.describing = undefined;
+      });
+    }
+    const d = await this.describing;
+    return { input: d.input_type, output: outputType ?? d.output_type };
+  }
+
+  private packInputs(typeName: string, inputs: unknown, abstract = false): Any {
+    return guard(grpc.status.INVALID_ARGUMENT, "inputs could not be encoded", () => packAny(typeName, this.types.inputs, inputs, { abstract }));
+  }
+
+  private async gradientBase(inputs: Arrays<I>, options: FiniteDifferenceRequestOptions | undefined, call: CallOptions | undefined) {
+    const names = await this.typeNames(call);
+    return {
+      inputs: this.packInputs(names.input, inputs),
+      options: options === undefined ? undefined : FiniteDifferenceOptionsFns.fromPartial(options),
+    };
+  }
+
+  private async jacobianRequest(inputs: Arrays<I>, jacInputs: string[], jacOutputs: string[], options?: FiniteDifferenceRequestOptions, call?: CallOptions): Promise<JacobianRequest> {
+    return { ...(await this.gradientBase(inputs, options, call)), jac_inputs: jacInputs, jac_outputs: jacOutputs };
+  }
+
+  /** Runs the Tesseract once. */
+  async apply(inputs: Arrays<I>, call?: CallOptions): Promise<Arrays<O>> {
+    const names = await this.typeNames(call);
+    const response = await unaryCall(this.method("apply"), { inputs: this.packInputs(names.input, inputs) }, call);
+    return guard(grpc.status.INTERNAL, "the response could not be decoded", () => unpackAny(response.outputs, this.types.outputs, "outputs", names.output) as Arrays<O>);
+  }
+
+  /** d output / d input for every pair: jacobian[outputPath][inputPath], FP64, shape (*output_shape, *input_shape). */
+  async jacobian(inputs: Arrays<I>, jacInputs: string[], jacOutputs: string[], options?: FiniteDifferenceRequestOptions, call?: CallOptions): Promise<JacobianResult> {
+    const request = await this.jacobianRequest(inputs, jacInputs, jacOutputs, options, call);
+    const response = await unaryCall(this.method("jacobian"), request, call);
+    return guard(grpc.status.INTERNAL, "the response could not be decoded", () => {
+      const jacobian: NestedJacobian = {};
+      response.entries.forEach((e, k) => {
+        (jacobian[e.output_path] ??= {})[e.input_path] = fp64Array(e.value, `entries[${k}].value`);
+      });
+      return { jacobian, stats: response.stats ?? { ...NO_STATS } };
+    });
+  }
+
+  /**
+   * The Jacobian streamed row by row: `{ header }`, then `{ row }` events (values are Float64Array views,
+   * valid as long as you hold them), then `{ stats }`. Lazy: the call starts with the iteration. Leaving
+   * the `for await` loop early (break, return, throw), an error, or the signal cancels the call.
+   * `assembleJacobian(client.jacobianRows(...))` gives what `jacobian()` gives.
+   */
+  async *jacobianRows(inputs: Arrays<I>, jacInputs: string[], jacOutputs: string[], options?: FiniteDifferenceRequestOptions, call?: CallOptions): AsyncGenerator<JacobianRowsEvent, void, undefined> {
+    const request = await this.jacobianRequest(inputs, jacInputs, jacOutputs, options, call);
+    const signal = call?.signal;
+    if (signal?.aborted) throw cancelledError(signal);
+    this.ensureOpen();
+    let stream: grpc.ClientReadableStream<JacobianRowsResponse>;
+    try {
+      stream = this.rpc.jacobianRows(request, toMetadata(call?.metadata), toGrpcOptions(call));
+    } catch (e) {
+      throw toClientError(e);
+    }
+    const onAbort = () => stream.cancel();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for await (const message of stream as AsyncIterable<JacobianRowsResponse>) yield toRowsEvent(message);
+    } catch (e) {
+      throw toClientError(e);
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      // grpc-js reports the cancellation as an 'error' event even once nobody reads the stream:
+      // without a listener that would be an uncaught exception.
+      stream.on("error", () => {});
+      stream.cancel(); // a no-op after a normal end
+    }
+  }
+
+  /** J·v: `tangent` keyed by input path (shaped like the input); result keyed by output path. */
+  async jvp(inputs: Arrays<I>, jvpInputs: string[], jvpOutputs: string[], tangent: Record<string, NdArray<any>>, options?: FiniteDifferenceRequestOptions, call?: CallOptions): Promise<VectorProductResult> {
+    const base = await this.gradientBase(inputs, options, call);
+    const tangent_vector = guard(grpc.status.INVALID_ARGUMENT, "tangent could not be encoded", () => tensorMap(tangent));
+    const request: JacobianVectorProductRequest = { ...base, jvp_inputs: jvpInputs, jvp_outputs: jvpOutputs, tangent_vector };
+    const response = await unaryCall(this.method("jacobianVectorProduct"), request, call);
+    return guard(grpc.status.INTERNAL, "the response could not be decoded", () => ({ result: fp64Map(response.result, "result"), stats: response.stats ?? { ...NO_STATS } }));
+  }
+
+  /** vᵀ·J: `cotangent` keyed by output path (shaped like the output); result keyed by input path. */
+  async vjp(inputs: Arrays<I>, vjpInputs: string[], vjpOutputs: string[], cotangent: Record<string, NdArray<any>>, options?: FiniteDifferenceRequestOptions, call?: CallOptions): Promise<VectorProductResult> {
+    const base = await this.gradientBase(inputs, options, call);
+    const cotangent_vector = guard(grpc.status.INVALID_ARGUMENT, "cotangent could not be encoded", () => tensorMap(cotangent));
+    const request: VectorJacobianProductRequest = { ...base, vjp_inputs: vjpInputs, vjp_outputs: vjpOutputs, cotangent_vector };
+    const response = await unaryCall(this.method("vectorJacobianProduct"), request, call);
+    return guard(grpc.status.INTERNAL, "the response could not be decoded", () => ({ result: fp64Map(response.result, "result"), stats: response.stats ?? { ...NO_STATS } }));
+  }
+
+  /** Output paths, shapes and datatypes from input shapes alone; tensors may be `{ shape, datatype }`. */
+  async abstractEval(inputs: AbstractArrays<I>, call?: CallOptions): Promise<PathShape[]> {
+    const names = await this.typeNames(call);
+    const response = await unaryCall(this.method("abstractEval"), { inputs: this.packInputs(names.input, inputs, true) }, call);
+    return response.outputs;
+  }
+
+  /** Name, version, message types, differentiable paths, defaults and endpoints. */
+  async describe(call?: CallOptions): Promise<DescribeResponse> {
+    const response = await unaryCall(this.method("describe"), {}, call);
+    this.described = response;
+    return response;
+  }
+
+  /** grpc.health.v1 Check: "SERVING", "NOT_SERVING", ...; `service` "" is the whole server. */
+  async health(service = "", call?: CallOptions): Promise<ServingStatus> {
+    this.ensureOpen();
+    this.healthRpc ??= healthClient(this.rpc.getChannel());
+    return checkHealth(this.healthRpc, service, call);
+  }
+
+  /** Closes the channel; calls made afterwards fail. */
+  close(): void {
+    this.closed = true;
+    this.rpc.close();
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * Message trees <-> trees with ndarray leaves, through the one tensor codec (server/tensor/codec).
+ *
+ * Outgoing: every ndarray becomes a `tesseract.v1.Tensor` message (encodeTensor: row-major, any
+ * strides, datatype from the typed array); plain objects and arrays are walked; everything else
+ * (numbers, strings, enums, Buffers, Tensor messages already built) is kept as is. With `abstract`,
+ * a `{ shape, datatype }` leaf becomes an abstract tensor (shape and type, no data) for AbstractEval.
+ *
+ * Incoming: every Tensor message (an object with `datatype`, `shape` and `data` bytes) becomes an
+ * ndarray (decodeTensor: validated, copied into its own buffer).
+ */
+import ndarray, { type NdArray } from "ndarray";
+import { DataType, decodeTensor, encodeTensor, isNdArray, normalizeShape, toFloat64, type TypedArray } from "../server/tensor/codec";
+import type { AbstractTensor } from "../server/tesseract";
+import type { Tensor } from "./generated/tesseract/v1/tensor";
+
+/** A Tensor message's shape, as ts-proto generates it (same test as the `Arrays` type). */
+interface TensorLike {
+  datatype: number;
+  shape: number[];
+  data: Uint8Array;
+}
+
+/** Like `Arrays<T>`, but a tensor may also be abstract: `{ shape, datatype }` without data (AbstractEval). */
+export type AbstractArrays<T> = T extends TensorLike
+  ? NdArray<TypedArray> | AbstractTensor
+  : T extends Uint8Array
+    ? T
+    : T extends readonly (infer U)[]
+      ? AbstractArrays<U>[]
+      : T extends object
+        ? { [K in keyof T]: AbstractArrays<T[K]> }
+        : T;
+
+export function isPlainObject(x: unknown): x is Record<string, unknown> {
+  if (typeof x !== "object" || x === null) return false;
+  const proto = Object.getPrototypeOf(x);
+  return proto === Object.prototype || proto === null;
+}
+
+/** `{ shape: number[], datatype: number }` and no data: an abstract tensor written by hand. */
+function isAbstractLeaf(x: unknown): x is AbstractTensor {
+  if (!isPlainObject(x) || x.data !== undefined) return false;
+  return Array.isArray(x.shape) && x.shape.every((d) => typeof d === "number") && typeof x.datatype === "number";
+}
+
+function isTensorMessage(x: unknown): x is Tensor {
+  return isPlainObject(x) && typeof x.datatype === "number" && Array.isArray(x.shape) && x.data instanceof Uint8Array;
+}
+
+/** Wire bytes as a Buffer view (ts-proto's `bytes` type under env=node), without copying. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** One ndarray as a Tensor message (a fresh copy of its elements, row-major). */
+export function tensorMessage(array: NdArray<any>, datatype?: DataType): Tensor {
+  const wire = encodeTensor(array, datatype);
+  return { datatype: wire.datatype, shape: wire.shape, data: asBuffer(wire.data) };
+}
+
+/** ndarray leaves -> Tensor messages (and, with `abstract`, `{ shape, datatype }` leaves -> abstract tensors). */
+export function toTensors(tree: unknown, options: { abstract?: boolean } = {}): unknown {
+  if (isNdArray(tree)) return tensorMessage(tree);
+  if (options.abstract && isAbstractLeaf(tree)) {
+    return { datatype: tree.datatype, shape: [...tree.shape], data: Buffer.alloc(0) } satisfies Tensor;
+  }
+  if (Array.isArray(tree)) return tree.map((v) => toTensors(v, options));
+  if (isPlainObject(tree)) {
+    const out: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(tree)) out[key] = toTensors(value, options);
+    return out;
+  }
+  return tree;
+}
+
+/** Tensor messages -> ndarrays; `field` names the subtree in error messages ("outputs.statistics.barycenter"). */
+export function toArrays(tree: unknown, field: string): unknown {
+  if (isTensorMessage(tree)) return decodeTensor(tree, field);
+  if (Array.isArray(tree)) return tree.map((v, i) => toArrays(v, `${field}[${i}]`));
+  if (isPlainObject(tree)) {
+    const out: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(tree)) out[key] = toArrays(value, `${field}.${key}`);
+    return out;
+  }
+  return tree;
+}
+
+/** A map of ndarrays (tangents, cotangents) as a map of Tensor messages. */
+export function tensorMap(vectors: Record<string, NdArray<any>>): Record<string, Tensor> {
+  const out: Record<string, Tensor> = {};
+  for (const [key, array] of Object.entries(vectors)) out[key] = tensorMessage(array);
+  return out;
+}
+
+/** A result tensor as an FP64 ndarray: decoded by the codec, converted if the server sent another float type. */
+export function fp64Array(t: Tensor | undefined, field: string): NdArray<Float64Array> {
+  if (!t) throw new TypeError(`${field} is missing from the response`);
+  const a = decodeTensor(t, field);
+  return a.data instanceof Float64Array ? (a as NdArray<Float64Array>) : ndarray(toFloat64(a), a.shape.slice());
+}
+
+/** A map of result tensors as FP64 ndarrays. */
+export function fp64Map(tensors: Record<string, Tensor>, field: string): Record<string, NdArray<Float64Array>> {
+  const out: Record<string, NdArray<Float64Array>> = {};
+  for (const [key, t] of Object.entries(tensors)) out[key] = fp64Array(t, `${field}.{${key}}`);
+  return out;
+}
+
+/**
+ * A 1-D FP64 tensor's values as a Float64Array VIEW of the message's bytes (no copy) when they are
+ * 8-byte aligned, which Node's Buffer allocation makes the rule; otherwise the codec's decoded copy.
+ * Used for streamed row slices, where a copy per message would be pure overhead.
+ */
+export function fp64Values(t: Tensor | undefined, field: string): Float64Array {
+  if (!t) throw new TypeError(`${field} is missing`);
+  if (t.datatype !== DataType.DATA_TYPE_FP64) throw new TypeError(`${field} has datatype ${t.datatype}, expected DATA_TYPE_FP64`);
+  const shape = normalizeShape(t.shape, field);
+  if (shape.length !== 1) throw new TypeError(`${field} has shape [${shape.join(", ")}], expected 1-D`);
+  const data = t.data;
+  if (data.byteOffset % Float64Array.BYTES_PER_ELEMENT === 0 && data.byteLength === shape[0] * Float64Array.BYTES_PER_ELEMENT) {
+    return new Float64Array(data.buffer, data.byteOffset, shape[0]);
+  }
+  return decodeTensor(t, field).data as Float64Array; // validates the length, realigns
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env node
+/**
+ * `tesseract-grpc`: `serve` a Tesseract, or call one (`apply`, `jacobian`, `jvp`, `vjp`,
+ * `abstract-eval`, `describe`, `health`). Every flag has a TESSERACT_GRPC_<FLAG> environment variable.
+ */
+import { Command, InvalidArgumentError } from "commander";
+import { addClientCommands, envOption as flag } from "../client/cli-commands";
+import { startServer, DEFAULTS } from "./grpc/server";
+import { createLogger } from "./log";
+
+export function integer(min: number) {
+  return (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected a whole number of at least ${min}, got "${value}"`);
+    return n;
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command("tesseract-grpc")
+    .description("Serve a Tesseract over gRPC with finite-difference gradients, or call one.")
+    .showHelpAfterError();
+
+  program
+    .command("serve")
+    .description("serve a Tesseract: a bundled name (meshstats, vectoradd, univariate) or a module path")
+    .argument("<tesseract>", "bundled name or path to a module that default-exports a definition")
+    .addOption(flag("--host <host>", "address to bind").default(DEFAULTS.host))
+    .addOption(flag("--port <port>", "port to bind; 0 picks a free one").default(DEFAULTS.port).argParser(integer(0)))
+    .addOption(flag("--stream-chunk-bytes <bytes>", "JacobianRows message budget").default(DEFAULTS.streamChunkBytes).argParser(integer(1)))
+    .addOption(flag("--max-message-bytes <bytes>", "largest message received or sent").default(DEFAULTS.maxMessageBytes).argParser(integer(1)))
+    .action(async (tesseract: string, opts: { host: string; port: number; streamChunkBytes: number; maxMessageBytes: number }) => {
+      const logger = createLogger();
+      const server = await startServer({ tesseract, logger, ...opts });
+      process.stdout.write(`listening on ${server.address}\n`);
+      const stop = (signal: string) => {
+        logger.info({ signal }, "shutting down");
+        server.close().then(() => process.exit(0));
+      };
+      process.once("SIGTERM", stop);
+      process.once("SIGINT", stop);
+    });
+
+  addClientCommands(program);
+  return program;
+}
+
+if (require.main === module) {
+  buildProgram()
+    .parseAsync(process.argv)
+    .catch((e: Error) => {
+      process.stderr.write(`tesseract-grpc: ${e.message}\n`);
+      process.exit(1);
+    });
+}

@@ -1,0 +1,341 @@
+/**
+ * JacobianRows through the SDK, against real servers with a small message budget (1024 bytes):
+ * events in contract order, rows split over messages with increasing offsets, every raw message within
+ * the budget, the assembled Jacobian bit-for-bit equal to the unary one, incomplete streams rejected,
+ * and cancellation (break, signal, deadline) reaching the server's engine.
+ */
+import { strict as assert } from "node:assert";
+import { EventEmitter, once } from "node:events";
+import * as grpc from "@grpc/grpc-js";
+import ndarray from "ndarray";
+import pino from "pino";
+import { Algorithm, assembleJacobian, DataType, packAny, TesseractClient, TesseractClientError, toRowsEvent, type JacobianRowsEvent, type JacobianResult } from "../client";
+import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
+import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../client/generated/tesseract/examples/vectoradd/v1/vectoradd";
+import { JacobianRowsResponse, TesseractClient as GeneratedClient } from "../client/generated/tesseract/v1/tesseract";
+import { startServer, type RunningServer } from "../server/grpc/server";
+import { silentLogger } from "../server/log";
+import { TesseractRuntime } from "../server/runtime";
+import meshstats from "../server/tesseracts/meshstats";
+import { sampleMeshInputs } from "../server/tesseracts/samples";
+import vectoradd from "../server/tesseracts/vectoradd";
+import { assertClose, meshJacobian } from "./helpers";
+
+const BUDGET = 1024;
+const BARY = "statistics.barycenter";
+const VECTOR_IN = "tesseract.examples.vectoradd.v1.Inputs";
+const VECTOR_OUT = "tesseract.examples.vectoradd.v1.Outputs";
+
+async function collect(events: AsyncIterable<JacobianRowsEvent>): Promise<JacobianRowsEvent[]> {
+  const out: JacobianRowsEvent[] = [];
+  for await (const e of events) out.push(e);
+  return out;
+}
+
+/** Same keys, shapes and FP64 values, bit for bit. */
+function assertSameJacobian(actual: JacobianResult, expected: JacobianResult): void {
+  assert.deepEqual(Object.keys(actual.jacobian).sort(), Object.keys(expected.jacobian).sort());
+  for (const [out, blocks] of Object.entries(expected.jacobian)) {
+    assert.deepEqual(Object.keys(actual.jacobian[out]).sort(), Object.keys(blocks).sort());
+    for (const [input, J] of Object.entries(blocks)) {
+      const A = actual.jacobian[out][input];
+      assert.deepEqual(A.shape, J.shape, `${out} / ${input} shape`);
+      assert.deepEqual(A.data, J.data, `${out} / ${input} values`);
+    }
+  }
+  assert.equal(actual.stats.apply_calls, expected.stats.apply_calls);
+}
+
+async function rejectsWith(promise: Promise<unknown>, code: number, message: RegExp): Promise<TesseractClientError> {
+  let error: unknown;
+  try {
+    await promise;
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(error instanceof TesseractClientError, `expected a TesseractClientError, got ${String(error)}`);
+  assert.equal(error.code, code, `${error.codeName}: ${error.details}`);
+  assert.match(error.message, message);
+  return error;
+}
+
+/** A logger whose JSON lines can be awaited (the handlers log one line per finished call). */
+class LogLines {
+  private readonly events = new EventEmitter();
+  readonly logger = pino({ level: "info" }, { write: (line: string) => this.events.emit("line", JSON.parse(line)) });
+  next(match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+    return new Promise((resolve) => {
+      const listener = (line: Record<string, unknown>) => {
+        if (!match(line)) return;
+        this.events.off("line", listener);
+        resolve(line);
+      };
+      this.events.on("line", listener);
+    });
+  }
+}
+
+/**
+ * meshstats whose apply counts its calls and, after `free` of them, waits for `release()`: the engine
+ * is parked at a known evaluation while the test cancels. Also hands out each JacobianRows call's
+ * server-side AbortSignal, and its log lines.
+ */
+async function gatedMeshServer(free: number) {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const state = { calls: 0, signals: [] as AbortSignal[] };
+  const runtime = new TesseractRuntime(
+    {
+      ...meshstats,
+      async apply(inputs: unknown) {
+        state.calls++;
+        if (state.calls > free) await gate;
+        return meshstats.apply(inputs as never);
+      },
+    },
+    __dirname,
+  );
+  const jacobianRows = runtime.jacobianRows.bind(runtime);
+  runtime.jacobianRows = (req) => {
+    state.signals.push(req.signal!);
+    return jacobianRows(req);
+  };
+  const log = new LogLines();
+  const server = await startServer({ tesseract: runtime, host: "127.0.0.1", port: 0, streamChunkBytes: BUDGET, logger: log.logger });
+  const client = new TesseractClient<MeshInputs, MeshOutputs>(server.address, { inputs: MeshInputs, outputs: MeshOutputs });
+  const finished = log.next((line) => line.rpc === "JacobianRows");
+  return {
+    state,
+    release,
+    client,
+    /** The JacobianRows handler's log line: it is written when the handler has finished. */
+    finished,
+    async close() {
+      release();
+      client.close();
+      await server.close();
+    },
+  };
+}
+
+describe("SDK: JacobianRows", () => {
+  let meshServer: RunningServer;
+  let vectorServer: RunningServer;
+  let mesh: TesseractClient<MeshInputs, MeshOutputs>;
+  let vector: TesseractClient<VectorInputs, VectorOutputs>;
+
+  before(async () => {
+    meshServer = await startServer({ tesseract: "meshstats", host: "127.0.0.1", port: 0, streamChunkBytes: BUDGET, logger: silentLogger });
+    vectorServer = await startServer({ tesseract: "vectoradd", host: "127.0.0.1", port: 0, streamChunkBytes: BUDGET, logger: silentLogger });
+    mesh = new TesseractClient<MeshInputs, MeshOutputs>(meshServer.address, { inputs: MeshInputs, outputs: MeshOutputs });
+    vector = new TesseractClient<VectorInputs, VectorOutputs>(vectorServer.address, { inputs: VectorInputs, outputs: VectorOutputs, inputType: VECTOR_IN, outputType: VECTOR_OUT });
+  });
+
+  after(async () => {
+    mesh?.close();
+    vector?.close();
+    await Promise.all([meshServer?.close(), vectorServer?.close()]);
+  });
+
+  describe("meshstats, N = 300, barycenter", () => {
+    const N = 300;
+    const n = 3 * N;
+    for (const { name, algorithm, calls } of [
+      { name: "central", algorithm: Algorithm.ALGORITHM_CENTRAL, calls: 2 * n },
+      { name: "forward", algorithm: Algorithm.ALGORITHM_FORWARD, calls: n + 1 },
+    ]) {
+      it(`${name}: header, ${n} rows of 3 values, stats; assembled = unary Jacobian exactly`, async () => {
+        const inputs = sampleMeshInputs(N);
+        const events = await collect(mesh.jacobianRows(inputs, ["mesh.points"], [BARY], { algorithm }));
+
+        const header = events[0].header;
+        assert.ok(header, "the first event is the header");
+        assert.deepEqual(header.inputs, [{ path: "mesh.points", shape: [N, 3], datatype: DataType.DATA_TYPE_FP64 }]);
+        assert.deepEqual(header.outputs, [{ path: BARY, shape: [3], datatype: DataType.DATA_TYPE_FP64 }]);
+        assert.equal(header.total_rows, n);
+        assert.equal(header.planned_evaluations, calls);
+
+        const stats = events[events.length - 1].stats;
+        assert.ok(stats, "the last event is the stats");
+        assert.equal(stats.apply_calls, calls);
+
+        const rows = events.slice(1, -1).map((e) => e.row!);
+        assert.equal(rows.length, n, "one message per row: 3 values fit the budget");
+        assert.deepEqual(rows.map((r) => r.input_index).sort((a, b) => a - b), Array.from({ length: n }, (_, j) => j));
+        for (const row of rows) {
+          assert.equal(row.input_path, "mesh.points");
+          assert.equal(row.slices.length, 1);
+          assert.equal(row.slices[0].output_path, BARY);
+          assert.equal(row.slices[0].offset, 0);
+          assert.ok(row.slices[0].values instanceof Float64Array);
+          assert.equal(row.slices[0].values.length, 3);
+        }
+
+        const assembled = await assembleJacobian(events);
+        const unary = await mesh.jacobian(inputs, ["mesh.points"], [BARY], { algorithm });
+        assertSameJacobian(assembled, unary);
+        assertClose(assembled.jacobian[BARY]["mesh.points"].data, meshJacobian(N, "barycenter"), 1e-8, "against the analytic Jacobian");
+      });
+    }
+  });
+
+  describe("vectoradd, a = b of length 500: rows of 4000 bytes split over messages", () => {
+    const L = 500;
+    const inputs = () => ({
+      a: ndarray(Float64Array.from({ length: L }, (_, i) => Math.sin(i)), [L]),
+      b: ndarray(Float64Array.from({ length: L }, (_, i) => Math.cos(i)), [L]),
+      s: ndarray(Float64Array.of(2), []),
+      normalize: false,
+    });
+    /** The shipped analytic Jacobian (O(L³) to build, so built once). */
+    let analytic: Record<string, Record<string, ndarray.NdArray<Float64Array>>>;
+    before(() => {
+      analytic = vectoradd.gradients!.jacobian!(inputs(), ["a", "b"], ["result"]);
+    });
+
+    it("every raw message within the budget; each row's slices contiguous with increasing offsets", async () => {
+      const raw = new GeneratedClient(vectorServer.address, grpc.credentials.createInsecure());
+      try {
+        const request = { inputs: packAny(VECTOR_IN, VectorInputs, inputs()), jac_inputs: ["a", "b"], jac_outputs: ["result"] };
+        const messages: JacobianRowsResponse[] = [];
+        for await (const m of raw.jacobianRows(request)) messages.push(m as JacobianRowsResponse);
+        for (const m of messages) {
+          const size = JacobianRowsResponse.encode(m).finish().length;
+          assert.ok(size <= BUDGET, `a message of ${size} bytes exceeds the budget of ${BUDGET}`);
+        }
+        assert.ok(messages[0].header && messages[messages.length - 1].stats);
+        const rowMessages = messages.slice(1, -1);
+        assert.ok(rowMessages.length >= 2 * L * 4, `${rowMessages.length} row messages: each 4000-byte row needs at least 4`);
+
+        // The messages of one row are consecutive and cover the output once, offsets increasing.
+        const done = new Set<string>();
+        for (let k = 0; k < rowMessages.length; ) {
+          const { input_path, input_index } = rowMessages[k].row!;
+          const key = `${input_path}[${input_index}]`;
+          assert.ok(!done.has(key), `${key} comes twice`);
+          done.add(key);
+          let next = 0;
+          let parts = 0;
+          for (; k < rowMessages.length && rowMessages[k].row!.input_path === input_path && rowMessages[k].row!.input_index === input_index; k++, parts++) {
+            for (const slice of rowMessages[k].row!.slices) {
+              assert.equal(slice.output_path, "result");
+              assert.equal(slice.offset, next, `${key}: offsets increase without gaps`);
+              next += slice.values!.shape[0];
+            }
+          }
+          assert.equal(next, L, `${key} covers the whole output`);
+          assert.ok(parts > 1, `${key} came in ${parts} message(s)`);
+        }
+        assert.equal(done.size, 2 * L);
+
+        // The raw messages, as SDK events, assemble too.
+        const assembled = await assembleJacobian(messages.map(toRowsEvent));
+        for (const input of ["a", "b"]) assertClose(assembled.jacobian.result[input].data, analytic.result[input].data, 1e-8, `d result / d ${input}`);
+      } finally {
+        raw.close();
+      }
+    });
+
+    it("through the SDK: split rows, and assembled = unary Jacobian exactly = analytic", async () => {
+      for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD]) {
+        const events = await collect(vector.jacobianRows(inputs(), ["a", "b"], ["result"], { algorithm }));
+        const rows = events.filter((e) => e.row).map((e) => e.row!);
+        assert.ok(rows.length >= 2 * L * 4);
+        for (const row of rows) for (const s of row.slices) assert.ok(s.values.length * 8 < BUDGET);
+        const offsets = rows.filter((r) => r.input_path === "a" && r.input_index === 7).flatMap((r) => r.slices.map((s) => s.offset));
+        assert.ok(offsets.length > 1 && offsets[0] === 0 && offsets.every((o, i) => i === 0 || o > offsets[i - 1]), `offsets ${offsets}`);
+
+        const assembled = await assembleJacobian(events);
+        const unary = await vector.jacobian(inputs(), ["a", "b"], ["result"], { algorithm });
+        assertSameJacobian(assembled, unary);
+        for (const input of ["a", "b"]) {
+          assert.deepEqual(assembled.jacobian.result[input].shape, [L, L]);
+          assertClose(assembled.jacobian.result[input].data, analytic.result[input].data, 1e-8, `d result / d ${input}`);
+        }
+      }
+    });
+  });
+
+  describe("assembleJacobian checks completeness", () => {
+    let events: JacobianRowsEvent[];
+    before(async () => {
+      events = await collect(mesh.jacobianRows(sampleMeshInputs(4), ["mesh.points"], [BARY, "statistics.first_point_coordinates"]));
+    });
+
+    it("a missing row: DATA_LOSS naming the input and the first missing index", async () => {
+      const dropped = events.filter((e) => !(e.row && e.row.input_index === 5));
+      await rejectsWith(assembleJacobian(dropped), 15, /incomplete.*mesh\.points.*index 5/);
+    });
+
+    it("a missing slice, a repeated row, no stats, no header: DATA_LOSS", async () => {
+      const partial = events.map((e) => (e.row && e.row.input_index === 2 ? { row: { ...e.row, slices: e.row.slices.slice(1) } } : e));
+      await rejectsWith(assembleJacobian(partial), 15, /incomplete/);
+      const repeated = [...events.slice(0, 3), events[2], ...events.slice(3)];
+      await rejectsWith(assembleJacobian(repeated), 15, /more than/);
+      await rejectsWith(assembleJacobian(events.slice(0, -1)), 15, /before its stats/);
+      await rejectsWith(assembleJacobian(events.slice(1)), 15, /before the header/);
+    });
+  });
+
+  describe("cancellation", () => {
+    const N = 300;
+    const n = 3 * N;
+
+    it("breaking out of the loop after the header and 2 rows cancels the call; the engine stops", async () => {
+      const FREE = 10; // the engine runs 10 evaluations (5 rows), then waits at the 11th
+      const g = await gatedMeshServer(FREE);
+      try {
+        const seen: JacobianRowsEvent[] = [];
+        for await (const event of g.client.jacobianRows(sampleMeshInputs(N), ["mesh.points"], [BARY], { algorithm: Algorithm.ALGORITHM_CENTRAL })) {
+          seen.push(event);
+          if (seen.length === 3) break;
+        }
+        assert.ok(seen[0].header && seen[1].row && seen[2].row);
+
+        // The server sees the cancellation: its call's signal aborts.
+        const signal = g.state.signals[0];
+        if (!signal.aborted) await once(signal, "abort");
+        const callsAtCancel = g.state.calls;
+        assert.ok(callsAtCancel <= FREE + 1, `${callsAtCancel} evaluations before the gate`);
+
+        // Let the parked evaluation finish: the engine must not start another one.
+        g.release();
+        const line = await g.finished;
+        assert.equal(line.code, grpc.status.CANCELLED);
+        assert.equal(g.state.calls, callsAtCancel, "no evaluation started after the cancellation");
+        assert.ok(g.state.calls < 2 * n);
+      } finally {
+        await g.close();
+      }
+    });
+
+    it("aborting the signal mid-stream: the loop throws CANCELLED and the server stops", async () => {
+      const g = await gatedMeshServer(4);
+      try {
+        const controller = new AbortController();
+        const iteration = (async () => {
+          for await (const event of g.client.jacobianRows(sampleMeshInputs(N), ["mesh.points"], [BARY], undefined, { signal: controller.signal })) {
+            if (event.header) controller.abort();
+          }
+        })();
+        await rejectsWith(iteration, grpc.status.CANCELLED, /CANCELLED/);
+        const signal = g.state.signals[0];
+        if (!signal.aborted) await once(signal, "abort");
+        const callsAtCancel = g.state.calls;
+        g.release();
+        assert.equal((await g.finished).code, grpc.status.CANCELLED);
+        assert.equal(g.state.calls, callsAtCancel);
+      } finally {
+        await g.close();
+      }
+    });
+
+    it("a deadline already in the past: DEADLINE_EXCEEDED from the first iteration", async () => {
+      await rejectsWith(collect(mesh.jacobianRows(sampleMeshInputs(3), ["mesh.points"], [BARY], undefined, { deadline: new Date(Date.now() - 1000) })), grpc.status.DEADLINE_EXCEEDED, /DEADLINE_EXCEEDED/);
+    });
+
+    it("a bad path: INVALID_ARGUMENT from the first iteration, naming it", async () => {
+      await rejectsWith(collect(mesh.jacobianRows(sampleMeshInputs(3), ["mesh.nope"], [BARY])), grpc.status.INVALID_ARGUMENT, /mesh\.nope/);
+    });
+  });
+});

@@ -1,0 +1,295 @@
+/**
+ * The typed SDK against real servers on 127.0.0.1:0: apply, Jacobian (exact evaluation counts,
+ * analytic values), JVP, VJP, Describe (and its caching for type URLs), AbstractEval with abstract
+ * tensors, health, and every failure as a TesseractClientError with the right code.
+ */
+import { strict as assert } from "node:assert";
+import { EventEmitter } from "node:events";
+import pino from "pino";
+import ndarray from "ndarray";
+import {
+  Algorithm,
+  DataType,
+  TesseractClient,
+  TesseractClientError,
+  type AbstractArrays,
+} from "../client";
+import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
+import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../client/generated/tesseract/examples/vectoradd/v1/vectoradd";
+import { startServer, type RunningServer } from "../server/grpc/server";
+import { silentLogger } from "../server/log";
+import vectoradd from "../server/tesseracts/vectoradd";
+import { sampleMeshInputs } from "../server/tesseracts/samples";
+import { assertClose, f64, meshJacobian } from "./helpers";
+
+const MESH_IN = "tesseract.examples.meshstats.v1.Inputs";
+const MESH_OUT = "tesseract.examples.meshstats.v1.Outputs";
+const FIRST = "statistics.first_point_coordinates";
+const BARY = "statistics.barycenter";
+
+/** A logger whose JSON lines can be awaited: `next(match)` resolves with the first later line matching. */
+class LogLines {
+  private readonly events = new EventEmitter();
+  readonly logger = pino({ level: "info" }, { write: (line: string) => this.events.emit("line", JSON.parse(line)) });
+  next(match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+    return new Promise((resolve) => {
+      const listener = (line: Record<string, unknown>) => {
+        if (!match(line)) return;
+        this.events.off("line", listener);
+        resolve(line);
+      };
+      this.events.on("line", listener);
+    });
+  }
+}
+
+/** Awaits a rejection and checks it is a TesseractClientError with `code` and a message matching `message`. */
+async function rejectsWith(promise: Promise<unknown>, code: number, codeName: string, message: RegExp): Promise<TesseractClientError> {
+  let error: unknown;
+  try {
+    await promise;
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(error instanceof TesseractClientError, `expected a TesseractClientError, got ${String(error)}`);
+  assert.equal(error.code, code, `code ${error.codeName}: ${error.details}`);
+  assert.equal(error.codeName, codeName);
+  assert.match(error.message, message);
+  assert.match(error.details, message);
+  return error;
+}
+
+describe("SDK: TesseractClient", () => {
+  let meshServer: RunningServer;
+  let vectorServer: RunningServer;
+  /** Type names from a (lazy, cached) Describe. */
+  let mesh: TesseractClient<MeshInputs, MeshOutputs>;
+  /** Type names given up front. */
+  let vector: TesseractClient<VectorInputs, VectorOutputs>;
+
+  const vectorLog = new LogLines();
+
+  before(async () => {
+    meshServer = await startServer({ tesseract: "meshstats", host: "127.0.0.1", port: 0, logger: silentLogger });
+    vectorServer = await startServer({ tesseract: "vectoradd", host: "127.0.0.1", port: 0, logger: vectorLog.logger });
+    mesh = new TesseractClient<MeshInputs, MeshOutputs>(meshServer.address, { inputs: MeshInputs, outputs: MeshOutputs });
+    vector = new TesseractClient<VectorInputs, VectorOutputs>(vectorServer.address, {
+      inputs: VectorInputs,
+      outputs: VectorOutputs,
+      inputType: "tesseract.examples.vectoradd.v1.Inputs",
+      outputType: "tesseract.examples.vectoradd.v1.Outputs",
+    });
+  });
+
+  after(async () => {
+    mesh?.close();
+    vector?.close();
+    await Promise.all([meshServer?.close(), vectorServer?.close()]);
+  });
+
+  describe("apply", () => {
+    it("meshstats: the first point and the mean of the points, as FP64 ndarrays", async () => {
+      const N = 7;
+      const inputs = sampleMeshInputs(N);
+      const outputs = await mesh.apply(inputs);
+      const first = outputs.statistics!.first_point_coordinates!;
+      const bary = outputs.statistics!.barycenter!;
+      assert.ok(first.data instanceof Float64Array && bary.data instanceof Float64Array);
+      assert.deepEqual(first.shape, [3]);
+      assert.deepEqual(bary.shape, [3]);
+      const points = inputs.mesh.points.data;
+      assert.deepEqual(Array.from(first.data), [points[0], points[1], points[2]]);
+      for (let c = 0; c < 3; c++) {
+        let sum = 0;
+        for (let i = 0; i < N; i++) sum += points[i * 3 + c];
+        assert.ok(Math.abs(Number(bary.get(c)) - sum / N) <= 1e-12, `barycenter[${c}]`);
+      }
+    });
+
+    it("vectoradd: s·a + b, with a strided (non-contiguous) ndarray input encoded row-major", async () => {
+      const wide = ndarray(Float64Array.from([1, 99, 2, 99, 3, 99]), [3], [2]); // every other element: [1, 2, 3]
+      const outputs = await vector.apply({ a: wide, b: f64([10, 20, 30]), s: ndarray(Float64Array.of(2), []), normalize: false });
+      assert.deepEqual(outputs.result!.shape, [3]);
+      assert.deepEqual(Array.from(outputs.result!.data as Float64Array), [12, 24, 36]);
+    });
+  });
+
+  describe("jacobian", () => {
+    const N = 7;
+    const n = 3 * N;
+    for (const { name, algorithm, calls } of [
+      { name: "central", algorithm: Algorithm.ALGORITHM_CENTRAL, calls: 2 * n },
+      { name: "forward", algorithm: Algorithm.ALGORITHM_FORWARD, calls: n + 1 },
+    ]) {
+      it(`meshstats, ${name}: ${calls} apply calls for both outputs, analytic values, (*out, *in) layout`, async () => {
+        const { jacobian, stats } = await mesh.jacobian(sampleMeshInputs(N), ["mesh.points"], [FIRST, BARY], { algorithm });
+        assert.equal(stats.apply_calls, calls);
+        assert.ok(stats.wall_seconds >= 0);
+        assert.deepEqual(Object.keys(jacobian).sort(), [BARY, FIRST]);
+        for (const output of [FIRST, BARY] as const) {
+          const J = jacobian[output]["mesh.points"];
+          assert.deepEqual(J.shape, [3, N, 3]);
+          assert.ok(J.data instanceof Float64Array);
+          assertClose(J.data, meshJacobian(N, output === FIRST ? "first_point_coordinates" : "barycenter"), 1e-8, output);
+        }
+      });
+    }
+
+    it("meshstats: the inputs' fd_algorithm picks the rule when the request does not (forward: n + 1 calls)", async () => {
+      const { stats } = await mesh.jacobian(sampleMeshInputs(N, Algorithm.ALGORITHM_FORWARD), ["mesh.points"], [BARY]);
+      assert.equal(stats.apply_calls, n + 1);
+    });
+
+    it("vectoradd (normalised): every block matches the shipped analytic Jacobian", async () => {
+      const inputs = { a: f64([0.5, -1.25, 2, 0.75, 3]), b: f64([1, 0.5, -0.5, 2, -1]), s: ndarray(Float64Array.of(1.5), []), normalize: true };
+      const { jacobian, stats } = await vector.jacobian(inputs, ["a", "b", "s"], ["result"], { algorithm: Algorithm.ALGORITHM_CENTRAL });
+      assert.equal(stats.apply_calls, 2 * (5 + 5 + 1));
+      const analytic = vectoradd.gradients!.jacobian!(inputs, ["a", "b", "s"], ["result"]);
+      for (const input of ["a", "b", "s"]) {
+        const J = jacobian.result[input];
+        assert.deepEqual(J.shape, analytic.result[input].shape, input);
+        assertClose(J.data, analytic.result[input].data, 1e-7, `d result / d ${input}`);
+      }
+    });
+  });
+
+  describe("jvp and vjp", () => {
+    const N = 5;
+    const tangentValues = Float64Array.from({ length: N * 3 }, (_, k) => Math.cos(k + 0.5));
+
+    it("jvp: J·v for both outputs in 2 apply calls", async () => {
+      const { result, stats } = await mesh.jvp(sampleMeshInputs(N), ["mesh.points"], [FIRST, BARY], { "mesh.points": ndarray(tangentValues, [N, 3]) });
+      assert.equal(stats.apply_calls, 2);
+      const mean = [0, 1, 2].map((c) => tangentValues.filter((_, k) => k % 3 === c).reduce((s, v) => s + v, 0) / N);
+      assert.deepEqual(result[FIRST].shape, [3]);
+      assertClose(result[FIRST].data, tangentValues.subarray(0, 3), 1e-8, "d first · v");
+      assertClose(result[BARY].data, mean, 1e-8, "d barycenter · v");
+    });
+
+    it("vjp: uᵀ·J keyed by input path in 2n apply calls", async () => {
+      const uFirst = f64([1, -2, 0.5]);
+      const uBary = f64([3, 0.25, -1]);
+      const { result, stats } = await mesh.vjp(sampleMeshInputs(N), ["mesh.points"], [FIRST, BARY], { [FIRST]: uFirst, [BARY]: uBary }, { algorithm: Algorithm.ALGORITHM_CENTRAL });
+      assert.equal(stats.apply_calls, 2 * 3 * N);
+      const g = result["mesh.points"];
+      assert.deepEqual(g.shape, [N, 3]);
+      const expected = Float64Array.from({ length: N * 3 }, (_, k) => (k < 3 ? uFirst.data[k] : 0) + uBary.data[k % 3] / N);
+      assertClose(g.data, expected, 1e-8, "uᵀ J");
+    });
+  });
+
+  describe("describe, abstractEval, health", () => {
+    it("describe: names, message types, differentiable paths, defaults, endpoints", async () => {
+      const d = await mesh.describe();
+      assert.equal(d.name, "meshstats");
+      assert.equal(d.version, "1.0.0");
+      assert.match(d.description, /barycenter/);
+      assert.equal(d.input_type, MESH_IN);
+      assert.equal(d.output_type, MESH_OUT);
+      assert.deepEqual(d.differentiable_inputs, ["mesh.points"]);
+      assert.deepEqual([...d.differentiable_outputs].sort(), [BARY, FIRST]);
+      assert.equal(d.defaults?.eps, 1e-6);
+      assert.deepEqual([...d.endpoints].sort(), ["AbstractEval", "Apply", "Describe", "Jacobian", "JacobianRows", "JacobianVectorProduct", "VectorJacobianProduct"]);
+    });
+
+    it("the type names come from one Describe, made lazily and cached", async () => {
+      const describe = meshServer.runtime.describe.bind(meshServer.runtime);
+      let describes = 0;
+      meshServer.runtime.describe = () => {
+        describes++;
+        return describe();
+      };
+      const client = new TesseractClient<MeshInputs, MeshOutputs>(meshServer.address, { inputs: MeshInputs, outputs: MeshOutputs });
+      try {
+        assert.equal(describes, 0, "no call before the first need");
+        await client.apply(sampleMeshInputs(3));
+        await client.jacobian(sampleMeshInputs(3), ["mesh.points"], [BARY]);
+        await client.abstractEval({ mesh: { ...sampleMeshInputs(3).mesh, points: { shape: [3, 3], datatype: DataType.DATA_TYPE_FP64 } }, fd_algorithm: 0 });
+        assert.equal(describes, 1);
+      } finally {
+        client.close();
+        meshServer.runtime.describe = describe;
+      }
+    });
+
+    it("abstractEval: output shapes from abstract { shape, datatype } tensors", async () => {
+      const inputs: AbstractArrays<MeshInputs> = {
+        mesh: {
+          n_points: 1000,
+          n_cells: 1,
+          points: { shape: [1000, 3], datatype: DataType.DATA_TYPE_FP64 },
+          num_points_per_cell: { shape: [1], datatype: DataType.DATA_TYPE_FP64 },
+          cell_connectivity: { shape: [1000], datatype: DataType.DATA_TYPE_INT32 },
+          cell_data: {},
+          point_data: {},
+        },
+        fd_algorithm: 0,
+      };
+      const outputs = await mesh.abstractEval(inputs);
+      assert.deepEqual(outputs, [
+        { path: FIRST, shape: [3], datatype: DataType.DATA_TYPE_FP64 },
+        { path: BARY, shape: [3], datatype: DataType.DATA_TYPE_FP64 },
+      ]);
+      const vec = await vector.abstractEval({ a: { shape: [42], datatype: DataType.DATA_TYPE_FP32 }, b: { shape: [42], datatype: DataType.DATA_TYPE_FP32 }, normalize: false });
+      assert.deepEqual(vec, [{ path: "result", shape: [42], datatype: DataType.DATA_TYPE_FP64 }]);
+    });
+
+    it("health: SERVING for the server and the Tesseract service; NOT_FOUND for an unknown service", async () => {
+      assert.equal(await mesh.health(), "SERVING");
+      assert.equal(await mesh.health("tesseract.v1.Tesseract"), "SERVING");
+      await rejectsWith(mesh.health("no.such.Service"), 5, "NOT_FOUND", /no\.such\.Service/);
+    });
+  });
+
+  describe("errors", () => {
+    it("a bad jac_inputs path: INVALID_ARGUMENT naming the path and the available ones", async () => {
+      const error = await rejectsWith(mesh.jacobian(sampleMeshInputs(3), ["mesh.nope"], [BARY]), 3, "INVALID_ARGUMENT", /mesh\.nope/);
+      assert.match(error.details, /mesh\.points/);
+    });
+
+    it("a bad output path in a JVP: INVALID_ARGUMENT naming it", async () => {
+      const tangent = { "mesh.points": ndarray(new Float64Array(9), [3, 3]) };
+      await rejectsWith(mesh.jvp(sampleMeshInputs(3), ["mesh.points"], ["statistics.nope"], tangent), 3, "INVALID_ARGUMENT", /statistics\.nope/);
+    });
+
+    it("a wrong Any type URL: INVALID_ARGUMENT", async () => {
+      const wrong = new TesseractClient<MeshInputs, MeshOutputs>(meshServer.address, { inputs: MeshInputs, outputs: MeshOutputs, inputType: "tesseract.examples.vectoradd.v1.Inputs" });
+      try {
+        await rejectsWith(wrong.apply(sampleMeshInputs(3)), 3, "INVALID_ARGUMENT", /type URL "type\.googleapis\.com\/tesseract\.examples\.vectoradd\.v1\.Inputs"/);
+        await rejectsWith(wrong.jacobian(sampleMeshInputs(3), ["mesh.points"], [BARY]), 3, "INVALID_ARGUMENT", /type URL/);
+      } finally {
+        wrong.close();
+      }
+    });
+
+    it("inputs the Tesseract rejects: INVALID_ARGUMENT with its message", async () => {
+      const inputs = sampleMeshInputs(3);
+      await rejectsWith(mesh.apply({ ...inputs, mesh: { ...inputs.mesh, n_points: 4 } }), 3, "INVALID_ARGUMENT", /n_points/);
+    });
+
+    it("a deadline already in the past: DEADLINE_EXCEEDED (as a Date and as milliseconds from now)", async () => {
+      await rejectsWith(vector.apply({ a: f64([1]), b: f64([2]), normalize: false }, { deadline: new Date(Date.now() - 1000) }), 4, "DEADLINE_EXCEEDED", /./);
+      await rejectsWith(vector.describe({ deadline: -1 }), 4, "DEADLINE_EXCEEDED", /./);
+    });
+
+    it("an aborted signal: CANCELLED, and no call is made", async () => {
+      const controller = new AbortController();
+      controller.abort(new Error("user gave up"));
+      await rejectsWith(vector.apply({ a: f64([1]), b: f64([2]), normalize: false }, { signal: controller.signal }), 1, "CANCELLED", /user gave up/);
+    });
+
+    it("metadata is passed through: the server logs the caller's x-request-id", async () => {
+      const logged = vectorLog.next((line) => line.rpc === "Describe" && line.request_id === "sdk-test-1");
+      const d = await vector.describe({ metadata: { "x-request-id": "sdk-test-1" }, deadline: 10_000 });
+      assert.equal(d.name, "vectoradd");
+      assert.equal((await logged).code, 0);
+    });
+
+    it("a closed client: FAILED_PRECONDITION", async () => {
+      const client = new TesseractClient<VectorInputs, VectorOutputs>(vectorServer.address, { inputs: VectorInputs, outputs: VectorOutputs });
+      client.close();
+      await rejectsWith(client.describe(), 9, "FAILED_PRECONDITION", /closed/);
+      await rejectsWith(client.health(), 9, "FAILED_PRECONDITION", /closed/);
+    });
+  });
+});
