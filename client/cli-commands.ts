@@ -14,7 +14,7 @@ import { fetchRoot } from "./reflection-schema";
 import { assembleJacobian, type JacobianRowsEvent } from "./rows";
 import { DEFAULT_MAX_MESSAGE_BYTES, TesseractClient, type FiniteDifferenceRequestOptions, type TesseractTypes } from "./tesseract-client";
 import type { MessageFns } from "./any";
-import { Algorithm } from "./generated/tesseract/v1/tesseract";
+import { Algorithm, FiniteDifferenceOptions } from "./generated/tesseract/v1/tesseract";
 
 interface ClientFlags {
   address: string;
@@ -82,9 +82,9 @@ function callOptions(flags: ClientFlags) {
   return flags.deadline === undefined ? {} : { deadline: flags.deadline };
 }
 
-/** Request options from the payload's "options", overridden by flags. */
+/** Request options from the payload's "options" (proto JSON: enum names allowed), overridden by flags. */
 function fdOptions(payload: Payload, flags: ClientFlags): FiniteDifferenceRequestOptions | undefined {
-  const options = { ...((payload.options as FiniteDifferenceRequestOptions) ?? {}) };
+  const options: FiniteDifferenceRequestOptions = payload.options === undefined ? {} : FiniteDifferenceOptions.fromJSON(payload.options);
   if (flags.algorithm !== undefined) options.algorithm = ALGORITHMS[flags.algorithm];
   if (flags.eps !== undefined) options.eps = flags.eps;
   if (flags.numSamples !== undefined) options.num_samples = flags.numSamples;
