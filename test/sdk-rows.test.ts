@@ -104,16 +104,21 @@ async function gatedMeshServer(free: number) {
   const server = await startServer({ tesseract: runtime, host: "127.0.0.1", port: 0, streamChunkBytes: BUDGET, logger: log.logger });
   const client = new TesseractClient<MeshInputs, MeshOutputs>(server.address, { inputs: MeshInputs, outputs: MeshOutputs });
   const finished = log.next((line) => line.rpc === "JacobianRows");
+  let closing: Promise<void> | undefined;
   return {
     state,
     release,
     client,
     /** The JacobianRows handler's log line: it is written when the handler has finished. */
     finished,
-    async close() {
-      release();
-      client.close();
-      await server.close();
+    /** Idempotent; forces the server down quickly if a broken cancellation left a call running. */
+    close() {
+      closing ??= (async () => {
+        release();
+        client.close();
+        await server.close(1000);
+      })();
+      return closing;
     },
   };
 }
@@ -280,54 +285,56 @@ describe("SDK: JacobianRows", () => {
   describe("cancellation", () => {
     const N = 300;
     const n = 3 * N;
+    /** Closed after each test, also when a test timed out waiting for a cancellation that never came. */
+    const gated: Awaited<ReturnType<typeof gatedMeshServer>>[] = [];
+    const gatedServer = async (free: number) => {
+      const g = await gatedMeshServer(free);
+      gated.push(g);
+      return g;
+    };
+    afterEach(async () => {
+      await Promise.all(gated.splice(0).map((g) => g.close()));
+    });
 
     it("breaking out of the loop after the header and 2 rows cancels the call; the engine stops", async () => {
       const FREE = 10; // the engine runs 10 evaluations (5 rows), then waits at the 11th
-      const g = await gatedMeshServer(FREE);
-      try {
-        const seen: JacobianRowsEvent[] = [];
-        for await (const event of g.client.jacobianRows(sampleMeshInputs(N), ["mesh.points"], [BARY], { algorithm: Algorithm.ALGORITHM_CENTRAL })) {
-          seen.push(event);
-          if (seen.length === 3) break;
-        }
-        assert.ok(seen[0].header && seen[1].row && seen[2].row);
-
-        // The server sees the cancellation: its call's signal aborts.
-        const signal = g.state.signals[0];
-        if (!signal.aborted) await once(signal, "abort");
-        const callsAtCancel = g.state.calls;
-        assert.ok(callsAtCancel <= FREE + 1, `${callsAtCancel} evaluations before the gate`);
-
-        // Let the parked evaluation finish: the engine must not start another one.
-        g.release();
-        const line = await g.finished;
-        assert.equal(line.code, grpc.status.CANCELLED);
-        assert.equal(g.state.calls, callsAtCancel, "no evaluation started after the cancellation");
-        assert.ok(g.state.calls < 2 * n);
-      } finally {
-        await g.close();
+      const g = await gatedServer(FREE);
+      const seen: JacobianRowsEvent[] = [];
+      for await (const event of g.client.jacobianRows(sampleMeshInputs(N), ["mesh.points"], [BARY], { algorithm: Algorithm.ALGORITHM_CENTRAL })) {
+        seen.push(event);
+        if (seen.length === 3) break;
       }
+      assert.ok(seen[0].header && seen[1].row && seen[2].row);
+
+      // The server sees the cancellation: its call's signal aborts.
+      const signal = g.state.signals[0];
+      if (!signal.aborted) await once(signal, "abort");
+      const callsAtCancel = g.state.calls;
+      assert.ok(callsAtCancel <= FREE + 1, `${callsAtCancel} evaluations before the gate`);
+
+      // Let the parked evaluation finish: the engine must not start another one.
+      g.release();
+      const line = await g.finished;
+      assert.equal(line.code, grpc.status.CANCELLED);
+      assert.equal(g.state.calls, callsAtCancel, "no evaluation started after the cancellation");
+      assert.ok(g.state.calls < 2 * n);
     });
 
     it("aborting the signal mid-stream: the loop throws CANCELLED and the server stops", async () => {
-      const g = await gatedMeshServer(4);
-      try {
-        const controller = new AbortController();
-        const iteration = (async () => {
-          for await (const event of g.client.jacobianRows(sampleMeshInputs(N), ["mesh.points"], [BARY], undefined, { signal: controller.signal })) {
-            if (event.header) controller.abort();
-          }
-        })();
-        await rejectsWith(iteration, grpc.status.CANCELLED, /CANCELLED/);
-        const signal = g.state.signals[0];
-        if (!signal.aborted) await once(signal, "abort");
-        const callsAtCancel = g.state.calls;
-        g.release();
-        assert.equal((await g.finished).code, grpc.status.CANCELLED);
-        assert.equal(g.state.calls, callsAtCancel);
-      } finally {
-        await g.close();
-      }
+      const g = await gatedServer(4);
+      const controller = new AbortController();
+      const iteration = (async () => {
+        for await (const event of g.client.jacobianRows(sampleMeshInputs(N), ["mesh.points"], [BARY], undefined, { signal: controller.signal })) {
+          if (event.header) controller.abort();
+        }
+      })();
+      await rejectsWith(iteration, grpc.status.CANCELLED, /CANCELLED/);
+      const signal = g.state.signals[0];
+      if (!signal.aborted) await once(signal, "abort");
+      const callsAtCancel = g.state.calls;
+      g.release();
+      assert.equal((await g.finished).code, grpc.status.CANCELLED);
+      assert.equal(g.state.calls, callsAtCancel);
     });
 
     it("a deadline already in the past: DEADLINE_EXCEEDED from the first iteration", async () => {
