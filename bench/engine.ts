@@ -4,10 +4,8 @@
  * wall / (calls × bare apply), with the bare apply timed in the same run. Prints a table and
  * writes bench/results/engine.json. Configurations whose estimate exceeds TIME_CAP_S are skipped.
  */
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import ndarray from "ndarray";
+import { report } from "./report";
 import { loadTesseract } from "../server/loader";
 import { Algorithm } from "../server/tesseract";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
@@ -67,12 +65,7 @@ async function main() {
       });
     }
   }
-  console.table(results);
-  const out = path.join(__dirname, "../../bench/results");
-  fs.mkdirSync(out, { recursive: true });
-  const file = path.join(out, "engine.json");
-  fs.writeFileSync(file, JSON.stringify({ machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version }, results }, null, 2));
-  console.log(`wrote ${path.relative(process.cwd(), file)}`);
+  report("engine", results);
 }
 
 main().catch((e) => {

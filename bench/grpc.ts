@@ -6,10 +6,8 @@
  *   bytes, against the same Jacobian as a unary call.
  * Prints a table and writes bench/results/grpc.json.
  */
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import ndarray from "ndarray";
+import { report } from "./report";
 import { TesseractClient } from "../client";
 import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
 import { Inputs as VecInputs, Outputs as VecOutputs } from "../client/generated/tesseract/examples/vectoradd/v1/vectoradd";
@@ -72,12 +70,7 @@ async function main() {
   vecClient.close();
   await vec.close();
 
-  console.table(results);
-  const out = path.join(__dirname, "../../bench/results");
-  fs.mkdirSync(out, { recursive: true });
-  const file = path.join(out, "grpc.json");
-  fs.writeFileSync(file, JSON.stringify({ machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version }, results }, null, 2));
-  console.log(`wrote ${path.relative(process.cwd(), file)}`);
+  report("grpc", results);
 }
 
 main().catch((e) => {

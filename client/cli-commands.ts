@@ -189,29 +189,24 @@ export function addClientCommands(program: Command): void {
       }),
     );
 
-  gradientOptions(clientCommand("jvp", 'Jacobian-vector product: {"inputs", "jvp_inputs", "jvp_outputs", "tangent_vector"}')).action(
-    run(async (flags, payload) => {
-      const { client, inputType } = await connect(flags);
-      try {
-        const { result } = await client.jvp(jsonToTree(inputType, payload.inputs, "inputs"), paths(payload, "jvp_inputs"), paths(payload, "jvp_outputs"), vectors(payload, "tangent_vector"), fdOptions(payload, flags), callOptions(flags));
-        print(result, flags.format);
-      } finally {
-        client.close();
-      }
-    }),
-  );
-
-  gradientOptions(clientCommand("vjp", 'vector-Jacobian product: {"inputs", "vjp_inputs", "vjp_outputs", "cotangent_vector"}')).action(
-    run(async (flags, payload) => {
-      const { client, inputType } = await connect(flags);
-      try {
-        const { result } = await client.vjp(jsonToTree(inputType, payload.inputs, "inputs"), paths(payload, "vjp_inputs"), paths(payload, "vjp_outputs"), vectors(payload, "cotangent_vector"), fdOptions(payload, flags), callOptions(flags));
-        print(result, flags.format);
-      } finally {
-        client.close();
-      }
-    }),
-  );
+  // jvp and vjp differ only in names: {inputs, <kind>_inputs, <kind>_outputs, <vector field>}.
+  for (const [kind, vectorField, description] of [
+    ["jvp", "tangent_vector", "Jacobian-vector product"],
+    ["vjp", "cotangent_vector", "vector-Jacobian product"],
+  ] as const) {
+    gradientOptions(clientCommand(kind, `${description}: {"inputs", "${kind}_inputs", "${kind}_outputs", "${vectorField}"}`)).action(
+      run(async (flags, payload) => {
+        const { client, inputType } = await connect(flags);
+        try {
+          const args = [jsonToTree(inputType, payload.inputs, "inputs"), paths(payload, `${kind}_inputs`), paths(payload, `${kind}_outputs`), vectors(payload, vectorField), fdOptions(payload, flags), callOptions(flags)] as const;
+          const { result } = await client[kind](...args);
+          print(result, flags.format);
+        } finally {
+          client.close();
+        }
+      }),
+    );
+  }
 
   clientCommand("describe", "name, types, differentiable paths, defaults and endpoints", false).action(
     run(async (flags) => {

@@ -5,10 +5,8 @@
  */
 import { strict as assert } from "node:assert";
 import * as path from "node:path";
-import { PassThrough } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import pino from "pino";
 import { Inputs as MeshInputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
 import { TesseractClient as GeneratedClient, type JacobianRowsResponse } from "../client/generated/tesseract/v1/tesseract";
 import { Code } from "../server/errors";
@@ -18,7 +16,7 @@ import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
 import { encodeTensor } from "../server/tensor/codec";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
-import { f64 } from "./helpers";
+import { f64, LogLines } from "./helpers";
 
 const FIXTURE = path.join(__dirname, "../../test/fixtures/polynomial");
 const MESH_URL = "type.googleapis.com/tesseract.examples.meshstats.v1.Inputs";
@@ -32,28 +30,6 @@ function meshAny(N: number) {
     fd_algorithm: 0,
   };
   return { type_url: MESH_URL, value: Buffer.from(MeshInputs.encode(MeshInputs.fromPartial(message as never)).finish()) };
-}
-
-/** Log lines as objects, so a test can await the server's own record of a call's end. */
-function capturingLogger() {
-  const stream = new PassThrough();
-  const waiters: { rpc: string; resolve: (line: Record<string, unknown>) => void }[] = [];
-  let buffered = "";
-  stream.on("data", (chunk: Buffer) => {
-    buffered += chunk.toString();
-    let newline: number;
-    while ((newline = buffered.indexOf("\n")) >= 0) {
-      const line = JSON.parse(buffered.slice(0, newline));
-      buffered = buffered.slice(newline + 1);
-      const i = waiters.findIndex((w) => line.msg === "call" && w.rpc === line.rpc);
-      if (i >= 0) waiters.splice(i, 1)[0].resolve(line);
-    }
-  });
-  return {
-    logger: pino({ level: "info" }, stream),
-    /** Resolves with the next "call" line logged for `rpc`. */
-    nextCall: (rpc: string) => new Promise<Record<string, unknown>>((resolve) => waiters.push({ rpc, resolve })),
-  };
 }
 
 function unary<Res>(fn: (cb: (err: grpc.ServiceError | null, res: Res) => void) => void): Promise<Res> {
@@ -209,8 +185,8 @@ describe("gRPC server", () => {
     before(async () => {
       const slow = slowRuntime(2);
       counter = slow.counter;
-      const logs = capturingLogger();
-      nextCall = logs.nextCall;
+      const logs = new LogLines();
+      nextCall = (rpc) => logs.nextCall(rpc);
       server = await startServer({ tesseract: slow.runtime, port: 0, logger: logs.logger });
       c = new GeneratedClient(server.address, grpc.credentials.createInsecure());
     });

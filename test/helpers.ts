@@ -1,5 +1,7 @@
 /** Shared test data and comparisons. */
 import { strict as assert } from "node:assert";
+import { EventEmitter } from "node:events";
+import pino from "pino";
 import ndarray, { type NdArray } from "ndarray";
 import { Code, TesseractError } from "../server/errors";
 
@@ -50,4 +52,25 @@ export async function rejects(promise: Promise<unknown> | (() => unknown), code:
   assert.equal(error.code, code, `code ${Code[error.code]} (${error.message})`);
   assert.match(error.message, message);
   return error;
+}
+
+/** A logger whose JSON lines can be awaited: `next(match)` resolves with the first later line matching. */
+export class LogLines {
+  private readonly events = new EventEmitter();
+  readonly logger = pino({ level: "info" }, { write: (line: string) => this.events.emit("line", JSON.parse(line)) });
+  next(match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+    return new Promise((resolve) => {
+      const listener = (line: Record<string, unknown>) => {
+        if (!match(line)) return;
+        this.events.off("line", listener);
+        resolve(line);
+      };
+      this.events.on("line", listener);
+    });
+  }
+
+  /** The server's own record of a call of `rpc` ending. */
+  nextCall(rpc: string): Promise<Record<string, unknown>> {
+    return this.next((line) => line.msg === "call" && line.rpc === rpc);
+  }
 }

@@ -5,10 +5,9 @@
  * and cancellation (break, signal, deadline) reaching the server's engine.
  */
 import { strict as assert } from "node:assert";
-import { EventEmitter, once } from "node:events";
+import { once } from "node:events";
 import * as grpc from "@grpc/grpc-js";
 import ndarray from "ndarray";
-import pino from "pino";
 import { Algorithm, assembleJacobian, DataType, packAny, TesseractClient, TesseractClientError, toRowsEvent, type JacobianRowsEvent, type JacobianResult } from "../client";
 import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
 import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../client/generated/tesseract/examples/vectoradd/v1/vectoradd";
@@ -19,7 +18,7 @@ import { TesseractRuntime } from "../server/runtime";
 import meshstats from "../server/tesseracts/meshstats";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
 import vectoradd from "../server/tesseracts/vectoradd";
-import { assertClose, meshJacobian } from "./helpers";
+import { assertClose, LogLines, meshJacobian } from "./helpers";
 
 const BUDGET = 1024;
 const BARY = "statistics.barycenter";
@@ -57,22 +56,6 @@ async function rejectsWith(promise: Promise<unknown>, code: number, message: Reg
   assert.equal(error.code, code, `${error.codeName}: ${error.details}`);
   assert.match(error.message, message);
   return error;
-}
-
-/** A logger whose JSON lines can be awaited (the handlers log one line per finished call). */
-class LogLines {
-  private readonly events = new EventEmitter();
-  readonly logger = pino({ level: "info" }, { write: (line: string) => this.events.emit("line", JSON.parse(line)) });
-  next(match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
-    return new Promise((resolve) => {
-      const listener = (line: Record<string, unknown>) => {
-        if (!match(line)) return;
-        this.events.off("line", listener);
-        resolve(line);
-      };
-      this.events.on("line", listener);
-    });
-  }
 }
 
 /**

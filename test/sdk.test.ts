@@ -4,8 +4,6 @@
  * tensors, health, and every failure as a TesseractClientError with the right code.
  */
 import { strict as assert } from "node:assert";
-import { EventEmitter } from "node:events";
-import pino from "pino";
 import ndarray from "ndarray";
 import {
   Algorithm,
@@ -20,28 +18,12 @@ import { startServer, type RunningServer } from "../server/grpc/server";
 import { silentLogger } from "../server/log";
 import vectoradd from "../server/tesseracts/vectoradd";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
-import { assertClose, f64, meshJacobian } from "./helpers";
+import { assertClose, f64, LogLines, meshJacobian } from "./helpers";
 
 const MESH_IN = "tesseract.examples.meshstats.v1.Inputs";
 const MESH_OUT = "tesseract.examples.meshstats.v1.Outputs";
 const FIRST = "statistics.first_point_coordinates";
 const BARY = "statistics.barycenter";
-
-/** A logger whose JSON lines can be awaited: `next(match)` resolves with the first later line matching. */
-class LogLines {
-  private readonly events = new EventEmitter();
-  readonly logger = pino({ level: "info" }, { write: (line: string) => this.events.emit("line", JSON.parse(line)) });
-  next(match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
-    return new Promise((resolve) => {
-      const listener = (line: Record<string, unknown>) => {
-        if (!match(line)) return;
-        this.events.off("line", listener);
-        resolve(line);
-      };
-      this.events.on("line", listener);
-    });
-  }
-}
 
 /** Awaits a rejection and checks it is a TesseractClientError with `code` and a message matching `message`. */
 async function rejectsWith(promise: Promise<unknown>, code: number, codeName: string, message: RegExp): Promise<TesseractClientError> {

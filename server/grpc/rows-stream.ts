@@ -25,7 +25,9 @@ export function* rowMessages(row: Row, inputPath: string, outputs: readonly Outp
   const capacity = budget - ROW_OVERHEAD - Buffer.byteLength(inputPath);
   let slices: Record<string, unknown>[] = [];
   let used = 0;
+  let sent = false;
   const flush = () => {
+    sent = true;
     const message = { row: { input_path: inputPath, input_index: row.index, slices } };
     slices = [];
     used = 0;
@@ -46,7 +48,8 @@ export function* rowMessages(row: Row, inputPath: string, outputs: readonly Outp
       offset += take;
     }
   }
-  if (slices.length > 0) yield flush();
+  // Every row is sent, even one with no values (empty outputs), so clients can count rows.
+  if (slices.length > 0 || !sent) yield flush();
 }
 
 function pathShapes(leaves: readonly InputLeaf[], outputs: readonly OutputInfo[]) {
