@@ -11,26 +11,11 @@
  */
 import ndarray, { type NdArray } from "ndarray";
 import { DataType, decodeTensor, encodeTensor, isNdArray, normalizeShape, toFloat64, type TypedArray } from "../server/tensor/codec";
-import type { AbstractTensor } from "../server/tesseract";
+import type { AbstractTensor, WithTensorsAs } from "../server/tesseract";
 import type { Tensor } from "./generated/tesseract/v1/tensor";
 
-/** A Tensor message's shape, as ts-proto generates it (same test as the `Arrays` type). */
-interface TensorLike {
-  datatype: number;
-  shape: number[];
-  data: Uint8Array;
-}
-
 /** Like `Arrays<T>`, but a tensor may also be abstract: `{ shape, datatype }` without data (AbstractEval). */
-export type AbstractArrays<T> = T extends TensorLike
-  ? NdArray<TypedArray> | AbstractTensor
-  : T extends Uint8Array
-    ? T
-    : T extends readonly (infer U)[]
-      ? AbstractArrays<U>[]
-      : T extends object
-        ? { [K in keyof T]: AbstractArrays<T[K]> }
-        : T;
+export type AbstractArrays<T> = WithTensorsAs<T, NdArray<TypedArray> | AbstractTensor>;
 
 export function isPlainObject(x: unknown): x is Record<string, unknown> {
   if (typeof x !== "object" || x === null) return false;

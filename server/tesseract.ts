@@ -8,22 +8,25 @@ import type { NdArray } from "ndarray";
 import type { TypedArray } from "./tensor/codec";
 
 /** A Tensor message's shape, as ts-proto generates it. */
-interface TensorLike {
+export interface TensorLike {
   datatype: number;
   shape: number[];
   data: Uint8Array;
 }
 
-/** `T` with every Tensor replaced by an ndarray over the matching typed array. */
-export type Arrays<T> = T extends TensorLike
-  ? NdArray<TypedArray>
+/** `T` with every Tensor replaced by `Leaf`. */
+export type WithTensorsAs<T, Leaf> = T extends TensorLike
+  ? Leaf
   : T extends Uint8Array
     ? T
     : T extends readonly (infer U)[]
-      ? Arrays<U>[]
+      ? WithTensorsAs<U, Leaf>[]
       : T extends object
-        ? { [K in keyof T]: Arrays<T[K]> }
+        ? { [K in keyof T]: WithTensorsAs<T[K], Leaf> }
         : T;
+
+/** `T` with every Tensor replaced by an ndarray over the matching typed array. */
+export type Arrays<T> = WithTensorsAs<T, NdArray<TypedArray>>;
 
 /** Output structure without values, for AbstractEval. */
 export interface AbstractOutput {
