@@ -21,13 +21,18 @@ function checkFloat(t: NdArray<TypedArray>, field: string): void {
 
 const scale = (inputs: In) => (inputs.s ? Number(inputs.s.get()) : 1);
 
-/** u = s·a + b (FP64), and its norm. */
+/** u = s·a + b (FP64), and its 2-norm. */
 function affine(inputs: In): { u: Float64Array; norm: number } {
   const a = toFloat64(inputs.a!);
   const b = toFloat64(inputs.b!);
   const s = scale(inputs);
-  const u = a.map((x, i) => s * x + b[i]);
-  return { u, norm: Math.hypot(...u) };
+  const u = new Float64Array(a.length);
+  let squares = 0;
+  for (let i = 0; i < u.length; i++) {
+    u[i] = s * a[i] + b[i];
+    squares += u[i] * u[i];
+  }
+  return { u, norm: Math.sqrt(squares) };
 }
 
 export default defineTesseract<Inputs, Outputs>({
