@@ -16,6 +16,10 @@ export function integer(min: number) {
   };
 }
 
+function workerCount(value: string): number | "auto" {
+  return value === "auto" ? "auto" : integer(0)(value);
+}
+
 export function buildProgram(): Command {
   const program = new Command("tesseract-grpc")
     .description("Serve a Tesseract over gRPC with finite-difference gradients, or call one.")
@@ -23,13 +27,16 @@ export function buildProgram(): Command {
 
   program
     .command("serve")
-    .description("serve a Tesseract: a bundled name (meshstats, vectoradd, univariate) or a module path")
+    .description("serve a Tesseract: a bundled name (meshstats, vectoradd, univariate, heat) or a module path")
     .argument("<tesseract>", "bundled name or path to a module that default-exports a definition")
     .addOption(flag("--host <host>", "address to bind").default(DEFAULTS.host))
     .addOption(flag("--port <port>", "port to bind; 0 picks a free one").default(DEFAULTS.port).argParser(integer(0)))
     .addOption(flag("--stream-chunk-bytes <bytes>", "JacobianRows message budget").default(DEFAULTS.streamChunkBytes).argParser(integer(1)))
     .addOption(flag("--max-message-bytes <bytes>", "largest message received or sent").default(DEFAULTS.maxMessageBytes).argParser(integer(1)))
-    .action(async (tesseract: string, opts: { host: string; port: number; streamChunkBytes: number; maxMessageBytes: number }) => {
+    .addOption(flag("--workers <n>", 'worker threads for apply: a count, 0 for inline, or "auto" (inline until apply takes 1 ms)').default("auto").argParser(workerCount))
+    .addOption(flag("--replicas <target>", "evaluate apply on these tesseract-grpc servers (gRPC target, e.g. dns:///apply:50051 or ipv4:host1:port,host2:port)"))
+    .addOption(flag("--concurrency <n>", "apply calls in flight per request on the replicas").default(16).argParser(integer(1)))
+    .action(async (tesseract: string, opts: { host: string; port: number; streamChunkBytes: number; maxMessageBytes: number; workers: number | "auto"; replicas?: string; concurrency: number }) => {
       const logger = createLogger();
       const server = await startServer({ tesseract, logger, ...opts });
       process.stdout.write(`listening on ${server.address}\n`);

@@ -3,15 +3,16 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { TesseractRuntime } from "./runtime";
 import type { AnyTesseract } from "./tesseract";
+import heat from "./tesseracts/heat";
 import meshstats from "./tesseracts/meshstats";
 import univariate from "./tesseracts/univariate";
 import vectoradd from "./tesseracts/vectoradd";
 
-export const BUNDLED: Record<string, AnyTesseract> = { meshstats, vectoradd, univariate };
+export const BUNDLED: Record<string, AnyTesseract> = { meshstats, vectoradd, univariate, heat };
 
-/** `spec` is a bundled name (meshstats, vectoradd, univariate) or a path to a module that default-exports a definition. */
+/** `spec` is a bundled name (meshstats, vectoradd, univariate, heat) or a path to a module that default-exports a definition. */
 export function loadTesseract(spec: string): TesseractRuntime {
-  if (Object.hasOwn(BUNDLED, spec)) return new TesseractRuntime(BUNDLED[spec], __dirname);
+  if (Object.hasOwn(BUNDLED, spec)) return new TesseractRuntime(BUNDLED[spec], __dirname, spec);
   const file = path.resolve(spec);
   if (!fs.existsSync(file)) {
     throw new Error(`"${spec}" is neither a bundled Tesseract (${Object.keys(BUNDLED).join(", ")}) nor an existing module path`);
@@ -22,5 +23,5 @@ export function loadTesseract(spec: string): TesseractRuntime {
   for (const key of ["name", "inputType", "outputType", "protoFiles", "apply"] as const) {
     if (!definition || definition[key] === undefined) throw new Error(`${file} does not default-export a Tesseract definition: "${key}" is missing`);
   }
-  return new TesseractRuntime(definition, path.dirname(file));
+  return new TesseractRuntime(definition, path.dirname(file), file);
 }

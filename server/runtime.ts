@@ -5,7 +5,7 @@
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
 import { Code, invalidArgument, isTesseractError, TesseractError } from "./errors";
-import { InlineEvaluator } from "./eval/inline";
+import { EvaluationBackends, type EvaluationSettings } from "./eval/backends";
 import { checkJacobianSize, jacobian, type JacobianEntry } from "./fd/jacobian";
 import { plannedEvaluations, rows } from "./fd/rows";
 import { jvp } from "./fd/jvp";
@@ -53,17 +53,39 @@ function abstractView(tree: unknown): unknown {
 export class TesseractRuntime {
   readonly schema: TesseractSchema;
 
+  /** How evaluations run (inline unless `useEvaluation` says otherwise). */
+  private backends = new EvaluationBackends(this);
+
   /** Absolute paths of the Tesseract's .proto files and extra import folders. */
   readonly protoFiles: string[];
   readonly protoIncludeDirs: string[];
 
-  /** `moduleDir` anchors the definition's relative .proto paths. */
-  constructor(readonly definition: AnyTesseract, moduleDir: string) {
+  /**
+   * `moduleDir` anchors the definition's relative .proto paths. `source` (a bundled name or module
+   * path) lets worker threads load the same Tesseract.
+   */
+  constructor(
+    readonly definition: AnyTesseract,
+    moduleDir: string,
+    readonly source?: string,
+  ) {
     const resolve = (p: string) => path.resolve(moduleDir, p);
     this.protoFiles = definition.protoFiles.map(resolve);
     this.protoIncludeDirs = [moduleDir, ...(definition.protoIncludeDirs ?? []).map(resolve)];
     const root = loadRoot(this.protoFiles, this.protoIncludeDirs);
     this.schema = new TesseractSchema(root, definition.inputType, definition.outputType);
+  }
+
+  /** Chooses inline, worker-thread or replica evaluation for the requests to come. */
+  async useEvaluation(settings: EvaluationSettings): Promise<void> {
+    const previous = this.backends;
+    this.backends = new EvaluationBackends(this, settings);
+    await previous.close();
+  }
+
+  /** Releases worker threads and replica channels. */
+  close(): Promise<void> {
+    return this.backends.close();
   }
 
   /** Any -> tree, then the Tesseract's own validation. */
@@ -136,7 +158,7 @@ export class TesseractRuntime {
     const leaves = this.schema.inputs.resolveDifferentiable(req.inputs, req.inputPaths, fields.inputs, "input").map((l) => inputLeaf(l, fields.inputs));
     const selector = new OutputSelector(this.schema.outputs, req.outputPaths, fields.outputs);
     const options = this.options(req.inputs, req.options);
-    const evaluator = new InlineEvaluator((i) => this.definition.apply(i), req.inputs, leaves, selector);
+    const evaluator = this.backends.evaluatorFor({ inputs: req.inputs, leaves, selector, outputPaths: req.outputPaths, outputsField: fields.outputs, signal: req.signal });
     const problem = new Problem(leaves, evaluator, req.signal);
     return { leaves, options, evaluator, problem, started: performance.now() };
   }

@@ -157,7 +157,7 @@ describe("a Tesseract module outside the source tree", () => {
     const missing = path.join(tmpDir, "missing.js");
     assert.throws(
       () => loadTesseract(missing),
-      (e: Error) => e.message === `"${missing}" is neither a bundled Tesseract (meshstats, vectoradd, univariate) nor an existing module path`,
+      (e: Error) => e.message === `"${missing}" is neither a bundled Tesseract (meshstats, vectoradd, univariate, heat) nor an existing module path`,
     );
   });
 

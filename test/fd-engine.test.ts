@@ -21,6 +21,7 @@ type Fn = (leaves: Float64Array[]) => Float64Array[];
 /** Evaluates `fn` on copies of the leaves with the perturbation applied (in each leaf's precision). */
 class FunctionEvaluator implements Evaluator {
   calls = 0;
+  concurrency = 1;
   onEvaluate?: (call: number) => void;
 
   constructor(
@@ -43,7 +44,7 @@ class FunctionEvaluator implements Evaluator {
 
 function leaf(path: string, values: number[], fp32 = false): InputLeaf {
   const data = fp32 ? Float32Array.from(values) : Float64Array.from(values);
-  return { path, shape: [values.length], size: values.length, data, fp32 };
+  return { path, segments: [{ kind: "field", name: path }], shape: [values.length], size: values.length, data, fp32 };
 }
 
 function setup(leaves: InputLeaf[], fn: Fn, outputSizes: number[], signal?: AbortSignal) {

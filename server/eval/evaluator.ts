@@ -26,4 +26,6 @@ export interface Evaluator {
   readonly outputs: OutputInfo[] | undefined;
   /** How many times apply ran. */
   readonly calls: number;
+  /** How many evaluations may usefully be in flight at once (1: one after the other). */
+  readonly concurrency: number;
 }

@@ -1,7 +1,8 @@
 /**
  * Runs apply in the calling thread. Perturb-and-restore: the changed elements of the base inputs are
  * set in place, apply runs, the outputs are copied out, and the elements are put back; nothing else
- * is copied, so an evaluation costs what apply costs. One evaluation at a time.
+ * is copied, so an evaluation costs what apply costs. One evaluation at a time: overlapping calls
+ * wait their turn, since two perturbations of the same inputs cannot coexist.
  */
 import type { OutputSelector } from "../fd/outputs";
 import type { InputLeaf } from "../fd/problem";
@@ -9,6 +10,8 @@ import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 
 export class InlineEvaluator implements Evaluator {
   calls = 0;
+  readonly concurrency = 1;
+  private turn: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly apply: (inputs: unknown) => unknown,
@@ -21,7 +24,13 @@ export class InlineEvaluator implements Evaluator {
     return this.selector.outputs;
   }
 
-  async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
+  evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
+    const result = this.turn.then(() => this.run(perturbation));
+    this.turn = result.catch(() => undefined);
+    return result;
+  }
+
+  private async run(perturbation: Perturbation): Promise<Float64Array[]> {
     const saved = perturbation.map((change) => {
       const data = this.leaves[change.leaf].data;
       if ("values" in change) {

@@ -45,16 +45,12 @@ export async function jvp(problem: Problem, tangent: Float64Array[], options: Re
   }
   const t = options.eps / Math.sqrt(vv);
   const plus = along(problem.leaves, tangent, t);
-  const fPlus = await problem.evaluate(asChanges(plus), () => "x + t v");
-  let fMinus: Float64Array[];
-  let minus: ArrayLike<number>[];
-  if (options.algorithm === "forward") {
-    fMinus = base ?? (await problem.evaluate([], () => "the unperturbed inputs"));
-    minus = problem.leaves.map((l) => l.data);
-  } else {
-    minus = along(problem.leaves, tangent, -t);
-    fMinus = await problem.evaluate(asChanges(minus as Float64Array[]), () => "x - t v");
-  }
+  const forward = options.algorithm === "forward";
+  const minus: ArrayLike<number>[] = forward ? problem.leaves.map((l) => l.data) : along(problem.leaves, tangent, -t);
+  const jobs: [Change[], () => string][] = [[asChanges(plus), () => "x + t v"]];
+  if (!forward) jobs.push([asChanges(minus as Float64Array[]), () => "x - t v"]);
+  else if (!base) jobs.push([[], () => "the unperturbed inputs"]);
+  const [fPlus, fMinus = base!] = await problem.evaluateAll(jobs);
   const taken = plus.map((p, l) => p.map((x, j) => x - minus[l][j]));
   const s = dot(taken, tangent) / vv;
   return fPlus.map((fp, o) => fp.map((x, i) => (x - fMinus[o][i]) / s));

@@ -6,11 +6,13 @@
 import type { NdArray } from "ndarray";
 import { Code, invalidArgument, isTesseractError, TesseractError } from "../errors";
 import type { Evaluator, OutputInfo, Perturbation } from "../eval/evaluator";
+import type { Segment } from "../schema/paths";
 import type { ResolvedLeaf } from "../schema/schema";
 import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../tensor/codec";
 
 export interface InputLeaf {
   path: string;
+  segments: Segment[];
   shape: number[];
   size: number;
   /** Row-major storage of the leaf inside the base inputs. */
@@ -30,7 +32,7 @@ export function inputLeaf(leaf: ResolvedLeaf, field: string): InputLeaf {
   if (array.offset !== 0 || array.data.length !== size || !isRowMajor(shape, array.stride)) {
     throw new TesseractError(Code.INTERNAL, `input ${leaf.path} is not a dense row-major array`);
   }
-  return { path: leaf.path, shape, size, data: array.data as Float64Array | Float32Array, fp32: dtype === DataType.DATA_TYPE_FP32 };
+  return { path: leaf.path, segments: leaf.segments, shape, size, data: array.data as Float64Array | Float32Array, fp32: dtype === DataType.DATA_TYPE_FP32 };
 }
 
 function isRowMajor(shape: number[], stride: number[]): boolean {
@@ -76,7 +78,23 @@ export class Problem {
     return this.evaluator.calls;
   }
 
+  /** How many evaluations the evaluator can usefully run at once. */
+  get concurrency(): number {
+    return this.evaluator.concurrency;
+  }
+
   private lastYield = performance.now();
+
+  /**
+   * Several evaluations: at once when the evaluator runs them in parallel, else one after the other
+   * (so that a failure or a cancel stops the rest).
+   */
+  async evaluateAll(jobs: readonly [Perturbation, () => string][]): Promise<Float64Array[][]> {
+    if (this.concurrency > 1) return Promise.all(jobs.map(([perturbation, what]) => this.evaluate(perturbation, what)));
+    const results: Float64Array[][] = [];
+    for (const [perturbation, what] of jobs) results.push(await this.evaluate(perturbation, what));
+    return results;
+  }
 
   /** One evaluation; `what` describes the perturbation for error messages ("x[2] + h"). */
   async evaluate(perturbation: Perturbation, what: () => string): Promise<Float64Array[]> {

@@ -9,6 +9,7 @@ import { uniformInt } from "pure-rand/distribution/uniformInt";
 import type { ResolvedOptions } from "./options";
 import { elementName, type Problem } from "./problem";
 import { stepped } from "./steps";
+import { completed } from "./window";
 
 export interface Row {
   /** Index into problem.leaves. */
@@ -63,31 +64,40 @@ function quotient(plus: Float64Array[], minus: Float64Array[], step: number): Fl
   });
 }
 
+/** Every differentiated element as (leaf, index), in leaf order. */
+function elements(problem: Problem): { leaf: number; index: number }[] {
+  return problem.leaves.flatMap((input, leaf) => Array.from({ length: input.size }, (_, index) => ({ leaf, index })));
+}
+
 /** Central: J[:, j] = (f(x + h e_j) - f(x - h e_j)) / (x_j+ - x_j-); 2n evaluations, error O(h^2). */
-async function* centralRows(problem: Problem, h: number): AsyncGenerator<Row> {
-  for (const [leaf, input] of problem.leaves.entries()) {
-    for (let index = 0; index < input.size; index++) {
-      const x = input.data[index];
-      const plus = stepped(x, h, input.fp32);
-      const minus = stepped(x, -h, input.fp32);
-      const fPlus = await problem.evaluate([{ leaf, index, value: plus }], () => `${elementName(input, index)} + h`);
-      const fMinus = await problem.evaluate([{ leaf, index, value: minus }], () => `${elementName(input, index)} - h`);
-      yield { leaf, index, values: quotient(fPlus, fMinus, plus - minus) };
-    }
-  }
+function centralRows(problem: Problem, h: number): AsyncGenerator<Row> {
+  const all = elements(problem);
+  return completed(all.length, () => Math.ceil(problem.concurrency / 2), async (k) => {
+    const { leaf, index } = all[k];
+    const input = problem.leaves[leaf];
+    const x = input.data[index];
+    const plus = stepped(x, h, input.fp32);
+    const minus = stepped(x, -h, input.fp32);
+    const [fPlus, fMinus] = await problem.evaluateAll([
+      [[{ leaf, index, value: plus }], () => `${elementName(input, index)} + h`],
+      [[{ leaf, index, value: minus }], () => `${elementName(input, index)} - h`],
+    ]);
+    return { leaf, index, values: quotient(fPlus, fMinus, plus - minus) };
+  });
 }
 
 /** Forward: J[:, j] = (f(x + h e_j) - f(x)) / (x_j+ - x_j); n + 1 evaluations, error O(h). */
 async function* forwardRows(problem: Problem, h: number): AsyncGenerator<Row> {
   const base = await problem.evaluate([], () => "the unperturbed inputs");
-  for (const [leaf, input] of problem.leaves.entries()) {
-    for (let index = 0; index < input.size; index++) {
-      const x = input.data[index];
-      const plus = stepped(x, h, input.fp32);
-      const fPlus = await problem.evaluate([{ leaf, index, value: plus }], () => `${elementName(input, index)} + h`);
-      yield { leaf, index, values: quotient(fPlus, base, plus - x) };
-    }
-  }
+  const all = elements(problem);
+  yield* completed(all.length, () => problem.concurrency, async (k) => {
+    const { leaf, index } = all[k];
+    const input = problem.leaves[leaf];
+    const x = input.data[index];
+    const plus = stepped(x, h, input.fp32);
+    const fPlus = await problem.evaluate([{ leaf, index, value: plus }], () => `${elementName(input, index)} + h`);
+    return { leaf, index, values: quotient(fPlus, base, plus - x) };
+  });
 }
 
 /** A Rademacher (+1/-1) generator reproducible from a 64-bit seed. */
@@ -107,9 +117,10 @@ function rademacher(seed: bigint): () => number {
 async function* stochasticRows(problem: Problem, h: number, samples: number, seed: bigint): AsyncGenerator<Row> {
   const draw = rademacher(seed);
   const leaves = problem.leaves;
-  const differences: Float64Array[][] = [];
-  const steps: Float64Array[][] = []; // [sample][leaf][element]: x+ - x-
-  for (let k = 0; k < samples; k++) {
+  const differences: Float64Array[][] = new Array(samples);
+  const steps: Float64Array[][] = new Array(samples); // [sample][leaf][element]: x+ - x-
+  /** Directions are drawn in sample order when each sample starts, so a seed gives one result. */
+  const sample = async (k: number) => {
     const plus = leaves.map((l) => new Float64Array(l.size));
     const minus = leaves.map((l) => new Float64Array(l.size));
     const taken = leaves.map((l) => new Float64Array(l.size));
@@ -121,11 +132,15 @@ async function* stochasticRows(problem: Problem, h: number, samples: number, see
         taken[leaf][j] = plus[leaf][j] - minus[leaf][j];
       }
     });
-    const fPlus = await problem.evaluate(plus.map((values, leaf) => ({ leaf, values })), () => `stochastic sample ${k} (x + h D)`);
-    const fMinus = await problem.evaluate(minus.map((values, leaf) => ({ leaf, values })), () => `stochastic sample ${k} (x - h D)`);
-    differences.push(quotient(fPlus, fMinus, 1));
-    steps.push(taken);
-  }
+    const [fPlus, fMinus] = await problem.evaluateAll([
+      [plus.map((values, leaf) => ({ leaf, values })), () => `stochastic sample ${k} (x + h D)`],
+      [minus.map((values, leaf) => ({ leaf, values })), () => `stochastic sample ${k} (x - h D)`],
+    ]);
+    differences[k] = quotient(fPlus, fMinus, 1);
+    steps[k] = taken;
+  };
+  // Each sample stores its own results; rows need all of them.
+  for await (const _ of completed(samples, () => Math.ceil(problem.concurrency / 2), sample));
   for (const [leaf, input] of leaves.entries()) {
     for (let index = 0; index < input.size; index++) {
       const values = differences[0].map((d) => new Float64Array(d.length));

@@ -34,6 +34,10 @@ class ContractedEvaluator implements Evaluator {
     return this.inner.calls;
   }
 
+  get concurrency(): number {
+    return this.inner.concurrency;
+  }
+
   async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
     const outputs = await this.inner.evaluate(perturbation);
     this.ordered ??= matchCotangent(this.inner.outputs!, this.cotangent, this.field);

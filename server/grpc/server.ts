@@ -20,6 +20,12 @@ export interface ServeOptions {
   streamChunkBytes?: number;
   /** Receive and send limit for every message; default 64 MiB. */
   maxMessageBytes?: number;
+  /** Worker threads for apply: a count, 0 for inline, or "auto" (default; see eval/backends.ts). */
+  workers?: number | "auto";
+  /** gRPC target of apply replicas (other tesseract-grpc servers) to evaluate on instead. */
+  replicas?: string;
+  /** Apply calls in flight per request on the replicas; default 16. */
+  concurrency?: number;
   logger?: Logger;
 }
 
@@ -51,6 +57,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const log = options.logger ?? createLogger();
   const runtime = typeof options.tesseract === "string" ? loadTesseract(options.tesseract) : options.tesseract;
   const { packageDefinition, service } = loadDefinition(runtime);
+  await runtime.useEvaluation({ workers: options.workers ?? "auto", replicas: options.replicas, concurrency: options.concurrency, maxMessageBytes });
 
   const server = new grpc.Server({
     "grpc.max_receive_message_length": maxMessageBytes,
@@ -64,7 +71,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(formatAddress(host, options.port ?? DEFAULTS.port), grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
   );
-  log.info({ tesseract: runtime.definition.name, host, port, streamChunkBytes, maxMessageBytes }, "serving");
+  log.info({ tesseract: runtime.definition.name, host, port, streamChunkBytes, maxMessageBytes, workers: options.workers ?? "auto", replicas: options.replicas }, "serving");
 
   return {
     host,
@@ -80,7 +87,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         const force = setTimeout(() => server.forceShutdown(), graceMs);
         server.tryShutdown(() => {
           clearTimeout(force);
-          resolve();
+          runtime.close().then(resolve, resolve);
         });
       });
     },

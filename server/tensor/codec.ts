@@ -328,3 +328,10 @@ export function toFloat64(a: NdArray<any>): Float64Array {
 export function fp64Tensor(values: Float64Array, shape: number[]): TensorWire {
   return { datatype: DataType.DATA_TYPE_FP64, shape, data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) };
 }
+
+/** The typed-array class that holds `datatype` (Uint8Array for BOOL). */
+export function arrayClass(datatype: DataType): TypedArrayCtor {
+  const ctor = TYPES.get(datatype);
+  if (!ctor) throw new TypeError(`unsupported datatype ${dataTypeName(datatype)}`);
+  return ctor;
+}

@@ -18,3 +18,19 @@ export function sampleMeshInputs(N: number, fdAlgorithm: number = Algorithm.UNSP
     fd_algorithm: fdAlgorithm,
   };
 }
+
+/**
+ * A heat input: a smooth initial field on n grid points (1-D, shape (n,)) or an n × n grid (2-D),
+ * vanishing towards the boundary, with κ = 1, dt = 0 (the stable default) and dx = 0 (1).
+ */
+export function sampleHeatInputs(n: number, steps: number, dims: 1 | 2 = 1) {
+  const bump = (i: number) => Math.sin((Math.PI * (i + 1)) / (n + 1)) + 0.3 * Math.sin((3 * Math.PI * (i + 1)) / (n + 1));
+  const values = dims === 1 ? Float64Array.from({ length: n }, (_, i) => bump(i)) : Float64Array.from({ length: n * n }, (_, k) => bump(Math.floor(k / n)) * bump(k % n));
+  return {
+    initial_temperature: ndarray(values, dims === 1 ? [n] : [n, n]),
+    diffusivity: ndarray(Float64Array.of(1), []),
+    steps,
+    dt: 0,
+    dx: 0,
+  };
+}

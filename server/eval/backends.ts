@@ -1,0 +1,119 @@
+/**
+ * Chooses how a request's evaluations run, from the server's settings:
+ * - `replicas`: Apply calls to other servers (latency-bound or distributed apply);
+ * - `workers: N` (N >= 1): a pool of N worker threads;
+ * - `workers: "auto"`: inline until one evaluation has taken AUTO_POOL_MS or more, then the pool
+ *   (cheap applies stay in the event loop, where a thread hop would cost more than apply);
+ * - `workers: 0`: inline.
+ * Pools and channels live as long as the runtime and are closed with it.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { availableParallelism } from "node:os";
+import type { OutputSelector } from "../fd/outputs";
+import type { InputLeaf } from "../fd/problem";
+import { loadDefinition } from "../grpc/definition";
+import type { TesseractRuntime } from "../runtime";
+import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
+import { InlineEvaluator } from "./inline";
+import { PoolEvaluator, WorkerPool } from "./pool";
+import { ReplicaEvaluator, ReplicaPool } from "./replicas";
+
+export interface EvaluationSettings {
+  /** Worker threads: a count (0 = inline) or "auto" (default threads: the machine's cores). */
+  workers?: number | "auto";
+  /** Threads for "auto". */
+  autoThreads?: number;
+  /** A gRPC target of apply replicas, e.g. `dns:///apply:50051` or `ipv4:127.0.0.1:5001,127.0.0.1:5002`. */
+  replicas?: string;
+  /** Apply calls in flight per request when using replicas. */
+  concurrency?: number;
+  maxMessageBytes?: number;
+}
+
+/** An evaluation at least this long makes "auto" move the rest of the request to the worker pool. */
+export const AUTO_POOL_MS = 1;
+
+export interface Job {
+  inputs: Record<string, unknown>;
+  leaves: InputLeaf[];
+  selector: OutputSelector;
+  outputPaths: readonly string[];
+  outputsField: string;
+  signal?: AbortSignal;
+}
+
+/** Inline first; the pool from the first evaluation that proves apply costly. */
+class AutoEvaluator implements Evaluator {
+  private pool?: Evaluator;
+
+  constructor(
+    private readonly inline: InlineEvaluator,
+    private readonly makePool: () => Evaluator,
+  ) {}
+
+  get calls(): number {
+    return this.inline.calls + (this.pool?.calls ?? 0);
+  }
+
+  get outputs(): OutputInfo[] | undefined {
+    return this.inline.outputs ?? this.pool?.outputs;
+  }
+
+  get concurrency(): number {
+    return this.pool?.concurrency ?? 1;
+  }
+
+  async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
+    if (this.pool) return this.pool.evaluate(perturbation);
+    const started = performance.now();
+    const values = await this.inline.evaluate(perturbation);
+    if (!this.pool && performance.now() - started >= AUTO_POOL_MS) this.pool = this.makePool();
+    return values;
+  }
+}
+
+export class EvaluationBackends {
+  private workerPool?: WorkerPool;
+  private replicaPool?: ReplicaPool;
+
+  constructor(
+    private readonly runtime: TesseractRuntime,
+    private readonly settings: EvaluationSettings = { workers: 0 },
+  ) {
+    const workers = settings.workers ?? 0;
+    if (typeof workers === "number" && workers > 0 && !runtime.source) {
+      throw new Error("worker threads need a Tesseract loaded by name or module path (they load it themselves)");
+    }
+  }
+
+  private pool(threads: number): WorkerPool {
+    this.workerPool ??= new WorkerPool(this.runtime.source!, threads);
+    return this.workerPool;
+  }
+
+  evaluatorFor(job: Job): Evaluator {
+    const { settings, runtime } = this;
+    const apply = (inputs: unknown) => runtime.definition.apply(inputs);
+    if (settings.replicas) {
+      this.replicaPool ??= new ReplicaPool(settings.replicas, settings.concurrency ?? 16, replicaClient(runtime), settings.maxMessageBytes ?? 64 << 20);
+      return new ReplicaEvaluator(this.replicaPool, runtime.schema, job.inputs, job.leaves, job.selector, job.signal);
+    }
+    const inline = new InlineEvaluator(apply, job.inputs, job.leaves, job.selector);
+    const workers = settings.workers ?? 0;
+    const poolJob = () => ({ inputs: job.inputs, inputPaths: job.leaves.map((l) => l.path), outputPaths: job.outputPaths, outputsField: job.outputsField, signal: job.signal });
+    if (typeof workers === "number") return workers > 0 ? new PoolEvaluator(this.pool(workers), poolJob()) : inline;
+    const threads = settings.autoThreads ?? availableParallelism();
+    if (!runtime.source || threads < 2) return inline;
+    return new AutoEvaluator(inline, () => new PoolEvaluator(this.pool(threads), poolJob()));
+  }
+
+  async close(): Promise<void> {
+    this.replicaPool?.close();
+    await this.workerPool?.close();
+  }
+}
+
+function replicaClient(runtime: TesseractRuntime): grpc.ServiceClientConstructor {
+  const loaded = grpc.loadPackageDefinition(loadDefinition(runtime).packageDefinition) as unknown as { tesseract: { v1: { Tesseract: grpc.ServiceClientConstructor } } };
+  return loaded.tesseract.v1.Tesseract;
+}

@@ -1,0 +1,48 @@
+/**
+ * Input trees that cross into worker threads without copying their arrays: every ndarray leaf is
+ * copied once per job into a SharedArrayBuffer, and posting the tree to a worker then clones only
+ * its small skeleton. Workers read the shared arrays and never write them.
+ */
+import ndarray from "ndarray";
+import { arrayClass, encodeTensor, isNdArray, type TypedArray } from "../tensor/codec";
+
+const SHARED = "__sharedTensor";
+
+interface SharedLeaf {
+  [SHARED]: true;
+  datatype: number;
+  shape: number[];
+  data: Uint8Array;
+}
+
+function mapTree(tree: unknown, leaf: (value: unknown) => unknown): unknown {
+  const mapped = leaf(tree);
+  if (mapped !== tree) return mapped;
+  if (Array.isArray(tree)) return tree.map((v) => mapTree(v, leaf));
+  if (tree !== null && typeof tree === "object" && Object.getPrototypeOf(tree) === Object.prototype) {
+    return Object.fromEntries(Object.entries(tree).map(([k, v]) => [k, mapTree(v, leaf)]));
+  }
+  return tree;
+}
+
+/** A copy of `tree` whose ndarrays live in shared memory (row-major bytes plus shape and datatype). */
+export function shareTree(tree: unknown): unknown {
+  return mapTree(tree, (value) => {
+    if (!isNdArray(value)) return value;
+    const wire = encodeTensor(value);
+    const data = new Uint8Array(new SharedArrayBuffer(wire.data.byteLength));
+    data.set(wire.data);
+    return { [SHARED]: true, datatype: wire.datatype, shape: wire.shape, data } satisfies SharedLeaf;
+  });
+}
+
+/** The tree again, with ndarrays viewing the shared memory (no copy). */
+export function reviveTree(tree: unknown): unknown {
+  return mapTree(tree, (value) => {
+    if (value === null || typeof value !== "object" || !(SHARED in value)) return value;
+    const leaf = value as SharedLeaf;
+    const count = leaf.shape.reduce((a, b) => a * b, 1);
+    const Array = arrayClass(leaf.datatype) as unknown as new (buffer: ArrayBufferLike, offset: number, length: number) => TypedArray;
+    return ndarray(new Array(leaf.data.buffer, leaf.data.byteOffset, count), leaf.shape);
+  });
+}
