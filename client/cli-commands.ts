@@ -14,7 +14,8 @@ import { fetchRoot } from "./reflection-schema";
 import { assembleJacobian, type JacobianRowsEvent } from "./rows";
 import { DEFAULT_MAX_MESSAGE_BYTES, TesseractClient, type FiniteDifferenceRequestOptions, type TesseractTypes } from "./tesseract-client";
 import type { MessageFns } from "./any";
-import { Algorithm, FiniteDifferenceOptions } from "./generated/tesseract/v1/tesseract";
+import { Algorithm } from "./generated/tesseract/v1/algorithm";
+import { FiniteDifferenceOptions } from "./generated/tesseract/v1/tesseract";
 
 interface ClientFlags {
   address: string;

@@ -18,4 +18,5 @@ export { packAny, unpackAny, TYPE_URL_PREFIX, type MessageFns } from "./any";
 export { toTensors, toArrays, tensorMessage, type AbstractArrays } from "./tree";
 export { encodeTensor, decodeTensor, DataType, toFloat64 } from "../server/tensor/codec";
 export type { Arrays, AbstractTensor } from "../server/tesseract";
-export { Algorithm, type FiniteDifferenceOptions, type DescribeResponse, type EvaluationStats, type JacobianHeader, type PathShape } from "./generated/tesseract/v1/tesseract";
+export { Algorithm } from "./generated/tesseract/v1/algorithm";
+export type { FiniteDifferenceOptions, DescribeResponse, EvaluationStats, JacobianHeader, PathShape } from "./generated/tesseract/v1/tesseract";

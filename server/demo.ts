@@ -19,7 +19,7 @@ async function main() {
   for (const N of [7, 1000]) {
     const inputs = sampleMeshInputs(N);
     runtime.definition.validate?.(inputs);
-    for (const [name, algorithm] of [["central", Algorithm.CENTRAL], ["forward", Algorithm.FORWARD], ["stochastic", Algorithm.STOCHASTIC]] as const) {
+    for (const [name, algorithm] of [["central", Algorithm.ALGORITHM_CENTRAL], ["forward", Algorithm.ALGORITHM_FORWARD], ["stochastic", Algorithm.ALGORITHM_STOCHASTIC]] as const) {
       const { entries, stats } = await runtime.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: outputs, options: { algorithm, seed: 1 } });
       let maxError = 0;
       for (const e of entries) {

@@ -5,6 +5,7 @@
  * `Tensor` replaced by an ndarray (see `Arrays`).
  */
 import type { NdArray } from "ndarray";
+import { Algorithm } from "../client/generated/tesseract/v1/algorithm";
 import type { TypedArray } from "./tensor/codec";
 
 /** A Tensor message's shape, as ts-proto generates it. */
@@ -42,20 +43,14 @@ export interface AbstractTensor {
   datatype: number;
 }
 
-/** Algorithm numbers as in tesseract.v1.Algorithm. */
-export enum Algorithm {
-  UNSPECIFIED = 0,
-  CENTRAL = 1,
-  FORWARD = 2,
-  STOCHASTIC = 3,
-}
+/** tesseract.v1.Algorithm, as generated from the contract (ALGORITHM_CENTRAL, ...). */
+export { Algorithm };
 
 /** A value fixed by the author, or computed from the inputs of the request. */
 export type PerInputs<I, V> = V | ((inputs: I) => V | undefined);
 
 export interface FiniteDifferenceDefaults<I> {
-  /** An Algorithm number (this enum or the generated tesseract.v1.Algorithm). */
-  algorithm?: PerInputs<I, Algorithm | number>;
+  algorithm?: PerInputs<I, Algorithm>;
   eps?: PerInputs<I, number>;
   numSamples?: PerInputs<I, number>;
 }

@@ -4,6 +4,7 @@
  * the health command, the files the image copies).
  */
 import { strict as assert } from "node:assert";
+import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
@@ -162,6 +163,11 @@ function dockerignore(text: string): (rel: string) => boolean {
 
 interface ComposeService {
   build?: string | { context?: string; dockerfile?: string };
+  image?: string;
+  profiles?: string[];
+  container_name?: string;
+  deploy?: { replicas?: number };
+  depends_on?: string[] | Record<string, { condition?: string }>;
   command?: string | string[];
   ports?: (string | number | { target?: number | string; published?: number | string })[];
   restart?: string;
@@ -191,6 +197,32 @@ function portPair(entry: string | number | { target?: number | string; published
   const parts = String(entry).replace(/\/(tcp|udp)$/, "").split(":");
   const container = parts[parts.length - 1];
   return [parts.length >= 2 ? parts[parts.length - 2] : "", container];
+}
+
+/** A service's command as argv (a string splits on blanks, as Compose does for simple commands). */
+function commandArgv(command: string | string[] | undefined): string[] {
+  if (command === undefined) return [];
+  return typeof command === "string" ? command.trim().split(/\s+/) : command;
+}
+
+/** The value of `--flag value` or `--flag=value` in an argv, or undefined. */
+function flagValue(args: string[], flag: string): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === flag) return args[i + 1];
+    if (args[i].startsWith(`${flag}=`)) return args[i].slice(flag.length + 1);
+  }
+  return undefined;
+}
+
+/** The service's build resolves to the repo's Dockerfile with the repo as context. */
+function assertBuiltFromRepo(name: string, service: ComposeService): void {
+  const build = typeof service.build === "string" ? { context: service.build } : service.build;
+  assert.ok(build, `services.${name} has no build`);
+  const context = path.resolve(ROOT, build.context ?? ".");
+  assert.equal(context, path.resolve(ROOT), `services.${name}: build context`);
+  const dockerfile = path.resolve(context, build.dockerfile ?? "Dockerfile");
+  assert.equal(dockerfile, path.join(path.resolve(ROOT), "Dockerfile"), `services.${name}: Dockerfile`);
+  assert.ok(fs.existsSync(dockerfile));
 }
 
 describe("container files", () => {
@@ -351,13 +383,7 @@ describe("container files", () => {
   describe("docker-compose.yml", () => {
     it("has a meshstats service built from the repo's Dockerfile", () => {
       assert.ok(service, "no services.meshstats");
-      const build = typeof service.build === "string" ? { context: service.build } : service.build;
-      assert.ok(build, "services.meshstats has no build");
-      const context = path.resolve(ROOT, build.context ?? ".");
-      assert.equal(context, path.resolve(ROOT));
-      const dockerfile = path.resolve(context, build.dockerfile ?? "Dockerfile");
-      assert.equal(dockerfile, path.join(path.resolve(ROOT), "Dockerfile"));
-      assert.ok(fs.existsSync(dockerfile));
+      assertBuiltFromRepo("meshstats", service);
     });
 
     it("publishes port 50051", () => {
@@ -391,6 +417,111 @@ describe("container files", () => {
     it("restarts the service when it fails", () => {
       assert.ok(service?.restart, "no restart policy");
       assert.match(service.restart, /^(always|unless-stopped|on-failure(:\d+)?)$/);
+    });
+  });
+
+  // docs/distributed.md: one gradient engine (`gradient`) whose evaluations are Apply calls to N
+  // replicas (`apply`), reached by the service's DNS name over one round_robin channel.
+  describe("docker-compose.yml: the distributed layout", () => {
+    const PROFILE = "distributed";
+    const services = compose.services ?? {};
+    const gradient = services.gradient;
+    const apply = services.apply;
+    const gradientArgs = commandArgv(gradient?.command);
+    const applyArgs = commandArgv(apply?.command);
+    /** `serve --help` of the compiled CLI: the flags it really has. */
+    const serveFlags = (() => {
+      let help = "";
+      try {
+        help = execFileSync(process.execPath, [path.join(ROOT, CLI), "serve", "--help"], { encoding: "utf8" });
+      } catch (e) {
+        help = `serve --help failed: ${(e as Error).message}`;
+      }
+      return { help, flags: new Set(help.match(/--[a-z][a-z-]*/g) ?? []) };
+    })();
+
+    it("a gradient and an apply service under the distributed profile; plain `docker compose up` still runs meshstats alone", () => {
+      assert.ok(gradient, "no services.gradient");
+      assert.ok(apply, "no services.apply");
+      assert.ok(gradient.profiles?.includes(PROFILE), `gradient's profiles: ${JSON.stringify(gradient.profiles)}`);
+      assert.ok(apply.profiles?.includes(PROFILE), `apply's profiles: ${JSON.stringify(apply.profiles)}`);
+      assert.equal(service?.profiles, undefined, "meshstats must stay in the default set (no profiles)");
+      const defaults = Object.entries(services).filter(([, s]) => s.profiles === undefined).map(([name]) => name);
+      assert.deepEqual(defaults, ["meshstats"]);
+    });
+
+    it("both build the repo's image and serve the same Tesseract (the engine encodes the replicas' inputs with its own schema)", () => {
+      for (const [name, s] of [["gradient", gradient], ["apply", apply]] as const) {
+        assert.ok(s, `no services.${name}`);
+        assertBuiltFromRepo(name, s);
+        assert.equal(s.image, service?.image, `services.${name}.image: one image for every service`);
+      }
+      assert.equal(gradientArgs[0], "serve");
+      assert.equal(applyArgs[0], "serve");
+      assert.equal(gradientArgs[1], applyArgs[1], "gradient and apply serve different Tesseracts");
+      assert.equal(gradientArgs[1], "meshstats");
+    });
+
+    it("gradient evaluates on the replicas: --replicas dns:///apply:<apply's port>, after apply is healthy", () => {
+      assert.equal(flagValue(gradientArgs, "--replicas"), `dns:///apply:${PORT}`);
+      const target = /^dns:\/\/\/([^:/]+):(\d+)$/.exec(flagValue(gradientArgs, "--replicas") ?? "");
+      assert.ok(target);
+      assert.ok(services[target[1]], `--replicas names "${target[1]}", which is not a service`);
+      assert.equal(target[2], flagValue(applyArgs, "--port"), "--replicas port is not the port apply serves on");
+      const concurrency = flagValue(gradientArgs, "--concurrency");
+      if (concurrency !== undefined) assert.ok(Number.isInteger(Number(concurrency)) && Number(concurrency) >= 1, `--concurrency ${concurrency}`);
+      const deps = gradient?.depends_on;
+      assert.ok(deps, "gradient has no depends_on");
+      if (Array.isArray(deps)) assert.ok(deps.includes("apply"), `depends_on: ${JSON.stringify(deps)}`);
+      else assert.equal(deps.apply?.condition, "service_healthy", `depends_on: ${JSON.stringify(deps)}`);
+    });
+
+    it("gradient is published on a host port of its own; apply is not published at all", () => {
+      assert.equal(flagValue(gradientArgs, "--port"), String(PORT));
+      const pairs = (gradient?.ports ?? []).map(portPair);
+      assert.equal(pairs.length, 1, `gradient ports: ${JSON.stringify(gradient?.ports)}`);
+      const [host, container] = pairs[0];
+      assert.equal(container, String(PORT));
+      assert.match(host, /^\d+$/);
+      const taken = Object.entries(services)
+        .filter(([name]) => name !== "gradient")
+        .flatMap(([, s]) => (s.ports ?? []).map((p) => portPair(p)[0]));
+      assert.ok(!taken.includes(host), `host port ${host} is also published by another service`);
+      assert.equal(apply?.ports, undefined, "apply must not be published: its replicas share one container port");
+    });
+
+    it("apply runs at least 2 replicas, inline (--workers 0), with no fixed container name", () => {
+      const replicas = apply?.deploy?.replicas;
+      assert.ok(Number.isInteger(replicas) && replicas! >= 2, `deploy.replicas: ${replicas}`);
+      assert.equal(apply?.container_name, undefined, "a container_name allows one container only");
+      assert.equal(flagValue(applyArgs, "--workers"), "0");
+      assert.equal(flagValue(applyArgs, "--port"), String(PORT));
+      assert.equal(flagValue(applyArgs, "--replicas"), undefined, "a replica evaluating on replicas");
+    });
+
+    it("both have the CLI's gRPC health check against their own port, and a restart policy", () => {
+      for (const [name, s] of [["gradient", gradient], ["apply", apply]] as const) {
+        const check = s?.healthcheck;
+        assert.ok(check, `services.${name} has no healthcheck`);
+        assert.notEqual(check.disable, true);
+        assert.deepEqual(healthArgv(check.test), HEALTH, `services.${name} health check`);
+        assertSaneTimings(`services.${name} healthcheck`, { interval: check.interval, timeout: check.timeout, retries: check.retries, startPeriod: check.start_period });
+        assert.match(s?.restart ?? "", /^(always|unless-stopped|on-failure(:\d+)?)$/, `services.${name} restart`);
+      }
+    });
+
+    it("--replicas, --workers and --concurrency are real flags of `serve` (its --help), and so is every flag the services pass", () => {
+      for (const flag of ["--replicas", "--workers", "--concurrency", "--port"]) {
+        assert.ok(serveFlags.flags.has(flag), `serve --help lacks ${flag}:\n${serveFlags.help}`);
+      }
+      for (const [name, s] of Object.entries(services)) {
+        const args = commandArgv(s.command);
+        if (args[0] !== "serve") continue;
+        for (const word of args) {
+          const flag = /^(--[a-z][a-z-]*)/.exec(word)?.[1];
+          if (flag) assert.ok(serveFlags.flags.has(flag), `services.${name} passes ${flag}, which serve does not have`);
+        }
+      }
     });
   });
 });

@@ -292,11 +292,11 @@ describe("fd engine", () => {
 
   describe("options", () => {
     it("precedence: request > Tesseract defaults (maybe from inputs) > engine defaults", () => {
-      const inputs = { choice: Algorithm.FORWARD };
+      const inputs = { choice: Algorithm.ALGORITHM_FORWARD };
       const defaults = { eps: 1e-6, algorithm: (i: typeof inputs) => i.choice, numSamples: 12 };
       assert.deepEqual(resolveOptions({ seed: 1 }, undefined, inputs), { algorithm: "central", eps: 1e-4, numSamples: undefined, seed: 1n });
       assert.deepEqual(resolveOptions({ seed: 1 }, defaults, inputs), { algorithm: "forward", eps: 1e-6, numSamples: 12, seed: 1n });
-      assert.deepEqual(resolveOptions({ algorithm: Algorithm.STOCHASTIC, eps: 0.01, num_samples: 3, seed: "18446744073709551615" }, defaults, inputs), {
+      assert.deepEqual(resolveOptions({ algorithm: Algorithm.ALGORITHM_STOCHASTIC, eps: 0.01, num_samples: 3, seed: "18446744073709551615" }, defaults, inputs), {
         algorithm: "stochastic",
         eps: 0.01,
         numSamples: 3,

@@ -155,7 +155,7 @@ describe("heat", () => {
       const r = 0.4; // dt = 0.1, dx = 0.5, κ = 1
       const { runtime, counter } = counted();
       const inputs = heatInputs(mode(n, 1).map((v, i) => v + 0.2 * Math.cos(i)), [n], { steps, dt: 0.1, dx: 0.5 });
-      const { entries, stats } = await runtime.jacobian({ inputs: inputs as never, inputPaths: ["initial_temperature"], outputPaths: OUT, options: { algorithm: Algorithm.CENTRAL } });
+      const { entries, stats } = await runtime.jacobian({ inputs: inputs as never, inputPaths: ["initial_temperature"], outputPaths: OUT, options: { algorithm: Algorithm.ALGORITHM_CENTRAL } });
       assert.equal(counter.calls, 2 * n);
       assert.equal(stats.apply_calls, 2 * n);
       assert.equal(entries.length, 1);

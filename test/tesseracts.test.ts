@@ -32,8 +32,8 @@ describe("meshstats", () => {
     // meshstats is linear, so central and forward are exact but for rounding: |x| ~ 10, eps 1e-6,
     // error ~ 1e-16 * 10 / 1e-6 = 1e-9.
     const cases = [
-      { algorithm: Algorithm.CENTRAL, name: "central", calls: 2 * n, tol: 1e-8 },
-      { algorithm: Algorithm.FORWARD, name: "forward", calls: n + 1, tol: 1e-8 },
+      { algorithm: Algorithm.ALGORITHM_CENTRAL, name: "central", calls: 2 * n, tol: 1e-8 },
+      { algorithm: Algorithm.ALGORITHM_FORWARD, name: "forward", calls: n + 1, tol: 1e-8 },
     ];
     for (const { algorithm, name, calls, tol } of cases) {
       it(`N = ${N}, ${name}: ${calls} apply calls for both outputs, exact Jacobian`, async () => {
@@ -52,7 +52,7 @@ describe("meshstats", () => {
 
     it(`N = ${N}, stochastic: 2K = ${2 * K} apply calls, SPSA error at its theoretical size`, async () => {
       const { runtime, counter } = counted("meshstats");
-      const { entries } = await runtime.jacobian({ inputs: meshInputs(N), inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: Algorithm.STOCHASTIC, seed: 3 } });
+      const { entries } = await runtime.jacobian({ inputs: meshInputs(N), inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: Algorithm.ALGORITHM_STOCHASTIC, seed: 3 } });
       assert.equal(counter.calls, 2 * K);
       // Row c of d first/d points has one 1; every other entry j gets mean_k(D_k0c D_kj): RMS 1/sqrt(K).
       const error = rms(entries[0].values, meshJacobian(N, "first_point_coordinates"));
@@ -62,11 +62,11 @@ describe("meshstats", () => {
 
   it("the algorithm comes from inputs.fd_algorithm, and request options override it", async () => {
     const { runtime, counter } = counted("meshstats");
-    const inputs = meshInputs(7, Algorithm.FORWARD);
+    const inputs = meshInputs(7, Algorithm.ALGORITHM_FORWARD);
     await runtime.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS });
     assert.equal(counter.calls, 22);
     counter.calls = 0;
-    await runtime.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: Algorithm.CENTRAL } });
+    await runtime.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: Algorithm.ALGORITHM_CENTRAL } });
     assert.equal(counter.calls, 42);
     assert.equal(runtime.options(inputs).eps, 1e-6);
     assert.equal(runtime.options(inputs, { eps: 1e-3 }).eps, 1e-3);
@@ -132,7 +132,7 @@ describe("vectoradd", () => {
   const PATHS = ["a", "b", "s"];
 
   for (const normalize of [false, true]) {
-    for (const [algorithm, name, tol] of [[Algorithm.CENTRAL, "central", 1e-9], [Algorithm.FORWARD, "forward", 1e-5]] as const) {
+    for (const [algorithm, name, tol] of [[Algorithm.ALGORITHM_CENTRAL, "central", 1e-9], [Algorithm.ALGORITHM_FORWARD, "forward", 1e-5]] as const) {
       it(`${normalize ? "normalised" : "plain"}, ${name}: matches the analytic Jacobian`, async () => {
         const { runtime, counter } = counted("vectoradd");
         const x = inputs(normalize);
@@ -190,7 +190,7 @@ describe("univariate (Rosenbrock, FP32)", () => {
   const at = (x: number, y: number) => ({ x: f32([x], []), y: f32([y], []) });
   const gradient = (x: number, y: number, a = 1, b = 100) => [-2 * (a - x) - 4 * b * x * (y - x * x), 2 * b * (y - x * x)];
 
-  for (const [algorithm, name] of [[Algorithm.CENTRAL, "central"], [Algorithm.FORWARD, "forward"], [Algorithm.STOCHASTIC, "stochastic (n = 2 < 10 samples: central)"]] as const) {
+  for (const [algorithm, name] of [[Algorithm.ALGORITHM_CENTRAL, "central"], [Algorithm.ALGORITHM_FORWARD, "forward"], [Algorithm.ALGORITHM_STOCHASTIC, "stochastic (n = 2 < 10 samples: central)"]] as const) {
     it(`${name}: gradient within FP32 tolerance`, async () => {
       const { runtime } = counted("univariate");
       const x = Math.fround(0.5);

@@ -50,7 +50,7 @@ sys.path.insert(0, ARGS.generated if ARGS else os.path.join(HERE, "generated"))
 try:
     import grpc
     from google.protobuf import any_pb2, json_format
-    from tesseract.v1 import tensor_pb2, tesseract_pb2, tesseract_pb2_grpc
+    from tesseract.v1 import algorithm_pb2, tensor_pb2, tesseract_pb2, tesseract_pb2_grpc
     from tesseract.mesh.v1 import mesh_pb2
     from tesseract.examples.meshstats.v1 import meshstats_pb2
 except ImportError as error:  # a setup problem: say what to do
@@ -187,7 +187,7 @@ def main(args):
         stub = tesseract_pb2_grpc.TesseractStub(channel)
         call = {"timeout": args.timeout, "wait_for_ready": True}
         inputs = packed(mesh_inputs(n))
-        central = tesseract_pb2.FiniteDifferenceOptions(algorithm=tesseract_pb2.ALGORITHM_CENTRAL)
+        central = tesseract_pb2.FiniteDifferenceOptions(algorithm=algorithm_pb2.ALGORITHM_CENTRAL)
 
         described = stub.Describe(tesseract_pb2.DescribeRequest(), **call)
         result["describe"] = json_format.MessageToDict(described, preserving_proto_field_name=True)

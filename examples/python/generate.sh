@@ -19,7 +19,7 @@ PYTHON="${PYTHON:-/usr/bin/python3}"
 PROTOC="${PROTOC:-protoc}"
 GRPC_PYTHON_PLUGIN="${GRPC_PYTHON_PLUGIN:-$(command -v grpc_python_plugin || true)}"
 OUT="${OUT:-$here/generated}"
-PROTOS=(tesseract/v1/tensor.proto tesseract/v1/tesseract.proto tesseract/mesh/v1/mesh.proto
+PROTOS=(tesseract/v1/tensor.proto tesseract/v1/algorithm.proto tesseract/v1/tesseract.proto tesseract/mesh/v1/mesh.proto
         tesseract/examples/meshstats/v1/meshstats.proto)
 
 # "libprotoc 3.21.12" / "libprotoc 25.1" -> success when the version is at least 3.15.

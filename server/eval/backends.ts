@@ -2,8 +2,9 @@
  * Chooses how a request's evaluations run, from the server's settings:
  * - `replicas`: Apply calls to other servers (latency-bound or distributed apply);
  * - `workers: N` (N >= 1): a pool of N worker threads;
- * - `workers: "auto"`: inline until one evaluation has taken AUTO_POOL_MS or more, then the pool
- *   (cheap applies stay in the event loop, where a thread hop would cost more than apply);
+ * - `workers: "auto"`: inline for the first AUTO_SAMPLES evaluations; if even the fastest of them took
+ *   AUTO_POOL_MS or more, the rest go to the pool (cheap applies stay in the event loop, where a
+ *   thread hop would cost more than apply; the minimum ignores a first call's JIT or GC pause);
  * - `workers: 0`: inline.
  * Pools and channels live as long as the runtime and are closed with it.
  */
@@ -30,8 +31,9 @@ export interface EvaluationSettings {
   maxMessageBytes?: number;
 }
 
-/** An evaluation at least this long makes "auto" move the rest of the request to the worker pool. */
+/** Evaluations at least this long make "auto" move the rest of the request to the worker pool. */
 export const AUTO_POOL_MS = 1;
+const AUTO_SAMPLES = 3;
 
 export interface Job {
   inputs: Record<string, unknown>;
@@ -42,9 +44,11 @@ export interface Job {
   signal?: AbortSignal;
 }
 
-/** Inline first; the pool from the first evaluation that proves apply costly. */
+/** Inline first; the pool once a few evaluations prove apply costly. */
 class AutoEvaluator implements Evaluator {
   private pool?: Evaluator;
+  private fastest = Infinity;
+  private timed = 0;
 
   constructor(
     private readonly inline: InlineEvaluator,
@@ -67,7 +71,8 @@ class AutoEvaluator implements Evaluator {
     if (this.pool) return this.pool.evaluate(perturbation);
     const started = performance.now();
     const values = await this.inline.evaluate(perturbation);
-    if (!this.pool && performance.now() - started >= AUTO_POOL_MS) this.pool = this.makePool();
+    this.fastest = Math.min(this.fastest, performance.now() - started);
+    if (++this.timed === AUTO_SAMPLES && this.fastest >= AUTO_POOL_MS) this.pool = this.makePool();
     return values;
   }
 }

@@ -25,12 +25,12 @@ export interface ResolvedOptions {
   seed: bigint;
 }
 
-export const ENGINE_DEFAULTS = { algorithm: Algorithm.CENTRAL, eps: 1e-4 } as const;
+export const ENGINE_DEFAULTS = { algorithm: Algorithm.ALGORITHM_CENTRAL, eps: 1e-4 } as const;
 
 const NAMES: Record<number, AlgorithmName> = {
-  [Algorithm.CENTRAL]: "central",
-  [Algorithm.FORWARD]: "forward",
-  [Algorithm.STOCHASTIC]: "stochastic",
+  [Algorithm.ALGORITHM_CENTRAL]: "central",
+  [Algorithm.ALGORITHM_FORWARD]: "forward",
+  [Algorithm.ALGORITHM_STOCHASTIC]: "stochastic",
 };
 
 function authorValue<I, V>(value: PerInputs<I, V> | undefined, inputs: I): V | undefined {
@@ -73,11 +73,11 @@ const authorError = (m: string) => new TesseractError(Code.INTERNAL, `Tesseract 
 export function resolveOptions<I>(request: RequestOptions | null | undefined, defaults: FiniteDifferenceDefaults<I> | undefined, inputs: I): ResolvedOptions {
   const req = request ?? {};
   let algorithm: AlgorithmName;
-  if (isSet(req.algorithm) && req.algorithm !== Algorithm.UNSPECIFIED) {
+  if (isSet(req.algorithm) && req.algorithm !== Algorithm.ALGORITHM_UNSPECIFIED) {
     algorithm = algorithmName(req.algorithm, "options.algorithm", invalidArgument);
   } else {
     const fromAuthor = authorValue(defaults?.algorithm, inputs);
-    algorithm = algorithmName(isSet(fromAuthor) && fromAuthor !== Algorithm.UNSPECIFIED ? fromAuthor : ENGINE_DEFAULTS.algorithm, "algorithm", authorError);
+    algorithm = algorithmName(isSet(fromAuthor) && fromAuthor !== Algorithm.ALGORITHM_UNSPECIFIED ? fromAuthor : ENGINE_DEFAULTS.algorithm, "algorithm", authorError);
   }
 
   const authorEps = authorValue(defaults?.eps, inputs);

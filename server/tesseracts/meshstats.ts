@@ -67,9 +67,16 @@ export default defineTesseract<Inputs, Outputs>({
     const sum = new Float64Array(3);
     for (let c = 0; c < 3; c++) first[c] = Number(points.get(0, c));
     const data = points.data as Float64Array;
-    for (let i = 0; i < n; i++) {
-      for (let c = 0; c < 3; c++) sum[c] += data[points.offset + i * points.stride[0] + c * points.stride[1]];
+    const [rowStride, columnStride] = points.stride;
+    let sx = 0;
+    let sy = 0;
+    let sz = 0;
+    for (let i = 0, at = points.offset; i < n; i++, at += rowStride) {
+      sx += data[at];
+      sy += data[at + columnStride];
+      sz += data[at + 2 * columnStride];
     }
+    sum.set([sx, sy, sz]);
     return {
       statistics: {
         first_point_coordinates: ndarray(first, [3]),

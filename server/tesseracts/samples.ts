@@ -3,7 +3,7 @@ import ndarray from "ndarray";
 import { Algorithm } from "../tesseract";
 
 /** A meshstats input: N points (coordinates of order 10) in a single cell. */
-export function sampleMeshInputs(N: number, fdAlgorithm: number = Algorithm.UNSPECIFIED) {
+export function sampleMeshInputs(N: number, fdAlgorithm: number = Algorithm.ALGORITHM_UNSPECIFIED) {
   const points = new Float64Array(N * 3).map((_, i) => 10 * Math.sin(1.3 * i + 0.2));
   return {
     mesh: {
