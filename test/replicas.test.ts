@@ -17,7 +17,7 @@ import * as path from "node:path";
 import { createInterface } from "node:readline";
 import * as grpc from "@grpc/grpc-js";
 import ndarray from "ndarray";
-import { Algorithm, TesseractClient } from "../client";
+import { Algorithm, assembleJacobian, TesseractClient } from "../client";
 import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
 import { TesseractClient as GeneratedClient } from "../client/generated/tesseract/v1/tesseract";
 import { Code } from "../server/errors";
@@ -193,6 +193,17 @@ describe("distributed: one gradient engine, apply replicas in other processes", 
       assert.deepEqual(J.shape, [3, N, 3]);
       assert.ok(J.data instanceof Float64Array);
       assert.deepEqual(J.data, expected.jacobian[output]["mesh.points"].data, `${output}: not bit-identical to the inline engine`);
+    }
+    assertSpread(counts, 2 * n);
+  });
+
+  it(`streamed Jacobian rows (central, N = ${N}): the same bits as the inline unary Jacobian, ${2 * n} evaluations`, async () => {
+    const inputs = sampleMeshInputs(N);
+    const { result, counts } = await counted(replicas, 2 * n, () => assembleJacobian(viaReplicas.jacobianRows(inputs, ["mesh.points"], [FIRST, BARY], { algorithm: CENTRAL })));
+    const expected = await reference.jacobian(inputs, ["mesh.points"], [FIRST, BARY], { algorithm: CENTRAL });
+    assert.equal(result.stats.apply_calls, 2 * n);
+    for (const output of [FIRST, BARY]) {
+      assert.deepEqual(result.jacobian[output]["mesh.points"].data, expected.jacobian[output]["mesh.points"].data, `${output}: streamed rows not bit-identical`);
     }
     assertSpread(counts, 2 * n);
   });

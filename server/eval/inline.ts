@@ -2,16 +2,20 @@
  * Runs apply in the calling thread. Perturb-and-restore: the changed elements of the base inputs are
  * set in place, apply runs, the outputs are copied out, and the elements are put back; nothing else
  * is copied, so an evaluation costs what apply costs. One evaluation at a time: overlapping calls
- * wait their turn, since two perturbations of the same inputs cannot coexist.
+ * wait their turn, since two perturbations of the same inputs cannot coexist. A synchronous apply
+ * is evaluated synchronously (no promise hop per evaluation).
  */
 import type { OutputSelector } from "../fd/outputs";
 import type { InputLeaf } from "../fd/problem";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 
+const ignore = () => undefined;
+
 export class InlineEvaluator implements Evaluator {
   calls = 0;
   readonly concurrency = 1;
-  private turn: Promise<unknown> = Promise.resolve();
+  /** Settles when the evaluation in progress does; undefined when none is. */
+  private busy: Promise<unknown> | undefined;
 
   constructor(
     private readonly apply: (inputs: unknown) => unknown,
@@ -25,12 +29,18 @@ export class InlineEvaluator implements Evaluator {
   }
 
   evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
-    const result = this.turn.then(() => this.run(perturbation));
-    this.turn = result.catch(() => undefined);
+    const start = () => this.run(perturbation);
+    const result = this.busy ? this.busy.then(start) : start();
+    const settled = result.then(ignore, ignore);
+    this.busy = settled;
+    void settled.then(() => {
+      if (this.busy === settled) this.busy = undefined;
+    });
     return result;
   }
 
-  private async run(perturbation: Perturbation): Promise<Float64Array[]> {
+  /** Sets the changed elements and returns how to put them back. */
+  private perturb(perturbation: Perturbation): () => void {
     const saved = perturbation.map((change) => {
       const data = this.leaves[change.leaf].data;
       if ("values" in change) {
@@ -42,12 +52,31 @@ export class InlineEvaluator implements Evaluator {
       data[change.index] = change.value;
       return () => (data[change.index] = before);
     });
+    return () => saved.forEach((restore) => restore());
+  }
+
+  private run(perturbation: Perturbation): Promise<Float64Array[]> {
+    const restore = this.perturb(perturbation);
+    this.calls++;
+    let outputs: unknown;
     try {
-      this.calls++;
-      // Outputs are copied out before restoring: apply may return views of its inputs.
-      return this.selector.select(await this.apply(this.inputs));
+      outputs = this.apply(this.inputs);
+    } catch (e) {
+      restore();
+      return Promise.reject(e);
+    }
+    if (outputs instanceof Promise || typeof (outputs as PromiseLike<unknown>)?.then === "function") {
+      return Promise.resolve(outputs)
+        .then((resolved) => this.selector.select(resolved))
+        .finally(restore);
+    }
+    // Outputs are copied out before restoring: apply may return views of its inputs.
+    try {
+      return Promise.resolve(this.selector.select(outputs));
+    } catch (e) {
+      return Promise.reject(e);
     } finally {
-      for (const restore of saved) restore();
+      restore();
     }
   }
 }
