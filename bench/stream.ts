@@ -5,8 +5,9 @@
  *
  * Three processes per case, so each RSS is its own:
  * - server: `node dist/server/cli.js serve heat --port 0 --workers 0` (grpc case), or
- *   dist/bench/stream-tcp.js (tcp cases: the same payload bytes in chunks the size of the stream's
- *   row messages, honouring backpressure);
+ *   dist/bench/stream-tcp.js: grpc-raw (the same JacobianRows messages from one precomputed row, no
+ *   engine: the grpc-js + protobufjs ceiling) and tcp (the same payload bytes through a plain socket in
+ *   chunks the size of the stream's row messages, honouring backpressure);
  * - client: dist/bench/stream-client.js (SDK `jacobianRows`, or a net socket), prints one JSON line;
  * - this orchestrator: samples both children's /proc/<pid>/status (VmRSS every 100 ms, VmHWM for the
  *   peak) and /proc/<pid>/stat (CPU time), and stops everything at the deadline.
@@ -17,11 +18,12 @@
  *   BENCH_STREAM_CHUNK_BYTES  server --stream-chunk-bytes (default: the server's, 1 MiB)
  *   BENCH_STREAM_CLIENT_WINDOW  the client channel's HTTP/2 flow-control window in bytes
  *                             (grpc-node.flow_control_window; default: the SDK's, i.e. HTTP/2's 64 KiB)
- *   BENCH_STREAM_CASES        comma-separated, from grpc, tcp, tcp-alloc (default grpc,tcp)
+ *   BENCH_STREAM_CASES        comma-separated, from grpc, grpc-raw, tcp, tcp-alloc (default grpc,grpc-raw,tcp)
  *   BENCH_STREAM_TIMEOUT_S    cap on the whole run, children killed at the end (default 300)
- *   BENCH_STREAM_PROFILE      1: run the grpc case's server and client under --cpu-prof and print
- *                             self time by function (profiles in BENCH_STREAM_PROFILE_DIR, default
- *                             $TMPDIR/tesseract-grpc-stream-prof); throughput is then a little lower
+ *   BENCH_STREAM_PROFILE      1 (= grpc) or a list of cases: run their server and client under
+ *                             --cpu-prof and print self time by function and by module (profiles in
+ *                             BENCH_STREAM_PROFILE_DIR, default $TMPDIR/tesseract-grpc-stream-prof);
+ *                             throughput is then a little lower
  *   BENCH_STREAM_NAME         report name (default "stream": bench/results/stream.json)
  * Prints a table and writes bench/results/<name>.json.
  */
@@ -36,9 +38,10 @@ const N = Number(process.env.BENCH_STREAM_N ?? 23_200);
 const STEPS = Number(process.env.BENCH_STREAM_STEPS ?? 1);
 const CHUNK_BYTES = process.env.BENCH_STREAM_CHUNK_BYTES;
 const CLIENT_WINDOW = process.env.BENCH_STREAM_CLIENT_WINDOW;
-const CASES = (process.env.BENCH_STREAM_CASES ?? "grpc,tcp").split(",").map((c) => c.trim()).filter(Boolean);
+const CASES = (process.env.BENCH_STREAM_CASES ?? "grpc,grpc-raw,tcp").split(",").map((c) => c.trim()).filter(Boolean);
 const TIMEOUT_S = Number(process.env.BENCH_STREAM_TIMEOUT_S ?? 300);
-const PROFILE = process.env.BENCH_STREAM_PROFILE === "1";
+const PROFILE_ENV = process.env.BENCH_STREAM_PROFILE ?? "";
+const PROFILE = new Set(PROFILE_ENV === "1" ? ["grpc"] : PROFILE_ENV.split(",").map((c) => c.trim()).filter((c) => c && c !== "0"));
 const PROFILE_DIR = process.env.BENCH_STREAM_PROFILE_DIR ?? path.join(os.tmpdir(), "tesseract-grpc-stream-prof");
 const NAME = process.env.BENCH_STREAM_NAME ?? "stream";
 
@@ -200,7 +203,7 @@ interface CaseResult {
 }
 
 async function runCase(name: string, tcp?: { bytes: number; chunk: number }): Promise<CaseResult> {
-  const profiling = PROFILE && name === "grpc";
+  const profiling = PROFILE.has(name);
   const stamp = `${Date.now()}`;
   const profArgs = (who: string) => (profiling ? ["--cpu-prof", "--cpu-prof-dir", PROFILE_DIR, "--cpu-prof-name", `${who}-${stamp}.cpuprofile`] : []);
   if (profiling) fs.mkdirSync(PROFILE_DIR, { recursive: true });
@@ -208,7 +211,9 @@ async function runCase(name: string, tcp?: { bytes: number; chunk: number }): Pr
   const serverArgs =
     name === "grpc"
       ? [CLI, "serve", "heat", "--host", "127.0.0.1", "--port", "0", "--workers", "0", ...(CHUNK_BYTES ? ["--stream-chunk-bytes", CHUNK_BYTES] : [])]
-      : [TCP_SERVER, String(tcp!.bytes), String(tcp!.chunk), name === "tcp-alloc" ? "alloc" : "reuse"];
+      : name === "grpc-raw"
+        ? [TCP_SERVER, "grpc-raw", String(N), ...(CHUNK_BYTES ? [CHUNK_BYTES] : [])]
+        : [TCP_SERVER, String(tcp!.bytes), String(tcp!.chunk), name === "tcp-alloc" ? "alloc" : "reuse"];
   const server = track(spawn(process.execPath, [...profArgs("server"), ...serverArgs], { stdio: ["ignore", "pipe", "pipe"] }));
   const serverErr = tail(server.stderr);
   const address = await listening(server, `${name} server`, serverErr);
@@ -218,7 +223,7 @@ async function runCase(name: string, tcp?: { bytes: number; chunk: number }): Pr
   const serverIdleMb = (serverWatch.first?.rssKb ?? NaN) / 1024;
 
   const env = { ...process.env, BENCH_STREAM_N: String(N), BENCH_STREAM_STEPS: String(STEPS) };
-  const client = track(spawn(process.execPath, [...profArgs("client"), CLIENT, name === "grpc" ? "grpc" : "tcp", address], { stdio: ["ignore", "pipe", "pipe"], env }));
+  const client = track(spawn(process.execPath, [...profArgs("client"), CLIENT, name.startsWith("grpc") ? "grpc" : "tcp", address], { stdio: ["ignore", "pipe", "pipe"], env }));
   const clientOut = collect(client.stdout);
   const clientErr = tail(client.stderr);
   const clientWatch = new ProcWatch(client.pid!);
@@ -237,7 +242,7 @@ async function runCase(name: string, tcp?: { bytes: number; chunk: number }): Pr
   const [code] = (await once(client, "exit")) as [number | null];
   clearTimeout(cap);
   clearInterval(sampler);
-  serverWatch.sample(); // the gRPC server is still up: its VmHWM now covers the whole stream
+  serverWatch.sample(); // a gRPC server is still up: its VmHWM now covers the whole stream
   await stop(server);
   clearTimeout(cap);
 
@@ -245,7 +250,7 @@ async function runCase(name: string, tcp?: { bytes: number; chunk: number }): Pr
   if (!result || (code !== 0 && !timedOut)) {
     throw new Error(`${name} client failed (exit ${code}):\n${clientErr()}\nserver stderr:\n${serverErr()}`);
   }
-  const serverSelf = name === "grpc" ? undefined : lastJson(serverOut());
+  const serverSelf = name.startsWith("grpc") ? undefined : lastJson(serverOut());
   return {
     name,
     client: result,
@@ -335,25 +340,25 @@ async function main() {
   console.log(
     `bench:stream: heat 1-D n = ${N}, steps = ${STEPS}: Jacobian ${N} × ${N} FP64 = ${round(jacobianBytes / 1e9, 3)} GB; ` +
       `cases ${CASES.join(", ")}; cap ${TIMEOUT_S} s; ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? "?"}), node ${process.version}` +
-      (PROFILE ? `; profiling the grpc case (--cpu-prof, ${PROFILE_DIR})` : ""),
+      (PROFILE.size ? `; profiling ${[...PROFILE].join(", ")} (--cpu-prof, ${PROFILE_DIR})` : ""),
   );
 
   const results: CaseResult[] = [];
   let grpcMessageBytes: number | undefined;
   for (const name of CASES) {
-    if (!["grpc", "tcp", "tcp-alloc"].includes(name)) throw new Error(`unknown case "${name}" in BENCH_STREAM_CASES (grpc, tcp, tcp-alloc)`);
+    if (!["grpc", "grpc-raw", "tcp", "tcp-alloc"].includes(name)) throw new Error(`unknown case "${name}" in BENCH_STREAM_CASES (grpc, grpc-raw, tcp, tcp-alloc)`);
     if (Date.now() >= deadline) {
       console.log(`bench:stream: no time left for ${name} (BENCH_STREAM_TIMEOUT_S=${TIMEOUT_S})`);
       continue;
     }
     // TCP pushes the payload the grpc case delivered (all of it, if that case was cut short or not
     // run), in chunks the size of its row messages' payload.
-    const grpc = results.find((r) => r.name === "grpc");
+    const grpc = results.find((r) => r.name.startsWith("grpc") && !r.timedOut);
     const chunk = grpcMessageBytes ?? Math.min(rowBytes, budget - FRAMING);
-    const tcp = name === "grpc" ? undefined : { bytes: grpc && !grpc.timedOut ? grpc.client.bytes : jacobianBytes, chunk };
+    const tcp = name.startsWith("grpc") ? undefined : { bytes: grpc ? grpc.client.bytes : jacobianBytes, chunk };
     const r = await runCase(name, tcp);
     results.push(r);
-    if (name === "grpc" && r.client.messages > 2) grpcMessageBytes = Math.round(r.client.bytes / (r.client.messages - 2)); // less header and stats
+    if (name.startsWith("grpc") && r.client.messages > 2) grpcMessageBytes = Math.round(r.client.bytes / (r.client.messages - 2)); // less header and stats
     console.log(`  ${name}: ${JSON.stringify(r.client)}`);
   }
 
@@ -366,15 +371,18 @@ async function main() {
     const clientPeak = Math.max(r.clientWatch.peakMb, c.max_rss_mb);
     const label =
       r.name === "grpc"
-        ? `JacobianRows heat n=${N} steps=${STEPS}${CHUNK_BYTES ? ` chunk=${CHUNK_BYTES}` : ""}${CLIENT_WINDOW ? ` window=${CLIENT_WINDOW}` : ""}${PROFILE ? " (profiled)" : ""}`
-        : `TCP socket, ${r.name === "tcp" ? "one reused" : "a fresh"} ${r.tcp!.chunk} B chunk per write`;
+        ? `JacobianRows heat n=${N} steps=${STEPS}`
+        : r.name === "grpc-raw"
+          ? `JacobianRows, one precomputed row (no engine) n=${N}`
+          : `TCP socket, ${r.name === "tcp" ? "one reused" : "a fresh"} ${r.tcp!.chunk} B chunk per write`;
+    const knobs = r.name.startsWith("grpc") ? `${CHUNK_BYTES ? ` chunk=${CHUNK_BYTES}` : ""}${CLIENT_WINDOW ? ` window=${CLIENT_WINDOW}` : ""}` : "";
     return {
-      case: label + (r.timedOut ? " [TIMED OUT, partial]" : ""),
+      case: label + knobs + (r.profiles ? " (profiled)" : "") + (r.timedOut ? " [TIMED OUT, partial]" : ""),
       GB: round(c.bytes / 1e9, 3),
       seconds: round(c.seconds, 2),
       GB_per_s: round(gbps, 3),
       messages: c.messages,
-      rows: r.name === "grpc" ? c.rows : undefined,
+      rows: r.name.startsWith("grpc") ? c.rows : "",
       first_byte_s: round(c.first_byte_seconds, 3),
       server_peak_rss_MB: round(serverPeak, 1),
       server_idle_rss_MB: round(r.serverIdleMb, 1),
@@ -408,7 +416,7 @@ async function main() {
       }
       const s = summariseProfile(file);
       fs.writeFileSync(file.replace(/\.cpuprofile$/, ".summary.json"), JSON.stringify(s, null, 2));
-      console.log(`\n${who} profile (${s.file}): ${s.total_ms} ms sampled, ${s.busy_ms} ms busy, ${s.idle_ms} ms idle`);
+      console.log(`\n${r.name} ${who} profile (${s.file}): ${s.total_ms} ms sampled, ${s.busy_ms} ms busy, ${s.idle_ms} ms idle`);
       console.table(s.categories);
       console.table(s.top);
     }

@@ -5,7 +5,6 @@
  * Each rule below states its formula and divides by the step actually taken (see steps.ts).
  */
 import { xoroshiro128plusFromState } from "pure-rand/generator/xoroshiro128plus";
-import { uniformInt } from "pure-rand/distribution/uniformInt";
 import type { ResolvedOptions } from "./options";
 import { elementName, type Problem } from "./problem";
 import { stepped } from "./steps";
@@ -100,12 +99,26 @@ async function* forwardRows(problem: Problem, h: number): AsyncGenerator<Row> {
   });
 }
 
-/** A Rademacher (+1/-1) generator reproducible from a 64-bit seed. */
+/**
+ * A Rademacher (+1/-1) generator reproducible from a 64-bit seed. Each 32-bit draw of xoroshiro128+
+ * gives 16 signs from its upper half (its lowest bits are the generator's weakest).
+ */
 function rademacher(seed: bigint): () => number {
   const hi = Number((seed >> 32n) & 0xffffffffn) | 0;
   const lo = Number(seed & 0xffffffffn) | 0;
   const rng = xoroshiro128plusFromState([hi ^ 0x9e3779b9, ~lo, lo, hi]);
-  return () => (uniformInt(rng, 0, 1) === 0 ? -1 : 1);
+  let bits = 0;
+  let left = 0;
+  return () => {
+    if (left === 0) {
+      bits = rng.next() >>> 16;
+      left = 16;
+    }
+    left--;
+    const sign = bits & 1 ? 1 : -1;
+    bits >>>= 1;
+    return sign;
+  };
 }
 
 /**
