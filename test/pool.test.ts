@@ -1,0 +1,87 @@
+/**
+ * Worker-thread evaluation: results bit-identical to inline evaluation for every rule, exact
+ * evaluation counts, errors from apply named as inline, cancellation, and the "auto" switch.
+ */
+import { strict as assert } from "node:assert";
+import * as path from "node:path";
+import ndarray from "ndarray";
+import { Code } from "../server/errors";
+import { loadTesseract } from "../server/loader";
+import type { TesseractRuntime } from "../server/runtime";
+import { Algorithm } from "../server/tesseract";
+import { sampleHeatInputs, sampleMeshInputs } from "../server/tesseracts/samples";
+import { f64, rejects } from "./helpers";
+
+const OUTPUTS = ["statistics.first_point_coordinates", "statistics.barycenter"];
+
+describe("worker-thread evaluation", function () {
+  this.timeout(60000);
+  const runtimes: TesseractRuntime[] = [];
+  const load = async (name: string, workers: number | "auto") => {
+    const runtime = loadTesseract(name);
+    await runtime.useEvaluation({ workers, autoThreads: 2 });
+    runtimes.push(runtime);
+    return runtime;
+  };
+  after(() => Promise.all(runtimes.map((r) => r.close())));
+
+  it("heat: the same Jacobian as inline, in exactly 2n evaluations", async () => {
+    const inputs = sampleHeatInputs(40, 50);
+    const request = { inputs, inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"] };
+    const inline = await (await load("heat", 0)).jacobian(request);
+    const pooled = await (await load("heat", 2)).jacobian(request);
+    assert.equal(pooled.stats.apply_calls, 80);
+    assert.deepEqual(pooled.entries, inline.entries);
+  });
+
+  it("meshstats: every rule, JVP and VJP identical to inline", async () => {
+    const inline = await load("meshstats", 0);
+    const pooled = await load("meshstats", 3);
+    const inputs = sampleMeshInputs(20);
+    for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD, Algorithm.ALGORITHM_STOCHASTIC]) {
+      const request = { inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm, seed: 11, num_samples: 12 } };
+      const [a, b] = [await inline.jacobian(request), await pooled.jacobian(request)];
+      assert.deepEqual(b.entries, a.entries, `algorithm ${algorithm}`);
+      assert.equal(b.stats.apply_calls, a.stats.apply_calls);
+    }
+    const tangent = { "mesh.points": ndarray(new Float64Array(60).map((_, i) => Math.cos(i)), [20, 3]) };
+    const jvp = { inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, tangent };
+    assert.deepEqual((await pooled.jvp(jvp)).result, (await inline.jvp(jvp)).result);
+    const vjp = { inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, cotangent: { [OUTPUTS[0]]: f64([1, 2, 3]), [OUTPUTS[1]]: f64([3, 2, 1]) } };
+    const [a, b] = [await inline.vjp(vjp), await pooled.vjp(vjp)];
+    assert.deepEqual(b.result, a.result);
+    assert.equal(b.stats.apply_calls, 120);
+  });
+
+  it("an exception in a worker names the evaluation, as inline", async () => {
+    const pooled = await load(path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js"), 2);
+    const inputs = { x: f64([0.5, 2]), y: f64([0.5], []), params: {}, blocks: [], mode: "throw" };
+    await rejects(pooled.jacobian({ inputs, inputPaths: ["y"], outputPaths: ["f"] }), Code.UNKNOWN, /^evaluation at y \+ h failed: y is too large for this model$/);
+    // The pool keeps working.
+    const ok = await pooled.jacobian({ inputs: { ...inputs, mode: "" }, inputPaths: ["x"], outputPaths: ["f"] });
+    assert.equal(ok.stats.apply_calls, 4);
+  });
+
+  it("a cancel stops the request and leaves the pool usable", async () => {
+    const pooled = await load("heat", 2);
+    const controller = new AbortController();
+    const inputs = sampleHeatInputs(400, 3000); // ~ms per apply, 800 evaluations: seconds if not stopped
+    const running = pooled.jacobian({ inputs, inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"], signal: controller.signal });
+    setImmediate(() => controller.abort(new Error("caller went away")));
+    const started = performance.now();
+    await assert.rejects(running, /caller went away|aborted/i);
+    assert.ok(performance.now() - started < 2000, "stopped early");
+    const small = sampleHeatInputs(10, 10);
+    const after = await pooled.jacobian({ inputs: small, inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"] });
+    assert.equal(after.stats.apply_calls, 20);
+  });
+
+  it('"auto" keeps a cheap apply inline and moves a costly one to the pool, with the same results', async () => {
+    const heatInline = await load("heat", 0);
+    const heatAuto = await load("heat", "auto");
+    const costly = { inputs: sampleHeatInputs(300, 3000), inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"] };
+    assert.deepEqual((await heatAuto.jacobian(costly)).entries, (await heatInline.jacobian(costly)).entries);
+    const cheap = { inputs: sampleHeatInputs(30, 2), inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"] };
+    assert.deepEqual((await heatAuto.jacobian(cheap)).entries, (await heatInline.jacobian(cheap)).entries);
+  });
+});
