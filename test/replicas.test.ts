@@ -121,8 +121,8 @@ const target = (replicas: Replica[]) => `ipv4:${replicas.map((r) => r.address).j
 
 /**
  * Runs `operation` and returns its result with the Apply calls each replica received meanwhile:
- * first awaits (by events) that the replicas have logged `expected` calls in all, then a barrier to
- * each, so that a call logged late or in excess would show in the counts too.
+ * awaits (by events) that the replicas have logged `expected` calls in all, and a barrier to each, so
+ * that every call they answered, `expected` or not, is in the counts.
  */
 async function counted<T>(replicas: Replica[], expected: number, operation: () => Promise<T>): Promise<{ result: T; counts: number[] }> {
   const before = replicas.map((r) => r.applies);
@@ -136,8 +136,10 @@ async function counted<T>(replicas: Replica[], expected: number, operation: () =
     }
   });
   const result = await operation();
-  await reached;
-  await Promise.all(replicas.map((r) => r.barrier()));
+  // The barriers settle it either way: a shortfall then fails the count assertions instead of hanging.
+  const barriers = Promise.all(replicas.map((r) => r.barrier()));
+  await Promise.race([reached, barriers]);
+  await barriers;
   return { result, counts: replicas.map((r, i) => r.applies - before[i]) };
 }
 
