@@ -16,6 +16,7 @@
  *   BENCH_STREAM_N            grid points n; the Jacobian is n × n FP64 = 8 n² bytes (default 23 200: 4.3 GB)
  *   BENCH_STREAM_STEPS        heat steps (default 1; apply costs ∝ n × steps)
  *   BENCH_STREAM_CHUNK_BYTES  server --stream-chunk-bytes (default: the server's, 1 MiB)
+ *   BENCH_STREAM_WORKERS      server --workers (default 0: apply inline, on the thread that streams)
  *   BENCH_STREAM_CLIENT_WINDOW  the client channel's HTTP/2 flow-control window in bytes
  *                             (grpc-node.flow_control_window; default: the SDK's, i.e. HTTP/2's 64 KiB)
  *   BENCH_STREAM_CASES        comma-separated, from grpc, grpc-raw, tcp, tcp-alloc (default grpc,grpc-raw,tcp)
@@ -38,6 +39,7 @@ const N = Number(process.env.BENCH_STREAM_N ?? 23_200);
 const STEPS = Number(process.env.BENCH_STREAM_STEPS ?? 1);
 const CHUNK_BYTES = process.env.BENCH_STREAM_CHUNK_BYTES;
 const CLIENT_WINDOW = process.env.BENCH_STREAM_CLIENT_WINDOW;
+const WORKERS = process.env.BENCH_STREAM_WORKERS ?? "0";
 const CASES = (process.env.BENCH_STREAM_CASES ?? "grpc,grpc-raw,tcp").split(",").map((c) => c.trim()).filter(Boolean);
 const TIMEOUT_S = Number(process.env.BENCH_STREAM_TIMEOUT_S ?? 300);
 const PROFILE_ENV = process.env.BENCH_STREAM_PROFILE ?? "";
@@ -198,6 +200,8 @@ interface CaseResult {
   serverIdleMb: number;
   serverSelf?: Record<string, any>;
   timedOut: boolean;
+  /** 1-minute load average when the client finished: this machine is shared, so say how busy it was. */
+  load: number;
   tcp?: { bytes: number; chunk: number };
   profiles?: { server: string; client: string };
 }
@@ -210,7 +214,7 @@ async function runCase(name: string, tcp?: { bytes: number; chunk: number }): Pr
 
   const serverArgs =
     name === "grpc"
-      ? [CLI, "serve", "heat", "--host", "127.0.0.1", "--port", "0", "--workers", "0", ...(CHUNK_BYTES ? ["--stream-chunk-bytes", CHUNK_BYTES] : [])]
+      ? [CLI, "serve", "heat", "--host", "127.0.0.1", "--port", "0", "--workers", WORKERS, ...(CHUNK_BYTES ? ["--stream-chunk-bytes", CHUNK_BYTES] : [])]
       : name === "grpc-raw"
         ? [TCP_SERVER, "grpc-raw", String(N), ...(CHUNK_BYTES ? [CHUNK_BYTES] : [])]
         : [TCP_SERVER, String(tcp!.bytes), String(tcp!.chunk), name === "tcp-alloc" ? "alloc" : "reuse"];
@@ -240,6 +244,7 @@ async function runCase(name: string, tcp?: { bytes: number; chunk: number }): Pr
     void stop(client, 5000);
   }, remaining);
   const [code] = (await once(client, "exit")) as [number | null];
+  const load = os.loadavg()[0];
   clearTimeout(cap);
   clearInterval(sampler);
   serverWatch.sample(); // a gRPC server is still up: its VmHWM now covers the whole stream
@@ -259,6 +264,7 @@ async function runCase(name: string, tcp?: { bytes: number; chunk: number }): Pr
     serverIdleMb,
     serverSelf,
     timedOut,
+    load,
     tcp,
     profiles: profiling ? { server: path.join(PROFILE_DIR, `server-${stamp}.cpuprofile`), client: path.join(PROFILE_DIR, `client-${stamp}.cpuprofile`) } : undefined,
   };
@@ -371,7 +377,7 @@ async function main() {
     const clientPeak = Math.max(r.clientWatch.peakMb, c.max_rss_mb);
     const label =
       r.name === "grpc"
-        ? `JacobianRows heat n=${N} steps=${STEPS}`
+        ? `JacobianRows heat n=${N} steps=${STEPS}${WORKERS !== "0" ? ` workers=${WORKERS}` : ""}`
         : r.name === "grpc-raw"
           ? `JacobianRows, one precomputed row (no engine) n=${N}`
           : `TCP socket, ${r.name === "tcp" ? "one reused" : "a fresh"} ${r.tcp!.chunk} B chunk per write`;
@@ -390,6 +396,7 @@ async function main() {
       server_cpu_s: round(r.serverSelf ? r.serverSelf.cpu_seconds : r.server.cpuSeconds, 2),
       client_cpu_s: round(c.cpu_seconds, 2),
       ratio_vs_tcp: round(gbps / tcpGbps, 3),
+      load_1m: round(r.load, 2),
     };
   });
   report(NAME, rows);
