@@ -249,7 +249,6 @@ async function runCase(name: string, tcp?: { bytes: number; chunk: number }): Pr
   clearInterval(sampler);
   serverWatch.sample(); // a gRPC server is still up: its VmHWM now covers the whole stream
   await stop(server);
-  clearTimeout(cap);
 
   const result = lastJson(clientOut());
   if (!result || (code !== 0 && !timedOut)) {
