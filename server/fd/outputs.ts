@@ -39,11 +39,13 @@ export class OutputSelector {
       if (shape.length !== info.shape.length || shape.some((d, i) => d !== info.shape[i])) {
         throw new TesseractError(Code.INTERNAL, `apply returned output ${info.path} with shape [${shape.join(", ")}], earlier [${info.shape.join(", ")}]`);
       }
-      const values = toFloat64(leaf);
-      for (let i = 0; i < values.length; i++) {
-        if (!Number.isFinite(values[i])) {
-          throw new TesseractError(Code.FAILED_PRECONDITION, `apply returned ${values[i]} in output ${info.path} at flat index ${i}`);
-        }
+      const values = toFloat64(leaf); // the engine's own copy: apply may reuse or alias its arrays
+      // x - x is 0 exactly for finite x, NaN for NaN and ±Inf: one cheap pass.
+      let check = 0;
+      for (let i = 0; i < values.length; i++) check += values[i] - values[i];
+      if (check !== 0) {
+        const i = values.findIndex((v) => !Number.isFinite(v));
+        throw new TesseractError(Code.FAILED_PRECONDITION, `apply returned ${values[i]} in output ${info.path} at flat index ${i}`);
       }
       return values;
     });

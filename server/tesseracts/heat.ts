@@ -89,6 +89,24 @@ function run2d(a: Float64Array, b: Float64Array, ny: number, nx: number, r: numb
   return src;
 }
 
+/** The field's values without a copy when they already are dense row-major FP64 (the usual case). */
+function denseFloat64(u: NdArray<TypedArray>): Float64Array {
+  const dense = u.data instanceof Float64Array && u.offset === 0 && u.data.length === u.size && (u.shape.length === 1 ? u.stride[0] === 1 : u.stride[1] === 1 && u.stride[0] === u.shape[1]);
+  return dense ? (u.data as Float64Array) : toFloat64(u);
+}
+
+/**
+ * Two padded work buffers of `length`, reused across calls (apply is synchronous, so one pair per
+ * thread suffices): a Jacobian runs apply thousands of times, and fresh buffers each time would make
+ * the garbage collector the main cost. Their ghost cells are zero from allocation and never written;
+ * every interior cell is written before it is read.
+ */
+let buffers: [Float64Array, Float64Array] = [new Float64Array(0), new Float64Array(0)];
+function scratch(length: number): [Float64Array, Float64Array] {
+  if (buffers[0].length !== length) buffers = [new Float64Array(length), new Float64Array(length)];
+  return buffers;
+}
+
 export default defineTesseract<Inputs, Outputs>({
   name: "heat",
   version: "1.0.0",
@@ -145,20 +163,20 @@ export default defineTesseract<Inputs, Outputs>({
     }
     const shape = u0.shape.slice();
     const { r } = heatParameters(kappa, shape.length, dt, dx);
-    const initial = toFloat64(u0);
+    const initial = denseFloat64(u0);
     const out = new Float64Array(initial.length);
     if (shape.length === 1) {
       const n = shape[0];
-      const a = new Float64Array(n + 2);
+      const [a, b] = scratch(n + 2);
       a.set(initial, 1);
-      const result = run1d(a, new Float64Array(n + 2), n, r, steps);
+      const result = run1d(a, b, n, r, steps);
       out.set(result.subarray(1, n + 1));
     } else {
       const [ny, nx] = shape;
       const w = nx + 2;
-      const a = new Float64Array((ny + 2) * w);
+      const [a, b] = scratch((ny + 2) * w);
       for (let y = 0; y < ny; y++) a.set(initial.subarray(y * nx, (y + 1) * nx), (y + 1) * w + 1);
-      const result = run2d(a, new Float64Array(a.length), ny, nx, r, steps);
+      const result = run2d(a, b, ny, nx, r, steps);
       for (let y = 0; y < ny; y++) out.set(result.subarray((y + 1) * w + 1, (y + 1) * w + 1 + nx), y * nx);
     }
     return { final_temperature: ndarray(out, shape) };
