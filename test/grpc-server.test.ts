@@ -16,7 +16,7 @@ import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
 import { encodeTensor } from "../server/tensor/codec";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
-import { f64, LogLines } from "./helpers";
+import { counted, f64, LogLines } from "./helpers";
 
 const FIXTURE = path.join(__dirname, "../../test/fixtures/polynomial");
 const MESH_URL = "type.googleapis.com/tesseract.examples.meshstats.v1.Inputs";
@@ -156,10 +156,7 @@ describe("gRPC server", () => {
   });
 
   it("a unary Jacobian over the message limit is RESOURCE_EXHAUSTED before any evaluation", async () => {
-    const runtime = loadTesseract("meshstats");
-    const counter = { calls: 0 };
-    const apply = runtime.definition.apply;
-    runtime.definition.apply = (i: unknown) => (counter.calls++, apply(i));
+    const { runtime, counter } = counted("meshstats");
     const server = await startServer({ tesseract: runtime, port: 0, maxMessageBytes: 1 << 20, logger: silentLogger });
     const c = new GeneratedClient(server.address, grpc.credentials.createInsecure());
     try {

@@ -10,7 +10,7 @@ import { loadTesseract } from "../server/loader";
 import { Algorithm } from "../server/tesseract";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
 import { DataType } from "../server/tensor/codec";
-import { assertClose, f32, f64, maxAbsDiff, rejects } from "./helpers";
+import { assertClose, counted, f32, f64, maxAbsDiff, rejects } from "./helpers";
 
 const OUT = ["final_temperature"];
 
@@ -38,17 +38,6 @@ const mode = (n: number, k: number) => Float64Array.from({ length: n }, (_, i) =
 /** Its eigenvalue of L (u_{i-1} − 2u_i + u_{i+1}): −4 sin²(π k / (2 (n + 1))). */
 const sin2 = (n: number, k: number) => Math.sin((Math.PI * k) / (2 * (n + 1))) ** 2;
 
-/** Counts apply calls independently of the engine's own stats. */
-function counted() {
-  const runtime = loadTesseract("heat");
-  const apply = runtime.definition.apply;
-  const counter = { calls: 0 };
-  runtime.definition.apply = (inputs: unknown) => {
-    counter.calls++;
-    return apply(inputs);
-  };
-  return { runtime, counter };
-}
 
 async function applyHeat(inputs: HeatInputs): Promise<Float64Array> {
   const runtime = loadTesseract("heat");
@@ -153,7 +142,7 @@ describe("heat", () => {
     it("1-D: d final / d initial = (I + rL)^steps (n = 12, steps = 3), banded with bandwidth steps, 2n apply calls", async () => {
       const [n, steps] = [12, 3];
       const r = 0.4; // dt = 0.1, dx = 0.5, κ = 1
-      const { runtime, counter } = counted();
+      const { runtime, counter } = counted("heat");
       const inputs = heatInputs(mode(n, 1).map((v, i) => v + 0.2 * Math.cos(i)), [n], { steps, dt: 0.1, dx: 0.5 });
       const { entries, stats } = await runtime.jacobian({ inputs: inputs as never, inputPaths: ["initial_temperature"], outputPaths: OUT, options: { algorithm: Algorithm.ALGORITHM_CENTRAL } });
       assert.equal(counter.calls, 2 * n);
@@ -176,7 +165,7 @@ describe("heat", () => {
     it("2-D: d final / d initial = (I + r(L_y⊗I + I⊗L_x))^steps (3 × 4, steps = 2), zero beyond flat bandwidth steps·nx", async () => {
       const [ny, nx, steps] = [3, 4, 2];
       const n = ny * nx;
-      const { runtime, counter } = counted();
+      const { runtime, counter } = counted("heat");
       const inputs = heatInputs(Float64Array.from({ length: n }, (_, i) => Math.sin(0.7 * i + 0.1)), [ny, nx], { steps });
       const { entries } = await runtime.jacobian({ inputs: inputs as never, inputPaths: ["initial_temperature"], outputPaths: OUT });
       assert.equal(counter.calls, 2 * n);
@@ -201,7 +190,7 @@ describe("heat", () => {
       const lambda = 1 - 4 * r * S;
       const dLambda = (-4 * dt * S) / (dx * dx); // dλ/dκ
       const expected = u0.map((v) => v * steps * lambda ** (steps - 1) * dLambda);
-      const { runtime, counter } = counted();
+      const { runtime, counter } = counted("heat");
       const inputs = heatInputs(u0, [n], { kappa, steps, dt, dx });
       const { entries } = await runtime.jacobian({ inputs: inputs as never, inputPaths: ["diffusivity"], outputPaths: OUT });
       assert.equal(counter.calls, 2);

@@ -4,6 +4,8 @@ import { EventEmitter } from "node:events";
 import pino from "pino";
 import ndarray, { type NdArray } from "ndarray";
 import { Code, TesseractError } from "../server/errors";
+import { loadTesseract } from "../server/loader";
+import { TesseractRuntime } from "../server/runtime";
 
 export { sampleMeshInputs as meshInputs } from "../server/tesseracts/samples";
 
@@ -73,4 +75,22 @@ export class LogLines {
   nextCall(rpc: string): Promise<Record<string, unknown>> {
     return this.next((line) => line.msg === "call" && line.rpc === rpc);
   }
+}
+
+/**
+ * A bundled Tesseract whose apply calls are counted independently of the engine's own stats. The
+ * definition is copied, so the shared bundled one is never wrapped.
+ */
+export function counted(name: string) {
+  const base = loadTesseract(name);
+  const counter = { calls: 0 };
+  const apply = base.definition.apply;
+  const definition = {
+    ...base.definition,
+    apply: (inputs: unknown) => {
+      counter.calls++;
+      return apply(inputs);
+    },
+  };
+  return { runtime: new TesseractRuntime(definition, __dirname), counter };
 }

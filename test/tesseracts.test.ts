@@ -9,21 +9,10 @@ import { Code } from "../server/errors";
 import { loadTesseract } from "../server/loader";
 import { defaultNumSamples } from "../server/fd/rows";
 import { Algorithm } from "../server/tesseract";
-import { assertClose, f32, f64, maxAbsDiff, meshInputs, meshJacobian, rejects, rms } from "./helpers";
+import { assertClose, counted, f32, f64, maxAbsDiff, meshInputs, meshJacobian, rejects, rms } from "./helpers";
 
 const OUTPUTS = ["statistics.first_point_coordinates", "statistics.barycenter"];
 
-/** Counts apply calls independently of the engine's own stats. */
-function counted(name: string) {
-  const runtime = loadTesseract(name);
-  const apply = runtime.definition.apply;
-  const counter = { calls: 0 };
-  runtime.definition.apply = (inputs: unknown) => {
-    counter.calls++;
-    return apply(inputs);
-  };
-  return { runtime, counter };
-}
 
 describe("meshstats", () => {
   for (const N of [7, 1000]) {
