@@ -14,7 +14,7 @@ const ignore = () => undefined;
 export class InlineEvaluator implements Evaluator {
   calls = 0;
   readonly concurrency = 1;
-  /** Settles when the evaluation in progress does; undefined when none is. */
+  /** Settles when the asynchronous evaluation in progress does; undefined when none is. */
   private busy: Promise<unknown> | undefined;
 
   constructor(
@@ -29,14 +29,19 @@ export class InlineEvaluator implements Evaluator {
   }
 
   evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
-    const start = () => this.run(perturbation);
-    const result = this.busy ? this.busy.then(start) : start();
+    if (!this.busy) return this.run(perturbation);
+    const result = this.busy.then(() => this.run(perturbation));
+    this.track(result);
+    return result;
+  }
+
+  /** Makes later evaluations wait for `result` (only an asynchronous apply leaves one pending). */
+  private track(result: Promise<unknown>): void {
     const settled = result.then(ignore, ignore);
     this.busy = settled;
     void settled.then(() => {
       if (this.busy === settled) this.busy = undefined;
     });
-    return result;
   }
 
   /** Sets the changed elements and returns how to put them back. */
@@ -66,9 +71,11 @@ export class InlineEvaluator implements Evaluator {
       return Promise.reject(e);
     }
     if (outputs instanceof Promise || typeof (outputs as PromiseLike<unknown>)?.then === "function") {
-      return Promise.resolve(outputs)
+      const result = Promise.resolve(outputs)
         .then((resolved) => this.selector.select(resolved))
         .finally(restore);
+      this.track(result);
+      return result;
     }
     // Outputs are copied out before restoring: apply may return views of its inputs.
     try {

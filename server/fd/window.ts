@@ -10,6 +10,11 @@ export async function* completed<T>(count: number, window: () => number, task: (
   let next = 0;
   try {
     while (next < count || running.size > 0) {
+      // One at a time (inline evaluation): no bookkeeping, one task after the other.
+      if (running.size === 0 && window() <= 1) {
+        yield await task(next++);
+        continue;
+      }
       while (next < count && running.size < Math.max(1, window())) {
         const id = next++;
         running.set(

@@ -314,10 +314,12 @@ export function encodeTensor(a: NdArray<any>, datatype?: DataType): TensorWire {
 /** A row-major flat FP64 copy of any ndarray; 64-bit integers go through Number() and may round. */
 export function toFloat64(a: NdArray<any>): Float64Array {
   const n = elementCount(a.shape);
-  // The common case (a dense number typed array) in one native copy; it runs once per evaluation.
-  if (isRowMajor(a) && ArrayBuffer.isView(a.data) && !(a.data instanceof BigInt64Array || a.data instanceof BigUint64Array)) {
-    const dense = (a.data as Exclude<TypedArray, BigInt64Array | BigUint64Array>).subarray(a.offset, a.offset + n);
-    return dense instanceof Float64Array ? dense.slice() : Float64Array.from(dense);
+  // The common cases in one native copy: this runs once per evaluation, on outputs of any size.
+  if (isRowMajor(a)) {
+    if (a.data instanceof Float64Array) return a.data.slice(a.offset, a.offset + n);
+    if (ArrayBuffer.isView(a.data) && !(a.data instanceof BigInt64Array || a.data instanceof BigUint64Array)) {
+      return Float64Array.from((a.data as Exclude<TypedArray, BigInt64Array | BigUint64Array>).subarray(a.offset, a.offset + n));
+    }
   }
   const out = new Float64Array(n);
   gather(a, out, converter(DataType.DATA_TYPE_FP64));
