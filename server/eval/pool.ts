@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import * as path from "node:path";
 import { Piscina } from "piscina";
-import { TesseractError } from "../errors";
+import { Code, TesseractError } from "../errors";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { shareTree } from "./shared-tree";
 import type { WorkerResult, WorkerTask } from "./worker-task";
@@ -69,6 +69,13 @@ export class PoolEvaluator implements Evaluator {
     const result = await this.pool.run({ ...this.task, perturbation }, this.job.signal);
     if ("error" in result) throw new TesseractError(result.error.code, result.error.message);
     this.outputs ??= result.outputs;
+    // Each worker checks its own results; across workers, the shapes must agree too.
+    result.outputs.forEach((out, o) => {
+      const first = this.outputs![o];
+      if (out.shape.join() !== first.shape.join()) {
+        throw new TesseractError(Code.INTERNAL, `apply returned output ${out.path} with shape [${out.shape.join(", ")}] in one worker, [${first.shape.join(", ")}] in another`);
+      }
+    });
     return result.values;
   }
 }
