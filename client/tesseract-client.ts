@@ -83,7 +83,7 @@ interface UnaryMethods {
   describe: [DescribeRequest, DescribeResponse];
 }
 
-const NO_STATS: EvaluationStats = Object.freeze({ apply_calls: 0, wall_seconds: 0 });
+const NO_STATS: EvaluationStats = Object.freeze({ apply_calls: 0, wall_seconds: 0, adjusted_steps: [] });
 
 /** Runs the SDK's own encoding or decoding; whatever it throws becomes a TesseractClientError with `code`. */
 function guard<T>(code: number, what: string, f: () => T): T {

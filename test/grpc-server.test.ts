@@ -8,7 +8,7 @@ import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { Inputs as MeshInputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
-import { TesseractClient as GeneratedClient, type JacobianRowsResponse } from "../client/generated/tesseract/v1/tesseract";
+import { TesseractClient as GeneratedClient, JacobianRequest, type JacobianRowsResponse } from "../client/generated/tesseract/v1/tesseract";
 import { Code } from "../server/errors";
 import { startServer, type RunningServer } from "../server/grpc/server";
 import { loadTesseract } from "../server/loader";
@@ -78,7 +78,7 @@ describe("gRPC server", () => {
   });
 
   describe("bad input gets INVALID_ARGUMENT naming the field or path", () => {
-    const jac = (request: object) => unary((cb) => client.jacobian({ inputs: meshAny(4), jac_inputs: ["mesh.points"], jac_outputs: OUTPUTS, ...request } as never, cb));
+    const jac = (request: object) => unary((cb) => client.jacobian(JacobianRequest.fromPartial({ inputs: meshAny(4), jac_inputs: ["mesh.points"], jac_outputs: OUTPUTS, ...request }), cb));
     it("a wrong type URL", async () => {
       await expectStatus(unary((cb) => client.apply({ inputs: { type_url: "type.googleapis.com/acme.Other", value: Buffer.alloc(0) } }, cb)), Code.INVALID_ARGUMENT, /^inputs has type URL "type\.googleapis\.com\/acme\.Other", expected "type\.googleapis\.com\/tesseract\.examples\.meshstats\.v1\.Inputs"$/);
     });
