@@ -21,6 +21,15 @@ import type { AbstractOutput, AnyTesseract } from "./tesseract";
 export interface EvaluationStats {
   apply_calls: number;
   wall_seconds: number;
+  /** Elements whose step had to leave the rule (e.g. below one ulp), described. */
+  adjusted_steps: string[];
+}
+
+/** A JVP or VJP result, keyed by path; `errors` for the rules that estimate them. */
+export interface VectorProduct {
+  result: Record<string, NdArray<Float64Array>>;
+  errors?: Record<string, NdArray<Float64Array>>;
+  stats: EvaluationStats;
 }
 
 /** Common arguments of the gradient endpoints. */
@@ -158,13 +167,14 @@ export class TesseractRuntime {
     const leaves = this.schema.inputs.resolveDifferentiable(req.inputs, req.inputPaths, fields.inputs, "input").map((l) => inputLeaf(l, fields.inputs));
     const selector = new OutputSelector(this.schema.outputs, req.outputPaths, fields.outputs);
     const options = this.options(req.inputs, req.options);
+    checkPathKeys(options, leaves, fields.inputs);
     const evaluator = this.backends.evaluatorFor({ inputs: req.inputs, leaves, selector, outputPaths: req.outputPaths, outputsField: fields.outputs, signal: req.signal });
     const problem = new Problem(leaves, evaluator, req.signal);
     return { leaves, options, evaluator, problem, started: performance.now() };
   }
 
-  private stats(problem: Problem, started: number): EvaluationStats {
-    return { apply_calls: problem.calls, wall_seconds: (performance.now() - started) / 1000 };
+  private stats(problem: Problem, started: number, adjusted = problem.adjustedSteps()): EvaluationStats {
+    return { apply_calls: problem.calls, wall_seconds: (performance.now() - started) / 1000, adjusted_steps: adjusted };
   }
 
   /**
@@ -195,16 +205,16 @@ export class TesseractRuntime {
   }
 
   /** `tangent` is keyed by input path, each shaped like its input. Result keyed by output path. */
-  async jvp(req: GradientRequest & { tangent: Record<string, NdArray<any>> }): Promise<{ result: Record<string, NdArray<Float64Array>>; stats: EvaluationStats }> {
+  async jvp(req: GradientRequest & { tangent: Record<string, NdArray<any>> }): Promise<VectorProduct> {
     const { problem, leaves, options, started } = this.setup(req, { inputs: "jvp_inputs", outputs: "jvp_outputs" });
     const tangent = matchVectors("tangent_vector", req.tangent, leaves, "jvp_inputs");
-    const values = await jvp(problem, tangent, options);
-    const result = Object.fromEntries(problem.outputs!.map((o, i) => [o.path, ndarray(values[i], o.shape)]));
-    return { result, stats: this.stats(problem, started) };
+    const { values, errors } = await jvp(problem, tangent, options);
+    const keyed = (arrays: Float64Array[]) => Object.fromEntries(problem.outputs!.map((o, i) => [o.path, ndarray(arrays[i], o.shape)]));
+    return { result: keyed(values), errors: errors && keyed(errors), stats: this.stats(problem, started) };
   }
 
   /** `cotangent` is keyed by output path, each shaped like its output. Result keyed by input path. */
-  async vjp(req: GradientRequest & { cotangent: Record<string, NdArray<any>> }): Promise<{ result: Record<string, NdArray<Float64Array>>; stats: EvaluationStats }> {
+  async vjp(req: GradientRequest & { cotangent: Record<string, NdArray<any>> }): Promise<VectorProduct> {
     const field = "cotangent_vector";
     const { problem, leaves, options, evaluator, started } = this.setup(req, { inputs: "vjp_inputs", outputs: "vjp_outputs" });
     const cotangent = Object.entries(req.cotangent).map(([key, array]) => {
@@ -218,9 +228,20 @@ export class TesseractRuntime {
       for (const c of cotangent) if (!paths.has(c.path)) throw invalidArgument(`${field} has key "${c.path}", which is not in vjp_outputs (${req.outputPaths.join(", ")})`);
       for (const p of paths) if (!(p in req.cotangent)) throw invalidArgument(`${field} is missing output "${p}"`);
     }
-    const values = await vjp(problem, evaluator, cotangent, options, field, req.signal);
-    const result = Object.fromEntries(leaves.map((leaf, i) => [leaf.path, ndarray(values[i], leaf.shape)]));
-    return { result, stats: this.stats(problem, started) };
+    const { values, errors, adjustedSteps } = await vjp(problem, evaluator, cotangent, options, field, req.signal);
+    const keyed = (arrays: Float64Array[]) => Object.fromEntries(leaves.map((leaf, i) => [leaf.path, ndarray(arrays[i], leaf.shape)]));
+    return { result: keyed(values), errors: errors && keyed(errors), stats: this.stats(problem, started, adjustedSteps) };
+  }
+}
+
+/** Per-path options must name differentiated inputs. */
+function checkPathKeys(options: ResolvedOptions, leaves: readonly { path: string }[], field: string): void {
+  for (const [option, map] of [["eps_by_path", options.epsByPath], ["typical_magnitude", options.typical]] as const) {
+    for (const key of Object.keys(map ?? {})) {
+      if (!leaves.some((l) => l.path === key)) {
+        throw invalidArgument(`options.${option} has key "${key}", which is not in ${field} (${leaves.map((l) => l.path).join(", ")})`);
+      }
+    }
   }
 }
 

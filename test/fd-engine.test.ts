@@ -184,7 +184,7 @@ describe("fd engine", () => {
     it("central: 2 evaluations, accurate whatever the tangent's scale", async () => {
       for (const scale of [1, 1e6, 1e-6]) {
         const { evaluator, problem } = setup(twoLeaves(), fn, [3, 1]);
-        const result = await jvp(problem, v.map((t) => t.map((x) => x * scale)), opts("central", 1e-5));
+        const { values: result } = await jvp(problem, v.map((t) => t.map((x) => x * scale)), opts("central", 1e-5));
         assert.equal(evaluator.calls, 2);
         // The step along v has length eps whatever |v|, so the relative error is the same.
         result.forEach((r, o) => assertClose(r, expected(scale)[o], 1e-8 * scale, `scale ${scale}`));
@@ -193,19 +193,19 @@ describe("fd engine", () => {
 
     it("forward: 2 evaluations, or 1 when f(x) is known", async () => {
       const { evaluator, problem } = setup(twoLeaves(), fn, [3, 1]);
-      const result = await jvp(problem, v, opts("forward", 1e-7));
+      const { values: result } = await jvp(problem, v, opts("forward", 1e-7));
       assert.equal(evaluator.calls, 2);
       result.forEach((r, o) => assertClose(r, expected()[o], 1e-6));
       const known = setup(twoLeaves(), fn, [3, 1]);
       const base = fn([Float64Array.from(X), Float64Array.from(Y)]);
-      const again = await jvp(known.problem, v, opts("forward", 1e-7), base);
+      const { values: again } = await jvp(known.problem, v, opts("forward", 1e-7), base);
       assert.equal(known.evaluator.calls, 1);
       assert.deepEqual(again, result);
     });
 
     it("a zero tangent gives zeros", async () => {
       const { problem } = setup(twoLeaves(), fn, [3, 1]);
-      const result = await jvp(problem, [new Float64Array(2), new Float64Array(1)], opts("central", 1e-5));
+      const { values: result } = await jvp(problem, [new Float64Array(2), new Float64Array(1)], opts("central", 1e-5));
       assert.deepEqual(result, [new Float64Array(3), new Float64Array(1)]);
     });
   });
@@ -227,7 +227,7 @@ describe("fd engine", () => {
     for (const [algorithm, calls, tol] of [["central", 6, 1e-7], ["forward", 4, 1e-5]] as const) {
       it(`${algorithm}: ${calls} evaluations, equals c^T J`, async () => {
         const { evaluator, problem } = setup(twoLeaves(), fn, [3, 1]);
-        const result = await vjp(problem, evaluator, cot, opts(algorithm, algorithm === "central" ? 1e-4 : 1e-7), "cotangent_vector");
+        const { values: result } = await vjp(problem, evaluator, cot, opts(algorithm, algorithm === "central" ? 1e-4 : 1e-7), "cotangent_vector");
         assert.equal(evaluator.calls, calls);
         result.forEach((r, i) => assertClose(r, expected()[i], tol));
       });
@@ -250,7 +250,7 @@ describe("fd engine", () => {
         return s;
       });
       const direct = setup(leaves, many, [n, 1]);
-      const [result] = await vjp(direct.problem, direct.evaluator, c, o, "cotangent_vector");
+      const { values: [result] } = await vjp(direct.problem, direct.evaluator, c, o, "cotangent_vector");
       assert.equal(direct.evaluator.calls, 16);
       assertClose(result, contracted, 1e-9);
     });
@@ -294,13 +294,16 @@ describe("fd engine", () => {
     it("precedence: request > Tesseract defaults (maybe from inputs) > engine defaults", () => {
       const inputs = { choice: Algorithm.ALGORITHM_FORWARD };
       const defaults = { eps: 1e-6, algorithm: (i: typeof inputs) => i.choice, numSamples: 12 };
-      assert.deepEqual(resolveOptions({ seed: 1 }, undefined, inputs), { algorithm: "central", eps: 1e-4, numSamples: undefined, seed: 1n });
-      assert.deepEqual(resolveOptions({ seed: 1 }, defaults, inputs), { algorithm: "forward", eps: 1e-6, numSamples: 12, seed: 1n });
+      const plain = { epsByPath: {}, stepMode: "absolute", typical: {} };
+      // eps unset: the step rule's default for the mode (1e-4 absolute; see the step rule tests).
+      assert.deepEqual(resolveOptions({ seed: 1 }, undefined, inputs), { algorithm: "central", eps: undefined, numSamples: undefined, seed: 1n, ...plain });
+      assert.deepEqual(resolveOptions({ seed: 1 }, defaults, inputs), { algorithm: "forward", eps: 1e-6, numSamples: 12, seed: 1n, ...plain });
       assert.deepEqual(resolveOptions({ algorithm: Algorithm.ALGORITHM_STOCHASTIC, eps: 0.01, num_samples: 3, seed: "18446744073709551615" }, defaults, inputs), {
         algorithm: "stochastic",
         eps: 0.01,
         numSamples: 3,
         seed: 2n ** 64n - 1n,
+        ...plain,
       });
       // UNSPECIFIED from the request or the inputs falls through to the next level.
       assert.equal(resolveOptions({ algorithm: 0 }, defaults, { choice: 0 }).algorithm, "central");

@@ -10,6 +10,8 @@ export interface JacobianEntry {
   shape: number[];
   /** Row-major: element (p, j) at p * inputSize + j. */
   values: Float64Array;
+  /** Estimated absolute errors, same layout (Richardson and adaptive only). */
+  errors?: Float64Array;
 }
 
 /** Makes sure output shapes are known even when there is no row to produce (no input elements). */
@@ -49,8 +51,14 @@ export async function jacobian(problem: Problem, options: ResolvedOptions, maxBy
     entries ??= allocate();
     const size = problem.leaves[row.leaf].size;
     row.values.forEach((values, o) => {
-      const target = entries![o][row.leaf].values;
+      const entry = entries![o][row.leaf];
+      const target = entry.values;
       for (let p = 0; p < values.length; p++) target[p * size + row.index] = values[p];
+      const errors = row.errors?.[o];
+      if (errors) {
+        const targetErrors = (entry.errors ??= new Float64Array(target.length));
+        for (let p = 0; p < errors.length; p++) targetErrors[p * size + row.index] = errors[p];
+      }
     });
   }
   entries ??= allocate(await ensureOutputs(problem));

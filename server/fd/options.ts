@@ -5,7 +5,8 @@
 import { Code, invalidArgument, TesseractError } from "../errors";
 import { Algorithm, type FiniteDifferenceDefaults, type PerInputs } from "../tesseract";
 
-export type AlgorithmName = "central" | "forward" | "stochastic";
+export type AlgorithmName = "central" | "forward" | "stochastic" | "richardson" | "adaptive";
+export type StepModeName = "absolute" | "relative";
 
 /** FiniteDifferenceOptions as decoded from the wire; unset optional fields are null or undefined. */
 export interface RequestOptions {
@@ -13,12 +14,20 @@ export interface RequestOptions {
   eps?: number | null;
   num_samples?: number | null;
   seed?: number | bigint | string | null;
+  eps_by_path?: Record<string, number> | null;
+  step_mode?: number | null;
+  typical_magnitude?: Record<string, number> | null;
 }
 
 export interface ResolvedOptions {
   algorithm: AlgorithmName;
-  /** Absolute step h. */
-  eps: number;
+  /** The step (absolute) or relative step; undefined: the default for the step mode (steps.ts). */
+  eps?: number;
+  /** Per input path, overriding `eps`. */
+  epsByPath?: Record<string, number>;
+  stepMode?: StepModeName;
+  /** Per input path: relative steps are eps * max(|x|, typical); default 1. */
+  typical?: Record<string, number>;
   /** Stochastic only; undefined means max(10, floor(sqrt(n))). */
   numSamples?: number;
   /** Stochastic only; the directions are a function of this seed. */
@@ -31,7 +40,11 @@ const NAMES: Record<number, AlgorithmName> = {
   [Algorithm.ALGORITHM_CENTRAL]: "central",
   [Algorithm.ALGORITHM_FORWARD]: "forward",
   [Algorithm.ALGORITHM_STOCHASTIC]: "stochastic",
+  [Algorithm.ALGORITHM_RICHARDSON]: "richardson",
+  [Algorithm.ALGORITHM_ADAPTIVE]: "adaptive",
 };
+
+const STEP_MODES: Record<number, StepModeName | undefined> = { 0: undefined, 1: "absolute", 2: "relative" };
 
 function authorValue<I, V>(value: PerInputs<I, V> | undefined, inputs: I): V | undefined {
   return typeof value === "function" ? (value as (i: I) => V | undefined)(inputs) : value;
@@ -43,7 +56,7 @@ function isSet<T>(v: T | null | undefined): v is T {
 
 function algorithmName(value: number, source: string, err: (m: string) => Error): AlgorithmName {
   const name = NAMES[value];
-  if (!name) throw err(`${source}: unknown algorithm ${value}; expected one of ${Object.keys(NAMES).join(", ")} (ALGORITHM_CENTRAL, ALGORITHM_FORWARD, ALGORITHM_STOCHASTIC)`);
+  if (!name) throw err(`${source}: unknown algorithm ${value}; expected one of ${Object.keys(NAMES).join(", ")} (ALGORITHM_CENTRAL, ALGORITHM_FORWARD, ALGORITHM_STOCHASTIC, ALGORITHM_RICHARDSON, ALGORITHM_ADAPTIVE)`);
   return name;
 }
 
@@ -81,9 +94,13 @@ export function resolveOptions<I>(request: RequestOptions | null | undefined, de
   }
 
   const authorEps = authorValue(defaults?.eps, inputs);
-  const eps = isSet(req.eps)
-    ? checkEps(req.eps, "options.eps", invalidArgument)
-    : checkEps(authorEps ?? ENGINE_DEFAULTS.eps, "eps", authorError);
+  const eps = isSet(req.eps) ? checkEps(req.eps, "options.eps", invalidArgument) : isSet(authorEps) ? checkEps(authorEps, "eps", authorError) : undefined;
+  const byPath = (field: "eps_by_path" | "typical_magnitude") =>
+    Object.fromEntries(Object.entries(req[field] ?? {}).map(([path, v]) => [path, checkEps(v, `options.${field}.{${path}}`, invalidArgument)]));
+  if (isSet(req.step_mode) && !(req.step_mode in STEP_MODES)) {
+    throw invalidArgument(`options.step_mode: unknown step mode ${req.step_mode}; expected 0, 1 or 2 (STEP_MODE_UNSPECIFIED, STEP_MODE_ABSOLUTE, STEP_MODE_RELATIVE)`);
+  }
+  const stepMode = STEP_MODES[req.step_mode ?? 0] ?? "absolute";
 
   const authorSamples = authorValue(defaults?.numSamples, inputs);
   const numSamples = isSet(req.num_samples)
@@ -93,5 +110,5 @@ export function resolveOptions<I>(request: RequestOptions | null | undefined, de
       : undefined;
 
   const seed = isSet(req.seed) ? toSeed(req.seed) : BigInt(Math.floor(Math.random() * 2 ** 32));
-  return { algorithm, eps, numSamples, seed };
+  return { algorithm, eps, epsByPath: byPath("eps_by_path"), stepMode, typical: byPath("typical_magnitude"), numSamples, seed };
 }

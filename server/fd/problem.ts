@@ -7,6 +7,8 @@ import type { NdArray } from "ndarray";
 import { Code, invalidArgument, isTesseractError, TesseractError } from "../errors";
 import type { Evaluator, OutputInfo, Perturbation } from "../eval/evaluator";
 import type { Segment } from "../schema/paths";
+import type { ResolvedOptions } from "./options";
+import { StepRule } from "./steps";
 import type { ResolvedLeaf } from "../schema/schema";
 import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../tensor/codec";
 
@@ -64,6 +66,19 @@ export class Problem {
     private readonly evaluator: Evaluator,
     private readonly signal?: AbortSignal,
   ) {}
+
+  private steps?: StepRule;
+
+  /** The request's step rule, made once (it also collects the steps that had to be adjusted). */
+  stepRule(options: ResolvedOptions): StepRule {
+    this.steps ??= new StepRule(options, this.leaves);
+    return this.steps;
+  }
+
+  /** Elements whose step was moved off the rule, for EvaluationStats.adjusted_steps. */
+  adjustedSteps(): string[] {
+    return this.steps?.adjusted() ?? [];
+  }
 
   /** Total number of differentiated elements (a scalar counts one). */
   get size(): number {

@@ -2,12 +2,13 @@
  * The row producer every Jacobian-shaped result is built on. A row is the derivative of all requested
  * outputs with respect to one input element j, i.e. J[..., j]; rows come as an async iterable so
  * callers can stream, contract or assemble them, and stop (AbortSignal) between evaluations.
- * Each rule below states its formula and divides by the step actually taken (see steps.ts).
+ * Each rule below states its formula and divides by the steps actually taken (steps.ts).
  */
 import { xoroshiro128plusFromState } from "pure-rand/generator/xoroshiro128plus";
+import { DataType } from "../tensor/codec";
 import type { ResolvedOptions } from "./options";
 import { elementName, type Problem } from "./problem";
-import { stepped } from "./steps";
+import type { StepRule } from "./steps";
 import { completed } from "./window";
 
 export interface Row {
@@ -17,6 +18,8 @@ export interface Row {
   index: number;
   /** One flat FP64 array per output: d output / d x_j. */
   values: Float64Array[];
+  /** Estimated absolute error of each value, for the rules that give one (Richardson, adaptive). */
+  errors?: Float64Array[];
 }
 
 /** SPSA's default sample count, as tesseract-core: max(10, floor(sqrt(n))). */
@@ -30,6 +33,9 @@ export function effectiveAlgorithm(n: number, options: ResolvedOptions): Resolve
   return options.algorithm;
 }
 
+/** The step multiples the adaptive rule tries, largest first (each is one central difference). */
+export const ADAPTIVE_MULTIPLES = [4, 2, 1, 0.5, 0.25];
+
 /** Apply calls a Jacobian (or VJP) will make for n input elements. */
 export function plannedEvaluations(n: number, options: ResolvedOptions): number {
   switch (effectiveAlgorithm(n, options)) {
@@ -39,17 +45,26 @@ export function plannedEvaluations(n: number, options: ResolvedOptions): number 
       return n + 1;
     case "stochastic":
       return 2 * (options.numSamples ?? defaultNumSamples(n));
+    case "richardson":
+      return 4 * n;
+    case "adaptive":
+      return 2 * ADAPTIVE_MULTIPLES.length * n;
   }
 }
 
 export function rows(problem: Problem, options: ResolvedOptions): AsyncGenerator<Row> {
+  const steps = problem.stepRule(options);
   switch (effectiveAlgorithm(problem.size, options)) {
     case "central":
-      return centralRows(problem, options.eps);
+      return centralRows(problem, steps);
     case "forward":
-      return forwardRows(problem, options.eps);
+      return forwardRows(problem, steps);
     case "stochastic":
-      return stochasticRows(problem, options.eps, options.numSamples ?? defaultNumSamples(problem.size), options.seed);
+      return stochasticRows(problem, steps, options.numSamples ?? defaultNumSamples(problem.size), options.seed);
+    case "richardson":
+      return extrapolatedRows(problem, steps, RICHARDSON_MULTIPLES);
+    case "adaptive":
+      return extrapolatedRows(problem, steps, ADAPTIVE_MULTIPLES);
   }
 }
 
@@ -70,34 +85,101 @@ function elements(problem: Problem): { leaf: number; index: number }[] {
   return problem.leaves.flatMap((input, leaf) => Array.from({ length: input.size }, (_, index) => ({ leaf, index })));
 }
 
-/** Central: J[:, j] = (f(x + h e_j) - f(x - h e_j)) / (x_j+ - x_j-); 2n evaluations, error O(h^2). */
-function centralRows(problem: Problem, h: number): AsyncGenerator<Row> {
+/** Rows of one element each, `window` elements at a time. */
+function elementRows(problem: Problem, evaluationsPerRow: number, row: (leaf: number, index: number) => Promise<Row>): AsyncGenerator<Row> {
   const all = elements(problem);
-  return completed(all.length, () => Math.ceil(problem.concurrency / 2), async (k) => {
-    const { leaf, index } = all[k];
-    const input = problem.leaves[leaf];
-    const x = input.data[index];
-    const plus = stepped(x, h, input.fp32);
-    const minus = stepped(x, -h, input.fp32);
-    const [fPlus, fMinus] = await problem.evaluateAll([
-      [[{ leaf, index, value: plus }], () => `${elementName(input, index)} + h`],
-      [[{ leaf, index, value: minus }], () => `${elementName(input, index)} - h`],
-    ]);
-    return { leaf, index, values: quotient(fPlus, fMinus, plus - minus) };
-  });
+  return completed(all.length, () => Math.ceil(problem.concurrency / evaluationsPerRow), (k) => row(all[k].leaf, all[k].index));
+}
+
+/**
+ * A central difference at `multiple` times the step: D = (f(x + mh) - f(x - mh)) / (x+ - x-), and,
+ * when `estimate`, the rounding error it carries.
+ */
+async function central(problem: Problem, steps: StepRule, leaf: number, index: number, multiple: number, estimate = false) {
+  const input = problem.leaves[leaf];
+  const plus = steps.perturbed(leaf, index, multiple);
+  const minus = steps.perturbed(leaf, index, -multiple);
+  const [fPlus, fMinus] = await problem.evaluateAll([
+    [[{ leaf, index, value: plus }], () => `${elementName(input, index)} + ${multiple === 1 ? "" : multiple}h`],
+    [[{ leaf, index, value: minus }], () => `${elementName(input, index)} - ${multiple === 1 ? "" : multiple}h`],
+  ]);
+  const rounding = estimate ? roundingError(problem, fPlus, fMinus, plus - minus) : [];
+  return { values: quotient(fPlus, fMinus, plus - minus), halfWidth: (plus - minus) / 2, rounding };
+}
+
+/**
+ * A few ulps of FP64 (2^-53 each): apply's own rounding, not just the last one, enters every output.
+ * FP32 outputs scale it by 2^29 (to 2^-24 per ulp).
+ */
+const UNIT_ROUNDOFF = 8 * 2 ** -53;
+
+/** Central: J[:, j] = (f(x + h e_j) - f(x - h e_j)) / (x_j+ - x_j-); 2n evaluations, error O(h^2). */
+function centralRows(problem: Problem, steps: StepRule): AsyncGenerator<Row> {
+  return elementRows(problem, 2, async (leaf, index) => ({ leaf, index, values: (await central(problem, steps, leaf, index, 1)).values }));
 }
 
 /** Forward: J[:, j] = (f(x + h e_j) - f(x)) / (x_j+ - x_j); n + 1 evaluations, error O(h). */
-async function* forwardRows(problem: Problem, h: number): AsyncGenerator<Row> {
+async function* forwardRows(problem: Problem, steps: StepRule): AsyncGenerator<Row> {
   const base = await problem.evaluate([], () => "the unperturbed inputs");
-  const all = elements(problem);
-  yield* completed(all.length, () => problem.concurrency, async (k) => {
-    const { leaf, index } = all[k];
+  yield* elementRows(problem, 1, async (leaf, index) => {
     const input = problem.leaves[leaf];
-    const x = input.data[index];
-    const plus = stepped(x, h, input.fp32);
+    const plus = steps.perturbed(leaf, index, 1);
     const fPlus = await problem.evaluate([{ leaf, index, value: plus }], () => `${elementName(input, index)} + h`);
-    return { leaf, index, values: quotient(fPlus, base, plus - x) };
+    return { leaf, index, values: quotient(fPlus, base, plus - input.data[index]) };
+  });
+}
+
+/**
+ * Richardson extrapolation over central differences at decreasing steps m_0 h > m_1 h > ...:
+ *   R_k = D_k + (D_k - D_{k-1}) / ((a_{k-1} / a_k)^2 - 1),
+ * with a_k the half-widths actually taken (exactly 2 apart: R = (4 D_k - D_{k-1}) / 3, the 4-evaluation
+ * 5-point stencil, error O(h^4)). Each R_k's error is estimated by the O(h^2) term it removed,
+ * |R_k - D_k|, plus its rounding (4/3 of D_k's and 1/3 of D_{k-1}'s). With two multiples this is
+ * ALGORITHM_RICHARDSON; with more, ALGORITHM_ADAPTIVE keeps per entry the R_k of smallest estimate.
+ */
+export const RICHARDSON_MULTIPLES = [2, 1];
+
+function extrapolatedRows(problem: Problem, steps: StepRule, multiples: readonly number[]): AsyncGenerator<Row> {
+  return elementRows(problem, 2 * multiples.length, async (leaf, index) => {
+    const differences = [];
+    for (const m of multiples) differences.push(await central(problem, steps, leaf, index, m, true));
+    return { leaf, index, ...extrapolate(differences) };
+  });
+}
+
+/** Central differences at decreasing half-widths, each with its rounding error, for `extrapolate`. */
+export interface CentralDifference {
+  values: Float64Array[];
+  halfWidth: number;
+  rounding: Float64Array[];
+}
+
+/** Richardson over consecutive differences (formula above); per entry, the R_k of smallest estimate. */
+export function extrapolate(differences: readonly CentralDifference[]): { values: Float64Array[]; errors: Float64Array[] } {
+  const values = differences[0].values.map((v) => new Float64Array(v.length));
+  const errors = differences[0].values.map((v) => new Float64Array(v.length));
+  for (let k = 1; k < differences.length; k++) {
+    const [coarse, fine] = [differences[k - 1], differences[k]];
+    const ratio = (coarse.halfWidth / fine.halfWidth) ** 2 - 1;
+    fine.values.forEach((d, o) => {
+      for (let i = 0; i < d.length; i++) {
+        const extrapolated = d[i] + (d[i] - coarse.values[o][i]) / ratio;
+        const error = Math.abs(extrapolated - d[i]) + (4 * fine.rounding[o][i] + coarse.rounding[o][i]) / 3;
+        if (k === 1 || error < errors[o][i]) {
+          values[o][i] = extrapolated;
+          errors[o][i] = error;
+        }
+      }
+    });
+  }
+  return { values, errors };
+}
+
+/** Rounding in f, about u|f| per value, carried into (f+ - f-) / width. */
+export function roundingError(problem: Problem, fPlus: Float64Array[], fMinus: Float64Array[], width: number): Float64Array[] {
+  return fPlus.map((p, o) => {
+    const u = UNIT_ROUNDOFF * (problem.outputs![o].datatype === DataType.DATA_TYPE_FP32 ? 2 ** 29 : 1);
+    return p.map((v, i) => (u * (Math.abs(v) + Math.abs(fMinus[o][i]))) / Math.abs(width));
   });
 }
 
@@ -129,22 +211,22 @@ function rademacher(seed: bigint): () => number {
  * unbiased because the signs of the other elements' steps average out. 2K evaluations.
  * The K output differences and steps are kept; rows are formed after the last sample.
  */
-async function* stochasticRows(problem: Problem, h: number, samples: number, seed: bigint): AsyncGenerator<Row> {
+async function* stochasticRows(problem: Problem, steps: StepRule, samples: number, seed: bigint): AsyncGenerator<Row> {
   const draw = rademacher(seed);
   const leaves = problem.leaves;
   const differences: Float64Array[][] = new Array(samples);
-  const steps: Float64Array[][] = new Array(samples); // [sample][leaf][element]: x+ - x-
+  const taken: Float64Array[][] = new Array(samples); // [sample][leaf][element]: x+ - x-
   /** Directions are drawn in sample order when each sample starts, so a seed gives one result. */
   const sample = async (k: number) => {
     const plus = leaves.map((l) => new Float64Array(l.size));
     const minus = leaves.map((l) => new Float64Array(l.size));
-    const taken = leaves.map((l) => new Float64Array(l.size));
+    const widths = leaves.map((l) => new Float64Array(l.size));
     leaves.forEach((input, leaf) => {
       for (let j = 0; j < input.size; j++) {
         const d = draw();
-        plus[leaf][j] = stepped(input.data[j], d * h, input.fp32);
-        minus[leaf][j] = stepped(input.data[j], -d * h, input.fp32);
-        taken[leaf][j] = plus[leaf][j] - minus[leaf][j];
+        plus[leaf][j] = steps.perturbed(leaf, j, d);
+        minus[leaf][j] = steps.perturbed(leaf, j, -d);
+        widths[leaf][j] = plus[leaf][j] - minus[leaf][j];
       }
     });
     const [fPlus, fMinus] = await problem.evaluateAll([
@@ -152,7 +234,7 @@ async function* stochasticRows(problem: Problem, h: number, samples: number, see
       [minus.map((values, leaf) => ({ leaf, values })), () => `stochastic sample ${k} (x - h D)`],
     ]);
     differences[k] = quotient(fPlus, fMinus, 1);
-    steps[k] = taken;
+    taken[k] = widths;
   };
   // Each sample stores its own results; rows need all of them.
   for await (const _ of completed(samples, () => Math.ceil(problem.concurrency / 2), sample));
@@ -160,7 +242,7 @@ async function* stochasticRows(problem: Problem, h: number, samples: number, see
     for (let index = 0; index < input.size; index++) {
       const values = differences[0].map((d) => new Float64Array(d.length));
       for (let k = 0; k < samples; k++) {
-        const weight = 1 / (samples * steps[k][leaf][index]);
+        const weight = 1 / (samples * taken[k][leaf][index]);
         differences[k].forEach((diff, o) => {
           const row = values[o];
           for (let i = 0; i < diff.length; i++) row[i] += diff[i] * weight;

@@ -4,6 +4,9 @@
  * differs from the nominal h (tesseract-core divides by h and is wrong there).
  */
 
+import { ENGINE_DEFAULTS, type AlgorithmName, type ResolvedOptions } from "./options";
+import { elementName, type InputLeaf } from "./problem";
+
 const scratch = new DataView(new ArrayBuffer(8));
 
 /** The neighbour of x one unit in the last place towards `up` (true: +inf), in FP32 or FP64. */
@@ -26,4 +29,86 @@ export function nextAfter(x: number, up: boolean, fp32: boolean): number {
 export function stepped(x: number, h: number, fp32: boolean): number {
   const y = fp32 ? Math.fround(x + h) : x + h;
   return y !== x ? y : nextAfter(x, h > 0, fp32);
+}
+
+const MACHINE_EPSILON = { fp64: Number.EPSILON, fp32: 2 ** -23 };
+
+/**
+ * The error-optimal relative step for a rule of order p, eps ≈ ε^(1/(p+1)) with ε the input's machine
+ * epsilon (truncation ~ h^p balanced against rounding ~ ε/h): forward (p = 1) √ε ≈ 1.5e-8,
+ * central (p = 2) ∛ε ≈ 6.1e-6, Richardson (p = 4) ε^(1/5) ≈ 7.4e-4 for FP64; FP32: 3.5e-4, 4.9e-3, 0.041.
+ */
+export function defaultRelativeEps(algorithm: AlgorithmName, fp32: boolean): number {
+  const e = fp32 ? MACHINE_EPSILON.fp32 : MACHINE_EPSILON.fp64;
+  if (algorithm === "forward") return Math.sqrt(e);
+  if (algorithm === "richardson") return e ** (1 / 5);
+  return Math.cbrt(e);
+}
+
+/** At most this many adjusted elements are named; the rest are counted. */
+const MAX_ADJUSTED_NAMED = 100;
+
+/**
+ * The step rule of one request: h_j = eps for absolute steps, h_j = eps · max(|x_j|, typical) for
+ * relative ones, with eps from `eps_by_path`, else `eps`, else the default for the mode (1e-4
+ * absolute, `defaultRelativeEps` relative). Perturbed values are rounded to the input's precision and
+ * never equal x; each element moved off the rule is reported once.
+ */
+export class StepRule {
+  private readonly eps: number[];
+  private readonly typical: number[];
+  private readonly relative: boolean;
+  private readonly noted = new Set<string>();
+  private unnamed = 0;
+
+  constructor(
+    options: ResolvedOptions,
+    private readonly leaves: readonly InputLeaf[],
+  ) {
+    this.relative = options.stepMode === "relative";
+    this.eps = leaves.map((l) => options.epsByPath?.[l.path] ?? options.eps ?? (this.relative ? defaultRelativeEps(options.algorithm, l.fp32) : ENGINE_DEFAULTS.eps));
+    this.typical = leaves.map((l) => options.typical?.[l.path] ?? 1);
+  }
+
+  /** The nominal step at value x of leaf `leaf`. */
+  size(leaf: number, x: number): number {
+    return this.relative ? this.eps[leaf] * Math.max(Math.abs(x), this.typical[leaf]) : this.eps[leaf];
+  }
+
+  /** x_j + multiple · h_j in the leaf's precision; one ulp away when the step would round to nothing. */
+  perturbed(leaf: number, index: number, multiple: number): number {
+    const input = this.leaves[leaf];
+    const x = input.data[index];
+    const h = multiple * this.size(leaf, x);
+    const y = input.fp32 ? Math.fround(x + h) : x + h;
+    if (y !== x) return y;
+    this.note(`${elementName(input, index)}: a step of ${h} is below one ulp of ${x}; stepped one ulp instead`);
+    return nextAfter(x, h > 0, input.fp32);
+  }
+
+  /**
+   * The length of a step along a direction touching these leaves: the smallest of their steps at
+   * their largest |x| (so no leaf is stepped further than its rule allows).
+   */
+  directional(touched: readonly boolean[]): number {
+    let length = Infinity;
+    this.leaves.forEach((leaf, l) => {
+      if (!touched[l]) return;
+      let largest = 0;
+      for (let j = 0; j < leaf.size; j++) largest = Math.max(largest, Math.abs(leaf.data[j]));
+      length = Math.min(length, this.size(l, largest));
+    });
+    return length;
+  }
+
+  private note(message: string): void {
+    if (this.noted.size < MAX_ADJUSTED_NAMED) this.noted.add(message);
+    else this.unnamed++;
+  }
+
+  /** What stats.adjusted_steps reports. */
+  adjusted(): string[] {
+    const named = [...this.noted];
+    return this.unnamed ? [...named, `... and ${this.unnamed} more`] : named;
+  }
 }

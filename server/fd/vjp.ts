@@ -68,7 +68,7 @@ function matchCotangent(outputs: OutputInfo[], cotangent: readonly Cotangent[], 
   });
 }
 
-/** Returns one flat FP64 array per input leaf, shaped like that leaf. */
+/** One flat FP64 array per input leaf, shaped like that leaf; errors for Richardson and adaptive. */
 export async function vjp(
   problem: Problem,
   inner: Evaluator,
@@ -76,9 +76,13 @@ export async function vjp(
   options: ResolvedOptions,
   field: string,
   signal?: AbortSignal,
-): Promise<Float64Array[]> {
+): Promise<{ values: Float64Array[]; errors?: Float64Array[]; adjustedSteps: string[] }> {
   const contracted = new Problem(problem.leaves, new ContractedEvaluator(inner, cotangent, field), signal);
-  const result = problem.leaves.map((leaf) => new Float64Array(leaf.size));
-  for await (const row of rows(contracted, options)) result[row.leaf][row.index] = row.values[0][0];
-  return result;
+  const values = problem.leaves.map((leaf) => new Float64Array(leaf.size));
+  let errors: Float64Array[] | undefined;
+  for await (const row of rows(contracted, options)) {
+    values[row.leaf][row.index] = row.values[0][0];
+    if (row.errors) (errors ??= problem.leaves.map((leaf) => new Float64Array(leaf.size)))[row.leaf][row.index] = row.errors[0][0];
+  }
+  return { values, errors, adjustedSteps: contracted.adjustedSteps() };
 }

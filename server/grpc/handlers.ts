@@ -99,7 +99,12 @@ export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig,
       const maxBytes = config.maxMessageBytes - RESPONSE_SLACK_BYTES;
       const { entries, stats } = await runtime.jacobian({ ...gradient(req, req.jac_inputs, req.jac_outputs, signal), maxBytes });
       return {
-        entries: entries.map((e) => ({ output_path: e.outputPath, input_path: e.inputPath, value: fp64Tensor(e.values, e.shape) })),
+        entries: entries.map((e) => ({
+          output_path: e.outputPath,
+          input_path: e.inputPath,
+          value: fp64Tensor(e.values, e.shape),
+          error_estimate: e.errors && fp64Tensor(e.errors, e.shape),
+        })),
         stats,
       };
     }),
@@ -121,14 +126,14 @@ export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig,
 
     JacobianVectorProduct: unary("JacobianVectorProduct", log, async (req: GradientMessage & { jvp_inputs?: string[]; jvp_outputs?: string[]; tangent_vector?: Record<string, TensorMessage> }, signal) => {
       const tangent = decodeVectors("tangent_vector", req.tangent_vector);
-      const { result, stats } = await runtime.jvp({ ...gradient(req, req.jvp_inputs, req.jvp_outputs, signal), tangent });
-      return { result: encodeVectors(result), stats };
+      const { result, errors, stats } = await runtime.jvp({ ...gradient(req, req.jvp_inputs, req.jvp_outputs, signal), tangent });
+      return { result: encodeVectors(result), error_estimate: errors && encodeVectors(errors), stats };
     }),
 
     VectorJacobianProduct: unary("VectorJacobianProduct", log, async (req: GradientMessage & { vjp_inputs?: string[]; vjp_outputs?: string[]; cotangent_vector?: Record<string, TensorMessage> }, signal) => {
       const cotangent = decodeVectors("cotangent_vector", req.cotangent_vector);
-      const { result, stats } = await runtime.vjp({ ...gradient(req, req.vjp_inputs, req.vjp_outputs, signal), cotangent });
-      return { result: encodeVectors(result), stats };
+      const { result, errors, stats } = await runtime.vjp({ ...gradient(req, req.vjp_inputs, req.vjp_outputs, signal), cotangent });
+      return { result: encodeVectors(result), error_estimate: errors && encodeVectors(errors), stats };
     }),
 
     AbstractEval: unary("AbstractEval", log, async (req: { inputs?: AnyMessage }) => {

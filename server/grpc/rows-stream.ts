@@ -33,18 +33,22 @@ export function* rowMessages(row: Row, inputPath: string, outputs: readonly Outp
     used = 0;
     return message;
   };
+  // With error estimates each value travels with its estimate: 16 bytes and a second tensor.
+  const bytesPerValue = row.errors ? 16 : 8;
   for (const [o, values] of row.values.entries()) {
     const path = outputs[o].path;
-    const sliceOverhead = SLICE_OVERHEAD + Buffer.byteLength(path);
+    const errors = row.errors?.[o];
+    const sliceOverhead = SLICE_OVERHEAD * (errors ? 2 : 1) + Buffer.byteLength(path);
     for (let offset = 0; offset < values.length; ) {
-      const room = Math.floor((capacity - used - sliceOverhead) / 8);
+      const room = Math.floor((capacity - used - sliceOverhead) / bytesPerValue);
       if (room < 1) {
         yield flush();
         continue;
       }
       const take = Math.min(room, values.length - offset);
-      slices.push({ output_path: path, offset, values: fp64Tensor(values.subarray(offset, offset + take), [take]) });
-      used += sliceOverhead + 8 * take;
+      const part = (a: Float64Array) => fp64Tensor(a.subarray(offset, offset + take), [take]);
+      slices.push({ output_path: path, offset, values: part(values), error_estimate: errors && part(errors) });
+      used += sliceOverhead + bytesPerValue * take;
       offset += take;
     }
   }
