@@ -19,6 +19,8 @@ export interface RowSliceValues {
   offset: number;
   /** A view of the message's bytes (not a copy): copy it if you keep it beyond the loop. */
   values: Float64Array;
+  /** Estimated absolute error of each value, for Richardson and adaptive. */
+  error_estimate?: Float64Array;
 }
 
 export interface RowValues {
@@ -38,6 +40,8 @@ export type NestedJacobian = Record<string, Record<string, NdArray<Float64Array>
 
 export interface JacobianResult {
   jacobian: NestedJacobian;
+  /** Estimated absolute error of each entry, same layout; for Richardson and adaptive only. */
+  errorEstimate?: NestedJacobian;
   stats: EvaluationStats;
 }
 
@@ -56,6 +60,7 @@ export function toRowsEvent(message: JacobianRowsResponse): JacobianRowsEvent {
         output_path: s.output_path,
         offset: s.offset,
         values: fp64Values(s.values, `row ${row.input_path}[${row.input_index}] slice ${k} (${s.output_path}) values`),
+        error_estimate: s.error_estimate && fp64Values(s.error_estimate, `row ${row.input_path}[${row.input_index}] slice ${k} (${s.output_path}) error_estimate`),
       }));
       return { row: { input_path: row.input_path, input_index: row.input_index, slices } };
     } catch (e) {
@@ -91,6 +96,7 @@ export async function assembleJacobian(events: AsyncIterable<JacobianRowsEvent> 
   const inputs = new Map<string, InputInfo>();
   const outputs = new Map<string, OutputInfo>();
   const jacobian: NestedJacobian = {};
+  let errorEstimate: NestedJacobian | undefined;
   /** Values one complete row holds: the sum of the output sizes. */
   let rowLength = 0;
 
@@ -133,8 +139,12 @@ export async function assembleJacobian(events: AsyncIterable<JacobianRowsEvent> 
         if (offset + values.length > output.size) {
           throw dataLoss(`slice of ${values.length} values at offset ${offset} overruns output "${slice.output_path}" (${output.size} elements)`);
         }
-        const target = jacobian[slice.output_path][input_path].data;
-        for (let p = 0, k = offset * input.size + input_index; p < values.length; p++, k += input.size) target[k] = values[p];
+        const place = (into: NestedJacobian, from: Float64Array) => {
+          const target = into[slice.output_path][input_path].data;
+          for (let p = 0, k = offset * input.size + input_index; p < from.length; p++, k += input.size) target[k] = from[p];
+        };
+        place(jacobian, values);
+        if (slice.error_estimate) place((errorEstimate ??= zerosLike(jacobian)), slice.error_estimate);
         input.received[input_index] += values.length;
       }
       if (input.received[input_index] > rowLength) {
@@ -155,5 +165,12 @@ export async function assembleJacobian(events: AsyncIterable<JacobianRowsEvent> 
       throw dataLoss(`incomplete: ${incomplete} row(s) of input "${path}" missing or partial, the first at flat index ${missing} (${input.received[missing]} of ${rowLength} values)`);
     }
   }
-  return { jacobian, stats };
+  return { jacobian, errorEstimate, stats };
+}
+
+/** A nested Jacobian of zeros with the same paths and shapes. */
+function zerosLike(jacobian: NestedJacobian): NestedJacobian {
+  return Object.fromEntries(
+    Object.entries(jacobian).map(([out, byInput]) => [out, Object.fromEntries(Object.entries(byInput).map(([inp, a]) => [inp, ndarray(new Float64Array(a.size), a.shape.slice())]))]),
+  );
 }

@@ -17,6 +17,7 @@ import { packAny, unpackAny, type MessageFns } from "./any";
 import { cancelledError, toGrpcOptions, toMetadata, unaryCall, type CallOptions, type UnaryMethod } from "./call";
 import { TesseractClientError, toClientError } from "./errors";
 import type { Any } from "./generated/google/protobuf/any";
+import type { Tensor } from "./generated/tesseract/v1/tensor";
 import {
   FiniteDifferenceOptions as FiniteDifferenceOptionsFns,
   TesseractClient as GeneratedTesseractClient,
@@ -24,6 +25,8 @@ import {
   type AbstractEvalResponse,
   type ApplyRequest,
   type ApplyResponse,
+  type CheckGradientsRequest,
+  type CheckGradientsResponse,
   type DescribeRequest,
   type DescribeResponse,
   type EvaluationStats,
@@ -70,7 +73,37 @@ export type FiniteDifferenceRequestOptions = Partial<FiniteDifferenceOptions>;
 
 export interface VectorProductResult {
   result: Record<string, NdArray<Float64Array>>;
+  /** Estimated absolute errors, like `result`; for Richardson and adaptive only. */
+  errorEstimate?: Record<string, NdArray<Float64Array>>;
   stats: EvaluationStats;
+}
+
+function vectorProduct(response: { result: Record<string, Tensor>; error_estimate: Record<string, Tensor>; stats?: EvaluationStats }): VectorProductResult {
+  const hasErrors = Object.keys(response.error_estimate ?? {}).length > 0;
+  return {
+    result: fp64Map(response.result, "result"),
+    errorEstimate: hasErrors ? fp64Map(response.error_estimate, "error_estimate") : undefined,
+    stats: response.stats ?? { ...NO_STATS },
+  };
+}
+
+/** What `checkGradients` checks and how strictly; every field optional (0 or unset: the server's default). */
+export interface CheckGradientsOptions {
+  /** Input paths (patterns allowed); empty: every differentiable path present in the inputs. */
+  inputPaths?: string[];
+  /** Output paths (patterns allowed); empty: every differentiable path present in the outputs. */
+  outputPaths?: string[];
+  /** "jacobian", "jvp", "vjp"; empty: all of them. */
+  endpoints?: string[];
+  /** A value passes when |analytic − fd| ≤ atol + rtol·|fd|; defaults 1e-4 and 1e-6. */
+  rtol?: number;
+  atol?: number;
+  /** Bound on apply calls; elements are sampled to stay within it. Default 1000. */
+  maxEvals?: number;
+  /** Which elements are sampled (and the random tangents and cotangents). Default 0. */
+  seed?: number;
+  /** Finite-difference options, as for the other gradient endpoints. */
+  options?: FiniteDifferenceRequestOptions;
 }
 
 /** The generated client's unary methods with their request and response types. */
@@ -81,6 +114,7 @@ interface UnaryMethods {
   vectorJacobianProduct: [VectorJacobianProductRequest, VectorJacobianProductResponse];
   abstractEval: [AbstractEvalRequest, AbstractEvalResponse];
   describe: [DescribeRequest, DescribeResponse];
+  checkGradients: [CheckGradientsRequest, CheckGradientsResponse];
 }
 
 const NO_STATS: EvaluationStats = Object.freeze({ apply_calls: 0, wall_seconds: 0, adjusted_steps: [] });
@@ -171,10 +205,12 @@ export class TesseractClient<I, O> {
     const response = await unaryCall(this.method("jacobian"), request, call);
     return guard(grpc.status.INTERNAL, "the response could not be decoded", () => {
       const jacobian: NestedJacobian = {};
+      let errorEstimate: NestedJacobian | undefined;
       response.entries.forEach((e, k) => {
         (jacobian[e.output_path] ??= {})[e.input_path] = fp64Array(e.value, `entries[${k}].value`);
+        if (e.error_estimate) ((errorEstimate ??= {})[e.output_path] ??= {})[e.input_path] = fp64Array(e.error_estimate, `entries[${k}].error_estimate`);
       });
-      return { jacobian, stats: response.stats ?? { ...NO_STATS } };
+      return { jacobian, errorEstimate, stats: response.stats ?? { ...NO_STATS } };
     });
   }
 
@@ -216,7 +252,7 @@ export class TesseractClient<I, O> {
     const tangent_vector = guard(grpc.status.INVALID_ARGUMENT, "tangent could not be encoded", () => tensorMap(tangent));
     const request: JacobianVectorProductRequest = { ...base, jvp_inputs: jvpInputs, jvp_outputs: jvpOutputs, tangent_vector };
     const response = await unaryCall(this.method("jacobianVectorProduct"), request, call);
-    return guard(grpc.status.INTERNAL, "the response could not be decoded", () => ({ result: fp64Map(response.result, "result"), stats: response.stats ?? { ...NO_STATS } }));
+    return guard(grpc.status.INTERNAL, "the response could not be decoded", () => vectorProduct(response));
   }
 
   /** vᵀ·J: `cotangent` keyed by output path (shaped like the output); result keyed by input path. */
@@ -225,7 +261,27 @@ export class TesseractClient<I, O> {
     const cotangent_vector = guard(grpc.status.INVALID_ARGUMENT, "cotangent could not be encoded", () => tensorMap(cotangent));
     const request: VectorJacobianProductRequest = { ...base, vjp_inputs: vjpInputs, vjp_outputs: vjpOutputs, cotangent_vector };
     const response = await unaryCall(this.method("vectorJacobianProduct"), request, call);
-    return guard(grpc.status.INTERNAL, "the response could not be decoded", () => ({ result: fp64Map(response.result, "result"), stats: response.stats ?? { ...NO_STATS } }));
+    return guard(grpc.status.INTERNAL, "the response could not be decoded", () => vectorProduct(response));
+  }
+
+  /**
+   * Compares the Tesseract's analytic gradients with finite differences on sampled rows: `passed`,
+   * and one GradientCheck per (endpoint, input path, output path) with the largest errors, the rows
+   * checked, the failures and the worst entry. UNIMPLEMENTED for a Tesseract without analytic gradients.
+   */
+  async checkGradients(inputs: Arrays<I>, check: CheckGradientsOptions = {}, call?: CallOptions): Promise<CheckGradientsResponse> {
+    const base = await this.gradientBase(inputs, check.options, call);
+    const request: CheckGradientsRequest = {
+      ...base,
+      input_paths: check.inputPaths ?? [],
+      output_paths: check.outputPaths ?? [],
+      endpoints: check.endpoints ?? [],
+      rtol: check.rtol ?? 0,
+      atol: check.atol ?? 0,
+      max_evals: check.maxEvals ?? 0,
+      seed: check.seed ?? 0,
+    };
+    return unaryCall(this.method("checkGradients"), request, call);
   }
 
   /** Output paths, shapes and datatypes from input shapes alone; tensors may be `{ shape, datatype }`. */
