@@ -1,0 +1,136 @@
+/**
+ * Step rules and the higher-order rules, on functions whose finite-difference error is known in
+ * closed form: for f = x³ the central quotient is exactly 3x² + h², which reveals the step h taken;
+ * for f = x⁵ the 5-point stencil's error is exactly 4h⁴.
+ */
+import { strict as assert } from "node:assert";
+import * as path from "node:path";
+import ndarray from "ndarray";
+import { Code } from "../server/errors";
+import { defaultRelativeEps, StepRule } from "../server/fd/steps";
+import { loadTesseract } from "../server/loader";
+import { Algorithm } from "../server/tesseract";
+import { f64, rejects } from "./helpers";
+
+const RELATIVE = 2;
+// The polynomial fixture: f = x³ + y·sin(x) element-wise; with y = 0, f = x³.
+const runtime = loadTesseract(path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js"));
+const inputs = (x: number[], y = 0, params: Record<string, ndarray.NdArray> = {}) => ({ x: f64(x), y: f64([y], []), params, blocks: [], mode: "" });
+const diagonal = (values: Float64Array, n: number) => Array.from({ length: n }, (_, i) => values[i * n + i]);
+
+/** The step each element of x actually used, from the central quotient 3x² + h². */
+async function stepsTaken(x: number[], options: object): Promise<number[]> {
+  const { entries } = await runtime.jacobian({ inputs: inputs(x), inputPaths: ["x"], outputPaths: ["f"], options });
+  return diagonal(entries[0].values, x.length).map((d, i) => Math.sqrt(d - 3 * x[i] * x[i]));
+}
+
+describe("step rules", () => {
+  it("absolute: h = eps for every element; eps_by_path overrides eps for its path", async () => {
+    const h = await stepsTaken([1, 2, 4], { eps: 1e-2 });
+    h.forEach((v) => assert.ok(Math.abs(v - 1e-2) < 1e-6, `h = ${v}`));
+    const { entries } = await runtime.jacobian({ inputs: inputs([2], 0, { k: f64([3]) }), inputPaths: ["x", "params.{k}"], outputPaths: ["f", "named.{k}"], options: { eps: 1e-2, eps_by_path: { "params.{k}": 0.5 } } });
+    // named{k} = k² · sum(x): its central quotient in k is 2k·sum(x) exactly (quadratic), whatever h;
+    // f's quotient in x still reveals eps = 1e-2.
+    assert.ok(Math.abs(Math.sqrt(entries[0].values[0] - 12) - 1e-2) < 1e-6);
+    assert.ok(Math.abs(entries[3].values[0] - 12) < 1e-12);
+  });
+
+  it("relative: h = eps · max(|x|, typical magnitude)", async () => {
+    const h = await stepsTaken([0.5, 3, -40], { eps: 1e-3, step_mode: RELATIVE });
+    [1, 3, 40].forEach((scale, i) => assert.ok(Math.abs(h[i] / (1e-3 * scale) - 1) < 1e-4, `h[${i}] = ${h[i]}`));
+    const typical = await stepsTaken([0.5, 3, -40], { eps: 1e-3, step_mode: RELATIVE, typical_magnitude: { x: 10 } });
+    [10, 10, 40].forEach((scale, i) => assert.ok(Math.abs(typical[i] / (1e-3 * scale) - 1) < 1e-4, `h[${i}] = ${typical[i]}`));
+  });
+
+  it("relative with eps unset: the error-optimal default for the rule and precision", async () => {
+    assert.ok(Math.abs(defaultRelativeEps("forward", false) - 1.49e-8) < 1e-10);
+    assert.ok(Math.abs(defaultRelativeEps("central", false) - 6.06e-6) < 1e-8);
+    assert.ok(Math.abs(defaultRelativeEps("central", true) - 4.92e-3) < 1e-5);
+    // (Too small to read back from x³'s quotient: ask the rule.)
+    const leaves = [{ path: "x", segments: [], shape: [1], size: 1, data: Float64Array.of(100), fp32: false }, { path: "y", segments: [], shape: [1], size: 1, data: Float32Array.of(100), fp32: true }];
+    const rule = new StepRule({ algorithm: "central", stepMode: "relative", seed: 0n }, leaves);
+    assert.equal(rule.size(0, 100), 100 * Math.cbrt(Number.EPSILON));
+    assert.equal(rule.size(1, 100), 100 * Math.cbrt(2 ** -23));
+    assert.equal(new StepRule({ algorithm: "central", seed: 0n }, leaves).size(0, 100), 1e-4);
+  });
+
+  it("relative steps resolve a tiny input that absolute steps drown", async () => {
+    // d(x³)/dx at 1e-6 is 3e-12; an absolute step of 1e-4 adds h² = 1e-8 to it.
+    const x = 1e-6;
+    const absolute = (await runtime.jacobian({ inputs: inputs([x]), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-4 } })).entries[0].values[0];
+    const relative = (await runtime.jacobian({ inputs: inputs([x]), inputPaths: ["x"], outputPaths: ["f"], options: { step_mode: RELATIVE, typical_magnitude: { x: 1e-6 } } })).entries[0].values[0];
+    assert.ok(Math.abs(absolute / 3e-12 - 1) > 1000);
+    assert.ok(Math.abs(relative / 3e-12 - 1) < 1e-8, `relative error ${relative / 3e-12 - 1}`);
+  });
+
+  it("a step below one ulp moves one ulp and is reported", async () => {
+    const { entries, stats } = await runtime.jacobian({ inputs: inputs([1, 1e20]), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-4 } });
+    assert.ok(Number.isFinite(entries[0].values[3]));
+    assert.deepEqual(stats.adjusted_steps, [
+      "x[1]: a step of 0.0001 is below one ulp of 100000000000000000000; stepped one ulp instead",
+      "x[1]: a step of -0.0001 is below one ulp of 100000000000000000000; stepped one ulp instead",
+    ]);
+  });
+
+  it("rejects bad step options, naming the field", async () => {
+    const request = (options: object) => runtime.jacobian({ inputs: inputs([1]), inputPaths: ["x"], outputPaths: ["f"], options });
+    await rejects(request({ eps_by_path: { z: 1e-3 } }), Code.INVALID_ARGUMENT, /^options\.eps_by_path has key "z", which is not in jac_inputs \(x\)$/);
+    await rejects(request({ eps_by_path: { x: -1 } }), Code.INVALID_ARGUMENT, /^options\.eps_by_path\.\{x\} must be a positive finite number, got -1$/);
+    await rejects(request({ typical_magnitude: { x: 0 } }), Code.INVALID_ARGUMENT, /^options\.typical_magnitude\.\{x\} must be a positive finite number, got 0$/);
+    await rejects(request({ step_mode: 7 }), Code.INVALID_ARGUMENT, /^options\.step_mode: unknown step mode 7/);
+  });
+});
+
+describe("Richardson and adaptive rules", () => {
+  // f = x⁵ through the polynomial fixture is not available; x³ + y sin(x) with y gives a smooth
+  // non-polynomial part. Use g = exp(y) + Σw² as well: dg/dy = e^y.
+  it("Richardson: 4n evaluations, 4th order: exact for x³, error estimate bounds the true error", async () => {
+    const x = [0.3, -1.7, 2.5];
+    const { entries, stats } = await runtime.jacobian({ inputs: inputs(x, 0.8), inputPaths: ["x", "y"], outputPaths: ["f", "g"], options: { algorithm: Algorithm.ALGORITHM_RICHARDSON, eps: 1e-2 } });
+    assert.equal(stats.apply_calls, 4 * 4);
+    const [fx, fy, , gy] = entries;
+    const exact = x.map((v) => 3 * v * v + 0.8 * Math.cos(v));
+    diagonal(fx.values, 3).forEach((d, i) => {
+      const error = Math.abs(d - exact[i]);
+      // 5-point stencil: error h⁴ f⁽⁵⁾/30 with f⁽⁵⁾ = y cos x: ~ 3e-10 at h = 1e-2.
+      assert.ok(error < 1e-9, `error ${error}`);
+      assert.ok(fx.errors![i * 3 + i] >= error, `estimate ${fx.errors![i * 3 + i]} < error ${error}`);
+    });
+    x.forEach((v, i) => assert.ok(Math.abs(fy.values[i] - Math.sin(v)) <= fy.errors![i]));
+    assert.ok(Math.abs(gy.values[0] - Math.exp(0.8)) <= gy.errors![0]);
+    assert.ok(Math.abs(gy.values[0] - Math.exp(0.8)) < 1e-9);
+  });
+
+  it("adaptive: picks a good step per entry from a poor starting eps, with an estimate that bounds the error", async () => {
+    const { entries, stats } = await runtime.jacobian({ inputs: inputs([1], 3), inputPaths: ["y"], outputPaths: ["g"], options: { algorithm: Algorithm.ALGORITHM_ADAPTIVE, eps: 0.2 } });
+    assert.equal(stats.apply_calls, 10);
+    const error = Math.abs(entries[0].values[0] - Math.exp(3));
+    // A plain central difference at h = 0.2 would be off by h²e³/6 ≈ 0.13.
+    assert.ok(error < 1e-4, `error ${error}`);
+    assert.ok(entries[0].errors![0] >= error && entries[0].errors![0] < 1e-2, `estimate ${entries[0].errors![0]}, error ${error}`);
+  });
+
+  it("central and forward give no error estimate", async () => {
+    const { entries } = await runtime.jacobian({ inputs: inputs([1]), inputPaths: ["x"], outputPaths: ["f"] });
+    assert.equal(entries[0].errors, undefined);
+  });
+
+  it("JVP and VJP with Richardson: 4 and 4n evaluations, estimates bounding the error", async () => {
+    const x = [0.5, 1.5];
+    const v = f64([1, -2]);
+    const jvp = await runtime.jvp({ inputs: inputs(x, 1), inputPaths: ["x"], outputPaths: ["f"], tangent: { x: v }, options: { algorithm: Algorithm.ALGORITHM_RICHARDSON, eps: 1e-2 } });
+    assert.equal(jvp.stats.apply_calls, 4);
+    x.forEach((xi, i) => {
+      const exact = (3 * xi * xi + Math.cos(xi)) * v.get(i);
+      const error = Math.abs(jvp.result.f.get(i) - exact);
+      assert.ok(error <= jvp.errors!.f.get(i) && error < 1e-8, `jvp[${i}] error ${error}, estimate ${jvp.errors!.f.get(i)}`);
+    });
+    const vjp = await runtime.vjp({ inputs: inputs(x, 1), inputPaths: ["x"], outputPaths: ["f"], cotangent: { f: f64([2, 3]) }, options: { algorithm: Algorithm.ALGORITHM_RICHARDSON, eps: 1e-2 } });
+    assert.equal(vjp.stats.apply_calls, 8);
+    x.forEach((xi, i) => {
+      const exact = [2, 3][i] * (3 * xi * xi + Math.cos(xi));
+      const error = Math.abs(vjp.result.x.get(i) - exact);
+      assert.ok(error <= vjp.errors!.x.get(i) && error < 1e-8, `vjp[${i}] error ${error}, estimate ${vjp.errors!.x.get(i)}`);
+    });
+  });
+});
