@@ -188,7 +188,7 @@ async function tesseractCore(runtime: TesseractRuntime, c: TestCase, exact: numb
       for (let p = 0; p < size; p++) jac[p * n + j] = (plus[p] - minus[p]) / (2 * TESSERACT_CORE_EPS);
     }
     const e = errors(jac, exact);
-    if (!e) return { failed: "NaN (apply returned NaN at x ± 1e-4)" };
+    if (!e) return { failed: "NaN: apply returned NaN at x ± 1e-4 (tesseract-core would return the NaN)" };
     return { max_rel_error: e.maxRel, max_abs_error: e.maxAbs, apply_calls: 2 * n * m + 1, entry_errors: e.entry, values: jac };
   } catch (err) {
     return { failed: message(err) };
@@ -196,11 +196,21 @@ async function tesseractCore(runtime: TesseractRuntime, c: TestCase, exact: numb
 }
 
 const fmt = (x: number) => (x === 0 ? "0" : x.toExponential(1));
-const show = (r: Result | undefined) => (r === undefined ? "-" : isCell(r) ? fmt(r.max_rel_error) : `failed: ${r.failed}`);
-const short = (r: Result | undefined, width = 22) => {
-  const s = show(r);
-  return s.length > width ? `${s.slice(0, width - 1)}…` : s;
-};
+
+/** A failure in a few words for the tables (the JSON and the list under the tables have it whole). */
+function label(failure: string): string {
+  if (/\bNaN\b/.test(failure)) return "failed: NaN";
+  if (/\b(-?Infinity|Inf)\b/.test(failure)) return "failed: Inf";
+  if (/unknown (algorithm|step mode)|not (yet )?(supported|implemented)/i.test(failure)) return "failed: unsupported";
+  return `failed: ${failure.length > 24 ? `${failure.slice(0, 23)}…` : failure}`;
+}
+const show = (r: Result | undefined) => (r === undefined ? "-" : isCell(r) ? fmt(r.max_rel_error) : label(r.failed));
+/** Matrix cell: error (apply calls), then ✓ / ✗ where an error estimate does / does not bound the error, = when identical to abs. */
+function matrixCell(r: Result): string {
+  if (!isCell(r)) return label(r.failed);
+  const bound = r.error_estimate ? (r.error_estimate.bounds ? " ✓" : " ✗") : "";
+  return `${fmt(r.max_rel_error)} (${r.apply_calls})${bound}${r.note ? " =" : ""}`;
+}
 
 /** Smallest error wins; ties go to fewer apply calls. */
 function best(cells: Record<string, Result>): [string, Cell] | undefined {
@@ -251,8 +261,8 @@ async function main() {
     const row = {
       case: c.name,
       "n×m": `${c.point.length}×${exact.length / c.point.length}`,
-      "tesseract-core": short(core),
-      "central/abs": short(cells["central/abs"]),
+      "tesseract-core": show(core),
+      "central/abs": show(cells["central/abs"]),
       best: top ? top[0] : "none",
       "best error": top ? fmt(top[1].max_rel_error) : "-",
       "best calls": top ? top[1].apply_calls : "-",
@@ -275,11 +285,11 @@ async function main() {
       }),
     });
     summary.push(row);
-    matrix.push({ case: c.name, ...Object.fromEntries(Object.entries(cells).map(([k, r]) => [k, isCell(r) ? `${fmt(r.max_rel_error)} (${r.apply_calls})${r.note ? "=" : ""}` : "failed"])) });
+    matrix.push({ case: c.name, ...Object.fromEntries(Object.entries(cells).map(([k, r]) => [k, matrixCell(r)])) });
   }
 
   console.log("Max relative error per entry vs the analytic Jacobian (absolute where the exact entry is 0); see bench/accuracy.ts.");
-  console.log("Every algorithm/mode (error (apply calls); '=' bit-identical to abs; failures below):");
+  console.log("Every algorithm/mode: error (apply calls); ✓/✗ the error estimate bounds / does not bound the true error; = bit-identical to abs:");
   console.table(matrix);
   for (const [why, where] of failures) console.log(`failed: ${why}\n    in ${where.join(", ")}`);
   report("accuracy", summary);

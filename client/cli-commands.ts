@@ -44,6 +44,12 @@ function positiveNumber(value: string): number {
   return n;
 }
 
+function positiveInteger(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive whole number, got "${value}"`);
+  return n;
+}
+
 /** JSON text, `@path`, or `@-` (standard input). */
 export function readPayload(text: string): Payload {
   const source = text.startsWith("@") ? fs.readFileSync(text === "@-" ? 0 : text.slice(1), "utf8") : text;
@@ -208,6 +214,52 @@ export function addClientCommands(program: Command): void {
       }),
     );
   }
+
+  clientCommand(
+    "check-gradients",
+    'analytic gradients against finite differences: {"inputs", "input_paths"?, "output_paths"?, "endpoints"?, "rtol"?, "atol"?, "max_evals"?, "seed"?, "options"?}; exits 1 when a check fails',
+  )
+    .addOption(new Option("--rtol <r>", "relative tolerance (default 1e-4)").argParser(positiveNumber))
+    .addOption(new Option("--atol <a>", "absolute tolerance (default 1e-6)").argParser(positiveNumber))
+    .addOption(new Option("--max-evals <n>", "bound on apply calls (default 1000)").argParser(positiveInteger))
+    .option("--seed <seed>", "which elements are sampled (default 0)")
+    .addOption(new Option("--algorithm <name>", "finite-difference rule").choices(Object.keys(ALGORITHMS)))
+    .addOption(new Option("--eps <h>", "step").argParser(positiveNumber))
+    .addOption(new Option("--num-samples <k>", "stochastic samples").argParser(positiveNumber))
+    .action(
+      run(async (flags, payload) => {
+        const check = flags as ClientFlags & { rtol?: number; atol?: number; maxEvals?: number };
+        const { client, inputType } = await connect(flags);
+        try {
+          const optional = (key: string) => (payload[key] === undefined ? [] : paths(payload, key));
+          const number = (key: string) => {
+            const value = payload[key];
+            if (value !== undefined && typeof value !== "number" && !(key === "seed" && typeof value === "string")) throw new Error(`payload.${key}: expected a number`);
+            return value === undefined ? undefined : Number(value);
+          };
+          const response = await client.checkGradients(
+            jsonToTree(inputType, payload.inputs, "inputs"),
+            {
+              inputPaths: optional("input_paths"),
+              outputPaths: optional("output_paths"),
+              endpoints: optional("endpoints"),
+              rtol: check.rtol ?? number("rtol"),
+              atol: check.atol ?? number("atol"),
+              maxEvals: check.maxEvals ?? number("max_evals"),
+              seed: check.seed !== undefined ? Number(check.seed) : number("seed"),
+              // --seed is the sampling seed here, not the stochastic rule's.
+              options: fdOptions(payload, { ...flags, seed: undefined }),
+            },
+            callOptions(flags),
+          );
+          // proto3 JSON spells non-finite doubles as strings.
+          process.stdout.write(`${JSON.stringify(response, (_, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v))}\n`);
+          if (!response.passed) process.exitCode = 1;
+        } finally {
+          client.close();
+        }
+      }),
+    );
 
   clientCommand("describe", "name, types, differentiable paths, defaults and endpoints", false).action(
     run(async (flags) => {

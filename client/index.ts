@@ -9,6 +9,7 @@ export {
   type TesseractClientOptions,
   type FiniteDifferenceRequestOptions,
   type VectorProductResult,
+  type CheckGradientsOptions,
 } from "./tesseract-client";
 export type { CallOptions } from "./call";
 export type { ServingStatus } from "./health";
@@ -19,4 +20,4 @@ export { toTensors, toArrays, tensorMessage, type AbstractArrays } from "./tree"
 export { encodeTensor, decodeTensor, DataType, toFloat64 } from "../server/tensor/codec";
 export type { Arrays, AbstractTensor } from "../server/tesseract";
 export { Algorithm } from "./generated/tesseract/v1/algorithm";
-export type { FiniteDifferenceOptions, DescribeResponse, EvaluationStats, JacobianHeader, PathShape } from "./generated/tesseract/v1/tesseract";
+export type { FiniteDifferenceOptions, DescribeResponse, EvaluationStats, JacobianHeader, PathShape, CheckGradientsResponse, GradientCheck } from "./generated/tesseract/v1/tesseract";

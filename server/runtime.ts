@@ -4,6 +4,7 @@
  */
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
+import { checkGradients, type CheckGradientsRequest, type CheckGradientsResult } from "./check-gradients";
 import { Code, invalidArgument, isTesseractError, TesseractError } from "./errors";
 import { EvaluationBackends, type EvaluationSettings } from "./eval/backends";
 import { checkJacobianSize, jacobian, type JacobianEntry } from "./fd/jacobian";
@@ -154,7 +155,10 @@ export class TesseractRuntime {
   /** The RPCs this Tesseract serves. */
   endpoints(): string[] {
     const all = ["Apply", "Jacobian", "JacobianRows", "JacobianVectorProduct", "VectorJacobianProduct", "AbstractEval", "Describe"];
-    return all.filter((e) => e !== "AbstractEval" || this.definition.abstractEval);
+    const served = all.filter((e) => e !== "AbstractEval" || this.definition.abstractEval);
+    // Gradient checking compares analytic gradients with finite differences: only with the former.
+    if (this.definition.gradients?.jacobian) served.push("CheckGradients");
+    return served;
   }
 
   /** Options after precedence: request > Tesseract defaults > engine defaults. */
@@ -231,6 +235,11 @@ export class TesseractRuntime {
     const { values, errors, adjustedSteps } = await vjp(problem, evaluator, cotangent, options, field, req.signal);
     const keyed = (arrays: Float64Array[]) => Object.fromEntries(leaves.map((leaf, i) => [leaf.path, ndarray(arrays[i], leaf.shape)]));
     return { result: keyed(values), errors: errors && keyed(errors), stats: this.stats(problem, started, adjustedSteps) };
+  }
+
+  /** The analytic gradients against finite differences on sampled rows (check-gradients.ts). */
+  checkGradients(req: CheckGradientsRequest): Promise<CheckGradientsResult> {
+    return checkGradients(this, req);
   }
 }
 

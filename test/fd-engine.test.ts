@@ -132,6 +132,31 @@ describe("fd engine", () => {
       assert.ok(large < small / 3, `error did not shrink: ${small} -> ${large}`);
     });
 
+    it("stochastic least squares: never further from J than zero; SPSA's standard error matches its error", async () => {
+      // f = <w, x> with one large weight: SPSA spreads w_0's size over every entry (error ~ |w| sqrt(n/K)),
+      // least squares projects w onto the directions' span (error <= |w|).
+      const n = 60;
+      const w = Float64Array.from({ length: n }, (_, i) => (i === 0 ? 10 : 0.1 * Math.sin(i)));
+      const leaves = [leaf("x", Array.from({ length: n }, (_, i) => i / n))];
+      const linear: Fn = ([x]) => [Float64Array.of(x.reduce((s, v, i) => s + w[i] * v, 0))];
+      const norm = Math.hypot(...w);
+      const run = async (estimator: "spsa" | "least-squares") => {
+        const { evaluator, problem } = setup(leaves, linear, [1]);
+        const [entry] = await jacobian(problem, opts("stochastic", 1e-3, { numSamples: 12, seed: 4n, stochasticEstimator: estimator }));
+        return { entry, calls: evaluator.calls, error: Math.hypot(...entry.values.map((v, i) => v - w[i])) };
+      };
+      const spsa = await run("spsa");
+      const ls = await run("least-squares");
+      assert.equal(ls.calls, 24);
+      assert.ok(ls.error <= norm, `least squares ${ls.error} > |w| ${norm}`);
+      assert.ok(spsa.error > norm, `SPSA ${spsa.error} (expected worse than zero here)`);
+      assert.equal(ls.entry.errors, undefined);
+      // The standard errors estimate the SPSA error's size (RMS over entries), within a factor 2.
+      const rmsError = spsa.error / Math.sqrt(n);
+      const rmsEstimate = Math.sqrt(spsa.entry.errors!.reduce((s, e) => s + e * e, 0) / n);
+      assert.ok(rmsEstimate > rmsError / 2 && rmsEstimate < 2 * rmsError, `estimate ${rmsEstimate}, error ${rmsError}`);
+    });
+
     it("plannedEvaluations matches what each rule does", () => {
       assert.equal(plannedEvaluations(21, opts("central", 1)), 42);
       assert.equal(plannedEvaluations(21, opts("forward", 1)), 22);
@@ -294,7 +319,7 @@ describe("fd engine", () => {
     it("precedence: request > Tesseract defaults (maybe from inputs) > engine defaults", () => {
       const inputs = { choice: Algorithm.ALGORITHM_FORWARD };
       const defaults = { eps: 1e-6, algorithm: (i: typeof inputs) => i.choice, numSamples: 12 };
-      const plain = { epsByPath: {}, stepMode: "absolute", typical: {} };
+      const plain = { epsByPath: {}, stepMode: "absolute", typical: {}, stochasticEstimator: "spsa" };
       // eps unset: the step rule's default for the mode (1e-4 absolute; see the step rule tests).
       assert.deepEqual(resolveOptions({ seed: 1 }, undefined, inputs), { algorithm: "central", eps: undefined, numSamples: undefined, seed: 1n, ...plain });
       assert.deepEqual(resolveOptions({ seed: 1 }, defaults, inputs), { algorithm: "forward", eps: 1e-6, numSamples: 12, seed: 1n, ...plain });

@@ -7,6 +7,7 @@ import { Algorithm, type FiniteDifferenceDefaults, type PerInputs } from "../tes
 
 export type AlgorithmName = "central" | "forward" | "stochastic" | "richardson" | "adaptive";
 export type StepModeName = "absolute" | "relative";
+export type StochasticEstimatorName = "spsa" | "least-squares";
 
 /** FiniteDifferenceOptions as decoded from the wire; unset optional fields are null or undefined. */
 export interface RequestOptions {
@@ -17,6 +18,7 @@ export interface RequestOptions {
   eps_by_path?: Record<string, number> | null;
   step_mode?: number | null;
   typical_magnitude?: Record<string, number> | null;
+  stochastic_estimator?: number | null;
 }
 
 export interface ResolvedOptions {
@@ -32,6 +34,8 @@ export interface ResolvedOptions {
   numSamples?: number;
   /** Stochastic only; the directions are a function of this seed. */
   seed: bigint;
+  /** Stochastic only; default SPSA. */
+  stochasticEstimator?: StochasticEstimatorName;
 }
 
 export const ENGINE_DEFAULTS = { algorithm: Algorithm.ALGORITHM_CENTRAL, eps: 1e-4 } as const;
@@ -45,6 +49,7 @@ const NAMES: Record<number, AlgorithmName> = {
 };
 
 const STEP_MODES: Record<number, StepModeName | undefined> = { 0: undefined, 1: "absolute", 2: "relative" };
+const ESTIMATORS: Record<number, StochasticEstimatorName | undefined> = { 0: undefined, 1: "spsa", 2: "least-squares" };
 
 function authorValue<I, V>(value: PerInputs<I, V> | undefined, inputs: I): V | undefined {
   return typeof value === "function" ? (value as (i: I) => V | undefined)(inputs) : value;
@@ -101,6 +106,10 @@ export function resolveOptions<I>(request: RequestOptions | null | undefined, de
     throw invalidArgument(`options.step_mode: unknown step mode ${req.step_mode}; expected 0, 1 or 2 (STEP_MODE_UNSPECIFIED, STEP_MODE_ABSOLUTE, STEP_MODE_RELATIVE)`);
   }
   const stepMode = STEP_MODES[req.step_mode ?? 0] ?? "absolute";
+  if (isSet(req.stochastic_estimator) && !(req.stochastic_estimator in ESTIMATORS)) {
+    throw invalidArgument(`options.stochastic_estimator: unknown estimator ${req.stochastic_estimator}; expected 0, 1 or 2 (STOCHASTIC_ESTIMATOR_UNSPECIFIED, _SPSA, _LEAST_SQUARES)`);
+  }
+  const stochasticEstimator = ESTIMATORS[req.stochastic_estimator ?? 0] ?? "spsa";
 
   const authorSamples = authorValue(defaults?.numSamples, inputs);
   const numSamples = isSet(req.num_samples)
@@ -110,5 +119,5 @@ export function resolveOptions<I>(request: RequestOptions | null | undefined, de
       : undefined;
 
   const seed = isSet(req.seed) ? toSeed(req.seed) : BigInt(Math.floor(Math.random() * 2 ** 32));
-  return { algorithm, eps, epsByPath: byPath("eps_by_path"), stepMode, typical: byPath("typical_magnitude"), numSamples, seed };
+  return { algorithm, eps, epsByPath: byPath("eps_by_path"), stepMode, typical: byPath("typical_magnitude"), numSamples, seed, stochasticEstimator };
 }

@@ -6,8 +6,8 @@
  */
 import { xoroshiro128plusFromState } from "pure-rand/generator/xoroshiro128plus";
 import { DataType } from "../tensor/codec";
-import type { ResolvedOptions } from "./options";
-import { elementName, type Problem } from "./problem";
+import type { ResolvedOptions, StochasticEstimatorName } from "./options";
+import { elementName, type InputLeaf, type Problem } from "./problem";
 import type { StepRule } from "./steps";
 import { completed } from "./window";
 
@@ -60,7 +60,7 @@ export function rows(problem: Problem, options: ResolvedOptions): AsyncGenerator
     case "forward":
       return forwardRows(problem, steps);
     case "stochastic":
-      return stochasticRows(problem, steps, options.numSamples ?? defaultNumSamples(problem.size), options.seed);
+      return stochasticRows(problem, steps, options.numSamples ?? defaultNumSamples(problem.size), options.seed, options.stochasticEstimator ?? "spsa");
     case "richardson":
       return extrapolatedRows(problem, steps, RICHARDSON_MULTIPLES);
     case "adaptive":
@@ -211,10 +211,10 @@ function rademacher(seed: bigint): () => number {
  * unbiased because the signs of the other elements' steps average out. 2K evaluations.
  * The K output differences and steps are kept; rows are formed after the last sample.
  */
-async function* stochasticRows(problem: Problem, steps: StepRule, samples: number, seed: bigint): AsyncGenerator<Row> {
+async function* stochasticRows(problem: Problem, steps: StepRule, samples: number, seed: bigint, estimator: StochasticEstimatorName): AsyncGenerator<Row> {
   const draw = rademacher(seed);
   const leaves = problem.leaves;
-  const differences: Float64Array[][] = new Array(samples);
+  const differences: Float64Array[][] = new Array(samples); // [sample][output]: f(x+) - f(x-)
   const taken: Float64Array[][] = new Array(samples); // [sample][leaf][element]: x+ - x-
   /** Directions are drawn in sample order when each sample starts, so a seed gives one result. */
   const sample = async (k: number) => {
@@ -238,17 +238,90 @@ async function* stochasticRows(problem: Problem, steps: StepRule, samples: numbe
   };
   // Each sample stores its own results; rows need all of them.
   for await (const _ of completed(samples, () => Math.ceil(problem.concurrency / 2), sample));
+  yield* estimator === "least-squares" ? leastSquaresRows(leaves, differences, taken) : spsaRows(leaves, differences, taken);
+}
+
+/**
+ * SPSA rows: J[:, j] = mean_k s_k with s_k = (f(x+) - f(x-))_k / (x+ - x-)_kj, and the sample
+ * standard error sqrt(sum_k (s_k - mean)^2 / (K (K - 1))) as each entry's error estimate.
+ */
+function* spsaRows(leaves: readonly InputLeaf[], differences: Float64Array[][], taken: Float64Array[][]): Generator<Row> {
+  const K = differences.length;
   for (const [leaf, input] of leaves.entries()) {
     for (let index = 0; index < input.size; index++) {
       const values = differences[0].map((d) => new Float64Array(d.length));
-      for (let k = 0; k < samples; k++) {
-        const weight = 1 / (samples * taken[k][leaf][index]);
+      const squares = differences[0].map((d) => new Float64Array(d.length));
+      for (let k = 0; k < K; k++) {
+        const width = taken[k][leaf][index];
         differences[k].forEach((diff, o) => {
-          const row = values[o];
-          for (let i = 0; i < diff.length; i++) row[i] += diff[i] * weight;
+          for (let i = 0; i < diff.length; i++) {
+            const s = diff[i] / width;
+            values[o][i] += s / K;
+            squares[o][i] += s * s;
+          }
+        });
+      }
+      const errors = values.map((mean, o) => mean.map((m, i) => Math.sqrt(Math.max(0, squares[o][i] - K * m * m) / (K * (K - 1)))));
+      yield { leaf, index, values, errors };
+    }
+  }
+}
+
+/**
+ * Least-squares rows: with W the K × n matrix of the steps taken (rows (x+ - x-)_k) and G the
+ * K × m output differences, the minimum-norm J with J W^T = G^T is J = G^T (W W^T)^-1 W. For a
+ * linear f that is the true Jacobian projected onto the span of the directions: never further
+ * from it than zero is (SPSA can be). (W W^T) is K × K, solved once by Cholesky.
+ */
+function* leastSquaresRows(leaves: readonly InputLeaf[], differences: Float64Array[][], taken: Float64Array[][]): Generator<Row> {
+  const K = differences.length;
+  const W = taken.map((byLeaf) => {
+    const flat = new Float64Array(byLeaf.reduce((n, l) => n + l.length, 0));
+    let at = 0;
+    for (const l of byLeaf) flat.set(l, (at += l.length) - l.length);
+    return flat;
+  });
+  const gram = W.map((a) => W.map((b) => a.reduce((sum, v, j) => sum + v * b[j], 0)));
+  const coefficients = choleskySolve(gram, W); // K × n: (W W^T)^-1 W
+  let column = 0;
+  for (const [leaf, input] of leaves.entries()) {
+    for (let index = 0; index < input.size; index++, column++) {
+      const values = differences[0].map((d) => new Float64Array(d.length));
+      for (let k = 0; k < K; k++) {
+        const c = coefficients[k][column];
+        differences[k].forEach((diff, o) => {
+          for (let i = 0; i < diff.length; i++) values[o][i] += c * diff[i];
         });
       }
       yield { leaf, index, values };
     }
   }
+}
+
+/**
+ * Solves A X = B for symmetric positive semi-definite A (K × K) by Cholesky, with a ridge of
+ * 1e-12 of A's mean diagonal so that repeated directions (possible when n is small) stay solvable.
+ */
+function choleskySolve(A: number[][], B: Float64Array[]): Float64Array[] {
+  const K = A.length;
+  const ridge = (1e-12 * A.reduce((sum, row, i) => sum + row[i], 0)) / K;
+  const L = A.map(() => new Float64Array(K));
+  for (let i = 0; i < K; i++) {
+    for (let j = 0; j <= i; j++) {
+      let sum = A[i][j] + (i === j ? ridge : 0);
+      for (let p = 0; p < j; p++) sum -= L[i][p] * L[j][p];
+      L[i][j] = i === j ? Math.sqrt(Math.max(sum, ridge)) : sum / L[j][j];
+    }
+  }
+  // Forward then backward substitution, column by column of B.
+  const X = B.map((b) => Float64Array.from(b));
+  for (let i = 0; i < K; i++) {
+    for (let p = 0; p < i; p++) for (let c = 0; c < X[i].length; c++) X[i][c] -= L[i][p] * X[p][c];
+    for (let c = 0; c < X[i].length; c++) X[i][c] /= L[i][i];
+  }
+  for (let i = K - 1; i >= 0; i--) {
+    for (let p = i + 1; p < K; p++) for (let c = 0; c < X[i].length; c++) X[i][c] -= L[p][i] * X[p][c];
+    for (let c = 0; c < X[i].length; c++) X[i][c] /= L[i][i];
+  }
+  return X;
 }

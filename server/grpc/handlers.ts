@@ -6,6 +6,7 @@
 import { randomUUID } from "node:crypto";
 import type * as grpc from "@grpc/grpc-js";
 import type { NdArray } from "ndarray";
+import { requireAnalyticJacobian } from "../check-gradients";
 import { Code, TesseractError } from "../errors";
 import type { RequestOptions } from "../fd/options";
 import type { Logger } from "../log";
@@ -141,5 +142,22 @@ export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig,
     }),
 
     Describe: unary("Describe", log, async () => runtime.describe()),
+
+    CheckGradients: unary("CheckGradients", log, async (req: GradientMessage & { input_paths?: string[]; output_paths?: string[]; endpoints?: string[]; rtol?: number; atol?: number; max_evals?: number; seed?: string }, signal) => {
+      requireAnalyticJacobian(runtime); // UNIMPLEMENTED whatever the inputs
+      const { passed, checks } = await runtime.checkGradients({
+        inputs: runtime.decodeInputs(req.inputs),
+        inputPaths: req.input_paths ?? [],
+        outputPaths: req.output_paths ?? [],
+        endpoints: req.endpoints ?? [],
+        rtol: req.rtol,
+        atol: req.atol,
+        maxEvals: req.max_evals,
+        seed: req.seed,
+        options: req.options,
+        signal,
+      });
+      return { passed, checks };
+    }),
   };
 }

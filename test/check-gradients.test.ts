@@ -1,0 +1,312 @@
+/**
+ * CheckGradients end to end: real servers on 127.0.0.1:0 called with the SDK and the CLI. vectoradd's
+ * analytic Jacobian passes (normalised or not, jacobian, jvp and vjp); a copy whose d result / d s is
+ * 1.5 times too large (test/fixtures/wrong-vectoradd) is caught on exactly that pair; max_evals bounds
+ * the apply calls, counted independently of the engine; a Tesseract without analytic gradients is
+ * UNIMPLEMENTED; bad requests are INVALID_ARGUMENT.
+ */
+import { strict as assert } from "node:assert";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import * as path from "node:path";
+import { createInterface } from "node:readline";
+import { promisify } from "node:util";
+import ndarray from "ndarray";
+import { Algorithm, TesseractClient, TesseractClientError, type GradientCheck } from "../client";
+import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
+import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../client/generated/tesseract/examples/vectoradd/v1/vectoradd";
+import { Code } from "../server/errors";
+import { startServer, type RunningServer } from "../server/grpc/server";
+import { silentLogger } from "../server/log";
+import { TesseractRuntime } from "../server/runtime";
+import { sampleMeshInputs } from "../server/tesseracts/samples";
+import type { Arrays } from "../server/tesseract";
+import wrongVectoradd, { WRONG_FACTOR } from "./fixtures/wrong-vectoradd/wrong-vectoradd";
+import { counted, f64, rejects } from "./helpers";
+
+const VECTOR_TYPES = {
+  inputs: VectorInputs,
+  outputs: VectorOutputs,
+  inputType: "tesseract.examples.vectoradd.v1.Inputs",
+  outputType: "tesseract.examples.vectoradd.v1.Outputs",
+};
+
+const A = [0.5, -1.25, 2, 0.75, 3];
+const B = [1, 0.5, -0.5, 2, -1];
+const S = 1.5;
+const vectorInputs = (normalize: boolean, a = A, b = B): Arrays<VectorInputs> => ({ a: f64(a), b: f64(b), s: ndarray(Float64Array.of(S), []), normalize });
+
+/** A long vector, for sampling: elements i of a and b. */
+const long = (n: number) => vectorInputs(false, Array.from({ length: n }, (_, i) => Math.sin(i + 1)), Array.from({ length: n }, (_, i) => Math.cos(i + 1)));
+
+async function rejectsWith(promise: Promise<unknown>, codeName: string, message: RegExp): Promise<void> {
+  let error: unknown;
+  try {
+    await promise;
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(error instanceof TesseractClientError, `expected a TesseractClientError, got ${String(error)}`);
+  assert.equal(error.codeName, codeName, error.details);
+  assert.match(error.details, message);
+}
+
+const find = (checks: GradientCheck[], endpoint: string, input: string, output = "result") => {
+  const c = checks.find((x) => x.endpoint === endpoint && x.input_path === input && x.output_path === output);
+  assert.ok(c, `no ${endpoint} check for ${input} -> ${output}`);
+  return c;
+};
+
+describe("CheckGradients", () => {
+  let vectorServer: RunningServer;
+  let wrongServer: RunningServer;
+  let meshServer: RunningServer;
+  let vector: TesseractClient<VectorInputs, VectorOutputs>;
+  let wrong: TesseractClient<VectorInputs, VectorOutputs>;
+  let counter: { calls: number };
+  let wrongCounter: { calls: number };
+
+  before(async () => {
+    const c = counted("vectoradd");
+    counter = c.counter;
+    // The fixture's definition, its apply counted the same way.
+    wrongCounter = { calls: 0 };
+    const wrongRuntime = new TesseractRuntime(
+      {
+        ...wrongVectoradd,
+        apply: (inputs: never) => {
+          wrongCounter.calls++;
+          return wrongVectoradd.apply(inputs);
+        },
+      },
+      __dirname,
+    );
+    [vectorServer, wrongServer, meshServer] = await Promise.all([
+      startServer({ tesseract: c.runtime, host: "127.0.0.1", port: 0, logger: silentLogger }),
+      startServer({ tesseract: wrongRuntime, host: "127.0.0.1", port: 0, logger: silentLogger }),
+      startServer({ tesseract: "meshstats", host: "127.0.0.1", port: 0, logger: silentLogger }),
+    ]);
+    vector = new TesseractClient(vectorServer.address, VECTOR_TYPES);
+    wrong = new TesseractClient(wrongServer.address, VECTOR_TYPES);
+  });
+
+  after(async () => {
+    vector?.close();
+    wrong?.close();
+    await Promise.all([vectorServer?.close(), wrongServer?.close(), meshServer?.close()]);
+  });
+
+  for (const normalize of [false, true]) {
+    it(`vectoradd (normalize ${normalize}) passes for jacobian, jvp and vjp, every element checked within the default budget`, async () => {
+      const before = counter.calls;
+      const response = await vector.checkGradients(vectorInputs(normalize));
+      assert.equal(response.passed, true, JSON.stringify(response.checks, null, 1));
+      // 3 endpoints × 3 input paths (a, b, s) × 1 output path, in that order.
+      assert.deepEqual(
+        response.checks.map((c) => `${c.endpoint} ${c.input_path} ${c.output_path}`),
+        ["jacobian", "jvp", "vjp"].flatMap((e) => ["a", "b", "s"].map((i) => `${e} ${i} result`)),
+      );
+      for (const c of response.checks) {
+        assert.equal(c.failures, 0, c.message);
+        assert.equal(c.rows_checked, c.endpoint === "jvp" ? 1 : c.input_path === "s" ? 1 : A.length, c.message);
+        assert.ok(c.max_abs_error < 1e-7, `${c.endpoint} ${c.input_path}: ${c.max_abs_error}`);
+        assert.ok(c.max_rel_error < 1e-6, `${c.endpoint} ${c.input_path}: ${c.max_rel_error}`);
+        assert.match(c.message, /^ok: \d+ (rows?|tangent), \d+ values? within atol \+ rtol·\|fd\|; worst at /);
+      }
+      // 1 apply for the outputs + 3 JVPs (2 each) + 11 central columns (2 each): every element fits in 1000.
+      assert.equal(counter.calls - before, 1 + 3 * 2 + (2 * A.length + 1) * 2);
+    });
+  }
+
+  it("vectoradd: one endpoint, chosen paths, forward differences with a looser rtol", async () => {
+    const response = await vector.checkGradients(vectorInputs(true), {
+      inputPaths: ["a"],
+      outputPaths: ["result"],
+      endpoints: ["jacobian"],
+      rtol: 1e-3,
+      atol: 1e-5,
+      options: { algorithm: Algorithm.ALGORITHM_FORWARD, eps: 1e-6 },
+    });
+    assert.equal(response.passed, true, JSON.stringify(response.checks));
+    assert.deepEqual(
+      response.checks.map((c) => [c.endpoint, c.input_path, c.output_path, c.rows_checked]),
+      [["jacobian", "a", "result", A.length]],
+    );
+  });
+
+  for (const normalize of [false, true]) {
+    it(`a wrong analytic d result / d s is caught (normalize ${normalize}), on that pair only, for every endpoint`, async () => {
+      const response = await wrong.checkGradients(vectorInputs(normalize));
+      assert.equal(response.passed, false);
+      const failing = response.checks.filter((c) => c.failures > 0).map((c) => `${c.endpoint} ${c.input_path} ${c.output_path}`);
+      assert.deepEqual(failing, ["jacobian s result", "jvp s result", "vjp s result"]);
+      for (const input of ["a", "b"]) for (const e of ["jacobian", "jvp", "vjp"]) assert.equal(find(response.checks, e, input).failures, 0);
+
+      const jac = find(response.checks, "jacobian", "s");
+      assert.deepEqual([jac.rows_checked, jac.failures], [1, 1]);
+      // Every entry of the column is off by a factor 1.5: relative error 0.5 exactly (up to FD noise).
+      assert.ok(Math.abs(jac.max_rel_error - (WRONG_FACTOR - 1)) < 1e-6, String(jac.max_rel_error));
+      assert.match(jac.message, /^1 of 1 row failed \(\d of 5 values beyond atol 0\.000001 \+ rtol 0\.0001·\|fd\|\); worst at result\[\d\] w\.r\.t\. s: analytic -?[\d.e-]+, finite differences -?[\d.e-]+$/);
+      for (const e of ["jvp", "vjp"]) {
+        const c = find(response.checks, e, "s");
+        assert.deepEqual([c.rows_checked, c.failures], [1, 1], c.message);
+        assert.ok(Math.abs(c.max_rel_error - (WRONG_FACTOR - 1)) < 1e-6, `${e}: ${c.max_rel_error}`);
+      }
+      if (!normalize) {
+        // d result / ds = a exactly; the analytic says 1.5 a; the worst entry is where |a| is largest.
+        assert.ok(Math.abs(jac.max_abs_error - (WRONG_FACTOR - 1) * 3) < 1e-8, String(jac.max_abs_error));
+        assert.match(jac.message, /worst at result\[4\] w\.r\.t\. s: analytic 4\.5, finite differences 3$/);
+      }
+    });
+  }
+
+  it("a wrong entry is caught even when sampling: every input path gets a row", async () => {
+    const n = 200;
+    const before = wrongCounter.calls;
+    const response = await wrong.checkGradients(long(n), { endpoints: ["jacobian"], maxEvals: 7 });
+    assert.equal(wrongCounter.calls - before, 7, "1 apply + one central column (2) per input path");
+    assert.equal(response.passed, false);
+    assert.deepEqual(
+      response.checks.map((c) => [c.input_path, c.rows_checked, c.failures]),
+      [["a", 1, 0], ["b", 1, 0], ["s", 1, 1]],
+    );
+  });
+
+  it("max_evals bounds the apply calls; rows are sampled with the seed", async () => {
+    const n = 200;
+    let before = counter.calls;
+    const small = await vector.checkGradients(long(n), { endpoints: ["jacobian", "vjp"], maxEvals: 41, seed: 7 });
+    assert.equal(counter.calls - before, 41, "1 apply + 20 central columns");
+    assert.equal(small.passed, true, JSON.stringify(small.checks));
+    const rows = (checks: GradientCheck[], endpoint: string) => checks.filter((c) => c.endpoint === endpoint).map((c) => c.rows_checked);
+    assert.equal(rows(small.checks, "jacobian").reduce((x, y) => x + y, 0), 20);
+    assert.deepEqual(rows(small.checks, "vjp"), rows(small.checks, "jacobian"), "vjp contracts the same columns");
+    assert.ok(rows(small.checks, "jacobian").every((r) => r >= 1), "each input path gets at least one row");
+
+    // Same seed, same rows (the worst entries named in the messages agree too); another seed, others.
+    const again = await vector.checkGradients(long(n), { endpoints: ["jacobian", "vjp"], maxEvals: 41, seed: 7 });
+    assert.deepEqual(again.checks, small.checks);
+    const other = await vector.checkGradients(long(n), { endpoints: ["jacobian", "vjp"], maxEvals: 41, seed: 8 });
+    assert.notDeepEqual(other.checks.map((c) => c.message), small.checks.map((c) => c.message));
+
+    // The default budget, 1000: 1 apply + 3 JVPs (6) + all 401 central columns (802) fit.
+    before = counter.calls;
+    const all = await vector.checkGradients(long(n));
+    assert.equal(counter.calls - before, 1 + 6 + 2 * (2 * n + 1));
+    assert.equal(all.passed, true);
+    // A longer vector (601 elements) does not fit: the default budget is used up to its last pair of evaluations.
+    before = counter.calls;
+    const capped = await vector.checkGradients(long(300));
+    const calls = counter.calls - before;
+    assert.ok(calls <= 1000 && calls >= 999, `${calls} apply calls`);
+    assert.equal(capped.passed, true);
+    assert.equal(rows(capped.checks, "jacobian").reduce((x, y) => x + y, 0), (999 - 1 - 6) / 2);
+  });
+
+  it("a max_evals too small to check every input path once is INVALID_ARGUMENT", async () => {
+    await rejectsWith(vector.checkGradients(vectorInputs(false), { maxEvals: 12 }), "INVALID_ARGUMENT", /^max_evals 12 is too small: checking 3 input paths \(jacobian, jvp, vjp\) takes at least 13 apply calls/);
+  });
+
+  it("bad paths, endpoints, tolerances and options are INVALID_ARGUMENT", async () => {
+    const inputs = vectorInputs(false);
+    await rejectsWith(vector.checkGradients(inputs, { inputPaths: ["c"] }), "INVALID_ARGUMENT", /^input_paths: input path "c" does not exist; differentiable input paths: a, b, s/);
+    await rejectsWith(vector.checkGradients(inputs, { outputPaths: ["nope"] }), "INVALID_ARGUMENT", /^output_paths: output path "nope" is not a differentiable path/);
+    await rejectsWith(vector.checkGradients(inputs, { endpoints: ["hessian"] }), "INVALID_ARGUMENT", /^endpoints: unknown endpoint "hessian"; expected jacobian, jvp or vjp/);
+    await rejectsWith(vector.checkGradients(inputs, { rtol: -1 }), "INVALID_ARGUMENT", /^rtol must be a non-negative finite number/);
+    await rejectsWith(vector.checkGradients(inputs, { options: { eps: -1 } }), "INVALID_ARGUMENT", /options\.eps must be a positive finite number/);
+    await rejectsWith(vector.checkGradients(inputs, { inputPaths: ["a"], options: { eps_by_path: { b: 1e-3 } } }), "INVALID_ARGUMENT", /^options\.eps_by_path has key "b", which is not an input path being checked \(a\)/);
+  });
+
+  it("a Tesseract without analytic gradients is UNIMPLEMENTED; Describe lists CheckGradients only with them", async () => {
+    const mesh = new TesseractClient<MeshInputs, MeshOutputs>(meshServer.address, { inputs: MeshInputs, outputs: MeshOutputs });
+    try {
+      await rejectsWith(mesh.checkGradients(sampleMeshInputs(3)), "UNIMPLEMENTED", /^Tesseract "meshstats" has no analytic gradients/);
+      assert.ok(!(await mesh.describe()).endpoints.includes("CheckGradients"));
+    } finally {
+      mesh.close();
+    }
+    assert.ok((await vector.describe()).endpoints.includes("CheckGradients"));
+  });
+
+  it("in process: the runtime method, and the same UNIMPLEMENTED", async () => {
+    const { runtime } = counted("vectoradd");
+    const result = await runtime.checkGradients({ inputs: vectorInputs(true) as never, endpoints: ["vjp"], seed: "18446744073709551615" });
+    assert.equal(result.passed, true);
+    assert.equal(result.apply_calls, 1 + 11 * 2);
+    assert.equal(result.max_evals, 1000);
+    await rejects(counted("meshstats").runtime.checkGradients({ inputs: {} }), Code.UNIMPLEMENTED, /no analytic gradients/);
+  });
+});
+
+describe("CLI: check-gradients", () => {
+  const CLI = path.join(__dirname, "../server/cli.js");
+  const WRONG_MODULE = path.join(__dirname, "fixtures/wrong-vectoradd/wrong-vectoradd.js");
+  const servers: ChildProcess[] = [];
+
+  async function serve(spec: string): Promise<string> {
+    const server = spawn(process.execPath, [CLI, "serve", spec, "--port", "0", "--workers", "0"], { stdio: ["ignore", "pipe", "ignore"] });
+    servers.push(server);
+    const [first] = (await once(createInterface({ input: server.stdout! }), "line")) as [string];
+    const match = /^listening on (127\.0\.0\.1:\d+)$/.exec(first);
+    assert.ok(match, `first stdout line: ${first}`);
+    return match[1];
+  }
+
+  async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    try {
+      const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args]);
+      return { code: 0, stdout, stderr };
+    } catch (e) {
+      const err = e as { code: number; stdout: string; stderr: string };
+      return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+    }
+  }
+
+  let vectorAddress: string;
+  let wrongAddress: string;
+
+  before(async () => {
+    [vectorAddress, wrongAddress] = await Promise.all([serve("vectoradd"), serve(WRONG_MODULE)]);
+  });
+
+  after(async () => {
+    await Promise.all(
+      servers.map(async (server) => {
+        const exited = once(server, "exit");
+        server.kill("SIGTERM");
+        const [code] = await exited;
+        assert.equal(code, 0);
+      }),
+    );
+  });
+
+  const payload = JSON.stringify({ inputs: { a: A, b: B, s: S, normalize: true }, endpoints: ["jacobian", "jvp", "vjp"] });
+
+  it("exits 0 and prints the passing response on vectoradd", async () => {
+    const { code, stdout, stderr } = await cli("check-gradients", payload, "--address", vectorAddress, "--rtol", "1e-5", "--max-evals", "500", "--seed", "3");
+    assert.equal(code, 0, stderr);
+    const response = JSON.parse(stdout) as { passed: boolean; checks: GradientCheck[] };
+    assert.equal(response.passed, true);
+    assert.equal(response.checks.length, 9);
+    assert.ok(response.checks.every((c) => c.failures === 0 && c.rows_checked > 0));
+  });
+
+  it("exits 1 on the wrong Jacobian, still printing the response", async () => {
+    const { code, stdout, stderr } = await cli("check-gradients", payload, "--address", wrongAddress);
+    assert.equal(code, 1, stderr);
+    assert.equal(stderr, "");
+    const response = JSON.parse(stdout) as { passed: boolean; checks: GradientCheck[] };
+    assert.equal(response.passed, false);
+    assert.deepEqual(
+      response.checks.filter((c) => c.failures > 0).map((c) => [c.endpoint, c.input_path, c.output_path]),
+      [["jacobian", "s", "result"], ["jvp", "s", "result"], ["vjp", "s", "result"]],
+    );
+  });
+
+  it("a failed call: the status on stderr, exit 1", async () => {
+    const bad = await cli("check-gradients", JSON.stringify({ inputs: { a: A, b: B }, input_paths: ["c"] }), "--address", vectorAddress);
+    assert.equal(bad.code, 1);
+    assert.equal(bad.stdout, "");
+    assert.match(bad.stderr, /^tesseract-grpc check-gradients: INVALID_ARGUMENT: input_paths: input path "c" does not exist/);
+  });
+});
