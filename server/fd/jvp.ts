@@ -6,7 +6,7 @@
  *   central (and stochastic): J v ~= (f(x + t v) - f(x - t v)) / s          2 evaluations
  *   forward:                  J v ~= (f(x + t v) - f(x)) / s                2, or 1 given f(x)
  *   richardson, adaptive:     central differences at several multiples of t, extrapolated as in
- *                             rows.ts, with an error estimate                4 and 10 evaluations
+ *                             rows.ts, with an error estimate                4 and 12 evaluations
  */
 import type { Change } from "../eval/evaluator";
 import { ensureOutputs } from "./jacobian";

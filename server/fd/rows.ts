@@ -5,6 +5,7 @@
  * Each rule below states its formula and divides by the steps actually taken (steps.ts).
  */
 import { xoroshiro128plusFromState } from "pure-rand/generator/xoroshiro128plus";
+import { Code, isTesseractError, TesseractError } from "../errors";
 import { DataType } from "../tensor/codec";
 import type { ResolvedOptions, StochasticEstimatorName } from "./options";
 import { elementName, type InputLeaf, type Problem } from "./problem";
@@ -33,8 +34,11 @@ export function effectiveAlgorithm(n: number, options: ResolvedOptions): Resolve
   return options.algorithm;
 }
 
-/** The step multiples the adaptive rule tries, largest first (each is one central difference). */
-export const ADAPTIVE_MULTIPLES = [4, 2, 1, 0.5, 0.25];
+/**
+ * The step multiples the adaptive rule tries, largest first, a factor 4 apart: 1024× from the
+ * largest to the smallest, so it finds a step whether the rule's h is too small or too large.
+ */
+export const ADAPTIVE_MULTIPLES = [16, 4, 1, 1 / 4, 1 / 16, 1 / 64];
 
 /** Apply calls a Jacobian (or VJP) will make for n input elements. */
 export function plannedEvaluations(n: number, options: ResolvedOptions): number {
@@ -140,9 +144,20 @@ async function* forwardRows(problem: Problem, steps: StepRule): AsyncGenerator<R
 export const RICHARDSON_MULTIPLES = [2, 1];
 
 function extrapolatedRows(problem: Problem, steps: StepRule, multiples: readonly number[]): AsyncGenerator<Row> {
+  const adaptive = multiples.length > 2;
   return elementRows(problem, 2 * multiples.length, async (leaf, index) => {
-    const differences = [];
-    for (const m of multiples) differences.push(await central(problem, steps, leaf, index, m, true));
+    const differences: CentralDifference[] = [];
+    for (const m of multiples) {
+      try {
+        differences.push(await central(problem, steps, leaf, index, m, true));
+      } catch (e) {
+        // The adaptive rule drops a step that leaves the function's domain (apply failed or gave
+        // NaN there) as long as two others remain; Richardson has no step to spare.
+        if (!adaptive || !isTesseractError(e) || (e.code !== Code.FAILED_PRECONDITION && e.code !== Code.UNKNOWN)) throw e;
+        steps.noteSkipped(leaf, index, m, e.message);
+      }
+    }
+    if (differences.length < 2) throw new TesseractError(Code.FAILED_PRECONDITION, `${elementName(problem.leaves[leaf], index)}: fewer than two of the adaptive steps could be evaluated (see adjusted_steps)`);
     return { leaf, index, ...extrapolate(differences) };
   });
 }
@@ -154,23 +169,34 @@ export interface CentralDifference {
   rounding: Float64Array[];
 }
 
-/** Richardson over consecutive differences (formula above); per entry, the R_k of smallest estimate. */
+/**
+ * Richardson over consecutive differences (formula above); per entry, the R_k of smallest estimate.
+ * With three or more steps, R_k's estimate also counts its disagreement with R_{k-1}: where the
+ * steps are too long for the function (it oscillates or curves within them), successive
+ * extrapolations disagree and that step loses.
+ */
 export function extrapolate(differences: readonly CentralDifference[]): { values: Float64Array[]; errors: Float64Array[] } {
   const values = differences[0].values.map((v) => new Float64Array(v.length));
   const errors = differences[0].values.map((v) => new Float64Array(v.length));
+  let previous: Float64Array[] | undefined;
   for (let k = 1; k < differences.length; k++) {
     const [coarse, fine] = [differences[k - 1], differences[k]];
     const ratio = (coarse.halfWidth / fine.halfWidth) ** 2 - 1;
-    fine.values.forEach((d, o) => {
+    const current = fine.values.map((d, o) => {
+      const extrapolated = new Float64Array(d.length);
       for (let i = 0; i < d.length; i++) {
-        const extrapolated = d[i] + (d[i] - coarse.values[o][i]) / ratio;
-        const error = Math.abs(extrapolated - d[i]) + (4 * fine.rounding[o][i] + coarse.rounding[o][i]) / 3;
+        extrapolated[i] = d[i] + (d[i] - coarse.values[o][i]) / ratio;
+        const rounding = (fine.rounding[o][i] * (ratio + 1) + coarse.rounding[o][i]) / ratio;
+        const disagreement = previous ? Math.abs(extrapolated[i] - previous[o][i]) : 0;
+        const error = Math.abs(extrapolated[i] - d[i]) + disagreement + rounding;
         if (k === 1 || error < errors[o][i]) {
-          values[o][i] = extrapolated;
+          values[o][i] = extrapolated[i];
           errors[o][i] = error;
         }
       }
+      return extrapolated;
     });
+    previous = current;
   }
   return { values, errors };
 }

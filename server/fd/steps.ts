@@ -101,6 +101,11 @@ export class StepRule {
     return length;
   }
 
+  /** Reports a step of the adaptive sequence that could not be evaluated and was left out. */
+  noteSkipped(leaf: number, index: number, multiple: number, why: string): void {
+    this.note(`${elementName(this.leaves[leaf], index)}: the step ${multiple}h was left out (${why})`);
+  }
+
   private note(message: string): void {
     if (this.noted.size < MAX_ADJUSTED_NAMED) this.noted.add(message);
     else this.unnamed++;
