@@ -12,12 +12,12 @@ import { plannedEvaluations, rows } from "./fd/rows";
 import { jvp } from "./fd/jvp";
 import { ENGINE_DEFAULTS, resolveOptions, type RequestOptions, type ResolvedOptions } from "./fd/options";
 import { OutputSelector } from "./fd/outputs";
-import { inputLeaf, Problem } from "./fd/problem";
+import { inputLeaf, Problem, type InputLeaf } from "./fd/problem";
 import { vjp } from "./fd/vjp";
 import { isPattern, matchesPattern, parsePath } from "./schema/paths";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
 import { DataType, dataTypeName, dataTypeOfArray, isNdArray, toFloat64 } from "./tensor/codec";
-import type { AbstractOutput, AnyTesseract } from "./tesseract";
+import type { AbstractOutput, AnyTesseract, DomainBounds } from "./tesseract";
 
 export interface EvaluationStats {
   apply_calls: number;
@@ -173,8 +173,14 @@ export class TesseractRuntime {
     const options = this.options(req.inputs, req.options);
     checkPathKeys(options, leaves, fields.inputs);
     const evaluator = this.backends.evaluatorFor({ inputs: req.inputs, leaves, selector, outputPaths: req.outputPaths, outputsField: fields.outputs, signal: req.signal });
-    const problem = new Problem(leaves, evaluator, req.signal);
+    const problem = new Problem(leaves, evaluator, req.signal, this.leafBounds(leaves));
     return { leaves, options, evaluator, problem, started: performance.now() };
+  }
+
+  /** The declared domain of each leaf: the first `bounds` key (path or pattern) that matches it. */
+  private leafBounds(leaves: readonly InputLeaf[]): (DomainBounds | undefined)[] {
+    const declared = Object.entries(this.definition.bounds ?? {}).map(([key, b]) => [parsePath(key), b] as const);
+    return leaves.map((leaf) => declared.find(([pattern]) => matchesPattern(leaf.segments, pattern))?.[1]);
   }
 
   private stats(problem: Problem, started: number, adjusted = problem.adjustedSteps()): EvaluationStats {

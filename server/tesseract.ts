@@ -46,6 +46,12 @@ export interface AbstractTensor {
 /** tesseract.v1.Algorithm, as generated from the contract (ALGORITHM_CENTRAL, ...). */
 export { Algorithm };
 
+/** An open interval (lower, upper); either end may be left out. */
+export interface DomainBounds {
+  lower?: number;
+  upper?: number;
+}
+
 /** A value fixed by the author, or computed from the inputs of the request. */
 export type PerInputs<I, V> = V | ((inputs: I) => V | undefined);
 
@@ -79,6 +85,11 @@ export interface TesseractDefinition<I, O> {
   /** Output shapes from input shapes alone, without evaluating. */
   abstractEval?(inputs: unknown): AbstractOutput[];
   finiteDifferences?: FiniteDifferenceDefaults<I>;
+  /**
+   * The open domain of differentiable inputs, per path or pattern (e.g. `{ diffusivity: { lower: 0 } }`):
+   * finite-difference steps stay strictly inside it, with a one-sided stencil near a bound.
+   */
+  bounds?: Record<string, DomainBounds>;
   /** Optional analytic gradients, used for gradient checking against finite differences. */
   gradients?: { jacobian?: AnalyticJacobian<I> };
 }

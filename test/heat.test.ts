@@ -212,15 +212,18 @@ describe("heat", () => {
       assert.equal(maxAbsDiff(entries[0].values, new Float64Array(16)), 0);
     });
 
-    it("a finite-difference step on diffusivity that crosses 0 fails with FAILED_PRECONDITION naming the evaluation", async () => {
-      const runtime = loadTesseract("heat");
-      const inputs = { ...sampleHeatInputs(8, 3), diffusivity: f64([1e-7], []) };
-      runtime.definition.validate!(inputs); // the point itself is valid
-      await rejects(
-        runtime.jacobian({ inputs: inputs as never, inputPaths: ["diffusivity"], outputPaths: OUT }),
-        Code.FAILED_PRECONDITION,
-        /^evaluation at diffusivity - h failed: diffusivity is -9(\.\d+)?e-7, outside the domain κ > 0/,
-      );
+    it("near its bound κ > 0, diffusivity is differenced one-sided, never evaluated at κ <= 0", async () => {
+      // κ = 1e-7 with eps 1e-6: a central step would reach -9e-7, where apply refuses to run.
+      const { runtime, counter } = counted("heat");
+      const inputs = { ...sampleHeatInputs(8, 3), diffusivity: f64([1e-7], []), dt: 0.4 };
+      runtime.definition.validate!(inputs);
+      const oneSided = await runtime.jacobian({ inputs: inputs as never, inputPaths: ["diffusivity"], outputPaths: OUT, options: { eps: 1e-6 } });
+      assert.deepEqual(oneSided.stats.adjusted_steps, ["diffusivity: one-sided (forward) stencil, the domain is (0, inf)"]);
+      assert.equal(counter.calls, 3); // f(x), f(x + h), f(x + 2h)
+      // Reference: central differences with a step small enough to stay inside (u is cubic in κ here).
+      const reference = await runtime.jacobian({ inputs: inputs as never, inputPaths: ["diffusivity"], outputPaths: OUT, options: { eps: 1e-9 } });
+      assert.deepEqual(reference.stats.adjusted_steps, []);
+      assertClose(oneSided.entries[0].values, reference.entries[0].values, 1e-6 * Math.max(...reference.entries[0].values.map(Math.abs)));
     });
   });
 

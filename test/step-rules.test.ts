@@ -9,6 +9,7 @@ import ndarray from "ndarray";
 import { Code } from "../server/errors";
 import { defaultRelativeEps, StepRule } from "../server/fd/steps";
 import { loadTesseract } from "../server/loader";
+import { TesseractRuntime } from "../server/runtime";
 import { Algorithm } from "../server/tesseract";
 import { f64, rejects } from "./helpers";
 
@@ -78,6 +79,47 @@ describe("step rules", () => {
     await rejects(request({ eps_by_path: { x: -1 } }), Code.INVALID_ARGUMENT, /^options\.eps_by_path\.\{x\} must be a positive finite number, got -1$/);
     await rejects(request({ typical_magnitude: { x: 0 } }), Code.INVALID_ARGUMENT, /^options\.typical_magnitude\.\{x\} must be a positive finite number, got 0$/);
     await rejects(request({ step_mode: 7 }), Code.INVALID_ARGUMENT, /^options\.step_mode: unknown step mode 7/);
+  });
+});
+
+describe("domain bounds", () => {
+  // The polynomial fixture with a declared domain x > 0, and an apply that refuses x <= 0.
+  const fixtureDir = path.join(__dirname, "../../test/fixtures/polynomial");
+  const base = runtime.definition;
+  const refusing = (i: { x: ndarray.NdArray<Float64Array> }) => {
+    if (i.x.data.some((v) => v <= 0)) throw new Error(`evaluated outside the domain: x = ${Array.from(i.x.data)}`);
+    return base.apply(i);
+  };
+  const bounded = new TesseractRuntime({ ...base, bounds: { x: { lower: 0 } }, apply: refusing }, fixtureDir);
+
+  it("central: a one-sided second-order stencil near the bound, exact to its error term, reported", async () => {
+    // f = x^3 at x = 5e-5 with h = 1e-4: x - h < 0. Through x, x + h, x + 2h the stencil gives
+    // 3x^2 - 2h^2 exactly (its error term is f'''/6 (-h)(-2h) with f''' = 6).
+    const x = 5e-5;
+    const { entries, stats } = await bounded.jacobian({ inputs: inputs([x, 1]), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-4 } });
+    assert.ok(Math.abs(entries[0].values[0] - (3 * x * x - 2e-8)) < 1e-12, `${entries[0].values[0]}`);
+    assert.ok(Math.abs(entries[0].values[3] - 3) < 1e-7); // x = 1: central, far from the bound
+    assert.deepEqual(stats.adjusted_steps, ["x[0]: one-sided (forward) stencil, the domain is (0, inf)"]);
+    assert.equal(stats.apply_calls, 1 + 2 + 2); // f(x) once, two one-sided points, one central pair
+  });
+
+  it("forward, Richardson and adaptive stay inside too; stochastic and JVP refuse with a clear message", async () => {
+    const x = [5e-5, 2];
+    for (const algorithm of [Algorithm.ALGORITHM_FORWARD, Algorithm.ALGORITHM_RICHARDSON, Algorithm.ALGORITHM_ADAPTIVE]) {
+      const { entries } = await bounded.jacobian({ inputs: inputs(x), inputPaths: ["x"], outputPaths: ["f"], options: { algorithm, eps: 1e-4 } });
+      assert.ok(Math.abs(entries[0].values[0] - 3 * x[0] ** 2) < 1e-7, `algorithm ${algorithm}: ${entries[0].values[0]}`);
+    }
+    await rejects(
+      bounded.jacobian({ inputs: inputs(x), inputPaths: ["x"], outputPaths: ["f"], options: { algorithm: Algorithm.ALGORITHM_STOCHASTIC, num_samples: 1, eps: 1e-4 } }),
+      Code.FAILED_PRECONDITION,
+      /^x\[0\]: a stochastic step would leave its domain \(0, inf\)/,
+    );
+    await rejects(bounded.jvp({ inputs: inputs(x), inputPaths: ["x"], outputPaths: ["f"], tangent: { x: f64([1, 0]) }, options: { eps: 1e-4 } }), Code.FAILED_PRECONDITION, /outside its domain \(0, inf\)/);
+  });
+
+  it("no room on either side is FAILED_PRECONDITION naming the element", async () => {
+    const narrow = new TesseractRuntime({ ...base, bounds: { x: { lower: 0, upper: 1e-4 } }, apply: refusing }, fixtureDir);
+    await rejects(narrow.jacobian({ inputs: inputs([5e-5]), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-4 } }), Code.FAILED_PRECONDITION, /^x\[0\] = 0\.00005: its domain \(0, 0\.0001\) leaves no room/);
   });
 });
 

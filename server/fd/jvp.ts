@@ -8,6 +8,7 @@
  *   richardson, adaptive:     central differences at several multiples of t, extrapolated as in
  *                             rows.ts, with an error estimate                4 and 12 evaluations
  */
+import { Code, TesseractError } from "../errors";
 import type { Change } from "../eval/evaluator";
 import { ensureOutputs } from "./jacobian";
 import type { ResolvedOptions } from "./options";
@@ -70,6 +71,16 @@ export async function jvp(problem: Problem, tangent: Float64Array[], options: Re
   }
 
   const multiples = options.algorithm === "richardson" ? RICHARDSON_MULTIPLES : options.algorithm === "adaptive" ? ADAPTIVE_MULTIPLES : [1];
+  // Directional steps near a domain bound are refused (a Jacobian or VJP steps one element at a
+  // time and takes one-sided stencils there).
+  for (const m of [multiples[0], -multiples[0]]) {
+    along(problem.leaves, tangent, m * t).forEach((values, l) => {
+      const outside = values.findIndex((y) => !steps.contains(l, y));
+      if (outside >= 0) {
+        throw new TesseractError(Code.FAILED_PRECONDITION, `a step along the tangent takes ${problem.leaves[l].path} element ${outside} to ${values[outside]}, outside its domain ${steps.describeBounds(l)}; use a smaller eps`);
+      }
+    });
+  }
   const differences: CentralDifference[] = [];
   for (const m of multiples) {
     const plus = along(problem.leaves, tangent, m * t);

@@ -7,6 +7,7 @@ import type { NdArray } from "ndarray";
 import { Code, invalidArgument, isTesseractError, TesseractError } from "../errors";
 import type { Evaluator, OutputInfo, Perturbation } from "../eval/evaluator";
 import type { Segment } from "../schema/paths";
+import type { DomainBounds } from "../tesseract";
 import type { ResolvedOptions } from "./options";
 import { StepRule } from "./steps";
 import type { ResolvedLeaf } from "../schema/schema";
@@ -65,13 +66,23 @@ export class Problem {
     readonly leaves: readonly InputLeaf[],
     private readonly evaluator: Evaluator,
     private readonly signal?: AbortSignal,
+    /** Per leaf, the open domain the Tesseract declares for it (steps stay inside). */
+    readonly bounds: readonly (DomainBounds | undefined)[] = [],
   ) {}
+
+  private baseOutputs?: Promise<Float64Array[]>;
+
+  /** f(x) at the unperturbed inputs, evaluated once and shared (never to be written to). */
+  base(): Promise<Float64Array[]> {
+    this.baseOutputs ??= this.evaluate([], () => "the unperturbed inputs");
+    return this.baseOutputs;
+  }
 
   private steps?: StepRule;
 
   /** The request's step rule, made once (it also collects the steps that had to be adjusted). */
   stepRule(options: ResolvedOptions): StepRule {
-    this.steps ??= new StepRule(options, this.leaves);
+    this.steps ??= new StepRule(options, this.leaves, this.bounds);
     return this.steps;
   }
 

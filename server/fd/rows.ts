@@ -99,7 +99,8 @@ function elementRows(problem: Problem, evaluationsPerRow: number, row: (leaf: nu
  * A central difference at `multiple` times the step: D = (f(x + mh) - f(x - mh)) / (x+ - x-), and,
  * when `estimate`, the rounding error it carries.
  */
-async function central(problem: Problem, steps: StepRule, leaf: number, index: number, multiple: number, estimate = false) {
+async function central(problem: Problem, steps: StepRule, leaf: number, index: number, multiple: number, estimate = false): Promise<CentralDifference> {
+  if (!steps.inside(leaf, index, multiple) || !steps.inside(leaf, index, -multiple)) return oneSided(problem, steps, leaf, index, multiple, estimate);
   const input = problem.leaves[leaf];
   const plus = steps.perturbed(leaf, index, multiple);
   const minus = steps.perturbed(leaf, index, -multiple);
@@ -109,6 +110,42 @@ async function central(problem: Problem, steps: StepRule, leaf: number, index: n
   ]);
   const rounding = estimate ? roundingError(problem, fPlus, fMinus, plus - minus) : [];
   return { values: quotient(fPlus, fMinus, plus - minus), halfWidth: (plus - minus) / 2, rounding };
+}
+
+/**
+ * Near a domain bound: the one-sided second-order stencil on the side with room, through f at
+ * x, x1 = x + s h and x2 = x + 2 s h (s = ±1; the points actually taken):
+ *   f'(x) ~= -(h1 + h2) / (h1 h2) f(x) + h2 / (h1 (h2 - h1)) f(x1) - h1 / (h2 (h2 - h1)) f(x2),
+ * with h1 = x1 - x, h2 = x2 - x (for h2 = 2 h1: (-3 f(x) + 4 f(x1) - f(x2)) / 2h1). Error O(h^2);
+ * f(x) is evaluated once per request.
+ */
+async function oneSided(problem: Problem, steps: StepRule, leaf: number, index: number, multiple: number, estimate: boolean): Promise<CentralDifference> {
+  const input = problem.leaves[leaf];
+  const side = steps.oneSided(leaf, index, multiple);
+  const x = input.data[index];
+  if (side === 0) {
+    throw new TesseractError(
+      Code.FAILED_PRECONDITION,
+      `${elementName(input, index)} = ${x}: its domain ${steps.describeBounds(leaf)} leaves no room for two steps of ${multiple * steps.size(leaf, x)} on either side; use a smaller eps`,
+    );
+  }
+  steps.noteOneSided(leaf, index, side);
+  const x1 = steps.perturbed(leaf, index, side * multiple);
+  const x2 = steps.perturbed(leaf, index, 2 * side * multiple);
+  const [f0, [f1, f2]] = await Promise.all([
+    problem.base(),
+    problem.evaluateAll([
+      [[{ leaf, index, value: x1 }], () => `${elementName(input, index)} ${side > 0 ? "+" : "-"} h (one-sided)`],
+      [[{ leaf, index, value: x2 }], () => `${elementName(input, index)} ${side > 0 ? "+" : "-"} 2h (one-sided)`],
+    ]),
+  ]);
+  const [h1, h2] = [x1 - x, x2 - x];
+  const [c0, c1, c2] = [-(h1 + h2) / (h1 * h2), h2 / (h1 * (h2 - h1)), -h1 / (h2 * (h2 - h1))];
+  const rounding = estimate ? f1.map((v, o) => v.map((y, i) => UNIT_ROUNDOFF * (Math.abs(c0 * f0[o][i]) + Math.abs(c1 * y) + Math.abs(c2 * f2[o][i])))) : [];
+  f1.forEach((v, o) => {
+    for (let i = 0; i < v.length; i++) v[i] = c0 * f0[o][i] + c1 * v[i] + c2 * f2[o][i];
+  });
+  return { values: f1, halfWidth: Math.abs(h1), rounding };
 }
 
 /**
@@ -124,11 +161,15 @@ function centralRows(problem: Problem, steps: StepRule): AsyncGenerator<Row> {
 
 /** Forward: J[:, j] = (f(x + h e_j) - f(x)) / (x_j+ - x_j); n + 1 evaluations, error O(h). */
 async function* forwardRows(problem: Problem, steps: StepRule): AsyncGenerator<Row> {
-  const base = await problem.evaluate([], () => "the unperturbed inputs");
+  const base = await problem.base();
   yield* elementRows(problem, 1, async (leaf, index) => {
     const input = problem.leaves[leaf];
-    const plus = steps.perturbed(leaf, index, 1);
-    const fPlus = await problem.evaluate([{ leaf, index, value: plus }], () => `${elementName(input, index)} + h`);
+    // Near an upper bound, the backward difference (f(x) - f(x - h)) / (x - x-): the same formula.
+    const side = steps.inside(leaf, index, 1) ? 1 : steps.inside(leaf, index, -1) ? -1 : 0;
+    if (side === 0) throw new TesseractError(Code.FAILED_PRECONDITION, `${elementName(input, index)}: its domain ${steps.describeBounds(leaf)} leaves no room for a step; use a smaller eps`);
+    if (side < 0) steps.noteOneSided(leaf, index, -1);
+    const plus = steps.perturbed(leaf, index, side);
+    const fPlus = await problem.evaluate([{ leaf, index, value: plus }], () => `${elementName(input, index)} ${side > 0 ? "+" : "-"} h`);
     return { leaf, index, values: quotient(fPlus, base, plus - input.data[index]) };
   });
 }
@@ -240,6 +281,13 @@ function rademacher(seed: bigint): () => number {
 async function* stochasticRows(problem: Problem, steps: StepRule, samples: number, seed: bigint, estimator: StochasticEstimatorName): AsyncGenerator<Row> {
   const draw = rademacher(seed);
   const leaves = problem.leaves;
+  leaves.forEach((input, leaf) => {
+    for (let j = 0; j < input.size; j++) {
+      if (!steps.inside(leaf, j, 1) || !steps.inside(leaf, j, -1)) {
+        throw new TesseractError(Code.FAILED_PRECONDITION, `${elementName(input, j)}: a stochastic step would leave its domain ${steps.describeBounds(leaf)}; use a smaller eps or the central rule (one-sided near bounds)`);
+      }
+    }
+  });
   const differences: Float64Array[][] = new Array(samples); // [sample][output]: f(x+) - f(x-)
   const taken: Float64Array[][] = new Array(samples); // [sample][leaf][element]: x+ - x-
   /** Directions are drawn in sample order when each sample starts, so a seed gives one result. */

@@ -5,6 +5,7 @@
  */
 
 import { ENGINE_DEFAULTS, type AlgorithmName, type ResolvedOptions } from "./options";
+import type { DomainBounds } from "../tesseract";
 import { elementName, type InputLeaf } from "./problem";
 
 const scratch = new DataView(new ArrayBuffer(8));
@@ -64,6 +65,8 @@ export class StepRule {
   constructor(
     options: ResolvedOptions,
     private readonly leaves: readonly InputLeaf[],
+    /** Per leaf, the open domain its elements must stay in. */
+    private readonly bounds: readonly (DomainBounds | undefined)[] = [],
   ) {
     this.relative = options.stepMode === "relative";
     this.eps = leaves.map((l) => options.epsByPath?.[l.path] ?? options.eps ?? (this.relative ? defaultRelativeEps(options.algorithm, l.fp32) : ENGINE_DEFAULTS.eps));
@@ -78,12 +81,21 @@ export class StepRule {
   /** x_j + multiple · h_j in the leaf's precision; one ulp away when the step would round to nothing. */
   perturbed(leaf: number, index: number, multiple: number): number {
     const input = this.leaves[leaf];
+    const y = this.perturbedValue(leaf, index, multiple);
+    if (y === input.data[index]) {
+      const h = multiple * this.size(leaf, y);
+      this.note(`${elementName(input, index)}: a step of ${h} is below one ulp of ${y}; stepped one ulp instead`);
+      return nextAfter(y, h > 0, input.fp32);
+    }
+    return y;
+  }
+
+  /** fl(x_j + multiple · h_j) in the leaf's precision (may equal x_j; `perturbed` never does). */
+  private perturbedValue(leaf: number, index: number, multiple: number): number {
+    const input = this.leaves[leaf];
     const x = input.data[index];
     const h = multiple * this.size(leaf, x);
-    const y = input.fp32 ? Math.fround(x + h) : x + h;
-    if (y !== x) return y;
-    this.note(`${elementName(input, index)}: a step of ${h} is below one ulp of ${x}; stepped one ulp instead`);
-    return nextAfter(x, h > 0, input.fp32);
+    return input.fp32 ? Math.fround(x + h) : x + h;
   }
 
   /**
@@ -99,6 +111,34 @@ export class StepRule {
       length = Math.min(length, this.size(l, largest));
     });
     return length;
+  }
+
+  /** Whether x_j + multiple · h_j stays strictly inside the leaf's domain bounds. */
+  inside(leaf: number, index: number, multiple: number): boolean {
+    return this.contains(leaf, this.perturbedValue(leaf, index, multiple));
+  }
+
+  /** Whether a value of leaf `leaf` lies strictly inside its domain bounds. */
+  contains(leaf: number, y: number): boolean {
+    const b = this.bounds[leaf];
+    return !b || (!(b.lower !== undefined && y <= b.lower) && !(b.upper !== undefined && y >= b.upper));
+  }
+
+  /** The side (+1 or -1) with room for two steps of `multiple`, for a one-sided stencil; 0 if none. */
+  oneSided(leaf: number, index: number, multiple: number): 1 | -1 | 0 {
+    if (this.inside(leaf, index, multiple) && this.inside(leaf, index, 2 * multiple)) return 1;
+    if (this.inside(leaf, index, -multiple) && this.inside(leaf, index, -2 * multiple)) return -1;
+    return 0;
+  }
+
+  describeBounds(leaf: number): string {
+    const b = this.bounds[leaf] ?? {};
+    return `(${b.lower ?? "-inf"}, ${b.upper ?? "inf"})`;
+  }
+
+  /** Reports an element differenced on one side of a domain bound. */
+  noteOneSided(leaf: number, index: number, side: 1 | -1): void {
+    this.note(`${elementName(this.leaves[leaf], index)}: one-sided (${side > 0 ? "forward" : "backward"}) stencil, the domain is ${this.describeBounds(leaf)}`);
   }
 
   /** Reports a step of the adaptive sequence that could not be evaluated and was left out. */

@@ -77,7 +77,7 @@ export async function vjp(
   field: string,
   signal?: AbortSignal,
 ): Promise<{ values: Float64Array[]; errors?: Float64Array[]; adjustedSteps: string[] }> {
-  const contracted = new Problem(problem.leaves, new ContractedEvaluator(inner, cotangent, field), signal);
+  const contracted = new Problem(problem.leaves, new ContractedEvaluator(inner, cotangent, field), signal, problem.bounds);
   const values = problem.leaves.map((leaf) => new Float64Array(leaf.size));
   let errors: Float64Array[] | undefined;
   for await (const row of rows(contracted, options)) {

@@ -192,6 +192,9 @@ export default defineTesseract<Inputs, Outputs>({
     return [{ path: "final_temperature", shape: [...u0.shape], datatype: DataType.DATA_TYPE_FP64 }];
   },
 
+  // κ > 0: steps on diffusivity stay positive (one-sided stencil when κ is within two steps of 0).
+  bounds: { diffusivity: { lower: 0 } },
+
   // d/d initial is linear (exact for any step); d/d diffusivity is a polynomial in κ, for which
   // h = 1e-6 balances truncation O(h²) against rounding O(1e-16 / h) at κ of order 1.
   finiteDifferences: { eps: 1e-6 },
