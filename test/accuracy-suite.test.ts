@@ -328,13 +328,13 @@ describe("accuracy suite: the test functions and their analytic derivatives", ()
     }
   }
 
-  it("√x outside its domain is NaN, which the engine reports as FAILED_PRECONDITION", async () => {
+  it("√x outside its domain is NaN; its declared bound keeps the engine's steps inside", async () => {
     const c = cases.find((k) => k.name === "sqrt")!;
     assert.ok(Number.isNaN((await applyAt(c, [-1e-9]))[0]));
-    // The engine's default step 1e-4 is larger than x = 1e-8: x − h < 0.
-    await assert.rejects(
-      runtime.jacobian({ inputs: inputsFor([c]), inputPaths: ["sqrt_x"], outputPaths: ["sqrt_y"], options: { algorithm: 1 } }),
-      (e: unknown) => e instanceof TesseractError && e.code === Code.FAILED_PRECONDITION && /NaN/.test(e.message) && e.message.includes("sqrt_y"),
-    );
+    // The engine's default step 1e-4 is larger than x = 1e-8: x − h < 0, so it differences one-sided
+    // (inaccurate at that step — the accuracy suite shows relative steps are the cure — but never NaN).
+    const { entries, stats } = await runtime.jacobian({ inputs: inputsFor([c]), inputPaths: ["sqrt_x"], outputPaths: ["sqrt_y"], options: { algorithm: 1 } });
+    assert.ok(Number.isFinite(entries[0].values[0]));
+    assert.deepEqual(stats.adjusted_steps, ["sqrt_x: one-sided (forward) stencil, the domain is (0, inf)"]); // a scalar
   });
 });
