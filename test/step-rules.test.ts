@@ -8,7 +8,11 @@ import * as path from "node:path";
 import ndarray from "ndarray";
 import { Code } from "../server/errors";
 import { defaultRelativeEps, StepRule } from "../server/fd/steps";
+import { assembleJacobian, TesseractClient } from "../client";
+import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../client/generated/tesseract/examples/vectoradd/v1/vectoradd";
+import { startServer } from "../server/grpc/server";
 import { loadTesseract } from "../server/loader";
+import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
 import { Algorithm } from "../server/tesseract";
 import { f64, rejects } from "./helpers";
@@ -174,5 +178,42 @@ describe("Richardson and adaptive rules", () => {
       const error = Math.abs(vjp.result.x.get(i) - exact);
       assert.ok(error <= vjp.errors!.x.get(i) && error < 1e-8, `vjp[${i}] error ${error}, estimate ${vjp.errors!.x.get(i)}`);
     });
+  });
+});
+
+describe("error estimates end to end", () => {
+  it("FP32 inputs (univariate Rosenbrock): Richardson with relative steps, within FP32 accuracy and bounded", async () => {
+    const univariate = loadTesseract("univariate");
+    const [x, y] = [Math.fround(0.5), Math.fround(0.7)];
+    const exact = [-2 * (1 - x) - 400 * x * (y - x * x), 200 * (y - x * x)];
+    const { entries } = await univariate.jacobian({
+      inputs: { x: ndarray(Float32Array.of(x), []), y: ndarray(Float32Array.of(y), []) },
+      inputPaths: ["x", "y"],
+      outputPaths: ["result"],
+      options: { algorithm: Algorithm.ALGORITHM_RICHARDSON, step_mode: RELATIVE },
+    });
+    entries.forEach((e, k) => {
+      const error = Math.abs(e.values[0] - exact[k]);
+      // apply rounds to FP32 a few times (ulp ~2e-6 at f ~ 20), over steps of ~0.04: ~1e-3 absolute.
+      assert.ok(error < 5e-3, `d/d${e.inputPath}: ${e.values[0]} vs ${exact[k]}, estimate ${e.errors![0]}`);
+      assert.ok(e.errors![0] >= error, `estimate ${e.errors![0]} < error ${error}`);
+    });
+  });
+
+  it("streamed rows carry the same estimates as the unary response", async () => {
+    const server = await startServer({ tesseract: "vectoradd", port: 0, streamChunkBytes: 1024, logger: silentLogger });
+    const client = new TesseractClient<VectorInputs, VectorOutputs>(server.address, { inputs: VectorInputs, outputs: VectorOutputs });
+    try {
+      const inputs = { a: ndarray(new Float64Array(100).map((_, i) => Math.sin(i)), [100]), b: ndarray(new Float64Array(100).fill(1), [100]), s: ndarray(Float64Array.of(2), []), normalize: true };
+      const options = { algorithm: Algorithm.ALGORITHM_RICHARDSON };
+      const unary = await client.jacobian(inputs, ["a", "s"], ["result"], options);
+      const streamed = await assembleJacobian(client.jacobianRows(inputs, ["a", "s"], ["result"], options));
+      assert.ok(unary.errorEstimate, "unary estimates");
+      assert.deepEqual(streamed.errorEstimate, unary.errorEstimate);
+      assert.deepEqual(streamed.jacobian, unary.jacobian);
+    } finally {
+      client.close();
+      await server.close();
+    }
   });
 });
