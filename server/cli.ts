@@ -5,6 +5,7 @@
  */
 import { Command, InvalidArgumentError } from "commander";
 import { addClientCommands, envOption as flag } from "../client/cli-commands";
+import { DEFAULT_LIMITS } from "./grpc/calls";
 import { startServer, DEFAULTS } from "./grpc/server";
 import { createLogger } from "./log";
 
@@ -14,6 +15,21 @@ export function integer(min: number) {
     if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected a whole number of at least ${min}, got "${value}"`);
     return n;
   };
+}
+
+interface ServeFlags {
+  host: string;
+  port: number;
+  streamChunkBytes: number;
+  maxMessageBytes: number;
+  workers: number | "auto";
+  replicas?: string;
+  concurrency: number;
+  maxJobs: number;
+  maxQueue: number;
+  defaultDeadlineMs: number;
+  maxDeadlineMs: number;
+  graceMs: number;
 }
 
 function workerCount(value: string): number | "auto" {
@@ -36,13 +52,19 @@ export function buildProgram(): Command {
     .addOption(flag("--workers <n>", 'worker threads for apply: a count, 0 for inline, or "auto" (inline until apply takes 1 ms)').default("auto").argParser(workerCount))
     .addOption(flag("--replicas <target>", "evaluate apply on these tesseract-grpc servers (gRPC target, e.g. dns:///apply:50051 or ipv4:host1:port,host2:port)"))
     .addOption(flag("--concurrency <n>", "apply calls in flight per request on the replicas").default(16).argParser(integer(1)))
-    .action(async (tesseract: string, opts: { host: string; port: number; streamChunkBytes: number; maxMessageBytes: number; workers: number | "auto"; replicas?: string; concurrency: number }) => {
+    .addOption(flag("--max-jobs <n>", "gradient jobs running at once").default(DEFAULT_LIMITS.maxJobs).argParser(integer(1)))
+    .addOption(flag("--max-queue <n>", "gradient jobs waiting for a slot; more get RESOURCE_EXHAUSTED").default(DEFAULT_LIMITS.maxQueue).argParser(integer(0)))
+    .addOption(flag("--default-deadline-ms <ms>", "deadline for calls that set none (0: none)").default(0).argParser(integer(0)))
+    .addOption(flag("--max-deadline-ms <ms>", "longest any call may run (0: no cap)").default(0).argParser(integer(0)))
+    .addOption(flag("--grace-ms <ms>", "on SIGTERM/SIGINT, how long calls in flight may finish").default(5000).argParser(integer(0)))
+    .action(async (tesseract: string, opts: ServeFlags) => {
       const logger = createLogger();
-      const server = await startServer({ tesseract, logger, ...opts });
+      const { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs, graceMs, ...rest } = opts;
+      const server = await startServer({ tesseract, logger, ...rest, limits: { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs } });
       process.stdout.write(`listening on ${server.address}\n`);
       const stop = (signal: string) => {
         logger.info({ signal }, "shutting down");
-        server.close().then(() => process.exit(0));
+        server.close(graceMs).then(() => process.exit(0));
       };
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);

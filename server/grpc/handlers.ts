@@ -1,20 +1,18 @@
 /**
- * The Tesseract service's handlers: wire messages in, runtime calls, wire messages out. Each call gets
- * a request id, an AbortSignal driven by the call's 'cancelled' event (client cancel or deadline),
- * one log line, and errors mapped to statuses in one place (status.ts).
+ * The Tesseract service's handlers: wire messages in, runtime calls, wire messages out. The call
+ * registry (calls.ts) gives each call its request id, AbortSignal, admission and log line; errors
+ * map to statuses in one place (status.ts).
  */
-import { randomUUID } from "node:crypto";
 import type * as grpc from "@grpc/grpc-js";
 import type { NdArray } from "ndarray";
 import { requireAnalyticJacobian } from "../check-gradients";
 import { Code, TesseractError } from "../errors";
 import type { RequestOptions } from "../fd/options";
-import type { Logger } from "../log";
 import type { GradientRequest, TesseractRuntime } from "../runtime";
 import type { AnyMessage } from "../schema/schema";
-import { decodeTensor, fp64Tensor, type TensorMessage } from "../tensor/codec";
+import { DEFAULT_LIMITS, decodeTensor, fp64Tensor, type TensorMessage } from "../tensor/codec";
 import { jacobianRowsMessages, writeAll } from "./rows-stream";
-import { asServiceError, toStatus } from "./status";
+import type { CallRegistry } from "./calls";
 
 export interface HandlerConfig {
   /** JacobianRows message budget in bytes. */
@@ -31,38 +29,15 @@ interface GradientMessage {
   options?: RequestOptions;
 }
 
-type Call = { metadata: grpc.Metadata; on(event: "cancelled", listener: () => void): unknown };
-
-/** Per-call bookkeeping shared by unary and streaming handlers. */
-function track(call: Call, rpc: string, log: Logger) {
-  const requestId = String(call.metadata.get("x-request-id")[0] ?? randomUUID());
-  const controller = new AbortController();
-  let finished = false;
-  // grpc-js also emits 'cancelled' after a normal end: only a call still running is aborted.
-  call.on("cancelled", () => {
-    if (!finished) controller.abort(new TesseractError(Code.CANCELLED, "the call was cancelled or its deadline passed"));
-  });
-  const started = performance.now();
-  return {
-    signal: controller.signal,
-    finish(error?: unknown) {
-      finished = true;
-      const ms = +(performance.now() - started).toFixed(2);
-      if (error === undefined) {
-        log.info({ rpc, request_id: requestId, code: 0, ms }, "call");
-        return undefined;
-      }
-      const status = toStatus(error, controller.signal, log, requestId);
-      log.info({ rpc, request_id: requestId, code: status.code, ms, details: status.details }, "call");
-      return asServiceError(status);
-    },
-  };
-}
-
-function unary<Req, Res>(rpc: string, log: Logger, handle: (request: Req, signal: AbortSignal) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+/** A unary handler; `job` ones wait for a gradient-job slot first. */
+function unary<Req, Res>(calls: CallRegistry, rpc: string, handle: (request: Req, signal: AbortSignal) => Promise<Res>, job = false): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
-    const t = track(call, rpc, log);
-    handle(call.request, t.signal).then(
+    const t = calls.track(call, rpc);
+    if (t.refusal) return callback(t.finish(t.refusal) as grpc.ServiceError);
+    (async () => {
+      if (job) await t.admit();
+      return handle(call.request, t.signal);
+    })().then(
       (response) => {
         t.finish();
         callback(null, response);
@@ -80,7 +55,7 @@ function encodeVectors(result: Record<string, NdArray<Float64Array>>) {
   return Object.fromEntries(Object.entries(result).map(([key, a]) => [key, fp64Tensor(a.data, a.shape)]));
 }
 
-export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig, log: Logger): grpc.UntypedServiceImplementation {
+export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig, calls: CallRegistry): grpc.UntypedServiceImplementation {
   const gradient = (req: GradientMessage, inputPaths: string[] | undefined, outputPaths: string[] | undefined, signal: AbortSignal): GradientRequest => ({
     inputs: runtime.decodeInputs(req.inputs),
     inputPaths: inputPaths ?? [],
@@ -91,12 +66,12 @@ export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig,
   type JacobianMessage = GradientMessage & { jac_inputs?: string[]; jac_outputs?: string[] };
 
   return {
-    Apply: unary("Apply", log, async (req: { inputs?: AnyMessage }) => {
+    Apply: unary(calls, "Apply", async (req: { inputs?: AnyMessage }) => {
       const outputs = await runtime.apply(runtime.decodeInputs(req.inputs));
       return { outputs: runtime.encodeOutputs(outputs) };
     }),
 
-    Jacobian: unary("Jacobian", log, async (req: JacobianMessage, signal) => {
+    Jacobian: unary(calls, "Jacobian", async (req: JacobianMessage, signal) => {
       const maxBytes = config.maxMessageBytes - RESPONSE_SLACK_BYTES;
       const { entries, stats } = await runtime.jacobian({ ...gradient(req, req.jac_inputs, req.jac_outputs, signal), maxBytes });
       return {
@@ -108,11 +83,13 @@ export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig,
         })),
         stats,
       };
-    }),
+    }, true),
 
     JacobianRows: (call: grpc.ServerWritableStream<JacobianMessage, unknown>) => {
-      const t = track(call, "JacobianRows", log);
+      const t = calls.track(call, "JacobianRows");
       const run = async () => {
+        if (t.refusal) throw t.refusal;
+        await t.admit();
         const req = gradient(call.request, call.request.jac_inputs, call.request.jac_outputs, t.signal);
         await writeAll(call, jacobianRowsMessages(runtime, req, config.streamChunkBytes), t.signal);
       };
@@ -125,25 +102,36 @@ export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig,
       );
     },
 
-    JacobianVectorProduct: unary("JacobianVectorProduct", log, async (req: GradientMessage & { jvp_inputs?: string[]; jvp_outputs?: string[]; tangent_vector?: Record<string, TensorMessage> }, signal) => {
+    JacobianVectorProduct: unary(calls, "JacobianVectorProduct", async (req: GradientMessage & { jvp_inputs?: string[]; jvp_outputs?: string[]; tangent_vector?: Record<string, TensorMessage> }, signal) => {
       const tangent = decodeVectors("tangent_vector", req.tangent_vector);
       const { result, errors, stats } = await runtime.jvp({ ...gradient(req, req.jvp_inputs, req.jvp_outputs, signal), tangent });
       return { result: encodeVectors(result), error_estimate: errors && encodeVectors(errors), stats };
-    }),
+    }, true),
 
-    VectorJacobianProduct: unary("VectorJacobianProduct", log, async (req: GradientMessage & { vjp_inputs?: string[]; vjp_outputs?: string[]; cotangent_vector?: Record<string, TensorMessage> }, signal) => {
+    VectorJacobianProduct: unary(calls, "VectorJacobianProduct", async (req: GradientMessage & { vjp_inputs?: string[]; vjp_outputs?: string[]; cotangent_vector?: Record<string, TensorMessage> }, signal) => {
       const cotangent = decodeVectors("cotangent_vector", req.cotangent_vector);
       const { result, errors, stats } = await runtime.vjp({ ...gradient(req, req.vjp_inputs, req.vjp_outputs, signal), cotangent });
       return { result: encodeVectors(result), error_estimate: errors && encodeVectors(errors), stats };
-    }),
+    }, true),
 
-    AbstractEval: unary("AbstractEval", log, async (req: { inputs?: AnyMessage }) => {
+    AbstractEval: unary(calls, "AbstractEval", async (req: { inputs?: AnyMessage }) => {
       return { outputs: runtime.abstractEval(runtime.decodeAbstractInputs(req.inputs)) };
     }),
 
-    Describe: unary("Describe", log, async () => runtime.describe()),
+    Describe: unary(calls, "Describe", async () => ({
+      ...runtime.describe(),
+      limits: {
+        max_message_bytes: config.maxMessageBytes,
+        max_tensor_elements: DEFAULT_LIMITS.maxElements,
+        stream_chunk_bytes: config.streamChunkBytes,
+        max_jobs: calls.limits.maxJobs,
+        max_queue: calls.limits.maxQueue,
+        default_deadline_ms: calls.limits.defaultDeadlineMs,
+        max_deadline_ms: calls.limits.maxDeadlineMs,
+      },
+    })),
 
-    CheckGradients: unary("CheckGradients", log, async (req: GradientMessage & { input_paths?: string[]; output_paths?: string[]; endpoints?: string[]; rtol?: number; atol?: number; max_evals?: number; seed?: string }, signal) => {
+    CheckGradients: unary(calls, "CheckGradients", async (req: GradientMessage & { input_paths?: string[]; output_paths?: string[]; endpoints?: string[]; rtol?: number; atol?: number; max_evals?: number; seed?: string }, signal) => {
       requireAnalyticJacobian(runtime); // UNIMPLEMENTED whatever the inputs
       const { passed, checks } = await runtime.checkGradients({
         inputs: runtime.decodeInputs(req.inputs),
@@ -158,6 +146,6 @@ export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig,
         signal,
       });
       return { passed, checks };
-    }),
+    }, true),
   };
 }

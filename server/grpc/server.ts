@@ -6,6 +6,7 @@ import { loadTesseract } from "../loader";
 import { createLogger, type Logger } from "../log";
 import type { TesseractRuntime } from "../runtime";
 import { loadDefinition, SERVICE_NAME } from "./definition";
+import { CallRegistry, DEFAULT_LIMITS, type CallLimits } from "./calls";
 import { createHandlers } from "./handlers";
 import { MIN_CHUNK_BYTES } from "./rows-stream";
 
@@ -26,6 +27,8 @@ export interface ServeOptions {
   replicas?: string;
   /** Apply calls in flight per request on the replicas; default 16. */
   concurrency?: number;
+  /** Gradient jobs at once, jobs waiting, default and maximum deadlines (calls.ts). */
+  limits?: Partial<CallLimits>;
   logger?: Logger;
 }
 
@@ -37,7 +40,11 @@ export interface RunningServer {
   server: grpc.Server;
   health: HealthImplementation;
   runtime: TesseractRuntime;
-  /** Stops accepting calls and waits for running ones (forcing them after `graceMs`). */
+  calls: CallRegistry;
+  /**
+   * Graceful shutdown: health turns NOT_SERVING, new calls get UNAVAILABLE, calls in flight get
+   * `graceMs` (default 5 s) and are then ended with UNAVAILABLE.
+   */
   close(graceMs?: number): Promise<void>;
 }
 
@@ -65,7 +72,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     // Big inputs arrive faster with a wider HTTP/2 window than the 64 KiB default.
     "grpc-node.flow_control_window": 16 << 20,
   });
-  server.addService(service, createHandlers(runtime, { streamChunkBytes, maxMessageBytes }, log));
+  const calls = new CallRegistry(log, { ...DEFAULT_LIMITS, ...options.limits });
+  server.addService(service, createHandlers(runtime, { streamChunkBytes, maxMessageBytes }, calls));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
   new ReflectionService(packageDefinition).addToServer(server);
@@ -82,16 +90,20 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     server,
     health,
     runtime,
-    close(graceMs = 5000) {
+    calls,
+    async close(graceMs = 5000) {
       health.setStatus("", "NOT_SERVING");
       health.setStatus(SERVICE_NAME, "NOT_SERVING");
-      return new Promise<void>((resolve) => {
-        const force = setTimeout(() => server.forceShutdown(), graceMs);
+      await calls.drain(graceMs);
+      await new Promise<void>((resolve) => {
+        // Calls were given their grace; what is left (idle connections, health watchers) goes now.
+        const force = setTimeout(() => server.forceShutdown(), 1000);
         server.tryShutdown(() => {
           clearTimeout(force);
-          runtime.close().then(resolve, resolve);
+          resolve();
         });
       });
+      await runtime.close();
     },
   };
 }

@@ -1,0 +1,161 @@
+/**
+ * Every call in flight, in one place: a request id and an AbortSignal per call (driven by the
+ * client's cancel, the server's deadlines and shutdown), admission of gradient jobs (at most
+ * `maxJobs` at once, `maxQueue` waiting, RESOURCE_EXHAUSTED with a retry hint beyond), refusal of
+ * new calls while draining, and the one log line per call.
+ */
+import { randomUUID } from "node:crypto";
+import type * as grpc from "@grpc/grpc-js";
+import { Code, TesseractError } from "../errors";
+import type { Logger } from "../log";
+import { asServiceError, toStatus } from "./status";
+
+export interface CallLimits {
+  /** Gradient jobs (Jacobian, JacobianRows, JVP, VJP, CheckGradients) running at once. */
+  maxJobs: number;
+  /** Gradient jobs waiting for a slot; more are refused with RESOURCE_EXHAUSTED. */
+  maxQueue: number;
+  /** Applied when the client sets no deadline (0: none). */
+  defaultDeadlineMs: number;
+  /** No call runs longer, whatever the client asks (0: no cap). */
+  maxDeadlineMs: number;
+}
+
+export const DEFAULT_LIMITS: CallLimits = { maxJobs: 8, maxQueue: 32, defaultDeadlineMs: 0, maxDeadlineMs: 0 };
+
+type Call = {
+  metadata: grpc.Metadata;
+  on(event: "cancelled", listener: () => void): unknown;
+  getDeadline(): grpc.Deadline;
+};
+
+export interface TrackedCall {
+  signal: AbortSignal;
+  /** Set when the server is shutting down: answer with it at once. */
+  refusal?: TesseractError;
+  /** Waits for a gradient-job slot (or refuses); the slot is freed by `finish`. */
+  admit(): Promise<void>;
+  /** Logs the call's end; with an error, the status to answer. */
+  finish(error?: unknown): Partial<grpc.ServiceError> | undefined;
+}
+
+export class CallRegistry {
+  private readonly inFlight = new Set<AbortController>();
+  private draining = false;
+  private jobs = 0;
+  private readonly waiting: { admit: () => void; signal: AbortSignal }[] = [];
+  private idle?: () => void;
+
+  constructor(
+    private readonly log: Logger,
+    readonly limits: CallLimits,
+  ) {}
+
+  /** Starts the bookkeeping of one call. `refusal` is set when the server is shutting down. */
+  track(call: Call, rpc: string): TrackedCall {
+    const requestId = String(call.metadata.get("x-request-id")[0] ?? randomUUID());
+    const controller = new AbortController();
+    const started = performance.now();
+    let finished = false;
+    let releaseJob: (() => void) | undefined;
+    // grpc-js also emits 'cancelled' after a normal end: only a call still running is aborted.
+    call.on("cancelled", () => {
+      if (!finished) controller.abort(new TesseractError(Code.CANCELLED, "the call was cancelled or its deadline passed"));
+    });
+    const timer = this.deadlineTimer(call, controller);
+    this.inFlight.add(controller);
+    const refusal = this.draining ? new TesseractError(Code.UNAVAILABLE, "the server is shutting down; retry on another instance") : undefined;
+    return {
+      signal: controller.signal,
+      refusal,
+      admit: async () => {
+        releaseJob = await this.admit(controller.signal);
+      },
+      finish: (error?: unknown): Partial<grpc.ServiceError> | undefined => {
+        finished = true;
+        clearTimeout(timer);
+        releaseJob?.();
+        this.inFlight.delete(controller);
+        if (this.inFlight.size === 0) this.idle?.();
+        const ms = +(performance.now() - started).toFixed(2);
+        if (error === undefined) {
+          this.log.info({ rpc, request_id: requestId, code: 0, ms }, "call");
+          return undefined;
+        }
+        const status = toStatus(error, controller.signal, this.log, requestId);
+        this.log.info({ rpc, request_id: requestId, code: status.code, ms, details: status.details }, "call");
+        return asServiceError(status);
+      },
+    };
+  }
+
+  /** The server's own deadline for a call: the default when the client set none, capped at the maximum. */
+  private deadlineTimer(call: Call, controller: AbortController): NodeJS.Timeout | undefined {
+    const { defaultDeadlineMs, maxDeadlineMs } = this.limits;
+    const requested = call.getDeadline();
+    const clientMs = requested instanceof Date ? requested.getTime() - Date.now() : Number(requested) - Date.now();
+    let ms = Number.isFinite(clientMs) ? Infinity : defaultDeadlineMs || Infinity;
+    if (maxDeadlineMs) ms = Math.min(ms, maxDeadlineMs);
+    if (!Number.isFinite(ms) || (Number.isFinite(clientMs) && clientMs <= ms)) return undefined; // grpc-js enforces the client's
+    const which = Number.isFinite(clientMs) || ms === maxDeadlineMs ? `maximum deadline of ${maxDeadlineMs} ms` : `default deadline of ${defaultDeadlineMs} ms`;
+    return setTimeout(() => controller.abort(new TesseractError(Code.DEADLINE_EXCEEDED, `the server's ${which} passed`)), ms);
+  }
+
+  private admit(signal: AbortSignal): Promise<() => void> {
+    const release = () => {
+      this.jobs--;
+      const next = this.waiting.shift();
+      if (next) next.admit();
+    };
+    if (this.jobs < this.limits.maxJobs) {
+      this.jobs++;
+      return Promise.resolve(release);
+    }
+    if (this.waiting.length >= this.limits.maxQueue) {
+      return Promise.reject(
+        new TesseractError(
+          Code.RESOURCE_EXHAUSTED,
+          `${this.jobs} gradient jobs are running and ${this.waiting.length} waiting, the most this server takes (--max-jobs ${this.limits.maxJobs}, --max-queue ${this.limits.maxQueue}); retry in a few seconds`,
+        ),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      const entry = {
+        signal,
+        admit: () => {
+          signal.removeEventListener("abort", onAbort);
+          this.jobs++;
+          resolve(release);
+        },
+      };
+      const onAbort = () => {
+        this.waiting.splice(this.waiting.indexOf(entry), 1);
+        reject(signal.reason);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.waiting.push(entry);
+    });
+  }
+
+  /**
+   * Shutdown: new calls are refused with UNAVAILABLE; calls in flight get `graceMs` to finish, then
+   * are aborted with UNAVAILABLE (a stream ends with that status).
+   */
+  async drain(graceMs: number): Promise<void> {
+    this.draining = true;
+    if (this.inFlight.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.idle = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    for (const controller of this.inFlight) controller.abort(new TesseractError(Code.UNAVAILABLE, "the server shut down before this call finished"));
+  }
+
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+}
