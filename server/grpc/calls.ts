@@ -35,6 +35,11 @@ export interface TrackedCall {
   refusal?: TesseractError;
   /** Waits for a gradient-job slot (or refuses); the slot is freed by `finish`. */
   admit(): Promise<void>;
+  /**
+   * `work`, or the abort reason as soon as the call is aborted: the caller is answered at once, and
+   * the engine stops at its next evaluation boundary.
+   */
+  race<T>(work: Promise<T>): Promise<T>;
   /** Logs the call's end; with an error, the status to answer. */
   finish(error?: unknown): Partial<grpc.ServiceError> | undefined;
 }
@@ -70,6 +75,14 @@ export class CallRegistry {
       refusal,
       admit: async () => {
         releaseJob = await this.admit(controller.signal);
+      },
+      race: <T>(work: Promise<T>) => {
+        if (controller.signal.aborted) return Promise.reject(controller.signal.reason);
+        return new Promise<T>((resolve, reject) => {
+          const onAbort = () => reject(controller.signal.reason);
+          controller.signal.addEventListener("abort", onAbort, { once: true });
+          work.then(resolve, reject).finally(() => controller.signal.removeEventListener("abort", onAbort));
+        });
       },
       finish: (error?: unknown): Partial<grpc.ServiceError> | undefined => {
         finished = true;

@@ -34,10 +34,11 @@ function unary<Req, Res>(calls: CallRegistry, rpc: string, handle: (request: Req
   return (call, callback) => {
     const t = calls.track(call, rpc);
     if (t.refusal) return callback(t.finish(t.refusal) as grpc.ServiceError);
-    (async () => {
+    const work = (async () => {
       if (job) await t.admit();
       return handle(call.request, t.signal);
-    })().then(
+    })();
+    t.race(work).then(
       (response) => {
         t.finish();
         callback(null, response);
@@ -93,7 +94,7 @@ export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig,
         const req = gradient(call.request, call.request.jac_inputs, call.request.jac_outputs, t.signal);
         await writeAll(call, jacobianRowsMessages(runtime, req, config.streamChunkBytes), t.signal);
       };
-      run().then(
+      t.race(run()).then(
         () => {
           t.finish();
           call.end();

@@ -1,0 +1,104 @@
+/**
+ * The server under pressure and at shutdown: a bounded number of gradient jobs with a bounded queue,
+ * the server's own deadlines, and a graceful drain (health NOT_SERVING, new calls UNAVAILABLE, calls
+ * in flight given a grace period then ended with UNAVAILABLE).
+ */
+import { strict as assert } from "node:assert";
+import * as path from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import { TesseractClient as GeneratedClient, type DescribeResponse } from "../client/generated/tesseract/v1/tesseract";
+import { startServer, type RunningServer } from "../server/grpc/server";
+import { loadTesseract } from "../server/loader";
+import { silentLogger } from "../server/log";
+import { TesseractRuntime } from "../server/runtime";
+
+const FIXTURE = path.join(__dirname, "../../test/fixtures/polynomial");
+
+/** The polynomial fixture whose apply waits until `open()` is called (no timers involved). */
+function gated() {
+  const base = loadTesseract(path.join(FIXTURE, "polynomial.js")).definition;
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const runtime = new TesseractRuntime({ ...base, apply: async (inputs: unknown) => (await gate, base.apply(inputs)) }, FIXTURE);
+  return { runtime, open: () => open() };
+}
+
+function jacobianRequest(runtime: TesseractRuntime) {
+  const x = { datatype: 11, shape: [2], data: Buffer.from(Float64Array.of(0.1, 0.2).buffer) };
+  return { inputs: { type_url: "type.googleapis.com/tesseract.testing.polynomial.v1.Inputs", value: Buffer.from(runtime.schema.inputs.type.encode({ x }).finish()) }, jac_inputs: ["x"], jac_outputs: ["f"] };
+}
+
+function call<Res>(fn: (cb: (e: grpc.ServiceError | null, r: Res) => void) => void): Promise<Res> {
+  return new Promise((resolve, reject) => fn((e, r) => (e ? reject(e) : resolve(r))));
+}
+
+const status = (e: unknown) => (e as grpc.ServiceError).code;
+
+describe("server lifecycle and limits", () => {
+  let server: RunningServer | undefined;
+  let client: GeneratedClient | undefined;
+  afterEach(async () => {
+    client?.close();
+    await server?.close(0);
+  });
+
+  it("at most maxJobs gradient jobs run; maxQueue wait; the next is RESOURCE_EXHAUSTED with a retry hint", async () => {
+    const { runtime, open } = gated();
+    server = await startServer({ tesseract: runtime, port: 0, workers: 0, limits: { maxJobs: 1, maxQueue: 1 }, logger: silentLogger });
+    client = new GeneratedClient(server.address, grpc.credentials.createInsecure());
+    const c = client;
+    const first = call((cb) => c.jacobian(jacobianRequest(runtime), cb));
+    const second = call((cb) => c.jacobian(jacobianRequest(runtime), cb));
+    const third = call((cb) => c.jacobian(jacobianRequest(runtime), cb)).catch((e: grpc.ServiceError) => e) as grpc.ServiceError;
+    const refused = await third;
+    assert.equal(status(refused), grpc.status.RESOURCE_EXHAUSTED);
+    assert.match(refused.details, /^1 gradient jobs are running and 1 waiting, the most this server takes \(--max-jobs 1, --max-queue 1\); retry in a few seconds$/);
+    // Describe is not a gradient job: it answers while the slot is taken.
+    const described = await call<DescribeResponse>((cb) => c.describe({}, cb));
+    assert.deepEqual([described.limits?.max_jobs, described.limits?.max_queue], [1, 1]);
+    open();
+    await Promise.all([first, second]);
+  });
+
+  it("the server's maximum and default deadlines end calls with DEADLINE_EXCEEDED", async () => {
+    const { runtime, open } = gated();
+    server = await startServer({ tesseract: runtime, port: 0, workers: 0, limits: { maxDeadlineMs: 100, defaultDeadlineMs: 50 }, logger: silentLogger });
+    client = new GeneratedClient(server.address, grpc.credentials.createInsecure());
+    const c = client;
+    const noDeadline = await call((cb) => c.jacobian(jacobianRequest(runtime), cb)).catch((e: grpc.ServiceError) => e) as grpc.ServiceError;
+    assert.equal(status(noDeadline), grpc.status.DEADLINE_EXCEEDED);
+    assert.equal(noDeadline.details, "the server's default deadline of 50 ms passed");
+    const long = await call((cb) => c.jacobian(jacobianRequest(runtime), new grpc.Metadata(), { deadline: Date.now() + 60_000 }, cb)).catch((e: grpc.ServiceError) => e) as grpc.ServiceError;
+    assert.equal(status(long), grpc.status.DEADLINE_EXCEEDED);
+    assert.equal(long.details, "the server's maximum deadline of 100 ms passed");
+    open();
+  });
+
+  it("shutdown: NOT_SERVING, new calls UNAVAILABLE, calls in flight ended with UNAVAILABLE after the grace", async () => {
+    const { runtime } = gated(); // never opened: the call in flight would run forever
+    server = await startServer({ tesseract: runtime, port: 0, workers: 0, logger: silentLogger });
+    client = new GeneratedClient(server.address, grpc.credentials.createInsecure());
+    const c = client;
+    const { service } = require("grpc-health-check");
+    const health = new (grpc.makeGenericClientConstructor(service, "grpc.health.v1.Health"))(server.address, grpc.credentials.createInsecure()) as any;
+    await call((cb) => c.describe({}, cb)); // connected
+    const inFlight = call((cb) => c.jacobian(jacobianRequest(runtime), cb)).catch((e: grpc.ServiceError) => e) as grpc.ServiceError;
+    while (server.calls.inFlightCount === 0) await new Promise(setImmediate);
+
+    const started = performance.now();
+    const closing = server.close(300);
+    const reply = await call<{ status: string }>((cb) => health.check({ service: "" }, cb));
+    assert.equal(reply.status, "NOT_SERVING");
+    const refused = await call((cb) => c.describe({}, cb)).catch((e: grpc.ServiceError) => e) as grpc.ServiceError;
+    assert.equal(status(refused), grpc.status.UNAVAILABLE);
+    assert.equal(refused.details, "the server is shutting down; retry on another instance");
+    const ended = await inFlight;
+    assert.equal(status(ended), grpc.status.UNAVAILABLE);
+    assert.equal(ended.details, "the server shut down before this call finished");
+    await closing;
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed >= 290 && elapsed < 300 + 1000, `closed after ${elapsed} ms`);
+    health.close();
+    server = undefined;
+  });
+});
