@@ -49,7 +49,7 @@ describe("server lifecycle and limits", () => {
     const c = client;
     const first = call((cb) => c.jacobian(jacobianRequest(runtime), cb));
     const second = call((cb) => c.jacobian(jacobianRequest(runtime), cb));
-    const third = call((cb) => c.jacobian(jacobianRequest(runtime), cb)).catch((e: grpc.ServiceError) => e) as grpc.ServiceError;
+    const third = call((cb) => c.jacobian(jacobianRequest(runtime), cb)).catch((e: grpc.ServiceError) => e) as Promise<grpc.ServiceError>;
     const refused = await third;
     assert.equal(status(refused), grpc.status.RESOURCE_EXHAUSTED);
     assert.match(refused.details, /^1 gradient jobs are running and 1 waiting, the most this server takes \(--max-jobs 1, --max-queue 1\); retry in a few seconds$/);
@@ -82,7 +82,7 @@ describe("server lifecycle and limits", () => {
     const { service } = require("grpc-health-check");
     const health = new (grpc.makeGenericClientConstructor(service, "grpc.health.v1.Health"))(server.address, grpc.credentials.createInsecure()) as any;
     await call((cb) => c.describe({}, cb)); // connected
-    const inFlight = call((cb) => c.jacobian(jacobianRequest(runtime), cb)).catch((e: grpc.ServiceError) => e) as grpc.ServiceError;
+    const inFlight = call((cb) => c.jacobian(jacobianRequest(runtime), cb)).catch((e: grpc.ServiceError) => e) as Promise<grpc.ServiceError>;
     while (server.calls.inFlightCount === 0) await new Promise(setImmediate);
 
     const started = performance.now();

@@ -18,7 +18,7 @@ import {
   type TensorMessage,
   type TypedArray,
 } from "../tensor/codec";
-import { expandPattern, formatPath, getAtPath, matchesPattern, parsePath, type Segment } from "./paths";
+import { expandPattern, formatPath, getAtPath, isPattern, matchesPattern, parsePath, type Segment } from "./paths";
 
 const TENSOR_TYPE = "tesseract.v1.Tensor";
 const DIFFERENTIABLE_OPTION = "(tesseract.v1.differentiable)";
@@ -143,7 +143,7 @@ export class MessageSchema {
         throw invalidArgument(`${field}: ${(e as Error).message}; differentiable ${side} paths: ${available()}`);
       }
       if (!this.differentiablePatterns.some((p) => matchesPattern(segments, p))) {
-        const what = tree === undefined ? "is not a differentiable path" : getAtPath(tree, segments) === undefined ? "does not exist" : "is not differentiable";
+        const what = tree === undefined || isPattern(segments) ? "is not a differentiable path" : getAtPath(tree, segments) === undefined ? "does not exist" : "is not differentiable";
         throw invalidArgument(`${field}: ${side} path "${requestedPath}" ${what}; differentiable ${side} paths: ${available()}`);
       }
       return segments;
