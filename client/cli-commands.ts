@@ -19,6 +19,7 @@ import { FiniteDifferenceOptions } from "./generated/tesseract/v1/tesseract";
 
 interface ClientFlags {
   address: string;
+  token?: string;
   format: Format;
   deadline?: number;
   maxMessageBytes: number;
@@ -75,7 +76,7 @@ async function connect(flags: ClientFlags) {
   const credentials = grpc.credentials.createInsecure();
   const resolved: { inputs?: protobuf.Type; outputs?: protobuf.Type } = {};
   const types: TesseractTypes<unknown, unknown> = { inputs: messageFns(() => resolved.inputs!), outputs: messageFns(() => resolved.outputs!) };
-  const client = new TesseractClient<any, any>(flags.address, types, { credentials, maxMessageBytes: flags.maxMessageBytes });
+  const client = new TesseractClient<any, any>(flags.address, types, { credentials, maxMessageBytes: flags.maxMessageBytes, token: flags.token });
   const described = await client.describe(callOptions(flags));
   const root = await fetchRoot(flags.address, credentials, [described.input_type, described.output_type]);
   resolved.inputs = root.lookupType(described.input_type);
@@ -144,6 +145,7 @@ export function addClientCommands(program: Command): void {
       .command(name)
       .description(description)
       .addOption(envOption("--address <host:port>", "server to call").default("127.0.0.1:50051"))
+      .addOption(envOption("--token <token>", "bearer token for a server that requires one"))
       .addOption(new Option("--format <format>", "output arrays as nested lists or base64 objects").choices(["json", "json+base64"]).default("json"))
       .addOption(new Option("--deadline <ms>", "give up after this many milliseconds").argParser(positiveNumber))
       .addOption(envOption("--max-message-bytes <bytes>", "largest message received or sent").default(DEFAULT_MAX_MESSAGE_BYTES).argParser(positiveNumber));
@@ -263,7 +265,7 @@ export function addClientCommands(program: Command): void {
 
   clientCommand("describe", "name, types, differentiable paths, defaults and endpoints", false).action(
     run(async (flags) => {
-      const client = new TesseractClient<unknown, unknown>(flags.address, { inputs: messageFns(() => undefined as never), outputs: messageFns(() => undefined as never) });
+      const client = new TesseractClient<unknown, unknown>(flags.address, { inputs: messageFns(() => undefined as never), outputs: messageFns(() => undefined as never) }, { token: flags.token });
       try {
         print(await client.describe(callOptions(flags)), flags.format);
       } finally {
@@ -276,7 +278,7 @@ export function addClientCommands(program: Command): void {
     .option("--service <name>", 'service to ask about ("" is the whole server)', "")
     .action(
       run(async (flags) => {
-        const client = new TesseractClient<unknown, unknown>(flags.address, { inputs: messageFns(() => undefined as never), outputs: messageFns(() => undefined as never) });
+        const client = new TesseractClient<unknown, unknown>(flags.address, { inputs: messageFns(() => undefined as never), outputs: messageFns(() => undefined as never) }, { token: flags.token });
         try {
           const status = await client.health((flags as ClientFlags & { service: string }).service, callOptions(flags));
           process.stdout.write(`${status}\n`);

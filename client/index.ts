@@ -4,6 +4,7 @@
  */
 export {
   TesseractClient,
+  bearerToken,
   DEFAULT_MAX_MESSAGE_BYTES,
   type TesseractTypes,
   type TesseractClientOptions,

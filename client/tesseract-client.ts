@@ -66,6 +66,19 @@ export interface TesseractClientOptions {
   maxMessageBytes?: number;
   /** Further channel options; they override the limits above if they set them too. */
   channelOptions?: grpc.ChannelOptions;
+  /** A bearer token sent with every call (`authorization: Bearer <token>`). */
+  token?: string;
+}
+
+/** Adds `authorization: Bearer <token>` to every call of a client. */
+export function bearerToken(token: string): grpc.Interceptor {
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set("authorization", `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
 }
 
 /** Request options for the gradient endpoints: any subset of the wire's FiniteDifferenceOptions. */
@@ -148,6 +161,7 @@ export class TesseractClient<I, O> {
       // HTTP/2's 64 KiB default window stalls a row stream on window updates (~3× slower here).
       "grpc-node.flow_control_window": FLOW_CONTROL_WINDOW_BYTES,
       ...options.channelOptions,
+      ...(options.token ? { interceptors: [bearerToken(options.token)] } : {}),
     });
   }
 

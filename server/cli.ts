@@ -3,6 +3,7 @@
  * `tesseract-grpc`: `serve` a Tesseract, or call one (`apply`, `jacobian`, `jvp`, `vjp`,
  * `abstract-eval`, `describe`, `health`). Every flag has a TESSERACT_GRPC_<FLAG> environment variable.
  */
+import * as fs from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
 import { addClientCommands, envOption as flag } from "../client/cli-commands";
 import { DEFAULT_LIMITS } from "./grpc/calls";
@@ -30,6 +31,15 @@ interface ServeFlags {
   defaultDeadlineMs: number;
   maxDeadlineMs: number;
   graceMs: number;
+  tokensFile?: string;
+}
+
+/** Tokens from a file (one per line) and/or a comma-separated variable; undefined when neither is set. */
+function readTokens(file: string | undefined, variable: string | undefined): string[] | undefined {
+  if (!file && !variable) return undefined;
+  const fromFile = file ? fs.readFileSync(file, "utf8").split(/\r?\n/) : [];
+  const fromVariable = variable ? variable.split(",") : [];
+  return [...fromFile, ...fromVariable].map((t) => t.trim()).filter(Boolean);
 }
 
 function workerCount(value: string): number | "auto" {
@@ -57,10 +67,12 @@ export function buildProgram(): Command {
     .addOption(flag("--default-deadline-ms <ms>", "deadline for calls that set none (0: none)").default(0).argParser(integer(0)))
     .addOption(flag("--max-deadline-ms <ms>", "longest any call may run (0: no cap)").default(0).argParser(integer(0)))
     .addOption(flag("--grace-ms <ms>", "on SIGTERM/SIGINT, how long calls in flight may finish").default(5000).argParser(integer(0)))
+    .addOption(flag("--tokens-file <path>", "require a bearer token from this file (one per line) on every call; TESSERACT_GRPC_TOKENS (comma-separated) works too"))
     .action(async (tesseract: string, opts: ServeFlags) => {
       const logger = createLogger();
-      const { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs, graceMs, ...rest } = opts;
-      const server = await startServer({ tesseract, logger, ...rest, limits: { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs } });
+      const { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs, graceMs, tokensFile, ...rest } = opts;
+      const tokens = readTokens(tokensFile, process.env.TESSERACT_GRPC_TOKENS);
+      const server = await startServer({ tesseract, logger, ...rest, tokens, limits: { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs } });
       process.stdout.write(`listening on ${server.address}\n`);
       const stop = (signal: string) => {
         logger.info({ signal }, "shutting down");

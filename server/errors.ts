@@ -22,6 +22,8 @@ export enum Code {
   INTERNAL = 13,
   /** The server is shutting down or a dependency is unreachable; retrying may help. */
   UNAVAILABLE = 14,
+  /** The call carries no valid credentials. */
+  UNAUTHENTICATED = 16,
 }
 
 export class TesseractError extends Error {

@@ -6,7 +6,7 @@ import { loadTesseract } from "../loader";
 import { createLogger, type Logger } from "../log";
 import type { TesseractRuntime } from "../runtime";
 import { loadDefinition, SERVICE_NAME } from "./definition";
-import { CallRegistry, DEFAULT_LIMITS, type CallLimits } from "./calls";
+import { BearerTokens, CallRegistry, DEFAULT_LIMITS, type CallLimits } from "./calls";
 import { createHandlers } from "./handlers";
 import { MIN_CHUNK_BYTES } from "./rows-stream";
 
@@ -29,6 +29,8 @@ export interface ServeOptions {
   concurrency?: number;
   /** Gradient jobs at once, jobs waiting, default and maximum deadlines (calls.ts). */
   limits?: Partial<CallLimits>;
+  /** Bearer tokens required on every call of the Tesseract service (health checks are exempt). */
+  tokens?: string[];
   logger?: Logger;
 }
 
@@ -72,7 +74,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     // Big inputs arrive faster with a wider HTTP/2 window than the 64 KiB default.
     "grpc-node.flow_control_window": 16 << 20,
   });
-  const calls = new CallRegistry(log, { ...DEFAULT_LIMITS, ...options.limits });
+  const calls = new CallRegistry(log, { ...DEFAULT_LIMITS, ...options.limits }, options.tokens ? new BearerTokens(options.tokens) : undefined);
   server.addService(service, createHandlers(runtime, { streamChunkBytes, maxMessageBytes }, calls));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
