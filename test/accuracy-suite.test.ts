@@ -15,10 +15,10 @@
 import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import type { NdArray } from "ndarray";
-import { Code, TesseractError } from "../server/errors";
 import { loadTesseract } from "../server/loader";
 import type { TesseractRuntime } from "../server/runtime";
 import { DataType } from "../server/tensor/codec";
+import { flat } from "./helpers";
 
 const MODULE = path.join(__dirname, "../../bench/fixtures/testfunctions/testfunctions.js");
 
@@ -91,18 +91,6 @@ function complexStepJacobian(c: TestCase): number[] {
 
 const bytes = (a: Float64Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
-function flat(a: unknown): number[] {
-  const nd = a as NdArray<any>;
-  if (nd.shape.length === 0) return [Number(nd.get())];
-  const out: number[] = [];
-  const n = nd.shape.reduce((p, d) => p * d, 1);
-  const idx = new Array<number>(nd.shape.length).fill(0);
-  for (let k = 0; k < n; k++) {
-    out.push(Number(nd.get(...idx)));
-    for (let j = idx.length - 1; j >= 0 && ++idx[j] === nd.shape[j]; j--) idx[j] = 0;
-  }
-  return out;
-}
 
 /** Relative error where the exact value is nonzero, absolute where it is zero (as bench/accuracy.ts). */
 const entryError = (computed: number, exact: number) => (exact === 0 ? Math.abs(computed) : Math.abs(computed - exact) / Math.abs(exact));

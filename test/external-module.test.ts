@@ -11,6 +11,7 @@ import { loadTesseract } from "../server/loader";
 import { PROTO_DIR } from "../server/proto-dir";
 import type { TesseractRuntime } from "../server/runtime";
 import { DataType } from "../server/tensor/codec";
+import { flat } from "./helpers";
 
 const repoRoot = path.join(__dirname, "../..");
 const fixtureDir = path.join(repoRoot, "test/fixtures/polynomial");
@@ -18,17 +19,6 @@ const fixtureDir = path.join(repoRoot, "test/fixtures/polynomial");
 const bytes = (a: ArrayBufferView): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 const fp64 = (values: number[], shape = [values.length]) => ({ datatype: DataType.DATA_TYPE_FP64, shape, data: bytes(Float64Array.from(values)) });
 
-function flat(a: unknown): number[] {
-  const nd = a as NdArray<any>;
-  const out: number[] = [];
-  const n = nd.shape.reduce((p, d) => p * d, 1);
-  const idx = new Array<number>(nd.shape.length).fill(0);
-  for (let k = 0; k < n; k++) {
-    out.push(Number(nd.get(...idx)));
-    for (let j = idx.length - 1; j >= 0 && ++idx[j] === nd.shape[j]; j--) idx[j] = 0;
-  }
-  return out;
-}
 
 function close(actual: ArrayLike<number>, expected: readonly number[], tol: number, what: string): void {
   assert.equal(actual.length, expected.length, `${what}: length`);

@@ -4,6 +4,7 @@ import { EventEmitter } from "node:events";
 import pino from "pino";
 import ndarray, { type NdArray } from "ndarray";
 import { Code, TesseractError } from "../server/errors";
+import { toFloat64 } from "../server/tensor/codec";
 import { loadTesseract } from "../server/loader";
 import { TesseractRuntime } from "../server/runtime";
 
@@ -94,3 +95,6 @@ export function counted(name: string) {
   };
   return { runtime: new TesseractRuntime(definition, __dirname), counter };
 }
+
+/** Any ndarray's values, row-major, as plain numbers. */
+export const flat = (a: unknown): number[] => Array.from(toFloat64(a as NdArray<any>));
