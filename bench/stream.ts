@@ -56,7 +56,6 @@ const DEFAULT_BUDGET = 1 << 20;
 const FRAMING = 32 + 64 + 64;
 
 const deadline = Date.now() + TIMEOUT_S * 1000;
-const mb = (bytes: number) => bytes / (1 << 20);
 const round = (x: number, digits: number) => (Number.isFinite(x) ? +x.toFixed(digits) : x);
 
 // ---------------------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ import {
   JacobianVectorProductRequest,
   VectorJacobianProductRequest,
 } from "../client/generated/tesseract/v1/tesseract";
-import { Code } from "../server/errors";
 import { startServer, type RunningServer } from "../server/grpc/server";
 import { silentLogger } from "../server/log";
 import { encodeTensor } from "../server/tensor/codec";

@@ -10,7 +10,7 @@ import { loadTesseract } from "../server/loader";
 import { Algorithm } from "../server/tesseract";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
 import { DataType } from "../server/tensor/codec";
-import { assertClose, counted, f32, f64, maxAbsDiff, rejects } from "./helpers";
+import { assertClose, counted, f32, f64, maxAbsDiff } from "./helpers";
 
 const OUT = ["final_temperature"];
 

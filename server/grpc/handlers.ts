@@ -6,7 +6,6 @@
 import type * as grpc from "@grpc/grpc-js";
 import type { NdArray } from "ndarray";
 import { requireAnalyticJacobian } from "../check-gradients";
-import { Code, TesseractError } from "../errors";
 import type { RequestOptions } from "../fd/options";
 import type { GradientRequest, TesseractRuntime } from "../runtime";
 import type { AnyMessage } from "../schema/schema";
