@@ -12,7 +12,8 @@ import { isTesseractClientError } from "./errors";
 import { arrayFromJson, jsonToTree, treeToJson, type Format } from "./json-form";
 import { fetchRoot } from "./reflection-schema";
 import { assembleJacobian, type JacobianRowsEvent } from "./rows";
-import { DEFAULT_MAX_MESSAGE_BYTES, TesseractClient, type FiniteDifferenceRequestOptions, type TesseractTypes } from "./tesseract-client";
+import { DEFAULT_MAX_MESSAGE_BYTES, TesseractClient, type FiniteDifferenceRequestOptions, type TesseractClientOptions, type TesseractTypes } from "./tesseract-client";
+import { tlsCredentials } from "./tls";
 import type { MessageFns } from "./any";
 import { Algorithm } from "./generated/tesseract/v1/algorithm";
 import { FiniteDifferenceOptions } from "./generated/tesseract/v1/tesseract";
@@ -20,6 +21,10 @@ import { FiniteDifferenceOptions } from "./generated/tesseract/v1/tesseract";
 interface ClientFlags {
   address: string;
   token?: string;
+  tls?: boolean;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
   format: Format;
   deadline?: number;
   maxMessageBytes: number;
@@ -51,6 +56,46 @@ function positiveInteger(value: string): number {
   return n;
 }
 
+/** The contents of the file a flag names; the error names the flag and the path. */
+export function readFlagFile(flag: string, path: string): Buffer {
+  try {
+    return fs.readFileSync(path);
+  } catch (e) {
+    throw new Error(`${flag} ${path}: cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
+/**
+ * grpc-js passes an IP address target (127.0.0.1:50051) to TLS as the server name, and Node warns about
+ * it (DEP0123; grpc/grpc-node#1919). Harmless (the certificate is still checked against the IP), but
+ * noise on every client command's stderr: the CLI drops that one warning.
+ */
+function dropIpServerNameWarning(): void {
+  const emitWarning = process.emitWarning;
+  process.emitWarning = function (this: unknown, warning: string | Error, ...rest: unknown[]) {
+    if (rest[0] === "DEP0123" || rest[1] === "DEP0123" || (rest[0] as { code?: string } | undefined)?.code === "DEP0123") return;
+    return (emitWarning as (...args: unknown[]) => void).call(this, warning, ...rest);
+  } as typeof process.emitWarning;
+}
+
+/** Every client command's credentials: plaintext, or TLS with --tls or any of --tls-ca, --tls-cert, --tls-key. */
+function clientCredentials(flags: ClientFlags): grpc.ChannelCredentials {
+  const { tls, tlsCa, tlsCert, tlsKey } = flags;
+  if (!tls && !tlsCa && !tlsCert && !tlsKey) return grpc.credentials.createInsecure();
+  dropIpServerNameWarning();
+  if (!tlsCert !== !tlsKey) throw new Error(`${tlsCert ? "--tls-key" : "--tls-cert"} is missing: a client certificate needs both --tls-cert and --tls-key`);
+  const read = (flag: string, path: string | undefined) => (path ? readFlagFile(flag, path) : undefined);
+  return tlsCredentials(
+    { ca: read("--tls-ca", tlsCa), cert: read("--tls-cert", tlsCert), key: read("--tls-key", tlsKey) },
+    { ca: `--tls-ca ${tlsCa}`, cert: `--tls-cert ${tlsCert}`, key: `--tls-key ${tlsKey}` },
+  );
+}
+
+/** The SDK options of every client command (credentials, token, message limit). */
+function clientOptions(flags: ClientFlags, credentials = clientCredentials(flags)): TesseractClientOptions {
+  return { credentials, maxMessageBytes: flags.maxMessageBytes, token: flags.token };
+}
+
 /** JSON text, `@path`, or `@-` (standard input). */
 export function readPayload(text: string): Payload {
   const source = text.startsWith("@") ? fs.readFileSync(text === "@-" ? 0 : text.slice(1), "utf8") : text;
@@ -73,10 +118,10 @@ function messageFns(type: () => protobuf.Type): MessageFns<unknown> {
 
 /** A client whose message types are fetched from the server (Describe, then reflection). */
 async function connect(flags: ClientFlags) {
-  const credentials = grpc.credentials.createInsecure();
+  const credentials = clientCredentials(flags);
   const resolved: { inputs?: protobuf.Type; outputs?: protobuf.Type } = {};
   const types: TesseractTypes<unknown, unknown> = { inputs: messageFns(() => resolved.inputs!), outputs: messageFns(() => resolved.outputs!) };
-  const client = new TesseractClient<any, any>(flags.address, types, { credentials, maxMessageBytes: flags.maxMessageBytes, token: flags.token });
+  const client = new TesseractClient<any, any>(flags.address, types, clientOptions(flags, credentials));
   const described = await client.describe(callOptions(flags));
   const root = await fetchRoot(flags.address, credentials, [described.input_type, described.output_type]);
   resolved.inputs = root.lookupType(described.input_type);
@@ -146,6 +191,11 @@ export function addClientCommands(program: Command): void {
       .description(description)
       .addOption(envOption("--address <host:port>", "server to call").default("127.0.0.1:50051"))
       .addOption(envOption("--token <token>", "bearer token for a server that requires one"))
+      .addOption(envOption("--tls", "use TLS, trusting the system's root certificates (implied by the --tls-* flags)"))
+      .addOption(envOption("--tls-ca <path>", "use TLS, trusting the CA certificate(s) in this PEM file"))
+      // Not TESSERACT_GRPC_TLS_CERT/KEY: those are serve's own certificate, in the same environment as a container's health check.
+      .addOption(new Option("--tls-cert <path>", "use TLS with this client certificate (PEM) for mutual TLS; needs --tls-key").env("TESSERACT_GRPC_CLIENT_TLS_CERT"))
+      .addOption(new Option("--tls-key <path>", "the private key (PEM) of --tls-cert").env("TESSERACT_GRPC_CLIENT_TLS_KEY"))
       .addOption(new Option("--format <format>", "output arrays as nested lists or base64 objects").choices(["json", "json+base64"]).default("json"))
       .addOption(new Option("--deadline <ms>", "give up after this many milliseconds").argParser(positiveNumber))
       .addOption(envOption("--max-message-bytes <bytes>", "largest message received or sent").default(DEFAULT_MAX_MESSAGE_BYTES).argParser(positiveNumber));
@@ -265,7 +315,7 @@ export function addClientCommands(program: Command): void {
 
   clientCommand("describe", "name, types, differentiable paths, defaults and endpoints", false).action(
     run(async (flags) => {
-      const client = new TesseractClient<unknown, unknown>(flags.address, { inputs: messageFns(() => undefined as never), outputs: messageFns(() => undefined as never) }, { token: flags.token });
+      const client = new TesseractClient<unknown, unknown>(flags.address, { inputs: messageFns(() => undefined as never), outputs: messageFns(() => undefined as never) }, clientOptions(flags));
       try {
         print(await client.describe(callOptions(flags)), flags.format);
       } finally {
@@ -278,7 +328,7 @@ export function addClientCommands(program: Command): void {
     .option("--service <name>", 'service to ask about ("" is the whole server)', "")
     .action(
       run(async (flags) => {
-        const client = new TesseractClient<unknown, unknown>(flags.address, { inputs: messageFns(() => undefined as never), outputs: messageFns(() => undefined as never) }, { token: flags.token });
+        const client = new TesseractClient<unknown, unknown>(flags.address, { inputs: messageFns(() => undefined as never), outputs: messageFns(() => undefined as never) }, clientOptions(flags));
         try {
           const status = await client.health((flags as ClientFlags & { service: string }).service, callOptions(flags));
           process.stdout.write(`${status}\n`);

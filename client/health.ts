@@ -12,7 +12,10 @@ interface HealthClient extends grpc.Client {
 
 const HealthClientCtor = grpc.makeGenericClientConstructor(healthService as unknown as grpc.ServiceDefinition, "grpc.health.v1.Health");
 
-/** A Health client sharing `channel` (closing the Tesseract client closes it). */
+/**
+ * A Health client sharing `channel` (closing the Tesseract client closes it): its credentials (TLS,
+ * mutual TLS) are the channel's, the ones given here are unused.
+ */
 export function healthClient(channel: ReturnType<grpc.Client["getChannel"]>): HealthClient {
   return new HealthClientCtor("unused:0", grpc.credentials.createInsecure(), { channelOverride: channel }) as unknown as HealthClient;
 }

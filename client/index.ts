@@ -13,6 +13,7 @@ export {
   type CheckGradientsOptions,
 } from "./tesseract-client";
 export type { CallOptions } from "./call";
+export { tlsCredentials, type ClientTls } from "./tls";
 export type { ServingStatus } from "./health";
 export { TesseractClientError, isTesseractClientError, codeName } from "./errors";
 export { assembleJacobian, toRowsEvent, type JacobianRowsEvent, type RowValues, type RowSliceValues, type NestedJacobian, type JacobianResult } from "./rows";

@@ -41,6 +41,7 @@ import {
   type VectorJacobianProductResponse,
 } from "./generated/tesseract/v1/tesseract";
 import { checkHealth, healthClient, type ServingStatus } from "./health";
+import { tlsCredentials, type ClientTls } from "./tls";
 import { toRowsEvent, type JacobianResult, type JacobianRowsEvent, type NestedJacobian } from "./rows";
 import { fp64Array, fp64Map, tensorMap, type AbstractArrays } from "./tree";
 
@@ -60,8 +61,10 @@ export interface TesseractTypes<I, O> {
 }
 
 export interface TesseractClientOptions {
-  /** Default: insecure (plaintext), as for a server on 127.0.0.1. */
+  /** Default: insecure (plaintext), as for a server on 127.0.0.1, or TLS from `tls`. */
   credentials?: grpc.ChannelCredentials;
+  /** TLS from PEM contents (`tlsCredentials`): `{}` for the system's roots, `ca`, and `cert`+`key` for mutual TLS. Not with `credentials`. */
+  tls?: ClientTls;
   /** Receive and send limit of the channel (grpc.max_receive/send_message_length); default 64 MiB. */
   maxMessageBytes?: number;
   /** Further channel options; they override the limits above if they set them too. */
@@ -155,7 +158,9 @@ export class TesseractClient<I, O> {
     options: TesseractClientOptions = {},
   ) {
     const limit = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-    this.rpc = new GeneratedTesseractClient(address, options.credentials ?? grpc.credentials.createInsecure(), {
+    if (options.credentials && options.tls) throw new TypeError("TesseractClient: give `credentials` or `tls`, not both");
+    const credentials = options.credentials ?? (options.tls ? tlsCredentials(options.tls) : grpc.credentials.createInsecure());
+    this.rpc = new GeneratedTesseractClient(address, credentials, {
       "grpc.max_receive_message_length": limit,
       "grpc.max_send_message_length": limit,
       // HTTP/2's 64 KiB default window stalls a row stream on window updates (~3× slower here).

@@ -5,10 +5,12 @@
  */
 import * as fs from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
-import { addClientCommands, envOption as flag } from "../client/cli-commands";
+import { addClientCommands, envOption as flag, readFlagFile } from "../client/cli-commands";
 import { DEFAULT_LIMITS } from "./grpc/calls";
+import { DEFAULT_MAX_ELEMENTS } from "./tensor/codec";
 import { startServer, DEFAULTS } from "./grpc/server";
 import { createLogger } from "./log";
+import { checkServerTls, type ServerTls } from "./grpc/tls";
 
 export function integer(min: number) {
   return (value: string) => {
@@ -31,7 +33,15 @@ interface ServeFlags {
   defaultDeadlineMs: number;
   maxDeadlineMs: number;
   graceMs: number;
+  maxTensorElements: number;
+  maxTensorBytes: number;
+  maxRowsPerStream: number;
+  evalTimeoutMs: number;
+  metricsPort?: number;
   tokensFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
 }
 
 /** Tokens from a file (one per line) and/or a comma-separated variable; undefined when neither is set. */
@@ -40,6 +50,18 @@ function readTokens(file: string | undefined, variable: string | undefined): str
   const fromFile = file ? fs.readFileSync(file, "utf8").split(/\r?\n/) : [];
   const fromVariable = variable ? variable.split(",") : [];
   return [...fromFile, ...fromVariable].map((t) => t.trim()).filter(Boolean);
+}
+
+/** TLS from --tls-cert and --tls-key (given together), mutual with --tls-client-ca; undefined when none is set. */
+function readServerTls(cert: string | undefined, key: string | undefined, clientCa: string | undefined): ServerTls | undefined {
+  if (!cert && !key && !clientCa) return undefined;
+  if (!cert || !key) {
+    const missing = [!cert && "--tls-cert", !key && "--tls-key"].filter(Boolean).join(" and ");
+    throw new Error(`${missing} missing: TLS needs both --tls-cert and --tls-key${clientCa ? " (--tls-client-ca adds mutual TLS to them)" : ""}`);
+  }
+  const tls = { cert: readFlagFile("--tls-cert", cert), key: readFlagFile("--tls-key", key), clientCa: clientCa ? readFlagFile("--tls-client-ca", clientCa) : undefined };
+  checkServerTls(tls, { cert: `--tls-cert ${cert}`, key: `--tls-key ${key}`, clientCa: `--tls-client-ca ${clientCa}` });
+  return tls;
 }
 
 function workerCount(value: string): number | "auto" {
@@ -67,12 +89,21 @@ export function buildProgram(): Command {
     .addOption(flag("--default-deadline-ms <ms>", "deadline for calls that set none (0: none)").default(0).argParser(integer(0)))
     .addOption(flag("--max-deadline-ms <ms>", "longest any call may run (0: no cap)").default(0).argParser(integer(0)))
     .addOption(flag("--grace-ms <ms>", "on SIGTERM/SIGINT, how long calls in flight may finish").default(5000).argParser(integer(0)))
+    .addOption(flag("--max-tensor-elements <n>", "largest tensor a request may carry, in elements").default(DEFAULT_MAX_ELEMENTS).argParser(integer(1)))
+    .addOption(flag("--max-tensor-bytes <bytes>", "largest tensor a request may carry, in bytes (0: only the message limit)").default(0).argParser(integer(0)))
+    .addOption(flag("--max-rows-per-stream <n>", "most rows one JacobianRows call may send (0: no limit)").default(0).argParser(integer(0)))
+    .addOption(flag("--eval-timeout-ms <ms>", "fail a request whose apply takes longer than this (0: no limit); a synchronous apply can only be stopped in worker threads (--workers N)").default(0).argParser(integer(0)))
+    .addOption(flag("--metrics-port <port>", "serve Prometheus metrics at http://HOST:PORT/metrics (0 picks a port, logged)").argParser(integer(0)))
+    .addOption(flag("--tls-cert <path>", "serve TLS with this certificate (chain), PEM; needs --tls-key"))
+    .addOption(flag("--tls-key <path>", "the private key of --tls-cert, PEM"))
+    .addOption(flag("--tls-client-ca <path>", "mutual TLS: clients must present a certificate signed by a CA in this PEM file (needs --tls-cert, --tls-key)"))
     .addOption(flag("--tokens-file <path>", "require a bearer token from this file (one per line) on every call; TESSERACT_GRPC_TOKENS (comma-separated) works too"))
     .action(async (tesseract: string, opts: ServeFlags) => {
       const logger = createLogger();
-      const { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs, graceMs, tokensFile, ...rest } = opts;
+      const { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs, graceMs, tokensFile, tlsCert, tlsKey, tlsClientCa, ...rest } = opts;
       const tokens = readTokens(tokensFile, process.env.TESSERACT_GRPC_TOKENS);
-      const server = await startServer({ tesseract, logger, ...rest, tokens, limits: { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs } });
+      const tls = readServerTls(tlsCert, tlsKey, tlsClientCa);
+      const server = await startServer({ tesseract, logger, ...rest, tokens, tls, limits: { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs } });
       process.stdout.write(`listening on ${server.address}\n`);
       const stop = (signal: string) => {
         logger.info({ signal }, "shutting down");

@@ -7,6 +7,7 @@ import ndarray, { type NdArray } from "ndarray";
 import { checkGradients, type CheckGradientsRequest, type CheckGradientsResult } from "./check-gradients";
 import { Code, invalidArgument, isTesseractError, TesseractError } from "./errors";
 import { EvaluationBackends, type EvaluationSettings } from "./eval/backends";
+import { withTimeout } from "./eval/timeout";
 import { checkJacobianSize, jacobian, type JacobianEntry } from "./fd/jacobian";
 import { plannedEvaluations, rows } from "./fd/rows";
 import { jvp } from "./fd/jvp";
@@ -16,7 +17,7 @@ import { inputLeaf, Problem, type InputLeaf } from "./fd/problem";
 import { vjp } from "./fd/vjp";
 import { isPattern, matchesPattern, parsePath } from "./schema/paths";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
-import { DataType, dataTypeName, dataTypeOfArray, isNdArray, toFloat64 } from "./tensor/codec";
+import { DataType, dataTypeName, dataTypeOfArray, DEFAULT_LIMITS, isNdArray, toFloat64, type DecodeLimits } from "./tensor/codec";
 import type { AbstractOutput, AnyTesseract, DomainBounds } from "./tesseract";
 
 export interface EvaluationStats {
@@ -98,21 +99,36 @@ export class TesseractRuntime {
     return this.backends.close();
   }
 
+  /** Tensor limits for everything decoded from requests (`--max-tensor-elements`, `--max-tensor-bytes`). */
+  decodeLimits: DecodeLimits = DEFAULT_LIMITS;
+
+  /** Apply calls made so far, by every endpoint (for metrics). */
+  evaluations = 0;
+
   /** Any -> tree, then the Tesseract's own validation. */
-  decodeInputs(any: AnyMessage | null | undefined, field = "inputs"): Record<string, unknown> {
-    const inputs = this.schema.inputs.decodeAny(any, field);
+  decodeInputs(any: AnyMessage | null | undefined, field = "inputs", limits = this.decodeLimits): Record<string, unknown> {
+    const inputs = this.schema.inputs.decodeAny(any, field, { limits });
     this.definition.validate?.(inputs);
     return inputs;
+  }
+
+  /** The Apply RPC, wire to wire: in a worker thread when the server has a pool, else here. */
+  async applyMessage(any: AnyMessage | null | undefined, signal?: AbortSignal): Promise<AnyMessage> {
+    this.evaluations++;
+    return this.backends.applyMessage(any, signal);
   }
 
   encodeOutputs(outputs: unknown): AnyMessage {
     return this.schema.outputs.encodeAny(outputs);
   }
 
-  /** Runs apply once; a failure that is not a TesseractError becomes UNKNOWN with its message. */
-  async apply(inputs: Record<string, unknown>): Promise<unknown> {
+  /**
+   * Runs apply once, here; a failure that is not a TesseractError becomes UNKNOWN with its message.
+   * `timeoutMs` gives up on an asynchronous apply that takes longer.
+   */
+  async apply(inputs: Record<string, unknown>, timeoutMs = 0): Promise<unknown> {
     try {
-      return await this.definition.apply(inputs);
+      return await withTimeout(Promise.resolve().then(() => this.definition.apply(inputs)), timeoutMs);
     } catch (e) {
       if (isTesseractError(e)) throw e;
       throw new TesseractError(Code.UNKNOWN, `apply failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
@@ -121,7 +137,7 @@ export class TesseractRuntime {
 
   /** Any -> tree in which tensors may be abstract ({ shape, datatype } without data). */
   decodeAbstractInputs(any: AnyMessage | null | undefined, field = "inputs"): Record<string, unknown> {
-    return this.schema.inputs.decodeAny(any, field, { abstract: true });
+    return this.schema.inputs.decodeAny(any, field, { abstract: true, limits: this.decodeLimits });
   }
 
   abstractEval(inputs: Record<string, unknown>): AbstractOutput[] {

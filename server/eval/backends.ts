@@ -6,11 +6,13 @@
  *   AUTO_POOL_MS or more, the rest go to the pool (cheap applies stay in the event loop, where a
  *   thread hop would cost more than apply; the minimum ignores a first call's JIT or GC pause);
  * - `workers: 0`: inline.
- * Pools and channels live as long as the runtime and are closed with it.
+ * Apply calls (the RPC) run in the pool when `workers` is a count, else inline. Pools and channels
+ * live as long as the runtime and are closed with it.
  */
 import * as grpc from "@grpc/grpc-js";
 import { availableParallelism } from "node:os";
 import type { OutputSelector } from "../fd/outputs";
+import type { AnyMessage } from "../schema/schema";
 import type { InputLeaf } from "../fd/problem";
 import { loadDefinition } from "../grpc/definition";
 import type { TesseractRuntime } from "../runtime";
@@ -29,6 +31,8 @@ export interface EvaluationSettings {
   /** Apply calls in flight per request when using replicas. */
   concurrency?: number;
   maxMessageBytes?: number;
+  /** Per-evaluation timeout in ms (0: none); see timeout.ts for what it can stop where. */
+  evalTimeoutMs?: number;
 }
 
 /** Evaluations at least this long make "auto" move the rest of the request to the worker pool. */
@@ -77,6 +81,31 @@ class AutoEvaluator implements Evaluator {
   }
 }
 
+/** Counts evaluations into the runtime's total (metrics) on their way to the evaluator. */
+class Counted implements Evaluator {
+  constructor(
+    private readonly inner: Evaluator,
+    private readonly count: () => void,
+  ) {}
+
+  get calls(): number {
+    return this.inner.calls;
+  }
+
+  get outputs(): OutputInfo[] | undefined {
+    return this.inner.outputs;
+  }
+
+  get concurrency(): number {
+    return this.inner.concurrency;
+  }
+
+  evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
+    this.count();
+    return this.inner.evaluate(perturbation);
+  }
+}
+
 export class EvaluationBackends {
   private workerPool?: WorkerPool;
   private replicaPool?: ReplicaPool;
@@ -92,18 +121,33 @@ export class EvaluationBackends {
   }
 
   private pool(threads: number): WorkerPool {
-    this.workerPool ??= new WorkerPool(this.runtime.source!, threads);
+    this.workerPool ??= new WorkerPool(this.runtime.source!, threads, this.timeoutMs);
     return this.workerPool;
   }
 
+  private get timeoutMs(): number {
+    return this.settings.evalTimeoutMs ?? 0;
+  }
+
+  /** The Apply RPC: decode, validate, apply, encode — in a worker thread when there is a fixed pool. */
+  async applyMessage(any: AnyMessage | null | undefined, signal?: AbortSignal): Promise<AnyMessage> {
+    const { settings, runtime } = this;
+    if (typeof settings.workers === "number" && settings.workers > 0) return this.pool(settings.workers).applyMessage(any, runtime.decodeLimits, signal);
+    return runtime.encodeOutputs(await runtime.apply(runtime.decodeInputs(any), this.timeoutMs));
+  }
+
   evaluatorFor(job: Job): Evaluator {
+    return new Counted(this.uncountedEvaluatorFor(job), () => this.runtime.evaluations++);
+  }
+
+  private uncountedEvaluatorFor(job: Job): Evaluator {
     const { settings, runtime } = this;
     const apply = (inputs: unknown) => runtime.definition.apply(inputs);
     if (settings.replicas) {
-      this.replicaPool ??= new ReplicaPool(settings.replicas, settings.concurrency ?? 16, replicaClient(runtime), settings.maxMessageBytes ?? 64 << 20);
+      this.replicaPool ??= new ReplicaPool(settings.replicas, settings.concurrency ?? 16, replicaClient(runtime), settings.maxMessageBytes ?? 64 << 20, this.timeoutMs);
       return new ReplicaEvaluator(this.replicaPool, runtime.schema, job.inputs, job.leaves, job.selector, job.signal);
     }
-    const inline = new InlineEvaluator(apply, job.inputs, job.leaves, job.selector);
+    const inline = new InlineEvaluator(apply, job.inputs, job.leaves, job.selector, this.timeoutMs);
     const workers = settings.workers ?? 0;
     const poolJob = () => ({ inputs: job.inputs, inputPaths: job.leaves.map((l) => l.path), outputPaths: job.outputPaths, outputsField: job.outputsField, signal: job.signal });
     if (typeof workers === "number") return workers > 0 ? new PoolEvaluator(this.pool(workers), poolJob()) : inline;

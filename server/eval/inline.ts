@@ -3,11 +3,13 @@
  * set in place, apply runs, the outputs are copied out, and the elements are put back; nothing else
  * is copied, so an evaluation costs what apply costs. One evaluation at a time: overlapping calls
  * wait their turn, since two perturbations of the same inputs cannot coexist. A synchronous apply
- * is evaluated synchronously (no promise hop per evaluation).
+ * is evaluated synchronously (no promise hop per evaluation); an asynchronous one is given up on
+ * after `timeoutMs` (its inputs stay perturbed, but the request that owns them has failed).
  */
 import type { OutputSelector } from "../fd/outputs";
 import type { InputLeaf } from "../fd/problem";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
+import { withTimeout } from "./timeout";
 
 const ignore = () => undefined;
 
@@ -22,6 +24,7 @@ export class InlineEvaluator implements Evaluator {
     private readonly inputs: unknown,
     private readonly leaves: readonly InputLeaf[],
     private readonly selector: OutputSelector,
+    private readonly timeoutMs = 0,
   ) {}
 
   get outputs(): OutputInfo[] | undefined {
@@ -71,11 +74,9 @@ export class InlineEvaluator implements Evaluator {
       return Promise.reject(e);
     }
     if (outputs instanceof Promise || typeof (outputs as PromiseLike<unknown>)?.then === "function") {
-      const result = Promise.resolve(outputs)
-        .then((resolved) => this.selector.select(resolved))
-        .finally(restore);
-      this.track(result);
-      return result;
+      const settled = Promise.resolve(outputs).then((resolved) => this.selector.select(resolved)).finally(restore);
+      this.track(settled); // the next evaluation waits for the inputs to be restored, timeout or not
+      return withTimeout(settled, this.timeoutMs);
     }
     // Outputs are copied out before restoring: apply may return views of its inputs.
     try {

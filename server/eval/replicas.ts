@@ -2,7 +2,9 @@
  * Evaluation on other tesseract-grpc servers ("apply replicas") through their Apply RPC. One channel
  * with gRPC's own round_robin load balancing over every address of the target (`dns:///apply:50051`
  * or `ipv4:10.0.0.1:50051,10.0.0.2:50051`); no scheduler of our own. Each evaluation sends the base
- * inputs with the perturbed leaves replaced (copy-on-write), so replicas need no state.
+ * inputs with the perturbed leaves replaced (copy-on-write), so replicas need no state, and Apply is
+ * idempotent: a call that fails with UNAVAILABLE (a replica that went away or is shutting down) is
+ * retried by gRPC's own retry policy, and round_robin sends it to a replica that is still up.
  */
 import * as grpc from "@grpc/grpc-js";
 import ndarray from "ndarray";
@@ -12,10 +14,27 @@ import type { InputLeaf } from "../fd/problem";
 import { withLeaf } from "../schema/paths";
 import type { AnyMessage, TesseractSchema } from "../schema/schema";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
+import { evalTimeoutError } from "./timeout";
 
 type ApplyClient = grpc.Client & {
   Apply(request: { inputs: AnyMessage }, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, response: { outputs?: AnyMessage }) => void): grpc.ClientUnaryCall;
 };
+
+/** Attempts per Apply call, the first included (grpc-js caps it at 5). */
+export const REPLICA_ATTEMPTS = 5;
+
+/** The channel's service config: round_robin over every address, Apply retried on UNAVAILABLE. */
+function serviceConfig() {
+  return {
+    loadBalancingConfig: [{ round_robin: {} }],
+    methodConfig: [
+      {
+        name: [{ service: "tesseract.v1.Tesseract", method: "Apply" }],
+        retryPolicy: { maxAttempts: REPLICA_ATTEMPTS, initialBackoff: "0.05s", maxBackoff: "1s", backoffMultiplier: 2, retryableStatusCodes: ["UNAVAILABLE"] },
+      },
+    ],
+  };
+}
 
 export class ReplicaPool {
   readonly client: ApplyClient;
@@ -26,19 +45,26 @@ export class ReplicaPool {
     readonly concurrency: number,
     clientConstructor: grpc.ServiceClientConstructor,
     maxMessageBytes: number,
+    /** Per-evaluation timeout in ms (0: none), sent as each Apply call's deadline. */
+    private readonly evalTimeoutMs = 0,
   ) {
     this.client = new clientConstructor(target, grpc.credentials.createInsecure(), {
-      "grpc.service_config": JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }),
+      "grpc.service_config": JSON.stringify(serviceConfig()),
       "grpc.max_receive_message_length": maxMessageBytes,
       "grpc.max_send_message_length": maxMessageBytes,
+      // A retry resends the request, so gRPC keeps it until the answer: room for the largest, for every call in flight.
+      "grpc.per_rpc_retry_buffer_size": maxMessageBytes,
+      "grpc.retry_buffer_size": maxMessageBytes * Math.max(1, concurrency),
     }) as unknown as ApplyClient;
   }
 
   apply(inputs: AnyMessage, signal?: AbortSignal): Promise<AnyMessage | undefined> {
+    const options: grpc.CallOptions = this.evalTimeoutMs > 0 ? { deadline: Date.now() + this.evalTimeoutMs } : {};
     return new Promise((resolve, reject) => {
-      const call = this.client.Apply({ inputs }, new grpc.Metadata(), {}, (error, response) => {
+      const call = this.client.Apply({ inputs }, new grpc.Metadata(), options, (error, response) => {
         signal?.removeEventListener("abort", cancel);
-        if (error) reject(new TesseractError(error.code as number as Code, `apply replica (${this.target}): ${error.details}`));
+        if (error?.code === grpc.status.DEADLINE_EXCEEDED && this.evalTimeoutMs > 0) reject(evalTimeoutError(this.evalTimeoutMs, ` on the apply replicas (${this.target})`));
+        else if (error) reject(new TesseractError(error.code as number as Code, `apply replica (${this.target}): ${error.details}`));
         else resolve(response.outputs);
       });
       const cancel = () => call.cancel();

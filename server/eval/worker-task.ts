@@ -1,4 +1,6 @@
-/** What the main thread sends a worker for one evaluation, and what comes back. */
+/** What the main thread sends a worker for one evaluation or one Apply call, and what comes back. */
+import type { AnyMessage } from "../schema/schema";
+import type { DecodeLimits } from "../tensor/codec";
 import type { OutputInfo, Perturbation } from "./evaluator";
 
 export interface WorkerTask {
@@ -12,8 +14,21 @@ export interface WorkerTask {
   outputPaths: string[];
   outputsField: string;
   perturbation: Perturbation;
+  /** Set under a per-evaluation timeout: the worker posts `{ started: startedId }` as it begins. */
+  startedId?: number;
 }
 
-export type WorkerResult =
-  | { values: Float64Array[]; outputs: OutputInfo[] }
-  | { error: { code: number; message: string } };
+/** A failure the caller is told about, with its gRPC code. */
+export type TaskError = { error: { code: number; message: string } };
+
+export type WorkerResult = { values: Float64Array[]; outputs: OutputInfo[] } | TaskError;
+
+/** One Apply call: the request's Any, decoded in the worker. */
+export interface ApplyTask {
+  tesseract: string;
+  inputs: AnyMessage | null | undefined;
+  limits: DecodeLimits;
+  startedId?: number;
+}
+
+export type ApplyResult = { outputs: { type_url: string; value: Uint8Array } } | TaskError;

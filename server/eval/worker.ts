@@ -1,8 +1,10 @@
 /**
  * A worker thread of the pool (piscina). It loads the Tesseract module itself, keeps per job the
  * revived inputs with a private copy of each perturbed leaf, and evaluates with the same inline
- * evaluator as the main thread (perturb-and-restore of that private copy).
+ * evaluator as the main thread (perturb-and-restore of that private copy). It also serves whole
+ * Apply calls (`applyMessage`), so that a hanging or crashing apply never touches the main thread.
  */
+import { parentPort } from "node:worker_threads";
 import ndarray from "ndarray";
 import { Code, isTesseractError } from "../errors";
 import { OutputSelector } from "../fd/outputs";
@@ -12,16 +14,32 @@ import type { TesseractRuntime } from "../runtime";
 import { withLeaf } from "../schema/paths";
 import { InlineEvaluator } from "./inline";
 import { reviveTree } from "./shared-tree";
-import type { WorkerResult, WorkerTask } from "./worker-task";
+import type { ApplyResult, ApplyTask, TaskError, WorkerResult, WorkerTask } from "./worker-task";
 
 const runtimes = new Map<string, TesseractRuntime>();
+
+function runtimeOf(tesseract: string): TesseractRuntime {
+  let runtime = runtimes.get(tesseract);
+  if (!runtime) runtimes.set(tesseract, (runtime = loadTesseract(tesseract)));
+  return runtime;
+}
+
+/** Under a per-evaluation timeout, the main thread starts the clock when apply is about to run (loading excluded). */
+function reportStart(task: { startedId?: number }): void {
+  if (task.startedId) parentPort?.postMessage({ started: task.startedId });
+}
+
+/** Errors cross the thread boundary as code and message. */
+function taskError(e: unknown): TaskError {
+  if (isTesseractError(e)) return { error: { code: e.code, message: e.message } };
+  return { error: { code: Code.UNKNOWN, message: e instanceof Error ? e.message : String(e) } };
+}
 /** Recent jobs, oldest first; a worker serves few jobs at a time. */
 const jobs = new Map<string, InlineEvaluator>();
 const MAX_JOBS = 8;
 
 function prepare(task: WorkerTask): InlineEvaluator {
-  let runtime = runtimes.get(task.tesseract);
-  if (!runtime) runtimes.set(task.tesseract, (runtime = loadTesseract(task.tesseract)));
+  const runtime = runtimeOf(task.tesseract);
   let inputs = reviveTree(task.inputs) as Record<string, unknown>;
   const resolved = runtime.schema.inputs.resolveDifferentiable(inputs, task.inputPaths, "jac_inputs", "input");
   // The shared arrays are read-only: the leaves this worker perturbs get private copies.
@@ -43,11 +61,22 @@ export default async function evaluate(task: WorkerTask): Promise<WorkerResult> 
       jobs.set(task.job, evaluator);
       if (jobs.size > MAX_JOBS) jobs.delete(jobs.keys().next().value!);
     }
+    reportStart(task);
     const values = await evaluator.evaluate(task.perturbation);
     return { values, outputs: evaluator.outputs! };
   } catch (e) {
-    if (isTesseractError(e)) return { error: { code: e.code, message: e.message } };
-    return { error: { code: Code.UNKNOWN, message: e instanceof Error ? e.message : String(e) } };
+    return taskError(e);
+  }
+}
+
+export async function applyMessage(task: ApplyTask): Promise<ApplyResult> {
+  try {
+    const runtime = runtimeOf(task.tesseract);
+    reportStart(task);
+    const outputs = await runtime.apply(runtime.decodeInputs(task.inputs, "inputs", task.limits));
+    return { outputs: runtime.encodeOutputs(outputs) };
+  } catch (e) {
+    return taskError(e);
   }
 }
 

@@ -75,6 +75,8 @@ export class CallRegistry {
   private jobs = 0;
   private readonly waiting: { admit: () => void; signal: AbortSignal }[] = [];
   private idle?: () => void;
+  /** Told of every call's end (metrics): RPC, status code and seconds taken. */
+  onCallEnd?: (rpc: string, code: number, seconds: number) => void;
 
   constructor(
     private readonly log: Logger,
@@ -122,13 +124,13 @@ export class CallRegistry {
         this.inFlight.delete(controller);
         if (this.inFlight.size === 0) this.idle?.();
         const ms = +(performance.now() - started).toFixed(2);
-        if (error === undefined) {
-          this.log.info({ rpc, request_id: requestId, code: 0, ms }, "call");
-          return undefined;
-        }
-        const status = toStatus(error, controller.signal, this.log, requestId);
-        this.log.info({ rpc, request_id: requestId, code: status.code, ms, details: status.details }, "call");
-        return asServiceError(status);
+        const status = error === undefined ? undefined : toStatus(error, controller.signal, this.log, requestId);
+        // Work still under way for a call that has ended (the other evaluations of a failed
+        // request, say) is of no use to anyone: stop it.
+        if (!controller.signal.aborted) controller.abort(new TesseractError(Code.CANCELLED, "the call has ended"));
+        this.log.info({ rpc, request_id: requestId, code: status?.code ?? 0, ms, details: status?.details }, "call");
+        this.onCallEnd?.(rpc, status?.code ?? 0, ms / 1000);
+        return status && asServiceError(status);
       },
     };
   }
@@ -201,5 +203,13 @@ export class CallRegistry {
 
   get inFlightCount(): number {
     return this.inFlight.size;
+  }
+
+  get jobsRunning(): number {
+    return this.jobs;
+  }
+
+  get jobsWaiting(): number {
+    return this.waiting.length;
   }
 }

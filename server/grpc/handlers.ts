@@ -9,7 +9,7 @@ import { requireAnalyticJacobian } from "../check-gradients";
 import type { RequestOptions } from "../fd/options";
 import type { GradientRequest, TesseractRuntime } from "../runtime";
 import type { AnyMessage } from "../schema/schema";
-import { DEFAULT_LIMITS, decodeTensor, fp64Tensor, type TensorMessage } from "../tensor/codec";
+import { decodeTensor, fp64Tensor, type DecodeLimits, type TensorMessage } from "../tensor/codec";
 import { jacobianRowsMessages, writeAll } from "./rows-stream";
 import type { CallRegistry } from "./calls";
 
@@ -18,6 +18,10 @@ export interface HandlerConfig {
   streamChunkBytes: number;
   /** Largest message sent or received. */
   maxMessageBytes: number;
+  /** Most rows one JacobianRows call may produce (0: no limit). */
+  maxRowsPerStream: number;
+  /** Per-evaluation timeout in ms (0: none), reported by Describe. */
+  evalTimeoutMs: number;
 }
 
 /** Room left in a unary Jacobian response for everything but the FP64 values. */
@@ -47,8 +51,8 @@ function unary<Req, Res>(calls: CallRegistry, rpc: string, handle: (request: Req
   };
 }
 
-function decodeVectors(field: string, vectors: Record<string, TensorMessage> | undefined): Record<string, NdArray<any>> {
-  return Object.fromEntries(Object.entries(vectors ?? {}).map(([key, t]) => [key, decodeTensor(t, `${field}.{${key}}`)]));
+function decodeVectors(field: string, vectors: Record<string, TensorMessage> | undefined, limits: DecodeLimits): Record<string, NdArray<any>> {
+  return Object.fromEntries(Object.entries(vectors ?? {}).map(([key, t]) => [key, decodeTensor(t, `${field}.{${key}}`, limits)]));
 }
 
 function encodeVectors(result: Record<string, NdArray<Float64Array>>) {
@@ -66,10 +70,7 @@ export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig,
   type JacobianMessage = GradientMessage & { jac_inputs?: string[]; jac_outputs?: string[] };
 
   return {
-    Apply: unary(calls, "Apply", async (req: { inputs?: AnyMessage }) => {
-      const outputs = await runtime.apply(runtime.decodeInputs(req.inputs));
-      return { outputs: runtime.encodeOutputs(outputs) };
-    }),
+    Apply: unary(calls, "Apply", async (req: { inputs?: AnyMessage }, signal) => ({ outputs: await runtime.applyMessage(req.inputs, signal) })),
 
     Jacobian: unary(calls, "Jacobian", async (req: JacobianMessage, signal) => {
       const maxBytes = config.maxMessageBytes - RESPONSE_SLACK_BYTES;
@@ -91,7 +92,7 @@ export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig,
         if (t.refusal) throw t.refusal;
         await t.admit();
         const req = gradient(call.request, call.request.jac_inputs, call.request.jac_outputs, t.signal);
-        await writeAll(call, jacobianRowsMessages(runtime, req, config.streamChunkBytes), t.signal);
+        await writeAll(call, jacobianRowsMessages(runtime, req, config.streamChunkBytes, config.maxRowsPerStream), t.signal);
       };
       t.race(run()).then(
         () => {
@@ -103,13 +104,13 @@ export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig,
     },
 
     JacobianVectorProduct: unary(calls, "JacobianVectorProduct", async (req: GradientMessage & { jvp_inputs?: string[]; jvp_outputs?: string[]; tangent_vector?: Record<string, TensorMessage> }, signal) => {
-      const tangent = decodeVectors("tangent_vector", req.tangent_vector);
+      const tangent = decodeVectors("tangent_vector", req.tangent_vector, runtime.decodeLimits);
       const { result, errors, stats } = await runtime.jvp({ ...gradient(req, req.jvp_inputs, req.jvp_outputs, signal), tangent });
       return { result: encodeVectors(result), error_estimate: errors && encodeVectors(errors), stats };
     }, true),
 
     VectorJacobianProduct: unary(calls, "VectorJacobianProduct", async (req: GradientMessage & { vjp_inputs?: string[]; vjp_outputs?: string[]; cotangent_vector?: Record<string, TensorMessage> }, signal) => {
-      const cotangent = decodeVectors("cotangent_vector", req.cotangent_vector);
+      const cotangent = decodeVectors("cotangent_vector", req.cotangent_vector, runtime.decodeLimits);
       const { result, errors, stats } = await runtime.vjp({ ...gradient(req, req.vjp_inputs, req.vjp_outputs, signal), cotangent });
       return { result: encodeVectors(result), error_estimate: errors && encodeVectors(errors), stats };
     }, true),
@@ -122,7 +123,10 @@ export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig,
       ...runtime.describe(),
       limits: {
         max_message_bytes: config.maxMessageBytes,
-        max_tensor_elements: DEFAULT_LIMITS.maxElements,
+        max_tensor_elements: runtime.decodeLimits.maxElements,
+        max_tensor_bytes: runtime.decodeLimits.maxBytes ?? 0,
+        max_rows_per_stream: config.maxRowsPerStream,
+        eval_timeout_ms: config.evalTimeoutMs,
         stream_chunk_bytes: config.streamChunkBytes,
         max_jobs: calls.limits.maxJobs,
         max_queue: calls.limits.maxQueue,

@@ -5,6 +5,7 @@
  */
 import { once } from "node:events";
 import type { ServerWritableStream } from "@grpc/grpc-js";
+import { Code, TesseractError } from "../errors";
 import type { OutputInfo } from "../eval/evaluator";
 import type { Row } from "../fd/rows";
 import { ensureOutputs } from "../fd/jacobian";
@@ -63,9 +64,15 @@ function pathShapes(leaves: readonly InputLeaf[], outputs: readonly OutputInfo[]
   };
 }
 
-/** Every message of one JacobianRows call, produced lazily. */
-export async function* jacobianRowsMessages(runtime: TesseractRuntime, req: GradientRequest, budget: number): AsyncGenerator<RowsMessage> {
+/** Every message of one JacobianRows call, produced lazily; more than `maxRows` rows (0: any) are refused before any evaluation. */
+export async function* jacobianRowsMessages(runtime: TesseractRuntime, req: GradientRequest, budget: number, maxRows = 0): AsyncGenerator<RowsMessage> {
   const { leaves, problem, plannedEvaluations, rows, stats } = runtime.jacobianRows(req);
+  if (maxRows > 0 && problem.size > maxRows) {
+    throw new TesseractError(
+      Code.RESOURCE_EXHAUSTED,
+      `jac_inputs (${leaves.map((l) => l.path).join(", ")}) have ${problem.size} elements: the stream would send ${problem.size} rows, more than this server's limit of ${maxRows} (--max-rows-per-stream); ask for fewer inputs per call`,
+    );
+  }
   const header = (outputs: OutputInfo[]) => ({
     header: { ...pathShapes(leaves, outputs), total_rows: problem.size, planned_evaluations: plannedEvaluations },
   });

@@ -8,7 +8,10 @@ import type { TesseractRuntime } from "../runtime";
 import { loadDefinition, SERVICE_NAME } from "./definition";
 import { BearerTokens, CallRegistry, DEFAULT_LIMITS, type CallLimits } from "./calls";
 import { createHandlers } from "./handlers";
+import { ServerMetrics } from "./metrics";
+import { DEFAULT_LIMITS as DEFAULT_TENSOR_LIMITS } from "../tensor/codec";
 import { MIN_CHUNK_BYTES } from "./rows-stream";
+import { serverCredentials, tlsMode, type ServerTls } from "./tls";
 
 export interface ServeOptions {
   /** A loaded runtime, a bundled name or a module path. */
@@ -29,8 +32,19 @@ export interface ServeOptions {
   concurrency?: number;
   /** Gradient jobs at once, jobs waiting, default and maximum deadlines (calls.ts). */
   limits?: Partial<CallLimits>;
+  /** Largest tensor a request may carry, in elements (default 2^28) and bytes (default: no limit but the message's). */
+  maxTensorElements?: number;
+  maxTensorBytes?: number;
+  /** Most rows one JacobianRows call may send (default 0: no limit). */
+  maxRowsPerStream?: number;
+  /** How long one apply may take (default 0: no limit); see eval/timeout.ts for what it can stop. */
+  evalTimeoutMs?: number;
+  /** Serve Prometheus metrics at http://host:metricsPort/metrics (0 picks a port; unset: no metrics). */
+  metricsPort?: number;
   /** Bearer tokens required on every call of the Tesseract service (health checks are exempt). */
   tokens?: string[];
+  /** TLS (PEM contents); with `clientCa`, mutual TLS. Unset: plaintext. Invalid PEM throws, naming the part. */
+  tls?: ServerTls;
   logger?: Logger;
 }
 
@@ -43,6 +57,8 @@ export interface RunningServer {
   health: HealthImplementation;
   runtime: TesseractRuntime;
   calls: CallRegistry;
+  /** The metrics port, when metrics are served. */
+  metricsPort?: number;
   /**
    * Graceful shutdown: health turns NOT_SERVING, new calls get UNAVAILABLE, calls in flight get
    * `graceMs` (default 5 s) and are then ended with UNAVAILABLE.
@@ -63,10 +79,15 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   if (!(streamChunkBytes >= MIN_CHUNK_BYTES && streamChunkBytes <= maxMessageBytes)) {
     throw new Error(`stream chunk bytes must be between ${MIN_CHUNK_BYTES} and the max message bytes (${maxMessageBytes}), got ${streamChunkBytes}`);
   }
+  // Before any worker starts: a bad certificate or key fails here, naming the option.
+  const credentials = serverCredentials(options.tls);
   const log = options.logger ?? createLogger();
   const runtime = typeof options.tesseract === "string" ? loadTesseract(options.tesseract) : options.tesseract;
   const { packageDefinition, service } = loadDefinition(runtime);
-  await runtime.useEvaluation({ workers: options.workers ?? "auto", replicas: options.replicas, concurrency: options.concurrency, maxMessageBytes });
+  const evalTimeoutMs = options.evalTimeoutMs ?? 0;
+  const maxRowsPerStream = options.maxRowsPerStream ?? 0;
+  runtime.decodeLimits = { ...DEFAULT_TENSOR_LIMITS, maxElements: options.maxTensorElements ?? DEFAULT_TENSOR_LIMITS.maxElements, maxBytes: options.maxTensorBytes ?? 0 };
+  await runtime.useEvaluation({ workers: options.workers ?? "auto", replicas: options.replicas, concurrency: options.concurrency, maxMessageBytes, evalTimeoutMs });
 
   const server = new grpc.Server({
     "grpc.max_receive_message_length": maxMessageBytes,
@@ -75,15 +96,16 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     "grpc-node.flow_control_window": 16 << 20,
   });
   const calls = new CallRegistry(log, { ...DEFAULT_LIMITS, ...options.limits }, options.tokens ? new BearerTokens(options.tokens) : undefined);
-  server.addService(service, createHandlers(runtime, { streamChunkBytes, maxMessageBytes }, calls));
+  server.addService(service, createHandlers(runtime, { streamChunkBytes, maxMessageBytes, maxRowsPerStream, evalTimeoutMs }, calls));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
   new ReflectionService(packageDefinition).addToServer(server);
+  const metrics = options.metricsPort === undefined ? undefined : await new ServerMetrics(runtime, calls).listen(host, options.metricsPort);
 
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(formatAddress(host, options.port ?? DEFAULTS.port), grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
+    server.bindAsync(formatAddress(host, options.port ?? DEFAULTS.port), credentials, (err, bound) => (err ? reject(err) : resolve(bound))),
   );
-  log.info({ tesseract: runtime.definition.name, host, port, streamChunkBytes, maxMessageBytes, workers: options.workers ?? "auto", replicas: options.replicas }, "serving");
+  log.info({ tesseract: runtime.definition.name, host, port, streamChunkBytes, maxMessageBytes, workers: options.workers ?? "auto", replicas: options.replicas, tls: tlsMode(options.tls), metricsPort: metrics?.port }, "serving");
 
   return {
     host,
@@ -93,6 +115,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     health,
     runtime,
     calls,
+    metricsPort: metrics?.port,
     async close(graceMs = 5000) {
       health.setStatus("", "NOT_SERVING");
       health.setStatus(SERVICE_NAME, "NOT_SERVING");
@@ -105,7 +128,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
           resolve();
         });
       });
-      await runtime.close();
+      await Promise.all([runtime.close(), metrics?.close()]);
     },
   };
 }

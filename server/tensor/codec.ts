@@ -68,6 +68,8 @@ export interface DecodeLimits {
   maxElements: number;
   /** Most dimensions; ndarray generates code per rank, so a huge rank is itself an attack. Default 64 (NumPy 2's limit). */
   maxRank?: number;
+  /** Most bytes one tensor's data may take (unset or 0: only the element limit). */
+  maxBytes?: number;
 }
 
 /** 2^28 elements: 2 GiB of FP64, far above gRPC's default 4 MiB message cap, far below what breaks V8. */
@@ -189,9 +191,12 @@ function checkDataType(datatype: number, field: string): TypedArrayCtor {
   return ctor;
 }
 
-function decodeData(datatype: DataType, ctor: TypedArrayCtor, shape: number[], data: Uint8Array, field: string): NdArray<TypedArray> {
+function decodeData(datatype: DataType, ctor: TypedArrayCtor, shape: number[], data: Uint8Array, field: string, limits: DecodeLimits): NdArray<TypedArray> {
   const size = ctor.BYTES_PER_ELEMENT;
   const expected = elementCount(shape) * size;
+  if (limits.maxBytes && expected > limits.maxBytes) {
+    throw invalidArgument(`${field}: shape ${formatShape(shape)} of ${dataTypeName(datatype)} takes ${expected} bytes, more than the limit of ${limits.maxBytes} bytes per tensor`);
+  }
   if (data.byteLength !== expected) {
     throw invalidArgument(
       `${field}: data has ${data.byteLength} bytes, expected ${expected} ` +
@@ -214,7 +219,7 @@ function decodeData(datatype: DataType, ctor: TypedArrayCtor, shape: number[], d
 export function decodeTensor(t: TensorMessage, field: string, limits: DecodeLimits = DEFAULT_LIMITS): NdArray<TypedArray> {
   const ctor = checkDataType(t.datatype, field);
   const shape = normalizeShape(t.shape, field, limits);
-  return decodeData(t.datatype, ctor, shape, t.data ?? new Uint8Array(0), field);
+  return decodeData(t.datatype, ctor, shape, t.data ?? new Uint8Array(0), field, limits);
 }
 
 /** Like decodeTensor, but a tensor with elements and no data is abstract: shape and type only, no array. */
@@ -227,7 +232,7 @@ export function decodeAbstractTensor(
   const shape = normalizeShape(t.shape, field, limits);
   const data = t.data ?? new Uint8Array(0);
   if (data.byteLength === 0 && elementCount(shape) > 0) return { shape, datatype: t.datatype };
-  return { shape, datatype: t.datatype, array: decodeData(t.datatype, ctor, shape, data, field) };
+  return { shape, datatype: t.datatype, array: decodeData(t.datatype, ctor, shape, data, field, limits) };
 }
 
 export function isNdArray(x: unknown): x is NdArray<any> {

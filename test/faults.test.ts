@@ -1,0 +1,216 @@
+/**
+ * Faults of the Tesseract itself, over gRPC: an apply that hangs (synchronously in a worker thread,
+ * asynchronously inline) is stopped by the per-evaluation timeout, a worker thread that dies fails
+ * only its own request, and each gets a precise status while the server goes on serving correct
+ * answers. Also: the limits checked before any work, reported by Describe, and memory that returns
+ * to its baseline after hundreds of failed requests.
+ */
+import { strict as assert } from "node:assert";
+import { once } from "node:events";
+import * as path from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import * as grpc from "@grpc/grpc-js";
+import { TesseractClient as GeneratedClient, type DescribeResponse, type JacobianResponse } from "../client/generated/tesseract/v1/tesseract";
+import { Code } from "../server/errors";
+import { WorkerPool } from "../server/eval/pool";
+import { startServer, type RunningServer } from "../server/grpc/server";
+import { loadTesseract } from "../server/loader";
+import { silentLogger } from "../server/log";
+import { DEFAULT_LIMITS } from "../server/tensor/codec";
+import { rejects } from "./helpers";
+
+const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
+const TYPE_URL = "type.googleapis.com/tesseract.testing.polynomial.v1.Inputs";
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const polynomialCalls: () => number = require(POLYNOMIAL).calls;
+
+const fp64 = (values: number[], shape = [values.length]) => ({ datatype: 11, shape, data: Buffer.from(Float64Array.from(values).buffer) });
+
+interface PolynomialFields {
+  x: number[];
+  y?: number;
+  mode?: string;
+}
+
+/** The polynomial fixture's inputs as an Any; `mode` injects the fault (see polynomial.js). */
+function inputs(server: RunningServer, { x, y = 0.3, mode = "" }: PolynomialFields) {
+  const message = server.runtime.schema.inputs.type.encode({ x: fp64(x), y: fp64([y], []), mode }).finish();
+  return { type_url: TYPE_URL, value: Buffer.from(message) };
+}
+
+function call<Res>(fn: (cb: (e: grpc.ServiceError | null, r: Res) => void) => void): Promise<Res> {
+  return new Promise((resolve, reject) => fn((e, r) => (e ? reject(e) : resolve(r))));
+}
+
+async function fails(promise: Promise<unknown>, code: grpc.status, details: RegExp): Promise<void> {
+  const error = (await promise.then(
+    () => assert.fail(`expected ${grpc.status[code]}, the call succeeded`),
+    (e: grpc.ServiceError) => e,
+  )) as grpc.ServiceError;
+  assert.equal(error.code, code, `${grpc.status[error.code]}: ${error.details}`);
+  assert.match(error.details, details);
+}
+
+const values = (t: { data?: Uint8Array } | undefined) => Array.from(new Float64Array(new Uint8Array(t!.data!).buffer));
+
+/** d f_i / d y = sin(x_i) for f_i = x_i^3 + y sin(x_i): the answer a healthy server must still give. */
+async function assertHealthyJacobian(client: GeneratedClient, server: RunningServer): Promise<void> {
+  const x = [0.4, 1.1, 2.5];
+  const response = await call<JacobianResponse>((cb) => client.jacobian({ inputs: inputs(server, { x }), jac_inputs: ["y"], jac_outputs: ["f"] }, cb));
+  const got = values(response.entries[0].value);
+  x.forEach((xi, i) => assert.ok(Math.abs(got[i] - Math.sin(xi)) < 1e-8, `df/dy[${i}] = ${got[i]}, expected sin(${xi}) = ${Math.sin(xi)}`));
+}
+
+describe("faults of the Tesseract", function () {
+  this.timeout(60_000);
+  let server: RunningServer | undefined;
+  let client: GeneratedClient | undefined;
+  const serve = async (options: Partial<Parameters<typeof startServer>[0]>) => {
+    server = await startServer({ tesseract: POLYNOMIAL, port: 0, logger: silentLogger, ...options });
+    client = new GeneratedClient(server.address, grpc.credentials.createInsecure());
+    return { server, client };
+  };
+  afterEach(async () => {
+    client?.close();
+    await server?.close(0);
+    server = client = undefined;
+  });
+
+  it("worker threads: a hanging apply is stopped by the per-evaluation timeout, for that request only", async () => {
+    const { server, client } = await serve({ workers: 2, evalTimeoutMs: 300 });
+    const hang = inputs(server, { x: [0.5, 1], y: 0.9, mode: "hang" });
+    await fails(
+      call((cb) => client.apply({ inputs: hang }, cb)),
+      grpc.status.DEADLINE_EXCEEDED,
+      /^apply did not return within the per-evaluation timeout of 300 ms \(--eval-timeout-ms\); its worker thread was stopped and replaced$/,
+    );
+    await fails(
+      call((cb) => client.jacobian({ inputs: hang, jac_inputs: ["y"], jac_outputs: ["f"] }, cb)),
+      grpc.status.DEADLINE_EXCEEDED,
+      /^evaluation at y [+-] h failed: apply did not return within the per-evaluation timeout of 300 ms \(--eval-timeout-ms\); its worker thread was stopped and replaced$/,
+    );
+    await assertHealthyJacobian(client, server);
+    const applied = await call<{ outputs?: unknown }>((cb) => client.apply({ inputs: inputs(server, { x: [2] }) }, cb));
+    assert.ok(applied.outputs);
+  });
+
+  it("worker threads: a worker that dies fails its request with UNKNOWN naming it, and is replaced", async () => {
+    const { server, client } = await serve({ workers: 2 });
+    const crash = inputs(server, { x: [0.5, 1], y: 0.9, mode: "crash" });
+    await fails(call((cb) => client.apply({ inputs: crash }, cb)), grpc.status.UNKNOWN, /^the worker thread running apply died \(worker exited with code: 7\); it was replaced$/);
+    await fails(
+      call((cb) => client.jacobian({ inputs: crash, jac_inputs: ["y"], jac_outputs: ["f"] }, cb)),
+      grpc.status.UNKNOWN,
+      /^evaluation at y [+-] h failed: the worker thread running apply died \(worker exited with code: 7\); it was replaced$/,
+    );
+    await assertHealthyJacobian(client, server);
+  });
+
+  it("inline: an asynchronous apply that never settles is given up on after the timeout", async () => {
+    const { server, client } = await serve({ workers: 0, evalTimeoutMs: 200 });
+    const stall = inputs(server, { x: [0.5], y: 0.9, mode: "stall" });
+    await fails(call((cb) => client.apply({ inputs: stall }, cb)), grpc.status.DEADLINE_EXCEEDED, /^apply did not return within the per-evaluation timeout of 200 ms \(--eval-timeout-ms\)$/);
+    await fails(
+      call((cb) => client.jacobian({ inputs: stall, jac_inputs: ["y"], jac_outputs: ["f"] }, cb)),
+      grpc.status.DEADLINE_EXCEEDED,
+      /^evaluation at y [+-] h failed: apply did not return within the per-evaluation timeout of 200 ms/,
+    );
+    await assertHealthyJacobian(client, server);
+  });
+
+  it("the pool replaces a dead or stopped worker: back to its thread count, and serving", async () => {
+    const pool = new WorkerPool(POLYNOMIAL, 2, 300);
+    const { schema } = loadTesseract(POLYNOMIAL);
+    const encoded = (mode: string) => ({ type_url: TYPE_URL, value: schema.inputs.type.encode({ x: fp64([1]), y: fp64([0.9], []), mode }).finish() });
+    try {
+      await rejects(pool.applyMessage(encoded("hang"), DEFAULT_LIMITS), Code.DEADLINE_EXCEEDED, /worker thread was stopped and replaced/);
+      await rejects(pool.applyMessage(encoded("crash"), DEFAULT_LIMITS), Code.UNKNOWN, /worker exited with code: 7/);
+      while (pool.liveThreads < 2) await once(pool.piscina, "workerCreate");
+      assert.equal(pool.liveThreads, 2);
+      const ok = await Promise.all([1, 2, 3, 4].map(() => pool.applyMessage(encoded(""), DEFAULT_LIMITS)));
+      assert.equal(ok.length, 4);
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
+describe("limits checked before any work", () => {
+  let server: RunningServer | undefined;
+  let client: GeneratedClient | undefined;
+  afterEach(async () => {
+    client?.close();
+    await server?.close(0);
+  });
+
+  it("rows per stream, tensor elements and bytes: refused before any apply, and reported by Describe", async () => {
+    server = await startServer({ tesseract: POLYNOMIAL, port: 0, workers: 0, maxRowsPerStream: 3, maxTensorElements: 10, maxTensorBytes: 64, evalTimeoutMs: 1234, logger: silentLogger });
+    client = new GeneratedClient(server.address, grpc.credentials.createInsecure());
+    const c = client;
+    const s = server;
+    const before = polynomialCalls();
+
+    const stream = c.jacobianRows({ inputs: inputs(s, { x: [1, 2, 3, 4] }), jac_inputs: ["x"], jac_outputs: ["f"] });
+    const received: unknown[] = [];
+    stream.on("data", (m) => received.push(m));
+    const [error] = (await once(stream, "error")) as [grpc.ServiceError];
+    assert.equal(error.code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.equal(error.details, "jac_inputs (x) have 4 elements: the stream would send 4 rows, more than this server's limit of 3 (--max-rows-per-stream); ask for fewer inputs per call");
+    assert.equal(received.length, 0);
+
+    await fails(call((cb) => c.apply({ inputs: inputs(s, { x: Array.from({ length: 11 }, (_, i) => i) }) }, cb)), grpc.status.INVALID_ARGUMENT, /^x: shape\[0\] is 11, more than the limit of 10 elements/);
+    await fails(call((cb) => c.apply({ inputs: inputs(s, { x: Array.from({ length: 9 }, (_, i) => i) }) }, cb)), grpc.status.INVALID_ARGUMENT, /^x: shape \[9\] of DATA_TYPE_FP64 takes 72 bytes, more than the limit of 64 bytes per tensor$/);
+    assert.equal(polynomialCalls(), before, "no apply ran for a refused request");
+
+    // Within the limits, the stream runs: 3 rows.
+    const rows: unknown[] = [];
+    for await (const m of c.jacobianRows({ inputs: inputs(s, { x: [1, 2, 3] }), jac_inputs: ["x"], jac_outputs: ["f"] })) if ((m as { row?: unknown }).row) rows.push(m);
+    assert.equal(rows.length, 3);
+
+    const described = await call<DescribeResponse>((cb) => c.describe({}, cb));
+    assert.deepEqual(
+      { ...described.limits, max_message_bytes: undefined, stream_chunk_bytes: undefined },
+      { max_message_bytes: undefined, stream_chunk_bytes: undefined, max_tensor_elements: 10, max_tensor_bytes: 64, max_rows_per_stream: 3, eval_timeout_ms: 1234, max_jobs: 8, max_queue: 32, default_deadline_ms: 0, max_deadline_ms: 0 },
+    );
+  });
+});
+
+describe("memory after faults", function () {
+  this.timeout(120_000);
+
+  it("returns to its baseline after hundreds of failed requests (inline)", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const server = await startServer({ tesseract: POLYNOMIAL, port: 0, workers: 0, evalTimeoutMs: 50, logger: silentLogger });
+    const client = new GeneratedClient(server.address, grpc.credentials.createInsecure());
+    const big = Array.from({ length: 20_000 }, (_, i) => 1.5 + i / 20_000); // x[0] > 1 for mode nan
+    const round = async () => {
+      const requests = [
+        call((cb) => client.jacobian({ inputs: inputs(server, { x: big, y: 0.9, mode: "throw" }), jac_inputs: ["y"], jac_outputs: ["f"] }, cb)),
+        call((cb) => client.jacobian({ inputs: inputs(server, { x: big, mode: "nan" }), jac_inputs: ["y"], jac_outputs: ["f"] }, cb)),
+        call((cb) => client.apply({ inputs: { type_url: TYPE_URL, value: Buffer.from([0x0a, 0xff, 0xff, 0x03]) } }, cb)),
+        call((cb) => client.jacobian({ inputs: inputs(server, { x: big }), jac_inputs: ["nope"], jac_outputs: ["f"] }, cb)),
+        call((cb) => client.apply({ inputs: inputs(server, { x: [1], y: 0.9, mode: "stall" }) }, cb)),
+      ];
+      const settled = await Promise.allSettled(requests);
+      settled.forEach((s, i) => assert.equal(s.status, "rejected", `request ${i} of the round succeeded`));
+    };
+    const heap = () => {
+      gc();
+      gc();
+      return process.memoryUsage().heapUsed;
+    };
+    try {
+      for (let i = 0; i < 10; i++) await round(); // warm up: JIT, pools, the first allocations
+      const baseline = heap();
+      for (let i = 0; i < 60; i++) await round(); // 300 failed requests, ~50 MB of inputs in all
+      const growth = heap() - baseline;
+      // A leak of even the inputs of one request in ten would be ~5 MB; stalled applies keep ~200 bytes each.
+      assert.ok(growth < 4 * 2 ** 20, `heap grew by ${(growth / 2 ** 20).toFixed(1)} MiB after 300 failed requests`);
+    } finally {
+      client.close();
+      await server.close(0);
+    }
+  });
+});

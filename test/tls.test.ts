@@ -1,0 +1,278 @@
+/**
+ * TLS and mutual TLS: the server (startServer's `tls`), the SDK (`tls` option, `tlsCredentials`) and the
+ * CLI (`serve --tls-*`, client commands' `--tls*`). Certificates: test/fixtures/tls (generate.sh).
+ */
+import { strict as assert } from "node:assert";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { createInterface } from "node:readline";
+import { promisify } from "node:util";
+import * as grpc from "@grpc/grpc-js";
+import { TesseractClient, TesseractClientError, tlsCredentials, type ClientTls } from "../client";
+import { Inputs, Outputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
+import { startServer, type RunningServer, type ServeOptions } from "../server/grpc/server";
+import { silentLogger } from "../server/log";
+import { flat, LogLines, meshInputs } from "./helpers";
+
+const FIXTURES = path.join(__dirname, "../../test/fixtures/tls");
+const file = (name: string) => path.join(FIXTURES, name);
+const pem = (name: string) => fs.readFileSync(file(name));
+
+const SERVER = { cert: pem("server.crt"), key: pem("server.key") };
+const CA = pem("ca.crt");
+const CLIENT = { cert: pem("client.crt"), key: pem("client.key") };
+const OTHER_CLIENT = { cert: pem("other-client.crt"), key: pem("other-client.key") };
+
+const TYPES = { inputs: Inputs, outputs: Outputs };
+
+async function serve(options: Partial<ServeOptions>): Promise<RunningServer> {
+  return startServer({ tesseract: "meshstats", port: 0, workers: 0, logger: silentLogger, ...options });
+}
+
+/** Rejects with a TesseractClientError of `codeName`. */
+async function rejectsWith(promise: Promise<unknown>, codeName: string): Promise<void> {
+  await assert.rejects(promise, (e: TesseractClientError) => {
+    assert.equal(e.codeName, codeName, `${e.codeName}: ${e.details}`);
+    return true;
+  });
+}
+
+/** meshstats' barycenter and first point, as the SDK returns them. */
+async function assertApplyWorks(client: TesseractClient<Inputs, Outputs>): Promise<void> {
+  const inputs = meshInputs(3);
+  const { statistics } = await client.apply(inputs);
+  const points = flat(inputs.mesh.points);
+  assert.deepEqual(flat(statistics!.first_point_coordinates), points.slice(0, 3));
+  const barycenter = [0, 1, 2].map((c) => (points[c] + points[3 + c] + points[6 + c]) / 3);
+  flat(statistics!.barycenter).forEach((v, c) => assert.ok(Math.abs(v - barycenter[c]) < 1e-12, `barycenter[${c}]`));
+}
+
+describe("TLS", () => {
+  const clients: TesseractClient<Inputs, Outputs>[] = [];
+  /**
+   * A client closed after each test. With TLS, the server name is "localhost": grpc-js would send the IP
+   * address of `address`, and Node warn about it (DEP0123) in the test output; the CLI tests use the IP.
+   */
+  const client = (address: string, options: { tls?: ClientTls; credentials?: grpc.ChannelCredentials; token?: string } = {}) => {
+    const secure = options.tls || options.credentials;
+    const c = new TesseractClient<Inputs, Outputs>(address, TYPES, { ...options, channelOptions: secure ? { "grpc.ssl_target_name_override": "localhost" } : {} });
+    clients.push(c);
+    return c;
+  };
+  afterEach(() => clients.splice(0).forEach((c) => c.close()));
+
+  describe("server with a certificate", () => {
+    let server: RunningServer;
+    let logs: LogLines;
+    let serving: Promise<Record<string, unknown>>;
+    before(async () => {
+      logs = new LogLines();
+      serving = logs.next((line) => line.msg === "serving");
+      server = await serve({ tls: SERVER, logger: logs.logger });
+    });
+    after(() => server.close(0));
+
+    it("logs that TLS is on", async () => {
+      assert.equal((await serving).tls, "on");
+    });
+
+    it("serves a client trusting its CA: apply, describe and health", async () => {
+      const c = client(server.address, { tls: { ca: CA } });
+      await assertApplyWorks(c);
+      assert.equal((await c.describe()).name, "meshstats");
+      assert.equal(await c.health(), "SERVING");
+    });
+
+    it("answers by name too (localhost is in the certificate)", async () => {
+      const c = client(`localhost:${server.port}`, { credentials: tlsCredentials({ ca: CA }) });
+      assert.equal(await c.health(), "SERVING");
+    });
+
+    it("a plaintext client fails: UNAVAILABLE", async () => {
+      const c = client(server.address);
+      await rejectsWith(c.describe(), "UNAVAILABLE");
+      await rejectsWith(c.health(), "UNAVAILABLE");
+    });
+
+    it("a client trusting another CA (or only the system's roots) fails: UNAVAILABLE", async () => {
+      await rejectsWith(client(server.address, { tls: { ca: pem("other-ca.crt") } }).describe(), "UNAVAILABLE");
+      await rejectsWith(client(server.address, { tls: {} }).describe(), "UNAVAILABLE");
+    });
+  });
+
+  describe("mutual TLS", () => {
+    let server: RunningServer;
+    let logs: LogLines;
+    let serving: Promise<Record<string, unknown>>;
+    before(async () => {
+      logs = new LogLines();
+      serving = logs.next((line) => line.msg === "serving");
+      server = await serve({ tls: { ...SERVER, clientCa: CA }, logger: logs.logger });
+    });
+    after(() => server.close(0));
+
+    it("logs that TLS is mutual", async () => {
+      assert.equal((await serving).tls, "mutual");
+    });
+
+    it("serves a client with a certificate signed by the client CA", async () => {
+      const c = client(server.address, { tls: { ca: CA, ...CLIENT } });
+      await assertApplyWorks(c);
+      assert.equal(await c.health(), "SERVING");
+    });
+
+    it("refuses a client without a certificate: UNAVAILABLE", async () => {
+      const c = client(server.address, { tls: { ca: CA } });
+      await rejectsWith(c.describe(), "UNAVAILABLE");
+      await rejectsWith(c.health(), "UNAVAILABLE");
+    });
+
+    it("refuses a client certificate from an unrelated CA: UNAVAILABLE", async () => {
+      await rejectsWith(client(server.address, { tls: { ca: CA, ...OTHER_CLIENT } }).describe(), "UNAVAILABLE");
+    });
+
+    it("refuses a plaintext client: UNAVAILABLE", async () => {
+      await rejectsWith(client(server.address).describe(), "UNAVAILABLE");
+    });
+  });
+
+  describe("bearer tokens over TLS", () => {
+    let server: RunningServer;
+    before(async () => {
+      server = await serve({ tls: SERVER, tokens: ["s3cret"] });
+    });
+    after(() => server.close(0));
+
+    it("UNAUTHENTICATED without the token, served with it; health needs none", async () => {
+      await rejectsWith(client(server.address, { tls: { ca: CA } }).describe(), "UNAUTHENTICATED");
+      await rejectsWith(client(server.address, { tls: { ca: CA }, token: "wrong" }).describe(), "UNAUTHENTICATED");
+      const c = client(server.address, { tls: { ca: CA }, token: "s3cret" });
+      await assertApplyWorks(c);
+      assert.equal(await client(server.address, { tls: { ca: CA } }).health(), "SERVING");
+    });
+  });
+
+  describe("bad certificates and keys", () => {
+    it("startServer fails naming the option", async () => {
+      const junk = Buffer.from("not a certificate\n");
+      await assert.rejects(serve({ tls: { cert: junk, key: SERVER.key } }), /^Error: tls\.cert: no PEM certificate/);
+      await assert.rejects(serve({ tls: { cert: SERVER.cert, key: junk } }), /^Error: tls\.key: not a valid PEM private key/);
+      await assert.rejects(serve({ tls: { cert: SERVER.cert, key: CLIENT.key } }), /^Error: tls\.key: the private key does not match the certificate of tls\.cert/);
+      // grpc-js itself would take this one silently and refuse every client.
+      await assert.rejects(serve({ tls: { ...SERVER, clientCa: junk } }), /^Error: tls\.clientCa: no PEM certificate/);
+      const broken = Buffer.from(CA.toString().replace(/(BEGIN CERTIFICATE-----\n)..../, "$1AAAA"));
+      await assert.rejects(serve({ tls: { ...SERVER, clientCa: broken } }), /^Error: tls\.clientCa: certificate 1 is not valid/);
+    });
+
+    it("the SDK fails naming the option", () => {
+      assert.throws(() => tlsCredentials({ ca: Buffer.from("junk") }), /^Error: tls\.ca: no PEM certificate/);
+      assert.throws(() => tlsCredentials({ ca: CA, cert: CLIENT.cert }), /^Error: tls\.key is missing/);
+      assert.throws(() => tlsCredentials({ ca: CA, key: CLIENT.key }), /^Error: tls\.cert is missing/);
+      assert.throws(() => tlsCredentials({ cert: CLIENT.cert, key: OTHER_CLIENT.key }), /^Error: tls\.key: the private key does not match/);
+      assert.throws(() => new TesseractClient("127.0.0.1:1", TYPES, { tls: {}, credentials: grpc.credentials.createInsecure() }), /`credentials` or `tls`, not both/);
+    });
+  });
+});
+
+const CLI = path.join(__dirname, "../server/cli.js");
+const run = promisify(execFile);
+
+/** Runs a CLI command; resolves with exit code, stdout and stderr (never rejects). */
+async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+describe("TLS in the CLI", () => {
+  let server: ChildProcess;
+  let address: string;
+  const mtls = ["--tls-ca", file("ca.crt"), "--tls-cert", file("client.crt"), "--tls-key", file("client.key")];
+
+  before(async () => {
+    server = spawn(process.execPath, [CLI, "serve", "meshstats", "--port", "0", "--workers", "0", "--tls-cert", file("server.crt"), "--tls-key", file("server.key"), "--tls-client-ca", file("ca.crt")], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const lines = createInterface({ input: server.stdout! });
+    const [first] = (await once(lines, "line")) as [string];
+    const match = /^listening on (127\.0\.0\.1:\d+)$/.exec(first);
+    assert.ok(match, `first stdout line: ${first}`);
+    address = match[1];
+  });
+
+  after(async () => {
+    const exited = once(server, "exit");
+    server.kill("SIGTERM");
+    const [code] = await exited;
+    assert.equal(code, 0, "serve exits 0 on SIGTERM");
+  });
+
+  it("describe, health and apply (with reflection) with the client certificate", async () => {
+    const described = await cli(["describe", "--address", address, ...mtls]);
+    assert.equal(described.code, 0, described.stderr);
+    assert.equal(JSON.parse(described.stdout).name, "meshstats");
+    const health = await cli(["health", "--address", address, ...mtls]);
+    assert.deepEqual([health.code, health.stdout], [0, "SERVING\n"], health.stderr);
+    const inputs = {
+      mesh: {
+        n_points: 3,
+        n_cells: 1,
+        points: [[1, 2, 3], [4, 5, 6], [7, 8, 10]],
+        num_points_per_cell: [3],
+        cell_connectivity: { object_type: "array", shape: [3], dtype: "int32", data: { buffer: [0, 1, 2], encoding: "json" } },
+      },
+    };
+    const applied = await cli(["apply", JSON.stringify({ inputs }), "--address", address, ...mtls]);
+    assert.equal(applied.code, 0, applied.stderr);
+    assert.deepEqual(JSON.parse(applied.stdout), { statistics: { first_point_coordinates: [1, 2, 3], barycenter: [4, 5, 19 / 3] } });
+  });
+
+  it("takes the client's TLS files from the environment too", async () => {
+    const env = { TESSERACT_GRPC_TLS_CA: file("ca.crt"), TESSERACT_GRPC_CLIENT_TLS_CERT: file("client.crt"), TESSERACT_GRPC_CLIENT_TLS_KEY: file("client.key") };
+    const health = await cli(["health", "--address", address], env);
+    assert.deepEqual([health.code, health.stdout], [0, "SERVING\n"], health.stderr);
+  });
+
+  it("fails without the client certificate, or in plaintext", async () => {
+    for (const flags of [["--tls-ca", file("ca.crt")], [], ["--tls-ca", file("ca.crt"), "--tls-cert", file("other-client.crt"), "--tls-key", file("other-client.key")]]) {
+      const health = await cli(["health", "--address", address, ...flags]);
+      assert.equal(health.code, 1, `${flags.join(" ")}: ${health.stdout}`);
+      assert.match(health.stderr, /^tesseract-grpc health: UNAVAILABLE: /);
+    }
+  });
+
+  it("client flags: a certificate needs its key, files must exist", async () => {
+    const noKey = await cli(["describe", "--address", address, "--tls-cert", file("client.crt")]);
+    assert.equal(noKey.code, 1);
+    assert.match(noKey.stderr, /--tls-key is missing: a client certificate needs both --tls-cert and --tls-key/);
+    const missing = path.join(FIXTURES, "missing.crt");
+    const noFile = await cli(["describe", "--address", address, "--tls-ca", missing]);
+    assert.equal(noFile.code, 1);
+    assert.ok(noFile.stderr.includes(`--tls-ca ${missing}: cannot be read (ENOENT)`), noFile.stderr);
+  });
+
+  it("serve: a certificate without its key, a missing file or a bad PEM exits 1 with a clear error", async () => {
+    const noKey = await cli(["serve", "meshstats", "--port", "0", "--tls-cert", file("server.crt")]);
+    assert.equal(noKey.code, 1);
+    assert.match(noKey.stderr, /--tls-key missing: TLS needs both --tls-cert and --tls-key/);
+    const onlyCa = await cli(["serve", "meshstats", "--port", "0", "--tls-client-ca", file("ca.crt")]);
+    assert.equal(onlyCa.code, 1);
+    assert.match(onlyCa.stderr, /--tls-cert and --tls-key missing: TLS needs both --tls-cert and --tls-key \(--tls-client-ca adds mutual TLS/);
+    const missing = path.join(FIXTURES, "missing.key");
+    const noFile = await cli(["serve", "meshstats", "--port", "0", "--tls-cert", file("server.crt"), "--tls-key", missing]);
+    assert.equal(noFile.code, 1);
+    assert.ok(noFile.stderr.includes(`--tls-key ${missing}: cannot be read (ENOENT)`), noFile.stderr);
+    const wrongKey = await cli(["serve", "meshstats", "--port", "0", "--tls-cert", file("server.crt"), "--tls-key", file("client.key")]);
+    assert.equal(wrongKey.code, 1);
+    assert.ok(wrongKey.stderr.includes(`--tls-key ${file("client.key")}: the private key does not match the certificate of --tls-cert ${file("server.crt")}`), wrongKey.stderr);
+    const keyAsCert = await cli(["serve", "meshstats", "--port", "0", "--tls-cert", file("server.key"), "--tls-key", file("server.key")]);
+    assert.equal(keyAsCert.code, 1);
+    assert.ok(keyAsCert.stderr.includes(`--tls-cert ${file("server.key")}: no PEM certificate`), keyAsCert.stderr);
+  });
+});
