@@ -102,7 +102,7 @@ export class TesseractRuntime {
   /** Tensor limits for everything decoded from requests (`--max-tensor-elements`, `--max-tensor-bytes`). */
   decodeLimits: DecodeLimits = DEFAULT_LIMITS;
 
-  /** Apply calls made so far, by every endpoint (for metrics). */
+  /** Apply calls made so far in this thread or on its behalf, by every endpoint (for metrics). */
   evaluations = 0;
 
   /** Any -> tree, then the Tesseract's own validation. */
@@ -114,7 +114,6 @@ export class TesseractRuntime {
 
   /** The Apply RPC, wire to wire: in a worker thread when the server has a pool, else here. */
   async applyMessage(any: AnyMessage | null | undefined, signal?: AbortSignal): Promise<AnyMessage> {
-    this.evaluations++;
     return this.backends.applyMessage(any, signal);
   }
 
@@ -127,6 +126,7 @@ export class TesseractRuntime {
    * `timeoutMs` gives up on an asynchronous apply that takes longer.
    */
   async apply(inputs: Record<string, unknown>, timeoutMs = 0): Promise<unknown> {
+    this.evaluations++;
     try {
       return await withTimeout(Promise.resolve().then(() => this.definition.apply(inputs)), timeoutMs);
     } catch (e) {

@@ -19,9 +19,10 @@ import * as grpc from "@grpc/grpc-js";
 import ndarray from "ndarray";
 import { Algorithm, assembleJacobian, TesseractClient } from "../client";
 import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
-import { TesseractClient as GeneratedClient } from "../client/generated/tesseract/v1/tesseract";
+import { FiniteDifferenceOptions, TesseractClient as GeneratedClient, type JacobianResponse } from "../client/generated/tesseract/v1/tesseract";
 import { Code } from "../server/errors";
 import { startServer, type RunningServer } from "../server/grpc/server";
+import { loadTesseract } from "../server/loader";
 import { silentLogger } from "../server/log";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
 
@@ -50,8 +51,11 @@ class Replica {
   readonly child: ChildProcess;
   private readonly exited: Promise<[number | null, NodeJS.Signals | null]>;
 
-  private constructor(readonly tesseract: string) {
-    this.child = spawn(process.execPath, [CLI, "serve", tesseract, "--port", "0", "--workers", "0"], { stdio: ["ignore", "pipe", "pipe"], env: cleanEnv() });
+  private constructor(
+    readonly tesseract: string,
+    env: NodeJS.ProcessEnv,
+  ) {
+    this.child = spawn(process.execPath, [CLI, "serve", tesseract, "--port", "0", "--workers", "0"], { stdio: ["ignore", "pipe", "pipe"], env: { ...cleanEnv(), ...env } });
     this.exited = once(this.child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
     createInterface({ input: this.child.stderr! }).on("line", (text) => {
       this.stderr.push(text);
@@ -66,8 +70,8 @@ class Replica {
     });
   }
 
-  static async start(tesseract: string): Promise<Replica> {
-    const replica = new Replica(tesseract);
+  static async start(tesseract: string, env: NodeJS.ProcessEnv = {}): Promise<Replica> {
+    const replica = new Replica(tesseract, env);
     const stdout = createInterface({ input: replica.child.stdout! });
     const first = await Promise.race([
       once(stdout, "line").then(([line]) => line as string),
@@ -106,6 +110,12 @@ class Replica {
       client.close();
     }
     await logged;
+  }
+
+  /** Resolves with the exit code once the process has ended by itself. */
+  async exitCode(): Promise<number | null> {
+    const [code] = await this.exited;
+    return code;
   }
 
   /** SIGTERM; resolves with the exit code. */
@@ -260,6 +270,37 @@ describe("distributed: one gradient engine, apply replicas in other processes", 
       await engine?.close();
       const codes = await Promise.all(poly.map((r) => r.stop()));
       assert.deepEqual(codes, [0, 0], "polynomial replicas exit 0 on SIGTERM");
+    }
+  });
+
+  it("a replica that goes away mid-Jacobian: its evaluations are retried on the others, and the result is the same", async () => {
+    // Three polynomial replicas; one ends its process (exit code 3) at its 4th apply, with calls in
+    // flight. gRPC's retry policy resends them (UNAVAILABLE) and round_robin picks a live replica.
+    const poly = await Promise.all([Replica.start(POLYNOMIAL, { POLYNOMIAL_EXIT_AFTER: "4" }), Replica.start(POLYNOMIAL), Replica.start(POLYNOMIAL)]);
+    let engine: RunningServer | undefined;
+    let client: GeneratedClient | undefined;
+    try {
+      engine = await startServer({ tesseract: POLYNOMIAL, port: 0, replicas: target(poly), concurrency: 6, logger: silentLogger });
+      client = new GeneratedClient(engine.address, grpc.credentials.createInsecure());
+      const n = 40;
+      const inputs = { x: ndarray(Float64Array.from({ length: n }, (_, i) => 0.1 + i / 7), [n]), y: ndarray(Float64Array.of(0.3), []), params: {}, blocks: [], mode: "" };
+      const any = engine.runtime.schema.inputs.encodeAny(inputs, "inputs");
+      const request = { inputs: { type_url: any.type_url, value: Buffer.from(any.value) }, jac_inputs: ["x", "y"], jac_outputs: ["f"], options: FiniteDifferenceOptions.fromPartial({ algorithm: CENTRAL }) };
+      const response = await new Promise<JacobianResponse>((resolve, reject) => client!.jacobian(request, (e, r) => (e ? reject(e) : resolve(r!))));
+      assert.equal(await poly[0].exitCode(), 3, "the first replica went away mid-request");
+      assert.equal(response.stats?.apply_calls, 2 * (n + 1));
+
+      const inline = loadTesseract(POLYNOMIAL);
+      const expected = await inline.jacobian({ inputs, inputPaths: ["x", "y"], outputPaths: ["f"], options: { algorithm: CENTRAL } });
+      assert.equal(response.entries.length, expected.entries.length);
+      for (const [i, entry] of response.entries.entries()) {
+        const got = new Float64Array(new Uint8Array(entry.value!.data).buffer);
+        assert.deepEqual(got, expected.entries[i].values, `${entry.output_path} w.r.t. ${entry.input_path}: not bit-identical to the inline engine`);
+      }
+    } finally {
+      client?.close();
+      await engine?.close();
+      await Promise.all(poly.slice(1).map((r) => r.stop()));
     }
   });
 });

@@ -129,11 +129,19 @@ export class EvaluationBackends {
     return this.settings.evalTimeoutMs ?? 0;
   }
 
-  /** The Apply RPC: decode, validate, apply, encode — in a worker thread when there is a fixed pool. */
+  /**
+   * The Apply RPC: decode, validate, apply, encode — apply in a worker thread when there is a fixed
+   * pool. Inputs are decoded here first even then, so bad input is answered at once and never
+   * reaches a worker (the worker decodes its own copy from the bytes).
+   */
   async applyMessage(any: AnyMessage | null | undefined, signal?: AbortSignal): Promise<AnyMessage> {
     const { settings, runtime } = this;
-    if (typeof settings.workers === "number" && settings.workers > 0) return this.pool(settings.workers).applyMessage(any, runtime.decodeLimits, signal);
-    return runtime.encodeOutputs(await runtime.apply(runtime.decodeInputs(any), this.timeoutMs));
+    const inputs = runtime.decodeInputs(any);
+    if (typeof settings.workers === "number" && settings.workers > 0) {
+      runtime.evaluations++;
+      return this.pool(settings.workers).applyMessage(any, runtime.decodeLimits, signal);
+    }
+    return runtime.encodeOutputs(await runtime.apply(inputs, this.timeoutMs));
   }
 
   evaluatorFor(job: Job): Evaluator {
