@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * `tesseract-grpc`: `serve` a Tesseract, or call one (`apply`, `jacobian`, `jvp`, `vjp`,
- * `abstract-eval`, `describe`, `health`). Every flag has a TESSERACT_GRPC_<FLAG> environment variable,
+ * `check-gradients`, `describe`, `health`). Every flag has a TESSERACT_GRPC_<FLAG> environment variable,
  * except the client's certificate and key (TESSERACT_GRPC_CLIENT_TLS_CERT/KEY: the server's own
  * TESSERACT_GRPC_TLS_CERT/KEY are often set in the same container, where the health check runs).
  */
