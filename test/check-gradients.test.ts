@@ -12,7 +12,7 @@ import * as path from "node:path";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import ndarray from "ndarray";
-import { Algorithm, TesseractClient, TesseractClientError, type GradientCheck } from "../client";
+import { Algorithm, TesseractClient, type GradientCheck } from "../client";
 import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
 import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../client/generated/tesseract/examples/vectoradd/v1/vectoradd";
 import { Code } from "../server/errors";
@@ -22,7 +22,7 @@ import { TesseractRuntime } from "../server/runtime";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
 import type { Arrays } from "../server/tesseract";
 import wrongVectoradd, { WRONG_FACTOR } from "./fixtures/wrong-vectoradd/wrong-vectoradd";
-import { counted, f64, rejects } from "./helpers";
+import { clientRejects, counted, f64, rejects } from "./helpers";
 
 const VECTOR_TYPES = {
   inputs: VectorInputs,
@@ -38,18 +38,6 @@ const vectorInputs = (normalize: boolean, a = A, b = B): Arrays<VectorInputs> =>
 
 /** A long vector, for sampling: elements i of a and b. */
 const long = (n: number) => vectorInputs(false, Array.from({ length: n }, (_, i) => Math.sin(i + 1)), Array.from({ length: n }, (_, i) => Math.cos(i + 1)));
-
-async function rejectsWith(promise: Promise<unknown>, codeName: string, message: RegExp): Promise<void> {
-  let error: unknown;
-  try {
-    await promise;
-  } catch (e) {
-    error = e;
-  }
-  assert.ok(error instanceof TesseractClientError, `expected a TesseractClientError, got ${String(error)}`);
-  assert.equal(error.codeName, codeName, error.details);
-  assert.match(error.details, message);
-}
 
 const find = (checks: GradientCheck[], endpoint: string, input: string, output = "result") => {
   const c = checks.find((x) => x.endpoint === endpoint && x.input_path === input && x.output_path === output);
@@ -204,23 +192,23 @@ describe("CheckGradients", () => {
   });
 
   it("a max_evals too small to check every input path once is INVALID_ARGUMENT", async () => {
-    await rejectsWith(vector.checkGradients(vectorInputs(false), { maxEvals: 12 }), "INVALID_ARGUMENT", /^max_evals 12 is too small: checking 3 input paths \(jacobian, jvp, vjp\) takes at least 13 apply calls/);
+    await clientRejects(vector.checkGradients(vectorInputs(false), { maxEvals: 12 }), "INVALID_ARGUMENT", /^max_evals 12 is too small: checking 3 input paths \(jacobian, jvp, vjp\) takes at least 13 apply calls/);
   });
 
   it("bad paths, endpoints, tolerances and options are INVALID_ARGUMENT", async () => {
     const inputs = vectorInputs(false);
-    await rejectsWith(vector.checkGradients(inputs, { inputPaths: ["c"] }), "INVALID_ARGUMENT", /^input_paths: input path "c" does not exist; differentiable input paths: a, b, s/);
-    await rejectsWith(vector.checkGradients(inputs, { outputPaths: ["nope"] }), "INVALID_ARGUMENT", /^output_paths: output path "nope" is not a differentiable path/);
-    await rejectsWith(vector.checkGradients(inputs, { endpoints: ["hessian"] }), "INVALID_ARGUMENT", /^endpoints: unknown endpoint "hessian"; expected jacobian, jvp or vjp/);
-    await rejectsWith(vector.checkGradients(inputs, { rtol: -1 }), "INVALID_ARGUMENT", /^rtol must be a non-negative finite number/);
-    await rejectsWith(vector.checkGradients(inputs, { options: { eps: -1 } }), "INVALID_ARGUMENT", /options\.eps must be a positive finite number/);
-    await rejectsWith(vector.checkGradients(inputs, { inputPaths: ["a"], options: { eps_by_path: { b: 1e-3 } } }), "INVALID_ARGUMENT", /^options\.eps_by_path has key "b", which is not an input path being checked \(a\)/);
+    await clientRejects(vector.checkGradients(inputs, { inputPaths: ["c"] }), "INVALID_ARGUMENT", /^input_paths: input path "c" does not exist; differentiable input paths: a, b, s/);
+    await clientRejects(vector.checkGradients(inputs, { outputPaths: ["nope"] }), "INVALID_ARGUMENT", /^output_paths: output path "nope" is not a differentiable path/);
+    await clientRejects(vector.checkGradients(inputs, { endpoints: ["hessian"] }), "INVALID_ARGUMENT", /^endpoints: unknown endpoint "hessian"; expected jacobian, jvp or vjp/);
+    await clientRejects(vector.checkGradients(inputs, { rtol: -1 }), "INVALID_ARGUMENT", /^rtol must be a non-negative finite number/);
+    await clientRejects(vector.checkGradients(inputs, { options: { eps: -1 } }), "INVALID_ARGUMENT", /options\.eps must be a positive finite number/);
+    await clientRejects(vector.checkGradients(inputs, { inputPaths: ["a"], options: { eps_by_path: { b: 1e-3 } } }), "INVALID_ARGUMENT", /^options\.eps_by_path has key "b", which is not an input path being checked \(a\)/);
   });
 
   it("a Tesseract without analytic gradients is UNIMPLEMENTED; Describe lists CheckGradients only with them", async () => {
     const mesh = new TesseractClient<MeshInputs, MeshOutputs>(meshServer.address, { inputs: MeshInputs, outputs: MeshOutputs });
     try {
-      await rejectsWith(mesh.checkGradients(sampleMeshInputs(3)), "UNIMPLEMENTED", /^Tesseract "meshstats" has no analytic gradients/);
+      await clientRejects(mesh.checkGradients(sampleMeshInputs(3)), "UNIMPLEMENTED", /^Tesseract "meshstats" has no analytic gradients/);
       assert.ok(!(await mesh.describe()).endpoints.includes("CheckGradients"));
     } finally {
       mesh.close();

@@ -3,6 +3,7 @@ import { strict as assert } from "node:assert";
 import { EventEmitter } from "node:events";
 import pino from "pino";
 import ndarray, { type NdArray } from "ndarray";
+import { TesseractClientError } from "../client/errors";
 import { Code, TesseractError } from "../server/errors";
 import { toFloat64 } from "../server/tensor/codec";
 import { loadTesseract } from "../server/loader";
@@ -54,6 +55,21 @@ export async function rejects(promise: Promise<unknown> | (() => unknown), code:
   assert.ok(error instanceof TesseractError, `expected a TesseractError, got ${String(error)}`);
   assert.equal(error.code, code, `code ${Code[error.code]} (${error.message})`);
   assert.match(error.message, message);
+  return error;
+}
+
+/** Awaits a rejection from the SDK and checks its code name and (when given) its details. */
+export async function clientRejects(promise: Promise<unknown>, codeName: string, details?: RegExp): Promise<TesseractClientError> {
+  let error: unknown;
+  try {
+    await promise;
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(error instanceof TesseractClientError, `expected a TesseractClientError, got ${String(error)}`);
+  assert.equal(error.codeName, codeName, `${error.codeName}: ${error.details}`);
+  assert.equal(error.message, `${codeName}: ${error.details}`);
+  if (details) assert.match(error.details, details);
   return error;
 }
 

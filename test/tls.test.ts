@@ -10,11 +10,11 @@ import * as path from "node:path";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
-import { TesseractClient, TesseractClientError, tlsCredentials, type ClientTls } from "../client";
+import { TesseractClient, tlsCredentials, type ClientTls } from "../client";
 import { Inputs, Outputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
 import { startServer, type RunningServer, type ServeOptions } from "../server/grpc/server";
 import { silentLogger } from "../server/log";
-import { flat, LogLines, meshInputs } from "./helpers";
+import { clientRejects, flat, LogLines, meshInputs } from "./helpers";
 
 const FIXTURES = path.join(__dirname, "../../test/fixtures/tls");
 const file = (name: string) => path.join(FIXTURES, name);
@@ -32,13 +32,6 @@ async function serve(options: Partial<ServeOptions>): Promise<RunningServer> {
 }
 
 /** Rejects with a TesseractClientError of `codeName`. */
-async function rejectsWith(promise: Promise<unknown>, codeName: string): Promise<void> {
-  await assert.rejects(promise, (e: TesseractClientError) => {
-    assert.equal(e.codeName, codeName, `${e.codeName}: ${e.details}`);
-    return true;
-  });
-}
-
 /** meshstats' barycenter and first point, as the SDK returns them. */
 async function assertApplyWorks(client: TesseractClient<Inputs, Outputs>): Promise<void> {
   const inputs = meshInputs(3);
@@ -92,13 +85,13 @@ describe("TLS", () => {
 
     it("a plaintext client fails: UNAVAILABLE", async () => {
       const c = client(server.address);
-      await rejectsWith(c.describe(), "UNAVAILABLE");
-      await rejectsWith(c.health(), "UNAVAILABLE");
+      await clientRejects(c.describe(), "UNAVAILABLE");
+      await clientRejects(c.health(), "UNAVAILABLE");
     });
 
     it("a client trusting another CA (or only the system's roots) fails: UNAVAILABLE", async () => {
-      await rejectsWith(client(server.address, { tls: { ca: pem("other-ca.crt") } }).describe(), "UNAVAILABLE");
-      await rejectsWith(client(server.address, { tls: {} }).describe(), "UNAVAILABLE");
+      await clientRejects(client(server.address, { tls: { ca: pem("other-ca.crt") } }).describe(), "UNAVAILABLE");
+      await clientRejects(client(server.address, { tls: {} }).describe(), "UNAVAILABLE");
     });
   });
 
@@ -125,16 +118,16 @@ describe("TLS", () => {
 
     it("refuses a client without a certificate: UNAVAILABLE", async () => {
       const c = client(server.address, { tls: { ca: CA } });
-      await rejectsWith(c.describe(), "UNAVAILABLE");
-      await rejectsWith(c.health(), "UNAVAILABLE");
+      await clientRejects(c.describe(), "UNAVAILABLE");
+      await clientRejects(c.health(), "UNAVAILABLE");
     });
 
     it("refuses a client certificate from an unrelated CA: UNAVAILABLE", async () => {
-      await rejectsWith(client(server.address, { tls: { ca: CA, ...OTHER_CLIENT } }).describe(), "UNAVAILABLE");
+      await clientRejects(client(server.address, { tls: { ca: CA, ...OTHER_CLIENT } }).describe(), "UNAVAILABLE");
     });
 
     it("refuses a plaintext client: UNAVAILABLE", async () => {
-      await rejectsWith(client(server.address).describe(), "UNAVAILABLE");
+      await clientRejects(client(server.address).describe(), "UNAVAILABLE");
     });
   });
 
@@ -146,8 +139,8 @@ describe("TLS", () => {
     after(() => server.close(0));
 
     it("UNAUTHENTICATED without the token, served with it; health needs none", async () => {
-      await rejectsWith(client(server.address, { tls: { ca: CA } }).describe(), "UNAUTHENTICATED");
-      await rejectsWith(client(server.address, { tls: { ca: CA }, token: "wrong" }).describe(), "UNAUTHENTICATED");
+      await clientRejects(client(server.address, { tls: { ca: CA } }).describe(), "UNAUTHENTICATED");
+      await clientRejects(client(server.address, { tls: { ca: CA }, token: "wrong" }).describe(), "UNAUTHENTICATED");
       const c = client(server.address, { tls: { ca: CA }, token: "s3cret" });
       await assertApplyWorks(c);
       assert.equal(await client(server.address, { tls: { ca: CA } }).health(), "SERVING");
