@@ -40,20 +40,9 @@ import type { RequestOptions } from "../server/fd/options";
 import type { TesseractRuntime } from "../server/runtime";
 import { DataType } from "../server/tensor/codec";
 import { report } from "./report";
+import type { TestCase } from "./fixtures/testfunctions/test-case";
 
 const MODULE = path.join(__dirname, "../../bench/fixtures/testfunctions/testfunctions.js");
-
-/** A case as the module exports it. */
-interface TestCase {
-  name: string;
-  input: string;
-  output: string;
-  inputShape: number[];
-  outputShape: number[];
-  point: number[];
-  f(x: number[]): number[];
-  jacobian(x: number[]): number[];
-}
 
 // tesseract.v1.Algorithm and StepMode numbers (proto/tesseract/v1/algorithm.proto).
 const ALGORITHMS = { central: 1, forward: 2, stochastic: 3, richardson: 4, adaptive: 5 } as const;

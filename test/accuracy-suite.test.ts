@@ -19,19 +19,9 @@ import { loadTesseract } from "../server/loader";
 import type { TesseractRuntime } from "../server/runtime";
 import { DataType } from "../server/tensor/codec";
 import { flat } from "./helpers";
+import type { TestCase } from "../bench/fixtures/testfunctions/test-case";
 
 const MODULE = path.join(__dirname, "../../bench/fixtures/testfunctions/testfunctions.js");
-
-interface TestCase {
-  name: string;
-  input: string;
-  output: string;
-  inputShape: number[];
-  outputShape: number[];
-  point: number[];
-  f(x: number[]): number[];
-  jacobian(x: number[]): number[];
-}
 
 const CASE_NAMES = ["sin", "cube", "exp", "oscillating", "sqrt", "rosenbrock", "mixed"];
 
