@@ -12,7 +12,7 @@ import { isTesseractClientError } from "./errors";
 import { arrayFromJson, jsonToTree, treeToJson, type Format } from "./json-form";
 import { fetchRoot } from "./reflection-schema";
 import { assembleJacobian, type JacobianRowsEvent } from "./rows";
-import { DEFAULT_MAX_MESSAGE_BYTES, TesseractClient, type FiniteDifferenceRequestOptions, type TesseractClientOptions, type TesseractTypes } from "./tesseract-client";
+import { bearerToken, DEFAULT_MAX_MESSAGE_BYTES, TesseractClient, type FiniteDifferenceRequestOptions, type TesseractClientOptions, type TesseractTypes } from "./tesseract-client";
 import { tlsCredentials } from "./tls";
 import type { MessageFns } from "./any";
 import { Algorithm } from "./generated/tesseract/v1/algorithm";
@@ -123,7 +123,8 @@ async function connect(flags: ClientFlags) {
   const types: TesseractTypes<unknown, unknown> = { inputs: messageFns(() => resolved.inputs!), outputs: messageFns(() => resolved.outputs!) };
   const client = new TesseractClient<any, any>(flags.address, types, clientOptions(flags, credentials));
   const described = await client.describe(callOptions(flags));
-  const root = await fetchRoot(flags.address, credentials, [described.input_type, described.output_type]);
+  // Reflection needs the token too, on a server that has tokens.
+  const root = await fetchRoot(flags.address, credentials, [described.input_type, described.output_type], flags.token ? { interceptors: [bearerToken(flags.token)] } : {});
   resolved.inputs = root.lookupType(described.input_type);
   resolved.outputs = root.lookupType(described.output_type);
   types.inputType = described.input_type;

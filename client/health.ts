@@ -14,10 +14,11 @@ const HealthClientCtor = grpc.makeGenericClientConstructor(healthService as unkn
 
 /**
  * A Health client sharing `channel` (closing the Tesseract client closes it): its credentials (TLS,
- * mutual TLS) are the channel's, the ones given here are unused.
+ * mutual TLS) are the channel's, the ones given here are unused. `interceptors` add the bearer token
+ * (for a server that wants it on health checks too).
  */
-export function healthClient(channel: ReturnType<grpc.Client["getChannel"]>): HealthClient {
-  return new HealthClientCtor("unused:0", grpc.credentials.createInsecure(), { channelOverride: channel }) as unknown as HealthClient;
+export function healthClient(channel: ReturnType<grpc.Client["getChannel"]>, interceptors: grpc.Interceptor[] = []): HealthClient {
+  return new HealthClientCtor("unused:0", grpc.credentials.createInsecure(), { channelOverride: channel, interceptors }) as unknown as HealthClient;
 }
 
 /** Serving status of `service` ("" = the whole server); an unknown service rejects with NOT_FOUND. */

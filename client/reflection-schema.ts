@@ -15,9 +15,9 @@ interface ReflectionResponse {
 }
 
 /** A Root holding the files that declare `symbols` and everything they import. */
-export async function fetchRoot(address: string, credentials: grpc.ChannelCredentials, symbols: string[]): Promise<protobuf.Root> {
+export async function fetchRoot(address: string, credentials: grpc.ChannelCredentials, symbols: string[], options: grpc.ClientOptions = {}): Promise<protobuf.Root> {
   const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(REFLECTION_PROTO, { keepCase: true })) as any;
-  const client = new pkg.grpc.reflection.v1.ServerReflection(address, credentials) as grpc.Client & { ServerReflectionInfo(): grpc.ClientDuplexStream<object, ReflectionResponse> };
+  const client = new pkg.grpc.reflection.v1.ServerReflection(address, credentials, options) as grpc.Client & { ServerReflectionInfo(): grpc.ClientDuplexStream<object, ReflectionResponse> };
   const stream = client.ServerReflectionInfo();
   const files = new Map<string, unknown>();
   try {

@@ -148,6 +148,8 @@ function guard<T>(code: number, what: string, f: () => T): T {
 export class TesseractClient<I, O> {
   private readonly rpc: GeneratedTesseractClient;
   private healthRpc?: ReturnType<typeof healthClient>;
+  /** The bearer token's, on every call of both clients. */
+  private readonly interceptors: grpc.Interceptor[];
   private describing?: Promise<DescribeResponse>;
   private closed = false;
   private described?: DescribeResponse;
@@ -160,13 +162,14 @@ export class TesseractClient<I, O> {
     const limit = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     if (options.credentials && options.tls) throw new TypeError("TesseractClient: give `credentials` or `tls`, not both");
     const credentials = options.credentials ?? (options.tls ? tlsCredentials(options.tls) : grpc.credentials.createInsecure());
+    this.interceptors = options.token ? [bearerToken(options.token)] : [];
     this.rpc = new GeneratedTesseractClient(address, credentials, {
       "grpc.max_receive_message_length": limit,
       "grpc.max_send_message_length": limit,
       // HTTP/2's 64 KiB default window stalls a row stream on window updates (~3× slower here).
       "grpc-node.flow_control_window": FLOW_CONTROL_WINDOW_BYTES,
       ...options.channelOptions,
-      ...(options.token ? { interceptors: [bearerToken(options.token)] } : {}),
+      interceptors: this.interceptors,
     });
   }
 
@@ -320,7 +323,7 @@ export class TesseractClient<I, O> {
   /** grpc.health.v1 Check: "SERVING", "NOT_SERVING", ...; `service` "" is the whole server. */
   async health(service = "", call?: CallOptions): Promise<ServingStatus> {
     this.ensureOpen();
-    this.healthRpc ??= healthClient(this.rpc.getChannel());
+    this.healthRpc ??= healthClient(this.rpc.getChannel(), this.interceptors);
     return checkHealth(this.healthRpc, service, call);
   }
 

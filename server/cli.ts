@@ -41,6 +41,7 @@ interface ServeFlags {
   evalTimeoutMs: number;
   metricsPort?: number;
   tokensFile?: string;
+  authHealth?: boolean;
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
@@ -99,6 +100,7 @@ export function buildProgram(): Command {
     .addOption(flag("--tls-cert <path>", "serve TLS with this certificate (chain), PEM; needs --tls-key"))
     .addOption(flag("--tls-key <path>", "the private key of --tls-cert, PEM"))
     .addOption(flag("--tls-client-ca <path>", "mutual TLS: clients must present a certificate signed by a CA in this PEM file (needs --tls-cert, --tls-key)"))
+    .addOption(flag("--auth-health", "health checks need a bearer token too (default: exempt, for probes)"))
     .addOption(flag("--tokens-file <path>", "require a bearer token from this file (one per line) on every call; TESSERACT_GRPC_TOKENS (comma-separated) works too"))
     .action(async (tesseract: string, opts: ServeFlags) => {
       const logger = createLogger();

@@ -1,20 +1,52 @@
-/** Bearer-token authentication: the Tesseract service needs a valid token; health checks do not. */
+/**
+ * Bearer-token authentication: the Tesseract service and reflection need a valid token; health checks
+ * do not, unless the server says so. Refused calls are logged like any other. The CLI sends the token
+ * (reflection included).
+ */
 import { strict as assert } from "node:assert";
+import { execFile, spawn } from "node:child_process";
+import { once } from "node:events";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { createInterface } from "node:readline";
+import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { TesseractClient, TesseractClientError } from "../client";
 import { Inputs, Outputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
-import { BearerTokens } from "../server/grpc/calls";
+import { BearerTokens } from "../server/grpc/auth";
 import { startServer, type RunningServer } from "../server/grpc/server";
 import { silentLogger } from "../server/log";
+import { fetchRoot } from "../client/reflection-schema";
+import { bearerToken } from "../client";
+import { LogLines } from "./helpers";
 
 describe("bearer tokens", () => {
   let server: RunningServer;
+  const logs = new LogLines();
   before(async () => {
-    server = await startServer({ tesseract: "meshstats", port: 0, tokens: ["s3cret", "other-token"], logger: silentLogger });
+    server = await startServer({ tesseract: "meshstats", port: 0, tokens: ["s3cret", "other-token"], logger: logs.logger });
   });
   after(() => server.close(0));
 
   const client = (token?: string) => new TesseractClient<Inputs, Outputs>(server.address, { inputs: Inputs, outputs: Outputs }, { token });
+
+  it("a refused call is logged with its RPC and code", async () => {
+    const logged = logs.nextCall("Describe");
+    const c = client("wrong");
+    await assert.rejects(c.describe());
+    c.close();
+    const line = await logged;
+    assert.equal(line.code, 16);
+    assert.match(String(line.details), /bearer token/);
+  });
+
+  it("reflection needs the token too", async () => {
+    const symbols = ["tesseract.examples.meshstats.v1.Inputs"];
+    await assert.rejects(fetchRoot(server.address, grpc.credentials.createInsecure(), symbols), (e: grpc.ServiceError) => e.code === grpc.status.UNAUTHENTICATED);
+    const root = await fetchRoot(server.address, grpc.credentials.createInsecure(), symbols, { interceptors: [bearerToken("s3cret")] });
+    assert.ok(root.lookupType(symbols[0]));
+  });
 
   it("refuses a call without a token or with a wrong one: UNAUTHENTICATED", async () => {
     for (const token of [undefined, "s3cre", "s3cret!", ""]) {
@@ -47,5 +79,49 @@ describe("bearer tokens", () => {
     assert.equal(tokens.accepts(md("bearer abc")), true);
     for (const bad of ["Bearer ab", "Bearer abcd", "abc", "Basic abc", "Bearer  abc"]) assert.equal(tokens.accepts(md(bad)), false, bad);
     assert.throws(() => new BearerTokens(["", ""]), /no bearer tokens/);
+  });
+
+  it("authHealth: health checks need the token too", async () => {
+    const strict = await startServer({ tesseract: "meshstats", port: 0, tokens: ["s3cret"], authHealth: true, logger: silentLogger });
+    const open = new TesseractClient<Inputs, Outputs>(strict.address, { inputs: Inputs, outputs: Outputs });
+    const withToken = new TesseractClient<Inputs, Outputs>(strict.address, { inputs: Inputs, outputs: Outputs }, { token: "s3cret" });
+    try {
+      await assert.rejects(open.health(), (e: TesseractClientError) => e.codeName === "UNAUTHENTICATED");
+      assert.equal(await withToken.health(), "SERVING");
+    } finally {
+      open.close();
+      withToken.close();
+      await strict.close(0);
+    }
+  });
+});
+
+describe("bearer tokens in the CLI", function () {
+  this.timeout(30_000);
+  const CLI = path.join(__dirname, "../server/cli.js");
+  const run = promisify(execFile);
+
+  it("serve --tokens-file; apply --token (reflection included) works, without it exits 1 UNAUTHENTICATED", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tokens-"));
+    const file = path.join(dir, "tokens");
+    fs.writeFileSync(file, "first-token\n\nsecond-token\n");
+    const server = spawn(process.execPath, [CLI, "serve", "vectoradd", "--port", "0", "--tokens-file", file], { stdio: ["ignore", "pipe", "ignore"] });
+    try {
+      const [first] = (await once(createInterface({ input: server.stdout! }), "line")) as [string];
+      const address = /^listening on (127\.0\.0\.1:\d+)$/.exec(first)![1];
+      const payload = JSON.stringify({ inputs: { a: [1, 2], b: [10, 20], s: 3, normalize: false } });
+      const ok = await run(process.execPath, [CLI, "apply", payload, "--address", address, "--token", "second-token"]);
+      assert.deepEqual(JSON.parse(ok.stdout).result, [13, 26]);
+      const refused = await run(process.execPath, [CLI, "apply", payload, "--address", address]).then(
+        () => assert.fail("apply without a token succeeded"),
+        (e: { code: number; stderr: string }) => e,
+      );
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /UNAUTHENTICATED: a valid bearer token is required/);
+    } finally {
+      server.kill("SIGTERM");
+      await once(server, "exit");
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -4,7 +4,7 @@
  * `maxJobs` at once, `maxQueue` waiting, RESOURCE_EXHAUSTED with a retry hint beyond), refusal of
  * new calls while draining, and the one log line per call.
  */
-import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import type * as grpc from "@grpc/grpc-js";
 import { Code, TesseractError } from "../errors";
 import type { Logger } from "../log";
@@ -22,31 +22,6 @@ export interface CallLimits {
 }
 
 export const DEFAULT_LIMITS: CallLimits = { maxJobs: 8, maxQueue: 32, defaultDeadlineMs: 0, maxDeadlineMs: 0 };
-
-const digest = (token: string) => createHash("sha256").update(token).digest();
-
-/**
- * Bearer tokens: a call must carry `authorization: Bearer <token>` with one of them. Tokens are
- * compared as SHA-256 digests with timingSafeEqual (constant time, whatever their lengths), and
- * every token is compared, so the time taken says nothing about which one nearly matched.
- */
-export class BearerTokens {
-  private readonly digests: Buffer[];
-
-  constructor(tokens: readonly string[]) {
-    this.digests = tokens.filter((t) => t.length > 0).map(digest);
-    if (this.digests.length === 0) throw new Error("no bearer tokens given (empty list or file)");
-  }
-
-  accepts(metadata: grpc.Metadata): boolean {
-    const header = String(metadata.get("authorization")[0] ?? "");
-    const match = /^Bearer (.+)$/i.exec(header);
-    const offered = digest(match ? match[1] : "");
-    let ok = false;
-    for (const d of this.digests) ok = timingSafeEqual(d, offered) || ok;
-    return ok && match !== null;
-  }
-}
 
 type Call = {
   metadata: grpc.Metadata;
@@ -81,9 +56,13 @@ export class CallRegistry {
   constructor(
     private readonly log: Logger,
     readonly limits: CallLimits,
-    /** When set, every call of the Tesseract service needs one of these tokens (health is exempt). */
-    private readonly tokens?: BearerTokens,
   ) {}
+
+  /** A call refused before it reached a handler (no valid token): logged and counted like the others. */
+  refused(rpc: string, code: Code, details: string): void {
+    this.log.info({ rpc, code, ms: 0, details }, "call");
+    this.onCallEnd?.(rpc, code, 0);
+  }
 
   /** Starts the bookkeeping of one call. `refusal` is set when the server is shutting down. */
   track(call: Call, rpc: string): TrackedCall {
@@ -98,11 +77,7 @@ export class CallRegistry {
     });
     const timer = this.deadlineTimer(call, controller);
     this.inFlight.add(controller);
-    const refusal = this.draining
-      ? new TesseractError(Code.UNAVAILABLE, "the server is shutting down; retry on another instance")
-      : this.tokens && !this.tokens.accepts(call.metadata)
-        ? new TesseractError(Code.UNAUTHENTICATED, "a valid bearer token is required (metadata authorization: Bearer <token>)")
-        : undefined;
+    const refusal = this.draining ? new TesseractError(Code.UNAVAILABLE, "the server is shutting down; retry on another instance") : undefined;
     return {
       signal: controller.signal,
       refusal,

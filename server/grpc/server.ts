@@ -2,11 +2,13 @@
 import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
+import { Code } from "../errors";
 import { loadTesseract } from "../loader";
 import { createLogger, type Logger } from "../log";
 import type { TesseractRuntime } from "../runtime";
 import { loadDefinition, SERVICE_NAME } from "./definition";
-import { BearerTokens, CallRegistry, DEFAULT_LIMITS, type CallLimits } from "./calls";
+import { BearerTokens, bearerTokenInterceptor, UNAUTHENTICATED_DETAILS } from "./auth";
+import { CallRegistry, DEFAULT_LIMITS, type CallLimits } from "./calls";
 import { createHandlers } from "./handlers";
 import { ServerMetrics } from "./metrics";
 import { DEFAULT_LIMITS as DEFAULT_TENSOR_LIMITS } from "../tensor/codec";
@@ -41,8 +43,10 @@ export interface ServeOptions {
   evalTimeoutMs?: number;
   /** Serve Prometheus metrics at http://host:metricsPort/metrics (0 picks a port; unset: no metrics). */
   metricsPort?: number;
-  /** Bearer tokens required on every call of the Tesseract service (health checks are exempt). */
+  /** Bearer tokens required on every call (the Tesseract service and reflection; health checks unless `authHealth`). */
   tokens?: string[];
+  /** Health checks need a token too (default: exempt, for probes and load balancers). */
+  authHealth?: boolean;
   /** TLS (PEM contents); with `clientCa`, mutual TLS. Unset: plaintext. Invalid PEM throws, naming the part. */
   tls?: ServerTls;
   logger?: Logger;
@@ -89,13 +93,16 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   runtime.decodeLimits = { ...DEFAULT_TENSOR_LIMITS, maxElements: options.maxTensorElements ?? DEFAULT_TENSOR_LIMITS.maxElements, maxBytes: options.maxTensorBytes ?? 0 };
   await runtime.useEvaluation({ workers: options.workers ?? "auto", replicas: options.replicas, concurrency: options.concurrency, maxMessageBytes, evalTimeoutMs });
 
+  const calls = new CallRegistry(log, { ...DEFAULT_LIMITS, ...options.limits });
+  const tokens = options.tokens && new BearerTokens(options.tokens);
+  const onRefused = (path: string) => calls.refused(path.slice(path.lastIndexOf("/") + 1), Code.UNAUTHENTICATED, UNAUTHENTICATED_DETAILS);
   const server = new grpc.Server({
     "grpc.max_receive_message_length": maxMessageBytes,
     "grpc.max_send_message_length": maxMessageBytes,
     // Big inputs arrive faster with a wider HTTP/2 window than the 64 KiB default.
     "grpc-node.flow_control_window": 16 << 20,
+    interceptors: tokens ? [bearerTokenInterceptor(tokens, { authHealth: options.authHealth, onRefused })] : [],
   });
-  const calls = new CallRegistry(log, { ...DEFAULT_LIMITS, ...options.limits }, options.tokens ? new BearerTokens(options.tokens) : undefined);
   server.addService(service, createHandlers(runtime, { streamChunkBytes, maxMessageBytes, maxRowsPerStream, evalTimeoutMs }, calls));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
