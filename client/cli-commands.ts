@@ -78,17 +78,25 @@ function dropIpServerNameWarning(): void {
   } as typeof process.emitWarning;
 }
 
-/** Every client command's credentials: plaintext, or TLS with --tls or any of --tls-ca, --tls-cert, --tls-key. */
-function clientCredentials(flags: ClientFlags): grpc.ChannelCredentials {
-  const { tls, tlsCa, tlsCert, tlsKey } = flags;
-  if (!tls && !tlsCa && !tlsCert && !tlsKey) return grpc.credentials.createInsecure();
+/**
+ * Client credentials from the `<prefix>-ca`, `<prefix>-cert`, `<prefix>-key` flags (PEM paths):
+ * plaintext when none is set and `tls` is false, else TLS. Errors name the flags and paths.
+ */
+export function credentialsFromFlags(prefix: string, paths: { ca?: string; cert?: string; key?: string }, tls = false): grpc.ChannelCredentials {
+  const { ca, cert, key } = paths;
+  if (!tls && !ca && !cert && !key) return grpc.credentials.createInsecure();
   dropIpServerNameWarning();
-  if (!tlsCert !== !tlsKey) throw new Error(`${tlsCert ? "--tls-key" : "--tls-cert"} is missing: a client certificate needs both --tls-cert and --tls-key`);
+  if (!cert !== !key) throw new Error(`${cert ? `${prefix}-key` : `${prefix}-cert`} is missing: a client certificate needs both ${prefix}-cert and ${prefix}-key`);
   const read = (flag: string, path: string | undefined) => (path ? readFlagFile(flag, path) : undefined);
   return tlsCredentials(
-    { ca: read("--tls-ca", tlsCa), cert: read("--tls-cert", tlsCert), key: read("--tls-key", tlsKey) },
-    { ca: `--tls-ca ${tlsCa}`, cert: `--tls-cert ${tlsCert}`, key: `--tls-key ${tlsKey}` },
+    { ca: read(`${prefix}-ca`, ca), cert: read(`${prefix}-cert`, cert), key: read(`${prefix}-key`, key) },
+    { ca: `${prefix}-ca ${ca}`, cert: `${prefix}-cert ${cert}`, key: `${prefix}-key ${key}` },
   );
+}
+
+/** Every client command's credentials: plaintext, or TLS with --tls or any of --tls-ca, --tls-cert, --tls-key. */
+function clientCredentials(flags: ClientFlags): grpc.ChannelCredentials {
+  return credentialsFromFlags("--tls", { ca: flags.tlsCa, cert: flags.tlsCert, key: flags.tlsKey }, Boolean(flags.tls));
 }
 
 /** The SDK options of every client command (credentials, token, message limit). */

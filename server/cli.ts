@@ -7,7 +7,7 @@
  */
 import * as fs from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
-import { addClientCommands, envOption as flag, readFlagFile } from "../client/cli-commands";
+import { addClientCommands, credentialsFromFlags, envOption as flag, readFlagFile } from "../client/cli-commands";
 import { DEFAULT_LIMITS } from "./grpc/calls";
 import { DEFAULT_MAX_ELEMENTS } from "./tensor/codec";
 import { startServer, DEFAULTS } from "./grpc/server";
@@ -45,6 +45,10 @@ interface ServeFlags {
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
+  replicaToken?: string;
+  replicaTlsCa?: string;
+  replicaTlsCert?: string;
+  replicaTlsKey?: string;
 }
 
 /** Tokens from a file (one per line) and/or a comma-separated variable; undefined when neither is set. */
@@ -87,6 +91,10 @@ export function buildProgram(): Command {
     .addOption(flag("--workers <n>", 'worker threads for apply: a count, 0 for inline, or "auto" (inline until apply takes 1 ms)').default("auto").argParser(workerCount))
     .addOption(flag("--replicas <target>", "evaluate apply on these tesseract-grpc servers (gRPC target, e.g. dns:///apply:50051 or ipv4:host1:port,host2:port)"))
     .addOption(flag("--concurrency <n>", "apply calls in flight per request on the replicas").default(16).argParser(integer(1)))
+    .addOption(flag("--replica-token <token>", "bearer token sent to replicas that require one"))
+    .addOption(flag("--replica-tls-ca <path>", "call the replicas over TLS, trusting this CA (PEM)"))
+    .addOption(flag("--replica-tls-cert <path>", "client certificate (PEM) for replicas that require mutual TLS; needs --replica-tls-key"))
+    .addOption(flag("--replica-tls-key <path>", "the private key (PEM) of --replica-tls-cert"))
     .addOption(flag("--max-jobs <n>", "gradient jobs running at once").default(DEFAULT_LIMITS.maxJobs).argParser(integer(1)))
     .addOption(flag("--max-queue <n>", "gradient jobs waiting for a slot; more get RESOURCE_EXHAUSTED").default(DEFAULT_LIMITS.maxQueue).argParser(integer(0)))
     .addOption(flag("--default-deadline-ms <ms>", "deadline for calls that set none (0: none)").default(0).argParser(integer(0)))
@@ -104,10 +112,12 @@ export function buildProgram(): Command {
     .addOption(flag("--tokens-file <path>", "require a bearer token from this file (one per line) on every call; TESSERACT_GRPC_TOKENS (comma-separated) works too"))
     .action(async (tesseract: string, opts: ServeFlags) => {
       const logger = createLogger();
-      const { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs, graceMs, tokensFile, tlsCert, tlsKey, tlsClientCa, ...rest } = opts;
+      const { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs, graceMs, tokensFile, tlsCert, tlsKey, tlsClientCa, replicaTlsCa, replicaTlsCert, replicaTlsKey, ...rest } = opts;
       const tokens = readTokens(tokensFile, process.env.TESSERACT_GRPC_TOKENS);
       const tls = readServerTls(tlsCert, tlsKey, tlsClientCa);
-      const server = await startServer({ tesseract, logger, ...rest, tokens, tls, limits: { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs } });
+      const replicaCredentials = credentialsFromFlags("--replica-tls", { ca: replicaTlsCa, cert: replicaTlsCert, key: replicaTlsKey });
+      const limits = { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs };
+      const server = await startServer({ tesseract, logger, ...rest, tokens, tls, replicaCredentials, limits });
       process.stdout.write(`listening on ${server.address}\n`);
       const stop = (signal: string) => {
         logger.info({ signal }, "shutting down");

@@ -269,3 +269,36 @@ describe("TLS in the CLI", () => {
     assert.ok(keyAsCert.stderr.includes(`--tls-cert ${file("server.key")}: no PEM certificate`), keyAsCert.stderr);
   });
 });
+
+describe("apply replicas behind TLS and a bearer token", () => {
+  it("the engine calls them with --replica-tls-* credentials and --replica-token; the Jacobian equals inline", async () => {
+    const replica = await serve({ tls: { ...SERVER, clientCa: CA }, tokens: ["replica-secret"] });
+    const servers = [replica];
+    const engine = (options: Partial<ServeOptions>) => serve({ replicas: `ipv4:${replica.address}`, ...options }).then((s) => (servers.push(s), s));
+    const clients: TesseractClient<Inputs, Outputs>[] = [];
+    const client = (server: RunningServer) => {
+      const c = new TesseractClient<Inputs, Outputs>(server.address, TYPES);
+      clients.push(c);
+      return c;
+    };
+    try {
+      const good = await engine({ replicaCredentials: tlsCredentials({ ca: CA, ...CLIENT }), replicaToken: "replica-secret" });
+      const inline = await serve({});
+      servers.push(inline);
+      const inputs = meshInputs(4);
+      const paths = [["mesh.points"], ["statistics.barycenter"]] as const;
+      const viaReplica = await client(good).jacobian(inputs, [...paths[0]], [...paths[1]]);
+      const expected = await client(inline).jacobian(inputs, [...paths[0]], [...paths[1]]);
+      assert.equal(viaReplica.stats.apply_calls, 2 * 12);
+      assert.deepEqual(viaReplica.jacobian["statistics.barycenter"]["mesh.points"].data, expected.jacobian["statistics.barycenter"]["mesh.points"].data);
+
+      const noToken = await engine({ replicaCredentials: tlsCredentials({ ca: CA, ...CLIENT }) });
+      await clientRejects(client(noToken).jacobian(inputs, [...paths[0]], [...paths[1]]), "UNAUTHENTICATED", /^evaluation at .* failed: apply replica \(ipv4:127\.0\.0\.1:\d+\): a valid bearer token is required/);
+      const plaintext = await engine({ replicaToken: "replica-secret" });
+      await clientRejects(client(plaintext).jacobian(inputs, [...paths[0]], [...paths[1]]), "UNAVAILABLE", /apply replica/);
+    } finally {
+      clients.forEach((c) => c.close());
+      await Promise.all(servers.map((s) => s.close(0)));
+    }
+  });
+});

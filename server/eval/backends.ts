@@ -33,6 +33,9 @@ export interface EvaluationSettings {
   maxMessageBytes?: number;
   /** Per-evaluation timeout in ms (0: none); see timeout.ts for what it can stop where. */
   evalTimeoutMs?: number;
+  /** TLS credentials and bearer token for replicas that require them. */
+  replicaCredentials?: grpc.ChannelCredentials;
+  replicaToken?: string;
 }
 
 /** Evaluations at least this long make "auto" move the rest of the request to the worker pool. */
@@ -152,7 +155,13 @@ export class EvaluationBackends {
     const { settings, runtime } = this;
     const apply = (inputs: unknown) => runtime.definition.apply(inputs);
     if (settings.replicas) {
-      this.replicaPool ??= new ReplicaPool(settings.replicas, settings.concurrency ?? 16, replicaClient(runtime), settings.maxMessageBytes ?? 64 << 20, this.timeoutMs);
+      this.replicaPool ??= new ReplicaPool(settings.replicas, replicaClient(runtime), {
+        concurrency: settings.concurrency ?? 16,
+        maxMessageBytes: settings.maxMessageBytes ?? 64 << 20,
+        evalTimeoutMs: this.timeoutMs,
+        credentials: settings.replicaCredentials,
+        token: settings.replicaToken,
+      });
       return new ReplicaEvaluator(this.replicaPool, runtime.schema, job.inputs, job.leaves, job.selector, job.signal);
     }
     const inline = new InlineEvaluator(apply, job.inputs, job.leaves, job.selector, this.timeoutMs);

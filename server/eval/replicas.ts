@@ -36,19 +36,33 @@ function serviceConfig() {
   };
 }
 
+export interface ReplicaOptions {
+  /** Apply calls in flight per request. */
+  concurrency: number;
+  maxMessageBytes: number;
+  /** Per-evaluation timeout in ms (0: none), sent as each Apply call's deadline. */
+  evalTimeoutMs?: number;
+  /** Channel credentials (TLS, mutual TLS) for replicas that serve them; default plaintext. */
+  credentials?: grpc.ChannelCredentials;
+  /** A bearer token sent with every Apply call, for replicas that require one. */
+  token?: string;
+}
+
 export class ReplicaPool {
   readonly client: ApplyClient;
+  readonly concurrency: number;
+  private readonly evalTimeoutMs: number;
+  private readonly token?: string;
 
   constructor(
     readonly target: string,
-    /** Apply calls in flight per request. */
-    readonly concurrency: number,
     clientConstructor: grpc.ServiceClientConstructor,
-    maxMessageBytes: number,
-    /** Per-evaluation timeout in ms (0: none), sent as each Apply call's deadline. */
-    private readonly evalTimeoutMs = 0,
+    { concurrency, maxMessageBytes, evalTimeoutMs = 0, credentials = grpc.credentials.createInsecure(), token }: ReplicaOptions,
   ) {
-    this.client = new clientConstructor(target, grpc.credentials.createInsecure(), {
+    this.concurrency = concurrency;
+    this.evalTimeoutMs = evalTimeoutMs;
+    this.token = token;
+    this.client = new clientConstructor(target, credentials, {
       "grpc.service_config": JSON.stringify(serviceConfig()),
       "grpc.max_receive_message_length": maxMessageBytes,
       "grpc.max_send_message_length": maxMessageBytes,
@@ -61,7 +75,9 @@ export class ReplicaPool {
   apply(inputs: AnyMessage, signal?: AbortSignal): Promise<AnyMessage | undefined> {
     const options: grpc.CallOptions = this.evalTimeoutMs > 0 ? { deadline: Date.now() + this.evalTimeoutMs } : {};
     return new Promise((resolve, reject) => {
-      const call = this.client.Apply({ inputs }, new grpc.Metadata(), options, (error, response) => {
+      const metadata = new grpc.Metadata();
+      if (this.token) metadata.set("authorization", `Bearer ${this.token}`);
+      const call = this.client.Apply({ inputs }, metadata, options, (error, response) => {
         signal?.removeEventListener("abort", cancel);
         if (error?.code === grpc.status.DEADLINE_EXCEEDED && this.evalTimeoutMs > 0) reject(evalTimeoutError(this.evalTimeoutMs, ` on the apply replicas (${this.target})`));
         else if (error) reject(new TesseractError(error.code as number as Code, `apply replica (${this.target}): ${error.details}`));

@@ -5,6 +5,7 @@
  * new calls while draining, and the one log line per call.
  */
 import { randomUUID } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import type * as grpc from "@grpc/grpc-js";
 import { Code, TesseractError } from "../errors";
 import type { Logger } from "../log";
@@ -68,6 +69,9 @@ export class CallRegistry {
   track(call: Call, rpc: string): TrackedCall {
     const requestId = String(call.metadata.get("x-request-id")[0] ?? randomUUID());
     const controller = new AbortController();
+    // Every evaluation in flight (worker task, replica call) listens for the abort: as many as the
+    // request's window, more than Node's default warning threshold of 10 and not a leak.
+    setMaxListeners(0, controller.signal);
     const started = performance.now();
     let finished = false;
     let releaseJob: (() => void) | undefined;

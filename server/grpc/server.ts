@@ -32,6 +32,9 @@ export interface ServeOptions {
   replicas?: string;
   /** Apply calls in flight per request on the replicas; default 16. */
   concurrency?: number;
+  /** For replicas that serve TLS or require a bearer token: the credentials and token to call them with. */
+  replicaCredentials?: grpc.ChannelCredentials;
+  replicaToken?: string;
   /** Gradient jobs at once, jobs waiting, default and maximum deadlines (calls.ts). */
   limits?: Partial<CallLimits>;
   /** Largest tensor a request may carry, in elements (default 2^28) and bytes (default: no limit but the message's). */
@@ -91,7 +94,15 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const evalTimeoutMs = options.evalTimeoutMs ?? 0;
   const maxRowsPerStream = options.maxRowsPerStream ?? 0;
   runtime.decodeLimits = { ...DEFAULT_TENSOR_LIMITS, maxElements: options.maxTensorElements ?? DEFAULT_TENSOR_LIMITS.maxElements, maxBytes: options.maxTensorBytes ?? 0 };
-  await runtime.useEvaluation({ workers: options.workers ?? "auto", replicas: options.replicas, concurrency: options.concurrency, maxMessageBytes, evalTimeoutMs });
+  await runtime.useEvaluation({
+    workers: options.workers ?? "auto",
+    replicas: options.replicas,
+    concurrency: options.concurrency,
+    maxMessageBytes,
+    evalTimeoutMs,
+    replicaCredentials: options.replicaCredentials,
+    replicaToken: options.replicaToken,
+  });
 
   const calls = new CallRegistry(log, { ...DEFAULT_LIMITS, ...options.limits });
   const tokens = options.tokens && new BearerTokens(options.tokens);
