@@ -4,22 +4,19 @@
  * (reflection included).
  */
 import { strict as assert } from "node:assert";
-import { execFile, spawn } from "node:child_process";
-import { once } from "node:events";
+import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
-import { TesseractClient, TesseractClientError } from "../client";
+import { bearerToken, TesseractClient, TesseractClientError } from "../client";
 import { Inputs, Outputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
 import { BearerTokens } from "../server/grpc/auth";
 import { startServer, type RunningServer } from "../server/grpc/server";
 import { silentLogger } from "../server/log";
 import { fetchRoot } from "../client/reflection-schema";
-import { bearerToken } from "../client";
-import { LogLines } from "./helpers";
+import { CLI, LogLines, serveProcess } from "./helpers";
 
 describe("bearer tokens", () => {
   let server: RunningServer;
@@ -98,17 +95,15 @@ describe("bearer tokens", () => {
 
 describe("bearer tokens in the CLI", function () {
   this.timeout(30_000);
-  const CLI = path.join(__dirname, "../server/cli.js");
   const run = promisify(execFile);
 
   it("serve --tokens-file; apply --token (reflection included) works, without it exits 1 UNAUTHENTICATED", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tokens-"));
     const file = path.join(dir, "tokens");
     fs.writeFileSync(file, "first-token\n\nsecond-token\n");
-    const server = spawn(process.execPath, [CLI, "serve", "vectoradd", "--port", "0", "--tokens-file", file], { stdio: ["ignore", "pipe", "ignore"] });
+    const server = await serveProcess(["vectoradd", "--port", "0", "--tokens-file", file]);
     try {
-      const [first] = (await once(createInterface({ input: server.stdout! }), "line")) as [string];
-      const address = /^listening on (127\.0\.0\.1:\d+)$/.exec(first)![1];
+      const { address } = server;
       const payload = JSON.stringify({ inputs: { a: [1, 2], b: [10, 20], s: 3, normalize: false } });
       const ok = await run(process.execPath, [CLI, "apply", payload, "--address", address, "--token", "second-token"]);
       assert.deepEqual(JSON.parse(ok.stdout).result, [13, 26]);
@@ -119,8 +114,7 @@ describe("bearer tokens in the CLI", function () {
       assert.equal(refused.code, 1);
       assert.match(refused.stderr, /UNAUTHENTICATED: a valid bearer token is required/);
     } finally {
-      server.kill("SIGTERM");
-      await once(server, "exit");
+      await server.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });

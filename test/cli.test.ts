@@ -3,13 +3,10 @@
  * client commands against it, with tesseract-core's JSON in and out.
  */
 import { strict as assert } from "node:assert";
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
-import * as path from "node:path";
-import { createInterface } from "node:readline";
+import { execFile } from "node:child_process";
 import { promisify } from "node:util";
+import { CLI, serveProcess, type ServeProcess } from "./helpers";
 
-const CLI = path.join(__dirname, "../server/cli.js");
 const run = promisify(execFile);
 
 /** Runs a client command; resolves with exit code, stdout and stderr (never rejects). */
@@ -36,26 +33,17 @@ const inputs = {
 };
 
 describe("CLI", () => {
-  let server: ChildProcess;
+  let server: ServeProcess;
   let address: string;
-  const stdoutLines: string[] = [];
 
   before(async () => {
-    server = spawn(process.execPath, [CLI, "serve", "meshstats", "--port", "0"], { stdio: ["ignore", "pipe", "pipe"] });
-    const lines = createInterface({ input: server.stdout! });
-    lines.on("line", (line) => stdoutLines.push(line));
-    const [first] = (await once(lines, "line")) as [string];
-    const match = /^listening on (127\.0\.0\.1:\d+)$/.exec(first);
-    assert.ok(match, `first stdout line: ${first}`);
-    address = match[1];
+    server = await serveProcess(["meshstats", "--port", "0"]);
+    address = server.address;
   });
 
   after(async () => {
-    const exited = once(server, "exit");
-    server.kill("SIGTERM");
-    const [code] = await exited;
-    assert.equal(code, 0, "serve exits 0 on SIGTERM");
-    assert.equal(stdoutLines.length, 1, `serve printed only its one line: ${stdoutLines.join(" | ")}`);
+    assert.equal(await server.stop(), 0, "serve exits 0 on SIGTERM");
+    assert.equal(server.stdoutLines.length, 1, `serve printed only its one line: ${server.stdoutLines.join(" | ")}`);
   });
 
   it("describe and health", async () => {

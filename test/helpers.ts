@@ -1,6 +1,9 @@
 /** Shared test data and comparisons. */
 import { strict as assert } from "node:assert";
-import { EventEmitter } from "node:events";
+import { spawn, type ChildProcess } from "node:child_process";
+import { EventEmitter, once } from "node:events";
+import * as path from "node:path";
+import { createInterface } from "node:readline";
 import pino from "pino";
 import ndarray, { type NdArray } from "ndarray";
 import { TesseractClientError } from "../client/errors";
@@ -114,3 +117,38 @@ export function counted(name: string) {
 
 /** Any ndarray's values, row-major, as plain numbers. */
 export const flat = (a: unknown): number[] => Array.from(toFloat64(a as NdArray<any>));
+
+/** The built CLI (dist/server/cli.js). */
+export const CLI = path.join(__dirname, "../server/cli.js");
+
+export interface ServeProcess {
+  child: ChildProcess;
+  /** 127.0.0.1:port, from the one line serve prints. */
+  address: string;
+  /** Every stdout line so far (serve prints exactly one). */
+  stdoutLines: string[];
+  /** SIGTERM; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/** `tesseract-grpc serve <args>` in a child process, resolved once it prints `listening on HOST:PORT`. */
+export async function serveProcess(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [CLI, "serve", ...args], { stdio: ["ignore", "pipe", "pipe"], env });
+  child.stderr!.resume(); // JSON logs: not needed here, but the pipe must not fill up
+  const exited = once(child, "exit") as Promise<[number | null]>;
+  const lines = createInterface({ input: child.stdout! });
+  const stdoutLines: string[] = [];
+  lines.on("line", (line) => stdoutLines.push(line));
+  const [first] = (await once(lines, "line")) as [string];
+  const match = /^listening on (127\.0\.0\.1:\d+)$/.exec(first);
+  assert.ok(match, `first stdout line: ${first}`);
+  return {
+    child,
+    address: match[1],
+    stdoutLines,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      return (await exited)[0];
+    },
+  };
+}

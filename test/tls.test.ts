@@ -3,18 +3,16 @@
  * CLI (`serve --tls-*`, client commands' `--tls*`). Certificates: test/fixtures/tls (generate.sh).
  */
 import { strict as assert } from "node:assert";
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
+import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { TesseractClient, tlsCredentials, type ClientTls } from "../client";
 import { Inputs, Outputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
 import { startServer, type RunningServer, type ServeOptions } from "../server/grpc/server";
 import { silentLogger } from "../server/log";
-import { clientRejects, flat, LogLines, meshInputs } from "./helpers";
+import { CLI, clientRejects, flat, LogLines, meshInputs, serveProcess, type ServeProcess } from "./helpers";
 
 const FIXTURES = path.join(__dirname, "../../test/fixtures/tls");
 const file = (name: string) => path.join(FIXTURES, name);
@@ -169,7 +167,6 @@ describe("TLS", () => {
   });
 });
 
-const CLI = path.join(__dirname, "../server/cli.js");
 const run = promisify(execFile);
 
 /** Runs a CLI command; resolves with exit code, stdout and stderr (never rejects). */
@@ -184,26 +181,17 @@ async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code:
 }
 
 describe("TLS in the CLI", () => {
-  let server: ChildProcess;
+  let server: ServeProcess;
   let address: string;
   const mtls = ["--tls-ca", file("ca.crt"), "--tls-cert", file("client.crt"), "--tls-key", file("client.key")];
 
   before(async () => {
-    server = spawn(process.execPath, [CLI, "serve", "meshstats", "--port", "0", "--workers", "0", "--tls-cert", file("server.crt"), "--tls-key", file("server.key"), "--tls-client-ca", file("ca.crt")], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const lines = createInterface({ input: server.stdout! });
-    const [first] = (await once(lines, "line")) as [string];
-    const match = /^listening on (127\.0\.0\.1:\d+)$/.exec(first);
-    assert.ok(match, `first stdout line: ${first}`);
-    address = match[1];
+    server = await serveProcess(["meshstats", "--port", "0", "--workers", "0", "--tls-cert", file("server.crt"), "--tls-key", file("server.key"), "--tls-client-ca", file("ca.crt")]);
+    address = server.address;
   });
 
   after(async () => {
-    const exited = once(server, "exit");
-    server.kill("SIGTERM");
-    const [code] = await exited;
-    assert.equal(code, 0, "serve exits 0 on SIGTERM");
+    assert.equal(await server.stop(), 0, "serve exits 0 on SIGTERM");
   });
 
   it("describe, health and apply (with reflection) with the client certificate", async () => {
