@@ -29,7 +29,14 @@ async function serve(options: Partial<ServeOptions>): Promise<RunningServer> {
   return startServer({ tesseract: "meshstats", port: 0, workers: 0, logger: silentLogger, ...options });
 }
 
-/** Rejects with a TesseractClientError of `codeName`. */
+/** A server with `tls`, and its "serving" log line. */
+async function serveLogged(tls: ServeOptions["tls"]): Promise<{ server: RunningServer; serving: Record<string, unknown> }> {
+  const logs = new LogLines();
+  const serving = logs.next((line) => line.msg === "serving");
+  const server = await serve({ tls, logger: logs.logger });
+  return { server, serving: await serving };
+}
+
 /** meshstats' barycenter and first point, as the SDK returns them. */
 async function assertApplyWorks(client: TesseractClient<Inputs, Outputs>): Promise<void> {
   const inputs = meshInputs(3);
@@ -56,17 +63,12 @@ describe("TLS", () => {
 
   describe("server with a certificate", () => {
     let server: RunningServer;
-    let logs: LogLines;
-    let serving: Promise<Record<string, unknown>>;
-    before(async () => {
-      logs = new LogLines();
-      serving = logs.next((line) => line.msg === "serving");
-      server = await serve({ tls: SERVER, logger: logs.logger });
-    });
+    let serving: Record<string, unknown>;
+    before(async () => ({ server, serving } = await serveLogged(SERVER)));
     after(() => server.close(0));
 
-    it("logs that TLS is on", async () => {
-      assert.equal((await serving).tls, "on");
+    it("logs that TLS is on", () => {
+      assert.equal(serving.tls, "on");
     });
 
     it("serves a client trusting its CA: apply, describe and health", async () => {
@@ -95,17 +97,12 @@ describe("TLS", () => {
 
   describe("mutual TLS", () => {
     let server: RunningServer;
-    let logs: LogLines;
-    let serving: Promise<Record<string, unknown>>;
-    before(async () => {
-      logs = new LogLines();
-      serving = logs.next((line) => line.msg === "serving");
-      server = await serve({ tls: { ...SERVER, clientCa: CA }, logger: logs.logger });
-    });
+    let serving: Record<string, unknown>;
+    before(async () => ({ server, serving } = await serveLogged({ ...SERVER, clientCa: CA })));
     after(() => server.close(0));
 
-    it("logs that TLS is mutual", async () => {
-      assert.equal((await serving).tls, "mutual");
+    it("logs that TLS is mutual", () => {
+      assert.equal(serving.tls, "mutual");
     });
 
     it("serves a client with a certificate signed by the client CA", async () => {
