@@ -10,6 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
+import fc from "fast-check";
 import { bearerToken, TesseractClient, TesseractClientError } from "../client";
 import { Inputs, Outputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
 import { BearerTokens } from "../server/grpc/auth";
@@ -76,6 +77,20 @@ describe("bearer tokens", () => {
     assert.equal(tokens.accepts(md("bearer abc")), true);
     for (const bad of ["Bearer ab", "Bearer abcd", "abc", "Basic abc", "Bearer  abc"]) assert.equal(tokens.accepts(md(bad)), false, bad);
     assert.throws(() => new BearerTokens(["", ""]), /no bearer tokens/);
+  });
+
+  it("accepts exactly the configured tokens, whatever the header (property, fixed seed)", () => {
+    const configured = ["s3cret", "other-token"];
+    const tokens = new BearerTokens(configured);
+    fc.assert(
+      fc.property(fc.oneof(fc.string(), fc.constantFrom(...configured).map((t) => `Bearer ${t}`), fc.string().map((t) => `Bearer ${t}`)), (header) => {
+        const m = new grpc.Metadata();
+        m.set("authorization", header);
+        const match = /^Bearer (.+)$/i.exec(header);
+        assert.equal(tokens.accepts(m), match !== null && configured.includes(match[1]), JSON.stringify(header));
+      }),
+      { seed: 42, numRuns: 2000 },
+    );
   });
 
   it("authHealth: health checks need the token too", async () => {
