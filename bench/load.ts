@@ -30,6 +30,7 @@ const opts = new Command()
   .option("--per-channel <n>", "virtual clients sharing one SDK client (channel)", "4")
   .option("--max-jobs <n>", "server --max-jobs", "4")
   .option("--max-queue <n>", "server --max-queue", "16")
+  .option("--workers <n>", "server --workers (a count runs Apply and every evaluation in worker threads)", "auto")
   .parse()
   .opts();
 const CLIENTS = Number(opts.clients);
@@ -234,7 +235,7 @@ function proc(pid: number): { rssMb: number; hwmMb: number; cpuS: number } | und
   }
 }
 
-const server = spawn(process.execPath, [CLI, "serve", "vectoradd", "--host", "127.0.0.1", "--port", "0", "--max-jobs", opts.maxJobs, "--max-queue", opts.maxQueue, "--stream-chunk-bytes", "1024"], { stdio: ["ignore", "pipe", "pipe"] });
+const server = spawn(process.execPath, [CLI, "serve", "vectoradd", "--host", "127.0.0.1", "--port", "0", "--max-jobs", opts.maxJobs, "--max-queue", opts.maxQueue, "--workers", opts.workers, "--stream-chunk-bytes", "1024"], { stdio: ["ignore", "pipe", "pipe"] });
 let serverExit: { code: number | null; signal: string | null; expected: boolean } | undefined;
 let stopping = false;
 server.once("exit", (code, signal) => (serverExit = { code, signal, expected: stopping }));
@@ -284,7 +285,7 @@ async function main(): Promise<void> {
   // of the same target, and so would every call here.
   const channelOptions = { "grpc.use_local_subchannel_pool": 1 };
   const clients = Array.from({ length: Math.ceil(CLIENTS / PER_CHANNEL) }, () => new TesseractClient<Inputs, Outputs>(address, types, { channelOptions }));
-  console.log(`bench:load: ${CLIENTS} clients on ${clients.length} channels for ${SECONDS} s against vectoradd at ${address} (--max-jobs ${opts.maxJobs} --max-queue ${opts.maxQueue})`);
+  console.log(`bench:load: ${CLIENTS} clients on ${clients.length} channels for ${SECONDS} s against vectoradd at ${address} (--max-jobs ${opts.maxJobs} --max-queue ${opts.maxQueue} --workers ${opts.workers})`);
 
   // The load: each virtual client loops until the deadline; then calls still open get SETTLE_MS.
   const stopAt = Date.now() + SECONDS * 1000;

@@ -91,7 +91,7 @@ export function buildProgram(): Command {
     .addOption(flag("--workers <n>", 'worker threads for apply: a count, 0 for inline, or "auto" (inline until apply takes 1 ms)').default("auto").argParser(workerCount))
     .addOption(flag("--replicas <target>", "evaluate apply on these tesseract-grpc servers (gRPC target, e.g. dns:///apply:50051 or ipv4:host1:port,host2:port)"))
     .addOption(flag("--concurrency <n>", "apply calls in flight per request on the replicas").default(16).argParser(integer(1)))
-    .addOption(flag("--replica-token <token>", "bearer token sent to replicas that require one"))
+    .addOption(flag("--replica-token <token>", "bearer token sent to replicas that require one (prefer the environment variable: command lines are visible to other users)"))
     .addOption(flag("--replica-tls-ca <path>", "call the replicas over TLS, trusting this CA (PEM)"))
     .addOption(flag("--replica-tls-cert <path>", "client certificate (PEM) for replicas that require mutual TLS; needs --replica-tls-key"))
     .addOption(flag("--replica-tls-key <path>", "the private key (PEM) of --replica-tls-cert"))
