@@ -18,7 +18,7 @@ import { startServer, type RunningServer } from "../server/grpc/server";
 import { loadTesseract } from "../server/loader";
 import { silentLogger } from "../server/log";
 import { DEFAULT_LIMITS } from "../server/tensor/codec";
-import { rejects } from "./helpers";
+import { call, rejects } from "./helpers";
 
 const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
 const TYPE_URL = "type.googleapis.com/tesseract.testing.polynomial.v1.Inputs";
@@ -37,10 +37,6 @@ interface PolynomialFields {
 function inputs(server: RunningServer, { x, y = 0.3, mode = "" }: PolynomialFields) {
   const message = server.runtime.schema.inputs.type.encode({ x: fp64(x), y: fp64([y], []), mode }).finish();
   return { type_url: TYPE_URL, value: Buffer.from(message) };
-}
-
-function call<Res>(fn: (cb: (e: grpc.ServiceError | null, r: Res) => void) => void): Promise<Res> {
-  return new Promise((resolve, reject) => fn((e, r) => (e ? reject(e) : resolve(r))));
 }
 
 async function fails(promise: Promise<unknown>, code: grpc.status, details: RegExp): Promise<void> {

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { EventEmitter, once } from "node:events";
 import * as path from "node:path";
 import { createInterface } from "node:readline";
+import type * as grpc from "@grpc/grpc-js";
 import pino from "pino";
 import ndarray, { type NdArray } from "ndarray";
 import { TesseractClientError } from "../client/errors";
@@ -151,4 +152,9 @@ export async function serveProcess(args: string[], env: NodeJS.ProcessEnv = proc
       return (await exited)[0];
     },
   };
+}
+
+/** A callback-style grpc-js unary call as a promise: `await call((cb) => client.apply(request, cb))`. */
+export function call<Res>(fn: (cb: (e: grpc.ServiceError | null, r: Res) => void) => void): Promise<Res> {
+  return new Promise((resolve, reject) => fn((e, r) => (e ? reject(e) : resolve(r))));
 }

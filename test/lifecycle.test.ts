@@ -11,6 +11,7 @@ import { startServer, type RunningServer } from "../server/grpc/server";
 import { loadTesseract } from "../server/loader";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
+import { call } from "./helpers";
 
 const FIXTURE = path.join(__dirname, "../../test/fixtures/polynomial");
 
@@ -26,10 +27,6 @@ function gated() {
 function jacobianRequest(runtime: TesseractRuntime) {
   const x = { datatype: 11, shape: [2], data: Buffer.from(Float64Array.of(0.1, 0.2).buffer) };
   return { inputs: { type_url: "type.googleapis.com/tesseract.testing.polynomial.v1.Inputs", value: Buffer.from(runtime.schema.inputs.type.encode({ x }).finish()) }, jac_inputs: ["x"], jac_outputs: ["f"] };
-}
-
-function call<Res>(fn: (cb: (e: grpc.ServiceError | null, r: Res) => void) => void): Promise<Res> {
-  return new Promise((resolve, reject) => fn((e, r) => (e ? reject(e) : resolve(r))));
 }
 
 const status = (e: unknown) => (e as grpc.ServiceError).code;
