@@ -6,7 +6,8 @@
  */
 import ndarray, { type NdArray } from "ndarray";
 import type * as protobuf from "protobufjs";
-import { invalidArgument } from "../server/errors";
+import { clip, invalidArgument } from "../server/errors";
+import { recordFrom } from "../server/records";
 import { DataType, decodeTensor, encodeTensor, isNdArray } from "../server/tensor/codec";
 
 const TENSOR_TYPE = ".tesseract.v1.Tensor";
@@ -91,7 +92,7 @@ export function arrayToJson(array: NdArray<any>, format: Format): unknown {
 }
 
 function mapField(field: protobuf.Field, value: unknown, where: string, convert: (v: unknown, w: string) => unknown): unknown {
-  if (field.map) return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, convert(v, `${where}.{${k}}`)]));
+  if (field.map) return recordFrom(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, convert(v, `${where}.{${clip(k)}}`)]));
   if (field.repeated) return (value as unknown[]).map((v, i) => convert(v, `${where}.[${i}]`));
   return convert(value, where);
 }
@@ -110,8 +111,8 @@ export function jsonToTree(type: protobuf.Type, json: unknown, where = ""): Reco
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(json)) {
     const at = where ? `${where}.${key}` : key;
-    const field = type.fields[key];
-    if (!field) throw invalidArgument(`${at}: ${type.name} has no such field; fields: ${Object.keys(type.fields).join(", ")}`);
+    const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
+    if (!field) throw invalidArgument(`${clip(at)}: ${type.name} has no such field; fields: ${Object.keys(type.fields).join(", ")}`);
     const sub = field.resolvedType;
     if (sub?.fullName === TENSOR_TYPE) out[key] = mapField(field, value, at, arrayFromJson);
     else if (sub && "fields" in sub) out[key] = mapField(field, value, at, (v, w) => jsonToTree(sub as protobuf.Type, v, w));

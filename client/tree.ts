@@ -12,6 +12,7 @@
 import ndarray, { type NdArray } from "ndarray";
 import { DataType, decodeTensor, encodeTensor, isNdArray, normalizeShape, toFloat64, type TypedArray } from "../server/tensor/codec";
 import type { AbstractTensor, WithTensorsAs } from "../server/tesseract";
+import { recordFrom } from "../server/records";
 import type { Tensor } from "./generated/tesseract/v1/tensor";
 
 /** Like `Arrays<T>`, but a tensor may also be abstract: `{ shape, datatype }` without data (AbstractEval). */
@@ -51,11 +52,7 @@ export function toTensors(tree: unknown, options: { abstract?: boolean } = {}): 
     return { datatype: tree.datatype, shape: [...tree.shape], data: Buffer.alloc(0) } satisfies Tensor;
   }
   if (Array.isArray(tree)) return tree.map((v) => toTensors(v, options));
-  if (isPlainObject(tree)) {
-    const out: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(tree)) out[key] = toTensors(value, options);
-    return out;
-  }
+  if (isPlainObject(tree)) return recordFrom(Object.entries(tree).map(([key, value]) => [key, toTensors(value, options)]));
   return tree;
 }
 
@@ -63,19 +60,13 @@ export function toTensors(tree: unknown, options: { abstract?: boolean } = {}): 
 export function toArrays(tree: unknown, field: string): unknown {
   if (isTensorMessage(tree)) return decodeTensor(tree, field);
   if (Array.isArray(tree)) return tree.map((v, i) => toArrays(v, `${field}[${i}]`));
-  if (isPlainObject(tree)) {
-    const out: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(tree)) out[key] = toArrays(value, `${field}.${key}`);
-    return out;
-  }
+  if (isPlainObject(tree)) return recordFrom(Object.entries(tree).map(([key, value]) => [key, toArrays(value, `${field}.${key}`)]));
   return tree;
 }
 
 /** A map of ndarrays (tangents, cotangents) as a map of Tensor messages. */
 export function tensorMap(vectors: Record<string, NdArray<any>>): Record<string, Tensor> {
-  const out: Record<string, Tensor> = {};
-  for (const [key, array] of Object.entries(vectors)) out[key] = tensorMessage(array);
-  return out;
+  return recordFrom(Object.entries(vectors).map(([key, array]) => [key, tensorMessage(array)]));
 }
 
 /** A result tensor as an FP64 ndarray: decoded by the codec, converted if the server sent another float type. */
@@ -87,9 +78,7 @@ export function fp64Array(t: Tensor | undefined, field: string): NdArray<Float64
 
 /** A map of result tensors as FP64 ndarrays. */
 export function fp64Map(tensors: Record<string, Tensor>, field: string): Record<string, NdArray<Float64Array>> {
-  const out: Record<string, NdArray<Float64Array>> = {};
-  for (const [key, t] of Object.entries(tensors)) out[key] = fp64Array(t, `${field}.{${key}}`);
-  return out;
+  return recordFrom(Object.entries(tensors).map(([key, t]) => [key, fp64Array(t, `${field}.{${key}}`)]));
 }
 
 /**

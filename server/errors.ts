@@ -45,3 +45,23 @@ export function invalidArgument(message: string): TesseractError {
 export function isTesseractError(e: unknown): e is TesseractError {
   return e instanceof TesseractError;
 }
+
+/** How much caller-supplied text an error message repeats. */
+export const QUOTE_LIMIT = 200;
+
+/** Caller text cut to QUOTE_LIMIT characters, with the original length when cut: no message repeats it without limit. */
+export function clip(text: string): string {
+  return text.length <= QUOTE_LIMIT ? text : `${text.slice(0, QUOTE_LIMIT)}… (${text.length} characters)`;
+}
+
+/** Caller text in double quotes, escaped as JSON (lone surrogates included) and clipped. */
+export function quote(text: string): string {
+  return text.length <= QUOTE_LIMIT ? JSON.stringify(text) : `${JSON.stringify(text.slice(0, QUOTE_LIMIT))}… (${text.length} characters)`;
+}
+
+/** Names for a message (paths, keys): at most `max` of them, each clipped, then how many more. */
+export function listed(names: readonly string[], max = 20): string {
+  if (names.length === 0) return "(none)";
+  const shown = names.slice(0, max).map(clip).join(", ");
+  return names.length > max ? `${shown}, … and ${names.length - max} more` : shown;
+}

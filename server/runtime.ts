@@ -5,7 +5,7 @@
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
 import { checkGradients, type CheckGradientsRequest, type CheckGradientsResult } from "./check-gradients";
-import { Code, invalidArgument, isTesseractError, TesseractError } from "./errors";
+import { Code, invalidArgument, isTesseractError, listed, quote, TesseractError } from "./errors";
 import { EvaluationBackends, type EvaluationSettings } from "./eval/backends";
 import { withTimeout } from "./eval/timeout";
 import { checkJacobianSize, jacobian, type JacobianEntry } from "./fd/jacobian";
@@ -251,8 +251,8 @@ export class TesseractRuntime {
     const patternFree = req.outputPaths.every((p) => !isPattern(parsePath(p)));
     if (patternFree) {
       // Key mistakes are caught before evaluating; shapes are checked once the outputs are known.
-      for (const c of cotangent) if (!paths.has(c.path)) throw invalidArgument(`${field} has key "${c.path}", which is not in vjp_outputs (${req.outputPaths.join(", ")})`);
-      for (const p of paths) if (!(p in req.cotangent)) throw invalidArgument(`${field} is missing output "${p}"`);
+      for (const c of cotangent) if (!paths.has(c.path)) throw invalidArgument(`${field} has key ${quote(c.path)}, which is not in vjp_outputs (${listed(req.outputPaths)})`);
+      for (const p of paths) if (!Object.hasOwn(req.cotangent, p)) throw invalidArgument(`${field} is missing output ${quote(p)}`);
     }
     const { values, errors, adjustedSteps } = await vjp(problem, evaluator, cotangent, options, field, req.signal);
     const keyed = (arrays: Float64Array[]) => Object.fromEntries(leaves.map((leaf, i) => [leaf.path, ndarray(arrays[i], leaf.shape)]));
@@ -270,7 +270,7 @@ function checkPathKeys(options: ResolvedOptions, leaves: readonly { path: string
   for (const [option, map] of [["eps_by_path", options.epsByPath], ["typical_magnitude", options.typical]] as const) {
     for (const key of Object.keys(map ?? {})) {
       if (!leaves.some((l) => l.path === key)) {
-        throw invalidArgument(`options.${option} has key "${key}", which is not in ${field} (${leaves.map((l) => l.path).join(", ")})`);
+        throw invalidArgument(`options.${option} has key ${quote(key)}, which is not in ${field} (${listed(leaves.map((l) => l.path))})`);
       }
     }
   }
@@ -287,12 +287,12 @@ function checkFloating(field: string, key: string, array: NdArray<any>): void {
 function matchVectors(field: string, vectors: Record<string, NdArray<any>>, leaves: { path: string; shape: number[] }[], pathsField: string): Float64Array[] {
   for (const key of Object.keys(vectors)) {
     if (!leaves.some((l) => l.path === key)) {
-      throw invalidArgument(`${field} has key "${key}", which is not in ${pathsField} (${leaves.map((l) => l.path).join(", ")})`);
+      throw invalidArgument(`${field} has key ${quote(key)}, which is not in ${pathsField} (${listed(leaves.map((l) => l.path))})`);
     }
   }
   return leaves.map((leaf) => {
-    const v = vectors[leaf.path];
-    if (!v) throw invalidArgument(`${field} is missing input "${leaf.path}" (shape [${leaf.shape.join(", ")}])`);
+    const v = Object.hasOwn(vectors, leaf.path) ? vectors[leaf.path] : undefined;
+    if (!v) throw invalidArgument(`${field} is missing input ${quote(leaf.path)} (shape [${leaf.shape.join(", ")}])`);
     checkFloating(field, leaf.path, v);
     if (v.shape.length !== leaf.shape.length || v.shape.some((d, i) => d !== leaf.shape[i])) {
       throw invalidArgument(`${field}.{${leaf.path}} has shape [${v.shape.join(", ")}], expected [${leaf.shape.join(", ")}] like the input`);

@@ -85,8 +85,14 @@ function toSeed(seed: NonNullable<RequestOptions["seed"]>): bigint {
   }
 }
 
-/** The author's mistakes are the server's, not the caller's. */
-const authorError = (m: string) => new TesseractError(Code.INTERNAL, `Tesseract default ${m}`);
+/**
+ * A bad fixed default is the author's mistake (INTERNAL); a bad default computed from the inputs
+ * comes from the caller's own inputs (INVALID_ARGUMENT).
+ */
+function defaultError(value: unknown): (m: string) => Error {
+  if (typeof value === "function") return (m) => invalidArgument(`${m} (the Tesseract's default, computed from the inputs: fix the inputs or set the option in the request)`);
+  return (m) => new TesseractError(Code.INTERNAL, `Tesseract default ${m}`);
+}
 
 export function resolveOptions<I>(request: RequestOptions | null | undefined, defaults: FiniteDifferenceDefaults<I> | undefined, inputs: I): ResolvedOptions {
   const req = request ?? {};
@@ -95,11 +101,11 @@ export function resolveOptions<I>(request: RequestOptions | null | undefined, de
     algorithm = algorithmName(req.algorithm, "options.algorithm", invalidArgument);
   } else {
     const fromAuthor = authorValue(defaults?.algorithm, inputs);
-    algorithm = algorithmName(isSet(fromAuthor) && fromAuthor !== Algorithm.ALGORITHM_UNSPECIFIED ? fromAuthor : ENGINE_DEFAULTS.algorithm, "algorithm", authorError);
+    algorithm = algorithmName(isSet(fromAuthor) && fromAuthor !== Algorithm.ALGORITHM_UNSPECIFIED ? fromAuthor : ENGINE_DEFAULTS.algorithm, "algorithm", defaultError(defaults?.algorithm));
   }
 
   const authorEps = authorValue(defaults?.eps, inputs);
-  const eps = isSet(req.eps) ? checkEps(req.eps, "options.eps", invalidArgument) : isSet(authorEps) ? checkEps(authorEps, "eps", authorError) : undefined;
+  const eps = isSet(req.eps) ? checkEps(req.eps, "options.eps", invalidArgument) : isSet(authorEps) ? checkEps(authorEps, "eps", defaultError(defaults?.eps)) : undefined;
   const byPath = (field: "eps_by_path" | "typical_magnitude") =>
     Object.fromEntries(Object.entries(req[field] ?? {}).map(([path, v]) => [path, checkEps(v, `options.${field}.{${path}}`, invalidArgument)]));
   if (isSet(req.step_mode) && !(req.step_mode in STEP_MODES)) {
@@ -115,7 +121,7 @@ export function resolveOptions<I>(request: RequestOptions | null | undefined, de
   const numSamples = isSet(req.num_samples)
     ? checkSamples(req.num_samples, "options.num_samples", invalidArgument)
     : isSet(authorSamples)
-      ? checkSamples(authorSamples, "numSamples", authorError)
+      ? checkSamples(authorSamples, "numSamples", defaultError(defaults?.numSamples))
       : undefined;
 
   const seed = isSet(req.seed) ? toSeed(req.seed) : BigInt(Math.floor(Math.random() * 2 ** 32));

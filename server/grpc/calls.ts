@@ -9,7 +9,7 @@ import { setMaxListeners } from "node:events";
 import type * as grpc from "@grpc/grpc-js";
 import { Code, TesseractError } from "../errors";
 import type { Logger } from "../log";
-import { asServiceError, toStatus } from "./status";
+import { asServiceError, internalError, toStatus } from "./status";
 
 export interface CallLimits {
   /** Gradient jobs (Jacobian, JacobianRows, JVP, VJP, CheckGradients) running at once. */
@@ -20,6 +20,12 @@ export interface CallLimits {
   defaultDeadlineMs: number;
   /** No call runs longer, whatever the client asks (0: no cap). */
   maxDeadlineMs: number;
+}
+
+/** The caller's x-request-id when it is a sane token (up to 128 visible ASCII characters), else a new one. */
+function requestIdOf(metadata: grpc.Metadata): string {
+  const given = metadata.get("x-request-id")[0];
+  return typeof given === "string" && /^[\x21-\x7e]{1,128}$/.test(given) ? given : randomUUID();
 }
 
 export const DEFAULT_LIMITS: CallLimits = { maxJobs: 8, maxQueue: 32, defaultDeadlineMs: 0, maxDeadlineMs: 0 };
@@ -43,6 +49,11 @@ export interface TrackedCall {
   race<T>(work: Promise<T>): Promise<T>;
   /** Logs the call's end; with an error, the status to answer. */
   finish(error?: unknown): Partial<grpc.ServiceError> | undefined;
+  /**
+   * The last resort when answering the call failed (a bug): logged with the request id, and the
+   * INTERNAL status to answer instead, so that no call is left without a status.
+   */
+  lastResort(error: unknown): Partial<grpc.ServiceError>;
 }
 
 export class CallRegistry {
@@ -59,15 +70,15 @@ export class CallRegistry {
     readonly limits: CallLimits,
   ) {}
 
-  /** A call refused before it reached a handler (no valid token): logged and counted like the others. */
-  refused(rpc: string, code: Code, details: string): void {
-    this.log.info({ rpc, code, ms: 0, details }, "call");
+  /** A call refused before it reached a handler (no valid token, undecodable bytes): logged and counted like the others. */
+  refused(rpc: string, code: number, details: string, metadata?: grpc.Metadata): void {
+    this.log.info({ rpc, request_id: metadata ? requestIdOf(metadata) : undefined, code, ms: 0, details }, "call");
     this.onCallEnd?.(rpc, code, 0);
   }
 
   /** Starts the bookkeeping of one call. `refusal` is set when the server is shutting down. */
   track(call: Call, rpc: string): TrackedCall {
-    const requestId = String(call.metadata.get("x-request-id")[0] ?? randomUUID());
+    const requestId = requestIdOf(call.metadata);
     const controller = new AbortController();
     // Every evaluation in flight (worker task, replica call) listens for the abort: as many as the
     // request's window, more than Node's default warning threshold of 10 and not a leak.
@@ -82,7 +93,7 @@ export class CallRegistry {
     const timer = this.deadlineTimer(call, controller);
     this.inFlight.add(controller);
     const refusal = this.draining ? new TesseractError(Code.UNAVAILABLE, "the server is shutting down; retry on another instance") : undefined;
-    return {
+    const tracked: TrackedCall = {
       signal: controller.signal,
       refusal,
       admit: async () => {
@@ -111,7 +122,17 @@ export class CallRegistry {
         this.onCallEnd?.(rpc, status?.code ?? 0, ms / 1000);
         return status && asServiceError(status);
       },
+      lastResort: (error: unknown) => {
+        try {
+          if (!finished) return tracked.finish(error)!;
+          this.log.error({ err: error, rpc, request_id: requestId }, "error while answering a call");
+        } catch {
+          // Nothing more can be told: the caller still gets its status.
+        }
+        return asServiceError(internalError(requestId));
+      },
     };
+    return tracked;
   }
 
   /** The server's own deadline for a call: the default when the client set none, capped at the maximum. */

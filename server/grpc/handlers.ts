@@ -36,17 +36,44 @@ interface GradientMessage {
 function unary<Req, Res>(calls: CallRegistry, rpc: string, handle: (request: Req, signal: AbortSignal) => Promise<Res>, job = false): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const t = calls.track(call, rpc);
-    if (t.refusal) return callback(t.finish(t.refusal) as grpc.ServiceError);
     const work = (async () => {
+      if (t.refusal) throw t.refusal;
       if (job) await t.admit();
       return handle(call.request, t.signal);
     })();
+    const answer = (send: () => void) => {
+      try {
+        send();
+      } catch (e) {
+        callback(t.lastResort(e) as grpc.ServiceError);
+      }
+    };
     t.race(work).then(
-      (response) => {
-        t.finish();
-        callback(null, response);
-      },
-      (error) => callback(t.finish(error) as grpc.ServiceError),
+      (response) => answer(() => (t.finish(), callback(null, response))),
+      (error) => answer(() => callback(t.finish(error) as grpc.ServiceError)),
+    );
+  };
+}
+
+/** A server-streaming handler: `messages` are written with backpressure, then the status. */
+function serverStreaming<Req>(calls: CallRegistry, rpc: string, messages: (request: Req, signal: AbortSignal) => AsyncIterable<Record<string, unknown>>): grpc.handleServerStreamingCall<Req, unknown> {
+  return (call) => {
+    const t = calls.track(call, rpc);
+    const run = async () => {
+      if (t.refusal) throw t.refusal;
+      await t.admit();
+      await writeAll(call, messages(call.request, t.signal), t.signal);
+    };
+    const answer = (send: () => void) => {
+      try {
+        send();
+      } catch (e) {
+        call.emit("error", t.lastResort(e));
+      }
+    };
+    t.race(run()).then(
+      () => answer(() => (t.finish(), call.end())),
+      (error) => answer(() => call.emit("error", t.finish(error))),
     );
   };
 }
@@ -86,22 +113,9 @@ export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig,
       };
     }, true),
 
-    JacobianRows: (call: grpc.ServerWritableStream<JacobianMessage, unknown>) => {
-      const t = calls.track(call, "JacobianRows");
-      const run = async () => {
-        if (t.refusal) throw t.refusal;
-        await t.admit();
-        const req = gradient(call.request, call.request.jac_inputs, call.request.jac_outputs, t.signal);
-        await writeAll(call, jacobianRowsMessages(runtime, req, config.streamChunkBytes, config.maxRowsPerStream), t.signal);
-      };
-      t.race(run()).then(
-        () => {
-          t.finish();
-          call.end();
-        },
-        (error) => call.emit("error", t.finish(error)),
-      );
-    },
+    JacobianRows: serverStreaming(calls, "JacobianRows", (req: JacobianMessage, signal) =>
+      jacobianRowsMessages(runtime, gradient(req, req.jac_inputs, req.jac_outputs, signal), config.streamChunkBytes, config.maxRowsPerStream),
+    ),
 
     JacobianVectorProduct: unary(calls, "JacobianVectorProduct", async (req: GradientMessage & { jvp_inputs?: string[]; jvp_outputs?: string[]; tangent_vector?: Record<string, TensorMessage> }, signal) => {
       const tangent = decodeVectors("tangent_vector", req.tangent_vector, runtime.decodeLimits);

@@ -9,6 +9,8 @@ import type { TesseractRuntime } from "../runtime";
 import { loadDefinition, SERVICE_NAME } from "./definition";
 import { BearerTokens, bearerTokenInterceptor, UNAUTHENTICATED_DETAILS } from "./auth";
 import { CallRegistry, DEFAULT_LIMITS, type CallLimits } from "./calls";
+import { refuseCompressedFlagWithoutEncoding } from "./compressed-flag";
+import { guardDeserializers, guardInterceptor } from "./guard";
 import { createHandlers } from "./handlers";
 import { ServerMetrics } from "./metrics";
 import { DEFAULT_LIMITS as DEFAULT_TENSOR_LIMITS } from "../tensor/codec";
@@ -106,14 +108,20 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
 
   const calls = new CallRegistry(log, { ...DEFAULT_LIMITS, ...options.limits });
   const tokens = options.tokens && new BearerTokens(options.tokens);
-  const onRefused = (path: string) => calls.refused(path.slice(path.lastIndexOf("/") + 1), Code.UNAUTHENTICATED, UNAUTHENTICATED_DETAILS);
-  const server = new grpc.Server({
+  const rpcName = (path: string) => path.slice(path.lastIndexOf("/") + 1);
+  const onRefused = (path: string) => calls.refused(rpcName(path), Code.UNAUTHENTICATED, UNAUTHENTICATED_DETAILS);
+  if (!refuseCompressedFlagWithoutEncoding()) log.warn("this grpc-js has no decompressMessage to wrap: messages flagged compressed without grpc-encoding are not refused");
+  // Every service added below (the Tesseract's, health, reflection) gets deserializers that never throw.
+  const server = guardDeserializers(new grpc.Server({
     "grpc.max_receive_message_length": maxMessageBytes,
     "grpc.max_send_message_length": maxMessageBytes,
     // Big inputs arrive faster with a wider HTTP/2 window than the 64 KiB default.
     "grpc-node.flow_control_window": 16 << 20,
-    interceptors: tokens ? [bearerTokenInterceptor(tokens, { authHealth: options.authHealth, onRefused })] : [],
-  });
+    interceptors: [
+      guardInterceptor((path, status, metadata) => calls.refused(rpcName(path), status.code, status.details, metadata)),
+      ...(tokens ? [bearerTokenInterceptor(tokens, { authHealth: options.authHealth, onRefused })] : []),
+    ],
+  }));
   server.addService(service, createHandlers(runtime, { streamChunkBytes, maxMessageBytes, maxRowsPerStream, evalTimeoutMs }, calls));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);

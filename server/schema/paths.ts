@@ -30,7 +30,10 @@
  * `formatPath` writes the canonical form: it escapes `\` and `}` in keys and nothing else, writes
  * the empty key as `{""}` and the key `""` as `{\"\"}`, so `parsePath(formatPath(s))` equals `s`.
  */
-import { invalidArgument } from "../errors";
+import { invalidArgument, quote } from "../errors";
+
+/** Far longer than any path a schema needs; longer ones are refused before they are parsed. */
+export const MAX_PATH_LENGTH = 4096;
 
 export type Segment =
   | { kind: "field"; name: string }
@@ -47,9 +50,10 @@ const charAt = (s: string, i: number): string => JSON.stringify(String.fromCodeP
 
 export function parsePath(path: string): Segment[] {
   const fail = (what: string, pos: number): never => {
-    throw invalidArgument(`bad path ${JSON.stringify(path)}: ${what} at position ${pos}`);
+    throw invalidArgument(`bad path ${quote(path)}: ${what} at position ${pos}`);
   };
   if (path === "") throw invalidArgument(`bad path "": empty path`);
+  if (path.length > MAX_PATH_LENGTH) throw invalidArgument(`bad path ${quote(path)}: longer than the ${MAX_PATH_LENGTH} characters a path may have`);
   const segments: Segment[] = [];
   let i = 0;
   for (;;) {
@@ -65,7 +69,7 @@ export function parsePath(path: string): Segment[] {
         segments.push({ kind: "anyIndex" });
       } else {
         const wellFormed = [...digits].every((d) => d >= "0" && d <= "9") && (digits === "0" || digits[0] !== "0");
-        if (!wellFormed) fail(`bad index ${JSON.stringify(digits)} (want a non-negative integer without sign or leading zeros)`, start);
+        if (!wellFormed) fail(`bad index ${quote(digits)} (want a non-negative integer without sign or leading zeros)`, start);
         const index = Number(digits);
         if (!Number.isSafeInteger(index)) fail(`index ${digits} too large`, start);
         segments.push({ kind: "index", index });
@@ -96,7 +100,7 @@ export function formatPath(segments: readonly Segment[]): string {
     .map((s) => {
       switch (s.kind) {
         case "field":
-          if (!isIdentifier(s.name)) throw invalidArgument(`bad field name ${JSON.stringify(s.name)} in a path`);
+          if (!isIdentifier(s.name)) throw invalidArgument(`bad field name ${quote(s.name)} in a path`);
           return s.name;
         case "index":
           if (!Number.isSafeInteger(s.index) || s.index < 0) throw invalidArgument(`bad list index ${s.index} in a path`);
@@ -142,7 +146,7 @@ function name(s: Segment): string | undefined {
 
 function requireConcrete(segments: readonly Segment[], what: string): void {
   if (isPattern(segments)) {
-    throw invalidArgument(`bad path ${JSON.stringify(formatPath(segments))}: ${what} needs a concrete path, not a pattern`);
+    throw invalidArgument(`bad path ${quote(formatPath(segments))}: ${what} needs a concrete path, not a pattern`);
   }
 }
 
@@ -176,8 +180,8 @@ export function withLeaf<T>(tree: T, segments: readonly Segment[], value: unknow
     if (depth === segments.length) return value;
     const s = segments[depth]!;
     const fail = (what: string): never => {
-      const where = depth === 0 ? "the root" : JSON.stringify(formatPath(segments.slice(0, depth)));
-      throw invalidArgument(`cannot set ${JSON.stringify(formatPath(segments))}: ${where} ${what}`);
+      const where = depth === 0 ? "the root" : quote(formatPath(segments.slice(0, depth)));
+      throw invalidArgument(`cannot set ${quote(formatPath(segments))}: ${where} ${what}`);
     };
     if (node === undefined) fail("is missing");
     if (s.kind === "index") {

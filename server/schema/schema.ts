@@ -7,7 +7,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as protobuf from "protobufjs";
 import type { NdArray } from "ndarray";
-import { invalidArgument, Code, TesseractError } from "../errors";
+import { invalidArgument, Code, listed, quote, TesseractError } from "../errors";
+import { emptyRecord } from "../records";
 import { PROTO_DIR } from "../proto-dir";
 import {
   decodeAbstractTensor,
@@ -19,10 +20,15 @@ import {
   type TypedArray,
 } from "../tensor/codec";
 import { expandPattern, formatPath, getAtPath, isPattern, matchesPattern, parsePath, type Segment } from "./paths";
+import { decodeStrict, type DecodeStyle } from "./wire-decode";
 
 const TENSOR_TYPE = "tesseract.v1.Tensor";
 const DIFFERENTIABLE_OPTION = "(tesseract.v1.differentiable)";
 const TYPE_URL_PREFIX = "type.googleapis.com/";
+/** Far above any real type URL; longer ones are refused before anything else is looked at. */
+export const MAX_TYPE_URL_LENGTH = 2048;
+/** The Tesseract's trees: 64-bit integers as numbers, unset scalars as their defaults. */
+const TREE_STYLE: DecodeStyle = { longs: "number", defaults: true };
 /** protobufjs ships descriptor.proto; it is needed for the field-option extension. */
 const PROTOBUFJS_DIR = path.dirname(require.resolve("protobufjs/package.json"));
 
@@ -84,19 +90,12 @@ export class MessageSchema {
    */
   decodeAny(any: AnyMessage | null | undefined, field: string, opts: { abstract?: boolean; limits?: DecodeLimits } = {}): Record<string, unknown> {
     if (!any || !any.type_url) throw invalidArgument(`${field} is missing: expected an Any of ${this.typeUrl}`);
-    const name = any.type_url.slice(any.type_url.lastIndexOf("/") + 1);
-    if (name !== this.fullName) {
-      throw invalidArgument(`${field} has type URL "${any.type_url}", expected "${this.typeUrl}"`);
+    const url = any.type_url;
+    if (url.length > MAX_TYPE_URL_LENGTH) throw invalidArgument(`${field}.type_url is ${url.length} characters long, more than the ${MAX_TYPE_URL_LENGTH} a type URL may have; expected "${this.typeUrl}"`);
+    if (url.slice(url.lastIndexOf("/") + 1) !== this.fullName) {
+      throw invalidArgument(`${field} has type URL ${quote(url)}, expected "${this.typeUrl}"`);
     }
-    let message: protobuf.Message;
-    try {
-      // A plain Uint8Array view: protobufjs' Buffer reader silently shortens a truncated string.
-      const bytes = any.value ?? new Uint8Array(0);
-      message = this.type.decode(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-    } catch (e) {
-      throw invalidArgument(`${field}: cannot decode ${this.fullName}: ${(e as Error).message}`);
-    }
-    const plain = this.type.toObject(message, { longs: Number, enums: Number, defaults: true, arrays: true, objects: true });
+    const plain = decodeStrict(this.type, any.value ?? new Uint8Array(0), field, TREE_STYLE);
     return toTree(this.type, plain, "", opts) as Record<string, unknown>;
   }
 
@@ -129,8 +128,7 @@ export class MessageSchema {
    */
   checkDifferentiable(requested: readonly string[], field: string, side: string, tree?: unknown): Segment[][] {
     const available = () => {
-      const names = tree === undefined ? this.differentiablePatternNames() : this.differentiablePaths(tree);
-      return names.length ? names.join(", ") : "(none)";
+      return listed(tree === undefined ? this.differentiablePatternNames() : this.differentiablePaths(tree));
     };
     if (requested.length === 0) {
       throw invalidArgument(`${field} is empty: name at least one differentiable ${side} path; available: ${available()}`);
@@ -144,7 +142,7 @@ export class MessageSchema {
       }
       if (!this.differentiablePatterns.some((p) => matchesPattern(segments, p))) {
         const what = tree === undefined || isPattern(segments) ? "is not a differentiable path" : getAtPath(tree, segments) === undefined ? "does not exist" : "is not differentiable";
-        throw invalidArgument(`${field}: ${side} path "${requestedPath}" ${what}; differentiable ${side} paths: ${available()}`);
+        throw invalidArgument(`${field}: ${side} path ${quote(requestedPath)} ${what}; differentiable ${side} paths: ${available()}`);
       }
       return segments;
     });
@@ -156,21 +154,21 @@ export class MessageSchema {
    */
   resolveDifferentiable(tree: unknown, requested: readonly string[], field: string, side: string): ResolvedLeaf[] {
     const patterns = this.checkDifferentiable(requested, field, side, tree);
-    const available = () => this.differentiablePaths(tree).join(", ") || "(none)";
+    const available = () => listed(this.differentiablePaths(tree));
     const seen = new Set<string>();
     const resolved: ResolvedLeaf[] = [];
     patterns.forEach((segments, i) => {
       const concrete = expandPattern(tree, segments);
       if (concrete.length === 0) {
-        throw invalidArgument(`${field}: ${side} path "${requested[i]}" does not exist in the ${side}s; differentiable ${side} paths: ${available()}`);
+        throw invalidArgument(`${field}: ${side} path ${quote(requested[i])} does not exist in the ${side}s; differentiable ${side} paths: ${available()}`);
       }
       for (const segs of concrete) {
         const name = formatPath(segs);
-        if (seen.has(name)) throw invalidArgument(`${field}: ${side} path "${name}" is listed more than once`);
+        if (seen.has(name)) throw invalidArgument(`${field}: ${side} path ${quote(name)} is listed more than once`);
         seen.add(name);
         const leaf = getAtPath(tree, segs);
         if (!isNdArray(leaf)) {
-          throw invalidArgument(`${field}: ${side} path "${name}" holds no tensor; differentiable ${side} paths: ${available()}`);
+          throw invalidArgument(`${field}: ${side} path ${quote(name)} holds no tensor; differentiable ${side} paths: ${available()}`);
         }
         resolved.push({ path: name, segments: segs, array: leaf as NdArray<TypedArray> });
       }
@@ -208,7 +206,7 @@ type Converter = (value: unknown, where: string) => unknown;
 /** Applies `convert` to one field's value, element-wise for maps and lists. */
 function mapField(field: protobuf.Field, value: unknown, where: string, convert: Converter): unknown {
   if (field.map) {
-    const out: Record<string, unknown> = {};
+    const out = emptyRecord();
     for (const [key, v] of Object.entries((value ?? {}) as Record<string, unknown>)) {
       out[key] = convert(v, `${where}.${formatPath([{ kind: "key", key }])}`);
     }
@@ -246,7 +244,7 @@ function fromTree(type: protobuf.Type, tree: unknown, prefix: string, fail: (mes
   const source = tree as Record<string, unknown>;
   const out: Record<string, unknown> = {};
   for (const field of type.fieldsArray) {
-    const value = source[field.name];
+    const value = Object.hasOwn(source, field.name) ? source[field.name] : undefined;
     if (value === undefined || value === null) continue;
     const where = prefix ? `${prefix}.${field.name}` : field.name;
     const sub = field.resolvedType;

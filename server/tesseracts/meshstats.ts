@@ -6,10 +6,10 @@
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
 import type { Inputs, Outputs } from "../../client/generated/tesseract/examples/meshstats/v1/meshstats";
-import { invalidArgument } from "../errors";
+import { clip, invalidArgument } from "../errors";
 import { PROTO_DIR } from "../proto-dir";
 import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../tensor/codec";
-import { defineTesseract, type AbstractTensor } from "../tesseract";
+import { Algorithm, defineTesseract, type AbstractTensor } from "../tesseract";
 
 const shapeText = (shape: readonly number[]) => `[${shape.join(", ")}]`;
 
@@ -29,7 +29,10 @@ export default defineTesseract<Inputs, Outputs>({
   outputType: "tesseract.examples.meshstats.v1.Outputs",
   protoFiles: [path.join(PROTO_DIR, "tesseract/examples/meshstats/v1/meshstats.proto")],
 
-  validate({ mesh }) {
+  validate({ mesh, fd_algorithm }) {
+    if (Algorithm[fd_algorithm] === undefined) {
+      throw invalidArgument(`fd_algorithm is ${fd_algorithm}, not a tesseract.v1.Algorithm: expected 0 (unspecified, central) to ${Algorithm.ALGORITHM_ADAPTIVE} (ALGORITHM_ADAPTIVE)`);
+    }
     if (!mesh) throw invalidArgument("mesh is missing");
     const points = expectTensor(mesh.points, "mesh.points", DataType.DATA_TYPE_FP64, 2);
     if (points.shape[1] !== 3) throw invalidArgument(`mesh.points has shape ${shapeText(points.shape)}, expected (n_points, 3)`);
@@ -53,7 +56,7 @@ export default defineTesseract<Inputs, Outputs>({
     }
     for (const [kind, rows, data] of [["cell_data", mesh.n_cells, mesh.cell_data], ["point_data", mesh.n_points, mesh.point_data]] as const) {
       for (const [key, value] of Object.entries(data)) {
-        const field = `mesh.${kind}.{${key}}`;
+        const field = `mesh.${kind}.{${clip(key)}}`;
         const t = expectTensor(value, field, DataType.DATA_TYPE_FP64, 2);
         if (t.shape[0] !== rows) throw invalidArgument(`${field} has ${t.shape[0]} rows, expected ${rows}`);
       }

@@ -1,0 +1,39 @@
+/**
+ * The gRPC protocol: a message's compressed flag is 1 only under a `grpc-encoding` that names a
+ * compression, and 0 otherwise ("If the Message-Encoding header is omitted then the Compressed-Flag
+ * must be 0"). grpc-js 1.14 decodes a flagged message without an encoding as if it were not
+ * compressed, and any flag byte other than 1 as 0, so such bytes are answered as if well formed.
+ *
+ * No option or interceptor sees the flag: it is read and dropped in BaseServerInterceptingCall's
+ * decompressMessage before deserialization. The fix is the one upstream would make, at that spot:
+ * decompressMessage is handed "identity" exactly when no compression applies, so a flag byte that
+ * is not 0 there is refused. We answer INVALID_ARGUMENT with a message (the caller's mistake)
+ * rather than the INTERNAL the spec suggests. test/compressed-flag.test.ts sends such frames, so a
+ * grpc-js upgrade that moves the method fails the tests instead of silently dropping the check.
+ */
+import { status } from "@grpc/grpc-js";
+
+export const COMPRESSED_FLAG_DETAILS = "a message has its compressed flag set, but the call declares no compression (grpc-encoding); send the flag as 0 or declare the encoding";
+
+type Decompress = (this: unknown, message: Buffer, encoding: string) => Promise<Buffer>;
+
+let installed: boolean | undefined;
+
+/** Installs the check once per process; false when this grpc-js has no such method to wrap. */
+export function refuseCompressedFlagWithoutEncoding(): boolean {
+  if (installed !== undefined) return installed;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const internals = require("@grpc/grpc-js/build/src/server-interceptors") as { BaseServerInterceptingCall?: { prototype: { decompressMessage?: Decompress } } };
+  const proto = internals.BaseServerInterceptingCall?.prototype;
+  const original = proto?.decompressMessage;
+  installed = typeof original === "function";
+  if (proto && original) {
+    proto.decompressMessage = function (message, encoding) {
+      if (encoding === "identity" && message.length > 0 && message[0] !== 0) {
+        return Promise.reject({ code: status.INVALID_ARGUMENT, details: COMPRESSED_FLAG_DETAILS });
+      }
+      return original.call(this, message, encoding);
+    };
+  }
+  return installed;
+}

@@ -1,0 +1,98 @@
+/**
+ * What stands between the bytes a caller sends and every service of the server (the Tesseract's,
+ * health, reflection):
+ * - request deserializers never throw (grpc-js would answer INTERNAL "Error deserializing request"
+ *   and log nothing): a failure becomes an `UndecodableRequest`, which the interceptor answers with
+ *   INVALID_ARGUMENT and its reason, logged like any other call;
+ * - every status a handler sends is made safe to encode and short (status.ts, boundedDetails),
+ *   whatever the request contained.
+ */
+import * as path from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import { protoPath as HEALTH_PROTO } from "grpc-health-check";
+import * as protobuf from "protobufjs";
+import { clip, isTesseractError } from "../errors";
+import { loadRoot } from "../schema/schema";
+import { decodeStrict } from "../schema/wire-decode";
+import { boundedDetails } from "./status";
+
+const REFLECTION_PROTOS = path.join(path.dirname(require.resolve("@grpc/reflection/package.json")), "build/proto/grpc/reflection");
+
+/** Health's and reflection's request types, checked as strictly as the Tesseract's own before their libraries decode them. */
+let libraryRoot: protobuf.Root | undefined;
+
+function libraryRequestType(methodPath: string): protobuf.Type | undefined {
+  libraryRoot ??= loadRoot([HEALTH_PROTO, path.join(REFLECTION_PROTOS, "v1/reflection.proto"), path.join(REFLECTION_PROTOS, "v1alpha/reflection.proto")]);
+  const [, service, method] = methodPath.split("/");
+  const found = libraryRoot.lookup(service);
+  return found instanceof protobuf.Service ? (found.methods[method]?.resolvedRequestType ?? undefined) : undefined;
+}
+
+/** What a deserializer returns instead of throwing. */
+export class UndecodableRequest {
+  constructor(readonly reason: string) {}
+}
+
+function neverThrows<T>(deserialize: grpc.deserialize<T>): grpc.deserialize<T | UndecodableRequest> {
+  return (bytes) => {
+    try {
+      return deserialize(bytes);
+    } catch (e) {
+      const message = isTesseractError(e) ? e.message : `the request is not a valid protobuf message: ${clip(e instanceof Error ? e.message : String(e))}`;
+      return new UndecodableRequest(message);
+    }
+  };
+}
+
+/**
+ * Makes the request deserializers of every service added to `server` never throw; health's and
+ * reflection's requests are first decoded strictly (the Tesseract service's deserializers are
+ * strict already: definition.ts).
+ */
+export function guardDeserializers(server: grpc.Server): grpc.Server {
+  const register = server.register.bind(server);
+  server.register = ((name, handler, serialize, deserialize, type) => {
+    const strictType = libraryRequestType(name);
+    const checked: typeof deserialize = strictType
+      ? (bytes) => {
+          decodeStrict(strictType, bytes, "request", { longs: "string", defaults: false });
+          return deserialize(bytes);
+        }
+      : deserialize;
+    return register(name, handler, serialize, neverThrows(checked) as typeof deserialize, type);
+  }) as grpc.Server["register"];
+  return server;
+}
+
+/** Told of each request refused here: method path, status and the request's metadata. */
+export type OnRefused = (path: string, status: { code: grpc.status; details: string }, metadata?: grpc.Metadata) => void;
+
+/** Answers undecodable requests and bounds every outgoing status message. */
+export function guardInterceptor(onRefused?: OnRefused): grpc.ServerInterceptor {
+  return (method, call) => {
+    let metadata: grpc.Metadata | undefined;
+    let refused = false;
+    const listener = new grpc.ServerListenerBuilder()
+      .withOnReceiveMetadata((received, next) => {
+        metadata = received;
+        next(received);
+      })
+      .withOnReceiveMessage((message, next) => {
+        if (refused) return;
+        if (!(message instanceof UndecodableRequest)) return next(message);
+        refused = true;
+        const status = { code: grpc.status.INVALID_ARGUMENT, details: boundedDetails(message.reason) };
+        onRefused?.(method.path, status, metadata);
+        call.sendStatus(status);
+      })
+      .withOnReceiveHalfClose((next) => {
+        if (!refused) next();
+      })
+      .build();
+    const responder = new grpc.ResponderBuilder()
+      .withStart((next) => next(listener))
+      .withSendStatus((status, next) => next({ ...status, details: boundedDetails(status.details ?? "") }))
+      .build();
+    return new grpc.ServerInterceptingCall(call, responder);
+  };
+}

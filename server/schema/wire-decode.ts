@@ -1,0 +1,396 @@
+/**
+ * A strict protobuf decoder over protobufjs' reflection, for every message a caller sends (the
+ * requests themselves and the Tesseract's inputs inside their Any).
+ *
+ * protobufjs' own decoder is lenient where conformant parsers are not, and builds maps on plain
+ * objects, where a key "__proto__" goes through JavaScript's setter and vanishes. This one refuses,
+ * with INVALID_ARGUMENT naming the field:
+ * - a known field sent with another wire type (packed and unpacked repeated scalars both accepted);
+ * - field number 0 or above 2^29 - 1, wire types 6 and 7, an end-group without its start-group
+ *   or closing another field's group;
+ * - a truncated or over-long (more than 10 bytes) varint, a length running past its message;
+ * - a string that is not valid UTF-8 (decoded strictly: nothing is replaced);
+ * - nesting deeper than 100 messages or groups (protobuf's own default recursion limit);
+ * - a missing proto2 `required` field.
+ * Unknown fields are skipped (after checking their structure). Maps become null-prototype objects.
+ * Bytes fields are views into the request buffer (the tensor codec copies what it keeps).
+ */
+import * as protobuf from "protobufjs";
+import { clip, invalidArgument } from "../errors";
+import { emptyRecord } from "../records";
+
+export interface DecodeStyle {
+  /** 64-bit integers as JS numbers (the Tesseract's trees) or as exact decimal strings (requests). */
+  longs: "number" | "string";
+  /**
+   * Unset singular scalars as their defaults (the Tesseract's trees) or left out (requests, so
+   * that unset and zero differ). proto3 `optional` fields and messages are left out when unset,
+   * repeated fields are [] and maps {} either way.
+   */
+  defaults: boolean;
+}
+
+/** protobuf's default recursion limit. */
+export const MAX_DEPTH = 100;
+
+const VARINT = 0;
+const FIXED64 = 1;
+const LENGTH_DELIMITED = 2;
+const START_GROUP = 3;
+const END_GROUP = 4;
+const FIXED32 = 5;
+const WIRE_TYPE_NAMES = ["varint", "64-bit", "length-delimited", "start-group", "end-group", "32-bit"];
+const MAX_FIELD_NUMBER = 2 ** 29 - 1;
+
+/** The wire type each scalar type is written with (packed repeated fields aside). */
+const SCALAR_WIRE_TYPES: Record<string, number> = {
+  double: FIXED64, fixed64: FIXED64, sfixed64: FIXED64,
+  float: FIXED32, fixed32: FIXED32, sfixed32: FIXED32,
+  int32: VARINT, uint32: VARINT, sint32: VARINT, int64: VARINT, uint64: VARINT, sint64: VARINT, bool: VARINT,
+  string: LENGTH_DELIMITED, bytes: LENGTH_DELIMITED,
+};
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * Decodes `bytes` as `type`; `label` names the message in errors ("inputs", "request"), which read
+ * `inputs: cannot decode tesseract.examples.meshstats.v1.Inputs: mesh.points.datatype: wire type 2 ...`.
+ */
+export function decodeStrict(type: protobuf.Type, bytes: Uint8Array, label: string, style: DecodeStyle): Record<string, unknown> {
+  return new Reader(bytes, `${label}: cannot decode ${type.fullName.slice(1)}`).message(type, bytes.length, "", style, 0);
+}
+
+/** The path of a field below `parent` ("" for the message itself). */
+const below = (parent: string, name: string) => (parent ? `${parent}.${name}` : name);
+
+function wireTypeName(wireType: number): string {
+  return `${wireType} (${WIRE_TYPE_NAMES[wireType] ?? "invalid"})`;
+}
+
+/** The wire type a field's values come with (groups: start-group; packed repeated scalars aside). */
+function expectedWireType(field: protobuf.FieldBase): number {
+  if (field.resolvedType instanceof protobuf.Type) return (field as protobuf.Field).delimited ? START_GROUP : LENGTH_DELIMITED;
+  if (field.resolvedType instanceof protobuf.Enum) return VARINT;
+  return SCALAR_WIRE_TYPES[field.type];
+}
+
+/** The scalar kind `Reader.scalar` reads for a field ("enum" for enums); undefined for messages. */
+function scalarKind(field: protobuf.FieldBase): string | undefined {
+  if (field.resolvedType instanceof protobuf.Enum) return "enum";
+  return field.resolvedType ? undefined : field.type;
+}
+
+/** Defines, never assigns: a schema may name a field "__proto__". */
+function setProperty(out: Record<string, unknown>, name: string, value: unknown): void {
+  Object.defineProperty(out, name, { value, writable: true, enumerable: true, configurable: true });
+}
+
+class Reader {
+  private pos = 0;
+  private readonly view: DataView;
+
+  constructor(
+    private readonly bytes: Uint8Array,
+    /** How every error message starts. */
+    private readonly context: string,
+  ) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  private fail(where: string, what: string): never {
+    throw invalidArgument(`${this.context}: ${where ? `${where}: ` : ""}${what} (at byte ${this.pos})`);
+  }
+
+  /** A varint as two unsigned 32-bit halves. */
+  private varintParts(where: string): [number, number] {
+    let lo = 0;
+    let hi = 0;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.bytes.length) this.fail(where, "truncated varint");
+      const b = this.bytes[this.pos++];
+      if (i < 4) lo |= (b & 0x7f) << (7 * i);
+      else if (i === 4) {
+        lo |= (b & 0x0f) << 28;
+        hi |= (b & 0x7f) >> 4;
+      } else hi |= (b & 0x7f) << (7 * i - 32);
+      if (i === 9 && b > 1) this.fail(where, "varint overflows 64 bits");
+      if ((b & 0x80) === 0) return [lo >>> 0, hi >>> 0];
+    }
+    this.fail(where, "varint longer than 10 bytes");
+  }
+
+  private uint32(where: string): number {
+    return this.varintParts(where)[0];
+  }
+
+  private length(where: string, end: number): number {
+    const [lo, hi] = this.varintParts(where);
+    if (hi !== 0 || lo > end - this.pos) this.fail(where, `length ${hi ? "beyond 2^32" : lo} runs past the end of its message (${end - this.pos} bytes left)`);
+    return lo;
+  }
+
+  /** Reads a length and returns where the value it prefixes ends. */
+  private valueEnd(where: string, end: number): number {
+    const n = this.length(where, end);
+    return this.pos + n;
+  }
+
+  private need(n: number, end: number, where: string): void {
+    if (end - this.pos < n) this.fail(where, `truncated ${n * 8}-bit value`);
+  }
+
+  private long(parts: [number, number], kind: "signed" | "unsigned" | "zigzag", style: DecodeStyle): number | string {
+    let value = (BigInt(parts[1]) << 32n) | BigInt(parts[0]);
+    if (kind === "signed") value = BigInt.asIntN(64, value);
+    if (kind === "zigzag") value = (value >> 1n) ^ -(value & 1n);
+    return style.longs === "string" ? value.toString() : Number(value);
+  }
+
+  /** One value of scalar type `kind` ("enum" for enums), its tag already read with the right wire type. */
+  private scalar(kind: string, end: number, where: string, style: DecodeStyle): unknown {
+    switch (kind) {
+      case "double":
+        this.need(8, end, where);
+        return this.view.getFloat64((this.pos += 8) - 8, true);
+      case "float":
+        this.need(4, end, where);
+        return this.view.getFloat32((this.pos += 4) - 4, true);
+      case "fixed32":
+        this.need(4, end, where);
+        return this.view.getUint32((this.pos += 4) - 4, true);
+      case "sfixed32":
+        this.need(4, end, where);
+        return this.view.getInt32((this.pos += 4) - 4, true);
+      case "fixed64":
+      case "sfixed64": {
+        this.need(8, end, where);
+        const lo = this.view.getUint32(this.pos, true);
+        const hi = this.view.getUint32(this.pos + 4, true);
+        this.pos += 8;
+        return this.long([lo, hi], kind === "sfixed64" ? "signed" : "unsigned", style);
+      }
+      case "int32":
+      case "enum":
+        return this.uint32(where) | 0;
+      case "uint32":
+        return this.uint32(where);
+      case "sint32": {
+        const n = this.uint32(where);
+        return (n >>> 1) ^ -(n & 1);
+      }
+      case "int64":
+        return this.long(this.varintParts(where), "signed", style);
+      case "uint64":
+        return this.long(this.varintParts(where), "unsigned", style);
+      case "sint64":
+        return this.long(this.varintParts(where), "zigzag", style);
+      case "bool": {
+        const [lo, hi] = this.varintParts(where);
+        return lo !== 0 || hi !== 0;
+      }
+      case "string": {
+        const n = this.length(where, end);
+        const raw = this.bytes.subarray(this.pos, (this.pos += n));
+        try {
+          return utf8.decode(raw);
+        } catch {
+          this.pos -= n;
+          return this.fail(where, "string is not valid UTF-8");
+        }
+      }
+      case "bytes": {
+        const n = this.length(where, end);
+        return this.bytes.subarray(this.pos, (this.pos += n));
+      }
+    }
+    return this.fail(where, `unsupported field type ${kind}`);
+  }
+
+  /** A message of `type` from here to `end` (or, for a group, to its end-group tag). */
+  message(type: protobuf.Type, end: number, where: string, style: DecodeStyle, depth: number, into?: Record<string, unknown>, groupField?: number): Record<string, unknown> {
+    if (depth > MAX_DEPTH) this.fail(where, `nested more than ${MAX_DEPTH} messages deep`);
+    const out = into ?? emptyMessage(type, style);
+    const seen = new Set<number>();
+    while (this.pos < end) {
+      const tag = this.uint32(where);
+      const number = tag >>> 3;
+      const wireType = tag & 7;
+      if (wireType === END_GROUP) {
+        if (groupField === number) return out;
+        this.fail(where, groupField === undefined ? `end-group tag for field ${number} without its start-group` : `end-group tag for field ${number} closes the group of field ${groupField}`);
+      }
+      if (number === 0) this.fail(where, "field number 0");
+      if (number > MAX_FIELD_NUMBER) this.fail(where, `field number ${number} above ${MAX_FIELD_NUMBER}`);
+      const field = type.fieldsById[number];
+      if (field) {
+        this.field(out, field, wireType, end, below(where, field.name), style, depth);
+        seen.add(number);
+      } else {
+        this.skip(wireType, number, end, where, depth);
+      }
+    }
+    if (groupField !== undefined) this.fail(where, `group of field ${groupField} has no end-group tag`);
+    if (this.pos > end) this.fail(where, "the last field runs past the end of its message");
+    for (const field of type.fieldsArray) {
+      if (field.required && !seen.has(field.id) && !into) this.fail(below(where, field.name), "required field is missing");
+    }
+    return out;
+  }
+
+  private field(out: Record<string, unknown>, field: protobuf.Field, wireType: number, end: number, where: string, style: DecodeStyle, depth: number): void {
+    if (field.map) {
+      if (wireType !== LENGTH_DELIMITED) this.wrongWireType(field, wireType, LENGTH_DELIMITED, where);
+      const [key, value] = this.mapEntry(field as unknown as protobuf.MapField, this.valueEnd(where, end), where, style, depth);
+      (out[field.name] as Record<string, unknown>)[key] = value;
+      return;
+    }
+    const expected = expectedWireType(field);
+    const kind = scalarKind(field);
+    if (field.repeated && wireType === LENGTH_DELIMITED && expected !== LENGTH_DELIMITED && kind) {
+      // Packed: values back to back, exactly filling the length.
+      const stop = this.valueEnd(where, end);
+      const list = out[field.name] as unknown[];
+      while (this.pos < stop) list.push(this.scalar(kind, stop, `${where}.[${list.length}]`, style));
+      if (this.pos > stop) this.fail(where, "packed values run past their length");
+      return;
+    }
+    if (wireType !== expected) this.wrongWireType(field, wireType, expected, where);
+    if (field.partOf) for (const member of field.partOf.fieldsArray) if (member !== field) delete out[member.name];
+    const sub = field.resolvedType;
+    const list = field.repeated ? (out[field.name] as unknown[]) : undefined;
+    const at = list ? `${where}.[${list.length}]` : where;
+    let value: unknown;
+    if (sub instanceof protobuf.Type) {
+      // A singular message sent twice is merged, as protobuf specifies.
+      const existing = list ? undefined : (out[field.name] as Record<string, unknown> | undefined);
+      value =
+        wireType === START_GROUP
+          ? this.message(sub, end, at, style, depth + 1, existing, field.id)
+          : this.message(sub, this.valueEnd(at, end), at, style, depth + 1, existing);
+    } else {
+      value = this.scalar(kind!, end, at, style);
+    }
+    if (list) list.push(value);
+    else setProperty(out, field.name, value);
+  }
+
+  private wrongWireType(field: protobuf.FieldBase, got: number, expected: number, where: string): never {
+    const sub = field.resolvedType;
+    const kind = field.map ? "a map entry" : sub ? `${sub instanceof protobuf.Type ? "message" : "enum"} ${sub.fullName.slice(1)}` : field.type;
+    return this.fail(where, `wire type ${wireTypeName(got)}, expected ${wireTypeName(expected)} for ${kind}`);
+  }
+
+  /** One map entry: key = 1, value = 2, each defaulted when absent. */
+  private mapEntry(field: protobuf.MapField, end: number, where: string, style: DecodeStyle, depth: number): [string, unknown] {
+    if (depth + 1 > MAX_DEPTH) this.fail(where, `nested more than ${MAX_DEPTH} messages deep`);
+    const keyStyle: DecodeStyle = { longs: "string", defaults: true };
+    const valueType = field.resolvedType;
+    let key: unknown;
+    let value: unknown;
+    while (this.pos < end) {
+      const tag = this.uint32(where);
+      const number = tag >>> 3;
+      const wireType = tag & 7;
+      if (number === 1) {
+        const expected = SCALAR_WIRE_TYPES[field.keyType];
+        if (wireType !== expected) this.fail(`${where} (a key)`, `wire type ${wireTypeName(wireType)}, expected ${wireTypeName(expected)} for a ${field.keyType} key`);
+        key = this.scalar(field.keyType, end, `${where} (a key)`, keyStyle);
+      } else if (number === 2) {
+        const at = key === undefined ? `${where} (a value)` : `${where}.{${clip(String(key))}}`;
+        const expected = expectedWireType(field);
+        if (wireType !== expected) this.wrongWireType(field, wireType, expected, at);
+        value =
+          valueType instanceof protobuf.Type
+            ? this.message(valueType, this.valueEnd(at, end), at, style, depth + 1, value as Record<string, unknown> | undefined)
+            : this.scalar(scalarKind(field)!, end, at, style);
+      } else {
+        if (number === 0) this.fail(where, "field number 0 in a map entry");
+        if (wireType === END_GROUP) this.fail(where, `end-group tag for field ${number} without its start-group`);
+        this.skip(wireType, number, end, where, depth);
+      }
+    }
+    if (this.pos !== end) this.fail(where, "map entry runs past its length");
+    key ??= defaultScalar(field.keyType, keyStyle);
+    value ??= valueType instanceof protobuf.Type ? emptyMessage(valueType, style) : defaultScalar(scalarKind(field)!, style);
+    return [String(key), value];
+  }
+
+  /** Skips an unknown field, checking its structure (lengths, nested groups). */
+  private skip(wireType: number, number: number, end: number, where: string, depth: number): void {
+    switch (wireType) {
+      case VARINT:
+        this.varintParts(where);
+        return;
+      case FIXED64:
+        this.need(8, end, where);
+        this.pos += 8;
+        return;
+      case FIXED32:
+        this.need(4, end, where);
+        this.pos += 4;
+        return;
+      case LENGTH_DELIMITED:
+        this.pos += this.length(where, end);
+        return;
+      case START_GROUP: {
+        if (depth + 1 > MAX_DEPTH) this.fail(where, `nested more than ${MAX_DEPTH} groups deep`);
+        for (;;) {
+          if (this.pos >= end) this.fail(where, `group of field ${number} has no end-group tag`);
+          const tag = this.uint32(where);
+          if ((tag & 7) === END_GROUP) {
+            if (tag >>> 3 === number) return;
+            this.fail(where, `end-group tag for field ${tag >>> 3} closes the group of field ${number}`);
+          }
+          if (tag >>> 3 === 0) this.fail(where, "field number 0");
+          this.skip(tag & 7, tag >>> 3, end, where, depth + 1);
+        }
+      }
+      default:
+        this.fail(where, `invalid wire type ${wireType} for field ${number}`);
+    }
+  }
+}
+
+function defaultScalar(type: string, style: DecodeStyle): unknown {
+  switch (type) {
+    case "string":
+      return "";
+    case "bytes":
+      return new Uint8Array(0);
+    case "bool":
+      return false;
+    case "int64":
+    case "uint64":
+    case "sint64":
+    case "fixed64":
+    case "sfixed64":
+      return style.longs === "string" ? "0" : 0;
+    default:
+      return 0; // numbers and enums
+  }
+}
+
+/** A message with nothing read yet: containers empty, and scalars at their defaults when asked. */
+function emptyMessage(type: protobuf.Type, style: DecodeStyle): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const field of type.fieldsArray) {
+    if (field.map) setProperty(out, field.name, emptyRecord());
+    else if (field.repeated) setProperty(out, field.name, []);
+    else if (style.defaults && !field.partOf && !(field.resolvedType instanceof protobuf.Type)) setProperty(out, field.name, fieldDefault(field, style));
+  }
+  return out;
+}
+
+/** The default of a singular scalar or enum field (proto2 `[default = ...]` included). */
+function fieldDefault(field: protobuf.Field, style: DecodeStyle): unknown {
+  const declared = field.options?.default as unknown;
+  if (field.resolvedType instanceof protobuf.Enum) {
+    if (typeof declared === "string") return field.resolvedType.values[declared] ?? 0;
+    return 0;
+  }
+  if (declared === undefined) return defaultScalar(field.type, style);
+  if (field.type === "bytes") return typeof declared === "string" ? new TextEncoder().encode(declared) : new Uint8Array(0);
+  if (/64$/.test(field.type)) return style.longs === "string" ? String(declared) : Number(declared);
+  return declared;
+}
+

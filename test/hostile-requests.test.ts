@@ -1,0 +1,335 @@
+/**
+ * Requests no well-behaved client sends, end to end on 127.0.0.1:0: request bytes written by hand
+ * (grpc-js with an identity serializer), invalid UTF-8, map keys such as "__proto__", caller text
+ * of a megabyte, enum values out of range, and a logger that fails while a call is answered. Each
+ * gets one precise, short status and the server keeps serving.
+ */
+import { strict as assert } from "node:assert";
+import * as path from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import pino from "pino";
+import type * as protobuf from "protobufjs";
+import { Code } from "../server/errors";
+import { startServer, type RunningServer } from "../server/grpc/server";
+import { MAX_DETAILS_BYTES } from "../server/grpc/status";
+import { loadTesseract } from "../server/loader";
+import { silentLogger } from "../server/log";
+import { TesseractRuntime } from "../server/runtime";
+import { loadRoot } from "../server/schema/schema";
+import { DataType } from "../server/tensor/codec";
+import { f64, LogLines } from "./helpers";
+
+const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial");
+const MESH_URL = "type.googleapis.com/tesseract.examples.meshstats.v1.Inputs";
+const contract = loadRoot(["tesseract/v1/tesseract.proto", "tesseract/examples/meshstats/v1/meshstats.proto"]);
+const type = (name: string) => contract.lookupType(name);
+const fp64 = (values: number[], shape: number[]) => ({ datatype: DataType.DATA_TYPE_FP64, shape, data: Buffer.from(Float64Array.from(values).buffer) });
+const int32 = (values: number[], shape: number[]) => ({ datatype: DataType.DATA_TYPE_INT32, shape, data: Buffer.from(Int32Array.from(values).buffer) });
+
+/** A meshstats Inputs message (wire form) with two points, one cell and the given extras. */
+function meshMessage(extra: { cell_data?: Record<string, unknown>; fd_algorithm?: number } = {}) {
+  return {
+    mesh: {
+      n_points: 2,
+      n_cells: 1,
+      points: fp64([0, 0, 0, 1, 2, 3], [2, 3]),
+      num_points_per_cell: fp64([2], [1]),
+      cell_connectivity: int32([0, 1], [2]),
+      cell_data: extra.cell_data ?? {},
+    },
+    fd_algorithm: extra.fd_algorithm ?? 0,
+  };
+}
+
+const encode = (t: protobuf.Type, message: object) => Buffer.from(t.encode(t.fromObject(message)).finish());
+const meshAny = (extra?: Parameters<typeof meshMessage>[0]) => ({ type_url: MESH_URL, value: encode(type("tesseract.examples.meshstats.v1.Inputs"), meshMessage(extra)) });
+
+/** Replaces the first occurrence of `marker` (same length) in `bytes`: hand-made bytes inside valid framing. */
+function patch(bytes: Buffer, marker: string, replacement: number[]): Buffer {
+  const at = bytes.indexOf(Buffer.from(marker));
+  assert.ok(at >= 0 && replacement.length === marker.length, "marker present, same length");
+  const out = Buffer.from(bytes);
+  out.set(replacement, at);
+  return out;
+}
+
+/** ED A0 80: a UTF-16 surrogate encoded as UTF-8, not valid UTF-8. */
+const SURROGATE = [0xed, 0xa0, 0x80];
+
+interface Outcome {
+  code: number;
+  details: string;
+  messages: number;
+}
+
+/** Sends request bytes as they are to `/tesseract.v1.Tesseract/<rpc>` (or a full path); resolves with the status. */
+function send(client: grpc.Client, rpc: string, bytes: Buffer, streaming = false, metadata = new grpc.Metadata()): Promise<Outcome> {
+  const method = rpc.startsWith("/") ? rpc : `/tesseract.v1.Tesseract/${rpc}`;
+  const identity = (b: Buffer) => b;
+  return new Promise((resolve) => {
+    if (!streaming) {
+      client.makeUnaryRequest(method, identity, identity, bytes, metadata, (err) => resolve({ code: err?.code ?? 0, details: err?.details ?? "", messages: err ? 0 : 1 }));
+      return;
+    }
+    let messages = 0;
+    const stream = client.makeServerStreamRequest(method, identity, identity, bytes, metadata);
+    stream.on("data", () => messages++);
+    stream.on("status", (s: grpc.StatusObject) => resolve({ code: s.code, details: s.details, messages }));
+    stream.on("error", () => {});
+  });
+}
+
+function expectInvalid(o: Outcome, details: RegExp): void {
+  assert.equal(o.code, Code.INVALID_ARGUMENT, `code ${o.code}: ${o.details}`);
+  assert.match(o.details, details);
+  assert.ok(Buffer.byteLength(o.details) <= MAX_DETAILS_BYTES, `message of ${Buffer.byteLength(o.details)} bytes`);
+}
+
+const applyRequest = (inputs: object) => encode(type("tesseract.v1.ApplyRequest"), { inputs });
+const jacobianRequest = (inputs: object, jac_inputs = ["mesh.points"], jac_outputs = ["statistics.barycenter"]) =>
+  encode(type("tesseract.v1.JacobianRequest"), { inputs, jac_inputs, jac_outputs });
+
+describe("hostile requests", () => {
+  let server: RunningServer;
+  let client: grpc.Client;
+  const logs = new LogLines();
+  before(async () => {
+    server = await startServer({ tesseract: "meshstats", port: 0, logger: logs.logger });
+    client = new grpc.Client(server.address, grpc.credentials.createInsecure());
+  });
+  after(async () => {
+    client.close();
+    await server.close();
+  });
+
+  /** The server still answers a valid call on the same channel. */
+  async function stillServing(): Promise<void> {
+    const o = await send(client, "Apply", applyRequest(meshAny()));
+    assert.equal(o.code, 0, o.details);
+  }
+
+  describe("invalid UTF-8 is INVALID_ARGUMENT naming the field, on every call shape", () => {
+    const badKey = () => {
+      const any = meshAny({ cell_data: { KEY: fp64([1], [1, 1]) } });
+      return { ...any, value: patch(any.value, "KEY", SURROGATE) };
+    };
+    for (const [rpc, streaming] of [["Apply", false], ["Jacobian", false], ["JacobianRows", true]] as const) {
+      it(`a map key inside the inputs (${rpc})`, async () => {
+        const bytes = rpc === "Apply" ? applyRequest(badKey()) : jacobianRequest(badKey());
+        expectInvalid(await send(client, rpc, bytes, streaming), /^inputs: cannot decode tesseract\.examples\.meshstats\.v1\.Inputs: mesh\.cell_data \(a key\): string is not valid UTF-8/);
+        await stillServing();
+      });
+    }
+
+    it("a path in the request itself (JacobianRows)", async () => {
+      const bytes = patch(jacobianRequest(meshAny(), ["mesh.points", "PTH"]), "PTH", SURROGATE);
+      expectInvalid(await send(client, "JacobianRows", bytes, true), /^request: cannot decode tesseract\.v1\.JacobianRequest: jac_inputs\.\[1\]: string is not valid UTF-8/);
+      await stillServing();
+    });
+
+    it("the type URL", async () => {
+      const bytes = patch(applyRequest(meshAny()), "type.", [0x74, 0x79, 0xc0, 0xaf, 0x2e]);
+      expectInvalid(await send(client, "Apply", bytes), /^request: cannot decode tesseract\.v1\.ApplyRequest: inputs\.type_url: string is not valid UTF-8/);
+    });
+  });
+
+  describe("undecodable request bytes are INVALID_ARGUMENT with one log line, for every service", () => {
+    const truncatedVarint = Buffer.from([0x0a, 0xff]);
+    for (const rpc of ["Apply", "Jacobian", "JacobianVectorProduct", "VectorJacobianProduct", "AbstractEval", "Describe", "CheckGradients"]) {
+      it(rpc, async () => {
+        const logged = logs.nextCall(rpc);
+        const metadata = new grpc.Metadata();
+        metadata.set("x-request-id", `bad-bytes-${rpc}`);
+        expectInvalid(await send(client, rpc, truncatedVarint, false, metadata), /^request: cannot decode tesseract\.v1\.\w+Request: .*(truncated varint|runs past the end|length)/);
+        const line = await logged;
+        assert.equal(line.code, Code.INVALID_ARGUMENT);
+        assert.equal(line.request_id, `bad-bytes-${rpc}`);
+      });
+    }
+
+    it("JacobianRows", async () => {
+      expectInvalid(await send(client, "JacobianRows", truncatedVarint, true), /^request: cannot decode tesseract\.v1\.JacobianRequest: .*truncated varint/);
+    });
+
+    it("health and reflection too", async () => {
+      expectInvalid(await send(client, "/grpc.health.v1.Health/Check", Buffer.from([0x0a, 0x05, 0x61])), /^request: cannot decode grpc\.health\.v1\.HealthCheckRequest: service: length 5 runs past the end/);
+      await stillServing();
+    });
+
+    it("a field with the wrong wire type, field number 0, a group closed by another field", async () => {
+      // jac_inputs (field 2, a string) sent as a varint.
+      expectInvalid(await send(client, "Jacobian", Buffer.from([0x10, 0x01])), /^request: cannot decode tesseract\.v1\.JacobianRequest: jac_inputs: wire type 0 \(varint\), expected 2 \(length-delimited\) for string/);
+      expectInvalid(await send(client, "Apply", Buffer.from([0x02, 0x00])), /ApplyRequest: field number 0/);
+      // An unknown group (field 9) closed by field 10's end-group.
+      expectInvalid(await send(client, "Apply", Buffer.from([0x4b, 0x54])), /ApplyRequest: end-group tag for field 10 closes the group of field 9/);
+    });
+  });
+
+  describe("strict decoding inside the Any", () => {
+    /** meshstats Inputs whose mesh.points Tensor is `tensor` (raw bytes). */
+    const withPoints = (tensor: number[]) => {
+      const mesh = [0x1a, tensor.length, ...tensor]; // VolumetricMeshData.points = 3
+      return { type_url: MESH_URL, value: Buffer.from([0x0a, mesh.length, ...mesh]) };
+    };
+    const cases: [string, number[], RegExp][] = [
+      ["Tensor.datatype as length-delimited", [0x0a, 0x01, 0x0b], /mesh\.points\.datatype: wire type 2 \(length-delimited\), expected 0 \(varint\) for enum tesseract\.v1\.DataType/],
+      ["field number 0", [0x00, 0x01], /mesh\.points: field number 0/],
+      ["a group closed by another field's end-group", [0x23, 0x2c], /mesh\.points: end-group tag for field 5 closes the group of field 4/],
+      ["an over-long varint", [0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], /mesh\.points\.datatype: varint (overflows 64 bits|longer than 10 bytes)/],
+    ];
+    for (const [name, tensor, message] of cases) {
+      it(name, async () => {
+        expectInvalid(await send(client, "Apply", applyRequest(withPoints(tensor))), new RegExp(`^inputs: cannot decode tesseract\\.examples\\.meshstats\\.v1\\.Inputs: ${message.source}`));
+      });
+    }
+
+    it("nesting deeper than 100 messages", async () => {
+      // Unknown fields are skipped, but their groups are still checked, nesting included.
+      const depth = 200;
+      const group = [...Array(depth).fill(0x7b), ...Array(depth).fill(0x7c)]; // field 15 start/end groups
+      expectInvalid(await send(client, "Apply", applyRequest({ type_url: MESH_URL, value: Buffer.from(group) })), /nested more than 100 groups deep/);
+    });
+  });
+
+  describe("caller text is quoted short, and absurd lengths are refused early", () => {
+    it("a 1 MiB type URL", async () => {
+      const o = await send(client, "Apply", applyRequest({ type_url: "t".repeat(1 << 20), value: Buffer.alloc(0) }));
+      expectInvalid(o, /^inputs\.type_url is 1048576 characters long, more than the 2048 a type URL may have/);
+      await stillServing();
+    });
+
+    it("a wrong type URL of 2000 characters is quoted cut to 200", async () => {
+      const o = await send(client, "Apply", applyRequest({ type_url: "u".repeat(2000), value: Buffer.alloc(0) }));
+      expectInvalid(o, new RegExp(`^inputs has type URL "u{200}"… \\(2000 characters\\), expected`));
+    });
+
+    it("a 1 MiB path and a path of 100 000 segments", async () => {
+      for (const bad of ["p".repeat(1 << 20), Array(100_000).fill("a").join(".")]) {
+        const o = await send(client, "Jacobian", jacobianRequest(meshAny(), [bad]));
+        expectInvalid(o, /^jac_inputs: bad path "[pa.]{200}"… \(\d+ characters\): longer than the 4096 characters a path may have/);
+      }
+      await stillServing();
+    });
+
+    it("a list of 50 000 available paths is cut to 20", async () => {
+      const runtime = loadTesseract(path.join(POLYNOMIAL, "polynomial.js"));
+      const params = Object.fromEntries(Array.from({ length: 50_000 }, (_, i) => [`k${i}`, f64([i])]));
+      const inputs = { x: f64([1, 2]), params, blocks: [], mode: "" };
+      await assert.rejects(runtime.jacobian({ inputs, inputPaths: ["nothing"], outputPaths: ["f"] }), (e: Error) => {
+        assert.match(e.message, /^jac_inputs: input path "nothing" does not exist; differentiable input paths: x, params\.\{k0\}, (params\.\{k\d+\}, ){18}… and 49981 more$/);
+        return true;
+      });
+      await runtime.close();
+    });
+  });
+
+  describe('map keys "__proto__", "constructor" and "prototype" are data', () => {
+    for (const key of ["__proto__", "constructor", "prototype"]) {
+      it(`an INT32 tensor under "${key}" in an FP64 map is refused, naming the key`, async () => {
+        const any = meshAny({ cell_data: { [key]: int32([1], [1, 1]) } });
+        expectInvalid(await send(client, "Apply", applyRequest(any)), new RegExp(`^mesh\\.cell_data\\.\\{${key}\\} has datatype DATA_TYPE_INT32, expected DATA_TYPE_FP64`));
+      });
+    }
+
+    it("each reaches apply as an own key, and is differentiated like any other", async () => {
+      const runtime = loadTesseract(path.join(POLYNOMIAL, "polynomial.js"));
+      const entries: [string, number][] = [["__proto__", 3], ["constructor", 4], ["prototype", 5]];
+      // protobufjs' encoder reads maps from objects, where "__proto__" is a setter: write the entries by hand.
+      const t = runtime.schema.inputs.type;
+      const writer = t.encode({ x: fp64([1, 2], [2]) });
+      const tensorType = t.fields.params.resolvedType as protobuf.Type;
+      assert.equal(tensorType.fullName, ".tesseract.v1.Tensor");
+      for (const [key, value] of entries) {
+        const tensor = tensorType.encode(fp64([value], [1])).finish();
+        const keyBytes = Buffer.from(key);
+        const entry = Buffer.concat([Buffer.from([0x0a, keyBytes.length]), keyBytes, Buffer.from([0x12, tensor.length]), tensor]);
+        writer.uint32((t.fields.params.id << 3) | 2).bytes(entry);
+      }
+      const inputs = runtime.decodeInputs({ type_url: runtime.schema.inputs.typeUrl, value: writer.finish() });
+      const params = inputs.params as Record<string, unknown>;
+      assert.deepEqual(Object.keys(params), ["__proto__", "constructor", "prototype"]);
+      assert.equal(Object.getPrototypeOf(params), null);
+      const jacobian = await runtime.jacobian({ inputs, inputPaths: ["params.{}"], outputPaths: ["g"] });
+      assert.deepEqual(jacobian.entries.map((e) => e.inputPath), ["params.{__proto__}", "params.{constructor}", "params.{prototype}"]);
+      await runtime.close();
+    });
+  });
+
+  describe("defaults computed from the caller's inputs", () => {
+    it("meshstats fd_algorithm = 99 is INVALID_ARGUMENT naming the field, for Apply and Jacobian", async () => {
+      for (const rpc of ["Apply", "Jacobian"]) {
+        const any = meshAny({ fd_algorithm: 99 });
+        const o = await send(client, rpc, rpc === "Apply" ? applyRequest(any) : jacobianRequest(any));
+        expectInvalid(o, /^fd_algorithm is 99, not a tesseract\.v1\.Algorithm/);
+      }
+    });
+
+    it("a Tesseract without validation: the default from the inputs is the caller's error", async () => {
+      const base = loadTesseract(path.join(POLYNOMIAL, "polynomial.js"));
+      const runtime = new TesseractRuntime({ ...base.definition, finiteDifferences: { algorithm: () => 99 as never } }, POLYNOMIAL);
+      const inputs = { x: f64([1, 2]), params: {}, blocks: [], mode: "" };
+      await assert.rejects(runtime.jacobian({ inputs, inputPaths: ["x"], outputPaths: ["f"] }), (e: Error & { code: number }) => {
+        assert.equal(e.code, Code.INVALID_ARGUMENT);
+        assert.match(e.message, /^algorithm: unknown algorithm 99; expected one of .* \(the Tesseract's default, computed from the inputs: fix the inputs or set the option in the request\)$/);
+        return true;
+      });
+      await runtime.close();
+    });
+  });
+});
+
+describe("statuses are safe to send whatever the error says", () => {
+  /** The polynomial fixture with an apply that throws `error`. */
+  async function throwingServer(error: unknown, logger = silentLogger): Promise<RunningServer> {
+    const base = loadTesseract(path.join(POLYNOMIAL, "polynomial.js"));
+    const definition = {
+      ...base.definition,
+      apply: () => {
+        throw error;
+      },
+    };
+    return startServer({ tesseract: new TesseractRuntime(definition, POLYNOMIAL), port: 0, logger, workers: 0 });
+  }
+
+  function polynomialRequest(server: RunningServer, rpc: "Apply" | "JacobianRows"): Buffer {
+    const inputs = server.runtime.schema.inputs;
+    const any = { type_url: inputs.typeUrl, value: Buffer.from(inputs.type.encode({ x: fp64([1, 2], [2]) }).finish()) };
+    return rpc === "Apply" ? applyRequest(any) : encode(type("tesseract.v1.JacobianRequest"), { inputs: any, jac_inputs: ["x"], jac_outputs: ["f"] });
+  }
+
+  it("a message with lone surrogates and a megabyte of text: replaced and cut, on unary and streaming calls", async () => {
+    const server = await throwingServer(new Error(`\ud800 broken \udfff ${"x".repeat(1 << 20)}`));
+    const client = new grpc.Client(server.address, grpc.credentials.createInsecure());
+    try {
+      for (const rpc of ["Apply", "JacobianRows"] as const) {
+        const o = await send(client, rpc, polynomialRequest(server, rpc), rpc === "JacobianRows");
+        assert.equal(o.code, Code.UNKNOWN, o.details);
+        assert.match(o.details, /\ufffd broken \ufffd x+… \(message cut\)$/);
+        assert.ok(Buffer.byteLength(o.details) <= MAX_DETAILS_BYTES);
+      }
+    } finally {
+      client.close();
+      await server.close();
+    }
+  });
+
+  it("an error while answering (the log destination fails) is answered INTERNAL with a request id, and the server goes on", async () => {
+    const failing = pino({ level: "info" }, {
+      write(line: string) {
+        if (JSON.parse(line).msg === "call") throw new Error("log destination failed");
+      },
+    });
+    const server = await throwingServer(new Error("apply failed"), failing);
+    const client = new grpc.Client(server.address, grpc.credentials.createInsecure());
+    try {
+      for (const rpc of ["Apply", "JacobianRows", "Apply"] as const) {
+        const o = await send(client, rpc, polynomialRequest(server, rpc), rpc === "JacobianRows");
+        assert.equal(o.code, Code.INTERNAL, o.details);
+        assert.match(o.details, /^internal error \(request id [\w-]+\); see the server log$/);
+      }
+    } finally {
+      client.close();
+      await server.close();
+    }
+  });
+});
