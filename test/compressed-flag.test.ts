@@ -1,0 +1,50 @@
+/**
+ * The compressed flag of a gRPC message (server/grpc/compressed-flag.ts): 1 only under a
+ * grpc-encoding that names a compression. Raw HTTP/2 frames, since no gRPC client sends it wrong.
+ */
+import { strict as assert } from "node:assert";
+import { gzipSync } from "node:zlib";
+import { Code } from "../server/errors";
+import { COMPRESSED_FLAG_DETAILS } from "../server/grpc/compressed-flag";
+import { startServer, type RunningServer } from "../server/grpc/server";
+import { silentLogger } from "../server/log";
+import { frame, RawGrpcSession } from "./raw-grpc";
+
+const DESCRIBE = "/tesseract.v1.Tesseract/Describe";
+const EMPTY = new Uint8Array(0);
+
+describe("the compressed flag", () => {
+  let server: RunningServer;
+  let session: RawGrpcSession;
+  before(async () => {
+    server = await startServer({ tesseract: "vectoradd", port: 0, logger: silentLogger });
+    session = new RawGrpcSession(server.address);
+  });
+  after(async () => {
+    await session.close();
+    await server.close();
+  });
+
+  it("set without grpc-encoding (or with identity): INVALID_ARGUMENT saying so", async () => {
+    for (const headers of [{}, { "grpc-encoding": "identity" }] as Record<string, string>[]) {
+      const r = await session.call(DESCRIBE, frame(EMPTY, { compressed: true }), { headers });
+      assert.equal(r.grpcStatus, Code.INVALID_ARGUMENT, r.grpcMessage);
+      assert.equal(r.grpcMessage, COMPRESSED_FLAG_DETAILS);
+    }
+  });
+
+  it("a flag byte other than 0 or 1: refused the same way", async () => {
+    const framed = frame(EMPTY);
+    framed[0] = 2;
+    const r = await session.call(DESCRIBE, framed);
+    assert.equal(r.grpcStatus, Code.INVALID_ARGUMENT, r.grpcMessage);
+  });
+
+  it("0 without an encoding, and 1 with gzip, are served", async () => {
+    const plain = await session.call(DESCRIBE, frame(EMPTY));
+    assert.equal(plain.grpcStatus, 0, plain.grpcMessage);
+    const gzipped = await session.call(DESCRIBE, frame(gzipSync(EMPTY), { compressed: true }), { headers: { "grpc-encoding": "gzip" } });
+    assert.equal(gzipped.grpcStatus, 0, gzipped.grpcMessage);
+    assert.deepEqual(gzipped.messages.map((m) => m.length > 0), plain.messages.map((m) => m.length > 0));
+  });
+});
