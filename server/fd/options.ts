@@ -2,7 +2,8 @@
  * Which finite-difference rule runs, with which step. Precedence, field by field:
  * the request's options > the Tesseract's defaults (possibly computed from the inputs) > ENGINE_DEFAULTS.
  */
-import { Code, invalidArgument, TesseractError } from "../errors";
+import { clip, Code, invalidArgument, TesseractError } from "../errors";
+import { recordFrom } from "../records";
 import { Algorithm, type FiniteDifferenceDefaults, type PerInputs } from "../tesseract";
 
 export type AlgorithmName = "central" | "forward" | "stochastic" | "richardson" | "adaptive";
@@ -107,7 +108,7 @@ export function resolveOptions<I>(request: RequestOptions | null | undefined, de
   const authorEps = authorValue(defaults?.eps, inputs);
   const eps = isSet(req.eps) ? checkEps(req.eps, "options.eps", invalidArgument) : isSet(authorEps) ? checkEps(authorEps, "eps", defaultError(defaults?.eps)) : undefined;
   const byPath = (field: "eps_by_path" | "typical_magnitude") =>
-    Object.fromEntries(Object.entries(req[field] ?? {}).map(([path, v]) => [path, checkEps(v, `options.${field}.{${path}}`, invalidArgument)]));
+    recordFrom(Object.entries(req[field] ?? {}).map(([path, v]) => [path, checkEps(v, `options.${field}.{${clip(path)}}`, invalidArgument)]));
   if (isSet(req.step_mode) && !(req.step_mode in STEP_MODES)) {
     throw invalidArgument(`options.step_mode: unknown step mode ${req.step_mode}; expected 0, 1 or 2 (STEP_MODE_UNSPECIFIED, STEP_MODE_ABSOLUTE, STEP_MODE_RELATIVE)`);
   }

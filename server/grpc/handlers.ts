@@ -6,6 +6,8 @@
 import type * as grpc from "@grpc/grpc-js";
 import type { NdArray } from "ndarray";
 import { requireAnalyticJacobian } from "../check-gradients";
+import { clip } from "../errors";
+import { recordFrom } from "../records";
 import type { RequestOptions } from "../fd/options";
 import type { GradientRequest, TesseractRuntime } from "../runtime";
 import type { AnyMessage } from "../schema/schema";
@@ -79,11 +81,11 @@ function serverStreaming<Req>(calls: CallRegistry, rpc: string, messages: (reque
 }
 
 function decodeVectors(field: string, vectors: Record<string, TensorMessage> | undefined, limits: DecodeLimits): Record<string, NdArray<any>> {
-  return Object.fromEntries(Object.entries(vectors ?? {}).map(([key, t]) => [key, decodeTensor(t, `${field}.{${key}}`, limits)]));
+  return recordFrom(Object.entries(vectors ?? {}).map(([key, t]) => [key, decodeTensor(t, `${field}.{${clip(key)}}`, limits)]));
 }
 
 function encodeVectors(result: Record<string, NdArray<Float64Array>>) {
-  return Object.fromEntries(Object.entries(result).map(([key, a]) => [key, fp64Tensor(a.data, a.shape)]));
+  return recordFrom(Object.entries(result).map(([key, a]) => [key, fp64Tensor(a.data, a.shape)]));
 }
 
 export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig, calls: CallRegistry): grpc.UntypedServiceImplementation {

@@ -330,7 +330,7 @@ class Reader {
         this.pos += 4;
         return;
       case LENGTH_DELIMITED:
-        this.pos += this.length(where, end);
+        this.pos = this.valueEnd(where, end);
         return;
       case START_GROUP: {
         if (depth + 1 > MAX_DEPTH) this.fail(where, `nested more than ${MAX_DEPTH} groups deep`);
