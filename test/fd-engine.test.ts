@@ -14,6 +14,7 @@ import { defaultNumSamples, plannedEvaluations } from "../server/fd/rows";
 import { nextAfter, stepped } from "../server/fd/steps";
 import { vjp } from "../server/fd/vjp";
 import { Algorithm } from "../server/tesseract";
+import { recordFrom } from "../server/records";
 import { assertClose, rejects, rms } from "./helpers";
 
 type Fn = (leaves: Float64Array[]) => Float64Array[];
@@ -319,7 +320,8 @@ describe("fd engine", () => {
     it("precedence: request > Tesseract defaults (maybe from inputs) > engine defaults", () => {
       const inputs = { choice: Algorithm.ALGORITHM_FORWARD };
       const defaults = { eps: 1e-6, algorithm: (i: typeof inputs) => i.choice, numSamples: 12 };
-      const plain = { epsByPath: {}, stepMode: "absolute", typical: {}, stochasticEstimator: "spsa" };
+      // Per-path maps are keyed by caller text: records without a prototype.
+      const plain = { epsByPath: recordFrom([]), stepMode: "absolute", typical: recordFrom([]), stochasticEstimator: "spsa" };
       // eps unset: the step rule's default for the mode (1e-4 absolute; see the step rule tests).
       assert.deepEqual(resolveOptions({ seed: 1 }, undefined, inputs), { algorithm: "central", eps: undefined, numSamples: undefined, seed: 1n, ...plain });
       assert.deepEqual(resolveOptions({ seed: 1 }, defaults, inputs), { algorithm: "forward", eps: 1e-6, numSamples: 12, seed: 1n, ...plain });

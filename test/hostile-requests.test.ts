@@ -9,9 +9,12 @@ import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import pino from "pino";
 import type * as protobuf from "protobufjs";
+import { jsonToTree } from "../client/json-form";
+import { toTensors } from "../client/tree";
 import { Code } from "../server/errors";
 import { startServer, type RunningServer } from "../server/grpc/server";
 import { MAX_DETAILS_BYTES } from "../server/grpc/status";
+import { recordFrom } from "../server/records";
 import { loadTesseract } from "../server/loader";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
@@ -331,5 +334,26 @@ describe("statuses are safe to send whatever the error says", () => {
       client.close();
       await server.close();
     }
+  });
+});
+
+describe('the SDK and the CLI keep map keys such as "__proto__" as data', () => {
+  const meshType = type("tesseract.examples.meshstats.v1.Inputs");
+  const keys = ["__proto__", "constructor", "prototype"];
+
+  it("CLI JSON: map keys arrive in the tree; a message key that is no field is refused", () => {
+    const json = JSON.parse(`{"mesh": {"cell_data": {${keys.map((k) => `"${k}": [[1]]`).join(", ")}}}}`);
+    const tree = jsonToTree(meshType, json) as { mesh: { cell_data: Record<string, unknown> } };
+    assert.deepEqual(Object.keys(tree.mesh.cell_data), keys);
+    for (const key of keys) {
+      assert.throws(() => jsonToTree(meshType, JSON.parse(`{"${key}": 1}`)), { message: `${key}: Inputs has no such field; fields: mesh, fd_algorithm` });
+    }
+  });
+
+  it("SDK: tensors under such keys are encoded, not dropped", () => {
+    const cell_data = recordFrom(keys.map((k) => [k, f64([1], [1, 1])]));
+    const encoded = toTensors({ mesh: { cell_data } }) as { mesh: { cell_data: Record<string, { datatype: number }> } };
+    assert.deepEqual(Object.keys(encoded.mesh.cell_data), keys);
+    assert.ok(Object.values(encoded.mesh.cell_data).every((t) => t.datatype === DataType.DATA_TYPE_FP64));
   });
 });
