@@ -30,6 +30,10 @@ export interface DecodeStyle {
   defaults: boolean;
 }
 
+// Read once: each access through the namespace import is a getter call, and these are hot.
+const MessageType = protobuf.Type;
+const EnumType = protobuf.Enum;
+
 /** protobuf's default recursion limit. */
 export const MAX_DEPTH = 100;
 
@@ -69,20 +73,21 @@ function wireTypeName(wireType: number): string {
 
 /** The wire type a field's values come with (groups: start-group; packed repeated scalars aside). */
 function expectedWireType(field: protobuf.FieldBase): number {
-  if (field.resolvedType instanceof protobuf.Type) return (field as protobuf.Field).delimited ? START_GROUP : LENGTH_DELIMITED;
-  if (field.resolvedType instanceof protobuf.Enum) return VARINT;
+  if (field.resolvedType instanceof MessageType) return (field as protobuf.Field).delimited ? START_GROUP : LENGTH_DELIMITED;
+  if (field.resolvedType instanceof EnumType) return VARINT;
   return SCALAR_WIRE_TYPES[field.type];
 }
 
 /** The scalar kind `Reader.scalar` reads for a field ("enum" for enums); undefined for messages. */
 function scalarKind(field: protobuf.FieldBase): string | undefined {
-  if (field.resolvedType instanceof protobuf.Enum) return "enum";
+  if (field.resolvedType instanceof EnumType) return "enum";
   return field.resolvedType ? undefined : field.type;
 }
 
-/** Defines, never assigns: a schema may name a field "__proto__". */
+/** Assigns, except that a field named "__proto__" is defined (assigning would call the setter). */
 function setProperty(out: Record<string, unknown>, name: string, value: unknown): void {
-  Object.defineProperty(out, name, { value, writable: true, enumerable: true, configurable: true });
+  if (name === "__proto__") Object.defineProperty(out, name, { value, writable: true, enumerable: true, configurable: true });
+  else out[name] = value;
 }
 
 class Reader {
@@ -210,7 +215,7 @@ class Reader {
   message(type: protobuf.Type, end: number, where: string, style: DecodeStyle, depth: number, into?: Record<string, unknown>, groupField?: number): Record<string, unknown> {
     if (depth > MAX_DEPTH) this.fail(where, `nested more than ${MAX_DEPTH} messages deep`);
     const out = into ?? emptyMessage(type, style);
-    const seen = new Set<number>();
+    const seen = hasRequiredFields(type) ? new Set<number>() : undefined;
     while (this.pos < end) {
       const tag = this.uint32(where);
       const number = tag >>> 3;
@@ -224,15 +229,15 @@ class Reader {
       const field = type.fieldsById[number];
       if (field) {
         this.field(out, field, wireType, end, below(where, field.name), style, depth);
-        seen.add(number);
+        seen?.add(number);
       } else {
         this.skip(wireType, number, end, where, depth);
       }
     }
     if (groupField !== undefined) this.fail(where, `group of field ${groupField} has no end-group tag`);
     if (this.pos > end) this.fail(where, "the last field runs past the end of its message");
-    for (const field of type.fieldsArray) {
-      if (field.required && !seen.has(field.id) && !into) this.fail(below(where, field.name), "required field is missing");
+    if (seen && !into) {
+      for (const field of type.fieldsArray) if (field.required && !seen.has(field.id)) this.fail(below(where, field.name), "required field is missing");
     }
     return out;
   }
@@ -260,7 +265,7 @@ class Reader {
     const list = field.repeated ? (out[field.name] as unknown[]) : undefined;
     const at = list ? `${where}.[${list.length}]` : where;
     let value: unknown;
-    if (sub instanceof protobuf.Type) {
+    if (sub instanceof MessageType) {
       // A singular message sent twice is merged, as protobuf specifies.
       const existing = list ? undefined : (out[field.name] as Record<string, unknown> | undefined);
       value =
@@ -276,7 +281,7 @@ class Reader {
 
   private wrongWireType(field: protobuf.FieldBase, got: number, expected: number, where: string): never {
     const sub = field.resolvedType;
-    const kind = field.map ? "a map entry" : sub ? `${sub instanceof protobuf.Type ? "message" : "enum"} ${sub.fullName.slice(1)}` : field.type;
+    const kind = field.map ? "a map entry" : sub ? `${sub instanceof MessageType ? "message" : "enum"} ${sub.fullName.slice(1)}` : field.type;
     return this.fail(where, `wire type ${wireTypeName(got)}, expected ${wireTypeName(expected)} for ${kind}`);
   }
 
@@ -300,7 +305,7 @@ class Reader {
         const expected = expectedWireType(field);
         if (wireType !== expected) this.wrongWireType(field, wireType, expected, at);
         value =
-          valueType instanceof protobuf.Type
+          valueType instanceof MessageType
             ? this.message(valueType, this.valueEnd(at, end), at, style, depth + 1, value as Record<string, unknown> | undefined)
             : this.scalar(scalarKind(field)!, end, at, style);
       } else {
@@ -311,7 +316,7 @@ class Reader {
     }
     if (this.pos !== end) this.fail(where, "map entry runs past its length");
     key ??= defaultScalar(field.keyType, keyStyle);
-    value ??= valueType instanceof protobuf.Type ? emptyMessage(valueType, style) : defaultScalar(scalarKind(field)!, style);
+    value ??= valueType instanceof MessageType ? emptyMessage(valueType, style) : defaultScalar(scalarKind(field)!, style);
     return [String(key), value];
   }
 
@@ -351,12 +356,24 @@ class Reader {
   }
 }
 
+/** proto2 `required` fields, per type (proto3 has none, so the bookkeeping is mostly skipped). */
+const requiredFields = new WeakMap<protobuf.Type, boolean>();
+
+function hasRequiredFields(type: protobuf.Type): boolean {
+  let has = requiredFields.get(type);
+  if (has === undefined) requiredFields.set(type, (has = type.fieldsArray.some((f) => f.required)));
+  return has;
+}
+
+/** Shared: nothing can be written into zero bytes. */
+const NO_BYTES = new Uint8Array(0);
+
 function defaultScalar(type: string, style: DecodeStyle): unknown {
   switch (type) {
     case "string":
       return "";
     case "bytes":
-      return new Uint8Array(0);
+      return NO_BYTES;
     case "bool":
       return false;
     case "int64":
@@ -376,7 +393,7 @@ function emptyMessage(type: protobuf.Type, style: DecodeStyle): Record<string, u
   for (const field of type.fieldsArray) {
     if (field.map) setProperty(out, field.name, emptyRecord());
     else if (field.repeated) setProperty(out, field.name, []);
-    else if (style.defaults && !field.partOf && !(field.resolvedType instanceof protobuf.Type)) setProperty(out, field.name, fieldDefault(field, style));
+    else if (style.defaults && !field.partOf && !(field.resolvedType instanceof MessageType)) setProperty(out, field.name, fieldDefault(field, style));
   }
   return out;
 }
@@ -384,7 +401,7 @@ function emptyMessage(type: protobuf.Type, style: DecodeStyle): Record<string, u
 /** The default of a singular scalar or enum field (proto2 `[default = ...]` included). */
 function fieldDefault(field: protobuf.Field, style: DecodeStyle): unknown {
   const declared = field.options?.default as unknown;
-  if (field.resolvedType instanceof protobuf.Enum) {
+  if (field.resolvedType instanceof EnumType) {
     if (typeof declared === "string") return field.resolvedType.values[declared] ?? 0;
     return 0;
   }
