@@ -420,7 +420,8 @@ export function makeCase(spec: RpcSpec, t: TesseractName, seed: number, index: n
       b = m.bytes;
       steps.push(m.what);
     }
-    return { b, steps, first: steps[0].replace(/\d+ byte/, "n byte") };
+    // Families group one kind of mutation; stacked ones are a family of their own.
+    return { b, steps, first: steps.length === 1 ? steps[0].replace(/\d+ byte/, "n byte") : "2 or 3 stacked mutations" };
   };
   if (kind < 30 || (kind < 50 && !p.encodedInputs)) {
     const m = many(p.valid, spec.fields);
@@ -627,7 +628,7 @@ export class WireFuzzer {
 
   constructor(
     private readonly addresses: Record<TesseractName, string>,
-    private readonly opts: { timeoutMs: number; probeEvery: number } = { timeoutMs: 5000, probeEvery: 10 },
+    private readonly opts: { timeoutMs: number; probeEvery: number; probeTimeoutMs?: number } = { timeoutMs: 5000, probeEvery: 10 },
   ) {}
 
   private session(t: TesseractName): RawGrpcSession {
@@ -651,7 +652,7 @@ export class WireFuzzer {
   async check(t: TesseractName): Promise<string | undefined> {
     const session = this.session(t);
     const { path, body } = probe(t);
-    const p = await session.call(path, body, { timeoutMs: this.opts.timeoutMs });
+    const p = await session.call(path, body, { timeoutMs: this.opts.probeTimeoutMs ?? this.opts.timeoutMs });
     if (p.grpcStatus === 0 && p.messages.length === 1 && session.usable) return undefined;
     const why = `the next valid Apply on the same session: ${p.timedOut ? "no status" : `${statusName(p.grpcStatus)} ${p.grpcMessage ?? ""}`}${p.streamError ? ` (${p.streamError})` : ""}${session.sessionError ? ` [${session.sessionError}]` : ""}`;
     this.sessions.delete(t);
