@@ -345,6 +345,8 @@ const LONG = 1 << 20;
 
 /** The very long strings put in place of a string or map key. */
 const LONG_STRINGS: [string, (s: string) => string][] = [
+  // Long enough for a grpc-message that echoes it to break the 4 KiB rule, short enough to arrive.
+  ["10 KiB", (s) => s + "x".repeat(10 << 10)],
   ["1 MiB", (s) => s + "x".repeat(LONG)],
   ["100 000-segment", (s) => `${s}${".a".repeat(100_000)}`],
   ["100 000 indices", (s) => `${s}${"[0]".repeat(100_000)}`],
@@ -397,6 +399,14 @@ function deeplyNested(p: Parts, inAny: boolean, groups: boolean, field: number):
 }
 
 const ANY_FIELDS: Record<TesseractName, number[]> = { meshstats: [1, 2], vectoradd: [1, 2, 3, 4] };
+/** The request's map fields: [field] for a map of the request, [options field, map field] for one in its options. */
+const OUTER_MAPS: Record<string, [number, number?][]> = {
+  Jacobian: [[4, 5], [4, 7]],
+  JacobianRows: [[4, 5], [4, 7]],
+  JacobianVectorProduct: [[4], [5, 5], [5, 7]],
+  VectorJacobianProduct: [[4], [5, 5], [5, 7]],
+  CheckGradients: [[9, 5], [9, 7]],
+};
 
 function mutated(base: Base, recipe: string, family: string, writes: Buffer[]): WireCase {
   return { ...base, recipe, family, writes, mutated: true };
@@ -481,6 +491,21 @@ export function focusedCases(spec: RpcSpec, t: TesseractName): WireCase[] {
     ["well-formed unknown group", w().tag(1000, WireType.SGROUP).varintField(1, 5).tag(1000, WireType.EGROUP).finish()],
     [`invalid UTF-8 in field ${known}`, w().invalidUtf8(known).finish()],
   ];
+  // Map entries with a key and no value, or a value and no key: in the request's maps, and (meshstats) in the Any's.
+  const entry = (keyOnly: boolean) => (e: ProtoWriter) => (keyOnly ? e.stringField(1, "k") : e.message(2, (v) => v.varintField(1, 11)));
+  for (const keyOnly of [true, false]) {
+    const what = keyOnly ? "a map entry with a key and no value" : "a map entry with a value and no key";
+    for (const [field, inOptions] of OUTER_MAPS[spec.name] ?? []) {
+      const bytes = inOptions === undefined ? w().message(field, entry(keyOnly)).finish() : w().message(field, (o) => o.message(inOptions, keyOnly ? (e) => e.stringField(1, "k") : (e) => e.tag(2, WireType.I64).double(1e-6))).finish();
+      snippets.push([`${what} (field ${field}${inOptions ? `.${inOptions}` : ""})`, bytes]);
+    }
+    if (t === "meshstats" && p.encodedInputs) {
+      for (const map of [6, 7]) {
+        const bytes = w().message(1, (m) => m.message(map, entry(keyOnly))).finish();
+        add(`Any value bytes: appended: ${what} (mesh.${map === 6 ? "cell_data" : "point_data"})`, `Any value bytes: ${what}`, spec.encode(p.request, Buffer.concat([p.encodedInputs, bytes]), t));
+      }
+    }
+  }
   for (const [what, bytes] of snippets) {
     add(`request bytes: appended: ${what}`, `request bytes: appended: ${what}`, Buffer.concat([p.valid, bytes]));
     if (p.encodedInputs) add(`Any value bytes: appended: ${what}`, `Any value bytes: appended: ${what}`, spec.encode(p.request, Buffer.concat([p.encodedInputs, bytes]), t));
