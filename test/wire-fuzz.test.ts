@@ -1,7 +1,7 @@
 /**
  * Wire-level fuzzing: malformed bytes that no SDK would send, over a raw HTTP/2 client
  * (test/raw-grpc.ts), against real servers on 127.0.0.1:0. For every RPC the server registers (the
- * Tesseract service, health, reflection v1 and v1alpha), a fixed catalogue and a few hundred seeded
+ * Tesseract service, health, reflection v1 and v1alpha), a fixed catalogue and 150 seeded
  * mutations of a valid request (test/wire-mutations.ts). The contract (DESIGN.md §4, robustness):
  * every call gets a status, never INTERNAL or UNKNOWN for bad input, with a grpc-message under
  * 4 KiB; the HTTP/2 session keeps serving; nothing is left in flight; memory returns to its
@@ -17,7 +17,7 @@ import { RawGrpcSession } from "./raw-grpc";
 import { bodyHex, cases, focusedCases, judge, RPCS, statusName, TESSERACTS, WireFuzzer, type Outcome, type TesseractName, type WireCase } from "./wire-mutations";
 
 /** Seeded cases per RPC (on top of the catalogue); bench/wire-fuzz.ts runs many more. */
-const CASES = Number(process.env.WIRE_FUZZ_CASES ?? 200);
+const CASES = Number(process.env.WIRE_FUZZ_CASES ?? 150);
 const SEED = Number(process.env.WIRE_FUZZ_SEED ?? 42);
 /** A local server answers these within milliseconds; a call still open after this has no status coming. */
 const TIMEOUT_MS = 3000;
