@@ -8,7 +8,7 @@
  * decompressMessage before deserialization. The fix is the one upstream would make, at that spot:
  * decompressMessage is handed "identity" exactly when no compression applies, so a flag byte that
  * is not 0 there is refused. We answer INVALID_ARGUMENT with a message (the caller's mistake)
- * rather than the INTERNAL the spec suggests. test/compressed-flag.test.ts sends such frames, so a
+ * rather than the INTERNAL the spec suggests. test/framing.test.ts sends such frames, so a
  * grpc-js upgrade that moves the method fails the tests instead of silently dropping the check.
  */
 import { status } from "@grpc/grpc-js";

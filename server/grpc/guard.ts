@@ -4,6 +4,8 @@
  * - request deserializers never throw (grpc-js would answer INTERNAL "Error deserializing request"
  *   and log nothing): a failure becomes an `UndecodableRequest`, which the interceptor answers with
  *   INVALID_ARGUMENT and its reason, logged like any other call;
+ * - a unary or server-streaming call must carry exactly one request message: none (an empty body,
+ *   or a frame cut short) or a second one is INVALID_ARGUMENT, where grpc-js says UNIMPLEMENTED;
  * - every status a handler sends is made safe to encode and short (status.ts, boundedDetails),
  *   whatever the request contained.
  */
@@ -67,11 +69,18 @@ export function guardDeserializers(server: grpc.Server): grpc.Server {
 /** Told of each request refused here: method path, status and the request's metadata. */
 export type OnRefused = (path: string, status: { code: grpc.status; details: string }, metadata?: grpc.Metadata) => void;
 
-/** Answers undecodable requests and bounds every outgoing status message. */
+/** Answers undecodable requests and wrong message counts, and bounds every outgoing status message. */
 export function guardInterceptor(onRefused?: OnRefused): grpc.ServerInterceptor {
   return (method, call) => {
     let metadata: grpc.Metadata | undefined;
     let refused = false;
+    let messages = 0;
+    const refuse = (reason: string) => {
+      refused = true;
+      const status = { code: grpc.status.INVALID_ARGUMENT, details: boundedDetails(reason) };
+      onRefused?.(method.path, status, metadata);
+      call.sendStatus(status);
+    };
     const listener = new grpc.ServerListenerBuilder()
       .withOnReceiveMetadata((received, next) => {
         metadata = received;
@@ -79,14 +88,14 @@ export function guardInterceptor(onRefused?: OnRefused): grpc.ServerInterceptor 
       })
       .withOnReceiveMessage((message, next) => {
         if (refused) return;
-        if (!(message instanceof UndecodableRequest)) return next(message);
-        refused = true;
-        const status = { code: grpc.status.INVALID_ARGUMENT, details: boundedDetails(message.reason) };
-        onRefused?.(method.path, status, metadata);
-        call.sendStatus(status);
+        if (message instanceof UndecodableRequest) return refuse(message.reason);
+        if (++messages > 1 && !method.requestStream) return refuse(`${method.path} takes exactly one request message; the call sent a second`);
+        next(message);
       })
       .withOnReceiveHalfClose((next) => {
-        if (!refused) next();
+        if (refused) return;
+        if (messages === 0 && !method.requestStream) return refuse(`${method.path} takes exactly one request message; the call ended without a complete one`);
+        next();
       })
       .build();
     const responder = new grpc.ResponderBuilder()

@@ -1,6 +1,7 @@
 /**
- * The compressed flag of a gRPC message (server/grpc/compressed-flag.ts): 1 only under a
- * grpc-encoding that names a compression. Raw HTTP/2 frames, since no gRPC client sends it wrong.
+ * gRPC framing that no client sends wrong, over raw HTTP/2: the compressed flag
+ * (server/grpc/compressed-flag.ts: 1 only under a grpc-encoding that names a compression) and the
+ * number of request messages of a unary call (server/grpc/guard.ts: exactly one).
  */
 import { strict as assert } from "node:assert";
 import { gzipSync } from "node:zlib";
@@ -46,5 +47,29 @@ describe("the compressed flag", () => {
     const gzipped = await session.call(DESCRIBE, frame(gzipSync(EMPTY), { compressed: true }), { headers: { "grpc-encoding": "gzip" } });
     assert.equal(gzipped.grpcStatus, 0, gzipped.grpcMessage);
     assert.deepEqual(gzipped.messages.map((m) => m.length > 0), plain.messages.map((m) => m.length > 0));
+  });
+});
+
+describe("request message counts", () => {
+  let server: RunningServer;
+  let session: RawGrpcSession;
+  before(async () => {
+    server = await startServer({ tesseract: "vectoradd", port: 0, logger: silentLogger });
+    session = new RawGrpcSession(server.address);
+  });
+  after(async () => {
+    await session.close();
+    await server.close();
+  });
+
+  it("a unary call with no message, a frame cut short, or two messages: INVALID_ARGUMENT saying so", async () => {
+    for (const body of [Buffer.alloc(0), frame(EMPTY, { declaredLength: 10 }), Buffer.from([0, 0])]) {
+      const r = await session.call(DESCRIBE, body);
+      assert.equal(r.grpcStatus, Code.INVALID_ARGUMENT, r.grpcMessage);
+      assert.equal(r.grpcMessage, `${DESCRIBE} takes exactly one request message; the call ended without a complete one`);
+    }
+    const r = await session.call(DESCRIBE, [frame(EMPTY), frame(EMPTY)]);
+    assert.equal(r.grpcStatus, Code.INVALID_ARGUMENT, r.grpcMessage);
+    assert.equal(r.grpcMessage, `${DESCRIBE} takes exactly one request message; the call sent a second`);
   });
 });
