@@ -7,6 +7,7 @@
 import { xoroshiro128plusFromState } from "pure-rand/generator/xoroshiro128plus";
 import { Code, isTesseractError, TesseractError } from "../errors";
 import { DataType } from "../tensor/codec";
+import { checkFinite } from "./finite";
 import type { ResolvedOptions, StochasticEstimatorName } from "./options";
 import { elementName, type InputLeaf, type Problem } from "./problem";
 import type { StepRule } from "./steps";
@@ -56,7 +57,12 @@ export function plannedEvaluations(n: number, options: ResolvedOptions): number 
   }
 }
 
+/** The rows of the Jacobian by the options' rule, each checked to be finite. */
 export function rows(problem: Problem, options: ResolvedOptions): AsyncGenerator<Row> {
+  return finiteRows(problem, ruleRows(problem, options));
+}
+
+function ruleRows(problem: Problem, options: ResolvedOptions): AsyncGenerator<Row> {
   const steps = problem.stepRule(options);
   switch (effectiveAlgorithm(problem.size, options)) {
     case "central":
@@ -69,6 +75,19 @@ export function rows(problem: Problem, options: ResolvedOptions): AsyncGenerator
       return extrapolatedRows(problem, steps, RICHARDSON_MULTIPLES);
     case "adaptive":
       return extrapolatedRows(problem, steps, ADAPTIVE_MULTIPLES);
+  }
+}
+
+/** Passes rows on after checkFinite on their values and error estimates. */
+async function* finiteRows(problem: Problem, source: AsyncGenerator<Row>): AsyncGenerator<Row> {
+  for await (const row of source) {
+    const element = elementName(problem.leaves[row.leaf], row.index);
+    problem.outputs!.forEach((out, o) => {
+      const entry = (i: number) => `d ${out.path}${out.shape.length ? ` (flat index ${i})` : ""} / d ${element}`;
+      checkFinite(row.values[o], entry);
+      if (row.errors) checkFinite(row.errors[o], (i) => `the error estimate of ${entry(i)}`);
+    });
+    yield row;
   }
 }
 
@@ -116,8 +135,9 @@ async function central(problem: Problem, steps: StepRule, leaf: number, index: n
  * Near a domain bound: the one-sided second-order stencil on the side with room, through f at
  * x, x1 = x + s h and x2 = x + 2 s h (s = ±1; the points actually taken):
  *   f'(x) ~= -(h1 + h2) / (h1 h2) f(x) + h2 / (h1 (h2 - h1)) f(x1) - h1 / (h2 (h2 - h1)) f(x2),
- * with h1 = x1 - x, h2 = x2 - x (for h2 = 2 h1: (-3 f(x) + 4 f(x1) - f(x2)) / 2h1). Error O(h^2);
- * f(x) is evaluated once per request.
+ * with h1 = x1 - x, h2 = x2 - x (for h2 = 2 h1: (-3 f(x) + 4 f(x1) - f(x2)) / 2h1), written
+ * c0 = -(1/h1 + 1/h2), c1 = (1/h1) h2 / (h2 - h1), c2 = -(1/h2) h1 / (h2 - h1) so that no product of
+ * steps overflows or underflows. Error O(h^2); f(x) is evaluated once per request.
  */
 async function oneSided(problem: Problem, steps: StepRule, leaf: number, index: number, multiple: number, estimate: boolean): Promise<CentralDifference> {
   const input = problem.leaves[leaf];
@@ -140,7 +160,7 @@ async function oneSided(problem: Problem, steps: StepRule, leaf: number, index: 
     ]),
   ]);
   const [h1, h2] = [x1 - x, x2 - x];
-  const [c0, c1, c2] = [-(h1 + h2) / (h1 * h2), h2 / (h1 * (h2 - h1)), -h1 / (h2 * (h2 - h1))];
+  const [c0, c1, c2] = [-(1 / h1 + 1 / h2), (1 / h1) * (h2 / (h2 - h1)), -(1 / h2) * (h1 / (h2 - h1))];
   const rounding = estimate ? f1.map((v, o) => v.map((y, i) => UNIT_ROUNDOFF * (Math.abs(c0 * f0[o][i]) + Math.abs(c1 * y) + Math.abs(c2 * f2[o][i])))) : [];
   f1.forEach((v, o) => {
     for (let i = 0; i < v.length; i++) v[i] = c0 * f0[o][i] + c1 * v[i] + c2 * f2[o][i];
@@ -317,7 +337,7 @@ async function* stochasticRows(problem: Problem, steps: StepRule, samples: numbe
 
 /**
  * SPSA rows: J[:, j] = mean_k s_k with s_k = (f(x+) - f(x-))_k / (x+ - x-)_kj, and the sample
- * standard error sqrt(sum_k (s_k - mean)^2 / (K (K - 1))) as each entry's error estimate.
+ * standard error sqrt(sum_k (s_k - mean)^2 / (K (K - 1))) as each entry's error estimate (K >= 2).
  */
 function* spsaRows(leaves: readonly InputLeaf[], differences: Float64Array[][], taken: Float64Array[][]): Generator<Row> {
   const K = differences.length;
@@ -335,7 +355,8 @@ function* spsaRows(leaves: readonly InputLeaf[], differences: Float64Array[][], 
           }
         });
       }
-      const errors = values.map((mean, o) => mean.map((m, i) => Math.sqrt(Math.max(0, squares[o][i] - K * m * m) / (K * (K - 1)))));
+      // One sample has no spread to measure: no standard error then.
+      const errors = K > 1 ? values.map((mean, o) => mean.map((m, i) => Math.sqrt(Math.max(0, squares[o][i] - K * m * m) / (K * (K - 1))))) : undefined;
       yield { leaf, index, values, errors };
     }
   }
