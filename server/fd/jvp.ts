@@ -7,15 +7,17 @@
  *   central (and stochastic): J w ~= (f(x + t w) - f(x - t w)) / s          2 evaluations
  *   forward:                  J w ~= (f(x + t w) - f(x)) / s                2, or 1 given f(x)
  *   richardson, adaptive:     central differences at several multiples of t, extrapolated as in
- *                             rows.ts, with an error estimate                4 and 12 evaluations
+ *                             rows.ts, with an error estimate; f(x) and the noise probe along w
+ *                             once (noise.ts)                                 4 + 9 and 12 + 9
  */
 import { Code, invalidArgument, TesseractError } from "../errors";
 import type { Change } from "../eval/evaluator";
 import { binaryScale, checkFinite } from "./finite";
 import { ensureOutputs } from "./jacobian";
+import { PROBE_SPACING } from "./noise";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
-import { ADAPTIVE_MULTIPLES, extrapolate, RICHARDSON_MULTIPLES, roundingError, type CentralDifference } from "./rows";
+import { ADAPTIVE_MULTIPLES, centralQuotient, extrapolate, RICHARDSON_MULTIPLES, rowNoise, stencilRounding, type CentralDifference } from "./rows";
 import { nextAfter, type StepRule } from "./steps";
 
 function dot(a: ArrayLike<number>[], b: ArrayLike<number>[]): number {
@@ -118,8 +120,11 @@ async function centralFamily(problem: Problem, steps: StepRule, w: Float64Array[
       [asChanges(plus), () => `x + ${m === 1 ? "" : m}t v`],
       [asChanges(minus), () => `x - ${m === 1 ? "" : m}t v`],
     ]);
-    const rounding = multiples.length > 1 ? roundingError(problem, fPlus, fMinus, s) : [];
-    differences.push({ values: fPlus.map((fp, o) => fp.map((x, i) => (x - fMinus[o][i]) / s)), halfWidth: s / 2, rounding });
+    const rounding = multiples.length > 1 ? stencilRounding(problem, [1 / s, -1 / s], [fPlus, fMinus]) : [];
+    differences.push({ ...centralQuotient(fPlus, fMinus, s), halfWidth: s / 2, spread: Math.SQRT2 / Math.abs(s), rounding });
   }
-  return multiples.length > 1 ? extrapolate(differences) : { values: differences[0].values };
+  if (multiples.length === 1) return { values: differences[0].values };
+  // The probe's points x + i p, i <= 8, lie within x + t w / 8: inside wherever x ± t w is.
+  const probe = await problem.noise(() => w.map((v) => v.map((x) => PROBE_SPACING * t * x)));
+  return extrapolate(differences, rowNoise(probe, differences, await problem.base()));
 }

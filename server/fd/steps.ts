@@ -146,6 +146,21 @@ export class StepRule {
     return length;
   }
 
+  /**
+   * The noise probe's increment p_j for every element (noise.ts): spacing · h_j towards +inf, or
+   * towards -inf when `count` increments would leave the domain; 0 where neither side has room or
+   * the points would not be finite (that element's own steps are refused with a message).
+   */
+  probe(spacing: number, count: number): Float64Array[] {
+    return this.leaves.map((input, leaf) =>
+      Float64Array.from(input.data, (x) => {
+        const p = spacing * this.size(leaf, x);
+        const fits = (y: number) => Number.isFinite(input.fp32 ? Math.fround(y) : y) && this.contains(leaf, y);
+        return fits(x + count * p) ? p : fits(x - count * p) ? -p : 0;
+      }),
+    );
+  }
+
   /** Whether x_j + multiple · h_j stays strictly inside the leaf's domain bounds. */
   inside(leaf: number, index: number, multiple: number): boolean {
     return this.contains(leaf, this.perturbedValue(leaf, index, multiple));
