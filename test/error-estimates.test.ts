@@ -3,13 +3,17 @@
  *
  * - The noise of f is measured (server/fd/noise.ts), not assumed: on an RK4 integration, whose
  *   outputs scatter by several ulps, the Richardson and adaptive estimates bound every entry's error.
+ * - A VJP's contracted output keeps its outputs' precision and magnitude: FP32 outputs round at
+ *   2^-24 of sum |c_i f_i|, and the estimate says so.
  * Values against analytic derivatives; exact apply-call counts.
  */
 import { strict as assert } from "node:assert";
 import * as path from "node:path";
+import ndarray from "ndarray";
 import { noiseLevel, pairNoise } from "../server/fd/noise";
 import { plannedEvaluations } from "../server/fd/rows";
 import { loadTesseract } from "../server/loader";
+import { TesseractRuntime } from "../server/runtime";
 import { DataType } from "../server/tensor/codec";
 import { Algorithm } from "../server/tesseract";
 import type { TestCase } from "../bench/fixtures/testfunctions/test-case";
@@ -124,4 +128,36 @@ describe("estimates bound the error where apply rounds many times (RK4, 400 step
       assertBounded(vjp.result[rk4.input].data, vjp.errors![rk4.input].data, exactVjp, `VJP ${Algorithm[algorithm]}`);
     }
   });
+});
+
+describe("a VJP carries its outputs' precision and magnitude", () => {
+  const fixture = path.join(__dirname, "../../test/fixtures/polynomial");
+  const base = loadTesseract(path.join(fixture, "polynomial.js")).definition;
+  // f = A x rounded to FP32 (linear: every error is rounding), from FP64 inputs.
+  const A = [
+    [3.1, -1.7, 0.4, 2.9],
+    [3.1, -1.7, 0.41, 2.9],
+    [-0.6, 5.3, 1.2, 0.8],
+  ];
+  const fp32 = new TesseractRuntime(
+    { ...base, apply: (i: { x: ndarray.NdArray<Float64Array> }) => ({ f: ndarray(Float32Array.from(A, (row) => row.reduce((s, a, j) => s + a * i.x.data[j], 0)), [3]) }) } as never,
+    fixture,
+  );
+  const x = [1.3, -0.7, 2.2, 0.9];
+  // The first two outputs nearly cancel in c^T f: phi's rounding is 2^-24 sum |c_i f_i|, far above 2^-24 |phi|.
+  const c = [1, -1, 0.01];
+  const exact = x.map((_, j) => c.reduce((s, ci, o) => s + ci * A[o][j], 0));
+
+  for (const algorithm of [RICHARDSON, ADAPTIVE]) {
+    it(`FP32 outputs, ${Algorithm[algorithm]}: the estimate bounds the error`, async () => {
+      // eps 1e-8 moves f by less than its FP32 resolution (ulp(10) ~ 1e-6): the differences are
+      // mostly 0, far off, and only the outputs' own precision (2^-24 sum |c_i f_i| / h) says so;
+      // the noise probe sees nothing change there.
+      for (const eps of [1e-8, 1e-5, 1e-3]) {
+        const { result, errors } = await fp32.vjp({ inputs: { x: f64(x), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"], cotangent: { f: f64(c) }, options: { algorithm, eps } });
+        assertBounded(result.x.data, errors!.x.data, exact, `eps ${eps}`);
+      }
+    });
+  }
+
 });

@@ -5,14 +5,16 @@
  *
  * The contraction uses c / 2^e, 2^e ≈ max |c_i| (finite.ts: exact), so that phi neither overflows
  * nor underflows whatever the cotangent's scale; the gradient is multiplied back by 2^e at the end
- * (a true result beyond FP64 is refused there, not answered as Inf).
+ * (a true result beyond FP64 is refused there, not answered as Inf). phi's rounding is not u |phi|
+ * (its terms may cancel) but sum_o u_o sum_i |c_i f_i|, u_o the unit roundoff of output o's datatype
+ * (2^-24 for FP32): the floor under the noise level the error estimates use (noise.ts).
  */
 import { invalidArgument } from "../errors";
 import { DataType } from "../tensor/codec";
 import type { Evaluator, OutputInfo, Perturbation } from "../eval/evaluator";
 import { binaryScale, checkFinite } from "./finite";
 import type { ResolvedOptions } from "./options";
-import { elementName, Problem } from "./problem";
+import { elementName, Problem, unitRoundoff } from "./problem";
 import { rows } from "./rows";
 
 export interface Cotangent {
@@ -24,6 +26,8 @@ export interface Cotangent {
 /** Wraps an evaluator so that each evaluation returns [phi], phi = sum <c / scale, f>. */
 class ContractedEvaluator implements Evaluator {
   private ordered: Float64Array[] | undefined;
+  /** Each returned phi's rounding, sum_o u_o sum_i |c_i f_i| / scale, for `rounding`. */
+  private readonly roundings = new WeakMap<Float64Array, number>();
 
   constructor(
     private readonly inner: Evaluator,
@@ -48,11 +52,24 @@ class ContractedEvaluator implements Evaluator {
     const outputs = await this.inner.evaluate(perturbation);
     this.ordered ??= matchCotangent(this.inner.outputs!, this.cotangent, this.field).map((c) => c.map((v) => v / this.scale));
     let phi = 0;
+    let rounding = 0;
     outputs.forEach((values, o) => {
       const c = this.ordered![o];
-      for (let i = 0; i < values.length; i++) phi += c[i] * values[i];
+      let magnitude = 0;
+      for (let i = 0; i < values.length; i++) {
+        const term = c[i] * values[i];
+        phi += term;
+        magnitude += Math.abs(term);
+      }
+      rounding += unitRoundoff(this.inner.outputs![o].datatype) * magnitude;
     });
-    return [Float64Array.of(phi)];
+    const result = Float64Array.of(phi);
+    this.roundings.set(result, rounding);
+    return [result];
+  }
+
+  rounding(outputs: Float64Array[]): Float64Array[] {
+    return [Float64Array.of(this.roundings.get(outputs[0]) ?? 0)];
   }
 }
 
