@@ -1,10 +1,12 @@
 /**
- * Error estimates that bound the error.
+ * Error estimates that bound the error, and an adaptive rule that is never far behind Richardson.
  *
  * - The noise of f is measured (server/fd/noise.ts), not assumed: on an RK4 integration, whose
  *   outputs scatter by several ulps, the Richardson and adaptive estimates bound every entry's error.
  * - A VJP's contracted output keeps its outputs' precision and magnitude: FP32 outputs round at
  *   2^-24 of sum |c_i f_i|, and the estimate says so.
+ * - The adaptive rule's default steps: on every case of the accuracy suite (bench/fixtures/
+ *   testfunctions), its error is within a factor 2 of Richardson's.
  * Values against analytic derivatives; exact apply-call counts.
  */
 import { strict as assert } from "node:assert";
@@ -12,6 +14,7 @@ import * as path from "node:path";
 import ndarray from "ndarray";
 import { noiseLevel, pairNoise } from "../server/fd/noise";
 import { plannedEvaluations } from "../server/fd/rows";
+import { defaultRelativeEps } from "../server/fd/steps";
 import { loadTesseract } from "../server/loader";
 import { TesseractRuntime } from "../server/runtime";
 import { DataType } from "../server/tensor/codec";
@@ -159,5 +162,35 @@ describe("a VJP carries its outputs' precision and magnitude", () => {
       }
     });
   }
+});
 
+describe("the adaptive rule's default steps", () => {
+  it("relative: ε^(1/5) / 4, so that its largest extrapolation meets Richardson's optimum", () => {
+    assert.equal(defaultRelativeEps("adaptive", false), Number.EPSILON ** (1 / 5) / 4);
+    assert.equal(defaultRelativeEps("adaptive", true), (2 ** -23) ** (1 / 5) / 4);
+  });
+
+  it("log-sum-exp of 500 values near 1e3 (relative steps): adaptive no worse than Richardson", async () => {
+    const lse = byName("logsumexp");
+    const exact = lse.jacobian(lse.point);
+    const richardson = await caseJacobian(lse, { algorithm: RICHARDSON, step_mode: RELATIVE });
+    const adaptive = await caseJacobian(lse, { algorithm: ADAPTIVE, step_mode: RELATIVE });
+    const [r, a] = [maxRelativeError(richardson.values, exact), maxRelativeError(adaptive.values, exact)];
+    assert.ok(a <= r, `adaptive ${a} vs Richardson ${r}`);
+    assert.ok(a < 1e-8, `adaptive ${a}`);
+    assertBounded(adaptive.values, adaptive.errors, exact, "adaptive");
+    assert.equal(adaptive.calls, 12 * 500 + 9);
+  });
+
+  it("on every case and step mode of the accuracy suite, within a factor 2 of Richardson's error", async () => {
+    for (const c of cases) {
+      const exact = c.jacobian(c.point);
+      // As bench/accuracy.ts: absolute, relative, and relative with typical magnitude min |x|.
+      for (const options of [{ step_mode: ABSOLUTE }, { step_mode: RELATIVE }, { step_mode: RELATIVE, typical_magnitude: { [c.input]: Math.min(...c.point.map(Math.abs)) } }]) {
+        const r = maxRelativeError((await caseJacobian(c, { algorithm: RICHARDSON, ...options })).values, exact);
+        const a = maxRelativeError((await caseJacobian(c, { algorithm: ADAPTIVE, ...options })).values, exact);
+        assert.ok(a <= 2 * r, `${c.name} ${JSON.stringify(options)}: adaptive ${a.toExponential(2)}, Richardson ${r.toExponential(2)}`);
+      }
+    }
+  });
 });
