@@ -245,7 +245,7 @@ export class TesseractRuntime {
     const { problem, leaves, options, evaluator, started } = this.setup(req, { inputs: "vjp_inputs", outputs: "vjp_outputs" });
     const cotangent = Object.entries(req.cotangent).map(([key, array]) => {
       checkFloating(field, key, array);
-      return { path: key, shape: [...array.shape], values: toFloat64(array) };
+      return { path: key, shape: [...array.shape], values: finiteValues(field, key, toFloat64(array)) };
     });
     const paths = new Set(req.outputPaths);
     const patternFree = req.outputPaths.every((p) => !isPattern(parsePath(p)));
@@ -297,6 +297,13 @@ function matchVectors(field: string, vectors: Record<string, NdArray<any>>, leav
     if (v.shape.length !== leaf.shape.length || v.shape.some((d, i) => d !== leaf.shape[i])) {
       throw invalidArgument(`${field}.{${leaf.path}} has shape [${v.shape.join(", ")}], expected [${leaf.shape.join(", ")}] like the input`);
     }
-    return toFloat64(v);
+    return finiteValues(field, leaf.path, toFloat64(v));
   });
+}
+
+/** A tangent or cotangent with NaN or Inf has no product to compute: refused, naming the element. */
+function finiteValues(field: string, key: string, values: Float64Array): Float64Array {
+  const i = values.findIndex((v) => !Number.isFinite(v));
+  if (i >= 0) throw invalidArgument(`${field}.{${key}} has ${values[i]} at flat index ${i}; expected finite numbers`);
+  return values;
 }

@@ -23,7 +23,7 @@ import type { TestCase } from "../bench/fixtures/testfunctions/test-case";
 
 const MODULE = path.join(__dirname, "../../bench/fixtures/testfunctions/testfunctions.js");
 
-const CASE_NAMES = ["sin", "cube", "exp", "oscillating", "sqrt", "rosenbrock", "mixed"];
+const CASE_NAMES = ["sin", "cube", "exp", "oscillating", "sqrt", "rosenbrock", "mixed", "rk4", "logsumexp"];
 
 // ---------------------------------------------------------------------------------------------
 // Complex arithmetic, just enough for the complex step.
@@ -56,6 +56,30 @@ function csqrt(z: Complex): Complex {
   return new Complex(re, z.im / (2 * re));
 }
 
+/** q' = w p, p' = -w q from (q0, p0) to t = 10 by classical RK4 in 400 steps, over complex numbers. */
+function complexRk4([q0, p0, w]: Complex[]): Complex[] {
+  const dt = 10 / 400;
+  const rate = (q: Complex, p: Complex) => [w.mul(p), w.mul(q).mul(-1)];
+  let [q, p] = [q0, p0];
+  for (let n = 0; n < 400; n++) {
+    const k1 = rate(q, p);
+    const k2 = rate(q.add(k1[0].mul(dt / 2)), p.add(k1[1].mul(dt / 2)));
+    const k3 = rate(q.add(k2[0].mul(dt / 2)), p.add(k2[1].mul(dt / 2)));
+    const k4 = rate(q.add(k3[0].mul(dt)), p.add(k3[1].mul(dt)));
+    q = q.add(k1[0].add(k2[0].mul(2)).add(k3[0].mul(2)).add(k4[0]).mul(dt / 6));
+    p = p.add(k1[1].add(k2[1].mul(2)).add(k3[1].mul(2)).add(k4[1]).mul(dt / 6));
+  }
+  return [q, p];
+}
+
+/** T log sum_i exp(x_i / T), T = 1e3, over complex numbers (shifted by the largest real part). */
+function complexLogSumExp(x: Complex[]): Complex[] {
+  const T = 1e3;
+  const m = Math.max(...x.map((v) => v.re / T));
+  const sum = x.reduce((s, v) => s.add(cexp(v.mul(1 / T).sub(m))), new Complex(0));
+  return [clog(sum).add(m).mul(T)];
+}
+
 /** The test functions over complex numbers, written here from the formulas (not from the module). */
 const COMPLEX: Record<string, (z: Complex[]) => Complex[]> = {
   sin: ([x]) => [csin(x)],
@@ -65,6 +89,8 @@ const COMPLEX: Record<string, (z: Complex[]) => Complex[]> = {
   sqrt: ([x]) => [csqrt(x)],
   rosenbrock: ([x, y]) => [new Complex(1).sub(x).mul(new Complex(1).sub(x)).add(y.sub(x.mul(x)).mul(y.sub(x.mul(x))).mul(100))],
   mixed: ([x0, x1, x2, x3]) => [x0.mul(x1), clog(x0).add(x3.mul(x3)), cexp(x2).mul(csin(x1.mul(1e6))), csin(x3).add(x2.mul(x2).mul(x2))],
+  rk4: complexRk4,
+  logsumexp: complexLogSumExp,
 };
 
 /** Complex-step Jacobian, (*output, *input) row-major. h = 1e-150: far below any rounding, far above underflow. */
@@ -179,7 +205,9 @@ describe("accuracy suite: the test functions and their analytic derivatives", ()
    * steps H, H/1.4, H/1.4², …, extrapolated in a Neville tableau; the entry keeps the value whose
    * estimated error is smallest. H is the case's length scale, chosen here: sin and exp 0.5 (O(1)
    * curvature), cube 1e-6, oscillating 1e-7 (1e6 x), sqrt 5e-9 (< x = 1e-8, inside the domain),
-   * rosenbrock 0.1; mixed per element 1e5 (ln x0 near 1e6), 1e-7 (sin 1e6 x1), 0.1, 0.5.
+   * rosenbrock 0.1; mixed per element 1e5 (ln x0 near 1e6), 1e-7 (sin 1e6 x1), 0.1, 0.5; rk4 0.1
+   * (q0, p0: it is linear in them) and 0.01 (w: the phase w t changes by 0.1); logsumexp 200 (its
+   * length scale is the temperature, 1e3).
    */
   const SCALES: Record<string, number[]> = {
     sin: [0.5],
@@ -189,6 +217,8 @@ describe("accuracy suite: the test functions and their analytic derivatives", ()
     sqrt: [5e-9],
     rosenbrock: [0.1, 0.1],
     mixed: [1e5, 1e-7, 0.1, 0.5],
+    rk4: [0.1, 0.1, 0.01],
+    logsumexp: new Array(500).fill(200),
   };
 
   async function ridders(c: TestCase, j: number, H: number): Promise<number[]> {
@@ -237,7 +267,9 @@ describe("accuracy suite: the test functions and their analytic derivatives", ()
           // d(ln x0 + x3²)/dx0 = 1e-6 beside |F1| = 8.1e7: every evaluation of F1 is rounded to
           // ulp(8.1e7) = 1.5e-8, so no difference quotient resolves it better than about 1e-7
           // relative (measured 1.3e-7). Everything else extrapolates to ~1e-13.
-          const tol = c.name === "mixed" && p === 1 && j === 0 ? 1e-6 : 1e-10;
+          // logsumexp's entries (~1e-3) sit beside |f| = 7.2e3, a sum of 500 rounded exponentials
+          // scaled by 1e3: its noise (~1e-11) limits every quotient to ~1e-10 relative (measured 1.8e-10).
+          const tol = c.name === "mixed" && p === 1 && j === 0 ? 1e-6 : c.name === "logsumexp" ? 1e-9 : 1e-10;
           if (e === 0) assert.equal(value, 0, `${c.name}[${p}, ${j}] is a structural zero`);
           else assert.ok(entryError(value, e) <= tol, `${c.name}[${p}, ${j}]: analytic ${e}, extrapolated ${value}, relative error ${entryError(value, e)}`);
         });

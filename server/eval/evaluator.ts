@@ -28,4 +28,9 @@ export interface Evaluator {
   readonly calls: number;
   /** How many evaluations may usefully be in flight at once (1: one after the other). */
   readonly concurrency: number;
+  /**
+   * The rounding in each value of `outputs` (an evaluate() result), for evaluators whose values are
+   * not plain outputs (a contraction of them); otherwise the engine takes half an ulp of each value.
+   */
+  rounding?(outputs: Float64Array[]): Float64Array[];
 }

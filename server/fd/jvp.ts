@@ -1,20 +1,24 @@
 /**
- * Jacobian-vector product as one directional derivative. The step along the tangent v is
- * normalised, t = L / |v| with L the step rule's length (steps.ts), so that |x+ - x| = L whatever v's
- * scale; and the quotient divides by the step actually taken along v, s = <x+ - x-, v> / <v, v>
- * (rounding moves each element a little).
- *   central (and stochastic): J v ~= (f(x + t v) - f(x - t v)) / s          2 evaluations
- *   forward:                  J v ~= (f(x + t v) - f(x)) / s                2, or 1 given f(x)
+ * Jacobian-vector product as one directional derivative. The tangent v enters scaled, w = v / 2^e
+ * with 2^e ≈ max_j |v_j| (finite.ts: exact, and <w, w> neither overflows nor underflows whatever v's
+ * scale), and J v = 2^e J w. The step along w is normalised, t = L / |w| with L the step rule's
+ * length (steps.ts), so that |x+ - x| = L; and the quotient divides by the step actually taken
+ * along w, s = <x+ - x-, w> / <w, w> (rounding moves each element a little).
+ *   central (and stochastic): J w ~= (f(x + t w) - f(x - t w)) / s          2 evaluations
+ *   forward:                  J w ~= (f(x + t w) - f(x)) / s                2, or 1 given f(x)
  *   richardson, adaptive:     central differences at several multiples of t, extrapolated as in
- *                             rows.ts, with an error estimate                4 and 12 evaluations
+ *                             rows.ts, with an error estimate; f(x) and the noise probe along w
+ *                             once (noise.ts)                                 4 + 9 and 12 + 9
  */
-import { Code, TesseractError } from "../errors";
+import { Code, invalidArgument, TesseractError } from "../errors";
 import type { Change } from "../eval/evaluator";
+import { binaryScale, checkFinite } from "./finite";
 import { ensureOutputs } from "./jacobian";
+import { PROBE_SPACING } from "./noise";
 import type { ResolvedOptions } from "./options";
-import type { InputLeaf, Problem } from "./problem";
-import { ADAPTIVE_MULTIPLES, extrapolate, RICHARDSON_MULTIPLES, roundingError, type CentralDifference } from "./rows";
-import { nextAfter } from "./steps";
+import type { Problem } from "./problem";
+import { ADAPTIVE_MULTIPLES, centralQuotient, extrapolate, RICHARDSON_MULTIPLES, rowNoise, stencilRounding, type CentralDifference } from "./rows";
+import { nextAfter, type StepRule } from "./steps";
 
 function dot(a: ArrayLike<number>[], b: ArrayLike<number>[]): number {
   let sum = 0;
@@ -24,15 +28,29 @@ function dot(a: ArrayLike<number>[], b: ArrayLike<number>[]): number {
   return sum;
 }
 
-/** x + t v in each leaf's precision; elements with v_j = 0 stay exactly x_j, the others move. */
-function along(leaves: readonly InputLeaf[], tangent: Float64Array[], t: number): Float64Array[] {
-  return leaves.map((leaf, l) => {
+/**
+ * x + t w in each leaf's precision; elements with w_j = 0 stay exactly x_j, the others move.
+ * Refused where a point, or twice its distance from x, is not finite (INVALID_ARGUMENT) or where it
+ * leaves the domain (FAILED_PRECONDITION: a Jacobian or VJP steps one element at a time and takes
+ * one-sided stencils there, a direction cannot).
+ */
+function along(problem: Problem, steps: StepRule, w: Float64Array[], t: number): Float64Array[] {
+  return problem.leaves.map((leaf, l) => {
     const out = new Float64Array(leaf.size);
     for (let j = 0; j < leaf.size; j++) {
       const x = leaf.data[j];
-      const step = t * tangent[l][j];
+      const step = t * w[l][j];
       const y = leaf.fp32 ? Math.fround(x + step) : x + step;
       out[j] = step === 0 || y !== x ? y : nextAfter(x, step > 0, leaf.fp32);
+      if (!Number.isFinite(out[j]) || !Number.isFinite(2 * (out[j] - x))) {
+        throw invalidArgument(
+          `${steps.describeStep(l)} sets the step along the tangent to length ${Math.abs(t) * Math.sqrt(dot(w, w))}, which takes ${leaf.path} element ${j} = ${x} to ${out[j]} ` +
+            `(or its distance from x) outside the finite ${leaf.fp32 ? "FP32" : "FP64"} numbers; expected steps that keep x ± t v and the width between them finite: use a smaller eps`,
+        );
+      }
+      if (!steps.contains(l, out[j])) {
+        throw new TesseractError(Code.FAILED_PRECONDITION, `a step along the tangent takes ${leaf.path} element ${j} to ${out[j]}, outside its domain ${steps.describeBounds(l)}; use a smaller eps`);
+      }
     }
     return out;
   });
@@ -51,47 +69,62 @@ export interface DirectionalResult {
  * `base`, when the caller already has f(x), saves forward's base evaluation.
  */
 export async function jvp(problem: Problem, tangent: Float64Array[], options: ResolvedOptions, base?: Float64Array[]): Promise<DirectionalResult> {
-  const vv = dot(tangent, tangent);
-  if (vv === 0) {
+  const scale = binaryScale(tangent);
+  if (scale === 0) {
     const outputs = await ensureOutputs(problem);
     return { values: outputs.map((o) => new Float64Array(o.shape.reduce((a, b) => a * b, 1))) };
   }
+  const w = tangent.map((v) => v.map((x) => x / scale));
+  const ww = dot(w, w);
   const steps = problem.stepRule(options);
-  const t = steps.directional(tangent.map((v) => v.some((x) => x !== 0))) / Math.sqrt(vv);
-  /** The step actually taken along v between two points, in units of v. */
-  const along_v = (a: ArrayLike<number>[], b: ArrayLike<number>[]) => dot(a.map((p, l) => Float64Array.from(p, (x, j) => x - b[l][j])), tangent) / vv;
+  const t = steps.directional(w.map((v) => v.some((x) => x !== 0))) / Math.sqrt(ww);
+  /** The step actually taken along w between two points, in units of w. */
+  const taken = (a: ArrayLike<number>[], b: ArrayLike<number>[]) => {
+    const s = dot(a.map((p, l) => Float64Array.from(p, (x, j) => x - b[l][j])), w) / ww;
+    if (!Number.isFinite(s)) throw invalidArgument(`the step along the tangent (length ${t * Math.sqrt(ww)}, ${steps.describeStep(w.findIndex((v) => v.some((x) => x !== 0)))}) is too long for FP64: <x+ - x-, v> is not finite; use a smaller eps`);
+    return s;
+  };
 
-  if (options.algorithm === "forward") {
-    const plus = along(problem.leaves, tangent, t);
-    const jobs: [Change[], () => string][] = [[asChanges(plus), () => "x + t v"]];
-    if (!base) jobs.push([[], () => "the unperturbed inputs"]);
-    const [fPlus, fBase = base!] = await problem.evaluateAll(jobs);
-    const s = along_v(plus, problem.leaves.map((l) => l.data));
-    return { values: fPlus.map((fp, o) => fp.map((x, i) => (x - fBase[o][i]) / s)) };
-  }
-
-  const multiples = options.algorithm === "richardson" ? RICHARDSON_MULTIPLES : options.algorithm === "adaptive" ? ADAPTIVE_MULTIPLES : [1];
-  // Directional steps near a domain bound are refused (a Jacobian or VJP steps one element at a
-  // time and takes one-sided stencils there).
-  for (const m of [multiples[0], -multiples[0]]) {
-    along(problem.leaves, tangent, m * t).forEach((values, l) => {
-      const outside = values.findIndex((y) => !steps.contains(l, y));
-      if (outside >= 0) {
-        throw new TesseractError(Code.FAILED_PRECONDITION, `a step along the tangent takes ${problem.leaves[l].path} element ${outside} to ${values[outside]}, outside its domain ${steps.describeBounds(l)}; use a smaller eps`);
-      }
+  const result = options.algorithm === "forward" ? await forward(problem, steps, w, t, taken, base) : await centralFamily(problem, steps, w, t, taken, options);
+  // J v = 2^e J w.
+  const scaled = (arrays: Float64Array[], what: string) =>
+    arrays.map((a, o) => {
+      const out = problem.outputs![o];
+      const values = a.map((x) => x * scale);
+      checkFinite(values, (i) => `${what} of ${out.path}${out.shape.length ? ` (flat index ${i})` : ""}`);
+      return values;
     });
-  }
+  return { values: scaled(result.values, "the JVP"), errors: result.errors && scaled(result.errors, "the JVP's error estimate") };
+}
+
+type Taken = (a: ArrayLike<number>[], b: ArrayLike<number>[]) => number;
+
+async function forward(problem: Problem, steps: StepRule, w: Float64Array[], t: number, taken: Taken, base?: Float64Array[]): Promise<DirectionalResult> {
+  const plus = along(problem, steps, w, t);
+  const s = taken(plus, problem.leaves.map((l) => l.data));
+  const jobs: [Change[], () => string][] = [[asChanges(plus), () => "x + t v"]];
+  if (!base) jobs.push([[], () => "the unperturbed inputs"]);
+  const [fPlus, fBase = base!] = await problem.evaluateAll(jobs);
+  return { values: fPlus.map((fp, o) => fp.map((x, i) => (x - fBase[o][i]) / s)) };
+}
+
+/** Central differences at the rule's multiples of t, largest first (their points are checked first). */
+async function centralFamily(problem: Problem, steps: StepRule, w: Float64Array[], t: number, taken: Taken, options: ResolvedOptions): Promise<DirectionalResult> {
+  const multiples = options.algorithm === "richardson" ? RICHARDSON_MULTIPLES : options.algorithm === "adaptive" ? ADAPTIVE_MULTIPLES : [1];
   const differences: CentralDifference[] = [];
   for (const m of multiples) {
-    const plus = along(problem.leaves, tangent, m * t);
-    const minus = along(problem.leaves, tangent, -m * t);
+    const plus = along(problem, steps, w, m * t);
+    const minus = along(problem, steps, w, -m * t);
+    const s = taken(plus, minus);
     const [fPlus, fMinus] = await problem.evaluateAll([
       [asChanges(plus), () => `x + ${m === 1 ? "" : m}t v`],
       [asChanges(minus), () => `x - ${m === 1 ? "" : m}t v`],
     ]);
-    const s = along_v(plus, minus);
-    const rounding = multiples.length > 1 ? roundingError(problem, fPlus, fMinus, s) : [];
-    differences.push({ values: fPlus.map((fp, o) => fp.map((x, i) => (x - fMinus[o][i]) / s)), halfWidth: s / 2, rounding });
+    const rounding = multiples.length > 1 ? stencilRounding(problem, [1 / s, -1 / s], [fPlus, fMinus]) : [];
+    differences.push({ ...centralQuotient(fPlus, fMinus, s), halfWidth: s / 2, spread: Math.SQRT2 / Math.abs(s), rounding });
   }
-  return multiples.length > 1 ? extrapolate(differences) : { values: differences[0].values };
+  if (multiples.length === 1) return { values: differences[0].values };
+  // The probe's points x + i p, i <= 8, lie within x + t w / 8: inside wherever x ± t w is.
+  const probe = await problem.noise(() => w.map((v) => v.map((x) => PROBE_SPACING * t * x)));
+  return extrapolate(differences, rowNoise(probe, differences, await problem.base()));
 }

@@ -5,10 +5,11 @@
  */
 import type { NdArray } from "ndarray";
 import { Code, invalidArgument, isTesseractError, TesseractError } from "../errors";
-import type { Evaluator, OutputInfo, Perturbation } from "../eval/evaluator";
+import type { Change, Evaluator, OutputInfo, Perturbation } from "../eval/evaluator";
 import type { Segment } from "../schema/paths";
 import type { DomainBounds } from "../tesseract";
 import type { ResolvedOptions } from "./options";
+import { noiseLevels, PROBE_POINTS } from "./noise";
 import { StepRule } from "./steps";
 import type { ResolvedLeaf } from "../schema/schema";
 import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../tensor/codec";
@@ -58,6 +59,11 @@ export function elementName(leaf: InputLeaf, flatIndex: number): string {
   return `${leaf.path}[${index.join(", ")}]`;
 }
 
+/** The unit roundoff of an output's datatype: half an ulp of 1, 2^-24 for FP32 and 2^-53 for FP64. */
+export function unitRoundoff(datatype: number): number {
+  return datatype === DataType.DATA_TYPE_FP32 ? 2 ** -24 : 2 ** -53;
+}
+
 /** How long evaluations may run back to back before the event loop gets a turn. */
 const YIELD_EVERY_MS = 1;
 
@@ -76,6 +82,34 @@ export class Problem {
   base(): Promise<Float64Array[]> {
     this.baseOutputs ??= this.evaluate([], () => "the unperturbed inputs");
     return this.baseOutputs;
+  }
+
+  private noiseLevels?: Promise<Float64Array[]>;
+
+  /**
+   * σ, the noise level of each output value near x (noise.ts): from f(x) and f at x + i p,
+   * i = 1..PROBE_POINTS, with p[leaf][j] the increment of each element (0: it stays), each point
+   * rounded to its leaf's precision; 0 where no noise shows. Evaluated on the first call; later
+   * calls (the other rows of the request) share it.
+   */
+  noise(increment: () => Float64Array[]): Promise<Float64Array[]> {
+    this.noiseLevels ??= (async () => {
+      const base = await this.base();
+      const p = increment();
+      const point = (i: number): Change[] =>
+        this.leaves.map((leaf, l) => ({ leaf: l, values: Float64Array.from(leaf.data, (x, j) => (leaf.fp32 ? Math.fround(x + i * p[l][j]) : x + i * p[l][j])) }));
+      const probe = await this.evaluateAll(Array.from({ length: PROBE_POINTS }, (_, k) => [point(k + 1), () => `the noise probe x + ${k + 1}p`] as const));
+      return noiseLevels([base, ...probe]);
+    })();
+    return this.noiseLevels;
+  }
+
+  /**
+   * The rounding in each output value: the evaluator's own account when it has one (a contraction of
+   * outputs), else half an ulp of the value in its output's datatype, u |f|.
+   */
+  rounding(outputs: Float64Array[]): Float64Array[] {
+    return this.evaluator.rounding?.(outputs) ?? outputs.map((values, o) => values.map((v) => unitRoundoff(this.outputs![o].datatype) * Math.abs(v)));
   }
 
   private steps?: StepRule;
@@ -115,7 +149,7 @@ export class Problem {
    * Several evaluations: at once when the evaluator runs them in parallel, else one after the other
    * (so that a failure or a cancel stops the rest).
    */
-  async evaluateAll(jobs: readonly [Perturbation, () => string][]): Promise<Float64Array[][]> {
+  async evaluateAll(jobs: readonly (readonly [Perturbation, () => string])[]): Promise<Float64Array[][]> {
     if (this.concurrency > 1) return Promise.all(jobs.map(([perturbation, what]) => this.evaluate(perturbation, what)));
     const results: Float64Array[][] = [];
     for (const [perturbation, what] of jobs) results.push(await this.evaluate(perturbation, what));

@@ -6,7 +6,8 @@
  */
 import { xoroshiro128plusFromState } from "pure-rand/generator/xoroshiro128plus";
 import { Code, isTesseractError, TesseractError } from "../errors";
-import { DataType } from "../tensor/codec";
+import { checkFinite } from "./finite";
+import { pairNoise, PROBE_POINTS, PROBE_SPACING, type Pair } from "./noise";
 import type { ResolvedOptions, StochasticEstimatorName } from "./options";
 import { elementName, type InputLeaf, type Problem } from "./problem";
 import type { StepRule } from "./steps";
@@ -40,8 +41,12 @@ export function effectiveAlgorithm(n: number, options: ResolvedOptions): Resolve
  */
 export const ADAPTIVE_MULTIPLES = [16, 4, 1, 1 / 4, 1 / 16, 1 / 64];
 
-/** Apply calls a Jacobian (or VJP) will make for n input elements. */
+/**
+ * Apply calls a Jacobian (or VJP) will make for n input elements. The rules with error estimates
+ * add f(x) and the noise probe once per request (noise.ts): 1 + PROBE_POINTS = 9.
+ */
 export function plannedEvaluations(n: number, options: ResolvedOptions): number {
+  const probe = n > 0 ? 1 + PROBE_POINTS : 0;
   switch (effectiveAlgorithm(n, options)) {
     case "central":
       return 2 * n;
@@ -50,13 +55,18 @@ export function plannedEvaluations(n: number, options: ResolvedOptions): number 
     case "stochastic":
       return 2 * (options.numSamples ?? defaultNumSamples(n));
     case "richardson":
-      return 4 * n;
+      return 2 * RICHARDSON_MULTIPLES.length * n + probe;
     case "adaptive":
-      return 2 * ADAPTIVE_MULTIPLES.length * n;
+      return 2 * ADAPTIVE_MULTIPLES.length * n + probe;
   }
 }
 
+/** The rows of the Jacobian by the options' rule, each checked to be finite. */
 export function rows(problem: Problem, options: ResolvedOptions): AsyncGenerator<Row> {
+  return finiteRows(problem, ruleRows(problem, options));
+}
+
+function ruleRows(problem: Problem, options: ResolvedOptions): AsyncGenerator<Row> {
   const steps = problem.stepRule(options);
   switch (effectiveAlgorithm(problem.size, options)) {
     case "central":
@@ -69,6 +79,19 @@ export function rows(problem: Problem, options: ResolvedOptions): AsyncGenerator
       return extrapolatedRows(problem, steps, RICHARDSON_MULTIPLES);
     case "adaptive":
       return extrapolatedRows(problem, steps, ADAPTIVE_MULTIPLES);
+  }
+}
+
+/** Passes rows on after checkFinite on their values and error estimates. */
+async function* finiteRows(problem: Problem, source: AsyncGenerator<Row>): AsyncGenerator<Row> {
+  for await (const row of source) {
+    const element = elementName(problem.leaves[row.leaf], row.index);
+    problem.outputs!.forEach((out, o) => {
+      const entry = (i: number) => `d ${out.path}${out.shape.length ? ` (flat index ${i})` : ""} / d ${element}`;
+      checkFinite(row.values[o], entry);
+      if (row.errors) checkFinite(row.errors[o], (i) => `the error estimate of ${entry(i)}`);
+    });
+    yield row;
   }
 }
 
@@ -96,8 +119,24 @@ function elementRows(problem: Problem, evaluationsPerRow: number, row: (leaf: nu
 }
 
 /**
- * A central difference at `multiple` times the step: D = (f(x + mh) - f(x - mh)) / (x+ - x-), and,
- * when `estimate`, the rounding error it carries.
+ * Over the engine's own copies of f(x+) and f(x-) (used once): D = (f+ - f-) / width into `plus`, and
+ * the pair's mean (f+ + f-) / 2, for noise.ts's pairNoise, into `minus`.
+ */
+export function centralQuotient(plus: Float64Array[], minus: Float64Array[], width: number): { values: Float64Array[]; mean: Float64Array[] } {
+  plus.forEach((p, o) => {
+    const m = minus[o];
+    for (let i = 0; i < p.length; i++) {
+      const [fp, fm] = [p[i], m[i]];
+      p[i] = (fp - fm) / width;
+      m[i] = (fp + fm) / 2;
+    }
+  });
+  return { values: plus, mean: minus };
+}
+
+/**
+ * A central difference at `multiple` times the step: D = (f(x + mh) - f(x - mh)) / (x+ - x-); noise
+ * of level σ in f reaches D as σ · √2 / |x+ - x-|. With `estimate`, also the rounding it carries.
  */
 async function central(problem: Problem, steps: StepRule, leaf: number, index: number, multiple: number, estimate = false): Promise<CentralDifference> {
   if (!steps.inside(leaf, index, multiple) || !steps.inside(leaf, index, -multiple)) return oneSided(problem, steps, leaf, index, multiple, estimate);
@@ -108,15 +147,27 @@ async function central(problem: Problem, steps: StepRule, leaf: number, index: n
     [[{ leaf, index, value: plus }], () => `${elementName(input, index)} + ${multiple === 1 ? "" : multiple}h`],
     [[{ leaf, index, value: minus }], () => `${elementName(input, index)} - ${multiple === 1 ? "" : multiple}h`],
   ]);
-  const rounding = estimate ? roundingError(problem, fPlus, fMinus, plus - minus) : [];
-  return { values: quotient(fPlus, fMinus, plus - minus), halfWidth: (plus - minus) / 2, rounding };
+  const width = plus - minus;
+  const rounding = estimate ? stencilRounding(problem, [1 / width, -1 / width], [fPlus, fMinus]) : [];
+  return { ...centralQuotient(fPlus, fMinus, width), halfWidth: width / 2, spread: Math.SQRT2 / Math.abs(width), rounding };
+}
+
+/**
+ * The rounding a stencil D = sum_p c_p f_p carries: sum_p |c_p| r_p per output value, r_p the rounding
+ * of f_p's values (Problem.rounding: half an ulp of each, or a contraction's own account).
+ */
+export function stencilRounding(problem: Problem, coefficients: readonly number[], evaluations: readonly Float64Array[][]): Float64Array[] {
+  const roundings = evaluations.map((f) => problem.rounding(f));
+  return roundings[0].map((first, o) => first.map((_, i) => coefficients.reduce((sum, c, p) => sum + Math.abs(c) * roundings[p][o][i], 0)));
 }
 
 /**
  * Near a domain bound: the one-sided second-order stencil on the side with room, through f at
  * x, x1 = x + s h and x2 = x + 2 s h (s = ±1; the points actually taken):
  *   f'(x) ~= -(h1 + h2) / (h1 h2) f(x) + h2 / (h1 (h2 - h1)) f(x1) - h1 / (h2 (h2 - h1)) f(x2),
- * with h1 = x1 - x, h2 = x2 - x (for h2 = 2 h1: (-3 f(x) + 4 f(x1) - f(x2)) / 2h1). Error O(h^2);
+ * with h1 = x1 - x, h2 = x2 - x (for h2 = 2 h1: (-3 f(x) + 4 f(x1) - f(x2)) / 2h1), written
+ * c0 = -(1/h1 + 1/h2), c1 = (1/h1) h2 / (h2 - h1), c2 = -(1/h2) h1 / (h2 - h1) so that no product of
+ * steps overflows or underflows. Error O(h^2); noise σ in f reaches it as σ · sqrt(c0² + c1² + c2²).
  * f(x) is evaluated once per request.
  */
 async function oneSided(problem: Problem, steps: StepRule, leaf: number, index: number, multiple: number, estimate: boolean): Promise<CentralDifference> {
@@ -140,19 +191,13 @@ async function oneSided(problem: Problem, steps: StepRule, leaf: number, index: 
     ]),
   ]);
   const [h1, h2] = [x1 - x, x2 - x];
-  const [c0, c1, c2] = [-(h1 + h2) / (h1 * h2), h2 / (h1 * (h2 - h1)), -h1 / (h2 * (h2 - h1))];
-  const rounding = estimate ? f1.map((v, o) => v.map((y, i) => UNIT_ROUNDOFF * (Math.abs(c0 * f0[o][i]) + Math.abs(c1 * y) + Math.abs(c2 * f2[o][i])))) : [];
+  const [c0, c1, c2] = [-(1 / h1 + 1 / h2), (1 / h1) * (h2 / (h2 - h1)), -(1 / h2) * (h1 / (h2 - h1))];
+  const rounding = estimate ? stencilRounding(problem, [c0, c1, c2], [f0, f1, f2]) : [];
   f1.forEach((v, o) => {
     for (let i = 0; i < v.length; i++) v[i] = c0 * f0[o][i] + c1 * v[i] + c2 * f2[o][i];
   });
-  return { values: f1, halfWidth: Math.abs(h1), rounding };
+  return { values: f1, halfWidth: Math.abs(h1), spread: Math.hypot(c0, c1, c2), rounding };
 }
-
-/**
- * A few ulps of FP64 (2^-53 each): apply's own rounding, not just the last one, enters every output.
- * FP32 outputs scale it by 2^29 (to 2^-24 per ulp).
- */
-const UNIT_ROUNDOFF = 8 * 2 ** -53;
 
 /** Central: J[:, j] = (f(x + h e_j) - f(x - h e_j)) / (x_j+ - x_j-); 2n evaluations, error O(h^2). */
 function centralRows(problem: Problem, steps: StepRule): AsyncGenerator<Row> {
@@ -176,16 +221,33 @@ async function* forwardRows(problem: Problem, steps: StepRule): AsyncGenerator<R
 
 /**
  * Richardson extrapolation over central differences at decreasing steps m_0 h > m_1 h > ...:
- *   R_k = D_k + (D_k - D_{k-1}) / ((a_{k-1} / a_k)^2 - 1),
+ *   R_k = D_k + (D_k - D_{k-1}) / (q_k - 1),  q_k = (a_{k-1} / a_k)^2,
  * with a_k the half-widths actually taken (exactly 2 apart: R = (4 D_k - D_{k-1}) / 3, the 4-evaluation
- * 5-point stencil, error O(h^4)). Each R_k's error is estimated by the O(h^2) term it removed,
- * |R_k - D_k|, plus its rounding (4/3 of D_k's and 1/3 of D_{k-1}'s). With two multiples this is
- * ALGORITHM_RICHARDSON; with more, ALGORITHM_ADAPTIVE keeps per entry the R_k of smallest estimate.
+ * 5-point stencil, error O(h^4)). Each R_k's error is estimated as truncation + NOISE_DEVIATIONS · noise:
+ * - noise, the standard deviation of what reaches R_k from f: with N_k = σ s_k + r_k for D_k (σ the
+ *   noise level of f, measured: noise.ts and rowNoise; s_k the spread of D_k's stencil; r_k the
+ *   rounding of the values it was formed from), ν_k = sqrt((q_k N_k)^2 + N_{k-1}^2) / (q_k - 1);
+ * - with one extrapolation (ALGORITHM_RICHARDSON): truncation |R - D_1|, the O(h^2) term it removed;
+ *   noise ν;
+ * - with several (ALGORITHM_ADAPTIVE): truncation |R_k - R_{k-1}| + 2 |R_k - R_{k+1}|, noise
+ *   ν_k + ν_{k+1} (each term where that neighbour exists). While the steps resolve the function,
+ *   R_{k-1} is off by about (a_{k-1}/a_k)^4 = 256 times R_k's truncation and R_{k+1} by 1/256 of it:
+ *   the finer disagreement measures R_k's own truncation (through R_{k+1}'s noise as well as R_k's,
+ *   so both count; doubled for margin), and the coarser one is large exactly where the steps are too
+ *   long for the function. ALGORITHM_ADAPTIVE keeps per entry the R_k of smallest estimate: the step
+ *   that balances truncation against the function's measured noise.
  */
 export const RICHARDSON_MULTIPLES = [2, 1];
 
+/**
+ * Noise counts in the error estimates at this many standard deviations: a bound, not a typical size,
+ * with room for σ itself being measured from a few samples (a factor ~2 either way).
+ */
+const NOISE_DEVIATIONS = 4;
+
 function extrapolatedRows(problem: Problem, steps: StepRule, multiples: readonly number[]): AsyncGenerator<Row> {
   const adaptive = multiples.length > 2;
+  const noise = () => problem.noise(() => steps.probe(PROBE_SPACING, PROBE_POINTS));
   return elementRows(problem, 2 * multiples.length, async (leaf, index) => {
     const differences: CentralDifference[] = [];
     for (const m of multiples) {
@@ -199,55 +261,76 @@ function extrapolatedRows(problem: Problem, steps: StepRule, multiples: readonly
       }
     }
     if (differences.length < 2) throw new TesseractError(Code.FAILED_PRECONDITION, `${elementName(problem.leaves[leaf], index)}: fewer than two of the adaptive steps could be evaluated (see adjusted_steps)`);
-    return { leaf, index, ...extrapolate(differences) };
+    return { leaf, index, ...extrapolate(differences, rowNoise(await noise(), differences, await problem.base())) };
   });
-}
-
-/** Central differences at decreasing half-widths, each with its rounding error, for `extrapolate`. */
-export interface CentralDifference {
-  values: Float64Array[];
-  halfWidth: number;
-  rounding: Float64Array[];
 }
 
 /**
- * Richardson over consecutive differences (formula above); per entry, the R_k of smallest estimate.
- * With three or more steps, R_k's estimate also counts its disagreement with R_{k-1}: where the
- * steps are too long for the function (it oscillates or curves within them), successive
- * extrapolations disagree and that step loses.
+ * σ for one row: the request's probe, or the sample its own two smallest central pairs and f(x)
+ * give (noise.ts's pairNoise), whichever is larger: the probe sees the noise near x with several
+ * samples, the pairs see it where this row's differences were taken.
  */
-export function extrapolate(differences: readonly CentralDifference[]): { values: Float64Array[]; errors: Float64Array[] } {
-  const values = differences[0].values.map((v) => new Float64Array(v.length));
-  const errors = differences[0].values.map((v) => new Float64Array(v.length));
-  let previous: Float64Array[] | undefined;
+export function rowNoise(probe: Float64Array[], differences: readonly CentralDifference[], base: Float64Array[]): Float64Array[] {
+  const pairs = differences.filter((d): d is CentralDifference & Pair => d.mean !== undefined).sort((a, b) => Math.abs(a.halfWidth) - Math.abs(b.halfWidth));
+  if (pairs.length < 2) return probe;
+  const local = pairNoise(base, pairs[0], pairs[1]);
+  return probe.map((p, o) => p.map((s, i) => Math.max(s, local[o][i])));
+}
+
+/** A difference quotient at one step, for `extrapolate`. */
+export interface CentralDifference {
+  values: Float64Array[];
+  halfWidth: number;
+  /** sqrt(sum of its stencil's coefficients squared): noise σ in f becomes σ · spread in D. */
+  spread: number;
+  /** The rounding of the f values it was formed from, carried into D (stencilRounding). */
+  rounding: Float64Array[];
+  /** (f(x+) + f(x-)) / 2, for a central pair (not a one-sided stencil). */
+  mean?: Float64Array[];
+}
+
+/** R_k per output value, with ν_k, its noise's standard deviation. */
+interface Extrapolation {
+  values: Float64Array[];
+  noise: Float64Array[];
+}
+
+/**
+ * Richardson over consecutive differences, with their error estimates (formulas above), σ being the
+ * noise level of each output value; per entry, the R_k of smallest estimate.
+ */
+export function extrapolate(differences: readonly CentralDifference[], sigma: readonly Float64Array[]): { values: Float64Array[]; errors: Float64Array[] } {
+  const extrapolations: Extrapolation[] = [];
   for (let k = 1; k < differences.length; k++) {
     const [coarse, fine] = [differences[k - 1], differences[k]];
-    const ratio = (coarse.halfWidth / fine.halfWidth) ** 2 - 1;
-    const current = fine.values.map((d, o) => {
-      const extrapolated = new Float64Array(d.length);
-      for (let i = 0; i < d.length; i++) {
-        extrapolated[i] = d[i] + (d[i] - coarse.values[o][i]) / ratio;
-        const rounding = (fine.rounding[o][i] * (ratio + 1) + coarse.rounding[o][i]) / ratio;
-        const disagreement = previous ? Math.abs(extrapolated[i] - previous[o][i]) : 0;
-        const error = Math.abs(extrapolated[i] - d[i]) + disagreement + rounding;
-        if (k === 1 || error < errors[o][i]) {
-          values[o][i] = extrapolated[i];
+    const q = (coarse.halfWidth / fine.halfWidth) ** 2;
+    // Noise in D_k: N_k = σ s_k + its rounding; in R_k: sqrt((q N_k)^2 + N_{k-1}^2) / (q - 1).
+    const noise = (d: CentralDifference, o: number, i: number) => sigma[o][i] * d.spread + d.rounding[o][i];
+    extrapolations.push({
+      values: fine.values.map((d, o) => d.map((v, i) => v + (v - coarse.values[o][i]) / (q - 1))),
+      noise: fine.values.map((d, o) => d.map((_, i) => Math.hypot(q * noise(fine, o, i), noise(coarse, o, i)) / (q - 1))),
+    });
+  }
+  const values = differences[0].values.map((v) => new Float64Array(v.length));
+  const errors = differences[0].values.map((v) => new Float64Array(v.length));
+  extrapolations.forEach((R, k) => {
+    const [coarser, finer] = [extrapolations[k - 1], extrapolations[k + 1]];
+    R.values.forEach((r, o) => {
+      for (let i = 0; i < r.length; i++) {
+        const truncation =
+          extrapolations.length === 1
+            ? Math.abs(r[i] - differences[1].values[o][i])
+            : (coarser ? Math.abs(r[i] - coarser.values[o][i]) : 0) + (finer ? 2 * Math.abs(r[i] - finer.values[o][i]) : 0);
+        const noise = R.noise[o][i] + (finer ? finer.noise[o][i] : 0);
+        const error = truncation + NOISE_DEVIATIONS * noise;
+        if (k === 0 || error < errors[o][i]) {
+          values[o][i] = r[i];
           errors[o][i] = error;
         }
       }
-      return extrapolated;
     });
-    previous = current;
-  }
-  return { values, errors };
-}
-
-/** Rounding in f, about u|f| per value, carried into (f+ - f-) / width. */
-export function roundingError(problem: Problem, fPlus: Float64Array[], fMinus: Float64Array[], width: number): Float64Array[] {
-  return fPlus.map((p, o) => {
-    const u = UNIT_ROUNDOFF * (problem.outputs![o].datatype === DataType.DATA_TYPE_FP32 ? 2 ** 29 : 1);
-    return p.map((v, i) => (u * (Math.abs(v) + Math.abs(fMinus[o][i]))) / Math.abs(width));
   });
+  return { values, errors };
 }
 
 /**
@@ -317,7 +400,7 @@ async function* stochasticRows(problem: Problem, steps: StepRule, samples: numbe
 
 /**
  * SPSA rows: J[:, j] = mean_k s_k with s_k = (f(x+) - f(x-))_k / (x+ - x-)_kj, and the sample
- * standard error sqrt(sum_k (s_k - mean)^2 / (K (K - 1))) as each entry's error estimate.
+ * standard error sqrt(sum_k (s_k - mean)^2 / (K (K - 1))) as each entry's error estimate (K >= 2).
  */
 function* spsaRows(leaves: readonly InputLeaf[], differences: Float64Array[][], taken: Float64Array[][]): Generator<Row> {
   const K = differences.length;
@@ -335,7 +418,8 @@ function* spsaRows(leaves: readonly InputLeaf[], differences: Float64Array[][], 
           }
         });
       }
-      const errors = values.map((mean, o) => mean.map((m, i) => Math.sqrt(Math.max(0, squares[o][i] - K * m * m) / (K * (K - 1)))));
+      // One sample has no spread to measure: no standard error then.
+      const errors = K > 1 ? values.map((mean, o) => mean.map((m, i) => Math.sqrt(Math.max(0, squares[o][i] - K * m * m) / (K * (K - 1))))) : undefined;
       yield { leaf, index, values, errors };
     }
   }

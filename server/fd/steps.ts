@@ -4,6 +4,7 @@
  * differs from the nominal h (tesseract-core divides by h and is wrong there).
  */
 
+import { invalidArgument, type TesseractError } from "../errors";
 import { ENGINE_DEFAULTS, type AlgorithmName, type ResolvedOptions } from "./options";
 import type { DomainBounds } from "../tesseract";
 import { elementName, type InputLeaf } from "./problem";
@@ -33,16 +34,23 @@ export function stepped(x: number, h: number, fp32: boolean): number {
 }
 
 const MACHINE_EPSILON = { fp64: Number.EPSILON, fp32: 2 ** -23 };
+/** The largest finite FP64 and FP32 numbers. */
+const LARGEST = { fp64: Number.MAX_VALUE, fp32: 3.4028234663852886e38 };
 
 /**
  * The error-optimal relative step for a rule of order p, eps ≈ ε^(1/(p+1)) with ε the input's machine
  * epsilon (truncation ~ h^p balanced against rounding ~ ε/h): forward (p = 1) √ε ≈ 1.5e-8,
  * central (p = 2) ∛ε ≈ 6.1e-6, Richardson (p = 4) ε^(1/5) ≈ 7.4e-4 for FP64; FP32: 3.5e-4, 4.9e-3, 0.041.
+ * The adaptive rule extrapolates in pairs (4h, h), (h, h/4), ... down to h/64 (rows.ts): with
+ * h = ε^(1/5) / 4 its largest pair meets Richardson's optimum (4h = ε^(1/5)) and its smallest steps
+ * reach towards central's (h/64 ≈ 2.9e-6), so it is never far worse than either: 1.8e-4 (FP64),
+ * 0.010 (FP32).
  */
 export function defaultRelativeEps(algorithm: AlgorithmName, fp32: boolean): number {
   const e = fp32 ? MACHINE_EPSILON.fp32 : MACHINE_EPSILON.fp64;
   if (algorithm === "forward") return Math.sqrt(e);
   if (algorithm === "richardson") return e ** (1 / 5);
+  if (algorithm === "adaptive") return e ** (1 / 5) / 4;
   return Math.cbrt(e);
 }
 
@@ -57,6 +65,8 @@ const MAX_ADJUSTED_NAMED = 100;
  */
 export class StepRule {
   private readonly eps: number[];
+  /** Where each leaf's eps comes from, for messages. */
+  private readonly epsSource: string[];
   private readonly typical: number[];
   private readonly relative: boolean;
   private readonly noted = new Set<string>();
@@ -70,6 +80,7 @@ export class StepRule {
   ) {
     this.relative = options.stepMode === "relative";
     this.eps = leaves.map((l) => options.epsByPath?.[l.path] ?? options.eps ?? (this.relative ? defaultRelativeEps(options.algorithm, l.fp32) : ENGINE_DEFAULTS.eps));
+    this.epsSource = leaves.map((l) => (options.epsByPath?.[l.path] !== undefined ? `options.eps_by_path.{${l.path}}` : options.eps !== undefined ? "eps" : "the default eps"));
     this.typical = leaves.map((l) => options.typical?.[l.path] ?? 1);
   }
 
@@ -78,16 +89,43 @@ export class StepRule {
     return this.relative ? this.eps[leaf] * Math.max(Math.abs(x), this.typical[leaf]) : this.eps[leaf];
   }
 
-  /** x_j + multiple · h_j in the leaf's precision; one ulp away when the step would round to nothing. */
+  /**
+   * x_j + multiple · h_j in the leaf's precision; one ulp away when the step would round to nothing.
+   * Refused (INVALID_ARGUMENT) unless it and twice its distance from x_j are finite, so that the
+   * width between any two points of a stencil, x ± multiple · h, is finite too.
+   */
   perturbed(leaf: number, index: number, multiple: number): number {
     const input = this.leaves[leaf];
-    const y = this.perturbedValue(leaf, index, multiple);
-    if (y === input.data[index]) {
+    const x = input.data[index];
+    let y = this.perturbedValue(leaf, index, multiple);
+    if (y === x) {
       const h = multiple * this.size(leaf, y);
       this.note(`${elementName(input, index)}: a step of ${h} is below one ulp of ${y}; stepped one ulp instead`);
-      return nextAfter(y, h > 0, input.fp32);
+      y = nextAfter(y, h > 0, input.fp32);
     }
+    if (!Number.isFinite(y) || !Number.isFinite(2 * (y - x))) throw this.overflow(leaf, index, multiple, y);
     return y;
+  }
+
+  /** The refusal of a step whose point, or whose width, is not a finite number. */
+  overflow(leaf: number, index: number, multiple: number, y: number): TesseractError {
+    const input = this.leaves[leaf];
+    const x = input.data[index];
+    const m = Math.abs(multiple) === 1 ? "" : `${Math.abs(multiple)}`;
+    const precision = input.fp32 ? "FP32" : "FP64";
+    const largest = input.fp32 ? LARGEST.fp32 : LARGEST.fp64;
+    // |x| + m h must stay below the largest number, and 2 m h too (the width between x - m h and x + m h).
+    const limit = Math.min(largest - Math.abs(x), largest / 2) / Math.abs(multiple);
+    return invalidArgument(
+      `${this.describeStep(leaf)} gives ${elementName(input, index)} = ${x} the step h = ${this.size(leaf, x)}, and x ${multiple < 0 ? "-" : "+"} ${m}h = ${y} ` +
+        `(or its distance from x) is not a finite ${precision} number; expected h at most ${limit.toPrecision(3)} here, so that x ± ${m}h and the width between them are finite: use a smaller eps`,
+    );
+  }
+
+  /** How h is set for a leaf, for messages: "eps = 1e+308 (absolute steps, h = eps)". */
+  describeStep(leaf: number): string {
+    const rule = this.relative ? `relative steps, h = eps · max(|x|, typical magnitude ${this.typical[leaf]})` : "absolute steps, h = eps";
+    return `${this.epsSource[leaf]} = ${this.eps[leaf]} (${rule})`;
   }
 
   /** fl(x_j + multiple · h_j) in the leaf's precision (may equal x_j; `perturbed` never does). */
@@ -111,6 +149,21 @@ export class StepRule {
       length = Math.min(length, this.size(l, largest));
     });
     return length;
+  }
+
+  /**
+   * The noise probe's increment p_j for every element (noise.ts): spacing · h_j towards +inf, or
+   * towards -inf when `count` increments would leave the domain; 0 where neither side has room or
+   * the points would not be finite (that element's own steps are refused with a message).
+   */
+  probe(spacing: number, count: number): Float64Array[] {
+    return this.leaves.map((input, leaf) =>
+      Float64Array.from(input.data, (x) => {
+        const p = spacing * this.size(leaf, x);
+        const fits = (y: number) => Number.isFinite(input.fp32 ? Math.fround(y) : y) && this.contains(leaf, y);
+        return fits(x + count * p) ? p : fits(x - count * p) ? -p : 0;
+      }),
+    );
   }
 
   /** Whether x_j + multiple · h_j stays strictly inside the leaf's domain bounds. */

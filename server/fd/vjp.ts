@@ -2,12 +2,19 @@
  * Vector-Jacobian product: the gradient of the scalar phi(x) = sum_o <c_o, f_o(x)>. Each evaluation's
  * outputs are contracted with the cotangent as soon as they arrive, so rows are scalars and no
  * Jacobian is ever held: memory is O(n + m). With the stochastic rule this is SPSA on phi.
+ *
+ * The contraction uses c / 2^e, 2^e ≈ max |c_i| (finite.ts: exact), so that phi neither overflows
+ * nor underflows whatever the cotangent's scale; the gradient is multiplied back by 2^e at the end
+ * (a true result beyond FP64 is refused there, not answered as Inf). phi's rounding is not u |phi|
+ * (its terms may cancel) but sum_o u_o sum_i |c_i f_i|, u_o the unit roundoff of output o's datatype
+ * (2^-24 for FP32): the floor under the noise level the error estimates use (noise.ts).
  */
 import { invalidArgument } from "../errors";
 import { DataType } from "../tensor/codec";
 import type { Evaluator, OutputInfo, Perturbation } from "../eval/evaluator";
+import { binaryScale, checkFinite } from "./finite";
 import type { ResolvedOptions } from "./options";
-import { Problem } from "./problem";
+import { elementName, Problem, unitRoundoff } from "./problem";
 import { rows } from "./rows";
 
 export interface Cotangent {
@@ -16,18 +23,21 @@ export interface Cotangent {
   values: Float64Array;
 }
 
-/** Wraps an evaluator so that each evaluation returns [phi]. */
+/** Wraps an evaluator so that each evaluation returns [phi], phi = sum <c / scale, f>. */
 class ContractedEvaluator implements Evaluator {
   private ordered: Float64Array[] | undefined;
+  /** Each returned phi's rounding, sum_o u_o sum_i |c_i f_i| / scale, for `rounding`. */
+  private readonly roundings = new WeakMap<Float64Array, number>();
 
   constructor(
     private readonly inner: Evaluator,
     private readonly cotangent: readonly Cotangent[],
     private readonly field: string,
+    private readonly scale: number,
   ) {}
 
   get outputs(): OutputInfo[] | undefined {
-    return this.inner.outputs && [{ path: "phi", shape: [], datatype: DataType.DATA_TYPE_FP64 }];
+    return this.inner.outputs && [{ path: `<${this.field}, outputs>`, shape: [], datatype: DataType.DATA_TYPE_FP64 }];
   }
 
   get calls(): number {
@@ -40,13 +50,26 @@ class ContractedEvaluator implements Evaluator {
 
   async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
     const outputs = await this.inner.evaluate(perturbation);
-    this.ordered ??= matchCotangent(this.inner.outputs!, this.cotangent, this.field);
+    this.ordered ??= matchCotangent(this.inner.outputs!, this.cotangent, this.field).map((c) => c.map((v) => v / this.scale));
     let phi = 0;
+    let rounding = 0;
     outputs.forEach((values, o) => {
       const c = this.ordered![o];
-      for (let i = 0; i < values.length; i++) phi += c[i] * values[i];
+      let magnitude = 0;
+      for (let i = 0; i < values.length; i++) {
+        const term = c[i] * values[i];
+        phi += term;
+        magnitude += Math.abs(term);
+      }
+      rounding += unitRoundoff(this.inner.outputs![o].datatype) * magnitude;
     });
-    return [Float64Array.of(phi)];
+    const result = Float64Array.of(phi);
+    this.roundings.set(result, rounding);
+    return [result];
+  }
+
+  rounding(outputs: Float64Array[]): Float64Array[] {
+    return [Float64Array.of(this.roundings.get(outputs[0]) ?? 0)];
   }
 }
 
@@ -77,12 +100,17 @@ export async function vjp(
   field: string,
   signal?: AbortSignal,
 ): Promise<{ values: Float64Array[]; errors?: Float64Array[]; adjustedSteps: string[] }> {
-  const contracted = new Problem(problem.leaves, new ContractedEvaluator(inner, cotangent, field), signal, problem.bounds);
+  const scale = binaryScale(cotangent.map((c) => c.values)) || 1;
+  const contracted = new Problem(problem.leaves, new ContractedEvaluator(inner, cotangent, field, scale), signal, problem.bounds);
   const values = problem.leaves.map((leaf) => new Float64Array(leaf.size));
   let errors: Float64Array[] | undefined;
   for await (const row of rows(contracted, options)) {
-    values[row.leaf][row.index] = row.values[0][0];
-    if (row.errors) (errors ??= problem.leaves.map((leaf) => new Float64Array(leaf.size)))[row.leaf][row.index] = row.errors[0][0];
+    values[row.leaf][row.index] = scale * row.values[0][0];
+    if (row.errors) (errors ??= problem.leaves.map((leaf) => new Float64Array(leaf.size)))[row.leaf][row.index] = scale * row.errors[0][0];
   }
+  problem.leaves.forEach((leaf, l) => {
+    checkFinite(values[l], (j) => `the VJP for ${elementName(leaf, j)}`);
+    if (errors) checkFinite(errors[l], (j) => `the VJP's error estimate for ${elementName(leaf, j)}`);
+  });
   return { values, errors, adjustedSteps: contracted.adjustedSteps() };
 }
