@@ -85,12 +85,13 @@ function ruleRows(problem: Problem, options: ResolvedOptions): AsyncGenerator<Ro
 /** Passes rows on after checkFinite on their values and error estimates. */
 async function* finiteRows(problem: Problem, source: AsyncGenerator<Row>): AsyncGenerator<Row> {
   for await (const row of source) {
-    const element = elementName(problem.leaves[row.leaf], row.index);
-    problem.outputs!.forEach((out, o) => {
-      const entry = (i: number) => `d ${out.path}${out.shape.length ? ` (flat index ${i})` : ""} / d ${element}`;
+    // Names are built only for a refusal: this runs once per row.
+    const outputs = problem.outputs!;
+    for (let o = 0; o < outputs.length; o++) {
+      const entry = (i: number) => `d ${outputs[o].path}${outputs[o].shape.length ? ` (flat index ${i})` : ""} / d ${elementName(problem.leaves[row.leaf], row.index)}`;
       checkFinite(row.values[o], entry);
       if (row.errors) checkFinite(row.errors[o], (i) => `the error estimate of ${entry(i)}`);
-    });
+    }
     yield row;
   }
 }
@@ -126,7 +127,8 @@ export function centralQuotient(plus: Float64Array[], minus: Float64Array[], wid
   plus.forEach((p, o) => {
     const m = minus[o];
     for (let i = 0; i < p.length; i++) {
-      const [fp, fm] = [p[i], m[i]];
+      const fp = p[i];
+      const fm = m[i];
       p[i] = (fp - fm) / width;
       m[i] = (fp + fm) / 2;
     }
@@ -148,8 +150,10 @@ async function central(problem: Problem, steps: StepRule, leaf: number, index: n
     [[{ leaf, index, value: minus }], () => `${elementName(input, index)} - ${multiple === 1 ? "" : multiple}h`],
   ]);
   const width = plus - minus;
-  const rounding = estimate ? stencilRounding(problem, [1 / width, -1 / width], [fPlus, fMinus]) : [];
-  return { ...centralQuotient(fPlus, fMinus, width), halfWidth: width / 2, spread: Math.SQRT2 / Math.abs(width), rounding };
+  if (!estimate) return { values: quotient(fPlus, fMinus, width), halfWidth: width / 2, spread: Math.SQRT2 / Math.abs(width), rounding: [] };
+  const rounding = stencilRounding(problem, [1 / width, -1 / width], [fPlus, fMinus]);
+  const { values, mean } = centralQuotient(fPlus, fMinus, width);
+  return { values, mean, halfWidth: width / 2, spread: Math.SQRT2 / Math.abs(width), rounding };
 }
 
 /**

@@ -34,6 +34,8 @@ class ContractedEvaluator implements Evaluator {
     private readonly cotangent: readonly Cotangent[],
     private readonly field: string,
     private readonly scale: number,
+    /** Whether the rule estimates errors (and so asks for `rounding`): else none is kept. */
+    private readonly keepRounding: boolean,
   ) {}
 
   get outputs(): OutputInfo[] | undefined {
@@ -64,7 +66,7 @@ class ContractedEvaluator implements Evaluator {
       rounding += unitRoundoff(this.inner.outputs![o].datatype) * magnitude;
     });
     const result = Float64Array.of(phi);
-    this.roundings.set(result, rounding);
+    if (this.keepRounding) this.roundings.set(result, rounding);
     return [result];
   }
 
@@ -101,7 +103,8 @@ export async function vjp(
   signal?: AbortSignal,
 ): Promise<{ values: Float64Array[]; errors?: Float64Array[]; adjustedSteps: string[] }> {
   const scale = binaryScale(cotangent.map((c) => c.values)) || 1;
-  const contracted = new Problem(problem.leaves, new ContractedEvaluator(inner, cotangent, field, scale), signal, problem.bounds);
+  const estimates = options.algorithm === "richardson" || options.algorithm === "adaptive";
+  const contracted = new Problem(problem.leaves, new ContractedEvaluator(inner, cotangent, field, scale, estimates), signal, problem.bounds);
   const values = problem.leaves.map((leaf) => new Float64Array(leaf.size));
   let errors: Float64Array[] | undefined;
   for await (const row of rows(contracted, options)) {
