@@ -73,7 +73,7 @@ async function grpcRawServer(n: number, chunkBytes: number) {
         planned_evaluations: 2 * n,
       },
     };
-    for (let j = 0; j < n; j++) yield* rowMessages({ leaf: 0, index: j, values: [values] }, "initial_temperature", outputs, chunkBytes);
+    for (let j = 0; j < n; j++) yield* rowMessages({ inputPath: "initial_temperature", inputIndex: j, values: [values] }, outputs, chunkBytes);
     yield { stats: { apply_calls: 0, wall_seconds: 0 } };
   }
   const server = new grpc.Server({ "grpc.max_receive_message_length": maxMessageBytes, "grpc.max_send_message_length": maxMessageBytes });

@@ -8,12 +8,13 @@ import { checkGradients, type CheckGradientsRequest, type CheckGradientsResult }
 import { Code, invalidArgument, isTesseractError, listed, quote, TesseractError } from "./errors";
 import { EvaluationBackends, type EvaluationSettings } from "./eval/backends";
 import { withTimeout } from "./eval/timeout";
-import { checkJacobianSize, jacobian, type JacobianEntry } from "./fd/jacobian";
+import { checkJacobianSize, ensureOutputs, jacobian, type JacobianEntry } from "./fd/jacobian";
 import { plannedEvaluations, rows } from "./fd/rows";
 import { jvp } from "./fd/jvp";
 import { ENGINE_DEFAULTS, resolveOptions, type RequestOptions, type ResolvedOptions } from "./fd/options";
-import { OutputSelector } from "./fd/outputs";
-import { inputLeaf, Problem, type InputLeaf } from "./fd/problem";
+import { inputLeaf, type InputLeaf } from "./eval/input-leaf";
+import { OutputSelector } from "./eval/outputs";
+import { Problem } from "./fd/problem";
 import { vjp } from "./fd/vjp";
 import { isPattern, matchesPattern, parsePath } from "./schema/paths";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
@@ -33,6 +34,39 @@ export interface VectorProduct {
   errors?: Record<string, NdArray<Float64Array>>;
   stats: EvaluationStats;
 }
+
+/** A path with the shape and datatype of what it names. */
+export interface PathShape {
+  path: string;
+  shape: number[];
+  datatype: DataType;
+}
+
+/** One row of a Jacobian: d(every requested output) / d(one input element), flat FP64 per output. */
+export interface JacobianRow {
+  inputPath: string;
+  /** Flat, row-major index of the element within its input. */
+  inputIndex: number;
+  values: Float64Array[];
+  /** Estimated absolute errors, shaped like `values`, for the rules that give them. */
+  errors?: Float64Array[];
+}
+
+/** A Jacobian produced row by row: what a transport needs to stream it. */
+export interface JacobianRowStream {
+  /** The differentiated inputs, in row order. */
+  inputs: PathShape[];
+  /** Rows in all: the inputs' total number of elements. */
+  totalRows: number;
+  plannedEvaluations: number;
+  /** The requested outputs, in the order of each row's values (evaluates f(x) first when no row has yet). */
+  outputs(): Promise<PathShape[]>;
+  rows: AsyncIterable<JacobianRow>;
+  /** The request's stats, once the rows are drained. */
+  stats(): EvaluationStats;
+}
+
+const pathShapes = (outputs: readonly PathShape[]): PathShape[] => outputs.map(({ path, shape, datatype }) => ({ path, shape, datatype }));
 
 /** Common arguments of the gradient endpoints. */
 export interface GradientRequest {
@@ -219,13 +253,17 @@ export class TesseractRuntime {
   }
 
   /** The Jacobian row by row, as produced (JacobianRows); `stats()` once the rows are drained. */
-  jacobianRows(req: GradientRequest) {
+  jacobianRows(req: GradientRequest): JacobianRowStream {
     const { problem, options, leaves, started } = this.setup(req, JACOBIAN_FIELDS);
+    const outputs = async () => pathShapes(await ensureOutputs(problem));
     return {
-      leaves,
-      problem,
+      inputs: leaves.map((l) => ({ path: l.path, shape: l.shape, datatype: l.fp32 ? DataType.DATA_TYPE_FP32 : DataType.DATA_TYPE_FP64 })),
+      totalRows: problem.size,
       plannedEvaluations: plannedEvaluations(problem.size, options),
-      rows: rows(problem, options),
+      outputs,
+      rows: (async function* () {
+        for await (const row of rows(problem, options)) yield { inputPath: leaves[row.leaf].path, inputIndex: row.index, values: row.values, errors: row.errors };
+      })(),
       stats: () => this.stats(problem, started),
     };
   }

@@ -9,7 +9,8 @@ import type { Evaluator, OutputInfo, Perturbation } from "../server/eval/evaluat
 import { jacobian } from "../server/fd/jacobian";
 import { jvp } from "../server/fd/jvp";
 import { resolveOptions, type ResolvedOptions } from "../server/fd/options";
-import { Problem, type InputLeaf } from "../server/fd/problem";
+import type { InputLeaf } from "../server/eval/input-leaf";
+import { Problem } from "../server/fd/problem";
 import { defaultNumSamples, plannedEvaluations } from "../server/fd/rows";
 import { nextAfter, stepped } from "../server/fd/steps";
 import { vjp } from "../server/fd/vjp";

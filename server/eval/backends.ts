@@ -11,11 +11,11 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { availableParallelism } from "node:os";
-import type { OutputSelector } from "../fd/outputs";
-import type { AnyMessage } from "../schema/schema";
-import type { InputLeaf } from "../fd/problem";
-import { loadDefinition } from "../grpc/definition";
-import type { TesseractRuntime } from "../runtime";
+import type { OutputSelector } from "./outputs";
+import type { AnyMessage, TesseractSchema } from "../schema/schema";
+import type { InputLeaf } from "./input-leaf";
+import { loadContract } from "../schema/contract";
+import type { DecodeLimits } from "../tensor/codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { InlineEvaluator } from "./inline";
 import { PoolEvaluator, WorkerPool } from "./pool";
@@ -109,12 +109,29 @@ class Counted implements Evaluator {
   }
 }
 
+/**
+ * What evaluations need of a loaded Tesseract (the runtime is one): its apply, its schema, and where
+ * worker threads can load it from.
+ */
+export interface EvaluationTarget {
+  /** A bundled name or module path, for worker threads; undefined: the Tesseract lives in this thread only. */
+  readonly source?: string;
+  readonly definition: { apply(inputs: never): unknown };
+  readonly schema: TesseractSchema;
+  readonly decodeLimits: DecodeLimits;
+  /** Apply calls made so far, for metrics. */
+  evaluations: number;
+  decodeInputs(any: AnyMessage | null | undefined): Record<string, unknown>;
+  apply(inputs: Record<string, unknown>, timeoutMs?: number): Promise<unknown>;
+  encodeOutputs(outputs: unknown): AnyMessage;
+}
+
 export class EvaluationBackends {
   private workerPool?: WorkerPool;
   private replicaPool?: ReplicaPool;
 
   constructor(
-    private readonly runtime: TesseractRuntime,
+    private readonly runtime: EvaluationTarget,
     private readonly settings: EvaluationSettings = { workers: 0 },
   ) {
     const workers = settings.workers ?? 0;
@@ -153,9 +170,9 @@ export class EvaluationBackends {
 
   private uncountedEvaluatorFor(job: Job): Evaluator {
     const { settings, runtime } = this;
-    const apply = (inputs: unknown) => runtime.definition.apply(inputs);
+    const apply = (inputs: unknown) => runtime.definition.apply(inputs as never);
     if (settings.replicas) {
-      this.replicaPool ??= new ReplicaPool(settings.replicas, replicaClient(runtime), {
+      this.replicaPool ??= new ReplicaPool(settings.replicas, replicaClient(), {
         concurrency: settings.concurrency ?? 16,
         maxMessageBytes: settings.maxMessageBytes ?? 64 << 20,
         evalTimeoutMs: this.timeoutMs,
@@ -179,7 +196,8 @@ export class EvaluationBackends {
   }
 }
 
-function replicaClient(runtime: TesseractRuntime): grpc.ServiceClientConstructor {
-  const loaded = grpc.loadPackageDefinition(loadDefinition(runtime).packageDefinition) as unknown as { tesseract: { v1: { Tesseract: grpc.ServiceClientConstructor } } };
+/** A client of other servers' Tesseract service: the contract alone (inputs travel as Any). */
+function replicaClient(): grpc.ServiceClientConstructor {
+  const loaded = grpc.loadPackageDefinition(loadContract()) as unknown as { tesseract: { v1: { Tesseract: grpc.ServiceClientConstructor } } };
   return loaded.tesseract.v1.Tesseract;
 }

@@ -6,8 +6,8 @@
  * is evaluated synchronously (no promise hop per evaluation); an asynchronous one is given up on
  * after `timeoutMs` (its inputs stay perturbed, but the request that owns them has failed).
  */
-import type { OutputSelector } from "../fd/outputs";
-import type { InputLeaf } from "../fd/problem";
+import type { OutputSelector } from "./outputs";
+import type { InputLeaf } from "./input-leaf";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { withTimeout } from "./timeout";
 

@@ -9,8 +9,8 @@
 import * as grpc from "@grpc/grpc-js";
 import ndarray from "ndarray";
 import { Code, TesseractError } from "../errors";
-import type { OutputSelector } from "../fd/outputs";
-import type { InputLeaf } from "../fd/problem";
+import type { OutputSelector } from "./outputs";
+import type { InputLeaf } from "./input-leaf";
 import { withLeaf } from "../schema/paths";
 import type { AnyMessage, TesseractSchema } from "../schema/schema";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";

@@ -7,18 +7,20 @@
 import { parentPort } from "node:worker_threads";
 import ndarray from "ndarray";
 import { Code, isTesseractError } from "../errors";
-import { OutputSelector } from "../fd/outputs";
-import { inputLeaf } from "../fd/problem";
+import { OutputSelector } from "./outputs";
+import { inputLeaf } from "./input-leaf";
+// The one import that goes up the floors: a worker thread loads the runtime it evaluates.
 import { loadTesseract } from "../loader";
-import type { TesseractRuntime } from "../runtime";
 import { withLeaf } from "../schema/paths";
 import { InlineEvaluator } from "./inline";
 import { reviveTree } from "./shared-tree";
 import type { ApplyResult, ApplyTask, TaskError, WorkerResult, WorkerTask } from "./worker-task";
 
-const runtimes = new Map<string, TesseractRuntime>();
+type Runtime = ReturnType<typeof loadTesseract>;
 
-function runtimeOf(tesseract: string): TesseractRuntime {
+const runtimes = new Map<string, Runtime>();
+
+function runtimeOf(tesseract: string): Runtime {
   let runtime = runtimes.get(tesseract);
   if (!runtime) runtimes.set(tesseract, (runtime = loadTesseract(tesseract)));
   return runtime;

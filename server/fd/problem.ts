@@ -3,61 +3,14 @@
  * storage) and an evaluator, plus the bookkeeping every rule shares: cancellation between
  * evaluations and error messages that say which evaluation failed.
  */
-import type { NdArray } from "ndarray";
-import { Code, invalidArgument, isTesseractError, TesseractError } from "../errors";
+import { Code, isTesseractError, TesseractError } from "../errors";
 import type { Change, Evaluator, OutputInfo, Perturbation } from "../eval/evaluator";
-import type { Segment } from "../schema/paths";
+import type { InputLeaf } from "../eval/input-leaf";
 import type { DomainBounds } from "../tesseract";
 import type { ResolvedOptions } from "./options";
 import { noiseLevels, PROBE_POINTS } from "./noise";
 import { StepRule } from "./steps";
-import type { ResolvedLeaf } from "../schema/schema";
-import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../tensor/codec";
-
-export interface InputLeaf {
-  path: string;
-  segments: Segment[];
-  shape: number[];
-  size: number;
-  /** Row-major storage of the leaf inside the base inputs. */
-  data: Float64Array | Float32Array;
-  fp32: boolean;
-}
-
-/** Checks that a resolved input leaf can be perturbed: floating point, dense row-major. */
-export function inputLeaf(leaf: ResolvedLeaf, field: string): InputLeaf {
-  const array = leaf.array as NdArray<TypedArray>;
-  const dtype = dataTypeOfArray(array.data);
-  if (dtype !== DataType.DATA_TYPE_FP64 && dtype !== DataType.DATA_TYPE_FP32) {
-    throw invalidArgument(`${field}: input path "${leaf.path}" has datatype ${dataTypeName(dtype)}; only DATA_TYPE_FP32 and DATA_TYPE_FP64 inputs can be differentiated`);
-  }
-  const shape = [...array.shape];
-  const size = shape.reduce((a, b) => a * b, 1);
-  if (array.offset !== 0 || array.data.length !== size || !isRowMajor(shape, array.stride)) {
-    throw new TesseractError(Code.INTERNAL, `input ${leaf.path} is not a dense row-major array`);
-  }
-  return { path: leaf.path, segments: leaf.segments, shape, size, data: array.data as Float64Array | Float32Array, fp32: dtype === DataType.DATA_TYPE_FP32 };
-}
-
-function isRowMajor(shape: number[], stride: number[]): boolean {
-  let expected = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    if (shape[i] > 1 && stride[i] !== expected) return false;
-    expected *= shape[i];
-  }
-  return true;
-}
-
-/** "mesh.points[3, 1]": a leaf element by its multi-index, for messages. */
-export function elementName(leaf: InputLeaf, flatIndex: number): string {
-  if (leaf.shape.length === 0) return leaf.path;
-  const index: number[] = [];
-  for (let i = leaf.shape.length - 1, rest = flatIndex; i >= 0; i--) {
-    index.unshift(rest % leaf.shape[i]);
-    rest = Math.floor(rest / leaf.shape[i]);
-  }
-  return `${leaf.path}[${index.join(", ")}]`;
-}
+import { DataType } from "../tensor/codec";
 
 /** The unit roundoff of an output's datatype: half an ulp of 1, 2^-24 for FP32 and 2^-53 for FP64. */
 export function unitRoundoff(datatype: number): number {

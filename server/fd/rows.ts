@@ -9,7 +9,8 @@ import { Code, isTesseractError, TesseractError } from "../errors";
 import { checkFinite } from "./finite";
 import { pairNoise, PROBE_POINTS, PROBE_SPACING, type Pair } from "./noise";
 import type { ResolvedOptions, StochasticEstimatorName } from "./options";
-import { elementName, type InputLeaf, type Problem } from "./problem";
+import { elementName, type InputLeaf } from "../eval/input-leaf";
+import type { Problem } from "./problem";
 import type { StepRule } from "./steps";
 import { completed } from "./window";
 

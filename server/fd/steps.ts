@@ -7,7 +7,7 @@
 import { invalidArgument, type TesseractError } from "../errors";
 import { ENGINE_DEFAULTS, type AlgorithmName, type ResolvedOptions } from "./options";
 import type { DomainBounds } from "../tesseract";
-import { elementName, type InputLeaf } from "./problem";
+import { elementName, type InputLeaf } from "../eval/input-leaf";
 
 const scratch = new DataView(new ArrayBuffer(8));
 

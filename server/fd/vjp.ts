@@ -14,7 +14,8 @@ import { DataType } from "../tensor/codec";
 import type { Evaluator, OutputInfo, Perturbation } from "../eval/evaluator";
 import { binaryScale, checkFinite } from "./finite";
 import type { ResolvedOptions } from "./options";
-import { elementName, Problem, unitRoundoff } from "./problem";
+import { elementName } from "../eval/input-leaf";
+import { Problem, unitRoundoff } from "./problem";
 import { rows } from "./rows";
 
 export interface Cotangent {

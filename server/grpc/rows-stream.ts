@@ -6,12 +6,8 @@
 import { once } from "node:events";
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import { Code, TesseractError } from "../errors";
-import type { OutputInfo } from "../eval/evaluator";
-import type { Row } from "../fd/rows";
-import { ensureOutputs } from "../fd/jacobian";
-import type { InputLeaf } from "../fd/problem";
-import type { GradientRequest, TesseractRuntime } from "../runtime";
-import { DataType, fp64Tensor } from "../tensor/codec";
+import type { GradientRequest, JacobianRow, TesseractRuntime } from "../runtime";
+import { fp64Tensor } from "../tensor/codec";
 
 /** Upper bounds of the protobuf framing around a row and around each slice (tags, lengths, varints). */
 const ROW_OVERHEAD = 32;
@@ -22,14 +18,14 @@ export const MIN_CHUNK_BYTES = 1024;
 type RowsMessage = Record<string, unknown>;
 
 /** Splits one row into messages of at most `budget` bytes, slices in output order, offsets increasing. */
-export function* rowMessages(row: Row, inputPath: string, outputs: readonly OutputInfo[], budget: number): Generator<RowsMessage> {
-  const capacity = budget - ROW_OVERHEAD - Buffer.byteLength(inputPath);
+export function* rowMessages(row: JacobianRow, outputs: readonly { path: string }[], budget: number): Generator<RowsMessage> {
+  const capacity = budget - ROW_OVERHEAD - Buffer.byteLength(row.inputPath);
   let slices: Record<string, unknown>[] = [];
   let used = 0;
   let sent = false;
   const flush = () => {
     sent = true;
-    const message = { row: { input_path: inputPath, input_index: row.index, slices } };
+    const message = { row: { input_path: row.inputPath, input_index: row.inputIndex, slices } };
     slices = [];
     used = 0;
     return message;
@@ -57,35 +53,27 @@ export function* rowMessages(row: Row, inputPath: string, outputs: readonly Outp
   if (slices.length > 0 || !sent) yield flush();
 }
 
-function pathShapes(leaves: readonly InputLeaf[], outputs: readonly OutputInfo[]) {
-  return {
-    inputs: leaves.map((l) => ({ path: l.path, shape: l.shape, datatype: l.fp32 ? DataType.DATA_TYPE_FP32 : DataType.DATA_TYPE_FP64 })),
-    outputs: outputs.map((o) => ({ path: o.path, shape: o.shape, datatype: o.datatype })),
-  };
-}
-
 /** Every message of one JacobianRows call, produced lazily; more than `maxRows` rows (0: any) are refused before any evaluation. */
 export async function* jacobianRowsMessages(runtime: TesseractRuntime, req: GradientRequest, budget: number, maxRows = 0): AsyncGenerator<RowsMessage> {
-  const { leaves, problem, plannedEvaluations, rows, stats } = runtime.jacobianRows(req);
-  if (maxRows > 0 && problem.size > maxRows) {
+  const stream = runtime.jacobianRows(req);
+  if (maxRows > 0 && stream.totalRows > maxRows) {
     throw new TesseractError(
       Code.RESOURCE_EXHAUSTED,
-      `jac_inputs (${leaves.map((l) => l.path).join(", ")}) have ${problem.size} elements: the stream would send ${problem.size} rows, more than this server's limit of ${maxRows} (--max-rows-per-stream); ask for fewer inputs per call`,
+      `jac_inputs (${stream.inputs.map((l) => l.path).join(", ")}) have ${stream.totalRows} elements: the stream would send ${stream.totalRows} rows, more than this server's limit of ${maxRows} (--max-rows-per-stream); ask for fewer inputs per call`,
     );
   }
-  const header = (outputs: OutputInfo[]) => ({
-    header: { ...pathShapes(leaves, outputs), total_rows: problem.size, planned_evaluations: plannedEvaluations },
-  });
-  let sentHeader = false;
-  for await (const row of rows) {
-    if (!sentHeader) {
-      yield header(problem.outputs!);
-      sentHeader = true;
-    }
-    yield* rowMessages(row, leaves[row.leaf].path, problem.outputs!, budget);
+  let outputs: { path: string }[] | undefined;
+  const header = async () => {
+    outputs = await stream.outputs();
+    return { header: { inputs: stream.inputs, outputs, total_rows: stream.totalRows, planned_evaluations: stream.plannedEvaluations } };
+  };
+  for await (const row of stream.rows) {
+    // The first row has told the outputs: the header costs no evaluation of its own.
+    if (!outputs) yield await header();
+    yield* rowMessages(row, outputs!, budget);
   }
-  if (!sentHeader) yield header(await ensureOutputs(problem));
-  yield { stats: stats() };
+  if (!outputs) yield await header();
+  yield { stats: stream.stats() };
 }
 
 /** Writes messages honouring backpressure; after a cancel 'drain' never fires, so the signal ends the wait. */

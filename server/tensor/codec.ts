@@ -181,8 +181,14 @@ export function normalizeShape(shape: TensorMessage["shape"], field: string, lim
   return dims.map(Number);
 }
 
-function elementCount(shape: readonly number[]): number {
+/** prod(shape): 1 for a scalar. */
+export function elementCount(shape: readonly number[]): number {
   return shape.reduce((n, d) => n * d, 1);
+}
+
+/** FP32 or FP64: the datatypes that can be differentiated, and tangents and cotangents be. */
+export function isFloatingPoint(dt: DataType): boolean {
+  return dt === DataType.DATA_TYPE_FP32 || dt === DataType.DATA_TYPE_FP64;
 }
 
 function checkDataType(datatype: number, field: string): TypedArrayCtor {
@@ -271,11 +277,12 @@ function gather(a: NdArray<any>, out: TypedArray, convert: (v: any) => number | 
   }
 }
 
-function isRowMajor(a: NdArray<any>): boolean {
+/** Whether strides are dense row-major (C order) for this shape; size-1 dimensions may have any stride. */
+export function isRowMajor(shape: readonly number[], stride: readonly number[]): boolean {
   let expected = 1;
-  for (let i = a.shape.length - 1; i >= 0; i--) {
-    if (a.shape[i] !== 1 && a.stride[i] !== expected) return false;
-    expected *= a.shape[i];
+  for (let i = shape.length - 1; i >= 0; i--) {
+    if (shape[i] !== 1 && stride[i] !== expected) return false;
+    expected *= shape[i];
   }
   return true;
 }
@@ -307,7 +314,7 @@ export function encodeTensor(a: NdArray<any>, datatype?: DataType): TensorWire {
   const size = ctor.BYTES_PER_ELEMENT;
   if (n === 0) return { datatype: dt, shape, data: new Uint8Array(0) };
   const data = a.data as unknown;
-  if (dt !== DataType.DATA_TYPE_BOOL && data instanceof ctor && isRowMajor(a)) {
+  if (dt !== DataType.DATA_TYPE_BOOL && data instanceof ctor && isRowMajor(a.shape, a.stride)) {
     const src = data as TypedArray;
     return { datatype: dt, shape, data: new Uint8Array(src.buffer, src.byteOffset + a.offset * size, n * size).slice() };
   }
@@ -320,7 +327,7 @@ export function encodeTensor(a: NdArray<any>, datatype?: DataType): TensorWire {
 export function toFloat64(a: NdArray<any>): Float64Array {
   const n = elementCount(a.shape);
   // The common cases in one native copy: this runs once per evaluation, on outputs of any size.
-  if (isRowMajor(a)) {
+  if (isRowMajor(a.shape, a.stride)) {
     if (a.data instanceof Float64Array) return a.data.slice(a.offset, a.offset + n);
     if (ArrayBuffer.isView(a.data) && !(a.data instanceof BigInt64Array || a.data instanceof BigUint64Array)) {
       return Float64Array.from((a.data as Exclude<TypedArray, BigInt64Array | BigUint64Array>).subarray(a.offset, a.offset + n));

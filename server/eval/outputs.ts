@@ -5,7 +5,7 @@
  */
 import type { NdArray } from "ndarray";
 import { Code, TesseractError } from "../errors";
-import type { OutputInfo } from "../eval/evaluator";
+import type { OutputInfo } from "./evaluator";
 import type { MessageSchema } from "../schema/schema";
 import { getAtPath, type Segment } from "../schema/paths";
 import { dataTypeOfArray, isNdArray, toFloat64 } from "../tensor/codec";

@@ -1,0 +1,29 @@
+/**
+ * The gRPC contract (proto/tesseract/v1/tesseract.proto) as @grpc/proto-loader loads it: for the
+ * server's service (the transport), for the clients that call other servers' Apply (apply replicas),
+ * and for reflection, with a Tesseract's own .proto files beside it.
+ */
+import * as protoLoader from "@grpc/proto-loader";
+import { PROTO_DIR } from "../proto-dir";
+
+export const SERVICE_NAME = "tesseract.v1.Tesseract";
+export const CONTRACT_PROTO = "tesseract/v1/tesseract.proto";
+
+/**
+ * snake_case fields verbatim; 64-bit integers as strings (exact); enums as numbers; unset fields
+ * absent (so optional fields tell "unset" from zero); empty lists and maps present.
+ */
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: Number,
+  defaults: false,
+  arrays: true,
+  objects: true,
+  oneofs: true,
+};
+
+/** The contract plus `files` (a Tesseract's .proto files, the health protocol), with their import folders. */
+export function loadContract(files: readonly string[] = [], includeDirs: readonly string[] = []): protoLoader.PackageDefinition {
+  return protoLoader.loadSync([CONTRACT_PROTO, ...files], { ...LOADER_OPTIONS, includeDirs: [PROTO_DIR, ...includeDirs] });
+}
