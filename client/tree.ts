@@ -12,17 +12,11 @@
 import ndarray, { type NdArray } from "ndarray";
 import { DataType, decodeTensor, encodeTensor, isNdArray, normalizeShape, toFloat64, type TypedArray } from "../server/tensor/codec";
 import type { AbstractTensor, WithTensorsAs } from "../server/tesseract";
-import { recordFrom } from "../server/records";
+import { isPlainObject, recordFrom } from "../server/records";
 import type { Tensor } from "./generated/tesseract/v1/tensor";
 
 /** Like `Arrays<T>`, but a tensor may also be abstract: `{ shape, datatype }` without data (AbstractEval). */
 export type AbstractArrays<T> = WithTensorsAs<T, NdArray<TypedArray> | AbstractTensor>;
-
-export function isPlainObject(x: unknown): x is Record<string, unknown> {
-  if (typeof x !== "object" || x === null) return false;
-  const proto = Object.getPrototypeOf(x);
-  return proto === Object.prototype || proto === null;
-}
 
 /** `{ shape: number[], datatype: number }` and no data: an abstract tensor written by hand. */
 function isAbstractLeaf(x: unknown): x is AbstractTensor {

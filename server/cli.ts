@@ -10,6 +10,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { addClientCommands, credentialsFromFlags, envOption as flag, readFlagFile } from "../client/cli-commands";
 import { DEFAULT_LIMITS } from "./grpc/calls";
 import { DEFAULT_MAX_ELEMENTS } from "./tensor/codec";
+import { MIN_CHUNK_BYTES } from "./grpc/rows-stream";
 import { startServer, DEFAULTS } from "./grpc/server";
 import { createLogger } from "./log";
 import { checkServerTls, type ServerTls } from "./grpc/tls";
@@ -86,11 +87,11 @@ export function buildProgram(): Command {
     .argument("<tesseract>", "bundled name or path to a module that default-exports a definition")
     .addOption(flag("--host <host>", "address to bind").default(DEFAULTS.host))
     .addOption(flag("--port <port>", "port to bind; 0 picks a free one").default(DEFAULTS.port).argParser(integer(0)))
-    .addOption(flag("--stream-chunk-bytes <bytes>", "JacobianRows message budget").default(DEFAULTS.streamChunkBytes).argParser(integer(1)))
+    .addOption(flag("--stream-chunk-bytes <bytes>", "JacobianRows message budget").default(DEFAULTS.streamChunkBytes).argParser(integer(MIN_CHUNK_BYTES)))
     .addOption(flag("--max-message-bytes <bytes>", "largest message received or sent").default(DEFAULTS.maxMessageBytes).argParser(integer(1)))
     .addOption(flag("--workers <n>", 'worker threads for apply: a count, 0 for inline, or "auto" (inline until apply takes 1 ms)').default("auto").argParser(workerCount))
     .addOption(flag("--replicas <target>", "evaluate apply on these tesseract-grpc servers (gRPC target, e.g. dns:///apply:50051 or ipv4:host1:port,host2:port)"))
-    .addOption(flag("--concurrency <n>", "apply calls in flight per request on the replicas").default(16).argParser(integer(1)))
+    .addOption(flag("--concurrency <n>", "apply calls in flight per request on the replicas").default(DEFAULTS.concurrency).argParser(integer(1)))
     .addOption(flag("--replica-token <token>", "bearer token sent to replicas that require one (prefer the environment variable: command lines are visible to other users)"))
     .addOption(flag("--replica-tls-ca <path>", "call the replicas over TLS, trusting this CA (PEM)"))
     .addOption(flag("--replica-tls-cert <path>", "client certificate (PEM) for replicas that require mutual TLS; needs --replica-tls-key"))
@@ -99,7 +100,7 @@ export function buildProgram(): Command {
     .addOption(flag("--max-queue <n>", "gradient jobs waiting for a slot; more get RESOURCE_EXHAUSTED").default(DEFAULT_LIMITS.maxQueue).argParser(integer(0)))
     .addOption(flag("--default-deadline-ms <ms>", "deadline for calls that set none (0: none)").default(0).argParser(integer(0)))
     .addOption(flag("--max-deadline-ms <ms>", "longest any call may run (0: no cap)").default(0).argParser(integer(0)))
-    .addOption(flag("--grace-ms <ms>", "on SIGTERM/SIGINT, how long calls in flight may finish").default(5000).argParser(integer(0)))
+    .addOption(flag("--grace-ms <ms>", "on SIGTERM/SIGINT, how long calls in flight may finish").default(DEFAULTS.graceMs).argParser(integer(0)))
     .addOption(flag("--max-tensor-elements <n>", "largest tensor a request may carry, in elements").default(DEFAULT_MAX_ELEMENTS).argParser(integer(1)))
     .addOption(flag("--max-tensor-bytes <bytes>", "largest tensor a request may carry, in bytes (0: only the message limit)").default(0).argParser(integer(0)))
     .addOption(flag("--max-rows-per-stream <n>", "most rows one JacobianRows call may send (0: no limit)").default(0).argParser(integer(0)))

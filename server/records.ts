@@ -7,6 +7,13 @@ export function emptyRecord<V>(): Record<string, V> {
   return Object.create(null) as Record<string, V>;
 }
 
+/** A plain object (a message or map in a tree): prototype Object.prototype or none; arrays excluded. */
+export function isPlainObject(x: unknown): x is Record<string, unknown> {
+  if (typeof x !== "object" || x === null || Array.isArray(x)) return false;
+  const proto: unknown = Object.getPrototypeOf(x);
+  return proto === Object.prototype || proto === null;
+}
+
 export function recordFrom<V>(entries: Iterable<readonly [string, V]>): Record<string, V> {
   const record = emptyRecord<V>();
   for (const [key, value] of entries) record[key] = value;

@@ -11,14 +11,15 @@ import { withTimeout } from "./eval/timeout";
 import { checkJacobianSize, ensureOutputs, jacobian, type JacobianEntry } from "./fd/jacobian";
 import { plannedEvaluations, rows } from "./fd/rows";
 import { jvp } from "./fd/jvp";
-import { ENGINE_DEFAULTS, resolveOptions, type RequestOptions, type ResolvedOptions } from "./fd/options";
+import { resolveOptions, type RequestOptions, type ResolvedOptions } from "./fd/options";
+import { DEFAULT_ABSOLUTE_EPS } from "./fd/steps";
 import { inputLeaf, type InputLeaf } from "./eval/input-leaf";
 import { OutputSelector } from "./eval/outputs";
 import { Problem } from "./fd/problem";
 import { vjp } from "./fd/vjp";
 import { isPattern, matchesPattern, parsePath } from "./schema/paths";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
-import { DataType, dataTypeName, dataTypeOfArray, DEFAULT_LIMITS, isNdArray, toFloat64, type DecodeLimits } from "./tensor/codec";
+import { DataType, dataTypeName, dataTypeOfArray, DEFAULT_LIMITS, isFloatingPoint, isNdArray, toFloat64, type DecodeLimits } from "./tensor/codec";
 import type { AbstractOutput, AnyTesseract, DomainBounds } from "./tesseract";
 
 export interface EvaluationStats {
@@ -195,7 +196,7 @@ export class TesseractRuntime {
       differentiable_outputs: this.schema.outputs.differentiablePatternNames(),
       defaults: {
         algorithm: fixed(d.finiteDifferences?.algorithm) ?? 0,
-        eps: fixed(d.finiteDifferences?.eps) ?? ENGINE_DEFAULTS.eps,
+        eps: fixed(d.finiteDifferences?.eps) ?? DEFAULT_ABSOLUTE_EPS,
         num_samples: fixed(d.finiteDifferences?.numSamples),
       },
       endpoints: this.endpoints(),
@@ -316,7 +317,7 @@ function checkPathKeys(options: ResolvedOptions, leaves: readonly { path: string
 
 function checkFloating(field: string, key: string, array: NdArray<any>): void {
   const dtype = dataTypeOfArray(array.data as never);
-  if (dtype !== DataType.DATA_TYPE_FP64 && dtype !== DataType.DATA_TYPE_FP32) {
+  if (!isFloatingPoint(dtype)) {
     throw invalidArgument(`${field}.{${key}} has datatype ${dataTypeName(dtype)}, expected DATA_TYPE_FP32 or DATA_TYPE_FP64`);
   }
 }

@@ -14,12 +14,13 @@ import { availableParallelism } from "node:os";
 import type { OutputSelector } from "./outputs";
 import type { AnyMessage, TesseractSchema } from "../schema/schema";
 import type { InputLeaf } from "./input-leaf";
+import { DEFAULT_MAX_MESSAGE_BYTES } from "../../common/transport-defaults";
 import { loadContract } from "../schema/contract";
 import type { DecodeLimits } from "../tensor/codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { InlineEvaluator } from "./inline";
 import { PoolEvaluator, WorkerPool } from "./pool";
-import { ReplicaEvaluator, ReplicaPool } from "./replicas";
+import { DEFAULT_REPLICA_CONCURRENCY, ReplicaEvaluator, ReplicaPool } from "./replicas";
 
 export interface EvaluationSettings {
   /** Worker threads: a count (0 = inline) or "auto" (default threads: the machine's cores). */
@@ -173,8 +174,8 @@ export class EvaluationBackends {
     const apply = (inputs: unknown) => runtime.definition.apply(inputs as never);
     if (settings.replicas) {
       this.replicaPool ??= new ReplicaPool(settings.replicas, replicaClient(), {
-        concurrency: settings.concurrency ?? 16,
-        maxMessageBytes: settings.maxMessageBytes ?? 64 << 20,
+        concurrency: settings.concurrency ?? DEFAULT_REPLICA_CONCURRENCY,
+        maxMessageBytes: settings.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
         evalTimeoutMs: this.timeoutMs,
         credentials: settings.replicaCredentials,
         token: settings.replicaToken,

@@ -20,6 +20,9 @@ type ApplyClient = grpc.Client & {
   Apply(request: { inputs: AnyMessage }, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, response: { outputs?: AnyMessage }) => void): grpc.ClientUnaryCall;
 };
 
+/** Apply calls in flight per request, unless `--concurrency` says otherwise. */
+export const DEFAULT_REPLICA_CONCURRENCY = 16;
+
 /** Attempts per Apply call, the first included (grpc-js caps it at 5). */
 export const REPLICA_ATTEMPTS = 5;
 

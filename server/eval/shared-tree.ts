@@ -4,7 +4,7 @@
  * its small skeleton. Workers read the shared arrays and never write them.
  */
 import ndarray from "ndarray";
-import { arrayClass, encodeTensor, isNdArray, type TypedArray } from "../tensor/codec";
+import { arrayClass, elementCount, encodeTensor, isNdArray, type TypedArray } from "../tensor/codec";
 
 const SHARED = "__sharedTensor";
 
@@ -41,7 +41,7 @@ export function reviveTree(tree: unknown): unknown {
   return mapTree(tree, (value) => {
     if (value === null || typeof value !== "object" || !(SHARED in value)) return value;
     const leaf = value as SharedLeaf;
-    const count = leaf.shape.reduce((a, b) => a * b, 1);
+    const count = elementCount(leaf.shape);
     const Array = arrayClass(leaf.datatype) as unknown as new (buffer: ArrayBufferLike, offset: number, length: number) => TypedArray;
     return ndarray(new Array(leaf.data.buffer, leaf.data.byteOffset, count), leaf.shape);
   });

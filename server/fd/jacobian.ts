@@ -3,6 +3,7 @@ import { Code, TesseractError } from "../errors";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
 import { rows } from "./rows";
+import { elementCount } from "../tensor/codec";
 
 export interface JacobianEntry {
   outputPath: string;
@@ -20,11 +21,9 @@ export async function ensureOutputs(problem: Problem) {
   return problem.outputs!;
 }
 
-const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
-
 /** Refuses a Jacobian of more than `maxBytes` (FP64 values of every output × input pair). */
 export function checkJacobianSize(outputShapes: readonly number[][], inputSizes: readonly number[], maxBytes: number): void {
-  const values = outputShapes.reduce((sum, shape) => sum + sizeOf(shape), 0) * inputSizes.reduce((a, b) => a + b, 0);
+  const values = outputShapes.reduce((sum, shape) => sum + elementCount(shape), 0) * inputSizes.reduce((a, b) => a + b, 0);
   if (8 * values > maxBytes) {
     throw new TesseractError(
       Code.RESOURCE_EXHAUSTED,
@@ -42,7 +41,7 @@ export async function jacobian(problem: Problem, options: ResolvedOptions, maxBy
         outputPath: out.path,
         inputPath: leaf.path,
         shape: [...out.shape, ...leaf.shape],
-        values: new Float64Array(sizeOf(out.shape) * leaf.size),
+        values: new Float64Array(elementCount(out.shape) * leaf.size),
       })),
     );
   };

@@ -19,6 +19,7 @@ import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
 import { ADAPTIVE_MULTIPLES, centralQuotient, extrapolate, RICHARDSON_MULTIPLES, rowNoise, stencilRounding, type CentralDifference } from "./rows";
 import { nextAfter, type StepRule } from "./steps";
+import { elementCount } from "../tensor/codec";
 
 function dot(a: ArrayLike<number>[], b: ArrayLike<number>[]): number {
   let sum = 0;
@@ -72,7 +73,7 @@ export async function jvp(problem: Problem, tangent: Float64Array[], options: Re
   const scale = binaryScale(tangent);
   if (scale === 0) {
     const outputs = await ensureOutputs(problem);
-    return { values: outputs.map((o) => new Float64Array(o.shape.reduce((a, b) => a * b, 1))) };
+    return { values: outputs.map((o) => new Float64Array(elementCount(o.shape))) };
   }
   const w = tangent.map((v) => v.map((x) => x / scale));
   const ww = dot(w, w);

@@ -39,7 +39,8 @@ export interface ResolvedOptions {
   stochasticEstimator?: StochasticEstimatorName;
 }
 
-export const ENGINE_DEFAULTS = { algorithm: Algorithm.ALGORITHM_CENTRAL, eps: 1e-4 } as const;
+/** The engine's default algorithm; the default step belongs to the step rule (steps.ts, defaultEps). */
+export const ENGINE_DEFAULTS = { algorithm: Algorithm.ALGORITHM_CENTRAL } as const;
 
 const NAMES: Record<number, AlgorithmName> = {
   [Algorithm.ALGORITHM_CENTRAL]: "central",

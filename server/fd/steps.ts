@@ -5,7 +5,7 @@
  */
 
 import { invalidArgument, type TesseractError } from "../errors";
-import { ENGINE_DEFAULTS, type AlgorithmName, type ResolvedOptions } from "./options";
+import type { AlgorithmName, ResolvedOptions } from "./options";
 import type { DomainBounds } from "../tesseract";
 import { elementName, type InputLeaf } from "../eval/input-leaf";
 
@@ -36,6 +36,14 @@ export function stepped(x: number, h: number, fp32: boolean): number {
 const MACHINE_EPSILON = { fp64: Number.EPSILON, fp32: 2 ** -23 };
 /** The largest finite FP64 and FP32 numbers. */
 const LARGEST = { fp64: Number.MAX_VALUE, fp32: 3.4028234663852886e38 };
+
+/** tesseract-core's step: eps = 1e-4, absolute. */
+export const DEFAULT_ABSOLUTE_EPS = 1e-4;
+
+/** The step when neither the request nor the Tesseract sets eps: decided here, once. */
+export function defaultEps(algorithm: AlgorithmName, relative: boolean, fp32: boolean): number {
+  return relative ? defaultRelativeEps(algorithm, fp32) : DEFAULT_ABSOLUTE_EPS;
+}
 
 /**
  * The error-optimal relative step for a rule of order p, eps ≈ ε^(1/(p+1)) with ε the input's machine
@@ -79,7 +87,7 @@ export class StepRule {
     private readonly bounds: readonly (DomainBounds | undefined)[] = [],
   ) {
     this.relative = options.stepMode === "relative";
-    this.eps = leaves.map((l) => options.epsByPath?.[l.path] ?? options.eps ?? (this.relative ? defaultRelativeEps(options.algorithm, l.fp32) : ENGINE_DEFAULTS.eps));
+    this.eps = leaves.map((l) => options.epsByPath?.[l.path] ?? options.eps ?? defaultEps(options.algorithm, this.relative, l.fp32));
     this.epsSource = leaves.map((l) => (options.epsByPath?.[l.path] !== undefined ? `options.eps_by_path.{${l.path}}` : options.eps !== undefined ? "eps" : "the default eps"));
     this.typical = leaves.map((l) => options.typical?.[l.path] ?? 1);
   }

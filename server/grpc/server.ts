@@ -2,7 +2,9 @@
 import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
+import { DEFAULT_MAX_MESSAGE_BYTES, FLOW_CONTROL_WINDOW_BYTES } from "../../common/transport-defaults";
 import { Code } from "../errors";
+import { DEFAULT_REPLICA_CONCURRENCY } from "../eval/replicas";
 import { loadTesseract } from "../loader";
 import { createLogger, type Logger } from "../log";
 import type { TesseractRuntime } from "../runtime";
@@ -76,7 +78,22 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>;
 }
 
-export const DEFAULTS = { host: "127.0.0.1", port: 50051, streamChunkBytes: 1 << 20, maxMessageBytes: 64 << 20 };
+/** Every serve default, decided here once; the CLI and Describe read them from here. */
+export const DEFAULTS = {
+  host: "127.0.0.1",
+  port: 50051,
+  streamChunkBytes: 1 << 20,
+  maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
+  concurrency: DEFAULT_REPLICA_CONCURRENCY,
+  graceMs: 5000,
+} as const;
+
+/** A JacobianRows budget must fit one value next to long paths and stay within the message limit. */
+export function checkStreamChunkBytes(streamChunkBytes: number, maxMessageBytes: number): void {
+  if (!(streamChunkBytes >= MIN_CHUNK_BYTES && streamChunkBytes <= maxMessageBytes)) {
+    throw new Error(`stream chunk bytes must be between ${MIN_CHUNK_BYTES} and the max message bytes (${maxMessageBytes}), got ${streamChunkBytes}`);
+  }
+}
 
 export function formatAddress(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
@@ -86,9 +103,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const host = options.host ?? DEFAULTS.host;
   const streamChunkBytes = options.streamChunkBytes ?? DEFAULTS.streamChunkBytes;
   const maxMessageBytes = options.maxMessageBytes ?? DEFAULTS.maxMessageBytes;
-  if (!(streamChunkBytes >= MIN_CHUNK_BYTES && streamChunkBytes <= maxMessageBytes)) {
-    throw new Error(`stream chunk bytes must be between ${MIN_CHUNK_BYTES} and the max message bytes (${maxMessageBytes}), got ${streamChunkBytes}`);
-  }
+  checkStreamChunkBytes(streamChunkBytes, maxMessageBytes);
   // Before any worker starts: a bad certificate or key fails here, naming the option.
   const credentials = serverCredentials(options.tls);
   const log = options.logger ?? createLogger();
@@ -117,7 +132,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     "grpc.max_receive_message_length": maxMessageBytes,
     "grpc.max_send_message_length": maxMessageBytes,
     // Big inputs arrive faster with a wider HTTP/2 window than the 64 KiB default.
-    "grpc-node.flow_control_window": 16 << 20,
+    "grpc-node.flow_control_window": FLOW_CONTROL_WINDOW_BYTES,
     interceptors: [
       guardInterceptor((path, status, metadata) => calls.refused(rpcName(path), status.code, status.details, metadata)),
       ...(tokens ? [bearerTokenInterceptor(tokens, { authHealth: options.authHealth, onRefused })] : []),
@@ -143,7 +158,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     runtime,
     calls,
     metricsPort: metrics?.port,
-    async close(graceMs = 5000) {
+    async close(graceMs: number = DEFAULTS.graceMs) {
       health.setStatus("", "NOT_SERVING");
       health.setStatus(SERVICE_NAME, "NOT_SERVING");
       await calls.drain(graceMs);

@@ -31,6 +31,7 @@
  * the empty key as `{""}` and the key `""` as `{\"\"}`, so `parsePath(formatPath(s))` equals `s`.
  */
 import { invalidArgument, quote } from "../errors";
+import { isPlainObject } from "../records";
 
 /** Far longer than any path a schema needs; longer ones are refused before they are parsed. */
 export const MAX_PATH_LENGTH = 4096;
@@ -123,12 +124,6 @@ export function isPattern(segments: readonly Segment[]): boolean {
 }
 
 type Container = Record<string, unknown> | unknown[];
-
-function isPlainObject(x: unknown): x is Record<string, unknown> {
-  if (typeof x !== "object" || x === null || Array.isArray(x)) return false;
-  const proto: unknown = Object.getPrototypeOf(x);
-  return proto === Object.prototype || proto === null;
-}
 
 /** The child of `node` at a concrete segment, or undefined when absent or `node` is the wrong kind. */
 function child(node: unknown, s: Segment): unknown {

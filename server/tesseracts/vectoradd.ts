@@ -7,14 +7,14 @@ import ndarray, { type NdArray } from "ndarray";
 import type { Inputs, Outputs } from "../../client/generated/tesseract/examples/vectoradd/v1/vectoradd";
 import { invalidArgument } from "../errors";
 import { PROTO_DIR } from "../proto-dir";
-import { DataType, dataTypeName, dataTypeOfArray, toFloat64, type TypedArray } from "../tensor/codec";
+import { DataType, dataTypeName, dataTypeOfArray, isFloatingPoint, toFloat64, type TypedArray } from "../tensor/codec";
 import { defineTesseract, type AbstractTensor, type Arrays } from "../tesseract";
 
 type In = Arrays<Inputs>;
 
 function checkFloat(t: NdArray<TypedArray>, field: string): void {
   const dtype = dataTypeOfArray(t.data as never);
-  if (dtype !== DataType.DATA_TYPE_FP32 && dtype !== DataType.DATA_TYPE_FP64) {
+  if (!isFloatingPoint(dtype)) {
     throw invalidArgument(`${field} has datatype ${dataTypeName(dtype)}, expected DATA_TYPE_FP32 or DATA_TYPE_FP64`);
   }
 }

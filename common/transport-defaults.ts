@@ -1,0 +1,7 @@
+/** Transport defaults that the server and the SDK share, decided here once. */
+
+/** Largest message sent or received: 64 MiB (gRPC's own 4 MiB receive limit is too small for Jacobians). */
+export const DEFAULT_MAX_MESSAGE_BYTES = 64 << 20;
+
+/** HTTP/2 receive window of every connection, both ends: bench/stream.ts measured 4–16 MiB as the knee. */
+export const FLOW_CONTROL_WINDOW_BYTES = 16 << 20;
