@@ -88,7 +88,7 @@ describe("SDK: TesseractClient", () => {
       { name: "forward", algorithm: Algorithm.ALGORITHM_FORWARD, calls: n + 1 },
     ]) {
       it(`meshstats, ${name}: ${calls} apply calls for both outputs, analytic values, (*out, *in) layout`, async () => {
-        const { jacobian, stats } = await mesh.jacobian(sampleMeshInputs(N), ["mesh.points"], [FIRST, BARY], { algorithm });
+        const { jacobian, stats } = await mesh.jacobian({ inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], options: { algorithm } });
         assert.equal(stats.apply_calls, calls);
         assert.ok(stats.wall_seconds >= 0);
         assert.deepEqual(Object.keys(jacobian).sort(), [BARY, FIRST]);
@@ -102,13 +102,13 @@ describe("SDK: TesseractClient", () => {
     }
 
     it("meshstats: the inputs' fd_algorithm picks the rule when the request does not (forward: n + 1 calls)", async () => {
-      const { stats } = await mesh.jacobian(sampleMeshInputs(N, Algorithm.ALGORITHM_FORWARD), ["mesh.points"], [BARY]);
+      const { stats } = await mesh.jacobian({ inputs: sampleMeshInputs(N, Algorithm.ALGORITHM_FORWARD), inputPaths: ["mesh.points"], outputPaths: [BARY] });
       assert.equal(stats.apply_calls, n + 1);
     });
 
     it("vectoradd (normalised): every block matches the shipped analytic Jacobian", async () => {
       const inputs = { a: f64([0.5, -1.25, 2, 0.75, 3]), b: f64([1, 0.5, -0.5, 2, -1]), s: ndarray(Float64Array.of(1.5), []), normalize: true };
-      const { jacobian, stats } = await vector.jacobian(inputs, ["a", "b", "s"], ["result"], { algorithm: Algorithm.ALGORITHM_CENTRAL });
+      const { jacobian, stats } = await vector.jacobian({ inputs, inputPaths: ["a", "b", "s"], outputPaths: ["result"], options: { algorithm: Algorithm.ALGORITHM_CENTRAL } });
       assert.equal(stats.apply_calls, 2 * (5 + 5 + 1));
       const analytic = vectoradd.gradients!.jacobian!(inputs, ["a", "b", "s"], ["result"]);
       for (const input of ["a", "b", "s"]) {
@@ -124,7 +124,7 @@ describe("SDK: TesseractClient", () => {
     const tangentValues = Float64Array.from({ length: N * 3 }, (_, k) => Math.cos(k + 0.5));
 
     it("jvp: J·v for both outputs in 2 apply calls", async () => {
-      const { result, stats } = await mesh.jvp(sampleMeshInputs(N), ["mesh.points"], [FIRST, BARY], { "mesh.points": ndarray(tangentValues, [N, 3]) });
+      const { result, stats } = await mesh.jvp({ inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], tangent: { "mesh.points": ndarray(tangentValues, [N, 3]) } });
       assert.equal(stats.apply_calls, 2);
       const mean = [0, 1, 2].map((c) => tangentValues.filter((_, k) => k % 3 === c).reduce((s, v) => s + v, 0) / N);
       assert.deepEqual(result[FIRST].shape, [3]);
@@ -135,7 +135,7 @@ describe("SDK: TesseractClient", () => {
     it("vjp: uᵀ·J keyed by input path in 2n apply calls", async () => {
       const uFirst = f64([1, -2, 0.5]);
       const uBary = f64([3, 0.25, -1]);
-      const { result, stats } = await mesh.vjp(sampleMeshInputs(N), ["mesh.points"], [FIRST, BARY], { [FIRST]: uFirst, [BARY]: uBary }, { algorithm: Algorithm.ALGORITHM_CENTRAL });
+      const { result, stats } = await mesh.vjp({ inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], cotangent: { [FIRST]: uFirst, [BARY]: uBary }, options: { algorithm: Algorithm.ALGORITHM_CENTRAL } });
       assert.equal(stats.apply_calls, 2 * 3 * N);
       const g = result["mesh.points"];
       assert.deepEqual(g.shape, [N, 3]);
@@ -169,7 +169,7 @@ describe("SDK: TesseractClient", () => {
       try {
         assert.equal(describes, 0, "no call before the first need");
         await client.apply(sampleMeshInputs(3));
-        await client.jacobian(sampleMeshInputs(3), ["mesh.points"], [BARY]);
+        await client.jacobian({ inputs: sampleMeshInputs(3), inputPaths: ["mesh.points"], outputPaths: [BARY] });
         await client.abstractEval({ mesh: { ...sampleMeshInputs(3).mesh, points: { shape: [3, 3], datatype: DataType.DATA_TYPE_FP64 } }, fd_algorithm: 0 });
         assert.equal(describes, 1);
       } finally {
@@ -209,20 +209,20 @@ describe("SDK: TesseractClient", () => {
 
   describe("errors", () => {
     it("a bad jac_inputs path: INVALID_ARGUMENT naming the path and the available ones", async () => {
-      const error = await clientRejects(mesh.jacobian(sampleMeshInputs(3), ["mesh.nope"], [BARY]), "INVALID_ARGUMENT", /mesh\.nope/);
+      const error = await clientRejects(mesh.jacobian({ inputs: sampleMeshInputs(3), inputPaths: ["mesh.nope"], outputPaths: [BARY] }), "INVALID_ARGUMENT", /mesh\.nope/);
       assert.match(error.details, /mesh\.points/);
     });
 
     it("a bad output path in a JVP: INVALID_ARGUMENT naming it", async () => {
       const tangent = { "mesh.points": ndarray(new Float64Array(9), [3, 3]) };
-      await clientRejects(mesh.jvp(sampleMeshInputs(3), ["mesh.points"], ["statistics.nope"], tangent), "INVALID_ARGUMENT", /statistics\.nope/);
+      await clientRejects(mesh.jvp({ inputs: sampleMeshInputs(3), inputPaths: ["mesh.points"], outputPaths: ["statistics.nope"], tangent }), "INVALID_ARGUMENT", /statistics\.nope/);
     });
 
     it("a wrong Any type URL: INVALID_ARGUMENT", async () => {
       const wrong = new TesseractClient<MeshInputs, MeshOutputs>(meshServer.address, { inputs: MeshInputs, outputs: MeshOutputs, inputType: "tesseract.examples.vectoradd.v1.Inputs" });
       try {
         await clientRejects(wrong.apply(sampleMeshInputs(3)), "INVALID_ARGUMENT", /type URL "type\.googleapis\.com\/tesseract\.examples\.vectoradd\.v1\.Inputs"/);
-        await clientRejects(wrong.jacobian(sampleMeshInputs(3), ["mesh.points"], [BARY]), "INVALID_ARGUMENT", /type URL/);
+        await clientRejects(wrong.jacobian({ inputs: sampleMeshInputs(3), inputPaths: ["mesh.points"], outputPaths: [BARY] }), "INVALID_ARGUMENT", /type URL/);
       } finally {
         wrong.close();
       }
