@@ -7,8 +7,9 @@
  *   const { statistics } = await client.apply(inputs);
  *   const { jacobian, stats } = await client.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"] });
  *
- * Every method takes its request as one object and, last, optional `{ deadline, metadata, signal }`,
- * as connect-es does; `apply` and `abstractEval` take the Tesseract's inputs themselves as the request.
+ * As in connect-es, a call takes one request object, then optional `{ deadline, metadata, signal }`:
+ * the gradient methods take `{ inputs, inputPaths, outputPaths, options? }` (plus `tangent` or
+ * `cotangent`); `apply` and `abstractEval` take the Tesseract's inputs, their whole request.
  *
  * The Any type URLs name the messages: `types.inputType`/`outputType` when given, else the names one
  * Describe call returns (made on first need and cached; a failed Describe is not cached).
