@@ -1,12 +1,13 @@
 /**
  * The typed SDK against real servers on 127.0.0.1:0: apply, Jacobian (exact evaluation counts,
- * analytic values), JVP, VJP, Describe (and its caching for type URLs), AbstractEval with abstract
+ * analytic values), JVP, VJP, one request object reused by every gradient method, Describe (and its caching for type URLs), AbstractEval with abstract
  * tensors, health, and every failure as a TesseractClientError with the right code.
  */
 import { strict as assert } from "node:assert";
 import ndarray from "ndarray";
 import {
   Algorithm,
+  assembleJacobian,
   DataType,
   TesseractClient,
   type AbstractArrays,
@@ -141,6 +142,38 @@ describe("SDK: TesseractClient", () => {
       assert.deepEqual(g.shape, [N, 3]);
       const expected = Float64Array.from({ length: N * 3 }, (_, k) => (k < 3 ? uFirst.data[k] : 0) + uBary.data[k % 3] / N);
       assertClose(g.data, expected, 1e-8, "uᵀ J");
+    });
+  });
+
+  describe("request objects", () => {
+    it("one { inputs, inputPaths, outputPaths, options } serves jacobian, jacobianRows, jvp (+ tangent), vjp (+ cotangent) and checkGradients, against the analytic Jacobian", async () => {
+      const inputs = { a: f64([0.5, -1.25, 2]), b: f64([1, 0.5, -0.5]), s: f64([1.5], []), normalize: true };
+      const paths = ["a", "s"] as const;
+      const request = { inputs, inputPaths: paths, outputPaths: ["result"] as const, options: { algorithm: Algorithm.ALGORITHM_CENTRAL } };
+      // J[p] as (3 outputs) × (size of p), row-major.
+      const J = vectoradd.gradients!.jacobian!(inputs, [...paths], ["result"]).result;
+      const entry = (p: string, i: number, j: number) => J[p].data[i * (J[p].data.length / 3) + j];
+
+      const { jacobian, stats } = await vector.jacobian(request);
+      assert.equal(stats.apply_calls, 2 * (3 + 1));
+      for (const p of paths) assertClose(jacobian.result[p].data, J[p].data, 1e-7, `d result / d ${p}`);
+      assert.deepEqual((await assembleJacobian(vector.jacobianRows(request))).jacobian, jacobian);
+
+      const tangent = { a: f64([0.3, -1, 2]), s: f64([0.7], []) };
+      const jvp = await vector.jvp({ ...request, tangent });
+      const Jv = [0, 1, 2].map((i) => paths.reduce((sum, p) => sum + tangent[p].data.reduce((t, v, j) => t + entry(p, i, j) * v, 0), 0));
+      assertClose(jvp.result.result.data, Jv, 1e-7, "J·v");
+
+      const cotangent = f64([2, -0.5, 1]);
+      const vjp = await vector.vjp({ ...request, cotangent: { result: cotangent } });
+      for (const p of paths) {
+        const uJ = Array.from(J[p].data.subarray(0, J[p].data.length / 3), (_, j) => [0, 1, 2].reduce((sum, i) => sum + cotangent.data[i] * entry(p, i, j), 0));
+        assertClose(vjp.result[p].data, uJ, 1e-7, `uᵀ·J w.r.t. ${p}`);
+      }
+
+      const check = await vector.checkGradients({ ...request, endpoints: ["jacobian", "jvp", "vjp"] });
+      assert.equal(check.passed, true, JSON.stringify(check.checks));
+      assert.deepEqual(check.checks.map((c) => `${c.endpoint} ${c.input_path}`).sort(), ["jacobian a", "jacobian s", "jvp a", "jvp s", "vjp a", "vjp s"]);
     });
   });
 
