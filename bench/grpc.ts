@@ -36,12 +36,12 @@ async function main() {
   rtts.sort((a, b) => a - b);
   results.push({ case: "Apply round trip, meshstats N = 1000", median_ms: +quantile(rtts, 0.5).toFixed(3), p99_ms: +quantile(rtts, 0.99).toFixed(3), calls: 500 });
 
-  await meshClient.jacobian(inputs, ["mesh.points"], ["statistics.first_point_coordinates", "statistics.barycenter"]); // warm-up
+  await meshClient.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: ["statistics.first_point_coordinates", "statistics.barycenter"] }); // warm-up
   const walls: number[] = [];
   let calls = 0;
   for (let i = 0; i < 5; i++) {
     const t = performance.now();
-    const { stats } = await meshClient.jacobian(inputs, ["mesh.points"], ["statistics.first_point_coordinates", "statistics.barycenter"], { algorithm: 1 });
+    const { stats } = await meshClient.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: ["statistics.first_point_coordinates", "statistics.barycenter"], options: { algorithm: 1 } });
     walls.push(performance.now() - t);
     calls = stats.apply_calls;
   }
@@ -57,14 +57,14 @@ async function main() {
   const t0 = performance.now();
   let bytes = 0;
   let messages = 0;
-  for await (const event of vecClient.jacobianRows(vin as never, ["a"], ["result"])) {
+  for await (const event of vecClient.jacobianRows({ inputs: vin as never, inputPaths: ["a"], outputPaths: ["result"] })) {
     messages++;
     if (event.row) for (const s of event.row.slices) bytes += s.values.byteLength;
   }
   const streamSeconds = (performance.now() - t0) / 1000;
   results.push({ case: `JacobianRows, vectoradd ${STREAM_N} × ${STREAM_N} FP64`, MB: +(bytes / 1e6).toFixed(1), messages, seconds: +streamSeconds.toFixed(2), MB_per_s: +(bytes / 1e6 / streamSeconds).toFixed(1) });
   const t1 = performance.now();
-  await vecClient.jacobian(vin as never, ["a"], ["result"]);
+  await vecClient.jacobian({ inputs: vin as never, inputPaths: ["a"], outputPaths: ["result"] });
   const unarySeconds = (performance.now() - t1) / 1000;
   results.push({ case: `Jacobian (unary), vectoradd ${STREAM_N} × ${STREAM_N}`, MB: +(bytes / 1e6).toFixed(1), seconds: +unarySeconds.toFixed(2), MB_per_s: +(bytes / 1e6 / unarySeconds).toFixed(1) });
   vecClient.close();

@@ -136,16 +136,16 @@ async function call(kind: Kind, client: Client, go: () => void): Promise<Result>
     const controller = new AbortController();
     if (kind === "abort") setTimeout(() => controller.abort(), Math.random() * 4);
     const options = kind === "abort" ? { signal: controller.signal } : kind === "deadline" ? { deadline: 1 + Math.random() * 3 } : undefined;
-    const { jacobian } = await client.jacobian(inputs, paths, ["result"], undefined, options);
+    const { jacobian } = await client.jacobian({ inputs, inputPaths: paths, outputPaths: ["result"] }, options);
     return checked(Math.max(...paths.map((p) => relErr(jacobian.result?.[p]?.data, J[p]))));
   }
   if (kind === "rows") {
-    const { jacobian } = await assembleJacobian(client.jacobianRows(inputs, paths, ["result"])); // DATA_LOSS if incomplete
+    const { jacobian } = await assembleJacobian(client.jacobianRows({ inputs, inputPaths: paths, outputPaths: ["result"] })); // DATA_LOSS if incomplete
     return checked(Math.max(...paths.map((p) => relErr(jacobian.result?.[p]?.data, J[p]))));
   }
   if (kind === "rows-cancel") {
     // The header, then one row checked value by value; leaving the loop cancels the stream.
-    for await (const event of client.jacobianRows(inputs, paths, ["result"])) {
+    for await (const event of client.jacobianRows({ inputs, inputPaths: paths, outputPaths: ["result"] })) {
       if (!event.row) continue;
       const { input_path, input_index, slices } = event.row;
       const Jp = J[input_path];
@@ -160,13 +160,13 @@ async function call(kind: Kind, client: Client, go: () => void): Promise<Result>
     return checked(Infinity); // ended without a row: lost
   }
   if (kind === "jvp") {
-    const { result } = await client.jvp(inputs, paths, ["result"], tangent);
+    const { result } = await client.jvp({ inputs, inputPaths: paths, outputPaths: ["result"], tangent });
     const want = new Float64Array(n);
     for (const p of paths) for (let i = 0; i < n; i++) for (let j = 0; j < m(p); j++) want[i] += J[p][i * m(p) + j] * tangent[p].data[j];
     return checked(relErr(result.result?.data, want));
   }
   // vjp
-  const { result } = await client.vjp(inputs, paths, ["result"], { result: cotangent });
+  const { result } = await client.vjp({ inputs, inputPaths: paths, outputPaths: ["result"], cotangent: { result: cotangent } });
   return checked(Math.max(
     ...paths.map((p) => {
       const want = new Float64Array(m(p));

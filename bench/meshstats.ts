@@ -43,11 +43,11 @@ async function main() {
     const cotangent = { [OUTPUTS[0]]: ndarray(Float64Array.of(1, 2, 3), [3]), [OUTPUTS[1]]: ndarray(Float64Array.of(1, 1, 1), [3]) };
     const tangent = { "mesh.points": ndarray(new Float64Array(n).fill(1), [N, 3]) };
     const runs: [string, number, () => Promise<{ stats: { apply_calls: number } }>][] = [
-      ["jacobian central", 2 * n, () => client.jacobian(inputs, ["mesh.points"], OUTPUTS, { algorithm: Algorithm.ALGORITHM_CENTRAL })],
-      ["jacobian forward", n + 1, () => client.jacobian(inputs, ["mesh.points"], OUTPUTS, { algorithm: Algorithm.ALGORITHM_FORWARD })],
-      ["jacobian stochastic", 2 * Math.max(10, Math.floor(Math.sqrt(n))), () => client.jacobian(inputs, ["mesh.points"], OUTPUTS, { algorithm: Algorithm.ALGORITHM_STOCHASTIC, seed: 1 })],
-      ["jvp central", 2, () => client.jvp(inputs, ["mesh.points"], OUTPUTS, tangent)],
-      ["vjp central", 2 * n, () => client.vjp(inputs, ["mesh.points"], OUTPUTS, cotangent)],
+      ["jacobian central", 2 * n, () => client.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: Algorithm.ALGORITHM_CENTRAL } })],
+      ["jacobian forward", n + 1, () => client.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: Algorithm.ALGORITHM_FORWARD } })],
+      ["jacobian stochastic", 2 * Math.max(10, Math.floor(Math.sqrt(n))), () => client.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: Algorithm.ALGORITHM_STOCHASTIC, seed: 1 } })],
+      ["jvp central", 2, () => client.jvp({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, tangent })],
+      ["vjp central", 2 * n, () => client.vjp({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, cotangent })],
     ];
     for (const [endpoint, planned, run] of runs) {
       const estimate = planned * bare * 3;

@@ -71,7 +71,7 @@ async function grpcStream(address: string): Promise<Result> {
     apply_calls: applyCalls, max_rss_mb: maxRssMb(), cpu_seconds: cpuSeconds(),
   });
   progress = result;
-  for await (const event of client.jacobianRows(inputs as never, ["initial_temperature"], ["final_temperature"], { algorithm: 1 })) {
+  for await (const event of client.jacobianRows({ inputs: inputs as never, inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"], options: { algorithm: 1 } })) {
     if (messages++ === 0) firstByte = performance.now();
     if (event.row) {
       // A row split over several messages shares input_index; count each row once.

@@ -248,8 +248,9 @@ export function addClientCommands(program: Command): void {
       run(async (flags, payload) => {
         const { client, inputType } = await connect(flags);
         try {
-          const args = [jsonToTree(inputType, payload.inputs, "inputs"), paths(payload, "jac_inputs"), paths(payload, "jac_outputs"), fdOptions(payload, flags), callOptions(flags)] as const;
-          const { jacobian } = (flags as ClientFlags & { stream?: boolean }).stream ? await assembleJacobian(withProgress(client.jacobianRows(...args))) : await client.jacobian(...args);
+          const request = { inputs: jsonToTree(inputType, payload.inputs, "inputs"), inputPaths: paths(payload, "jac_inputs"), outputPaths: paths(payload, "jac_outputs"), options: fdOptions(payload, flags) };
+          const call = callOptions(flags);
+          const { jacobian } = (flags as ClientFlags & { stream?: boolean }).stream ? await assembleJacobian(withProgress(client.jacobianRows(request, call))) : await client.jacobian(request, call);
           print(jacobian, flags.format);
         } finally {
           client.close();
@@ -266,8 +267,10 @@ export function addClientCommands(program: Command): void {
       run(async (flags, payload) => {
         const { client, inputType } = await connect(flags);
         try {
-          const args = [jsonToTree(inputType, payload.inputs, "inputs"), paths(payload, `${kind}_inputs`), paths(payload, `${kind}_outputs`), vectors(payload, vectorField), fdOptions(payload, flags), callOptions(flags)] as const;
-          const { result } = await client[kind](...args);
+          const request = { inputs: jsonToTree(inputType, payload.inputs, "inputs"), inputPaths: paths(payload, `${kind}_inputs`), outputPaths: paths(payload, `${kind}_outputs`), options: fdOptions(payload, flags) };
+          const vector = vectors(payload, vectorField);
+          const call = callOptions(flags);
+          const { result } = kind === "jvp" ? await client.jvp({ ...request, tangent: vector }, call) : await client.vjp({ ...request, cotangent: vector }, call);
           print(result, flags.format);
         } finally {
           client.close();
@@ -299,8 +302,8 @@ export function addClientCommands(program: Command): void {
             return value === undefined ? undefined : Number(value);
           };
           const response = await client.checkGradients(
-            jsonToTree(inputType, payload.inputs, "inputs"),
             {
+              inputs: jsonToTree(inputType, payload.inputs, "inputs"),
               inputPaths: optional("input_paths"),
               outputPaths: optional("output_paths"),
               endpoints: optional("endpoints"),

@@ -10,7 +10,10 @@ export {
   type TesseractClientOptions,
   type FiniteDifferenceRequestOptions,
   type VectorProductResult,
-  type CheckGradientsOptions,
+  type GradientRequest,
+  type JvpRequest,
+  type VjpRequest,
+  type CheckGradientsRequest,
 } from "./tesseract-client";
 export type { CallOptions } from "./call";
 export { tlsCredentials, type ClientTls } from "./tls";

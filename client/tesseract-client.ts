@@ -5,7 +5,11 @@
  *
  *   const client = new TesseractClient<Inputs, Outputs>("127.0.0.1:50051", { inputs: Inputs, outputs: Outputs });
  *   const { statistics } = await client.apply(inputs);
- *   const { jacobian, stats } = await client.jacobian(inputs, ["mesh.points"], ["statistics.barycenter"]);
+ *   const { jacobian, stats } = await client.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"] });
+ *
+ * As in connect-es, a call takes one request object, then optional `{ deadline, metadata, signal }`:
+ * the gradient methods take `{ inputs, inputPaths, outputPaths, options? }` (plus `tangent` or
+ * `cotangent`); `apply` and `abstractEval` take the Tesseract's inputs, their whole request.
  *
  * The Any type URLs name the messages: `types.inputType`/`outputType` when given, else the names one
  * Describe call returns (made on first need and cached; a failed Describe is not cached).
@@ -25,7 +29,7 @@ import {
   type AbstractEvalResponse,
   type ApplyRequest,
   type ApplyResponse,
-  type CheckGradientsRequest,
+  type CheckGradientsRequest as CheckGradientsMessage,
   type CheckGradientsResponse,
   type DescribeRequest,
   type DescribeResponse,
@@ -103,14 +107,36 @@ function vectorProduct(response: { result: Record<string, Tensor>; error_estimat
   };
 }
 
-/** What `checkGradients` checks and how strictly; every field optional (0 or unset: the server's default). */
-export interface CheckGradientsOptions {
+/** What `jacobian` and `jacobianRows` take: d outputPaths / d inputPaths at `inputs` (path syntax: README "Paths"). */
+export interface GradientRequest<I> {
+  inputs: Arrays<I>;
+  /** Input paths to differentiate with respect to; `[]` and `{}` patterns expand to every match. */
+  inputPaths: readonly string[];
+  /** Output paths to differentiate; patterns as for `inputPaths`. */
+  outputPaths: readonly string[];
+  /** Finite-difference options; unset: the server's defaults. */
+  options?: FiniteDifferenceRequestOptions;
+}
+
+/** What `jvp` takes: J·tangent, `tangent` keyed by input path (shaped like the input). */
+export interface JvpRequest<I> extends GradientRequest<I> {
+  tangent: Record<string, NdArray<any>>;
+}
+
+/** What `vjp` takes: cotangentᵀ·J, `cotangent` keyed by output path (shaped like the output). */
+export interface VjpRequest<I> extends GradientRequest<I> {
+  cotangent: Record<string, NdArray<any>>;
+}
+
+/** What `checkGradients` takes: the inputs, what to check and how strictly (0 or unset: the server's default). */
+export interface CheckGradientsRequest<I> {
+  inputs: Arrays<I>;
   /** Input paths (patterns allowed); empty: every differentiable path present in the inputs. */
-  inputPaths?: string[];
+  inputPaths?: readonly string[];
   /** Output paths (patterns allowed); empty: every differentiable path present in the outputs. */
-  outputPaths?: string[];
+  outputPaths?: readonly string[];
   /** "jacobian", "jvp", "vjp"; empty: all of them. */
-  endpoints?: string[];
+  endpoints?: readonly string[];
   /** A value passes when |analytic − fd| ≤ atol + rtol·|fd|; defaults 1e-4 and 1e-6. */
   rtol?: number;
   atol?: number;
@@ -130,7 +156,7 @@ interface UnaryMethods {
   vectorJacobianProduct: [VectorJacobianProductRequest, VectorJacobianProductResponse];
   abstractEval: [AbstractEvalRequest, AbstractEvalResponse];
   describe: [DescribeRequest, DescribeResponse];
-  checkGradients: [CheckGradientsRequest, CheckGradientsResponse];
+  checkGradients: [CheckGradientsMessage, CheckGradientsResponse];
 }
 
 const NO_STATS: EvaluationStats = Object.freeze({ apply_calls: 0, wall_seconds: 0, adjusted_steps: [] });
@@ -210,8 +236,8 @@ export class TesseractClient<I, O> {
     };
   }
 
-  private async jacobianRequest(inputs: Arrays<I>, jacInputs: string[], jacOutputs: string[], options?: FiniteDifferenceRequestOptions, call?: CallOptions): Promise<JacobianRequest> {
-    return { ...(await this.gradientBase(inputs, options, call)), jac_inputs: jacInputs, jac_outputs: jacOutputs };
+  private async jacobianRequest({ inputs, inputPaths, outputPaths, options }: GradientRequest<I>, call?: CallOptions): Promise<JacobianRequest> {
+    return { ...(await this.gradientBase(inputs, options, call)), jac_inputs: [...inputPaths], jac_outputs: [...outputPaths] };
   }
 
   /** Runs the Tesseract once. */
@@ -222,9 +248,8 @@ export class TesseractClient<I, O> {
   }
 
   /** d output / d input for every pair: jacobian[outputPath][inputPath], FP64, shape (*output_shape, *input_shape). */
-  async jacobian(inputs: Arrays<I>, jacInputs: string[], jacOutputs: string[], options?: FiniteDifferenceRequestOptions, call?: CallOptions): Promise<JacobianResult> {
-    const request = await this.jacobianRequest(inputs, jacInputs, jacOutputs, options, call);
-    const response = await unaryCall(this.method("jacobian"), request, call);
+  async jacobian(request: GradientRequest<I>, call?: CallOptions): Promise<JacobianResult> {
+    const response = await unaryCall(this.method("jacobian"), await this.jacobianRequest(request, call), call);
     return guard(grpc.status.INTERNAL, "the response could not be decoded", () => {
       const jacobian: NestedJacobian = {};
       let errorEstimate: NestedJacobian | undefined;
@@ -242,21 +267,21 @@ export class TesseractClient<I, O> {
    * the `for await` loop early (break, return, throw), an error, or the signal cancels the call.
    * `assembleJacobian(client.jacobianRows(...))` gives what `jacobian()` gives.
    */
-  async *jacobianRows(inputs: Arrays<I>, jacInputs: string[], jacOutputs: string[], options?: FiniteDifferenceRequestOptions, call?: CallOptions): AsyncGenerator<JacobianRowsEvent, void, undefined> {
-    const request = await this.jacobianRequest(inputs, jacInputs, jacOutputs, options, call);
+  async *jacobianRows(request: GradientRequest<I>, call?: CallOptions): AsyncGenerator<JacobianRowsEvent, void, undefined> {
+    const message = await this.jacobianRequest(request, call);
     const signal = call?.signal;
     if (signal?.aborted) throw cancelledError(signal);
     this.ensureOpen();
     let stream: grpc.ClientReadableStream<JacobianRowsResponse>;
     try {
-      stream = this.rpc.jacobianRows(request, toMetadata(call?.metadata), toGrpcOptions(call));
+      stream = this.rpc.jacobianRows(message, toMetadata(call?.metadata), toGrpcOptions(call));
     } catch (e) {
       throw toClientError(e);
     }
     const onAbort = () => stream.cancel();
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      for await (const message of stream as AsyncIterable<JacobianRowsResponse>) yield toRowsEvent(message);
+      for await (const response of stream as AsyncIterable<JacobianRowsResponse>) yield toRowsEvent(response);
     } catch (e) {
       throw toClientError(e);
     } finally {
@@ -269,19 +294,19 @@ export class TesseractClient<I, O> {
   }
 
   /** J·v: `tangent` keyed by input path (shaped like the input); result keyed by output path. */
-  async jvp(inputs: Arrays<I>, jvpInputs: string[], jvpOutputs: string[], tangent: Record<string, NdArray<any>>, options?: FiniteDifferenceRequestOptions, call?: CallOptions): Promise<VectorProductResult> {
+  async jvp({ inputs, inputPaths, outputPaths, tangent, options }: JvpRequest<I>, call?: CallOptions): Promise<VectorProductResult> {
     const base = await this.gradientBase(inputs, options, call);
     const tangent_vector = guard(grpc.status.INVALID_ARGUMENT, "tangent could not be encoded", () => tensorMap(tangent));
-    const request: JacobianVectorProductRequest = { ...base, jvp_inputs: jvpInputs, jvp_outputs: jvpOutputs, tangent_vector };
+    const request: JacobianVectorProductRequest = { ...base, jvp_inputs: [...inputPaths], jvp_outputs: [...outputPaths], tangent_vector };
     const response = await unaryCall(this.method("jacobianVectorProduct"), request, call);
     return guard(grpc.status.INTERNAL, "the response could not be decoded", () => vectorProduct(response));
   }
 
   /** vᵀ·J: `cotangent` keyed by output path (shaped like the output); result keyed by input path. */
-  async vjp(inputs: Arrays<I>, vjpInputs: string[], vjpOutputs: string[], cotangent: Record<string, NdArray<any>>, options?: FiniteDifferenceRequestOptions, call?: CallOptions): Promise<VectorProductResult> {
+  async vjp({ inputs, inputPaths, outputPaths, cotangent, options }: VjpRequest<I>, call?: CallOptions): Promise<VectorProductResult> {
     const base = await this.gradientBase(inputs, options, call);
     const cotangent_vector = guard(grpc.status.INVALID_ARGUMENT, "cotangent could not be encoded", () => tensorMap(cotangent));
-    const request: VectorJacobianProductRequest = { ...base, vjp_inputs: vjpInputs, vjp_outputs: vjpOutputs, cotangent_vector };
+    const request: VectorJacobianProductRequest = { ...base, vjp_inputs: [...inputPaths], vjp_outputs: [...outputPaths], cotangent_vector };
     const response = await unaryCall(this.method("vectorJacobianProduct"), request, call);
     return guard(grpc.status.INTERNAL, "the response could not be decoded", () => vectorProduct(response));
   }
@@ -291,13 +316,13 @@ export class TesseractClient<I, O> {
    * and one GradientCheck per (endpoint, input path, output path) with the largest errors, the rows
    * checked, the failures and the worst entry. UNIMPLEMENTED for a Tesseract without analytic gradients.
    */
-  async checkGradients(inputs: Arrays<I>, check: CheckGradientsOptions = {}, call?: CallOptions): Promise<CheckGradientsResponse> {
-    const base = await this.gradientBase(inputs, check.options, call);
-    const request: CheckGradientsRequest = {
+  async checkGradients(check: CheckGradientsRequest<I>, call?: CallOptions): Promise<CheckGradientsResponse> {
+    const base = await this.gradientBase(check.inputs, check.options, call);
+    const request: CheckGradientsMessage = {
       ...base,
-      input_paths: check.inputPaths ?? [],
-      output_paths: check.outputPaths ?? [],
-      endpoints: check.endpoints ?? [],
+      input_paths: [...(check.inputPaths ?? [])],
+      output_paths: [...(check.outputPaths ?? [])],
+      endpoints: [...(check.endpoints ?? [])],
       rtol: check.rtol ?? 0,
       atol: check.atol ?? 0,
       max_evals: check.maxEvals ?? 0,

@@ -87,7 +87,7 @@ describe("CheckGradients", () => {
   for (const normalize of [false, true]) {
     it(`vectoradd (normalize ${normalize}) passes for jacobian, jvp and vjp, every element checked within the default budget`, async () => {
       const before = counter.calls;
-      const response = await vector.checkGradients(vectorInputs(normalize));
+      const response = await vector.checkGradients({ inputs: vectorInputs(normalize) });
       assert.equal(response.passed, true, JSON.stringify(response.checks, null, 1));
       // 3 endpoints × 3 input paths (a, b, s) × 1 output path, in that order.
       assert.deepEqual(
@@ -107,7 +107,8 @@ describe("CheckGradients", () => {
   }
 
   it("vectoradd: one endpoint, chosen paths, forward differences with a looser rtol", async () => {
-    const response = await vector.checkGradients(vectorInputs(true), {
+    const response = await vector.checkGradients({
+      inputs: vectorInputs(true),
       inputPaths: ["a"],
       outputPaths: ["result"],
       endpoints: ["jacobian"],
@@ -124,7 +125,7 @@ describe("CheckGradients", () => {
 
   for (const normalize of [false, true]) {
     it(`a wrong analytic d result / d s is caught (normalize ${normalize}), on that pair only, for every endpoint`, async () => {
-      const response = await wrong.checkGradients(vectorInputs(normalize));
+      const response = await wrong.checkGradients({ inputs: vectorInputs(normalize) });
       assert.equal(response.passed, false);
       const failing = response.checks.filter((c) => c.failures > 0).map((c) => `${c.endpoint} ${c.input_path} ${c.output_path}`);
       assert.deepEqual(failing, ["jacobian s result", "jvp s result", "vjp s result"]);
@@ -151,7 +152,7 @@ describe("CheckGradients", () => {
   it("a wrong entry is caught even when sampling: every input path gets a row", async () => {
     const n = 200;
     const before = wrongCounter.calls;
-    const response = await wrong.checkGradients(long(n), { endpoints: ["jacobian"], maxEvals: 7 });
+    const response = await wrong.checkGradients({ inputs: long(n), endpoints: ["jacobian"], maxEvals: 7 });
     assert.equal(wrongCounter.calls - before, 7, "1 apply + one central column (2) per input path");
     assert.equal(response.passed, false);
     assert.deepEqual(
@@ -163,7 +164,7 @@ describe("CheckGradients", () => {
   it("max_evals bounds the apply calls; rows are sampled with the seed", async () => {
     const n = 200;
     let before = counter.calls;
-    const small = await vector.checkGradients(long(n), { endpoints: ["jacobian", "vjp"], maxEvals: 41, seed: 7 });
+    const small = await vector.checkGradients({ inputs: long(n), endpoints: ["jacobian", "vjp"], maxEvals: 41, seed: 7 });
     assert.equal(counter.calls - before, 41, "1 apply + 20 central columns");
     assert.equal(small.passed, true, JSON.stringify(small.checks));
     const rows = (checks: GradientCheck[], endpoint: string) => checks.filter((c) => c.endpoint === endpoint).map((c) => c.rows_checked);
@@ -172,19 +173,19 @@ describe("CheckGradients", () => {
     assert.ok(rows(small.checks, "jacobian").every((r) => r >= 1), "each input path gets at least one row");
 
     // Same seed, same rows (the worst entries named in the messages agree too); another seed, others.
-    const again = await vector.checkGradients(long(n), { endpoints: ["jacobian", "vjp"], maxEvals: 41, seed: 7 });
+    const again = await vector.checkGradients({ inputs: long(n), endpoints: ["jacobian", "vjp"], maxEvals: 41, seed: 7 });
     assert.deepEqual(again.checks, small.checks);
-    const other = await vector.checkGradients(long(n), { endpoints: ["jacobian", "vjp"], maxEvals: 41, seed: 8 });
+    const other = await vector.checkGradients({ inputs: long(n), endpoints: ["jacobian", "vjp"], maxEvals: 41, seed: 8 });
     assert.notDeepEqual(other.checks.map((c) => c.message), small.checks.map((c) => c.message));
 
     // The default budget, 1000: 1 apply + 3 JVPs (6) + all 401 central columns (802) fit.
     before = counter.calls;
-    const all = await vector.checkGradients(long(n));
+    const all = await vector.checkGradients({ inputs: long(n) });
     assert.equal(counter.calls - before, 1 + 6 + 2 * (2 * n + 1));
     assert.equal(all.passed, true);
     // A longer vector (601 elements) does not fit: the default budget is used up to its last pair of evaluations.
     before = counter.calls;
-    const capped = await vector.checkGradients(long(300));
+    const capped = await vector.checkGradients({ inputs: long(300) });
     const calls = counter.calls - before;
     assert.ok(calls <= 1000 && calls >= 999, `${calls} apply calls`);
     assert.equal(capped.passed, true);
@@ -192,23 +193,23 @@ describe("CheckGradients", () => {
   });
 
   it("a max_evals too small to check every input path once is INVALID_ARGUMENT", async () => {
-    await clientRejects(vector.checkGradients(vectorInputs(false), { maxEvals: 12 }), "INVALID_ARGUMENT", /^max_evals 12 is too small: checking 3 input paths \(jacobian, jvp, vjp\) takes at least 13 apply calls/);
+    await clientRejects(vector.checkGradients({ inputs: vectorInputs(false), maxEvals: 12 }), "INVALID_ARGUMENT", /^max_evals 12 is too small: checking 3 input paths \(jacobian, jvp, vjp\) takes at least 13 apply calls/);
   });
 
   it("bad paths, endpoints, tolerances and options are INVALID_ARGUMENT", async () => {
     const inputs = vectorInputs(false);
-    await clientRejects(vector.checkGradients(inputs, { inputPaths: ["c"] }), "INVALID_ARGUMENT", /^input_paths: input path "c" does not exist; differentiable input paths: a, b, s/);
-    await clientRejects(vector.checkGradients(inputs, { outputPaths: ["nope"] }), "INVALID_ARGUMENT", /^output_paths: output path "nope" is not a differentiable path/);
-    await clientRejects(vector.checkGradients(inputs, { endpoints: ["hessian"] }), "INVALID_ARGUMENT", /^endpoints: unknown endpoint "hessian"; expected jacobian, jvp or vjp/);
-    await clientRejects(vector.checkGradients(inputs, { rtol: -1 }), "INVALID_ARGUMENT", /^rtol must be a non-negative finite number/);
-    await clientRejects(vector.checkGradients(inputs, { options: { eps: -1 } }), "INVALID_ARGUMENT", /options\.eps must be a positive finite number/);
-    await clientRejects(vector.checkGradients(inputs, { inputPaths: ["a"], options: { eps_by_path: { b: 1e-3 } } }), "INVALID_ARGUMENT", /^options\.eps_by_path has key "b", which is not an input path being checked \(a\)/);
+    await clientRejects(vector.checkGradients({ inputs, inputPaths: ["c"] }), "INVALID_ARGUMENT", /^input_paths: input path "c" does not exist; differentiable input paths: a, b, s/);
+    await clientRejects(vector.checkGradients({ inputs, outputPaths: ["nope"] }), "INVALID_ARGUMENT", /^output_paths: output path "nope" is not a differentiable path/);
+    await clientRejects(vector.checkGradients({ inputs, endpoints: ["hessian"] }), "INVALID_ARGUMENT", /^endpoints: unknown endpoint "hessian"; expected jacobian, jvp or vjp/);
+    await clientRejects(vector.checkGradients({ inputs, rtol: -1 }), "INVALID_ARGUMENT", /^rtol must be a non-negative finite number/);
+    await clientRejects(vector.checkGradients({ inputs, options: { eps: -1 } }), "INVALID_ARGUMENT", /options\.eps must be a positive finite number/);
+    await clientRejects(vector.checkGradients({ inputs, inputPaths: ["a"], options: { eps_by_path: { b: 1e-3 } } }), "INVALID_ARGUMENT", /^options\.eps_by_path has key "b", which is not an input path being checked \(a\)/);
   });
 
   it("a Tesseract without analytic gradients is UNIMPLEMENTED; Describe lists CheckGradients only with them", async () => {
     const mesh = new TesseractClient<MeshInputs, MeshOutputs>(meshServer.address, { inputs: MeshInputs, outputs: MeshOutputs });
     try {
-      await clientRejects(mesh.checkGradients(sampleMeshInputs(3)), "UNIMPLEMENTED", /^Tesseract "meshstats" has no analytic gradients/);
+      await clientRejects(mesh.checkGradients({ inputs: sampleMeshInputs(3) }), "UNIMPLEMENTED", /^Tesseract "meshstats" has no analytic gradients/);
       assert.ok(!(await mesh.describe()).endpoints.includes("CheckGradients"));
     } finally {
       mesh.close();

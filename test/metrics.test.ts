@@ -46,7 +46,7 @@ describe("Prometheus metrics", () => {
     assert.ok(server.metricsPort && server.metricsPort > 0);
     const N = 5;
     await client.apply(meshInputs(N));
-    const { stats } = await client.jacobian(meshInputs(N), ["mesh.points"], ["statistics.barycenter"], { algorithm: Algorithm.ALGORITHM_CENTRAL });
+    const { stats } = await client.jacobian({ inputs: meshInputs(N), inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"], options: { algorithm: Algorithm.ALGORITHM_CENTRAL } });
     assert.equal(stats.apply_calls, 2 * 3 * N);
     await assert.rejects(client.apply({ ...meshInputs(N), mesh: { ...meshInputs(N).mesh, n_points: 4 } }));
 

@@ -195,9 +195,9 @@ describe("distributed: one gradient engine, apply replicas in other processes", 
   const n = 3 * N;
 
   it(`central Jacobian, N = ${N}: bit-identical to inline, ${2 * n} evaluations spread over the 3 replicas`, async () => {
-    const inputs = sampleMeshInputs(N);
-    const { result, counts } = await counted(replicas, 2 * n, () => viaReplicas.jacobian(inputs, ["mesh.points"], [FIRST, BARY], { algorithm: CENTRAL }));
-    const expected = await reference.jacobian(inputs, ["mesh.points"], [FIRST, BARY], { algorithm: CENTRAL });
+    const request = { inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], options: { algorithm: CENTRAL } };
+    const { result, counts } = await counted(replicas, 2 * n, () => viaReplicas.jacobian(request));
+    const expected = await reference.jacobian(request);
     assert.equal(result.stats.apply_calls, 2 * n);
     assert.equal(expected.stats.apply_calls, 2 * n);
     for (const output of [FIRST, BARY]) {
@@ -210,9 +210,9 @@ describe("distributed: one gradient engine, apply replicas in other processes", 
   });
 
   it(`streamed Jacobian rows (central, N = ${N}): the same bits as the inline unary Jacobian, ${2 * n} evaluations`, async () => {
-    const inputs = sampleMeshInputs(N);
-    const { result, counts } = await counted(replicas, 2 * n, () => assembleJacobian(viaReplicas.jacobianRows(inputs, ["mesh.points"], [FIRST, BARY], { algorithm: CENTRAL })));
-    const expected = await reference.jacobian(inputs, ["mesh.points"], [FIRST, BARY], { algorithm: CENTRAL });
+    const request = { inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], options: { algorithm: CENTRAL } };
+    const { result, counts } = await counted(replicas, 2 * n, () => assembleJacobian(viaReplicas.jacobianRows(request)));
+    const expected = await reference.jacobian(request);
     assert.equal(result.stats.apply_calls, 2 * n);
     for (const output of [FIRST, BARY]) {
       assert.deepEqual(result.jacobian[output]["mesh.points"].data, expected.jacobian[output]["mesh.points"].data, `${output}: streamed rows not bit-identical`);
@@ -221,10 +221,10 @@ describe("distributed: one gradient engine, apply replicas in other processes", 
   });
 
   it(`VJP (central, N = ${N}): bit-identical to inline, ${2 * n} evaluations spread over the 3 replicas`, async () => {
-    const inputs = sampleMeshInputs(N);
     const cotangent = { [FIRST]: ndarray(Float64Array.of(1, -2, 0.5), [3]), [BARY]: ndarray(Float64Array.of(3, 0.25, -1), [3]) };
-    const { result, counts } = await counted(replicas, 2 * n, () => viaReplicas.vjp(inputs, ["mesh.points"], [FIRST, BARY], cotangent, { algorithm: CENTRAL }));
-    const expected = await reference.vjp(inputs, ["mesh.points"], [FIRST, BARY], cotangent, { algorithm: CENTRAL });
+    const request = { inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], cotangent, options: { algorithm: CENTRAL } };
+    const { result, counts } = await counted(replicas, 2 * n, () => viaReplicas.vjp(request));
+    const expected = await reference.vjp(request);
     assert.equal(result.stats.apply_calls, 2 * n);
     assert.equal(expected.stats.apply_calls, 2 * n);
     assert.deepEqual(Object.keys(result.result), ["mesh.points"]);
@@ -234,10 +234,10 @@ describe("distributed: one gradient engine, apply replicas in other processes", 
   });
 
   it("JVP (central): bit-identical to inline, 2 evaluations on the replicas", async () => {
-    const inputs = sampleMeshInputs(N);
     const tangent = { "mesh.points": ndarray(Float64Array.from({ length: n }, (_, i) => Math.cos(i)), [N, 3]) };
-    const { result, counts } = await counted(replicas, 2, () => viaReplicas.jvp(inputs, ["mesh.points"], [FIRST, BARY], tangent, { algorithm: CENTRAL }));
-    const expected = await reference.jvp(inputs, ["mesh.points"], [FIRST, BARY], tangent, { algorithm: CENTRAL });
+    const request = { inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], tangent, options: { algorithm: CENTRAL } };
+    const { result, counts } = await counted(replicas, 2, () => viaReplicas.jvp(request));
+    const expected = await reference.jvp(request);
     assert.equal(result.stats.apply_calls, 2);
     assert.equal(expected.stats.apply_calls, 2);
     for (const output of [FIRST, BARY]) {

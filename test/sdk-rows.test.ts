@@ -120,8 +120,8 @@ describe("SDK: JacobianRows", () => {
       { name: "forward", algorithm: Algorithm.ALGORITHM_FORWARD, calls: n + 1 },
     ]) {
       it(`${name}: header, ${n} rows of 3 values, stats; assembled = unary Jacobian exactly`, async () => {
-        const inputs = sampleMeshInputs(N);
-        const events = await collect(mesh.jacobianRows(inputs, ["mesh.points"], [BARY], { algorithm }));
+        const request = { inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [BARY], options: { algorithm } };
+        const events = await collect(mesh.jacobianRows(request));
 
         const header = events[0].header;
         assert.ok(header, "the first event is the header");
@@ -147,7 +147,7 @@ describe("SDK: JacobianRows", () => {
         }
 
         const assembled = await assembleJacobian(events);
-        const unary = await mesh.jacobian(inputs, ["mesh.points"], [BARY], { algorithm });
+        const unary = await mesh.jacobian(request);
         assertSameJacobian(assembled, unary);
         assertClose(assembled.jacobian[BARY]["mesh.points"].data, meshJacobian(N, "barycenter"), 1e-8, "against the analytic Jacobian");
       });
@@ -213,7 +213,8 @@ describe("SDK: JacobianRows", () => {
 
     it("through the SDK: split rows, and assembled = unary Jacobian exactly = analytic", async () => {
       for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD]) {
-        const events = await collect(vector.jacobianRows(inputs(), ["a", "b"], ["result"], { algorithm }));
+        const request = { inputs: inputs(), inputPaths: ["a", "b"], outputPaths: ["result"], options: { algorithm } };
+        const events = await collect(vector.jacobianRows(request));
         const rows = events.filter((e) => e.row).map((e) => e.row!);
         assert.ok(rows.length >= 2 * L * 4);
         for (const row of rows) for (const s of row.slices) assert.ok(s.values.length * 8 < BUDGET);
@@ -221,7 +222,7 @@ describe("SDK: JacobianRows", () => {
         assert.ok(offsets.length > 1 && offsets[0] === 0 && offsets.every((o, i) => i === 0 || o > offsets[i - 1]), `offsets ${offsets}`);
 
         const assembled = await assembleJacobian(events);
-        const unary = await vector.jacobian(inputs(), ["a", "b"], ["result"], { algorithm });
+        const unary = await vector.jacobian(request);
         assertSameJacobian(assembled, unary);
         for (const input of ["a", "b"]) {
           assert.deepEqual(assembled.jacobian.result[input].shape, [L, L]);
@@ -234,7 +235,7 @@ describe("SDK: JacobianRows", () => {
   describe("assembleJacobian checks completeness", () => {
     let events: JacobianRowsEvent[];
     before(async () => {
-      events = await collect(mesh.jacobianRows(sampleMeshInputs(4), ["mesh.points"], [BARY, "statistics.first_point_coordinates"]));
+      events = await collect(mesh.jacobianRows({ inputs: sampleMeshInputs(4), inputPaths: ["mesh.points"], outputPaths: [BARY, "statistics.first_point_coordinates"] }));
     });
 
     it("a missing row: DATA_LOSS naming the input and the first missing index", async () => {
@@ -270,7 +271,7 @@ describe("SDK: JacobianRows", () => {
       const FREE = 10; // the engine runs 10 evaluations (5 rows), then waits at the 11th
       const g = await gatedServer(FREE);
       const seen: JacobianRowsEvent[] = [];
-      for await (const event of g.client.jacobianRows(sampleMeshInputs(N), ["mesh.points"], [BARY], { algorithm: Algorithm.ALGORITHM_CENTRAL })) {
+      for await (const event of g.client.jacobianRows({ inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [BARY], options: { algorithm: Algorithm.ALGORITHM_CENTRAL } })) {
         seen.push(event);
         if (seen.length === 3) break;
       }
@@ -294,7 +295,7 @@ describe("SDK: JacobianRows", () => {
       const g = await gatedServer(4);
       const controller = new AbortController();
       const iteration = (async () => {
-        for await (const event of g.client.jacobianRows(sampleMeshInputs(N), ["mesh.points"], [BARY], undefined, { signal: controller.signal })) {
+        for await (const event of g.client.jacobianRows({ inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [BARY] }, { signal: controller.signal })) {
           if (event.header) controller.abort();
         }
       })();
@@ -308,11 +309,11 @@ describe("SDK: JacobianRows", () => {
     });
 
     it("a deadline already in the past: DEADLINE_EXCEEDED from the first iteration", async () => {
-      await clientRejects(collect(mesh.jacobianRows(sampleMeshInputs(3), ["mesh.points"], [BARY], undefined, { deadline: new Date(Date.now() - 1000) })), "DEADLINE_EXCEEDED");
+      await clientRejects(collect(mesh.jacobianRows({ inputs: sampleMeshInputs(3), inputPaths: ["mesh.points"], outputPaths: [BARY] }, { deadline: new Date(Date.now() - 1000) })), "DEADLINE_EXCEEDED");
     });
 
     it("a bad path: INVALID_ARGUMENT from the first iteration, naming it", async () => {
-      await clientRejects(collect(mesh.jacobianRows(sampleMeshInputs(3), ["mesh.nope"], [BARY])), "INVALID_ARGUMENT", /mesh\.nope/);
+      await clientRejects(collect(mesh.jacobianRows({ inputs: sampleMeshInputs(3), inputPaths: ["mesh.nope"], outputPaths: [BARY] })), "INVALID_ARGUMENT", /mesh\.nope/);
     });
   });
 });

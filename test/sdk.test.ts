@@ -1,12 +1,13 @@
 /**
  * The typed SDK against real servers on 127.0.0.1:0: apply, Jacobian (exact evaluation counts,
- * analytic values), JVP, VJP, Describe (and its caching for type URLs), AbstractEval with abstract
+ * analytic values), JVP, VJP, one request object reused by every gradient method, Describe (and its caching for type URLs), AbstractEval with abstract
  * tensors, health, and every failure as a TesseractClientError with the right code.
  */
 import { strict as assert } from "node:assert";
 import ndarray from "ndarray";
 import {
   Algorithm,
+  assembleJacobian,
   DataType,
   TesseractClient,
   type AbstractArrays,
@@ -88,7 +89,7 @@ describe("SDK: TesseractClient", () => {
       { name: "forward", algorithm: Algorithm.ALGORITHM_FORWARD, calls: n + 1 },
     ]) {
       it(`meshstats, ${name}: ${calls} apply calls for both outputs, analytic values, (*out, *in) layout`, async () => {
-        const { jacobian, stats } = await mesh.jacobian(sampleMeshInputs(N), ["mesh.points"], [FIRST, BARY], { algorithm });
+        const { jacobian, stats } = await mesh.jacobian({ inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], options: { algorithm } });
         assert.equal(stats.apply_calls, calls);
         assert.ok(stats.wall_seconds >= 0);
         assert.deepEqual(Object.keys(jacobian).sort(), [BARY, FIRST]);
@@ -102,13 +103,13 @@ describe("SDK: TesseractClient", () => {
     }
 
     it("meshstats: the inputs' fd_algorithm picks the rule when the request does not (forward: n + 1 calls)", async () => {
-      const { stats } = await mesh.jacobian(sampleMeshInputs(N, Algorithm.ALGORITHM_FORWARD), ["mesh.points"], [BARY]);
+      const { stats } = await mesh.jacobian({ inputs: sampleMeshInputs(N, Algorithm.ALGORITHM_FORWARD), inputPaths: ["mesh.points"], outputPaths: [BARY] });
       assert.equal(stats.apply_calls, n + 1);
     });
 
     it("vectoradd (normalised): every block matches the shipped analytic Jacobian", async () => {
       const inputs = { a: f64([0.5, -1.25, 2, 0.75, 3]), b: f64([1, 0.5, -0.5, 2, -1]), s: ndarray(Float64Array.of(1.5), []), normalize: true };
-      const { jacobian, stats } = await vector.jacobian(inputs, ["a", "b", "s"], ["result"], { algorithm: Algorithm.ALGORITHM_CENTRAL });
+      const { jacobian, stats } = await vector.jacobian({ inputs, inputPaths: ["a", "b", "s"], outputPaths: ["result"], options: { algorithm: Algorithm.ALGORITHM_CENTRAL } });
       assert.equal(stats.apply_calls, 2 * (5 + 5 + 1));
       const analytic = vectoradd.gradients!.jacobian!(inputs, ["a", "b", "s"], ["result"]);
       for (const input of ["a", "b", "s"]) {
@@ -124,7 +125,7 @@ describe("SDK: TesseractClient", () => {
     const tangentValues = Float64Array.from({ length: N * 3 }, (_, k) => Math.cos(k + 0.5));
 
     it("jvp: J·v for both outputs in 2 apply calls", async () => {
-      const { result, stats } = await mesh.jvp(sampleMeshInputs(N), ["mesh.points"], [FIRST, BARY], { "mesh.points": ndarray(tangentValues, [N, 3]) });
+      const { result, stats } = await mesh.jvp({ inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], tangent: { "mesh.points": ndarray(tangentValues, [N, 3]) } });
       assert.equal(stats.apply_calls, 2);
       const mean = [0, 1, 2].map((c) => tangentValues.filter((_, k) => k % 3 === c).reduce((s, v) => s + v, 0) / N);
       assert.deepEqual(result[FIRST].shape, [3]);
@@ -135,12 +136,44 @@ describe("SDK: TesseractClient", () => {
     it("vjp: uᵀ·J keyed by input path in 2n apply calls", async () => {
       const uFirst = f64([1, -2, 0.5]);
       const uBary = f64([3, 0.25, -1]);
-      const { result, stats } = await mesh.vjp(sampleMeshInputs(N), ["mesh.points"], [FIRST, BARY], { [FIRST]: uFirst, [BARY]: uBary }, { algorithm: Algorithm.ALGORITHM_CENTRAL });
+      const { result, stats } = await mesh.vjp({ inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], cotangent: { [FIRST]: uFirst, [BARY]: uBary }, options: { algorithm: Algorithm.ALGORITHM_CENTRAL } });
       assert.equal(stats.apply_calls, 2 * 3 * N);
       const g = result["mesh.points"];
       assert.deepEqual(g.shape, [N, 3]);
       const expected = Float64Array.from({ length: N * 3 }, (_, k) => (k < 3 ? uFirst.data[k] : 0) + uBary.data[k % 3] / N);
       assertClose(g.data, expected, 1e-8, "uᵀ J");
+    });
+  });
+
+  describe("request objects", () => {
+    it("one { inputs, inputPaths, outputPaths, options } serves jacobian, jacobianRows, jvp (+ tangent), vjp (+ cotangent) and checkGradients, against the analytic Jacobian", async () => {
+      const inputs = { a: f64([0.5, -1.25, 2]), b: f64([1, 0.5, -0.5]), s: f64([1.5], []), normalize: true };
+      const paths = ["a", "s"] as const;
+      const request = { inputs, inputPaths: paths, outputPaths: ["result"] as const, options: { algorithm: Algorithm.ALGORITHM_CENTRAL } };
+      // J[p] as (3 outputs) × (size of p), row-major.
+      const J = vectoradd.gradients!.jacobian!(inputs, [...paths], ["result"]).result;
+      const entry = (p: string, i: number, j: number) => J[p].data[i * (J[p].data.length / 3) + j];
+
+      const { jacobian, stats } = await vector.jacobian(request);
+      assert.equal(stats.apply_calls, 2 * (3 + 1));
+      for (const p of paths) assertClose(jacobian.result[p].data, J[p].data, 1e-7, `d result / d ${p}`);
+      assert.deepEqual((await assembleJacobian(vector.jacobianRows(request))).jacobian, jacobian);
+
+      const tangent = { a: f64([0.3, -1, 2]), s: f64([0.7], []) };
+      const jvp = await vector.jvp({ ...request, tangent });
+      const Jv = [0, 1, 2].map((i) => paths.reduce((sum, p) => sum + tangent[p].data.reduce((t, v, j) => t + entry(p, i, j) * v, 0), 0));
+      assertClose(jvp.result.result.data, Jv, 1e-7, "J·v");
+
+      const cotangent = f64([2, -0.5, 1]);
+      const vjp = await vector.vjp({ ...request, cotangent: { result: cotangent } });
+      for (const p of paths) {
+        const uJ = Array.from(J[p].data.subarray(0, J[p].data.length / 3), (_, j) => [0, 1, 2].reduce((sum, i) => sum + cotangent.data[i] * entry(p, i, j), 0));
+        assertClose(vjp.result[p].data, uJ, 1e-7, `uᵀ·J w.r.t. ${p}`);
+      }
+
+      const check = await vector.checkGradients({ ...request, endpoints: ["jacobian", "jvp", "vjp"] });
+      assert.equal(check.passed, true, JSON.stringify(check.checks));
+      assert.deepEqual(check.checks.map((c) => `${c.endpoint} ${c.input_path}`).sort(), ["jacobian a", "jacobian s", "jvp a", "jvp s", "vjp a", "vjp s"]);
     });
   });
 
@@ -169,7 +202,7 @@ describe("SDK: TesseractClient", () => {
       try {
         assert.equal(describes, 0, "no call before the first need");
         await client.apply(sampleMeshInputs(3));
-        await client.jacobian(sampleMeshInputs(3), ["mesh.points"], [BARY]);
+        await client.jacobian({ inputs: sampleMeshInputs(3), inputPaths: ["mesh.points"], outputPaths: [BARY] });
         await client.abstractEval({ mesh: { ...sampleMeshInputs(3).mesh, points: { shape: [3, 3], datatype: DataType.DATA_TYPE_FP64 } }, fd_algorithm: 0 });
         assert.equal(describes, 1);
       } finally {
@@ -209,20 +242,20 @@ describe("SDK: TesseractClient", () => {
 
   describe("errors", () => {
     it("a bad jac_inputs path: INVALID_ARGUMENT naming the path and the available ones", async () => {
-      const error = await clientRejects(mesh.jacobian(sampleMeshInputs(3), ["mesh.nope"], [BARY]), "INVALID_ARGUMENT", /mesh\.nope/);
+      const error = await clientRejects(mesh.jacobian({ inputs: sampleMeshInputs(3), inputPaths: ["mesh.nope"], outputPaths: [BARY] }), "INVALID_ARGUMENT", /mesh\.nope/);
       assert.match(error.details, /mesh\.points/);
     });
 
     it("a bad output path in a JVP: INVALID_ARGUMENT naming it", async () => {
       const tangent = { "mesh.points": ndarray(new Float64Array(9), [3, 3]) };
-      await clientRejects(mesh.jvp(sampleMeshInputs(3), ["mesh.points"], ["statistics.nope"], tangent), "INVALID_ARGUMENT", /statistics\.nope/);
+      await clientRejects(mesh.jvp({ inputs: sampleMeshInputs(3), inputPaths: ["mesh.points"], outputPaths: ["statistics.nope"], tangent }), "INVALID_ARGUMENT", /statistics\.nope/);
     });
 
     it("a wrong Any type URL: INVALID_ARGUMENT", async () => {
       const wrong = new TesseractClient<MeshInputs, MeshOutputs>(meshServer.address, { inputs: MeshInputs, outputs: MeshOutputs, inputType: "tesseract.examples.vectoradd.v1.Inputs" });
       try {
         await clientRejects(wrong.apply(sampleMeshInputs(3)), "INVALID_ARGUMENT", /type URL "type\.googleapis\.com\/tesseract\.examples\.vectoradd\.v1\.Inputs"/);
-        await clientRejects(wrong.jacobian(sampleMeshInputs(3), ["mesh.points"], [BARY]), "INVALID_ARGUMENT", /type URL/);
+        await clientRejects(wrong.jacobian({ inputs: sampleMeshInputs(3), inputPaths: ["mesh.points"], outputPaths: [BARY] }), "INVALID_ARGUMENT", /type URL/);
       } finally {
         wrong.close();
       }

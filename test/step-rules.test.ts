@@ -205,9 +205,9 @@ describe("error estimates end to end", () => {
     const client = new TesseractClient<VectorInputs, VectorOutputs>(server.address, { inputs: VectorInputs, outputs: VectorOutputs });
     try {
       const inputs = { a: ndarray(new Float64Array(100).map((_, i) => Math.sin(i)), [100]), b: ndarray(new Float64Array(100).fill(1), [100]), s: ndarray(Float64Array.of(2), []), normalize: true };
-      const options = { algorithm: Algorithm.ALGORITHM_RICHARDSON };
-      const unary = await client.jacobian(inputs, ["a", "s"], ["result"], options);
-      const streamed = await assembleJacobian(client.jacobianRows(inputs, ["a", "s"], ["result"], options));
+      const request = { inputs, inputPaths: ["a", "s"], outputPaths: ["result"], options: { algorithm: Algorithm.ALGORITHM_RICHARDSON } };
+      const unary = await client.jacobian(request);
+      const streamed = await assembleJacobian(client.jacobianRows(request));
       assert.ok(unary.errorEstimate, "unary estimates");
       assert.deepEqual(streamed.errorEstimate, unary.errorEstimate);
       assert.deepEqual(streamed.jacobian, unary.jacobian);

@@ -270,17 +270,16 @@ describe("apply replicas behind TLS and a bearer token", () => {
       const good = await engine({ replicaCredentials: tlsCredentials({ ca: CA, ...CLIENT }), replicaToken: "replica-secret" });
       const inline = await serve({});
       servers.push(inline);
-      const inputs = meshInputs(4);
-      const paths = [["mesh.points"], ["statistics.barycenter"]] as const;
-      const viaReplica = await client(good).jacobian(inputs, [...paths[0]], [...paths[1]]);
-      const expected = await client(inline).jacobian(inputs, [...paths[0]], [...paths[1]]);
+      const request = { inputs: meshInputs(4), inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"] };
+      const viaReplica = await client(good).jacobian(request);
+      const expected = await client(inline).jacobian(request);
       assert.equal(viaReplica.stats.apply_calls, 2 * 12);
       assert.deepEqual(viaReplica.jacobian["statistics.barycenter"]["mesh.points"].data, expected.jacobian["statistics.barycenter"]["mesh.points"].data);
 
       const noToken = await engine({ replicaCredentials: tlsCredentials({ ca: CA, ...CLIENT }) });
-      await clientRejects(client(noToken).jacobian(inputs, [...paths[0]], [...paths[1]]), "UNAUTHENTICATED", /^evaluation at .* failed: apply replica \(ipv4:127\.0\.0\.1:\d+\): a valid bearer token is required/);
+      await clientRejects(client(noToken).jacobian(request), "UNAUTHENTICATED", /^evaluation at .* failed: apply replica \(ipv4:127\.0\.0\.1:\d+\): a valid bearer token is required/);
       const plaintext = await engine({ replicaToken: "replica-secret" });
-      await clientRejects(client(plaintext).jacobian(inputs, [...paths[0]], [...paths[1]]), "UNAVAILABLE", /apply replica/);
+      await clientRejects(client(plaintext).jacobian(request), "UNAVAILABLE", /apply replica/);
     } finally {
       clients.forEach((c) => c.close());
       await Promise.all(servers.map((s) => s.close(0)));
