@@ -14,6 +14,7 @@
  * The Any type URLs name the messages: `types.inputType`/`outputType` when given, else the names one
  * Describe call returns (made on first need and cached; a failed Describe is not cached).
  */
+import { DEFAULT_MAX_MESSAGE_BYTES, FLOW_CONTROL_WINDOW_BYTES } from "../common/transport-defaults";
 import * as grpc from "@grpc/grpc-js";
 import type { NdArray } from "ndarray";
 import type { Arrays } from "../server/tesseract";
@@ -49,11 +50,8 @@ import { tlsCredentials, type ClientTls } from "./tls";
 import { toRowsEvent, type JacobianResult, type JacobianRowsEvent, type NestedJacobian } from "./rows";
 import { fp64Array, fp64Map, tensorMap, type AbstractArrays } from "./tree";
 
-/** 64 MiB, the server's default too; gRPC's own default receive limit (4 MiB) is too small for Jacobians. */
-export const DEFAULT_MAX_MESSAGE_BYTES = 64 << 20;
-
-/** The receive window of the SDK's connections (bench/stream.ts measured 4–16 MiB as the knee). */
-export const FLOW_CONTROL_WINDOW_BYTES = 16 << 20;
+// The same message limit and receive window as the server's (common/transport-defaults.ts).
+export { DEFAULT_MAX_MESSAGE_BYTES, FLOW_CONTROL_WINDOW_BYTES };
 
 export interface TesseractTypes<I, O> {
   /** The generated message objects, e.g. `Inputs` and `Outputs` from the Tesseract's generated module. */
