@@ -11,7 +11,7 @@ import { withTimeout } from "./eval/timeout";
 import { checkJacobianSize, jacobian, type JacobianEntry } from "./fd/jacobian";
 import { plannedEvaluations, rows } from "./fd/rows";
 import { jvp } from "./fd/jvp";
-import { ENGINE_DEFAULTS, resolveOptions, type RequestOptions, type ResolvedOptions } from "./fd/options";
+import { checkPathKeys, ENGINE_DEFAULTS, resolveOptions, type RequestOptions, type ResolvedOptions } from "./fd/options";
 import { OutputSelector } from "./fd/outputs";
 import { inputLeaf, Problem, type InputLeaf } from "./fd/problem";
 import { vjp } from "./fd/vjp";
@@ -187,7 +187,7 @@ export class TesseractRuntime {
     const leaves = this.schema.inputs.resolveDifferentiable(req.inputs, req.inputPaths, fields.inputs, "input").map((l) => inputLeaf(l, fields.inputs));
     const selector = new OutputSelector(this.schema.outputs, req.outputPaths, fields.outputs);
     const options = this.options(req.inputs, req.options);
-    checkPathKeys(options, leaves, fields.inputs);
+    checkPathKeys(options, leaves, `in ${fields.inputs}`);
     const evaluator = this.backends.evaluatorFor({ inputs: req.inputs, leaves, selector, outputPaths: req.outputPaths, outputsField: fields.outputs, signal: req.signal });
     const problem = new Problem(leaves, evaluator, req.signal, this.leafBounds(leaves));
     return { leaves, options, evaluator, problem, started: performance.now() };
@@ -262,17 +262,6 @@ export class TesseractRuntime {
   /** The analytic gradients against finite differences on sampled rows (check-gradients.ts). */
   checkGradients(req: CheckGradientsRequest): Promise<CheckGradientsResult> {
     return checkGradients(this, req);
-  }
-}
-
-/** Per-path options must name differentiated inputs. */
-function checkPathKeys(options: ResolvedOptions, leaves: readonly { path: string }[], field: string): void {
-  for (const [option, map] of [["eps_by_path", options.epsByPath], ["typical_magnitude", options.typical]] as const) {
-    for (const key of Object.keys(map ?? {})) {
-      if (!leaves.some((l) => l.path === key)) {
-        throw invalidArgument(`options.${option} has key ${quote(key)}, which is not in ${field} (${listed(leaves.map((l) => l.path))})`);
-      }
-    }
   }
 }
 

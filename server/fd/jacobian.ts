@@ -20,7 +20,8 @@ export async function ensureOutputs(problem: Problem) {
   return problem.outputs!;
 }
 
-const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+/** Elements of a tensor of this shape (1 for a scalar). */
+export const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** Refuses a Jacobian of more than `maxBytes` (FP64 values of every output × input pair). */
 export function checkJacobianSize(outputShapes: readonly number[][], inputSizes: readonly number[], maxBytes: number): void {

@@ -49,7 +49,7 @@ function isRowMajor(shape: number[], stride: number[]): boolean {
 }
 
 /** "mesh.points[3, 1]": a leaf element by its multi-index, for messages. */
-export function elementName(leaf: InputLeaf, flatIndex: number): string {
+export function elementName(leaf: { readonly path: string; readonly shape: readonly number[] }, flatIndex: number): string {
   if (leaf.shape.length === 0) return leaf.path;
   const index: number[] = [];
   for (let i = leaf.shape.length - 1, rest = flatIndex; i >= 0; i--) {
