@@ -4,7 +4,7 @@
  */
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
-import { checkGradients, type CheckGradientsRequest, type CheckGradientsResult } from "./check-gradients";
+import { checkGradients, type CheckGradientsRequest, type CheckGradientsResult } from "./checking/check-gradients";
 import { Code, invalidArgument, isTesseractError, listed, quote, TesseractError } from "./errors";
 import { EvaluationBackends, type EvaluationSettings } from "./eval/backends";
 import { withTimeout } from "./eval/timeout";
@@ -259,7 +259,7 @@ export class TesseractRuntime {
     return { result: keyed(values), errors: errors && keyed(errors), stats: this.stats(problem, started, adjustedSteps) };
   }
 
-  /** The analytic gradients against finite differences on sampled rows (check-gradients.ts). */
+  /** The analytic gradients against finite differences on sampled rows (checking/check-gradients.ts). */
   checkGradients(req: CheckGradientsRequest): Promise<CheckGradientsResult> {
     return checkGradients(this, req);
   }
