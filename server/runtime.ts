@@ -4,14 +4,14 @@
  */
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
-import { checkGradients, type CheckGradientsRequest, type CheckGradientsResult } from "./check-gradients";
+import { checkGradients, type CheckGradientsRequest, type CheckGradientsResult } from "./checking/check-gradients";
 import { Code, invalidArgument, isTesseractError, listed, quote, TesseractError } from "./errors";
 import { EvaluationBackends, type EvaluationSettings } from "./eval/backends";
 import { withTimeout } from "./eval/timeout";
 import { checkJacobianSize, ensureOutputs, jacobian, type JacobianEntry } from "./fd/jacobian";
 import { plannedEvaluations, rows } from "./fd/rows";
 import { jvp } from "./fd/jvp";
-import { resolveOptions, type RequestOptions, type ResolvedOptions } from "./fd/options";
+import { checkPathKeys, resolveOptions, type RequestOptions, type ResolvedOptions } from "./fd/options";
 import { DEFAULT_ABSOLUTE_EPS } from "./fd/steps";
 import { inputLeaf, type InputLeaf } from "./eval/input-leaf";
 import { OutputSelector } from "./eval/outputs";
@@ -222,7 +222,7 @@ export class TesseractRuntime {
     const leaves = this.schema.inputs.resolveDifferentiable(req.inputs, req.inputPaths, fields.inputs, "input").map((l) => inputLeaf(l, fields.inputs));
     const selector = new OutputSelector(this.schema.outputs, req.outputPaths, fields.outputs);
     const options = this.options(req.inputs, req.options);
-    checkPathKeys(options, leaves, fields.inputs);
+    checkPathKeys(options, leaves, `in ${fields.inputs}`);
     const evaluator = this.backends.evaluatorFor({ inputs: req.inputs, leaves, selector, outputPaths: req.outputPaths, outputsField: fields.outputs, signal: req.signal });
     const problem = new Problem(leaves, evaluator, req.signal, this.leafBounds(leaves));
     return { leaves, options, evaluator, problem, started: performance.now() };
@@ -298,20 +298,9 @@ export class TesseractRuntime {
     return { result: keyed(values), errors: errors && keyed(errors), stats: this.stats(problem, started, adjustedSteps) };
   }
 
-  /** The analytic gradients against finite differences on sampled rows (check-gradients.ts). */
+  /** The analytic gradients against finite differences on sampled rows (checking/check-gradients.ts). */
   checkGradients(req: CheckGradientsRequest): Promise<CheckGradientsResult> {
     return checkGradients(this, req);
-  }
-}
-
-/** Per-path options must name differentiated inputs. */
-function checkPathKeys(options: ResolvedOptions, leaves: readonly { path: string }[], field: string): void {
-  for (const [option, map] of [["eps_by_path", options.epsByPath], ["typical_magnitude", options.typical]] as const) {
-    for (const key of Object.keys(map ?? {})) {
-      if (!leaves.some((l) => l.path === key)) {
-        throw invalidArgument(`options.${option} has key ${quote(key)}, which is not in ${field} (${listed(leaves.map((l) => l.path))})`);
-      }
-    }
   }
 }
 

@@ -3,7 +3,7 @@
  * analytic Jacobian passes (normalised or not, jacobian, jvp and vjp); a copy whose d result / d s is
  * 1.5 times too large (test/fixtures/wrong-vectoradd) is caught on exactly that pair; max_evals bounds
  * the apply calls, counted independently of the engine; a Tesseract without analytic gradients is
- * UNIMPLEMENTED; bad requests are INVALID_ARGUMENT.
+ * UNIMPLEMENTED; bad requests are INVALID_ARGUMENT. Then the sampling and tallying modules alone.
  */
 import { strict as assert } from "node:assert";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
@@ -15,7 +15,10 @@ import ndarray from "ndarray";
 import { Algorithm, TesseractClient, type GradientCheck } from "../client";
 import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
 import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../client/generated/tesseract/examples/vectoradd/v1/vectoradd";
+import { randomVector, sampleElements, STREAMS } from "../server/checking/sampling";
+import { compareColumn, report, Tallies, Tally } from "../server/checking/tally";
 import { Code } from "../server/errors";
+import { seededGenerator } from "../server/fd/random";
 import { startServer, type RunningServer } from "../server/grpc/server";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
@@ -297,5 +300,65 @@ describe("CLI: check-gradients", () => {
     assert.equal(bad.code, 1);
     assert.equal(bad.stdout, "");
     assert.match(bad.stderr, /^tesseract-grpc check-gradients: INVALID_ARGUMENT: input_paths: input path "c" does not exist/);
+  });
+});
+
+describe("CheckGradients' modules", () => {
+  const leaf = (path: string, shape: number[]) => ({ path, shape, size: shape.reduce((a, b) => a * b, 1) });
+
+  it("sampleElements: one element per leaf first, then distinct elements; all of them in order when the count allows; a function of the seed", () => {
+    const leaves = [leaf("a", [50]), leaf("s", []), leaf("m", [4, 5])];
+    const picked = sampleElements(leaves, 30, 7n);
+    assert.equal(picked.length, 30);
+    assert.deepEqual(picked.slice(0, 3).map((e) => e.leaf), [0, 1, 2]);
+    const keys = picked.map((e) => `${e.leaf}:${e.index}`);
+    assert.equal(new Set(keys).size, 30);
+    for (const e of picked) assert.ok(e.index >= 0 && e.index < leaves[e.leaf].size);
+    assert.deepEqual(sampleElements(leaves, 30, 7n), picked);
+    assert.notDeepEqual(sampleElements(leaves, 30, 8n), picked);
+    const all = sampleElements(leaves, 71, 7n);
+    assert.deepEqual(all.slice(49, 52), [{ leaf: 0, index: 49 }, { leaf: 1, index: 0 }, { leaf: 2, index: 0 }]);
+    assert.equal(all.length, 71);
+  });
+
+  it("randomVector: seeded values in ±[0.5, 1), one stream per purpose", () => {
+    const v = randomVector(seededGenerator(3n, STREAMS.tangents), 1000);
+    assert.ok(v.every((x) => Math.abs(x) >= 0.5 && Math.abs(x) < 1));
+    assert.ok(v.some((x) => x < 0) && v.some((x) => x > 0));
+    assert.deepEqual(randomVector(seededGenerator(3n, STREAMS.tangents), 1000), v);
+    assert.notDeepEqual(randomVector(seededGenerator(3n, STREAMS.cotangents), 1000), v);
+  });
+
+  it("Tally: rows fail on any value beyond atol + rtol·|fd|; NaN is an infinite error; the worst value is named", () => {
+    const t = new Tally(1e-3, 1e-6);
+    t.value(1, 1.0005, () => "x[0]");
+    t.value(0, 5e-7, () => "x[1]");
+    t.endRow();
+    t.value(2, 2.1, () => "x[2]");
+    t.value(NaN, 1, () => "x[3]");
+    t.endRow();
+    assert.deepEqual([t.rows, t.failedRows, t.values, t.failedValues, t.maxAbs, t.maxRel], [2, 1, 4, 2, Infinity, Infinity]);
+    assert.equal(t.message("row"), "1 of 2 rows failed (2 of 4 values beyond atol 0.000001 + rtol 0.001·|fd|); worst at x[3]: analytic NaN, finite differences 1");
+    const ok = new Tally(1e-4, 1e-6);
+    ok.value(3, 3, () => "y");
+    ok.endRow();
+    assert.equal(ok.message("tangent"), "ok: 1 tangent, 1 value within atol + rtol·|fd|; worst at y: analytic 3, finite differences 3");
+  });
+
+  it("report: an unusable analytic entry fails its check; a pair never tallied is reported as not checked", () => {
+    const [a, b, out] = [leaf("a", [2]), leaf("b", [2]), leaf("result", [2])];
+    const tallies = new Tallies(1e-4, 1e-6);
+    compareColumn(tallies.get("jacobian", a, out), Float64Array.of(1, 0, 0, 1), Float64Array.of(1, 0), a, 0, out);
+    const entry = (_: unknown, l: { path: string }) => (l.path === "a" ? Float64Array.of(1, 0, 0, 1) : "no entry for b");
+    const checks = report(["jacobian", "jvp"], [a, b], [out], entry, tallies, 9);
+    assert.deepEqual(
+      checks.map((c) => [c.endpoint, c.input_path, c.rows_checked, c.failures, c.message.slice(0, 12)]),
+      [
+        ["jacobian", "a", 1, 0, "ok: 1 row, 2"],
+        ["jacobian", "b", 0, 1, "no entry for"],
+        ["jvp", "a", 0, 0, "not checked:"],
+        ["jvp", "b", 0, 1, "no entry for"],
+      ],
+    );
   });
 });

@@ -2,7 +2,7 @@
  * Which finite-difference rule runs, with which step. Precedence, field by field:
  * the request's options > the Tesseract's defaults (possibly computed from the inputs) > ENGINE_DEFAULTS.
  */
-import { clip, Code, invalidArgument, TesseractError } from "../errors";
+import { clip, Code, invalidArgument, listed, quote, TesseractError } from "../errors";
 import { recordFrom } from "../records";
 import { Algorithm, type FiniteDifferenceDefaults, type PerInputs } from "../tesseract";
 
@@ -77,13 +77,14 @@ function checkSamples(n: number, source: string, err: (m: string) => Error): num
   return n;
 }
 
-function toSeed(seed: NonNullable<RequestOptions["seed"]>): bigint {
+/** A seed as an unsigned 64-bit integer; `field` names it in the refusal. */
+export function toSeed(seed: NonNullable<RequestOptions["seed"]>, field = "options.seed"): bigint {
   try {
     const value = BigInt(seed);
     if (value < 0n || value >= 1n << 64n) throw new RangeError();
     return value;
   } catch {
-    throw invalidArgument(`options.seed must be an unsigned 64-bit integer, got ${String(seed)}`);
+    throw invalidArgument(`${field} must be an unsigned 64-bit integer, got ${String(seed)}`);
   }
 }
 
@@ -128,4 +129,18 @@ export function resolveOptions<I>(request: RequestOptions | null | undefined, de
 
   const seed = isSet(req.seed) ? toSeed(req.seed) : BigInt(Math.floor(Math.random() * 2 ** 32));
   return { algorithm, eps, epsByPath: byPath("eps_by_path"), stepMode, typical: byPath("typical_magnitude"), numSamples, seed, stochasticEstimator };
+}
+
+/**
+ * Keys of the per-path option maps must name a differentiated input path: `where` says which, as
+ * "in jvp_inputs" or "an input path being checked".
+ */
+export function checkPathKeys(options: ResolvedOptions, leaves: readonly { path: string }[], where: string): void {
+  for (const [option, map] of [["eps_by_path", options.epsByPath], ["typical_magnitude", options.typical]] as const) {
+    for (const key of Object.keys(map ?? {})) {
+      if (!leaves.some((l) => l.path === key)) {
+        throw invalidArgument(`options.${option} has key ${quote(key)}, which is not ${where} (${listed(leaves.map((l) => l.path))})`);
+      }
+    }
+  }
 }

@@ -4,13 +4,13 @@
  * callers can stream, contract or assemble them, and stop (AbortSignal) between evaluations.
  * Each rule below states its formula and divides by the steps actually taken (steps.ts).
  */
-import { xoroshiro128plusFromState } from "pure-rand/generator/xoroshiro128plus";
 import { Code, isTesseractError, TesseractError } from "../errors";
 import { checkFinite } from "./finite";
 import { pairNoise, PROBE_POINTS, PROBE_SPACING, type Pair } from "./noise";
 import type { ResolvedOptions, StochasticEstimatorName } from "./options";
 import { elementName, type InputLeaf } from "../eval/input-leaf";
 import type { Problem } from "./problem";
+import { seededGenerator } from "./random";
 import type { StepRule } from "./steps";
 import { completed } from "./window";
 
@@ -343,9 +343,7 @@ export function extrapolate(differences: readonly CentralDifference[], sigma: re
  * gives 16 signs from its upper half (its lowest bits are the generator's weakest).
  */
 function rademacher(seed: bigint): () => number {
-  const hi = Number((seed >> 32n) & 0xffffffffn) | 0;
-  const lo = Number(seed & 0xffffffffn) | 0;
-  const rng = xoroshiro128plusFromState([hi ^ 0x9e3779b9, ~lo, lo, hi]);
+  const rng = seededGenerator(seed);
   let bits = 0;
   let left = 0;
   return () => {

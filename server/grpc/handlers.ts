@@ -5,7 +5,7 @@
  */
 import type * as grpc from "@grpc/grpc-js";
 import type { NdArray } from "ndarray";
-import { requireAnalyticJacobian } from "../check-gradients";
+import { requireAnalyticJacobian } from "../checking/check-gradients";
 import { clip } from "../errors";
 import { recordFrom } from "../records";
 import type { RequestOptions } from "../fd/options";

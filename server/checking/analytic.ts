@@ -1,0 +1,51 @@
+/** The Tesseract's analytic Jacobian: required, called once, its entries checked against the shapes. */
+import { Code, isTesseractError, TesseractError } from "../errors";
+import { isNdArray, toFloat64 } from "../tensor/codec";
+import type { AnalyticJacobian } from "../tesseract";
+import type { Leaf } from "./leaves";
+
+/** What the check needs of a Tesseract's definition. */
+export interface AnalyticDefinition {
+  readonly name: string;
+  readonly gradients?: { jacobian?: AnalyticJacobian<any> };
+}
+
+/** The Tesseract's analytic Jacobian, or UNIMPLEMENTED: there is nothing to check without one. */
+export function requireAnalyticJacobian(source: { readonly definition: AnalyticDefinition }): AnalyticJacobian<any> {
+  const jacobian = source.definition.gradients?.jacobian;
+  if (!jacobian) {
+    throw new TesseractError(
+      Code.UNIMPLEMENTED,
+      `Tesseract "${source.definition.name}" has no analytic gradients (gradients.jacobian in its definition), so there is nothing to check against finite differences; its gradients are finite differences already`,
+    );
+  }
+  return jacobian;
+}
+
+/** An entry of the analytic Jacobian, flat [output, input] row-major, or why it cannot be used. */
+export type AnalyticEntry = (out: Leaf, leaf: Leaf) => Float64Array | string;
+
+/** Calls the analytic Jacobian once for every pair; a throw that is not a TesseractError is UNKNOWN. */
+export function analyticEntries(jacobian: AnalyticJacobian<any>, inputs: Record<string, unknown>, leaves: readonly Leaf[], outputs: readonly Leaf[]): AnalyticEntry {
+  let result: Record<string, Record<string, unknown> | undefined>;
+  try {
+    result = jacobian(inputs, leaves.map((l) => l.path), outputs.map((o) => o.path)) ?? {};
+  } catch (e) {
+    if (isTesseractError(e)) throw e;
+    throw new TesseractError(Code.UNKNOWN, `the analytic jacobian failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+  const entries = new Map<string, Map<string, Float64Array | string>>();
+  for (const out of outputs) {
+    entries.set(out.path, new Map(leaves.map((leaf) => [leaf.path, usable(result[out.path]?.[leaf.path], out, leaf)])));
+  }
+  return (out, leaf) => entries.get(out.path)!.get(leaf.path)!;
+}
+
+function usable(value: unknown, out: Leaf, leaf: Leaf): Float64Array | string {
+  const expected = [...out.shape, ...leaf.shape];
+  if (!isNdArray(value)) return `the analytic jacobian has no entry [${JSON.stringify(out.path)}][${JSON.stringify(leaf.path)}]`;
+  if (value.shape.length !== expected.length || value.shape.some((d, i) => d !== expected[i])) {
+    return `the analytic jacobian's entry d ${out.path} / d ${leaf.path} has shape [${value.shape.join(", ")}], expected [${expected.join(", ")}] (output shape, then input shape)`;
+  }
+  return toFloat64(value);
+}

@@ -1,0 +1,111 @@
+/**
+ * CheckGradients: a Tesseract's analytic gradients against the engine's finite differences, on
+ * sampled rows, within a bound on apply calls (tesseract-core's `check-gradients`). A thin layer over
+ * the engine, as scipy's check_derivative over approx_derivative.
+ *
+ * What is compared, for each differentiated input path x and output path y:
+ *   jacobian  J[y][x][:, j] (analytic) against the FD column d y / d x_j, for sampled elements j;
+ *   jvp       J[y][x]·v (analytic, v a seeded random tangent on x) against the engine's FD JVP along v;
+ *   vjp       (wᵀ·J[y][x])_j (analytic, w a seeded random cotangent on y) against wᵀ·(FD column j).
+ * A Tesseract ships at most an analytic Jacobian (`gradients.jacobian`), so its JVP and VJP are the
+ * contractions of that Jacobian; they are checked against finite-difference JVPs and VJPs all the same.
+ * The VJP check contracts the FD columns with the cotangent: that is how the engine's VJP is formed
+ * for central and forward differences (rows contracted with the cotangent), restricted to the sampled
+ * elements, at no extra evaluation. Tolerances: request.ts.
+ *
+ * The work, and its bound max_evals (default 1000, or the least that checks every input path once):
+ *   1 apply, to find the output paths and their shapes;
+ *   jvp:         one FD JVP per input path (2 evaluations with central differences);
+ *   jacobian/vjp: one FD column per sampled element (2 evaluations each), shared by both checks.
+ * Which elements: sampling.ts; how columns are computed: source.ts.
+ */
+import { checkPathKeys } from "../fd/options";
+import { inputLeaf, type InputLeaf } from "../eval/input-leaf";
+import { seededGenerator } from "../fd/random";
+import { plannedEvaluations } from "../fd/rows";
+import { analyticEntries, requireAnalyticJacobian, type AnalyticEntry } from "./analytic";
+import { outputLeaves, resolveLeaves, type Leaf } from "./leaves";
+import { checkSettings, maxEvalsFor, type CheckGradientsRequest, type CheckSettings } from "./request";
+import { randomVector, sampleElements, STREAMS, unitVector } from "./sampling";
+import { Evaluations, type GradientSource } from "./source";
+import { compareColumn, compareJvp, compareVjp, report, Tallies, type GradientCheck } from "./tally";
+
+export { requireAnalyticJacobian } from "./analytic";
+export { CHECK_DEFAULTS, type CheckEndpoint, type CheckGradientsRequest } from "./request";
+export type { GradientSource } from "./source";
+export type { GradientCheck } from "./tally";
+
+export interface CheckGradientsResult {
+  passed: boolean;
+  checks: GradientCheck[];
+  /** Apply calls made, all included (never more than max_evals). */
+  apply_calls: number;
+  max_evals: number;
+}
+
+/** One request's state once its outputs are known. */
+interface Check {
+  run: Evaluations;
+  leaves: readonly InputLeaf[];
+  outputs: readonly Leaf[];
+  entry: AnalyticEntry;
+  tallies: Tallies;
+}
+
+export async function checkGradients(source: GradientSource, req: CheckGradientsRequest): Promise<CheckGradientsResult> {
+  // Everything that can be validated is, before the first evaluation.
+  const jacobian = requireAnalyticJacobian(source);
+  const settings = checkSettings(req);
+  const { inputs } = req;
+  const leaves = resolveLeaves(source.schema.inputs, inputs, req.inputPaths, "input_paths", "input").map((l) => inputLeaf(l, "input_paths"));
+  if (req.outputPaths?.length) source.schema.outputs.checkDifferentiable(req.outputPaths, "output_paths", "output");
+  const options = source.options(inputs, req.options);
+  checkPathKeys(options, leaves, "an input path being checked");
+  const perRow = plannedEvaluations(1, options);
+  const run = new Evaluations(source, req, perRow, maxEvalsFor(req.maxEvals, perRow, leaves.length, settings));
+
+  // One apply: the output paths present and their shapes; then the analytic Jacobian, once.
+  const outputs = outputLeaves(source.schema.outputs, await run.apply(), req.outputPaths);
+  const check: Check = { run, leaves, outputs, entry: analyticEntries(jacobian, inputs, leaves, outputs), tallies: new Tallies(settings.rtol, settings.atol) };
+  if (settings.jvp) await checkJvps(check, settings.seed);
+  if (settings.columns) await checkColumns(check, settings);
+
+  const checks = report(settings.endpoints, leaves, outputs, check.entry, check.tallies, run.maxEvals);
+  // Passed: every check ran and none failed.
+  return { passed: checks.every((c) => c.failures === 0 && c.rows_checked > 0), checks, apply_calls: run.used, max_evals: run.maxEvals };
+}
+
+/** jvp: J·v along one seeded random tangent per input path, while the budget lasts. */
+async function checkJvps({ run, leaves, outputs, entry, tallies }: Check, seed: bigint): Promise<void> {
+  const rng = seededGenerator(seed, STREAMS.tangents);
+  const outputPaths = outputs.map((o) => o.path);
+  for (const leaf of leaves) {
+    const v = randomVector(rng, leaf.size);
+    if (!run.fits()) break;
+    const fd = await run.jvp(leaf, v, outputPaths);
+    for (const out of outputs) {
+      const J = entry(out, leaf);
+      if (typeof J !== "string") compareJvp(tallies.get("jvp", leaf, out), J, v, fd[out.path].data, leaf, out);
+    }
+  }
+}
+
+/** jacobian and vjp: the FD columns of sampled elements, as many as the budget left allows. */
+async function checkColumns({ run, leaves, outputs, entry, tallies }: Check, settings: CheckSettings): Promise<void> {
+  const rng = seededGenerator(settings.seed, STREAMS.cotangents);
+  const cotangents = new Map(outputs.map((out) => [out.path, randomVector(rng, out.size)]));
+  const outputPaths = outputs.map((o) => o.path);
+  const planned = run.rowsLeft(leaves.reduce((n, l) => n + l.size, 0));
+  for (const { leaf: l, index: j } of sampleElements(leaves, planned, settings.seed)) {
+    if (!run.fits()) break;
+    const leaf = leaves[l];
+    const fd = await run.jvp(leaf, unitVector(leaf.size, j), outputPaths);
+    for (const out of outputs) {
+      const J = entry(out, leaf);
+      if (typeof J === "string") continue;
+      const column = fd[out.path].data;
+      if (settings.endpoints.includes("jacobian")) compareColumn(tallies.get("jacobian", leaf, out), J, column, leaf, j, out);
+      if (settings.endpoints.includes("vjp")) compareVjp(tallies.get("vjp", leaf, out), J, column, cotangents.get(out.path)!, leaf, j, out);
+    }
+  }
+}

@@ -1,0 +1,25 @@
+/** The input and output leaves a check compares: requested paths, or every differentiable one present. */
+import { invalidArgument } from "../errors";
+import { elementCount } from "../tensor/codec";
+import type { MessageSchema, ResolvedLeaf } from "../schema/schema";
+
+/** An input or output tensor by its concrete path. */
+export interface Leaf {
+  path: string;
+  shape: number[];
+  size: number;
+}
+
+/** `requested`'s leaves in `tree`; none requested: every differentiable leaf there, and at least one. */
+export function resolveLeaves(schema: MessageSchema, tree: unknown, requested: readonly string[] | undefined, field: string, side: "input" | "output"): ResolvedLeaf[] {
+  const paths = requested?.length ? requested : schema.differentiablePaths(tree);
+  if (paths.length === 0) {
+    throw invalidArgument(`${field} is empty and the ${side}s hold no differentiable tensor; differentiable ${side} paths: ${schema.differentiablePatternNames().join(", ") || "(none)"}`);
+  }
+  return schema.resolveDifferentiable(tree, paths, field, side);
+}
+
+/** The output leaves of one apply result. */
+export function outputLeaves(schema: MessageSchema, outputs: unknown, requested: readonly string[] | undefined): Leaf[] {
+  return resolveLeaves(schema, outputs, requested, "output_paths", "output").map((o) => ({ path: o.path, shape: [...o.array.shape], size: elementCount(o.array.shape) }));
+}

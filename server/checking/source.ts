@@ -1,0 +1,102 @@
+/**
+ * What the check needs of a loaded Tesseract (GradientSource: the runtime satisfies it), and its
+ * evaluations through it, counted against max_evals.
+ *
+ * FD columns are FD JVPs along unit tangents e_j (the source's jvp) rather than the engine's row
+ * producer: a JVP along e_j takes the step only in x_j and divides by the step actually taken, which
+ * is exactly the engine's column rule for that element, and it costs the sampled elements only (the
+ * row producer walks every element of a path, 2n evaluations). It goes through the same public
+ * method as the JacobianVectorProduct RPC, so paths, options, evaluation backends and cancellation
+ * behave as in every other RPC.
+ *
+ * Evaluations run one after another: they share the request's input tree, which evaluations perturb
+ * in place (perturb-and-restore), so two at once would see each other's steps.
+ */
+import ndarray, { type NdArray } from "ndarray";
+import { Code, TesseractError } from "../errors";
+import type { RequestOptions, ResolvedOptions } from "../fd/options";
+import type { TesseractSchema } from "../schema/schema";
+import type { AnalyticDefinition } from "./analytic";
+import type { Leaf } from "./leaves";
+
+export interface JvpRequest {
+  inputs: Record<string, unknown>;
+  inputPaths: readonly string[];
+  outputPaths: readonly string[];
+  options?: RequestOptions | null;
+  tangent: Record<string, NdArray<any>>;
+  signal?: AbortSignal;
+}
+
+/** A Tesseract as the check sees it: definition, schema, option precedence, apply and FD JVPs. */
+export interface GradientSource {
+  readonly definition: AnalyticDefinition;
+  readonly schema: TesseractSchema;
+  /** Options after precedence: request > Tesseract defaults > engine defaults. */
+  options(inputs: Record<string, unknown>, request?: RequestOptions | null): ResolvedOptions;
+  apply(inputs: Record<string, unknown>): Promise<unknown>;
+  /** An FD JVP: results keyed by output path, and the apply calls it made. */
+  jvp(req: JvpRequest): Promise<{ result: Record<string, NdArray<Float64Array>>; stats: { apply_calls: number } }>;
+}
+
+/** The request's FD options for one input path: the per-path maps cut down to its own entry. */
+function optionsFor(options: RequestOptions | null | undefined, leaf: Leaf): RequestOptions | null | undefined {
+  if (!options) return options;
+  const pick = (map: Record<string, number> | null | undefined) => (map && leaf.path in map ? { [leaf.path]: map[leaf.path] } : {});
+  return { ...options, eps_by_path: pick(options.eps_by_path), typical_magnitude: pick(options.typical_magnitude) };
+}
+
+/**
+ * A request's evaluations, counted. `perRow`, what one FD column or JVP costs, starts at the
+ * engine's own count and is raised should an FD JVP cost more.
+ */
+export class Evaluations {
+  used = 0;
+
+  constructor(
+    private readonly source: GradientSource,
+    private readonly req: { inputs: Record<string, unknown>; options?: RequestOptions | null; signal?: AbortSignal },
+    public perRow: number,
+    readonly maxEvals: number,
+  ) {}
+
+  /** Whether one more FD column or JVP fits in max_evals. */
+  fits(): boolean {
+    return this.used + this.perRow <= this.maxEvals;
+  }
+
+  /** How many of `wanted` FD columns the budget left allows, as planned. */
+  rowsLeft(wanted: number): number {
+    return Math.min(wanted, Math.floor((this.maxEvals - this.used) / this.perRow));
+  }
+
+  /** One apply of the unperturbed inputs. */
+  async apply(): Promise<unknown> {
+    this.aborted();
+    this.used++;
+    return this.source.apply(this.req.inputs);
+  }
+
+  /** One FD JVP of `outputPaths` along `tangent` on one leaf: results keyed by output path. */
+  async jvp(leaf: Leaf, tangent: Float64Array, outputPaths: readonly string[]): Promise<Record<string, NdArray<Float64Array>>> {
+    this.aborted();
+    const { inputs, signal } = this.req;
+    const { result, stats } = await this.source.jvp({
+      inputs,
+      inputPaths: [leaf.path],
+      outputPaths,
+      options: optionsFor(this.req.options, leaf),
+      tangent: { [leaf.path]: ndarray(tangent, leaf.shape) },
+      signal,
+    });
+    const calls = Number(stats.apply_calls);
+    this.used += calls;
+    this.perRow = Math.max(this.perRow, calls);
+    return result;
+  }
+
+  private aborted(): void {
+    const signal = this.req.signal;
+    if (signal?.aborted) throw signal.reason ?? new TesseractError(Code.CANCELLED, "the call was cancelled");
+  }
+}
