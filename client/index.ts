@@ -23,6 +23,6 @@ export { assembleJacobian, toRowsEvent, type JacobianRowsEvent, type RowValues, 
 export { packAny, unpackAny, TYPE_URL_PREFIX, type MessageFns } from "./any";
 export { toTensors, toArrays, tensorMessage, type AbstractArrays } from "./tree";
 export { encodeTensor, decodeTensor, DataType, toFloat64 } from "../server/tensor/codec";
-export type { Arrays, AbstractTensor } from "../server/tesseract";
+export type { Arrays, AbstractTensor } from "../server/tree-types";
 export { Algorithm } from "./generated/tesseract/v1/algorithm";
 export type { FiniteDifferenceOptions, DescribeResponse, EvaluationStats, JacobianHeader, PathShape, CheckGradientsResponse, GradientCheck } from "./generated/tesseract/v1/tesseract";

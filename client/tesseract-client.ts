@@ -17,7 +17,7 @@
 import { DEFAULT_MAX_MESSAGE_BYTES, FLOW_CONTROL_WINDOW_BYTES } from "../common/transport-defaults";
 import * as grpc from "@grpc/grpc-js";
 import type { NdArray } from "ndarray";
-import type { Arrays } from "../server/tesseract";
+import type { Arrays } from "../server/tree-types";
 import { packAny, unpackAny, type MessageFns } from "./any";
 import { cancelledError, toGrpcOptions, toMetadata, unaryCall, type CallOptions, type UnaryMethod } from "./call";
 import { TesseractClientError, toClientError } from "./errors";

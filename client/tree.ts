@@ -11,7 +11,7 @@
  */
 import ndarray, { type NdArray } from "ndarray";
 import { DataType, decodeTensor, encodeTensor, isNdArray, normalizeShape, toFloat64, type TypedArray } from "../server/tensor/codec";
-import type { AbstractTensor, WithTensorsAs } from "../server/tesseract";
+import type { AbstractTensor, WithTensorsAs } from "../server/tree-types";
 import { isPlainObject, recordFrom } from "../server/records";
 import type { Tensor } from "./generated/tesseract/v1/tensor";
 

@@ -4,42 +4,17 @@
  * `I` and `O` are the ts-proto types of the input and output messages; `apply` sees them with every
  * `Tensor` replaced by an ndarray (see `Arrays`).
  */
-import type { NdArray } from "ndarray";
 import { Algorithm } from "../client/generated/tesseract/v1/algorithm";
-import type { TypedArray } from "./tensor/codec";
+import type { NdArray } from "ndarray";
+import type { Arrays } from "./tree-types";
 
-/** A Tensor message's shape, as ts-proto generates it. */
-export interface TensorLike {
-  datatype: number;
-  shape: number[];
-  data: Uint8Array;
-}
-
-/** `T` with every Tensor replaced by `Leaf`. */
-export type WithTensorsAs<T, Leaf> = T extends TensorLike
-  ? Leaf
-  : T extends Uint8Array
-    ? T
-    : T extends readonly (infer U)[]
-      ? WithTensorsAs<U, Leaf>[]
-      : T extends object
-        ? { [K in keyof T]: WithTensorsAs<T[K], Leaf> }
-        : T;
-
-/** `T` with every Tensor replaced by an ndarray over the matching typed array. */
-export type Arrays<T> = WithTensorsAs<T, NdArray<TypedArray>>;
+export type { AbstractTensor, Arrays, TensorLike, WithTensorsAs } from "./tree-types";
 
 /** Output structure without values, for AbstractEval. */
 export interface AbstractOutput {
   path: string;
   shape: number[];
   /** A DataType number. */
-  datatype: number;
-}
-
-/** Inputs seen by abstractEval: tensors may carry only a shape and datatype. */
-export interface AbstractTensor {
-  shape: number[];
   datatype: number;
 }
 

@@ -1,6 +1,6 @@
 /** Server TLS: PEM checks that name the bad file, and the grpc-js credentials. */
-import { X509Certificate, createPrivateKey } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
+import { checkPemKeyPair, pemCertificates } from "../pem";
 
 /** TLS for the server, as PEM contents. */
 export interface ServerTls {
@@ -16,35 +16,6 @@ export interface ServerTls {
 export type TlsLabels = Record<keyof ServerTls, string>;
 
 const OPTION_LABELS: TlsLabels = { cert: "tls.cert", key: "tls.key", clientCa: "tls.clientCa" };
-
-const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
-
-const reason = (e: unknown) => (e instanceof Error ? e.message : String(e));
-
-/** The PEM certificates in `pem`, parsed; throws naming `label` when there is none or one is invalid. */
-export function pemCertificates(pem: Buffer, label: string): X509Certificate[] {
-  const blocks = pem.toString("utf8").match(PEM_CERTIFICATE);
-  if (!blocks) throw new Error(`${label}: no PEM certificate (-----BEGIN CERTIFICATE-----) found`);
-  return blocks.map((block, k) => {
-    try {
-      return new X509Certificate(block);
-    } catch (e) {
-      throw new Error(`${label}: certificate ${k + 1} is not valid: ${reason(e)}`);
-    }
-  });
-}
-
-/** Checks that `key` is a PEM private key matching the first certificate of `cert`; errors name the labels. */
-export function checkPemKeyPair(cert: Buffer, key: Buffer, certLabel: string, keyLabel: string): void {
-  const [leaf] = pemCertificates(cert, certLabel);
-  let privateKey;
-  try {
-    privateKey = createPrivateKey(key);
-  } catch (e) {
-    throw new Error(`${keyLabel}: not a valid PEM private key: ${reason(e)}`);
-  }
-  if (!leaf.checkPrivateKey(privateKey)) throw new Error(`${keyLabel}: the private key does not match the certificate of ${certLabel}`);
-}
 
 /**
  * Checks that `cert` and `clientCa` hold PEM certificates and `key` a PEM private key matching the
@@ -62,7 +33,7 @@ export function serverCredentials(tls: ServerTls | undefined, labels?: TlsLabels
   try {
     return grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], !!tls.clientCa);
   } catch (e) {
-    throw new Error(`TLS credentials could not be created: ${reason(e)}`);
+    throw new Error(`TLS credentials could not be created: ${e instanceof Error ? e.message : String(e)}`);
   }
 }
 
