@@ -5,7 +5,7 @@
 # ---- build: install from the lockfile, generate code from proto/, compile to dist/ ----
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
-# The build context is filtered by .dockerignore (no node_modules/, dist/, client/generated/, tests).
+# The build context is filtered by .dockerignore (no node_modules/, dist/, generated/, tests).
 COPY . .
 # `npm ci` runs the `prepare` script (buf generate + tsc); buf comes as a binary inside an npm
 # package, so no protoc and no download. Then drop the dev dependencies for the runtime stage.
@@ -28,6 +28,6 @@ EXPOSE 50051
 # Standard gRPC health checking (grpc.health.v1.Health), through the CLI's own client command:
 # exits 0 only when the server answers SERVING. No grpc_health_probe binary needed.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=15s --retries=3 \
-  CMD ["node", "dist/server/cli.js", "health", "--address", "127.0.0.1:50051"]
-ENTRYPOINT ["node", "dist/server/cli.js"]
+  CMD ["node", "dist/cli/cli.js", "health", "--address", "127.0.0.1:50051"]
+ENTRYPOINT ["node", "dist/cli/cli.js"]
 CMD ["serve", "meshstats", "--port", "50051"]

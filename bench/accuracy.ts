@@ -4,7 +4,7 @@
  * from every algorithm × step mode of the engine, next to tesseract-core's rule computed in the same
  * program, all against the analytic Jacobian.
  *
- * Error measure (the DESIGN's "max relative error"): for the computed Ĵ and analytic J,
+ * Error measure (the accuracy target's "max relative error"): for the computed Ĵ and analytic J,
  *
  *     e_ij = |Ĵ_ij − J_ij| / |J_ij|   where J_ij ≠ 0,
  *     e_ij = |Ĵ_ij − J_ij|            where J_ij = 0 (absolute error: the exact value has no scale),
@@ -38,7 +38,7 @@ import type { NdArray } from "ndarray";
 import { loadTesseract } from "../server/loader";
 import type { RequestOptions } from "../server/fd/options";
 import type { TesseractRuntime } from "../server/runtime";
-import { DataType } from "../server/tensor/codec";
+import { DataType } from "../common/tensor-codec";
 import { report } from "./report";
 import type { TestCase } from "./fixtures/testfunctions/test-case";
 

@@ -9,8 +9,8 @@
 import ndarray from "ndarray";
 import { report } from "./report";
 import { TesseractClient } from "../client";
-import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
-import { Inputs as VecInputs, Outputs as VecOutputs } from "../client/generated/tesseract/examples/vectoradd/v1/vectoradd";
+import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
+import { Inputs as VecInputs, Outputs as VecOutputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
 import { startServer } from "../server/grpc/server";
 import { silentLogger } from "../server/log";
 import { sampleMeshInputs } from "../server/tesseracts/samples";

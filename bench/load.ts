@@ -19,7 +19,7 @@ import { createInterface } from "node:readline";
 import { Command } from "commander";
 import ndarray, { type NdArray } from "ndarray";
 import { TesseractClient, assembleJacobian, isTesseractClientError } from "../client";
-import { Inputs, Outputs } from "../client/generated/tesseract/examples/vectoradd/v1/vectoradd";
+import { Inputs, Outputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
 import type { Arrays } from "../server/tesseract";
 import vectoradd from "../server/tesseracts/vectoradd";
 import { report } from "./report";
@@ -38,7 +38,7 @@ const SECONDS = Number(opts.seconds);
 const PER_CHANNEL = Number(opts.perChannel);
 const SETTLE_MS = 20_000; // calls still open this long after the load stops count as never settled
 const HARD_CAP_MS = (SECONDS + 90) * 1000; // the whole run, whatever happens
-const CLI = path.join(__dirname, "../server/cli.js");
+const CLI = path.join(__dirname, "../cli/cli.js");
 
 // Kinds and their weights; "expected" errors are correct answers to what the call asked for.
 const MIX = { apply: 40, jacobian: 12, rows: 10, jvp: 10, vjp: 10, "rows-cancel": 6, abort: 6, deadline: 6 } as const;

@@ -6,7 +6,7 @@
  */
 import ndarray from "ndarray";
 import { TesseractClient } from "../client";
-import { Inputs, Outputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
+import { Inputs, Outputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
 import { startServer } from "../server/grpc/server";
 import { silentLogger } from "../server/log";
 import { Algorithm } from "../server/tesseract";

@@ -15,7 +15,7 @@ import { loadTesseract } from "../server/loader";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
 import { report } from "./report";
 
-const CLI = path.join(__dirname, "../server/cli.js");
+const CLI = path.join(__dirname, "../cli/cli.js");
 const SOLVER = path.join(__dirname, "../../bench/fixtures/solver/solver.js");
 const LATENCY_MS = Number(process.env.BENCH_SOLVER_LATENCY_MS ?? 10);
 const SOLVER_N = Number(process.env.BENCH_SOLVER_N ?? 40);

@@ -13,7 +13,7 @@
  */
 import * as net from "node:net";
 import { TesseractClient } from "../client";
-import { Inputs, Outputs } from "../client/generated/tesseract/examples/heat/v1/heat";
+import { Inputs, Outputs } from "../generated/tesseract/examples/heat/v1/heat";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
 
 const N = Number(process.env.BENCH_STREAM_N ?? 23_200);

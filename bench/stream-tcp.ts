@@ -23,7 +23,7 @@ import * as grpc from "@grpc/grpc-js";
 import { loadDefinition } from "../server/grpc/definition";
 import { rowMessages, writeAll } from "../server/grpc/rows-stream";
 import { loadTesseract } from "../server/loader";
-import { DataType } from "../server/tensor/codec";
+import { DataType } from "../common/tensor-codec";
 
 async function push(socket: net.Socket, total: number, chunk: number, alloc: boolean): Promise<void> {
   const shared = Buffer.alloc(chunk, 0x5a);

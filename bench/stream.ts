@@ -1,10 +1,10 @@
 /**
- * `npm run bench:stream`: the streaming target of DESIGN.md §4 — a heat Jacobian of several GB streamed
+ * `npm run bench:stream`: the streaming target (README, Performance) — a heat Jacobian of several GB streamed
  * over JacobianRows on loopback to a client that discards the rows, against pushing the same bytes
  * through a plain TCP socket, in the same run.
  *
  * Three processes per case, so each RSS is its own:
- * - server: `node dist/server/cli.js serve heat --port 0 --workers 0` (grpc case), or
+ * - server: `node dist/cli/cli.js serve heat --port 0 --workers 0` (grpc case), or
  *   dist/bench/stream-tcp.js: grpc-raw (the same JacobianRows messages from one precomputed row, no
  *   engine: the grpc-js + protobufjs ceiling) and tcp (the same payload bytes through a plain socket in
  *   chunks the size of the stream's row messages, honouring backpressure);
@@ -47,7 +47,7 @@ const PROFILE = new Set(PROFILE_ENV === "1" ? ["grpc"] : PROFILE_ENV.split(",").
 const PROFILE_DIR = process.env.BENCH_STREAM_PROFILE_DIR ?? path.join(os.tmpdir(), "tesseract-grpc-stream-prof");
 const NAME = process.env.BENCH_STREAM_NAME ?? "stream";
 
-const CLI = path.join(__dirname, "../server/cli.js");
+const CLI = path.join(__dirname, "../cli/cli.js");
 const CLIENT = path.join(__dirname, "stream-client.js");
 const TCP_SERVER = path.join(__dirname, "stream-tcp.js");
 const SAMPLE_MS = 100;
@@ -405,7 +405,7 @@ async function main() {
     if (!ok) console.log(`bench:stream: WARNING: expected ${N} rows and ${jacobianBytes} bytes, got ${g.client.rows} rows and ${g.client.bytes} bytes`);
     const row = rows[results.indexOf(g)];
     console.log(
-      `target (DESIGN.md §4): ≥ 1 GB/s with server and client RSS ≤ 300 MB — measured ${row.GB_per_s} GB/s, ` +
+      `target: ≥ 1 GB/s with server and client RSS ≤ 300 MB — measured ${row.GB_per_s} GB/s, ` +
         `server ${row.server_peak_rss_MB} MB, client ${row.client_peak_rss_MB} MB: ` +
         (row.GB_per_s >= 1 && row.server_peak_rss_MB <= 300 && row.client_peak_rss_MB <= 300 ? "met" : "NOT met"),
     );

@@ -1,15 +1,14 @@
 /**
  * The Tesseract's own input and output messages inside `google.protobuf.Any`, type URL
- * `type.googleapis.com/<full message name>` (DESIGN.md §2), encoded with ts-proto's generated code.
+ * `type.googleapis.com/<full message name>` (the contract, proto/tesseract/v1/tesseract.proto), encoded with ts-proto's generated code.
  */
-import type { Any } from "./generated/google/protobuf/any";
+import { TYPE_URL_PREFIX } from "../common/type-url";
+import type { Any } from "../generated/google/protobuf/any";
 import { toArrays, toTensors } from "./tree";
-
-export const TYPE_URL_PREFIX = "type.googleapis.com/";
 
 /**
  * What the SDK needs from ts-proto's generated message object (e.g. `Inputs` from
- * client/generated/tesseract/examples/meshstats/v1/meshstats): the generated `MessageFns<T>` fits.
+ * generated/tesseract/examples/meshstats/v1/meshstats): the generated `MessageFns<T>` fits.
  * `fromPartial`, when there, fills unset fields with their defaults before encoding.
  */
 export interface MessageFns<T> {

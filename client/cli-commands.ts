@@ -15,8 +15,8 @@ import { assembleJacobian, type JacobianRowsEvent } from "./rows";
 import { bearerToken, DEFAULT_MAX_MESSAGE_BYTES, TesseractClient, type FiniteDifferenceRequestOptions, type TesseractClientOptions, type TesseractTypes } from "./tesseract-client";
 import { tlsCredentials } from "./tls";
 import type { MessageFns } from "./any";
-import { Algorithm } from "./generated/tesseract/v1/algorithm";
-import { FiniteDifferenceOptions } from "./generated/tesseract/v1/tesseract";
+import { Algorithm } from "../generated/tesseract/v1/algorithm";
+import { FiniteDifferenceOptions } from "../generated/tesseract/v1/tesseract";
 
 interface ClientFlags {
   address: string;

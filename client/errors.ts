@@ -6,7 +6,7 @@
  * DATA_LOSS for a row stream that is incomplete or inconsistent, CANCELLED for an aborted signal.
  */
 import { Metadata, status } from "@grpc/grpc-js";
-import { isTesseractError } from "../server/errors";
+import { isTesseractError } from "../common/errors";
 
 /** "INVALID_ARGUMENT" for 3, and so on; unknown numbers read "CODE_<n>". */
 export function codeName(code: number): string {

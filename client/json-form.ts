@@ -6,9 +6,9 @@
  */
 import ndarray, { type NdArray } from "ndarray";
 import type * as protobuf from "protobufjs";
-import { clip, invalidArgument } from "../server/errors";
-import { recordFrom } from "../server/records";
-import { DataType, decodeTensor, encodeTensor, isNdArray } from "../server/tensor/codec";
+import { clip, invalidArgument } from "../common/errors";
+import { recordFrom } from "../common/records";
+import { DataType, decodeTensor, encodeTensor, isNdArray } from "../common/tensor-codec";
 
 const TENSOR_TYPE = ".tesseract.v1.Tensor";
 

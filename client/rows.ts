@@ -2,7 +2,7 @@
  * JacobianRows on the client: the stream's messages as typed events, and their assembly into the
  * same nested Jacobian the unary call returns.
  *
- * Contract (DESIGN.md §2): a header first (input and output paths with shapes, total rows, planned
+ * Contract (proto/tesseract/v1/tesseract.proto, JacobianRows): a header first (input and output paths with shapes, total rows, planned
  * evaluations); then rows, in any order, each `J[..., j]` for one input element j (flat row-major
  * `input_index` of `input_path`), possibly split over several messages whose slices carry a flat
  * `offset` into each output; stats last.
@@ -10,7 +10,7 @@
 import ndarray, { type NdArray } from "ndarray";
 import { status } from "@grpc/grpc-js";
 import { TesseractClientError } from "./errors";
-import type { EvaluationStats, JacobianHeader, JacobianRowsResponse } from "./generated/tesseract/v1/tesseract";
+import type { EvaluationStats, JacobianHeader, JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
 import { fp64Values } from "./tree";
 
 /** Part of one output's values in a row; `values[p]` is d output[offset + p] / d input[input_index]. */

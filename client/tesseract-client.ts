@@ -17,12 +17,12 @@
 import { DEFAULT_MAX_MESSAGE_BYTES, FLOW_CONTROL_WINDOW_BYTES } from "../common/transport-defaults";
 import * as grpc from "@grpc/grpc-js";
 import type { NdArray } from "ndarray";
-import type { Arrays } from "../server/tree-types";
+import type { Arrays } from "../common/tree-types";
 import { packAny, unpackAny, type MessageFns } from "./any";
 import { cancelledError, toGrpcOptions, toMetadata, unaryCall, type CallOptions, type UnaryMethod } from "./call";
 import { TesseractClientError, toClientError } from "./errors";
-import type { Any } from "./generated/google/protobuf/any";
-import type { Tensor } from "./generated/tesseract/v1/tensor";
+import type { Any } from "../generated/google/protobuf/any";
+import type { Tensor } from "../generated/tesseract/v1/tensor";
 import {
   FiniteDifferenceOptions as FiniteDifferenceOptionsFns,
   TesseractClient as GeneratedTesseractClient,
@@ -44,7 +44,7 @@ import {
   type PathShape,
   type VectorJacobianProductRequest,
   type VectorJacobianProductResponse,
-} from "./generated/tesseract/v1/tesseract";
+} from "../generated/tesseract/v1/tesseract";
 import { checkHealth, healthClient, type ServingStatus } from "./health";
 import { tlsCredentials, type ClientTls } from "./tls";
 import { toRowsEvent, type JacobianResult, type JacobianRowsEvent, type NestedJacobian } from "./rows";

@@ -1,6 +1,6 @@
 /** Client TLS: channel credentials from PEM contents, checked part by part. */
 import * as grpc from "@grpc/grpc-js";
-import { checkPemKeyPair, pemCertificates } from "../server/pem";
+import { checkPemKeyPair, pemCertificates } from "../common/pem";
 
 /** TLS for a client, as PEM contents; every field optional. */
 export interface ClientTls {

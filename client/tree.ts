@@ -10,10 +10,10 @@
  * ndarray (decodeTensor: validated, copied into its own buffer).
  */
 import ndarray, { type NdArray } from "ndarray";
-import { DataType, decodeTensor, encodeTensor, isNdArray, normalizeShape, toFloat64, type TypedArray } from "../server/tensor/codec";
-import type { AbstractTensor, WithTensorsAs } from "../server/tree-types";
-import { isPlainObject, recordFrom } from "../server/records";
-import type { Tensor } from "./generated/tesseract/v1/tensor";
+import { DataType, decodeTensor, encodeTensor, isNdArray, normalizeShape, toFloat64, type TypedArray } from "../common/tensor-codec";
+import type { AbstractTensor, WithTensorsAs } from "../common/tree-types";
+import { isPlainObject, recordFrom } from "../common/records";
+import type { Tensor } from "../generated/tesseract/v1/tensor";
 
 /** Like `Arrays<T>`, but a tensor may also be abstract: `{ shape, datatype }` without data (AbstractEval). */
 export type AbstractArrays<T> = WithTensorsAs<T, NdArray<TypedArray> | AbstractTensor>;

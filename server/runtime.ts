@@ -5,7 +5,7 @@
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
 import { checkGradients, type CheckGradientsRequest, type CheckGradientsResult } from "./checking/check-gradients";
-import { Code, invalidArgument, isTesseractError, listed, quote, TesseractError } from "./errors";
+import { Code, invalidArgument, isTesseractError, listed, quote, TesseractError } from "../common/errors";
 import { EvaluationBackends, type EvaluationSettings } from "./eval/backends";
 import { withTimeout } from "./eval/timeout";
 import { checkJacobianSize, ensureOutputs, jacobian, type JacobianEntry } from "./fd/jacobian";
@@ -19,7 +19,7 @@ import { Problem } from "./fd/problem";
 import { vjp } from "./fd/vjp";
 import { isPattern, matchesPattern, parsePath } from "./schema/paths";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
-import { DataType, dataTypeName, dataTypeOfArray, DEFAULT_LIMITS, isFloatingPoint, isNdArray, toFloat64, type DecodeLimits } from "./tensor/codec";
+import { DataType, dataTypeName, dataTypeOfArray, DEFAULT_LIMITS, isFloatingPoint, isNdArray, toFloat64, type DecodeLimits } from "../common/tensor-codec";
 import type { AbstractOutput, AnyTesseract, DomainBounds } from "./tesseract";
 
 export interface EvaluationStats {

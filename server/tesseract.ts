@@ -4,11 +4,11 @@
  * `I` and `O` are the ts-proto types of the input and output messages; `apply` sees them with every
  * `Tensor` replaced by an ndarray (see `Arrays`).
  */
-import { Algorithm } from "../client/generated/tesseract/v1/algorithm";
+import { Algorithm } from "../generated/tesseract/v1/algorithm";
 import type { NdArray } from "ndarray";
-import type { Arrays } from "./tree-types";
+import type { Arrays } from "../common/tree-types";
 
-export type { AbstractTensor, Arrays, TensorLike, WithTensorsAs } from "./tree-types";
+export type { AbstractTensor, Arrays, TensorLike, WithTensorsAs } from "../common/tree-types";
 
 /** Output structure without values, for AbstractEval. */
 export interface AbstractOutput {

@@ -17,7 +17,7 @@ import * as path from "node:path";
 import type { NdArray } from "ndarray";
 import { loadTesseract } from "../server/loader";
 import type { TesseractRuntime } from "../server/runtime";
-import { DataType } from "../server/tensor/codec";
+import { DataType } from "../common/tensor-codec";
 import { flat } from "./helpers";
 import type { TestCase } from "../bench/fixtures/testfunctions/test-case";
 

@@ -12,7 +12,7 @@ import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import fc from "fast-check";
 import { bearerToken, TesseractClient, TesseractClientError } from "../client";
-import { Inputs, Outputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
+import { Inputs, Outputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
 import { BearerTokens } from "../server/grpc/auth";
 import { startServer, type RunningServer } from "../server/grpc/server";
 import { silentLogger } from "../server/log";

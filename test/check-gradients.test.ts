@@ -13,11 +13,11 @@ import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import ndarray from "ndarray";
 import { Algorithm, TesseractClient, type GradientCheck } from "../client";
-import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
-import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../client/generated/tesseract/examples/vectoradd/v1/vectoradd";
+import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
+import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
 import { randomVector, sampleElements, STREAMS } from "../server/checking/sampling";
 import { compareColumn, report, Tallies, Tally } from "../server/checking/tally";
-import { Code } from "../server/errors";
+import { Code } from "../common/errors";
 import { seededGenerator } from "../server/fd/random";
 import { startServer, type RunningServer } from "../server/grpc/server";
 import { silentLogger } from "../server/log";
@@ -231,7 +231,7 @@ describe("CheckGradients", () => {
 });
 
 describe("CLI: check-gradients", () => {
-  const CLI = path.join(__dirname, "../server/cli.js");
+  const CLI = path.join(__dirname, "../cli/cli.js");
   const WRONG_MODULE = path.join(__dirname, "fixtures/wrong-vectoradd/wrong-vectoradd.js");
   const servers: ChildProcess[] = [];
 

@@ -14,7 +14,7 @@ const read = (rel: string): string => fs.readFileSync(path.join(ROOT, rel), "utf
 const exists = (rel: string): boolean => fs.existsSync(path.join(ROOT, rel));
 
 const PORT = 50051;
-const CLI = "dist/server/cli.js";
+const CLI = "dist/cli/cli.js";
 const HEALTH = ["node", CLI, "health", "--address", `127.0.0.1:${PORT}`];
 const SERVE = ["serve", "meshstats", "--port", String(PORT)];
 
@@ -278,7 +278,7 @@ describe("container files", () => {
       assert.equal(env.get("TESSERACT_GRPC_HOST"), "0.0.0.0");
     });
 
-    it("ENTRYPOINT runs the CLI at the path that tsc compiles server/cli.ts to", () => {
+    it("ENTRYPOINT runs the CLI at the path that tsc compiles cli/cli.ts to", () => {
       const entrypoint = last(runtime, "ENTRYPOINT");
       assert.ok(entrypoint, "no ENTRYPOINT");
       assert.ok(entrypoint.args.startsWith("["), "ENTRYPOINT must be exec form (signals reach node)");
@@ -288,11 +288,11 @@ describe("container files", () => {
         tsconfig.compilerOptions.rootDir,
         path.posix.relative(tsconfig.compilerOptions.outDir, CLI).replace(/\.js$/, ".ts"),
       );
-      assert.equal(source, "server/cli.ts");
+      assert.equal(source, "cli/cli.ts");
     });
 
     it("the CLI's compiled file exists after npm run build", () => {
-      assert.ok(exists(CLI), `${CLI} is missing: is server/cli.ts written, and was \`npm run build\` run?`);
+      assert.ok(exists(CLI), `${CLI} is missing: is cli/cli.ts written, and was \`npm run build\` run?`);
     });
 
     it("package.json's bin tesseract-grpc is the same CLI", () => {
@@ -321,7 +321,7 @@ describe("container files", () => {
 
     it("every path it COPYs exists in the repo or is made by the build, and keeps its place", () => {
       const workdirs = new Map<string | undefined, string>();
-      const buildOutputs = new Set(["dist", "node_modules", "client/generated"]);
+      const buildOutputs = new Set(["dist", "node_modules", "generated"]);
       for (const stage of stages) {
         let workdir = "/";
         for (const instruction of stage.instructions) {
@@ -362,7 +362,7 @@ describe("container files", () => {
 
   describe(".dockerignore", () => {
     it("keeps local installs and build outputs out of the build context", () => {
-      for (const rel of ["node_modules", "dist", "client/generated", "bench/results", ".git"]) {
+      for (const rel of ["node_modules", "dist", "generated", "bench/results", ".git"]) {
         assert.ok(ignored(rel), `${rel} is not ignored`);
         assert.ok(ignored(`${rel}/some/file.js`), `${rel}/some/file.js is not ignored`);
       }
@@ -374,7 +374,7 @@ describe("container files", () => {
         assert.ok(exists(rel), `${rel} is missing`);
         assert.ok(!ignored(rel), `${rel} is ignored`);
       }
-      for (const dir of ["proto/tesseract/v1/tensor.proto", "server/index.ts", "server/cli.ts", "client/index.ts", "bench/engine.ts"]) {
+      for (const dir of ["proto/tesseract/v1/tensor.proto", "server/index.ts", "cli/cli.ts", "client/index.ts", "bench/engine.ts"]) {
         assert.ok(!ignored(dir), `${dir} is ignored`);
       }
     });

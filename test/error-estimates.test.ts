@@ -17,7 +17,7 @@ import { plannedEvaluations } from "../server/fd/rows";
 import { defaultRelativeEps } from "../server/fd/steps";
 import { loadTesseract } from "../server/loader";
 import { TesseractRuntime } from "../server/runtime";
-import { DataType } from "../server/tensor/codec";
+import { DataType } from "../common/tensor-codec";
 import { Algorithm } from "../server/tesseract";
 import type { TestCase } from "../bench/fixtures/testfunctions/test-case";
 import { f64 } from "./helpers";

@@ -10,7 +10,7 @@ import type { NdArray } from "ndarray";
 import { loadTesseract } from "../server/loader";
 import { PROTO_DIR } from "../server/proto-dir";
 import type { TesseractRuntime } from "../server/runtime";
-import { DataType } from "../server/tensor/codec";
+import { DataType } from "../common/tensor-codec";
 import { flat } from "./helpers";
 
 const repoRoot = path.join(__dirname, "../..");

@@ -11,13 +11,13 @@ import * as path from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import * as grpc from "@grpc/grpc-js";
-import { TesseractClient as GeneratedClient, type DescribeResponse, type JacobianResponse } from "../client/generated/tesseract/v1/tesseract";
-import { Code } from "../server/errors";
+import { TesseractClient as GeneratedClient, type DescribeResponse, type JacobianResponse } from "../generated/tesseract/v1/tesseract";
+import { Code } from "../common/errors";
 import { WorkerPool } from "../server/eval/pool";
 import { startServer, type RunningServer } from "../server/grpc/server";
 import { loadTesseract } from "../server/loader";
 import { silentLogger } from "../server/log";
-import { DEFAULT_LIMITS } from "../server/tensor/codec";
+import { DEFAULT_LIMITS } from "../common/tensor-codec";
 import { call, rejects } from "./helpers";
 
 const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");

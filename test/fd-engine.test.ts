@@ -4,7 +4,7 @@
  * statistics, JVP/VJP, cancellation and error context.
  */
 import { strict as assert } from "node:assert";
-import { Code, TesseractError } from "../server/errors";
+import { Code, TesseractError } from "../common/errors";
 import type { Evaluator, OutputInfo, Perturbation } from "../server/eval/evaluator";
 import { jacobian } from "../server/fd/jacobian";
 import { jvp } from "../server/fd/jvp";
@@ -15,7 +15,7 @@ import { defaultNumSamples, plannedEvaluations } from "../server/fd/rows";
 import { nextAfter, stepped } from "../server/fd/steps";
 import { vjp } from "../server/fd/vjp";
 import { Algorithm } from "../server/tesseract";
-import { recordFrom } from "../server/records";
+import { recordFrom } from "../common/records";
 import { assertClose, rejects, rms } from "./helpers";
 
 type Fn = (leaves: Float64Array[]) => Float64Array[];

@@ -5,7 +5,7 @@
  */
 import { strict as assert } from "node:assert";
 import { gzipSync } from "node:zlib";
-import { Code } from "../server/errors";
+import { Code } from "../common/errors";
 import { COMPRESSED_FLAG_DETAILS } from "../server/grpc/compressed-flag";
 import { startServer, type RunningServer } from "../server/grpc/server";
 import { silentLogger } from "../server/log";

@@ -8,7 +8,7 @@
 import { strict as assert } from "node:assert";
 import * as grpc from "@grpc/grpc-js";
 import fc from "fast-check";
-import { Inputs as MeshInputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
+import { Inputs as MeshInputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
 import {
   TesseractClient as GeneratedClient,
   AbstractEvalRequest,
@@ -16,10 +16,10 @@ import {
   JacobianRequest,
   JacobianVectorProductRequest,
   VectorJacobianProductRequest,
-} from "../client/generated/tesseract/v1/tesseract";
+} from "../generated/tesseract/v1/tesseract";
 import { startServer, type RunningServer } from "../server/grpc/server";
 import { silentLogger } from "../server/log";
-import { encodeTensor } from "../server/tensor/codec";
+import { encodeTensor } from "../common/tensor-codec";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
 
 /** Runs per property; bench/fuzz.ts raises it through the environment. */

@@ -7,14 +7,14 @@ import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { Inputs as MeshInputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
-import { TesseractClient as GeneratedClient, JacobianRequest, type JacobianRowsResponse } from "../client/generated/tesseract/v1/tesseract";
-import { Code } from "../server/errors";
+import { Inputs as MeshInputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
+import { TesseractClient as GeneratedClient, JacobianRequest, type JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
+import { Code } from "../common/errors";
 import { startServer, type RunningServer } from "../server/grpc/server";
 import { loadTesseract } from "../server/loader";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
-import { encodeTensor } from "../server/tensor/codec";
+import { encodeTensor } from "../common/tensor-codec";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
 import { counted, f64, LogLines } from "./helpers";
 

@@ -5,11 +5,11 @@
  */
 import { strict as assert } from "node:assert";
 import ndarray from "ndarray";
-import { Code } from "../server/errors";
+import { Code } from "../common/errors";
 import { loadTesseract } from "../server/loader";
 import { Algorithm } from "../server/tesseract";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
-import { DataType } from "../server/tensor/codec";
+import { DataType } from "../common/tensor-codec";
 import { assertClose, counted, f32, f64, maxAbsDiff } from "./helpers";
 
 const OUT = ["final_temperature"];

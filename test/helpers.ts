@@ -8,8 +8,8 @@ import type * as grpc from "@grpc/grpc-js";
 import pino from "pino";
 import ndarray, { type NdArray } from "ndarray";
 import { TesseractClientError } from "../client/errors";
-import { Code, TesseractError } from "../server/errors";
-import { toFloat64 } from "../server/tensor/codec";
+import { Code, TesseractError } from "../common/errors";
+import { toFloat64 } from "../common/tensor-codec";
 import { loadTesseract } from "../server/loader";
 import { TesseractRuntime } from "../server/runtime";
 
@@ -119,8 +119,8 @@ export function counted(name: string) {
 /** Any ndarray's values, row-major, as plain numbers. */
 export const flat = (a: unknown): number[] => Array.from(toFloat64(a as NdArray<any>));
 
-/** The built CLI (dist/server/cli.js). */
-export const CLI = path.join(__dirname, "../server/cli.js");
+/** The built CLI (dist/cli/cli.js). */
+export const CLI = path.join(__dirname, "../cli/cli.js");
 
 export interface ServeProcess {
   child: ChildProcess;

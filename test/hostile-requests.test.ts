@@ -11,15 +11,15 @@ import pino from "pino";
 import type * as protobuf from "protobufjs";
 import { jsonToTree } from "../client/json-form";
 import { toTensors } from "../client/tree";
-import { Code } from "../server/errors";
+import { Code } from "../common/errors";
 import { startServer, type RunningServer } from "../server/grpc/server";
 import { MAX_DETAILS_BYTES } from "../server/grpc/status";
-import { recordFrom } from "../server/records";
+import { recordFrom } from "../common/records";
 import { loadTesseract } from "../server/loader";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
 import { loadRoot } from "../server/schema/schema";
-import { DataType } from "../server/tensor/codec";
+import { DataType } from "../common/tensor-codec";
 import { f64, LogLines } from "./helpers";
 
 const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial");

@@ -6,7 +6,7 @@
 import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { TesseractClient as GeneratedClient, type DescribeResponse } from "../client/generated/tesseract/v1/tesseract";
+import { TesseractClient as GeneratedClient, type DescribeResponse } from "../generated/tesseract/v1/tesseract";
 import { startServer, type RunningServer } from "../server/grpc/server";
 import { loadTesseract } from "../server/loader";
 import { silentLogger } from "../server/log";

@@ -5,7 +5,7 @@
 import { strict as assert } from "node:assert";
 import { request } from "node:http";
 import { TesseractClient } from "../client";
-import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
+import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
 import { startServer, type RunningServer } from "../server/grpc/server";
 import { silentLogger } from "../server/log";
 import { Algorithm } from "../server/tesseract";

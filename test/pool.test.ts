@@ -5,7 +5,7 @@
 import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import ndarray from "ndarray";
-import { Code } from "../server/errors";
+import { Code } from "../common/errors";
 import { loadTesseract } from "../server/loader";
 import type { TesseractRuntime } from "../server/runtime";
 import { Algorithm } from "../server/tesseract";

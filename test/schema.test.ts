@@ -1,10 +1,10 @@
 import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
-import { Code } from "../server/errors";
+import { Code } from "../common/errors";
 import { PROTO_DIR } from "../server/proto-dir";
 import { loadRoot, MessageSchema, TesseractSchema, type AnyMessage } from "../server/schema/schema";
-import { DataType } from "../server/tensor/codec";
+import { DataType } from "../common/tensor-codec";
 
 const fixtureDir = path.join(__dirname, "../../test/fixtures/polynomial");
 const INPUTS = "tesseract.testing.polynomial.v1.Inputs";

@@ -12,8 +12,8 @@ import {
   TesseractClient,
   type AbstractArrays,
 } from "../client";
-import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../client/generated/tesseract/examples/meshstats/v1/meshstats";
-import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../client/generated/tesseract/examples/vectoradd/v1/vectoradd";
+import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
+import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
 import { startServer, type RunningServer } from "../server/grpc/server";
 import { silentLogger } from "../server/log";
 import vectoradd from "../server/tesseracts/vectoradd";

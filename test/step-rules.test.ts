@@ -6,10 +6,10 @@
 import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import ndarray from "ndarray";
-import { Code } from "../server/errors";
+import { Code } from "../common/errors";
 import { defaultRelativeEps, StepRule } from "../server/fd/steps";
 import { assembleJacobian, TesseractClient } from "../client";
-import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../client/generated/tesseract/examples/vectoradd/v1/vectoradd";
+import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
 import { startServer } from "../server/grpc/server";
 import { loadTesseract } from "../server/loader";
 import { silentLogger } from "../server/log";

@@ -16,7 +16,7 @@ import {
   itemSize,
   normalizeShape,
   toFloat64,
-} from "../server/tensor/codec";
+} from "../common/tensor-codec";
 
 const D = DataType;
 

@@ -12,7 +12,7 @@
  */
 import { frame, INVALID_UTF8, nestLengthDelimited, ProtoWriter, RawGrpcSession, WireType, type RawResponse } from "./raw-grpc";
 import { loadRoot } from "../server/schema/schema";
-import { encodeTensor } from "../server/tensor/codec";
+import { encodeTensor } from "../common/tensor-codec";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
 import ndarray from "ndarray";
 

@@ -1,6 +1,6 @@
 /** The Tesseract's analytic Jacobian: required, called once, its entries checked against the shapes. */
-import { Code, isTesseractError, TesseractError } from "../errors";
-import { isNdArray, toFloat64 } from "../tensor/codec";
+import { Code, isTesseractError, TesseractError } from "../../common/errors";
+import { isNdArray, toFloat64 } from "../../common/tensor-codec";
 import type { AnalyticJacobian } from "../tesseract";
 import type { Leaf } from "./leaves";
 

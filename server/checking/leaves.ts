@@ -1,6 +1,6 @@
 /** The input and output leaves a check compares: requested paths, or every differentiable one present. */
-import { invalidArgument } from "../errors";
-import { elementCount } from "../tensor/codec";
+import { invalidArgument } from "../../common/errors";
+import { elementCount } from "../../common/tensor-codec";
 import type { MessageSchema, ResolvedLeaf } from "../schema/schema";
 
 /** An input or output tensor by its concrete path. */

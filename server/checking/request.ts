@@ -10,7 +10,7 @@
  * O(h) accurate (~1e-4 relative): check them with a looser rtol (1e-3). FP32 inputs make the JVP's
  * steps round per element (up to ~6e-4·|x| relative for eps 1e-4): use a larger eps or rtol there.
  */
-import { invalidArgument } from "../errors";
+import { invalidArgument } from "../../common/errors";
 import { toSeed, type RequestOptions } from "../fd/options";
 
 export const CHECK_DEFAULTS = Object.freeze({ rtol: 1e-4, atol: 1e-6, maxEvals: 1000 });

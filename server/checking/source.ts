@@ -13,7 +13,7 @@
  * in place (perturb-and-restore), so two at once would see each other's steps.
  */
 import ndarray, { type NdArray } from "ndarray";
-import { Code, TesseractError } from "../errors";
+import { Code, TesseractError } from "../../common/errors";
 import type { RequestOptions, ResolvedOptions } from "../fd/options";
 import type { TesseractSchema } from "../schema/schema";
 import type { AnalyticDefinition } from "./analytic";

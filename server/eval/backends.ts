@@ -16,7 +16,7 @@ import type { AnyMessage, TesseractSchema } from "../schema/schema";
 import type { InputLeaf } from "./input-leaf";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../common/transport-defaults";
 import { loadContract } from "../schema/contract";
-import type { DecodeLimits } from "../tensor/codec";
+import type { DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { InlineEvaluator } from "./inline";
 import { PoolEvaluator, WorkerPool } from "./pool";

@@ -3,10 +3,10 @@
  * storage inside the base inputs, with its path and shape.
  */
 import type { NdArray } from "ndarray";
-import { Code, invalidArgument, TesseractError } from "../errors";
+import { Code, invalidArgument, TesseractError } from "../../common/errors";
 import type { Segment } from "../schema/paths";
 import type { ResolvedLeaf } from "../schema/schema";
-import { DataType, dataTypeName, dataTypeOfArray, elementCount, isFloatingPoint, isRowMajor, type TypedArray } from "../tensor/codec";
+import { DataType, dataTypeName, dataTypeOfArray, elementCount, isFloatingPoint, isRowMajor, type TypedArray } from "../../common/tensor-codec";
 
 export interface InputLeaf {
   path: string;

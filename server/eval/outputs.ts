@@ -4,11 +4,11 @@
  * the same leaves with the same shapes.
  */
 import type { NdArray } from "ndarray";
-import { Code, TesseractError } from "../errors";
+import { Code, TesseractError } from "../../common/errors";
 import type { OutputInfo } from "./evaluator";
 import type { MessageSchema } from "../schema/schema";
 import { getAtPath, type Segment } from "../schema/paths";
-import { dataTypeOfArray, isNdArray, toFloat64 } from "../tensor/codec";
+import { dataTypeOfArray, isNdArray, toFloat64 } from "../../common/tensor-codec";
 
 export class OutputSelector {
   private resolved: { info: OutputInfo; segments: Segment[] }[] | undefined;

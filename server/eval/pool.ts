@@ -9,9 +9,9 @@
 import { randomUUID } from "node:crypto";
 import * as path from "node:path";
 import { Piscina } from "piscina";
-import { Code, TesseractError } from "../errors";
+import { Code, TesseractError } from "../../common/errors";
 import type { AnyMessage } from "../schema/schema";
-import type { DecodeLimits } from "../tensor/codec";
+import type { DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { shareTree } from "./shared-tree";
 import { evalTimeoutError } from "./timeout";

@@ -8,7 +8,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import ndarray from "ndarray";
-import { Code, TesseractError } from "../errors";
+import { Code, TesseractError } from "../../common/errors";
 import type { OutputSelector } from "./outputs";
 import type { InputLeaf } from "./input-leaf";
 import { withLeaf } from "../schema/paths";

@@ -4,7 +4,7 @@
  * its small skeleton. Workers read the shared arrays and never write them.
  */
 import ndarray from "ndarray";
-import { arrayClass, elementCount, encodeTensor, isNdArray, type TypedArray } from "../tensor/codec";
+import { arrayClass, elementCount, encodeTensor, isNdArray, type TypedArray } from "../../common/tensor-codec";
 
 const SHARED = "__sharedTensor";
 

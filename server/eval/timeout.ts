@@ -4,7 +4,7 @@
  * synchronous one that never returns holds the thread, which is why untrusted or possibly hanging
  * Tesseracts belong in worker threads).
  */
-import { Code, TesseractError } from "../errors";
+import { Code, TesseractError } from "../../common/errors";
 
 export function evalTimeoutError(ms: number, where: string): TesseractError {
   return new TesseractError(Code.DEADLINE_EXCEEDED, `apply did not return within the per-evaluation timeout of ${ms} ms (--eval-timeout-ms)${where}`);

@@ -1,6 +1,6 @@
 /** What the main thread sends a worker for one evaluation or one Apply call, and what comes back. */
 import type { AnyMessage } from "../schema/schema";
-import type { DecodeLimits } from "../tensor/codec";
+import type { DecodeLimits } from "../../common/tensor-codec";
 import type { OutputInfo, Perturbation } from "./evaluator";
 
 export interface WorkerTask {

@@ -6,7 +6,7 @@
  */
 import { parentPort } from "node:worker_threads";
 import ndarray from "ndarray";
-import { Code, isTesseractError } from "../errors";
+import { Code, isTesseractError } from "../../common/errors";
 import { OutputSelector } from "./outputs";
 import { inputLeaf } from "./input-leaf";
 // The one import that goes up the floors: a worker thread loads the runtime it evaluates.

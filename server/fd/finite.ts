@@ -3,7 +3,7 @@
  * refuses NaN and Inf as they arrive), so any NaN or Inf in a result is an overflow of the engine's
  * making: scaled away where the true value is representable, refused where it is not.
  */
-import { Code, TesseractError } from "../errors";
+import { Code, TesseractError } from "../../common/errors";
 
 /**
  * 2^e with 2^e ≤ max_i |v_i| < 2^(e+1) over all the arrays (about that, where log2 rounds), 0 when

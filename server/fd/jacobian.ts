@@ -1,9 +1,9 @@
 /** The full Jacobian, assembled from rows: one FP64 array of shape (*output_shape, *input_shape) per pair. */
-import { Code, TesseractError } from "../errors";
+import { Code, TesseractError } from "../../common/errors";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
 import { rows } from "./rows";
-import { elementCount } from "../tensor/codec";
+import { elementCount } from "../../common/tensor-codec";
 
 export interface JacobianEntry {
   outputPath: string;

@@ -10,7 +10,7 @@
  *                             rows.ts, with an error estimate; f(x) and the noise probe along w
  *                             once (noise.ts)                                 4 + 9 and 12 + 9
  */
-import { Code, invalidArgument, TesseractError } from "../errors";
+import { Code, invalidArgument, TesseractError } from "../../common/errors";
 import type { Change } from "../eval/evaluator";
 import { binaryScale, checkFinite } from "./finite";
 import { ensureOutputs } from "./jacobian";
@@ -19,7 +19,7 @@ import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
 import { ADAPTIVE_MULTIPLES, centralQuotient, extrapolate, RICHARDSON_MULTIPLES, rowNoise, stencilRounding, type CentralDifference } from "./rows";
 import { nextAfter, type StepRule } from "./steps";
-import { elementCount } from "../tensor/codec";
+import { elementCount } from "../../common/tensor-codec";
 
 function dot(a: ArrayLike<number>[], b: ArrayLike<number>[]): number {
   let sum = 0;

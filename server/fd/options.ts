@@ -2,8 +2,8 @@
  * Which finite-difference rule runs, with which step. Precedence, field by field:
  * the request's options > the Tesseract's defaults (possibly computed from the inputs) > ENGINE_DEFAULTS.
  */
-import { clip, Code, invalidArgument, listed, quote, TesseractError } from "../errors";
-import { recordFrom } from "../records";
+import { clip, Code, invalidArgument, listed, quote, TesseractError } from "../../common/errors";
+import { recordFrom } from "../../common/records";
 import { Algorithm, type FiniteDifferenceDefaults, type PerInputs } from "../tesseract";
 
 export type AlgorithmName = "central" | "forward" | "stochastic" | "richardson" | "adaptive";

@@ -3,14 +3,14 @@
  * storage) and an evaluator, plus the bookkeeping every rule shares: cancellation between
  * evaluations and error messages that say which evaluation failed.
  */
-import { Code, isTesseractError, TesseractError } from "../errors";
+import { Code, isTesseractError, TesseractError } from "../../common/errors";
 import type { Change, Evaluator, OutputInfo, Perturbation } from "../eval/evaluator";
 import type { InputLeaf } from "../eval/input-leaf";
 import type { DomainBounds } from "../tesseract";
 import type { ResolvedOptions } from "./options";
 import { noiseLevels, PROBE_POINTS } from "./noise";
 import { StepRule } from "./steps";
-import { DataType } from "../tensor/codec";
+import { DataType } from "../../common/tensor-codec";
 
 /** The unit roundoff of an output's datatype: half an ulp of 1, 2^-24 for FP32 and 2^-53 for FP64. */
 export function unitRoundoff(datatype: number): number {

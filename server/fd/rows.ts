@@ -4,7 +4,7 @@
  * callers can stream, contract or assemble them, and stop (AbortSignal) between evaluations.
  * Each rule below states its formula and divides by the steps actually taken (steps.ts).
  */
-import { Code, isTesseractError, TesseractError } from "../errors";
+import { Code, isTesseractError, TesseractError } from "../../common/errors";
 import { checkFinite } from "./finite";
 import { pairNoise, PROBE_POINTS, PROBE_SPACING, type Pair } from "./noise";
 import type { ResolvedOptions, StochasticEstimatorName } from "./options";

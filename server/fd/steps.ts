@@ -4,7 +4,7 @@
  * differs from the nominal h (tesseract-core divides by h and is wrong there).
  */
 
-import { invalidArgument, type TesseractError } from "../errors";
+import { invalidArgument, type TesseractError } from "../../common/errors";
 import type { AlgorithmName, ResolvedOptions } from "./options";
 import type { DomainBounds } from "../tesseract";
 import { elementName, type InputLeaf } from "../eval/input-leaf";

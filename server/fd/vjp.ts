@@ -9,8 +9,8 @@
  * (its terms may cancel) but sum_o u_o sum_i |c_i f_i|, u_o the unit roundoff of output o's datatype
  * (2^-24 for FP32): the floor under the noise level the error estimates use (noise.ts).
  */
-import { invalidArgument } from "../errors";
-import { DataType } from "../tensor/codec";
+import { invalidArgument } from "../../common/errors";
+import { DataType } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "../eval/evaluator";
 import { binaryScale, checkFinite } from "./finite";
 import type { ResolvedOptions } from "./options";

@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import type * as grpc from "@grpc/grpc-js";
-import { Code, TesseractError } from "../errors";
+import { Code, TesseractError } from "../../common/errors";
 import type { Logger } from "../log";
 import { asServiceError, internalError, toStatus } from "./status";
 

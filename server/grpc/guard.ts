@@ -13,7 +13,7 @@ import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { protoPath as HEALTH_PROTO } from "grpc-health-check";
 import * as protobuf from "protobufjs";
-import { clip, isTesseractError } from "../errors";
+import { clip, isTesseractError } from "../../common/errors";
 import { loadRoot } from "../schema/schema";
 import { decodeStrict } from "../schema/wire-decode";
 import { boundedDetails } from "./status";

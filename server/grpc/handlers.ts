@@ -6,12 +6,12 @@
 import type * as grpc from "@grpc/grpc-js";
 import type { NdArray } from "ndarray";
 import { requireAnalyticJacobian } from "../checking/check-gradients";
-import { clip } from "../errors";
-import { recordFrom } from "../records";
+import { clip } from "../../common/errors";
+import { recordFrom } from "../../common/records";
 import type { RequestOptions } from "../fd/options";
 import type { GradientRequest, TesseractRuntime } from "../runtime";
 import type { AnyMessage } from "../schema/schema";
-import { decodeTensor, fp64Tensor, type DecodeLimits, type TensorMessage } from "../tensor/codec";
+import { decodeTensor, fp64Tensor, type DecodeLimits, type TensorMessage } from "../../common/tensor-codec";
 import { jacobianRowsMessages, writeAll } from "./rows-stream";
 import type { CallRegistry } from "./calls";
 

@@ -5,9 +5,9 @@
  */
 import { once } from "node:events";
 import type { ServerWritableStream } from "@grpc/grpc-js";
-import { Code, TesseractError } from "../errors";
+import { Code, TesseractError } from "../../common/errors";
 import type { GradientRequest, JacobianRow, TesseractRuntime } from "../runtime";
-import { fp64Tensor } from "../tensor/codec";
+import { fp64Tensor } from "../../common/tensor-codec";
 
 /** Upper bounds of the protobuf framing around a row and around each slice (tags, lengths, varints). */
 const ROW_OVERHEAD = 32;

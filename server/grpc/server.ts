@@ -3,7 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import { DEFAULT_MAX_MESSAGE_BYTES, FLOW_CONTROL_WINDOW_BYTES } from "../../common/transport-defaults";
-import { Code } from "../errors";
+import { Code } from "../../common/errors";
 import { DEFAULT_REPLICA_CONCURRENCY } from "../eval/replicas";
 import { loadTesseract } from "../loader";
 import { createLogger, type Logger } from "../log";
@@ -16,7 +16,7 @@ import { refuseCompressedFlagWithoutEncoding } from "./compressed-flag";
 import { guardDeserializers, guardInterceptor } from "./guard";
 import { createHandlers } from "./handlers";
 import { ServerMetrics } from "./metrics";
-import { DEFAULT_LIMITS as DEFAULT_TENSOR_LIMITS } from "../tensor/codec";
+import { DEFAULT_LIMITS as DEFAULT_TENSOR_LIMITS } from "../../common/tensor-codec";
 import { MIN_CHUNK_BYTES } from "./rows-stream";
 import { serverCredentials, tlsMode, type ServerTls } from "./tls";
 

@@ -6,7 +6,7 @@
  * long header; gRPC C-core refuses more than 16 KiB).
  */
 import { status, type ServiceError } from "@grpc/grpc-js";
-import { Code, isTesseractError } from "../errors";
+import { Code, isTesseractError } from "../../common/errors";
 import type { Logger } from "../log";
 
 export interface CallError {

@@ -1,6 +1,6 @@
 /** Server TLS: PEM checks that name the bad file, and the grpc-js credentials. */
 import * as grpc from "@grpc/grpc-js";
-import { checkPemKeyPair, pemCertificates } from "../pem";
+import { checkPemKeyPair, pemCertificates } from "../../common/pem";
 
 /** TLS for the server, as PEM contents. */
 export interface ServerTls {

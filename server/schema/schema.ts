@@ -7,8 +7,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as protobuf from "protobufjs";
 import type { NdArray } from "ndarray";
-import { invalidArgument, Code, listed, quote, TesseractError } from "../errors";
-import { emptyRecord } from "../records";
+import { invalidArgument, Code, listed, quote, TesseractError } from "../../common/errors";
+import { emptyRecord } from "../../common/records";
+import { TYPE_URL_PREFIX } from "../../common/type-url";
 import { PROTO_DIR } from "../proto-dir";
 import {
   decodeAbstractTensor,
@@ -18,13 +19,12 @@ import {
   type DecodeLimits,
   type TensorMessage,
   type TypedArray,
-} from "../tensor/codec";
+} from "../../common/tensor-codec";
 import { expandPattern, formatPath, getAtPath, isPattern, matchesPattern, parsePath, type Segment } from "./paths";
 import { decodeStrict, type DecodeStyle } from "./wire-decode";
 
 const TENSOR_TYPE = "tesseract.v1.Tensor";
 const DIFFERENTIABLE_OPTION = "(tesseract.v1.differentiable)";
-const TYPE_URL_PREFIX = "type.googleapis.com/";
 /** Far above any real type URL; longer ones are refused before anything else is looked at. */
 export const MAX_TYPE_URL_LENGTH = 2048;
 /** The Tesseract's trees: 64-bit integers as numbers, unset scalars as their defaults. */

@@ -16,8 +16,8 @@
  * Bytes fields are views into the request buffer (the tensor codec copies what it keeps).
  */
 import * as protobuf from "protobufjs";
-import { clip, invalidArgument } from "../errors";
-import { emptyRecord } from "../records";
+import { clip, invalidArgument } from "../../common/errors";
+import { emptyRecord } from "../../common/records";
 
 export interface DecodeStyle {
   /** 64-bit integers as JS numbers (the Tesseract's trees) or as exact decimal strings (requests). */

@@ -17,10 +17,10 @@
  */
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
-import type { Inputs, Outputs } from "../../client/generated/tesseract/examples/heat/v1/heat";
-import { Code, invalidArgument, TesseractError } from "../errors";
+import type { Inputs, Outputs } from "../../generated/tesseract/examples/heat/v1/heat";
+import { Code, invalidArgument, TesseractError } from "../../common/errors";
 import { PROTO_DIR } from "../proto-dir";
-import { DataType, dataTypeName, dataTypeOfArray, toFloat64, type TypedArray } from "../tensor/codec";
+import { DataType, dataTypeName, dataTypeOfArray, toFloat64, type TypedArray } from "../../common/tensor-codec";
 import { defineTesseract, type AbstractTensor } from "../tesseract";
 
 export const MAX_STEPS = 10_000_000;

@@ -5,10 +5,10 @@
  */
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
-import type { Inputs, Outputs } from "../../client/generated/tesseract/examples/meshstats/v1/meshstats";
-import { clip, invalidArgument } from "../errors";
+import type { Inputs, Outputs } from "../../generated/tesseract/examples/meshstats/v1/meshstats";
+import { clip, invalidArgument } from "../../common/errors";
 import { PROTO_DIR } from "../proto-dir";
-import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../tensor/codec";
+import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../../common/tensor-codec";
 import { Algorithm, defineTesseract, type AbstractTensor } from "../tesseract";
 
 const shapeText = (shape: readonly number[]) => `[${shape.join(", ")}]`;

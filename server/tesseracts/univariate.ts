@@ -1,10 +1,10 @@
 /** univariate: the Rosenbrock function (a - x)² + b (y - x²)² on FP32 scalars. */
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
-import type { Inputs, Outputs } from "../../client/generated/tesseract/examples/univariate/v1/univariate";
-import { invalidArgument } from "../errors";
+import type { Inputs, Outputs } from "../../generated/tesseract/examples/univariate/v1/univariate";
+import { invalidArgument } from "../../common/errors";
 import { PROTO_DIR } from "../proto-dir";
-import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../tensor/codec";
+import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../../common/tensor-codec";
 import { defineTesseract } from "../tesseract";
 
 function scalar(t: NdArray<TypedArray> | undefined, field: string, fallback?: number): number {

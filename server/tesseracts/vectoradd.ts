@@ -4,10 +4,10 @@
  */
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
-import type { Inputs, Outputs } from "../../client/generated/tesseract/examples/vectoradd/v1/vectoradd";
-import { invalidArgument } from "../errors";
+import type { Inputs, Outputs } from "../../generated/tesseract/examples/vectoradd/v1/vectoradd";
+import { invalidArgument } from "../../common/errors";
 import { PROTO_DIR } from "../proto-dir";
-import { DataType, dataTypeName, dataTypeOfArray, isFloatingPoint, toFloat64, type TypedArray } from "../tensor/codec";
+import { DataType, dataTypeName, dataTypeOfArray, isFloatingPoint, toFloat64, type TypedArray } from "../../common/tensor-codec";
 import { defineTesseract, type AbstractTensor, type Arrays } from "../tesseract";
 
 type In = Arrays<Inputs>;

@@ -3,7 +3,7 @@
  * Tensor replaced by an ndarray (or, for AbstractEval, a shape and datatype).
  */
 import type { NdArray } from "ndarray";
-import type { TypedArray } from "./tensor/codec";
+import type { TypedArray } from "./tensor-codec";
 
 /** A Tensor message's shape, as ts-proto generates it. */
 export interface TensorLike {

@@ -1,5 +1,5 @@
 /**
- * The one codec between the wire `tesseract.v1.Tensor` (DESIGN.md §2) and ndarray, shared by the
+ * The one codec between the wire `tesseract.v1.Tensor` (proto/tesseract/v1/tensor.proto) and ndarray, shared by the
  * server and the SDK. Wire form: dense, row-major (C order), little-endian, no padding; `data` is
  * exactly prod(shape) × itemsize bytes; BOOL is one byte, 0 or 1; `shape = []` is a scalar.
  *
@@ -12,7 +12,7 @@
  */
 import { endianness } from "node:os";
 import ndarray, { type NdArray } from "ndarray";
-import { invalidArgument } from "../errors";
+import { invalidArgument } from "./errors";
 
 // Typed arrays use the host's byte order; the wire is little-endian. Every supported platform is
 // little-endian, so instead of byte-swapping everywhere we refuse to run anywhere else.

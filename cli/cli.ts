@@ -8,12 +8,12 @@
 import * as fs from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
 import { addClientCommands, credentialsFromFlags, envOption as flag, readFlagFile } from "../client/cli-commands";
-import { DEFAULT_LIMITS } from "./grpc/calls";
-import { DEFAULT_MAX_ELEMENTS } from "./tensor/codec";
-import { MIN_CHUNK_BYTES } from "./grpc/rows-stream";
-import { startServer, DEFAULTS } from "./grpc/server";
-import { createLogger } from "./log";
-import { checkServerTls, type ServerTls } from "./grpc/tls";
+import { DEFAULT_LIMITS } from "../server/grpc/calls";
+import { DEFAULT_MAX_ELEMENTS } from "../common/tensor-codec";
+import { MIN_CHUNK_BYTES } from "../server/grpc/rows-stream";
+import { startServer, DEFAULTS } from "../server/grpc/server";
+import { createLogger } from "../server/log";
+import { checkServerTls, type ServerTls } from "../server/grpc/tls";
 
 export function integer(min: number) {
   return (value: string) => {
