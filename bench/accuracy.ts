@@ -35,7 +35,7 @@
  */
 import * as path from "node:path";
 import type { NdArray } from "ndarray";
-import { loadTesseract } from "../server/loader";
+import { loadTesseract } from "../index";
 import type { RequestOptions } from "../server/fd/options";
 import type { TesseractRuntime } from "../server/runtime";
 import { DataType } from "../common/tensor-codec";

@@ -3,7 +3,7 @@
  * in a loop), no engine, no messages per evaluation. Run as a worker thread by bench/parallel.ts.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { loadTesseract } from "../server/loader";
+import { loadTesseract } from "../index";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
 
 const { n, steps, iterations } = workerData as { n: number; steps: number; iterations: number };

@@ -11,7 +11,7 @@ import { report } from "./report";
 import { TesseractClient } from "../client";
 import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
 import { Inputs as VecInputs, Outputs as VecOutputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
-import { startServer } from "../server/grpc/server";
+import { startServer } from "../index";
 import { silentLogger } from "../server/log";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
 

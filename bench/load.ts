@@ -20,7 +20,7 @@ import { Command } from "commander";
 import ndarray, { type NdArray } from "ndarray";
 import { TesseractClient, assembleJacobian, isTesseractClientError } from "../client";
 import { Inputs, Outputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
-import type { Arrays } from "../server/tesseract";
+import type { Arrays } from "../index";
 import vectoradd from "../server/tesseracts/vectoradd";
 import { report } from "./report";
 

@@ -7,9 +7,9 @@
 import ndarray from "ndarray";
 import { TesseractClient } from "../client";
 import { Inputs, Outputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
-import { startServer } from "../server/grpc/server";
+import { startServer } from "../index";
 import { silentLogger } from "../server/log";
-import { Algorithm } from "../server/tesseract";
+import { Algorithm } from "../index";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
 import { report } from "./report";
 

@@ -8,7 +8,7 @@ import { once } from "node:events";
 import { availableParallelism } from "node:os";
 import * as path from "node:path";
 import { Worker } from "node:worker_threads";
-import { loadTesseract } from "../server/loader";
+import { loadTesseract } from "../index";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
 import { report } from "./report";
 

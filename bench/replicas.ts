@@ -11,7 +11,7 @@ import { once } from "node:events";
 import * as path from "node:path";
 import { createInterface } from "node:readline";
 import ndarray from "ndarray";
-import { loadTesseract } from "../server/loader";
+import { loadTesseract } from "../index";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
 import { report } from "./report";
 

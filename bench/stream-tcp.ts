@@ -22,7 +22,7 @@ import * as net from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { loadDefinition } from "../server/grpc/definition";
 import { rowMessages, writeAll } from "../server/grpc/rows-stream";
-import { loadTesseract } from "../server/loader";
+import { loadTesseract } from "../index";
 import { DataType } from "../common/tensor-codec";
 
 async function push(socket: net.Socket, total: number, chunk: number, alloc: boolean): Promise<void> {

@@ -193,32 +193,37 @@ async function* withProgress(events: AsyncIterable<JacobianRowsEvent>): AsyncGen
   }
 }
 
-export function addClientCommands(program: Command): void {
-  const clientCommand = (name: string, description: string, payloadRequired = true) => {
-    const command = program
-      .command(name)
-      .description(description)
-      .addOption(envOption("--address <host:port>", "server to call").default("127.0.0.1:50051"))
-      .addOption(envOption("--token <token>", "bearer token for a server that requires one"))
-      .addOption(envOption("--tls", "use TLS, trusting the system's root certificates (implied by the --tls-* flags)"))
-      .addOption(envOption("--tls-ca <path>", "use TLS, trusting the CA certificate(s) in this PEM file"))
-      // Not TESSERACT_GRPC_TLS_CERT/KEY: those are serve's own certificate, in the same environment as a container's health check.
-      .addOption(new Option("--tls-cert <path>", "use TLS with this client certificate (PEM) for mutual TLS; needs --tls-key").env("TESSERACT_GRPC_CLIENT_TLS_CERT"))
-      .addOption(new Option("--tls-key <path>", "the private key (PEM) of --tls-cert").env("TESSERACT_GRPC_CLIENT_TLS_KEY"))
-      .addOption(new Option("--format <format>", "output arrays as nested lists or base64 objects").choices(["json", "json+base64"]).default("json"))
-      .addOption(new Option("--deadline <ms>", "give up after this many milliseconds").argParser(positiveNumber))
-      .addOption(envOption("--max-message-bytes <bytes>", "largest message received or sent").default(DEFAULT_MAX_MESSAGE_BYTES).argParser(positiveNumber));
-    if (payloadRequired) command.argument("<payload>", "tesseract-core JSON: text, @file or @- (stdin)");
-    return command;
-  };
-  const gradientOptions = (command: Command) =>
-    command
-      .addOption(new Option("--algorithm <name>", "finite-difference rule").choices(Object.keys(ALGORITHMS)))
-      .addOption(new Option("--eps <h>", "step").argParser(positiveNumber))
-      .addOption(new Option("--num-samples <k>", "stochastic samples").argParser(positiveNumber))
-      .option("--seed <seed>", "stochastic seed");
+/** A client command with the flags every one takes; `<payload>` unless `payloadRequired` is false. */
+function clientCommand(program: Command, name: string, description: string, payloadRequired = true): Command {
+  const command = program
+    .command(name)
+    .description(description)
+    .addOption(envOption("--address <host:port>", "server to call").default("127.0.0.1:50051"))
+    .addOption(envOption("--token <token>", "bearer token for a server that requires one"))
+    .addOption(envOption("--tls", "use TLS, trusting the system's root certificates (implied by the --tls-* flags)"))
+    .addOption(envOption("--tls-ca <path>", "use TLS, trusting the CA certificate(s) in this PEM file"))
+    // Not TESSERACT_GRPC_TLS_CERT/KEY: those are serve's own certificate, in the same environment as a container's health check.
+    .addOption(new Option("--tls-cert <path>", "use TLS with this client certificate (PEM) for mutual TLS; needs --tls-key").env("TESSERACT_GRPC_CLIENT_TLS_CERT"))
+    .addOption(new Option("--tls-key <path>", "the private key (PEM) of --tls-cert").env("TESSERACT_GRPC_CLIENT_TLS_KEY"))
+    .addOption(new Option("--format <format>", "output arrays as nested lists or base64 objects").choices(["json", "json+base64"]).default("json"))
+    .addOption(new Option("--deadline <ms>", "give up after this many milliseconds").argParser(positiveNumber))
+    .addOption(envOption("--max-message-bytes <bytes>", "largest message received or sent").default(DEFAULT_MAX_MESSAGE_BYTES).argParser(positiveNumber));
+  if (payloadRequired) command.argument("<payload>", "tesseract-core JSON: text, @file or @- (stdin)");
+  return command;
+}
 
-  const run = (action: (flags: ClientFlags, payload: Payload) => Promise<void>) => async (...args: unknown[]) => {
+/** The finite-difference flags; --seed is the stochastic rule's unless the command says otherwise. */
+function gradientOptions(command: Command, seed = true): Command {
+  command
+    .addOption(new Option("--algorithm <name>", "finite-difference rule").choices(Object.keys(ALGORITHMS)))
+    .addOption(new Option("--eps <h>", "step").argParser(positiveNumber))
+    .addOption(new Option("--num-samples <k>", "stochastic samples").argParser(positiveNumber));
+  return seed ? command.option("--seed <seed>", "stochastic seed") : command;
+}
+
+/** A command's action: flags and payload in, and any failure as `tesseract-grpc <command>: <message>`, exit 1. */
+function run(action: (flags: ClientFlags, payload: Payload) => Promise<void>) {
+  return async (...args: unknown[]) => {
     const command = args[args.length - 1] as Command;
     const flags = command.opts() as ClientFlags;
     const payload = typeof args[0] === "string" ? readPayload(args[0]) : {};
@@ -230,124 +235,113 @@ export function addClientCommands(program: Command): void {
       process.exitCode = 1;
     }
   };
+}
 
-  clientCommand("apply", 'run the Tesseract: {"inputs": {...}}').action(
-    run(async (flags, payload) => {
-      const { client, inputType } = await connect(flags);
-      try {
-        print(await client.apply(jsonToTree(inputType, payload.inputs, "inputs"), callOptions(flags)), flags.format);
-      } finally {
-        client.close();
-      }
-    }),
-  );
-
-  gradientOptions(clientCommand("jacobian", 'Jacobian: {"inputs", "jac_inputs", "jac_outputs", "options"?}'))
-    .option("--stream", "use JacobianRows (bounded memory; progress on a terminal)")
-    .action(
-      run(async (flags, payload) => {
-        const { client, inputType } = await connect(flags);
-        try {
-          const request = { inputs: jsonToTree(inputType, payload.inputs, "inputs"), inputPaths: paths(payload, "jac_inputs"), outputPaths: paths(payload, "jac_outputs"), options: fdOptions(payload, flags) };
-          const call = callOptions(flags);
-          const { jacobian } = (flags as ClientFlags & { stream?: boolean }).stream ? await assembleJacobian(withProgress(client.jacobianRows(request, call))) : await client.jacobian(request, call);
-          print(jacobian, flags.format);
-        } finally {
-          client.close();
-        }
-      }),
-    );
-
-  // jvp and vjp differ only in names: {inputs, <kind>_inputs, <kind>_outputs, <vector field>}.
-  for (const [kind, vectorField, description] of [
-    ["jvp", "tangent_vector", "Jacobian-vector product"],
-    ["vjp", "cotangent_vector", "vector-Jacobian product"],
-  ] as const) {
-    gradientOptions(clientCommand(kind, `${description}: {"inputs", "${kind}_inputs", "${kind}_outputs", "${vectorField}"}`)).action(
-      run(async (flags, payload) => {
-        const { client, inputType } = await connect(flags);
-        try {
-          const request = { inputs: jsonToTree(inputType, payload.inputs, "inputs"), inputPaths: paths(payload, `${kind}_inputs`), outputPaths: paths(payload, `${kind}_outputs`), options: fdOptions(payload, flags) };
-          const vector = vectors(payload, vectorField);
-          const call = callOptions(flags);
-          const { result } = kind === "jvp" ? await client.jvp({ ...request, tangent: vector }, call) : await client.vjp({ ...request, cotangent: vector }, call);
-          print(result, flags.format);
-        } finally {
-          client.close();
-        }
-      }),
-    );
+/** Runs `use` with a client whose message types come from the server (Describe, then reflection). */
+async function withClient(flags: ClientFlags, use: (client: TesseractClient<any, any>, inputType: protobuf.Type) => Promise<void>): Promise<void> {
+  const { client, inputType } = await connect(flags);
+  try {
+    await use(client, inputType);
+  } finally {
+    client.close();
   }
+}
 
-  clientCommand(
-    "check-gradients",
-    'analytic gradients against finite differences: {"inputs", "input_paths"?, "output_paths"?, "endpoints"?, "rtol"?, "atol"?, "max_evals"?, "seed"?, "options"?}; exits 1 when a check fails',
-  )
-    .addOption(new Option("--rtol <r>", "relative tolerance (default 1e-4)").argParser(positiveNumber))
-    .addOption(new Option("--atol <a>", "absolute tolerance (default 1e-6)").argParser(positiveNumber))
-    .addOption(new Option("--max-evals <n>", "bound on apply calls (default 1000)").argParser(positiveInteger))
-    .option("--seed <seed>", "which elements are sampled (default 0)")
-    .addOption(new Option("--algorithm <name>", "finite-difference rule").choices(Object.keys(ALGORITHMS)))
-    .addOption(new Option("--eps <h>", "step").argParser(positiveNumber))
-    .addOption(new Option("--num-samples <k>", "stochastic samples").argParser(positiveNumber))
-    .action(
-      run(async (flags, payload) => {
-        const check = flags as ClientFlags & { rtol?: number; atol?: number; maxEvals?: number };
-        const { client, inputType } = await connect(flags);
-        try {
-          const optional = (key: string) => (payload[key] === undefined ? [] : paths(payload, key));
-          const number = (key: string) => {
-            const value = payload[key];
-            if (value !== undefined && typeof value !== "number" && !(key === "seed" && typeof value === "string")) throw new Error(`payload.${key}: expected a number`);
-            return value === undefined ? undefined : Number(value);
-          };
-          const response = await client.checkGradients(
-            {
-              inputs: jsonToTree(inputType, payload.inputs, "inputs"),
-              inputPaths: optional("input_paths"),
-              outputPaths: optional("output_paths"),
-              endpoints: optional("endpoints"),
-              rtol: check.rtol ?? number("rtol"),
-              atol: check.atol ?? number("atol"),
-              maxEvals: check.maxEvals ?? number("max_evals"),
-              seed: check.seed !== undefined ? Number(check.seed) : number("seed"),
-              // --seed is the sampling seed here, not the stochastic rule's.
-              options: fdOptions(payload, { ...flags, seed: undefined }),
-            },
-            callOptions(flags),
-          );
-          // proto3 JSON spells non-finite doubles as strings.
-          process.stdout.write(`${JSON.stringify(response, (_, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v))}\n`);
-          if (!response.passed) process.exitCode = 1;
-        } finally {
-          client.close();
-        }
-      }),
+/** Runs `use` with a client that needs no message types (describe, health). */
+async function withPlainClient(flags: ClientFlags, use: (client: TesseractClient<unknown, unknown>) => Promise<void>): Promise<void> {
+  const client = new TesseractClient<unknown, unknown>(flags.address, { inputs: messageFns(() => undefined as never), outputs: messageFns(() => undefined as never) }, clientOptions(flags));
+  try {
+    await use(client);
+  } finally {
+    client.close();
+  }
+}
+
+/** The request fields the gradient commands share: {inputs, <kind>_inputs, <kind>_outputs, options}. */
+function gradientRequest(inputType: protobuf.Type, payload: Payload, flags: ClientFlags, kind: "jac" | "jvp" | "vjp") {
+  return { inputs: jsonToTree(inputType, payload.inputs, "inputs"), inputPaths: paths(payload, `${kind}_inputs`), outputPaths: paths(payload, `${kind}_outputs`), options: fdOptions(payload, flags) };
+}
+
+const apply = (flags: ClientFlags, payload: Payload) =>
+  withClient(flags, async (client, inputType) => print(await client.apply(jsonToTree(inputType, payload.inputs, "inputs"), callOptions(flags)), flags.format));
+
+const jacobian = (flags: ClientFlags & { stream?: boolean }, payload: Payload) =>
+  withClient(flags, async (client, inputType) => {
+    const request = gradientRequest(inputType, payload, flags, "jac");
+    const call = callOptions(flags);
+    const { jacobian } = flags.stream ? await assembleJacobian(withProgress(client.jacobianRows(request, call))) : await client.jacobian(request, call);
+    print(jacobian, flags.format);
+  });
+
+/** jvp and vjp differ only in names: {inputs, <kind>_inputs, <kind>_outputs, <vector field>}. */
+const vectorProduct = (kind: "jvp" | "vjp") => (flags: ClientFlags, payload: Payload) =>
+  withClient(flags, async (client, inputType) => {
+    const request = gradientRequest(inputType, payload, flags, kind);
+    const call = callOptions(flags);
+    const { result } = kind === "jvp" ? await client.jvp({ ...request, tangent: vectors(payload, "tangent_vector") }, call) : await client.vjp({ ...request, cotangent: vectors(payload, "cotangent_vector") }, call);
+    print(result, flags.format);
+  });
+
+type CheckFlags = ClientFlags & { rtol?: number; atol?: number; maxEvals?: number };
+
+const checkGradients = (flags: CheckFlags, payload: Payload) =>
+  withClient(flags, async (client, inputType) => {
+    const optional = (key: string) => (payload[key] === undefined ? [] : paths(payload, key));
+    const number = (key: string) => {
+      const value = payload[key];
+      if (value !== undefined && typeof value !== "number" && !(key === "seed" && typeof value === "string")) throw new Error(`payload.${key}: expected a number`);
+      return value === undefined ? undefined : Number(value);
+    };
+    const response = await client.checkGradients(
+      {
+        inputs: jsonToTree(inputType, payload.inputs, "inputs"),
+        inputPaths: optional("input_paths"),
+        outputPaths: optional("output_paths"),
+        endpoints: optional("endpoints"),
+        rtol: flags.rtol ?? number("rtol"),
+        atol: flags.atol ?? number("atol"),
+        maxEvals: flags.maxEvals ?? number("max_evals"),
+        seed: flags.seed !== undefined ? Number(flags.seed) : number("seed"),
+        // --seed is the sampling seed here, not the stochastic rule's.
+        options: fdOptions(payload, { ...flags, seed: undefined }),
+      },
+      callOptions(flags),
     );
+    // proto3 JSON spells non-finite doubles as strings.
+    process.stdout.write(`${JSON.stringify(response, (_, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v))}\n`);
+    if (!response.passed) process.exitCode = 1;
+  });
 
-  clientCommand("describe", "name, types, differentiable paths, defaults and endpoints", false).action(
-    run(async (flags) => {
-      const client = new TesseractClient<unknown, unknown>(flags.address, { inputs: messageFns(() => undefined as never), outputs: messageFns(() => undefined as never) }, clientOptions(flags));
-      try {
-        print(await client.describe(callOptions(flags)), flags.format);
-      } finally {
-        client.close();
-      }
-    }),
-  );
+const describe = (flags: ClientFlags) => withPlainClient(flags, async (client) => print(await client.describe(callOptions(flags)), flags.format));
 
-  clientCommand("health", "exit 0 when the server (or --service) is SERVING", false)
+const health = (flags: ClientFlags & { service: string }) =>
+  withPlainClient(flags, async (client) => {
+    const status = await client.health(flags.service, callOptions(flags));
+    process.stdout.write(`${status}\n`);
+    if (status !== "SERVING") process.exitCode = 1;
+  });
+
+export function addClientCommands(program: Command): void {
+  clientCommand(program, "apply", 'run the Tesseract: {"inputs": {...}}').action(run(apply));
+  gradientOptions(clientCommand(program, "jacobian", 'Jacobian: {"inputs", "jac_inputs", "jac_outputs", "options"?}'))
+    .option("--stream", "use JacobianRows (bounded memory; progress on a terminal)")
+    .action(run(jacobian));
+  gradientOptions(clientCommand(program, "jvp", 'Jacobian-vector product: {"inputs", "jvp_inputs", "jvp_outputs", "tangent_vector"}')).action(run(vectorProduct("jvp")));
+  gradientOptions(clientCommand(program, "vjp", 'vector-Jacobian product: {"inputs", "vjp_inputs", "vjp_outputs", "cotangent_vector"}')).action(run(vectorProduct("vjp")));
+  gradientOptions(
+    clientCommand(
+      program,
+      "check-gradients",
+      'analytic gradients against finite differences: {"inputs", "input_paths"?, "output_paths"?, "endpoints"?, "rtol"?, "atol"?, "max_evals"?, "seed"?, "options"?}; exits 1 when a check fails',
+    )
+      .addOption(new Option("--rtol <r>", "relative tolerance (default 1e-4)").argParser(positiveNumber))
+      .addOption(new Option("--atol <a>", "absolute tolerance (default 1e-6)").argParser(positiveNumber))
+      .addOption(new Option("--max-evals <n>", "bound on apply calls (default 1000)").argParser(positiveInteger))
+      .option("--seed <seed>", "which elements are sampled (default 0)"),
+    false,
+  ).action(run(checkGradients));
+  clientCommand(program, "describe", "name, types, differentiable paths, defaults and endpoints", false).action(run(describe));
+  clientCommand(program, "health", "exit 0 when the server (or --service) is SERVING", false)
     .option("--service <name>", 'service to ask about ("" is the whole server)', "")
-    .action(
-      run(async (flags) => {
-        const client = new TesseractClient<unknown, unknown>(flags.address, { inputs: messageFns(() => undefined as never), outputs: messageFns(() => undefined as never) }, clientOptions(flags));
-        try {
-          const status = await client.health((flags as ClientFlags & { service: string }).service, callOptions(flags));
-          process.stdout.write(`${status}\n`);
-          if (status !== "SERVING") process.exitCode = 1;
-        } finally {
-          client.close();
-        }
-      }),
-    );
+    .action(run(health as (flags: ClientFlags) => Promise<void>));
 }

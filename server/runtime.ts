@@ -36,6 +36,8 @@ export interface VectorProduct {
   stats: EvaluationStats;
 }
 
+export type { JacobianEntry };
+
 /** A path with the shape and datatype of what it names. */
 export interface PathShape {
   path: string;

@@ -15,7 +15,7 @@
 import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import type { NdArray } from "ndarray";
-import { loadTesseract } from "../server/loader";
+import { loadTesseract } from "../index";
 import type { TesseractRuntime } from "../server/runtime";
 import { DataType } from "../common/tensor-codec";
 import { flat } from "./helpers";

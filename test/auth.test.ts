@@ -14,7 +14,7 @@ import fc from "fast-check";
 import { bearerToken, TesseractClient, TesseractClientError } from "../client";
 import { Inputs, Outputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
 import { BearerTokens } from "../server/grpc/auth";
-import { startServer, type RunningServer } from "../server/grpc/server";
+import { startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
 import { fetchRoot } from "../client/reflection-schema";
 import { CLI, LogLines, serveProcess } from "./helpers";

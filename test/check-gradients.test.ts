@@ -17,13 +17,13 @@ import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../generated/tesse
 import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
 import { randomVector, sampleElements, STREAMS } from "../server/checking/sampling";
 import { compareColumn, report, Tallies, Tally } from "../server/checking/tally";
-import { Code } from "../common/errors";
+import { Code } from "../index";
 import { seededGenerator } from "../server/fd/random";
-import { startServer, type RunningServer } from "../server/grpc/server";
+import { startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
-import type { Arrays } from "../server/tesseract";
+import type { Arrays } from "../index";
 import wrongVectoradd, { WRONG_FACTOR } from "./fixtures/wrong-vectoradd/wrong-vectoradd";
 import { clientRejects, counted, f64, rejects } from "./helpers";
 

@@ -374,7 +374,7 @@ describe("container files", () => {
         assert.ok(exists(rel), `${rel} is missing`);
         assert.ok(!ignored(rel), `${rel} is ignored`);
       }
-      for (const dir of ["proto/tesseract/v1/tensor.proto", "server/index.ts", "cli/cli.ts", "client/index.ts", "bench/engine.ts"]) {
+      for (const dir of ["proto/tesseract/v1/tensor.proto", "index.ts", "cli/cli.ts", "client/index.ts", "bench/engine.ts"]) {
         assert.ok(!ignored(dir), `${dir} is ignored`);
       }
     });

@@ -15,10 +15,10 @@ import ndarray from "ndarray";
 import { noiseLevel, pairNoise } from "../server/fd/noise";
 import { plannedEvaluations } from "../server/fd/rows";
 import { defaultRelativeEps } from "../server/fd/steps";
-import { loadTesseract } from "../server/loader";
+import { loadTesseract } from "../index";
 import { TesseractRuntime } from "../server/runtime";
 import { DataType } from "../common/tensor-codec";
-import { Algorithm } from "../server/tesseract";
+import { Algorithm } from "../index";
 import type { TestCase } from "../bench/fixtures/testfunctions/test-case";
 import { f64 } from "./helpers";
 

@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { NdArray } from "ndarray";
-import { loadTesseract } from "../server/loader";
+import { loadTesseract } from "../index";
 import { PROTO_DIR } from "../server/proto-dir";
 import type { TesseractRuntime } from "../server/runtime";
 import { DataType } from "../common/tensor-codec";

@@ -4,7 +4,7 @@
  * statistics, JVP/VJP, cancellation and error context.
  */
 import { strict as assert } from "node:assert";
-import { Code, TesseractError } from "../common/errors";
+import { Code, TesseractError } from "../index";
 import type { Evaluator, OutputInfo, Perturbation } from "../server/eval/evaluator";
 import { jacobian } from "../server/fd/jacobian";
 import { jvp } from "../server/fd/jvp";
@@ -14,7 +14,7 @@ import { Problem } from "../server/fd/problem";
 import { defaultNumSamples, plannedEvaluations } from "../server/fd/rows";
 import { nextAfter, stepped } from "../server/fd/steps";
 import { vjp } from "../server/fd/vjp";
-import { Algorithm } from "../server/tesseract";
+import { Algorithm } from "../index";
 import { recordFrom } from "../common/records";
 import { assertClose, rejects, rms } from "./helpers";
 

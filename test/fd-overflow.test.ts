@@ -10,12 +10,12 @@ import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import ndarray from "ndarray";
 import { TesseractClient as GeneratedClient, JacobianRequest, VectorJacobianProductRequest } from "../generated/tesseract/v1/tesseract";
-import { Code } from "../common/errors";
-import { startServer } from "../server/grpc/server";
-import { loadTesseract } from "../server/loader";
+import { Code } from "../index";
+import { startServer } from "../index";
+import { loadTesseract } from "../index";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
-import { Algorithm } from "../server/tesseract";
+import { Algorithm } from "../index";
 import { call, f64, rejects } from "./helpers";
 
 const FIXTURE = path.join(__dirname, "../../test/fixtures/polynomial");

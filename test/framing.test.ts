@@ -5,9 +5,9 @@
  */
 import { strict as assert } from "node:assert";
 import { gzipSync } from "node:zlib";
-import { Code } from "../common/errors";
+import { Code } from "../index";
 import { COMPRESSED_FLAG_DETAILS } from "../server/grpc/compressed-flag";
-import { startServer, type RunningServer } from "../server/grpc/server";
+import { startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
 import { frame, RawGrpcSession } from "./raw-grpc";
 

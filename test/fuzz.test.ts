@@ -17,7 +17,7 @@ import {
   JacobianVectorProductRequest,
   VectorJacobianProductRequest,
 } from "../generated/tesseract/v1/tesseract";
-import { startServer, type RunningServer } from "../server/grpc/server";
+import { startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
 import { encodeTensor } from "../common/tensor-codec";
 import { sampleMeshInputs } from "../server/tesseracts/samples";

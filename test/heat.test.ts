@@ -5,9 +5,9 @@
  */
 import { strict as assert } from "node:assert";
 import ndarray from "ndarray";
-import { Code } from "../common/errors";
-import { loadTesseract } from "../server/loader";
-import { Algorithm } from "../server/tesseract";
+import { Code } from "../index";
+import { loadTesseract } from "../index";
+import { Algorithm } from "../index";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
 import { DataType } from "../common/tensor-codec";
 import { assertClose, counted, f32, f64, maxAbsDiff } from "./helpers";

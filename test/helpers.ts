@@ -8,9 +8,9 @@ import type * as grpc from "@grpc/grpc-js";
 import pino from "pino";
 import ndarray, { type NdArray } from "ndarray";
 import { TesseractClientError } from "../client/errors";
-import { Code, TesseractError } from "../common/errors";
+import { Code, TesseractError } from "../index";
 import { toFloat64 } from "../common/tensor-codec";
-import { loadTesseract } from "../server/loader";
+import { loadTesseract } from "../index";
 import { TesseractRuntime } from "../server/runtime";
 
 export { sampleMeshInputs as meshInputs } from "../server/tesseracts/samples";

@@ -6,9 +6,9 @@ import { strict as assert } from "node:assert";
 import { request } from "node:http";
 import { TesseractClient } from "../client";
 import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
-import { startServer, type RunningServer } from "../server/grpc/server";
+import { startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
-import { Algorithm } from "../server/tesseract";
+import { Algorithm } from "../index";
 import { meshInputs } from "./helpers";
 
 function get(port: number, path: string): Promise<{ status: number; type: string; body: string }> {

@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { Code } from "../common/errors";
+import { Code } from "../index";
 import {
   expandPattern,
   formatPath,

@@ -5,10 +5,10 @@
 import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import ndarray from "ndarray";
-import { Code } from "../common/errors";
-import { loadTesseract } from "../server/loader";
+import { Code } from "../index";
+import { loadTesseract } from "../index";
 import type { TesseractRuntime } from "../server/runtime";
-import { Algorithm } from "../server/tesseract";
+import { Algorithm } from "../index";
 import { sampleHeatInputs, sampleMeshInputs } from "../server/tesseracts/samples";
 import { f64, rejects } from "./helpers";
 

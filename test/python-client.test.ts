@@ -10,7 +10,7 @@ import { execFile, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { startServer, type RunningServer } from "../server/grpc/server";
+import { startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
 
 const PYTHON = "/usr/bin/python3";

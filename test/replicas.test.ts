@@ -20,9 +20,9 @@ import ndarray from "ndarray";
 import { Algorithm, assembleJacobian, TesseractClient } from "../client";
 import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
 import { FiniteDifferenceOptions, TesseractClient as GeneratedClient, type JacobianResponse } from "../generated/tesseract/v1/tesseract";
-import { Code } from "../common/errors";
-import { startServer, type RunningServer } from "../server/grpc/server";
-import { loadTesseract } from "../server/loader";
+import { Code } from "../index";
+import { startServer, type RunningServer } from "../index";
+import { loadTesseract } from "../index";
 import { silentLogger } from "../server/log";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
 

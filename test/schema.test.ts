@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
-import { Code } from "../common/errors";
+import { Code } from "../index";
 import { PROTO_DIR } from "../server/proto-dir";
 import { loadRoot, MessageSchema, TesseractSchema, type AnyMessage } from "../server/schema/schema";
 import { DataType } from "../common/tensor-codec";

@@ -12,7 +12,7 @@ import { Algorithm, assembleJacobian, DataType, packAny, TesseractClient, toRows
 import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
 import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
 import { JacobianRowsResponse, TesseractClient as GeneratedClient } from "../generated/tesseract/v1/tesseract";
-import { startServer, type RunningServer } from "../server/grpc/server";
+import { startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
 import meshstats from "../server/tesseracts/meshstats";

@@ -6,15 +6,15 @@
 import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import ndarray from "ndarray";
-import { Code } from "../common/errors";
+import { Code } from "../index";
 import { defaultRelativeEps, StepRule } from "../server/fd/steps";
 import { assembleJacobian, TesseractClient } from "../client";
 import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
-import { startServer } from "../server/grpc/server";
-import { loadTesseract } from "../server/loader";
+import { startServer } from "../index";
+import { loadTesseract } from "../index";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
-import { Algorithm } from "../server/tesseract";
+import { Algorithm } from "../index";
 import { f64, rejects } from "./helpers";
 
 const RELATIVE = 2;

@@ -5,10 +5,10 @@
 import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import ndarray from "ndarray";
-import { Code } from "../common/errors";
-import { loadTesseract } from "../server/loader";
+import { Code } from "../index";
+import { loadTesseract } from "../index";
 import { defaultNumSamples } from "../server/fd/rows";
-import { Algorithm } from "../server/tesseract";
+import { Algorithm } from "../index";
 import { assertClose, counted, f32, f64, maxAbsDiff, meshInputs, meshJacobian, rejects, rms } from "./helpers";
 
 const OUTPUTS = ["statistics.first_point_coordinates", "statistics.barycenter"];

@@ -10,7 +10,7 @@ import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { TesseractClient, tlsCredentials, type ClientTls } from "../client";
 import { Inputs, Outputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
-import { startServer, type RunningServer, type ServeOptions } from "../server/grpc/server";
+import { startServer, type RunningServer, type ServeOptions } from "../index";
 import { silentLogger } from "../server/log";
 import { CLI, clientRejects, flat, LogLines, meshInputs, serveProcess, type ServeProcess } from "./helpers";
 

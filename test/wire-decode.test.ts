@@ -6,7 +6,7 @@
 import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import fc from "fast-check";
-import { Code, TesseractError } from "../common/errors";
+import { Code, TesseractError } from "../index";
 import { loadRoot } from "../server/schema/schema";
 import { decodeStrict, type DecodeStyle } from "../server/schema/wire-decode";
 import { ProtoWriter, WireType } from "./raw-grpc";

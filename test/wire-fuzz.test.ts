@@ -10,7 +10,7 @@
 import { strict as assert } from "node:assert";
 import * as v8 from "node:v8";
 import * as vm from "node:vm";
-import { startServer, type RunningServer } from "../server/grpc/server";
+import { startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
 import { serveProcess, type ServeProcess } from "./helpers";
 import { RawGrpcSession } from "./raw-grpc";

@@ -9,11 +9,11 @@ import { requireAnalyticJacobian } from "../checking/check-gradients";
 import { clip } from "../../common/errors";
 import { recordFrom } from "../../common/records";
 import type { RequestOptions } from "../fd/options";
-import type { GradientRequest, TesseractRuntime } from "../runtime";
+import type { GradientRequest, JacobianEntry, TesseractRuntime, VectorProduct } from "../runtime";
 import type { AnyMessage } from "../schema/schema";
 import { decodeTensor, fp64Tensor, type DecodeLimits, type TensorMessage } from "../../common/tensor-codec";
 import { jacobianRowsMessages, writeAll } from "./rows-stream";
-import type { CallRegistry } from "./calls";
+import type { CallRegistry, TrackedCall } from "./calls";
 
 export interface HandlerConfig {
   /** JacobianRows message budget in bytes. */
@@ -34,14 +34,30 @@ interface GradientMessage {
   options?: RequestOptions;
 }
 
-/** A unary handler; `job` ones wait for a gradient-job slot first. */
-function unary<Req, Res>(calls: CallRegistry, rpc: string, handle: (request: Req, signal: AbortSignal) => Promise<Res>, job = false): grpc.handleUnaryCall<Req, Res> {
+/** What a handler body gets: the decoded request and the call's bookkeeping (signal, admission). */
+type Handle<Req, Res> = (request: Req, call: TrackedCall) => Promise<Res>;
+
+/** A body that needs only the call's signal. */
+const plain =
+  <Req, Res>(handle: (request: Req, signal: AbortSignal) => Promise<Res>): Handle<Req, Res> =>
+  (request, call) =>
+    handle(request, call.signal);
+
+/** A gradient job: waits for a job slot (calls.ts admission) before the body runs. */
+const job =
+  <Req, Res>(handle: (request: Req, signal: AbortSignal) => Promise<Res>): Handle<Req, Res> =>
+  async (request, call) => {
+    await call.admit();
+    return handle(request, call.signal);
+  };
+
+/** A unary handler: the call tracked, the body raced against its abort, one answer whatever happens. */
+function unary<Req, Res>(calls: CallRegistry, rpc: string, handle: Handle<Req, Res>): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const t = calls.track(call, rpc);
     const work = (async () => {
       if (t.refusal) throw t.refusal;
-      if (job) await t.admit();
-      return handle(call.request, t.signal);
+      return handle(call.request, t);
     })();
     const answer = (send: () => void) => {
       try {
@@ -88,84 +104,100 @@ function encodeVectors(result: Record<string, NdArray<Float64Array>>) {
   return recordFrom(Object.entries(result).map(([key, a]) => [key, fp64Tensor(a.data, a.shape)]));
 }
 
+type JacobianMessage = GradientMessage & { jac_inputs?: string[]; jac_outputs?: string[] };
+type JvpMessage = GradientMessage & { jvp_inputs?: string[]; jvp_outputs?: string[]; tangent_vector?: Record<string, TensorMessage> };
+type VjpMessage = GradientMessage & { vjp_inputs?: string[]; vjp_outputs?: string[]; cotangent_vector?: Record<string, TensorMessage> };
+type CheckMessage = GradientMessage & { input_paths?: string[]; output_paths?: string[]; endpoints?: string[]; rtol?: number; atol?: number; max_evals?: number; seed?: string };
+
+/** The handler bodies over one runtime: wire messages in, runtime calls, wire messages out. */
+class Bodies {
+  constructor(
+    private readonly runtime: TesseractRuntime,
+    private readonly config: HandlerConfig,
+    private readonly calls: CallRegistry,
+  ) {}
+
+  private gradient(req: GradientMessage, inputPaths: string[] | undefined, outputPaths: string[] | undefined, signal: AbortSignal): GradientRequest {
+    return { inputs: this.runtime.decodeInputs(req.inputs), inputPaths: inputPaths ?? [], outputPaths: outputPaths ?? [], options: req.options, signal };
+  }
+
+  apply = async (req: { inputs?: AnyMessage }, signal: AbortSignal) => ({ outputs: await this.runtime.applyMessage(req.inputs, signal) });
+
+  jacobian = async (req: JacobianMessage, signal: AbortSignal) => {
+    const maxBytes = this.config.maxMessageBytes - RESPONSE_SLACK_BYTES;
+    const { entries, stats } = await this.runtime.jacobian({ ...this.gradient(req, req.jac_inputs, req.jac_outputs, signal), maxBytes });
+    const tensors = (e: JacobianEntry) => ({ value: fp64Tensor(e.values, e.shape), error_estimate: e.errors && fp64Tensor(e.errors, e.shape) });
+    return { entries: entries.map((e) => ({ output_path: e.outputPath, input_path: e.inputPath, ...tensors(e) })), stats };
+  };
+
+  jacobianRows = (req: JacobianMessage, signal: AbortSignal) =>
+    jacobianRowsMessages(this.runtime, this.gradient(req, req.jac_inputs, req.jac_outputs, signal), this.config.streamChunkBytes, this.config.maxRowsPerStream);
+
+  jvp = async (req: JvpMessage, signal: AbortSignal) => {
+    const tangent = decodeVectors("tangent_vector", req.tangent_vector, this.runtime.decodeLimits);
+    return vectorProduct(await this.runtime.jvp({ ...this.gradient(req, req.jvp_inputs, req.jvp_outputs, signal), tangent }));
+  };
+
+  vjp = async (req: VjpMessage, signal: AbortSignal) => {
+    const cotangent = decodeVectors("cotangent_vector", req.cotangent_vector, this.runtime.decodeLimits);
+    return vectorProduct(await this.runtime.vjp({ ...this.gradient(req, req.vjp_inputs, req.vjp_outputs, signal), cotangent }));
+  };
+
+  abstractEval = async (req: { inputs?: AnyMessage }) => ({ outputs: this.runtime.abstractEval(this.runtime.decodeAbstractInputs(req.inputs)) });
+
+  describe = async () => ({ ...this.runtime.describe(), limits: this.limits() });
+
+  checkGradients = async (req: CheckMessage, signal: AbortSignal) => {
+    const { runtime } = this;
+    const { passed, checks } = await runtime.checkGradients({
+      inputs: runtime.decodeInputs(req.inputs),
+      inputPaths: req.input_paths ?? [],
+      outputPaths: req.output_paths ?? [],
+      endpoints: req.endpoints ?? [],
+      rtol: req.rtol,
+      atol: req.atol,
+      maxEvals: req.max_evals,
+      seed: req.seed,
+      options: req.options,
+      signal,
+    });
+    return { passed, checks };
+  };
+
+  /** Describe's ServerLimits: what this server refuses, so clients can size their requests. */
+  private limits() {
+    const { config, runtime, calls } = this;
+    return {
+      max_message_bytes: config.maxMessageBytes,
+      max_tensor_elements: runtime.decodeLimits.maxElements,
+      max_tensor_bytes: runtime.decodeLimits.maxBytes ?? 0,
+      max_rows_per_stream: config.maxRowsPerStream,
+      eval_timeout_ms: config.evalTimeoutMs,
+      stream_chunk_bytes: config.streamChunkBytes,
+      max_jobs: calls.limits.maxJobs,
+      max_queue: calls.limits.maxQueue,
+      default_deadline_ms: calls.limits.defaultDeadlineMs,
+      max_deadline_ms: calls.limits.maxDeadlineMs,
+    };
+  }
+}
+
+function vectorProduct({ result, errors, stats }: VectorProduct) {
+  return { result: encodeVectors(result), error_estimate: errors && encodeVectors(errors), stats };
+}
+
 export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig, calls: CallRegistry): grpc.UntypedServiceImplementation {
-  const gradient = (req: GradientMessage, inputPaths: string[] | undefined, outputPaths: string[] | undefined, signal: AbortSignal): GradientRequest => ({
-    inputs: runtime.decodeInputs(req.inputs),
-    inputPaths: inputPaths ?? [],
-    outputPaths: outputPaths ?? [],
-    options: req.options,
-    signal,
-  });
-  type JacobianMessage = GradientMessage & { jac_inputs?: string[]; jac_outputs?: string[] };
-
+  const body = new Bodies(runtime, config, calls);
+  // CheckGradients is UNIMPLEMENTED for a Tesseract without analytic gradients, whatever the inputs, before any job slot.
+  const requireAnalytic = <Req, Res>(handle: Handle<Req, Res>): Handle<Req, Res> => (request, call) => (requireAnalyticJacobian(runtime), handle(request, call));
   return {
-    Apply: unary(calls, "Apply", async (req: { inputs?: AnyMessage }, signal) => ({ outputs: await runtime.applyMessage(req.inputs, signal) })),
-
-    Jacobian: unary(calls, "Jacobian", async (req: JacobianMessage, signal) => {
-      const maxBytes = config.maxMessageBytes - RESPONSE_SLACK_BYTES;
-      const { entries, stats } = await runtime.jacobian({ ...gradient(req, req.jac_inputs, req.jac_outputs, signal), maxBytes });
-      return {
-        entries: entries.map((e) => ({
-          output_path: e.outputPath,
-          input_path: e.inputPath,
-          value: fp64Tensor(e.values, e.shape),
-          error_estimate: e.errors && fp64Tensor(e.errors, e.shape),
-        })),
-        stats,
-      };
-    }, true),
-
-    JacobianRows: serverStreaming(calls, "JacobianRows", (req: JacobianMessage, signal) =>
-      jacobianRowsMessages(runtime, gradient(req, req.jac_inputs, req.jac_outputs, signal), config.streamChunkBytes, config.maxRowsPerStream),
-    ),
-
-    JacobianVectorProduct: unary(calls, "JacobianVectorProduct", async (req: GradientMessage & { jvp_inputs?: string[]; jvp_outputs?: string[]; tangent_vector?: Record<string, TensorMessage> }, signal) => {
-      const tangent = decodeVectors("tangent_vector", req.tangent_vector, runtime.decodeLimits);
-      const { result, errors, stats } = await runtime.jvp({ ...gradient(req, req.jvp_inputs, req.jvp_outputs, signal), tangent });
-      return { result: encodeVectors(result), error_estimate: errors && encodeVectors(errors), stats };
-    }, true),
-
-    VectorJacobianProduct: unary(calls, "VectorJacobianProduct", async (req: GradientMessage & { vjp_inputs?: string[]; vjp_outputs?: string[]; cotangent_vector?: Record<string, TensorMessage> }, signal) => {
-      const cotangent = decodeVectors("cotangent_vector", req.cotangent_vector, runtime.decodeLimits);
-      const { result, errors, stats } = await runtime.vjp({ ...gradient(req, req.vjp_inputs, req.vjp_outputs, signal), cotangent });
-      return { result: encodeVectors(result), error_estimate: errors && encodeVectors(errors), stats };
-    }, true),
-
-    AbstractEval: unary(calls, "AbstractEval", async (req: { inputs?: AnyMessage }) => {
-      return { outputs: runtime.abstractEval(runtime.decodeAbstractInputs(req.inputs)) };
-    }),
-
-    Describe: unary(calls, "Describe", async () => ({
-      ...runtime.describe(),
-      limits: {
-        max_message_bytes: config.maxMessageBytes,
-        max_tensor_elements: runtime.decodeLimits.maxElements,
-        max_tensor_bytes: runtime.decodeLimits.maxBytes ?? 0,
-        max_rows_per_stream: config.maxRowsPerStream,
-        eval_timeout_ms: config.evalTimeoutMs,
-        stream_chunk_bytes: config.streamChunkBytes,
-        max_jobs: calls.limits.maxJobs,
-        max_queue: calls.limits.maxQueue,
-        default_deadline_ms: calls.limits.defaultDeadlineMs,
-        max_deadline_ms: calls.limits.maxDeadlineMs,
-      },
-    })),
-
-    CheckGradients: unary(calls, "CheckGradients", async (req: GradientMessage & { input_paths?: string[]; output_paths?: string[]; endpoints?: string[]; rtol?: number; atol?: number; max_evals?: number; seed?: string }, signal) => {
-      requireAnalyticJacobian(runtime); // UNIMPLEMENTED whatever the inputs
-      const { passed, checks } = await runtime.checkGradients({
-        inputs: runtime.decodeInputs(req.inputs),
-        inputPaths: req.input_paths ?? [],
-        outputPaths: req.output_paths ?? [],
-        endpoints: req.endpoints ?? [],
-        rtol: req.rtol,
-        atol: req.atol,
-        maxEvals: req.max_evals,
-        seed: req.seed,
-        options: req.options,
-        signal,
-      });
-      return { passed, checks };
-    }, true),
+    Apply: unary(calls, "Apply", plain(body.apply)),
+    Jacobian: unary(calls, "Jacobian", job(body.jacobian)),
+    JacobianRows: serverStreaming(calls, "JacobianRows", body.jacobianRows),
+    JacobianVectorProduct: unary(calls, "JacobianVectorProduct", job(body.jvp)),
+    VectorJacobianProduct: unary(calls, "VectorJacobianProduct", job(body.vjp)),
+    AbstractEval: unary(calls, "AbstractEval", plain(body.abstractEval)),
+    Describe: unary(calls, "Describe", plain(body.describe)),
+    CheckGradients: unary(calls, "CheckGradients", requireAnalytic(job(body.checkGradients))),
   };
 }
