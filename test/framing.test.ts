@@ -14,7 +14,7 @@ import { frame, RawGrpcSession } from "./raw-grpc";
 const DESCRIBE = "/tesseract.v1.Tesseract/Describe";
 const EMPTY = new Uint8Array(0);
 
-describe("the compressed flag", () => {
+describe("gRPC framing", () => {
   let server: RunningServer;
   let session: RawGrpcSession;
   before(async () => {
@@ -47,19 +47,6 @@ describe("the compressed flag", () => {
     const gzipped = await session.call(DESCRIBE, frame(gzipSync(EMPTY), { compressed: true }), { headers: { "grpc-encoding": "gzip" } });
     assert.equal(gzipped.grpcStatus, 0, gzipped.grpcMessage);
     assert.deepEqual(gzipped.messages.map((m) => m.length > 0), plain.messages.map((m) => m.length > 0));
-  });
-});
-
-describe("request message counts", () => {
-  let server: RunningServer;
-  let session: RawGrpcSession;
-  before(async () => {
-    server = await startServer({ tesseract: "vectoradd", port: 0, logger: silentLogger });
-    session = new RawGrpcSession(server.address);
-  });
-  after(async () => {
-    await session.close();
-    await server.close();
   });
 
   it("a unary call with no message, a frame cut short, or two messages: INVALID_ARGUMENT saying so", async () => {

@@ -144,6 +144,13 @@ class Reader {
     if (end - this.pos < n) this.fail(where, `truncated ${n * 8}-bit value`);
   }
 
+  /** Steps over an n-byte little-endian value and returns where it starts. */
+  private fixed(n: number, end: number, where: string): number {
+    this.need(n, end, where);
+    this.pos += n;
+    return this.pos - n;
+  }
+
   private long(parts: [number, number], kind: "signed" | "unsigned" | "zigzag", style: DecodeStyle): number | string {
     let value = (BigInt(parts[1]) << 32n) | BigInt(parts[0]);
     if (kind === "signed") value = BigInt.asIntN(64, value);
@@ -155,24 +162,17 @@ class Reader {
   private scalar(kind: string, end: number, where: string, style: DecodeStyle): unknown {
     switch (kind) {
       case "double":
-        this.need(8, end, where);
-        return this.view.getFloat64((this.pos += 8) - 8, true);
+        return this.view.getFloat64(this.fixed(8, end, where), true);
       case "float":
-        this.need(4, end, where);
-        return this.view.getFloat32((this.pos += 4) - 4, true);
+        return this.view.getFloat32(this.fixed(4, end, where), true);
       case "fixed32":
-        this.need(4, end, where);
-        return this.view.getUint32((this.pos += 4) - 4, true);
+        return this.view.getUint32(this.fixed(4, end, where), true);
       case "sfixed32":
-        this.need(4, end, where);
-        return this.view.getInt32((this.pos += 4) - 4, true);
+        return this.view.getInt32(this.fixed(4, end, where), true);
       case "fixed64":
       case "sfixed64": {
-        this.need(8, end, where);
-        const lo = this.view.getUint32(this.pos, true);
-        const hi = this.view.getUint32(this.pos + 4, true);
-        this.pos += 8;
-        return this.long([lo, hi], kind === "sfixed64" ? "signed" : "unsigned", style);
+        const at = this.fixed(8, end, where);
+        return this.long([this.view.getUint32(at, true), this.view.getUint32(at + 4, true)], kind === "sfixed64" ? "signed" : "unsigned", style);
       }
       case "int32":
       case "enum":
