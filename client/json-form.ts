@@ -8,7 +8,7 @@ import ndarray, { type NdArray } from "ndarray";
 import type * as protobuf from "protobufjs";
 import { clip, invalidArgument } from "../common/errors";
 import { recordFrom } from "../common/records";
-import { DataType, decodeTensor, encodeTensor, isNdArray } from "../common/tensor-codec";
+import { DataType, decodeTensor, elementCount, encodeTensor, isNdArray } from "../common/tensor-codec";
 
 const TENSOR_TYPE = ".tesseract.v1.Tensor";
 
@@ -62,7 +62,7 @@ export function arrayFromJson(value: unknown, where: string): NdArray<any> {
     }
     if (o.data?.encoding === "json" || o.data?.encoding === undefined) {
       const { values } = flattenLists(o.data?.buffer, where);
-      const count = shape.reduce((a, b) => a * b, 1);
+      const count = elementCount(shape);
       if (values.length !== count) throw invalidArgument(`${where}: ${values.length} values for shape [${shape.join(", ")}]`);
       const fp64 = ndarray(Float64Array.from(values as number[]), shape);
       return decodeTensor(encodeTensor(fp64, datatype), where);
@@ -85,7 +85,7 @@ export function arrayToJson(array: NdArray<any>, format: Format): unknown {
   const flat = Array.from(decodeTensor(wire, "").data as ArrayLike<number | bigint>, (v) => (typeof v === "bigint" ? Number(v) : isBool ? v === 1 : v));
   const nest = (offset: number, depth: number): unknown => {
     if (depth === wire.shape.length) return flat[offset];
-    const stride = wire.shape.slice(depth + 1).reduce((a, b) => a * b, 1);
+    const stride = elementCount(wire.shape.slice(depth + 1));
     return Array.from({ length: wire.shape[depth] }, (_, i) => nest(offset + i * stride, depth + 1));
   };
   return nest(0, 0);

@@ -7,6 +7,7 @@
  * `input_index` of `input_path`), possibly split over several messages whose slices carry a flat
  * `offset` into each output; stats last.
  */
+import { elementCount } from "../common/tensor-codec";
 import ndarray, { type NdArray } from "ndarray";
 import { status } from "@grpc/grpc-js";
 import { TesseractClientError } from "./errors";
@@ -70,7 +71,6 @@ export function toRowsEvent(message: JacobianRowsResponse): JacobianRowsEvent {
   throw new TesseractClientError(status.INTERNAL, "JacobianRows: a message with no event set (expected header, row or stats)");
 }
 
-const sizeOf = (shape: readonly number[]) => shape.reduce((n, d) => n * d, 1);
 
 interface InputInfo {
   shape: number[];
@@ -107,13 +107,13 @@ export async function assembleJacobian(events: AsyncIterable<JacobianRowsEvent> 
       header = event.header;
       for (const o of header.outputs) {
         if (outputs.has(o.path)) throw dataLoss(`output "${o.path}" appears twice in the header`);
-        outputs.set(o.path, { shape: o.shape.slice(), size: sizeOf(o.shape) });
-        rowLength += sizeOf(o.shape);
+        outputs.set(o.path, { shape: o.shape.slice(), size: elementCount(o.shape) });
+        rowLength += elementCount(o.shape);
       }
       let rows = 0;
       for (const i of header.inputs) {
         if (inputs.has(i.path)) throw dataLoss(`input "${i.path}" appears twice in the header`);
-        const size = sizeOf(i.shape);
+        const size = elementCount(i.shape);
         inputs.set(i.path, { shape: i.shape.slice(), size, received: new Float64Array(size) });
         rows += size;
       }
