@@ -96,7 +96,20 @@ export interface VectorProductResult {
   stats: EvaluationStats;
 }
 
-function vectorProduct(response: { result: Record<string, Tensor>; error_estimate: Record<string, Tensor>; stats?: EvaluationStats }): VectorProductResult {
+/** JacobianVectorProductResponse and VectorJacobianProductResponse alike. */
+type VectorProductMessage = { result: Record<string, Tensor>; error_estimate: Record<string, Tensor>; stats?: EvaluationStats };
+
+/** Tangents or cotangents as Tensor messages; what cannot be encoded is the caller's mistake. */
+function encodeVectors(name: string, vectors: Record<string, NdArray<any>>): Record<string, Tensor> {
+  return guard(grpc.status.INVALID_ARGUMENT, `${name} could not be encoded`, () => tensorMap(vectors));
+}
+
+/** A JVP or VJP response as FP64 ndarrays; what cannot be decoded is the server's fault. */
+function vectorProduct(response: VectorProductMessage): VectorProductResult {
+  return guard(grpc.status.INTERNAL, "the response could not be decoded", () => decodeVectorProduct(response));
+}
+
+function decodeVectorProduct(response: VectorProductMessage): VectorProductResult {
   const hasErrors = Object.keys(response.error_estimate ?? {}).length > 0;
   return {
     result: fp64Map(response.result, "result"),
@@ -293,20 +306,16 @@ export class TesseractClient<I, O> {
 
   /** J·v: `tangent` keyed by input path (shaped like the input); result keyed by output path. */
   async jvp({ inputs, inputPaths, outputPaths, tangent, options }: JvpRequest<I>, call?: CallOptions): Promise<VectorProductResult> {
-    const base = await this.gradientBase(inputs, options, call);
-    const tangent_vector = guard(grpc.status.INVALID_ARGUMENT, "tangent could not be encoded", () => tensorMap(tangent));
-    const request: JacobianVectorProductRequest = { ...base, jvp_inputs: [...inputPaths], jvp_outputs: [...outputPaths], tangent_vector };
-    const response = await unaryCall(this.method("jacobianVectorProduct"), request, call);
-    return guard(grpc.status.INTERNAL, "the response could not be decoded", () => vectorProduct(response));
+    const tangent_vector = encodeVectors("tangent", tangent);
+    const request: JacobianVectorProductRequest = { ...(await this.gradientBase(inputs, options, call)), jvp_inputs: [...inputPaths], jvp_outputs: [...outputPaths], tangent_vector };
+    return vectorProduct(await unaryCall(this.method("jacobianVectorProduct"), request, call));
   }
 
   /** vᵀ·J: `cotangent` keyed by output path (shaped like the output); result keyed by input path. */
   async vjp({ inputs, inputPaths, outputPaths, cotangent, options }: VjpRequest<I>, call?: CallOptions): Promise<VectorProductResult> {
-    const base = await this.gradientBase(inputs, options, call);
-    const cotangent_vector = guard(grpc.status.INVALID_ARGUMENT, "cotangent could not be encoded", () => tensorMap(cotangent));
-    const request: VectorJacobianProductRequest = { ...base, vjp_inputs: [...inputPaths], vjp_outputs: [...outputPaths], cotangent_vector };
-    const response = await unaryCall(this.method("vectorJacobianProduct"), request, call);
-    return guard(grpc.status.INTERNAL, "the response could not be decoded", () => vectorProduct(response));
+    const cotangent_vector = encodeVectors("cotangent", cotangent);
+    const request: VectorJacobianProductRequest = { ...(await this.gradientBase(inputs, options, call)), vjp_inputs: [...inputPaths], vjp_outputs: [...outputPaths], cotangent_vector };
+    return vectorProduct(await unaryCall(this.method("vectorJacobianProduct"), request, call));
   }
 
   /**
