@@ -3,6 +3,7 @@
  * the message types come from the server by reflection, so any Tesseract can be called without its
  * .proto files. Results are printed as JSON on stdout; errors on stderr with a non-zero exit.
  */
+import { CHECK_DEFAULTS } from "../common/check-defaults";
 import * as fs from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { SingleBar } from "cli-progress";
@@ -334,10 +335,10 @@ export function addClientCommands(program: Command): void {
       "check-gradients",
       'analytic gradients against finite differences: {"inputs", "input_paths"?, "output_paths"?, "endpoints"?, "rtol"?, "atol"?, "max_evals"?, "seed"?, "options"?}; exits 1 when a check fails',
     )
-      .addOption(new Option("--rtol <r>", "relative tolerance (default 1e-4)").argParser(positiveNumber))
-      .addOption(new Option("--atol <a>", "absolute tolerance (default 1e-6)").argParser(positiveNumber))
-      .addOption(new Option("--max-evals <n>", "bound on apply calls (default 1000)").argParser(positiveInteger))
-      .option("--seed <seed>", "which elements are sampled (default 0)"),
+      .addOption(new Option("--rtol <r>", `relative tolerance (default ${CHECK_DEFAULTS.rtol})`).argParser(positiveNumber))
+      .addOption(new Option("--atol <a>", `absolute tolerance (default ${CHECK_DEFAULTS.atol})`).argParser(positiveNumber))
+      .addOption(new Option("--max-evals <n>", `bound on apply calls (default ${CHECK_DEFAULTS.maxEvals})`).argParser(positiveInteger))
+      .option("--seed <seed>", `which elements are sampled (default ${CHECK_DEFAULTS.seed})`),
     false,
   ).action(run(checkGradients));
   clientCommand(program, "describe", "name, types, differentiable paths, defaults and endpoints", false).action(run(describe));

@@ -10,10 +10,11 @@
  * O(h) accurate (~1e-4 relative): check them with a looser rtol (1e-3). FP32 inputs make the JVP's
  * steps round per element (up to ~6e-4·|x| relative for eps 1e-4): use a larger eps or rtol there.
  */
+import { CHECK_DEFAULTS } from "../../common/check-defaults";
 import { invalidArgument } from "../../common/errors";
 import { toSeed, type RequestOptions } from "../fd/options";
 
-export const CHECK_DEFAULTS = Object.freeze({ rtol: 1e-4, atol: 1e-6, maxEvals: 1000 });
+export { CHECK_DEFAULTS };
 
 export type CheckEndpoint = "jacobian" | "jvp" | "vjp";
 
@@ -67,7 +68,7 @@ export function checkSettings(req: CheckGradientsRequest): CheckSettings {
   const endpoints = requested.size ? ENDPOINT_ORDER.filter((e) => requested.has(e)) : ENDPOINT_ORDER;
   const rtol = tolerance(req.rtol, "rtol", CHECK_DEFAULTS.rtol);
   const atol = tolerance(req.atol, "atol", CHECK_DEFAULTS.atol);
-  const seed = toSeed(req.seed ?? 0, "seed");
+  const seed = toSeed(req.seed ?? CHECK_DEFAULTS.seed, "seed");
   if (req.maxEvals !== undefined && (!Number.isInteger(req.maxEvals) || req.maxEvals < 0)) {
     throw invalidArgument(`max_evals must be a whole number (0: the default), got ${req.maxEvals}`);
   }
