@@ -2,10 +2,10 @@
  * JacobianRows on the client: the stream's messages as typed events, and their assembly into the
  * same nested Jacobian the unary call returns.
  *
- * Contract (proto/tesseract/v1/tesseract.proto, JacobianRows): a header first (input and output paths with shapes, total rows, planned
- * evaluations); then rows, in any order, each `J[..., j]` for one input element j (flat row-major
- * `input_index` of `input_path`), possibly split over several messages whose slices carry a flat
- * `offset` into each output; stats last.
+ * Contract (proto/tesseract/v1/tesseract.proto, JacobianRows): a header first (input and output
+ * paths with shapes, total rows, planned evaluations); then rows, in any order, each `J[..., j]` for
+ * one input element j (flat row-major `input_index` of `input_path`), possibly split over several
+ * messages whose slices carry a flat `offset` into each output; stats last.
  */
 import { elementCount } from "../common/tensor-codec";
 import ndarray, { type NdArray } from "ndarray";
