@@ -54,6 +54,14 @@ export function loadRoot(files: string[], includeDirs: string[] = []): protobuf.
   return root;
 }
 
+/** A Root from `.proto` text that imports the contract's files (a bridged Tesseract's generated schema). */
+export function loadRootFromText(text: string): protobuf.Root {
+  const root = loadRoot(["tesseract/v1/tensor.proto"]);
+  protobuf.parse(text, root, { keepCase: true });
+  root.resolveAll();
+  return root;
+}
+
 function isTensorField(field: protobuf.Field): boolean {
   return field.resolvedType?.fullName === `.${TENSOR_TYPE}`;
 }

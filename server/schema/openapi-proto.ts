@@ -1,0 +1,219 @@
+/**
+ * Message types for a Tesseract that tesseract-core serves: its `/openapi.json` apply schemas written
+ * as a `.proto` file, so that a bridged Tesseract has a schema, reflection and generated stubs like a
+ * bundled one. The mapping (tesseract-core's schema conventions are in the README's bridge section):
+ *
+ *   model ($ref)                      -> message (Apply_ prefix dropped; Apply_InputSchema -> Inputs)
+ *   array object (array_flags)        -> tesseract.v1.Tensor, [(tesseract.v1.differentiable) = true]
+ *                                        when array_flags holds DIFFERENTIABLE
+ *   integer, number, string, boolean  -> int64, double, string, bool
+ *   enum of strings (Literal[...])    -> enum <Field>Value { <FIELD>_UNSPECIFIED = 0; <FIELD>_<VALUE> = i; }
+ *   dict[str, X] (additionalProperties) -> map<string, X>
+ *   list[X] (items)                   -> repeated X
+ *   Optional[X] (anyOf X | null), or a declared default -> proto3 `optional` (unset: tesseract-core's
+ *                                        default applies), messages being optional already
+ *
+ * Field numbers follow the declared field order (`field_order`, else the schema's property order),
+ * so they are stable across restarts of the same Tesseract. What has no protobuf form (a list of
+ * lists, a union of two types) is refused at start with the property's path.
+ */
+
+export interface ProtoFromOpenApi {
+  /** The `.proto` file's text (imports tesseract/v1/tensor.proto). */
+  text: string;
+  packageName: string;
+  inputType: string;
+  outputType: string;
+  /** Per enum (full name), the tesseract-core string of each value number (index 0: unset). */
+  enumStrings: Record<string, string[]>;
+}
+
+type JsonSchema = Record<string, unknown>;
+
+const isObject = (x: unknown): x is JsonSchema => typeof x === "object" && x !== null && !Array.isArray(x);
+
+/** `info.title` as a package segment: lowercase letters, digits and underscores, starting with a letter. */
+export function packageFromTitle(title: unknown): string {
+  const name = String(title ?? "tesseract")
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "_")
+    .replace(/^_+|_+$/g, "");
+  return `tesseract_core.${/^[a-z]/.test(name) ? name : `t_${name || "tesseract"}`}.v1`;
+}
+
+const pascal = (s: string) => s.replace(/(^|_)([a-z0-9])/g, (_, __, c: string) => c.toUpperCase()).replace(/[^A-Za-z0-9]/g, "");
+const screaming = (s: string) => s.replace(/([a-z0-9])([A-Z])/g, "$1_$2").replace(/[^A-Za-z0-9]+/g, "_").replace(/^_+|_+$/g, "").toUpperCase();
+
+/** The schema's own name for a model reference, without tesseract-core's endpoint prefix. */
+function messageName(ref: string): string {
+  const name = ref.slice(ref.lastIndexOf("/") + 1).replace(/^Apply_/, "");
+  if (name === "InputSchema") return "Inputs";
+  if (name === "OutputSchema") return "Outputs";
+  return pascal(name);
+}
+
+function isArraySchema(s: JsonSchema): boolean {
+  return "array_flags" in s || (isObject(s.properties) && "object_type" in s.properties && "shape" in s.properties);
+}
+
+class Writer {
+  private readonly messages = new Map<string, string>();
+  private readonly enums: string[] = [];
+  readonly enumStrings: Record<string, string[]> = {};
+
+  constructor(
+    private readonly schemas: Record<string, JsonSchema>,
+    private readonly packageName: string,
+    /** tesseract-core's `field_order`, by dotted path of each model ("" for the top level). */
+    private readonly fieldOrder: Record<string, string[]>,
+  ) {}
+
+  /** Writes the message for model `ref` (once) and returns its name. */
+  message(ref: string, path: string): string {
+    const name = messageName(ref);
+    if (this.messages.has(name)) return name;
+    this.messages.set(name, ""); // recursive references resolve to the same name
+    const schema = this.resolve(ref, path);
+    const properties = isObject(schema.properties) ? schema.properties : {};
+    const required = new Set(Array.isArray(schema.required) ? (schema.required as string[]) : []);
+    const order = this.fieldOrder[path] ?? Object.keys(properties);
+    const fields = order.map((field, i) => {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(field)) throw new Error(`${path || "inputs"}: field name ${JSON.stringify(field)} is not a protobuf identifier`);
+      const property = properties[field];
+      if (!isObject(property)) throw new Error(`${below(path, field)}: no schema for this field`);
+      return `  ${this.field(property, below(path, field), field, !required.has(field))} = ${i + 1}${this.options(property)};`;
+    });
+    this.messages.set(name, `message ${name} {\n${fields.join("\n")}\n}`);
+    return name;
+  }
+
+  private resolve(ref: string, path: string): JsonSchema {
+    const schema = this.schemas[ref.slice(ref.lastIndexOf("/") + 1)];
+    if (!isObject(schema)) throw new Error(`${path || "inputs"}: ${ref} is not in components.schemas`);
+    return schema;
+  }
+
+  /** `[optional|repeated] <type> <name>`, or `map<string, X> <name>`. */
+  private field(s: JsonSchema, path: string, name: string, optional: boolean): string {
+    const nullable = this.nullable(s);
+    if (nullable) return `${this.takesOptional(nullable, path) ? "optional " : ""}${this.type(nullable, path, name)} ${name}`;
+    if (s.type === "array") return `repeated ${this.type(this.items(s, path), `${path}.[]`, name)} ${name}`;
+    if (s.type === "object" && isObject(s.additionalProperties) && !isArraySchema(s)) return `map<string, ${this.type(s.additionalProperties, `${path}.{}`, name)}> ${name}`;
+    const hasDefault = "default" in s || optional;
+    return `${hasDefault && this.takesOptional(s, path) ? "optional " : ""}${this.type(s, path, name)} ${name}`;
+  }
+
+  /** X of Optional[X] (anyOf X | null), or undefined. */
+  private nullable(s: JsonSchema): JsonSchema | undefined {
+    if (!Array.isArray(s.anyOf)) return undefined;
+    const options = (s.anyOf as JsonSchema[]).filter((o) => o.type !== "null");
+    return options.length === 1 && options.length < s.anyOf.length ? { ...options[0], default: s.default } : undefined;
+  }
+
+  /** Whether `optional` applies: to scalars and enums (messages and tensors have presence already). */
+  private takesOptional(s: JsonSchema, path: string): boolean {
+    if (isArraySchema(s)) return false;
+    return typeof s.$ref !== "string" || Array.isArray(this.resolve(s.$ref, path).enum);
+  }
+
+  private items(s: JsonSchema, path: string): JsonSchema {
+    if (!isObject(s.items)) throw new Error(`${path}: a list without an item schema has no protobuf form`);
+    if (s.items.type === "array") throw new Error(`${path}: a list of lists has no protobuf form; wrap the inner list in a model`);
+    return s.items;
+  }
+
+  /** The protobuf type of a value schema. */
+  private type(s: JsonSchema, path: string, fieldName: string): string {
+    if (typeof s.$ref === "string") {
+      const target = this.resolve(s.$ref, path);
+      return Array.isArray(target.enum) ? this.enum(target.enum, fieldName) : this.message(s.$ref, path);
+    }
+    if (isArraySchema(s)) return "tesseract.v1.Tensor";
+    if (Array.isArray(s.enum)) return this.enum(s.enum, fieldName);
+    switch (s.type) {
+      case "integer":
+        return "int64";
+      case "number":
+        return "double";
+      case "string":
+        return "string";
+      case "boolean":
+        return "bool";
+    }
+    throw new Error(`${path}: schema ${JSON.stringify(s).slice(0, 120)} has no protobuf form (a union of types, or an untyped value)`);
+  }
+
+  /** An enum for a Literal of strings; its value numbers map back to the strings (enumStrings). */
+  private enum(values: unknown[], fieldName: string): string {
+    const strings = ["", ...values.map(String)];
+    // The same name for the same values; another Literal on a field of the same name gets a suffix.
+    let name = `${pascal(fieldName)}Value`;
+    for (let k = 2; this.enumStrings[`${this.packageName}.${name}`] && this.enumStrings[`${this.packageName}.${name}`].join("\0") !== strings.join("\0"); k++) name = `${pascal(fieldName)}Value${k}`;
+    if (!this.enumStrings[`${this.packageName}.${name}`]) {
+      this.enumStrings[`${this.packageName}.${name}`] = strings;
+      // Enum values share the package's scope: each is prefixed with its enum's name.
+      const prefix = screaming(name);
+      const lines = strings.map((v, i) => `  ${prefix}_${i === 0 ? "UNSPECIFIED" : screaming(v) || `VALUE_${i}`} = ${i};`);
+      this.enums.push(`enum ${name} {\n${lines.join("\n")}\n}`);
+    }
+    return name;
+  }
+
+  /** `[(tesseract.v1.differentiable) = true]` for a differentiable array, or a dict or list of them. */
+  private options(s: JsonSchema): string {
+    let target = this.nullable(s) ?? s;
+    if (!isArraySchema(target) && isObject(target.additionalProperties)) target = target.additionalProperties;
+    else if (target.type === "array" && isObject(target.items)) target = target.items;
+    const flags = Array.isArray(target.array_flags) ? target.array_flags : [];
+    return flags.includes("DIFFERENTIABLE") ? " [(tesseract.v1.differentiable) = true]" : "";
+  }
+
+  text(): string {
+    return [
+      `// Generated by tesseract-grpc from the apply schemas of a tesseract-core Tesseract's /openapi.json.`,
+      `syntax = "proto3";`,
+      ``,
+      `package ${this.packageName};`,
+      ``,
+      `import "tesseract/v1/tensor.proto";`,
+      ``,
+      ...[...this.messages.values(), ...this.enums].flatMap((block) => [block, ""]),
+    ].join("\n");
+  }
+}
+
+const below = (path: string, field: string) => (path ? `${path}.${field}` : field);
+
+/** The `.proto` of a tesseract-core Tesseract, from its `/openapi.json`; throws naming what has no protobuf form. */
+export function protoFromOpenApi(doc: unknown, options: { packageName?: string } = {}): ProtoFromOpenApi {
+  const schemas = isObject(doc) && isObject(doc.components) && isObject(doc.components.schemas) ? (doc.components.schemas as Record<string, JsonSchema>) : undefined;
+  if (!schemas || !isObject(schemas.ApplyInputSchema) || !isObject(schemas.ApplyOutputSchema)) {
+    throw new Error("not a tesseract-core OpenAPI document: components.schemas.ApplyInputSchema and ApplyOutputSchema are missing");
+  }
+  const packageName = options.packageName ?? packageFromTitle(isObject((doc as JsonSchema).info) ? ((doc as { info: JsonSchema }).info.title as string) : undefined);
+  const inputsRef = isObject(schemas.ApplyInputSchema.properties) && isObject(schemas.ApplyInputSchema.properties.inputs) ? schemas.ApplyInputSchema.properties.inputs.$ref : undefined;
+  const outputsRef = schemas.ApplyOutputSchema.$ref;
+  if (typeof inputsRef !== "string" || typeof outputsRef !== "string") throw new Error("ApplyInputSchema.properties.inputs and ApplyOutputSchema must be $refs to models");
+  const order = (s: JsonSchema) => (isObject(s.field_order) ? (s.field_order as Record<string, string[]>) : {});
+  const inputs = new Writer(schemas, packageName, order(schemas.ApplyInputSchema));
+  const inputType = inputs.message(inputsRef, "");
+  // Outputs are written by a writer of their own (their field_order is keyed from the outputs' root),
+  // into the same file: models shared with the inputs are written once.
+  const outputs = new Writer(schemas, packageName, order(schemas.ApplyOutputSchema));
+  const outputType = outputs.message(outputsRef, "");
+  return {
+    text: mergeFiles(inputs.text(), outputs.text()),
+    packageName,
+    inputType: `${packageName}.${inputType}`,
+    outputType: `${packageName}.${outputType}`,
+    enumStrings: { ...inputs.enumStrings, ...outputs.enumStrings },
+  };
+}
+
+/** The blocks of the second file not already in the first, appended to it. */
+function mergeFiles(first: string, second: string): string {
+  const blocks = (text: string) => text.split("\n\n").filter((b) => /^(message|enum) /.test(b));
+  const seen = new Set(blocks(first).map((b) => b.split(" ")[1]));
+  const extra = blocks(second).filter((b) => !seen.has(b.split(" ")[1]));
+  return extra.length ? `${first}\n${extra.join("\n\n")}\n` : first;
+}

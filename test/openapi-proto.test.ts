@@ -1,0 +1,70 @@
+/**
+ * A tesseract-core Tesseract's apply schemas as protobuf messages (server/schema/openapi-proto.ts),
+ * from an /openapi.json written after tesseract-core's conventions (test/fixtures/tesseract-core/):
+ * nested models, dicts of arrays, lists of models, optional fields, a Literal, FP32 arrays.
+ */
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type * as protobuf from "protobufjs";
+import { protoFromOpenApi, packageFromTitle } from "../server/schema/openapi-proto";
+import { loadRootFromText, MessageSchema } from "../server/schema/schema";
+
+const DOC = JSON.parse(fs.readFileSync(path.join(__dirname, "../../test/fixtures/tesseract-core/meshstats-openapi.json"), "utf8"));
+
+describe("tesseract-core schemas as protobuf messages", () => {
+  const proto = protoFromOpenApi(DOC);
+  const root = loadRootFromText(proto.text);
+  const type = (name: string) => root.lookupType(`${proto.packageName}.${name}`);
+  const field = (message: string, name: string) => type(message).fields[name] as protobuf.Field & { keyType?: string };
+
+  it("names the package after the title, the messages after the models", () => {
+    assert.equal(proto.packageName, "tesseract_core.mesh_stats.v1");
+    assert.equal(proto.inputType, "tesseract_core.mesh_stats.v1.Inputs");
+    assert.equal(proto.outputType, "tesseract_core.mesh_stats.v1.Outputs");
+    assert.equal(packageFromTitle("3D solver!"), "tesseract_core.t_3d_solver.v1");
+    assert.equal(protoFromOpenApi(DOC, { packageName: "acme.mesh.v2" }).inputType, "acme.mesh.v2.Inputs");
+  });
+
+  it("numbers fields in the declared order (field_order), not the schema's property order", () => {
+    assert.deepEqual(type("Inputs").fieldsArray.map((f) => [f.name, f.id]), [["mesh", 1], ["layers", 2], ["method", 3], ["scale", 4], ["label", 5]]);
+    assert.deepEqual(type("Mesh").fieldsArray.map((f) => [f.name, f.id]), [["n_points", 1], ["points", 2], ["cell_data", 3], ["tags", 4]]);
+  });
+
+  it("maps models, arrays, dicts, lists, scalars, Literals and optionals", () => {
+    assert.equal(field("Inputs", "mesh").type, "Mesh");
+    assert.ok(field("Inputs", "layers").repeated);
+    assert.equal(field("Inputs", "layers").type, "Layer");
+    assert.equal(field("Mesh", "n_points").type, "int64");
+    assert.equal(field("Mesh", "points").type, "tesseract.v1.Tensor");
+    assert.ok(field("Mesh", "cell_data").map);
+    assert.equal(field("Mesh", "cell_data").keyType, "string");
+    assert.ok(field("Mesh", "tags").repeated);
+    assert.equal(field("Mesh", "tags").type, "string");
+    assert.equal(field("Inputs", "scale").type, "double");
+    // Fields with a default or Optional[...] are proto3 optional: unset means tesseract-core's default.
+    for (const name of ["scale", "label", "method"]) assert.ok(field("Inputs", name).partOf, `${name} is optional`);
+    assert.equal(field("Mesh", "n_points").partOf, null);
+    const method = root.lookupEnum(`${proto.packageName}.MethodValue`);
+    assert.deepEqual({ ...method.values }, { METHOD_VALUE_UNSPECIFIED: 0, METHOD_VALUE_CENTRAL: 1, METHOD_VALUE_FORWARD: 2 });
+    assert.deepEqual(proto.enumStrings[`${proto.packageName}.MethodValue`], ["", "central", "forward"]);
+  });
+
+  it("marks exactly the arrays tesseract-core flags DIFFERENTIABLE, so the paths match its differentiable_arrays", () => {
+    const inputs = new MessageSchema(type("Inputs"));
+    assert.deepEqual(inputs.differentiablePatternNames(), ["mesh.points", "mesh.cell_data.{}", "layers.[].weights"]);
+    assert.deepEqual(inputs.differentiablePatternNames().sort(), Object.keys(DOC.components.schemas.ApplyInputSchema.differentiable_arrays).sort());
+    assert.deepEqual(new MessageSchema(type("Outputs")).differentiablePatternNames(), ["barycenter"]);
+  });
+
+  it("refuses what has no protobuf form, naming the property", () => {
+    const withSchemas = (patch: (s: Record<string, any>) => void) => {
+      const doc = structuredClone(DOC);
+      patch(doc.components.schemas);
+      return doc;
+    };
+    assert.throws(() => protoFromOpenApi({ components: { schemas: {} } }), /not a tesseract-core OpenAPI document/);
+    assert.throws(() => protoFromOpenApi(withSchemas((s) => (s.Apply_Mesh.properties.tags = { type: "array", items: { type: "array", items: { type: "number" } } }))), /^Error: mesh\.tags: a list of lists has no protobuf form/);
+    assert.throws(() => protoFromOpenApi(withSchemas((s) => (s.Apply_Mesh.properties.n_points = { anyOf: [{ type: "integer" }, { type: "string" }] }))), /^Error: mesh\.n_points: schema .* has no protobuf form/);
+  });
+});
