@@ -90,7 +90,11 @@ function build(dir: string): { objects: K8sObject[]; files: string[] } {
     objects.push({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: generator.name }, data });
   }
   if (k.namespace) {
-    for (const object of objects) if (!CLUSTER_SCOPED.has(object.kind)) object.metadata.namespace = k.namespace;
+    // As kustomize's namespace transformer does, a Namespace object is renamed to it.
+    for (const object of objects) {
+      if (object.kind === "Namespace") object.metadata.name = k.namespace;
+      else if (!CLUSTER_SCOPED.has(object.kind)) object.metadata.namespace = k.namespace;
+    }
   }
   for (const image of k.images ?? []) {
     const matched = objects.flatMap(containersOf).filter((c) => parseImage(c.image!).name === image.name);
