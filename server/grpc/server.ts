@@ -49,6 +49,11 @@ export interface ServeOptions {
   maxRowsPerStream?: number;
   /** How long one apply may take (default 0: no limit); see eval/timeout.ts for what it can stop. */
   evalTimeoutMs?: number;
+  /**
+   * Close each client connection (GOAWAY) after this many ms (default 0: never); calls in flight
+   * finish. Clients then reconnect and re-resolve DNS, so an engine sees replicas added since.
+   */
+  maxConnectionAgeMs?: number;
   /** Serve Prometheus metrics at http://host:metricsPort/metrics (0 picks a port; unset: no metrics). */
   metricsPort?: number;
   /** Bearer tokens required on every call (the Tesseract service and reflection; health checks unless `authHealth`). */
@@ -133,6 +138,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     "grpc.max_send_message_length": maxMessageBytes,
     // Big inputs arrive faster with a wider HTTP/2 window than the 64 KiB default.
     "grpc-node.flow_control_window": FLOW_CONTROL_WINDOW_BYTES,
+    ...(options.maxConnectionAgeMs ? { "grpc.max_connection_age_ms": options.maxConnectionAgeMs } : {}),
     interceptors: [
       guardInterceptor((path, status, metadata) => calls.refused(rpcName(path), status.code, status.details, metadata)),
       ...(tokens ? [bearerTokenInterceptor(tokens, { authHealth: options.authHealth, onRefused })] : []),
