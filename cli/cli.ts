@@ -41,6 +41,7 @@ interface ServeFlags {
   maxRowsPerStream: number;
   evalTimeoutMs: number;
   metricsPort?: number;
+  httpPort?: number;
   tokensFile?: string;
   authHealth?: boolean;
   tlsCert?: string;
@@ -105,6 +106,7 @@ export function buildProgram(): Command {
     .addOption(flag("--max-tensor-bytes <bytes>", "largest tensor a request may carry, in bytes (0: only the message limit)").default(0).argParser(integer(0)))
     .addOption(flag("--max-rows-per-stream <n>", "most rows one JacobianRows call may send (0: no limit)").default(0).argParser(integer(0)))
     .addOption(flag("--eval-timeout-ms <ms>", "fail a request whose apply takes longer than this (0: no limit); a synchronous apply can only be stopped in worker threads (--workers N)").default(0).argParser(integer(0)))
+    .addOption(flag("--http-port <port>", "also serve tesseract-core's REST API on this port (0 picks a port, logged); same host, tokens and TLS").argParser(integer(0)))
     .addOption(flag("--metrics-port <port>", "serve Prometheus metrics at http://HOST:PORT/metrics (0 picks a port, logged)").argParser(integer(0)))
     .addOption(flag("--tls-cert <path>", "serve TLS with this certificate (chain), PEM; needs --tls-key"))
     .addOption(flag("--tls-key <path>", "the private key of --tls-cert, PEM"))
