@@ -8,7 +8,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
-import { assertClose, counted, meshJacobian } from "./helpers";
+import * as net from "node:net";
+import { assertClose, counted, meshJacobian, serveProcess } from "./helpers";
 
 const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
 
@@ -251,6 +252,23 @@ describe("tesseract-core's REST API", () => {
       assert.deepEqual(JSON.parse(body), { status: "ok" });
     } finally {
       await server.close();
+    }
+  });
+
+  it("serve --http-port (or TESSERACT_GRPC_HTTP_PORT) keeps the one stdout line and answers on the port", async () => {
+    const free = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, "127.0.0.1", () => {
+        const { port } = probe.address() as net.AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const served = await serveProcess(["vectoradd", "--port", "0"], { ...process.env, TESSERACT_GRPC_HTTP_PORT: String(free) });
+    try {
+      const res = await fetch(`http://127.0.0.1:${free}/health`);
+      assert.deepEqual(await res.json(), { status: "ok" });
+      assert.deepEqual(served.stdoutLines, [`listening on ${served.address}`]);
+    } finally {
+      assert.equal(await served.stop(), 0);
     }
   });
 });
