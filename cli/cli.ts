@@ -42,6 +42,7 @@ interface ServeFlags {
   evalTimeoutMs: number;
   metricsPort?: number;
   maxConnectionAgeMs: number;
+  httpPort?: number;
   tokensFile?: string;
   authHealth?: boolean;
   tlsCert?: string;
@@ -107,6 +108,7 @@ export function buildProgram(): Command {
     .addOption(flag("--max-rows-per-stream <n>", "most rows one JacobianRows call may send (0: no limit)").default(0).argParser(integer(0)))
     .addOption(flag("--eval-timeout-ms <ms>", "fail a request whose apply takes longer than this (0: no limit); a synchronous apply can only be stopped in worker threads (--workers N)").default(0).argParser(integer(0)))
     .addOption(flag("--max-connection-age-ms <ms>", "close each client connection after this long, calls in flight finishing (0: never); clients reconnect and re-resolve DNS, so an engine sees new replicas").default(0).argParser(integer(0)))
+    .addOption(flag("--http-port <port>", "also serve tesseract-core's REST API on this port (0 picks a port, logged); same host, tokens and TLS").argParser(integer(0)))
     .addOption(flag("--metrics-port <port>", "serve Prometheus metrics at http://HOST:PORT/metrics (0 picks a port, logged)").argParser(integer(0)))
     .addOption(flag("--tls-cert <path>", "serve TLS with this certificate (chain), PEM; needs --tls-key"))
     .addOption(flag("--tls-key <path>", "the private key of --tls-cert, PEM"))

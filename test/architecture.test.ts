@@ -25,6 +25,7 @@ const FLOORS: [prefix: string, floor: number][] = [
   ["server/loader.ts", 6],
   ["server/tesseracts/", 6],
   ["server/grpc/", 7],
+  ["server/http/", 7],
   ["server/demo.ts", 8],
   ["client/", 8],
   ["cli/", 8],

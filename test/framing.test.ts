@@ -4,6 +4,7 @@
  * number of request messages of a unary call (server/grpc/guard.ts: exactly one).
  */
 import { strict as assert } from "node:assert";
+import { once } from "node:events";
 import { gzipSync } from "node:zlib";
 import { Code } from "../index";
 import { COMPRESSED_FLAG_DETAILS } from "../server/grpc/compressed-flag";
@@ -58,5 +59,20 @@ describe("gRPC framing", () => {
     const r = await session.call(DESCRIBE, [frame(EMPTY), frame(EMPTY)]);
     assert.equal(r.grpcStatus, Code.INVALID_ARGUMENT, r.grpcMessage);
     assert.equal(r.grpcMessage, `${DESCRIBE} takes exactly one request message; the call sent a second`);
+  });
+
+  it("--max-connection-age-ms: GOAWAY after the age (clients reconnect and re-resolve DNS), and a new connection is served", async () => {
+    const aged = await startServer({ tesseract: "vectoradd", port: 0, logger: silentLogger, maxConnectionAgeMs: 100 });
+    const first = new RawGrpcSession(aged.address);
+    const second = new RawGrpcSession(aged.address);
+    try {
+      const goaway = once(first.session, "goaway");
+      assert.equal((await first.call(DESCRIBE, frame(EMPTY))).grpcStatus, 0);
+      await goaway;
+      assert.equal((await second.call(DESCRIBE, frame(EMPTY))).grpcStatus, 0);
+    } finally {
+      await Promise.all([first.close(), second.close()]);
+      await aged.close();
+    }
   });
 });

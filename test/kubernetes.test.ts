@@ -187,7 +187,7 @@ function validate(object: K8sObject, where: string): void {
 
 interface ServeArgs {
   tesseract: string;
-  opts: { host: string; port: number; workers: number | "auto"; replicas?: string; concurrency: number; maxMessageBytes: number; graceMs: number; metricsPort?: number };
+  opts: { host: string; port: number; workers: number | "auto"; replicas?: string; concurrency: number; maxMessageBytes: number; graceMs: number; metricsPort?: number; maxConnectionAgeMs: number };
 }
 
 /** Parses `args` with the CLI's own `serve` definition (unknown flags and bad values throw), running nothing. */
@@ -366,6 +366,8 @@ describe("deploy/kubernetes (static: kustomize subset + Kubernetes API schemas)"
     assert.equal(applyServe().opts.maxMessageBytes, engineServe().opts.maxMessageBytes, "--max-message-bytes differs between engine and replicas");
     assert.equal(typeof applyServe().opts.workers, "number", "replicas run a fixed worker pool (--workers N)");
     assert.ok((applyServe().opts.workers as number) <= cores(container(apply).resources!.limits!.cpu!), "--workers above the replicas' CPU limit");
+    // The DNS caveat's fix: replicas close engine connections now and then, so a scale-up is seen.
+    assert.ok(applyServe().opts.maxConnectionAgeMs > 0, "replicas need --max-connection-age-ms for the engine to see new ones");
   });
 
   it("readiness and liveness probes use the gRPC health protocol on the served port", () => {

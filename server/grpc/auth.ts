@@ -5,32 +5,8 @@
  * (the schema is information too); health checks are exempt unless `authHealth` is set, so load
  * balancers and container probes need no secret.
  */
-import { createHash, timingSafeEqual } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
-
-const digest = (token: string) => createHash("sha256").update(token).digest();
-
-/**
- * Tokens are compared as SHA-256 digests with timingSafeEqual (constant time, whatever their
- * lengths), and every token is compared, so the time taken says nothing about which one nearly matched.
- */
-export class BearerTokens {
-  private readonly digests: Buffer[];
-
-  constructor(tokens: readonly string[]) {
-    this.digests = tokens.filter((t) => t.length > 0).map(digest);
-    if (this.digests.length === 0) throw new Error("no bearer tokens given (empty list or file)");
-  }
-
-  accepts(metadata: grpc.Metadata): boolean {
-    const header = String(metadata.get("authorization")[0] ?? "");
-    const match = /^Bearer (.+)$/i.exec(header);
-    const offered = digest(match ? match[1] : "");
-    let ok = false;
-    for (const d of this.digests) ok = timingSafeEqual(d, offered) || ok;
-    return ok && match !== null;
-  }
-}
+import type { BearerTokens } from "../../common/bearer-tokens";
 
 export const UNAUTHENTICATED_DETAILS = "a valid bearer token is required (metadata authorization: Bearer <token>)";
 
@@ -42,7 +18,7 @@ export function bearerTokenInterceptor(tokens: BearerTokens, options: { authHeal
     if (!options.authHealth && method.path.startsWith(HEALTH_SERVICE)) return new grpc.ServerInterceptingCall(call);
     const listener = new grpc.ServerListenerBuilder()
       .withOnReceiveMetadata((metadata, next) => {
-        if (tokens.accepts(metadata)) return next(metadata);
+        if (tokens.accepts(String(metadata.get("authorization")[0] ?? ""))) return next(metadata);
         options.onRefused?.(method.path);
         call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: UNAUTHENTICATED_DETAILS });
       })

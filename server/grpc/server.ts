@@ -10,7 +10,8 @@ import { createLogger, type Logger } from "../log";
 import type { TesseractRuntime } from "../runtime";
 import { SERVICE_NAME } from "../schema/contract";
 import { loadDefinition } from "./definition";
-import { BearerTokens, bearerTokenInterceptor, UNAUTHENTICATED_DETAILS } from "./auth";
+import { BearerTokens } from "../../common/bearer-tokens";
+import { bearerTokenInterceptor, UNAUTHENTICATED_DETAILS } from "./auth";
 import { CallRegistry, DEFAULT_LIMITS, type CallLimits } from "./calls";
 import { refuseCompressedFlagWithoutEncoding } from "./compressed-flag";
 import { guardDeserializers, guardInterceptor } from "./guard";
@@ -19,6 +20,7 @@ import { ServerMetrics } from "./metrics";
 import { DEFAULT_LIMITS as DEFAULT_TENSOR_LIMITS } from "../../common/tensor-codec";
 import { MIN_CHUNK_BYTES } from "./rows-stream";
 import { serverCredentials, tlsMode, type ServerTls } from "./tls";
+import { startRestServer } from "../http/rest-server";
 
 export interface ServeOptions {
   /** A loaded runtime, a bundled name or a module path. */
@@ -54,6 +56,8 @@ export interface ServeOptions {
    * finish. Clients then reconnect and re-resolve DNS, so an engine sees replicas added since.
    */
   maxConnectionAgeMs?: number;
+  /** Also serve tesseract-core's REST API on this port (0 picks a port; unset: no REST API); same host, tokens and TLS. */
+  httpPort?: number;
   /** Serve Prometheus metrics at http://host:metricsPort/metrics (0 picks a port; unset: no metrics). */
   metricsPort?: number;
   /** Bearer tokens required on every call (the Tesseract service and reflection; health checks unless `authHealth`). */
@@ -76,6 +80,8 @@ export interface RunningServer {
   calls: CallRegistry;
   /** The metrics port, when metrics are served. */
   metricsPort?: number;
+  /** The port of tesseract-core's REST API, when it is served. */
+  httpPort?: number;
   /**
    * Graceful shutdown: health turns NOT_SERVING, new calls get UNAVAILABLE, calls in flight get
    * `graceMs` (default 5 s) and are then ended with UNAVAILABLE.
@@ -153,7 +159,16 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(formatAddress(host, options.port ?? DEFAULTS.port), credentials, (err, bound) => (err ? reject(err) : resolve(bound))),
   );
-  log.info({ tesseract: runtime.definition.name, host, port, streamChunkBytes, maxMessageBytes, workers: options.workers ?? "auto", replicas: options.replicas, tls: tlsMode(options.tls), metricsPort: metrics?.port }, "serving");
+  const rest =
+    options.httpPort === undefined
+      ? undefined
+      : await startRestServer({ runtime, calls, host, port: options.httpPort, maxMessageBytes, tokens, authHealth: options.authHealth, tls: options.tls }).catch(async (e: Error) => {
+          // The REST port is taken (say): nothing of this server stays up.
+          server.forceShutdown();
+          await Promise.all([runtime.close(), metrics?.close()]);
+          throw new Error(`the REST API could not listen on ${formatAddress(host, options.httpPort!)}: ${e.message}`);
+        });
+  log.info({ tesseract: runtime.definition.name, host, port, httpPort: rest?.port, streamChunkBytes, maxMessageBytes, workers: options.workers ?? "auto", replicas: options.replicas, tls: tlsMode(options.tls), metricsPort: metrics?.port }, "serving");
 
   return {
     host,
@@ -164,10 +179,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     runtime,
     calls,
     metricsPort: metrics?.port,
+    httpPort: rest?.port,
     async close(graceMs: number = DEFAULTS.graceMs) {
       health.setStatus("", "NOT_SERVING");
       health.setStatus(SERVICE_NAME, "NOT_SERVING");
       await calls.drain(graceMs);
+      const restClosed = rest?.close();
       await new Promise<void>((resolve) => {
         // Calls were given their grace; what is left (idle connections, health watchers) goes now.
         const force = setTimeout(() => server.forceShutdown(), 1000);
@@ -176,7 +193,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
           resolve();
         });
       });
-      await Promise.all([runtime.close(), metrics?.close()]);
+      await Promise.all([restClosed, runtime.close(), metrics?.close()]);
     },
   };
 }

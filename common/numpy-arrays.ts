@@ -1,0 +1,125 @@
+/**
+ * tesseract-core's array vocabulary, shared by the CLI's JSON form and the REST transport: numpy
+ * dtype names for each datatype, and nested JSON lists to and from flat, row-major values.
+ */
+import type { NdArray } from "ndarray";
+import { invalidArgument } from "./errors";
+import { arrayClass, DataType, decodeTensor, elementCount, encodeTensor } from "./tensor-codec";
+
+/** numpy dtype names, as tesseract-core writes them. */
+export const NUMPY_DTYPES: Readonly<Record<string, DataType>> = Object.freeze({
+  bool: DataType.DATA_TYPE_BOOL,
+  uint8: DataType.DATA_TYPE_UINT8,
+  uint16: DataType.DATA_TYPE_UINT16,
+  uint32: DataType.DATA_TYPE_UINT32,
+  uint64: DataType.DATA_TYPE_UINT64,
+  int8: DataType.DATA_TYPE_INT8,
+  int16: DataType.DATA_TYPE_INT16,
+  int32: DataType.DATA_TYPE_INT32,
+  int64: DataType.DATA_TYPE_INT64,
+  float32: DataType.DATA_TYPE_FP32,
+  float64: DataType.DATA_TYPE_FP64,
+});
+
+const NAMES: Readonly<Record<number, string>> = Object.fromEntries(Object.entries(NUMPY_DTYPES).map(([name, dt]) => [dt, name]));
+
+/** The numpy name of a datatype (`float64` for DATA_TYPE_FP64). */
+export function numpyDtype(datatype: DataType): string {
+  return NAMES[datatype];
+}
+
+/** Nested lists -> shape and flat values; the lists must be rectangular. A non-list is a scalar. */
+export function flattenLists(value: unknown, where: string): { shape: number[]; values: unknown[] } {
+  const shape: number[] = [];
+  for (let v = value; Array.isArray(v); v = v[0]) shape.push(v.length);
+  const values: unknown[] = [];
+  const walk = (v: unknown, depth: number, at: string) => {
+    if (depth === shape.length) {
+      if (Array.isArray(v)) throw invalidArgument(`${where}: ragged nested list at ${at}`);
+      values.push(v);
+      return;
+    }
+    if (!Array.isArray(v) || v.length !== shape[depth]) throw invalidArgument(`${where}: ragged nested list at ${at}, expected ${shape[depth]} elements`);
+    v.forEach((x, i) => walk(x, depth + 1, `${at}[${i}]`));
+  };
+  walk(value, 0, "");
+  return { shape, values };
+}
+
+/** Flat, row-major values -> nested lists of `shape` (a scalar for shape []). */
+export function nestValues<T>(flat: ArrayLike<T>, shape: readonly number[]): unknown {
+  const nest = (offset: number, depth: number): unknown => {
+    if (depth === shape.length) return flat[offset];
+    const stride = elementCount(shape.slice(depth + 1));
+    return Array.from({ length: shape[depth] }, (_, i) => nest(offset + i * stride, depth + 1));
+  };
+  return nest(0, 0);
+}
+
+/** tesseract-core's array object: `{"object_type": "array", "shape", "dtype", "data": {"buffer", "encoding"}}`. */
+export interface ArrayObject {
+  object_type: "array";
+  shape: number[];
+  dtype: string;
+  data: { buffer: unknown; encoding: "json" | "base64" };
+}
+
+export type ArrayEncoding = "json" | "base64";
+
+const fail = (where: string, message: string) => invalidArgument(`${where} ${message}`);
+
+/** A JSON value as one element of `datatype`: numbers (integers for integer types), booleans for bool. */
+function elementOf(datatype: DataType, v: unknown, where: string, i: number): number | bigint {
+  if (datatype === DataType.DATA_TYPE_BOOL) {
+    if (typeof v === "boolean") return v ? 1 : 0;
+    if (v === 0 || v === 1) return v;
+    throw fail(where, `element ${i} is ${JSON.stringify(v)}, expected true, false, 0 or 1 (dtype bool)`);
+  }
+  if (typeof v !== "number" && typeof v !== "boolean") throw fail(where, `element ${i} is ${JSON.stringify(v)?.slice(0, 40)}, expected a number`);
+  const n = Number(v);
+  if (datatype === DataType.DATA_TYPE_FP32 || datatype === DataType.DATA_TYPE_FP64) return n;
+  if (!Number.isSafeInteger(n)) throw fail(where, `element ${i} is ${n}, expected an integer (dtype ${numpyDtype(datatype)})`);
+  return datatype === DataType.DATA_TYPE_INT64 || datatype === DataType.DATA_TYPE_UINT64 ? BigInt(n) : n;
+}
+
+/**
+ * An array object as wire bytes of its own dtype, as tesseract-core's clients send it: `object_type`
+ * optional; `encoding` "base64" (raw little-endian C-order bytes) or "json" (flat or nested list).
+ * With `abstract`, an object without `data` is shape and dtype only (empty bytes). `where` prefixes
+ * every message (e.g. `inputs.mesh.points`); byte counts and limits are the tensor codec's to check.
+ */
+export function tensorFromArrayObject(value: Record<string, unknown>, where: string, opts: { abstract?: boolean } = {}): { datatype: DataType; shape: number[]; data: Uint8Array } {
+  if (value.object_type !== undefined && value.object_type !== "array") throw fail(`${where}.object_type`, `is ${JSON.stringify(value.object_type)?.slice(0, 40)}, expected "array"`);
+  const { shape, dtype, data } = value as { shape?: unknown; dtype?: unknown; data?: unknown };
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw fail(`${where}.shape`, "must be a list of non-negative integers");
+  const datatype = typeof dtype === "string" && Object.hasOwn(NUMPY_DTYPES, dtype) ? NUMPY_DTYPES[dtype] : undefined;
+  if (datatype === undefined) throw fail(`${where}.dtype`, `is ${JSON.stringify(dtype)?.slice(0, 40)}; expected one of ${Object.keys(NUMPY_DTYPES).join(", ")}`);
+  if (data === undefined && opts.abstract) return { datatype, shape, data: new Uint8Array(0) };
+  if (data === null || typeof data !== "object" || Array.isArray(data)) throw fail(`${where}.data`, 'must be {"buffer": ..., "encoding": "base64" | "json"}');
+  const { buffer, encoding, compression } = data as { buffer?: unknown; encoding?: unknown; compression?: unknown };
+  if (compression !== undefined && compression !== null) throw fail(`${where}.data.compression`, `${JSON.stringify(compression)?.slice(0, 40)} is not supported; send uncompressed data`);
+  if (encoding === "base64") {
+    if (typeof buffer !== "string" || !/^[A-Za-z0-9+/\r\n]*={0,2}\s*$/.test(buffer)) throw fail(`${where}.data.buffer`, "must be a base64 string");
+    return { datatype, shape, data: Buffer.from(buffer, "base64") };
+  }
+  if (encoding === "json") {
+    const { values } = flattenLists(buffer, `${where}.data.buffer`);
+    const count = shape.reduce((n: number, d: number) => n * d, 1);
+    if (values.length !== count) throw fail(`${where}.data.buffer`, `has ${values.length} values, expected ${count} for shape [${shape.join(", ")}]`);
+    const array = new (arrayClass(datatype))(count);
+    values.forEach((v, i) => (array[i] = elementOf(datatype, v, `${where}.data.buffer`, i) as never));
+    return { datatype, shape, data: new Uint8Array(array.buffer, array.byteOffset, array.byteLength) };
+  }
+  if (encoding === "binref") throw fail(`${where}.data.encoding`, '"binref" is not supported: it names a file on the server\'s disk; send "base64" or "json"');
+  throw fail(`${where}.data.encoding`, `is ${JSON.stringify(encoding)?.slice(0, 40)}, expected "base64" or "json"`);
+}
+
+/** An ndarray as an array object: data as nested lists (`json`) or base64 of the raw bytes. */
+export function arrayObject(array: NdArray<any>, encoding: ArrayEncoding): ArrayObject {
+  const wire = encodeTensor(array);
+  const head = { object_type: "array" as const, shape: wire.shape, dtype: numpyDtype(wire.datatype) };
+  if (encoding === "base64") return { ...head, data: { buffer: Buffer.from(wire.data).toString("base64"), encoding } };
+  const isBool = wire.datatype === DataType.DATA_TYPE_BOOL;
+  const flat = Array.from(decodeTensor(wire, "").data as ArrayLike<number | bigint>, (v) => (typeof v === "bigint" ? Number(v) : isBool ? v === 1 : v));
+  return { ...head, data: { buffer: nestValues(flat, wire.shape), encoding } };
+}

@@ -1,0 +1,82 @@
+/**
+ * HTTP answers for errors, as tesseract-core's REST API gives them: bad input is 422 with
+ * `{"detail": [{"type", "loc", "msg", "input"}]}` (`loc` starts with "body" and follows the request's
+ * JSON, as FastAPI's validation errors do), a failure of the Tesseract is 500 with a text body, and
+ * the other gRPC codes map to the HTTP status that says the same.
+ */
+import { Code, type TesseractError } from "../../common/errors";
+
+export type Loc = (string | number)[];
+
+/** One entry of a 422 answer: what tesseract-core's SDK turns back into a pydantic ValidationError. */
+export interface DetailEntry {
+  type: string;
+  loc: Loc;
+  msg: string;
+  input?: unknown;
+}
+
+/** Longest `msg` and longest quoted `input` text in a 422 entry. */
+const MAX_MSG = 1000;
+const MAX_INPUT = 100;
+
+/** The caller's value, shortened: a 422 answer never echoes a big input back. */
+export function shortInput(value: unknown): unknown {
+  if (value === undefined) return undefined;
+  const text = JSON.stringify(value);
+  if (text === undefined || text.length <= MAX_INPUT) return value;
+  return `${text.slice(0, MAX_INPUT)}… (${text.length} characters)`;
+}
+
+/** The request fields a message may start with, beside the input message's own fields. */
+const ENVELOPE_FIELDS = new Set(["inputs", "jac_inputs", "jac_outputs", "jvp_inputs", "jvp_outputs", "vjp_inputs", "vjp_outputs", "tangent_vector", "cotangent_vector", "options"]);
+
+/** A leading path of a runtime message (`mesh.points has …`, `tangent_vector.{a} is …`), as loc items. */
+const LEADING_PATH = /^([A-Za-z_]\w*(?:\.(?:[A-Za-z_]\w*|\[\d+\]|\{(?:[^{}\\]|\\.)*\}))*)(?=[\s:]|$)/;
+
+/**
+ * Where an INVALID_ARGUMENT message points: its leading path, under "body" when it names a request
+ * field and under ["body", "inputs"] when it names an input field; ["body"] when it names neither.
+ */
+export function locOf(message: string, inputFields: ReadonlySet<string>): Loc {
+  const match = LEADING_PATH.exec(message);
+  if (!match) return ["body"];
+  const items: Loc = [];
+  for (const segment of match[1].match(/\[\d+\]|\{(?:[^{}\\]|\\.)*\}|[A-Za-z_]\w*/g) ?? []) {
+    if (segment.startsWith("[")) items.push(Number(segment.slice(1, -1)));
+    else if (segment.startsWith("{")) items.push(segment.slice(1, -1).replace(/\\(.)/g, "$1"));
+    else items.push(segment);
+  }
+  if (ENVELOPE_FIELDS.has(String(items[0]))) return ["body", ...items];
+  if (inputFields.has(String(items[0]))) return ["body", "inputs", ...items];
+  return ["body"];
+}
+
+/** The one entry of a 422 answer for an INVALID_ARGUMENT error, located by its message. */
+export function detailOf(error: TesseractError, inputFields: ReadonlySet<string>): DetailEntry[] {
+  const msg = error.message.length > MAX_MSG ? `${error.message.slice(0, MAX_MSG)}… (message cut)` : error.message;
+  return [{ type: "value_error", loc: locOf(error.message, inputFields), msg }];
+}
+
+/** The HTTP status for a gRPC code; RESOURCE_EXHAUSTED is 413 (too big) unless `busy` (429, a full queue). */
+export function httpStatusOf(code: number, busy = false): number {
+  switch (code) {
+    case Code.INVALID_ARGUMENT:
+      return 422;
+    case Code.UNAUTHENTICATED:
+      return 401;
+    case Code.UNIMPLEMENTED:
+      return 404;
+    case Code.RESOURCE_EXHAUSTED:
+      return busy ? 429 : 413;
+    case Code.UNAVAILABLE:
+      return 503;
+    case Code.DEADLINE_EXCEEDED:
+      return 504;
+    case Code.CANCELLED:
+      return 499;
+    default:
+      // UNKNOWN and FAILED_PRECONDITION (apply failed), INTERNAL (a bug): the server's failure.
+      return 500;
+  }
+}

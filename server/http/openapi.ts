@@ -1,0 +1,190 @@
+/**
+ * `/openapi.json` in tesseract-core's shape, generated from the Tesseract's protobuf message types:
+ * `ApplyInputSchema`/`ApplyOutputSchema` with `differentiable_arrays` and `field_order`, and one JSON
+ * schema per message (`Apply_InputSchema`, `Apply_OutputSchema`, `Apply_<Message>`, again with the
+ * prefixes `Jacobian_`, `Jvp_`, `Vjp_`, `AbstractEval_` for the endpoints served). The protobuf types
+ * declare no element type or rank for a Tensor, so array schemas accept any dtype and rank, and
+ * `differentiable_arrays` gives `{"shape": null, "dtype": null}` for every path.
+ */
+import * as protobuf from "protobufjs";
+import { NUMPY_DTYPES } from "../../common/numpy-arrays";
+import type { TesseractRuntime } from "../runtime";
+import { isTensorField } from "./messages";
+
+type Json = Record<string, unknown>;
+
+const DIFFERENTIABLE_OPTION = "(tesseract.v1.differentiable)";
+
+const SCALARS: Record<string, Json> = {
+  double: { type: "number" },
+  float: { type: "number" },
+  bool: { type: "boolean" },
+  string: { type: "string" },
+  bytes: { type: "string", contentEncoding: "base64" },
+};
+
+/** tesseract-core's array object schema; `array_flags` says whether it may be differentiated. */
+function arraySchema(differentiable: boolean): Json {
+  return {
+    type: "object",
+    properties: {
+      object_type: { type: "string", enum: ["array"] },
+      shape: { type: "array", items: { type: "integer", minimum: 0 } },
+      dtype: { type: "string", enum: Object.keys(NUMPY_DTYPES) },
+      data: {
+        type: "object",
+        properties: { buffer: { anyOf: [{ type: "string" }, { type: "array" }, { type: "number" }, { type: "boolean" }] }, encoding: { type: "string", enum: ["base64", "json"] } },
+        required: ["buffer", "encoding"],
+      },
+    },
+    required: ["shape", "dtype", "data"],
+    array_flags: differentiable ? ["DIFFERENTIABLE"] : [],
+  };
+}
+
+/** The model names of every message reachable from `root`: InputSchema/OutputSchema for the roots, the message name otherwise. */
+class Models {
+  readonly names = new Map<protobuf.Type, string>();
+  private readonly taken = new Set<string>();
+
+  name(type: protobuf.Type, preferred = type.name): string {
+    let name = this.names.get(type);
+    if (!name) {
+      name = this.taken.has(preferred) ? type.fullName.slice(1).replace(/\./g, "_") : preferred;
+      this.names.set(type, name);
+      this.taken.add(name);
+    }
+    return name;
+  }
+}
+
+function fieldSchema(field: protobuf.Field, ref: (t: protobuf.Type) => Json): Json {
+  let element: Json;
+  const sub = field.resolvedType;
+  if (isTensorField(field)) element = arraySchema(field.options?.[DIFFERENTIABLE_OPTION] === true);
+  else if (sub instanceof protobuf.Type) element = ref(sub);
+  else if (sub instanceof protobuf.Enum) element = { type: "string", enum: Object.keys(sub.values) };
+  else element = SCALARS[field.type] ?? { type: "integer" };
+  if (field.map) return { type: "object", additionalProperties: element };
+  if (field.repeated) return { type: "array", items: element };
+  if (sub instanceof protobuf.Enum) return { ...element, default: sub.valuesById[0] ?? Object.keys(sub.values)[0] };
+  if (!sub) return { ...element, default: field.type === "bool" ? false : field.type === "string" || field.type === "bytes" ? "" : 0 };
+  return element;
+}
+
+/** One JSON schema per message reachable from `roots`, named `<prefix>_<model>`. */
+function modelSchemas(prefix: string, roots: [protobuf.Type, string][]): Json {
+  const models = new Models();
+  const out: Json = {};
+  const pending: protobuf.Type[] = [];
+  const ref = (t: protobuf.Type) => {
+    if (!models.names.has(t)) pending.push(t);
+    return { $ref: `#/components/schemas/${prefix}_${models.name(t)}` };
+  };
+  for (const [type, name] of roots) {
+    models.name(type, name);
+    pending.push(type);
+  }
+  for (let type = pending.shift(); type; type = pending.shift()) {
+    const key = `${prefix}_${models.names.get(type)}`;
+    if (key in out) continue;
+    const properties = Object.fromEntries(type.fieldsArray.map((f) => [f.name, fieldSchema(f, ref)]));
+    out[key] = { title: type.name, type: "object", properties, additionalProperties: false };
+  }
+  return out;
+}
+
+/** `{dotted path of each nested object: [its field names in declaration order]}`, patterns for maps and lists. */
+function fieldOrder(type: protobuf.Type): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  const visit = (t: protobuf.Type, at: string, seen: Set<protobuf.Type>) => {
+    if (seen.has(t)) return;
+    out[at] = t.fieldsArray.map((f) => f.name);
+    for (const f of t.fieldsArray) {
+      if (isTensorField(f) || !(f.resolvedType instanceof protobuf.Type)) continue;
+      const here = (at ? `${at}.` : "") + f.name + (f.map ? ".{}" : f.repeated ? ".[]" : "");
+      visit(f.resolvedType, here, new Set([...seen, t]));
+    }
+  };
+  visit(type, "", new Set());
+  return out;
+}
+
+const differentiableArrays = (patterns: string[]) => Object.fromEntries(patterns.map((p) => [p, { shape: null, dtype: null }]));
+
+/** The endpoints served, with their request and answer schema names. */
+export function servedEndpoints(runtime: TesseractRuntime): string[] {
+  const endpoints = ["apply", "jacobian", "jacobian_vector_product", "vector_jacobian_product"];
+  if (runtime.describe().endpoints.includes("AbstractEval")) endpoints.push("abstract_eval");
+  return endpoints;
+}
+
+const PREFIXES: Record<string, string> = { apply: "Apply", jacobian: "Jacobian", jacobian_vector_product: "Jvp", vector_jacobian_product: "Vjp", abstract_eval: "AbstractEval" };
+const PATH_FIELDS: Record<string, [string, string, string?]> = {
+  jacobian: ["jac_inputs", "jac_outputs"],
+  jacobian_vector_product: ["jvp_inputs", "jvp_outputs", "tangent_vector"],
+  vector_jacobian_product: ["vjp_inputs", "vjp_outputs", "cotangent_vector"],
+};
+
+const OPTIONS_SCHEMA: Json = {
+  type: "object",
+  description: "tesseract-grpc extension (not in tesseract-core): finite-difference options, as FiniteDifferenceOptions; query parameters algorithm, eps, num_samples and seed work too",
+  properties: { algorithm: { anyOf: [{ type: "string" }, { type: "integer" }] }, eps: { type: "number" }, num_samples: { type: "integer" }, seed: { type: "integer" } },
+};
+
+export function openApiDocument(runtime: TesseractRuntime): Json {
+  const describe = runtime.describe();
+  const { inputs, outputs } = runtime.schema;
+  const endpoints = servedEndpoints(runtime);
+  const schemas: Json = {};
+  const paths: Json = {
+    "/health": { get: { summary: "Health check", responses: { 200: { description: "ok", content: { "application/json": { schema: { type: "object", properties: { status: { type: "string" } } } } } } } } },
+  };
+  const arrayOf = (differentiable: boolean) => arraySchema(differentiable);
+  for (const endpoint of endpoints) {
+    const prefix = PREFIXES[endpoint];
+    Object.assign(schemas, modelSchemas(prefix, [[inputs.type, "InputSchema"], [outputs.type, "OutputSchema"]]));
+    const inputRef = { $ref: `#/components/schemas/${prefix}_InputSchema` };
+    const properties: Json = { inputs: inputRef };
+    const required = ["inputs"];
+    let answer: Json = { $ref: `#/components/schemas/${prefix}_OutputSchema` };
+    const fields = PATH_FIELDS[endpoint];
+    if (fields) {
+      const [inPaths, outPaths, vector] = fields;
+      const pathList = (patterns: string[]) => ({ type: "array", items: { type: "string", examples: patterns }, uniqueItems: true, minItems: 1 });
+      properties[inPaths] = pathList(inputs.differentiablePatternNames());
+      properties[outPaths] = pathList(outputs.differentiablePatternNames());
+      if (vector) properties[vector] = { type: "object", additionalProperties: arrayOf(true) };
+      properties.options = OPTIONS_SCHEMA;
+      required.push(inPaths, outPaths, ...(vector ? [vector] : []));
+      answer = endpoint === "jacobian" ? { type: "object", additionalProperties: { type: "object", additionalProperties: arrayOf(true) } } : { type: "object", additionalProperties: arrayOf(true) };
+    }
+    const requestName = endpoint === "apply" ? "ApplyInputSchema" : `${prefix}InputSchema`;
+    const answerName = endpoint === "apply" ? "ApplyOutputSchema" : `${prefix}OutputSchema`;
+    schemas[requestName] = { title: requestName, type: "object", properties, required, additionalProperties: false };
+    schemas[answerName] = { title: answerName, ...answer };
+    paths[`/${endpoint}`] = {
+      post: {
+        summary: endpoint,
+        requestBody: { required: true, content: { "application/json": { schema: { $ref: `#/components/schemas/${requestName}` } } } },
+        responses: {
+          200: { description: "Successful Response", content: { "application/json": { schema: { $ref: `#/components/schemas/${answerName}` } } } },
+          422: { description: "Validation Error", content: { "application/json": { schema: { $ref: "#/components/schemas/HTTPValidationError" } } } },
+        },
+      },
+    };
+  }
+  Object.assign(schemas.ApplyInputSchema as Json, { differentiable_arrays: differentiableArrays(inputs.differentiablePatternNames()), field_order: fieldOrder(inputs.type) });
+  Object.assign(schemas.ApplyOutputSchema as Json, { differentiable_arrays: differentiableArrays(outputs.differentiablePatternNames()), field_order: fieldOrder(outputs.type) });
+  schemas.HTTPValidationError = {
+    title: "HTTPValidationError",
+    type: "object",
+    properties: { detail: { type: "array", items: { type: "object", properties: { type: { type: "string" }, loc: { type: "array", items: { anyOf: [{ type: "string" }, { type: "integer" }] } }, msg: { type: "string" }, input: {} }, required: ["type", "loc", "msg"] } } },
+  };
+  return {
+    openapi: "3.1.0",
+    info: { title: describe.name || "Tesseract", version: describe.version || "0.0.0", description: describe.description },
+    paths,
+    components: { schemas },
+  };
+}

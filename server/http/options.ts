@@ -1,0 +1,54 @@
+/**
+ * Finite-difference options for the REST gradient endpoints, an extension (tesseract-core's REST API
+ * has none): query parameters `algorithm`, `eps`, `num_samples`, `seed`, and a body field `options`
+ * with the same keys (FiniteDifferenceOptions); the body's win. `algorithm` is a name (`central`,
+ * `forward`, `stochastic`, `richardson`, `adaptive`, or `ALGORITHM_CENTRAL`…) or its number. Unset,
+ * the Tesseract's and then the engine's defaults apply, as over gRPC.
+ */
+import { invalidArgument } from "../../common/errors";
+import { isPlainObject } from "../../common/records";
+import { Algorithm } from "../tesseract";
+import type { GradientRequest } from "../runtime";
+
+type RequestOptions = NonNullable<GradientRequest["options"]>;
+
+const KEYS = ["algorithm", "eps", "num_samples", "seed"] as const;
+
+function algorithmOf(value: unknown, where: string): number {
+  if (typeof value === "number" && Number.isInteger(value)) return value;
+  const name = String(value).toUpperCase();
+  const number = (Algorithm as unknown as Record<string, number>)[name.startsWith("ALGORITHM_") ? name : `ALGORITHM_${name}`];
+  if (typeof value !== "string" || typeof number !== "number") {
+    throw invalidArgument(`${where} is ${JSON.stringify(value)?.slice(0, 40)}, expected central, forward, stochastic, richardson or adaptive`);
+  }
+  return number;
+}
+
+function numberOf(value: unknown, where: string, integer: boolean): number {
+  const n = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
+  if (typeof n !== "number" || !Number.isFinite(n) || (integer && !Number.isSafeInteger(n))) throw invalidArgument(`${where} is ${JSON.stringify(value)?.slice(0, 40)}, expected ${integer ? "an integer" : "a number"}`);
+  return n;
+}
+
+/** The request's options, or undefined when it sets none. */
+export function finiteDifferenceOptions(query: Record<string, unknown>, body: unknown): RequestOptions | undefined {
+  const options: RequestOptions = {};
+  const read = (source: Record<string, unknown>, where: string) => {
+    for (const key of KEYS) {
+      const v = source[key];
+      if (v === undefined || v === null) continue;
+      if (key === "algorithm") options.algorithm = algorithmOf(v, `${where}${key}`);
+      else if (key === "eps") options.eps = numberOf(v, `${where}${key}`, false);
+      else if (key === "num_samples") options.num_samples = numberOf(v, `${where}${key}`, true);
+      else options.seed = numberOf(v, `${where}${key}`, true);
+    }
+  };
+  read(query, "query parameter ");
+  if (body !== undefined) {
+    if (!isPlainObject(body)) throw invalidArgument("options must be an object");
+    const unknown = Object.keys(body).filter((k) => !(KEYS as readonly string[]).includes(k));
+    if (unknown.length > 0) throw invalidArgument(`options.${unknown[0]} is not an option; options: ${KEYS.join(", ")}`);
+    read(body, "options.");
+  }
+  return Object.keys(options).length > 0 ? options : undefined;
+}

@@ -1,0 +1,230 @@
+/**
+ * tesseract-core's REST API for the served Tesseract, with fastify: `GET /health`, `GET
+ * /openapi.json`, `POST /apply`, `/abstract_eval` (when the Tesseract has abstractEval), `/jacobian`,
+ * `/jacobian_vector_product`, `/vector_jacobian_product`. Handlers call the runtime's public surface;
+ * every request is tracked by the server's call registry, so gradient jobs share the gRPC side's
+ * admission limits, deadlines and graceful shutdown, and are logged and counted the same way.
+ */
+import * as grpc from "@grpc/grpc-js";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import ndarray from "ndarray";
+import type { BearerTokens } from "../../common/bearer-tokens";
+import { Code, invalidArgument, isTesseractError, TesseractError } from "../../common/errors";
+import { arrayObject, numpyDtype, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
+import { isPlainObject } from "../../common/records";
+import { decodeTensor } from "../../common/tensor-codec";
+import type { CallRegistry, TrackedCall } from "../grpc/calls";
+import type { ServerTls } from "../grpc/tls";
+import type { GradientRequest, TesseractRuntime } from "../runtime";
+import { parsePath } from "../schema/paths";
+import { detailOf, httpStatusOf, shortInput, type DetailEntry, type Loc } from "./errors";
+import { inputsAny, messageJson } from "./messages";
+import { openApiDocument, servedEndpoints } from "./openapi";
+import { finiteDifferenceOptions } from "./options";
+
+export interface RestServerOptions {
+  runtime: TesseractRuntime;
+  calls: CallRegistry;
+  host: string;
+  port: number;
+  /** Largest request body, and the bound on a Jacobian's FP64 values. */
+  maxMessageBytes: number;
+  tokens?: BearerTokens;
+  /** Health checks need a token too. */
+  authHealth?: boolean;
+  tls?: ServerTls;
+}
+
+export interface RestServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** The answer's array encoding from the Accept header (tesseract-core: json, json+base64, json+binref). */
+export function encodingOf(accept: string | undefined): ArrayEncoding {
+  if (!accept) return "json";
+  for (const part of accept.split(",")) {
+    const type = part.split(";")[0].trim().toLowerCase();
+    if (type === "*/*" || type === "application/*" || type === "application/json") return "json";
+    if (type === "application/json+base64") return "base64";
+  }
+  if (/json\+binref/i.test(accept)) {
+    throw new TesseractError(Code.INVALID_ARGUMENT, 'Accept: application/json+binref is not supported: binref writes arrays to files on the server\'s disk; use application/json or application/json+base64');
+  }
+  throw new TesseractError(Code.INVALID_ARGUMENT, `Accept: ${accept.slice(0, 100)} is not supported; use application/json or application/json+base64`);
+}
+
+/** An HTTP request as the call registry's call: its x-request-id, and "cancelled" when the client goes away first. */
+function trackedCall(calls: CallRegistry, request: FastifyRequest, reply: FastifyReply, route: string): TrackedCall {
+  const metadata = new grpc.Metadata();
+  const id = request.headers["x-request-id"];
+  if (typeof id === "string") metadata.set("x-request-id", id);
+  return calls.track(
+    {
+      metadata,
+      on: (_event, listener) => reply.raw.on("close", () => reply.raw.writableFinished || listener()),
+      getDeadline: () => Infinity,
+    },
+    `REST ${route}`,
+  );
+}
+
+type Body = Record<string, unknown>;
+
+/** The body's array objects (tangent or cotangent vectors) as ndarrays, keyed by path. */
+function vectors(runtime: TesseractRuntime, body: Body, field: string) {
+  const value = body[field] as Record<string, unknown>;
+  return Object.fromEntries(
+    Object.entries(value).map(([key, v]) => {
+      const where = `${field}.{${key.replace(/[\\}]/g, "\\$&")}}`;
+      if (!isPlainObject(v)) throw invalidArgument(`${where} is not an array object {"shape", "dtype", "data"}`);
+      return [key, decodeTensor(tensorFromArrayObject(v, where), where, runtime.decodeLimits)];
+    }),
+  );
+}
+
+const pathList = { type: "array", items: { type: "string" }, minItems: 1, uniqueItems: true };
+const vectorMap = { type: "object", additionalProperties: { type: "object" } };
+const optionsSchema = { type: "object" };
+
+/** JSON schemas of the request envelopes; `inputs` itself is checked against the protobuf type (messages.ts). */
+const ENVELOPES: Record<string, Body> = {
+  apply: { properties: { inputs: { type: "object" } }, required: ["inputs"] },
+  abstract_eval: { properties: { inputs: { type: "object" } }, required: ["inputs"] },
+  jacobian: { properties: { inputs: { type: "object" }, jac_inputs: pathList, jac_outputs: pathList, options: optionsSchema }, required: ["inputs", "jac_inputs", "jac_outputs"] },
+  jacobian_vector_product: {
+    properties: { inputs: { type: "object" }, jvp_inputs: pathList, jvp_outputs: pathList, tangent_vector: vectorMap, options: optionsSchema },
+    required: ["inputs", "jvp_inputs", "jvp_outputs", "tangent_vector"],
+  },
+  vector_jacobian_product: {
+    properties: { inputs: { type: "object" }, vjp_inputs: pathList, vjp_outputs: pathList, cotangent_vector: vectorMap, options: optionsSchema },
+    required: ["inputs", "vjp_inputs", "vjp_outputs", "cotangent_vector"],
+  },
+};
+
+/** ajv's errors as 422 entries. */
+function validationDetail(errors: { instancePath: string; keyword: string; message?: string; params: Record<string, unknown> }[], body: unknown): DetailEntry[] {
+  return errors.map((e) => {
+    const loc: Loc = ["body", ...e.instancePath.split("/").slice(1).map((p) => (/^\d+$/.test(p) ? Number(p) : p.replace(/~1/g, "/").replace(/~0/g, "~")))];
+    if (e.keyword === "required") return { type: "missing", loc: [...loc, String(e.params.missingProperty)], msg: "Field required" };
+    if (e.keyword === "additionalProperties") return { type: "extra_forbidden", loc: [...loc, String(e.params.additionalProperty)], msg: "Extra inputs are not permitted" };
+    let input: unknown = body;
+    for (const key of loc.slice(1)) input = (input as Record<string | number, unknown> | undefined)?.[key];
+    return { type: e.keyword, loc, msg: e.message ?? "invalid", input: shortInput(input) };
+  });
+}
+
+export async function startRestServer(options: RestServerOptions): Promise<RestServer> {
+  const { runtime, calls, tokens } = options;
+  const inputFields = new Set(runtime.schema.inputs.type.fieldsArray.map((f) => f.name));
+  const app: FastifyInstance = Fastify({
+    logger: false,
+    bodyLimit: options.maxMessageBytes,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true } },
+    ...(options.tls ? { https: { cert: options.tls.cert, key: options.tls.key, ...(options.tls.clientCa ? { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) } } : {}),
+  } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
+
+  const sendError = (reply: FastifyReply, status: number, error: { message: string }, detail?: DetailEntry[]) => {
+    if (status === 422) return reply.code(422).type("application/json").send({ detail: detail ?? [{ type: "value_error", loc: ["body"], msg: error.message }] });
+    if (status === 401) reply.header("www-authenticate", "Bearer");
+    if (status >= 500) return reply.code(status).type("text/plain; charset=utf-8").send(error.message);
+    return reply.code(status).type("application/json").send({ detail: error.message });
+  };
+
+  app.setErrorHandler((error: Error & { validation?: unknown; statusCode?: number; code?: string }, request, reply) => {
+    if (error.validation) return sendError(reply, 422, error, validationDetail(error.validation as never, request.body));
+    if (error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error instanceof SyntaxError) return sendError(reply, 422, error, [{ type: "json_invalid", loc: ["body"], msg: `JSON decode error: ${error.message.slice(0, 200)}` }]);
+    return sendError(reply, error.statusCode ?? 500, error);
+  });
+
+  app.addHook("onRequest", async (request, reply) => {
+    if (!tokens || (request.url === "/health" && !options.authHealth)) return;
+    if (tokens.accepts(request.headers.authorization)) return;
+    const details = "a valid bearer token is required (header Authorization: Bearer <token>)";
+    calls.refused(`REST ${request.url.split("?")[0]}`, Code.UNAUTHENTICATED, details);
+    return sendError(reply, 401, { message: details });
+  });
+
+  app.get("/health", async () => ({ status: "ok" }));
+  const openapi = openApiDocument(runtime);
+  app.get("/openapi.json", async () => openapi);
+
+  /** One endpoint: tracked, admitted (gradient jobs), raced against its abort, errors mapped. */
+  const route = (endpoint: string, job: boolean, body: (request: Body, encoding: ArrayEncoding, signal: AbortSignal, query: Record<string, unknown>) => Promise<unknown>) => {
+    app.post(`/${endpoint}`, { schema: { body: { type: "object", additionalProperties: false, ...ENVELOPES[endpoint] } } }, async (request, reply) => {
+      const t = trackedCall(calls, request, reply, `/${endpoint}`);
+      let busy = false;
+      try {
+        if (t.refusal) throw t.refusal;
+        const encoding = encodingOf(request.headers.accept);
+        const work = (async () => {
+          if (job) await t.admit().catch((e) => ((busy = true), Promise.reject(e)));
+          return body(request.body as Body, encoding, t.signal, request.query as Record<string, unknown>);
+        })();
+        const answer = await t.race(work);
+        t.finish();
+        return reply.type("application/json").send(answer);
+      } catch (e) {
+        const status = t.finish(e);
+        const code = status?.code ?? Code.INTERNAL;
+        const error = isTesseractError(e) && e.code === code ? e : new TesseractError(code as Code, status?.details ?? "internal error");
+        const http = httpStatusOf(code, busy);
+        return sendError(reply, http, error, http === 422 ? detailOf(error, inputFields) : undefined);
+      }
+    });
+  };
+
+  const gradient = (body: Body, inPaths: string, outPaths: string, signal: AbortSignal, query: Record<string, unknown>): GradientRequest => ({
+    inputs: runtime.decodeInputs(inputsAny(runtime.schema.inputs, body.inputs)),
+    inputPaths: body[inPaths] as string[],
+    outputPaths: body[outPaths] as string[],
+    options: finiteDifferenceOptions(query, body.options),
+    signal,
+  });
+  const keyed = (result: Record<string, ndarray.NdArray<Float64Array>>, encoding: ArrayEncoding) =>
+    Object.fromEntries(Object.entries(result).map(([key, a]) => [key, arrayObject(a, encoding)]));
+
+  route("apply", false, async (body, encoding, signal) => {
+    const outputs = await runtime.applyMessage(inputsAny(runtime.schema.inputs, body.inputs), signal);
+    return messageJson(runtime.schema.outputs.type, runtime.schema.outputs.decodeAny(outputs, "outputs"), encoding);
+  });
+  if (servedEndpoints(runtime).includes("abstract_eval")) {
+    route("abstract_eval", false, async (body) => {
+      const shapes = runtime.abstractEval(runtime.decodeAbstractInputs(inputsAny(runtime.schema.inputs, body.inputs, true)));
+      return abstractOutputs(shapes);
+    });
+  }
+  route("jacobian", true, async (body, encoding, signal, query) => {
+    const { entries } = await runtime.jacobian({ ...gradient(body, "jac_inputs", "jac_outputs", signal, query), maxBytes: options.maxMessageBytes });
+    const answer: Record<string, Record<string, unknown>> = {};
+    for (const e of entries) (answer[e.outputPath] ??= {})[e.inputPath] = arrayObject(ndarray(e.values, e.shape), encoding);
+    return answer;
+  });
+  route("jacobian_vector_product", true, async (body, encoding, signal, query) => {
+    const tangent = vectors(runtime, body, "tangent_vector");
+    return keyed((await runtime.jvp({ ...gradient(body, "jvp_inputs", "jvp_outputs", signal, query), tangent })).result, encoding);
+  });
+  route("vector_jacobian_product", true, async (body, encoding, signal, query) => {
+    const cotangent = vectors(runtime, body, "cotangent_vector");
+    return keyed((await runtime.vjp({ ...gradient(body, "vjp_inputs", "vjp_outputs", signal, query), cotangent })).result, encoding);
+  });
+
+  await app.listen({ host: options.host, port: options.port });
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : options.port;
+  return { port, close: () => app.close() };
+}
+
+/** abstractEval's `{path, shape, datatype}` list as the output object, arrays as `{"shape", "dtype"}`. */
+function abstractOutputs(shapes: { path: string; shape: number[]; datatype: number }[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const { path, shape, datatype } of shapes) {
+    const keys = parsePath(path).map((s) => (s.kind === "field" ? s.name : s.kind === "key" ? s.key : s.kind === "index" ? s.index : ""));
+    let node = out as Record<string | number, unknown>;
+    keys.forEach((key, i) => {
+      if (i === keys.length - 1) node[key] = { shape, dtype: numpyDtype(datatype) };
+      else node = (node[key] ??= typeof keys[i + 1] === "number" ? [] : {}) as Record<string | number, unknown>;
+    });
+  }
+  return out;
+}

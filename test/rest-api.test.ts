@@ -1,0 +1,274 @@
+/**
+ * tesseract-core's REST API (`--http-port`): a real server on 127.0.0.1, called with fetch the way
+ * tesseract-core's Python SDK calls it (arrays without `object_type`, no Accept header) and with the
+ * other forms; values against analytic derivatives, apply counts, 422 details, tokens, OpenAPI.
+ */
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { startServer, type RunningServer } from "../index";
+import { silentLogger } from "../server/log";
+import * as net from "node:net";
+import { assertClose, counted, meshJacobian, serveProcess } from "./helpers";
+
+const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
+
+type Json = Record<string, any>;
+
+/** A numpy-style array object: base64 of the raw bytes (as the Python SDK sends, without object_type) or JSON lists. */
+function arr(values: number[], shape: number[], dtype: "float64" | "float32" | "int32" = "float64", encoding: "base64" | "json" = "base64", objectType = false): Json {
+  const Ctor = { float64: Float64Array, float32: Float32Array, int32: Int32Array }[dtype];
+  const data = encoding === "base64" ? { buffer: Buffer.from(new Ctor(values).buffer).toString("base64"), encoding } : { buffer: values, encoding };
+  return { ...(objectType ? { object_type: "array" } : {}), shape, dtype, data };
+}
+
+/** The values of an answer's array object, whichever its encoding. */
+function values(a: Json): number[] {
+  assert.equal(a.object_type, "array");
+  if (a.data.encoding === "json") return [a.data.buffer].flat(Infinity) as number[];
+  const bytes = Buffer.from(a.data.buffer, "base64");
+  const Ctor = { float64: Float64Array, float32: Float32Array, int32: Int32Array } as Record<string, any>;
+  return Array.from(new Ctor[a.dtype](bytes.buffer, bytes.byteOffset, bytes.byteLength / Ctor[a.dtype].BYTES_PER_ELEMENT));
+}
+
+const N = 4;
+const POINTS = Array.from({ length: N * 3 }, (_, i) => 10 * Math.sin(1.3 * i + 0.2));
+
+function meshInputs(encoding: "base64" | "json" = "base64", objectType = false, pointsDtype: "float64" | "float32" = "float64"): Json {
+  return {
+    mesh: {
+      n_points: N,
+      n_cells: 1,
+      points: arr(POINTS, [N, 3], pointsDtype, encoding, objectType),
+      num_points_per_cell: arr([N], [1], "float64", encoding, objectType),
+      cell_connectivity: arr([0, 1, 2, 3], [N], "int32", encoding, objectType),
+    },
+  };
+}
+
+async function post(base: string, endpoint: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any; text: string }> {
+  const res = await fetch(`${base}/${endpoint}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+  const text = await res.text();
+  let json: any;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, json, text };
+}
+
+describe("tesseract-core's REST API", () => {
+  let mesh: RunningServer;
+  let vec: RunningServer;
+  let poly: RunningServer;
+  const { runtime: meshRuntime, counter } = counted("meshstats");
+  const base = (s: RunningServer) => `http://127.0.0.1:${s.httpPort}`;
+
+  before(async () => {
+    mesh = await startServer({ tesseract: meshRuntime, port: 0, httpPort: 0, workers: 0, logger: silentLogger });
+    vec = await startServer({ tesseract: "vectoradd", port: 0, httpPort: 0, logger: silentLogger });
+    poly = await startServer({ tesseract: POLYNOMIAL, port: 0, httpPort: 0, logger: silentLogger });
+  });
+  after(async () => {
+    await Promise.all([mesh?.close(), vec?.close(), poly?.close()]);
+  });
+
+  it("serves health and reports its port", async () => {
+    assert.ok(mesh.httpPort! > 0 && mesh.httpPort !== mesh.port);
+    const res = await fetch(`${base(mesh)}/health`);
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { status: "ok" });
+  });
+
+  it("applies meshstats: base64 and JSON arrays, with and without object_type; Accept picks the answer's encoding", async () => {
+    const first = POINTS.slice(0, 3);
+    const bary = [0, 1, 2].map((c) => POINTS.filter((_, i) => i % 3 === c).reduce((a, b) => a + b, 0) / N);
+    for (const [encoding, objectType] of [["base64", false], ["json", false], ["base64", true], ["json", true]] as const) {
+      const { status, json } = await post(base(mesh), "apply", { inputs: meshInputs(encoding, objectType) });
+      assert.equal(status, 200, JSON.stringify(json));
+      const stats = json.statistics;
+      assert.equal(stats.first_point_coordinates.data.encoding, "json");
+      assert.deepEqual(stats.first_point_coordinates.data.buffer, first);
+      assert.equal(stats.barycenter.dtype, "float64");
+      assertClose(values(stats.barycenter), bary, 1e-12);
+    }
+    for (const [accept, encoding] of [["application/json+base64", "base64"], ["*/*", "json"], ["application/json", "json"]]) {
+      const { status, json } = await post(base(mesh), "apply", { inputs: meshInputs() }, { accept });
+      assert.equal(status, 200);
+      assert.equal(json.statistics.barycenter.data.encoding, encoding, accept);
+      assertClose(values(json.statistics.first_point_coordinates), first, 0);
+    }
+    const binref = await post(base(mesh), "apply", { inputs: meshInputs() }, { accept: "application/json+binref" });
+    assert.equal(binref.status, 422);
+    assert.match(binref.json.detail[0].msg, /binref is not supported/);
+  });
+
+  it("answers the meshstats Jacobian against the analytic one, with 2n apply calls", async () => {
+    const before = counter.calls;
+    const { status, json } = await post(base(mesh), "jacobian", { inputs: meshInputs(), jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter", "statistics.first_point_coordinates"] });
+    assert.equal(status, 200, JSON.stringify(json));
+    assert.equal(counter.calls - before, 2 * N * 3, "central: two evaluations per element serve both outputs");
+    for (const out of ["barycenter", "first_point_coordinates"] as const) {
+      const a = json[`statistics.${out}`]["mesh.points"];
+      assert.deepEqual(a.shape, [3, N, 3]);
+      assertClose(values(a), meshJacobian(N, out), 1e-7, out);
+    }
+    const forward = await post(base(mesh), "jacobian?algorithm=forward", { inputs: meshInputs("json"), jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"] }, { accept: "application/json+base64" });
+    assert.equal(forward.status, 200);
+    assert.equal(forward.json["statistics.barycenter"]["mesh.points"].data.encoding, "base64");
+    assertClose(values(forward.json["statistics.barycenter"]["mesh.points"]), meshJacobian(N, "barycenter"), 1e-6);
+  });
+
+  it("answers vectoradd's JVP and VJP against its analytic gradients (json and base64)", async () => {
+    const a = [1, 2, 3];
+    const b = [0.5, -1, 4];
+    const s = 2;
+    const inputs = { a: arr(a, [3]), b: arr(b, [3], "float64", "json", true), s: arr([s], []) };
+    const apply = await post(base(vec), "apply", { inputs });
+    assert.equal(apply.status, 200, apply.text);
+    assertClose(values(apply.json.result), [2.5, 3, 10], 1e-12);
+    const ta = [1, 0, -1];
+    const jvp = await post(base(vec), "jacobian_vector_product", { inputs, jvp_inputs: ["a", "s"], jvp_outputs: ["result"], tangent_vector: { a: arr(ta, [3]), s: arr([0.5], [], "float64", "json") } });
+    assert.equal(jvp.status, 200, jvp.text);
+    assertClose(values(jvp.json.result), ta.map((t, i) => s * t + 0.5 * a[i]), 1e-6);
+    const ct = [1, 2, 3];
+    const vjp = await post(base(vec), "vector_jacobian_product", { inputs, vjp_inputs: ["a", "b", "s"], vjp_outputs: ["result"], cotangent_vector: { result: arr(ct, [3]) }, options: { algorithm: "central", eps: 1e-4 } }, { accept: "application/json+base64" });
+    assert.equal(vjp.status, 200, vjp.text);
+    assertClose(values(vjp.json.a), ct.map((c) => s * c), 1e-6);
+    assertClose(values(vjp.json.b), ct, 1e-6);
+    assertClose(values(vjp.json.s), [ct.reduce((acc, c, i) => acc + c * a[i], 0)], 1e-6);
+    assert.deepEqual(vjp.json.s.shape, []);
+  });
+
+  it("abstract_eval answers shapes and dtypes", async () => {
+    const { status, json } = await post(base(vec), "abstract_eval", { inputs: { a: { shape: [5], dtype: "float64" }, b: { shape: [5], dtype: "float64" } } });
+    assert.equal(status, 200, JSON.stringify(json));
+    assert.deepEqual(json, { result: { shape: [5], dtype: "float64" } });
+  });
+
+  it("decodes maps, lists and enums by the message schema (polynomial)", async () => {
+    const inputs = { x: arr([1, 2], [2], "float64", "json"), y: arr([0.5], []), params: { k: arr([3], [1]) }, blocks: [{ w: arr([1, 2], [2], "float64", "json", true) }], mode: "" };
+    const apply = await post(base(poly), "apply", { inputs });
+    assert.equal(apply.status, 200, apply.text);
+    assertClose(values(apply.json.named.k), [27], 1e-12);
+    assertClose(values(apply.json.g), [Math.exp(0.5) + 5], 1e-12);
+    assert.equal(apply.json.count_out.dtype, "int32");
+    const jac = await post(base(poly), "jacobian", { inputs, jac_inputs: ["params.{k}", "blocks.[0].w"], jac_outputs: ["named.{k}", "g"] });
+    assert.equal(jac.status, 200, jac.text);
+    assertClose(values(jac.json["named.{k}"]["params.{k}"]), [2 * 3 * 3], 1e-5);
+    assertClose(values(jac.json.g["blocks.[0].w"]), [2, 4], 1e-5);
+    const enumByName = await post(base(mesh), "apply", { inputs: { ...meshInputs(), fd_algorithm: "ALGORITHM_FORWARD" } });
+    assert.equal(enumByName.status, 200, enumByName.text);
+  });
+
+  it("answers bad input with 422 and a located detail", async () => {
+    const cases: [string, Json, (string | number)[], RegExp][] = [
+      ["apply", { inputs: meshInputs("base64", false, "float32") }, ["body", "inputs", "mesh", "points"], /datatype DATA_TYPE_FP32, expected DATA_TYPE_FP64/],
+      ["apply", {}, ["body", "inputs"], /Field required/],
+      ["apply", { inputs: { mesh: { ...meshInputs().mesh, n_points: "four" } } }, ["body", "inputs", "mesh", "n_points"], /expected an integer/],
+      ["apply", { inputs: { nope: 1 } }, ["body", "inputs", "nope"], /not a field of Inputs/],
+      ["apply", { inputs: { mesh: { ...meshInputs().mesh, points: { shape: [N, 3], dtype: "float64", data: { buffer: "AAAA", encoding: "base64" } } } } }, ["body", "inputs", "mesh", "points"], /data has 3 bytes/],
+      ["jacobian", { inputs: meshInputs(), jac_inputs: ["mesh.nope"], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /does not exist/],
+      ["jacobian", { inputs: meshInputs(), jac_inputs: [], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /fewer than 1/],
+    ];
+    for (const [endpoint, body, loc, msg] of cases) {
+      const { status, json } = await post(base(mesh), endpoint, body);
+      assert.equal(status, 422, JSON.stringify(json));
+      const entry = json.detail[0];
+      assert.equal(typeof entry.type, "string");
+      assert.deepEqual(entry.loc, loc, JSON.stringify(entry));
+      assert.match(entry.msg, msg);
+    }
+    const res = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body: "{not json" });
+    assert.equal(res.status, 422);
+  });
+
+  it("answers a failing apply with 500 and text, an unknown endpoint with 404", async () => {
+    const inputs = { x: arr([1], [1]), y: arr([0.9], []), mode: "throw" };
+    const { status, text } = await post(base(poly), "apply", { inputs });
+    assert.equal(status, 500);
+    assert.match(text, /y is too large/);
+    assert.equal((await post(base(poly), "abstract_eval", { inputs })).status, 404);
+  });
+
+  it("serves /openapi.json in tesseract-core's shape", async () => {
+    const doc = (await (await fetch(`${base(mesh)}/openapi.json`)).json()) as Json;
+    assert.equal(doc.openapi, "3.1.0");
+    assert.deepEqual(doc.info.title, "meshstats");
+    assert.deepEqual(doc.info.version, "1.0.0");
+    assert.deepEqual(Object.keys(doc.paths).sort(), ["/abstract_eval", "/apply", "/health", "/jacobian", "/jacobian_vector_product", "/vector_jacobian_product"]);
+    const s = doc.components.schemas;
+    assert.deepEqual(s.ApplyInputSchema.properties.inputs, { $ref: "#/components/schemas/Apply_InputSchema" });
+    assert.deepEqual(s.ApplyInputSchema.differentiable_arrays, { "mesh.points": { shape: null, dtype: null } });
+    assert.deepEqual(s.ApplyOutputSchema.differentiable_arrays, { "statistics.first_point_coordinates": { shape: null, dtype: null }, "statistics.barycenter": { shape: null, dtype: null } });
+    assert.deepEqual(s.ApplyInputSchema.field_order[""], ["mesh", "fd_algorithm"]);
+    assert.deepEqual(s.ApplyInputSchema.field_order.mesh, ["n_points", "n_cells", "points", "num_points_per_cell", "cell_connectivity", "cell_data", "point_data"]);
+    const meshModel = s.Apply_VolumetricMeshData;
+    assert.deepEqual(meshModel.properties.points.array_flags, ["DIFFERENTIABLE"]);
+    assert.deepEqual(meshModel.properties.cell_connectivity.array_flags, []);
+    assert.equal(meshModel.properties.cell_data.type, "object");
+    assert.deepEqual(meshModel.properties.cell_data.additionalProperties.array_flags, []);
+    assert.equal(meshModel.properties.n_points.type, "integer");
+    assert.ok(s.Apply_InputSchema.properties.fd_algorithm.enum.includes("ALGORITHM_CENTRAL"));
+    assert.ok(s.Jacobian_InputSchema && s.Jvp_InputSchema && s.Vjp_InputSchema && s.AbstractEval_InputSchema);
+    const polyDoc = (await (await fetch(`${base(poly)}/openapi.json`)).json()) as Json;
+    assert.ok(!("/abstract_eval" in polyDoc.paths));
+    assert.equal(polyDoc.components.schemas.Apply_InputSchema.properties.blocks.type, "array");
+    assert.deepEqual(polyDoc.components.schemas.ApplyInputSchema.differentiable_arrays, { x: { shape: null, dtype: null }, y: { shape: null, dtype: null }, "params.{}": { shape: null, dtype: null }, "blocks.[].w": { shape: null, dtype: null } });
+  });
+
+  it("requires the bearer token when tokens are configured (health exempt)", async () => {
+    const server = await startServer({ tesseract: "vectoradd", port: 0, httpPort: 0, tokens: ["s3cret"], logger: silentLogger });
+    try {
+      const url = `http://127.0.0.1:${server.httpPort}`;
+      const inputs = { a: arr([1], [1]), b: arr([2], [1]) };
+      assert.equal((await fetch(`${url}/health`)).status, 200);
+      const refused = await post(url, "apply", { inputs });
+      assert.equal(refused.status, 401);
+      assert.match(refused.json.detail, /bearer token/);
+      assert.equal((await post(url, "apply", { inputs }, { authorization: "Bearer wrong" })).status, 401);
+      assert.equal((await fetch(`${url}/openapi.json`)).status, 401);
+      const ok = await post(url, "apply", { inputs }, { authorization: "Bearer s3cret" });
+      assert.equal(ok.status, 200, ok.text);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("serves TLS with the server's certificate", async () => {
+    const tlsDir = path.join(__dirname, "../../test/fixtures/tls");
+    const read = (f: string) => fs.readFileSync(path.join(tlsDir, f));
+    const server = await startServer({ tesseract: "vectoradd", port: 0, httpPort: 0, tls: { cert: read("server.crt"), key: read("server.key") }, logger: silentLogger });
+    try {
+      const https = await import("node:https");
+      const body = await new Promise<string>((resolve, reject) => {
+        https.get({ host: "127.0.0.1", port: server.httpPort, path: "/health", ca: read("ca.crt"), servername: "localhost" }, (res) => {
+          let text = "";
+          res.on("data", (c) => (text += c));
+          res.on("end", () => resolve(text));
+        }).on("error", reject);
+      });
+      assert.deepEqual(JSON.parse(body), { status: "ok" });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("serve --http-port (or TESSERACT_GRPC_HTTP_PORT) keeps the one stdout line and answers on the port", async () => {
+    const free = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, "127.0.0.1", () => {
+        const { port } = probe.address() as net.AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const served = await serveProcess(["vectoradd", "--port", "0"], { ...process.env, TESSERACT_GRPC_HTTP_PORT: String(free) });
+    try {
+      const res = await fetch(`http://127.0.0.1:${free}/health`);
+      assert.deepEqual(await res.json(), { status: "ok" });
+      assert.deepEqual(served.stdoutLines, [`listening on ${served.address}`]);
+    } finally {
+      assert.equal(await served.stop(), 0);
+    }
+  });
+});
