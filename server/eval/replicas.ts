@@ -23,6 +23,9 @@ type ApplyClient = grpc.Client & {
 /** Apply calls in flight per request, unless `--concurrency` says otherwise. */
 export const DEFAULT_REPLICA_CONCURRENCY = 16;
 
+/** Apply calls sent for one evaluation that keeps ending UNAVAILABLE, each with gRPC's own retries. */
+const REPLICA_RESENDS = 3;
+
 /** Attempts per Apply call, the first included (grpc-js caps it at 5). */
 export const REPLICA_ATTEMPTS = 5;
 
@@ -75,7 +78,23 @@ export class ReplicaPool {
     }) as unknown as ApplyClient;
   }
 
-  apply(inputs: AnyMessage, signal?: AbortSignal): Promise<AnyMessage | undefined> {
+  /**
+   * One Apply, resent (apply is idempotent) when it ends UNAVAILABLE even after gRPC's own retries:
+   * gRPC does not retry a call once it has committed to an attempt (response headers seen), so a
+   * replica that dies mid-answer would otherwise fail the whole request.
+   */
+  async apply(inputs: AnyMessage, signal?: AbortSignal): Promise<AnyMessage | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.applyOnce(inputs, signal);
+      } catch (e) {
+        const unavailable = e instanceof TesseractError && e.code === Code.UNAVAILABLE;
+        if (!unavailable || attempt >= REPLICA_RESENDS || signal?.aborted) throw e;
+      }
+    }
+  }
+
+  private applyOnce(inputs: AnyMessage, signal?: AbortSignal): Promise<AnyMessage | undefined> {
     const options: grpc.CallOptions = this.evalTimeoutMs > 0 ? { deadline: Date.now() + this.evalTimeoutMs } : {};
     return new Promise((resolve, reject) => {
       const metadata = new grpc.Metadata();

@@ -110,6 +110,43 @@ export function formatAddress(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/** The runtime to serve, with the request limits and the evaluation (inline, workers, replicas) the options say. */
+async function servedRuntime(options: ServeOptions, maxMessageBytes: number): Promise<TesseractRuntime> {
+  const runtime = typeof options.tesseract === "string" ? loadTesseract(options.tesseract) : options.tesseract;
+  runtime.decodeLimits = { ...DEFAULT_TENSOR_LIMITS, maxElements: options.maxTensorElements ?? DEFAULT_TENSOR_LIMITS.maxElements, maxBytes: options.maxTensorBytes ?? 0 };
+  await runtime.useEvaluation({
+    workers: options.workers ?? "auto",
+    replicas: options.replicas,
+    concurrency: options.concurrency,
+    maxMessageBytes,
+    evalTimeoutMs: options.evalTimeoutMs ?? 0,
+    replicaCredentials: options.replicaCredentials,
+    replicaToken: options.replicaToken,
+  });
+  return runtime;
+}
+
+/** A grpc-js server with the guards (deserializers, statuses, framing) and, with tokens, their check. */
+function guardedGrpcServer(options: ServeOptions, calls: CallRegistry, tokens: BearerTokens | undefined, maxMessageBytes: number, log: Logger): grpc.Server {
+  const rpcName = (path: string) => path.slice(path.lastIndexOf("/") + 1);
+  const onRefused = (path: string) => calls.refused(rpcName(path), Code.UNAUTHENTICATED, UNAUTHENTICATED_DETAILS);
+  if (!refuseCompressedFlagWithoutEncoding()) log.warn("this grpc-js has no decompressMessage to wrap: messages flagged compressed without grpc-encoding are not refused");
+  // Every service added later (the Tesseract's, health, reflection) gets deserializers that never throw.
+  return guardDeserializers(
+    new grpc.Server({
+      "grpc.max_receive_message_length": maxMessageBytes,
+      "grpc.max_send_message_length": maxMessageBytes,
+      // Big inputs arrive faster with a wider HTTP/2 window than the 64 KiB default.
+      "grpc-node.flow_control_window": FLOW_CONTROL_WINDOW_BYTES,
+      ...(options.maxConnectionAgeMs ? { "grpc.max_connection_age_ms": options.maxConnectionAgeMs } : {}),
+      interceptors: [
+        guardInterceptor((path, status, metadata) => calls.refused(rpcName(path), status.code, status.details, metadata)),
+        ...(tokens ? [bearerTokenInterceptor(tokens, { authHealth: options.authHealth, onRefused })] : []),
+      ],
+    }),
+  );
+}
+
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   const host = options.host ?? DEFAULTS.host;
   const streamChunkBytes = options.streamChunkBytes ?? DEFAULTS.streamChunkBytes;
@@ -118,38 +155,13 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   // Before any worker starts: a bad certificate or key fails here, naming the option.
   const credentials = serverCredentials(options.tls);
   const log = options.logger ?? createLogger();
-  const runtime = typeof options.tesseract === "string" ? loadTesseract(options.tesseract) : options.tesseract;
+  const runtime = await servedRuntime(options, maxMessageBytes);
   const { packageDefinition, service } = loadDefinition(runtime);
   const evalTimeoutMs = options.evalTimeoutMs ?? 0;
   const maxRowsPerStream = options.maxRowsPerStream ?? 0;
-  runtime.decodeLimits = { ...DEFAULT_TENSOR_LIMITS, maxElements: options.maxTensorElements ?? DEFAULT_TENSOR_LIMITS.maxElements, maxBytes: options.maxTensorBytes ?? 0 };
-  await runtime.useEvaluation({
-    workers: options.workers ?? "auto",
-    replicas: options.replicas,
-    concurrency: options.concurrency,
-    maxMessageBytes,
-    evalTimeoutMs,
-    replicaCredentials: options.replicaCredentials,
-    replicaToken: options.replicaToken,
-  });
-
   const calls = new CallRegistry(log, { ...DEFAULT_LIMITS, ...options.limits });
   const tokens = options.tokens && new BearerTokens(options.tokens);
-  const rpcName = (path: string) => path.slice(path.lastIndexOf("/") + 1);
-  const onRefused = (path: string) => calls.refused(rpcName(path), Code.UNAUTHENTICATED, UNAUTHENTICATED_DETAILS);
-  if (!refuseCompressedFlagWithoutEncoding()) log.warn("this grpc-js has no decompressMessage to wrap: messages flagged compressed without grpc-encoding are not refused");
-  // Every service added below (the Tesseract's, health, reflection) gets deserializers that never throw.
-  const server = guardDeserializers(new grpc.Server({
-    "grpc.max_receive_message_length": maxMessageBytes,
-    "grpc.max_send_message_length": maxMessageBytes,
-    // Big inputs arrive faster with a wider HTTP/2 window than the 64 KiB default.
-    "grpc-node.flow_control_window": FLOW_CONTROL_WINDOW_BYTES,
-    ...(options.maxConnectionAgeMs ? { "grpc.max_connection_age_ms": options.maxConnectionAgeMs } : {}),
-    interceptors: [
-      guardInterceptor((path, status, metadata) => calls.refused(rpcName(path), status.code, status.details, metadata)),
-      ...(tokens ? [bearerTokenInterceptor(tokens, { authHealth: options.authHealth, onRefused })] : []),
-    ],
-  }));
+  const server = guardedGrpcServer(options, calls, tokens, maxMessageBytes, log);
   server.addService(service, createHandlers(runtime, { streamChunkBytes, maxMessageBytes, maxRowsPerStream, evalTimeoutMs }, calls));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);

@@ -114,29 +114,28 @@ function validationDetail(errors: { instancePath: string; keyword: string; messa
   });
 }
 
-export async function startRestServer(options: RestServerOptions): Promise<RestServer> {
-  const { runtime, calls, tokens } = options;
-  const inputFields = new Set(runtime.schema.inputs.type.fieldsArray.map((f) => f.name));
+/** 422 with a validation-error body, 401 with its challenge, 5xx as text, others as `{"detail": ...}`. */
+function sendError(reply: FastifyReply, status: number, error: { message: string }, detail?: DetailEntry[]) {
+  if (status === 422) return reply.code(422).type("application/json").send({ detail: detail ?? [{ type: "value_error", loc: ["body"], msg: error.message }] });
+  if (status === 401) reply.header("www-authenticate", "Bearer");
+  if (status >= 500) return reply.code(status).type("text/plain; charset=utf-8").send(error.message);
+  return reply.code(status).type("application/json").send({ detail: error.message });
+}
+
+/** The fastify app: limits, TLS, tesseract-core's error bodies, and the bearer-token check. */
+function createApp(options: RestServerOptions): FastifyInstance {
+  const { calls, tokens } = options;
   const app: FastifyInstance = Fastify({
     logger: false,
     bodyLimit: options.maxMessageBytes,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true } },
     ...(options.tls ? { https: { cert: options.tls.cert, key: options.tls.key, ...(options.tls.clientCa ? { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) } } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
-
-  const sendError = (reply: FastifyReply, status: number, error: { message: string }, detail?: DetailEntry[]) => {
-    if (status === 422) return reply.code(422).type("application/json").send({ detail: detail ?? [{ type: "value_error", loc: ["body"], msg: error.message }] });
-    if (status === 401) reply.header("www-authenticate", "Bearer");
-    if (status >= 500) return reply.code(status).type("text/plain; charset=utf-8").send(error.message);
-    return reply.code(status).type("application/json").send({ detail: error.message });
-  };
-
   app.setErrorHandler((error: Error & { validation?: unknown; statusCode?: number; code?: string }, request, reply) => {
     if (error.validation) return sendError(reply, 422, error, validationDetail(error.validation as never, request.body));
     if (error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error instanceof SyntaxError) return sendError(reply, 422, error, [{ type: "json_invalid", loc: ["body"], msg: `JSON decode error: ${error.message.slice(0, 200)}` }]);
     return sendError(reply, error.statusCode ?? 500, error);
   });
-
   app.addHook("onRequest", async (request, reply) => {
     if (!tokens || (request.url === "/health" && !options.authHealth)) return;
     if (tokens.accepts(request.headers.authorization)) return;
@@ -144,36 +143,41 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
     calls.refused(`REST ${request.url.split("?")[0]}`, Code.UNAUTHENTICATED, details);
     return sendError(reply, 401, { message: details });
   });
+  return app;
+}
 
-  app.get("/health", async () => ({ status: "ok" }));
-  const openapi = openApiDocument(runtime);
-  app.get("/openapi.json", async () => openapi);
+type EndpointBody = (request: Body, encoding: ArrayEncoding, signal: AbortSignal, query: Record<string, unknown>) => Promise<unknown>;
 
-  /** One endpoint: tracked, admitted (gradient jobs), raced against its abort, errors mapped. */
-  const route = (endpoint: string, job: boolean, body: (request: Body, encoding: ArrayEncoding, signal: AbortSignal, query: Record<string, unknown>) => Promise<unknown>) => {
-    app.post(`/${endpoint}`, { schema: { body: { type: "object", additionalProperties: false, ...ENVELOPES[endpoint] } } }, async (request, reply) => {
-      const t = trackedCall(calls, request, reply, `/${endpoint}`);
-      let busy = false;
-      try {
-        if (t.refusal) throw t.refusal;
-        const encoding = encodingOf(request.headers.accept);
-        const work = (async () => {
-          if (job) await t.admit().catch((e) => ((busy = true), Promise.reject(e)));
-          return body(request.body as Body, encoding, t.signal, request.query as Record<string, unknown>);
-        })();
-        const answer = await t.race(work);
-        t.finish();
-        return reply.type("application/json").send(answer);
-      } catch (e) {
-        const status = t.finish(e);
-        const code = status?.code ?? Code.INTERNAL;
-        const error = isTesseractError(e) && e.code === code ? e : new TesseractError(code as Code, status?.details ?? "internal error");
-        const http = httpStatusOf(code, busy);
-        return sendError(reply, http, error, http === 422 ? detailOf(error, inputFields) : undefined);
-      }
-    });
-  };
+/** One endpoint: tracked, admitted (gradient jobs), raced against its abort, errors mapped. */
+function route(app: FastifyInstance, options: RestServerOptions, endpoint: string, job: boolean, body: EndpointBody): void {
+  const { calls, runtime } = options;
+  const inputFields = new Set(runtime.schema.inputs.type.fieldsArray.map((f) => f.name));
+  app.post(`/${endpoint}`, { schema: { body: { type: "object", additionalProperties: false, ...ENVELOPES[endpoint] } } }, async (request, reply) => {
+    const t = trackedCall(calls, request, reply, `/${endpoint}`);
+    let busy = false;
+    try {
+      if (t.refusal) throw t.refusal;
+      const encoding = encodingOf(request.headers.accept);
+      const work = (async () => {
+        if (job) await t.admit().catch((e) => ((busy = true), Promise.reject(e)));
+        return body(request.body as Body, encoding, t.signal, request.query as Record<string, unknown>);
+      })();
+      const answer = await t.race(work);
+      t.finish();
+      return reply.type("application/json").send(answer);
+    } catch (e) {
+      const status = t.finish(e);
+      const code = status?.code ?? Code.INTERNAL;
+      const error = isTesseractError(e) && e.code === code ? e : new TesseractError(code as Code, status?.details ?? "internal error");
+      const http = httpStatusOf(code, busy);
+      return sendError(reply, http, error, http === 422 ? detailOf(error, inputFields) : undefined);
+    }
+  });
+}
 
+/** The Tesseract's endpoints, tesseract-core's shapes in and out, over the runtime's public surface. */
+function addEndpoints(app: FastifyInstance, options: RestServerOptions): void {
+  const { runtime } = options;
   const gradient = (body: Body, inPaths: string, outPaths: string, signal: AbortSignal, query: Record<string, unknown>): GradientRequest => ({
     inputs: runtime.decodeInputs(inputsAny(runtime.schema.inputs, body.inputs)),
     inputPaths: body[inPaths] as string[],
@@ -184,31 +188,35 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
   const keyed = (result: Record<string, ndarray.NdArray<Float64Array>>, encoding: ArrayEncoding) =>
     Object.fromEntries(Object.entries(result).map(([key, a]) => [key, arrayObject(a, encoding)]));
 
-  route("apply", false, async (body, encoding, signal) => {
+  route(app, options, "apply", false, async (body, encoding, signal) => {
     const outputs = await runtime.applyMessage(inputsAny(runtime.schema.inputs, body.inputs), signal);
     return messageJson(runtime.schema.outputs.type, runtime.schema.outputs.decodeAny(outputs, "outputs"), encoding);
   });
   if (servedEndpoints(runtime).includes("abstract_eval")) {
-    route("abstract_eval", false, async (body) => {
-      const shapes = runtime.abstractEval(runtime.decodeAbstractInputs(inputsAny(runtime.schema.inputs, body.inputs, true)));
-      return abstractOutputs(shapes);
-    });
+    route(app, options, "abstract_eval", false, async (body) => abstractOutputs(runtime.abstractEval(runtime.decodeAbstractInputs(inputsAny(runtime.schema.inputs, body.inputs, true)))));
   }
-  route("jacobian", true, async (body, encoding, signal, query) => {
+  route(app, options, "jacobian", true, async (body, encoding, signal, query) => {
     const { entries } = await runtime.jacobian({ ...gradient(body, "jac_inputs", "jac_outputs", signal, query), maxBytes: options.maxMessageBytes });
     const answer: Record<string, Record<string, unknown>> = {};
     for (const e of entries) (answer[e.outputPath] ??= {})[e.inputPath] = arrayObject(ndarray(e.values, e.shape), encoding);
     return answer;
   });
-  route("jacobian_vector_product", true, async (body, encoding, signal, query) => {
+  route(app, options, "jacobian_vector_product", true, async (body, encoding, signal, query) => {
     const tangent = vectors(runtime, body, "tangent_vector");
     return keyed((await runtime.jvp({ ...gradient(body, "jvp_inputs", "jvp_outputs", signal, query), tangent })).result, encoding);
   });
-  route("vector_jacobian_product", true, async (body, encoding, signal, query) => {
+  route(app, options, "vector_jacobian_product", true, async (body, encoding, signal, query) => {
     const cotangent = vectors(runtime, body, "cotangent_vector");
     return keyed((await runtime.vjp({ ...gradient(body, "vjp_inputs", "vjp_outputs", signal, query), cotangent })).result, encoding);
   });
+}
 
+export async function startRestServer(options: RestServerOptions): Promise<RestServer> {
+  const app = createApp(options);
+  app.get("/health", async () => ({ status: "ok" }));
+  const openapi = openApiDocument(options.runtime);
+  app.get("/openapi.json", async () => openapi);
+  addEndpoints(app, options);
   await app.listen({ host: options.host, port: options.port });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : options.port;
