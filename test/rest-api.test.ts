@@ -182,6 +182,13 @@ describe("tesseract-core's REST API", () => {
     }
     const res = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body: "{not json" });
     assert.equal(res.status, 422);
+    // Bodies nested 100 000 deep, where and however they are: 422, never a stack overflow's 500.
+    const deep = (open: string, close: string, inner = "1") => open.repeat(100_000) + inner + close.repeat(100_000);
+    for (const body of [`{"inputs":${deep("[", "]", "")}}`, `{"inputs":{"mesh":${deep("[", "]", "")}}}`, `{"inputs":{"mesh":${deep('{"a":', "}")}}}`]) {
+      const r = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body });
+      assert.equal(r.status, 422, await r.clone().text());
+      assert.match(((await r.json()) as { detail: { msg: string }[] }).detail[0].msg, /nested more than 100 deep|must be object/);
+    }
   });
 
   it("answers a failing apply with 500 and text, an unknown endpoint with 404", async () => {

@@ -4,7 +4,7 @@
  * JSON, as FastAPI's validation errors do), a failure of the Tesseract is 500 with a text body, and
  * the other gRPC codes map to the HTTP status that says the same.
  */
-import { Code, type TesseractError } from "../../common/errors";
+import { Code, invalidArgument, type TesseractError } from "../../common/errors";
 
 export type Loc = (string | number)[];
 
@@ -23,7 +23,12 @@ const MAX_INPUT = 100;
 /** The caller's value, shortened: a 422 answer never echoes a big input back. */
 export function shortInput(value: unknown): unknown {
   if (value === undefined) return undefined;
-  const text = JSON.stringify(value);
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    return "(too deeply nested to show)"; // JSON.stringify recurses: a body nested 100 000 deep overflows it
+  }
   if (text === undefined || text.length <= MAX_INPUT) return value;
   return `${text.slice(0, MAX_INPUT)}… (${text.length} characters)`;
 }
@@ -78,5 +83,23 @@ export function httpStatusOf(code: number, busy = false): number {
     default:
       // UNKNOWN and FAILED_PRECONDITION (apply failed), INTERNAL (a bug): the server's failure.
       return 500;
+  }
+}
+
+/** As protobuf's recursion limit, which the gRPC side holds to (schema/wire-decode.ts). */
+export const MAX_BODY_DEPTH = 100;
+
+/**
+ * Refuses a body nested more than MAX_BODY_DEPTH deep, before anything recurses over it (a
+ * 100 000-deep list would overflow the stack: a server fault for a caller's mistake). Walks
+ * iteratively, stopping at the first value too deep.
+ */
+export function checkBodyDepth(body: unknown): void {
+  const stack: [unknown, number][] = [[body, 0]];
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop()!;
+    if (typeof value !== "object" || value === null) continue;
+    if (depth > MAX_BODY_DEPTH) throw invalidArgument(`the body is nested more than ${MAX_BODY_DEPTH} deep`);
+    for (const child of Object.values(value)) stack.push([child, depth + 1]);
   }
 }

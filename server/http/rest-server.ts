@@ -17,7 +17,7 @@ import type { CallRegistry, TrackedCall } from "../grpc/calls";
 import type { ServerTls } from "../grpc/tls";
 import type { GradientRequest, TesseractRuntime } from "../runtime";
 import { parsePath } from "../schema/paths";
-import { detailOf, httpStatusOf, shortInput, type DetailEntry, type Loc } from "./errors";
+import { checkBodyDepth, detailOf, httpStatusOf, shortInput, type DetailEntry, type Loc } from "./errors";
 import { inputsAny, messageJson } from "./messages";
 import { openApiDocument, servedEndpoints } from "./openapi";
 import { finiteDifferenceOptions } from "./options";
@@ -157,6 +157,7 @@ function route(app: FastifyInstance, options: RestServerOptions, endpoint: strin
     let busy = false;
     try {
       if (t.refusal) throw t.refusal;
+      checkBodyDepth(request.body);
       const encoding = encodingOf(request.headers.accept);
       const work = (async () => {
         if (job) await t.admit().catch((e) => ((busy = true), Promise.reject(e)));
