@@ -212,6 +212,31 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
     }
   });
 
+  it("sends enums as tesseract-core's strings and leaves unset optional fields out; a 500 is UNKNOWN naming the status", async () => {
+    const seen: Record<string, unknown>[] = [];
+    const recording = meshStats();
+    const fake = await startFakeTesseractCore({
+      ...recording,
+      apply(decoded) {
+        seen.push(decoded);
+        if (decoded.label === "boom") throw new Error("solver diverged");
+        return recording.apply(decoded);
+      },
+    });
+    const runtime = await loadTesseractCore(fake.url);
+    try {
+      const { scale: _scale, ...noScale } = inputs();
+      await runtime.apply(noScale);
+      assert.equal(seen[0].method, "central");
+      assert.ok(!("scale" in seen[0]), `scale sent: ${JSON.stringify(seen[0].scale)}`);
+      assert.deepEqual((seen[0].mesh as { points: { dtype: string; shape: number[] } }).points.shape, [N, 3]);
+      await assert.rejects(runtime.apply({ ...inputs(), label: "boom" }), (e: Error & { code?: number }) => e.code === grpc.status.UNKNOWN && /HTTP 500/.test(e.message) && e.message.includes(fake.url));
+    } finally {
+      await runtime.close();
+      await fake.close();
+    }
+  });
+
   it("every runtime down: UNAVAILABLE naming them", async () => {
     const live = await startFakeTesseractCore(meshStats());
     const runtime = await loadTesseractCore(live.url);
