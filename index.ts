@@ -24,5 +24,6 @@ export { DataType, decodeTensor, encodeTensor, toFloat64 } from "./common/tensor
 // ---------------------------------------------------------------------------------------------
 // For libraries: a loaded Tesseract and its endpoints over decoded trees, without a transport.
 export { loadTesseract, BUNDLED } from "./server/loader";
+export { loadTesseractCore, isTesseractCoreUrl, type TesseractCoreOptions } from "./server/bridge/tesseract-core";
 export { TesseractRuntime, type GradientRequest, type EvaluationStats, type VectorProduct, type JacobianRow, type JacobianRowStream, type PathShape } from "./server/runtime";
 export type { EvaluationSettings } from "./server/eval/backends";

@@ -30,6 +30,7 @@ interface ServeFlags {
   maxMessageBytes: number;
   workers: number | "auto";
   replicas?: string;
+  protoPackage?: string;
   concurrency: number;
   maxJobs: number;
   maxQueue: number;
@@ -85,15 +86,16 @@ export function buildProgram(): Command {
 
   program
     .command("serve")
-    .description("serve a Tesseract: a bundled name (meshstats, vectoradd, univariate, heat) or a module path")
-    .argument("<tesseract>", "bundled name or path to a module that default-exports a definition")
+    .description("serve a Tesseract: a bundled name (meshstats, vectoradd, univariate, heat), a module path, or the URL of a tesseract-core runtime")
+    .argument("<tesseract>", "bundled name, path to a module that default-exports a definition, or http://HOST:PORT[,http://HOST2:PORT2...] of tesseract-core runtimes serving the same Tesseract")
     .addOption(flag("--host <host>", "address to bind").default(DEFAULTS.host))
     .addOption(flag("--port <port>", "port to bind; 0 picks a free one").default(DEFAULTS.port).argParser(integer(0)))
     .addOption(flag("--stream-chunk-bytes <bytes>", "JacobianRows message budget").default(DEFAULTS.streamChunkBytes).argParser(integer(MIN_CHUNK_BYTES)))
     .addOption(flag("--max-message-bytes <bytes>", "largest message received or sent").default(DEFAULTS.maxMessageBytes).argParser(integer(1)))
     .addOption(flag("--workers <n>", 'worker threads for apply: a count, 0 for inline, or "auto" (inline until apply takes 1 ms)').default("auto").argParser(workerCount))
     .addOption(flag("--replicas <target>", "evaluate apply on these tesseract-grpc servers (gRPC target, e.g. dns:///apply:50051 or ipv4:host1:port,host2:port)"))
-    .addOption(flag("--concurrency <n>", "apply calls in flight per request on the replicas").default(DEFAULTS.concurrency).argParser(integer(1)))
+    .addOption(flag("--proto-package <name>", "protobuf package of the types generated for a tesseract-core runtime's Tesseract (default from its title)"))
+    .addOption(flag("--concurrency <n>", "apply calls in flight per request on the replicas or the tesseract-core runtimes").default(DEFAULTS.concurrency).argParser(integer(1)))
     .addOption(flag("--replica-token <token>", "bearer token sent to replicas that require one (prefer the environment variable: command lines are visible to other users)"))
     .addOption(flag("--replica-tls-ca <path>", "call the replicas over TLS, trusting this CA (PEM)"))
     .addOption(flag("--replica-tls-cert <path>", "client certificate (PEM) for replicas that require mutual TLS; needs --replica-tls-key"))

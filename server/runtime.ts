@@ -18,6 +18,8 @@ import { OutputSelector } from "./eval/outputs";
 import { Problem } from "./fd/problem";
 import { vjp } from "./fd/vjp";
 import { isPattern, matchesPattern, parsePath } from "./schema/paths";
+import type * as protobuf from "protobufjs";
+import type { RemoteApply } from "./eval/concurrent";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
 import { DataType, dataTypeName, dataTypeOfArray, DEFAULT_LIMITS, isFloatingPoint, isNdArray, toFloat64, type DecodeLimits } from "../common/tensor-codec";
 import type { AbstractOutput, AnyTesseract, DomainBounds } from "./tesseract";
@@ -98,6 +100,16 @@ function abstractView(tree: unknown): unknown {
   return tree;
 }
 
+/** A schema made elsewhere (a tesseract-core runtime's /openapi.json), with the .proto files reflection serves. */
+export interface PreparedSchema {
+  root: protobuf.Root;
+  /** Absolute paths of .proto files declaring the same types, for the gRPC service definition and reflection. */
+  protoFiles: string[];
+  protoIncludeDirs?: string[];
+  /** Apply that runs elsewhere and may run many times at once (evaluations then never use worker threads). */
+  remoteApply?: RemoteApply;
+}
+
 export class TesseractRuntime {
   readonly schema: TesseractSchema;
 
@@ -108,6 +120,14 @@ export class TesseractRuntime {
   readonly protoFiles: string[];
   readonly protoIncludeDirs: string[];
 
+  /** Set for a Tesseract whose apply runs elsewhere (see EvaluationTarget). */
+  readonly remoteApply?: RemoteApply;
+
+  /** A runtime over a ready schema (`prepared.root`) instead of the definition's .proto files. */
+  static fromRoot(definition: AnyTesseract, prepared: PreparedSchema): TesseractRuntime {
+    return new TesseractRuntime(definition, "", undefined, prepared);
+  }
+
   /**
    * `moduleDir` anchors the definition's relative .proto paths. `source` (a bundled name or module
    * path) lets worker threads load the same Tesseract.
@@ -116,7 +136,15 @@ export class TesseractRuntime {
     readonly definition: AnyTesseract,
     moduleDir: string,
     readonly source?: string,
+    prepared?: PreparedSchema,
   ) {
+    if (prepared) {
+      this.protoFiles = prepared.protoFiles;
+      this.protoIncludeDirs = prepared.protoIncludeDirs ?? [];
+      this.remoteApply = prepared.remoteApply;
+      this.schema = new TesseractSchema(prepared.root, definition.inputType, definition.outputType);
+      return;
+    }
     const resolve = (p: string) => path.resolve(moduleDir, p);
     this.protoFiles = definition.protoFiles.map(resolve);
     this.protoIncludeDirs = [moduleDir, ...(definition.protoIncludeDirs ?? []).map(resolve)];
@@ -160,12 +188,13 @@ export class TesseractRuntime {
 
   /**
    * Runs apply once, here; a failure that is not a TesseractError becomes UNKNOWN with its message.
-   * `timeoutMs` gives up on an asynchronous apply that takes longer.
+   * `timeoutMs` gives up on an asynchronous apply that takes longer; `signal` aborts a remote one.
    */
-  async apply(inputs: Record<string, unknown>, timeoutMs = 0): Promise<unknown> {
+  async apply(inputs: Record<string, unknown>, timeoutMs = 0, signal?: AbortSignal): Promise<unknown> {
     this.evaluations++;
+    const run = () => (this.remoteApply ? this.remoteApply(inputs, signal) : this.definition.apply(inputs));
     try {
-      return await withTimeout(Promise.resolve().then(() => this.definition.apply(inputs)), timeoutMs);
+      return await withTimeout(Promise.resolve().then(run), timeoutMs);
     } catch (e) {
       if (isTesseractError(e)) throw e;
       throw new TesseractError(Code.UNKNOWN, `apply failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });

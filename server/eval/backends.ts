@@ -6,6 +6,8 @@
  *   AUTO_POOL_MS or more, the rest go to the pool (cheap applies stay in the event loop, where a
  *   thread hop would cost more than apply; the minimum ignores a first call's JIT or GC pause);
  * - `workers: 0`: inline.
+ * A Tesseract whose apply runs elsewhere (`remoteApply`, a tesseract-core runtime) ignores `workers`:
+ * its evaluations run up to `concurrency` at once in the event loop (concurrent.ts).
  * Apply calls (the RPC) run in the pool when `workers` is a count, else inline. Pools and channels
  * live as long as the runtime and are closed with it.
  */
@@ -18,6 +20,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES } from "../../common/transport-defaults";
 import { loadContract } from "../schema/contract";
 import type { DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
+import { ConcurrentEvaluator, type RemoteApply } from "./concurrent";
 import { InlineEvaluator } from "./inline";
 import { PoolEvaluator, WorkerPool } from "./pool";
 import { DEFAULT_REPLICA_CONCURRENCY, ReplicaEvaluator, ReplicaPool } from "./replicas";
@@ -122,8 +125,13 @@ export interface EvaluationTarget {
   readonly decodeLimits: DecodeLimits;
   /** Apply calls made so far, for metrics. */
   evaluations: number;
+  /**
+   * Set when apply runs elsewhere (a tesseract-core runtime): evaluations run up to `concurrency` at
+   * once, copy-on-write, and never in worker threads.
+   */
+  readonly remoteApply?: RemoteApply;
   decodeInputs(any: AnyMessage | null | undefined): Record<string, unknown>;
-  apply(inputs: Record<string, unknown>, timeoutMs?: number): Promise<unknown>;
+  apply(inputs: Record<string, unknown>, timeoutMs?: number, signal?: AbortSignal): Promise<unknown>;
   encodeOutputs(outputs: unknown): AnyMessage;
 }
 
@@ -131,11 +139,15 @@ export class EvaluationBackends {
   private workerPool?: WorkerPool;
   private replicaPool?: ReplicaPool;
 
+  private readonly settings: EvaluationSettings;
+
   constructor(
     private readonly runtime: EvaluationTarget,
-    private readonly settings: EvaluationSettings = { workers: 0 },
+    settings: EvaluationSettings = { workers: 0 },
   ) {
-    const workers = settings.workers ?? 0;
+    // A remote apply is an HTTP request: worker threads would add a hop and nothing else.
+    this.settings = runtime.remoteApply ? { ...settings, workers: 0 } : settings;
+    const workers = this.settings.workers ?? 0;
     if (typeof workers === "number" && workers > 0 && !runtime.source) {
       throw new Error("worker threads need a Tesseract loaded by name or module path (they load it themselves)");
     }
@@ -162,7 +174,7 @@ export class EvaluationBackends {
       runtime.evaluations++;
       return this.pool(settings.workers).applyMessage(any, runtime.decodeLimits, signal);
     }
-    return runtime.encodeOutputs(await runtime.apply(inputs, this.timeoutMs));
+    return runtime.encodeOutputs(await runtime.apply(inputs, this.timeoutMs, signal));
   }
 
   evaluatorFor(job: Job): Evaluator {
@@ -181,6 +193,10 @@ export class EvaluationBackends {
         token: settings.replicaToken,
       });
       return new ReplicaEvaluator(this.replicaPool, runtime.schema, job.inputs, job.leaves, job.selector, job.signal);
+    }
+    if (runtime.remoteApply) {
+      const concurrency = settings.concurrency ?? DEFAULT_REPLICA_CONCURRENCY;
+      return new ConcurrentEvaluator(runtime.remoteApply, job.inputs, job.leaves, job.selector, concurrency, job.signal, this.timeoutMs);
     }
     const inline = new InlineEvaluator(apply, job.inputs, job.leaves, job.selector, this.timeoutMs);
     const workers = settings.workers ?? 0;

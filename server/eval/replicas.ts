@@ -7,11 +7,10 @@
  * retried by gRPC's own retry policy, and round_robin sends it to a replica that is still up.
  */
 import * as grpc from "@grpc/grpc-js";
-import ndarray from "ndarray";
 import { Code, TesseractError } from "../../common/errors";
 import type { OutputSelector } from "./outputs";
 import type { InputLeaf } from "./input-leaf";
-import { withLeaf } from "../schema/paths";
+import { perturbedTree } from "./concurrent";
 import type { AnyMessage, TesseractSchema } from "../schema/schema";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { evalTimeoutError } from "./timeout";
@@ -136,14 +135,7 @@ export class ReplicaEvaluator implements Evaluator {
   }
 
   async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
-    let tree = this.inputs;
-    for (const change of perturbation) {
-      const leaf = this.leaves[change.leaf];
-      const data = leaf.data.slice();
-      if ("values" in change) data.set(change.values);
-      else data[change.index] = change.value;
-      tree = withLeaf(tree, leaf.segments, ndarray(data, leaf.shape));
-    }
+    const tree = perturbedTree(this.inputs, this.leaves, perturbation);
     this.calls++;
     const outputs = await this.replicas.apply(this.schema.inputs.encodeAny(tree, "inputs"), this.signal);
     return this.selector.select(this.schema.outputs.decodeAny(outputs, "outputs of the apply replica"));

@@ -6,6 +6,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES, FLOW_CONTROL_WINDOW_BYTES } from "../../comm
 import { Code } from "../../common/errors";
 import { DEFAULT_REPLICA_CONCURRENCY } from "../eval/replicas";
 import { loadTesseract } from "../loader";
+import { isTesseractCoreUrl, loadTesseractCore } from "../bridge/tesseract-core";
 import { createLogger, type Logger } from "../log";
 import type { TesseractRuntime } from "../runtime";
 import { SERVICE_NAME } from "../schema/contract";
@@ -23,7 +24,7 @@ import { serverCredentials, tlsMode, type ServerTls } from "./tls";
 import { startRestServer } from "../http/rest-server";
 
 export interface ServeOptions {
-  /** A loaded runtime, a bundled name or a module path. */
+  /** A loaded runtime, a bundled name, a module path, or tesseract-core runtimes' URLs (comma-separated). */
   tesseract: TesseractRuntime | string;
   /** Default 127.0.0.1: never exposed beyond this machine unless asked. */
   host?: string;
@@ -37,7 +38,12 @@ export interface ServeOptions {
   workers?: number | "auto";
   /** gRPC target of apply replicas (other tesseract-grpc servers) to evaluate on instead. */
   replicas?: string;
-  /** Apply calls in flight per request on the replicas; default 16. */
+  /**
+   * The protobuf package of the types generated for a tesseract-core runtime's Tesseract (when
+   * `tesseract` is its URL); default from its title, e.g. tesseract_core.mesh_stats.v1.
+   */
+  protoPackage?: string;
+  /** Apply calls in flight per request on the replicas or the tesseract-core runtimes; default 16. */
   concurrency?: number;
   /** For replicas that serve TLS or require a bearer token: the credentials and token to call them with. */
   replicaCredentials?: grpc.ChannelCredentials;
@@ -111,8 +117,11 @@ export function formatAddress(host: string, port: number): string {
 }
 
 /** The runtime to serve, with the request limits and the evaluation (inline, workers, replicas) the options say. */
-async function servedRuntime(options: ServeOptions, maxMessageBytes: number): Promise<TesseractRuntime> {
-  const runtime = typeof options.tesseract === "string" ? loadTesseract(options.tesseract) : options.tesseract;
+async function servedRuntime(options: ServeOptions, maxMessageBytes: number, log: Logger): Promise<TesseractRuntime> {
+  const runtime = typeof options.tesseract !== "string" ? options.tesseract : isTesseractCoreUrl(options.tesseract) ? await loadTesseractCore(options.tesseract, { protoPackage: options.protoPackage }) : loadTesseract(options.tesseract);
+  if (runtime.remoteApply && typeof options.workers === "number" && options.workers > 0) {
+    log.info({ workers: options.workers }, "worker threads are not used for a tesseract-core runtime's Tesseract: its evaluations are HTTP requests, up to --concurrency at once");
+  }
   runtime.decodeLimits = { ...DEFAULT_TENSOR_LIMITS, maxElements: options.maxTensorElements ?? DEFAULT_TENSOR_LIMITS.maxElements, maxBytes: options.maxTensorBytes ?? 0 };
   await runtime.useEvaluation({
     workers: options.workers ?? "auto",
@@ -155,7 +164,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   // Before any worker starts: a bad certificate or key fails here, naming the option.
   const credentials = serverCredentials(options.tls);
   const log = options.logger ?? createLogger();
-  const runtime = await servedRuntime(options, maxMessageBytes);
+  const runtime = await servedRuntime(options, maxMessageBytes, log);
   const { packageDefinition, service } = loadDefinition(runtime);
   const evalTimeoutMs = options.evalTimeoutMs ?? 0;
   const maxRowsPerStream = options.maxRowsPerStream ?? 0;

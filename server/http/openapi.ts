@@ -9,7 +9,7 @@
 import * as protobuf from "protobufjs";
 import { NUMPY_DTYPES } from "../../common/numpy-arrays";
 import type { TesseractRuntime } from "../runtime";
-import { isTensorField } from "./messages";
+import { isTensorField } from "../schema/json-messages";
 
 type Json = Record<string, unknown>;
 

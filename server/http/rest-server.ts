@@ -18,7 +18,7 @@ import type { ServerTls } from "../grpc/tls";
 import type { GradientRequest, TesseractRuntime } from "../runtime";
 import { parsePath } from "../schema/paths";
 import { checkBodyDepth, detailOf, httpStatusOf, shortInput, type DetailEntry, type Loc } from "./errors";
-import { inputsAny, messageJson } from "./messages";
+import { inputsAny, messageJson } from "../schema/json-messages";
 import { openApiDocument, servedEndpoints } from "./openapi";
 import { finiteDifferenceOptions } from "./options";
 

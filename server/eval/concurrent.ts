@@ -1,0 +1,53 @@
+/**
+ * Evaluation through an asynchronous apply that runs elsewhere and may run many times at once (a
+ * tesseract-core runtime over HTTP): each evaluation builds its own inputs, copy-on-write — the base
+ * tree with the perturbed leaves replaced — so evaluations in flight never share a perturbation, and
+ * passes the request's AbortSignal so that a cancelled request stops its evaluations in flight.
+ */
+import ndarray from "ndarray";
+import { withLeaf } from "../schema/paths";
+import type { OutputSelector } from "./outputs";
+import type { InputLeaf } from "./input-leaf";
+import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
+import { withTimeout } from "./timeout";
+
+/** Inputs tree in, outputs tree out; `signal` aborts it. */
+export type RemoteApply = (inputs: Record<string, unknown>, signal?: AbortSignal) => Promise<unknown>;
+
+/** The base inputs with each perturbed leaf replaced by a changed copy (the base is not touched). */
+export function perturbedTree(inputs: Record<string, unknown>, leaves: readonly InputLeaf[], perturbation: Perturbation): Record<string, unknown> {
+  let tree = inputs;
+  for (const change of perturbation) {
+    const leaf = leaves[change.leaf];
+    const data = leaf.data.slice();
+    if ("values" in change) data.set(change.values);
+    else data[change.index] = change.value;
+    tree = withLeaf(tree, leaf.segments, ndarray(data, leaf.shape));
+  }
+  return tree;
+}
+
+export class ConcurrentEvaluator implements Evaluator {
+  calls = 0;
+
+  constructor(
+    private readonly apply: RemoteApply,
+    private readonly inputs: Record<string, unknown>,
+    private readonly leaves: readonly InputLeaf[],
+    private readonly selector: OutputSelector,
+    /** Evaluations in flight at once. */
+    readonly concurrency: number,
+    private readonly signal?: AbortSignal,
+    private readonly timeoutMs = 0,
+  ) {}
+
+  get outputs(): OutputInfo[] | undefined {
+    return this.selector.outputs;
+  }
+
+  async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
+    const tree = perturbedTree(this.inputs, this.leaves, perturbation);
+    this.calls++;
+    return this.selector.select(await withTimeout(this.apply(tree, this.signal), this.timeoutMs));
+  }
+}

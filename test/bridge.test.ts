@@ -1,0 +1,285 @@
+/**
+ * `serve http://HOST:PORT[,…]`: a tesseract-core runtime's Tesseract through this server's engine,
+ * against the fake tesseract-core runtime (test/fixtures/tesseract-core/) serving Mesh Stats, whose
+ * derivatives are known (see mesh-stats.ts): d barycenter[c] / d points[i, c'] = scale·δ(c, c')/n, and
+ * 1 for every cell_data and layer weights element. Calls are counted by the fake itself.
+ */
+import { strict as assert } from "node:assert";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import * as grpc from "@grpc/grpc-js";
+import type * as protobuf from "protobufjs";
+import { Algorithm, TesseractClient, type MessageFns, type TesseractTypes } from "../client";
+import { fetchRoot } from "../client/reflection-schema";
+import { startServer, type RunningServer } from "../index";
+import { loadTesseractCore } from "../server/bridge/tesseract-core";
+import { silentLogger } from "../server/log";
+import { meshStats } from "./fixtures/tesseract-core/mesh-stats";
+import { startFakeTesseractCore, type RunningFake } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { CLI, clientRejects, f64, flat } from "./helpers";
+
+const CENTRAL = { algorithm: Algorithm.ALGORITHM_CENTRAL };
+const N = 4;
+const SCALE = 2;
+
+/** Mesh Stats inputs: 4 points, two cell_data arrays, two layers. */
+function inputs(nPoints = N) {
+  return {
+    mesh: {
+      n_points: nPoints,
+      points: f64([1, 2, 3, 4, 5, 6, 7, 8, 10, -1, 0.5, 2], [N, 3]),
+      cell_data: { a: f64([0.25, 0.5]), b: f64([1, 2, 3]) },
+      tags: ["x"],
+    },
+    layers: [{ weights: f64([0.1, 0.2]), name: "first" }, { weights: f64([3]), name: "second" }],
+    method: 1, // "central"
+    scale: SCALE,
+  };
+}
+
+/** barycenter as the fake computes it. */
+function barycenter(): number[] {
+  const p = [1, 2, 3, 4, 5, 6, 7, 8, 10, -1, 0.5, 2];
+  const extra = 0.25 + 0.5 + 1 + 2 + 3 + 0.1 + 0.2 + 3;
+  return [0, 1, 2].map((c) => (SCALE * p.filter((_, k) => k % 3 === c).reduce((s, v) => s + v, 0)) / N + extra);
+}
+
+/** protobufjs types from reflection as the SDK's MessageFns (what the CLI does). */
+function messageFns(type: () => protobuf.Type): MessageFns<unknown> {
+  return {
+    encode: (message) => ({ finish: () => type().encode(type().fromObject(message as Record<string, unknown>)).finish() }),
+    decode: (bytes) => type().toObject(type().decode(bytes), { longs: Number, enums: Number, defaults: false, arrays: true, objects: true }),
+  };
+}
+
+/** An SDK client whose message types come from the server's reflection. */
+async function reflectedClient(address: string) {
+  const resolved: { inputs?: protobuf.Type; outputs?: protobuf.Type } = {};
+  const types: TesseractTypes<unknown, unknown> = { inputs: messageFns(() => resolved.inputs!), outputs: messageFns(() => resolved.outputs!) };
+  const client = new TesseractClient<any, any>(address, types);
+  const described = await client.describe();
+  const root = await fetchRoot(address, grpc.credentials.createInsecure(), [described.input_type, described.output_type]);
+  resolved.inputs = root.lookupType(described.input_type);
+  resolved.outputs = root.lookupType(described.output_type);
+  types.inputType = described.input_type;
+  types.outputType = described.output_type;
+  return { client, described, root };
+}
+
+/** A port nothing listens on: a fake started and closed. */
+async function closedUrl(): Promise<string> {
+  const fake = await startFakeTesseractCore(meshStats());
+  await fake.close();
+  return fake.url;
+}
+
+const close = (x: number, y: number) => Math.abs(x - y) <= 1e-7 * Math.max(1, Math.abs(y));
+
+function assertAll(values: number[], expected: (i: number) => number, what: string) {
+  values.forEach((v, i) => assert.ok(close(v, expected(i)), `${what}[${i}] = ${v}, expected ${expected(i)}`));
+}
+
+describe("tesseract-core bridge (serve http://HOST:PORT)", function () {
+  this.timeout(20000);
+  let fake: RunningFake;
+  let server: RunningServer;
+  let client: TesseractClient<any, any>;
+  let described: Awaited<ReturnType<typeof reflectedClient>>["described"];
+
+  before(async () => {
+    fake = await startFakeTesseractCore(meshStats());
+    server = await startServer({ tesseract: fake.url, port: 0, logger: silentLogger });
+    ({ client, described } = await reflectedClient(server.address));
+  });
+
+  after(async () => {
+    client?.close();
+    await server?.close(0);
+    await fake?.close();
+  });
+
+  it("Describe shows the generated types, the title and version, the differentiable paths", () => {
+    assert.equal(described.name, "Mesh Stats");
+    assert.equal(described.version, "0.3.0");
+    assert.equal(described.input_type, "tesseract_core.mesh_stats.v1.Inputs");
+    assert.equal(described.output_type, "tesseract_core.mesh_stats.v1.Outputs");
+    assert.deepEqual(described.differentiable_inputs, ["mesh.points", "mesh.cell_data.{}", "layers.[].weights"]);
+    assert.deepEqual(described.differentiable_outputs, ["barycenter"]);
+  });
+
+  it("Apply is one POST /apply, answered with the fake's computation", async () => {
+    const before = fake.applyCalls;
+    const out = await client.apply(inputs());
+    assert.equal(fake.applyCalls - before, 1);
+    assertAll(flat(out.barycenter), (c) => barycenter()[c], "barycenter");
+    assert.equal(Number(out.count), N);
+  });
+
+  it("unset optional fields are left to tesseract-core's defaults (scale = 1)", async () => {
+    const { scale: _scale, method: _method, ...rest } = inputs();
+    const out = await client.apply(rest);
+    const p = [1, 2, 3, 4, 5, 6, 7, 8, 10, -1, 0.5, 2];
+    const extra = 0.25 + 0.5 + 1 + 2 + 3 + 0.1 + 0.2 + 3;
+    assertAll(flat(out.barycenter), (c) => p.filter((_, k) => k % 3 === c).reduce((s, v) => s + v, 0) / N + extra, "barycenter");
+  });
+
+  it("the central Jacobian w.r.t. points, cell_data and layer weights is the analytic one, in exactly 2n evaluations", async () => {
+    const before = fake.applyCalls;
+    const inputPaths = ["mesh.points", "mesh.cell_data.{a}", "mesh.cell_data.{b}", "layers.[0].weights"];
+    const { jacobian, stats } = await client.jacobian({ inputs: inputs(), inputPaths, outputPaths: ["barycenter"], options: CENTRAL });
+    const n = 12 + 2 + 3 + 2;
+    assert.equal(fake.applyCalls - before, 2 * n);
+    assert.equal(Number(stats.apply_calls), 2 * n);
+    const d = jacobian.barycenter;
+    assert.deepEqual(d["mesh.points"].shape, [3, N, 3]);
+    assertAll(flat(d["mesh.points"]), (k) => (Math.floor(k / (N * 3)) === k % 3 ? SCALE / N : 0), "d barycenter / d points");
+    assertAll(flat(d["mesh.cell_data.{a}"]), () => 1, "d barycenter / d cell_data.a");
+    assertAll(flat(d["mesh.cell_data.{b}"]), () => 1, "d barycenter / d cell_data.b");
+    assertAll(flat(d["layers.[0].weights"]), () => 1, "d barycenter / d layers[0].weights");
+  });
+
+  it("JVP and VJP match the analytic derivatives", async () => {
+    const tangent = { "mesh.points": f64(Array.from({ length: 12 }, (_, i) => i + 1), [N, 3]), "layers.[1].weights": f64([2]) };
+    const jvp = await client.jvp({ inputs: inputs(), inputPaths: Object.keys(tangent), outputPaths: ["barycenter"], tangent, options: CENTRAL });
+    const t = Array.from({ length: 12 }, (_, i) => i + 1);
+    assertAll(flat(jvp.result.barycenter), (c) => (SCALE / N) * t.filter((_, k) => k % 3 === c).reduce((s, v) => s + v, 0) + 2, "jvp");
+    const vjp = await client.vjp({ inputs: inputs(), inputPaths: ["mesh.points", "mesh.cell_data.{b}"], outputPaths: ["barycenter"], cotangent: { barycenter: f64([1, 2, 3]) }, options: CENTRAL });
+    assertAll(flat(vjp.result["mesh.points"]), (k) => ((SCALE / N) * [1, 2, 3][k % 3]), "vjp points");
+    assertAll(flat(vjp.result["mesh.cell_data.{b}"]), () => 6, "vjp cell_data.b");
+  });
+
+  it("JacobianRows streams the same rows", async () => {
+    const rows: string[] = [];
+    const before = fake.applyCalls;
+    for await (const event of client.jacobianRows({ inputs: inputs(), inputPaths: ["mesh.cell_data.{a}", "layers.[1].weights"], outputPaths: ["barycenter"], options: CENTRAL })) {
+      if (event.row) rows.push(`${event.row.input_path}[${event.row.input_index}]`);
+    }
+    assert.deepEqual(rows.sort(), ["layers.[1].weights[0]", "mesh.cell_data.{a}[0]", "mesh.cell_data.{a}[1]"]);
+    assert.equal(fake.applyCalls - before, 6);
+  });
+
+  it("a 422 from tesseract-core is INVALID_ARGUMENT naming the location", async () => {
+    await clientRejects(client.apply(inputs(N + 1)), "INVALID_ARGUMENT", /inputs\.mesh\.n_points: .*n_points is 5 but points has 4 rows/);
+    await clientRejects(client.jacobian({ inputs: inputs(N + 1), inputPaths: ["mesh.points"], outputPaths: ["barycenter"] }), "INVALID_ARGUMENT", /inputs\.mesh\.n_points/);
+  });
+
+  it("the CLI's describe and apply work through reflection", async () => {
+    const run = promisify(execFile);
+    const payload = JSON.stringify({
+      inputs: {
+        mesh: { n_points: 1, points: { object_type: "array", shape: [1, 3], dtype: "float64", data: { buffer: [[1, 2, 3]], encoding: "json" } } },
+        method: "METHOD_VALUE_FORWARD",
+      },
+    });
+    const { stdout } = await run(process.execPath, [CLI, "apply", payload, "--address", server.address]);
+    const out = JSON.parse(stdout);
+    assert.deepEqual(out.barycenter.data?.buffer ?? out.barycenter, [1, 2, 3]);
+  });
+});
+
+describe("tesseract-core bridge: several runtimes, failures, cancellation", function () {
+  this.timeout(20000);
+
+  it("two runtimes share the evaluations, several at once", async () => {
+    const fakes = [await startFakeTesseractCore(meshStats(20)), await startFakeTesseractCore(meshStats(20))];
+    const server = await startServer({ tesseract: fakes.map((f) => f.url).join(","), port: 0, logger: silentLogger, concurrency: 8 });
+    const { client } = await reflectedClient(server.address);
+    try {
+      const { jacobian } = await client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL });
+      assertAll(flat(jacobian.barycenter["mesh.points"]), (k) => (Math.floor(k / (N * 3)) === k % 3 ? SCALE / N : 0), "jacobian");
+      assert.equal(fakes[0].applyCalls + fakes[1].applyCalls, 24);
+      for (const f of fakes) assert.ok(f.applyCalls > 0 && f.maxInFlight > 1, `calls ${f.applyCalls}, at most ${f.maxInFlight} at once`);
+    } finally {
+      client.close();
+      await server.close(0);
+      await Promise.all(fakes.map((f) => f.close()));
+    }
+  });
+
+  it("a runtime that is down: its evaluations go to the live one", async () => {
+    const down = await closedUrl();
+    const live = await startFakeTesseractCore(meshStats());
+    const server = await startServer({ tesseract: `${live.url},${down}`, port: 0, logger: silentLogger });
+    const { client } = await reflectedClient(server.address);
+    try {
+      const { jacobian } = await client.jacobian({ inputs: inputs(), inputPaths: ["layers.[0].weights"], outputPaths: ["barycenter"], options: CENTRAL });
+      assertAll(flat(jacobian.barycenter["layers.[0].weights"]), () => 1, "jacobian");
+      assert.equal(live.applyCalls, 4);
+    } finally {
+      client.close();
+      await server.close(0);
+      await live.close();
+    }
+  });
+
+  it("sends enums as tesseract-core's strings and leaves unset optional fields out; a 500 is UNKNOWN naming the status", async () => {
+    const seen: Record<string, unknown>[] = [];
+    const recording = meshStats();
+    const fake = await startFakeTesseractCore({
+      ...recording,
+      apply(decoded) {
+        seen.push(decoded);
+        if (decoded.label === "boom") throw new Error("solver diverged");
+        return recording.apply(decoded);
+      },
+    });
+    const runtime = await loadTesseractCore(fake.url);
+    try {
+      const { scale: _scale, ...noScale } = inputs();
+      await runtime.apply(noScale);
+      assert.equal(seen[0].method, "central");
+      assert.ok(!("scale" in seen[0]), `scale sent: ${JSON.stringify(seen[0].scale)}`);
+      assert.deepEqual((seen[0].mesh as { points: { dtype: string; shape: number[] } }).points.shape, [N, 3]);
+      await assert.rejects(runtime.apply({ ...inputs(), label: "boom" }), (e: Error & { code?: number }) => e.code === grpc.status.UNKNOWN && /HTTP 500/.test(e.message) && e.message.includes(fake.url));
+    } finally {
+      await runtime.close();
+      await fake.close();
+    }
+  });
+
+  it("every runtime down: UNAVAILABLE naming them", async () => {
+    const live = await startFakeTesseractCore(meshStats());
+    const runtime = await loadTesseractCore(live.url);
+    await live.close();
+    const inputsTree = inputs();
+    await assert.rejects(runtime.apply(inputsTree), (e: Error & { code?: number }) => e.code === grpc.status.UNAVAILABLE && e.message.includes(live.url));
+    await runtime.close();
+  });
+
+  it("a cancelled request (client deadline) aborts the HTTP requests in flight", async () => {
+    const fake = await startFakeTesseractCore(meshStats(2000));
+    const server = await startServer({ tesseract: fake.url, port: 0, logger: silentLogger, concurrency: 4 });
+    const { client } = await reflectedClient(server.address);
+    try {
+      await clientRejects(client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL }, { deadline: 300 }), "DEADLINE_EXCEEDED");
+      // The aborted requests' connections close at once; the fake counts each as it sees the close.
+      for (const until = Date.now() + 1500; fake.aborted === 0 && Date.now() < until; ) await new Promise((r) => setImmediate(r));
+      assert.ok(fake.aborted > 0, `aborted ${fake.aborted} of ${fake.applyCalls}`);
+    } finally {
+      client.close();
+      await server.close(0);
+      await fake.close();
+    }
+  });
+
+  it("an unreachable URL at start is an error naming it", async () => {
+    const down = await closedUrl();
+    await assert.rejects(startServer({ tesseract: down, port: 0, logger: silentLogger }), (e: Error) => e.message.includes(down) && /openapi\.json/.test(e.message));
+    await assert.rejects(loadTesseractCore("http://127.0.0.1:1,not a url"), /not an http/);
+  });
+
+  it("a server that is not tesseract-core: an error naming the URL and what was expected", async () => {
+    const other = await startFakeTesseractCore({ ...meshStats(), openapi: { openapi: "3.1.0", info: { title: "x" }, components: { schemas: {} } } });
+    try {
+      await assert.rejects(loadTesseractCore(other.url), (e: Error) => e.message.includes(other.url) && /ApplyInputSchema/.test(e.message));
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("the CLI's serve exits 1 naming an unreachable URL", async () => {
+    const down = await closedUrl();
+    const run = promisify(execFile);
+    await assert.rejects(run(process.execPath, [CLI, "serve", down, "--port", "0"]), (e: { code: number; stderr: string }) => e.code === 1 && e.stderr.includes(down));
+  });
+});
