@@ -59,6 +59,23 @@ export function quote(text: string): string {
   return text.length <= QUOTE_LIMIT ? JSON.stringify(text) : `${JSON.stringify(text.slice(0, QUOTE_LIMIT))}… (${text.length} characters)`;
 }
 
+/** Most UTF-8 bytes of a status message (percent-encoded on the wire: at most three times as many). */
+export const MAX_DETAILS_BYTES = 1024;
+const CUT_MARK = "… (message cut)";
+
+/**
+ * A message safe to send whatever it quotes: lone surrogates replaced (grpc-js percent-encodes status
+ * messages with encodeURI, which throws on one) and cut to MAX_DETAILS_BYTES of UTF-8 (HTTP/2 stacks
+ * drop a connection over a long header; gRPC C-core refuses more than 16 KiB).
+ */
+export function boundedDetails(details: string): string {
+  const text = String(details).replace(/\p{Cs}/gu, "\uFFFD");
+  const bytes = Buffer.from(text, "utf8");
+  if (bytes.length <= MAX_DETAILS_BYTES) return text;
+  // A cut inside a character decodes to one U+FFFD at the end: drop it.
+  return bytes.subarray(0, MAX_DETAILS_BYTES - Buffer.byteLength(CUT_MARK)).toString("utf8").replace(/\uFFFD$/, "") + CUT_MARK;
+}
+
 /** Names for a message (paths, keys): at most `max` of them, each clipped, then how many more. */
 export function listed(names: readonly string[], max = 20): string {
   if (names.length === 0) return "(none)";

@@ -6,17 +6,17 @@
  *   INVALID_ARGUMENT and its reason, logged like any other call;
  * - a unary or server-streaming call must carry exactly one request message: none (an empty body,
  *   or a frame cut short) or a second one is INVALID_ARGUMENT, where grpc-js says UNIMPLEMENTED;
- * - every status a handler sends is made safe to encode and short (status.ts, boundedDetails),
+ * - every status a handler sends is made safe to encode and short (boundedDetails),
  *   whatever the request contained.
  */
 import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { protoPath as HEALTH_PROTO } from "grpc-health-check";
 import * as protobuf from "protobufjs";
-import { clip, isTesseractError } from "../../common/errors";
+import { boundedDetails, clip, isTesseractError } from "../../common/errors";
 import { loadRoot } from "../schema/schema";
 import { decodeStrict } from "../schema/wire-decode";
-import { boundedDetails } from "./status";
+
 
 const REFLECTION_PROTOS = path.join(path.dirname(require.resolve("@grpc/reflection/package.json")), "build/proto/grpc/reflection");
 

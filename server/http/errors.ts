@@ -4,7 +4,8 @@
  * JSON, as FastAPI's validation errors do), a failure of the Tesseract is 500 with a text body, and
  * the other gRPC codes map to the HTTP status that says the same.
  */
-import { Code, invalidArgument, type TesseractError } from "../../common/errors";
+import { boundedDetails, Code, invalidArgument, type TesseractError } from "../../common/errors";
+import { MAX_DEPTH } from "../schema/wire-decode";
 
 export type Loc = (string | number)[];
 
@@ -16,8 +17,7 @@ export interface DetailEntry {
   input?: unknown;
 }
 
-/** Longest `msg` and longest quoted `input` text in a 422 entry. */
-const MAX_MSG = 1000;
+/** Longest quoted `input` text in a 422 entry. */
 const MAX_INPUT = 100;
 
 /** The caller's value, shortened: a 422 answer never echoes a big input back. */
@@ -59,8 +59,7 @@ export function locOf(message: string, inputFields: ReadonlySet<string>): Loc {
 
 /** The one entry of a 422 answer for an INVALID_ARGUMENT error, located by its message. */
 export function detailOf(error: TesseractError, inputFields: ReadonlySet<string>): DetailEntry[] {
-  const msg = error.message.length > MAX_MSG ? `${error.message.slice(0, MAX_MSG)}… (message cut)` : error.message;
-  return [{ type: "value_error", loc: locOf(error.message, inputFields), msg }];
+  return [{ type: "value_error", loc: locOf(error.message, inputFields), msg: boundedDetails(error.message) }];
 }
 
 /** The HTTP status for a gRPC code; RESOURCE_EXHAUSTED is 413 (too big) unless `busy` (429, a full queue). */
@@ -86,8 +85,8 @@ export function httpStatusOf(code: number, busy = false): number {
   }
 }
 
-/** As protobuf's recursion limit, which the gRPC side holds to (schema/wire-decode.ts). */
-export const MAX_BODY_DEPTH = 100;
+/** As deep as the gRPC side decodes (protobuf's recursion limit). */
+export const MAX_BODY_DEPTH = MAX_DEPTH;
 
 /**
  * Refuses a body nested more than MAX_BODY_DEPTH deep, before anything recurses over it (a
