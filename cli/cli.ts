@@ -12,6 +12,7 @@ import { DEFAULT_LIMITS } from "../server/grpc/calls";
 import { DEFAULT_MAX_ELEMENTS } from "../common/tensor-codec";
 import { MIN_CHUNK_BYTES } from "../server/grpc/rows-stream";
 import { startServer, DEFAULTS } from "../server/grpc/server";
+import { DEFAULT_HEALTH_INTERVAL_MS } from "../server/bridge/health-monitor";
 import { createLogger } from "../server/log";
 import { checkServerTls, type ServerTls } from "../server/grpc/tls";
 
@@ -31,6 +32,7 @@ interface ServeFlags {
   workers: number | "auto";
   replicas?: string;
   protoPackage?: string;
+  healthIntervalMs: number;
   concurrency: number;
   maxJobs: number;
   maxQueue: number;
@@ -95,6 +97,7 @@ export function buildProgram(): Command {
     .addOption(flag("--workers <n>", 'worker threads for apply: a count, 0 for inline, or "auto" (inline until apply takes 1 ms)').default("auto").argParser(workerCount))
     .addOption(flag("--replicas <target>", "evaluate apply on these tesseract-grpc servers (gRPC target, e.g. dns:///apply:50051 or ipv4:host1:port,host2:port)"))
     .addOption(flag("--proto-package <name>", "protobuf package of the types generated for a tesseract-core runtime's Tesseract (default from its title)"))
+    .addOption(flag("--health-interval-ms <ms>", "how often a tesseract-core runtime's /health is polled; health is NOT_SERVING while none answers").default(DEFAULT_HEALTH_INTERVAL_MS).argParser(integer(1)))
     .addOption(flag("--concurrency <n>", "apply calls in flight per request on the replicas or the tesseract-core runtimes").default(DEFAULTS.concurrency).argParser(integer(1)))
     .addOption(flag("--replica-token <token>", "bearer token sent to replicas that require one (prefer the environment variable: command lines are visible to other users)"))
     .addOption(flag("--replica-tls-ca <path>", "call the replicas over TLS, trusting this CA (PEM)"))

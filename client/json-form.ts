@@ -7,6 +7,7 @@
 import ndarray, { type NdArray } from "ndarray";
 import type * as protobuf from "protobufjs";
 import { clip, invalidArgument } from "../common/errors";
+import { enumNumber } from "../common/enum-names";
 import { recordFrom } from "../common/records";
 import { arrayObject, flattenLists, tensorFromArrayObject } from "../common/numpy-arrays";
 import { decodeTensor, isNdArray } from "../common/tensor-codec";
@@ -37,10 +38,13 @@ function mapField(field: protobuf.Field, value: unknown, where: string, convert:
   return convert(value, where);
 }
 
-/** An enum given by name (as in proto JSON) or number. */
+/**
+ * An enum given by name (as in proto JSON), by its short name (`forward` for METHOD_VALUE_FORWARD:
+ * a tesseract-core Tesseract's own Literal string; see common/enum-names.ts) or by number.
+ */
 function enumValue(type: protobuf.Enum, value: unknown, where: string): number {
   if (typeof value === "number") return value;
-  const number = typeof value === "string" ? type.values[value] : undefined;
+  const number = typeof value === "string" ? enumNumber(type.name, type.values, value) : undefined;
   if (number === undefined) throw invalidArgument(`${where}: unknown ${type.name} value ${JSON.stringify(value)}; expected one of ${Object.keys(type.values).join(", ")}`);
   return number;
 }

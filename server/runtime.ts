@@ -7,7 +7,7 @@ import ndarray, { type NdArray } from "ndarray";
 import { checkGradients, type CheckGradientsRequest, type CheckGradientsResult } from "./checking/check-gradients";
 import { Code, invalidArgument, isTesseractError, listed, quote, TesseractError } from "../common/errors";
 import { EvaluationBackends, type EvaluationSettings } from "./eval/backends";
-import { withTimeout } from "./eval/timeout";
+import { withAbortingTimeout, withTimeout } from "./eval/timeout";
 import { checkJacobianSize, ensureOutputs, jacobian, type JacobianEntry } from "./fd/jacobian";
 import { plannedEvaluations, rows } from "./fd/rows";
 import { jvp } from "./fd/jvp";
@@ -21,6 +21,7 @@ import { isPattern, matchesPattern, parsePath } from "./schema/paths";
 import type * as protobuf from "protobufjs";
 import type { RemoteApply } from "./eval/concurrent";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
+import type { EnumStrings } from "./schema/json-messages";
 import { DataType, dataTypeName, dataTypeOfArray, DEFAULT_LIMITS, isFloatingPoint, isNdArray, toFloat64, type DecodeLimits } from "../common/tensor-codec";
 import type { AbstractOutput, AnyTesseract, DomainBounds } from "./tesseract";
 
@@ -100,6 +101,18 @@ function abstractView(tree: unknown): unknown {
   return tree;
 }
 
+/**
+ * Whether a Tesseract whose apply runs elsewhere can evaluate now (its runtimes answer their health
+ * checks); the transports' health follows it.
+ */
+export interface Readiness {
+  readonly ready: boolean;
+  /** Why it is not ready, for logs and health answers. */
+  describe(): string;
+  /** Calls `listener` on every change; returns a function that stops it. */
+  onChange(listener: (ready: boolean) => void): () => void;
+}
+
 /** A schema made elsewhere (a tesseract-core runtime's /openapi.json), with the .proto files reflection serves. */
 export interface PreparedSchema {
   root: protobuf.Root;
@@ -108,6 +121,13 @@ export interface PreparedSchema {
   protoIncludeDirs?: string[];
   /** Apply that runs elsewhere and may run many times at once (evaluations then never use worker threads). */
   remoteApply?: RemoteApply;
+  /** Per enum (full name), the Tesseract's own string for each value number ("" for 0): how its JSON names them. */
+  enumStrings?: EnumStrings;
+  readiness?: Readiness;
+  /** Why an endpoint the definition lacks is not available (for UNIMPLEMENTED), by RPC name. */
+  unimplemented?: Partial<Record<"AbstractEval", string>>;
+  /** Releases what the schema holds (temporary files, pollers), when the runtime closes. */
+  release?: () => void;
 }
 
 export class TesseractRuntime {
@@ -122,6 +142,14 @@ export class TesseractRuntime {
 
   /** Set for a Tesseract whose apply runs elsewhere (see EvaluationTarget). */
   readonly remoteApply?: RemoteApply;
+
+  /** The Tesseract's own enum strings for its JSON (a tesseract-core Tesseract's Literals); empty otherwise. */
+  readonly enumStrings: EnumStrings = {};
+
+  /** Set for a Tesseract that can be unready (a tesseract-core runtime's): health follows it. */
+  readonly readiness?: Readiness;
+
+  private readonly prepared?: PreparedSchema;
 
   /** A runtime over a ready schema (`prepared.root`) instead of the definition's .proto files. */
   static fromRoot(definition: AnyTesseract, prepared: PreparedSchema): TesseractRuntime {
@@ -139,9 +167,12 @@ export class TesseractRuntime {
     prepared?: PreparedSchema,
   ) {
     if (prepared) {
+      this.prepared = prepared;
       this.protoFiles = prepared.protoFiles;
       this.protoIncludeDirs = prepared.protoIncludeDirs ?? [];
       this.remoteApply = prepared.remoteApply;
+      this.enumStrings = prepared.enumStrings ?? {};
+      this.readiness = prepared.readiness;
       this.schema = new TesseractSchema(prepared.root, definition.inputType, definition.outputType);
       return;
     }
@@ -159,9 +190,10 @@ export class TesseractRuntime {
     await previous.close();
   }
 
-  /** Releases worker threads and replica channels. */
-  close(): Promise<void> {
-    return this.backends.close();
+  /** Releases worker threads, replica channels, and what a prepared schema holds. */
+  async close(): Promise<void> {
+    await this.backends.close();
+    this.prepared?.release?.();
   }
 
   /** Tensor limits for everything decoded from requests (`--max-tensor-elements`, `--max-tensor-bytes`). */
@@ -192,9 +224,10 @@ export class TesseractRuntime {
    */
   async apply(inputs: Record<string, unknown>, timeoutMs = 0, signal?: AbortSignal): Promise<unknown> {
     this.evaluations++;
-    const run = () => (this.remoteApply ? this.remoteApply(inputs, signal) : this.definition.apply(inputs));
+    const remote = this.remoteApply;
     try {
-      return await withTimeout(Promise.resolve().then(run), timeoutMs);
+      if (remote) return await withAbortingTimeout(timeoutMs, signal, (aborting) => remote(inputs, aborting), " (Apply)");
+      return await withTimeout(Promise.resolve().then(() => this.definition.apply(inputs)), timeoutMs);
     } catch (e) {
       if (isTesseractError(e)) throw e;
       throw new TesseractError(Code.UNKNOWN, `apply failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
@@ -206,11 +239,13 @@ export class TesseractRuntime {
     return this.schema.inputs.decodeAny(any, field, { abstract: true, limits: this.decodeLimits });
   }
 
-  abstractEval(inputs: Record<string, unknown>): AbstractOutput[] {
+  /** Output shapes and datatypes from the inputs' (AbstractEval); `signal` aborts an abstractEval that runs elsewhere. */
+  async abstractEval(inputs: Record<string, unknown>, signal?: AbortSignal): Promise<AbstractOutput[]> {
     if (!this.definition.abstractEval) {
-      throw new TesseractError(Code.UNIMPLEMENTED, `Tesseract "${this.definition.name}" does not define abstractEval, so AbstractEval is not available`);
+      const why = this.prepared?.unimplemented?.AbstractEval ?? `Tesseract "${this.definition.name}" does not define abstractEval, so AbstractEval is not available`;
+      throw new TesseractError(Code.UNIMPLEMENTED, why);
     }
-    return this.definition.abstractEval(abstractView(inputs));
+    return this.definition.abstractEval(abstractView(inputs), signal);
   }
 
   /** DescribeResponse. Defaults computed from the inputs are reported as unset. */
@@ -275,9 +310,10 @@ export class TesseractRuntime {
    */
   async jacobian(req: GradientRequest & { maxBytes?: number }): Promise<{ entries: JacobianEntry[]; stats: EvaluationStats }> {
     const { problem, options, leaves, started } = this.setup(req, JACOBIAN_FIELDS);
-    if (req.maxBytes !== undefined && this.definition.abstractEval) {
+    // A Tesseract whose abstractEval runs elsewhere is checked after its first evaluation instead (no extra round trip).
+    if (req.maxBytes !== undefined && this.definition.abstractEval && !this.remoteApply) {
       const patterns = req.outputPaths.map(parsePath);
-      const predicted = this.abstractEval(req.inputs).filter((o) => patterns.some((p) => matchesPattern(parsePath(o.path), p)));
+      const predicted = (await this.abstractEval(req.inputs)).filter((o) => patterns.some((p) => matchesPattern(parsePath(o.path), p)));
       checkJacobianSize(predicted.map((o) => o.shape), leaves.map((l) => l.size), req.maxBytes);
     }
     const entries = await jacobian(problem, options, req.maxBytes);

@@ -58,7 +58,7 @@ export interface TesseractDefinition<I, O> {
   validate?(inputs: I): void;
   apply(inputs: I): O | Promise<O>;
   /** Output shapes from input shapes alone, without evaluating. */
-  abstractEval?(inputs: unknown): AbstractOutput[];
+  abstractEval?(inputs: unknown, signal?: AbortSignal): AbstractOutput[] | Promise<AbstractOutput[]>;
   finiteDifferences?: FiniteDifferenceDefaults<I>;
   /**
    * The open domain of differentiable inputs, per path or pattern (e.g. `{ diffusivity: { lower: 0 } }`):

@@ -168,7 +168,7 @@ describe("accuracy suite: the test functions and their analytic derivatives", ()
     // An absent input gives an absent output; abstractEval says the same.
     const only = (await runtime.apply(inputsFor([cases[0]]))) as Record<string, unknown>;
     assert.deepEqual(Object.keys(only), [cases[0].output]);
-    assert.deepEqual(runtime.abstractEval(inputsFor([cases[5], cases[6]])), [
+    assert.deepEqual(await runtime.abstractEval(inputsFor([cases[5], cases[6]])), [
       { path: "rosenbrock_y", shape: [], datatype: DataType.DATA_TYPE_FP64 },
       { path: "mixed_y", shape: [4], datatype: DataType.DATA_TYPE_FP64 },
     ]);

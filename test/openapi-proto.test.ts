@@ -50,6 +50,25 @@ describe("tesseract-core schemas as protobuf messages", () => {
     assert.deepEqual(proto.enumStrings[`${proto.packageName}.MethodValue`], ["", "central", "forward"]);
   });
 
+  it("names Literal values that spell the same protobuf name apart, and declares arrays' dtypes", () => {
+    const doc = structuredClone(DOC);
+    doc.components.schemas.Apply_InputSchema.properties.method.enum = ["semi-implicit", "semi_implicit", "Semi Implicit", "-", "unspecified"];
+    const generated = protoFromOpenApi(doc);
+    const method = loadRootFromText(generated.text).lookupEnum(`${generated.packageName}.MethodValue`);
+    assert.deepEqual({ ...method.values }, {
+      METHOD_VALUE_UNSPECIFIED: 0,
+      METHOD_VALUE_SEMI_IMPLICIT: 1,
+      METHOD_VALUE_VALUE_2: 2,
+      METHOD_VALUE_VALUE_3: 3,
+      METHOD_VALUE_VALUE_4: 4,
+      METHOD_VALUE_VALUE_5: 5,
+    });
+    assert.deepEqual(generated.enumStrings[`${generated.packageName}.MethodValue`], ["", "semi-implicit", "semi_implicit", "Semi Implicit", "-", "unspecified"]);
+    assert.equal(field("Mesh", "points").options?.["(tesseract.v1.datatype)"], "DATA_TYPE_FP64");
+    assert.equal(field("Layer", "weights").options?.["(tesseract.v1.datatype)"], "DATA_TYPE_FP32");
+    assert.equal(field("Outputs", "barycenter").options?.["(tesseract.v1.datatype)"], "DATA_TYPE_FP64");
+  });
+
   it("marks exactly the arrays tesseract-core flags DIFFERENTIABLE, so the paths match its differentiable_arrays", () => {
     const inputs = new MessageSchema(type("Inputs"));
     assert.deepEqual(inputs.differentiablePatternNames(), ["mesh.points", "mesh.cell_data.{}", "layers.[].weights"]);

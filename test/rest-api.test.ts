@@ -191,6 +191,27 @@ describe("tesseract-core's REST API", () => {
     }
   });
 
+  it("reads JSON bodies strictly: __proto__ is an ordinary key, invalid UTF-8 is refused naming the byte", async () => {
+    const raw = (body: string | Buffer) => fetch(`${base(poly)}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body });
+    const [x, y, k] = [arr([1, 2], [2], "float64", "json"), arr([0.5], []), arr([3], [1])].map((a) => JSON.stringify(a));
+    // Written as text: a JavaScript object literal would take "__proto__" as its prototype.
+    const asKey = await raw(`{"inputs": {"x": ${x}, "y": ${y}, "params": {"__proto__": ${k}}, "mode": ""}}`);
+    assert.equal(asKey.status, 200, await asKey.clone().text());
+    const named = ((await asKey.json()) as Json).named;
+    assert.ok(Object.hasOwn(named, "__proto__"));
+    assertClose(values(named["__proto__"]), [27], 1e-12);
+    const envelope = await raw(`{"inputs": {"x": ${x}, "y": ${y}}, "__proto__": {"polluted": true}}`);
+    assert.equal(envelope.status, 422);
+    assert.deepEqual(((await envelope.json()) as Json).detail[0], { type: "extra_forbidden", loc: ["body", "__proto__"], msg: "Extra inputs are not permitted" });
+    assert.equal(({} as Json).polluted, undefined);
+    const head = Buffer.from(`{"inputs": {"x": ${x}, "y": ${y}, "params": {"k`);
+    const invalid = await raw(Buffer.concat([head, Buffer.from([0xff]), Buffer.from(`": ${k}}}}`)]));
+    assert.equal(invalid.status, 422);
+    const entry = ((await invalid.json()) as Json).detail[0];
+    assert.deepEqual([entry.type, entry.loc], ["json_invalid", ["body"]]);
+    assert.equal(entry.msg, `the body is not valid UTF-8: decoding fails at byte ${head.length} (0xff); JSON is read as UTF-8 only`);
+  });
+
   it("answers a failing apply with 500 and text, an unknown endpoint with 404", async () => {
     const inputs = { x: arr([1], [1]), y: arr([0.9], []), mode: "throw" };
     const { status, text } = await post(base(poly), "apply", { inputs });

@@ -101,9 +101,9 @@ describe("meshstats", () => {
     for (const [edit, message] of cases) assert.throws(validate(edit), (e: { code: number; message: string }) => e.code === Code.INVALID_ARGUMENT && message.test(e.message));
   });
 
-  it("abstractEval gives the output shapes from the points' shape", () => {
+  it("abstractEval gives the output shapes from the points' shape", async () => {
     const { runtime } = counted("meshstats");
-    const outputs = runtime.abstractEval({ mesh: { points: { shape: [1000, 3], datatype: 11 } } });
+    const outputs = await runtime.abstractEval({ mesh: { points: { shape: [1000, 3], datatype: 11 } } });
     assert.deepEqual(outputs, [
       { path: "statistics.first_point_coordinates", shape: [3], datatype: 11 },
       { path: "statistics.barycenter", shape: [3], datatype: 11 },

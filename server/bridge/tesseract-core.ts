@@ -1,25 +1,25 @@
 /**
  * A Tesseract that a tesseract-core runtime serves over HTTP (`serve http://host:port[,http://…]`),
  * served here through the same engine: the schema comes from the runtime's `/openapi.json`
- * (schema/openapi-proto.ts), and every evaluation is one `POST /apply` with the inputs as
- * tesseract-core JSON, arrays as base64 array objects, answered in kind (`Accept:
- * application/json+base64`). Evaluations run up to `--concurrency` at once (eval/concurrent.ts),
- * round-robin over the URLs; apply is idempotent, so one that cannot reach its runtime (connection
- * refused or reset) goes to the next. Statuses: 422 → INVALID_ARGUMENT with the detail's location
- * and message; any other failure → UNKNOWN naming the runtime and the status; no runtime reachable
- * → UNAVAILABLE. Not forwarded: abstract_eval and the runtime's own gradient endpoints (gradients
- * are this server's finite differences); binref and lz4 arrays are not read.
+ * (schema/openapi-proto.ts); every evaluation is one `POST /apply` and AbstractEval one `POST
+ * /abstract_eval` when the runtime lists that path (tesseract-core-client.ts); evaluations run up to
+ * `--concurrency` at once (eval/concurrent.ts), round-robin over the URLs; health follows the
+ * runtimes' `/health` (health-monitor.ts). The generated .proto is written to a temporary folder
+ * for reflection and the gRPC service definition, removed when the runtime closes. Not forwarded:
+ * the runtime's own gradient endpoints (gradients are this server's finite differences).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { clip, Code, isTesseractError, TesseractError } from "../../common/errors";
 import { isPlainObject } from "../../common/records";
-import { inputsAny, messageJson, type EnumStrings } from "../schema/json-messages";
 import { protoFromOpenApi } from "../schema/openapi-proto";
-import { loadRootFromText, type MessageSchema } from "../schema/schema";
+import { loadRootFromText } from "../schema/schema";
 import { TesseractRuntime } from "../runtime";
 import type { AnyTesseract } from "../tesseract";
+import { DEFAULT_HEALTH_INTERVAL_MS, HealthMonitor } from "./health-monitor";
+import { failureReason, TesseractCoreClient } from "./tesseract-core-client";
+
+export { TesseractCoreClient, validationDetail } from "./tesseract-core-client";
 
 /** `serve` names a tesseract-core runtime by URL (several, comma-separated). */
 export function isTesseractCoreUrl(spec: string): boolean {
@@ -43,80 +43,6 @@ export function parseUrls(spec: string): string[] {
 /** How long the start may wait for `/openapi.json`. */
 const OPENAPI_TIMEOUT_MS = 10_000;
 
-const reason = (e: unknown): string => {
-  const cause = (e as { cause?: { code?: string; message?: string } })?.cause;
-  return cause?.code ?? cause?.message ?? (e instanceof Error ? e.message : String(e));
-};
-
-/** `/apply` on tesseract-core runtimes, round-robin; the answer decoded into an outputs tree. */
-export class TesseractCoreClient {
-  private next = 0;
-
-  constructor(
-    readonly urls: readonly string[],
-    private readonly inputs: MessageSchema,
-    private readonly outputs: MessageSchema,
-    private readonly enumStrings: EnumStrings,
-  ) {}
-
-  async apply(tree: Record<string, unknown>, signal?: AbortSignal): Promise<Record<string, unknown>> {
-    const body = JSON.stringify({ inputs: messageJson(this.inputs.type, tree, "base64", this.enumStrings) });
-    const first = this.next++ % this.urls.length;
-    const failures: string[] = [];
-    for (let i = 0; i < this.urls.length; i++) {
-      const url = this.urls[(first + i) % this.urls.length];
-      let status: number;
-      let text: string;
-      try {
-        const response = await fetch(`${url}/apply`, {
-          method: "POST",
-          headers: { "content-type": "application/json", accept: "application/json+base64" },
-          body,
-          signal,
-        });
-        status = response.status;
-        text = await response.text();
-      } catch (e) {
-        if (signal?.aborted) throw new TesseractError(Code.CANCELLED, `apply on ${url} was cancelled`, { cause: e });
-        failures.push(`${url}: ${reason(e)}`); // not reached or reset: apply is idempotent, the next runtime gets it
-        continue;
-      }
-      if (status === 422) throw new TesseractError(Code.INVALID_ARGUMENT, `tesseract-core (${url}) refused the inputs: ${validationDetail(text)}`);
-      if (status < 200 || status >= 300) throw new TesseractError(Code.UNKNOWN, `apply on ${url} failed with HTTP ${status}: ${clip(text.trim())}`);
-      return this.decodeOutputs(text, url);
-    }
-    throw new TesseractError(Code.UNAVAILABLE, `no tesseract-core runtime answered POST /apply (${failures.join("; ")})`);
-  }
-
-  /** tesseract-core's outputs JSON -> the outputs tree, as if a gRPC Tesseract had returned it. */
-  private decodeOutputs(text: string, url: string): Record<string, unknown> {
-    try {
-      const any = inputsAny(this.outputs, JSON.parse(text), false, { field: "outputs", enumStrings: this.enumStrings });
-      return this.outputs.decodeAny(any, "outputs");
-    } catch (e) {
-      const message = isTesseractError(e) || e instanceof SyntaxError ? e.message : String(e);
-      throw new TesseractError(Code.UNKNOWN, `apply on ${url} answered outputs that do not match ${this.outputs.fullName}: ${clip(message)}`, { cause: e });
-    }
-  }
-}
-
-/** A 422 body's first details as `location: message`, clipped. */
-export function validationDetail(text: string): string {
-  let detail: unknown;
-  try {
-    detail = (JSON.parse(text) as { detail?: unknown }).detail;
-  } catch {
-    return clip(text.trim());
-  }
-  if (!Array.isArray(detail)) return clip(typeof detail === "string" ? detail : text.trim());
-  const items = detail.slice(0, 3).map((d) => {
-    const loc = Array.isArray(d?.loc) ? (d.loc as unknown[]).filter((x, i) => !(i === 0 && x === "body")) : [];
-    const where = loc.map((x) => (typeof x === "number" ? `[${x}]` : String(x))).join(".");
-    return `${clip(where || "(request)")}: ${clip(String(d?.msg ?? "invalid"))}`;
-  });
-  return items.join("; ") + (detail.length > 3 ? `; … and ${detail.length - 3} more` : "");
-}
-
 /** GET `/openapi.json` from the first URL that answers. */
 async function fetchOpenApi(urls: readonly string[]): Promise<{ url: string; doc: unknown }> {
   const failures: string[] = [];
@@ -125,7 +51,7 @@ async function fetchOpenApi(urls: readonly string[]): Promise<{ url: string; doc
     try {
       response = await fetch(`${url}/openapi.json`, { signal: AbortSignal.timeout(OPENAPI_TIMEOUT_MS), headers: { accept: "application/json" } });
     } catch (e) {
-      failures.push(`${url}: ${reason(e)}`);
+      failures.push(`${url}: ${failureReason(e)}`);
       continue;
     }
     const text = await response.text();
@@ -142,6 +68,23 @@ async function fetchOpenApi(urls: readonly string[]): Promise<{ url: string; doc
 export interface TesseractCoreOptions {
   /** The generated schema's protobuf package (default: from `info.title`, e.g. tesseract_core.mesh_stats.v1). */
   protoPackage?: string;
+  /** Between two rounds of `GET /health` on the runtimes (default 2 s). */
+  healthIntervalMs?: number;
+}
+
+/** Whether the OpenAPI document lists `path` (tesseract-core lists only the endpoints a Tesseract has). */
+function listsPath(doc: unknown, path: string): boolean {
+  const paths = isPlainObject(doc) && isPlainObject(doc.paths) ? doc.paths : {};
+  return Object.hasOwn(paths, path);
+}
+
+/** Writes the generated .proto where reflection and proto-loader can read it; returns the folder and file. */
+function writeProto(packageName: string, text: string): { dir: string; file: string } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tesseract-grpc-bridge-"));
+  const file = path.join(dir, ...packageName.split("."), "tesseract.proto");
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, text);
+  return { dir, file };
 }
 
 /**
@@ -158,12 +101,9 @@ export async function loadTesseractCore(spec: string, options: TesseractCoreOpti
     throw new Error(`${url}/openapi.json: ${(e as Error).message}`);
   }
   const root = loadRootFromText(generated.text);
-  // Reflection and the gRPC service definition load .proto files: the generated one, written out.
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tesseract-grpc-bridge-"));
-  const file = path.join(dir, ...generated.packageName.split("."), "tesseract.proto");
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, generated.text);
   const info = isPlainObject((doc as { info?: unknown }).info) ? (doc as { info: Record<string, unknown> }).info : {};
+  const hasAbstractEval = listsPath(doc, "/abstract_eval");
+  const { dir, file } = writeProto(generated.packageName, generated.text);
   let client: TesseractCoreClient | undefined;
   const definition: AnyTesseract = {
     name: String(info.title ?? "Tesseract"),
@@ -173,13 +113,28 @@ export async function loadTesseractCore(spec: string, options: TesseractCoreOpti
     outputType: generated.outputType,
     protoFiles: [file],
     apply: (inputs: Record<string, unknown>) => client!.apply(inputs),
+    ...(hasAbstractEval ? { abstractEval: (inputs: unknown) => client!.abstractEval(inputs as Record<string, unknown>) } : {}),
   };
-  const runtime = TesseractRuntime.fromRoot(definition, {
-    root,
-    protoFiles: [file],
-    protoIncludeDirs: [dir],
-    remoteApply: (inputs, signal) => client!.apply(inputs, signal),
-  });
-  client = new TesseractCoreClient(urls, runtime.schema.inputs, runtime.schema.outputs, generated.enumStrings);
-  return runtime;
+  const health = new HealthMonitor(urls, options.healthIntervalMs ?? DEFAULT_HEALTH_INTERVAL_MS);
+  try {
+    const runtime = TesseractRuntime.fromRoot(definition, {
+      root,
+      protoFiles: [file],
+      protoIncludeDirs: [dir],
+      remoteApply: (inputs, signal) => client!.apply(inputs, signal),
+      enumStrings: generated.enumStrings,
+      readiness: health,
+      unimplemented: hasAbstractEval ? {} : { AbstractEval: `the tesseract-core runtime at ${url} has no /abstract_eval (its /openapi.json does not list it), so AbstractEval is not available` },
+      release: () => {
+        health.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+      },
+    });
+    client = new TesseractCoreClient(urls, runtime.schema.inputs, runtime.schema.outputs, generated.enumStrings);
+    return runtime;
+  } catch (e) {
+    health.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
 }

@@ -2,14 +2,15 @@
  * Evaluation through an asynchronous apply that runs elsewhere and may run many times at once (a
  * tesseract-core runtime over HTTP): each evaluation builds its own inputs, copy-on-write — the base
  * tree with the perturbed leaves replaced — so evaluations in flight never share a perturbation, and
- * passes the request's AbortSignal so that a cancelled request stops its evaluations in flight.
+ * passes an AbortSignal that aborts the evaluation in flight (its HTTP request) when the request is
+ * cancelled or the evaluation overruns the per-evaluation timeout.
  */
 import ndarray from "ndarray";
 import { withLeaf } from "../schema/paths";
 import type { OutputSelector } from "./outputs";
 import type { InputLeaf } from "./input-leaf";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
-import { withTimeout } from "./timeout";
+import { withAbortingTimeout } from "./timeout";
 
 /** Inputs tree in, outputs tree out; `signal` aborts it. */
 export type RemoteApply = (inputs: Record<string, unknown>, signal?: AbortSignal) => Promise<unknown>;
@@ -48,6 +49,14 @@ export class ConcurrentEvaluator implements Evaluator {
   async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
     const tree = perturbedTree(this.inputs, this.leaves, perturbation);
     this.calls++;
-    return this.selector.select(await withTimeout(this.apply(tree, this.signal), this.timeoutMs));
+    const where = ` (the evaluation ${this.describe(perturbation)})`;
+    return this.selector.select(await withAbortingTimeout(this.timeoutMs, this.signal, (signal) => this.apply(tree, signal), where));
+  }
+
+  /** Which evaluation this is, for messages: `at the base inputs`, `perturbing mesh.points[4]`, … */
+  private describe(perturbation: Perturbation): string {
+    if (perturbation.length === 0) return "at the base inputs";
+    const changes = perturbation.map((c) => ("index" in c ? `${this.leaves[c.leaf].path}[${c.index}]` : this.leaves[c.leaf].path));
+    return `perturbing ${changes.slice(0, 3).join(", ")}${changes.length > 3 ? ", …" : ""}`;
   }
 }

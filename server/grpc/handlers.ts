@@ -143,7 +143,7 @@ class Bodies {
     return vectorProduct(await this.runtime.vjp({ ...this.gradient(req, req.vjp_inputs, req.vjp_outputs, signal), cotangent }));
   };
 
-  abstractEval = async (req: { inputs?: AnyMessage }) => ({ outputs: this.runtime.abstractEval(this.runtime.decodeAbstractInputs(req.inputs)) });
+  abstractEval = async (req: { inputs?: AnyMessage }, signal: AbortSignal) => ({ outputs: await this.runtime.abstractEval(this.runtime.decodeAbstractInputs(req.inputs), signal) });
 
   describe = async () => ({ ...this.runtime.describe(), limits: this.limits() });
 

@@ -43,6 +43,11 @@ export interface ServeOptions {
    * `tesseract` is its URL); default from its title, e.g. tesseract_core.mesh_stats.v1.
    */
   protoPackage?: string;
+  /**
+   * For a tesseract-core runtime's Tesseract: how often its runtimes' `/health` is polled (default
+   * 2 s); health reports NOT_SERVING while none answers.
+   */
+  healthIntervalMs?: number;
   /** Apply calls in flight per request on the replicas or the tesseract-core runtimes; default 16. */
   concurrency?: number;
   /** For replicas that serve TLS or require a bearer token: the credentials and token to call them with. */
@@ -118,7 +123,7 @@ export function formatAddress(host: string, port: number): string {
 
 /** The runtime to serve, with the request limits and the evaluation (inline, workers, replicas) the options say. */
 async function servedRuntime(options: ServeOptions, maxMessageBytes: number, log: Logger): Promise<TesseractRuntime> {
-  const runtime = typeof options.tesseract !== "string" ? options.tesseract : isTesseractCoreUrl(options.tesseract) ? await loadTesseractCore(options.tesseract, { protoPackage: options.protoPackage }) : loadTesseract(options.tesseract);
+  const runtime = typeof options.tesseract !== "string" ? options.tesseract : isTesseractCoreUrl(options.tesseract) ? await loadTesseractCore(options.tesseract, { protoPackage: options.protoPackage, healthIntervalMs: options.healthIntervalMs }) : loadTesseract(options.tesseract);
   if (runtime.remoteApply && typeof options.workers === "number" && options.workers > 0) {
     log.info({ workers: options.workers }, "worker threads are not used for a tesseract-core runtime's Tesseract: its evaluations are HTTP requests, up to --concurrency at once");
   }
@@ -156,6 +161,24 @@ function guardedGrpcServer(options: ServeOptions, calls: CallRegistry, tokens: B
   );
 }
 
+/**
+ * Health follows a Tesseract that can be unready (a tesseract-core runtime's, while none of its
+ * runtimes answers /health): NOT_SERVING then, SERVING again once it is ready. Returns the stop.
+ */
+function followReadiness(runtime: TesseractRuntime, health: HealthImplementation, log: Logger): () => void {
+  const { readiness } = runtime;
+  if (!readiness) return () => {};
+  const follow = (ready: boolean) => {
+    const status = ready ? "SERVING" : "NOT_SERVING";
+    health.setStatus("", status);
+    health.setStatus(SERVICE_NAME, status);
+    if (ready) log.info({ tesseract: runtime.definition.name }, "the Tesseract's runtimes answer again: SERVING");
+    else log.warn({ tesseract: runtime.definition.name }, `${readiness.describe()}: NOT_SERVING`);
+  };
+  if (!readiness.ready) follow(false);
+  return readiness.onChange(follow);
+}
+
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   const host = options.host ?? DEFAULTS.host;
   const streamChunkBytes = options.streamChunkBytes ?? DEFAULTS.streamChunkBytes;
@@ -174,6 +197,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   server.addService(service, createHandlers(runtime, { streamChunkBytes, maxMessageBytes, maxRowsPerStream, evalTimeoutMs }, calls));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
+  const stopFollowing = followReadiness(runtime, health, log);
   new ReflectionService(packageDefinition).addToServer(server);
   const metrics = options.metricsPort === undefined ? undefined : await new ServerMetrics(runtime, calls).listen(host, options.metricsPort);
 
@@ -202,6 +226,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     metricsPort: metrics?.port,
     httpPort: rest?.port,
     async close(graceMs: number = DEFAULTS.graceMs) {
+      stopFollowing();
       health.setStatus("", "NOT_SERVING");
       health.setStatus(SERVICE_NAME, "NOT_SERVING");
       await calls.drain(graceMs);

@@ -2,14 +2,18 @@
  * `/openapi.json` in tesseract-core's shape, generated from the Tesseract's protobuf message types:
  * `ApplyInputSchema`/`ApplyOutputSchema` with `differentiable_arrays` and `field_order`, and one JSON
  * schema per message (`Apply_InputSchema`, `Apply_OutputSchema`, `Apply_<Message>`, again with the
- * prefixes `Jacobian_`, `Jvp_`, `Vjp_`, `AbstractEval_` for the endpoints served). The protobuf types
- * declare no element type or rank for a Tensor, so array schemas accept any dtype and rank, and
- * `differentiable_arrays` gives `{"shape": null, "dtype": null}` for every path.
+ * prefixes `Jacobian_`, `Jvp_`, `Vjp_`, `AbstractEval_` for the endpoints served). A Tensor field
+ * declares its datatype only by the `(tesseract.v1.datatype)` option (a tesseract-core Tesseract's
+ * arrays have it, from the runtime's schema) and never its rank or shape: array schemas accept any
+ * dtype and rank, with the declared dtype as their `examples`, and `differentiable_arrays` gives
+ * `{"shape": null, "dtype": <declared dtype or null>}` for every path. A bridged Tesseract's enums
+ * are its own strings (tesseract-core's Literals), other enums their protobuf value names.
  */
 import * as protobuf from "protobufjs";
-import { NUMPY_DTYPES } from "../../common/numpy-arrays";
+import { NUMPY_DTYPES, numpyDtype } from "../../common/numpy-arrays";
 import type { TesseractRuntime } from "../runtime";
-import { isTensorField } from "../schema/json-messages";
+import { isTensorField, type EnumStrings } from "../schema/json-messages";
+import { declaredDatatype } from "../schema/output-casting";
 
 type Json = Record<string, unknown>;
 
@@ -23,14 +27,14 @@ const SCALARS: Record<string, Json> = {
   bytes: { type: "string", contentEncoding: "base64" },
 };
 
-/** tesseract-core's array object schema; `array_flags` says whether it may be differentiated. */
-function arraySchema(differentiable: boolean): Json {
+/** tesseract-core's array object schema; `array_flags` says whether it may be differentiated; `dtype` the declared one. */
+function arraySchema(differentiable: boolean, dtype?: string): Json {
   return {
     type: "object",
     properties: {
       object_type: { type: "string", enum: ["array"] },
       shape: { type: "array", items: { type: "integer", minimum: 0 } },
-      dtype: { type: "string", enum: Object.keys(NUMPY_DTYPES) },
+      dtype: { type: "string", enum: Object.keys(NUMPY_DTYPES), ...(dtype ? { examples: [dtype] } : {}) },
       data: {
         type: "object",
         properties: { buffer: { anyOf: [{ type: "string" }, { type: "array" }, { type: "number" }, { type: "boolean" }] }, encoding: { type: "string", enum: ["base64", "json"] } },
@@ -58,22 +62,32 @@ class Models {
   }
 }
 
-function fieldSchema(field: protobuf.Field, ref: (t: protobuf.Type) => Json): Json {
+/** The declared dtype of a Tensor field as a numpy name, or undefined. */
+function declaredDtype(field: protobuf.Field): string | undefined {
+  const datatype = declaredDatatype(field);
+  return datatype === undefined ? undefined : numpyDtype(datatype);
+}
+
+function fieldSchema(field: protobuf.Field, ref: (t: protobuf.Type) => Json, enumStrings: EnumStrings): Json {
   let element: Json;
   const sub = field.resolvedType;
-  if (isTensorField(field)) element = arraySchema(field.options?.[DIFFERENTIABLE_OPTION] === true);
+  const strings = sub instanceof protobuf.Enum ? enumStrings[sub.fullName.replace(/^\./, "")] : undefined;
+  if (isTensorField(field)) element = arraySchema(field.options?.[DIFFERENTIABLE_OPTION] === true, declaredDtype(field));
   else if (sub instanceof protobuf.Type) element = ref(sub);
+  else if (strings) element = { type: "string", enum: strings.slice(1) };
   else if (sub instanceof protobuf.Enum) element = { type: "string", enum: Object.keys(sub.values) };
   else element = SCALARS[field.type] ?? { type: "integer" };
   if (field.map) return { type: "object", additionalProperties: element };
   if (field.repeated) return { type: "array", items: element };
+  // A bridged Tesseract's enum left unset takes the runtime's own default, which its schema knew.
+  if (strings) return element;
   if (sub instanceof protobuf.Enum) return { ...element, default: sub.valuesById[0] ?? Object.keys(sub.values)[0] };
   if (!sub) return { ...element, default: field.type === "bool" ? false : field.type === "string" || field.type === "bytes" ? "" : 0 };
   return element;
 }
 
 /** One JSON schema per message reachable from `roots`, named `<prefix>_<model>`. */
-function modelSchemas(prefix: string, roots: [protobuf.Type, string][]): Json {
+function modelSchemas(prefix: string, roots: [protobuf.Type, string][], enumStrings: EnumStrings): Json {
   const models = new Models();
   const out: Json = {};
   const pending: protobuf.Type[] = [];
@@ -88,7 +102,7 @@ function modelSchemas(prefix: string, roots: [protobuf.Type, string][]): Json {
   for (let type = pending.shift(); type; type = pending.shift()) {
     const key = `${prefix}_${models.names.get(type)}`;
     if (key in out) continue;
-    const properties = Object.fromEntries(type.fieldsArray.map((f) => [f.name, fieldSchema(f, ref)]));
+    const properties = Object.fromEntries(type.fieldsArray.map((f) => [f.name, fieldSchema(f, ref, enumStrings)]));
     out[key] = { title: type.name, type: "object", properties, additionalProperties: false };
   }
   return out;
@@ -110,7 +124,24 @@ function fieldOrder(type: protobuf.Type): Record<string, string[]> {
   return out;
 }
 
-const differentiableArrays = (patterns: string[]) => Object.fromEntries(patterns.map((p) => [p, { shape: null, dtype: null }]));
+/**
+ * `{pattern: {"shape": null, "dtype"}}` for every differentiable array, in declaration order (the
+ * order of Describe's differentiable paths): the declared dtype, or null when the field declares none.
+ */
+function differentiableArrays(type: protobuf.Type): Record<string, { shape: null; dtype: string | null }> {
+  const out: Record<string, { shape: null; dtype: string | null }> = {};
+  const visit = (t: protobuf.Type, at: string, seen: Set<protobuf.Type>) => {
+    if (seen.has(t)) return;
+    for (const f of t.fieldsArray) {
+      const here = (at ? `${at}.` : "") + f.name + (f.map ? ".{}" : f.repeated ? ".[]" : "");
+      if (isTensorField(f)) {
+        if (f.options?.[DIFFERENTIABLE_OPTION] === true) out[here] = { shape: null, dtype: declaredDtype(f) ?? null };
+      } else if (f.resolvedType instanceof protobuf.Type) visit(f.resolvedType, here, new Set([...seen, t]));
+    }
+  };
+  visit(type, "", new Set());
+  return out;
+}
 
 /** The endpoints served, with their request and answer schema names. */
 export function servedEndpoints(runtime: TesseractRuntime): string[] {
@@ -143,7 +174,7 @@ export function openApiDocument(runtime: TesseractRuntime): Json {
   const arrayOf = (differentiable: boolean) => arraySchema(differentiable);
   for (const endpoint of endpoints) {
     const prefix = PREFIXES[endpoint];
-    Object.assign(schemas, modelSchemas(prefix, [[inputs.type, "InputSchema"], [outputs.type, "OutputSchema"]]));
+    Object.assign(schemas, modelSchemas(prefix, [[inputs.type, "InputSchema"], [outputs.type, "OutputSchema"]], runtime.enumStrings));
     const inputRef = { $ref: `#/components/schemas/${prefix}_InputSchema` };
     const properties: Json = { inputs: inputRef };
     const required = ["inputs"];
@@ -174,8 +205,8 @@ export function openApiDocument(runtime: TesseractRuntime): Json {
       },
     };
   }
-  Object.assign(schemas.ApplyInputSchema as Json, { differentiable_arrays: differentiableArrays(inputs.differentiablePatternNames()), field_order: fieldOrder(inputs.type) });
-  Object.assign(schemas.ApplyOutputSchema as Json, { differentiable_arrays: differentiableArrays(outputs.differentiablePatternNames()), field_order: fieldOrder(outputs.type) });
+  Object.assign(schemas.ApplyInputSchema as Json, { differentiable_arrays: differentiableArrays(inputs.type), field_order: fieldOrder(inputs.type) });
+  Object.assign(schemas.ApplyOutputSchema as Json, { differentiable_arrays: differentiableArrays(outputs.type), field_order: fieldOrder(outputs.type) });
   schemas.HTTPValidationError = {
     title: "HTTPValidationError",
     type: "object",

@@ -122,6 +122,49 @@ function sendError(reply: FastifyReply, status: number, error: { message: string
   return reply.code(status).type("application/json").send({ detail: error.message });
 }
 
+/** The offset of the byte where UTF-8 decoding first fails (the body is known to fail). */
+function firstInvalidUtf8(bytes: Uint8Array): number {
+  // A streaming decode throws once an invalid sequence lies wholly within the prefix: monotonic in its length.
+  const throwsWithin = (length: number) => {
+    try {
+      new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, length), { stream: true });
+      return false;
+    } catch {
+      return true;
+    }
+  };
+  let [lo, hi] = [0, bytes.length];
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (throwsWithin(mid + 1)) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+const INVALID_UTF8 = "TESSERACT_GRPC_INVALID_UTF8";
+
+/**
+ * JSON bodies, strictly: UTF-8 that does not decode is refused (never read with replacement
+ * characters), and keys such as `__proto__` are ordinary keys (JSON.parse makes them own data
+ * properties; fastify's default parser refuses the body as if it were not JSON).
+ */
+function parseJsonBody(_request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void): void {
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(body as Buffer);
+  } catch {
+    const at = firstInvalidUtf8(body as Buffer);
+    const byte = (body as Buffer)[at]?.toString(16).padStart(2, "0");
+    return done(Object.assign(new Error(`the body is not valid UTF-8: decoding fails at byte ${at} (0x${byte}); JSON is read as UTF-8 only`), { code: INVALID_UTF8 }));
+  }
+  try {
+    done(null, JSON.parse(text));
+  } catch (e) {
+    done(e as Error);
+  }
+}
+
 /** The fastify app: limits, TLS, tesseract-core's error bodies, and the bearer-token check. */
 function createApp(options: RestServerOptions): FastifyInstance {
   const { calls, tokens } = options;
@@ -133,9 +176,12 @@ function createApp(options: RestServerOptions): FastifyInstance {
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
   app.setErrorHandler((error: Error & { validation?: unknown; statusCode?: number; code?: string }, request, reply) => {
     if (error.validation) return sendError(reply, 422, error, validationDetail(error.validation as never, request.body));
+    if (error.code === INVALID_UTF8) return sendError(reply, 422, error, [{ type: "json_invalid", loc: ["body"], msg: error.message }]);
     if (error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error instanceof SyntaxError) return sendError(reply, 422, error, [{ type: "json_invalid", loc: ["body"], msg: `JSON decode error: ${error.message.slice(0, 200)}` }]);
     return sendError(reply, error.statusCode ?? 500, error);
   });
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, parseJsonBody);
   app.addHook("onRequest", async (request, reply) => {
     if (!tokens || (request.url === "/health" && !options.authHealth)) return;
     if (tokens.accepts(request.headers.authorization)) return;
@@ -179,8 +225,11 @@ function route(app: FastifyInstance, options: RestServerOptions, endpoint: strin
 /** The Tesseract's endpoints, tesseract-core's shapes in and out, over the runtime's public surface. */
 function addEndpoints(app: FastifyInstance, options: RestServerOptions): void {
   const { runtime } = options;
+  // A bridged Tesseract's enums read and write as its own strings (tesseract-core's Literals).
+  const { enumStrings } = runtime;
+  const inputs = (json: unknown, abstract = false) => inputsAny(runtime.schema.inputs, json, abstract, { enumStrings });
   const gradient = (body: Body, inPaths: string, outPaths: string, signal: AbortSignal, query: Record<string, unknown>): GradientRequest => ({
-    inputs: runtime.decodeInputs(inputsAny(runtime.schema.inputs, body.inputs)),
+    inputs: runtime.decodeInputs(inputs(body.inputs)),
     inputPaths: body[inPaths] as string[],
     outputPaths: body[outPaths] as string[],
     options: finiteDifferenceOptions(query, body.options),
@@ -190,11 +239,11 @@ function addEndpoints(app: FastifyInstance, options: RestServerOptions): void {
     Object.fromEntries(Object.entries(result).map(([key, a]) => [key, arrayObject(a, encoding)]));
 
   route(app, options, "apply", false, async (body, encoding, signal) => {
-    const outputs = await runtime.applyMessage(inputsAny(runtime.schema.inputs, body.inputs), signal);
-    return messageJson(runtime.schema.outputs.type, runtime.schema.outputs.decodeAny(outputs, "outputs"), encoding);
+    const outputs = await runtime.applyMessage(inputs(body.inputs), signal);
+    return messageJson(runtime.schema.outputs.type, runtime.schema.outputs.decodeAny(outputs, "outputs"), encoding, enumStrings, "outputs");
   });
   if (servedEndpoints(runtime).includes("abstract_eval")) {
-    route(app, options, "abstract_eval", false, async (body) => abstractOutputs(runtime.abstractEval(runtime.decodeAbstractInputs(inputsAny(runtime.schema.inputs, body.inputs, true)))));
+    route(app, options, "abstract_eval", false, async (body, _encoding, signal) => abstractOutputs(await runtime.abstractEval(runtime.decodeAbstractInputs(inputs(body.inputs, true)), signal)));
   }
   route(app, options, "jacobian", true, async (body, encoding, signal, query) => {
     const { entries } = await runtime.jacobian({ ...gradient(body, "jac_inputs", "jac_outputs", signal, query), maxBytes: options.maxMessageBytes });
@@ -214,7 +263,9 @@ function addEndpoints(app: FastifyInstance, options: RestServerOptions): void {
 
 export async function startRestServer(options: RestServerOptions): Promise<RestServer> {
   const app = createApp(options);
-  app.get("/health", async () => ({ status: "ok" }));
+  // A Tesseract that can be unready (its tesseract-core runtimes do not answer) says so, as gRPC health does.
+  const { readiness } = options.runtime;
+  app.get("/health", async (_request, reply) => (readiness && !readiness.ready ? reply.code(503).send({ status: "unavailable", detail: readiness.describe() }) : { status: "ok" }));
   const openapi = openApiDocument(options.runtime);
   app.get("/openapi.json", async () => openapi);
   addEndpoints(app, options);

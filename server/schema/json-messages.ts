@@ -9,9 +9,10 @@
 import type { NdArray } from "ndarray";
 import * as protobuf from "protobufjs";
 import { invalidArgument } from "../../common/errors";
-import { arrayObject, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
-import { isPlainObject } from "../../common/records";
-import { isNdArray } from "../../common/tensor-codec";
+import { enumNumber } from "../../common/enum-names";
+import { arrayObject, numpyDtype, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
+import { emptyRecord, isPlainObject } from "../../common/records";
+import { dataTypeOfArray, isNdArray, type DataType } from "../../common/tensor-codec";
 import type { AnyMessage, MessageSchema } from "./schema";
 
 const TENSOR_TYPE = ".tesseract.v1.Tensor";
@@ -45,9 +46,11 @@ function scalar(field: protobuf.Field, v: unknown, where: string, enumStrings: E
     const values = field.resolvedType.values;
     const strings = enumStrings[enumKey(field.resolvedType)];
     if (strings && typeof v === "string" && v !== "" && strings.includes(v)) return strings.indexOf(v);
-    if (typeof v === "string" && Object.hasOwn(values, v)) return values[v];
+    const byName = typeof v === "string" ? enumNumber(field.resolvedType.name, values, v) : undefined;
+    if (byName !== undefined) return byName;
     if (Number.isInteger(v) && (v as number) >= INT_RANGES.int32[0] && (v as number) <= INT_RANGES.int32[1]) return v;
-    throw invalidArgument(`${where} is ${short(v)}, expected one of ${Object.keys(values).join(", ")} (or its number)`);
+    const names = strings ? strings.slice(1) : Object.keys(values);
+    throw invalidArgument(`${where} is ${short(v)}, expected one of ${names.join(", ")} (or its number)`);
   }
   if (type === "double" || type === "float") {
     if (typeof v === "number") return v;
@@ -120,22 +123,47 @@ export function inputsAny(schema: MessageSchema, json: unknown, abstract = false
   return { type_url: schema.typeUrl, value: schema.type.encode(plain).finish() };
 }
 
-/** A tree of `type` (ndarray leaves, as the runtime decodes outputs) as JSON; unset fields are left out. */
-export function messageJson(type: protobuf.Type, tree: Record<string, unknown>, encoding: ArrayEncoding, enumStrings: EnumStrings = {}): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
+/** How arrays are written: array objects with base64 or JSON-list data, or `{"shape", "dtype"}` only (abstract_eval). */
+export type JsonArrays = ArrayEncoding | "abstract";
+
+/** A tensor leaf (an ndarray, or an abstract `{ shape, datatype }`) as `{"shape", "dtype"}`. */
+function shapeAndDtype(x: unknown): { shape: number[]; dtype: string } {
+  if (isNdArray(x)) return { shape: [...x.shape], dtype: numpyDtype(dataTypeOfArray(x.data as never)) };
+  const { shape, datatype } = x as { shape: number[]; datatype: DataType };
+  return { shape: [...shape], dtype: numpyDtype(datatype) };
+}
+
+/**
+ * A tree of `type` (ndarray leaves, as the runtime decodes outputs) as JSON; unset fields are left
+ * out. With `enumStrings` (a bridged Tesseract's Literal strings), enums are written as those
+ * strings, and value 0 (`*_UNSPECIFIED`, which has no string) means unset: left out of a message,
+ * refused in a list or map, naming the path from `where`.
+ */
+export function messageJson(type: protobuf.Type, tree: Record<string, unknown>, encoding: JsonArrays, enumStrings: EnumStrings = {}, where = "inputs"): Record<string, unknown> {
+  const out = emptyRecord<unknown>();
   for (const field of type.fieldsArray) {
     const v = tree[field.name];
     if (v === undefined || v === null) continue;
-    const element = (x: unknown): unknown => {
-      if (isNdArray(x)) return arrayObject(x as NdArray<any>, encoding);
-      if (field.resolvedType instanceof protobuf.Type) return messageJson(field.resolvedType, x as Record<string, unknown>, encoding, enumStrings);
-      if (field.resolvedType instanceof protobuf.Enum) return enumStrings[enumKey(field.resolvedType)]?.[x as number] || (field.resolvedType.valuesById[x as number] ?? x);
+    const at = `${where}.${field.name}`;
+    const strings = field.resolvedType instanceof protobuf.Enum ? enumStrings[enumKey(field.resolvedType)] : undefined;
+    const element = (x: unknown, w: string): unknown => {
+      if (isTensorField(field)) return encoding === "abstract" ? shapeAndDtype(x) : arrayObject(x as NdArray<any>, encoding);
+      if (field.resolvedType instanceof protobuf.Type) return messageJson(field.resolvedType, x as Record<string, unknown>, encoding, enumStrings, w);
+      if (field.resolvedType instanceof protobuf.Enum) {
+        if (strings && !strings[x as number]) {
+          if (x === 0 && w === at) return undefined;
+          throw invalidArgument(`${w} is ${field.resolvedType.valuesById[x as number] ?? x}, which has no value in the Tesseract's schema; expected one of ${strings.slice(1).join(", ")}`);
+        }
+        return strings ? strings[x as number] : (field.resolvedType.valuesById[x as number] ?? x);
+      }
       if (x instanceof Uint8Array) return Buffer.from(x).toString("base64");
       return typeof x === "bigint" ? Number(x) : x;
     };
-    if (field.map) out[field.name] = Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, element(x)]));
-    else if (field.repeated) out[field.name] = (v as unknown[]).map(element);
-    else out[field.name] = element(v);
+    let value: unknown;
+    if (field.map) value = Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, element(x, `${at}.{${k.replace(/[\\}]/g, "\\$&")}}`)]));
+    else if (field.repeated) value = (v as unknown[]).map((x, i) => element(x, `${at}.[${i}]`));
+    else value = element(v, at);
+    if (value !== undefined) out[field.name] = value;
   }
   return out;
 }

@@ -5,9 +5,11 @@
  *
  *   model ($ref)                      -> message (Apply_ prefix dropped; Apply_InputSchema -> Inputs)
  *   array object (array_flags)        -> tesseract.v1.Tensor, [(tesseract.v1.differentiable) = true]
- *                                        when array_flags holds DIFFERENTIABLE
+ *                                        when array_flags holds DIFFERENTIABLE, and
+ *                                        [(tesseract.v1.datatype) = DATA_TYPE_…] for its declared dtype
  *   integer, number, string, boolean  -> int64, double, string, bool
- *   enum of strings (Literal[...])    -> enum <Field>Value { <FIELD>_UNSPECIFIED = 0; <FIELD>_<VALUE> = i; }
+ *   enum of strings (Literal[...])    -> enum <Field>Value { <FIELD>_VALUE_UNSPECIFIED = 0; <FIELD>_VALUE_<VALUE> = i; }
+ *                                        (UNSPECIFIED: unset, so tesseract-core's default applies)
  *   dict[str, X] (additionalProperties) -> map<string, X>
  *   list[X] (items)                   -> repeated X
  *   Optional[X] (anyOf X | null), or a declared default -> proto3 `optional` (unset: tesseract-core's
@@ -17,6 +19,7 @@
  * so they are stable across restarts of the same Tesseract. What has no protobuf form (a list of
  * lists, a union of two types) is refused at start with the property's path.
  */
+import { enumValueName, screamingSnake } from "../../common/enum-names";
 
 export interface ProtoFromOpenApi {
   /** The `.proto` file's text (imports tesseract/v1/tensor.proto). */
@@ -30,6 +33,21 @@ export interface ProtoFromOpenApi {
 
 type JsonSchema = Record<string, unknown>;
 
+/** tesseract-core's dtype names with a tesseract.v1.DataType (float16 and complex have none). */
+const DATA_TYPES: Readonly<Record<string, string>> = {
+  bool: "DATA_TYPE_BOOL",
+  uint8: "DATA_TYPE_UINT8",
+  uint16: "DATA_TYPE_UINT16",
+  uint32: "DATA_TYPE_UINT32",
+  uint64: "DATA_TYPE_UINT64",
+  int8: "DATA_TYPE_INT8",
+  int16: "DATA_TYPE_INT16",
+  int32: "DATA_TYPE_INT32",
+  int64: "DATA_TYPE_INT64",
+  float32: "DATA_TYPE_FP32",
+  float64: "DATA_TYPE_FP64",
+};
+
 const isObject = (x: unknown): x is JsonSchema => typeof x === "object" && x !== null && !Array.isArray(x);
 
 /** `info.title` as a package segment: lowercase letters, digits and underscores, starting with a letter. */
@@ -42,7 +60,6 @@ export function packageFromTitle(title: unknown): string {
 }
 
 const pascal = (s: string) => s.replace(/(^|_)([a-z0-9])/g, (_, __, c: string) => c.toUpperCase()).replace(/[^A-Za-z0-9]/g, "");
-const screaming = (s: string) => s.replace(/([a-z0-9])([A-Z])/g, "$1_$2").replace(/[^A-Za-z0-9]+/g, "_").replace(/^_+|_+$/g, "").toUpperCase();
 
 /** The schema's own name for a model reference, without tesseract-core's endpoint prefix. */
 function messageName(ref: string): string {
@@ -151,21 +168,37 @@ class Writer {
     for (let k = 2; this.enumStrings[`${this.packageName}.${name}`] && this.enumStrings[`${this.packageName}.${name}`].join("\0") !== strings.join("\0"); k++) name = `${pascal(fieldName)}Value${k}`;
     if (!this.enumStrings[`${this.packageName}.${name}`]) {
       this.enumStrings[`${this.packageName}.${name}`] = strings;
-      // Enum values share the package's scope: each is prefixed with its enum's name.
-      const prefix = screaming(name);
-      const lines = strings.map((v, i) => `  ${prefix}_${i === 0 ? "UNSPECIFIED" : screaming(v) || `VALUE_${i}`} = ${i};`);
+      // Enum values share the package's scope: each is prefixed with its enum's name (common/enum-names.ts).
+      // Strings that spell the same name ("a-b", "a_b") or none ("-") get VALUE_<i>.
+      const taken = new Set<string>();
+      const lines = strings.map((v, i) => {
+        let value = i === 0 ? enumValueName(name, "UNSPECIFIED") : enumValueName(name, v);
+        if (i > 0 && (screamingSnake(v) === "" || taken.has(value) || value === enumValueName(name, "UNSPECIFIED"))) value = enumValueName(name, `VALUE_${i}`);
+        taken.add(value);
+        return `  ${value} = ${i};`;
+      });
       this.enums.push(`enum ${name} {\n${lines.join("\n")}\n}`);
     }
     return name;
   }
 
-  /** `[(tesseract.v1.differentiable) = true]` for a differentiable array, or a dict or list of them. */
+  /**
+   * The field options of an array, or a dict or list of them: `(tesseract.v1.differentiable)` when
+   * array_flags holds DIFFERENTIABLE, `(tesseract.v1.datatype)` for the declared dtype (the `examples`
+   * of its dtype schema) when it has a DataType.
+   */
   private options(s: JsonSchema): string {
     let target = this.nullable(s) ?? s;
     if (!isArraySchema(target) && isObject(target.additionalProperties)) target = target.additionalProperties;
     else if (target.type === "array" && isObject(target.items)) target = target.items;
+    if (!isArraySchema(target)) return "";
+    const options: string[] = [];
     const flags = Array.isArray(target.array_flags) ? target.array_flags : [];
-    return flags.includes("DIFFERENTIABLE") ? " [(tesseract.v1.differentiable) = true]" : "";
+    if (flags.includes("DIFFERENTIABLE")) options.push("(tesseract.v1.differentiable) = true");
+    const dtypeSchema = isObject(target.properties) && isObject(target.properties.dtype) ? target.properties.dtype : {};
+    const declared = Array.isArray(dtypeSchema.examples) ? dtypeSchema.examples[0] : undefined;
+    if (typeof declared === "string" && Object.hasOwn(DATA_TYPES, declared)) options.push(`(tesseract.v1.datatype) = ${DATA_TYPES[declared]}`);
+    return options.length ? ` [${options.join(", ")}]` : "";
   }
 
   text(): string {

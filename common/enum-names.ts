@@ -1,0 +1,32 @@
+/**
+ * Enum values by their short names. protobuf enum values share their package's scope, so each is
+ * prefixed with its enum's name in SCREAMING_SNAKE_CASE (`MethodValue` → `METHOD_VALUE_FORWARD`,
+ * `Algorithm` → `ALGORITHM_CENTRAL`); the short name is what follows (`forward`, `central`). The
+ * generator of a tesseract-core Tesseract's .proto names its Literal values by this rule, and the
+ * JSON readers (the CLI's, the REST API's) accept short names by it.
+ */
+
+/** SCREAMING_SNAKE_CASE: `MethodValue` → `METHOD_VALUE`, `semi-implicit` → `SEMI_IMPLICIT`. */
+export function screamingSnake(name: string): string {
+  return name
+    .replace(/([a-z0-9])([A-Z])/g, "$1_$2")
+    .replace(/[^A-Za-z0-9]+/g, "_")
+    .replace(/^_+|_+$/g, "")
+    .toUpperCase();
+}
+
+/** The value name that the short name `value` has in the enum named `enumName` (its simple name). */
+export function enumValueName(enumName: string, value: string): string {
+  return `${screamingSnake(enumName)}_${screamingSnake(value)}`;
+}
+
+/**
+ * The number of an enum value given by its full name or its short name (case and separators
+ * ignored), or undefined. `values` is the enum's name → number table.
+ */
+export function enumNumber(enumName: string, values: Readonly<Record<string, number>>, name: string): number | undefined {
+  if (Object.hasOwn(values, name)) return values[name];
+  if (screamingSnake(name) === "") return undefined;
+  const full = enumValueName(enumName, name);
+  return Object.hasOwn(values, full) ? values[full] : undefined;
+}

@@ -1,0 +1,154 @@
+/**
+ * HTTP calls to tesseract-core runtimes (Node's fetch, which is undici: keep-alive connections,
+ * AbortSignal): `POST /apply` with the inputs as tesseract-core JSON, arrays as base64 array objects,
+ * answered in kind (`Accept: application/json+base64`), and `POST /abstract_eval` with arrays as
+ * `{"shape", "dtype"}`. Calls go round-robin over the URLs; a call that cannot reach its runtime
+ * (connection refused or reset) goes to the next (both endpoints are idempotent). Statuses: 422 →
+ * INVALID_ARGUMENT with the detail's location and message; any other failure → UNKNOWN naming the
+ * runtime and the status; no runtime reachable → UNAVAILABLE; an aborted call → the abort's reason
+ * (the per-evaluation timeout's DEADLINE_EXCEEDED, the caller's cancellation), naming the request.
+ * Answers are cast to the output message's declared datatypes (schema/output-casting.ts).
+ */
+import { clip, Code, isTesseractError, TesseractError } from "../../common/errors";
+import { NUMPY_DTYPES } from "../../common/numpy-arrays";
+import { isPlainObject } from "../../common/records";
+import { castToDeclared, declaredDatatype } from "../schema/output-casting";
+import { inputsAny, isTensorField, messageJson, type EnumStrings } from "../schema/json-messages";
+import { formatPath, type Segment } from "../schema/paths";
+import type { MessageSchema } from "../schema/schema";
+import type { AbstractOutput } from "../tesseract";
+import * as protobuf from "protobufjs";
+
+/** Why a fetch failed, shortly: the socket error's code (ECONNREFUSED) or message. */
+export const failureReason = (e: unknown): string => {
+  const cause = (e as { cause?: { code?: string; message?: string } })?.cause;
+  return cause?.code ?? cause?.message ?? (e instanceof Error ? e.message : String(e));
+};
+
+/** The error for a request that `signal` aborted: its reason's code, naming the request. */
+function abortedError(signal: AbortSignal, request: string, cause: unknown): TesseractError {
+  const reason: unknown = signal.reason;
+  if (isTesseractError(reason)) return new TesseractError(reason.code, `${reason.message}; ${request} was aborted`, { cause });
+  return new TesseractError(Code.CANCELLED, `${request} was cancelled`, { cause });
+}
+
+export class TesseractCoreClient {
+  private next = 0;
+
+  constructor(
+    readonly urls: readonly string[],
+    private readonly inputs: MessageSchema,
+    private readonly outputs: MessageSchema,
+    private readonly enumStrings: EnumStrings,
+  ) {}
+
+  /** One evaluation: the inputs tree in, the outputs tree out, as if a gRPC Tesseract had returned it. */
+  async apply(tree: Record<string, unknown>, signal?: AbortSignal): Promise<Record<string, unknown>> {
+    const body = JSON.stringify({ inputs: messageJson(this.inputs.type, tree, "base64", this.enumStrings) });
+    const { text, url } = await this.post("apply", body, signal);
+    return this.decodeOutputs(text, url);
+  }
+
+  /** The output shapes and datatypes for inputs whose tensors may be abstract ({ shape, datatype }). */
+  async abstractEval(tree: Record<string, unknown>, signal?: AbortSignal): Promise<AbstractOutput[]> {
+    const body = JSON.stringify({ inputs: messageJson(this.inputs.type, tree, "abstract", this.enumStrings) });
+    const { text, url } = await this.post("abstract_eval", body, signal);
+    try {
+      return abstractOutputs(this.outputs.type, JSON.parse(text), [], "outputs");
+    } catch (e) {
+      const message = isTesseractError(e) || e instanceof SyntaxError ? e.message : String(e);
+      throw new TesseractError(Code.UNKNOWN, `abstract_eval on ${url} answered outputs that do not match ${this.outputs.fullName}: ${clip(message)}`, { cause: e });
+    }
+  }
+
+  /** POSTs `body` to `/<endpoint>` of the next runtime that can be reached; the answer's text on 2xx. */
+  private async post(endpoint: string, body: string, signal?: AbortSignal): Promise<{ text: string; url: string }> {
+    const first = this.next++ % this.urls.length;
+    const failures: string[] = [];
+    for (let i = 0; i < this.urls.length; i++) {
+      const url = this.urls[(first + i) % this.urls.length];
+      let status: number;
+      let text: string;
+      try {
+        const response = await fetch(`${url}/${endpoint}`, {
+          method: "POST",
+          headers: { "content-type": "application/json", accept: "application/json+base64" },
+          body,
+          signal,
+        });
+        status = response.status;
+        text = await response.text();
+      } catch (e) {
+        if (signal?.aborted) throw abortedError(signal, `POST /${endpoint} on ${url}`, e);
+        failures.push(`${url}: ${failureReason(e)}`); // not reached or reset: idempotent, the next runtime gets it
+        continue;
+      }
+      if (status === 422) throw new TesseractError(Code.INVALID_ARGUMENT, `tesseract-core (${url}) refused the inputs: ${validationDetail(text)}`);
+      if (status < 200 || status >= 300) throw new TesseractError(Code.UNKNOWN, `${endpoint} on ${url} failed with HTTP ${status}: ${clip(text.trim())}`);
+      return { text, url };
+    }
+    throw new TesseractError(Code.UNAVAILABLE, `no tesseract-core runtime answered POST /${endpoint} (${failures.join("; ")})`);
+  }
+
+  /** tesseract-core's outputs JSON -> the outputs tree, arrays in their declared datatypes. */
+  private decodeOutputs(text: string, url: string): Record<string, unknown> {
+    try {
+      const json = castToDeclared(this.outputs.type, JSON.parse(text), "outputs");
+      const any = inputsAny(this.outputs, json, false, { field: "outputs", enumStrings: this.enumStrings });
+      return this.outputs.decodeAny(any, "outputs");
+    } catch (e) {
+      const message = isTesseractError(e) || e instanceof SyntaxError ? e.message : String(e);
+      throw new TesseractError(Code.UNKNOWN, `apply on ${url} answered outputs that do not match ${this.outputs.fullName}: ${clip(message)}`, { cause: e });
+    }
+  }
+}
+
+/** A 422 body's first details as `location: message`, clipped. */
+export function validationDetail(text: string): string {
+  let detail: unknown;
+  try {
+    detail = (JSON.parse(text) as { detail?: unknown }).detail;
+  } catch {
+    return clip(text.trim());
+  }
+  if (!Array.isArray(detail)) return clip(typeof detail === "string" ? detail : text.trim());
+  const items = detail.slice(0, 3).map((d) => {
+    const loc = Array.isArray(d?.loc) ? (d.loc as unknown[]).filter((x, i) => !(i === 0 && x === "body")) : [];
+    const where = loc.map((x) => (typeof x === "number" ? `[${x}]` : String(x))).join(".");
+    return `${clip(where || "(request)")}: ${clip(String(d?.msg ?? "invalid"))}`;
+  });
+  return items.join("; ") + (detail.length > 3 ? `; … and ${detail.length - 3} more` : "");
+}
+
+/**
+ * abstract_eval's answer (the outputs, every array as `{"shape", "dtype"}`) as AbstractEval's list:
+ * one entry per array, by path, with the declared datatype where the schema has one (what Apply
+ * answers after casting), else the answered dtype. Other values are not shapes and are skipped.
+ */
+function abstractOutputs(type: protobuf.Type, json: unknown, at: Segment[], where: string): AbstractOutput[] {
+  if (!isPlainObject(json)) throw new TesseractError(Code.INVALID_ARGUMENT, `${where} is ${JSON.stringify(json)?.slice(0, 40)}, expected an object (${type.name})`);
+  const found: AbstractOutput[] = [];
+  for (const field of type.fieldsArray) {
+    const value = Object.hasOwn(json, field.name) ? json[field.name] : undefined;
+    if (value === undefined || value === null) continue;
+    const element = (x: unknown, segments: Segment[]) => {
+      const path = formatPath(segments);
+      if (isTensorField(field)) found.push(shapeOf(x, path, declaredDatatype(field)));
+      else if (field.resolvedType instanceof protobuf.Type) found.push(...abstractOutputs(field.resolvedType, x, segments, `outputs.${path}`));
+    };
+    const here: Segment[] = [...at, { kind: "field", name: field.name }];
+    if (field.map && isPlainObject(value)) for (const [key, x] of Object.entries(value)) element(x, [...here, { kind: "key", key }]);
+    else if (field.repeated && Array.isArray(value)) value.forEach((x, index) => element(x, [...here, { kind: "index", index }]));
+    else if (!field.map && !field.repeated) element(value, here);
+  }
+  return found;
+}
+
+/** One `{"shape", "dtype"}` as an AbstractOutput. */
+function shapeOf(value: unknown, path: string, declared: number | undefined): AbstractOutput {
+  const { shape, dtype } = (isPlainObject(value) ? value : {}) as { shape?: unknown; dtype?: unknown };
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new TesseractError(Code.INVALID_ARGUMENT, `outputs.${path} is ${JSON.stringify(value)?.slice(0, 60)}, expected {"shape": [non-negative integers], "dtype"}`);
+  const answered = typeof dtype === "string" && Object.hasOwn(NUMPY_DTYPES, dtype) ? NUMPY_DTYPES[dtype] : undefined;
+  if (declared === undefined && answered === undefined) throw new TesseractError(Code.INVALID_ARGUMENT, `outputs.${path}.dtype is ${JSON.stringify(dtype)?.slice(0, 40)}; expected one of ${Object.keys(NUMPY_DTYPES).join(", ")}`);
+  return { path, shape, datatype: declared ?? answered! };
+}

@@ -1,0 +1,102 @@
+/**
+ * A tesseract-core runtime's outputs made to match the output message's declared datatypes
+ * (`(tesseract.v1.datatype)` on Tensor fields, written from the runtime's schema). numpy code often
+ * answers another dtype than it declares (float64 for a float32 output) or a bare JSON list: the
+ * values are cast to the declared datatype when every value survives the cast (an integer in range
+ * for an integer type, 0 or 1 for bool, a finite number that stays finite in float32), and refused
+ * otherwise, naming the output path, element and value: never a silently different number.
+ * Arrays already in their declared dtype pass untouched (no decoding on the evaluation path).
+ */
+import * as protobuf from "protobufjs";
+import { invalidArgument } from "../../common/errors";
+import { flattenLists, numpyDtype, tensorFromArrayObject } from "../../common/numpy-arrays";
+import { emptyRecord, isPlainObject } from "../../common/records";
+import { arrayClass, DataType, decodeTensor, type TypedArray } from "../../common/tensor-codec";
+
+const DATATYPE_OPTION = "(tesseract.v1.datatype)";
+const TENSOR_TYPE = ".tesseract.v1.Tensor";
+
+/** A Tensor field's declared datatype, or undefined (any). */
+export function declaredDatatype(field: protobuf.Field): DataType | undefined {
+  const value = field.options?.[DATATYPE_OPTION] as string | number | undefined;
+  const datatype = typeof value === "string" ? DataType[value as keyof typeof DataType] : value;
+  return datatype ? datatype : undefined;
+}
+
+const INTEGER_RANGES: Partial<Record<DataType, [bigint, bigint]>> = {
+  [DataType.DATA_TYPE_INT8]: [-(2n ** 7n), 2n ** 7n - 1n],
+  [DataType.DATA_TYPE_UINT8]: [0n, 2n ** 8n - 1n],
+  [DataType.DATA_TYPE_INT16]: [-(2n ** 15n), 2n ** 15n - 1n],
+  [DataType.DATA_TYPE_UINT16]: [0n, 2n ** 16n - 1n],
+  [DataType.DATA_TYPE_INT32]: [-(2n ** 31n), 2n ** 31n - 1n],
+  [DataType.DATA_TYPE_UINT32]: [0n, 2n ** 32n - 1n],
+  [DataType.DATA_TYPE_INT64]: [-(2n ** 63n), 2n ** 63n - 1n],
+  [DataType.DATA_TYPE_UINT64]: [0n, 2n ** 64n - 1n],
+};
+
+/** One value as an element of `to`, or undefined when `to` cannot hold it. */
+function castElement(v: number | bigint, to: DataType): number | bigint | undefined {
+  if (to === DataType.DATA_TYPE_FP64) return Number(v);
+  if (to === DataType.DATA_TYPE_FP32) {
+    const rounded = Math.fround(Number(v));
+    return Number.isFinite(rounded) || !Number.isFinite(Number(v)) ? rounded : undefined;
+  }
+  if (to === DataType.DATA_TYPE_BOOL) return v == 0 || v == 1 ? Number(v) : undefined; // eslint-disable-line eqeqeq
+  const range = INTEGER_RANGES[to]!;
+  if (typeof v === "number" && !Number.isInteger(v)) return undefined;
+  const n = BigInt(v);
+  if (n < range[0] || n > range[1]) return undefined;
+  return to === DataType.DATA_TYPE_INT64 || to === DataType.DATA_TYPE_UINT64 ? n : Number(n);
+}
+
+/** Flat values as an array object of `to`, each value cast or refused. */
+function castValues(values: ArrayLike<unknown>, shape: number[], to: DataType, where: string, from: string): Record<string, unknown> {
+  const out = new (arrayClass(to))(values.length) as TypedArray;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    const element = typeof v === "number" || typeof v === "bigint" ? castElement(v, to) : typeof v === "boolean" ? castElement(Number(v), to) : undefined;
+    if (element === undefined) throw invalidArgument(`${where} has ${JSON.stringify(typeof v === "bigint" ? String(v) : v)?.slice(0, 40)} at flat index ${i} (${from}), which the declared dtype ${numpyDtype(to)} cannot hold`);
+    out[i] = element as never;
+  }
+  const buffer = Buffer.from(out.buffer, out.byteOffset, out.byteLength).toString("base64");
+  return { object_type: "array", shape, dtype: numpyDtype(to), data: { buffer, encoding: "base64" } };
+}
+
+/** One array value of a Tensor field declared `to`: as it is when it already has that dtype, else cast. */
+function castArray(value: unknown, to: DataType, where: string): unknown {
+  if (Array.isArray(value) || typeof value === "number" || typeof value === "boolean") {
+    const { shape, values } = flattenLists(value, where);
+    return castValues(values, shape, to, where, "a JSON list");
+  }
+  if (!isPlainObject(value) || value.dtype === numpyDtype(to)) return value;
+  const tensor = tensorFromArrayObject(value, where);
+  const decoded = decodeTensor(tensor, where);
+  return castValues(decoded.data as ArrayLike<number | bigint>, tensor.shape, to, where, `dtype ${numpyDtype(tensor.datatype)}`);
+}
+
+/** Applies `convert` to a field's JSON value, element-wise for maps and lists; other shapes pass (the decoder refuses them). */
+function eachElement(field: protobuf.Field, value: unknown, where: string, convert: (v: unknown, w: string) => unknown): unknown {
+  if (field.map) return isPlainObject(value) ? Object.fromEntries(Object.entries(value).map(([k, v]) => [k, convert(v, `${where}.{${k.replace(/[\\}]/g, "\\$&")}}`)])) : value;
+  if (field.repeated) return Array.isArray(value) ? value.map((v, i) => convert(v, `${where}.[${i}]`)) : value;
+  return value === null ? value : convert(value, where);
+}
+
+/**
+ * The outputs JSON of `type` with every array of a declared datatype in that datatype (see the
+ * module comment); messages name paths from `where` (e.g. `outputs.barycenter`).
+ */
+export function castToDeclared(type: protobuf.Type, json: unknown, where: string): unknown {
+  if (!isPlainObject(json)) return json;
+  const out = emptyRecord<unknown>();
+  for (const [key, value] of Object.entries(json)) {
+    const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
+    const at = `${where}.${key}`;
+    const declared = field && field.resolvedType?.fullName === TENSOR_TYPE ? declaredDatatype(field) : undefined;
+    if (declared !== undefined) out[key] = eachElement(field!, value, at, (v, w) => castArray(v, declared, w));
+    else if (field?.resolvedType instanceof protobuf.Type) {
+      const sub = field.resolvedType;
+      out[key] = eachElement(field, value, at, (v, w) => castToDeclared(sub, v, w));
+    } else out[key] = value;
+  }
+  return out;
+}

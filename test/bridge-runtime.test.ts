@@ -1,0 +1,326 @@
+/**
+ * The tesseract-core bridge beyond apply and gradients, against the fake tesseract-core runtime:
+ * AbstractEval forwarded to /abstract_eval (or UNIMPLEMENTED naming the runtime), health following
+ * the runtimes' /health, the per-evaluation timeout and cancellation aborting HTTP requests, outputs
+ * cast to their declared dtypes (or refused naming the output), enums as tesseract-core's strings,
+ * the generated .proto's folder removed on close.
+ */
+import { strict as assert } from "node:assert";
+import { execFile } from "node:child_process";
+import * as fs from "node:fs";
+import { promisify } from "node:util";
+import * as grpc from "@grpc/grpc-js";
+import { service as healthService } from "grpc-health-check";
+import { Algorithm, DataType } from "../client";
+import { startServer, type RunningServer } from "../index";
+import { HealthMonitor } from "../server/bridge/health-monitor";
+import { loadTesseractCore } from "../server/bridge/tesseract-core";
+import { silentLogger } from "../server/log";
+import { abortedRequests, applyRequests, everyRequestAborted, barycenter, meshStatsInputs, N, reflectedClient } from "./fixtures/tesseract-core/bridge-clients";
+import { startFakeTesseractCore, type FakeTesseract } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { MESH_STATS_OPENAPI, meshStats } from "./fixtures/tesseract-core/mesh-stats";
+import { CLI, clientRejects, flat } from "./helpers";
+
+const CENTRAL = { algorithm: Algorithm.ALGORITHM_CENTRAL };
+const inputs = meshStatsInputs;
+
+/** A fake and a bridging server over it (REST API on too); closed by `stop`. */
+async function bridged(tesseract: FakeTesseract, options: Partial<Parameters<typeof startServer>[0]> = {}) {
+  const fake = await startFakeTesseractCore(tesseract);
+  const server = await startServer({ tesseract: fake.url, port: 0, httpPort: 0, logger: silentLogger, ...options });
+  const { client } = await reflectedClient(server.address);
+  const stop = async () => {
+    client.close();
+    await server.close(0);
+    await fake.close();
+  };
+  return { fake, server, client, stop, rest: `http://127.0.0.1:${server.httpPort}` };
+}
+
+/** Mesh Stats whose /openapi.json declares barycenter with `dtype`, answering `barycenter` as given. */
+function declaring(dtype: string, answer: (inputs: Record<string, unknown>) => unknown): FakeTesseract {
+  const openapi = structuredClone(MESH_STATS_OPENAPI);
+  openapi.components.schemas.Apply_OutputSchema.properties.barycenter.properties.dtype.examples = [dtype];
+  const base = meshStats();
+  return { openapi, apply: (decoded) => ({ ...base.apply(decoded), barycenter: answer(decoded) }) };
+}
+
+const postJson = (url: string, body: unknown) => fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+
+describe("tesseract-core bridge: AbstractEval", function () {
+  this.timeout(20000);
+
+  it("forwards to /abstract_eval when the runtime lists it: arrays as {shape, dtype}, no apply", async () => {
+    const seen: Record<string, unknown>[] = [];
+    const base = meshStats(0, { abstractEval: true });
+    const { fake, client, rest, stop } = await bridged({ ...base, abstractEval: (abstract) => (seen.push(abstract), base.abstractEval!(abstract)) });
+    try {
+      assert.ok((await client.describe()).endpoints.includes("AbstractEval"));
+      const abstract = { ...inputs(), mesh: { ...inputs().mesh, points: { shape: [7, 3], datatype: DataType.DATA_TYPE_FP64 } } };
+      assert.deepEqual(await client.abstractEval(abstract), [{ path: "barycenter", shape: [3], datatype: DataType.DATA_TYPE_FP64 }]);
+      assert.deepEqual([fake.abstractEvalCalls, fake.applyCalls], [1, 0]);
+      const sent = seen[0] as { mesh: { points: unknown; cell_data: Record<string, unknown> }; method: string };
+      assert.deepEqual(sent.mesh.points, { shape: [7, 3], dtype: "float64" });
+      assert.deepEqual(sent.mesh.cell_data.b, { shape: [3], dtype: "float64" }, "concrete arrays travel as their shape and dtype");
+      assert.equal(sent.method, "central");
+      // Its 422 is INVALID_ARGUMENT with the location; the REST API forwards the same way.
+      const bad = { ...abstract, mesh: { ...abstract.mesh, points: { shape: [7, 2], datatype: DataType.DATA_TYPE_FP64 } } };
+      await clientRejects(client.abstractEval(bad), "INVALID_ARGUMENT", /inputs\.mesh\.points\.shape: .*points must have shape \(n, 3\)/);
+      const res = await postJson(`${rest}/abstract_eval`, { inputs: { mesh: { n_points: 7, points: { shape: [7, 3], dtype: "float64" }, cell_data: {} }, layers: [] } });
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), { barycenter: { shape: [3], dtype: "float64" } });
+    } finally {
+      await stop();
+    }
+  });
+
+  it("a runtime without /abstract_eval: UNIMPLEMENTED naming its URL, and not among the endpoints", async () => {
+    const { fake, client, rest, stop } = await bridged(meshStats());
+    try {
+      assert.ok(!(await client.describe()).endpoints.includes("AbstractEval"));
+      const abstract = { ...inputs(), mesh: { ...inputs().mesh, points: { shape: [N, 3], datatype: DataType.DATA_TYPE_FP64 } } };
+      const escaped = fake.url.replace(/[.]/g, "\\.");
+      await clientRejects(client.abstractEval(abstract), "UNIMPLEMENTED", new RegExp(`tesseract-core runtime at ${escaped} has no /abstract_eval`));
+      assert.equal((await postJson(`${rest}/abstract_eval`, { inputs: {} })).status, 404);
+    } finally {
+      await stop();
+    }
+  });
+});
+
+type HealthStream = grpc.ClientReadableStream<{ status: string }>;
+
+/** Resolves with `wanted` once the Watch stream reports it (skipping other statuses). */
+function watchFor(stream: HealthStream, wanted: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const onData = ({ status }: { status: string }) => {
+      if (status !== wanted) return;
+      stream.off("data", onData);
+      resolve(status);
+    };
+    stream.on("data", onData);
+    stream.once("error", reject);
+  });
+}
+
+describe("tesseract-core bridge: health follows the runtimes' /health", function () {
+  this.timeout(20000);
+
+  it("NOT_SERVING (gRPC Watch, REST 503) while no runtime answers, SERVING again once one does", async () => {
+    const { fake, server, rest, stop } = await bridged(meshStats(), { healthIntervalMs: 10 });
+    const Health = grpc.makeGenericClientConstructor(healthService, "grpc.health.v1.Health");
+    const health = new Health(server.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & { Watch(req: { service: string }): HealthStream };
+    const stream = health.Watch({ service: "" });
+    try {
+      await watchFor(stream, "SERVING");
+      const notServing = watchFor(stream, "NOT_SERVING");
+      await fake.stop();
+      await notServing;
+      const down = await fetch(`${rest}/health`);
+      assert.equal(down.status, 503);
+      assert.match(((await down.json()) as { detail: string }).detail, new RegExp(`no tesseract-core runtime answers GET /health \\(${fake.url.replace(/[.]/g, "\\.")}\\)`));
+      const serving = watchFor(stream, "SERVING");
+      await fake.restart();
+      await serving;
+      assert.deepEqual(await (await fetch(`${rest}/health`)).json(), { status: "ok" });
+      const { client } = await reflectedClient(server.address);
+      assertAll(flat((await client.apply(inputs())).barycenter), barycenter());
+      client.close();
+    } finally {
+      stream.cancel();
+      health.close();
+      await stop();
+    }
+  });
+
+  it("polling stops when the runtime closes (a round in flight is aborted)", async () => {
+    const fake = await startFakeTesseractCore(meshStats());
+    try {
+      const monitor = new HealthMonitor([fake.url], 10);
+      assert.ok(monitor.polling);
+      monitor.close();
+      assert.ok(!monitor.polling);
+      const runtime = await loadTesseractCore(fake.url, { healthIntervalMs: 10 });
+      const readiness = runtime.readiness as HealthMonitor;
+      assert.ok(readiness.polling);
+      await runtime.close();
+      assert.ok(!readiness.polling);
+    } finally {
+      await fake.close();
+    }
+  });
+});
+
+describe("tesseract-core bridge: timeouts and cancellation abort the HTTP requests", function () {
+  this.timeout(20000);
+
+  it("--eval-timeout-ms: DEADLINE_EXCEEDED naming the evaluation, and the runtime sees its request closed", async () => {
+    const { fake, client, stop } = await bridged(meshStats(5000), { evalTimeoutMs: 100, concurrency: 2 });
+    try {
+      const url = fake.url.replace(/[.]/g, "\\.");
+      await clientRejects(
+        client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL }),
+        "DEADLINE_EXCEEDED",
+        new RegExp(`per-evaluation timeout of 100 ms \\(--eval-timeout-ms\\) \\(the evaluation (at the base inputs|perturbing mesh\\.points\\[\\d+\\])\\); POST /apply on ${url} was aborted`),
+      );
+      await abortedRequests(fake, 1);
+      await clientRejects(client.apply(inputs()), "DEADLINE_EXCEEDED", new RegExp(`timeout of 100 ms \\(--eval-timeout-ms\\) \\(Apply\\); POST /apply on ${url} was aborted`));
+      await abortedRequests(fake, 2);
+    } finally {
+      await stop();
+    }
+  });
+
+  it("a client's cancellation (AbortSignal) aborts the requests in flight", async () => {
+    const { fake, client, stop } = await bridged(meshStats(5000), { concurrency: 3 });
+    try {
+      const controller = new AbortController();
+      const call = client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL }, { signal: controller.signal });
+      await applyRequests(fake, 1);
+      controller.abort();
+      await clientRejects(call, "CANCELLED");
+      await everyRequestAborted(fake);
+    } finally {
+      await stop();
+    }
+  });
+});
+
+function assertAll(values: number[], expected: number[], what = "values", tolerance = 1e-7) {
+  assert.equal(values.length, expected.length, what);
+  values.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) <= tolerance * Math.max(1, Math.abs(expected[i])), `${what}[${i}] = ${v}, expected ${expected[i]}`));
+}
+
+describe("tesseract-core bridge: outputs in their declared dtype", function () {
+  this.timeout(20000);
+
+  const values = (decoded: Record<string, unknown>) => (meshStats().apply(decoded).barycenter as { values: number[] }).values;
+
+  it("a float32 output answered as float64, or as a bare JSON list, is cast to float32", async () => {
+    for (const answer of [(d: Record<string, unknown>) => ({ shape: [3], dtype: "float64", values: values(d) }), (d: Record<string, unknown>) => values(d)]) {
+      const { client, stop } = await bridged(declaring("float32", answer));
+      try {
+        const out = await client.apply(inputs());
+        assert.ok(out.barycenter.data instanceof Float32Array, out.barycenter.data.constructor.name);
+        assert.deepEqual(flat(out.barycenter), barycenter().map(Math.fround));
+        // Linear in the weights: exact but for float32's rounding of outputs near 10 (2 ulp / 2 eps ≈ 4e-6).
+        const { jacobian } = await client.jacobian({ inputs: inputs(), inputPaths: ["layers.[1].weights"], outputPaths: ["barycenter"], options: { ...CENTRAL, eps: 0.25 } });
+        assertAll(flat(jacobian.barycenter["layers.[1].weights"]), [1, 1, 1], "d barycenter / d weights through float32", 1e-5);
+      } finally {
+        await stop();
+      }
+    }
+  });
+
+  it("values the declared dtype cannot hold are UNKNOWN naming the output, the element and the value", async () => {
+    const cases: [string, unknown, RegExp][] = [
+      ["int32", { shape: [3], dtype: "float64", values: [2.5, 1, 1] }, /outputs\.barycenter has 2\.5 at flat index 0 \(dtype float64\), which the declared dtype int32 cannot hold/],
+      ["float32", { shape: [3], dtype: "float64", values: [1, 1e300, 1] }, /outputs\.barycenter has 1e\+300 at flat index 1 \(dtype float64\), which the declared dtype float32 cannot hold/],
+      ["uint8", [1, -1, 2], /outputs\.barycenter has -1 at flat index 1 \(a JSON list\), which the declared dtype uint8 cannot hold/],
+      ["float64", { shape: [3], dtype: "float16", values: [1, 2, 3] }, /outputs\.barycenter\.dtype is "float16"/],
+    ];
+    for (const [dtype, answer, message] of cases) {
+      const { fake, client, stop } = await bridged(declaring(dtype, () => answer));
+      try {
+        const url = fake.url.replace(/[.]/g, "\\.");
+        await clientRejects(client.apply(inputs()), "UNKNOWN", new RegExp(`apply on ${url} answered outputs that do not match tesseract_core\\.mesh_stats\\.v1\\.Outputs: ${message.source}`));
+      } finally {
+        await stop();
+      }
+    }
+  });
+
+  it("an integer output answered as integral float64 is cast exactly", async () => {
+    const { client, stop } = await bridged(declaring("int32", () => ({ shape: [3], dtype: "float64", values: [3, -7, 2147483647] })));
+    try {
+      const out = await client.apply(inputs());
+      assert.ok(out.barycenter.data instanceof Int32Array, out.barycenter.data.constructor.name);
+      assert.deepEqual(flat(out.barycenter), [3, -7, 2147483647]);
+    } finally {
+      await stop();
+    }
+  });
+});
+
+describe("tesseract-core bridge: enums", function () {
+  this.timeout(20000);
+
+  /** Mesh Stats recording what it received. */
+  function recording(seen: Record<string, unknown>[]): FakeTesseract {
+    const base = meshStats();
+    return { ...base, apply: (decoded) => (seen.push(decoded), base.apply(decoded)) };
+  }
+
+  it("an explicit METHOD_VALUE_UNSPECIFIED is unset: left out, so tesseract-core's default applies", async () => {
+    const seen: Record<string, unknown>[] = [];
+    const { client, stop } = await bridged(recording(seen));
+    try {
+      await client.apply({ ...inputs(), method: 0 });
+      assert.ok(!("method" in seen[0]), `method sent as ${JSON.stringify(seen[0].method)}`);
+      await client.apply({ ...inputs(), method: 2 });
+      assert.equal(seen[1].method, "forward");
+    } finally {
+      await stop();
+    }
+  });
+
+  it("the CLI's JSON and the REST API take enum values by tesseract-core's strings; /openapi.json lists them", async () => {
+    const seen: Record<string, unknown>[] = [];
+    const { server, rest, stop } = await bridged(recording(seen));
+    try {
+      const points = { object_type: "array", shape: [1, 3], dtype: "float64", data: { buffer: [[1, 2, 3]], encoding: "json" } };
+      const payload = JSON.stringify({ inputs: { mesh: { n_points: 1, points }, method: "forward" } });
+      await promisify(execFile)(process.execPath, [CLI, "apply", payload, "--address", server.address]);
+      assert.equal(seen.at(-1)!.method, "forward");
+      const res = await postJson(`${rest}/apply`, { inputs: { mesh: { n_points: 1, points, cell_data: {} }, layers: [], method: "central" } });
+      assert.equal(res.status, 200, await res.clone().text());
+      assert.equal(seen.at(-1)!.method, "central");
+      const bad = await postJson(`${rest}/apply`, { inputs: { mesh: { n_points: 1, points, cell_data: {} }, layers: [], method: "backward" } });
+      assert.equal(bad.status, 422);
+      assert.match(((await bad.json()) as { detail: { msg: string }[] }).detail[0].msg, /inputs\.method is "backward", expected one of central, forward/);
+      const doc = (await (await fetch(`${rest}/openapi.json`)).json()) as any;
+      assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.method, { type: "string", enum: ["central", "forward"] });
+    } finally {
+      await stop();
+    }
+  });
+});
+
+describe("tesseract-core bridge: the generated .proto", function () {
+  this.timeout(20000);
+
+  it("is written to a temporary folder that closing removes", async () => {
+    const fake = await startFakeTesseractCore(meshStats());
+    try {
+      const runtime = await loadTesseractCore(fake.url);
+      const [dir] = runtime.protoIncludeDirs;
+      assert.ok(fs.existsSync(runtime.protoFiles[0]) && runtime.protoFiles[0].startsWith(dir));
+      await runtime.close();
+      assert.ok(!fs.existsSync(dir), `${dir} is still there`);
+      const server: RunningServer = await startServer({ tesseract: fake.url, port: 0, logger: silentLogger });
+      const [served] = server.runtime.protoIncludeDirs;
+      assert.ok(fs.existsSync(served));
+      await server.close(0);
+      assert.ok(!fs.existsSync(served), `${served} is still there`);
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it("declares the arrays' dtypes; the REST API's differentiable_arrays reports them", async () => {
+    const { server, rest, stop } = await bridged(meshStats());
+    try {
+      const text = fs.readFileSync(server.runtime.protoFiles[0], "utf8");
+      assert.match(text, /tesseract\.v1\.Tensor weights = 1 \[\(tesseract\.v1\.differentiable\) = true, \(tesseract\.v1\.datatype\) = DATA_TYPE_FP32\];/);
+      const doc = (await (await fetch(`${rest}/openapi.json`)).json()) as any;
+      assert.deepEqual(doc.components.schemas.ApplyInputSchema.differentiable_arrays, {
+        "mesh.points": { shape: null, dtype: "float64" },
+        "mesh.cell_data.{}": { shape: null, dtype: "float64" },
+        "layers.[].weights": { shape: null, dtype: "float32" },
+      });
+      assert.deepEqual(doc.components.schemas.ApplyOutputSchema.differentiable_arrays, { barycenter: { shape: null, dtype: "float64" } });
+    } finally {
+      await stop();
+    }
+  });
+});
