@@ -9,6 +9,7 @@ import * as path from "node:path";
 import { startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
 import * as net from "node:net";
+import Fastify from "fastify";
 import { assertClose, counted, meshJacobian, serveProcess } from "./helpers";
 
 const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
@@ -281,6 +282,14 @@ describe("tesseract-core's REST API", () => {
     } finally {
       await server.close();
     }
+  });
+
+  it("fastify's inject sends cookies with the cookie version pinned for Node 20 (package.json overrides)", async () => {
+    const app = Fastify();
+    app.get("/echo", async (request) => ({ cookie: request.headers.cookie }));
+    const res = await app.inject({ method: "GET", url: "/echo", cookies: { session: "a b", other: "1" } });
+    assert.deepEqual(res.json(), { cookie: "session=a%20b; other=1" });
+    await app.close();
   });
 
   it("serve --http-port (or TESSERACT_GRPC_HTTP_PORT) keeps the one stdout line and answers on the port", async () => {
