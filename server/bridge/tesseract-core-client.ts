@@ -9,6 +9,7 @@
  * (the per-evaluation timeout's DEADLINE_EXCEEDED, the caller's cancellation), naming the request.
  * Answers are cast to the output message's declared datatypes (schema/output-casting.ts).
  */
+import * as protobuf from "protobufjs";
 import { clip, Code, isTesseractError, TesseractError } from "../../common/errors";
 import { NUMPY_DTYPES } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
@@ -17,7 +18,6 @@ import { inputsAny, isTensorField, messageJson, type EnumStrings } from "../sche
 import { formatPath, type Segment } from "../schema/paths";
 import type { MessageSchema } from "../schema/schema";
 import type { AbstractOutput } from "../tesseract";
-import * as protobuf from "protobufjs";
 
 /** Why a fetch failed, shortly: the socket error's code (ECONNREFUSED) or message. */
 export const failureReason = (e: unknown): string => {
