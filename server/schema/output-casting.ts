@@ -41,7 +41,7 @@ function castElement(v: number | bigint, to: DataType): number | bigint | undefi
     const rounded = Math.fround(Number(v));
     return Number.isFinite(rounded) || !Number.isFinite(Number(v)) ? rounded : undefined;
   }
-  if (to === DataType.DATA_TYPE_BOOL) return v == 0 || v == 1 ? Number(v) : undefined; // eslint-disable-line eqeqeq
+  if (to === DataType.DATA_TYPE_BOOL) return Number(v) === 0 || Number(v) === 1 ? Number(v) : undefined;
   const range = INTEGER_RANGES[to]!;
   if (typeof v === "number" && !Number.isInteger(v)) return undefined;
   const n = BigInt(v);
