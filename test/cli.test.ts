@@ -248,6 +248,13 @@ describe("CLI: payloads, options and messages", () => {
       assert.equal(stderr, `tesseract-grpc describe: UNAVAILABLE: no server at ${closed} (connection refused) — start one with \`tesseract-grpc serve meshstats\` (or your own Tesseract), or point --address at a running one\n`);
     });
 
+    it("an address without a port dials 50051 (grpc-js alone would dial 443)", async () => {
+      // Whatever answers on this machine's port 50051 (most often nothing), the address used names it.
+      const { code, stderr } = await cli("health", "--address", "127.0.0.1", "--deadline", "5000");
+      assert.doesNotMatch(stderr, /:443\b/);
+      if (code !== 0 && /UNAVAILABLE/.test(stderr)) assert.match(stderr, / 127\.0\.0\.1:50051 /);
+    });
+
     it("TLS asked of a plaintext server: says to leave out --tls", async () => {
       const { code, stderr } = await cli("describe", "--address", mesh.address, "--tls");
       assert.equal(code, 1);
