@@ -10,7 +10,8 @@
  * `J.reshape(*output_shape, *input_shape)` is the unary Jacobian's layout.
  *
  * The stream must be complete (every value of every row once, stats last); otherwise the file is
- * removed and the error is DATA_LOSS naming what is missing, as for assembleJacobian.
+ * removed and the error is DATA_LOSS naming what is missing, as for assembleJacobian. Slices are
+ * dense runs of values at an offset: a row iterator that receives sparse rows densifies them first.
  */
 import * as fs from "node:fs/promises";
 import { status } from "@grpc/grpc-js";

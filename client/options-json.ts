@@ -14,7 +14,10 @@ type Options = Partial<FiniteDifferenceOptions>;
 /** An enum of the generated code: names to numbers, plus ts-proto's UNRECOGNIZED = -1. */
 type GeneratedEnum = Record<string, string | number>;
 
-/** The enum-valued options: their generated enum and the prefix of its value names. */
+/**
+ * The enum-valued options: their generated enum and the prefix of its value names. An enum option
+ * added to the proto gets short names and a flag by one line here (until then, proto names and numbers).
+ */
 const ENUM_OPTIONS: Record<string, { values: GeneratedEnum; prefix: string }> = {
   algorithm: { values: Algorithm, prefix: "ALGORITHM_" },
   step_mode: { values: StepMode, prefix: "STEP_MODE_" },
