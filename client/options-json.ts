@@ -15,14 +15,19 @@ type Options = Partial<FiniteDifferenceOptions>;
 type GeneratedEnum = Record<string, string | number>;
 
 /**
- * The enum-valued options: their generated enum and the prefix of its value names. An enum option
- * added to the proto gets short names and a flag by one line here (until then, proto names and numbers).
+ * The enum-valued options: their generated enum, the prefix of its value names and the help of their
+ * flag. An enum option added to the proto gets short names and a flag (`sparsity_mode`:
+ * `--sparsity-mode`) by one line here; until then the payload takes its proto names and numbers.
  */
-const ENUM_OPTIONS: Record<string, { values: GeneratedEnum; prefix: string }> = {
-  algorithm: { values: Algorithm, prefix: "ALGORITHM_" },
-  step_mode: { values: StepMode, prefix: "STEP_MODE_" },
-  stochastic_estimator: { values: StochasticEstimator, prefix: "STOCHASTIC_ESTIMATOR_" },
+const ENUM_OPTIONS: Record<string, { values: GeneratedEnum; prefix: string; help: string }> = {
+  algorithm: { values: Algorithm, prefix: "ALGORITHM_", help: "finite-difference rule" },
+  step_mode: { values: StepMode, prefix: "STEP_MODE_", help: "absolute: h = eps; relative: h = eps * max(|x|, typical magnitude)" },
+  stochastic_estimator: { values: StochasticEstimator, prefix: "STOCHASTIC_ESTIMATOR_", help: "stochastic: how the samples become a Jacobian" },
 };
+
+/** `step_mode` -> `--step-mode`, and the camelCase key commander gives its value under. */
+const flagOf = (field: string) => `--${field.replace(/_/g, "-")}`;
+const flagKey = (field: string) => field.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 
 /** Per-input-path options (`map<string, double>`), each with its flag. */
 const PATH_OPTIONS: Record<string, string> = { eps_by_path: "--eps-by-path", typical_magnitude: "--typical-magnitude" };
@@ -95,11 +100,9 @@ export function optionsToJson(options: FiniteDifferenceOptions): Record<string, 
   return Object.fromEntries(Object.entries(options).map(([field, value]) => [field, named(field, value)]));
 }
 
-/** The flags as they come from commander (camelCase), for the options they set. */
+/** The flags as they come from commander (camelCase), for the options they set; enum flags by name. */
 export interface OptionFlags {
-  algorithm?: string;
-  stepMode?: string;
-  stochasticEstimator?: string;
+  [enumFlag: string]: unknown;
   eps?: number;
   numSamples?: number;
   seed?: string;
@@ -110,9 +113,10 @@ export interface OptionFlags {
 /** The payload's options, each overridden by its flag (per-path flags add to or replace entries). */
 export function mergeOptionFlags(options: Options, flags: OptionFlags): Options {
   const merged: Options = { ...options };
-  if (flags.algorithm !== undefined) merged.algorithm = enumValue("algorithm", flags.algorithm, "--algorithm");
-  if (flags.stepMode !== undefined) merged.step_mode = enumValue("step_mode", flags.stepMode, "--step-mode");
-  if (flags.stochasticEstimator !== undefined) merged.stochastic_estimator = enumValue("stochastic_estimator", flags.stochasticEstimator, "--stochastic-estimator");
+  for (const field of Object.keys(ENUM_OPTIONS)) {
+    const value = flags[flagKey(field)];
+    if (value !== undefined) (merged as Record<string, unknown>)[field] = enumValue(field, value, flagOf(field));
+  }
   if (flags.eps !== undefined) merged.eps = flags.eps;
   if (flags.numSamples !== undefined) merged.num_samples = flags.numSamples;
   if (flags.seed !== undefined) merged.seed = Number(flags.seed);
@@ -145,14 +149,13 @@ function positiveInteger(value: string): number {
 
 /** The finite-difference flags, every one overriding the payload's "options"; `--seed` only when `seed`. */
 export function optionFlags(seed: boolean): Option[] {
+  const enums = Object.entries(ENUM_OPTIONS).map(([field, { help }]) => new Option(`${flagOf(field)} <name>`, help).choices(enumNames(field)));
   const flags = [
-    new Option("--algorithm <name>", "finite-difference rule").choices(enumNames("algorithm")),
-    new Option("--step-mode <mode>", "absolute: h = eps; relative: h = eps * max(|x|, typical magnitude)").choices(enumNames("step_mode")),
+    ...enums,
     new Option("--eps <h>", "step (absolute), or relative step").argParser(positiveNumber),
     new Option("--eps-by-path <path=h>", "step for one input path (repeatable)").argParser(pathNumberFlag("--eps-by-path")),
     new Option("--typical-magnitude <path=m>", "relative steps: the magnitude below which steps stop shrinking, per input path (repeatable)").argParser(pathNumberFlag("--typical-magnitude")),
     new Option("--num-samples <k>", "stochastic: samples").argParser(positiveInteger),
-    new Option("--stochastic-estimator <name>", "stochastic: how the samples become a Jacobian").choices(enumNames("stochastic_estimator")),
   ];
   return seed ? [...flags, new Option("--seed <seed>", "stochastic: seed of the directions")] : flags;
 }
