@@ -6,6 +6,7 @@
  * TESSERACT_GRPC_TLS_CERT/KEY are often set in the same container, where the health check runs).
  */
 import * as fs from "node:fs";
+import * as path from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { addClientCommands, credentialsFromFlags, envOption as flag, readFlagFile } from "../client/cli-commands";
 import { DEFAULT_LIMITS } from "../server/grpc/calls";
@@ -15,6 +16,10 @@ import { startServer, DEFAULTS } from "../server/grpc/server";
 import { DEFAULT_HEALTH_INTERVAL_MS } from "../server/bridge/health-monitor";
 import { createLogger } from "../server/log";
 import { checkServerTls, type ServerTls } from "../server/grpc/tls";
+import { explainServeError, routeGrpcLogs } from "./serve-messages";
+
+/** The package's version, from its package.json (two folders above dist/cli/cli.js). */
+const VERSION: string = JSON.parse(fs.readFileSync(path.join(__dirname, "../../package.json"), "utf8")).version;
 
 export function integer(min: number) {
   return (value: string) => {
@@ -84,6 +89,7 @@ function workerCount(value: string): number | "auto" {
 export function buildProgram(): Command {
   const program = new Command("tesseract-grpc")
     .description("Serve a Tesseract over gRPC with finite-difference gradients, or call one.")
+    .version(VERSION)
     .showHelpAfterError();
 
   program
@@ -122,12 +128,15 @@ export function buildProgram(): Command {
     .addOption(flag("--tokens-file <path>", "require a bearer token from this file (one per line) on every call; TESSERACT_GRPC_TOKENS (comma-separated) works too"))
     .action(async (tesseract: string, opts: ServeFlags) => {
       const logger = createLogger();
+      routeGrpcLogs(logger);
       const { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs, graceMs, tokensFile, tlsCert, tlsKey, tlsClientCa, replicaTlsCa, replicaTlsCert, replicaTlsKey, ...rest } = opts;
       const tokens = readTokens(tokensFile, process.env.TESSERACT_GRPC_TOKENS);
       const tls = readServerTls(tlsCert, tlsKey, tlsClientCa);
       const replicaCredentials = credentialsFromFlags("--replica-tls", { ca: replicaTlsCa, cert: replicaTlsCert, key: replicaTlsKey });
       const limits = { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs };
-      const server = await startServer({ tesseract, logger, ...rest, tokens, tls, replicaCredentials, limits });
+      const server = await startServer({ tesseract, logger, ...rest, tokens, tls, replicaCredentials, limits }).catch((e: Error) => {
+        throw explainServeError(e, rest.host, rest.port);
+      });
       process.stdout.write(`listening on ${server.address}\n`);
       const stop = (signal: string) => {
         logger.info({ signal }, "shutting down");

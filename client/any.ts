@@ -9,9 +9,11 @@ import { toArrays, toTensors } from "./tree";
 /**
  * What the SDK needs from ts-proto's generated message object (e.g. `Inputs` from
  * generated/tesseract/examples/meshstats/v1/meshstats): the generated `MessageFns<T>` fits.
- * `fromPartial`, when there, fills unset fields with their defaults before encoding.
+ * `fromPartial`, when there, fills unset fields with their defaults before encoding; `$type`, when
+ * there (ts-proto's `outputTypeAnnotations=static-only`), is the message's full name.
  */
 export interface MessageFns<T> {
+  readonly $type?: string;
   encode(message: T): { finish(): Uint8Array };
   decode(input: Uint8Array): T;
   fromPartial?(object: any): T;

@@ -6,20 +6,23 @@
 import { CHECK_DEFAULTS } from "../common/check-defaults";
 import * as fs from "node:fs";
 import * as grpc from "@grpc/grpc-js";
-import { SingleBar } from "cli-progress";
+import { status } from "@grpc/grpc-js";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type * as protobuf from "protobufjs";
-import { isTesseractClientError } from "./errors";
-import { arrayFromJson, jsonToTree, treeToJson, type Format } from "./json-form";
+import { withDefaultPort } from "./address";
+import { explainError, statsLine } from "./cli-messages";
+import { withProgress, writeRowsNdjson } from "./cli-rows";
+import { TesseractClientError } from "./errors";
+import { arrayFromJson, enumsByName, jsonToTree, treeToJson, type Format } from "./json-form";
+import { writeJacobianNpy } from "./npy-writer";
+import { mergeOptionFlags, optionFlags, optionsFromJson, optionsToJson, type OptionFlags } from "./options-json";
 import { fetchRoot } from "./reflection-schema";
-import { assembleJacobian, type JacobianRowsEvent } from "./rows";
 import { bearerToken, DEFAULT_MAX_MESSAGE_BYTES, TesseractClient, type FiniteDifferenceRequestOptions, type TesseractClientOptions, type TesseractTypes } from "./tesseract-client";
 import { tlsCredentials } from "./tls";
 import type { MessageFns } from "./any";
-import { Algorithm } from "../generated/tesseract/v1/algorithm";
-import { FiniteDifferenceOptions } from "../generated/tesseract/v1/tesseract";
+import type { DescribeResponse, EvaluationStats } from "../generated/tesseract/v1/tesseract";
 
-interface ClientFlags {
+interface ClientFlags extends OptionFlags {
   address: string;
   token?: string;
   tls?: boolean;
@@ -29,15 +32,9 @@ interface ClientFlags {
   format: Format;
   deadline?: number;
   maxMessageBytes: number;
-  algorithm?: string;
-  eps?: number;
-  numSamples?: number;
-  seed?: string;
 }
 
 type Payload = Record<string, unknown>;
-
-const ALGORITHMS: Record<string, Algorithm> = { central: Algorithm.ALGORITHM_CENTRAL, forward: Algorithm.ALGORITHM_FORWARD, stochastic: Algorithm.ALGORITHM_STOCHASTIC };
 
 /** A flag that the environment variable TESSERACT_GRPC_<FLAG> can set too. */
 export function envOption(flags: string, description: string): Option {
@@ -56,6 +53,9 @@ function positiveInteger(value: string): number {
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive whole number, got "${value}"`);
   return n;
 }
+
+/** Status codes for the CLI's own refusals of a payload, like the server's. */
+const badPayload = (message: string) => new TesseractClientError(status.INVALID_ARGUMENT, message);
 
 /** The contents of the file a flag names; the error names the flag and the path. */
 export function readFlagFile(flag: string, path: string): Buffer {
@@ -138,26 +138,22 @@ async function connect(flags: ClientFlags) {
   resolved.outputs = root.lookupType(described.output_type);
   types.inputType = described.input_type;
   types.outputType = described.output_type;
-  return { client, inputType: resolved.inputs };
+  return { client, inputType: resolved.inputs, outputType: resolved.outputs };
 }
 
 function callOptions(flags: ClientFlags) {
   return flags.deadline === undefined ? {} : { deadline: flags.deadline };
 }
 
-/** Request options from the payload's "options" (proto JSON: enum names allowed), overridden by flags. */
+/** Request options from the payload's "options" (enum values by short or proto name), overridden by flags. */
 function fdOptions(payload: Payload, flags: ClientFlags): FiniteDifferenceRequestOptions | undefined {
-  const options: FiniteDifferenceRequestOptions = payload.options === undefined ? {} : FiniteDifferenceOptions.fromJSON(payload.options);
-  if (flags.algorithm !== undefined) options.algorithm = ALGORITHMS[flags.algorithm];
-  if (flags.eps !== undefined) options.eps = flags.eps;
-  if (flags.numSamples !== undefined) options.num_samples = flags.numSamples;
-  if (flags.seed !== undefined) options.seed = Number(flags.seed);
+  const options = mergeOptionFlags(optionsFromJson(payload.options, "payload.options"), flags);
   return Object.keys(options).length ? options : undefined;
 }
 
 function paths(payload: Payload, key: string): string[] {
   const value = payload[key];
-  if (!Array.isArray(value) || !value.every((p) => typeof p === "string")) throw new Error(`payload.${key}: expected a list of path strings`);
+  if (!Array.isArray(value) || !value.every((p) => typeof p === "string")) throw badPayload(`payload.${key}: expected a list of path strings`);
   return value;
 }
 
@@ -170,28 +166,14 @@ function print(value: unknown, format: Format): void {
   process.stdout.write(`${JSON.stringify(treeToJson(value, format))}\n`);
 }
 
-/** Passes the stream through, drawing rows done, evaluations/s and ETA on stderr when it is a terminal. */
-async function* withProgress(events: AsyncIterable<JacobianRowsEvent>): AsyncGenerator<JacobianRowsEvent> {
-  if (!process.stderr.isTTY) return yield* events;
-  const bar = new SingleBar({ stream: process.stderr, format: "rows {value}/{total} | {rate} evals/s | ETA {eta_formatted}", etaBuffer: 50 });
-  let perRow = 0;
-  let last = "";
-  const started = performance.now();
-  try {
-    for await (const event of events) {
-      if (event.header) {
-        perRow = Number(event.header.planned_evaluations) / Math.max(1, Number(event.header.total_rows));
-        bar.start(Number(event.header.total_rows), 0, { rate: 0 });
-      } else if (event.row && `${event.row.input_path}[${event.row.input_index}]` !== last) {
-        last = `${event.row.input_path}[${event.row.input_index}]`;
-        const done = bar.getProgress() * bar.getTotal() + 1;
-        bar.increment(1, { rate: Math.round((done * perRow) / ((performance.now() - started) / 1000)) });
-      }
-      yield event;
-    }
-  } finally {
-    bar.stop();
-  }
+/** A gradient call's stats, on stderr (stdout holds the result). */
+function printStats(stats: EvaluationStats): void {
+  process.stderr.write(`${statsLine(stats)}\n`);
+}
+
+/** Describe with enum values by name. */
+function describeJson(described: DescribeResponse): unknown {
+  return { ...described, defaults: described.defaults && optionsToJson(described.defaults) };
 }
 
 /** A client command with the flags every one takes; `<payload>` unless `payloadRequired` is false. */
@@ -199,7 +181,7 @@ function clientCommand(program: Command, name: string, description: string, payl
   const command = program
     .command(name)
     .description(description)
-    .addOption(envOption("--address <host:port>", "server to call").default("127.0.0.1:50051"))
+    .addOption(envOption("--address <host:port>", "server to call (port 50051 when none is given)").default("127.0.0.1:50051"))
     .addOption(envOption("--token <token>", "bearer token for a server that requires one"))
     .addOption(envOption("--tls", "use TLS, trusting the system's root certificates (implied by the --tls-* flags)"))
     .addOption(envOption("--tls-ca <path>", "use TLS, trusting the CA certificate(s) in this PEM file"))
@@ -215,11 +197,8 @@ function clientCommand(program: Command, name: string, description: string, payl
 
 /** The finite-difference flags; --seed is the stochastic rule's unless the command says otherwise. */
 function gradientOptions(command: Command, seed = true): Command {
-  command
-    .addOption(new Option("--algorithm <name>", "finite-difference rule").choices(Object.keys(ALGORITHMS)))
-    .addOption(new Option("--eps <h>", "step").argParser(positiveNumber))
-    .addOption(new Option("--num-samples <k>", "stochastic samples").argParser(positiveNumber));
-  return seed ? command.option("--seed <seed>", "stochastic seed") : command;
+  for (const option of optionFlags(seed)) command.addOption(option);
+  return command;
 }
 
 /** A command's action: flags and payload in, and any failure as `tesseract-grpc <command>: <message>`, exit 1. */
@@ -227,22 +206,22 @@ function run(action: (flags: ClientFlags, payload: Payload) => Promise<void>) {
   return async (...args: unknown[]) => {
     const command = args[args.length - 1] as Command;
     const flags = command.opts() as ClientFlags;
-    const payload = typeof args[0] === "string" ? readPayload(args[0]) : {};
+    flags.address = withDefaultPort(flags.address);
     try {
+      const payload = typeof args[0] === "string" ? readPayload(args[0]) : {};
       await action(flags, payload);
     } catch (e) {
-      const message = isTesseractClientError(e) ? `${e.codeName}: ${e.details}` : (e as Error).message;
-      process.stderr.write(`tesseract-grpc ${command.name()}: ${message}\n`);
+      process.stderr.write(`tesseract-grpc ${command.name()}: ${explainError(e, flags.address)}\n`);
       process.exitCode = 1;
     }
   };
 }
 
 /** Runs `use` with a client whose message types come from the server (Describe, then reflection). */
-async function withClient(flags: ClientFlags, use: (client: TesseractClient<any, any>, inputType: protobuf.Type) => Promise<void>): Promise<void> {
-  const { client, inputType } = await connect(flags);
+async function withClient(flags: ClientFlags, use: (client: TesseractClient<any, any>, inputType: protobuf.Type, outputType: protobuf.Type) => Promise<void>): Promise<void> {
+  const { client, inputType, outputType } = await connect(flags);
   try {
-    await use(client, inputType);
+    await use(client, inputType, outputType);
   } finally {
     client.close();
   }
@@ -264,14 +243,35 @@ function gradientRequest(inputType: protobuf.Type, payload: Payload, flags: Clie
 }
 
 const apply = (flags: ClientFlags, payload: Payload) =>
-  withClient(flags, async (client, inputType) => print(await client.apply(jsonToTree(inputType, payload.inputs, "inputs"), callOptions(flags)), flags.format));
+  withClient(flags, async (client, inputType, outputType) => {
+    const outputs = await client.apply(jsonToTree(inputType, payload.inputs, "inputs"), callOptions(flags));
+    print(enumsByName(outputType, outputs), flags.format);
+  });
 
-const jacobian = (flags: ClientFlags & { stream?: boolean }, payload: Payload) =>
+type JacobianFlags = ClientFlags & { stream?: boolean; out?: string; progress?: boolean };
+
+/**
+ * Unary: the nested Jacobian on stdout. `--stream`: the rows as NDJSON on stdout. `--out FILE.npy`
+ * (streamed): the matrix into the file, its layout on stdout. Stats on stderr in every case.
+ */
+const jacobian = (flags: JacobianFlags, payload: Payload) =>
   withClient(flags, async (client, inputType) => {
     const request = gradientRequest(inputType, payload, flags, "jac");
     const call = callOptions(flags);
-    const { jacobian } = flags.stream ? await assembleJacobian(withProgress(client.jacobianRows(request, call))) : await client.jacobian(request, call);
-    print(jacobian, flags.format);
+    if (!flags.stream && !flags.out) {
+      const result = await client.jacobian(request, call);
+      print(result.jacobian, flags.format);
+      return printStats(result.stats);
+    }
+    const rows = withProgress(client.jacobianRows(request, call), flags.progress);
+    if (flags.out) {
+      const written = await writeJacobianNpy(rows, flags.out);
+      process.stdout.write(`${JSON.stringify({ ...written, stats: undefined })}\n`);
+      return printStats(written.stats);
+    }
+    const stats = await writeRowsNdjson(rows, flags.format);
+    if (!stats) throw new TesseractClientError(status.DATA_LOSS, "JacobianRows: the stream ended before its stats (incomplete)");
+    printStats(stats);
   });
 
 /** jvp and vjp differ only in names: {inputs, <kind>_inputs, <kind>_outputs, <vector field>}. */
@@ -279,8 +279,9 @@ const vectorProduct = (kind: "jvp" | "vjp") => (flags: ClientFlags, payload: Pay
   withClient(flags, async (client, inputType) => {
     const request = gradientRequest(inputType, payload, flags, kind);
     const call = callOptions(flags);
-    const { result } = kind === "jvp" ? await client.jvp({ ...request, tangent: vectors(payload, "tangent_vector") }, call) : await client.vjp({ ...request, cotangent: vectors(payload, "cotangent_vector") }, call);
+    const { result, stats } = kind === "jvp" ? await client.jvp({ ...request, tangent: vectors(payload, "tangent_vector") }, call) : await client.vjp({ ...request, cotangent: vectors(payload, "cotangent_vector") }, call);
     print(result, flags.format);
+    printStats(stats);
   });
 
 type CheckFlags = ClientFlags & { rtol?: number; atol?: number; maxEvals?: number };
@@ -290,7 +291,7 @@ const checkGradients = (flags: CheckFlags, payload: Payload) =>
     const optional = (key: string) => (payload[key] === undefined ? [] : paths(payload, key));
     const number = (key: string) => {
       const value = payload[key];
-      if (value !== undefined && typeof value !== "number" && !(key === "seed" && typeof value === "string")) throw new Error(`payload.${key}: expected a number`);
+      if (value !== undefined && typeof value !== "number" && !(key === "seed" && typeof value === "string")) throw badPayload(`payload.${key}: expected a number`);
       return value === undefined ? undefined : Number(value);
     };
     const response = await client.checkGradients(
@@ -310,10 +311,11 @@ const checkGradients = (flags: CheckFlags, payload: Payload) =>
     );
     // proto3 JSON spells non-finite doubles as strings.
     process.stdout.write(`${JSON.stringify(response, (_, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v))}\n`);
+    if (response.stats) printStats(response.stats);
     if (!response.passed) process.exitCode = 1;
   });
 
-const describe = (flags: ClientFlags) => withPlainClient(flags, async (client) => print(await client.describe(callOptions(flags)), flags.format));
+const describe = (flags: ClientFlags) => withPlainClient(flags, async (client) => print(describeJson(await client.describe(callOptions(flags))), flags.format));
 
 const health = (flags: ClientFlags & { service: string }) =>
   withPlainClient(flags, async (client) => {
@@ -325,7 +327,9 @@ const health = (flags: ClientFlags & { service: string }) =>
 export function addClientCommands(program: Command): void {
   clientCommand(program, "apply", 'run the Tesseract: {"inputs": {...}}').action(run(apply));
   gradientOptions(clientCommand(program, "jacobian", 'Jacobian: {"inputs", "jac_inputs", "jac_outputs", "options"?}'))
-    .option("--stream", "use JacobianRows (bounded memory; progress on a terminal)")
+    .option("--stream", "use JacobianRows: the rows as NDJSON on stdout, as they arrive (bounded memory)")
+    .option("--out <file.npy>", "stream the Jacobian into a NumPy .npy file, row by row (bounded memory); its layout on stdout")
+    .option("--progress", "draw the progress bar of --stream/--out on stderr even when it is not a terminal")
     .action(run(jacobian));
   gradientOptions(clientCommand(program, "jvp", 'Jacobian-vector product: {"inputs", "jvp_inputs", "jvp_outputs", "tangent_vector"}')).action(run(vectorProduct("jvp")));
   gradientOptions(clientCommand(program, "vjp", 'vector-Jacobian product: {"inputs", "vjp_inputs", "vjp_outputs", "cotangent_vector"}')).action(run(vectorProduct("vjp")));

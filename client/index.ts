@@ -9,7 +9,7 @@ export {
   type TesseractTypes,
   type TesseractClientOptions,
   type FiniteDifferenceRequestOptions,
-  type VectorProductResult,
+  type ApplyOutputs,
   type GradientRequest,
   type JvpRequest,
   type VjpRequest,
@@ -19,7 +19,9 @@ export type { CallOptions } from "./call";
 export { tlsCredentials, type ClientTls } from "./tls";
 export type { ServingStatus } from "./health";
 export { TesseractClientError, isTesseractClientError, codeName } from "./errors";
-export { assembleJacobian, toRowsEvent, type JacobianRowsEvent, type RowValues, type RowSliceValues, type NestedJacobian, type JacobianResult } from "./rows";
+export { assembleJacobian, toRowsEvent, type JacobianRowsEvent, type RowValues, type RowSliceValues } from "./rows";
+export { JacobianResult, VectorProductResult, type NestedJacobian } from "./results";
+export type { DatatypeName, DatatypeSpec, TypedArrays, ArrayOfDatatype } from "./datatypes";
 export { packAny, unpackAny, type MessageFns } from "./any";
 export { TYPE_URL_PREFIX } from "../common/type-url";
 export { toTensors, toArrays, tensorMessage, type AbstractArrays } from "./tree";

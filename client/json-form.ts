@@ -1,7 +1,8 @@
 /**
- * tesseract-core's JSON form, for the CLI: arrays are nested lists (FP64; booleans BOOL), or
- * `{"object_type": "array", "shape": [...], "dtype": "float32", "data": {"buffer": ..., "encoding":
- * "base64" | "json"}}` with a numpy dtype name. Converted to and from trees with ndarray leaves,
+ * tesseract-core's JSON form, for the CLI: arrays are nested lists (FP64; booleans BOOL), the compact
+ * `{"dtype": "int32", "data": [0, 1, 2], "shape"?: [3]}`, or tesseract-core's `{"object_type": "array",
+ * "shape": [...], "dtype": "float32", "data": {"buffer": ..., "encoding": "base64" | "json"}}`, with
+ * numpy dtype names. Converted to and from trees with ndarray leaves,
  * guided by the message type so that only Tensor fields become arrays.
  */
 import ndarray, { type NdArray } from "ndarray";
@@ -16,10 +17,25 @@ const TENSOR_TYPE = ".tesseract.v1.Tensor";
 
 export type Format = "json" | "json+base64";
 
-/** One JSON array value (either form) as an ndarray. */
+const COMPACT_KEYS = ["dtype", "data", "shape"];
+
+/**
+ * The compact form of an array of any dtype, `{"dtype": "int32", "data": [0, 1, 2]}`: data a
+ * (nested) list or a scalar, its nesting the shape unless "shape" is given. As the array object.
+ */
+function compactToArrayObject(value: Record<string, unknown>, where: string): Record<string, unknown> {
+  const extra = Object.keys(value).filter((k) => !COMPACT_KEYS.includes(k));
+  if (extra.length) throw invalidArgument(`${where}.${clip(extra[0])}: not a key of the compact array form {"dtype", "data", "shape"?}`);
+  const { shape, values } = flattenLists(value.data, `${where}.data`);
+  return { object_type: "array", dtype: value.dtype, shape: value.shape ?? shape, data: { buffer: values, encoding: "json" } };
+}
+
+/** One JSON array value (a nested list, the compact form or tesseract-core's array object) as an ndarray. */
 export function arrayFromJson(value: unknown, where: string): NdArray<any> {
   if (value !== null && typeof value === "object" && !Array.isArray(value)) {
-    return decodeTensor(tensorFromArrayObject(value as Record<string, unknown>, where), where);
+    const object = value as Record<string, unknown>;
+    const compact = object.object_type === undefined && (Array.isArray(object.data) || typeof object.data === "number" || typeof object.data === "boolean");
+    return decodeTensor(tensorFromArrayObject(compact ? compactToArrayObject(object, where) : object, where), where);
   }
   const { shape, values } = flattenLists(value, where);
   if (values.every((v) => typeof v === "boolean")) return ndarray(Uint8Array.from(values as boolean[], Number), shape);
@@ -61,6 +77,20 @@ export function jsonToTree(type: protobuf.Type, json: unknown, where = ""): Reco
     if (sub?.fullName === TENSOR_TYPE) out[key] = mapField(field, value, at, arrayFromJson);
     else if (sub && "fields" in sub) out[key] = mapField(field, value, at, (v, w) => jsonToTree(sub as protobuf.Type, v, w));
     else if (sub && "values" in sub) out[key] = mapField(field, value, at, (v, w) => enumValue(sub as protobuf.Enum, v, w));
+    else out[key] = value;
+  }
+  return out;
+}
+
+/** A decoded tree of `type` with its enum fields by name (`"ALGORITHM_CENTRAL"`; numbers the enum lacks stay numbers). */
+export function enumsByName(type: protobuf.Type, tree: unknown): unknown {
+  if (tree === null || typeof tree !== "object" || isNdArray(tree)) return tree;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(tree)) {
+    const sub = Object.hasOwn(type.fields, key) ? type.fields[key].resolvedType : null;
+    const field = type.fields[key];
+    if (sub && "values" in sub) out[key] = mapField(field, value, key, (v) => (sub as protobuf.Enum).valuesById[v as number] ?? v);
+    else if (sub && "fields" in sub && sub.fullName !== TENSOR_TYPE) out[key] = mapField(field, value, key, (v) => enumsByName(sub as protobuf.Type, v));
     else out[key] = value;
   }
   return out;

@@ -61,7 +61,11 @@ function restoreMaps(namespace: protobuf.NamespaceBase): void {
         const entry = field.resolvedType;
         if (!field.repeated || !(entry instanceof protobuf.Type) || !isMapEntry(entry, nested)) continue;
         nested.remove(field);
-        nested.add(new protobuf.MapField(field.name, field.id, entry.fields.key.type, entry.fields.value.type, field.options));
+        const map = new protobuf.MapField(field.name, field.id, entry.fields.key.type, entry.fields.value.type, field.options);
+        nested.add(map);
+        // Type.add leaves the root marked resolved, so root.resolveAll() would skip this field and
+        // its value type would stay unknown (a map of Tensors then went out unencoded): resolve it here.
+        map.resolve();
       }
     }
     if (nested instanceof protobuf.Namespace) restoreMaps(nested);

@@ -8,11 +8,14 @@
  * messages whose slices carry a flat `offset` into each output; stats last.
  */
 import { elementCount } from "../common/tensor-codec";
-import ndarray, { type NdArray } from "ndarray";
+import ndarray from "ndarray";
 import { status } from "@grpc/grpc-js";
 import { TesseractClientError } from "./errors";
 import type { EvaluationStats, JacobianHeader, JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
 import { fp64Values } from "./tree";
+import { JacobianResult, type NestedJacobian } from "./results";
+
+export { JacobianResult, type NestedJacobian };
 
 /** Part of one output's values in a row; `values[p]` is d output[offset + p] / d input[input_index]. */
 export interface RowSliceValues {
@@ -35,16 +38,6 @@ export type JacobianRowsEvent =
   | { header: JacobianHeader; row?: undefined; stats?: undefined }
   | { header?: undefined; row: RowValues; stats?: undefined }
   | { header?: undefined; row?: undefined; stats: EvaluationStats };
-
-/** The Jacobian in tesseract-core's nested layout: jacobian[outputPath][inputPath], shape (*out, *in), FP64. */
-export type NestedJacobian = Record<string, Record<string, NdArray<Float64Array>>>;
-
-export interface JacobianResult {
-  jacobian: NestedJacobian;
-  /** Estimated absolute error of each entry, same layout; for Richardson and adaptive only. */
-  errorEstimate?: NestedJacobian;
-  stats: EvaluationStats;
-}
 
 function dataLoss(message: string): TesseractClientError {
   return new TesseractClientError(status.DATA_LOSS, `JacobianRows: ${message}`);
@@ -165,7 +158,7 @@ export async function assembleJacobian(events: AsyncIterable<JacobianRowsEvent> 
       throw dataLoss(`incomplete: ${incomplete} row(s) of input "${path}" missing or partial, the first at flat index ${missing} (${input.received[missing]} of ${rowLength} values)`);
     }
   }
-  return { jacobian, errorEstimate, stats };
+  return new JacobianResult(jacobian, errorEstimate, stats);
 }
 
 /** A nested Jacobian of zeros with the same paths and shapes. */

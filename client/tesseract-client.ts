@@ -3,16 +3,20 @@
  * messages; every method takes and returns them with each Tensor replaced by an ndarray (`Arrays<T>`),
  * and every failure rejects with a TesseractClientError.
  *
- *   const client = new TesseractClient<Inputs, Outputs>("127.0.0.1:50051", { inputs: Inputs, outputs: Outputs });
- *   const { statistics } = await client.apply(inputs);
- *   const { jacobian, stats } = await client.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"] });
+ *   const client = new TesseractClient("127.0.0.1:50051", { inputs: Inputs, outputs: Outputs, outputDatatypes: { statistics: { barycenter: "float64" } } });
+ *   const { statistics } = await client.apply(inputs);             // statistics.barycenter: NdArray<Float64Array>
+ *   const result = await client.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"] });
+ *   result.block("statistics.barycenter", "mesh.points"); result.stats.apply_calls;
  *
  * As in connect-es, a call takes one request object, then optional `{ deadline, metadata, signal }`:
  * the gradient methods take `{ inputs, inputPaths, outputPaths, options? }` (plus `tangent` or
  * `cotangent`); `apply` and `abstractEval` take the Tesseract's inputs, their whole request.
  *
- * The Any type URLs name the messages: `types.inputType`/`outputType` when given, else the names one
- * Describe call returns (made on first need and cached; a failed Describe is not cached).
+ * The Any type URLs name the messages: `types.inputType`/`outputType` when given, else the names
+ * ts-proto writes into the generated message objects (`$type`, with `outputTypeAnnotations=static-only`).
+ * Before the first call that sends inputs, one Describe (cached; a failure is not) checks that the
+ * server's Tesseract takes and returns exactly those messages: FAILED_PRECONDITION naming both
+ * otherwise, rather than inputs encoded as one message and decoded by the server as another.
  */
 import { DEFAULT_MAX_MESSAGE_BYTES, FLOW_CONTROL_WINDOW_BYTES } from "../common/transport-defaults";
 import * as grpc from "@grpc/grpc-js";
@@ -47,20 +51,31 @@ import {
 } from "../generated/tesseract/v1/tesseract";
 import { checkHealth, healthClient, type ServingStatus } from "./health";
 import { tlsCredentials, type ClientTls } from "./tls";
-import { toRowsEvent, type JacobianResult, type JacobianRowsEvent, type NestedJacobian } from "./rows";
+import { toRowsEvent, type JacobianRowsEvent } from "./rows";
+import { JacobianResult, NO_STATS, VectorProductResult, type NestedJacobian } from "./results";
+import { checkDatatypes, type DatatypeSpec, type TypedArrays } from "./datatypes";
 import { fp64Array, fp64Map, tensorMap, type AbstractArrays } from "./tree";
 
 // The same message limit and receive window as the server's (common/transport-defaults.ts).
 export { DEFAULT_MAX_MESSAGE_BYTES, FLOW_CONTROL_WINDOW_BYTES };
 
-export interface TesseractTypes<I, O> {
+export interface TesseractTypes<I, O, D extends DatatypeSpec<O> = {}> {
   /** The generated message objects, e.g. `Inputs` and `Outputs` from the Tesseract's generated module. */
   inputs: MessageFns<I>;
   outputs: MessageFns<O>;
-  /** Full message names ("tesseract.examples.meshstats.v1.Inputs"); unset: asked with Describe. */
+  /** Full message names ("tesseract.examples.meshstats.v1.Inputs"); unset: the generated objects' `$type`. */
   inputType?: string;
   outputType?: string;
+  /**
+   * The datatypes of output tensors, as the schema states them (`{ statistics: { barycenter: "float64" } }`):
+   * `apply` then returns those fields as required ndarrays of that type (`NdArray<Float64Array>`) and
+   * checks each response against them (FAILED_PRECONDITION naming the field otherwise).
+   */
+  outputDatatypes?: D;
 }
+
+/** What `apply` returns: every Tensor an ndarray; those `outputDatatypes` names typed by it, and required. */
+export type ApplyOutputs<O, D> = keyof D extends never ? Arrays<O> : TypedArrays<O, D>;
 
 export interface TesseractClientOptions {
   /** Default: insecure (plaintext), as for a server on 127.0.0.1, or TLS from `tls`. */
@@ -89,13 +104,6 @@ export function bearerToken(token: string): grpc.Interceptor {
 /** Request options for the gradient endpoints: any subset of the wire's FiniteDifferenceOptions. */
 export type FiniteDifferenceRequestOptions = Partial<FiniteDifferenceOptions>;
 
-export interface VectorProductResult {
-  result: Record<string, NdArray<Float64Array>>;
-  /** Estimated absolute errors, like `result`; for Richardson and adaptive only. */
-  errorEstimate?: Record<string, NdArray<Float64Array>>;
-  stats: EvaluationStats;
-}
-
 /** JacobianVectorProductResponse and VectorJacobianProductResponse alike. */
 type VectorProductMessage = { result: Record<string, Tensor>; error_estimate: Record<string, Tensor>; stats?: EvaluationStats };
 
@@ -111,11 +119,7 @@ function vectorProduct(response: VectorProductMessage): VectorProductResult {
 
 function decodeVectorProduct(response: VectorProductMessage): VectorProductResult {
   const hasErrors = Object.keys(response.error_estimate ?? {}).length > 0;
-  return {
-    result: fp64Map(response.result, "result"),
-    errorEstimate: hasErrors ? fp64Map(response.error_estimate, "error_estimate") : undefined,
-    stats: response.stats ?? { ...NO_STATS },
-  };
+  return new VectorProductResult(fp64Map(response.result, "result"), hasErrors ? fp64Map(response.error_estimate, "error_estimate") : undefined, response.stats ?? { ...NO_STATS });
 }
 
 /** What `jacobian` and `jacobianRows` take: d outputPaths / d inputPaths at `inputs` (path syntax: README "Paths"). */
@@ -170,8 +174,6 @@ interface UnaryMethods {
   checkGradients: [CheckGradientsMessage, CheckGradientsResponse];
 }
 
-const NO_STATS: EvaluationStats = Object.freeze({ apply_calls: 0, wall_seconds: 0, adjusted_steps: [] });
-
 /** Runs the SDK's own encoding or decoding; whatever it throws becomes a TesseractClientError with `code`. */
 function guard<T>(code: number, what: string, f: () => T): T {
   try {
@@ -182,18 +184,24 @@ function guard<T>(code: number, what: string, f: () => T): T {
   }
 }
 
-export class TesseractClient<I, O> {
+/** The message names a client sends and decodes, once checked against the server's Tesseract. */
+interface TypeNames {
+  input: string;
+  output: string;
+}
+
+export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
   private readonly rpc: GeneratedTesseractClient;
   private healthRpc?: ReturnType<typeof healthClient>;
   /** The bearer token's, on every call of both clients. */
   private readonly interceptors: grpc.Interceptor[];
-  private describing?: Promise<DescribeResponse>;
+  private checking?: Promise<TypeNames>;
   private closed = false;
   private described?: DescribeResponse;
 
   constructor(
     readonly address: string,
-    private readonly types: TesseractTypes<I, O>,
+    private readonly types: TesseractTypes<I, O, D>,
     options: TesseractClientOptions = {},
   ) {
     const limit = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
@@ -220,19 +228,33 @@ export class TesseractClient<I, O> {
     if (this.closed) throw new TesseractClientError(grpc.status.FAILED_PRECONDITION, `the client of ${this.address} is closed`);
   }
 
-  /** Input and output message names: from `types`, else from a (cached) Describe. */
-  private async typeNames(call?: CallOptions): Promise<{ input: string; output?: string }> {
-    const { inputType, outputType } = this.types;
-    if (inputType !== undefined) return { input: inputType, output: outputType ?? this.described?.output_type };
-    if (!this.describing) {
-      const pending = this.describe(call);
-      this.describing = pending;
+  /** Input and output message names, checked once against the server's Describe (cached; a failure is not). */
+  private typeNames(call?: CallOptions): Promise<TypeNames> {
+    if (!this.checking) {
+      const pending = this.checkTypes(call);
+      this.checking = pending;
       pending.catch(() => {
-        if (this.describing === pending) this.describing = undefined;
+        if (this.checking === pending) this.checking = undefined;
       });
     }
-    const d = await this.describing;
-    return { input: d.input_type, output: outputType ?? d.output_type };
+    return this.checking;
+  }
+
+  private async checkTypes(call?: CallOptions): Promise<TypeNames> {
+    const served = this.described ?? (await this.describe(call));
+    const input = this.types.inputType ?? this.types.inputs.$type;
+    const output = this.types.outputType ?? this.types.outputs.$type;
+    const server = `the server at ${this.address} serves ${served.name} (${served.input_type} -> ${served.output_type})`;
+    if (input === undefined) {
+      throw new TesseractClientError(
+        grpc.status.FAILED_PRECONDITION,
+        `${server}, and this client's input type has no name to check it against: give \`inputType\` ("${served.input_type}" if that is right), or generate the types with ts-proto's outputTypeAnnotations=static-only`,
+      );
+    }
+    if (input !== served.input_type || (output !== undefined && output !== served.output_type)) {
+      throw new TesseractClientError(grpc.status.FAILED_PRECONDITION, `${server}, but this client was made for ${input} -> ${output ?? "(any output type)"}: is the address right?`);
+    }
+    return { input, output: served.output_type };
   }
 
   private packInputs(typeName: string, inputs: unknown, abstract = false): Any {
@@ -251,11 +273,13 @@ export class TesseractClient<I, O> {
     return { ...(await this.gradientBase(inputs, options, call)), jac_inputs: [...inputPaths], jac_outputs: [...outputPaths] };
   }
 
-  /** Runs the Tesseract once. */
-  async apply(inputs: Arrays<I>, call?: CallOptions): Promise<Arrays<O>> {
+  /** Runs the Tesseract once; the outputs are checked against `outputDatatypes` when given. */
+  async apply(inputs: Arrays<I>, call?: CallOptions): Promise<ApplyOutputs<O, D>> {
     const names = await this.typeNames(call);
     const response = await unaryCall(this.method("apply"), { inputs: this.packInputs(names.input, inputs) }, call);
-    return guard(grpc.status.INTERNAL, "the response could not be decoded", () => unpackAny(response.outputs, this.types.outputs, "outputs", names.output) as Arrays<O>);
+    const outputs = guard(grpc.status.INTERNAL, "the response could not be decoded", () => unpackAny(response.outputs, this.types.outputs, "outputs", names.output));
+    if (this.types.outputDatatypes) checkDatatypes(outputs, this.types.outputDatatypes, "outputs");
+    return outputs as ApplyOutputs<O, D>;
   }
 
   /** d output / d input for every pair: jacobian[outputPath][inputPath], FP64, shape (*output_shape, *input_shape). */
@@ -268,7 +292,7 @@ export class TesseractClient<I, O> {
         (jacobian[e.output_path] ??= {})[e.input_path] = fp64Array(e.value, `entries[${k}].value`);
         if (e.error_estimate) ((errorEstimate ??= {})[e.output_path] ??= {})[e.input_path] = fp64Array(e.error_estimate, `entries[${k}].error_estimate`);
       });
-      return { jacobian, errorEstimate, stats: response.stats ?? { ...NO_STATS } };
+      return new JacobianResult(jacobian, errorEstimate, response.stats ?? { ...NO_STATS });
     });
   }
 

@@ -4,8 +4,12 @@
  */
 import { strict as assert } from "node:assert";
 import { execFile } from "node:child_process";
+import { once } from "node:events";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as path from "node:path";
 import { promisify } from "node:util";
-import { CLI, serveProcess, type ServeProcess } from "./helpers";
+import { assertClose, CLI, serveProcess, type ServeProcess } from "./helpers";
 
 const run = promisify(execFile);
 
@@ -60,30 +64,58 @@ describe("CLI", () => {
     assert.deepEqual(JSON.parse(stdout), { statistics: { first_point_coordinates: [1, 2, 3], barycenter: [4, 5, 19 / 3] } });
   });
 
-  it("jacobian, unary and streamed, in both output formats", async () => {
+  it("jacobian: unary (nested JSON) and --stream (NDJSON rows as they arrive), stats on stderr", async () => {
     const payload = JSON.stringify({ inputs, jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"], options: { algorithm: "ALGORITHM_CENTRAL" } });
     const unary = await cli("jacobian", payload, "--address", address, "--eps", "1e-3");
     assert.equal(unary.code, 0, unary.stderr);
     const J = JSON.parse(unary.stdout)["statistics.barycenter"]["mesh.points"] as number[][][];
     // d barycenter_c / d points[i, c'] = δ(c, c') / N; central differences of a linear map: ~1e-12.
     J.forEach((plane, c) => plane.forEach((row, i) => row.forEach((v, k) => assert.ok(Math.abs(v - (c === k ? 1 / N : 0)) < 1e-9, `J[${c}][${i}][${k}] = ${v}`))));
+    assert.match(unary.stderr, new RegExp(`^stats: ${2 * 3 * N} apply calls in [0-9.e-]+ s\n$`));
+
     const streamed = await cli("jacobian", payload, "--address", address, "--eps", "1e-3", "--stream", "--format", "json+base64");
     assert.equal(streamed.code, 0, streamed.stderr);
-    const encoded = JSON.parse(streamed.stdout)["statistics.barycenter"]["mesh.points"];
-    assert.deepEqual([encoded.object_type, encoded.shape, encoded.dtype, encoded.data.encoding], ["array", [3, N, 3], "float64", "base64"]);
-    const values = new Float64Array(new Uint8Array(Buffer.from(encoded.data.buffer, "base64")).buffer);
-    assert.deepEqual(Array.from(values), J.flat(2));
-    assert.equal(streamed.stderr, "", "no progress bar when stderr is not a terminal");
+    const lines = streamed.stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
+    assert.deepEqual(lines[0], {
+      header: {
+        inputs: [{ path: "mesh.points", shape: [N, 3], datatype: "DATA_TYPE_FP64" }],
+        outputs: [{ path: "statistics.barycenter", shape: [3], datatype: "DATA_TYPE_FP64" }],
+        total_rows: 3 * N,
+        planned_evaluations: 2 * 3 * N,
+      },
+    });
+    assert.equal(lines.length, 1 + 3 * N + 1, "header, one line per row, stats");
+    assert.equal(lines[lines.length - 1].stats.apply_calls, 2 * 3 * N);
+    for (const { row } of lines.slice(1, -1)) {
+      const [slice] = row.slices;
+      assert.deepEqual([slice.output_path, slice.offset, slice.values.dtype, slice.values.data.encoding], ["statistics.barycenter", 0, "float64", "base64"]);
+      const values = new Float64Array(new Uint8Array(Buffer.from(slice.values.data.buffer, "base64")).buffer);
+      // Row j = input element j: J[:, i, k] with j = 3i + k.
+      assert.deepEqual(Array.from(values), [0, 1, 2].map((c) => J[c][Math.floor(row.input_index / 3)][row.input_index % 3]));
+    }
+    assert.match(streamed.stderr, new RegExp(`^stats: ${2 * 3 * N} apply calls in [0-9.e-]+ s\n$`), "stats only: no progress bar when stderr is not a terminal");
+    const lists = await cli("jacobian", payload, "--address", address, "--eps", "1e-3", "--stream");
+    const { row } = JSON.parse(lists.stdout.split("\n")[1]);
+    assert.deepEqual(row.slices[0].values, [0, 1, 2].map((c) => J[c][Math.floor(row.input_index / 3)][row.input_index % 3]), "--format json: values as a list");
+  });
+
+  it("--progress draws the bar on stderr even when it is not a terminal", async () => {
+    const payload = JSON.stringify({ inputs, jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"] });
+    const { code, stderr } = await cli("jacobian", payload, "--address", address, "--stream", "--progress");
+    assert.equal(code, 0, stderr);
+    assert.match(stderr, new RegExp(`rows ${3 * N}/${3 * N} \\| \\d+ evals/s`));
   });
 
   it("jvp and vjp", async () => {
     const tangent = { "mesh.points": [[1, 0, 0], [1, 0, 0], [1, 0, 0]] };
     const jvp = await cli("jvp", JSON.stringify({ inputs, jvp_inputs: ["mesh.points"], jvp_outputs: ["statistics.barycenter"], tangent_vector: tangent }), "--address", address);
     assert.equal(jvp.code, 0, jvp.stderr);
+    assert.match(jvp.stderr, /^stats: 2 apply calls in [0-9.e-]+ s\n$/);
     const r = JSON.parse(jvp.stdout)["statistics.barycenter"] as number[];
     assert.ok(Math.abs(r[0] - 1) < 1e-8 && Math.abs(r[1]) < 1e-8 && Math.abs(r[2]) < 1e-8, String(r));
     const vjp = await cli("vjp", JSON.stringify({ inputs, vjp_inputs: ["mesh.points"], vjp_outputs: ["statistics.first_point_coordinates"], cotangent_vector: { "statistics.first_point_coordinates": [1, 2, 3] } }), "--address", address, "--algorithm", "forward");
     assert.equal(vjp.code, 0, vjp.stderr);
+    assert.match(vjp.stderr, new RegExp(`^stats: ${3 * N + 1} apply calls in [0-9.e-]+ s\n$`), "forward: n + 1");
     const g = JSON.parse(vjp.stdout)["mesh.points"] as number[][];
     const expected = [[1, 2, 3], [0, 0, 0], [0, 0, 0]];
     g.forEach((row, i) => row.forEach((v, k) => assert.ok(Math.abs(v - expected[i][k]) < 1e-6, `g[${i}][${k}] = ${v}`)));
@@ -100,5 +132,143 @@ describe("CLI", () => {
     const notJson = await cli("apply", "{nope", "--address", address);
     assert.equal(notJson.code, 1);
     assert.match(notJson.stderr, /payload is not valid JSON/);
+  });
+});
+
+describe("CLI: payloads, options and messages", () => {
+  let mesh: ServeProcess;
+  let polynomial: ServeProcess;
+  const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
+  // params{a} as a nested list, params{b} in tesseract-core's object form.
+  const polyInputs = { x: [1, 2, 0.5], y: 0, params: { a: [1, 2], b: { object_type: "array", shape: [2], dtype: "float64", data: { buffer: [3, 4], encoding: "json" } } } };
+  const fOfX = (names: string[], values: number[]) => ({ inputs: { ...polyInputs, x: values }, jac_inputs: names, jac_outputs: ["f"] });
+
+  before(async () => {
+    [mesh, polynomial] = await Promise.all([serveProcess(["meshstats", "--port", "0"]), serveProcess([POLYNOMIAL, "--port", "0"])]);
+  });
+
+  after(async () => {
+    await Promise.all([mesh.stop(), polynomial.stop()]);
+  });
+
+  describe("maps of tensors, compact arrays", () => {
+    it("map<string, Tensor> inputs in both JSON forms: meshstats cell_data (was: unsupported datatype DATA_TYPE_UNSPECIFIED)", async () => {
+      const withCellData = { mesh: { ...inputs.mesh, cell_data: { temperature: [[300]], pressure: { object_type: "array", shape: [1, 2], dtype: "float64", data: { buffer: [1, 2], encoding: "json" } } } } };
+      const { code, stdout, stderr } = await cli("apply", JSON.stringify({ inputs: withCellData }), "--address", mesh.address);
+      assert.equal(code, 0, stderr);
+      assert.deepEqual(JSON.parse(stdout).statistics.first_point_coordinates, [1, 2, 3]);
+    });
+
+    it("differentiable maps (the README's stiffness example): jacobian and jvp by map entry, analytic values", async () => {
+      // named{k} = params{k}² · Σx: d named{k}_i / d params{k}_j = 2 params{k}_i Σx δij, Σx = 3.5.
+      const payload = { inputs: polyInputs, jac_inputs: ["params.{a}", "params.{b}"], jac_outputs: ["named.{a}", "named.{b}"] };
+      const { code, stdout, stderr } = await cli("jacobian", JSON.stringify(payload), "--address", polynomial.address);
+      assert.equal(code, 0, stderr);
+      const J = JSON.parse(stdout);
+      assertClose(J["named.{a}"]["params.{a}"].flat(), [7, 0, 0, 14], 1e-6, "d named{a} / d params{a}");
+      assertClose(J["named.{b}"]["params.{b}"].flat(), [21, 0, 0, 28], 1e-6, "d named{b} / d params{b}");
+      assertClose(J["named.{a}"]["params.{b}"].flat(), [0, 0, 0, 0], 1e-9, "d named{a} / d params{b}");
+      const jvp = await cli("jvp", JSON.stringify({ inputs: polyInputs, jvp_inputs: ["params.{b}"], jvp_outputs: ["named.{b}"], tangent_vector: { "params.{b}": [1, 1] } }), "--address", polynomial.address);
+      assert.equal(jvp.code, 0, jvp.stderr);
+      assertClose(JSON.parse(jvp.stdout)["named.{b}"], [21, 28], 1e-6, "J·v");
+    });
+
+    it('int and bool arrays written compactly: {"dtype": "int32", "data": [...]}', async () => {
+      const compact = { ...polyInputs, counts: { dtype: "bool", data: [true, false] } };
+      const bools = await cli("apply", JSON.stringify({ inputs: compact }), "--address", polynomial.address);
+      assert.equal(bools.code, 0, bools.stderr);
+      const ints = await cli("apply", JSON.stringify({ inputs: { mesh: { ...inputs.mesh, cell_connectivity: { dtype: "int32", data: [0, 1, 2] } } } }), "--address", mesh.address);
+      assert.equal(ints.code, 0, ints.stderr);
+      assert.deepEqual(JSON.parse(ints.stdout).statistics.barycenter, [4, 5, 19 / 3]);
+    });
+
+    it("an int array written as a nested list: the message says how to write an int32 array", async () => {
+      const { code, stderr } = await cli("apply", JSON.stringify({ inputs: { mesh: { ...inputs.mesh, cell_connectivity: [0, 1, 2] } } }), "--address", mesh.address);
+      assert.equal(code, 1);
+      assert.equal(
+        stderr,
+        'tesseract-grpc apply: INVALID_ARGUMENT: mesh.cell_connectivity has datatype DATA_TYPE_FP64, expected DATA_TYPE_INT32 — a nested list is float64; write this array as {"dtype": "int32", "data": [...]} (and "shape" if the nesting does not give it)\n',
+      );
+    });
+  });
+
+  describe("finite-difference options by name, in the payload and as flags", () => {
+    /** d f_0 / d x_0 and the apply calls, from `jacobian` of f w.r.t. x at x = [1, 2, 0.5], y = 0. */
+    async function derivative(options: object | undefined, ...flags: string[]): Promise<{ d: number; calls: number }> {
+      const { code, stdout, stderr } = await cli("jacobian", JSON.stringify({ ...fOfX(["x"], [1, 2, 0.5]), options }), "--address", polynomial.address, ...flags);
+      assert.equal(code, 0, stderr);
+      return { d: JSON.parse(stdout).f.x[0][0], calls: Number(/^stats: (\d+) apply calls/.exec(stderr)?.[1]) };
+    }
+    const n = 3;
+    // Forward differences of x³ at 1 show the step taken: (f(1 + h) - f(1)) / h = 3 + 3h + h².
+    const forward = (h: number) => 3 + 3 * h + h * h;
+
+    it('payload names: "richardson" (was: unknown algorithm -1), per-path steps', async () => {
+      assert.equal((await derivative({ algorithm: "richardson" })).calls, 4 * n + 9);
+      assertClose([(await derivative({ algorithm: "forward", eps_by_path: { x: 0.1 } })).d], [forward(0.1)], 1e-9, "payload eps_by_path");
+    });
+
+    it("flags: --algorithm adaptive and stochastic with its estimator; --step-mode relative with --typical-magnitude", async () => {
+      const adaptive = await derivative({ algorithm: "central" }, "--algorithm", "adaptive");
+      assert.equal(adaptive.calls, 12 * n + 9, "the flag overrides the payload");
+      assert.ok(Math.abs(adaptive.d - 3) < 1e-9, `adaptive: d (x³)/dx at 1 = ${adaptive.d}`);
+      assert.equal((await derivative(undefined, "--algorithm", "stochastic", "--num-samples", "2", "--stochastic-estimator", "least-squares", "--seed", "7")).calls, 2 * 2);
+      // Relative: h = eps · max(|x|, typical) = 0.1 · 2.
+      assertClose([(await derivative(undefined, "--algorithm", "forward", "--eps", "0.1", "--step-mode", "relative", "--typical-magnitude", "x=2")).d], [forward(0.2)], 1e-9, "--step-mode");
+    });
+
+    it("an unknown name is refused, listing the names", async () => {
+      const { code, stderr } = await cli("jacobian", JSON.stringify({ ...fOfX(["x"], [1, 2, 0.5]), options: { algorithm: "richardsn" } }), "--address", polynomial.address);
+      assert.equal(code, 1);
+      assert.equal(stderr, 'tesseract-grpc jacobian: payload.options.algorithm: unknown value "richardsn"; expected one of central, forward, stochastic, richardson, adaptive\n');
+    });
+  });
+
+  describe("describe, --version, errors with a next step", () => {
+    it("describe prints enums by name", async () => {
+      const { code, stdout, stderr } = await cli("describe", "--address", mesh.address);
+      assert.equal(code, 0, stderr);
+      const { defaults } = JSON.parse(stdout);
+      assert.deepEqual([defaults.algorithm, defaults.step_mode, defaults.stochastic_estimator, defaults.eps], ["ALGORITHM_UNSPECIFIED", "STEP_MODE_UNSPECIFIED", "STOCHASTIC_ESTIMATOR_UNSPECIFIED", 1e-6]);
+    });
+
+    it("--version prints the package's version", async () => {
+      const { code, stdout } = await cli("--version");
+      assert.deepEqual([code, stdout], [0, `${JSON.parse(fs.readFileSync(path.join(__dirname, "../../package.json"), "utf8")).version}\n`]);
+    });
+
+    it("no server at the address: UNAVAILABLE saying how to start one (not grpc-js's text with an empty resolution note)", async () => {
+      // A port nothing listens on: one just bound and closed.
+      const probe = net.createServer().listen(0, "127.0.0.1");
+      await once(probe, "listening");
+      const closed = `127.0.0.1:${(probe.address() as net.AddressInfo).port}`;
+      await new Promise((resolve) => probe.close(resolve));
+      const { code, stderr } = await cli("describe", "--address", closed);
+      assert.equal(code, 1);
+      assert.equal(stderr, `tesseract-grpc describe: UNAVAILABLE: no server at ${closed} (connection refused) — start one with \`tesseract-grpc serve meshstats\` (or your own Tesseract), or point --address at a running one\n`);
+    });
+
+    it("an address without a port dials 50051 (grpc-js alone would dial 443)", async () => {
+      // Whatever answers on this machine's port 50051 (most often nothing), the address used names it.
+      const { code, stderr } = await cli("health", "--address", "127.0.0.1", "--deadline", "5000");
+      assert.doesNotMatch(stderr, /:443\b/);
+      if (code !== 0 && /UNAVAILABLE/.test(stderr)) assert.match(stderr, / 127\.0\.0\.1:50051 /);
+    });
+
+    it("TLS asked of a plaintext server: says to leave out --tls", async () => {
+      const { code, stderr } = await cli("describe", "--address", mesh.address, "--tls");
+      assert.equal(code, 1);
+      assert.equal(stderr, `tesseract-grpc describe: UNAVAILABLE: ${mesh.address} does not answer TLS — leave out --tls and the --tls-* flags for a plaintext server\n`);
+    });
+
+    it("a port in use: one line saying so and what to do, no stray grpc-js line before it", async () => {
+      const port = mesh.address.split(":")[1];
+      const { code, stdout, stderr } = await run(process.execPath, [CLI, "serve", "meshstats", "--port", port]).then(
+        () => ({ code: 0, stdout: "", stderr: "" }),
+        (e: { code: number; stdout: string; stderr: string }) => e,
+      );
+      assert.deepEqual([code, stdout], [1, ""]);
+      assert.equal(stderr, `tesseract-grpc: 127.0.0.1:${port} is already in use (another server?) — stop it, or choose another port with --port (0 picks a free one)\n`);
+    });
   });
 });

@@ -251,16 +251,6 @@ describe("SDK: TesseractClient", () => {
       await clientRejects(mesh.jvp({ inputs: sampleMeshInputs(3), inputPaths: ["mesh.points"], outputPaths: ["statistics.nope"], tangent }), "INVALID_ARGUMENT", /statistics\.nope/);
     });
 
-    it("a wrong Any type URL: INVALID_ARGUMENT", async () => {
-      const wrong = new TesseractClient<MeshInputs, MeshOutputs>(meshServer.address, { inputs: MeshInputs, outputs: MeshOutputs, inputType: "tesseract.examples.vectoradd.v1.Inputs" });
-      try {
-        await clientRejects(wrong.apply(sampleMeshInputs(3)), "INVALID_ARGUMENT", /type URL "type\.googleapis\.com\/tesseract\.examples\.vectoradd\.v1\.Inputs"/);
-        await clientRejects(wrong.jacobian({ inputs: sampleMeshInputs(3), inputPaths: ["mesh.points"], outputPaths: [BARY] }), "INVALID_ARGUMENT", /type URL/);
-      } finally {
-        wrong.close();
-      }
-    });
-
     it("inputs the Tesseract rejects: INVALID_ARGUMENT with its message", async () => {
       const inputs = sampleMeshInputs(3);
       await clientRejects(mesh.apply({ ...inputs, mesh: { ...inputs.mesh, n_points: 4 } }), "INVALID_ARGUMENT", /n_points/);

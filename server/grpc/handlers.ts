@@ -149,7 +149,8 @@ class Bodies {
 
   checkGradients = async (req: CheckMessage, signal: AbortSignal) => {
     const { runtime } = this;
-    const { passed, checks } = await runtime.checkGradients({
+    const started = performance.now();
+    const { passed, checks, apply_calls } = await runtime.checkGradients({
       inputs: runtime.decodeInputs(req.inputs),
       inputPaths: req.input_paths ?? [],
       outputPaths: req.output_paths ?? [],
@@ -161,7 +162,7 @@ class Bodies {
       options: req.options,
       signal,
     });
-    return { passed, checks };
+    return { passed, checks, stats: { apply_calls, wall_seconds: (performance.now() - started) / 1000, adjusted_steps: [] } };
   };
 
   /** Describe's ServerLimits: what this server refuses, so clients can size their requests. */

@@ -1,0 +1,58 @@
+/**
+ * What the CLI prints besides results: a failure with the next step to take (a server to start, a
+ * flag to drop, how to write an int32 array), and a gradient call's evaluation stats.
+ */
+import { listed } from "../common/errors";
+import type { EvaluationStats } from "../generated/tesseract/v1/tesseract";
+import { numpyDtype } from "../common/numpy-arrays";
+import { DataType } from "../common/tensor-codec";
+import { isTesseractClientError, type TesseractClientError } from "./errors";
+
+/** grpc-js's connection failures, each with what the user can do about it. */
+const UNAVAILABLE_RULES: [RegExp, (address: string, match: RegExpMatchArray) => string][] = [
+  [/connect ECONNREFUSED/, (address) => `no server at ${address} (connection refused) — start one with \`tesseract-grpc serve meshstats\` (or your own Tesseract), or point --address at a running one`],
+  [/Name resolution failed for target (?:dns:)?(\S+)/, (address) => `cannot resolve the host of ${address} — check --address (HOST:PORT)`],
+  [/wrong version number|WRONG_VERSION_NUMBER/, (address) => `${address} does not answer TLS — leave out --tls and the --tls-* flags for a plaintext server`],
+];
+
+/** A client error's text without grpc-js's empty "Resolution note: " tail. */
+function details(e: TesseractClientError): string {
+  return e.details.replace(/\.?\s*Resolution note:\s*$/, "");
+}
+
+/** `int32` for "DATA_TYPE_INT32 or …", undefined for a name that is no datatype. */
+function dtypeOf(name: string): string | undefined {
+  const datatype = DataType[name as keyof typeof DataType];
+  return datatype === undefined ? undefined : numpyDtype(datatype);
+}
+
+/** The line printed for a failed command (after `tesseract-grpc <command>: `). */
+export function explainError(e: unknown, address: string): string {
+  if (!isTesseractClientError(e)) return e instanceof Error ? e.message : String(e);
+  const text = details(e);
+  if (e.codeName === "UNAVAILABLE") {
+    for (const [pattern, explain] of UNAVAILABLE_RULES) {
+      const match = text.match(pattern);
+      if (match) return `UNAVAILABLE: ${explain(address, match)}`;
+    }
+    return `UNAVAILABLE: ${text} — is a tesseract-grpc server listening at ${address}, with TLS if and only if you asked for it?`;
+  }
+  const wrongType = /has datatype DATA_TYPE_\w+, expected (DATA_TYPE_\w+)/.exec(text);
+  const dtype = wrongType && dtypeOf(wrongType[1]);
+  if (dtype && dtype !== "float64") {
+    return `${e.codeName}: ${text} — a nested list is float64; write this array as {"dtype": "${dtype}", "data": [...]} (and "shape" if the nesting does not give it)`;
+  }
+  return `${e.codeName}: ${text}`;
+}
+
+/** `18 apply calls in 0.0123 s`, then any other stats the server set (adjusted steps, column groups, ...). */
+export function statsLine(stats: EvaluationStats): string {
+  const parts = [`${stats.apply_calls} apply calls in ${stats.wall_seconds.toPrecision(3)} s`];
+  if (stats.adjusted_steps.length) parts.push(`adjusted steps: ${listed(stats.adjusted_steps, 5)}`);
+  for (const [key, value] of Object.entries(stats)) {
+    if (key === "apply_calls" || key === "wall_seconds" || key === "adjusted_steps") continue;
+    if (value === undefined || value === 0 || value === "" || (Array.isArray(value) && value.length === 0)) continue;
+    parts.push(`${key} ${JSON.stringify(value)}`);
+  }
+  return `stats: ${parts.join("; ")}`;
+}

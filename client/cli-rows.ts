@@ -1,0 +1,71 @@
+/**
+ * `jacobian --stream` on the command line: a progress bar on stderr, and the rows as NDJSON on stdout
+ * (one line per message: the header, each row, the stats), written as they arrive and never
+ * faster than stdout drains, so memory stays bounded by one message whatever the Jacobian's size.
+ */
+import { once } from "node:events";
+import type { Writable } from "node:stream";
+import ndarray from "ndarray";
+import { SingleBar } from "cli-progress";
+import { dataTypeName } from "../common/tensor-codec";
+import type { JacobianHeader } from "../generated/tesseract/v1/tesseract";
+import { arrayToJson, type Format } from "./json-form";
+import type { JacobianRowsEvent } from "./rows";
+
+/**
+ * Passes the stream through, drawing rows done, evaluations/s and ETA on stderr: on a terminal, or
+ * anywhere with `force` (a line every few seconds, and the last one).
+ */
+export async function* withProgress(events: AsyncIterable<JacobianRowsEvent>, force = false): AsyncGenerator<JacobianRowsEvent> {
+  if (!process.stderr.isTTY && !force) return yield* events;
+  const bar = new SingleBar({ stream: process.stderr, format: "rows {value}/{total} | {rate} evals/s | ETA {eta_formatted}", etaBuffer: 50, noTTYOutput: force });
+  let perRow = 0;
+  let last = "";
+  const started = performance.now();
+  try {
+    for await (const event of events) {
+      if (event.header) {
+        perRow = Number(event.header.planned_evaluations) / Math.max(1, Number(event.header.total_rows));
+        bar.start(Number(event.header.total_rows), 0, { rate: 0 });
+      } else if (event.row && `${event.row.input_path}[${event.row.input_index}]` !== last) {
+        last = `${event.row.input_path}[${event.row.input_index}]`;
+        const done = bar.getProgress() * bar.getTotal() + 1;
+        bar.increment(1, { rate: Math.round((done * perRow) / ((performance.now() - started) / 1000)) });
+      }
+      yield event;
+    }
+  } finally {
+    bar.stop();
+  }
+}
+
+/** The header with datatypes by name. */
+function headerJson(header: JacobianHeader): unknown {
+  const shapes = (list: JacobianHeader["inputs"]) => list.map((p) => ({ path: p.path, shape: p.shape, datatype: dataTypeName(p.datatype) }));
+  return { ...header, inputs: shapes(header.inputs), outputs: shapes(header.outputs) };
+}
+
+/** One event as its NDJSON line; values as lists (`json`) or base64 array objects (`json+base64`). */
+function eventJson(event: JacobianRowsEvent, format: Format): unknown {
+  if (event.header) return { header: headerJson(event.header) };
+  if (event.stats) return { stats: event.stats };
+  const values = (v: Float64Array) => arrayToJson(ndarray(v, [v.length]), format);
+  const { input_path, input_index, slices } = event.row!;
+  return {
+    row: {
+      input_path,
+      input_index,
+      slices: slices.map((s) => ({ output_path: s.output_path, offset: s.offset, values: values(s.values), ...(s.error_estimate ? { error_estimate: values(s.error_estimate) } : {}) })),
+    },
+  };
+}
+
+/** Writes every event as a line of `out`, waiting for it to drain; resolves with the stats. */
+export async function writeRowsNdjson(events: AsyncIterable<JacobianRowsEvent>, format: Format, out: Writable = process.stdout): Promise<JacobianRowsEvent["stats"]> {
+  let stats: JacobianRowsEvent["stats"];
+  for await (const event of events) {
+    if (event.stats) stats = event.stats;
+    if (!out.write(`${JSON.stringify(eventJson(event, format))}\n`)) await once(out, "drain");
+  }
+  return stats;
+}

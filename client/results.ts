@@ -1,0 +1,65 @@
+/**
+ * The gradient endpoints' results: values keyed by path, the evaluation stats, and lookups that
+ * return an ndarray or throw an error naming the paths there are, so that callers need neither
+ * `!` nor a check of their own under `noUncheckedIndexedAccess`.
+ */
+import type { NdArray } from "ndarray";
+import { status } from "@grpc/grpc-js";
+import { listed, quote } from "../common/errors";
+import type { EvaluationStats } from "../generated/tesseract/v1/tesseract";
+import { TesseractClientError } from "./errors";
+
+/** The Jacobian in tesseract-core's nested layout: jacobian[outputPath][inputPath], shape (*out, *in), FP64. */
+export type NestedJacobian = Record<string, Record<string, NdArray<Float64Array>>>;
+
+/** What a response without stats reports (a server that sends none). */
+export const NO_STATS: EvaluationStats = Object.freeze({ apply_calls: 0, wall_seconds: 0, adjusted_steps: [] });
+
+function notFound(what: string, path: string, available: string[]): TesseractClientError {
+  return new TesseractClientError(status.NOT_FOUND, `the result has no ${what} ${quote(path)}; it has: ${listed(available)}`);
+}
+
+/** `jacobian()`'s result, and `assembleJacobian()`'s. */
+export class JacobianResult {
+  constructor(
+    readonly jacobian: NestedJacobian,
+    /** Estimated absolute error of each entry, same layout; for Richardson and adaptive only. */
+    readonly errorEstimate: NestedJacobian | undefined,
+    readonly stats: EvaluationStats,
+  ) {}
+
+  /** d outputPath / d inputPath, shape (*output_shape, *input_shape); NOT_FOUND naming the pairs there are. */
+  block(outputPath: string, inputPath: string): NdArray<Float64Array> {
+    return lookup(this.jacobian, outputPath, inputPath);
+  }
+
+  /** The estimated errors of `block(outputPath, inputPath)`; NOT_FOUND when the algorithm gives none. */
+  errorBlock(outputPath: string, inputPath: string): NdArray<Float64Array> {
+    if (!this.errorEstimate) throw new TesseractClientError(status.NOT_FOUND, "the result has no error estimates: only the richardson, adaptive and stochastic algorithms give them");
+    return lookup(this.errorEstimate, outputPath, inputPath);
+  }
+}
+
+function lookup(nested: NestedJacobian, outputPath: string, inputPath: string): NdArray<Float64Array> {
+  const byInput = Object.hasOwn(nested, outputPath) ? nested[outputPath] : undefined;
+  const block = byInput && Object.hasOwn(byInput, inputPath) ? byInput[inputPath] : undefined;
+  if (block) return block;
+  const pairs = Object.entries(nested).flatMap(([o, inputs]) => Object.keys(inputs).map((i) => `${o} / ${i}`));
+  throw notFound("Jacobian block d output / d input", `${outputPath} / ${inputPath}`, pairs);
+}
+
+/** `jvp()`'s result (keyed by output path) and `vjp()`'s (keyed by input path). */
+export class VectorProductResult {
+  constructor(
+    readonly result: Record<string, NdArray<Float64Array>>,
+    /** Estimated absolute errors, like `result`; for Richardson and adaptive only. */
+    readonly errorEstimate: Record<string, NdArray<Float64Array>> | undefined,
+    readonly stats: EvaluationStats,
+  ) {}
+
+  /** The value for `path` (an output path for a JVP, an input path for a VJP); NOT_FOUND naming the paths there are. */
+  get(path: string): NdArray<Float64Array> {
+    if (Object.hasOwn(this.result, path)) return this.result[path];
+    throw notFound("path", path, Object.keys(this.result));
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * The CLI's forms without a server: compact arrays, enums by name, finite-difference options from
+ * the payload and the flags, addresses, the messages with a next step and the stats line.
+ * (test/cli.test.ts runs the same paths end to end, once each.)
+ */
+import { strict as assert } from "node:assert";
+import { status } from "@grpc/grpc-js";
+import { Command } from "commander";
+import { withDefaultPort } from "../client/address";
+import { explainError, statsLine } from "../client/cli-messages";
+import { TesseractClientError } from "../client/errors";
+import { arrayFromJson, enumsByName } from "../client/json-form";
+import { mergeOptionFlags, optionFlags, optionsFromJson, optionsToJson } from "../client/options-json";
+import { Algorithm, StepMode, StochasticEstimator } from "../generated/tesseract/v1/algorithm";
+import { FiniteDifferenceOptions } from "../generated/tesseract/v1/tesseract";
+import { loadRoot } from "../server/schema/schema";
+import { flat } from "./helpers";
+
+describe("CLI forms", () => {
+  describe('compact arrays: {"dtype", "data", "shape"?}', () => {
+    it("the dtype's typed array, the shape from the nesting or from \"shape\"", () => {
+      const cases: [object, string, number[], number[]][] = [
+        [{ dtype: "int32", data: [0, 1, 2] }, "Int32Array", [3], [0, 1, 2]],
+        [{ dtype: "int32", shape: [3], data: [[0], [1], [2]] }, "Int32Array", [3], [0, 1, 2]],
+        [{ dtype: "uint8", shape: [2, 2], data: [1, 2, 3, 4] }, "Uint8Array", [2, 2], [1, 2, 3, 4]],
+        [{ dtype: "bool", data: [true, false, true] }, "Uint8Array", [3], [1, 0, 1]],
+        [{ dtype: "int64", data: [[1, 2], [3, 4]] }, "BigInt64Array", [2, 2], [1, 2, 3, 4]],
+        [{ dtype: "float32", data: 2.5 }, "Float32Array", [], [2.5]],
+      ];
+      for (const [json, type, shape, values] of cases) {
+        const a = arrayFromJson(json, "x");
+        assert.deepEqual([a.data.constructor.name, a.shape, flat(a)], [type, shape, values], JSON.stringify(json));
+      }
+    });
+
+    it("refusals name the field and what was expected", () => {
+      assert.throws(() => arrayFromJson({ dtype: "int32", shape: [4], data: [0, 1, 2] }, "x"), /^TesseractError: x\.data\.buffer has 3 values, expected 4 for shape \[4\]$/);
+      assert.throws(() => arrayFromJson({ dtype: "int32", data: [0, 1], strides: [1] }, "x"), /x\.strides: not a key of the compact array form \{"dtype", "data", "shape"\?\}/);
+      assert.throws(() => arrayFromJson({ dtype: "int33", data: [0] }, "x"), /x\.dtype is "int33"; expected one of bool, uint8/);
+      assert.throws(() => arrayFromJson({ dtype: "int32", data: [0.5] }, "x"), /element 0 is 0\.5, expected an integer \(dtype int32\)/);
+      assert.throws(() => arrayFromJson({ dtype: "int32", data: [[0, 1], [2]] }, "x"), /x\.data: ragged nested list/);
+    });
+  });
+
+  it("enumsByName: enum fields of a decoded tree by name, nested messages too", () => {
+    const type = loadRoot(["tesseract/examples/meshstats/v1/meshstats.proto"]).lookupType("tesseract.examples.meshstats.v1.Inputs");
+    assert.deepEqual(enumsByName(type, { fd_algorithm: 4, mesh: { n_points: 2 } }), { fd_algorithm: "ALGORITHM_RICHARDSON", mesh: { n_points: 2 } });
+    assert.deepEqual(enumsByName(type, { fd_algorithm: 42 }), { fd_algorithm: 42 }, "a number the enum lacks stays a number");
+  });
+
+  describe("finite-difference options", () => {
+    it("every enum value by short name, proto name (either case of separator) or number", () => {
+      const cases: [object, Partial<FiniteDifferenceOptions>][] = [
+        [{ algorithm: "central" }, { algorithm: Algorithm.ALGORITHM_CENTRAL }],
+        [{ algorithm: "forward" }, { algorithm: Algorithm.ALGORITHM_FORWARD }],
+        [{ algorithm: "stochastic" }, { algorithm: Algorithm.ALGORITHM_STOCHASTIC }],
+        [{ algorithm: "richardson" }, { algorithm: Algorithm.ALGORITHM_RICHARDSON }],
+        [{ algorithm: "Adaptive" }, { algorithm: Algorithm.ALGORITHM_ADAPTIVE }],
+        [{ algorithm: "ALGORITHM_RICHARDSON" }, { algorithm: Algorithm.ALGORITHM_RICHARDSON }],
+        [{ algorithm: 2 }, { algorithm: Algorithm.ALGORITHM_FORWARD }],
+        [{ step_mode: "relative" }, { step_mode: StepMode.STEP_MODE_RELATIVE }],
+        [{ stepMode: "STEP_MODE_ABSOLUTE" }, { step_mode: StepMode.STEP_MODE_ABSOLUTE }],
+        [{ stochastic_estimator: "least-squares" }, { stochastic_estimator: StochasticEstimator.STOCHASTIC_ESTIMATOR_LEAST_SQUARES }],
+        [{ stochastic_estimator: "least_squares" }, { stochastic_estimator: StochasticEstimator.STOCHASTIC_ESTIMATOR_LEAST_SQUARES }],
+        [{ stochastic_estimator: "spsa" }, { stochastic_estimator: StochasticEstimator.STOCHASTIC_ESTIMATOR_SPSA }],
+        [{ eps: 1e-3, num_samples: 4, seed: "12" }, { eps: 1e-3, num_samples: 4, seed: 12 }],
+        [{ eps_by_path: { "mesh.points": 1e-4 }, typicalMagnitude: { x: 2 } }, { eps_by_path: { "mesh.points": 1e-4 }, typical_magnitude: { x: 2 } }],
+      ];
+      for (const [json, options] of cases) assert.deepEqual(optionsFromJson(json), options, JSON.stringify(json));
+    });
+
+    it("unknown options and values are refused, naming what exists", () => {
+      assert.throws(() => optionsFromJson({ algorithm: "backward" }), /^Error: options\.algorithm: unknown value "backward"; expected one of central, forward, stochastic, richardson, adaptive$/);
+      assert.throws(() => optionsFromJson({ algorithm: -1 }), /options\.algorithm: unknown value -1/);
+      assert.throws(() => optionsFromJson({ algoritm: "central" }), /^Error: options\.algoritm: no such option; options: algorithm, eps, num_samples, seed, eps_by_path, step_mode, typical_magnitude, stochastic_estimator/);
+      assert.throws(() => optionsFromJson({ step_mode: "sideways" }), /options\.step_mode: unknown value "sideways"; expected one of absolute, relative$/);
+      assert.throws(() => optionsFromJson({ eps: 0 }), /options\.eps: expected a positive number, got 0/);
+      assert.throws(() => optionsFromJson({ eps_by_path: { x: -1 } }), /options\.eps_by_path\.\{x\}: expected a positive number, got -1/);
+      assert.throws(() => optionsFromJson({ num_samples: "many" }), /options\.num_samples: "many" is not a valid value/);
+      assert.throws(() => optionsFromJson("richardson"), /options: expected an object such as \{"algorithm": "richardson", "eps": 1e-6\}/);
+    });
+
+    it("flags override the payload, field by field; per-path flags add entries", async () => {
+      const program = new Command().exitOverride().configureOutput({ writeErr: () => {} });
+      for (const option of optionFlags(true)) program.addOption(option);
+      program.parse(["--algorithm", "adaptive", "--step-mode", "relative", "--eps-by-path", "x=0.1", "--eps-by-path", "y.{a=b}=0.2", "--typical-magnitude", "x=3", "--num-samples", "4", "--seed", "9"], { from: "user" });
+      const merged = mergeOptionFlags(optionsFromJson({ algorithm: "central", eps: 1e-3, eps_by_path: { z: 1e-5, x: 1 } }), program.opts());
+      assert.deepEqual(merged, {
+        algorithm: Algorithm.ALGORITHM_ADAPTIVE,
+        eps: 1e-3,
+        step_mode: StepMode.STEP_MODE_RELATIVE,
+        eps_by_path: { z: 1e-5, x: 0.1, "y.{a=b}": 0.2 },
+        typical_magnitude: { x: 3 },
+        num_samples: 4,
+        seed: 9,
+      });
+      const choices = Object.fromEntries(optionFlags(false).filter((o) => o.argChoices).map((o) => [o.long, o.argChoices]));
+      assert.deepEqual(choices, { "--algorithm": ["central", "forward", "stochastic", "richardson", "adaptive"], "--step-mode": ["absolute", "relative"], "--stochastic-estimator": ["spsa", "least-squares"] });
+      assert.throws(() => program.parse(["--eps-by-path", "x"], { from: "user" }), /expected INPUT_PATH=POSITIVE_NUMBER \(e\.g\. --eps-by-path mesh\.points=1e-6\), got "x"/);
+    });
+
+    it("optionsToJson: enum values by proto name, for printing", () => {
+      assert.deepEqual(optionsToJson(FiniteDifferenceOptions.fromPartial({ algorithm: Algorithm.ALGORITHM_FORWARD, eps: 1e-6 })), {
+        algorithm: "ALGORITHM_FORWARD",
+        eps: 1e-6,
+        num_samples: undefined,
+        seed: undefined,
+        eps_by_path: {},
+        step_mode: "STEP_MODE_UNSPECIFIED",
+        typical_magnitude: {},
+        stochastic_estimator: "STOCHASTIC_ESTIMATOR_UNSPECIFIED",
+      });
+    });
+  });
+
+  it("addresses: port 50051 added when none is named (grpc-js would dial 443)", () => {
+    const cases: [string, string][] = [
+      ["localhost", "localhost:50051"],
+      ["10.0.0.5", "10.0.0.5:50051"],
+      ["localhost:6000", "localhost:6000"],
+      ["[::1]", "[::1]:50051"],
+      ["[::1]:6000", "[::1]:6000"],
+      ["::1", "[::1]:50051"],
+      ["dns:///apply.example:443", "dns:///apply.example:443"],
+      ["ipv4:10.0.0.1:1,10.0.0.2:2", "ipv4:10.0.0.1:1,10.0.0.2:2"],
+      ["unix:/tmp/tesseract.sock", "unix:/tmp/tesseract.sock"],
+    ];
+    for (const [given, dialled] of cases) assert.equal(withDefaultPort(given), dialled, given);
+  });
+
+  describe("messages", () => {
+    const error = (code: number, details: string) => new TesseractClientError(code, details);
+
+    it("UNAVAILABLE with the next step: start a server, check the host, drop TLS", () => {
+      const refused = "No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:50051. Resolution note: ";
+      assert.equal(explainError(error(status.UNAVAILABLE, refused), "127.0.0.1:50051"), "UNAVAILABLE: no server at 127.0.0.1:50051 (connection refused) — start one with `tesseract-grpc serve meshstats` (or your own Tesseract), or point --address at a running one");
+      assert.equal(explainError(error(status.UNAVAILABLE, "Name resolution failed for target dns:nohost.invalid:50051"), "nohost.invalid:50051"), "UNAVAILABLE: cannot resolve the host of nohost.invalid:50051 — check --address (HOST:PORT)");
+      assert.equal(
+        explainError(error(status.UNAVAILABLE, "No connection established. Last error: Failed to connect (2026-01-01T00:00:00.000Z). Resolution note: "), "h:1"),
+        "UNAVAILABLE: No connection established. Last error: Failed to connect (2026-01-01T00:00:00.000Z) — is a tesseract-grpc server listening at h:1, with TLS if and only if you asked for it?",
+      );
+    });
+
+    it("a wrong datatype: how to write that array compactly (not for float64, which a nested list is)", () => {
+      assert.match(explainError(error(status.INVALID_ARGUMENT, "mesh.cell_connectivity has datatype DATA_TYPE_FP64, expected DATA_TYPE_INT32"), "a"), /— a nested list is float64; write this array as \{"dtype": "int32", "data": \[\.\.\.\]\}/);
+      assert.match(explainError(error(status.INVALID_ARGUMENT, "x has datatype DATA_TYPE_FP64, expected DATA_TYPE_FP32"), "a"), /\{"dtype": "float32"/);
+      assert.equal(explainError(error(status.INVALID_ARGUMENT, "x has datatype DATA_TYPE_INT32, expected DATA_TYPE_FP64"), "a"), "INVALID_ARGUMENT: x has datatype DATA_TYPE_INT32, expected DATA_TYPE_FP64");
+      assert.equal(explainError(new Error("payload is not valid JSON: …"), "a"), "payload is not valid JSON: …");
+    });
+
+    it("statsLine: apply calls and time, then adjusted steps and any other stats the server set", () => {
+      assert.equal(statsLine({ apply_calls: 18, wall_seconds: 0.0123456, adjusted_steps: [] }), "stats: 18 apply calls in 0.0123 s");
+      const more = { apply_calls: 4, wall_seconds: 1, adjusted_steps: ["x[0]: one ulp"], column_groups: 3, sparsity_source: "request" };
+      assert.equal(statsLine(more), 'stats: 4 apply calls in 1.00 s; adjusted steps: x[0]: one ulp; column_groups 3; sparsity_source "request"');
+    });
+  });
+});

@@ -1,0 +1,165 @@
+/**
+ * `jacobian --out FILE.npy`: the streamed Jacobian written into a NumPy file message by message.
+ * A synthetic stream shows the layout (J of shape (O, I) in Fortran order, blocks in the header's
+ * order, rows split over messages and out of order) and that each message is on disk before the
+ * next is read — the writer never holds more than one; an incomplete stream leaves no file. Then the
+ * CLI against a real server, checked value by value.
+ */
+import { strict as assert } from "node:assert";
+import { execFile } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { promisify } from "node:util";
+import { type JacobianRowsEvent } from "../client";
+import { npyHeader, writeJacobianNpy } from "../client/npy-writer";
+import { DataType } from "../common/tensor-codec";
+import { clientRejects, CLI, serveProcess, type ServeProcess } from "./helpers";
+
+const run = promisify(execFile);
+
+/** A .npy file's header fields and FP64 data (what numpy.load reads). */
+function readNpy(file: string): { descr: string; fortran: boolean; shape: number[]; data: Float64Array } {
+  const bytes = fs.readFileSync(file);
+  assert.equal(bytes.subarray(0, 6).toString("latin1"), "\x93NUMPY");
+  assert.deepEqual([bytes[6], bytes[7]], [1, 0], "format 1.0");
+  const headerLength = bytes.readUInt16LE(8);
+  assert.equal((10 + headerLength) % 64, 0, "data aligned to 64 bytes");
+  const header = bytes.subarray(10, 10 + headerLength).toString("latin1");
+  const match = /^\{'descr': '(<f8)', 'fortran_order': (True|False), 'shape': \(([\d, ]*)\), \} *\n$/.exec(header);
+  assert.ok(match, header);
+  const data = bytes.subarray(10 + headerLength);
+  return { descr: match[1], fortran: match[2] === "True", shape: match[3].split(",").filter((d) => d.trim()).map(Number), data: new Float64Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) };
+}
+
+const dirs: string[] = [];
+/** A path for a .npy file in a fresh folder, removed after the tests. */
+function tmp(): string {
+  dirs.push(fs.mkdtempSync(path.join(os.tmpdir(), "tesseract-npy-")));
+  return path.join(dirs[dirs.length - 1], "J.npy");
+}
+
+/** Outputs u (shape [2]) and v (shape [3]), inputs x (shape [2]) and y (scalar): O = 5, I = 3; J[o, j] = 10·o + j. */
+const header: JacobianRowsEvent = {
+  header: {
+    outputs: [{ path: "u", shape: [2], datatype: DataType.DATA_TYPE_FP64 }, { path: "v", shape: [3], datatype: DataType.DATA_TYPE_FP64 }],
+    inputs: [{ path: "x", shape: [2], datatype: DataType.DATA_TYPE_FP64 }, { path: "y", shape: [], datatype: DataType.DATA_TYPE_FP64 }],
+    total_rows: 3,
+    planned_evaluations: 6,
+  },
+};
+const value = (o: number, j: number) => 10 * o + j;
+const column = (j: number, from: number, to: number) => Float64Array.from({ length: to - from }, (_, p) => value(from + p, j));
+/** Rows out of order, y's row split in two messages (u, then v from offset 1 and v[0] last). */
+const rows: JacobianRowsEvent[] = [
+  { row: { input_path: "y", input_index: 0, slices: [{ output_path: "u", offset: 0, values: column(2, 0, 2) }] } },
+  { row: { input_path: "x", input_index: 1, slices: [{ output_path: "u", offset: 0, values: column(1, 0, 2) }, { output_path: "v", offset: 0, values: column(1, 2, 5) }] } },
+  { row: { input_path: "y", input_index: 0, slices: [{ output_path: "v", offset: 1, values: column(2, 3, 5) }] } },
+  { row: { input_path: "x", input_index: 0, slices: [{ output_path: "u", offset: 0, values: column(0, 0, 2) }, { output_path: "v", offset: 0, values: column(0, 2, 5) }] } },
+  { row: { input_path: "y", input_index: 0, slices: [{ output_path: "v", offset: 0, values: column(2, 2, 3) }] } },
+];
+const stats: JacobianRowsEvent = { stats: { apply_calls: 6, wall_seconds: 0.5, adjusted_steps: [] } };
+
+describe("jacobian --out FILE.npy", () => {
+  after(() => dirs.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
+
+  it("npyHeader: NumPy 1.0, FP64, Fortran order, padded to 64 bytes", () => {
+    const h = npyHeader([5, 3]).toString("latin1");
+    assert.equal(h.length % 64, 0);
+    assert.match(h, /^\x93NUMPY\x01\x00.\x00\{'descr': '<f8', 'fortran_order': True, 'shape': \(5, 3\), \} +\n$/s);
+  });
+
+  it("J (O × I) in Fortran order, blocks in the header's order, from rows split and out of order; each message on disk before the next is read", async () => {
+    const file = tmp();
+    const dataStart = npyHeader([5, 3]).length;
+    const onDisk = (j: number, o: number) => {
+      const buffer = Buffer.alloc(8);
+      const fd = fs.openSync(file, "r");
+      try {
+        fs.readSync(fd, buffer, 0, 8, dataStart + 8 * (5 * j + o));
+      } finally {
+        fs.closeSync(fd);
+      }
+      return buffer.readDoubleLE(0);
+    };
+    // Pulled one event at a time: when the writer asks for event k + 1, event k must be in the file.
+    async function* stream(): AsyncGenerator<JacobianRowsEvent> {
+      yield header;
+      for (const event of rows) {
+        yield event;
+        const { input_path, input_index, slices } = event.row!;
+        const j = input_path === "x" ? input_index : 2;
+        for (const s of slices) {
+          const first = (s.output_path === "u" ? 0 : 2) + s.offset;
+          for (let p = 0; p < s.values.length; p++) assert.equal(onDisk(j, first + p), s.values[p], `J[${first + p}, ${j}] written before the next message was read`);
+        }
+      }
+      yield stats;
+    }
+    const written = await writeJacobianNpy(stream(), file);
+    assert.deepEqual(written, {
+      path: file,
+      shape: [5, 3],
+      outputs: [{ path: "u", shape: [2], offset: 0 }, { path: "v", shape: [3], offset: 2 }],
+      inputs: [{ path: "x", shape: [2], offset: 0 }, { path: "y", shape: [], offset: 2 }],
+      stats: stats.stats,
+    });
+    const npy = readNpy(file);
+    assert.deepEqual([npy.descr, npy.fortran, npy.shape], ["<f8", true, [5, 3]]);
+    // Fortran order: element (o, j) at o + 5·j.
+    assert.deepEqual(Array.from(npy.data), Array.from({ length: 15 }, (_, k) => value(k % 5, Math.floor(k / 5))));
+  });
+
+  it("an incomplete or inconsistent stream: DATA_LOSS naming what is wrong, and no file left", async () => {
+    const cases: [JacobianRowsEvent[], RegExp][] = [
+      [[header, ...rows.slice(0, 4), stats], /incomplete: 1 row\(s\) missing or partial, the first input "y" at flat index 0 \(4 of 5 values\)/],
+      [[header, ...rows], /the stream ended before its stats/],
+      [[rows[0]], /a row arrived before the header/],
+      [[header, ...rows, rows[0], stats], /more than its 5/],
+      [[header, { row: { input_path: "z", input_index: 0, slices: [] } }], /row for input "z", which the header does not list/],
+      [[header, { row: { input_path: "x", input_index: 0, slices: [{ output_path: "u", offset: 1, values: column(0, 0, 2) }] } }], /slice of 2 values at offset 1 overruns output "u" \(2 elements\)/],
+    ];
+    for (const [events, message] of cases) {
+      const file = tmp();
+      await clientRejects(writeJacobianNpy((async function* () { yield* events; })(), file), "DATA_LOSS", message);
+      assert.equal(fs.existsSync(file), false, `${message}: the partial file is removed`);
+    }
+  });
+
+  describe("the CLI against a server", () => {
+    let server: ServeProcess;
+    before(async () => {
+      server = await serveProcess(["vectoradd", "--port", "0"]);
+    });
+    after(async () => {
+      await server.stop();
+    });
+
+    it("vectoradd, n = 1500: d result / d (a, b) written as a 1500 × 3000 matrix, its layout on stdout, stats on stderr", async () => {
+      const n = 1500;
+      const a = Array.from({ length: n }, (_, i) => Math.sin(i));
+      const payload = { inputs: { a, b: a.map((v) => 2 * v), s: 3, normalize: false }, jac_inputs: ["a", "b"], jac_outputs: ["result"] };
+      const file = tmp();
+      fs.writeFileSync(`${file}.json`, JSON.stringify(payload));
+      const { stdout, stderr } = await run(process.execPath, [CLI, "jacobian", `@${file}.json`, "--address", server.address, "--out", file]);
+      assert.deepEqual(JSON.parse(stdout), {
+        path: file,
+        shape: [n, 2 * n],
+        outputs: [{ path: "result", shape: [n], offset: 0 }],
+        inputs: [{ path: "a", shape: [n], offset: 0 }, { path: "b", shape: [n], offset: n }],
+      });
+      assert.match(stderr, new RegExp(`^stats: ${2 * 2 * n} apply calls in [0-9.e-]+ s\\n$`));
+      const npy = readNpy(file);
+      assert.deepEqual([npy.fortran, npy.shape], [true, [n, 2 * n]]);
+      // J = [s·I, I]: (o, j) at o + n·j.
+      let worst = 0;
+      for (let j = 0; j < 2 * n; j++) {
+        for (let o = 0; o < n; o++) {
+          const expected = o === j % n ? (j < n ? 3 : 1) : 0;
+          worst = Math.max(worst, Math.abs(npy.data[o + n * j] - expected));
+        }
+      }
+      assert.ok(worst < 1e-6, `max |J - [sI, I]| = ${worst}`);
+    });
+  });
+});
