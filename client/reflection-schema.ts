@@ -9,17 +9,18 @@ import * as protobuf from "protobufjs";
 import { create, createFileRegistry, fromBinary, type FileRegistry } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
 import { ServerReflectionClient, type ServerReflectionRequest, type ServerReflectionResponse } from "../generated/grpc/reflection/v1/reflection";
+import { ServerReflectionClient as ServerReflectionV1alphaClient } from "../generated/grpc/reflection/v1alpha/reflection";
 import { printProto } from "./proto-text";
 
-/** One reflection stream: each question answered in turn. */
+/** One reflection stream (grpc.reflection.v1, or the older v1alpha: the same messages): each question answered in turn. */
 export class ReflectionStream {
   private readonly client: ServerReflectionClient;
   private readonly stream: grpc.ClientDuplexStream<ServerReflectionRequest, ServerReflectionResponse>;
   private readonly waiting: Array<{ resolve(r: ServerReflectionResponse): void; reject(e: Error): void }> = [];
   private failure?: Error;
 
-  constructor(address: string, credentials: grpc.ChannelCredentials, options: grpc.ClientOptions = {}) {
-    this.client = new ServerReflectionClient(address, credentials, options);
+  constructor(address: string, credentials: grpc.ChannelCredentials, options: grpc.ClientOptions = {}, version: "v1" | "v1alpha" = "v1") {
+    this.client = new (version === "v1" ? ServerReflectionClient : ServerReflectionV1alphaClient)(address, credentials, options);
     this.stream = this.client.serverReflectionInfo();
     this.stream.on("data", (response: ServerReflectionResponse) => this.waiting.shift()?.resolve(response));
     this.stream.on("error", (e: Error) => {

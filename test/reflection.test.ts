@@ -1,0 +1,336 @@
+/**
+ * Server reflection as strict clients use it: for every bundled Tesseract, a module Tesseract outside
+ * the source tree (test/fixtures/acme-solver: packages importing each other, maps, proto2, a
+ * well-known type) and a bridged tesseract-core Tesseract, the files reflection returns load into
+ * @bufbuild/protobuf's validating registry, the `differentiable` option is on the right fields, and
+ * Apply and Jacobian called with messages built only from those types (inputs in the Any's JSON form,
+ * as grpcurl -d sends them) give the analytic values. Then the protocol itself, v1 and v1alpha.
+ */
+import { strict as assert } from "node:assert";
+import * as path from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import { create, createFileRegistry, fromBinary, fromJson, getOption, toBinary, toJson, type DescMethod, type FileRegistry, type JsonObject, type Message } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema, FileDescriptorSetSchema, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
+import { ReflectionStream } from "../client/reflection-schema";
+import { startServer, type RunningServer } from "../index";
+import { silentLogger } from "../server/log";
+import { startFakeTesseractCore, type RunningFake } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { meshStats } from "./fixtures/tesseract-core/mesh-stats";
+
+const ACME = path.join(__dirname, "../../test/fixtures/acme-solver/solver.js");
+const insecure = grpc.credentials.createInsecure();
+
+type Dtype = "DATA_TYPE_FP64" | "DATA_TYPE_FP32" | "DATA_TYPE_INT32";
+const ARRAYS = { DATA_TYPE_FP64: Float64Array, DATA_TYPE_FP32: Float32Array, DATA_TYPE_INT32: Int32Array };
+
+/** A Tensor in proto JSON (data base64). */
+function tensor(values: number[], shape: number[], datatype: Dtype = "DATA_TYPE_FP64"): JsonObject {
+  const array = ARRAYS[datatype].from(values);
+  return { datatype, shape: shape.map(String), data: Buffer.from(array.buffer).toString("base64") };
+}
+
+/** A Tensor in proto JSON back to its shape and values. */
+function tensorValues(json: unknown): { shape: number[]; values: number[] } {
+  const t = json as { datatype?: Dtype; shape?: string[]; data?: string };
+  const bytes = Buffer.from(t.data ?? "", "base64");
+  const Array = ARRAYS[t.datatype ?? "DATA_TYPE_FP64"];
+  const copy = new Uint8Array(bytes).buffer;
+  return { shape: (t.shape ?? []).map(Number), values: [...new Array(copy)] };
+}
+
+interface Case {
+  name: string;
+  serve(): Promise<RunningServer>;
+  inputs: JsonObject;
+  /** Output path -> expected values (of the output tensor). */
+  apply: Record<string, number[]>;
+  jacobian: { inputs: string[]; outputs: string[]; expected: Record<string, { shape: number[]; values: number[] }> };
+  /** Message -> the fields marked differentiable, among the Tesseract's own messages. */
+  differentiable: Record<string, string[]>;
+  tolerance: number;
+}
+
+const serveBundled = (tesseract: string) => () => startServer({ tesseract, port: 0, workers: 0, logger: silentLogger });
+const eye = (n: number, scale: number) => Array.from({ length: n * n }, (_, k) => (k % (n + 1) === 0 ? scale : 0));
+
+let fake: RunningFake | undefined;
+
+const CASES: Case[] = [
+  {
+    name: "meshstats",
+    serve: serveBundled("meshstats"),
+    inputs: { mesh: { n_points: 2, n_cells: 1, points: tensor([1, 2, 3, 5, 7, 9], [2, 3]), num_points_per_cell: tensor([2], [1]), cell_connectivity: tensor([0, 1], [2], "DATA_TYPE_INT32") } },
+    apply: { "statistics.barycenter": [3, 4.5, 6], "statistics.first_point_coordinates": [1, 2, 3] },
+    jacobian: {
+      inputs: ["mesh.points"],
+      outputs: ["statistics.barycenter"],
+      expected: { "statistics.barycenter|mesh.points": { shape: [3, 2, 3], values: Array.from({ length: 18 }, (_, k) => (Math.floor(k / 6) === k % 3 ? 0.5 : 0)) } },
+    },
+    differentiable: { "tesseract.mesh.v1.VolumetricMeshData": ["points"], "tesseract.examples.meshstats.v1.SummaryStatistics": ["first_point_coordinates", "barycenter"] },
+    tolerance: 1e-8,
+  },
+  {
+    name: "vectoradd",
+    serve: serveBundled("vectoradd"),
+    inputs: { a: tensor([1, 2, 3], [3]), b: tensor([4, 5, 6], [3]), s: tensor([2], []) },
+    apply: { result: [6, 9, 12] },
+    jacobian: { inputs: ["a"], outputs: ["result"], expected: { "result|a": { shape: [3, 3], values: eye(3, 2) } } },
+    differentiable: { "tesseract.examples.vectoradd.v1.Inputs": ["a", "b", "s"], "tesseract.examples.vectoradd.v1.Outputs": ["result"] },
+    tolerance: 1e-8,
+  },
+  {
+    // Rosenbrock, FP32: result = (a - x)^2 + b (y - x^2)^2; d/dx = -2 (a - x) - 4 b x (y - x^2).
+    name: "univariate",
+    serve: serveBundled("univariate"),
+    inputs: { x: tensor([0.5], [], "DATA_TYPE_FP32"), y: tensor([0.75], [], "DATA_TYPE_FP32"), a: tensor([1], [], "DATA_TYPE_FP32"), b: tensor([100], [], "DATA_TYPE_FP32") },
+    apply: { result: [0.25 + 100 * 0.5 ** 2] },
+    jacobian: { inputs: ["x"], outputs: ["result"], expected: { "result|x": { shape: [], values: [-2 * 0.5 - 4 * 100 * 0.5 * 0.5] } } },
+    differentiable: { "tesseract.examples.univariate.v1.Inputs": ["x", "y"], "tesseract.examples.univariate.v1.Outputs": ["result"] },
+    tolerance: 1e-2,
+  },
+  {
+    // One explicit step, r = 0.45: final_i = u_i + 0.45 (u_{i-1} - 2 u_i + u_{i+1}), zero outside.
+    name: "heat",
+    serve: serveBundled("heat"),
+    inputs: { initial_temperature: tensor([1, 2, 3], [3]), diffusivity: tensor([1], []), steps: 1 },
+    apply: { final_temperature: [1, 2, 1.2] },
+    jacobian: { inputs: ["initial_temperature"], outputs: ["final_temperature"], expected: { "final_temperature|initial_temperature": { shape: [3, 3], values: [0.1, 0.45, 0, 0.45, 0.1, 0.45, 0, 0.45, 0.1] } } },
+    differentiable: { "tesseract.examples.heat.v1.Inputs": ["initial_temperature", "diffusivity"], "tesseract.examples.heat.v1.Outputs": ["final_temperature"] },
+    tolerance: 1e-8,
+  },
+  {
+    // energy = scale Σ x² + Σ_k Σ w_k²; per_cell{k} = scale w_k³ (solver.js), scale 3.
+    name: "a module with packages, maps and imports of its own",
+    serve: serveBundled(ACME),
+    inputs: { grid: { cells: { a: { weights: tensor([0.5, -1], [2]), kind: "KIND_HEX" } }, origin: { x: 1 }, label: "g" }, x: tensor([1, 2], [2]), settings: { scale: 3, preset: "fast", damping: 0.5, method: "METHOD_EXACT" }, started: "2026-01-02T03:04:05Z", overrides: { o: { level: 2 } } },
+    apply: { energy: [3 * 5 + 1.25], "per_cell.{a}": [0.375, -3] },
+    jacobian: {
+      inputs: ["x", "grid.cells.{a}.weights"],
+      outputs: ["energy", "per_cell.{a}"],
+      expected: {
+        "energy|x": { shape: [2], values: [6, 12] },
+        "energy|grid.cells.{a}.weights": { shape: [2], values: [1, -2] },
+        "per_cell.{a}|x": { shape: [2, 2], values: [0, 0, 0, 0] },
+        "per_cell.{a}|grid.cells.{a}.weights": { shape: [2, 2], values: [2.25, 0, 0, 9] },
+      },
+    },
+    differentiable: { "acme.geometry.v1.Grid.Cell": ["weights"], "acme.solver.v2.Inputs": ["x"], "acme.solver.v2.Outputs": ["energy", "per_cell"] },
+    tolerance: 1e-6,
+  },
+  {
+    // The fake's Mesh Stats: barycenter[c] = scale Σ_i p[i, c] / n + Σ cell_data + Σ layer weights.
+    name: "a bridged tesseract-core Tesseract",
+    async serve() {
+      fake = await startFakeTesseractCore(meshStats());
+      return startServer({ tesseract: fake.url, port: 0, logger: silentLogger });
+    },
+    inputs: { mesh: { n_points: 2, points: tensor([1, 2, 3, 5, 7, 9], [2, 3]), cell_data: { a: tensor([0.25], [1]) } }, layers: [{ weights: tensor([0.5], [1]), name: "l" }], method: "METHOD_VALUE_CENTRAL", scale: 2 },
+    apply: { barycenter: [6.75, 9.75, 12.75] },
+    jacobian: { inputs: ["mesh.points"], outputs: ["barycenter"], expected: { "barycenter|mesh.points": { shape: [3, 2, 3], values: Array.from({ length: 18 }, (_, k) => (Math.floor(k / 6) === k % 3 ? 1 : 0)) } } },
+    differentiable: { "tesseract_core.mesh_stats.v1.Mesh": ["points", "cell_data"], "tesseract_core.mesh_stats.v1.Layer": ["weights"], "tesseract_core.mesh_stats.v1.Outputs": ["barycenter"] },
+    tolerance: 1e-6,
+  },
+];
+
+/** Asks for `symbols`, follows every declared import by name, and loads the lot into a validating registry. */
+async function reflectedRegistry(stream: ReflectionStream, symbols: string[], files = new Map<string, FileDescriptorProto>()): Promise<FileRegistry> {
+  const take = (bytes: Uint8Array[]) => bytes.map((b) => fromBinary(FileDescriptorProtoSchema, b)).forEach((f) => files.set(f.name!, f));
+  for (const symbol of symbols) {
+    const answer = await stream.ask({ file_containing_symbol: symbol });
+    assert.equal(answer.error_response, undefined, `${symbol}: ${answer.error_response?.error_message}`);
+    take(answer.file_descriptor_response!.file_descriptor_proto);
+  }
+  for (let missing = [...files.values()].flatMap((f) => f.dependency).filter((d) => !files.has(d)); missing.length; missing = [...files.values()].flatMap((f) => f.dependency).filter((d) => !files.has(d))) {
+    for (const name of missing) take((await stream.ask({ file_by_filename: name })).file_descriptor_response!.file_descriptor_proto);
+  }
+  // A FileDescriptorSet lists each file after its imports.
+  const ordered: FileDescriptorProto[] = [];
+  const place = (name: string) => {
+    const file = files.get(name)!;
+    if (ordered.includes(file)) return;
+    file.dependency.forEach(place);
+    ordered.push(file);
+  };
+  [...files.keys()].forEach(place);
+  return createFileRegistry(create(FileDescriptorSetSchema, { file: ordered }));
+}
+
+/** Calls a method of the reflected service with a request built from JSON by the reflected types. */
+function call(client: grpc.Client, registry: FileRegistry, method: DescMethod, json: JsonObject): Promise<JsonObject> {
+  const request = fromJson(method.input, json, { registry });
+  return new Promise((resolve, reject) =>
+    client.makeUnaryRequest(
+      `/${method.parent.typeName}/${method.name}`,
+      (m: Message) => Buffer.from(toBinary(method.input, m)),
+      (b: Buffer) => fromBinary(method.output, b),
+      request,
+      (error, response) => (error ? reject(error) : resolve(toJson(method.output, response!, { registry, useProtoFieldName: true }) as JsonObject)),
+    ),
+  );
+}
+
+function assertValues(actual: number[], expected: number[], tolerance: number, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: ${actual.length} values, expected ${expected.length}`);
+  actual.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) <= tolerance * Math.max(1, Math.abs(expected[i])), `${what}[${i}] = ${v}, expected ${expected[i]}`));
+}
+
+describe("reflection: strict clients load every served Tesseract and call it", function () {
+  this.timeout(60_000);
+  after(() => fake?.close());
+
+  for (const c of CASES) {
+    describe(c.name, () => {
+      let server: RunningServer;
+      let stream: ReflectionStream;
+      let registry: FileRegistry;
+      let client: grpc.Client;
+      let inputType: string;
+      let outputType: string;
+
+      before(async () => {
+        server = await c.serve();
+        stream = new ReflectionStream(server.address, insecure);
+        client = new grpc.Client(server.address, insecure);
+        const contract = await reflectedRegistry(stream, ["tesseract.v1.Tesseract"]);
+        const described = await call(client, contract, contract.getService("tesseract.v1.Tesseract")!.methods.find((m) => m.name === "Describe")!, {});
+        [inputType, outputType] = [described.input_type as string, described.output_type as string];
+        registry = await reflectedRegistry(stream, ["tesseract.v1.Tesseract", inputType, outputType]);
+      });
+
+      after(async () => {
+        stream?.close();
+        client?.close();
+        await server?.close();
+      });
+
+      it("the reflected files load into the validating registry, under their real names", () => {
+        const names = [...registry.files].map((f) => f.name);
+        for (const name of ["tesseract/v1/tesseract", "tesseract/v1/tensor", "google/protobuf/any", "google/protobuf/descriptor"]) assert.ok(names.includes(name), `${name} in ${names.join(", ")}`);
+        assert.ok(registry.getMessage(inputType) && registry.getMessage(outputType));
+      });
+
+      it("finds the differentiable option on the right fields", () => {
+        const option = registry.getExtension("tesseract.v1.differentiable")!;
+        assert.equal(option.extendee.typeName, "google.protobuf.FieldOptions");
+        const own = [...registry.files].filter((f) => !/^(tesseract\/v1|google|grpc)\//.test(f.name));
+        const marked: Record<string, string[]> = {};
+        const visit = (message: ReturnType<FileRegistry["getMessage"]> & object) => {
+          const fields = message.fields.filter((f) => getOption(f, option)).map((f) => f.name);
+          if (fields.length) marked[message.typeName] = fields;
+          message.nestedMessages.forEach(visit);
+        };
+        own.forEach((f) => f.messages.forEach(visit));
+        assert.deepEqual(marked, c.differentiable);
+      });
+
+      it("Apply with inputs built from the reflected types (the Any's JSON form) gives the outputs", async () => {
+        const apply = registry.getService("tesseract.v1.Tesseract")!.methods.find((m) => m.name === "Apply")!;
+        const response = await call(client, registry, apply, { inputs: { "@type": `type.googleapis.com/${inputType}`, ...c.inputs } });
+        const outputs = response.outputs as JsonObject;
+        assert.equal(outputs["@type"], `type.googleapis.com/${outputType}`);
+        for (const [outputPath, expected] of Object.entries(c.apply)) {
+          const value = outputPath.split(".").reduce<unknown>((node, key) => (node as JsonObject)[key.replace(/^\{(.*)\}$/, "$1")], outputs);
+          assertValues(tensorValues(value).values, expected, c.tolerance, outputPath);
+        }
+      });
+
+      it("Jacobian with a request built from the reflected types gives the analytic derivatives", async () => {
+        const jacobian = registry.getService("tesseract.v1.Tesseract")!.methods.find((m) => m.name === "Jacobian")!;
+        const response = await call(client, registry, jacobian, {
+          inputs: { "@type": `type.googleapis.com/${inputType}`, ...c.inputs },
+          jac_inputs: c.jacobian.inputs,
+          jac_outputs: c.jacobian.outputs,
+          options: { algorithm: "ALGORITHM_CENTRAL" },
+        });
+        const entries = response.entries as Array<{ output_path: string; input_path: string; value: unknown }>;
+        assert.deepEqual(entries.map((e) => `${e.output_path}|${e.input_path}`).sort(), Object.keys(c.jacobian.expected).sort());
+        for (const entry of entries) {
+          const expected = c.jacobian.expected[`${entry.output_path}|${entry.input_path}`];
+          const { shape, values } = tensorValues(entry.value);
+          assert.deepEqual(shape, expected.shape, `${entry.output_path} / ${entry.input_path}: shape`);
+          assertValues(values, expected.values, c.tolerance, `d ${entry.output_path} / d ${entry.input_path}`);
+        }
+      });
+    });
+  }
+});
+
+describe("reflection: the protocol, v1 and v1alpha", function () {
+  this.timeout(30_000);
+  let server: RunningServer;
+
+  before(async () => {
+    server = await startServer({ tesseract: ACME, port: 0, workers: 0, logger: silentLogger });
+  });
+  after(() => server?.close());
+
+  for (const version of ["v1", "v1alpha"] as const) {
+    describe(version, () => {
+      let stream: ReflectionStream;
+      before(() => (stream = new ReflectionStream(server.address, insecure, {}, version)));
+      after(() => stream?.close());
+
+      const names = (response: Awaited<ReturnType<ReflectionStream["ask"]>>) => {
+        assert.equal(response.error_response, undefined, response.error_response?.error_message);
+        return response.file_descriptor_response!.file_descriptor_proto.map((b) => fromBinary(FileDescriptorProtoSchema, b).name!);
+      };
+
+      it("list_services: the Tesseract, health and reflection, echoing the request", async () => {
+        const answer = await stream.ask({ host: "h", list_services: "*" });
+        assert.deepEqual(answer.list_services_response!.service.map((s) => s.name), ["tesseract.v1.Tesseract", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]);
+        assert.equal(answer.valid_host, "h");
+        assert.equal(answer.original_request?.list_services, "*");
+      });
+
+      it("file_by_filename: the file first, then every file it imports, each once", async () => {
+        const files = names(await stream.ask({ file_by_filename: "acme/solver/v2/solver.proto" }));
+        assert.equal(files[0], "acme/solver/v2/solver.proto");
+        assert.deepEqual([...files].sort(), ["acme/geometry/v1/shapes.proto", "acme/solver/v2/solver.proto", "acme/units/v1/units.proto", "google/protobuf/descriptor.proto", "google/protobuf/timestamp.proto", "tesseract/v1/tensor.proto"]);
+      });
+
+      it("file_containing_symbol: services, methods, messages, nested types, enums, values, fields, map entries, extensions", async () => {
+        const declaring: Record<string, string> = {
+          "tesseract.v1.Tesseract": "tesseract/v1/tesseract.proto",
+          "tesseract.v1.Tesseract.JacobianRows": "tesseract/v1/tesseract.proto",
+          "tesseract.v1.FiniteDifferenceOptions.eps": "tesseract/v1/tesseract.proto",
+          "grpc.health.v1.Health": "grpc/health/v1/health.proto",
+          "grpc.reflection.v1alpha.ServerReflection": "grpc/reflection/v1alpha/reflection.proto",
+          "acme.solver.v2.Inputs": "acme/solver/v2/solver.proto",
+          ".acme.solver.v2.Inputs.Settings": "acme/solver/v2/solver.proto",
+          "acme.solver.v2.Inputs.Method": "acme/solver/v2/solver.proto",
+          "acme.solver.v2.Inputs.METHOD_FAST": "acme/solver/v2/solver.proto",
+          "acme.solver.v2.Inputs.Settings.mode": "acme/solver/v2/solver.proto",
+          "acme.geometry.v1.Grid.cells": "acme/geometry/v1/shapes.proto",
+          "acme.geometry.v1.Grid.CellsEntry": "acme/geometry/v1/shapes.proto",
+          "acme.units.v1.annotation": "acme/units/v1/units.proto",
+          "tesseract.v1.differentiable": "tesseract/v1/tensor.proto",
+          "google.protobuf.Timestamp": "google/protobuf/timestamp.proto",
+        };
+        for (const [symbol, file] of Object.entries(declaring)) assert.equal(names(await stream.ask({ file_containing_symbol: symbol }))[0], file, symbol);
+      });
+
+      it("file_containing_extension and all_extension_numbers_of_type make differentiable discoverable", async () => {
+        const extensionFile = async (containing_type: string, extension_number: number) => names(await stream.ask({ file_containing_extension: { containing_type, extension_number } }))[0];
+        assert.equal(await extensionFile("google.protobuf.FieldOptions", 50001), "tesseract/v1/tensor.proto");
+        assert.equal(await extensionFile("google.protobuf.MessageOptions", 51234), "acme/units/v1/units.proto");
+        assert.equal(await extensionFile("acme.units.v1.Quantity", 100), "acme/units/v1/units.proto");
+        const numbers = async (type: string) => (await stream.ask({ all_extension_numbers_of_type: type })).all_extension_numbers_response;
+        assert.deepEqual(await numbers("google.protobuf.FieldOptions"), { base_type_name: "google.protobuf.FieldOptions", extension_number: [50001] });
+        assert.deepEqual(await numbers("acme.units.v1.Quantity"), { base_type_name: "acme.units.v1.Quantity", extension_number: [100] });
+        assert.deepEqual(await numbers("acme.solver.v2.Inputs"), { base_type_name: "acme.solver.v2.Inputs", extension_number: [] });
+      });
+
+      it("what is not there is error_response NOT_FOUND with a message, and the stream goes on", async () => {
+        const error = async (request: Parameters<ReflectionStream["ask"]>[0]) => (await stream.ask(request)).error_response;
+        assert.deepEqual(await error({ file_by_filename: "nope.proto" }), { error_code: grpc.status.NOT_FOUND, error_message: 'file "nope.proto" is not served' });
+        assert.deepEqual(await error({ file_containing_symbol: "acme.Nope" }), { error_code: grpc.status.NOT_FOUND, error_message: 'symbol "acme.Nope" not found' });
+        assert.deepEqual(await error({ file_containing_extension: { containing_type: "google.protobuf.FieldOptions", extension_number: 7 } }), { error_code: grpc.status.NOT_FOUND, error_message: 'no extension 7 of "google.protobuf.FieldOptions"' });
+        assert.deepEqual(await error({ all_extension_numbers_of_type: "acme.Nope" }), { error_code: grpc.status.NOT_FOUND, error_message: 'message type "acme.Nope" not found' });
+        const empty = await error({});
+        assert.equal(empty?.error_code, grpc.status.INVALID_ARGUMENT);
+        assert.match(empty!.error_message, /asks nothing/);
+        assert.equal(names(await stream.ask({ file_containing_symbol: "acme.solver.v2.Outputs" }))[0], "acme/solver/v2/solver.proto");
+      });
+    });
+  }
+});
