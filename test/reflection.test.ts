@@ -7,6 +7,8 @@
  * as grpcurl -d sends them) give the analytic values. Then the protocol itself, v1 and v1alpha.
  */
 import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { create, createFileRegistry, fromBinary, fromJson, getOption, toBinary, toJson, type DescMethod, type FileRegistry, type JsonObject, type Message } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
@@ -214,4 +216,28 @@ describe("reflection: the protocol, v1 and v1alpha", function () {
       });
     });
   }
+});
+
+describe("reflection: the README's grpcurl request", () => {
+  it("its Any JSON form, resolved by reflection alone, is a valid Jacobian request with the right answer", async () => {
+    const readme = fs.readFileSync(path.join(__dirname, "../../README.md"), "utf8");
+    const match = /grpcurl -plaintext -d '(\{"inputs"[\s\S]*?\})' \\\n\s*localhost:50051 tesseract\.v1\.Tesseract\/Jacobian/.exec(readme);
+    assert.ok(match, "the README's grpcurl Jacobian example");
+    const server = await startServer({ tesseract: "vectoradd", port: 0, workers: 0, logger: silentLogger });
+    const stream = new ReflectionStream(server.address, insecure);
+    const client = new grpc.Client(server.address, insecure);
+    try {
+      const registry = await reflectedRegistry(stream, ["tesseract.v1.Tesseract", "tesseract.examples.vectoradd.v1.Inputs"]);
+      const jacobian = registry.getService("tesseract.v1.Tesseract")!.methods.find((m) => m.name === "Jacobian")!;
+      const response = await call(client, registry, jacobian, JSON.parse(match[1]) as JsonObject);
+      const [entry] = response.entries as Array<{ output_path: string; input_path: string; value: unknown }>;
+      assert.equal(`${entry.output_path}|${entry.input_path}`, "result|a");
+      // result = s a + b with s = 2.
+      assertValues(tensorValues(entry.value).values, [2, 0, 0, 0, 2, 0, 0, 0, 2], 1e-8, "d result / d a");
+    } finally {
+      stream.close();
+      client.close();
+      await server.close();
+    }
+  });
 });
