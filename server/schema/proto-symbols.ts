@@ -1,6 +1,6 @@
 /**
  * The names a .proto file can refer to, and protoc's rule for resolving a relative name against
- * them (descriptor.cc, LookupSymbol): from the scope of the element that names it outwards, the first
+ * them (its LookupSymbol): from the scope of the element that names it outwards, the first
  * scope that holds the name's first component decides.
  */
 import type { DescriptorProto, FileDescriptorProto } from "@bufbuild/protobuf/wkt";
