@@ -32,6 +32,29 @@ export function wellKnownTypes(): Map<string, FileDescriptorProto> {
   return wellKnown;
 }
 
+/**
+ * Compiled files by name and source, with the imports they were compiled against: servers started in
+ * one process (tests, benchmarks) compile the contract once. Entries are never modified.
+ */
+const compiledBefore = new Map<string, { dependencies: FileDescriptorProto[]; file: FileDescriptorProto }>();
+const encoded = new WeakMap<FileDescriptorProto, Uint8Array>();
+
+/** The same file compiled against the same (identical) imports is the same descriptor. */
+function compileOnce(name: string, source: string, dependencies: FileDescriptorProto[]): FileDescriptorProto {
+  const key = `${name}\0${source}`;
+  const before = compiledBefore.get(key);
+  if (before && before.dependencies.length === dependencies.length && before.dependencies.every((d, i) => d === dependencies[i])) return before.file;
+  const file = compileProto(name, source, dependencies);
+  compiledBefore.set(key, { dependencies, file });
+  return file;
+}
+
+function bytesOf(file: FileDescriptorProto): Uint8Array {
+  let bytes = encoded.get(file);
+  if (!bytes) encoded.set(file, (bytes = toBinary(FileDescriptorProtoSchema, file)));
+  return bytes;
+}
+
 export interface DescriptorSet {
   /** Every file, each after the files it imports. */
   files: FileDescriptorProto[];
@@ -74,7 +97,7 @@ export function compileDescriptorSet(sources: ProtoSources): DescriptorSet {
     const source = fs.readFileSync(file ?? locate(name, importedBy), "utf8");
     const imports = readLayout(source).imports.map((i) => i.name);
     for (const dependency of imports) load(dependency, undefined, name);
-    compiled.set(name, compileProto(name, source, transitive(imports, compiled)));
+    compiled.set(name, compileOnce(name, source, transitive(imports, compiled)));
     inProgress.delete(name);
   };
   for (const file of sources.files) {
@@ -83,7 +106,7 @@ export function compileDescriptorSet(sources: ProtoSources): DescriptorSet {
   }
   const files = [...compiled.values()];
   const registry = createFileRegistry(create(FileDescriptorSetSchema, { file: files }));
-  return { files, registry, bytes: new Map(files.map((f) => [f.name!, toBinary(FileDescriptorProtoSchema, f)])) };
+  return { files, registry, bytes: new Map(files.map((f) => [f.name!, bytesOf(f)])) };
 }
 
 /** The compiled files `imports` name and everything they import, each once. */
