@@ -112,7 +112,8 @@ class FileCompiler {
     });
     if (this.pkg) file.package = this.pkg;
     if (this.layout.syntax === "proto3") file.syntax = "proto3";
-    this.options(FileOptionsSchema, ns as WithOptions, this.pkg || this.name, (o) => (file.options = o as FileDescriptorProto["options"]));
+    // protoc resolves a file option's name from inside the package, as if the file were an element of it.
+    this.options(FileOptionsSchema, ns as WithOptions, join(this.pkg, "file"), (o) => (file.options = o as FileDescriptorProto["options"]));
     const symbols = new SymbolTable();
     for (const dependency of this.dependencies) symbols.addFile(dependency);
     symbols.addFile(file);
