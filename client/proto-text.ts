@@ -2,7 +2,7 @@
  * A FileDescriptorProto printed back as .proto source that compiles (with protoc or buf) to the same
  * descriptor: imports, options (custom ones by their extension's name, looked up in `registry`),
  * maps from their entry types, proto3 `optional`, oneofs, groups, reserved and extension ranges.
- * Type names are written fully qualified (leading dot), so they resolve the same way anywhere.
+ * Type and option names are written fully qualified (leading dot), so they resolve the same way anywhere.
  * Comments are not in descriptors and are not printed.
  */
 import { getExtension, isFieldSet, type DescField, type DescMessage, type Message, type Registry } from "@bufbuild/protobuf";
@@ -218,7 +218,7 @@ class Printer {
       if (!extension) throw new Error(`option number ${no} of ${schema.typeName} is an extension the served files do not declare`);
       const value = getExtension(options as never, extension as never) as unknown;
       const values = extension.fieldKind === "list" ? (value as unknown[]) : [value];
-      for (const v of values) texts.push(`(${extension.typeName}) = ${this.valueText(extension, v)}`);
+      for (const v of values) texts.push(`(.${extension.typeName}) = ${this.valueText(extension, v)}`);
     }
     return texts;
   }

@@ -89,10 +89,10 @@ describe("tesseract-grpc proto: the served .proto files, compiled back to the sa
   it("is readable .proto: maps, optional, oneofs, options and imports as a person writes them", () => {
     const solver = fs.readFileSync(path.join(out, "acme/solver/v2/solver.proto"), "utf8");
     assert.match(solver, /^syntax = "proto3";\n\npackage acme\.solver\.v2;\n\nimport "acme\/geometry\/v1\/shapes\.proto";\n/);
-    assert.match(solver, /\n {2}option \(acme\.units\.v1\.annotation\) = \{ author: "acme" tags: "solver" tags: "test" \};\n/);
+    assert.match(solver, /\n {2}option \(\.acme\.units\.v1\.annotation\) = \{ author: "acme" tags: "solver" tags: "test" \};\n/);
     assert.match(solver, /\n {2}map<string, \.acme\.solver\.v2\.Inputs\.Settings> overrides = 5;\n/);
     assert.match(solver, /\n {4}oneof mode \{\n {6}string preset = 2;\n {6}int32 level = 3;\n {4}\}\n {4}optional double damping = 4;\n/);
-    assert.match(solver, /\n {2}\.tesseract\.v1\.Tensor x = 2 \[\(tesseract\.v1\.differentiable\) = true\];\n/);
+    assert.match(solver, /\n {2}\.tesseract\.v1\.Tensor x = 2 \[\(\.tesseract\.v1\.differentiable\) = true\];\n/);
   });
 
   it("a server that cannot be reached: exit 1 naming the status", async () => {
