@@ -22,7 +22,6 @@ import * as net from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { loadDefinition } from "../server/grpc/definition";
 import { rowMessages, writeAll } from "../server/grpc/rows-stream";
-import { loadTesseract } from "../index";
 import { DataType } from "../common/tensor-codec";
 
 async function push(socket: net.Socket, total: number, chunk: number, alloc: boolean): Promise<void> {
@@ -60,8 +59,7 @@ function tcpServer(total: number, chunk: number, alloc: boolean) {
 
 async function grpcRawServer(n: number, chunkBytes: number) {
   const maxMessageBytes = 64 << 20; // as server/grpc/server.ts DEFAULTS
-  const runtime = loadTesseract("heat");
-  const { service } = loadDefinition(runtime);
+  const { service } = loadDefinition();
   const values = new Float64Array(n).map((_, i) => Math.sin(i));
   const outputs = [{ path: "final_temperature", shape: [n], datatype: DataType.DATA_TYPE_FP64 }];
   async function* messages(): AsyncGenerator<Record<string, unknown>> {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * `tesseract-grpc`: `serve` a Tesseract, or call one (`apply`, `jacobian`, `jvp`, `vjp`,
- * `check-gradients`, `describe`, `health`). Every flag has a TESSERACT_GRPC_<FLAG> environment variable,
+ * `check-gradients`, `describe`, `health`, `proto`). Every flag has a TESSERACT_GRPC_<FLAG> environment variable,
  * except the client's certificate and key (TESSERACT_GRPC_CLIENT_TLS_CERT/KEY: the server's own
  * TESSERACT_GRPC_TLS_CERT/KEY are often set in the same container, where the health check runs).
  */
@@ -9,6 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { addClientCommands, credentialsFromFlags, envOption as flag, readFlagFile } from "../client/cli-commands";
+import { addProtoCommand } from "../client/proto-command";
 import { DEFAULT_LIMITS } from "../server/grpc/calls";
 import { DEFAULT_MAX_ELEMENTS } from "../common/tensor-codec";
 import { MIN_CHUNK_BYTES } from "../server/grpc/rows-stream";
@@ -147,6 +148,7 @@ export function buildProgram(): Command {
     });
 
   addClientCommands(program);
+  addProtoCommand(program);
   return program;
 }
 

@@ -1,73 +1,106 @@
 /**
- * Message types from a running server through gRPC server reflection, so the CLI can encode any
- * Tesseract's inputs without its .proto files (as grpcurl does).
+ * Message types from a running server through gRPC server reflection (grpc.reflection.v1), so the
+ * CLI can encode any Tesseract's inputs without its .proto files, as grpcurl does. The server's
+ * FileDescriptorProtos are exact (what protoc writes); they are checked by @bufbuild/protobuf's
+ * validating registry, then printed as .proto source (proto-text.ts) for protobufjs to parse.
  */
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
 import * as protobuf from "protobufjs";
-import * as descriptor from "protobufjs/ext/descriptor";
+import { create, createFileRegistry, fromBinary, type FileRegistry } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema, FileDescriptorSetSchema, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
+import { ServerReflectionClient, type ServerReflectionRequest, type ServerReflectionResponse } from "../generated/grpc/reflection/v1/reflection";
+import { ServerReflectionClient as ServerReflectionV1alphaClient } from "../generated/grpc/reflection/v1alpha/reflection";
+import { printProto } from "./proto-text";
 
-const REFLECTION_PROTO = require.resolve("@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto");
+/** One reflection stream (grpc.reflection.v1, or the older v1alpha: the same messages): each question answered in turn. */
+export class ReflectionStream {
+  private readonly client: ServerReflectionClient;
+  private readonly stream: grpc.ClientDuplexStream<ServerReflectionRequest, ServerReflectionResponse>;
+  private readonly waiting: Array<{ resolve(r: ServerReflectionResponse): void; reject(e: Error): void }> = [];
+  private failure?: Error;
 
-interface ReflectionResponse {
-  file_descriptor_response?: { file_descriptor_proto: Buffer[] };
-  error_response?: { error_code: number; error_message: string };
+  constructor(address: string, credentials: grpc.ChannelCredentials, options: grpc.ClientOptions = {}, version: "v1" | "v1alpha" = "v1") {
+    this.client = new (version === "v1" ? ServerReflectionClient : ServerReflectionV1alphaClient)(address, credentials, options);
+    this.stream = this.client.serverReflectionInfo();
+    this.stream.on("data", (response: ServerReflectionResponse) => this.waiting.shift()?.resolve(response));
+    this.stream.on("error", (e: Error) => {
+      this.failure = e;
+      for (const w of this.waiting.splice(0)) w.reject(e);
+    });
+  }
+
+  ask(request: Partial<ServerReflectionRequest>): Promise<ServerReflectionResponse> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      this.stream.write({ host: "", ...request });
+    });
+  }
+
+  close(): void {
+    this.stream.end();
+    this.client.close();
+  }
 }
 
-/** A Root holding the files that declare `symbols` and everything they import. */
-export async function fetchRoot(address: string, credentials: grpc.ChannelCredentials, symbols: string[], options: grpc.ClientOptions = {}): Promise<protobuf.Root> {
-  const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(REFLECTION_PROTO, { keepCase: true })) as any;
-  const client = new pkg.grpc.reflection.v1.ServerReflection(address, credentials, options) as grpc.Client & { ServerReflectionInfo(): grpc.ClientDuplexStream<object, ReflectionResponse> };
-  const stream = client.ServerReflectionInfo();
-  const files = new Map<string, unknown>();
+export interface ReflectedFiles {
+  /** Every file, each after the files it imports. */
+  files: FileDescriptorProto[];
+  registry: FileRegistry;
+}
+
+/**
+ * The files declaring `symbols` and everything they import, as the server describes them, validated.
+ * Imports a server leaves out are asked for by name.
+ */
+export async function fetchDescriptors(address: string, credentials: grpc.ChannelCredentials, symbols: readonly string[], options: grpc.ClientOptions = {}): Promise<ReflectedFiles> {
+  const stream = new ReflectionStream(address, credentials, options);
+  const files = new Map<string, FileDescriptorProto>();
+  const take = (what: string, response: ServerReflectionResponse) => {
+    if (response.error_response) throw new Error(`reflection: ${what}: ${response.error_response.error_message}`);
+    for (const bytes of response.file_descriptor_response?.file_descriptor_proto ?? []) {
+      const file = fromBinary(FileDescriptorProtoSchema, bytes);
+      if (!files.has(file.name!)) files.set(file.name!, file);
+    }
+  };
   try {
-    for (const symbol of symbols) {
-      const response = await new Promise<ReflectionResponse>((resolve, reject) => {
-        stream.once("data", resolve);
-        stream.once("error", reject);
-        stream.write({ file_containing_symbol: symbol });
-      });
-      if (response.error_response) throw new Error(`reflection: ${symbol}: ${response.error_response.error_message}`);
-      for (const bytes of response.file_descriptor_response?.file_descriptor_proto ?? []) {
-        const file = descriptor.FileDescriptorProto.decode(bytes) as unknown as { name: string };
-        files.set(file.name, file);
-      }
+    for (const symbol of symbols) take(symbol, await stream.ask({ file_containing_symbol: symbol }));
+    for (let missing = missingImports(files); missing.length; missing = missingImports(files)) {
+      for (const name of missing) take(name, await stream.ask({ file_by_filename: name }));
     }
   } finally {
-    stream.end();
-    client.close();
+    stream.close();
   }
-  const root = (protobuf.Root as unknown as { fromDescriptor(set: object): protobuf.Root }).fromDescriptor({ file: [...files.values()] });
-  root.resolveAll();
-  restoreMaps(root);
+  const ordered = dependencyOrder(files);
+  const registry = createFileRegistry(create(FileDescriptorSetSchema, { file: ordered }));
+  return { files: ordered, registry };
+}
+
+/** A protobufjs Root holding the files that declare `symbols` and everything they import. */
+export async function fetchRoot(address: string, credentials: grpc.ChannelCredentials, symbols: string[], options: grpc.ClientOptions = {}): Promise<protobuf.Root> {
+  const { files, registry } = await fetchDescriptors(address, credentials, symbols, options);
+  const root = new protobuf.Root();
+  for (const file of files) protobuf.parse(printProto(file, registry), root, { keepCase: true });
   root.resolveAll();
   return root;
 }
 
-/** A map's entry type: nested in the message, exactly `key = 1` and `value = 2`. */
-function isMapEntry(entry: protobuf.Type, parent: protobuf.Type): boolean {
-  const [key, value, ...rest] = entry.fieldsArray;
-  return entry.parent === parent && rest.length === 0 && key?.name === "key" && key.id === 1 && value?.name === "value" && value.id === 2;
+function missingImports(files: Map<string, FileDescriptorProto>): string[] {
+  return [...new Set([...files.values()].flatMap((f) => f.dependency.filter((d) => !files.has(d))))];
 }
 
-/**
- * protobufjs' fromDescriptor leaves each map field as a repeated entry message (the descriptor's
- * encoding of maps); turn those back into map fields.
- */
-function restoreMaps(namespace: protobuf.NamespaceBase): void {
-  for (const nested of namespace.nestedArray) {
-    if (nested instanceof protobuf.Type) {
-      for (const field of [...nested.fieldsArray]) {
-        const entry = field.resolvedType;
-        if (!field.repeated || !(entry instanceof protobuf.Type) || !isMapEntry(entry, nested)) continue;
-        nested.remove(field);
-        const map = new protobuf.MapField(field.name, field.id, entry.fields.key.type, entry.fields.value.type, field.options);
-        nested.add(map);
-        // Type.add leaves the root marked resolved, so root.resolveAll() would skip this field and
-        // its value type would stay unknown (a map of Tensors then went out unencoded): resolve it here.
-        map.resolve();
-      }
-    }
-    if (nested instanceof protobuf.Namespace) restoreMaps(nested);
-  }
+/** Each file after the files it imports. */
+function dependencyOrder(files: Map<string, FileDescriptorProto>): FileDescriptorProto[] {
+  const ordered: FileDescriptorProto[] = [];
+  const placed = new Set<string>();
+  const place = (name: string, chain: string[]) => {
+    if (placed.has(name)) return;
+    if (chain.includes(name)) throw new Error(`reflection: ${[...chain, name].join(" imports ")}`);
+    const file = files.get(name)!;
+    for (const dependency of file.dependency) place(dependency, [...chain, name]);
+    placed.add(name);
+    ordered.push(file);
+  };
+  for (const name of files.keys()) place(name, []);
+  return ordered;
 }

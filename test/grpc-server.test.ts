@@ -6,12 +6,12 @@
 import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
 import { Inputs as MeshInputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
 import { TesseractClient as GeneratedClient, JacobianRequest, type JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
 import { Code } from "../index";
 import { startServer, type RunningServer } from "../index";
 import { loadTesseract } from "../index";
+import { ReflectionStream } from "../client/reflection-schema";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
 import { encodeTensor } from "../common/tensor-codec";
@@ -252,21 +252,13 @@ describe("gRPC server", () => {
     assert.equal(reply.status, "SERVING");
     health.close();
 
-    const reflectionProto = require.resolve("@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto");
-    const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(reflectionProto, { keepCase: true })) as any;
-    const reflection = new pkg.grpc.reflection.v1.ServerReflection(mesh.address, grpc.credentials.createInsecure());
-    const stream = reflection.ServerReflectionInfo();
-    const ask = (request: object) =>
-      new Promise<any>((resolve) => {
-        stream.once("data", resolve);
-        stream.write(request);
-      });
-    const listed = await ask({ list_services: "" });
-    const names = listed.list_services_response.service.map((s: { name: string }) => s.name);
+    // The whole protocol is covered in reflection.test.ts.
+    const reflection = new ReflectionStream(mesh.address, grpc.credentials.createInsecure());
+    const listed = await reflection.ask({ list_services: "" });
+    const names = listed.list_services_response!.service.map((s) => s.name);
     assert.ok(names.includes("tesseract.v1.Tesseract") && names.includes("grpc.health.v1.Health"), names.join(", "));
-    const file = await ask({ file_containing_symbol: "tesseract.examples.meshstats.v1.Inputs" });
-    assert.ok(file.file_descriptor_response.file_descriptor_proto.length >= 1);
-    stream.end();
+    const file = await reflection.ask({ file_containing_symbol: "tesseract.examples.meshstats.v1.Inputs" });
+    assert.ok(file.file_descriptor_response!.file_descriptor_proto.length >= 1);
     reflection.close();
   });
 });

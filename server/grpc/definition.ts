@@ -1,11 +1,9 @@
 /**
- * The gRPC service definition: the contract plus the Tesseract's own .proto files and the health
- * protocol (so that reflection describes all of them), with every request decoded strictly.
+ * The gRPC service definition of the contract, with every request decoded strictly. (Reflection
+ * serves exact descriptors of its own: reflection.ts.)
  */
-import type * as protoLoader from "@grpc/proto-loader";
 import type { ServiceDefinition } from "@grpc/grpc-js";
 import type * as protobuf from "protobufjs";
-import { protoPath as HEALTH_PROTO } from "grpc-health-check";
 import { CONTRACT_PROTO, loadContract, SERVICE_NAME } from "../schema/contract";
 import { loadRoot } from "../schema/schema";
 import { decodeStrict, type DecodeStyle } from "../schema/wire-decode";
@@ -13,10 +11,8 @@ import { decodeStrict, type DecodeStyle } from "../schema/wire-decode";
 /** The same shapes as the contract's LOADER_OPTIONS give (64-bit integers as strings, unset scalars absent). */
 const REQUEST_STYLE: DecodeStyle = { longs: "string", defaults: false };
 
-export function loadDefinition(tesseract: { protoFiles: readonly string[]; protoIncludeDirs: readonly string[] }): { packageDefinition: protoLoader.PackageDefinition; service: ServiceDefinition } {
-  const packageDefinition = loadContract([HEALTH_PROTO, ...tesseract.protoFiles], tesseract.protoIncludeDirs);
-  const service = strictRequests(packageDefinition[SERVICE_NAME] as unknown as ServiceDefinition);
-  return { packageDefinition, service };
+export function loadDefinition(): { service: ServiceDefinition } {
+  return { service: strictRequests(loadContract()[SERVICE_NAME] as unknown as ServiceDefinition) };
 }
 
 let contract: protobuf.Service | undefined;

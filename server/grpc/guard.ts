@@ -14,11 +14,12 @@ import * as grpc from "@grpc/grpc-js";
 import { protoPath as HEALTH_PROTO } from "grpc-health-check";
 import * as protobuf from "protobufjs";
 import { boundedDetails, clip, isTesseractError } from "../../common/errors";
+import { PROTO_DIR } from "../proto-dir";
 import { loadRoot } from "../schema/schema";
 import { decodeStrict } from "../schema/wire-decode";
 
 
-const REFLECTION_PROTOS = path.join(path.dirname(require.resolve("@grpc/reflection/package.json")), "build/proto/grpc/reflection");
+const REFLECTION_PROTOS = path.join(PROTO_DIR, "grpc/reflection");
 
 /** Health's and reflection's request types, checked as strictly as the Tesseract's own before their libraries decode them. */
 let libraryRoot: protobuf.Root | undefined;

@@ -1,6 +1,5 @@
 /** Starts a gRPC server for one Tesseract, with health checking and reflection. */
 import * as grpc from "@grpc/grpc-js";
-import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import { DEFAULT_MAX_MESSAGE_BYTES, FLOW_CONTROL_WINDOW_BYTES } from "../../common/transport-defaults";
 import { Code } from "../../common/errors";
@@ -17,6 +16,7 @@ import { CallRegistry, DEFAULT_LIMITS, type CallLimits } from "./calls";
 import { refuseCompressedFlagWithoutEncoding } from "./compressed-flag";
 import { guardDeserializers, guardInterceptor } from "./guard";
 import { createHandlers } from "./handlers";
+import { addReflection, ReflectionIndex, servedDescriptors } from "./reflection";
 import { ServerMetrics } from "./metrics";
 import { DEFAULT_LIMITS as DEFAULT_TENSOR_LIMITS } from "../../common/tensor-codec";
 import { MIN_CHUNK_BYTES } from "./rows-stream";
@@ -188,7 +188,14 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const credentials = serverCredentials(options.tls);
   const log = options.logger ?? createLogger();
   const runtime = await servedRuntime(options, maxMessageBytes, log);
-  const { packageDefinition, service } = loadDefinition(runtime);
+  const { service } = loadDefinition();
+  let reflection: ReflectionIndex;
+  try {
+    reflection = new ReflectionIndex(servedDescriptors(runtime));
+  } catch (e) {
+    await runtime.close();
+    throw e;
+  }
   const evalTimeoutMs = options.evalTimeoutMs ?? 0;
   const maxRowsPerStream = options.maxRowsPerStream ?? 0;
   const calls = new CallRegistry(log, { ...DEFAULT_LIMITS, ...options.limits });
@@ -198,7 +205,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
   const stopFollowing = followReadiness(runtime, health, log);
-  new ReflectionService(packageDefinition).addToServer(server);
+  addReflection(server, reflection);
   const metrics = options.metricsPort === undefined ? undefined : await new ServerMetrics(runtime, calls).listen(host, options.metricsPort);
 
   const port = await new Promise<number>((resolve, reject) =>

@@ -1,7 +1,6 @@
 /**
  * The gRPC contract (proto/tesseract/v1/tesseract.proto) as @grpc/proto-loader loads it: for the
- * server's service (the transport), for the clients that call other servers' Apply (apply replicas),
- * and for reflection, with a Tesseract's own .proto files beside it.
+ * server's service (the transport) and for the clients that call other servers' Apply (apply replicas).
  */
 import * as protoLoader from "@grpc/proto-loader";
 import { PROTO_DIR } from "../proto-dir";
@@ -23,7 +22,7 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
-/** The contract plus `files` (a Tesseract's .proto files, the health protocol), with their import folders. */
+/** The contract, plus `files` with their import folders when a caller needs more. */
 export function loadContract(files: readonly string[] = [], includeDirs: readonly string[] = []): protoLoader.PackageDefinition {
   return protoLoader.loadSync([CONTRACT_PROTO, ...files], { ...LOADER_OPTIONS, includeDirs: [PROTO_DIR, ...includeDirs] });
 }
