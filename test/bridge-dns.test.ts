@@ -18,7 +18,7 @@ import { silentLogger } from "../server/log";
 import { applyRequests, barycenter, meshStatsInputs as inputs, reflectedClient } from "./fixtures/tesseract-core/bridge-clients";
 import { startFakeTesseractCore, type FakeTesseract, type RunningFake } from "./fixtures/tesseract-core/fake-tesseract-core";
 import { meshStats } from "./fixtures/tesseract-core/mesh-stats";
-import { flat } from "./helpers";
+import { clientRejects, flat } from "./helpers";
 
 const HOST = "tesseract.test";
 const CENTRAL = { algorithm: Algorithm.ALGORITHM_CENTRAL };
@@ -161,6 +161,26 @@ describe("tesseract-core bridge: a host name's addresses are replicas", function
       assert.deepEqual(calls(fakes), [2, 1]);
     } finally {
       release();
+      await stop();
+      await Promise.all(fakes.map((f) => f.close()));
+    }
+  });
+
+  it("a request that reached no replica resolves the name and goes to the new address (a pod replaced)", async () => {
+    const fakes = await fakesOnOnePort(2);
+    const resolver = new Resolver(["127.0.0.1"]);
+    const { client, stop } = await bridgedByName(fakes[0].port, resolver);
+    try {
+      await fakes[0].stop();
+      resolver.addresses = ["127.0.0.2"];
+      assert.deepEqual(flat((await client.apply(inputs())).barycenter), barycenter());
+      assert.deepEqual(calls(fakes), [0, 1]);
+      assert.deepEqual(resolver.replicas, [`http://${HOST}:${fakes[0].port} (127.0.0.2)`]);
+      // Both gone: the old address and the new one were each tried once (the one used before may fail on its closing connection).
+      await fakes[1].stop();
+      resolver.addresses = ["127.0.0.1"];
+      await clientRejects(client.apply(inputs()), "UNAVAILABLE", new RegExp(`no tesseract-core runtime answered POST /apply \\(http://${HOST}:${fakes[0].port} \\(127\\.0\\.0\\.2\\): (ECONNREFUSED|UND_ERR_SOCKET|ECONNRESET); http://${HOST}:${fakes[0].port} \\(127\\.0\\.0\\.1\\): ECONNREFUSED\\)`));
+    } finally {
       await stop();
       await Promise.all(fakes.map((f) => f.close()));
     }
