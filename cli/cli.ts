@@ -15,6 +15,7 @@ import { DEFAULT_MAX_ELEMENTS } from "../common/tensor-codec";
 import { MIN_CHUNK_BYTES } from "../server/grpc/rows-stream";
 import { startServer, DEFAULTS } from "../server/grpc/server";
 import { DEFAULT_HEALTH_INTERVAL_MS } from "../server/bridge/health-monitor";
+import { DEFAULT_DNS_REFRESH_MS } from "../server/bridge/runtime-replicas";
 import { createLogger } from "../server/log";
 import { checkServerTls, type ServerTls } from "../server/grpc/tls";
 import { explainServeError, routeGrpcLogs } from "./serve-messages";
@@ -39,6 +40,7 @@ interface ServeFlags {
   replicas?: string;
   protoPackage?: string;
   healthIntervalMs: number;
+  dnsRefreshMs: number;
   concurrency: number;
   maxJobs: number;
   maxQueue: number;
@@ -96,7 +98,7 @@ export function buildProgram(): Command {
   program
     .command("serve")
     .description("serve a Tesseract: a bundled name (meshstats, vectoradd, univariate, heat), a module path, or the URL of a tesseract-core runtime")
-    .argument("<tesseract>", "bundled name, path to a module that default-exports a definition, or http://HOST:PORT[,http://HOST2:PORT2...] of tesseract-core runtimes serving the same Tesseract")
+    .argument("<tesseract>", "bundled name, path to a module that default-exports a definition, or http://HOST:PORT[,http://HOST2:PORT2...] of tesseract-core runtimes serving the same Tesseract (each address of a host name is one)")
     .addOption(flag("--host <host>", "address to bind").default(DEFAULTS.host))
     .addOption(flag("--port <port>", "port to bind; 0 picks a free one").default(DEFAULTS.port).argParser(integer(0)))
     .addOption(flag("--stream-chunk-bytes <bytes>", "JacobianRows message budget").default(DEFAULTS.streamChunkBytes).argParser(integer(MIN_CHUNK_BYTES)))
@@ -105,6 +107,7 @@ export function buildProgram(): Command {
     .addOption(flag("--replicas <target>", "evaluate apply on these tesseract-grpc servers (gRPC target, e.g. dns:///apply:50051 or ipv4:host1:port,host2:port)"))
     .addOption(flag("--proto-package <name>", "protobuf package of the types generated for a tesseract-core runtime's Tesseract (default from its title)"))
     .addOption(flag("--health-interval-ms <ms>", "how often a tesseract-core runtime's /health is polled; health is NOT_SERVING while none answers").default(DEFAULT_HEALTH_INTERVAL_MS).argParser(integer(1)))
+    .addOption(flag("--dns-refresh-ms <ms>", "how often a tesseract-core URL's host name is resolved again, each address a replica (0: only after connection failures)").default(DEFAULT_DNS_REFRESH_MS).argParser(integer(0)))
     .addOption(flag("--concurrency <n>", "apply calls in flight per request on the replicas or the tesseract-core runtimes").default(DEFAULTS.concurrency).argParser(integer(1)))
     .addOption(flag("--replica-token <token>", "bearer token sent to replicas that require one (prefer the environment variable: command lines are visible to other users)"))
     .addOption(flag("--replica-tls-ca <path>", "call the replicas over TLS, trusting this CA (PEM)"))

@@ -14,6 +14,7 @@ import { service as healthService } from "grpc-health-check";
 import { Algorithm, DataType } from "../client";
 import { startServer, type RunningServer } from "../index";
 import { HealthMonitor } from "../server/bridge/health-monitor";
+import { RuntimeReplicas } from "../server/bridge/runtime-replicas";
 import { loadTesseractCore } from "../server/bridge/tesseract-core";
 import { silentLogger } from "../server/log";
 import { abortedRequests, applyRequests, everyRequestAborted, barycenter, meshStatsInputs, N, reflectedClient } from "./fixtures/tesseract-core/bridge-clients";
@@ -136,9 +137,11 @@ describe("tesseract-core bridge: health follows the runtimes' /health", function
   it("polling stops when the runtime closes (a round in flight is aborted)", async () => {
     const fake = await startFakeTesseractCore(meshStats());
     try {
-      const monitor = new HealthMonitor([fake.url], 10);
+      const replicas = await RuntimeReplicas.start([fake.url]);
+      const monitor = new HealthMonitor(replicas, 10);
       assert.ok(monitor.polling);
       monitor.close();
+      replicas.close();
       assert.ok(!monitor.polling);
       const runtime = await loadTesseractCore(fake.url, { healthIntervalMs: 10 });
       const readiness = runtime.readiness as HealthMonitor;

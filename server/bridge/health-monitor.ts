@@ -1,6 +1,6 @@
 /**
  * Whether any tesseract-core runtime of a bridged Tesseract answers `GET /health`, polled every
- * `intervalMs` (every URL at once; a round starts when the previous one has ended), so that health
+ * `intervalMs` (every replica at once; a round starts when the previous one has ended), so that health
  * checks report NOT_SERVING while none does and SERVING again once one does. Polling stops on
  * close, and its timer never keeps the process alive.
  */
@@ -11,14 +11,12 @@ export const DEFAULT_HEALTH_INTERVAL_MS = 2000;
 /** A runtime slower than this to answer /health counts as not answering (at least; longer intervals wait longer). */
 const MIN_HEALTH_TIMEOUT_MS = 5000;
 
-async function answersHealth(url: string, signal: AbortSignal): Promise<boolean> {
-  try {
-    const response = await fetch(`${url}/health`, { signal, headers: { accept: "application/json" } });
-    await response.arrayBuffer();
-    return response.ok;
-  } catch {
-    return false;
-  }
+/** What is polled: the runtimes (runtime-replicas.ts). */
+export interface HealthTarget {
+  /** One round of health checks; whether any runtime answered. Never rejects. */
+  answersHealth(signal: AbortSignal): Promise<boolean>;
+  /** The runtimes, for messages. */
+  describe(): string;
 }
 
 export class HealthMonitor implements Readiness {
@@ -30,7 +28,7 @@ export class HealthMonitor implements Readiness {
 
   /** Starts polling; `ready` is true until a round finds no runtime answering (the start just read /openapi.json). */
   constructor(
-    readonly urls: readonly string[],
+    readonly target: HealthTarget,
     readonly intervalMs = DEFAULT_HEALTH_INTERVAL_MS,
   ) {
     this.schedule();
@@ -47,7 +45,7 @@ export class HealthMonitor implements Readiness {
 
   /** A line for logs and health answers: which runtimes are polled. */
   describe(): string {
-    return `no tesseract-core runtime answers GET /health (${this.urls.join(", ")})`;
+    return `no tesseract-core runtime answers GET /health (${this.target.describe()})`;
   }
 
   onChange(listener: (ready: boolean) => void): () => void {
@@ -76,11 +74,10 @@ export class HealthMonitor implements Readiness {
   private async poll(): Promise<void> {
     const round = (this.round = new AbortController());
     const timeout = setTimeout(() => round.abort(), Math.max(MIN_HEALTH_TIMEOUT_MS, this.intervalMs));
-    const answers = await Promise.all(this.urls.map((url) => answersHealth(url, round.signal)));
+    const ready = await this.target.answersHealth(round.signal);
     clearTimeout(timeout);
     if (this.closed) return;
     this.round = undefined;
-    const ready = answers.some(Boolean);
     if (ready !== this.current) {
       this.current = ready;
       for (const listener of this.listeners) listener(ready);

@@ -1,9 +1,10 @@
 /**
- * HTTP calls to tesseract-core runtimes (Node's fetch, which is undici: keep-alive connections,
- * AbortSignal): `POST /apply` with the inputs as tesseract-core JSON, arrays as base64 array objects,
- * answered in kind (`Accept: application/json+base64`), and `POST /abstract_eval` with arrays as
- * `{"shape", "dtype"}`. Calls go round-robin over the URLs; a call that cannot reach its runtime
- * (connection refused or reset) goes to the next (both endpoints are idempotent). Statuses: 422 →
+ * HTTP calls to tesseract-core runtimes (runtime-replicas.ts: undici pools, keep-alive connections,
+ * AbortSignal): `POST /apply` with the inputs as tesseract-core JSON, arrays as base64 array
+ * objects, answered in kind (`Accept: application/json+base64`), and `POST /abstract_eval` with
+ * arrays as `{"shape", "dtype"}`. Calls go round-robin over the replicas; a call that cannot reach
+ * its runtime (connection refused or reset) goes to the next (both endpoints are idempotent), and
+ * when none could be reached, to those the host names resolve to now. Statuses: 422 →
  * INVALID_ARGUMENT with the detail's location and message; any other failure → UNKNOWN naming the
  * runtime and the status; no runtime reachable → UNAVAILABLE; an aborted call → the abort's reason
  * (the per-evaluation timeout's DEADLINE_EXCEEDED, the caller's cancellation), naming the request.
@@ -18,12 +19,7 @@ import { inputsAny, isTensorField, messageJson, type EnumStrings } from "../sche
 import { formatPath, type Segment } from "../schema/paths";
 import type { MessageSchema } from "../schema/schema";
 import type { AbstractOutput } from "../tesseract";
-
-/** Why a fetch failed, shortly: the socket error's code (ECONNREFUSED) or message. */
-export const failureReason = (e: unknown): string => {
-  const cause = (e as { cause?: { code?: string; message?: string } })?.cause;
-  return cause?.code ?? cause?.message ?? (e instanceof Error ? e.message : String(e));
-};
+import { failureReason, type Replica, type ReplicaResponse, type RuntimeReplicas } from "./runtime-replicas";
 
 /** The error for a request that `signal` aborted: its reason's code, naming the request. */
 function abortedError(signal: AbortSignal, request: string, cause: unknown): TesseractError {
@@ -33,10 +29,8 @@ function abortedError(signal: AbortSignal, request: string, cause: unknown): Tes
 }
 
 export class TesseractCoreClient {
-  private next = 0;
-
   constructor(
-    readonly urls: readonly string[],
+    readonly replicas: RuntimeReplicas,
     private readonly inputs: MessageSchema,
     private readonly outputs: MessageSchema,
     private readonly enumStrings: EnumStrings,
@@ -61,33 +55,32 @@ export class TesseractCoreClient {
     }
   }
 
-  /** POSTs `body` to `/<endpoint>` of the next runtime that can be reached; the answer's text on 2xx. */
+  /**
+   * POSTs `body` to `/<endpoint>` of the next replica that can be reached; the answer's text on 2xx.
+   * When every replica failed, the host names are resolved again and new replicas tried.
+   */
   private async post(endpoint: string, body: string, signal?: AbortSignal): Promise<{ text: string; url: string }> {
-    const first = this.next++ % this.urls.length;
     const failures: string[] = [];
-    for (let i = 0; i < this.urls.length; i++) {
-      const url = this.urls[(first + i) % this.urls.length];
-      let status: number;
-      let text: string;
-      try {
-        const response = await fetch(`${url}/${endpoint}`, {
-          method: "POST",
-          headers: { "content-type": "application/json", accept: "application/json+base64" },
-          body,
-          signal,
-        });
-        status = response.status;
-        text = await response.text();
-      } catch (e) {
-        if (signal?.aborted) throw abortedError(signal, `POST /${endpoint} on ${url}`, e);
-        failures.push(`${url}: ${failureReason(e)}`); // not reached or reset: idempotent, the next runtime gets it
-        continue;
+    const tried = new Set<Replica>();
+    for (let round = 0; round < 2; round++) {
+      for (const replica of this.replicas.order()) {
+        if (tried.has(replica)) continue;
+        tried.add(replica);
+        let answer: ReplicaResponse;
+        try {
+          answer = await replica.request("POST", endpoint, body, signal);
+        } catch (e) {
+          if (signal?.aborted) throw abortedError(signal, `POST /${endpoint} on ${replica.name}`, e);
+          failures.push(`${replica.name}: ${failureReason(e)}`); // not reached or reset: idempotent, the next replica gets it
+          this.replicas.failed(replica, e);
+          continue;
+        }
+        this.replicas.answered(replica);
+        return { text: checkedAnswer(endpoint, replica.name, answer), url: replica.name };
       }
-      if (status === 422) throw new TesseractError(Code.INVALID_ARGUMENT, `tesseract-core (${url}) refused the inputs: ${validationDetail(text)}`);
-      if (status < 200 || status >= 300) throw new TesseractError(Code.UNKNOWN, `${endpoint} on ${url} failed with HTTP ${status}: ${clip(text.trim())}`);
-      return { text, url };
+      if (round === 0 && !(await this.replicas.refresh())) break; // the names may point elsewhere now
     }
-    throw new TesseractError(Code.UNAVAILABLE, `no tesseract-core runtime answered POST /${endpoint} (${failures.join("; ")})`);
+    throw new TesseractError(Code.UNAVAILABLE, `no tesseract-core runtime answered POST /${endpoint} (${failures.join("; ") || this.replicas.describe()})`);
   }
 
   /** tesseract-core's outputs JSON -> the outputs tree, arrays in their declared datatypes. */
@@ -101,6 +94,13 @@ export class TesseractCoreClient {
       throw new TesseractError(Code.UNKNOWN, `apply on ${url} answered outputs that do not match ${this.outputs.fullName}: ${clip(message)}`, { cause: e });
     }
   }
+}
+
+/** The answer's text when 2xx; a 422 is INVALID_ARGUMENT with its details, any other status UNKNOWN. */
+function checkedAnswer(endpoint: string, url: string, { status, text }: ReplicaResponse): string {
+  if (status === 422) throw new TesseractError(Code.INVALID_ARGUMENT, `tesseract-core (${url}) refused the inputs: ${validationDetail(text)}`);
+  if (status < 200 || status >= 300) throw new TesseractError(Code.UNKNOWN, `${endpoint} on ${url} failed with HTTP ${status}: ${clip(text.trim())}`);
+  return text;
 }
 
 /** A 422 body's first details as `location: message`, clipped. */

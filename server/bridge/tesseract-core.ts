@@ -3,7 +3,8 @@
  * served here through the same engine: the schema comes from the runtime's `/openapi.json`
  * (schema/openapi-proto.ts); every evaluation is one `POST /apply` and AbstractEval one `POST
  * /abstract_eval` when the runtime lists that path (tesseract-core-client.ts); evaluations run up to
- * `--concurrency` at once (eval/concurrent.ts), round-robin over the URLs; health follows the
+ * `--concurrency` at once (eval/concurrent.ts), round-robin over the replicas (runtime-replicas.ts:
+ * one per URL, or per address of a host name, re-resolved); health follows the
  * runtimes' `/health` (health-monitor.ts). The generated .proto is written to a temporary folder
  * for reflection and the gRPC service definition, removed when the runtime closes. Not forwarded:
  * the runtime's own gradient endpoints (gradients are this server's finite differences).
@@ -17,7 +18,8 @@ import { loadRootFromText } from "../schema/schema";
 import { TesseractRuntime } from "../runtime";
 import type { AnyTesseract } from "../tesseract";
 import { DEFAULT_HEALTH_INTERVAL_MS, HealthMonitor } from "./health-monitor";
-import { failureReason, TesseractCoreClient } from "./tesseract-core-client";
+import { failureReason, RuntimeReplicas, type Lookup, type ReplicaResponse } from "./runtime-replicas";
+import { TesseractCoreClient } from "./tesseract-core-client";
 
 export { TesseractCoreClient, validationDetail } from "./tesseract-core-client";
 
@@ -43,21 +45,21 @@ export function parseUrls(spec: string): string[] {
 /** How long the start may wait for `/openapi.json`. */
 const OPENAPI_TIMEOUT_MS = 10_000;
 
-/** GET `/openapi.json` from the first URL that answers. */
-async function fetchOpenApi(urls: readonly string[]): Promise<{ url: string; doc: unknown }> {
+/** GET `/openapi.json` from the first replica that answers. */
+async function fetchOpenApi(replicas: RuntimeReplicas): Promise<{ url: string; doc: unknown }> {
   const failures: string[] = [];
-  for (const url of urls) {
-    let response: Response;
+  for (const replica of replicas.all) {
+    const url = replica.name;
+    let answer: ReplicaResponse;
     try {
-      response = await fetch(`${url}/openapi.json`, { signal: AbortSignal.timeout(OPENAPI_TIMEOUT_MS), headers: { accept: "application/json" } });
+      answer = await replica.request("GET", "openapi.json", undefined, AbortSignal.timeout(OPENAPI_TIMEOUT_MS));
     } catch (e) {
       failures.push(`${url}: ${failureReason(e)}`);
       continue;
     }
-    const text = await response.text();
-    if (!response.ok) throw new Error(`${url}/openapi.json answered HTTP ${response.status}; expected a tesseract-core runtime's OpenAPI document`);
+    if (answer.status < 200 || answer.status >= 300) throw new Error(`${url}/openapi.json answered HTTP ${answer.status}; expected a tesseract-core runtime's OpenAPI document`);
     try {
-      return { url, doc: JSON.parse(text) };
+      return { url, doc: JSON.parse(answer.text) };
     } catch {
       throw new Error(`${url}/openapi.json is not JSON; expected a tesseract-core runtime's OpenAPI document`);
     }
@@ -70,6 +72,12 @@ export interface TesseractCoreOptions {
   protoPackage?: string;
   /** Between two rounds of `GET /health` on the runtimes (default 2 s). */
   healthIntervalMs?: number;
+  /** How often host names are resolved again for their replicas (default 30 s; 0: only after failures). */
+  dnsRefreshMs?: number;
+  /** Resolves host names, like `dns.promises.lookup` with `{ all: true }` (tests inject their own). */
+  lookup?: Lookup;
+  /** Called with every replica's name when host names resolved to other addresses (for logs). */
+  onReplicasChange?: (replicas: string[]) => void;
 }
 
 /** Whether the OpenAPI document lists `path` (tesseract-core lists only the endpoints a Tesseract has). */
@@ -88,12 +96,24 @@ function writeProto(packageName: string, text: string): { dir: string; file: str
 }
 
 /**
- * Loads the Tesseract that tesseract-core serves at `spec` (one URL or several, comma-separated):
- * its schema from the first that answers, evaluations on all of them.
+ * Loads the Tesseract that tesseract-core serves at `spec` (one URL or several, comma-separated; a
+ * host name stands for every address it resolves to): its schema from the first replica that
+ * answers, evaluations on all of them.
  */
 export async function loadTesseractCore(spec: string, options: TesseractCoreOptions = {}): Promise<TesseractRuntime> {
   const urls = parseUrls(spec);
-  const { url, doc } = await fetchOpenApi(urls);
+  const replicas = await RuntimeReplicas.start(urls, { lookup: options.lookup, refreshMs: options.dnsRefreshMs, onChange: options.onReplicasChange });
+  try {
+    return await bridgedRuntime(urls, replicas, options);
+  } catch (e) {
+    replicas.close();
+    throw e;
+  }
+}
+
+/** The runtime over `replicas`: its schema from their /openapi.json; on close, the replicas close too. */
+async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options: TesseractCoreOptions): Promise<TesseractRuntime> {
+  const { url, doc } = await fetchOpenApi(replicas);
   let generated: ReturnType<typeof protoFromOpenApi>;
   try {
     generated = protoFromOpenApi(doc, { packageName: options.protoPackage });
@@ -115,7 +135,7 @@ export async function loadTesseractCore(spec: string, options: TesseractCoreOpti
     apply: (inputs: Record<string, unknown>) => client!.apply(inputs),
     ...(hasAbstractEval ? { abstractEval: (inputs: unknown) => client!.abstractEval(inputs as Record<string, unknown>) } : {}),
   };
-  const health = new HealthMonitor(urls, options.healthIntervalMs ?? DEFAULT_HEALTH_INTERVAL_MS);
+  const health = new HealthMonitor(replicas, options.healthIntervalMs ?? DEFAULT_HEALTH_INTERVAL_MS);
   try {
     const runtime = TesseractRuntime.fromRoot(definition, {
       root,
@@ -127,10 +147,11 @@ export async function loadTesseractCore(spec: string, options: TesseractCoreOpti
       unimplemented: hasAbstractEval ? {} : { AbstractEval: `the tesseract-core runtime at ${url} has no /abstract_eval (its /openapi.json does not list it), so AbstractEval is not available` },
       release: () => {
         health.close();
+        replicas.close();
         fs.rmSync(dir, { recursive: true, force: true });
       },
     });
-    client = new TesseractCoreClient(urls, runtime.schema.inputs, runtime.schema.outputs, generated.enumStrings);
+    client = new TesseractCoreClient(replicas, runtime.schema.inputs, runtime.schema.outputs, generated.enumStrings);
     return runtime;
   } catch (e) {
     health.close();

@@ -48,6 +48,11 @@ export interface ServeOptions {
    * 2 s); health reports NOT_SERVING while none answers.
    */
   healthIntervalMs?: number;
+  /**
+   * For a tesseract-core runtime's Tesseract named by a host name: how often the name is resolved
+   * again, each address being a replica (default 30 s; 0: only after connection failures).
+   */
+  dnsRefreshMs?: number;
   /** Apply calls in flight per request on the replicas or the tesseract-core runtimes; default 16. */
   concurrency?: number;
   /** For replicas that serve TLS or require a bearer token: the credentials and token to call them with. */
@@ -121,9 +126,16 @@ export function formatAddress(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-/** The runtime to serve, with the request limits and the evaluation (inline, workers, replicas) the options say. */
-async function servedRuntime(options: ServeOptions, maxMessageBytes: number, log: Logger): Promise<TesseractRuntime> {
-  const runtime = typeof options.tesseract !== "string" ? options.tesseract : isTesseractCoreUrl(options.tesseract) ? await loadTesseractCore(options.tesseract, { protoPackage: options.protoPackage, healthIntervalMs: options.healthIntervalMs }) : loadTesseract(options.tesseract);
+/** The Tesseract `options.tesseract` names, loaded (a tesseract-core runtime's: replica changes logged). */
+async function loadedRuntime(options: ServeOptions, log: Logger): Promise<TesseractRuntime> {
+  if (typeof options.tesseract !== "string") return options.tesseract;
+  if (!isTesseractCoreUrl(options.tesseract)) return loadTesseract(options.tesseract);
+  const onReplicasChange = (replicas: string[]) => log.info({ replicas }, "tesseract-core replicas");
+  return loadTesseractCore(options.tesseract, { protoPackage: options.protoPackage, healthIntervalMs: options.healthIntervalMs, dnsRefreshMs: options.dnsRefreshMs, onReplicasChange });
+}
+
+/** Sets the runtime's request limits and evaluation (inline, workers, replicas) as the options say. */
+async function configureRuntime(runtime: TesseractRuntime, options: ServeOptions, maxMessageBytes: number, log: Logger): Promise<void> {
   if (runtime.remoteApply && typeof options.workers === "number" && options.workers > 0) {
     log.info({ workers: options.workers }, "worker threads are not used for a tesseract-core runtime's Tesseract: its evaluations are HTTP requests, up to --concurrency at once");
   }
@@ -137,7 +149,6 @@ async function servedRuntime(options: ServeOptions, maxMessageBytes: number, log
     replicaCredentials: options.replicaCredentials,
     replicaToken: options.replicaToken,
   });
-  return runtime;
 }
 
 /** A grpc-js server with the guards (deserializers, statuses, framing) and, with tokens, their check. */
@@ -179,45 +190,73 @@ function followReadiness(runtime: TesseractRuntime, health: HealthImplementation
   return readiness.onChange(follow);
 }
 
+/** Binds the gRPC server; a refusal (the port in use, say) names the address and why. */
+function bindGrpc(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
+  return new Promise<number>((resolve, reject) =>
+    server.bindAsync(address, credentials, (err, bound) => {
+      // grpc-js says "No address added out of total 1 resolved errors: [listen EADDRINUSE: …]"; the bracket is the why.
+      if (err) reject(new Error(`gRPC could not listen on ${address}: ${/errors: \[(.+)\]\s*$/s.exec(err.message)?.[1] ?? err.message}`));
+      else resolve(bound);
+    }),
+  );
+}
+
+/**
+ * Serves a Tesseract. Whatever fails on the way (a port in use, say) closes what was started before
+ * rejecting, the runtime included: a bridged runtime's temporary folder, health polling and
+ * connections go with it, and no worker or timer keeps the process alive.
+ */
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
-  const host = options.host ?? DEFAULTS.host;
   const streamChunkBytes = options.streamChunkBytes ?? DEFAULTS.streamChunkBytes;
   const maxMessageBytes = options.maxMessageBytes ?? DEFAULTS.maxMessageBytes;
   checkStreamChunkBytes(streamChunkBytes, maxMessageBytes);
   // Before any worker starts: a bad certificate or key fails here, naming the option.
   const credentials = serverCredentials(options.tls);
   const log = options.logger ?? createLogger();
-  const runtime = await servedRuntime(options, maxMessageBytes, log);
-  const { service } = loadDefinition();
-  let reflection: ReflectionIndex;
+  const runtime = await loadedRuntime(options, log);
+  const started: (() => unknown)[] = [() => runtime.close()];
   try {
-    reflection = new ReflectionIndex(servedDescriptors(runtime));
+    await configureRuntime(runtime, options, maxMessageBytes, log);
+    return await serveRuntime(runtime, options, { streamChunkBytes, maxMessageBytes, credentials, log }, started);
   } catch (e) {
-    await runtime.close();
+    // Last started first; a failure to close is not the news.
+    for (const close of started.reverse()) await Promise.resolve().then(close).catch(() => {});
     throw e;
   }
+}
+
+interface Settings {
+  streamChunkBytes: number;
+  maxMessageBytes: number;
+  credentials: grpc.ServerCredentials;
+  log: Logger;
+}
+
+/** The transports over a configured runtime; each part started is added to `started`, to close on a failure. */
+async function serveRuntime(runtime: TesseractRuntime, options: ServeOptions, { streamChunkBytes, maxMessageBytes, credentials, log }: Settings, started: (() => unknown)[]): Promise<RunningServer> {
+  const host = options.host ?? DEFAULTS.host;
+  const { service } = loadDefinition();
+  const reflection = new ReflectionIndex(servedDescriptors(runtime));
   const evalTimeoutMs = options.evalTimeoutMs ?? 0;
   const maxRowsPerStream = options.maxRowsPerStream ?? 0;
   const calls = new CallRegistry(log, { ...DEFAULT_LIMITS, ...options.limits });
   const tokens = options.tokens && new BearerTokens(options.tokens);
   const server = guardedGrpcServer(options, calls, tokens, maxMessageBytes, log);
+  started.push(() => server.forceShutdown());
   server.addService(service, createHandlers(runtime, { streamChunkBytes, maxMessageBytes, maxRowsPerStream, evalTimeoutMs }, calls));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
   const stopFollowing = followReadiness(runtime, health, log);
+  started.push(stopFollowing);
   addReflection(server, reflection);
   const metrics = options.metricsPort === undefined ? undefined : await new ServerMetrics(runtime, calls).listen(host, options.metricsPort);
+  if (metrics) started.push(() => metrics.close());
 
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(formatAddress(host, options.port ?? DEFAULTS.port), credentials, (err, bound) => (err ? reject(err) : resolve(bound))),
-  );
+  const port = await bindGrpc(server, formatAddress(host, options.port ?? DEFAULTS.port), credentials);
   const rest =
     options.httpPort === undefined
       ? undefined
-      : await startRestServer({ runtime, calls, host, port: options.httpPort, maxMessageBytes, tokens, authHealth: options.authHealth, tls: options.tls }).catch(async (e: Error) => {
-          // The REST port is taken (say): nothing of this server stays up.
-          server.forceShutdown();
-          await Promise.all([runtime.close(), metrics?.close()]);
+      : await startRestServer({ runtime, calls, host, port: options.httpPort, maxMessageBytes, tokens, authHealth: options.authHealth, tls: options.tls }).catch((e: Error) => {
           throw new Error(`the REST API could not listen on ${formatAddress(host, options.httpPort!)}: ${e.message}`);
         });
   log.info({ tesseract: runtime.definition.name, host, port, httpPort: rest?.port, streamChunkBytes, maxMessageBytes, workers: options.workers ?? "auto", replicas: options.replicas, tls: tlsMode(options.tls), metricsPort: metrics?.port }, "serving");

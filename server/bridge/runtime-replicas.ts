@@ -1,0 +1,248 @@
+/**
+ * The tesseract-core runtimes behind `serve`'s URLs, as replicas of one Tesseract. A URL whose host
+ * is an IP address is one replica; a host name is one replica per address it resolves to
+ * (`dns.promises.lookup(host, { all: true })`), resolved again every `refreshMs`, after a
+ * connection failure, and when a request has failed on every replica: addresses that appear become
+ * replicas, and those that disappear take no more requests and close once their requests in flight
+ * have ended. Each replica is its own undici Pool (keep-alive connections) that connects to its
+ * address while speaking to the host name: the Host header, and for https the TLS server name, so
+ * certificates verify. A replica whose connection failed, or that did not answer `/health`, is
+ * down: requests try it last until it answers again.
+ */
+import { promises as dns } from "node:dns";
+import { isIP, type LookupFunction } from "node:net";
+import { Pool } from "undici";
+import type { HealthTarget } from "./health-monitor";
+
+/** A resolver like `dns.promises.lookup` with `{ all: true }` (tests inject their own). */
+export type Lookup = (hostname: string, options: { all: true }) => Promise<{ address: string; family: number }[]>;
+
+/** How often host names are resolved again, by default. */
+export const DEFAULT_DNS_REFRESH_MS = 30_000;
+/** A resolution slower than this counts as failed (the replicas stay as they were). */
+const LOOKUP_TIMEOUT_MS = 10_000;
+
+/** Failures of the connection itself: the runtime is not there (as opposed to a reset mid-answer). */
+const CONNECT_FAILURES = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EHOSTDOWN", "ETIMEDOUT", "ENOTFOUND", "EAI_AGAIN", "UND_ERR_CONNECT_TIMEOUT"]);
+
+const errorCode = (e: unknown): string | undefined => (e as { code?: string; cause?: { code?: string } })?.code ?? (e as { cause?: { code?: string } })?.cause?.code;
+
+/** Why a request failed, shortly: the socket error's code (ECONNREFUSED) or message. */
+export const failureReason = (e: unknown): string => errorCode(e) ?? (e instanceof Error ? e.message : String(e));
+
+/** net.connect's lookup, answering `address` whatever the name (one or all addresses, as asked). */
+function pinnedLookup(address: string, family: number): LookupFunction {
+  return (_hostname, options, callback) => {
+    if (options.all) (callback as unknown as (e: null, all: { address: string; family: number }[]) => void)(null, [{ address, family }]);
+    else callback(null, address, family);
+  };
+}
+
+export interface ReplicaResponse {
+  status: number;
+  text: string;
+}
+
+/** One tesseract-core runtime: its URL (with the address a host name resolved to) and its connections. */
+export class Replica {
+  /** For messages: the URL, and the address when the host is a name (`http://tesseract:8000 (10.0.0.7)`). */
+  readonly name: string;
+  /** False after a connection failure or an unanswered /health, until it answers again. */
+  up = true;
+  private readonly pool: Pool;
+  private readonly basePath: string;
+
+  constructor(url: URL, address?: { address: string; family: number }) {
+    const base = `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
+    this.name = address ? `${base} (${address.address})` : base;
+    this.basePath = url.pathname.replace(/\/+$/, "");
+    // No headers or body timeout: an apply may take hours; --eval-timeout-ms is the limit that applies.
+    this.pool = new Pool(url.origin, { connect: address ? { lookup: pinnedLookup(address.address, address.family) } : {}, headersTimeout: 0, bodyTimeout: 0 });
+  }
+
+  async request(method: "GET" | "POST", endpoint: string, body: string | undefined, signal?: AbortSignal): Promise<ReplicaResponse> {
+    const headers = { accept: endpoint === "apply" ? "application/json+base64" : "application/json", ...(body === undefined ? {} : { "content-type": "application/json" }) };
+    const response = await this.pool.request({ path: `${this.basePath}/${endpoint}`, method, headers, body, signal });
+    return { status: response.statusCode, text: await response.body.text() };
+  }
+
+  /** Takes no more requests; settles once those in flight have finished. */
+  retire(): Promise<void> {
+    return this.pool.close().catch(() => {});
+  }
+
+  /** Ends every connection now, requests in flight included. */
+  destroy(): void {
+    this.pool.destroy().catch(() => {});
+  }
+}
+
+/** A URL whose host is a name, and the replicas at the addresses it resolved to last. */
+interface NamedHost {
+  url: URL;
+  byAddress: Map<string, Replica>;
+  /** Why the last resolution failed, if it did. */
+  error?: string;
+}
+
+export interface RuntimeReplicasOptions {
+  /** Default `dns.promises.lookup`. */
+  lookup?: Lookup;
+  /** How often host names are resolved again (default 30 s; 0: only after failures). */
+  refreshMs?: number;
+  /** Called with every replica's name when replicas were added or removed. */
+  onChange?: (replicas: string[]) => void;
+}
+
+export class RuntimeReplicas implements HealthTarget {
+  private current: Replica[] = [];
+  /** Replicas whose address went away, finishing their requests in flight. */
+  private readonly retiring = new Set<Replica>();
+  private next = 0;
+  private refreshing?: Promise<boolean>;
+  private timer?: NodeJS.Timeout;
+  private closed = false;
+  private readonly fixed = new Map<URL, Replica>();
+  private readonly named: NamedHost[] = [];
+  private readonly lookup: Lookup;
+
+  private constructor(
+    private readonly urls: readonly URL[],
+    private readonly options: RuntimeReplicasOptions,
+  ) {
+    this.lookup = options.lookup ?? ((hostname, opts) => dns.lookup(hostname, opts));
+    for (const url of urls) {
+      const host = url.hostname.replace(/^\[|\]$/g, "");
+      if (isIP(host)) this.fixed.set(url, new Replica(url));
+      else this.named.push({ url, byAddress: new Map() });
+    }
+  }
+
+  /** The replicas of `urls` (each http(s), without a trailing slash), host names resolved; fails when none resolves. */
+  static async start(urls: readonly string[], options: RuntimeReplicasOptions = {}): Promise<RuntimeReplicas> {
+    const replicas = new RuntimeReplicas(
+      urls.map((u) => new URL(u)),
+      options,
+    );
+    await replicas.refresh();
+    if (replicas.current.length === 0) {
+      const reasons = replicas.named.map((h) => `${h.url.origin}: ${h.error}`).join("; ");
+      replicas.close();
+      throw new Error(`no tesseract-core runtime address could be resolved (${reasons})`);
+    }
+    replicas.schedule();
+    return replicas;
+  }
+
+  /** Every replica now, in the URLs' order. */
+  get all(): readonly Replica[] {
+    return this.current;
+  }
+
+  /** The replicas to try for one request, in order: round-robin over those up, then those down. */
+  order(): Replica[] {
+    const n = this.current.length;
+    if (n === 0) return [];
+    const start = this.next++ % n;
+    const rotated = [...this.current.slice(start), ...this.current.slice(0, start)];
+    return [...rotated.filter((r) => r.up), ...rotated.filter((r) => !r.up)];
+  }
+
+  /** A request to `replica` failed: down if it could not connect; names are resolved again (in the background). */
+  failed(replica: Replica, error: unknown): void {
+    if (CONNECT_FAILURES.has(errorCode(error) ?? "")) replica.up = false;
+    void this.refresh();
+  }
+
+  answered(replica: Replica): void {
+    replica.up = true;
+  }
+
+  /** One round of `GET /health` on every replica: each is up or down by its answer; whether any answered. */
+  async answersHealth(signal: AbortSignal): Promise<boolean> {
+    const replicas = [...this.current];
+    const answers = await Promise.all(
+      replicas.map((r) =>
+        r.request("GET", "health", undefined, signal).then(
+          ({ status }) => status >= 200 && status < 300,
+          () => false,
+        ),
+      ),
+    );
+    replicas.forEach((r, i) => (r.up = answers[i]));
+    if (answers.includes(false)) void this.refresh();
+    return answers.includes(true);
+  }
+
+  /** The replicas, for messages: `http://a:8000, http://b:8000 (10.0.0.7)`. */
+  describe(): string {
+    return this.current.map((r) => r.name).join(", ") || this.urls.map((u) => u.origin).join(", ");
+  }
+
+  /** Resolves the host names again (one resolution at a time; callers share it); whether replicas changed. */
+  refresh(): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    this.refreshing ??= this.resolveAll().finally(() => (this.refreshing = undefined));
+    return this.refreshing;
+  }
+
+  /** Stops resolving and ends every connection. */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    for (const replica of new Set([...this.current, ...this.fixed.values(), ...this.retiring])) replica.destroy();
+    this.current = [];
+    this.retiring.clear();
+  }
+
+  private async resolveAll(): Promise<boolean> {
+    const changes = await Promise.all(this.named.map((host) => this.resolve(host)));
+    if (this.closed) return false;
+    this.current = this.urls.flatMap((url) => this.fixed.get(url) ?? [...this.named.find((h) => h.url === url)!.byAddress.values()]);
+    const changed = changes.includes(true);
+    if (changed) this.options.onChange?.(this.current.map((r) => r.name));
+    return changed;
+  }
+
+  /** Resolves one host name; replicas for new addresses, retired ones for addresses gone. Whether any changed. */
+  private async resolve(host: NamedHost): Promise<boolean> {
+    let addresses: { address: string; family: number }[];
+    try {
+      addresses = await withTimeout(this.lookup(host.url.hostname, { all: true }), LOOKUP_TIMEOUT_MS, `no answer in ${LOOKUP_TIMEOUT_MS} ms`);
+      if (addresses.length === 0) throw new Error("no address");
+    } catch (e) {
+      host.error = failureReason(e); // a failed resolution keeps the replicas it had: stale beats none
+      return false;
+    }
+    host.error = undefined;
+    if (this.closed) return false;
+    const seen = new Set(addresses.map((a) => a.address));
+    let changed = false;
+    for (const [address, replica] of host.byAddress) {
+      if (seen.has(address)) continue;
+      host.byAddress.delete(address);
+      this.retiring.add(replica);
+      void replica.retire().then(() => this.retiring.delete(replica));
+      changed = true;
+    }
+    for (const a of addresses) {
+      if (host.byAddress.has(a.address)) continue;
+      host.byAddress.set(a.address, new Replica(host.url, a));
+      changed = true;
+    }
+    return changed;
+  }
+
+  private schedule(): void {
+    const refreshMs = this.options.refreshMs ?? DEFAULT_DNS_REFRESH_MS;
+    if (this.closed || this.named.length === 0 || refreshMs <= 0) return;
+    this.timer = setTimeout(() => void this.refresh().finally(() => this.schedule()), refreshMs);
+    this.timer.unref();
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
