@@ -36,6 +36,19 @@ export interface FiniteDifferenceDefaults<I> {
   numSamples?: PerInputs<I, number>;
 }
 
+/**
+ * The structurally nonzero entries of one (output, input) block of the Jacobian, as pairs of flat
+ * row-major indices (COO): entry k is d output[output_index[k]] / d input[input_index[k]]. The same
+ * fields as the contract's tesseract.v1.SparsityPattern. A block with no pattern is dense; a pattern
+ * with no pairs says the block is zero.
+ */
+export interface SparsityPattern {
+  output_path: string;
+  input_path: string;
+  output_index: ArrayLike<number | string>;
+  input_index: ArrayLike<number | string>;
+}
+
 /** Author-supplied analytic Jacobian: result[outputPath][inputPath], shape (*out, *in). */
 export type AnalyticJacobian<I> = (
   inputs: I,
@@ -65,6 +78,14 @@ export interface TesseractDefinition<I, O> {
    * finite-difference steps stay strictly inside it, with a one-sided stencil near a bound.
    */
   bounds?: Record<string, DomainBounds>;
+  /**
+   * The Jacobian's structure at these inputs, per (output path, input path) of concrete differentiable
+   * paths (blocks a request does not ask for are ignored, blocks left out are dense). The engine then
+   * perturbs input elements whose columns touch disjoint outputs together (column grouping): a
+   * banded or block-diagonal Jacobian costs a few evaluations instead of one pair per element. It
+   * must be a superset of the true structure: an entry left out is taken to be exactly zero.
+   */
+  sparsity?(inputs: I): SparsityPattern[];
   /** Optional analytic gradients, used for gradient checking against finite differences. */
   gradients?: { jacobian?: AnalyticJacobian<I> };
 }

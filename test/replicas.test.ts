@@ -259,7 +259,7 @@ describe("distributed: one gradient engine, apply replicas in other processes", 
       const inputs = { x: ndarray(Float64Array.of(0.25, 2), [2]), y: ndarray(Float64Array.of(0.5), []), params: {}, blocks: [], mode: "throw" };
       const any = engine.runtime.schema.inputs.encodeAny(inputs, "inputs");
       const error = await new Promise<grpc.ServiceError | null>((resolve) =>
-        client!.jacobian({ inputs: { type_url: any.type_url, value: Buffer.from(any.value) }, jac_inputs: ["x", "y"], jac_outputs: ["f"] }, (e) => resolve(e)),
+        client!.jacobian({ inputs: { type_url: any.type_url, value: Buffer.from(any.value) }, jac_inputs: ["x", "y"], jac_outputs: ["f"], sparsity: [] }, (e) => resolve(e)),
       );
       assert.ok(error, "the Jacobian succeeded");
       assert.equal(error.code, Code.UNKNOWN, `code ${error.code}: ${error.details}`);
@@ -285,7 +285,7 @@ describe("distributed: one gradient engine, apply replicas in other processes", 
       const n = 40;
       const inputs = { x: ndarray(Float64Array.from({ length: n }, (_, i) => 0.1 + i / 7), [n]), y: ndarray(Float64Array.of(0.3), []), params: {}, blocks: [], mode: "" };
       const any = engine.runtime.schema.inputs.encodeAny(inputs, "inputs");
-      const request = { inputs: { type_url: any.type_url, value: Buffer.from(any.value) }, jac_inputs: ["x", "y"], jac_outputs: ["f"], options: FiniteDifferenceOptions.fromPartial({ algorithm: CENTRAL }) };
+      const request = { inputs: { type_url: any.type_url, value: Buffer.from(any.value) }, jac_inputs: ["x", "y"], jac_outputs: ["f"], options: FiniteDifferenceOptions.fromPartial({ algorithm: CENTRAL }), sparsity: [] };
       const response = await new Promise<JacobianResponse>((resolve, reject) => client!.jacobian(request, (e, r) => (e ? reject(e) : resolve(r!))));
       assert.equal(await poly[0].exitCode(), 3, "the first replica went away mid-request");
       assert.equal(response.stats?.apply_calls, 2 * (n + 1));

@@ -12,12 +12,18 @@ import { fp64Tensor } from "../../common/tensor-codec";
 /** Upper bounds of the protobuf framing around a row and around each slice (tags, lengths, varints). */
 const ROW_OVERHEAD = 32;
 const SLICE_OVERHEAD = 64;
+/** A packed uint64 index below 2^32 takes at most 5 bytes; the field's own tag and length at most 16. */
+const INDEX_BYTES = 5;
+const INDICES_OVERHEAD = 16;
 /** The smallest budget that still fits a slice of one value next to long paths. */
 export const MIN_CHUNK_BYTES = 1024;
 
 type RowsMessage = Record<string, unknown>;
 
-/** Splits one row into messages of at most `budget` bytes, slices in output order, offsets increasing. */
+/**
+ * Splits one row into messages of at most `budget` bytes, slices in output order, offsets increasing.
+ * A sparse row's slices carry `indices` (and offset 0); an output the row does not touch has no slice.
+ */
 export function* rowMessages(row: JacobianRow, outputs: readonly { path: string }[], budget: number): Generator<RowsMessage> {
   const capacity = budget - ROW_OVERHEAD - Buffer.byteLength(row.inputPath);
   let slices: Record<string, unknown>[] = [];
@@ -35,17 +41,20 @@ export function* rowMessages(row: JacobianRow, outputs: readonly { path: string 
   for (const [o, values] of row.values.entries()) {
     const path = outputs[o].path;
     const errors = row.errors?.[o];
-    const sliceOverhead = SLICE_OVERHEAD * (errors ? 2 : 1) + Buffer.byteLength(path);
+    const indices = row.indices?.[o];
+    const sliceOverhead = SLICE_OVERHEAD * (errors ? 2 : 1) + Buffer.byteLength(path) + (indices ? INDICES_OVERHEAD : 0);
+    const perValue = bytesPerValue + (indices ? INDEX_BYTES : 0);
     for (let offset = 0; offset < values.length; ) {
-      const room = Math.floor((capacity - used - sliceOverhead) / bytesPerValue);
+      const room = Math.floor((capacity - used - sliceOverhead) / perValue);
       if (room < 1) {
         yield flush();
         continue;
       }
       const take = Math.min(room, values.length - offset);
       const part = (a: Float64Array) => fp64Tensor(a.subarray(offset, offset + take), [take]);
-      slices.push({ output_path: path, offset, values: part(values), error_estimate: errors && part(errors) });
-      used += sliceOverhead + bytesPerValue * take;
+      const slice = { output_path: path, offset: indices ? 0 : offset, values: part(values), error_estimate: errors && part(errors) };
+      slices.push(indices ? { ...slice, indices: Array.from(indices.subarray(offset, offset + take)) } : slice);
+      used += sliceOverhead + perValue * take;
       offset += take;
     }
   }
@@ -65,7 +74,7 @@ export async function* jacobianRowsMessages(runtime: TesseractRuntime, req: Grad
   let outputs: { path: string }[] | undefined;
   const header = async () => {
     outputs = await stream.outputs();
-    return { header: { inputs: stream.inputs, outputs, total_rows: stream.totalRows, planned_evaluations: stream.plannedEvaluations } };
+    return { header: { inputs: stream.inputs, outputs, total_rows: stream.totalRows, planned_evaluations: stream.plannedEvaluations(), nonzeros: stream.nonzeros() } };
   };
   for await (const row of stream.rows) {
     // The first row has told the outputs: the header costs no evaluation of its own.
