@@ -35,7 +35,8 @@ class FunctionEvaluator implements Evaluator {
   async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
     const xs = this.leaves.map((l) => Float64Array.from(l.data));
     for (const change of perturbation) {
-      if ("values" in change) xs[change.leaf].set(change.values);
+      if ("indices" in change) change.indices.forEach((i, k) => (xs[change.leaf][i] = change.points[k]));
+      else if ("values" in change) xs[change.leaf].set(change.values);
       else xs[change.leaf][change.index] = change.value;
     }
     this.calls++;

@@ -23,8 +23,7 @@ import {
   centralQuotient,
   effectiveAlgorithm,
   extrapolate,
-  finiteRows,
-  quotient,
+  checkRow,
   RICHARDSON_MULTIPLES,
   rowNoise,
   stencilRounding,
@@ -50,31 +49,36 @@ export function groupable(steps: StepRule, algorithm: ResolvedOptions["algorithm
   return ruleMultiples(algorithm).every((m) => steps.inside(column.leaf, column.index, m) && steps.inside(column.leaf, column.index, -m));
 }
 
-/** The rows of the Jacobian by the options' rule, one group of columns at a time; checked finite. */
+/** The rows of the Jacobian by the options' rule, one group of columns at a time, each checked finite. */
 export function groupedRows(problem: Problem, options: ResolvedOptions, structure: Structure, groups: readonly Column[][]): AsyncGenerator<Row> {
   const steps = problem.stepRule(options);
   const algorithm = effectiveAlgorithm(problem.size, options);
   const split = (group: readonly Column[]) => splitter(problem, structure, group);
   switch (algorithm) {
     case "central":
-      return finiteRows(problem, perGroup(problem, groups, 2, async (group) => {
+      return perGroup(problem, groups, 2, async (group) => {
         const s = split(group);
         const differences = await groupCentral(problem, steps, group, 1, false, s);
-        return group.map((c, k) => ({ ...c, values: differences[k].values, indices: s.cells(k) }));
-      }));
+        return group.map((c, k) => row(c, differences[k].values, s.cells(k)));
+      });
     case "forward":
-      return finiteRows(problem, forwardGroups(problem, steps, groups, split));
+      return forwardGroups(problem, steps, groups, split);
     case "richardson":
     case "adaptive":
-      return finiteRows(problem, extrapolatedGroups(problem, steps, groups, ruleMultiples(algorithm), split));
+      return extrapolatedGroups(problem, steps, groups, ruleMultiples(algorithm), split);
     case "stochastic":
       throw new TesseractError(Code.INTERNAL, "column grouping has no stochastic rule");
   }
 }
 
-/** Rows of each group, `window` groups at a time. */
+function row(column: Column, values: Float64Array[], indices: (Uint32Array | undefined)[], errors?: Float64Array[]): Row {
+  return { leaf: column.leaf, index: column.index, values, indices, errors };
+}
+
+/** Rows of each group, `window` groups at a time, each checked finite. */
 async function* perGroup(problem: Problem, groups: readonly Column[][], evaluationsPerGroup: number, task: (group: readonly Column[]) => Promise<Row[]>): AsyncGenerator<Row> {
-  for await (const rows of completed(groups.length, () => Math.ceil(problem.concurrency / evaluationsPerGroup), (k) => task(groups[k]))) yield* rows;
+  const checked = async (k: number) => (await task(groups[k])).map((r) => checkRow(problem, r));
+  for await (const rows of completed(groups.length, () => Math.ceil(problem.concurrency / evaluationsPerGroup), checked)) for (const r of rows) yield r;
 }
 
 /** Splits a group's outputs into its columns' values: each column's structural nonzeros, copied. */
@@ -83,19 +87,31 @@ interface Splitter {
   cells(k: number): (Uint32Array | undefined)[];
   /** Column k's share of whole outputs (fresh arrays, the engine's own). */
   gather(k: number, outputs: readonly Float64Array[]): Float64Array[];
+  /** (plus - minus) / step over column k's share: `quotient` of rows.ts without the copies. */
+  quotient(k: number, plus: readonly Float64Array[], minus: readonly Float64Array[], step: number): Float64Array[];
 }
 
 function splitter(problem: Problem, structure: Structure, group: readonly Column[]): Splitter {
   let cells: (Uint32Array | undefined)[][] | undefined;
   const cellsOf = (k: number) => {
+    if (cells) return cells[k];
     // The outputs are known once the group's first evaluation returned.
     const aligned = structure.alignedTo(problem.outputs!);
-    cells ??= group.map((c) => aligned.outputs.map((_, o) => aligned.cells(o, c.leaf, c.index)));
+    cells = group.map((c) => aligned.outputs.map((_, o) => aligned.cells(o, c.leaf, c.index)));
     return cells[k];
   };
   return {
     cells: cellsOf,
     gather: (k, outputs) => outputs.map((values, o) => gather(values, cellsOf(k)[o])),
+    quotient: (k, plus, minus, step) =>
+      plus.map((p, o) => {
+        const at = cellsOf(k)[o];
+        const m = minus[o];
+        if (!at) return p.map((v, i) => (v - m[i]) / step);
+        const out = new Float64Array(at.length);
+        for (let i = 0; i < at.length; i++) out[i] = (p[at[i]] - m[at[i]]) / step;
+        return out;
+      }),
   };
 }
 
@@ -117,19 +133,21 @@ function gatherDifference(d: CentralDifference, split: Splitter, k: number): Cen
   };
 }
 
-/**
- * The group's elements each at x_j + multiples(k) h_j: one change per leaf (a single element, or the
- * leaf's values with the group's elements moved), and the points actually taken.
- */
-function groupPoints(problem: Problem, steps: StepRule, group: readonly Column[], multiple: (k: number) => number): { changes: Change[]; points: number[] } {
+/** The group's elements each at x_j + multiple(k) h_j: one change per leaf, and the points actually taken. */
+function groupPoints(steps: StepRule, group: readonly Column[], multiple: (k: number) => number): { changes: Change[]; points: number[] } {
   const points = group.map((c, k) => steps.perturbed(c.leaf, c.index, multiple(k)));
   const byLeaf = new Map<number, number[]>();
-  group.forEach((c, k) => byLeaf.set(c.leaf, [...(byLeaf.get(c.leaf) ?? []), k]));
+  group.forEach((c, k) => {
+    const members = byLeaf.get(c.leaf);
+    if (members) members.push(k);
+    else byLeaf.set(c.leaf, [k]);
+  });
   const changes = [...byLeaf].map(([leaf, members]): Change => {
     if (members.length === 1) return { leaf, index: group[members[0]].index, value: points[members[0]] };
-    const values = Float64Array.from(problem.leaves[leaf].data);
-    for (const k of members) values[group[k].index] = points[k];
-    return { leaf, values };
+    const indices = new Uint32Array(members.length);
+    const values = new Float64Array(members.length);
+    members.forEach((k, m) => ((indices[m] = group[k].index), (values[m] = points[k])));
+    return { leaf, indices, points: values };
   });
   return { changes, points };
 }
@@ -147,37 +165,37 @@ function groupName(problem: Problem, group: readonly Column[]): string {
  */
 async function groupCentral(problem: Problem, steps: StepRule, group: readonly Column[], multiple: number, estimate: boolean, split: Splitter): Promise<CentralDifference[]> {
   if (group.length === 1) return [gatherDifference(await central(problem, steps, group[0].leaf, group[0].index, multiple, estimate), split, 0)];
-  const plus = groupPoints(problem, steps, group, () => multiple);
-  const minus = groupPoints(problem, steps, group, () => -multiple);
+  const plus = groupPoints(steps, group, () => multiple);
+  const minus = groupPoints(steps, group, () => -multiple);
   const m = multiple === 1 ? "" : multiple;
   const [fPlus, fMinus] = await problem.evaluateAll([
     [plus.changes, () => `${groupName(problem, group)} + ${m}h`],
     [minus.changes, () => `${groupName(problem, group)} - ${m}h`],
   ]);
   return group.map((_, k) => {
-    const [p, q] = [split.gather(k, fPlus), split.gather(k, fMinus)];
     const width = plus.points[k] - minus.points[k];
     const spread = Math.SQRT2 / Math.abs(width);
-    if (!estimate) return { values: quotient(p, q, width), halfWidth: width / 2, spread, rounding: [] };
+    if (!estimate) return { values: split.quotient(k, fPlus, fMinus, width), halfWidth: width / 2, spread, rounding: [] };
+    const [p, q] = [split.gather(k, fPlus), split.gather(k, fMinus)];
     const rounding = stencilRounding(problem, [1 / width, -1 / width], [p, q]);
     return { ...centralQuotient(p, q, width), halfWidth: width / 2, spread, rounding };
   });
 }
 
 /** Forward: D_j = (f(x + sum_G s_j h_j e_j) - f(x))|_{cells of j} / (x_j+ - x_j), s_j = -1 only near an upper bound. */
-async function* forwardGroups(problem: Problem, steps: StepRule, groups: readonly Column[][], split: (group: readonly Column[]) => Splitter): AsyncGenerator<Row> {
-  const base = await problem.base();
-  yield* perGroup(problem, groups, 1, async (group) => {
+function forwardGroups(problem: Problem, steps: StepRule, groups: readonly Column[][], split: (group: readonly Column[]) => Splitter): AsyncGenerator<Row> {
+  return perGroup(problem, groups, 1, async (group) => {
+    const base = await problem.base();
     const sides = group.map(({ leaf, index }) => {
       const side = steps.inside(leaf, index, 1) ? 1 : steps.inside(leaf, index, -1) ? -1 : 0;
       if (side === 0) throw new TesseractError(Code.FAILED_PRECONDITION, `${elementName(problem.leaves[leaf], index)}: its domain ${steps.describeBounds(leaf)} leaves no room for a step; use a smaller eps`);
       if (side < 0) steps.noteOneSided(leaf, index, -1);
       return side;
     });
-    const plus = groupPoints(problem, steps, group, (k) => sides[k]);
+    const plus = groupPoints(steps, group, (k) => sides[k]);
     const fPlus = await problem.evaluate(plus.changes, () => `${groupName(problem, group)} ${group.length === 1 && sides[0] < 0 ? "-" : "+"} h`);
     const s = split(group);
-    return group.map((c, k) => ({ ...c, values: quotient(s.gather(k, fPlus), s.gather(k, base), plus.points[k] - problem.leaves[c.leaf].data[c.index]), indices: s.cells(k) }));
+    return group.map((c, k) => row(c, s.quotient(k, fPlus, base, plus.points[k] - problem.leaves[c.leaf].data[c.index]), s.cells(k)));
   });
 }
 
@@ -198,6 +216,9 @@ function extrapolatedGroups(problem: Problem, steps: StepRule, groups: readonly 
     }
     if (differences[0].length < 2) throw new TesseractError(Code.FAILED_PRECONDITION, `${groupName(problem, group)}: fewer than two of the adaptive steps could be evaluated (see adjusted_steps)`);
     const [sigma, base] = [await noise(), await problem.base()];
-    return group.map((c, k) => ({ ...c, indices: s.cells(k), ...extrapolate(differences[k], rowNoise(s.gather(k, sigma), differences[k], s.gather(k, base))) }));
+    return group.map((c, k) => {
+      const { values, errors } = extrapolate(differences[k], rowNoise(s.gather(k, sigma), differences[k], s.gather(k, base)));
+      return row(c, values, s.cells(k), errors);
+    });
   });
 }

@@ -88,19 +88,21 @@ function ruleRows(problem: Problem, options: ResolvedOptions): AsyncGenerator<Ro
   }
 }
 
-/** Passes rows on after checkFinite on their values and error estimates. */
-export async function* finiteRows(problem: Problem, source: AsyncGenerator<Row>): AsyncGenerator<Row> {
-  for await (const row of source) {
-    // Names are built only for a refusal: this runs once per row.
-    const outputs = problem.outputs!;
-    for (let o = 0; o < outputs.length; o++) {
-      const flat = (i: number) => row.indices?.[o]?.[i] ?? i;
-      const entry = (i: number) => `d ${outputs[o].path}${outputs[o].shape.length ? ` (flat index ${flat(i)})` : ""} / d ${elementName(problem.leaves[row.leaf], row.index)}`;
-      checkFinite(row.values[o], entry);
-      if (row.errors) checkFinite(row.errors[o], (i) => `the error estimate of ${entry(i)}`);
-    }
-    yield row;
+/** Passes rows on after checkRow. */
+async function* finiteRows(problem: Problem, source: AsyncGenerator<Row>): AsyncGenerator<Row> {
+  for await (const row of source) yield checkRow(problem, row);
+}
+
+/** checkFinite on a row's values and error estimates; the row itself. */
+export function checkRow(problem: Problem, row: Row): Row {
+  // Names are built only for a refusal: this runs once per row.
+  const outputs = problem.outputs!;
+  for (let o = 0; o < outputs.length; o++) {
+    const entry = (i: number) => `d ${outputs[o].path}${outputs[o].shape.length ? ` (flat index ${row.indices?.[o]?.[i] ?? i})` : ""} / d ${elementName(problem.leaves[row.leaf], row.index)}`;
+    checkFinite(row.values[o], entry);
+    if (row.errors) checkFinite(row.errors[o], (i) => `the error estimate of ${entry(i)}`);
   }
+  return row;
 }
 
 /**

@@ -22,7 +22,7 @@ export interface Extent {
 export const MAX_PATTERN_NONZEROS = 4_000_000;
 
 /** One sparse block: for input element j, its output indices are rows[starts[j] .. starts[j + 1]), ascending. */
-interface SparseBlock {
+export interface SparseBlock {
   starts: Uint32Array;
   rows: Uint32Array;
 }
@@ -34,6 +34,11 @@ export class Structure {
     /** [output][leaf]: undefined for a dense block. */
     private readonly blocks: readonly (readonly (SparseBlock | undefined)[])[],
   ) {}
+
+  /** Block (output o, leaf l) in compressed sparse columns; undefined when dense. */
+  block(o: number, leaf: number): SparseBlock | undefined {
+    return this.blocks[o][leaf];
+  }
 
   /** The flat indices of output `o` that column `index` of leaf `leaf` touches; undefined: all of them. */
   cells(o: number, leaf: number, index: number): Uint32Array | undefined {
@@ -71,7 +76,7 @@ export class Structure {
     return this.blocks.every((row) => row.every((b) => b === undefined));
   }
 
-  private aligned?: { outputs: readonly { path: string }[]; structure: Structure };
+  private aligned?: { paths: string[]; structure: Structure };
 
   /**
    * The same structure with its outputs in `outputs`' order (apply's, which may differ from the
@@ -79,9 +84,10 @@ export class Structure {
    * same sizes.
    */
   alignedTo(outputs: readonly { path: string; shape: readonly number[] }[]): Structure {
-    if (this.aligned?.outputs === outputs) return this.aligned.structure;
+    const known = this.aligned;
+    if (known && known.paths.length === outputs.length && known.paths.every((p, k) => p === outputs[k].path)) return known.structure;
     const order = outputs.map((out) => {
-      const o = this.outputs.findIndex((known) => known.path === out.path);
+      const o = this.outputs.findIndex((x) => x.path === out.path);
       const size = out.shape.reduce((a, b) => a * b, 1);
       if (o < 0 || this.outputs[o].size !== size || outputs.length !== this.outputs.length) {
         throw new TesseractError(
@@ -92,7 +98,7 @@ export class Structure {
       return o;
     });
     const structure = order.every((o, k) => o === k) ? this : new Structure(this.leaves, order.map((o) => this.outputs[o]), order.map((o) => this.blocks[o]));
-    this.aligned = { outputs, structure };
+    this.aligned = { paths: outputs.map((o) => o.path), structure };
     return structure;
   }
 }
