@@ -4,7 +4,7 @@
  * `I` and `O` are the ts-proto types of the input and output messages; `apply` sees them with every
  * `Tensor` replaced by an ndarray (see `Arrays`).
  */
-import { Algorithm } from "../generated/tesseract/v1/algorithm";
+import { Algorithm, SparsityMode } from "../generated/tesseract/v1/algorithm";
 import type { NdArray } from "ndarray";
 import type { Arrays } from "../common/tree-types";
 
@@ -18,8 +18,8 @@ export interface AbstractOutput {
   datatype: number;
 }
 
-/** tesseract.v1.Algorithm, as generated from the contract (ALGORITHM_CENTRAL, ...). */
-export { Algorithm };
+/** tesseract.v1.Algorithm and SparsityMode, as generated from the contract (ALGORITHM_CENTRAL, ...). */
+export { Algorithm, SparsityMode };
 
 /** An open interval (lower, upper); either end may be left out. */
 export interface DomainBounds {

@@ -117,7 +117,7 @@ describe("gRPC server", () => {
       );
       const cotangent = { "statistics.barycenter": { datatype: 11, shape: [3], data: Buffer.alloc(8) } };
       await expectStatus(
-        unary((cb) => client.vectorJacobianProduct({ inputs: meshAny(4), vjp_inputs: ["mesh.points"], vjp_outputs: ["statistics.barycenter"], cotangent_vector: cotangent } as never, cb)),
+        unary((cb) => client.vectorJacobianProduct({ inputs: meshAny(4), vjp_inputs: ["mesh.points"], vjp_outputs: ["statistics.barycenter"], cotangent_vector: cotangent, sparsity: [] } as never, cb)),
         Code.INVALID_ARGUMENT,
         /^cotangent_vector\.\{statistics\.barycenter\}: data has 8 bytes, expected 24/,
       );

@@ -193,44 +193,46 @@ describe("distributed: one gradient engine, apply replicas in other processes", 
 
   const N = 30;
   const n = 3 * N;
+  /** Central over meshstats' declared structure: N column groups (of 3n = 90 elements), two evaluations each. */
+  const calls = 2 * N;
 
-  it(`central Jacobian, N = ${N}: bit-identical to inline, ${2 * n} evaluations spread over the 3 replicas`, async () => {
+  it(`central Jacobian, N = ${N}: bit-identical to inline, ${calls} evaluations spread over the 3 replicas`, async () => {
     const request = { inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], options: { algorithm: CENTRAL } };
-    const { result, counts } = await counted(replicas, 2 * n, () => viaReplicas.jacobian(request));
+    const { result, counts } = await counted(replicas, calls, () => viaReplicas.jacobian(request));
     const expected = await reference.jacobian(request);
-    assert.equal(result.stats.apply_calls, 2 * n);
-    assert.equal(expected.stats.apply_calls, 2 * n);
+    assert.equal(result.stats.apply_calls, calls);
+    assert.equal(expected.stats.apply_calls, calls);
     for (const output of [FIRST, BARY]) {
       const J = result.jacobian[output]["mesh.points"];
       assert.deepEqual(J.shape, [3, N, 3]);
       assert.ok(J.data instanceof Float64Array);
       assert.deepEqual(J.data, expected.jacobian[output]["mesh.points"].data, `${output}: not bit-identical to the inline engine`);
     }
-    assertSpread(counts, 2 * n);
+    assertSpread(counts, calls);
   });
 
-  it(`streamed Jacobian rows (central, N = ${N}): the same bits as the inline unary Jacobian, ${2 * n} evaluations`, async () => {
+  it(`streamed Jacobian rows (central, N = ${N}): the same bits as the inline unary Jacobian, ${calls} evaluations`, async () => {
     const request = { inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], options: { algorithm: CENTRAL } };
-    const { result, counts } = await counted(replicas, 2 * n, () => assembleJacobian(viaReplicas.jacobianRows(request)));
+    const { result, counts } = await counted(replicas, calls, () => assembleJacobian(viaReplicas.jacobianRows(request)));
     const expected = await reference.jacobian(request);
-    assert.equal(result.stats.apply_calls, 2 * n);
+    assert.equal(result.stats.apply_calls, calls);
     for (const output of [FIRST, BARY]) {
       assert.deepEqual(result.jacobian[output]["mesh.points"].data, expected.jacobian[output]["mesh.points"].data, `${output}: streamed rows not bit-identical`);
     }
-    assertSpread(counts, 2 * n);
+    assertSpread(counts, calls);
   });
 
-  it(`VJP (central, N = ${N}): bit-identical to inline, ${2 * n} evaluations spread over the 3 replicas`, async () => {
+  it(`VJP (central, N = ${N}): bit-identical to inline, ${calls} evaluations spread over the 3 replicas`, async () => {
     const cotangent = { [FIRST]: ndarray(Float64Array.of(1, -2, 0.5), [3]), [BARY]: ndarray(Float64Array.of(3, 0.25, -1), [3]) };
     const request = { inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], cotangent, options: { algorithm: CENTRAL } };
-    const { result, counts } = await counted(replicas, 2 * n, () => viaReplicas.vjp(request));
+    const { result, counts } = await counted(replicas, calls, () => viaReplicas.vjp(request));
     const expected = await reference.vjp(request);
-    assert.equal(result.stats.apply_calls, 2 * n);
-    assert.equal(expected.stats.apply_calls, 2 * n);
+    assert.equal(result.stats.apply_calls, calls);
+    assert.equal(expected.stats.apply_calls, calls);
     assert.deepEqual(Object.keys(result.result), ["mesh.points"]);
     assert.deepEqual(result.result["mesh.points"].shape, [N, 3]);
     assert.deepEqual(result.result["mesh.points"].data, expected.result["mesh.points"].data, "VJP not bit-identical to the inline engine");
-    assertSpread(counts, 2 * n);
+    assertSpread(counts, calls);
   });
 
   it("JVP (central): bit-identical to inline, 2 evaluations on the replicas", async () => {
