@@ -9,7 +9,7 @@ import { Code, invalidArgument, isTesseractError, listed, quote, TesseractError 
 import { EvaluationBackends, type EvaluationSettings } from "./eval/backends";
 import { withTimeout } from "./eval/timeout";
 import { checkJacobianSize, ensureOutputs, jacobian, type JacobianEntry } from "./fd/jacobian";
-import { planRows } from "./fd/columns";
+import { planRowBatches } from "./fd/columns";
 import { DetectedPatterns } from "./fd/detection";
 import { planSparsity, type SparsityPlan, type SparsitySources } from "./fd/sparsity-plan";
 import { jvp } from "./fd/jvp";
@@ -77,7 +77,9 @@ export interface JacobianRowStream {
   nonzeros(): number;
   /** The requested outputs, in the order of each row's values (evaluates f(x) first when no row has yet). */
   outputs(): Promise<PathShape[]>;
+  /** The rows; or `batches`, the same rows in the batches they are computed in (consume one of the two). */
   rows: AsyncIterable<JacobianRow>;
+  batches: AsyncIterable<readonly JacobianRow[]>;
   /** The request's stats, once the rows are drained. */
   stats(): EvaluationStats;
 }
@@ -329,18 +331,24 @@ export class TesseractRuntime {
     let plan: SparsityPlan | undefined;
     const planned = async () => (plan ??= await (planning ??= planSparsity(problem, options, sources)));
     const outputs = async () => (await planned(), pathShapes(await ensureOutputs(problem)));
+    const batches = (async function* () {
+      for await (const batch of planRowBatches(problem, options, await planned())) {
+        yield batch.map((row) => {
+          // A structure with no nonzero at all (every block zero) streams dense rows: nonzeros = 0 means dense.
+          const { values, errors, indices } = plan!.nonzeros > 0 || !row.indices ? row : densified(row, problem.outputs!);
+          return { inputPath: leaves[row.leaf].path, inputIndex: row.index, values, errors, indices };
+        });
+      }
+    })();
     return {
       inputs: leaves.map((l) => ({ path: l.path, shape: l.shape, datatype: l.fp32 ? DataType.DATA_TYPE_FP32 : DataType.DATA_TYPE_FP64 })),
       totalRows: problem.size,
       plannedEvaluations: () => plan!.plannedEvaluations(options),
       nonzeros: () => plan!.nonzeros,
       outputs,
+      batches,
       rows: (async function* () {
-        for await (const row of planRows(problem, options, await planned())) {
-          // A structure with no nonzero at all (every block zero) streams dense rows: nonzeros = 0 means dense.
-          const { values, errors, indices } = plan!.nonzeros > 0 || !row.indices ? row : densified(row, problem.outputs!);
-          yield { inputPath: leaves[row.leaf].path, inputIndex: row.index, values, errors, indices };
-        }
+        for await (const batch of batches) yield* batch;
       })(),
       stats: () => this.stats(problem, started, undefined, plan),
     };

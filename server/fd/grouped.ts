@@ -49,8 +49,8 @@ export function groupable(steps: StepRule, algorithm: ResolvedOptions["algorithm
   return ruleMultiples(algorithm).every((m) => steps.inside(column.leaf, column.index, m) && steps.inside(column.leaf, column.index, -m));
 }
 
-/** The rows of the Jacobian by the options' rule, one group of columns at a time, each checked finite. */
-export function groupedRows(problem: Problem, options: ResolvedOptions, structure: Structure, groups: readonly Column[][]): AsyncGenerator<Row> {
+/** The rows of the Jacobian by the options' rule, one group of columns (one batch) at a time, each row checked finite. */
+export function groupedRows(problem: Problem, options: ResolvedOptions, structure: Structure, groups: readonly Column[][]): AsyncGenerator<readonly Row[]> {
   const steps = problem.stepRule(options);
   const algorithm = effectiveAlgorithm(problem.size, options);
   const split = (group: readonly Column[]) => splitter(problem, structure, group);
@@ -75,10 +75,10 @@ function row(column: Column, values: Float64Array[], indices: (Uint32Array | und
   return { leaf: column.leaf, index: column.index, values, indices, errors };
 }
 
-/** Rows of each group, `window` groups at a time, each checked finite. */
-async function* perGroup(problem: Problem, groups: readonly Column[][], evaluationsPerGroup: number, task: (group: readonly Column[]) => Promise<Row[]>): AsyncGenerator<Row> {
+/** The rows of each group, `window` groups at a time, each checked finite. */
+function perGroup(problem: Problem, groups: readonly Column[][], evaluationsPerGroup: number, task: (group: readonly Column[]) => Promise<Row[]>): AsyncGenerator<readonly Row[]> {
   const checked = async (k: number) => (await task(groups[k])).map((r) => checkRow(problem, r));
-  for await (const rows of completed(groups.length, () => Math.ceil(problem.concurrency / evaluationsPerGroup), checked)) for (const r of rows) yield r;
+  return completed(groups.length, () => Math.ceil(problem.concurrency / evaluationsPerGroup), checked);
 }
 
 /** Splits a group's outputs into its columns' values: each column's structural nonzeros, copied. */
@@ -183,7 +183,7 @@ async function groupCentral(problem: Problem, steps: StepRule, group: readonly C
 }
 
 /** Forward: D_j = (f(x + sum_G s_j h_j e_j) - f(x))|_{cells of j} / (x_j+ - x_j), s_j = -1 only near an upper bound. */
-function forwardGroups(problem: Problem, steps: StepRule, groups: readonly Column[][], split: (group: readonly Column[]) => Splitter): AsyncGenerator<Row> {
+function forwardGroups(problem: Problem, steps: StepRule, groups: readonly Column[][], split: (group: readonly Column[]) => Splitter): AsyncGenerator<readonly Row[]> {
   return perGroup(problem, groups, 1, async (group) => {
     const base = await problem.base();
     const sides = group.map(({ leaf, index }) => {
@@ -200,7 +200,7 @@ function forwardGroups(problem: Problem, steps: StepRule, groups: readonly Colum
 }
 
 /** Richardson and adaptive (rows.ts's extrapolatedRows) over groups: a step that fails is dropped for the whole group. */
-function extrapolatedGroups(problem: Problem, steps: StepRule, groups: readonly Column[][], multiples: readonly number[], split: (group: readonly Column[]) => Splitter): AsyncGenerator<Row> {
+function extrapolatedGroups(problem: Problem, steps: StepRule, groups: readonly Column[][], multiples: readonly number[], split: (group: readonly Column[]) => Splitter): AsyncGenerator<readonly Row[]> {
   const adaptive = multiples.length > 2;
   const noise = () => problem.noise(() => steps.probe(PROBE_SPACING, PROBE_POINTS));
   return perGroup(problem, groups, 2 * multiples.length, async (group) => {

@@ -95,10 +95,12 @@ async function* finiteRows(problem: Problem, source: AsyncGenerator<Row>): Async
 
 /** checkFinite on a row's values and error estimates; the row itself. */
 export function checkRow(problem: Problem, row: Row): Row {
-  // Names are built only for a refusal: this runs once per row.
-  const outputs = problem.outputs!;
-  for (let o = 0; o < outputs.length; o++) {
-    const entry = (i: number) => `d ${outputs[o].path}${outputs[o].shape.length ? ` (flat index ${row.indices?.[o]?.[i] ?? i})` : ""} / d ${elementName(problem.leaves[row.leaf], row.index)}`;
+  // Names (and the outputs) are looked up only for a refusal: this runs once per row.
+  for (let o = 0; o < row.values.length; o++) {
+    const entry = (i: number) => {
+      const output = problem.outputs![o];
+      return `d ${output.path}${output.shape.length ? ` (flat index ${row.indices?.[o]?.[i] ?? i})` : ""} / d ${elementName(problem.leaves[row.leaf], row.index)}`;
+    };
     checkFinite(row.values[o], entry);
     if (row.errors) checkFinite(row.errors[o], (i) => `the error estimate of ${entry(i)}`);
   }

@@ -77,7 +77,7 @@ function unary<Req, Res>(calls: CallRegistry, rpc: string, handle: Handle<Req, R
 }
 
 /** A server-streaming handler: `messages` are written with backpressure, then the status. */
-function serverStreaming<Req>(calls: CallRegistry, rpc: string, messages: (request: Req, signal: AbortSignal) => AsyncIterable<Record<string, unknown>>): grpc.handleServerStreamingCall<Req, unknown> {
+function serverStreaming<Req>(calls: CallRegistry, rpc: string, messages: (request: Req, signal: AbortSignal) => AsyncIterable<Record<string, unknown> | Uint8Array | (Record<string, unknown> | Uint8Array)[]>): grpc.handleServerStreamingCall<Req, unknown> {
   return (call) => {
     const t = calls.track(call, rpc);
     const run = async () => {
