@@ -338,6 +338,36 @@ describe("column grouping", () => {
     });
   });
 
+  it("REST /jacobian: dense output either way; sparsity_mode=dense (query or body) evaluates column by column", async () => {
+    const server = await startServer({ tesseract: "vectoradd", port: 0, httpPort: 0, logger: silentLogger });
+    const array = (values: number[], shape: number[]) => ({ shape, dtype: "float64", data: { buffer: values, encoding: "json" } });
+    try {
+      const jacobian = async (query: string, options?: object) => {
+        const response = await fetch(`http://127.0.0.1:${server.httpPort}/jacobian${query}`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ inputs: { a: array([1, 2, 3], [3]), b: array([4, 5, 6], [3]), s: array([2], []) }, jac_inputs: ["a", "b"], jac_outputs: ["result"], ...(options ? { options } : {}) }),
+        });
+        return { status: response.status, json: (await response.json()) as { result: { a: unknown } } };
+      };
+      const before = server.runtime.evaluations;
+      const grouped = await jacobian("");
+      const afterGrouped = server.runtime.evaluations;
+      const dense = await jacobian("?sparsity_mode=dense");
+      const afterDense = server.runtime.evaluations;
+      assert.deepEqual([grouped.status, dense.status], [200, 200]);
+      assert.deepEqual(grouped.json, dense.json);
+      assert.deepEqual([afterGrouped - before, afterDense - afterGrouped], [2 * 2, 2 * 6]);
+      assert.equal((await jacobian("", { sparsity_mode: "SPARSITY_MODE_DENSE" })).status, 200);
+      assert.equal(server.runtime.evaluations - afterDense, 2 * 6);
+      const bad = await jacobian("?sparsity_mode=sparse");
+      assert.equal(bad.status, 422);
+      assert.match(JSON.stringify(bad.json), /query parameter sparsity_mode is \\"sparse\\", expected dense or detect/);
+    } finally {
+      await server.close();
+    }
+  });
+
   describe("heat, n = 23 200, one step: tridiagonal, 6 evaluations, sparse rows", () => {
     const n = 23_200;
     let server: RunningServer;
