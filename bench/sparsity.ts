@@ -7,8 +7,8 @@
  *    step, tridiagonal: 6 instead of 4 000). Per case: apply calls, column groups, the median wall
  *    time after a warm-up, and dense / grouped.
  * 2. heat's banded Jacobian streamed as sparse rows: n = BENCH_SPARSITY_N (23 200: 4.3 GB dense),
- *    `tesseract-grpc serve heat` in a child process and an SDK client in another (this file, run as
- *    `sparsity.js client ADDRESS`), so that each RSS is its own. The client streams the Jacobian
+ *    `tesseract-grpc serve heat` in a child process and an SDK client in another
+ *    (bench/sparsity-client.ts), so that each RSS is its own. The client streams the Jacobian
  *    BENCH_SPARSITY_REPEATS times (the first is also the server's first: cold), then once through a
  *    raw grpc-js client that counts the bytes on the wire (each message plus its 5-byte gRPC prefix;
  *    HTTP/2 frame headers aside). Throughput: dense-equivalent (8 n² bytes) and wire bytes per second
@@ -22,18 +22,16 @@ import { once } from "node:events";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import * as grpc from "@grpc/grpc-js";
 import ndarray from "ndarray";
 import { TesseractClient } from "../client";
-import { packAny } from "../client/any";
 import { Inputs as HeatInputs, Outputs as HeatOutputs } from "../generated/tesseract/examples/heat/v1/heat";
 import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
 import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
-import { JacobianRequest, JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
 import { Algorithm, SparsityMode, startServer } from "../index";
 import { silentLogger } from "../server/log";
 import { sampleHeatInputs, sampleMeshInputs } from "../server/tesseracts/samples";
 import { report } from "./report";
+import type { ClientResult } from "./sparsity-client";
 
 const N = Number(process.env.BENCH_SPARSITY_N ?? 23_200);
 const REPEATS = Number(process.env.BENCH_SPARSITY_REPEATS ?? 4);
@@ -118,70 +116,6 @@ async function denseAgainstGrouped(): Promise<Record<string, unknown>[]> {
 // ---------------------------------------------------------------------------------------------------
 // 2. heat's sparse stream, server and client in their own processes
 
-interface ClientResult {
-  streams: { seconds: number; server_cpu_s: number; client_cpu_s: number; rows: number; values: number; indices: number; apply_calls: number; column_groups: number; nonzeros: number }[];
-  wire_bytes: number;
-  messages: number;
-  max_rss_mb: number;
-}
-
-/** The client process: the stream REPEATS times through the SDK, then once raw to count its bytes. */
-async function clientMain(address: string): Promise<void> {
-  const client = new TesseractClient<HeatInputs, HeatOutputs>(address, { inputs: HeatInputs, outputs: HeatOutputs, ...HEAT }, { maxMessageBytes: MAX_MESSAGE_BYTES });
-  const request = { inputs: sampleHeatInputs(N, 1) as never, inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"], options: { algorithm: Algorithm.ALGORITHM_CENTRAL } };
-  const streams: ClientResult["streams"] = [];
-  const serverPid = Number(process.env.BENCH_SPARSITY_SERVER_PID);
-  for (let k = 0; k < REPEATS; k++) {
-    const s = { seconds: 0, server_cpu_s: 0, client_cpu_s: 0, rows: 0, values: 0, indices: 0, apply_calls: 0, column_groups: 0, nonzeros: 0 };
-    const [t, c, server] = [performance.now(), process.cpuUsage(), cpuSeconds(serverPid)];
-    for await (const event of client.jacobianRows(request)) {
-      if (event.header) s.nonzeros = Number(event.header.nonzeros);
-      else if (event.row) {
-        s.rows++;
-        for (const slice of event.row.slices) {
-          s.values += slice.values.length;
-          s.indices += slice.indices?.length ?? 0;
-        }
-      } else if (event.stats) [s.apply_calls, s.column_groups] = [Number(event.stats.apply_calls), Number(event.stats.column_groups)];
-    }
-    s.seconds = (performance.now() - t) / 1000;
-    const used = process.cpuUsage(c);
-    s.client_cpu_s = (used.user + used.system) / 1e6;
-    s.server_cpu_s = cpuSeconds(serverPid) - server;
-    streams.push(s);
-  }
-  client.close();
-
-  // Raw: the request as the SDK sends it, the responses as bytes.
-  const raw = new grpc.Client(address, grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": MAX_MESSAGE_BYTES });
-  const message = JacobianRequest.encode({
-    inputs: packAny(HEAT.inputType, HeatInputs, request.inputs),
-    jac_inputs: request.inputPaths,
-    jac_outputs: request.outputPaths,
-    options: undefined,
-    sparsity: [],
-  }).finish();
-  let wireBytes = 0;
-  let messages = 0;
-  const call = raw.makeServerStreamRequest("/tesseract.v1.Tesseract/JacobianRows", (b: Buffer) => b, (b: Buffer) => b, Buffer.from(message));
-  call.on("data", (bytes: Buffer) => {
-    JacobianRowsResponse.decode(bytes); // what a client does with them
-    wireBytes += bytes.length + 5;
-    messages++;
-  });
-  await once(call, "end");
-  raw.close();
-  const result: ClientResult = { streams, wire_bytes: wireBytes, messages, max_rss_mb: process.resourceUsage().maxRSS / 1024 };
-  process.stdout.write(JSON.stringify(result) + "\n");
-}
-
-/** CPU time (user + system) of a live process, in seconds, from /proc (clock ticks of 10 ms). */
-function cpuSeconds(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields[0] is field 3 (state)
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 /** VmHWM (peak RSS) of a live process, in MB. */
 function peakRssMb(pid: number): number {
   const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
@@ -201,7 +135,7 @@ async function heatStream(): Promise<Record<string, unknown>[]> {
       });
       server.once("exit", (code) => reject(new Error(`serve heat exited (${code}) before listening`)));
     });
-    const client = spawn(process.execPath, [__filename, "client", address], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, BENCH_SPARSITY_N: String(N), BENCH_SPARSITY_SERVER_PID: String(server.pid) } });
+    const client = spawn(process.execPath, [path.join(__dirname, "sparsity-client.js"), address], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, BENCH_SPARSITY_N: String(N), BENCH_SPARSITY_SERVER_PID: String(server.pid) } });
     let text = "";
     client.stdout!.on("data", (d: Buffer) => (text += d.toString()));
     const [code] = (await once(client, "exit")) as [number];
@@ -223,7 +157,8 @@ async function heatStream(): Promise<Record<string, unknown>[]> {
       wire_MB: round(result.wire_bytes / 1e6, 2),
       wire_MB_per_s: round(result.wire_bytes / 1e6 / s.seconds, 1),
       server_peak_rss_MB: round(serverPeak, 1),
-      client_peak_rss_MB: round(result.max_rss_mb, 1),
+      client_peak_rss_MB: round(result.sdk_max_rss_mb, 1),
+      raw_client_peak_rss_MB: round(result.max_rss_mb, 1),
     }));
   } finally {
     server.kill("SIGTERM");
@@ -253,20 +188,10 @@ async function main() {
   fs.writeFileSync(file, JSON.stringify({ ...written, dense_vs_grouped: grouping, heat_stream: { n: N, streams: stream } }, null, 2));
 }
 
-if (process.argv[2] === "client") {
-  clientMain(process.argv[3]).then(
-    () => process.exit(0),
-    (e) => {
-      process.stderr.write(`bench:sparsity client: ${e instanceof Error ? e.stack : String(e)}\n`);
-      process.exit(1);
-    },
-  );
-} else {
-  main().then(
-    () => process.exit(0),
-    (e) => {
-      process.stderr.write(`bench:sparsity: ${e instanceof Error ? e.stack : String(e)}\n`);
-      process.exit(1);
-    },
-  );
-}
+main().then(
+  () => process.exit(0),
+  (e) => {
+    process.stderr.write(`bench:sparsity: ${e instanceof Error ? e.stack : String(e)}\n`);
+    process.exit(1);
+  },
+);
