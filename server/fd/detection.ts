@@ -44,7 +44,7 @@ function storedEntries(detected: Detected): number {
 
 /**
  * The detected structures of one Tesseract, least recently used first out: at most `maxEntries`
- * structures and `maxNonzeros` stored entries in all (4 bytes each, 8 while a request uses it).
+ * structures and `maxNonzeros` stored entries in all (4 bytes each).
  */
 export class DetectedPatterns {
   private readonly entries = new Map<string, Detected>();
@@ -195,7 +195,7 @@ export async function verifyRows(problem: Problem, options: ResolvedOptions, row
   return undefined;
 }
 
-/** Refuses a detected structure that no longer fits the outputs (their paths or sizes changed). */
+/** Whether a detected structure still fits the outputs: the same paths (in any order) and sizes. */
 export function fits(structure: Structure, outputs: readonly Extent[]): boolean {
-  return structure.outputs.length === outputs.length && structure.outputs.every((o, k) => o.path === outputs[k].path && o.size === outputs[k].size);
+  return structure.outputs.length === outputs.length && structure.outputs.every((o) => outputs.some((x) => x.path === o.path && x.size === o.size));
 }

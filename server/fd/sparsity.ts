@@ -46,11 +46,6 @@ export class Structure {
     return block?.rows.subarray(block.starts[index], block.starts[index + 1]);
   }
 
-  /** Whether block (output o, leaf l) is dense. */
-  isDense(o: number, leaf: number): boolean {
-    return this.blocks[o][leaf] === undefined;
-  }
-
   /** How many output values column `index` of leaf `leaf` touches, over all outputs. */
   degree(leaf: number, index: number): number {
     return this.outputs.reduce((n, out, o) => {
@@ -177,19 +172,4 @@ function sparseBlock(rowIndex: ArrayLike<number | string>, columnIndex: ArrayLik
   }
   starts[leaf.size] = at;
   return { starts, rows: at === count ? sorted : sorted.slice(0, at) };
-}
-
-/** The structure's blocks back as COO patterns (for tests and for passing a detected structure on). */
-export function patternsOf(structure: Structure): SparsityPattern[] {
-  const patterns: SparsityPattern[] = [];
-  structure.outputs.forEach((out, o) =>
-    structure.leaves.forEach((leaf, l) => {
-      if (structure.isDense(o, l)) return;
-      const rows: number[] = [];
-      const columns: number[] = [];
-      for (let j = 0; j < leaf.size; j++) for (const i of structure.cells(o, l, j) ?? []) rows.push(i), columns.push(j);
-      patterns.push({ output_path: out.path, input_path: leaf.path, output_index: rows, input_index: columns });
-    }),
-  );
-  return patterns;
 }
