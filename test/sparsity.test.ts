@@ -11,7 +11,9 @@ import ndarray from "ndarray";
 import { assembleJacobian, assembleSparseJacobian, densifyRows, TesseractClient, type JacobianRowsEvent } from "../client";
 import { Inputs as HeatInputs, Outputs as HeatOutputs } from "../generated/tesseract/examples/heat/v1/heat";
 import { Algorithm, Code, SparsityMode, startServer, type RunningServer } from "../index";
+import { JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
 import { DetectedPatterns } from "../server/fd/detection";
+import { rowMessages } from "../server/grpc/rows-stream";
 import { buildStructure, MAX_PATTERN_NONZEROS } from "../server/fd/sparsity";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime, type JacobianEntry } from "../server/runtime";
@@ -366,6 +368,39 @@ describe("column grouping", () => {
     } finally {
       await server.close();
     }
+  });
+
+  it("a sparse row larger than the message budget is split: indices with their values and estimates, every message within budget", () => {
+    const indices = Uint32Array.from({ length: 700 }, (_, k) => 3 * k);
+    const values = Float64Array.from(indices, (i) => Math.sin(i));
+    const errors = Float64Array.from(indices, (i) => i * 1e-9);
+    const dense = Float64Array.from({ length: 50 }, (_, i) => i);
+    const row = { inputPath: "x", inputIndex: 7, values: [values, dense], errors: [errors, dense], indices: [indices, undefined] };
+    const messages = [...rowMessages(row, [{ path: "f" }, { path: "g" }], 1024)];
+    assert.ok(messages.length > 10);
+    const seen = { f: [] as number[], values: [] as number[], errors: [] as number[], g: 0 };
+    for (const bytes of messages) {
+      assert.ok(bytes.length <= 1024, `a message of ${bytes.length} bytes`);
+      const { row: decoded } = JacobianRowsResponse.decode(bytes);
+      assert.deepEqual([decoded!.input_path, decoded!.input_index], ["x", 7]);
+      for (const slice of decoded!.slices) {
+        const v = new Float64Array(new Uint8Array(slice.values!.data).buffer);
+        const e = new Float64Array(new Uint8Array(slice.error_estimate!.data).buffer);
+        if (slice.output_path === "g") {
+          assert.deepEqual([slice.indices, Array.from(v)], [[], Array.from(dense.subarray(slice.offset, slice.offset + v.length))]);
+          seen.g += v.length;
+          continue;
+        }
+        assert.deepEqual([slice.offset, slice.indices.length, e.length], [0, v.length, v.length]);
+        seen.f.push(...slice.indices);
+        seen.values.push(...v);
+        seen.errors.push(...e);
+      }
+    }
+    assert.deepEqual(seen.f, Array.from(indices));
+    assert.deepEqual(seen.values, Array.from(values));
+    assert.deepEqual(seen.errors, Array.from(errors));
+    assert.equal(seen.g, 50);
   });
 
   describe("heat, n = 23 200, one step: tridiagonal, 6 evaluations, sparse rows", () => {
