@@ -7,8 +7,8 @@
  */
 
 // Authoring a Tesseract (a module that default-exports a definition).
-export { defineTesseract, Algorithm } from "./server/tesseract";
-export type { Arrays, AbstractTensor, AbstractOutput, TesseractDefinition, FiniteDifferenceDefaults, AnalyticJacobian, DomainBounds } from "./server/tesseract";
+export { defineTesseract, Algorithm, SparsityMode } from "./server/tesseract";
+export type { Arrays, AbstractTensor, AbstractOutput, TesseractDefinition, FiniteDifferenceDefaults, AnalyticJacobian, DomainBounds, SparsityPattern } from "./server/tesseract";
 export { Code, TesseractError, invalidArgument } from "./common/errors";
 
 // Serving it.

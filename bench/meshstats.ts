@@ -9,13 +9,14 @@ import { TesseractClient } from "../client";
 import { Inputs, Outputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
 import { startServer } from "../index";
 import { silentLogger } from "../server/log";
-import { Algorithm } from "../index";
+import { Algorithm, SparsityMode } from "../index";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
 import { report } from "./report";
 
 const TIME_CAP_S = Number(process.env.BENCH_TIME_CAP_S ?? 20);
 const SIZES = (process.env.BENCH_SIZES ?? "10,100,1000,10000").split(",").map(Number);
 const OUTPUTS = ["statistics.first_point_coordinates", "statistics.barycenter"];
+const DENSE = SparsityMode.SPARSITY_MODE_DENSE;
 
 /** Median seconds per call of bare apply, over rounds of ~40 ms. */
 function bareApplySeconds(apply: (i: unknown) => unknown, inputs: unknown): number {
@@ -43,11 +44,11 @@ async function main() {
     const cotangent = { [OUTPUTS[0]]: ndarray(Float64Array.of(1, 2, 3), [3]), [OUTPUTS[1]]: ndarray(Float64Array.of(1, 1, 1), [3]) };
     const tangent = { "mesh.points": ndarray(new Float64Array(n).fill(1), [N, 3]) };
     const runs: [string, number, () => Promise<{ stats: { apply_calls: number } }>][] = [
-      ["jacobian central", 2 * n, () => client.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: Algorithm.ALGORITHM_CENTRAL } })],
-      ["jacobian forward", n + 1, () => client.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: Algorithm.ALGORITHM_FORWARD } })],
+      ["jacobian central", 2 * n, () => client.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: Algorithm.ALGORITHM_CENTRAL, sparsity_mode: DENSE } })],
+      ["jacobian forward", n + 1, () => client.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: Algorithm.ALGORITHM_FORWARD, sparsity_mode: DENSE } })],
       ["jacobian stochastic", 2 * Math.max(10, Math.floor(Math.sqrt(n))), () => client.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: Algorithm.ALGORITHM_STOCHASTIC, seed: 1 } })],
       ["jvp central", 2, () => client.jvp({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, tangent })],
-      ["vjp central", 2 * n, () => client.vjp({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, cotangent })],
+      ["vjp central", 2 * n, () => client.vjp({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, cotangent, options: { sparsity_mode: DENSE } })],
     ];
     for (const [endpoint, planned, run] of runs) {
       const estimate = planned * bare * 3;

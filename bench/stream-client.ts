@@ -6,7 +6,8 @@
  *
  * grpc: `TesseractClient.jacobianRows` on a 1-D heat input of BENCH_STREAM_N points and
  * BENCH_STREAM_STEPS steps, d final_temperature / d initial_temperature (central, N rows of N FP64
- * values). tcp: reads until the server ends the connection. Either way the data is counted and
+ * values: SPARSITY_MODE_DENSE, since heat declares its banded structure; BENCH_STREAM_SPARSITY=declared
+ * streams the sparse rows instead, and counts their indices in `indices`). tcp: reads until the server ends the connection. Either way the data is counted and
  * dropped, and one JSON line goes to stdout: { mode, bytes, messages, rows, seconds, first_byte_seconds,
  * max_rss_mb, cpu_seconds } (with `partial: true` when stopped early by SIGTERM). `bytes` counts row slice values (grpc) or payload bytes (tcp); `messages` counts stream
  * messages (grpc) or 'data' events (tcp).
@@ -25,6 +26,8 @@ const MAX_MESSAGE_BYTES = 64 << 20;
  * (grpc-js `grpc-node.flow_control_window`); unset: the SDK's default (HTTP/2's 65 535).
  */
 const CLIENT_WINDOW = process.env.BENCH_STREAM_CLIENT_WINDOW ? Number(process.env.BENCH_STREAM_CLIENT_WINDOW) : undefined;
+/** SPARSITY_MODE_DENSE (1) unless BENCH_STREAM_SPARSITY=declared (0: heat's own structure, sparse rows). */
+const SPARSITY_MODE = process.env.BENCH_STREAM_SPARSITY === "declared" ? 0 : 1;
 
 interface Result {
   mode: string;
@@ -34,6 +37,8 @@ interface Result {
   seconds: number;
   first_byte_seconds: number;
   apply_calls?: number;
+  /** Sparse rows: the indices they carried. */
+  indices?: number;
   max_rss_mb: number;
   cpu_seconds: number;
   partial?: boolean;
@@ -63,15 +68,17 @@ async function grpcStream(address: string): Promise<Result> {
   let messages = 0;
   let rows = 0;
   let applyCalls: number | undefined;
+  let indices = 0;
   let firstByte = 0;
   let lastIndex = -1;
   const t0 = performance.now();
   const result = (): Result => ({
     mode: "grpc", bytes, messages, rows, seconds: (performance.now() - t0) / 1000, first_byte_seconds: (firstByte - t0) / 1000,
-    apply_calls: applyCalls, max_rss_mb: maxRssMb(), cpu_seconds: cpuSeconds(),
+    apply_calls: applyCalls, indices, max_rss_mb: maxRssMb(), cpu_seconds: cpuSeconds(),
   });
   progress = result;
-  for await (const event of client.jacobianRows({ inputs: inputs as never, inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"], options: { algorithm: 1 } })) {
+  const options = { algorithm: 1, sparsity_mode: SPARSITY_MODE };
+  for await (const event of client.jacobianRows({ inputs: inputs as never, inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"], options })) {
     if (messages++ === 0) firstByte = performance.now();
     if (event.row) {
       // A row split over several messages shares input_index; count each row once.
@@ -79,7 +86,10 @@ async function grpcStream(address: string): Promise<Result> {
         rows++;
         lastIndex = event.row.input_index;
       }
-      for (const s of event.row.slices) bytes += s.values.byteLength;
+      for (const s of event.row.slices) {
+        bytes += s.values.byteLength;
+        indices += s.indices?.length ?? 0;
+      }
     } else if (event.stats) {
       applyCalls = Number(event.stats.apply_calls);
     }

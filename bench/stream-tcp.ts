@@ -62,7 +62,7 @@ async function grpcRawServer(n: number, chunkBytes: number) {
   const { service } = loadDefinition();
   const values = new Float64Array(n).map((_, i) => Math.sin(i));
   const outputs = [{ path: "final_temperature", shape: [n], datatype: DataType.DATA_TYPE_FP64 }];
-  async function* messages(): AsyncGenerator<Record<string, unknown>> {
+  async function* messages(): AsyncGenerator<Record<string, unknown> | Uint8Array> {
     yield {
       header: {
         inputs: [{ path: "initial_temperature", shape: [n], datatype: DataType.DATA_TYPE_FP64 }],

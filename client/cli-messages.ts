@@ -49,8 +49,11 @@ export function explainError(e: unknown, address: string): string {
 export function statsLine(stats: EvaluationStats): string {
   const parts = [`${stats.apply_calls} apply calls in ${stats.wall_seconds.toPrecision(3)} s`];
   if (stats.adjusted_steps.length) parts.push(`adjusted steps: ${listed(stats.adjusted_steps, 5)}`);
+  // Dense, column_groups is n and says nothing new; grouped, it is what the structure saved.
+  const source = stats.sparsity_source;
+  if (source) parts.push(/dense/.test(source) ? `sparsity: ${source}` : `${stats.column_groups} column groups (sparsity: ${source})`);
   for (const [key, value] of Object.entries(stats)) {
-    if (key === "apply_calls" || key === "wall_seconds" || key === "adjusted_steps") continue;
+    if (["apply_calls", "wall_seconds", "adjusted_steps", "column_groups", "sparsity_source"].includes(key)) continue;
     if (value === undefined || value === 0 || value === "" || (Array.isArray(value) && value.length === 0)) continue;
     parts.push(`${key} ${JSON.stringify(value)}`);
   }

@@ -55,7 +55,7 @@ function eventJson(event: JacobianRowsEvent, format: Format): unknown {
     row: {
       input_path,
       input_index,
-      slices: slices.map((s) => ({ output_path: s.output_path, offset: s.offset, values: values(s.values), ...(s.error_estimate ? { error_estimate: values(s.error_estimate) } : {}) })),
+      slices: slices.map((s) => ({ output_path: s.output_path, offset: s.offset, ...(s.indices?.length ? { indices: s.indices } : {}), values: values(s.values), ...(s.error_estimate ? { error_estimate: values(s.error_estimate) } : {}) })),
     },
   };
 }

@@ -14,12 +14,25 @@ export {
   type JvpRequest,
   type VjpRequest,
   type CheckGradientsRequest,
+  type SparsityPatternInput,
 } from "./tesseract-client";
 export type { CallOptions } from "./call";
 export { tlsCredentials, type ClientTls } from "./tls";
 export type { ServingStatus } from "./health";
 export { TesseractClientError, isTesseractClientError, codeName } from "./errors";
-export { assembleJacobian, toRowsEvent, type JacobianRowsEvent, type RowValues, type RowSliceValues } from "./rows";
+export {
+  assembleJacobian,
+  assembleSparseJacobian,
+  densifyRows,
+  toRowsEvent,
+  type JacobianRowsEvent,
+  type RowValues,
+  type RowSliceValues,
+  type SparseBlock,
+  type SparseJacobianResult,
+  type DenseRow,
+  type DenseRowsEvent,
+} from "./rows";
 export { JacobianResult, VectorProductResult, type NestedJacobian } from "./results";
 export type { DatatypeName, DatatypeSpec, TypedArrays, ArrayOfDatatype } from "./datatypes";
 export { packAny, unpackAny, type MessageFns } from "./any";
@@ -27,5 +40,5 @@ export { TYPE_URL_PREFIX } from "../common/type-url";
 export { toTensors, toArrays, tensorMessage, type AbstractArrays } from "./tree";
 export { encodeTensor, decodeTensor, DataType, toFloat64 } from "../common/tensor-codec";
 export type { Arrays, AbstractTensor } from "../common/tree-types";
-export { Algorithm } from "../generated/tesseract/v1/algorithm";
+export { Algorithm, SparsityMode } from "../generated/tesseract/v1/algorithm";
 export type { FiniteDifferenceOptions, DescribeResponse, EvaluationStats, JacobianHeader, PathShape, CheckGradientsResponse, GradientCheck } from "../generated/tesseract/v1/tesseract";

@@ -10,8 +10,9 @@
  * `J.reshape(*output_shape, *input_shape)` is the unary Jacobian's layout.
  *
  * The stream must be complete (every value of every row once, stats last); otherwise the file is
- * removed and the error is DATA_LOSS naming what is missing, as for assembleJacobian. Slices are
- * dense runs of values at an offset: a row iterator that receives sparse rows densifies them first.
+ * removed and the error is DATA_LOSS naming what is missing, as for assembleJacobian. A dense slice
+ * is one run of values at its offset; a sparse one (`indices`, when the header announces nonzeros)
+ * is written run by run of consecutive indices, and the file's other bytes read as zeros.
  */
 import * as fs from "node:fs/promises";
 import { status } from "@grpc/grpc-js";
@@ -74,6 +75,10 @@ class Layout {
   readonly inputs;
   /** Values written per column (stream row), to check that every row arrived whole. */
   private readonly received: Uint32Array;
+  /** Sparse rows: each carries only its structural nonzeros, `nonzeros` in all. */
+  private readonly nonzeros: number;
+  private total = 0;
+  private readonly seen: Uint8Array;
 
   constructor(
     header: JacobianHeader,
@@ -83,6 +88,13 @@ class Layout {
     this.inputs = places(header.inputs, "input");
     if (this.inputs.total !== Number(header.total_rows)) throw dataLoss(`the header announces ${header.total_rows} rows but its inputs have ${this.inputs.total} elements`);
     this.received = new Uint32Array(this.inputs.total);
+    this.nonzeros = Number(header.nonzeros ?? 0);
+    this.seen = new Uint8Array(this.inputs.total);
+  }
+
+  /** Bytes of the whole file: the header's, then O · I values. */
+  get size(): number {
+    return this.dataStart + this.outputs.total * this.inputs.total * Float64Array.BYTES_PER_ELEMENT;
   }
 
   /** The byte position and values of every slice of a row, checked against the header. */
@@ -93,26 +105,55 @@ class Layout {
       throw dataLoss(`row index ${row.input_index} is out of range for input "${row.input_path}" (${input.size} elements)`);
     }
     const column = input.offset + row.input_index;
+    // A row with no structural nonzeros still arrives, with no slices.
+    this.seen[column] = 1;
     for (const slice of row.slices) {
       const output = this.outputs.byPath.get(slice.output_path);
       if (!output) throw dataLoss(`slice for output "${slice.output_path}", which the header does not list`);
+      const base = column * this.outputs.total + output.offset;
+      if (slice.indices?.length) {
+        yield* this.sparseWrites(slice.indices, slice.values, output, base);
+        continue;
+      }
       if (slice.offset + slice.values.length > output.size) {
         throw dataLoss(`slice of ${slice.values.length} values at offset ${slice.offset} overruns output "${slice.output_path}" (${output.size} elements)`);
       }
       this.received[column] += slice.values.length;
+      this.total += slice.values.length;
       if (this.received[column] > this.outputs.total) throw dataLoss(`row ${row.input_index} of "${row.input_path}" received ${this.received[column]} values, more than its ${this.outputs.total}`);
-      const element = column * this.outputs.total + output.offset + slice.offset;
-      yield { position: this.dataStart + element * Float64Array.BYTES_PER_ELEMENT, values: slice.values };
+      yield { position: this.dataStart + (base + slice.offset) * Float64Array.BYTES_PER_ELEMENT, values: slice.values };
+    }
+  }
+
+  /** A sparse slice's values in runs of consecutive output indices. */
+  private *sparseWrites(indices: readonly number[], values: Float64Array, output: BlockPlace & { size: number }, base: number): Generator<{ position: number; values: Float64Array }> {
+    if (indices.length !== values.length) throw dataLoss(`a sparse slice of "${output.path}" has ${indices.length} indices for ${values.length} values`);
+    this.total += values.length;
+    if (this.total > this.nonzeros) throw dataLoss(`the rows carry more than the ${this.nonzeros} structural nonzeros the header announces (a row or slice twice?)`);
+    for (let start = 0, end = 1; start < indices.length; start = end, end = start + 1) {
+      if (!(indices[start] >= 0 && indices[start] < output.size)) throw dataLoss(`index ${indices[start]} is out of range for output "${output.path}" (${output.size} elements)`);
+      while (end < indices.length && indices[end] === indices[end - 1] + 1 && indices[end] < output.size) end++;
+      yield { position: this.dataStart + (base + indices[start]) * Float64Array.BYTES_PER_ELEMENT, values: values.subarray(start, end) };
     }
   }
 
   /** DATA_LOSS naming the first incomplete row, if any. */
   checkComplete(): void {
+    if (this.nonzeros > 0) return this.checkSparseComplete();
     const missing = this.received.findIndex((n) => n !== this.outputs.total);
     if (missing < 0) return;
     const input = [...this.inputs.byPath.values()].find((i) => missing < i.offset + i.size)!;
     const incomplete = this.received.reduce((n, r) => n + (r !== this.outputs.total ? 1 : 0), 0);
     throw dataLoss(`incomplete: ${incomplete} row(s) missing or partial, the first input "${input.path}" at flat index ${missing - input.offset} (${this.received[missing]} of ${this.outputs.total} values)`);
+  }
+
+  private checkSparseComplete(): void {
+    const missing = this.seen.indexOf(0);
+    if (missing >= 0) {
+      const input = [...this.inputs.byPath.values()].find((i) => missing < i.offset + i.size)!;
+      throw dataLoss(`incomplete: row ${missing - input.offset} of input "${input.path}" is missing`);
+    }
+    if (this.total !== this.nonzeros) throw dataLoss(`incomplete: the rows carry ${this.total} values, the header announces ${this.nonzeros} structural nonzeros`);
   }
 }
 
@@ -145,6 +186,8 @@ export async function writeJacobianNpy(events: AsyncIterable<JacobianRowsEvent>,
     if (!layout) throw dataLoss("the stream ended without a header");
     if (!stats) throw dataLoss("the stream ended before its stats (incomplete)");
     layout.checkComplete();
+    // Sparse rows leave the file's tail unwritten: its full length makes the rest zeros.
+    await file.truncate(layout.size);
     await file.close();
     return { path, shape: [layout.outputs.total, layout.inputs.total], outputs: layout.outputs.list, inputs: layout.inputs.list, stats };
   } catch (e) {

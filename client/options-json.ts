@@ -5,7 +5,7 @@
  * repeated `--eps-by-path PATH=H` flags. Unknown keys and values are refused, naming what exists.
  */
 import { InvalidArgumentError, Option } from "commander";
-import { Algorithm, StepMode, StochasticEstimator } from "../generated/tesseract/v1/algorithm";
+import { Algorithm, SparsityMode, StepMode, StochasticEstimator } from "../generated/tesseract/v1/algorithm";
 import { FiniteDifferenceOptions } from "../generated/tesseract/v1/tesseract";
 import { clip } from "../common/errors";
 
@@ -16,13 +16,14 @@ type GeneratedEnum = Record<string, string | number>;
 
 /**
  * The enum-valued options: their generated enum, the prefix of its value names and the help of their
- * flag. An enum option added to the proto gets short names and a flag (`sparsity_mode`:
- * `--sparsity-mode`) by one line here; until then the payload takes its proto names and numbers.
+ * flag. An enum option added to the proto gets short names and a flag by one line here; until then
+ * the payload takes its proto names and numbers.
  */
 const ENUM_OPTIONS: Record<string, { values: GeneratedEnum; prefix: string; help: string }> = {
   algorithm: { values: Algorithm, prefix: "ALGORITHM_", help: "finite-difference rule" },
   step_mode: { values: StepMode, prefix: "STEP_MODE_", help: "absolute: h = eps; relative: h = eps * max(|x|, typical magnitude)" },
   stochastic_estimator: { values: StochasticEstimator, prefix: "STOCHASTIC_ESTIMATOR_", help: "stochastic: how the samples become a Jacobian" },
+  sparsity_mode: { values: SparsityMode, prefix: "SPARSITY_MODE_", help: "dense: ignore every sparsity pattern; detect: reuse the structure of an earlier dense Jacobian, verified (default: the request's or the Tesseract's pattern)" },
 };
 
 /** `step_mode` -> `--step-mode`, and the camelCase key commander gives its value under. */

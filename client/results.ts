@@ -13,7 +13,7 @@ import { TesseractClientError } from "./errors";
 export type NestedJacobian = Record<string, Record<string, NdArray<Float64Array>>>;
 
 /** What a response without stats reports (a server that sends none). */
-export const NO_STATS: EvaluationStats = Object.freeze({ apply_calls: 0, wall_seconds: 0, adjusted_steps: [] });
+export const NO_STATS: EvaluationStats = Object.freeze({ apply_calls: 0, wall_seconds: 0, adjusted_steps: [], column_groups: 0, sparsity_source: "" });
 
 function notFound(what: string, path: string, available: string[]): TesseractClientError {
   return new TesseractClientError(status.NOT_FOUND, `the result has no ${what} ${quote(path)}; it has: ${listed(available)}`);

@@ -46,6 +46,7 @@ import {
   type JacobianVectorProductRequest,
   type JacobianVectorProductResponse,
   type PathShape,
+  type SparsityPattern,
   type VectorJacobianProductRequest,
   type VectorJacobianProductResponse,
 } from "../generated/tesseract/v1/tesseract";
@@ -131,6 +132,25 @@ export interface GradientRequest<I> {
   outputPaths: readonly string[];
   /** Finite-difference options; unset: the server's defaults. */
   options?: FiniteDifferenceRequestOptions;
+  /**
+   * The Jacobian's structure per (output path, input path) block, as flat row-major index pairs
+   * (COO), so the server perturbs elements with disjoint columns together; blocks left out are dense.
+   * For `jacobian`, `jacobianRows` and `vjp` (a JVP needs none).
+   */
+  sparsity?: readonly SparsityPatternInput[];
+}
+
+/** One block's structurally nonzero entries: d output[output_index[k]] / d input[input_index[k]]. */
+export interface SparsityPatternInput {
+  output_path: string;
+  input_path: string;
+  output_index: ArrayLike<number>;
+  input_index: ArrayLike<number>;
+}
+
+/** The patterns as messages (typed arrays become plain arrays). */
+function sparsityMessages(patterns: readonly SparsityPatternInput[] | undefined): SparsityPattern[] {
+  return (patterns ?? []).map((p) => ({ output_path: p.output_path, input_path: p.input_path, output_index: Array.from(p.output_index), input_index: Array.from(p.input_index) }));
 }
 
 /** What `jvp` takes: J·tangent, `tangent` keyed by input path (shaped like the input). */
@@ -269,8 +289,8 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     };
   }
 
-  private async jacobianRequest({ inputs, inputPaths, outputPaths, options }: GradientRequest<I>, call?: CallOptions): Promise<JacobianRequest> {
-    return { ...(await this.gradientBase(inputs, options, call)), jac_inputs: [...inputPaths], jac_outputs: [...outputPaths] };
+  private async jacobianRequest({ inputs, inputPaths, outputPaths, options, sparsity }: GradientRequest<I>, call?: CallOptions): Promise<JacobianRequest> {
+    return { ...(await this.gradientBase(inputs, options, call)), jac_inputs: [...inputPaths], jac_outputs: [...outputPaths], sparsity: sparsityMessages(sparsity) };
   }
 
   /** Runs the Tesseract once; the outputs are checked against `outputDatatypes` when given. */
@@ -336,9 +356,15 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
   }
 
   /** vᵀ·J: `cotangent` keyed by output path (shaped like the output); result keyed by input path. */
-  async vjp({ inputs, inputPaths, outputPaths, cotangent, options }: VjpRequest<I>, call?: CallOptions): Promise<VectorProductResult> {
+  async vjp({ inputs, inputPaths, outputPaths, cotangent, options, sparsity }: VjpRequest<I>, call?: CallOptions): Promise<VectorProductResult> {
     const cotangent_vector = encodeVectors("cotangent", cotangent);
-    const request: VectorJacobianProductRequest = { ...(await this.gradientBase(inputs, options, call)), vjp_inputs: [...inputPaths], vjp_outputs: [...outputPaths], cotangent_vector };
+    const request: VectorJacobianProductRequest = {
+      ...(await this.gradientBase(inputs, options, call)),
+      vjp_inputs: [...inputPaths],
+      vjp_outputs: [...outputPaths],
+      cotangent_vector,
+      sparsity: sparsityMessages(sparsity),
+    };
     return vectorProduct(await unaryCall(this.method("vectorJacobianProduct"), request, call));
   }
 

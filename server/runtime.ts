@@ -9,7 +9,9 @@ import { Code, invalidArgument, isTesseractError, listed, quote, TesseractError 
 import { EvaluationBackends, type EvaluationSettings } from "./eval/backends";
 import { withAbortingTimeout, withTimeout } from "./eval/timeout";
 import { checkJacobianSize, ensureOutputs, jacobian, type JacobianEntry } from "./fd/jacobian";
-import { plannedEvaluations, rows } from "./fd/rows";
+import { planRowBatches } from "./fd/columns";
+import { DetectedPatterns } from "./fd/detection";
+import { planSparsity, type SparsityPlan, type SparsitySources } from "./fd/sparsity-plan";
 import { jvp } from "./fd/jvp";
 import { checkPathKeys, resolveOptions, type RequestOptions, type ResolvedOptions } from "./fd/options";
 import { DEFAULT_ABSOLUTE_EPS } from "./fd/steps";
@@ -23,13 +25,17 @@ import type { RemoteApply } from "./eval/concurrent";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
 import type { EnumStrings } from "./schema/json-messages";
 import { DataType, dataTypeName, dataTypeOfArray, DEFAULT_LIMITS, isFloatingPoint, isNdArray, toFloat64, type DecodeLimits } from "../common/tensor-codec";
-import type { AbstractOutput, AnyTesseract, DomainBounds } from "./tesseract";
+import type { AbstractOutput, AnyTesseract, DomainBounds, SparsityPattern } from "./tesseract";
 
 export interface EvaluationStats {
   apply_calls: number;
   wall_seconds: number;
   /** Elements whose step had to leave the rule (e.g. below one ulp), described. */
   adjusted_steps: string[];
+  /** Column groups evaluated (n when dense); absent for a JVP. */
+  column_groups?: number;
+  /** "request", "tesseract", "detected", or "" (dense); see fd/sparsity-plan.ts. */
+  sparsity_source?: string;
 }
 
 /** A JVP or VJP result, keyed by path; `errors` for the rules that estimate them. */
@@ -56,6 +62,8 @@ export interface JacobianRow {
   values: Float64Array[];
   /** Estimated absolute errors, shaped like `values`, for the rules that give them. */
   errors?: Float64Array[];
+  /** A sparse row: per output, the flat output indices `values` hold (undefined: dense). */
+  indices?: readonly (Uint32Array | undefined)[];
 }
 
 /** A Jacobian produced row by row: what a transport needs to stream it. */
@@ -64,10 +72,15 @@ export interface JacobianRowStream {
   inputs: PathShape[];
   /** Rows in all: the inputs' total number of elements. */
   totalRows: number;
-  plannedEvaluations: number;
+  /** Apply calls planned; known once the first row is out (or `outputs()` has answered). */
+  plannedEvaluations(): number;
+  /** Structural nonzeros when the rows are sparse, else 0; known as plannedEvaluations is. */
+  nonzeros(): number;
   /** The requested outputs, in the order of each row's values (evaluates f(x) first when no row has yet). */
   outputs(): Promise<PathShape[]>;
+  /** The rows; or `batches`, the same rows in the batches they are computed in (consume one of the two). */
   rows: AsyncIterable<JacobianRow>;
+  batches: AsyncIterable<readonly JacobianRow[]>;
   /** The request's stats, once the rows are drained. */
   stats(): EvaluationStats;
 }
@@ -80,6 +93,8 @@ export interface GradientRequest {
   inputPaths: readonly string[];
   outputPaths: readonly string[];
   options?: RequestOptions | null;
+  /** The Jacobian's structure per (output, input) block, for column grouping (Jacobian, JacobianRows, VJP). */
+  sparsity?: readonly SparsityPattern[] | null;
   signal?: AbortSignal;
 }
 
@@ -199,6 +214,9 @@ export class TesseractRuntime {
   /** Tensor limits for everything decoded from requests (`--max-tensor-elements`, `--max-tensor-bytes`). */
   decodeLimits: DecodeLimits = DEFAULT_LIMITS;
 
+  /** Structures learned from dense Jacobians, for SPARSITY_MODE_DETECT (bounded). */
+  readonly detectedSparsity = new DetectedPatterns();
+
   /** Apply calls made so far in this thread or on its behalf, by every endpoint (for metrics). */
   evaluations = 0;
 
@@ -294,14 +312,34 @@ export class TesseractRuntime {
     return { leaves, options, evaluator, problem, started: performance.now() };
   }
 
+  /** Where a request's Jacobian structure may come from (fd/sparsity-plan.ts). */
+  private sparsitySources(req: GradientRequest): SparsitySources {
+    const { definition } = this;
+    return {
+      request: req.sparsity,
+      declared: definition.sparsity && (() => declaredSparsity(definition, req.inputs)),
+      predictedOutputs: definition.abstractEval && (() => this.predictedOutputs(req.inputs, req.outputPaths, req.signal)),
+      detected: { cache: this.detectedSparsity, outputPaths: req.outputPaths },
+    };
+  }
+
+  /** The requested outputs as abstractEval predicts them (any order), or undefined. */
+  private async predictedOutputs(inputs: Record<string, unknown>, outputPaths: readonly string[], signal?: AbortSignal): Promise<AbstractOutput[] | undefined> {
+    const predicted: unknown = await this.abstractEval(inputs, signal);
+    if (!Array.isArray(predicted)) return undefined;
+    const patterns = outputPaths.map(parsePath);
+    return (predicted as AbstractOutput[]).filter((o) => patterns.some((p) => matchesPattern(parsePath(o.path), p)));
+  }
+
   /** The declared domain of each leaf: the first `bounds` key (path or pattern) that matches it. */
   private leafBounds(leaves: readonly InputLeaf[]): (DomainBounds | undefined)[] {
     const declared = Object.entries(this.definition.bounds ?? {}).map(([key, b]) => [parsePath(key), b] as const);
     return leaves.map((leaf) => declared.find(([pattern]) => matchesPattern(leaf.segments, pattern))?.[1]);
   }
 
-  private stats(problem: Problem, started: number, adjusted = problem.adjustedSteps()): EvaluationStats {
-    return { apply_calls: problem.calls, wall_seconds: (performance.now() - started) / 1000, adjusted_steps: adjusted };
+  private stats(problem: Problem, started: number, adjusted = problem.adjustedSteps(), plan?: SparsityPlan): EvaluationStats {
+    const stats: EvaluationStats = { apply_calls: problem.calls, wall_seconds: (performance.now() - started) / 1000, adjusted_steps: adjusted };
+    return plan ? { ...stats, column_groups: plan.columnGroups, sparsity_source: plan.source } : stats;
   }
 
   /**
@@ -316,23 +354,39 @@ export class TesseractRuntime {
       const predicted = (await this.abstractEval(req.inputs)).filter((o) => patterns.some((p) => matchesPattern(parsePath(o.path), p)));
       checkJacobianSize(predicted.map((o) => o.shape), leaves.map((l) => l.size), req.maxBytes);
     }
-    const entries = await jacobian(problem, options, req.maxBytes);
-    return { entries, stats: this.stats(problem, started) };
+    const plan = await planSparsity(problem, options, this.sparsitySources(req));
+    const entries = await jacobian(problem, options, req.maxBytes, plan);
+    return { entries, stats: this.stats(problem, started, undefined, plan) };
   }
 
   /** The Jacobian row by row, as produced (JacobianRows); `stats()` once the rows are drained. */
   jacobianRows(req: GradientRequest): JacobianRowStream {
     const { problem, options, leaves, started } = this.setup(req, JACOBIAN_FIELDS);
-    const outputs = async () => pathShapes(await ensureOutputs(problem));
+    const sources = this.sparsitySources(req);
+    let planning: Promise<SparsityPlan> | undefined;
+    let plan: SparsityPlan | undefined;
+    const planned = async () => (plan ??= await (planning ??= planSparsity(problem, options, sources)));
+    const outputs = async () => (await planned(), pathShapes(await ensureOutputs(problem)));
+    const batches = (async function* () {
+      for await (const batch of planRowBatches(problem, options, await planned())) {
+        yield batch.map((row) => {
+          // A structure with no nonzero at all (every block zero) streams dense rows: nonzeros = 0 means dense.
+          const { values, errors, indices } = plan!.nonzeros > 0 || !row.indices ? row : densified(row, problem.outputs!);
+          return { inputPath: leaves[row.leaf].path, inputIndex: row.index, values, errors, indices };
+        });
+      }
+    })();
     return {
       inputs: leaves.map((l) => ({ path: l.path, shape: l.shape, datatype: l.fp32 ? DataType.DATA_TYPE_FP32 : DataType.DATA_TYPE_FP64 })),
       totalRows: problem.size,
-      plannedEvaluations: plannedEvaluations(problem.size, options),
+      plannedEvaluations: () => plan!.plannedEvaluations(options),
+      nonzeros: () => plan!.nonzeros,
       outputs,
+      batches,
       rows: (async function* () {
-        for await (const row of rows(problem, options)) yield { inputPath: leaves[row.leaf].path, inputIndex: row.index, values: row.values, errors: row.errors };
+        for await (const batch of batches) yield* batch;
       })(),
-      stats: () => this.stats(problem, started),
+      stats: () => this.stats(problem, started, undefined, plan),
     };
   }
 
@@ -360,14 +414,38 @@ export class TesseractRuntime {
       for (const c of cotangent) if (!paths.has(c.path)) throw invalidArgument(`${field} has key ${quote(c.path)}, which is not in vjp_outputs (${listed(req.outputPaths)})`);
       for (const p of paths) if (!Object.hasOwn(req.cotangent, p)) throw invalidArgument(`${field} is missing output ${quote(p)}`);
     }
-    const { values, errors, adjustedSteps } = await vjp(problem, evaluator, cotangent, options, field, req.signal);
+    const plan = await planSparsity(problem, options, this.sparsitySources(req));
+    const { values, errors, adjustedSteps } = await vjp(problem, evaluator, cotangent, options, field, req.signal, plan);
     const keyed = (arrays: Float64Array[]) => Object.fromEntries(leaves.map((leaf, i) => [leaf.path, ndarray(arrays[i], leaf.shape)]));
-    return { result: keyed(values), errors: errors && keyed(errors), stats: this.stats(problem, started, adjustedSteps) };
+    return { result: keyed(values), errors: errors && keyed(errors), stats: this.stats(problem, started, adjustedSteps, plan) };
   }
 
   /** The analytic gradients against finite differences on sampled rows (checking/check-gradients.ts). */
   checkGradients(req: CheckGradientsRequest): Promise<CheckGradientsResult> {
     return checkGradients(this, req);
+  }
+}
+
+/** A sparse row as dense values (zeros off its indices). */
+function densified(row: { values: Float64Array[]; errors?: Float64Array[]; indices?: readonly (Uint32Array | undefined)[] }, outputs: readonly { shape: number[] }[]) {
+  const dense = (arrays: Float64Array[]) =>
+    arrays.map((a, o) => {
+      const at = row.indices?.[o];
+      if (!at) return a;
+      const out = new Float64Array(outputs[o].shape.reduce((x, y) => x * y, 1));
+      at.forEach((i, k) => (out[i] = a[k]));
+      return out;
+    });
+  return { values: dense(row.values), errors: row.errors && dense(row.errors), indices: undefined };
+}
+
+/** The Tesseract's sparsity declaration at these inputs; a failure other than a TesseractError is its author's (INTERNAL). */
+function declaredSparsity(definition: AnyTesseract, inputs: Record<string, unknown>): readonly SparsityPattern[] | undefined {
+  try {
+    return definition.sparsity?.(inputs) ?? undefined;
+  } catch (e) {
+    if (isTesseractError(e)) throw e;
+    throw new TesseractError(Code.INTERNAL, `the Tesseract's sparsity declaration failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
 }
 

@@ -4,7 +4,7 @@
  * `I` and `O` are the ts-proto types of the input and output messages; `apply` sees them with every
  * `Tensor` replaced by an ndarray (see `Arrays`).
  */
-import { Algorithm } from "../generated/tesseract/v1/algorithm";
+import { Algorithm, SparsityMode } from "../generated/tesseract/v1/algorithm";
 import type { NdArray } from "ndarray";
 import type { Arrays } from "../common/tree-types";
 
@@ -18,8 +18,8 @@ export interface AbstractOutput {
   datatype: number;
 }
 
-/** tesseract.v1.Algorithm, as generated from the contract (ALGORITHM_CENTRAL, ...). */
-export { Algorithm };
+/** tesseract.v1.Algorithm and SparsityMode, as generated from the contract (ALGORITHM_CENTRAL, ...). */
+export { Algorithm, SparsityMode };
 
 /** An open interval (lower, upper); either end may be left out. */
 export interface DomainBounds {
@@ -34,6 +34,19 @@ export interface FiniteDifferenceDefaults<I> {
   algorithm?: PerInputs<I, Algorithm>;
   eps?: PerInputs<I, number>;
   numSamples?: PerInputs<I, number>;
+}
+
+/**
+ * The structurally nonzero entries of one (output, input) block of the Jacobian, as pairs of flat
+ * row-major indices (COO): entry k is d output[output_index[k]] / d input[input_index[k]]. The same
+ * fields as the contract's tesseract.v1.SparsityPattern. A block with no pattern is dense; a pattern
+ * with no pairs says the block is zero.
+ */
+export interface SparsityPattern {
+  output_path: string;
+  input_path: string;
+  output_index: ArrayLike<number | string>;
+  input_index: ArrayLike<number | string>;
 }
 
 /** Author-supplied analytic Jacobian: result[outputPath][inputPath], shape (*out, *in). */
@@ -65,6 +78,14 @@ export interface TesseractDefinition<I, O> {
    * finite-difference steps stay strictly inside it, with a one-sided stencil near a bound.
    */
   bounds?: Record<string, DomainBounds>;
+  /**
+   * The Jacobian's structure at these inputs, per (output path, input path) of concrete differentiable
+   * paths (blocks a request does not ask for are ignored, blocks left out are dense). The engine then
+   * perturbs input elements whose columns touch disjoint outputs together (column grouping): a
+   * banded or block-diagonal Jacobian costs a few evaluations instead of one pair per element. It
+   * must be a superset of the true structure: an entry left out is taken to be exactly zero.
+   */
+  sparsity?(inputs: I): SparsityPattern[];
   /** Optional analytic gradients, used for gradient checking against finite differences. */
   gradients?: { jacobian?: AnalyticJacobian<I> };
 }

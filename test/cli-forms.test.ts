@@ -95,7 +95,7 @@ describe("CLI forms", () => {
         seed: 9,
       });
       const choices = Object.fromEntries(optionFlags(false).filter((o) => o.argChoices).map((o) => [o.long, o.argChoices]));
-      assert.deepEqual(choices, { "--algorithm": ["central", "forward", "stochastic", "richardson", "adaptive"], "--step-mode": ["absolute", "relative"], "--stochastic-estimator": ["spsa", "least-squares"] });
+      assert.deepEqual(choices, { "--algorithm": ["central", "forward", "stochastic", "richardson", "adaptive"], "--step-mode": ["absolute", "relative"], "--stochastic-estimator": ["spsa", "least-squares"], "--sparsity-mode": ["dense", "detect"] });
       assert.throws(() => program.parse(["--eps-by-path", "x"], { from: "user" }), /expected INPUT_PATH=POSITIVE_NUMBER \(e\.g\. --eps-by-path mesh\.points=1e-6\), got "x"/);
     });
 
@@ -109,6 +109,7 @@ describe("CLI forms", () => {
         step_mode: "STEP_MODE_UNSPECIFIED",
         typical_magnitude: {},
         stochastic_estimator: "STOCHASTIC_ESTIMATOR_UNSPECIFIED",
+        sparsity_mode: "SPARSITY_MODE_UNSPECIFIED",
       });
     });
   });
@@ -149,9 +150,10 @@ describe("CLI forms", () => {
     });
 
     it("statsLine: apply calls and time, then adjusted steps and any other stats the server set", () => {
-      assert.equal(statsLine({ apply_calls: 18, wall_seconds: 0.0123456, adjusted_steps: [] }), "stats: 18 apply calls in 0.0123 s");
+      assert.equal(statsLine({ apply_calls: 18, wall_seconds: 0.0123456, adjusted_steps: [], column_groups: 0, sparsity_source: "" }), "stats: 18 apply calls in 0.0123 s");
       const more = { apply_calls: 4, wall_seconds: 1, adjusted_steps: ["x[0]: one ulp"], column_groups: 3, sparsity_source: "request" };
-      assert.equal(statsLine(more), 'stats: 4 apply calls in 1.00 s; adjusted steps: x[0]: one ulp; column_groups 3; sparsity_source "request"');
+      assert.equal(statsLine({ ...more, column_groups: 9, sparsity_source: "detected, failed verification: dense" }), "stats: 4 apply calls in 1.00 s; adjusted steps: x[0]: one ulp; sparsity: detected, failed verification: dense");
+      assert.equal(statsLine(more), 'stats: 4 apply calls in 1.00 s; adjusted steps: x[0]: one ulp; 3 column groups (sparsity: request)');
     });
   });
 });

@@ -65,7 +65,7 @@ describe("CLI", () => {
   });
 
   it("jacobian: unary (nested JSON) and --stream (NDJSON rows as they arrive), stats on stderr", async () => {
-    const payload = JSON.stringify({ inputs, jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"], options: { algorithm: "ALGORITHM_CENTRAL" } });
+    const payload = JSON.stringify({ inputs, jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"], options: { algorithm: "ALGORITHM_CENTRAL", sparsity_mode: "dense" } });
     const unary = await cli("jacobian", payload, "--address", address, "--eps", "1e-3");
     assert.equal(unary.code, 0, unary.stderr);
     const J = JSON.parse(unary.stdout)["statistics.barycenter"]["mesh.points"] as number[][][];
@@ -82,6 +82,7 @@ describe("CLI", () => {
         outputs: [{ path: "statistics.barycenter", shape: [3], datatype: "DATA_TYPE_FP64" }],
         total_rows: 3 * N,
         planned_evaluations: 2 * 3 * N,
+        nonzeros: 0,
       },
     });
     assert.equal(lines.length, 1 + 3 * N + 1, "header, one line per row, stats");
@@ -99,6 +100,24 @@ describe("CLI", () => {
     assert.deepEqual(row.slices[0].values, [0, 1, 2].map((c) => J[c][Math.floor(row.input_index / 3)][row.input_index % 3]), "--format json: values as a list");
   });
 
+  it("jacobian with meshstats' declared structure: 2 evaluations per group, the groups on stderr, sparse rows with --stream", async () => {
+    const payload = JSON.stringify({ inputs, jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"], options: { algorithm: "central" } });
+    const unary = await cli("jacobian", payload, "--address", address, "--eps", "1e-3");
+    assert.equal(unary.code, 0, unary.stderr);
+    // meshstats' abstractEval gives the output shapes, so no f(x) is spent on them: 2 evaluations per group.
+    const calls = Number(/^stats: (\d+) apply calls/.exec(unary.stderr)?.[1]);
+    const groups = Number(/; (\d+) column groups \(sparsity: tesseract\)\n$/.exec(unary.stderr)?.[1]);
+    assert.ok(groups > 0 && groups < 3 * N, unary.stderr);
+    assert.equal(calls, 2 * groups, unary.stderr);
+    const J = JSON.parse(unary.stdout)["statistics.barycenter"]["mesh.points"] as number[][][];
+    J.forEach((plane, c) => plane.forEach((row, i) => row.forEach((v, k) => assert.ok(Math.abs(v - (c === k ? 1 / N : 0)) < 1e-9, `J[${c}][${i}][${k}] = ${v}`))));
+    const streamed = await cli("jacobian", payload, "--address", address, "--eps", "1e-3", "--stream");
+    assert.equal(streamed.code, 0, streamed.stderr);
+    const lines = streamed.stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
+    assert.equal(lines[0].header.nonzeros, 3 * N, "one nonzero per row: d barycenter_k / d points[i, k]");
+    for (const { row } of lines.slice(1, -1)) assert.deepEqual(row.slices, [{ output_path: "statistics.barycenter", offset: 0, indices: [row.input_index % 3], values: [1 / N] }].map((s) => ({ ...s, values: row.slices[0].values })));
+  });
+
   it("--progress draws the bar on stderr even when it is not a terminal", async () => {
     const payload = JSON.stringify({ inputs, jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"] });
     const { code, stderr } = await cli("jacobian", payload, "--address", address, "--stream", "--progress");
@@ -113,7 +132,7 @@ describe("CLI", () => {
     assert.match(jvp.stderr, /^stats: 2 apply calls in [0-9.e-]+ s\n$/);
     const r = JSON.parse(jvp.stdout)["statistics.barycenter"] as number[];
     assert.ok(Math.abs(r[0] - 1) < 1e-8 && Math.abs(r[1]) < 1e-8 && Math.abs(r[2]) < 1e-8, String(r));
-    const vjp = await cli("vjp", JSON.stringify({ inputs, vjp_inputs: ["mesh.points"], vjp_outputs: ["statistics.first_point_coordinates"], cotangent_vector: { "statistics.first_point_coordinates": [1, 2, 3] } }), "--address", address, "--algorithm", "forward");
+    const vjp = await cli("vjp", JSON.stringify({ inputs, vjp_inputs: ["mesh.points"], vjp_outputs: ["statistics.first_point_coordinates"], cotangent_vector: { "statistics.first_point_coordinates": [1, 2, 3] } }), "--address", address, "--algorithm", "forward", "--sparsity-mode", "dense");
     assert.equal(vjp.code, 0, vjp.stderr);
     assert.match(vjp.stderr, new RegExp(`^stats: ${3 * N + 1} apply calls in [0-9.e-]+ s\n$`), "forward: n + 1");
     const g = JSON.parse(vjp.stdout)["mesh.points"] as number[][];

@@ -93,7 +93,7 @@ describe("noise measured from the evaluations (ECnoise)", () => {
       assert.equal(plannedEvaluations(3, { algorithm: algorithm === RICHARDSON ? "richardson" : "adaptive", seed: 0n }), calls);
       const streamed = testfunctions.jacobianRows({ inputs: inputsAt(rk4), inputPaths: [rk4.input], outputPaths: [rk4.output], options: { algorithm, eps: 1e-4 } });
       for await (const _ of streamed.rows);
-      assert.equal(streamed.stats().apply_calls, streamed.plannedEvaluations);
+      assert.equal(streamed.stats().apply_calls, streamed.plannedEvaluations());
     }
   });
 });

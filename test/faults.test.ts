@@ -53,7 +53,7 @@ const values = (t: { data?: Uint8Array } | undefined) => Array.from(new Float64A
 /** d f_i / d y = sin(x_i) for f_i = x_i^3 + y sin(x_i): the answer a healthy server must still give. */
 async function assertHealthyJacobian(client: GeneratedClient, server: RunningServer): Promise<void> {
   const x = [0.4, 1.1, 2.5];
-  const response = await call<JacobianResponse>((cb) => client.jacobian({ inputs: inputs(server, { x }), jac_inputs: ["y"], jac_outputs: ["f"] }, cb));
+  const response = await call<JacobianResponse>((cb) => client.jacobian({ inputs: inputs(server, { x }), jac_inputs: ["y"], jac_outputs: ["f"], sparsity: [] }, cb));
   const got = values(response.entries[0].value);
   x.forEach((xi, i) => assert.ok(Math.abs(got[i] - Math.sin(xi)) < 1e-8, `df/dy[${i}] = ${got[i]}, expected sin(${xi}) = ${Math.sin(xi)}`));
 }
@@ -82,7 +82,7 @@ describe("faults of the Tesseract", function () {
       /^apply did not return within the per-evaluation timeout of 300 ms \(--eval-timeout-ms\); its worker thread was stopped and replaced$/,
     );
     await fails(
-      call((cb) => client.jacobian({ inputs: hang, jac_inputs: ["y"], jac_outputs: ["f"] }, cb)),
+      call((cb) => client.jacobian({ inputs: hang, jac_inputs: ["y"], jac_outputs: ["f"], sparsity: [] }, cb)),
       grpc.status.DEADLINE_EXCEEDED,
       /^evaluation at y [+-] h failed: apply did not return within the per-evaluation timeout of 300 ms \(--eval-timeout-ms\); its worker thread was stopped and replaced$/,
     );
@@ -96,7 +96,7 @@ describe("faults of the Tesseract", function () {
     const crash = inputs(server, { x: [0.5, 1], y: 0.9, mode: "crash" });
     await fails(call((cb) => client.apply({ inputs: crash }, cb)), grpc.status.UNKNOWN, /^the worker thread running apply died \(worker exited with code: 7\); it was replaced$/);
     await fails(
-      call((cb) => client.jacobian({ inputs: crash, jac_inputs: ["y"], jac_outputs: ["f"] }, cb)),
+      call((cb) => client.jacobian({ inputs: crash, jac_inputs: ["y"], jac_outputs: ["f"], sparsity: [] }, cb)),
       grpc.status.UNKNOWN,
       /^evaluation at y [+-] h failed: the worker thread running apply died \(worker exited with code: 7\); it was replaced$/,
     );
@@ -108,7 +108,7 @@ describe("faults of the Tesseract", function () {
     const stall = inputs(server, { x: [0.5], y: 0.9, mode: "stall" });
     await fails(call((cb) => client.apply({ inputs: stall }, cb)), grpc.status.DEADLINE_EXCEEDED, /^apply did not return within the per-evaluation timeout of 200 ms \(--eval-timeout-ms\)$/);
     await fails(
-      call((cb) => client.jacobian({ inputs: stall, jac_inputs: ["y"], jac_outputs: ["f"] }, cb)),
+      call((cb) => client.jacobian({ inputs: stall, jac_inputs: ["y"], jac_outputs: ["f"], sparsity: [] }, cb)),
       grpc.status.DEADLINE_EXCEEDED,
       /^evaluation at y [+-] h failed: apply did not return within the per-evaluation timeout of 200 ms/,
     );
@@ -147,7 +147,7 @@ describe("limits checked before any work", () => {
     const s = server;
     const before = polynomialCalls();
 
-    const stream = c.jacobianRows({ inputs: inputs(s, { x: [1, 2, 3, 4] }), jac_inputs: ["x"], jac_outputs: ["f"] });
+    const stream = c.jacobianRows({ inputs: inputs(s, { x: [1, 2, 3, 4] }), jac_inputs: ["x"], jac_outputs: ["f"], sparsity: [] });
     const received: unknown[] = [];
     stream.on("data", (m) => received.push(m));
     const [error] = (await once(stream, "error")) as [grpc.ServiceError];
@@ -161,7 +161,7 @@ describe("limits checked before any work", () => {
 
     // Within the limits, the stream runs: 3 rows.
     const rows: unknown[] = [];
-    for await (const m of c.jacobianRows({ inputs: inputs(s, { x: [1, 2, 3] }), jac_inputs: ["x"], jac_outputs: ["f"] })) if ((m as { row?: unknown }).row) rows.push(m);
+    for await (const m of c.jacobianRows({ inputs: inputs(s, { x: [1, 2, 3] }), jac_inputs: ["x"], jac_outputs: ["f"], sparsity: [] })) if ((m as { row?: unknown }).row) rows.push(m);
     assert.equal(rows.length, 3);
 
     const described = await call<DescribeResponse>((cb) => c.describe({}, cb));
@@ -183,10 +183,10 @@ describe("memory after faults", function () {
     const big = Array.from({ length: 20_000 }, (_, i) => 1.5 + i / 20_000); // x[0] > 1 for mode nan
     const round = async () => {
       const requests = [
-        call((cb) => client.jacobian({ inputs: inputs(server, { x: big, y: 0.9, mode: "throw" }), jac_inputs: ["y"], jac_outputs: ["f"] }, cb)),
-        call((cb) => client.jacobian({ inputs: inputs(server, { x: big, mode: "nan" }), jac_inputs: ["y"], jac_outputs: ["f"] }, cb)),
+        call((cb) => client.jacobian({ inputs: inputs(server, { x: big, y: 0.9, mode: "throw" }), jac_inputs: ["y"], jac_outputs: ["f"], sparsity: [] }, cb)),
+        call((cb) => client.jacobian({ inputs: inputs(server, { x: big, mode: "nan" }), jac_inputs: ["y"], jac_outputs: ["f"], sparsity: [] }, cb)),
         call((cb) => client.apply({ inputs: { type_url: TYPE_URL, value: Buffer.from([0x0a, 0xff, 0xff, 0x03]) } }, cb)),
-        call((cb) => client.jacobian({ inputs: inputs(server, { x: big }), jac_inputs: ["nope"], jac_outputs: ["f"] }, cb)),
+        call((cb) => client.jacobian({ inputs: inputs(server, { x: big }), jac_inputs: ["nope"], jac_outputs: ["f"], sparsity: [] }, cb)),
         call((cb) => client.apply({ inputs: inputs(server, { x: [1], y: 0.9, mode: "stall" }) }, cb)),
       ];
       const settled = await Promise.allSettled(requests);

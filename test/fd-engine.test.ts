@@ -35,7 +35,8 @@ class FunctionEvaluator implements Evaluator {
   async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
     const xs = this.leaves.map((l) => Float64Array.from(l.data));
     for (const change of perturbation) {
-      if ("values" in change) xs[change.leaf].set(change.values);
+      if ("indices" in change) change.indices.forEach((i, k) => (xs[change.leaf][i] = change.points[k]));
+      else if ("values" in change) xs[change.leaf].set(change.values);
       else xs[change.leaf][change.index] = change.value;
     }
     this.calls++;
@@ -322,7 +323,7 @@ describe("fd engine", () => {
       const inputs = { choice: Algorithm.ALGORITHM_FORWARD };
       const defaults = { eps: 1e-6, algorithm: (i: typeof inputs) => i.choice, numSamples: 12 };
       // Per-path maps are keyed by caller text: records without a prototype.
-      const plain = { epsByPath: recordFrom([]), stepMode: "absolute", typical: recordFrom([]), stochasticEstimator: "spsa" };
+      const plain = { epsByPath: recordFrom([]), stepMode: "absolute", typical: recordFrom([]), stochasticEstimator: "spsa", sparsityMode: "default" };
       // eps unset: the step rule's default for the mode (1e-4 absolute; see the step rule tests).
       assert.deepEqual(resolveOptions({ seed: 1 }, undefined, inputs), { algorithm: "central", eps: undefined, numSamples: undefined, seed: 1n, ...plain });
       assert.deepEqual(resolveOptions({ seed: 1 }, defaults, inputs), { algorithm: "forward", eps: 1e-6, numSamples: 12, seed: 1n, ...plain });

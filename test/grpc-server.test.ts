@@ -117,7 +117,7 @@ describe("gRPC server", () => {
       );
       const cotangent = { "statistics.barycenter": { datatype: 11, shape: [3], data: Buffer.alloc(8) } };
       await expectStatus(
-        unary((cb) => client.vectorJacobianProduct({ inputs: meshAny(4), vjp_inputs: ["mesh.points"], vjp_outputs: ["statistics.barycenter"], cotangent_vector: cotangent } as never, cb)),
+        unary((cb) => client.vectorJacobianProduct({ inputs: meshAny(4), vjp_inputs: ["mesh.points"], vjp_outputs: ["statistics.barycenter"], cotangent_vector: cotangent, sparsity: [] } as never, cb)),
         Code.INVALID_ARGUMENT,
         /^cotangent_vector\.\{statistics\.barycenter\}: data has 8 bytes, expected 24/,
       );
@@ -162,7 +162,7 @@ describe("gRPC server", () => {
     try {
       // 2 outputs × 3 values × 3N inputs × 8 bytes = 144 N bytes > 1 MiB for N = 8000.
       await expectStatus(
-        unary((cb) => c.jacobian({ inputs: meshAny(8000), jac_inputs: ["mesh.points"], jac_outputs: OUTPUTS }, cb)),
+        unary((cb) => c.jacobian({ inputs: meshAny(8000), jac_inputs: ["mesh.points"], jac_outputs: OUTPUTS, sparsity: [] }, cb)),
         Code.RESOURCE_EXHAUSTED,
         /^the Jacobian has 144000 FP64 values \(1152000 bytes\), over the \d+-byte message limit; stream it row by row with JacobianRows$/,
       );
@@ -195,7 +195,7 @@ describe("gRPC server", () => {
     it("a client cancel mid-stream stops evaluations", async () => {
       counter.calls = 0;
       const ended = nextCall("JacobianRows");
-      const call = c.jacobianRows({ inputs: polynomialAny(server.runtime, n), jac_inputs: ["x"], jac_outputs: ["f"] });
+      const call = c.jacobianRows({ inputs: polynomialAny(server.runtime, n), jac_inputs: ["x"], jac_outputs: ["f"], sparsity: [] });
       const seen: JacobianRowsResponse[] = [];
       let atCancel = -1;
       await new Promise<void>((resolve) => {
@@ -225,7 +225,7 @@ describe("gRPC server", () => {
       counter.calls = 0;
       const ended = nextCall("Jacobian");
       const deadline = new Date(Date.now() + 100);
-      await expectStatus(unary((cb) => c.jacobian({ inputs: polynomialAny(server.runtime, n), jac_inputs: ["x"], jac_outputs: ["f"] }, new grpc.Metadata(), { deadline }, cb)), grpc.status.DEADLINE_EXCEEDED, /Deadline exceeded/);
+      await expectStatus(unary((cb) => c.jacobian({ inputs: polynomialAny(server.runtime, n), jac_inputs: ["x"], jac_outputs: ["f"], sparsity: [] }, new grpc.Metadata(), { deadline }, cb)), grpc.status.DEADLINE_EXCEEDED, /Deadline exceeded/);
       await ended;
       const afterEnd = counter.calls;
       assert.ok(afterEnd < 2 * n / 2, `${afterEnd} evaluations ran`);
@@ -236,7 +236,7 @@ describe("gRPC server", () => {
     it("health answers while a long Jacobian runs", async () => {
       const health = healthClient(server.address);
       const ended = nextCall("Jacobian");
-      const running = unary((cb) => c.jacobian({ inputs: polynomialAny(server.runtime, n), jac_inputs: ["x"], jac_outputs: ["f"] }, new grpc.Metadata(), { deadline: new Date(Date.now() + 5000) }, cb)).catch((e) => e);
+      const running = unary((cb) => c.jacobian({ inputs: polynomialAny(server.runtime, n), jac_inputs: ["x"], jac_outputs: ["f"], sparsity: [] }, new grpc.Metadata(), { deadline: new Date(Date.now() + 5000) }, cb)).catch((e) => e);
       const reply = await unary<{ status: string }>((cb) => health.check({ service: "" }, cb));
       assert.equal(reply.status, "SERVING");
       assert.ok(counter.calls < 2 * n, "answered before the Jacobian finished");

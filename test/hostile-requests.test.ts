@@ -258,6 +258,34 @@ describe("hostile requests", () => {
     });
   });
 
+  describe("sparsity patterns and options (issue 14's fields)", () => {
+    const BARY = "statistics.barycenter";
+    const withSparsity = (sparsity: object[], options?: object) =>
+      encode(type("tesseract.v1.JacobianRequest"), { inputs: meshAny(), jac_inputs: ["mesh.points"], jac_outputs: [BARY], sparsity, options });
+
+    it("indices packed (as protobuf writes them) and unpacked are both read; a 64-bit index out of range is refused naming the pair", async () => {
+      const o = await send(client, "Jacobian", withSparsity([{ output_path: BARY, input_path: "mesh.points", output_index: [0, 1, 2], input_index: [0, 1, 2] }]));
+      assert.equal(o.code, 0, o.details);
+      // The same pattern with output_index unpacked: three (tag 3, varint) fields inside the SparsityPattern.
+      const pattern = [0x0a, BARY.length, ...Buffer.from(BARY), 0x12, 11, ...Buffer.from("mesh.points"), 0x18, 0, 0x18, 1, 0x18, 2, 0x22, 3, 0, 1, 2];
+      const unpacked = Buffer.concat([jacobianRequest(meshAny()), Buffer.from([0x2a, pattern.length, ...pattern])]);
+      assert.equal((await send(client, "Jacobian", unpacked)).code, 0);
+      const huge = withSparsity([{ output_path: BARY, input_path: "mesh.points", output_index: ["18446744073709551615"], input_index: [0] }]);
+      expectInvalid(await send(client, "JacobianRows", huge, true), /^sparsity\[0\] \(output_path "statistics\.barycenter", input_path "mesh\.points"\): output_index\[0\] = 18446744073709551615 is out of range for statistics\.barycenter, which has 3 elements/);
+      await stillServing();
+    });
+
+    it("an index with the wrong wire type, a path of 1 MiB, an unknown sparsity_mode", async () => {
+      // output_index (field 3 of the pattern) as a 64-bit fixed field.
+      const pattern = [0x19, 0, 0, 0, 0, 0, 0, 0, 0];
+      expectInvalid(await send(client, "Jacobian", Buffer.concat([jacobianRequest(meshAny()), Buffer.from([0x2a, pattern.length, ...pattern])])), /^request: cannot decode tesseract\.v1\.JacobianRequest: sparsity\.\[0\]\.output_index: wire type 1 \(64-bit\), expected 0 \(varint\) for uint64/);
+      const long = withSparsity([{ output_path: "p".repeat(1 << 20), input_path: "mesh.points", output_index: [0], input_index: [0] }]);
+      expectInvalid(await send(client, "Jacobian", long), /^sparsity\[0\] \(output_path "p{20,}.*: output_path is not a requested output \(statistics\.barycenter\)$/);
+      expectInvalid(await send(client, "VectorJacobianProduct", encode(type("tesseract.v1.VectorJacobianProductRequest"), { inputs: meshAny(), vjp_inputs: ["mesh.points"], vjp_outputs: [BARY], cotangent_vector: { [BARY]: fp64([1, 2, 3], [3]) }, options: { sparsity_mode: 99 } })), /^options\.sparsity_mode: unknown sparsity mode 99; expected 0, 1 or 2/);
+      await stillServing();
+    });
+  });
+
   describe("defaults computed from the caller's inputs", () => {
     it("meshstats fd_algorithm = 99 is INVALID_ARGUMENT naming the field, for Apply and Jacobian", async () => {
       for (const rpc of ["Apply", "Jacobian"]) {

@@ -26,7 +26,7 @@ function gated() {
 
 function jacobianRequest(runtime: TesseractRuntime) {
   const x = { datatype: 11, shape: [2], data: Buffer.from(Float64Array.of(0.1, 0.2).buffer) };
-  return { inputs: { type_url: "type.googleapis.com/tesseract.testing.polynomial.v1.Inputs", value: Buffer.from(runtime.schema.inputs.type.encode({ x }).finish()) }, jac_inputs: ["x"], jac_outputs: ["f"] };
+  return { inputs: { type_url: "type.googleapis.com/tesseract.testing.polynomial.v1.Inputs", value: Buffer.from(runtime.schema.inputs.type.encode({ x }).finish()) }, jac_inputs: ["x"], jac_outputs: ["f"], sparsity: [] };
 }
 
 const status = (e: unknown) => (e as grpc.ServiceError).code;

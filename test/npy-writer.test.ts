@@ -46,6 +46,7 @@ const header: JacobianRowsEvent = {
     inputs: [{ path: "x", shape: [2], datatype: DataType.DATA_TYPE_FP64 }, { path: "y", shape: [], datatype: DataType.DATA_TYPE_FP64 }],
     total_rows: 3,
     planned_evaluations: 6,
+    nonzeros: 0,
   },
 };
 const value = (o: number, j: number) => 10 * o + j;
@@ -58,7 +59,7 @@ const rows: JacobianRowsEvent[] = [
   { row: { input_path: "x", input_index: 0, slices: [{ output_path: "u", offset: 0, values: column(0, 0, 2) }, { output_path: "v", offset: 0, values: column(0, 2, 5) }] } },
   { row: { input_path: "y", input_index: 0, slices: [{ output_path: "v", offset: 0, values: column(2, 2, 3) }] } },
 ];
-const stats: JacobianRowsEvent = { stats: { apply_calls: 6, wall_seconds: 0.5, adjusted_steps: [] } };
+const stats: JacobianRowsEvent = { stats: { apply_calls: 6, wall_seconds: 0.5, adjusted_steps: [], column_groups: 3, sparsity_source: "" } };
 
 describe("jacobian --out FILE.npy", () => {
   after(() => dirs.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
@@ -110,6 +111,41 @@ describe("jacobian --out FILE.npy", () => {
     assert.deepEqual(Array.from(npy.data), Array.from({ length: 15 }, (_, k) => value(k % 5, Math.floor(k / 5))));
   });
 
+  it("sparse rows: each structural nonzero at its place, every other entry zero, the file at its full length", async () => {
+    // J[o, j] nonzero where (o + j) is even, but for J[1, 1]: 7 nonzeros of 15; y's row in two messages, x[1]'s row without u.
+    const nonzero = (j: number, outputs: number[]) => outputs.filter((o) => (o + j) % 2 === 0 && !(o === 1 && j === 1));
+    const slice = (j: number, output_path: string, first: number, outputs: number[]) => {
+      const at = nonzero(j, outputs);
+      return { output_path, offset: 0, indices: at.map((o) => o - first), values: Float64Array.from(at, (o) => value(o, j)) };
+    };
+    const sparse: JacobianRowsEvent[] = [
+      { header: { ...header.header!, nonzeros: 7 } },
+      { row: { input_path: "x", input_index: 0, slices: [slice(0, "u", 0, [0, 1]), slice(0, "v", 2, [2, 3, 4])] } },
+      { row: { input_path: "y", input_index: 0, slices: [slice(2, "v", 2, [2, 3, 4])] } },
+      { row: { input_path: "x", input_index: 1, slices: [slice(1, "u", 0, [0, 1]), slice(1, "v", 2, [2, 3, 4])].filter((x) => x.values.length) } },
+      { row: { input_path: "y", input_index: 0, slices: [slice(2, "u", 0, [0, 1])] } },
+      stats,
+    ];
+    assert.equal(sparse.reduce((n, e) => n + (e.row?.slices.reduce((m, s) => m + s.values.length, 0) ?? 0), 0), 7);
+    const file = tmp();
+    await writeJacobianNpy((async function* () { yield* sparse; })(), file);
+    const npy = readNpy(file);
+    assert.deepEqual(npy.shape, [5, 3]);
+    assert.deepEqual(Array.from(npy.data), Array.from({ length: 15 }, (_, k) => ((k % 5) + Math.floor(k / 5)) % 2 === 0 && k !== 6 ? value(k % 5, Math.floor(k / 5)) : 0));
+
+    const cases: [JacobianRowsEvent[], RegExp][] = [
+      [[...sparse.slice(0, 4), stats], /incomplete: the rows carry 6 values, the header announces 7 structural nonzeros/],
+      [[sparse[0], sparse[1], sparse[2], sparse[4], stats], /incomplete: row 1 of input "x" is missing/],
+      [[...sparse.slice(0, 5), sparse[1], stats], /more than the 7 structural nonzeros/],
+      [[sparse[0], { row: { input_path: "x", input_index: 0, slices: [{ output_path: "u", offset: 0, indices: [2], values: Float64Array.of(1) }] } }], /index 2 is out of range for output "u" \(2 elements\)/],
+    ];
+    for (const [events, message] of cases) {
+      const broken = tmp();
+      await clientRejects(writeJacobianNpy((async function* () { yield* events; })(), broken), "DATA_LOSS", message);
+      assert.equal(fs.existsSync(broken), false);
+    }
+  });
+
   it("an incomplete or inconsistent stream: DATA_LOSS naming what is wrong, and no file left", async () => {
     const cases: [JacobianRowsEvent[], RegExp][] = [
       [[header, ...rows.slice(0, 4), stats], /incomplete: 1 row\(s\) missing or partial, the first input "y" at flat index 0 \(4 of 5 values\)/],
@@ -148,7 +184,8 @@ describe("jacobian --out FILE.npy", () => {
         outputs: [{ path: "result", shape: [n], offset: 0 }],
         inputs: [{ path: "a", shape: [n], offset: 0 }, { path: "b", shape: [n], offset: n }],
       });
-      assert.match(stderr, new RegExp(`^stats: ${2 * 2 * n} apply calls in [0-9.e-]+ s\\n$`));
+      // vectoradd declares its structure: a's columns in one group, b's in another; the rows come sparse.
+      assert.match(stderr, /^stats: 4 apply calls in [0-9.e-]+ s; 2 column groups \(sparsity: tesseract\)\n$/);
       const npy = readNpy(file);
       assert.deepEqual([npy.fortran, npy.shape], [true, [n, 2 * n]]);
       // J = [s·I, I]: (o, j) at o + n·j.

@@ -24,20 +24,26 @@ const POINTS = "mesh.points";
 
 interface Dense { shape: number[]; values: number[] }
 interface PathShape { path: string; shape: number[]; datatype: string }
+interface Stats {
+  apply_calls: number;
+  wall_seconds: number;
+  column_groups: number;
+  sparsity_source: string;
+}
 interface ClientOutput {
   describe: { name: string; input_type: string; output_type: string; differentiable_inputs: string[]; differentiable_outputs: string[]; endpoints: string[] };
   apply: { type_url: string; barycenter: number[]; first_point_coordinates: number[] };
   abstract_eval: PathShape[];
   jacobian: Record<string, Record<string, Dense>>;
   jacobian_apply_calls: number;
-  jvp: { result: Record<string, Dense & { datatype: string }>; stats: { apply_calls: number } };
-  vjp: { result: Record<string, Dense & { datatype: string }>; stats: { apply_calls: number } };
+  jvp: { result: Record<string, Dense & { datatype: string }>; stats: Stats };
+  vjp: { result: Record<string, Dense & { datatype: string }>; stats: Stats };
   rows: {
-    header: { inputs: PathShape[]; outputs: PathShape[]; total_rows: number; planned_evaluations: number };
+    header: { inputs: PathShape[]; outputs: PathShape[]; total_rows: number; planned_evaluations: number; nonzeros: number };
     rows: number;
     row_messages: number;
     assembled: Record<string, Record<string, Dense>>;
-    stats: { apply_calls: number; wall_seconds: number };
+    stats: Stats;
   };
   bad_path: { code: string; details: string };
 }
@@ -127,14 +133,15 @@ describe("Python client from the .proto files alone (examples/python)", function
     assertClose(out.apply.first_point_coordinates, points.slice(0, 3), 0, "first point");
   });
 
-  it("Jacobian: analytic values within 1e-8, 2n = 6N evaluations", () => {
+  // meshstats declares its structure: N column groups, so 2N evaluations instead of 2n = 6N.
+  it("Jacobian: analytic values within 1e-8, 2N evaluations (meshstats' column groups)", () => {
     for (const output of [BARY, FIRST]) {
       const entry = out.jacobian[output]?.[POINTS];
       assert.ok(entry, `missing d ${output} / d ${POINTS}`);
       assert.deepEqual(entry.shape, [3, N, 3]);
       assertClose(entry.values, analyticJacobian(output), TOL, `d ${output} / d ${POINTS}`);
     }
-    assert.equal(out.jacobian_apply_calls, 6 * N);
+    assert.equal(out.jacobian_apply_calls, 2 * N);
   });
 
   it("JacobianVectorProduct and VectorJacobianProduct: analytic values", () => {
@@ -148,16 +155,18 @@ describe("Python client from the .proto files alone (examples/python)", function
     assert.deepEqual(out.vjp.result[POINTS].shape, [N, 3]);
     assert.equal(out.vjp.result[POINTS].datatype, "DATA_TYPE_FP64");
     assertClose(out.vjp.result[POINTS].values, vjp, TOL, "VJP mesh.points");
-    assert.equal(out.vjp.stats.apply_calls, 6 * N);
+    assert.equal(out.vjp.stats.apply_calls, 2 * N);
+    assert.deepEqual([out.vjp.stats.column_groups, out.vjp.stats.sparsity_source], [N, "tesseract"]);
   });
 
-  it("JacobianRows: 3N rows that assemble into the unary Jacobian", () => {
+  it("JacobianRows: 3N sparse rows that assemble into the unary Jacobian", () => {
     const { header, rows, assembled, stats } = out.rows;
     assert.equal(header.total_rows, 3 * N);
+    assert.equal(header.nonzeros, 3 * N + 3, "d barycenter[c] / d points[i, c] and d first[c] / d points[0, c]");
     assert.deepEqual(header.inputs, [{ path: POINTS, shape: [N, 3], datatype: "DATA_TYPE_FP64" }]);
     assert.deepEqual(header.outputs.map((o) => o.path).sort(), [BARY, FIRST].sort());
     assert.equal(rows, 3 * N);
-    assert.equal(stats.apply_calls, 6 * N);
+    assert.equal(stats.apply_calls, 2 * N);
     assert.deepEqual(assembled, out.jacobian);
   });
 

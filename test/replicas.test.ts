@@ -193,44 +193,46 @@ describe("distributed: one gradient engine, apply replicas in other processes", 
 
   const N = 30;
   const n = 3 * N;
+  /** Central over meshstats' declared structure: N column groups (of 3n = 90 elements), two evaluations each. */
+  const calls = 2 * N;
 
-  it(`central Jacobian, N = ${N}: bit-identical to inline, ${2 * n} evaluations spread over the 3 replicas`, async () => {
+  it(`central Jacobian, N = ${N}: bit-identical to inline, ${calls} evaluations spread over the 3 replicas`, async () => {
     const request = { inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], options: { algorithm: CENTRAL } };
-    const { result, counts } = await counted(replicas, 2 * n, () => viaReplicas.jacobian(request));
+    const { result, counts } = await counted(replicas, calls, () => viaReplicas.jacobian(request));
     const expected = await reference.jacobian(request);
-    assert.equal(result.stats.apply_calls, 2 * n);
-    assert.equal(expected.stats.apply_calls, 2 * n);
+    assert.equal(result.stats.apply_calls, calls);
+    assert.equal(expected.stats.apply_calls, calls);
     for (const output of [FIRST, BARY]) {
       const J = result.jacobian[output]["mesh.points"];
       assert.deepEqual(J.shape, [3, N, 3]);
       assert.ok(J.data instanceof Float64Array);
       assert.deepEqual(J.data, expected.jacobian[output]["mesh.points"].data, `${output}: not bit-identical to the inline engine`);
     }
-    assertSpread(counts, 2 * n);
+    assertSpread(counts, calls);
   });
 
-  it(`streamed Jacobian rows (central, N = ${N}): the same bits as the inline unary Jacobian, ${2 * n} evaluations`, async () => {
+  it(`streamed Jacobian rows (central, N = ${N}): the same bits as the inline unary Jacobian, ${calls} evaluations`, async () => {
     const request = { inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], options: { algorithm: CENTRAL } };
-    const { result, counts } = await counted(replicas, 2 * n, () => assembleJacobian(viaReplicas.jacobianRows(request)));
+    const { result, counts } = await counted(replicas, calls, () => assembleJacobian(viaReplicas.jacobianRows(request)));
     const expected = await reference.jacobian(request);
-    assert.equal(result.stats.apply_calls, 2 * n);
+    assert.equal(result.stats.apply_calls, calls);
     for (const output of [FIRST, BARY]) {
       assert.deepEqual(result.jacobian[output]["mesh.points"].data, expected.jacobian[output]["mesh.points"].data, `${output}: streamed rows not bit-identical`);
     }
-    assertSpread(counts, 2 * n);
+    assertSpread(counts, calls);
   });
 
-  it(`VJP (central, N = ${N}): bit-identical to inline, ${2 * n} evaluations spread over the 3 replicas`, async () => {
+  it(`VJP (central, N = ${N}): bit-identical to inline, ${calls} evaluations spread over the 3 replicas`, async () => {
     const cotangent = { [FIRST]: ndarray(Float64Array.of(1, -2, 0.5), [3]), [BARY]: ndarray(Float64Array.of(3, 0.25, -1), [3]) };
     const request = { inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], cotangent, options: { algorithm: CENTRAL } };
-    const { result, counts } = await counted(replicas, 2 * n, () => viaReplicas.vjp(request));
+    const { result, counts } = await counted(replicas, calls, () => viaReplicas.vjp(request));
     const expected = await reference.vjp(request);
-    assert.equal(result.stats.apply_calls, 2 * n);
-    assert.equal(expected.stats.apply_calls, 2 * n);
+    assert.equal(result.stats.apply_calls, calls);
+    assert.equal(expected.stats.apply_calls, calls);
     assert.deepEqual(Object.keys(result.result), ["mesh.points"]);
     assert.deepEqual(result.result["mesh.points"].shape, [N, 3]);
     assert.deepEqual(result.result["mesh.points"].data, expected.result["mesh.points"].data, "VJP not bit-identical to the inline engine");
-    assertSpread(counts, 2 * n);
+    assertSpread(counts, calls);
   });
 
   it("JVP (central): bit-identical to inline, 2 evaluations on the replicas", async () => {
@@ -259,7 +261,7 @@ describe("distributed: one gradient engine, apply replicas in other processes", 
       const inputs = { x: ndarray(Float64Array.of(0.25, 2), [2]), y: ndarray(Float64Array.of(0.5), []), params: {}, blocks: [], mode: "throw" };
       const any = engine.runtime.schema.inputs.encodeAny(inputs, "inputs");
       const error = await new Promise<grpc.ServiceError | null>((resolve) =>
-        client!.jacobian({ inputs: { type_url: any.type_url, value: Buffer.from(any.value) }, jac_inputs: ["x", "y"], jac_outputs: ["f"] }, (e) => resolve(e)),
+        client!.jacobian({ inputs: { type_url: any.type_url, value: Buffer.from(any.value) }, jac_inputs: ["x", "y"], jac_outputs: ["f"], sparsity: [] }, (e) => resolve(e)),
       );
       assert.ok(error, "the Jacobian succeeded");
       assert.equal(error.code, Code.UNKNOWN, `code ${error.code}: ${error.details}`);
@@ -285,7 +287,7 @@ describe("distributed: one gradient engine, apply replicas in other processes", 
       const n = 40;
       const inputs = { x: ndarray(Float64Array.from({ length: n }, (_, i) => 0.1 + i / 7), [n]), y: ndarray(Float64Array.of(0.3), []), params: {}, blocks: [], mode: "" };
       const any = engine.runtime.schema.inputs.encodeAny(inputs, "inputs");
-      const request = { inputs: { type_url: any.type_url, value: Buffer.from(any.value) }, jac_inputs: ["x", "y"], jac_outputs: ["f"], options: FiniteDifferenceOptions.fromPartial({ algorithm: CENTRAL }) };
+      const request = { inputs: { type_url: any.type_url, value: Buffer.from(any.value) }, jac_inputs: ["x", "y"], jac_outputs: ["f"], options: FiniteDifferenceOptions.fromPartial({ algorithm: CENTRAL }), sparsity: [] };
       const response = await new Promise<JacobianResponse>((resolve, reject) => client!.jacobian(request, (e, r) => (e ? reject(e) : resolve(r!))));
       assert.equal(await poly[0].exitCode(), 3, "the first replica went away mid-request");
       assert.equal(response.stats?.apply_calls, 2 * (n + 1));

@@ -8,10 +8,10 @@ import { strict as assert } from "node:assert";
 import { once } from "node:events";
 import * as grpc from "@grpc/grpc-js";
 import ndarray from "ndarray";
-import { Algorithm, assembleJacobian, DataType, packAny, TesseractClient, toRowsEvent, type JacobianRowsEvent, type JacobianResult } from "../client";
+import { Algorithm, assembleJacobian, DataType, packAny, SparsityMode, TesseractClient, toRowsEvent, type JacobianRowsEvent, type JacobianResult } from "../client";
 import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
 import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
-import { JacobianRowsResponse, TesseractClient as GeneratedClient } from "../generated/tesseract/v1/tesseract";
+import { FiniteDifferenceOptions, JacobianRowsResponse, TesseractClient as GeneratedClient } from "../generated/tesseract/v1/tesseract";
 import { startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
@@ -115,12 +115,17 @@ describe("SDK: JacobianRows", () => {
   describe("meshstats, N = 300, barycenter", () => {
     const N = 300;
     const n = 3 * N;
-    for (const { name, algorithm, calls } of [
-      { name: "central", algorithm: Algorithm.ALGORITHM_CENTRAL, calls: 2 * n },
-      { name: "forward", algorithm: Algorithm.ALGORITHM_FORWARD, calls: n + 1 },
+    // With meshstats' declared structure, column (i, c) touches barycenter[c] only: N groups, rows of
+    // one value; SPARSITY_MODE_DENSE gives one column per evaluation pair and dense rows of 3 values.
+    for (const { name, algorithm, sparse, calls } of [
+      { name: "central, grouped", algorithm: Algorithm.ALGORITHM_CENTRAL, sparse: true, calls: 2 * N },
+      { name: "forward, grouped", algorithm: Algorithm.ALGORITHM_FORWARD, sparse: true, calls: N + 1 },
+      { name: "central, dense", algorithm: Algorithm.ALGORITHM_CENTRAL, sparse: false, calls: 2 * n },
+      { name: "forward, dense", algorithm: Algorithm.ALGORITHM_FORWARD, sparse: false, calls: n + 1 },
     ]) {
-      it(`${name}: header, ${n} rows of 3 values, stats; assembled = unary Jacobian exactly`, async () => {
-        const request = { inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [BARY], options: { algorithm } };
+      it(`${name}: header, ${n} rows of ${sparse ? 1 : 3} value(s), stats; assembled = unary Jacobian exactly`, async () => {
+        const sparsity_mode = sparse ? SparsityMode.SPARSITY_MODE_UNSPECIFIED : SparsityMode.SPARSITY_MODE_DENSE;
+        const request = { inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [BARY], options: { algorithm, sparsity_mode } };
         const events = await collect(mesh.jacobianRows(request));
 
         const header = events[0].header;
@@ -129,13 +134,16 @@ describe("SDK: JacobianRows", () => {
         assert.deepEqual(header.outputs, [{ path: BARY, shape: [3], datatype: DataType.DATA_TYPE_FP64 }]);
         assert.equal(header.total_rows, n);
         assert.equal(header.planned_evaluations, calls);
+        assert.equal(header.nonzeros, sparse ? n : 0);
 
         const stats = events[events.length - 1].stats;
         assert.ok(stats, "the last event is the stats");
         assert.equal(stats.apply_calls, calls);
+        assert.equal(stats.column_groups, sparse ? N : n);
+        assert.equal(stats.sparsity_source, sparse ? "tesseract" : "");
 
         const rows = events.slice(1, -1).map((e) => e.row!);
-        assert.equal(rows.length, n, "one message per row: 3 values fit the budget");
+        assert.equal(rows.length, n, "one message per row: its values fit the budget");
         assert.deepEqual(rows.map((r) => r.input_index).sort((a, b) => a - b), Array.from({ length: n }, (_, j) => j));
         for (const row of rows) {
           assert.equal(row.input_path, "mesh.points");
@@ -143,7 +151,9 @@ describe("SDK: JacobianRows", () => {
           assert.equal(row.slices[0].output_path, BARY);
           assert.equal(row.slices[0].offset, 0);
           assert.ok(row.slices[0].values instanceof Float64Array);
-          assert.equal(row.slices[0].values.length, 3);
+          assert.equal(row.slices[0].values.length, sparse ? 1 : 3);
+          // Element (i, c) moves barycenter[c] only.
+          assert.deepEqual(row.slices[0].indices, sparse ? [row.input_index % 3] : undefined);
         }
 
         const assembled = await assembleJacobian(events);
@@ -171,7 +181,9 @@ describe("SDK: JacobianRows", () => {
     it("every raw message within the budget; each row's slices contiguous with increasing offsets", async () => {
       const raw = new GeneratedClient(vectorServer.address, grpc.credentials.createInsecure());
       try {
-        const request = { inputs: packAny(VECTOR_IN, VectorInputs, inputs()), jac_inputs: ["a", "b"], jac_outputs: ["result"] };
+        // Dense rows (the declared structure would make them one value each).
+        const options = FiniteDifferenceOptions.fromPartial({ sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE });
+        const request = { inputs: packAny(VECTOR_IN, VectorInputs, inputs()), jac_inputs: ["a", "b"], jac_outputs: ["result"], options, sparsity: [] };
         const messages: JacobianRowsResponse[] = [];
         for await (const m of raw.jacobianRows(request)) messages.push(m as JacobianRowsResponse);
         for (const m of messages) {
@@ -213,7 +225,7 @@ describe("SDK: JacobianRows", () => {
 
     it("through the SDK: split rows, and assembled = unary Jacobian exactly = analytic", async () => {
       for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD]) {
-        const request = { inputs: inputs(), inputPaths: ["a", "b"], outputPaths: ["result"], options: { algorithm } };
+        const request = { inputs: inputs(), inputPaths: ["a", "b"], outputPaths: ["result"], options: { algorithm, sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } };
         const events = await collect(vector.jacobianRows(request));
         const rows = events.filter((e) => e.row).map((e) => e.row!);
         assert.ok(rows.length >= 2 * L * 4);
@@ -232,26 +244,30 @@ describe("SDK: JacobianRows", () => {
     });
   });
 
-  describe("assembleJacobian checks completeness", () => {
-    let events: JacobianRowsEvent[];
-    before(async () => {
-      events = await collect(mesh.jacobianRows({ inputs: sampleMeshInputs(4), inputPaths: ["mesh.points"], outputPaths: [BARY, "statistics.first_point_coordinates"] }));
-    });
+  for (const sparse of [false, true]) {
+    describe(`assembleJacobian checks completeness (${sparse ? "sparse" : "dense"} rows)`, () => {
+      let events: JacobianRowsEvent[];
+      before(async () => {
+        const options = { sparsity_mode: sparse ? SparsityMode.SPARSITY_MODE_UNSPECIFIED : SparsityMode.SPARSITY_MODE_DENSE };
+        events = await collect(mesh.jacobianRows({ inputs: sampleMeshInputs(4), inputPaths: ["mesh.points"], outputPaths: [BARY, "statistics.first_point_coordinates"], options }));
+        assert.equal(events[0].header!.nonzeros, sparse ? 15 : 0, "12 barycenter entries and 3 of the first point");
+      });
 
-    it("a missing row: DATA_LOSS naming the input and the first missing index", async () => {
-      const dropped = events.filter((e) => !(e.row && e.row.input_index === 5));
-      await clientRejects(assembleJacobian(dropped), "DATA_LOSS", /incomplete.*mesh\.points.*index 5/);
-    });
+      it("a missing row: DATA_LOSS naming the input and the first missing index", async () => {
+        const dropped = events.filter((e) => !(e.row && e.row.input_index === 5));
+        await clientRejects(assembleJacobian(dropped), "DATA_LOSS", /incomplete.*mesh\.points.*index 5/);
+      });
 
-    it("a missing slice, a repeated row, no stats, no header: DATA_LOSS", async () => {
-      const partial = events.map((e) => (e.row && e.row.input_index === 2 ? { row: { ...e.row, slices: e.row.slices.slice(1) } } : e));
-      await clientRejects(assembleJacobian(partial), "DATA_LOSS", /incomplete/);
-      const repeated = [...events.slice(0, 3), events[2], ...events.slice(3)];
-      await clientRejects(assembleJacobian(repeated), "DATA_LOSS", /more than/);
-      await clientRejects(assembleJacobian(events.slice(0, -1)), "DATA_LOSS", /before its stats/);
-      await clientRejects(assembleJacobian(events.slice(1)), "DATA_LOSS", /before the header/);
+      it("a missing slice, a repeated row, no stats, no header: DATA_LOSS", async () => {
+        const partial = events.map((e) => (e.row && e.row.input_index === 2 ? { row: { ...e.row, slices: e.row.slices.slice(1) } } : e));
+        await clientRejects(assembleJacobian(partial), "DATA_LOSS", /incomplete/);
+        const repeated = [...events.slice(0, 3), events[2], ...events.slice(3)];
+        await clientRejects(assembleJacobian(repeated), "DATA_LOSS", /more than/);
+        await clientRejects(assembleJacobian(events.slice(0, -1)), "DATA_LOSS", /before its stats/);
+        await clientRejects(assembleJacobian(events.slice(1)), "DATA_LOSS", /before the header/);
+      });
     });
-  });
+  }
 
   describe("cancellation", () => {
     const N = 300;

@@ -7,6 +7,7 @@ import { strict as assert } from "node:assert";
 import ndarray from "ndarray";
 import {
   Algorithm,
+  SparsityMode,
   assembleJacobian,
   DataType,
   TesseractClient,
@@ -84,13 +85,18 @@ describe("SDK: TesseractClient", () => {
   describe("jacobian", () => {
     const N = 7;
     const n = 3 * N;
-    for (const { name, algorithm, calls } of [
-      { name: "central", algorithm: Algorithm.ALGORITHM_CENTRAL, calls: 2 * n },
-      { name: "forward", algorithm: Algorithm.ALGORITHM_FORWARD, calls: n + 1 },
+    // meshstats declares its structure: N column groups of 3 (one element of each coordinate).
+    for (const { name, algorithm, sparsity_mode, calls, groups } of [
+      { name: "central", algorithm: Algorithm.ALGORITHM_CENTRAL, sparsity_mode: SparsityMode.SPARSITY_MODE_UNSPECIFIED, calls: 2 * N, groups: N },
+      { name: "forward", algorithm: Algorithm.ALGORITHM_FORWARD, sparsity_mode: SparsityMode.SPARSITY_MODE_UNSPECIFIED, calls: N + 1, groups: N },
+      { name: "central, dense", algorithm: Algorithm.ALGORITHM_CENTRAL, sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE, calls: 2 * n, groups: n },
+      { name: "forward, dense", algorithm: Algorithm.ALGORITHM_FORWARD, sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE, calls: n + 1, groups: n },
     ]) {
       it(`meshstats, ${name}: ${calls} apply calls for both outputs, analytic values, (*out, *in) layout`, async () => {
-        const { jacobian, stats } = await mesh.jacobian({ inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], options: { algorithm } });
+        const { jacobian, stats } = await mesh.jacobian({ inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], options: { algorithm, sparsity_mode } });
         assert.equal(stats.apply_calls, calls);
+        assert.equal(stats.column_groups, groups);
+        assert.equal(stats.sparsity_source, groups < n ? "tesseract" : "");
         assert.ok(stats.wall_seconds >= 0);
         assert.deepEqual(Object.keys(jacobian).sort(), [BARY, FIRST]);
         for (const output of [FIRST, BARY] as const) {
@@ -102,9 +108,9 @@ describe("SDK: TesseractClient", () => {
       });
     }
 
-    it("meshstats: the inputs' fd_algorithm picks the rule when the request does not (forward: n + 1 calls)", async () => {
+    it("meshstats: the inputs' fd_algorithm picks the rule when the request does not (forward: groups + 1 calls)", async () => {
       const { stats } = await mesh.jacobian({ inputs: sampleMeshInputs(N, Algorithm.ALGORITHM_FORWARD), inputPaths: ["mesh.points"], outputPaths: [BARY] });
-      assert.equal(stats.apply_calls, n + 1);
+      assert.equal(stats.apply_calls, N + 1);
     });
 
     it("vectoradd (normalised): every block matches the shipped analytic Jacobian", async () => {
@@ -133,11 +139,11 @@ describe("SDK: TesseractClient", () => {
       assertClose(result[BARY].data, mean, 1e-8, "d barycenter · v");
     });
 
-    it("vjp: uᵀ·J keyed by input path in 2n apply calls", async () => {
+    it("vjp: uᵀ·J keyed by input path in 2 × (column groups) apply calls", async () => {
       const uFirst = f64([1, -2, 0.5]);
       const uBary = f64([3, 0.25, -1]);
       const { result, stats } = await mesh.vjp({ inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [FIRST, BARY], cotangent: { [FIRST]: uFirst, [BARY]: uBary }, options: { algorithm: Algorithm.ALGORITHM_CENTRAL } });
-      assert.equal(stats.apply_calls, 2 * 3 * N);
+      assert.equal(stats.apply_calls, 2 * N);
       const g = result["mesh.points"];
       assert.deepEqual(g.shape, [N, 3]);
       const expected = Float64Array.from({ length: N * 3 }, (_, k) => (k < 3 ? uFirst.data[k] : 0) + uBary.data[k % 3] / N);

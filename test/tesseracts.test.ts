@@ -8,7 +8,7 @@ import ndarray from "ndarray";
 import { Code } from "../index";
 import { loadTesseract } from "../index";
 import { defaultNumSamples } from "../server/fd/rows";
-import { Algorithm } from "../index";
+import { Algorithm, SparsityMode } from "../index";
 import { assertClose, counted, f32, f64, maxAbsDiff, meshInputs, meshJacobian, rejects, rms } from "./helpers";
 
 const OUTPUTS = ["statistics.first_point_coordinates", "statistics.barycenter"];
@@ -19,15 +19,19 @@ describe("meshstats", () => {
     const n = 3 * N;
     const K = defaultNumSamples(n);
     // meshstats is linear, so central and forward are exact but for rounding: |x| ~ 10, eps 1e-6,
-    // error ~ 1e-16 * 10 / 1e-6 = 1e-9.
+    // error ~ 1e-16 * 10 / 1e-6 = 1e-9. Its declared structure groups the 3N elements into N
+    // column groups (one element of each coordinate); SPARSITY_MODE_DENSE takes them one by one.
+    const [GROUPED, DENSE] = [SparsityMode.SPARSITY_MODE_UNSPECIFIED, SparsityMode.SPARSITY_MODE_DENSE];
     const cases = [
-      { algorithm: Algorithm.ALGORITHM_CENTRAL, name: "central", calls: 2 * n, tol: 1e-8 },
-      { algorithm: Algorithm.ALGORITHM_FORWARD, name: "forward", calls: n + 1, tol: 1e-8 },
+      { algorithm: Algorithm.ALGORITHM_CENTRAL, name: "central", mode: GROUPED, calls: 2 * N, tol: 1e-8 },
+      { algorithm: Algorithm.ALGORITHM_FORWARD, name: "forward", mode: GROUPED, calls: N + 1, tol: 1e-8 },
+      { algorithm: Algorithm.ALGORITHM_CENTRAL, name: "central, dense", mode: DENSE, calls: 2 * n, tol: 1e-8 },
+      { algorithm: Algorithm.ALGORITHM_FORWARD, name: "forward, dense", mode: DENSE, calls: n + 1, tol: 1e-8 },
     ];
-    for (const { algorithm, name, calls, tol } of cases) {
+    for (const { algorithm, name, mode, calls, tol } of cases) {
       it(`N = ${N}, ${name}: ${calls} apply calls for both outputs, exact Jacobian`, async () => {
         const { runtime, counter } = counted("meshstats");
-        const { entries, stats } = await runtime.jacobian({ inputs: meshInputs(N), inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm } });
+        const { entries, stats } = await runtime.jacobian({ inputs: meshInputs(N), inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm, sparsity_mode: mode } });
         assert.equal(counter.calls, calls);
         assert.equal(stats.apply_calls, calls);
         assert.deepEqual(entries.map((e) => [e.outputPath, e.inputPath, e.shape]), [
@@ -53,15 +57,15 @@ describe("meshstats", () => {
     const { runtime, counter } = counted("meshstats");
     const inputs = meshInputs(7, Algorithm.ALGORITHM_FORWARD);
     await runtime.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS });
-    assert.equal(counter.calls, 22);
+    assert.equal(counter.calls, 7 + 1, "forward over 7 column groups");
     counter.calls = 0;
     await runtime.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: Algorithm.ALGORITHM_CENTRAL } });
-    assert.equal(counter.calls, 42);
+    assert.equal(counter.calls, 2 * 7);
     assert.equal(runtime.options(inputs).eps, 1e-6);
     assert.equal(runtime.options(inputs, { eps: 1e-3 }).eps, 1e-3);
   });
 
-  it("JVP: 2 apply calls; VJP: 2n apply calls, both exact", async () => {
+  it("JVP: 2 apply calls; VJP: 2 × (N column groups) apply calls, both exact", async () => {
     const N = 50;
     const { runtime, counter } = counted("meshstats");
     const tangent = ndarray(Float64Array.from({ length: 3 * N }, (_, i) => Math.cos(i)), [N, 3]);
@@ -75,7 +79,7 @@ describe("meshstats", () => {
     counter.calls = 0;
     const cot = { "statistics.first_point_coordinates": f64([1, 2, 3]), "statistics.barycenter": f64([-1, 0, 4]) };
     const vjp = await runtime.vjp({ inputs: meshInputs(N), inputPaths: ["mesh.points"], outputPaths: OUTPUTS, cotangent: cot });
-    assert.equal(counter.calls, 6 * N);
+    assert.equal(counter.calls, 2 * N);
     const expected = new Float64Array(3 * N).map((_, k) => (k < 3 ? [1, 2, 3][k] : 0) + [-1, 0, 4][k % 3] / N);
     assertClose(vjp.result["mesh.points"].data, expected, 1e-8);
     assert.deepEqual(vjp.result["mesh.points"].shape, [N, 3]);
@@ -126,7 +130,9 @@ describe("vectoradd", () => {
         const { runtime, counter } = counted("vectoradd");
         const x = inputs(normalize);
         const { entries } = await runtime.jacobian({ inputs: x, inputPaths: PATHS, outputPaths: ["result"], options: { algorithm, eps: name === "central" ? 1e-5 : 1e-8 } });
-        assert.equal(counter.calls, name === "central" ? 18 : 10);
+        // Plain: the declared structure (a and b diagonal, s dense) gives 3 column groups; normalised, dense.
+        const groups = normalize ? 9 : 3;
+        assert.equal(counter.calls, name === "central" ? 2 * groups : groups + 1);
         const exact = runtime.definition.gradients!.jacobian!(x, PATHS, ["result"]);
         // Central: h^2 |f'''| ~ 1e-10 here (zero when plain); forward: h/2 |f''| + 1e-16/h ~ 1e-8.
         for (const e of entries) assertClose(e.values, exact.result[e.inputPath].data, tol, e.inputPath);
@@ -233,8 +239,8 @@ describe("bad tangents and cotangents", () => {
     ["missing key", {}, /^cotangent_vector is missing output "statistics\.barycenter"$/, 0],
     ["extra key", { "statistics.barycenter": f64([1, 2, 3]), nope: f64([1]) }, /^cotangent_vector has key "nope", which is not in vjp_outputs \(statistics\.barycenter\)$/, 0],
     ["wrong dtype", { "statistics.barycenter": ndarray(Uint8Array.of(1, 2, 3), [3]) }, /^cotangent_vector\.\{statistics\.barycenter\} has datatype DATA_TYPE_UINT8/, 0],
-    // The output's shape is only known after one evaluation.
-    ["wrong shape", { "statistics.barycenter": f64([1, 2]) }, /^cotangent_vector\.\{statistics\.barycenter\} has shape \[2\], expected \[3\] like the output$/, 1],
+    // meshstats' abstractEval tells the output's shape before any evaluation (it is needed for its declared structure).
+    ["wrong shape", { "statistics.barycenter": f64([1, 2]) }, /^cotangent_vector\.\{statistics\.barycenter\} has shape \[2\], expected \[3\] like the output$/, 0],
   ];
   for (const [what, cotangent, message, calls] of cotangents) {
     it(`cotangent: ${what}`, async () => {

@@ -106,7 +106,8 @@ def path_shapes(items):
 
 
 def stats_dict(stats):
-    return {"apply_calls": int(stats.apply_calls), "wall_seconds": stats.wall_seconds}
+    return {"apply_calls": int(stats.apply_calls), "wall_seconds": stats.wall_seconds,
+            "column_groups": int(stats.column_groups), "sparsity_source": stats.sparsity_source}
 
 
 def mesh_inputs(n_points, abstract_points=False):
@@ -132,7 +133,12 @@ def packed(message):
 
 
 def assemble_rows(responses):
-    """Collects a JacobianRows stream into the unary Jacobian's (*out, *in) layout."""
+    """Collects a JacobianRows stream into the unary Jacobian's (*out, *in) layout.
+
+    A dense slice holds output elements offset, offset + 1, ...; a sparse one (non-empty `indices`,
+    when the header's `nonzeros` is above 0) holds the output elements it lists, every other entry of
+    the row being structurally zero.
+    """
     header, stats = None, None
     rows, row_messages = set(), 0
     jacobian = {}
@@ -155,9 +161,10 @@ def assemble_rows(responses):
             for piece in row.slices:
                 _, values = read_tensor(piece.values)
                 target = jacobian[piece.output_path][row.input_path]["values"]
-                for p, value in enumerate(values):
-                    # Element (offset + p) of the output, element input_index of the input.
-                    target[(piece.offset + p) * size + row.input_index] = value
+                outputs = list(piece.indices) or range(piece.offset, piece.offset + len(values))
+                for output_index, value in zip(outputs, values):
+                    # Element output_index of the output, element input_index of the input.
+                    target[output_index * size + row.input_index] = value
         elif event == "stats":
             stats = response.stats
     if header is None or stats is None:
@@ -168,6 +175,7 @@ def assemble_rows(responses):
             "outputs": path_shapes(header.outputs),
             "total_rows": int(header.total_rows),
             "planned_evaluations": int(header.planned_evaluations),
+            "nonzeros": int(header.nonzeros),
         },
         "rows": len(rows),
         "row_messages": row_messages,

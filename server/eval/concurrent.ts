@@ -21,7 +21,8 @@ export function perturbedTree(inputs: Record<string, unknown>, leaves: readonly 
   for (const change of perturbation) {
     const leaf = leaves[change.leaf];
     const data = leaf.data.slice();
-    if ("values" in change) data.set(change.values);
+    if ("indices" in change) change.indices.forEach((i, k) => (data[i] = change.points[k]));
+    else if ("values" in change) data.set(change.values);
     else data[change.index] = change.value;
     tree = withLeaf(tree, leaf.segments, ndarray(data, leaf.shape));
   }

@@ -4,9 +4,14 @@
  * run inline, in worker threads or on other servers.
  */
 
-/** One change to the base inputs: one element of a leaf, or every element of a leaf. */
+/**
+ * One change to the base inputs: one element of a leaf, several (element indices[k] set to
+ * points[k]: a column group's, whose cost stays that of its elements, not of the leaf), or every
+ * element of a leaf.
+ */
 export type Change =
   | { leaf: number; index: number; value: number }
+  | { leaf: number; indices: Uint32Array; points: Float64Array }
   | { leaf: number; values: Float64Array };
 
 /** The changes for one evaluation; each leaf appears at most once. */

@@ -51,6 +51,17 @@ export class InlineEvaluator implements Evaluator {
   private perturb(perturbation: Perturbation): () => void {
     const saved = perturbation.map((change) => {
       const data = this.leaves[change.leaf].data;
+      if ("indices" in change) {
+        const { indices, points } = change;
+        const before = new Float64Array(indices.length);
+        for (let k = 0; k < indices.length; k++) {
+          before[k] = data[indices[k]];
+          data[indices[k]] = points[k];
+        }
+        return () => {
+          for (let k = 0; k < indices.length; k++) data[indices[k]] = before[k];
+        };
+      }
       if ("values" in change) {
         const before = data.slice();
         data.set(change.values);

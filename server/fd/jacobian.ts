@@ -2,7 +2,8 @@
 import { Code, TesseractError } from "../../common/errors";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
-import { rows } from "./rows";
+import { planRows } from "./columns";
+import type { SparsityPlan } from "./sparsity-plan";
 import { elementCount } from "../../common/tensor-codec";
 
 export interface JacobianEntry {
@@ -32,8 +33,11 @@ export function checkJacobianSize(outputShapes: readonly number[][], inputSizes:
   }
 }
 
-/** `maxBytes` bounds the result; it is checked as soon as the output shapes are known. */
-export async function jacobian(problem: Problem, options: ResolvedOptions, maxBytes = Infinity): Promise<JacobianEntry[]> {
+/**
+ * `maxBytes` bounds the result; it is checked as soon as the output shapes are known. With a
+ * sparsity plan, columns are grouped (columns.ts) and sparse rows land at their indices.
+ */
+export async function jacobian(problem: Problem, options: ResolvedOptions, maxBytes = Infinity, plan?: SparsityPlan): Promise<JacobianEntry[]> {
   const allocate = (outputs = problem.outputs!): JacobianEntry[][] => {
     checkJacobianSize(outputs.map((o) => o.shape), problem.leaves.map((l) => l.size), maxBytes);
     return outputs.map((out) =>
@@ -46,18 +50,19 @@ export async function jacobian(problem: Problem, options: ResolvedOptions, maxBy
     );
   };
   let entries: JacobianEntry[][] | undefined; // [output][leaf]
-  for await (const row of rows(problem, options)) {
+  for await (const row of planRows(problem, options, plan)) {
     entries ??= allocate();
     const size = problem.leaves[row.leaf].size;
     row.values.forEach((values, o) => {
       const entry = entries![o][row.leaf];
-      const target = entry.values;
-      for (let p = 0; p < values.length; p++) target[p * size + row.index] = values[p];
+      const at = row.indices?.[o];
+      // Value k is output element p = at[k] (sparse) or k (dense): entry (p, j) at p * size + j.
+      const place = (target: Float64Array, from: Float64Array) => {
+        for (let k = 0; k < from.length; k++) target[(at ? at[k] : k) * size + row.index] = from[k];
+      };
+      place(entry.values, values);
       const errors = row.errors?.[o];
-      if (errors) {
-        const targetErrors = (entry.errors ??= new Float64Array(target.length));
-        for (let p = 0; p < errors.length; p++) targetErrors[p * size + row.index] = errors[p];
-      }
+      if (errors) place((entry.errors ??= new Float64Array(entry.values.length)), errors);
     });
   }
   entries ??= allocate(await ensureOutputs(problem));

@@ -9,6 +9,8 @@ import { Algorithm, type FiniteDifferenceDefaults, type PerInputs } from "../tes
 export type AlgorithmName = "central" | "forward" | "stochastic" | "richardson" | "adaptive";
 export type StepModeName = "absolute" | "relative";
 export type StochasticEstimatorName = "spsa" | "least-squares";
+/** Where column grouping takes the Jacobian's structure from (sparsity-plan.ts). */
+export type SparsityModeName = "default" | "dense" | "detect";
 
 /** FiniteDifferenceOptions as decoded from the wire; unset optional fields are null or undefined. */
 export interface RequestOptions {
@@ -20,6 +22,7 @@ export interface RequestOptions {
   step_mode?: number | null;
   typical_magnitude?: Record<string, number> | null;
   stochastic_estimator?: number | null;
+  sparsity_mode?: number | null;
 }
 
 export interface ResolvedOptions {
@@ -37,6 +40,8 @@ export interface ResolvedOptions {
   seed: bigint;
   /** Stochastic only; default SPSA. */
   stochasticEstimator?: StochasticEstimatorName;
+  /** The request's pattern, else the Tesseract's ("default"); none ("dense"); or detected ("detect"). */
+  sparsityMode?: SparsityModeName;
 }
 
 /** The engine's default algorithm; the default step belongs to the step rule (steps.ts, defaultEps). */
@@ -52,6 +57,7 @@ const NAMES: Record<number, AlgorithmName> = {
 
 const STEP_MODES: Record<number, StepModeName | undefined> = { 0: undefined, 1: "absolute", 2: "relative" };
 const ESTIMATORS: Record<number, StochasticEstimatorName | undefined> = { 0: undefined, 1: "spsa", 2: "least-squares" };
+const SPARSITY_MODES: Record<number, SparsityModeName> = { 0: "default", 1: "dense", 2: "detect" };
 
 function authorValue<I, V>(value: PerInputs<I, V> | undefined, inputs: I): V | undefined {
   return typeof value === "function" ? (value as (i: I) => V | undefined)(inputs) : value;
@@ -119,6 +125,10 @@ export function resolveOptions<I>(request: RequestOptions | null | undefined, de
     throw invalidArgument(`options.stochastic_estimator: unknown estimator ${req.stochastic_estimator}; expected 0, 1 or 2 (STOCHASTIC_ESTIMATOR_UNSPECIFIED, _SPSA, _LEAST_SQUARES)`);
   }
   const stochasticEstimator = ESTIMATORS[req.stochastic_estimator ?? 0] ?? "spsa";
+  if (isSet(req.sparsity_mode) && !(req.sparsity_mode in SPARSITY_MODES)) {
+    throw invalidArgument(`options.sparsity_mode: unknown sparsity mode ${req.sparsity_mode}; expected 0, 1 or 2 (SPARSITY_MODE_UNSPECIFIED, SPARSITY_MODE_DENSE, SPARSITY_MODE_DETECT)`);
+  }
+  const sparsityMode = SPARSITY_MODES[req.sparsity_mode ?? 0];
 
   const authorSamples = authorValue(defaults?.numSamples, inputs);
   const numSamples = isSet(req.num_samples)
@@ -128,7 +138,7 @@ export function resolveOptions<I>(request: RequestOptions | null | undefined, de
       : undefined;
 
   const seed = isSet(req.seed) ? toSeed(req.seed) : BigInt(Math.floor(Math.random() * 2 ** 32));
-  return { algorithm, eps, epsByPath: byPath("eps_by_path"), stepMode, typical: byPath("typical_magnitude"), numSamples, seed, stochasticEstimator };
+  return { algorithm, eps, epsByPath: byPath("eps_by_path"), stepMode, typical: byPath("typical_magnitude"), numSamples, seed, stochasticEstimator, sparsityMode };
 }
 
 /**

@@ -23,6 +23,11 @@ export interface Row {
   values: Float64Array[];
   /** Estimated absolute error of each value, for the rules that give one (Richardson, adaptive). */
   errors?: Float64Array[];
+  /**
+   * A sparse row (column grouping, grouped.ts): per output, the flat output indices `values[o]` and
+   * `errors[o]` hold, ascending (every other entry is structurally zero); undefined: dense.
+   */
+  indices?: readonly (Uint32Array | undefined)[];
 }
 
 /** SPSA's default sample count, as tesseract-core: max(10, floor(sqrt(n))). */
@@ -83,25 +88,30 @@ function ruleRows(problem: Problem, options: ResolvedOptions): AsyncGenerator<Ro
   }
 }
 
-/** Passes rows on after checkFinite on their values and error estimates. */
+/** Passes rows on after checkRow. */
 async function* finiteRows(problem: Problem, source: AsyncGenerator<Row>): AsyncGenerator<Row> {
-  for await (const row of source) {
-    // Names are built only for a refusal: this runs once per row.
-    const outputs = problem.outputs!;
-    for (let o = 0; o < outputs.length; o++) {
-      const entry = (i: number) => `d ${outputs[o].path}${outputs[o].shape.length ? ` (flat index ${i})` : ""} / d ${elementName(problem.leaves[row.leaf], row.index)}`;
-      checkFinite(row.values[o], entry);
-      if (row.errors) checkFinite(row.errors[o], (i) => `the error estimate of ${entry(i)}`);
-    }
-    yield row;
+  for await (const row of source) yield checkRow(problem, row);
+}
+
+/** checkFinite on a row's values and error estimates; the row itself. */
+export function checkRow(problem: Problem, row: Row): Row {
+  // Names (and the outputs) are looked up only for a refusal: this runs once per row.
+  for (let o = 0; o < row.values.length; o++) {
+    const entry = (i: number) => {
+      const output = problem.outputs![o];
+      return `d ${output.path}${output.shape.length ? ` (flat index ${row.indices?.[o]?.[i] ?? i})` : ""} / d ${elementName(problem.leaves[row.leaf], row.index)}`;
+    };
+    checkFinite(row.values[o], entry);
+    if (row.errors) checkFinite(row.errors[o], (i) => `the error estimate of ${entry(i)}`);
   }
+  return row;
 }
 
 /**
  * (f(x+) - f(x-)) / step for every output element, written over `plus` (the engine's own copy of
  * the outputs, used once) to spare an allocation per row.
  */
-function quotient(plus: Float64Array[], minus: Float64Array[], step: number): Float64Array[] {
+export function quotient(plus: Float64Array[], minus: Float64Array[], step: number): Float64Array[] {
   plus.forEach((p, o) => {
     const m = minus[o];
     for (let i = 0; i < p.length; i++) p[i] = (p[i] - m[i]) / step;
@@ -141,7 +151,7 @@ export function centralQuotient(plus: Float64Array[], minus: Float64Array[], wid
  * A central difference at `multiple` times the step: D = (f(x + mh) - f(x - mh)) / (x+ - x-); noise
  * of level σ in f reaches D as σ · √2 / |x+ - x-|. With `estimate`, also the rounding it carries.
  */
-async function central(problem: Problem, steps: StepRule, leaf: number, index: number, multiple: number, estimate = false): Promise<CentralDifference> {
+export async function central(problem: Problem, steps: StepRule, leaf: number, index: number, multiple: number, estimate = false): Promise<CentralDifference> {
   if (!steps.inside(leaf, index, multiple) || !steps.inside(leaf, index, -multiple)) return oneSided(problem, steps, leaf, index, multiple, estimate);
   const input = problem.leaves[leaf];
   const plus = steps.perturbed(leaf, index, multiple);

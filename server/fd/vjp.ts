@@ -8,6 +8,11 @@
  * (a true result beyond FP64 is refused there, not answered as Inf). phi's rounding is not u |phi|
  * (its terms may cancel) but sum_o u_o sum_i |c_i f_i|, u_o the unit roundoff of output o's datatype
  * (2^-24 for FP32): the floor under the noise level the error estimates use (noise.ts).
+ *
+ * With a known structure (sparsity-plan.ts) columns are grouped instead: a group's evaluation moves
+ * every output its columns touch, so it cannot be contracted before the split; each column's sparse
+ * row is split out and contracted, (c^T J)_j = sum_i c_i J_ij over its structural nonzeros, and its
+ * error estimate, where the rule gives one, is sum_i |c_i| e_ij (each entry's bound, summed).
  */
 import { invalidArgument } from "../../common/errors";
 import { DataType } from "../../common/tensor-codec";
@@ -17,6 +22,8 @@ import type { ResolvedOptions } from "./options";
 import { elementName } from "../eval/input-leaf";
 import { Problem, unitRoundoff } from "./problem";
 import { rows } from "./rows";
+import { planRows } from "./columns";
+import type { SparsityPlan } from "./sparsity-plan";
 
 export interface Cotangent {
   path: string;
@@ -102,7 +109,9 @@ export async function vjp(
   options: ResolvedOptions,
   field: string,
   signal?: AbortSignal,
+  plan?: SparsityPlan,
 ): Promise<{ values: Float64Array[]; errors?: Float64Array[]; adjustedSteps: string[] }> {
+  if (plan?.structure) return groupedVjp(problem, cotangent, options, field, plan);
   const scale = binaryScale(cotangent.map((c) => c.values)) || 1;
   const estimates = options.algorithm === "richardson" || options.algorithm === "adaptive";
   const contracted = new Problem(problem.leaves, new ContractedEvaluator(inner, cotangent, field, scale, estimates), signal, problem.bounds);
@@ -117,4 +126,36 @@ export async function vjp(
     if (errors) checkFinite(errors[l], (j) => `the VJP's error estimate for ${elementName(leaf, j)}`);
   });
   return { values, errors, adjustedSteps: contracted.adjustedSteps() };
+}
+
+/** The VJP from grouped sparse rows, each contracted with the cotangent as it arrives. */
+async function groupedVjp(problem: Problem, cotangent: readonly Cotangent[], options: ResolvedOptions, field: string, plan: SparsityPlan) {
+  // Shapes known from planning (abstractEval) are checked before any evaluation.
+  if (plan.outputs) matchCotangent(plan.outputs.map((o) => ({ path: o.path, shape: [...o.shape], datatype: 0 })), cotangent, field);
+  const scale = binaryScale(cotangent.map((c) => c.values)) || 1;
+  const values = problem.leaves.map((leaf) => new Float64Array(leaf.size));
+  let errors: Float64Array[] | undefined;
+  let ordered: Float64Array[] | undefined;
+  for await (const row of planRows(problem, options, plan)) {
+    ordered ??= matchCotangent(problem.outputs!, cotangent, field).map((c) => c.map((v) => v / scale));
+    let sum = 0;
+    let bound = 0;
+    row.values.forEach((v, o) => {
+      const at = row.indices?.[o];
+      const c = ordered![o];
+      const e = row.errors?.[o];
+      for (let k = 0; k < v.length; k++) {
+        const ci = c[at ? at[k] : k];
+        sum += ci * v[k];
+        if (e) bound += Math.abs(ci) * e[k];
+      }
+    });
+    values[row.leaf][row.index] = scale * sum;
+    if (row.errors) (errors ??= problem.leaves.map((leaf) => new Float64Array(leaf.size)))[row.leaf][row.index] = scale * bound;
+  }
+  problem.leaves.forEach((leaf, l) => {
+    checkFinite(values[l], (j) => `the VJP for ${elementName(leaf, j)}`);
+    if (errors) checkFinite(errors[l], (j) => `the VJP's error estimate for ${elementName(leaf, j)}`);
+  });
+  return { values, errors, adjustedSteps: problem.adjustedSteps() };
 }

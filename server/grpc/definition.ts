@@ -25,7 +25,10 @@ function strictRequests(service: ServiceDefinition): ServiceDefinition {
     Object.entries(service).map(([name, method]) => {
       const type = methods[name]?.resolvedRequestType;
       if (!type) throw new Error(`${SERVICE_NAME}/${name} has no request type in the contract`);
-      return [name, { ...method, requestDeserialize: (bytes: Buffer) => decodeStrict(type, bytes, "request", REQUEST_STYLE) }];
+      // A response already encoded (JacobianRows' row messages, rows-stream.ts) goes out as it is.
+      const serialize = method.responseSerialize;
+      const responseSerialize = (value: unknown) => (value instanceof Uint8Array ? Buffer.from(value.buffer, value.byteOffset, value.byteLength) : serialize(value));
+      return [name, { ...method, responseSerialize, requestDeserialize: (bytes: Buffer) => decodeStrict(type, bytes, "request", REQUEST_STYLE) }];
     }),
   );
 }

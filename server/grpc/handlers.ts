@@ -9,6 +9,7 @@ import { requireAnalyticJacobian } from "../checking/check-gradients";
 import { clip } from "../../common/errors";
 import { recordFrom } from "../../common/records";
 import type { RequestOptions } from "../fd/options";
+import type { SparsityPattern } from "../tesseract";
 import type { GradientRequest, JacobianEntry, TesseractRuntime, VectorProduct } from "../runtime";
 import type { AnyMessage } from "../schema/schema";
 import { decodeTensor, fp64Tensor, type DecodeLimits, type TensorMessage } from "../../common/tensor-codec";
@@ -32,6 +33,8 @@ const RESPONSE_SLACK_BYTES = 64 * 1024;
 interface GradientMessage {
   inputs?: AnyMessage;
   options?: RequestOptions;
+  /** JacobianRequest and VectorJacobianProductRequest only. */
+  sparsity?: SparsityPattern[];
 }
 
 /** What a handler body gets: the decoded request and the call's bookkeeping (signal, admission). */
@@ -74,7 +77,7 @@ function unary<Req, Res>(calls: CallRegistry, rpc: string, handle: Handle<Req, R
 }
 
 /** A server-streaming handler: `messages` are written with backpressure, then the status. */
-function serverStreaming<Req>(calls: CallRegistry, rpc: string, messages: (request: Req, signal: AbortSignal) => AsyncIterable<Record<string, unknown>>): grpc.handleServerStreamingCall<Req, unknown> {
+function serverStreaming<Req>(calls: CallRegistry, rpc: string, messages: (request: Req, signal: AbortSignal) => AsyncIterable<Record<string, unknown> | Uint8Array | (Record<string, unknown> | Uint8Array)[]>): grpc.handleServerStreamingCall<Req, unknown> {
   return (call) => {
     const t = calls.track(call, rpc);
     const run = async () => {
@@ -118,7 +121,7 @@ class Bodies {
   ) {}
 
   private gradient(req: GradientMessage, inputPaths: string[] | undefined, outputPaths: string[] | undefined, signal: AbortSignal): GradientRequest {
-    return { inputs: this.runtime.decodeInputs(req.inputs), inputPaths: inputPaths ?? [], outputPaths: outputPaths ?? [], options: req.options, signal };
+    return { inputs: this.runtime.decodeInputs(req.inputs), inputPaths: inputPaths ?? [], outputPaths: outputPaths ?? [], options: req.options, sparsity: req.sparsity, signal };
   }
 
   apply = async (req: { inputs?: AnyMessage }, signal: AbortSignal) => ({ outputs: await this.runtime.applyMessage(req.inputs, signal) });

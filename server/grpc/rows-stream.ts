@@ -7,45 +7,70 @@ import { once } from "node:events";
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import { Code, TesseractError } from "../../common/errors";
 import type { GradientRequest, JacobianRow, TesseractRuntime } from "../runtime";
-import { fp64Tensor } from "../../common/tensor-codec";
+import { DataType } from "../../common/tensor-codec";
+import { JacobianRowsResponse, type RowSlice } from "../../generated/tesseract/v1/tesseract";
 
 /** Upper bounds of the protobuf framing around a row and around each slice (tags, lengths, varints). */
 const ROW_OVERHEAD = 32;
 const SLICE_OVERHEAD = 64;
+/** A packed uint64 index below 2^32 takes at most 5 bytes; the field's own tag and length at most 16. */
+const INDEX_BYTES = 5;
+const INDICES_OVERHEAD = 16;
 /** The smallest budget that still fits a slice of one value next to long paths. */
 export const MIN_CHUNK_BYTES = 1024;
 
-type RowsMessage = Record<string, unknown>;
+/** A message to write: an object for the service's serializer, or a row message already encoded. */
+type RowsMessage = Record<string, unknown> | Uint8Array;
 
-/** Splits one row into messages of at most `budget` bytes, slices in output order, offsets increasing. */
-export function* rowMessages(row: JacobianRow, outputs: readonly { path: string }[], budget: number): Generator<RowsMessage> {
+const NO_INDICES: number[] = [];
+
+/** `length` FP64 values of `a` from `offset` as a Tensor message (a view: encoding copies it). */
+function valuesTensor(a: Float64Array, offset: number, length: number) {
+  return { datatype: DataType.DATA_TYPE_FP64, shape: [length], data: Buffer.from(a.buffer, a.byteOffset + 8 * offset, 8 * length) };
+}
+
+/**
+ * Splits one row into messages of at most `budget` bytes, slices in output order, offsets increasing.
+ * A sparse row's slices carry `indices` (and offset 0); an output the row does not touch has no slice.
+ * Each message is encoded here, by the contract's generated encoder: a row is the one message of the
+ * stream that comes by the thousand, and encoding it directly spares the object conversions.
+ */
+export function* rowMessages(row: JacobianRow, outputs: readonly { path: string }[], budget: number): Generator<Uint8Array> {
   const capacity = budget - ROW_OVERHEAD - Buffer.byteLength(row.inputPath);
-  let slices: Record<string, unknown>[] = [];
+  let slices: RowSlice[] = [];
   let used = 0;
   let sent = false;
   const flush = () => {
     sent = true;
-    const message = { row: { input_path: row.inputPath, input_index: row.inputIndex, slices } };
+    const message = JacobianRowsResponse.encode({ row: { input_path: row.inputPath, input_index: row.inputIndex, slices } }).finish();
     slices = [];
     used = 0;
     return message;
   };
   // With error estimates each value travels with its estimate: 16 bytes and a second tensor.
   const bytesPerValue = row.errors ? 16 : 8;
-  for (const [o, values] of row.values.entries()) {
+  for (let o = 0; o < row.values.length; o++) {
+    const values = row.values[o];
     const path = outputs[o].path;
     const errors = row.errors?.[o];
-    const sliceOverhead = SLICE_OVERHEAD * (errors ? 2 : 1) + Buffer.byteLength(path);
+    const indices = row.indices?.[o];
+    const sliceOverhead = SLICE_OVERHEAD * (errors ? 2 : 1) + path.length * 3 + (indices ? INDICES_OVERHEAD : 0);
+    const perValue = bytesPerValue + (indices ? INDEX_BYTES : 0);
     for (let offset = 0; offset < values.length; ) {
-      const room = Math.floor((capacity - used - sliceOverhead) / bytesPerValue);
+      const room = Math.floor((capacity - used - sliceOverhead) / perValue);
       if (room < 1) {
         yield flush();
         continue;
       }
       const take = Math.min(room, values.length - offset);
-      const part = (a: Float64Array) => fp64Tensor(a.subarray(offset, offset + take), [take]);
-      slices.push({ output_path: path, offset, values: part(values), error_estimate: errors && part(errors) });
-      used += sliceOverhead + bytesPerValue * take;
+      slices.push({
+        output_path: path,
+        offset: indices ? 0 : offset,
+        values: valuesTensor(values, offset, take),
+        error_estimate: errors && valuesTensor(errors, offset, take),
+        indices: indices ? Array.from(indices.subarray(offset, offset + take)) : NO_INDICES,
+      });
+      used += sliceOverhead + perValue * take;
       offset += take;
     }
   }
@@ -53,8 +78,11 @@ export function* rowMessages(row: JacobianRow, outputs: readonly { path: string 
   if (slices.length > 0 || !sent) yield flush();
 }
 
-/** Every message of one JacobianRows call, produced lazily; more than `maxRows` rows (0: any) are refused before any evaluation. */
-export async function* jacobianRowsMessages(runtime: TesseractRuntime, req: GradientRequest, budget: number, maxRows = 0): AsyncGenerator<RowsMessage> {
+/**
+ * Every message of one JacobianRows call, produced lazily, the rows' in the batches the engine
+ * computes them in; more than `maxRows` rows (0: any) are refused before any evaluation.
+ */
+export async function* jacobianRowsMessages(runtime: TesseractRuntime, req: GradientRequest, budget: number, maxRows = 0): AsyncGenerator<RowsMessage | RowsMessage[]> {
   const stream = runtime.jacobianRows(req);
   if (maxRows > 0 && stream.totalRows > maxRows) {
     throw new TesseractError(
@@ -65,21 +93,28 @@ export async function* jacobianRowsMessages(runtime: TesseractRuntime, req: Grad
   let outputs: { path: string }[] | undefined;
   const header = async () => {
     outputs = await stream.outputs();
-    return { header: { inputs: stream.inputs, outputs, total_rows: stream.totalRows, planned_evaluations: stream.plannedEvaluations } };
+    return { header: { inputs: stream.inputs, outputs, total_rows: stream.totalRows, planned_evaluations: stream.plannedEvaluations(), nonzeros: stream.nonzeros() } };
   };
-  for await (const row of stream.rows) {
+  for await (const batch of stream.batches) {
     // The first row has told the outputs: the header costs no evaluation of its own.
-    if (!outputs) yield await header();
-    yield* rowMessages(row, outputs!, budget);
+    if (!outputs && batch.length > 0) yield await header();
+    const messages: RowsMessage[] = [];
+    for (const row of batch) for (const message of rowMessages(row, outputs!, budget)) messages.push(message);
+    yield messages;
   }
   if (!outputs) yield await header();
   yield { stats: stream.stats() };
 }
 
-/** Writes messages honouring backpressure; after a cancel 'drain' never fires, so the signal ends the wait. */
-export async function writeAll(call: ServerWritableStream<unknown, unknown>, messages: AsyncIterable<RowsMessage>, signal: AbortSignal): Promise<void> {
-  for await (const message of messages) {
-    signal.throwIfAborted();
-    if (!call.write(message)) await once(call, "drain", { signal });
+/**
+ * Writes messages, or batches of them, honouring backpressure: after a write the transport's buffer
+ * is full, wait for 'drain'; after a cancel 'drain' never fires, so the signal ends the wait.
+ */
+export async function writeAll(call: ServerWritableStream<unknown, unknown>, messages: AsyncIterable<RowsMessage | RowsMessage[]>, signal: AbortSignal): Promise<void> {
+  for await (const item of messages) {
+    for (const message of Array.isArray(item) ? item : [item]) {
+      signal.throwIfAborted();
+      if (!call.write(message)) await once(call, "drain", { signal });
+    }
   }
 }

@@ -1,18 +1,19 @@
 /**
  * Finite-difference options for the REST gradient endpoints, an extension (tesseract-core's REST API
- * has none): query parameters `algorithm`, `eps`, `num_samples`, `seed`, and a body field `options`
- * with the same keys (FiniteDifferenceOptions); the body's win. `algorithm` is a name (`central`,
- * `forward`, `stochastic`, `richardson`, `adaptive`, or `ALGORITHM_CENTRAL`…) or its number. Unset,
- * the Tesseract's and then the engine's defaults apply, as over gRPC.
+ * has none): query parameters `algorithm`, `eps`, `num_samples`, `seed`, `sparsity_mode`, and a body
+ * field `options` with the same keys (FiniteDifferenceOptions); the body's win. `algorithm` is a name
+ * (`central`, `forward`, `stochastic`, `richardson`, `adaptive`, or `ALGORITHM_CENTRAL`…) or its
+ * number; `sparsity_mode` likewise (`dense`, `detect`, `SPARSITY_MODE_DENSE`…). Unset, the
+ * Tesseract's and then the engine's defaults apply, as over gRPC. Results are dense whatever the mode.
  */
 import { invalidArgument } from "../../common/errors";
 import { isPlainObject } from "../../common/records";
-import { Algorithm } from "../tesseract";
+import { Algorithm, SparsityMode } from "../tesseract";
 import type { GradientRequest } from "../runtime";
 
 type RequestOptions = NonNullable<GradientRequest["options"]>;
 
-const KEYS = ["algorithm", "eps", "num_samples", "seed"] as const;
+const KEYS = ["algorithm", "eps", "num_samples", "seed", "sparsity_mode"] as const;
 
 function algorithmOf(value: unknown, where: string): number {
   if (typeof value === "number" && Number.isInteger(value)) return value;
@@ -21,6 +22,14 @@ function algorithmOf(value: unknown, where: string): number {
   if (typeof value !== "string" || typeof number !== "number") {
     throw invalidArgument(`${where} is ${JSON.stringify(value)?.slice(0, 40)}, expected central, forward, stochastic, richardson or adaptive`);
   }
+  return number;
+}
+
+function sparsityModeOf(value: unknown, where: string): number {
+  if (typeof value === "number" && Number.isInteger(value)) return value;
+  const name = String(value).toUpperCase();
+  const number = (SparsityMode as unknown as Record<string, number>)[name.startsWith("SPARSITY_MODE_") ? name : `SPARSITY_MODE_${name}`];
+  if (typeof value !== "string" || typeof number !== "number") throw invalidArgument(`${where} is ${JSON.stringify(value)?.slice(0, 40)}, expected dense or detect`);
   return number;
 }
 
@@ -40,6 +49,7 @@ export function finiteDifferenceOptions(query: Record<string, unknown>, body: un
       if (key === "algorithm") options.algorithm = algorithmOf(v, `${where}${key}`);
       else if (key === "eps") options.eps = numberOf(v, `${where}${key}`, false);
       else if (key === "num_samples") options.num_samples = numberOf(v, `${where}${key}`, true);
+      else if (key === "sparsity_mode") options.sparsity_mode = sparsityModeOf(v, `${where}${key}`);
       else options.seed = numberOf(v, `${where}${key}`, true);
     }
   };

@@ -107,6 +107,36 @@ function scratch(length: number): [Float64Array, Float64Array] {
   return buffers;
 }
 
+/** Band patterns larger than this are left undeclared (dense): they would save little and cost memory. */
+const MAX_BAND_ENTRIES = 2_000_000;
+
+/**
+ * d final / d initial's structure: (i, j) for every cell j and every cell i within `steps` of it
+ * (Manhattan distance in 2-D), as flat row-major indices; undefined when the band covers more
+ * than half the grid per column or more than MAX_BAND_ENTRIES in all.
+ */
+function bandPattern(shape: readonly number[], steps: number) {
+  const [ny, nx] = shape.length === 1 ? [1, shape[0]] : shape;
+  const n = ny * nx;
+  const reach = Math.min(steps, ny + nx);
+  const perColumn = shape.length === 1 ? 2 * reach + 1 : 2 * reach * reach + 2 * reach + 1;
+  if (perColumn > n / 2 || perColumn * n > MAX_BAND_ENTRIES) return undefined;
+  const rows: number[] = [];
+  const columns: number[] = [];
+  for (let y = 0; y < ny; y++) {
+    for (let x = 0; x < nx; x++) {
+      for (let dy = -Math.min(reach, y); dy <= Math.min(reach, ny - 1 - y); dy++) {
+        const across = reach - Math.abs(dy);
+        for (let dx = -Math.min(across, x); dx <= Math.min(across, nx - 1 - x); dx++) {
+          rows.push((y + dy) * nx + x + dx);
+          columns.push(y * nx + x);
+        }
+      }
+    }
+  }
+  return { output_path: "final_temperature", input_path: "initial_temperature", output_index: rows, input_index: columns };
+}
+
 export default defineTesseract<Inputs, Outputs>({
   name: "heat",
   version: "1.0.0",
@@ -190,6 +220,15 @@ export default defineTesseract<Inputs, Outputs>({
       throw invalidArgument(`initial_temperature has shape ${shapeText(u0.shape)}, expected rank 1 (n,) or 2 (ny, nx)`);
     }
     return [{ path: "final_temperature", shape: [...u0.shape], datatype: DataType.DATA_TYPE_FP64 }];
+  },
+
+  // Each step reaches one cell further (the 5-point stencil): after `steps`, final depends on initial
+  // within |Δx| ≤ steps in 1-D, |Δy| + |Δx| ≤ steps in 2-D. One step of a 1-D grid is tridiagonal:
+  // 3 column groups, 6 evaluations whatever n. With the default dt, final does not depend on κ.
+  sparsity({ initial_temperature, steps, dt }) {
+    const band = bandPattern(initial_temperature!.shape, steps);
+    const zero = { output_path: "final_temperature", input_path: "diffusivity", output_index: [], input_index: [] };
+    return [...(band ? [band] : []), ...(dt === 0 ? [zero] : [])];
   },
 
   // κ > 0: steps on diffusivity stay positive (one-sided stencil when κ is within two steps of 0).

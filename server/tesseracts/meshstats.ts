@@ -99,5 +99,17 @@ export default defineTesseract<Inputs, Outputs>({
     ];
   },
 
+  // first_point_coordinates[c] = points[0, c] and barycenter[c] = mean_i points[i, c]: column
+  // (i, c), flat index 3i + c, touches component c of each. Columns of different components group
+  // together: n_points groups instead of 3 n_points columns.
+  sparsity({ mesh }) {
+    const n = mesh!.points!.shape[0];
+    const every = Uint32Array.from({ length: 3 * n }, (_, k) => k);
+    return [
+      { output_path: "statistics.first_point_coordinates", input_path: "mesh.points", output_index: [0, 1, 2], input_index: [0, 1, 2] },
+      { output_path: "statistics.barycenter", input_path: "mesh.points", output_index: every.map((k) => k % 3), input_index: every },
+    ];
+  },
+
   finiteDifferences: { eps: 1e-6, algorithm: (inputs) => inputs.fd_algorithm },
 });

@@ -71,6 +71,15 @@ export default defineTesseract<Inputs, Outputs>({
     return [{ path: "result", shape: [a.shape[0]], datatype: DataType.DATA_TYPE_FP64 }];
   },
 
+  // Without normalisation result_i = s·a_i + b_i: d result / d a and d result / d b are diagonal
+  // (d result / d s is dense), so all of a, then all of b, then s: three groups. Normalised, every
+  // result depends on every input: no declaration, dense.
+  sparsity(inputs) {
+    if (inputs.normalize) return [];
+    const diagonal = Uint32Array.from({ length: inputs.a!.shape[0] }, (_, i) => i);
+    return ["a", "b"].map((input_path) => ({ output_path: "result", input_path, output_index: diagonal, input_index: diagonal }));
+  },
+
   gradients: {
     /**
      * u = s·a + b: du/da = s·I, du/db = I, du/ds = a.

@@ -1,0 +1,95 @@
+/**
+ * Column grouping (Curtis, Powell and Reid, 1974): input elements whose Jacobian columns touch
+ * disjoint output values can be perturbed together in one evaluation, since each output value then
+ * moves with at most one of them. Grouping is colouring the columns so that two columns sharing an
+ * output value differ in colour; this is the greedy colouring with the largest-first ordering
+ * (columns touching the most output values first), which finds the optimum on banded and
+ * block-diagonal structures and stays close to it elsewhere (Coleman and Moré, 1983).
+ */
+import type { Structure } from "./sparsity";
+
+/** An input element: flat index `index` of leaf `leaf`. */
+export interface Column {
+  leaf: number;
+  index: number;
+}
+
+/**
+ * Colour tests above which grouping is given up for dense evaluation: a nearly dense structure costs
+ * O(n^2) tests to colour and saves nothing.
+ */
+const MAX_COLOURING_WORK = 100_000_000;
+
+/** Lists longer than this become sets (a hot output value: every column of a sum touches it). */
+const SMALL = 16;
+
+/**
+ * The colours used by the columns under one constraint (an output value, or all of an output), and
+ * their mex: the smallest colour not used, below which every colour is taken.
+ */
+class Used {
+  mex = 0;
+  private small: number[] = [];
+  private large?: Set<number>;
+
+  has(colour: number): boolean {
+    return this.large ? this.large.has(colour) : this.small.includes(colour);
+  }
+
+  add(colour: number): void {
+    if (this.large) this.large.add(colour);
+    else if (this.small.push(colour) > SMALL) this.large = new Set(this.small);
+    while (this.has(this.mex)) this.mex++;
+  }
+}
+
+/**
+ * The columns in groups of mutually disjoint columns, or undefined when the structure is too dense
+ * to be worth colouring. Greedy: each column takes the lowest colour that no column sharing one of
+ * its output values has — at least the largest mex of its constraints, since every colour below a
+ * constraint's mex is taken there. A column dense in an output shares with every column touching it.
+ */
+export function groupColumns(structure: Structure, columns: readonly Column[]): Column[][] | undefined {
+  const outputs = structure.outputs;
+  const order = columns.map((c, k) => ({ k, degree: structure.degree(c.leaf, c.index) })).sort((a, b) => b.degree - a.degree || a.k - b.k);
+  /** Per output: colours at each value (of columns touching it sparsely), of any column, of columns dense in it. */
+  const atValue: (Used | undefined)[][] = outputs.map(() => []);
+  const anyColumn = outputs.map(() => new Used());
+  const denseColumns = outputs.map(() => new Used());
+  const colourOf = new Int32Array(columns.length);
+  let colours = 0;
+  let work = 0;
+  for (const { k } of order) {
+    const { leaf, index } = columns[k];
+    // The constraints, and what the column adds to once coloured.
+    const constraints: Used[] = [];
+    const joins: Used[] = [];
+    for (let o = 0; o < outputs.length; o++) {
+      const block = structure.block(o, leaf);
+      if (!block) {
+        constraints.push(anyColumn[o]);
+        joins.push(anyColumn[o], denseColumns[o]);
+        continue;
+      }
+      const [from, to] = [block.starts[index], block.starts[index + 1]];
+      if (to === from) continue;
+      constraints.push(denseColumns[o]);
+      joins.push(anyColumn[o]);
+      for (let p = from; p < to; p++) {
+        const value = (atValue[o][block.rows[p]] ??= new Used());
+        constraints.push(value);
+        joins.push(value);
+      }
+    }
+    let colour = constraints.reduce((c, u) => Math.max(c, u.mex), 0);
+    while (constraints.some((u) => u.has(colour))) colour++;
+    work += constraints.length * (colour + 1 - constraints.reduce((c, u) => Math.max(c, u.mex), 0));
+    if (work > MAX_COLOURING_WORK) return undefined;
+    for (const u of joins) u.add(colour);
+    colourOf[k] = colour;
+    colours = Math.max(colours, colour + 1);
+  }
+  const groups: Column[][] = Array.from({ length: colours }, () => []);
+  columns.forEach((c, k) => groups[colourOf[k]].push(c));
+  return groups;
+}

@@ -1,0 +1,58 @@
+/**
+ * The rows of a request under its sparsity plan (sparsity-plan.ts): grouped by the structure when
+ * there is one (grouped.ts), verified before any row leaves when the structure was detected
+ * (detection.ts: on a mismatch the rows are dropped and computed densely), and recorded when a dense
+ * run is to teach detection its zeros. Every Jacobian-shaped endpoint takes its rows from here, one
+ * at a time (planRows) or in the batches they are computed in (planRowBatches: a column group's rows
+ * at once, so a transport can write them without a wait per row).
+ */
+import { ZeroRecorder, verifyRows } from "./detection";
+import { groupedRows } from "./grouped";
+import type { ResolvedOptions } from "./options";
+import type { Problem } from "./problem";
+import { rows, type Row } from "./rows";
+import type { SparsityPlan } from "./sparsity-plan";
+
+export async function* planRows(problem: Problem, options: ResolvedOptions, plan?: SparsityPlan): AsyncGenerator<Row> {
+  for await (const batch of planRowBatches(problem, options, plan)) for (const row of batch) yield row;
+}
+
+export function planRowBatches(problem: Problem, options: ResolvedOptions, plan?: SparsityPlan): AsyncGenerator<readonly Row[]> {
+  if (plan?.structure && plan.groups) {
+    const grouped = groupedRows(problem, options, plan.structure, plan.groups);
+    return plan.verify ? verified(problem, options, plan, grouped) : grouped;
+  }
+  const dense = singly(rows(problem, options));
+  return plan?.record ? recorded(problem, plan, dense) : dense;
+}
+
+/** Each row as a batch of its own. */
+async function* singly(source: AsyncGenerator<Row>): AsyncGenerator<readonly Row[]> {
+  for await (const row of source) yield [row];
+}
+
+/** The grouped rows once they pass verification (as one batch); else the dense rows, recorded anew. */
+async function* verified(problem: Problem, options: ResolvedOptions, plan: SparsityPlan, grouped: AsyncGenerator<readonly Row[]>): AsyncGenerator<readonly Row[]> {
+  // Held back until verified: a detected structure is at most MAX_PATTERN_NONZEROS entries, and so are these rows.
+  const held: Row[] = [];
+  for await (const batch of grouped) held.push(...batch);
+  if ((await verifyRows(problem, options, held)) === undefined) {
+    yield held;
+    return;
+  }
+  held.length = 0;
+  plan.fallBack();
+  yield* recorded(problem, plan, singly(rows(problem, options)));
+}
+
+/** Passes dense rows on, noting their nonzeros; a complete run stores the structure for later requests. */
+async function* recorded(problem: Problem, plan: SparsityPlan, source: AsyncGenerator<readonly Row[]>): AsyncGenerator<readonly Row[]> {
+  const { cache, key } = plan.record!;
+  const recorder = new ZeroRecorder(problem.leaves);
+  for await (const batch of source) {
+    for (const row of batch) recorder.add(row);
+    yield batch;
+  }
+  const known = problem.outputs;
+  if (known) cache.set(key, recorder.result(known.map((o) => ({ path: o.path, size: o.shape.reduce((a, b) => a * b, 1) }))));
+}

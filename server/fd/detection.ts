@@ -1,0 +1,201 @@
+/**
+ * Detected structure (SPARSITY_MODE_DETECT): the first dense Jacobian of a Tesseract for given input
+ * shapes and paths records where it is exactly zero; later requests group columns by that structure,
+ * each verified by one extra evaluation pair along a random direction before any row is returned.
+ *
+ * Verification. With u a random direction (each element moved by ±(0.5..1.5) h_j / sqrt(n), in its
+ * own precision, w_j = x_j+ - x_j- the width actually taken), the function moves by
+ *   D_i = f_i(x + u) - f_i(x - u) ≈ sum_j J_ij w_j,
+ * and the grouped Jacobian predicts P_i = sum_j J~_ij w_j. An entry (i, k) the structure wrongly
+ * leaves out either goes unseen (no column of k's group touches i: D_i has J_ik w_k, P_i not) or is
+ * folded into the entry of the column j of k's group that touches i (J~_ij = J_ij + J_ik w'_k / w'_j),
+ * where D_i - P_i ≈ J_ik (w_k - w_j w'_k / w'_j): nonzero, the magnitudes being drawn at random and
+ * independently. The test passes where |D_i - P_i| <= 1e-6 (sum_j |J~_ij w_j| + |D_i|) + the error
+ * estimates carried + 16 × the rounding of both sides; a function whose truncation error is larger
+ * than that (a coarse forward rule on a curved function) fails it and is differentiated densely.
+ */
+import type { Change } from "../eval/evaluator";
+import type { InputLeaf } from "../eval/input-leaf";
+import type { ResolvedOptions } from "./options";
+import { unitRoundoff, type Problem } from "./problem";
+import { seededGenerator } from "./random";
+import type { Row } from "./rows";
+import { buildStructure, MAX_PATTERN_NONZEROS, type Extent, type Structure } from "./sparsity";
+
+/** Relative agreement the verification asks for (see above). */
+const VERIFY_RTOL = 1e-6;
+/** Rounding counts at this many times its estimate. */
+const ROUNDING_MARGIN = 16;
+/** The random stream of the verification's direction (random.ts). */
+const VERIFY_STREAM = 7;
+
+/** A recorded structure, or "dense" when the Jacobian had too many nonzeros to keep. */
+export type Detected = Structure | "dense";
+
+/** Which requests share a detected structure: the same input paths and shapes, the same output paths. */
+export function detectionKey(leaves: readonly InputLeaf[], outputPaths: readonly string[]): string {
+  return JSON.stringify([leaves.map((l) => [l.path, l.shape, l.fp32]), outputPaths]);
+}
+
+/** Sparse entries a structure keeps in memory (its dense blocks cost nothing). */
+function storedEntries(detected: Detected): number {
+  return detected === "dense" ? 0 : detected.storedEntries;
+}
+
+/**
+ * The detected structures of one Tesseract, least recently used first out: at most `maxEntries`
+ * structures and `maxNonzeros` stored entries in all (4 bytes each).
+ */
+export class DetectedPatterns {
+  private readonly entries = new Map<string, Detected>();
+  private stored = 0;
+
+  constructor(
+    readonly maxEntries = 64,
+    readonly maxNonzeros = MAX_PATTERN_NONZEROS,
+  ) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(key: string): Detected | undefined {
+    const found = this.entries.get(key);
+    if (found !== undefined) {
+      this.entries.delete(key);
+      this.entries.set(key, found);
+    }
+    return found;
+  }
+
+  set(key: string, detected: Detected): void {
+    this.delete(key);
+    if (storedEntries(detected) > this.maxNonzeros) return;
+    this.entries.set(key, detected);
+    this.stored += storedEntries(detected);
+    for (const [oldest, entry] of this.entries) {
+      if (this.entries.size <= this.maxEntries && this.stored <= this.maxNonzeros) break;
+      this.entries.delete(oldest);
+      this.stored -= storedEntries(entry);
+    }
+  }
+
+  delete(key: string): void {
+    const found = this.entries.get(key);
+    if (found === undefined) return;
+    this.entries.delete(key);
+    this.stored -= storedEntries(found);
+  }
+}
+
+/** Collects where dense rows are nonzero; gives up (the Jacobian is "dense") past `limit` entries. */
+export class ZeroRecorder {
+  /** [output][leaf]: output indices and input indices of the nonzero entries (made at the first row). */
+  private rows?: number[][][];
+  private columns?: number[][][];
+  private count = 0;
+
+  constructor(
+    private readonly leaves: readonly Extent[],
+    private readonly limit = MAX_PATTERN_NONZEROS,
+  ) {}
+
+  add(row: Row): void {
+    if (this.count > this.limit) return;
+    const rows = (this.rows ??= row.values.map(() => this.leaves.map(() => [])));
+    const columns = (this.columns ??= row.values.map(() => this.leaves.map(() => [])));
+    row.values.forEach((values, o) => {
+      const indices = row.indices?.[o];
+      for (let k = 0; k < values.length; k++) {
+        if (values[k] === 0) continue;
+        rows[o][row.leaf].push(indices ? indices[k] : k);
+        columns[o][row.leaf].push(row.index);
+        this.count++;
+      }
+    });
+  }
+
+  /** The structure of what was recorded, for outputs of these paths and sizes. */
+  result(outputs: readonly Extent[]): Detected {
+    const { rows, columns } = this;
+    if (!rows || !columns || this.count > this.limit || outputs.length !== rows.length) return "dense";
+    const patterns = outputs.flatMap((out, o) => this.leaves.map((leaf, l) => ({ output_path: out.path, input_path: leaf.path, output_index: rows[o][l], input_index: columns[o][l] })));
+    return buildStructure(patterns, this.leaves, outputs, { field: "a detected structure", fromRequest: false });
+  }
+}
+
+/** ±(0.5..1.5) / sqrt(n): the verification direction's multiple of each element's step. */
+function directionMultiples(leaves: readonly InputLeaf[], seed: bigint): Float64Array[] {
+  const rng = seededGenerator(seed, VERIFY_STREAM);
+  const scale = 1 / Math.sqrt(Math.max(1, leaves.reduce((n, l) => n + l.size, 0)));
+  return leaves.map((l) =>
+    Float64Array.from({ length: l.size }, () => {
+      const draw = rng.next() >>> 0;
+      return (draw & 1 ? 1 : -1) * (0.5 + (draw >>> 1) / 2 ** 31) * scale;
+    }),
+  );
+}
+
+/**
+ * Checks grouped rows against one random-direction evaluation pair (see above): undefined when they
+ * agree, else where and by how much they do not.
+ */
+export async function verifyRows(problem: Problem, options: ResolvedOptions, rows: readonly Row[]): Promise<string | undefined> {
+  const steps = problem.stepRule(options);
+  const leaves = problem.leaves;
+  const multiples = directionMultiples(leaves, options.seed);
+  const plus = leaves.map((l) => Float64Array.from(l.data));
+  const minus = leaves.map((l) => Float64Array.from(l.data));
+  const widths = leaves.map((l) => new Float64Array(l.size));
+  leaves.forEach((leaf, l) => {
+    for (let j = 0; j < leaf.size; j++) {
+      const m = multiples[l][j];
+      // An element closer to a domain bound than its tiny step stays put (and is not verified).
+      if (!steps.inside(l, j, m) || !steps.inside(l, j, -m)) continue;
+      plus[l][j] = steps.perturbed(l, j, m);
+      minus[l][j] = steps.perturbed(l, j, -m);
+      widths[l][j] = plus[l][j] - minus[l][j];
+    }
+  });
+  const changes = (values: Float64Array[]): Change[] => values.map((v, leaf) => ({ leaf, values: v }));
+  const [fPlus, fMinus] = await problem.evaluateAll([
+    [changes(plus), () => "the sparsity verification's point x + u"],
+    [changes(minus), () => "the sparsity verification's point x - u"],
+  ]);
+  const zeros = () => fPlus.map((f) => new Float64Array(f.length));
+  const [predicted, magnitude, carried, terms] = [zeros(), zeros(), zeros(), zeros()];
+  for (const row of rows) {
+    const w = widths[row.leaf][row.index];
+    if (w === 0) continue;
+    row.values.forEach((values, o) => {
+      const indices = row.indices?.[o];
+      const errors = row.errors?.[o];
+      for (let k = 0; k < values.length; k++) {
+        const i = indices ? indices[k] : k;
+        predicted[o][i] += values[k] * w;
+        magnitude[o][i] += Math.abs(values[k] * w);
+        if (errors) carried[o][i] += errors[k] * Math.abs(w);
+        terms[o][i] += Math.abs(multiples[row.leaf][row.index]);
+      }
+    });
+  }
+  const outputs = problem.outputs!;
+  for (let o = 0; o < outputs.length; o++) {
+    const u = unitRoundoff(outputs[o].datatype);
+    for (let i = 0; i < fPlus[o].length; i++) {
+      const moved = fPlus[o][i] - fMinus[o][i];
+      // Rounding: of f at both points, and of each entry J~_ij, u |f_i| / h_j, times |w_j| = 2 |m_j| h_j.
+      const rounding = u * (Math.abs(fPlus[o][i]) + Math.abs(fMinus[o][i])) * (1 + terms[o][i]);
+      const tolerance = VERIFY_RTOL * (magnitude[o][i] + Math.abs(moved)) + carried[o][i] + ROUNDING_MARGIN * rounding;
+      if (!(Math.abs(moved - predicted[o][i]) <= tolerance)) {
+        return `${outputs[o].path}${outputs[o].shape.length ? `[${i}]` : ""} moved by ${moved} along a random direction, the grouped Jacobian predicts ${predicted[o][i]}`;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Whether a detected structure still fits the outputs: the same paths (in any order) and sizes. */
+export function fits(structure: Structure, outputs: readonly Extent[]): boolean {
+  return structure.outputs.length === outputs.length && structure.outputs.every((o) => outputs.some((x) => x.path === o.path && x.size === o.size));
+}

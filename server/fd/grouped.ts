@@ -1,0 +1,224 @@
+/**
+ * The rules of rows.ts over groups of columns (colouring.ts): the elements of a group are perturbed
+ * together, each by its own step, in one evaluation (pair), and the quotient is split back by the
+ * structure. Within a group no two columns touch the same output value, so output value i moves
+ * with one element j(i) only, and f_i(x + sum_{j in G} h_j e_j) is f_i(x + h_j(i) e_j(i)) exactly:
+ * every entry is the very quotient the dense rule forms for it, divided by its own element's step
+ * actually taken, with the same truncation, rounding and noise terms. So the error estimates of
+ * Richardson and adaptive keep their meaning entry by entry.
+ *
+ * Costs, for g groups: central 2g, forward g + 1, Richardson 4g + 9, adaptive 12g + 9 (rows.ts's
+ * counts with g in place of n). Rows come out sparse: values at the column's structural nonzeros.
+ */
+import { Code, isTesseractError, TesseractError } from "../../common/errors";
+import type { Change } from "../eval/evaluator";
+import { elementName } from "../eval/input-leaf";
+import type { Column } from "./colouring";
+import { PROBE_POINTS, PROBE_SPACING } from "./noise";
+import type { ResolvedOptions } from "./options";
+import type { Problem } from "./problem";
+import {
+  ADAPTIVE_MULTIPLES,
+  central,
+  centralQuotient,
+  effectiveAlgorithm,
+  extrapolate,
+  checkRow,
+  RICHARDSON_MULTIPLES,
+  rowNoise,
+  stencilRounding,
+  type CentralDifference,
+  type Row,
+} from "./rows";
+import type { Structure } from "./sparsity";
+import type { StepRule } from "./steps";
+import { completed } from "./window";
+
+/** The step multiples a rule takes, each on both sides (forward: one side, chosen per element). */
+export function ruleMultiples(algorithm: ResolvedOptions["algorithm"]): readonly number[] {
+  return algorithm === "richardson" ? RICHARDSON_MULTIPLES : algorithm === "adaptive" ? ADAPTIVE_MULTIPLES : [1];
+}
+
+/**
+ * Whether an element may share its evaluations with others: central stencils on both sides at every
+ * multiple of the rule stay inside its domain. Elements near a bound take rows.ts's one-sided
+ * stencils, alone (they need f(x) and points on one side, which a group's pair does not give).
+ */
+export function groupable(steps: StepRule, algorithm: ResolvedOptions["algorithm"], column: Column): boolean {
+  if (algorithm === "forward") return true;
+  return ruleMultiples(algorithm).every((m) => steps.inside(column.leaf, column.index, m) && steps.inside(column.leaf, column.index, -m));
+}
+
+/** The rows of the Jacobian by the options' rule, one group of columns (one batch) at a time, each row checked finite. */
+export function groupedRows(problem: Problem, options: ResolvedOptions, structure: Structure, groups: readonly Column[][]): AsyncGenerator<readonly Row[]> {
+  const steps = problem.stepRule(options);
+  const algorithm = effectiveAlgorithm(problem.size, options);
+  const split = (group: readonly Column[]) => splitter(problem, structure, group);
+  switch (algorithm) {
+    case "central":
+      return perGroup(problem, groups, 2, async (group) => {
+        const s = split(group);
+        const differences = await groupCentral(problem, steps, group, 1, false, s);
+        return group.map((c, k) => row(c, differences[k].values, s.cells(k)));
+      });
+    case "forward":
+      return forwardGroups(problem, steps, groups, split);
+    case "richardson":
+    case "adaptive":
+      return extrapolatedGroups(problem, steps, groups, ruleMultiples(algorithm), split);
+    case "stochastic":
+      throw new TesseractError(Code.INTERNAL, "column grouping has no stochastic rule");
+  }
+}
+
+function row(column: Column, values: Float64Array[], indices: (Uint32Array | undefined)[], errors?: Float64Array[]): Row {
+  return { leaf: column.leaf, index: column.index, values, indices, errors };
+}
+
+/** The rows of each group, `window` groups at a time, each checked finite. */
+function perGroup(problem: Problem, groups: readonly Column[][], evaluationsPerGroup: number, task: (group: readonly Column[]) => Promise<Row[]>): AsyncGenerator<readonly Row[]> {
+  const checked = async (k: number) => (await task(groups[k])).map((r) => checkRow(problem, r));
+  return completed(groups.length, () => Math.ceil(problem.concurrency / evaluationsPerGroup), checked);
+}
+
+/** Splits a group's outputs into its columns' values: each column's structural nonzeros, copied. */
+interface Splitter {
+  /** Per output, the flat indices column k of the group touches (undefined: all of that output). */
+  cells(k: number): (Uint32Array | undefined)[];
+  /** Column k's share of whole outputs (fresh arrays, the engine's own). */
+  gather(k: number, outputs: readonly Float64Array[]): Float64Array[];
+  /** (plus - minus) / step over column k's share: `quotient` of rows.ts without the copies. */
+  quotient(k: number, plus: readonly Float64Array[], minus: readonly Float64Array[], step: number): Float64Array[];
+}
+
+function splitter(problem: Problem, structure: Structure, group: readonly Column[]): Splitter {
+  let cells: (Uint32Array | undefined)[][] | undefined;
+  const cellsOf = (k: number) => {
+    if (cells) return cells[k];
+    // The outputs are known once the group's first evaluation returned.
+    const aligned = structure.alignedTo(problem.outputs!);
+    cells = group.map((c) => aligned.outputs.map((_, o) => aligned.cells(o, c.leaf, c.index)));
+    return cells[k];
+  };
+  return {
+    cells: cellsOf,
+    gather: (k, outputs) => outputs.map((values, o) => gather(values, cellsOf(k)[o])),
+    quotient: (k, plus, minus, step) =>
+      plus.map((p, o) => {
+        const at = cellsOf(k)[o];
+        const m = minus[o];
+        if (!at) return p.map((v, i) => (v - m[i]) / step);
+        const out = new Float64Array(at.length);
+        for (let i = 0; i < at.length; i++) out[i] = (p[at[i]] - m[at[i]]) / step;
+        return out;
+      }),
+  };
+}
+
+function gather(values: Float64Array, cells: Uint32Array | undefined): Float64Array {
+  if (!cells) return values.slice();
+  const out = new Float64Array(cells.length);
+  for (let k = 0; k < cells.length; k++) out[k] = values[cells[k]];
+  return out;
+}
+
+/** Column k's share of a difference quotient over whole outputs (a lone element's, from rows.ts). */
+function gatherDifference(d: CentralDifference, split: Splitter, k: number): CentralDifference {
+  return {
+    values: split.gather(k, d.values),
+    halfWidth: d.halfWidth,
+    spread: d.spread,
+    rounding: d.rounding.length ? split.gather(k, d.rounding) : [],
+    mean: d.mean && split.gather(k, d.mean),
+  };
+}
+
+/** The group's elements each at x_j + multiple(k) h_j: one change per leaf, and the points actually taken. */
+function groupPoints(steps: StepRule, group: readonly Column[], multiple: (k: number) => number): { changes: Change[]; points: number[] } {
+  const points = group.map((c, k) => steps.perturbed(c.leaf, c.index, multiple(k)));
+  const byLeaf = new Map<number, number[]>();
+  group.forEach((c, k) => {
+    const members = byLeaf.get(c.leaf);
+    if (members) members.push(k);
+    else byLeaf.set(c.leaf, [k]);
+  });
+  const changes = [...byLeaf].map(([leaf, members]): Change => {
+    if (members.length === 1) return { leaf, index: group[members[0]].index, value: points[members[0]] };
+    const indices = new Uint32Array(members.length);
+    const values = new Float64Array(members.length);
+    members.forEach((k, m) => ((indices[m] = group[k].index), (values[m] = points[k])));
+    return { leaf, indices, points: values };
+  });
+  return { changes, points };
+}
+
+/** "mesh.points[0, 0] and 5 more": a group, for error messages. */
+function groupName(problem: Problem, group: readonly Column[]): string {
+  const first = elementName(problem.leaves[group[0].leaf], group[0].index);
+  return group.length === 1 ? first : `${first} and ${group.length - 1} more (a column group)`;
+}
+
+/**
+ * Central differences at `multiple` times each element's step, for every column of the group:
+ * D_j = (f(x+) - f(x-))|_{cells of j} / (x_j+ - x_j-). A lone element goes through rows.ts's
+ * `central` (one-sided near a bound).
+ */
+async function groupCentral(problem: Problem, steps: StepRule, group: readonly Column[], multiple: number, estimate: boolean, split: Splitter): Promise<CentralDifference[]> {
+  if (group.length === 1) return [gatherDifference(await central(problem, steps, group[0].leaf, group[0].index, multiple, estimate), split, 0)];
+  const plus = groupPoints(steps, group, () => multiple);
+  const minus = groupPoints(steps, group, () => -multiple);
+  const m = multiple === 1 ? "" : multiple;
+  const [fPlus, fMinus] = await problem.evaluateAll([
+    [plus.changes, () => `${groupName(problem, group)} + ${m}h`],
+    [minus.changes, () => `${groupName(problem, group)} - ${m}h`],
+  ]);
+  return group.map((_, k) => {
+    const width = plus.points[k] - minus.points[k];
+    const spread = Math.SQRT2 / Math.abs(width);
+    if (!estimate) return { values: split.quotient(k, fPlus, fMinus, width), halfWidth: width / 2, spread, rounding: [] };
+    const [p, q] = [split.gather(k, fPlus), split.gather(k, fMinus)];
+    const rounding = stencilRounding(problem, [1 / width, -1 / width], [p, q]);
+    return { ...centralQuotient(p, q, width), halfWidth: width / 2, spread, rounding };
+  });
+}
+
+/** Forward: D_j = (f(x + sum_G s_j h_j e_j) - f(x))|_{cells of j} / (x_j+ - x_j), s_j = -1 only near an upper bound. */
+function forwardGroups(problem: Problem, steps: StepRule, groups: readonly Column[][], split: (group: readonly Column[]) => Splitter): AsyncGenerator<readonly Row[]> {
+  return perGroup(problem, groups, 1, async (group) => {
+    const base = await problem.base();
+    const sides = group.map(({ leaf, index }) => {
+      const side = steps.inside(leaf, index, 1) ? 1 : steps.inside(leaf, index, -1) ? -1 : 0;
+      if (side === 0) throw new TesseractError(Code.FAILED_PRECONDITION, `${elementName(problem.leaves[leaf], index)}: its domain ${steps.describeBounds(leaf)} leaves no room for a step; use a smaller eps`);
+      if (side < 0) steps.noteOneSided(leaf, index, -1);
+      return side;
+    });
+    const plus = groupPoints(steps, group, (k) => sides[k]);
+    const fPlus = await problem.evaluate(plus.changes, () => `${groupName(problem, group)} ${group.length === 1 && sides[0] < 0 ? "-" : "+"} h`);
+    const s = split(group);
+    return group.map((c, k) => row(c, s.quotient(k, fPlus, base, plus.points[k] - problem.leaves[c.leaf].data[c.index]), s.cells(k)));
+  });
+}
+
+/** Richardson and adaptive (rows.ts's extrapolatedRows) over groups: a step that fails is dropped for the whole group. */
+function extrapolatedGroups(problem: Problem, steps: StepRule, groups: readonly Column[][], multiples: readonly number[], split: (group: readonly Column[]) => Splitter): AsyncGenerator<readonly Row[]> {
+  const adaptive = multiples.length > 2;
+  const noise = () => problem.noise(() => steps.probe(PROBE_SPACING, PROBE_POINTS));
+  return perGroup(problem, groups, 2 * multiples.length, async (group) => {
+    const s = split(group);
+    const differences: CentralDifference[][] = group.map(() => []);
+    for (const m of multiples) {
+      try {
+        (await groupCentral(problem, steps, group, m, true, s)).forEach((d, k) => differences[k].push(d));
+      } catch (e) {
+        if (!adaptive || !isTesseractError(e) || (e.code !== Code.FAILED_PRECONDITION && e.code !== Code.UNKNOWN)) throw e;
+        for (const c of group) steps.noteSkipped(c.leaf, c.index, m, e.message);
+      }
+    }
+    if (differences[0].length < 2) throw new TesseractError(Code.FAILED_PRECONDITION, `${groupName(problem, group)}: fewer than two of the adaptive steps could be evaluated (see adjusted_steps)`);
+    const [sigma, base] = [await noise(), await problem.base()];
+    return group.map((c, k) => {
+      const { values, errors } = extrapolate(differences[k], rowNoise(s.gather(k, sigma), differences[k], s.gather(k, base)));
+      return row(c, values, s.cells(k), errors);
+    });
+  });
+}

@@ -1,0 +1,143 @@
+/**
+ * Which structure a request's Jacobian (or VJP) is grouped by, from the sources in order: the
+ * request's pattern, the Tesseract's declaration, or (SPARSITY_MODE_DETECT) one detected from an
+ * earlier dense Jacobian of the same Tesseract, shapes and paths; else none, and the rules run
+ * dense. SPARSITY_MODE_DENSE ignores every pattern; so does the stochastic rule (its directions
+ * perturb every element already).
+ */
+import { groupColumns, type Column } from "./colouring";
+import { detectionKey, fits, type DetectedPatterns } from "./detection";
+import { groupable } from "./grouped";
+import type { ResolvedOptions } from "./options";
+import type { Problem } from "./problem";
+import { effectiveAlgorithm, plannedEvaluations } from "./rows";
+import { buildStructure, type Extent, type SparsityPattern, type Structure } from "./sparsity";
+
+/** Where a request's structure may come from. */
+export interface SparsitySources {
+  /** The request's patterns (its `sparsity` field). */
+  request?: readonly SparsityPattern[] | null;
+  /** The Tesseract's declaration at the request's inputs (undefined when it declares none). */
+  declared?: () => readonly SparsityPattern[] | undefined;
+  /** The requested outputs as abstractEval predicts them, without evaluating (undefined: unknown). */
+  predictedOutputs?: () => Promise<readonly { path: string; shape: readonly number[] }[] | undefined>;
+  /** The Tesseract's detected structures, and the request's output paths (half of its key). */
+  detected?: { cache: DetectedPatterns; outputPaths: readonly string[] };
+}
+
+export const FAILED_VERIFICATION = "detected, failed verification: dense";
+
+export class SparsityPlan {
+  /** The structure grouped by; undefined: dense. */
+  structure?: Structure;
+  groups?: Column[][];
+  /** "request", "tesseract", "detected", or "" (dense), for EvaluationStats.sparsity_source. */
+  source = "";
+  /** Verify the grouped rows before returning them (a detected structure). */
+  verify = false;
+  /** Where a dense run records its zeros (SPARSITY_MODE_DETECT with nothing detected yet). */
+  record?: { cache: DetectedPatterns; key: string };
+  /** f(x) was evaluated only to learn the output shapes (no abstractEval). */
+  baseForShapes = false;
+  /** The requested outputs' paths and shapes as planning learned them (abstractEval's order, maybe not apply's). */
+  outputs?: readonly { path: string; shape: readonly number[] }[];
+
+  constructor(
+    /** The differentiated elements, n. */
+    readonly columns: number,
+  ) {}
+
+  /** EvaluationStats.column_groups: the groups evaluated (n when dense). */
+  get columnGroups(): number {
+    return this.groups?.length ?? this.columns;
+  }
+
+  /** Structural nonzeros of the rows (JacobianHeader.nonzeros): 0 when the rows are dense. */
+  get nonzeros(): number {
+    return this.structure?.nonzeros ?? 0;
+  }
+
+  /** The verification found the detected structure wrong: dense from here on, and the stats say so. */
+  fallBack(): void {
+    this.structure = undefined;
+    this.groups = undefined;
+    this.verify = false;
+    this.source = FAILED_VERIFICATION;
+  }
+
+  /** Apply calls the request will make: the rule's count with the groups in place of n, plus what planning added. */
+  plannedEvaluations(options: ResolvedOptions): number {
+    const central = effectiveAlgorithm(this.columns, options) === "central";
+    return plannedEvaluations(this.columnGroups, options) + (this.baseForShapes && central ? 1 : 0) + (this.verify ? 2 : 0);
+  }
+}
+
+/** The differentiated leaves as extents. */
+const extents = (problem: Problem): Extent[] => problem.leaves.map((l) => ({ path: l.path, size: l.size }));
+
+const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+/**
+ * The requested outputs' paths and sizes: known after an evaluation, else predicted by abstractEval,
+ * else learned from f(x) (one evaluation the forward, Richardson and adaptive rules need anyway).
+ */
+async function knownOutputs(problem: Problem, sources: SparsitySources, plan: SparsityPlan): Promise<Extent[]> {
+  if (!problem.outputs) {
+    try {
+      plan.outputs = await sources.predictedOutputs?.();
+    } catch {
+      plan.outputs = undefined; // apply will say what is wrong with the inputs
+    }
+    if (!plan.outputs) {
+      await problem.base();
+      plan.baseForShapes = true;
+    }
+  }
+  plan.outputs ??= problem.outputs!;
+  return plan.outputs.map((o) => ({ path: o.path, size: sizeOf(o.shape) }));
+}
+
+/** The request's plan: its structure and column groups, or dense. */
+export async function planSparsity(problem: Problem, options: ResolvedOptions, sources: SparsitySources): Promise<SparsityPlan> {
+  const plan = new SparsityPlan(problem.size);
+  if (options.sparsityMode === "dense" || problem.size === 0 || effectiveAlgorithm(problem.size, options) === "stochastic") return plan;
+  const fromRequest = (sources.request?.length ?? 0) > 0;
+  const patterns = fromRequest ? sources.request! : sources.declared?.();
+  if (patterns) {
+    const field = fromRequest ? "sparsity" : "the Tesseract's sparsity declaration";
+    const structure = buildStructure(patterns, extents(problem), await knownOutputs(problem, sources, plan), { field, fromRequest });
+    if (!structure.dense) group(plan, problem, options, structure, fromRequest ? "request" : "tesseract");
+    return plan;
+  }
+  if (options.sparsityMode !== "detect" || !sources.detected) return plan;
+  const { cache, outputPaths } = sources.detected;
+  const key = detectionKey(problem.leaves, outputPaths);
+  const detected = cache.get(key);
+  if (detected === "dense") return plan;
+  if (detected && fits(detected, await knownOutputs(problem, sources, plan))) {
+    group(plan, problem, options, detected, "detected");
+    // Grouping that saves nothing is not worth its verification.
+    if (plan.columnGroups >= plan.columns) Object.assign(plan, { structure: undefined, groups: undefined, source: "" });
+    else plan.verify = true;
+    if (plan.verify) plan.record = { cache, key }; // a failed verification records anew
+    return plan;
+  }
+  plan.record = { cache, key };
+  return plan;
+}
+
+/**
+ * Groups the columns by `structure`: elements near a domain bound each alone, the others coloured
+ * (colouring.ts); every element alone when the structure is too dense to colour.
+ */
+function group(plan: SparsityPlan, problem: Problem, options: ResolvedOptions, structure: Structure, source: string): void {
+  const steps = problem.stepRule(options);
+  const algorithm = effectiveAlgorithm(problem.size, options);
+  const columns: Column[] = problem.leaves.flatMap((leaf, l) => Array.from({ length: leaf.size }, (_, index) => ({ leaf: l, index })));
+  const together = columns.filter((c) => groupable(steps, algorithm, c));
+  const alone = columns.filter((c) => !groupable(steps, algorithm, c));
+  const groups = groupColumns(structure, together) ?? together.map((c) => [c]);
+  plan.structure = structure;
+  plan.groups = [...groups, ...alone.map((c) => [c])];
+  plan.source = source;
+}

@@ -1,0 +1,175 @@
+/**
+ * The structure of a Jacobian: which entries of each (output, input) block are structurally nonzero,
+ * built from COO patterns (the request's, the Tesseract's declaration, or a detected one) and kept
+ * per column (input element) as compressed sparse columns, since the engine works column by column.
+ * Blocks without a pattern are dense.
+ */
+import { Code, invalidArgument, quote, listed, TesseractError } from "../../common/errors";
+import type { SparsityPattern } from "../tesseract";
+
+export type { SparsityPattern };
+
+/** An input leaf or an output, as the structure sees it: a path and a flat size. */
+export interface Extent {
+  path: string;
+  size: number;
+}
+
+/**
+ * Most structural nonzeros a structure may hold (over all its sparse blocks): about 12 bytes each
+ * while it is built, so the patterns of one request stay within some 50 MB.
+ */
+export const MAX_PATTERN_NONZEROS = 4_000_000;
+
+/** One sparse block: for input element j, its output indices are rows[starts[j] .. starts[j + 1]), ascending. */
+export interface SparseBlock {
+  starts: Uint32Array;
+  rows: Uint32Array;
+}
+
+export class Structure {
+  constructor(
+    readonly leaves: readonly Extent[],
+    readonly outputs: readonly Extent[],
+    /** [output][leaf]: undefined for a dense block. */
+    private readonly blocks: readonly (readonly (SparseBlock | undefined)[])[],
+  ) {}
+
+  /** Block (output o, leaf l) in compressed sparse columns; undefined when dense. */
+  block(o: number, leaf: number): SparseBlock | undefined {
+    return this.blocks[o][leaf];
+  }
+
+  /** The flat indices of output `o` that column `index` of leaf `leaf` touches; undefined: all of them. */
+  cells(o: number, leaf: number, index: number): Uint32Array | undefined {
+    const block = this.blocks[o][leaf];
+    return block?.rows.subarray(block.starts[index], block.starts[index + 1]);
+  }
+
+  /** How many output values column `index` of leaf `leaf` touches, over all outputs. */
+  degree(leaf: number, index: number): number {
+    return this.outputs.reduce((n, out, o) => {
+      const block = this.blocks[o][leaf];
+      return n + (block ? block.starts[index + 1] - block.starts[index] : out.size);
+    }, 0);
+  }
+
+  /** Structural nonzeros over all blocks (a dense block counts every entry). */
+  get nonzeros(): number {
+    let n = 0;
+    this.outputs.forEach((out, o) => this.leaves.forEach((leaf, l) => (n += this.blocks[o][l]?.rows.length ?? out.size * leaf.size)));
+    return n;
+  }
+
+  /** Entries the sparse blocks hold (what the structure costs in memory, 4 bytes each). */
+  get storedEntries(): number {
+    return this.blocks.reduce((n, row) => row.reduce((m, b) => m + (b?.rows.length ?? 0), n), 0);
+  }
+
+  /** Whether every block is dense (no pattern applies). */
+  get dense(): boolean {
+    return this.blocks.every((row) => row.every((b) => b === undefined));
+  }
+
+  private aligned?: { paths: string[]; structure: Structure };
+
+  /**
+   * The same structure with its outputs in `outputs`' order (apply's, which may differ from the
+   * order the outputs were predicted in). Apply's outputs must be the predicted ones: same paths,
+   * same sizes.
+   */
+  alignedTo(outputs: readonly { path: string; shape: readonly number[] }[]): Structure {
+    const known = this.aligned;
+    if (known && known.paths.length === outputs.length && known.paths.every((p, k) => p === outputs[k].path)) return known.structure;
+    const order = outputs.map((out) => {
+      const o = this.outputs.findIndex((x) => x.path === out.path);
+      const size = out.shape.reduce((a, b) => a * b, 1);
+      if (o < 0 || this.outputs[o].size !== size || outputs.length !== this.outputs.length) {
+        throw new TesseractError(
+          Code.INTERNAL,
+          `apply's outputs (${outputs.map((x) => `${x.path} [${x.shape.join(", ")}]`).join(", ")}) differ from those abstractEval predicted (${this.outputs.map((x) => `${x.path}: ${x.size} elements`).join(", ")})`,
+        );
+      }
+      return o;
+    });
+    const structure = order.every((o, k) => o === k) ? this : new Structure(this.leaves, order.map((o) => this.outputs[o]), order.map((o) => this.blocks[o]));
+    this.aligned = { paths: outputs.map((o) => o.path), structure };
+    return structure;
+  }
+}
+
+/** Who gave the patterns, for refusals: the request (INVALID_ARGUMENT) or the Tesseract (its author's mistake, INTERNAL). */
+export interface PatternSource {
+  /** "sparsity" (the request's field) or "the Tesseract's sparsity declaration". */
+  field: string;
+  fromRequest: boolean;
+}
+
+/**
+ * The structure the patterns describe for these leaves and outputs. Refused: a pattern for a pair
+ * that is not requested (the request's; a declaration's are skipped), the same pair twice, index
+ * lists of different lengths, an index out of range, more than MAX_PATTERN_NONZEROS pairs.
+ */
+export function buildStructure(patterns: readonly SparsityPattern[], leaves: readonly Extent[], outputs: readonly Extent[], source: PatternSource): Structure {
+  const refuse = (message: string) => (source.fromRequest ? invalidArgument(message) : new TesseractError(Code.INTERNAL, message));
+  const blocks: (SparseBlock | undefined)[][] = outputs.map(() => leaves.map(() => undefined));
+  const seen = new Map<string, number>();
+  const total = patterns.reduce((n, p) => n + (p.output_index?.length ?? 0), 0);
+  if (total > MAX_PATTERN_NONZEROS) {
+    throw new TesseractError(Code.RESOURCE_EXHAUSTED, `${source.field} has ${total} index pairs, more than the ${MAX_PATTERN_NONZEROS} a request may carry; leave dense blocks out rather than listing every entry`);
+  }
+  patterns.forEach((pattern, k) => {
+    const where = `${source.field}[${k}] (output_path ${quote(String(pattern.output_path))}, input_path ${quote(String(pattern.input_path))})`;
+    const o = outputs.findIndex((out) => out.path === pattern.output_path);
+    const l = leaves.findIndex((leaf) => leaf.path === pattern.input_path);
+    if (o < 0 || l < 0) {
+      if (!source.fromRequest) return;
+      const which = o < 0 ? `output_path is not a requested output (${listed(outputs.map((x) => x.path))})` : `input_path is not a differentiated input (${listed(leaves.map((x) => x.path))})`;
+      throw refuse(`${where}: ${which}`);
+    }
+    const pair = `${o} ${l}`;
+    if (seen.has(pair)) throw refuse(`${where}: the pair already has a pattern, ${source.field}[${seen.get(pair)}]; give each pair one`);
+    seen.set(pair, k);
+    const [rows, columns] = [pattern.output_index ?? [], pattern.input_index ?? []];
+    if (rows.length !== columns.length) throw refuse(`${where}: output_index has ${rows.length} entries and input_index ${columns.length}; expected pairs (the same number of each)`);
+    blocks[o][l] = sparseBlock(rows, columns, outputs[o], leaves[l], (message) => refuse(`${where}: ${message}`));
+  });
+  return new Structure(leaves, outputs, blocks);
+}
+
+/** A flat index as a number; refused unless a whole number in [0, size). */
+function flatIndex(value: number | string, size: number, field: string, k: number, path: string, refuse: (m: string) => Error): number {
+  const v = typeof value === "number" ? value : Number(value);
+  if (!Number.isInteger(v) || v < 0 || v >= size) throw refuse(`${field}[${k}] = ${String(value).slice(0, 40)} is out of range for ${path}, which has ${size} elements (flat row-major indices 0 to ${size - 1})`);
+  return v;
+}
+
+/** COO pairs to compressed sparse columns, each column's rows ascending, duplicates merged. */
+function sparseBlock(rowIndex: ArrayLike<number | string>, columnIndex: ArrayLike<number | string>, output: Extent, leaf: Extent, refuse: (m: string) => Error): SparseBlock {
+  const count = rowIndex.length;
+  const rows = new Uint32Array(count);
+  const columns = new Uint32Array(count);
+  const starts = new Uint32Array(leaf.size + 1);
+  for (let k = 0; k < count; k++) {
+    rows[k] = flatIndex(rowIndex[k], output.size, "output_index", k, output.path, refuse);
+    columns[k] = flatIndex(columnIndex[k], leaf.size, "input_index", k, leaf.path, refuse);
+    starts[columns[k] + 1]++;
+  }
+  for (let j = 0; j < leaf.size; j++) starts[j + 1] += starts[j];
+  const sorted = new Uint32Array(count);
+  const next = starts.slice(0, leaf.size);
+  for (let k = 0; k < count; k++) sorted[next[columns[k]]++] = rows[k];
+  // Sort each column and drop repeats, compacting in place.
+  let at = 0;
+  for (let j = 0; j < leaf.size; j++) {
+    const column = sorted.subarray(starts[j], starts[j + 1]).sort();
+    starts[j] = at;
+    let previous = -1;
+    for (let k = 0; k < column.length; k++) {
+      const row = column[k]; // read before anything at or below `at` is written
+      if (row !== previous) sorted[at++] = previous = row;
+    }
+  }
+  starts[leaf.size] = at;
+  return { starts, rows: at === count ? sorted : sorted.slice(0, at) };
+}

@@ -1,0 +1,470 @@
+/**
+ * Column grouping (issue 14): grouped results against dense ones on every bundled Tesseract and on
+ * random sparse patterns (fast-check, exact evaluation counts), the three sources of structure and
+ * their precedence, detection that never returns a wrong Jacobian silently, refusals of patterns
+ * that do not fit, and heat's banded Jacobian in 6 evaluations, streamed as sparse rows.
+ */
+import { strict as assert } from "node:assert";
+import * as path from "node:path";
+import fc from "fast-check";
+import ndarray from "ndarray";
+import { assembleJacobian, assembleSparseJacobian, densifyRows, TesseractClient, type JacobianRowsEvent } from "../client";
+import { Inputs as HeatInputs, Outputs as HeatOutputs } from "../generated/tesseract/examples/heat/v1/heat";
+import { Algorithm, Code, SparsityMode, startServer, type RunningServer } from "../index";
+import { JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
+import { DetectedPatterns } from "../server/fd/detection";
+import { rowMessages } from "../server/grpc/rows-stream";
+import { buildStructure, MAX_PATTERN_NONZEROS } from "../server/fd/sparsity";
+import { silentLogger } from "../server/log";
+import { TesseractRuntime, type JacobianEntry } from "../server/runtime";
+import { sampleHeatInputs } from "../server/tesseracts/samples";
+import type { SparsityPattern } from "../server/tesseract";
+import { counted, f64, meshInputs, rejects } from "./helpers";
+
+const { CENTRAL, FORWARD, RICHARDSON, ADAPTIVE } = {
+  CENTRAL: Algorithm.ALGORITHM_CENTRAL,
+  FORWARD: Algorithm.ALGORITHM_FORWARD,
+  RICHARDSON: Algorithm.ALGORITHM_RICHARDSON,
+  ADAPTIVE: Algorithm.ALGORITHM_ADAPTIVE,
+};
+const DENSE = SparsityMode.SPARSITY_MODE_DENSE;
+const DETECT = SparsityMode.SPARSITY_MODE_DETECT;
+const POLYNOMIAL_DIR = path.join(__dirname, "../../test/fixtures/polynomial");
+
+/** Grouped entries equal the dense ones to rounding; estimates equal at structural nonzeros, 0 off them. */
+function assertSameEntries(grouped: JacobianEntry[], dense: JacobianEntry[], what: string): void {
+  assert.deepEqual(grouped.map((e) => [e.outputPath, e.inputPath, e.shape]), dense.map((e) => [e.outputPath, e.inputPath, e.shape]));
+  grouped.forEach((g, k) => {
+    const d = dense[k];
+    const scale = d.values.reduce((m, v) => Math.max(m, Math.abs(v)), 0) || 1;
+    for (let i = 0; i < g.values.length; i++) {
+      assert.ok(Math.abs(g.values[i] - d.values[i]) <= 1e-12 * scale, `${what}: d ${g.outputPath} / d ${g.inputPath} entry ${i}: ${g.values[i]} vs ${d.values[i]}`);
+      if (g.errors && d.errors && g.values[i] !== 0) assert.equal(g.errors[i], d.errors[i], `${what}: the error estimate of entry ${i}`);
+    }
+    assert.equal(!!g.errors, !!d.errors, `${what}: error estimates on both or neither`);
+  });
+}
+
+describe("column grouping", () => {
+  describe("grouped = dense on every bundled Tesseract, every rule but stochastic", () => {
+    const vector = (normalize: boolean) => ({ a: f64([1.5, -2, 0.25, 4, 3]), b: f64([0.5, 1, -3, 2, 1]), s: f64([1.7], []), normalize });
+    const cases = [
+      { name: "meshstats", inputs: meshInputs(30), inputPaths: ["mesh.points"], outputPaths: ["statistics.first_point_coordinates", "statistics.barycenter"], groups: 30 },
+      { name: "vectoradd", inputs: vector(false), inputPaths: ["a", "b", "s"], outputPaths: ["result"], groups: 3 },
+      { name: "vectoradd", inputs: vector(true), inputPaths: ["a", "b", "s"], outputPaths: ["result"], groups: 11 },
+      { name: "heat", inputs: sampleHeatInputs(60, 2), inputPaths: ["initial_temperature", "diffusivity"], outputPaths: ["final_temperature"], groups: 5 },
+      // A diamond of 13 cells per column: at least 13 groups; greedy takes 16.
+      { name: "heat", inputs: sampleHeatInputs(9, 2, 2), inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"], groups: 16 },
+      { name: "univariate", inputs: { x: ndarray(Float32Array.of(0.5), []), y: ndarray(Float32Array.of(1.5), []) }, inputPaths: ["x", "y"], outputPaths: ["result"], groups: 2 },
+    ];
+    for (const c of cases) {
+      for (const [algorithm, rule, perGroup, extra] of [[CENTRAL, "central", 2, 0], [FORWARD, "forward", 1, 1], [RICHARDSON, "richardson", 4, 9], [ADAPTIVE, "adaptive", 12, 9]] as const) {
+        it(`${c.name} ${c.inputPaths.join(", ")} (${c.groups} groups), ${rule}: ${perGroup} × groups + ${extra} evaluations`, async () => {
+          const { runtime, counter } = counted(c.name);
+          runtime.definition.validate?.(c.inputs);
+          const request = { inputs: c.inputs, inputPaths: c.inputPaths, outputPaths: c.outputPaths };
+          const grouped = await runtime.jacobian({ ...request, options: { algorithm } });
+          assert.equal(grouped.stats.column_groups, c.groups);
+          assert.equal(counter.calls, perGroup * c.groups + extra);
+          assert.equal(grouped.stats.apply_calls, counter.calls);
+          const dense = await runtime.jacobian({ ...request, options: { algorithm, sparsity_mode: DENSE } });
+          assert.equal(dense.stats.sparsity_source, "");
+          assertSameEntries(grouped.entries, dense.entries, `${c.name} ${rule}`);
+        });
+      }
+    }
+  });
+
+  it("VJP: grouped by meshstats' structure, equal to the dense VJP (Richardson's estimate too)", async () => {
+    const { runtime, counter } = counted("meshstats");
+    const N = 12;
+    const request = {
+      inputs: meshInputs(N),
+      inputPaths: ["mesh.points"],
+      outputPaths: ["statistics.first_point_coordinates", "statistics.barycenter"],
+      cotangent: { "statistics.first_point_coordinates": f64([1, -2, 0.5]), "statistics.barycenter": f64([3, 0.25, -1]) },
+    };
+    for (const algorithm of [CENTRAL, RICHARDSON]) {
+      counter.calls = 0;
+      const grouped = await runtime.vjp({ ...request, options: { algorithm } });
+      assert.equal(counter.calls, algorithm === CENTRAL ? 2 * N : 4 * N + 9);
+      assert.deepEqual([grouped.stats.column_groups, grouped.stats.sparsity_source], [N, "tesseract"]);
+      const dense = await runtime.vjp({ ...request, options: { algorithm, sparsity_mode: DENSE } });
+      const [g, d] = [grouped.result["mesh.points"].data, dense.result["mesh.points"].data];
+      const expected = Float64Array.from({ length: 3 * N }, (_, k) => (k < 3 ? [1, -2, 0.5][k] : 0) + [3, 0.25, -1][k % 3] / N);
+      // Both within rounding of the exact VJP (meshstats is linear: |x| ~ 10, eps 1e-6).
+      g.forEach((v, j) => assert.ok(Math.abs(v - expected[j]) < 1e-8 && Math.abs(d[j] - expected[j]) < 1e-8, `element ${j}: ${v} and ${d[j]} vs ${expected[j]}`));
+      if (algorithm === RICHARDSON) {
+        // Each entry's bound, summed with |c|: it bounds the true error.
+        grouped.errors!["mesh.points"].data.forEach((e, j) => assert.ok(Math.abs(g[j] - expected[j]) <= e, `element ${j}: error ${Math.abs(g[j] - expected[j])} over its estimate ${e}`));
+      }
+    }
+  });
+
+  describe("random sparse patterns (fast-check)", () => {
+    /**
+     * A synthetic Tesseract on the polynomial fixture's schema: f_i = sum over the pattern's (i, j) of
+     * w_ij (sin x_j + x_j^2 / 2), m outputs, n inputs; it declares nothing, the request sends the pattern.
+     */
+    function synthetic(m: number, pairs: [number, number][]) {
+      const base = new TesseractRuntime(require(path.join(POLYNOMIAL_DIR, "polynomial.js")).default, POLYNOMIAL_DIR);
+      const counter = { calls: 0 };
+      const weight = (i: number, j: number) => 1 + ((i * 7 + j * 13) % 5) / 4;
+      const definition = {
+        ...base.definition,
+        apply(inputs: { x: ndarray.NdArray<Float64Array> }) {
+          counter.calls++;
+          const x = inputs.x.data;
+          const f = new Float64Array(m);
+          for (const [i, j] of pairs) f[i] += weight(i, j) * (Math.sin(x[j]) + x[j] * x[j] / 2);
+          return { f: ndarray(f, [m]) };
+        },
+        abstractEval: () => [{ path: "f", shape: [m], datatype: 11 }],
+      };
+      return { runtime: new TesseractRuntime(definition, POLYNOMIAL_DIR), counter };
+    }
+
+    const patterns = fc
+      .record({ m: fc.integer({ min: 1, max: 24 }), n: fc.integer({ min: 1, max: 24 }) })
+      .chain(({ m, n }) =>
+        fc.record({
+          m: fc.constant(m),
+          n: fc.constant(n),
+          pairs: fc.uniqueArray(fc.tuple(fc.nat(m - 1), fc.nat(n - 1)), { maxLength: m * n, selector: ([i, j]) => `${i} ${j}` }),
+          // Entries the request declares but that are zero: a superset is allowed.
+          extra: fc.uniqueArray(fc.tuple(fc.nat(m - 1), fc.nat(n - 1)), { maxLength: 8, selector: ([i, j]) => `${i} ${j}` }),
+          x: fc.array(fc.double({ min: -2, max: 2, noNaN: true }), { minLength: n, maxLength: n }),
+        }),
+      );
+
+    it("central: 2 × groups evaluations exactly, grouped = dense, groups between the densest row and max conflicts + 1", async () => {
+      await fc.assert(
+        fc.asyncProperty(patterns, async ({ m, n, pairs, extra, x }) => {
+          const { runtime, counter } = synthetic(m, pairs);
+          const declared = [...new Map([...pairs, ...extra].map((p) => [`${p[0]} ${p[1]}`, p])).values()];
+          const sparsity = [{ output_path: "f", input_path: "x", output_index: declared.map((p) => p[0]), input_index: declared.map((p) => p[1]) }];
+          const request = { inputs: { x: f64(x), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"], options: { algorithm: CENTRAL } };
+          const grouped = await runtime.jacobian({ ...request, sparsity });
+          const groups = grouped.stats.column_groups!;
+          assert.equal(counter.calls, 2 * groups);
+          assert.equal(grouped.stats.sparsity_source, "request");
+          // Greedy colouring: at least the most columns one row holds, at most one more than the most columns one column conflicts with.
+          const rows = Array.from({ length: m }, (_, i) => new Set(declared.filter((p) => p[0] === i).map((p) => p[1])));
+          const conflicts = (j: number) => new Set(rows.filter((r) => r.has(j)).flatMap((r) => [...r]).filter((k) => k !== j)).size;
+          assert.ok(groups >= Math.max(1, ...rows.map((r) => r.size)), `${groups} groups`);
+          assert.ok(groups <= 1 + Math.max(0, ...Array.from({ length: n }, (_, j) => conflicts(j))), `${groups} groups`);
+          const dense = await runtime.jacobian({ ...request, options: { algorithm: CENTRAL, sparsity_mode: DENSE } });
+          assert.equal(counter.calls, 2 * groups + 2 * n);
+          assertSameEntries(grouped.entries, dense.entries, "random pattern");
+        }),
+        { numRuns: 60 },
+      );
+    });
+
+    it("forward: groups + 1 evaluations; JacobianRows: sparse rows that assemble to the same Jacobian", async () => {
+      await fc.assert(
+        fc.asyncProperty(patterns, async ({ m, pairs, x }) => {
+          const { runtime, counter } = synthetic(m, pairs);
+          const sparsity = [{ output_path: "f", input_path: "x", output_index: pairs.map((p) => p[0]), input_index: pairs.map((p) => p[1]) }];
+          const request = { inputs: { x: f64(x), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"], options: { algorithm: FORWARD }, sparsity };
+          const unary = await runtime.jacobian(request);
+          assert.equal(counter.calls, unary.stats.column_groups! + 1);
+          const stream = runtime.jacobianRows(request);
+          const J = new Float64Array(unary.entries[0].values.length);
+          let values = 0;
+          for await (const row of stream.rows) {
+            const at = row.indices?.[0];
+            // A pattern with no pair at all streams dense rows (nonzeros 0 means dense on the wire).
+            if (!at) assert.ok(pairs.length === 0 && row.values[0].every((v) => v === 0));
+            at?.forEach((i, k) => (J[i * x.length + row.inputIndex] = row.values[0][k]));
+            values += at?.length ?? 0;
+          }
+          assert.equal(stream.nonzeros(), pairs.length);
+          assert.equal(values, pairs.length, "each row carries its structural nonzeros only");
+          assert.deepEqual(J, unary.entries[0].values);
+        }),
+        { numRuns: 30 },
+      );
+    });
+  });
+
+  describe("sources and precedence", () => {
+    const polynomial = () => new TesseractRuntime(require(path.join(POLYNOMIAL_DIR, "polynomial.js")).default, POLYNOMIAL_DIR);
+    const inputs = () => ({ x: f64([0.5, -1, 2, 0.25]), y: f64([0.7], []), params: {}, blocks: [], mode: "" });
+    // f_i = x_i^3 + y sin(x_i): d f / d x diagonal, d f / d y dense.
+    const diagonal: SparsityPattern = { output_path: "f", input_path: "x", output_index: [0, 1, 2, 3], input_index: [0, 1, 2, 3] };
+
+    it("the request's pattern; without abstractEval, f(x) tells the output shapes first (2 × groups + 1)", async () => {
+      const runtime = polynomial();
+      const { entries, stats } = await runtime.jacobian({ inputs: inputs(), inputPaths: ["x", "y"], outputPaths: ["f"], sparsity: [diagonal] });
+      assert.deepEqual([stats.column_groups, stats.sparsity_source, stats.apply_calls], [2, "request", 2 * 2 + 1]);
+      const dense = await runtime.jacobian({ inputs: inputs(), inputPaths: ["x", "y"], outputPaths: ["f"], options: { sparsity_mode: DENSE } });
+      assertSameEntries(entries, dense.entries, "polynomial");
+    });
+
+    it("the request's pattern before the Tesseract's; SPARSITY_MODE_DENSE ignores both; the stochastic rule too", async () => {
+      const { runtime, counter } = counted("vectoradd");
+      const inputs = { a: f64([1, 2, 3]), b: f64([4, 5, 6]), s: f64([2], []), normalize: false };
+      const request = { inputs, inputPaths: ["a", "b"], outputPaths: ["result"] };
+      // The declaration: a and b diagonal; a_i and b_i both move result_i, so all of a, then all of b.
+      assert.deepEqual((await runtime.jacobian(request)).stats.column_groups, 2);
+      counter.calls = 0;
+      // The request's own (a dense block for b): a's 3 columns in one group, b's in 3.
+      const own = [{ output_path: "result", input_path: "a", output_index: [0, 1, 2], input_index: [0, 1, 2] }];
+      const fromRequest = await runtime.jacobian({ ...request, sparsity: own });
+      assert.deepEqual([fromRequest.stats.column_groups, fromRequest.stats.sparsity_source, counter.calls], [4, "request", 8]);
+      const dense = await runtime.jacobian({ ...request, sparsity: own, options: { sparsity_mode: DENSE } });
+      assert.deepEqual([dense.stats.column_groups, dense.stats.sparsity_source], [6, ""]);
+      const stochastic = await runtime.jacobian({ ...request, options: { algorithm: Algorithm.ALGORITHM_STOCHASTIC, num_samples: 2, seed: 1 } });
+      assert.deepEqual([stochastic.stats.column_groups, stochastic.stats.sparsity_source, stochastic.stats.apply_calls], [6, "", 4]);
+    });
+
+    it("a declaration that fails is INTERNAL naming it; one that does not fit is INTERNAL naming the pair", async () => {
+      const base = polynomial();
+      const broken = new TesseractRuntime({ ...base.definition, sparsity: () => { throw new Error("oops"); } }, POLYNOMIAL_DIR);
+      await rejects(broken.jacobian({ inputs: inputs(), inputPaths: ["x"], outputPaths: ["f"] }), Code.INTERNAL, /^the Tesseract's sparsity declaration failed: oops$/);
+      const wrong = new TesseractRuntime({ ...base.definition, sparsity: () => [{ ...diagonal, output_index: [0, 1, 2, 4] }] }, POLYNOMIAL_DIR);
+      await rejects(wrong.jacobian({ inputs: inputs(), inputPaths: ["x"], outputPaths: ["f"] }), Code.INTERNAL, /^the Tesseract's sparsity declaration\[0\] \(output_path "f", input_path "x"\): output_index\[3\] = 4 is out of range for f, which has 4 elements/);
+    });
+  });
+
+  describe("patterns that do not fit: INVALID_ARGUMENT naming the pair", () => {
+    const { runtime, counter } = counted("meshstats");
+    const request = { inputs: meshInputs(4), inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"] };
+    const pattern = (p: Partial<SparsityPattern>): SparsityPattern => ({ output_path: "statistics.barycenter", input_path: "mesh.points", output_index: [0], input_index: [0], ...p });
+    const cases: [string, SparsityPattern[], RegExp][] = [
+      ["an output index out of range", [pattern({ output_index: ["3"] })], /^sparsity\[0\] \(output_path "statistics\.barycenter", input_path "mesh\.points"\): output_index\[0\] = 3 is out of range for statistics\.barycenter, which has 3 elements \(flat row-major indices 0 to 2\)$/],
+      ["an input index out of range", [pattern({ input_index: ["18446744073709551615"] })], /^sparsity\[0\] .*: input_index\[0\] = 18446744073709551615 is out of range for mesh\.points, which has 12 elements/],
+      ["an output that is not requested", [pattern({ output_path: "statistics.first_point_coordinates" })], /^sparsity\[0\] \(output_path "statistics\.first_point_coordinates", input_path "mesh\.points"\): output_path is not a requested output \(statistics\.barycenter\)$/],
+      ["an input that is not differentiated", [pattern({ input_path: "mesh.pointz" })], /^sparsity\[0\] .*: input_path is not a differentiated input \(mesh\.points\)$/],
+      ["index lists of different lengths", [pattern({ output_index: [0, 1] })], /^sparsity\[0\] .*: output_index has 2 entries and input_index 1; expected pairs/],
+      ["the same pair twice", [pattern({}), pattern({})], /^sparsity\[1\] .*: the pair already has a pattern, sparsity\[0\]; give each pair one$/],
+    ];
+    for (const [what, sparsity, message] of cases) {
+      it(what, async () => {
+        counter.calls = 0;
+        await rejects(runtime.jacobian({ ...request, sparsity }), Code.INVALID_ARGUMENT, message);
+        await rejects(runtime.vjp({ ...request, cotangent: { "statistics.barycenter": f64([1, 2, 3]) }, sparsity }), Code.INVALID_ARGUMENT, message);
+        assert.equal(counter.calls, 0, "refused before evaluating (abstractEval tells the shapes)");
+      });
+    }
+
+    it("more pairs than a request may carry: RESOURCE_EXHAUSTED; an unknown sparsity_mode: INVALID_ARGUMENT", async () => {
+      const huge = { length: MAX_PATTERN_NONZEROS + 1 } as ArrayLike<number>;
+      assert.throws(
+        () => buildStructure([pattern({ output_index: huge, input_index: huge })], [{ path: "mesh.points", size: 12 }], [{ path: "statistics.barycenter", size: 3 }], { field: "sparsity", fromRequest: true }),
+        (e: { code: number; message: string }) => e.code === Code.RESOURCE_EXHAUSTED && /^sparsity has 4000001 index pairs, more than the 4000000 a request may carry/.test(e.message),
+      );
+      await rejects(runtime.jacobian({ ...request, options: { sparsity_mode: 7 } }), Code.INVALID_ARGUMENT, /^options\.sparsity_mode: unknown sparsity mode 7; expected 0, 1 or 2/);
+    });
+  });
+
+  describe("detection (SPARSITY_MODE_DETECT)", () => {
+    /**
+     * f_i = x_i^3 (diagonal) while x[0] < 1; beyond, f_i also moves with x[n-1]: a structure that
+     * changes with the inputs, as a solver's branch would.
+     */
+    function switching() {
+      const base = new TesseractRuntime(require(path.join(POLYNOMIAL_DIR, "polynomial.js")).default, POLYNOMIAL_DIR);
+      const counter = { calls: 0 };
+      const definition = {
+        ...base.definition,
+        apply(inputs: { x: ndarray.NdArray<Float64Array> }) {
+          counter.calls++;
+          const x = inputs.x.data;
+          const last = x[x.length - 1];
+          return { f: ndarray(x.map((v) => v ** 3 + (x[0] > 1 ? 0.5 * v * last : 0)), [x.length]) };
+        },
+      };
+      return { runtime: new TesseractRuntime(definition, POLYNOMIAL_DIR), counter };
+    }
+    const at = (x: number[]) => ({ inputs: { x: f64(x), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"], options: { sparsity_mode: DETECT, seed: 5 } });
+
+    it("the first dense Jacobian records its zeros; later ones group by them, verified by one more pair", async () => {
+      const { runtime, counter } = switching();
+      const first = await runtime.jacobian(at([0.5, -1, 2, 0.25, 1.5]));
+      assert.deepEqual([first.stats.sparsity_source, first.stats.column_groups, counter.calls], ["", 5, 10]);
+      counter.calls = 0;
+      const second = await runtime.jacobian(at([0.25, -2, 1, 0.5, 1]));
+      // One group (a diagonal), f(x) for the shapes (no abstractEval), and the verification pair.
+      assert.deepEqual([second.stats.sparsity_source, second.stats.column_groups, counter.calls], ["detected", 1, 2 + 1 + 2]);
+      const dense = await runtime.jacobian({ ...at([0.25, -2, 1, 0.5, 1]), options: { sparsity_mode: DENSE } });
+      assertSameEntries(second.entries, dense.entries, "detected");
+      // Without DETECT, the recorded structure is not used.
+      assert.equal((await runtime.jacobian({ ...at([0.25, -2, 1, 0.5, 1]), options: {} })).stats.column_groups, 5);
+    });
+
+    it("a structure that changed with the inputs fails verification: the dense Jacobian, and the stats say so", async () => {
+      const { runtime, counter } = switching();
+      await runtime.jacobian(at([0.5, -1, 2, 0.25, 1.5]));
+      counter.calls = 0;
+      const x = [1.5, -1, 2, 0.25, 1.5]; // x[0] > 1: every f_i moves with x[4] too
+      const checked = await runtime.jacobian(at(x));
+      assert.equal(checked.stats.sparsity_source, "detected, failed verification: dense");
+      assert.equal(checked.stats.column_groups, 5);
+      assert.equal(counter.calls, 1 + 2 + 2 + 2 * 5, "f(x), the grouped pair, the verification pair, then dense");
+      const dense = await runtime.jacobian({ ...at(x), options: { sparsity_mode: DENSE } });
+      assertSameEntries(checked.entries, dense.entries, "fallback");
+      const J = checked.entries[0].values;
+      assert.ok(Math.abs(J[0 * 5 + 4] - 0.5 * 1.5) < 1e-6, "d f_0 / d x_4 is there");
+      // The dense run recorded the new structure: the next call groups by it and passes.
+      const again = await runtime.jacobian(at(x));
+      assert.equal(again.stats.sparsity_source, "detected");
+      assertSameEntries(again.entries, dense.entries, "re-detected");
+    });
+
+    it("streamed: rows are held back until verified, so a failed verification streams only the dense rows", async () => {
+      const { runtime } = switching();
+      await runtime.jacobian(at([0.5, -1, 2, 0.25, 1.5]));
+      const stream = runtime.jacobianRows(at([1.5, -1, 2, 0.25, 1.5]));
+      const rows = [];
+      for await (const row of stream.rows) rows.push(row);
+      assert.equal(rows.length, 5);
+      assert.ok(rows.every((r) => !r.indices && r.values[0].length === 5), "dense rows");
+      assert.equal(stream.nonzeros(), 0);
+      assert.equal(stream.stats().sparsity_source, "detected, failed verification: dense");
+    });
+
+    it("the cache is bounded in structures and in stored entries, least recently used first out", async () => {
+      const cache = new DetectedPatterns(2, 10);
+      const structure = (n: number) => buildStructure([{ output_path: "f", input_path: "x", output_index: Array.from({ length: n }, (_, i) => i), input_index: Array.from({ length: n }, (_, i) => i) }], [{ path: "x", size: n }], [{ path: "f", size: n }], { field: "t", fromRequest: false });
+      cache.set("a", structure(3));
+      cache.set("b", structure(3));
+      cache.get("a");
+      cache.set("c", structure(3));
+      assert.deepEqual([cache.get("a") !== undefined, cache.get("b") !== undefined, cache.get("c") !== undefined], [true, false, true]);
+      cache.set("d", structure(8)); // 3 + 8 > 10 stored entries: "a" and "c" go
+      assert.deepEqual([cache.size, cache.get("d") !== undefined], [1, true]);
+      cache.set("e", structure(11)); // alone over the bound: not kept
+      assert.equal(cache.get("e"), undefined);
+    });
+  });
+
+  it("REST /jacobian: dense output either way; sparsity_mode=dense (query or body) evaluates column by column", async () => {
+    const server = await startServer({ tesseract: "vectoradd", port: 0, httpPort: 0, logger: silentLogger });
+    const array = (values: number[], shape: number[]) => ({ shape, dtype: "float64", data: { buffer: values, encoding: "json" } });
+    try {
+      const jacobian = async (query: string, options?: object) => {
+        const response = await fetch(`http://127.0.0.1:${server.httpPort}/jacobian${query}`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ inputs: { a: array([1, 2, 3], [3]), b: array([4, 5, 6], [3]), s: array([2], []) }, jac_inputs: ["a", "b"], jac_outputs: ["result"], ...(options ? { options } : {}) }),
+        });
+        return { status: response.status, json: (await response.json()) as { result: { a: unknown } } };
+      };
+      const before = server.runtime.evaluations;
+      const grouped = await jacobian("");
+      const afterGrouped = server.runtime.evaluations;
+      const dense = await jacobian("?sparsity_mode=dense");
+      const afterDense = server.runtime.evaluations;
+      assert.deepEqual([grouped.status, dense.status], [200, 200]);
+      assert.deepEqual(grouped.json, dense.json);
+      assert.deepEqual([afterGrouped - before, afterDense - afterGrouped], [2 * 2, 2 * 6]);
+      assert.equal((await jacobian("", { sparsity_mode: "SPARSITY_MODE_DENSE" })).status, 200);
+      assert.equal(server.runtime.evaluations - afterDense, 2 * 6);
+      const bad = await jacobian("?sparsity_mode=sparse");
+      assert.equal(bad.status, 422);
+      assert.match(JSON.stringify(bad.json), /query parameter sparsity_mode is \\"sparse\\", expected dense or detect/);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("a sparse row larger than the message budget is split: indices with their values and estimates, every message within budget", () => {
+    const indices = Uint32Array.from({ length: 700 }, (_, k) => 3 * k);
+    const values = Float64Array.from(indices, (i) => Math.sin(i));
+    const errors = Float64Array.from(indices, (i) => i * 1e-9);
+    const dense = Float64Array.from({ length: 50 }, (_, i) => i);
+    const row = { inputPath: "x", inputIndex: 7, values: [values, dense], errors: [errors, dense], indices: [indices, undefined] };
+    const messages = [...rowMessages(row, [{ path: "f" }, { path: "g" }], 1024)];
+    assert.ok(messages.length > 10);
+    const seen = { f: [] as number[], values: [] as number[], errors: [] as number[], g: 0 };
+    for (const bytes of messages) {
+      assert.ok(bytes.length <= 1024, `a message of ${bytes.length} bytes`);
+      const { row: decoded } = JacobianRowsResponse.decode(bytes);
+      assert.deepEqual([decoded!.input_path, decoded!.input_index], ["x", 7]);
+      for (const slice of decoded!.slices) {
+        const v = new Float64Array(new Uint8Array(slice.values!.data).buffer);
+        const e = new Float64Array(new Uint8Array(slice.error_estimate!.data).buffer);
+        if (slice.output_path === "g") {
+          assert.deepEqual([slice.indices, Array.from(v)], [[], Array.from(dense.subarray(slice.offset, slice.offset + v.length))]);
+          seen.g += v.length;
+          continue;
+        }
+        assert.deepEqual([slice.offset, slice.indices.length, e.length], [0, v.length, v.length]);
+        seen.f.push(...slice.indices);
+        seen.values.push(...v);
+        seen.errors.push(...e);
+      }
+    }
+    assert.deepEqual(seen.f, Array.from(indices));
+    assert.deepEqual(seen.values, Array.from(values));
+    assert.deepEqual(seen.errors, Array.from(errors));
+    assert.equal(seen.g, 50);
+  });
+
+  describe("heat, n = 23 200, one step: tridiagonal, 6 evaluations, sparse rows", () => {
+    const n = 23_200;
+    let server: RunningServer;
+    let client: TesseractClient<HeatInputs, HeatOutputs>;
+    before(async () => {
+      server = await startServer({ tesseract: "heat", host: "127.0.0.1", port: 0, logger: silentLogger });
+      client = new TesseractClient<HeatInputs, HeatOutputs>(server.address, { inputs: HeatInputs, outputs: HeatOutputs });
+    });
+    after(async () => {
+      client?.close();
+      await server?.close();
+    });
+
+    it("streams 3 values per row (2 at the ends), 6 evaluations, and assembles sparse to (I + rL)", async () => {
+      const request = { inputs: sampleHeatInputs(n, 1), inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"] };
+      const events: JacobianRowsEvent[] = [];
+      for await (const e of client.jacobianRows(request)) events.push(e);
+      const header = events[0].header!;
+      assert.deepEqual([header.total_rows, header.planned_evaluations, header.nonzeros], [n, 6, 3 * n - 2]);
+      const rows = events.filter((e) => e.row).map((e) => e.row!);
+      assert.equal(rows.length, n, "one message per row");
+      for (const row of rows) {
+        const j = row.input_index;
+        assert.deepEqual(row.slices[0].indices, [j - 1, j, j + 1].filter((i) => i >= 0 && i < n));
+      }
+      const { jacobian, stats } = await assembleSparseJacobian(events);
+      assert.deepEqual([stats.apply_calls, stats.column_groups, stats.sparsity_source], [6, 3, "tesseract"]);
+      const J = jacobian.final_temperature.initial_temperature;
+      assert.deepEqual([J.shape, J.outputSize, J.inputSize, J.values.length], [[n, n], n, n, 3 * n - 2]);
+      const r = 0.45; // the default dt: 0.9 of the 1-D stability limit 1/2
+      for (let j = 0; j < n; j++) {
+        for (let p = J.indptr[j]; p < J.indptr[j + 1]; p++) {
+          const expected = J.indices[p] === j ? 1 - 2 * r : r;
+          assert.ok(Math.abs(J.values[p] - expected) < 1e-9, `(${J.indices[p]}, ${j}): ${J.values[p]}`);
+        }
+      }
+    });
+
+    it("densifyRows gives whole rows; assembleJacobian the dense Jacobian the unary call gives (n = 300)", async () => {
+      const request = { inputs: sampleHeatInputs(300, 2), inputPaths: ["initial_temperature", "diffusivity"], outputPaths: ["final_temperature"] };
+      const unary = await client.jacobian(request);
+      const assembled = await assembleJacobian(client.jacobianRows(request));
+      assert.deepEqual(assembled.jacobian, unary.jacobian);
+      let rows = 0;
+      for await (const event of densifyRows(client.jacobianRows(request))) {
+        if (!event.row) continue;
+        rows++;
+        const { input_path, input_index, values } = event.row;
+        const block = unary.jacobian.final_temperature[input_path];
+        const size = input_path === "diffusivity" ? 1 : 300;
+        assert.deepEqual(values[0], Float64Array.from({ length: 300 }, (_, i) => block.data[i * size + input_index]));
+      }
+      assert.equal(rows, 301);
+    });
+
+    it("SPARSITY_MODE_DENSE streams dense rows (nonzeros 0) of the same Jacobian", async () => {
+      const request = { inputs: sampleHeatInputs(200, 1), inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"] };
+      const events: JacobianRowsEvent[] = [];
+      for await (const e of client.jacobianRows({ ...request, options: { sparsity_mode: DENSE } })) events.push(e);
+      assert.equal(events[0].header!.nonzeros, 0);
+      assert.ok(events.every((e) => !e.row || (e.row.slices[0].indices === undefined && e.row.slices[0].values.length === 200)));
+      assert.deepEqual((await assembleJacobian(events)).jacobian, (await client.jacobian(request)).jacobian);
+    });
+  });
+});
