@@ -22,7 +22,8 @@ import type { DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { ConcurrentEvaluator, type RemoteApply } from "./concurrent";
 import { InlineEvaluator } from "./inline";
-import { PoolEvaluator, WorkerPool } from "./pool";
+import { WorkerPool } from "./pool";
+import { PoolEvaluator } from "./pool-evaluator";
 import { DEFAULT_REPLICA_CONCURRENCY, ReplicaEvaluator, ReplicaPool } from "./replicas";
 
 export interface EvaluationSettings {
@@ -154,7 +155,10 @@ export class EvaluationBackends {
   }
 
   private pool(threads: number): WorkerPool {
-    this.workerPool ??= new WorkerPool(this.runtime.source!, threads, this.timeoutMs);
+    if (!this.workerPool) {
+      this.workerPool = new WorkerPool(this.runtime.source!, threads, this.timeoutMs);
+      void this.workerPool.calibrate();
+    }
     return this.workerPool;
   }
 

@@ -64,6 +64,18 @@ export class InlineEvaluator implements Evaluator {
   }
 
   private run(perturbation: Perturbation): Promise<Float64Array[]> {
+    try {
+      return Promise.resolve(this.evaluateNow(perturbation));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * One evaluation, its values returned at once when apply is synchronous (a promise when it is
+   * not); it throws what apply throws. Only when no asynchronous evaluation is in progress.
+   */
+  evaluateNow(perturbation: Perturbation): Float64Array[] | Promise<Float64Array[]> {
     const restore = this.perturb(perturbation);
     this.calls++;
     let outputs: unknown;
@@ -71,7 +83,7 @@ export class InlineEvaluator implements Evaluator {
       outputs = this.apply(this.inputs);
     } catch (e) {
       restore();
-      return Promise.reject(e);
+      throw e;
     }
     if (outputs instanceof Promise || typeof (outputs as PromiseLike<unknown>)?.then === "function") {
       const settled = Promise.resolve(outputs).then((resolved) => this.selector.select(resolved)).finally(restore);
@@ -80,11 +92,14 @@ export class InlineEvaluator implements Evaluator {
     }
     // Outputs are copied out before restoring: apply may return views of its inputs.
     try {
-      return Promise.resolve(this.selector.select(outputs));
-    } catch (e) {
-      return Promise.reject(e);
+      return this.selector.select(outputs);
     } finally {
       restore();
     }
+  }
+
+  /** Whether an asynchronous evaluation is still in progress (evaluateNow must wait for it). */
+  get idle(): boolean {
+    return !this.busy;
   }
 }
