@@ -7,6 +7,7 @@ import ndarray, { type NdArray } from "ndarray";
 import { checkGradients, type CheckGradientsRequest, type CheckGradientsResult } from "./checking/check-gradients";
 import { Code, invalidArgument, isTesseractError, listed, quote, TesseractError } from "../common/errors";
 import { EvaluationBackends, type EvaluationSettings } from "./eval/backends";
+import type { EvaluationCache } from "./eval/evaluation-cache";
 import { withTimeout } from "./eval/timeout";
 import { checkJacobianSize, ensureOutputs, jacobian, type JacobianEntry } from "./fd/jacobian";
 import { plannedEvaluations, rows } from "./fd/rows";
@@ -201,6 +202,24 @@ export class TesseractRuntime {
     }
   }
 
+  /**
+   * apply at the unperturbed inputs of a request, or its outputs from the evaluation cache when an
+   * earlier request evaluated them: the outputs tree, and the apply calls made (0 or 1).
+   */
+  baseOutputs(inputs: Record<string, unknown>, signal?: AbortSignal): Promise<{ outputs: unknown; applyCalls: number }> {
+    return this.backends.applyTree(inputs, signal);
+  }
+
+  /** The evaluation cache (undefined when the server or the Tesseract turned it off). */
+  get evaluationCache(): EvaluationCache | undefined {
+    return this.backends.cache;
+  }
+
+  /** Settles once a worker pool the evaluations started has loaded the Tesseract (start-up, warm-up). */
+  poolStarted(): Promise<void> {
+    return this.backends.poolStarted();
+  }
+
   /** Any -> tree in which tensors may be abstract ({ shape, datatype } without data). */
   decodeAbstractInputs(any: AnyMessage | null | undefined, field = "inputs"): Record<string, unknown> {
     return this.schema.inputs.decodeAny(any, field, { abstract: true, limits: this.decodeLimits });
@@ -254,7 +273,8 @@ export class TesseractRuntime {
     const selector = new OutputSelector(this.schema.outputs, req.outputPaths, fields.outputs);
     const options = this.options(req.inputs, req.options);
     checkPathKeys(options, leaves, `in ${fields.inputs}`);
-    const evaluator = this.backends.evaluatorFor({ inputs: req.inputs, leaves, selector, outputPaths: req.outputPaths, outputsField: fields.outputs, signal: req.signal });
+    const planned = plannedEvaluations(leaves.reduce((n, l) => n + l.size, 0), options);
+    const evaluator = this.backends.evaluatorFor({ inputs: req.inputs, leaves, selector, outputPaths: req.outputPaths, outputsField: fields.outputs, plannedEvaluations: planned, signal: req.signal });
     const problem = new Problem(leaves, evaluator, req.signal, this.leafBounds(leaves));
     return { leaves, options, evaluator, problem, started: performance.now() };
   }

@@ -18,7 +18,7 @@ import type { ApplyResult, ApplyTask, BatchResult, BatchTask } from "./worker-ta
 const CALIBRATION_PINGS = 8;
 
 /** Until calibrated: a typical cost of one task's round trip (messages both ways, piscina's queue). */
-const DEFAULT_TASK_OVERHEAD_MS = 0.05;
+export const DEFAULT_TASK_OVERHEAD_MS = 0.05;
 
 export class WorkerPool {
   readonly piscina: Piscina;
@@ -27,6 +27,8 @@ export class WorkerPool {
   private readonly onStart = new Map<number, () => void>();
   /** Measured wall time of one task's round trip with no work in it (calibrate). */
   taskOverheadMs = DEFAULT_TASK_OVERHEAD_MS;
+  /** Whether the workers have loaded the Tesseract and the costs are measured. */
+  ready = false;
   private calibrated?: Promise<void>;
 
   constructor(
@@ -64,6 +66,7 @@ export class WorkerPool {
         times.push(performance.now() - started);
       }
       this.taskOverheadMs = Math.min(...times);
+      this.ready = true;
     })().catch(() => undefined); // a worker that cannot load the Tesseract fails its tasks, named there
     return this.calibrated;
   }

@@ -22,6 +22,8 @@ import { DEFAULT_LIMITS as DEFAULT_TENSOR_LIMITS } from "../../common/tensor-cod
 import { MIN_CHUNK_BYTES } from "./rows-stream";
 import { serverCredentials, tlsMode, type ServerTls } from "./tls";
 import { startRestServer } from "../http/rest-server";
+import { DEFAULT_CACHE_BYTES } from "../eval/evaluation-cache";
+import { DEFAULT_WARM_UP_MS, warmUp } from "../warmup";
 
 export interface ServeOptions {
   /** A loaded runtime, a bundled name, a module path, or tesseract-core runtimes' URLs (comma-separated). */
@@ -57,6 +59,16 @@ export interface ServeOptions {
   maxRowsPerStream?: number;
   /** How long one apply may take (default 0: no limit); see eval/timeout.ts for what it can stop. */
   evalTimeoutMs?: number;
+  /**
+   * Bytes of apply outputs kept for reuse by later requests on the same inputs (default 64 MiB; 0:
+   * none); see eval/evaluation-cache.ts.
+   */
+  evalCacheBytes?: number;
+  /**
+   * Most milliseconds spent warming the engine up on the Tesseract's example inputs before serving
+   * (default 1000; 0: no warm-up); see warmup.ts.
+   */
+  warmUpMs?: number;
   /**
    * Close each client connection (GOAWAY) after this many ms (default 0: never); calls in flight
    * finish. Clients then reconnect and re-resolve DNS, so an engine sees replicas added since.
@@ -103,6 +115,8 @@ export const DEFAULTS = {
   maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
   concurrency: DEFAULT_REPLICA_CONCURRENCY,
   graceMs: 5000,
+  evalCacheBytes: DEFAULT_CACHE_BYTES,
+  warmUpMs: DEFAULT_WARM_UP_MS,
 } as const;
 
 /** A JacobianRows budget must fit one value next to long paths and stay within the message limit. */
@@ -131,7 +145,11 @@ async function servedRuntime(options: ServeOptions, maxMessageBytes: number, log
     evalTimeoutMs: options.evalTimeoutMs ?? 0,
     replicaCredentials: options.replicaCredentials,
     replicaToken: options.replicaToken,
+    cacheBytes: options.evalCacheBytes ?? DEFAULTS.evalCacheBytes,
   });
+  const warm = await warmUp(runtime, options.warmUpMs ?? DEFAULTS.warmUpMs);
+  if (warm.error) log.warn({ error: warm.error, ms: Math.round(warm.ms) }, "the warm-up on the example inputs failed; serving without it");
+  else log.debug({ ...warm, ms: Math.round(warm.ms) }, "warm-up");
   return runtime;
 }
 

@@ -9,6 +9,7 @@ import type { Inputs, Outputs } from "../../generated/tesseract/examples/meshsta
 import { clip, invalidArgument } from "../../common/errors";
 import { PROTO_DIR } from "../proto-dir";
 import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../../common/tensor-codec";
+import { sampleMeshInputs } from "./samples";
 import { Algorithm, defineTesseract, type AbstractTensor } from "../tesseract";
 
 const shapeText = (shape: readonly number[]) => `[${shape.join(", ")}]`;
@@ -99,5 +100,6 @@ export default defineTesseract<Inputs, Outputs>({
     ];
   },
 
+  exampleInputs: () => sampleMeshInputs(100),
   finiteDifferences: { eps: 1e-6, algorithm: (inputs) => inputs.fd_algorithm },
 });
