@@ -1,0 +1,138 @@
+/**
+ * `npm run bench:pool`: the worker pool on cheap applies, and a fresh server's first call, in one run.
+ * Servers are `tesseract-grpc serve` child processes; the client is the SDK in this process (warmed
+ * on a server of its own first, so that only the server's warmth is measured).
+ *
+ * 1. Pool on cheap applies: meshstats central Jacobians (dense, N = 1000 and 3000 points: 6 000 and
+ *    18 000 evaluations of a few microseconds each) end to end over gRPC, on an inline server
+ *    (`--workers 0`), a batched pool (`--workers 2`) and the default (`--workers auto`). Warm:
+ *    calls alternate between the servers (so load on the machine falls on all alike); the median
+ *    of BENCH_POOL_ROUNDS each. Ratio: inline wall / wall.
+ * 2. Cold first call: a fresh server process per row (inline and auto; with the warm-up and with
+ *    `--warm-up-ms 0`): time to its "listening" line, its first meshstats N = 1000 central
+ *    Jacobian, then the median of warm ones. Target: first ≤ 2 × warm.
+ * 3. tesseract-core's finite-difference helper on the same Jacobian: its measured in-process time
+ *    on this machine kind (../shared/TESSERACT_CORE_HTTP.md: ~2.5 s, 12 001 apply calls; it cannot
+ *    run here), against the warm end-to-end walls above. Target: ≥ 100×.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { availableParallelism } from "node:os";
+import * as path from "node:path";
+import { createInterface } from "node:readline";
+import { TesseractClient } from "../client";
+import { Inputs, Outputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
+import { Algorithm } from "../index";
+import { sampleMeshInputs } from "../server/tesseracts/samples";
+import { report } from "./report";
+
+const CLI = path.join(__dirname, "../cli/cli.js");
+const ROUNDS = Number(process.env.BENCH_POOL_ROUNDS ?? 15);
+const OUTPUTS = ["statistics.first_point_coordinates", "statistics.barycenter"];
+/** tesseract-core's helper, meshstats N = 1000 central, in-process (see the module comment). */
+const TESSERACT_CORE_HELPER_S = 2.5;
+
+interface Served {
+  child: ChildProcess;
+  client: TesseractClient<Inputs, Outputs>;
+  /** ms from spawning to the "listening" line. */
+  startMs: number;
+}
+
+async function serve(args: string[]): Promise<Served> {
+  const started = performance.now();
+  const child = spawn(process.execPath, [CLI, "serve", "meshstats", "--port", "0", ...args], { stdio: ["ignore", "pipe", "ignore"] });
+  const [line] = (await once(createInterface({ input: child.stdout! }), "line")) as [string];
+  const startMs = performance.now() - started;
+  const client = new TesseractClient<Inputs, Outputs>(line.replace("listening on ", ""), { inputs: Inputs, outputs: Outputs, inputType: "tesseract.examples.meshstats.v1.Inputs", outputType: "tesseract.examples.meshstats.v1.Outputs" });
+  return { child, client, startMs };
+}
+
+async function stop(served: Served): Promise<void> {
+  served.client.close();
+  served.child.kill("SIGTERM");
+  await once(served.child, "exit");
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** One central Jacobian of N points: wall ms and apply calls. */
+async function jacobianMs(client: TesseractClient<Inputs, Outputs>, N: number): Promise<{ ms: number; calls: number }> {
+  const inputs = sampleMeshInputs(N);
+  const started = performance.now();
+  const { stats } = await client.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: Algorithm.ALGORITHM_CENTRAL } });
+  return { ms: performance.now() - started, calls: Number(stats.apply_calls) };
+}
+
+/** Runs `fn` for `seconds` (JIT, connections, pools), then ROUNDS times interleaved across servers. */
+async function warmMedians(servers: Served[], N: number, seconds: number): Promise<{ ms: number; calls: number }[]> {
+  for (const s of servers) for (const until = performance.now() + seconds * 1000; performance.now() < until; ) await jacobianMs(s.client, N);
+  const walls = servers.map(() => [] as number[]);
+  let calls: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const results = [];
+    for (const s of servers) results.push(await jacobianMs(s.client, N));
+    results.forEach((x, i) => walls[i].push(x.ms));
+    calls = results.map((x) => x.calls);
+  }
+  return walls.map((w, i) => ({ ms: median(w), calls: calls[i] }));
+}
+
+async function poolRows(): Promise<Record<string, unknown>[]> {
+  const modes: [string, string[]][] = [
+    ["inline (--workers 0)", ["--workers", "0"]],
+    ["pool, batched (--workers 2)", ["--workers", "2"]],
+    ["auto (default)", []],
+  ];
+  const servers = await Promise.all(modes.map(([, args]) => serve(args)));
+  const rows: Record<string, unknown>[] = [];
+  for (const N of [1000, 3000]) {
+    const medians = await warmMedians(servers, N, 2);
+    medians.forEach(({ ms, calls }, i) => {
+      rows.push({ section: "pool", case: `meshstats N = ${N} central`, mode: modes[i][0], warm_ms: +ms.toFixed(2), apply_calls: calls, us_per_eval: +((1000 * ms) / calls).toFixed(2), speedup_vs_inline: +(medians[0].ms / ms).toFixed(2) });
+    });
+    if (N === 1000) {
+      const best = Math.min(...medians.map((m) => m.ms));
+      medians.forEach(({ ms }, i) => {
+        rows.push({ section: "vs tesseract-core", case: "meshstats N = 1000 central", mode: modes[i][0], warm_ms: +ms.toFixed(2), tesseract_core_helper_ms: TESSERACT_CORE_HELPER_S * 1000, ratio: +((TESSERACT_CORE_HELPER_S * 1000) / ms).toFixed(0), best: ms === best });
+      });
+    }
+  }
+  await Promise.all(servers.map(stop));
+  return rows;
+}
+
+async function coldRows(): Promise<Record<string, unknown>[]> {
+  const configs: [string, string[]][] = [
+    ["inline, warm-up", ["--workers", "0"]],
+    ["inline, no warm-up", ["--workers", "0", "--warm-up-ms", "0"]],
+    ["auto, warm-up", []],
+    ["auto, no warm-up", ["--warm-up-ms", "0"]],
+  ];
+  const rows: Record<string, unknown>[] = [];
+  for (const [name, args] of configs) {
+    const served = await serve(args);
+    const first = await jacobianMs(served.client, 1000);
+    const second = await jacobianMs(served.client, 1000);
+    const [warm] = await warmMedians([served], 1000, 2);
+    rows.push({ section: "cold first call", case: "meshstats N = 1000 central, fresh server", mode: name, start_ms: Math.round(served.startMs), first_ms: +first.ms.toFixed(1), second_ms: +second.ms.toFixed(1), warm_ms: +warm.ms.toFixed(2), first_over_warm: +(first.ms / warm.ms).toFixed(2) });
+    await stop(served);
+  }
+  return rows;
+}
+
+async function main() {
+  // The client's own first calls (protobuf code generation, HTTP/2) on a server of its own.
+  const clientWarmUp = await serve(["--workers", "0", "--warm-up-ms", "0"]);
+  await warmMedians([clientWarmUp], 1000, 1);
+  await stop(clientWarmUp);
+
+  const rows = [...(await poolRows()), ...(await coldRows())];
+  console.log(`${availableParallelism()} cores; medians of ${ROUNDS} warm calls; tesseract-core's helper: ${TESSERACT_CORE_HELPER_S} s as measured on this machine kind (it cannot run here)`);
+  report("pool", rows);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
