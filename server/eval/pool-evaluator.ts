@@ -19,11 +19,11 @@ import { packPerturbations, type BatchTask } from "./worker-task";
 
 /** A batch's work is at least this many times the pool's cost per task. */
 const OVERHEAD_SHARE = 10;
-export const MAX_BATCH = Number(process.env.XB ?? 256);
+export const MAX_BATCH = 256;
 /** Results of one batch (FP64 outputs of every evaluation in it) stay under this. */
 const MAX_BATCH_BYTES = 4 << 20;
 /** Batches per thread in flight: one running, one queued, so a worker never waits for the next. */
-const BATCHES_PER_THREAD = Number(process.env.XP ?? 2);
+const BATCHES_PER_THREAD = 2;
 
 export interface PoolJob {
   inputs: Record<string, unknown>;
