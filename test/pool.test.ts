@@ -125,6 +125,8 @@ describe("worker-thread evaluation", function () {
     assert.ok(poolSavingMs(0.0001, 0.002, 1e6, twoCores) < 0);
     // One core: no parallelism to gain.
     assert.ok(poolSavingMs(1, 0.002, 100, { ...twoCores, cores: 1 }) < 0);
+    // A pool measured at 2.5 times its modelled time per evaluation is no longer chosen.
+    assert.ok(poolSavingMs(1, 0.002, 100, { ...twoCores, correction: 2.5 }) < 0);
   });
 
   it('"auto" keeps a cheap apply inline and moves a costly one to the pool, with the same results', async () => {

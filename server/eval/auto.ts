@@ -1,8 +1,8 @@
 /**
- * `--workers auto`: a request's first evaluations run inline and are timed — apply (a, the fastest
- * of them, so a first call's compilation or a GC pause does not count) and the engine's own work
- * between two evaluations (e) — and the rest of the request goes to the worker pool when the pool
- * is predicted to finish it sooner, counting the pool's measured costs (pool.ts, pool-evaluator.ts):
+ * `--workers auto`: a request's evaluations run inline and are timed — apply (a, the fastest so far,
+ * so a GC pause does not count) and the engine's own work between two evaluations (e) — until the
+ * worker pool is predicted to finish the rest sooner, counting the pool's measured costs (pool.ts,
+ * pool-evaluator.ts):
  *
  *   inline, per evaluation:  a + e
  *   pool, per evaluation:    max(e + d,  (a + w) / min(T, C),  (e + d + a + w) / C)
@@ -10,20 +10,43 @@
  *   pool, once:              what starting a job costs, about two task round trips
  *
  * with d the main thread's cost of pooling one evaluation (its share of a task's round trip in a
- * full batch plus handing the values over), w a worker's cost per evaluation beyond apply, T the
- * threads and C the cores. The pool is taken when it saves more over the evaluations left than it
- * costs to start.
+ * full batch, handing the values over, and the engine's own extra work with many evaluations in
+ * flight), w a worker's cost per evaluation beyond apply, T the threads and C the cores. The pool is
+ * taken when it saves more over the evaluations left than it costs to start.
+ *
+ * Timings of code V8 has not optimised yet are several times too slow, and would make a cheap apply
+ * look costly: until this process has evaluated WARM_EVALUATIONS times inline, only an apply so
+ * costly (COSTLY_MS) that compilation cannot account for it decides for the pool. The decision is
+ * taken after AUTO_SAMPLES evaluations and again every DECIDE_EVERY while the request goes on.
+ *
+ * The model is checked against what the pool then does: the pool's measured time per evaluation over
+ * the prediction is kept (`PoolCosts.correction`, an average over requests) and multiplies later
+ * predictions, so a machine where the pool does worse than modelled (a loaded one, say) stops
+ * choosing it. A request that declines the pool only because of the correction moves it a twentieth
+ * of the way back towards 1, so the pool is tried again now and then.
  */
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import type { InlineEvaluator } from "./inline";
 import { MAX_BATCH } from "./pool-evaluator";
 
-/** Inline evaluations timed before deciding. */
+/** Inline evaluations timed before the first decision. */
 export const AUTO_SAMPLES = 4;
-/** Main-thread milliseconds per pooled evaluation beyond its share of the task (the values handed over, a promise). */
-const DISPATCH_MS = 0.0005;
+const DECIDE_EVERY = 1024;
+/** Inline evaluations in this process after which its timings are of optimised code. */
+export const WARM_EVALUATIONS = 5000;
+/** An apply this slow decides for the pool even in a cold process. */
+const COSTLY_MS = 0.1;
+/**
+ * Main-thread milliseconds per pooled evaluation beyond its share of the task: the values handed
+ * over, a promise, and the engine's extra work with hundreds of evaluations in flight (measured with
+ * an instant pool: about 1.5 µs per evaluation more than one at a time).
+ */
+const DISPATCH_MS = 0.0015;
 /** Worker milliseconds per evaluation beyond apply (perturb and restore, copying outputs out). */
-const WORKER_MS = 0.0005;
+const WORKER_MS = 0.001;
+
+/** Inline evaluations timed in this process, by every request (see WARM_EVALUATIONS). */
+let inlineEvaluations = 0;
 
 export interface PoolCosts {
   threads: number;
@@ -32,13 +55,20 @@ export interface PoolCosts {
   taskOverheadMs: number;
   /** Whether the pool has started (its workers loaded the Tesseract, its costs are measured). */
   ready: boolean;
+  /** Measured over predicted time per pooled evaluation, from earlier requests (1: none yet). */
+  correction?: number;
+}
+
+/** Predicted milliseconds per evaluation in the pool (the model above, before any correction). */
+export function pooledMs(applyMs: number, engineMs: number, pool: PoolCosts): number {
+  const d = pool.taskOverheadMs / MAX_BATCH + DISPATCH_MS;
+  const parallel = Math.max(1, Math.min(pool.threads, pool.cores));
+  return Math.max(engineMs + d, (applyMs + WORKER_MS) / parallel, (engineMs + d + applyMs + WORKER_MS) / Math.max(1, pool.cores));
 }
 
 /** Milliseconds the pool is predicted to save over `remaining` evaluations (negative: it would cost). */
 export function poolSavingMs(applyMs: number, engineMs: number, remaining: number, pool: PoolCosts): number {
-  const d = pool.taskOverheadMs / MAX_BATCH + DISPATCH_MS;
-  const parallel = Math.max(1, Math.min(pool.threads, pool.cores));
-  const pooled = Math.max(engineMs + d, (applyMs + WORKER_MS) / parallel, (engineMs + d + applyMs + WORKER_MS) / Math.max(1, pool.cores));
+  const pooled = pooledMs(applyMs, engineMs, pool) * (pool.correction ?? 1);
   return remaining * (applyMs + engineMs - pooled) - 2 * pool.taskOverheadMs;
 }
 
@@ -49,6 +79,10 @@ export interface AutoPool {
   startPool(): void;
   /** An evaluator for the rest of this request, in the pool. */
   makePool(): Evaluator;
+  /** Measured over predicted time per pooled evaluation, for `PoolCosts.correction`. */
+  observed(ratio: number): void;
+  /** A request declined the pool because of the correction alone: move it a little towards 1. */
+  relax(): void;
 }
 
 /**
@@ -60,10 +94,13 @@ export class AutoEvaluator implements Evaluator {
   private pool?: Evaluator;
   private fastestApply = Infinity;
   private fastestEngine = Infinity;
-  private timed = 0;
   private lastEnd?: number;
   /** The costs favoured the pool, which was not ready yet. */
   private waitingForPool = false;
+  /** Once pooled: the prediction, and the evaluations finished since the switch (for the correction). */
+  private predictedMs = 0;
+  private switchedAt = 0;
+  private pooledDone = 0;
 
   constructor(
     private readonly inline: InlineEvaluator,
@@ -86,7 +123,14 @@ export class AutoEvaluator implements Evaluator {
 
   evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
     if (!this.pool && this.waitingForPool && this.workers.costs().ready) this.decide();
-    return this.pool ? this.pool.evaluate(perturbation) : this.timedInline(perturbation);
+    return this.pool ? this.pooled(this.pool, perturbation) : this.timedInline(perturbation);
+  }
+
+  /** A pooled evaluation; every DECIDE_EVERY of them the pool's measured pace goes to the correction. */
+  private async pooled(pool: Evaluator, perturbation: Perturbation): Promise<Float64Array[]> {
+    const values = await pool.evaluate(perturbation);
+    if (++this.pooledDone % DECIDE_EVERY === 0) this.workers.observed((performance.now() - this.switchedAt) / this.pooledDone / this.predictedMs);
+    return values;
   }
 
   private async timedInline(perturbation: Perturbation): Promise<Float64Array[]> {
@@ -95,7 +139,9 @@ export class AutoEvaluator implements Evaluator {
     const values = await this.inline.evaluate(perturbation);
     this.lastEnd = performance.now();
     this.fastestApply = Math.min(this.fastestApply, this.lastEnd - started);
-    if (++this.timed === AUTO_SAMPLES) this.decide();
+    inlineEvaluations++;
+    const done = this.inline.calls;
+    if (!this.waitingForPool && (done === AUTO_SAMPLES || (done > AUTO_SAMPLES && done % DECIDE_EVERY === 0))) this.decide();
     return values;
   }
 
@@ -103,11 +149,20 @@ export class AutoEvaluator implements Evaluator {
   private decide(): void {
     this.waitingForPool = false;
     if (this.planned === undefined) return;
+    if (inlineEvaluations < WARM_EVALUATIONS && this.fastestApply < COSTLY_MS) return; // cold timings
     const costs = this.workers.costs();
-    const saving = poolSavingMs(this.fastestApply, this.fastestEngine, this.planned - this.calls, costs);
-    if (!(saving > 0)) return;
-    if (costs.ready) this.pool = this.workers.makePool();
-    else {
+    const remaining = this.planned - this.calls;
+    const saving = poolSavingMs(this.fastestApply, this.fastestEngine, remaining, costs);
+    if (!(saving > 0)) {
+      // Declined only because of the correction: move it back a little, to try the pool again some time.
+      if (poolSavingMs(this.fastestApply, this.fastestEngine, remaining, { ...costs, correction: 1 }) > 0) this.workers.relax();
+      return;
+    }
+    if (costs.ready) {
+      this.pool = this.workers.makePool();
+      this.predictedMs = pooledMs(this.fastestApply, this.fastestEngine, costs);
+      this.switchedAt = performance.now();
+    } else {
       this.workers.startPool();
       this.waitingForPool = true;
     }

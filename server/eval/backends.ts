@@ -113,6 +113,8 @@ export class EvaluationBackends {
   private workerPool?: WorkerPool;
   private replicaPool?: ReplicaPool;
   private evaluationCache?: EvaluationCache | null;
+  /** "auto": the pool's measured pace over the modelled one (auto.ts). */
+  private poolCorrection = 1;
 
   private readonly settings: EvaluationSettings;
 
@@ -234,9 +236,11 @@ export class EvaluationBackends {
     const threads = settings.autoThreads ?? availableParallelism();
     if (!runtime.source || threads < 2) return inline;
     return new AutoEvaluator(inline, job.plannedEvaluations, {
-      costs: () => ({ threads, cores: availableParallelism(), taskOverheadMs: this.workerPool?.taskOverheadMs ?? DEFAULT_TASK_OVERHEAD_MS, ready: this.workerPool?.ready ?? false }),
+      costs: () => ({ threads, cores: availableParallelism(), taskOverheadMs: this.workerPool?.taskOverheadMs ?? DEFAULT_TASK_OVERHEAD_MS, ready: this.workerPool?.ready ?? false, correction: this.poolCorrection }),
       startPool: () => void this.pool(threads),
       makePool: () => new PoolEvaluator(this.pool(threads), poolJob()),
+      observed: (ratio) => (this.poolCorrection = 0.7 * this.poolCorrection + 0.3 * ratio),
+      relax: () => (this.poolCorrection = 0.95 * this.poolCorrection + 0.05),
     });
   }
 

@@ -100,6 +100,6 @@ export default defineTesseract<Inputs, Outputs>({
     ];
   },
 
-  exampleInputs: () => sampleMeshInputs(100),
+  exampleInputs: () => sampleMeshInputs(1000),
   finiteDifferences: { eps: 1e-6, algorithm: (inputs) => inputs.fd_algorithm },
 });
