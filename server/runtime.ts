@@ -10,7 +10,8 @@ import { EvaluationBackends, type EvaluationSettings } from "./eval/backends";
 import type { EvaluationCache } from "./eval/evaluation-cache";
 import { withTimeout } from "./eval/timeout";
 import { checkJacobianSize, ensureOutputs, jacobian, type JacobianEntry } from "./fd/jacobian";
-import { plannedEvaluations, rows } from "./fd/rows";
+import { plannedEvaluations, rows, usesBase } from "./fd/rows";
+import { CachedBaseEvaluator } from "./eval/cached-base";
 import { jvp } from "./fd/jvp";
 import { checkPathKeys, resolveOptions, type RequestOptions, type ResolvedOptions } from "./fd/options";
 import { DEFAULT_ABSOLUTE_EPS } from "./fd/steps";
@@ -306,12 +307,14 @@ export class TesseractRuntime {
 
   /** The Jacobian row by row, as produced (JacobianRows); `stats()` once the rows are drained. */
   jacobianRows(req: GradientRequest): JacobianRowStream {
-    const { problem, options, leaves, started } = this.setup(req, JACOBIAN_FIELDS);
+    const { problem, options, leaves, evaluator, started } = this.setup(req, JACOBIAN_FIELDS);
     const outputs = async () => pathShapes(await ensureOutputs(problem));
+    // f(x) from the evaluation cache is one evaluation fewer than the rule's own count.
+    const cachedBase = usesBase(problem.size, options) && evaluator instanceof CachedBaseEvaluator && evaluator.baseKnown();
     return {
       inputs: leaves.map((l) => ({ path: l.path, shape: l.shape, datatype: l.fp32 ? DataType.DATA_TYPE_FP32 : DataType.DATA_TYPE_FP64 })),
       totalRows: problem.size,
-      plannedEvaluations: plannedEvaluations(problem.size, options),
+      plannedEvaluations: plannedEvaluations(problem.size, options) - (cachedBase ? 1 : 0),
       outputs,
       rows: (async function* () {
         for await (const row of rows(problem, options)) yield { inputPath: leaves[row.leaf].path, inputIndex: row.index, values: row.values, errors: row.errors };

@@ -94,6 +94,18 @@ describe("evaluation cache: f(x) reused across requests", function () {
     assert.equal(counter.calls, 1 + 3);
   });
 
+  it("JacobianRows plans n evaluations when f(x) is cached, and makes exactly those", async () => {
+    const { runtime } = counted("meshstats");
+    const inputs = meshInputs(N);
+    const before = runtime.jacobianRows(forward(inputs));
+    assert.equal(before.plannedEvaluations, n + 1);
+    await runtime.applyMessage(runtime.schema.inputs.encodeAny(inputs));
+    const stream = runtime.jacobianRows(forward(inputs));
+    assert.equal(stream.plannedEvaluations, n);
+    for await (const row of stream.rows) void row;
+    assert.equal(stream.stats().apply_calls, n);
+  });
+
   it("one-sided stencils near a declared bound take f(x) from an earlier request", async () => {
     const { runtime, counter } = counted("heat");
     // κ = 1e-7 with steps of 1e-6: the central step would leave κ > 0, so the stencil is one-sided

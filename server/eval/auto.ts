@@ -97,10 +97,10 @@ export class AutoEvaluator implements Evaluator {
   private lastEnd?: number;
   /** The costs favoured the pool, which was not ready yet. */
   private waitingForPool = false;
-  /** Once pooled: the prediction, and the evaluations finished since the switch (for the correction). */
+  /** Once pooled: the prediction, and the evaluations sent to the pool since the switch (for the correction). */
   private predictedMs = 0;
   private switchedAt = 0;
-  private pooledDone = 0;
+  private pooledSent = 0;
 
   constructor(
     private readonly inline: InlineEvaluator,
@@ -126,10 +126,11 @@ export class AutoEvaluator implements Evaluator {
     return this.pool ? this.pooled(this.pool, perturbation) : this.timedInline(perturbation);
   }
 
-  /** A pooled evaluation; every DECIDE_EVERY of them the pool's measured pace goes to the correction. */
-  private async pooled(pool: Evaluator, perturbation: Perturbation): Promise<Float64Array[]> {
-    const values = await pool.evaluate(perturbation);
-    if (++this.pooledDone % DECIDE_EVERY === 0) this.workers.observed((performance.now() - this.switchedAt) / this.pooledDone / this.predictedMs);
+  /** A pooled evaluation; every DECIDE_EVERY-th tells the pool's measured pace to the correction. */
+  private pooled(pool: Evaluator, perturbation: Perturbation): Promise<Float64Array[]> {
+    const values = pool.evaluate(perturbation);
+    const count = ++this.pooledSent;
+    if (count % DECIDE_EVERY === 0) void values.then(() => this.workers.observed((performance.now() - this.switchedAt) / count / this.predictedMs), () => undefined);
     return values;
   }
 

@@ -38,9 +38,19 @@ export class CachedBaseEvaluator implements Evaluator {
     return perturbation.length > 0 ? this.inner.evaluate(perturbation) : this.base();
   }
 
+  /** A cached f(x), taken now and kept for this request (so a plan counting on it holds). */
+  private pinned?: SelectedOutputs;
+
+  /** Whether f(x) will come from the cache: it is taken from there now, for this request. */
+  baseKnown(): boolean {
+    this.pinned ??= this.cache.getSelected(this.key, this.outputPaths, this.fromApply);
+    return this.pinned !== undefined;
+  }
+
   private async base(): Promise<Float64Array[]> {
     const { cache, key, outputPaths } = this;
-    const hit = cache.getSelected(key, outputPaths, this.fromApply);
+    const hit = this.pinned ?? cache.getSelected(key, outputPaths, this.fromApply);
+    this.pinned = undefined;
     if (hit) {
       this.cachedOutputs ??= hit.outputs;
       return hit.values;
