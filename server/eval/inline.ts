@@ -47,20 +47,33 @@ export class InlineEvaluator implements Evaluator {
     });
   }
 
-  /** Sets the changed elements and returns how to put them back. */
-  private perturb(perturbation: Perturbation): () => void {
-    const saved = perturbation.map((change) => {
+  /** What the changed elements held before (one slot per change of the evaluation in progress). */
+  private saved: (number | Float64Array | Float32Array)[] = [];
+
+  /** Sets the changed elements, keeping what they held. */
+  private perturb(perturbation: Perturbation): void {
+    for (let c = 0; c < perturbation.length; c++) {
+      const change = perturbation[c];
       const data = this.leaves[change.leaf].data;
       if ("values" in change) {
-        const before = data.slice();
+        this.saved[c] = data.slice();
         data.set(change.values);
-        return () => data.set(before);
+      } else {
+        this.saved[c] = data[change.index];
+        data[change.index] = change.value;
       }
-      const before = data[change.index];
-      data[change.index] = change.value;
-      return () => (data[change.index] = before);
-    });
-    return () => saved.forEach((restore) => restore());
+    }
+  }
+
+  /** Puts the changed elements back, last change first. */
+  private restore(perturbation: Perturbation): void {
+    for (let c = perturbation.length - 1; c >= 0; c--) {
+      const change = perturbation[c];
+      const data = this.leaves[change.leaf].data;
+      const before = this.saved[c];
+      if ("values" in change) data.set(before as Float64Array);
+      else data[change.index] = before as number;
+    }
   }
 
   private run(perturbation: Perturbation): Promise<Float64Array[]> {
@@ -72,29 +85,36 @@ export class InlineEvaluator implements Evaluator {
   }
 
   /**
-   * One evaluation, its values returned at once when apply is synchronous (a promise when it is
-   * not); it throws what apply throws. Only when no asynchronous evaluation is in progress.
+   * One evaluation, its result returned at once when apply is synchronous (a promise when it is
+   * not); it throws what apply throws. `collect` takes what is wanted out of apply's outputs (the
+   * selected values, by default) before the inputs are restored. Only when no asynchronous
+   * evaluation is in progress (`idle`).
    */
-  evaluateNow(perturbation: Perturbation): Float64Array[] | Promise<Float64Array[]> {
-    const restore = this.perturb(perturbation);
+  evaluateNow(perturbation: Perturbation): Float64Array[] | Promise<Float64Array[]>;
+  evaluateNow<T>(perturbation: Perturbation, collect: (outputs: unknown) => T): T | Promise<T>;
+  evaluateNow<T>(perturbation: Perturbation, collect?: (outputs: unknown) => T): T | Promise<T> {
+    const take = collect ?? ((outputs: unknown) => this.selector.select(outputs) as T);
+    this.perturb(perturbation);
     this.calls++;
     let outputs: unknown;
     try {
       outputs = this.apply(this.inputs);
     } catch (e) {
-      restore();
+      this.restore(perturbation);
       throw e;
     }
     if (outputs instanceof Promise || typeof (outputs as PromiseLike<unknown>)?.then === "function") {
-      const settled = Promise.resolve(outputs).then((resolved) => this.selector.select(resolved)).finally(restore);
+      const settled = Promise.resolve(outputs)
+        .then(take)
+        .finally(() => this.restore(perturbation));
       this.track(settled); // the next evaluation waits for the inputs to be restored, timeout or not
       return withTimeout(settled, this.timeoutMs);
     }
     // Outputs are copied out before restoring: apply may return views of its inputs.
     try {
-      return this.selector.select(outputs);
+      return take(outputs);
     } finally {
-      restore();
+      this.restore(perturbation);
     }
   }
 

@@ -16,6 +16,7 @@ import { loadTesseract } from "../loader";
 import { withLeaf } from "../schema/paths";
 import { InlineEvaluator } from "./inline";
 import { reviveTree } from "./shared-tree";
+import { elementCount } from "../../common/tensor-codec";
 import { type ApplyResult, type ApplyTask, type BatchResult, type BatchTask, type TaskError, unpackPerturbations } from "./worker-task";
 
 type Runtime = ReturnType<typeof loadTesseract>;
@@ -38,11 +39,17 @@ function taskError(e: unknown): TaskError {
   if (isTesseractError(e)) return { error: { code: e.code, message: e.message } };
   return { error: { code: Code.UNKNOWN, message: e instanceof Error ? e.message : String(e) } };
 }
+/** A job as a worker holds it: its inputs (with private copies of the perturbed leaves) and outputs. */
+interface Job {
+  evaluator: InlineEvaluator;
+  selector: OutputSelector;
+}
+
 /** Recent jobs, oldest first; a worker serves few jobs at a time. */
-const jobs = new Map<string, InlineEvaluator>();
+const jobs = new Map<string, Job>();
 const MAX_JOBS = 8;
 
-function prepare(task: BatchTask): InlineEvaluator {
+function prepare(task: BatchTask): Job {
   const runtime = runtimeOf(task.tesseract);
   let inputs = reviveTree(task.inputs) as Record<string, unknown>;
   const resolved = runtime.schema.inputs.resolveDifferentiable(inputs, task.inputPaths, "jac_inputs", "input");
@@ -54,22 +61,40 @@ function prepare(task: BatchTask): InlineEvaluator {
   const leaves = resolved.map((leaf) => inputLeaf(leaf, "jac_inputs"));
   const selector = new OutputSelector(runtime.schema.outputs, task.outputPaths, task.outputsField);
   const apply = runtime.definition.apply;
-  return new InlineEvaluator((i) => apply(i), inputs, leaves, selector);
+  return { evaluator: new InlineEvaluator((i) => apply(i), inputs, leaves, selector), selector };
 }
 
-/** Evaluations of a batch, one after the other; a failure is recorded and the rest still run. */
+function jobOf(task: BatchTask): Job {
+  let job = jobs.get(task.job);
+  if (!job) {
+    job = prepare(task);
+    jobs.set(task.job, job);
+    if (jobs.size > MAX_JOBS) jobs.delete(jobs.keys().next().value!);
+  }
+  return job;
+}
+
+/**
+ * Evaluations of a batch, one after the other, each one's outputs written straight into the batch's
+ * buffer (a synchronous apply without a promise per evaluation); a failure is recorded and the rest
+ * still run.
+ */
 export default async function evaluateBatch(task: BatchTask): Promise<BatchResult> {
   const started = performance.now();
   const perturbations = unpackPerturbations(task.perturbations);
   const failed: BatchResult["failed"] = [];
-  let evaluator: InlineEvaluator;
+  let job: Job;
   try {
-    evaluator = evaluatorFor(task);
+    job = jobOf(task);
   } catch (e) {
     // The job cannot be prepared here (the module fails to load, say): every evaluation fails alike.
     return { values: new Float64Array(0), outputs: undefined, failed: perturbations.map((_, index) => ({ index, ...taskError(e) })), busyMs: 0 };
   }
-  let values: Float64Array | undefined;
+  const { evaluator, selector } = job;
+  /** Values per evaluation, once the outputs are known (from this job's first evaluation here). */
+  const size = () => selector.outputs!.reduce((n, o) => n + elementCount(o.shape), 0);
+  let stride = selector.outputs ? size() : 0;
+  let values = selector.outputs ? new Float64Array(stride * perturbations.length) : undefined;
   for (let k = 0; k < perturbations.length; k++) {
     if (task.progress) {
       // The start first, then the index: the main thread never pairs a new index with an old start.
@@ -77,12 +102,17 @@ export default async function evaluateBatch(task: BatchTask): Promise<BatchResul
       Atomics.store(task.progress, 0, k);
     }
     try {
-      // A synchronous apply is evaluated without a promise per evaluation.
-      const now = evaluator.idle ? evaluator.evaluateNow(perturbations[k]) : evaluator.evaluate(perturbations[k]);
-      const outputs = now instanceof Promise ? await now : now;
-      const size = outputs.reduce((n, o) => n + o.length, 0);
-      values ??= new Float64Array(size * perturbations.length);
-      let at = k * size;
+      if (values && evaluator.idle) {
+        const target = values;
+        const written = evaluator.evaluateNow(perturbations[k], (outputs) => selector.selectInto(outputs, target, k * stride));
+        if (written instanceof Promise) await written;
+        continue;
+      }
+      // The job's first evaluation here (it tells the outputs' sizes), or one after an unfinished asynchronous apply.
+      const outputs = await evaluator.evaluate(perturbations[k]);
+      stride ||= size();
+      values ??= new Float64Array(stride * perturbations.length);
+      let at = k * stride;
       for (const o of outputs) {
         values.set(o, at);
         at += o.length;
@@ -92,19 +122,9 @@ export default async function evaluateBatch(task: BatchTask): Promise<BatchResul
     }
   }
   values ??= new Float64Array(0);
-  const result: BatchResult = { values, outputs: evaluator.outputs, failed, busyMs: performance.now() - started };
+  const result: BatchResult = { values, outputs: selector.outputs, failed, busyMs: performance.now() - started };
   // The values' buffer is moved to the main thread, not copied.
   return Piscina.move({ [Piscina.transferableSymbol]: values.buffer, [Piscina.valueSymbol]: result } as never) as unknown as BatchResult;
-}
-
-function evaluatorFor(task: BatchTask): InlineEvaluator {
-  let evaluator = jobs.get(task.job);
-  if (!evaluator) {
-    evaluator = prepare(task);
-    jobs.set(task.job, evaluator);
-    if (jobs.size > MAX_JOBS) jobs.delete(jobs.keys().next().value!);
-  }
-  return evaluator;
 }
 
 export async function applyMessage(task: ApplyTask): Promise<ApplyResult> {
