@@ -7,7 +7,9 @@
  *    18 000 evaluations of a few microseconds each) end to end over gRPC, on an inline server
  *    (`--workers 0`), a batched pool (`--workers 2`) and the default (`--workers auto`). Warm:
  *    calls alternate between the servers (so load on the machine falls on all alike); the median
- *    of BENCH_POOL_ROUNDS each. Ratio: inline wall / wall.
+ *    of BENCH_POOL_ROUNDS each. Ratio: inline wall / wall. Also the server's CPU time per
+ *    evaluation, all threads and its main thread (from /proc, Linux): what the pool costs in CPU,
+ *    which decides what it can gain on C cores (wall ≥ CPU / C) whatever else runs on the machine.
  * 2. Cold first call: fresh server processes (BENCH_POOL_COLD_STARTS per row; inline and auto,
  *    with the warm-up and with `--warm-up-ms 0`): time to the "listening" line, the first meshstats
  *    N = 1000 central Jacobian, the second, then the median of warm ones; medians over the starts.
@@ -17,6 +19,7 @@
  *    run here), against the warm end-to-end walls above. Target: ≥ 100×.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
 import { once } from "node:events";
 import { availableParallelism } from "node:os";
 import * as path from "node:path";
@@ -57,6 +60,23 @@ async function stop(served: Served): Promise<void> {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+/**
+ * CPU time of a server process so far, in ms: its main thread and all its threads (Linux /proc;
+ * undefined elsewhere). Unlike wall times, CPU per evaluation hardly moves with the machine's load.
+ */
+function cpuMs(pid: number): { main: number; total: number } | undefined {
+  const ticks = (file: string) => {
+    const fields = fs.readFileSync(file, "utf8").split(") ")[1].split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+  };
+  try {
+    return { main: ticks(`/proc/${pid}/task/${pid}/stat`), total: ticks(`/proc/${pid}/stat`) };
+  } catch {
+    return undefined;
+  }
+}
+const CLOCK_TICKS = 100;
+
 /** One central Jacobian of N points: wall ms and apply calls. */
 async function jacobianMs(client: TesseractClient<Inputs, Outputs>, N: number): Promise<{ ms: number; calls: number }> {
   const inputs = sampleMeshInputs(N);
@@ -66,9 +86,10 @@ async function jacobianMs(client: TesseractClient<Inputs, Outputs>, N: number): 
 }
 
 /** Runs `fn` for `seconds` (JIT, connections, pools), then ROUNDS times interleaved across servers. */
-async function warmMedians(servers: Served[], N: number, seconds: number): Promise<{ ms: number; calls: number }[]> {
+async function warmMedians(servers: Served[], N: number, seconds: number): Promise<{ ms: number; calls: number; cpuUsPerEval?: { main: number; total: number } }[]> {
   for (const s of servers) for (const until = performance.now() + seconds * 1000; performance.now() < until; ) await jacobianMs(s.client, N);
   const walls = servers.map(() => [] as number[]);
+  const cpuBefore = servers.map((s) => cpuMs(s.child.pid!));
   let calls: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     const results = [];
@@ -76,7 +97,11 @@ async function warmMedians(servers: Served[], N: number, seconds: number): Promi
     results.forEach((x, i) => walls[i].push(x.ms));
     calls = results.map((x) => x.calls);
   }
-  return walls.map((w, i) => ({ ms: median(w), calls: calls[i] }));
+  return walls.map((w, i) => {
+    const [before, after] = [cpuBefore[i], cpuMs(servers[i].child.pid!)];
+    const perEval = (key: "main" | "total") => +(((after![key] - before![key]) * 1000) / (ROUNDS * calls[i])).toFixed(2);
+    return { ms: median(w), calls: calls[i], cpuUsPerEval: before && after ? { main: perEval("main"), total: perEval("total") } : undefined };
+  });
 }
 
 async function poolRows(): Promise<Record<string, unknown>[]> {
@@ -89,8 +114,18 @@ async function poolRows(): Promise<Record<string, unknown>[]> {
   const rows: Record<string, unknown>[] = [];
   for (const N of [1000, 3000]) {
     const medians = await warmMedians(servers, N, 2);
-    medians.forEach(({ ms, calls }, i) => {
-      rows.push({ section: "pool", case: `meshstats N = ${N} central`, mode: modes[i][0], warm_ms: +ms.toFixed(2), apply_calls: calls, us_per_eval: +((1000 * ms) / calls).toFixed(2), speedup_vs_inline: +(medians[0].ms / ms).toFixed(2) });
+    medians.forEach(({ ms, calls, cpuUsPerEval }, i) => {
+      rows.push({
+        section: "pool",
+        case: `meshstats N = ${N} central`,
+        mode: modes[i][0],
+        warm_ms: +ms.toFixed(2),
+        apply_calls: calls,
+        us_per_eval: +((1000 * ms) / calls).toFixed(2),
+        speedup_vs_inline: +(medians[0].ms / ms).toFixed(2),
+        server_cpu_us_per_eval: cpuUsPerEval?.total,
+        main_thread_cpu_us_per_eval: cpuUsPerEval?.main,
+      });
     });
     if (N === 1000) {
       const best = Math.min(...medians.map((m) => m.ms));
