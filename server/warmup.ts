@@ -32,6 +32,9 @@ export interface WarmUpReport {
   ms: number;
   requests: number;
   evaluations: number;
+  /** The example's differentiable floating-point paths (for the transport's warm-up). */
+  inputPaths: string[];
+  outputPaths: string[];
 }
 
 const leafAt = (tree: unknown, path: string) => getAtPath(tree, parsePath(path)) as NdArray;
@@ -51,7 +54,7 @@ function ones(tree: unknown, paths: string[]): Record<string, NdArray<Float64Arr
 
 export async function warmUp(runtime: TesseractRuntime, budgetMs = DEFAULT_WARM_UP_MS): Promise<WarmUpReport> {
   const started = performance.now();
-  const report: WarmUpReport = { ms: 0, requests: 0, evaluations: 0 };
+  const report: WarmUpReport = { ms: 0, requests: 0, evaluations: 0, inputPaths: [], outputPaths: [] };
   const example = runtime.definition.exampleInputs;
   if (!example || !(budgetMs > 0)) return { ...report, skipped: example ? "no time budget" : "the Tesseract has no example inputs" };
   const evaluations = runtime.evaluations;
@@ -77,8 +80,8 @@ async function rounds(runtime: TesseractRuntime, example: unknown, signal: Abort
   const inputs = runtime.decodeInputs(schema.inputs.encodeAny(example));
   const { outputs } = await runtime.baseOutputs(inputs, signal);
   runtime.encodeOutputs(outputs);
-  const inputPaths = floatingPaths(schema.inputs.differentiablePaths(inputs), inputs);
-  const outputPaths = floatingPaths(schema.outputs.differentiablePaths(outputs), outputs);
+  const inputPaths = (report.inputPaths = floatingPaths(schema.inputs.differentiablePaths(inputs), inputs));
+  const outputPaths = (report.outputPaths = floatingPaths(schema.outputs.differentiablePaths(outputs), outputs));
   if (inputPaths.length === 0 || outputPaths.length === 0) return;
   const request = { inputs, inputPaths, outputPaths, signal };
   const requests = [

@@ -10,6 +10,7 @@
  * perturbations.
  */
 import { randomUUID } from "node:crypto";
+import { getMaxListeners, setMaxListeners } from "node:events";
 import { Code, TesseractError } from "../../common/errors";
 import { elementCount } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
@@ -54,6 +55,8 @@ export class PoolEvaluator implements Evaluator {
     private readonly pool: WorkerPool,
     private readonly job: PoolJob,
   ) {
+    // Each batch in flight listens for the request's cancel: more than Node's default of 10 on many cores.
+    if (job.signal) setMaxListeners(Math.max(getMaxListeners(job.signal), 2 * BATCHES_PER_THREAD * pool.threads + 10), job.signal);
     this.task = {
       tesseract: pool.tesseract,
       job: randomUUID(),

@@ -7,7 +7,7 @@ import { Code } from "../../common/errors";
 import { DEFAULT_REPLICA_CONCURRENCY } from "../eval/replicas";
 import { loadTesseract } from "../loader";
 import { isTesseractCoreUrl, loadTesseractCore } from "../bridge/tesseract-core";
-import { createLogger, type Logger } from "../log";
+import { createLogger, silentLogger, type Logger } from "../log";
 import type { TesseractRuntime } from "../runtime";
 import { SERVICE_NAME } from "../schema/contract";
 import { loadDefinition } from "./definition";
@@ -16,7 +16,8 @@ import { bearerTokenInterceptor, UNAUTHENTICATED_DETAILS } from "./auth";
 import { CallRegistry, DEFAULT_LIMITS, type CallLimits } from "./calls";
 import { refuseCompressedFlagWithoutEncoding } from "./compressed-flag";
 import { guardDeserializers, guardInterceptor } from "./guard";
-import { createHandlers } from "./handlers";
+import { createHandlers, type HandlerConfig } from "./handlers";
+import { warmTransport } from "./warm-transport";
 import { ServerMetrics } from "./metrics";
 import { DEFAULT_LIMITS as DEFAULT_TENSOR_LIMITS } from "../../common/tensor-codec";
 import { MIN_CHUNK_BYTES } from "./rows-stream";
@@ -147,10 +148,22 @@ async function servedRuntime(options: ServeOptions, maxMessageBytes: number, log
     replicaToken: options.replicaToken,
     cacheBytes: options.evalCacheBytes ?? DEFAULTS.evalCacheBytes,
   });
-  const warm = await warmUp(runtime, options.warmUpMs ?? DEFAULTS.warmUpMs);
-  if (warm.error) log.warn({ error: warm.error, ms: Math.round(warm.ms) }, "the warm-up on the example inputs failed; serving without it");
-  else log.debug({ ...warm, ms: Math.round(warm.ms) }, "warm-up");
   return runtime;
+}
+
+/**
+ * Before the port is bound: the engine's warm-up (warmup.ts), then the transport's with what is left
+ * of `warmUpMs` (warm-transport.ts). An error is logged, never thrown: the server starts regardless.
+ */
+async function warmUpServer(runtime: TesseractRuntime, service: grpc.ServiceDefinition, config: HandlerConfig, options: ServeOptions, log: Logger): Promise<void> {
+  const budgetMs = options.warmUpMs ?? DEFAULTS.warmUpMs;
+  const engine = await warmUp(runtime, budgetMs);
+  if (engine.error) return void log.warn({ error: engine.error, ms: Math.round(engine.ms) }, "the warm-up on the example inputs failed; serving without it");
+  const started = performance.now();
+  const privateServer = (calls: CallRegistry) => guardedGrpcServer({ tesseract: runtime }, calls, undefined, config.maxMessageBytes, silentLogger);
+  await warmTransport(runtime, service, engine, privateServer, config, budgetMs - engine.ms);
+  const { inputPaths, outputPaths, ...report } = engine;
+  log.debug({ ...report, ms: Math.round(engine.ms), transportMs: Math.round(performance.now() - started) }, "warm-up");
 }
 
 /** A grpc-js server with the guards (deserializers, statuses, framing) and, with tokens, their check. */
@@ -186,10 +199,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const { packageDefinition, service } = loadDefinition(runtime);
   const evalTimeoutMs = options.evalTimeoutMs ?? 0;
   const maxRowsPerStream = options.maxRowsPerStream ?? 0;
+  const handlerConfig: HandlerConfig = { streamChunkBytes, maxMessageBytes, maxRowsPerStream, evalTimeoutMs };
+  await warmUpServer(runtime, service, handlerConfig, options, log);
   const calls = new CallRegistry(log, { ...DEFAULT_LIMITS, ...options.limits });
   const tokens = options.tokens && new BearerTokens(options.tokens);
   const server = guardedGrpcServer(options, calls, tokens, maxMessageBytes, log);
-  server.addService(service, createHandlers(runtime, { streamChunkBytes, maxMessageBytes, maxRowsPerStream, evalTimeoutMs }, calls));
+  server.addService(service, createHandlers(runtime, handlerConfig, calls));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
   new ReflectionService(packageDefinition).addToServer(server);
