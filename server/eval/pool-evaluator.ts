@@ -10,7 +10,7 @@
  * perturbations.
  */
 import { randomUUID } from "node:crypto";
-import { getMaxListeners, setMaxListeners } from "node:events";
+import { setMaxListeners } from "node:events";
 import { Code, TesseractError } from "../../common/errors";
 import { elementCount } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
@@ -50,13 +50,22 @@ export class PoolEvaluator implements Evaluator {
   private batchSize = 1;
   /** Milliseconds one evaluation takes in a worker (exponential average over batches). */
   private evaluationMs?: number;
+  /** The request's cancel, as every batch listens for it. */
+  private readonly signal?: AbortSignal;
 
   constructor(
     private readonly pool: WorkerPool,
-    private readonly job: PoolJob,
+    job: PoolJob,
   ) {
-    // Each batch in flight listens for the request's cancel: more than Node's default of 10 on many cores.
-    if (job.signal) setMaxListeners(Math.max(getMaxListeners(job.signal), 2 * BATCHES_PER_THREAD * pool.threads + 10), job.signal);
+    // Every batch in flight listens for the request's cancel, through a signal of the job's own
+    // (one listener on the request's): more than Node's default of 10 listeners on many cores.
+    if (job.signal) {
+      const own = new AbortController();
+      setMaxListeners(0, own.signal);
+      job.signal.addEventListener("abort", () => own.abort(job.signal!.reason), { once: true });
+      if (job.signal.aborted) own.abort(job.signal.reason);
+      this.signal = own.signal;
+    }
     this.task = {
       tesseract: pool.tesseract,
       job: randomUUID(),
@@ -100,7 +109,7 @@ export class PoolEvaluator implements Evaluator {
   private async send(batch: Pending[]): Promise<void> {
     try {
       const perturbations = packPerturbations(batch.map((p) => p.perturbation));
-      const result = await this.pool.evaluateBatch({ ...this.task, perturbations }, this.job.signal);
+      const result = await this.pool.evaluateBatch({ ...this.task, perturbations }, this.signal);
       if (result.outputs) this.checkOutputs(result.outputs);
       this.learn(result.busyMs / batch.length);
       const failed = new Map(result.failed.map((f) => [f.index, f.error]));
