@@ -94,7 +94,7 @@ export function buildProgram(): Command {
     .addOption(flag("--port <port>", "port to bind; 0 picks a free one").default(DEFAULTS.port).argParser(integer(0)))
     .addOption(flag("--stream-chunk-bytes <bytes>", "JacobianRows message budget").default(DEFAULTS.streamChunkBytes).argParser(integer(MIN_CHUNK_BYTES)))
     .addOption(flag("--max-message-bytes <bytes>", "largest message received or sent").default(DEFAULTS.maxMessageBytes).argParser(integer(1)))
-    .addOption(flag("--workers <n>", 'worker threads for apply: a count, 0 for inline, or "auto" (inline until apply takes 1 ms)').default("auto").argParser(workerCount))
+    .addOption(flag("--workers <n>", 'worker threads for apply: a count, 0 for inline, or "auto" (inline until the measured costs favour the pool)').default("auto").argParser(workerCount))
     .addOption(flag("--replicas <target>", "evaluate apply on these tesseract-grpc servers (gRPC target, e.g. dns:///apply:50051 or ipv4:host1:port,host2:port)"))
     .addOption(flag("--proto-package <name>", "protobuf package of the types generated for a tesseract-core runtime's Tesseract (default from its title)"))
     .addOption(flag("--concurrency <n>", "apply calls in flight per request on the replicas or the tesseract-core runtimes").default(DEFAULTS.concurrency).argParser(integer(1)))
