@@ -51,6 +51,8 @@ interface ServeFlags {
   maxTensorBytes: number;
   maxRowsPerStream: number;
   evalTimeoutMs: number;
+  evalCacheMb: number;
+  warmUpMs: number;
   metricsPort?: number;
   maxConnectionAgeMs: number;
   httpPort?: number;
@@ -103,7 +105,7 @@ export function buildProgram(): Command {
     .addOption(flag("--port <port>", "port to bind; 0 picks a free one").default(DEFAULTS.port).argParser(integer(0)))
     .addOption(flag("--stream-chunk-bytes <bytes>", "JacobianRows message budget").default(DEFAULTS.streamChunkBytes).argParser(integer(MIN_CHUNK_BYTES)))
     .addOption(flag("--max-message-bytes <bytes>", "largest message received or sent").default(DEFAULTS.maxMessageBytes).argParser(integer(1)))
-    .addOption(flag("--workers <n>", 'worker threads for apply: a count, 0 for inline, or "auto" (inline until apply takes 1 ms)').default("auto").argParser(workerCount))
+    .addOption(flag("--workers <n>", 'worker threads for apply: a count, 0 for inline, or "auto" (inline until the measured costs favour the pool)').default("auto").argParser(workerCount))
     .addOption(flag("--replicas <target>", "evaluate apply on these tesseract-grpc servers (gRPC target, e.g. dns:///apply:50051 or ipv4:host1:port,host2:port)"))
     .addOption(flag("--proto-package <name>", "protobuf package of the types generated for a tesseract-core runtime's Tesseract (default from its title)"))
     .addOption(flag("--health-interval-ms <ms>", "how often a tesseract-core runtime's /health is polled; health is NOT_SERVING while none answers").default(DEFAULT_HEALTH_INTERVAL_MS).argParser(integer(1)))
@@ -122,6 +124,8 @@ export function buildProgram(): Command {
     .addOption(flag("--max-tensor-bytes <bytes>", "largest tensor a request may carry, in bytes (0: only the message limit)").default(0).argParser(integer(0)))
     .addOption(flag("--max-rows-per-stream <n>", "most rows one JacobianRows call may send (0: no limit)").default(0).argParser(integer(0)))
     .addOption(flag("--eval-timeout-ms <ms>", "fail a request whose apply takes longer than this (0: no limit); a synchronous apply can only be stopped in worker threads (--workers N)").default(0).argParser(integer(0)))
+    .addOption(flag("--eval-cache-mb <mb>", "MiB of apply outputs kept for reuse by later requests on the same inputs (0: none)").default(DEFAULTS.evalCacheBytes / 2 ** 20).argParser(integer(0)))
+    .addOption(flag("--warm-up-ms <ms>", "most time spent warming the engine up on the Tesseract's example inputs before serving (0: none)").default(DEFAULTS.warmUpMs).argParser(integer(0)))
     .addOption(flag("--max-connection-age-ms <ms>", "close each client connection after this long, calls in flight finishing (0: never); clients reconnect and re-resolve DNS, so an engine sees new replicas").default(0).argParser(integer(0)))
     .addOption(flag("--http-port <port>", "also serve tesseract-core's REST API on this port (0 picks a port, logged); same host, tokens and TLS").argParser(integer(0)))
     .addOption(flag("--metrics-port <port>", "serve Prometheus metrics at http://HOST:PORT/metrics (0 picks a port, logged)").argParser(integer(0)))
@@ -133,12 +137,12 @@ export function buildProgram(): Command {
     .action(async (tesseract: string, opts: ServeFlags) => {
       const logger = createLogger();
       routeGrpcLogs(logger);
-      const { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs, graceMs, tokensFile, tlsCert, tlsKey, tlsClientCa, replicaTlsCa, replicaTlsCert, replicaTlsKey, ...rest } = opts;
+      const { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs, graceMs, tokensFile, tlsCert, tlsKey, tlsClientCa, replicaTlsCa, replicaTlsCert, replicaTlsKey, evalCacheMb, ...rest } = opts;
       const tokens = readTokens(tokensFile, process.env.TESSERACT_GRPC_TOKENS);
       const tls = readServerTls(tlsCert, tlsKey, tlsClientCa);
       const replicaCredentials = credentialsFromFlags("--replica-tls", { ca: replicaTlsCa, cert: replicaTlsCert, key: replicaTlsKey });
       const limits = { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs };
-      const server = await startServer({ tesseract, logger, ...rest, tokens, tls, replicaCredentials, limits }).catch((e: Error) => {
+      const server = await startServer({ tesseract, logger, ...rest, evalCacheBytes: evalCacheMb * 2 ** 20, tokens, tls, replicaCredentials, limits }).catch((e: Error) => {
         throw explainServeError(e, rest.host, rest.port);
       });
       process.stdout.write(`listening on ${server.address}\n`);

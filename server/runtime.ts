@@ -7,7 +7,10 @@ import ndarray, { type NdArray } from "ndarray";
 import { checkGradients, type CheckGradientsRequest, type CheckGradientsResult } from "./checking/check-gradients";
 import { Code, invalidArgument, isTesseractError, listed, quote, TesseractError } from "../common/errors";
 import { EvaluationBackends, type EvaluationSettings } from "./eval/backends";
+import type { EvaluationCache } from "./eval/evaluation-cache";
 import { withAbortingTimeout, withTimeout } from "./eval/timeout";
+import { CachedBaseEvaluator } from "./eval/cached-base";
+import { plannedEvaluations, usesBase } from "./fd/rows";
 import { checkJacobianSize, ensureOutputs, jacobian, type JacobianEntry } from "./fd/jacobian";
 import { planRowBatches } from "./fd/columns";
 import { DetectedPatterns } from "./fd/detection";
@@ -252,6 +255,24 @@ export class TesseractRuntime {
     }
   }
 
+  /**
+   * apply at the unperturbed inputs of a request, or its outputs from the evaluation cache when an
+   * earlier request evaluated them: the outputs tree, and the apply calls made (0 or 1).
+   */
+  baseOutputs(inputs: Record<string, unknown>, signal?: AbortSignal): Promise<{ outputs: unknown; applyCalls: number }> {
+    return this.backends.applyTree(inputs, signal);
+  }
+
+  /** The evaluation cache (undefined when the server or the Tesseract turned it off). */
+  get evaluationCache(): EvaluationCache | undefined {
+    return this.backends.cache;
+  }
+
+  /** Settles once a worker pool the evaluations started has loaded the Tesseract (start-up, warm-up). */
+  poolStarted(): Promise<void> {
+    return this.backends.poolStarted();
+  }
+
   /** Any -> tree in which tensors may be abstract ({ shape, datatype } without data). */
   decodeAbstractInputs(any: AnyMessage | null | undefined, field = "inputs"): Record<string, unknown> {
     return this.schema.inputs.decodeAny(any, field, { abstract: true, limits: this.decodeLimits });
@@ -307,7 +328,8 @@ export class TesseractRuntime {
     const selector = new OutputSelector(this.schema.outputs, req.outputPaths, fields.outputs);
     const options = this.options(req.inputs, req.options);
     checkPathKeys(options, leaves, `in ${fields.inputs}`);
-    const evaluator = this.backends.evaluatorFor({ inputs: req.inputs, leaves, selector, outputPaths: req.outputPaths, outputsField: fields.outputs, signal: req.signal });
+    const planned = plannedEvaluations(leaves.reduce((n, l) => n + l.size, 0), options);
+    const evaluator = this.backends.evaluatorFor({ inputs: req.inputs, leaves, selector, outputPaths: req.outputPaths, outputsField: fields.outputs, plannedEvaluations: planned, signal: req.signal });
     const problem = new Problem(leaves, evaluator, req.signal, this.leafBounds(leaves));
     return { leaves, options, evaluator, problem, started: performance.now() };
   }
@@ -361,7 +383,9 @@ export class TesseractRuntime {
 
   /** The Jacobian row by row, as produced (JacobianRows); `stats()` once the rows are drained. */
   jacobianRows(req: GradientRequest): JacobianRowStream {
-    const { problem, options, leaves, started } = this.setup(req, JACOBIAN_FIELDS);
+    const { problem, options, leaves, evaluator, started } = this.setup(req, JACOBIAN_FIELDS);
+    // f(x) from the evaluation cache is one evaluation fewer than planned, whether the rule or the plan needs it.
+    const cachedBase = evaluator instanceof CachedBaseEvaluator && evaluator.baseKnown();
     const sources = this.sparsitySources(req);
     let planning: Promise<SparsityPlan> | undefined;
     let plan: SparsityPlan | undefined;
@@ -379,7 +403,7 @@ export class TesseractRuntime {
     return {
       inputs: leaves.map((l) => ({ path: l.path, shape: l.shape, datatype: l.fp32 ? DataType.DATA_TYPE_FP32 : DataType.DATA_TYPE_FP64 })),
       totalRows: problem.size,
-      plannedEvaluations: () => plan!.plannedEvaluations(options),
+      plannedEvaluations: () => plan!.plannedEvaluations(options) - (cachedBase && (usesBase(problem.size, options) || plan!.baseForShapes) ? 1 : 0),
       nonzeros: () => plan!.nonzeros,
       outputs,
       batches,

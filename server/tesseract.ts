@@ -88,6 +88,18 @@ export interface TesseractDefinition<I, O> {
   sparsity?(inputs: I): SparsityPattern[];
   /** Optional analytic gradients, used for gradient checking against finite differences. */
   gradients?: { jacobian?: AnalyticJacobian<I> };
+  /**
+   * Inputs typical of the Tesseract's use, small enough that a Jacobian of them takes milliseconds:
+   * the server warms its engine up on them before it reports SERVING, so that the first request is
+   * about as fast as later ones. Without them there is no warm-up.
+   */
+  exampleInputs?: () => I;
+  /**
+   * false when apply may give different outputs for equal inputs (random, time-dependent, reading
+   * outside state): its evaluations are then never reused. Default true: the outputs at a request's
+   * unperturbed inputs are kept a while and reused by later requests on the same inputs.
+   */
+  deterministic?: boolean;
 }
 
 /** Identity with types: `export default defineTesseract<Inputs, Outputs>({ ... })`. */

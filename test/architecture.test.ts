@@ -22,6 +22,7 @@ const FLOORS: [prefix: string, floor: number][] = [
   ["server/fd/", 4],
   ["server/checking/", 5],
   ["server/runtime.ts", 6],
+  ["server/warmup.ts", 6],
   ["server/loader.ts", 6],
   ["server/bridge/", 6],
   ["server/tesseracts/", 6],

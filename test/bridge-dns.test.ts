@@ -70,7 +70,7 @@ async function fakesOnOnePort(count: number, tesseract: FakeTesseract = meshStat
 /** A server bridging http://HOST:port, resolved by `resolver`; closed by `stop`. */
 async function bridgedByName(port: number, resolver: Resolver, dnsRefreshMs = 0) {
   const runtime = await loadTesseractCore(`http://${HOST}:${port}`, { lookup: resolver.lookup, onReplicasChange: resolver.onChange, dnsRefreshMs });
-  const server = await startServer({ tesseract: runtime, port: 0, logger: silentLogger, concurrency: 4 });
+  const server = await startServer({ tesseract: runtime, port: 0, logger: silentLogger, concurrency: 4, evalCacheBytes: 0 }); // every Apply reaches a runtime: no f(x) cache
   const { client } = await reflectedClient(server.address);
   const stop = async () => {
     client.close();

@@ -41,7 +41,8 @@ describe("CLI", () => {
   let address: string;
 
   before(async () => {
-    server = await serveProcess(["meshstats", "--port", "0"]);
+    // Without the f(x) cache: these tests count each rule's own evaluations.
+    server = await serveProcess(["meshstats", "--port", "0", "--eval-cache-mb", "0"]);
     address = server.address;
   });
 
@@ -163,7 +164,7 @@ describe("CLI: payloads, options and messages", () => {
   const fOfX = (names: string[], values: number[]) => ({ inputs: { ...polyInputs, x: values }, jac_inputs: names, jac_outputs: ["f"] });
 
   before(async () => {
-    [mesh, polynomial] = await Promise.all([serveProcess(["meshstats", "--port", "0"]), serveProcess([POLYNOMIAL, "--port", "0"])]);
+    [mesh, polynomial] = await Promise.all([serveProcess(["meshstats", "--port", "0", "--eval-cache-mb", "0"]), serveProcess([POLYNOMIAL, "--port", "0", "--eval-cache-mb", "0"])]);
   });
 
   after(async () => {

@@ -24,6 +24,9 @@ import { f64 } from "./helpers";
 
 const MODULE = path.join(__dirname, "../../bench/fixtures/testfunctions/testfunctions.js");
 const testfunctions = loadTesseract(MODULE);
+// Evaluation counts here are each rule's own per request: without the evaluation cache, which would
+// answer f(x) of a repeated input from an earlier request (test/evaluation-cache.test.ts).
+before(() => testfunctions.useEvaluation({ workers: 0, cacheBytes: 0 }));
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const cases = (require(MODULE) as { cases: TestCase[] }).cases;
 const byName = (name: string) => cases.find((c) => c.name === name)!;

@@ -157,7 +157,7 @@ describe("gRPC server", () => {
 
   it("a unary Jacobian over the message limit is RESOURCE_EXHAUSTED before any evaluation", async () => {
     const { runtime, counter } = counted("meshstats");
-    const server = await startServer({ tesseract: runtime, port: 0, maxMessageBytes: 1 << 20, logger: silentLogger });
+    const server = await startServer({ tesseract: runtime, port: 0, maxMessageBytes: 1 << 20, warmUpMs: 0, logger: silentLogger });
     const c = new GeneratedClient(server.address, grpc.credentials.createInsecure());
     try {
       // 2 outputs × 3 values × 3N inputs × 8 bytes = 144 N bytes > 1 MiB for N = 8000.

@@ -65,7 +65,9 @@ describe("Prometheus metrics", () => {
     assert.equal(sample(body, "tesseract_grpc_jobs_waiting"), 0);
     assert.ok((sample(body, "process_resident_memory_bytes") ?? 0) > 0, "process metrics are there");
 
-    // A second scrape adds only what happened since.
+    // A second scrape adds only what happened since: an Apply of other inputs evaluates, one of the
+    // same inputs again is answered from the evaluation cache.
+    await client.apply(meshInputs(N + 1));
     await client.apply(meshInputs(N));
     const again = (await get(server.metricsPort!, "/metrics")).body;
     assert.equal(sample(again, "tesseract_grpc_evaluations_total"), 2 + 2 * N);

@@ -8,9 +8,14 @@ import ndarray from "ndarray";
 import { Code } from "../index";
 import { loadTesseract } from "../index";
 import type { TesseractRuntime } from "../server/runtime";
-import { Algorithm } from "../index";
+import { Algorithm, SparsityMode } from "../index";
 import { sampleHeatInputs, sampleMeshInputs } from "../server/tesseracts/samples";
+import { poolSavingMs } from "../server/eval/auto";
+import type { WorkerPool } from "../server/eval/pool";
 import { f64, rejects } from "./helpers";
+
+/** The runtime's worker pool (private to its evaluation backends), to count the tasks it ran. */
+const workerPool = (runtime: TesseractRuntime) => (runtime as unknown as { backends: { workerPool: WorkerPool } }).backends.workerPool;
 
 const OUTPUTS = ["statistics.first_point_coordinates", "statistics.barycenter"];
 
@@ -53,6 +58,40 @@ describe("worker-thread evaluation", function () {
     assert.equal(b.stats.apply_calls, 40, "grouped by meshstats' declared structure: 2 × 20 groups");
   });
 
+  it("cheap applies travel in batches: a few tasks for thousands of evaluations, the same Jacobian", async () => {
+    const inline = await load("meshstats", 0);
+    const pooled = await load("meshstats", 2);
+    const request = { inputs: sampleMeshInputs(500), inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } };
+    const before = workerPool(pooled)?.piscina.completed ?? 0;
+    const [a, b] = [await inline.jacobian(request), await pooled.jacobian(request)];
+    assert.deepEqual(b.entries, a.entries);
+    assert.equal(b.stats.apply_calls, 3000);
+    const tasks = workerPool(pooled).piscina.completed - before;
+    assert.ok(tasks < 3000 / 8, `${tasks} tasks for 3000 evaluations`);
+  });
+
+  it("a failed evaluation in a batch fails only itself: adaptive steps into a NaN region, as inline", async () => {
+    const module = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
+    const inline = await load(module, 0);
+    const pooled = await load(module, 2);
+    // "nan" mode: f[0] is NaN where x[0] > 1; the adaptive rule's longer steps from 0.999995 go there and are dropped.
+    const request = { inputs: { x: f64([0.999995, 0.5]), y: f64([0.5], []), params: {}, blocks: [], mode: "nan" }, inputPaths: ["x"], outputPaths: ["f"], options: { algorithm: Algorithm.ALGORITHM_ADAPTIVE } };
+    const [a, b] = [await inline.jacobian(request), await pooled.jacobian(request)];
+    assert.deepEqual(b.entries, a.entries);
+    assert.deepEqual(b.stats.adjusted_steps, a.stats.adjusted_steps);
+    assert.equal(a.stats.adjusted_steps.length, 3, "16h, 4h and h were dropped");
+    // Inline, a failed x + mh spares its x - mh; in the pool both were already under way.
+    assert.equal(b.stats.apply_calls, a.stats.apply_calls + 3);
+  });
+
+  it("f(x) of an Apply is reused by a forward Jacobian in the pool", async () => {
+    const pooled = await load("meshstats", 2);
+    const inputs = sampleMeshInputs(30);
+    await pooled.applyMessage(pooled.schema.inputs.encodeAny(inputs));
+    const { stats } = await pooled.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: Algorithm.ALGORITHM_FORWARD, sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } });
+    assert.equal(stats.apply_calls, 90);
+  });
+
   it("an exception in a worker names the evaluation, as inline", async () => {
     const pooled = await load(path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js"), 2);
     const inputs = { x: f64([0.5, 2]), y: f64([0.5], []), params: {}, blocks: [], mode: "throw" };
@@ -74,6 +113,20 @@ describe("worker-thread evaluation", function () {
     const small = sampleHeatInputs(10, 10);
     const after = await pooled.jacobian({ inputs: small, inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"] });
     assert.equal(after.stats.apply_calls, 20);
+  });
+
+  it('"auto" weighs the pool\'s measured costs against apply\'s', () => {
+    const twoCores = { threads: 2, cores: 2, taskOverheadMs: 0.05, ready: true };
+    // 1 ms applies: the pool nearly halves the time.
+    assert.ok(poolSavingMs(1, 0.002, 100, twoCores) > 40);
+    // Too few evaluations left to repay starting a job.
+    assert.ok(poolSavingMs(0.01, 0.002, 5, twoCores) < 0);
+    // Applies far cheaper than the engine's own work: the main thread is the bottleneck either way.
+    assert.ok(poolSavingMs(0.0001, 0.002, 1e6, twoCores) < 0);
+    // One core: no parallelism to gain.
+    assert.ok(poolSavingMs(1, 0.002, 100, { ...twoCores, cores: 1 }) < 0);
+    // A pool measured at 2.5 times its modelled time per evaluation is no longer chosen.
+    assert.ok(poolSavingMs(1, 0.002, 100, { ...twoCores, correction: 2.5 }) < 0);
   });
 
   it('"auto" keeps a cheap apply inline and moves a costly one to the pool, with the same results', async () => {

@@ -71,7 +71,8 @@ async function gatedMeshServer(free: number) {
     return jacobianRows(req);
   };
   const log = new LogLines();
-  const server = await startServer({ tesseract: runtime, host: "127.0.0.1", port: 0, streamChunkBytes: BUDGET, logger: log.logger });
+  // No warm-up: its applies would pass the gate.
+  const server = await startServer({ tesseract: runtime, host: "127.0.0.1", port: 0, streamChunkBytes: BUDGET, warmUpMs: 0, logger: log.logger });
   const client = new TesseractClient<MeshInputs, MeshOutputs>(server.address, { inputs: MeshInputs, outputs: MeshOutputs });
   const finished = log.next((line) => line.rpc === "JacobianRows");
   let closing: Promise<void> | undefined;
@@ -100,8 +101,10 @@ describe("SDK: JacobianRows", () => {
   let vector: TesseractClient<VectorInputs, VectorOutputs>;
 
   before(async () => {
-    meshServer = await startServer({ tesseract: "meshstats", host: "127.0.0.1", port: 0, streamChunkBytes: BUDGET, logger: silentLogger });
-    vectorServer = await startServer({ tesseract: "vectoradd", host: "127.0.0.1", port: 0, streamChunkBytes: BUDGET, logger: silentLogger });
+    // Streamed and unary Jacobians of the same inputs compare their evaluation counts too: per request,
+    // without the evaluation cache (test/evaluation-cache.test.ts).
+    meshServer = await startServer({ tesseract: "meshstats", host: "127.0.0.1", port: 0, streamChunkBytes: BUDGET, evalCacheBytes: 0, logger: silentLogger });
+    vectorServer = await startServer({ tesseract: "vectoradd", host: "127.0.0.1", port: 0, streamChunkBytes: BUDGET, evalCacheBytes: 0, logger: silentLogger });
     mesh = new TesseractClient<MeshInputs, MeshOutputs>(meshServer.address, { inputs: MeshInputs, outputs: MeshOutputs });
     vector = new TesseractClient<VectorInputs, VectorOutputs>(vectorServer.address, { inputs: VectorInputs, outputs: VectorOutputs, inputType: VECTOR_IN, outputType: VECTOR_OUT });
   });

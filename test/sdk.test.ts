@@ -38,7 +38,8 @@ describe("SDK: TesseractClient", () => {
   const vectorLog = new LogLines();
 
   before(async () => {
-    meshServer = await startServer({ tesseract: "meshstats", host: "127.0.0.1", port: 0, logger: silentLogger });
+    // Evaluation counts here are per request, without the evaluation cache (test/evaluation-cache.test.ts).
+    meshServer = await startServer({ tesseract: "meshstats", host: "127.0.0.1", port: 0, evalCacheBytes: 0, logger: silentLogger });
     vectorServer = await startServer({ tesseract: "vectoradd", host: "127.0.0.1", port: 0, logger: vectorLog.logger });
     mesh = new TesseractClient<MeshInputs, MeshOutputs>(meshServer.address, { inputs: MeshInputs, outputs: MeshOutputs });
     vector = new TesseractClient<VectorInputs, VectorOutputs>(vectorServer.address, {

@@ -20,6 +20,9 @@ import { f64, rejects } from "./helpers";
 const RELATIVE = 2;
 // The polynomial fixture: f = x³ + y·sin(x) element-wise; with y = 0, f = x³.
 const runtime = loadTesseract(path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js"));
+// Evaluation counts here are each rule's own per request: without the evaluation cache, which would
+// answer f(x) of a repeated input from an earlier request (test/evaluation-cache.test.ts).
+before(() => runtime.useEvaluation({ workers: 0, cacheBytes: 0 }));
 const inputs = (x: number[], y = 0, params: Record<string, ndarray.NdArray> = {}) => ({ x: f64(x), y: f64([y], []), params, blocks: [], mode: "" });
 const diagonal = (values: Float64Array, n: number) => Array.from({ length: n }, (_, i) => values[i * n + i]);
 

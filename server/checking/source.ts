@@ -34,7 +34,8 @@ export interface GradientSource {
   readonly schema: TesseractSchema;
   /** Options after precedence: request > Tesseract defaults > engine defaults. */
   options(inputs: Record<string, unknown>, request?: RequestOptions | null): ResolvedOptions;
-  apply(inputs: Record<string, unknown>): Promise<unknown>;
+  /** apply at the request's inputs (or its outputs from the evaluation cache), with the apply calls made: 0 or 1. */
+  baseOutputs(inputs: Record<string, unknown>, signal?: AbortSignal): Promise<{ outputs: unknown; applyCalls: number }>;
   /** An FD JVP: results keyed by output path, and the apply calls it made. */
   jvp(req: JvpRequest): Promise<{ result: Record<string, NdArray<Float64Array>>; stats: { apply_calls: number } }>;
 }
@@ -70,11 +71,12 @@ export class Evaluations {
     return Math.min(wanted, Math.floor((this.maxEvals - this.used) / this.perRow));
   }
 
-  /** One apply of the unperturbed inputs. */
+  /** The outputs at the unperturbed inputs: one apply, or none when the evaluation cache has them. */
   async apply(): Promise<unknown> {
     this.aborted();
-    this.used++;
-    return this.source.apply(this.req.inputs);
+    const { outputs, applyCalls } = await this.source.baseOutputs(this.req.inputs, this.req.signal);
+    this.used += applyCalls;
+    return outputs;
   }
 
   /** One FD JVP of `outputPaths` along `tangent` on one leaf: results keyed by output path. */

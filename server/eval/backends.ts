@@ -1,28 +1,35 @@
 /**
  * Chooses how a request's evaluations run, from the server's settings:
  * - `replicas`: Apply calls to other servers (latency-bound or distributed apply);
- * - `workers: N` (N >= 1): a pool of N worker threads;
- * - `workers: "auto"`: inline for the first AUTO_SAMPLES evaluations; if even the fastest of them took
- *   AUTO_POOL_MS or more, the rest go to the pool (cheap applies stay in the event loop, where a
- *   thread hop would cost more than apply; the minimum ignores a first call's JIT or GC pause);
+ * - `workers: N` (N >= 1): a pool of N worker threads, evaluations sent in batches;
+ * - `workers: "auto"`: inline for a request's first evaluations, then the pool if the measured costs
+ *   say it finishes the rest sooner (auto.ts);
  * - `workers: 0`: inline.
  * A Tesseract whose apply runs elsewhere (`remoteApply`, a tesseract-core runtime) ignores `workers`:
  * its evaluations run up to `concurrency` at once in the event loop (concurrent.ts).
  * Apply calls (the RPC) run in the pool when `workers` is a count, else inline. Pools and channels
  * live as long as the runtime and are closed with it.
+ *
+ * Evaluations at the unperturbed inputs are reused across requests on the same inputs
+ * (evaluation-cache.ts), unless the Tesseract says it is not deterministic or `cacheBytes` is 0.
  */
 import * as grpc from "@grpc/grpc-js";
 import { availableParallelism } from "node:os";
-import type { OutputSelector } from "./outputs";
+import { OutputSelector } from "./outputs";
 import type { AnyMessage, TesseractSchema } from "../schema/schema";
 import type { InputLeaf } from "./input-leaf";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../common/transport-defaults";
 import { loadContract } from "../schema/contract";
 import type { DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
+import { AutoEvaluator } from "./auto";
+import { CachedBaseEvaluator } from "./cached-base";
 import { ConcurrentEvaluator, type RemoteApply } from "./concurrent";
+import { DEFAULT_CACHE_BYTES, EvaluationCache } from "./evaluation-cache";
 import { InlineEvaluator } from "./inline";
-import { PoolEvaluator, WorkerPool } from "./pool";
+import { inputsKey } from "./input-key";
+import { DEFAULT_TASK_OVERHEAD_MS, WorkerPool } from "./pool";
+import { PoolEvaluator } from "./pool-evaluator";
 import { DEFAULT_REPLICA_CONCURRENCY, ReplicaEvaluator, ReplicaPool } from "./replicas";
 
 export interface EvaluationSettings {
@@ -40,11 +47,9 @@ export interface EvaluationSettings {
   /** TLS credentials and bearer token for replicas that require them. */
   replicaCredentials?: grpc.ChannelCredentials;
   replicaToken?: string;
+  /** Bound of the evaluation cache in bytes (0: no cache); default DEFAULT_CACHE_BYTES. */
+  cacheBytes?: number;
 }
-
-/** Evaluations at least this long make "auto" move the rest of the request to the worker pool. */
-export const AUTO_POOL_MS = 1;
-const AUTO_SAMPLES = 3;
 
 export interface Job {
   inputs: Record<string, unknown>;
@@ -52,40 +57,9 @@ export interface Job {
   selector: OutputSelector;
   outputPaths: readonly string[];
   outputsField: string;
+  /** Evaluations the request plans (for "auto"); undefined when unknown. */
+  plannedEvaluations?: number;
   signal?: AbortSignal;
-}
-
-/** Inline first; the pool once a few evaluations prove apply costly. */
-class AutoEvaluator implements Evaluator {
-  private pool?: Evaluator;
-  private fastest = Infinity;
-  private timed = 0;
-
-  constructor(
-    private readonly inline: InlineEvaluator,
-    private readonly makePool: () => Evaluator,
-  ) {}
-
-  get calls(): number {
-    return this.inline.calls + (this.pool?.calls ?? 0);
-  }
-
-  get outputs(): OutputInfo[] | undefined {
-    return this.inline.outputs ?? this.pool?.outputs;
-  }
-
-  get concurrency(): number {
-    return this.pool?.concurrency ?? 1;
-  }
-
-  async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
-    if (this.pool) return this.pool.evaluate(perturbation);
-    const started = performance.now();
-    const values = await this.inline.evaluate(perturbation);
-    this.fastest = Math.min(this.fastest, performance.now() - started);
-    if (++this.timed === AUTO_SAMPLES && this.fastest >= AUTO_POOL_MS) this.pool = this.makePool();
-    return values;
-  }
 }
 
 /** Counts evaluations into the runtime's total (metrics) on their way to the evaluator. */
@@ -120,7 +94,7 @@ class Counted implements Evaluator {
 export interface EvaluationTarget {
   /** A bundled name or module path, for worker threads; undefined: the Tesseract lives in this thread only. */
   readonly source?: string;
-  readonly definition: { apply(inputs: never): unknown };
+  readonly definition: { name: string; version: string; deterministic?: boolean; apply(inputs: never): unknown };
   readonly schema: TesseractSchema;
   readonly decodeLimits: DecodeLimits;
   /** Apply calls made so far, for metrics. */
@@ -138,6 +112,9 @@ export interface EvaluationTarget {
 export class EvaluationBackends {
   private workerPool?: WorkerPool;
   private replicaPool?: ReplicaPool;
+  private evaluationCache?: EvaluationCache | null;
+  /** "auto": the pool's measured pace over the modelled one (auto.ts). */
+  private poolCorrection = 1;
 
   private readonly settings: EvaluationSettings;
 
@@ -153,32 +130,86 @@ export class EvaluationBackends {
     }
   }
 
+  /** f(x) of recent requests; undefined when not cached (made on first use: the runtime makes its backends before its definition is set). */
+  get cache(): EvaluationCache | undefined {
+    if (this.evaluationCache === undefined) {
+      const bytes = this.settings.cacheBytes ?? DEFAULT_CACHE_BYTES;
+      this.evaluationCache = bytes > 0 && this.runtime.definition.deterministic !== false ? new EvaluationCache(bytes) : null;
+    }
+    return this.evaluationCache ?? undefined;
+  }
+
   private pool(threads: number): WorkerPool {
-    this.workerPool ??= new WorkerPool(this.runtime.source!, threads, this.timeoutMs);
+    if (!this.workerPool) {
+      this.workerPool = new WorkerPool(this.runtime.source!, threads, this.timeoutMs);
+      void this.workerPool.calibrate();
+    }
     return this.workerPool;
+  }
+
+  /** Settles once the worker pool, if one was started, has loaded the Tesseract and measured its costs. */
+  async poolStarted(): Promise<void> {
+    await this.workerPool?.calibrate();
   }
 
   private get timeoutMs(): number {
     return this.settings.evalTimeoutMs ?? 0;
   }
 
+  /** The key of these inputs in the evaluation cache; undefined when they are not cached. */
+  private keyOf(inputs: Record<string, unknown>): string | undefined {
+    const { name, version } = this.runtime.definition;
+    return this.cache && inputsKey(`${name} ${version}`, inputs);
+  }
+
   /**
    * The Apply RPC: decode, validate, apply, encode — apply in a worker thread when there is a fixed
    * pool. Inputs are decoded here first even then, so bad input is answered at once and never
-   * reaches a worker (the worker decodes its own copy from the bytes).
+   * reaches a worker (the worker decodes its own copy from the bytes). Outputs for inputs seen
+   * recently come from the evaluation cache.
    */
   async applyMessage(any: AnyMessage | null | undefined, signal?: AbortSignal): Promise<AnyMessage> {
     const { settings, runtime } = this;
     const inputs = runtime.decodeInputs(any);
+    const key = this.keyOf(inputs);
+    const cached = key && this.cache!.getApply(key);
+    if (cached) return cached;
+    let outputs: AnyMessage;
     if (typeof settings.workers === "number" && settings.workers > 0) {
       runtime.evaluations++;
-      return this.pool(settings.workers).applyMessage(any, runtime.decodeLimits, signal);
+      outputs = await this.pool(settings.workers).applyMessage(any, runtime.decodeLimits, signal);
+    } else {
+      outputs = runtime.encodeOutputs(await runtime.apply(inputs, this.timeoutMs, signal));
     }
-    return runtime.encodeOutputs(await runtime.apply(inputs, this.timeoutMs, signal));
+    if (key) this.cache!.setApply(key, outputs);
+    return outputs;
+  }
+
+  /**
+   * apply at decoded inputs, in this thread, or its outputs from the cache: the outputs tree and the
+   * apply calls made (0 or 1).
+   */
+  async applyTree(inputs: Record<string, unknown>, signal?: AbortSignal): Promise<{ outputs: unknown; applyCalls: number }> {
+    const { runtime } = this;
+    const key = this.keyOf(inputs);
+    const cached = key && this.cache!.getApply(key);
+    if (cached) return { outputs: runtime.schema.outputs.decodeAny(cached, "cached outputs"), applyCalls: 0 };
+    const outputs = await runtime.apply(inputs, this.timeoutMs, signal);
+    if (key) this.cache!.setApply(key, runtime.encodeOutputs(outputs));
+    return { outputs, applyCalls: 1 };
   }
 
   evaluatorFor(job: Job): Evaluator {
-    return new Counted(this.uncountedEvaluatorFor(job), () => this.runtime.evaluations++);
+    const counted = new Counted(this.uncountedEvaluatorFor(job), () => this.runtime.evaluations++);
+    const key = this.keyOf(job.inputs);
+    if (!key) return counted;
+    const outputs = this.runtime.schema.outputs;
+    const fromApply = (message: AnyMessage) => {
+      const selector = new OutputSelector(outputs, job.outputPaths, job.outputsField);
+      const values = selector.select(outputs.decodeAny(message, "cached outputs"));
+      return { outputs: selector.outputs!, values };
+    };
+    return new CachedBaseEvaluator(counted, this.cache!, key, job.outputPaths, fromApply);
   }
 
   private uncountedEvaluatorFor(job: Job): Evaluator {
@@ -204,7 +235,13 @@ export class EvaluationBackends {
     if (typeof workers === "number") return workers > 0 ? new PoolEvaluator(this.pool(workers), poolJob()) : inline;
     const threads = settings.autoThreads ?? availableParallelism();
     if (!runtime.source || threads < 2) return inline;
-    return new AutoEvaluator(inline, () => new PoolEvaluator(this.pool(threads), poolJob()));
+    return new AutoEvaluator(inline, job.plannedEvaluations, {
+      costs: () => ({ threads, cores: availableParallelism(), taskOverheadMs: this.workerPool?.taskOverheadMs ?? DEFAULT_TASK_OVERHEAD_MS, ready: this.workerPool?.ready ?? false, correction: this.poolCorrection }),
+      startPool: () => void this.pool(threads),
+      makePool: () => new PoolEvaluator(this.pool(threads), poolJob()),
+      observed: (ratio) => (this.poolCorrection = 0.7 * this.poolCorrection + 0.3 * ratio),
+      relax: () => (this.poolCorrection = 0.95 * this.poolCorrection + 0.05),
+    });
   }
 
   async close(): Promise<void> {

@@ -47,9 +47,13 @@ export class InlineEvaluator implements Evaluator {
     });
   }
 
-  /** Sets the changed elements and returns how to put them back. */
-  private perturb(perturbation: Perturbation): () => void {
-    const saved = perturbation.map((change) => {
+  /** What the changed elements held before (one slot per change of the evaluation in progress). */
+  private saved: (number | Float64Array | Float32Array)[] = [];
+
+  /** Sets the changed elements, keeping what they held. */
+  private perturb(perturbation: Perturbation): void {
+    for (let c = 0; c < perturbation.length; c++) {
+      const change = perturbation[c];
       const data = this.leaves[change.leaf].data;
       if ("indices" in change) {
         const { indices, points } = change;
@@ -58,44 +62,77 @@ export class InlineEvaluator implements Evaluator {
           before[k] = data[indices[k]];
           data[indices[k]] = points[k];
         }
-        return () => {
-          for (let k = 0; k < indices.length; k++) data[indices[k]] = before[k];
-        };
+        this.saved[c] = before;
+        continue;
       }
       if ("values" in change) {
-        const before = data.slice();
+        this.saved[c] = data.slice();
         data.set(change.values);
-        return () => data.set(before);
+      } else {
+        this.saved[c] = data[change.index];
+        data[change.index] = change.value;
       }
-      const before = data[change.index];
-      data[change.index] = change.value;
-      return () => (data[change.index] = before);
-    });
-    return () => saved.forEach((restore) => restore());
+    }
+  }
+
+  /** Puts the changed elements back, last change first. */
+  private restore(perturbation: Perturbation): void {
+    for (let c = perturbation.length - 1; c >= 0; c--) {
+      const change = perturbation[c];
+      const data = this.leaves[change.leaf].data;
+      const before = this.saved[c];
+      if ("indices" in change) {
+        const { indices } = change;
+        for (let k = indices.length - 1; k >= 0; k--) data[indices[k]] = (before as Float64Array)[k];
+      } else if ("values" in change) data.set(before as Float64Array);
+      else data[change.index] = before as number;
+    }
   }
 
   private run(perturbation: Perturbation): Promise<Float64Array[]> {
-    const restore = this.perturb(perturbation);
+    try {
+      return Promise.resolve(this.evaluateNow(perturbation));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * One evaluation, its result returned at once when apply is synchronous (a promise when it is
+   * not); it throws what apply throws. `collect` takes what is wanted out of apply's outputs (the
+   * selected values, by default) before the inputs are restored. Only when no asynchronous
+   * evaluation is in progress (`idle`).
+   */
+  evaluateNow(perturbation: Perturbation): Float64Array[] | Promise<Float64Array[]>;
+  evaluateNow<T>(perturbation: Perturbation, collect: (outputs: unknown) => T): T | Promise<T>;
+  evaluateNow<T>(perturbation: Perturbation, collect?: (outputs: unknown) => T): T | Promise<T> {
+    const take = collect ?? ((outputs: unknown) => this.selector.select(outputs) as T);
+    this.perturb(perturbation);
     this.calls++;
     let outputs: unknown;
     try {
       outputs = this.apply(this.inputs);
     } catch (e) {
-      restore();
-      return Promise.reject(e);
+      this.restore(perturbation);
+      throw e;
     }
     if (outputs instanceof Promise || typeof (outputs as PromiseLike<unknown>)?.then === "function") {
-      const settled = Promise.resolve(outputs).then((resolved) => this.selector.select(resolved)).finally(restore);
+      const settled = Promise.resolve(outputs)
+        .then(take)
+        .finally(() => this.restore(perturbation));
       this.track(settled); // the next evaluation waits for the inputs to be restored, timeout or not
       return withTimeout(settled, this.timeoutMs);
     }
     // Outputs are copied out before restoring: apply may return views of its inputs.
     try {
-      return Promise.resolve(this.selector.select(outputs));
-    } catch (e) {
-      return Promise.reject(e);
+      return take(outputs);
     } finally {
-      restore();
+      this.restore(perturbation);
     }
+  }
+
+  /** Whether an asynchronous evaluation is still in progress (evaluateNow must wait for it). */
+  get idle(): boolean {
+    return !this.busy;
   }
 }

@@ -1,27 +1,35 @@
 /**
- * Evaluation in worker threads (piscina). The pool lives as long as the server; each request is a
- * job whose base inputs are shared with the workers once (SharedArrayBuffer), so a task carries only
- * the perturbation. Cancelling a request removes its queued tasks; piscina stops a running one by
- * ending its worker, which is then replaced. The same happens to a task that overruns the
- * per-evaluation timeout, and a worker that dies (process.exit, an uncaught error, out of memory)
- * fails only its own task: piscina starts a new one in its place.
+ * The worker threads (piscina). The pool lives as long as the server. Gradient jobs send it batches
+ * of evaluations (pool-evaluator.ts), Apply calls one task each. Cancelling a request removes its
+ * queued tasks; piscina stops a running one by ending its worker, which is then replaced. The same
+ * happens to a task that overruns the per-evaluation timeout, and a worker that dies
+ * (process.exit, an uncaught error, out of memory) fails only its own task: piscina starts a new
+ * one in its place.
  */
-import { randomUUID } from "node:crypto";
 import * as path from "node:path";
 import { Piscina } from "piscina";
 import { Code, TesseractError } from "../../common/errors";
 import type { AnyMessage } from "../schema/schema";
 import type { DecodeLimits } from "../../common/tensor-codec";
-import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
-import { shareTree } from "./shared-tree";
 import { evalTimeoutError } from "./timeout";
-import type { ApplyResult, ApplyTask, WorkerResult, WorkerTask } from "./worker-task";
+import type { ApplyResult, ApplyTask, BatchResult, BatchTask } from "./worker-task";
+
+/** Round trips of an empty task timed to measure the pool's cost per task. */
+const CALIBRATION_PINGS = 8;
+
+/** Until calibrated: a typical cost of one task's round trip (messages both ways, piscina's queue). */
+export const DEFAULT_TASK_OVERHEAD_MS = 0.05;
 
 export class WorkerPool {
   readonly piscina: Piscina;
   private lastTaskId = 0;
-  /** Tasks under the timeout, by id: what to do when a worker says it started one. */
+  /** Apply calls under the timeout, by id: what to do when a worker says it started one. */
   private readonly onStart = new Map<number, () => void>();
+  /** Measured wall time of one task's round trip with no work in it (calibrate). */
+  taskOverheadMs = DEFAULT_TASK_OVERHEAD_MS;
+  /** Whether the workers have loaded the Tesseract and the costs are measured. */
+  ready = false;
+  private calibrated?: Promise<void>;
 
   constructor(
     /** Bundled name or module path, loaded by each worker. */
@@ -44,47 +52,73 @@ export class WorkerPool {
     return this.piscina.threads.length;
   }
 
-  /** One evaluation of a gradient job. */
-  evaluate(task: WorkerTask, signal?: AbortSignal): Promise<WorkerResult> {
-    return this.run("default", task, signal);
+  /**
+   * Loads the Tesseract in every worker and measures the cost of a task's round trip (the fastest
+   * of the pings, once the workers are up: what a task costs, not what a busy machine adds). Once per pool; later calls wait for the first.
+   */
+  calibrate(): Promise<void> {
+    this.calibrated ??= (async () => {
+      await Promise.all(Array.from({ length: this.threads }, () => this.piscina.run(this.tesseract, { name: "load" })));
+      const times: number[] = [];
+      for (let i = 0; i < CALIBRATION_PINGS; i++) {
+        const started = performance.now();
+        await this.piscina.run(null, { name: "ping" });
+        times.push(performance.now() - started);
+      }
+      this.taskOverheadMs = Math.min(...times);
+      this.ready = true;
+    })().catch(() => undefined); // a worker that cannot load the Tesseract fails its tasks, named there
+    return this.calibrated;
+  }
+
+  /** A batch of evaluations of a gradient job; the timeout applies to each evaluation in it. */
+  evaluateBatch(task: Omit<BatchTask, "progress" | "progressEpoch">, signal?: AbortSignal): Promise<BatchResult> {
+    if (!(this.evalTimeoutMs > 0)) return this.run("default", task, signal);
+    const progress = new Int32Array(new SharedArrayBuffer(8)).fill(-1);
+    const progressEpoch = Date.now();
+    return this.run("default", { ...task, progress, progressEpoch }, signal, (stop) => watchBatch(progress, progressEpoch, this.evalTimeoutMs, stop));
   }
 
   /** A whole Apply call, wire to wire: the worker decodes, validates, applies and encodes. */
   async applyMessage(inputs: AnyMessage | null | undefined, limits: DecodeLimits, signal?: AbortSignal): Promise<AnyMessage> {
-    const result: ApplyResult = await this.run("applyMessage", { tesseract: this.tesseract, inputs, limits } satisfies ApplyTask, signal);
+    const startedId = this.evalTimeoutMs > 0 ? ++this.lastTaskId : 0;
+    const watch = (stop: () => void) => {
+      let timer: NodeJS.Timeout | undefined;
+      this.onStart.set(startedId, () => (timer = setTimeout(stop, this.evalTimeoutMs)));
+      return () => {
+        clearTimeout(timer);
+        this.onStart.delete(startedId);
+      };
+    };
+    const task: ApplyTask = { tesseract: this.tesseract, inputs, limits, startedId };
+    const result: ApplyResult = await this.run("applyMessage", task, signal, startedId ? watch : undefined);
     if ("error" in result) throw new TesseractError(result.error.code, result.error.message);
     return result.outputs;
   }
 
   /**
-   * Runs a task; a timeout, a dead worker or a cancel becomes a status naming what happened. The
-   * timeout counts from the moment a worker starts the task (it posts `started`), not from the queue.
+   * Runs a task; a timeout, a dead worker or a cancel becomes a status naming what happened.
+   * `watch(stop)` starts the task's timeout clock (calling `stop` when it expires) and returns
+   * what clears it.
    */
-  private async run<T>(name: string, task: WorkerTask | ApplyTask, signal?: AbortSignal): Promise<T> {
+  private async run<T>(name: string, task: BatchTask | ApplyTask, signal?: AbortSignal, watch?: (stop: () => void) => () => void): Promise<T> {
     const stop = new AbortController();
     const cancel = () => stop.abort();
     signal?.addEventListener("abort", cancel, { once: true });
-    const startedId = this.evalTimeoutMs > 0 ? ++this.lastTaskId : 0;
-    let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
-    if (startedId) {
-      this.onStart.set(startedId, () => {
-        timer = setTimeout(() => {
-          timedOut = true;
-          stop.abort();
-        }, this.evalTimeoutMs);
-      });
-    }
+    const unwatch = watch?.(() => {
+      timedOut = true;
+      stop.abort();
+    });
     try {
-      return await this.piscina.run({ ...task, startedId }, { name, signal: stop.signal });
+      return await this.piscina.run(task, { name, signal: stop.signal });
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
       if (timedOut) throw evalTimeoutError(this.evalTimeoutMs, "; its worker thread was stopped and replaced");
       const reason = e instanceof Error ? e.message : String(e);
       throw new TesseractError(Code.UNKNOWN, `the worker thread running apply died (${reason}); it was replaced`, { cause: e });
     } finally {
-      clearTimeout(timer);
-      this.onStart.delete(startedId);
+      unwatch?.();
       signal?.removeEventListener("abort", cancel);
     }
   }
@@ -94,50 +128,21 @@ export class WorkerPool {
   }
 }
 
-export interface PoolJob {
-  inputs: Record<string, unknown>;
-  inputPaths: string[];
-  outputPaths: readonly string[];
-  outputsField: string;
-  signal?: AbortSignal;
-}
-
-export class PoolEvaluator implements Evaluator {
-  calls = 0;
-  outputs: OutputInfo[] | undefined;
-  private readonly task: Omit<WorkerTask, "perturbation">;
-
-  constructor(
-    private readonly pool: WorkerPool,
-    private readonly job: PoolJob,
-  ) {
-    this.task = {
-      tesseract: pool.tesseract,
-      job: randomUUID(),
-      inputs: shareTree(job.inputs),
-      inputPaths: job.inputPaths,
-      outputPaths: [...job.outputPaths],
-      outputsField: job.outputsField,
-    };
-  }
-
-  /** Two tasks per thread keep every worker busy while results travel back. */
-  get concurrency(): number {
-    return 2 * this.pool.threads;
-  }
-
-  async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
-    this.calls++;
-    const result = await this.pool.evaluate({ ...this.task, perturbation }, this.job.signal);
-    if ("error" in result) throw new TesseractError(result.error.code, result.error.message);
-    this.outputs ??= result.outputs;
-    // Each worker checks its own results; across workers, the shapes must agree too.
-    result.outputs.forEach((out, o) => {
-      const first = this.outputs![o];
-      if (out.shape.join() !== first.shape.join()) {
-        throw new TesseractError(Code.INTERNAL, `apply returned output ${out.path} with shape [${out.shape.join(", ")}] in one worker, [${first.shape.join(", ")}] in another`);
-      }
-    });
-    return result.values;
-  }
+/**
+ * The timeout of a batch's evaluations without a message per evaluation: the worker writes which
+ * evaluation it runs and since when (`progress`); a timer looks when the running one would expire,
+ * and stops the batch if the same one is still running then.
+ */
+function watchBatch(progress: Int32Array, epoch: number, timeoutMs: number, stop: () => void): () => void {
+  let timer: NodeJS.Timeout;
+  const check = () => {
+    const index = Atomics.load(progress, 0);
+    const started = epoch + Atomics.load(progress, 1);
+    if (index < 0) return (timer = setTimeout(check, timeoutMs)); // still queued
+    const left = started + timeoutMs - Date.now();
+    if (left <= 0 && Atomics.load(progress, 0) === index) return stop();
+    timer = setTimeout(check, Math.max(1, left));
+  };
+  timer = setTimeout(check, timeoutMs);
+  return () => clearTimeout(timer);
 }

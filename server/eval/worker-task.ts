@@ -1,9 +1,14 @@
-/** What the main thread sends a worker for one evaluation or one Apply call, and what comes back. */
+/**
+ * What the main thread sends a worker for a batch of evaluations or one Apply call, and what comes
+ * back. A batch travels as one message: its perturbations packed in one Float64Array, its results
+ * in another (transferred, not copied).
+ */
 import type { AnyMessage } from "../schema/schema";
 import type { DecodeLimits } from "../../common/tensor-codec";
-import type { OutputInfo, Perturbation } from "./evaluator";
+import type { Change, OutputInfo, Perturbation } from "./evaluator";
 
-export interface WorkerTask {
+/** Evaluations of one gradient job at several perturbations of its base inputs. */
+export interface BatchTask {
   /** A bundled name or module path: the worker loads the Tesseract itself (once). */
   tesseract: string;
   /** Identifies the request; a worker prepares each job's inputs once. */
@@ -13,15 +18,30 @@ export interface WorkerTask {
   inputPaths: string[];
   outputPaths: string[];
   outputsField: string;
-  perturbation: Perturbation;
-  /** Set under a per-evaluation timeout: the worker posts `{ started: startedId }` as it begins. */
-  startedId?: number;
+  /** The batch's perturbations, packed (packPerturbations). */
+  perturbations: Float64Array;
+  /**
+   * Under a per-evaluation timeout: shared [index, started] of the evaluation the worker is running
+   * (index -1 until the first starts; started in ms after `progressEpoch`, a Date.now()), so the
+   * main thread can tell a hanging evaluation without a message per evaluation.
+   */
+  progress?: Int32Array;
+  progressEpoch?: number;
 }
 
 /** A failure the caller is told about, with its gRPC code. */
 export type TaskError = { error: { code: number; message: string } };
 
-export type WorkerResult = { values: Float64Array[]; outputs: OutputInfo[] } | TaskError;
+export interface BatchResult {
+  /** Evaluation k's outputs, flat FP64 one after the other, at k * (sum of output sizes). */
+  values: Float64Array;
+  /** The requested outputs' paths and shapes (from the worker's first successful evaluation). */
+  outputs: OutputInfo[] | undefined;
+  /** Evaluations that failed, by index in the batch; the others are in `values`. */
+  failed: { index: number; error: TaskError["error"] }[];
+  /** Milliseconds the worker spent evaluating the batch (for the batch size: pool.ts). */
+  busyMs: number;
+}
 
 /** One Apply call: the request's Any, decoded in the worker. */
 export interface ApplyTask {
@@ -32,3 +52,65 @@ export interface ApplyTask {
 }
 
 export type ApplyResult = { outputs: { type_url: string; value: Uint8Array } } | TaskError;
+
+/**
+ * Perturbations as numbers: per perturbation its change count, then per change `leaf, -1, index,
+ * value` (one element), `leaf, -2 - count, ...indices, ...points` (several elements: a column group)
+ * or `leaf, length, ...values` (a whole leaf).
+ */
+export function packPerturbations(perturbations: readonly Perturbation[]): Float64Array {
+  let length = 0;
+  for (const p of perturbations) {
+    length++;
+    for (const change of p) length += 2 + ("values" in change ? change.values.length : "indices" in change ? 2 * change.indices.length : 2);
+  }
+  const packed = new Float64Array(length);
+  let at = 0;
+  for (const p of perturbations) {
+    packed[at++] = p.length;
+    for (const change of p) {
+      packed[at++] = change.leaf;
+      if ("values" in change) {
+        packed[at++] = change.values.length;
+        packed.set(change.values, at);
+        at += change.values.length;
+      } else if ("indices" in change) {
+        const count = change.indices.length;
+        packed[at++] = -2 - count;
+        packed.set(change.indices, at);
+        packed.set(change.points, at + count);
+        at += 2 * count;
+      } else {
+        packed[at++] = -1;
+        packed[at++] = change.index;
+        packed[at++] = change.value;
+      }
+    }
+  }
+  return packed;
+}
+
+/** The perturbations packPerturbations packed (whole-leaf values are views of `packed`). */
+export function unpackPerturbations(packed: Float64Array): Perturbation[] {
+  const perturbations: Perturbation[] = [];
+  for (let at = 0; at < packed.length; ) {
+    const changes: Change[] = new Array(packed[at++]);
+    for (let c = 0; c < changes.length; c++) {
+      const leaf = packed[at++];
+      const length = packed[at++];
+      if (length === -1) {
+        changes[c] = { leaf, index: packed[at], value: packed[at + 1] };
+        at += 2;
+      } else if (length < -1) {
+        const count = -2 - length;
+        changes[c] = { leaf, indices: Uint32Array.from(packed.subarray(at, at + count)), points: packed.subarray(at + count, at + 2 * count) };
+        at += 2 * count;
+      } else {
+        changes[c] = { leaf, values: packed.subarray(at, at + length) };
+        at += length;
+      }
+    }
+    perturbations.push(changes);
+  }
+  return perturbations;
+}

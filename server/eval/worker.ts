@@ -1,10 +1,12 @@
 /**
  * A worker thread of the pool (piscina). It loads the Tesseract module itself, keeps per job the
- * revived inputs with a private copy of each perturbed leaf, and evaluates with the same inline
- * evaluator as the main thread (perturb-and-restore of that private copy). It also serves whole
+ * revived inputs with a private copy of each perturbed leaf, and evaluates batches of
+ * perturbations with the same inline evaluator as the main thread (perturb-and-restore of that
+ * private copy), returning a batch's outputs in one transferred buffer. It also serves whole
  * Apply calls (`applyMessage`), so that a hanging or crashing apply never touches the main thread.
  */
 import { parentPort } from "node:worker_threads";
+import { Piscina } from "piscina";
 import ndarray from "ndarray";
 import { Code, isTesseractError } from "../../common/errors";
 import { OutputSelector } from "./outputs";
@@ -14,7 +16,8 @@ import { loadTesseract } from "../loader";
 import { withLeaf } from "../schema/paths";
 import { InlineEvaluator } from "./inline";
 import { reviveTree } from "./shared-tree";
-import type { ApplyResult, ApplyTask, TaskError, WorkerResult, WorkerTask } from "./worker-task";
+import { elementCount } from "../../common/tensor-codec";
+import { type ApplyResult, type ApplyTask, type BatchResult, type BatchTask, type TaskError, unpackPerturbations } from "./worker-task";
 
 type Runtime = ReturnType<typeof loadTesseract>;
 
@@ -26,7 +29,7 @@ function runtimeOf(tesseract: string): Runtime {
   return runtime;
 }
 
-/** Under a per-evaluation timeout, the main thread starts the clock when apply is about to run (loading excluded). */
+/** Under a per-evaluation timeout, the main thread starts the clock when an Apply call is about to run (loading excluded). */
 function reportStart(task: { startedId?: number }): void {
   if (task.startedId) parentPort?.postMessage({ started: task.startedId });
 }
@@ -36,11 +39,17 @@ function taskError(e: unknown): TaskError {
   if (isTesseractError(e)) return { error: { code: e.code, message: e.message } };
   return { error: { code: Code.UNKNOWN, message: e instanceof Error ? e.message : String(e) } };
 }
+/** A job as a worker holds it: its inputs (with private copies of the perturbed leaves) and outputs. */
+interface Job {
+  evaluator: InlineEvaluator;
+  selector: OutputSelector;
+}
+
 /** Recent jobs, oldest first; a worker serves few jobs at a time. */
-const jobs = new Map<string, InlineEvaluator>();
+const jobs = new Map<string, Job>();
 const MAX_JOBS = 8;
 
-function prepare(task: WorkerTask): InlineEvaluator {
+function prepare(task: BatchTask): Job {
   const runtime = runtimeOf(task.tesseract);
   let inputs = reviveTree(task.inputs) as Record<string, unknown>;
   const resolved = runtime.schema.inputs.resolveDifferentiable(inputs, task.inputPaths, "jac_inputs", "input");
@@ -52,23 +61,70 @@ function prepare(task: WorkerTask): InlineEvaluator {
   const leaves = resolved.map((leaf) => inputLeaf(leaf, "jac_inputs"));
   const selector = new OutputSelector(runtime.schema.outputs, task.outputPaths, task.outputsField);
   const apply = runtime.definition.apply;
-  return new InlineEvaluator((i) => apply(i), inputs, leaves, selector);
+  return { evaluator: new InlineEvaluator((i) => apply(i), inputs, leaves, selector), selector };
 }
 
-export default async function evaluate(task: WorkerTask): Promise<WorkerResult> {
-  try {
-    let evaluator = jobs.get(task.job);
-    if (!evaluator) {
-      evaluator = prepare(task);
-      jobs.set(task.job, evaluator);
-      if (jobs.size > MAX_JOBS) jobs.delete(jobs.keys().next().value!);
-    }
-    reportStart(task);
-    const values = await evaluator.evaluate(task.perturbation);
-    return { values, outputs: evaluator.outputs! };
-  } catch (e) {
-    return taskError(e);
+function jobOf(task: BatchTask): Job {
+  let job = jobs.get(task.job);
+  if (!job) {
+    job = prepare(task);
+    jobs.set(task.job, job);
+    if (jobs.size > MAX_JOBS) jobs.delete(jobs.keys().next().value!);
   }
+  return job;
+}
+
+/**
+ * Evaluations of a batch, one after the other, each one's outputs written straight into the batch's
+ * buffer (a synchronous apply without a promise per evaluation); a failure is recorded and the rest
+ * still run.
+ */
+export default async function evaluateBatch(task: BatchTask): Promise<BatchResult> {
+  const started = performance.now();
+  const perturbations = unpackPerturbations(task.perturbations);
+  const failed: BatchResult["failed"] = [];
+  let job: Job;
+  try {
+    job = jobOf(task);
+  } catch (e) {
+    // The job cannot be prepared here (the module fails to load, say): every evaluation fails alike.
+    return { values: new Float64Array(0), outputs: undefined, failed: perturbations.map((_, index) => ({ index, ...taskError(e) })), busyMs: 0 };
+  }
+  const { evaluator, selector } = job;
+  /** Values per evaluation, once the outputs are known (from this job's first evaluation here). */
+  const size = () => selector.outputs!.reduce((n, o) => n + elementCount(o.shape), 0);
+  let stride = selector.outputs ? size() : 0;
+  let values = selector.outputs ? new Float64Array(stride * perturbations.length) : undefined;
+  for (let k = 0; k < perturbations.length; k++) {
+    if (task.progress) {
+      // The start first, then the index: the main thread never pairs a new index with an old start.
+      Atomics.store(task.progress, 1, Date.now() - task.progressEpoch!);
+      Atomics.store(task.progress, 0, k);
+    }
+    try {
+      if (values && evaluator.idle) {
+        const target = values;
+        const written = evaluator.evaluateNow(perturbations[k], (outputs) => selector.selectInto(outputs, target, k * stride));
+        if (written instanceof Promise) await written;
+        continue;
+      }
+      // The job's first evaluation here (it tells the outputs' sizes), or one after an unfinished asynchronous apply.
+      const outputs = await evaluator.evaluate(perturbations[k]);
+      stride ||= size();
+      values ??= new Float64Array(stride * perturbations.length);
+      let at = k * stride;
+      for (const o of outputs) {
+        values.set(o, at);
+        at += o.length;
+      }
+    } catch (e) {
+      failed.push({ index: k, ...taskError(e) });
+    }
+  }
+  values ??= new Float64Array(0);
+  const result: BatchResult = { values, outputs: selector.outputs, failed, busyMs: performance.now() - started };
+  // The values' buffer is moved to the main thread, not copied.
+  return Piscina.move({ [Piscina.transferableSymbol]: values.buffer, [Piscina.valueSymbol]: result } as never) as unknown as BatchResult;
 }
 
 export async function applyMessage(task: ApplyTask): Promise<ApplyResult> {
@@ -82,3 +138,13 @@ export async function applyMessage(task: ApplyTask): Promise<ApplyResult> {
   }
 }
 
+
+/** Loads the Tesseract ahead of the first task (pool start-up). */
+export function load(tesseract: string): void {
+  runtimeOf(tesseract);
+}
+
+/** An empty task: the pool times a round trip with it (pool.ts, calibrate). */
+export function ping(): null {
+  return null;
+}

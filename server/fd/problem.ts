@@ -113,8 +113,9 @@ export class Problem {
   async evaluate(perturbation: Perturbation, what: () => string): Promise<Float64Array[]> {
     // A synchronous apply never gives I/O a turn: let cancellations and health checks through.
     if (performance.now() - this.lastYield > YIELD_EVERY_MS) {
-      await new Promise(setImmediate);
+      // Set first: of the evaluations started in this turn, one yields (not each of them).
       this.lastYield = performance.now();
+      await new Promise(setImmediate);
     }
     this.signal?.throwIfAborted();
     try {

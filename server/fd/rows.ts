@@ -67,6 +67,12 @@ export function plannedEvaluations(n: number, options: ResolvedOptions): number 
   }
 }
 
+/** Whether the rule evaluates f(x), once per request: forward, and the rules with error estimates. */
+export function usesBase(n: number, options: ResolvedOptions): boolean {
+  const algorithm = effectiveAlgorithm(n, options);
+  return algorithm === "forward" || (n > 0 && (algorithm === "richardson" || algorithm === "adaptive"));
+}
+
 /** The rows of the Jacobian by the options' rule, each checked to be finite. */
 export function rows(problem: Problem, options: ResolvedOptions): AsyncGenerator<Row> {
   return finiteRows(problem, ruleRows(problem, options));

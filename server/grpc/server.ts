@@ -6,7 +6,7 @@ import { Code } from "../../common/errors";
 import { DEFAULT_REPLICA_CONCURRENCY } from "../eval/replicas";
 import { loadTesseract } from "../loader";
 import { isTesseractCoreUrl, loadTesseractCore } from "../bridge/tesseract-core";
-import { createLogger, type Logger } from "../log";
+import { createLogger, silentLogger, type Logger } from "../log";
 import type { TesseractRuntime } from "../runtime";
 import { SERVICE_NAME } from "../schema/contract";
 import { loadDefinition } from "./definition";
@@ -15,13 +15,16 @@ import { bearerTokenInterceptor, UNAUTHENTICATED_DETAILS } from "./auth";
 import { CallRegistry, DEFAULT_LIMITS, type CallLimits } from "./calls";
 import { refuseCompressedFlagWithoutEncoding } from "./compressed-flag";
 import { guardDeserializers, guardInterceptor } from "./guard";
-import { createHandlers } from "./handlers";
+import { createHandlers, type HandlerConfig } from "./handlers";
 import { addReflection, ReflectionIndex, servedDescriptors } from "./reflection";
+import { warmTransport } from "./warm-transport";
 import { ServerMetrics } from "./metrics";
 import { DEFAULT_LIMITS as DEFAULT_TENSOR_LIMITS } from "../../common/tensor-codec";
 import { MIN_CHUNK_BYTES } from "./rows-stream";
 import { serverCredentials, tlsMode, type ServerTls } from "./tls";
 import { startRestServer } from "../http/rest-server";
+import { DEFAULT_CACHE_BYTES } from "../eval/evaluation-cache";
+import { DEFAULT_WARM_UP_MS, warmUp } from "../warmup";
 
 export interface ServeOptions {
   /** A loaded runtime, a bundled name, a module path, or tesseract-core runtimes' URLs (comma-separated). */
@@ -68,6 +71,16 @@ export interface ServeOptions {
   /** How long one apply may take (default 0: no limit); see eval/timeout.ts for what it can stop. */
   evalTimeoutMs?: number;
   /**
+   * Bytes of apply outputs kept for reuse by later requests on the same inputs (default 64 MiB; 0:
+   * none); see eval/evaluation-cache.ts.
+   */
+  evalCacheBytes?: number;
+  /**
+   * Most milliseconds spent warming the engine up on the Tesseract's example inputs before serving
+   * (default 1000; 0: no warm-up); see warmup.ts.
+   */
+  warmUpMs?: number;
+  /**
    * Close each client connection (GOAWAY) after this many ms (default 0: never); calls in flight
    * finish. Clients then reconnect and re-resolve DNS, so an engine sees replicas added since.
    */
@@ -113,6 +126,8 @@ export const DEFAULTS = {
   maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
   concurrency: DEFAULT_REPLICA_CONCURRENCY,
   graceMs: 5000,
+  evalCacheBytes: DEFAULT_CACHE_BYTES,
+  warmUpMs: DEFAULT_WARM_UP_MS,
 } as const;
 
 /** A JacobianRows budget must fit one value next to long paths and stay within the message limit. */
@@ -148,7 +163,23 @@ async function configureRuntime(runtime: TesseractRuntime, options: ServeOptions
     evalTimeoutMs: options.evalTimeoutMs ?? 0,
     replicaCredentials: options.replicaCredentials,
     replicaToken: options.replicaToken,
+    cacheBytes: options.evalCacheBytes ?? DEFAULTS.evalCacheBytes,
   });
+}
+
+/**
+ * Before the port is bound: the engine's warm-up (warmup.ts), then the transport's with what is left
+ * of `warmUpMs` (warm-transport.ts). An error is logged, never thrown: the server starts regardless.
+ */
+async function warmUpServer(runtime: TesseractRuntime, service: grpc.ServiceDefinition, config: HandlerConfig, options: ServeOptions, log: Logger): Promise<void> {
+  const budgetMs = options.warmUpMs ?? DEFAULTS.warmUpMs;
+  const engine = await warmUp(runtime, budgetMs);
+  if (engine.error) return void log.warn({ error: engine.error, ms: Math.round(engine.ms) }, "the warm-up on the example inputs failed; serving without it");
+  const started = performance.now();
+  const privateServer = (calls: CallRegistry) => guardedGrpcServer({ tesseract: runtime }, calls, undefined, config.maxMessageBytes, silentLogger);
+  await warmTransport(runtime, service, engine, privateServer, config, budgetMs - engine.ms);
+  const { inputPaths, outputPaths, ...report } = engine;
+  log.debug({ ...report, ms: Math.round(engine.ms), transportMs: Math.round(performance.now() - started) }, "warm-up");
 }
 
 /** A grpc-js server with the guards (deserializers, statuses, framing) and, with tokens, their check. */
@@ -239,11 +270,13 @@ async function serveRuntime(runtime: TesseractRuntime, options: ServeOptions, { 
   const reflection = new ReflectionIndex(servedDescriptors(runtime));
   const evalTimeoutMs = options.evalTimeoutMs ?? 0;
   const maxRowsPerStream = options.maxRowsPerStream ?? 0;
+  const handlerConfig: HandlerConfig = { streamChunkBytes, maxMessageBytes, maxRowsPerStream, evalTimeoutMs };
+  await warmUpServer(runtime, service, handlerConfig, options, log);
   const calls = new CallRegistry(log, { ...DEFAULT_LIMITS, ...options.limits });
   const tokens = options.tokens && new BearerTokens(options.tokens);
   const server = guardedGrpcServer(options, calls, tokens, maxMessageBytes, log);
   started.push(() => server.forceShutdown());
-  server.addService(service, createHandlers(runtime, { streamChunkBytes, maxMessageBytes, maxRowsPerStream, evalTimeoutMs }, calls));
+  server.addService(service, createHandlers(runtime, handlerConfig, calls));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
   const stopFollowing = followReadiness(runtime, health, log);

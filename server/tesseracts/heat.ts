@@ -21,6 +21,7 @@ import type { Inputs, Outputs } from "../../generated/tesseract/examples/heat/v1
 import { Code, invalidArgument, TesseractError } from "../../common/errors";
 import { PROTO_DIR } from "../proto-dir";
 import { DataType, dataTypeName, dataTypeOfArray, toFloat64, type TypedArray } from "../../common/tensor-codec";
+import { sampleHeatInputs } from "./samples";
 import { defineTesseract, type AbstractTensor } from "../tesseract";
 
 export const MAX_STEPS = 10_000_000;
@@ -236,5 +237,6 @@ export default defineTesseract<Inputs, Outputs>({
 
   // d/d initial is linear (exact for any step); d/d diffusivity is a polynomial in κ, for which
   // h = 1e-6 balances truncation O(h²) against rounding O(1e-16 / h) at κ of order 1.
+  exampleInputs: () => sampleHeatInputs(40, 10),
   finiteDifferences: { eps: 1e-6 },
 });

@@ -9,6 +9,7 @@ import type { Inputs, Outputs } from "../../generated/tesseract/examples/meshsta
 import { clip, invalidArgument } from "../../common/errors";
 import { PROTO_DIR } from "../proto-dir";
 import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../../common/tensor-codec";
+import { sampleMeshInputs } from "./samples";
 import { Algorithm, defineTesseract, type AbstractTensor } from "../tesseract";
 
 const shapeText = (shape: readonly number[]) => `[${shape.join(", ")}]`;
@@ -98,6 +99,8 @@ export default defineTesseract<Inputs, Outputs>({
       { path: "statistics.barycenter", shape: [3], datatype: DataType.DATA_TYPE_FP64 },
     ];
   },
+
+  exampleInputs: () => sampleMeshInputs(1000),
 
   // first_point_coordinates[c] = points[0, c] and barycenter[c] = mean_i points[i, c]: column
   // (i, c), flat index 3i + c, touches component c of each. Columns of different components group

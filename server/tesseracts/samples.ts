@@ -34,3 +34,18 @@ export function sampleHeatInputs(n: number, steps: number, dims: 1 | 2 = 1) {
     dx: 0,
   };
 }
+
+/** A vectoradd input: a and b of length n (FP64), s = 2, not normalised. */
+export function sampleVectorInputs(n: number) {
+  return {
+    a: ndarray(Float64Array.from({ length: n }, (_, i) => Math.cos(i)), [n]),
+    b: ndarray(Float64Array.from({ length: n }, (_, i) => 1 + Math.sin(i)), [n]),
+    s: ndarray(Float64Array.of(2), []),
+    normalize: false,
+  };
+}
+
+/** A univariate input: the Rosenbrock function near its valley, FP32 scalars. */
+export function sampleRosenbrockInputs() {
+  return { x: ndarray(Float32Array.of(0.5), []), y: ndarray(Float32Array.of(0.3), []), a: ndarray(Float32Array.of(1), []), b: ndarray(Float32Array.of(100), []) };
+}

@@ -5,6 +5,7 @@ import type { Inputs, Outputs } from "../../generated/tesseract/examples/univari
 import { invalidArgument } from "../../common/errors";
 import { PROTO_DIR } from "../proto-dir";
 import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../../common/tensor-codec";
+import { sampleRosenbrockInputs } from "./samples";
 import { defineTesseract } from "../tesseract";
 
 function scalar(t: NdArray<TypedArray> | undefined, field: string, fallback?: number): number {
@@ -47,6 +48,8 @@ export default defineTesseract<Inputs, Outputs>({
   // FP32 rounding (~6e-8 relative) over a 1e-4 step would cost ~1e-3 relative error; central's
   // error-optimal step for FP32 is about cbrt(6e-8) ~ 4e-3.
   finiteDifferences: { eps: 1e-3 },
+
+  exampleInputs: () => sampleRosenbrockInputs(),
 
   abstractEval() {
     return [{ path: "result", shape: [], datatype: DataType.DATA_TYPE_FP32 }];

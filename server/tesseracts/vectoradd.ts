@@ -8,6 +8,7 @@ import type { Inputs, Outputs } from "../../generated/tesseract/examples/vectora
 import { invalidArgument } from "../../common/errors";
 import { PROTO_DIR } from "../proto-dir";
 import { DataType, dataTypeName, dataTypeOfArray, isFloatingPoint, toFloat64, type TypedArray } from "../../common/tensor-codec";
+import { sampleVectorInputs } from "./samples";
 import { defineTesseract, type AbstractTensor, type Arrays } from "../tesseract";
 
 type In = Arrays<Inputs>;
@@ -70,6 +71,8 @@ export default defineTesseract<Inputs, Outputs>({
     if (!a || a.shape.length !== 1) throw invalidArgument("a must be a 1-D tensor");
     return [{ path: "result", shape: [a.shape[0]], datatype: DataType.DATA_TYPE_FP64 }];
   },
+
+  exampleInputs: () => sampleVectorInputs(100),
 
   // Without normalisation result_i = s·a_i + b_i: d result / d a and d result / d b are diagonal
   // (d result / d s is dense), so all of a, then all of b, then s: three groups. Normalised, every

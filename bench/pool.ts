@@ -1,0 +1,192 @@
+/**
+ * `npm run bench:pool`: the worker pool on cheap applies, and a fresh server's first call, in one run.
+ * Servers are `tesseract-grpc serve` child processes; the client is the SDK in this process (warmed
+ * on a server of its own first, so that only the server's warmth is measured).
+ *
+ * 1. Pool on cheap applies: meshstats central Jacobians (dense, N = 1000 and 3000 points: 6 000 and
+ *    18 000 evaluations of a few microseconds each) end to end over gRPC, on an inline server
+ *    (`--workers 0`), a batched pool (`--workers 2`) and the default (`--workers auto`). Warm:
+ *    calls alternate between the servers (so load on the machine falls on all alike); the median
+ *    of BENCH_POOL_ROUNDS each. Ratio: inline wall / wall. Also the server's CPU time per
+ *    evaluation, all threads and its main thread (from /proc, Linux): what the pool costs in CPU,
+ *    which decides what it can gain on C cores (wall ≥ CPU / C) whatever else runs on the machine.
+ * 2. Cold first call: fresh server processes (BENCH_POOL_COLD_STARTS per row; inline and auto,
+ *    with the warm-up and with `--warm-up-ms 0`): time to the "listening" line, the first meshstats
+ *    N = 1000 central Jacobian, the second, then the median of warm ones; medians over the starts.
+ *    Target: first ≤ 2 × warm.
+ * 3. tesseract-core's finite-difference helper on the same Jacobian: its measured in-process time
+ *    on this machine kind (../shared/TESSERACT_CORE_HTTP.md: ~2.5 s, 12 001 apply calls; it cannot
+ *    run here), against the warm end-to-end walls above. Target: ≥ 100×.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
+import { once } from "node:events";
+import { availableParallelism } from "node:os";
+import * as path from "node:path";
+import { createInterface } from "node:readline";
+import { TesseractClient } from "../client";
+import { Inputs, Outputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
+import { Algorithm } from "../index";
+import { sampleMeshInputs } from "../server/tesseracts/samples";
+import { report } from "./report";
+
+const CLI = path.join(__dirname, "../cli/cli.js");
+const ROUNDS = Number(process.env.BENCH_POOL_ROUNDS ?? 15);
+const OUTPUTS = ["statistics.first_point_coordinates", "statistics.barycenter"];
+/** tesseract-core's helper, meshstats N = 1000 central, in-process (see the module comment). */
+const TESSERACT_CORE_HELPER_S = 2.5;
+
+interface Served {
+  child: ChildProcess;
+  client: TesseractClient<Inputs, Outputs>;
+  /** ms from spawning to the "listening" line. */
+  startMs: number;
+}
+
+async function serve(args: string[]): Promise<Served> {
+  const started = performance.now();
+  const child = spawn(process.execPath, [CLI, "serve", "meshstats", "--port", "0", ...args], { stdio: ["ignore", "pipe", "ignore"] });
+  const [line] = (await once(createInterface({ input: child.stdout! }), "line")) as [string];
+  const startMs = performance.now() - started;
+  const client = new TesseractClient<Inputs, Outputs>(line.replace("listening on ", ""), { inputs: Inputs, outputs: Outputs, inputType: "tesseract.examples.meshstats.v1.Inputs", outputType: "tesseract.examples.meshstats.v1.Outputs" });
+  return { child, client, startMs };
+}
+
+async function stop(served: Served): Promise<void> {
+  served.client.close();
+  served.child.kill("SIGTERM");
+  await once(served.child, "exit");
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/**
+ * CPU time of a server process so far, in ms: its main thread and all its threads (Linux /proc;
+ * undefined elsewhere). Unlike wall times, CPU per evaluation hardly moves with the machine's load.
+ */
+function cpuMs(pid: number): { main: number; total: number } | undefined {
+  const ticks = (file: string) => {
+    const fields = fs.readFileSync(file, "utf8").split(") ")[1].split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+  };
+  try {
+    return { main: ticks(`/proc/${pid}/task/${pid}/stat`), total: ticks(`/proc/${pid}/stat`) };
+  } catch {
+    return undefined;
+  }
+}
+const CLOCK_TICKS = 100;
+
+/** One central Jacobian of N points: wall ms and apply calls. */
+async function jacobianMs(client: TesseractClient<Inputs, Outputs>, N: number): Promise<{ ms: number; calls: number }> {
+  const inputs = sampleMeshInputs(N);
+  const started = performance.now();
+  const { stats } = await client.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: Algorithm.ALGORITHM_CENTRAL } });
+  return { ms: performance.now() - started, calls: Number(stats.apply_calls) };
+}
+
+/** Runs `fn` for `seconds` (JIT, connections, pools), then ROUNDS times interleaved across servers. */
+async function warmMedians(servers: Served[], N: number, seconds: number): Promise<{ ms: number; calls: number; cpuUsPerEval?: { main: number; total: number } }[]> {
+  for (const s of servers) for (const until = performance.now() + seconds * 1000; performance.now() < until; ) await jacobianMs(s.client, N);
+  const walls = servers.map(() => [] as number[]);
+  const cpuBefore = servers.map((s) => cpuMs(s.child.pid!));
+  let calls: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const results = [];
+    for (const s of servers) results.push(await jacobianMs(s.client, N));
+    results.forEach((x, i) => walls[i].push(x.ms));
+    calls = results.map((x) => x.calls);
+  }
+  return walls.map((w, i) => {
+    const [before, after] = [cpuBefore[i], cpuMs(servers[i].child.pid!)];
+    const perEval = (key: "main" | "total") => +(((after![key] - before![key]) * 1000) / (ROUNDS * calls[i])).toFixed(2);
+    return { ms: median(w), calls: calls[i], cpuUsPerEval: before && after ? { main: perEval("main"), total: perEval("total") } : undefined };
+  });
+}
+
+async function poolRows(): Promise<Record<string, unknown>[]> {
+  const modes: [string, string[]][] = [
+    ["inline (--workers 0)", ["--workers", "0"]],
+    ["pool, batched (--workers 2)", ["--workers", "2"]],
+    ["auto (default)", []],
+  ];
+  const servers = await Promise.all(modes.map(([, args]) => serve(args)));
+  const rows: Record<string, unknown>[] = [];
+  for (const N of [1000, 3000]) {
+    const medians = await warmMedians(servers, N, 2);
+    medians.forEach(({ ms, calls, cpuUsPerEval }, i) => {
+      rows.push({
+        section: "pool",
+        case: `meshstats N = ${N} central`,
+        mode: modes[i][0],
+        warm_ms: +ms.toFixed(2),
+        apply_calls: calls,
+        us_per_eval: +((1000 * ms) / calls).toFixed(2),
+        speedup_vs_inline: +(medians[0].ms / ms).toFixed(2),
+        server_cpu_us_per_eval: cpuUsPerEval?.total,
+        main_thread_cpu_us_per_eval: cpuUsPerEval?.main,
+      });
+    });
+    if (N === 1000) {
+      const best = Math.min(...medians.map((m) => m.ms));
+      medians.forEach(({ ms }, i) => {
+        rows.push({ section: "vs tesseract-core", case: "meshstats N = 1000 central", mode: modes[i][0], warm_ms: +ms.toFixed(2), tesseract_core_helper_ms: TESSERACT_CORE_HELPER_S * 1000, ratio: +((TESSERACT_CORE_HELPER_S * 1000) / ms).toFixed(0), best: ms === best });
+      });
+    }
+  }
+  await Promise.all(servers.map(stop));
+  return rows;
+}
+
+/** Fresh server processes per configuration: the machine's load varies from one start to the next. */
+const COLD_STARTS = Number(process.env.BENCH_POOL_COLD_STARTS ?? 3);
+
+async function coldRows(): Promise<Record<string, unknown>[]> {
+  const configs: [string, string[]][] = [
+    ["inline, warm-up", ["--workers", "0"]],
+    ["inline, no warm-up", ["--workers", "0", "--warm-up-ms", "0"]],
+    ["auto, warm-up", []],
+    ["auto, no warm-up", ["--warm-up-ms", "0"]],
+  ];
+  const rows: Record<string, unknown>[] = [];
+  for (const [name, args] of configs) {
+    const starts: { start: number; first: number; second: number; warm: number }[] = [];
+    for (let i = 0; i < COLD_STARTS; i++) {
+      const served = await serve(args);
+      const first = await jacobianMs(served.client, 1000);
+      const second = await jacobianMs(served.client, 1000);
+      const [warm] = await warmMedians([served], 1000, 1);
+      starts.push({ start: served.startMs, first: first.ms, second: second.ms, warm: warm.ms });
+      await stop(served);
+    }
+    const m = (key: keyof (typeof starts)[number]) => median(starts.map((s) => s[key]));
+    rows.push({
+      section: "cold first call",
+      case: `meshstats N = 1000 central, ${COLD_STARTS} fresh servers (medians)`,
+      mode: name,
+      start_ms: Math.round(m("start")),
+      first_ms: +m("first").toFixed(1),
+      second_ms: +m("second").toFixed(1),
+      warm_ms: +m("warm").toFixed(2),
+      first_over_warm: +(m("first") / m("warm")).toFixed(2),
+      each_first_over_warm: starts.map((s) => +(s.first / s.warm).toFixed(2)).join(" "),
+    });
+  }
+  return rows;
+}
+
+async function main() {
+  // The client's own first calls (protobuf code generation, HTTP/2) on a server of its own.
+  const clientWarmUp = await serve(["--workers", "0", "--warm-up-ms", "0"]);
+  await warmMedians([clientWarmUp], 1000, 1);
+  await stop(clientWarmUp);
+
+  const rows = [...(await poolRows()), ...(await coldRows())];
+  console.log(`${availableParallelism()} cores; medians of ${ROUNDS} warm calls; tesseract-core's helper: ${TESSERACT_CORE_HELPER_S} s as measured on this machine kind (it cannot run here)`);
+  report("pool", rows);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

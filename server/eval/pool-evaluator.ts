@@ -1,0 +1,153 @@
+/**
+ * A gradient job's evaluations in the worker pool, in batches: the perturbations the engine asks for
+ * at once go to a worker in one message and come back in one buffer, so a message's cost (tens of
+ * microseconds) is shared by a batch and the pool pays off even when apply takes microseconds.
+ *
+ * The batch size follows measured costs: a batch is made long enough that the pool's cost per task
+ * (measured by WorkerPool.calibrate) is at most 1/OVERHEAD_SHARE of the time the worker spends on
+ * it (measured per batch), and small enough that its results stay under MAX_BATCH_BYTES. The job's
+ * base inputs are shared with the workers once (SharedArrayBuffer), so a batch carries only its
+ * perturbations.
+ */
+import { randomUUID } from "node:crypto";
+import { setMaxListeners } from "node:events";
+import { Code, TesseractError } from "../../common/errors";
+import { elementCount } from "../../common/tensor-codec";
+import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
+import type { WorkerPool } from "./pool";
+import { shareTree } from "./shared-tree";
+import { packPerturbations, type BatchTask } from "./worker-task";
+
+/** A batch's work is at least this many times the pool's cost per task. */
+const OVERHEAD_SHARE = 10;
+export const MAX_BATCH = 256;
+/** Results of one batch (FP64 outputs of every evaluation in it) stay under this. */
+const MAX_BATCH_BYTES = 4 << 20;
+/** Batches per thread in flight: one running, one queued, so a worker never waits for the next. */
+const BATCHES_PER_THREAD = 2;
+
+export interface PoolJob {
+  inputs: Record<string, unknown>;
+  inputPaths: string[];
+  outputPaths: readonly string[];
+  outputsField: string;
+  signal?: AbortSignal;
+}
+
+interface Pending {
+  perturbation: Perturbation;
+  resolve(values: Float64Array[]): void;
+  reject(error: unknown): void;
+}
+
+export class PoolEvaluator implements Evaluator {
+  calls = 0;
+  outputs: OutputInfo[] | undefined;
+  private readonly task: Omit<BatchTask, "perturbations">;
+  private pending: Pending[] = [];
+  private flushScheduled = false;
+  /** Evaluations per batch; 1 until the first batch has told what an evaluation costs. */
+  private batchSize = 1;
+  /** Milliseconds one evaluation takes in a worker (exponential average over batches). */
+  private evaluationMs?: number;
+  /** The request's cancel, as every batch listens for it. */
+  private readonly signal?: AbortSignal;
+
+  constructor(
+    private readonly pool: WorkerPool,
+    job: PoolJob,
+  ) {
+    // Every batch in flight listens for the request's cancel, through a signal of the job's own
+    // (one listener on the request's): more than Node's default of 10 listeners on many cores.
+    if (job.signal) {
+      const own = new AbortController();
+      setMaxListeners(0, own.signal);
+      job.signal.addEventListener("abort", () => own.abort(job.signal!.reason), { once: true });
+      if (job.signal.aborted) own.abort(job.signal.reason);
+      this.signal = own.signal;
+    }
+    this.task = {
+      tesseract: pool.tesseract,
+      job: randomUUID(),
+      inputs: shareTree(job.inputs),
+      inputPaths: job.inputPaths,
+      outputPaths: [...job.outputPaths],
+      outputsField: job.outputsField,
+    };
+  }
+
+  /** Enough evaluations in flight for every thread to have a batch running and one waiting. */
+  get concurrency(): number {
+    return BATCHES_PER_THREAD * this.pool.threads * this.batchSize;
+  }
+
+  /** Measured milliseconds per evaluation in a worker, once a batch has come back. */
+  get measuredEvaluationMs(): number | undefined {
+    return this.evaluationMs;
+  }
+
+  evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
+    this.calls++;
+    return new Promise((resolve, reject) => {
+      this.pending.push({ perturbation, resolve, reject });
+      // A full batch goes at once; the rest waits for what else the engine asks for in this turn.
+      if (this.pending.length >= this.batchSize) this.flush();
+      else if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => {
+          this.flushScheduled = false;
+          this.flush();
+        });
+      }
+    });
+  }
+
+  private flush(): void {
+    while (this.pending.length > 0) void this.send(this.pending.splice(0, this.batchSize));
+  }
+
+  private async send(batch: Pending[]): Promise<void> {
+    try {
+      const perturbations = packPerturbations(batch.map((p) => p.perturbation));
+      const result = await this.pool.evaluateBatch({ ...this.task, perturbations }, this.signal);
+      if (result.outputs) this.checkOutputs(result.outputs);
+      this.learn(result.busyMs / batch.length);
+      const failed = new Map(result.failed.map((f) => [f.index, f.error]));
+      const size = this.outputSize();
+      batch.forEach((p, k) => {
+        const error = failed.get(k);
+        if (error) return p.reject(new TesseractError(error.code, error.message));
+        // Views of the batch's buffer, one region per evaluation: the engine may write over them.
+        let at = k * size;
+        p.resolve(this.outputs!.map((o) => result.values.subarray(at, (at += elementCount(o.shape)))));
+      });
+    } catch (e) {
+      for (const p of batch) p.reject(e);
+    }
+  }
+
+  /** FP64 values per evaluation, all outputs together (0 while unknown). */
+  private outputSize(): number {
+    return this.outputs?.reduce((n, o) => n + elementCount(o.shape), 0) ?? 0;
+  }
+
+  /** Each worker checks its own results; across workers, the outputs must agree too. */
+  private checkOutputs(outputs: OutputInfo[]): void {
+    this.outputs ??= outputs;
+    outputs.forEach((out, o) => {
+      const first = this.outputs![o];
+      if (out.shape.join() !== first.shape.join()) {
+        throw new TesseractError(Code.INTERNAL, `apply returned output ${out.path} with shape [${out.shape.join(", ")}] in one worker, [${first.shape.join(", ")}] in another`);
+      }
+    });
+  }
+
+  /** The batch size from what an evaluation and a task cost (see the module comment). */
+  private learn(evaluationMs: number): void {
+    this.evaluationMs = this.evaluationMs === undefined ? evaluationMs : 0.7 * this.evaluationMs + 0.3 * evaluationMs;
+    const byCost = Math.ceil((OVERHEAD_SHARE * this.pool.taskOverheadMs) / Math.max(this.evaluationMs, 1e-6));
+    const outputBytes = 8 * this.outputSize();
+    const byBytes = Math.floor(MAX_BATCH_BYTES / Math.max(outputBytes, 1));
+    this.batchSize = Math.max(1, Math.min(MAX_BATCH, byCost, byBytes));
+  }
+}

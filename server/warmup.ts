@@ -1,0 +1,106 @@
+/**
+ * Warm-up before a server reports SERVING. V8 optimises a function once it has run often enough;
+ * until then the engine's per-evaluation paths (perturb, apply, select, the difference rules, rows)
+ * run several times slower, so a fresh server's first Jacobian took 3–5× a warm one. The warm-up
+ * runs those paths on the Tesseract's own example inputs (the authoring API's `exampleInputs`):
+ * the inputs through the wire codec, apply, then central and forward Jacobians, a VJP and a JVP of
+ * every differentiable path, round after round, until WARM_UP_EVALUATIONS apply calls or the time
+ * budget. Under `--workers auto` the requests decide on the pool as real ones would, and a pool
+ * they start is waited for (within the budget) and warmed too.
+ *
+ * It never fails a start: an error is reported (and logged by the caller) and the server starts as
+ * without it. It leaves no trace: the evaluation counter (metrics) is restored and the evaluation
+ * cache emptied.
+ */
+import ndarray from "ndarray";
+import { Algorithm } from "./tesseract";
+import type { TesseractRuntime } from "./runtime";
+import type { NdArray } from "ndarray";
+import { dataTypeOfArray, elementCount, isNdArray, isFloatingPoint } from "../common/tensor-codec";
+import { getAtPath, parsePath } from "./schema/paths";
+
+/** Apply calls after which the engine's hot paths are optimised (each runs thousands of times). */
+export const WARM_UP_EVALUATIONS = 40_000;
+/** The default bound on the time a warm-up may add to a start. */
+export const DEFAULT_WARM_UP_MS = 1000;
+
+export interface WarmUpReport {
+  /** Why there was none (no example inputs, a zero budget). */
+  skipped?: string;
+  /** What stopped it early; the server starts all the same. */
+  error?: string;
+  ms: number;
+  requests: number;
+  evaluations: number;
+  /** The example's differentiable floating-point paths (for the transport's warm-up). */
+  inputPaths: string[];
+  outputPaths: string[];
+}
+
+const leafAt = (tree: unknown, path: string) => getAtPath(tree, parsePath(path)) as NdArray;
+
+/** Differentiable paths of `tree` whose tensors are floating point (the ones a Jacobian can take). */
+function floatingPaths(paths: string[], tree: unknown): string[] {
+  return paths.filter((p) => {
+    const leaf = leafAt(tree, p);
+    return isNdArray(leaf) && isFloatingPoint(dataTypeOfArray(leaf.data as never));
+  });
+}
+
+/** A vector of ones shaped like each path's tensor (a tangent or cotangent). */
+function ones(tree: unknown, paths: string[]): Record<string, NdArray<Float64Array>> {
+  return Object.fromEntries(paths.map((p) => [p, ndarray(new Float64Array(elementCount(leafAt(tree, p).shape)).fill(1), leafAt(tree, p).shape)]));
+}
+
+export async function warmUp(runtime: TesseractRuntime, budgetMs = DEFAULT_WARM_UP_MS): Promise<WarmUpReport> {
+  const started = performance.now();
+  const report: WarmUpReport = { ms: 0, requests: 0, evaluations: 0, inputPaths: [], outputPaths: [] };
+  const example = runtime.definition.exampleInputs;
+  if (!example || !(budgetMs > 0)) return { ...report, skipped: example ? "no time budget" : "the Tesseract has no example inputs" };
+  const evaluations = runtime.evaluations;
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(new Error(`the warm-up's ${budgetMs} ms are up`)), budgetMs);
+  try {
+    await rounds(runtime, example(), stop.signal, report, started + budgetMs);
+  } catch (e) {
+    if (!stop.signal.aborted) report.error = e instanceof Error ? e.message : String(e);
+  } finally {
+    clearTimeout(timer);
+    runtime.evaluations = evaluations;
+    runtime.evaluationCache?.clear();
+    report.ms = performance.now() - started;
+  }
+  return report;
+}
+
+/** The warm-up's requests, round after round, until enough evaluations or the deadline. */
+async function rounds(runtime: TesseractRuntime, example: unknown, signal: AbortSignal, report: WarmUpReport, deadline: number): Promise<void> {
+  const { schema } = runtime;
+  // Through the wire codec and the Tesseract's validation, as a request's inputs come.
+  const inputs = runtime.decodeInputs(schema.inputs.encodeAny(example));
+  const { outputs } = await runtime.baseOutputs(inputs, signal);
+  runtime.encodeOutputs(outputs);
+  const inputPaths = (report.inputPaths = floatingPaths(schema.inputs.differentiablePaths(inputs), inputs));
+  const outputPaths = (report.outputPaths = floatingPaths(schema.outputs.differentiablePaths(outputs), outputs));
+  if (inputPaths.length === 0 || outputPaths.length === 0) return;
+  const request = { inputs, inputPaths, outputPaths, signal };
+  const requests = [
+    () => runtime.jacobian({ ...request, options: { algorithm: Algorithm.ALGORITHM_CENTRAL } }),
+    () => runtime.jacobian({ ...request, options: { algorithm: Algorithm.ALGORITHM_FORWARD } }),
+    () => runtime.vjp({ ...request, cotangent: ones(outputs, outputPaths) }),
+    () => runtime.jvp({ ...request, tangent: ones(inputs, inputPaths) }),
+  ];
+  let poolAwaited = false;
+  while (report.evaluations < WARM_UP_EVALUATIONS && performance.now() < deadline) {
+    for (const run of requests) {
+      const { stats } = await run();
+      report.requests++;
+      report.evaluations += stats.apply_calls;
+    }
+    // A pool the requests started is waited for once, then warmed by the rounds left.
+    if (!poolAwaited) {
+      poolAwaited = true;
+      await Promise.race([runtime.poolStarted(), new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }))]);
+    }
+  }
+}

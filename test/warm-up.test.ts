@@ -1,0 +1,81 @@
+/**
+ * The warm-up before SERVING (server/warmup.ts): it runs the engine's requests on the Tesseract's
+ * example inputs and leaves no trace (evaluation counter, cache); it is skipped without example
+ * inputs or time; it stops at its time budget; an error in it is reported and logged, and the
+ * server starts all the same.
+ */
+import { strict as assert } from "node:assert";
+import * as path from "node:path";
+import { loadTesseract, startServer } from "../index";
+import { TesseractRuntime } from "../server/runtime";
+import meshstats from "../server/tesseracts/meshstats";
+import { sampleMeshInputs } from "../server/tesseracts/samples";
+import { warmUp, WARM_UP_EVALUATIONS } from "../server/warmup";
+import { LogLines, meshInputs } from "./helpers";
+
+const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
+
+const OUTPUTS = ["statistics.first_point_coordinates", "statistics.barycenter"];
+
+describe("warm-up on the example inputs", function () {
+  this.timeout(30_000);
+
+  it("runs Jacobians, a VJP and a JVP on them, then restores the evaluation counter and empties the cache", async () => {
+    const runtime = loadTesseract("meshstats");
+    const report = await warmUp(runtime, 5000);
+    assert.equal(report.error, undefined);
+    assert.equal(report.skipped, undefined);
+    assert.ok(report.requests >= 4, `${report.requests} requests`);
+    assert.ok(report.evaluations >= WARM_UP_EVALUATIONS || report.ms >= 5000, `${report.evaluations} evaluations in ${report.ms} ms`);
+    assert.equal(runtime.evaluations, 0);
+    assert.equal(runtime.evaluationCache!.size, 0);
+    // The inputs it used leave nothing behind: a forward Jacobian of them evaluates f(x) itself.
+    const inputs = sampleMeshInputs(1000);
+    const { stats } = await runtime.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { algorithm: 2, sparsity_mode: 1 } }); // forward, dense
+    assert.equal(stats.apply_calls, 3000 + 1);
+  });
+
+  it("is skipped without example inputs or without time", async () => {
+    assert.equal((await warmUp(loadTesseract(POLYNOMIAL))).skipped, "the Tesseract has no example inputs");
+    assert.equal((await warmUp(loadTesseract("meshstats"), 0)).skipped, "no time budget");
+  });
+
+  it("stops at its time budget, leaving the runtime usable", async () => {
+    const slow = new TesseractRuntime(
+      {
+        ...meshstats,
+        // 5 ms per evaluation: a central Jacobian of 50 points takes 300 of them, far over 100 ms.
+        apply: async (inputs: Parameters<typeof meshstats.apply>[0]) => {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          return meshstats.apply(inputs);
+        },
+        exampleInputs: () => sampleMeshInputs(50),
+      },
+      __dirname,
+    );
+    const report = await warmUp(slow, 100);
+    assert.equal(report.error, undefined);
+    assert.equal(report.requests, 0, "the first Jacobian was stopped");
+    assert.equal(slow.evaluations, 0);
+    const { stats } = await slow.jacobian({ inputs: meshInputs(2), inputPaths: ["mesh.points"], outputPaths: OUTPUTS });
+    assert.equal(stats.apply_calls, 2 * 2, "central, 2 per column group: one group per point of meshstats' declared structure");
+  });
+
+  it("an error in it is logged and the server starts and serves all the same", async () => {
+    const broken = new TesseractRuntime({ ...meshstats, exampleInputs: () => ({ fd_algorithm: 0 }) as never }, __dirname);
+    assert.match((await warmUp(broken)).error ?? "", /^mesh is missing$/);
+
+    const log = new LogLines();
+    const warned = log.next((line) => line.level === 40);
+    const server = await startServer({ tesseract: broken, port: 0, workers: 0, logger: log.logger });
+    try {
+      const line = await warned;
+      assert.equal(line.msg, "the warm-up on the example inputs failed; serving without it");
+      assert.equal(line.error, "mesh is missing");
+      const { stats } = await server.runtime.jacobian({ inputs: meshInputs(2), inputPaths: ["mesh.points"], outputPaths: OUTPUTS });
+      assert.equal(stats.apply_calls, 2 * 2, "central, 2 per column group: one group per point of meshstats' declared structure");
+    } finally {
+      await server.close(0);
+    }
+  });
+});
