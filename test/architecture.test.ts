@@ -23,6 +23,7 @@ const FLOORS: [prefix: string, floor: number][] = [
   ["server/checking/", 5],
   ["server/runtime.ts", 6],
   ["server/loader.ts", 6],
+  ["server/tesseract-module.ts", 6],
   ["server/bridge/", 6],
   ["server/tesseracts/", 6],
   ["server/grpc/", 7],
