@@ -14,6 +14,7 @@ import { MIN_CHUNK_BYTES } from "../server/grpc/rows-stream";
 import { startServer, DEFAULTS } from "../server/grpc/server";
 import { createLogger } from "../server/log";
 import { checkServerTls, type ServerTls } from "../server/grpc/tls";
+import { addGenerateCommand } from "./generate/command";
 
 export function integer(min: number) {
   return (value: string) => {
@@ -135,6 +136,7 @@ export function buildProgram(): Command {
     });
 
   addClientCommands(program);
+  addGenerateCommand(program);
   return program;
 }
 
