@@ -141,6 +141,12 @@ describe("tesseract-grpc generate", () => {
     assert.equal(moduleFormatAt(ROOT), "commonjs");
   });
 
+  it("says how to install ts-proto and buf where they are missing", () => {
+    const install = "npm install --save-dev ts-proto@2.18.0 @bufbuild/buf@1.75.0";
+    assert.throws(() => findTool("ts-proto", [os.tmpdir()]), { message: `tesseract-grpc generate needs ts-proto in your project: ${install}` });
+    assert.throws(() => findTool("@bufbuild/buf", [os.tmpdir()]), { message: `tesseract-grpc generate needs @bufbuild/buf in your project: ${install}` });
+  });
+
   it("uses the options and tool versions this package builds with (buf.gen.yaml, package.json)", () => {
     const config = parseYaml(fs.readFileSync(path.join(ROOT, "buf.gen.yaml"), "utf8")) as { plugins: { local: string[]; opt: string[] }[] };
     assert.deepEqual(config.plugins[0].opt, [...TS_PROTO_OPTIONS]);

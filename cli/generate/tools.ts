@@ -12,9 +12,9 @@ type Tool = keyof typeof TOOL_VERSIONS;
 const ENTRY: Record<Tool, string> = { "ts-proto": "ts-proto/protoc-gen-ts_proto", "@bufbuild/buf": "@bufbuild/buf/bin/buf" };
 
 /** The tool's entry script, resolved from the current folder (the app) and then from this package. */
-export function findTool(tool: Tool): string {
+export function findTool(tool: Tool, from = [process.cwd(), __dirname]): string {
   try {
-    return require.resolve(ENTRY[tool], { paths: [process.cwd(), __dirname] });
+    return require.resolve(ENTRY[tool], { paths: from });
   } catch {
     const install = Object.entries(TOOL_VERSIONS).map(([name, version]) => `${name}@${version}`).join(" ");
     throw new Error(`tesseract-grpc generate needs ${tool} in your project: npm install --save-dev ${install}`);
