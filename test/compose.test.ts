@@ -343,3 +343,87 @@ describe("container files", () => {
     });
   });
 });
+
+// README "Containerise your own Tesseract": a Dockerfile that starts from this project's image and
+// adds a module and its .proto files (examples/tesseract-ts), and a compose file for it.
+describe("container files: your own Tesseract on this project's image (examples/tesseract-ts)", () => {
+  const EXAMPLE = "examples/tesseract-ts";
+  const stages = parseDockerfile(read(`${EXAMPLE}/Dockerfile`));
+  const base = parseDockerfile(read("Dockerfile")).pop()!;
+  const baseWorkdir = last(base, "WORKDIR")?.args ?? "/";
+  const ignoredHere = dockerignore(read(`${EXAMPLE}/.dockerignore`));
+  const compose = parseYaml(read("docker-compose.yml")) as { services: Record<string, ComposeService> };
+  const exampleCompose = parseYaml(read(`${EXAMPLE}/docker-compose.yml`)) as { services?: Record<string, ComposeService> };
+  const { rootDir, outDir } = (JSON.parse(read(`${EXAMPLE}/tsconfig.json`)) as { compilerOptions: { rootDir: string; outDir: string } }).compilerOptions;
+  const copies = stages[0].instructions
+    .filter((i) => i.keyword === "COPY")
+    .map((i) => {
+      const paths = options(i.args).rest.split(/\s+/);
+      return { sources: paths.slice(0, -1).map((p) => path.posix.normalize(p).replace(/\/$/, "")), dest: path.posix.normalize(paths[paths.length - 1]).replace(/\/$/, "") };
+    });
+  /** The example's file that lands at `target` in the image (a COPY of a folder keeps what is below it). */
+  const sourceOf = (target: string): string | undefined => {
+    for (const { sources, dest } of copies) {
+      const rel = path.posix.relative(dest, target);
+      if (sources.length === 1 && !rel.startsWith("..")) return path.posix.join(sources[0], rel);
+    }
+    return undefined;
+  };
+
+  it("is one stage FROM the image this project's compose file builds", () => {
+    assert.equal(stages.length, 1);
+    assert.equal(stages[0].image, compose.services.meshstats.image);
+    assert.equal(stages[0].image, "tesseract-grpc:latest");
+  });
+
+  it("copies the compiled module (tsc's outDir) and its .proto files below the image's package root, and no package.json", () => {
+    assert.deepEqual(copies.map((c) => c.sources).flat(), [outDir, "proto"]);
+    for (const { sources, dest } of copies) {
+      for (const source of sources) {
+        assert.ok(source === outDir || exists(`${EXAMPLE}/${source}`), `COPY ${source}: not in ${EXAMPLE}`);
+        assert.ok(!ignoredHere(source), `COPY ${source}: excluded by ${EXAMPLE}/.dockerignore`);
+      }
+      // The module resolves "tesseract-grpc" by self-reference: /app/package.json must stay its nearest.
+      assert.ok(dest.startsWith(`${baseWorkdir}/`), `COPY to ${dest}: not below ${baseWorkdir}`);
+      assert.ok(!sources.some((s) => s.endsWith("package.json")), "a package.json would hide the image's own from the module");
+    }
+    assert.ok(ignoredHere("node_modules"), "node_modules is sent to the build");
+  });
+
+  it("keeps the image's entrypoint, health check, user and workdir", () => {
+    const overridden = stages[0].instructions.filter((i) => ["ENTRYPOINT", "HEALTHCHECK", "USER", "WORKDIR"].includes(i.keyword));
+    assert.deepEqual(overridden, []);
+  });
+
+  it("serves the compiled module where the copies put it, and its protoFiles resolve to the copied .proto files", () => {
+    const cmd = argv(last(stages[0], "CMD")!.args);
+    assert.deepEqual([cmd[0], cmd[2], cmd[3]], ["serve", "--port", "50051"]);
+    const moduleInImage = path.posix.resolve(baseWorkdir, cmd[1]);
+    const compiled = sourceOf(moduleInImage);
+    assert.ok(compiled, `${moduleInImage} is not copied into the image`);
+    const source = path.posix.join(rootDir, path.posix.relative(outDir, compiled).replace(/\.js$/, ".ts"));
+    assert.ok(exists(`${EXAMPLE}/${source}`), `${compiled} is compiled from ${source}, which does not exist`);
+    const protoFiles = [...(/protoFiles:\s*\[([^\]]*)\]/.exec(read(`${EXAMPLE}/${source}`))?.[1] ?? "").matchAll(/"([^"]+)"/g)].map((m) => m[1]);
+    assert.deepEqual(protoFiles, ["../proto/springs.proto"]);
+    for (const proto of protoFiles) {
+      const fromImage = sourceOf(path.posix.resolve(path.posix.dirname(moduleInImage), proto));
+      assert.ok(fromImage && exists(`${EXAMPLE}/${fromImage}`), `protoFiles ${proto} is not in the image`);
+      // The same path holds from the source folder (serve src/springs.ts).
+      assert.ok(exists(path.posix.join(EXAMPLE, path.posix.dirname(source), proto)), `protoFiles ${proto} does not resolve from ${source}`);
+    }
+  });
+
+  it("its compose file builds it from its own folder, publishes 50051 and checks health as the image does", () => {
+    const [name, service] = Object.entries(exampleCompose.services ?? {})[0] ?? [];
+    assert.equal(Object.keys(exampleCompose.services ?? {}).length, 1);
+    assert.ok(service, "no service");
+    const build = typeof service.build === "string" ? { context: service.build } : service.build;
+    assert.equal(path.resolve(ROOT, EXAMPLE, build?.context ?? "."), path.resolve(ROOT, EXAMPLE), `services.${name}: build context`);
+    assert.equal(build?.dockerfile ?? "Dockerfile", "Dockerfile");
+    assert.ok((service.ports ?? []).map(portPair).some(([host, container]) => host === String(PORT) && container === String(PORT)));
+    assert.deepEqual(healthArgv(service.healthcheck?.test), HEALTH);
+    assertSaneTimings(`${EXAMPLE} healthcheck`, { interval: service.healthcheck?.interval, timeout: service.healthcheck?.timeout, retries: service.healthcheck?.retries, startPeriod: service.healthcheck?.start_period });
+    assert.match(service.restart ?? "", /^(always|unless-stopped|on-failure(:\d+)?)$/);
+    assert.equal(service.command, undefined, "the Dockerfile's CMD is the command");
+  });
+});
