@@ -1,7 +1,9 @@
 /**
  * A Tesseract definition from a module path: JavaScript through `require`, TypeScript (`.ts`, `.cts`,
- * `.mts`) through tsx, registered under its own namespace so that nothing else in the process is
- * compiled by it. Mistakes a first module makes get a message that says what to write instead.
+ * `.mts`) through tsx's require hook, registered on first need. The hook compiles TypeScript only;
+ * JavaScript, this package included, loads as before, so the module and the server share one copy of
+ * tesseract-grpc (its errors keep their codes). Mistakes a first module makes get a message that
+ * says what to write instead.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -10,24 +12,22 @@ import type { AnyTesseract } from "./tesseract";
 const TYPESCRIPT = /\.[cm]?tsx?$/;
 const REQUIRED = ["name", "inputType", "outputType", "protoFiles", "apply"] as const;
 
-type ScopedRequire = (id: string, fromFile: string) => unknown;
-let tsxRequire: ScopedRequire | undefined;
+let typeScriptRegistered = false;
 
-/** tsx's require, created on first need (most servers never load TypeScript). */
-function typeScriptRequire(): ScopedRequire {
-  if (!tsxRequire) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { register } = require("tsx/cjs/api") as typeof import("tsx/cjs/api");
-    tsxRequire = register({ namespace: "tesseract-grpc" }).require;
-  }
-  return tsxRequire;
+/** tsx's CommonJS hook for .ts files, in this thread (each worker thread registers its own). */
+function registerTypeScript(): void {
+  if (typeScriptRegistered) return;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  (require("tsx/cjs/api") as typeof import("tsx/cjs/api")).register();
+  typeScriptRegistered = true;
 }
 
 /** ES modules load too (require(esm), Node.js 20.19 and later), except those with a top-level await. */
 function requireModule(file: string): unknown {
   try {
+    if (TYPESCRIPT.test(file)) registerTypeScript();
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return TYPESCRIPT.test(file) ? typeScriptRequire()(file, __filename) : require(file);
+    return require(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ERR_REQUIRE_ASYNC_MODULE") {

@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { NdArray } from "ndarray";
-import { loadTesseract } from "../index";
+import { Code, loadTesseract, TesseractError } from "../index";
 import { PROTO_DIR } from "../server/proto-dir";
 import type { TesseractRuntime } from "../server/runtime";
 import { DataType } from "../common/tensor-codec";
@@ -223,11 +223,16 @@ describe("a Tesseract module written in TypeScript", () => {
       [
         `import ndarray from "ndarray";`,
         `import { cube } from "./cube.js";`,
+        // As a module imports tesseract-grpc: the server's own copy (here, this checkout's).
+        `import { invalidArgument } from ${JSON.stringify(path.join(repoRoot, "dist/common/errors.js"))};`,
         `interface Leaf { size: number; get(i: number): number }`,
         `export default {`,
         `  name: "cubes", version: "1.0.0", description: "f = x^3",`,
         `  inputType: "tesseract.testing.polynomial.v1.Inputs", outputType: "tesseract.testing.polynomial.v1.Outputs",`,
         `  protoFiles: ["polynomial.proto"],`,
+        `  validate(inputs: { x: Leaf }) {`,
+        `    if (inputs.x.size === 0) throw invalidArgument("x: expected at least one element");`,
+        `  },`,
         `  apply(inputs: { x: Leaf }) {`,
         `    const f = new Float64Array(inputs.x.size).map((_, i) => cube(inputs.x.get(i)));`,
         `    return { f: ndarray(f, [f.length]) };`,
@@ -249,6 +254,12 @@ describe("a Tesseract module written in TypeScript", () => {
     assert.deepEqual(entries.map((e) => [e.outputPath, e.inputPath, e.shape]), [["f", "x", [2, 2]]]);
     close(entries[0].values, [3, 0, 0, 12], 1e-6, "df/dx");
     assert.equal(stats.apply_calls, 4);
+  });
+
+  it("shares the server's copy of tesseract-grpc: its invalidArgument is INVALID_ARGUMENT", () => {
+    const runtime = loadTesseract(path.join(tmpDir, "polynomial.ts"));
+    const empty = { type_url: runtime.schema.inputs.typeUrl, value: runtime.schema.inputs.type.encode({ x: fp64([]) }).finish() };
+    assert.throws(() => runtime.decodeInputs(empty), (e: unknown) => e instanceof TesseractError && e.code === Code.INVALID_ARGUMENT && e.message === "x: expected at least one element");
   });
 
   it("is the same module instance when loaded again (worker threads load it by the same path)", () => {

@@ -14,7 +14,7 @@ import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/pr
 import { parse as parseYaml } from "yaml";
 import { compileProtoFiles, locateProtoFiles } from "../cli/generate/proto-files";
 import { findTool, TOOL_VERSIONS } from "../cli/generate/tools";
-import { dependencyOrder, generateTypeScript, TS_PROTO_OPTIONS } from "../cli/generate/ts-proto";
+import { dependencyOrder, generateTypeScript, importedFrom, TS_PROTO_OPTIONS } from "../cli/generate/ts-proto";
 import { moduleFormatAt } from "../cli/generate/command";
 import { PROTO_DIR } from "../server/proto-dir";
 import { CLI } from "./helpers";
@@ -57,8 +57,9 @@ describe("tesseract-grpc generate", () => {
   it("run on proto/, writes exactly this package's generated/ (the SDK's ts-proto options, the same names)", async () => {
     const out = path.join(tmp, "contract");
     const { stdout } = await run(process.execPath, [CLI, "generate", "proto", "--out", out], { cwd: ROOT });
-    assert.match(stdout, new RegExp(`^wrote 10 files \\(commonjs\\) to ${out}: `));
-    const expected = listFiles(path.join(ROOT, "generated"));
+    assert.match(stdout, new RegExp(`^wrote 9 files \\(commonjs\\) to ${out}: `));
+    // All but descriptor.ts, which ts-proto writes for tensor.proto's option although no code imports it.
+    const expected = listFiles(path.join(ROOT, "generated")).filter((f) => f !== "google/protobuf/descriptor.ts");
     assert.deepEqual(listFiles(out), expected);
     for (const file of expected) {
       assert.equal(fs.readFileSync(path.join(out, file), "utf8"), fs.readFileSync(path.join(ROOT, "generated", file), "utf8"), file);
@@ -76,7 +77,8 @@ describe("tesseract-grpc generate", () => {
     assert.equal(springs.messageType[0].field[0].typeName, ".tesseract.v1.Tensor");
 
     const esm = await generateTypeScript(source, { module: "esm", plugin: findTool("ts-proto") });
-    assert.deepEqual(esm.map((f) => f.name).sort(), ["google/protobuf/descriptor.ts", "springs.ts", "tesseract/v1/tensor.ts", "units.ts"]);
+    // descriptor.proto is imported (for the differentiable option) but no generated code uses it.
+    assert.deepEqual(esm.map((f) => f.name).sort(), ["springs.ts", "tesseract/v1/tensor.ts", "units.ts"]);
     const springsTs = esm.find((f) => f.name === "springs.ts")!.content;
     assert.match(springsTs, /^import \{ Tensor \} from "\.\/tesseract\/v1\/tensor\.js";$/m);
     assert.match(springsTs, /^import \{ Unit, unitFromJSON, unitToJSON \} from "\.\/units\.js";$/m);
@@ -87,6 +89,14 @@ describe("tesseract-grpc generate", () => {
     }
     const cjs = await generateTypeScript(source, { module: "commonjs", plugin: findTool("ts-proto") });
     assert.match(cjs.find((f) => f.name === "springs.ts")!.content, /^import \{ Tensor \} from "\.\/tesseract\/v1\/tensor";$/m);
+  });
+
+  it("writes only the files the requested ones import, transitively", () => {
+    const file = (name: string, ...imports: string[]) => ({ name, content: imports.map((i) => `import { X } from "${i}";`).join("\n") });
+    const files = [file("a/app.ts", "../lib/b.js", "@bufbuild/protobuf/wire"), file("lib/b.ts"), file("lib/c.ts"), file("lib/d.ts"), file("unused.ts", "./lib/c")];
+    // Imports over several lines, as ts-proto writes long ones.
+    files[1].content = `import {\n  C,\n  D,\n} from "./c";\nexport { E } from "./d";\n`;
+    assert.deepEqual(importedFrom(files, ["a/app.ts"]).map((f) => f.name), ["a/app.ts", "lib/b.ts", "lib/c.ts", "lib/d.ts"]);
   });
 
   it("finds files by folder, by name on the include path, and below a --proto-path", () => {

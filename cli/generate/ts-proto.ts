@@ -4,6 +4,7 @@
  * answers come back. Wherever the descriptors come from, this step is the same.
  */
 import { spawn } from "node:child_process";
+import * as path from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   CodeGeneratorRequestSchema,
@@ -66,7 +67,27 @@ export function dependencyOrder(files: readonly FileDescriptorProto[]): FileDesc
   return ordered;
 }
 
-/** Runs ts-proto (`plugin`: its protoc-gen-ts_proto script) on the descriptors; resolves with the files it writes. */
+/**
+ * The files reached from `roots` by relative imports. ts-proto also writes every imported .proto
+ * file, even one imported only for its options (google/protobuf/descriptor.proto, 270 kB that no
+ * code uses and every build of the app would compile).
+ */
+export function importedFrom(files: readonly GeneratedFile[], roots: readonly string[]): GeneratedFile[] {
+  const byName = new Map(files.map((f) => [f.name, f]));
+  const reached = new Set<string>();
+  const visit = (name: string) => {
+    const file = byName.get(name);
+    if (!file || reached.has(name)) return;
+    reached.add(name);
+    for (const [, specifier] of file.content.matchAll(/^(?:import|export)\b[^;]*?\bfrom "(\.\.?\/[^"]+)";/gm)) {
+      visit(path.posix.join(path.posix.dirname(name), `${specifier.replace(/\.js$/, "")}.ts`));
+    }
+  };
+  roots.forEach(visit);
+  return files.filter((f) => reached.has(f.name));
+}
+
+/** Runs ts-proto (`plugin`: its protoc-gen-ts_proto script) on the descriptors; resolves with the files the requested ones need. */
 export async function generateTypeScript(source: DescriptorSource, options: { module: ModuleFormat; plugin: string }): Promise<GeneratedFile[]> {
   const names = new Set(source.set.file.map((f) => f.name));
   const absent = source.files.filter((name) => !names.has(name));
@@ -79,7 +100,8 @@ export async function generateTypeScript(source: DescriptorSource, options: { mo
   const output = await runPlugin(options.plugin, toBinary(CodeGeneratorRequestSchema, request));
   const response = fromBinary(CodeGeneratorResponseSchema, output);
   if (response.error) throw new Error(`ts-proto: ${response.error}`);
-  return response.file.map((f) => ({ name: f.name, content: f.content }));
+  const files = response.file.map((f) => ({ name: f.name, content: f.content }));
+  return importedFrom(files, source.files.map((name) => name.replace(/\.proto$/, ".ts")));
 }
 
 /** The protoc plugin protocol: a CodeGeneratorRequest on stdin, a CodeGeneratorResponse on stdout. */

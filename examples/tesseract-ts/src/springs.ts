@@ -2,12 +2,15 @@
  * A Tesseract written in TypeScript: springs in series under one load. Served as it is
  * (`tesseract-grpc serve src/springs.ts`) or after `npm run build` (`tesseract-grpc serve dist/springs.js`).
  */
-import ndarray, { type NdArray } from "ndarray";
-import { defineTesseract, invalidArgument, toFloat64 } from "tesseract-grpc";
+import ndarray from "ndarray";
+import { defineTesseract, invalidArgument, toFloat64, type Arrays } from "tesseract-grpc";
 import type { Inputs, Outputs } from "./generated/springs.js";
 
+/** A Tensor field as `apply` gets it: an ndarray over the typed array of its datatype. */
+type Tensor = Arrays<Inputs>["stiffness"];
+
 /** The FP64 values of a tensor field, or INVALID_ARGUMENT naming it. */
-function fp64(field: string, tensor: NdArray | undefined, rank: number): Float64Array {
+function fp64(field: string, tensor: Tensor, rank: number): Float64Array {
   if (!tensor || !(tensor.data instanceof Float64Array) || tensor.shape.length !== rank) {
     throw invalidArgument(`${field}: expected an FP64 tensor of rank ${rank}`);
   }

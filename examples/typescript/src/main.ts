@@ -6,7 +6,7 @@
  *
  *   node dist/main.js [ADDRESS]          (default: $TESSERACT_GRPC_ADDRESS, else 127.0.0.1:50051)
  */
-import ndarray, { type NdArray } from "ndarray";
+import ndarray from "ndarray";
 import { TesseractClient, assembleJacobian, toFloat64 } from "tesseract-grpc/client";
 import { Inputs, Outputs } from "./generated/tesseract/examples/meshstats/v1/meshstats.js";
 import { Algorithm } from "./generated/tesseract/v1/algorithm.js";
@@ -14,10 +14,16 @@ import { Algorithm } from "./generated/tesseract/v1/algorithm.js";
 const address = process.argv[2] ?? process.env.TESSERACT_GRPC_ADDRESS ?? "127.0.0.1:50051";
 const client = new TesseractClient<Inputs, Outputs>(address, { inputs: Inputs, outputs: Outputs });
 
+/** Any ndarray the SDK returns (outputs keep their datatype; gradients are FP64). */
+type Values = Parameters<typeof toFloat64>[0];
+
+/** Values to 9 decimals (finite differences are accurate to about 1e-10 here). */
+const show = (array: Values): string => `[${Array.from(toFloat64(array), (v) => Number(v.toFixed(9))).join(", ")}]`;
+
 /** Throws unless every value is within `tolerance` of the expected one. */
-function expectClose(what: string, actual: NdArray | Float64Array | undefined, expected: ArrayLike<number>, tolerance = 1e-8): void {
+function expectClose(what: string, actual: Values | undefined, expected: ArrayLike<number>, tolerance = 1e-8): void {
   if (actual === undefined) throw new Error(`${what}: missing`);
-  const values = actual instanceof Float64Array ? actual : toFloat64(actual);
+  const values = toFloat64(actual);
   const worst = Math.max(0, ...Array.from(values, (v, i) => Math.abs(v - expected[i])));
   if (values.length !== expected.length || !(worst <= tolerance)) {
     throw new Error(`${what}: got [${Array.from(values).join(", ")}], expected [${Array.from(expected).join(", ")}]`);
@@ -47,7 +53,7 @@ const jacobianExpected = Array.from({ length: 3 * N * 3 }, (_, k) => (Math.floor
 try {
   const outputs = await client.apply(inputs);
   expectClose("apply: barycenter", outputs.statistics?.barycenter, [0.25, 0.5, 0.75]);
-  console.log("apply: barycenter", Array.from(toFloat64(outputs.statistics!.barycenter!)));
+  console.log(`apply: barycenter ${show(outputs.statistics!.barycenter!)}`);
 
   const { jacobian, stats } = await client.jacobian(request);
   const block = jacobian["statistics.barycenter"]["mesh.points"];
@@ -58,13 +64,13 @@ try {
   const tangent = { "mesh.points": ndarray(Float64Array.from({ length: N * 3 }, (_, k) => (k % 3 === 0 ? 1 : 0)), [N, 3]) };
   const jvp = await client.jvp({ ...request, tangent });
   expectClose("jvp", jvp.result["statistics.barycenter"], [1, 0, 0]);
-  console.log("jvp:", Array.from(jvp.result["statistics.barycenter"].data));
+  console.log(`jvp: ${show(jvp.result["statistics.barycenter"])}`);
 
   // (1, 2, 3)ᵀ·J: every point gets (1, 2, 3) / N.
   const cotangent = { "statistics.barycenter": ndarray(Float64Array.of(1, 2, 3), [3]) };
   const vjp = await client.vjp({ ...request, cotangent });
   expectClose("vjp", vjp.result["mesh.points"], Array.from({ length: N * 3 }, (_, k) => ((k % 3) + 1) / N));
-  console.log("vjp:", Array.from(vjp.result["mesh.points"].data));
+  console.log(`vjp: ${show(vjp.result["mesh.points"])}`);
 
   // Row by row, as a big Jacobian would come, and assembled into the same result as jacobian().
   let rows = 0;
