@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { builtinModules } from "node:module";
 import { promisify } from "node:util";
-import { readPackageJson, sandbox, TypeChecker, type Sandbox } from "./sandbox";
+import { readPackageJson, sandbox, typeChecker, type TypeChecker, type Sandbox } from "./sandbox";
 
 const run = promisify(execFile);
 
@@ -72,7 +72,7 @@ describe("the package as an app installs it (npm pack, then npm ci of the tarbal
 
   before(async () => {
     box = await sandbox();
-    checker = new TypeChecker(box);
+    checker = typeChecker(box);
   });
 
   it("ships only dist of server, common, client, cli, generated and the entry, proto/, README, LICENSE and package.json", () => {

@@ -122,6 +122,14 @@ export function sandbox(): Promise<Sandbox> {
   return made;
 }
 
+let checker: TypeChecker | undefined;
+
+/** One TypeChecker for the run, so that every test file shares its parsed declarations. */
+export function typeChecker(box: Sandbox): TypeChecker {
+  checker ??= new TypeChecker(box);
+  return checker;
+}
+
 /**
  * Type-checks (and, with `emit`, compiles) TypeScript projects with the sandbox's own compiler,
  * in-process, sharing parsed files between projects (a consumer's 300 declaration files are read once).
