@@ -7,6 +7,8 @@
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import ndarray from "ndarray";
+import type { MessageFns } from "../client/index";
 import { argv, last, options, parseDockerfile } from "./container-files";
 import { serveProcess, type ServeProcess } from "./helpers";
 import { BUILD_TOOLS, readPackageJson, sandbox, type Sandbox } from "./sandbox";
@@ -20,6 +22,9 @@ function copyExample(name: string, to: string): string {
   fs.cpSync(path.join(ROOT, "examples", name), dir, { recursive: true, filter: (src) => !made.test(path.relative(path.join(ROOT, "examples", name), src)) });
   return dir;
 }
+
+/** Springs' messages, as far as this test needs to know them. */
+type Springs = Record<string, { datatype: number; shape: number[]; data: Uint8Array } | undefined>;
 
 /** Springs' Jacobian at stiffness k and load F: extension_i = F / k_i, total = Σ extension_i. */
 function springsJacobian(k: number[], F: number) {
@@ -58,28 +63,41 @@ describe("the README's recipes, from the packed tarball", function () {
     );
   }
 
-  /** Springs served by `args`, checked through the app's CLI: the Jacobian against its formula, bad input refused with its own message. */
-  async function assertSpringsServed(args: string[], where: { cli?: string; cwd: string }): Promise<void> {
+  /**
+   * Springs served by `args`, called through the installed SDK with the example's generated types:
+   * the Jacobian against its formula, bad input refused with the module's own message and code.
+   */
+  async function assertSpringsServed(args: string[], where: { cli?: string; cwd: string }, check?: (address: string) => Promise<void>): Promise<void> {
     const server: ServeProcess = await serveProcess([...args, "--port", "0"], process.env, { cli, ...where });
+    const sdk = require(path.join(box.dir, "node_modules/tesseract-grpc/dist/client/index.js")) as typeof import("../client/index");
+    const types = require(path.join(box.dir, "examples/tesseract-ts/dist/generated/springs.js")) as { Inputs: MessageFns<Springs>; Outputs: MessageFns<Springs> };
+    const client = new sdk.TesseractClient<Springs, Springs>(server.address, { inputs: types.Inputs, outputs: types.Outputs });
     try {
-      const k = [1, 2, 4];
-      const F = 2;
-      const jacobian = await call("jacobian", { inputs: { stiffness: k, load: F }, jac_inputs: ["stiffness", "load"], jac_outputs: ["extension", "total"] }, server.address);
-      assert.equal(jacobian.code, 0, jacobian.stderr);
-      assertNested(JSON.parse(jacobian.stdout), springsJacobian(k, F), 1e-7, "jacobian");
+      const [k, F] = [[1, 2, 4], 2];
+      const inputs = { stiffness: ndarray(Float64Array.from(k)), load: ndarray(Float64Array.of(F), []) };
+      const { jacobian } = await client.jacobian({ inputs, inputPaths: ["stiffness", "load"], outputPaths: ["extension", "total"] });
+      for (const [output, byInput] of Object.entries(springsJacobian(k, F))) {
+        for (const [input, expected] of Object.entries(byInput)) {
+          assertNested(Array.from(jacobian[output][input].data), [expected].flat(2), 1e-7, `d ${output} / d ${input}`);
+        }
+      }
       // The module's invalidArgument keeps its code: it is the server's own package, not a copy.
-      const refused = await call("apply", { inputs: { stiffness: [1, -1], load: F } }, server.address);
-      assert.deepEqual([refused.code, refused.stderr], [1, "tesseract-grpc apply: INVALID_ARGUMENT: stiffness: expected every element > 0\n"]);
+      const refused = await client.apply({ ...inputs, stiffness: ndarray(Float64Array.of(1, -1)) }).then(() => undefined, (e: unknown) => e);
+      assert.ok(sdk.isTesseractClientError(refused), String(refused));
+      assert.equal(refused.message, "INVALID_ARGUMENT: stiffness: expected every element > 0");
+      await check?.(server.address);
     } finally {
+      client.close();
       assert.equal(await server.stop(), 0);
     }
   }
 
-  it("the examples depend on the tarball `npm pack` writes at the repository root, and on this project's versions of the rest", () => {
+  it("the examples depend on the tarball `npm pack` writes at the repository root, on this project's versions of the rest, and build by generate then tsc", () => {
     const project = readPackageJson();
     const versions = { ...project.devDependencies, ...project.dependencies };
     for (const name of ["typescript", "tesseract-ts"]) {
-      const { dependencies, devDependencies } = readPackageJson(path.join(ROOT, "examples", name));
+      const { dependencies, devDependencies, scripts } = readPackageJson(path.join(ROOT, "examples", name)) as ReturnType<typeof readPackageJson> & { scripts: Record<string, string> };
+      assert.equal(scripts.build, `${scripts.generate} && tsc`, `examples/${name}: build is generate, then tsc`);
       assert.equal(dependencies["tesseract-grpc"], `file:../../${box.tarball}`, `examples/${name}: the tarball npm pack names`);
       for (const [dep, version] of Object.entries({ ...dependencies, ...devDependencies })) {
         if (dep !== "tesseract-grpc") assert.equal(version, versions[dep], `examples/${name}: ${dep}`);
@@ -114,14 +132,25 @@ describe("the README's recipes, from the packed tarball", function () {
       example = copyExample("tesseract-ts", box.dir);
     });
 
-    it("is served from its TypeScript source (tsx), on worker threads too, and differentiated", async () => {
-      await assertSpringsServed(["src/springs.ts", "--workers", "2"], { cwd: example });
-    });
-
-    it("`npm run build` compiles it (no .proto copied), and dist/springs.js is served the same", async () => {
-      await box.run("npm", ["run", "build"], example);
+    it("`npm run build` generates its types and compiles it (no .proto copied)", async () => {
+      const build = await box.run("npm", ["run", "build"], example);
+      assert.match(build.stdout, /wrote 2 files \(commonjs\) to src\/generated: tesseract\/v1\/tensor\.ts, springs\.ts/);
       assert.ok(fs.existsSync(path.join(example, "dist/springs.js")));
       assert.ok(!fs.readdirSync(path.join(example, "dist")).some((f) => f.endsWith(".proto")));
+    });
+
+    it("is served from its TypeScript source (tsx), on worker threads too, and differentiated; the README's CLI call works", async () => {
+      await assertSpringsServed(["src/springs.ts", "--workers", "2"], { cwd: example }, async (address) => {
+        const readme = fs.readFileSync(path.join(example, "README.md"), "utf8");
+        const payload = /npx tesseract-grpc jacobian '([^']+)'/.exec(readme)?.[1];
+        assert.ok(payload, "the README's jacobian command");
+        const { code, stdout, stderr } = await call("jacobian", JSON.parse(payload) as object, address);
+        assert.equal(code, 0, stderr);
+        assertNested(JSON.parse(stdout), springsJacobian([1, 2, 4], 2), 1e-7, "CLI jacobian");
+      });
+    });
+
+    it("is served the same from its build, dist/springs.js", async () => {
       await assertSpringsServed(["dist/springs.js"], { cwd: example });
     });
 
