@@ -8,6 +8,7 @@
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { TOOL_VERSIONS } from "../cli/generate/tools";
 import { parseDockerfile } from "./container-files";
 import { readPackageJson, sandbox, typeChecker, type Sandbox } from "./sandbox";
 
@@ -84,6 +85,14 @@ describe("README", function () {
     const used = shellLines().flatMap((line) => [...line.matchAll(/\bnpm run ([\w:-]+)/g)].map((m) => m[1]));
     assert.ok(used.includes("serve:built"), used.join(", "));
     assert.deepEqual(used.filter((script) => !scripts.has(script)), []);
+  });
+
+  it("names the tarball npm pack writes and the generators' versions generate asks for", () => {
+    const { name, version } = readPackageJson();
+    const tarballs = new Set(README.match(/\btesseract-grpc-\d[^\s/]*\.tgz\b/g));
+    assert.deepEqual([...tarballs], [`${name}-${version}.tgz`]);
+    const install = `npm install --save-dev ${Object.entries(TOOL_VERSIONS).map(([tool, v]) => `${tool}@${v}`).join(" ")}`;
+    assert.ok(README.includes(install), `README lacks "${install}"`);
   });
 
   it("the Dockerfile of 'Containerise your own Tesseract' is examples/tesseract-ts/Dockerfile", () => {

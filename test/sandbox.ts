@@ -14,6 +14,8 @@ import type * as TypeScript from "typescript";
 
 const ROOT = path.join(__dirname, "../..");
 const execFileAsync = promisify(execFile);
+/** The registry the lockfile's packages came from (npm sets the variable for `npm test`). */
+const REGISTRY = (process.env.npm_config_registry ?? "https://registry.npmjs.org/").replace(/\/?$/, "/");
 
 /** The build tools an app adds as devDependencies, linked (with their commands) from this project. */
 export const BUILD_TOOLS: Record<string, string[]> = { typescript: ["tsc"], "@types/node": [], "ts-proto": [], "@bufbuild/buf": ["buf"] };
@@ -76,7 +78,7 @@ function sandboxLock(pkg: PackageJson, app: PackageJson, tarball: string, integr
       const { dev: _dev, devOptional: _devOptional, peer: _peer, ...entry } = project[key];
       // This project's lockfile leaves registry URLs out (npm rebuilds them); offline, npm needs them.
       const packageName = key.slice(key.lastIndexOf("node_modules/") + "node_modules/".length);
-      if (!entry.resolved && !entry.link) entry.resolved = `https://registry.npmjs.org/${packageName}/-/${packageName.split("/").pop()}-${entry.version}.tgz`;
+      if (!entry.resolved && !entry.link) entry.resolved = `${REGISTRY}${packageName}/-/${packageName.split("/").pop()}-${entry.version}.tgz`;
       packages[key] = entry;
       queue.push([key, { ...entry.dependencies, ...entry.optionalDependencies }]);
     }
