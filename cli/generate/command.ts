@@ -44,7 +44,11 @@ export function addGenerateCommand(program: Command): void {
     .command("generate")
     .description("write typed TypeScript messages (ts-proto, with the options the SDK needs) for a Tesseract's .proto files into your project")
     .argument("<protos...>", ".proto files, folders of them, or names on the include path (tesseract/examples/meshstats/v1/meshstats.proto)")
-    .option("-I, --proto-path <dir>", "a folder imports are resolved from, repeatable (default: each file's own folder); the package's proto/ is always on the path", collect, [])
+    .addOption(
+      new Option("-I, --proto-path <dir>", "a folder imports are resolved from, repeatable; the package's proto/ is always on the path")
+        .argParser(collect)
+        .default([], "each file's own folder"),
+    )
     .option("--out <dir>", "folder to write the .ts files to", "generated")
     .addOption(new Option("--module <format>", 'import style of the generated code (esm: relative imports end in .js); default: esm where package.json says "type": "module"').choices(["esm", "commonjs"]))
     .action(async (protos: string[], flags: GenerateFlags) => {
