@@ -17,7 +17,8 @@ export type ModuleFormat = "esm" | "commonjs";
 
 /**
  * The options this package's own types are generated with (buf.gen.yaml), which the SDK relies on:
- * field names as in the .proto (paths use them), optional sub-messages, int64 as number.
+ * field names as in the .proto (paths use them), optional sub-messages, int64 as number, and each
+ * message object's full name (`Inputs.$type`).
  */
 export const TS_PROTO_OPTIONS = [
   "snakeToCamel=false",
@@ -27,6 +28,7 @@ export const TS_PROTO_OPTIONS = [
   "useOptionals=messages",
   "forceLong=number",
   "useExactTypes=false",
+  "outputTypeAnnotations=static-only",
 ] as const;
 
 /** ES modules need the extension in relative imports (`./tensor.js`, which TypeScript maps to tensor.ts). */
