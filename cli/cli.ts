@@ -19,6 +19,7 @@ import { DEFAULT_DNS_REFRESH_MS } from "../server/bridge/runtime-replicas";
 import { createLogger } from "../server/log";
 import { checkServerTls, type ServerTls } from "../server/grpc/tls";
 import { explainServeError, routeGrpcLogs } from "./serve-messages";
+import { addGenerateCommand } from "./generate/command";
 
 /** The package's version, from its package.json (two folders above dist/cli/cli.js). */
 const VERSION: string = JSON.parse(fs.readFileSync(path.join(__dirname, "../../package.json"), "utf8")).version;
@@ -156,6 +157,7 @@ export function buildProgram(): Command {
 
   addClientCommands(program);
   addProtoCommand(program);
+  addGenerateCommand(program);
   return program;
 }
 

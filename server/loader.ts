@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { TesseractRuntime } from "./runtime";
 import type { AnyTesseract } from "./tesseract";
+import { checkProtoFiles, requireTesseractModule } from "./tesseract-module";
 import heat from "./tesseracts/heat";
 import meshstats from "./tesseracts/meshstats";
 import univariate from "./tesseracts/univariate";
@@ -10,18 +11,17 @@ import vectoradd from "./tesseracts/vectoradd";
 
 export const BUNDLED: Record<string, AnyTesseract> = { meshstats, vectoradd, univariate, heat };
 
-/** `spec` is a bundled name (meshstats, vectoradd, univariate, heat) or a path to a module that default-exports a definition. */
+/**
+ * `spec` is a bundled name (meshstats, vectoradd, univariate, heat) or a path to a module that
+ * default-exports a definition: JavaScript, or TypeScript (compiled on load by tsx).
+ */
 export function loadTesseract(spec: string): TesseractRuntime {
   if (Object.hasOwn(BUNDLED, spec)) return new TesseractRuntime(BUNDLED[spec], __dirname, spec);
   const file = path.resolve(spec);
   if (!fs.existsSync(file)) {
     throw new Error(`"${spec}" is neither a bundled Tesseract (${Object.keys(BUNDLED).join(", ")}) nor an existing module path`);
   }
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const loaded = require(file);
-  const definition = (loaded?.default ?? loaded) as AnyTesseract;
-  for (const key of ["name", "inputType", "outputType", "protoFiles", "apply"] as const) {
-    if (!definition || definition[key] === undefined) throw new Error(`${file} does not default-export a Tesseract definition: "${key}" is missing`);
-  }
+  const definition = requireTesseractModule(file);
+  checkProtoFiles(file, definition);
   return new TesseractRuntime(definition, path.dirname(file), file);
 }

@@ -24,6 +24,7 @@ const FLOORS: [prefix: string, floor: number][] = [
   ["server/runtime.ts", 6],
   ["server/warmup.ts", 6],
   ["server/loader.ts", 6],
+  ["server/tesseract-module.ts", 6],
   ["server/bridge/", 6],
   ["server/tesseracts/", 6],
   ["server/grpc/", 7],

@@ -8,6 +8,20 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
+import {
+  type ComposeService,
+  argv,
+  assertSaneTimings,
+  commandArgv,
+  dockerignore,
+  envVars,
+  flagValue,
+  healthArgv,
+  last,
+  options,
+  parseDockerfile,
+  portPair,
+} from "./container-files";
 
 const ROOT = path.join(__dirname, "../..");
 const read = (rel: string): string => fs.readFileSync(path.join(ROOT, rel), "utf8");
@@ -17,202 +31,6 @@ const PORT = 50051;
 const CLI = "dist/cli/cli.js";
 const HEALTH = ["node", CLI, "health", "--address", `127.0.0.1:${PORT}`];
 const SERVE = ["serve", "meshstats", "--port", String(PORT)];
-
-// ---- Dockerfile ----
-
-interface Instruction {
-  keyword: string; // upper case
-  args: string; // continuations joined
-}
-interface Stage {
-  image: string;
-  name?: string;
-  instructions: Instruction[];
-}
-
-/** Splits a Dockerfile into stages of instructions: comments dropped, `\` continuations joined. */
-function parseDockerfile(text: string): Stage[] {
-  const stages: Stage[] = [];
-  let pending = "";
-  const logical: string[] = [];
-  for (const raw of text.split(/\r?\n/)) {
-    if (/^\s*#/.test(raw)) continue; // comments (and parser directives), also inside continuations
-    const continued = /\\\s*$/.test(raw);
-    pending += (pending ? " " : "") + raw.replace(/\\\s*$/, "").trim();
-    if (continued) continue;
-    if (pending.trim()) logical.push(pending.trim());
-    pending = "";
-  }
-  if (pending.trim()) logical.push(pending.trim());
-  for (const line of logical) {
-    const match = /^(\S+)\s*(.*)$/s.exec(line)!;
-    const instruction = { keyword: match[1].toUpperCase(), args: match[2].trim() };
-    if (instruction.keyword === "FROM") {
-      const words = instruction.args.split(/\s+/).filter((w) => !w.startsWith("--"));
-      const as = words.findIndex((w) => w.toUpperCase() === "AS");
-      stages.push({ image: words[0], name: as >= 0 ? words[as + 1] : undefined, instructions: [] });
-    } else {
-      assert.ok(stages.length > 0, `Dockerfile: ${instruction.keyword} before the first FROM`);
-      stages[stages.length - 1].instructions.push(instruction);
-    }
-  }
-  return stages;
-}
-
-/** Exec form (a JSON array) as is; shell form as `/bin/sh -c ...`. */
-function argv(args: string): string[] {
-  if (args.startsWith("[")) return JSON.parse(args) as string[];
-  return ["/bin/sh", "-c", args];
-}
-
-/** Leading `--name=value` options, and what follows them. */
-function options(args: string): { opts: Map<string, string>; rest: string } {
-  const opts = new Map<string, string>();
-  let rest = args;
-  for (let m: RegExpExecArray | null; (m = /^--([a-z-]+)=(\S+)\s+/.exec(rest)); ) {
-    opts.set(m[1], m[2]);
-    rest = rest.slice(m[0].length);
-  }
-  return { opts, rest };
-}
-
-/** `K=V K2="V 2"` (or the legacy `K V`) to a map. */
-function envVars(args: string): Map<string, string> {
-  const vars = new Map<string, string>();
-  if (!/^[^\s=]+=/.test(args)) {
-    const [key, ...value] = args.split(/\s+/);
-    vars.set(key, value.join(" "));
-    return vars;
-  }
-  for (const m of args.matchAll(/([^\s=]+)=("(?:[^"\\]|\\.)*"|\S*)/g)) {
-    vars.set(m[1], m[2].startsWith('"') ? (JSON.parse(m[2]) as string) : m[2]);
-  }
-  return vars;
-}
-
-function last(stage: Stage, keyword: string): Instruction | undefined {
-  return stage.instructions.filter((i) => i.keyword === keyword).pop();
-}
-
-/** A Go duration ("10s", "1m30s", "500ms") in seconds; Docker and Compose both use them. */
-function seconds(duration: string): number {
-  const units: Record<string, number> = { ns: 1e-9, us: 1e-6, µs: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
-  assert.match(duration, /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/, `not a duration: ${duration}`);
-  let total = 0;
-  for (const m of duration.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) total += Number(m[1]) * units[m[2]];
-  return total;
-}
-
-/** Health-check timings that neither flap nor take minutes to notice a dead server. */
-function assertSaneTimings(where: string, t: { interval?: string; timeout?: string; retries?: number; startPeriod?: string }): void {
-  assert.ok(t.interval !== undefined, `${where}: interval is not set`);
-  assert.ok(t.timeout !== undefined, `${where}: timeout is not set`);
-  assert.ok(t.retries !== undefined, `${where}: retries is not set`);
-  const interval = seconds(t.interval);
-  const timeout = seconds(t.timeout);
-  assert.ok(interval >= 1 && interval <= 300, `${where}: interval ${t.interval} outside 1s..5m`);
-  assert.ok(timeout > 0 && timeout <= interval, `${where}: timeout ${t.timeout} not in (0, interval]`);
-  assert.ok(Number.isInteger(t.retries) && t.retries >= 1 && t.retries <= 10, `${where}: retries ${t.retries} not in 1..10`);
-  if (t.startPeriod !== undefined) assert.ok(seconds(t.startPeriod) >= 0, `${where}: bad start period`);
-}
-
-/** A .dockerignore matcher: Docker's rules (root-anchored globs, `**`, `!` exceptions, last match wins). */
-function dockerignore(text: string): (rel: string) => boolean {
-  const toRegExp = (glob: string): RegExp => {
-    let re = "";
-    for (let i = 0; i < glob.length; i++) {
-      const c = glob[i];
-      if (c === "*" && glob[i + 1] === "*") {
-        i++;
-        if (glob[i + 1] === "/") {
-          i++;
-          re += "(?:.*/)?";
-        } else re += ".*";
-      } else if (c === "*") re += "[^/]*";
-      else if (c === "?") re += "[^/]";
-      else re += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
-    }
-    return new RegExp(`^${re}$`);
-  };
-  const rules = text
-    .split(/\r?\n/)
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith("#"))
-    .map((l) => {
-      const negate = l.startsWith("!");
-      const glob = path.posix.normalize((negate ? l.slice(1) : l).trim()).replace(/^\/+|\/+$/g, "");
-      return { negate, re: toRegExp(glob) };
-    });
-  return (rel) => {
-    const parts = path.posix.normalize(rel).split("/");
-    let excluded = false;
-    for (const rule of rules) {
-      // A pattern excludes a path when it matches the path or one of its parent folders.
-      for (let i = 1; i <= parts.length; i++) {
-        if (rule.re.test(parts.slice(0, i).join("/"))) {
-          excluded = !rule.negate;
-          break;
-        }
-      }
-    }
-    return excluded;
-  };
-}
-
-// ---- docker-compose.yml ----
-
-interface ComposeService {
-  build?: string | { context?: string; dockerfile?: string };
-  image?: string;
-  profiles?: string[];
-  container_name?: string;
-  deploy?: { replicas?: number };
-  depends_on?: string[] | Record<string, { condition?: string }>;
-  command?: string | string[];
-  ports?: (string | number | { target?: number | string; published?: number | string })[];
-  restart?: string;
-  healthcheck?: {
-    test?: string | string[];
-    interval?: string;
-    timeout?: string;
-    retries?: number;
-    start_period?: string;
-    disable?: boolean;
-  };
-}
-
-/** A healthcheck `test` as the argv it runs (`CMD` form; `CMD-SHELL` and strings split on blanks). */
-function healthArgv(test: string | string[] | undefined): string[] {
-  assert.ok(test !== undefined, "healthcheck has no test");
-  if (typeof test === "string") return test.trim().split(/\s+/);
-  const [kind, ...rest] = test;
-  if (kind === "CMD") return rest;
-  assert.equal(kind, "CMD-SHELL", `healthcheck test kind ${kind}`);
-  return rest.join(" ").trim().split(/\s+/);
-}
-
-/** `"[ip:]host:container[/proto]"` or `{ target, published }` to [host, container] ports. */
-function portPair(entry: string | number | { target?: number | string; published?: number | string }): [string, string] {
-  if (typeof entry === "object") return [String(entry.published ?? ""), String(entry.target ?? "")];
-  const parts = String(entry).replace(/\/(tcp|udp)$/, "").split(":");
-  const container = parts[parts.length - 1];
-  return [parts.length >= 2 ? parts[parts.length - 2] : "", container];
-}
-
-/** A service's command as argv (a string splits on blanks, as Compose does for simple commands). */
-function commandArgv(command: string | string[] | undefined): string[] {
-  if (command === undefined) return [];
-  return typeof command === "string" ? command.trim().split(/\s+/) : command;
-}
-
-/** The value of `--flag value` or `--flag=value` in an argv, or undefined. */
-function flagValue(args: string[], flag: string): string | undefined {
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] === flag) return args[i + 1];
-    if (args[i].startsWith(`${flag}=`)) return args[i].slice(flag.length + 1);
-  }
-  return undefined;
-}
 
 /** The service's build resolves to the repo's Dockerfile with the repo as context. */
 function assertBuiltFromRepo(name: string, service: ComposeService): void {
@@ -523,5 +341,89 @@ describe("container files", () => {
         }
       }
     });
+  });
+});
+
+// README "Containerise your own Tesseract": a Dockerfile that starts from this project's image and
+// adds a module and its .proto files (examples/tesseract-ts), and a compose file for it.
+describe("container files: your own Tesseract on this project's image (examples/tesseract-ts)", () => {
+  const EXAMPLE = "examples/tesseract-ts";
+  const stages = parseDockerfile(read(`${EXAMPLE}/Dockerfile`));
+  const base = parseDockerfile(read("Dockerfile")).pop()!;
+  const baseWorkdir = last(base, "WORKDIR")?.args ?? "/";
+  const ignoredHere = dockerignore(read(`${EXAMPLE}/.dockerignore`));
+  const compose = parseYaml(read("docker-compose.yml")) as { services: Record<string, ComposeService> };
+  const exampleCompose = parseYaml(read(`${EXAMPLE}/docker-compose.yml`)) as { services?: Record<string, ComposeService> };
+  const { rootDir, outDir } = (JSON.parse(read(`${EXAMPLE}/tsconfig.json`)) as { compilerOptions: { rootDir: string; outDir: string } }).compilerOptions;
+  const copies = stages[0].instructions
+    .filter((i) => i.keyword === "COPY")
+    .map((i) => {
+      const paths = options(i.args).rest.split(/\s+/);
+      return { sources: paths.slice(0, -1).map((p) => path.posix.normalize(p).replace(/\/$/, "")), dest: path.posix.normalize(paths[paths.length - 1]).replace(/\/$/, "") };
+    });
+  /** The example's file that lands at `target` in the image (a COPY of a folder keeps what is below it). */
+  const sourceOf = (target: string): string | undefined => {
+    for (const { sources, dest } of copies) {
+      const rel = path.posix.relative(dest, target);
+      if (sources.length === 1 && !rel.startsWith("..")) return path.posix.join(sources[0], rel);
+    }
+    return undefined;
+  };
+
+  it("is one stage FROM the image this project's compose file builds", () => {
+    assert.equal(stages.length, 1);
+    assert.equal(stages[0].image, compose.services.meshstats.image);
+    assert.equal(stages[0].image, "tesseract-grpc:latest");
+  });
+
+  it("copies the compiled module (tsc's outDir) and its .proto files below the image's package root, and no package.json", () => {
+    assert.deepEqual(copies.map((c) => c.sources).flat(), [outDir, "proto"]);
+    for (const { sources, dest } of copies) {
+      for (const source of sources) {
+        assert.ok(source === outDir || exists(`${EXAMPLE}/${source}`), `COPY ${source}: not in ${EXAMPLE}`);
+        assert.ok(!ignoredHere(source), `COPY ${source}: excluded by ${EXAMPLE}/.dockerignore`);
+      }
+      // The module resolves "tesseract-grpc" by self-reference: /app/package.json must stay its nearest.
+      assert.ok(dest.startsWith(`${baseWorkdir}/`), `COPY to ${dest}: not below ${baseWorkdir}`);
+      assert.ok(!sources.some((s) => s.endsWith("package.json")), "a package.json would hide the image's own from the module");
+    }
+    assert.ok(ignoredHere("node_modules"), "node_modules is sent to the build");
+  });
+
+  it("keeps the image's entrypoint, health check, user and workdir", () => {
+    const overridden = stages[0].instructions.filter((i) => ["ENTRYPOINT", "HEALTHCHECK", "USER", "WORKDIR"].includes(i.keyword));
+    assert.deepEqual(overridden, []);
+  });
+
+  it("serves the compiled module where the copies put it, and its protoFiles resolve to the copied .proto files", () => {
+    const cmd = argv(last(stages[0], "CMD")!.args);
+    assert.deepEqual([cmd[0], cmd[2], cmd[3]], ["serve", "--port", "50051"]);
+    const moduleInImage = path.posix.resolve(baseWorkdir, cmd[1]);
+    const compiled = sourceOf(moduleInImage);
+    assert.ok(compiled, `${moduleInImage} is not copied into the image`);
+    const source = path.posix.join(rootDir, path.posix.relative(outDir, compiled).replace(/\.js$/, ".ts"));
+    assert.ok(exists(`${EXAMPLE}/${source}`), `${compiled} is compiled from ${source}, which does not exist`);
+    const protoFiles = [...(/protoFiles:\s*\[([^\]]*)\]/.exec(read(`${EXAMPLE}/${source}`))?.[1] ?? "").matchAll(/"([^"]+)"/g)].map((m) => m[1]);
+    assert.deepEqual(protoFiles, ["../proto/springs.proto"]);
+    for (const proto of protoFiles) {
+      const fromImage = sourceOf(path.posix.resolve(path.posix.dirname(moduleInImage), proto));
+      assert.ok(fromImage && exists(`${EXAMPLE}/${fromImage}`), `protoFiles ${proto} is not in the image`);
+      // The same path holds from the source folder (serve src/springs.ts).
+      assert.ok(exists(path.posix.join(EXAMPLE, path.posix.dirname(source), proto)), `protoFiles ${proto} does not resolve from ${source}`);
+    }
+  });
+
+  it("its compose file builds it from its own folder, publishes 50051 and checks health as the image does", () => {
+    const [name, service] = Object.entries(exampleCompose.services ?? {})[0] ?? [];
+    assert.equal(Object.keys(exampleCompose.services ?? {}).length, 1);
+    assert.ok(service, "no service");
+    const build = typeof service.build === "string" ? { context: service.build } : service.build;
+    assert.equal(path.resolve(ROOT, EXAMPLE, build?.context ?? "."), path.resolve(ROOT, EXAMPLE), `services.${name}: build context`);
+    assert.equal(build?.dockerfile ?? "Dockerfile", "Dockerfile");
+    assert.ok((service.ports ?? []).map(portPair).some(([host, container]) => host === String(PORT) && container === String(PORT)));
+    assert.deepEqual(healthArgv(service.healthcheck?.test), HEALTH);
+    assertSaneTimings(`${EXAMPLE} healthcheck`, { interval: service.healthcheck?.interval, timeout: service.healthcheck?.timeout, retries: service.healthcheck?.retries, startPeriod: service.healthcheck?.start_period });
+    assert.match(service.restart ?? "", /^(always|unless-stopped|on-failure(:\d+)?)$/);
+    assert.equal(service.command, undefined, "the Dockerfile's CMD is the command");
   });
 });

@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { NdArray } from "ndarray";
-import { loadTesseract } from "../index";
+import { Code, loadTesseract, TesseractError } from "../index";
 import { PROTO_DIR } from "../server/proto-dir";
 import type { TesseractRuntime } from "../server/runtime";
 import { DataType } from "../common/tensor-codec";
@@ -151,11 +151,9 @@ describe("a Tesseract module outside the source tree", () => {
     );
   });
 
-  it("rejects a module that does not default-export a definition, naming the file and the missing key", () => {
+  it("rejects a default export that is not a whole definition, naming the file and the missing key", () => {
     const cases: [string, string, string][] = [
       ["bad-partial.js", `module.exports = { default: { name: "bad", version: "1", apply() { return {}; } } };`, "inputType"],
-      ["bad-empty.js", `module.exports = {};`, "name"],
-      ["bad-number.js", `module.exports = 42;`, "name"],
       ["bad-noproto.js", `exports.default = { name: "p", inputType: "a.B", outputType: "a.C", apply() {} };`, "protoFiles"],
     ];
     for (const [file, source, key] of cases) {
@@ -167,5 +165,105 @@ describe("a Tesseract module outside the source tree", () => {
         file,
       );
     }
+  });
+
+  it("tells a module without a default export to end with export default defineTesseract(...)", () => {
+    const cases: [string, string, string][] = [
+      ["none-empty.js", `module.exports = {};`, ""],
+      ["none-number.js", `module.exports = 42;`, ""],
+      ["none-named.js", `exports.springs = { name: "s", apply() {} }; exports.helper = () => 1;`, ` (it exports "springs": make that the default export)`],
+    ];
+    for (const [file, source, hint] of cases) {
+      const badPath = path.join(tmpDir, file);
+      fs.writeFileSync(badPath, source);
+      assert.throws(
+        () => loadTesseract(badPath),
+        (e: Error) => e.message === `${badPath} has no default export${hint}: end it with "export default defineTesseract({ ... })"`,
+        file,
+      );
+    }
+  });
+
+  it("names a .proto file that is not where the module says, and why tsc builds lose them", () => {
+    const modulePath = path.join(tmpDir, "lost-proto.js");
+    fs.writeFileSync(modulePath, `exports.default = { name: "p", inputType: "a.B", outputType: "a.C", protoFiles: ["p.proto"], apply() {} };`);
+    assert.throws(
+      () => loadTesseract(modulePath),
+      (e: Error) =>
+        e.message.startsWith(`${modulePath} names the .proto file "p.proto", which is not at ${path.join(tmpDir, "p.proto")}: protoFiles are relative to the module's folder, and tsc does not copy .proto files`) &&
+        e.message.includes(`"../proto/p.proto"`),
+    );
+  });
+
+  it("loads an ES module, and explains why one with a top-level await cannot be", () => {
+    fs.copyFileSync(path.join(fixtureDir, "polynomial.proto"), path.join(tmpDir, "esm.proto"));
+    const esm = path.join(tmpDir, "esm.mjs");
+    fs.writeFileSync(esm, `export default { name: "esm", inputType: "tesseract.testing.polynomial.v1.Inputs", outputType: "tesseract.testing.polynomial.v1.Outputs", protoFiles: ["esm.proto"], apply() { return {}; } };`);
+    assert.equal(loadTesseract(esm).definition.name, "esm");
+    const awaiting = path.join(tmpDir, "await.mjs");
+    fs.writeFileSync(awaiting, `await Promise.resolve();\nexport default {};`);
+    assert.throws(
+      () => loadTesseract(awaiting),
+      (e: Error) => e.message === `${awaiting} is an ES module with a top-level await, which require() cannot load: await inside apply (or a function it calls) instead`,
+    );
+  });
+});
+
+describe("a Tesseract module written in TypeScript", () => {
+  let tmpDir: string;
+
+  before(() => {
+    tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "tesseract-grpc-ts-module-"));
+    fs.copyFileSync(path.join(fixtureDir, "polynomial.proto"), path.join(tmpDir, "polynomial.proto"));
+    fs.symlinkSync(path.join(repoRoot, "node_modules"), path.join(tmpDir, "node_modules"), "dir");
+    // ES syntax, a type annotation, an import of a sibling .ts by its .js name, and a package import.
+    fs.writeFileSync(path.join(tmpDir, "cube.ts"), "export function cube(x: number): number {\n  return x ** 3;\n}\n");
+    fs.writeFileSync(
+      path.join(tmpDir, "polynomial.ts"),
+      [
+        `import ndarray from "ndarray";`,
+        `import { cube } from "./cube.js";`,
+        // As a module imports tesseract-grpc: the server's own copy (here, this checkout's).
+        `import { invalidArgument } from ${JSON.stringify(path.join(repoRoot, "dist/common/errors.js"))};`,
+        `interface Leaf { size: number; get(i: number): number }`,
+        `export default {`,
+        `  name: "cubes", version: "1.0.0", description: "f = x^3",`,
+        `  inputType: "tesseract.testing.polynomial.v1.Inputs", outputType: "tesseract.testing.polynomial.v1.Outputs",`,
+        `  protoFiles: ["polynomial.proto"],`,
+        `  validate(inputs: { x: Leaf }) {`,
+        `    if (inputs.x.size === 0) throw invalidArgument("x: expected at least one element");`,
+        `  },`,
+        `  apply(inputs: { x: Leaf }) {`,
+        `    const f = new Float64Array(inputs.x.size).map((_, i) => cube(inputs.x.get(i)));`,
+        `    return { f: ndarray(f, [f.length]) };`,
+        `  },`,
+        `};`,
+      ].join("\n"),
+    );
+  });
+
+  after(() => {
+    if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
+  });
+
+  it("is compiled on load and differentiated like a JavaScript one", async () => {
+    const runtime = loadTesseract(path.join(tmpDir, "polynomial.ts"));
+    assert.equal(runtime.definition.name, "cubes");
+    const inputs = runtime.decodeInputs({ type_url: runtime.schema.inputs.typeUrl, value: runtime.schema.inputs.type.encode({ x: fp64([1, -2]) }).finish() });
+    const { entries, stats } = await runtime.jacobian({ inputs, inputPaths: ["x"], outputPaths: ["f"] });
+    assert.deepEqual(entries.map((e) => [e.outputPath, e.inputPath, e.shape]), [["f", "x", [2, 2]]]);
+    close(entries[0].values, [3, 0, 0, 12], 1e-6, "df/dx");
+    assert.equal(stats.apply_calls, 4);
+  });
+
+  it("shares the server's copy of tesseract-grpc: its invalidArgument is INVALID_ARGUMENT", () => {
+    const runtime = loadTesseract(path.join(tmpDir, "polynomial.ts"));
+    const empty = { type_url: runtime.schema.inputs.typeUrl, value: runtime.schema.inputs.type.encode({ x: fp64([]) }).finish() };
+    assert.throws(() => runtime.decodeInputs(empty), (e: unknown) => e instanceof TesseractError && e.code === Code.INVALID_ARGUMENT && e.message === "x: expected at least one element");
+  });
+
+  it("is the same module instance when loaded again (worker threads load it by the same path)", () => {
+    const file = path.join(tmpDir, "polynomial.ts");
+    assert.equal(loadTesseract(file).definition, loadTesseract(file).definition);
   });
 });

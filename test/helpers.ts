@@ -132,15 +132,23 @@ export interface ServeProcess {
   stop(): Promise<number | null>;
 }
 
-/** `tesseract-grpc serve <args>` in a child process, resolved once it prints `listening on HOST:PORT`. */
-export async function serveProcess(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [CLI, "serve", ...args], { stdio: ["ignore", "pipe", "pipe"], env });
-  child.stderr!.resume(); // JSON logs: not needed here, but the pipe must not fill up
+/**
+ * `tesseract-grpc serve <args>` in a child process, resolved once it prints `listening on HOST:PORT`;
+ * `where` runs another copy of the CLI (an installed package's) in another folder.
+ */
+export async function serveProcess(args: string[], env: NodeJS.ProcessEnv = process.env, where: { cli?: string; cwd?: string } = {}): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [where.cli ?? CLI, "serve", ...args], { stdio: ["ignore", "pipe", "pipe"], env, cwd: where.cwd });
+  // JSON logs: read (the pipe must not fill up), the tail kept to explain a server that never starts.
+  let stderrTail = "";
+  child.stderr!.on("data", (chunk: Buffer) => (stderrTail = (stderrTail + chunk.toString("utf8")).slice(-4000)));
   const exited = once(child, "exit") as Promise<[number | null]>;
   const lines = createInterface({ input: child.stdout! });
   const stdoutLines: string[] = [];
   lines.on("line", (line) => stdoutLines.push(line));
-  const [first] = (await once(lines, "line")) as [string];
+  const [first] = (await Promise.race([
+    once(lines, "line"),
+    exited.then(([code]) => assert.fail(`serve ${args.join(" ")} exited with code ${code} before listening: ${stderrTail}`)),
+  ])) as [string];
   const match = /^listening on (127\.0\.0\.1:\d+)$/.exec(first);
   assert.ok(match, `first stdout line: ${first}`);
   return {
