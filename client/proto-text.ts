@@ -26,24 +26,8 @@ import {
   type FileDescriptorProto,
   type ServiceDescriptorProto,
 } from "@bufbuild/protobuf/wkt";
+import { SCALAR_NAMES } from "../common/proto-scalars";
 
-const SCALAR_NAMES: Partial<Record<FieldType, string>> = {
-  [FieldType.DOUBLE]: "double",
-  [FieldType.FLOAT]: "float",
-  [FieldType.INT64]: "int64",
-  [FieldType.UINT64]: "uint64",
-  [FieldType.INT32]: "int32",
-  [FieldType.FIXED64]: "fixed64",
-  [FieldType.FIXED32]: "fixed32",
-  [FieldType.BOOL]: "bool",
-  [FieldType.STRING]: "string",
-  [FieldType.BYTES]: "bytes",
-  [FieldType.UINT32]: "uint32",
-  [FieldType.SFIXED32]: "sfixed32",
-  [FieldType.SFIXED64]: "sfixed64",
-  [FieldType.SINT32]: "sint32",
-  [FieldType.SINT64]: "sint64",
-};
 /** The largest field number, which `max` stands for in ranges. */
 const MAX_FIELD_NUMBER = 536870911;
 

@@ -36,24 +36,8 @@ import {
 import { appendCustomOption, customOptions, entriesFromFlat, standardOptions, type OptionEntry } from "./proto-options";
 import { readLayout, type ProtoLayout } from "./proto-layout";
 import { join, SymbolTable } from "./proto-symbols";
+import { SCALAR_TYPES } from "../../common/proto-scalars";
 
-const SCALARS: Record<string, FieldType> = {
-  double: FieldType.DOUBLE,
-  float: FieldType.FLOAT,
-  int64: FieldType.INT64,
-  uint64: FieldType.UINT64,
-  int32: FieldType.INT32,
-  fixed64: FieldType.FIXED64,
-  fixed32: FieldType.FIXED32,
-  bool: FieldType.BOOL,
-  string: FieldType.STRING,
-  bytes: FieldType.BYTES,
-  uint32: FieldType.UINT32,
-  sfixed32: FieldType.SFIXED32,
-  sfixed64: FieldType.SFIXED64,
-  sint32: FieldType.SINT32,
-  sint64: FieldType.SINT64,
-};
 
 /** What the parser leaves on every element that can carry options. */
 type WithOptions = { parsedOptions?: OptionEntry[] | null; options?: Record<string, unknown> };
@@ -187,7 +171,7 @@ class FileCompiler {
 
   /** A scalar type, or a reference resolved later to a message, enum or group. */
   private setType(descriptor: FieldDescriptorProto, typeName: string, fullName: string, parent?: protobuf.Type): void {
-    const scalar = SCALARS[typeName];
+    const scalar = SCALAR_TYPES[typeName];
     if (scalar !== undefined) {
       descriptor.type = scalar;
       return;
@@ -204,7 +188,7 @@ class FileCompiler {
   /** The nested `XxxEntry { key = 1; value = 2; }` type protoc declares for a map field. */
   private mapEntry(field: protobuf.MapField, scope: string): DescriptorProto {
     const entryName = mapEntryName(field.name);
-    const key = create(FieldDescriptorProtoSchema, { name: "key", number: 1, label: Label.OPTIONAL, type: SCALARS[field.keyType], jsonName: "key" });
+    const key = create(FieldDescriptorProtoSchema, { name: "key", number: 1, label: Label.OPTIONAL, type: SCALAR_TYPES[field.keyType], jsonName: "key" });
     const value = create(FieldDescriptorProtoSchema, { name: "value", number: 2, label: Label.OPTIONAL, jsonName: "value" });
     this.setType(value, field.type, join(scope, entryName, "value"));
     return create(DescriptorProtoSchema, { name: entryName, field: [key, value], options: { mapEntry: true } });
