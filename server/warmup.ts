@@ -13,7 +13,7 @@
  * cache emptied.
  */
 import ndarray from "ndarray";
-import { Algorithm } from "./tesseract";
+import { Algorithm, SparsityMode } from "./tesseract";
 import type { TesseractRuntime } from "./runtime";
 import type { NdArray } from "ndarray";
 import { dataTypeOfArray, elementCount, isNdArray, isFloatingPoint } from "../common/tensor-codec";
@@ -85,7 +85,9 @@ async function rounds(runtime: TesseractRuntime, example: unknown, signal: Abort
   if (inputPaths.length === 0 || outputPaths.length === 0) return;
   const request = { inputs, inputPaths, outputPaths, signal };
   const requests = [
+    // Grouped (the Tesseract's declared structure, if any) and dense: both paths are hot.
     () => runtime.jacobian({ ...request, options: { algorithm: Algorithm.ALGORITHM_CENTRAL } }),
+    () => runtime.jacobian({ ...request, options: { algorithm: Algorithm.ALGORITHM_CENTRAL, sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } }),
     () => runtime.jacobian({ ...request, options: { algorithm: Algorithm.ALGORITHM_FORWARD } }),
     () => runtime.vjp({ ...request, cotangent: ones(outputs, outputPaths) }),
     () => runtime.jvp({ ...request, tangent: ones(inputs, inputPaths) }),
