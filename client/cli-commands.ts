@@ -66,6 +66,18 @@ export function readFlagFile(flag: string, path: string): Buffer {
   }
 }
 
+/** The client commands' --token and --tls* flags, for the commands that read a server by reflection. */
+export function connectionOptions(): Option[] {
+  return [
+    envOption("--token <token>", "bearer token for a server that requires one"),
+    envOption("--tls", "use TLS, trusting the system's root certificates (implied by the --tls-* flags)"),
+    envOption("--tls-ca <path>", "use TLS, trusting the CA certificate(s) in this PEM file"),
+    // Not TESSERACT_GRPC_TLS_CERT/KEY: those are serve's own certificate, in the same environment as a container's health check.
+    new Option("--tls-cert <path>", "use TLS with this client certificate (PEM) for mutual TLS; needs --tls-key").env("TESSERACT_GRPC_CLIENT_TLS_CERT"),
+    new Option("--tls-key <path>", "the private key (PEM) of --tls-cert").env("TESSERACT_GRPC_CLIENT_TLS_KEY"),
+  ];
+}
+
 /**
  * grpc-js passes an IP address target (127.0.0.1:50051) to TLS as the server name, and Node warns about
  * it (DEP0123; grpc/grpc-node#1919). Harmless (the certificate is still checked against the IP), but
@@ -181,13 +193,9 @@ function clientCommand(program: Command, name: string, description: string, payl
   const command = program
     .command(name)
     .description(description)
-    .addOption(envOption("--address <host:port>", "server to call (port 50051 when none is given)").default("127.0.0.1:50051"))
-    .addOption(envOption("--token <token>", "bearer token for a server that requires one"))
-    .addOption(envOption("--tls", "use TLS, trusting the system's root certificates (implied by the --tls-* flags)"))
-    .addOption(envOption("--tls-ca <path>", "use TLS, trusting the CA certificate(s) in this PEM file"))
-    // Not TESSERACT_GRPC_TLS_CERT/KEY: those are serve's own certificate, in the same environment as a container's health check.
-    .addOption(new Option("--tls-cert <path>", "use TLS with this client certificate (PEM) for mutual TLS; needs --tls-key").env("TESSERACT_GRPC_CLIENT_TLS_CERT"))
-    .addOption(new Option("--tls-key <path>", "the private key (PEM) of --tls-cert").env("TESSERACT_GRPC_CLIENT_TLS_KEY"))
+    .addOption(envOption("--address <host:port>", "server to call (port 50051 when none is given)").default("127.0.0.1:50051"));
+  for (const option of connectionOptions()) command.addOption(option);
+  command
     .addOption(new Option("--format <format>", "output arrays as nested lists or base64 objects").choices(["json", "json+base64"]).default("json"))
     .addOption(new Option("--deadline <ms>", "give up after this many milliseconds").argParser(positiveNumber))
     .addOption(envOption("--max-message-bytes <bytes>", "largest message received or sent").default(DEFAULT_MAX_MESSAGE_BYTES).argParser(positiveNumber));

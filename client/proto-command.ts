@@ -3,23 +3,26 @@
  * serves (the contract and the Tesseract's own, whatever its source: bundled, a module, or a
  * tesseract-core runtime), fetched by reflection and written under their real names, so that any
  * language's protoc or buf can generate stubs for it. The well-known types (google/protobuf/*.proto)
- * ship with every protoc and buf and are not written.
+ * ship with every protoc and buf and are not written. `generate --address` reads a server the same
+ * way (fetchTesseractFiles), with the same connection flags.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { Command, Option } from "commander";
+import { Command } from "commander";
 import { TesseractClient as GeneratedClient, type DescribeResponse } from "../generated/tesseract/v1/tesseract";
-import { credentialsFromFlags, envOption } from "./cli-commands";
+import { withDefaultPort } from "./address";
+import { connectionOptions, credentialsFromFlags, envOption } from "./cli-commands";
+import { explainError } from "./cli-messages";
+import { toClientError } from "./errors";
 import { printProto } from "./proto-text";
-import { fetchDescriptors } from "./reflection-schema";
+import { fetchDescriptors, type ReflectedFiles } from "./reflection-schema";
 import { bearerToken } from "./tesseract-client";
 
 const SERVICE_NAME = "tesseract.v1.Tesseract";
 
-interface ProtoFlags {
-  address: string;
-  out: string;
+/** The flags that say how to reach a server (besides --address): a token and TLS. */
+export interface ConnectionFlags {
   token?: string;
   tls?: boolean;
   tlsCa?: string;
@@ -27,13 +30,49 @@ interface ProtoFlags {
   tlsKey?: string;
 }
 
+interface ProtoFlags extends ConnectionFlags {
+  address: string;
+  out: string;
+}
+
+/** How to connect, from the flags: credentials, and the token's interceptor. */
+export function connectionFrom(flags: ConnectionFlags): { credentials: grpc.ChannelCredentials; options: grpc.ClientOptions } {
+  const credentials = credentialsFromFlags("--tls", { ca: flags.tlsCa, cert: flags.tlsCert, key: flags.tlsKey }, Boolean(flags.tls));
+  return { credentials, options: flags.token ? { interceptors: [bearerToken(flags.token)] } : {} };
+}
+
+/** A failure of a command that reads a server, as the client commands print it (a gRPC status with the next step to take). */
+export function failureLine(e: unknown, address: string): string {
+  return explainError(typeof (e as { code?: unknown }).code === "number" ? toClientError(e) : e, address);
+}
+
+export interface TesseractFiles extends ReflectedFiles {
+  /** Names of the files declaring the Tesseract's input and output messages. */
+  messageFiles: string[];
+}
+
+/**
+ * The files declaring the served Tesseract's input and output messages (and its service, with
+ * `service`) and every file they import, by reflection.
+ */
+export async function fetchTesseractFiles(address: string, credentials: grpc.ChannelCredentials, options: grpc.ClientOptions = {}, service = false): Promise<TesseractFiles> {
+  const described = await describe(address, credentials, options);
+  const messages = [described.input_type, described.output_type];
+  const reflected = await fetchDescriptors(address, credentials, service ? [SERVICE_NAME, ...messages] : messages, options);
+  const fileOf = (type: string) => {
+    const message = reflected.registry.getMessage(type);
+    if (!message) throw new Error(`reflection: the server describes no message ${JSON.stringify(type)}`);
+    return message.file.proto.name;
+  };
+  return { ...reflected, messageFiles: [...new Set(messages.map(fileOf))] };
+}
+
 /**
  * Writes the served Tesseract's .proto files under `out` (folders as their names say); returns the
  * paths written.
  */
 export async function writeProtoFiles(address: string, credentials: grpc.ChannelCredentials, out: string, options: grpc.ClientOptions = {}): Promise<string[]> {
-  const described = await describe(address, credentials, options);
-  const { files, registry } = await fetchDescriptors(address, credentials, [SERVICE_NAME, described.input_type, described.output_type], options);
+  const { files, registry } = await fetchTesseractFiles(address, credentials, options, true);
   const written: string[] = [];
   for (const file of files) {
     if (file.name!.startsWith("google/protobuf/")) continue;
@@ -52,26 +91,20 @@ function describe(address: string, credentials: grpc.ChannelCredentials, options
 }
 
 export function addProtoCommand(program: Command): void {
-  program
+  const command = program
     .command("proto")
     .description("write the served Tesseract's .proto files (the contract and its own), fetched by reflection, under --out")
     .requiredOption("--out <dir>", "folder to write them in (created if needed); files keep their names, e.g. tesseract/v1/tesseract.proto")
-    .addOption(envOption("--address <host:port>", "server to ask").default("127.0.0.1:50051"))
-    .addOption(envOption("--token <token>", "bearer token for a server that requires one"))
-    .addOption(envOption("--tls", "use TLS, trusting the system's root certificates (implied by the --tls-* flags)"))
-    .addOption(envOption("--tls-ca <path>", "use TLS, trusting the CA certificate(s) in this PEM file"))
-    .addOption(new Option("--tls-cert <path>", "use TLS with this client certificate (PEM) for mutual TLS; needs --tls-key").env("TESSERACT_GRPC_CLIENT_TLS_CERT"))
-    .addOption(new Option("--tls-key <path>", "the private key (PEM) of --tls-cert").env("TESSERACT_GRPC_CLIENT_TLS_KEY"))
-    .action(async (flags: ProtoFlags) => {
-      try {
-        const credentials = credentialsFromFlags("--tls", { ca: flags.tlsCa, cert: flags.tlsCert, key: flags.tlsKey }, Boolean(flags.tls));
-        const options = flags.token ? { interceptors: [bearerToken(flags.token)] } : {};
-        for (const file of await writeProtoFiles(flags.address, credentials, flags.out, options)) process.stdout.write(`${file}\n`);
-      } catch (e) {
-        const error = e as Error & { details?: string; code?: number };
-        const message = error.code !== undefined && error.details !== undefined ? `${grpc.status[error.code]}: ${error.details}` : error.message;
-        process.stderr.write(`tesseract-grpc proto: ${message}\n`);
-        process.exitCode = 1;
-      }
-    });
+    .addOption(envOption("--address <host:port>", "server to ask (port 50051 when none is given)").default("127.0.0.1:50051"));
+  for (const option of connectionOptions()) command.addOption(option);
+  command.action(async (flags: ProtoFlags) => {
+    const address = withDefaultPort(flags.address);
+    try {
+      const { credentials, options } = connectionFrom(flags);
+      for (const file of await writeProtoFiles(address, credentials, flags.out, options)) process.stdout.write(`${file}\n`);
+    } catch (e) {
+      process.stderr.write(`tesseract-grpc proto: ${failureLine(e, address)}\n`);
+      process.exitCode = 1;
+    }
+  });
 }

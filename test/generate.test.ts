@@ -1,11 +1,14 @@
 /**
  * `tesseract-grpc generate`: .proto files → buf → ts-proto → an app's folder. The strongest check is
  * that it reproduces this package's own generated/ byte for byte (same options, same names); the rest
- * is how files are named and found, ESM imports, and the messages for what goes wrong.
+ * is how files are named and found, ESM imports, and the messages for what goes wrong. With
+ * `--address` the descriptors come from a running server by reflection, and give the same code.
  */
 import { strict as assert } from "node:assert";
 import { execFile } from "node:child_process";
+import { once } from "node:events";
 import * as fs from "node:fs";
+import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
@@ -15,7 +18,9 @@ import { parse as parseYaml } from "yaml";
 import { compileProtoFiles, locateProtoFiles } from "../cli/generate/proto-files";
 import { findTool, TOOL_VERSIONS } from "../cli/generate/tools";
 import { dependencyOrder, generateTypeScript, importedFrom, TS_PROTO_OPTIONS } from "../cli/generate/ts-proto";
-import { moduleFormatAt } from "../cli/generate/command";
+import { moduleFormatAt, writeTypeScript } from "../cli/generate/command";
+import { startServer } from "../index";
+import { silentLogger } from "../server/log";
 import { PROTO_DIR } from "../server/proto-dir";
 import { CLI } from "./helpers";
 
@@ -29,6 +34,14 @@ function listFiles(dir: string): string[] {
     .filter((e) => e.isFile())
     .map((e) => path.relative(dir, path.join(e.parentPath, e.name)))
     .sort();
+}
+
+/** The CLI's exit code and output, whether it succeeds or fails. */
+function cli(args: string[], cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return run(process.execPath, [CLI, ...args], { cwd }).then(
+    (r) => ({ code: 0, ...r }),
+    (e: { code: number; stdout: string; stderr: string }) => e,
+  );
 }
 
 const SPRINGS = `syntax = "proto3";
@@ -140,6 +153,65 @@ describe("tesseract-grpc generate", () => {
     assert.throws(() => dependencyOrder([file("a.proto", ["b.proto"]), file("b.proto", ["a.proto"])]), { message: "import cycle: a.proto -> b.proto -> a.proto" });
     const set = create(FileDescriptorSetSchema, { file: [file("a.proto")] });
     await assert.rejects(generateTypeScript({ set, files: ["z.proto"] }, { module: "esm", plugin: findTool("ts-proto") }), { message: `no descriptor for "z.proto"` });
+  });
+
+  describe("--address: a running server's Tesseract, by reflection", function () {
+    this.timeout(60_000);
+    const ACME = path.join(ROOT, "test/fixtures/acme-solver");
+
+    /**
+     * What `generate <protos>` writes, from descriptors without source info: reflection serves
+     * descriptors as protoc and buf write them without it (as gRPC servers do), so the .proto
+     * comments, which ts-proto copies into the code, do not come through.
+     */
+    async function generatedFromFiles(protos: string[], protoPaths: string[], out: string): Promise<string[]> {
+      const source = await compileProtoFiles(locateProtoFiles(protos, protoPaths), findTool("@bufbuild/buf"));
+      for (const file of source.set.file) file.sourceCodeInfo = undefined;
+      return writeTypeScript(source, out, "esm");
+    }
+
+    for (const [tesseract, protos, protoPaths] of [
+      ["meshstats", ["tesseract/examples/meshstats/v1/meshstats.proto"], []],
+      [path.join(ACME, "solver.js"), ["acme/solver/v2/solver.proto"], [path.join(ACME, "protos")]],
+    ] as const) {
+      it(`${path.basename(tesseract)}: the same files as generating its .proto files`, async () => {
+        const server = await startServer({ tesseract, port: 0, workers: 0, logger: silentLogger });
+        try {
+          const reflected = path.join(tmp, `reflected-${path.basename(tesseract)}`);
+          const { code, stdout, stderr } = await cli(["generate", "--address", server.address, "--out", reflected, "--module", "esm"]);
+          assert.deepEqual([code, stderr], [0, ""]);
+          const fromFiles = path.join(tmp, `from-files-${path.basename(tesseract)}`);
+          const expected = await generatedFromFiles([...protos], [...protoPaths], fromFiles);
+          assert.equal(stdout, `wrote ${expected.length} files (esm) to ${reflected}: ${expected.join(", ")}\n`);
+          assert.deepEqual(listFiles(reflected), listFiles(fromFiles));
+          for (const file of listFiles(fromFiles)) {
+            assert.equal(fs.readFileSync(path.join(reflected, file), "utf8"), fs.readFileSync(path.join(fromFiles, file), "utf8"), file);
+          }
+        } finally {
+          await server.close();
+        }
+      });
+    }
+
+    it("no server at the address: exit 1 saying how to start one; neither files nor --address: a usage error", async () => {
+      // A port nothing listens on: one just bound and closed.
+      const probe = net.createServer().listen(0, "127.0.0.1");
+      await once(probe, "listening");
+      const closed = `127.0.0.1:${(probe.address() as net.AddressInfo).port}`;
+      await new Promise((resolve) => probe.close(resolve));
+      const out = path.join(tmp, "unreachable");
+      const refused = await cli(["generate", "--address", closed, "--out", out]);
+      assert.deepEqual([refused.code, refused.stdout], [1, ""]);
+      assert.equal(refused.stderr, `tesseract-grpc generate: UNAVAILABLE: no server at ${closed} (connection refused) — start one with \`tesseract-grpc serve meshstats\` (or your own Tesseract), or point --address at a running one\n`);
+      assert.equal(fs.existsSync(out), false);
+
+      const usage = await cli(["generate", "--out", out]);
+      assert.equal(usage.code, 1);
+      assert.match(usage.stderr, /^error: give the \.proto files to generate, or --address HOST:PORT of a running server\n/);
+      const both = await cli(["generate", "proto", "--address", closed, "--out", out]);
+      assert.equal(both.code, 1);
+      assert.match(both.stderr, /^error: give either \.proto files or --address, not both\n/);
+    });
   });
 
   it("picks ESM where the nearest package.json says type module, else CommonJS", () => {

@@ -99,7 +99,7 @@ describe("tesseract-grpc proto: the served .proto files, compiled back to the sa
     const closed = servers[0].address.replace(/:\d+$/, ":1");
     await assert.rejects(run(process.execPath, [CLI, "proto", "--address", closed, "--out", out]), (e: Error & { code: number; stderr: string }) => {
       assert.equal(e.code, 1);
-      assert.match(e.stderr, /^tesseract-grpc proto: UNAVAILABLE: /);
+      assert.equal(e.stderr, `tesseract-grpc proto: UNAVAILABLE: no server at ${closed} (connection refused) — start one with \`tesseract-grpc serve meshstats\` (or your own Tesseract), or point --address at a running one\n`);
       return true;
     });
   });
