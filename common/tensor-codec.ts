@@ -156,8 +156,16 @@ export function normalizeShape(shape: TensorMessage["shape"], field: string, lim
   if (shape.length > maxRank) {
     throw invalidArgument(`${field}: shape has ${shape.length} dimensions, expected at most ${maxRank}`);
   }
+  const maxNumber = Math.max(0, Math.floor(Math.min(limits.maxElements, Number.MAX_SAFE_INTEGER)));
+  if (shape.every((d) => typeof d === "number" && Number.isSafeInteger(d) && d >= 0 && d <= maxNumber)) {
+    // The usual shape, plain numbers: no bigints needed. A product past the limit stays past it in
+    // floating point (rounding is monotonic), and one within it is exact.
+    let count = 1;
+    for (const d of shape as number[]) count *= d;
+    if (count <= maxNumber) return (shape as number[]).slice();
+  }
   // Clamped so that every accepted dimension converts to a number exactly.
-  const max = BigInt(Math.max(0, Math.floor(Math.min(limits.maxElements, Number.MAX_SAFE_INTEGER))));
+  const max = BigInt(maxNumber);
   const dims: bigint[] = shape.map((d, i) => {
     const b = dimToBigInt(d);
     if (b === undefined || b < 0n) {

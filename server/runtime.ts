@@ -247,7 +247,7 @@ export class TesseractRuntime {
     this.evaluations++;
     const remote = this.remoteApply;
     try {
-      if (remote) return await withAbortingTimeout(timeoutMs, signal, (aborting) => remote(inputs, aborting), " (Apply)");
+      if (remote) return await withAbortingTimeout(timeoutMs, signal, (aborting) => remote.apply(inputs, aborting), " (Apply)");
       return await withTimeout(Promise.resolve().then(() => this.definition.apply(inputs)), timeoutMs);
     } catch (e) {
       if (isTesseractError(e)) throw e;

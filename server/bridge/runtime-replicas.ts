@@ -43,6 +43,11 @@ export interface ReplicaResponse {
   text: string;
 }
 
+const GET_HEADERS = { accept: "application/json" };
+const POST_HEADERS = { accept: "application/json", "content-type": "application/json" };
+/** Asks for arrays as base64 in the answer. */
+const APPLY_HEADERS = { accept: "application/json+base64", "content-type": "application/json" };
+
 /** One tesseract-core runtime: its URL (with the address a host name resolved to) and its connections. */
 export class Replica {
   /** For messages: the URL, and the address when the host is a name (`http://tesseract:8000 (10.0.0.7)`). */
@@ -61,7 +66,7 @@ export class Replica {
   }
 
   async request(method: "GET" | "POST", endpoint: string, body: string | undefined, signal?: AbortSignal): Promise<ReplicaResponse> {
-    const headers = { accept: endpoint === "apply" ? "application/json+base64" : "application/json", ...(body === undefined ? {} : { "content-type": "application/json" }) };
+    const headers = body === undefined ? GET_HEADERS : endpoint === "apply" ? APPLY_HEADERS : POST_HEADERS;
     const response = await this.pool.request({ path: `${this.basePath}/${endpoint}`, method, headers, body, signal });
     return { status: response.statusCode, text: await response.body.text() };
   }

@@ -14,11 +14,15 @@ import * as protobuf from "protobufjs";
 import { clip, Code, isTesseractError, TesseractError } from "../../common/errors";
 import { NUMPY_DTYPES } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
+import type { JobApply } from "../eval/concurrent";
+import type { InputLeaf } from "../eval/input-leaf";
 import { castToDeclared, declaredDatatype } from "../schema/output-casting";
 import { inputsAny, isTensorField, messageJson, type EnumStrings } from "../schema/json-messages";
+import { JsonLeafReader } from "../schema/json-leaves";
 import { formatPath, type Segment } from "../schema/paths";
 import type { MessageSchema } from "../schema/schema";
 import type { AbstractOutput } from "../tesseract";
+import { ApplyBodies } from "./apply-bodies";
 import { failureReason, type Replica, type ReplicaResponse, type RuntimeReplicas } from "./runtime-replicas";
 
 /** The error for a request that `signal` aborted: its reason's code, naming the request. */
@@ -37,10 +41,24 @@ export class TesseractCoreClient {
   ) {}
 
   /** One evaluation: the inputs tree in, the outputs tree out, as if a gRPC Tesseract had returned it. */
-  async apply(tree: Record<string, unknown>, signal?: AbortSignal): Promise<Record<string, unknown>> {
-    const body = JSON.stringify({ inputs: messageJson(this.inputs.type, tree, "base64", this.enumStrings) });
+  apply(tree: Record<string, unknown>, signal?: AbortSignal): Promise<Record<string, unknown>> {
+    return this.applyBody(JSON.stringify({ inputs: messageJson(this.inputs.type, tree, "base64", this.enumStrings) }), signal);
+  }
+
+  /** The evaluations of one job: its inputs encoded once, each evaluation's changes spliced in. */
+  forJob(inputs: Record<string, unknown>, leaves: readonly InputLeaf[]): JobApply {
+    const bodies = new ApplyBodies(this.inputs.type, inputs, leaves, this.enumStrings);
+    let reader: { only: readonly Segment[][]; leaves: JsonLeafReader } | undefined;
+    return (perturbation, signal, only) => {
+      if (only && reader?.only !== only) reader = { only, leaves: new JsonLeafReader(this.outputs.type, only, "outputs") };
+      return this.applyBody(bodies.body(perturbation), signal, only && reader!.leaves);
+    };
+  }
+
+  /** POST /apply: the outputs tree, or with `only`, a tree of just the leaves it reads. */
+  private async applyBody(body: string, signal?: AbortSignal, only?: JsonLeafReader): Promise<Record<string, unknown>> {
     const { text, url } = await this.post("apply", body, signal);
-    return this.decodeOutputs(text, url);
+    return this.decodeOutputs(text, url, only);
   }
 
   /** The output shapes and datatypes for inputs whose tensors may be abstract ({ shape, datatype }). */
@@ -83,9 +101,10 @@ export class TesseractCoreClient {
     throw new TesseractError(Code.UNAVAILABLE, `no tesseract-core runtime answered POST /${endpoint} (${failures.join("; ") || this.replicas.describe()})`);
   }
 
-  /** tesseract-core's outputs JSON -> the outputs tree, arrays in their declared datatypes. */
-  private decodeOutputs(text: string, url: string): Record<string, unknown> {
+  /** tesseract-core's outputs JSON -> the outputs tree (or its leaves at `only`), arrays in their declared datatypes. */
+  private decodeOutputs(text: string, url: string, only?: JsonLeafReader): Record<string, unknown> {
     try {
+      if (only) return only.read(JSON.parse(text));
       const json = castToDeclared(this.outputs.type, JSON.parse(text), "outputs");
       const any = inputsAny(this.outputs, json, false, { field: "outputs", enumStrings: this.enumStrings });
       return this.outputs.decodeAny(any, "outputs");

@@ -141,7 +141,7 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
       root,
       protoFiles: [file],
       protoIncludeDirs: [dir],
-      remoteApply: (inputs, signal) => client!.apply(inputs, signal),
+      remoteApply: { apply: (inputs, signal) => client!.apply(inputs, signal), forJob: (inputs, leaves) => client!.forJob(inputs, leaves) },
       enumStrings: generated.enumStrings,
       readiness: health,
       unimplemented: hasAbstractEval ? {} : { AbstractEval: `the tesseract-core runtime at ${url} has no /abstract_eval (its /openapi.json does not list it), so AbstractEval is not available` },

@@ -3,34 +3,58 @@
  * tesseract-core runtime over HTTP): each evaluation builds its own inputs, copy-on-write — the base
  * tree with the perturbed leaves replaced — so evaluations in flight never share a perturbation, and
  * passes an AbortSignal that aborts the evaluation in flight (its HTTP request) when the request is
- * cancelled or the evaluation overruns the per-evaluation timeout.
+ * cancelled or the evaluation overruns the per-evaluation timeout. A remote apply that can encode a
+ * job's base inputs once (`forJob`) is given only the perturbed leaves' data per evaluation.
  */
 import ndarray from "ndarray";
-import { withLeaf } from "../schema/paths";
+import { withLeaf, type Segment } from "../schema/paths";
 import type { OutputSelector } from "./outputs";
 import type { InputLeaf } from "./input-leaf";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { withAbortingTimeout } from "./timeout";
 
-/** Inputs tree in, outputs tree out; `signal` aborts it. */
-export type RemoteApply = (inputs: Record<string, unknown>, signal?: AbortSignal) => Promise<unknown>;
+/** A differentiated leaf's row-major storage. */
+export type LeafData = Float64Array | Float32Array;
+
+/**
+ * One job's evaluations, each given by its perturbation of the job's inputs, which it reads before
+ * it returns (the engine may reuse the arrays). With `only` (the output leaves the job
+ * differentiates, once known), the outputs tree may hold just those.
+ */
+export type JobApply = (perturbation: Perturbation, signal?: AbortSignal, only?: readonly Segment[][]) => Promise<unknown>;
+
+export interface RemoteApply {
+  /** Inputs tree in, outputs tree out; `signal` aborts it. */
+  apply(inputs: Record<string, unknown>, signal?: AbortSignal): Promise<unknown>;
+  /** Evaluations of one job's inputs and leaves, for an apply that prepares what they share. */
+  forJob?(inputs: Record<string, unknown>, leaves: readonly InputLeaf[]): JobApply;
+}
+
+/** Each leaf's changed copy of its data (the base is not touched); undefined for leaves left alone. */
+export function perturbedData(leaves: readonly InputLeaf[], perturbation: Perturbation): (LeafData | undefined)[] {
+  const perturbed: (LeafData | undefined)[] = new Array(leaves.length);
+  for (const change of perturbation) {
+    const data = leaves[change.leaf].data.slice();
+    if ("indices" in change) change.indices.forEach((i, k) => (data[i] = change.points[k]));
+    else if ("values" in change) data.set(change.values);
+    else data[change.index] = change.value;
+    perturbed[change.leaf] = data;
+  }
+  return perturbed;
+}
 
 /** The base inputs with each perturbed leaf replaced by a changed copy (the base is not touched). */
 export function perturbedTree(inputs: Record<string, unknown>, leaves: readonly InputLeaf[], perturbation: Perturbation): Record<string, unknown> {
   let tree = inputs;
-  for (const change of perturbation) {
-    const leaf = leaves[change.leaf];
-    const data = leaf.data.slice();
-    if ("indices" in change) change.indices.forEach((i, k) => (data[i] = change.points[k]));
-    else if ("values" in change) data.set(change.values);
-    else data[change.index] = change.value;
-    tree = withLeaf(tree, leaf.segments, ndarray(data, leaf.shape));
-  }
+  perturbedData(leaves, perturbation).forEach((data, i) => {
+    if (data) tree = withLeaf(tree, leaves[i].segments, ndarray(data, leaves[i].shape));
+  });
   return tree;
 }
 
 export class ConcurrentEvaluator implements Evaluator {
   calls = 0;
+  private readonly jobApply?: JobApply;
 
   constructor(
     private readonly apply: RemoteApply,
@@ -41,17 +65,30 @@ export class ConcurrentEvaluator implements Evaluator {
     readonly concurrency: number,
     private readonly signal?: AbortSignal,
     private readonly timeoutMs = 0,
-  ) {}
+  ) {
+    this.jobApply = apply.forJob?.(inputs, leaves);
+  }
 
   get outputs(): OutputInfo[] | undefined {
     return this.selector.outputs;
   }
 
   async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
-    const tree = perturbedTree(this.inputs, this.leaves, perturbation);
+    const evaluation = this.evaluation(perturbation);
     this.calls++;
-    const where = ` (the evaluation ${this.describe(perturbation)})`;
-    return this.selector.select(await withAbortingTimeout(this.timeoutMs, this.signal, (signal) => this.apply(tree, signal), where));
+    const where = this.timeoutMs > 0 ? ` (the evaluation ${this.describe(perturbation)})` : ""; // only a timeout names it
+    return this.selector.select(await withAbortingTimeout(this.timeoutMs, this.signal, evaluation, where));
+  }
+
+  /** The work of one evaluation, its inputs built now. */
+  private evaluation(perturbation: Perturbation): (signal?: AbortSignal) => Promise<unknown> {
+    const jobApply = this.jobApply;
+    if (jobApply) {
+      const only = this.selector.segments;
+      return (signal) => jobApply(perturbation, signal, only);
+    }
+    const tree = perturbedTree(this.inputs, this.leaves, perturbation);
+    return (signal) => this.apply.apply(tree, signal);
   }
 
   /** Which evaluation this is, for messages: `at the base inputs`, `perturbing mesh.points[4]`, … */

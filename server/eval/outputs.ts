@@ -12,6 +12,7 @@ import { dataTypeOfArray, isNdArray, isRowMajor, toFloat64 } from "../../common/
 
 export class OutputSelector {
   private resolved: { info: OutputInfo; segments: Segment[] }[] | undefined;
+  private resolvedSegments: Segment[][] | undefined;
 
   constructor(
     private readonly schema: MessageSchema,
@@ -23,6 +24,11 @@ export class OutputSelector {
 
   get outputs(): OutputInfo[] | undefined {
     return this.resolved?.map((r) => r.info);
+  }
+
+  /** The selected leaves' paths in the outputs tree, once the first tree resolved them. */
+  get segments(): readonly Segment[][] | undefined {
+    return this.resolvedSegments;
   }
 
   select(outputTree: unknown): Float64Array[] {
@@ -61,6 +67,7 @@ export class OutputSelector {
         info: { path: leaf.path, shape: [...leaf.array.shape], datatype: dataTypeOfArray(leaf.array.data) },
         segments: leaf.segments,
       }));
+      this.resolvedSegments = this.resolved.map((r) => r.segments);
     }
     return this.resolved.map(({ info, segments }) => {
       const leaf = getAtPath(outputTree, segments);

@@ -63,7 +63,7 @@ function castValues(values: ArrayLike<unknown>, shape: number[], to: DataType, w
 }
 
 /** One array value of a Tensor field declared `to`: as it is when it already has that dtype, else cast. */
-function castArray(value: unknown, to: DataType, where: string): unknown {
+export function castArray(value: unknown, to: DataType, where: string): unknown {
   if (Array.isArray(value) || typeof value === "number" || typeof value === "boolean") {
     const { shape, values } = flattenLists(value, where);
     return castValues(values, shape, to, where, "a JSON list");

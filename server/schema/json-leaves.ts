@@ -1,0 +1,82 @@
+/**
+ * Array leaves of a tesseract-core JSON answer read by path, without decoding the rest: after the
+ * first answer of a job was decoded whole (and its leaves found), the later answers only need the
+ * outputs being differentiated. Each leaf is cast to its declared datatype and checked as the whole
+ * decode would (array object, dtype, shape, data length). The paths' fields are looked up once.
+ */
+import * as protobuf from "protobufjs";
+import { invalidArgument } from "../../common/errors";
+import { tensorFromArrayObject } from "../../common/numpy-arrays";
+import { emptyRecord, isPlainObject } from "../../common/records";
+import { decodeTensor, type DataType } from "../../common/tensor-codec";
+import { isTensorField } from "./json-messages";
+import { castArray, declaredDatatype } from "./output-casting";
+import { formatPath, type Segment } from "./paths";
+
+/** A concrete segment's property in JSON: the field's name, the map key or the list index. */
+function segmentKey(s: Segment): string | number {
+  if (s.kind === "field") return s.name;
+  if (s.kind === "key") return s.key;
+  if (s.kind === "index") return s.index;
+  throw new Error("a leaf's path has no wildcards");
+}
+
+/** One leaf to read: its JSON keys from the root, whether each step is a list index, and its Tensor field. */
+interface LeafPlan {
+  keys: (string | number)[];
+  isIndex: boolean[];
+  at: string;
+  declared: DataType | undefined;
+}
+
+/** The Tensor field that declares the leaf at `segments` of `type`. */
+function tensorField(type: protobuf.Type, segments: readonly Segment[], at: string): protobuf.Field {
+  let message: protobuf.Type | undefined = type;
+  let field: protobuf.Field | undefined;
+  for (const s of segments) {
+    if (s.kind !== "field") continue;
+    field = message && Object.hasOwn(message.fields, s.name) ? message.fields[s.name] : undefined;
+    message = field?.resolvedType instanceof protobuf.Type ? field.resolvedType : undefined;
+  }
+  if (!field || !isTensorField(field)) throw invalidArgument(`${at} is not an array field`);
+  return field;
+}
+
+export class JsonLeafReader {
+  private readonly plans: LeafPlan[];
+
+  /** Leaves at `leaves` of answers of `type`; messages name them from `where` (`outputs`). */
+  constructor(type: protobuf.Type, leaves: readonly (readonly Segment[])[], where: string) {
+    this.plans = leaves.map((segments) => {
+      const at = `${where}.${formatPath(segments)}`;
+      return { keys: segments.map(segmentKey), isIndex: segments.map((s) => s.kind === "index"), at, declared: declaredDatatype(tensorField(type, segments, at)) };
+    });
+  }
+
+  /** A tree holding only the leaves, as ndarrays in their declared datatypes. */
+  read(json: unknown): Record<string, unknown> {
+    const tree = emptyRecord<unknown>();
+    this.plans.forEach((plan) => {
+      let value = json;
+      plan.keys.forEach((key, depth) => {
+        const container = plan.isIndex[depth] ? Array.isArray(value) : isPlainObject(value);
+        value = container && Object.hasOwn(value as object, key) ? (value as Record<string | number, unknown>)[key] : undefined;
+      });
+      if (value === undefined || value === null) throw invalidArgument(`${plan.at} is missing`);
+      const cast = plan.declared === undefined ? value : castArray(value, plan.declared, plan.at);
+      if (!isPlainObject(cast)) throw invalidArgument(`${plan.at} is ${JSON.stringify(cast)?.slice(0, 40)}, expected an array object`);
+      setLeaf(tree, plan, decodeTensor(tensorFromArrayObject(cast, plan.at), plan.at));
+    });
+    return tree;
+  }
+}
+
+/** Puts `array` at the plan's keys in `tree`, creating the messages, maps and lists on the way. */
+function setLeaf(tree: Record<string, unknown>, plan: LeafPlan, array: unknown): void {
+  let node = tree as Record<string | number, unknown>;
+  const last = plan.keys.length - 1;
+  for (let depth = 0; depth < last; depth++) {
+    node = (node[plan.keys[depth]] ??= plan.isIndex[depth + 1] ? [] : emptyRecord<unknown>()) as Record<string | number, unknown>;
+  }
+  node[plan.keys[last]] = array;
+}
