@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
-import { Algorithm, DataType } from "../client";
+import { Algorithm, DataType, SparsityMode } from "../client";
 import { startServer, type RunningServer } from "../index";
 import { HealthMonitor } from "../server/bridge/health-monitor";
 import { RuntimeReplicas } from "../server/bridge/runtime-replicas";
@@ -227,6 +227,29 @@ describe("tesseract-core bridge: outputs in their declared dtype", function () {
       try {
         const url = fake.url.replace(/[.]/g, "\\.");
         await clientRejects(client.apply(inputs()), "UNKNOWN", new RegExp(`apply on ${url} answered outputs that do not match tesseract_core\\.mesh_stats\\.v1\\.Outputs: ${message.source}`));
+      } finally {
+        await stop();
+      }
+    }
+  });
+
+  it("a later answer of a Jacobian is checked where it is read: a differentiated output gone or not castable is UNKNOWN naming it", async () => {
+    // The first answer is decoded whole; later ones only at the differentiated outputs (one
+    // evaluation at a time, so that the first answer is back before the later requests go).
+    const cases: [(call: number, good: unknown) => unknown, RegExp][] = [
+      [(call, good) => (call < 3 ? good : undefined), /outputs\.barycenter is missing/],
+      [(call, good) => (call < 3 ? good : { shape: [3], dtype: "float64", values: [1, 2.5, 3] }), /outputs\.barycenter has 2\.5 at flat index 1 \(dtype float64\), which the declared dtype int32 cannot hold/],
+    ];
+    for (const [answer, message] of cases) {
+      let calls = 0;
+      const dtype = message.source.includes("int32") ? "int32" : "float64";
+      const good = dtype === "int32" ? { shape: [3], dtype: "int32", values: [1, 2, 3] } : undefined;
+      const { fake, client, stop } = await bridged(declaring(dtype, (d) => answer(calls++, good ?? { shape: [3], dtype: "float64", values: values(d) })), { concurrency: 1 });
+      try {
+        const url = fake.url.replace(/[.]/g, "\\.");
+        const request = client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: { ...CENTRAL, sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } });
+        await clientRejects(request, "UNKNOWN", new RegExp(`apply on ${url} answered outputs that do not match tesseract_core\\.mesh_stats\\.v1\\.Outputs: ${message.source}`));
+        assert.ok(calls > 3, `${calls} applies: the refusal came from a later answer`);
       } finally {
         await stop();
       }
