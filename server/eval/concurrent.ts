@@ -3,8 +3,9 @@
  * tesseract-core runtime over HTTP): each evaluation builds its own inputs, copy-on-write — the base
  * tree with the perturbed leaves replaced — so evaluations in flight never share a perturbation, and
  * passes an AbortSignal that aborts the evaluation in flight (its HTTP request) when the request is
- * cancelled or the evaluation overruns the per-evaluation timeout. A remote apply that can encode a
- * job's base inputs once (`forJob`) is given only the perturbed leaves' data per evaluation.
+ * cancelled or the evaluation overruns the per-evaluation timeout. A remote apply that prepares a
+ * job's inputs once (`forJob`: a tesseract-core runtime's encoded body) is given each evaluation's
+ * perturbation instead of a tree.
  */
 import ndarray from "ndarray";
 import { withLeaf, type Segment } from "../schema/paths";
