@@ -48,10 +48,10 @@ export class TesseractCoreClient {
   /** The evaluations of one job: its inputs encoded once, each evaluation's changes spliced in. */
   forJob(inputs: Record<string, unknown>, leaves: readonly InputLeaf[]): JobApply {
     const bodies = new ApplyBodies(this.inputs.type, inputs, leaves, this.enumStrings);
-    let reader: { only: readonly Segment[][]; leaves: JsonLeafReader } | undefined;
+    let reader: JsonLeafReader | undefined; // a job's differentiated outputs are the same in every answer
     return (perturbation, signal, only) => {
-      if (only && reader?.only !== only) reader = { only, leaves: new JsonLeafReader(this.outputs.type, only, "outputs") };
-      return this.applyBody(bodies.body(perturbation), signal, only && reader!.leaves);
+      if (only) reader ??= new JsonLeafReader(this.outputs.type, only, "outputs");
+      return this.applyBody(bodies.body(perturbation), signal, only && reader);
     };
   }
 

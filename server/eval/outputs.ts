@@ -12,6 +12,7 @@ import { dataTypeOfArray, isNdArray, isRowMajor, toFloat64 } from "../../common/
 
 export class OutputSelector {
   private resolved: { info: OutputInfo; segments: Segment[] }[] | undefined;
+  /** The resolved paths alone, kept so that reading them per evaluation allocates nothing. */
   private resolvedSegments: Segment[][] | undefined;
 
   constructor(
