@@ -101,6 +101,14 @@ describe("worker-thread evaluation", function () {
     assert.equal(ok.stats.apply_calls, 4);
   });
 
+  it("a central pair evaluated in a worker names its failing side, as inline", async () => {
+    const module = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
+    const [inline, pooled] = [await load(module, 0), await load(module, 2)];
+    // y = 0.5 exactly: y + h is fine, y - h throws.
+    const request = { inputs: { x: f64([0.5, 2]), y: f64([0.5], []), params: {}, blocks: [], mode: "throw-below" }, inputPaths: ["x", "y"], outputPaths: ["f"], options: { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } };
+    for (const runtime of [inline, pooled]) await rejects(runtime.jacobian(request), Code.UNKNOWN, /^evaluation at y - h failed: y is too small for this model$/);
+  });
+
   it("a cancel stops the request and leaves the pool usable", async () => {
     const pooled = await load("heat", 2);
     const controller = new AbortController();

@@ -25,7 +25,7 @@
  * choosing it. A request that declines the pool only because of the correction moves it a twentieth
  * of the way back towards 1, so the pool is tried again now and then.
  */
-import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
+import { FailedPair, subtractInto, type Evaluator, type OutputInfo, type Perturbation, type PerturbationPair } from "./evaluator";
 import type { InlineEvaluator } from "./inline";
 import { MAX_BATCH } from "./pool-evaluator";
 
@@ -123,14 +123,32 @@ export class AutoEvaluator implements Evaluator {
 
   evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
     if (!this.pool && this.waitingForPool && this.workers.costs().ready) this.decide();
-    return this.pool ? this.pooled(this.pool, perturbation) : this.timedInline(perturbation);
+    return this.pool ? this.pooled(this.pool.evaluate(perturbation), 1) : this.timedInline(perturbation);
   }
 
-  /** A pooled evaluation; every DECIDE_EVERY-th tells the pool's measured pace to the correction. */
-  private pooled(pool: Evaluator, perturbation: Perturbation): Promise<Float64Array[]> {
-    const values = pool.evaluate(perturbation);
-    const count = ++this.pooledSent;
-    if (count % DECIDE_EVERY === 0) void values.then(() => this.workers.observed((performance.now() - this.switchedAt) / count / this.predictedMs), () => undefined);
+  async differences(pairs: readonly PerturbationPair[]): Promise<Float64Array[][]> {
+    if (!this.pool && this.waitingForPool && this.workers.costs().ready) this.decide();
+    if (this.pool?.differences) return this.pooled(this.pool.differences(pairs), 2 * pairs.length);
+    const results: Float64Array[][] = [];
+    for (const [k, pair] of pairs.entries()) {
+      const sides: Float64Array[][] = [];
+      for (const [side, perturbation] of pair.entries()) {
+        try {
+          sides.push(await this.evaluate(perturbation));
+        } catch (e) {
+          throw new FailedPair(k, side, e);
+        }
+      }
+      results.push(subtractInto(sides[0], sides[1]));
+    }
+    return results;
+  }
+
+  /** Pooled evaluations; every DECIDE_EVERY-th tells the pool's measured pace to the correction. */
+  private pooled<T>(values: Promise<T>, evaluations: number): Promise<T> {
+    const before = this.pooledSent;
+    const count = (this.pooledSent += evaluations);
+    if (Math.floor(count / DECIDE_EVERY) > Math.floor(before / DECIDE_EVERY)) void values.then(() => this.workers.observed((performance.now() - this.switchedAt) / count / this.predictedMs), () => undefined);
     return values;
   }
 

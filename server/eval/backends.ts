@@ -64,10 +64,19 @@ export interface Job {
 
 /** Counts evaluations into the runtime's total (metrics) on their way to the evaluator. */
 class Counted implements Evaluator {
+  readonly differences?: Evaluator["differences"];
+
   constructor(
     private readonly inner: Evaluator,
     private readonly count: () => void,
-  ) {}
+  ) {
+    if (inner.differences) {
+      this.differences = (pairs) => {
+        for (let k = 0; k < 2 * pairs.length; k++) count();
+        return inner.differences!(pairs);
+      };
+    }
+  }
 
   get calls(): number {
     return this.inner.calls;

@@ -11,6 +11,8 @@ import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 export class CachedBaseEvaluator implements Evaluator {
   /** The outputs a cached f(x) told, until the evaluator it wraps knows them itself. */
   private cachedOutputs?: OutputInfo[];
+  /** The inner evaluator's, when it has one (the engine asks for f(x) alone, never as half of a pair). */
+  readonly differences?: Evaluator["differences"];
 
   constructor(
     private readonly inner: Evaluator,
@@ -20,7 +22,9 @@ export class CachedBaseEvaluator implements Evaluator {
     private readonly outputPaths: readonly string[],
     /** The requested outputs out of an Apply's outputs message. */
     private readonly fromApply: (outputs: AnyMessage) => SelectedOutputs,
-  ) {}
+  ) {
+    if (inner.differences) this.differences = (pairs) => inner.differences!(pairs);
+  }
 
   get outputs(): OutputInfo[] | undefined {
     return this.inner.outputs ?? this.cachedOutputs;

@@ -38,4 +38,35 @@ export interface Evaluator {
    * not plain outputs (a contraction of them); otherwise the engine takes half an ulp of each value.
    */
   rounding?(outputs: Float64Array[]): Float64Array[];
+  /**
+   * f(x + a) - f(x + b) output by output for each pair (two evaluations each): what central
+   * differences need. Evaluators that run apply in other threads take the pairs there as one unit
+   * and send back half the values, with one promise for all; without it the engine evaluates each
+   * and subtracts (the same numbers). A failure of one evaluation is a FailedPair.
+   */
+  differences?(pairs: readonly PerturbationPair[]): Promise<Float64Array[][]>;
+}
+
+/** Two perturbations whose outputs are subtracted: f(x + pair[0]) - f(x + pair[1]). */
+export type PerturbationPair = readonly [Perturbation, Perturbation];
+
+/** One evaluation of `differences` failed: which pair, which side of it (0: the first), and why. */
+export class FailedPair extends Error {
+  constructor(
+    readonly pair: number,
+    readonly side: number,
+    readonly error: unknown,
+  ) {
+    super(error instanceof Error ? error.message : String(error), { cause: error });
+  }
+}
+
+/** a - b output by output, written over `a` (the engine's own copy); returns `a`. */
+export function subtractInto(a: Float64Array[], b: readonly Float64Array[]): Float64Array[] {
+  for (let o = 0; o < a.length; o++) {
+    const p = a[o];
+    const m = b[o];
+    for (let i = 0; i < p.length; i++) p[i] -= m[i];
+  }
+  return a;
 }

@@ -13,10 +13,10 @@ import { randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { Code, TesseractError } from "../../common/errors";
 import { elementCount } from "../../common/tensor-codec";
-import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
+import { FailedPair, type Evaluator, type OutputInfo, type Perturbation, type PerturbationPair } from "./evaluator";
 import type { WorkerPool } from "./pool";
 import { shareTree } from "./shared-tree";
-import { packPerturbations, type BatchTask } from "./worker-task";
+import { packPerturbations, type BatchResult, type BatchTask } from "./worker-task";
 
 /** A batch's work is at least this many times the pool's cost per task. */
 const OVERHEAD_SHARE = 10;
@@ -34,17 +34,22 @@ export interface PoolJob {
   signal?: AbortSignal;
 }
 
+/** What the engine asked for in one call: evaluations, or pairs to subtract; answered together. */
 interface Pending {
-  perturbation: Perturbation;
-  resolve(values: Float64Array[]): void;
+  /** The perturbations, in pairs (a, b) for `differences`. */
+  perturbations: Perturbation[];
+  resolve(values: Float64Array[][]): void;
   reject(error: unknown): void;
 }
 
 export class PoolEvaluator implements Evaluator {
   calls = 0;
   outputs: OutputInfo[] | undefined;
-  private readonly task: Omit<BatchTask, "perturbations">;
-  private pending: Pending[] = [];
+  private readonly task: Omit<BatchTask, "perturbations" | "pairs">;
+  /** Waiting evaluations and pairs, each kind sent in batches of its own. */
+  private readonly pending = { single: [] as Pending[], pairs: [] as Pending[] };
+  /** Evaluations waiting, per kind. */
+  private readonly waiting = { single: 0, pairs: 0 };
   private flushScheduled = false;
   /** Evaluations per batch; 1 until the first batch has told what an evaluation costs. */
   private batchSize = 1;
@@ -86,41 +91,72 @@ export class PoolEvaluator implements Evaluator {
     return this.evaluationMs;
   }
 
-  evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
+  async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
     this.calls++;
+    return (await this.enqueue("single", [perturbation]))[0];
+  }
+
+  /** Each pair's two evaluations in one worker, which sends back only their difference. */
+  differences(pairs: readonly PerturbationPair[]): Promise<Float64Array[][]> {
+    this.calls += 2 * pairs.length;
+    return this.enqueue("pairs", pairs.flat());
+  }
+
+  private enqueue(kind: "single" | "pairs", perturbations: Perturbation[]): Promise<Float64Array[][]> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ perturbation, resolve, reject });
+      this.pending[kind].push({ perturbations, resolve, reject });
+      this.waiting[kind] += perturbations.length;
       // A full batch goes at once; the rest waits for what else the engine asks for in this turn.
-      if (this.pending.length >= this.batchSize) this.flush();
+      if (this.waiting[kind] >= this.batchSize) this.flush(kind);
       else if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => {
           this.flushScheduled = false;
-          this.flush();
+          this.flush("single");
+          this.flush("pairs");
         });
       }
     });
   }
 
-  private flush(): void {
-    while (this.pending.length > 0) void this.send(this.pending.splice(0, this.batchSize));
+  /** Sends what waits in batches of about batchSize evaluations (a call's evaluations stay together). */
+  private flush(kind: "single" | "pairs"): void {
+    const queue = this.pending[kind];
+    while (queue.length > 0) {
+      let evaluations = 0;
+      let count = 0;
+      while (count < queue.length && (count === 0 || evaluations + queue[count].perturbations.length <= this.batchSize)) evaluations += queue[count++].perturbations.length;
+      this.waiting[kind] -= evaluations;
+      void this.send(queue.splice(0, count), kind === "pairs");
+    }
   }
 
-  private async send(batch: Pending[]): Promise<void> {
+  private async send(batch: Pending[], pairs: boolean): Promise<void> {
     try {
-      const perturbations = packPerturbations(batch.map((p) => p.perturbation));
-      const result = await this.pool.evaluateBatch({ ...this.task, perturbations }, this.signal);
+      const all = batch.length === 1 ? batch[0].perturbations : batch.flatMap((p) => p.perturbations);
+      const result = await this.pool.evaluateBatch({ ...this.task, perturbations: packPerturbations(all), pairs }, this.signal);
       if (result.outputs) this.checkOutputs(result.outputs);
-      this.learn(result.busyMs / batch.length);
-      const failed = new Map(result.failed.map((f) => [f.index, f.error]));
+      this.learn(result.busyMs / all.length);
+      const perItem = pairs ? 2 : 1;
+      const failed = result.failed.length ? new Map(result.failed.map((f) => [f.index, f])) : undefined;
       const size = this.outputSize();
-      batch.forEach((p, k) => {
-        const error = failed.get(k);
-        if (error) return p.reject(new TesseractError(error.code, error.message));
-        // Views of the batch's buffer, one region per evaluation: the engine may write over them.
-        let at = k * size;
-        p.resolve(this.outputs!.map((o) => result.values.subarray(at, (at += elementCount(o.shape)))));
-      });
+      // Known once any evaluation has succeeded (until then every item has failed).
+      const lengths = this.outputs?.map((o) => elementCount(o.shape)) ?? [];
+      let item = 0;
+      for (const p of batch) {
+        const items = p.perturbations.length / perItem;
+        const failure = failed && firstFailure(failed, item, items);
+        if (failure) {
+          const error = new TesseractError(failure.error.code, failure.error.message);
+          p.reject(pairs ? new FailedPair(failure.index - item, failure.side ?? 0, error) : error);
+        } else {
+          // Views of the batch's buffer, one region per item: the engine may write over them.
+          const values: Float64Array[][] = new Array(items);
+          for (let k = 0, at = item * size; k < items; k++) values[k] = lengths.map((n) => result.values.subarray(at, (at += n)));
+          p.resolve(values);
+        }
+        item += items;
+      }
     } catch (e) {
       for (const p of batch) p.reject(e);
     }
@@ -150,4 +186,13 @@ export class PoolEvaluator implements Evaluator {
     const byBytes = Math.floor(MAX_BATCH_BYTES / Math.max(outputBytes, 1));
     this.batchSize = Math.max(1, Math.min(MAX_BATCH, byCost, byBytes));
   }
+}
+
+/** The first failure among items [from, from + count) of a batch. */
+function firstFailure(failed: Map<number, BatchResult["failed"][number]>, from: number, count: number): BatchResult["failed"][number] | undefined {
+  for (let k = from; k < from + count; k++) {
+    const failure = failed.get(k);
+    if (failure) return failure;
+  }
+  return undefined;
 }

@@ -21,6 +21,11 @@ export interface BatchTask {
   /** The batch's perturbations, packed (packPerturbations). */
   perturbations: Float64Array;
   /**
+   * Whether the perturbations come in pairs (a, b), each answered by f(x + a) - f(x + b) alone
+   * (Evaluator.difference): the results and failures are then per pair.
+   */
+  pairs: boolean;
+  /**
    * Under a per-evaluation timeout: shared [index, started] of the evaluation the worker is running
    * (index -1 until the first starts; started in ms after `progressEpoch`, a Date.now()), so the
    * main thread can tell a hanging evaluation without a message per evaluation.
@@ -33,12 +38,12 @@ export interface BatchTask {
 export type TaskError = { error: { code: number; message: string } };
 
 export interface BatchResult {
-  /** Evaluation k's outputs, flat FP64 one after the other, at k * (sum of output sizes). */
+  /** Item k's outputs (an evaluation's, or a pair's difference), flat FP64 one after the other, at k * (sum of output sizes). */
   values: Float64Array;
   /** The requested outputs' paths and shapes (from the worker's first successful evaluation). */
   outputs: OutputInfo[] | undefined;
-  /** Evaluations that failed, by index in the batch; the others are in `values`. */
-  failed: { index: number; error: TaskError["error"] }[];
+  /** Items that failed, by index in the batch (of a pair, the side that failed: 0 or 1); the others are in `values`. */
+  failed: { index: number; side?: 0 | 1; error: TaskError["error"] }[];
   /** Milliseconds the worker spent evaluating the batch (for the batch size: pool.ts). */
   busyMs: number;
 }

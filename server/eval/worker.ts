@@ -76,49 +76,59 @@ function jobOf(task: BatchTask): Job {
 
 /**
  * Evaluations of a batch, one after the other, each one's outputs written straight into the batch's
- * buffer (a synchronous apply without a promise per evaluation); a failure is recorded and the rest
- * still run.
+ * buffer (a synchronous apply without a promise per evaluation); of a pair, the second's outputs are
+ * subtracted from the first's there. A failure is recorded and the rest still run.
  */
 export default async function evaluateBatch(task: BatchTask): Promise<BatchResult> {
   const started = performance.now();
   const perturbations = unpackPerturbations(task.perturbations);
+  const perItem = task.pairs ? 2 : 1;
+  const items = perturbations.length / perItem;
   const failed: BatchResult["failed"] = [];
   let job: Job;
   try {
     job = jobOf(task);
   } catch (e) {
     // The job cannot be prepared here (the module fails to load, say): every evaluation fails alike.
-    return { values: new Float64Array(0), outputs: undefined, failed: perturbations.map((_, index) => ({ index, ...taskError(e) })), busyMs: 0 };
+    return { values: new Float64Array(0), outputs: undefined, failed: Array.from({ length: items }, (_, index) => ({ index, ...taskError(e) })), busyMs: 0 };
   }
   const { evaluator, selector } = job;
-  /** Values per evaluation, once the outputs are known (from this job's first evaluation here). */
+  /** Values per item, once the outputs are known (from this job's first evaluation here). */
   const size = () => selector.outputs!.reduce((n, o) => n + elementCount(o.shape), 0);
   let stride = selector.outputs ? size() : 0;
-  let values = selector.outputs ? new Float64Array(stride * perturbations.length) : undefined;
-  for (let k = 0; k < perturbations.length; k++) {
-    if (task.progress) {
-      // The start first, then the index: the main thread never pairs a new index with an old start.
-      Atomics.store(task.progress, 1, Date.now() - task.progressEpoch!);
-      Atomics.store(task.progress, 0, k);
-    }
+  let values = selector.outputs ? new Float64Array(stride * items) : undefined;
+  /** A pair's second outputs, before they are subtracted. */
+  let second = selector.outputs ? new Float64Array(stride) : undefined;
+  for (let k = 0; k < items; k++) {
+    let side = 0;
     try {
-      if (values && evaluator.idle) {
-        const target = values;
-        const written = evaluator.evaluateNow(perturbations[k], (outputs) => selector.selectInto(outputs, target, k * stride));
-        if (written instanceof Promise) await written;
-        continue;
+      for (; side < perItem; side++) {
+        const e = k * perItem + side;
+        if (task.progress) {
+          // The start first, then the index: the main thread never pairs a new index with an old start.
+          Atomics.store(task.progress, 1, Date.now() - task.progressEpoch!);
+          Atomics.store(task.progress, 0, e);
+        }
+        if (values && evaluator.idle) {
+          const [target, at] = side === 0 ? [values, k * stride] : [second!, 0];
+          const written = evaluator.evaluateNow(perturbations[e], (outputs) => selector.selectInto(outputs, target, at));
+          if (written instanceof Promise) await written;
+          continue;
+        }
+        // The job's first evaluation here (it tells the outputs' sizes), or one after an unfinished asynchronous apply.
+        const outputs = await evaluator.evaluate(perturbations[e]);
+        stride ||= size();
+        values ??= new Float64Array(stride * items);
+        second ??= new Float64Array(stride);
+        let at = side === 0 ? k * stride : 0;
+        for (const o of outputs) {
+          (side === 0 ? values : second).set(o, at);
+          at += o.length;
+        }
       }
-      // The job's first evaluation here (it tells the outputs' sizes), or one after an unfinished asynchronous apply.
-      const outputs = await evaluator.evaluate(perturbations[k]);
-      stride ||= size();
-      values ??= new Float64Array(stride * perturbations.length);
-      let at = k * stride;
-      for (const o of outputs) {
-        values.set(o, at);
-        at += o.length;
-      }
+      if (task.pairs) for (let i = 0, at = k * stride; i < stride; i++) values![at + i] -= second![i];
     } catch (e) {
-      failed.push({ index: k, ...taskError(e) });
+      failed.push(task.pairs ? { index: k, side: side as 0 | 1, ...taskError(e) } : { index: k, ...taskError(e) });
     }
   }
   values ??= new Float64Array(0);

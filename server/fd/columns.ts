@@ -22,13 +22,8 @@ export function planRowBatches(problem: Problem, options: ResolvedOptions, plan?
     const grouped = groupedRows(problem, options, plan.structure, plan.groups);
     return plan.verify ? verified(problem, options, plan, grouped) : grouped;
   }
-  const dense = singly(rows(problem, options));
+  const dense = rows(problem, options);
   return plan?.record ? recorded(problem, plan, dense) : dense;
-}
-
-/** Each row as a batch of its own. */
-async function* singly(source: AsyncGenerator<Row>): AsyncGenerator<readonly Row[]> {
-  for await (const row of source) yield [row];
 }
 
 /** The grouped rows once they pass verification (as one batch); else the dense rows, recorded anew. */
@@ -42,7 +37,7 @@ async function* verified(problem: Problem, options: ResolvedOptions, plan: Spars
   }
   held.length = 0;
   plan.fallBack();
-  yield* recorded(problem, plan, singly(rows(problem, options)));
+  yield* recorded(problem, plan, rows(problem, options));
 }
 
 /** Passes dense rows on, noting their nonzeros; a complete run stores the structure for later requests. */

@@ -75,10 +75,11 @@ function row(column: Column, values: Float64Array[], indices: (Uint32Array | und
   return { leaf: column.leaf, index: column.index, values, indices, errors };
 }
 
-/** The rows of each group, `window` groups at a time, each checked finite. */
-function perGroup(problem: Problem, groups: readonly Column[][], evaluationsPerGroup: number, task: (group: readonly Column[]) => Promise<Row[]>): AsyncGenerator<readonly Row[]> {
-  const checked = async (k: number) => (await task(groups[k])).map((r) => checkRow(problem, r));
-  return completed(groups.length, () => Math.ceil(problem.concurrency / evaluationsPerGroup), checked);
+/** The rows of each group, `window` groups at a time, each checked finite; the groups that complete together in one batch. */
+async function* perGroup(problem: Problem, groups: readonly Column[][], evaluationsPerGroup: number, task: (group: readonly Column[]) => Promise<Row[]>): AsyncGenerator<readonly Row[]> {
+  let next = 0;
+  const checked = async () => (await task(groups[next++])).map((r) => checkRow(problem, r));
+  for await (const batch of completed(() => next < groups.length, () => Math.ceil(problem.concurrency / evaluationsPerGroup), checked)) yield batch.length === 1 ? batch[0] : batch.flat();
 }
 
 /** Splits a group's outputs into its columns' values: each column's structural nonzeros, copied. */
@@ -89,6 +90,8 @@ interface Splitter {
   gather(k: number, outputs: readonly Float64Array[]): Float64Array[];
   /** (plus - minus) / step over column k's share: `quotient` of rows.ts without the copies. */
   quotient(k: number, plus: readonly Float64Array[], minus: readonly Float64Array[], step: number): Float64Array[];
+  /** difference / step over column k's share (a central pair's difference, fresh arrays). */
+  scaled(k: number, difference: readonly Float64Array[], step: number): Float64Array[];
 }
 
 function splitter(problem: Problem, structure: Structure, group: readonly Column[]): Splitter {
@@ -110,6 +113,14 @@ function splitter(problem: Problem, structure: Structure, group: readonly Column
         if (!at) return p.map((v, i) => (v - m[i]) / step);
         const out = new Float64Array(at.length);
         for (let i = 0; i < at.length; i++) out[i] = (p[at[i]] - m[at[i]]) / step;
+        return out;
+      }),
+    scaled: (k, difference, step) =>
+      difference.map((d, o) => {
+        const at = cellsOf(k)[o];
+        if (!at) return d.map((v) => v / step);
+        const out = new Float64Array(at.length);
+        for (let i = 0; i < at.length; i++) out[i] = d[at[i]] / step;
         return out;
       }),
   };
@@ -168,14 +179,19 @@ async function groupCentral(problem: Problem, steps: StepRule, group: readonly C
   const plus = groupPoints(steps, group, () => multiple);
   const minus = groupPoints(steps, group, () => -multiple);
   const m = multiple === 1 ? "" : multiple;
+  const whatPlus = () => `${groupName(problem, group)} + ${m}h`;
+  const whatMinus = () => `${groupName(problem, group)} - ${m}h`;
+  const widths = group.map((_, k) => plus.points[k] - minus.points[k]);
+  if (!estimate) {
+    const [difference] = await problem.differences([[plus.changes, minus.changes]], (_, side) => (side ? whatMinus() : whatPlus()));
+    return widths.map((width, k) => ({ values: split.scaled(k, difference, width), halfWidth: width / 2, spread: Math.SQRT2 / Math.abs(width), rounding: [] }));
+  }
   const [fPlus, fMinus] = await problem.evaluateAll([
-    [plus.changes, () => `${groupName(problem, group)} + ${m}h`],
-    [minus.changes, () => `${groupName(problem, group)} - ${m}h`],
+    [plus.changes, whatPlus],
+    [minus.changes, whatMinus],
   ]);
-  return group.map((_, k) => {
-    const width = plus.points[k] - minus.points[k];
+  return widths.map((width, k) => {
     const spread = Math.SQRT2 / Math.abs(width);
-    if (!estimate) return { values: split.quotient(k, fPlus, fMinus, width), halfWidth: width / 2, spread, rounding: [] };
     const [p, q] = [split.gather(k, fPlus), split.gather(k, fMinus)];
     const rounding = stencilRounding(problem, [1 / width, -1 / width], [p, q]);
     return { ...centralQuotient(p, q, width), halfWidth: width / 2, spread, rounding };

@@ -2,7 +2,7 @@
 import { Code, TesseractError } from "../../common/errors";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
-import { planRows } from "./columns";
+import { planRowBatches } from "./columns";
 import type { SparsityPlan } from "./sparsity-plan";
 import { elementCount } from "../../common/tensor-codec";
 
@@ -50,20 +50,22 @@ export async function jacobian(problem: Problem, options: ResolvedOptions, maxBy
     );
   };
   let entries: JacobianEntry[][] | undefined; // [output][leaf]
-  for await (const row of planRows(problem, options, plan)) {
+  for await (const batch of planRowBatches(problem, options, plan)) {
     entries ??= allocate();
-    const size = problem.leaves[row.leaf].size;
-    row.values.forEach((values, o) => {
-      const entry = entries![o][row.leaf];
-      const at = row.indices?.[o];
-      // Value k is output element p = at[k] (sparse) or k (dense): entry (p, j) at p * size + j.
-      const place = (target: Float64Array, from: Float64Array) => {
-        for (let k = 0; k < from.length; k++) target[(at ? at[k] : k) * size + row.index] = from[k];
-      };
-      place(entry.values, values);
-      const errors = row.errors?.[o];
-      if (errors) place((entry.errors ??= new Float64Array(entry.values.length)), errors);
-    });
+    for (const row of batch) {
+      const size = problem.leaves[row.leaf].size;
+      row.values.forEach((values, o) => {
+        const entry = entries![o][row.leaf];
+        const at = row.indices?.[o];
+        // Value k is output element p = at[k] (sparse) or k (dense): entry (p, j) at p * size + j.
+        const place = (target: Float64Array, from: Float64Array) => {
+          for (let k = 0; k < from.length; k++) target[(at ? at[k] : k) * size + row.index] = from[k];
+        };
+        place(entry.values, values);
+        const errors = row.errors?.[o];
+        if (errors) place((entry.errors ??= new Float64Array(entry.values.length)), errors);
+      });
+    }
   }
   entries ??= allocate(await ensureOutputs(problem));
   return entries.flat();

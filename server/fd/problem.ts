@@ -4,7 +4,7 @@
  * evaluations and error messages that say which evaluation failed.
  */
 import { Code, isTesseractError, TesseractError } from "../../common/errors";
-import type { Change, Evaluator, OutputInfo, Perturbation } from "../eval/evaluator";
+import { FailedPair, subtractInto, type Change, type Evaluator, type OutputInfo, type PerturbationPair, type Perturbation } from "../eval/evaluator";
 import type { InputLeaf } from "../eval/input-leaf";
 import type { DomainBounds } from "../tesseract";
 import type { ResolvedOptions } from "./options";
@@ -111,21 +111,59 @@ export class Problem {
 
   /** One evaluation; `what` describes the perturbation for error messages ("x[2] + h"). */
   async evaluate(perturbation: Perturbation, what: () => string): Promise<Float64Array[]> {
+    const turn = this.turn();
+    if (turn) await turn;
+    try {
+      return await this.evaluator.evaluate(perturbation);
+    } catch (e) {
+      throw this.failure(e, what);
+    }
+  }
+
+  /** Whether the evaluator takes many pairs in one call (`differences`), so that rules should send them so. */
+  get takesPairs(): boolean {
+    return this.evaluator.differences !== undefined;
+  }
+
+  /**
+   * f(x + a) - f(x + b) output by output for each pair, as fresh arrays of the engine's own (two
+   * evaluations each): by the evaluator's own `differences` where it has one, else each evaluated
+   * here and subtracted. `what` describes each side for error messages.
+   */
+  async differences(pairs: readonly PerturbationPair[], what: (pair: number, side: number) => string): Promise<Float64Array[][]> {
+    if (!this.evaluator.differences) {
+      const results = await this.evaluateAll(pairs.flatMap((pair, k) => pair.map((p, side) => [p, () => what(k, side)] as const)));
+      return pairs.map((_, k) => subtractInto(results[2 * k], results[2 * k + 1]));
+    }
+    const turn = this.turn();
+    if (turn) await turn;
+    try {
+      return await this.evaluator.differences(pairs);
+    } catch (e) {
+      throw e instanceof FailedPair ? this.failure(e.error, () => what(e.pair, e.side)) : this.failure(e, () => what(0, 0));
+    }
+  }
+
+  /**
+   * Before an evaluation: now and then a turn for I/O (a promise to wait for), and a stop if the
+   * request was cancelled. Synchronous otherwise, so that most evaluations wait for nothing.
+   */
+  private turn(): Promise<void> | undefined {
     // A synchronous apply never gives I/O a turn: let cancellations and health checks through.
     if (performance.now() - this.lastYield > YIELD_EVERY_MS) {
       // Set first: of the evaluations started in this turn, one yields (not each of them).
       this.lastYield = performance.now();
-      await new Promise(setImmediate);
+      return new Promise<void>(setImmediate).then(() => this.signal?.throwIfAborted());
     }
     this.signal?.throwIfAborted();
-    try {
-      return await this.evaluator.evaluate(perturbation);
-    } catch (e) {
-      if (isTesseractError(e) && e.code === Code.INVALID_ARGUMENT) throw e; // the request, not the point
-      if (this.signal?.aborted) throw this.signal.reason;
-      const code = isTesseractError(e) ? e.code : Code.UNKNOWN;
-      const message = e instanceof Error ? e.message : String(e);
-      throw new TesseractError(code, `evaluation at ${what()} failed: ${message}`, { cause: e });
-    }
+  }
+
+  /** An evaluation's failure as the request reports it: naming the evaluation, with its code. */
+  private failure(e: unknown, what: () => string): unknown {
+    if (isTesseractError(e) && e.code === Code.INVALID_ARGUMENT) return e; // the request, not the point
+    if (this.signal?.aborted) return this.signal.reason;
+    const code = isTesseractError(e) ? e.code : Code.UNKNOWN;
+    const message = e instanceof Error ? e.message : String(e);
+    return new TesseractError(code, `evaluation at ${what()} failed: ${message}`, { cause: e });
   }
 }

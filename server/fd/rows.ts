@@ -9,6 +9,7 @@ import { checkFinite } from "./finite";
 import { pairNoise, PROBE_POINTS, PROBE_SPACING, type Pair } from "./noise";
 import type { ResolvedOptions, StochasticEstimatorName } from "./options";
 import { elementName, type InputLeaf } from "../eval/input-leaf";
+import type { Perturbation, PerturbationPair } from "../eval/evaluator";
 import type { Problem } from "./problem";
 import { seededGenerator } from "./random";
 import type { StepRule } from "./steps";
@@ -73,12 +74,15 @@ export function usesBase(n: number, options: ResolvedOptions): boolean {
   return algorithm === "forward" || (n > 0 && (algorithm === "richardson" || algorithm === "adaptive"));
 }
 
-/** The rows of the Jacobian by the options' rule, each checked to be finite. */
-export function rows(problem: Problem, options: ResolvedOptions): AsyncGenerator<Row> {
+/**
+ * The rows of the Jacobian by the options' rule, each checked to be finite, in batches: the rows
+ * whose evaluations came back together (one at a time when evaluations run one after the other).
+ */
+export function rows(problem: Problem, options: ResolvedOptions): AsyncGenerator<readonly Row[]> {
   return finiteRows(problem, ruleRows(problem, options));
 }
 
-function ruleRows(problem: Problem, options: ResolvedOptions): AsyncGenerator<Row> {
+function ruleRows(problem: Problem, options: ResolvedOptions): AsyncGenerator<readonly Row[]> {
   const steps = problem.stepRule(options);
   switch (effectiveAlgorithm(problem.size, options)) {
     case "central":
@@ -95,8 +99,11 @@ function ruleRows(problem: Problem, options: ResolvedOptions): AsyncGenerator<Ro
 }
 
 /** Passes rows on after checkRow. */
-async function* finiteRows(problem: Problem, source: AsyncGenerator<Row>): AsyncGenerator<Row> {
-  for await (const row of source) yield checkRow(problem, row);
+async function* finiteRows(problem: Problem, source: AsyncGenerator<readonly Row[]>): AsyncGenerator<readonly Row[]> {
+  for await (const batch of source) {
+    for (const row of batch) checkRow(problem, row);
+    yield batch;
+  }
 }
 
 /** checkFinite on a row's values and error estimates; the row itself. */
@@ -111,6 +118,12 @@ export function checkRow(problem: Problem, row: Row): Row {
     if (row.errors) checkFinite(row.errors[o], (i) => `the error estimate of ${entry(i)}`);
   }
   return row;
+}
+
+/** difference / step for every output element, written over `difference` (the engine's own copy). */
+function divide(difference: Float64Array[], step: number): Float64Array[] {
+  for (const d of difference) for (let i = 0; i < d.length; i++) d[i] /= step;
+  return difference;
 }
 
 /**
@@ -130,10 +143,18 @@ function elements(problem: Problem): { leaf: number; index: number }[] {
   return problem.leaves.flatMap((input, leaf) => Array.from({ length: input.size }, (_, index) => ({ leaf, index })));
 }
 
-/** Rows of one element each, `window` elements at a time. */
-function elementRows(problem: Problem, evaluationsPerRow: number, row: (leaf: number, index: number) => Promise<Row>): AsyncGenerator<Row> {
+/** Rows of one element each, `window` elements at a time, in the batches they complete in. */
+function elementRows(problem: Problem, evaluationsPerRow: number, row: (leaf: number, index: number) => Promise<Row>): AsyncGenerator<Row[]> {
   const all = elements(problem);
-  return completed(all.length, () => Math.ceil(problem.concurrency / evaluationsPerRow), (k) => row(all[k].leaf, all[k].index));
+  let next = 0;
+  return completed(
+    () => next < all.length,
+    () => Math.ceil(problem.concurrency / evaluationsPerRow),
+    () => {
+      const { leaf, index } = all[next++];
+      return row(leaf, index);
+    },
+  );
 }
 
 /**
@@ -162,15 +183,23 @@ export async function central(problem: Problem, steps: StepRule, leaf: number, i
   const input = problem.leaves[leaf];
   const plus = steps.perturbed(leaf, index, multiple);
   const minus = steps.perturbed(leaf, index, -multiple);
-  const [fPlus, fMinus] = await problem.evaluateAll([
-    [[{ leaf, index, value: plus }], () => `${elementName(input, index)} + ${multiple === 1 ? "" : multiple}h`],
-    [[{ leaf, index, value: minus }], () => `${elementName(input, index)} - ${multiple === 1 ? "" : multiple}h`],
-  ]);
+  const plusChange: Perturbation = [{ leaf, index, value: plus }];
+  const minusChange: Perturbation = [{ leaf, index, value: minus }];
+  const whatPlus = () => `${elementName(input, index)} + ${multiple === 1 ? "" : multiple}h`;
+  const whatMinus = () => `${elementName(input, index)} - ${multiple === 1 ? "" : multiple}h`;
   const width = plus - minus;
-  if (!estimate) return { values: quotient(fPlus, fMinus, width), halfWidth: width / 2, spread: Math.SQRT2 / Math.abs(width), rounding: [] };
+  const spread = Math.SQRT2 / Math.abs(width);
+  if (!estimate) {
+    const [difference] = await problem.differences([[plusChange, minusChange]], (_, side) => (side ? whatMinus() : whatPlus()));
+    return { values: divide(difference, width), halfWidth: width / 2, spread, rounding: [] };
+  }
+  const [fPlus, fMinus] = await problem.evaluateAll([
+    [plusChange, whatPlus],
+    [minusChange, whatMinus],
+  ]);
   const rounding = stencilRounding(problem, [1 / width, -1 / width], [fPlus, fMinus]);
   const { values, mean } = centralQuotient(fPlus, fMinus, width);
-  return { values, mean, halfWidth: width / 2, spread: Math.SQRT2 / Math.abs(width), rounding };
+  return { values, mean, halfWidth: width / 2, spread, rounding };
 }
 
 /**
@@ -220,13 +249,43 @@ async function oneSided(problem: Problem, steps: StepRule, leaf: number, index: 
   return { values: f1, halfWidth: Math.abs(h1), spread: Math.hypot(c0, c1, c2), rounding };
 }
 
-/** Central: J[:, j] = (f(x + h e_j) - f(x - h e_j)) / (x_j+ - x_j-); 2n evaluations, error O(h^2). */
-function centralRows(problem: Problem, steps: StepRule): AsyncGenerator<Row> {
-  return elementRows(problem, 2, async (leaf, index) => ({ leaf, index, values: (await central(problem, steps, leaf, index, 1)).values }));
+/**
+ * Central: J[:, j] = (f(x + h e_j) - f(x - h e_j)) / (x_j+ - x_j-); 2n evaluations, error O(h^2).
+ * For an evaluator that takes many pairs at once (worker threads), the elements go in chunks of
+ * about a worker's batch, each chunk's pairs in one call: no promise per evaluation, and
+ * CHUNKS_IN_FLIGHT chunks keep every worker busy. Elements near a bound go one-sided, alone.
+ */
+function centralRows(problem: Problem, steps: StepRule): AsyncGenerator<readonly Row[]> {
+  if (!problem.takesPairs) return elementRows(problem, 2, async (leaf, index) => ({ leaf, index, values: (await central(problem, steps, leaf, index, 1)).values }));
+  const all = elements(problem);
+  let next = 0;
+  const chunk = () => Math.max(1, Math.floor(problem.concurrency / (2 * CHUNKS_IN_FLIGHT)));
+  const chunkRows = async (): Promise<Row[]> => {
+    const members = all.slice(next, (next = Math.min(all.length, next + chunk())));
+    const lone = members.filter(({ leaf, index }) => !steps.inside(leaf, index, 1) || !steps.inside(leaf, index, -1));
+    const paired = lone.length ? members.filter((m) => !lone.includes(m)) : members;
+    const points = paired.map(({ leaf, index }) => [steps.perturbed(leaf, index, 1), steps.perturbed(leaf, index, -1)]);
+    const pairs = paired.map(({ leaf, index }, k): PerturbationPair => [[{ leaf, index, value: points[k][0] }], [{ leaf, index, value: points[k][1] }]]);
+    const what = (k: number, side: number) => `${elementName(problem.leaves[paired[k].leaf], paired[k].index)} ${side ? "-" : "+"} h`;
+    const [differences, loneRows] = await Promise.all([
+      problem.differences(pairs, what),
+      Promise.all(lone.map(async ({ leaf, index }) => ({ leaf, index, values: (await central(problem, steps, leaf, index, 1)).values }))),
+    ]);
+    return [...paired.map(({ leaf, index }, k) => ({ leaf, index, values: divide(differences[k], points[k][0] - points[k][1]) })), ...loneRows];
+  };
+  return flatten(completed(() => next < all.length, () => Math.ceil(problem.concurrency / (2 * chunk())), chunkRows));
+}
+
+/** Chunks of central pairs in flight at once: two per worker thread of a two-thread pool. */
+const CHUNKS_IN_FLIGHT = 4;
+
+/** The batches of rows of the chunks that completed together, as one batch. */
+async function* flatten(source: AsyncGenerator<Row[][]>): AsyncGenerator<readonly Row[]> {
+  for await (const chunks of source) yield chunks.length === 1 ? chunks[0] : chunks.flat();
 }
 
 /** Forward: J[:, j] = (f(x + h e_j) - f(x)) / (x_j+ - x_j); n + 1 evaluations, error O(h). */
-async function* forwardRows(problem: Problem, steps: StepRule): AsyncGenerator<Row> {
+async function* forwardRows(problem: Problem, steps: StepRule): AsyncGenerator<readonly Row[]> {
   const base = await problem.base();
   yield* elementRows(problem, 1, async (leaf, index) => {
     const input = problem.leaves[leaf];
@@ -266,7 +325,7 @@ export const RICHARDSON_MULTIPLES = [2, 1];
  */
 const NOISE_DEVIATIONS = 4;
 
-function extrapolatedRows(problem: Problem, steps: StepRule, multiples: readonly number[]): AsyncGenerator<Row> {
+function extrapolatedRows(problem: Problem, steps: StepRule, multiples: readonly number[]): AsyncGenerator<readonly Row[]> {
   const adaptive = multiples.length > 2;
   const noise = () => problem.noise(() => steps.probe(PROBE_SPACING, PROBE_POINTS));
   return elementRows(problem, 2 * multiples.length, async (leaf, index) => {
@@ -380,7 +439,7 @@ function rademacher(seed: bigint): () => number {
  * unbiased because the signs of the other elements' steps average out. 2K evaluations.
  * The K output differences and steps are kept; rows are formed after the last sample.
  */
-async function* stochasticRows(problem: Problem, steps: StepRule, samples: number, seed: bigint, estimator: StochasticEstimatorName): AsyncGenerator<Row> {
+async function* stochasticRows(problem: Problem, steps: StepRule, samples: number, seed: bigint, estimator: StochasticEstimatorName): AsyncGenerator<readonly Row[]> {
   const draw = rademacher(seed);
   const leaves = problem.leaves;
   leaves.forEach((input, leaf) => {
@@ -393,7 +452,9 @@ async function* stochasticRows(problem: Problem, steps: StepRule, samples: numbe
   const differences: Float64Array[][] = new Array(samples); // [sample][output]: f(x+) - f(x-)
   const taken: Float64Array[][] = new Array(samples); // [sample][leaf][element]: x+ - x-
   /** Directions are drawn in sample order when each sample starts, so a seed gives one result. */
-  const sample = async (k: number) => {
+  let started = 0;
+  const sample = async () => {
+    const k = started++;
     const plus = leaves.map((l) => new Float64Array(l.size));
     const minus = leaves.map((l) => new Float64Array(l.size));
     const widths = leaves.map((l) => new Float64Array(l.size));
@@ -405,16 +466,13 @@ async function* stochasticRows(problem: Problem, steps: StepRule, samples: numbe
         widths[leaf][j] = plus[leaf][j] - minus[leaf][j];
       }
     });
-    const [fPlus, fMinus] = await problem.evaluateAll([
-      [plus.map((values, leaf) => ({ leaf, values })), () => `stochastic sample ${k} (x + h D)`],
-      [minus.map((values, leaf) => ({ leaf, values })), () => `stochastic sample ${k} (x - h D)`],
-    ]);
-    differences[k] = quotient(fPlus, fMinus, 1);
+    const pair = [plus.map((values, leaf) => ({ leaf, values })), minus.map((values, leaf) => ({ leaf, values }))] as const;
+    [differences[k]] = await problem.differences([pair], (_, side) => `stochastic sample ${k} (x ${side ? "-" : "+"} h D)`);
     taken[k] = widths;
   };
   // Each sample stores its own results; rows need all of them.
-  for await (const _ of completed(samples, () => Math.ceil(problem.concurrency / 2), sample));
-  yield* estimator === "least-squares" ? leastSquaresRows(leaves, differences, taken) : spsaRows(leaves, differences, taken);
+  for await (const _ of completed(() => started < samples, () => Math.ceil(problem.concurrency / 2), sample));
+  for (const row of estimator === "least-squares" ? leastSquaresRows(leaves, differences, taken) : spsaRows(leaves, differences, taken)) yield [row];
 }
 
 /**

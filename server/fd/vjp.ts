@@ -117,9 +117,11 @@ export async function vjp(
   const contracted = new Problem(problem.leaves, new ContractedEvaluator(inner, cotangent, field, scale, estimates), signal, problem.bounds);
   const values = problem.leaves.map((leaf) => new Float64Array(leaf.size));
   let errors: Float64Array[] | undefined;
-  for await (const row of rows(contracted, options)) {
-    values[row.leaf][row.index] = scale * row.values[0][0];
-    if (row.errors) (errors ??= problem.leaves.map((leaf) => new Float64Array(leaf.size)))[row.leaf][row.index] = scale * row.errors[0][0];
+  for await (const batch of rows(contracted, options)) {
+    for (const row of batch) {
+      values[row.leaf][row.index] = scale * row.values[0][0];
+      if (row.errors) (errors ??= problem.leaves.map((leaf) => new Float64Array(leaf.size)))[row.leaf][row.index] = scale * row.errors[0][0];
+    }
   }
   problem.leaves.forEach((leaf, l) => {
     checkFinite(values[l], (j) => `the VJP for ${elementName(leaf, j)}`);

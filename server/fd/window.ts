@@ -1,31 +1,32 @@
 /**
- * Bounded concurrency for the engine: runs task(0..count-1) with at most `window()` in flight and
- * yields results as they complete (any order). The window is read each time a task may start, so an
- * evaluator can widen it once it knows how costly apply is. Nothing new starts while the consumer
- * is not pulling: a slow stream reader holds the engine back. Settled tasks queue up in order of
+ * Bounded concurrency for the engine: runs task() while `more()`, with at most `window()` in flight, and
+ * yields results in batches as they complete (any order): each pull takes everything that settled
+ * since the last one, so a worker's batch of evaluations comes out as one batch of results rather
+ * than one await per result. The window is read each time a task may start, so an evaluator can
+ * widen it once it knows how costly apply is. Nothing new starts while the consumer is not
+ * pulling: a slow stream reader holds the engine back. Settled tasks queue up in order of
  * completion (no Promise.race over every task in flight, which costs the whole window per result).
  */
-export async function* completed<T>(count: number, window: () => number, task: (i: number) => Promise<T>): AsyncGenerator<T> {
+export async function* completed<T>(more: () => boolean, window: () => number, task: () => Promise<T>): AsyncGenerator<T[]> {
   type Settled = { ok: true; value: T } | { ok: false; error: unknown };
   let settled: Settled[] = [];
   let head = 0; // settled[head..] are still to be yielded
   let wake: (() => void) | undefined;
   let running = 0;
-  let next = 0;
   const finish = (outcome: Settled) => {
     running--;
     settled.push(outcome);
     wake?.();
   };
-  while (next < count || running > 0 || head < settled.length) {
+  while (more() || running > 0 || head < settled.length) {
     // One at a time (inline evaluation): no bookkeeping, one task after the other.
     if (running === 0 && head === settled.length && window() <= 1) {
-      yield await task(next++);
+      yield [await task()];
       continue;
     }
-    while (next < count && running < Math.max(1, window())) {
+    while (more() && running < Math.max(1, window())) {
       running++;
-      task(next++).then(
+      task().then(
         (value) => finish({ ok: true, value }),
         (error) => finish({ ok: false, error }),
       );
@@ -36,10 +37,18 @@ export async function* completed<T>(count: number, window: () => number, task: (
       await new Promise<void>((resolve) => (wake = resolve));
       wake = undefined;
     }
-    // Tasks still running after an error or an early return settle on their own; their results are
+    // What settled, up to a failure: that is thrown once the results before it are passed on. Tasks
+    // still running after an error or an early return settle on their own; their results are
     // dropped. The AbortSignal the caller holds is what stops queued evaluations.
-    const outcome = settled[head++];
-    if (!outcome.ok) throw outcome.error;
-    yield outcome.value;
+    const batch: T[] = [];
+    for (; head < settled.length; head++) {
+      const outcome = settled[head];
+      if (!outcome.ok) {
+        if (batch.length === 0) throw outcome.error;
+        break;
+      }
+      batch.push(outcome.value);
+    }
+    yield batch;
   }
 }
