@@ -1,6 +1,7 @@
 /**
  * `--workers auto`: a request's evaluations run inline and are timed — apply (a, the fastest so far,
- * so a GC pause does not count) and the engine's own work between two evaluations (e) — until the
+ * so a GC pause does not count) and the engine's own work per evaluation (e, the mean of the time
+ * outside apply: its work per row falls between some evaluations and not others) — until the
  * worker pool is predicted to finish the rest sooner, counting the pool's measured costs (pool.ts,
  * pool-evaluator.ts):
  *
@@ -22,7 +23,8 @@
  * The model is checked against what the pool then does: the pool's measured time per evaluation over
  * the prediction is kept (`PoolCosts.correction`, an average over requests) and multiplies later
  * predictions, so a machine where the pool does worse than modelled (a loaded one, say) stops
- * choosing it. A request that declines the pool only because of the correction moves it a twentieth
+ * choosing it; it is measured once the pool has run WARM_EVALUATIONS (cold threads say nothing of
+ * its pace). A request that declines the pool only because of the correction moves it a twentieth
  * of the way back towards 1, so the pool is tried again now and then.
  */
 import { FailedPair, subtractInto, type Evaluator, type OutputInfo, type Perturbation, type PerturbationPair } from "./evaluator";
@@ -47,6 +49,8 @@ const WORKER_MS = 0.001;
 
 /** Inline evaluations timed in this process, by every request (see WARM_EVALUATIONS). */
 let inlineEvaluations = 0;
+/** Evaluations sent to the pool by "auto" in this process (its correction waits for warm threads). */
+let pooledEvaluations = 0;
 
 export interface PoolCosts {
   threads: number;
@@ -93,8 +97,10 @@ export interface AutoPool {
 export class AutoEvaluator implements Evaluator {
   private pool?: Evaluator;
   private fastestApply = Infinity;
-  private fastestEngine = Infinity;
-  private lastEnd?: number;
+  /** When this request's first inline evaluation started, and the time its applies took since. */
+  private inlineStart?: number;
+  private applyTotal = 0;
+  private lastEnd = 0;
   /** The costs favoured the pool, which was not ready yet. */
   private waitingForPool = false;
   /** Once pooled: the prediction, and the evaluations sent to the pool since the switch (for the correction). */
@@ -148,20 +154,34 @@ export class AutoEvaluator implements Evaluator {
   private pooled<T>(values: Promise<T>, evaluations: number): Promise<T> {
     const before = this.pooledSent;
     const count = (this.pooledSent += evaluations);
-    if (Math.floor(count / DECIDE_EVERY) > Math.floor(before / DECIDE_EVERY)) void values.then(() => this.workers.observed((performance.now() - this.switchedAt) / count / this.predictedMs), () => undefined);
+    pooledEvaluations += evaluations;
+    // A pool whose threads run code V8 has not optimised yet says nothing of its pace.
+    const warm = pooledEvaluations >= WARM_EVALUATIONS;
+    if (warm && Math.floor(count / DECIDE_EVERY) > Math.floor(before / DECIDE_EVERY)) void values.then(() => this.workers.observed((performance.now() - this.switchedAt) / count / this.predictedMs), () => undefined);
     return values;
   }
 
   private async timedInline(perturbation: Perturbation): Promise<Float64Array[]> {
     const started = performance.now();
-    if (this.lastEnd !== undefined) this.fastestEngine = Math.min(this.fastestEngine, started - this.lastEnd);
+    this.inlineStart ??= started;
     const values = await this.inline.evaluate(perturbation);
     this.lastEnd = performance.now();
     this.fastestApply = Math.min(this.fastestApply, this.lastEnd - started);
+    this.applyTotal += this.lastEnd - started;
     inlineEvaluations++;
     const done = this.inline.calls;
     if (!this.waitingForPool && (done === AUTO_SAMPLES || (done > AUTO_SAMPLES && done % DECIDE_EVERY === 0))) this.decide();
     return values;
+  }
+
+  /**
+   * The engine's own milliseconds per inline evaluation: the mean of this request's time outside
+   * apply (row bookkeeping between pairs, garbage collection and all), not the shortest gap, which
+   * would miss what happens once per row.
+   */
+  private engineMs(): number {
+    const calls = this.inline.calls;
+    return calls > 0 && this.inlineStart !== undefined ? Math.max(0, this.lastEnd - this.inlineStart - this.applyTotal) / calls : 0;
   }
 
   /** Takes the pool, starts it, or stays inline, from the costs measured so far. */
@@ -171,15 +191,16 @@ export class AutoEvaluator implements Evaluator {
     if (inlineEvaluations < WARM_EVALUATIONS && this.fastestApply < COSTLY_MS) return; // cold timings
     const costs = this.workers.costs();
     const remaining = this.planned - this.calls;
-    const saving = poolSavingMs(this.fastestApply, this.fastestEngine, remaining, costs);
+    const engine = this.engineMs();
+    const saving = poolSavingMs(this.fastestApply, engine, remaining, costs);
     if (!(saving > 0)) {
       // Declined only because of the correction: move it back a little, to try the pool again some time.
-      if (poolSavingMs(this.fastestApply, this.fastestEngine, remaining, { ...costs, correction: 1 }) > 0) this.workers.relax();
+      if (poolSavingMs(this.fastestApply, engine, remaining, { ...costs, correction: 1 }) > 0) this.workers.relax();
       return;
     }
     if (costs.ready) {
       this.pool = this.workers.makePool();
-      this.predictedMs = pooledMs(this.fastestApply, this.fastestEngine, costs);
+      this.predictedMs = pooledMs(this.fastestApply, engine, costs);
       this.switchedAt = performance.now();
     } else {
       this.workers.startPool();
