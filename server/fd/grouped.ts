@@ -20,6 +20,7 @@ import type { Problem } from "./problem";
 import {
   ADAPTIVE_MULTIPLES,
   central,
+  chunkedRows,
   centralQuotient,
   effectiveAlgorithm,
   extrapolate,
@@ -32,7 +33,6 @@ import {
 } from "./rows";
 import type { Structure } from "./sparsity";
 import type { StepRule } from "./steps";
-import { completed } from "./window";
 
 /** The step multiples a rule takes, each on both sides (forward: one side, chosen per element). */
 export function ruleMultiples(algorithm: ResolvedOptions["algorithm"]): readonly number[] {
@@ -56,11 +56,7 @@ export function groupedRows(problem: Problem, options: ResolvedOptions, structur
   const split = (group: readonly Column[]) => splitter(problem, structure, group);
   switch (algorithm) {
     case "central":
-      return perGroup(problem, groups, 2, async (group) => {
-        const s = split(group);
-        const differences = await groupCentral(problem, steps, group, 1, false, s);
-        return group.map((c, k) => row(c, differences[k].values, s.cells(k)));
-      });
+      return centralGroups(problem, steps, groups, split);
     case "forward":
       return forwardGroups(problem, steps, groups, split);
     case "richardson":
@@ -75,11 +71,38 @@ function row(column: Column, values: Float64Array[], indices: (Uint32Array | und
   return { leaf: column.leaf, index: column.index, values, indices, errors };
 }
 
-/** The rows of each group, `window` groups at a time, each checked finite; the groups that complete together in one batch. */
-async function* perGroup(problem: Problem, groups: readonly Column[][], evaluationsPerGroup: number, task: (group: readonly Column[]) => Promise<Row[]>): AsyncGenerator<readonly Row[]> {
-  let next = 0;
-  const checked = async () => (await task(groups[next++])).map((r) => checkRow(problem, r));
-  for await (const batch of completed(() => next < groups.length, () => Math.ceil(problem.concurrency / evaluationsPerGroup), checked)) yield batch.length === 1 ? batch[0] : batch.flat();
+/** The rows of each group by `task`, as many groups in flight as the evaluator can use (chunkedRows), each row checked finite. */
+function perGroup(problem: Problem, groups: readonly Column[][], evaluationsPerGroup: number, task: (group: readonly Column[]) => Promise<Row[]>): AsyncGenerator<readonly Row[]> {
+  return chunkedRows(problem, groups, evaluationsPerGroup, async (chunk) => (await Promise.all(chunk.map(task))).flat().map((r) => checkRow(problem, r)));
+}
+
+/**
+ * Central: D_j = (f(x+) - f(x-))|_{cells of j} / (x_j+ - x_j-) for every column of a group, from one
+ * pair per group; a chunk's pairs go in one call (chunkedRows). A lone element (one near a bound
+ * among them) goes through rows.ts's `central` (one-sided near a bound).
+ */
+function centralGroups(problem: Problem, steps: StepRule, groups: readonly Column[][], split: (group: readonly Column[]) => Splitter): AsyncGenerator<readonly Row[]> {
+  return chunkedRows(problem, groups, 2, async (chunk) => {
+    const lone = chunk.filter((group) => group.length === 1);
+    const shared = lone.length ? chunk.filter((group) => group.length > 1) : chunk;
+    const points = shared.map((group) => [groupPoints(steps, group, () => 1), groupPoints(steps, group, () => -1)] as const);
+    const what = (k: number, side: number) => `${groupName(problem, shared[k])} ${side ? "-" : "+"} h`;
+    const [differences, loneRows] = await Promise.all([
+      shared.length ? problem.differences(points.map(([plus, minus]) => [plus.changes, minus.changes] as const), what) : [],
+      Promise.all(
+        lone.map(async ([c]) => {
+          const s = split([c]);
+          return row(c, s.gather(0, (await central(problem, steps, c.leaf, c.index, 1)).values), s.cells(0));
+        }),
+      ),
+    ]);
+    const rows = shared.flatMap((group, k) => {
+      const s = split(group);
+      const [plus, minus] = points[k];
+      return group.map((c, j) => row(c, s.scaled(j, differences[k], plus.points[j] - minus.points[j]), s.cells(j)));
+    });
+    return [...rows, ...loneRows].map((r) => checkRow(problem, r));
+  });
 }
 
 /** Splits a group's outputs into its columns' values: each column's structural nonzeros, copied. */
@@ -170,31 +193,24 @@ function groupName(problem: Problem, group: readonly Column[]): string {
 }
 
 /**
- * Central differences at `multiple` times each element's step, for every column of the group:
- * D_j = (f(x+) - f(x-))|_{cells of j} / (x_j+ - x_j-). A lone element goes through rows.ts's
- * `central` (one-sided near a bound).
+ * Central differences at `multiple` times each element's step, for every column of the group, with
+ * what the error estimates need: D_j = (f(x+) - f(x-))|_{cells of j} / (x_j+ - x_j-). A lone
+ * element goes through rows.ts's `central` (one-sided near a bound).
  */
-async function groupCentral(problem: Problem, steps: StepRule, group: readonly Column[], multiple: number, estimate: boolean, split: Splitter): Promise<CentralDifference[]> {
-  if (group.length === 1) return [gatherDifference(await central(problem, steps, group[0].leaf, group[0].index, multiple, estimate), split, 0)];
+async function groupCentral(problem: Problem, steps: StepRule, group: readonly Column[], multiple: number, split: Splitter): Promise<CentralDifference[]> {
+  if (group.length === 1) return [gatherDifference(await central(problem, steps, group[0].leaf, group[0].index, multiple, true), split, 0)];
   const plus = groupPoints(steps, group, () => multiple);
   const minus = groupPoints(steps, group, () => -multiple);
   const m = multiple === 1 ? "" : multiple;
-  const whatPlus = () => `${groupName(problem, group)} + ${m}h`;
-  const whatMinus = () => `${groupName(problem, group)} - ${m}h`;
-  const widths = group.map((_, k) => plus.points[k] - minus.points[k]);
-  if (!estimate) {
-    const [difference] = await problem.differences([[plus.changes, minus.changes]], (_, side) => (side ? whatMinus() : whatPlus()));
-    return widths.map((width, k) => ({ values: split.scaled(k, difference, width), halfWidth: width / 2, spread: Math.SQRT2 / Math.abs(width), rounding: [] }));
-  }
   const [fPlus, fMinus] = await problem.evaluateAll([
-    [plus.changes, whatPlus],
-    [minus.changes, whatMinus],
+    [plus.changes, () => `${groupName(problem, group)} + ${m}h`],
+    [minus.changes, () => `${groupName(problem, group)} - ${m}h`],
   ]);
-  return widths.map((width, k) => {
-    const spread = Math.SQRT2 / Math.abs(width);
+  return group.map((_, k) => {
+    const width = plus.points[k] - minus.points[k];
     const [p, q] = [split.gather(k, fPlus), split.gather(k, fMinus)];
     const rounding = stencilRounding(problem, [1 / width, -1 / width], [p, q]);
-    return { ...centralQuotient(p, q, width), halfWidth: width / 2, spread, rounding };
+    return { ...centralQuotient(p, q, width), halfWidth: width / 2, spread: Math.SQRT2 / Math.abs(width), rounding };
   });
 }
 
@@ -224,7 +240,7 @@ function extrapolatedGroups(problem: Problem, steps: StepRule, groups: readonly 
     const differences: CentralDifference[][] = group.map(() => []);
     for (const m of multiples) {
       try {
-        (await groupCentral(problem, steps, group, m, true, s)).forEach((d, k) => differences[k].push(d));
+        (await groupCentral(problem, steps, group, m, s)).forEach((d, k) => differences[k].push(d));
       } catch (e) {
         if (!adaptive || !isTesseractError(e) || (e.code !== Code.FAILED_PRECONDITION && e.code !== Code.UNKNOWN)) throw e;
         for (const c of group) steps.noteSkipped(c.leaf, c.index, m, e.message);

@@ -144,17 +144,26 @@ function elements(problem: Problem): { leaf: number; index: number }[] {
 }
 
 /** Rows of one element each, `window` elements at a time, in the batches they complete in. */
-function elementRows(problem: Problem, evaluationsPerRow: number, row: (leaf: number, index: number) => Promise<Row>): AsyncGenerator<Row[]> {
-  const all = elements(problem);
+function elementRows(problem: Problem, evaluationsPerRow: number, row: (leaf: number, index: number) => Promise<Row>): AsyncGenerator<readonly Row[]> {
+  return chunkedRows(problem, elements(problem), evaluationsPerRow, (chunk) => Promise.all(chunk.map(({ leaf, index }) => row(leaf, index))));
+}
+
+/** Chunks in flight at once when the evaluator takes many pairs: two per worker thread of a two-thread pool. */
+const CHUNKS_IN_FLIGHT = 4;
+
+/**
+ * The rows of `items` (elements, or column groups) by `task`, over chunks of items, with as many
+ * evaluations in flight as the evaluator can use. A chunk is one item, unless the evaluator takes
+ * many pairs at once (worker threads): then about a worker's batch, so that its pairs go in one
+ * call with one promise, and CHUNKS_IN_FLIGHT chunks keep every worker busy. Rows come in the
+ * batches they complete in.
+ */
+export async function* chunkedRows<T>(problem: Problem, items: readonly T[], evaluationsPerItem: number, task: (chunk: readonly T[]) => Promise<Row[]>): AsyncGenerator<readonly Row[]> {
   let next = 0;
-  return completed(
-    () => next < all.length,
-    () => Math.ceil(problem.concurrency / evaluationsPerRow),
-    () => {
-      const { leaf, index } = all[next++];
-      return row(leaf, index);
-    },
-  );
+  const size = () => (problem.takesPairs ? Math.max(1, Math.floor(problem.concurrency / (evaluationsPerItem * CHUNKS_IN_FLIGHT))) : 1);
+  const chunkRows = () => task(items.slice(next, (next = Math.min(items.length, next + size()))));
+  const window = () => Math.ceil(problem.concurrency / (evaluationsPerItem * size()));
+  for await (const chunks of completed(() => next < items.length, window, chunkRows)) yield chunks.length === 1 ? chunks[0] : chunks.flat();
 }
 
 /**
@@ -251,37 +260,21 @@ async function oneSided(problem: Problem, steps: StepRule, leaf: number, index: 
 
 /**
  * Central: J[:, j] = (f(x + h e_j) - f(x - h e_j)) / (x_j+ - x_j-); 2n evaluations, error O(h^2).
- * For an evaluator that takes many pairs at once (worker threads), the elements go in chunks of
- * about a worker's batch, each chunk's pairs in one call: no promise per evaluation, and
- * CHUNKS_IN_FLIGHT chunks keep every worker busy. Elements near a bound go one-sided, alone.
+ * A chunk's pairs go in one call (chunkedRows); elements near a bound go one-sided, alone.
  */
 function centralRows(problem: Problem, steps: StepRule): AsyncGenerator<readonly Row[]> {
-  if (!problem.takesPairs) return elementRows(problem, 2, async (leaf, index) => ({ leaf, index, values: (await central(problem, steps, leaf, index, 1)).values }));
-  const all = elements(problem);
-  let next = 0;
-  const chunk = () => Math.max(1, Math.floor(problem.concurrency / (2 * CHUNKS_IN_FLIGHT)));
-  const chunkRows = async (): Promise<Row[]> => {
-    const members = all.slice(next, (next = Math.min(all.length, next + chunk())));
-    const lone = members.filter(({ leaf, index }) => !steps.inside(leaf, index, 1) || !steps.inside(leaf, index, -1));
-    const paired = lone.length ? members.filter((m) => !lone.includes(m)) : members;
+  return chunkedRows(problem, elements(problem), 2, async (chunk) => {
+    const lone = chunk.filter(({ leaf, index }) => !steps.inside(leaf, index, 1) || !steps.inside(leaf, index, -1));
+    const paired = lone.length ? chunk.filter((m) => !lone.includes(m)) : chunk;
     const points = paired.map(({ leaf, index }) => [steps.perturbed(leaf, index, 1), steps.perturbed(leaf, index, -1)]);
     const pairs = paired.map(({ leaf, index }, k): PerturbationPair => [[{ leaf, index, value: points[k][0] }], [{ leaf, index, value: points[k][1] }]]);
     const what = (k: number, side: number) => `${elementName(problem.leaves[paired[k].leaf], paired[k].index)} ${side ? "-" : "+"} h`;
     const [differences, loneRows] = await Promise.all([
-      problem.differences(pairs, what),
+      pairs.length ? problem.differences(pairs, what) : [],
       Promise.all(lone.map(async ({ leaf, index }) => ({ leaf, index, values: (await central(problem, steps, leaf, index, 1)).values }))),
     ]);
     return [...paired.map(({ leaf, index }, k) => ({ leaf, index, values: divide(differences[k], points[k][0] - points[k][1]) })), ...loneRows];
-  };
-  return flatten(completed(() => next < all.length, () => Math.ceil(problem.concurrency / (2 * chunk())), chunkRows));
-}
-
-/** Chunks of central pairs in flight at once: two per worker thread of a two-thread pool. */
-const CHUNKS_IN_FLIGHT = 4;
-
-/** The batches of rows of the chunks that completed together, as one batch. */
-async function* flatten(source: AsyncGenerator<Row[][]>): AsyncGenerator<readonly Row[]> {
-  for await (const chunks of source) yield chunks.length === 1 ? chunks[0] : chunks.flat();
+  });
 }
 
 /** Forward: J[:, j] = (f(x + h e_j) - f(x)) / (x_j+ - x_j); n + 1 evaluations, error O(h). */
