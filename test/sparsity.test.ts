@@ -15,6 +15,7 @@ import { JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
 import { DetectedPatterns } from "../server/fd/detection";
 import { rowMessages } from "../server/grpc/rows-stream";
 import { buildStructure, MAX_PATTERN_NONZEROS } from "../server/fd/sparsity";
+import { groupColumns } from "../server/fd/colouring";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime, type JacobianEntry } from "../server/runtime";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
@@ -338,6 +339,26 @@ describe("column grouping", () => {
       cache.set("e", structure(11)); // alone over the bound: not kept
       assert.equal(cache.get("e"), undefined);
     });
+  });
+
+  it("a structure met again (by content) reuses its grouping; another structure or a subset of columns is coloured afresh", () => {
+    const tridiagonal = (n: number, band = 1) => {
+      const pairs: [number, number][] = [];
+      for (let j = 0; j < n; j++) for (let i = Math.max(0, j - band); i <= Math.min(n - 1, j + band); i++) pairs.push([i, j]);
+      const pattern = { output_path: "f", input_path: "x", output_index: pairs.map((p) => p[0]), input_index: pairs.map((p) => p[1]) };
+      return buildStructure([pattern], [{ path: "x", size: n }], [{ path: "f", size: n }], { field: "t", fromRequest: false });
+    };
+    const columns = (n: number) => Array.from({ length: n }, (_, index) => ({ leaf: 0, index }));
+    const [a, b, wider] = [tridiagonal(30), tridiagonal(30), tridiagonal(30, 2)];
+    assert.equal(a.fingerprint, b.fingerprint);
+    assert.notEqual(a.fingerprint, wider.fingerprint);
+    const groups = groupColumns(a, columns(30))!;
+    assert.equal(groups.length, 3);
+    assert.equal(groupColumns(b, columns(30)), groups, "the same groups, not coloured again");
+    assert.equal(groupColumns(wider, columns(30))!.length, 5);
+    const subset = groupColumns(a, columns(30).slice(0, 10))!;
+    assert.notEqual(subset, groups);
+    assert.deepEqual(subset.flat().map((c) => c.index).sort((x, y) => x - y), Array.from({ length: 10 }, (_, i) => i));
   });
 
   it("REST /jacobian: dense output either way; sparsity_mode=dense (query or body) evaluates column by column", async () => {

@@ -6,6 +6,7 @@
  * (columns touching the most output values first), which finds the optimum on banded and
  * block-diagonal structures and stays close to it elsewhere (Coleman and Moré, 1983).
  */
+import { LRUCache } from "lru-cache";
 import type { Structure } from "./sparsity";
 
 /** An input element: flat index `index` of leaf `leaf`. */
@@ -50,6 +51,23 @@ class Used {
  * constraint's mex is taken there. A column dense in an output shares with every column touching it.
  */
 export function groupColumns(structure: Structure, columns: readonly Column[]): Column[][] | undefined {
+  // Every column of the structure, in order: the grouping depends on the structure alone.
+  const whole = columns.length === structure.leaves.reduce((n, leaf) => n + leaf.size, 0);
+  if (!whole) return colour(structure, columns);
+  const key = structure.fingerprint;
+  let groups = recent.get(key);
+  if (groups === undefined) recent.set(key, (groups = colour(structure, columns) ?? "dense"));
+  return groups === "dense" ? undefined : groups;
+}
+
+/**
+ * Groupings of recent structures over all their columns: a Tesseract's declaration gives the same
+ * structure request after request, and colouring costs about a microsecond per column. The groups
+ * are shared, never written to.
+ */
+const recent = new LRUCache<string, Column[][] | "dense">({ max: 16 });
+
+function colour(structure: Structure, columns: readonly Column[]): Column[][] | undefined {
   const outputs = structure.outputs;
   const order = columns.map((c, k) => ({ k, degree: structure.degree(c.leaf, c.index) })).sort((a, b) => b.degree - a.degree || a.k - b.k);
   /** Per output: colours at each value (of columns touching it sparsely), of any column, of columns dense in it. */

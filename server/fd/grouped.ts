@@ -170,6 +170,11 @@ function gatherDifference(d: CentralDifference, split: Splitter, k: number): Cen
 /** The group's elements each at x_j + multiple(k) h_j: one change per leaf, and the points actually taken. */
 function groupPoints(steps: StepRule, group: readonly Column[], multiple: (k: number) => number): { changes: Change[]; points: number[] } {
   const points = group.map((c, k) => steps.perturbed(c.leaf, c.index, multiple(k)));
+  const leaf = group[0].leaf;
+  if (group.length > 1 && group.every((c) => c.leaf === leaf)) {
+    // The common case, every element in one leaf: one change, without sorting by leaf.
+    return { changes: [{ leaf, indices: Uint32Array.from(group, (c) => c.index), points: Float64Array.from(points) }], points };
+  }
   const byLeaf = new Map<number, number[]>();
   group.forEach((c, k) => {
     const members = byLeaf.get(c.leaf);

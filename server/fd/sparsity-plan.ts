@@ -133,9 +133,16 @@ export async function planSparsity(problem: Problem, options: ResolvedOptions, s
 function group(plan: SparsityPlan, problem: Problem, options: ResolvedOptions, structure: Structure, source: string): void {
   const steps = problem.stepRule(options);
   const algorithm = effectiveAlgorithm(problem.size, options);
-  const columns: Column[] = problem.leaves.flatMap((leaf, l) => Array.from({ length: leaf.size }, (_, index) => ({ leaf: l, index })));
-  const together = columns.filter((c) => groupable(steps, algorithm, c));
-  const alone = columns.filter((c) => !groupable(steps, algorithm, c));
+  const together: Column[] = [];
+  const alone: Column[] = [];
+  problem.leaves.forEach((leaf, l) => {
+    // Without a declared domain every step stays inside.
+    const bounded = problem.bounds[l] !== undefined;
+    for (let index = 0; index < leaf.size; index++) {
+      const column = { leaf: l, index };
+      (!bounded || groupable(steps, algorithm, column) ? together : alone).push(column);
+    }
+  });
   const groups = groupColumns(structure, together) ?? together.map((c) => [c]);
   plan.structure = structure;
   plan.groups = [...groups, ...alone.map((c) => [c])];

@@ -4,6 +4,7 @@
  * per column (input element) as compressed sparse columns, since the engine works column by column.
  * Blocks without a pattern are dense.
  */
+import { createHash } from "node:crypto";
 import { Code, invalidArgument, quote, listed, TesseractError } from "../../common/errors";
 import type { SparsityPattern } from "../tesseract";
 
@@ -69,6 +70,23 @@ export class Structure {
   /** Whether every block is dense (no pattern applies). */
   get dense(): boolean {
     return this.blocks.every((row) => row.every((b) => b === undefined));
+  }
+
+  private digest?: string;
+
+  /** A digest of everything the structure says (extents and blocks): equal for equal structures. */
+  get fingerprint(): string {
+    if (this.digest === undefined) {
+      const hash = createHash("sha256").update(JSON.stringify([this.leaves, this.outputs]));
+      for (const row of this.blocks) {
+        for (const block of row) {
+          hash.update(block ? `|${block.starts.length},${block.rows.length}|` : "|dense|");
+          if (block) hash.update(block.starts).update(block.rows);
+        }
+      }
+      this.digest = hash.digest("base64");
+    }
+    return this.digest;
   }
 
   private aligned?: { paths: string[]; structure: Structure };
