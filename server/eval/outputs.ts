@@ -33,36 +33,47 @@ export class OutputSelector {
   }
 
   select(outputTree: unknown): Float64Array[] {
-    return this.leaves(outputTree).map((leaf, o) => {
-      const values = toFloat64(leaf); // the engine's own copy: apply may reuse or alias its arrays
+    const count = this.resolve(outputTree).length;
+    const selected: Float64Array[] = new Array(count);
+    for (let o = 0; o < count; o++) {
+      const values = toFloat64(this.leaf(outputTree, o)); // the engine's own copy: apply may reuse or alias its arrays
       checkFinite(values, 0, values.length, this.resolved![o].info.path);
-      return values;
-    });
+      selected[o] = values;
+    }
+    return selected;
   }
 
   /**
    * The selected outputs written one after the other into `target` from `offset` (a worker's batch
-   * buffer), with the checks of `select`; returns how many values were written.
+   * buffer), with the checks of `select`; returns how many values were written. Runs once per
+   * evaluation in a worker: no allocation on the common path (contiguous FP64 outputs).
    */
   selectInto(outputTree: unknown, target: Float64Array, offset: number): number {
+    const count = this.resolve(outputTree).length;
     let at = offset;
-    this.leaves(outputTree).forEach((leaf, o) => {
+    for (let o = 0; o < count; o++) {
+      const leaf = this.leaf(outputTree, o);
       const start = at;
-      if (leaf.data instanceof Float64Array && isRowMajor(leaf.shape, leaf.stride)) {
-        target.set(leaf.data.subarray(leaf.offset, leaf.offset + leaf.size), at);
-        at += leaf.size;
+      const data = leaf.data;
+      if (data instanceof Float64Array && isRowMajor(leaf.shape, leaf.stride)) {
+        const size = leaf.size;
+        const from = leaf.offset;
+        // A loop beats subarray + set (an object each) for the few values outputs often have.
+        if (size <= SMALL_COPY) for (let i = 0; i < size; i++) target[at + i] = data[from + i];
+        else target.set(data.subarray(from, from + size), at);
+        at += size;
       } else {
         const values = toFloat64(leaf);
         target.set(values, at);
         at += values.length;
       }
       checkFinite(target, start, at, this.resolved![o].info.path);
-    });
+    }
     return at - offset;
   }
 
-  /** The requested output leaves of `outputTree`, resolved on the first tree, checked against it after. */
-  private leaves(outputTree: unknown): NdArray[] {
+  /** The resolved outputs, resolving the paths on the first tree. */
+  private resolve(outputTree: unknown): { info: OutputInfo; segments: Segment[] }[] {
     if (!this.resolved) {
       this.resolved = this.schema.resolveDifferentiable(outputTree, this.requested, this.field, "output").map((leaf) => ({
         info: { path: leaf.path, shape: [...leaf.array.shape], datatype: dataTypeOfArray(leaf.array.data) },
@@ -70,17 +81,24 @@ export class OutputSelector {
       }));
       this.resolvedSegments = this.resolved.map((r) => r.segments);
     }
-    return this.resolved.map(({ info, segments }) => {
-      const leaf = getAtPath(outputTree, segments);
-      if (!isNdArray(leaf)) throw new TesseractError(Code.INTERNAL, `apply returned no tensor at output ${info.path}`);
-      const shape = (leaf as NdArray).shape;
-      if (shape.length !== info.shape.length || shape.some((d, i) => d !== info.shape[i])) {
-        throw new TesseractError(Code.INTERNAL, `apply returned output ${info.path} with shape [${shape.join(", ")}], earlier [${info.shape.join(", ")}]`);
-      }
-      return leaf as NdArray;
-    });
+    return this.resolved;
+  }
+
+  /** Output o's leaf in `outputTree`, checked against the first tree's: a tensor of the same shape. */
+  private leaf(outputTree: unknown, o: number): NdArray {
+    const { info, segments } = this.resolved![o];
+    const leaf = getAtPath(outputTree, segments);
+    if (!isNdArray(leaf)) throw new TesseractError(Code.INTERNAL, `apply returned no tensor at output ${info.path}`);
+    const shape = (leaf as NdArray).shape;
+    let same = shape.length === info.shape.length;
+    for (let d = 0; same && d < shape.length; d++) same = shape[d] === info.shape[d];
+    if (!same) throw new TesseractError(Code.INTERNAL, `apply returned output ${info.path} with shape [${shape.join(", ")}], earlier [${info.shape.join(", ")}]`);
+    return leaf as NdArray;
   }
 }
+
+/** Outputs up to this many values are copied by a loop rather than by TypedArray.set. */
+const SMALL_COPY = 32;
 
 /** Refuses NaN and ±Inf in values[start..end) of an output, naming the first. */
 function checkFinite(values: Float64Array, start: number, end: number, path: string): void {
