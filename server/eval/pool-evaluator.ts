@@ -23,6 +23,8 @@ const OVERHEAD_SHARE = 10;
 export const MAX_BATCH = 256;
 /** Results of one batch (FP64 outputs of every evaluation in it) stay under this. */
 const MAX_BATCH_BYTES = 4 << 20;
+/** A job's first batches hold at most this many evaluations, until it has measured its own costs. */
+const FIRST_BATCH_LIMIT = 32;
 /** Batches per thread in flight: one running, one queued, so a worker never waits for the next. */
 const BATCHES_PER_THREAD = 2;
 
@@ -51,8 +53,11 @@ export class PoolEvaluator implements Evaluator {
   /** Evaluations waiting, per kind. */
   private readonly waiting = { single: 0, pairs: 0 };
   private flushScheduled = false;
-  /** Evaluations per batch; 1 until the first batch has told what an evaluation costs. */
-  private batchSize = 1;
+  /**
+   * Evaluations per batch: to start, what the pool's previous job ended with (at most
+   * FIRST_BATCH_LIMIT, since this job's apply may cost more) or 1; then from this job's measured costs.
+   */
+  private batchSize: number;
   /** Milliseconds one evaluation takes in a worker (exponential average over batches). */
   private evaluationMs?: number;
   /** The request's cancel, as every batch listens for it. */
@@ -71,6 +76,7 @@ export class PoolEvaluator implements Evaluator {
       if (job.signal.aborted) own.abort(job.signal.reason);
       this.signal = own.signal;
     }
+    this.batchSize = Math.min(FIRST_BATCH_LIMIT, pool.lastBatchSize ?? 1);
     this.task = {
       tesseract: pool.tesseract,
       job: randomUUID(),
@@ -185,6 +191,7 @@ export class PoolEvaluator implements Evaluator {
     const outputBytes = 8 * this.outputSize();
     const byBytes = Math.floor(MAX_BATCH_BYTES / Math.max(outputBytes, 1));
     this.batchSize = Math.max(1, Math.min(MAX_BATCH, byCost, byBytes));
+    this.pool.lastBatchSize = this.batchSize;
   }
 }
 

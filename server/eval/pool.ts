@@ -29,6 +29,8 @@ export class WorkerPool {
   taskOverheadMs = DEFAULT_TASK_OVERHEAD_MS;
   /** Whether the workers have loaded the Tesseract and the costs are measured. */
   ready = false;
+  /** The batch size the latest job measured its way to (pool-evaluator.ts starts the next one from it). */
+  lastBatchSize?: number;
   private calibrated?: Promise<void>;
 
   constructor(
