@@ -16,13 +16,15 @@ import ndarray from "ndarray";
 import { Algorithm, SparsityMode } from "./tesseract";
 import type { TesseractRuntime } from "./runtime";
 import type { NdArray } from "ndarray";
-import { dataTypeOfArray, elementCount, isNdArray, isFloatingPoint } from "../common/tensor-codec";
-import { getAtPath, parsePath } from "./schema/paths";
+import { elementCount } from "../common/tensor-codec";
+import { floatingPaths, getAtPath, parsePath } from "./schema/paths";
 
 /** Apply calls after which the engine's hot paths are optimised (each runs thousands of times). */
 export const WARM_UP_EVALUATIONS = 40_000;
 /** The default bound on the time a warm-up may add to a start. */
 export const DEFAULT_WARM_UP_MS = 1000;
+/** The engine's share of the budget: its rounds start no new request after it. */
+const ENGINE_SHARE = 0.75;
 
 export interface WarmUpReport {
   /** Why there was none (no example inputs, a zero budget). */
@@ -39,14 +41,6 @@ export interface WarmUpReport {
 
 const leafAt = (tree: unknown, path: string) => getAtPath(tree, parsePath(path)) as NdArray;
 
-/** Differentiable paths of `tree` whose tensors are floating point (the ones a Jacobian can take). */
-function floatingPaths(paths: string[], tree: unknown): string[] {
-  return paths.filter((p) => {
-    const leaf = leafAt(tree, p);
-    return isNdArray(leaf) && isFloatingPoint(dataTypeOfArray(leaf.data as never));
-  });
-}
-
 /** A vector of ones shaped like each path's tensor (a tangent or cotangent). */
 function ones(tree: unknown, paths: string[]): Record<string, NdArray<Float64Array>> {
   return Object.fromEntries(paths.map((p) => [p, ndarray(new Float64Array(elementCount(leafAt(tree, p).shape)).fill(1), leafAt(tree, p).shape)]));
@@ -61,7 +55,8 @@ export async function warmUp(runtime: TesseractRuntime, budgetMs = DEFAULT_WARM_
   const stop = new AbortController();
   const timer = setTimeout(() => stop.abort(new Error(`the warm-up's ${budgetMs} ms are up`)), budgetMs);
   try {
-    await rounds(runtime, example(), stop.signal, report, started + budgetMs);
+    // The engine's rounds stop at ENGINE_SHARE of the budget; the transport's warm-up takes the rest.
+    await rounds(runtime, example(), stop.signal, report, started + ENGINE_SHARE * budgetMs);
   } catch (e) {
     if (!stop.signal.aborted) report.error = e instanceof Error ? e.message : String(e);
   } finally {

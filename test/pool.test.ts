@@ -3,6 +3,7 @@
  * evaluation counts, errors from apply named as inline, cancellation, and the "auto" switch.
  */
 import { strict as assert } from "node:assert";
+import { getEventListeners } from "node:events";
 import * as path from "node:path";
 import ndarray from "ndarray";
 import { Code } from "../index";
@@ -107,6 +108,26 @@ describe("worker-thread evaluation", function () {
     // y = 0.5 exactly: y + h is fine, y - h throws.
     const request = { inputs: { x: f64([0.5, 2]), y: f64([0.5], []), params: {}, blocks: [], mode: "throw-below" }, inputPaths: ["x", "y"], outputPaths: ["f"], options: { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } };
     for (const runtime of [inline, pooled]) await rejects(runtime.jacobian(request), Code.UNKNOWN, /^evaluation at y - h failed: y is too small for this model$/);
+  });
+
+  it("each worker warms its evaluation path on the example inputs before the pool is ready; only where it pays", async () => {
+    const pooled = await load("meshstats", 2);
+    await pooled.jacobian({ inputs: sampleMeshInputs(5), inputPaths: ["mesh.points"], outputPaths: OUTPUTS });
+    await pooled.poolStarted();
+    const pool = workerPool(pooled);
+    assert.ok(pool.ready);
+    const warm = (tesseract: string, evaluations: number, budgetMs = 10_000) => pool.piscina.run({ tesseract, evaluations, budgetMs }, { name: "warm" }) as Promise<number>;
+    assert.equal(await warm("meshstats", 1000), 2 + 4 + 8 + 16 + 32 + 64 + 128 + 3 * 256, "doubling batches, then 256 each, until 1000");
+    assert.equal(await warm("meshstats", 100_000, 0), 0, "no time");
+    assert.equal(await warm(path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js"), 1000), 0, "no example inputs");
+  });
+
+  it("a signal shared by many pooled requests is left without their listeners", async () => {
+    const pooled = await load("meshstats", 2);
+    const shared = new AbortController().signal;
+    const request = { inputs: sampleMeshInputs(50), inputPaths: ["mesh.points"], outputPaths: OUTPUTS, signal: shared, options: { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } };
+    for (let k = 0; k < 12; k++) assert.equal((await pooled.jacobian(request)).stats.apply_calls, 300);
+    assert.equal(getEventListeners(shared, "abort").length, 0);
   });
 
   it("a cancel stops the request and leaves the pool usable", async () => {

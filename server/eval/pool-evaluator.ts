@@ -68,13 +68,11 @@ export class PoolEvaluator implements Evaluator {
     job: PoolJob,
   ) {
     // Every batch in flight listens for the request's cancel, through a signal of the job's own
-    // (one listener on the request's): more than Node's default of 10 listeners on many cores.
+    // (more than Node's default of 10 listeners on many cores). AbortSignal.any follows the
+    // request's without a listener left on it when the job is done (a signal may outlive many jobs).
     if (job.signal) {
-      const own = new AbortController();
-      setMaxListeners(0, own.signal);
-      job.signal.addEventListener("abort", () => own.abort(job.signal!.reason), { once: true });
-      if (job.signal.aborted) own.abort(job.signal.reason);
-      this.signal = own.signal;
+      this.signal = AbortSignal.any([job.signal]);
+      setMaxListeners(0, this.signal);
     }
     this.batchSize = Math.min(FIRST_BATCH_LIMIT, pool.lastBatchSize ?? 1);
     this.task = {

@@ -17,6 +17,13 @@ import type { ApplyResult, ApplyTask, BatchResult, BatchTask } from "./worker-ta
 /** Round trips of an empty task timed to measure the pool's cost per task. */
 const CALIBRATION_PINGS = 8;
 
+/**
+ * Each worker's warm-up at start (worker.ts, `warm`): evaluations of the example inputs, and the most
+ * time it may take. Until it is done the pool is not ready, so "auto" keeps evaluating inline.
+ */
+const WARM_EVALUATIONS = 4000;
+const WARM_BUDGET_MS = 250;
+
 /** Until calibrated: a typical cost of one task's round trip (messages both ways, piscina's queue). */
 export const DEFAULT_TASK_OVERHEAD_MS = 0.05;
 
@@ -55,12 +62,15 @@ export class WorkerPool {
   }
 
   /**
-   * Loads the Tesseract in every worker and measures the cost of a task's round trip (the fastest
-   * of the pings, once the workers are up: what a task costs, not what a busy machine adds). Once per pool; later calls wait for the first.
+   * Loads the Tesseract in every worker, warms their evaluation path, and measures the cost of a
+   * task's round trip (the fastest of the pings, once the workers are up: what a task costs, not
+   * what a busy machine adds). Once per pool; later calls wait for the first.
    */
   calibrate(): Promise<void> {
     this.calibrated ??= (async () => {
       await Promise.all(Array.from({ length: this.threads }, () => this.piscina.run(this.tesseract, { name: "load" })));
+      const warm = { tesseract: this.tesseract, evaluations: WARM_EVALUATIONS, budgetMs: WARM_BUDGET_MS };
+      await Promise.all(Array.from({ length: this.threads }, () => this.piscina.run(warm, { name: "warm" })));
       const times: number[] = [];
       for (let i = 0; i < CALIBRATION_PINGS; i++) {
         const started = performance.now();

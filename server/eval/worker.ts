@@ -5,7 +5,7 @@
  * private copy), returning a batch's outputs in one transferred buffer. It also serves whole
  * Apply calls (`applyMessage`), so that a hanging or crashing apply never touches the main thread.
  */
-import { parentPort } from "node:worker_threads";
+import { parentPort, threadId } from "node:worker_threads";
 import { Piscina } from "piscina";
 import ndarray from "ndarray";
 import { Code, isTesseractError } from "../../common/errors";
@@ -13,11 +13,11 @@ import { OutputSelector } from "./outputs";
 import { inputLeaf } from "./input-leaf";
 // The one import that goes up the floors: a worker thread loads the runtime it evaluates.
 import { loadTesseract } from "../loader";
-import { withLeaf } from "../schema/paths";
+import { floatingPaths, getAtPath, parsePath, withLeaf } from "../schema/paths";
 import { InlineEvaluator } from "./inline";
-import { reviveTree } from "./shared-tree";
+import { reviveTree, shareTree } from "./shared-tree";
 import { elementCount } from "../../common/tensor-codec";
-import { type ApplyResult, type ApplyTask, type BatchResult, type BatchTask, type TaskError, unpackPerturbations } from "./worker-task";
+import { type ApplyResult, type ApplyTask, type BatchResult, type BatchTask, type TaskError, packPerturbations, unpackPerturbations } from "./worker-task";
 
 type Runtime = ReturnType<typeof loadTesseract>;
 
@@ -153,6 +153,53 @@ export async function applyMessage(task: ApplyTask): Promise<ApplyResult> {
 export function load(tesseract: string): void {
   runtimeOf(tesseract);
 }
+
+/**
+ * Warms this thread's evaluation path (pool start-up, after `load`): central pairs over the
+ * Tesseract's example inputs, through the batch loop real jobs take, until `evaluations` or
+ * `budgetMs`. V8 optimises that path only once it has run thousands of times; a pool taken before
+ * would run its first jobs several times slower than inline. Without example inputs, nothing.
+ */
+export async function warm(task: { tesseract: string; evaluations: number; budgetMs: number }): Promise<number> {
+  const deadline = performance.now() + task.budgetMs;
+  const runtime = runtimeOf(task.tesseract);
+  const example = runtime.definition.exampleInputs?.() as Record<string, unknown> | undefined;
+  if (!example) return 0;
+  const outputs = await runtime.apply(example);
+  const inputPaths = floatingPaths(runtime.schema.inputs.differentiablePaths(example), example);
+  const outputPaths = floatingPaths(runtime.schema.outputs.differentiablePaths(outputs), outputs);
+  if (inputPaths.length === 0 || outputPaths.length === 0) return 0;
+  // Pairs of tiny steps of the first leaf's elements, as a central Jacobian takes them.
+  const data = (getAtPath(example, parsePath(inputPaths[0])) as { data: ArrayLike<number> }).data;
+  const pair = (index: number) => [[{ leaf: 0, index, value: data[index] * (1 + 1e-7) }], [{ leaf: 0, index, value: data[index] * (1 - 1e-7) }]];
+  const inputs = shareTree(example);
+  const batch = (pairs: number): BatchTask => ({
+    tesseract: task.tesseract,
+    job: `warm-up ${threadId}`,
+    inputs,
+    inputPaths,
+    outputPaths,
+    outputsField: "jac_outputs",
+    perturbations: packPerturbations(Array.from({ length: pairs }, (_, k) => pair(k % data.length)).flat()),
+    pairs: true,
+  });
+  // Batches doubling up to WARM_BATCH. An apply still costly once compiled (after the first
+  // rounds) is not worth warming for: compilation is a small part of its time.
+  let done = 0;
+  for (let size = 2, round = 0; done < task.evaluations && performance.now() < deadline; round++, size = Math.min(WARM_BATCH, 2 * size)) {
+    const { busyMs } = await evaluateBatch(batch(size / 2));
+    done += size;
+    if (round >= 2 && busyMs / size > WARM_WORTHWHILE_MS) break;
+  }
+  jobs.delete(`warm-up ${threadId}`);
+  return done;
+}
+
+/** Most evaluations per batch of the warm-up, and the time per evaluation above which it stops. */
+const WARM_BATCH = 256;
+const WARM_WORTHWHILE_MS = 0.5;
+
+
 
 /** An empty task: the pool times a round trip with it (pool.ts, calibrate). */
 export function ping(): null {

@@ -32,6 +32,7 @@
  */
 import { invalidArgument, quote } from "../../common/errors";
 import { isPlainObject } from "../../common/records";
+import { dataTypeOfArray, isFloatingPoint, isNdArray } from "../../common/tensor-codec";
 
 /** Far longer than any path a schema needs; longer ones are refused before they are parsed. */
 export const MAX_PATH_LENGTH = 4096;
@@ -154,6 +155,14 @@ export function getAtPath(tree: unknown, segments: readonly Segment[]): unknown 
     if (node === undefined) return undefined;
   }
   return node;
+}
+
+/** Those of `paths` (differentiable ones) whose tensors in `tree` are floating point: the ones a Jacobian can take. */
+export function floatingPaths(paths: readonly string[], tree: unknown): string[] {
+  return paths.filter((p) => {
+    const leaf = getAtPath(tree, parsePath(p));
+    return isNdArray(leaf) && isFloatingPoint(dataTypeOfArray(leaf.data as never));
+  });
 }
 
 /** Sets an own, enumerable data property, never invoking setters such as `__proto__`. */
