@@ -12,9 +12,10 @@
  *    evaluation, all threads and its main thread (from /proc, Linux): what the pool costs in CPU,
  *    which decides what it can gain on C cores (wall ≥ CPU / C) whatever else runs on the machine.
  * 2. Cold first call: fresh server processes (BENCH_POOL_COLD_STARTS per row; inline and auto,
- *    with the warm-up and with `--warm-up-ms 0`): time to the "listening" line, the first meshstats
- *    N = 1000 central Jacobian, the second, then the median of warm ones; medians over the starts.
- *    Target: first ≤ 2 × warm.
+ *    with the warm-up and with `--warm-up-ms 0`): time to the "listening" line, the client's
+ *    connection with its one Describe (timed apart: the client's, not the server's), the first
+ *    meshstats N = 1000 central Jacobian, the second, then the median of warm ones; medians over
+ *    the starts. Target: first ≤ 2 × warm.
  * 3. tesseract-core's finite-difference helper on the same Jacobian (12 001 apply calls, in-process),
  *    timed in this run by its Python reproduction (bench/tesseract-core-helper.ts; the recorded
  *    2.5 s where python3 with numpy and pydantic is missing), against the warm end-to-end walls
@@ -171,13 +172,18 @@ async function coldRows(): Promise<Record<string, unknown>[]> {
   ];
   const rows: Record<string, unknown>[] = [];
   for (const [name, args] of configs) {
-    const starts: { start: number; first: number; second: number; warm: number }[] = [];
+    const starts: { start: number; connect: number; first: number; second: number; warm: number }[] = [];
     for (let i = 0; i < COLD_STARTS; i++) {
       const served = await serve(args);
+      // The client's connection and its one Describe (the SDK checks the message types once) first:
+      // what is timed next is the server's first Jacobian.
+      const connecting = performance.now();
+      await served.client.describe();
+      const connect = performance.now() - connecting;
       const first = await jacobianMs(served.client, 1000);
       const second = await jacobianMs(served.client, 1000);
       const [warm] = await warmMedians([served], 1000, 1);
-      starts.push({ start: served.startMs, first: first.ms, second: second.ms, warm: warm.ms });
+      starts.push({ start: served.startMs, connect, first: first.ms, second: second.ms, warm: warm.ms });
       await stop(served);
     }
     const m = (key: keyof (typeof starts)[number]) => median(starts.map((s) => s[key]));
@@ -186,6 +192,7 @@ async function coldRows(): Promise<Record<string, unknown>[]> {
       case: `meshstats N = 1000 central, ${COLD_STARTS} fresh servers (medians)`,
       mode: name,
       start_ms: Math.round(m("start")),
+      connect_and_describe_ms: +m("connect").toFixed(1),
       first_ms: +m("first").toFixed(1),
       second_ms: +m("second").toFixed(1),
       warm_ms: +m("warm").toFixed(2),
