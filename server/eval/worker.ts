@@ -110,7 +110,8 @@ export default async function evaluateBatch(task: BatchTask): Promise<BatchResul
           Atomics.store(task.progress, 0, e);
         }
         if (values && evaluator.idle) {
-          const [target, at] = side === 0 ? [values, k * stride] : [second!, 0];
+          const target = side === 0 ? values : second!;
+          const at = side === 0 ? k * stride : 0;
           const written = evaluator.evaluateNow(perturbations[e], (outputs) => selector.selectInto(outputs, target, at));
           if (written instanceof Promise) await written;
           continue;
@@ -161,6 +162,14 @@ export function load(tesseract: string): void {
  * would run its first jobs several times slower than inline. Without example inputs, nothing.
  */
 export async function warm(task: { tesseract: string; evaluations: number; budgetMs: number }): Promise<number> {
+  try {
+    return await warmOn(task);
+  } catch {
+    return 0; // an example apply fails: the first real jobs say why, the pool still starts
+  }
+}
+
+async function warmOn(task: { tesseract: string; evaluations: number; budgetMs: number }): Promise<number> {
   const deadline = performance.now() + task.budgetMs;
   const runtime = runtimeOf(task.tesseract);
   const example = runtime.definition.exampleInputs?.() as Record<string, unknown> | undefined;
