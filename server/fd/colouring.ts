@@ -63,9 +63,9 @@ export function groupColumns(structure: Structure, columns: readonly Column[]): 
 /**
  * Groupings of recent structures over all their columns: a Tesseract's declaration gives the same
  * structure request after request, and colouring costs about a microsecond per column. The groups
- * are shared, never written to.
+ * are shared, never written to. Bounded in columns held (some 50 bytes each), not only in entries.
  */
-const recent = new LRUCache<string, Column[][] | "dense">({ max: 16 });
+const recent = new LRUCache<string, Column[][] | "dense">({ max: 16, maxSize: 1 << 20, sizeCalculation: (groups) => (groups === "dense" ? 1 : Math.max(1, groups.reduce((n, g) => n + g.length, 0))) });
 
 function colour(structure: Structure, columns: readonly Column[]): Column[][] | undefined {
   const outputs = structure.outputs;

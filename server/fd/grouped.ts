@@ -169,11 +169,24 @@ function gatherDifference(d: CentralDifference, split: Splitter, k: number): Cen
 
 /** The group's elements each at x_j + multiple(k) h_j: one change per leaf, and the points actually taken. */
 function groupPoints(steps: StepRule, group: readonly Column[], multiple: (k: number) => number): { changes: Change[]; points: number[] } {
-  const points = group.map((c, k) => steps.perturbed(c.leaf, c.index, multiple(k)));
+  const n = group.length;
+  const points: number[] = new Array(n);
   const leaf = group[0].leaf;
-  if (group.length > 1 && group.every((c) => c.leaf === leaf)) {
-    // The common case, every element in one leaf: one change, without sorting by leaf.
-    return { changes: [{ leaf, indices: Uint32Array.from(group, (c) => c.index), points: Float64Array.from(points) }], points };
+  let oneLeaf = true;
+  for (let k = 0; k < n; k++) {
+    const c = group[k];
+    points[k] = steps.perturbed(c.leaf, c.index, multiple(k));
+    oneLeaf &&= c.leaf === leaf;
+  }
+  if (n > 1 && oneLeaf) {
+    // The common case, every element in one leaf: one change, without sorting by leaf (loops: this runs per group and side).
+    const indices = new Uint32Array(n);
+    const values = new Float64Array(n);
+    for (let k = 0; k < n; k++) {
+      indices[k] = group[k].index;
+      values[k] = points[k];
+    }
+    return { changes: [{ leaf, indices, points: values }], points };
   }
   const byLeaf = new Map<number, number[]>();
   group.forEach((c, k) => {
