@@ -268,9 +268,19 @@ export class TesseractRuntime {
     return this.backends.cache;
   }
 
-  /** Settles once a worker pool the evaluations started has loaded the Tesseract (start-up, warm-up). */
-  poolStarted(): Promise<void> {
+  /** Settles once a worker pool the evaluations started is ready (start-up, tests), with whether there is one. */
+  poolStarted(): Promise<boolean> {
     return this.backends.poolStarted();
+  }
+
+  /** Whether a worker pool the evaluations started is ready now (the warm-up). */
+  poolReady(): boolean {
+    return this.backends.poolReady;
+  }
+
+  /** Under `--workers auto`, starts its pool now, in the background (the warm-up); whether it did. */
+  startAutoPool(): boolean {
+    return this.backends.startAutoPool();
   }
 
   /** Any -> tree in which tensors may be abstract ({ shape, datatype } without data). */

@@ -5,8 +5,9 @@
  * runs those paths on the Tesseract's own example inputs (the authoring API's `exampleInputs`):
  * the inputs through the wire codec, apply, then central and forward Jacobians, a VJP and a JVP of
  * every differentiable path, round after round, until WARM_UP_EVALUATIONS apply calls or the time
- * budget. Under `--workers auto` the requests decide on the pool as real ones would, and a pool
- * they start is waited for (within the budget) and warmed too.
+ * budget. Under `--workers auto` the pool is started at once and gets ready in the background (its
+ * threads warm themselves) while the requests run inline; once it is, they decide on it as real
+ * ones would, and WARM_UP_EVALUATIONS more (within the budget) warm the main thread's side of it.
  *
  * It never fails a start: an error is reported (and logged by the caller) and the server starts as
  * without it. It leaves no trace: the evaluation counter (metrics) is restored and the evaluation
@@ -87,17 +88,18 @@ async function rounds(runtime: TesseractRuntime, example: unknown, signal: Abort
     () => runtime.vjp({ ...request, cotangent: ones(outputs, outputPaths) }),
     () => runtime.jvp({ ...request, tangent: ones(inputs, inputPaths) }),
   ];
-  let poolAwaited = false;
-  while (report.evaluations < WARM_UP_EVALUATIONS && performance.now() < deadline) {
+  // The pool "auto" would take gets ready in the background meanwhile (its threads warm themselves).
+  runtime.startAutoPool();
+  let pooled = false;
+  let target = WARM_UP_EVALUATIONS;
+  while (report.evaluations < target && performance.now() < deadline) {
     for (const run of requests) {
       const { stats } = await run();
       report.requests++;
       report.evaluations += stats.apply_calls;
     }
-    // A pool the requests started is waited for once, then warmed by the rounds left.
-    if (!poolAwaited) {
-      poolAwaited = true;
-      await Promise.race([runtime.poolStarted(), new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }))]);
-    }
+    // A pool the requests started warms up in the background while they go on; once it is ready,
+    // they take it, and as many evaluations again warm the main thread's side of it.
+    if (!pooled && (pooled = runtime.poolReady())) target = report.evaluations + WARM_UP_EVALUATIONS;
   }
 }

@@ -11,7 +11,7 @@ import { loadTesseract } from "../index";
 import type { TesseractRuntime } from "../server/runtime";
 import { Algorithm, SparsityMode } from "../index";
 import { sampleHeatInputs, sampleMeshInputs } from "../server/tesseracts/samples";
-import { poolSavingMs } from "../server/eval/auto";
+import { PoolCorrection, poolSavingMs } from "../server/eval/auto";
 import type { WorkerPool } from "../server/eval/pool";
 import { f64, rejects } from "./helpers";
 
@@ -142,6 +142,20 @@ describe("worker-thread evaluation", function () {
     const small = sampleHeatInputs(10, 10);
     const after = await pooled.jacobian({ inputs: small, inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"] });
     assert.equal(after.stats.apply_calls, 20);
+  });
+
+  it("the correction is the least of the last five observed paces, and relaxes towards 1", () => {
+    const correction = new PoolCorrection();
+    assert.equal(correction.value, 1, "nothing observed yet");
+    for (const ratio of [2.5, 3, 0.8, 2, 2.2]) correction.observed(ratio);
+    assert.equal(correction.value, 0.8, "one good stretch is enough");
+    correction.observed(2.4);
+    assert.equal(correction.value, 0.8);
+    correction.observed(2.6);
+    correction.observed(2.7); // 0.8 is now six observations old
+    assert.equal(correction.value, 2);
+    correction.relax();
+    assert.ok(Math.abs(correction.value - (0.95 * 2 + 0.05)) < 1e-12);
   });
 
   it('"auto" weighs the pool\'s measured costs against apply\'s', () => {

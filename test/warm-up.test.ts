@@ -35,6 +35,21 @@ describe("warm-up on the example inputs", function () {
     assert.equal(stats.apply_calls, 3000 + 1);
   });
 
+  it('under --workers auto it starts the pool "auto" would take, and leaves none under --workers 0', async () => {
+    const auto = loadTesseract("meshstats");
+    await auto.useEvaluation({ workers: "auto", autoThreads: 2 });
+    const inline = loadTesseract("meshstats");
+    await inline.useEvaluation({ workers: 0 });
+    try {
+      await Promise.all([warmUp(auto, 300), warmUp(inline, 300)]);
+      assert.equal(await auto.poolStarted(), true);
+      assert.equal(auto.poolReady(), true, "ready once started: loaded, warmed and its costs measured");
+      assert.equal(await inline.poolStarted(), false);
+    } finally {
+      await Promise.all([auto.close(), inline.close()]);
+    }
+  });
+
   it("is skipped without example inputs or without time", async () => {
     assert.equal((await warmUp(loadTesseract(POLYNOMIAL))).skipped, "the Tesseract has no example inputs");
     assert.equal((await warmUp(loadTesseract("meshstats"), 0)).skipped, "no time budget");

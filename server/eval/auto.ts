@@ -1,14 +1,17 @@
 /**
  * `--workers auto`: a request's evaluations run inline and are timed — apply (a, the fastest so far,
- * so a GC pause does not count) and the engine's own work per evaluation (e, the mean of the time
- * outside apply: its work per row falls between some evaluations and not others) — until the
+ * so a GC pause does not count) and the engine's own work per evaluation (e, the mean of the gaps
+ * between evaluations: its work per row falls between some evaluations and not others; a gap
+ * longer than PAUSE_MS is a turn given to I/O or a collection, not the engine's, and is left out)
+ * — until the
  * worker pool is predicted to finish the rest sooner, counting the pool's measured costs (pool.ts,
  * pool-evaluator.ts):
  *
  *   inline, per evaluation:  a + e
  *   pool, per evaluation:    max(e + d,  (a + w) / min(T, C),  (e + d + a + w) / C)
  *                            (the main thread's share; the workers'; all of it over the cores)
- *   pool, once:              what starting a job costs, about two task round trips
+ *   pool, once:              what starting a job costs: its first batches' round trips while
+ *                            it learns its batch size, about JOB_START_TASKS task round trips
  *
  * with d the main thread's cost of pooling one evaluation (its share of a task's round trip in a
  * full batch, handing the values over, and the engine's own extra work with many evaluations in
@@ -18,39 +21,47 @@
  * Timings of code V8 has not optimised yet are several times too slow, and would make a cheap apply
  * look costly: until this process has evaluated WARM_EVALUATIONS times inline, only an apply so
  * costly (COSTLY_MS) that compilation cannot account for it decides for the pool. The decision is
- * taken after AUTO_SAMPLES evaluations and again every DECIDE_EVERY while the request goes on.
+ * taken after AUTO_SAMPLES evaluations where apply is that costly (each one inline is dear), else
+ * after CHEAP_SAMPLES (the engine's mean needs a few rows to be measured), and again every
+ * DECIDE_EVERY while the request goes on.
  *
  * The model is checked against what the pool then does: the pool's measured time per evaluation over
- * the prediction is kept (`PoolCosts.correction`, an average over requests) and multiplies later
+ * the prediction is kept (`PoolCorrection`: the least of the last few) and multiplies later
  * predictions, so a machine where the pool does worse than modelled (a loaded one, say) stops
- * choosing it; it is measured once the pool has run WARM_EVALUATIONS (cold threads say nothing of
- * its pace). A request that declines the pool only because of the correction moves it a twentieth
- * of the way back towards 1, so the pool is tried again now and then.
+ * choosing it. It is measured from a job's first DECIDE_EVERY pooled evaluations on, over at least
+ * twice as many, once the pool has run POOL_WARM_EVALUATIONS (cold code says nothing of its pace).
+ * A request that declines the pool only because of the correction moves it a twentieth of the way
+ * back towards 1, so the pool is tried again now and then.
  */
 import { FailedPair, subtractInto, type Evaluator, type OutputInfo, type Perturbation, type PerturbationPair } from "./evaluator";
 import type { InlineEvaluator } from "./inline";
 import { MAX_BATCH } from "./pool-evaluator";
 
-/** Inline evaluations timed before the first decision. */
+/** Inline evaluations timed before the first decision, where apply is costly; where it is cheap. */
 export const AUTO_SAMPLES = 4;
+const CHEAP_SAMPLES = 32;
 const DECIDE_EVERY = 1024;
 /** Inline evaluations in this process after which its timings are of optimised code. */
 export const WARM_EVALUATIONS = 5000;
 /** An apply this slow decides for the pool even in a cold process. */
 const COSTLY_MS = 0.1;
 /**
- * Main-thread milliseconds per pooled evaluation beyond its share of the task: the values handed
- * over, a promise, and the engine's extra work with hundreds of evaluations in flight (measured with
- * an instant pool: about 1.5 µs per evaluation more than one at a time).
+ * Main-thread milliseconds per pooled evaluation beyond its share of the task: packing it and
+ * handing its values over. Central pairs go to the pool a chunk at a time with one promise
+ * (pool-evaluator.ts), so this is small (measured: the main thread spends about 1.3 µs per pooled
+ * evaluation where inline it spends 1.6 µs outside apply); other rules cost more, which the
+ * correction learns.
  */
-const DISPATCH_MS = 0.0015;
+const DISPATCH_MS = 0.0003;
 /** Worker milliseconds per evaluation beyond apply (perturb and restore, copying outputs out). */
 const WORKER_MS = 0.001;
 
 /** Inline evaluations timed in this process, by every request (see WARM_EVALUATIONS). */
 let inlineEvaluations = 0;
-/** Evaluations sent to the pool by "auto" in this process (its correction waits for warm threads). */
+/** Evaluations sent to the pool by "auto" in this process (its correction waits for warm code). */
 let pooledEvaluations = 0;
+/** Pooled evaluations after which the pool's pace is of optimised code on both sides. */
+const POOL_WARM_EVALUATIONS = 4 * WARM_EVALUATIONS;
 
 export interface PoolCosts {
   threads: number;
@@ -63,6 +74,31 @@ export interface PoolCosts {
   correction?: number;
 }
 
+/**
+ * The pool's measured pace over the modelled one (`PoolCosts.correction`), from recent jobs: the
+ * least of the last RECENT_OBSERVATIONS, so that a slow stretch (a collection, a machine busy for a
+ * moment, code still being optimised) does not keep the pool from being taken, while a pool slower
+ * than modelled every time is not.
+ */
+export class PoolCorrection {
+  private recent: number[] = [];
+
+  get value(): number {
+    return this.recent.length > 0 ? Math.min(...this.recent) : 1;
+  }
+
+  observed(ratio: number): void {
+    this.recent.push(ratio);
+    if (this.recent.length > RECENT_OBSERVATIONS) this.recent.shift();
+  }
+
+  /** A twentieth of the way back towards 1, every observation. */
+  relax(): void {
+    this.recent = this.recent.map((r) => 0.95 * r + 0.05);
+  }
+}
+const RECENT_OBSERVATIONS = 5;
+
 /** Predicted milliseconds per evaluation in the pool (the model above, before any correction). */
 export function pooledMs(applyMs: number, engineMs: number, pool: PoolCosts): number {
   const d = pool.taskOverheadMs / MAX_BATCH + DISPATCH_MS;
@@ -73,8 +109,13 @@ export function pooledMs(applyMs: number, engineMs: number, pool: PoolCosts): nu
 /** Milliseconds the pool is predicted to save over `remaining` evaluations (negative: it would cost). */
 export function poolSavingMs(applyMs: number, engineMs: number, remaining: number, pool: PoolCosts): number {
   const pooled = pooledMs(applyMs, engineMs, pool) * (pool.correction ?? 1);
-  return remaining * (applyMs + engineMs - pooled) - 2 * pool.taskOverheadMs;
+  return remaining * (applyMs + engineMs - pooled) - JOB_START_TASKS * pool.taskOverheadMs;
 }
+
+/** Task round trips a job's start costs (measured: a 120-evaluation job lost about six to the pool). */
+const JOB_START_TASKS = 6;
+/** A gap between two inline evaluations longer than this is not the engine's work (see the module comment). */
+const PAUSE_MS = 0.05;
 
 /** What the auto evaluator needs of the server's worker pool. */
 export interface AutoPool {
@@ -97,16 +138,16 @@ export interface AutoPool {
 export class AutoEvaluator implements Evaluator {
   private pool?: Evaluator;
   private fastestApply = Infinity;
-  /** When this request's first inline evaluation started, and the time its applies took since. */
-  private inlineStart?: number;
-  private applyTotal = 0;
-  private lastEnd = 0;
+  /** The engine's time between inline evaluations (gaps up to PAUSE_MS), and how many gaps. */
+  private engineTotal = 0;
+  private gaps = 0;
+  private lastEnd?: number;
   /** The costs favoured the pool, which was not ready yet. */
   private waitingForPool = false;
-  /** Once pooled: the prediction, and the evaluations sent to the pool since the switch (for the correction). */
+  /** Once pooled: the prediction, the evaluations sent to the pool, and when its first window ended (for the correction). */
   private predictedMs = 0;
-  private switchedAt = 0;
   private pooledSent = 0;
+  private window?: { started: number; sent: number };
 
   constructor(
     private readonly inline: InlineEvaluator,
@@ -155,33 +196,41 @@ export class AutoEvaluator implements Evaluator {
     const before = this.pooledSent;
     const count = (this.pooledSent += evaluations);
     pooledEvaluations += evaluations;
-    // A pool whose threads run code V8 has not optimised yet says nothing of its pace.
-    const warm = pooledEvaluations >= WARM_EVALUATIONS;
-    if (warm && Math.floor(count / DECIDE_EVERY) > Math.floor(before / DECIDE_EVERY)) void values.then(() => this.workers.observed((performance.now() - this.switchedAt) / count / this.predictedMs), () => undefined);
+    // A pool whose code (the workers', and the main thread's side of it) V8 has not optimised yet
+    // says nothing of its pace.
+    const warm = pooledEvaluations >= POOL_WARM_EVALUATIONS;
+    // The pace from the first DECIDE_EVERY evaluations on (the job's start is a cost the model
+    // counts apart), over at least two windows of them: a shorter span is as lumpy as the batches.
+    if (warm && Math.floor(count / DECIDE_EVERY) > Math.floor(before / DECIDE_EVERY)) {
+      void values.then(() => {
+        const now = performance.now();
+        if (!this.window) this.window = { started: now, sent: count };
+        else if (count - this.window.sent >= 2 * DECIDE_EVERY) this.workers.observed((now - this.window.started) / (count - this.window.sent) / this.predictedMs);
+      }, () => undefined);
+    }
     return values;
   }
 
   private async timedInline(perturbation: Perturbation): Promise<Float64Array[]> {
     const started = performance.now();
-    this.inlineStart ??= started;
+    const gap = this.lastEnd === undefined ? Infinity : started - this.lastEnd;
+    if (gap <= PAUSE_MS) {
+      this.engineTotal += gap;
+      this.gaps++;
+    }
     const values = await this.inline.evaluate(perturbation);
     this.lastEnd = performance.now();
     this.fastestApply = Math.min(this.fastestApply, this.lastEnd - started);
-    this.applyTotal += this.lastEnd - started;
     inlineEvaluations++;
     const done = this.inline.calls;
-    if (!this.waitingForPool && (done === AUTO_SAMPLES || (done > AUTO_SAMPLES && done % DECIDE_EVERY === 0))) this.decide();
+    const due = done === AUTO_SAMPLES ? this.fastestApply >= COSTLY_MS : done === CHEAP_SAMPLES || (done > CHEAP_SAMPLES && done % DECIDE_EVERY === 0);
+    if (!this.waitingForPool && due) this.decide();
     return values;
   }
 
-  /**
-   * The engine's own milliseconds per inline evaluation: the mean of this request's time outside
-   * apply (row bookkeeping between pairs, garbage collection and all), not the shortest gap, which
-   * would miss what happens once per row.
-   */
+  /** The engine's mean milliseconds per inline evaluation (see the module comment). */
   private engineMs(): number {
-    const calls = this.inline.calls;
-    return calls > 0 && this.inlineStart !== undefined ? Math.max(0, this.lastEnd - this.inlineStart - this.applyTotal) / calls : 0;
+    return this.gaps > 0 ? this.engineTotal / this.gaps : 0;
   }
 
   /** Takes the pool, starts it, or stays inline, from the costs measured so far. */
@@ -201,7 +250,6 @@ export class AutoEvaluator implements Evaluator {
     if (costs.ready) {
       this.pool = this.workers.makePool();
       this.predictedMs = pooledMs(this.fastestApply, engine, costs);
-      this.switchedAt = performance.now();
     } else {
       this.workers.startPool();
       this.waitingForPool = true;

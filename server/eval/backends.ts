@@ -22,7 +22,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES } from "../../common/transport-defaults";
 import { loadContract } from "../schema/contract";
 import type { DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
-import { AutoEvaluator } from "./auto";
+import { AutoEvaluator, PoolCorrection } from "./auto";
 import { CachedBaseEvaluator } from "./cached-base";
 import { ConcurrentEvaluator, type RemoteApply } from "./concurrent";
 import { DEFAULT_CACHE_BYTES, EvaluationCache } from "./evaluation-cache";
@@ -123,7 +123,7 @@ export class EvaluationBackends {
   private replicaPool?: ReplicaPool;
   private evaluationCache?: EvaluationCache | null;
   /** "auto": the pool's measured pace over the modelled one (auto.ts). */
-  private poolCorrection = 1;
+  private readonly poolCorrection = new PoolCorrection();
 
   private readonly settings: EvaluationSettings;
 
@@ -156,9 +156,39 @@ export class EvaluationBackends {
     return this.workerPool;
   }
 
-  /** Settles once the worker pool, if one was started, has loaded the Tesseract and measured its costs. */
-  async poolStarted(): Promise<void> {
+  /**
+   * Settles once the worker pool, if one was started, has loaded the Tesseract, warmed up and
+   * measured its costs: with whether there is one.
+   */
+  async poolStarted(): Promise<boolean> {
     await this.workerPool?.calibrate();
+    return this.workerPool !== undefined;
+  }
+
+  /** Whether a worker pool has started and is ready now. */
+  get poolReady(): boolean {
+    return this.workerPool?.ready ?? false;
+  }
+
+  /**
+   * Under `--workers auto`, starts the pool "auto" would start (the warm-up: it gets ready in the
+   * background while the engine warms up inline, instead of when a first request asks for it).
+   * Returns whether it did.
+   */
+  startAutoPool(): boolean {
+    const threads = this.autoThreads();
+    if (threads === undefined) return false;
+    this.pool(threads);
+    return true;
+  }
+
+  /** The pool's threads under "auto"; undefined when "auto" would never use one. */
+  private autoThreads(): number | undefined {
+    const { settings, runtime } = this;
+    if (settings.workers !== "auto") return undefined;
+    if (settings.replicas || runtime.remoteApply) return undefined;
+    const threads = settings.autoThreads ?? availableParallelism();
+    return runtime.source && threads >= 2 ? threads : undefined;
   }
 
   private get timeoutMs(): number {
@@ -242,14 +272,14 @@ export class EvaluationBackends {
     const workers = settings.workers ?? 0;
     const poolJob = () => ({ inputs: job.inputs, inputPaths: job.leaves.map((l) => l.path), outputPaths: job.outputPaths, outputsField: job.outputsField, signal: job.signal });
     if (typeof workers === "number") return workers > 0 ? new PoolEvaluator(this.pool(workers), poolJob()) : inline;
-    const threads = settings.autoThreads ?? availableParallelism();
-    if (!runtime.source || threads < 2) return inline;
+    const threads = this.autoThreads();
+    if (threads === undefined) return inline;
     return new AutoEvaluator(inline, job.plannedEvaluations, {
-      costs: () => ({ threads, cores: availableParallelism(), taskOverheadMs: this.workerPool?.taskOverheadMs ?? DEFAULT_TASK_OVERHEAD_MS, ready: this.workerPool?.ready ?? false, correction: this.poolCorrection }),
+      costs: () => ({ threads, cores: availableParallelism(), taskOverheadMs: this.workerPool?.taskOverheadMs ?? DEFAULT_TASK_OVERHEAD_MS, ready: this.workerPool?.ready ?? false, correction: this.poolCorrection.value }),
       startPool: () => void this.pool(threads),
       makePool: () => new PoolEvaluator(this.pool(threads), poolJob()),
-      observed: (ratio) => (this.poolCorrection = 0.7 * this.poolCorrection + 0.3 * ratio),
-      relax: () => (this.poolCorrection = 0.95 * this.poolCorrection + 0.05),
+      observed: (ratio) => this.poolCorrection.observed(ratio),
+      relax: () => this.poolCorrection.relax(),
     });
   }
 

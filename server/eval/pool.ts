@@ -21,8 +21,8 @@ const CALIBRATION_PINGS = 8;
  * Each worker's warm-up at start (worker.ts, `warm`): evaluations of the example inputs, and the most
  * time it may take. Until it is done the pool is not ready, so "auto" keeps evaluating inline.
  */
-const WARM_EVALUATIONS = 4000;
-const WARM_BUDGET_MS = 250;
+const WARM_EVALUATIONS = 2000;
+const WARM_BUDGET_MS = 100;
 
 /** Until calibrated: a typical cost of one task's round trip (messages both ways, piscina's queue). */
 export const DEFAULT_TASK_OVERHEAD_MS = 0.05;
