@@ -1,14 +1,14 @@
 /**
- * `--workers auto`: a request's evaluations run inline and are timed — apply (a, the fastest so far,
- * so a GC pause does not count) and the engine's own work per evaluation (e, the mean of the gaps
- * between evaluations: its work per row falls between some evaluations and not others; a gap
- * longer than PAUSE_MS is a turn given to I/O or a collection, not the engine's, and is left out)
- * — until the
- * worker pool is predicted to finish the rest sooner, counting the pool's measured costs (pool.ts,
- * pool-evaluator.ts):
+ * `--workers auto`: a request's evaluations run inline and are timed — their pace (i, the mean time
+ * per evaluation since the first, everything included: what the rest would cost inline), apply
+ * (a, the fastest so far, so a GC pause does not count) and the engine's own work per evaluation
+ * (e, the mean of the gaps between evaluations: its work per row falls between some evaluations and
+ * not others; a gap longer than PAUSE_MS is a turn given to I/O or a collection, and is left out) —
+ * until the worker pool is predicted to finish the rest sooner, counting the pool's measured costs
+ * (pool.ts, pool-evaluator.ts):
  *
- *   inline, per evaluation:  a + e
- *   pool, per evaluation:    max(e + d,  (a + w) / min(T, C),  (e + d + a + w) / C)
+ *   inline, per evaluation:  i
+ *   pool, per evaluation:    max(e + d,  (a + w) / min(T, C),  (e + d + a + w) / C) × correction
  *                            (the main thread's share; the workers'; all of it over the cores)
  *   pool, once:              what starting a job costs: its first batches' round trips while
  *                            it learns its batch size, about JOB_START_TASKS task round trips
@@ -106,10 +106,13 @@ export function pooledMs(applyMs: number, engineMs: number, pool: PoolCosts): nu
   return Math.max(engineMs + d, (applyMs + WORKER_MS) / parallel, (engineMs + d + applyMs + WORKER_MS) / Math.max(1, pool.cores));
 }
 
-/** Milliseconds the pool is predicted to save over `remaining` evaluations (negative: it would cost). */
-export function poolSavingMs(applyMs: number, engineMs: number, remaining: number, pool: PoolCosts): number {
+/**
+ * Milliseconds the pool is predicted to save over `remaining` evaluations (negative: it would cost),
+ * against inline evaluations at `inlineMs` each (measured; by default the model's a + e).
+ */
+export function poolSavingMs(applyMs: number, engineMs: number, remaining: number, pool: PoolCosts, inlineMs = applyMs + engineMs): number {
   const pooled = pooledMs(applyMs, engineMs, pool) * (pool.correction ?? 1);
-  return remaining * (applyMs + engineMs - pooled) - JOB_START_TASKS * pool.taskOverheadMs;
+  return remaining * (inlineMs - pooled) - JOB_START_TASKS * pool.taskOverheadMs;
 }
 
 /** Task round trips a job's start costs (measured: a 120-evaluation job lost about six to the pool). */
@@ -141,6 +144,8 @@ export class AutoEvaluator implements Evaluator {
   /** The engine's time between inline evaluations (gaps up to PAUSE_MS), and how many gaps. */
   private engineTotal = 0;
   private gaps = 0;
+  /** When the first inline evaluation started, and the last one ended. */
+  private inlineStart?: number;
   private lastEnd?: number;
   /** The costs favoured the pool, which was not ready yet. */
   private waitingForPool = false;
@@ -213,6 +218,7 @@ export class AutoEvaluator implements Evaluator {
 
   private async timedInline(perturbation: Perturbation): Promise<Float64Array[]> {
     const started = performance.now();
+    this.inlineStart ??= started;
     const gap = this.lastEnd === undefined ? Infinity : started - this.lastEnd;
     if (gap <= PAUSE_MS) {
       this.engineTotal += gap;
@@ -241,10 +247,11 @@ export class AutoEvaluator implements Evaluator {
     const costs = this.workers.costs();
     const remaining = this.planned - this.calls;
     const engine = this.engineMs();
-    const saving = poolSavingMs(this.fastestApply, engine, remaining, costs);
+    const inlineMs = (this.lastEnd! - this.inlineStart!) / this.inline.calls;
+    const saving = poolSavingMs(this.fastestApply, engine, remaining, costs, inlineMs);
     if (!(saving > 0)) {
       // Declined only because of the correction: move it back a little, to try the pool again some time.
-      if (poolSavingMs(this.fastestApply, engine, remaining, { ...costs, correction: 1 }) > 0) this.workers.relax();
+      if (poolSavingMs(this.fastestApply, engine, remaining, { ...costs, correction: 1 }, inlineMs) > 0) this.workers.relax();
       return;
     }
     if (costs.ready) {
