@@ -211,7 +211,7 @@ async function timed(kind: Kind, client: Client, channel: number): Promise<void>
     const cancelKind = kind === "abort" || kind === "deadline";
     if (code === OVERLOAD && kind !== "apply") t.refused++;
     else if (cancelKind && CANCEL_CODES.has(code)) (t.cancelled++, t.ms.push(performance.now() - start));
-    else (t.errors++, note(`channel ${channel}, t ${Math.round((Date.now() - T0) / 1000)} s: ${e instanceof Error ? e.message : String(e)}`));
+    else (t.errors++, note(`${kind}, channel ${channel}, t ${Math.round((Date.now() - T0) / 1000)} s: ${e instanceof Error ? e.message : String(e)}`));
   } finally {
     open.delete(id);
   }

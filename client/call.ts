@@ -60,3 +60,28 @@ export function unaryCall<Req, Res>(method: UnaryMethod<Req, Res>, request: Req,
     signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
+
+/**
+ * `promise` as one caller waits for it: rejected with CANCELLED when the caller's signal aborts,
+ * or DEADLINE_EXCEEDED at its deadline, without touching the work itself (which others may share).
+ */
+export function waitUnder<T>(promise: Promise<T>, options: CallOptions | undefined, what: string): Promise<T> {
+  const signal = options?.signal;
+  const deadline = toGrpcOptions(options).deadline as Date | undefined;
+  if (!signal && !deadline) return promise;
+  return new Promise<T>((resolve, reject) => {
+    if (signal?.aborted) return reject(cancelledError(signal));
+    const onAbort = () => finish(() => reject(cancelledError(signal!)));
+    const timer = deadline && setTimeout(() => finish(() => reject(new TesseractClientError(grpc.status.DEADLINE_EXCEEDED, `the deadline passed while waiting for ${what}`))), Math.max(0, deadline.getTime() - Date.now()));
+    const finish = (settle: () => void) => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      settle();
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => finish(() => resolve(value)),
+      (error) => finish(() => reject(error)),
+    );
+  });
+}

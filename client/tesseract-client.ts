@@ -23,7 +23,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { NdArray } from "ndarray";
 import type { Arrays } from "../common/tree-types";
 import { packAny, unpackAny, type MessageFns } from "./any";
-import { cancelledError, toGrpcOptions, toMetadata, unaryCall, type CallOptions, type UnaryMethod } from "./call";
+import { cancelledError, toGrpcOptions, toMetadata, unaryCall, waitUnder, type CallOptions, type UnaryMethod } from "./call";
 import { TesseractClientError, toClientError } from "./errors";
 import type { Any } from "../generated/google/protobuf/any";
 import type { Tensor } from "../generated/tesseract/v1/tensor";
@@ -248,16 +248,21 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     if (this.closed) throw new TesseractClientError(grpc.status.FAILED_PRECONDITION, `the client of ${this.address} is closed`);
   }
 
-  /** Input and output message names, checked once against the server's Describe (cached; a failure is not). */
+  /**
+   * Input and output message names, checked once against the server's Describe (cached; a failure
+   * is not). The Describe is shared by every call waiting for it, so it is made without any one
+   * caller's signal or deadline (one caller giving up must not fail the others); each caller waits
+   * under its own.
+   */
   private typeNames(call?: CallOptions): Promise<TypeNames> {
     if (!this.checking) {
-      const pending = this.checkTypes(call);
+      const pending = this.checkTypes(call?.metadata === undefined ? undefined : { metadata: call.metadata });
       this.checking = pending;
       pending.catch(() => {
         if (this.checking === pending) this.checking = undefined;
       });
     }
-    return this.checking;
+    return waitUnder(this.checking, call, `the server's Describe (the SDK checks the message types once)`);
   }
 
   private async checkTypes(call?: CallOptions): Promise<TypeNames> {

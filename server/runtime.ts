@@ -278,11 +278,6 @@ export class TesseractRuntime {
     return this.backends.poolReady;
   }
 
-  /** Under `--workers auto`, starts its pool now, in the background (the warm-up); whether it did. */
-  startAutoPool(): boolean {
-    return this.backends.startAutoPool();
-  }
-
   /** Any -> tree in which tensors may be abstract ({ shape, datatype } without data). */
   decodeAbstractInputs(any: AnyMessage | null | undefined, field = "inputs"): Record<string, unknown> {
     return this.schema.inputs.decodeAny(any, field, { abstract: true, limits: this.decodeLimits });

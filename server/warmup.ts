@@ -5,9 +5,10 @@
  * runs those paths on the Tesseract's own example inputs (the authoring API's `exampleInputs`):
  * the inputs through the wire codec, apply, then central and forward Jacobians, a VJP and a JVP of
  * every differentiable path, round after round, until WARM_UP_EVALUATIONS apply calls or the time
- * budget. Under `--workers auto` the pool is started at once and gets ready in the background (its
- * threads warm themselves) while the requests run inline; once it is, they decide on it as real
- * ones would, and WARM_UP_EVALUATIONS more (within the budget) warm the main thread's side of it.
+ * budget. Under `--workers auto` the requests decide on the pool as real ones would; a pool they
+ * start gets ready in the background (its threads warm themselves) while they go on inline, and once
+ * it is, WARM_UP_EVALUATIONS more (within the budget) warm the main thread's side of it. A
+ * Tesseract whose example requests never call for the pool starts none.
  *
  * It never fails a start: an error is reported (and logged by the caller) and the server starts as
  * without it. It leaves no trace: the evaluation counter (metrics) is restored and the evaluation
@@ -88,8 +89,6 @@ async function rounds(runtime: TesseractRuntime, example: unknown, signal: Abort
     () => runtime.vjp({ ...request, cotangent: ones(outputs, outputPaths) }),
     () => runtime.jvp({ ...request, tangent: ones(inputs, inputPaths) }),
   ];
-  // The pool "auto" would take gets ready in the background meanwhile (its threads warm themselves).
-  runtime.startAutoPool();
   let pooled = false;
   let target = WARM_UP_EVALUATIONS;
   while (report.evaluations < target && performance.now() < deadline) {
@@ -102,4 +101,7 @@ async function rounds(runtime: TesseractRuntime, example: unknown, signal: Abort
     // they take it, and as many evaluations again warm the main thread's side of it.
     if (!pooled && (pooled = runtime.poolReady())) target = report.evaluations + WARM_UP_EVALUATIONS;
   }
+  // A pool still getting ready is waited for (within the budget): its threads' warm-up is not to
+  // compete with the first calls for the cores.
+  await Promise.race([runtime.poolStarted(), new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }))]);
 }

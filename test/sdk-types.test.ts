@@ -69,6 +69,26 @@ describe("SDK: types checked against the server, typed outputs, results by path,
       }
     });
 
+    it("the one Describe is shared, not owned: the first caller's cancel or deadline fails only that caller", async () => {
+      for (const mine of [{ signal: AbortSignal.abort(new Error("changed my mind")) }, { deadline: 0 }, "abort after start"] as const) {
+        const client = new TesseractClient(meshServer.address, { inputs: MeshInputs, outputs: MeshOutputs });
+        try {
+          const controller = new AbortController();
+          const options = mine === "abort after start" ? { signal: controller.signal } : mine;
+          const first = client.apply(sampleMeshInputs(3), options);
+          const other = client.apply(sampleMeshInputs(4));
+          const another = client.jacobian({ inputs: sampleMeshInputs(2), inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"] });
+          controller.abort(); // the Describe the first call started is still in flight
+          await clientRejects(first, "deadline" in options ? "DEADLINE_EXCEEDED" : "CANCELLED", /./);
+          const [applied, jacobian] = [await other, await another];
+          assert.deepEqual(applied.statistics?.barycenter?.shape, [3]);
+          assert.equal(jacobian.stats.apply_calls, 4, `${JSON.stringify(mine)}: the others were answered`);
+        } finally {
+          client.close();
+        }
+      }
+    });
+
     it("explicit inputType/outputType are checked too; a matching pair works", async () => {
       const wrong = new TesseractClient(meshServer.address, { inputs: MeshInputs, outputs: MeshOutputs, inputType: "tesseract.examples.vectoradd.v1.Inputs" });
       const right = new TesseractClient(meshServer.address, { inputs: MeshInputs, outputs: MeshOutputs, inputType: "tesseract.examples.meshstats.v1.Inputs", outputType: "tesseract.examples.meshstats.v1.Outputs" });

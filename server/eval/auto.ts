@@ -16,7 +16,8 @@
  * with d the main thread's cost of pooling one evaluation (its share of a task's round trip in a
  * full batch, handing the values over, and the engine's own extra work with many evaluations in
  * flight), w a worker's cost per evaluation beyond apply, T the threads and C the cores. The pool is
- * taken when it saves more over the evaluations left than it costs to start.
+ * taken (started, the first time) when it saves, over the evaluations left and after what it costs
+ * to start, at least MIN_GAIN of their inline time: a marginal gain is not worth its threads.
  *
  * Timings of code V8 has not optimised yet are several times too slow, and would make a cheap apply
  * look costly: until this process has evaluated WARM_EVALUATIONS times inline, only an apply so
@@ -115,6 +116,8 @@ export function poolSavingMs(applyMs: number, engineMs: number, remaining: numbe
   return remaining * (inlineMs - pooled) - JOB_START_TASKS * pool.taskOverheadMs;
 }
 
+/** The least share of the rest's inline time the pool must save to be taken (or started). */
+const MIN_GAIN = 0.15;
 /** Task round trips a job's start costs (measured: a 120-evaluation job lost about six to the pool). */
 const JOB_START_TASKS = 6;
 /** A gap between two inline evaluations longer than this is not the engine's work (see the module comment). */
@@ -248,10 +251,12 @@ export class AutoEvaluator implements Evaluator {
     const remaining = this.planned - this.calls;
     const engine = this.engineMs();
     const inlineMs = (this.lastEnd! - this.inlineStart!) / this.inline.calls;
+    // Worth its threads and their memory: a pool that would save little is not started or taken.
+    const worthwhile = MIN_GAIN * remaining * inlineMs;
     const saving = poolSavingMs(this.fastestApply, engine, remaining, costs, inlineMs);
-    if (!(saving > 0)) {
+    if (!(saving > worthwhile)) {
       // Declined only because of the correction: move it back a little, to try the pool again some time.
-      if (poolSavingMs(this.fastestApply, engine, remaining, { ...costs, correction: 1 }, inlineMs) > 0) this.workers.relax();
+      if (poolSavingMs(this.fastestApply, engine, remaining, { ...costs, correction: 1 }, inlineMs) > worthwhile) this.workers.relax();
       return;
     }
     if (costs.ready) {

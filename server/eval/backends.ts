@@ -170,18 +170,6 @@ export class EvaluationBackends {
     return this.workerPool?.ready ?? false;
   }
 
-  /**
-   * Under `--workers auto`, starts the pool "auto" would start (the warm-up: it gets ready in the
-   * background while the engine warms up inline, instead of when a first request asks for it).
-   * Returns whether it did.
-   */
-  startAutoPool(): boolean {
-    const threads = this.autoThreads();
-    if (threads === undefined) return false;
-    this.pool(threads);
-    return true;
-  }
-
   /** The pool's threads under "auto"; undefined when "auto" would never use one. */
   private autoThreads(): number | undefined {
     const { settings, runtime } = this;
