@@ -170,15 +170,6 @@ export class EvaluationBackends {
     return this.workerPool?.ready ?? false;
   }
 
-  /** The pool's threads under "auto"; undefined when "auto" would never use one. */
-  private autoThreads(): number | undefined {
-    const { settings, runtime } = this;
-    if (settings.workers !== "auto") return undefined;
-    if (settings.replicas || runtime.remoteApply) return undefined;
-    const threads = settings.autoThreads ?? availableParallelism();
-    return runtime.source && threads >= 2 ? threads : undefined;
-  }
-
   private get timeoutMs(): number {
     return this.settings.evalTimeoutMs ?? 0;
   }
@@ -260,8 +251,8 @@ export class EvaluationBackends {
     const workers = settings.workers ?? 0;
     const poolJob = () => ({ inputs: job.inputs, inputPaths: job.leaves.map((l) => l.path), outputPaths: job.outputPaths, outputsField: job.outputsField, signal: job.signal });
     if (typeof workers === "number") return workers > 0 ? new PoolEvaluator(this.pool(workers), poolJob()) : inline;
-    const threads = this.autoThreads();
-    if (threads === undefined) return inline;
+    const threads = settings.autoThreads ?? availableParallelism();
+    if (!runtime.source || threads < 2) return inline;
     return new AutoEvaluator(inline, job.plannedEvaluations, {
       costs: () => ({ threads, cores: availableParallelism(), taskOverheadMs: this.workerPool?.taskOverheadMs ?? DEFAULT_TASK_OVERHEAD_MS, ready: this.workerPool?.ready ?? false, correction: this.poolCorrection.value }),
       startPool: () => void this.pool(threads),
