@@ -39,6 +39,8 @@ export interface WarmUpReport {
   /** The example's differentiable floating-point paths (for the transport's warm-up). */
   inputPaths: string[];
   outputPaths: string[];
+  /** Evaluations made once a worker pool was ready (for `auto` to take); undefined: none was ready in time. */
+  pooledEvaluations?: number;
 }
 
 const leafAt = (tree: unknown, path: string) => getAtPath(tree, parsePath(path)) as NdArray;
@@ -89,7 +91,8 @@ async function rounds(runtime: TesseractRuntime, example: unknown, signal: Abort
     () => runtime.vjp({ ...request, cotangent: ones(outputs, outputPaths) }),
     () => runtime.jvp({ ...request, tangent: ones(inputs, inputPaths) }),
   ];
-  let pooled = false;
+  /** Evaluations made before a pool was ready (undefined until it is). */
+  let beforePool: number | undefined;
   let target = WARM_UP_EVALUATIONS;
   while (report.evaluations < target && performance.now() < deadline) {
     for (const run of requests) {
@@ -99,8 +102,12 @@ async function rounds(runtime: TesseractRuntime, example: unknown, signal: Abort
     }
     // A pool the requests started warms up in the background while they go on; once it is ready,
     // they take it, and as many evaluations again warm the main thread's side of it.
-    if (!pooled && (pooled = runtime.poolReady())) target = report.evaluations + WARM_UP_EVALUATIONS;
+    if (beforePool === undefined && runtime.poolReady()) {
+      beforePool = report.evaluations;
+      target = report.evaluations + WARM_UP_EVALUATIONS;
+    }
   }
+  if (beforePool !== undefined) report.pooledEvaluations = report.evaluations - beforePool;
   // A pool still getting ready is waited for (within the budget): its threads' warm-up is not to
   // compete with the first calls for the cores.
   await Promise.race([runtime.poolStarted(), new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }))]);
