@@ -13,24 +13,23 @@
  * Evaluations at the unperturbed inputs are reused across requests on the same inputs
  * (evaluation-cache.ts), unless the Tesseract says it is not deterministic or `cacheBytes` is 0.
  */
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import { availableParallelism } from "node:os";
 import { OutputSelector } from "./outputs";
 import type { AnyMessage, TesseractSchema } from "../schema/schema";
 import type { InputLeaf } from "./input-leaf";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../common/transport-defaults";
-import { loadContract } from "../schema/contract";
 import type { DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { AutoEvaluator, PoolCorrection } from "./auto";
 import { CachedBaseEvaluator } from "./cached-base";
-import { ConcurrentEvaluator, type RemoteApply } from "./concurrent";
+import { ConcurrentEvaluator, DEFAULT_REPLICA_CONCURRENCY, type RemoteApply } from "./concurrent";
 import { DEFAULT_CACHE_BYTES, EvaluationCache } from "./evaluation-cache";
 import { InlineEvaluator } from "./inline";
 import { inputsKey } from "./input-key";
 import { DEFAULT_TASK_OVERHEAD_MS, WorkerPool } from "./pool";
 import { PoolEvaluator } from "./pool-evaluator";
-import { DEFAULT_REPLICA_CONCURRENCY, ReplicaEvaluator, ReplicaPool } from "./replicas";
+import type { ReplicaPool } from "./replicas";
 
 export interface EvaluationSettings {
   /** Worker threads: a count (0 = inline) or "auto" (default threads: the machine's cores). */
@@ -234,6 +233,7 @@ export class EvaluationBackends {
     const { settings, runtime } = this;
     const apply = (inputs: unknown) => runtime.definition.apply(inputs as never);
     if (settings.replicas) {
+      const { ReplicaPool, ReplicaEvaluator, replicaClient } = replicasModule();
       this.replicaPool ??= new ReplicaPool(settings.replicas, replicaClient(), {
         concurrency: settings.concurrency ?? DEFAULT_REPLICA_CONCURRENCY,
         maxMessageBytes: settings.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
@@ -268,8 +268,10 @@ export class EvaluationBackends {
   }
 }
 
-/** A client of other servers' Tesseract service: the contract alone (inputs travel as Any). */
-function replicaClient(): grpc.ServiceClientConstructor {
-  const loaded = grpc.loadPackageDefinition(loadContract()) as unknown as { tesseract: { v1: { Tesseract: grpc.ServiceClientConstructor } } };
-  return loaded.tesseract.v1.Tesseract;
+/**
+ * replicas.ts, and with it grpc-js and the contract's loader, required on first use: worker threads
+ * (which load this module to evaluate) and servers without replicas never load them.
+ */
+function replicasModule(): typeof import("./replicas") {
+  return require("./replicas") as typeof import("./replicas");
 }

@@ -14,6 +14,9 @@ import type { InputLeaf } from "./input-leaf";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { withAbortingTimeout } from "./timeout";
 
+/** Evaluations in flight per request, on replicas or a remote apply, unless `--concurrency` says otherwise. */
+export const DEFAULT_REPLICA_CONCURRENCY = 16;
+
 /** A differentiated leaf's row-major storage. */
 export type LeafData = Float64Array | Float32Array;
 

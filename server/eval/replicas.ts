@@ -11,6 +11,7 @@ import { Code, TesseractError } from "../../common/errors";
 import type { OutputSelector } from "./outputs";
 import type { InputLeaf } from "./input-leaf";
 import { perturbedTree } from "./concurrent";
+import { loadContract } from "../schema/contract";
 import type { AnyMessage, TesseractSchema } from "../schema/schema";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { evalTimeoutError } from "./timeout";
@@ -19,8 +20,6 @@ type ApplyClient = grpc.Client & {
   Apply(request: { inputs: AnyMessage }, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, response: { outputs?: AnyMessage }) => void): grpc.ClientUnaryCall;
 };
 
-/** Apply calls in flight per request, unless `--concurrency` says otherwise. */
-export const DEFAULT_REPLICA_CONCURRENCY = 16;
 
 /** Apply calls sent for one evaluation that keeps ending UNAVAILABLE, each with gRPC's own retries. */
 const REPLICA_RESENDS = 3;
@@ -140,4 +139,10 @@ export class ReplicaEvaluator implements Evaluator {
     const outputs = await this.replicas.apply(this.schema.inputs.encodeAny(tree, "inputs"), this.signal);
     return this.selector.select(this.schema.outputs.decodeAny(outputs, "outputs of the apply replica"));
   }
+}
+
+/** A client of other servers' Tesseract service: the contract alone (inputs travel as Any). */
+export function replicaClient(): grpc.ServiceClientConstructor {
+  const loaded = grpc.loadPackageDefinition(loadContract()) as unknown as { tesseract: { v1: { Tesseract: grpc.ServiceClientConstructor } } };
+  return loaded.tesseract.v1.Tesseract;
 }

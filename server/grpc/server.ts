@@ -3,7 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { DEFAULT_MAX_MESSAGE_BYTES, FLOW_CONTROL_WINDOW_BYTES } from "../../common/transport-defaults";
 import { Code } from "../../common/errors";
-import { DEFAULT_REPLICA_CONCURRENCY } from "../eval/replicas";
+import { DEFAULT_REPLICA_CONCURRENCY } from "../eval/concurrent";
 import { loadTesseract } from "../loader";
 import { isTesseractCoreUrl, loadTesseractCore } from "../bridge/tesseract-core";
 import { createLogger, silentLogger, type Logger } from "../log";
