@@ -93,7 +93,7 @@ export class PoolCorrection {
     if (this.recent.length > RECENT_OBSERVATIONS) this.recent.shift();
   }
 
-  /** A twentieth of the way back towards 1, every observation. */
+  /** Every remembered pace a twentieth of the way back towards 1 (a request declined the pool for the correction alone). */
   relax(): void {
     this.recent = this.recent.map((r) => 0.95 * r + 0.05);
   }
