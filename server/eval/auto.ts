@@ -34,7 +34,7 @@
  * A request that declines the pool only because of the correction moves it a twentieth of the way
  * back towards 1, so the pool is tried again now and then.
  */
-import { FailedPair, subtractInto, type Evaluator, type OutputInfo, type Perturbation, type PerturbationPair } from "./evaluator";
+import { FailedPair, flatDifferences, outputStride, type Evaluator, type OutputInfo, type Perturbation, type PerturbationPair } from "./evaluator";
 import type { InlineEvaluator } from "./inline";
 import { MAX_BATCH } from "./pool-evaluator";
 
@@ -181,22 +181,21 @@ export class AutoEvaluator implements Evaluator {
     return this.pool ? this.pooled(this.pool.evaluate(perturbation), 1) : this.timedInline(perturbation);
   }
 
-  async differences(pairs: readonly PerturbationPair[]): Promise<Float64Array[][]> {
+  async differences(pairs: readonly PerturbationPair[]): Promise<Float64Array> {
     if (!this.pool && this.waitingForPool && this.workers.costs().ready) this.decide();
     if (this.pool?.differences) return this.pooled(this.pool.differences(pairs), 2 * pairs.length);
+    // Inline, each evaluation timed (the pool may be taken between two of them).
     const results: Float64Array[][] = [];
     for (const [k, pair] of pairs.entries()) {
-      const sides: Float64Array[][] = [];
       for (const [side, perturbation] of pair.entries()) {
         try {
-          sides.push(await this.evaluate(perturbation));
+          results.push(await this.evaluate(perturbation));
         } catch (e) {
           throw new FailedPair(k, side, e);
         }
       }
-      results.push(subtractInto(sides[0], sides[1]));
     }
-    return results;
+    return flatDifferences(results, outputStride(this.outputs!));
   }
 
   /** Pooled evaluations; every DECIDE_EVERY-th tells the pool's measured pace to the correction. */

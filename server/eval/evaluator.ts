@@ -39,12 +39,14 @@ export interface Evaluator {
    */
   rounding?(outputs: Float64Array[]): Float64Array[];
   /**
-   * f(x + a) - f(x + b) output by output for each pair (two evaluations each): what central
-   * differences need. Evaluators that run apply in other threads take the pairs there as one unit
-   * and send back half the values, with one promise for all; without it the engine evaluates each
-   * and subtracts (the same numbers). A failure of one evaluation is a FailedPair.
+   * f(x + a) - f(x + b) for each pair (two evaluations each), what central differences need, flat:
+   * pair k's values at k × stride, the outputs one after the other (stride: their sizes summed),
+   * with no array per pair. In-thread evaluators run the pairs in one loop; those that run apply in
+   * other threads take each pair there as one unit and send back half the values, with one promise
+   * for all. Without it the engine evaluates each and subtracts (the same numbers). A failure of one
+   * evaluation is a FailedPair.
    */
-  differences?(pairs: readonly PerturbationPair[]): Promise<Float64Array[][]>;
+  differences?(pairs: readonly PerturbationPair[]): Promise<Float64Array>;
 }
 
 /** Two perturbations whose outputs are subtracted: f(x + pair[0]) - f(x + pair[1]). */
@@ -61,12 +63,28 @@ export class FailedPair extends Error {
   }
 }
 
-/** a - b output by output, written over `a` (the engine's own copy); returns `a`. */
-export function subtractInto(a: Float64Array[], b: readonly Float64Array[]): Float64Array[] {
-  for (let o = 0; o < a.length; o++) {
-    const p = a[o];
-    const m = b[o];
-    for (let i = 0; i < p.length; i++) p[i] -= m[i];
+/** Values per evaluation: the outputs' sizes summed (the stride of `differences`' results). */
+export function outputStride(outputs: readonly OutputInfo[]): number {
+  let stride = 0;
+  for (const o of outputs) stride += o.shape.reduce((a, b) => a * b, 1);
+  return stride;
+}
+
+/** Pairs' outputs a - b, flat as `differences` returns them (pair k at k × stride). */
+export function flatDifferences(results: readonly (readonly Float64Array[])[], stride: number): Float64Array {
+  const flat = new Float64Array((results.length / 2) * stride);
+  for (let k = 0; 2 * k < results.length; k++) {
+    let at = k * stride;
+    const [a, b] = [results[2 * k], results[2 * k + 1]];
+    for (let o = 0; o < a.length; o++) for (let i = 0; i < a[o].length; i++) flat[at++] = a[o][i] - b[o][i];
   }
-  return a;
+  return flat;
+}
+
+/** Flat values (item k at k × stride) as views, one per output per item. */
+export function splitFlat(values: Float64Array, outputs: readonly OutputInfo[], items: number): Float64Array[][] {
+  const sizes = outputs.map((o) => o.shape.reduce((a, b) => a * b, 1));
+  const split: Float64Array[][] = new Array(items);
+  for (let k = 0, at = 0; k < items; k++) split[k] = sizes.map((n) => values.subarray(at, (at += n)));
+  return split;
 }

@@ -8,8 +8,16 @@
  */
 import type { OutputSelector } from "./outputs";
 import type { InputLeaf } from "./input-leaf";
-import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
+import { FailedPair, type Evaluator, type OutputInfo, type Perturbation, type PerturbationPair } from "./evaluator";
+import { elementCount } from "../../common/tensor-codec";
 import { withTimeout } from "./timeout";
+
+/** What `batch` returns: item k's values at k × stride (all outputs, one after the other), and the items that failed. */
+export interface BatchValues {
+  values: Float64Array;
+  /** Failed items by index (of a pair, the side that failed: 0 or 1), with what apply threw. */
+  failed: { index: number; side?: 0 | 1; error: unknown }[];
+}
 
 const ignore = () => undefined;
 
@@ -129,6 +137,64 @@ export class InlineEvaluator implements Evaluator {
     } finally {
       this.restore(perturbation);
     }
+  }
+
+  /** Pairs evaluated one after the other, each answered by f(x + a) - f(x + b) alone, flat (`batch`); the first failure stops them. */
+  async differences(pairs: readonly PerturbationPair[]): Promise<Float64Array> {
+    const { values, failed } = await this.batch(pairs.flat(), true, { stopAtFailure: true });
+    if (failed.length > 0) throw new FailedPair(failed[0].index, failed[0].side ?? 0, failed[0].error);
+    return values;
+  }
+
+  /**
+   * Evaluations one after the other, each one's outputs written straight into one buffer (no
+   * promise or array per evaluation while apply is synchronous); of pairs (a, b), the second's
+   * outputs are subtracted from the first's there. A worker thread's batches and the engine's
+   * pairs inline both run here. A failure is recorded and the rest still run, unless
+   * `stopAtFailure`; `onStart(e)` is told as evaluation e starts (a worker's timeout watch).
+   */
+  async batch(perturbations: readonly Perturbation[], pairs: boolean, options: { stopAtFailure?: boolean; onStart?: (e: number) => void } = {}): Promise<BatchValues> {
+    const { selector } = this;
+    const perItem = pairs ? 2 : 1;
+    const items = perturbations.length / perItem;
+    const failed: BatchValues["failed"] = [];
+    /** Values per item, once the outputs are known (from the first evaluation). */
+    const size = () => selector.outputs!.reduce((n, o) => n + elementCount(o.shape), 0);
+    let stride = selector.outputs ? size() : 0;
+    let values = selector.outputs ? new Float64Array(stride * items) : undefined;
+    /** A pair's second outputs, before they are subtracted. */
+    let second = selector.outputs ? new Float64Array(stride) : undefined;
+    for (let k = 0; k < items; k++) {
+      let side = 0;
+      try {
+        for (; side < perItem; side++) {
+          const e = k * perItem + side;
+          options.onStart?.(e);
+          if (values && !this.busy) {
+            const target = side === 0 ? values : second!;
+            const at = side === 0 ? k * stride : 0;
+            const written = this.evaluateNow(perturbations[e], (outputs) => selector.selectInto(outputs, target, at));
+            if (written instanceof Promise) await written;
+            continue;
+          }
+          // The first evaluation (it tells the outputs' sizes), or one after an unfinished asynchronous apply.
+          const outputs = await this.evaluate(perturbations[e]);
+          stride ||= size();
+          values ??= new Float64Array(stride * items);
+          second ??= new Float64Array(stride);
+          let at = side === 0 ? k * stride : 0;
+          for (const o of outputs) {
+            (side === 0 ? values : second).set(o, at);
+            at += o.length;
+          }
+        }
+        if (pairs) for (let i = 0, at = k * stride; i < stride; i++) values![at + i] -= second![i];
+      } catch (error) {
+        failed.push(pairs ? { index: k, side: side as 0 | 1, error } : { index: k, error });
+        if (options.stopAtFailure) break;
+      }
+    }
+    return { values: values ?? new Float64Array(0), failed };
   }
 
   /** Whether an asynchronous evaluation is still in progress (evaluateNow must wait for it). */

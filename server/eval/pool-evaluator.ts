@@ -15,8 +15,7 @@
 import { randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { Code, TesseractError } from "../../common/errors";
-import { elementCount } from "../../common/tensor-codec";
-import { FailedPair, type Evaluator, type OutputInfo, type Perturbation, type PerturbationPair } from "./evaluator";
+import { FailedPair, outputStride, splitFlat, type Evaluator, type OutputInfo, type Perturbation, type PerturbationPair } from "./evaluator";
 import type { WorkerPool } from "./pool";
 import { shareTree } from "./shared-tree";
 import { packPerturbations, type BatchResult, type BatchTask } from "./worker-task";
@@ -43,7 +42,8 @@ export interface PoolJob {
 interface Pending {
   /** The perturbations, in pairs (a, b) for `differences`. */
   perturbations: Perturbation[];
-  resolve(values: Float64Array[][]): void;
+  /** Its items' values, flat (item k at k × stride): a view of the batch's buffer. */
+  resolve(values: Float64Array): void;
   reject(error: unknown): void;
 }
 
@@ -100,16 +100,16 @@ export class PoolEvaluator implements Evaluator {
 
   async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
     this.calls++;
-    return (await this.enqueue("single", [perturbation]))[0];
+    return splitFlat(await this.enqueue("single", [perturbation]), this.outputs!, 1)[0];
   }
 
   /** Each pair's two evaluations in one worker, which sends back only their difference. */
-  differences(pairs: readonly PerturbationPair[]): Promise<Float64Array[][]> {
+  differences(pairs: readonly PerturbationPair[]): Promise<Float64Array> {
     this.calls += 2 * pairs.length;
     return this.enqueue("pairs", pairs.flat());
   }
 
-  private enqueue(kind: "single" | "pairs", perturbations: Perturbation[]): Promise<Float64Array[][]> {
+  private enqueue(kind: "single" | "pairs", perturbations: Perturbation[]): Promise<Float64Array> {
     return new Promise((resolve, reject) => {
       this.pending[kind].push({ perturbations, resolve, reject });
       this.waiting[kind] += perturbations.length;
@@ -147,8 +147,6 @@ export class PoolEvaluator implements Evaluator {
       const perItem = pairs ? 2 : 1;
       const failed = result.failed.length ? new Map(result.failed.map((f) => [f.index, f])) : undefined;
       const size = this.outputSize();
-      // Known once any evaluation has succeeded (until then every item has failed).
-      const lengths = this.outputs?.map((o) => elementCount(o.shape)) ?? [];
       let item = 0;
       for (const p of batch) {
         const items = p.perturbations.length / perItem;
@@ -157,10 +155,8 @@ export class PoolEvaluator implements Evaluator {
           const error = new TesseractError(failure.error.code, failure.error.message);
           p.reject(pairs ? new FailedPair(failure.index - item, failure.side ?? 0, error) : error);
         } else {
-          // Views of the batch's buffer, one region per item: the engine may write over them.
-          const values: Float64Array[][] = new Array(items);
-          for (let k = 0, at = item * size; k < items; k++) values[k] = lengths.map((n) => result.values.subarray(at, (at += n)));
-          p.resolve(values);
+          // A view of the batch's buffer, one region per call: the engine may write over it.
+          p.resolve(batch.length === 1 ? result.values : result.values.subarray(item * size, (item + items) * size));
         }
         item += items;
       }
@@ -171,7 +167,7 @@ export class PoolEvaluator implements Evaluator {
 
   /** FP64 values per evaluation, all outputs together (0 while unknown). */
   private outputSize(): number {
-    return this.outputs?.reduce((n, o) => n + elementCount(o.shape), 0) ?? 0;
+    return this.outputs ? outputStride(this.outputs) : 0;
   }
 
   /** Each worker checks its own results; across workers, the outputs must agree too. */

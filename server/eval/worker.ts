@@ -16,7 +16,6 @@ import { loadTesseract } from "../loader";
 import { floatingPaths, getAtPath, parsePath, withLeaf } from "../schema/paths";
 import { InlineEvaluator } from "./inline";
 import { reviveTree, shareTree } from "./shared-tree";
-import { elementCount } from "../../common/tensor-codec";
 import { type ApplyResult, type ApplyTask, type BatchResult, type BatchTask, type TaskError, packPerturbations, unpackPerturbations } from "./worker-task";
 
 type Runtime = ReturnType<typeof loadTesseract>;
@@ -75,16 +74,13 @@ function jobOf(task: BatchTask): Job {
 }
 
 /**
- * Evaluations of a batch, one after the other, each one's outputs written straight into the batch's
- * buffer (a synchronous apply without a promise per evaluation); of a pair, the second's outputs are
- * subtracted from the first's there. A failure is recorded and the rest still run.
+ * A batch's evaluations, one after the other, its values in one buffer moved (not copied) to the
+ * main thread (InlineEvaluator.batch); a failure is recorded and the rest still run.
  */
 export default async function evaluateBatch(task: BatchTask): Promise<BatchResult> {
   const started = performance.now();
   const perturbations = unpackPerturbations(task.perturbations);
-  const perItem = task.pairs ? 2 : 1;
-  const items = perturbations.length / perItem;
-  const failed: BatchResult["failed"] = [];
+  const items = perturbations.length / (task.pairs ? 2 : 1);
   let job: Job;
   try {
     job = jobOf(task);
@@ -92,48 +88,16 @@ export default async function evaluateBatch(task: BatchTask): Promise<BatchResul
     // The job cannot be prepared here (the module fails to load, say): every evaluation fails alike.
     return { values: new Float64Array(0), outputs: undefined, failed: Array.from({ length: items }, (_, index) => ({ index, ...taskError(e) })), busyMs: 0 };
   }
-  const { evaluator, selector } = job;
-  /** Values per item, once the outputs are known (from this job's first evaluation here). */
-  const size = () => selector.outputs!.reduce((n, o) => n + elementCount(o.shape), 0);
-  let stride = selector.outputs ? size() : 0;
-  let values = selector.outputs ? new Float64Array(stride * items) : undefined;
-  /** A pair's second outputs, before they are subtracted. */
-  let second = selector.outputs ? new Float64Array(stride) : undefined;
-  for (let k = 0; k < items; k++) {
-    let side = 0;
-    try {
-      for (; side < perItem; side++) {
-        const e = k * perItem + side;
-        if (task.progress) {
-          // The start first, then the index: the main thread never pairs a new index with an old start.
-          Atomics.store(task.progress, 1, Date.now() - task.progressEpoch!);
-          Atomics.store(task.progress, 0, e);
-        }
-        if (values && evaluator.idle) {
-          const target = side === 0 ? values : second!;
-          const at = side === 0 ? k * stride : 0;
-          const written = evaluator.evaluateNow(perturbations[e], (outputs) => selector.selectInto(outputs, target, at));
-          if (written instanceof Promise) await written;
-          continue;
-        }
-        // The job's first evaluation here (it tells the outputs' sizes), or one after an unfinished asynchronous apply.
-        const outputs = await evaluator.evaluate(perturbations[e]);
-        stride ||= size();
-        values ??= new Float64Array(stride * items);
-        second ??= new Float64Array(stride);
-        let at = side === 0 ? k * stride : 0;
-        for (const o of outputs) {
-          (side === 0 ? values : second).set(o, at);
-          at += o.length;
-        }
+  const { progress, progressEpoch } = task;
+  // The start first, then the index: the main thread never pairs a new index with an old start.
+  const onStart = progress
+    ? (e: number) => {
+        Atomics.store(progress, 1, Date.now() - progressEpoch!);
+        Atomics.store(progress, 0, e);
       }
-      if (task.pairs) for (let i = 0, at = k * stride; i < stride; i++) values![at + i] -= second![i];
-    } catch (e) {
-      failed.push(task.pairs ? { index: k, side: side as 0 | 1, ...taskError(e) } : { index: k, ...taskError(e) });
-    }
-  }
-  values ??= new Float64Array(0);
-  const result: BatchResult = { values, outputs: selector.outputs, failed, busyMs: performance.now() - started };
+    : undefined;
+  const { values, failed } = await job.evaluator.batch(perturbations, task.pairs, { onStart });
+  const result: BatchResult = { values, outputs: job.selector.outputs, failed: failed.map(({ error, ...at }) => ({ ...at, ...taskError(error) })), busyMs: performance.now() - started };
   // The values' buffer is moved to the main thread, not copied.
   return Piscina.move({ [Piscina.transferableSymbol]: values.buffer, [Piscina.valueSymbol]: result } as never) as unknown as BatchResult;
 }

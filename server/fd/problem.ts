@@ -4,7 +4,7 @@
  * evaluations and error messages that say which evaluation failed.
  */
 import { Code, isTesseractError, TesseractError } from "../../common/errors";
-import { FailedPair, subtractInto, type Change, type Evaluator, type OutputInfo, type PerturbationPair, type Perturbation } from "../eval/evaluator";
+import { FailedPair, flatDifferences, outputStride, splitFlat, type Change, type Evaluator, type OutputInfo, type PerturbationPair, type Perturbation } from "../eval/evaluator";
 import type { InputLeaf } from "../eval/input-leaf";
 import type { DomainBounds } from "../tesseract";
 import type { ResolvedOptions } from "./options";
@@ -127,13 +127,22 @@ export class Problem {
 
   /**
    * f(x + a) - f(x + b) output by output for each pair, as fresh arrays of the engine's own (two
-   * evaluations each): by the evaluator's own `differences` where it has one, else each evaluated
-   * here and subtracted. `what` describes each side for error messages.
+   * evaluations each); `what` describes each side for error messages.
    */
   async differences(pairs: readonly PerturbationPair[], what: (pair: number, side: number) => string): Promise<Float64Array[][]> {
+    const flat = await this.flatDifferences(pairs, what);
+    return pairs.length ? splitFlat(flat, this.outputs!, pairs.length) : [];
+  }
+
+  /**
+   * The same, flat (pair k's values at k × stride, the outputs one after the other): by the
+   * evaluator's own `differences` where it has one, else each evaluated here and subtracted.
+   */
+  async flatDifferences(pairs: readonly PerturbationPair[], what: (pair: number, side: number) => string): Promise<Float64Array> {
+    if (pairs.length === 0) return new Float64Array(0);
     if (!this.evaluator.differences) {
       const results = await this.evaluateAll(pairs.flatMap((pair, k) => pair.map((p, side) => [p, () => what(k, side)] as const)));
-      return pairs.map((_, k) => subtractInto(results[2 * k], results[2 * k + 1]));
+      return flatDifferences(results, outputStride(this.outputs!));
     }
     const turn = this.turn();
     if (turn) await turn;
