@@ -184,12 +184,22 @@ export class AutoEvaluator implements Evaluator {
   async differences(pairs: readonly PerturbationPair[]): Promise<Float64Array> {
     if (!this.pool && this.waitingForPool && this.workers.costs().ready) this.decide();
     if (this.pool?.differences) return this.pooled(this.pool.differences(pairs), 2 * pairs.length);
-    // Inline, each evaluation timed (the pool may be taken between two of them).
+    // Inline, each evaluation timed; once the pool is taken, the rest of the pairs go there together.
     const results: Float64Array[][] = [];
     for (const [k, pair] of pairs.entries()) {
+      if (this.pool?.differences && k > 0) {
+        const done = flatDifferences(results, outputStride(this.outputs!));
+        const rest = await this.pooled(this.pool.differences(pairs.slice(k)), 2 * (pairs.length - k)).catch((e) => {
+          throw e instanceof FailedPair ? new FailedPair(k + e.pair, e.side, e.error) : e;
+        });
+        const all = new Float64Array(done.length + rest.length);
+        all.set(done);
+        all.set(rest, done.length);
+        return all;
+      }
       for (const [side, perturbation] of pair.entries()) {
         try {
-          results.push(await this.evaluate(perturbation));
+          results.push(await this.timedInline(perturbation));
         } catch (e) {
           throw new FailedPair(k, side, e);
         }

@@ -168,7 +168,7 @@ function gatherDifference(d: CentralDifference, split: Splitter, k: number): Cen
 }
 
 /** The group's elements each at x_j + multiple(k) h_j: one change per leaf, and the points actually taken. */
-function groupPoints(steps: StepRule, group: readonly Column[], multiple: (k: number) => number): { changes: Change[]; points: number[] } {
+export function groupPoints(steps: StepRule, group: readonly Column[], multiple: (k: number) => number): { changes: Change[]; points: number[] } {
   const n = group.length;
   const points: number[] = new Array(n);
   const leaf = group[0].leaf;
@@ -178,6 +178,7 @@ function groupPoints(steps: StepRule, group: readonly Column[], multiple: (k: nu
     points[k] = steps.perturbed(c.leaf, c.index, multiple(k));
     oneLeaf &&= c.leaf === leaf;
   }
+  if (n === 1) return { changes: [{ leaf, index: group[0].index, value: points[0] }], points };
   if (n > 1 && oneLeaf) {
     // The common case, every element in one leaf: one change, without sorting by leaf (loops: this runs per group and side).
     const indices = new Uint32Array(n);
@@ -205,7 +206,7 @@ function groupPoints(steps: StepRule, group: readonly Column[], multiple: (k: nu
 }
 
 /** "mesh.points[0, 0] and 5 more": a group, for error messages. */
-function groupName(problem: Problem, group: readonly Column[]): string {
+export function groupName(problem: Problem, group: readonly Column[]): string {
   const first = elementName(problem.leaves[group[0].leaf], group[0].index);
   return group.length === 1 ? first : `${first} and ${group.length - 1} more (a column group)`;
 }

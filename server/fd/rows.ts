@@ -149,7 +149,7 @@ function elementRows(problem: Problem, evaluationsPerRow: number, row: (leaf: nu
 }
 
 /** Chunks in flight at once when the evaluator takes many pairs: two per worker thread of a two-thread pool. */
-const CHUNKS_IN_FLIGHT = 4;
+export const CHUNKS_IN_FLIGHT = 4;
 
 /**
  * The rows of `items` (elements, or column groups) by `task`, over chunks of items, with as many

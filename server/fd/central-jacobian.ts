@@ -1,0 +1,154 @@
+/**
+ * Central Jacobians written straight into the result: a chunk of columns (elements, or column
+ * groups) goes to the evaluator as pairs in one call (Problem.flatDifferences), and each pair's
+ * flat differences are divided by each column's width and placed at its entries — no row, array or
+ * promise per column on the way. The numbers are those of rows.ts's centralRows and grouped.ts's
+ * centralGroups (the same points, differences and widths); those remain for streams, contractions
+ * and a plan that verifies or records a structure. A column near a domain bound, and a group of one,
+ * takes rows.ts's `central` (one-sided near a bound), alone.
+ */
+import { elementName } from "../eval/input-leaf";
+import { outputStride, type PerturbationPair } from "../eval/evaluator";
+import type { Column } from "./colouring";
+import { allocateEntries, placeRow, type JacobianEntry } from "./entries";
+import { groupName, groupPoints } from "./grouped";
+import type { ResolvedOptions } from "./options";
+import type { Problem } from "./problem";
+import { central, checkRow, CHUNKS_IN_FLIGHT, type Row } from "./rows";
+import type { SparsityPlan } from "./sparsity-plan";
+import type { Structure } from "./sparsity";
+import type { StepRule } from "./steps";
+import { completed } from "./window";
+
+/** A chunk inline runs about this long before the event loop gets a turn (Problem's own turns come between calls). */
+const INLINE_CHUNK_MS = 0.5;
+const MAX_INLINE_CHUNK = 64;
+
+/** The entries [output][leaf]; undefined when there was no column to evaluate. */
+export async function centralJacobian(problem: Problem, options: ResolvedOptions, maxBytes: number, plan?: SparsityPlan): Promise<JacobianEntry[][] | undefined> {
+  const steps = problem.stepRule(options);
+  const grouped = plan?.structure && plan.groups ? { structure: plan.structure, groups: plan.groups } : undefined;
+  const items = grouped ? grouped.groups.length : problem.size;
+  const leafStarts: number[] = [];
+  for (let leaf = 0, start = 0; leaf < problem.leaves.length; start += problem.leaves[leaf++].size) leafStarts.push(start);
+  /** Item t as its columns: a group, or one element (dense). */
+  const columnsOf = (t: number): readonly Column[] => {
+    if (grouped) return grouped.groups[t];
+    let leaf = problem.leaves.length - 1;
+    while (leafStarts[leaf] > t) leaf--;
+    return [{ leaf, index: t - leafStarts[leaf] }];
+  };
+  let entries: JacobianEntry[][] | undefined;
+  let scatter: Scatter | undefined;
+  const place = (row: Row) => placeRow((entries ??= allocateEntries(problem, maxBytes)), problem, checkRow(problem, row));
+
+  /** Items per chunk: a worker batch's worth of pairs, or inline about INLINE_CHUNK_MS of them. */
+  let pairMs: number | undefined;
+  const chunkSize = () => {
+    if (problem.concurrency > 1) return Math.max(1, Math.floor(problem.concurrency / (2 * CHUNKS_IN_FLIGHT)));
+    return pairMs === undefined ? 1 : Math.max(1, Math.min(MAX_INLINE_CHUNK, Math.floor(INLINE_CHUNK_MS / pairMs)));
+  };
+  let next = 0;
+  const chunk = async () => {
+    const from = next;
+    const to = (next = Math.min(items, next + chunkSize()));
+    const started = performance.now();
+    const paired: { columns: readonly Column[]; plus: number[]; minus: number[] }[] = [];
+    const pairs: PerturbationPair[] = [];
+    const lone: Promise<void>[] = [];
+    for (let t = from; t < to; t++) {
+      const columns = columnsOf(t);
+      const [{ leaf, index }] = columns;
+      if (grouped ? columns.length === 1 : !steps.inside(leaf, index, 1) || !steps.inside(leaf, index, -1)) {
+        lone.push(loneColumn(problem, steps, columns[0], grouped?.structure).then(place));
+        continue;
+      }
+      const [plus, minus] = [groupPoints(steps, columns, () => 1), groupPoints(steps, columns, () => -1)];
+      paired.push({ columns, plus: plus.points, minus: minus.points });
+      pairs.push([plus.changes, minus.changes]);
+    }
+    const what = (k: number, side: number) => `${groupName(problem, paired[k].columns)} ${side ? "-" : "+"} h`;
+    const [differences] = await Promise.all([problem.flatDifferences(pairs, what), ...lone]);
+    if (pairs.length > 0) {
+      entries ??= allocateEntries(problem, maxBytes);
+      scatter ??= new Scatter(problem, entries, grouped?.structure);
+      paired.forEach(({ columns, plus, minus }, k) => scatter!.pair(differences, k, columns, plus, minus));
+    }
+    if (problem.concurrency === 1 && to > from) pairMs = (performance.now() - started) / (to - from);
+  };
+  for await (const _ of completed(() => next < items, () => Math.ceil(problem.concurrency / (2 * chunkSize())), chunk));
+  return entries;
+}
+
+/** A column alone through rows.ts's `central`, as a row (at the structure's cells when grouped). */
+async function loneColumn(problem: Problem, steps: StepRule, { leaf, index }: Column, structure?: Structure): Promise<Row> {
+  const { values } = await central(problem, steps, leaf, index, 1);
+  if (!structure) return { leaf, index, values };
+  const aligned = structure.alignedTo(problem.outputs!);
+  const indices = values.map((_, o) => aligned.cells(o, leaf, index));
+  return { leaf, index, values: values.map((v, o) => (indices[o] ? Float64Array.from(indices[o]!, (i) => v[i]) : v)), indices };
+}
+
+/** Places pairs' differences over their columns' widths into the entries: every output value, or the structure's cells. */
+class Scatter {
+  private readonly stride: number;
+  /** Where each output starts within a pair's values. */
+  private readonly offsets: number[];
+  private readonly structure?: Structure;
+
+  constructor(
+    private readonly problem: Problem,
+    private readonly entries: JacobianEntry[][],
+    structure?: Structure,
+  ) {
+    const outputs = problem.outputs!;
+    this.stride = outputStride(outputs);
+    this.offsets = [];
+    for (let o = 0, at = 0; o < outputs.length; at += outputStride([outputs[o++]])) this.offsets.push(at);
+    this.structure = structure?.alignedTo(outputs);
+  }
+
+  pair(differences: Float64Array, k: number, columns: readonly Column[], plus: readonly number[], minus: readonly number[]): void {
+    const base = k * this.stride;
+    for (let c = 0; c < columns.length; c++) {
+      const { leaf, index } = columns[c];
+      const width = plus[c] - minus[c];
+      const size = this.problem.leaves[leaf].size;
+      for (let o = 0; o < this.offsets.length; o++) {
+        const target = this.entries[o][leaf].values;
+        const from = base + this.offsets[o];
+        const block = this.structure?.block(o, leaf);
+        let check = 0;
+        if (block) {
+          for (let t = block.starts[index]; t < block.starts[index + 1]; t++) {
+            const i = block.rows[t];
+            const v = differences[from + i] / width;
+            target[i * size + index] = v;
+            check += v - v;
+          }
+        } else {
+          const n = (this.offsets[o + 1] ?? this.stride) - this.offsets[o];
+          for (let i = 0; i < n; i++) {
+            const v = differences[from + i] / width;
+            target[i * size + index] = v;
+            check += v - v;
+          }
+        }
+        // x - x is 0 for finite x: a NaN or Inf is refused as rows.ts's checkRow refuses it.
+        if (check !== 0) this.refuse(differences, base, leaf, index, width);
+      }
+    }
+  }
+
+  /** Throws checkRow's refusal for the column's values (some are not finite). */
+  private refuse(differences: Float64Array, base: number, leaf: number, index: number, width: number): never {
+    const values = this.offsets.map((at, o) => {
+      const cells = this.structure?.cells(o, leaf, index);
+      const n = (this.offsets[o + 1] ?? this.stride) - at;
+      return cells ? Float64Array.from(cells, (i) => differences[base + at + i] / width) : Float64Array.from({ length: n }, (_, i) => differences[base + at + i] / width);
+    });
+    const indices = this.offsets.map((_, o) => this.structure?.cells(o, leaf, index));
+    checkRow(this.problem, { leaf, index, values, indices });
+    throw new Error(`${elementName(this.problem.leaves[leaf], index)}: a non-finite value checkRow did not refuse`);
+  }
+}
