@@ -29,6 +29,11 @@ const MAX_BATCH_BYTES = 4 << 20;
 const FIRST_BATCH_LIMIT = 32;
 /** Batches per thread in flight: one running, one queued, so a worker never waits for the next. */
 const BATCHES_PER_THREAD = 2;
+/**
+ * A batch predicted to take at most this long is sent unstoppable (pool.ts): a cancel waits for it
+ * (and for the one queued behind it) rather than ending its worker.
+ */
+const SHORT_BATCH_MS = 20;
 
 export interface PoolJob {
   inputs: Record<string, unknown>;
@@ -141,7 +146,9 @@ export class PoolEvaluator implements Evaluator {
   private async send(batch: Pending[], pairs: boolean): Promise<void> {
     try {
       const all = batch.length === 1 ? batch[0].perturbations : batch.flatMap((p) => p.perturbations);
-      const result = await this.pool.evaluateBatch({ ...this.task, perturbations: packPerturbations(all), pairs }, this.signal);
+      // A batch measured to be short need not be stoppable: it may then wait at a busy worker.
+      const short = this.evaluationMs !== undefined && this.evaluationMs * all.length <= SHORT_BATCH_MS;
+      const result = await this.pool.evaluateBatch({ ...this.task, perturbations: packPerturbations(all), pairs }, this.signal, !short);
       if (result.outputs) this.checkOutputs(result.outputs);
       this.learn(result.busyMs / all.length);
       const perItem = pairs ? 2 : 1;

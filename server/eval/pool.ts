@@ -47,7 +47,9 @@ export class WorkerPool {
     /** Per-evaluation timeout in ms (0: none). */
     readonly evalTimeoutMs = 0,
   ) {
-    this.piscina = new Piscina({ filename: path.join(__dirname, "worker.js"), minThreads: threads, maxThreads: threads });
+    // Two tasks per worker: a short batch that need not be stoppable waits at its worker behind the
+    // running one, so the worker goes on without waiting for the main thread to hand it the next.
+    this.piscina = new Piscina({ filename: path.join(__dirname, "worker.js"), minThreads: threads, maxThreads: threads, concurrentTasksPerWorker: 2 });
     // A worker that dies between tasks (an error thrown from a timer apply left behind) is replaced
     // like any other; piscina reports it as an 'error' event, which must not end the server.
     this.piscina.on("error", () => undefined);
@@ -68,9 +70,11 @@ export class WorkerPool {
    */
   calibrate(): Promise<void> {
     this.calibrated ??= (async () => {
-      await Promise.all(Array.from({ length: this.threads }, () => this.piscina.run(this.tesseract, { name: "load" })));
+      // Stoppable tasks go one per worker: each worker loads and warms itself.
+      const { signal } = new AbortController();
+      await Promise.all(Array.from({ length: this.threads }, () => this.piscina.run(this.tesseract, { name: "load", signal })));
       const warm = { tesseract: this.tesseract, evaluations: WARM_EVALUATIONS, budgetMs: WARM_BUDGET_MS };
-      await Promise.all(Array.from({ length: this.threads }, () => this.piscina.run(warm, { name: "warm" })));
+      await Promise.all(Array.from({ length: this.threads }, () => this.piscina.run(warm, { name: "warm", signal })));
       const times: number[] = [];
       for (let i = 0; i < CALIBRATION_PINGS; i++) {
         const started = performance.now();
@@ -83,9 +87,13 @@ export class WorkerPool {
     return this.calibrated;
   }
 
-  /** A batch of evaluations of a gradient job; the timeout applies to each evaluation in it. */
-  evaluateBatch(task: Omit<BatchTask, "progress" | "progressEpoch">, signal?: AbortSignal): Promise<BatchResult> {
-    if (!(this.evalTimeoutMs > 0)) return this.run("default", task, signal);
+  /**
+   * A batch of evaluations of a gradient job; the timeout applies to each evaluation in it. A batch
+   * known to be short (`stoppable` false, and no timeout) cannot be stopped once sent, and may wait
+   * at a busy worker: a cancel stops the job before its next batch.
+   */
+  evaluateBatch(task: Omit<BatchTask, "progress" | "progressEpoch">, signal?: AbortSignal, stoppable = true): Promise<BatchResult> {
+    if (!(this.evalTimeoutMs > 0)) return this.run("default", task, stoppable ? signal : undefined);
     const progress = new Int32Array(new SharedArrayBuffer(8)).fill(-1);
     const progressEpoch = Date.now();
     return this.run("default", { ...task, progress, progressEpoch }, signal, (stop) => watchBatch(progress, progressEpoch, this.evalTimeoutMs, stop));
@@ -114,6 +122,7 @@ export class WorkerPool {
    * what clears it.
    */
   private async run<T>(name: string, task: BatchTask | ApplyTask, signal?: AbortSignal, watch?: (stop: () => void) => () => void): Promise<T> {
+    if (!signal && !watch) return this.piscina.run(task, { name }).catch((e) => Promise.reject(diedError(e)));
     const stop = new AbortController();
     const cancel = () => stop.abort();
     signal?.addEventListener("abort", cancel, { once: true });
@@ -127,8 +136,7 @@ export class WorkerPool {
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
       if (timedOut) throw evalTimeoutError(this.evalTimeoutMs, "; its worker thread was stopped and replaced");
-      const reason = e instanceof Error ? e.message : String(e);
-      throw new TesseractError(Code.UNKNOWN, `the worker thread running apply died (${reason}); it was replaced`, { cause: e });
+      throw diedError(e);
     } finally {
       unwatch?.();
       signal?.removeEventListener("abort", cancel);
@@ -138,6 +146,12 @@ export class WorkerPool {
   close(): Promise<void> {
     return this.piscina.destroy();
   }
+}
+
+/** A task's worker died under it (piscina's error): what the caller is told. */
+function diedError(e: unknown): TesseractError {
+  const reason = e instanceof Error ? e.message : String(e);
+  return new TesseractError(Code.UNKNOWN, `the worker thread running apply died (${reason}); it was replaced`, { cause: e });
 }
 
 /**
