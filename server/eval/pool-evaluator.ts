@@ -111,7 +111,9 @@ export class PoolEvaluator implements Evaluator {
   /** Each pair's two evaluations in one worker, which sends back only their difference. */
   differences(pairs: readonly PerturbationPair[]): Promise<Float64Array> {
     this.calls += 2 * pairs.length;
-    return this.enqueue("pairs", pairs.flat());
+    const perturbations: Perturbation[] = new Array(2 * pairs.length);
+    for (let k = 0; k < pairs.length; k++) [perturbations[2 * k], perturbations[2 * k + 1]] = pairs[k];
+    return this.enqueue("pairs", perturbations);
   }
 
   private enqueue(kind: "single" | "pairs", perturbations: Perturbation[]): Promise<Float64Array> {

@@ -31,12 +31,11 @@ export async function centralJacobian(problem: Problem, options: ResolvedOptions
   const items = grouped ? grouped.groups.length : problem.size;
   const leafStarts: number[] = [];
   for (let leaf = 0, start = 0; leaf < problem.leaves.length; start += problem.leaves[leaf++].size) leafStarts.push(start);
-  /** Item t as its columns: a group, or one element (dense). */
-  const columnsOf = (t: number): readonly Column[] => {
-    if (grouped) return grouped.groups[t];
+  /** Element t of the dense Jacobian's columns: its leaf (its index is t - leafStarts[leaf]). */
+  const leafOf = (t: number) => {
     let leaf = problem.leaves.length - 1;
     while (leafStarts[leaf] > t) leaf--;
-    return [{ leaf, index: t - leafStarts[leaf] }];
+    return leaf;
   };
   let entries: JacobianEntry[][] | undefined;
   let scatter: Scatter | undefined;
@@ -53,26 +52,38 @@ export async function centralJacobian(problem: Problem, options: ResolvedOptions
     const from = next;
     const to = (next = Math.min(items, next + chunkSize()));
     const started = performance.now();
-    const paired: { columns: readonly Column[]; plus: number[]; minus: number[] }[] = [];
+    // Per pair: its columns (one element, dense; a group) and their points on either side.
+    const columns: (readonly Column[])[] = [];
+    const [plus, minus]: number[][] = [[], []];
     const pairs: PerturbationPair[] = [];
     const lone: Promise<void>[] = [];
+    const pair = (group: readonly Column[]) => {
+      const [p, m] = [groupPoints(steps, group, () => 1), groupPoints(steps, group, () => -1)];
+      columns.push(group);
+      plus.push(...p.points);
+      minus.push(...m.points);
+      pairs.push([p.changes, m.changes]);
+    };
     for (let t = from; t < to; t++) {
-      const columns = columnsOf(t);
-      const [{ leaf, index }] = columns;
-      if (grouped ? columns.length === 1 : !steps.inside(leaf, index, 1) || !steps.inside(leaf, index, -1)) {
-        lone.push(loneColumn(problem, steps, columns[0], grouped?.structure).then(place));
+      if (grouped) {
+        const group = grouped.groups[t];
+        if (group.length > 1) pair(group);
+        else lone.push(loneColumn(problem, steps, group[0], grouped.structure).then(place));
         continue;
       }
-      const [plus, minus] = [groupPoints(steps, columns, () => 1), groupPoints(steps, columns, () => -1)];
-      paired.push({ columns, plus: plus.points, minus: minus.points });
-      pairs.push([plus.changes, minus.changes]);
+      const leaf = leafOf(t);
+      const index = t - leafStarts[leaf];
+      if (steps.inside(leaf, index, 1) && steps.inside(leaf, index, -1)) pair([{ leaf, index }]);
+      else lone.push(loneColumn(problem, steps, { leaf, index }).then(place));
     }
-    const what = (k: number, side: number) => `${groupName(problem, paired[k].columns)} ${side ? "-" : "+"} h`;
+    const what = (k: number, side: number) => `${groupName(problem, columns[k])} ${side ? "-" : "+"} h`;
     const [differences] = await Promise.all([problem.flatDifferences(pairs, what), ...lone]);
     if (pairs.length > 0) {
       entries ??= allocateEntries(problem, maxBytes);
       scatter ??= new Scatter(problem, entries, grouped?.structure);
-      paired.forEach(({ columns, plus, minus }, k) => scatter!.pair(differences, k, columns, plus, minus));
+      for (let k = 0, c = 0; k < columns.length; k++) {
+        for (const { leaf, index } of columns[k]) scatter.column(differences, k, leaf, index, plus[c] - minus[c++]);
+      }
     }
     if (problem.concurrency === 1 && to > from) pairMs = (performance.now() - started) / (to - from);
   };
@@ -108,35 +119,32 @@ class Scatter {
     this.structure = structure?.alignedTo(outputs);
   }
 
-  pair(differences: Float64Array, k: number, columns: readonly Column[], plus: readonly number[], minus: readonly number[]): void {
+  /** Column `index` of leaf `leaf` from pair k's differences, over the width its points span. */
+  column(differences: Float64Array, k: number, leaf: number, index: number, width: number): void {
     const base = k * this.stride;
-    for (let c = 0; c < columns.length; c++) {
-      const { leaf, index } = columns[c];
-      const width = plus[c] - minus[c];
-      const size = this.problem.leaves[leaf].size;
-      for (let o = 0; o < this.offsets.length; o++) {
-        const target = this.entries[o][leaf].values;
-        const from = base + this.offsets[o];
-        const block = this.structure?.block(o, leaf);
-        let check = 0;
-        if (block) {
-          for (let t = block.starts[index]; t < block.starts[index + 1]; t++) {
-            const i = block.rows[t];
-            const v = differences[from + i] / width;
-            target[i * size + index] = v;
-            check += v - v;
-          }
-        } else {
-          const n = (this.offsets[o + 1] ?? this.stride) - this.offsets[o];
-          for (let i = 0; i < n; i++) {
-            const v = differences[from + i] / width;
-            target[i * size + index] = v;
-            check += v - v;
-          }
+    const size = this.problem.leaves[leaf].size;
+    for (let o = 0; o < this.offsets.length; o++) {
+      const target = this.entries[o][leaf].values;
+      const from = base + this.offsets[o];
+      const block = this.structure?.block(o, leaf);
+      let check = 0;
+      if (block) {
+        for (let t = block.starts[index]; t < block.starts[index + 1]; t++) {
+          const i = block.rows[t];
+          const v = differences[from + i] / width;
+          target[i * size + index] = v;
+          check += v - v;
         }
-        // x - x is 0 for finite x: a NaN or Inf is refused as rows.ts's checkRow refuses it.
-        if (check !== 0) this.refuse(differences, base, leaf, index, width);
+      } else {
+        const n = (this.offsets[o + 1] ?? this.stride) - this.offsets[o];
+        for (let i = 0; i < n; i++) {
+          const v = differences[from + i] / width;
+          target[i * size + index] = v;
+          check += v - v;
+        }
       }
+      // x - x is 0 for finite x: a NaN or Inf is refused as rows.ts's checkRow refuses it.
+      if (check !== 0) this.refuse(differences, base, leaf, index, width);
     }
   }
 
