@@ -184,7 +184,18 @@ export class AutoEvaluator implements Evaluator {
   async differences(pairs: readonly PerturbationPair[]): Promise<Float64Array> {
     if (!this.pool && this.waitingForPool && this.workers.costs().ready) this.decide();
     if (this.pool?.differences) return this.pooled(this.pool.differences(pairs), 2 * pairs.length);
-    // Inline, each evaluation timed; once the pool is taken, the rest of the pairs go there together.
+    // Inline. Where no decision can fall within them, the pairs run in the inline batch loop (its
+    // pace is measured all the same); otherwise each evaluation is timed, and once the pool is
+    // taken, the rest of the pairs go there together.
+    const done = this.inline.calls;
+    const nextDecision = done < CHEAP_SAMPLES ? CHEAP_SAMPLES : (Math.floor(done / DECIDE_EVERY) + 1) * DECIDE_EVERY;
+    if (this.waitingForPool || done + 2 * pairs.length < nextDecision) {
+      this.inlineStart ??= performance.now();
+      const values = await this.inline.differences(pairs);
+      this.lastEnd = performance.now();
+      inlineEvaluations += 2 * pairs.length;
+      return values;
+    }
     const results: Float64Array[][] = [];
     for (const [k, pair] of pairs.entries()) {
       if (this.pool?.differences && k > 0) {

@@ -80,10 +80,12 @@ export function packPerturbations(perturbations: readonly Perturbation[]): Float
         packed.set(change.values, at);
         at += change.values.length;
       } else if ("indices" in change) {
-        const count = change.indices.length;
+        const { indices, points } = change;
+        const count = indices.length;
         packed[at++] = -2 - count;
-        packed.set(change.indices, at);
-        packed.set(change.points, at + count);
+        // Loops: a group has few elements, and TypedArray.set costs more than it copies then.
+        for (let k = 0; k < count; k++) packed[at + k] = indices[k];
+        for (let k = 0; k < count; k++) packed[at + count + k] = points[k];
         at += 2 * count;
       } else {
         packed[at++] = -1;

@@ -73,8 +73,16 @@ export async function centralJacobian(problem: Problem, options: ResolvedOptions
       }
       const leaf = leafOf(t);
       const index = t - leafStarts[leaf];
-      if (steps.inside(leaf, index, 1) && steps.inside(leaf, index, -1)) pair([{ leaf, index }]);
-      else lone.push(loneColumn(problem, steps, { leaf, index }).then(place));
+      if (!steps.inside(leaf, index, 1) || !steps.inside(leaf, index, -1)) {
+        lone.push(loneColumn(problem, steps, { leaf, index }).then(place));
+        continue;
+      }
+      // groupPoints' result for one element, without its intermediate objects (this runs per element).
+      const [p, m] = [steps.perturbed(leaf, index, 1), steps.perturbed(leaf, index, -1)];
+      columns.push([{ leaf, index }]);
+      plus.push(p);
+      minus.push(m);
+      pairs.push([[{ leaf, index, value: p }], [{ leaf, index, value: m }]]);
     }
     const what = (k: number, side: number) => `${groupName(problem, columns[k])} ${side ? "-" : "+"} h`;
     const [differences] = await Promise.all([problem.flatDifferences(pairs, what), ...lone]);
