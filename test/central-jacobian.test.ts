@@ -7,7 +7,8 @@
  */
 import { strict as assert } from "node:assert";
 import { Code } from "../index";
-import { flatDifferences, outputStride, type Evaluator, type OutputInfo, type Perturbation, type PerturbationPair } from "../server/eval/evaluator";
+import { flatDifferences, outputStride, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "../server/eval/evaluator";
+import { pairCount, sideOf } from "../server/eval/element-pairs";
 import type { InputLeaf } from "../server/eval/input-leaf";
 import { planRowBatches } from "../server/fd/columns";
 import { allocateEntries, placeRow } from "../server/fd/entries";
@@ -23,7 +24,7 @@ type Fn = (leaves: Float64Array[]) => Float64Array[];
 /** `fn` on copies of the leaves with the perturbation applied; with `inFlight` > 1, pairs in one call, as a pool takes them. */
 class TestEvaluator implements Evaluator {
   calls = 0;
-  readonly differences?: (pairs: readonly PerturbationPair[]) => Promise<Float64Array>;
+  readonly differences?: (pairs: ElementPairs) => Promise<Float64Array>;
 
   constructor(
     private readonly leaves: InputLeaf[],
@@ -31,7 +32,9 @@ class TestEvaluator implements Evaluator {
     readonly outputs: OutputInfo[],
     readonly concurrency: number,
   ) {
-    if (concurrency > 1) this.differences = async (pairs) => flatDifferences(await Promise.all(pairs.flat().map((p) => this.evaluate(p))), outputStride(this.outputs));
+    if (concurrency > 1) {
+      this.differences = async (pairs) => flatDifferences(await Promise.all(Array.from({ length: 2 * pairCount(pairs) }, (_, e) => this.evaluate(sideOf(pairs, e >> 1, e & 1)))), outputStride(this.outputs));
+    }
   }
 
   async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {

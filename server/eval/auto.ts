@@ -34,7 +34,8 @@
  * A request that declines the pool only because of the correction moves it a twentieth of the way
  * back towards 1, so the pool is tried again now and then.
  */
-import { FailedPair, flatDifferences, outputStride, type Evaluator, type OutputInfo, type Perturbation, type PerturbationPair } from "./evaluator";
+import { FailedPair, flatDifferences, outputStride, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "./evaluator";
+import { pairCount, sideOf, slicePairs } from "./element-pairs";
 import type { InlineEvaluator } from "./inline";
 import { MAX_BATCH } from "./pool-evaluator";
 
@@ -181,26 +182,27 @@ export class AutoEvaluator implements Evaluator {
     return this.pool ? this.pooled(this.pool.evaluate(perturbation), 1) : this.timedInline(perturbation);
   }
 
-  async differences(pairs: readonly PerturbationPair[]): Promise<Float64Array> {
+  async differences(pairs: ElementPairs): Promise<Float64Array> {
     if (!this.pool && this.waitingForPool && this.workers.costs().ready) this.decide();
-    if (this.pool?.differences) return this.pooled(this.pool.differences(pairs), 2 * pairs.length);
+    const count = pairCount(pairs);
+    if (this.pool?.differences) return this.pooled(this.pool.differences(pairs), 2 * count);
     // Inline. Where no decision can fall within them, the pairs run in the inline batch loop (its
     // pace is measured all the same); otherwise each evaluation is timed, and once the pool is
     // taken, the rest of the pairs go there together.
     const done = this.inline.calls;
     const nextDecision = done < CHEAP_SAMPLES ? CHEAP_SAMPLES : (Math.floor(done / DECIDE_EVERY) + 1) * DECIDE_EVERY;
-    if (this.waitingForPool || done + 2 * pairs.length < nextDecision) {
+    if (this.waitingForPool || done + 2 * count < nextDecision) {
       this.inlineStart ??= performance.now();
       const values = await this.inline.differences(pairs);
       this.lastEnd = performance.now();
-      inlineEvaluations += 2 * pairs.length;
+      inlineEvaluations += 2 * count;
       return values;
     }
     const results: Float64Array[][] = [];
-    for (const [k, pair] of pairs.entries()) {
+    for (let k = 0; k < count; k++) {
       if (this.pool?.differences && k > 0) {
         const done = flatDifferences(results, outputStride(this.outputs!));
-        const rest = await this.pooled(this.pool.differences(pairs.slice(k)), 2 * (pairs.length - k)).catch((e) => {
+        const rest = await this.pooled(this.pool.differences(slicePairs(pairs, k)), 2 * (count - k)).catch((e) => {
           throw e instanceof FailedPair ? new FailedPair(k + e.pair, e.side, e.error) : e;
         });
         const all = new Float64Array(done.length + rest.length);
@@ -208,9 +210,9 @@ export class AutoEvaluator implements Evaluator {
         all.set(rest, done.length);
         return all;
       }
-      for (const [side, perturbation] of pair.entries()) {
+      for (let side = 0; side < 2; side++) {
         try {
-          results.push(await this.timedInline(perturbation));
+          results.push(await this.timedInline(sideOf(pairs, k, side)));
         } catch (e) {
           throw new FailedPair(k, side, e);
         }

@@ -23,6 +23,7 @@ import type { DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { AutoEvaluator, PoolCorrection } from "./auto";
 import { CachedBaseEvaluator } from "./cached-base";
+import { pairCount } from "./element-pairs";
 import { ConcurrentEvaluator, DEFAULT_REPLICA_CONCURRENCY, type RemoteApply } from "./concurrent";
 import { DEFAULT_CACHE_BYTES, EvaluationCache } from "./evaluation-cache";
 import { InlineEvaluator } from "./inline";
@@ -71,7 +72,7 @@ class Counted implements Evaluator {
   ) {
     if (inner.differences) {
       this.differences = (pairs) => {
-        for (let k = 0; k < 2 * pairs.length; k++) count();
+        for (let k = 0; k < 2 * pairCount(pairs); k++) count();
         return inner.differences!(pairs);
       };
     }

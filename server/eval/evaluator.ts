@@ -39,14 +39,28 @@ export interface Evaluator {
    */
   rounding?(outputs: Float64Array[]): Float64Array[];
   /**
-   * f(x + a) - f(x + b) for each pair (two evaluations each), what central differences need, flat:
-   * pair k's values at k × stride, the outputs one after the other (stride: their sizes summed),
-   * with no array per pair. In-thread evaluators run the pairs in one loop; those that run apply in
-   * other threads take each pair there as one unit and send back half the values, with one promise
-   * for all. Without it the engine evaluates each and subtracts (the same numbers). A failure of one
-   * evaluation is a FailedPair.
+   * f(x + plus) - f(x + minus) for each pair of element changes (two evaluations each), what
+   * central differences need, flat: pair k's values at k × stride, the outputs one after the other
+   * (stride: their sizes summed), with no array per pair. In-thread evaluators run the pairs in one
+   * loop; those that run apply in other threads take each pair there as one unit and send back half
+   * the values, with one promise for all. Without it the engine evaluates each and subtracts (the
+   * same numbers). A failure of one evaluation is a FailedPair.
    */
-  differences?(pairs: readonly PerturbationPair[]): Promise<Float64Array>;
+  differences?(pairs: ElementPairs): Promise<Float64Array>;
+}
+
+/**
+ * Pairs of perturbations of single elements, packed in typed arrays (helpers: element-pairs.ts):
+ * pair k sets elements starts[k] .. starts[k + 1] - 1 — element e is flat index indices[e] of leaf
+ * leaves[e] — to plus[e] on one side and to minus[e] on the other.
+ */
+export interface ElementPairs {
+  /** count + 1 offsets into the element arrays. */
+  starts: Uint32Array;
+  leaves: Uint32Array;
+  indices: Uint32Array;
+  plus: Float64Array;
+  minus: Float64Array;
 }
 
 /** Two perturbations whose outputs are subtracted: f(x + pair[0]) - f(x + pair[1]). */

@@ -8,8 +8,8 @@
  */
 import type { OutputSelector } from "./outputs";
 import type { InputLeaf } from "./input-leaf";
-import { FailedPair, type Evaluator, type OutputInfo, type Perturbation, type PerturbationPair } from "./evaluator";
-import { elementCount } from "../../common/tensor-codec";
+import { FailedPair, outputStride, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "./evaluator";
+import { pairCount, sideOf } from "./element-pairs";
 import { withTimeout } from "./timeout";
 
 /** What `batch` returns: item k's values at k × stride (all outputs, one after the other), and the items that failed. */
@@ -17,6 +17,19 @@ export interface BatchValues {
   values: Float64Array;
   /** Failed items by index (of a pair, the side that failed: 0 or 1), with what apply threw. */
   failed: { index: number; side?: 0 | 1; error: unknown }[];
+}
+
+export interface BatchOptions {
+  /** Stop at the first failure (else it is recorded and the rest still run). */
+  stopAtFailure?: boolean;
+  /** Told as evaluation e of the batch starts. */
+  onStart?: (e: number) => void;
+}
+
+/** How `batch` evaluates side `side` of item k: at once into `collect`, or as a Perturbation. */
+interface BatchSides {
+  now<T>(k: number, side: number, collect: (outputs: unknown) => T): T | Promise<T>;
+  perturbation(k: number, side: number): Perturbation;
 }
 
 const ignore = () => undefined;
@@ -114,20 +127,46 @@ export class InlineEvaluator implements Evaluator {
   evaluateNow(perturbation: Perturbation): Float64Array[] | Promise<Float64Array[]>;
   evaluateNow<T>(perturbation: Perturbation, collect: (outputs: unknown) => T): T | Promise<T>;
   evaluateNow<T>(perturbation: Perturbation, collect?: (outputs: unknown) => T): T | Promise<T> {
-    const take = collect ?? ((outputs: unknown) => this.selector.select(outputs) as T);
     this.perturb(perturbation);
+    return this.applyPerturbed(() => this.restore(perturbation), collect ?? ((outputs: unknown) => this.selector.select(outputs) as T));
+  }
+
+  /** What the elements of a pair held while it is evaluated (one pair at a time: see `applyPerturbed`). */
+  private held = new Float64Array(16);
+
+  /** One side of pair k (0: plus, 1: minus) evaluated as evaluateNow evaluates, its elements set straight from the pack. */
+  private evaluatePairSide<T>(pairs: ElementPairs, k: number, side: number, collect: (outputs: unknown) => T): T | Promise<T> {
+    const [from, to] = [pairs.starts[k], pairs.starts[k + 1]];
+    const points = side === 0 ? pairs.plus : pairs.minus;
+    if (this.held.length < to - from) this.held = new Float64Array(2 * (to - from));
+    const held = this.held;
+    for (let e = from; e < to; e++) {
+      const data = this.leaves[pairs.leaves[e]].data;
+      held[e - from] = data[pairs.indices[e]];
+      data[pairs.indices[e]] = points[e];
+    }
+    const restore = () => {
+      for (let e = to - 1; e >= from; e--) this.leaves[pairs.leaves[e]].data[pairs.indices[e]] = held[e - from];
+    };
+    return this.applyPerturbed(restore, collect);
+  }
+
+  /**
+   * apply at the inputs as perturbed, `take` its outputs, then `restore` the inputs. An
+   * asynchronous apply keeps the evaluator busy until it has settled and the inputs are restored,
+   * so no other evaluation perturbs them (or overwrites what `restore` puts back) meanwhile.
+   */
+  private applyPerturbed<T>(restore: () => void, take: (outputs: unknown) => T): T | Promise<T> {
     this.calls++;
     let outputs: unknown;
     try {
       outputs = this.apply(this.inputs);
     } catch (e) {
-      this.restore(perturbation);
+      restore();
       throw e;
     }
     if (outputs instanceof Promise || typeof (outputs as PromiseLike<unknown>)?.then === "function") {
-      const settled = Promise.resolve(outputs)
-        .then(take)
-        .finally(() => this.restore(perturbation));
+      const settled = Promise.resolve(outputs).then(take).finally(restore);
       this.track(settled); // the next evaluation waits for the inputs to be restored, timeout or not
       return withTimeout(settled, this.timeoutMs);
     }
@@ -135,32 +174,39 @@ export class InlineEvaluator implements Evaluator {
     try {
       return take(outputs);
     } finally {
-      this.restore(perturbation);
+      restore();
     }
   }
 
-  /** Pairs evaluated one after the other, each answered by f(x + a) - f(x + b) alone, flat (`batch`); the first failure stops them. */
-  async differences(pairs: readonly PerturbationPair[]): Promise<Float64Array> {
-    const { values, failed } = await this.batch(pairs.flat(), true, { stopAtFailure: true });
+  /** Pairs evaluated one after the other, each answered by f(x + plus) - f(x + minus) alone, flat; the first failure stops them. */
+  async differences(pairs: ElementPairs): Promise<Float64Array> {
+    const { values, failed } = await this.pairs(pairs, { stopAtFailure: true });
     if (failed.length > 0) throw new FailedPair(failed[0].index, failed[0].side ?? 0, failed[0].error);
     return values;
   }
 
+  /** Evaluations one after the other into one buffer (`batch`). */
+  evaluations(perturbations: readonly Perturbation[], options: BatchOptions = {}): Promise<BatchValues> {
+    return this.batch(perturbations.length, 1, { now: (k, _, collect) => this.evaluateNow(perturbations[k], collect), perturbation: (k) => perturbations[k] }, options);
+  }
+
+  /** Pairs one after the other, f(x + plus) - f(x + minus) each, into one buffer (`batch`). */
+  pairs(pairs: ElementPairs, options: BatchOptions = {}): Promise<BatchValues> {
+    return this.batch(pairCount(pairs), 2, { now: (k, side, collect) => this.evaluatePairSide(pairs, k, side, collect), perturbation: (k, side) => sideOf(pairs, k, side) }, options);
+  }
+
   /**
-   * Evaluations one after the other, each one's outputs written straight into one buffer (no
-   * promise or array per evaluation while apply is synchronous); of pairs (a, b), the second's
+   * Items evaluated one after the other, each one's outputs written straight into one buffer (no
+   * promise or array per evaluation while apply is synchronous); of a pair, the second side's
    * outputs are subtracted from the first's there. A worker thread's batches and the engine's
    * pairs inline both run here. A failure is recorded and the rest still run, unless
    * `stopAtFailure`; `onStart(e)` is told as evaluation e starts (a worker's timeout watch).
    */
-  async batch(perturbations: readonly Perturbation[], pairs: boolean, options: { stopAtFailure?: boolean; onStart?: (e: number) => void } = {}): Promise<BatchValues> {
+  private async batch(items: number, perItem: 1 | 2, sides: BatchSides, options: BatchOptions): Promise<BatchValues> {
     const { selector } = this;
-    const perItem = pairs ? 2 : 1;
-    const items = perturbations.length / perItem;
     const failed: BatchValues["failed"] = [];
     /** Values per item, once the outputs are known (from the first evaluation). */
-    const size = () => selector.outputs!.reduce((n, o) => n + elementCount(o.shape), 0);
-    let stride = selector.outputs ? size() : 0;
+    let stride = selector.outputs ? outputStride(selector.outputs) : 0;
     let values = selector.outputs ? new Float64Array(stride * items) : undefined;
     /** A pair's second outputs, before they are subtracted. */
     let second = selector.outputs ? new Float64Array(stride) : undefined;
@@ -168,18 +214,17 @@ export class InlineEvaluator implements Evaluator {
       let side = 0;
       try {
         for (; side < perItem; side++) {
-          const e = k * perItem + side;
-          options.onStart?.(e);
+          options.onStart?.(k * perItem + side);
           if (values && !this.busy) {
             const target = side === 0 ? values : second!;
             const at = side === 0 ? k * stride : 0;
-            const written = this.evaluateNow(perturbations[e], (outputs) => selector.selectInto(outputs, target, at));
+            const written = sides.now(k, side, (outputs) => selector.selectInto(outputs, target, at));
             if (written instanceof Promise) await written;
             continue;
           }
           // The first evaluation (it tells the outputs' sizes), or one after an unfinished asynchronous apply.
-          const outputs = await this.evaluate(perturbations[e]);
-          stride ||= size();
+          const outputs = await this.evaluate(sides.perturbation(k, side));
+          stride ||= outputStride(selector.outputs!);
           values ??= new Float64Array(stride * items);
           second ??= new Float64Array(stride);
           let at = side === 0 ? k * stride : 0;
@@ -188,9 +233,9 @@ export class InlineEvaluator implements Evaluator {
             at += o.length;
           }
         }
-        if (pairs) for (let i = 0, at = k * stride; i < stride; i++) values![at + i] -= second![i];
+        if (perItem === 2) for (let i = 0, at = k * stride; i < stride; i++) values![at + i] -= second![i];
       } catch (error) {
-        failed.push(pairs ? { index: k, side: side as 0 | 1, error } : { index: k, error });
+        failed.push(perItem === 2 ? { index: k, side: side as 0 | 1, error } : { index: k, error });
         if (options.stopAtFailure) break;
       }
     }

@@ -15,7 +15,8 @@
 import { randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { Code, TesseractError } from "../../common/errors";
-import { FailedPair, outputStride, splitFlat, type Evaluator, type OutputInfo, type Perturbation, type PerturbationPair } from "./evaluator";
+import { FailedPair, outputStride, splitFlat, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "./evaluator";
+import { concatPairs, pairCount } from "./element-pairs";
 import type { WorkerPool } from "./pool";
 import { shareTree } from "./shared-tree";
 import { packPerturbations, type BatchResult, type BatchTask } from "./worker-task";
@@ -45,8 +46,11 @@ export interface PoolJob {
 
 /** What the engine asked for in one call: evaluations, or pairs to subtract; answered together. */
 interface Pending {
-  /** The perturbations, in pairs (a, b) for `differences`. */
-  perturbations: Perturbation[];
+  /** Evaluations (kind "single"), or pairs (kind "pairs"). */
+  perturbations?: Perturbation[];
+  pairs?: ElementPairs;
+  /** Items: evaluations or pairs. */
+  items: number;
   /** Its items' values, flat (item k at k × stride): a view of the batch's buffer. */
   resolve(values: Float64Array): void;
   reject(error: unknown): void;
@@ -105,21 +109,20 @@ export class PoolEvaluator implements Evaluator {
 
   async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
     this.calls++;
-    return splitFlat(await this.enqueue("single", [perturbation]), this.outputs!, 1)[0];
+    return splitFlat(await this.enqueue("single", { perturbations: [perturbation], items: 1 }), this.outputs!, 1)[0];
   }
 
   /** Each pair's two evaluations in one worker, which sends back only their difference. */
-  differences(pairs: readonly PerturbationPair[]): Promise<Float64Array> {
-    this.calls += 2 * pairs.length;
-    const perturbations: Perturbation[] = new Array(2 * pairs.length);
-    for (let k = 0; k < pairs.length; k++) [perturbations[2 * k], perturbations[2 * k + 1]] = pairs[k];
-    return this.enqueue("pairs", perturbations);
+  differences(pairs: ElementPairs): Promise<Float64Array> {
+    const items = pairCount(pairs);
+    this.calls += 2 * items;
+    return this.enqueue("pairs", { pairs, items });
   }
 
-  private enqueue(kind: "single" | "pairs", perturbations: Perturbation[]): Promise<Float64Array> {
+  private enqueue(kind: "single" | "pairs", what: Omit<Pending, "resolve" | "reject">): Promise<Float64Array> {
     return new Promise((resolve, reject) => {
-      this.pending[kind].push({ perturbations, resolve, reject });
-      this.waiting[kind] += perturbations.length;
+      this.pending[kind].push({ ...what, resolve, reject });
+      this.waiting[kind] += evaluationsOf(kind, what.items);
       // A full batch goes at once; the rest waits for what else the engine asks for in this turn.
       if (this.waiting[kind] >= this.batchSize) this.flush(kind);
       else if (!this.flushScheduled) {
@@ -139,35 +142,33 @@ export class PoolEvaluator implements Evaluator {
     while (queue.length > 0) {
       let evaluations = 0;
       let count = 0;
-      while (count < queue.length && (count === 0 || evaluations + queue[count].perturbations.length <= this.batchSize)) evaluations += queue[count++].perturbations.length;
+      while (count < queue.length && (count === 0 || evaluations + evaluationsOf(kind, queue[count].items) <= this.batchSize)) evaluations += evaluationsOf(kind, queue[count++].items);
       this.waiting[kind] -= evaluations;
-      void this.send(queue.splice(0, count), kind === "pairs");
+      void this.send(queue.splice(0, count), kind, evaluations);
     }
   }
 
-  private async send(batch: Pending[], pairs: boolean): Promise<void> {
+  private async send(batch: Pending[], kind: "single" | "pairs", evaluations: number): Promise<void> {
     try {
-      const all = batch.length === 1 ? batch[0].perturbations : batch.flatMap((p) => p.perturbations);
+      const work = kind === "pairs" ? { pairs: concatPairs(batch.map((p) => p.pairs!)) } : { perturbations: packPerturbations(batch.flatMap((p) => p.perturbations!)) };
       // A batch measured to be short need not be stoppable: it may then wait at a busy worker.
-      const short = this.evaluationMs !== undefined && this.evaluationMs * all.length <= SHORT_BATCH_MS;
-      const result = await this.pool.evaluateBatch({ ...this.task, perturbations: packPerturbations(all), pairs }, this.signal, !short);
+      const short = this.evaluationMs !== undefined && this.evaluationMs * evaluations <= SHORT_BATCH_MS;
+      const result = await this.pool.evaluateBatch({ ...this.task, ...work }, this.signal, !short);
       if (result.outputs) this.checkOutputs(result.outputs);
-      this.learn(result.busyMs / all.length);
-      const perItem = pairs ? 2 : 1;
+      this.learn(result.busyMs / evaluations);
       const failed = result.failed.length ? new Map(result.failed.map((f) => [f.index, f])) : undefined;
       const size = this.outputSize();
       let item = 0;
       for (const p of batch) {
-        const items = p.perturbations.length / perItem;
-        const failure = failed && firstFailure(failed, item, items);
+        const failure = failed && firstFailure(failed, item, p.items);
         if (failure) {
           const error = new TesseractError(failure.error.code, failure.error.message);
-          p.reject(pairs ? new FailedPair(failure.index - item, failure.side ?? 0, error) : error);
+          p.reject(kind === "pairs" ? new FailedPair(failure.index - item, failure.side ?? 0, error) : error);
         } else {
           // A view of the batch's buffer, one region per call: the engine may write over it.
-          p.resolve(batch.length === 1 ? result.values : result.values.subarray(item * size, (item + items) * size));
+          p.resolve(batch.length === 1 ? result.values : result.values.subarray(item * size, (item + p.items) * size));
         }
-        item += items;
+        item += p.items;
       }
     } catch (e) {
       for (const p of batch) p.reject(e);
@@ -200,6 +201,9 @@ export class PoolEvaluator implements Evaluator {
     this.pool.lastBatchSize = this.batchSize;
   }
 }
+
+/** Evaluations of `items` items of a kind. */
+const evaluationsOf = (kind: "single" | "pairs", items: number) => (kind === "pairs" ? 2 * items : items);
 
 /** The first failure among items [from, from + count) of a batch. */
 function firstFailure(failed: Map<number, BatchResult["failed"][number]>, from: number, count: number): BatchResult["failed"][number] | undefined {

@@ -5,7 +5,7 @@
  */
 import type { AnyMessage } from "../schema/schema";
 import type { DecodeLimits } from "../../common/tensor-codec";
-import type { Change, OutputInfo, Perturbation } from "./evaluator";
+import type { Change, ElementPairs, OutputInfo, Perturbation } from "./evaluator";
 
 /** Evaluations of one gradient job at several perturbations of its base inputs. */
 export interface BatchTask {
@@ -18,13 +18,10 @@ export interface BatchTask {
   inputPaths: string[];
   outputPaths: string[];
   outputsField: string;
-  /** The batch's perturbations, packed (packPerturbations). */
-  perturbations: Float64Array;
-  /**
-   * Whether the perturbations come in pairs (a, b), each answered by f(x + a) - f(x + b) alone
-   * (Evaluator.difference): the results and failures are then per pair.
-   */
-  pairs: boolean;
+  /** The batch's evaluations, packed (packPerturbations); or */
+  perturbations?: Float64Array;
+  /** its pairs, each answered by f(x + plus) - f(x + minus) alone (Evaluator.differences): the results and failures are then per pair. */
+  pairs?: ElementPairs;
   /**
    * Under a per-evaluation timeout: shared [index, started] of the evaluation the worker is running
    * (index -1 until the first starts; started in ms after `progressEpoch`, a Date.now()), so the

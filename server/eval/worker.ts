@@ -15,8 +15,9 @@ import { inputLeaf } from "./input-leaf";
 import { loadTesseract } from "../loader";
 import { floatingPaths, getAtPath, parsePath, withLeaf } from "../schema/paths";
 import { InlineEvaluator } from "./inline";
+import { ElementPairsBuilder, pairCount } from "./element-pairs";
 import { reviveTree, shareTree } from "./shared-tree";
-import { type ApplyResult, type ApplyTask, type BatchResult, type BatchTask, type TaskError, packPerturbations, unpackPerturbations } from "./worker-task";
+import { type ApplyResult, type ApplyTask, type BatchResult, type BatchTask, type TaskError, unpackPerturbations } from "./worker-task";
 
 type Runtime = ReturnType<typeof loadTesseract>;
 
@@ -79,8 +80,8 @@ function jobOf(task: BatchTask): Job {
  */
 export default async function evaluateBatch(task: BatchTask): Promise<BatchResult> {
   const started = performance.now();
-  const perturbations = unpackPerturbations(task.perturbations);
-  const items = perturbations.length / (task.pairs ? 2 : 1);
+  const perturbations = task.perturbations && unpackPerturbations(task.perturbations);
+  const items = task.pairs ? pairCount(task.pairs) : perturbations!.length;
   let job: Job;
   try {
     job = jobOf(task);
@@ -96,7 +97,8 @@ export default async function evaluateBatch(task: BatchTask): Promise<BatchResul
         Atomics.store(progress, 0, e);
       }
     : undefined;
-  const { values, failed } = await job.evaluator.batch(perturbations, task.pairs, { onStart });
+  const { evaluator } = job;
+  const { values, failed } = await (task.pairs ? evaluator.pairs(task.pairs, { onStart }) : evaluator.evaluations(perturbations!, { onStart }));
   const result: BatchResult = { values, outputs: job.selector.outputs, failed: failed.map(({ error, ...at }) => ({ ...at, ...taskError(error) })), busyMs: performance.now() - started };
   // The values' buffer is moved to the main thread, not copied.
   return Piscina.move({ [Piscina.transferableSymbol]: values.buffer, [Piscina.valueSymbol]: result } as never) as unknown as BatchResult;
@@ -144,7 +146,15 @@ async function warmOn(task: { tesseract: string; evaluations: number; budgetMs: 
   if (inputPaths.length === 0 || outputPaths.length === 0) return 0;
   // Pairs of tiny steps of the first leaf's elements, as a central Jacobian takes them.
   const data = (getAtPath(example, parsePath(inputPaths[0])) as { data: ArrayLike<number> }).data;
-  const pair = (index: number) => [[{ leaf: 0, index, value: data[index] * (1 + 1e-7) }], [{ leaf: 0, index, value: data[index] * (1 - 1e-7) }]];
+  const pairsOf = (count: number) => {
+    const builder = new ElementPairsBuilder();
+    for (let k = 0; k < count; k++) {
+      const index = k % data.length;
+      builder.element(0, index, data[index] * (1 + 1e-7), data[index] * (1 - 1e-7));
+      builder.endPair();
+    }
+    return builder.build();
+  };
   const inputs = shareTree(example);
   const batch = (pairs: number): BatchTask => ({
     tesseract: task.tesseract,
@@ -153,8 +163,7 @@ async function warmOn(task: { tesseract: string; evaluations: number; budgetMs: 
     inputPaths,
     outputPaths,
     outputsField: "jac_outputs",
-    perturbations: packPerturbations(Array.from({ length: pairs }, (_, k) => pair(k % data.length)).flat()),
-    pairs: true,
+    pairs: pairsOf(pairs),
   });
   // Batches doubling up to WARM_BATCH. An apply still costly once compiled (after the first
   // rounds) is not worth warming for: compilation is a small part of its time.

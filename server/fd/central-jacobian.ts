@@ -8,10 +8,11 @@
  * takes rows.ts's `central` (one-sided near a bound), alone.
  */
 import { elementName } from "../eval/input-leaf";
-import { outputStride, type PerturbationPair } from "../eval/evaluator";
+import { outputStride, type ElementPairs } from "../eval/evaluator";
+import { ElementPairsBuilder } from "../eval/element-pairs";
 import type { Column } from "./colouring";
 import { allocateEntries, placeRow, type JacobianEntry } from "./entries";
-import { groupName, groupPoints } from "./grouped";
+import { groupName } from "./grouped";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
 import { central, checkRow, CHUNKS_IN_FLIGHT, type Row } from "./rows";
@@ -52,51 +53,47 @@ export async function centralJacobian(problem: Problem, options: ResolvedOptions
     const from = next;
     const to = (next = Math.min(items, next + chunkSize()));
     const started = performance.now();
-    // Per pair: its columns (one element, dense; a group) and their points on either side.
-    const columns: (readonly Column[])[] = [];
-    const [plus, minus]: number[][] = [[], []];
-    const pairs: PerturbationPair[] = [];
+    // A pair per item: its elements (one, dense; a group's) at their points on either side.
+    const builder = new ElementPairsBuilder();
     const lone: Promise<void>[] = [];
-    const pair = (group: readonly Column[]) => {
-      const [p, m] = [groupPoints(steps, group, () => 1), groupPoints(steps, group, () => -1)];
-      columns.push(group);
-      plus.push(...p.points);
-      minus.push(...m.points);
-      pairs.push([p.changes, m.changes]);
-    };
+    const element = (leaf: number, index: number) => builder.element(leaf, index, steps.perturbed(leaf, index, 1), steps.perturbed(leaf, index, -1));
     for (let t = from; t < to; t++) {
       if (grouped) {
         const group = grouped.groups[t];
-        if (group.length > 1) pair(group);
-        else lone.push(loneColumn(problem, steps, group[0], grouped.structure).then(place));
+        if (group.length === 1) lone.push(loneColumn(problem, steps, group[0], grouped.structure).then(place));
+        else {
+          for (const { leaf, index } of group) element(leaf, index);
+          builder.endPair();
+        }
         continue;
       }
       const leaf = leafOf(t);
       const index = t - leafStarts[leaf];
-      if (!steps.inside(leaf, index, 1) || !steps.inside(leaf, index, -1)) {
-        lone.push(loneColumn(problem, steps, { leaf, index }).then(place));
-        continue;
-      }
-      // groupPoints' result for one element, without its intermediate objects (this runs per element).
-      const [p, m] = [steps.perturbed(leaf, index, 1), steps.perturbed(leaf, index, -1)];
-      columns.push([{ leaf, index }]);
-      plus.push(p);
-      minus.push(m);
-      pairs.push([[{ leaf, index, value: p }], [{ leaf, index, value: m }]]);
+      if (steps.inside(leaf, index, 1) && steps.inside(leaf, index, -1)) {
+        element(leaf, index);
+        builder.endPair();
+      } else lone.push(loneColumn(problem, steps, { leaf, index }).then(place));
     }
-    const what = (k: number, side: number) => `${groupName(problem, columns[k])} ${side ? "-" : "+"} h`;
+    const pairs = builder.build();
+    const what = (k: number, side: number) => `${groupName(problem, columnsOf(pairs, k))} ${side ? "-" : "+"} h`;
     const [differences] = await Promise.all([problem.flatDifferences(pairs, what), ...lone]);
-    if (pairs.length > 0) {
+    if (builder.count > 0) {
       entries ??= allocateEntries(problem, maxBytes);
       scatter ??= new Scatter(problem, entries, grouped?.structure);
-      for (let k = 0, c = 0; k < columns.length; k++) {
-        for (const { leaf, index } of columns[k]) scatter.column(differences, k, leaf, index, plus[c] - minus[c++]);
+      const { starts, leaves, indices, plus, minus } = pairs;
+      for (let k = 0; k < builder.count; k++) {
+        for (let e = starts[k]; e < starts[k + 1]; e++) scatter.column(differences, k, leaves[e], indices[e], plus[e] - minus[e]);
       }
     }
     if (problem.concurrency === 1 && to > from) pairMs = (performance.now() - started) / (to - from);
   };
   for await (const _ of completed(() => next < items, () => Math.ceil(problem.concurrency / (2 * chunkSize())), chunk));
   return entries;
+}
+
+/** The columns pair k of `pairs` perturbs (for messages). */
+function columnsOf(pairs: ElementPairs, k: number): Column[] {
+  return Array.from({ length: pairs.starts[k + 1] - pairs.starts[k] }, (_, c) => ({ leaf: pairs.leaves[pairs.starts[k] + c], index: pairs.indices[pairs.starts[k] + c] }));
 }
 
 /** A column alone through rows.ts's `central`, as a row (at the structure's cells when grouped). */

@@ -4,7 +4,8 @@
  * evaluations and error messages that say which evaluation failed.
  */
 import { Code, isTesseractError, TesseractError } from "../../common/errors";
-import { FailedPair, flatDifferences, outputStride, splitFlat, type Change, type Evaluator, type OutputInfo, type PerturbationPair, type Perturbation } from "../eval/evaluator";
+import { packPairs, pairCount, sideOf } from "../eval/element-pairs";
+import { FailedPair, flatDifferences, outputStride, splitFlat, type ElementPairs, type Change, type Evaluator, type OutputInfo, type PerturbationPair, type Perturbation } from "../eval/evaluator";
 import type { InputLeaf } from "../eval/input-leaf";
 import type { DomainBounds } from "../tesseract";
 import type { ResolvedOptions } from "./options";
@@ -130,19 +131,21 @@ export class Problem {
    * evaluations each); `what` describes each side for error messages.
    */
   async differences(pairs: readonly PerturbationPair[], what: (pair: number, side: number) => string): Promise<Float64Array[][]> {
-    const flat = await this.flatDifferences(pairs, what);
-    return pairs.length ? splitFlat(flat, this.outputs!, pairs.length) : [];
+    if (pairs.length === 0) return [];
+    return splitFlat(await this.flatDifferences(packPairs(pairs), what), this.outputs!, pairs.length);
   }
 
   /**
-   * The same, flat (pair k's values at k × stride, the outputs one after the other): by the
-   * evaluator's own `differences` where it has one, else each evaluated here and subtracted.
+   * The same for packed pairs, flat (pair k's values at k × stride, the outputs one after the
+   * other): by the evaluator's own `differences` where it has one, else each evaluated here and
+   * subtracted.
    */
-  async flatDifferences(pairs: readonly PerturbationPair[], what: (pair: number, side: number) => string): Promise<Float64Array> {
-    if (pairs.length === 0) return new Float64Array(0);
+  async flatDifferences(pairs: ElementPairs, what: (pair: number, side: number) => string): Promise<Float64Array> {
+    const count = pairCount(pairs);
+    if (count === 0) return new Float64Array(0);
     if (!this.evaluator.differences) {
-      const results = await this.evaluateAll(pairs.flatMap((pair, k) => pair.map((p, side) => [p, () => what(k, side)] as const)));
-      return flatDifferences(results, outputStride(this.outputs!));
+      const sides = Array.from({ length: 2 * count }, (_, e) => [sideOf(pairs, e >> 1, e & 1), () => what(e >> 1, e & 1)] as const);
+      return flatDifferences(await this.evaluateAll(sides), outputStride(this.outputs!));
     }
     const turn = this.turn();
     if (turn) await turn;
