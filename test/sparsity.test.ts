@@ -14,7 +14,7 @@ import { Algorithm, Code, SparsityMode, startServer, type RunningServer } from "
 import { JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
 import { DetectedPatterns } from "../server/fd/detection";
 import { rowMessages } from "../server/grpc/rows-stream";
-import { buildStructure, MAX_PATTERN_NONZEROS } from "../server/fd/sparsity";
+import { buildStructure, MAX_PATTERN_NONZEROS, structureOf } from "../server/fd/sparsity";
 import { groupColumns } from "../server/fd/colouring";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime, type JacobianEntry } from "../server/runtime";
@@ -359,6 +359,21 @@ describe("column grouping", () => {
     const subset = groupColumns(a, columns(30).slice(0, 10))!;
     assert.notEqual(subset, groups);
     assert.deepEqual(subset.flat().map((c) => c.index).sort((x, y) => x - y), Array.from({ length: 10 }, (_, i) => i));
+  });
+
+  it("patterns met again (by content) reuse their structure; one index changed builds anew; a refusal is never kept", () => {
+    const extents = { leaves: [{ path: "x", size: 4 }], outputs: [{ path: "f", size: 4 }] };
+    const source = { field: "sparsity", fromRequest: true };
+    const pattern = (rows: ArrayLike<number>) => [{ output_path: "f", input_path: "x", output_index: rows, input_index: [0, 1, 2, 3] }];
+    const diagonal = structureOf(pattern([0, 1, 2, 3]), extents.leaves, extents.outputs, source);
+    assert.equal(structureOf(pattern(Uint32Array.of(0, 1, 2, 3)), extents.leaves, extents.outputs, source), diagonal, "the same numbers, another array type");
+    const other = structureOf(pattern([0, 1, 2, 0]), extents.leaves, extents.outputs, source);
+    assert.notEqual(other, diagonal);
+    assert.deepEqual(Array.from(other.cells(0, 0, 3)!), [0]);
+    assert.deepEqual(Array.from(diagonal.cells(0, 0, 3)!), [3]);
+    // Another source reads the same patterns under other rules (a declaration's unrequested pairs are skipped).
+    assert.notEqual(structureOf(pattern([0, 1, 2, 3]), extents.leaves, extents.outputs, { field: "d", fromRequest: false }), diagonal);
+    for (let k = 0; k < 2; k++) assert.throws(() => structureOf(pattern([0, 1, 2, 4]), extents.leaves, extents.outputs, source), /output_index\[3\] = 4 is out of range/);
   });
 
   it("REST /jacobian: dense output either way; sparsity_mode=dense (query or body) evaluates column by column", async () => {

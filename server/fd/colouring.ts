@@ -60,6 +60,13 @@ export function groupColumns(structure: Structure, columns: readonly Column[]): 
   return groups === "dense" ? undefined : groups;
 }
 
+/** groupColumns over every column of the structure, leaf by leaf; the columns are listed only when the grouping is not known yet. */
+export function groupAllColumns(structure: Structure): Column[][] | undefined {
+  const known = recent.get(structure.fingerprint);
+  if (known !== undefined) return known === "dense" ? undefined : known;
+  return groupColumns(structure, structure.leaves.flatMap((leaf, l) => Array.from({ length: leaf.size }, (_, index) => ({ leaf: l, index }))));
+}
+
 /**
  * Groupings of recent structures over all their columns: a Tesseract's declaration gives the same
  * structure request after request, and colouring costs about a microsecond per column. The groups

@@ -5,13 +5,13 @@
  * dense. SPARSITY_MODE_DENSE ignores every pattern; so does the stochastic rule (its directions
  * perturb every element already).
  */
-import { groupColumns, type Column } from "./colouring";
+import { groupAllColumns, groupColumns, type Column } from "./colouring";
 import { detectionKey, fits, type DetectedPatterns } from "./detection";
 import { groupable } from "./grouped";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
 import { effectiveAlgorithm, plannedEvaluations } from "./rows";
-import { buildStructure, type Extent, type SparsityPattern, type Structure } from "./sparsity";
+import { structureOf, type Extent, type SparsityPattern, type Structure } from "./sparsity";
 
 /** Where a request's structure may come from. */
 export interface SparsitySources {
@@ -105,7 +105,7 @@ export async function planSparsity(problem: Problem, options: ResolvedOptions, s
   const patterns = fromRequest ? sources.request! : sources.declared?.();
   if (patterns) {
     const field = fromRequest ? "sparsity" : "the Tesseract's sparsity declaration";
-    const structure = buildStructure(patterns, extents(problem), await knownOutputs(problem, sources, plan), { field, fromRequest });
+    const structure = structureOf(patterns, extents(problem), await knownOutputs(problem, sources, plan), { field, fromRequest });
     if (!structure.dense) group(plan, problem, options, structure, fromRequest ? "request" : "tesseract");
     return plan;
   }
@@ -131,6 +131,13 @@ export async function planSparsity(problem: Problem, options: ResolvedOptions, s
  * (colouring.ts); every element alone when the structure is too dense to colour.
  */
 function group(plan: SparsityPlan, problem: Problem, options: ResolvedOptions, structure: Structure, source: string): void {
+  if (problem.bounds.every((b) => b === undefined)) {
+    // Without a declared domain every step stays inside: every column may be grouped.
+    plan.groups = groupAllColumns(structure) ?? problem.leaves.flatMap((leaf, l) => Array.from({ length: leaf.size }, (_, index) => [{ leaf: l, index }]));
+    plan.structure = structure;
+    plan.source = source;
+    return;
+  }
   const steps = problem.stepRule(options);
   const algorithm = effectiveAlgorithm(problem.size, options);
   const together: Column[] = [];

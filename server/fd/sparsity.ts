@@ -5,6 +5,7 @@
  * Blocks without a pattern are dense.
  */
 import { createHash } from "node:crypto";
+import { LRUCache } from "lru-cache";
 import { Code, invalidArgument, quote, listed, TesseractError } from "../../common/errors";
 import type { SparsityPattern } from "../tesseract";
 
@@ -153,6 +154,35 @@ export function buildStructure(patterns: readonly SparsityPattern[], leaves: rea
     blocks[o][l] = sparseBlock(rows, columns, outputs[o], leaves[l], (message) => refuse(`${where}: ${message}`));
   });
   return new Structure(leaves, outputs, blocks);
+}
+
+/**
+ * buildStructure, for patterns met recently taken from a cache by their content: a Tesseract's
+ * declaration gives the same patterns request after request, and building checks and sorts every
+ * index pair. Only what built without a refusal is kept; bounded in stored entries.
+ */
+export function structureOf(patterns: readonly SparsityPattern[], leaves: readonly Extent[], outputs: readonly Extent[], source: PatternSource): Structure {
+  const key = patternsKey(patterns, leaves, outputs, source);
+  let structure = recentStructures.get(key);
+  if (!structure) recentStructures.set(key, (structure = buildStructure(patterns, leaves, outputs, source)));
+  return structure;
+}
+
+const recentStructures = new LRUCache<string, Structure>({ max: 16, maxSize: MAX_PATTERN_NONZEROS, sizeCalculation: (s) => Math.max(1, s.storedEntries) });
+
+/** A digest of everything buildStructure reads: the extents, the source, and each pattern's paths and indices (as numbers, as flatIndex reads them). */
+function patternsKey(patterns: readonly SparsityPattern[], leaves: readonly Extent[], outputs: readonly Extent[], source: PatternSource): string {
+  const lists: ArrayLike<number | string>[] = patterns.flatMap((p) => [p.output_index ?? [], p.input_index ?? []]);
+  const hash = createHash("sha256").update(JSON.stringify([source, leaves, outputs, patterns.map((p) => [p.output_path, p.input_path]), lists.map((l) => l.length)]));
+  for (const list of lists) hash.update(asNumbers(list));
+  return hash.digest("base64");
+}
+
+function asNumbers(list: ArrayLike<number | string>): Float64Array {
+  if (list instanceof Uint32Array) return Float64Array.from(list);
+  const numbers = new Float64Array(list.length);
+  for (let k = 0; k < list.length; k++) numbers[k] = Number(list[k]);
+  return numbers;
 }
 
 /** A flat index as a number; refused unless a whole number in [0, size). */

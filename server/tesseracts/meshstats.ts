@@ -107,10 +107,15 @@ export default defineTesseract<Inputs, Outputs>({
   // together: n_points groups instead of 3 n_points columns.
   sparsity({ mesh }) {
     const n = mesh!.points!.shape[0];
-    const every = Uint32Array.from({ length: 3 * n }, (_, k) => k);
+    const component = new Uint32Array(3 * n);
+    const column = new Uint32Array(3 * n);
+    for (let k = 0; k < 3 * n; k++) {
+      component[k] = k % 3;
+      column[k] = k;
+    }
     return [
       { output_path: "statistics.first_point_coordinates", input_path: "mesh.points", output_index: [0, 1, 2], input_index: [0, 1, 2] },
-      { output_path: "statistics.barycenter", input_path: "mesh.points", output_index: every.map((k) => k % 3), input_index: every },
+      { output_path: "statistics.barycenter", input_path: "mesh.points", output_index: component, input_index: column },
     ];
   },
 
