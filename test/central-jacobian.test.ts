@@ -17,7 +17,7 @@ import type { ResolvedOptions } from "../server/fd/options";
 import { Problem } from "../server/fd/problem";
 import { planSparsity } from "../server/fd/sparsity-plan";
 import type { DomainBounds, SparsityPattern } from "../server/tesseract";
-import { rejects } from "./helpers";
+import { perturbedCopies, rejects } from "./helpers";
 
 type Fn = (leaves: Float64Array[]) => Float64Array[];
 
@@ -38,12 +38,7 @@ class TestEvaluator implements Evaluator {
   }
 
   async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
-    const xs = this.leaves.map((l) => Float64Array.from(l.data));
-    for (const change of perturbation) {
-      if ("indices" in change) change.indices.forEach((i, k) => (xs[change.leaf][i] = change.points[k]));
-      else if ("values" in change) xs[change.leaf].set(change.values);
-      else xs[change.leaf][change.index] = change.value;
-    }
+    const xs = perturbedCopies(this.leaves, perturbation);
     this.calls++;
     return this.fn(xs);
   }

@@ -16,7 +16,7 @@ import { nextAfter, stepped } from "../server/fd/steps";
 import { vjp } from "../server/fd/vjp";
 import { Algorithm } from "../index";
 import { recordFrom } from "../common/records";
-import { assertClose, rejects, rms } from "./helpers";
+import { assertClose, perturbedCopies, rejects, rms } from "./helpers";
 
 type Fn = (leaves: Float64Array[]) => Float64Array[];
 
@@ -33,12 +33,7 @@ class FunctionEvaluator implements Evaluator {
   ) {}
 
   async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
-    const xs = this.leaves.map((l) => Float64Array.from(l.data));
-    for (const change of perturbation) {
-      if ("indices" in change) change.indices.forEach((i, k) => (xs[change.leaf][i] = change.points[k]));
-      else if ("values" in change) xs[change.leaf].set(change.values);
-      else xs[change.leaf][change.index] = change.value;
-    }
+    const xs = perturbedCopies(this.leaves, perturbation);
     this.calls++;
     this.onEvaluate?.(this.calls);
     return this.fn(xs);

@@ -12,6 +12,7 @@ import { Code, TesseractError } from "../index";
 import { toFloat64 } from "../common/tensor-codec";
 import { loadTesseract } from "../index";
 import { TesseractRuntime } from "../server/runtime";
+import type { Perturbation } from "../server/eval/evaluator";
 
 export { sampleMeshInputs as meshInputs } from "../server/tesseracts/samples";
 
@@ -25,6 +26,17 @@ export function meshJacobian(N: number, output: "first_point_coordinates" | "bar
     }
   }
   return J;
+}
+
+/** Copies of the leaves' data with a perturbation applied: what a test evaluator hands its function. */
+export function perturbedCopies(leaves: readonly { data: Float64Array | Float32Array }[], perturbation: Perturbation): Float64Array[] {
+  const xs = leaves.map((l) => Float64Array.from(l.data));
+  for (const change of perturbation) {
+    if ("indices" in change) change.indices.forEach((i, k) => (xs[change.leaf][i] = change.points[k]));
+    else if ("values" in change) xs[change.leaf].set(change.values);
+    else xs[change.leaf][change.index] = change.value;
+  }
+  return xs;
 }
 
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
