@@ -12,33 +12,45 @@ export function pairCount(pairs: ElementPairs): number {
   return pairs.starts.length - 1;
 }
 
-/** Collects pairs element by element; `build` packs them. */
+/** Collects pairs element by element, into typed arrays of a given capacity (in pairs and in elements); `build` packs them. */
 export class ElementPairsBuilder {
-  private readonly starts = [0];
-  private readonly leaves: number[] = [];
-  private readonly indices: number[] = [];
-  private readonly plus: number[] = [];
-  private readonly minus: number[] = [];
+  private readonly starts: Uint32Array;
+  private readonly leaves: Uint32Array;
+  private readonly indices: Uint32Array;
+  private readonly plus: Float64Array;
+  private readonly minus: Float64Array;
+  private pairs = 0;
+  private elements = 0;
+
+  constructor(pairs: number, elements: number) {
+    this.starts = new Uint32Array(pairs + 1);
+    [this.leaves, this.indices] = [new Uint32Array(elements), new Uint32Array(elements)];
+    [this.plus, this.minus] = [new Float64Array(elements), new Float64Array(elements)];
+  }
 
   /** An element of the pair being collected. */
   element(leaf: number, index: number, plus: number, minus: number): void {
-    this.leaves.push(leaf);
-    this.indices.push(index);
-    this.plus.push(plus);
-    this.minus.push(minus);
+    const e = this.elements++;
+    this.leaves[e] = leaf;
+    this.indices[e] = index;
+    this.plus[e] = plus;
+    this.minus[e] = minus;
   }
 
   /** Ends the pair being collected. */
   endPair(): void {
-    this.starts.push(this.leaves.length);
+    this.starts[++this.pairs] = this.elements;
   }
 
   get count(): number {
-    return this.starts.length - 1;
+    return this.pairs;
   }
 
+  /** The pairs collected (copies cut to size when fewer than the capacity: a view would carry the whole buffer to a worker). */
   build(): ElementPairs {
-    return { starts: Uint32Array.from(this.starts), leaves: Uint32Array.from(this.leaves), indices: Uint32Array.from(this.indices), plus: Float64Array.from(this.plus), minus: Float64Array.from(this.minus) };
+    const [p, e] = [this.pairs + 1, this.elements];
+    const cut = <T extends Uint32Array | Float64Array>(a: T, n: number): T => (a.length === n ? a : (a.slice(0, n) as T));
+    return { starts: cut(this.starts, p), leaves: cut(this.leaves, e), indices: cut(this.indices, e), plus: cut(this.plus, e), minus: cut(this.minus, e) };
   }
 }
 
@@ -47,7 +59,9 @@ export class ElementPairsBuilder {
  * Sides that change different elements cannot be packed: that is the engine's mistake.
  */
 export function packPairs(pairs: readonly PerturbationPair[]): ElementPairs {
-  const builder = new ElementPairsBuilder();
+  let elements = 0;
+  for (const [a] of pairs) for (const change of a) elements += "indices" in change ? change.indices.length : "values" in change ? change.values.length : 1;
+  const builder = new ElementPairsBuilder(pairs.length, elements);
   for (const [a, b] of pairs) {
     if (a.length !== b.length) throw new Error("the two sides of a pair change different leaves");
     for (let c = 0; c < a.length; c++) {

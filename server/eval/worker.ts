@@ -147,7 +147,7 @@ async function warmOn(task: { tesseract: string; evaluations: number; budgetMs: 
   // Pairs of tiny steps of the first leaf's elements, as a central Jacobian takes them.
   const data = (getAtPath(example, parsePath(inputPaths[0])) as { data: ArrayLike<number> }).data;
   const pairsOf = (count: number) => {
-    const builder = new ElementPairsBuilder();
+    const builder = new ElementPairsBuilder(count, count);
     for (let k = 0; k < count; k++) {
       const index = k % data.length;
       builder.element(0, index, data[index] * (1 + 1e-7), data[index] * (1 - 1e-7));

@@ -54,7 +54,9 @@ export async function centralJacobian(problem: Problem, options: ResolvedOptions
     const to = (next = Math.min(items, next + chunkSize()));
     const started = performance.now();
     // A pair per item: its elements (one, dense; a group's) at their points on either side.
-    const builder = new ElementPairsBuilder();
+    let elements = to - from;
+    if (grouped) for (let t = from; t < to; t++) elements += grouped.groups[t].length - 1;
+    const builder = new ElementPairsBuilder(to - from, elements);
     const lone: Promise<void>[] = [];
     const element = (leaf: number, index: number) => builder.element(leaf, index, steps.perturbed(leaf, index, 1), steps.perturbed(leaf, index, -1));
     for (let t = from; t < to; t++) {
