@@ -132,7 +132,17 @@ export class Problem {
    */
   async differences(pairs: readonly PerturbationPair[], what: (pair: number, side: number) => string): Promise<Float64Array[][]> {
     if (pairs.length === 0) return [];
-    return splitFlat(await this.flatDifferences(packPairs(pairs), what), this.outputs!, pairs.length);
+    // Packed for an evaluator that takes pairs, unless they set whole leaves (stochastic
+    // directions): those are set as they are, not element by element.
+    const pack = this.evaluator.differences !== undefined && !pairs.some(([a]) => a.some((change) => "values" in change));
+    if (pack) return splitFlat(await this.flatDifferences(packPairs(pairs), what), this.outputs!, pairs.length);
+    const results = await this.evaluateAll(pairs.flatMap((pair, k) => pair.map((p, side) => [p, () => what(k, side)] as const)));
+    // Each pair's first outputs (the engine's own copies) become its differences.
+    return pairs.map((_, k) => {
+      const [a, b] = [results[2 * k], results[2 * k + 1]];
+      for (let o = 0; o < a.length; o++) for (let i = 0; i < a[o].length; i++) a[o][i] -= b[o][i];
+      return a;
+    });
   }
 
   /**
