@@ -5,9 +5,10 @@
  * close, and its timer never keeps the process alive.
  */
 import type { Readiness } from "../runtime";
+import { DEFAULT_HEALTH_INTERVAL_MS } from "./settings";
 
-/** Between two rounds of health checks, by default. */
-export const DEFAULT_HEALTH_INTERVAL_MS = 2000;
+export { DEFAULT_HEALTH_INTERVAL_MS };
+
 /** A runtime slower than this to answer /health counts as not answering (at least; longer intervals wait longer). */
 const MIN_HEALTH_TIMEOUT_MS = 5000;
 

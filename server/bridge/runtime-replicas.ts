@@ -12,13 +12,12 @@
 import { promises as dns } from "node:dns";
 import { isIP, type LookupFunction } from "node:net";
 import { Pool } from "undici";
+import { DEFAULT_DNS_REFRESH_MS } from "./settings";
 import type { HealthTarget } from "./health-monitor";
 
 /** A resolver like `dns.promises.lookup` with `{ all: true }` (tests inject their own). */
 export type Lookup = (hostname: string, options: { all: true }) => Promise<{ address: string; family: number }[]>;
 
-/** How often host names are resolved again, by default. */
-export const DEFAULT_DNS_REFRESH_MS = 30_000;
 /** A resolution slower than this counts as failed (the replicas stay as they were). */
 const LOOKUP_TIMEOUT_MS = 10_000;
 

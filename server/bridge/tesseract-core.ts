@@ -20,13 +20,11 @@ import type { AnyTesseract } from "../tesseract";
 import { DEFAULT_HEALTH_INTERVAL_MS, HealthMonitor } from "./health-monitor";
 import { failureReason, RuntimeReplicas, type Lookup, type ReplicaResponse } from "./runtime-replicas";
 import { TesseractCoreClient } from "./tesseract-core-client";
+import { isTesseractCoreUrl } from "./settings";
 
 export { TesseractCoreClient, validationDetail } from "./tesseract-core-client";
 
-/** `serve` names a tesseract-core runtime by URL (several, comma-separated). */
-export function isTesseractCoreUrl(spec: string): boolean {
-  return /^https?:\/\//i.test(spec.trim());
-}
+export { isTesseractCoreUrl };
 
 /** The URLs of `spec`, without trailing slashes. */
 export function parseUrls(spec: string): string[] {

@@ -5,7 +5,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES, FLOW_CONTROL_WINDOW_BYTES } from "../../comm
 import { Code } from "../../common/errors";
 import { DEFAULT_REPLICA_CONCURRENCY } from "../eval/concurrent";
 import { loadTesseract } from "../loader";
-import { isTesseractCoreUrl, loadTesseractCore } from "../bridge/tesseract-core";
+import { isTesseractCoreUrl } from "../bridge/settings";
 import { createLogger, silentLogger, type Logger } from "../log";
 import type { TesseractRuntime } from "../runtime";
 import { SERVICE_NAME } from "../schema/contract";
@@ -18,11 +18,11 @@ import { guardDeserializers, guardInterceptor } from "./guard";
 import { createHandlers, type HandlerConfig } from "./handlers";
 import { addReflection, ReflectionIndex, servedDescriptors } from "./reflection";
 import { warmTransport } from "./warm-transport";
-import { ServerMetrics } from "./metrics";
+
 import { DEFAULT_LIMITS as DEFAULT_TENSOR_LIMITS } from "../../common/tensor-codec";
 import { MIN_CHUNK_BYTES } from "./rows-stream";
 import { serverCredentials, tlsMode, type ServerTls } from "./tls";
-import { startRestServer } from "../http/rest-server";
+
 import { DEFAULT_CACHE_BYTES } from "../eval/evaluation-cache";
 import { DEFAULT_WARM_UP_MS, warmUp } from "../warmup";
 
@@ -118,6 +118,17 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/**
+ * The parts a server may go without, required on first use: one that serves no tesseract-core
+ * runtime, no REST API and no metrics never loads undici, fastify or prom-client (a smaller heap to
+ * collect, a quicker start).
+ */
+const optional = {
+  bridge: () => require("../bridge/tesseract-core") as typeof import("../bridge/tesseract-core"),
+  rest: () => require("../http/rest-server") as typeof import("../http/rest-server"),
+  metrics: () => require("./metrics") as typeof import("./metrics"),
+};
+
 /** Every serve default, decided here once; the CLI and Describe read them from here. */
 export const DEFAULTS = {
   host: "127.0.0.1",
@@ -146,7 +157,7 @@ async function loadedRuntime(options: ServeOptions, log: Logger): Promise<Tesser
   if (typeof options.tesseract !== "string") return options.tesseract;
   if (!isTesseractCoreUrl(options.tesseract)) return loadTesseract(options.tesseract);
   const onReplicasChange = (replicas: string[]) => log.info({ replicas }, "tesseract-core replicas");
-  return loadTesseractCore(options.tesseract, { protoPackage: options.protoPackage, healthIntervalMs: options.healthIntervalMs, dnsRefreshMs: options.dnsRefreshMs, onReplicasChange });
+  return optional.bridge().loadTesseractCore(options.tesseract, { protoPackage: options.protoPackage, healthIntervalMs: options.healthIntervalMs, dnsRefreshMs: options.dnsRefreshMs, onReplicasChange });
 }
 
 /** Sets the runtime's request limits and evaluation (inline, workers, replicas) as the options say. */
@@ -282,14 +293,14 @@ async function serveRuntime(runtime: TesseractRuntime, options: ServeOptions, { 
   const stopFollowing = followReadiness(runtime, health, log);
   started.push(stopFollowing);
   addReflection(server, reflection);
-  const metrics = options.metricsPort === undefined ? undefined : await new ServerMetrics(runtime, calls).listen(host, options.metricsPort);
+  const metrics = options.metricsPort === undefined ? undefined : await new (optional.metrics().ServerMetrics)(runtime, calls).listen(host, options.metricsPort);
   if (metrics) started.push(() => metrics.close());
 
   const port = await bindGrpc(server, formatAddress(host, options.port ?? DEFAULTS.port), credentials);
   const rest =
     options.httpPort === undefined
       ? undefined
-      : await startRestServer({ runtime, calls, host, port: options.httpPort, maxMessageBytes, tokens, authHealth: options.authHealth, tls: options.tls }).catch((e: Error) => {
+      : await optional.rest().startRestServer({ runtime, calls, host, port: options.httpPort, maxMessageBytes, tokens, authHealth: options.authHealth, tls: options.tls }).catch((e: Error) => {
           throw new Error(`the REST API could not listen on ${formatAddress(host, options.httpPort!)}: ${e.message}`);
         });
   log.info({ tesseract: runtime.definition.name, host, port, httpPort: rest?.port, streamChunkBytes, maxMessageBytes, workers: options.workers ?? "auto", replicas: options.replicas, tls: tlsMode(options.tls), metricsPort: metrics?.port }, "serving");
