@@ -121,7 +121,8 @@ export class PoolEvaluator implements Evaluator {
 
   private enqueue(kind: "single" | "pairs", what: Omit<Pending, "resolve" | "reject">): Promise<Float64Array> {
     return new Promise((resolve, reject) => {
-      this.pending[kind].push({ ...what, resolve, reject });
+      // One shape for every call (a spread of `what` would not be): this runs per evaluation.
+      this.pending[kind].push({ perturbations: what.perturbations, pairs: what.pairs, items: what.items, resolve, reject });
       this.waiting[kind] += evaluationsOf(kind, what.items);
       // A full batch goes at once; the rest waits for what else the engine asks for in this turn.
       if (this.waiting[kind] >= this.batchSize) this.flush(kind);
