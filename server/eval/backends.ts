@@ -14,6 +14,7 @@
  * (evaluation-cache.ts), unless the Tesseract says it is not deterministic or `cacheBytes` is 0.
  */
 import type * as grpc from "@grpc/grpc-js";
+import { setMaxListeners } from "node:events";
 import { availableParallelism } from "node:os";
 import { OutputSelector } from "./outputs";
 import type { AnyMessage, TesseractSchema } from "../schema/schema";
@@ -230,8 +231,9 @@ export class EvaluationBackends {
     return new CachedBaseEvaluator(counted, this.cache!, key, job.outputPaths, fromApply);
   }
 
-  private uncountedEvaluatorFor(job: Job): Evaluator {
+  private uncountedEvaluatorFor(request: Job): Evaluator {
     const { settings, runtime } = this;
+    const job = { ...request, signal: request.signal && jobSignal(request.signal) };
     const apply = (inputs: unknown) => runtime.definition.apply(inputs as never);
     if (settings.replicas) {
       const { ReplicaPool, ReplicaEvaluator, replicaClient } = replicasModule();
@@ -267,6 +269,17 @@ export class EvaluationBackends {
     this.replicaPool?.close();
     await this.workerPool?.close();
   }
+}
+
+/**
+ * A job's own signal, following the request's: each evaluation in flight (a worker batch, a replica
+ * or runtime call) listens for a cancel, more than Node's default of 10 listeners with many in flight,
+ * and AbortSignal.any leaves no listener on the request's signal, which may outlive many jobs.
+ */
+function jobSignal(signal: AbortSignal): AbortSignal {
+  const own = AbortSignal.any([signal]);
+  setMaxListeners(0, own);
+  return own;
 }
 
 /**

@@ -13,7 +13,6 @@
  * perturbations.
  */
 import { randomUUID } from "node:crypto";
-import { setMaxListeners } from "node:events";
 import { Code, TesseractError } from "../../common/errors";
 import { FailedPair, outputStride, splitFlat, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "./evaluator";
 import { concatPairs, pairCount } from "./element-pairs";
@@ -79,13 +78,8 @@ export class PoolEvaluator implements Evaluator {
     private readonly pool: WorkerPool,
     job: PoolJob,
   ) {
-    // Every batch in flight listens for the request's cancel, through a signal of the job's own
-    // (more than Node's default of 10 listeners on many cores). AbortSignal.any follows the
-    // request's without a listener left on it when the job is done (a signal may outlive many jobs).
-    if (job.signal) {
-      this.signal = AbortSignal.any([job.signal]);
-      setMaxListeners(0, this.signal);
-    }
+    // Every batch in flight listens for the job's signal (backends.ts makes it the job's own).
+    this.signal = job.signal;
     this.batchSize = Math.min(FIRST_BATCH_LIMIT, pool.lastBatchSize ?? 1);
     this.task = {
       tesseract: pool.tesseract,
