@@ -1,7 +1,7 @@
 /**
  * What the main thread sends a worker for a batch of evaluations or one Apply call, and what comes
- * back. A batch travels as one message: its perturbations packed in one Float64Array, its results
- * in another (transferred, not copied).
+ * back. A batch travels as one message: its evaluations packed in one Float64Array, or its pairs as
+ * ElementPairs' typed arrays; its results in one Float64Array (transferred, not copied).
  */
 import type { AnyMessage } from "../schema/schema";
 import type { DecodeLimits } from "../../common/tensor-codec";
