@@ -94,7 +94,8 @@ describe("central Jacobians straight into the result", () => {
     }
   }
 
-  it("grouped where columns share no output: fewer evaluations, the same numbers", async () => {
+  for (const concurrency of [1, 8]) {
+    it(`grouped where columns share no output, ${concurrency === 1 ? "inline" : "pairs in flight"}: fewer evaluations, the same numbers`, async () => {
     // out0 alone: x's columns touch disjoint entries, so they form one group.
     const only0: Fn = (xs) => [fn(xs)[0]];
     const { entries, rows, calls, groups } = await (async () => {
@@ -102,7 +103,7 @@ describe("central Jacobians straight into the result", () => {
       const sources = { request: [PATTERNS[0]] };
       const run = async (viaRows: boolean) => {
         const leaves = [leaf("x", X), leaf("z", []), leaf("y", Y)];
-        const evaluator = new TestEvaluator(leaves, ([x, , y]) => only0([x, y]), [{ path: "out0", shape: [X.length], datatype: 11 }], 8);
+        const evaluator = new TestEvaluator(leaves, ([x, , y]) => only0([x, y]), [{ path: "out0", shape: [X.length], datatype: 11 }], concurrency);
         const problem = new Problem(leaves, evaluator, undefined, []);
         const plan = await planSparsity(problem, options, sources);
         if (!viaRows) return { entries: await jacobian(problem, options, Infinity, plan), calls: evaluator.calls, groups: plan.columnGroups };
@@ -116,7 +117,8 @@ describe("central Jacobians straight into the result", () => {
     assert.equal(groups, 1 + 2); // x in one group, y's two elements each alone
     assert.deepEqual(calls, [2 * groups, 2 * groups]);
     entries.forEach((e, k) => assert.deepEqual(Array.from(e.values), Array.from(rows[k].values)));
-  });
+    });
+  }
 
   it("elements near a domain bound take the one-sided stencil alone, with f(x) once", async () => {
     // y[0] = 0.3 with y > 0.3 - 5e-6: y[0] - h (h = 1e-5) leaves the domain, y[1] = 1.7 is far from it.

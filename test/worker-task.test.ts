@@ -1,9 +1,11 @@
 /**
  * The worker pool's batch encoding: every kind of change (one element, a column group's elements,
- * a whole leaf) survives packPerturbations → unpackPerturbations exactly.
+ * a whole leaf) survives packPerturbations → unpackPerturbations exactly; pairs of element changes
+ * survive packPairs → sideOf, slicePairs and concatPairs, and sides that differ are refused.
  */
 import { strict as assert } from "node:assert";
-import type { Perturbation } from "../server/eval/evaluator";
+import { concatPairs, packPairs, pairCount, sideOf, slicePairs } from "../server/eval/element-pairs";
+import type { Perturbation, PerturbationPair } from "../server/eval/evaluator";
 import { packPerturbations, unpackPerturbations } from "../server/eval/worker-task";
 
 describe("worker tasks: packed perturbations", () => {
@@ -20,5 +22,31 @@ describe("worker tasks: packed perturbations", () => {
     assert.deepEqual(plain(unpacked), plain(batch));
     assert.ok(Object.is((unpacked[1][0] as { points: Float64Array }).points[0], -0), "-0 stays -0");
     assert.ok((unpacked[1][0] as { indices: Uint32Array }).indices instanceof Uint32Array);
+  });
+
+  it("pairs of element changes: packed and unpacked side by side, sliced and joined in order; sides that differ refused", () => {
+    const pairs: PerturbationPair[] = [
+      [[{ leaf: 0, index: 7, value: 1.5 }], [{ leaf: 0, index: 7, value: 0.5 }]],
+      [
+        [{ leaf: 1, indices: Uint32Array.of(0, 3), points: Float64Array.of(-0, 2) }, { leaf: 0, index: 2, value: 9 }],
+        [{ leaf: 1, indices: Uint32Array.of(0, 3), points: Float64Array.of(-1, 1) }, { leaf: 0, index: 2, value: 8 }],
+      ],
+      [[], []],
+    ];
+    // A side as the elements it sets, [leaf, index, value], by leaf (one change or a group of one set the same).
+    const plain = (p: Perturbation) =>
+      p
+        .flatMap((c) => ("indices" in c ? Array.from(c.indices, (i, k) => [c.leaf, i, c.points[k]]) : "index" in c ? [[c.leaf, c.index, c.value]] : []))
+        .sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    const packed = packPairs(pairs);
+    assert.equal(pairCount(packed), 3);
+    pairs.forEach((pair, k) => pair.forEach((side, s) => assert.deepEqual(plain(sideOf(packed, k, s)), plain(side), `pair ${k}, side ${s}`)));
+    const joined = concatPairs([slicePairs(packed, 0, 1), slicePairs(packed, 1)]);
+    assert.deepEqual(Object.values(joined).map((a) => Array.from(a)), Object.values(packed).map((a) => Array.from(a)));
+    const refused = (a: Perturbation, b: Perturbation, why: RegExp) => assert.throws(() => packPairs([[a, b]]), why);
+    refused([{ leaf: 0, index: 1, value: 1 }], [{ leaf: 0, index: 2, value: 1 }], /different elements/);
+    refused([{ leaf: 0, index: 1, value: 1 }], [{ leaf: 1, index: 1, value: 1 }], /different elements/);
+    refused([{ leaf: 0, index: 1, value: 1 }], [], /different leaves/);
+    refused([{ leaf: 0, values: Float64Array.of(1) }], [{ leaf: 0, values: Float64Array.of(2) }], /whole leaves/);
   });
 });

@@ -231,9 +231,10 @@ export class EvaluationBackends {
     return new CachedBaseEvaluator(counted, this.cache!, key, job.outputPaths, fromApply);
   }
 
-  private uncountedEvaluatorFor(request: Job): Evaluator {
+  private uncountedEvaluatorFor(job: Job): Evaluator {
     const { settings, runtime } = this;
-    const job = { ...request, signal: request.signal && jobSignal(request.signal) };
+    // Evaluators with many calls in flight listen through a signal of the job's own (inline has none).
+    const signal = () => job.signal && jobSignal(job.signal);
     const apply = (inputs: unknown) => runtime.definition.apply(inputs as never);
     if (settings.replicas) {
       const { ReplicaPool, ReplicaEvaluator, replicaClient } = replicasModule();
@@ -244,15 +245,15 @@ export class EvaluationBackends {
         credentials: settings.replicaCredentials,
         token: settings.replicaToken,
       });
-      return new ReplicaEvaluator(this.replicaPool, runtime.schema, job.inputs, job.leaves, job.selector, job.signal);
+      return new ReplicaEvaluator(this.replicaPool, runtime.schema, job.inputs, job.leaves, job.selector, signal());
     }
     if (runtime.remoteApply) {
       const concurrency = settings.concurrency ?? DEFAULT_REPLICA_CONCURRENCY;
-      return new ConcurrentEvaluator(runtime.remoteApply, job.inputs, job.leaves, job.selector, concurrency, job.signal, this.timeoutMs);
+      return new ConcurrentEvaluator(runtime.remoteApply, job.inputs, job.leaves, job.selector, concurrency, signal(), this.timeoutMs);
     }
     const inline = new InlineEvaluator(apply, job.inputs, job.leaves, job.selector, this.timeoutMs);
     const workers = settings.workers ?? 0;
-    const poolJob = () => ({ inputs: job.inputs, inputPaths: job.leaves.map((l) => l.path), outputPaths: job.outputPaths, outputsField: job.outputsField, signal: job.signal });
+    const poolJob = () => ({ inputs: job.inputs, inputPaths: job.leaves.map((l) => l.path), outputPaths: job.outputPaths, outputsField: job.outputsField, signal: signal() });
     if (typeof workers === "number") return workers > 0 ? new PoolEvaluator(this.pool(workers), poolJob()) : inline;
     const threads = settings.autoThreads ?? availableParallelism();
     if (!runtime.source || threads < 2) return inline;

@@ -55,33 +55,31 @@ export class ElementPairsBuilder {
 }
 
 /**
- * Pairs whose two sides change the same elements (one element, a group, or whole leaves) packed.
- * Sides that change different elements cannot be packed: that is the engine's mistake.
+ * Pairs whose two sides change the same elements (one element, or a group) packed. Sides that
+ * change different elements, or whole leaves, are not packed: that would be the engine's mistake.
  */
 export function packPairs(pairs: readonly PerturbationPair[]): ElementPairs {
   let elements = 0;
-  for (const [a] of pairs) for (const change of a) elements += "indices" in change ? change.indices.length : "values" in change ? change.values.length : 1;
+  for (const [a] of pairs) for (const change of a) elements += "indices" in change ? change.indices.length : 1;
   const builder = new ElementPairsBuilder(pairs.length, elements);
   for (const [a, b] of pairs) {
     if (a.length !== b.length) throw new Error("the two sides of a pair change different leaves");
     for (let c = 0; c < a.length; c++) {
-      const [plus, minus] = [elementsOf(a[c]), elementsOf(b[c])];
-      const same = a[c].leaf === b[c].leaf && plus.indices.length === minus.indices.length;
+      const [plus, minus] = [a[c], b[c]];
+      if ("values" in plus || "values" in minus) throw new Error("whole leaves are set as they are, not packed element by element");
+      if ("index" in plus && "index" in minus && plus.leaf === minus.leaf && plus.index === minus.index) {
+        builder.element(plus.leaf, plus.index, plus.value, minus.value);
+        continue;
+      }
+      if (!("indices" in plus && "indices" in minus) || plus.leaf !== minus.leaf || plus.indices.length !== minus.indices.length) throw new Error("the two sides of a pair change different elements");
       for (let k = 0; k < plus.indices.length; k++) {
-        if (!same || plus.indices[k] !== minus.indices[k]) throw new Error("the two sides of a pair change different elements");
-        builder.element(a[c].leaf, plus.indices[k], plus.values[k], minus.values[k]);
+        if (plus.indices[k] !== minus.indices[k]) throw new Error("the two sides of a pair change different elements");
+        builder.element(plus.leaf, plus.indices[k], plus.points[k], minus.points[k]);
       }
     }
     builder.endPair();
   }
   return builder.build();
-}
-
-/** The elements one change sets (flat indices) and their values. */
-function elementsOf(change: Change): { indices: ArrayLike<number>; values: ArrayLike<number> } {
-  if ("indices" in change) return { indices: change.indices, values: change.points };
-  if ("values" in change) return { indices: Uint32Array.from(change.values, (_, k) => k), values: change.values };
-  return { indices: [change.index], values: [change.value] };
 }
 
 /** One side (0: plus, 1: minus) of pair k as a Perturbation: one change per leaf. */

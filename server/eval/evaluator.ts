@@ -79,9 +79,7 @@ export class FailedPair extends Error {
 
 /** Values per evaluation: the outputs' sizes summed (the stride of `differences`' results). */
 export function outputStride(outputs: readonly OutputInfo[]): number {
-  let stride = 0;
-  for (const o of outputs) stride += o.shape.reduce((a, b) => a * b, 1);
-  return stride;
+  return outputSizes(outputs).reduce((a, b) => a + b, 0);
 }
 
 /** Pairs' outputs a - b, flat as `differences` returns them (pair k at k × stride). */
@@ -95,9 +93,13 @@ export function flatDifferences(results: readonly (readonly Float64Array[])[], s
   return flat;
 }
 
-/** Flat values (item k at k × stride) as views, one per output per item. */
-export function splitFlat(values: Float64Array, outputs: readonly OutputInfo[], items: number): Float64Array[][] {
-  const sizes = outputs.map((o) => o.shape.reduce((a, b) => a * b, 1));
+/** Each output's number of values. */
+export function outputSizes(outputs: readonly OutputInfo[]): number[] {
+  return outputs.map((o) => o.shape.reduce((a, b) => a * b, 1));
+}
+
+/** Flat values (item k at k × stride) as views, one per output per item; `sizes` from outputSizes. */
+export function splitFlat(values: Float64Array, sizes: readonly number[], items: number): Float64Array[][] {
   const split: Float64Array[][] = new Array(items);
   for (let k = 0, at = 0; k < items; k++) split[k] = sizes.map((n) => values.subarray(at, (at += n)));
   return split;

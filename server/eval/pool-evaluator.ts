@@ -14,7 +14,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { Code, TesseractError } from "../../common/errors";
-import { FailedPair, outputStride, splitFlat, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "./evaluator";
+import { FailedPair, outputSizes, outputStride, splitFlat, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "./evaluator";
 import { concatPairs, pairCount } from "./element-pairs";
 import type { WorkerPool } from "./pool";
 import { shareTree } from "./shared-tree";
@@ -58,6 +58,8 @@ interface Pending {
 export class PoolEvaluator implements Evaluator {
   calls = 0;
   outputs: OutputInfo[] | undefined;
+  /** Each output's number of values, once the outputs are known. */
+  private sizes?: number[];
   private readonly task: Omit<BatchTask, "perturbations" | "pairs">;
   /** Waiting evaluations and pairs, each kind sent in batches of its own. */
   private readonly pending = { single: [] as Pending[], pairs: [] as Pending[] };
@@ -103,7 +105,8 @@ export class PoolEvaluator implements Evaluator {
 
   async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
     this.calls++;
-    return splitFlat(await this.enqueue("single", { perturbations: [perturbation], items: 1 }), this.outputs!, 1)[0];
+    const values = await this.enqueue("single", { perturbations: [perturbation], items: 1 });
+    return splitFlat(values, (this.sizes ??= outputSizes(this.outputs!)), 1)[0];
   }
 
   /** Each pair's two evaluations in one worker, which sends back only their difference. */

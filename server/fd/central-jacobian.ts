@@ -8,7 +8,7 @@
  * takes rows.ts's `central` (one-sided near a bound), alone.
  */
 import { elementName } from "../eval/input-leaf";
-import { outputStride, type ElementPairs } from "../eval/evaluator";
+import { outputSizes, type ElementPairs } from "../eval/evaluator";
 import { ElementPairsBuilder } from "../eval/element-pairs";
 import type { Column } from "./colouring";
 import { allocateEntries, placeRow, type JacobianEntry } from "./entries";
@@ -119,11 +119,11 @@ class Scatter {
     private readonly entries: JacobianEntry[][],
     structure?: Structure,
   ) {
-    const outputs = problem.outputs!;
-    this.stride = outputStride(outputs);
+    const sizes = outputSizes(problem.outputs!);
+    this.stride = sizes.reduce((a, b) => a + b, 0);
     this.offsets = [];
-    for (let o = 0, at = 0; o < outputs.length; at += outputStride([outputs[o++]])) this.offsets.push(at);
-    this.structure = structure?.alignedTo(outputs);
+    for (let o = 0, at = 0; o < sizes.length; at += sizes[o++]) this.offsets.push(at);
+    this.structure = structure?.alignedTo(problem.outputs!);
   }
 
   /** Column `index` of leaf `leaf` from pair k's differences, over the width its points span. */

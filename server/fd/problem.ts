@@ -5,7 +5,7 @@
  */
 import { Code, isTesseractError, TesseractError } from "../../common/errors";
 import { packPairs, pairCount, sideOf } from "../eval/element-pairs";
-import { FailedPair, flatDifferences, outputStride, splitFlat, type ElementPairs, type Change, type Evaluator, type OutputInfo, type PerturbationPair, type Perturbation } from "../eval/evaluator";
+import { FailedPair, flatDifferences, outputSizes, outputStride, splitFlat, type ElementPairs, type Change, type Evaluator, type OutputInfo, type PerturbationPair, type Perturbation } from "../eval/evaluator";
 import type { InputLeaf } from "../eval/input-leaf";
 import type { DomainBounds } from "../tesseract";
 import type { ResolvedOptions } from "./options";
@@ -135,7 +135,7 @@ export class Problem {
     // Packed for an evaluator that takes pairs, unless they set whole leaves (stochastic
     // directions): those are set as they are, not element by element.
     const pack = this.evaluator.differences !== undefined && !pairs.some(([a]) => a.some((change) => "values" in change));
-    if (pack) return splitFlat(await this.flatDifferences(packPairs(pairs), what), this.outputs!, pairs.length);
+    if (pack) return splitFlat(await this.flatDifferences(packPairs(pairs), what), outputSizes(this.outputs!), pairs.length);
     const results = await this.evaluateAll(pairs.flatMap((pair, k) => pair.map((p, side) => [p, () => what(k, side)] as const)));
     // Each pair's first outputs (the engine's own copies) become its differences.
     return pairs.map((_, k) => {
