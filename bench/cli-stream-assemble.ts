@@ -6,6 +6,7 @@
 import * as fs from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { assembleJacobian, TesseractClient } from "../client";
+import { SparsityMode } from "../index";
 import { Inputs, Outputs } from "../generated/tesseract/examples/heat/v1/heat";
 import ndarray from "ndarray";
 
@@ -15,7 +16,8 @@ async function main(): Promise<void> {
   const initial = Float64Array.from(payload.inputs.initial_temperature as number[]);
   const client = new TesseractClient(address, { inputs: Inputs, outputs: Outputs }, { credentials: grpc.credentials.createInsecure() });
   const inputs = { initial_temperature: ndarray(initial, [initial.length]), diffusivity: ndarray(Float64Array.of(1), []), steps: 1, dt: 0, dx: 0 };
-  const { stats } = await assembleJacobian(client.jacobianRows({ inputs, inputPaths: payload.jac_inputs, outputPaths: payload.jac_outputs }));
+  const options = { sparsity_mode: SparsityMode[payload.options?.sparsity_mode as keyof typeof SparsityMode] };
+  const { stats } = await assembleJacobian(client.jacobianRows({ inputs, inputPaths: payload.jac_inputs, outputPaths: payload.jac_outputs, options }));
   process.stderr.write(`stats: ${stats.apply_calls} apply calls\n`);
   client.close();
 }

@@ -2,7 +2,7 @@
  * `npm run bench:cli-stream`: the CLI's streamed Jacobian in bounded memory. A heat Jacobian of
  * n × n FP64 (default n = 8192: 512 MiB) from `tesseract-grpc serve heat`, fetched by
  * `tesseract-grpc jacobian` in three ways, each CLI run in its own process with its peak RSS taken
- * from the kernel (getrusage, via bench/rss-on-exit.ts):
+ * from the kernel (VmHWM, via bench/rss-on-exit.ts):
  * - npy: `--out FILE.npy` (the matrix written row by row into the file);
  * - ndjson: `--stream` (the rows as NDJSON on stdout, discarded);
  * - assembled: the whole Jacobian assembled in memory from the same stream (what `--stream` did before),
@@ -48,7 +48,8 @@ async function main(): Promise<void> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tesseract-cli-stream-"));
     const payloadFile = path.join(dir, "payload.json");
     const initial = Array.from({ length: N }, (_, i) => Math.sin((Math.PI * (i + 1)) / (N + 1)));
-    fs.writeFileSync(payloadFile, JSON.stringify({ inputs: { initial_temperature: initial, diffusivity: 1, steps: 1 }, jac_inputs: ["initial_temperature"], jac_outputs: ["final_temperature"] }));
+    // Dense rows: heat declares its (tridiagonal) structure, and sparse rows would carry 3 values each.
+    fs.writeFileSync(payloadFile, JSON.stringify({ inputs: { initial_temperature: initial, diffusivity: 1, steps: 1 }, jac_inputs: ["initial_temperature"], jac_outputs: ["final_temperature"], options: { sparsity_mode: "SPARSITY_MODE_DENSE" } }));
     const jacobianMb = (8 * N * N) / MB;
     const results: Record<string, unknown>[] = [];
     const common = ["jacobian", `@${payloadFile}`, "--address", address];

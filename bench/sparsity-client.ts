@@ -14,6 +14,7 @@ import { packAny } from "../client/any";
 import { Inputs as HeatInputs, Outputs as HeatOutputs } from "../generated/tesseract/examples/heat/v1/heat";
 import { JacobianRequest, JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
+import { peakRssMb } from "./peak-rss";
 
 const N = Number(process.env.BENCH_SPARSITY_N ?? 23_200);
 const REPEATS = Number(process.env.BENCH_SPARSITY_REPEATS ?? 4);
@@ -62,7 +63,7 @@ async function main(address: string): Promise<void> {
     streams.push(s);
   }
   client.close();
-  const sdkMaxRssMb = process.resourceUsage().maxRSS / 1024;
+  const sdkMaxRssMb = peakRssMb();
 
   // Raw: the request as the SDK sends it, the responses as bytes.
   const raw = new grpc.Client(address, grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": MAX_MESSAGE_BYTES });
@@ -83,7 +84,7 @@ async function main(address: string): Promise<void> {
   });
   await once(call, "end");
   raw.close();
-  const result: ClientResult = { streams, wire_bytes: wireBytes, messages, sdk_max_rss_mb: sdkMaxRssMb, max_rss_mb: process.resourceUsage().maxRSS / 1024 };
+  const result: ClientResult = { streams, wire_bytes: wireBytes, messages, sdk_max_rss_mb: sdkMaxRssMb, max_rss_mb: peakRssMb() };
   process.stdout.write(JSON.stringify(result) + "\n");
 }
 

@@ -12,7 +12,7 @@
  *    BENCH_SPARSITY_REPEATS times (the first is also the server's first: cold), then once through a
  *    raw grpc-js client that counts the bytes on the wire (each message plus its 5-byte gRPC prefix;
  *    HTTP/2 frame headers aside). Throughput: dense-equivalent (8 n² bytes) and wire bytes per second
- *    of the best warm stream; peak RSS of server (VmHWM) and client (maxRSS).
+ *    of the best warm stream; peak RSS of server and client (VmHWM: bench/peak-rss.ts).
  *
  * Environment: BENCH_SPARSITY_N (23 200), BENCH_SPARSITY_REPEATS (4), BENCH_SPARSITY_RUNS (median
  * over this many warm runs per case in part 1, 5). Prints tables and writes bench/results/sparsity.json.

@@ -16,6 +16,7 @@ import * as net from "node:net";
 import { TesseractClient } from "../client";
 import { Inputs, Outputs } from "../generated/tesseract/examples/heat/v1/heat";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
+import { peakRssMb } from "./peak-rss";
 
 const N = Number(process.env.BENCH_STREAM_N ?? 23_200);
 const STEPS = Number(process.env.BENCH_STREAM_STEPS ?? 1);
@@ -44,7 +45,6 @@ interface Result {
   partial?: boolean;
 }
 
-const maxRssMb = () => process.resourceUsage().maxRSS / 1024; // maxRSS is in KiB
 const cpuSeconds = () => {
   const { user, system } = process.cpuUsage();
   return (user + system) / 1e6;
@@ -74,7 +74,7 @@ async function grpcStream(address: string): Promise<Result> {
   const t0 = performance.now();
   const result = (): Result => ({
     mode: "grpc", bytes, messages, rows, seconds: (performance.now() - t0) / 1000, first_byte_seconds: (firstByte - t0) / 1000,
-    apply_calls: applyCalls, indices, max_rss_mb: maxRssMb(), cpu_seconds: cpuSeconds(),
+    apply_calls: applyCalls, indices, max_rss_mb: peakRssMb(), cpu_seconds: cpuSeconds(),
   });
   progress = result;
   const options = { algorithm: 1, sparsity_mode: SPARSITY_MODE };
@@ -110,7 +110,7 @@ function tcpStream(address: string): Promise<Result> {
     const t0 = performance.now();
     const result = (): Result => ({
       mode: "tcp", bytes, messages, rows: 0, seconds: (performance.now() - t0) / 1000, first_byte_seconds: (firstByte - t0) / 1000,
-      max_rss_mb: maxRssMb(), cpu_seconds: cpuSeconds(),
+      max_rss_mb: peakRssMb(), cpu_seconds: cpuSeconds(),
     });
     progress = result;
     const socket = net.connect({ host, port });

@@ -12,7 +12,7 @@
  * grpc-raw: the real service definition and JacobianRows message shapes (server/grpc/rows-stream.ts:
  * rowMessages, writeAll), but the N rows of N FP64 values are one precomputed array, so no apply, no
  * quotient and no engine allocations run: what grpc-js and protobufjs alone cost for the same stream.
- * Answers the SDK's `jacobianRows` like `serve heat` does (header, N rows, stats), then keeps serving.
+ * Answers the SDK's Describe and `jacobianRows` like `serve heat` does (header, N rows, stats), then keeps serving.
  *
  * Each prints `listening on 127.0.0.1:PORT` when ready, as `tesseract-grpc serve` does. The TCP server
  * prints after the push one JSON line { max_rss_mb, cpu_seconds } (its own peak RSS and CPU time) and exits.
@@ -23,6 +23,7 @@ import * as grpc from "@grpc/grpc-js";
 import { loadDefinition } from "../server/grpc/definition";
 import { rowMessages, writeAll } from "../server/grpc/rows-stream";
 import { DataType } from "../common/tensor-codec";
+import { peakRssMb } from "./peak-rss";
 
 async function push(socket: net.Socket, total: number, chunk: number, alloc: boolean): Promise<void> {
   const shared = Buffer.alloc(chunk, 0x5a);
@@ -47,7 +48,7 @@ function tcpServer(total: number, chunk: number, alloc: boolean) {
     push(socket, total, chunk, alloc).then(() => {
       // Own peak RSS and CPU, for the orchestrator: this process exits before it could sample them.
       const { user, system } = process.cpuUsage();
-      process.stdout.write(JSON.stringify({ max_rss_mb: process.resourceUsage().maxRSS / 1024, cpu_seconds: (user + system) / 1e6 }) + "\n");
+      process.stdout.write(JSON.stringify({ max_rss_mb: peakRssMb(), cpu_seconds: (user + system) / 1e6 }) + "\n");
       process.exit(0);
     });
   });
@@ -76,6 +77,8 @@ async function grpcRawServer(n: number, chunkBytes: number) {
   }
   const server = new grpc.Server({ "grpc.max_receive_message_length": maxMessageBytes, "grpc.max_send_message_length": maxMessageBytes });
   server.addService(service, {
+    // The SDK checks the served message types once (Describe) before its first gradient call.
+    Describe: (_call: unknown, callback: grpc.sendUnaryData<unknown>) => callback(null, { name: "heat", input_type: "tesseract.examples.heat.v1.Inputs", output_type: "tesseract.examples.heat.v1.Outputs" }),
     JacobianRows: (call: grpc.ServerWritableStream<unknown, unknown>) => {
       const abort = new AbortController();
       let done = false;
