@@ -24,7 +24,7 @@ const STEPS = Number(process.env.BENCH_STREAM_STEPS ?? 1);
 const MAX_MESSAGE_BYTES = 64 << 20;
 /**
  * BENCH_STREAM_CLIENT_WINDOW: HTTP/2 flow-control window of the client's channel, in bytes
- * (grpc-js `grpc-node.flow_control_window`); unset: the SDK's default (HTTP/2's 65 535).
+ * (grpc-js `grpc-node.flow_control_window`); unset: the SDK's default (16 MiB).
  */
 const CLIENT_WINDOW = process.env.BENCH_STREAM_CLIENT_WINDOW ? Number(process.env.BENCH_STREAM_CLIENT_WINDOW) : undefined;
 /** SPARSITY_MODE_DENSE (1) unless BENCH_STREAM_SPARSITY=declared (0: heat's own structure, sparse rows). */
