@@ -20,7 +20,7 @@ import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
 import { loadRoot } from "../server/schema/schema";
 import { DataType } from "../common/tensor-codec";
-import { f64, LogLines } from "./helpers";
+import { f64, LogLines, maxAbsDiff } from "./helpers";
 
 const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial");
 const MESH_URL = "type.googleapis.com/tesseract.examples.meshstats.v1.Inputs";
@@ -254,6 +254,10 @@ describe("hostile requests", () => {
       assert.equal(Object.getPrototypeOf(params), null);
       const jacobian = await runtime.jacobian({ inputs, inputPaths: ["params.{}"], outputPaths: ["g"] });
       assert.deepEqual(jacobian.entries.map((e) => e.inputPath), ["params.{__proto__}", "params.{constructor}", "params.{prototype}"]);
+      // As output keys too: named{k} = params{k}^2 * sum(x), so d named{k} / d x_i = params{k}^2.
+      const outputs = await runtime.jacobian({ inputs, inputPaths: ["x"], outputPaths: ["named.{}"] });
+      assert.deepEqual(outputs.entries.map((e) => e.outputPath), ["named.{__proto__}", "named.{constructor}", "named.{prototype}"]);
+      outputs.entries.forEach((e, k) => assert.ok(maxAbsDiff(e.values, [entries[k][1] ** 2, entries[k][1] ** 2]) < 1e-6, `${e.outputPath}: ${e.values}`));
       await runtime.close();
     });
   });

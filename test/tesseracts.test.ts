@@ -283,6 +283,10 @@ describe("faults raised by apply", () => {
     await rejects(runtime.jacobian({ inputs: inputs("reshape"), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-5 } }), Code.INTERNAL, /^evaluation at x\[0\] - h failed: apply returned output f with shape \[2\], earlier \[1\]$/);
   });
 
+  it("an output missing from a later evaluation is the Tesseract's fault", async () => {
+    await rejects(runtime.jacobian({ inputs: inputs("drop"), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-5 } }), Code.INTERNAL, /^evaluation at x\[0\] - h failed: apply returned no tensor at output f$/);
+  });
+
   it("non-finite values in unrequested outputs do not matter", async () => {
     const { entries } = await runtime.jacobian({ inputs: inputs("nan"), inputPaths: ["y"], outputPaths: ["g"] });
     assert.ok(maxAbsDiff(entries[0].values, [Math.exp(0.5)]) < 1e-8);

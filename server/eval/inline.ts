@@ -26,13 +26,17 @@ export interface BatchOptions {
   onStart?: (e: number) => void;
 }
 
-/** How `batch` evaluates side `side` of item k: at once into `collect`, or as a Perturbation. */
+/** How `batch` evaluates side `side` of item k: at once, its selected outputs written into `target` from `at`; or as a Perturbation. */
 interface BatchSides {
-  now<T>(k: number, side: number, collect: (outputs: unknown) => T): T | Promise<T>;
+  into(k: number, side: number, target: Float64Array, at: number): number | Promise<number>;
   perturbation(k: number, side: number): Perturbation;
 }
 
 const ignore = () => undefined;
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value instanceof Promise || typeof (value as PromiseLike<unknown>)?.then === "function";
+}
 
 export class InlineEvaluator implements Evaluator {
   calls = 0;
@@ -134,8 +138,12 @@ export class InlineEvaluator implements Evaluator {
   /** What the elements of a pair held while it is evaluated (one pair at a time: see `applyPerturbed`). */
   private held = new Float64Array(16);
 
-  /** One side of pair k (0: plus, 1: minus) evaluated as evaluateNow evaluates, its elements set straight from the pack. */
-  private evaluatePairSide<T>(pairs: ElementPairs, k: number, side: number, collect: (outputs: unknown) => T): T | Promise<T> {
+  /**
+   * One side of pair k (0: plus, 1: minus) evaluated as evaluateNow evaluates, its elements set
+   * straight from the pack and its selected outputs written into `target` from `at`. A synchronous
+   * apply takes no closure or array per evaluation (this runs millions of times per second).
+   */
+  private pairSideInto(pairs: ElementPairs, k: number, side: number, target: Float64Array, at: number): number | Promise<number> {
     const [from, to] = [pairs.starts[k], pairs.starts[k + 1]];
     const points = side === 0 ? pairs.plus : pairs.minus;
     if (this.held.length < to - from) this.held = new Float64Array(2 * (to - from));
@@ -145,10 +153,25 @@ export class InlineEvaluator implements Evaluator {
       held[e - from] = data[pairs.indices[e]];
       data[pairs.indices[e]] = points[e];
     }
-    const restore = () => {
-      for (let e = to - 1; e >= from; e--) this.leaves[pairs.leaves[e]].data[pairs.indices[e]] = held[e - from];
-    };
-    return this.applyPerturbed(restore, collect);
+    this.calls++;
+    let outputs: unknown;
+    try {
+      outputs = this.apply(this.inputs);
+    } catch (e) {
+      this.restorePair(pairs, from, to, held);
+      throw e;
+    }
+    if (isThenable(outputs)) return this.settle(outputs, () => this.restorePair(pairs, from, to, held), (o) => this.selector.selectInto(o, target, at));
+    try {
+      return this.selector.selectInto(outputs, target, at);
+    } finally {
+      this.restorePair(pairs, from, to, held);
+    }
+  }
+
+  /** Puts back what pair elements [from, to) held (in `held`), last first. */
+  private restorePair(pairs: ElementPairs, from: number, to: number, held: Float64Array): void {
+    for (let e = to - 1; e >= from; e--) this.leaves[pairs.leaves[e]].data[pairs.indices[e]] = held[e - from];
   }
 
   /**
@@ -165,17 +188,20 @@ export class InlineEvaluator implements Evaluator {
       restore();
       throw e;
     }
-    if (outputs instanceof Promise || typeof (outputs as PromiseLike<unknown>)?.then === "function") {
-      const settled = Promise.resolve(outputs).then(take).finally(restore);
-      this.track(settled); // the next evaluation waits for the inputs to be restored, timeout or not
-      return withTimeout(settled, this.timeoutMs);
-    }
+    if (isThenable(outputs)) return this.settle(outputs, restore, take);
     // Outputs are copied out before restoring: apply may return views of its inputs.
     try {
       return take(outputs);
     } finally {
       restore();
     }
+  }
+
+  /** An asynchronous apply's outputs: taken, then the inputs restored; the evaluator stays busy until then. */
+  private settle<T>(outputs: PromiseLike<unknown>, restore: () => void, take: (outputs: unknown) => T): Promise<T> {
+    const settled = Promise.resolve(outputs).then(take).finally(restore);
+    this.track(settled); // the next evaluation waits for the inputs to be restored, timeout or not
+    return withTimeout(settled, this.timeoutMs);
   }
 
   /** Pairs evaluated one after the other, each answered by f(x + plus) - f(x + minus) alone, flat; the first failure stops them. */
@@ -187,12 +213,13 @@ export class InlineEvaluator implements Evaluator {
 
   /** Evaluations one after the other into one buffer (`batch`). */
   evaluations(perturbations: readonly Perturbation[], options: BatchOptions = {}): Promise<BatchValues> {
-    return this.batch(perturbations.length, 1, { now: (k, _, collect) => this.evaluateNow(perturbations[k], collect), perturbation: (k) => perturbations[k] }, options);
+    const into = (k: number, _: number, target: Float64Array, at: number) => this.evaluateNow(perturbations[k], (outputs) => this.selector.selectInto(outputs, target, at));
+    return this.batch(perturbations.length, 1, { into, perturbation: (k) => perturbations[k] }, options);
   }
 
   /** Pairs one after the other, f(x + plus) - f(x + minus) each, into one buffer (`batch`). */
   pairs(pairs: ElementPairs, options: BatchOptions = {}): Promise<BatchValues> {
-    return this.batch(pairCount(pairs), 2, { now: (k, side, collect) => this.evaluatePairSide(pairs, k, side, collect), perturbation: (k, side) => sideOf(pairs, k, side) }, options);
+    return this.batch(pairCount(pairs), 2, { into: (k, side, target, at) => this.pairSideInto(pairs, k, side, target, at), perturbation: (k, side) => sideOf(pairs, k, side) }, options);
   }
 
   /**
@@ -216,9 +243,7 @@ export class InlineEvaluator implements Evaluator {
         for (; side < perItem; side++) {
           options.onStart?.(k * perItem + side);
           if (values && !this.busy) {
-            const target = side === 0 ? values : second!;
-            const at = side === 0 ? k * stride : 0;
-            const written = sides.now(k, side, (outputs) => selector.selectInto(outputs, target, at));
+            const written = side === 0 ? sides.into(k, side, values, k * stride) : sides.into(k, side, second!, 0);
             if (written instanceof Promise) await written;
             continue;
           }

@@ -7,11 +7,14 @@ import type { NdArray } from "ndarray";
 import { Code, TesseractError } from "../../common/errors";
 import type { OutputInfo } from "./evaluator";
 import type { MessageSchema } from "../schema/schema";
-import { getAtPath, type Segment } from "../schema/paths";
+import type { Segment } from "../schema/paths";
 import { dataTypeOfArray, isNdArray, isRowMajor, toFloat64 } from "../../common/tensor-codec";
 
+/** The property keys along a resolved path: field names, map keys, array indices. */
+type Steps = readonly (string | number)[];
+
 export class OutputSelector {
-  private resolved: { info: OutputInfo; segments: Segment[] }[] | undefined;
+  private resolved: { info: OutputInfo; segments: Segment[]; steps: Steps }[] | undefined;
   /** The resolved paths alone, kept so that reading them per evaluation allocates nothing. */
   private resolvedSegments: Segment[][] | undefined;
 
@@ -73,11 +76,12 @@ export class OutputSelector {
   }
 
   /** The resolved outputs, resolving the paths on the first tree. */
-  private resolve(outputTree: unknown): { info: OutputInfo; segments: Segment[] }[] {
+  private resolve(outputTree: unknown): { info: OutputInfo; segments: Segment[]; steps: Steps }[] {
     if (!this.resolved) {
       this.resolved = this.schema.resolveDifferentiable(outputTree, this.requested, this.field, "output").map((leaf) => ({
         info: { path: leaf.path, shape: [...leaf.array.shape], datatype: dataTypeOfArray(leaf.array.data) },
         segments: leaf.segments,
+        steps: leaf.segments.map(stepOf),
       }));
       this.resolvedSegments = this.resolved.map((r) => r.segments);
     }
@@ -86,8 +90,8 @@ export class OutputSelector {
 
   /** Output o's leaf in `outputTree`, checked against the first tree's: a tensor of the same shape. */
   private leaf(outputTree: unknown, o: number): NdArray {
-    const { info, segments } = this.resolved![o];
-    const leaf = getAtPath(outputTree, segments);
+    const { info, steps } = this.resolved![o];
+    const leaf = leafAt(outputTree, steps);
     if (!isNdArray(leaf)) throw new TesseractError(Code.INTERNAL, `apply returned no tensor at output ${info.path}`);
     const shape = (leaf as NdArray).shape;
     let same = shape.length === info.shape.length;
@@ -95,6 +99,27 @@ export class OutputSelector {
     if (!same) throw new TesseractError(Code.INTERNAL, `apply returned output ${info.path} with shape [${shape.join(", ")}], earlier [${info.shape.join(", ")}]`);
     return leaf as NdArray;
   }
+}
+
+/** The property key a segment of a resolved (concrete) path steps through. */
+function stepOf(s: Segment): string | number {
+  if (s.kind === "index") return s.index;
+  if (s.kind === "field") return s.name;
+  if (s.kind === "key") return s.key;
+  throw new Error("a resolved output path has no patterns");
+}
+
+/**
+ * The value at `steps` in `tree`, own properties only, like getAtPath, but without its checks of the
+ * path itself (made once, when the first tree resolved it): this runs per output per evaluation.
+ */
+function leafAt(tree: unknown, steps: Steps): unknown {
+  let node = tree;
+  for (let i = 0; i < steps.length; i++) {
+    if (node === null || typeof node !== "object" || !Object.hasOwn(node, steps[i])) return undefined;
+    node = (node as Record<string | number, unknown>)[steps[i]];
+  }
+  return node;
 }
 
 /** Outputs up to this many values are copied by a loop rather than by TypedArray.set. */
