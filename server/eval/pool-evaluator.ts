@@ -148,10 +148,13 @@ export class PoolEvaluator implements Evaluator {
 
   private async send(batch: Pending[], kind: "single" | "pairs", evaluations: number): Promise<void> {
     try {
-      const work = kind === "pairs" ? { pairs: concatPairs(batch.map((p) => p.pairs!)) } : { perturbations: packPerturbations(batch.flatMap((p) => p.perturbations!)) };
+      // One shape for every task (spreading the job's fields into it made new object shapes each time).
+      const { tesseract, job, inputs, inputPaths, outputPaths, outputsField } = this.task;
+      const pairs = kind === "pairs" ? concatPairs(batch.map((p) => p.pairs!)) : undefined;
+      const perturbations = kind === "single" ? packPerturbations(batch.flatMap((p) => p.perturbations!)) : undefined;
       // A batch measured to be short need not be stoppable: it may then wait at a busy worker.
       const short = this.evaluationMs !== undefined && this.evaluationMs * evaluations <= SHORT_BATCH_MS;
-      const result = await this.pool.evaluateBatch({ ...this.task, ...work }, this.signal, !short);
+      const result = await this.pool.evaluateBatch({ tesseract, job, inputs, inputPaths, outputPaths, outputsField, perturbations, pairs }, this.signal, !short);
       if (result.outputs) this.checkOutputs(result.outputs);
       this.learn(result.busyMs / evaluations);
       const failed = result.failed.length ? new Map(result.failed.map((f) => [f.index, f])) : undefined;
