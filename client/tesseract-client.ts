@@ -286,6 +286,10 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     return guard(grpc.status.INVALID_ARGUMENT, "inputs could not be encoded", () => packAny(typeName, this.types.inputs, inputs, { abstract }));
   }
 
+  /**
+   * The packed inputs and options every gradient request starts with. Requests are written out field
+   * by field from it, not spread: a spread gave each request an object shape of its own.
+   */
   private async gradientBase(inputs: Arrays<I>, options: FiniteDifferenceRequestOptions | undefined, call: CallOptions | undefined) {
     const names = await this.typeNames(call);
     return {
@@ -295,7 +299,8 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
   }
 
   private async jacobianRequest({ inputs, inputPaths, outputPaths, options, sparsity }: GradientRequest<I>, call?: CallOptions): Promise<JacobianRequest> {
-    return { ...(await this.gradientBase(inputs, options, call)), jac_inputs: [...inputPaths], jac_outputs: [...outputPaths], sparsity: sparsityMessages(sparsity) };
+    const base = await this.gradientBase(inputs, options, call);
+    return { inputs: base.inputs, options: base.options, jac_inputs: [...inputPaths], jac_outputs: [...outputPaths], sparsity: sparsityMessages(sparsity) };
   }
 
   /** Runs the Tesseract once; the outputs are checked against `outputDatatypes` when given. */
@@ -356,15 +361,18 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
   /** J·v: `tangent` keyed by input path (shaped like the input); result keyed by output path. */
   async jvp({ inputs, inputPaths, outputPaths, tangent, options }: JvpRequest<I>, call?: CallOptions): Promise<VectorProductResult> {
     const tangent_vector = encodeVectors("tangent", tangent);
-    const request: JacobianVectorProductRequest = { ...(await this.gradientBase(inputs, options, call)), jvp_inputs: [...inputPaths], jvp_outputs: [...outputPaths], tangent_vector };
+    const base = await this.gradientBase(inputs, options, call);
+    const request: JacobianVectorProductRequest = { inputs: base.inputs, options: base.options, jvp_inputs: [...inputPaths], jvp_outputs: [...outputPaths], tangent_vector };
     return vectorProduct(await unaryCall(this.method("jacobianVectorProduct"), request, call));
   }
 
   /** vᵀ·J: `cotangent` keyed by output path (shaped like the output); result keyed by input path. */
   async vjp({ inputs, inputPaths, outputPaths, cotangent, options, sparsity }: VjpRequest<I>, call?: CallOptions): Promise<VectorProductResult> {
     const cotangent_vector = encodeVectors("cotangent", cotangent);
+    const base = await this.gradientBase(inputs, options, call);
     const request: VectorJacobianProductRequest = {
-      ...(await this.gradientBase(inputs, options, call)),
+      inputs: base.inputs,
+      options: base.options,
       vjp_inputs: [...inputPaths],
       vjp_outputs: [...outputPaths],
       cotangent_vector,
@@ -381,7 +389,8 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
   async checkGradients(check: CheckGradientsRequest<I>, call?: CallOptions): Promise<CheckGradientsResponse> {
     const base = await this.gradientBase(check.inputs, check.options, call);
     const request: CheckGradientsMessage = {
-      ...base,
+      inputs: base.inputs,
+      options: base.options,
       input_paths: [...(check.inputPaths ?? [])],
       output_paths: [...(check.outputPaths ?? [])],
       endpoints: [...(check.endpoints ?? [])],
