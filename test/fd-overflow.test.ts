@@ -148,6 +148,15 @@ describe("a result the engine made non-finite is an error, never OK", () => {
     );
   });
 
+  it("the same in a stream of rows, central and forward (each row checked as it is divided)", async () => {
+    const drain = async (algorithm: Algorithm) => {
+      for await (const _ of steep.jacobianRows({ inputs: inputs([0, 1]), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-4, algorithm } }).rows);
+    };
+    for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD]) {
+      await rejects(drain(algorithm), Code.FAILED_PRECONDITION, /^d f \(flat index 0\) \/ d x\[0\] came out Infinity although every output of apply was finite/);
+    }
+  });
+
   it("NaN from apply itself is still the Tesseract's, reported as before", async () => {
     await rejects(
       runtime.jacobian({ inputs: { ...inputs([2, 1]), mode: "nan" }, inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-4 } }),

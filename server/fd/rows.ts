@@ -29,6 +29,8 @@ export interface Row {
    * `errors[o]` hold, ascending (every other entry is structurally zero); undefined: dense.
    */
   indices?: readonly (Uint32Array | undefined)[];
+  /** Its values were checked finite by the pass that computed them (quotientRow): finiteRows passes it on as it is. */
+  checked?: true;
 }
 
 /** SPSA's default sample count, as tesseract-core: max(10, floor(sqrt(n))). */
@@ -101,7 +103,7 @@ function ruleRows(problem: Problem, options: ResolvedOptions): AsyncGenerator<re
 /** Passes rows on after checkRow. */
 async function* finiteRows(problem: Problem, source: AsyncGenerator<readonly Row[]>): AsyncGenerator<readonly Row[]> {
   for await (const batch of source) {
-    for (const row of batch) checkRow(problem, row);
+    for (const row of batch) if (!row.checked) checkRow(problem, row);
     yield batch;
   }
 }
@@ -120,22 +122,38 @@ export function checkRow(problem: Problem, row: Row): Row {
   return row;
 }
 
+/**
+ * A row of (plus - minus) / step, or plus / step without `minus`, for every output element, written
+ * over `plus` (the engine's own copy, used once) and checked finite in the same pass: a row of a
+ * big output is read once here, not twice (checkRow then only names the first entry that is not).
+ */
+function quotientRow(problem: Problem, leaf: number, index: number, plus: Float64Array[], minus: readonly Float64Array[] | undefined, step: number): Row {
+  let check = 0; // x - x is 0 for finite x, NaN once any value is not
+  plus.forEach((p, o) => {
+    const m = minus?.[o];
+    if (m) {
+      for (let i = 0; i < p.length; i++) {
+        const v = (p[i] - m[i]) / step;
+        p[i] = v;
+        check += v - v;
+      }
+    } else {
+      for (let i = 0; i < p.length; i++) {
+        const v = p[i] / step;
+        p[i] = v;
+        check += v - v;
+      }
+    }
+  });
+  const row: Row = { leaf, index, values: plus, checked: true };
+  if (check !== 0) checkRow(problem, row);
+  return row;
+}
+
 /** difference / step for every output element, written over `difference` (the engine's own copy). */
 function divide(difference: Float64Array[], step: number): Float64Array[] {
   for (const d of difference) for (let i = 0; i < d.length; i++) d[i] /= step;
   return difference;
-}
-
-/**
- * (f(x+) - f(x-)) / step for every output element, written over `plus` (the engine's own copy of
- * the outputs, used once) to spare an allocation per row.
- */
-export function quotient(plus: Float64Array[], minus: Float64Array[], step: number): Float64Array[] {
-  plus.forEach((p, o) => {
-    const m = minus[o];
-    for (let i = 0; i < p.length; i++) p[i] = (p[i] - m[i]) / step;
-  });
-  return plus;
 }
 
 /** Every differentiated element as (leaf, index), in leaf order. */
@@ -273,7 +291,7 @@ function centralRows(problem: Problem, steps: StepRule): AsyncGenerator<readonly
       pairs.length ? problem.differences(pairs, what) : [],
       Promise.all(lone.map(async ({ leaf, index }) => ({ leaf, index, values: (await central(problem, steps, leaf, index, 1)).values }))),
     ]);
-    return [...paired.map(({ leaf, index }, k) => ({ leaf, index, values: divide(differences[k], points[k][0] - points[k][1]) })), ...loneRows];
+    return [...paired.map(({ leaf, index }, k) => quotientRow(problem, leaf, index, differences[k], undefined, points[k][0] - points[k][1])), ...loneRows];
   });
 }
 
@@ -288,7 +306,7 @@ async function* forwardRows(problem: Problem, steps: StepRule): AsyncGenerator<r
     if (side < 0) steps.noteOneSided(leaf, index, -1);
     const plus = steps.perturbed(leaf, index, side);
     const fPlus = await problem.evaluate([{ leaf, index, value: plus }], () => `${elementName(input, index)} ${side > 0 ? "+" : "-"} h`);
-    return { leaf, index, values: quotient(fPlus, base, plus - input.data[index]) };
+    return quotientRow(problem, leaf, index, fPlus, base, plus - input.data[index]);
   });
 }
 
