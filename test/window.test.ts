@@ -1,0 +1,77 @@
+/**
+ * The engine's bounded concurrency (server/fd/window.ts `completed`): tasks settled by hand, so that
+ * what starts, and when, is exact.
+ */
+import { strict as assert } from "node:assert";
+import { completed } from "../server/fd/window";
+
+/** Tasks that settle when the test says: `started` counts them; `settle(k)` resolves task k with k. */
+function manualTasks(total: number) {
+  const resolvers: ((value: number) => void)[] = [];
+  let started = 0;
+  return {
+    more: () => started < total,
+    task: () => {
+      const k = started++;
+      return new Promise<number>((resolve) => (resolvers[k] = resolve));
+    },
+    get started() {
+      return started;
+    },
+    settle: (k: number) => resolvers[k](k),
+  };
+}
+
+/** Lets every pending promise callback run. */
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe("completed: bounded concurrency for the engine", () => {
+  it("a slow consumer holds the engine back: nothing new starts until it pulls again", async () => {
+    const tasks = manualTasks(20);
+    const results = completed(tasks.more, () => 2, tasks.task);
+    const first = results.next(); // starts the window: tasks 0 and 1
+    await turn();
+    assert.equal(tasks.started, 2);
+    tasks.settle(0);
+    assert.deepEqual((await first).value, [0]);
+    // The consumer holds [0] and pulls nothing: task 1 finishes, and nothing takes its place.
+    tasks.settle(1);
+    await turn();
+    assert.equal(tasks.started, 2);
+    // The next pull takes what settled and fills the window again.
+    assert.deepEqual((await results.next()).value, [1]);
+    await turn();
+    assert.equal(tasks.started, 4);
+    await results.return(undefined);
+  });
+
+  it("every result comes out once, whatever the order tasks settle in", async () => {
+    const tasks = manualTasks(9);
+    const results = completed(tasks.more, () => 3, tasks.task);
+    const seen: number[] = [];
+    const consume = (async () => {
+      for await (const batch of results) seen.push(...batch);
+    })();
+    for (const k of [1, 0, 3, 2, 5, 4, 8, 7, 6]) {
+      while (tasks.started <= k) await turn();
+      tasks.settle(k);
+      await turn();
+    }
+    await consume;
+    assert.deepEqual([...seen].sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  it("nothing starts once the consumer stops", async () => {
+    const stopping = manualTasks(50);
+    const results = completed(stopping.more, () => 2, stopping.task);
+    const first = results.next();
+    await turn();
+    stopping.settle(0);
+    await first;
+    await results.return(undefined);
+    const before = stopping.started;
+    for (let k = 1; k < before; k++) stopping.settle(k);
+    await turn();
+    assert.equal(stopping.started, before);
+  });
+});
