@@ -8,6 +8,7 @@ import type { ServerWritableStream } from "@grpc/grpc-js";
 import { Code, TesseractError } from "../../common/errors";
 import type { GradientRequest, JacobianRow, TesseractRuntime } from "../runtime";
 import { DataType } from "../../common/tensor-codec";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { JacobianRowsResponse, type RowSlice } from "../../generated/tesseract/v1/tesseract";
 
 /** Upper bounds of the protobuf framing around a row and around each slice (tags, lengths, varints). */
@@ -23,6 +24,13 @@ export const MIN_CHUNK_BYTES = 1024;
 type RowsMessage = Record<string, unknown> | Uint8Array;
 
 const NO_INDICES: number[] = [];
+
+/**
+ * One writer for every row message (encoding is synchronous, and `finish` copies the message out):
+ * its buffer stays at the largest row message's size (about the stream's budget), where a new
+ * writer per message would grow one from scratch, doubling and copying, for each of thousands.
+ */
+const rowWriter = new BinaryWriter();
 
 /** `length` FP64 values of `a` from `offset` as a Tensor message (a view: encoding copies it). */
 function valuesTensor(a: Float64Array, offset: number, length: number) {
@@ -42,7 +50,7 @@ export function* rowMessages(row: JacobianRow, outputs: readonly { path: string 
   let sent = false;
   const flush = () => {
     sent = true;
-    const message = JacobianRowsResponse.encode({ row: { input_path: row.inputPath, input_index: row.inputIndex, slices } }).finish();
+    const message = JacobianRowsResponse.encode({ row: { input_path: row.inputPath, input_index: row.inputIndex, slices } }, rowWriter).finish();
     slices = [];
     used = 0;
     return message;
