@@ -128,8 +128,10 @@ export function checkRow(problem: Problem, row: Row): Row {
  * big output is read once here, not twice (checkRow then only names the first entry that is not).
  */
 function quotientRow(problem: Problem, leaf: number, index: number, plus: Float64Array[], minus: readonly Float64Array[] | undefined, step: number): Row {
-  let check = 0; // x - x is 0 for finite x, NaN once any value is not
-  plus.forEach((p, o) => {
+  // x - x is 0 for finite x, NaN once any value is not (a plain loop's local: see jvp.ts `dot`).
+  let check = 0;
+  for (let o = 0; o < plus.length; o++) {
+    const p = plus[o];
     const m = minus?.[o];
     if (m) {
       for (let i = 0; i < p.length; i++) {
@@ -144,7 +146,7 @@ function quotientRow(problem: Problem, leaf: number, index: number, plus: Float6
         check += v - v;
       }
     }
-  });
+  }
   const row: Row = { leaf, index, values: plus, checked: true };
   if (check !== 0) checkRow(problem, row);
   return row;

@@ -61,9 +61,11 @@ class ContractedEvaluator implements Evaluator {
   async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
     const outputs = await this.inner.evaluate(perturbation);
     this.ordered ??= matchCotangent(this.inner.outputs!, this.cotangent, this.field).map((c) => c.map((v) => v / this.scale));
+    // Plain loops: sums a callback closed over would be boxed on every write (see jvp.ts `dot`).
     let phi = 0;
     let rounding = 0;
-    outputs.forEach((values, o) => {
+    for (let o = 0; o < outputs.length; o++) {
+      const values = outputs[o];
       const c = this.ordered![o];
       let magnitude = 0;
       for (let i = 0; i < values.length; i++) {
@@ -72,7 +74,7 @@ class ContractedEvaluator implements Evaluator {
         magnitude += Math.abs(term);
       }
       rounding += unitRoundoff(this.inner.outputs![o].datatype) * magnitude;
-    });
+    }
     const result = Float64Array.of(phi);
     if (this.keepRounding) this.roundings.set(result, rounding);
     return [result];
@@ -142,16 +144,17 @@ async function groupedVjp(problem: Problem, cotangent: readonly Cotangent[], opt
     ordered ??= matchCotangent(problem.outputs!, cotangent, field).map((c) => c.map((v) => v / scale));
     let sum = 0;
     let bound = 0;
-    row.values.forEach((v, o) => {
+    for (let o = 0; o < row.values.length; o++) {
+      const v = row.values[o];
       const at = row.indices?.[o];
-      const c = ordered![o];
+      const c = ordered[o];
       const e = row.errors?.[o];
       for (let k = 0; k < v.length; k++) {
         const ci = c[at ? at[k] : k];
         sum += ci * v[k];
         if (e) bound += Math.abs(ci) * e[k];
       }
-    });
+    }
     values[row.leaf][row.index] = scale * sum;
     if (row.errors) (errors ??= problem.leaves.map((leaf) => new Float64Array(leaf.size)))[row.leaf][row.index] = scale * bound;
   }
