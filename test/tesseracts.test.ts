@@ -279,6 +279,11 @@ describe("faults raised by apply", () => {
     await rejects(runtime.jacobian({ inputs: inputs("nan"), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-5 } }), Code.FAILED_PRECONDITION, /^evaluation at x\[0\] \+ h failed: apply returned NaN in output f at flat index 0$/);
   });
 
+  it("NaN on the far side of a pair names that side and the element (the side subtracted in place)", async () => {
+    const at = (x0: number) => ({ ...inputs("nan-below"), x: f64([x0, 2]) });
+    await rejects(runtime.jacobian({ inputs: at(1.000001), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-5 } }), Code.FAILED_PRECONDITION, /^evaluation at x\[0\] - h failed: apply returned NaN in output f at flat index 1$/);
+  });
+
   it("an output changing shape between evaluations is the Tesseract's fault", async () => {
     await rejects(runtime.jacobian({ inputs: inputs("reshape"), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-5 } }), Code.INTERNAL, /^evaluation at x\[0\] - h failed: apply returned output f with shape \[2\], earlier \[1\]$/);
   });

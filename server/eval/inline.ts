@@ -26,7 +26,10 @@ export interface BatchOptions {
   onStart?: (e: number) => void;
 }
 
-/** How `batch` evaluates side `side` of item k: at once, its selected outputs written into `target` from `at`; or as a Perturbation. */
+/**
+ * How `batch` evaluates side `side` of item k: at once, its selected outputs written into `target`
+ * from `at` (a pair's second side subtracted there from the first); or as a Perturbation.
+ */
 interface BatchSides {
   into(k: number, side: number, target: Float64Array, at: number): number | Promise<number>;
   perturbation(k: number, side: number): Perturbation;
@@ -161,12 +164,17 @@ export class InlineEvaluator implements Evaluator {
       this.restorePair(pairs, from, to, held);
       throw e;
     }
-    if (isThenable(outputs)) return this.settle(outputs, () => this.restorePair(pairs, from, to, held), (o) => this.selector.selectInto(o, target, at));
+    if (isThenable(outputs)) return this.settle(outputs, () => this.restorePair(pairs, from, to, held), (o) => this.writeSide(o, side, target, at));
     try {
-      return this.selector.selectInto(outputs, target, at);
+      return this.writeSide(outputs, side, target, at);
     } finally {
       this.restorePair(pairs, from, to, held);
     }
+  }
+
+  /** A pair's first side written into `target` from `at`; its second subtracted from the first there. */
+  private writeSide(outputs: unknown, side: number, target: Float64Array, at: number): number {
+    return side === 0 ? this.selector.selectInto(outputs, target, at) : this.selector.subtractFrom(outputs, target, at);
   }
 
   /** Puts back what pair elements [from, to) held (in `held`), last first. */
@@ -235,15 +243,13 @@ export class InlineEvaluator implements Evaluator {
     /** Values per item, once the outputs are known (from the first evaluation). */
     let stride = selector.outputs ? outputStride(selector.outputs) : 0;
     let values = selector.outputs ? new Float64Array(stride * items) : undefined;
-    /** A pair's second outputs, before they are subtracted. */
-    let second = selector.outputs ? new Float64Array(stride) : undefined;
     for (let k = 0; k < items; k++) {
       let side = 0;
       try {
         for (; side < perItem; side++) {
           options.onStart?.(k * perItem + side);
           if (values && !this.busy) {
-            const written = side === 0 ? sides.into(k, side, values, k * stride) : sides.into(k, side, second!, 0);
+            const written = sides.into(k, side, values, k * stride);
             if (written instanceof Promise) await written;
             continue;
           }
@@ -251,14 +257,13 @@ export class InlineEvaluator implements Evaluator {
           const outputs = await this.evaluate(sides.perturbation(k, side));
           stride ||= outputStride(selector.outputs!);
           values ??= new Float64Array(stride * items);
-          second ??= new Float64Array(stride);
-          let at = side === 0 ? k * stride : 0;
+          let at = k * stride;
           for (const o of outputs) {
-            (side === 0 ? values : second).set(o, at);
+            if (side === 0) values.set(o, at);
+            else for (let i = 0; i < o.length; i++) values[at + i] -= o[i];
             at += o.length;
           }
         }
-        if (perItem === 2) for (let i = 0, at = k * stride; i < stride; i++) values![at + i] -= second![i];
       } catch (error) {
         failed.push(perItem === 2 ? { index: k, side: side as 0 | 1, error } : { index: k, error });
         if (options.stopAtFailure) break;

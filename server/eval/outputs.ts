@@ -52,25 +52,42 @@ export class OutputSelector {
    * evaluation in a worker: no allocation on the common path (contiguous FP64 outputs).
    */
   selectInto(outputTree: unknown, target: Float64Array, offset: number): number {
+    return this.write(outputTree, target, offset, false);
+  }
+
+  /**
+   * The selected outputs subtracted from `target` from `offset` (where a pair's first side was
+   * written), with the same checks, in one pass: a pair's second side is never copied anywhere.
+   */
+  subtractFrom(outputTree: unknown, target: Float64Array, offset: number): number {
+    return this.write(outputTree, target, offset, true);
+  }
+
+  private write(outputTree: unknown, target: Float64Array, offset: number, subtract: boolean): number {
     const count = this.resolve(outputTree).length;
     let at = offset;
     for (let o = 0; o < count; o++) {
       const leaf = this.leaf(outputTree, o);
-      const start = at;
+      const path = this.resolved![o].info.path;
       const data = leaf.data;
       if (data instanceof Float64Array && isRowMajor(leaf.shape, leaf.stride)) {
         const size = leaf.size;
         const from = leaf.offset;
-        // A loop beats subarray + set (an object each) for the few values outputs often have.
-        if (size <= SMALL_COPY) for (let i = 0; i < size; i++) target[at + i] = data[from + i];
-        else target.set(data.subarray(from, from + size), at);
+        if (subtract) subtractChecked(data, from, size, target, at, path);
+        else {
+          // A loop beats subarray + set (an object each) for the few values outputs often have.
+          if (size <= SMALL_COPY) for (let i = 0; i < size; i++) target[at + i] = data[from + i];
+          else target.set(data.subarray(from, from + size), at);
+          checkFinite(target, at, at + size, path);
+        }
         at += size;
       } else {
         const values = toFloat64(leaf);
-        target.set(values, at);
+        checkFinite(values, 0, values.length, path);
+        if (subtract) for (let i = 0; i < values.length; i++) target[at + i] -= values[i];
+        else target.set(values, at);
         at += values.length;
       }
-      checkFinite(target, start, at, this.resolved![o].info.path);
     }
     return at - offset;
   }
@@ -124,6 +141,17 @@ function leafAt(tree: unknown, steps: Steps): unknown {
 
 /** Outputs up to this many values are copied by a loop rather than by TypedArray.set. */
 const SMALL_COPY = 32;
+
+/** target[at + i] -= data[from + i] for i < size, refusing NaN and ±Inf among data's values as checkFinite does, in the same pass. */
+function subtractChecked(data: Float64Array, from: number, size: number, target: Float64Array, at: number, path: string): void {
+  let check = 0;
+  for (let i = 0; i < size; i++) {
+    const v = data[from + i];
+    target[at + i] -= v;
+    check += v - v;
+  }
+  if (check !== 0) checkFinite(data, from, from + size, path);
+}
 
 /** Refuses NaN and ±Inf in values[start..end) of an output, naming the first. */
 function checkFinite(values: Float64Array, start: number, end: number, path: string): void {
