@@ -4,11 +4,11 @@
  * buffer is full, the producer (and so the engine) waits for 'drain' or cancellation.
  */
 import { once } from "node:events";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import { Code, TesseractError } from "../../common/errors";
 import type { GradientRequest, JacobianRow, TesseractRuntime } from "../runtime";
 import { DataType } from "../../common/tensor-codec";
-import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { JacobianRowsResponse, type RowSlice } from "../../generated/tesseract/v1/tesseract";
 
 /** Upper bounds of the protobuf framing around a row and around each slice (tags, lengths, varints). */
@@ -29,8 +29,9 @@ const NO_INDICES: number[] = [];
  * One writer for every row message (encoding is synchronous, and `finish` copies the message out):
  * its buffer stays at the largest row message's size (about the stream's budget), where a new
  * writer per message would grow one from scratch, doubling and copying, for each of thousands.
+ * A failed encoding leaves it mid-message: it is then replaced.
  */
-const rowWriter = new BinaryWriter();
+let rowWriter = new BinaryWriter();
 
 /** `length` FP64 values of `a` from `offset` as a Tensor message (a view: encoding copies it). */
 function valuesTensor(a: Float64Array, offset: number, length: number) {
@@ -50,7 +51,13 @@ export function* rowMessages(row: JacobianRow, outputs: readonly { path: string 
   let sent = false;
   const flush = () => {
     sent = true;
-    const message = JacobianRowsResponse.encode({ row: { input_path: row.inputPath, input_index: row.inputIndex, slices } }, rowWriter).finish();
+    let message: Uint8Array;
+    try {
+      message = JacobianRowsResponse.encode({ row: { input_path: row.inputPath, input_index: row.inputIndex, slices } }, rowWriter).finish();
+    } catch (e) {
+      rowWriter = new BinaryWriter();
+      throw e;
+    }
     slices = [];
     used = 0;
     return message;
