@@ -13,8 +13,11 @@ import { dataTypeOfArray, isNdArray, isRowMajor, toFloat64 } from "../../common/
 /** The property keys along a resolved path: field names, map keys, array indices. */
 type Steps = readonly (string | number)[];
 
+/** A selected output: what it is, and the keys that reach it in an outputs tree. */
+type Resolved = { info: OutputInfo; steps: Steps };
+
 export class OutputSelector {
-  private resolved: { info: OutputInfo; segments: Segment[]; steps: Steps }[] | undefined;
+  private resolved: Resolved[] | undefined;
   /** The resolved paths alone, kept so that reading them per evaluation allocates nothing. */
   private resolvedSegments: Segment[][] | undefined;
 
@@ -93,14 +96,14 @@ export class OutputSelector {
   }
 
   /** The resolved outputs, resolving the paths on the first tree. */
-  private resolve(outputTree: unknown): { info: OutputInfo; segments: Segment[]; steps: Steps }[] {
+  private resolve(outputTree: unknown): Resolved[] {
     if (!this.resolved) {
-      this.resolved = this.schema.resolveDifferentiable(outputTree, this.requested, this.field, "output").map((leaf) => ({
+      const leaves = this.schema.resolveDifferentiable(outputTree, this.requested, this.field, "output");
+      this.resolved = leaves.map((leaf) => ({
         info: { path: leaf.path, shape: [...leaf.array.shape], datatype: dataTypeOfArray(leaf.array.data) },
-        segments: leaf.segments,
         steps: leaf.segments.map(stepOf),
       }));
-      this.resolvedSegments = this.resolved.map((r) => r.segments);
+      this.resolvedSegments = leaves.map((leaf) => leaf.segments);
     }
     return this.resolved;
   }
