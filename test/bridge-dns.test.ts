@@ -219,6 +219,27 @@ describe("tesseract-core bridge: a host name's addresses are replicas", function
     }
   });
 
+  it("health rounds over more than ten replicas: no listener-leak warning", async () => {
+    const fakes = await fakesOnOnePort(12);
+    const resolver = new Resolver(fakes.map((f) => f.host));
+    const warnings: string[] = [];
+    const listen = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on("warning", listen);
+    const runtime = await loadTesseractCore(`http://${HOST}:${fakes[0].port}`, { lookup: resolver.lookup, onReplicasChange: resolver.onChange, healthIntervalMs: 5 });
+    try {
+      // Three rounds of GET /health on every replica (each round's requests share one signal).
+      await Promise.all(fakes.map(async (f) => {
+        while (f.healthCalls < 3) await once(f.events, "health");
+      }));
+      await new Promise(setImmediate); // process warnings are emitted on a later tick
+      assert.deepEqual(warnings, []);
+    } finally {
+      process.off("warning", listen);
+      await runtime.close();
+      await Promise.all(fakes.map((f) => f.close()));
+    }
+  });
+
   it("https: each address is verified against the host name (the certificate names localhost, not 127.0.0.2)", async () => {
     const run = promisify(execFile);
     const script = path.join(__dirname, "fixtures/tesseract-core/https-replicas.js");

@@ -4,6 +4,7 @@
  * checks report NOT_SERVING while none does and SERVING again once one does. Polling stops on
  * close, and its timer never keeps the process alive.
  */
+import { setMaxListeners } from "node:events";
 import type { Readiness } from "../runtime";
 import { DEFAULT_HEALTH_INTERVAL_MS } from "./settings";
 
@@ -74,6 +75,8 @@ export class HealthMonitor implements Readiness {
 
   private async poll(): Promise<void> {
     const round = (this.round = new AbortController());
+    // Every replica's request listens to it: more than ten is no leak.
+    setMaxListeners(0, round.signal);
     const timeout = setTimeout(() => round.abort(), Math.max(MIN_HEALTH_TIMEOUT_MS, this.intervalMs));
     const ready = await this.target.answersHealth(round.signal);
     clearTimeout(timeout);

@@ -70,11 +70,12 @@ export class WorkerPool {
    */
   calibrate(): Promise<void> {
     this.calibrated ??= (async () => {
-      // Stoppable tasks go one per worker: each worker loads and warms itself.
-      const { signal } = new AbortController();
-      await Promise.all(Array.from({ length: this.threads }, () => this.piscina.run(this.tesseract, { name: "load", signal })));
+      // Stoppable tasks go one per worker: each worker loads and warms itself. A signal each (one
+      // shared by more than ten tasks would be reported as a listener leak on many-core machines).
+      const stoppable = () => new AbortController().signal;
+      await Promise.all(Array.from({ length: this.threads }, () => this.piscina.run(this.tesseract, { name: "load", signal: stoppable() })));
       const warm = { tesseract: this.tesseract, evaluations: WARM_EVALUATIONS, budgetMs: WARM_BUDGET_MS };
-      await Promise.all(Array.from({ length: this.threads }, () => this.piscina.run(warm, { name: "warm", signal })));
+      await Promise.all(Array.from({ length: this.threads }, () => this.piscina.run(warm, { name: "warm", signal: stoppable() })));
       const times: number[] = [];
       for (let i = 0; i < CALIBRATION_PINGS; i++) {
         const started = performance.now();
