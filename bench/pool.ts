@@ -6,7 +6,8 @@
  * 1. Pool on cheap applies: meshstats central Jacobians (dense, N = 1000 and 3000 points: 6 000 and
  *    18 000 evaluations of a few microseconds each; and N = 1000 grouped by meshstats' declared
  *    structure, 2 000 evaluations) end to end over gRPC, on an inline server
- *    (`--workers 0`), a batched pool (`--workers 2`) and the default (`--workers auto`). Warm:
+ *    (`--workers 0`), a batched pool (`--workers 2`, or each size in BENCH_POOL_WORKERS, e.g.
+ *    "2,4,8" on a many-core machine) and the default (`--workers auto`). Warm:
  *    calls alternate between the servers (so load on the machine falls on all alike); the median
  *    of BENCH_POOL_ROUNDS each. Ratio: inline wall / wall. Also the server's CPU time per
  *    evaluation, all threads and its main thread (from /proc, Linux): what the pool costs in CPU,
@@ -36,6 +37,8 @@ import { helperSeconds, RECORDED_HELPER_S, type HelperTiming } from "./tesseract
 
 const CLI = path.join(__dirname, "../cli/cli.js");
 const ROUNDS = Number(process.env.BENCH_POOL_ROUNDS ?? 15);
+/** Pool sizes compared with inline and auto (comma-separated; more than 2 only pays on more cores). */
+const POOL_SIZES = (process.env.BENCH_POOL_WORKERS ?? "2").split(",").map((n) => n.trim()).filter(Boolean);
 const OUTPUTS = ["statistics.first_point_coordinates", "statistics.barycenter"];
 /** Jacobians of tesseract-core's helper (about 2 s each). */
 const HELPER_ROUNDS = Number(process.env.BENCH_POOL_HELPER_ROUNDS ?? 3);
@@ -115,7 +118,7 @@ async function warmMedians(servers: Served[], N: number, seconds: number, groupe
 async function poolRows(helper: () => Promise<HelperTiming>): Promise<Record<string, unknown>[]> {
   const modes: [string, string[]][] = [
     ["inline (--workers 0)", ["--workers", "0"]],
-    ["pool, batched (--workers 2)", ["--workers", "2"]],
+    ...POOL_SIZES.map((n): [string, string[]] => [`pool, batched (--workers ${n})`, ["--workers", String(n)]]),
     ["auto (default)", []],
   ];
   const servers = await Promise.all(modes.map(([, args]) => serve(args)));

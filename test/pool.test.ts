@@ -13,6 +13,7 @@ import { Algorithm, SparsityMode } from "../index";
 import { sampleHeatInputs, sampleMeshInputs } from "../server/tesseracts/samples";
 import { PoolCorrection, poolSavingMs } from "../server/eval/auto";
 import type { WorkerPool } from "../server/eval/pool";
+import { MAX_IN_FLIGHT_BYTES } from "../server/eval/pool-evaluator";
 import { f64, rejects } from "./helpers";
 
 /** The runtime's worker pool (private to its evaluation backends), to count the tasks it ran. */
@@ -120,6 +121,51 @@ describe("worker-thread evaluation", function () {
     assert.equal(await warm("meshstats", 1000), 2 + 4 + 8 + 16 + 32 + 64 + 128 + 3 * 256, "doubling batches, then 256 each, until 1000");
     assert.equal(await warm("meshstats", 100_000, 0), 0, "no time");
     assert.equal(await warm(path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js"), 1000), 0, "no example inputs");
+  });
+
+  it("a pool of more than ten threads starts without a listener-leak warning", async () => {
+    const warnings: Error[] = [];
+    const listen = (w: Error) => warnings.push(w);
+    process.on("warning", listen);
+    try {
+      const pooled = await load("meshstats", 12);
+      await pooled.jacobian({ inputs: sampleMeshInputs(5), inputPaths: ["mesh.points"], outputPaths: OUTPUTS }); // starts the pool
+      assert.ok(await pooled.poolStarted());
+      assert.equal(workerPool(pooled).liveThreads, 12);
+      await new Promise(setImmediate); // process warnings are emitted on a later tick
+    } finally {
+      process.off("warning", listen);
+    }
+    assert.deepEqual(warnings.map((w) => `${w.name}: ${w.message}`), []);
+  });
+
+  it("big outputs: the results in flight stay under MAX_IN_FLIGHT_BYTES however many threads, and the stream is unchanged", async () => {
+    // 16 threads × 2 batches × 4 MB would hold 128 MB of 160 KB rows; the bound is 32 MB.
+    const n = 20_000;
+    const rowBytes = 8 * n;
+    const pooled = await load("heat", 16);
+    const request = { inputs: sampleHeatInputs(n, 1), inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"], options: { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } };
+    // A first job tells the pool the outputs' size (a job's first batches go out before its own are known).
+    for await (const _ of pooled.jacobianRows(request).batches) break;
+    const stream = pooled.jacobianRows(request);
+    const start = pooled.evaluations;
+    let rows = 0;
+    let most = 0;
+    const diagonal = new Map<number, number>();
+    for await (const batch of stream.batches) {
+      rows += batch.length;
+      // Evaluations sent and not yet handed over as rows: what is held in flight for this stream.
+      most = Math.max(most, pooled.evaluations - start - 2 * rows);
+      for (const row of batch) diagonal.set(row.inputIndex, row.values[0][row.inputIndex]);
+      if (rows >= 2000) break;
+    }
+    assert.ok(most > 0 && most * rowBytes <= MAX_IN_FLIGHT_BYTES * 1.25, `${most} evaluations of ${rowBytes} bytes in flight`);
+    // The same rows as inline evaluation (their diagonal entries compared).
+    const inline = await load("heat", 0);
+    for await (const batch of inline.jacobianRows(request).batches) {
+      for (const row of batch) if (diagonal.has(row.inputIndex)) assert.equal(diagonal.get(row.inputIndex), row.values[0][row.inputIndex], `row ${row.inputIndex}`);
+      if (batch.at(-1)!.inputIndex >= Math.max(...diagonal.keys())) break;
+    }
   });
 
   it("a signal shared by many pooled requests is left without their listeners", async () => {

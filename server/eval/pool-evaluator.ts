@@ -30,6 +30,12 @@ const FIRST_BATCH_LIMIT = 32;
 /** Batches per thread in flight: one running, one queued, so a worker never waits for the next. */
 const BATCHES_PER_THREAD = 2;
 /**
+ * Results of a job's evaluations in flight stay under this however many threads the pool has: with
+ * large outputs fewer batches are out at once (a 185 KB output: about 180 evaluations, where 16
+ * threads would otherwise hold 700 and the main thread more rows than it can stream).
+ */
+export const MAX_IN_FLIGHT_BYTES = 32 << 20;
+/**
  * A batch predicted to take at most this long is sent unstoppable (pool.ts): a cancel waits for it
  * (and for the one queued behind it) rather than ending its worker.
  */
@@ -93,9 +99,15 @@ export class PoolEvaluator implements Evaluator {
     };
   }
 
-  /** Enough evaluations in flight for every thread to have a batch running and one waiting. */
+  /**
+   * Enough evaluations in flight for every thread to have a batch running and one waiting, as far as
+   * their results fit in MAX_IN_FLIGHT_BYTES (output sizes as the pool's last job measured them
+   * until this one's are known); always at least one batch.
+   */
   get concurrency(): number {
-    return BATCHES_PER_THREAD * this.pool.threads * this.batchSize;
+    const everyThread = BATCHES_PER_THREAD * this.pool.threads * this.batchSize;
+    const outputBytes = this.outputs ? 8 * this.outputSize() : (this.pool.lastOutputBytes ?? 0);
+    return outputBytes > 0 ? Math.max(this.batchSize, Math.min(everyThread, Math.floor(MAX_IN_FLIGHT_BYTES / outputBytes))) : everyThread;
   }
 
   /** Measured milliseconds per evaluation in a worker, once a batch has come back. */
@@ -200,6 +212,7 @@ export class PoolEvaluator implements Evaluator {
     const byBytes = Math.floor(MAX_BATCH_BYTES / Math.max(outputBytes, 1));
     this.batchSize = Math.max(1, Math.min(MAX_BATCH, byCost, byBytes));
     this.pool.lastBatchSize = this.batchSize;
+    this.pool.lastOutputBytes = outputBytes;
   }
 }
 

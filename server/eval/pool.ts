@@ -38,6 +38,8 @@ export class WorkerPool {
   ready = false;
   /** The batch size the latest job measured its way to (pool-evaluator.ts starts the next one from it). */
   lastBatchSize?: number;
+  /** The bytes of one evaluation's outputs in the latest job (bounds the next one's results in flight until it knows its own). */
+  lastOutputBytes?: number;
   private calibrated?: Promise<void>;
 
   constructor(
