@@ -5,8 +5,6 @@
  * private copy), returning a batch's outputs in one transferred buffer. It also serves whole
  * Apply calls (`applyMessage`), so that a hanging or crashing apply never touches the main thread.
  */
-import * as v8 from "node:v8";
-import { runInNewContext } from "node:vm";
 import { parentPort, threadId } from "node:worker_threads";
 import { Piscina } from "piscina";
 import ndarray from "ndarray";
@@ -22,19 +20,6 @@ import { reviveTree, shareTree } from "./shared-tree";
 import { type ApplyResult, type ApplyTask, type BatchResult, type BatchTask, type TaskError, unpackPerturbations } from "./worker-task";
 
 type Runtime = ReturnType<typeof loadTesseract>;
-
-/**
- * Big outputs are ArrayBuffers that V8 frees only when it collects, and each isolate lets tens of MB
- * of dead ones pile up first: a pool of many workers on big outputs grew by that much per thread
- * (16 workers streaming 160 KB rows: ~20 MB each here, ~200 MB each on a 16-core host). After every
- * COLLECT_AFTER_BYTES of outputs a worker collects its young generation, where they die (one
- * scavenge of an almost empty young generation per that many bytes; cheap outputs never reach it).
- */
-const COLLECT_AFTER_BYTES = 8 << 20;
-let outputBytesSinceCollect = 0;
-// The `gc` function of a context made after exposing it (the flag is read when a context is created).
-v8.setFlagsFromString("--expose-gc");
-const collectGarbage = runInNewContext("gc") as (options: { type: "minor" }) => void;
 
 const runtimes = new Map<string, Runtime>();
 
@@ -114,12 +99,6 @@ export default async function evaluateBatch(task: BatchTask): Promise<BatchResul
     : undefined;
   const { evaluator } = job;
   const { values, failed } = await (task.pairs ? evaluator.pairs(task.pairs, { onStart }) : evaluator.evaluations(perturbations!, { onStart }));
-  // A pair's two evaluations each made outputs of the size of their difference.
-  outputBytesSinceCollect += values.byteLength * (task.pairs ? 2 : 1);
-  if (outputBytesSinceCollect >= COLLECT_AFTER_BYTES) {
-    outputBytesSinceCollect = 0;
-    collectGarbage({ type: "minor" });
-  }
   const result: BatchResult = { values, outputs: job.selector.outputs, failed: failed.map(({ error, ...at }) => ({ ...at, ...taskError(error) })), busyMs: performance.now() - started };
   // The values' buffer is moved to the main thread, not copied.
   return Piscina.move({ [Piscina.transferableSymbol]: values.buffer, [Piscina.valueSymbol]: result } as never) as unknown as BatchResult;
