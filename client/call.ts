@@ -3,6 +3,7 @@
  * signal cancels the call, the callback's error becomes a TesseractClientError.
  */
 import * as grpc from "@grpc/grpc-js";
+import { setMaxListeners } from "node:events";
 import { TesseractClientError, toClientError } from "./errors";
 
 export interface CallOptions {
@@ -27,6 +28,24 @@ export function toGrpcOptions(options: CallOptions | undefined): Partial<grpc.Ca
   return { deadline: typeof deadline === "number" ? new Date(Date.now() + deadline) : deadline };
 }
 
+const callSignals = new WeakMap<AbortSignal, AbortSignal>();
+
+/**
+ * What calls listen to for the caller's signal: one signal following it (a single listener on the
+ * caller's), which takes any number of listeners. Many calls at once under one signal, to cancel
+ * them all, are no leak; Node 20 would warn of one past ten listeners on the caller's signal.
+ */
+export function callSignal(signal: AbortSignal | undefined): AbortSignal | undefined {
+  if (!signal) return undefined;
+  let follower = callSignals.get(signal);
+  if (!follower) {
+    follower = AbortSignal.any([signal]);
+    setMaxListeners(0, follower);
+    callSignals.set(signal, follower);
+  }
+  return follower;
+}
+
 /** The error an already aborted signal gives, without starting a call. */
 export function cancelledError(signal: AbortSignal): TesseractClientError {
   const reason = signal.reason instanceof Error ? signal.reason.message : signal.reason === undefined ? "" : String(signal.reason);
@@ -43,14 +62,15 @@ export type UnaryMethod<Req, Res> = (
 
 export function unaryCall<Req, Res>(method: UnaryMethod<Req, Res>, request: Req, options?: CallOptions): Promise<Res> {
   return new Promise<Res>((resolve, reject) => {
-    const signal = options?.signal;
+    const signal = callSignal(options?.signal);
     if (signal?.aborted) return reject(cancelledError(signal));
     let call: grpc.ClientUnaryCall | undefined;
     const onAbort = () => call?.cancel();
     try {
       call = method(request, toMetadata(options?.metadata), toGrpcOptions(options), (error, response) => {
         signal?.removeEventListener("abort", onAbort);
-        if (error) reject(toClientError(error));
+        // Cancelled by the signal: say so, with its reason.
+        if (error) reject(signal?.aborted && error.code === grpc.status.CANCELLED ? cancelledError(signal) : toClientError(error));
         else resolve(response as Res);
       });
     } catch (e) {
@@ -66,7 +86,7 @@ export function unaryCall<Req, Res>(method: UnaryMethod<Req, Res>, request: Req,
  * or DEADLINE_EXCEEDED at its deadline, without touching the work itself (which others may share).
  */
 export function waitUnder<T>(promise: Promise<T>, options: CallOptions | undefined, what: string): Promise<T> {
-  const signal = options?.signal;
+  const signal = callSignal(options?.signal);
   const deadline = toGrpcOptions(options).deadline as Date | undefined;
   if (!signal && !deadline) return promise;
   return new Promise<T>((resolve, reject) => {

@@ -23,7 +23,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { NdArray } from "ndarray";
 import type { Arrays } from "../common/tree-types";
 import { packAny, unpackAny, type MessageFns } from "./any";
-import { cancelledError, toGrpcOptions, toMetadata, unaryCall, waitUnder, type CallOptions, type UnaryMethod } from "./call";
+import { callSignal, cancelledError, toGrpcOptions, toMetadata, unaryCall, waitUnder, type CallOptions, type UnaryMethod } from "./call";
 import { TesseractClientError, toClientError } from "./errors";
 import type { Any } from "../generated/google/protobuf/any";
 import type { Tensor } from "../generated/tesseract/v1/tensor";
@@ -334,7 +334,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
    */
   async *jacobianRows(request: GradientRequest<I>, call?: CallOptions): AsyncGenerator<JacobianRowsEvent, void, undefined> {
     const message = await this.jacobianRequest(request, call);
-    const signal = call?.signal;
+    const signal = callSignal(call?.signal);
     if (signal?.aborted) throw cancelledError(signal);
     this.ensureOpen();
     let stream: grpc.ClientReadableStream<JacobianRowsResponse>;
@@ -348,7 +348,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     try {
       for await (const response of stream as AsyncIterable<JacobianRowsResponse>) yield toRowsEvent(response);
     } catch (e) {
-      throw toClientError(e);
+      throw signal?.aborted && (e as grpc.ServiceError).code === grpc.status.CANCELLED ? cancelledError(signal) : toClientError(e);
     } finally {
       signal?.removeEventListener("abort", onAbort);
       // grpc-js reports the cancellation as an 'error' event even once nobody reads the stream:

@@ -274,6 +274,30 @@ describe("SDK: TesseractClient", () => {
       await clientRejects(vector.apply({ a: f64([1]), b: f64([2]), normalize: false }, { signal: controller.signal }), "CANCELLED", /user gave up/);
     });
 
+    it("one signal for many calls at once: no listener-leak warning, and aborting it cancels every one", async () => {
+      const warnings: string[] = [];
+      const listen = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+      process.on("warning", listen);
+      try {
+        const controller = new AbortController();
+        const { signal } = controller;
+        const sums = await Promise.all(Array.from({ length: 12 }, (_, k) => vector.apply({ a: f64([k]), b: f64([1]), normalize: false }, { signal })));
+        assert.deepEqual(sums.map((s) => s.result!.data[0]), Array.from({ length: 12 }, (_, k) => k + 1));
+        // Twelve streams in flight (each has sent its header), then one abort.
+        const streams = Array.from({ length: 12 }, () => mesh.jacobianRows({ inputs: sampleMeshInputs(2000), inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"] }, { signal }));
+        for (const stream of streams) assert.ok((await stream.next()).value);
+        controller.abort(new Error("all of them"));
+        const drain = async (stream: AsyncGenerator<unknown>) => {
+          for await (const _ of stream);
+        };
+        for (const stream of streams) await clientRejects(drain(stream), "CANCELLED", /all of them/);
+        await new Promise(setImmediate); // process warnings are emitted on a later tick
+      } finally {
+        process.off("warning", listen);
+      }
+      assert.deepEqual(warnings, []);
+    });
+
     it("metadata is passed through: the server logs the caller's x-request-id", async () => {
       const logged = vectorLog.next((line) => line.rpc === "Describe" && line.request_id === "sdk-test-1");
       const d = await vector.describe({ metadata: { "x-request-id": "sdk-test-1" }, deadline: 10_000 });
