@@ -121,6 +121,19 @@ describe("heat", () => {
       }
     });
 
+    it("1-D, the smallest grids and step counts, exactly: u_i ← (1 − 2r) u_i + r (u_{i−1} + u_{i+1}), zero beyond the ends", async () => {
+      const r = 0.45; // the default dt's
+      for (const n of [1, 2, 3, 17]) {
+        for (const steps of [1, 2, 5]) {
+          const u0 = Float64Array.from({ length: n }, (_, i) => Math.cos(1 + i) - 0.25 * i);
+          let u = u0.slice();
+          for (let s = 0; s < steps; s++) u = u.map((v, i) => (1 - 2 * r) * v + r * ((i > 0 ? u[i - 1] : 0) + (i < n - 1 ? u[i + 1] : 0)));
+          assert.deepEqual(Array.from(await applyHeat(heatInputs(u0, [n], { steps }))), Array.from(u), `n = ${n}, ${steps} steps`);
+          assert.deepEqual(Array.from(u0), Array.from(Float64Array.from({ length: n }, (_, i) => Math.cos(1 + i) - 0.25 * i)), "the input is left as it was");
+        }
+      }
+    });
+
     it("does not modify its input, and 2-D with one row equals 1-D under the 2-D stencil's r", async () => {
       const u0 = mode(9, 2).map((v, i) => v + 0.1 * i);
       const copy = u0.slice();
