@@ -1,12 +1,14 @@
 /**
  * The worker pool's batch encoding: every kind of change (one element, a column group's elements,
  * a whole leaf) survives packPerturbations → unpackPerturbations exactly; pairs of element changes
- * survive packPairs → sideOf, slicePairs and concatPairs, and sides that differ are refused.
+ * survive packPairs → sideOf, slicePairs and concatPairs, and sides that differ are refused; and
+ * ElementPairs cross to a worker in one buffer (packElementPairs → postMessage → unpackElementPairs).
  */
 import { strict as assert } from "node:assert";
 import { concatPairs, packPairs, pairCount, sideOf, slicePairs } from "../server/eval/element-pairs";
 import type { Perturbation, PerturbationPair } from "../server/eval/evaluator";
-import { packPerturbations, unpackPerturbations } from "../server/eval/worker-task";
+import { MessageChannel, receiveMessageOnPort } from "node:worker_threads";
+import { packElementPairs, packPerturbations, unpackElementPairs, unpackPerturbations } from "../server/eval/worker-task";
 
 describe("worker tasks: packed perturbations", () => {
   it("one element, several elements of one leaf and a whole leaf round-trip, in order, batch by batch", () => {
@@ -48,5 +50,32 @@ describe("worker tasks: packed perturbations", () => {
     refused([{ leaf: 0, index: 1, value: 1 }], [{ leaf: 1, index: 1, value: 1 }], /different elements/);
     refused([{ leaf: 0, index: 1, value: 1 }], [], /different leaves/);
     refused([{ leaf: 0, values: Float64Array.of(1) }], [{ leaf: 0, values: Float64Array.of(2) }], /whole leaves/);
+  });
+
+  it("ElementPairs in one buffer: through a message port and back, every array exact, for any count of pairs and elements", () => {
+    const { port1, port2 } = new MessageChannel();
+    const plain = (p: object) => Object.entries(p).map(([k, a]) => [k, a.constructor.name, Array.from(a as ArrayLike<number>)]);
+    try {
+      for (const pairs of [
+        [],
+        [[[{ leaf: 0, index: 7, value: 1.5 }], [{ leaf: 0, index: 7, value: 0.5 }]]],
+        [
+          [[{ leaf: 0, index: 4294967295, value: -0 }], [{ leaf: 0, index: 4294967295, value: 1e-300 }]],
+          [
+            [{ leaf: 1, indices: Uint32Array.of(0, 3, 5), points: Float64Array.of(Math.PI, 2, -1) }, { leaf: 2, index: 2, value: 9 }],
+            [{ leaf: 1, indices: Uint32Array.of(0, 3, 5), points: Float64Array.of(-1, 1, 0) }, { leaf: 2, index: 2, value: 8 }],
+          ],
+          [[], []],
+        ],
+      ] as PerturbationPair[][]) {
+        const packed = packPairs(pairs);
+        port1.postMessage(packElementPairs(packed));
+        const received = unpackElementPairs(receiveMessageOnPort(port2)!.message as Uint8Array);
+        assert.deepEqual(plain(received), plain(packed), `${pairs.length} pairs`);
+        if (pairs.length > 1) assert.ok(Object.is(received.plus[0], -0), "-0 stays -0");
+      }
+    } finally {
+      port1.close();
+    }
   });
 });

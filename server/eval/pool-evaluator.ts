@@ -18,7 +18,7 @@ import { FailedPair, outputSizes, outputStride, splitFlat, type ElementPairs, ty
 import { concatPairs, pairCount } from "./element-pairs";
 import type { WorkerPool } from "./pool";
 import { shareTree } from "./shared-tree";
-import { packPerturbations, type BatchResult, type BatchTask } from "./worker-task";
+import { packElementPairs, packPerturbations, type BatchResult, type BatchTask } from "./worker-task";
 
 /** A batch's work is at least this many times the pool's cost per task. */
 const OVERHEAD_SHARE = 10;
@@ -162,7 +162,7 @@ export class PoolEvaluator implements Evaluator {
     try {
       // One shape for every task (spreading the job's fields into it made new object shapes each time).
       const { tesseract, job, inputs, inputPaths, outputPaths, outputsField } = this.task;
-      const pairs = kind === "pairs" ? concatPairs(batch.map((p) => p.pairs!)) : undefined;
+      const pairs = kind === "pairs" ? packElementPairs(concatPairs(batch.map((p) => p.pairs!))) : undefined;
       const perturbations = kind === "single" ? packPerturbations(batch.flatMap((p) => p.perturbations!)) : undefined;
       // A batch measured to be short need not be stoppable: it may then wait at a busy worker.
       const short = this.evaluationMs !== undefined && this.evaluationMs * evaluations <= SHORT_BATCH_MS;

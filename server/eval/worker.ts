@@ -17,7 +17,7 @@ import { floatingPaths, getAtPath, parsePath, withLeaf } from "../schema/paths";
 import { InlineEvaluator } from "./inline";
 import { ElementPairsBuilder, pairCount } from "./element-pairs";
 import { reviveTree, shareTree } from "./shared-tree";
-import { type ApplyResult, type ApplyTask, type BatchResult, type BatchTask, type TaskError, unpackPerturbations } from "./worker-task";
+import { type ApplyResult, type ApplyTask, type BatchResult, type BatchTask, type TaskError, packElementPairs, unpackElementPairs, unpackPerturbations } from "./worker-task";
 
 type Runtime = ReturnType<typeof loadTesseract>;
 
@@ -81,7 +81,8 @@ function jobOf(task: BatchTask): Job {
 export default async function evaluateBatch(task: BatchTask): Promise<BatchResult> {
   const started = performance.now();
   const perturbations = task.perturbations && unpackPerturbations(task.perturbations);
-  const items = task.pairs ? pairCount(task.pairs) : perturbations!.length;
+  const pairs = task.pairs && unpackElementPairs(task.pairs);
+  const items = pairs ? pairCount(pairs) : perturbations!.length;
   let job: Job;
   try {
     job = jobOf(task);
@@ -98,7 +99,7 @@ export default async function evaluateBatch(task: BatchTask): Promise<BatchResul
       }
     : undefined;
   const { evaluator } = job;
-  const { values, failed } = await (task.pairs ? evaluator.pairs(task.pairs, { onStart }) : evaluator.evaluations(perturbations!, { onStart }));
+  const { values, failed } = await (pairs ? evaluator.pairs(pairs, { onStart }) : evaluator.evaluations(perturbations!, { onStart }));
   const result: BatchResult = { values, outputs: job.selector.outputs, failed: failed.map(({ error, ...at }) => ({ ...at, ...taskError(error) })), busyMs: performance.now() - started };
   // The values' buffer is moved to the main thread, not copied.
   return Piscina.move({ [Piscina.transferableSymbol]: values.buffer, [Piscina.valueSymbol]: result } as never) as unknown as BatchResult;
@@ -163,7 +164,7 @@ async function warmOn(task: { tesseract: string; evaluations: number; budgetMs: 
     inputPaths,
     outputPaths,
     outputsField: "jac_outputs",
-    pairs: pairsOf(pairs),
+    pairs: packElementPairs(pairsOf(pairs)),
   });
   // Batches doubling up to WARM_BATCH. An apply still costly once compiled (after the first
   // rounds) is not worth warming for: compilation is a small part of its time.
