@@ -123,6 +123,29 @@ describe("worker-thread evaluation", function () {
     assert.equal(await warm(path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js"), 1000), 0, "no example inputs");
   });
 
+  it("central Jacobians and rows keep every thread busy: a task per chunk, at least one per thread at once", async () => {
+    const pooled = await load("meshstats", 8);
+    await pooled.jacobian({ inputs: sampleMeshInputs(5), inputPaths: ["mesh.points"], outputPaths: OUTPUTS }); // starts the pool
+    const pool = workerPool(pooled);
+    const evaluateBatch = pool.evaluateBatch.bind(pool);
+    let inFlight = 0;
+    let most = 0;
+    pool.evaluateBatch = (...args) => {
+      most = Math.max(most, ++inFlight);
+      return evaluateBatch(...args).finally(() => inFlight--);
+    };
+    const inputs = sampleMeshInputs(1000);
+    for (const sparsity_mode of [SparsityMode.SPARSITY_MODE_DENSE, SparsityMode.SPARSITY_MODE_UNSPECIFIED]) {
+      const request = { inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { sparsity_mode } };
+      for (const run of [() => pooled.jacobian(request), async () => { for await (const _ of pooled.jacobianRows(request).batches); }]) {
+        most = 0;
+        await run();
+        // Chunks a fixed share of the concurrency (four) kept four or five tasks out, whatever the threads.
+        assert.ok(most >= 8, `mode ${sparsity_mode}: at most ${most} tasks at once on 8 threads`);
+      }
+    }
+  });
+
   it("a pool of more than ten threads starts without a listener-leak warning", async () => {
     const warnings: Error[] = [];
     const listen = (w: Error) => warnings.push(w);

@@ -177,6 +177,10 @@ export class AutoEvaluator implements Evaluator {
     return this.pool?.concurrency ?? 1;
   }
 
+  get taskEvaluations(): number | undefined {
+    return this.pool?.taskEvaluations;
+  }
+
   evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
     if (!this.pool && this.waitingForPool && this.workers.costs().ready) this.decide();
     return this.pool ? this.pooled(this.pool.evaluate(perturbation), 1) : this.timedInline(perturbation);

@@ -91,6 +91,10 @@ class Counted implements Evaluator {
     return this.inner.concurrency;
   }
 
+  get taskEvaluations(): number | undefined {
+    return this.inner.taskEvaluations;
+  }
+
   evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
     this.count();
     return this.inner.evaluate(perturbation);

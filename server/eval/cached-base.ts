@@ -38,6 +38,10 @@ export class CachedBaseEvaluator implements Evaluator {
     return this.inner.concurrency;
   }
 
+  get taskEvaluations(): number | undefined {
+    return this.inner.taskEvaluations;
+  }
+
   evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
     return perturbation.length > 0 ? this.inner.evaluate(perturbation) : this.base();
   }

@@ -34,6 +34,12 @@ export interface Evaluator {
   /** How many evaluations may usefully be in flight at once (1: one after the other). */
   readonly concurrency: number;
   /**
+   * Evaluations one worker task takes together (the pool's batch size), where there are tasks: the
+   * engine then sends pairs in calls of about this many, one task each, so that every thread has
+   * tasks of its own (undefined: no tasks).
+   */
+  readonly taskEvaluations?: number;
+  /**
    * The rounding in each value of `outputs` (an evaluate() result), for evaluators whose values are
    * not plain outputs (a contraction of them); otherwise the engine takes half an ulp of each value.
    */

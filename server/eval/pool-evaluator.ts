@@ -110,6 +110,10 @@ export class PoolEvaluator implements Evaluator {
     return outputBytes > 0 ? Math.max(this.batchSize, Math.min(everyThread, Math.floor(MAX_IN_FLIGHT_BYTES / outputBytes))) : everyThread;
   }
 
+  get taskEvaluations(): number {
+    return this.batchSize;
+  }
+
   /** Measured milliseconds per evaluation in a worker, once a batch has come back. */
   get measuredEvaluationMs(): number | undefined {
     return this.evaluationMs;

@@ -15,7 +15,7 @@ import { allocateEntries, placeRow, type JacobianEntry } from "./entries";
 import { groupName } from "./grouped";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
-import { central, checkRow, CHUNKS_IN_FLIGHT, type Row } from "./rows";
+import { central, checkRow, chunkItems, type Row } from "./rows";
 import type { SparsityPlan } from "./sparsity-plan";
 import type { Structure } from "./sparsity";
 import type { StepRule } from "./steps";
@@ -45,7 +45,7 @@ export async function centralJacobian(problem: Problem, options: ResolvedOptions
   /** Items per chunk: a worker batch's worth of pairs, or inline about INLINE_CHUNK_MS of them. */
   let pairMs: number | undefined;
   const chunkSize = () => {
-    if (problem.concurrency > 1) return Math.max(1, Math.floor(problem.concurrency / (2 * CHUNKS_IN_FLIGHT)));
+    if (problem.concurrency > 1) return chunkItems(problem, 2);
     return pairMs === undefined ? 1 : Math.max(1, Math.min(MAX_INLINE_CHUNK, Math.floor(INLINE_CHUNK_MS / pairMs)));
   };
   let next = 0;

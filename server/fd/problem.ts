@@ -97,6 +97,11 @@ export class Problem {
     return this.evaluator.concurrency;
   }
 
+  /** Evaluations one worker task takes together, where the evaluator has tasks (Evaluator.taskEvaluations). */
+  get taskEvaluations(): number | undefined {
+    return this.evaluator.taskEvaluations;
+  }
+
   private lastYield = performance.now();
 
   /**

@@ -168,19 +168,31 @@ function elementRows(problem: Problem, evaluationsPerRow: number, row: (leaf: nu
   return chunkedRows(problem, elements(problem), evaluationsPerRow, (chunk) => Promise.all(chunk.map(({ leaf, index }) => row(leaf, index))));
 }
 
-/** Chunks in flight at once when the evaluator takes many pairs: two per worker thread of a two-thread pool. */
-export const CHUNKS_IN_FLIGHT = 4;
+/** Chunks in flight at once when the evaluator takes many pairs but has no tasks of its own size. */
+const CHUNKS_IN_FLIGHT = 4;
+
+/**
+ * Items (elements, or column groups) per chunk when the evaluator takes many pairs at once: a worker
+ * task's worth, so that each chunk is one task and every thread has chunks of its own (a chunk's
+ * pairs go in one call, which one task takes whole: with chunks a fixed share of what may be in
+ * flight, a 15-thread pool ran 3-5 tasks at once); without tasks, a CHUNKS_IN_FLIGHT-th of what may
+ * be in flight.
+ */
+export function chunkItems(problem: Problem, evaluationsPerItem: number): number {
+  const evaluations = problem.taskEvaluations ?? problem.concurrency / CHUNKS_IN_FLIGHT;
+  return Math.max(1, Math.floor(evaluations / evaluationsPerItem));
+}
 
 /**
  * The rows of `items` (elements, or column groups) by `task`, over chunks of items, with as many
  * evaluations in flight as the evaluator can use. A chunk is one item, unless the evaluator takes
- * many pairs at once (worker threads): then about a worker's batch, so that its pairs go in one
- * call with one promise, and CHUNKS_IN_FLIGHT chunks keep every worker busy. Rows come in the
- * batches they complete in.
+ * many pairs at once (worker threads): then a worker's task (chunkItems), so that its pairs go in
+ * one call with one promise, and as many chunks as fit in the evaluator's concurrency keep every
+ * worker busy. Rows come in the batches they complete in.
  */
 export async function* chunkedRows<T>(problem: Problem, items: readonly T[], evaluationsPerItem: number, task: (chunk: readonly T[]) => Promise<Row[]>): AsyncGenerator<readonly Row[]> {
   let next = 0;
-  const size = () => (problem.takesPairs ? Math.max(1, Math.floor(problem.concurrency / (evaluationsPerItem * CHUNKS_IN_FLIGHT))) : 1);
+  const size = () => (problem.takesPairs ? chunkItems(problem, evaluationsPerItem) : 1);
   const chunkRows = () => task(items.slice(next, (next = Math.min(items.length, next + size()))));
   const window = () => Math.ceil(problem.concurrency / (evaluationsPerItem * size()));
   for await (const chunks of completed(() => next < items.length, window, chunkRows)) yield chunks.length === 1 ? chunks[0] : chunks.flat();
