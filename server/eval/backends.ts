@@ -103,8 +103,8 @@ class Counted implements Evaluator {
 
 /**
  * Threads of "auto": a core each but one, which the main thread needs for serving, sending work and
- * assembling results (measured on 16 cores, in one run: cheap applies were 20 % slower on 16 threads
- * than on 15); on one or two cores, a thread each.
+ * assembling results (with cheap applies it is the busiest thread); on one or two cores, a thread
+ * each.
  */
 export function defaultAutoThreads(cores = availableParallelism()): number {
   return cores > 2 ? cores - 1 : cores;
