@@ -3,7 +3,7 @@
  * what starts, and when, is exact.
  */
 import { strict as assert } from "node:assert";
-import { completed } from "../server/fd/window";
+import { ChunkWindow, completed } from "../server/fd/window";
 
 /** Tasks that settle when the test says: `started` counts them; `settle(k)` resolves task k with k. */
 function manualTasks(total: number) {
@@ -59,6 +59,39 @@ describe("completed: bounded concurrency for the engine", () => {
     }
     await consume;
     assert.deepEqual([...seen].sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  it("chunks of changing size: the evaluations out stay within the capacity plus one chunk", async () => {
+    // 1000 items of 2 evaluations, capacity 100: chunks of 25 items (50 evaluations), then of 5.
+    let size = 25;
+    const chunks = new ChunkWindow(1000, 2, () => size, () => 100);
+    const pending: { items: number; settle: () => void }[] = [];
+    let out = 0;
+    let most = 0;
+    const task = () =>
+      chunks.take(
+        (from, to) =>
+          new Promise<number>((resolve) => {
+            out += 2 * (to - from);
+            most = Math.max(most, out);
+            pending.push({ items: to - from, settle: () => ((out -= 2 * (to - from)), resolve(to - from)) });
+          }),
+      );
+    const results = completed(chunks.more, chunks.window, task);
+    const first = results.next();
+    await turn();
+    assert.deepEqual(pending.map((p) => p.items), [25, 25], "two chunks of 50 evaluations fill 100");
+    size = 5; // the pool measured its costs: smaller tasks
+    pending.shift()!.settle();
+    await first;
+    const second = results.next();
+    await turn();
+    // Room for 50 evaluations: five chunks of 10 (counting chunks, ten would start: 150 out).
+    assert.deepEqual(pending.map((p) => p.items), [25, 5, 5, 5, 5, 5]);
+    assert.ok(most <= 100, `${most} evaluations out`);
+    pending.shift()!.settle();
+    await second;
+    await results.return(undefined);
   });
 
   it("nothing starts once the consumer stops", async () => {

@@ -19,7 +19,7 @@ import { central, checkRow, chunkItems, type Row } from "./rows";
 import type { SparsityPlan } from "./sparsity-plan";
 import type { Structure } from "./sparsity";
 import type { StepRule } from "./steps";
-import { completed } from "./window";
+import { ChunkWindow, completed } from "./window";
 
 /** A chunk inline runs about this long before the event loop gets a turn (Problem's own turns come between calls). */
 const INLINE_CHUNK_MS = 0.5;
@@ -48,10 +48,8 @@ export async function centralJacobian(problem: Problem, options: ResolvedOptions
     if (problem.concurrency > 1) return chunkItems(problem, 2);
     return pairMs === undefined ? 1 : Math.max(1, Math.min(MAX_INLINE_CHUNK, Math.floor(INLINE_CHUNK_MS / pairMs)));
   };
-  let next = 0;
-  const chunk = async () => {
-    const from = next;
-    const to = (next = Math.min(items, next + chunkSize()));
+  const chunks = new ChunkWindow(items, 2, chunkSize, () => problem.concurrency);
+  const chunk = async (from: number, to: number) => {
     const started = performance.now();
     // A pair per item: its elements (one, dense; a group's) at their points on either side.
     let elements = to - from;
@@ -89,7 +87,7 @@ export async function centralJacobian(problem: Problem, options: ResolvedOptions
     }
     if (problem.concurrency === 1 && to > from) pairMs = (performance.now() - started) / (to - from);
   };
-  for await (const _ of completed(() => next < items, () => Math.ceil(problem.concurrency / (2 * chunkSize())), chunk));
+  for await (const _ of completed(chunks.more, chunks.window, () => chunks.take(chunk)));
   return entries;
 }
 

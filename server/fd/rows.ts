@@ -13,7 +13,7 @@ import type { Perturbation, PerturbationPair } from "../eval/evaluator";
 import type { Problem } from "./problem";
 import { seededGenerator } from "./random";
 import type { StepRule } from "./steps";
-import { completed } from "./window";
+import { ChunkWindow, completed } from "./window";
 
 export interface Row {
   /** Index into problem.leaves. */
@@ -191,11 +191,10 @@ export function chunkItems(problem: Problem, evaluationsPerItem: number): number
  * worker busy. Rows come in the batches they complete in.
  */
 export async function* chunkedRows<T>(problem: Problem, items: readonly T[], evaluationsPerItem: number, task: (chunk: readonly T[]) => Promise<Row[]>): AsyncGenerator<readonly Row[]> {
-  let next = 0;
   const size = () => (problem.takesPairs ? chunkItems(problem, evaluationsPerItem) : 1);
-  const chunkRows = () => task(items.slice(next, (next = Math.min(items.length, next + size()))));
-  const window = () => Math.ceil(problem.concurrency / (evaluationsPerItem * size()));
-  for await (const chunks of completed(() => next < items.length, window, chunkRows)) yield chunks.length === 1 ? chunks[0] : chunks.flat();
+  const chunks = new ChunkWindow(items.length, evaluationsPerItem, size, () => problem.concurrency);
+  const chunkRows = () => chunks.take((from, to) => task(items.slice(from, to)));
+  for await (const done of completed(chunks.more, chunks.window, chunkRows)) yield done.length === 1 ? done[0] : done.flat();
 }
 
 /**

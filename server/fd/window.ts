@@ -52,3 +52,45 @@ export async function* completed<T>(more: () => boolean, window: () => number, t
     yield batch;
   }
 }
+
+/**
+ * Chunks of `count` items for `completed`: each sized by `size()` as it starts, let out while the
+ * evaluations of those in flight (`evaluationsPerItem` an item) are fewer than `capacity()`. It
+ * counts evaluations, not chunks, because sizes change from chunk to chunk (a pool's task size
+ * follows its measured costs): a window of chunks computed for the small ones let out as many
+ * large ones, past the evaluator's bound on results in flight.
+ */
+export class ChunkWindow {
+  private next = 0;
+  private itemsOut = 0;
+  private chunksOut = 0;
+
+  constructor(
+    private readonly count: number,
+    private readonly evaluationsPerItem: number,
+    private readonly size: () => number,
+    private readonly capacity: () => number,
+  ) {}
+
+  readonly more = (): boolean => this.next < this.count;
+
+  /** For `completed`: the chunks out, and as many more of the next size as the room left takes (the last one may overfill it). */
+  readonly window = (): number => {
+    const room = this.capacity() - this.itemsOut * this.evaluationsPerItem;
+    return this.chunksOut + Math.max(0, Math.ceil(room / (this.size() * this.evaluationsPerItem)));
+  };
+
+  /** `task` on the next chunk of items [from, to), counted out while it runs. */
+  async take<T>(task: (from: number, to: number) => Promise<T>): Promise<T> {
+    const from = this.next;
+    const to = (this.next = Math.min(this.count, from + this.size()));
+    this.itemsOut += to - from;
+    this.chunksOut++;
+    try {
+      return await task(from, to);
+    } finally {
+      this.itemsOut -= to - from;
+      this.chunksOut--;
+    }
+  }
+}
