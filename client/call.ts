@@ -52,6 +52,11 @@ export function cancelledError(signal: AbortSignal): TesseractClientError {
   return new TesseractClientError(grpc.status.CANCELLED, `the call was cancelled by its AbortSignal${reason ? ` (${reason})` : ""}`);
 }
 
+/** A call's error: one its signal cancelled says so, with the signal's reason (not grpc-js's "Cancelled on client"). */
+export function callError(error: unknown, signal: AbortSignal | undefined): TesseractClientError {
+  return signal?.aborted && (error as grpc.ServiceError)?.code === grpc.status.CANCELLED ? cancelledError(signal) : toClientError(error);
+}
+
 /** A generated unary method, bound to its client. */
 export type UnaryMethod<Req, Res> = (
   request: Req,
@@ -69,8 +74,7 @@ export function unaryCall<Req, Res>(method: UnaryMethod<Req, Res>, request: Req,
     try {
       call = method(request, toMetadata(options?.metadata), toGrpcOptions(options), (error, response) => {
         signal?.removeEventListener("abort", onAbort);
-        // Cancelled by the signal: say so, with its reason.
-        if (error) reject(signal?.aborted && error.code === grpc.status.CANCELLED ? cancelledError(signal) : toClientError(error));
+        if (error) reject(callError(error, signal));
         else resolve(response as Res);
       });
     } catch (e) {

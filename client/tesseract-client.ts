@@ -23,7 +23,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { NdArray } from "ndarray";
 import type { Arrays } from "../common/tree-types";
 import { packAny, unpackAny, type MessageFns } from "./any";
-import { callSignal, cancelledError, toGrpcOptions, toMetadata, unaryCall, waitUnder, type CallOptions, type UnaryMethod } from "./call";
+import { callError, callSignal, cancelledError, toGrpcOptions, toMetadata, unaryCall, waitUnder, type CallOptions, type UnaryMethod } from "./call";
 import { TesseractClientError, toClientError } from "./errors";
 import type { Any } from "../generated/google/protobuf/any";
 import type { Tensor } from "../generated/tesseract/v1/tensor";
@@ -348,7 +348,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     try {
       for await (const response of stream as AsyncIterable<JacobianRowsResponse>) yield toRowsEvent(response);
     } catch (e) {
-      throw signal?.aborted && (e as grpc.ServiceError).code === grpc.status.CANCELLED ? cancelledError(signal) : toClientError(e);
+      throw callError(e, signal);
     } finally {
       signal?.removeEventListener("abort", onAbort);
       // grpc-js reports the cancellation as an 'error' event even once nobody reads the stream:
