@@ -33,12 +33,26 @@
  * twice as many, once the pool has run POOL_WARM_EVALUATIONS (cold code says nothing of its pace).
  * A request that declines the pool only because of the correction moves it a twentieth of the way
  * back towards 1, so the pool is tried again now and then.
+ *
+ * What the model does not see (a consumer that streams every row on the main thread, a client on
+ * the same cores, a loaded machine) is checked within the request: when its pooled pace (wall time
+ * per evaluation, over those windows) is more than PROBE_SLOWER times the corrected prediction,
+ * its next evaluations run inline for a while and are timed the same way, and the pool takes the
+ * rest only if it saved MIN_GAIN of inline's time, as when it was taken. (On two cores a dense heat
+ * row stream pooled ran at 0.26-0.29 GB/s, inline at 0.34-0.41.) The inline pace of a request's
+ * first evaluations will not do for this: it includes the request's start (the first rows of a
+ * stream took four times as long as the rest).
  */
 import { FailedPair, flatDifferences, outputStride, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "./evaluator";
 import { pairCount, sideOf, slicePairs } from "./element-pairs";
 import type { InlineEvaluator } from "./inline";
 import { MAX_BATCH } from "./pool-evaluator";
 
+/** A pooled pace this many times the prediction is compared with inline's, once per request. */
+const PROBE_SLOWER = 1.5;
+/** Inline evaluations of the comparison: the first PROBE_SKIP let the pool's work in flight drain, the next PROBE_EVALUATIONS are timed. */
+const PROBE_SKIP = 256;
+const PROBE_EVALUATIONS = 1024;
 /** Inline evaluations timed before the first decision, where apply is costly; where it is cheap. */
 export const AUTO_SAMPLES = 4;
 const CHEAP_SAMPLES = 32;
@@ -153,10 +167,20 @@ export class AutoEvaluator implements Evaluator {
   private lastEnd?: number;
   /** The costs favoured the pool, which was not ready yet. */
   private waitingForPool = false;
-  /** Once pooled: the prediction, the evaluations sent to the pool, and when its first window ended (for the correction). */
+  /**
+   * Once pooled: the prediction, the evaluations sent to the pool, and when its first window ended
+   * (whether the pool was warm then: only a warm pool's pace goes to the correction).
+   */
   private predictedMs = 0;
+  /** The prediction times the correction: the pace this machine's pool usually keeps against the model. */
+  private expectedMs = 0;
   private pooledSent = 0;
-  private window?: { started: number; sent: number };
+  private window?: { started: number; sent: number; warm: boolean };
+  /** Inline again to compare (from inline evaluation `from`; timed from `timed` on), against the pooled pace. */
+  private probe?: { pooledMs: number; from: number; timed?: { at: number; calls: number } };
+  private probed = false;
+  /** Inline measured faster than the pool: the rest of the request stays inline. */
+  private poolDropped = false;
 
   constructor(
     private readonly inline: InlineEvaluator,
@@ -173,40 +197,49 @@ export class AutoEvaluator implements Evaluator {
     return this.inline.outputs ?? this.pool?.outputs;
   }
 
+  /** The pool while it takes this request's evaluations. */
+  private get pooling(): Evaluator | undefined {
+    return this.poolDropped || this.probe ? undefined : this.pool;
+  }
+
   get concurrency(): number {
-    return this.pool?.concurrency ?? 1;
+    return this.pooling?.concurrency ?? 1;
   }
 
   get taskEvaluations(): number | undefined {
-    return this.pool?.taskEvaluations;
+    return this.pooling?.taskEvaluations;
   }
 
   evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
     if (!this.pool && this.waitingForPool && this.workers.costs().ready) this.decide();
-    return this.pool ? this.pooled(this.pool.evaluate(perturbation), 1) : this.timedInline(perturbation);
+    const pool = this.pooling;
+    return pool ? this.pooled(pool.evaluate(perturbation), 1) : this.timedInline(perturbation);
   }
 
   async differences(pairs: ElementPairs): Promise<Float64Array> {
     if (!this.pool && this.waitingForPool && this.workers.costs().ready) this.decide();
     const count = pairCount(pairs);
-    if (this.pool?.differences) return this.pooled(this.pool.differences(pairs), 2 * count);
+    const pool = this.pooling;
+    if (pool?.differences) return this.pooled(pool.differences(pairs), 2 * count);
     // Inline. Where no decision can fall within them, the pairs run in the inline batch loop (its
     // pace is measured all the same); otherwise each evaluation is timed, and once the pool is
     // taken, the rest of the pairs go there together.
     const done = this.inline.calls;
     const nextDecision = done < CHEAP_SAMPLES ? CHEAP_SAMPLES : (Math.floor(done / DECIDE_EVERY) + 1) * DECIDE_EVERY;
-    if (this.waitingForPool || done + 2 * count < nextDecision) {
+    if (this.waitingForPool || this.pool || done + 2 * count < nextDecision) {
       this.inlineStart ??= performance.now();
       const values = await this.inline.differences(pairs);
       this.lastEnd = performance.now();
       inlineEvaluations += 2 * count;
+      if (this.probe) this.probeStep();
       return values;
     }
     const results: Float64Array[][] = [];
     for (let k = 0; k < count; k++) {
-      if (this.pool?.differences && k > 0) {
+      const taken = this.pooling;
+      if (taken?.differences && k > 0) {
         const done = flatDifferences(results, outputStride(this.outputs!));
-        const rest = await this.pooled(this.pool.differences(slicePairs(pairs, k)), 2 * (count - k)).catch((e) => {
+        const rest = await this.pooled(taken.differences(slicePairs(pairs, k)), 2 * (count - k)).catch((e) => {
           throw e instanceof FailedPair ? new FailedPair(k + e.pair, e.side, e.error) : e;
         });
         const all = new Float64Array(done.length + rest.length);
@@ -225,21 +258,31 @@ export class AutoEvaluator implements Evaluator {
     return flatDifferences(results, outputStride(this.outputs!));
   }
 
-  /** Pooled evaluations; every DECIDE_EVERY-th tells the pool's measured pace to the correction. */
+  /**
+   * Pooled evaluations; at every DECIDE_EVERY-th the pool's measured pace is told to the correction
+   * (a warm pool's), and the first time it is far off the prediction, set against inline's.
+   */
   private pooled<T>(values: Promise<T>, evaluations: number): Promise<T> {
     const before = this.pooledSent;
     const count = (this.pooledSent += evaluations);
     pooledEvaluations += evaluations;
-    // A pool whose code (the workers', and the main thread's side of it) V8 has not optimised yet
-    // says nothing of its pace.
-    const warm = pooledEvaluations >= POOL_WARM_EVALUATIONS;
     // The pace from the first DECIDE_EVERY evaluations on (the job's start is a cost the model
     // counts apart), over at least two windows of them: a shorter span is as lumpy as the batches.
-    if (warm && Math.floor(count / DECIDE_EVERY) > Math.floor(before / DECIDE_EVERY)) {
+    if (Math.floor(count / DECIDE_EVERY) > Math.floor(before / DECIDE_EVERY)) {
+      // A pool whose code (the workers', and the main thread's side of it) V8 has not optimised yet
+      // says nothing of its pace to later requests; this one, though, is better off inline either way.
+      const warm = pooledEvaluations >= POOL_WARM_EVALUATIONS;
       void values.then(() => {
         const now = performance.now();
-        if (!this.window) this.window = { started: now, sent: count };
-        else if (count - this.window.sent >= 2 * DECIDE_EVERY) this.workers.observed((now - this.window.started) / (count - this.window.sent) / this.predictedMs);
+        if (!this.window) this.window = { started: now, sent: count, warm };
+        else if (count - this.window.sent >= 2 * DECIDE_EVERY) {
+          const paceMs = (now - this.window.started) / (count - this.window.sent);
+          if (this.window.warm) this.workers.observed(paceMs / this.predictedMs);
+          if (!this.probed && paceMs > PROBE_SLOWER * this.expectedMs) {
+            this.probed = true;
+            this.probe = { pooledMs: paceMs, from: this.inline.calls };
+          }
+        }
       }, () => undefined);
     }
     return values;
@@ -255,12 +298,29 @@ export class AutoEvaluator implements Evaluator {
     }
     const values = await this.inline.evaluate(perturbation);
     this.lastEnd = performance.now();
+    if (this.probe) this.probeStep();
     this.fastestApply = Math.min(this.fastestApply, this.lastEnd - started);
     inlineEvaluations++;
     const done = this.inline.calls;
     const due = done === AUTO_SAMPLES ? this.fastestApply >= COSTLY_MS : done === CHEAP_SAMPLES || (done > CHEAP_SAMPLES && done % DECIDE_EVERY === 0);
     if (!this.waitingForPool && due) this.decide();
     return values;
+  }
+
+  /** The comparison inline (see the module comment): after it, inline for good, or the pool again. */
+  private probeStep(): void {
+    const probe = this.probe!;
+    const calls = this.inline.calls;
+    if (!probe.timed) {
+      if (calls - probe.from >= PROBE_SKIP) probe.timed = { at: this.lastEnd!, calls };
+      return;
+    }
+    if (calls - probe.timed.calls < PROBE_EVALUATIONS) return;
+    const inlineMs = (this.lastEnd! - probe.timed.at) / (calls - probe.timed.calls);
+    // As when taking it: the pool is kept only if it saves at least MIN_GAIN of inline's time.
+    this.poolDropped = !(probe.pooledMs < (1 - MIN_GAIN) * inlineMs);
+    this.probe = undefined;
+    this.window = undefined; // the pool's pace from here on, not across the comparison
   }
 
   /** The engine's mean milliseconds per inline evaluation (see the module comment). */
@@ -271,7 +331,7 @@ export class AutoEvaluator implements Evaluator {
   /** Takes the pool, starts it, or stays inline, from the costs measured so far. */
   private decide(): void {
     this.waitingForPool = false;
-    if (this.planned === undefined) return;
+    if (this.planned === undefined || this.pool) return;
     if (inlineEvaluations < WARM_EVALUATIONS && this.fastestApply < COSTLY_MS) return; // cold timings
     const costs = this.workers.costs();
     const remaining = this.planned - this.calls;
@@ -288,6 +348,7 @@ export class AutoEvaluator implements Evaluator {
     if (costs.ready) {
       this.pool = this.workers.makePool();
       this.predictedMs = pooledMs(this.fastestApply, engine, costs);
+      this.expectedMs = this.predictedMs * (costs.correction ?? 1);
     } else {
       this.workers.startPool();
       this.waitingForPool = true;

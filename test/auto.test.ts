@@ -1,0 +1,131 @@
+/**
+ * "auto" (server/eval/auto.ts) against what it measures, with fakes for inline apply and the pool:
+ * a pool far slower than modelled (as a dense row stream on two cores is: the main thread's own
+ * work, which the model does not see, bounds it) is compared with inline within the request and
+ * dropped when inline is faster; a pool that keeps the model's pace is kept, and never compared.
+ * The paces involved differ by several times, so a loaded machine does not turn the outcome.
+ */
+import { strict as assert } from "node:assert";
+import { AutoEvaluator, type AutoPool, type PoolCosts } from "../server/eval/auto";
+import { ElementPairsBuilder, pairCount } from "../server/eval/element-pairs";
+import type { ElementPairs, Evaluator, OutputInfo, Perturbation } from "../server/eval/evaluator";
+import type { InlineEvaluator } from "../server/eval/inline";
+
+const OUTPUTS: OutputInfo[] = [{ path: "y", shape: [], datatype: 11 }];
+
+/** What every route must answer: f(x) = x at the pair's one element, so each difference is plus - minus. */
+function expected(pairs: ElementPairs): Float64Array {
+  return Float64Array.from({ length: pairCount(pairs) }, (_, k) => pairs.plus[pairs.starts[k]] - pairs.minus[pairs.starts[k]]);
+}
+
+/** Inline apply that takes `msPerEvaluation` of the thread's time (as a real apply does). */
+class FakeInline {
+  calls = 0;
+  readonly outputs = OUTPUTS;
+  readonly concurrency = 1;
+
+  constructor(private readonly msPerEvaluation: number) {}
+
+  private work(evaluations: number): void {
+    const end = performance.now() + evaluations * this.msPerEvaluation;
+    while (performance.now() < end);
+    this.calls += evaluations;
+  }
+
+  async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
+    this.work(1);
+    const change = perturbation[0] as { value: number };
+    return [Float64Array.of(change.value)];
+  }
+
+  async differences(pairs: ElementPairs): Promise<Float64Array> {
+    this.work(2 * pairCount(pairs));
+    return expected(pairs);
+  }
+}
+
+/** A pool whose calls of pairs each answer after `delayMs` (or at the next turn), `taskEvaluations` a call. */
+class FakePool implements Evaluator {
+  calls = 0;
+  readonly outputs = OUTPUTS;
+  readonly concurrency = 16;
+  readonly taskEvaluations = 8;
+
+  constructor(private readonly delayMs: number) {}
+
+  evaluate(): Promise<Float64Array[]> {
+    throw new Error("the engine sends pairs");
+  }
+
+  differences(pairs: ElementPairs): Promise<Float64Array> {
+    this.calls += 2 * pairCount(pairs);
+    const values = expected(pairs);
+    return new Promise((resolve) => (this.delayMs > 0 ? setTimeout(() => resolve(values), this.delayMs) : setImmediate(() => resolve(values))));
+  }
+}
+
+function workers(pool: FakePool): AutoPool {
+  const costs: PoolCosts = { threads: 2, cores: 2, taskOverheadMs: 0.01, ready: true };
+  return { costs: () => costs, startPool: () => undefined, makePool: () => pool, observed: () => undefined, relax: () => undefined };
+}
+
+/**
+ * Central pairs of `evaluations / 2` elements through `auto` as the engine sends them (calls of
+ * taskEvaluations, as many in flight as its concurrency allows), each answer checked; the route of
+ * each call, in order.
+ */
+async function drive(auto: AutoEvaluator, inline: FakeInline, pool: FakePool, evaluations: number): Promise<("inline" | "pool")[]> {
+  const routes: ("inline" | "pool")[] = [];
+  const inFlight = new Set<Promise<void>>();
+  let held = 0;
+  for (let next = 0; next < evaluations / 2 || inFlight.size > 0; ) {
+    while (next < evaluations / 2 && held < auto.concurrency) {
+      const size = Math.min(evaluations / 2 - next, Math.max(1, Math.floor((auto.taskEvaluations ?? 2) / 2)));
+      const builder = new ElementPairsBuilder(size, size);
+      for (let k = 0; k < size; k++, next++) {
+        builder.element(0, next, next + 0.5, next - 0.25);
+        builder.endPair();
+      }
+      const pairs = builder.build();
+      const before = pool.calls;
+      const call = auto.differences(pairs);
+      routes.push(pool.calls > before ? "pool" : "inline");
+      held += 2 * size;
+      const done: Promise<void> = call.then((values) => {
+        assert.deepEqual(values, expected(pairs));
+        held -= 2 * size;
+        inFlight.delete(done);
+      });
+      inFlight.add(done);
+    }
+    await Promise.race(inFlight);
+  }
+  assert.equal(inline.calls + pool.calls, evaluations, "every evaluation once, inline or pooled");
+  return routes;
+}
+
+describe('"auto": the pool checked against inline within a request', () => {
+  it("a pool much slower than modelled is compared with inline, and dropped for the rest when inline is faster", async () => {
+    const inline = new FakeInline(0.15);
+    const pool = new FakePool(5); // 16 evaluations every 5 ms: about 0.3 ms each, where the model expects about 0.08
+    const routes = await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 8000, workers(pool)), inline, pool, 8000);
+    const firstPooled = routes.indexOf("pool");
+    const lastPooled = routes.lastIndexOf("pool");
+    assert.ok(firstPooled > 0, "inline first, then the pool");
+    // The pace is first judged after three windows of 1024 pooled evaluations.
+    assert.ok(pool.calls >= 3 * 1024, `pooled ${pool.calls}`);
+    assert.ok(lastPooled < routes.length - 1 && routes.slice(lastPooled + 1).every((r) => r === "inline"), "inline to the end once dropped");
+    // Everything after the comparison ran inline: far more than the comparison's own evaluations.
+    assert.ok(inline.calls > 8000 - pool.calls - 32 && inline.calls >= 2000, `inline ${inline.calls}, pooled ${pool.calls}`);
+  });
+
+  it("a pool that keeps the model's pace is kept to the end, never compared", async () => {
+    const inline = new FakeInline(0.15);
+    const pool = new FakePool(0);
+    const routes = await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 8000, workers(pool)), inline, pool, 8000);
+    const firstPooled = routes.indexOf("pool");
+    assert.ok(firstPooled > 0, "inline first, then the pool");
+    assert.ok(routes.slice(firstPooled).every((r) => r === "pool"), "pooled to the end");
+    assert.ok(inline.calls <= 64, `inline ${inline.calls}`);
+  });
+});
