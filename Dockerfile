@@ -29,5 +29,6 @@ EXPOSE 50051
 # exits 0 only when the server answers SERVING. No grpc_health_probe binary needed.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=15s --retries=3 \
   CMD ["node", "dist/cli/cli.js", "health", "--address", "127.0.0.1:50051"]
-ENTRYPOINT ["node", "dist/cli/cli.js"]
+# Node flags for serving: server/launch-flags.ts says why.
+ENTRYPOINT ["node", "--initial-old-space-size=64", "dist/cli/cli.js"]
 CMD ["serve", "meshstats", "--port", "50051"]

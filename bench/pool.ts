@@ -1,6 +1,7 @@
 /**
  * `npm run bench:pool`: the worker pool on cheap applies, and a fresh server's first call, in one run.
- * Servers are `tesseract-grpc serve` child processes; the client is the SDK in this process (warmed
+ * Servers are `tesseract-grpc serve` child processes (launched as the image launches them:
+ * server/launch-flags.ts); the client is the SDK in this process (warmed
  * on a server of its own first, so that only the server's warmth is measured).
  *
  * 1. Pool on cheap applies: meshstats central Jacobians (dense, N = 1000 and 3000 points: 6 000 and
@@ -31,6 +32,7 @@ import { createInterface } from "node:readline";
 import { TesseractClient } from "../client";
 import { Inputs, Outputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
 import { Algorithm, SparsityMode } from "../index";
+import { SERVER_NODE_FLAGS } from "../server/launch-flags";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
 import { report } from "./report";
 import { helperSeconds, RECORDED_HELPER_S, type HelperTiming } from "./tesseract-core-helper";
@@ -52,7 +54,7 @@ interface Served {
 
 async function serve(args: string[]): Promise<Served> {
   const started = performance.now();
-  const child = spawn(process.execPath, [CLI, "serve", "meshstats", "--port", "0", ...args], { stdio: ["ignore", "pipe", "ignore"] });
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, CLI, "serve", "meshstats", "--port", "0", ...args], { stdio: ["ignore", "pipe", "ignore"] });
   const [line] = (await once(createInterface({ input: child.stdout! }), "line")) as [string];
   const startMs = performance.now() - started;
   const client = new TesseractClient<Inputs, Outputs>(line.replace("listening on ", ""), { inputs: Inputs, outputs: Outputs, inputType: "tesseract.examples.meshstats.v1.Inputs", outputType: "tesseract.examples.meshstats.v1.Outputs" });

@@ -4,7 +4,8 @@
  * through a plain TCP socket, in the same run. Targets printed: ≥ 1 GB/s with both RSS ≤ 300 MB, and
  * the engine's stream ≥ 0.9× grpc-raw's (the same messages with no engine behind them).
  *
- * Three processes per case, so each RSS is its own:
+ * Three processes per case, so each RSS is its own (servers launched with the image's Node flags,
+ * server/launch-flags.ts, the engine's and the baselines' alike):
  * - server: `node dist/cli/cli.js serve heat --port 0 --workers 0` (grpc case), or
  *   dist/bench/stream-tcp.js: grpc-raw (the same JacobianRows messages from one precomputed row, no
  *   engine: the grpc-js + protobufjs ceiling) and tcp (the same payload bytes through a plain socket in
@@ -34,6 +35,7 @@ import { once } from "node:events";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { SERVER_NODE_FLAGS } from "../server/launch-flags";
 import { report } from "./report";
 
 const N = Number(process.env.BENCH_STREAM_N ?? 23_200);
@@ -234,7 +236,7 @@ async function runCase(name: string, tcp?: { bytes: number; chunk: number }): Pr
       : name === "grpc-raw"
         ? [TCP_SERVER, "grpc-raw", String(N), ...(CHUNK_BYTES ? [CHUNK_BYTES] : [])]
         : [TCP_SERVER, String(tcp!.bytes), String(tcp!.chunk), name === "tcp-alloc" ? "alloc" : "reuse"];
-  const server = track(spawn(process.execPath, [...profArgs("server"), ...serverArgs], { stdio: ["ignore", "pipe", "pipe"] }));
+  const server = track(spawn(process.execPath, [...SERVER_NODE_FLAGS, ...profArgs("server"), ...serverArgs], { stdio: ["ignore", "pipe", "pipe"] }));
   const serverErr = tail(server.stderr);
   const address = await listening(server, `${name} server`, serverErr);
   const serverOut = collect(server.stdout);

@@ -8,6 +8,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
+import { SERVER_NODE_FLAGS } from "../server/launch-flags";
 import {
   type ComposeService,
   argv,
@@ -96,11 +97,13 @@ describe("container files", () => {
       assert.equal(env.get("TESSERACT_GRPC_HOST"), "0.0.0.0");
     });
 
-    it("ENTRYPOINT runs the CLI at the path that tsc compiles cli/cli.ts to", () => {
+    it("ENTRYPOINT runs the CLI at the path that tsc compiles cli/cli.ts to, with the server's Node flags (as npm start does)", () => {
       const entrypoint = last(runtime, "ENTRYPOINT");
       assert.ok(entrypoint, "no ENTRYPOINT");
       assert.ok(entrypoint.args.startsWith("["), "ENTRYPOINT must be exec form (signals reach node)");
-      assert.deepEqual(argv(entrypoint.args), ["node", CLI]);
+      assert.deepEqual(argv(entrypoint.args), ["node", ...SERVER_NODE_FLAGS, CLI]);
+      const start = (JSON.parse(read("package.json")) as { scripts: Record<string, string> }).scripts.start.split(" ");
+      assert.deepEqual(start.slice(0, 2 + SERVER_NODE_FLAGS.length), ["node", ...SERVER_NODE_FLAGS, CLI]);
       const tsconfig = JSON.parse(read("tsconfig.json")) as { compilerOptions: { outDir: string; rootDir: string } };
       const source = path.posix.join(
         tsconfig.compilerOptions.rootDir,

@@ -176,7 +176,7 @@ describe("the README's recipes, from the packed tarball", function () {
       const cmd = argv(last(stage, "CMD")!.args);
       assert.deepEqual(entrypoint.slice(0, 1), ["node"]);
       assert.equal(cmd[0], "serve");
-      await assertSpringsServed(cmd.slice(1), { cli: at(entrypoint[1]), cwd: at(".") });
+      await assertSpringsServed(cmd.slice(1), { cli: at(entrypoint.at(-1)!), cwd: at(".") });
     });
   });
 });
