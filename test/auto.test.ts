@@ -6,7 +6,7 @@
  * The paces involved differ by several times, so a loaded machine does not turn the outcome.
  */
 import { strict as assert } from "node:assert";
-import { AutoEvaluator, type AutoPool, type PoolCosts } from "../server/eval/auto";
+import { AutoEvaluator, PoolCorrection, type AutoPool, type PoolCosts } from "../server/eval/auto";
 import { ElementPairsBuilder, pairCount } from "../server/eval/element-pairs";
 import type { ElementPairs, Evaluator, OutputInfo, Perturbation } from "../server/eval/evaluator";
 import type { InlineEvaluator } from "../server/eval/inline";
@@ -64,9 +64,10 @@ class FakePool implements Evaluator {
   }
 }
 
-function workers(pool: FakePool): AutoPool {
-  const costs: PoolCosts = { threads: 2, cores: 2, taskOverheadMs: 0.01, ready: true };
-  return { costs: () => costs, startPool: () => undefined, makePool: () => pool, observed: () => undefined, relax: () => undefined };
+/** The server's side of "auto" (backends.ts) over `pool`, with a correction of its own when given one. */
+function workers(pool: FakePool, correction?: PoolCorrection): AutoPool {
+  const costs = (): PoolCosts => ({ threads: 2, cores: 2, taskOverheadMs: 0.01, ready: true, correction: correction?.value });
+  return { costs, startPool: () => undefined, makePool: () => pool, observed: (r) => correction?.observed(r), relax: () => correction?.relax() };
 }
 
 /**
@@ -127,5 +128,23 @@ describe('"auto": the pool checked against inline within a request', () => {
     assert.ok(firstPooled > 0, "inline first, then the pool");
     assert.ok(routes.slice(firstPooled).every((r) => r === "pool"), "pooled to the end");
     assert.ok(inline.calls <= 64, `inline ${inline.calls}`);
+  });
+
+  it("requests too short to be measured in windows still teach the correction: after some slower than predicted, the next stays inline", async function () {
+    this.timeout(60_000);
+    const correction = new PoolCorrection();
+    const pooledPerRequest: number[] = [];
+    // 2 000 evaluations, as meshstats' grouped Jacobian: under the 3 072 the windows need. Until
+    // this process's pool has run 20 000 evaluations its pace counts as cold and teaches nothing.
+    for (let request = 0; request < 30 && pooledPerRequest.at(-1) !== 0; request++) {
+      const inline = new FakeInline(0.15);
+      const pool = new FakePool(5);
+      await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 2000, workers(pool, correction)), inline, pool, 2000);
+      pooledPerRequest.push(pool.calls);
+    }
+    assert.ok(pooledPerRequest[0] > 1900, `the first request pooled ${pooledPerRequest[0]}`);
+    assert.equal(pooledPerRequest.at(-1), 0, `pooled per request: ${pooledPerRequest.join(", ")}`);
+    // The pool ran about four times slower than modelled (0.3 against 0.08 ms per evaluation).
+    assert.ok(correction.value > 2, `correction ${correction.value}`);
   });
 });

@@ -30,7 +30,9 @@
  * the prediction is kept (`PoolCorrection`: the least of the last few) and multiplies later
  * predictions, so a machine where the pool does worse than modelled (a loaded one, say) stops
  * choosing it. It is measured from a job's first DECIDE_EVERY pooled evaluations on, over at least
- * twice as many, once the pool has run POOL_WARM_EVALUATIONS (cold code says nothing of its pace).
+ * twice as many, once the pool has run POOL_WARM_EVALUATIONS (cold code says nothing of its pace);
+ * a request too short for that (meshstats' grouped Jacobian: 2 000 evaluations) tells instead the
+ * wall time of its whole pooled part, start included, over what the model predicted for it.
  * A request that declines the pool only because of the correction moves it a twentieth of the way
  * back towards 1, so the pool is tried again now and then.
  *
@@ -176,6 +178,12 @@ export class AutoEvaluator implements Evaluator {
   private expectedMs = 0;
   private pooledSent = 0;
   private window?: { started: number; sent: number; warm: boolean };
+  /** When the first pooled evaluation was sent (and whether the pool was warm then), the evaluations back since, and what the model predicted the start to cost. */
+  private pooledFrom?: { at: number; warm: boolean };
+  private pooledBack = 0;
+  private startMs = 0;
+  /** The windows have told the correction this request's pace. */
+  private windowObserved = false;
   /** Inline again to compare (from inline evaluation `from`; timed from `timed` on), against the pooled pace. */
   private probe?: { pooledMs: number; from: number; timed?: { at: number; calls: number } };
   private probed = false;
@@ -263,9 +271,17 @@ export class AutoEvaluator implements Evaluator {
    * (a warm pool's), and the first time it is far off the prediction, set against inline's.
    */
   private pooled<T>(values: Promise<T>, evaluations: number): Promise<T> {
+    this.pooledFrom ??= { at: performance.now(), warm: pooledEvaluations >= POOL_WARM_EVALUATIONS };
     const before = this.pooledSent;
     const count = (this.pooledSent += evaluations);
     pooledEvaluations += evaluations;
+    void values.then(
+      () => {
+        this.pooledBack += evaluations;
+        this.requestDone();
+      },
+      () => undefined,
+    );
     // The pace from the first DECIDE_EVERY evaluations on (the job's start is a cost the model
     // counts apart), over at least two windows of them: a shorter span is as lumpy as the batches.
     if (Math.floor(count / DECIDE_EVERY) > Math.floor(before / DECIDE_EVERY)) {
@@ -277,7 +293,10 @@ export class AutoEvaluator implements Evaluator {
         if (!this.window) this.window = { started: now, sent: count, warm };
         else if (count - this.window.sent >= 2 * DECIDE_EVERY) {
           const paceMs = (now - this.window.started) / (count - this.window.sent);
-          if (this.window.warm) this.workers.observed(paceMs / this.predictedMs);
+          if (this.window.warm) {
+            this.workers.observed(paceMs / this.predictedMs);
+            this.windowObserved = true;
+          }
           if (!this.probed && paceMs > PROBE_SLOWER * this.expectedMs) {
             this.probed = true;
             this.probe = { pooledMs: paceMs, from: this.inline.calls };
@@ -305,6 +324,16 @@ export class AutoEvaluator implements Evaluator {
     const due = done === AUTO_SAMPLES ? this.fastestApply >= COSTLY_MS : done === CHEAP_SAMPLES || (done > CHEAP_SAMPLES && done % DECIDE_EVERY === 0);
     if (!this.waitingForPool && due) this.decide();
     return values;
+  }
+
+  /**
+   * Once every planned evaluation is sent and the pool's are back: a request that the windows did not
+   * measure tells the correction its pooled part's wall time over the model's prediction for it.
+   */
+  private requestDone(): void {
+    if (this.windowObserved || !this.pooledFrom?.warm || this.planned === undefined || this.calls < this.planned || this.pooledBack < this.pooledSent) return;
+    this.windowObserved = true;
+    this.workers.observed((performance.now() - this.pooledFrom.at) / (this.pooledSent * this.predictedMs + this.startMs));
   }
 
   /** The comparison inline (see the module comment): after it, inline for good, or the pool again. */
@@ -349,6 +378,7 @@ export class AutoEvaluator implements Evaluator {
       this.pool = this.workers.makePool();
       this.predictedMs = pooledMs(this.fastestApply, engine, costs);
       this.expectedMs = this.predictedMs * (costs.correction ?? 1);
+      this.startMs = JOB_START_TASKS * costs.taskOverheadMs;
     } else {
       this.workers.startPool();
       this.waitingForPool = true;
