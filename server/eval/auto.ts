@@ -41,7 +41,7 @@
  * per evaluation, over those windows) is more than PROBE_SLOWER times the corrected prediction,
  * its next evaluations run inline for a while and are timed the same way, and the pool takes the
  * rest only if it saved MIN_GAIN of inline's time, as when it was taken. (On two cores a dense heat
- * row stream pooled ran at 0.26-0.29 GB/s, inline at 0.34-0.41.) The inline pace of a request's
+ * row stream ran slower pooled than inline: 0.26-0.32 against 0.34-0.41 GB/s.) The inline pace of a request's
  * first evaluations will not do for this: it includes the request's start (the first rows of a
  * stream took four times as long as the rest).
  */
@@ -286,7 +286,7 @@ export class AutoEvaluator implements Evaluator {
     // counts apart), over at least two windows of them: a shorter span is as lumpy as the batches.
     if (Math.floor(count / DECIDE_EVERY) > Math.floor(before / DECIDE_EVERY)) {
       // A pool whose code (the workers', and the main thread's side of it) V8 has not optimised yet
-      // says nothing of its pace to later requests; this one, though, is better off inline either way.
+      // says nothing of its pace to later requests; this request's own comparison with inline takes it as it is.
       const warm = pooledEvaluations >= POOL_WARM_EVALUATIONS;
       void values.then(() => {
         const now = performance.now();
