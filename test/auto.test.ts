@@ -6,7 +6,7 @@
  * The paces involved differ by several times, so a loaded machine does not turn the outcome.
  */
 import { strict as assert } from "node:assert";
-import { AutoEvaluator, PoolCorrection, type AutoPool, type PoolCosts } from "../server/eval/auto";
+import { AutoEvaluator, PoolCorrection, REMEASURE_EVERY, type AutoPool, type InlineCosts, type PoolCosts } from "../server/eval/auto";
 import { ElementPairsBuilder, pairCount } from "../server/eval/element-pairs";
 import type { ElementPairs, Evaluator, OutputInfo, Perturbation } from "../server/eval/evaluator";
 import type { InlineEvaluator } from "../server/eval/inline";
@@ -146,5 +146,25 @@ describe('"auto": the pool checked against inline within a request', () => {
     assert.equal(pooledPerRequest.at(-1), 0, `pooled per request: ${pooledPerRequest.join(", ")}`);
     // The pool ran about four times slower than modelled (0.3 against 0.08 ms per evaluation).
     assert.ok(correction.value > 2, `correction ${correction.value}`);
+  });
+
+  it("a request of the shapes of a recent one decides before its first evaluation, from that one's measurements; every REMEASURE_EVERY-th measures again", async () => {
+    // What backends.ts keeps per request shapes.
+    const memory: { costs?: InlineCosts; uses: number } = { uses: 0 };
+    const remembering = (pool: FakePool): AutoPool => ({
+      ...workers(pool),
+      recalled: () => (memory.costs && memory.uses < REMEASURE_EVERY ? (memory.uses++, memory.costs) : undefined),
+      remember: (costs) => Object.assign(memory, { costs, uses: 0 }),
+    });
+    const firstCalls: string[] = [];
+    for (let request = 0; request < REMEASURE_EVERY + 2; request++) {
+      const inline = new FakeInline(0.15);
+      const pool = new FakePool(0);
+      const routes = await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 2000, remembering(pool)), inline, pool, 2000);
+      firstCalls.push(routes[0]);
+      if (routes[0] === "pool") assert.equal(inline.calls, 0, "no sample taken");
+    }
+    assert.deepEqual(firstCalls, ["inline", ...Array(REMEASURE_EVERY).fill("pool"), "inline"]);
+    assert.ok(memory.costs!.applyMs >= 0.15 && memory.costs!.inlineMs >= 0.15, JSON.stringify(memory.costs));
   });
 });

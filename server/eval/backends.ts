@@ -22,7 +22,7 @@ import type { InputLeaf } from "./input-leaf";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../common/transport-defaults";
 import type { DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
-import { AutoEvaluator, PoolCorrection } from "./auto";
+import { AutoEvaluator, PoolCorrection, REMEASURE_EVERY, type InlineCosts } from "./auto";
 import { CachedBaseEvaluator } from "./cached-base";
 import { pairCount } from "./element-pairs";
 import { ConcurrentEvaluator, DEFAULT_REPLICA_CONCURRENCY, type RemoteApply } from "./concurrent";
@@ -101,6 +101,9 @@ class Counted implements Evaluator {
   }
 }
 
+/** Request shapes whose inline costs "auto" remembers. */
+const REMEMBERED_SHAPES = 64;
+
 /**
  * Threads of "auto": a core each but one, which the main thread needs for serving, sending work and
  * assembling results (with cheap applies it is the busiest thread); on one or two cores, a thread
@@ -138,6 +141,8 @@ export class EvaluationBackends {
   private evaluationCache?: EvaluationCache | null;
   /** "auto": the pool's measured pace over the modelled one (auto.ts). */
   private readonly poolCorrection = new PoolCorrection();
+  /** "auto": what recent requests measured inline, by their shapes, and how many decided from it since. */
+  private readonly inlineCosts = new Map<string, { costs: InlineCosts; uses: number }>();
 
   private readonly settings: EvaluationSettings;
 
@@ -270,12 +275,24 @@ export class EvaluationBackends {
     if (typeof workers === "number") return workers > 0 ? new PoolEvaluator(this.pool(workers), poolJob()) : inline;
     const threads = settings.autoThreads ?? defaultAutoThreads();
     if (!runtime.source || threads < 2) return inline;
+    const shapes = `${job.plannedEvaluations} ${job.leaves.map((l) => l.size).join(",")} ${job.outputPaths.join(",")}`;
     return new AutoEvaluator(inline, job.plannedEvaluations, {
       costs: () => ({ threads, cores: availableParallelism(), taskOverheadMs: this.workerPool?.taskOverheadMs ?? DEFAULT_TASK_OVERHEAD_MS, ready: this.workerPool?.ready ?? false, correction: this.poolCorrection.value }),
       startPool: () => void this.pool(threads),
       makePool: () => new PoolEvaluator(this.pool(threads), poolJob()),
       observed: (ratio) => this.poolCorrection.observed(ratio),
       relax: () => this.poolCorrection.relax(),
+      recalled: () => {
+        const entry = this.inlineCosts.get(shapes);
+        if (!entry || entry.uses >= REMEASURE_EVERY) return undefined;
+        entry.uses++;
+        return entry.costs;
+      },
+      remember: (costs) => {
+        this.inlineCosts.delete(shapes); // the newest last: the oldest goes first
+        this.inlineCosts.set(shapes, { costs, uses: 0 });
+        if (this.inlineCosts.size > REMEMBERED_SHAPES) this.inlineCosts.delete(this.inlineCosts.keys().next().value!);
+      },
     });
   }
 
