@@ -116,8 +116,10 @@ describe('"auto": the pool checked against inline within a request', () => {
     // The pace is first judged after three windows of 1024 pooled evaluations.
     assert.ok(pool.calls >= 3 * 1024, `pooled ${pool.calls}`);
     assert.ok(lastPooled < routes.length - 1 && routes.slice(lastPooled + 1).every((r) => r === "inline"), "inline to the end once dropped");
-    // Everything after the comparison ran inline: far more than the comparison's own evaluations.
-    assert.ok(inline.calls > 8000 - pool.calls - 32 && inline.calls >= 2000, `inline ${inline.calls}, pooled ${pool.calls}`);
+    // Dropped at the first check (a few windows and what was in flight), then inline for the rest:
+    // more than the 32 samples and the comparison's 1 280 evaluations.
+    assert.ok(pool.calls < 4 * 1024, `pooled ${pool.calls}`);
+    assert.ok(inline.calls > 32 + 1280 + 1000, `inline ${inline.calls}`);
   });
 
   it("a pool that keeps the model's pace is kept to the end, never compared", async () => {

@@ -197,17 +197,21 @@ export class AutoEvaluator implements Evaluator {
   private expectedMs = 0;
   private pooledSent = 0;
   private window?: { started: number; sent: number; warm: boolean };
-  /** When the first pooled evaluation was sent (and whether the pool was warm then), the evaluations back since, and what the model predicted the start to cost. */
+  /**
+   * When the first pooled evaluation was sent (and whether the pool was warm then), the evaluations
+   * back since (counted only while the request may be observed whole: requestDone), and what the
+   * model predicted the start to cost.
+   */
   private pooledFrom?: { at: number; warm: boolean };
   private pooledBack = 0;
   private startMs = 0;
   /** The windows have told the correction this request's pace. */
   private windowObserved = false;
-  /** Inline again to compare (from inline evaluation `from`; timed from `timed` on), against the pooled pace. */
-  private probe?: { pooledMs: number; from: number; timed?: { at: number; calls: number } };
-  private probed = false;
-  /** Inline measured faster than the pool: the rest of the request stays inline. */
-  private poolDropped = false;
+  /**
+   * The pool set against inline, once a request: under way (inline again from inline evaluation
+   * `from`, timed from `timed` on, against the pooled pace), or its outcome.
+   */
+  private comparison?: { pooledMs: number; from: number; timed?: { at: number; calls: number } } | "pool" | "inline";
   /** Whether `start` has run (at the first evaluation). */
   private started = false;
 
@@ -228,7 +232,7 @@ export class AutoEvaluator implements Evaluator {
 
   /** The pool while it takes this request's evaluations. */
   private get pooling(): Evaluator | undefined {
-    return this.poolDropped || this.probe ? undefined : this.pool;
+    return this.comparison === undefined || this.comparison === "pool" ? this.pool : undefined;
   }
 
   get concurrency(): number {
@@ -262,7 +266,7 @@ export class AutoEvaluator implements Evaluator {
       const values = await this.inline.differences(pairs);
       this.lastEnd = performance.now();
       inlineEvaluations += 2 * count;
-      if (this.probe) this.probeStep();
+      this.probeStep();
       return values;
     }
     const results: Float64Array[][] = [];
@@ -298,13 +302,16 @@ export class AutoEvaluator implements Evaluator {
     const before = this.pooledSent;
     const count = (this.pooledSent += evaluations);
     pooledEvaluations += evaluations;
-    void values.then(
-      () => {
-        this.pooledBack += evaluations;
-        this.requestDone();
-      },
-      () => undefined,
-    );
+    // Only a request the pace windows may not measure (a warm pool's, so far unobserved) needs its returns counted.
+    if (this.pooledFrom.warm && !this.windowObserved) {
+      void values.then(
+        () => {
+          this.pooledBack += evaluations;
+          this.requestDone();
+        },
+        () => undefined,
+      );
+    }
     // The pace from the first DECIDE_EVERY evaluations on (the job's start is a cost the model
     // counts apart), over at least two windows of them: a shorter span is as lumpy as the batches.
     if (Math.floor(count / DECIDE_EVERY) > Math.floor(before / DECIDE_EVERY)) {
@@ -320,10 +327,7 @@ export class AutoEvaluator implements Evaluator {
             this.workers.observed(paceMs / this.predictedMs);
             this.windowObserved = true;
           }
-          if (!this.probed && paceMs > PROBE_SLOWER * this.expectedMs) {
-            this.probed = true;
-            this.probe = { pooledMs: paceMs, from: this.inline.calls };
-          }
+          if (this.comparison === undefined && paceMs > PROBE_SLOWER * this.expectedMs) this.comparison = { pooledMs: paceMs, from: this.inline.calls };
         }
       }, () => undefined);
     }
@@ -340,7 +344,7 @@ export class AutoEvaluator implements Evaluator {
     }
     const values = await this.inline.evaluate(perturbation);
     this.lastEnd = performance.now();
-    if (this.probe) this.probeStep();
+    this.probeStep();
     this.fastestApply = Math.min(this.fastestApply, this.lastEnd - started);
     inlineEvaluations++;
     const done = this.inline.calls;
@@ -361,7 +365,8 @@ export class AutoEvaluator implements Evaluator {
 
   /** The comparison inline (see the module comment): after it, inline for good, or the pool again. */
   private probeStep(): void {
-    const probe = this.probe!;
+    const probe = this.comparison;
+    if (typeof probe !== "object") return;
     const calls = this.inline.calls;
     if (!probe.timed) {
       if (calls - probe.from >= PROBE_SKIP) probe.timed = { at: this.lastEnd!, calls };
@@ -370,8 +375,7 @@ export class AutoEvaluator implements Evaluator {
     if (calls - probe.timed.calls < PROBE_EVALUATIONS) return;
     const inlineMs = (this.lastEnd! - probe.timed.at) / (calls - probe.timed.calls);
     // As when taking it: the pool is kept only if it saves at least MIN_GAIN of inline's time.
-    this.poolDropped = !(probe.pooledMs < (1 - MIN_GAIN) * inlineMs);
-    this.probe = undefined;
+    this.comparison = probe.pooledMs < (1 - MIN_GAIN) * inlineMs ? "pool" : "inline";
     this.window = undefined; // the pool's pace from here on, not across the comparison
   }
 
