@@ -16,6 +16,7 @@ import { loadTesseract } from "../loader";
 import { floatingPaths, getAtPath, parsePath, withLeaf } from "../schema/paths";
 import { InlineEvaluator } from "./inline";
 import { ElementPairsBuilder, pairCount } from "./element-pairs";
+import { minorCollection, OutputGarbage } from "./output-garbage";
 import { reviveTree, shareTree } from "./shared-tree";
 import { type ApplyResult, type ApplyTask, type BatchResult, type BatchTask, type TaskError, packElementPairs, unpackElementPairs, unpackPerturbations } from "./worker-task";
 
@@ -44,6 +45,9 @@ interface Job {
   evaluator: InlineEvaluator;
   selector: OutputSelector;
 }
+
+/** This thread's dead output buffers, collected as evaluations make them (output-garbage.ts). */
+const outputGarbage = new OutputGarbage(minorCollection());
 
 /** Recent jobs, oldest first; a worker serves few jobs at a time. */
 const jobs = new Map<string, Job>();
@@ -100,6 +104,8 @@ export default async function evaluateBatch(task: BatchTask): Promise<BatchResul
     : undefined;
   const { evaluator } = job;
   const { values, failed } = await (pairs ? evaluator.pairs(pairs, { onStart }) : evaluator.evaluations(perturbations!, { onStart }));
+  // A pair's two evaluations made twice the bytes of the difference it returns.
+  outputGarbage.made(values.byteLength * (pairs ? 2 : 1));
   const result: BatchResult = { values, outputs: job.selector.outputs, failed: failed.map(({ error, ...at }) => ({ ...at, ...taskError(error) })), busyMs: performance.now() - started };
   // The values' buffer is moved to the main thread, not copied.
   return Piscina.move({ [Piscina.transferableSymbol]: values.buffer, [Piscina.valueSymbol]: result } as never) as unknown as BatchResult;
