@@ -9,6 +9,7 @@ import type { OutputInfo } from "./evaluator";
 import type { MessageSchema } from "../schema/schema";
 import type { Segment } from "../schema/paths";
 import { dataTypeOfArray, isNdArray, isRowMajor, toFloat64 } from "../../common/tensor-codec";
+import { allFinite, subtractAllFinite } from "./finite-values";
 
 /** The property keys along a resolved path: field names, map keys, array indices. */
 type Steps = readonly (string | number)[];
@@ -147,21 +148,12 @@ const SMALL_COPY = 32;
 
 /** target[at + i] -= data[from + i] for i < size, refusing NaN and ±Inf among data's values as checkFinite does, in the same pass. */
 function subtractChecked(data: Float64Array, from: number, size: number, target: Float64Array, at: number, path: string): void {
-  let check = 0;
-  for (let i = 0; i < size; i++) {
-    const v = data[from + i];
-    target[at + i] -= v;
-    check += v - v;
-  }
-  if (check !== 0) checkFinite(data, from, from + size, path);
+  if (!subtractAllFinite(data, from, size, target, at)) checkFinite(data, from, from + size, path);
 }
 
 /** Refuses NaN and ±Inf in values[start..end) of an output, naming the first. */
 function checkFinite(values: Float64Array, start: number, end: number, path: string): void {
-  // x - x is 0 exactly for finite x, NaN for NaN and ±Inf: one cheap pass.
-  let check = 0;
-  for (let i = start; i < end; i++) check += values[i] - values[i];
-  if (check === 0) return;
+  if (allFinite(values, start, end)) return;
   let i = start;
   while (Number.isFinite(values[i])) i++;
   throw new TesseractError(Code.FAILED_PRECONDITION, `apply returned ${values[i]} in output ${path} at flat index ${i - start}`);

@@ -4,6 +4,7 @@
  * making: scaled away where the true value is representable, refused where it is not.
  */
 import { Code, TesseractError } from "../../common/errors";
+import { allFinite } from "../eval/finite-values";
 
 /**
  * 2^e with 2^e ≤ max_i |v_i| < 2^(e+1) over all the arrays (about that, where log2 rounds), 0 when
@@ -18,10 +19,7 @@ export function binaryScale(vectors: readonly ArrayLike<number>[]): number {
 
 /** Refuses (FAILED_PRECONDITION) a NaN or Inf the engine computed; `what(i)` names value i. */
 export function checkFinite(values: Float64Array, what: (i: number) => string): void {
-  // x - x is 0 exactly for finite x, NaN for NaN and ±Inf: one cheap pass.
-  let check = 0;
-  for (let i = 0; i < values.length; i++) check += values[i] - values[i];
-  if (check === 0) return;
+  if (allFinite(values)) return;
   const i = values.findIndex((v) => !Number.isFinite(v));
   throw new TesseractError(
     Code.FAILED_PRECONDITION,

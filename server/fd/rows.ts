@@ -6,6 +6,7 @@
  */
 import { Code, isTesseractError, TesseractError } from "../../common/errors";
 import { checkFinite } from "./finite";
+import { quotientAllFinite } from "../eval/finite-values";
 import { pairNoise, PROBE_POINTS, PROBE_SPACING, type Pair } from "./noise";
 import type { ResolvedOptions, StochasticEstimatorName } from "./options";
 import { elementName, type InputLeaf } from "../eval/input-leaf";
@@ -128,27 +129,10 @@ export function checkRow(problem: Problem, row: Row): Row {
  * big output is read once here, not twice (checkRow then only names the first entry that is not).
  */
 function quotientRow(problem: Problem, leaf: number, index: number, plus: Float64Array[], minus: readonly Float64Array[] | undefined, step: number): Row {
-  // x - x is 0 for finite x, NaN once any value is not (a plain loop's local: see jvp.ts `dot`).
-  let check = 0;
-  for (let o = 0; o < plus.length; o++) {
-    const p = plus[o];
-    const m = minus?.[o];
-    if (m) {
-      for (let i = 0; i < p.length; i++) {
-        const v = (p[i] - m[i]) / step;
-        p[i] = v;
-        check += v - v;
-      }
-    } else {
-      for (let i = 0; i < p.length; i++) {
-        const v = p[i] / step;
-        p[i] = v;
-        check += v - v;
-      }
-    }
-  }
+  let finite = true;
+  for (let o = 0; o < plus.length; o++) finite = quotientAllFinite(plus[o], minus?.[o], step) && finite;
   const row: Row = { leaf, index, values: plus, checked: true };
-  if (check !== 0) checkRow(problem, row);
+  if (!finite) checkRow(problem, row);
   return row;
 }
 
