@@ -33,7 +33,7 @@ class TestEvaluator implements Evaluator {
     readonly concurrency: number,
   ) {
     if (concurrency > 1) {
-      this.differences = async (pairs) => flatDifferences(await Promise.all(Array.from({ length: 2 * pairCount(pairs) }, (_, e) => this.evaluate(sideOf(pairs, e >> 1, e & 1)))), outputStride(this.outputs));
+      this.differences = async (pairs) => flatDifferences(await Promise.all(Array.from({ length: 2 * pairCount(pairs) }, (_, e) => this.evaluate(sideOf(pairs, e >> 1, e & 1)))), outputStride(this.outputs), pairs.widths);
     }
   }
 

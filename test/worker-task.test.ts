@@ -1,11 +1,12 @@
 /**
  * The worker pool's batch encoding: every kind of change (one element, a column group's elements,
  * a whole leaf) survives packPerturbations → unpackPerturbations exactly; pairs of element changes
- * survive packPairs → sideOf, slicePairs and concatPairs, and sides that differ are refused; and
- * ElementPairs cross to a worker in one buffer (packElementPairs → postMessage → unpackElementPairs).
+ * survive packPairs → sideOf, slicePairs and concatPairs (with their widths), and sides that differ
+ * are refused; and ElementPairs cross to a worker in one buffer (packElementPairs → postMessage →
+ * unpackElementPairs), widths or not.
  */
 import { strict as assert } from "node:assert";
-import { concatPairs, packPairs, pairCount, sideOf, slicePairs } from "../server/eval/element-pairs";
+import { concatPairs, divideByWidths, packPairs, pairCount, sideOf, slicePairs } from "../server/eval/element-pairs";
 import type { Perturbation, PerturbationPair } from "../server/eval/evaluator";
 import { MessageChannel, receiveMessageOnPort } from "node:worker_threads";
 import { packElementPairs, packPerturbations, unpackElementPairs, unpackPerturbations } from "../server/eval/worker-task";
@@ -45,6 +46,14 @@ describe("worker tasks: packed perturbations", () => {
     pairs.forEach((pair, k) => pair.forEach((side, s) => assert.deepEqual(plain(sideOf(packed, k, s)), plain(side), `pair ${k}, side ${s}`)));
     const joined = concatPairs([slicePairs(packed, 0, 1), slicePairs(packed, 1)]);
     assert.deepEqual(Object.values(joined).map((a) => Array.from(a)), Object.values(packed).map((a) => Array.from(a)));
+    // Widths are sliced with their pairs; joined with pairs that have none, those are divided by 1.
+    const withWidths = { ...packed, widths: Float64Array.of(0.5, 0.25, 3) };
+    assert.deepEqual(Array.from(concatPairs([slicePairs(withWidths, 0, 1), slicePairs(withWidths, 1)]).widths!), [0.5, 0.25, 3]);
+    assert.deepEqual(Array.from(concatPairs([slicePairs(packed, 0, 2), slicePairs(withWidths, 2)]).widths!), [1, 1, 3]);
+    assert.equal(slicePairs(packed, 1).widths, undefined);
+    const values = Float64Array.of(1, 2, 3, 4, 5, 6);
+    divideByWidths(withWidths, values, 2);
+    assert.deepEqual(Array.from(values), [2, 4, 12, 16, 5 / 3, 2]);
     const refused = (a: Perturbation, b: Perturbation, why: RegExp) => assert.throws(() => packPairs([[a, b]]), why);
     refused([{ leaf: 0, index: 1, value: 1 }], [{ leaf: 0, index: 2, value: 1 }], /different elements/);
     refused([{ leaf: 0, index: 1, value: 1 }], [{ leaf: 1, index: 1, value: 1 }], /different elements/);
@@ -68,11 +77,13 @@ describe("worker tasks: packed perturbations", () => {
           [[], []],
         ],
       ] as PerturbationPair[][]) {
-        const packed = packPairs(pairs);
-        port1.postMessage(packElementPairs(packed));
-        const received = unpackElementPairs(receiveMessageOnPort(port2)!.message as Uint8Array);
-        assert.deepEqual(plain(received), plain(packed), `${pairs.length} pairs`);
-        if (pairs.length > 1) assert.ok(Object.is(received.plus[0], -0), "-0 stays -0");
+        const withWidths = { ...packPairs(pairs), widths: Float64Array.from(pairs, (_, k) => 2 ** -k / 3) };
+        for (const packed of pairs.length ? [packPairs(pairs), withWidths] : [packPairs(pairs)]) {
+          port1.postMessage(packElementPairs(packed));
+          const received = unpackElementPairs(receiveMessageOnPort(port2)!.message as Uint8Array);
+          assert.deepEqual(plain(received), plain(packed), `${pairs.length} pairs${packed.widths ? ", with widths" : ""}`);
+          if (pairs.length > 1) assert.ok(Object.is(received.plus[0], -0), "-0 stays -0");
+        }
       }
     } finally {
       port1.close();

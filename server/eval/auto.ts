@@ -273,7 +273,7 @@ export class AutoEvaluator implements Evaluator {
     for (let k = 0; k < count; k++) {
       const taken = this.pooling;
       if (taken?.differences && k > 0) {
-        const done = flatDifferences(results, outputStride(this.outputs!));
+        const done = flatDifferences(results, outputStride(this.outputs!), pairs.widths);
         const rest = await this.pooled(taken.differences(slicePairs(pairs, k)), 2 * (count - k)).catch((e) => {
           throw e instanceof FailedPair ? new FailedPair(k + e.pair, e.side, e.error) : e;
         });
@@ -290,7 +290,7 @@ export class AutoEvaluator implements Evaluator {
         }
       }
     }
-    return flatDifferences(results, outputStride(this.outputs!));
+    return flatDifferences(results, outputStride(this.outputs!), pairs.widths);
   }
 
   /**

@@ -105,6 +105,7 @@ export function slicePairs(pairs: ElementPairs, from: number, to = pairCount(pai
     indices: pairs.indices.slice(first, last),
     plus: pairs.plus.slice(first, last),
     minus: pairs.minus.slice(first, last),
+    ...(pairs.widths && { widths: pairs.widths.slice(from, to) }),
   };
 }
 
@@ -113,9 +114,12 @@ export function concatPairs(packs: readonly ElementPairs[]): ElementPairs {
   if (packs.length === 1) return packs[0];
   const elements = packs.reduce((n, p) => n + p.leaves.length, 0);
   const starts = new Uint32Array(packs.reduce((n, p) => n + pairCount(p), 0) + 1);
-  const out = { starts, leaves: new Uint32Array(elements), indices: new Uint32Array(elements), plus: new Float64Array(elements), minus: new Float64Array(elements) };
+  const out: ElementPairs = { starts, leaves: new Uint32Array(elements), indices: new Uint32Array(elements), plus: new Float64Array(elements), minus: new Float64Array(elements) };
+  // Pairs without widths are divided by 1 (exact) beside those with.
+  if (packs.some((p) => p.widths)) out.widths = new Float64Array(starts.length - 1).fill(1);
   let [pair, element] = [0, 0];
   for (const p of packs) {
+    if (p.widths) out.widths!.set(p.widths, pair);
     for (let k = 1; k < p.starts.length; k++) starts[++pair] = element + p.starts[k];
     out.leaves.set(p.leaves, element);
     out.indices.set(p.indices, element);
@@ -124,4 +128,15 @@ export function concatPairs(packs: readonly ElementPairs[]): ElementPairs {
     element += p.leaves.length;
   }
   return out;
+}
+
+/** Pair k's values (flat, at k × stride) divided by widths[k], in place, for pairs with widths. */
+export function divideByWidths(pairs: ElementPairs, values: Float64Array, stride: number): void {
+  const { widths } = pairs;
+  if (!widths) return;
+  for (let k = 0; k < widths.length; k++) {
+    const width = widths[k];
+    if (width === 1) continue;
+    for (let i = k * stride, end = i + stride; i < end; i++) values[i] /= width;
+  }
 }

@@ -45,9 +45,9 @@ export interface Evaluator {
    */
   rounding?(outputs: Float64Array[]): Float64Array[];
   /**
-   * f(x + plus) - f(x + minus) for each pair of element changes (two evaluations each), what
-   * central differences need, flat: pair k's values at k × stride, the outputs one after the other
-   * (stride: their sizes summed), with no array per pair. In-thread evaluators run the pairs in one
+   * f(x + plus) - f(x + minus) for each pair of element changes (two evaluations each), over the
+   * pair's width where the pairs have widths, what central differences need, flat: pair k's values
+   * at k × stride, the outputs one after the other (stride: their sizes summed), with no array per pair. In-thread evaluators run the pairs in one
    * loop; those that run apply in other threads take each pair there as one unit and send back half
    * the values, with one promise for all. Without it the engine evaluates each and subtracts (the
    * same numbers). A failure of one evaluation is a FailedPair.
@@ -67,6 +67,11 @@ export interface ElementPairs {
   indices: Uint32Array;
   plus: Float64Array;
   minus: Float64Array;
+  /**
+   * Per pair, what its difference is divided by where the pair is evaluated (central differences'
+   * widths: a worker thread divides, not the main thread); absent, 1 for every pair.
+   */
+  widths?: Float64Array;
 }
 
 /** Two perturbations whose outputs are subtracted: f(x + pair[0]) - f(x + pair[1]). */
@@ -88,13 +93,14 @@ export function outputStride(outputs: readonly OutputInfo[]): number {
   return outputSizes(outputs).reduce((a, b) => a + b, 0);
 }
 
-/** Pairs' outputs a - b, flat as `differences` returns them (pair k at k × stride). */
-export function flatDifferences(results: readonly (readonly Float64Array[])[], stride: number): Float64Array {
+/** Pairs' outputs a - b (over widths[k], where given), flat as `differences` returns them (pair k at k × stride). */
+export function flatDifferences(results: readonly (readonly Float64Array[])[], stride: number, widths?: Float64Array): Float64Array {
   const flat = new Float64Array((results.length / 2) * stride);
   for (let k = 0; 2 * k < results.length; k++) {
     let at = k * stride;
     const [a, b] = [results[2 * k], results[2 * k + 1]];
-    for (let o = 0; o < a.length; o++) for (let i = 0; i < a[o].length; i++) flat[at++] = a[o][i] - b[o][i];
+    const width = widths?.[k] ?? 1;
+    for (let o = 0; o < a.length; o++) for (let i = 0; i < a[o].length; i++) flat[at++] = (a[o][i] - b[o][i]) / width;
   }
   return flat;
 }

@@ -46,54 +46,29 @@ export function subtractAllFinite(data: Float64Array, from: number, size: number
   return c0 + c1 + c2 + c3 === 0;
 }
 
-/**
- * values[i] = (values[i] - minus[i]) / step, or values[i] / step without `minus`, for every i;
- * whether the results are all finite.
- */
-export function quotientAllFinite(values: Float64Array, minus: Float64Array | undefined, step: number): boolean {
+/** values[i] = (values[i] - minus[i]) / step for every i; whether the results are all finite. */
+export function quotientAllFinite(values: Float64Array, minus: Float64Array, step: number): boolean {
   let c0 = 0, c1 = 0, c2 = 0, c3 = 0;
   const n = values.length;
   let i = 0;
-  if (minus) {
-    for (; i + 3 < n; i += 4) {
-      const a = (values[i] - minus[i]) / step;
-      const b = (values[i + 1] - minus[i + 1]) / step;
-      const c = (values[i + 2] - minus[i + 2]) / step;
-      const d = (values[i + 3] - minus[i + 3]) / step;
-      values[i] = a;
-      values[i + 1] = b;
-      values[i + 2] = c;
-      values[i + 3] = d;
-      c0 += a - a;
-      c1 += b - b;
-      c2 += c - c;
-      c3 += d - d;
-    }
-    for (; i < n; i++) {
-      const v = (values[i] - minus[i]) / step;
-      values[i] = v;
-      c0 += v - v;
-    }
-  } else {
-    for (; i + 3 < n; i += 4) {
-      const a = values[i] / step;
-      const b = values[i + 1] / step;
-      const c = values[i + 2] / step;
-      const d = values[i + 3] / step;
-      values[i] = a;
-      values[i + 1] = b;
-      values[i + 2] = c;
-      values[i + 3] = d;
-      c0 += a - a;
-      c1 += b - b;
-      c2 += c - c;
-      c3 += d - d;
-    }
-    for (; i < n; i++) {
-      const v = values[i] / step;
-      values[i] = v;
-      c0 += v - v;
-    }
+  for (; i + 3 < n; i += 4) {
+    const a = (values[i] - minus[i]) / step;
+    const b = (values[i + 1] - minus[i + 1]) / step;
+    const c = (values[i + 2] - minus[i + 2]) / step;
+    const d = (values[i + 3] - minus[i + 3]) / step;
+    values[i] = a;
+    values[i + 1] = b;
+    values[i + 2] = c;
+    values[i + 3] = d;
+    c0 += a - a;
+    c1 += b - b;
+    c2 += c - c;
+    c3 += d - d;
+  }
+  for (; i < n; i++) {
+    const v = (values[i] - minus[i]) / step;
+    values[i] = v;
+    c0 += v - v;
   }
   return c0 + c1 + c2 + c3 === 0;
 }

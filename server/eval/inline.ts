@@ -9,7 +9,7 @@
 import type { OutputSelector } from "./outputs";
 import type { InputLeaf } from "./input-leaf";
 import { FailedPair, outputStride, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "./evaluator";
-import { pairCount, sideOf } from "./element-pairs";
+import { divideByWidths, pairCount, sideOf } from "./element-pairs";
 import { withTimeout } from "./timeout";
 
 /** What `batch` returns: item k's values at k × stride (all outputs, one after the other), and the items that failed. */
@@ -225,9 +225,11 @@ export class InlineEvaluator implements Evaluator {
     return this.batch(perturbations.length, 1, { into, perturbation: (k) => perturbations[k] }, options);
   }
 
-  /** Pairs one after the other, f(x + plus) - f(x + minus) each, into one buffer (`batch`). */
-  pairs(pairs: ElementPairs, options: BatchOptions = {}): Promise<BatchValues> {
-    return this.batch(pairCount(pairs), 2, { into: (k, side, target, at) => this.pairSideInto(pairs, k, side, target, at), perturbation: (k, side) => sideOf(pairs, k, side) }, options);
+  /** Pairs one after the other, f(x + plus) - f(x + minus) each (over its width, where pairs have widths), into one buffer (`batch`). */
+  async pairs(pairs: ElementPairs, options: BatchOptions = {}): Promise<BatchValues> {
+    const result = await this.batch(pairCount(pairs), 2, { into: (k, side, target, at) => this.pairSideInto(pairs, k, side, target, at), perturbation: (k, side) => sideOf(pairs, k, side) }, options);
+    if (result.values.length > 0) divideByWidths(pairs, result.values, result.values.length / pairCount(pairs));
+    return result;
   }
 
   /**

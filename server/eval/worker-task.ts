@@ -124,38 +124,44 @@ export function unpackPerturbations(packed: Float64Array): Perturbation[] {
 
 /**
  * ElementPairs in one buffer, to post to a worker as one part rather than five typed arrays (each
- * costs its own copy and header: measured 16 µs a task against 5). Layout: pair and element counts
- * (uint32), starts, leaves and indices (uint32), then, from an 8-byte boundary, plus and minus (FP64).
+ * costs its own copy and header: measured 16 µs a task against 5). Layout: pair, element and width
+ * counts (uint32; widths: 0 or the pairs'), starts, leaves and indices (uint32), then, from an
+ * 8-byte boundary, plus, minus and the widths (FP64).
  */
 export function packElementPairs(pairs: ElementPairs): Uint8Array {
   const count = pairs.starts.length - 1;
   const elements = pairs.leaves.length;
-  const { u32, f64, bytes } = elementPairsLayout(count, elements);
+  const widths = pairs.widths ? count : 0;
+  const { u32, f64, bytes } = elementPairsLayout(count, elements, widths);
   const packed = new Uint8Array(bytes);
   const ints = new Uint32Array(packed.buffer, 0, u32);
   ints[0] = count;
   ints[1] = elements;
-  ints.set(pairs.starts, 2);
-  ints.set(pairs.leaves, 3 + count);
-  ints.set(pairs.indices, 3 + count + elements);
-  const floats = new Float64Array(packed.buffer, f64, 2 * elements);
+  ints[2] = widths;
+  ints.set(pairs.starts, 3);
+  ints.set(pairs.leaves, 4 + count);
+  ints.set(pairs.indices, 4 + count + elements);
+  const floats = new Float64Array(packed.buffer, f64, 2 * elements + widths);
   floats.set(pairs.plus);
   floats.set(pairs.minus, elements);
+  if (pairs.widths) floats.set(pairs.widths, 2 * elements);
   return packed;
 }
 
 /** The pairs packElementPairs packed, as views of its buffer (no copy). */
 export function unpackElementPairs(packed: Uint8Array): ElementPairs {
-  const head = new Uint32Array(packed.buffer, packed.byteOffset, 2);
-  const [count, elements] = [head[0], head[1]];
-  const { f64 } = elementPairsLayout(count, elements);
+  const head = new Uint32Array(packed.buffer, packed.byteOffset, 3);
+  const [count, elements, widths] = [head[0], head[1], head[2]];
+  const { f64 } = elementPairsLayout(count, elements, widths);
   const ints = (from: number, length: number) => new Uint32Array(packed.buffer, packed.byteOffset + 4 * from, length);
-  const floats = (from: number) => new Float64Array(packed.buffer, packed.byteOffset + f64 + 8 * from, elements);
-  return { starts: ints(2, count + 1), leaves: ints(3 + count, elements), indices: ints(3 + count + elements, elements), plus: floats(0), minus: floats(elements) };
+  const floats = (from: number, length = elements) => new Float64Array(packed.buffer, packed.byteOffset + f64 + 8 * from, length);
+  const pairs: ElementPairs = { starts: ints(3, count + 1), leaves: ints(4 + count, elements), indices: ints(4 + count + elements, elements), plus: floats(0), minus: floats(elements) };
+  if (widths) pairs.widths = floats(2 * elements, widths);
+  return pairs;
 }
 
-function elementPairsLayout(count: number, elements: number): { u32: number; f64: number; bytes: number } {
-  const u32 = 3 + count + 2 * elements;
+function elementPairsLayout(count: number, elements: number, widths: number): { u32: number; f64: number; bytes: number } {
+  const u32 = 4 + count + 2 * elements;
   const f64 = 8 * Math.ceil((4 * u32) / 8);
-  return { u32, f64, bytes: f64 + 16 * elements };
+  return { u32, f64, bytes: f64 + 8 * (2 * elements + widths) };
 }

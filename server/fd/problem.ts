@@ -133,34 +133,36 @@ export class Problem {
 
   /**
    * f(x + a) - f(x + b) output by output for each pair, as fresh arrays of the engine's own (two
-   * evaluations each); `what` describes each side for error messages.
+   * evaluations each), over widths[k] where given (divided where the pairs are evaluated: in a
+   * worker thread, off the main thread); `what` describes each side for error messages.
    */
-  async differences(pairs: readonly PerturbationPair[], what: (pair: number, side: number) => string): Promise<Float64Array[][]> {
+  async differences(pairs: readonly PerturbationPair[], what: (pair: number, side: number) => string, widths?: Float64Array): Promise<Float64Array[][]> {
     if (pairs.length === 0) return [];
     // Packed for an evaluator that takes pairs, unless they set whole leaves (stochastic
     // directions): those are set as they are, not element by element.
     const pack = this.evaluator.differences !== undefined && !pairs.some(([a]) => a.some((change) => "values" in change));
-    if (pack) return splitFlat(await this.flatDifferences(packPairs(pairs), what), outputSizes(this.outputs!), pairs.length);
+    if (pack) return splitFlat(await this.flatDifferences({ ...packPairs(pairs), widths }, what), outputSizes(this.outputs!), pairs.length);
     const results = await this.evaluateAll(pairs.flatMap((pair, k) => pair.map((p, side) => [p, () => what(k, side)] as const)));
     // Each pair's first outputs (the engine's own copies) become its differences.
     return pairs.map((_, k) => {
       const [a, b] = [results[2 * k], results[2 * k + 1]];
-      for (let o = 0; o < a.length; o++) for (let i = 0; i < a[o].length; i++) a[o][i] -= b[o][i];
+      const width = widths?.[k] ?? 1;
+      for (let o = 0; o < a.length; o++) for (let i = 0; i < a[o].length; i++) a[o][i] = (a[o][i] - b[o][i]) / width;
       return a;
     });
   }
 
   /**
    * The same for packed pairs, flat (pair k's values at k × stride, the outputs one after the
-   * other): by the evaluator's own `differences` where it has one, else each evaluated here and
-   * subtracted.
+   * other): by the evaluator's own `differences` where it has one, else each evaluated here,
+   * subtracted and divided by the pairs' widths.
    */
   async flatDifferences(pairs: ElementPairs, what: (pair: number, side: number) => string): Promise<Float64Array> {
     const count = pairCount(pairs);
     if (count === 0) return new Float64Array(0);
     if (!this.evaluator.differences) {
       const sides = Array.from({ length: 2 * count }, (_, e) => [sideOf(pairs, e >> 1, e & 1), () => what(e >> 1, e & 1)] as const);
-      return flatDifferences(await this.evaluateAll(sides), outputStride(this.outputs!));
+      return flatDifferences(await this.evaluateAll(sides), outputStride(this.outputs!), pairs.widths);
     }
     const turn = this.turn();
     if (turn) await turn;

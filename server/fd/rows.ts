@@ -124,22 +124,16 @@ export function checkRow(problem: Problem, row: Row): Row {
 }
 
 /**
- * A row of (plus - minus) / step, or plus / step without `minus`, for every output element, written
- * over `plus` (the engine's own copy, used once) and checked finite in the same pass: a row of a
- * big output is read once here, not twice (checkRow then only names the first entry that is not).
+ * A row of (plus - minus) / step for every output element, written over `plus` (the engine's own
+ * copy, used once) and checked finite in the same pass: a row of a big output is read once here,
+ * not twice (checkRow then only names the first entry that is not).
  */
-function quotientRow(problem: Problem, leaf: number, index: number, plus: Float64Array[], minus: readonly Float64Array[] | undefined, step: number): Row {
+function quotientRow(problem: Problem, leaf: number, index: number, plus: Float64Array[], minus: readonly Float64Array[], step: number): Row {
   let finite = true;
-  for (let o = 0; o < plus.length; o++) finite = quotientAllFinite(plus[o], minus?.[o], step) && finite;
+  for (let o = 0; o < plus.length; o++) finite = quotientAllFinite(plus[o], minus[o], step) && finite;
   const row: Row = { leaf, index, values: plus, checked: true };
   if (!finite) checkRow(problem, row);
   return row;
-}
-
-/** difference / step for every output element, written over `difference` (the engine's own copy). */
-function divide(difference: Float64Array[], step: number): Float64Array[] {
-  for (const d of difference) for (let i = 0; i < d.length; i++) d[i] /= step;
-  return difference;
 }
 
 /** Every differentiated element as (leaf, index), in leaf order. */
@@ -214,8 +208,8 @@ export async function central(problem: Problem, steps: StepRule, leaf: number, i
   const width = plus - minus;
   const spread = Math.SQRT2 / Math.abs(width);
   if (!estimate) {
-    const [difference] = await problem.differences([[plusChange, minusChange]], (_, side) => (side ? whatMinus() : whatPlus()));
-    return { values: divide(difference, width), halfWidth: width / 2, spread, rounding: [] };
+    const [quotient] = await problem.differences([[plusChange, minusChange]], (_, side) => (side ? whatMinus() : whatPlus()), Float64Array.of(width));
+    return { values: quotient, halfWidth: width / 2, spread, rounding: [] };
   }
   const [fPlus, fMinus] = await problem.evaluateAll([
     [plusChange, whatPlus],
@@ -275,7 +269,8 @@ async function oneSided(problem: Problem, steps: StepRule, leaf: number, index: 
 
 /**
  * Central: J[:, j] = (f(x + h e_j) - f(x - h e_j)) / (x_j+ - x_j-); 2n evaluations, error O(h^2).
- * A chunk's pairs go in one call (chunkedRows); elements near a bound go one-sided, alone.
+ * A chunk's pairs go in one call (chunkedRows), divided by their widths where they are evaluated (a
+ * worker thread's share, where there are workers); elements near a bound go one-sided, alone.
  */
 function centralRows(problem: Problem, steps: StepRule): AsyncGenerator<readonly Row[]> {
   return chunkedRows(problem, elements(problem), 2, async (chunk) => {
@@ -284,11 +279,12 @@ function centralRows(problem: Problem, steps: StepRule): AsyncGenerator<readonly
     const points = paired.map(({ leaf, index }) => [steps.perturbed(leaf, index, 1), steps.perturbed(leaf, index, -1)]);
     const pairs = paired.map(({ leaf, index }, k): PerturbationPair => [[{ leaf, index, value: points[k][0] }], [{ leaf, index, value: points[k][1] }]]);
     const what = (k: number, side: number) => `${elementName(problem.leaves[paired[k].leaf], paired[k].index)} ${side ? "-" : "+"} h`;
-    const [differences, loneRows] = await Promise.all([
-      pairs.length ? problem.differences(pairs, what) : [],
+    const widths = Float64Array.from(points, ([plus, minus]) => plus - minus);
+    const [quotients, loneRows] = await Promise.all([
+      pairs.length ? problem.differences(pairs, what, widths) : [],
       Promise.all(lone.map(async ({ leaf, index }) => ({ leaf, index, values: (await central(problem, steps, leaf, index, 1)).values }))),
     ]);
-    return [...paired.map(({ leaf, index }, k) => quotientRow(problem, leaf, index, differences[k], undefined, points[k][0] - points[k][1])), ...loneRows];
+    return [...paired.map(({ leaf, index }, k): Row => ({ leaf, index, values: quotients[k] })), ...loneRows];
   });
 }
 
