@@ -2,7 +2,8 @@
  * "auto" (server/eval/auto.ts) against what it measures, with fakes for inline apply and the pool:
  * a pool far slower than modelled (as a dense row stream on two cores is: the main thread's own
  * work, which the model does not see, bounds it) is compared with inline within the request and
- * dropped when inline is faster; a pool that keeps the model's pace is kept, and never compared.
+ * dropped when inline is faster; a pool that keeps the model's pace is kept, and never compared; a
+ * request's measured costs are remembered by its shapes and scalars.
  * The paces involved differ by several times, so a loaded machine does not turn the outcome.
  */
 import { strict as assert } from "node:assert";
@@ -10,6 +11,9 @@ import { AutoEvaluator, PoolCorrection, REMEASURE_EVERY, type AutoPool, type Inl
 import { ElementPairsBuilder, pairCount } from "../server/eval/element-pairs";
 import type { ElementPairs, Evaluator, OutputInfo, Perturbation } from "../server/eval/evaluator";
 import type { InlineEvaluator } from "../server/eval/inline";
+import type { InputLeaf } from "../server/eval/input-leaf";
+import { requestShapes } from "../server/eval/backends";
+import ndarray from "ndarray";
 
 const OUTPUTS: OutputInfo[] = [{ path: "y", shape: [], datatype: 11 }];
 
@@ -168,5 +172,17 @@ describe('"auto": the pool checked against inline within a request', () => {
     }
     assert.deepEqual(firstCalls, ["inline", ...Array(REMEASURE_EVERY).fill("pool"), "inline"]);
     assert.ok(memory.costs!.applyMs >= 0.15 && memory.costs!.inlineMs >= 0.15, JSON.stringify(memory.costs));
+  });
+
+  it("costs are remembered by a request's shapes and its inputs' scalars, not by its tensors' values", () => {
+    const heat = (steps: number, values: number[], inputs: Record<string, unknown> = {}) =>
+      requestShapes({ inputs: { initial_temperature: ndarray(Float64Array.from(values), [values.length]), steps, ...inputs }, leaves: [{ size: values.length }] as InputLeaf[], outputPaths: ["final_temperature"], plannedEvaluations: 2 * values.length });
+    assert.equal(heat(1, [1, 2, 3]), heat(1, [4, 5, 6]), "other values, the same costs");
+    assert.notEqual(heat(1, [1, 2, 3]), heat(3000, [1, 2, 3]), "3 000 steps cost more than one");
+    assert.notEqual(heat(1, [1, 2, 3]), heat(1, [1, 2, 3, 4]));
+    assert.notEqual(heat(1, [1, 2]), heat(1, [1, 2], { mode: "implicit" }));
+    assert.equal(heat(1, [1], { big: 2n ** 70n }), heat(1, [1], { big: 2n ** 70n }), "a bigint is a scalar too");
+    const long = (v: number) => heat(1, [1], { table: Array.from({ length: 5000 }, (_, i) => i * v) });
+    assert.ok(long(1).length <= 64 && long(1) === long(1) && long(1) !== long(2), "a long key is kept as its hash");
   });
 });

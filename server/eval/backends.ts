@@ -15,12 +15,13 @@
  */
 import type * as grpc from "@grpc/grpc-js";
 import { setMaxListeners } from "node:events";
+import { createHash } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { OutputSelector } from "./outputs";
 import type { AnyMessage, TesseractSchema } from "../schema/schema";
 import type { InputLeaf } from "./input-leaf";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../common/transport-defaults";
-import type { DecodeLimits } from "../../common/tensor-codec";
+import { isNdArray, type DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { AutoEvaluator, PoolCorrection, REMEASURE_EVERY, type InlineCosts } from "./auto";
 import { CachedBaseEvaluator } from "./cached-base";
@@ -103,6 +104,24 @@ class Counted implements Evaluator {
 
 /** Request shapes whose inline costs "auto" remembers. */
 const REMEMBERED_SHAPES = 64;
+
+/** A key longer than this is kept as its hash. */
+const LONGEST_SHAPES_KEY = 1024;
+
+/**
+ * What "auto" remembers a request's inline costs by: its planned evaluations, the sizes of the
+ * leaves it differentiates, its outputs, and its inputs' scalars (a heat request of 3 000 steps
+ * costs what one of 1 step does not); tensors count by their shapes, not their values.
+ */
+export function requestShapes(job: Pick<Job, "inputs" | "leaves" | "outputPaths" | "plannedEvaluations">): string {
+  const scalars = JSON.stringify(job.inputs, (_, value: unknown) => {
+    if (isNdArray(value)) return `ndarray ${value.shape.join("x")}`;
+    if (ArrayBuffer.isView(value)) return `array ${value.byteLength}`;
+    return typeof value === "bigint" ? `${value}n` : value;
+  });
+  const key = `${job.plannedEvaluations} ${job.leaves.map((l) => l.size).join(",")} ${job.outputPaths.join(",")} ${scalars}`;
+  return key.length > LONGEST_SHAPES_KEY ? createHash("sha256").update(key).digest("base64") : key;
+}
 
 /**
  * Threads of "auto": a core each but one, which the main thread needs for serving, sending work and
@@ -275,7 +294,7 @@ export class EvaluationBackends {
     if (typeof workers === "number") return workers > 0 ? new PoolEvaluator(this.pool(workers), poolJob()) : inline;
     const threads = settings.autoThreads ?? defaultAutoThreads();
     if (!runtime.source || threads < 2) return inline;
-    const shapes = `${job.plannedEvaluations} ${job.leaves.map((l) => l.size).join(",")} ${job.outputPaths.join(",")}`;
+    const shapes = requestShapes(job);
     return new AutoEvaluator(inline, job.plannedEvaluations, {
       costs: () => ({ threads, cores: availableParallelism(), taskOverheadMs: this.workerPool?.taskOverheadMs ?? DEFAULT_TASK_OVERHEAD_MS, ready: this.workerPool?.ready ?? false, correction: this.poolCorrection.value }),
       startPool: () => void this.pool(threads),
