@@ -226,10 +226,14 @@ export class InlineEvaluator implements Evaluator {
   }
 
   /** Pairs one after the other, f(x + plus) - f(x + minus) each (over its width, where pairs have widths), into one buffer (`batch`). */
-  async pairs(pairs: ElementPairs, options: BatchOptions = {}): Promise<BatchValues> {
-    const result = await this.batch(pairCount(pairs), 2, { into: (k, side, target, at) => this.pairSideInto(pairs, k, side, target, at), perturbation: (k, side) => sideOf(pairs, k, side) }, options);
-    if (result.values.length > 0) divideByWidths(pairs, result.values, result.values.length / pairCount(pairs));
-    return result;
+  pairs(pairs: ElementPairs, options: BatchOptions = {}): Promise<BatchValues> {
+    const values = this.batch(pairCount(pairs), 2, { into: (k, side, target, at) => this.pairSideInto(pairs, k, side, target, at), perturbation: (k, side) => sideOf(pairs, k, side) }, options);
+    // Only pairs with widths wait for one more turn (a grouped Jacobian inline makes a call per group).
+    if (!pairs.widths) return values;
+    return values.then((result) => {
+      if (result.values.length > 0) divideByWidths(pairs, result.values, result.values.length / pairCount(pairs));
+      return result;
+    });
   }
 
   /**
