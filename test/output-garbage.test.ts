@@ -1,21 +1,25 @@
 /**
- * A worker's dead output buffers (output-garbage.ts): collected once per COLLECT_EVERY_BYTES of
- * outputs, by a minor collection that frees dead typed arrays' memory and exposes no `gc` to the
- * thread's own code.
+ * A worker's dead output buffers (output-garbage.ts): collected once per its share of the pool's
+ * budget of outputs, by a minor collection that frees dead typed arrays' memory and exposes no
+ * `gc` to the thread's own code.
  */
 import { strict as assert } from "node:assert";
-import { COLLECT_EVERY_BYTES, minorCollection, OutputGarbage } from "../server/eval/output-garbage";
+import { collectEvery, MIN_COLLECT_EVERY_BYTES, minorCollection, OutputGarbage, POOL_GARBAGE_BYTES } from "../server/eval/output-garbage";
 
 describe("worker output garbage", () => {
-  it("collects once per COLLECT_EVERY_BYTES of outputs, counting what is left over", () => {
+  it("collects once per `every` bytes of outputs, counting what is left over; a thread's share of the pool's budget", () => {
+    const MB = 1024 * 1024;
     let collections = 0;
-    const garbage = new OutputGarbage(() => collections++);
-    const step = 3 * 1024 * 1024;
-    for (let k = 0; k < 8; k++) garbage.made(step); // collects after the 3rd and the 6th (9 MB each), 6 MB left
+    const garbage = new OutputGarbage(() => collections++, 8 * MB);
+    for (let k = 0; k < 8; k++) garbage.made(3 * MB); // collects after the 3rd and the 6th (9 MB each), 6 MB left
     assert.equal(collections, 2);
-    garbage.made(COLLECT_EVERY_BYTES);
+    garbage.made(8 * MB);
     assert.equal(collections, 3);
-    assert.doesNotThrow(() => new OutputGarbage(undefined).made(10 * COLLECT_EVERY_BYTES), "without a collection it only counts");
+    assert.doesNotThrow(() => new OutputGarbage(undefined, MB).made(10 * MB), "without a collection it only counts");
+    assert.equal(collectEvery(2), POOL_GARBAGE_BYTES / 2, "two threads: V8's own trigger comes first");
+    assert.equal(collectEvery(15), POOL_GARBAGE_BYTES / 15);
+    assert.equal(collectEvery(64), MIN_COLLECT_EVERY_BYTES);
+    assert.equal(collectEvery(0), POOL_GARBAGE_BYTES);
   });
 
   it("the minor collection frees dead typed arrays' bytes, and the thread's own code gets no gc", async () => {

@@ -2,15 +2,23 @@
  * A worker thread's dead output buffers, collected as they pile up. Every evaluation's outputs are
  * fresh typed arrays whose bytes lie outside V8's heap; V8 frees them only when a scavenge finds
  * them dead, and it scavenges when its young generation fills with objects, not with these bytes.
- * A worker evaluating big outputs thus held tens of MB of them, and every thread its own: a dense
- * heat stream (n = 23 200) on 8 threads peaked at 645 MB, 480 MB with a minor collection after
- * every COLLECT_EVERY_BYTES of outputs (no measurable cost in throughput).
+ * A worker evaluating big outputs thus held up to ~32 MB of them (V8's own trigger), and every thread
+ * its own: a dense heat stream (n = 8 000) on 8 threads peaked at 645 MB in-process, 480 MB with a
+ * minor collection every 8 MB of outputs. A collection is not free (~0.3 ms, and V8's helper threads
+ * compete with the pool's: on two cores the served stream lost 10-15 % at 8 MB a thread), so each
+ * thread collects at its share of POOL_GARBAGE_BYTES: a pool of a few threads leaves it to V8.
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 
-/** Output bytes a worker lets pile up before it collects them. */
-export const COLLECT_EVERY_BYTES = 8 * 1024 * 1024;
+/** Dead output bytes the whole pool may hold, about; a thread collects at least every MIN_COLLECT_EVERY_BYTES. */
+export const POOL_GARBAGE_BYTES = 128 * 1024 * 1024;
+export const MIN_COLLECT_EVERY_BYTES = 8 * 1024 * 1024;
+
+/** Output bytes each of a pool's `threads` lets pile up before it collects them. */
+export function collectEvery(threads: number): number {
+  return Math.max(MIN_COLLECT_EVERY_BYTES, POOL_GARBAGE_BYTES / Math.max(1, threads));
+}
 
 type Collect = () => void;
 
@@ -34,7 +42,7 @@ export class OutputGarbage {
 
   constructor(
     private readonly collect: Collect | undefined,
-    private readonly every = COLLECT_EVERY_BYTES,
+    private readonly every: number,
   ) {}
 
   /** After evaluations whose outputs took `bytes`. */

@@ -51,7 +51,7 @@ export class WorkerPool {
   ) {
     // Two tasks per worker: a short batch that need not be stoppable waits at its worker behind the
     // running one, so the worker goes on without waiting for the main thread to hand it the next.
-    this.piscina = new Piscina({ filename: path.join(__dirname, "worker.js"), minThreads: threads, maxThreads: threads, concurrentTasksPerWorker: 2 });
+    this.piscina = new Piscina({ filename: path.join(__dirname, "worker.js"), minThreads: threads, maxThreads: threads, concurrentTasksPerWorker: 2, workerData: { threads } });
     // A worker that dies between tasks (an error thrown from a timer apply left behind) is replaced
     // like any other; piscina reports it as an 'error' event, which must not end the server.
     this.piscina.on("error", () => undefined);

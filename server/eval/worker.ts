@@ -16,7 +16,7 @@ import { loadTesseract } from "../loader";
 import { floatingPaths, getAtPath, parsePath, withLeaf } from "../schema/paths";
 import { InlineEvaluator } from "./inline";
 import { ElementPairsBuilder, pairCount } from "./element-pairs";
-import { minorCollection, OutputGarbage } from "./output-garbage";
+import { collectEvery, minorCollection, OutputGarbage } from "./output-garbage";
 import { reviveTree, shareTree } from "./shared-tree";
 import { type ApplyResult, type ApplyTask, type BatchResult, type BatchTask, type TaskError, packElementPairs, unpackElementPairs, unpackPerturbations } from "./worker-task";
 
@@ -47,7 +47,7 @@ interface Job {
 }
 
 /** This thread's dead output buffers, collected as evaluations make them (output-garbage.ts). */
-const outputGarbage = new OutputGarbage(minorCollection());
+const outputGarbage = new OutputGarbage(minorCollection(), collectEvery((Piscina.workerData as { threads?: number } | undefined)?.threads ?? 1));
 
 /** Recent jobs, oldest first; a worker serves few jobs at a time. */
 const jobs = new Map<string, Job>();
