@@ -1,7 +1,7 @@
 /**
  * A worker's dead output buffers (output-garbage.ts): collected once per its share of the pool's
- * budget of outputs, by a minor collection that frees dead typed arrays' memory and exposes no
- * `gc` to the thread's own code.
+ * budget of outputs and once the thread is quiet, by a minor collection that frees dead typed
+ * arrays' memory and exposes no `gc` to the thread's own code.
  */
 import { strict as assert } from "node:assert";
 import { collectEvery, MIN_COLLECT_EVERY_BYTES, minorCollection, OutputGarbage, POOL_GARBAGE_BYTES } from "../server/eval/output-garbage";
@@ -15,11 +15,22 @@ describe("worker output garbage", () => {
     assert.equal(collections, 2);
     garbage.made(8 * MB);
     assert.equal(collections, 3);
-    assert.doesNotThrow(() => new OutputGarbage(undefined, MB).made(10 * MB), "without a collection it only counts");
+    assert.doesNotThrow(() => new OutputGarbage(undefined, MB).made(10 * MB), "without a collection it does nothing");
     assert.equal(collectEvery(2), POOL_GARBAGE_BYTES / 2, "two threads: V8's own trigger comes first");
     assert.equal(collectEvery(15), POOL_GARBAGE_BYTES / 15);
     assert.equal(collectEvery(64), MIN_COLLECT_EVERY_BYTES);
     assert.equal(collectEvery(0), POOL_GARBAGE_BYTES);
+  });
+
+  it("a thread quiet for idleMs collects what its last evaluations left, once for all of them", async () => {
+    const collected: number[] = [];
+    let quiet!: () => void;
+    const garbage = new OutputGarbage(() => (collected.push(performance.now()), quiet?.()), 1 << 30, 30);
+    const start = performance.now();
+    for (let k = 0; k < 5; k++) garbage.made(1000); // busy: each batch re-arms the quiet timer
+    await new Promise<void>((resolve) => (quiet = resolve));
+    assert.equal(collected.length, 1);
+    assert.ok(collected[0] - start >= 29, `after the quiet time (${collected[0] - start} ms)`);
   });
 
   it("the minor collection frees dead typed arrays' bytes, and the thread's own code gets no gc", async () => {

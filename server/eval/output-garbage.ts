@@ -7,6 +7,8 @@
  * minor collection every 8 MB of outputs. A collection is not free (~0.3 ms, and V8's helper threads
  * compete with the pool's: on two cores the served stream lost 10-15 % at 8 MB a thread), so each
  * thread collects at its share of POOL_GARBAGE_BYTES: a pool of a few threads leaves it to V8.
+ * A thread that falls idle with outputs uncollected collects them after IDLE_COLLECT_MS, for free:
+ * otherwise an idle pool (a request gone inline, a quiet server) kept them for good.
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -14,6 +16,8 @@ import { runInNewContext } from "node:vm";
 /** Dead output bytes the whole pool may hold, about; a thread collects at least every MIN_COLLECT_EVERY_BYTES. */
 export const POOL_GARBAGE_BYTES = 128 * 1024 * 1024;
 export const MIN_COLLECT_EVERY_BYTES = 8 * 1024 * 1024;
+/** Quiet time after which a thread collects what its last evaluations left. */
+export const IDLE_COLLECT_MS = 200;
 
 /** Output bytes each of a pool's `threads` lets pile up before it collects them. */
 export function collectEvery(threads: number): number {
@@ -36,20 +40,28 @@ export function minorCollection(): Collect | undefined {
   }
 }
 
-/** Counts the output bytes evaluations made and collects after every `every` of them. */
+/** Counts the output bytes evaluations made and collects after every `every` of them, and once quiet for `idleMs`. */
 export class OutputGarbage {
   private bytes = 0;
+  private idle?: NodeJS.Timeout;
 
   constructor(
     private readonly collect: Collect | undefined,
     private readonly every: number,
+    private readonly idleMs = IDLE_COLLECT_MS,
   ) {}
 
   /** After evaluations whose outputs took `bytes`. */
   made(bytes: number): void {
+    if (!this.collect) return;
     this.bytes += bytes;
-    if (this.bytes < this.every || !this.collect) return;
+    if (this.bytes >= this.every) this.collectNow();
+    clearTimeout(this.idle);
+    if (this.bytes > 0) this.idle = setTimeout(() => this.collectNow(), this.idleMs).unref();
+  }
+
+  private collectNow(): void {
     this.bytes = 0;
-    this.collect();
+    this.collect!();
   }
 }
