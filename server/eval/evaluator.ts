@@ -50,8 +50,8 @@ export interface Evaluator {
    * at k × stride, the outputs one after the other (stride: their sizes summed), with no array per
    * pair. In-thread evaluators run the pairs in one loop; those that run apply in other threads take
    * each pair there as one unit and send back half the values (divided there), with one promise for
-   * all. Without it the engine evaluates each and subtracts (the
-   * same numbers). A failure of one evaluation is a FailedPair.
+   * all. Without it the engine evaluates each, subtracts and divides (the same numbers). A failure
+   * of one evaluation is a FailedPair.
    */
   differences?(pairs: ElementPairs): Promise<Float64Array>;
 }
