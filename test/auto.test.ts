@@ -182,7 +182,11 @@ describe('"auto": the pool checked against inline within a request', () => {
     assert.notEqual(heat(1, [1, 2, 3]), heat(1, [1, 2, 3, 4]));
     assert.notEqual(heat(1, [1, 2]), heat(1, [1, 2], { mode: "implicit" }));
     assert.equal(heat(1, [1], { big: 2n ** 70n }), heat(1, [1], { big: 2n ** 70n }), "a bigint is a scalar too");
-    const long = (v: number) => heat(1, [1], { table: Array.from({ length: 5000 }, (_, i) => i * v) });
-    assert.ok(long(1).length <= 64 && long(1) === long(1) && long(1) !== long(2), "a long key is kept as its hash");
+    const list = (v: number, length = 5000) => heat(1, [1], { table: Array.from({ length }, (_, i) => i * v) });
+    assert.equal(list(1), list(2), "a long list counts by its length");
+    assert.notEqual(list(1), list(1, 4999));
+    assert.equal(heat(1, [1], { blob: "a".repeat(100) }), heat(1, [1], { blob: "b".repeat(100) }), "so does a long string");
+    const many = (v: number) => heat(1, [1], Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`k${i}`, i * v])));
+    assert.ok(many(1).length <= 64 && many(1) === many(1) && many(1) !== many(2), "a long key is kept as its hash");
   });
 });

@@ -107,16 +107,20 @@ const REMEMBERED_SHAPES = 64;
 
 /** A key longer than this is kept as its hash. */
 const LONGEST_SHAPES_KEY = 1024;
+/** Lists and strings longer than this count by their lengths (data, not settings: the key stays cheap to make). */
+const LONGEST_SCALAR = 64;
 
 /**
  * What "auto" remembers a request's inline costs by: its planned evaluations, the sizes of the
  * leaves it differentiates, its outputs, and its inputs' scalars (a heat request of 3 000 steps
- * costs what one of 1 step does not); tensors count by their shapes, not their values.
+ * costs what one of 1 step does not); tensors, long lists and long strings count by their shapes.
  */
 export function requestShapes(job: Pick<Job, "inputs" | "leaves" | "outputPaths" | "plannedEvaluations">): string {
   const scalars = JSON.stringify(job.inputs, (_, value: unknown) => {
     if (isNdArray(value)) return `ndarray ${value.shape.join("x")}`;
     if (ArrayBuffer.isView(value)) return `array ${value.byteLength}`;
+    if (Array.isArray(value) && value.length > LONGEST_SCALAR) return `list ${value.length}`;
+    if (typeof value === "string" && value.length > LONGEST_SCALAR) return `string ${value.length}`;
     return typeof value === "bigint" ? `${value}n` : value;
   });
   const key = `${job.plannedEvaluations} ${job.leaves.map((l) => l.size).join(",")} ${job.outputPaths.join(",")} ${scalars}`;
