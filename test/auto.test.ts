@@ -188,5 +188,8 @@ describe('"auto": the pool checked against inline within a request', () => {
     assert.equal(heat(1, [1], { blob: "a".repeat(100) }), heat(1, [1], { blob: "b".repeat(100) }), "so does a long string");
     const many = (v: number) => heat(1, [1], Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`k${i}`, i * v])));
     assert.ok(many(1).length <= 64 && many(1) === many(1) && many(1) !== many(2), "a long key is kept as its hash");
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    assert.equal(heat(1, [1, 2], { cyclic }), heat(1, [1, 2], { cyclic }), "a tree JSON cannot hold keys by shapes alone");
   });
 });

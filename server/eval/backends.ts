@@ -116,13 +116,18 @@ const LONGEST_SCALAR = 64;
  * costs what one of 1 step does not); tensors, long lists and long strings count by their shapes.
  */
 export function requestShapes(job: Pick<Job, "inputs" | "leaves" | "outputPaths" | "plannedEvaluations">): string {
-  const scalars = JSON.stringify(job.inputs, (_, value: unknown) => {
-    if (isNdArray(value)) return `ndarray ${value.shape.join("x")}`;
-    if (ArrayBuffer.isView(value)) return `array ${value.byteLength}`;
-    if (Array.isArray(value) && value.length > LONGEST_SCALAR) return `list ${value.length}`;
-    if (typeof value === "string" && value.length > LONGEST_SCALAR) return `string ${value.length}`;
-    return typeof value === "bigint" ? `${value}n` : value;
-  });
+  let scalars: string;
+  try {
+    scalars = JSON.stringify(job.inputs, (_, value: unknown) => {
+      if (isNdArray(value)) return `ndarray ${value.shape.join("x")}`;
+      if (ArrayBuffer.isView(value)) return `array ${value.byteLength}`;
+      if (Array.isArray(value) && value.length > LONGEST_SCALAR) return `list ${value.length}`;
+      if (typeof value === "string" && value.length > LONGEST_SCALAR) return `string ${value.length}`;
+      return typeof value === "bigint" ? `${value}n` : value;
+    });
+  } catch {
+    scalars = "?"; // a tree JSON cannot hold (a cycle, from the library API): shapes only
+  }
   const key = `${job.plannedEvaluations} ${job.leaves.map((l) => l.size).join(",")} ${job.outputPaths.join(",")} ${scalars}`;
   return key.length > LONGEST_SHAPES_KEY ? createHash("sha256").update(key).digest("base64") : key;
 }
