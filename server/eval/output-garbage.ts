@@ -56,8 +56,9 @@ export class OutputGarbage {
     if (!this.collect) return;
     this.bytes += bytes;
     if (this.bytes >= this.every) this.collectNow();
-    clearTimeout(this.idle);
-    if (this.bytes > 0) this.idle = setTimeout(() => this.collectNow(), this.idleMs).unref();
+    // One timer, rescheduled after every batch (no new timer each time); it collects only what is left.
+    if (this.idle) this.idle.refresh();
+    else this.idle = setTimeout(() => this.bytes > 0 && this.collectNow(), this.idleMs).unref();
   }
 
   private collectNow(): void {
