@@ -100,8 +100,9 @@ export function flatDifferences(results: readonly (readonly Float64Array[])[], s
   for (let k = 0; 2 * k < results.length; k++) {
     let at = k * stride;
     const [a, b] = [results[2 * k], results[2 * k + 1]];
-    const width = widths?.[k] ?? 1;
-    for (let o = 0; o < a.length; o++) for (let i = 0; i < a[o].length; i++) flat[at++] = (a[o][i] - b[o][i]) / width;
+    const width = widths?.[k];
+    for (let o = 0; o < a.length; o++) for (let i = 0; i < a[o].length; i++) flat[at++] = a[o][i] - b[o][i];
+    if (width !== undefined && width !== 1) for (let i = k * stride; i < at; i++) flat[i] /= width;
   }
   return flat;
 }

@@ -146,8 +146,9 @@ export class Problem {
     // Each pair's first outputs (the engine's own copies) become its differences.
     return pairs.map((_, k) => {
       const [a, b] = [results[2 * k], results[2 * k + 1]];
-      const width = widths?.[k] ?? 1;
-      for (let o = 0; o < a.length; o++) for (let i = 0; i < a[o].length; i++) a[o][i] = (a[o][i] - b[o][i]) / width;
+      const width = widths?.[k];
+      for (let o = 0; o < a.length; o++) for (let i = 0; i < a[o].length; i++) a[o][i] -= b[o][i];
+      if (width !== undefined) for (const d of a) for (let i = 0; i < d.length; i++) d[i] /= width;
       return a;
     });
   }
