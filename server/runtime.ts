@@ -67,6 +67,11 @@ export interface JacobianRow {
   errors?: Float64Array[];
   /** A sparse row: per output, the flat output indices `values` hold (undefined: dense). */
   indices?: readonly (Uint32Array | undefined)[];
+  /**
+   * Where present, a reader that has copied the row out calls it: the row's memory may then be freed
+   * at once (server/eval/result-lease.ts); its values must not be read after.
+   */
+  release?: () => void;
 }
 
 /** A Jacobian produced row by row: what a transport needs to stream it. */
@@ -407,7 +412,7 @@ export class TesseractRuntime {
         yield batch.map((row) => {
           // A structure with no nonzero at all (every block zero) streams dense rows: nonzeros = 0 means dense.
           const { values, errors, indices } = plan!.nonzeros > 0 || !row.indices ? row : densified(row, problem.outputs!);
-          return { inputPath: leaves[row.leaf].path, inputIndex: row.index, values, errors, indices };
+          return { inputPath: leaves[row.leaf].path, inputIndex: row.index, values, errors, indices, release: row.release };
         });
       }
     })();

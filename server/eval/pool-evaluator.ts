@@ -16,6 +16,7 @@ import { randomUUID } from "node:crypto";
 import { Code, TesseractError } from "../../common/errors";
 import { FailedPair, outputSizes, outputStride, splitFlat, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "./evaluator";
 import { concatPairs, pairCount } from "./element-pairs";
+import { leaseResults } from "./result-lease";
 import type { WorkerPool } from "./pool";
 import { shareTree } from "./shared-tree";
 import { packElementPairs, packPerturbations, type BatchResult, type BatchTask } from "./worker-task";
@@ -175,6 +176,8 @@ export class PoolEvaluator implements Evaluator {
       this.learn(result.busyMs / evaluations);
       const failed = result.failed.length ? new Map(result.failed.map((f) => [f.index, f])) : undefined;
       const size = this.outputSize();
+      // A pair's differences become a row, which the stream releases once encoded (result-lease.ts).
+      if (kind === "pairs") leaseResults(result.values, size);
       let item = 0;
       for (const p of batch) {
         const failure = failed && firstFailure(failed, item, p.items);

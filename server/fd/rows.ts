@@ -10,6 +10,7 @@ import { quotientAllFinite } from "../eval/finite-values";
 import { pairNoise, PROBE_POINTS, PROBE_SPACING, type Pair } from "./noise";
 import type { ResolvedOptions, StochasticEstimatorName } from "./options";
 import { elementName, type InputLeaf } from "../eval/input-leaf";
+import { itemRelease } from "../eval/result-lease";
 import type { Perturbation, PerturbationPair } from "../eval/evaluator";
 import type { Problem } from "./problem";
 import { seededGenerator } from "./random";
@@ -32,6 +33,8 @@ export interface Row {
   indices?: readonly (Uint32Array | undefined)[];
   /** Its values were checked finite by the pass that computed them (quotientRow): finiteRows passes it on as it is. */
   checked?: true;
+  /** For a reader that has copied the values out and reads them no more: their memory may go (result-lease.ts). */
+  release?: () => void;
 }
 
 /** SPSA's default sample count, as tesseract-core: max(10, floor(sqrt(n))). */
@@ -284,7 +287,7 @@ function centralRows(problem: Problem, steps: StepRule): AsyncGenerator<readonly
       pairs.length ? problem.differences(pairs, what, widths) : [],
       Promise.all(lone.map(async ({ leaf, index }) => ({ leaf, index, values: (await central(problem, steps, leaf, index, 1)).values }))),
     ]);
-    return [...paired.map(({ leaf, index }, k): Row => ({ leaf, index, values: quotients[k] })), ...loneRows];
+    return [...paired.map(({ leaf, index }, k): Row => ({ leaf, index, values: quotients[k], release: itemRelease(quotients[k]) })), ...loneRows];
   });
 }
 

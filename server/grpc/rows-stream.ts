@@ -114,7 +114,10 @@ export async function* jacobianRowsMessages(runtime: TesseractRuntime, req: Grad
     // The first row has told the outputs: the header costs no evaluation of its own.
     if (!outputs && batch.length > 0) yield await header();
     const messages: RowsMessage[] = [];
-    for (const row of batch) for (const message of rowMessages(row, outputs!, budget)) messages.push(message);
+    for (const row of batch) {
+      for (const message of rowMessages(row, outputs!, budget)) messages.push(message);
+      row.release?.(); // encoded: a copy
+    }
     yield messages;
   }
   if (!outputs) yield await header();

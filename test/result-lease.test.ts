@@ -1,0 +1,105 @@
+/**
+ * Result buffers released by their last reader (server/eval/result-lease.ts): a buffer is detached
+ * once every item is released and not before; only a row that is exactly one item gets a release;
+ * and a pooled JacobianRows stream encodes every row before its memory goes (values equal inline's,
+ * every buffer detached by the end).
+ */
+import { strict as assert } from "node:assert";
+import { itemRelease, leaseResults } from "../server/eval/result-lease";
+import { jacobianRowsMessages } from "../server/grpc/rows-stream";
+import { loadTesseract, SparsityMode } from "../index";
+import type { GradientRequest, JacobianRow, TesseractRuntime } from "../server/runtime";
+import { sampleHeatInputs } from "../server/tesseracts/samples";
+import { JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
+
+/** Item k's outputs (sizes 1 and 3, stride 4) as views of a batch's values. */
+const item = (values: Float64Array, k: number) => [values.subarray(4 * k, 4 * k + 1), values.subarray(4 * k + 1, 4 * k + 4)];
+
+describe("result leases", () => {
+  it("detach a buffer once every item is released, each counted once", () => {
+    const values = new Float64Array(12).map((_, i) => i);
+    leaseResults(values, 4);
+    const releases = [0, 1, 2].map((k) => itemRelease(item(values, k)));
+    assert.ok(releases.every((r) => r !== undefined));
+    releases[0]!();
+    releases[1]!();
+    releases[1]!(); // twice: still one item
+    assert.equal(values.buffer.byteLength, 96, "two of three released: still readable");
+    assert.deepEqual([...item(values, 2)[1]], [9, 10, 11]);
+    releases[2]!();
+    assert.equal(values.buffer.byteLength, 0, "detached");
+  });
+
+  it("give no release to a row that is not exactly one item of a leased buffer", () => {
+    const values = new Float64Array(12);
+    leaseResults(values, 4);
+    assert.equal(itemRelease([new Float64Array(4)]), undefined, "its own memory");
+    assert.equal(itemRelease([values.subarray(0, 1)]), undefined, "a part of an item");
+    assert.equal(itemRelease([values.subarray(2, 6)]), undefined, "across two items");
+    assert.equal(itemRelease([values.subarray(4, 5), values.subarray(6, 9)]), undefined, "outputs not one after the other");
+    assert.equal(itemRelease([values.subarray(4, 8), values.subarray(8, 9)]), undefined, "more than an item");
+    assert.equal(itemRelease([]), undefined);
+    const offset = new Float64Array(new ArrayBuffer(8 * 9), 8, 8);
+    leaseResults(offset, 4);
+    assert.equal(itemRelease([offset.subarray(1, 5)]), undefined, "off the items' grid");
+    assert.notEqual(itemRelease([offset.subarray(4, 8)]), undefined);
+    leaseResults(new Float64Array(10), 4); // not whole items: not leased
+  });
+
+  describe("a pooled JacobianRows stream", function () {
+    this.timeout(60000);
+    const runtimes: TesseractRuntime[] = [];
+    after(() => Promise.all(runtimes.map((r) => r.close())));
+    const load = async (workers: number) => {
+      const runtime = loadTesseract("heat");
+      await runtime.useEvaluation({ workers });
+      runtimes.push(runtime);
+      return runtime;
+    };
+    const n = 300;
+    const request: GradientRequest = { inputs: sampleHeatInputs(n, 2), inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"], options: { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } };
+
+    /** The stream's messages decoded into rows (index → values), and the rows the engine gave the encoder. */
+    async function streamed(runtime: TesseractRuntime) {
+      const given: JacobianRow[] = [];
+      const tapped = {
+        jacobianRows(req: GradientRequest) {
+          const stream = runtime.jacobianRows(req);
+          const batches = (async function* () {
+            for await (const batch of stream.batches) {
+              given.push(...batch);
+              yield batch;
+            }
+          })();
+          return { ...stream, batches };
+        },
+      } as unknown as TesseractRuntime;
+      const rows = new Map<number, number[]>();
+      for await (const item of jacobianRowsMessages(tapped, request, 1 << 16)) {
+        for (const message of Array.isArray(item) ? item : [item]) {
+          if (!(message instanceof Uint8Array)) continue;
+          const row = JacobianRowsResponse.decode(message).row!;
+          const values = rows.get(row.input_index) ?? [];
+          for (const slice of row.slices) values.push(...new Float64Array(new Uint8Array(slice.values!.data).buffer));
+          rows.set(row.input_index, values);
+        }
+      }
+      return { rows, given };
+    }
+
+    it("encodes every row before releasing it: the rows inline gives, and every buffer detached", async () => {
+      const inline = await streamed(await load(0));
+      assert.ok(inline.given.every((row) => row.release === undefined), "inline rows are the engine's own");
+      const pooled = await streamed(await load(2));
+      assert.equal(pooled.rows.size, n);
+      for (const [index, values] of inline.rows) {
+        assert.equal(values.length, n, `row ${index}`);
+        assert.deepEqual(pooled.rows.get(index), values, `row ${index}`);
+      }
+      assert.equal(pooled.given.filter((row) => row.release).length, n, "every pooled row leased");
+      const buffers = new Set(pooled.given.map((row) => row.values[0].buffer));
+      assert.ok(buffers.size > 1, `${buffers.size} batches`);
+      for (const buffer of buffers) assert.equal(buffer.byteLength, 0, "detached once encoded");
+    });
+  });
+});
