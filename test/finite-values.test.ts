@@ -5,7 +5,8 @@
  */
 import { strict as assert } from "node:assert";
 import fc from "fast-check";
-import { allFinite, quotientAllFinite, subtractAllFinite } from "../server/eval/finite-values";
+import { allFinite, divideAllFinite, quotientAllFinite, subtractAllFinite } from "../server/eval/finite-values";
+import { divideByWidths } from "../server/eval/element-pairs";
 
 /** Doubles, finite or not, with a not-finite one now and then. */
 const values = fc.array(fc.oneof({ weight: 12, arbitrary: fc.double({ noNaN: true, noDefaultInfinity: true }) }, { weight: 1, arbitrary: fc.constantFrom(NaN, Infinity, -Infinity) }), { maxLength: 23 });
@@ -52,5 +53,29 @@ describe("finite-value passes", () => {
       { numRuns: 2000 },
     );
     assert.equal(quotientAllFinite(Float64Array.of(1e308, 1, 1, 1, 1), Float64Array.of(-1e308, 0, 0, 0, 0), 1), false, "a difference that overflows");
+  });
+
+  it("divideAllFinite divides values[start..end) in place and tells whether the quotients are finite", () => {
+    fc.assert(
+      fc.property(values, fc.nat(), fc.nat(), fc.double({ noNaN: true, min: -1e3, max: 1e3 }), (v, a, b, divisor) => {
+        const [start, end] = [a % (v.length + 1), b % (v.length + 1)].sort((x, y) => x - y);
+        const expected = Float64Array.from(v, (x, i) => (i >= start && i < end ? x / divisor : x));
+        const data = Float64Array.from(v);
+        assert.equal(divideAllFinite(data, start, end, divisor), allFiniteLoop(expected, start, end));
+        assert.deepEqual(data, expected);
+      }),
+      { numRuns: 2000 },
+    );
+    assert.equal(divideAllFinite(Float64Array.of(1e300, 1, 1, 1), 0, 4, 1e-10), false, "a quotient that overflows");
+  });
+
+  it("divideByWidths divides each pair's values by its width and checks them all, those of width 1 too; unchecked without widths", () => {
+    const pairs = (widths?: number[]) => ({ widths: widths && Float64Array.from(widths) }) as Parameters<typeof divideByWidths>[0];
+    const data = Float64Array.of(2, 4, 6, 9);
+    assert.equal(divideByWidths(pairs([2, 1]), data, 2), true);
+    assert.deepEqual([...data], [1, 2, 6, 9]);
+    assert.equal(divideByWidths(pairs([2, 1]), Float64Array.of(2, 4, 6, NaN), 2), false, "a NaN in a pair of width 1");
+    assert.equal(divideByWidths(pairs([1e-310, 1]), Float64Array.of(1, 1, 1, 1), 2), false, "a quotient that overflows");
+    assert.equal(divideByWidths(pairs(), Float64Array.of(1, 2), 2), false);
   });
 });

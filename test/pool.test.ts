@@ -87,6 +87,23 @@ describe("worker-thread evaluation", function () {
     assert.equal(b.stats.apply_calls, a.stats.apply_calls + 3);
   });
 
+  it("a row whose difference overflows in a worker is refused naming the entry, as inline", async () => {
+    const module = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
+    const [inline, pooled] = [await load(module, 0), await load(module, 2)];
+    // f_i = 1.5e308 tanh(1e6 x_i): f(h) - f(-h) = 3e308 at x_1 = 0; the others' rows are finite.
+    const request = { inputs: { x: f64([1, 0, 2]), y: f64([0], []), params: {}, blocks: [], mode: "steep" }, inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-4 } };
+    for (const runtime of [inline, pooled]) {
+      const drain = async () => {
+        for await (const _ of runtime.jacobianRows(request).batches);
+      };
+      await rejects(drain(), Code.FAILED_PRECONDITION, /^d f \(flat index 1\) \/ d x\[1\] came out Infinity although every output of apply was finite/);
+    }
+    const finite = { ...request, inputs: { ...request.inputs, x: f64([1, 0.5, 2]) } };
+    let rows = 0;
+    for await (const batch of pooled.jacobianRows(finite).batches) rows += batch.length;
+    assert.equal(rows, 3);
+  });
+
   it("f(x) of an Apply is reused by a forward Jacobian in the pool", async () => {
     const pooled = await load("meshstats", 2);
     const inputs = sampleMeshInputs(30);

@@ -1,11 +1,12 @@
 /**
  * Result buffers released by their last reader (server/eval/result-lease.ts): a buffer is detached
- * once every item is released and not before; only a row that is exactly one item gets a release;
+ * once every item is released and not before; only a row that is exactly one item gets a release
+ * (and the worker's word on its finiteness);
  * and a pooled JacobianRows stream encodes every row before its memory goes (values equal inline's,
  * every buffer detached by the end).
  */
 import { strict as assert } from "node:assert";
-import { itemRelease, leaseResults } from "../server/eval/result-lease";
+import { leasedItem, leaseResults } from "../server/eval/result-lease";
 import { jacobianRowsMessages } from "../server/grpc/rows-stream";
 import { loadTesseract, SparsityMode } from "../index";
 import type { GradientRequest, JacobianRow, TesseractRuntime } from "../server/runtime";
@@ -18,8 +19,8 @@ const item = (values: Float64Array, k: number) => [values.subarray(4 * k, 4 * k 
 describe("result leases", () => {
   it("detach a buffer once every item is released, each counted once", () => {
     const values = new Float64Array(12).map((_, i) => i);
-    leaseResults(values, 4);
-    const releases = [0, 1, 2].map((k) => itemRelease(item(values, k)));
+    leaseResults(values, 4, true);
+    const releases = [0, 1, 2].map((k) => leasedItem(item(values, k))?.release);
     assert.ok(releases.every((r) => r !== undefined));
     releases[0]!();
     releases[1]!();
@@ -32,18 +33,21 @@ describe("result leases", () => {
 
   it("give no release to a row that is not exactly one item of a leased buffer", () => {
     const values = new Float64Array(12);
-    leaseResults(values, 4);
-    assert.equal(itemRelease([new Float64Array(4)]), undefined, "its own memory");
-    assert.equal(itemRelease([values.subarray(0, 1)]), undefined, "a part of an item");
-    assert.equal(itemRelease([values.subarray(2, 6)]), undefined, "across two items");
-    assert.equal(itemRelease([values.subarray(4, 5), values.subarray(6, 9)]), undefined, "outputs not one after the other");
-    assert.equal(itemRelease([values.subarray(4, 8), values.subarray(8, 9)]), undefined, "more than an item");
-    assert.equal(itemRelease([]), undefined);
+    leaseResults(values, 4, false);
+    assert.equal(leasedItem(item(values, 1))?.checked, false, "not checked in the worker");
+    assert.equal(leasedItem([new Float64Array(4)]), undefined, "its own memory");
+    assert.equal(leasedItem([values.subarray(0, 1)]), undefined, "a part of an item");
+    assert.equal(leasedItem([values.subarray(2, 6)]), undefined, "across two items");
+    assert.equal(leasedItem([values.subarray(4, 5), values.subarray(6, 9)]), undefined, "outputs not one after the other");
+    assert.equal(leasedItem([values.subarray(4, 8), values.subarray(8, 9)]), undefined, "more than an item");
+    assert.equal(leasedItem([]), undefined);
     const offset = new Float64Array(new ArrayBuffer(8 * 9), 8, 8);
-    leaseResults(offset, 4);
-    assert.equal(itemRelease([offset.subarray(1, 5)]), undefined, "off the items' grid");
-    assert.notEqual(itemRelease([offset.subarray(4, 8)]), undefined);
-    leaseResults(new Float64Array(10), 4); // not whole items: not leased
+    leaseResults(offset, 4, true);
+    assert.equal(leasedItem([offset.subarray(1, 5)]), undefined, "off the items' grid");
+    assert.equal(leasedItem([offset.subarray(4, 8)])?.checked, true);
+    const partial = new Float64Array(10);
+    leaseResults(partial, 4, true); // not whole items: not leased
+    assert.equal(leasedItem([partial.subarray(0, 4)]), undefined);
   });
 
   describe("a pooled JacobianRows stream", function () {

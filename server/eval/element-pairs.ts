@@ -5,6 +5,7 @@
  * the elements straight from them. Building, packing object pairs, and unpacking one side.
  */
 import type { Change, ElementPairs, Perturbation, PerturbationPair } from "./evaluator";
+import { allFinite, divideAllFinite } from "./finite-values";
 
 export type { ElementPairs };
 
@@ -130,13 +131,17 @@ export function concatPairs(packs: readonly ElementPairs[]): ElementPairs {
   return out;
 }
 
-/** Pair k's values (flat, at k × stride) divided by widths[k], in place, for pairs with widths. */
-export function divideByWidths(pairs: ElementPairs, values: Float64Array, stride: number): void {
+/**
+ * Pair k's values (flat, at k × stride) divided by widths[k], in place, for pairs with widths;
+ * whether every quotient is finite (checked in the same pass). False without widths: unchecked.
+ */
+export function divideByWidths(pairs: ElementPairs, values: Float64Array, stride: number): boolean {
   const { widths } = pairs;
-  if (!widths) return;
+  if (!widths) return false;
+  let finite = true;
   for (let k = 0; k < widths.length; k++) {
-    const width = widths[k];
-    if (width === 1) continue;
-    for (let i = k * stride, end = i + stride; i < end; i++) values[i] /= width;
+    const [start, end] = [k * stride, (k + 1) * stride];
+    finite = (widths[k] === 1 ? allFinite(values, start, end) : divideAllFinite(values, start, end, widths[k])) && finite;
   }
+  return finite;
 }

@@ -72,3 +72,29 @@ export function quotientAllFinite(values: Float64Array, minus: Float64Array, ste
   }
   return c0 + c1 + c2 + c3 === 0;
 }
+
+/** values[i] /= divisor for i in [start, end); whether the quotients are all finite. */
+export function divideAllFinite(values: Float64Array, start: number, end: number, divisor: number): boolean {
+  let c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+  let i = start;
+  for (; i + 3 < end; i += 4) {
+    const a = values[i] / divisor;
+    const b = values[i + 1] / divisor;
+    const c = values[i + 2] / divisor;
+    const d = values[i + 3] / divisor;
+    values[i] = a;
+    values[i + 1] = b;
+    values[i + 2] = c;
+    values[i + 3] = d;
+    c0 += a - a;
+    c1 += b - b;
+    c2 += c - c;
+    c3 += d - d;
+  }
+  for (; i < end; i++) {
+    const v = values[i] / divisor;
+    values[i] = v;
+    c0 += v - v;
+  }
+  return c0 + c1 + c2 + c3 === 0;
+}

@@ -17,6 +17,8 @@ export interface BatchValues {
   values: Float64Array;
   /** Failed items by index (of a pair, the side that failed: 0 or 1), with what apply threw. */
   failed: { index: number; side?: 0 | 1; error: unknown }[];
+  /** Every value was checked finite as it was made (pairs divided by their widths). */
+  finite?: boolean;
 }
 
 export interface BatchOptions {
@@ -231,7 +233,7 @@ export class InlineEvaluator implements Evaluator {
     // Only pairs with widths wait for one more turn (a grouped Jacobian inline makes a call per group).
     if (!pairs.widths) return values;
     return values.then((result) => {
-      if (result.values.length > 0) divideByWidths(pairs, result.values, result.values.length / pairCount(pairs));
+      if (result.values.length > 0) result.finite = divideByWidths(pairs, result.values, result.values.length / pairCount(pairs));
       return result;
     });
   }

@@ -7,10 +7,12 @@
  * collections, 2.6–3 s of the main thread's 9–10). A reader that has copied a row out (the stream's
  * encoder) releases it; once every item of a buffer is released, the buffer is detached, so its
  * memory goes at once, whatever still points at it. A row nobody releases is left to the collector.
+ * A lease also says whether the worker checked every value finite, so the main thread need not.
  */
 
 /** One leased buffer: its items (stride values each, from `base`), and which have been released. */
 class Lease {
+  readonly checked: boolean;
   private readonly released: Uint8Array;
   private left: number;
 
@@ -19,7 +21,9 @@ class Lease {
     readonly base: number,
     readonly stride: number,
     items: number,
+    checked: boolean,
   ) {
+    this.checked = checked;
     this.released = new Uint8Array(items);
     this.left = items;
   }
@@ -35,21 +39,22 @@ class Lease {
 const leases = new WeakMap<ArrayBuffer, Lease>();
 
 /**
- * Leases `values` (a batch's results, `stride` values per item, over the whole of its own buffer's
- * region): rows made of one item each may then be released (itemRelease).
+ * Leases `values` (a batch's results, `stride` values per item, the whole of its own buffer's
+ * region; `checked`: all finite): rows made of one item each may then be released (leasedItem).
  */
-export function leaseResults(values: Float64Array, stride: number): void {
+export function leaseResults(values: Float64Array, stride: number, checked: boolean): void {
   if (stride > 0 && values.length > 0 && values.length % stride === 0 && values.buffer instanceof ArrayBuffer) {
-    leases.set(values.buffer, new Lease(values.buffer, values.byteOffset, stride, values.length / stride));
+    leases.set(values.buffer, new Lease(values.buffer, values.byteOffset, stride, values.length / stride, checked));
   }
 }
 
 /**
- * The release of one row whose values (an array per output) are exactly one item of a leased
- * buffer, the outputs one after the other; undefined for any other row (its own memory, or a
- * part of an item: releasing it would free what other rows still read).
+ * For one row whose values (an array per output) are exactly one item of a leased buffer, the
+ * outputs one after the other: its release, and whether its values were checked finite. Undefined
+ * for any other row (its own memory, or a part of an item: releasing it would free what other
+ * rows still read).
  */
-export function itemRelease(values: readonly Float64Array[]): (() => void) | undefined {
+export function leasedItem(values: readonly Float64Array[]): { release: () => void; checked: boolean } | undefined {
   const first = values[0];
   const lease = first && leases.get(first.buffer as ArrayBuffer);
   if (!lease) return undefined;
@@ -62,5 +67,5 @@ export function itemRelease(values: readonly Float64Array[]): (() => void) | und
   }
   if ((at - first.byteOffset) / 8 !== lease.stride) return undefined;
   const item = start / lease.stride;
-  return () => lease.release(item);
+  return { release: () => lease.release(item), checked: lease.checked };
 }

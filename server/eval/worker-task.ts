@@ -46,6 +46,8 @@ export interface BatchResult {
   failed: { index: number; side?: 0 | 1; error: TaskError["error"] }[];
   /** Milliseconds the worker spent evaluating the batch (for the batch size: pool.ts). */
   busyMs: number;
+  /** Every value was checked finite in the worker (pairs divided by their widths): the main thread need not. */
+  finite?: boolean;
 }
 
 /** One Apply call: the request's Any, decoded in the worker. */

@@ -103,10 +103,10 @@ export default async function evaluateBatch(task: BatchTask): Promise<BatchResul
       }
     : undefined;
   const { evaluator } = job;
-  const { values, failed } = await (pairs ? evaluator.pairs(pairs, { onStart }) : evaluator.evaluations(perturbations!, { onStart }));
+  const { values, failed, finite } = await (pairs ? evaluator.pairs(pairs, { onStart }) : evaluator.evaluations(perturbations!, { onStart }));
   // A pair's two evaluations made twice the bytes of the difference it returns.
   outputGarbage.made(values.byteLength * (pairs ? 2 : 1));
-  const result: BatchResult = { values, outputs: job.selector.outputs, failed: failed.map(({ error, ...at }) => ({ ...at, ...taskError(error) })), busyMs: performance.now() - started };
+  const result: BatchResult = { values, outputs: job.selector.outputs, failed: failed.map(({ error, ...at }) => ({ ...at, ...taskError(error) })), busyMs: performance.now() - started, finite };
   // The values' buffer is moved to the main thread, not copied.
   return Piscina.move({ [Piscina.transferableSymbol]: values.buffer, [Piscina.valueSymbol]: result } as never) as unknown as BatchResult;
 }

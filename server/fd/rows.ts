@@ -10,7 +10,7 @@ import { quotientAllFinite } from "../eval/finite-values";
 import { pairNoise, PROBE_POINTS, PROBE_SPACING, type Pair } from "./noise";
 import type { ResolvedOptions, StochasticEstimatorName } from "./options";
 import { elementName, type InputLeaf } from "../eval/input-leaf";
-import { itemRelease } from "../eval/result-lease";
+import { leasedItem } from "../eval/result-lease";
 import type { Perturbation, PerturbationPair } from "../eval/evaluator";
 import type { Problem } from "./problem";
 import { seededGenerator } from "./random";
@@ -287,7 +287,12 @@ function centralRows(problem: Problem, steps: StepRule): AsyncGenerator<readonly
       pairs.length ? problem.differences(pairs, what, widths) : [],
       Promise.all(lone.map(async ({ leaf, index }) => ({ leaf, index, values: (await central(problem, steps, leaf, index, 1)).values }))),
     ]);
-    return [...paired.map(({ leaf, index }, k): Row => ({ leaf, index, values: quotients[k], release: itemRelease(quotients[k]) })), ...loneRows];
+    const pairRow = ({ leaf, index }: { leaf: number; index: number }, k: number): Row => {
+      // A worker's rows: released by the stream once encoded, and maybe checked finite there (result-lease.ts).
+      const item = leasedItem(quotients[k]);
+      return { leaf, index, values: quotients[k], checked: item?.checked || undefined, release: item?.release };
+    };
+    return [...paired.map(pairRow), ...loneRows];
   });
 }
 
