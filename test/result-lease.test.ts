@@ -8,7 +8,7 @@
 import { strict as assert } from "node:assert";
 import { leasedItem, leaseResults } from "../server/eval/result-lease";
 import { jacobianRowsMessages } from "../server/grpc/rows-stream";
-import { loadTesseract, SparsityMode } from "../index";
+import { Algorithm, loadTesseract, SparsityMode } from "../index";
 import type { GradientRequest, JacobianRow, TesseractRuntime } from "../server/runtime";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
 import { JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
@@ -41,13 +41,15 @@ describe("result leases", () => {
     assert.equal(leasedItem([values.subarray(4, 5), values.subarray(6, 9)]), undefined, "outputs not one after the other");
     assert.equal(leasedItem([values.subarray(4, 8), values.subarray(8, 9)]), undefined, "more than an item");
     assert.equal(leasedItem([]), undefined);
-    const offset = new Float64Array(new ArrayBuffer(8 * 9), 8, 8);
-    leaseResults(offset, 4, true);
-    assert.equal(leasedItem([offset.subarray(1, 5)]), undefined, "off the items' grid");
-    assert.equal(leasedItem([offset.subarray(4, 8)])?.checked, true);
+    const view = new Float64Array(new ArrayBuffer(8 * 9), 8, 8);
+    leaseResults(view, 4, true); // a part of its buffer: not leased (detaching would take the rest)
+    assert.equal(leasedItem([view.subarray(0, 4)]), undefined);
     const partial = new Float64Array(10);
     leaseResults(partial, 4, true); // not whole items: not leased
     assert.equal(leasedItem([partial.subarray(0, 4)]), undefined);
+    const whole = new Float64Array(8);
+    leaseResults(whole, 4, true);
+    assert.equal(leasedItem([whole.subarray(4, 8)])?.checked, true);
   });
 
   describe("a pooled JacobianRows stream", function () {
@@ -61,10 +63,15 @@ describe("result leases", () => {
       return runtime;
     };
     const n = 300;
-    const request: GradientRequest = { inputs: sampleHeatInputs(n, 2), inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"], options: { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } };
+    const request = (algorithm: Algorithm): GradientRequest => ({
+      inputs: sampleHeatInputs(n, 2),
+      inputPaths: ["initial_temperature"],
+      outputPaths: ["final_temperature"],
+      options: { algorithm, sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE },
+    });
 
     /** The stream's messages decoded into rows (index → values), and the rows the engine gave the encoder. */
-    async function streamed(runtime: TesseractRuntime) {
+    async function streamed(runtime: TesseractRuntime, algorithm: Algorithm) {
       const given: JacobianRow[] = [];
       const tapped = {
         jacobianRows(req: GradientRequest) {
@@ -79,7 +86,7 @@ describe("result leases", () => {
         },
       } as unknown as TesseractRuntime;
       const rows = new Map<number, number[]>();
-      for await (const item of jacobianRowsMessages(tapped, request, 1 << 16)) {
+      for await (const item of jacobianRowsMessages(tapped, request(algorithm), 1 << 16)) {
         for (const message of Array.isArray(item) ? item : [item]) {
           if (!(message instanceof Uint8Array)) continue;
           const row = JacobianRowsResponse.decode(message).row!;
@@ -91,19 +98,21 @@ describe("result leases", () => {
       return { rows, given };
     }
 
-    it("encodes every row before releasing it: the rows inline gives, and every buffer detached", async () => {
-      const inline = await streamed(await load(0));
-      assert.ok(inline.given.every((row) => row.release === undefined), "inline rows are the engine's own");
-      const pooled = await streamed(await load(2));
-      assert.equal(pooled.rows.size, n);
-      for (const [index, values] of inline.rows) {
-        assert.equal(values.length, n, `row ${index}`);
-        assert.deepEqual(pooled.rows.get(index), values, `row ${index}`);
-      }
-      assert.equal(pooled.given.filter((row) => row.release).length, n, "every pooled row leased");
-      const buffers = new Set(pooled.given.map((row) => row.values[0].buffer));
-      assert.ok(buffers.size > 1, `${buffers.size} batches`);
-      for (const buffer of buffers) assert.equal(buffer.byteLength, 0, "detached once encoded");
-    });
+    for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD]) {
+      it(`encodes every row before releasing it (${Algorithm[algorithm]}): the rows inline gives, and every buffer detached`, async () => {
+        const inline = await streamed(await load(0), algorithm);
+        assert.ok(inline.given.every((row) => row.release === undefined), "inline rows are the engine's own");
+        const pooled = await streamed(await load(2), algorithm);
+        assert.equal(pooled.rows.size, n);
+        for (const [index, values] of inline.rows) {
+          assert.equal(values.length, n, `row ${index}`);
+          assert.deepEqual(pooled.rows.get(index), values, `row ${index}`);
+        }
+        assert.equal(pooled.given.filter((row) => row.release).length, n, "every pooled row leased");
+        const buffers = new Set(pooled.given.map((row) => row.values[0].buffer));
+        assert.ok(buffers.size > 1, `${buffers.size} batches`);
+        for (const buffer of buffers) assert.equal(buffer.byteLength, 0, "detached once encoded");
+      });
+    }
   });
 });

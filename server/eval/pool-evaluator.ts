@@ -176,8 +176,8 @@ export class PoolEvaluator implements Evaluator {
       this.learn(result.busyMs / evaluations);
       const failed = result.failed.length ? new Map(result.failed.map((f) => [f.index, f])) : undefined;
       const size = this.outputSize();
-      // A pair's differences become a row, which the stream releases once encoded (result-lease.ts).
-      if (kind === "pairs") leaseResults(result.values, size, result.finite === true);
+      // An item (a pair's differences, or an evaluation) may become a row, which the stream releases once encoded (result-lease.ts).
+      leaseResults(result.values, size, result.finite === true);
       let item = 0;
       for (const p of batch) {
         const failure = failed && firstFailure(failed, item, p.items);

@@ -10,20 +10,18 @@
  * A lease also says whether the worker checked every value finite, so the main thread need not.
  */
 
-/** One leased buffer: its items (stride values each, from `base`), and which have been released. */
+/** One leased buffer: its items (stride values each), and which have been released. */
 class Lease {
-  readonly checked: boolean;
   private readonly released: Uint8Array;
   private left: number;
 
   constructor(
     private readonly buffer: ArrayBuffer,
-    readonly base: number,
     readonly stride: number,
     items: number,
-    checked: boolean,
+    /** Every value was checked finite where it was computed. */
+    readonly checked: boolean,
   ) {
-    this.checked = checked;
     this.released = new Uint8Array(items);
     this.left = items;
   }
@@ -39,12 +37,13 @@ class Lease {
 const leases = new WeakMap<ArrayBuffer, Lease>();
 
 /**
- * Leases `values` (a batch's results, `stride` values per item, the whole of its own buffer's
- * region; `checked`: all finite): rows made of one item each may then be released (leasedItem).
+ * Leases `values` (a batch's results, `stride` values per item, `checked`: all finite) if it is the
+ * whole of its own buffer: rows made of one item each may then be released (leasedItem).
  */
 export function leaseResults(values: Float64Array, stride: number, checked: boolean): void {
-  if (stride > 0 && values.length > 0 && values.length % stride === 0 && values.buffer instanceof ArrayBuffer) {
-    leases.set(values.buffer, new Lease(values.buffer, values.byteOffset, stride, values.length / stride, checked));
+  const { buffer } = values;
+  if (stride > 0 && values.length > 0 && values.length % stride === 0 && buffer instanceof ArrayBuffer && values.byteLength === buffer.byteLength) {
+    leases.set(buffer, new Lease(buffer, stride, values.length / stride, checked));
   }
 }
 
@@ -58,7 +57,7 @@ export function leasedItem(values: readonly Float64Array[]): { release: () => vo
   const first = values[0];
   const lease = first && leases.get(first.buffer as ArrayBuffer);
   if (!lease) return undefined;
-  const start = (first.byteOffset - lease.base) / 8;
+  const start = first.byteOffset / 8;
   if (start % lease.stride !== 0) return undefined;
   let at = first.byteOffset;
   for (const v of values) {

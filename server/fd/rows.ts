@@ -307,7 +307,10 @@ async function* forwardRows(problem: Problem, steps: StepRule): AsyncGenerator<r
     if (side < 0) steps.noteOneSided(leaf, index, -1);
     const plus = steps.perturbed(leaf, index, side);
     const fPlus = await problem.evaluate([{ leaf, index, value: plus }], () => `${elementName(input, index)} ${side > 0 ? "+" : "-"} h`);
-    return quotientRow(problem, leaf, index, fPlus, base, plus - input.data[index]);
+    // A worker's evaluation, divided here in place: the row is the whole item, the stream's to release.
+    const row = quotientRow(problem, leaf, index, fPlus, base, plus - input.data[index]);
+    row.release = leasedItem(fPlus)?.release;
+    return row;
   });
 }
 
