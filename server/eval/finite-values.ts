@@ -73,28 +73,16 @@ export function quotientAllFinite(values: Float64Array, minus: Float64Array, ste
   return c0 + c1 + c2 + c3 === 0;
 }
 
-/** values[i] /= divisor for i in [start, end); whether the quotients are all finite. */
+/**
+ * values[i] /= divisor for i in [start, end); whether the quotients are all finite. One sum: the
+ * divider bounds this loop either way (8 192 values: 11.2 µs with one sum or four).
+ */
 export function divideAllFinite(values: Float64Array, start: number, end: number, divisor: number): boolean {
-  let c0 = 0, c1 = 0, c2 = 0, c3 = 0;
-  let i = start;
-  for (; i + 3 < end; i += 4) {
-    const a = values[i] / divisor;
-    const b = values[i + 1] / divisor;
-    const c = values[i + 2] / divisor;
-    const d = values[i + 3] / divisor;
-    values[i] = a;
-    values[i + 1] = b;
-    values[i + 2] = c;
-    values[i + 3] = d;
-    c0 += a - a;
-    c1 += b - b;
-    c2 += c - c;
-    c3 += d - d;
-  }
-  for (; i < end; i++) {
+  let check = 0;
+  for (let i = start; i < end; i++) {
     const v = values[i] / divisor;
     values[i] = v;
-    c0 += v - v;
+    check += v - v;
   }
-  return c0 + c1 + c2 + c3 === 0;
+  return check === 0;
 }

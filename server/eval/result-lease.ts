@@ -1,6 +1,7 @@
 /**
- * Worker results that their last reader gives back. A batch of pairs comes back from a worker in one
- * transferred buffer, which the engine hands on as views, a row per pair. V8 frees such a buffer
+ * Worker results that their last reader gives back. A batch of evaluations or pairs comes back from
+ * a worker in one transferred buffer, which the engine hands on as views: a row per central pair or
+ * per forward evaluation. V8 frees such a buffer
  * only once every object that referenced it is collected, and the promises that carried it waited
  * a worker's round trip: old by the time they resolve, they keep the buffer after they are dead,
  * until the next full collection (in-process, one worker, 69 600 rows of 185 KB: 220 full
