@@ -12,6 +12,10 @@ import { Algorithm, loadTesseract, SparsityMode } from "../index";
 import type { GradientRequest, JacobianRow, TesseractRuntime } from "../server/runtime";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
 import { JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
+import { assembleJacobian, TesseractClient } from "../client";
+import { Inputs as HeatInputs, Outputs as HeatOutputs } from "../generated/tesseract/examples/heat/v1/heat";
+import { startServer } from "../index";
+import { silentLogger } from "../server/log";
 
 /** Item k's outputs (sizes 1 and 3, stride 4) as views of a batch's values. */
 const item = (values: Float64Array, k: number) => [values.subarray(4 * k, 4 * k + 1), values.subarray(4 * k + 1, 4 * k + 4)];
@@ -113,6 +117,31 @@ describe("result leases", () => {
         assert.ok(buffers.size > 1, `${buffers.size} batches`);
         for (const buffer of buffers) assert.equal(buffer.byteLength, 0, "detached once encoded");
       });
+    }
+  });
+
+  it("a served stream under two workers, rows split over messages: heat's analytic Jacobian, exact zeros off its band", async function () {
+    this.timeout(60000);
+    // One step of heat with the default dt: J = I + r L, r = 0.45 (diagonal 1 - 2r, neighbours r).
+    const n = 200;
+    const server = await startServer({ tesseract: "heat", host: "127.0.0.1", port: 0, workers: 2, streamChunkBytes: 1024, logger: silentLogger });
+    const client = new TesseractClient<HeatInputs, HeatOutputs>(server.address, { inputs: HeatInputs, outputs: HeatOutputs });
+    try {
+      const request = { inputs: sampleHeatInputs(n, 1), inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"], options: { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } };
+      const { jacobian, stats } = await assembleJacobian(client.jacobianRows(request));
+      assert.equal(stats?.apply_calls, 2 * n);
+      const J = jacobian["final_temperature"]["initial_temperature"];
+      for (let i = 0; i < n; i++) {
+        for (let j = 0; j < n; j++) {
+          const expected = i === j ? 0.1 : Math.abs(i - j) === 1 ? 0.45 : 0;
+          const value = J.get(i, j);
+          if (expected === 0) assert.equal(value, 0, `J[${i}, ${j}]`);
+          else assert.ok(Math.abs(value - expected) < 1e-9, `J[${i}, ${j}] = ${value}, expected ${expected}`);
+        }
+      }
+    } finally {
+      client.close();
+      await server.close(1000);
     }
   });
 });
