@@ -15,15 +15,11 @@ import { allocateEntries, placeRow, type JacobianEntry } from "./entries";
 import { groupName } from "./grouped";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
-import { central, checkRow, chunkItems, type Row } from "./rows";
+import { central, checkRow, chunkItems, inlineChunkItems, type Row } from "./rows";
 import type { SparsityPlan } from "./sparsity-plan";
 import type { Structure } from "./sparsity";
 import type { StepRule } from "./steps";
 import { ChunkWindow, completed } from "./window";
-
-/** A chunk inline runs about this long before the event loop gets a turn (Problem's own turns come between calls). */
-const INLINE_CHUNK_MS = 0.5;
-const MAX_INLINE_CHUNK = 64;
 
 /** The entries [output][leaf]; undefined when there was no column to evaluate. */
 export async function centralJacobian(problem: Problem, options: ResolvedOptions, maxBytes: number, plan?: SparsityPlan): Promise<JacobianEntry[][] | undefined> {
@@ -42,12 +38,9 @@ export async function centralJacobian(problem: Problem, options: ResolvedOptions
   let scatter: Scatter | undefined;
   const place = (row: Row) => placeRow((entries ??= allocateEntries(problem, maxBytes)), problem, checkRow(problem, row));
 
-  /** Items per chunk: a worker batch's worth of pairs, or inline about INLINE_CHUNK_MS of them. */
+  /** Items per chunk: a worker batch's worth of pairs, or inline about half a millisecond of them (rows.ts). */
   let pairMs: number | undefined;
-  const chunkSize = () => {
-    if (problem.concurrency > 1) return chunkItems(problem, 2);
-    return pairMs === undefined ? 1 : Math.max(1, Math.min(MAX_INLINE_CHUNK, Math.floor(INLINE_CHUNK_MS / pairMs)));
-  };
+  const chunkSize = () => (problem.concurrency > 1 ? chunkItems(problem, 2) : inlineChunkItems(pairMs));
   const chunks = new ChunkWindow(items, 2, chunkSize, () => problem.concurrency);
   const chunk = async (from: number, to: number) => {
     const started = performance.now();

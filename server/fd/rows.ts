@@ -164,17 +164,34 @@ export function chunkItems(problem: Problem, evaluationsPerItem: number): number
   return Math.max(1, Math.floor(evaluations / evaluationsPerItem));
 }
 
+/** Inline, a chunk runs about this long before the event loop gets a turn (Problem's own turns come between calls). */
+const INLINE_CHUNK_MS = 0.5;
+const MAX_INLINE_CHUNK = 64;
+
+/** Items per chunk inline, from the measured time of one (one item until measured). */
+export function inlineChunkItems(itemMs: number | undefined): number {
+  return itemMs === undefined ? 1 : Math.max(1, Math.min(MAX_INLINE_CHUNK, Math.floor(INLINE_CHUNK_MS / itemMs)));
+}
+
 /**
  * The rows of `items` (elements, or column groups) by `task`, over chunks of items, with as many
  * evaluations in flight as the evaluator can use. A chunk is one item, unless the evaluator takes
- * many pairs at once (worker threads): then a worker's task (chunkItems), so that its pairs go in
+ * many pairs at once: then, in worker threads, a worker's task (chunkItems), so that its pairs go in
  * one call with one promise, and as many chunks as fit in the evaluator's concurrency keep every
- * worker busy. Rows come in the batches they complete in.
+ * worker busy; inline, about INLINE_CHUNK_MS of items (a call per item cost cheap applies as much
+ * again as their evaluations). Rows come in the batches they complete in.
  */
 export async function* chunkedRows<T>(problem: Problem, items: readonly T[], evaluationsPerItem: number, task: (chunk: readonly T[]) => Promise<Row[]>): AsyncGenerator<readonly Row[]> {
-  const size = () => (problem.takesPairs ? chunkItems(problem, evaluationsPerItem) : 1);
+  let itemMs: number | undefined;
+  const size = () => (!problem.takesPairs ? 1 : problem.concurrency > 1 ? chunkItems(problem, evaluationsPerItem) : inlineChunkItems(itemMs));
   const chunks = new ChunkWindow(items.length, evaluationsPerItem, size, () => problem.concurrency);
-  const chunkRows = () => chunks.take((from, to) => task(items.slice(from, to)));
+  const chunkRows = () =>
+    chunks.take(async (from, to) => {
+      const started = performance.now();
+      const rows = await task(items.slice(from, to));
+      if (problem.concurrency === 1) itemMs = (performance.now() - started) / (to - from);
+      return rows;
+    });
   for await (const done of completed(chunks.more, chunks.window, chunkRows)) yield done.length === 1 ? done[0] : done.flat();
 }
 
