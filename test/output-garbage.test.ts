@@ -16,8 +16,10 @@ describe("worker output garbage", () => {
     garbage.made(8 * MB);
     assert.equal(collections, 3);
     assert.doesNotThrow(() => new OutputGarbage(undefined, MB).made(10 * MB), "without a collection it does nothing");
-    assert.equal(collectEvery(2), POOL_GARBAGE_BYTES / 2, "two threads: V8's own trigger comes first");
-    assert.equal(collectEvery(15), POOL_GARBAGE_BYTES / 15);
+    assert.equal(collectEvery(1), 32 * MB, "one thread: V8's own trigger (~32 MB) comes first");
+    assert.equal(collectEvery(2), 16 * MB);
+    assert.equal(collectEvery(3), POOL_GARBAGE_BYTES / 3);
+    assert.equal(collectEvery(15), MIN_COLLECT_EVERY_BYTES);
     assert.equal(collectEvery(64), MIN_COLLECT_EVERY_BYTES);
     assert.equal(collectEvery(0), POOL_GARBAGE_BYTES);
   });

@@ -5,8 +5,10 @@
  * A worker evaluating big outputs thus held up to ~32 MB of them (V8's own trigger), and every thread
  * its own: a dense heat stream (n = 8 000) on 8 threads peaked at 645 MB in-process, 480 MB with a
  * minor collection every 8 MB of outputs. A collection is not free (~0.3 ms, and V8's helper threads
- * compete with the pool's: on two cores the served stream lost 10-15 % at 8 MB a thread), so each
- * thread collects at its share of POOL_GARBAGE_BYTES: a pool of a few threads leaves it to V8.
+ * compete with the pool's), so each thread collects at its share of POOL_GARBAGE_BYTES: one thread
+ * leaves it to V8, two collect every 16 MB (served dense heat stream on two cores, n = 23 200, four
+ * alternating pairs: peak RSS 280-297 -> 258-269 MB at the same throughput; at 8 MB 248-253, and
+ * an earlier build lost 10-15 % there).
  * A thread that falls idle with outputs uncollected collects them after IDLE_COLLECT_MS, for free:
  * otherwise an idle pool (a request gone inline, a quiet server) kept them for good.
  */
@@ -14,7 +16,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 
 /** Dead output bytes the whole pool may hold, about; a thread collects at least every MIN_COLLECT_EVERY_BYTES. */
-export const POOL_GARBAGE_BYTES = 128 * 1024 * 1024;
+export const POOL_GARBAGE_BYTES = 32 * 1024 * 1024;
 export const MIN_COLLECT_EVERY_BYTES = 8 * 1024 * 1024;
 /** Quiet time after which a thread collects what its last evaluations left. */
 export const IDLE_COLLECT_MS = 200;
