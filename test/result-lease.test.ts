@@ -120,15 +120,25 @@ describe("result leases", () => {
     }
   });
 
-  it("a served stream under two workers, rows split over messages: heat's analytic Jacobian, exact zeros off its band", async function () {
+  describe("served streams under two workers", function () {
     this.timeout(60000);
     // One step of heat with the default dt: J = I + r L, r = 0.45 (diagonal 1 - 2r, neighbours r).
     const n = 200;
-    const server = await startServer({ tesseract: "heat", host: "127.0.0.1", port: 0, workers: 2, streamChunkBytes: 1024, logger: silentLogger });
-    const client = new TesseractClient<HeatInputs, HeatOutputs>(server.address, { inputs: HeatInputs, outputs: HeatOutputs });
-    try {
-      const request = { inputs: sampleHeatInputs(n, 1), inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"], options: { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } };
-      const { jacobian, stats } = await assembleJacobian(client.jacobianRows(request));
+    const request = { inputs: sampleHeatInputs(n, 1), inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"], options: { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } };
+    let server: Awaited<ReturnType<typeof startServer>>;
+    let client: TesseractClient<HeatInputs, HeatOutputs>;
+    before(async () => {
+      server = await startServer({ tesseract: "heat", host: "127.0.0.1", port: 0, workers: 2, streamChunkBytes: 1024, logger: silentLogger });
+      client = new TesseractClient<HeatInputs, HeatOutputs>(server.address, { inputs: HeatInputs, outputs: HeatOutputs });
+    });
+    after(async () => {
+      client.close();
+      await server.close(1000);
+    });
+
+    /** The assembled stream against heat's analytic Jacobian: band values to rounding, exact zeros off it. */
+    async function assertHeatJacobian(stream: ReturnType<typeof client.jacobianRows>) {
+      const { jacobian, stats } = await assembleJacobian(stream);
       assert.equal(stats?.apply_calls, 2 * n);
       const J = jacobian["final_temperature"]["initial_temperature"];
       for (let i = 0; i < n; i++) {
@@ -139,9 +149,20 @@ describe("result leases", () => {
           else assert.ok(Math.abs(value - expected) < 1e-9, `J[${i}, ${j}] = ${value}, expected ${expected}`);
         }
       }
-    } finally {
-      client.close();
-      await server.close(1000);
     }
+
+    it("rows split over messages: heat's analytic Jacobian, exact zeros off its band", async () => {
+      await assertHeatJacobian(client.jacobianRows(request));
+    });
+
+    it("three at once, a fourth cancelled after its first rows: each complete one exact", async () => {
+      const controller = new AbortController();
+      const cancelled = (async () => {
+        for await (const event of client.jacobianRows(request, { signal: controller.signal })) if ("row" in event) controller.abort();
+      })();
+      await Promise.all([assertHeatJacobian(client.jacobianRows(request)), assertHeatJacobian(client.jacobianRows(request)), assertHeatJacobian(client.jacobianRows(request))]);
+      await assert.rejects(cancelled, /CANCELLED/);
+      await assertHeatJacobian(client.jacobianRows(request));
+    });
   });
 });
