@@ -5,8 +5,7 @@
  */
 import { strict as assert } from "node:assert";
 import fc from "fast-check";
-import { allFinite, divideAllFinite, quotientAllFinite, subtractAllFinite } from "../server/eval/finite-values";
-import { divideByWidths } from "../server/eval/element-pairs";
+import { allFinite, divideAllFinite, divideByWidths, quotientAllFinite, subtractAllFinite } from "../server/eval/finite-values";
 
 /** Doubles, finite or not, with a not-finite one now and then. */
 const values = fc.array(fc.oneof({ weight: 12, arbitrary: fc.double({ noNaN: true, noDefaultInfinity: true }) }, { weight: 1, arbitrary: fc.constantFrom(NaN, Infinity, -Infinity) }), { maxLength: 23 });
@@ -69,8 +68,8 @@ describe("finite-value passes", () => {
     assert.equal(divideAllFinite(Float64Array.of(1e300, 1, 1, 1), 0, 4, 1e-10), false, "a quotient that overflows");
   });
 
-  it("divideByWidths divides each pair's values by its width and checks them all, those of width 1 too; unchecked without widths", () => {
-    const pairs = (widths?: number[]) => ({ widths: widths && Float64Array.from(widths) }) as Parameters<typeof divideByWidths>[0];
+  it("divideByWidths divides each item's values by its width and checks them all, those of width 1 too; unchecked without widths", () => {
+    const pairs = (widths?: number[]) => widths && Float64Array.from(widths);
     const data = Float64Array.of(2, 4, 6, 9);
     assert.equal(divideByWidths(pairs([2, 1]), data, 2), true);
     assert.deepEqual([...data], [1, 2, 6, 9]);

@@ -6,7 +6,8 @@
  * unpackElementPairs), widths or not.
  */
 import { strict as assert } from "node:assert";
-import { concatPairs, divideByWidths, packPairs, pairCount, sideOf, slicePairs } from "../server/eval/element-pairs";
+import { concatPairs, packPairs, pairCount, sideOf, slicePairs } from "../server/eval/element-pairs";
+import { divideByWidths } from "../server/eval/finite-values";
 import type { Perturbation, PerturbationPair } from "../server/eval/evaluator";
 import { MessageChannel, receiveMessageOnPort } from "node:worker_threads";
 import { packElementPairs, packPerturbations, unpackElementPairs, unpackPerturbations } from "../server/eval/worker-task";
@@ -52,7 +53,7 @@ describe("worker tasks: packed perturbations", () => {
     assert.deepEqual(Array.from(concatPairs([slicePairs(packed, 0, 2), slicePairs(withWidths, 2)]).widths!), [1, 1, 3]);
     assert.equal(slicePairs(packed, 1).widths, undefined);
     const values = Float64Array.of(1, 2, 3, 4, 5, 6);
-    divideByWidths(withWidths, values, 2);
+    divideByWidths(withWidths.widths, values, 2);
     assert.deepEqual(Array.from(values), [2, 4, 12, 16, 5 / 3, 2]);
     const refused = (a: Perturbation, b: Perturbation, why: RegExp) => assert.throws(() => packPairs([[a, b]]), why);
     refused([{ leaf: 0, index: 1, value: 1 }], [{ leaf: 0, index: 2, value: 1 }], /different elements/);

@@ -5,7 +5,6 @@
  * the elements straight from them. Building, packing object pairs, and unpacking one side.
  */
 import type { Change, ElementPairs, Perturbation, PerturbationPair } from "./evaluator";
-import { allFinite, divideAllFinite } from "./finite-values";
 
 export type { ElementPairs };
 
@@ -129,19 +128,4 @@ export function concatPairs(packs: readonly ElementPairs[]): ElementPairs {
     element += p.leaves.length;
   }
   return out;
-}
-
-/**
- * Pair k's values (flat, at k × stride) divided by widths[k], in place, for pairs with widths;
- * whether every quotient is finite (checked in the same pass). False without widths: unchecked.
- */
-export function divideByWidths(pairs: ElementPairs, values: Float64Array, stride: number): boolean {
-  const { widths } = pairs;
-  if (!widths) return false;
-  let finite = true;
-  for (let k = 0; k < widths.length; k++) {
-    const [start, end] = [k * stride, (k + 1) * stride];
-    finite = (widths[k] === 1 ? allFinite(values, start, end) : divideAllFinite(values, start, end, widths[k])) && finite;
-  }
-  return finite;
 }

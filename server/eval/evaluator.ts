@@ -3,6 +3,7 @@
  * requested outputs as flat FP64 arrays. The engine only ever talks to this interface, so apply can
  * run inline, in worker threads or on other servers.
  */
+import { divideByWidths } from "./finite-values";
 
 /**
  * One change to the base inputs: one element of a leaf, several (element indices[k] set to
@@ -100,10 +101,9 @@ export function flatDifferences(results: readonly (readonly Float64Array[])[], s
   for (let k = 0; 2 * k < results.length; k++) {
     let at = k * stride;
     const [a, b] = [results[2 * k], results[2 * k + 1]];
-    const width = widths?.[k];
     for (let o = 0; o < a.length; o++) for (let i = 0; i < a[o].length; i++) flat[at++] = a[o][i] - b[o][i];
-    if (width !== undefined && width !== 1) for (let i = k * stride; i < at; i++) flat[i] /= width;
   }
+  divideByWidths(widths, flat, stride);
   return flat;
 }
 

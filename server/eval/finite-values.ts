@@ -86,3 +86,17 @@ export function divideAllFinite(values: Float64Array, start: number, end: number
   }
   return check === 0;
 }
+
+/**
+ * Item k's values (flat, at k × stride) divided by widths[k], in place; whether every quotient is
+ * finite (checked in the same pass, items of width 1 too). False without widths: unchecked.
+ */
+export function divideByWidths(widths: Float64Array | undefined, values: Float64Array, stride: number): boolean {
+  if (!widths) return false;
+  let finite = true;
+  for (let k = 0; k < widths.length; k++) {
+    const [start, end] = [k * stride, (k + 1) * stride];
+    finite = (widths[k] === 1 ? allFinite(values, start, end) : divideAllFinite(values, start, end, widths[k])) && finite;
+  }
+  return finite;
+}

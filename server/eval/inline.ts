@@ -9,7 +9,8 @@
 import type { OutputSelector } from "./outputs";
 import type { InputLeaf } from "./input-leaf";
 import { FailedPair, outputStride, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "./evaluator";
-import { divideByWidths, pairCount, sideOf } from "./element-pairs";
+import { pairCount, sideOf } from "./element-pairs";
+import { divideByWidths } from "./finite-values";
 import { withTimeout } from "./timeout";
 
 /** What `batch` returns: item k's values at k × stride (all outputs, one after the other), and the items that failed. */
@@ -233,7 +234,7 @@ export class InlineEvaluator implements Evaluator {
     // Only pairs with widths wait for one more turn (a grouped Jacobian inline makes a call per group).
     if (!pairs.widths) return values;
     return values.then((result) => {
-      if (result.values.length > 0) result.finite = divideByWidths(pairs, result.values, result.values.length / pairCount(pairs));
+      if (result.values.length > 0) result.finite = divideByWidths(pairs.widths, result.values, result.values.length / pairCount(pairs));
       return result;
     });
   }

@@ -12,6 +12,7 @@ import type { ResolvedOptions } from "./options";
 import { noiseLevels, PROBE_POINTS } from "./noise";
 import { StepRule } from "./steps";
 import { DataType } from "../../common/tensor-codec";
+import { divideAllFinite } from "../eval/finite-values";
 
 /** The unit roundoff of an output's datatype: half an ulp of 1, 2^-24 for FP32 and 2^-53 for FP64. */
 export function unitRoundoff(datatype: number): number {
@@ -146,9 +147,8 @@ export class Problem {
     // Each pair's first outputs (the engine's own copies) become its differences.
     return pairs.map((_, k) => {
       const [a, b] = [results[2 * k], results[2 * k + 1]];
-      const width = widths?.[k];
       for (let o = 0; o < a.length; o++) for (let i = 0; i < a[o].length; i++) a[o][i] -= b[o][i];
-      if (width !== undefined) for (const d of a) for (let i = 0; i < d.length; i++) d[i] /= width;
+      if (widths) for (const d of a) divideAllFinite(d, 0, d.length, widths[k]);
       return a;
     });
   }
