@@ -15,7 +15,7 @@ import { allocateEntries, placeRow, type JacobianEntry } from "./entries";
 import { groupName } from "./grouped";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
-import { central, checkRow, chunkItems, inlineChunkItems, type Row } from "./rows";
+import { central, checkRow, ChunkSizer, type Row } from "./rows";
 import type { SparsityPlan } from "./sparsity-plan";
 import type { Structure } from "./sparsity";
 import type { StepRule } from "./steps";
@@ -38,12 +38,10 @@ export async function centralJacobian(problem: Problem, options: ResolvedOptions
   let scatter: Scatter | undefined;
   const place = (row: Row) => placeRow((entries ??= allocateEntries(problem, maxBytes)), problem, checkRow(problem, row));
 
-  /** Items per chunk: a worker batch's worth of pairs, or inline about half a millisecond of them (rows.ts). */
-  let pairMs: number | undefined;
-  const chunkSize = () => (problem.concurrency > 1 ? chunkItems(problem, 2) : inlineChunkItems(pairMs));
-  const chunks = new ChunkWindow(items, 2, chunkSize, () => problem.concurrency);
+  /** Items per chunk: a worker batch's worth of pairs, or inline about half a millisecond of them. */
+  const sizer = new ChunkSizer(problem, 2);
+  const chunks = new ChunkWindow(items, 2, sizer.size, () => problem.concurrency);
   const chunk = async (from: number, to: number) => {
-    const started = performance.now();
     // A pair per item: its elements (one, dense; a group's) at their points on either side.
     let elements = to - from;
     if (grouped) for (let t = from; t < to; t++) elements += grouped.groups[t].length - 1;
@@ -78,9 +76,8 @@ export async function centralJacobian(problem: Problem, options: ResolvedOptions
         for (let e = starts[k]; e < starts[k + 1]; e++) scatter.column(differences, k, leaves[e], indices[e], plus[e] - minus[e]);
       }
     }
-    if (problem.concurrency === 1 && to > from) pairMs = (performance.now() - started) / (to - from);
   };
-  for await (const _ of completed(chunks.more, chunks.window, () => chunks.take(chunk)));
+  for await (const _ of completed(chunks.more, chunks.window, () => chunks.take((from, to) => sizer.timed(to - from, () => chunk(from, to)))));
   return entries;
 }
 

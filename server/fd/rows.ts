@@ -168,9 +168,30 @@ export function chunkItems(problem: Problem, evaluationsPerItem: number): number
 const INLINE_CHUNK_MS = 0.5;
 const MAX_INLINE_CHUNK = 64;
 
-/** Items per chunk inline, from the measured time of one (one item until measured). */
-export function inlineChunkItems(itemMs: number | undefined): number {
-  return itemMs === undefined ? 1 : Math.max(1, Math.min(MAX_INLINE_CHUNK, Math.floor(INLINE_CHUNK_MS / itemMs)));
+/**
+ * Items per chunk of a problem's chunks: a worker task's worth where evaluations run in parallel
+ * (chunkItems); inline, one until a chunk has been timed, then about INLINE_CHUNK_MS of them.
+ */
+export class ChunkSizer {
+  private itemMs?: number;
+
+  constructor(
+    private readonly problem: Problem,
+    private readonly evaluationsPerItem: number,
+  ) {}
+
+  readonly size = (): number => {
+    if (this.problem.concurrency > 1) return chunkItems(this.problem, this.evaluationsPerItem);
+    return this.itemMs === undefined ? 1 : Math.max(1, Math.min(MAX_INLINE_CHUNK, Math.floor(INLINE_CHUNK_MS / this.itemMs)));
+  };
+
+  /** `run` on a chunk of `items`, timed when inline. */
+  async timed<T>(items: number, run: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    const result = await run();
+    if (this.problem.concurrency === 1 && items > 0) this.itemMs = (performance.now() - started) / items;
+    return result;
+  }
 }
 
 /**
@@ -182,16 +203,10 @@ export function inlineChunkItems(itemMs: number | undefined): number {
  * again as their evaluations). Rows come in the batches they complete in.
  */
 export async function* chunkedRows<T>(problem: Problem, items: readonly T[], evaluationsPerItem: number, task: (chunk: readonly T[]) => Promise<Row[]>): AsyncGenerator<readonly Row[]> {
-  let itemMs: number | undefined;
-  const size = () => (!problem.takesPairs ? 1 : problem.concurrency > 1 ? chunkItems(problem, evaluationsPerItem) : inlineChunkItems(itemMs));
+  const sizer = new ChunkSizer(problem, evaluationsPerItem);
+  const size = () => (problem.takesPairs ? sizer.size() : 1);
   const chunks = new ChunkWindow(items.length, evaluationsPerItem, size, () => problem.concurrency);
-  const chunkRows = () =>
-    chunks.take(async (from, to) => {
-      const started = performance.now();
-      const rows = await task(items.slice(from, to));
-      if (problem.concurrency === 1) itemMs = (performance.now() - started) / (to - from);
-      return rows;
-    });
+  const chunkRows = () => chunks.take((from, to) => sizer.timed(to - from, () => task(items.slice(from, to))));
   for await (const done of completed(chunks.more, chunks.window, chunkRows)) yield done.length === 1 ? done[0] : done.flat();
 }
 
