@@ -4,12 +4,10 @@
  * buffer is full, the producer (and so the engine) waits for 'drain' or cancellation.
  */
 import { once } from "node:events";
-import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import { Code, TesseractError } from "../../common/errors";
 import type { GradientRequest, JacobianRow, TesseractRuntime } from "../runtime";
-import { DataType } from "../../common/tensor-codec";
-import { JacobianRowsResponse, type RowSlice } from "../../generated/tesseract/v1/tesseract";
+import { encodeRowMessage, type SliceSpec } from "./row-encoding";
 
 /** Upper bounds of the protobuf framing around a row and around each slice (tags, lengths, varints). */
 const ROW_OVERHEAD = 32;
@@ -23,41 +21,20 @@ export const MIN_CHUNK_BYTES = 1024;
 /** A message to write: an object for the service's serializer, or a row message already encoded. */
 type RowsMessage = Record<string, unknown> | Uint8Array;
 
-const NO_INDICES: number[] = [];
-
-/**
- * One writer for every row message (encoding is synchronous, and `finish` copies the message out):
- * its buffer stays at the largest row message's size (about the stream's budget), where a new
- * writer per message would grow one from scratch, doubling and copying, for each of thousands.
- * A failed encoding leaves it mid-message: it is then replaced.
- */
-let rowWriter = new BinaryWriter();
-
-/** `length` FP64 values of `a` from `offset` as a Tensor message (a view: encoding copies it). */
-function valuesTensor(a: Float64Array, offset: number, length: number) {
-  return { datatype: DataType.DATA_TYPE_FP64, shape: [length], data: Buffer.from(a.buffer, a.byteOffset + 8 * offset, 8 * length) };
-}
-
 /**
  * Splits one row into messages of at most `budget` bytes, slices in output order, offsets increasing.
  * A sparse row's slices carry `indices` (and offset 0); an output the row does not touch has no slice.
- * Each message is encoded here, by the contract's generated encoder: a row is the one message of the
- * stream that comes by the thousand, and encoding it directly spares the object conversions.
+ * Each message is encoded here (row-encoding.ts): a row is the one message of the stream that comes
+ * by the thousand, and encoding it directly copies its values once.
  */
 export function* rowMessages(row: JacobianRow, outputs: readonly { path: string }[], budget: number): Generator<Uint8Array> {
   const capacity = budget - ROW_OVERHEAD - Buffer.byteLength(row.inputPath);
-  let slices: RowSlice[] = [];
+  let slices: SliceSpec[] = [];
   let used = 0;
   let sent = false;
   const flush = () => {
     sent = true;
-    let message: Uint8Array;
-    try {
-      message = JacobianRowsResponse.encode({ row: { input_path: row.inputPath, input_index: row.inputIndex, slices } }, rowWriter).finish();
-    } catch (e) {
-      rowWriter = new BinaryWriter();
-      throw e;
-    }
+    const message = encodeRowMessage(row.inputPath, row.inputIndex, slices);
     slices = [];
     used = 0;
     return message;
@@ -77,16 +54,10 @@ export function* rowMessages(row: JacobianRow, outputs: readonly { path: string 
         yield flush();
         continue;
       }
-      const take = Math.min(room, values.length - offset);
-      slices.push({
-        output_path: path,
-        offset: indices ? 0 : offset,
-        values: valuesTensor(values, offset, take),
-        error_estimate: errors && valuesTensor(errors, offset, take),
-        indices: indices ? Array.from(indices.subarray(offset, offset + take)) : NO_INDICES,
-      });
-      used += sliceOverhead + perValue * take;
-      offset += take;
+      const count = Math.min(room, values.length - offset);
+      slices.push({ outputPath: path, offset: indices ? 0 : offset, values, errors, indices, from: offset, count });
+      used += sliceOverhead + perValue * count;
+      offset += count;
     }
   }
   // Every row is sent, even one with no values (empty outputs), so clients can count rows.
