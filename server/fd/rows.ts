@@ -178,6 +178,8 @@ export class ChunkSizer {
   constructor(
     private readonly problem: Problem,
     private readonly evaluationsPerItem: number,
+    /** Milliseconds (a clock of their own for tests). */
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   readonly size = (): number => {
@@ -187,9 +189,9 @@ export class ChunkSizer {
 
   /** `run` on a chunk of `items`, timed when inline. */
   async timed<T>(items: number, run: () => Promise<T>): Promise<T> {
-    const started = performance.now();
+    const started = this.now();
     const result = await run();
-    if (this.problem.concurrency === 1 && items > 0) this.itemMs = (performance.now() - started) / items;
+    if (this.problem.concurrency === 1 && items > 0) this.itemMs = (this.now() - started) / items;
     return result;
   }
 }
