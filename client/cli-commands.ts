@@ -4,6 +4,7 @@
  * .proto files. Results are printed as JSON on stdout; errors on stderr with a non-zero exit.
  */
 import { CHECK_DEFAULTS } from "../common/check-defaults";
+import { quote } from "../common/errors";
 import * as fs from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
@@ -17,7 +18,7 @@ import { arrayFromJson, enumsByName, jsonToTree, treeToJson, type Format } from 
 import { writeJacobianNpy } from "./npy-writer";
 import { mergeOptionFlags, optionFlags, optionsFromJson, optionsToJson, type OptionFlags } from "./options-json";
 import { fetchRoot } from "./reflection-schema";
-import { bearerToken, DEFAULT_MAX_MESSAGE_BYTES, TesseractClient, type FiniteDifferenceRequestOptions, type TesseractClientOptions, type TesseractTypes } from "./tesseract-client";
+import { bearerToken, DEFAULT_MAX_MESSAGE_BYTES, TesseractClient, type FiniteDifferenceRequestOptions, type SparsityPatternInput, type TesseractClientOptions, type TesseractTypes } from "./tesseract-client";
 import { tlsCredentials } from "./tls";
 import type { MessageFns } from "./any";
 import type { DescribeResponse, EvaluationStats } from "../generated/tesseract/v1/tesseract";
@@ -209,6 +210,25 @@ function gradientOptions(command: Command, seed = true): Command {
   return command;
 }
 
+/**
+ * The payload keys each command reads. One payload may serve several commands (the README's
+ * mesh.json carries jac_, jvp_ and vjp_ keys), so a key another command reads is left alone; a key
+ * none reads (a typo, a field of another API) is refused rather than silently dropped.
+ */
+const PAYLOAD_KEYS: Record<string, readonly string[]> = {
+  apply: ["inputs"],
+  jacobian: ["inputs", "jac_inputs", "jac_outputs", "options", "sparsity"],
+  jvp: ["inputs", "jvp_inputs", "jvp_outputs", "tangent_vector", "options"],
+  vjp: ["inputs", "vjp_inputs", "vjp_outputs", "cotangent_vector", "options", "sparsity"],
+  "check-gradients": ["inputs", "input_paths", "output_paths", "endpoints", "rtol", "atol", "max_evals", "seed", "options"],
+};
+const ANY_COMMAND_KEYS = new Set(Object.values(PAYLOAD_KEYS).flat());
+
+function checkPayloadKeys(command: string, payload: Payload): void {
+  const unknown = Object.keys(payload).find((key) => !ANY_COMMAND_KEYS.has(key));
+  if (unknown !== undefined) throw badPayload(`payload has a key ${quote(unknown)} that no command reads; ${command} reads ${PAYLOAD_KEYS[command].map((k) => `"${k}"`).join(", ")}`);
+}
+
 /** A command's action: flags and payload in, and any failure as `tesseract-grpc <command>: <message>`, exit 1. */
 function run(action: (flags: ClientFlags, payload: Payload) => Promise<void>) {
   return async (...args: unknown[]) => {
@@ -217,6 +237,7 @@ function run(action: (flags: ClientFlags, payload: Payload) => Promise<void>) {
     flags.address = withDefaultPort(flags.address);
     try {
       const payload = typeof args[0] === "string" ? readPayload(args[0]) : {};
+      checkPayloadKeys(command.name(), payload);
       await action(flags, payload);
     } catch (e) {
       process.stderr.write(`tesseract-grpc ${command.name()}: ${explainError(e, flags.address)}\n`);
@@ -245,9 +266,38 @@ async function withPlainClient(flags: ClientFlags, use: (client: TesseractClient
   }
 }
 
-/** The request fields the gradient commands share: {inputs, <kind>_inputs, <kind>_outputs, options}. */
+/** The request fields the gradient commands share: {inputs, <kind>_inputs, <kind>_outputs, options, sparsity (jac and vjp)}. */
 function gradientRequest(inputType: protobuf.Type, payload: Payload, flags: ClientFlags, kind: "jac" | "jvp" | "vjp") {
-  return { inputs: jsonToTree(inputType, payload.inputs, "inputs"), inputPaths: paths(payload, `${kind}_inputs`), outputPaths: paths(payload, `${kind}_outputs`), options: fdOptions(payload, flags) };
+  const request = { inputs: jsonToTree(inputType, payload.inputs, "inputs"), inputPaths: paths(payload, `${kind}_inputs`), outputPaths: paths(payload, `${kind}_outputs`), options: fdOptions(payload, flags) };
+  return kind === "jvp" ? request : { ...request, sparsity: sparsityPatterns(payload) };
+}
+
+/**
+ * The payload's "sparsity": the Jacobian's structure, blocks of {"output_path", "input_path",
+ * "output_index", "input_index"} as in JacobianRequest (README, Sparse Jacobians). Its shape is
+ * checked here; whether it fits the Tesseract, by the server.
+ */
+function sparsityPatterns(payload: Payload): SparsityPatternInput[] | undefined {
+  const value = payload.sparsity;
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) throw badPayload('payload.sparsity: expected a list of {"output_path", "input_path", "output_index", "input_index"} blocks');
+  return value.map((block: unknown, k) => {
+    const at = `payload.sparsity[${k}]`;
+    if (block === null || typeof block !== "object" || Array.isArray(block)) throw badPayload(`${at}: expected an object {"output_path", "input_path", "output_index", "input_index"}`);
+    const fields = block as Record<string, unknown>;
+    const extra = Object.keys(fields).find((key) => !["output_path", "input_path", "output_index", "input_index"].includes(key));
+    if (extra !== undefined) throw badPayload(`${at} has a key ${quote(extra)}: expected "output_path", "input_path", "output_index", "input_index"`);
+    const text = (key: string) => {
+      if (typeof fields[key] !== "string") throw badPayload(`${at}.${key}: expected a path string`);
+      return fields[key] as string;
+    };
+    const indices = (key: string) => {
+      const list = fields[key];
+      if (!Array.isArray(list) || !list.every((i) => Number.isSafeInteger(i) && i >= 0)) throw badPayload(`${at}.${key}: expected a list of whole numbers ≥ 0 (flat row-major indices)`);
+      return list as number[];
+    };
+    return { output_path: text("output_path"), input_path: text("input_path"), output_index: indices("output_index"), input_index: indices("input_index") };
+  });
 }
 
 const apply = (flags: ClientFlags, payload: Payload) =>
@@ -334,13 +384,13 @@ const health = (flags: ClientFlags & { service: string }) =>
 
 export function addClientCommands(program: Command): void {
   clientCommand(program, "apply", 'run the Tesseract: {"inputs": {...}}').action(run(apply));
-  gradientOptions(clientCommand(program, "jacobian", 'Jacobian: {"inputs", "jac_inputs", "jac_outputs", "options"?}'))
+  gradientOptions(clientCommand(program, "jacobian", 'Jacobian: {"inputs", "jac_inputs", "jac_outputs", "options"?, "sparsity"?}'))
     .option("--stream", "use JacobianRows: the rows as NDJSON on stdout, as they arrive (bounded memory)")
     .option("--out <file.npy>", "stream the Jacobian into a NumPy .npy file, row by row (bounded memory); its layout on stdout")
     .option("--progress", "draw the progress bar of --stream/--out on stderr even when it is not a terminal")
     .action(run(jacobian));
-  gradientOptions(clientCommand(program, "jvp", 'Jacobian-vector product: {"inputs", "jvp_inputs", "jvp_outputs", "tangent_vector"}')).action(run(vectorProduct("jvp")));
-  gradientOptions(clientCommand(program, "vjp", 'vector-Jacobian product: {"inputs", "vjp_inputs", "vjp_outputs", "cotangent_vector"}')).action(run(vectorProduct("vjp")));
+  gradientOptions(clientCommand(program, "jvp", 'Jacobian-vector product: {"inputs", "jvp_inputs", "jvp_outputs", "tangent_vector", "options"?}')).action(run(vectorProduct("jvp")));
+  gradientOptions(clientCommand(program, "vjp", 'vector-Jacobian product: {"inputs", "vjp_inputs", "vjp_outputs", "cotangent_vector", "options"?, "sparsity"?}')).action(run(vectorProduct("vjp")));
   gradientOptions(
     clientCommand(
       program,

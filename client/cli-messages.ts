@@ -37,6 +37,7 @@ export function explainError(e: unknown, address: string): string {
     }
     return `UNAVAILABLE: ${text} — is a tesseract-grpc server listening at ${address}, with TLS if and only if you asked for it?`;
   }
+  if (e.codeName === "UNAUTHENTICATED") return `UNAUTHENTICATED: ${text} — pass it with --token (or TESSERACT_GRPC_TOKEN)`;
   const wrongType = /has datatype DATA_TYPE_\w+, expected (DATA_TYPE_\w+)/.exec(text);
   const dtype = wrongType && dtypeOf(wrongType[1]);
   if (dtype && dtype !== "float64") {
@@ -45,13 +46,16 @@ export function explainError(e: unknown, address: string): string {
   return `${e.codeName}: ${text}`;
 }
 
+/** `1 apply call`, `18 apply calls`. */
+const counted = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`;
+
 /** `18 apply calls in 0.0123 s`, then any other stats the server set (adjusted steps, column groups, ...). */
 export function statsLine(stats: EvaluationStats): string {
-  const parts = [`${stats.apply_calls} apply calls in ${stats.wall_seconds.toPrecision(3)} s`];
+  const parts = [`${counted(Number(stats.apply_calls), "apply call")} in ${stats.wall_seconds.toPrecision(3)} s`];
   if (stats.adjusted_steps.length) parts.push(`adjusted steps: ${listed(stats.adjusted_steps, 5)}`);
   // Dense, column_groups is n and says nothing new; grouped, it is what the structure saved.
   const source = stats.sparsity_source;
-  if (source) parts.push(/dense/.test(source) ? `sparsity: ${source}` : `${stats.column_groups} column groups (sparsity: ${source})`);
+  if (source) parts.push(/dense/.test(source) ? `sparsity: ${source}` : `${counted(stats.column_groups, "column group")} (sparsity: ${source})`);
   for (const [key, value] of Object.entries(stats)) {
     if (["apply_calls", "wall_seconds", "adjusted_steps", "column_groups", "sparsity_source"].includes(key)) continue;
     if (value === undefined || value === 0 || value === "" || (Array.isArray(value) && value.length === 0)) continue;

@@ -12,6 +12,14 @@ function exact(output: string, N: number, c: number, i: number, k: number): numb
   return output.endsWith("barycenter") ? 1 / N : i === 0 ? 1 : 0;
 }
 
+const ALGORITHMS = [
+  ["central", Algorithm.ALGORITHM_CENTRAL],
+  ["forward", Algorithm.ALGORITHM_FORWARD],
+  ["stochastic", Algorithm.ALGORITHM_STOCHASTIC],
+  ["richardson", Algorithm.ALGORITHM_RICHARDSON],
+  ["adaptive", Algorithm.ALGORITHM_ADAPTIVE],
+] as const;
+
 async function main() {
   const runtime = loadTesseract("meshstats");
   const outputs = ["statistics.first_point_coordinates", "statistics.barycenter"];
@@ -19,7 +27,7 @@ async function main() {
   for (const N of [7, 1000]) {
     const inputs = sampleMeshInputs(N);
     runtime.definition.validate?.(inputs);
-    for (const [name, algorithm] of [["central", Algorithm.ALGORITHM_CENTRAL], ["forward", Algorithm.ALGORITHM_FORWARD], ["stochastic", Algorithm.ALGORITHM_STOCHASTIC]] as const) {
+    for (const [name, algorithm] of ALGORITHMS) {
       const { entries, stats } = await runtime.jacobian({ inputs, inputPaths: ["mesh.points"], outputPaths: outputs, options: { algorithm, seed: 1 } });
       let maxError = 0;
       for (const e of entries) {

@@ -105,7 +105,7 @@ describe("bearer tokens in the CLI", function () {
   this.timeout(30_000);
   const run = promisify(execFile);
 
-  it("serve --tokens-file; apply --token (reflection included) works, without it exits 1 UNAUTHENTICATED", async () => {
+  it("serve --tokens-file; apply --token (reflection included) works, without it exits 1 UNAUTHENTICATED naming the flag", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tokens-"));
     const file = path.join(dir, "tokens");
     fs.writeFileSync(file, "first-token\n\nsecond-token\n");
@@ -120,7 +120,7 @@ describe("bearer tokens in the CLI", function () {
         (e: { code: number; stderr: string }) => e,
       );
       assert.equal(refused.code, 1);
-      assert.match(refused.stderr, /UNAUTHENTICATED: a valid bearer token is required/);
+      assert.match(refused.stderr, /UNAUTHENTICATED: a valid bearer token is required .* — pass it with --token \(or TESSERACT_GRPC_TOKEN\)\n$/);
     } finally {
       await server.stop();
       fs.rmSync(dir, { recursive: true, force: true });

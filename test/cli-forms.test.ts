@@ -154,6 +154,7 @@ describe("CLI forms", () => {
       const more = { apply_calls: 4, wall_seconds: 1, adjusted_steps: ["x[0]: one ulp"], column_groups: 3, sparsity_source: "request" };
       assert.equal(statsLine({ ...more, column_groups: 9, sparsity_source: "detected, failed verification: dense" }), "stats: 4 apply calls in 1.00 s; adjusted steps: x[0]: one ulp; sparsity: detected, failed verification: dense");
       assert.equal(statsLine(more), 'stats: 4 apply calls in 1.00 s; adjusted steps: x[0]: one ulp; 3 column groups (sparsity: request)');
+      assert.equal(statsLine({ ...more, apply_calls: 1, adjusted_steps: [], column_groups: 1, sparsity_source: "detected" }), "stats: 1 apply call in 1.00 s; 1 column group (sparsity: detected)");
     });
   });
 });

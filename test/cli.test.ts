@@ -126,6 +126,41 @@ describe("CLI", () => {
     }
   });
 
+  it("jacobian and vjp with the payload's own structure (\"sparsity\"): the request's groups, analytic values", async () => {
+    // barycenter[k] = mean_i points[i, k]: column 3i + k touches output k alone.
+    const sparsity = [{ output_path: "statistics.barycenter", input_path: "mesh.points", output_index: [0, 1, 2, 0, 1, 2, 0, 1, 2], input_index: [0, 1, 2, 3, 4, 5, 6, 7, 8] }];
+    const jac = await cli("jacobian", JSON.stringify({ inputs, jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"], sparsity }), "--address", address);
+    assert.equal(jac.code, 0, jac.stderr);
+    assert.match(jac.stderr, /^stats: 6 apply calls in [0-9.e-]+ s; 3 column groups \(sparsity: request\)\n$/);
+    const J = JSON.parse(jac.stdout)["statistics.barycenter"]["mesh.points"] as number[][][];
+    J.forEach((plane, c) => plane.forEach((row, i) => row.forEach((v, k) => assert.ok(Math.abs(v - (c === k ? 1 / N : 0)) < 1e-9, `J[${c}][${i}][${k}] = ${v}`))));
+    const vjp = await cli("vjp", JSON.stringify({ inputs, vjp_inputs: ["mesh.points"], vjp_outputs: ["statistics.barycenter"], cotangent_vector: { "statistics.barycenter": [1, 2, 3] }, sparsity }), "--address", address);
+    assert.equal(vjp.code, 0, vjp.stderr);
+    assert.match(vjp.stderr, /3 column groups \(sparsity: request\)/);
+    (JSON.parse(vjp.stdout)["mesh.points"] as number[][]).forEach((row) => row.forEach((v, k) => assert.ok(Math.abs(v - (k + 1) / N) < 1e-7, String(row))));
+  });
+
+  it("payload keys: another command's are left alone, one no command reads is refused by name; a bad \"sparsity\" names the field", async () => {
+    // The README's mesh.json carries every command's keys.
+    const shared = { inputs, jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"], jvp_inputs: ["mesh.points"], tangent_vector: {}, cotangent_vector: {}, rtol: 1 };
+    const ok = await cli("jacobian", JSON.stringify(shared), "--address", address);
+    assert.equal(ok.code, 0, ok.stderr);
+    const typo = await cli("jacobian", JSON.stringify({ ...shared, option: { algorithm: "forward" } }), "--address", address);
+    assert.equal(typo.code, 1);
+    assert.equal(typo.stderr, 'tesseract-grpc jacobian: INVALID_ARGUMENT: payload has a key "option" that no command reads; jacobian reads "inputs", "jac_inputs", "jac_outputs", "options", "sparsity"\n');
+    const apply = await cli("apply", JSON.stringify({ inputs, bogus_key: 1 }), "--address", address);
+    assert.match(apply.stderr, /^tesseract-grpc apply: INVALID_ARGUMENT: payload has a key "bogus_key" that no command reads; apply reads "inputs"\n$/);
+    const badIndex = await cli("jacobian", JSON.stringify({ ...shared, sparsity: [{ output_path: "statistics.barycenter", input_path: "mesh.points", output_index: [0, "1"], input_index: [0, 1] }] }), "--address", address);
+    assert.equal(badIndex.code, 1);
+    assert.match(badIndex.stderr, /INVALID_ARGUMENT: payload\.sparsity\[0\]\.output_index: expected a list of whole numbers ≥ 0/);
+    const badKey = await cli("jacobian", JSON.stringify({ ...shared, sparsity: [{ output: "statistics.barycenter" }] }), "--address", address);
+    assert.match(badKey.stderr, /payload\.sparsity\[0\] has a key "output": expected "output_path", "input_path", "output_index", "input_index"/);
+    // Shaped right but out of range: the server's refusal, naming the pair.
+    const outOfRange = await cli("jacobian", JSON.stringify({ ...shared, sparsity: [{ output_path: "statistics.barycenter", input_path: "mesh.points", output_index: [3], input_index: [0] }] }), "--address", address);
+    assert.equal(outOfRange.code, 1);
+    assert.match(outOfRange.stderr, /INVALID_ARGUMENT: sparsity\[0\] \(output_path "statistics\.barycenter", input_path "mesh\.points"\): output_index\[0\] = 3/);
+  });
+
   it("--progress draws the bar on stderr even when it is not a terminal", async () => {
     const payload = JSON.stringify({ inputs, jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"] });
     const { code, stderr } = await cli("jacobian", payload, "--address", address, "--stream", "--progress");

@@ -16,7 +16,7 @@ export function requireAnalyticJacobian(source: { readonly definition: AnalyticD
   if (!jacobian) {
     throw new TesseractError(
       Code.UNIMPLEMENTED,
-      `Tesseract "${source.definition.name}" has no analytic gradients (gradients.jacobian in its definition), so there is nothing to check against finite differences; its gradients are finite differences already`,
+      `Tesseract "${source.definition.name}" has no analytic gradients (a TypeScript Tesseract declares them as gradients.jacobian; a tesseract-core runtime's own gradient endpoints are not used), so there is nothing to check against finite differences; its gradients here are finite differences already`,
     );
   }
   return jacobian;
