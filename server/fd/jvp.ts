@@ -61,7 +61,69 @@ function along(problem: Problem, steps: StepRule, w: Float64Array[], t: number):
   });
 }
 
+type Taken = (a: ArrayLike<number>[], b: ArrayLike<number>[]) => number;
+
 const asChanges = (values: Float64Array[]): Change[] => values.map((v, leaf) => ({ leaf, values: v }));
+
+/**
+ * How far the points `a` - `b` are from a step of `s` along w, relative to that step (largest
+ * element against largest element). Rounding each point to its precision moves it by up to half an
+ * ulp of every element; while the step spans thousands of ulps that is noise, but a step of a few
+ * ulps or less (a tiny eps, or large inputs) points elsewhere than the tangent, each element
+ * rounding its own way, and the difference quotient is then the derivative along another direction.
+ */
+function misdirection(a: Float64Array[], b: ArrayLike<number>[], w: Float64Array[], s: number): number {
+  let off = 0;
+  let along = 0;
+  for (let l = 0; l < w.length; l++) {
+    for (let j = 0; j < w[l].length; j++) {
+      off = Math.max(off, Math.abs(a[l][j] - b[l][j] - s * w[l][j]));
+      along = Math.max(along, Math.abs(s * w[l][j]));
+    }
+  }
+  return off / along;
+}
+
+/** A step along w (in units of w) whose largest element spans 2 / MAX_MISDIRECTION of the coarsest ulp among the elements it moves. */
+function roundingFloor(problem: Problem, w: Float64Array[]): number {
+  let ulp = 0;
+  let largest = 0;
+  problem.leaves.forEach((leaf, l) => {
+    for (let j = 0; j < leaf.size; j++) {
+      if (w[l][j] === 0) continue;
+      const x = leaf.data[j];
+      ulp = Math.max(ulp, Math.abs(nextAfter(x, x >= 0, leaf.fp32) - x));
+      largest = Math.max(largest, Math.abs(w[l][j]));
+    }
+  });
+  return (2 * ulp) / MAX_MISDIRECTION / largest;
+}
+
+/** The most a JVP's points may stray from its tangent, relative to the step (about a thousand ulps a step). */
+const MAX_MISDIRECTION = 2 ** -10;
+
+/**
+ * The step length along w (in units of w): `t`, doubled while the rule's smallest stencil (the
+ * points at ± smallest · t, or x + smallest · t and x for forward) strays from w by more than
+ * MAX_MISDIRECTION — the JVP's form of "one ulp instead" (a Jacobian steps each element alone, so
+ * one ulp keeps its direction; a direction needs all its elements to move in proportion). A longer
+ * step is reported in adjusted_steps. A step that grows out of the finite numbers or the domain is
+ * refused by `along`, as a long eps is.
+ */
+function tangentStep(problem: Problem, steps: StepRule, w: Float64Array[], t: number, taken: Taken, smallest: number, forward: boolean): number {
+  const base = problem.leaves.map((l) => l.data);
+  let length = t;
+  for (;;) {
+    const plus = along(problem, steps, w, smallest * length);
+    const other = forward ? base : along(problem, steps, w, -smallest * length);
+    if (misdirection(plus, other, w, taken(plus, other)) <= MAX_MISDIRECTION) break;
+    // At once to where rounding cannot stray that far (twice that many of the coarsest ulp a moved
+    // element has, over the largest |w|), then doubling: a step of 1e-320 is not doubled 1 000 times.
+    length = Math.max(2 * length, roundingFloor(problem, w) / smallest);
+  }
+  if (length !== t) steps.noteTangentStep(t * Math.sqrt(dot(w, w)), length * Math.sqrt(dot(w, w)));
+  return length;
+}
 
 export interface DirectionalResult {
   values: Float64Array[];
@@ -82,13 +144,15 @@ export async function jvp(problem: Problem, tangent: Float64Array[], options: Re
   const w = tangent.map((v) => v.map((x) => x / scale));
   const ww = dot(w, w);
   const steps = problem.stepRule(options);
-  const t = steps.directional(w.map((v) => v.some((x) => x !== 0))) / Math.sqrt(ww);
+  const nominal = steps.directional(w.map((v) => v.some((x) => x !== 0))) / Math.sqrt(ww);
   /** The step actually taken along w between two points, in units of w. */
   const taken = (a: ArrayLike<number>[], b: ArrayLike<number>[]) => {
     const s = dot(a.map((p, l) => Float64Array.from(p, (x, j) => x - b[l][j])), w) / ww;
-    if (!Number.isFinite(s)) throw invalidArgument(`the step along the tangent (length ${t * Math.sqrt(ww)}, ${steps.describeStep(w.findIndex((v) => v.some((x) => x !== 0)))}) is too long for FP64: <x+ - x-, v> is not finite; use a smaller eps`);
+    if (!Number.isFinite(s)) throw invalidArgument(`the step along the tangent (length ${nominal * Math.sqrt(ww)}, ${steps.describeStep(w.findIndex((v) => v.some((x) => x !== 0)))}) is too long for FP64: <x+ - x-, v> is not finite; use a smaller eps`);
     return s;
   };
+  const multiples = options.algorithm === "richardson" ? RICHARDSON_MULTIPLES : options.algorithm === "adaptive" ? ADAPTIVE_MULTIPLES : [1];
+  const t = tangentStep(problem, steps, w, nominal, taken, Math.min(...multiples), options.algorithm === "forward");
 
   const result = options.algorithm === "forward" ? await forward(problem, steps, w, t, taken, base) : await centralFamily(problem, steps, w, t, taken, options);
   // J v = 2^e J w.
@@ -101,8 +165,6 @@ export async function jvp(problem: Problem, tangent: Float64Array[], options: Re
     });
   return { values: scaled(result.values, "the JVP"), errors: result.errors && scaled(result.errors, "the JVP's error estimate") };
 }
-
-type Taken = (a: ArrayLike<number>[], b: ArrayLike<number>[]) => number;
 
 async function forward(problem: Problem, steps: StepRule, w: Float64Array[], t: number, taken: Taken, base?: Float64Array[]): Promise<DirectionalResult> {
   const plus = along(problem, steps, w, t);

@@ -207,6 +207,11 @@ export class StepRule {
     this.note(`${elementName(this.leaves[leaf], index)}: the step ${multiple}h was left out (${why})`);
   }
 
+  /** Reports a JVP's step along its tangent lengthened from `from` to `to` (jvp.ts, tangentStep). */
+  noteTangentStep(from: number, to: number): void {
+    this.note(`the step along the tangent: ${from} is too short for the spacing of the inputs' numbers (the points would not lie along the tangent); took ${to}`);
+  }
+
   private note(message: string): void {
     if (this.noted.size < MAX_ADJUSTED_NAMED) this.noted.add(message);
     else this.unnamed++;

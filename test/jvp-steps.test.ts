@@ -1,0 +1,51 @@
+/**
+ * A JVP's step along its tangent where the inputs' numbers are too coarse for it (a tiny eps, or
+ * large inputs): rounding each point would move every element its own way — one ulp each — and the
+ * quotient would be the derivative along another direction (answered OK: 0.43, 0.86, 1.71 for
+ * 1, 1, 1). The step is lengthened until the points lie along the tangent, and reported; a step
+ * already long enough is left as it is.
+ */
+import { strict as assert } from "node:assert";
+import * as path from "node:path";
+import { loadTesseract, Algorithm } from "../index";
+import { f64 } from "./helpers";
+
+const FIXTURE = path.join(__dirname, "../../test/fixtures/polynomial");
+// f_i = x_i³ + y sin(x_i): J = diag(3 x_i² + y cos x_i).
+const runtime = loadTesseract(path.join(FIXTURE, "polynomial.js"));
+const inputs = (x: number[]) => ({ x: f64(x), y: f64([0], []), params: {}, blocks: [], mode: "" });
+const jvp = (x: number[], v: number[], options: object) => runtime.jvp({ inputs: inputs(x), inputPaths: ["x"], outputPaths: ["f"], tangent: { x: f64(v) }, options });
+
+const ALGORITHMS = [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD, Algorithm.ALGORITHM_RICHARDSON, Algorithm.ALGORITHM_ADAPTIVE, Algorithm.ALGORITHM_STOCHASTIC];
+
+describe("JVP steps along the tangent", () => {
+  for (const algorithm of ALGORITHMS) {
+    it(`${Algorithm[algorithm]}: large inputs and an absolute eps below their ulp give J v, the longer step reported`, async () => {
+      const x = [1e9, 2e9, 3e9];
+      const { result, stats } = await jvp(x, [1, 1, 1], { algorithm, eps: 1e-8, step_mode: 1 });
+      Array.from(result.f.data as Float64Array).forEach((got, i) => {
+        const exact = 3 * x[i] * x[i];
+        assert.ok(Math.abs(got - exact) <= 1e-3 * exact, `(J v)[${i}] = ${got}, expected ${exact}`);
+      });
+      assert.ok(
+        stats.adjusted_steps.some((s) => /^the step along the tangent: 1e-8 is too short for the spacing of the inputs' numbers/.test(s)),
+        stats.adjusted_steps.join(" | "),
+      );
+    });
+  }
+
+  it("eps from 1e-17 down to a subnormal: J v, in a few lengthenings", async () => {
+    for (const eps of [1e-17, 1e-300, 1e-320]) {
+      const { result, stats } = await jvp([1, 2, 3], [1, -2, 0.5], { eps, step_mode: 1 });
+      const expected = [3, -24, 13.5];
+      Array.from(result.f.data as Float64Array).forEach((got, i) => assert.ok(Math.abs(got - expected[i]) <= 1e-3 * Math.abs(expected[i]), `eps ${eps}: (J v)[${i}] = ${got}`));
+      assert.equal(stats.adjusted_steps.length, 1, stats.adjusted_steps.join(" | "));
+    }
+  });
+
+  it("a step already long enough is not touched: nothing reported, the same value as before", async () => {
+    const { result, stats } = await jvp([1, 2, 3], [1, 1, 1], {});
+    assert.deepEqual(stats.adjusted_steps, []);
+    Array.from(result.f.data as Float64Array).forEach((got, i) => assert.ok(Math.abs(got - 3 * (i + 1) ** 2) < 1e-6, String(got)));
+  });
+});
