@@ -12,6 +12,7 @@
 import { promises as dns } from "node:dns";
 import { isIP, type LookupFunction } from "node:net";
 import { Pool } from "undici";
+import { Code, TesseractError } from "../../common/errors";
 import { DEFAULT_DNS_REFRESH_MS } from "./settings";
 import type { HealthTarget } from "./health-monitor";
 
@@ -47,6 +48,15 @@ const POST_HEADERS = { accept: "application/json", "content-type": "application/
 /** Asks for arrays as base64 in the answer. */
 const APPLY_HEADERS = { accept: "application/json+base64", "content-type": "application/json" };
 
+/**
+ * The longest answer read from a runtime: an OpenAPI document, and any other answer (an apply's
+ * outputs in base64 JSON: 256 MiB holds about 24 million FP64 values). Read whole, an answer costs
+ * several times its size in memory (bytes, text, parsed tree), and a runtime answering gigabytes took
+ * the server to 6 GB and down; beyond these it is refused, unread (UNKNOWN, naming the runtime).
+ */
+export const MAX_OPENAPI_BYTES = 16 << 20;
+export const MAX_ANSWER_BYTES = 256 << 20;
+
 /** One tesseract-core runtime: its URL (with the address a host name resolved to) and its connections. */
 export class Replica {
   /** For messages: the URL, and the address when the host is a name (`http://tesseract:8000 (10.0.0.7)`). */
@@ -67,7 +77,21 @@ export class Replica {
   async request(method: "GET" | "POST", endpoint: string, body: string | undefined, signal?: AbortSignal): Promise<ReplicaResponse> {
     const headers = body === undefined ? GET_HEADERS : endpoint === "apply" ? APPLY_HEADERS : POST_HEADERS;
     const response = await this.pool.request({ path: `${this.basePath}/${endpoint}`, method, headers, body, signal });
-    return { status: response.statusCode, text: await response.body.text() };
+    const limit = endpoint === "openapi.json" ? MAX_OPENAPI_BYTES : MAX_ANSWER_BYTES;
+    const tooLong = () => {
+      // Its abort is an 'error' event: unheard, it would end the process.
+      response.body.on("error", () => undefined).destroy();
+      return new TesseractError(Code.UNKNOWN, `${method} /${endpoint} on ${this.name} answered more than ${limit} bytes, the most this server reads of a runtime's answer`);
+    };
+    if (Number(response.headers["content-length"]) > limit) throw tooLong();
+    const chunks: Buffer[] = [];
+    let length = 0;
+    for await (const chunk of response.body) {
+      length += (chunk as Buffer).length;
+      if (length > limit) throw tooLong();
+      chunks.push(chunk as Buffer);
+    }
+    return { status: response.statusCode, text: Buffer.concat(chunks, length).toString("utf8") };
   }
 
   /** Takes no more requests; settles once those in flight have finished. */

@@ -89,6 +89,7 @@ export class TesseractCoreClient {
           answer = await replica.request("POST", endpoint, body, signal);
         } catch (e) {
           if (signal?.aborted) throw abortedError(signal, `POST /${endpoint} on ${replica.name}`, e);
+          if (isTesseractError(e)) throw e; // it answered, too long: not a replica that is down
           failures.push(`${replica.name}: ${failureReason(e)}`); // not reached or reset: idempotent, the next replica gets it
           this.replicas.failed(replica, e);
           continue;

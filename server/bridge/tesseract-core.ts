@@ -12,6 +12,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { isTesseractError } from "../../common/errors";
 import { isPlainObject } from "../../common/records";
 import { protoFromOpenApi } from "../schema/openapi-proto";
 import { loadRootFromText } from "../schema/schema";
@@ -52,6 +53,7 @@ async function fetchOpenApi(replicas: RuntimeReplicas): Promise<{ url: string; d
     try {
       answer = await replica.request("GET", "openapi.json", undefined, AbortSignal.timeout(OPENAPI_TIMEOUT_MS));
     } catch (e) {
+      if (isTesseractError(e)) throw new Error(e.message); // it answered, too long
       failures.push(`${url}: ${failureReason(e)}`);
       continue;
     }

@@ -1,0 +1,79 @@
+/**
+ * A tesseract-core runtime's answers are read up to a bound (runtime-replicas.ts): an OpenAPI
+ * document or an apply answer longer than it is refused unread, naming the runtime — a runtime
+ * that streamed gigabytes took the server to 6 GB and a fatal error. A plain node:http runtime that
+ * serves Mesh Stats' document and misbehaves on purpose.
+ */
+import { strict as assert } from "node:assert";
+import { once } from "node:events";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import { Code } from "../index";
+import { MAX_ANSWER_BYTES, MAX_OPENAPI_BYTES } from "../server/bridge/runtime-replicas";
+import { loadTesseractCore } from "../server/bridge/tesseract-core";
+import { meshStatsInputs } from "./fixtures/tesseract-core/bridge-clients";
+import { MESH_STATS_OPENAPI } from "./fixtures/tesseract-core/mesh-stats";
+import { rejects } from "./helpers";
+
+/** A runtime whose /openapi.json and /apply answers are `openapi` and `apply`. */
+async function runtimeAt(openapi: (res: http.ServerResponse) => void, apply: (res: http.ServerResponse) => void) {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on("end", () => (req.url === "/openapi.json" ? openapi(res) : req.url === "/apply" ? apply(res) : res.end("{}")));
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { url, close: () => (server.closeAllConnections(), new Promise((resolve) => server.close(resolve))) };
+}
+
+const document = (res: http.ServerResponse) => res.end(JSON.stringify(MESH_STATS_OPENAPI));
+
+/** `total` bytes of spaces, chunked, 1 MiB at a time (until the reader gives up). */
+function streamed(total: number) {
+  return (res: http.ServerResponse) => {
+    const chunk = Buffer.alloc(1 << 20, 0x20);
+    let sent = 0;
+    const more = () => {
+      while (sent < total && !res.destroyed) {
+        sent += chunk.length;
+        if (!res.write(chunk)) return void res.once("drain", more);
+      }
+      res.end();
+    };
+    more();
+  };
+}
+
+describe("tesseract-core bridge: answers read up to a bound", function () {
+  this.timeout(30000);
+
+  it("an OpenAPI document over 16 MiB: refused at start, naming the runtime and the bound", async () => {
+    const runtime = await runtimeAt(streamed(MAX_OPENAPI_BYTES + (2 << 20)), document);
+    try {
+      await assert.rejects(loadTesseractCore(runtime.url), new RegExp(`^Error: GET /openapi\\.json on ${runtime.url.replace(/\./g, "\\.")} answered more than ${MAX_OPENAPI_BYTES} bytes`));
+    } finally {
+      await runtime.close();
+    }
+  });
+
+  it("an apply answer declaring more than 256 MiB, or streaming past it: UNKNOWN naming the runtime and the bound", async () => {
+    let mode = "declared";
+    const runtime = await runtimeAt(document, (res) => {
+      if (mode === "declared") {
+        res.writeHead(200, { "content-type": "application/json", "content-length": String(MAX_ANSWER_BYTES + 1) });
+        res.write("{");
+      } else streamed(MAX_ANSWER_BYTES + (4 << 20))(res);
+    });
+    const bridged = await loadTesseractCore(runtime.url);
+    try {
+      const bound = new RegExp(`^POST /apply on ${runtime.url.replace(/\./g, "\\.")} answered more than ${MAX_ANSWER_BYTES} bytes`);
+      await rejects(bridged.apply(meshStatsInputs()), Code.UNKNOWN, bound);
+      mode = "streamed";
+      await rejects(bridged.apply(meshStatsInputs()), Code.UNKNOWN, bound);
+    } finally {
+      await bridged.close();
+      await runtime.close();
+    }
+  });
+});
