@@ -11,7 +11,9 @@ import { startServer, type RunningServer } from "../index";
 import { loadTesseract } from "../index";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
-import { call } from "./helpers";
+import * as net from "node:net";
+import { once } from "node:events";
+import { call, serveProcess } from "./helpers";
 
 const FIXTURE = path.join(__dirname, "../../test/fixtures/polynomial");
 
@@ -97,5 +99,31 @@ describe("server lifecycle and limits", () => {
     assert.ok(elapsed >= 290 && elapsed < 300 + 1000, `closed after ${elapsed} ms`);
     health.close();
     server = undefined;
+  });
+
+  it("SIGTERM with silent connections open (a TCP socket that never speaks HTTP/2; REST sockets silent, mid-headers, mid-body): exit 0 soon after the grace", async () => {
+    const free = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, "127.0.0.1", () => {
+        const { port } = probe.address() as net.AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const served = await serveProcess(["vectoradd", "--port", "0", "--http-port", String(free), "--grace-ms", "200", "--warm-up-ms", "0"]);
+    // The server may reset them as it goes: that is expected, not an error of the test.
+    const grpcPort = Number(served.address.split(":")[1]);
+    const sockets = [grpcPort, free, free, free].map((port) => net.connect(port, "127.0.0.1").on("error", () => undefined));
+    try {
+      await Promise.all(sockets.map((s) => once(s, "connect")));
+      // REST: one says nothing, one sends half its headers, one a body that never ends.
+      sockets[2].write("POST /apply HTTP/1.1\r\nHost: x\r\n");
+      sockets[3].write("POST /apply HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"inp\r\n");
+      const started = performance.now();
+      assert.equal(await served.stop(), 0);
+      const elapsed = performance.now() - started;
+      // Grace 200 ms, then a second for grpc-js's own shutdown and one more for what it cannot end.
+      assert.ok(elapsed < 6000, `exited ${elapsed} ms after SIGTERM`);
+    } finally {
+      for (const s of sockets) s.destroy();
+    }
   });
 });

@@ -323,7 +323,12 @@ async function serveRuntime(runtime: TesseractRuntime, options: ServeOptions, { 
       const restClosed = rest?.close();
       await new Promise<void>((resolve) => {
         // Calls were given their grace; what is left (idle connections, health watchers) goes now.
-        const force = setTimeout(() => server.forceShutdown(), 1000);
+        // A socket that never began HTTP/2 is no session grpc-js can end, and would keep the
+        // shutdown waiting for good: a second later, closing goes on without it.
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          setTimeout(resolve, 1000).unref();
+        }, 1000);
         server.tryShutdown(() => {
           clearTimeout(force);
           resolve();

@@ -22,6 +22,9 @@ import { inputsAny, messageJson } from "../schema/json-messages";
 import { openApiDocument, servedEndpoints } from "./openapi";
 import { finiteDifferenceOptions } from "./options";
 
+/** The most a request's headers and body may take to arrive (a 64 MiB body at half a MB/s). */
+const REQUEST_TIMEOUT_MS = 120_000;
+
 export interface RestServerOptions {
   runtime: TesseractRuntime;
   calls: CallRegistry;
@@ -171,6 +174,11 @@ function createApp(options: RestServerOptions): FastifyInstance {
   const app: FastifyInstance = Fastify({
     logger: false,
     bodyLimit: options.maxMessageBytes,
+    // A request must arrive whole within REQUEST_TIMEOUT_MS (a body that never ends held its
+    // connection for good), and closing ends every connection left after the calls' grace (one
+    // that never sent a whole request kept SIGTERM from ever finishing).
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    forceCloseConnections: true,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true } },
     ...(options.tls ? { https: { cert: options.tls.cert, key: options.tls.key, ...(options.tls.clientCa ? { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) } } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
