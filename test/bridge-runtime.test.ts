@@ -233,6 +233,19 @@ describe("tesseract-core bridge: outputs in their declared dtype", function () {
     }
   });
 
+  it("a required output left out of the answer is UNKNOWN naming it, not an OK Apply with an empty output", async () => {
+    const base = meshStats();
+    for (const left of ["barycenter", "count"]) {
+      const { fake, client, stop } = await bridged({ ...base, apply: (decoded) => Object.fromEntries(Object.entries(base.apply(decoded)).filter(([key]) => key !== left)) });
+      try {
+        const url = fake.url.replace(/[.]/g, "\\.");
+        await clientRejects(client.apply(inputs()), "UNKNOWN", new RegExp(`apply on ${url} answered outputs that do not match tesseract_core\\.mesh_stats\\.v1\\.Outputs: outputs\\.${left} is missing; the runtime's schema requires it`));
+      } finally {
+        await stop();
+      }
+    }
+  });
+
   it("a later answer of a Jacobian is checked where it is read: a differentiated output gone or not castable is UNKNOWN naming it", async () => {
     // The first answer is decoded whole; later ones only at the differentiated outputs (one
     // evaluation at a time, so that the first answer is back before the later requests go).

@@ -83,10 +83,14 @@ function eachElement(field: protobuf.Field, value: unknown, where: string, conve
 
 /**
  * The outputs JSON of `type` with every array of a declared datatype in that datatype (see the
- * module comment); messages name paths from `where` (e.g. `outputs.barycenter`).
+ * module comment); messages name paths from `where` (e.g. `outputs.barycenter`). A field the schema
+ * requires (neither proto3 `optional`, which optional and defaulted fields are, nor a list or map)
+ * must be there: left out, it would decode as an empty tensor or a zero, and an Apply answer OK.
  */
 export function castToDeclared(type: protobuf.Type, json: unknown, where: string): unknown {
   if (!isPlainObject(json)) return json;
+  const missing = type.fieldsArray.find((f) => !f.repeated && !f.map && !f.options?.proto3_optional && !Object.hasOwn(json, f.name));
+  if (missing) throw invalidArgument(`${where}.${missing.name} is missing; the runtime's schema requires it`);
   const out = emptyRecord<unknown>();
   for (const [key, value] of Object.entries(json)) {
     const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
