@@ -86,4 +86,31 @@ describe("tesseract-core schemas as protobuf messages", () => {
     assert.throws(() => protoFromOpenApi(withSchemas((s) => (s.Apply_Mesh.properties.tags = { type: "array", items: { type: "array", items: { type: "number" } } }))), /^Error: mesh\.tags: a list of lists has no protobuf form/);
     assert.throws(() => protoFromOpenApi(withSchemas((s) => (s.Apply_Mesh.properties.n_points = { anyOf: [{ type: "integer" }, { type: "string" }] }))), /^Error: mesh\.n_points: schema .* has no protobuf form/);
   });
+
+  it("refuses $refs that name no schema of the document's own, or go round in a cycle (they made empty messages)", () => {
+    const withSchemas = (patch: (s: Record<string, any>) => void) => {
+      const doc = structuredClone(DOC);
+      patch(doc.components.schemas);
+      return doc;
+    };
+    assert.throws(() => protoFromOpenApi(withSchemas((s) => (s.Apply_InputSchema.properties.label = { $ref: "#/components/schemas/__proto__" }))), /^Error: label: #\/components\/schemas\/__proto__ is not in components\.schemas$/);
+    assert.throws(() => protoFromOpenApi(withSchemas((s) => (s.Apply_InputSchema.properties.label = { $ref: "#/components/schemas/toString" }))), /is not in components\.schemas$/);
+    const loop = (s: Record<string, any>) => {
+      s.Loop = { $ref: "#/components/schemas/Loop" };
+      s.Apply_InputSchema.properties.label = { $ref: "#/components/schemas/Loop" };
+    };
+    assert.throws(() => protoFromOpenApi(withSchemas(loop)), /^Error: label: #\/components\/schemas\/Loop refers to itself \(Loop -> #\/components\/schemas\/Loop\)$/);
+    const pair = (s: Record<string, any>) => {
+      s.A = { $ref: "#/components/schemas/B" };
+      s.B = { $ref: "#/components/schemas/A" };
+      s.Apply_InputSchema.properties.label = { $ref: "#/components/schemas/A" };
+    };
+    assert.throws(() => protoFromOpenApi(withSchemas(pair)), /refers to itself \(A -> B -> #\/components\/schemas\/A\)$/);
+    // An alias to a model is followed: the field is that model.
+    const alias = protoFromOpenApi(withSchemas((s) => {
+      s.MeshAlias = { $ref: "#/components/schemas/Apply_Mesh" };
+      s.Apply_InputSchema.properties.label = { $ref: "#/components/schemas/MeshAlias" };
+    }));
+    assert.match(alias.text, /message MeshAlias \{\n {2}int64 n_points = 1;/);
+  });
 });

@@ -104,10 +104,19 @@ class Writer {
     return name;
   }
 
+  /** The schema `ref` names, through any schema that is only a `$ref` itself; a cycle of those is refused. */
   private resolve(ref: string, path: string): JsonSchema {
-    const schema = this.schemas[ref.slice(ref.lastIndexOf("/") + 1)];
-    if (!isObject(schema)) throw new Error(`${path || "inputs"}: ${ref} is not in components.schemas`);
-    return schema;
+    const seen: string[] = [];
+    for (let current = ref; ; ) {
+      const key = current.slice(current.lastIndexOf("/") + 1);
+      // Own keys only: "__proto__" is no schema of the document's.
+      const schema = Object.hasOwn(this.schemas, key) ? this.schemas[key] : undefined;
+      if (!isObject(schema)) throw new Error(`${path || "inputs"}: ${current} is not in components.schemas`);
+      if (typeof schema.$ref !== "string") return schema;
+      seen.push(key);
+      if (seen.includes(schema.$ref.slice(schema.$ref.lastIndexOf("/") + 1))) throw new Error(`${path || "inputs"}: ${ref} refers to itself (${seen.join(" -> ")} -> ${schema.$ref})`);
+      current = schema.$ref;
+    }
   }
 
   /** `[optional|repeated] <type> <name>`, or `map<string, X> <name>`. */
