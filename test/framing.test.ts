@@ -36,11 +36,31 @@ describe("gRPC framing", () => {
     }
   });
 
-  it("a flag byte other than 0 or 1: refused the same way", async () => {
+  it("a flag byte other than 0 or 1: refused the same way; under an encoding, saying the flag is wrong", async () => {
     const framed = frame(EMPTY);
     framed[0] = 2;
     const r = await session.call(DESCRIBE, framed);
     assert.equal(r.grpcStatus, Code.INVALID_ARGUMENT, r.grpcMessage);
+    const gzip = await session.call(DESCRIBE, framed, { headers: { "grpc-encoding": "gzip" } });
+    assert.deepEqual([gzip.grpcStatus, gzip.grpcMessage], [Code.INVALID_ARGUMENT, "a message has the compressed flag 2; expected 0 or 1"]);
+  });
+
+  it("bytes that do not decompress as grpc-encoding says (corrupt, cut short, empty): INVALID_ARGUMENT, not grpc-js's INTERNAL", async () => {
+    const gz = gzipSync(Buffer.from("not a message at all, but valid gzip of something long enough"));
+    for (const [encoding, bytes] of [["gzip", Buffer.from("garbage")], ["gzip", gz.subarray(0, gz.length - 6)], ["deflate", Buffer.from([1, 2, 3])], ["gzip", Buffer.alloc(0)]] as const) {
+      const r = await session.call(DESCRIBE, frame(bytes, { compressed: true }), { headers: { "grpc-encoding": encoding } });
+      assert.deepEqual([r.grpcStatus, r.grpcMessage], [Code.INVALID_ARGUMENT, `a message does not decompress as its grpc-encoding "${encoding}" says`]);
+    }
+  });
+
+  it("a grpc-timeout that is not one: INVALID_ARGUMENT saying what it must be; a valid one still works", async () => {
+    for (const value of ["abcZ", "", "S5", "5x"]) {
+      const r = await session.call(DESCRIBE, frame(EMPTY), { headers: { "grpc-timeout": value } });
+      assert.equal(r.grpcStatus, Code.INVALID_ARGUMENT, `${JSON.stringify(value)}: ${r.grpcMessage}`);
+      assert.equal(r.grpcMessage, `grpc-timeout is ${JSON.stringify(value)}: expected 1 to 8 digits and a unit (H, M, S, m, u or n), e.g. 100m`);
+    }
+    const ok = await session.call(DESCRIBE, frame(EMPTY), { headers: { "grpc-timeout": "5S" } });
+    assert.equal(ok.grpcStatus, 0, ok.grpcMessage);
   });
 
   it("0 without an encoding, and 1 with gzip, are served", async () => {

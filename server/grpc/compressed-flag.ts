@@ -8,14 +8,16 @@
  * decompressMessage before deserialization. The fix is the one upstream would make, at that spot:
  * decompressMessage is handed "identity" exactly when no compression applies, so a flag byte that
  * is not 0 there is refused. We answer INVALID_ARGUMENT with a message (the caller's mistake)
- * rather than the INTERNAL the spec suggests. test/framing.test.ts sends such frames, so a
- * grpc-js upgrade that moves the method fails the tests instead of silently dropping the check.
+ * rather than the INTERNAL the spec suggests. A flag other than 0 or 1 under an encoding is refused
+ * as such, and bytes that do not decompress as the encoding says (INTERNAL from grpc-js) are the
+ * caller's too: INVALID_ARGUMENT. test/framing.test.ts sends such frames, so a grpc-js upgrade that
+ * moves the method fails the tests instead of silently dropping the check.
  */
 import { status } from "@grpc/grpc-js";
 
 export const COMPRESSED_FLAG_DETAILS = "a message has its compressed flag set, but the call declares no compression (grpc-encoding); send the flag as 0 or declare the encoding";
 
-type Decompress = (this: unknown, message: Buffer, encoding: string) => Promise<Buffer>;
+type Decompress = (this: { incomingEncoding?: string }, message: Buffer, encoding: string) => Promise<Buffer>;
 
 let installed: boolean | undefined;
 
@@ -30,9 +32,13 @@ export function refuseCompressedFlagWithoutEncoding(): boolean {
   if (proto && original) {
     proto.decompressMessage = function (message, encoding) {
       if (encoding === "identity" && message.length > 0 && message[0] !== 0) {
-        return Promise.reject({ code: status.INVALID_ARGUMENT, details: COMPRESSED_FLAG_DETAILS });
+        const declared = this.incomingEncoding;
+        const details = declared && declared !== "identity" ? `a message has the compressed flag ${message[0]}; expected 0 or 1` : COMPRESSED_FLAG_DETAILS;
+        return Promise.reject({ code: status.INVALID_ARGUMENT, details });
       }
-      return original.call(this, message, encoding);
+      return Promise.resolve(original.call(this, message, encoding)).catch((e: { code?: number; details?: string }) =>
+        Promise.reject(e?.code === status.INTERNAL ? { code: status.INVALID_ARGUMENT, details: `a message does not decompress as its grpc-encoding "${encoding}" says` } : e),
+      );
     };
   }
   return installed;
