@@ -16,7 +16,7 @@ import { withProgress, writeRowsNdjson } from "./cli-rows";
 import { TesseractClientError } from "./errors";
 import { arrayFromJson, enumsByName, jsonToTree, treeToJson, type Format } from "./json-form";
 import { writeJacobianNpy } from "./npy-writer";
-import { mergeOptionFlags, optionFlags, optionsFromJson, optionsToJson, type OptionFlags } from "./options-json";
+import { mergeOptionFlags, optionFlags, optionsFromJson, optionsToJson, seedValue, type OptionFlags } from "./options-json";
 import { fetchRoot } from "./reflection-schema";
 import { bearerToken, DEFAULT_MAX_MESSAGE_BYTES, TesseractClient, type FiniteDifferenceRequestOptions, type SparsityPatternInput, type TesseractClientOptions, type TesseractTypes } from "./tesseract-client";
 import { tlsCredentials } from "./tls";
@@ -349,7 +349,7 @@ const checkGradients = (flags: CheckFlags, payload: Payload) =>
     const optional = (key: string) => (payload[key] === undefined ? [] : paths(payload, key));
     const number = (key: string) => {
       const value = payload[key];
-      if (value !== undefined && typeof value !== "number" && !(key === "seed" && typeof value === "string")) throw badPayload(`payload.${key}: expected a number`);
+      if (value !== undefined && typeof value !== "number") throw badPayload(`payload.${key}: expected a number`);
       return value === undefined ? undefined : Number(value);
     };
     const response = await client.checkGradients(
@@ -361,7 +361,7 @@ const checkGradients = (flags: CheckFlags, payload: Payload) =>
         rtol: flags.rtol ?? number("rtol"),
         atol: flags.atol ?? number("atol"),
         maxEvals: flags.maxEvals ?? number("max_evals"),
-        seed: flags.seed !== undefined ? Number(flags.seed) : number("seed"),
+        seed: flags.seed !== undefined ? seedValue(flags.seed, "--seed") : payload.seed === undefined ? undefined : seedValue(payload.seed, "payload.seed"),
         // --seed is the sampling seed here, not the stochastic rule's.
         options: fdOptions(payload, { ...flags, seed: undefined }),
       },

@@ -82,6 +82,7 @@ export function optionsFromJson(json: unknown, where = "options"): Options {
     if (field in ENUM_OPTIONS) options[field] = enumValue(field, value, at);
     else if (field in PATH_OPTIONS) options[field] = pathNumbers(value, at);
     else if (field === "eps") options[field] = positive(value, at);
+    else if (field === "seed") options[field] = seedValue(value, at);
     else {
       // Fields without a rule of their own (num_samples, seed, and any added later): the generated parser, checked.
       const parsed = (FiniteDifferenceOptions.fromJSON({ [field]: value }) as unknown as Record<string, unknown>)[field];
@@ -120,7 +121,7 @@ export function mergeOptionFlags(options: Options, flags: OptionFlags): Options 
   }
   if (flags.eps !== undefined) merged.eps = flags.eps;
   if (flags.numSamples !== undefined) merged.num_samples = flags.numSamples;
-  if (flags.seed !== undefined) merged.seed = Number(flags.seed);
+  if (flags.seed !== undefined) merged.seed = seedValue(flags.seed, "--seed");
   if (flags.epsByPath) merged.eps_by_path = { ...options.eps_by_path, ...flags.epsByPath };
   if (flags.typicalMagnitude) merged.typical_magnitude = { ...options.typical_magnitude, ...flags.typicalMagnitude };
   return merged;
@@ -145,6 +146,16 @@ function positiveNumber(value: string): number {
 function positiveInteger(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive whole number, got "${value}"`);
+  return n;
+}
+
+/**
+ * A seed: a whole number from 0 to 2^53 - 1 (a uint64 on the wire; beyond 2^53 a JSON number or a
+ * flag's text would not say which one), as a number or its digits.
+ */
+export function seedValue(value: unknown, at: string): number {
+  const n = typeof value === "string" && /^\d+$/.test(value.trim()) ? Number(value) : value;
+  if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) throw new Error(`${at}: ${JSON.stringify(value)} is not a seed; expected a whole number from 0 to ${Number.MAX_SAFE_INTEGER}`);
   return n;
 }
 

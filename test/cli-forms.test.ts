@@ -78,6 +78,10 @@ describe("CLI forms", () => {
       assert.throws(() => optionsFromJson({ eps_by_path: { x: -1 } }), /options\.eps_by_path\.\{x\}: expected a positive number, got -1/);
       assert.throws(() => optionsFromJson({ num_samples: "many" }), /options\.num_samples: "many" is not a valid value/);
       assert.throws(() => optionsFromJson("richardson"), /options: expected an object such as \{"algorithm": "richardson", "eps": 1e-6\}/);
+      // A seed beyond 2^53 became a client-side INTERNAL ("invalid uint64: 1e+30").
+      for (const seed of [1e30, -1, 1.5, "0x10", "12a"]) assert.throws(() => optionsFromJson({ seed }), new RegExp(`^Error: options\\.seed: ${JSON.stringify(JSON.stringify(seed)).slice(1, -1).replace(/[.+]/g, "\\$&")} is not a seed; expected a whole number from 0 to 9007199254740991$`));
+      assert.deepEqual([optionsFromJson({ seed: 7 }).seed, optionsFromJson({ seed: "9007199254740991" }).seed], [7, 9007199254740991]);
+      assert.throws(() => mergeOptionFlags({}, { seed: "1e30" }), /^Error: --seed: "1e30" is not a seed/);
     });
 
     it("flags override the payload, field by field; per-path flags add entries", async () => {

@@ -70,6 +70,14 @@ describe("steps whose points or widths are not finite are refused", () => {
     );
   });
 
+  it("an input that is NaN or ±Inf: INVALID_ARGUMENT naming it (not a step 'at most NaN')", async () => {
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      const message = new RegExp(`^x\\[1\\] is ${bad}: finite differences need finite inputs$`);
+      await rejects(jacobian([1, bad], {}), Code.INVALID_ARGUMENT, message);
+      await rejects(runtime.jvp({ inputs: inputs([1, bad]), inputPaths: ["x"], outputPaths: ["f"], tangent: { x: f64([1, 1]) }, options: {} }), Code.INVALID_ARGUMENT, message);
+    }
+  });
+
   it("JVP: a step along the tangent that leaves FP64 is refused", async () => {
     await rejects(
       runtime.jvp({ inputs: inputs([1, 2]), inputPaths: ["x"], outputPaths: ["f"], tangent: { x: f64([1, 0]) }, options: { eps: 1e308 } }),

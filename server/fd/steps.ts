@@ -62,6 +62,11 @@ export function defaultRelativeEps(algorithm: AlgorithmName, fp32: boolean): num
   return Math.cbrt(e);
 }
 
+/** The refusal of an input element that is NaN or ±Inf: no step from it is a number. */
+export function notFiniteInput(input: InputLeaf, index: number): TesseractError {
+  return invalidArgument(`${elementName(input, index)} is ${input.data[index]}: finite differences need finite inputs`);
+}
+
 /** At most this many adjusted elements are named; the rest are counted. */
 const MAX_ADJUSTED_NAMED = 100;
 
@@ -86,6 +91,11 @@ export class StepRule {
     /** Per leaf, the open domain its elements must stay in. */
     private readonly bounds: readonly (DomainBounds | undefined)[] = [],
   ) {
+    // No step from NaN or ±Inf is a number: refused before any evaluation, naming the element.
+    for (const leaf of leaves) {
+      const index = leaf.data.findIndex((x) => !Number.isFinite(x));
+      if (index >= 0) throw notFiniteInput(leaf, index);
+    }
     this.relative = options.stepMode === "relative";
     this.eps = leaves.map((l) => options.epsByPath?.[l.path] ?? options.eps ?? defaultEps(options.algorithm, this.relative, l.fp32));
     this.epsSource = leaves.map((l) => (options.epsByPath?.[l.path] !== undefined ? `options.eps_by_path.{${l.path}}` : options.eps !== undefined ? "eps" : "the default eps"));
@@ -119,6 +129,7 @@ export class StepRule {
   overflow(leaf: number, index: number, multiple: number, y: number): TesseractError {
     const input = this.leaves[leaf];
     const x = input.data[index];
+    if (!Number.isFinite(x)) return notFiniteInput(input, index);
     const m = Math.abs(multiple) === 1 ? "" : `${Math.abs(multiple)}`;
     const precision = input.fp32 ? "FP32" : "FP64";
     const largest = input.fp32 ? LARGEST.fp32 : LARGEST.fp64;
