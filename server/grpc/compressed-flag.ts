@@ -14,23 +14,16 @@
  * moves the method fails the tests instead of silently dropping the check.
  */
 import { status } from "@grpc/grpc-js";
+import { wrapServerCallMethod } from "./call-internals";
 
 export const COMPRESSED_FLAG_DETAILS = "a message has its compressed flag set, but the call declares no compression (grpc-encoding); send the flag as 0 or declare the encoding";
 
 type Decompress = (this: { incomingEncoding?: string }, message: Buffer, encoding: string) => Promise<Buffer>;
 
-let installed: boolean | undefined;
-
 /** Installs the check once per process; false when this grpc-js has no such method to wrap. */
 export function refuseCompressedFlagWithoutEncoding(): boolean {
-  if (installed !== undefined) return installed;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const internals = require("@grpc/grpc-js/build/src/server-interceptors") as { BaseServerInterceptingCall?: { prototype: { decompressMessage?: Decompress } } };
-  const proto = internals.BaseServerInterceptingCall?.prototype;
-  const original = proto?.decompressMessage;
-  installed = typeof original === "function";
-  if (proto && original) {
-    proto.decompressMessage = function (message, encoding) {
+  return wrapServerCallMethod<Decompress>("decompressMessage", (original) =>
+    function (message, encoding) {
       if (encoding === "identity" && message.length > 0 && message[0] !== 0) {
         const declared = this.incomingEncoding;
         const details = declared && declared !== "identity" ? `a message has the compressed flag ${message[0]}; expected 0 or 1` : COMPRESSED_FLAG_DETAILS;
@@ -39,7 +32,6 @@ export function refuseCompressedFlagWithoutEncoding(): boolean {
       return Promise.resolve(original.call(this, message, encoding)).catch((e: { code?: number; details?: string }) =>
         Promise.reject(e?.code === status.INTERNAL ? { code: status.INVALID_ARGUMENT, details: `a message does not decompress as its grpc-encoding "${encoding}" says` } : e),
       );
-    };
-  }
-  return installed;
+    },
+  );
 }

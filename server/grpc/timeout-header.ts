@@ -7,6 +7,7 @@
  */
 import { status } from "@grpc/grpc-js";
 import { quote } from "../../common/errors";
+import { wrapServerCallMethod } from "./call-internals";
 
 /** grpc-js's own reading of the header (1 to 8 digits and a unit). */
 const TIMEOUT_PATTERN = /(\d{1,8})\s*([HMSmun])/;
@@ -14,23 +15,14 @@ const TIMEOUT_PATTERN = /(\d{1,8})\s*([HMSmun])/;
 type Call = { sendStatus(s: { code: number; details: string; metadata: null }): void };
 type HandleTimeout = (this: Call, value: unknown) => void;
 
-let installed: boolean | undefined;
-
 /** Installs the check once per process; false when this grpc-js has no such method to wrap. */
 export function refuseMalformedTimeouts(): boolean {
-  if (installed !== undefined) return installed;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const internals = require("@grpc/grpc-js/build/src/server-interceptors") as { BaseServerInterceptingCall?: { prototype: { handleTimeoutHeader?: HandleTimeout } } };
-  const proto = internals.BaseServerInterceptingCall?.prototype;
-  const original = proto?.handleTimeoutHeader;
-  installed = typeof original === "function";
-  if (proto && original) {
-    proto.handleTimeoutHeader = function (value) {
+  return wrapServerCallMethod<HandleTimeout>("handleTimeoutHeader", (original) =>
+    function (value) {
       if (TIMEOUT_PATTERN.test(String(value))) return original.call(this, value);
       const details = `grpc-timeout is ${quote(String(value))}: expected 1 to 8 digits and a unit (H, M, S, m, u or n), e.g. 100m`;
       // After the constructor, as grpc-js sends its own.
       process.nextTick(() => this.sendStatus({ code: status.INVALID_ARGUMENT, details, metadata: null }));
-    };
-  }
-  return installed;
+    },
+  );
 }
