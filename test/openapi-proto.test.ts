@@ -113,4 +113,10 @@ describe("tesseract-core schemas as protobuf messages", () => {
     }));
     assert.match(alias.text, /message MeshAlias \{\n {2}int64 n_points = 1;/);
   });
+
+  it("lists each model's required fields (an answer must hold them), in field order", () => {
+    const { requiredFields, packageName } = protoFromOpenApi(DOC);
+    assert.deepEqual(requiredFields[`${packageName}.Outputs`], ["barycenter", "count"]);
+    assert.ok(!requiredFields[`${packageName}.Inputs`].includes("label"), "label has a default");
+  });
 });

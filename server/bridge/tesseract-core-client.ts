@@ -20,6 +20,7 @@ import { castToDeclared, declaredDatatype } from "../schema/output-casting";
 import { inputsAny, isTensorField, messageJson, type EnumStrings } from "../schema/json-messages";
 import { JsonLeafReader } from "../schema/json-leaves";
 import { formatPath, type Segment } from "../schema/paths";
+import type { RequiredFields } from "../schema/openapi-proto";
 import type { MessageSchema } from "../schema/schema";
 import type { AbstractOutput } from "../tesseract";
 import { ApplyBodies } from "./apply-bodies";
@@ -38,6 +39,8 @@ export class TesseractCoreClient {
     private readonly inputs: MessageSchema,
     private readonly outputs: MessageSchema,
     private readonly enumStrings: EnumStrings,
+    /** The fields each output message's model requires (openapi-proto.ts). */
+    private readonly requiredFields: RequiredFields = {},
   ) {}
 
   /** One evaluation: the inputs tree in, the outputs tree out, as if a gRPC Tesseract had returned it. */
@@ -106,7 +109,7 @@ export class TesseractCoreClient {
   private decodeOutputs(text: string, url: string, only?: JsonLeafReader): Record<string, unknown> {
     try {
       if (only) return only.read(JSON.parse(text));
-      const json = castToDeclared(this.outputs.type, JSON.parse(text), "outputs");
+      const json = castToDeclared(this.outputs.type, JSON.parse(text), "outputs", this.requiredFields);
       const any = inputsAny(this.outputs, json, false, { field: "outputs", enumStrings: this.enumStrings });
       return this.outputs.decodeAny(any, "outputs");
     } catch (e) {

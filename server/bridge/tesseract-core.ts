@@ -151,7 +151,7 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
         fs.rmSync(dir, { recursive: true, force: true });
       },
     });
-    client = new TesseractCoreClient(replicas, runtime.schema.inputs, runtime.schema.outputs, generated.enumStrings);
+    client = new TesseractCoreClient(replicas, runtime.schema.inputs, runtime.schema.outputs, generated.enumStrings, generated.requiredFields);
     return runtime;
   } catch (e) {
     health.close();

@@ -18,7 +18,7 @@ import { PROBE_SPACING } from "./noise";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
 import { ADAPTIVE_MULTIPLES, centralQuotient, extrapolate, RICHARDSON_MULTIPLES, rowNoise, stencilRounding, type CentralDifference } from "./rows";
-import { nextAfter, notFiniteInput, type StepRule } from "./steps";
+import { nextAfter, type StepRule } from "./steps";
 import { elementCount } from "../../common/tensor-codec";
 
 function dot(a: ArrayLike<number>[], b: ArrayLike<number>[]): number {
@@ -48,7 +48,6 @@ function along(problem: Problem, steps: StepRule, w: Float64Array[], t: number):
       const y = leaf.fp32 ? Math.fround(x + step) : x + step;
       out[j] = step === 0 || y !== x ? y : nextAfter(x, step > 0, leaf.fp32);
       if (!Number.isFinite(out[j]) || !Number.isFinite(2 * (out[j] - x))) {
-        if (!Number.isFinite(x)) throw notFiniteInput(leaf, j);
         throw invalidArgument(
           `${steps.describeStep(l)} sets the step along the tangent to length ${Math.abs(t) * Math.sqrt(dot(w, w))}, which takes ${leaf.path} element ${j} = ${x} to ${out[j]} ` +
             `(or its distance from x) outside the finite ${leaf.fp32 ? "FP32" : "FP64"} numbers; expected steps that keep x ± t v and the width between them finite: use a smaller eps`,

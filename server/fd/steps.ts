@@ -63,7 +63,7 @@ export function defaultRelativeEps(algorithm: AlgorithmName, fp32: boolean): num
 }
 
 /** The refusal of an input element that is NaN or ±Inf: no step from it is a number. */
-export function notFiniteInput(input: InputLeaf, index: number): TesseractError {
+function notFiniteInput(input: InputLeaf, index: number): TesseractError {
   return invalidArgument(`${elementName(input, index)} is ${input.data[index]}: finite differences need finite inputs`);
 }
 
@@ -129,7 +129,6 @@ export class StepRule {
   overflow(leaf: number, index: number, multiple: number, y: number): TesseractError {
     const input = this.leaves[leaf];
     const x = input.data[index];
-    if (!Number.isFinite(x)) return notFiniteInput(input, index);
     const m = Math.abs(multiple) === 1 ? "" : `${Math.abs(multiple)}`;
     const precision = input.fp32 ? "FP32" : "FP64";
     const largest = input.fp32 ? LARGEST.fp32 : LARGEST.fp64;

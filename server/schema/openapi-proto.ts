@@ -29,7 +29,12 @@ export interface ProtoFromOpenApi {
   outputType: string;
   /** Per enum (full name), the tesseract-core string of each value number (index 0: unset). */
   enumStrings: Record<string, string[]>;
+  /** Per message (full name), the fields its model requires (an answer must hold them). */
+  requiredFields: RequiredFields;
 }
+
+/** Per message (full name, no leading dot), the names of the fields its model lists as required. */
+export type RequiredFields = Record<string, string[]>;
 
 type JsonSchema = Record<string, unknown>;
 
@@ -77,6 +82,7 @@ class Writer {
   private readonly messages = new Map<string, string>();
   private readonly enums: string[] = [];
   readonly enumStrings: Record<string, string[]> = {};
+  readonly requiredFields: RequiredFields = {};
 
   constructor(
     private readonly schemas: Record<string, JsonSchema>,
@@ -101,6 +107,7 @@ class Writer {
       return `  ${this.field(property, below(path, field), field, !required.has(field))} = ${i + 1}${this.options(property)};`;
     });
     this.messages.set(name, `message ${name} {\n${fields.join("\n")}\n}`);
+    this.requiredFields[`${this.packageName}.${name}`] = order.filter((field) => required.has(field));
     return name;
   }
 
@@ -249,6 +256,7 @@ export function protoFromOpenApi(doc: unknown, options: { packageName?: string }
     inputType: `${packageName}.${inputType}`,
     outputType: `${packageName}.${outputType}`,
     enumStrings: { ...inputs.enumStrings, ...outputs.enumStrings },
+    requiredFields: { ...inputs.requiredFields, ...outputs.requiredFields },
   };
 }
 

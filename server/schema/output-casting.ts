@@ -11,6 +11,7 @@ import * as protobuf from "protobufjs";
 import { invalidArgument } from "../../common/errors";
 import { flattenLists, numpyDtype, tensorFromArrayObject } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
+import type { RequiredFields } from "./openapi-proto";
 import { arrayClass, DataType, decodeTensor, type TypedArray } from "../../common/tensor-codec";
 
 const DATATYPE_OPTION = "(tesseract.v1.datatype)";
@@ -83,14 +84,14 @@ function eachElement(field: protobuf.Field, value: unknown, where: string, conve
 
 /**
  * The outputs JSON of `type` with every array of a declared datatype in that datatype (see the
- * module comment); messages name paths from `where` (e.g. `outputs.barycenter`). A field the schema
- * requires (neither proto3 `optional`, which optional and defaulted fields are, nor a list or map)
- * must be there: left out, it would decode as an empty tensor or a zero, and an Apply answer OK.
+ * module comment); messages name paths from `where` (e.g. `outputs.barycenter`). A field the
+ * runtime's schema requires (`required`, per message) must be there: left out, it would decode as
+ * an empty tensor or a zero, and an Apply answer OK.
  */
-export function castToDeclared(type: protobuf.Type, json: unknown, where: string): unknown {
+export function castToDeclared(type: protobuf.Type, json: unknown, where: string, required: RequiredFields = {}): unknown {
   if (!isPlainObject(json)) return json;
-  const missing = type.fieldsArray.find((f) => !f.repeated && !f.map && !f.options?.proto3_optional && !Object.hasOwn(json, f.name));
-  if (missing) throw invalidArgument(`${where}.${missing.name} is missing; the runtime's schema requires it`);
+  const missing = required[type.fullName.replace(/^\./, "")]?.find((name) => !Object.hasOwn(json, name));
+  if (missing !== undefined) throw invalidArgument(`${where}.${missing} is missing; the runtime's schema requires it`);
   const out = emptyRecord<unknown>();
   for (const [key, value] of Object.entries(json)) {
     const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
@@ -99,7 +100,7 @@ export function castToDeclared(type: protobuf.Type, json: unknown, where: string
     if (declared !== undefined) out[key] = eachElement(field!, value, at, (v, w) => castArray(v, declared, w));
     else if (field?.resolvedType instanceof protobuf.Type) {
       const sub = field.resolvedType;
-      out[key] = eachElement(field, value, at, (v, w) => castToDeclared(sub, v, w));
+      out[key] = eachElement(field, value, at, (v, w) => castToDeclared(sub, v, w, required));
     } else out[key] = value;
   }
   return out;
