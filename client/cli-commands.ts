@@ -16,7 +16,7 @@ import { withProgress, writeRowsNdjson } from "./cli-rows";
 import { TesseractClientError } from "./errors";
 import { arrayFromJson, enumsByName, jsonToTree, treeToJson, type Format } from "./json-form";
 import { writeJacobianNpy } from "./npy-writer";
-import { mergeOptionFlags, optionFlags, optionsFromJson, optionsToJson, seedValue, type OptionFlags } from "./options-json";
+import { mergeOptionFlags, optionFlags, optionsFromJson, optionsToJson, positiveNumber, seedValue, type OptionFlags } from "./options-json";
 import { fetchRoot } from "./reflection-schema";
 import { bearerToken, DEFAULT_MAX_MESSAGE_BYTES, TesseractClient, type FiniteDifferenceRequestOptions, type SparsityPatternInput, type TesseractClientOptions, type TesseractTypes } from "./tesseract-client";
 import { tlsCredentials } from "./tls";
@@ -43,11 +43,6 @@ export function envOption(flags: string, description: string): Option {
   return new Option(flags, description).env(`TESSERACT_GRPC_${long.replace(/-/g, "_").toUpperCase()}`);
 }
 
-function positiveNumber(value: string): number {
-  const n = Number(value);
-  if (!(n > 0)) throw new InvalidArgumentError(`expected a positive number, got "${value}"`);
-  return n;
-}
 
 function positiveInteger(value: string): number {
   const n = Number(value);

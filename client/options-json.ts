@@ -7,6 +7,7 @@
 import { InvalidArgumentError, Option } from "commander";
 import { Algorithm, SparsityMode, StepMode, StochasticEstimator } from "../generated/tesseract/v1/algorithm";
 import { FiniteDifferenceOptions } from "../generated/tesseract/v1/tesseract";
+import { decimalNumber } from "../common/decimal";
 import { clip } from "../common/errors";
 
 type Options = Partial<FiniteDifferenceOptions>;
@@ -137,9 +138,10 @@ function pathNumberFlag(flag: string) {
   };
 }
 
-function positiveNumber(value: string): number {
-  const n = Number(value);
-  if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError(`expected a positive number, got "${value}"`);
+/** A flag's positive number, written in decimal. */
+export function positiveNumber(value: string): number {
+  const n = decimalNumber(value);
+  if (n === undefined || !(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError(`expected a positive number, got "${value}"`);
   return n;
 }
 

@@ -10,7 +10,7 @@ import { withDefaultPort } from "../client/address";
 import { explainError, statsLine } from "../client/cli-messages";
 import { TesseractClientError } from "../client/errors";
 import { arrayFromJson, enumsByName } from "../client/json-form";
-import { mergeOptionFlags, optionFlags, optionsFromJson, optionsToJson } from "../client/options-json";
+import { mergeOptionFlags, optionFlags, optionsFromJson, optionsToJson, positiveNumber } from "../client/options-json";
 import { Algorithm, StepMode, StochasticEstimator } from "../generated/tesseract/v1/algorithm";
 import { FiniteDifferenceOptions } from "../generated/tesseract/v1/tesseract";
 import { loadRoot } from "../server/schema/schema";
@@ -82,6 +82,9 @@ describe("CLI forms", () => {
       for (const seed of [1e30, -1, 1.5, "0x10", "12a"]) assert.throws(() => optionsFromJson({ seed }), new RegExp(`^Error: options\\.seed: ${JSON.stringify(JSON.stringify(seed)).slice(1, -1).replace(/[.+]/g, "\\$&")} is not a seed; expected a whole number from 0 to 9007199254740991$`));
       assert.deepEqual([optionsFromJson({ seed: 7 }).seed, optionsFromJson({ seed: "9007199254740991" }).seed], [7, 9007199254740991]);
       assert.throws(() => mergeOptionFlags({}, { seed: "1e30" }), /^Error: --seed: "1e30" is not a seed/);
+      // Flags' numbers are decimal: Number() would take "0x10" as 16 and " 1e-3 " as 0.001.
+      for (const text of ["0x10", "0b1", " 1e-3 ", "Infinity", "", "-1", "0"]) assert.throws(() => positiveNumber(text), new RegExp(`expected a positive number, got "${text.replace(/[.+]/g, "\\$&")}"`));
+      assert.deepEqual(["1e-6", ".5", "3.", "2E+2"].map(positiveNumber), [1e-6, 0.5, 3, 200]);
     });
 
     it("flags override the payload, field by field; per-path flags add entries", async () => {

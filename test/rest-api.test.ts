@@ -119,6 +119,19 @@ describe("tesseract-core's REST API", () => {
     assert.equal(forward.status, 200);
     assert.equal(forward.json["statistics.barycenter"]["mesh.points"].data.encoding, "base64");
     assertClose(values(forward.json["statistics.barycenter"]["mesh.points"]), meshJacobian(N, "barycenter"), 1e-6);
+    // A misspelt parameter left the defaults in place; Number() read "0x10" as 16.
+    const request = { inputs: meshInputs(), jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"] };
+    const misspelt = await post(base(mesh), "jacobian?algoritm=forward", request);
+    assert.equal(misspelt.status, 422);
+    assert.match(JSON.stringify(misspelt.json), /query parameter algoritm is not an option; options: algorithm, eps, num_samples, seed, sparsity_mode/);
+    for (const eps of ["0x10", "0b1", "%201e-3%20", "Infinity"]) {
+      const odd = await post(base(mesh), `jacobian?eps=${eps}`, request);
+      assert.equal(odd.status, 422, `eps=${eps}`);
+      assert.match(JSON.stringify(odd.json), /query parameter eps is .*, expected a number/);
+    }
+    const bodyHex = await post(base(mesh), "jacobian", { ...request, options: { eps: "0x10" } });
+    assert.match(JSON.stringify(bodyHex.json), /options\.eps is \\"0x10\\", expected a number/);
+    assert.equal((await post(base(mesh), "jacobian?eps=1e-5&run_id=abc", request)).status, 200, "tesseract-core's run_id is taken (and ignored)");
   });
 
   it("answers vectoradd's JVP and VJP against its analytic gradients (json and base64)", async () => {

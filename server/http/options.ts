@@ -6,6 +6,7 @@
  * number; `sparsity_mode` likewise (`dense`, `detect`, `SPARSITY_MODE_DENSE`…). Unset, the
  * Tesseract's and then the engine's defaults apply, as over gRPC. Results are dense whatever the mode.
  */
+import { decimalNumber } from "../../common/decimal";
 import { invalidArgument } from "../../common/errors";
 import { isPlainObject } from "../../common/records";
 import { Algorithm, SparsityMode } from "../tesseract";
@@ -14,6 +15,8 @@ import type { GradientRequest } from "../runtime";
 type RequestOptions = NonNullable<GradientRequest["options"]>;
 
 const KEYS = ["algorithm", "eps", "num_samples", "seed", "sparsity_mode"] as const;
+/** tesseract-core's optional query parameter (a run's name for its logs): accepted, ignored here. */
+const RUN_ID = "run_id";
 
 function algorithmOf(value: unknown, where: string): number {
   if (typeof value === "number" && Number.isInteger(value)) return value;
@@ -34,7 +37,7 @@ function sparsityModeOf(value: unknown, where: string): number {
 }
 
 function numberOf(value: unknown, where: string, integer: boolean): number {
-  const n = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
+  const n = typeof value === "string" ? decimalNumber(value) : value;
   if (typeof n !== "number" || !Number.isFinite(n) || (integer && !Number.isSafeInteger(n))) throw invalidArgument(`${where} is ${JSON.stringify(value)?.slice(0, 40)}, expected ${integer ? "an integer" : "a number"}`);
   return n;
 }
@@ -53,6 +56,10 @@ export function finiteDifferenceOptions(query: Record<string, unknown>, body: un
       else options.seed = numberOf(v, `${where}${key}`, true);
     }
   };
+  // A misspelt parameter (?algoritm=forward) would leave the defaults in place without a word;
+  // tesseract-core's own `run_id` is taken and ignored.
+  const unknownParameter = Object.keys(query).find((k) => k !== RUN_ID && !(KEYS as readonly string[]).includes(k));
+  if (unknownParameter !== undefined) throw invalidArgument(`query parameter ${unknownParameter.slice(0, 40)} is not an option; options: ${KEYS.join(", ")}`);
   read(query, "query parameter ");
   if (body !== undefined) {
     if (!isPlainObject(body)) throw invalidArgument("options must be an object");
