@@ -69,6 +69,32 @@ export type ArrayEncoding = "json" | "base64";
 const fail = (where: string, message: string) => invalidArgument(`${where} ${message}`);
 
 /** A JSON value as one element of `datatype`: numbers (integers for integer types), booleans for bool. */
+const INTEGER_RANGES: Partial<Record<DataType, [bigint, bigint]>> = {
+  [DataType.DATA_TYPE_INT8]: [-(2n ** 7n), 2n ** 7n - 1n],
+  [DataType.DATA_TYPE_UINT8]: [0n, 2n ** 8n - 1n],
+  [DataType.DATA_TYPE_INT16]: [-(2n ** 15n), 2n ** 15n - 1n],
+  [DataType.DATA_TYPE_UINT16]: [0n, 2n ** 16n - 1n],
+  [DataType.DATA_TYPE_INT32]: [-(2n ** 31n), 2n ** 31n - 1n],
+  [DataType.DATA_TYPE_UINT32]: [0n, 2n ** 32n - 1n],
+  [DataType.DATA_TYPE_INT64]: [-(2n ** 63n), 2n ** 63n - 1n],
+  [DataType.DATA_TYPE_UINT64]: [0n, 2n ** 64n - 1n],
+};
+
+/** One value as an element of `to`, or undefined when `to` cannot hold it (out of range, not whole, beyond float32). */
+export function elementIn(v: number | bigint, to: DataType): number | bigint | undefined {
+  if (to === DataType.DATA_TYPE_FP64) return Number(v);
+  if (to === DataType.DATA_TYPE_FP32) {
+    const rounded = Math.fround(Number(v));
+    return Number.isFinite(rounded) || !Number.isFinite(Number(v)) ? rounded : undefined;
+  }
+  if (to === DataType.DATA_TYPE_BOOL) return Number(v) === 0 || Number(v) === 1 ? Number(v) : undefined;
+  const range = INTEGER_RANGES[to]!;
+  if (typeof v === "number" && !Number.isInteger(v)) return undefined;
+  const n = BigInt(v);
+  if (n < range[0] || n > range[1]) return undefined;
+  return to === DataType.DATA_TYPE_INT64 || to === DataType.DATA_TYPE_UINT64 ? n : Number(n);
+}
+
 function elementOf(datatype: DataType, v: unknown, where: string, i: number): number | bigint {
   if (datatype === DataType.DATA_TYPE_BOOL) {
     if (typeof v === "boolean") return v ? 1 : 0;
@@ -77,9 +103,11 @@ function elementOf(datatype: DataType, v: unknown, where: string, i: number): nu
   }
   if (typeof v !== "number" && typeof v !== "boolean") throw fail(where, `element ${i} is ${JSON.stringify(v)?.slice(0, 40)}, expected a number`);
   const n = Number(v);
-  if (datatype === DataType.DATA_TYPE_FP32 || datatype === DataType.DATA_TYPE_FP64) return n;
-  if (!Number.isSafeInteger(n)) throw fail(where, `element ${i} is ${n}, expected an integer (dtype ${numpyDtype(datatype)})`);
-  return datatype === DataType.DATA_TYPE_INT64 || datatype === DataType.DATA_TYPE_UINT64 ? BigInt(n) : n;
+  if (datatype !== DataType.DATA_TYPE_FP32 && datatype !== DataType.DATA_TYPE_FP64 && !Number.isSafeInteger(n)) throw fail(where, `element ${i} is ${n}, expected an integer (dtype ${numpyDtype(datatype)})`);
+  // Written into the dtype's array as it is, 1e300 became Infinity in float32 and 300 became 44 in uint8.
+  const element = elementIn(n, datatype);
+  if (element === undefined) throw fail(where, `element ${i} is ${n}, which dtype ${numpyDtype(datatype)} cannot hold`);
+  return element;
 }
 
 /**

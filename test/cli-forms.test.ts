@@ -39,6 +39,13 @@ describe("CLI forms", () => {
       assert.throws(() => arrayFromJson({ dtype: "int33", data: [0] }, "x"), /x\.dtype is "int33"; expected one of bool, uint8/);
       assert.throws(() => arrayFromJson({ dtype: "int32", data: [0.5] }, "x"), /element 0 is 0\.5, expected an integer \(dtype int32\)/);
       assert.throws(() => arrayFromJson({ dtype: "int32", data: [[0, 1], [2]] }, "x"), /x\.data: ragged nested list/);
+      // Values the dtype cannot hold were written as they came: 1e300 became Infinity, 300 became 44.
+      assert.throws(() => arrayFromJson({ dtype: "float32", data: [1, 1e300] }, "x"), /x\.data\.buffer element 1 is 1e\+300, which dtype float32 cannot hold/);
+      assert.throws(() => arrayFromJson({ dtype: "uint8", data: [300] }, "x"), /element 0 is 300, which dtype uint8 cannot hold/);
+      assert.throws(() => arrayFromJson({ dtype: "int32", data: [2 ** 31] }, "x"), /element 0 is 2147483648, which dtype int32 cannot hold/);
+      assert.throws(() => arrayFromJson({ dtype: "uint64", data: [-1] }, "x"), /element 0 is -1, which dtype uint64 cannot hold/);
+      assert.deepEqual(Array.from(arrayFromJson({ dtype: "float32", data: [3.4e38, 1e-50] }, "x").data), [Math.fround(3.4e38), 0], "within float32's range: rounded as numpy would");
+      assert.deepEqual(Array.from(arrayFromJson({ dtype: "int8", data: [-128, 127] }, "x").data), [-128, 127]);
     });
   });
 

@@ -182,6 +182,7 @@ describe("tesseract-core's REST API", () => {
       ["apply", {}, ["body", "inputs"], /Field required/],
       ["apply", { inputs: { mesh: { ...meshInputs().mesh, n_points: "four" } } }, ["body", "inputs", "mesh", "n_points"], /expected an integer/],
       ["apply", { inputs: { nope: 1 } }, ["body", "inputs", "nope"], /not a field of Inputs/],
+      ["apply", { inputs: { mesh: { ...meshInputs().mesh, cell_connectivity: { shape: [N], dtype: "int32", data: { buffer: [0, 1, 2, 2 ** 40], encoding: "json" } } } } }, ["body", "inputs", "mesh", "cell_connectivity", "data", "buffer"], /element 3 is 1099511627776, which dtype int32 cannot hold/],
       ["apply", { inputs: { mesh: { ...meshInputs().mesh, points: { shape: [N, 3], dtype: "float64", data: { buffer: "AAAA", encoding: "base64" } } } } }, ["body", "inputs", "mesh", "points"], /data has 3 bytes/],
       ["jacobian", { inputs: meshInputs(), jac_inputs: ["mesh.nope"], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /does not exist/],
       ["jacobian", { inputs: meshInputs(), jac_inputs: [], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /fewer than 1/],

@@ -9,7 +9,7 @@
  */
 import * as protobuf from "protobufjs";
 import { invalidArgument } from "../../common/errors";
-import { flattenLists, numpyDtype, tensorFromArrayObject } from "../../common/numpy-arrays";
+import { elementIn, flattenLists, numpyDtype, tensorFromArrayObject } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
 import type { RequiredFields } from "./openapi-proto";
 import { arrayClass, DataType, decodeTensor, type TypedArray } from "../../common/tensor-codec";
@@ -24,38 +24,12 @@ export function declaredDatatype(field: protobuf.Field): DataType | undefined {
   return datatype ? datatype : undefined;
 }
 
-const INTEGER_RANGES: Partial<Record<DataType, [bigint, bigint]>> = {
-  [DataType.DATA_TYPE_INT8]: [-(2n ** 7n), 2n ** 7n - 1n],
-  [DataType.DATA_TYPE_UINT8]: [0n, 2n ** 8n - 1n],
-  [DataType.DATA_TYPE_INT16]: [-(2n ** 15n), 2n ** 15n - 1n],
-  [DataType.DATA_TYPE_UINT16]: [0n, 2n ** 16n - 1n],
-  [DataType.DATA_TYPE_INT32]: [-(2n ** 31n), 2n ** 31n - 1n],
-  [DataType.DATA_TYPE_UINT32]: [0n, 2n ** 32n - 1n],
-  [DataType.DATA_TYPE_INT64]: [-(2n ** 63n), 2n ** 63n - 1n],
-  [DataType.DATA_TYPE_UINT64]: [0n, 2n ** 64n - 1n],
-};
-
-/** One value as an element of `to`, or undefined when `to` cannot hold it. */
-function castElement(v: number | bigint, to: DataType): number | bigint | undefined {
-  if (to === DataType.DATA_TYPE_FP64) return Number(v);
-  if (to === DataType.DATA_TYPE_FP32) {
-    const rounded = Math.fround(Number(v));
-    return Number.isFinite(rounded) || !Number.isFinite(Number(v)) ? rounded : undefined;
-  }
-  if (to === DataType.DATA_TYPE_BOOL) return Number(v) === 0 || Number(v) === 1 ? Number(v) : undefined;
-  const range = INTEGER_RANGES[to]!;
-  if (typeof v === "number" && !Number.isInteger(v)) return undefined;
-  const n = BigInt(v);
-  if (n < range[0] || n > range[1]) return undefined;
-  return to === DataType.DATA_TYPE_INT64 || to === DataType.DATA_TYPE_UINT64 ? n : Number(n);
-}
-
 /** Flat values as an array object of `to`, each value cast or refused. */
 function castValues(values: ArrayLike<unknown>, shape: number[], to: DataType, where: string, from: string): Record<string, unknown> {
   const out = new (arrayClass(to))(values.length) as TypedArray;
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
-    const element = typeof v === "number" || typeof v === "bigint" ? castElement(v, to) : typeof v === "boolean" ? castElement(Number(v), to) : undefined;
+    const element = typeof v === "number" || typeof v === "bigint" ? elementIn(v, to) : typeof v === "boolean" ? elementIn(Number(v), to) : undefined;
     if (element === undefined) throw invalidArgument(`${where} has ${JSON.stringify(typeof v === "bigint" ? String(v) : v)?.slice(0, 40)} at flat index ${i} (${from}), which the declared dtype ${numpyDtype(to)} cannot hold`);
     out[i] = element as never;
   }
