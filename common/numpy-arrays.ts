@@ -68,7 +68,7 @@ export type ArrayEncoding = "json" | "base64";
 
 const fail = (where: string, message: string) => invalidArgument(`${where} ${message}`);
 
-/** A JSON value as one element of `datatype`: numbers (integers for integer types), booleans for bool. */
+/** Each integer dtype's least and greatest element. */
 const INTEGER_RANGES: Partial<Record<DataType, [bigint, bigint]>> = {
   [DataType.DATA_TYPE_INT8]: [-(2n ** 7n), 2n ** 7n - 1n],
   [DataType.DATA_TYPE_UINT8]: [0n, 2n ** 8n - 1n],
@@ -95,6 +95,7 @@ export function elementIn(v: number | bigint, to: DataType): number | bigint | u
   return to === DataType.DATA_TYPE_INT64 || to === DataType.DATA_TYPE_UINT64 ? n : Number(n);
 }
 
+/** A JSON value as one element of `datatype`: numbers (integers for integer types), booleans for bool. */
 function elementOf(datatype: DataType, v: unknown, where: string, i: number): number | bigint {
   if (datatype === DataType.DATA_TYPE_BOOL) {
     if (typeof v === "boolean") return v ? 1 : 0;
