@@ -102,27 +102,36 @@ function roundingFloor(problem: Problem, w: Float64Array[]): number {
 /** The most a JVP's points may stray from its tangent, relative to the step (about a thousand ulps a step). */
 const MAX_MISDIRECTION = 2 ** -10;
 
+/** One stencil's points along w, x + m t w and (central) x - m t w, and the step taken between them (to x for forward), in units of w. */
+interface Stencil {
+  multiple: number;
+  plus: Float64Array[];
+  minus?: Float64Array[];
+  s: number;
+}
+
 /**
  * The step length along w (in units of w): `t`, doubled while the rule's smallest stencil (the
  * points at ± smallest · t, or x + smallest · t and x for forward) strays from w by more than
  * MAX_MISDIRECTION — the JVP's form of "one ulp instead" (a Jacobian steps each element alone, so
  * one ulp keeps its direction; a direction needs all its elements to move in proportion). A longer
  * step is reported in adjusted_steps. A step that grows out of the finite numbers or the domain is
- * refused by `along`, as a long eps is.
+ * refused by `along`, as a long eps is. The smallest stencil's points come back for the rule to use.
  */
-function tangentStep(problem: Problem, steps: StepRule, w: Float64Array[], t: number, taken: Taken, smallest: number, forward: boolean): number {
+function tangentStep(problem: Problem, steps: StepRule, w: Float64Array[], t: number, taken: Taken, smallest: number, forward: boolean): { length: number; stencil: Stencil } {
   const base = problem.leaves.map((l) => l.data);
-  let length = t;
-  for (;;) {
+  for (let length = t; ; ) {
     const plus = along(problem, steps, w, smallest * length);
-    const other = forward ? base : along(problem, steps, w, -smallest * length);
-    if (misdirection(plus, other, w, taken(plus, other)) <= MAX_MISDIRECTION) break;
+    const minus = forward ? undefined : along(problem, steps, w, -smallest * length);
+    const s = taken(plus, minus ?? base);
+    if (misdirection(plus, minus ?? base, w, s) <= MAX_MISDIRECTION) {
+      if (length !== t) steps.noteTangentStep(t * Math.sqrt(dot(w, w)), length * Math.sqrt(dot(w, w)));
+      return { length, stencil: { multiple: smallest, plus, minus, s } };
+    }
     // At once to where rounding cannot stray that far (twice that many of the coarsest ulp a moved
     // element has, over the largest |w|), then doubling: a step of 1e-320 is not doubled 1 000 times.
     length = Math.max(2 * length, roundingFloor(problem, w) / smallest);
   }
-  if (length !== t) steps.noteTangentStep(t * Math.sqrt(dot(w, w)), length * Math.sqrt(dot(w, w)));
-  return length;
 }
 
 export interface DirectionalResult {
@@ -152,9 +161,9 @@ export async function jvp(problem: Problem, tangent: Float64Array[], options: Re
     return s;
   };
   const multiples = options.algorithm === "richardson" ? RICHARDSON_MULTIPLES : options.algorithm === "adaptive" ? ADAPTIVE_MULTIPLES : [1];
-  const t = tangentStep(problem, steps, w, nominal, taken, Math.min(...multiples), options.algorithm === "forward");
+  const { length: t, stencil } = tangentStep(problem, steps, w, nominal, taken, Math.min(...multiples), options.algorithm === "forward");
 
-  const result = options.algorithm === "forward" ? await forward(problem, steps, w, t, taken, base) : await centralFamily(problem, steps, w, t, taken, options);
+  const result = options.algorithm === "forward" ? await forward(problem, stencil, base) : await centralFamily(problem, steps, w, t, taken, multiples, stencil);
   // J v = 2^e J w.
   const scaled = (arrays: Float64Array[], what: string) =>
     arrays.map((a, o) => {
@@ -166,23 +175,21 @@ export async function jvp(problem: Problem, tangent: Float64Array[], options: Re
   return { values: scaled(result.values, "the JVP"), errors: result.errors && scaled(result.errors, "the JVP's error estimate") };
 }
 
-async function forward(problem: Problem, steps: StepRule, w: Float64Array[], t: number, taken: Taken, base?: Float64Array[]): Promise<DirectionalResult> {
-  const plus = along(problem, steps, w, t);
-  const s = taken(plus, problem.leaves.map((l) => l.data));
+/** From x + t w (the stencil tangentStep checked) and x. */
+async function forward(problem: Problem, { plus, s }: Stencil, base?: Float64Array[]): Promise<DirectionalResult> {
   const jobs: [Change[], () => string][] = [[asChanges(plus), () => "x + t v"]];
   if (!base) jobs.push([[], () => "the unperturbed inputs"]);
   const [fPlus, fBase = base!] = await problem.evaluateAll(jobs);
   return { values: fPlus.map((fp, o) => fp.map((x, i) => (x - fBase[o][i]) / s)) };
 }
 
-/** Central differences at the rule's multiples of t, largest first (their points are checked first). */
-async function centralFamily(problem: Problem, steps: StepRule, w: Float64Array[], t: number, taken: Taken, options: ResolvedOptions): Promise<DirectionalResult> {
-  const multiples = options.algorithm === "richardson" ? RICHARDSON_MULTIPLES : options.algorithm === "adaptive" ? ADAPTIVE_MULTIPLES : [1];
+/** Central differences at the rule's multiples of t, largest first (their points are checked first); the smallest's points are tangentStep's. */
+async function centralFamily(problem: Problem, steps: StepRule, w: Float64Array[], t: number, taken: Taken, multiples: readonly number[], smallest: Stencil): Promise<DirectionalResult> {
   const differences: CentralDifference[] = [];
   for (const m of multiples) {
-    const plus = along(problem, steps, w, m * t);
-    const minus = along(problem, steps, w, -m * t);
-    const s = taken(plus, minus);
+    const plus = m === smallest.multiple ? smallest.plus : along(problem, steps, w, m * t);
+    const minus = m === smallest.multiple ? smallest.minus! : along(problem, steps, w, -m * t);
+    const s = m === smallest.multiple ? smallest.s : taken(plus, minus);
     const [fPlus, fMinus] = await problem.evaluateAll([
       [asChanges(plus), () => `x + ${m === 1 ? "" : m}t v`],
       [asChanges(minus), () => `x - ${m === 1 ? "" : m}t v`],
