@@ -2,6 +2,7 @@
 import { strict as assert } from "node:assert";
 import { spawn, type ChildProcess } from "node:child_process";
 import { EventEmitter, once } from "node:events";
+import * as net from "node:net";
 import * as path from "node:path";
 import { createInterface } from "node:readline";
 import type * as grpc from "@grpc/grpc-js";
@@ -148,6 +149,16 @@ export interface ServeProcess {
  * `tesseract-grpc serve <args>` in a child process, resolved once it prints `listening on HOST:PORT`;
  * `where` runs another copy of the CLI (an installed package's) in another folder.
  */
+/** A TCP port on 127.0.0.1 that was free a moment ago (for a flag that takes no 0, such as --http-port of a child). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
 export async function serveProcess(args: string[], env: NodeJS.ProcessEnv = process.env, where: { cli?: string; cwd?: string } = {}): Promise<ServeProcess> {
   const child = spawn(process.execPath, [where.cli ?? CLI, "serve", ...args], { stdio: ["ignore", "pipe", "pipe"], env, cwd: where.cwd });
   // JSON logs: read (the pipe must not fill up), the tail kept to explain a server that never starts.

@@ -13,7 +13,7 @@ import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
 import * as net from "node:net";
 import { once } from "node:events";
-import { call, serveProcess } from "./helpers";
+import { call, freePort, serveProcess } from "./helpers";
 
 const FIXTURE = path.join(__dirname, "../../test/fixtures/polynomial");
 
@@ -102,12 +102,7 @@ describe("server lifecycle and limits", () => {
   });
 
   it("SIGTERM with silent connections open (a TCP socket that never speaks HTTP/2; REST sockets silent, mid-headers, mid-body): exit 0 soon after the grace", async () => {
-    const free = await new Promise<number>((resolve) => {
-      const probe = net.createServer().listen(0, "127.0.0.1", () => {
-        const { port } = probe.address() as net.AddressInfo;
-        probe.close(() => resolve(port));
-      });
-    });
+    const free = await freePort();
     const served = await serveProcess(["vectoradd", "--port", "0", "--http-port", String(free), "--grace-ms", "200", "--warm-up-ms", "0"]);
     // The server may reset them as it goes: that is expected, not an error of the test.
     const grpcPort = Number(served.address.split(":")[1]);

@@ -17,6 +17,12 @@ describe("tesseract-core schemas as protobuf messages", () => {
   const root = loadRootFromText(proto.text);
   const type = (name: string) => root.lookupType(`${proto.packageName}.${name}`);
   const field = (message: string, name: string) => type(message).fields[name] as protobuf.Field & { keyType?: string };
+  /** The document with its schemas patched (a copy). */
+  const withSchemas = (patch: (s: Record<string, any>) => void) => {
+    const doc = structuredClone(DOC);
+    patch(doc.components.schemas);
+    return doc;
+  };
 
   it("names the package after the title, the messages after the models", () => {
     assert.equal(proto.packageName, "tesseract_core.mesh_stats.v1");
@@ -77,22 +83,12 @@ describe("tesseract-core schemas as protobuf messages", () => {
   });
 
   it("refuses what has no protobuf form, naming the property", () => {
-    const withSchemas = (patch: (s: Record<string, any>) => void) => {
-      const doc = structuredClone(DOC);
-      patch(doc.components.schemas);
-      return doc;
-    };
     assert.throws(() => protoFromOpenApi({ components: { schemas: {} } }), /not a tesseract-core OpenAPI document/);
     assert.throws(() => protoFromOpenApi(withSchemas((s) => (s.Apply_Mesh.properties.tags = { type: "array", items: { type: "array", items: { type: "number" } } }))), /^Error: mesh\.tags: a list of lists has no protobuf form/);
     assert.throws(() => protoFromOpenApi(withSchemas((s) => (s.Apply_Mesh.properties.n_points = { anyOf: [{ type: "integer" }, { type: "string" }] }))), /^Error: mesh\.n_points: schema .* has no protobuf form/);
   });
 
   it("refuses $refs that name no schema of the document's own, or go round in a cycle (they made empty messages)", () => {
-    const withSchemas = (patch: (s: Record<string, any>) => void) => {
-      const doc = structuredClone(DOC);
-      patch(doc.components.schemas);
-      return doc;
-    };
     assert.throws(() => protoFromOpenApi(withSchemas((s) => (s.Apply_InputSchema.properties.label = { $ref: "#/components/schemas/__proto__" }))), /^Error: label: #\/components\/schemas\/__proto__ is not in components\.schemas$/);
     assert.throws(() => protoFromOpenApi(withSchemas((s) => (s.Apply_InputSchema.properties.label = { $ref: "#/components/schemas/toString" }))), /is not in components\.schemas$/);
     const loop = (s: Record<string, any>) => {

@@ -8,9 +8,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
-import * as net from "node:net";
 import Fastify from "fastify";
-import { assertClose, counted, meshJacobian, serveProcess } from "./helpers";
+import { assertClose, counted, freePort, meshJacobian, serveProcess } from "./helpers";
 
 const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
 
@@ -307,12 +306,7 @@ describe("tesseract-core's REST API", () => {
   });
 
   it("serve --http-port (or TESSERACT_GRPC_HTTP_PORT) keeps the one stdout line and answers on the port", async () => {
-    const free = await new Promise<number>((resolve) => {
-      const probe = net.createServer().listen(0, "127.0.0.1", () => {
-        const { port } = probe.address() as net.AddressInfo;
-        probe.close(() => resolve(port));
-      });
-    });
+    const free = await freePort();
     const served = await serveProcess(["vectoradd", "--port", "0"], { ...process.env, TESSERACT_GRPC_HTTP_PORT: String(free) });
     try {
       const res = await fetch(`http://127.0.0.1:${free}/health`);
