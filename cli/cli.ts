@@ -145,13 +145,15 @@ export function buildProgram(): Command {
       const server = await startServer({ tesseract, logger, ...rest, evalCacheBytes: evalCacheMb * 2 ** 20, tokens, tls, replicaCredentials, limits }).catch((e: Error) => {
         throw explainServeError(e, rest.host, rest.port);
       });
-      process.stdout.write(`listening on ${server.address}\n`);
       const stop = (signal: string) => {
         logger.info({ signal }, "shutting down");
         server.close(graceMs).then(() => process.exit(0));
       };
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);
+      // Only now: a supervisor may signal as soon as it reads the line (the pipe's write can reach it
+      // before the next statement runs, and SIGTERM then killed the process without its drain).
+      process.stdout.write(`listening on ${server.address}\n`);
     });
 
   addClientCommands(program);
