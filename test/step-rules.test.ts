@@ -71,14 +71,28 @@ describe("step rules", () => {
     assert.ok(Math.abs(relative / 3e-12 - 1) < 1e-8, `relative error ${relative / 3e-12 - 1}`);
   });
 
-  it("a step below one ulp moves one ulp and is reported", async () => {
+  it("an absolute step that rounds to nothing takes the rule's relative step, reported once per element", async () => {
+    // At 1e20 FP64 numbers are 16 384 apart: x ± 1e-4 is x. Central's relative step there is
+    // ∛ε · 1e20 ≈ 6.06e14, and f = x³'s quotient 3x² + h² is then within 1e-10 of 3x².
     const { entries, stats } = await runtime.jacobian({ inputs: inputs([1, 1e20]), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-4 } });
-    assert.ok(Number.isFinite(entries[0].values[3]));
-    assert.deepEqual(stats.adjusted_steps, [
-      "x[1]: a step of 0.0001 is below one ulp of 100000000000000000000; stepped one ulp instead",
-      "x[1]: a step of -0.0001 is below one ulp of 100000000000000000000; stepped one ulp instead",
-    ]);
+    const h = Math.cbrt(Number.EPSILON) * 1e20;
+    assert.ok(Math.abs(entries[0].values[3] / 3e40 - 1) < 1e-10, `${entries[0].values[3]}`);
+    assert.ok(Math.abs(entries[0].values[0] - (3 + 1e-8)) < 1e-9, `${entries[0].values[0]}`); // x = 1 keeps h = 1e-4: 3 + h²
+    assert.deepEqual(stats.adjusted_steps, [`x[1]: a step of 0.0001 is below the spacing of FP64 numbers at 100000000000000000000; took h = ${h.toPrecision(3)} instead (the relative step 0.00000606 · max(|x|, 1))`]);
   });
+
+  for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD, Algorithm.ALGORITHM_RICHARDSON, Algorithm.ALGORITHM_ADAPTIVE]) {
+    it(`${Algorithm[algorithm]}: an eps below the inputs' spacing gives the derivative, not rounding`, async () => {
+      // One ulp instead (the rule before) left these to the outputs' rounding: 32 for 27 (central and
+      // forward), and Richardson's and adaptive's points coincided (NaN, FAILED_PRECONDITION).
+      for (const eps of [1e-17, 1e-320]) {
+        const { entries, stats } = await runtime.jacobian({ inputs: inputs([1, 2, 3]), inputPaths: ["x"], outputPaths: ["f"], options: { algorithm, eps } });
+        diagonal(entries[0].values, 3).forEach((d, i) => assert.ok(Math.abs(d / (3 * (i + 1) ** 2) - 1) < 1e-6, `eps ${eps}: J[${i}, ${i}] = ${d}`));
+        assert.equal(stats.adjusted_steps.length, 3, stats.adjusted_steps.join(" | "));
+        assert.match(stats.adjusted_steps[2], /^x\[2\]: a step of 1e-\d+( \/ 64)? is below the spacing of FP64 numbers at 3; took h = \S+ instead \(the relative step \S+ · max\(\|x\|, 1\)\)$/);
+      }
+    });
+  }
 
   it("rejects bad step options, naming the field", async () => {
     const request = (options: object) => runtime.jacobian({ inputs: inputs([1]), inputPaths: ["x"], outputPaths: ["f"], options });

@@ -18,26 +18,19 @@ import { PROBE_POINTS, PROBE_SPACING } from "./noise";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
 import {
-  ADAPTIVE_MULTIPLES,
   central,
   chunkedRows,
   centralQuotient,
   effectiveAlgorithm,
   extrapolate,
   checkRow,
-  RICHARDSON_MULTIPLES,
   rowNoise,
   stencilRounding,
   type CentralDifference,
   type Row,
 } from "./rows";
 import type { Structure } from "./sparsity";
-import type { StepRule } from "./steps";
-
-/** The step multiples a rule takes, each on both sides (forward: one side, chosen per element). */
-export function ruleMultiples(algorithm: ResolvedOptions["algorithm"]): readonly number[] {
-  return algorithm === "richardson" ? RICHARDSON_MULTIPLES : algorithm === "adaptive" ? ADAPTIVE_MULTIPLES : [1];
-}
+import { ruleMultiples, type StepRule } from "./steps";
 
 /**
  * Whether an element may share its evaluations with others: central stencils on both sides at every

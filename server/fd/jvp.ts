@@ -17,8 +17,8 @@ import { ensureOutputs } from "./jacobian";
 import { PROBE_SPACING } from "./noise";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
-import { ADAPTIVE_MULTIPLES, centralQuotient, extrapolate, RICHARDSON_MULTIPLES, rowNoise, stencilRounding, type CentralDifference } from "./rows";
-import { nextAfter, type StepRule } from "./steps";
+import { centralQuotient, extrapolate, rowNoise, stencilRounding, type CentralDifference } from "./rows";
+import { nextAfter, ruleMultiples, type StepRule } from "./steps";
 import { elementCount } from "../../common/tensor-codec";
 
 function dot(a: ArrayLike<number>[], b: ArrayLike<number>[]): number {
@@ -160,7 +160,7 @@ export async function jvp(problem: Problem, tangent: Float64Array[], options: Re
     if (!Number.isFinite(s)) throw invalidArgument(`the step along the tangent (length ${nominal * Math.sqrt(ww)}, ${steps.describeStep(w.findIndex((v) => v.some((x) => x !== 0)))}) is too long for FP64: <x+ - x-, v> is not finite; use a smaller eps`);
     return s;
   };
-  const multiples = options.algorithm === "richardson" ? RICHARDSON_MULTIPLES : options.algorithm === "adaptive" ? ADAPTIVE_MULTIPLES : [1];
+  const multiples = ruleMultiples(options.algorithm);
   const { length: t, stencil } = tangentStep(problem, steps, w, nominal, taken, Math.min(...multiples), options.algorithm === "forward");
 
   const result = options.algorithm === "forward" ? await forward(problem, stencil, base) : await centralFamily(problem, steps, w, t, taken, multiples, stencil);

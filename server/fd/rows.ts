@@ -14,7 +14,7 @@ import { leasedItem } from "../eval/result-lease";
 import type { Perturbation, PerturbationPair } from "../eval/evaluator";
 import type { Problem } from "./problem";
 import { seededGenerator } from "./random";
-import type { StepRule } from "./steps";
+import { ADAPTIVE_MULTIPLES, RICHARDSON_MULTIPLES, type StepRule } from "./steps";
 import { ChunkWindow, completed } from "./window";
 
 export interface Row {
@@ -47,12 +47,6 @@ export function effectiveAlgorithm(n: number, options: ResolvedOptions): Resolve
   if (options.algorithm === "stochastic" && (options.numSamples ?? defaultNumSamples(n)) >= n) return "central";
   return options.algorithm;
 }
-
-/**
- * The step multiples the adaptive rule tries, largest first, a factor 4 apart: 1024× from the
- * largest to the smallest, so it finds a step whether the rule's h is too small or too large.
- */
-export const ADAPTIVE_MULTIPLES = [16, 4, 1, 1 / 4, 1 / 16, 1 / 64];
 
 /**
  * Apply calls a Jacobian (or VJP) will make for n input elements. The rules with error estimates
@@ -366,7 +360,6 @@ async function* forwardRows(problem: Problem, steps: StepRule): AsyncGenerator<r
  *   long for the function. ALGORITHM_ADAPTIVE keeps per entry the R_k of smallest estimate: the step
  *   that balances truncation against the function's measured noise.
  */
-export const RICHARDSON_MULTIPLES = [2, 1];
 
 /**
  * Noise counts in the error estimates at this many standard deviations: a bound, not a typical size,

@@ -62,6 +62,19 @@ export function defaultRelativeEps(algorithm: AlgorithmName, fp32: boolean): num
   return Math.cbrt(e);
 }
 
+/**
+ * The step multiples the adaptive rule tries, largest first, a factor 4 apart: 1024× from the
+ * largest to the smallest, so it finds a step whether the rule's h is too small or too large.
+ */
+export const ADAPTIVE_MULTIPLES = [16, 4, 1, 1 / 4, 1 / 16, 1 / 64];
+/** Richardson's steps, 2h then h (rows.ts, extrapolate). */
+export const RICHARDSON_MULTIPLES = [2, 1];
+
+/** The step multiples a rule takes, each on both sides (forward: one side, chosen per element). */
+export function ruleMultiples(algorithm: AlgorithmName): readonly number[] {
+  return algorithm === "richardson" ? RICHARDSON_MULTIPLES : algorithm === "adaptive" ? ADAPTIVE_MULTIPLES : [1];
+}
+
 /** The refusal of an input element that is NaN or ±Inf: no step from it is a number. */
 function notFiniteInput(input: InputLeaf, index: number): TesseractError {
   return invalidArgument(`${elementName(input, index)} is ${input.data[index]}: finite differences need finite inputs`);
@@ -75,6 +88,13 @@ const MAX_ADJUSTED_NAMED = 100;
  * relative ones, with eps from `eps_by_path`, else `eps`, else the default for the mode (1e-4
  * absolute, `defaultRelativeEps` relative). Perturbed values are rounded to the input's precision and
  * never equal x; each element moved off the rule is reported once.
+ *
+ * Where h_j, at the smallest multiple the algorithm steps by, is below the spacing of the input's
+ * numbers at x_j (x_j ± h_j rounds to x_j: a large |x| under absolute steps, or a tiny eps), the
+ * element takes the algorithm's default relative step instead, defaultRelativeEps · max(|x_j|,
+ * typical), as scipy's approx_derivative falls back for an absolute step that rounds to nothing. One
+ * ulp instead (this rule before) left the difference to the outputs' rounding: zeros, or a few ulps
+ * of f over one of x, answered as a derivative, and Richardson's points ±h and ±2h could coincide.
  */
 export class StepRule {
   private readonly eps: number[];
@@ -82,6 +102,9 @@ export class StepRule {
   private readonly epsSource: string[];
   private readonly typical: number[];
   private readonly relative: boolean;
+  /** The smallest multiple of h the algorithm steps by, and each leaf's fallback relative eps. */
+  private readonly smallest: number;
+  private readonly fallbackEps: number[];
   private readonly noted = new Set<string>();
   private unnamed = 0;
 
@@ -100,11 +123,31 @@ export class StepRule {
     this.eps = leaves.map((l) => options.epsByPath?.[l.path] ?? options.eps ?? defaultEps(options.algorithm, this.relative, l.fp32));
     this.epsSource = leaves.map((l) => (options.epsByPath?.[l.path] !== undefined ? `options.eps_by_path.{${l.path}}` : options.eps !== undefined ? "eps" : "the default eps"));
     this.typical = leaves.map((l) => options.typical?.[l.path] ?? 1);
+    this.smallest = Math.min(...ruleMultiples(options.algorithm));
+    this.fallbackEps = leaves.map((l) => defaultRelativeEps(options.algorithm, l.fp32));
   }
 
-  /** The nominal step at value x of leaf `leaf`. */
+  /** The step at value x of leaf `leaf`: the rule's, or its fallback where that rounds to nothing. */
   size(leaf: number, x: number): number {
+    const h = this.ruled(leaf, x);
+    return this.resolves(leaf, x, h) ? h : this.fallback(leaf, x);
+  }
+
+  /** The rule's step at x: eps, or eps · max(|x|, typical). */
+  private ruled(leaf: number, x: number): number {
     return this.relative ? this.eps[leaf] * Math.max(Math.abs(x), this.typical[leaf]) : this.eps[leaf];
+  }
+
+  /** Whether x ± the smallest multiple of h are numbers other than x in the leaf's precision. */
+  private resolves(leaf: number, x: number, h: number): boolean {
+    const s = this.smallest * h;
+    if (this.leaves[leaf].fp32) return Math.fround(x + s) !== x && Math.fround(x - s) !== x;
+    return x + s !== x && x - s !== x;
+  }
+
+  /** The algorithm's default relative step at x (see the class comment). */
+  private fallback(leaf: number, x: number): number {
+    return this.fallbackEps[leaf] * Math.max(Math.abs(x), this.typical[leaf]);
   }
 
   /**
@@ -115,6 +158,8 @@ export class StepRule {
   perturbed(leaf: number, index: number, multiple: number): number {
     const input = this.leaves[leaf];
     const x = input.data[index];
+    const ruled = this.ruled(leaf, x);
+    if (!this.resolves(leaf, x, ruled)) this.noteFallback(leaf, index, ruled);
     let y = this.perturbedValue(leaf, index, multiple);
     if (y === x) {
       const h = multiple * this.size(leaf, y);
@@ -162,8 +207,11 @@ export class StepRule {
     let length = Infinity;
     this.leaves.forEach((leaf, l) => {
       if (!touched[l]) return;
-      let largest = 0;
-      for (let j = 0; j < leaf.size; j++) largest = Math.max(largest, Math.abs(leaf.data[j]));
+      let at = 0;
+      for (let j = 1; j < leaf.size; j++) if (Math.abs(leaf.data[j]) > Math.abs(leaf.data[at])) at = j;
+      const largest = Math.abs(leaf.data[at] ?? 0);
+      const ruled = this.ruled(l, largest);
+      if (leaf.size > 0 && !this.resolves(l, largest, ruled)) this.noteFallback(l, at, ruled);
       length = Math.min(length, this.size(l, largest));
     });
     return length;
@@ -215,6 +263,17 @@ export class StepRule {
   /** Reports a step of the adaptive sequence that could not be evaluated and was left out. */
   noteSkipped(leaf: number, index: number, multiple: number, why: string): void {
     this.note(`${elementName(this.leaves[leaf], index)}: the step ${multiple}h was left out (${why})`);
+  }
+
+  /** Reports an element whose rule's step rounds to nothing, and the step it took instead. */
+  private noteFallback(leaf: number, index: number, ruled: number): void {
+    const input = this.leaves[leaf];
+    const x = input.data[index];
+    const step = this.smallest === 1 ? `${ruled}` : `${ruled} / ${1 / this.smallest}`;
+    this.note(
+      `${elementName(input, index)}: a step of ${step} is below the spacing of ${input.fp32 ? "FP32" : "FP64"} numbers at ${x}; ` +
+        `took h = ${this.fallback(leaf, x).toPrecision(3)} instead (the relative step ${this.fallbackEps[leaf].toPrecision(3)} · max(|x|, ${this.typical[leaf]}))`,
+    );
   }
 
   /** Reports a JVP's step along its tangent lengthened from `from` to `to` (jvp.ts, tangentStep). */
