@@ -2,14 +2,15 @@
  * A tesseract-core runtime's answers are read up to a bound (runtime-replicas.ts): an OpenAPI
  * document or an apply answer longer than it is refused unread, naming the runtime — a runtime
  * that streamed gigabytes took the server to 6 GB and a fatal error. A plain node:http runtime that
- * serves Mesh Stats' document and misbehaves on purpose.
+ * serves Mesh Stats' document and misbehaves on purpose. Also: how a start that got no answer at all
+ * says why.
  */
 import { strict as assert } from "node:assert";
 import { once } from "node:events";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Code } from "../index";
-import { MAX_ANSWER_BYTES, MAX_OPENAPI_BYTES } from "../server/bridge/runtime-replicas";
+import { failureReason, MAX_ANSWER_BYTES, MAX_OPENAPI_BYTES } from "../server/bridge/runtime-replicas";
 import { loadTesseractCore } from "../server/bridge/tesseract-core";
 import { meshStatsInputs } from "./fixtures/tesseract-core/bridge-clients";
 import { MESH_STATS_OPENAPI } from "./fixtures/tesseract-core/mesh-stats";
@@ -75,5 +76,14 @@ describe("tesseract-core bridge: answers read up to a bound", function () {
       await bridged.close();
       await runtime.close();
     }
+  });
+
+  it("a runtime that does not answer: the start names it and why, a timeout in words (its abort's code was 23)", async () => {
+    const runtime = await runtimeAt(document, document);
+    await runtime.close();
+    await assert.rejects(loadTesseractCore(runtime.url), new RegExp(`^Error: no tesseract-core runtime answered GET /openapi\\.json within 10 s \\(${runtime.url.replace(/\./g, "\\.")}: ECONNREFUSED\\)$`));
+    assert.equal(failureReason(new DOMException("The operation was aborted due to timeout", "TimeoutError")), "timed out");
+    assert.equal(failureReason(Object.assign(new Error("connect"), { cause: { code: "ECONNRESET" } })), "ECONNRESET");
+    assert.equal(failureReason(Object.assign(new Error("aborted"), { code: 20 })), "aborted");
   });
 });

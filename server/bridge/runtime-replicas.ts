@@ -25,10 +25,17 @@ const LOOKUP_TIMEOUT_MS = 10_000;
 /** Failures of the connection itself: the runtime is not there (as opposed to a reset mid-answer). */
 const CONNECT_FAILURES = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EHOSTDOWN", "ETIMEDOUT", "ENOTFOUND", "EAI_AGAIN", "UND_ERR_CONNECT_TIMEOUT"]);
 
-const errorCode = (e: unknown): string | undefined => (e as { code?: string; cause?: { code?: string } })?.code ?? (e as { cause?: { code?: string } })?.cause?.code;
+/** A socket or undici error's code (ECONNREFUSED); not a DOMException's number (a timeout's abort is 23). */
+function errorCode(e: unknown): string | undefined {
+  const code = (e as { code?: unknown })?.code ?? (e as { cause?: { code?: unknown } })?.cause?.code;
+  return typeof code === "string" ? code : undefined;
+}
 
-/** Why a request failed, shortly: the socket error's code (ECONNREFUSED) or message. */
-export const failureReason = (e: unknown): string => errorCode(e) ?? (e instanceof Error ? e.message : String(e));
+/** Why a request failed, shortly: the socket error's code (ECONNREFUSED), a timeout, or the message. */
+export function failureReason(e: unknown): string {
+  if ((e as { name?: unknown })?.name === "TimeoutError") return "timed out";
+  return errorCode(e) ?? (e instanceof Error ? e.message : String(e));
+}
 
 /** net.connect's lookup, answering `address` whatever the name (one or all addresses, as asked). */
 function pinnedLookup(address: string, family: number): LookupFunction {

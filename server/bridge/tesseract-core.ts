@@ -64,7 +64,7 @@ async function fetchOpenApi(replicas: RuntimeReplicas): Promise<{ url: string; d
       throw new Error(`${url}/openapi.json is not JSON; expected a tesseract-core runtime's OpenAPI document`);
     }
   }
-  throw new Error(`no tesseract-core runtime answered GET /openapi.json (${failures.join("; ")})`);
+  throw new Error(`no tesseract-core runtime answered GET /openapi.json within ${OPENAPI_TIMEOUT_MS / 1000} s (${failures.join("; ")})`);
 }
 
 export interface TesseractCoreOptions {
