@@ -22,6 +22,7 @@ import { bearerToken, DEFAULT_MAX_MESSAGE_BYTES, TesseractClient, type FiniteDif
 import { tlsCredentials } from "./tls";
 import type { MessageFns } from "./any";
 import type { DescribeResponse, EvaluationStats } from "../generated/tesseract/v1/tesseract";
+import { MAX_DEPTH, nestedDeeper } from "../common/nesting";
 
 interface ClientFlags extends OptionFlags {
   address: string;
@@ -116,13 +117,15 @@ function clientOptions(flags: ClientFlags, credentials = clientCredentials(flags
 /** JSON text, `@path`, or `@-` (standard input). */
 export function readPayload(text: string): Payload {
   const source = text.startsWith("@") ? fs.readFileSync(text === "@-" ? 0 : text.slice(1), "utf8") : text;
+  let payload: unknown;
   try {
-    const payload = JSON.parse(source);
-    if (payload === null || typeof payload !== "object" || Array.isArray(payload)) throw new Error("expected a JSON object");
-    return payload;
+    payload = JSON.parse(source);
   } catch (e) {
     throw new Error(`payload is not valid JSON: ${(e as Error).message}`);
   }
+  if (payload === null || typeof payload !== "object" || Array.isArray(payload)) throw new Error(`payload is not a JSON object: expected {"inputs": {...}, ...}`);
+  if (nestedDeeper(payload)) throw new Error(`payload is nested more than ${MAX_DEPTH} deep`);
+  return payload as Payload;
 }
 
 /** protobufjs types as the SDK's MessageFns (encode the SDK's tensor messages, decode to plain objects). */

@@ -86,4 +86,22 @@ describe("tesseract-core bridge: answers read up to a bound", function () {
     assert.equal(failureReason(Object.assign(new Error("connect"), { cause: { code: "ECONNRESET" } })), "ECONNRESET");
     assert.equal(failureReason(Object.assign(new Error("aborted"), { code: 20 })), "aborted");
   });
+
+  it("answers nested deeper than 100: refused naming the runtime (the readers recursing over them overflowed the stack)", async () => {
+    const deep = (n: number) => `${"[".repeat(n)}1${"]".repeat(n)}`;
+    const nestedDocument = await runtimeAt((res) => res.end(`{"openapi": "3.1.0", "x": ${deep(100_000)}}`), document);
+    try {
+      await assert.rejects(loadTesseractCore(nestedDocument.url), new RegExp(`^Error: ${nestedDocument.url.replace(/\./g, "\\.")}/openapi\\.json is nested more than 100 deep`));
+    } finally {
+      await nestedDocument.close();
+    }
+    const runtime = await runtimeAt(document, (res) => res.end(`{"statistics": {"barycenter": ${deep(100_000)}}}`));
+    const bridged = await loadTesseractCore(runtime.url);
+    try {
+      await rejects(bridged.apply(meshStatsInputs()), Code.UNKNOWN, new RegExp(`^apply on ${runtime.url.replace(/\./g, "\\.")} answered outputs that do not match \\S+: JSON nested more than 100 deep$`));
+    } finally {
+      await bridged.close();
+      await runtime.close();
+    }
+  });
 });

@@ -7,6 +7,7 @@ import { execFile } from "node:child_process";
 import { once } from "node:events";
 import * as fs from "node:fs";
 import * as net from "node:net";
+import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { assertClose, CLI, serveProcess, type ServeProcess } from "./helpers";
@@ -194,6 +195,15 @@ describe("CLI", () => {
     const notJson = await cli("apply", "{nope", "--address", address);
     assert.equal(notJson.code, 1);
     assert.match(notJson.stderr, /payload is not valid JSON/);
+    const notObject = await cli("apply", "[1]", "--address", address);
+    assert.equal(notObject.code, 1);
+    assert.match(notObject.stderr, /^tesseract-grpc apply: payload is not a JSON object: expected \{"inputs": \{\.\.\.\}, \.\.\.\}\n$/);
+    // JSON.parse takes it; the conversions that recurse over it overflowed the stack ("Maximum call stack size exceeded").
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "deep-")), "payload.json");
+    fs.writeFileSync(file, `{"inputs": {"mesh": {"points": ${"[".repeat(200_000)}1${"]".repeat(200_000)}}}}`);
+    const deep = await cli("apply", `@${file}`, "--address", address);
+    assert.equal(deep.code, 1);
+    assert.match(deep.stderr, /^tesseract-grpc apply: payload is nested more than 100 deep\n$/);
   });
 });
 

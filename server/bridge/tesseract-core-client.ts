@@ -25,6 +25,7 @@ import type { MessageSchema } from "../schema/schema";
 import type { AbstractOutput } from "../tesseract";
 import { ApplyBodies } from "./apply-bodies";
 import { failureReason, type Replica, type ReplicaResponse, type RuntimeReplicas } from "./runtime-replicas";
+import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
 
 /** The error for a request that `signal` aborted: its reason's code, naming the request. */
 function abortedError(signal: AbortSignal, request: string, cause: unknown): TesseractError {
@@ -69,7 +70,7 @@ export class TesseractCoreClient {
     const body = JSON.stringify({ inputs: messageJson(this.inputs.type, tree, "abstract", this.enumStrings) });
     const { text, url } = await this.post("abstract_eval", body, signal);
     try {
-      return abstractOutputs(this.outputs.type, JSON.parse(text), [], "outputs");
+      return abstractOutputs(this.outputs.type, parseAnswer(text), [], "outputs");
     } catch (e) {
       const message = isTesseractError(e) || e instanceof SyntaxError ? e.message : String(e);
       throw new TesseractError(Code.UNKNOWN, `abstract_eval on ${url} answered outputs that do not match ${this.outputs.fullName}: ${clip(message)}`, { cause: e });
@@ -108,8 +109,8 @@ export class TesseractCoreClient {
   /** tesseract-core's outputs JSON -> the outputs tree (or its leaves at `only`), arrays in their declared datatypes. */
   private decodeOutputs(text: string, url: string, only?: JsonLeafReader): Record<string, unknown> {
     try {
-      if (only) return only.read(JSON.parse(text));
-      const json = castToDeclared(this.outputs.type, JSON.parse(text), "outputs", this.requiredFields);
+      if (only) return only.read(parseAnswer(text));
+      const json = castToDeclared(this.outputs.type, parseAnswer(text), "outputs", this.requiredFields);
       const any = inputsAny(this.outputs, json, false, { field: "outputs", enumStrings: this.enumStrings });
       return this.outputs.decodeAny(any, "outputs");
     } catch (e) {
@@ -117,6 +118,13 @@ export class TesseractCoreClient {
       throw new TesseractError(Code.UNKNOWN, `apply on ${url} answered outputs that do not match ${this.outputs.fullName}: ${clip(message)}`, { cause: e });
     }
   }
+}
+
+/** An answer's JSON, refused when nested deeper than the bridge reads (its readers recurse). */
+function parseAnswer(text: string): unknown {
+  const json: unknown = JSON.parse(text);
+  if (nestedDeeper(json)) throw new TesseractError(Code.UNKNOWN, `JSON nested more than ${MAX_DEPTH} deep`);
+  return json;
 }
 
 /** The answer's text when 2xx; a 422 is INVALID_ARGUMENT with its details, any other status UNKNOWN. */

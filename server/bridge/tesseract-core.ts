@@ -22,6 +22,7 @@ import { DEFAULT_HEALTH_INTERVAL_MS, HealthMonitor } from "./health-monitor";
 import { failureReason, RuntimeReplicas, type Lookup, type ReplicaResponse } from "./runtime-replicas";
 import { TesseractCoreClient } from "./tesseract-core-client";
 import { isTesseractCoreUrl } from "./settings";
+import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
 
 export { TesseractCoreClient, validationDetail } from "./tesseract-core-client";
 
@@ -58,11 +59,14 @@ async function fetchOpenApi(replicas: RuntimeReplicas): Promise<{ url: string; d
       continue;
     }
     if (answer.status < 200 || answer.status >= 300) throw new Error(`${url}/openapi.json answered HTTP ${answer.status}; expected a tesseract-core runtime's OpenAPI document`);
+    let doc: unknown;
     try {
-      return { url, doc: JSON.parse(answer.text) };
+      doc = JSON.parse(answer.text);
     } catch {
       throw new Error(`${url}/openapi.json is not JSON; expected a tesseract-core runtime's OpenAPI document`);
     }
+    if (nestedDeeper(doc)) throw new Error(`${url}/openapi.json is nested more than ${MAX_DEPTH} deep; expected a tesseract-core runtime's OpenAPI document`);
+    return { url, doc };
   }
   throw new Error(`no tesseract-core runtime answered GET /openapi.json within ${OPENAPI_TIMEOUT_MS / 1000} s (${failures.join("; ")})`);
 }

@@ -5,7 +5,7 @@
  * the other gRPC codes map to the HTTP status that says the same.
  */
 import { boundedDetails, Code, invalidArgument, type TesseractError } from "../../common/errors";
-import { MAX_DEPTH } from "../schema/wire-decode";
+import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
 
 export type Loc = (string | number)[];
 
@@ -88,17 +88,7 @@ export function httpStatusOf(code: number, busy = false): number {
 /** As deep as the gRPC side decodes (protobuf's recursion limit). */
 export const MAX_BODY_DEPTH = MAX_DEPTH;
 
-/**
- * Refuses a body nested more than MAX_BODY_DEPTH deep, before anything recurses over it (a
- * 100 000-deep list would overflow the stack: a server fault for a caller's mistake). Walks
- * iteratively, stopping at the first value too deep.
- */
+/** Refuses a body nested more than MAX_BODY_DEPTH deep, before anything recurses over it (common/nesting.ts). */
 export function checkBodyDepth(body: unknown): void {
-  const stack: [unknown, number][] = [[body, 0]];
-  while (stack.length > 0) {
-    const [value, depth] = stack.pop()!;
-    if (typeof value !== "object" || value === null) continue;
-    if (depth > MAX_BODY_DEPTH) throw invalidArgument(`the body is nested more than ${MAX_BODY_DEPTH} deep`);
-    for (const child of Object.values(value)) stack.push([child, depth + 1]);
-  }
+  if (nestedDeeper(body, MAX_BODY_DEPTH)) throw invalidArgument(`the body is nested more than ${MAX_BODY_DEPTH} deep`);
 }

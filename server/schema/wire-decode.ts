@@ -18,6 +18,7 @@
 import * as protobuf from "protobufjs";
 import { clip, invalidArgument } from "../../common/errors";
 import { emptyRecord } from "../../common/records";
+import { MAX_DEPTH } from "../../common/nesting";
 
 export interface DecodeStyle {
   /** 64-bit integers as JS numbers (the Tesseract's trees) or as exact decimal strings (requests). */
@@ -34,8 +35,6 @@ export interface DecodeStyle {
 const MessageType = protobuf.Type;
 const EnumType = protobuf.Enum;
 
-/** protobuf's default recursion limit. */
-export const MAX_DEPTH = 100;
 
 const VARINT = 0;
 const FIXED64 = 1;
