@@ -5,12 +5,14 @@
 # ---- build: install from the lockfile, generate code from proto/, compile to dist/ ----
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
-# The build context is filtered by .dockerignore (no node_modules/, dist/, generated/, tests).
+# The build context is filtered by .dockerignore (no node_modules/, dist/, generated/, .git/).
 COPY . .
 # `npm ci` runs the `prepare` script (buf generate + tsc); buf comes as a binary inside an npm
-# package, so no protoc and no download. Then drop the dev dependencies for the runtime stage.
+# package, so no protoc and no download. Then drop the compiled tests and benchmarks and the dev
+# dependencies for the runtime stage.
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --no-audit --no-fund \
+ && rm -rf dist/test dist/bench \
  && npm prune --omit=dev --no-audit --no-fund
 
 # ---- runtime: compiled code, the contract's .proto files, production dependencies ----
