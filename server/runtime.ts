@@ -253,7 +253,9 @@ export class TesseractRuntime {
     const remote = this.remoteApply;
     try {
       if (remote) return await withAbortingTimeout(timeoutMs, signal, (aborting) => remote.apply(inputs, aborting), " (Apply)");
-      return await withTimeout(Promise.resolve().then(() => this.definition.apply(inputs)), timeoutMs);
+      const outputs = await withTimeout(Promise.resolve().then(() => this.definition.apply(inputs)), timeoutMs);
+      this.schema.outputs.checkDeclared(outputs);
+      return outputs;
     } catch (e) {
       if (isTesseractError(e)) throw e;
       throw new TesseractError(Code.UNKNOWN, `apply failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });

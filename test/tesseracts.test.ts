@@ -292,6 +292,16 @@ describe("faults raised by apply", () => {
     await rejects(runtime.jacobian({ inputs: inputs("drop"), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-5 } }), Code.INTERNAL, /^evaluation at x\[0\] - h failed: apply returned no tensor at output f$/);
   });
 
+  it("an output under a name Outputs does not declare is the Tesseract's fault, named (Apply answered OK without it; a Jacobian blamed the caller's path)", async () => {
+    const fields = "fields: f, named, g, count_out";
+    await rejects(runtime.apply(inputs("misnamed")), Code.INTERNAL, new RegExp(`^outputs ff: Outputs has no such field; ${fields}$`));
+    await rejects(
+      runtime.jacobian({ inputs: inputs("misnamed"), inputPaths: ["x"], outputPaths: ["f"] }),
+      Code.INTERNAL,
+      new RegExp(`^evaluation at x\\[0\\] \\+ h failed: outputs ff: Outputs has no such field; ${fields}$`),
+    );
+  });
+
   it("non-finite values in unrequested outputs do not matter", async () => {
     const { entries } = await runtime.jacobian({ inputs: inputs("nan"), inputPaths: ["y"], outputPaths: ["g"] });
     assert.ok(maxAbsDiff(entries[0].values, [Math.exp(0.5)]) < 1e-8);

@@ -99,6 +99,7 @@ export class OutputSelector {
   /** The resolved outputs, resolving the paths on the first tree. */
   private resolve(outputTree: unknown): Resolved[] {
     if (!this.resolved) {
+      this.schema.checkDeclared(outputTree);
       const leaves = this.schema.resolveDifferentiable(outputTree, this.requested, this.field, "output");
       this.resolved = leaves.map((leaf) => ({
         info: { path: leaf.path, shape: [...leaf.array.shape], datatype: dataTypeOfArray(leaf.array.data) },

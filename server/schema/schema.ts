@@ -113,10 +113,21 @@ export class MessageSchema {
    */
   encodeAny(tree: unknown, role: "outputs" | "inputs" = "outputs"): AnyMessage {
     const fail = (message: string) => new TesseractError(role === "outputs" ? Code.INTERNAL : Code.INVALID_ARGUMENT, `${role} ${message}`);
+    const undeclared = undeclaredField(this.type, tree, "");
+    if (undeclared) throw fail(undeclared);
     const plain = fromTree(this.type, tree, "", fail);
     const problem = this.type.verify(plain);
     if (problem) throw fail(`do not match ${this.fullName}: ${problem}`);
     return { type_url: this.typeUrl, value: this.type.encode(plain).finish() };
+  }
+
+  /**
+   * Refuses (INTERNAL) outputs of apply with a field this type does not declare: a misspelt output
+   * (Apply answered OK without it, and a Jacobian of it blamed the caller's path).
+   */
+  checkDeclared(outputs: unknown): void {
+    const undeclared = undeclaredField(this.type, outputs, "");
+    if (undeclared) throw new TesseractError(Code.INTERNAL, `outputs ${undeclared}`);
   }
 
   /** Concrete differentiable paths present in `tree`, formatted. */
@@ -222,6 +233,26 @@ function mapField(field: protobuf.Field, value: unknown, where: string, convert:
   }
   if (field.repeated) return ((value ?? []) as unknown[]).map((v, i) => convert(v, `${where}.[${i}]`));
   return convert(value, where);
+}
+
+/** "where: Type has no such field; fields: ..." for the first key of a tree (messages at any depth) its type does not declare. */
+function undeclaredField(type: protobuf.Type, tree: unknown, prefix: string): string | undefined {
+  if (tree === null || typeof tree !== "object" || Array.isArray(tree)) return undefined; // fromTree says what it expected
+  const source = tree as Record<string, unknown>;
+  for (const key of Object.keys(source)) {
+    const where = prefix ? `${prefix}.${key}` : key;
+    const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
+    if (!field) return `${where}: ${type.name} has no such field; fields: ${Object.keys(type.fields).join(", ")}`;
+    const sub = field.resolvedType;
+    const value = source[key];
+    if (!(sub instanceof protobuf.Type) || isTensorField(field) || value === null || typeof value !== "object") continue;
+    const items = field.map ? Object.entries(value).map(([k, v]) => [`${where}.${formatPath([{ kind: "key", key: k }])}`, v] as const) : field.repeated && Array.isArray(value) ? value.map((v, i) => [`${where}.[${i}]`, v] as const) : [[where, value] as const];
+    for (const [at, item] of items) {
+      const found = undeclaredField(sub, item, at);
+      if (found) return found;
+    }
+  }
+  return undefined;
 }
 
 function toTree(type: protobuf.Type, plain: Record<string, unknown>, prefix: string, opts: { abstract?: boolean; limits?: DecodeLimits }): unknown {
