@@ -1,7 +1,9 @@
 /**
  * The package runs on Node 20 (package.json engines): every locked dependency must say it does too,
- * or `npm install` warns EBADENGINE (fastify's light-my-request wanted cookie 2, Node >= 22; the
- * package overrides it with cookie 1.1.1, Node >= 18, whose stringifySetCookie it uses).
+ * or `npm install` warns EBADENGINE (fastify's light-my-request 6.8 wants cookie 2, Node >= 22: the
+ * package depends on light-my-request 6.6.0, cookie 1, itself, which fastify's ^6.0.0 shares), and
+ * without `overrides`, which npm applies in the root project only: an app installing the tarball
+ * resolved cookie 2 and warned.
  */
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
@@ -50,6 +52,12 @@ describe("Node 20 engines", () => {
   it("reads npm ranges", () => {
     assert.ok(admits(">=20", NODE_20) && admits("^18.18.0 || ^20.9.0 || >=21.1.0", NODE_20) && admits(">=16 || 14 >=14.17", NODE_20) && admits("6.* || 8.* || >= 10.*", NODE_20));
     assert.ok(!admits(">=22", NODE_20) && !admits("^18 || ^22", NODE_20) && !admits("20.20.0", NODE_20));
+  });
+
+  it("pins versions by dependencies, not overrides (an app installing the package would not get them)", () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")) as { overrides?: unknown; dependencies: Record<string, string> };
+    assert.equal(pkg.overrides, undefined);
+    assert.equal(pkg.dependencies["light-my-request"], "6.6.0");
   });
 
   it("every locked dependency admits Node 20, so npm install warns no EBADENGINE", () => {

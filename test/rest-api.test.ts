@@ -297,7 +297,7 @@ describe("tesseract-core's REST API", () => {
     }
   });
 
-  it("fastify's inject sends cookies with the cookie version pinned for Node 20 (package.json overrides)", async () => {
+  it("fastify's inject sends cookies with the cookie version pinned for Node 20 (light-my-request 6.6.0)", async () => {
     const app = Fastify();
     app.get("/echo", async (request) => ({ cookie: request.headers.cookie }));
     const res = await app.inject({ method: "GET", url: "/echo", cookies: { session: "a b", other: "1" } });

@@ -34,7 +34,6 @@ interface PackageJson {
   license: string;
   dependencies: Record<string, string>;
   devDependencies: Record<string, string>;
-  overrides?: Record<string, unknown>;
   [key: string]: unknown;
 }
 
@@ -109,10 +108,7 @@ async function makeSandbox(): Promise<Sandbox> {
   // dist/ is built already (npm test builds first): pack it as it is, without running `prepare`.
   const { stdout } = await run("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", dir], ROOT);
   const [packed] = JSON.parse(stdout) as { filename: string; integrity: string; files: { path: string }[] }[];
-  // npm applies `overrides` of the root project only: an app that wants this project's tree (the one
-  // in its lockfile, which this sandbox copies) must repeat them.
-  const { overrides } = readPackageJson();
-  const app = { name: "app", version: "1.0.0", license: "UNLICENSED", dependencies: { "tesseract-grpc": `file:${packed.filename}` }, devDependencies: {}, ...(overrides ? { overrides } : {}) };
+  const app = { name: "app", version: "1.0.0", license: "UNLICENSED", dependencies: { "tesseract-grpc": `file:${packed.filename}` }, devDependencies: {} };
   fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify(app, null, 2));
   fs.writeFileSync(path.join(dir, "package-lock.json"), JSON.stringify(sandboxLock(readPackageJson(), app, packed.filename, packed.integrity), null, 2));
   await run("npm", ["ci", "--offline", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]);
