@@ -121,10 +121,11 @@ export function readPayload(text: string): Payload {
   try {
     payload = JSON.parse(source);
   } catch (e) {
-    throw new Error(`payload is not valid JSON: ${(e as Error).message}`);
+    const file = /^\S+\.json$/.test(text) ? ` (a file is read with @: @${text})` : "";
+    throw badPayload(`payload is not valid JSON: ${(e as Error).message}${file}`);
   }
-  if (payload === null || typeof payload !== "object" || Array.isArray(payload)) throw new Error(`payload is not a JSON object: expected {"inputs": {...}, ...}`);
-  if (nestedDeeper(payload)) throw new Error(`payload is nested more than ${MAX_DEPTH} deep`);
+  if (payload === null || typeof payload !== "object" || Array.isArray(payload)) throw badPayload(`payload is not a JSON object: expected {"inputs": {...}, ...}`);
+  if (nestedDeeper(payload)) throw badPayload(`payload is nested more than ${MAX_DEPTH} deep`);
   return payload as Payload;
 }
 

@@ -2,7 +2,7 @@
  * What the CLI prints besides results: a failure with the next step to take (a server to start, a
  * flag to drop, how to write an int32 array), and a gradient call's evaluation stats.
  */
-import { listed } from "../common/errors";
+import { Code, isTesseractError, listed } from "../common/errors";
 import type { EvaluationStats } from "../generated/tesseract/v1/tesseract";
 import { numpyDtype } from "../common/numpy-arrays";
 import { DataType } from "../common/tensor-codec";
@@ -28,6 +28,8 @@ function dtypeOf(name: string): string | undefined {
 
 /** The line printed for a failed command (after `tesseract-grpc <command>: `). */
 export function explainError(e: unknown, address: string): string {
+  // The payload's own checks, before any call (json-form.ts), carry a code like the server's.
+  if (isTesseractError(e)) return `${Code[e.code]}: ${e.message}`;
   if (!isTesseractClientError(e)) return e instanceof Error ? e.message : String(e);
   const text = details(e);
   if (e.codeName === "UNAVAILABLE") {

@@ -194,16 +194,20 @@ describe("CLI", () => {
     assert.match(unknownField.stderr, /inputs\.mesh\.pointz: VolumetricMeshData has no such field; fields: n_points, n_cells, points/);
     const notJson = await cli("apply", "{nope", "--address", address);
     assert.equal(notJson.code, 1);
-    assert.match(notJson.stderr, /payload is not valid JSON/);
+    assert.match(notJson.stderr, /^tesseract-grpc apply: INVALID_ARGUMENT: payload is not valid JSON: /);
+    const forgotAt = await cli("apply", "mesh.json", "--address", address);
+    assert.match(forgotAt.stderr, /payload is not valid JSON: .* \(a file is read with @: @mesh\.json\)\n$/);
+    // The payload's field checks, before any call, print a code too.
+    assert.match(unknownField.stderr, /^tesseract-grpc apply: INVALID_ARGUMENT: inputs\.mesh\.pointz: /);
     const notObject = await cli("apply", "[1]", "--address", address);
     assert.equal(notObject.code, 1);
-    assert.match(notObject.stderr, /^tesseract-grpc apply: payload is not a JSON object: expected \{"inputs": \{\.\.\.\}, \.\.\.\}\n$/);
+    assert.match(notObject.stderr, /^tesseract-grpc apply: INVALID_ARGUMENT: payload is not a JSON object: expected \{"inputs": \{\.\.\.\}, \.\.\.\}\n$/);
     // JSON.parse takes it; the conversions that recurse over it overflowed the stack ("Maximum call stack size exceeded").
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "deep-")), "payload.json");
     fs.writeFileSync(file, `{"inputs": {"mesh": {"points": ${"[".repeat(200_000)}1${"]".repeat(200_000)}}}}`);
     const deep = await cli("apply", `@${file}`, "--address", address);
     assert.equal(deep.code, 1);
-    assert.match(deep.stderr, /^tesseract-grpc apply: payload is nested more than 100 deep\n$/);
+    assert.match(deep.stderr, /^tesseract-grpc apply: INVALID_ARGUMENT: payload is nested more than 100 deep\n$/);
   });
 });
 
