@@ -7,7 +7,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { Command, InvalidArgumentError } from "commander";
+import { Command } from "commander";
 import { addClientCommands, credentialsFromFlags, envOption as flag, readFlagFile } from "../client/cli-commands";
 import { addProtoCommand } from "../client/proto-command";
 import { DEFAULT_LIMITS } from "../server/grpc/calls";
@@ -19,17 +19,10 @@ import { createLogger } from "../server/log";
 import { checkServerTls, type ServerTls } from "../server/grpc/tls";
 import { explainServeError, routeGrpcLogs } from "./serve-messages";
 import { addGenerateCommand } from "./generate/command";
+import { integer } from "../client/options-json";
 
 /** The package's version, from its package.json (two folders above dist/cli/cli.js). */
 const VERSION: string = JSON.parse(fs.readFileSync(path.join(__dirname, "../../package.json"), "utf8")).version;
-
-export function integer(min: number) {
-  return (value: string) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected a whole number of at least ${min}, got "${value}"`);
-    return n;
-  };
-}
 
 interface ServeFlags {
   host: string;
@@ -88,7 +81,7 @@ function readServerTls(cert: string | undefined, key: string | undefined, client
 }
 
 function workerCount(value: string): number | "auto" {
-  return value === "auto" ? "auto" : integer(0)(value);
+  return value === "auto" ? "auto" : integer(0, '"auto" or ')(value);
 }
 
 export function buildProgram(): Command {

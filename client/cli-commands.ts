@@ -8,7 +8,7 @@ import { quote } from "../common/errors";
 import * as fs from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, Option } from "commander";
 import type * as protobuf from "protobufjs";
 import { withDefaultPort } from "./address";
 import { explainError, statsLine } from "./cli-messages";
@@ -16,7 +16,7 @@ import { withProgress, writeRowsNdjson } from "./cli-rows";
 import { TesseractClientError } from "./errors";
 import { arrayFromJson, enumsByName, jsonToTree, treeToJson, type Format } from "./json-form";
 import { writeJacobianNpy } from "./npy-writer";
-import { mergeOptionFlags, optionFlags, optionsFromJson, optionsToJson, positiveNumber, seedValue, type OptionFlags } from "./options-json";
+import { mergeOptionFlags, optionFlags, optionsFromJson, optionsToJson, positiveInteger, positiveNumber, seedValue, type OptionFlags } from "./options-json";
 import { fetchRoot } from "./reflection-schema";
 import { bearerToken, DEFAULT_MAX_MESSAGE_BYTES, TesseractClient, type FiniteDifferenceRequestOptions, type SparsityPatternInput, type TesseractClientOptions, type TesseractTypes } from "./tesseract-client";
 import { tlsCredentials } from "./tls";
@@ -44,12 +44,6 @@ export function envOption(flags: string, description: string): Option {
   return new Option(flags, description).env(`TESSERACT_GRPC_${long.replace(/-/g, "_").toUpperCase()}`);
 }
 
-
-function positiveInteger(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive whole number, got "${value}"`);
-  return n;
-}
 
 /** Status codes for the CLI's own refusals of a payload, like the server's. */
 const badPayload = (message: string) => new TesseractClientError(status.INVALID_ARGUMENT, message);

@@ -8,7 +8,7 @@ import { InvalidArgumentError, Option } from "commander";
 import { Algorithm, SparsityMode, StepMode, StochasticEstimator } from "../generated/tesseract/v1/algorithm";
 import { FiniteDifferenceOptions } from "../generated/tesseract/v1/tesseract";
 import { decimalNumber } from "../common/decimal";
-import { clip } from "../common/errors";
+import { clip, quote } from "../common/errors";
 
 type Options = Partial<FiniteDifferenceOptions>;
 
@@ -132,7 +132,7 @@ export function mergeOptionFlags(options: Options, flags: OptionFlags): Options 
 function pathNumberFlag(flag: string) {
   return (value: string, previous: Record<string, number> | undefined) => {
     const at = value.lastIndexOf("=");
-    const n = Number(value.slice(at + 1));
+    const n = decimalNumber(value.slice(at + 1)) ?? NaN;
     if (at <= 0 || !(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError(`expected INPUT_PATH=POSITIVE_NUMBER (e.g. ${flag} mesh.points=1e-6), got "${value}"`);
     return { ...previous, [value.slice(0, at)]: n };
   };
@@ -145,11 +145,16 @@ export function positiveNumber(value: string): number {
   return n;
 }
 
-function positiveInteger(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive whole number, got "${value}"`);
-  return n;
+/** A flag's whole number of at least `min`, written in decimal (Number() also took "", "0x10" and " 5": an empty --port was 0, a free port). */
+export function integer(min: number, alternative = "") {
+  return (value: string) => {
+    const n = decimalNumber(value);
+    if (n === undefined || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected ${alternative}a whole number of at least ${min}, got ${quote(value)}`);
+    return n;
+  };
 }
+
+export const positiveInteger = integer(1);
 
 /**
  * A seed: a whole number from 0 to 2^53 - 1 (a uint64 on the wire; beyond 2^53 a JSON number or a

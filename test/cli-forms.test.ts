@@ -10,7 +10,7 @@ import { withDefaultPort } from "../client/address";
 import { explainError, statsLine } from "../client/cli-messages";
 import { TesseractClientError } from "../client/errors";
 import { arrayFromJson, enumsByName } from "../client/json-form";
-import { mergeOptionFlags, optionFlags, optionsFromJson, optionsToJson, positiveNumber } from "../client/options-json";
+import { integer, mergeOptionFlags, optionFlags, optionsFromJson, optionsToJson, positiveNumber } from "../client/options-json";
 import { Algorithm, StepMode, StochasticEstimator } from "../generated/tesseract/v1/algorithm";
 import { FiniteDifferenceOptions } from "../generated/tesseract/v1/tesseract";
 import { loadRoot } from "../server/schema/schema";
@@ -92,6 +92,11 @@ describe("CLI forms", () => {
       // Flags' numbers are decimal: Number() would take "0x10" as 16 and " 1e-3 " as 0.001.
       for (const text of ["0x10", "0b1", " 1e-3 ", "Infinity", "", "-1", "0"]) assert.throws(() => positiveNumber(text), new RegExp(`expected a positive number, got "${text.replace(/[.+]/g, "\\$&")}"`));
       assert.deepEqual(["1e-6", ".5", "3.", "2E+2"].map(positiveNumber), [1e-6, 0.5, 3, 200]);
+      // Whole numbers too: an empty --port was 0 (a free port), "0x10" 16.
+      for (const text of ["0x10", " 5", "", "2.5", "-1", "1e300"]) assert.throws(() => integer(0)(text), new RegExp(`expected a whole number of at least 0, got "${text.replace(/[.+]/g, "\\$&")}"`));
+      assert.deepEqual(["0", "8", "1e3", "2.0"].map(integer(0)), [0, 8, 1000, 2]);
+      assert.throws(() => integer(1, '"auto" or ')("0"), /^InvalidArgumentError: expected "auto" or a whole number of at least 1, got "0"$/);
+      assert.throws(() => optionFlags(false).find((o) => o.long === "--eps-by-path")!.parseArg!("x=0x10", undefined), /expected INPUT_PATH=POSITIVE_NUMBER/);
     });
 
     it("flags override the payload, field by field; per-path flags add entries", async () => {
