@@ -136,7 +136,7 @@ export function buildProgram(): Command {
       const replicaCredentials = credentialsFromFlags("--replica-tls", { ca: replicaTlsCa, cert: replicaTlsCert, key: replicaTlsKey });
       const limits = { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs };
       const server = await startServer({ tesseract, logger, ...rest, evalCacheBytes: evalCacheMb * 2 ** 20, tokens, tls, replicaCredentials, limits }).catch((e: Error) => {
-        throw explainServeError(e, rest.host, rest.port);
+        throw explainServeError(e, rest.host, rest.port, rest.httpPort);
       });
       const stop = (signal: string) => {
         logger.info({ signal }, "shutting down");

@@ -12,8 +12,9 @@ export function routeGrpcLogs(logger: Logger): void {
   grpc.setLogger({ error: log, info: log, debug: log });
 }
 
-/** A failed start, with the next step when it is a port in use. */
-export function explainServeError(e: Error, host: string, port: number): Error {
-  if (!/EADDRINUSE/.test(e.message) || /REST API/.test(e.message)) return e;
-  return new Error(`${host}:${port} is already in use (another server?) — stop it, or choose another port with --port (0 picks a free one)`, { cause: e });
+/** A failed start, with the next step when it is a port in use (gRPC's, or the REST API's). */
+export function explainServeError(e: Error, host: string, port: number, httpPort?: number): Error {
+  if (!/EADDRINUSE/.test(e.message)) return e;
+  const [taken, flag] = /REST API/.test(e.message) ? [httpPort, "--http-port"] : [port, "--port"];
+  return new Error(`${host}:${taken} is already in use (another server?) — stop it, or choose another port with ${flag} (0 picks a free one)`, { cause: e });
 }

@@ -345,6 +345,13 @@ describe("CLI: payloads, options and messages", () => {
       );
       assert.deepEqual([code, stdout], [1, ""]);
       assert.equal(stderr, `tesseract-grpc: 127.0.0.1:${port} is already in use (another server?) — stop it, or choose another port with --port (0 picks a free one)\n`);
+      // The REST API's port in use names its own flag.
+      const rest = await run(process.execPath, [CLI, "serve", "meshstats", "--port", "0", "--http-port", port, "--warm-up-ms", "0"]).then(
+        () => ({ code: 0, stderr: "" }),
+        (e: { code: number; stderr: string }) => e,
+      );
+      assert.equal(rest.code, 1);
+      assert.equal(rest.stderr, `tesseract-grpc: 127.0.0.1:${port} is already in use (another server?) — stop it, or choose another port with --http-port (0 picks a free one)\n`);
     });
   });
 });
