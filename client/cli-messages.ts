@@ -6,7 +6,7 @@ import { Code, isTesseractError, listed } from "../common/errors";
 import type { EvaluationStats } from "../generated/tesseract/v1/tesseract";
 import { numpyDtype } from "../common/numpy-arrays";
 import { DataType } from "../common/tensor-codec";
-import { isTesseractClientError, type TesseractClientError } from "./errors";
+import { isTesseractClientError } from "./errors";
 
 /** grpc-js's connection failures, each with what the user can do about it. */
 const UNAVAILABLE_RULES: [RegExp, (address: string, match: RegExpMatchArray) => string][] = [
@@ -15,10 +15,6 @@ const UNAVAILABLE_RULES: [RegExp, (address: string, match: RegExpMatchArray) => 
   [/wrong version number|WRONG_VERSION_NUMBER/, (address) => `${address} does not answer TLS — leave out --tls and the --tls-* flags for a plaintext server`],
 ];
 
-/** A client error's text without grpc-js's empty "Resolution note: " tail. */
-function details(e: TesseractClientError): string {
-  return e.details.replace(/\.?\s*Resolution note:\s*$/, "");
-}
 
 /** `int32` for "DATA_TYPE_INT32 or …", undefined for a name that is no datatype. */
 function dtypeOf(name: string): string | undefined {
@@ -31,7 +27,7 @@ export function explainError(e: unknown, address: string): string {
   // The payload's own checks, before any call (json-form.ts), carry a code like the server's.
   if (isTesseractError(e)) return `${Code[e.code]}: ${e.message}`;
   if (!isTesseractClientError(e)) return e instanceof Error ? e.message : String(e);
-  const text = details(e);
+  const text = e.details;
   if (e.codeName === "UNAVAILABLE") {
     for (const [pattern, explain] of UNAVAILABLE_RULES) {
       const match = text.match(pattern);
@@ -43,7 +39,7 @@ export function explainError(e: unknown, address: string): string {
   const wrongType = /has datatype DATA_TYPE_\w+, expected (DATA_TYPE_\w+)/.exec(text);
   const dtype = wrongType && dtypeOf(wrongType[1]);
   if (dtype && dtype !== "float64") {
-    return `${e.codeName}: ${text} — a nested list is float64; write this array as {"dtype": "${dtype}", "data": [...]} (and "shape" if the nesting does not give it)`;
+    return `${e.codeName}: ${text} — a nested list or a number is float64; write it as {"dtype": "${dtype}", "data": ...} with the same list or number (and "shape" if the nesting does not give it)`;
   }
   return `${e.codeName}: ${text}`;
 }

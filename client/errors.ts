@@ -52,7 +52,8 @@ export function toClientError(e: unknown, fallback: number = status.UNKNOWN): Te
   if (e instanceof TesseractClientError) return e;
   if (isStatusLike(e)) {
     const metadata = e.metadata instanceof Metadata ? e.metadata : undefined;
-    return new TesseractClientError(e.code, e.details, metadata, { cause: e });
+    // grpc-js ends a connection failure with an empty "Resolution note: ".
+    return new TesseractClientError(e.code, e.details.replace(/\.?\s*Resolution note:\s*$/, ""), metadata, { cause: e });
   }
   // Thrown by the shared codec (e.g. a malformed tensor): its code is a gRPC number too.
   if (isTesseractError(e)) return new TesseractClientError(e.code, e.message, undefined, { cause: e });

@@ -8,7 +8,7 @@ import { status } from "@grpc/grpc-js";
 import { Command } from "commander";
 import { withDefaultPort } from "../client/address";
 import { explainError, statsLine } from "../client/cli-messages";
-import { TesseractClientError } from "../client/errors";
+import { toClientError } from "../client/errors";
 import { arrayFromJson, enumsByName } from "../client/json-form";
 import { integer, mergeOptionFlags, optionFlags, optionsFromJson, optionsToJson, positiveNumber } from "../client/options-json";
 import { Algorithm, StepMode, StochasticEstimator } from "../generated/tesseract/v1/algorithm";
@@ -149,7 +149,8 @@ describe("CLI forms", () => {
   });
 
   describe("messages", () => {
-    const error = (code: number, details: string) => new TesseractClientError(code, details);
+    // As a failed call reaches the CLI: grpc-js's status, through the SDK's toClientError.
+    const error = (code: number, details: string) => toClientError({ code, details });
 
     it("UNAVAILABLE with the next step: start a server, check the host, drop TLS", () => {
       const refused = "No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:50051. Resolution note: ";
@@ -159,10 +160,12 @@ describe("CLI forms", () => {
         explainError(error(status.UNAVAILABLE, "No connection established. Last error: Failed to connect (2026-01-01T00:00:00.000Z). Resolution note: "), "h:1"),
         "UNAVAILABLE: No connection established. Last error: Failed to connect (2026-01-01T00:00:00.000Z) — is a tesseract-grpc server listening at h:1, with TLS if and only if you asked for it?",
       );
+      // The SDK's own message drops grpc-js's empty tail too.
+      assert.equal(error(status.UNAVAILABLE, refused).message, "UNAVAILABLE: No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:50051");
     });
 
     it("a wrong datatype: how to write that array compactly (not for float64, which a nested list is)", () => {
-      assert.match(explainError(error(status.INVALID_ARGUMENT, "mesh.cell_connectivity has datatype DATA_TYPE_FP64, expected DATA_TYPE_INT32"), "a"), /— a nested list is float64; write this array as \{"dtype": "int32", "data": \[\.\.\.\]\}/);
+      assert.match(explainError(error(status.INVALID_ARGUMENT, "mesh.cell_connectivity has datatype DATA_TYPE_FP64, expected DATA_TYPE_INT32"), "a"), /— a nested list or a number is float64; write it as \{"dtype": "int32", "data": \.\.\.\} with the same list or number/);
       assert.match(explainError(error(status.INVALID_ARGUMENT, "x has datatype DATA_TYPE_FP64, expected DATA_TYPE_FP32"), "a"), /\{"dtype": "float32"/);
       assert.equal(explainError(error(status.INVALID_ARGUMENT, "x has datatype DATA_TYPE_INT32, expected DATA_TYPE_FP64"), "a"), "INVALID_ARGUMENT: x has datatype DATA_TYPE_INT32, expected DATA_TYPE_FP64");
       assert.equal(explainError(new Error("payload is not valid JSON: …"), "a"), "payload is not valid JSON: …");

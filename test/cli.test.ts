@@ -263,7 +263,7 @@ describe("CLI: payloads, options and messages", () => {
       assert.equal(code, 1);
       assert.equal(
         stderr,
-        'tesseract-grpc apply: INVALID_ARGUMENT: mesh.cell_connectivity has datatype DATA_TYPE_FP64, expected DATA_TYPE_INT32 — a nested list is float64; write this array as {"dtype": "int32", "data": [...]} (and "shape" if the nesting does not give it)\n',
+        'tesseract-grpc apply: INVALID_ARGUMENT: mesh.cell_connectivity has datatype DATA_TYPE_FP64, expected DATA_TYPE_INT32 — a nested list or a number is float64; write it as {"dtype": "int32", "data": ...} with the same list or number (and "shape" if the nesting does not give it)\n',
       );
     });
   });
