@@ -123,10 +123,12 @@ describe("tesseract-core's REST API", () => {
     const misspelt = await post(base(mesh), "jacobian?algoritm=forward", request);
     assert.equal(misspelt.status, 422);
     assert.match(JSON.stringify(misspelt.json), /query parameter algoritm is not an option; options: algorithm, eps, num_samples, seed, sparsity_mode/);
+    assert.deepEqual(misspelt.json.detail[0].loc, ["query", "algoritm"], "located as FastAPI locates a query parameter");
     for (const eps of ["0x10", "0b1", "%201e-3%20", "Infinity"]) {
       const odd = await post(base(mesh), `jacobian?eps=${eps}`, request);
       assert.equal(odd.status, 422, `eps=${eps}`);
       assert.match(JSON.stringify(odd.json), /query parameter eps is .*, expected a number/);
+      assert.deepEqual(odd.json.detail[0].loc, ["query", "eps"]);
     }
     const bodyHex = await post(base(mesh), "jacobian", { ...request, options: { eps: "0x10" } });
     assert.match(JSON.stringify(bodyHex.json), /options\.eps is \\"0x10\\", expected a number/);

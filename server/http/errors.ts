@@ -40,10 +40,14 @@ const ENVELOPE_FIELDS = new Set(["inputs", "jac_inputs", "jac_outputs", "jvp_inp
 const LEADING_PATH = /^([A-Za-z_]\w*(?:\.(?:[A-Za-z_]\w*|\[\d+\]|\{(?:[^{}\\]|\\.)*\}))*)(?=[\s:]|$)/;
 
 /**
- * Where an INVALID_ARGUMENT message points: its leading path, under "body" when it names a request
- * field and under ["body", "inputs"] when it names an input field; ["body"] when it names neither.
+ * Where an INVALID_ARGUMENT message points: ["query", name] for a query parameter; its leading path,
+ * under "body" when it names a request field and under ["body", "inputs"] when it names an input
+ * field; ["body"] when it names neither.
  */
 export function locOf(message: string, inputFields: ReadonlySet<string>): Loc {
+  // A query parameter's refusal (options.ts), where FastAPI puts it.
+  const parameter = /^query parameter (\S+?)(?=[\s:]|$)/.exec(message);
+  if (parameter) return ["query", parameter[1]];
   const match = LEADING_PATH.exec(message);
   if (!match) return ["body"];
   const items: Loc = [];
