@@ -88,7 +88,7 @@ export function buildProgram(): Command {
   const program = new Command("tesseract-grpc")
     .description("Serve a Tesseract over gRPC with finite-difference gradients, or call one.")
     .version(VERSION)
-    .showHelpAfterError();
+    .showHelpAfterError("(add --help for usage)");
 
   program
     .command("serve")
