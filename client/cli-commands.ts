@@ -23,6 +23,7 @@ import { tlsCredentials } from "./tls";
 import type { MessageFns } from "./any";
 import type { DescribeResponse, EvaluationStats } from "../generated/tesseract/v1/tesseract";
 import { MAX_DEPTH, nestedDeeper } from "../common/nesting";
+import { dropIpServerNameWarning } from "../common/ip-server-name";
 
 interface ClientFlags extends OptionFlags {
   address: string;
@@ -67,19 +68,6 @@ export function connectionOptions(): Option[] {
     new Option("--tls-cert <path>", "use TLS with this client certificate (PEM) for mutual TLS; needs --tls-key").env("TESSERACT_GRPC_CLIENT_TLS_CERT"),
     new Option("--tls-key <path>", "the private key (PEM) of --tls-cert").env("TESSERACT_GRPC_CLIENT_TLS_KEY"),
   ];
-}
-
-/**
- * grpc-js passes an IP address target (127.0.0.1:50051) to TLS as the server name, and Node warns about
- * it (DEP0123; grpc/grpc-node#1919). Harmless (the certificate is still checked against the IP), but
- * noise on every client command's stderr: the CLI drops that one warning.
- */
-function dropIpServerNameWarning(): void {
-  const emitWarning = process.emitWarning;
-  process.emitWarning = function (this: unknown, warning: string | Error, ...rest: unknown[]) {
-    if (rest[0] === "DEP0123" || rest[1] === "DEP0123" || (rest[0] as { code?: string } | undefined)?.code === "DEP0123") return;
-    return (emitWarning as (...args: unknown[]) => void).call(this, warning, ...rest);
-  } as typeof process.emitWarning;
 }
 
 /**

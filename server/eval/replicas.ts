@@ -15,6 +15,7 @@ import { loadContract } from "../schema/contract";
 import type { AnyMessage, TesseractSchema } from "../schema/schema";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { evalTimeoutError } from "./timeout";
+import { dropIpServerNameWarning } from "../../common/ip-server-name";
 
 type ApplyClient = grpc.Client & {
   Apply(request: { inputs: AnyMessage }, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, response: { outputs?: AnyMessage }) => void): grpc.ClientUnaryCall;
@@ -66,6 +67,7 @@ export class ReplicaPool {
     this.concurrency = concurrency;
     this.evalTimeoutMs = evalTimeoutMs;
     this.token = token;
+    if (credentials._isSecure()) dropIpServerNameWarning();
     this.client = new clientConstructor(target, credentials, {
       "grpc.service_config": JSON.stringify(serviceConfig()),
       "grpc.max_receive_message_length": maxMessageBytes,
