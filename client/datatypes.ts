@@ -52,6 +52,13 @@ type FieldSpec<V> = V extends TensorLike
 /** For some Tensor fields of message `T`, the datatype they must have. */
 export type DatatypeSpec<T> = { [K in keyof T]?: FieldSpec<NonNullable<T[K]>> };
 
+/**
+ * A spec `D` with every key its schema's spec `S` lacks typed `never`, at any depth. A spec is
+ * inferred from the literal, and an inferred type only has to fit its constraint, which extra keys
+ * do: `{ statistics: { barycentre: "float64", first_point_coordinates: "float64" } }` compiled.
+ */
+export type ExactSpec<D, S> = D extends string ? D : { [K in keyof D]: K extends keyof S ? ExactSpec<D[K], NonNullable<S[K]>> : never };
+
 /** A field of `V` decoded as spec `S` says: ndarrays of that datatype, required. */
 type Typed<V, S> = S extends DatatypeName
   ? V extends TensorLike

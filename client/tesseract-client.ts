@@ -54,7 +54,7 @@ import { checkHealth, healthClient, type ServingStatus } from "./health";
 import { tlsCredentials, type ClientTls } from "./tls";
 import { toRowsEvent, type JacobianRowsEvent } from "./rows";
 import { JacobianResult, NO_STATS, VectorProductResult, type NestedJacobian } from "./results";
-import { checkDatatypes, type DatatypeSpec, type TypedArrays } from "./datatypes";
+import { checkDatatypes, type DatatypeSpec, type ExactSpec, type TypedArrays } from "./datatypes";
 import { fp64Array, fp64Map, tensorMap, type AbstractArrays } from "./tree";
 
 // The same message limit and receive window as the server's (common/transport-defaults.ts).
@@ -72,7 +72,7 @@ export interface TesseractTypes<I, O, D extends DatatypeSpec<O> = {}> {
    * `apply` then returns those fields as required ndarrays of that type (`NdArray<Float64Array>`) and
    * checks each response against them (FAILED_PRECONDITION naming the field otherwise).
    */
-  outputDatatypes?: D;
+  outputDatatypes?: D & ExactSpec<D, DatatypeSpec<O>>;
 }
 
 /** What `apply` returns: every Tensor an ndarray; those `outputDatatypes` names typed by it, and required. */

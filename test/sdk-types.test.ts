@@ -221,6 +221,10 @@ export async function main(): Promise<number[]> {
   untyped.statistics.barycenter;
   // @ts-expect-error a field Outputs does not have
   new TesseractClient("x", { inputs: Inputs, outputs: Outputs, outputDatatypes: { statistics: { barycentre: "float64" } } });
+  // @ts-expect-error a misspelt field beside a right one (an inferred spec only had to fit its constraint)
+  new TesseractClient("x", { inputs: Inputs, outputs: Outputs, outputDatatypes: { statistics: { first_point_coordinates: "float64", barycentre: "float64" } } });
+  // @ts-expect-error a misspelt message at the top
+  new TesseractClient("x", { inputs: Inputs, outputs: Outputs, outputDatatypes: { statistics: { barycenter: "float64" }, statistic: { barycenter: "float64" } } });
   // @ts-expect-error a name that is no datatype
   new TesseractClient("x", { inputs: Inputs, outputs: Outputs, outputDatatypes: { statistics: { barycenter: "double" } } });
   // @ts-expect-error float64 values are not Float32Array
