@@ -83,7 +83,7 @@ async function grpcRawServer(n: number, chunkBytes: number) {
       const abort = new AbortController();
       let done = false;
       call.on("cancelled", () => done || abort.abort());
-      writeAll(call, messages(), abort.signal).then(
+      writeAll(call, messages(), abort.signal, () => abort.signal.throwIfAborted()).then(
         () => {
           done = true;
           call.end();

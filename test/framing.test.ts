@@ -12,6 +12,10 @@ import { COMPRESSED_FLAG_DETAILS } from "../server/grpc/compressed-flag";
 import { startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
 import { frame, RawGrpcSession } from "./raw-grpc";
+import ndarray from "ndarray";
+import { packAny } from "../client";
+import { Inputs as VectorInputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
+import { JacobianRequest } from "../generated/tesseract/v1/tesseract";
 
 const DESCRIBE = "/tesseract.v1.Tesseract/Describe";
 const EMPTY = new Uint8Array(0);
@@ -61,6 +65,26 @@ describe("gRPC framing", () => {
     }
     const ok = await session.call(DESCRIBE, frame(EMPTY), { headers: { "grpc-timeout": "5S" } });
     assert.equal(ok.grpcStatus, 0, ok.grpcMessage);
+  });
+
+  it("a deadline that passes while a call runs: every call gets its status (DEADLINE_EXCEEDED, or OK if it finished), none is left open", async () => {
+    // grpc-js ends the stream at the deadline and sends its status once the stream is flushed; the
+    // handler went on writing into it and the status never came (all 40 rows streams hung here).
+    const request = JacobianRequest.encode({
+      inputs: packAny("tesseract.examples.vectoradd.v1.Inputs", VectorInputs, { a: ndarray(Float64Array.of(1, 2, 3), [3]), b: ndarray(Float64Array.of(4, 5, 6), [3]) }),
+      jac_inputs: ["a", "b"],
+      jac_outputs: ["result"],
+      sparsity: [],
+    }).finish();
+    for (const rpc of ["JacobianRows", "Jacobian"]) {
+      const calls = Array.from({ length: 20 }, (_, i) => session.call(`/tesseract.v1.Tesseract/${rpc}`, frame(request), { headers: { "grpc-timeout": i % 2 ? "1m" : "0n" }, timeoutMs: 5000 }));
+      for (const r of await Promise.all(calls)) {
+        assert.ok(!r.timedOut, `${rpc}: no status within 5 s (${r.messages.length} messages)`);
+        assert.ok(r.grpcStatus === Code.DEADLINE_EXCEEDED || r.grpcStatus === 0, `${rpc}: ${r.grpcStatus} ${r.grpcMessage}`);
+        // A unary call past its deadline answers no message, only the status.
+        if (rpc === "Jacobian" && r.grpcStatus === Code.DEADLINE_EXCEEDED) assert.equal(r.messages.length, 0);
+      }
+    }
   });
 
   it("0 without an encoding, and 1 with gzip, are served", async () => {

@@ -28,6 +28,15 @@ function requestIdOf(metadata: grpc.Metadata): string {
   return typeof given === "string" && /^[\x21-\x7e]{1,128}$/.test(given) ? given : randomUUID();
 }
 
+/** The client's deadline (ms since the epoch; Infinity when it set none). */
+function clientDeadline(call: Call): number {
+  const requested = call.getDeadline();
+  return requested instanceof Date ? requested.getTime() : Number(requested);
+}
+
+/** How long before grpc-js's own deadline timer the server stops a call whose client deadline passes (see deadlineTimer). */
+const CLIENT_DEADLINE_LEAD_MS = 2;
+
 export const DEFAULT_LIMITS: CallLimits = { maxJobs: 8, maxQueue: 32, defaultDeadlineMs: 0, maxDeadlineMs: 0 };
 
 type Call = {
@@ -47,6 +56,11 @@ export interface TrackedCall {
    * the engine stops at its next evaluation boundary.
    */
   race<T>(work: Promise<T>): Promise<T>;
+  /**
+   * Throws DEADLINE_EXCEEDED (and aborts the call's work) once the client's deadline has passed:
+   * checked before each message is written (see deadlineTimer: grpc-js has ended the stream by then).
+   */
+  checkDeadline(): void;
   /** Logs the call's end; with an error, the status to answer. */
   finish(error?: unknown): Partial<grpc.ServiceError> | undefined;
   /**
@@ -90,7 +104,9 @@ export class CallRegistry {
     call.on("cancelled", () => {
       if (!finished) controller.abort(new TesseractError(Code.CANCELLED, "the call was cancelled or its deadline passed"));
     });
-    const timer = this.deadlineTimer(call, controller);
+    const deadline = clientDeadline(call);
+    const expire = () => controller.abort(new TesseractError(Code.DEADLINE_EXCEEDED, "the call's deadline passed"));
+    const timer = this.deadlineTimer(controller, deadline, expire);
     this.inFlight.add(controller);
     const refusal = this.draining ? new TesseractError(Code.UNAVAILABLE, "the server is shutting down; retry on another instance") : undefined;
     const tracked: TrackedCall = {
@@ -100,12 +116,19 @@ export class CallRegistry {
         releaseJob = await this.admit(controller.signal);
       },
       race: <T>(work: Promise<T>) => {
-        if (controller.signal.aborted) return Promise.reject(controller.signal.reason);
+        if (controller.signal.aborted) {
+          work.catch(() => {}); // its own failure says nothing more than the abort does
+          return Promise.reject(controller.signal.reason);
+        }
         return new Promise<T>((resolve, reject) => {
           const onAbort = () => reject(controller.signal.reason);
           controller.signal.addEventListener("abort", onAbort, { once: true });
           work.then(resolve, reject).finally(() => controller.signal.removeEventListener("abort", onAbort));
         });
+      },
+      checkDeadline: () => {
+        if (Date.now() >= deadline - CLIENT_DEADLINE_LEAD_MS) expire();
+        controller.signal.throwIfAborted();
       },
       finish: (error?: unknown): Partial<grpc.ServiceError> | undefined => {
         finished = true;
@@ -135,14 +158,23 @@ export class CallRegistry {
     return tracked;
   }
 
-  /** The server's own deadline for a call: the default when the client set none, capped at the maximum. */
-  private deadlineTimer(call: Call, controller: AbortController): NodeJS.Timeout | undefined {
+  /**
+   * A call's deadline: the client's, or the server's own (the default when the client set none,
+   * capped at the maximum). The client's is enforced here too, CLIENT_DEADLINE_LEAD_MS before grpc-js
+   * does, by this timer and by `checkDeadline` before every message: grpc-js ends a stream whose
+   * deadline passed and sends its status once the stream is flushed, but a handler that learns of
+   * it only from 'cancelled' (which comes after) went on writing into the ended stream — a
+   * JacobianRows call then never got its status (805 of 2 000 with a deadline of 0 to 1 ms) — and a
+   * unary call sent its answer before DEADLINE_EXCEEDED. (The timer alone is not enough: set after
+   * grpc-js's, it may fire after it.)
+   */
+  private deadlineTimer(controller: AbortController, deadline: number, expire: () => void): NodeJS.Timeout | undefined {
     const { defaultDeadlineMs, maxDeadlineMs } = this.limits;
-    const requested = call.getDeadline();
-    const clientMs = requested instanceof Date ? requested.getTime() - Date.now() : Number(requested) - Date.now();
+    const clientMs = deadline - Date.now();
     let ms = Number.isFinite(clientMs) ? Infinity : defaultDeadlineMs || Infinity;
     if (maxDeadlineMs) ms = Math.min(ms, maxDeadlineMs);
-    if (!Number.isFinite(ms) || (Number.isFinite(clientMs) && clientMs <= ms)) return undefined; // grpc-js enforces the client's
+    if (Number.isFinite(clientMs) && clientMs <= ms) return setTimeout(expire, Math.max(0, clientMs - CLIENT_DEADLINE_LEAD_MS));
+    if (!Number.isFinite(ms)) return undefined;
     const which = Number.isFinite(clientMs) || ms === maxDeadlineMs ? `maximum deadline of ${maxDeadlineMs} ms` : `default deadline of ${defaultDeadlineMs} ms`;
     return setTimeout(() => controller.abort(new TesseractError(Code.DEADLINE_EXCEEDED, `the server's ${which} passed`)), ms);
   }

@@ -70,7 +70,16 @@ function unary<Req, Res>(calls: CallRegistry, rpc: string, handle: Handle<Req, R
       }
     };
     t.race(work).then(
-      (response) => answer(() => (t.finish(), callback(null, response))),
+      (response) =>
+        answer(() => {
+          try {
+            t.checkDeadline(); // past it, grpc-js has sent its status (calls.ts)
+          } catch (e) {
+            return callback(t.finish(e) as grpc.ServiceError);
+          }
+          t.finish();
+          callback(null, response);
+        }),
       (error) => answer(() => callback(t.finish(error) as grpc.ServiceError)),
     );
   };
@@ -83,7 +92,7 @@ function serverStreaming<Req>(calls: CallRegistry, rpc: string, messages: (reque
     const run = async () => {
       if (t.refusal) throw t.refusal;
       await t.admit();
-      await writeAll(call, messages(call.request, t.signal), t.signal);
+      await writeAll(call, messages(call.request, t.signal), t.signal, t.checkDeadline);
     };
     const answer = (send: () => void) => {
       try {

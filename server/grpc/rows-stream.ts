@@ -99,10 +99,10 @@ export async function* jacobianRowsMessages(runtime: TesseractRuntime, req: Grad
  * Writes messages, or batches of them, honouring backpressure: after a write the transport's buffer
  * is full, wait for 'drain'; after a cancel 'drain' never fires, so the signal ends the wait.
  */
-export async function writeAll(call: ServerWritableStream<unknown, unknown>, messages: AsyncIterable<RowsMessage | RowsMessage[]>, signal: AbortSignal): Promise<void> {
+export async function writeAll(call: ServerWritableStream<unknown, unknown>, messages: AsyncIterable<RowsMessage | RowsMessage[]>, signal: AbortSignal, checkDeadline: () => void): Promise<void> {
   for await (const item of messages) {
     for (const message of Array.isArray(item) ? item : [item]) {
-      signal.throwIfAborted();
+      checkDeadline(); // throws once the call is aborted, or its deadline has passed (calls.ts)
       if (!call.write(message)) await once(call, "drain", { signal });
     }
   }
