@@ -233,13 +233,17 @@ describe("tesseract-core bridge: outputs in their declared dtype", function () {
     }
   });
 
-  it("a required output left out of the answer is UNKNOWN naming it, not an OK Apply with an empty output", async () => {
+  it("a required output left out of the answer, or null, is UNKNOWN naming it, not an OK Apply with an empty output or a zero", async () => {
     const base = meshStats();
-    for (const left of ["barycenter", "count"]) {
-      const { fake, client, stop } = await bridged({ ...base, apply: (decoded) => Object.fromEntries(Object.entries(base.apply(decoded)).filter(([key]) => key !== left)) });
+    for (const [left, how] of [["barycenter", "missing"], ["count", "missing"], ["barycenter", "null"], ["count", "null"]]) {
+      const answer = (decoded: Parameters<typeof base.apply>[0]) => {
+        const outputs = base.apply(decoded) as Record<string, unknown>;
+        return how === "null" ? { ...outputs, [left]: null } : Object.fromEntries(Object.entries(outputs).filter(([key]) => key !== left));
+      };
+      const { fake, client, stop } = await bridged({ ...base, apply: answer });
       try {
         const url = fake.url.replace(/[.]/g, "\\.");
-        await clientRejects(client.apply(inputs()), "UNKNOWN", new RegExp(`apply on ${url} answered outputs that do not match tesseract_core\\.mesh_stats\\.v1\\.Outputs: outputs\\.${left} is missing; the runtime's schema requires it`));
+        await clientRejects(client.apply(inputs()), "UNKNOWN", new RegExp(`apply on ${url} answered outputs that do not match tesseract_core\\.mesh_stats\\.v1\\.Outputs: outputs\\.${left} is ${how}; the runtime's schema requires it`));
       } finally {
         await stop();
       }
@@ -251,6 +255,7 @@ describe("tesseract-core bridge: outputs in their declared dtype", function () {
     // evaluation at a time, so that the first answer is back before the later requests go).
     const cases: [(call: number, good: unknown) => unknown, RegExp][] = [
       [(call, good) => (call < 3 ? good : undefined), /outputs\.barycenter is missing/],
+      [(call, good) => (call < 3 ? good : null), /outputs\.barycenter is (missing|null)/],
       [(call, good) => (call < 3 ? good : { shape: [3], dtype: "float64", values: [1, 2.5, 3] }), /outputs\.barycenter has 2\.5 at flat index 1 \(dtype float64\), which the declared dtype int32 cannot hold/],
     ];
     for (const [answer, message] of cases) {

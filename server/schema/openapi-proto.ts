@@ -107,7 +107,8 @@ class Writer {
       return `  ${this.field(property, below(path, field), field, !required.has(field))} = ${i + 1}${this.options(property)};`;
     });
     this.messages.set(name, `message ${name} {\n${fields.join("\n")}\n}`);
-    this.requiredFields[`${this.packageName}.${name}`] = order.filter((field) => required.has(field));
+    // Required and not nullable: such a field must be there and not null (Optional[X] may be null).
+    this.requiredFields[`${this.packageName}.${name}`] = order.filter((field) => required.has(field) && !this.nullable(properties[field] as JsonSchema));
     return name;
   }
 

@@ -59,13 +59,13 @@ function eachElement(field: protobuf.Field, value: unknown, where: string, conve
 /**
  * The outputs JSON of `type` with every array of a declared datatype in that datatype (see the
  * module comment); messages name paths from `where` (e.g. `outputs.barycenter`). A field the
- * runtime's schema requires (`required`, per message) must be there: left out, it would decode as
- * an empty tensor or a zero, and an Apply answer OK.
+ * runtime's schema requires (`required`, per message, and not nullable) must be there and not null:
+ * left out or null, it would decode as an empty tensor or a zero, and an Apply answer OK.
  */
 export function castToDeclared(type: protobuf.Type, json: unknown, where: string, required: RequiredFields = {}): unknown {
   if (!isPlainObject(json)) return json;
-  const missing = required[type.fullName.replace(/^\./, "")]?.find((name) => !Object.hasOwn(json, name));
-  if (missing !== undefined) throw invalidArgument(`${where}.${missing} is missing; the runtime's schema requires it`);
+  const missing = required[type.fullName.replace(/^\./, "")]?.find((name) => !Object.hasOwn(json, name) || json[name] === null);
+  if (missing !== undefined) throw invalidArgument(`${where}.${missing} is ${Object.hasOwn(json, missing) ? "null" : "missing"}; the runtime's schema requires it`);
   const out = emptyRecord<unknown>();
   for (const [key, value] of Object.entries(json)) {
     const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
