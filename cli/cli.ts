@@ -21,6 +21,9 @@ import { explainServeError, routeGrpcLogs } from "./serve-messages";
 import { addGenerateCommand } from "./generate/command";
 import { integer } from "../client/options-json";
 
+/** The largest TCP port. */
+const MAX_PORT = 65535;
+
 /** The package's version, from its package.json (two folders above dist/cli/cli.js). */
 const VERSION: string = JSON.parse(fs.readFileSync(path.join(__dirname, "../../package.json"), "utf8")).version;
 
@@ -81,7 +84,7 @@ function readServerTls(cert: string | undefined, key: string | undefined, client
 }
 
 function workerCount(value: string): number | "auto" {
-  return value === "auto" ? "auto" : integer(0, '"auto" or ')(value);
+  return value === "auto" ? "auto" : integer(0, { alternative: '"auto" or ' })(value);
 }
 
 export function buildProgram(): Command {
@@ -95,7 +98,7 @@ export function buildProgram(): Command {
     .description("serve a Tesseract: a bundled name (meshstats, vectoradd, univariate, heat), a module path, or the URL of a tesseract-core runtime")
     .argument("<tesseract>", "bundled name, path to a module that default-exports a definition, or http://HOST:PORT[,http://HOST2:PORT2...] of tesseract-core runtimes serving the same Tesseract (each address of a host name is one)")
     .addOption(flag("--host <host>", "address to bind").default(DEFAULTS.host))
-    .addOption(flag("--port <port>", "port to bind; 0 picks a free one").default(DEFAULTS.port).argParser(integer(0)))
+    .addOption(flag("--port <port>", "port to bind; 0 picks a free one").default(DEFAULTS.port).argParser(integer(0, { max: MAX_PORT })))
     .addOption(flag("--stream-chunk-bytes <bytes>", "JacobianRows message budget").default(DEFAULTS.streamChunkBytes).argParser(integer(MIN_CHUNK_BYTES)))
     .addOption(flag("--max-message-bytes <bytes>", "largest message received or sent").default(DEFAULTS.maxMessageBytes).argParser(integer(1)))
     .addOption(flag("--workers <n>", 'worker threads for apply: a count, 0 for inline, or "auto" (inline until the measured costs favour the pool)').default("auto").argParser(workerCount))
@@ -120,8 +123,8 @@ export function buildProgram(): Command {
     .addOption(flag("--eval-cache-mb <mb>", "MiB of apply outputs kept for reuse by later requests on the same inputs (0: none)").default(DEFAULTS.evalCacheBytes / 2 ** 20).argParser(integer(0)))
     .addOption(flag("--warm-up-ms <ms>", "most time spent warming the engine up on the Tesseract's example inputs before serving (0: none)").default(DEFAULTS.warmUpMs).argParser(integer(0)))
     .addOption(flag("--max-connection-age-ms <ms>", "close each client connection after this long, calls in flight finishing (0: never); clients reconnect and re-resolve DNS, so an engine sees new replicas").default(0).argParser(integer(0)))
-    .addOption(flag("--http-port <port>", "also serve tesseract-core's REST API on this port (0 picks a port, logged); same host, tokens and TLS").argParser(integer(0)))
-    .addOption(flag("--metrics-port <port>", "serve Prometheus metrics at http://HOST:PORT/metrics (0 picks a port, logged)").argParser(integer(0)))
+    .addOption(flag("--http-port <port>", "also serve tesseract-core's REST API on this port (0 picks a port, logged); same host, tokens and TLS").argParser(integer(0, { max: MAX_PORT })))
+    .addOption(flag("--metrics-port <port>", "serve Prometheus metrics at http://HOST:PORT/metrics (0 picks a port, logged)").argParser(integer(0, { max: MAX_PORT })))
     .addOption(flag("--tls-cert <path>", "serve TLS with this certificate (chain), PEM; needs --tls-key"))
     .addOption(flag("--tls-key <path>", "the private key of --tls-cert, PEM"))
     .addOption(flag("--tls-client-ca <path>", "mutual TLS: clients must present a certificate signed by a CA in this PEM file (needs --tls-cert, --tls-key)"))

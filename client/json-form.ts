@@ -12,6 +12,7 @@ import { enumNumber } from "../common/enum-names";
 import { recordFrom } from "../common/records";
 import { arrayObject, flattenLists, tensorFromArrayObject } from "../common/numpy-arrays";
 import { decodeTensor, isNdArray } from "../common/tensor-codec";
+import { INT_RANGES, jsonScalar } from "../common/json-scalars";
 
 const TENSOR_TYPE = ".tesseract.v1.Tensor";
 
@@ -59,7 +60,8 @@ function mapField(field: protobuf.Field, value: unknown, where: string, convert:
  * a tesseract-core Tesseract's own Literal string; see common/enum-names.ts) or by number.
  */
 function enumValue(type: protobuf.Enum, value: unknown, where: string): number {
-  if (typeof value === "number") return value;
+  const [lo, hi] = INT_RANGES.int32;
+  if (Number.isInteger(value) && (value as number) >= lo && (value as number) <= hi) return value as number;
   const number = typeof value === "string" ? enumNumber(type.name, type.values, value) : undefined;
   if (number === undefined) throw invalidArgument(`${where}: unknown ${type.name} value ${JSON.stringify(value)}; expected one of ${Object.keys(type.values).join(", ")}`);
   return number;
@@ -73,11 +75,12 @@ export function jsonToTree(type: protobuf.Type, json: unknown, where = ""): Reco
     const at = where ? `${where}.${key}` : key;
     const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
     if (!field) throw invalidArgument(`${clip(at)}: ${type.name} has no such field; fields: ${Object.keys(type.fields).join(", ")}`);
+    if (value === null) continue; // unset, as in tesseract-core's JSON
     const sub = field.resolvedType;
     if (sub?.fullName === TENSOR_TYPE) out[key] = mapField(field, value, at, arrayFromJson);
     else if (sub && "fields" in sub) out[key] = mapField(field, value, at, (v, w) => jsonToTree(sub as protobuf.Type, v, w));
     else if (sub && "values" in sub) out[key] = mapField(field, value, at, (v, w) => enumValue(sub as protobuf.Enum, v, w));
-    else out[key] = value;
+    else out[key] = mapField(field, value, at, (v, w) => jsonScalar(field.type, v, w));
   }
   return out;
 }

@@ -84,8 +84,13 @@ export function optionsFromJson(json: unknown, where = "options"): Options {
     else if (field in PATH_OPTIONS) options[field] = pathNumbers(value, at);
     else if (field === "eps") options[field] = positive(value, at);
     else if (field === "seed") options[field] = seedValue(value, at);
+    else if (field === "num_samples") {
+      const n = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value; // proto3 JSON also writes integers as strings
+      if (!Number.isSafeInteger(n) || (n as number) < 1 || (n as number) > MAX_SAMPLES) throw new Error(`${at}: expected a whole number from 1 to ${MAX_SAMPLES}, got ${JSON.stringify(value)}`);
+      options[field] = n;
+    }
     else {
-      // Fields without a rule of their own (num_samples, seed, and any added later): the generated parser, checked.
+      // Fields without a rule of their own (any added later): the generated parser, checked.
       const parsed = (FiniteDifferenceOptions.fromJSON({ [field]: value }) as unknown as Record<string, unknown>)[field];
       if (parsed === -1 || (typeof parsed === "number" && !Number.isFinite(parsed))) throw new Error(`${at}: ${JSON.stringify(value)} is not a valid value`);
       options[field] = parsed;
@@ -145,14 +150,21 @@ export function positiveNumber(value: string): number {
   return n;
 }
 
-/** A flag's whole number of at least `min`, written in decimal (Number() also took "", "0x10" and " 5": an empty --port was 0, a free port). */
-export function integer(min: number, alternative = "") {
+/**
+ * A flag's whole number from `min` to `max`, written in decimal (Number() also took "", "0x10" and
+ * " 5": an empty --port was 0, a free port). `alternative` names another form the flag takes.
+ */
+export function integer(min: number, { max = Number.MAX_SAFE_INTEGER, alternative = "" } = {}) {
+  const range = max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`;
   return (value: string) => {
     const n = decimalNumber(value);
-    if (n === undefined || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected ${alternative}a whole number of at least ${min}, got ${quote(value)}`);
+    if (n === undefined || !Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected ${alternative}a whole number ${range}, got ${quote(value)}`);
     return n;
   };
 }
+
+/** num_samples is a uint32 on the wire: a larger count failed in the client's serializer (INTERNAL). */
+export const MAX_SAMPLES = 2 ** 32 - 1;
 
 export const positiveInteger = integer(1);
 
@@ -174,7 +186,7 @@ export function optionFlags(seed: boolean): Option[] {
     new Option("--eps <h>", "step (absolute), or relative step").argParser(positiveNumber),
     new Option("--eps-by-path <path=h>", "step for one input path (repeatable)").argParser(pathNumberFlag("--eps-by-path")),
     new Option("--typical-magnitude <path=m>", "relative steps: the magnitude below which steps stop shrinking, per input path (repeatable)").argParser(pathNumberFlag("--typical-magnitude")),
-    new Option("--num-samples <k>", "stochastic: samples").argParser(positiveInteger),
+    new Option("--num-samples <k>", "stochastic: samples").argParser(integer(1, { max: MAX_SAMPLES })),
   ];
   return seed ? [...flags, new Option("--seed <seed>", "stochastic: seed of the directions")] : flags;
 }

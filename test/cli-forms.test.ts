@@ -83,7 +83,8 @@ describe("CLI forms", () => {
       assert.throws(() => optionsFromJson({ step_mode: "sideways" }), /options\.step_mode: unknown value "sideways"; expected one of absolute, relative$/);
       assert.throws(() => optionsFromJson({ eps: 0 }), /options\.eps: expected a positive number, got 0/);
       assert.throws(() => optionsFromJson({ eps_by_path: { x: -1 } }), /options\.eps_by_path\.\{x\}: expected a positive number, got -1/);
-      assert.throws(() => optionsFromJson({ num_samples: "many" }), /options\.num_samples: "many" is not a valid value/);
+      assert.throws(() => optionsFromJson({ num_samples: "many" }), /options\.num_samples: expected a whole number from 1 to 4294967295, got "many"/);
+      assert.equal(optionsFromJson({ num_samples: "12" }).num_samples, 12);
       assert.throws(() => optionsFromJson("richardson"), /options: expected an object such as \{"algorithm": "richardson", "eps": 1e-6\}/);
       // A seed beyond 2^53 became a client-side INTERNAL ("invalid uint64: 1e+30").
       for (const seed of [1e30, -1, 1.5, "0x10", "12a"]) assert.throws(() => optionsFromJson({ seed }), new RegExp(`^Error: options\\.seed: ${JSON.stringify(JSON.stringify(seed)).slice(1, -1).replace(/[.+]/g, "\\$&")} is not a seed; expected a whole number from 0 to 9007199254740991$`));
@@ -95,7 +96,12 @@ describe("CLI forms", () => {
       // Whole numbers too: an empty --port was 0 (a free port), "0x10" 16.
       for (const text of ["0x10", " 5", "", "2.5", "-1", "1e300"]) assert.throws(() => integer(0)(text), new RegExp(`expected a whole number of at least 0, got "${text.replace(/[.+]/g, "\\$&")}"`));
       assert.deepEqual(["0", "8", "1e3", "2.0"].map(integer(0)), [0, 8, 1000, 2]);
-      assert.throws(() => integer(1, '"auto" or ')("0"), /^InvalidArgumentError: expected "auto" or a whole number of at least 1, got "0"$/);
+      assert.throws(() => integer(1, { alternative: '"auto" or ' })("0"), /^InvalidArgumentError: expected "auto" or a whole number of at least 1, got "0"$/);
+      assert.throws(() => integer(0, { max: 65535 })("65536"), /^InvalidArgumentError: expected a whole number from 0 to 65535, got "65536"$/);
+      // num_samples is a uint32: beyond, the client's serializer failed (INTERNAL: invalid uint32).
+      assert.throws(() => optionFlags(false).find((o) => o.long === "--num-samples")!.parseArg!("99999999999", undefined), /expected a whole number from 1 to 4294967295, got "99999999999"/);
+      assert.throws(() => optionsFromJson({ num_samples: 99999999999 }), /^Error: options\.num_samples: expected a whole number from 1 to 4294967295, got 99999999999$/);
+      assert.equal(optionsFromJson({ num_samples: 4294967295 }).num_samples, 4294967295);
       assert.throws(() => optionFlags(false).find((o) => o.long === "--eps-by-path")!.parseArg!("x=0x10", undefined), /expected INPUT_PATH=POSITIVE_NUMBER/);
     });
 

@@ -9,6 +9,7 @@
 import type { NdArray } from "ndarray";
 import * as protobuf from "protobufjs";
 import { invalidArgument } from "../../common/errors";
+import { INT_RANGES, jsonScalar } from "../../common/json-scalars";
 import { enumNumber } from "../../common/enum-names";
 import { arrayObject, numpyDtype, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
@@ -21,18 +22,6 @@ export const isTensorField = (field: protobuf.Field): boolean => field.resolvedT
 
 const short = (v: unknown) => JSON.stringify(v)?.slice(0, 40);
 
-const INT_RANGES: Record<string, [number, number]> = {
-  int32: [-(2 ** 31), 2 ** 31 - 1],
-  sint32: [-(2 ** 31), 2 ** 31 - 1],
-  sfixed32: [-(2 ** 31), 2 ** 31 - 1],
-  uint32: [0, 2 ** 32 - 1],
-  fixed32: [0, 2 ** 32 - 1],
-  int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
-  sint64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
-  sfixed64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
-  uint64: [0, Number.MAX_SAFE_INTEGER],
-  fixed64: [0, Number.MAX_SAFE_INTEGER],
-};
 
 /** Per enum (full name, no leading dot), the string of each value number: tesseract-core's Literal values. */
 export type EnumStrings = Readonly<Record<string, readonly string[]>>;
@@ -52,29 +41,7 @@ function scalar(field: protobuf.Field, v: unknown, where: string, enumStrings: E
     const names = strings ? strings.slice(1) : Object.keys(values);
     throw invalidArgument(`${where} is ${short(v)}, expected one of ${names.join(", ")} (or its number)`);
   }
-  if (type === "double" || type === "float") {
-    if (typeof v === "number") return v;
-    throw invalidArgument(`${where} is ${short(v)}, expected a number`);
-  }
-  if (Object.hasOwn(INT_RANGES, type)) {
-    const [lo, hi] = INT_RANGES[type];
-    const n = typeof v === "string" && /^-?\d+$/.test(v) ? Number(v) : v;
-    if (Number.isInteger(n) && (n as number) >= lo && (n as number) <= hi) return n;
-    throw invalidArgument(`${where} is ${short(v)}, expected an integer from ${lo} to ${hi} (${type})`);
-  }
-  if (type === "bool") {
-    if (typeof v === "boolean") return v;
-    throw invalidArgument(`${where} is ${short(v)}, expected true or false`);
-  }
-  if (type === "string") {
-    if (typeof v === "string") return v;
-    throw invalidArgument(`${where} is ${short(v)}, expected a string`);
-  }
-  if (type === "bytes") {
-    if (typeof v === "string") return Buffer.from(v, "base64");
-    throw invalidArgument(`${where} is ${short(v)}, expected a base64 string`);
-  }
-  throw invalidArgument(`${where} has type ${type}, which the REST API does not read`);
+  return jsonScalar(type, v, where);
 }
 
 /** One JSON value of a field (element-wise for maps and lists). */

@@ -1,0 +1,50 @@
+/**
+ * A JSON value for a protobuf scalar field, checked against the field's type: integers within their
+ * type's range (64-bit ones within ±2^53, written as numbers or decimal strings: beyond, a JSON
+ * number is already rounded, and protobufjs wrapped a longer string modulo 2^64 without a word).
+ * Shared by the REST API's and the bridge's JSON (server/schema/json-messages.ts) and the CLI's
+ * payloads (client/json-form.ts).
+ */
+import { invalidArgument } from "./errors";
+
+export const INT_RANGES: Readonly<Record<string, [number, number]>> = {
+  int32: [-(2 ** 31), 2 ** 31 - 1],
+  sint32: [-(2 ** 31), 2 ** 31 - 1],
+  sfixed32: [-(2 ** 31), 2 ** 31 - 1],
+  uint32: [0, 2 ** 32 - 1],
+  fixed32: [0, 2 ** 32 - 1],
+  int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  sint64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  sfixed64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  uint64: [0, Number.MAX_SAFE_INTEGER],
+  fixed64: [0, Number.MAX_SAFE_INTEGER],
+};
+
+const short = (v: unknown) => JSON.stringify(v)?.slice(0, 40);
+
+/** `v` as the value of a scalar field of protobuf type `type` ("int32", "double", "bytes", ...); INVALID_ARGUMENT naming `where` otherwise. */
+export function jsonScalar(type: string, v: unknown, where: string): unknown {
+  if (type === "double" || type === "float") {
+    if (typeof v === "number") return v;
+    throw invalidArgument(`${where} is ${short(v)}, expected a number`);
+  }
+  if (Object.hasOwn(INT_RANGES, type)) {
+    const [lo, hi] = INT_RANGES[type];
+    const n = typeof v === "string" && /^-?\d+$/.test(v) ? Number(v) : v;
+    if (Number.isInteger(n) && (n as number) >= lo && (n as number) <= hi) return n;
+    throw invalidArgument(`${where} is ${short(v)}, expected an integer from ${lo} to ${hi} (${type})`);
+  }
+  if (type === "bool") {
+    if (typeof v === "boolean") return v;
+    throw invalidArgument(`${where} is ${short(v)}, expected true or false`);
+  }
+  if (type === "string") {
+    if (typeof v === "string") return v;
+    throw invalidArgument(`${where} is ${short(v)}, expected a string`);
+  }
+  if (type === "bytes") {
+    if (typeof v === "string") return Buffer.from(v, "base64");
+    throw invalidArgument(`${where} is ${short(v)}, expected a base64 string`);
+  }
+  throw invalidArgument(`${where} has type ${type}, which JSON inputs cannot set`);
+}
