@@ -81,6 +81,14 @@ describe("step rules", () => {
     assert.deepEqual(stats.adjusted_steps, [`x[1]: a step of 0.0001 is below the spacing of FP64 numbers at 100000000000000000000; took h = ${h.toPrecision(3)} instead (the relative step 0.00000606 · max(|x|, 1))`]);
   });
 
+  it("Richardson with a step of about one ulp: its points x + h and x + 2h would coincide; the rule's relative step instead", async () => {
+    // At 10 FP64 numbers are 1.8e-15 apart: x + 1e-15 and x + 2e-15 both round to x + 1 ulp, and
+    // the extrapolation divided by zero (NaN, FAILED_PRECONDITION blaming an FP64 overflow).
+    const { entries, stats } = await runtime.jacobian({ inputs: inputs([10]), inputPaths: ["x"], outputPaths: ["f"], options: { algorithm: Algorithm.ALGORITHM_RICHARDSON, eps: 1e-15 } });
+    assert.ok(Math.abs(entries[0].values[0] / 300 - 1) < 1e-9, `${entries[0].values[0]}`);
+    assert.match(stats.adjusted_steps[0], /^x\[0\]: a step of 1e-15 is below the spacing of FP64 numbers at 10; took h = /);
+  });
+
   for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD, Algorithm.ALGORITHM_RICHARDSON, Algorithm.ALGORITHM_ADAPTIVE]) {
     it(`${Algorithm[algorithm]}: an eps below the inputs' spacing gives the derivative, not rounding`, async () => {
       // One ulp instead (the rule before) left these to the outputs' rounding: 32 for 27 (central and

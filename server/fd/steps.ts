@@ -138,11 +138,18 @@ export class StepRule {
     return this.relative ? this.eps[leaf] * Math.max(Math.abs(x), this.typical[leaf]) : this.eps[leaf];
   }
 
-  /** Whether x ± the smallest multiple of h are numbers other than x in the leaf's precision. */
+  /**
+   * Whether the smallest multiple s of h moves x at all, and twice it moves x further, in the leaf's
+   * precision: else stencil points coincide (Richardson's x + h and x + 2h at 1.1 ulps of h, its
+   * extrapolation then dividing by zero).
+   */
   private resolves(leaf: number, x: number, h: number): boolean {
     const s = this.smallest * h;
-    if (this.leaves[leaf].fp32) return Math.fround(x + s) !== x && Math.fround(x - s) !== x;
-    return x + s !== x && x - s !== x;
+    if (this.leaves[leaf].fp32) {
+      const [up, down] = [Math.fround(x + s), Math.fround(x - s)];
+      return up !== x && down !== x && Math.fround(x + 2 * s) !== up && Math.fround(x - 2 * s) !== down;
+    }
+    return x + s !== x && x - s !== x && x + 2 * s !== x + s && x - 2 * s !== x - s;
   }
 
   /** The algorithm's default relative step at x (see the class comment). */
