@@ -127,6 +127,17 @@ describe("SDK: TesseractClient", () => {
     });
   });
 
+  describe("inputs the Tesseract refuses", () => {
+    it("vectoradd normalised at s·a + b = 0: every endpoint refuses them, as Apply does (central differences never evaluate f(x), and answered 1/eps)", async () => {
+      const inputs = { a: f64([1.5, -2, 0.25]), b: f64([-3, 4, -0.5]), s: ndarray(Float64Array.of(2), []), normalize: true }; // b = -2 a
+      const refused = /^normalize is set but s·a \+ b is the zero vector$/;
+      await clientRejects(vector.apply(inputs), "INVALID_ARGUMENT", refused);
+      await clientRejects(vector.jacobian({ inputs, inputPaths: ["a"], outputPaths: ["result"] }), "INVALID_ARGUMENT", refused);
+      await clientRejects(vector.vjp({ inputs, inputPaths: ["a"], outputPaths: ["result"], cotangent: { result: f64([1, 0, 0]) } }), "INVALID_ARGUMENT", refused);
+      await clientRejects(vector.jvp({ inputs, inputPaths: ["a"], outputPaths: ["result"], tangent: { a: f64([1, 0, 0]) } }), "INVALID_ARGUMENT", refused);
+    });
+  });
+
   describe("jvp and vjp", () => {
     const N = 5;
     const tangentValues = Float64Array.from({ length: N * 3 }, (_, k) => Math.cos(k + 0.5));

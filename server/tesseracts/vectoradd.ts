@@ -44,7 +44,8 @@ export default defineTesseract<Inputs, Outputs>({
   outputType: "tesseract.examples.vectoradd.v1.Outputs",
   protoFiles: [path.join(PROTO_DIR, "tesseract/examples/vectoradd/v1/vectoradd.proto")],
 
-  validate({ a, b, s }) {
+  validate(inputs) {
+    const { a, b, s } = inputs;
     if (!a) throw invalidArgument("a is missing: expected a 1-D FP32 or FP64 tensor");
     if (!b) throw invalidArgument("b is missing: expected a tensor shaped like a");
     checkFloat(a, "a");
@@ -55,6 +56,9 @@ export default defineTesseract<Inputs, Outputs>({
       checkFloat(s, "s");
       if (s.shape.length !== 0) throw invalidArgument(`s has shape [${s.shape.join(", ")}], expected a scalar (shape [])`);
     }
+    // Here, not only in apply: a gradient's central differences never evaluate f(x) itself, and
+    // would answer a Jacobian (1/eps) at inputs where the function is undefined.
+    if (inputs.normalize && affine(inputs).norm === 0) throw invalidArgument("normalize is set but s·a + b is the zero vector");
   },
 
   apply(inputs) {
