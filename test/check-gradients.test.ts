@@ -109,6 +109,16 @@ describe("CheckGradients", () => {
     });
   }
 
+  it("inputs with no elements: nothing to check, and passed (it failed for a budget spent on nothing)", async () => {
+    const empty = { a: f64([]), b: f64([]), s: ndarray(Float64Array.of(2), []), normalize: false };
+    const response = await vector.checkGradients({ inputs: empty, inputPaths: ["a", "b"] });
+    assert.equal(response.passed, true, JSON.stringify(response.checks));
+    for (const c of response.checks) {
+      assert.deepEqual([c.failures, c.rows_checked], [0, 0], JSON.stringify(c));
+      assert.match(c.message, /^nothing to check: (a|b|result) has no elements$/);
+    }
+  });
+
   it("vectoradd: one endpoint, chosen paths, forward differences with a looser rtol", async () => {
     const response = await vector.checkGradients({
       inputs: vectorInputs(true),

@@ -71,8 +71,11 @@ export async function checkGradients(source: GradientSource, req: CheckGradients
   if (settings.columns) await checkColumns(check, settings);
 
   const checks = report(settings.endpoints, leaves, outputs, check.entry, check.tallies, run.maxEvals);
-  // Passed: every check ran and none failed.
-  return { passed: checks.every((c) => c.failures === 0 && c.rows_checked > 0), checks, apply_calls: run.used, max_evals: run.maxEvals };
+  // Passed: none failed, and every check ran but those of a path with no elements (nothing to check).
+  const empty = (paths: readonly { path: string; size: number }[]) => new Set(paths.filter((l) => l.size === 0).map((l) => l.path));
+  const [emptyInputs, emptyOutputs] = [empty(leaves), empty(outputs)];
+  const ran = (c: GradientCheck) => c.rows_checked > 0 || emptyInputs.has(c.input_path) || emptyOutputs.has(c.output_path);
+  return { passed: checks.every((c) => c.failures === 0 && ran(c)), checks, apply_calls: run.used, max_evals: run.maxEvals };
 }
 
 /** jvp: J·v along one seeded random tangent per input path, while the budget lasts. */
@@ -81,11 +84,12 @@ async function checkJvps({ run, leaves, outputs, entry, tallies }: Check, seed: 
   const outputPaths = outputs.map((o) => o.path);
   for (const leaf of leaves) {
     const v = randomVector(rng, leaf.size);
+    if (leaf.size === 0) continue; // nothing to check (tally.ts's report says so)
     if (!run.fits()) break;
     const fd = await run.jvp(leaf, v, outputPaths);
     for (const out of outputs) {
       const J = entry(out, leaf);
-      if (typeof J !== "string") compareJvp(tallies.get("jvp", leaf, out), J, v, fd[out.path].data, leaf, out);
+      if (typeof J !== "string" && out.size > 0) compareJvp(tallies.get("jvp", leaf, out), J, v, fd[out.path].data, leaf, out);
     }
   }
 }
@@ -102,7 +106,7 @@ async function checkColumns({ run, leaves, outputs, entry, tallies }: Check, set
     const fd = await run.jvp(leaf, unitVector(leaf.size, j), outputPaths);
     for (const out of outputs) {
       const J = entry(out, leaf);
-      if (typeof J === "string") continue;
+      if (typeof J === "string" || out.size === 0) continue;
       const column = fd[out.path].data;
       if (settings.endpoints.includes("jacobian")) compareColumn(tallies.get("jacobian", leaf, out), J, column, leaf, j, out);
       if (settings.endpoints.includes("vjp")) compareVjp(tallies.get("vjp", leaf, out), J, column, cotangents.get(out.path)!, leaf, j, out);

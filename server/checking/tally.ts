@@ -139,6 +139,8 @@ export function report(endpoints: readonly CheckEndpoint[], leaves: readonly Lea
         const t = tallies.find(endpoint, leaf, out);
         if (typeof J === "string") {
           checks.push({ ...base, failures: 1, message: J });
+        } else if (!t && (leaf.size === 0 || out.size === 0)) {
+          checks.push({ ...base, failures: 0, message: `nothing to check: ${leaf.size === 0 ? leaf.path : out.path} has no elements` });
         } else if (!t) {
           // Only when an engine call cost more than planned and spent the budget early.
           checks.push({ ...base, failures: 0, message: `not checked: max_evals ${maxEvals} was spent before this input path's turn` });
