@@ -2,7 +2,7 @@
  * What the CLI prints besides results: a failure with the next step to take (a server to start, a
  * flag to drop, how to write an int32 array), and a gradient call's evaluation stats.
  */
-import { Code, isTesseractError, listed } from "../common/errors";
+import { Code, isTesseractError, listed, printable } from "../common/errors";
 import type { EvaluationStats } from "../generated/tesseract/v1/tesseract";
 import { numpyDtype } from "../common/numpy-arrays";
 import { DataType } from "../common/tensor-codec";
@@ -22,8 +22,18 @@ function dtypeOf(name: string): string | undefined {
   return datatype === undefined ? undefined : numpyDtype(datatype);
 }
 
-/** The line printed for a failed command (after `tesseract-grpc <command>: `). */
+/** grpc-js's own words for a connection that failed (as opposed to an UNAVAILABLE the server answered). */
+const CONNECTION_FAILURE = /^(No connection established|Connection dropped|Failed to connect|read ECONNRESET|socket hang up)/;
+
+/**
+ * The line printed for a failed command (after `tesseract-grpc <command>: `), its control
+ * characters escaped: a server's message (a runtime's error text, say) must not drive the terminal.
+ */
 export function explainError(e: unknown, address: string): string {
+  return printable(explanation(e, address));
+}
+
+function explanation(e: unknown, address: string): string {
   // The payload's own checks, before any call (json-form.ts), carry a code like the server's.
   if (isTesseractError(e)) return `${Code[e.code]}: ${e.message}`;
   if (!isTesseractClientError(e)) return e instanceof Error ? e.message : String(e);
@@ -33,6 +43,8 @@ export function explainError(e: unknown, address: string): string {
       const match = text.match(pattern);
       if (match) return `UNAVAILABLE: ${explain(address, match)}`;
     }
+    // The server answered UNAVAILABLE itself (a tesseract-core runtime it bridges is down, say): its message says why.
+    if (!CONNECTION_FAILURE.test(text)) return `UNAVAILABLE: ${text}`;
     return `UNAVAILABLE: ${text} — is a tesseract-grpc server listening at ${address}, with TLS if and only if you asked for it?`;
   }
   if (e.codeName === "UNAUTHENTICATED") return `UNAUTHENTICATED: ${text} — pass it with --token (or TESSERACT_GRPC_TOKEN)`;

@@ -54,6 +54,14 @@ export function clip(text: string): string {
   return text.length <= QUOTE_LIMIT ? text : `${text.slice(0, QUOTE_LIMIT)}… (${text.length} characters)`;
 }
 
+/**
+ * Text from elsewhere (a runtime's answer, a server's message) with its control characters escaped
+ * (\u001b), newlines and tabs kept: printed raw, an ESC sequence would drive the reader's terminal.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 /** Caller text in double quotes, escaped as JSON (lone surrogates included) and clipped. */
 export function quote(text: string): string {
   return text.length <= QUOTE_LIMIT ? JSON.stringify(text) : `${JSON.stringify(text.slice(0, QUOTE_LIMIT))}… (${text.length} characters)`;

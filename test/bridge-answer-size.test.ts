@@ -104,4 +104,18 @@ describe("tesseract-core bridge: answers read up to a bound", function () {
       await runtime.close();
     }
   });
+
+  it("a runtime's error text reaches callers with its control characters escaped (an ESC sequence drove the CLI's terminal)", async () => {
+    const runtime = await runtimeAt(document, (res) => {
+      res.writeHead(500, { "content-type": "text/plain" });
+      res.end(Buffer.from([0x6f, 0x6f, 0x70, 0x73, 0x00, 0x1b, 0x5b, 0x33, 0x31, 0x6d, 0x0a, 0x6e]));
+    });
+    const bridged = await loadTesseractCore(runtime.url);
+    try {
+      await rejects(bridged.apply(meshStatsInputs()), Code.UNKNOWN, /failed with HTTP 500: oops\\u0000\\u001b\[31m\nn$/);
+    } finally {
+      await bridged.close();
+      await runtime.close();
+    }
+  });
 });

@@ -166,8 +166,15 @@ describe("CLI forms", () => {
         explainError(error(status.UNAVAILABLE, "No connection established. Last error: Failed to connect (2026-01-01T00:00:00.000Z). Resolution note: "), "h:1"),
         "UNAVAILABLE: No connection established. Last error: Failed to connect (2026-01-01T00:00:00.000Z) — is a tesseract-grpc server listening at h:1, with TLS if and only if you asked for it?",
       );
+      // An UNAVAILABLE the server answered itself (the runtime it bridges is down) is not about this connection.
+      const bridged = "evaluation at x[2] - h failed: no tesseract-core runtime answered POST /apply (http://127.0.0.1:8301: ECONNREFUSED)";
+      assert.equal(explainError(error(status.UNAVAILABLE, bridged), "h:1"), `UNAVAILABLE: ${bridged}`);
       // The SDK's own message drops grpc-js's empty tail too.
       assert.equal(error(status.UNAVAILABLE, refused).message, "UNAVAILABLE: No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:50051");
+    });
+
+    it("a server's message with control characters: escaped, so it cannot drive the terminal", () => {
+      assert.equal(explainError(error(status.UNKNOWN, "apply failed with HTTP 500: \u0000\u001b[31mred\r\nnext\tline"), "a"), "UNKNOWN: apply failed with HTTP 500: \\u0000\\u001b[31mred\\u000d\nnext\tline");
     });
 
     it("a wrong datatype: how to write that array compactly (not for float64, which a nested list is)", () => {

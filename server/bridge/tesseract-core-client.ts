@@ -11,7 +11,7 @@
  * Answers are cast to the output message's declared datatypes (schema/output-casting.ts).
  */
 import * as protobuf from "protobufjs";
-import { clip, Code, isTesseractError, TesseractError } from "../../common/errors";
+import { clip, printable, Code, isTesseractError, TesseractError } from "../../common/errors";
 import { NUMPY_DTYPES } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
 import type { JobApply } from "../eval/concurrent";
@@ -130,7 +130,7 @@ function parseAnswer(text: string): unknown {
 /** The answer's text when 2xx; a 422 is INVALID_ARGUMENT with its details, any other status UNKNOWN. */
 function checkedAnswer(endpoint: string, url: string, { status, text }: ReplicaResponse): string {
   if (status === 422) throw new TesseractError(Code.INVALID_ARGUMENT, `tesseract-core (${url}) refused the inputs: ${validationDetail(text)}`);
-  if (status < 200 || status >= 300) throw new TesseractError(Code.UNKNOWN, `${endpoint} on ${url} failed with HTTP ${status}: ${clip(text.trim())}`);
+  if (status < 200 || status >= 300) throw new TesseractError(Code.UNKNOWN, `${endpoint} on ${url} failed with HTTP ${status}: ${clip(printable(text.trim()))}`);
   return text;
 }
 
@@ -140,13 +140,15 @@ export function validationDetail(text: string): string {
   try {
     detail = (JSON.parse(text) as { detail?: unknown }).detail;
   } catch {
-    return clip(text.trim());
+    return clip(printable(text.trim()));
   }
-  if (!Array.isArray(detail)) return clip(typeof detail === "string" ? detail : text.trim());
+  if (!Array.isArray(detail)) return clip(printable(typeof detail === "string" ? detail : text.trim()));
+  // FastAPI's loc items are strings and numbers, msg a string; anything else is shown as JSON.
+  const shown = (x: unknown) => (typeof x === "string" ? x : JSON.stringify(x) ?? String(x));
   const items = detail.slice(0, 3).map((d) => {
     const loc = Array.isArray(d?.loc) ? (d.loc as unknown[]).filter((x, i) => !(i === 0 && x === "body")) : [];
-    const where = loc.map((x) => (typeof x === "number" ? `[${x}]` : String(x))).join(".");
-    return `${clip(where || "(request)")}: ${clip(String(d?.msg ?? "invalid"))}`;
+    const where = loc.map((x) => (typeof x === "number" ? `[${x}]` : shown(x))).join(".");
+    return `${clip(printable(where || "(request)"))}: ${clip(printable(shown(d?.msg ?? "invalid")))}`;
   });
   return items.join("; ") + (detail.length > 3 ? `; … and ${detail.length - 3} more` : "");
 }
