@@ -39,7 +39,8 @@ export function arrayFromJson(value: unknown, where: string): NdArray<any> {
     return decodeTensor(tensorFromArrayObject(compact ? compactToArrayObject(object, where) : object, where), where);
   }
   const { shape, values } = flattenLists(value, where);
-  if (values.every((v) => typeof v === "boolean")) return ndarray(Uint8Array.from(values as boolean[], Number), shape);
+  // An empty list is float64 like any nested list (every() of nothing is true: it became BOOL).
+  if (values.length > 0 && values.every((v) => typeof v === "boolean")) return ndarray(Uint8Array.from(values as boolean[], Number), shape);
   if (!values.every((v) => typeof v === "number")) throw invalidArgument(`${where}: expected numbers in the nested list`);
   return ndarray(Float64Array.from(values as number[]), shape);
 }

@@ -238,6 +238,7 @@ describe("column grouping", () => {
       ["an input index out of range", [pattern({ input_index: ["18446744073709551615"] })], /^sparsity\[0\] .*: input_index\[0\] = 18446744073709551615 is out of range for mesh\.points, which has 12 elements/],
       ["an output that is not requested", [pattern({ output_path: "statistics.first_point_coordinates" })], /^sparsity\[0\] \(output_path "statistics\.first_point_coordinates", input_path "mesh\.points"\): output_path is not a requested output \(statistics\.barycenter\)$/],
       ["an input that is not differentiated", [pattern({ input_path: "mesh.pointz" })], /^sparsity\[0\] .*: input_path is not a differentiated input \(mesh\.points\)$/],
+      ["a pattern without its output path (it read \"undefined\")", [pattern({ output_path: undefined as unknown as string })], /^sparsity\[0\] \(output_path unset, input_path "mesh\.points"\): output_path is not a requested output/],
       ["index lists of different lengths", [pattern({ output_index: [0, 1] })], /^sparsity\[0\] .*: output_index has 2 entries and input_index 1; expected pairs/],
       ["the same pair twice", [pattern({}), pattern({})], /^sparsity\[1\] .*: the pair already has a pattern, sparsity\[0\]; give each pair one$/],
     ];

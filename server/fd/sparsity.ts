@@ -138,7 +138,8 @@ export function buildStructure(patterns: readonly SparsityPattern[], leaves: rea
     throw new TesseractError(Code.RESOURCE_EXHAUSTED, `${source.field} has ${total} index pairs, more than the ${MAX_PATTERN_NONZEROS} a request may carry; leave dense blocks out rather than listing every entry`);
   }
   patterns.forEach((pattern, k) => {
-    const where = `${source.field}[${k}] (output_path ${quote(String(pattern.output_path))}, input_path ${quote(String(pattern.input_path))})`;
+    const path = (p: unknown) => (typeof p === "string" ? quote(p) : "unset");
+    const where = `${source.field}[${k}] (output_path ${path(pattern.output_path)}, input_path ${path(pattern.input_path)})`;
     const o = outputs.findIndex((out) => out.path === pattern.output_path);
     const l = leaves.findIndex((leaf) => leaf.path === pattern.input_path);
     if (o < 0 || l < 0) {
