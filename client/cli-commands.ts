@@ -45,7 +45,6 @@ export function envOption(flags: string, description: string): Option {
   return new Option(flags, description).env(`TESSERACT_GRPC_${long.replace(/-/g, "_").toUpperCase()}`);
 }
 
-
 /** Status codes for the CLI's own refusals of a payload, like the server's. */
 const badPayload = (message: string) => new TesseractClientError(status.INVALID_ARGUMENT, message);
 

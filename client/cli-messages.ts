@@ -15,7 +15,6 @@ const UNAVAILABLE_RULES: [RegExp, (address: string, match: RegExpMatchArray) => 
   [/wrong version number|WRONG_VERSION_NUMBER/, (address) => `${address} does not answer TLS — leave out --tls and the --tls-* flags for a plaintext server`],
 ];
 
-
 /** `int32` for "DATA_TYPE_INT32 or …", undefined for a name that is no datatype. */
 function dtypeOf(name: string): string | undefined {
   const datatype = DataType[name as keyof typeof DataType];

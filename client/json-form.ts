@@ -51,8 +51,14 @@ export function arrayToJson(array: NdArray<any>, format: Format): unknown {
 }
 
 function mapField(field: protobuf.Field, value: unknown, where: string, convert: (v: unknown, w: string) => unknown): unknown {
-  if (field.map) return recordFrom(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, convert(v, `${where}.{${clip(k)}}`)]));
-  if (field.repeated) return (value as unknown[]).map((v, i) => convert(v, `${where}.[${i}]`));
+  if (field.map) {
+    if (value === null || typeof value !== "object" || Array.isArray(value)) throw invalidArgument(`${where}: expected an object (a map)`);
+    return recordFrom(Object.entries(value).map(([k, v]) => [k, convert(v, `${where}.{${clip(k)}}`)]));
+  }
+  if (field.repeated) {
+    if (!Array.isArray(value)) throw invalidArgument(`${where}: expected a list`);
+    return value.map((v, i) => convert(v, `${where}.[${i}]`));
+  }
   return convert(value, where);
 }
 

@@ -22,7 +22,6 @@ export const isTensorField = (field: protobuf.Field): boolean => field.resolvedT
 
 const short = (v: unknown) => JSON.stringify(v)?.slice(0, 40);
 
-
 /** Per enum (full name, no leading dot), the string of each value number: tesseract-core's Literal values. */
 export type EnumStrings = Readonly<Record<string, readonly string[]>>;
 
