@@ -145,6 +145,8 @@ export class StepRule {
    */
   private resolves(leaf: number, x: number, h: number): boolean {
     const s = this.smallest * h;
+    // A step as long as x is no rounding matter (one too long for FP64 is `overflow`'s to refuse).
+    if (!(Math.abs(s) < Math.abs(x))) return s !== 0;
     if (this.leaves[leaf].fp32) {
       const [up, down] = [Math.fround(x + s), Math.fround(x - s)];
       return up !== x && down !== x && Math.fround(x + 2 * s) !== up && Math.fround(x - 2 * s) !== down;
