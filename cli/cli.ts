@@ -11,7 +11,7 @@ import { Command } from "commander";
 import { addClientCommands, credentialsFromFlags, envOption as flag, readFlagFile } from "../client/cli-commands";
 import { addProtoCommand } from "../client/proto-command";
 import { DEFAULT_LIMITS } from "../server/grpc/calls";
-import { DEFAULT_MAX_ELEMENTS } from "../common/tensor-codec";
+import { DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_MESSAGES } from "../common/tensor-codec";
 import { MIN_CHUNK_BYTES } from "../server/grpc/rows-stream";
 import { startServer, DEFAULTS } from "../server/grpc/server";
 import { DEFAULT_DNS_REFRESH_MS, DEFAULT_HEALTH_INTERVAL_MS } from "../server/bridge/settings";
@@ -45,6 +45,7 @@ interface ServeFlags {
   graceMs: number;
   maxTensorElements: number;
   maxTensorBytes: number;
+  maxRequestMessages: number;
   maxRowsPerStream: number;
   evalTimeoutMs: number;
   evalCacheMb: number;
@@ -117,6 +118,7 @@ export function buildProgram(): Command {
     .addOption(flag("--max-deadline-ms <ms>", "longest any call may run (0: no cap)").default(0).argParser(integer(0)))
     .addOption(flag("--grace-ms <ms>", "on SIGTERM/SIGINT, how long calls in flight may finish").default(DEFAULTS.graceMs).argParser(integer(0)))
     .addOption(flag("--max-tensor-elements <n>", "largest tensor a request may carry, in elements").default(DEFAULT_MAX_ELEMENTS).argParser(integer(1)))
+    .addOption(flag("--max-request-messages <n>", "most messages one request may hold (every tensor, map entry and nested message counts)").default(DEFAULT_MAX_MESSAGES).argParser(integer(1)))
     .addOption(flag("--max-tensor-bytes <bytes>", "largest tensor a request may carry, in bytes (0: only the message limit)").default(0).argParser(integer(0)))
     .addOption(flag("--max-rows-per-stream <n>", "most rows one JacobianRows call may send (0: no limit)").default(0).argParser(integer(0)))
     .addOption(flag("--eval-timeout-ms <ms>", "fail a request whose apply takes longer than this (0: no limit); a synchronous apply can only be stopped in worker threads (--workers N)").default(0).argParser(integer(0)))

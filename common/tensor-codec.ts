@@ -70,11 +70,19 @@ export interface DecodeLimits {
   maxRank?: number;
   /** Most bytes one tensor's data may take (unset or 0: only the element limit). */
   maxBytes?: number;
+  /**
+   * Most messages one request may hold — every tensor, map entry and nested message counts — so that
+   * a message of a million tiny tensors (64 MiB hold two million) does not hold the event loop for
+   * tens of seconds (unset: DEFAULT_MAX_MESSAGES).
+   */
+  maxMessages?: number;
 }
 
 /** 2^28 elements: 2 GiB of FP64, far above gRPC's default 4 MiB message cap, far below what breaks V8. */
 export const DEFAULT_MAX_ELEMENTS = 2 ** 28;
 export const DEFAULT_MAX_RANK = 64;
+/** 100 000 messages: decoded in about a second (10 µs each with their tensors); bulk data belongs in tensors. */
+export const DEFAULT_MAX_MESSAGES = 100_000;
 export const DEFAULT_LIMITS: DecodeLimits = Object.freeze({ maxElements: DEFAULT_MAX_ELEMENTS, maxRank: DEFAULT_MAX_RANK });
 
 interface TypedArrayCtor {

@@ -167,7 +167,7 @@ describe("limits checked before any work", () => {
     const described = await call<DescribeResponse>((cb) => c.describe({}, cb));
     assert.deepEqual(
       { ...described.limits, max_message_bytes: undefined, stream_chunk_bytes: undefined },
-      { max_message_bytes: undefined, stream_chunk_bytes: undefined, max_tensor_elements: 10, max_tensor_bytes: 64, max_rows_per_stream: 3, eval_timeout_ms: 1234, max_jobs: 8, max_queue: 32, default_deadline_ms: 0, max_deadline_ms: 0 },
+      { max_message_bytes: undefined, stream_chunk_bytes: undefined, max_tensor_elements: 10, max_tensor_bytes: 64, max_rows_per_stream: 3, eval_timeout_ms: 1234, max_jobs: 8, max_queue: 32, default_deadline_ms: 0, max_deadline_ms: 0, max_request_messages: 100000 },
     );
   });
 });

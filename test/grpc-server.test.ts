@@ -225,7 +225,7 @@ describe("gRPC server", () => {
       counter.calls = 0;
       const ended = nextCall("Jacobian");
       const deadline = new Date(Date.now() + 100);
-      await expectStatus(unary((cb) => c.jacobian({ inputs: polynomialAny(server.runtime, n), jac_inputs: ["x"], jac_outputs: ["f"], sparsity: [] }, new grpc.Metadata(), { deadline }, cb)), grpc.status.DEADLINE_EXCEEDED, /Deadline exceeded/);
+      await expectStatus(unary((cb) => c.jacobian({ inputs: polynomialAny(server.runtime, n), jac_inputs: ["x"], jac_outputs: ["f"], sparsity: [] }, new grpc.Metadata(), { deadline }, cb)), grpc.status.DEADLINE_EXCEEDED, /Deadline exceeded|the call's deadline passed/);
       await ended;
       const afterEnd = counter.calls;
       assert.ok(afterEnd < 2 * n / 2, `${afterEnd} evaluations ran`);

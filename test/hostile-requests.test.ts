@@ -111,6 +111,38 @@ describe("hostile requests", () => {
     assert.equal(o.code, 0, o.details);
   }
 
+  it("a request of more messages than --max-request-messages: RESOURCE_EXHAUSTED as it is decoded (a million tiny tensors held the event loop for seconds)", async () => {
+    // meshstats' cell_data with 60 000 entries: each entry and its tensor are two messages.
+    const cell_data = Object.fromEntries(Array.from({ length: 60_000 }, (_, i) => [`k${i}`, fp64([1], [1, 1])]));
+    const any = meshAny({ cell_data });
+    const o = await send(client, "Apply", applyRequest(any));
+    assert.equal(o.code, Code.RESOURCE_EXHAUSTED, o.details);
+    assert.match(o.details, /^inputs: cannot decode tesseract\.examples\.meshstats\.v1\.Inputs: more than 100000 messages \(every tensor, map entry and nested message counts; the server's --max-request-messages\) at mesh\.cell_data/);
+    // The request's envelope too (a JVP's tangent map), with the server's limit.
+    const tangent_vector = Object.fromEntries(Array.from({ length: 60_000 }, (_, i) => [`k${i}`, fp64([1], [1])]));
+    const jvp = await send(client, "JacobianVectorProduct", encode(type("tesseract.v1.JacobianVectorProductRequest"), { inputs: meshAny(), jvp_inputs: ["mesh.points"], jvp_outputs: ["statistics.barycenter"], tangent_vector }));
+    assert.equal(jvp.code, Code.RESOURCE_EXHAUSTED, jvp.details);
+    assert.match(jvp.details, /^request: cannot decode tesseract\.v1\.JacobianVectorProductRequest: more than 100000 messages .* at tangent_vector/);
+    await stillServing();
+    // Raised, the same inputs are decoded (and refused by meshstats for other reasons, or served).
+    const roomy = await startServer({ tesseract: "meshstats", port: 0, logger: silentLogger, maxRequestMessages: 200_000 });
+    const roomyClient = new grpc.Client(roomy.address, grpc.credentials.createInsecure());
+    try {
+      const served = await send(roomyClient, "Apply", applyRequest(any));
+      assert.notEqual(served.code, Code.RESOURCE_EXHAUSTED, served.details);
+      const describe = encode(type("tesseract.v1.DescribeRequest"), {});
+      const limits = await new Promise<number>((resolve, reject) =>
+        roomyClient.makeUnaryRequest("/tesseract.v1.Tesseract/Describe", (b: Buffer) => b, (b: Buffer) => type("tesseract.v1.DescribeResponse").decode(b), describe, (err, r) =>
+          err ? reject(err) : resolve(Number((r as unknown as { limits: { max_request_messages: number } }).limits.max_request_messages)),
+        ),
+      );
+      assert.equal(limits, 200_000, "Describe reports the limit");
+    } finally {
+      roomyClient.close();
+      await roomy.close();
+    }
+  });
+
   describe("invalid UTF-8 is INVALID_ARGUMENT naming the field, on every call shape", () => {
     const badKey = () => {
       const any = meshAny({ cell_data: { KEY: fp64([1], [1, 1]) } });

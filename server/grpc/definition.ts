@@ -11,14 +11,15 @@ import { decodeStrict, type DecodeStyle } from "../schema/wire-decode";
 /** The same shapes as the contract's LOADER_OPTIONS give (64-bit integers as strings, unset scalars absent). */
 const REQUEST_STYLE: DecodeStyle = { longs: "string", defaults: false };
 
-export function loadDefinition(): { service: ServiceDefinition } {
-  return { service: strictRequests(loadContract()[SERVICE_NAME] as unknown as ServiceDefinition) };
+/** The contract's service; each request may hold at most `maxMessages` messages (DecodeLimits.maxMessages). */
+export function loadDefinition(maxMessages?: number): { service: ServiceDefinition } {
+  return { service: strictRequests(loadContract()[SERVICE_NAME] as unknown as ServiceDefinition, maxMessages) };
 }
 
 let contract: protobuf.Service | undefined;
 
 /** The service with every request decoded strictly (schema/wire-decode.ts) instead of by protobufjs. */
-function strictRequests(service: ServiceDefinition): ServiceDefinition {
+function strictRequests(service: ServiceDefinition, maxMessages?: number): ServiceDefinition {
   contract ??= loadRoot([CONTRACT_PROTO]).lookupService(SERVICE_NAME);
   const methods = contract.methods;
   return Object.fromEntries(
@@ -28,7 +29,7 @@ function strictRequests(service: ServiceDefinition): ServiceDefinition {
       // A response already encoded (JacobianRows' row messages, rows-stream.ts) goes out as it is.
       const serialize = method.responseSerialize;
       const responseSerialize = (value: unknown) => (value instanceof Uint8Array ? Buffer.from(value.buffer, value.byteOffset, value.byteLength) : serialize(value));
-      return [name, { ...method, responseSerialize, requestDeserialize: (bytes: Buffer) => decodeStrict(type, bytes, "request", REQUEST_STYLE) }];
+      return [name, { ...method, responseSerialize, requestDeserialize: (bytes: Buffer) => decodeStrict(type, bytes, "request", REQUEST_STYLE, maxMessages) }];
     }),
   );
 }

@@ -13,7 +13,7 @@ import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { protoPath as HEALTH_PROTO } from "grpc-health-check";
 import * as protobuf from "protobufjs";
-import { boundedDetails, clip, isTesseractError } from "../../common/errors";
+import { boundedDetails, clip, Code, isTesseractError } from "../../common/errors";
 import { PROTO_DIR } from "../proto-dir";
 import { loadRoot } from "../schema/schema";
 import { decodeStrict } from "../schema/wire-decode";
@@ -33,7 +33,11 @@ function libraryRequestType(methodPath: string): protobuf.Type | undefined {
 
 /** What a deserializer returns instead of throwing. */
 export class UndecodableRequest {
-  constructor(readonly reason: string) {}
+  constructor(
+    readonly reason: string,
+    /** INVALID_ARGUMENT, or RESOURCE_EXHAUSTED for a request past a limit. */
+    readonly code: grpc.status = grpc.status.INVALID_ARGUMENT,
+  ) {}
 }
 
 function neverThrows<T>(deserialize: grpc.deserialize<T>): grpc.deserialize<T | UndecodableRequest> {
@@ -41,8 +45,8 @@ function neverThrows<T>(deserialize: grpc.deserialize<T>): grpc.deserialize<T | 
     try {
       return deserialize(bytes);
     } catch (e) {
-      const message = isTesseractError(e) ? e.message : `the request is not a valid protobuf message: ${clip(e instanceof Error ? e.message : String(e))}`;
-      return new UndecodableRequest(message);
+      if (isTesseractError(e)) return new UndecodableRequest(e.message, e.code === Code.RESOURCE_EXHAUSTED ? grpc.status.RESOURCE_EXHAUSTED : grpc.status.INVALID_ARGUMENT);
+      return new UndecodableRequest(`the request is not a valid protobuf message: ${clip(e instanceof Error ? e.message : String(e))}`);
     }
   };
 }
@@ -76,9 +80,9 @@ export function guardInterceptor(onRefused?: OnRefused): grpc.ServerInterceptor 
     let metadata: grpc.Metadata | undefined;
     let refused = false;
     let messages = 0;
-    const refuse = (reason: string) => {
+    const refuse = (reason: string, code = grpc.status.INVALID_ARGUMENT) => {
       refused = true;
-      const status = { code: grpc.status.INVALID_ARGUMENT, details: boundedDetails(reason) };
+      const status = { code, details: boundedDetails(reason) };
       onRefused?.(method.path, status, metadata);
       call.sendStatus(status);
     };
@@ -89,7 +93,7 @@ export function guardInterceptor(onRefused?: OnRefused): grpc.ServerInterceptor 
       })
       .withOnReceiveMessage((message, next) => {
         if (refused) return;
-        if (message instanceof UndecodableRequest) return refuse(message.reason);
+        if (message instanceof UndecodableRequest) return refuse(message.reason, message.code);
         if (++messages > 1 && !method.requestStream) return refuse(`${method.path} takes exactly one request message; the call sent a second`);
         next(message);
       })

@@ -12,7 +12,7 @@ import type { RequestOptions } from "../fd/options";
 import type { SparsityPattern } from "../tesseract";
 import type { GradientRequest, JacobianEntry, TesseractRuntime, VectorProduct } from "../runtime";
 import type { AnyMessage } from "../schema/schema";
-import { decodeTensor, fp64Tensor, type DecodeLimits, type TensorMessage } from "../../common/tensor-codec";
+import { decodeTensor, DEFAULT_MAX_MESSAGES, fp64Tensor, type DecodeLimits, type TensorMessage } from "../../common/tensor-codec";
 import { jacobianRowsMessages, writeAll } from "./rows-stream";
 import type { CallRegistry, TrackedCall } from "./calls";
 
@@ -184,6 +184,7 @@ class Bodies {
       max_message_bytes: config.maxMessageBytes,
       max_tensor_elements: runtime.decodeLimits.maxElements,
       max_tensor_bytes: runtime.decodeLimits.maxBytes ?? 0,
+      max_request_messages: runtime.decodeLimits.maxMessages ?? DEFAULT_MAX_MESSAGES,
       max_rows_per_stream: config.maxRowsPerStream,
       eval_timeout_ms: config.evalTimeoutMs,
       stream_chunk_bytes: config.streamChunkBytes,

@@ -20,7 +20,7 @@ import { createHandlers, type HandlerConfig } from "./handlers";
 import { addReflection, ReflectionIndex, servedDescriptors } from "./reflection";
 import { warmTransport } from "./warm-transport";
 
-import { DEFAULT_LIMITS as DEFAULT_TENSOR_LIMITS } from "../../common/tensor-codec";
+import { DEFAULT_LIMITS as DEFAULT_TENSOR_LIMITS, DEFAULT_MAX_MESSAGES } from "../../common/tensor-codec";
 import { MIN_CHUNK_BYTES } from "./rows-stream";
 import { serverCredentials, tlsMode, type ServerTls } from "./tls";
 
@@ -67,6 +67,8 @@ export interface ServeOptions {
   /** Largest tensor a request may carry, in elements (default 2^28) and bytes (default: no limit but the message's). */
   maxTensorElements?: number;
   maxTensorBytes?: number;
+  /** Most messages (tensors, map entries, nested messages) one request may hold; default 100 000. */
+  maxRequestMessages?: number;
   /** Most rows one JacobianRows call may send (default 0: no limit). */
   maxRowsPerStream?: number;
   /** How long one apply may take (default 0: no limit); see eval/timeout.ts for what it can stop. */
@@ -166,7 +168,12 @@ async function configureRuntime(runtime: TesseractRuntime, options: ServeOptions
   if (runtime.remoteApply && typeof options.workers === "number" && options.workers > 0) {
     log.info({ workers: options.workers }, "worker threads are not used for a tesseract-core runtime's Tesseract: its evaluations are HTTP requests, up to --concurrency at once");
   }
-  runtime.decodeLimits = { ...DEFAULT_TENSOR_LIMITS, maxElements: options.maxTensorElements ?? DEFAULT_TENSOR_LIMITS.maxElements, maxBytes: options.maxTensorBytes ?? 0 };
+  runtime.decodeLimits = {
+    ...DEFAULT_TENSOR_LIMITS,
+    maxElements: options.maxTensorElements ?? DEFAULT_TENSOR_LIMITS.maxElements,
+    maxBytes: options.maxTensorBytes ?? 0,
+    maxMessages: options.maxRequestMessages ?? DEFAULT_MAX_MESSAGES,
+  };
   await runtime.useEvaluation({
     workers: options.workers ?? "auto",
     replicas: options.replicas,
@@ -279,7 +286,7 @@ interface Settings {
 /** The transports over a configured runtime; each part started is added to `started`, to close on a failure. */
 async function serveRuntime(runtime: TesseractRuntime, options: ServeOptions, { streamChunkBytes, maxMessageBytes, credentials, log }: Settings, started: (() => unknown)[]): Promise<RunningServer> {
   const host = options.host ?? DEFAULTS.host;
-  const { service } = loadDefinition();
+  const { service } = loadDefinition(runtime.decodeLimits.maxMessages);
   const reflection = new ReflectionIndex(servedDescriptors(runtime));
   const evalTimeoutMs = options.evalTimeoutMs ?? 0;
   const maxRowsPerStream = options.maxRowsPerStream ?? 0;

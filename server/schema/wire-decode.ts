@@ -16,9 +16,10 @@
  * Bytes fields are views into the request buffer (the tensor codec copies what it keeps).
  */
 import * as protobuf from "protobufjs";
-import { clip, invalidArgument } from "../../common/errors";
+import { clip, Code, invalidArgument, TesseractError } from "../../common/errors";
 import { emptyRecord } from "../../common/records";
 import { MAX_DEPTH } from "../../common/nesting";
+import { DEFAULT_MAX_MESSAGES } from "../../common/tensor-codec";
 
 export interface DecodeStyle {
   /** 64-bit integers as JS numbers (the Tesseract's trees) or as exact decimal strings (requests). */
@@ -59,8 +60,8 @@ const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
  * Decodes `bytes` as `type`; `label` names the message in errors ("inputs", "request"), which read
  * `inputs: cannot decode tesseract.examples.meshstats.v1.Inputs: mesh.points.datatype: wire type 2 ...`.
  */
-export function decodeStrict(type: protobuf.Type, bytes: Uint8Array, label: string, style: DecodeStyle): Record<string, unknown> {
-  return new Reader(bytes, `${label}: cannot decode ${type.fullName.slice(1)}`).message(type, bytes.length, "", style, 0);
+export function decodeStrict(type: protobuf.Type, bytes: Uint8Array, label: string, style: DecodeStyle, maxMessages = DEFAULT_MAX_MESSAGES): Record<string, unknown> {
+  return new Reader(bytes, `${label}: cannot decode ${type.fullName.slice(1)}`, maxMessages).message(type, bytes.length, "", style, 0);
 }
 
 /** The path of a field below `parent` ("" for the message itself). */
@@ -92,11 +93,14 @@ function setProperty(out: Record<string, unknown>, name: string, value: unknown)
 class Reader {
   private pos = 0;
   private readonly view: DataView;
+  /** Messages read so far (DecodeLimits.maxMessages). */
+  private messages = 0;
 
   constructor(
     private readonly bytes: Uint8Array,
     /** How every error message starts. */
     private readonly context: string,
+    private readonly maxMessages: number,
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
@@ -213,6 +217,7 @@ class Reader {
   /** A message of `type` from here to `end` (or, for a group, to its end-group tag). */
   message(type: protobuf.Type, end: number, where: string, style: DecodeStyle, depth: number, into?: Record<string, unknown>, groupField?: number): Record<string, unknown> {
     if (depth > MAX_DEPTH) this.fail(where, `nested more than ${MAX_DEPTH} messages deep`);
+    this.count(where);
     const out = into ?? emptyMessage(type, style);
     const seen = hasRequiredFields(type) ? new Set<number>() : undefined;
     while (this.pos < end) {
@@ -284,8 +289,15 @@ class Reader {
     return this.fail(where, `wire type ${wireTypeName(got)}, expected ${wireTypeName(expected)} for ${kind}`);
   }
 
+  /** One more message (or map entry) read; RESOURCE_EXHAUSTED past maxMessages. */
+  private count(where: string): void {
+    if (++this.messages <= this.maxMessages) return;
+    throw new TesseractError(Code.RESOURCE_EXHAUSTED, `${this.context}: more than ${this.maxMessages} messages (every tensor, map entry and nested message counts; the server's --max-request-messages) at ${where || "the top"} (at byte ${this.pos})`);
+  }
+
   /** One map entry: key = 1, value = 2, each defaulted when absent. */
   private mapEntry(field: protobuf.MapField, end: number, where: string, style: DecodeStyle, depth: number): [string, unknown] {
+    this.count(where);
     if (depth + 1 > MAX_DEPTH) this.fail(where, `nested more than ${MAX_DEPTH} messages deep`);
     const keyStyle: DecodeStyle = { longs: "string", defaults: true };
     const valueType = field.resolvedType;
