@@ -12,7 +12,7 @@
  */
 import { endianness } from "node:os";
 import ndarray, { type NdArray } from "ndarray";
-import { invalidArgument } from "./errors";
+import { Code, invalidArgument, TesseractError } from "./errors";
 
 // Typed arrays use the host's byte order; the wire is little-endian. Every supported platform is
 // little-endian, so instead of byte-swapping everywhere we refuse to run anywhere else.
@@ -83,6 +83,11 @@ export const DEFAULT_MAX_ELEMENTS = 2 ** 28;
 export const DEFAULT_MAX_RANK = 64;
 /** 100 000 messages: decoded in about a second (10 µs each with their tensors); bulk data belongs in tensors. */
 export const DEFAULT_MAX_MESSAGES = 100_000;
+
+/** The refusal of a request holding more than `limit` messages (DecodeLimits.maxMessages), found at `where`. */
+export function tooManyMessages(limit: number, where: string): TesseractError {
+  return new TesseractError(Code.RESOURCE_EXHAUSTED, `more than ${limit} messages (every tensor, map entry and nested message counts; the server's --max-request-messages) at ${where}`);
+}
 export const DEFAULT_LIMITS: DecodeLimits = Object.freeze({ maxElements: DEFAULT_MAX_ELEMENTS, maxRank: DEFAULT_MAX_RANK });
 
 interface TypedArrayCtor {

@@ -156,6 +156,14 @@ describe("tesseract-core's REST API", () => {
     assert.deepEqual(vjp.json.s.shape, []);
   });
 
+  it("a body of more messages than --max-request-messages: 413 naming the limit and where, before the rest is converted", async () => {
+    const inputs = meshInputs() as { mesh: Record<string, unknown> };
+    const cell_data = Object.fromEntries(Array.from({ length: 60_000 }, (_, i) => [`k${i}`, { shape: [1, 1], dtype: "float64", data: { buffer: [1], encoding: "json" } }]));
+    const { status, json } = await post(base(mesh), "apply", { inputs: { ...inputs, mesh: { ...inputs.mesh, cell_data } } });
+    assert.equal(status, 413);
+    assert.match(String(json.detail), /^more than 100000 messages \(every tensor, map entry and nested message counts; the server's --max-request-messages\) at inputs\.mesh\.cell_data\.\{k\d+\}$/);
+  });
+
   it("abstract_eval answers shapes and dtypes", async () => {
     const { status, json } = await post(base(vec), "abstract_eval", { inputs: { a: { shape: [5], dtype: "float64" }, b: { shape: [5], dtype: "float64" } } });
     assert.equal(status, 200, JSON.stringify(json));

@@ -235,7 +235,7 @@ function addEndpoints(app: FastifyInstance, options: RestServerOptions): void {
   const { runtime } = options;
   // A bridged Tesseract's enums read and write as its own strings (tesseract-core's Literals).
   const { enumStrings } = runtime;
-  const inputs = (json: unknown, abstract = false) => inputsAny(runtime.schema.inputs, json, abstract, { enumStrings });
+  const inputs = (json: unknown, abstract = false) => inputsAny(runtime.schema.inputs, json, abstract, { enumStrings, maxMessages: runtime.decodeLimits.maxMessages });
   const gradient = (body: Body, inPaths: string, outPaths: string, signal: AbortSignal, query: Record<string, unknown>): GradientRequest => ({
     inputs: runtime.decodeInputs(inputs(body.inputs)),
     inputPaths: body[inPaths] as string[],

@@ -13,7 +13,7 @@ import { INT_RANGES, jsonScalar } from "../../common/json-scalars";
 import { enumNumber } from "../../common/enum-names";
 import { arrayObject, numpyDtype, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
-import { dataTypeOfArray, isNdArray, type DataType } from "../../common/tensor-codec";
+import { dataTypeOfArray, DEFAULT_MAX_MESSAGES, isNdArray, tooManyMessages, type DataType } from "../../common/tensor-codec";
 import type { AnyMessage, MessageSchema } from "./schema";
 
 const TENSOR_TYPE = ".tesseract.v1.Tensor";
@@ -43,19 +43,40 @@ function scalar(field: protobuf.Field, v: unknown, where: string, enumStrings: E
   return jsonScalar(type, v, where);
 }
 
+/** How one JSON message is read: abstract arrays allowed (abstract_eval), enum strings, and the messages it may still hold. */
+interface Reading {
+  abstract: boolean;
+  enumStrings: EnumStrings;
+  /** DecodeLimits.maxMessages, and the messages (tensors, map entries, nested messages) read so far. */
+  maxMessages: number;
+  messages: number;
+}
+
+/** One more message or map entry (as the gRPC decoder counts them), refused past the limit before it is converted. */
+function counted(reading: Reading, where: string): void {
+  if (++reading.messages > reading.maxMessages) throw tooManyMessages(reading.maxMessages, where);
+}
+
 /** One JSON value of a field (element-wise for maps and lists). */
-function fieldValue(field: protobuf.Field, v: unknown, where: string, abstract: boolean, enumStrings: EnumStrings): unknown {
+function fieldValue(field: protobuf.Field, v: unknown, where: string, reading: Reading): unknown {
   const element = (x: unknown, w: string) => {
     if (isTensorField(field)) {
+      counted(reading, w);
       if (!isPlainObject(x)) throw invalidArgument(`${w} is ${short(x)}, expected an array object {"shape", "dtype", "data"}`);
-      return tensorFromArrayObject(x, w, { abstract });
+      return tensorFromArrayObject(x, w, { abstract: reading.abstract });
     }
-    if (field.resolvedType instanceof protobuf.Type) return plainMessage(field.resolvedType, x, w, abstract, enumStrings);
-    return scalar(field, x, w, enumStrings);
+    if (field.resolvedType instanceof protobuf.Type) return plainMessage(field.resolvedType, x, w, reading);
+    return scalar(field, x, w, reading.enumStrings);
   };
   if (field.map) {
     if (!isPlainObject(v)) throw invalidArgument(`${where} is ${short(v)}, expected an object (a map)`);
-    return Object.fromEntries(Object.entries(v).map(([key, x]) => [key, element(x, `${where}.{${key.replace(/[\\}]/g, "\\$&")}}`)]));
+    return Object.fromEntries(
+      Object.entries(v).map(([key, x]) => {
+        const at = `${where}.{${key.replace(/[\\}]/g, "\\$&")}}`;
+        counted(reading, at);
+        return [key, element(x, at)];
+      }),
+    );
   }
   if (field.repeated) {
     if (!Array.isArray(v)) throw invalidArgument(`${where} is ${short(v)}, expected a list`);
@@ -65,14 +86,15 @@ function fieldValue(field: protobuf.Field, v: unknown, where: string, abstract: 
 }
 
 /** JSON of a message type -> protobufjs plain object; unknown fields are refused, null means unset. */
-function plainMessage(type: protobuf.Type, json: unknown, where: string, abstract: boolean, enumStrings: EnumStrings = {}): Record<string, unknown> {
+function plainMessage(type: protobuf.Type, json: unknown, where: string, reading: Reading): Record<string, unknown> {
+  counted(reading, where);
   if (!isPlainObject(json)) throw invalidArgument(`${where} is ${short(json)}, expected an object (${type.name})`);
   const out: Record<string, unknown> = {};
   for (const [key, v] of Object.entries(json)) {
     const at = `${where}.${key}`;
     const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
     if (!field) throw invalidArgument(`${at} is not a field of ${type.name}; fields: ${Object.keys(type.fields).join(", ")}`);
-    if (v !== null) out[key] = fieldValue(field, v, at, abstract, enumStrings);
+    if (v !== null) out[key] = fieldValue(field, v, at, reading);
   }
   return out;
 }
@@ -81,9 +103,10 @@ function plainMessage(type: protobuf.Type, json: unknown, where: string, abstrac
  * The request's `inputs` as an Any of the input type. `abstract` (abstract_eval) lets arrays leave
  * out `data`. Messages start with `inputs.` and the JSON path of the value they refuse.
  */
-export function inputsAny(schema: MessageSchema, json: unknown, abstract = false, opts: { field?: string; enumStrings?: EnumStrings } = {}): AnyMessage {
+export function inputsAny(schema: MessageSchema, json: unknown, abstract = false, opts: { field?: string; enumStrings?: EnumStrings; maxMessages?: number } = {}): AnyMessage {
   const field = opts.field ?? "inputs";
-  const plain = plainMessage(schema.type, json, field, abstract, opts.enumStrings);
+  const reading = { abstract, enumStrings: opts.enumStrings ?? {}, maxMessages: opts.maxMessages ?? DEFAULT_MAX_MESSAGES, messages: 0 };
+  const plain = plainMessage(schema.type, json, field, reading);
   const problem = schema.type.verify(plain);
   if (problem) throw invalidArgument(`${field} ${problem}`);
   return { type_url: schema.typeUrl, value: schema.type.encode(plain).finish() };

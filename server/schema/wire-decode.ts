@@ -16,10 +16,10 @@
  * Bytes fields are views into the request buffer (the tensor codec copies what it keeps).
  */
 import * as protobuf from "protobufjs";
-import { clip, Code, invalidArgument, TesseractError } from "../../common/errors";
+import { clip, invalidArgument, TesseractError } from "../../common/errors";
 import { emptyRecord } from "../../common/records";
 import { MAX_DEPTH } from "../../common/nesting";
-import { DEFAULT_MAX_MESSAGES } from "../../common/tensor-codec";
+import { DEFAULT_MAX_MESSAGES, tooManyMessages } from "../../common/tensor-codec";
 
 export interface DecodeStyle {
   /** 64-bit integers as JS numbers (the Tesseract's trees) or as exact decimal strings (requests). */
@@ -292,7 +292,8 @@ class Reader {
   /** One more message (or map entry) read; RESOURCE_EXHAUSTED past maxMessages. */
   private count(where: string): void {
     if (++this.messages <= this.maxMessages) return;
-    throw new TesseractError(Code.RESOURCE_EXHAUSTED, `${this.context}: more than ${this.maxMessages} messages (every tensor, map entry and nested message counts; the server's --max-request-messages) at ${where || "the top"} (at byte ${this.pos})`);
+    const refusal = tooManyMessages(this.maxMessages, `${where || "the top"} (at byte ${this.pos})`);
+    throw new TesseractError(refusal.code, `${this.context}: ${refusal.message}`);
   }
 
   /** One map entry: key = 1, value = 2, each defaulted when absent. */
