@@ -133,6 +133,12 @@ describe("tesseract-core's REST API", () => {
     const bodyHex = await post(base(mesh), "jacobian", { ...request, options: { eps: "0x10" } });
     assert.match(JSON.stringify(bodyHex.json), /options\.eps is \\"0x10\\", expected a number/);
     assert.equal((await post(base(mesh), "jacobian?eps=1e-5&run_id=abc", request)).status, 200, "tesseract-core's run_id is taken (and ignored)");
+    // A seed is any uint64, as over gRPC (beyond 2^53 as decimal text); a number that underflows says so.
+    assert.equal((await post(base(mesh), "jacobian?algorithm=stochastic&num_samples=2&seed=18446744073709551615", request)).status, 200);
+    assert.equal((await post(base(mesh), "jacobian", { ...request, options: { algorithm: "stochastic", num_samples: 2, seed: "18446744073709551615" } })).status, 200);
+    const tiny = await post(base(mesh), "jacobian?eps=1e-400", request);
+    assert.equal(tiny.status, 422);
+    assert.match(JSON.stringify(tiny.json), /query parameter eps is \\"1e-400\\", below the smallest FP64 number \(it reads as 0\)/);
   });
 
   it("answers vectoradd's JVP and VJP against its analytic gradients (json and base64)", async () => {

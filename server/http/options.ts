@@ -39,7 +39,15 @@ function sparsityModeOf(value: unknown, where: string): number {
 function numberOf(value: unknown, where: string, integer: boolean): number {
   const n = typeof value === "string" ? decimalNumber(value) : value;
   if (typeof n !== "number" || !Number.isFinite(n) || (integer && !Number.isSafeInteger(n))) throw invalidArgument(`${where} is ${JSON.stringify(value)?.slice(0, 40)}, expected ${integer ? "an integer" : "a number"}`);
+  // "1e-400" reads as 0: say so, rather than let the step rule refuse a 0 the caller never wrote.
+  if (n === 0 && typeof value === "string" && /[1-9]/.test(value.replace(/[eE].*$/, ""))) throw invalidArgument(`${where} is ${JSON.stringify(value).slice(0, 40)}, below the smallest FP64 number (it reads as 0)`);
   return n;
+}
+
+/** A seed: any unsigned 64-bit integer, as gRPC takes it (a decimal string beyond 2^53, which a JSON number cannot hold). */
+function seedOf(value: unknown, where: string): number | string {
+  if (typeof value === "string" && /^\d{1,20}$/.test(value) && BigInt(value) < 2n ** 64n) return value;
+  return numberOf(value, where, true);
 }
 
 /** The request's options, or undefined when it sets none. */
@@ -53,7 +61,7 @@ export function finiteDifferenceOptions(query: Record<string, unknown>, body: un
       else if (key === "eps") options.eps = numberOf(v, `${where}${key}`, false);
       else if (key === "num_samples") options.num_samples = numberOf(v, `${where}${key}`, true);
       else if (key === "sparsity_mode") options.sparsity_mode = sparsityModeOf(v, `${where}${key}`);
-      else options.seed = numberOf(v, `${where}${key}`, true);
+      else options.seed = seedOf(v, `${where}${key}`);
     }
   };
   // A misspelt parameter (?algoritm=forward) would leave the defaults in place without a word;
