@@ -168,10 +168,11 @@ export class StepRule {
     const input = this.leaves[leaf];
     const x = input.data[index];
     const ruled = this.ruled(leaf, x);
-    if (!this.resolves(leaf, x, ruled)) this.noteFallback(leaf, index, ruled);
-    let y = this.perturbedValue(leaf, index, multiple);
+    const resolves = this.resolves(leaf, x, ruled);
+    if (!resolves) this.noteFallback(leaf, index, ruled);
+    const h = multiple * (resolves ? ruled : this.fallback(leaf, x));
+    let y = input.fp32 ? Math.fround(x + h) : x + h;
     if (y === x) {
-      const h = multiple * this.size(leaf, y);
       this.note(`${elementName(input, index)}: a step of ${h} is below one ulp of ${y}; stepped one ulp instead`);
       y = nextAfter(y, h > 0, input.fp32);
     }
