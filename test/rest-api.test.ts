@@ -46,6 +46,19 @@ function meshInputs(encoding: "base64" | "json" = "base64", objectType = false, 
   };
 }
 
+/**
+ * A 422 entry tesseract-core's SDK can raise as a pydantic ValidationError: a pydantic error type
+ * (a JSON-schema keyword such as "minItems" made it fail with KeyError), with the ctx its message
+ * template needs; a value error's text after "Value error, " (the SDK strips that prefix).
+ */
+function assertPydanticEntry(entry: Json): void {
+  const e = entry as { type: string; loc: unknown[]; msg: string; ctx?: { error?: unknown } };
+  assert.ok(["value_error", "missing", "extra_forbidden", "json_invalid"].includes(e.type), JSON.stringify(e));
+  assert.ok(Array.isArray(e.loc) && typeof e.msg === "string", JSON.stringify(e));
+  if (e.type === "value_error") assert.equal(e.msg, `Value error, ${e.ctx?.error}`, JSON.stringify(e));
+  if (e.type === "json_invalid") assert.equal(typeof e.ctx?.error, "string", JSON.stringify(e));
+}
+
 async function post(base: string, endpoint: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any; text: string }> {
   const res = await fetch(`${base}/${endpoint}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
   const text = await res.text();
@@ -201,17 +214,21 @@ describe("tesseract-core's REST API", () => {
       ["apply", { inputs: { mesh: { ...meshInputs().mesh, points: { shape: [N, 3], dtype: "float64", data: { buffer: "AAAA", encoding: "base64" } } } } }, ["body", "inputs", "mesh", "points"], /data has 3 bytes/],
       ["jacobian", { inputs: meshInputs(), jac_inputs: ["mesh.nope"], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /does not exist/],
       ["jacobian", { inputs: meshInputs(), jac_inputs: [], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /fewer than 1/],
+      ["jacobian", { inputs: meshInputs(), jac_inputs: ["mesh.points", "mesh.points"], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /duplicate/],
+      ["jacobian", { inputs: meshInputs(), jac_inputs: "mesh.points", jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /must be array/],
+      ["apply", { inputs: [1] }, ["body", "inputs"], /must be object/],
     ];
     for (const [endpoint, body, loc, msg] of cases) {
       const { status, json } = await post(base(mesh), endpoint, body);
       assert.equal(status, 422, JSON.stringify(json));
       const entry = json.detail[0];
-      assert.equal(typeof entry.type, "string");
+      assertPydanticEntry(entry);
       assert.deepEqual(entry.loc, loc, JSON.stringify(entry));
       assert.match(entry.msg, msg);
     }
     const res = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body: "{not json" });
     assert.equal(res.status, 422);
+    assertPydanticEntry(((await res.json()) as { detail: Json[] }).detail[0]);
     // Bodies nested 100 000 deep, where and however they are: 422, never a stack overflow's 500.
     const deep = (open: string, close: string, inner = "1") => open.repeat(100_000) + inner + close.repeat(100_000);
     for (const body of [`{"inputs":${deep("[", "]", "")}}`, `{"inputs":{"mesh":${deep("[", "]", "")}}}`, `{"inputs":{"mesh":${deep('{"a":', "}")}}}`]) {

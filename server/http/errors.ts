@@ -15,6 +15,19 @@ export interface DetailEntry {
   loc: Loc;
   msg: string;
   input?: unknown;
+  /** What the type's message template needs (value_error: `error`; json_invalid: `error`). */
+  ctx?: Record<string, unknown>;
+}
+
+/**
+ * A `value_error` entry as pydantic writes one: msg "Value error, <message>" and ctx.error. tesseract-core's
+ * SDK raises a pydantic ValidationError from a 422's entries — its types must be pydantic's (a JSON-schema
+ * keyword such as "minItems" made it fail with KeyError), and it takes a value error's text from
+ * ctx.error or from msg after "Value error, " (without that prefix, users read "Value error, " alone).
+ */
+export function valueError(loc: Loc, message: string, input?: unknown): DetailEntry {
+  const error = boundedDetails(message);
+  return { type: "value_error", loc, msg: `Value error, ${error}`, ...(input === undefined ? {} : { input }), ctx: { error } };
 }
 
 /** Longest quoted `input` text in a 422 entry. */
@@ -63,7 +76,7 @@ export function locOf(message: string, inputFields: ReadonlySet<string>): Loc {
 
 /** The one entry of a 422 answer for an INVALID_ARGUMENT error, located by its message. */
 export function detailOf(error: TesseractError, inputFields: ReadonlySet<string>): DetailEntry[] {
-  return [{ type: "value_error", loc: locOf(error.message, inputFields), msg: boundedDetails(error.message) }];
+  return [valueError(locOf(error.message, inputFields), error.message)];
 }
 
 /** The HTTP status for a gRPC code; RESOURCE_EXHAUSTED is 413 (too big) unless `busy` (429, a full queue). */

@@ -17,7 +17,7 @@ import type { CallRegistry, TrackedCall } from "../grpc/calls";
 import type { ServerTls } from "../grpc/tls";
 import type { GradientRequest, TesseractRuntime } from "../runtime";
 import { parsePath } from "../schema/paths";
-import { checkBodyDepth, detailOf, httpStatusOf, shortInput, type DetailEntry, type Loc } from "./errors";
+import { checkBodyDepth, detailOf, httpStatusOf, shortInput, valueError, type DetailEntry, type Loc } from "./errors";
 import { inputsAny, messageJson } from "../schema/json-messages";
 import { openApiDocument, servedEndpoints } from "./openapi";
 import { finiteDifferenceOptions } from "./options";
@@ -113,13 +113,14 @@ function validationDetail(errors: { instancePath: string; keyword: string; messa
     if (e.keyword === "additionalProperties") return { type: "extra_forbidden", loc: [...loc, String(e.params.additionalProperty)], msg: "Extra inputs are not permitted" };
     let input: unknown = body;
     for (const key of loc.slice(1)) input = (input as Record<string | number, unknown> | undefined)?.[key];
-    return { type: e.keyword, loc, msg: e.message ?? "invalid", input: shortInput(input) };
+    // Any other keyword (type, minItems, uniqueItems, ...) is no pydantic error type: a value error saying it.
+    return valueError(loc, e.message ?? "invalid", shortInput(input));
   });
 }
 
 /** 422 with a validation-error body, 401 with its challenge, 5xx as text, others as `{"detail": ...}`. */
 function sendError(reply: FastifyReply, status: number, error: { message: string }, detail?: DetailEntry[]) {
-  if (status === 422) return reply.code(422).type("application/json").send({ detail: detail ?? [{ type: "value_error", loc: ["body"], msg: error.message }] });
+  if (status === 422) return reply.code(422).type("application/json").send({ detail: detail ?? [valueError(["body"], error.message)] });
   if (status === 401) reply.header("www-authenticate", "Bearer");
   if (status >= 500) return reply.code(status).type("text/plain; charset=utf-8").send(error.message);
   return reply.code(status).type("application/json").send({ detail: error.message });
@@ -184,8 +185,12 @@ function createApp(options: RestServerOptions): FastifyInstance {
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
   app.setErrorHandler((error: Error & { validation?: unknown; statusCode?: number; code?: string }, request, reply) => {
     if (error.validation) return sendError(reply, 422, error, validationDetail(error.validation as never, request.body));
-    if (error.code === INVALID_UTF8) return sendError(reply, 422, error, [{ type: "json_invalid", loc: ["body"], msg: error.message }]);
-    if (error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error instanceof SyntaxError) return sendError(reply, 422, error, [{ type: "json_invalid", loc: ["body"], msg: `JSON decode error: ${error.message.slice(0, 200)}` }]);
+    // pydantic's json_invalid ("Invalid JSON: {error}") needs ctx.error, as FastAPI sends it.
+    if (error.code === INVALID_UTF8) return sendError(reply, 422, error, [{ type: "json_invalid", loc: ["body"], msg: error.message, ctx: { error: error.message } }]);
+    if (error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error instanceof SyntaxError) {
+      const why = error.message.slice(0, 200);
+      return sendError(reply, 422, error, [{ type: "json_invalid", loc: ["body"], msg: `JSON decode error: ${why}`, ctx: { error: why } }]);
+    }
     return sendError(reply, error.statusCode ?? 500, error);
   });
   app.removeContentTypeParser("application/json");
