@@ -37,6 +37,23 @@ export class TesseractError extends Error {
   }
 }
 
+/**
+ * A tesseract-core runtime's own 422 entries (FastAPI's `detail` list), carried as the cause of the
+ * INVALID_ARGUMENT the bridge raises, so that the REST API answers them as the runtime wrote them.
+ */
+export class RuntimeValidation extends Error {
+  override name = "RuntimeValidation";
+  constructor(readonly entries: readonly Record<string, unknown>[]) {
+    super("the runtime's validation errors");
+  }
+}
+
+/** The runtime's 422 entries somewhere in `e`'s chain of causes, if any. */
+export function runtimeValidationOf(e: unknown): readonly Record<string, unknown>[] | undefined {
+  for (let at = e, depth = 0; at instanceof Error && depth < 8; at = at.cause, depth++) if (at instanceof RuntimeValidation) return at.entries;
+  return undefined;
+}
+
 /** Shorthand for the most common error: bad input, with a message naming the field or path. */
 export function invalidArgument(message: string): TesseractError {
   return new TesseractError(Code.INVALID_ARGUMENT, message);

@@ -17,8 +17,8 @@ import { HealthMonitor } from "../server/bridge/health-monitor";
 import { RuntimeReplicas } from "../server/bridge/runtime-replicas";
 import { loadTesseractCore } from "../server/bridge/tesseract-core";
 import { silentLogger } from "../server/log";
-import { abortedRequests, applyRequests, everyRequestAborted, barycenter, meshStatsInputs, N, reflectedClient } from "./fixtures/tesseract-core/bridge-clients";
-import { startFakeTesseractCore, type FakeTesseract } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { abortedRequests, applyRequests, everyRequestAborted, barycenter, meshStatsInputs, N, POINTS, reflectedClient } from "./fixtures/tesseract-core/bridge-clients";
+import { FakeValidationError, startFakeTesseractCore, type FakeTesseract } from "./fixtures/tesseract-core/fake-tesseract-core";
 import { MESH_STATS_OPENAPI, meshStats } from "./fixtures/tesseract-core/mesh-stats";
 import { CLI, clientRejects, flat } from "./helpers";
 
@@ -230,6 +230,27 @@ describe("tesseract-core bridge: outputs in their declared dtype", function () {
       } finally {
         await stop();
       }
+    }
+  });
+
+  it("the runtime's 422 reaches a REST caller as the runtime wrote it (its entries, not a value error wrapping their text)", async () => {
+    const base = meshStats();
+    const refusing: FakeTesseract = {
+      ...base,
+      apply: () => {
+        throw new FakeValidationError(["inputs", "mesh", "points"], "Value error, the points are not a mesh");
+      },
+    };
+    const { rest, client, stop } = await bridged(refusing);
+    try {
+      const array = (values: number[], shape: number[]) => ({ shape, dtype: "float64", data: { buffer: values, encoding: "json" } });
+      const res = await postJson(`${rest}/apply`, { inputs: { mesh: { n_points: N, points: array(POINTS, [N, 3]), cell_data: {} }, layers: [] } });
+      assert.equal(res.status, 422);
+      assert.deepEqual(await res.json(), { detail: [{ type: "value_error", loc: ["body", "inputs", "mesh", "points"], msg: "Value error, the points are not a mesh", input: null }] });
+      // Over gRPC, its text in the INVALID_ARGUMENT.
+      await clientRejects(client.apply(inputs()), "INVALID_ARGUMENT", /refused the inputs: inputs\.mesh\.points: Value error, the points are not a mesh$/);
+    } finally {
+      await stop();
     }
   });
 

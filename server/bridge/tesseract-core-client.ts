@@ -11,7 +11,7 @@
  * Answers are cast to the output message's declared datatypes (schema/output-casting.ts).
  */
 import * as protobuf from "protobufjs";
-import { clip, printable, Code, isTesseractError, TesseractError } from "../../common/errors";
+import { clip, printable, Code, isTesseractError, RuntimeValidation, TesseractError } from "../../common/errors";
 import { NUMPY_DTYPES } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
 import type { JobApply } from "../eval/concurrent";
@@ -129,9 +129,24 @@ function parseAnswer(text: string): unknown {
 
 /** The answer's text when 2xx; a 422 is INVALID_ARGUMENT with its details, any other status UNKNOWN. */
 function checkedAnswer(endpoint: string, url: string, { status, text }: ReplicaResponse): string {
-  if (status === 422) throw new TesseractError(Code.INVALID_ARGUMENT, `tesseract-core (${url}) refused the inputs: ${validationDetail(text)}`);
+  if (status === 422) {
+    const entries = detailEntries(text);
+    throw new TesseractError(Code.INVALID_ARGUMENT, `tesseract-core (${url}) refused the inputs: ${validationDetail(text)}`, entries ? { cause: new RuntimeValidation(entries) } : undefined);
+  }
   if (status < 200 || status >= 300) throw new TesseractError(Code.UNKNOWN, `${endpoint} on ${url} failed with HTTP ${status}: ${clip(printable(text.trim()))}`);
   return text;
+}
+
+/** A 422 body's `detail` when it is FastAPI's list of entries (objects with type, loc and msg), at most 20 of them. */
+function detailEntries(text: string): Record<string, unknown>[] | undefined {
+  let detail: unknown;
+  try {
+    detail = (JSON.parse(text) as { detail?: unknown }).detail;
+  } catch {
+    return undefined;
+  }
+  const entry = (d: unknown) => isPlainObject(d) && typeof d.type === "string" && Array.isArray(d.loc) && typeof d.msg === "string";
+  return Array.isArray(detail) && detail.length > 0 && detail.every(entry) ? (detail.slice(0, 20) as Record<string, unknown>[]) : undefined;
 }
 
 /** A 422 body's first details as `location: message`, clipped. */

@@ -4,7 +4,7 @@
  * JSON, as FastAPI's validation errors do), a failure of the Tesseract is 500 with a text body, and
  * the other gRPC codes map to the HTTP status that says the same.
  */
-import { boundedDetails, Code, invalidArgument, type TesseractError } from "../../common/errors";
+import { boundedDetails, Code, invalidArgument, runtimeValidationOf, type TesseractError } from "../../common/errors";
 import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
 
 export type Loc = (string | number)[];
@@ -76,6 +76,9 @@ export function locOf(message: string, inputFields: ReadonlySet<string>): Loc {
 
 /** The one entry of a 422 answer for an INVALID_ARGUMENT error, located by its message. */
 export function detailOf(error: TesseractError, inputFields: ReadonlySet<string>): DetailEntry[] {
+  // A bridged runtime's own entries, as it wrote them: their loc is in the same request body.
+  const runtime = runtimeValidationOf(error);
+  if (runtime) return runtime as unknown as DetailEntry[];
   return [valueError(locOf(error.message, inputFields), error.message)];
 }
 
