@@ -204,9 +204,22 @@ describe("tesseract-core's REST API", () => {
     assert.equal(enumByName.status, 200, enumByName.text);
   });
 
+  it("casts an array of another dtype to the one its field declares when every value survives, as tesseract-core accepts a castable dtype", async () => {
+    // numpy's integer points (int64), float32 points, and float64 for univariate's FP32 scalars: tesseract-core answers all three.
+    const reference = await post(base(mesh), "apply", { inputs: meshInputs() });
+    for (const dtype of ["int64", "int32", "float32"]) {
+      const points = { shape: [N, 3], dtype, data: { buffer: POINTS.map(Math.round), encoding: "json" } };
+      const cast = await post(base(mesh), "apply", { inputs: { mesh: { ...meshInputs().mesh, points } } });
+      assert.equal(cast.status, 200, JSON.stringify(cast.json));
+      const rounded = await post(base(mesh), "apply", { inputs: { mesh: { ...meshInputs().mesh, points: { ...points, dtype: "float64" } } } });
+      assert.deepEqual(cast.json, rounded.json, dtype);
+    }
+    assert.equal(reference.status, 200);
+  });
+
   it("answers bad input with 422 and a located detail", async () => {
     const cases: [string, Json, (string | number)[], RegExp][] = [
-      ["apply", { inputs: meshInputs("base64", false, "float32") }, ["body", "inputs", "mesh", "points"], /datatype DATA_TYPE_FP32, expected DATA_TYPE_FP64/],
+      ["apply", { inputs: { mesh: { ...meshInputs().mesh, cell_connectivity: { shape: [N], dtype: "float64", data: { buffer: [0, 1, 2.5, 3], encoding: "json" } } } } }, ["body", "inputs", "mesh", "cell_connectivity"], /has 2\.5 at flat index 2 \(dtype float64\), which the declared dtype int32 cannot hold/],
       ["apply", {}, ["body", "inputs"], /Field required/],
       ["apply", { inputs: { mesh: { ...meshInputs().mesh, n_points: "four" } } }, ["body", "inputs", "mesh", "n_points"], /expected an integer/],
       ["apply", { inputs: { nope: 1 } }, ["body", "inputs", "nope"], /not a field of Inputs/],
@@ -275,7 +288,8 @@ describe("tesseract-core's REST API", () => {
     assert.deepEqual(Object.keys(doc.paths).sort(), ["/abstract_eval", "/apply", "/health", "/jacobian", "/jacobian_vector_product", "/vector_jacobian_product"]);
     const s = doc.components.schemas;
     assert.deepEqual(s.ApplyInputSchema.properties.inputs, { $ref: "#/components/schemas/Apply_InputSchema" });
-    assert.deepEqual(s.ApplyInputSchema.differentiable_arrays, { "mesh.points": { shape: null, dtype: null } });
+    // points declare their datatype ((tesseract.v1.datatype) in mesh.proto): reported as tesseract-core reports a dtype.
+    assert.deepEqual(s.ApplyInputSchema.differentiable_arrays, { "mesh.points": { shape: null, dtype: "float64" } });
     assert.deepEqual(s.ApplyOutputSchema.differentiable_arrays, { "statistics.first_point_coordinates": { shape: null, dtype: null }, "statistics.barycenter": { shape: null, dtype: null } });
     assert.deepEqual(s.ApplyInputSchema.field_order[""], ["mesh", "fd_algorithm"]);
     assert.deepEqual(s.ApplyInputSchema.field_order.mesh, ["n_points", "n_cells", "points", "num_points_per_cell", "cell_connectivity", "cell_data", "point_data"]);

@@ -15,6 +15,7 @@ import { arrayObject, numpyDtype, tensorFromArrayObject, type ArrayEncoding } fr
 import { emptyRecord, isPlainObject } from "../../common/records";
 import { dataTypeOfArray, DEFAULT_MAX_MESSAGES, isNdArray, tooManyMessages, type DataType } from "../../common/tensor-codec";
 import type { AnyMessage, MessageSchema } from "./schema";
+import { castArray, declaredDatatype } from "./output-casting";
 
 const TENSOR_TYPE = ".tesseract.v1.Tensor";
 
@@ -63,7 +64,10 @@ function fieldValue(field: protobuf.Field, v: unknown, where: string, reading: R
     if (isTensorField(field)) {
       counted(reading, w);
       if (!isPlainObject(x)) throw invalidArgument(`${w} is ${short(x)}, expected an array object {"shape", "dtype", "data"}`);
-      return tensorFromArrayObject(x, w, { abstract: reading.abstract });
+      // Another dtype than the field declares is cast to it when every value survives, as
+      // tesseract-core accepts a castable dtype (numpy's integer points for FP64 ones).
+      const declared = reading.abstract ? undefined : declaredDatatype(field);
+      return tensorFromArrayObject((declared === undefined ? x : castArray(x, declared, w)) as Record<string, unknown>, w, { abstract: reading.abstract });
     }
     if (field.resolvedType instanceof protobuf.Type) return plainMessage(field.resolvedType, x, w, reading);
     return scalar(field, x, w, reading.enumStrings);
