@@ -384,6 +384,9 @@ describe("tesseract-core bridge: the generated .proto", function () {
         "layers.[].weights": { shape: null, dtype: "float32" },
       });
       assert.deepEqual(doc.components.schemas.ApplyOutputSchema.differentiable_arrays, { barycenter: { shape: null, dtype: "float64" } });
+      // Optional[str] and a scalar with a declared default: no proto zero claimed as their default (it said 0 and "").
+      const properties = doc.components.schemas.Apply_InputSchema.properties;
+      assert.deepEqual([properties.label, properties.scale], [{ type: "string" }, { type: "number" }]);
     } finally {
       await stop();
     }

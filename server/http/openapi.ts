@@ -79,6 +79,9 @@ function fieldSchema(field: protobuf.Field, ref: (t: protobuf.Type) => Json, enu
   else element = SCALARS[field.type] ?? { type: "integer" };
   if (field.map) return { type: "object", additionalProperties: element };
   if (field.repeated) return { type: "array", items: element };
+  // proto3 `optional` (a bridged Tesseract's Optional[X], or a field with a declared default): unset
+  // is the runtime's own default, which this schema does not know; a proto zero would be wrong.
+  if (!(sub instanceof protobuf.Type) && field.options?.proto3_optional === true) return element;
   // A bridged Tesseract's enum left unset takes the runtime's own default, which its schema knew.
   if (strings) return element;
   if (sub instanceof protobuf.Enum) return { ...element, default: sub.valuesById[0] ?? Object.keys(sub.values)[0] };
