@@ -8,7 +8,7 @@
 import ndarray, { type NdArray } from "ndarray";
 import type * as protobuf from "protobufjs";
 import { clip, invalidArgument } from "../common/errors";
-import { enumNumber } from "../common/enum-names";
+import { enumNumber, shortNames } from "../common/enum-names";
 import { recordFrom } from "../common/records";
 import { arrayObject, flattenLists, tensorFromArrayObject } from "../common/numpy-arrays";
 import { decodeTensor, isNdArray } from "../common/tensor-codec";
@@ -70,7 +70,7 @@ function enumValue(type: protobuf.Enum, value: unknown, where: string): number {
   const [lo, hi] = INT_RANGES.int32;
   if (Number.isInteger(value) && (value as number) >= lo && (value as number) <= hi) return value as number;
   const number = typeof value === "string" ? enumNumber(type.name, type.values, value) : undefined;
-  if (number === undefined) throw invalidArgument(`${where}: unknown ${type.name} value ${JSON.stringify(value)}; expected one of ${Object.keys(type.values).join(", ")}`);
+  if (number === undefined) throw invalidArgument(`${where}: unknown ${type.name} value ${JSON.stringify(value)}; expected one of ${shortNames(type.name, type.values).join(", ")} (or ${Object.keys(type.values).join(", ")})`);
   return number;
 }
 

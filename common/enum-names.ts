@@ -30,3 +30,11 @@ export function enumNumber(enumName: string, values: Readonly<Record<string, num
   const full = enumValueName(enumName, name);
   return Object.hasOwn(values, full) ? values[full] : undefined;
 }
+
+/** The short names of an enum's values (`forward` for METHOD_VALUE_FORWARD), the unspecified 0 left out; a value without the prefix keeps its name. */
+export function shortNames(enumName: string, values: Readonly<Record<string, number>>): string[] {
+  const prefix = `${screamingSnake(enumName)}_`;
+  return Object.entries(values)
+    .filter(([, number]) => number !== 0)
+    .map(([name]) => (name.startsWith(prefix) ? name.slice(prefix.length).toLowerCase() : name));
+}

@@ -422,6 +422,8 @@ describe('the SDK and the CLI keep map keys such as "__proto__" as data', () => 
     assert.equal((jsonToTree(meshType, mesh("9007199254740991")) as { mesh: { n_points: number } }).mesh.n_points, 9007199254740991);
     assert.deepEqual(jsonToTree(meshType, { mesh: { n_points: null, n_cells: 2 } }), { mesh: { n_cells: 2 } }, "null: unset, as in tesseract-core's JSON");
     assert.throws(() => jsonToTree(meshType, { fd_algorithm: 2 ** 63 }), /^TesseractError: fd_algorithm: unknown \w+ value 9223372036854776000/);
+    // The short names it takes come first (a bridged Tesseract's "add" works where MODE_VALUE_ADD was all it listed).
+    assert.throws(() => jsonToTree(meshType, { fd_algorithm: "backwards" }), { message: 'fd_algorithm: unknown Algorithm value "backwards"; expected one of central, forward, stochastic, richardson, adaptive (or ALGORITHM_UNSPECIFIED, ALGORITHM_CENTRAL, ALGORITHM_FORWARD, ALGORITHM_STOCHASTIC, ALGORITHM_RICHARDSON, ALGORITHM_ADAPTIVE)' });
     // A map or list given as something else: named (a TypeError from .map before).
     assert.throws(() => jsonToTree(meshType, { mesh: { cell_data: [1] } }), { message: "mesh.cell_data: expected an object (a map)" });
     // An empty nested list is float64, as every nested list is (it was BOOL).
