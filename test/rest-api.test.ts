@@ -278,6 +278,13 @@ describe("tesseract-core's REST API", () => {
     assert.equal(status, 500);
     assert.match(text, /y is too large/);
     assert.equal((await post(base(poly), "abstract_eval", { inputs })).status, 404);
+    // FastAPI's 404 body; a body without a Content-Type is JSON, as FastAPI reads it; another type says what to send.
+    const missing = await fetch(`${base(mesh)}/nope`);
+    assert.deepEqual([missing.status, await missing.json()], [404, { detail: "Not Found" }]);
+    const untyped = await fetch(`${base(mesh)}/apply`, { method: "POST", body: new TextEncoder().encode(JSON.stringify({ inputs: meshInputs() })) });
+    assert.equal(untyped.status, 200, await untyped.clone().text());
+    const form = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: JSON.stringify({ inputs: meshInputs() }) });
+    assert.deepEqual([form.status, await form.json()], [415, { detail: 'the body must be JSON: send Content-Type: application/json (got "application/x-www-form-urlencoded")' }]);
   });
 
   it("serves /openapi.json in tesseract-core's shape", async () => {

@@ -195,6 +195,13 @@ function createApp(options: RestServerOptions): FastifyInstance {
   });
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "buffer" }, parseJsonBody);
+  // A body without a Content-Type is read as JSON, as FastAPI reads it; another type is refused saying what to send.
+  app.addContentTypeParser("*", { parseAs: "buffer" }, (request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => {
+    const type = request.headers["content-type"];
+    if (type === undefined || type === "") return parseJsonBody(request, body, done);
+    done(Object.assign(new Error(`the body must be JSON: send Content-Type: application/json (got ${JSON.stringify(type.slice(0, 60))})`), { statusCode: 415 }));
+  });
+  app.setNotFoundHandler((_request, reply) => reply.code(404).type("application/json").send({ detail: "Not Found" }));
   app.addHook("onRequest", async (request, reply) => {
     if (!tokens || (request.url === "/health" && !options.authHealth)) return;
     if (tokens.accepts(request.headers.authorization)) return;
