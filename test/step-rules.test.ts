@@ -132,6 +132,16 @@ describe("domain bounds", () => {
     assert.equal(stats.apply_calls, 1 + 2 + 2); // f(x) once, two one-sided points, one central pair
   });
 
+  it("the one-sided stencil of an output that does not depend on the element is exactly 0 (it was ulp(f)/h)", async () => {
+    // f_1 = x_1³ = 64 000 does not depend on x_0; c0 f0 + c1 f1 + c2 f2 with c0 + c1 + c2 = 0 only to rounding gave ~1e-6.
+    const { entries } = await bounded.jacobian({ inputs: inputs([5e-5, 40]), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-4 } });
+    assert.equal(entries[0].values[2], 0); // d f_1 / d x_0, row-major [f][x]
+    for (const algorithm of [Algorithm.ALGORITHM_RICHARDSON, Algorithm.ALGORITHM_ADAPTIVE]) {
+      const { entries: e } = await bounded.jacobian({ inputs: inputs([5e-5, 40]), inputPaths: ["x"], outputPaths: ["f"], options: { algorithm, eps: 1e-4 } });
+      assert.equal(e[0].values[2], 0, `algorithm ${algorithm}`);
+    }
+  });
+
   it("forward, Richardson and adaptive stay inside too; stochastic and JVP refuse with a clear message", async () => {
     const x = [5e-5, 2];
     for (const algorithm of [Algorithm.ALGORITHM_FORWARD, Algorithm.ALGORITHM_RICHARDSON, Algorithm.ALGORITHM_ADAPTIVE]) {
