@@ -73,7 +73,7 @@ export interface DecodeLimits {
   /**
    * Most messages one request may hold — every tensor, map entry and nested message counts — so that
    * a message of a million tiny tensors (64 MiB hold two million) does not hold the event loop for
-   * tens of seconds (unset: DEFAULT_MAX_MESSAGES).
+   * tens of seconds (unset: no limit; a server sets --max-request-messages, DEFAULT_MAX_MESSAGES unless told).
    */
   maxMessages?: number;
 }

@@ -189,6 +189,20 @@ describe("tesseract-core's REST API", () => {
     assert.deepEqual(json, { result: { shape: [5], dtype: "float64" } });
   });
 
+  it("--max-request-messages bounds requests, not the Tesseract's outputs (a /apply within it was 413 for its answer)", async () => {
+    // 9 messages in: Inputs, x, y, three params entries and their tensors; 10 out (named mirrors params, plus f, g, count_out).
+    const tight = await startServer({ tesseract: POLYNOMIAL, port: 0, httpPort: 0, logger: silentLogger, maxRequestMessages: 9 });
+    try {
+      const params = { a: arr([1], [1]), b: arr([2], [1]), c: arr([3], [1]) };
+      const apply = await post(`http://127.0.0.1:${tight.httpPort}`, "apply", { inputs: { x: arr([1, 2], [2]), y: arr([0.5], []), params, mode: "" } });
+      assert.equal(apply.status, 200, apply.text);
+      const over = await post(`http://127.0.0.1:${tight.httpPort}`, "apply", { inputs: { x: arr([1, 2], [2]), y: arr([0.5], []), params: { ...params, d: arr([4], [1]) }, mode: "" } });
+      assert.equal(over.status, 413, over.text);
+    } finally {
+      await tight.close();
+    }
+  });
+
   it("decodes maps, lists and enums by the message schema (polynomial)", async () => {
     const inputs = { x: arr([1, 2], [2], "float64", "json"), y: arr([0.5], []), params: { k: arr([3], [1]) }, blocks: [{ w: arr([1, 2], [2], "float64", "json", true) }], mode: "" };
     const apply = await post(base(poly), "apply", { inputs });

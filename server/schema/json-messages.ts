@@ -13,7 +13,7 @@ import { INT_RANGES, jsonScalar } from "../../common/json-scalars";
 import { enumNumber } from "../../common/enum-names";
 import { arrayObject, numpyDtype, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
-import { dataTypeOfArray, DEFAULT_MAX_MESSAGES, isNdArray, tooManyMessages, type DataType } from "../../common/tensor-codec";
+import { dataTypeOfArray, isNdArray, tooManyMessages, type DataType } from "../../common/tensor-codec";
 import type { AnyMessage, MessageSchema } from "./schema";
 import { castArray, declaredDatatype } from "./output-casting";
 
@@ -109,7 +109,8 @@ function plainMessage(type: protobuf.Type, json: unknown, where: string, reading
  */
 export function inputsAny(schema: MessageSchema, json: unknown, abstract = false, opts: { field?: string; enumStrings?: EnumStrings; maxMessages?: number } = {}): AnyMessage {
   const field = opts.field ?? "inputs";
-  const reading = { abstract, enumStrings: opts.enumStrings ?? {}, maxMessages: opts.maxMessages ?? DEFAULT_MAX_MESSAGES, messages: 0 };
+  // Unbounded unless a request's limit is given (a runtime's outputs are not a request).
+  const reading = { abstract, enumStrings: opts.enumStrings ?? {}, maxMessages: opts.maxMessages ?? Infinity, messages: 0 };
   const plain = plainMessage(schema.type, json, field, reading);
   const problem = schema.type.verify(plain);
   if (problem) throw invalidArgument(`${field} ${problem}`);

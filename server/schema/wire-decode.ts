@@ -19,7 +19,7 @@ import * as protobuf from "protobufjs";
 import { clip, invalidArgument, TesseractError } from "../../common/errors";
 import { emptyRecord } from "../../common/records";
 import { MAX_DEPTH } from "../../common/nesting";
-import { DEFAULT_MAX_MESSAGES, tooManyMessages } from "../../common/tensor-codec";
+import { tooManyMessages } from "../../common/tensor-codec";
 
 export interface DecodeStyle {
   /** 64-bit integers as JS numbers (the Tesseract's trees) or as exact decimal strings (requests). */
@@ -60,7 +60,7 @@ const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
  * Decodes `bytes` as `type`; `label` names the message in errors ("inputs", "request"), which read
  * `inputs: cannot decode tesseract.examples.meshstats.v1.Inputs: mesh.points.datatype: wire type 2 ...`.
  */
-export function decodeStrict(type: protobuf.Type, bytes: Uint8Array, label: string, style: DecodeStyle, maxMessages = DEFAULT_MAX_MESSAGES): Record<string, unknown> {
+export function decodeStrict(type: protobuf.Type, bytes: Uint8Array, label: string, style: DecodeStyle, maxMessages = Infinity): Record<string, unknown> {
   return new Reader(bytes, `${label}: cannot decode ${type.fullName.slice(1)}`, maxMessages).message(type, bytes.length, "", style, 0);
 }
 
