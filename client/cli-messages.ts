@@ -46,6 +46,8 @@ function explanation(e: unknown, address: string): string {
     if (!CONNECTION_FAILURE.test(text)) return `UNAVAILABLE: ${text}`;
     return `UNAVAILABLE: ${text} — is a tesseract-grpc server listening at ${address}, with TLS if and only if you asked for it?`;
   }
+  // grpc-js's own words for a client deadline list its internals (name resolution, LB pick, ...).
+  if (e.codeName === "DEADLINE_EXCEEDED" && /^Deadline exceeded after/.test(text)) return `DEADLINE_EXCEEDED: no answer within the deadline (--deadline) — allow more time, or ask for less work`;
   if (e.codeName === "UNAUTHENTICATED") return `UNAUTHENTICATED: ${text} — pass it with --token (or TESSERACT_GRPC_TOKEN)`;
   const wrongType = /has datatype DATA_TYPE_\w+, expected (DATA_TYPE_\w+)/.exec(text);
   const dtype = wrongType && dtypeOf(wrongType[1]);

@@ -173,6 +173,12 @@ describe("CLI forms", () => {
       assert.equal(error(status.UNAVAILABLE, refused).message, "UNAVAILABLE: No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:50051");
     });
 
+    it("a client deadline: what it means, not grpc-js's internals", () => {
+      const internals = "Deadline exceeded after 0.061s,name resolution: 0.039s,metadata filters: 0.001s,LB pick: 0.002s,remote_addr=127.0.0.1:50051";
+      assert.equal(explainError(error(status.DEADLINE_EXCEEDED, internals), "a"), "DEADLINE_EXCEEDED: no answer within the deadline (--deadline) — allow more time, or ask for less work");
+      assert.equal(explainError(error(status.DEADLINE_EXCEEDED, "the call's deadline passed"), "a"), "DEADLINE_EXCEEDED: the call's deadline passed");
+    });
+
     it("a server's message with control characters: escaped, so it cannot drive the terminal", () => {
       assert.equal(explainError(error(status.UNKNOWN, "apply failed with HTTP 500: \u0000\u001b[31mred\r\nnext\tline"), "a"), "UNKNOWN: apply failed with HTTP 500: \\u0000\\u001b[31mred\\u000d\nnext\tline");
     });

@@ -65,6 +65,11 @@ describe("gRPC framing", () => {
     }
     const ok = await session.call(DESCRIBE, frame(EMPTY), { headers: { "grpc-timeout": "5S" } });
     assert.equal(ok.grpcStatus, 0, ok.grpcMessage);
+    // Longer than a Node timer runs (2^31 ms, about 24.8 days): no deadline, not one passed at once (it was DEADLINE_EXCEEDED in ms).
+    for (const value of ["2147484S", "1000H", "35792M", "99999999H"]) {
+      const far = await session.call(DESCRIBE, frame(EMPTY), { headers: { "grpc-timeout": value } });
+      assert.equal(far.grpcStatus, 0, `${value}: ${far.grpcMessage}`);
+    }
   });
 
   it("a deadline that passes while a call runs: every call gets its status (DEADLINE_EXCEEDED, or OK if it finished), none is left open", async () => {

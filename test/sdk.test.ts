@@ -127,6 +127,21 @@ describe("SDK: TesseractClient", () => {
     });
   });
 
+  describe("call options", () => {
+    it("a deadline that is no time is INVALID_ARGUMENT; Infinity, or one beyond what grpc-js can time, is none (it ended the process)", async () => {
+      const inputs = { a: f64([1, 2]), b: f64([3, 4]), normalize: false };
+      for (const deadline of [Infinity, 30 * 24 * 3600_000, new Date(Date.now() + 40 * 24 * 3600_000)]) {
+        assert.deepEqual(Array.from((await vector.apply(inputs, { deadline })).result!.data as Float64Array), [4, 6], String(deadline));
+      }
+      for (const deadline of [NaN, new Date(NaN), "100" as unknown as number]) {
+        await clientRejects(vector.apply(inputs, { deadline }), "INVALID_ARGUMENT", /^deadline is \S+( \S+)*: expected a Date or milliseconds from now$/);
+      }
+      // A stream too.
+      const rows = vector.jacobianRows({ inputs, inputPaths: ["a"], outputPaths: ["result"] }, { deadline: NaN });
+      await clientRejects((async () => { for await (const _ of rows); })(), "INVALID_ARGUMENT", /^deadline is NaN/);
+    });
+  });
+
   describe("inputs the Tesseract refuses", () => {
     it("vectoradd normalised at s·a + b = 0: every endpoint refuses them, as Apply does (central differences never evaluate f(x), and answered 1/eps)", async () => {
       const inputs = { a: f64([1.5, -2, 0.25]), b: f64([-3, 4, -0.5]), s: ndarray(Float64Array.of(2), []), normalize: true }; // b = -2 a

@@ -34,6 +34,9 @@ function clientDeadline(call: Call): number {
   return requested instanceof Date ? requested.getTime() : Number(requested);
 }
 
+/** The longest a Node timer runs (2^31 - 1 ms, about 24.8 days); a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** How long before grpc-js's own deadline timer the server stops a call whose client deadline passes (see deadlineTimer). */
 const CLIENT_DEADLINE_LEAD_MS = 2;
 
@@ -173,8 +176,8 @@ export class CallRegistry {
     const clientMs = deadline - Date.now();
     let ms = Number.isFinite(clientMs) ? Infinity : defaultDeadlineMs || Infinity;
     if (maxDeadlineMs) ms = Math.min(ms, maxDeadlineMs);
-    if (Number.isFinite(clientMs) && clientMs <= ms) return setTimeout(expire, Math.max(0, clientMs - CLIENT_DEADLINE_LEAD_MS));
-    if (!Number.isFinite(ms)) return undefined;
+    if (Number.isFinite(clientMs) && clientMs <= ms) return clientMs > MAX_TIMER_MS ? undefined : setTimeout(expire, Math.max(0, clientMs - CLIENT_DEADLINE_LEAD_MS));
+    if (!Number.isFinite(ms) || ms > MAX_TIMER_MS) return undefined; // --max-deadline-ms of a month: no timer, not one that fires at once
     const which = Number.isFinite(clientMs) || ms === maxDeadlineMs ? `maximum deadline of ${maxDeadlineMs} ms` : `default deadline of ${defaultDeadlineMs} ms`;
     return setTimeout(() => controller.abort(new TesseractError(Code.DEADLINE_EXCEEDED, `the server's ${which} passed`)), ms);
   }
