@@ -15,6 +15,7 @@ import { bearerTokenInterceptor, UNAUTHENTICATED_DETAILS } from "./auth";
 import { CallRegistry, DEFAULT_LIMITS, type CallLimits } from "./calls";
 import { refuseCompressedFlagWithoutEncoding } from "./compressed-flag";
 import { refuseMalformedTimeouts } from "./timeout-header";
+import { dropMessagesAfterEnd } from "./ended-stream";
 import { guardDeserializers, guardInterceptor } from "./guard";
 import { createHandlers, type HandlerConfig } from "./handlers";
 import { addReflection, ReflectionIndex, servedDescriptors } from "./reflection";
@@ -207,6 +208,7 @@ function guardedGrpcServer(options: ServeOptions, calls: CallRegistry, tokens: B
   const onRefused = (path: string) => calls.refused(rpcName(path), Code.UNAUTHENTICATED, UNAUTHENTICATED_DETAILS);
   if (!refuseCompressedFlagWithoutEncoding()) log.warn("this grpc-js has no decompressMessage to wrap: messages flagged compressed without grpc-encoding are not refused");
   if (!refuseMalformedTimeouts()) log.warn("this grpc-js has no handleTimeoutHeader to wrap: a malformed grpc-timeout is answered INTERNAL");
+  if (!dropMessagesAfterEnd()) log.warn("this grpc-js has no sendMessage to wrap: a stream whose deadline passes may be left without its status");
   // Every service added later (the Tesseract's, health, reflection) gets deserializers that never throw.
   return guardDeserializers(
     new grpc.Server({
