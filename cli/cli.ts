@@ -118,7 +118,7 @@ export function buildProgram(): Command {
     .addOption(flag("--max-deadline-ms <ms>", "longest any call may run (0: no cap)").default(0).argParser(integer(0)))
     .addOption(flag("--grace-ms <ms>", "on SIGTERM/SIGINT, how long calls in flight may finish").default(DEFAULTS.graceMs).argParser(integer(0)))
     .addOption(flag("--max-tensor-elements <n>", "largest tensor a request may carry, in elements").default(DEFAULT_MAX_ELEMENTS).argParser(integer(1)))
-    .addOption(flag("--max-request-messages <n>", "most messages one request may hold (every tensor, map entry and nested message counts)").default(DEFAULT_MAX_MESSAGES).argParser(integer(1)))
+    .addOption(flag("--max-request-messages <n>", "most messages one request may hold (every tensor, map entry, nested message and listed string counts)").default(DEFAULT_MAX_MESSAGES).argParser(integer(1)))
     .addOption(flag("--max-tensor-bytes <bytes>", "largest tensor a request may carry, in bytes (0: only the message limit)").default(0).argParser(integer(0)))
     .addOption(flag("--max-rows-per-stream <n>", "most rows one JacobianRows call may send (0: no limit)").default(0).argParser(integer(0)))
     .addOption(flag("--eval-timeout-ms <ms>", "fail a request whose apply takes longer than this (0: no limit); a synchronous apply can only be stopped in worker threads (--workers N)").default(0).argParser(integer(0)))

@@ -71,7 +71,7 @@ export interface DecodeLimits {
   /** Most bytes one tensor's data may take (unset or 0: only the element limit). */
   maxBytes?: number;
   /**
-   * Most messages one request may hold — every tensor, map entry and nested message counts — so that
+   * Most messages one request may hold — every tensor, map entry, nested message and listed string counts — so that
    * a message of a million tiny tensors (64 MiB hold two million) does not hold the event loop for
    * tens of seconds (unset: no limit; a server sets --max-request-messages, DEFAULT_MAX_MESSAGES unless told).
    */
@@ -86,7 +86,7 @@ export const DEFAULT_MAX_MESSAGES = 100_000;
 
 /** The refusal of a request holding more than `limit` messages (DecodeLimits.maxMessages), found at `where`. */
 export function tooManyMessages(limit: number, where: string): TesseractError {
-  return new TesseractError(Code.RESOURCE_EXHAUSTED, `more than ${limit} messages (every tensor, map entry and nested message counts; the server's --max-request-messages) at ${where}`);
+  return new TesseractError(Code.RESOURCE_EXHAUSTED, `more than ${limit} messages (every tensor, map entry, nested message and listed string counts; the server's --max-request-messages) at ${where}`);
 }
 export const DEFAULT_LIMITS: DecodeLimits = Object.freeze({ maxElements: DEFAULT_MAX_ELEMENTS, maxRank: DEFAULT_MAX_RANK });
 

@@ -117,12 +117,17 @@ describe("hostile requests", () => {
     const any = meshAny({ cell_data });
     const o = await send(client, "Apply", applyRequest(any));
     assert.equal(o.code, Code.RESOURCE_EXHAUSTED, o.details);
-    assert.match(o.details, /^inputs: cannot decode tesseract\.examples\.meshstats\.v1\.Inputs: more than 100000 messages \(every tensor, map entry and nested message counts; the server's --max-request-messages\) at mesh\.cell_data/);
+    assert.match(o.details, /^inputs: cannot decode tesseract\.examples\.meshstats\.v1\.Inputs: more than 100000 messages \(every tensor, map entry, nested message and listed string counts; the server's --max-request-messages\) at mesh\.cell_data/);
     // The request's envelope too (a JVP's tangent map), with the server's limit.
     const tangent_vector = Object.fromEntries(Array.from({ length: 60_000 }, (_, i) => [`k${i}`, fp64([1], [1])]));
     const jvp = await send(client, "JacobianVectorProduct", encode(type("tesseract.v1.JacobianVectorProductRequest"), { inputs: meshAny(), jvp_inputs: ["mesh.points"], jvp_outputs: ["statistics.barycenter"], tangent_vector }));
     assert.equal(jvp.code, Code.RESOURCE_EXHAUSTED, jvp.details);
     assert.match(jvp.details, /^request: cannot decode tesseract\.v1\.JacobianVectorProductRequest: more than 100000 messages .* at tangent_vector/);
+    // A list of strings too (2 million jac_outputs held the event loop for 5.7 s before a refusal).
+    const paths = Array.from({ length: 100_001 }, (_, i) => `statistics.p${i}`);
+    const jac = await send(client, "Jacobian", jacobianRequest(meshAny(), ["mesh.points"], paths));
+    assert.equal(jac.code, Code.RESOURCE_EXHAUSTED, jac.details);
+    assert.match(jac.details, /^request: cannot decode tesseract\.v1\.JacobianRequest: more than 100000 messages .* at jac_outputs\.\[\d+\]/);
     await stillServing();
     // Raised, the same inputs are decoded (and refused by meshstats for other reasons, or served).
     const roomy = await startServer({ tesseract: "meshstats", port: 0, logger: silentLogger, maxRequestMessages: 200_000 });

@@ -180,7 +180,7 @@ describe("tesseract-core's REST API", () => {
     const cell_data = Object.fromEntries(Array.from({ length: 60_000 }, (_, i) => [`k${i}`, { shape: [1, 1], dtype: "float64", data: { buffer: [1], encoding: "json" } }]));
     const { status, json } = await post(base(mesh), "apply", { inputs: { ...inputs, mesh: { ...inputs.mesh, cell_data } } });
     assert.equal(status, 413);
-    assert.match(String(json.detail), /^more than 100000 messages \(every tensor, map entry and nested message counts; the server's --max-request-messages\) at inputs\.mesh\.cell_data\.\{k\d+\}$/);
+    assert.match(String(json.detail), /^more than 100000 messages \(every tensor, map entry, nested message and listed string counts; the server's --max-request-messages\) at inputs\.mesh\.cell_data\.\{k\d+\}$/);
   });
 
   it("abstract_eval answers shapes and dtypes", async () => {

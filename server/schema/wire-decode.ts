@@ -277,6 +277,8 @@ class Reader {
           ? this.message(sub, end, at, style, depth + 1, existing, field.id)
           : this.message(sub, this.valueEnd(at, end), at, style, depth + 1, existing);
     } else {
+      // A string in a list is a path or a name that someone parses later: counted like a message.
+      if (list && (kind === "string" || kind === "bytes")) this.count(at);
       value = this.scalar(kind!, end, at, style);
     }
     if (list) list.push(value);
