@@ -4,6 +4,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { setMaxListeners } from "node:events";
+import { MAX_TIMER_MS } from "../common/transport-defaults";
 import { TesseractClientError, toClientError } from "./errors";
 
 export interface CallOptions {
@@ -22,9 +23,6 @@ export function toMetadata(metadata: CallOptions["metadata"]): grpc.Metadata {
   return md;
 }
 
-/** The furthest deadline grpc-js can time (its timers are Node's: at most 2^31 - 1 ms, about 24.8 days). */
-const MAX_DEADLINE_MS = 2 ** 31 - 1;
-
 /**
  * The call's grpc-js options. A deadline that is no time (NaN, an invalid Date, not a Date or a
  * number) is INVALID_ARGUMENT; Infinity, or one further than grpc-js can time, is none (grpc-js threw
@@ -35,7 +33,7 @@ export function toGrpcOptions(options: CallOptions | undefined): Partial<grpc.Ca
   if (deadline === undefined) return {};
   const at = typeof deadline === "number" ? Date.now() + deadline : deadline instanceof Date ? deadline.getTime() : NaN;
   if (Number.isNaN(at)) throw new TesseractClientError(grpc.status.INVALID_ARGUMENT, `deadline is ${String(deadline).slice(0, 40)}: expected a Date or milliseconds from now`);
-  if (at - Date.now() > MAX_DEADLINE_MS) return {};
+  if (at - Date.now() > MAX_TIMER_MS) return {};
   return { deadline: new Date(at) };
 }
 

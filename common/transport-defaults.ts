@@ -5,3 +5,9 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 64 << 20;
 
 /** HTTP/2 receive window of every connection, both ends: bench/stream.ts measured 4–16 MiB as the knee. */
 export const FLOW_CONTROL_WINDOW_BYTES = 16 << 20;
+
+/**
+ * The longest a Node timer runs, and so the furthest deadline grpc-js can time: 2^31 - 1 ms, about
+ * 24.8 days (a longer timer fires at once). Deadlines beyond it are taken as none, server and SDK.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;

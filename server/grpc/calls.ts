@@ -10,6 +10,7 @@ import type * as grpc from "@grpc/grpc-js";
 import { Code, TesseractError } from "../../common/errors";
 import type { Logger } from "../log";
 import { asServiceError, internalError, toStatus } from "./status";
+import { MAX_TIMER_MS } from "../../common/transport-defaults";
 
 export interface CallLimits {
   /** Gradient jobs (Jacobian, JacobianRows, JVP, VJP, CheckGradients) running at once. */
@@ -33,9 +34,6 @@ function clientDeadline(call: Call): number {
   const requested = call.getDeadline();
   return requested instanceof Date ? requested.getTime() : Number(requested);
 }
-
-/** The longest a Node timer runs (2^31 - 1 ms, about 24.8 days); a longer one would fire at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** How long before grpc-js's own deadline timer the server stops a call whose client deadline passes (see deadlineTimer). */
 const CLIENT_DEADLINE_LEAD_MS = 2;

@@ -8,14 +8,13 @@
  */
 import { status } from "@grpc/grpc-js";
 import { quote } from "../../common/errors";
+import { MAX_TIMER_MS } from "../../common/transport-defaults";
 import { wrapServerCallMethod } from "./call-internals";
 
 /** grpc-js's own reading of the header (1 to 8 digits and a unit). */
 const TIMEOUT_PATTERN = /(\d{1,8})\s*([HMSmun])/;
 /** Milliseconds per unit, as grpc-js reads them. */
 const UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
-/** The longest timeout Node's timers (and so grpc-js's) can run: 2^31 - 1 ms, about 24.8 days. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 type Call = { sendStatus(s: { code: number; details: string; metadata: null }): void };
 type HandleTimeout = (this: Call, value: unknown) => void;
