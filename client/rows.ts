@@ -49,6 +49,13 @@ function dataLoss(message: string): TesseractClientError {
   return new TesseractClientError(status.DATA_LOSS, `JacobianRows: ${message}`);
 }
 
+/** A header's shape as an element count: whole dimensions ≥ 0 (a -1 or a count past 2^53 was a bare RangeError). */
+function checkedSize(shape: readonly number[], what: string): number {
+  const size = elementCount(shape);
+  if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0) || !Number.isSafeInteger(size)) throw dataLoss(`the header gives ${what} the shape [${shape.join(", ")}]`);
+  return size;
+}
+
 /** A wire message as an event; malformed messages are INTERNAL errors, like an undecodable response. */
 export function toRowsEvent(message: JacobianRowsResponse): JacobianRowsEvent {
   if (message.header) return { header: message.header };
@@ -132,13 +139,13 @@ class StreamCheck {
     this.header = header;
     for (const o of header.outputs) {
       if (this.outputs.has(o.path)) throw dataLoss(`output "${o.path}" appears twice in the header`);
-      this.outputs.set(o.path, { shape: o.shape.slice(), size: elementCount(o.shape) });
+      this.outputs.set(o.path, { shape: o.shape.slice(), size: checkedSize(o.shape, `output "${o.path}"`) });
       this.rowLength += elementCount(o.shape);
     }
     let rows = 0;
     for (const i of header.inputs) {
       if (this.inputs.has(i.path)) throw dataLoss(`input "${i.path}" appears twice in the header`);
-      const size = elementCount(i.shape);
+      const size = checkedSize(i.shape, `input "${i.path}"`);
       this.inputs.set(i.path, { shape: i.shape.slice(), size, received: new Float64Array(size), seen: new Uint8Array(size) });
       rows += size;
     }

@@ -272,6 +272,12 @@ describe("SDK: JacobianRows", () => {
     });
   }
 
+  it("a header shape that is no shape: DATA_LOSS naming it (a bare RangeError before)", async () => {
+    const header = { header: { outputs: [{ path: "f", shape: [-1] }], inputs: [{ path: "x", shape: [2] }], total_rows: 2, nonzeros: 0 } };
+    const stats = { stats: { apply_calls: 4, wall_seconds: 0, adjusted_steps: [], column_groups: 2, sparsity_source: "" } };
+    await clientRejects(assembleJacobian([header, stats] as never), "DATA_LOSS", /the header gives output "f" the shape \[-1\]/);
+  });
+
   describe("cancellation", () => {
     const N = 300;
     const n = 3 * N;
