@@ -19,7 +19,7 @@ import { status } from "@grpc/grpc-js";
 import { elementCount } from "../common/tensor-codec";
 import type { EvaluationStats, JacobianHeader } from "../generated/tesseract/v1/tesseract";
 import { TesseractClientError } from "./errors";
-import type { JacobianRowsEvent, RowValues } from "./rows";
+import { RowCoverage, type JacobianRowsEvent, type RowValues } from "./rows";
 
 /** Where one path's elements sit along its axis of J. */
 export interface BlockPlace {
@@ -79,6 +79,7 @@ class Layout {
   private readonly nonzeros: number;
   private total = 0;
   private readonly seen: Uint8Array;
+  private readonly coverage: RowCoverage;
 
   constructor(
     header: JacobianHeader,
@@ -90,6 +91,7 @@ class Layout {
     this.received = new Uint32Array(this.inputs.total);
     this.nonzeros = Number(header.nonzeros ?? 0);
     this.seen = new Uint8Array(this.inputs.total);
+    this.coverage = new RowCoverage(this.outputs.total);
   }
 
   /** Bytes of the whole file: the header's, then O · I values. */
@@ -118,9 +120,11 @@ class Layout {
       if (slice.offset + slice.values.length > output.size) {
         throw dataLoss(`slice of ${slice.values.length} values at offset ${slice.offset} overruns output "${slice.output_path}" (${output.size} elements)`);
       }
+      this.coverage.mark(column, output.offset + slice.offset, slice.values.length, () => `row ${row.input_index} of "${row.input_path}", output "${slice.output_path}" at offset ${slice.offset}`);
       this.received[column] += slice.values.length;
       this.total += slice.values.length;
       if (this.received[column] > this.outputs.total) throw dataLoss(`row ${row.input_index} of "${row.input_path}" received ${this.received[column]} values, more than its ${this.outputs.total}`);
+      if (this.received[column] === this.outputs.total) this.coverage.done(column);
       yield { position: this.dataStart + (base + slice.offset) * Float64Array.BYTES_PER_ELEMENT, values: slice.values };
     }
   }

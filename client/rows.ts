@@ -49,6 +49,33 @@ function dataLoss(message: string): TesseractClientError {
   return new TesseractClientError(status.DATA_LOSS, `JacobianRows: ${message}`);
 }
 
+/**
+ * Which values of the dense rows in progress have arrived, so that a value sent twice is caught
+ * where it lands: counting alone let a repeated slice stand in for a missing one, and the hole was
+ * assembled as 0. Slices of a row may come in any order; a row's map goes once the row is whole,
+ * and rows come one after another, so few are open at once.
+ */
+export class RowCoverage {
+  private readonly open = new Map<string | number, Uint8Array>();
+
+  constructor(private readonly rowLength: number) {}
+
+  /** Values [from, from + count) of row `key` (positions within the row, outputs in header order). */
+  mark(key: string | number, from: number, count: number, where: () => string): void {
+    let seen = this.open.get(key);
+    if (!seen) this.open.set(key, (seen = new Uint8Array(this.rowLength)));
+    for (let i = from; i < from + count; i++) {
+      if (seen[i]) throw dataLoss(`${where()}: a value arrived twice (its row's value ${i})`);
+      seen[i] = 1;
+    }
+  }
+
+  /** The row is whole: its map is no longer needed. */
+  done(key: string | number): void {
+    this.open.delete(key);
+  }
+}
+
 /** A header's shape as an element count: whole dimensions ≥ 0 (a -1 or a count past 2^53 was a bare RangeError). */
 function checkedSize(shape: readonly number[], what: string): number {
   const size = elementCount(shape);
@@ -91,6 +118,8 @@ interface InputInfo {
 interface OutputInfo {
   shape: number[];
   size: number;
+  /** Where its values start within a dense row (outputs in header order). */
+  start: number;
 }
 
 /** Where one slice value lands: output element `outputIndex` of row `inputIndex` of an (output, input) block. */
@@ -115,6 +144,7 @@ class StreamCheck {
   /** Values one complete dense row holds: the sum of the output sizes. */
   private rowLength = 0;
   private total = 0;
+  private coverage?: RowCoverage;
 
   get sparse(): boolean {
     return Number(this.header?.nonzeros ?? 0) > 0;
@@ -139,7 +169,7 @@ class StreamCheck {
     this.header = header;
     for (const o of header.outputs) {
       if (this.outputs.has(o.path)) throw dataLoss(`output "${o.path}" appears twice in the header`);
-      this.outputs.set(o.path, { shape: o.shape.slice(), size: checkedSize(o.shape, `output "${o.path}"`) });
+      this.outputs.set(o.path, { shape: o.shape.slice(), size: checkedSize(o.shape, `output "${o.path}"`), start: this.rowLength });
       this.rowLength += elementCount(o.shape);
     }
     let rows = 0;
@@ -174,11 +204,14 @@ class StreamCheck {
         if (offset + values.length > output.size) {
           throw dataLoss(`slice of ${values.length} values at offset ${offset} overruns output "${slice.output_path}" (${output.size} elements)`);
         }
+        this.coverage ??= new RowCoverage(this.rowLength);
+        this.coverage.mark(`${input_path}\u0000${input_index}`, output.start + offset, values.length, () => `row ${input_index} of "${input_path}", output "${slice.output_path}" at offset ${offset}`);
         place(slice, (k) => offset + k, output, input);
       }
       input.received[input_index] += values.length;
       this.total += values.length;
     }
+    if (input.received[input_index] === this.rowLength) this.coverage?.done(`${input_path}\u0000${input_index}`);
     if (this.sparse && this.total > Number(this.header.nonzeros)) {
       throw dataLoss(`the rows carry more than the ${this.header.nonzeros} structural nonzeros the header announces (a row or slice twice?)`);
     }

@@ -152,6 +152,8 @@ describe("jacobian --out FILE.npy", () => {
       [[header, ...rows], /the stream ended before its stats/],
       [[rows[0]], /a row arrived before the header/],
       [[header, ...rows, rows[0], stats], /more than its 5/],
+      // y's v[1] twice and v[0] never: five values, as many as the row holds (its hole was written as 0).
+      [[header, rows[0], rows[1], rows[2], { row: { input_path: "y", input_index: 0, slices: [{ output_path: "v", offset: 1, values: column(2, 3, 4) }] } }, rows[3], stats], /row 0 of "y", output "v" at offset 1: a value arrived twice/],
       [[header, { row: { input_path: "z", input_index: 0, slices: [] } }], /row for input "z", which the header does not list/],
       [[header, { row: { input_path: "x", input_index: 0, slices: [{ output_path: "u", offset: 1, values: column(0, 0, 2) }] } }], /slice of 2 values at offset 1 overruns output "u" \(2 elements\)/],
     ];

@@ -272,6 +272,16 @@ describe("SDK: JacobianRows", () => {
     });
   }
 
+  it("a value sent twice, its count made up by leaving another out: DATA_LOSS (the hole was assembled as 0)", async () => {
+    const header = { header: { outputs: [{ path: "f", shape: [2] }], inputs: [{ path: "x", shape: [2] }], total_rows: 2, nonzeros: 0 } };
+    const stats = { stats: { apply_calls: 4, wall_seconds: 0, adjusted_steps: [], column_groups: 2, sparsity_source: "" } };
+    const row = (index: number, ...slices: [number, number[]][]) => ({ row: { input_path: "x", input_index: index, slices: slices.map(([offset, values]) => ({ output_path: "f", offset, values: Float64Array.from(values) })) } });
+    await clientRejects(assembleJacobian([header, row(0, [0, [9]], [0, [5]]), row(1, [0, [1, 2]]), stats] as never), "DATA_LOSS", /row 0 of "x", output "f" at offset 0: a value arrived twice/);
+    // Split, in any order: assembled.
+    const { jacobian } = await assembleJacobian([header, row(0, [1, [5]]), row(1, [0, [1, 2]]), row(0, [0, [9]]), stats] as never);
+    assert.deepEqual(Array.from(jacobian.f.x.data), [9, 1, 5, 2]);
+  });
+
   it("a header shape that is no shape: DATA_LOSS naming it (a bare RangeError before)", async () => {
     const header = { header: { outputs: [{ path: "f", shape: [-1] }], inputs: [{ path: "x", shape: [2] }], total_rows: 2, nonzeros: 0 } };
     const stats = { stats: { apply_calls: 4, wall_seconds: 0, adjusted_steps: [], column_groups: 2, sparsity_source: "" } };
