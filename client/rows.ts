@@ -57,13 +57,19 @@ function dataLoss(message: string): TesseractClientError {
  */
 export class RowCoverage {
   private readonly open = new Map<string | number, Uint8Array>();
+  /** A finished row's map, cleared for the next (a 23 200-value row's is 23 KB, every row). */
+  private spare?: Uint8Array;
 
   constructor(private readonly rowLength: number) {}
 
   /** Values [from, from + count) of row `key` (positions within the row, outputs in header order). */
   mark(key: string | number, from: number, count: number, where: () => string): void {
     let seen = this.open.get(key);
-    if (!seen) this.open.set(key, (seen = new Uint8Array(this.rowLength)));
+    if (!seen) {
+      seen = this.spare?.fill(0) ?? new Uint8Array(this.rowLength);
+      this.spare = undefined;
+      this.open.set(key, seen);
+    }
     for (let i = from; i < from + count; i++) {
       if (seen[i]) throw dataLoss(`${where()}: a value arrived twice (its row's value ${i})`);
       seen[i] = 1;
@@ -72,6 +78,7 @@ export class RowCoverage {
 
   /** The row is whole: its map is no longer needed. */
   done(key: string | number): void {
+    this.spare = this.open.get(key) ?? this.spare;
     this.open.delete(key);
   }
 }
