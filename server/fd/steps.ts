@@ -168,9 +168,9 @@ export class StepRule {
     const input = this.leaves[leaf];
     const x = input.data[index];
     const ruled = this.ruled(leaf, x);
-    const resolves = this.resolves(leaf, x, ruled);
-    if (!resolves) this.noteFallback(leaf, index, ruled);
-    const h = multiple * (resolves ? ruled : this.fallback(leaf, x));
+    const size = this.size(leaf, x);
+    if (size !== ruled) this.noteFallback(leaf, index, ruled);
+    const h = multiple * size;
     let y = input.fp32 ? Math.fround(x + h) : x + h;
     if (y === x) {
       this.note(`${elementName(input, index)}: a step of ${h} is below one ulp of ${y}; stepped one ulp instead`);

@@ -105,10 +105,7 @@ export function httpStatusOf(code: number, busy = false): number {
   }
 }
 
-/** As deep as the gRPC side decodes (protobuf's recursion limit). */
-export const MAX_BODY_DEPTH = MAX_DEPTH;
-
-/** Refuses a body nested more than MAX_BODY_DEPTH deep, before anything recurses over it (common/nesting.ts). */
+/** Refuses a body nested more than MAX_DEPTH deep (as deep as the gRPC side decodes), before anything recurses over it (common/nesting.ts). */
 export function checkBodyDepth(body: unknown): void {
-  if (nestedDeeper(body, MAX_BODY_DEPTH)) throw invalidArgument(`the body is nested more than ${MAX_BODY_DEPTH} deep`);
+  if (nestedDeeper(body)) throw invalidArgument(`the body is nested more than ${MAX_DEPTH} deep`);
 }

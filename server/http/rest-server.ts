@@ -186,10 +186,11 @@ function createApp(options: RestServerOptions): FastifyInstance {
   app.setErrorHandler((error: Error & { validation?: unknown; statusCode?: number; code?: string }, request, reply) => {
     if (error.validation) return sendError(reply, 422, error, validationDetail(error.validation as never, request.body));
     // pydantic's json_invalid ("Invalid JSON: {error}") needs ctx.error, as FastAPI sends it.
-    if (error.code === INVALID_UTF8) return sendError(reply, 422, error, [{ type: "json_invalid", loc: ["body"], msg: error.message, ctx: { error: error.message } }]);
+    const jsonInvalid = (msg: string, why: string): DetailEntry[] => [{ type: "json_invalid", loc: ["body"], msg, ctx: { error: why } }];
+    if (error.code === INVALID_UTF8) return sendError(reply, 422, error, jsonInvalid(error.message, error.message));
     if (error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error instanceof SyntaxError) {
       const why = error.message.slice(0, 200);
-      return sendError(reply, 422, error, [{ type: "json_invalid", loc: ["body"], msg: `JSON decode error: ${why}`, ctx: { error: why } }]);
+      return sendError(reply, 422, error, jsonInvalid(`JSON decode error: ${why}`, why));
     }
     return sendError(reply, error.statusCode ?? 500, error);
   });
