@@ -45,6 +45,8 @@ export interface EvaluationStats {
 export interface VectorProduct {
   result: Record<string, NdArray<Float64Array>>;
   errors?: Record<string, NdArray<Float64Array>>;
+  /** A JVP's: per input path, how far the direction taken strayed from the tangent (fd/jvp.ts); not on the wire. */
+  stray?: Record<string, Float64Array>;
   stats: EvaluationStats;
 }
 
@@ -436,9 +438,9 @@ export class TesseractRuntime {
   async jvp(req: GradientRequest & { tangent: Record<string, NdArray<any>> }): Promise<VectorProduct> {
     const { problem, leaves, options, started } = this.setup(req, { inputs: "jvp_inputs", outputs: "jvp_outputs" });
     const tangent = matchVectors("tangent_vector", req.tangent, leaves, "jvp_inputs");
-    const { values, errors } = await jvp(problem, tangent, options);
+    const { values, errors, stray } = await jvp(problem, tangent, options);
     const keyed = (arrays: Float64Array[]) => Object.fromEntries(problem.outputs!.map((o, i) => [o.path, ndarray(arrays[i], o.shape)]));
-    return { result: keyed(values), errors: errors && keyed(errors), stats: this.stats(problem, started) };
+    return { result: keyed(values), errors: errors && keyed(errors), stray: stray && Object.fromEntries(leaves.map((leaf, l) => [leaf.path, stray[l]])), stats: this.stats(problem, started) };
   }
 
   /** `cotangent` is keyed by output path, each shaped like its output. Result keyed by input path. */

@@ -162,6 +162,31 @@ describe("CheckGradients", () => {
     });
   }
 
+  // FP32 inputs: a JVP's points round per element, so the direction taken strays from the tangent by
+  // up to an ulp of each element over the step (4e-4 of the value here), beyond rtol 1e-4; the check
+  // allows what that stray can explain (Σ |J_ij| stray_j) and no more. Correct gradients failed before.
+  const f32Inputs = (normalize: boolean): Arrays<VectorInputs> => {
+    const n = 40;
+    const f32 = (f: (i: number) => number) => ndarray(Float32Array.from({ length: n }, (_, i) => f(i)), [n]);
+    return { a: f32((i) => 3 * Math.sin(i + 1)), b: f32((i) => 2 * Math.cos(i)), s: ndarray(Float32Array.of(S), []), normalize };
+  };
+  for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_RICHARDSON, Algorithm.ALGORITHM_ADAPTIVE]) {
+    it(`FP32 inputs: vectoradd's correct gradients pass with the default tolerances (${Algorithm[algorithm]})`, async () => {
+      for (const normalize of [false, true]) {
+        const response = await vector.checkGradients({ inputs: f32Inputs(normalize), options: { algorithm } });
+        assert.equal(response.passed, true, JSON.stringify(response.checks.filter((c) => c.failures > 0)));
+        // The JVP's results do differ from J v by more than rtol: the allowance is what passes them.
+        if (algorithm === Algorithm.ALGORITHM_CENTRAL && !normalize) assert.ok(find(response.checks, "jvp", "a").max_rel_error > 1e-4, find(response.checks, "jvp", "a").message);
+      }
+    });
+  }
+
+  it("FP32 inputs: a wrong analytic d result / d s is still caught on every endpoint, and only there", async () => {
+    const response = await wrong.checkGradients({ inputs: f32Inputs(false) });
+    const failing = response.checks.filter((c) => c.failures > 0).map((c) => `${c.endpoint} ${c.input_path} ${c.output_path}`);
+    assert.deepEqual(failing, ["jacobian s result", "jvp s result", "vjp s result"]);
+  });
+
   it("a wrong entry is caught even when sampling: every input path gets a row", async () => {
     const n = 200;
     const before = wrongCounter.calls;

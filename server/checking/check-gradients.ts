@@ -86,10 +86,10 @@ async function checkJvps({ run, leaves, outputs, entry, tallies }: Check, seed: 
     const v = randomVector(rng, leaf.size);
     if (leaf.size === 0) continue; // nothing to check (tally.ts's report says so)
     if (!run.fits()) break;
-    const fd = await run.jvp(leaf, v, outputPaths);
+    const { result: fd, stray } = await run.jvp(leaf, v, outputPaths);
     for (const out of outputs) {
       const J = entry(out, leaf);
-      if (typeof J !== "string" && out.size > 0) compareJvp(tallies.get("jvp", leaf, out), J, v, fd[out.path].data, leaf, out);
+      if (typeof J !== "string" && out.size > 0) compareJvp(tallies.get("jvp", leaf, out), J, v, stray, fd[out.path].data, leaf, out);
     }
   }
 }
@@ -103,7 +103,7 @@ async function checkColumns({ run, leaves, outputs, entry, tallies }: Check, set
   for (const { leaf: l, index: j } of sampleElements(leaves, planned, settings.seed)) {
     if (!run.fits()) break;
     const leaf = leaves[l];
-    const fd = await run.jvp(leaf, unitVector(leaf.size, j), outputPaths);
+    const { result: fd } = await run.jvp(leaf, unitVector(leaf.size, j), outputPaths);
     for (const out of outputs) {
       const J = entry(out, leaf);
       if (typeof J === "string" || out.size === 0) continue;

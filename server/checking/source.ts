@@ -37,7 +37,7 @@ export interface GradientSource {
   /** apply at the request's inputs (or its outputs from the evaluation cache), with the apply calls made: 0 or 1. */
   baseOutputs(inputs: Record<string, unknown>, signal?: AbortSignal): Promise<{ outputs: unknown; applyCalls: number }>;
   /** An FD JVP: results keyed by output path, and the apply calls it made. */
-  jvp(req: JvpRequest): Promise<{ result: Record<string, NdArray<Float64Array>>; stats: { apply_calls: number } }>;
+  jvp(req: JvpRequest): Promise<{ result: Record<string, NdArray<Float64Array>>; stray?: Record<string, Float64Array>; stats: { apply_calls: number } }>;
 }
 
 /** The request's FD options for one input path: the per-path maps cut down to its own entry. */
@@ -79,11 +79,14 @@ export class Evaluations {
     return outputs;
   }
 
-  /** One FD JVP of `outputPaths` along `tangent` on one leaf: results keyed by output path. */
-  async jvp(leaf: Leaf, tangent: Float64Array, outputPaths: readonly string[]): Promise<Record<string, NdArray<Float64Array>>> {
+  /**
+   * One FD JVP of `outputPaths` along `tangent` on one leaf: results keyed by output path, and how
+   * far the direction taken strayed from the tangent, per element (zeros when not told).
+   */
+  async jvp(leaf: Leaf, tangent: Float64Array, outputPaths: readonly string[]): Promise<{ result: Record<string, NdArray<Float64Array>>; stray: Float64Array }> {
     this.aborted();
     const { inputs, signal } = this.req;
-    const { result, stats } = await this.source.jvp({
+    const { result, stray, stats } = await this.source.jvp({
       inputs,
       inputPaths: [leaf.path],
       outputPaths,
@@ -94,7 +97,7 @@ export class Evaluations {
     const calls = Number(stats.apply_calls);
     this.used += calls;
     this.perRow = Math.max(this.perRow, calls);
-    return result;
+    return { result, stray: stray?.[leaf.path] ?? new Float64Array(leaf.size) };
   }
 
   private aborted(): void {

@@ -138,7 +138,17 @@ export interface DirectionalResult {
   values: Float64Array[];
   /** For Richardson and adaptive. */
   errors?: Float64Array[];
+  /**
+   * Per leaf and element, how far the direction actually taken strayed from the tangent, in the
+   * tangent's units (at most this far: the largest over the rule's stencils, times the most its
+   * extrapolation weighs them by). Rounding the points to the input's precision moves each element
+   * a little, so the result is J v' with |v' - v| ≤ stray elementwise: what J v can be told from.
+   */
+  stray?: Float64Array[];
 }
+
+/** The most an extrapolation of two central differences weighs them by: |q / (q - 1)| + |1 / (q - 1)| for q ≥ 4 (steps a factor 2 apart, or more). */
+const EXTRAPOLATION_WEIGHTS = 5 / 3;
 
 /**
  * `tangent[l]` is the flat tangent for problem.leaves[l]; returns one flat FP64 array per output.
@@ -152,6 +162,7 @@ export async function jvp(problem: Problem, tangent: Float64Array[], options: Re
   }
   const w = tangent.map((v) => v.map((x) => x / scale));
   const ww = dot(w, w);
+  const stray = w.map((v) => new Float64Array(v.length));
   const steps = problem.stepRule(options);
   const nominal = steps.directional(w.map((v) => v.some((x) => x !== 0))) / Math.sqrt(ww);
   /** The step actually taken along w between two points, in units of w. */
@@ -163,7 +174,13 @@ export async function jvp(problem: Problem, tangent: Float64Array[], options: Re
   const multiples = ruleMultiples(options.algorithm);
   const { length: t, stencil } = tangentStep(problem, steps, w, nominal, taken, Math.min(...multiples), options.algorithm === "forward");
 
-  const result = options.algorithm === "forward" ? await forward(problem, stencil, base) : await centralFamily(problem, steps, w, t, taken, multiples, stencil);
+  /** The step taken between two points, noting how far they stray from w (for points a stencil evaluates). */
+  const used = (a: ArrayLike<number>[], b: ArrayLike<number>[], s = taken(a, b)) => {
+    noteStray(stray, a, b, w, s);
+    return s;
+  };
+  used(stencil.plus, stencil.minus ?? problem.leaves.map((l) => l.data), stencil.s);
+  const result = options.algorithm === "forward" ? await forward(problem, stencil, base) : await centralFamily(problem, steps, w, t, used, multiples, stencil);
   // J v = 2^e J w.
   const scaled = (arrays: Float64Array[], what: string) =>
     arrays.map((a, o) => {
@@ -172,7 +189,15 @@ export async function jvp(problem: Problem, tangent: Float64Array[], options: Re
       checkFinite(values, (i) => `${what} of ${out.path}${out.shape.length ? ` (flat index ${i})` : ""}`);
       return values;
     });
-  return { values: scaled(result.values, "the JVP"), errors: result.errors && scaled(result.errors, "the JVP's error estimate") };
+  const weights = multiples.length > 1 ? EXTRAPOLATION_WEIGHTS : 1;
+  return { values: scaled(result.values, "the JVP"), errors: result.errors && scaled(result.errors, "the JVP's error estimate"), stray: stray.map((d) => d.map((x) => x * scale * weights)) };
+}
+
+/** Raises `stray` to how far the points a - b, over the step s taken between them, are from w, per element. */
+function noteStray(stray: Float64Array[], a: ArrayLike<number>[], b: ArrayLike<number>[], w: Float64Array[], s: number): void {
+  for (let l = 0; l < w.length; l++) {
+    for (let j = 0; j < w[l].length; j++) stray[l][j] = Math.max(stray[l][j], Math.abs((a[l][j] - b[l][j]) / s - w[l][j]));
+  }
 }
 
 /** From x + t w (the stencil tangentStep checked) and x. */
