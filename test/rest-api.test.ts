@@ -294,6 +294,11 @@ describe("tesseract-core's REST API", () => {
     // FastAPI's 404 body; a body without a Content-Type is JSON, as FastAPI reads it; another type says what to send.
     const missing = await fetch(`${base(mesh)}/nope`);
     assert.deepEqual([missing.status, await missing.json()], [404, { detail: "Not Found" }]);
+    // A served path under another method: FastAPI's 405, with what is allowed.
+    for (const [method, path, allow] of [["GET", "apply", "POST"], ["PUT", "jacobian?eps=0.1", "POST"], ["POST", "health", "GET"], ["DELETE", "openapi.json", "GET"]]) {
+      const wrong = await fetch(`${base(mesh)}/${path}`, { method });
+      assert.deepEqual([wrong.status, wrong.headers.get("allow"), await wrong.json()], [405, allow, { detail: "Method Not Allowed" }], `${method} /${path}`);
+    }
     const untyped = await fetch(`${base(mesh)}/apply`, { method: "POST", body: new TextEncoder().encode(JSON.stringify({ inputs: meshInputs() })) });
     assert.equal(untyped.status, 200, await untyped.clone().text());
     const form = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: JSON.stringify({ inputs: meshInputs() }) });

@@ -202,7 +202,13 @@ function createApp(options: RestServerOptions): FastifyInstance {
     if (type === undefined || type === "") return parseJsonBody(request, body, done);
     done(Object.assign(new Error(`the body must be JSON: send Content-Type: application/json (got ${JSON.stringify(type.slice(0, 60))})`), { statusCode: 415 }));
   });
-  app.setNotFoundHandler((_request, reply) => reply.code(404).type("application/json").send({ detail: "Not Found" }));
+  // A path served under another method is 405 with Allow, as FastAPI answers; any other is 404.
+  app.setNotFoundHandler((request, reply) => {
+    const url = request.url.split("?")[0];
+    const allowed = ["GET", "POST"].filter((method) => app.hasRoute({ method, url } as never));
+    if (allowed.length > 0) return reply.code(405).header("allow", allowed.join(", ")).type("application/json").send({ detail: "Method Not Allowed" });
+    return reply.code(404).type("application/json").send({ detail: "Not Found" });
+  });
   app.addHook("onRequest", async (request, reply) => {
     if (!tokens || (request.url === "/health" && !options.authHealth)) return;
     if (tokens.accepts(request.headers.authorization)) return;
