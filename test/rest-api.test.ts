@@ -198,6 +198,17 @@ describe("tesseract-core's REST API", () => {
       assert.equal(apply.status, 200, apply.text);
       const over = await post(`http://127.0.0.1:${tight.httpPort}`, "apply", { inputs: { x: arr([1, 2], [2]), y: arr([0.5], []), params: { ...params, d: arr([4], [1]) }, mode: "" } });
       assert.equal(over.status, 413, over.text);
+      // The envelope counts as the gRPC decoder counts it: listed paths, and a vector map's entries and tensors
+      // (500 000 tangent entries took 5 s and 400 MB before their keys were looked at).
+      const inputs = { x: arr([1, 2], [2]), y: arr([0.5], []), mode: "" };
+      const paths = Array.from({ length: 10 }, (_, i) => `params.{k${i}}`);
+      const jac = await post(`http://127.0.0.1:${tight.httpPort}`, "jacobian", { inputs, jac_inputs: paths, jac_outputs: ["g"] });
+      assert.deepEqual([jac.status, jac.json.detail], [413, "more than 9 messages (every tensor, map entry, nested message and listed string counts; the server's --max-request-messages) at jac_inputs"]);
+      const tangent_vector = Object.fromEntries(Array.from({ length: 4 }, (_, i) => [`x${i}`, arr([1, 1], [2])]));
+      const jvp = await post(`http://127.0.0.1:${tight.httpPort}`, "jacobian_vector_product", { inputs, jvp_inputs: ["x"], jvp_outputs: ["g"], tangent_vector });
+      assert.deepEqual([jvp.status, jvp.json.detail], [413, "more than 9 messages (every tensor, map entry, nested message and listed string counts; the server's --max-request-messages) at tangent_vector"]);
+      const within = await post(`http://127.0.0.1:${tight.httpPort}`, "jacobian_vector_product", { inputs, jvp_inputs: ["x"], jvp_outputs: ["g"], tangent_vector: { x: arr([1, 1], [2]) } });
+      assert.equal(within.status, 200, within.text);
     } finally {
       await tight.close();
     }

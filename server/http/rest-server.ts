@@ -12,7 +12,7 @@ import type { BearerTokens } from "../../common/bearer-tokens";
 import { Code, invalidArgument, isTesseractError, TesseractError } from "../../common/errors";
 import { arrayObject, numpyDtype, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
-import { decodeTensor } from "../../common/tensor-codec";
+import { decodeTensor, tooManyMessages } from "../../common/tensor-codec";
 import type { CallRegistry, TrackedCall } from "../grpc/calls";
 import type { ServerTls } from "../grpc/tls";
 import type { GradientRequest, TesseractRuntime } from "../runtime";
@@ -104,6 +104,21 @@ const ENVELOPES: Record<string, Body> = {
     required: ["inputs", "vjp_inputs", "vjp_outputs", "cotangent_vector"],
   },
 };
+
+/**
+ * Refuses an envelope with more messages than --max-request-messages, counted as the gRPC decoder
+ * counts them (a path list's strings; a vector map's entries, each a map entry and a tensor), before
+ * any is read; `inputs` is counted as it is converted (json-messages.ts).
+ */
+function checkEnvelopeMessages(body: Body, limit: number | undefined): void {
+  if (limit === undefined) return;
+  let messages = 0;
+  for (const [field, value] of Object.entries(body)) {
+    if (Array.isArray(value)) messages += value.length;
+    else if (field.endsWith("_vector") && isPlainObject(value)) messages += 2 * Object.keys(value).length;
+    if (messages > limit) throw tooManyMessages(limit, field);
+  }
+}
 
 /** ajv's errors as 422 entries. */
 function validationDetail(errors: { instancePath: string; keyword: string; message?: string; params: Record<string, unknown> }[], body: unknown): DetailEntry[] {
@@ -231,6 +246,7 @@ function route(app: FastifyInstance, options: RestServerOptions, endpoint: strin
     try {
       if (t.refusal) throw t.refusal;
       checkBodyDepth(request.body);
+      checkEnvelopeMessages(request.body as Body, runtime.decodeLimits.maxMessages);
       const encoding = encodingOf(request.headers.accept);
       const work = (async () => {
         if (job) await t.admit().catch((e) => ((busy = true), Promise.reject(e)));
