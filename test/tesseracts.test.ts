@@ -302,6 +302,22 @@ describe("faults raised by apply", () => {
     );
   });
 
+  it("an integer or a non-tensor at a differentiable output is the Tesseract's fault, named, for every gradient (an INT32 output was differenced into rounding jumps, answered OK)", async () => {
+    for (const [mode, message] of [
+      ["int", "apply returned output f as DATA_TYPE_INT32, at a differentiable path: expected DATA_TYPE_FP32 or DATA_TYPE_FP64 (finite differences of integers are rounding jumps)"],
+      ["plain", "apply returned an array at output f, a differentiable tensor field: expected an ndarray"],
+    ]) {
+      const pattern = new RegExp(`^evaluation at x\\[0\\] \\+ h failed: ${message.replace(/[()[\]]/g, "\\$&")}$`);
+      const common = { inputs: inputs(mode), inputPaths: ["x"], outputPaths: ["f"] };
+      await rejects(runtime.jacobian(common), Code.INTERNAL, pattern);
+      await rejects(runtime.jvp({ ...common, tangent: { x: f64([1, 1]) } }), Code.INTERNAL, new RegExp(`${message.replace(/[()[\]]/g, "\\$&")}$`));
+      await rejects(runtime.vjp({ ...common, cotangent: { f: f64([1, 1]) } }), Code.INTERNAL, new RegExp(`${message.replace(/[()[\]]/g, "\\$&")}$`));
+      // Unrequested, it does not matter.
+      const { entries } = await runtime.jacobian({ ...common, outputPaths: ["g"], inputPaths: ["y"] });
+      assert.ok(maxAbsDiff(entries[0].values, [Math.exp(0.5)]) < 1e-8);
+    }
+  });
+
   it("non-finite values in unrequested outputs do not matter", async () => {
     const { entries } = await runtime.jacobian({ inputs: inputs("nan"), inputPaths: ["y"], outputPaths: ["g"] });
     assert.ok(maxAbsDiff(entries[0].values, [Math.exp(0.5)]) < 1e-8);

@@ -11,15 +11,15 @@ export interface Leaf {
 }
 
 /** `requested`'s leaves in `tree`; none requested: every differentiable leaf there, and at least one. */
-export function resolveLeaves(schema: MessageSchema, tree: unknown, requested: readonly string[] | undefined, field: string, side: "input" | "output"): ResolvedLeaf[] {
+export function resolveLeaves(schema: MessageSchema, tree: unknown, requested: readonly string[] | undefined, field: string, side: "input" | "output", returnedBy?: string): ResolvedLeaf[] {
   const paths = requested?.length ? requested : schema.differentiablePaths(tree);
   if (paths.length === 0) {
     throw invalidArgument(`${field} is empty and the ${side}s hold no differentiable tensor; differentiable ${side} paths: ${schema.differentiablePatternNames().join(", ") || "(none)"}`);
   }
-  return schema.resolveDifferentiable(tree, paths, field, side);
+  return schema.resolveDifferentiable(tree, paths, field, side, returnedBy);
 }
 
 /** The output leaves of one apply result. */
 export function outputLeaves(schema: MessageSchema, outputs: unknown, requested: readonly string[] | undefined): Leaf[] {
-  return resolveLeaves(schema, outputs, requested, "output_paths", "output").map((o) => ({ path: o.path, shape: [...o.array.shape], size: elementCount(o.array.shape) }));
+  return resolveLeaves(schema, outputs, requested, "output_paths", "output", "apply").map((o) => ({ path: o.path, shape: [...o.array.shape], size: elementCount(o.array.shape) }));
 }

@@ -100,7 +100,7 @@ export class OutputSelector {
   private resolve(outputTree: unknown): Resolved[] {
     if (!this.resolved) {
       this.schema.checkDeclared(outputTree);
-      const leaves = this.schema.resolveDifferentiable(outputTree, this.requested, this.field, "output");
+      const leaves = this.schema.resolveDifferentiable(outputTree, this.requested, this.field, "output", "apply");
       this.resolved = leaves.map((leaf) => ({
         info: { path: leaf.path, shape: [...leaf.array.shape], datatype: dataTypeOfArray(leaf.array.data) },
         steps: leaf.segments.map(stepOf),
