@@ -24,7 +24,7 @@ const ENUM_OPTIONS: Record<string, { values: GeneratedEnum; prefix: string; help
   algorithm: { values: Algorithm, prefix: "ALGORITHM_", help: "finite-difference rule" },
   step_mode: { values: StepMode, prefix: "STEP_MODE_", help: "absolute: h = eps; relative: h = eps * max(|x|, typical magnitude)" },
   stochastic_estimator: { values: StochasticEstimator, prefix: "STOCHASTIC_ESTIMATOR_", help: "stochastic: how the samples become a Jacobian" },
-  sparsity_mode: { values: SparsityMode, prefix: "SPARSITY_MODE_", help: "dense: ignore every sparsity pattern; detect: reuse the structure of an earlier dense Jacobian, verified (default: the request's or the Tesseract's pattern)" },
+  sparsity_mode: { values: SparsityMode, prefix: "SPARSITY_MODE_", help: "dense: ignore every sparsity pattern; detect: verify the request's or the Tesseract's pattern, else reuse the structure of an earlier dense Jacobian, verified (default: the request's or the Tesseract's pattern, trusted)" },
 };
 
 /** `step_mode` -> `--step-mode`, and the camelCase key commander gives its value under. */

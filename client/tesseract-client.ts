@@ -148,9 +148,19 @@ export interface SparsityPatternInput {
   input_index: ArrayLike<number>;
 }
 
-/** The patterns as messages (typed arrays become plain arrays). */
+/** The patterns as messages (typed arrays become plain arrays); an index that is no uint64 is the caller's to fix, named. */
 function sparsityMessages(patterns: readonly SparsityPatternInput[] | undefined): SparsityPattern[] {
-  return (patterns ?? []).map((p) => ({ output_path: p.output_path, input_path: p.input_path, output_index: Array.from(p.output_index), input_index: Array.from(p.input_index) }));
+  return guard(grpc.status.INVALID_ARGUMENT, "sparsity could not be encoded", () =>
+    (patterns ?? []).map((p, k) => {
+      const indices = (key: "output_index" | "input_index") => {
+        const list = Array.from(p[key] ?? []);
+        const bad = list.findIndex((i) => !(Number.isSafeInteger(i) && i >= 0));
+        if (bad >= 0) throw new Error(`sparsity[${k}].${key}[${bad}] is ${String(list[bad])}: expected a whole number ≥ 0 (a flat row-major index)`);
+        return list;
+      };
+      return { output_path: p.output_path, input_path: p.input_path, output_index: indices("output_index"), input_index: indices("input_index") };
+    }),
+  );
 }
 
 /** What `jvp` takes: J·tangent, `tangent` keyed by input path (shaped like the input). */

@@ -483,14 +483,23 @@ function densified(row: { values: Float64Array[]; errors?: Float64Array[]; indic
   return { values: dense(row.values), errors: row.errors && dense(row.errors), indices: undefined };
 }
 
-/** The Tesseract's sparsity declaration at these inputs; a failure other than a TesseractError is its author's (INTERNAL). */
+/**
+ * The Tesseract's sparsity declaration at these inputs; none when it declares no pattern (an empty
+ * list: detection may then learn one). A failure other than a TesseractError, or something else
+ * than a list, is its author's (INTERNAL).
+ */
 function declaredSparsity(definition: AnyTesseract, inputs: Record<string, unknown>): readonly SparsityPattern[] | undefined {
+  let patterns: unknown;
   try {
-    return definition.sparsity?.(inputs) ?? undefined;
+    patterns = definition.sparsity?.(inputs) ?? undefined;
   } catch (e) {
     if (isTesseractError(e)) throw e;
     throw new TesseractError(Code.INTERNAL, `the Tesseract's sparsity declaration failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
+  if (patterns !== undefined && !Array.isArray(patterns)) {
+    throw new TesseractError(Code.INTERNAL, `the Tesseract's sparsity declaration returned ${patterns === null ? "null" : typeof patterns}: expected a list of {output_path, input_path, output_index, input_index} patterns`);
+  }
+  return patterns?.length ? (patterns as SparsityPattern[]) : undefined;
 }
 
 function checkFloating(field: string, key: string, array: NdArray<any>): void {

@@ -20,7 +20,7 @@ import { silentLogger } from "../server/log";
 import { TesseractRuntime, type JacobianEntry } from "../server/runtime";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
 import type { SparsityPattern } from "../server/tesseract";
-import { counted, f64, meshInputs, rejects } from "./helpers";
+import { clientRejects, counted, f64, meshInputs, rejects } from "./helpers";
 
 const { CENTRAL, FORWARD, RICHARDSON, ADAPTIVE } = {
   CENTRAL: Algorithm.ALGORITHM_CENTRAL,
@@ -220,10 +220,38 @@ describe("column grouping", () => {
       assert.deepEqual([stochastic.stats.column_groups, stochastic.stats.sparsity_source, stochastic.stats.apply_calls], [6, "", 4]);
     });
 
+    it("a given pattern is trusted; under SPARSITY_MODE_DETECT it is verified (2 more evaluations), and a wrong one falls back to dense, saying so", async () => {
+      const runtime = polynomial();
+      const request = { inputs: inputs(), inputPaths: ["x"], outputPaths: ["f"] };
+      const dense = await runtime.jacobian({ ...request, options: { sparsity_mode: DENSE } });
+      // Claims f_i depends on x_0 only: trusted, the Jacobian is wrong (as scipy trusts its sparsity argument).
+      const wrongPattern = { output_path: "f", input_path: "x", output_index: [0, 1, 2, 3], input_index: [0, 0, 0, 0] };
+      const trusted = await runtime.jacobian({ ...request, sparsity: [wrongPattern] });
+      assert.equal(trusted.stats.sparsity_source, "request");
+      assert.notDeepEqual(trusted.entries[0].values, dense.entries[0].values);
+      // Evaluations (f(x), for the output shapes, is cached since the trusted call): both patterns make one
+      // group (2), verified by one more pair (2); the wrong one then the dense columns (2 × 4).
+      for (const [sparsity, source, calls] of [
+        [[wrongPattern], "request, failed verification: dense", 2 + 2 + 2 * 4],
+        [[diagonal], "request", 2 + 2],
+      ] as const) {
+        const { entries, stats } = await runtime.jacobian({ ...request, sparsity, options: { sparsity_mode: DETECT } });
+        assert.deepEqual([stats.sparsity_source, stats.apply_calls], [source, calls]);
+        assertSameEntries(entries, dense.entries, source);
+      }
+      // A declaration that says nothing (an empty list) leaves detection to learn the structure.
+      const silent = new TesseractRuntime({ ...polynomial().definition, sparsity: () => [] }, POLYNOMIAL_DIR);
+      const detect = { ...request, options: { sparsity_mode: DETECT } };
+      assert.equal((await silent.jacobian(detect)).stats.sparsity_source, "");
+      assert.deepEqual([(await silent.jacobian(detect)).stats.sparsity_source, (await silent.jacobian(detect)).stats.column_groups], ["detected", 1]);
+    });
+
     it("a declaration that fails is INTERNAL naming it; one that does not fit is INTERNAL naming the pair", async () => {
       const base = polynomial();
       const broken = new TesseractRuntime({ ...base.definition, sparsity: () => { throw new Error("oops"); } }, POLYNOMIAL_DIR);
       await rejects(broken.jacobian({ inputs: inputs(), inputPaths: ["x"], outputPaths: ["f"] }), Code.INTERNAL, /^the Tesseract's sparsity declaration failed: oops$/);
+      const notList = new TesseractRuntime({ ...base.definition, sparsity: () => ({ output_path: "f" }) as never }, POLYNOMIAL_DIR);
+      await rejects(notList.jacobian({ inputs: inputs(), inputPaths: ["x"], outputPaths: ["f"] }), Code.INTERNAL, /^the Tesseract's sparsity declaration returned object: expected a list of \{output_path, input_path, output_index, input_index\} patterns$/);
       const wrong = new TesseractRuntime({ ...base.definition, sparsity: () => [{ ...diagonal, output_index: [0, 1, 2, 4] }] }, POLYNOMIAL_DIR);
       await rejects(wrong.jacobian({ inputs: inputs(), inputPaths: ["x"], outputPaths: ["f"] }), Code.INTERNAL, /^the Tesseract's sparsity declaration\[0\] \(output_path "f", input_path "x"\): output_index\[3\] = 4 is out of range for f, which has 4 elements/);
     });
@@ -451,6 +479,17 @@ describe("column grouping", () => {
     after(async () => {
       client?.close();
       await server?.close();
+    });
+
+    it("SDK: an index that is no uint64 is INVALID_ARGUMENT naming it, before the call (it was INTERNAL: a serialization failure)", async () => {
+      const request = { inputs: sampleHeatInputs(8, 1), inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"] };
+      for (const [output_index, message] of [
+        [[0, -1], /^sparsity could not be encoded: sparsity\[0\]\.output_index\[1\] is -1: expected a whole number ≥ 0 \(a flat row-major index\)$/],
+        [[0.5, 1], /^sparsity could not be encoded: sparsity\[0\]\.output_index\[0\] is 0\.5: expected a whole number ≥ 0/],
+      ] as const) {
+        const sparsity = [{ output_path: "final_temperature", input_path: "initial_temperature", output_index, input_index: [0, 1] }];
+        await clientRejects(client.jacobian({ ...request, sparsity }), "INVALID_ARGUMENT", message);
+      }
     });
 
     it("streams 3 values per row (2 at the ends), 6 evaluations, and assembles sparse to (I + rL)", async () => {

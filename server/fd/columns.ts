@@ -37,7 +37,7 @@ async function* verified(problem: Problem, options: ResolvedOptions, plan: Spars
   }
   held.length = 0;
   plan.fallBack();
-  yield* recorded(problem, plan, rows(problem, options));
+  yield* plan.record ? recorded(problem, plan, rows(problem, options)) : rows(problem, options);
 }
 
 /** Passes dense rows on, noting their nonzeros; a complete run stores the structure for later requests. */

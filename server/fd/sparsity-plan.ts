@@ -25,7 +25,8 @@ export interface SparsitySources {
   detected?: { cache: DetectedPatterns; outputPaths: readonly string[] };
 }
 
-export const FAILED_VERIFICATION = "detected, failed verification: dense";
+/** EvaluationStats.sparsity_source after a failed verification: the structure's source, then this. */
+export const FAILED_VERIFICATION = ", failed verification: dense";
 
 export class SparsityPlan {
   /** The structure grouped by; undefined: dense. */
@@ -33,7 +34,7 @@ export class SparsityPlan {
   groups?: Column[][];
   /** "request", "tesseract", "detected", or "" (dense), for EvaluationStats.sparsity_source. */
   source = "";
-  /** Verify the grouped rows before returning them (a detected structure). */
+  /** Verify the grouped rows before returning them (a detected structure; any, under SPARSITY_MODE_DETECT). */
   verify = false;
   /** Where a dense run records its zeros (SPARSITY_MODE_DETECT with nothing detected yet). */
   record?: { cache: DetectedPatterns; key: string };
@@ -57,12 +58,12 @@ export class SparsityPlan {
     return this.structure?.nonzeros ?? 0;
   }
 
-  /** The verification found the detected structure wrong: dense from here on, and the stats say so. */
+  /** The verification found the structure wrong: dense from here on, and the stats say so. */
   fallBack(): void {
     this.structure = undefined;
     this.groups = undefined;
     this.verify = false;
-    this.source = FAILED_VERIFICATION;
+    this.source += FAILED_VERIFICATION;
   }
 
   /** Apply calls the request will make: the rule's count with the groups in place of n, plus what planning added. */
@@ -106,8 +107,13 @@ export async function planSparsity(problem: Problem, options: ResolvedOptions, s
   if (patterns) {
     const field = fromRequest ? "sparsity" : "the Tesseract's sparsity declaration";
     const structure = structureOf(patterns, extents(problem), await knownOutputs(problem, sources, plan), { field, fromRequest });
-    if (!structure.dense) group(plan, problem, options, structure, fromRequest ? "request" : "tesseract");
-    return plan;
+    if (!structure.dense) {
+      group(plan, problem, options, structure, fromRequest ? "request" : "tesseract");
+      // Trusted as given, unless the caller asks for checked structures: then verified as a detected one is.
+      plan.verify = options.sparsityMode === "detect" && plan.columnGroups < plan.columns;
+      return plan;
+    }
+    // Patterns that say nothing of these blocks: under detection, learned as if none were given.
   }
   if (options.sparsityMode !== "detect" || !sources.detected) return plan;
   const { cache, outputPaths } = sources.detected;
