@@ -15,7 +15,7 @@ import { DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_MESSAGES } from "../common/tensor-cod
 import { MIN_CHUNK_BYTES } from "../server/grpc/rows-stream";
 import { startServer, DEFAULTS } from "../server/grpc/server";
 import { DEFAULT_DNS_REFRESH_MS, DEFAULT_HEALTH_INTERVAL_MS } from "../server/bridge/settings";
-import { createLogger } from "../server/log";
+import { createLogger, type Logger } from "../server/log";
 import { checkServerTls, type ServerTls } from "../server/grpc/tls";
 import { explainServeError, routeGrpcLogs } from "./serve-messages";
 import { addGenerateCommand } from "./generate/command";
@@ -88,6 +88,19 @@ function workerCount(value: string): number | "auto" {
   return value === "auto" ? "auto" : integer(0, { alternative: '"auto" or ' })(value);
 }
 
+/**
+ * A Tesseract's stray asynchronous failure — a promise its apply left to reject, a timer of its that
+ * throws — reaches the process rather than any request (which got its answer). Node would end the
+ * process, and every call with it; in a worker thread piscina replaces the thread. Here it is logged
+ * and the server goes on serving.
+ */
+function keepServingThroughStrayFailures(logger: Logger): void {
+  const log = (what: string) => (reason: unknown) =>
+    logger.error({ err: reason instanceof Error ? reason : undefined, reason: reason instanceof Error ? undefined : String(reason) }, `${what} outside any request (a Tesseract's stray asynchronous code?); still serving`);
+  process.on("unhandledRejection", log("a promise rejected with no handler"));
+  process.on("uncaughtException", log("an exception was thrown"));
+}
+
 export function buildProgram(): Command {
   const program = new Command("tesseract-grpc")
     .description("Serve a Tesseract over gRPC with finite-difference gradients, or call one.")
@@ -149,6 +162,7 @@ export function buildProgram(): Command {
       };
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);
+      keepServingThroughStrayFailures(logger);
       // Only now: a supervisor may signal as soon as it reads the line (the pipe's write can reach it
       // before the next statement runs, and SIGTERM then killed the process without its drain).
       process.stdout.write(`listening on ${server.address}\n`);

@@ -249,6 +249,24 @@ describe("CLI: payloads, options and messages", () => {
       assertClose(JSON.parse(jvp.stdout)["named.{b}"], [21, 28], 1e-6, "J·v");
     });
 
+    it("an apply that leaves a promise to reject and a timer to throw: answered, logged, and the server goes on (inline and auto ended the process)", async () => {
+      for (const workers of ["0", "auto"]) {
+        const server = await serveProcess([POLYNOMIAL, "--port", "0", "--eval-cache-mb", "0", "--workers", workers, "--warm-up-ms", "0"]);
+        try {
+          const stray = await cli("apply", JSON.stringify({ inputs: { ...polyInputs, mode: "stray" } }), "--address", server.address);
+          assert.equal(stray.code, 0, stray.stderr);
+          const jac = await cli("jacobian", JSON.stringify({ ...fOfX(["x"], [1, 2, 0.5]), inputs: { ...polyInputs, mode: "stray" } }), "--address", server.address);
+          assert.equal(jac.code, 0, jac.stderr);
+          assertClose(JSON.parse(jac.stdout).f.x.flat(), [3, 0, 0, 0, 12, 0, 0, 0, 0.75], 1e-6, "d f / d x = 3x² on the diagonal");
+          assert.equal(server.child.exitCode, null, `--workers ${workers}: ${server.stderrTail()}`);
+          assert.match(server.stderrTail(), /a promise rejected with no handler outside any request .*still serving/);
+          assert.match(server.stderrTail(), /"reason":"42".*an exception was thrown outside any request/);
+        } finally {
+          assert.equal(await server.stop(), 0);
+        }
+      }
+    });
+
     it('int and bool arrays written compactly: {"dtype": "int32", "data": [...]}', async () => {
       const compact = { ...polyInputs, counts: { dtype: "bool", data: [true, false] } };
       const bools = await cli("apply", JSON.stringify({ inputs: compact }), "--address", polynomial.address);

@@ -141,6 +141,8 @@ export interface ServeProcess {
   address: string;
   /** Every stdout line so far (serve prints exactly one). */
   stdoutLines: string[];
+  /** The last 4 000 characters of its logs (stderr). */
+  stderrTail(): string;
   /** SIGTERM; resolves with the exit code. */
   stop(): Promise<number | null>;
 }
@@ -178,6 +180,7 @@ export async function serveProcess(args: string[], env: NodeJS.ProcessEnv = proc
     child,
     address: match[1],
     stdoutLines,
+    stderrTail: () => stderrTail,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
       return (await exited)[0];
