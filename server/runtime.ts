@@ -19,6 +19,7 @@ import { jvp } from "./fd/jvp";
 import { checkPathKeys, resolveOptions, type RequestOptions, type ResolvedOptions } from "./fd/options";
 import { DEFAULT_ABSOLUTE_EPS } from "./fd/steps";
 import { inputLeaf, type InputLeaf } from "./eval/input-leaf";
+import { InputGuard } from "./eval/input-guard";
 import { OutputSelector } from "./eval/outputs";
 import { Problem } from "./fd/problem";
 import { vjp } from "./fd/vjp";
@@ -345,6 +346,7 @@ export class TesseractRuntime {
     const planned = plannedEvaluations(leaves.reduce((n, l) => n + l.size, 0), options);
     const evaluator = this.backends.evaluatorFor({ inputs: req.inputs, leaves, selector, outputPaths: req.outputPaths, outputsField: fields.outputs, plannedEvaluations: planned, signal: req.signal });
     const problem = new Problem(leaves, evaluator, req.signal, this.leafBounds(leaves));
+    this.inputGuards.set(problem, new InputGuard(req.inputs));
     return { leaves, options, evaluator, problem, started: performance.now() };
   }
 
@@ -373,7 +375,11 @@ export class TesseractRuntime {
     return leaves.map((leaf) => declared.find(([pattern]) => matchesPattern(leaf.segments, pattern))?.[1]);
   }
 
+  /** Each request's snapshot of its inputs, checked when its work is done (stats): apply must not have written to them. */
+  private readonly inputGuards = new WeakMap<Problem, InputGuard>();
+
   private stats(problem: Problem, started: number, adjusted = problem.adjustedSteps(), plan?: SparsityPlan): EvaluationStats {
+    this.inputGuards.get(problem)?.check();
     // One object shape whether or not a plan was made (a spread gave each answer a shape of its own).
     return {
       apply_calls: problem.calls,
@@ -411,8 +417,11 @@ export class TesseractRuntime {
     let plan: SparsityPlan | undefined;
     const planned = async () => (plan ??= await (planning ??= planSparsity(problem, options, sources)));
     const outputs = async () => (await planned(), pathShapes(await ensureOutputs(problem)));
+    const guard = this.inputGuards.get(problem)!;
     const batches = (async function* () {
       for await (const batch of planRowBatches(problem, options, await planned())) {
+        // Before any row of the batch leaves: rows made after apply wrote to its inputs are not sent.
+        guard.check();
         yield batch.map((row) => {
           // A structure with no nonzero at all (every block zero) streams dense rows: nonzeros = 0 means dense.
           const { values, errors, indices } = plan!.nonzeros > 0 || !row.indices ? row : densified(row, problem.outputs!);

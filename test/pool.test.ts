@@ -87,6 +87,26 @@ describe("worker-thread evaluation", function () {
     assert.equal(b.stats.apply_calls, a.stats.apply_calls + 3);
   });
 
+  it("an apply that writes to its inputs: the request is INTERNAL naming the element, inline and in workers, for every gradient (the Jacobian was answered OK, wrong)", async () => {
+    const module = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
+    const request = { inputs: { x: f64([1, 2]), y: f64([0.5], []), params: {}, blocks: [], mode: "mutate" }, inputPaths: ["x"], outputPaths: ["f"] };
+    const message = /apply wrote to its inputs: y element 0 went from 0\.5 to \d+\.5 during the request, so later evaluations were not at the caller's inputs; an apply must not change its inputs \(copy what it modifies\)$/;
+    for (const workers of [0, 2]) {
+      const runtime = await load(module, workers);
+      // Fresh inputs each time: inline, the request's own tree is what apply wrote to.
+      const fresh = () => ({ ...request, inputs: { ...request.inputs, y: f64([0.5], []) } });
+      await rejects(runtime.jacobian(fresh()), Code.INTERNAL, message);
+      await rejects(runtime.jvp({ ...fresh(), tangent: { x: f64([1, 1]) } }), Code.INTERNAL, message);
+      await rejects(runtime.vjp({ ...fresh(), cotangent: { f: f64([1, 1]) } }), Code.INTERNAL, message);
+      const drain = async () => {
+        for await (const _ of runtime.jacobianRows(fresh()).batches);
+      };
+      await rejects(drain(), Code.INTERNAL, message);
+      // The same Tesseract, not writing: answered.
+      assert.equal((await runtime.jacobian({ ...fresh(), inputs: { ...fresh().inputs, mode: "" } })).entries[0].values.length, 4);
+    }
+  });
+
   it("a row whose difference overflows in a worker is refused naming the entry, as inline", async () => {
     const module = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
     const [inline, pooled] = [await load(module, 0), await load(module, 2)];

@@ -14,6 +14,7 @@ import { inputLeaf } from "./input-leaf";
 // The one import that goes up the floors: a worker thread loads the runtime it evaluates.
 import { loadTesseract } from "../loader";
 import { floatingPaths, getAtPath, parsePath, withLeaf } from "../schema/paths";
+import { InputGuard } from "./input-guard";
 import { InlineEvaluator } from "./inline";
 import { ElementPairsBuilder, pairCount } from "./element-pairs";
 import { collectEvery, minorCollection, OutputGarbage } from "./output-garbage";
@@ -44,6 +45,8 @@ function taskError(e: unknown): TaskError {
 interface Job {
   evaluator: InlineEvaluator;
   selector: OutputSelector;
+  /** The job's inputs as prepared: a batch whose apply wrote to them fails (input-guard.ts). */
+  guard: InputGuard;
 }
 
 /** This thread's dead output buffers, collected as evaluations make them (output-garbage.ts). */
@@ -65,7 +68,7 @@ function prepare(task: BatchTask): Job {
   const leaves = resolved.map((leaf) => inputLeaf(leaf, "jac_inputs"));
   const selector = new OutputSelector(runtime.schema.outputs, task.outputPaths, task.outputsField);
   const apply = runtime.definition.apply;
-  return { evaluator: new InlineEvaluator((i) => apply(i), inputs, leaves, selector), selector };
+  return { evaluator: new InlineEvaluator((i) => apply(i), inputs, leaves, selector), selector, guard: new InputGuard(inputs) };
 }
 
 function jobOf(task: BatchTask): Job {
@@ -104,6 +107,13 @@ export default async function evaluateBatch(task: BatchTask): Promise<BatchResul
     : undefined;
   const { evaluator } = job;
   const { values, failed, finite } = await (pairs ? evaluator.pairs(pairs, { onStart }) : evaluator.evaluations(perturbations!, { onStart }));
+  try {
+    job.guard.check();
+  } catch (e) {
+    // Every evaluation of the batch may have been at other inputs; the job is not to be used again.
+    jobs.delete(task.job);
+    return { values: new Float64Array(0), outputs: undefined, failed: Array.from({ length: items }, (_, index) => ({ index, ...taskError(e) })), busyMs: 0 };
+  }
   // A pair's two evaluations made twice the bytes of the difference it returns.
   outputGarbage.made(values.byteLength * (pairs ? 2 : 1));
   const result: BatchResult = { values, outputs: job.selector.outputs, failed: failed.map(({ error, ...at }) => ({ ...at, ...taskError(error) })), busyMs: performance.now() - started, finite };
