@@ -115,6 +115,18 @@ describe("faults of the Tesseract", function () {
     await assertHealthyJacobian(client, server);
   });
 
+  it("a per-evaluation timeout longer than a timer can wait (2^31 ms) is none: it fired at once", async () => {
+    for (const workers of [0, 2]) {
+      const { server, client } = await serve({ workers, evalTimeoutMs: 3e9 });
+      const slow = inputs(server, { x: [0.5], y: 0.9, mode: "slow" });
+      const answer = (await call((cb) => client.apply({ inputs: slow }, cb))) as { outputs?: unknown };
+      assert.ok(answer.outputs, `--workers ${workers}`);
+      client.close();
+      await server.close(0);
+    }
+    server = client = undefined;
+  });
+
   it("the pool replaces a dead or stopped worker: back to its thread count, and serving", async () => {
     const pool = new WorkerPool(POLYNOMIAL, 2, 300);
     const { schema } = loadTesseract(POLYNOMIAL);

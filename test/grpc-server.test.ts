@@ -173,6 +173,24 @@ describe("gRPC server", () => {
     }
   });
 
+  it("a small message limit still answers the Jacobians that fit (below 64 KiB every one was refused, over a negative limit)", async () => {
+    const server = await startServer({ tesseract: "meshstats", port: 0, maxMessageBytes: 8192, streamChunkBytes: 4096, warmUpMs: 0, logger: silentLogger });
+    const c = new GeneratedClient(server.address, grpc.credentials.createInsecure());
+    try {
+      // 2 × 3 × 12 values × 8 bytes = 576 bytes: within half the limit.
+      const small = await unary<{ entries: unknown[] }>((cb) => c.jacobian({ inputs: meshAny(4), jac_inputs: ["mesh.points"], jac_outputs: OUTPUTS, sparsity: [] }, cb));
+      assert.equal(small.entries.length, 2);
+      await expectStatus(
+        unary((cb) => c.jacobian({ inputs: meshAny(100), jac_inputs: ["mesh.points"], jac_outputs: OUTPUTS, sparsity: [] }, cb)),
+        Code.RESOURCE_EXHAUSTED,
+        /^the Jacobian has 1800 FP64 values \(14400 bytes\), over the 4096-byte message limit/,
+      );
+    } finally {
+      c.close();
+      await server.close();
+    }
+  });
+
   describe("cancellation and deadlines reach the engine", () => {
     const n = 200; // 2n = 400 evaluations of >= 2 ms each if nothing stopped them
     let server: RunningServer;

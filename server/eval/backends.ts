@@ -13,6 +13,7 @@
  * Evaluations at the unperturbed inputs are reused across requests on the same inputs
  * (evaluation-cache.ts), unless the Tesseract says it is not deterministic or `cacheBytes` is 0.
  */
+import { MAX_TIMER_MS } from "../../common/transport-defaults";
 import type * as grpc from "@grpc/grpc-js";
 import { setMaxListeners } from "node:events";
 import { createHash } from "node:crypto";
@@ -217,8 +218,10 @@ export class EvaluationBackends {
     return this.workerPool?.ready ?? false;
   }
 
+  /** The per-evaluation timeout; one longer than a timer can wait (2^31 ms, ~24.8 days) is none, not one that fires at once. */
   private get timeoutMs(): number {
-    return this.settings.evalTimeoutMs ?? 0;
+    const ms = this.settings.evalTimeoutMs ?? 0;
+    return ms > MAX_TIMER_MS ? 0 : ms;
   }
 
   /** The key of these inputs in the evaluation cache; undefined when they are not cached. */
