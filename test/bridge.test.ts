@@ -13,7 +13,7 @@ import { startServer, type RunningServer } from "../index";
 import { loadTesseractCore } from "../server/bridge/tesseract-core";
 import { silentLogger } from "../server/log";
 import { meshStats } from "./fixtures/tesseract-core/mesh-stats";
-import { startFakeTesseractCore, type RunningFake } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { FakeValidationError, startFakeTesseractCore, type FakeArray, type RunningFake } from "./fixtures/tesseract-core/fake-tesseract-core";
 import { abortedRequests, barycenter, meshStatsInputs, N, reflectedClient, SCALE } from "./fixtures/tesseract-core/bridge-clients";
 import { CLI, clientRejects, f64, flat } from "./helpers";
 
@@ -115,6 +115,31 @@ describe("tesseract-core bridge (serve http://HOST:PORT)", function () {
   it("a 422 from tesseract-core is INVALID_ARGUMENT naming the location", async () => {
     await clientRejects(client.apply(inputs(N + 1)), "INVALID_ARGUMENT", /inputs\.mesh\.n_points: .*n_points is 5 but points has 4 rows/);
     await clientRejects(client.jacobian({ inputs: inputs(N + 1), inputPaths: ["mesh.points"], outputPaths: ["barycenter"] }), "INVALID_ARGUMENT", /inputs\.mesh\.n_points/);
+  });
+
+  it("a 422 only at a perturbed point (the runtime's own domain): FAILED_PRECONDITION naming the evaluation, not the caller's inputs", async () => {
+    // The runtime refuses points[0, 0] above its value in the request: x + h is refused, x accepted.
+    const base = meshStats();
+    const limit = inputs().mesh.points.data[0];
+    const fussy = await startFakeTesseractCore({
+      ...base,
+      apply(body) {
+        if ((body.mesh as { points: FakeArray }).points.values[0] > limit) throw new FakeValidationError(["inputs", "mesh", "points"], `Value error, points[0, 0] must be at most ${limit}`);
+        return base.apply(body);
+      },
+    });
+    const fussyServer = await startServer({ tesseract: fussy.url, port: 0, logger: silentLogger });
+    const { client: fussyClient } = await reflectedClient(fussyServer.address);
+    try {
+      const request = { inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL };
+      await clientRejects(fussyClient.jacobian(request), "FAILED_PRECONDITION", /^evaluation at mesh\.points\[0, 0\] \+ h failed: tesseract-core \(.*\) refused the inputs: inputs\.mesh\.points: Value error, points\[0, 0\] must be at most 1; the unperturbed inputs are accepted: the step left what the Tesseract accepts \(use a smaller eps, or declare the domain in bounds\)$/);
+      // Inputs refused as they are stay the caller's.
+      await clientRejects(fussyClient.jacobian({ ...request, inputs: inputs(N + 1) }), "INVALID_ARGUMENT", /inputs\.mesh\.n_points/);
+    } finally {
+      fussyClient.close();
+      await fussyServer.close();
+      await fussy.close();
+    }
   });
 
   it("the CLI's describe and apply work through reflection", async () => {

@@ -25,6 +25,9 @@ const LOOKUP_TIMEOUT_MS = 10_000;
 /** Failures of the connection itself: the runtime is not there (as opposed to a reset mid-answer). */
 const CONNECT_FAILURES = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EHOSTDOWN", "ETIMEDOUT", "ENOTFOUND", "EAI_AGAIN", "UND_ERR_CONNECT_TIMEOUT"]);
 
+/** A connection closed under a request (as opposed to one that could not be made). */
+const CLOSED_UNDER = new Set(["UND_ERR_SOCKET", "ECONNRESET", "EPIPE"]);
+
 /** A socket or undici error's code (ECONNREFUSED); not a DOMException's number (a timeout's abort is 23). */
 function errorCode(e: unknown): string | undefined {
   const code = (e as { code?: unknown })?.code ?? (e as { cause?: { code?: unknown } })?.cause?.code;
@@ -81,7 +84,21 @@ export class Replica {
     this.pool = new Pool(url.origin, { connect: address ? { lookup: pinnedLookup(address.address, address.family) } : {}, headersTimeout: 0, bodyTimeout: 0 });
   }
 
+  /**
+   * One request, and once more on a new connection when the one it went on was closed under it: a
+   * runtime that closes idle keep-alive connections (gunicorn after 2 s, a proxy) can do so as a
+   * request leaves, which then fails with no answer. Every request to a runtime is idempotent.
+   */
   async request(method: "GET" | "POST", endpoint: string, body: string | undefined, signal?: AbortSignal): Promise<ReplicaResponse> {
+    try {
+      return await this.send(method, endpoint, body, signal);
+    } catch (e) {
+      if (signal?.aborted || !CLOSED_UNDER.has(errorCode(e) ?? "")) throw e;
+      return this.send(method, endpoint, body, signal);
+    }
+  }
+
+  private async send(method: "GET" | "POST", endpoint: string, body: string | undefined, signal?: AbortSignal): Promise<ReplicaResponse> {
     const headers = body === undefined ? GET_HEADERS : endpoint === "apply" ? APPLY_HEADERS : POST_HEADERS;
     const response = await this.pool.request({ path: `${this.basePath}/${endpoint}`, method, headers, body, signal });
     const limit = endpoint === "openapi.json" ? MAX_OPENAPI_BYTES : MAX_ANSWER_BYTES;

@@ -1,5 +1,5 @@
 /** The input and output leaves a check compares: requested paths, or every differentiable one present. */
-import { invalidArgument } from "../../common/errors";
+import { Code, invalidArgument } from "../../common/errors";
 import { elementCount } from "../../common/tensor-codec";
 import type { MessageSchema, ResolvedLeaf } from "../schema/schema";
 
@@ -11,7 +11,7 @@ export interface Leaf {
 }
 
 /** `requested`'s leaves in `tree`; none requested: every differentiable leaf there, and at least one. */
-export function resolveLeaves(schema: MessageSchema, tree: unknown, requested: readonly string[] | undefined, field: string, side: "input" | "output", returnedBy?: string): ResolvedLeaf[] {
+export function resolveLeaves(schema: MessageSchema, tree: unknown, requested: readonly string[] | undefined, field: string, side: "input" | "output", returnedBy?: { by: string; code: Code }): ResolvedLeaf[] {
   const paths = requested?.length ? requested : schema.differentiablePaths(tree);
   if (paths.length === 0) {
     throw invalidArgument(`${field} is empty and the ${side}s hold no differentiable tensor; differentiable ${side} paths: ${schema.differentiablePatternNames().join(", ") || "(none)"}`);
@@ -21,5 +21,5 @@ export function resolveLeaves(schema: MessageSchema, tree: unknown, requested: r
 
 /** The output leaves of one apply result. */
 export function outputLeaves(schema: MessageSchema, outputs: unknown, requested: readonly string[] | undefined): Leaf[] {
-  return resolveLeaves(schema, outputs, requested, "output_paths", "output", "apply").map((o) => ({ path: o.path, shape: [...o.array.shape], size: elementCount(o.array.shape) }));
+  return resolveLeaves(schema, outputs, requested, "output_paths", "output", { by: "apply", code: Code.INTERNAL }).map((o) => ({ path: o.path, shape: [...o.array.shape], size: elementCount(o.array.shape) }));
 }

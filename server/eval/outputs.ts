@@ -26,6 +26,8 @@ export class OutputSelector {
     private readonly schema: MessageSchema,
     private readonly requested: readonly string[],
     private readonly field: string,
+    /** The code of outputs that break the schema: INTERNAL for a Tesseract served here, UNKNOWN for a remote runtime's answers. */
+    private readonly faultCode: Code = Code.INTERNAL,
   ) {
     schema.checkDifferentiable(requested, field, "output");
   }
@@ -100,7 +102,7 @@ export class OutputSelector {
   private resolve(outputTree: unknown): Resolved[] {
     if (!this.resolved) {
       this.schema.checkDeclared(outputTree);
-      const leaves = this.schema.resolveDifferentiable(outputTree, this.requested, this.field, "output", "apply");
+      const leaves = this.schema.resolveDifferentiable(outputTree, this.requested, this.field, "output", { by: "apply", code: this.faultCode });
       this.resolved = leaves.map((leaf) => ({
         info: { path: leaf.path, shape: [...leaf.array.shape], datatype: dataTypeOfArray(leaf.array.data) },
         steps: leaf.segments.map(stepOf),
@@ -114,11 +116,11 @@ export class OutputSelector {
   private leaf(outputTree: unknown, o: number): NdArray {
     const { info, steps } = this.resolved![o];
     const leaf = leafAt(outputTree, steps);
-    if (!isNdArray(leaf)) throw new TesseractError(Code.INTERNAL, `apply returned no tensor at output ${info.path}`);
+    if (!isNdArray(leaf)) throw new TesseractError(this.faultCode, `apply returned no tensor at output ${info.path}`);
     const shape = (leaf as NdArray).shape;
     let same = shape.length === info.shape.length;
     for (let d = 0; same && d < shape.length; d++) same = shape[d] === info.shape[d];
-    if (!same) throw new TesseractError(Code.INTERNAL, `apply returned output ${info.path} with shape [${shape.join(", ")}], earlier [${info.shape.join(", ")}]`);
+    if (!same) throw new TesseractError(this.faultCode, `apply returned output ${info.path} with shape [${shape.join(", ")}], earlier [${info.shape.join(", ")}]`);
     return leaf as NdArray;
   }
 }

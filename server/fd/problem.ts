@@ -35,7 +35,7 @@ export class Problem {
 
   /** f(x) at the unperturbed inputs, evaluated once and shared (never to be written to). */
   base(): Promise<Float64Array[]> {
-    this.baseOutputs ??= this.evaluate([], () => "the unperturbed inputs");
+    this.baseOutputs ??= this.evaluate([], () => UNPERTURBED);
     return this.baseOutputs;
   }
 
@@ -123,7 +123,7 @@ export class Problem {
     try {
       return await this.evaluator.evaluate(perturbation);
     } catch (e) {
-      throw this.failure(e, what);
+      throw await this.failure(e, what);
     }
   }
 
@@ -170,7 +170,7 @@ export class Problem {
     try {
       return await this.evaluator.differences(pairs);
     } catch (e) {
-      throw e instanceof FailedPair ? this.failure(e.error, () => what(e.pair, e.side)) : this.failure(e, () => what(0, 0));
+      throw await (e instanceof FailedPair ? this.failure(e.error, () => what(e.pair, e.side)) : this.failure(e, () => what(0, 0)));
     }
   }
 
@@ -188,12 +188,37 @@ export class Problem {
     this.signal?.throwIfAborted();
   }
 
-  /** An evaluation's failure as the request reports it: naming the evaluation, with its code. */
-  private failure(e: unknown, what: () => string): unknown {
-    if (isTesseractError(e) && e.code === Code.INVALID_ARGUMENT) return e; // the request, not the point
+  /**
+   * An evaluation's failure as the request reports it: naming the evaluation, with its code. Inputs
+   * refused at a point (INVALID_ARGUMENT) are the request's when the unperturbed inputs are refused
+   * too (f(x) is evaluated to tell, and shared as `base` always is); when those are accepted, the
+   * step took them where the Tesseract refuses them (a tesseract-core runtime validates every
+   * evaluation): FAILED_PRECONDITION naming the point, as a step out of a declared domain is.
+   */
+  private async failure(e: unknown, what: () => string): Promise<unknown> {
+    if (isTesseractError(e) && e.code === Code.INVALID_ARGUMENT) {
+      const point = what();
+      if (point === UNPERTURBED || requestRefusals.has(e) || this.signal?.aborted) return e;
+      // The unperturbed inputs' own refusal, when they have one, says what is wrong with the request.
+      const refusal = await this.base().then(() => undefined, (r: unknown) => r);
+      if (refusal !== undefined) return isTesseractError(refusal) && refusal.code === Code.INVALID_ARGUMENT ? refusal : e;
+      return new TesseractError(Code.FAILED_PRECONDITION, `evaluation at ${point} failed: ${e.message}; the unperturbed inputs are accepted: the step left what the Tesseract accepts (use a smaller eps, or declare the domain in bounds)`, { cause: e });
+    }
     if (this.signal?.aborted) return this.signal.reason;
     const code = isTesseractError(e) ? e.code : Code.UNKNOWN;
     const message = e instanceof Error ? e.message : String(e);
     return new TesseractError(code, `evaluation at ${what()} failed: ${message}`, { cause: e });
   }
 }
+
+/** Refusals the engine makes of the request while evaluating (a cotangent that does not fit the outputs): never a point's. */
+const requestRefusals = new WeakSet<object>();
+
+/** Marks `e` as a refusal of the request itself, not of the point being evaluated (Problem's `failure`). */
+export function ofTheRequest<E>(e: E): E {
+  if (typeof e === "object" && e !== null) requestRefusals.add(e);
+  return e;
+}
+
+/** How f(x)'s evaluation is named in messages. */
+const UNPERTURBED = "the unperturbed inputs";

@@ -20,7 +20,7 @@ import type { Evaluator, OutputInfo, Perturbation } from "../eval/evaluator";
 import { binaryScale, checkFinite } from "./finite";
 import type { ResolvedOptions } from "./options";
 import { elementName } from "../eval/input-leaf";
-import { Problem, unitRoundoff } from "./problem";
+import { ofTheRequest, Problem, unitRoundoff } from "./problem";
 import { rows } from "./rows";
 import { planRows } from "./columns";
 import type { SparsityPlan } from "./sparsity-plan";
@@ -85,8 +85,19 @@ class ContractedEvaluator implements Evaluator {
   }
 }
 
-/** The cotangent for each output, in output order; every output needs one of its exact shape. */
+/**
+ * The cotangent for each output, in output order; every output needs one of its exact shape. Its
+ * refusals are the request's wherever they are found (during an evaluation too: ofTheRequest).
+ */
 function matchCotangent(outputs: OutputInfo[], cotangent: readonly Cotangent[], field: string): Float64Array[] {
+  try {
+    return matchedCotangent(outputs, cotangent, field);
+  } catch (e) {
+    throw ofTheRequest(e);
+  }
+}
+
+function matchedCotangent(outputs: OutputInfo[], cotangent: readonly Cotangent[], field: string): Float64Array[] {
   const byPath = new Map(cotangent.map((c) => [c.path, c]));
   for (const c of cotangent) {
     if (!outputs.some((o) => o.path === c.path)) {

@@ -174,10 +174,10 @@ export class MessageSchema {
    * Resolves the paths a request names against a tree: each must be a differentiable Tensor leaf
    * that exists. Patterns expand to every matching leaf; a leaf named twice is an error. A tree
    * `returnedBy` the Tesseract (its apply's outputs) that holds something else than a floating-point
-   * tensor at a differentiable path is the Tesseract's mistake (INTERNAL), not the request's: its
-   * quotients of integers would be rounding jumps over 2h.
+   * tensor at a differentiable path is the Tesseract's mistake (its code: INTERNAL, or UNKNOWN for a
+   * remote runtime), not the request's: its quotients of integers would be rounding jumps over 2h.
    */
-  resolveDifferentiable(tree: unknown, requested: readonly string[], field: string, side: string, returnedBy?: string): ResolvedLeaf[] {
+  resolveDifferentiable(tree: unknown, requested: readonly string[], field: string, side: string, returnedBy?: { by: string; code: Code }): ResolvedLeaf[] {
     const patterns = this.checkDifferentiable(requested, field, side, tree);
     const available = () => listed(this.differentiablePaths(tree));
     const seen = new Set<string>();
@@ -193,14 +193,14 @@ export class MessageSchema {
         seen.add(name);
         const leaf = getAtPath(tree, segs);
         if (returnedBy && !isNdArray(leaf)) {
-          throw new TesseractError(Code.INTERNAL, `${returnedBy} returned ${leaf === null ? "null" : Array.isArray(leaf) ? "an array" : typeof leaf} at ${side} ${name}, a differentiable tensor field: expected an ndarray`);
+          throw new TesseractError(returnedBy.code, `${returnedBy.by} returned ${leaf === null ? "null" : Array.isArray(leaf) ? "an array" : typeof leaf} at ${side} ${name}, a differentiable tensor field: expected an ndarray`);
         }
         if (!isNdArray(leaf)) {
           throw invalidArgument(`${field}: ${side} path ${quote(name)} holds no tensor; differentiable ${side} paths: ${available()}`);
         }
         const datatype = dataTypeOfArray((leaf as NdArray<TypedArray>).data);
         if (returnedBy && !isFloatingPoint(datatype)) {
-          throw new TesseractError(Code.INTERNAL, `${returnedBy} returned ${side} ${name} as ${dataTypeName(datatype)}, at a differentiable path: expected DATA_TYPE_FP32 or DATA_TYPE_FP64 (finite differences of integers are rounding jumps)`);
+          throw new TesseractError(returnedBy.code, `${returnedBy.by} returned ${side} ${name} as ${dataTypeName(datatype)}, at a differentiable path: expected DATA_TYPE_FP32 or DATA_TYPE_FP64 (finite differences of integers are rounding jumps)`);
         }
         resolved.push({ path: name, segments: segs, array: leaf as NdArray<TypedArray> });
       }

@@ -1,0 +1,84 @@
+/**
+ * The bridge's connections to a tesseract-core runtime: a keep-alive connection the runtime closes
+ * as a request goes out on it (gunicorn closes idle ones after 2 s) fails that request with no
+ * answer; it is sent once more on a new connection. A plain TCP server speaking just enough HTTP/1.1
+ * plays the runtime, so the close can be made to meet the request every time.
+ */
+import { strict as assert } from "node:assert";
+import { once } from "node:events";
+import * as net from "node:net";
+import { Replica } from "../server/bridge/runtime-replicas";
+
+/** Answers the first request of each connection (keep-alive); closes the connection on the second, unanswered. */
+async function closingServer(): Promise<{ url: URL; connections: () => number; requests: () => number; close: () => Promise<void> }> {
+  let connections = 0;
+  let requests = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    connections++;
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    let seen = 0;
+    let buffered = "";
+    socket.on("data", (chunk) => {
+      buffered += chunk.toString("latin1");
+      // Requests here are small: headers and a Content-Length body in one or two chunks.
+      for (let end = buffered.indexOf("\r\n\r\n"); end >= 0; end = buffered.indexOf("\r\n\r\n")) {
+        const length = Number(/content-length: *(\d+)/i.exec(buffered.slice(0, end))?.[1] ?? 0);
+        if (buffered.length < end + 4 + length) return;
+        buffered = buffered.slice(end + 4 + length);
+        requests++;
+        if (++seen > 1) return void socket.destroy();
+        const body = JSON.stringify({ ok: seen });
+        socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: keep-alive\r\n\r\n${body}`);
+      }
+    });
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    url: new URL(`http://127.0.0.1:${port}`),
+    connections: () => connections,
+    requests: () => requests,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+      await once(server, "close");
+    },
+  };
+}
+
+describe("bridge connections to a tesseract-core runtime", () => {
+  it("a request on a connection the runtime closes under it goes once more on a new one (a single runtime answered UNAVAILABLE)", async () => {
+    const runtime = await closingServer();
+    const replica = new Replica(runtime.url);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const answer = await replica.request("POST", "apply", "{}");
+        assert.deepEqual([answer.status, JSON.parse(answer.text)], [200, { ok: 1 }], `request ${i}`);
+      }
+      // Request 2 at least met the first connection closing under it, and went again on a new one.
+      assert.ok(runtime.requests() > 3 && runtime.connections() >= 2, `${runtime.requests()} requests on ${runtime.connections()} connections`);
+    } finally {
+      replica.destroy();
+      await runtime.close();
+    }
+  });
+
+  it("a runtime that closes every connection under the request fails it after the one retry, saying why", async () => {
+    const server = net.createServer((socket) => socket.once("data", () => socket.destroy()));
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const replica = new Replica(new URL(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`));
+    let connections = 0;
+    server.on("connection", () => connections++);
+    try {
+      await assert.rejects(replica.request("POST", "apply", "{}"), (e: { code?: string }) => e.code === "UND_ERR_SOCKET");
+      assert.equal(connections, 2);
+    } finally {
+      replica.destroy();
+      server.close();
+    }
+  });
+});
