@@ -298,6 +298,28 @@ function gather(a: NdArray<any>, out: TypedArray, convert: (v: any) => number | 
   }
 }
 
+/**
+ * What is wrong with an ndarray a Tesseract returned, if anything: a shape that is no list of whole
+ * numbers ≥ 0, or a shape, strides and offset that reach outside its data (read there, the values
+ * were undefined, or the copy failed with V8's text).
+ */
+export function ndarrayExtentProblem(a: NdArray<any>): string | undefined {
+  const { shape, stride, offset } = a;
+  const data = a.data as { length?: unknown };
+  const show = () => `shape [${shape.join(", ")}], strides [${stride.join(", ")}] and offset ${offset}`;
+  if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) return `has shape [${shape.join(", ")}]: expected whole numbers ≥ 0`;
+  if (elementCount(shape) === 0) return undefined;
+  let [low, high] = [offset, offset];
+  shape.forEach((d, i) => {
+    const reach = (d - 1) * stride[i];
+    if (reach < 0) low += reach;
+    else high += reach;
+  });
+  const length = typeof data.length === "number" ? data.length : 0;
+  if (!(Number.isSafeInteger(low) && Number.isSafeInteger(high) && low >= 0 && high < length)) return `has ${show()}, which reach elements ${low} to ${high} of data holding ${length}`;
+  return undefined;
+}
+
 /** Whether strides are dense row-major (C order) for this shape; size-1 dimensions may have any stride. */
 export function isRowMajor(shape: readonly number[], stride: readonly number[]): boolean {
   let expected = 1;

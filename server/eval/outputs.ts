@@ -8,7 +8,7 @@ import { Code, TesseractError } from "../../common/errors";
 import type { OutputInfo } from "./evaluator";
 import type { MessageSchema } from "../schema/schema";
 import type { Segment } from "../schema/paths";
-import { dataTypeOfArray, isNdArray, isRowMajor, toFloat64 } from "../../common/tensor-codec";
+import { dataTypeOfArray, isNdArray, isRowMajor, ndarrayExtentProblem, toFloat64 } from "../../common/tensor-codec";
 import { allFinite, subtractAllFinite } from "./finite-values";
 
 /** The property keys along a resolved path: field names, map keys, array indices. */
@@ -45,7 +45,9 @@ export class OutputSelector {
     const count = this.resolve(outputTree).length;
     const selected: Float64Array[] = new Array(count);
     for (let o = 0; o < count; o++) {
-      const values = toFloat64(this.leaf(outputTree, o)); // the engine's own copy: apply may reuse or alias its arrays
+      const leaf = this.leaf(outputTree, o);
+      this.checkExtent(leaf, this.resolved![o].info.path);
+      const values = toFloat64(leaf); // the engine's own copy: apply may reuse or alias its arrays
       checkFinite(values, 0, values.length, this.resolved![o].info.path);
       selected[o] = values;
     }
@@ -79,6 +81,7 @@ export class OutputSelector {
       if (data instanceof Float64Array && isRowMajor(leaf.shape, leaf.stride)) {
         const size = leaf.size;
         const from = leaf.offset;
+        if (!(from >= 0 && from + size <= data.length)) this.checkExtent(leaf, path);
         if (subtract) subtractChecked(data, from, size, target, at, path);
         else {
           // A loop beats subarray + set (an object each) for the few values outputs often have.
@@ -88,6 +91,7 @@ export class OutputSelector {
         }
         at += size;
       } else {
+        this.checkExtent(leaf, path);
         const values = toFloat64(leaf);
         checkFinite(values, 0, values.length, path);
         if (subtract) for (let i = 0; i < values.length; i++) target[at + i] -= values[i];
@@ -110,6 +114,12 @@ export class OutputSelector {
       this.resolvedSegments = leaves.map((leaf) => leaf.segments);
     }
     return this.resolved;
+  }
+
+  /** Refuses a leaf whose shape, strides and offset reach outside its data (ndarrayExtentProblem). */
+  private checkExtent(leaf: NdArray, path: string): void {
+    const problem = ndarrayExtentProblem(leaf);
+    if (problem) throw new TesseractError(this.faultCode, `apply returned output ${path} that ${problem}`);
   }
 
   /** Output o's leaf in `outputTree`, checked against the first tree's: a tensor of the same shape. */

@@ -19,6 +19,7 @@ import {
   encodeTensor,
   isFloatingPoint,
   isNdArray,
+  ndarrayExtentProblem,
   type DecodeLimits,
   type TensorMessage,
   type TypedArray,
@@ -184,6 +185,10 @@ export class MessageSchema {
     const resolved: ResolvedLeaf[] = [];
     patterns.forEach((segments, i) => {
       const concrete = expandPattern(tree, segments);
+      // A field path (no map key or list element the caller chose) the outputs leave out: the Tesseract did not return a field it declares.
+      if (concrete.length === 0 && returnedBy && segments.every((s) => s.kind === "field")) {
+        throw new TesseractError(returnedBy.code, `${returnedBy.by} returned no ${side} ${requested[i]}, a differentiable tensor field of ${this.type.name}`);
+      }
       if (concrete.length === 0) {
         throw invalidArgument(`${field}: ${side} path ${quote(requested[i])} does not exist in the ${side}s; differentiable ${side} paths: ${available()}`);
       }
@@ -304,6 +309,8 @@ function fromTree(type: protobuf.Type, tree: unknown, prefix: string, fail: (mes
     if (isTensorField(field)) {
       convert = (v, w) => {
         if (!isNdArray(v)) throw fail(`${w}: expected an ndarray, got ${typeof v}`);
+        const problem = ndarrayExtentProblem(v);
+        if (problem) throw fail(`${w} ${problem}`);
         return encodeTensor(v);
       };
     } else if (sub instanceof protobuf.Type) {
