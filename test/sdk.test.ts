@@ -264,6 +264,10 @@ describe("SDK: TesseractClient", () => {
       ]);
       const vec = await vector.abstractEval({ a: { shape: [42], datatype: DataType.DATA_TYPE_FP32 }, b: { shape: [42], datatype: DataType.DATA_TYPE_FP32 }, normalize: false });
       assert.deepEqual(vec, [{ path: "result", shape: [42], datatype: DataType.DATA_TYPE_FP64 }]);
+      // What Apply refuses, AbstractEval refuses too (it answered [3] for these).
+      const int8 = { shape: [3], datatype: DataType.DATA_TYPE_INT8 };
+      await clientRejects(vector.abstractEval({ a: { shape: [3], datatype: DataType.DATA_TYPE_FP64 }, b: { shape: [4], datatype: DataType.DATA_TYPE_FP64 }, normalize: false }), "INVALID_ARGUMENT", /^b has shape \[4\], expected \[3\] like a$/);
+      await clientRejects(vector.abstractEval({ a: int8, b: int8, normalize: false }), "INVALID_ARGUMENT", /^a has datatype DATA_TYPE_INT8, expected DATA_TYPE_FP32 or DATA_TYPE_FP64$/);
     });
 
     it("health: SERVING for the server and the Tesseract service; NOT_FOUND for an unknown service", async () => {

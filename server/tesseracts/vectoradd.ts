@@ -70,9 +70,15 @@ export default defineTesseract<Inputs, Outputs>({
     return { result: ndarray(u, [u.length]) };
   },
 
+  // As validate checks the arrays, from their shapes and datatypes alone (Apply refused what this answered).
   abstractEval(inputs) {
-    const a = (inputs as { a?: AbstractTensor }).a;
+    const { a, b, s } = inputs as { a?: AbstractTensor; b?: AbstractTensor; s?: AbstractTensor };
     if (!a || a.shape.length !== 1) throw invalidArgument("a must be a 1-D tensor");
+    if (!b || b.shape.length !== 1 || b.shape[0] !== a.shape[0]) throw invalidArgument(`b has shape [${b?.shape.join(", ") ?? ""}], expected [${a.shape[0]}] like a`);
+    for (const [field, t] of [["a", a], ["b", b], ["s", s]] as const) {
+      if (t && !isFloatingPoint(t.datatype)) throw invalidArgument(`${field} has datatype ${dataTypeName(t.datatype)}, expected DATA_TYPE_FP32 or DATA_TYPE_FP64`);
+    }
+    if (s && s.shape.length !== 0) throw invalidArgument(`s has shape [${s.shape.join(", ")}], expected a scalar (shape [])`);
     return [{ path: "result", shape: [a.shape[0]], datatype: DataType.DATA_TYPE_FP64 }];
   },
 
