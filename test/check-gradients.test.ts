@@ -240,6 +240,7 @@ describe("CheckGradients", () => {
     await clientRejects(vector.checkGradients({ inputs, inputPaths: ["c"] }), "INVALID_ARGUMENT", /^input_paths: input path "c" does not exist; differentiable input paths: a, b, s/);
     await clientRejects(vector.checkGradients({ inputs, outputPaths: ["nope"] }), "INVALID_ARGUMENT", /^output_paths: output path "nope" is not a differentiable path/);
     await clientRejects(vector.checkGradients({ inputs, endpoints: ["hessian"] }), "INVALID_ARGUMENT", /^endpoints: unknown endpoint "hessian"; expected jacobian, jvp or vjp/);
+    await clientRejects(vector.checkGradients({ inputs, endpoints: ["jvp", "jacobian_vector_product"] }), "INVALID_ARGUMENT", /^endpoints: "jacobian_vector_product" is listed more than once \(as "jvp" before\)$/);
     await clientRejects(vector.checkGradients({ inputs, rtol: -1 }), "INVALID_ARGUMENT", /^rtol must be a non-negative finite number/);
     await clientRejects(vector.checkGradients({ inputs, options: { eps: -1 } }), "INVALID_ARGUMENT", /options\.eps must be a positive finite number/);
     await clientRejects(vector.checkGradients({ inputs, inputPaths: ["a"], options: { eps_by_path: { b: 1e-3 } } }), "INVALID_ARGUMENT", /^options\.eps_by_path has key "b", which is not an input path being checked \(a\)/);
@@ -379,6 +380,11 @@ describe("CheckGradients' modules", () => {
     ok.value(3, 3, () => "y");
     ok.endRow();
     assert.equal(ok.message("tangent"), "ok: 1 tangent, 1 value within atol + rtol·|fd|; worst at y: analytic 3, finite differences 3");
+    // Values 7 digits do not tell apart are shown with as many as do.
+    const close = new Tally(0, 0);
+    close.value(2, 2.0000000004, () => "z");
+    close.endRow();
+    assert.match(close.message("row"), /worst at z: analytic 2, finite differences 2\.0000000004$/);
   });
 
   it("report: an unusable analytic entry fails its check; a pair never tallied is reported as not checked", () => {

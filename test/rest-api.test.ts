@@ -314,6 +314,8 @@ describe("tesseract-core's REST API", () => {
     assert.equal(untyped.status, 200, await untyped.clone().text());
     const form = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: JSON.stringify({ inputs: meshInputs() }) });
     assert.deepEqual([form.status, await form.json()], [415, { detail: 'the body must be JSON: send Content-Type: application/json (got "application/x-www-form-urlencoded")' }]);
+    const plain = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": "text/plain" }, body: JSON.stringify({ inputs: meshInputs() }) });
+    assert.deepEqual([plain.status, await plain.json()], [415, { detail: 'the body must be JSON: send Content-Type: application/json (got "text/plain")' }]);
   });
 
   it("serves /openapi.json in tesseract-core's shape", async () => {

@@ -60,11 +60,13 @@ export interface CheckSettings {
 
 /** The request's endpoints, tolerances and seed, and the form of max_evals; INVALID_ARGUMENT otherwise. */
 export function checkSettings(req: CheckGradientsRequest): CheckSettings {
-  const requested = new Set<CheckEndpoint>();
+  const requested = new Map<CheckEndpoint, string>();
   for (const name of req.endpoints ?? []) {
     const endpoint = ENDPOINT_NAMES[name];
     if (!endpoint) throw invalidArgument(`endpoints: unknown endpoint "${name}"; expected jacobian, jvp or vjp (or jacobian_vector_product, vector_jacobian_product)`);
-    requested.add(endpoint);
+    // As a path listed twice is refused: the request says one thing twice, or two things meaning one.
+    if (requested.has(endpoint)) throw invalidArgument(`endpoints: "${name}" is listed more than once (as "${requested.get(endpoint)}" before)`);
+    requested.set(endpoint, name);
   }
   const endpoints = requested.size ? ENDPOINT_ORDER.filter((e) => requested.has(e)) : ENDPOINT_ORDER;
   const rtol = tolerance(req.rtol, "rtol", CHECK_DEFAULTS.rtol);

@@ -21,7 +21,14 @@ export interface GradientCheck {
   message: string;
 }
 
-const show = (x: number) => (Number.isFinite(x) ? String(Number(x.toPrecision(7))) : String(x));
+const show = (x: number, digits = 7) => (Number.isFinite(x) ? String(Number(x.toPrecision(digits))) : String(x));
+
+/** Two values to as many digits as tell them apart (7 at least): "analytic 2, finite differences 2" told nothing. */
+function showPair(a: number, b: number): [string, string] {
+  let digits = 7;
+  while (digits < 17 && a !== b && show(a, digits) === show(b, digits)) digits++;
+  return [show(a, digits), show(b, digits)];
+}
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
@@ -70,7 +77,8 @@ export class Tally {
 
   message(rowWord: string): string {
     const w = this.worst;
-    const worst = w ? `; worst at ${w.where()}: analytic ${show(w.analytic)}, finite differences ${show(w.fd)}` : "";
+    const [analytic, fd] = w ? showPair(w.analytic, w.fd) : [];
+    const worst = w ? `; worst at ${w.where()}: analytic ${analytic}, finite differences ${fd}` : "";
     if (this.failedRows === 0) return `ok: ${plural(this.rows, rowWord)}, ${plural(this.values, "value")} within atol + rtol·|fd|${worst}`;
     return `${this.failedRows} of ${plural(this.rows, rowWord)} failed (${this.failedValues} of ${plural(this.values, "value")} beyond atol ${this.atol} + rtol ${this.rtol}·|fd|)${worst}`;
   }
