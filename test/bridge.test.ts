@@ -11,6 +11,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Algorithm, type TesseractClient } from "../client";
 import { startServer, type RunningServer } from "../index";
 import { loadTesseractCore } from "../server/bridge/tesseract-core";
+import { validationDetail } from "../server/bridge/tesseract-core-client";
 import { silentLogger } from "../server/log";
 import { meshStats } from "./fixtures/tesseract-core/mesh-stats";
 import { FakeValidationError, startFakeTesseractCore, type FakeArray, type RunningFake } from "./fixtures/tesseract-core/fake-tesseract-core";
@@ -115,6 +116,14 @@ describe("tesseract-core bridge (serve http://HOST:PORT)", function () {
   it("a 422 from tesseract-core is INVALID_ARGUMENT naming the location", async () => {
     await clientRejects(client.apply(inputs(N + 1)), "INVALID_ARGUMENT", /inputs\.mesh\.n_points: .*n_points is 5 but points has 4 rows/);
     await clientRejects(client.jacobian({ inputs: inputs(N + 1), inputPaths: ["mesh.points"], outputPaths: ["barycenter"] }), "INVALID_ARGUMENT", /inputs\.mesh\.n_points/);
+  });
+
+  it("a 422's detail as the message says it: locations, at most three entries, control characters escaped, an empty one said so", () => {
+    const entry = (loc: unknown[], msg: string) => ({ type: "value_error", loc, msg });
+    assert.equal(validationDetail(JSON.stringify({ detail: [entry(["body", "inputs", "x", 3], "Value error, too big")] })), "inputs.x.[3]: Value error, too big");
+    assert.equal(validationDetail(JSON.stringify({ detail: [1, 2, 3, 4].map((i) => entry(["body", `f${i}`], "bad")) })), "f1: bad; f2: bad; f3: bad; … and 1 more");
+    assert.equal(validationDetail(JSON.stringify({ detail: [] })), "(an empty detail)");
+    assert.equal(validationDetail("\u001b[31mnot json"), "\\u001b[31mnot json");
   });
 
   it("a 422 only at a perturbed point (the runtime's own domain): FAILED_PRECONDITION naming the evaluation, not the caller's inputs", async () => {

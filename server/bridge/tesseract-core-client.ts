@@ -115,7 +115,7 @@ export class TesseractCoreClient {
       return this.outputs.decodeAny(any, "outputs");
     } catch (e) {
       const message = isTesseractError(e) || e instanceof SyntaxError ? e.message : String(e);
-      throw new TesseractError(Code.UNKNOWN, `apply on ${url} answered outputs that do not match ${this.outputs.fullName}: ${clip(message)}`, { cause: e });
+      throw new TesseractError(Code.UNKNOWN, `apply on ${url} answered outputs that do not match ${this.outputs.fullName}: ${clip(printable(message))}`, { cause: e });
     }
   }
 }
@@ -158,6 +158,7 @@ export function validationDetail(text: string): string {
     return clip(printable(text.trim()));
   }
   if (!Array.isArray(detail)) return clip(printable(typeof detail === "string" ? detail : text.trim()));
+  if (detail.length === 0) return "(an empty detail)";
   // FastAPI's loc items are strings and numbers, msg a string; anything else is shown as JSON.
   const shown = (x: unknown) => (typeof x === "string" ? x : JSON.stringify(x) ?? String(x));
   const items = detail.slice(0, 3).map((d) => {
