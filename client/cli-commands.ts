@@ -95,9 +95,19 @@ function clientOptions(flags: ClientFlags, credentials = clientCredentials(flags
   return { credentials, maxMessageBytes: flags.maxMessageBytes, token: flags.token };
 }
 
+/** A payload file's text (0: standard input); one that cannot be read is named with why. */
+function readPayloadFile(file: string | 0): string {
+  try {
+    return fs.readFileSync(file, "utf8");
+  } catch (e) {
+    const why = (e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message;
+    throw badPayload(`payload file ${file === 0 ? "(standard input)" : quote(file)} cannot be read: ${why}`);
+  }
+}
+
 /** JSON text, `@path`, or `@-` (standard input). */
 export function readPayload(text: string): Payload {
-  const source = text.startsWith("@") ? fs.readFileSync(text === "@-" ? 0 : text.slice(1), "utf8") : text;
+  const source = text.startsWith("@") ? readPayloadFile(text === "@-" ? 0 : text.slice(1)) : text;
   let payload: unknown;
   try {
     payload = JSON.parse(source);
@@ -176,17 +186,21 @@ function clientCommand(program: Command, name: string, description: string, payl
     .description(description)
     .addOption(envOption("--address <host:port>", "server to call (port 50051 when none is given)").default("127.0.0.1:50051"));
   for (const option of connectionOptions()) command.addOption(option);
+  // Commands without a payload (describe, health) print no arrays.
+  if (payloadRequired) command.addOption(new Option("--format <format>", "output arrays as nested lists or base64 objects").choices(["json", "json+base64"]).default("json"));
   command
-    .addOption(new Option("--format <format>", "output arrays as nested lists or base64 objects").choices(["json", "json+base64"]).default("json"))
     .addOption(new Option("--deadline <ms>", "give up after this many milliseconds").argParser(positiveNumber))
     .addOption(envOption("--max-message-bytes <bytes>", "largest message received or sent").default(DEFAULT_MAX_MESSAGE_BYTES).argParser(positiveNumber));
   if (payloadRequired) command.argument("<payload>", "tesseract-core JSON: text, @file or @- (stdin)");
   return command;
 }
 
-/** The finite-difference flags; --seed is the stochastic rule's unless the command says otherwise. */
-function gradientOptions(command: Command, seed = true): Command {
-  for (const option of optionFlags(seed)) command.addOption(option);
+/**
+ * The finite-difference flags; --seed is the stochastic rule's unless the command says otherwise,
+ * --sparsity-mode only where the structure is used (a Jacobian or a VJP; a JVP is one direction).
+ */
+function gradientOptions(command: Command, { seed = true, sparsity = true } = {}): Command {
+  for (const option of optionFlags(seed, sparsity)) command.addOption(option);
   return command;
 }
 
@@ -353,7 +367,7 @@ const checkGradients = (flags: CheckFlags, payload: Payload) =>
     if (!response.passed) process.exitCode = 1;
   });
 
-const describe = (flags: ClientFlags) => withPlainClient(flags, async (client) => print(describeJson(await client.describe(callOptions(flags))), flags.format));
+const describe = (flags: ClientFlags) => withPlainClient(flags, async (client) => print(describeJson(await client.describe(callOptions(flags))), "json"));
 
 const health = (flags: ClientFlags & { service: string }) =>
   withPlainClient(flags, async (client) => {
@@ -365,11 +379,11 @@ const health = (flags: ClientFlags & { service: string }) =>
 export function addClientCommands(program: Command): void {
   clientCommand(program, "apply", 'run the Tesseract: {"inputs": {...}}').action(run(apply));
   gradientOptions(clientCommand(program, "jacobian", 'Jacobian: {"inputs", "jac_inputs", "jac_outputs", "options"?, "sparsity"?}'))
-    .option("--stream", "use JacobianRows: the rows as NDJSON on stdout, as they arrive (bounded memory)")
+    .addOption(new Option("--stream", "use JacobianRows: the rows as NDJSON on stdout, as they arrive (bounded memory)").conflicts("out"))
     .option("--out <file.npy>", "stream the Jacobian into a NumPy .npy file, row by row (bounded memory); its layout on stdout")
     .option("--progress", "draw the progress bar of --stream/--out on stderr even when it is not a terminal")
     .action(run(jacobian));
-  gradientOptions(clientCommand(program, "jvp", 'Jacobian-vector product: {"inputs", "jvp_inputs", "jvp_outputs", "tangent_vector", "options"?}')).action(run(vectorProduct("jvp")));
+  gradientOptions(clientCommand(program, "jvp", 'Jacobian-vector product: {"inputs", "jvp_inputs", "jvp_outputs", "tangent_vector", "options"?}'), { sparsity: false }).action(run(vectorProduct("jvp")));
   gradientOptions(clientCommand(program, "vjp", 'vector-Jacobian product: {"inputs", "vjp_inputs", "vjp_outputs", "cotangent_vector", "options"?, "sparsity"?}')).action(run(vectorProduct("vjp")));
   gradientOptions(
     clientCommand(
@@ -381,7 +395,7 @@ export function addClientCommands(program: Command): void {
       .addOption(new Option("--atol <a>", `absolute tolerance (default ${CHECK_DEFAULTS.atol})`).argParser(positiveNumber))
       .addOption(new Option("--max-evals <n>", `bound on apply calls (default ${CHECK_DEFAULTS.maxEvals})`).argParser(positiveInteger))
       .option("--seed <seed>", `which elements are sampled (default ${CHECK_DEFAULTS.seed})`),
-    false,
+    { seed: false, sparsity: false },
   ).action(run(checkGradients));
   clientCommand(program, "describe", "name, types, differentiable paths, defaults and endpoints", false).action(run(describe));
   clientCommand(program, "health", "exit 0 when the server (or --service) is SERVING", false)

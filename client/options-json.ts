@@ -179,8 +179,10 @@ export function seedValue(value: unknown, at: string): number {
 }
 
 /** The finite-difference flags, every one overriding the payload's "options"; `--seed` only when `seed`. */
-export function optionFlags(seed: boolean): Option[] {
-  const enums = Object.entries(ENUM_OPTIONS).map(([field, { help }]) => new Option(`${flagOf(field)} <name>`, help).choices(enumNames(field)));
+export function optionFlags(seed: boolean, sparsity = true): Option[] {
+  const enums = Object.entries(ENUM_OPTIONS)
+    .filter(([field]) => sparsity || field !== "sparsity_mode")
+    .map(([field, { help }]) => new Option(`${flagOf(field)} <name>`, help).choices(enumNames(field)));
   const flags = [
     ...enums,
     new Option("--eps <h>", "step (absolute), or relative step").argParser(positiveNumber),

@@ -197,6 +197,14 @@ describe("CLI", () => {
     assert.match(notJson.stderr, /^tesseract-grpc apply: INVALID_ARGUMENT: payload is not valid JSON: /);
     const forgotAt = await cli("apply", "mesh.json", "--address", address);
     assert.match(forgotAt.stderr, /payload is not valid JSON: .* \(a file is read with @: @mesh\.json\)\n$/);
+    const missing = await cli("apply", "@no-such-mesh.json", "--address", address);
+    assert.equal(missing.stderr, 'tesseract-grpc apply: INVALID_ARGUMENT: payload file "no-such-mesh.json" cannot be read: no such file\n');
+    // Flags that cannot go together, or do nothing for a command, are not offered.
+    const both = await cli("jacobian", "{}", "--stream", "--out", "J.npy", "--address", address);
+    assert.match(both.stderr, /option '--stream' cannot be used with option '--out <file\.npy>'/);
+    for (const [command, flag] of [["check-gradients", "--sparsity-mode"], ["jvp", "--sparsity-mode"], ["health", "--format"], ["describe", "--format"]]) {
+      assert.doesNotMatch((await cli(command, "--help")).stdout, new RegExp(flag), `${command} ${flag}`);
+    }
     // The payload's field checks, before any call, print a code too.
     assert.match(unknownField.stderr, /^tesseract-grpc apply: INVALID_ARGUMENT: inputs\.mesh\.pointz: /);
     const notObject = await cli("apply", "[1]", "--address", address);
