@@ -163,8 +163,8 @@ function sparsityMessages(patterns: readonly SparsityPatternInput[] | undefined)
   );
 }
 
-/** What `jvp` takes: J·tangent, `tangent` keyed by input path (shaped like the input). */
-export interface JvpRequest<I> extends GradientRequest<I> {
+/** What `jvp` takes: J·tangent, `tangent` keyed by input path (shaped like the input); no sparsity (one direction needs none). */
+export interface JvpRequest<I> extends Omit<GradientRequest<I>, "sparsity"> {
   tangent: Record<string, NdArray<any>>;
 }
 

@@ -227,6 +227,8 @@ export async function main(): Promise<number[]> {
   new TesseractClient("x", { inputs: Inputs, outputs: Outputs, outputDatatypes: { statistics: { barycenter: "float64" }, statistic: { barycenter: "float64" } } });
   // @ts-expect-error a name that is no datatype
   new TesseractClient("x", { inputs: Inputs, outputs: Outputs, outputDatatypes: { statistics: { barycenter: "double" } } });
+  // @ts-expect-error a JVP takes no sparsity (it was accepted and dropped)
+  void client.jvp({ inputs, inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"], tangent: {}, sparsity: [] });
   // @ts-expect-error float64 values are not Float32Array
   const wrong: Float32Array = out.statistics.barycenter.data;
   return [...barycenter, first[0] ?? 0, d, v[0] ?? 0, wrong.length];
