@@ -164,7 +164,7 @@ describe("gRPC server", () => {
       await expectStatus(
         unary((cb) => c.jacobian({ inputs: meshAny(8000), jac_inputs: ["mesh.points"], jac_outputs: OUTPUTS, sparsity: [] }, cb)),
         Code.RESOURCE_EXHAUSTED,
-        /^the Jacobian has 144000 FP64 values \(1152000 bytes\), over the \d+-byte message limit; stream it row by row with JacobianRows$/,
+        /^the Jacobian has 144000 FP64 values \(1152000 bytes\), over the \d+-byte message limit; stream it row by row with the gRPC JacobianRows \(or the CLI's jacobian --stream or --out\)$/,
       );
       assert.equal(counter.calls, 0);
     } finally {
