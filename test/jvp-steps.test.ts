@@ -7,6 +7,7 @@
  */
 import { strict as assert } from "node:assert";
 import * as path from "node:path";
+import ndarray from "ndarray";
 import { loadTesseract, Algorithm } from "../index";
 import { f64 } from "./helpers";
 
@@ -34,6 +35,21 @@ describe("JVP steps along the tangent", () => {
         stats.adjusted_steps.some((s) => /^the step along the tangent: \S+ is too short for the spacing of the inputs' numbers/.test(s)),
         stats.adjusted_steps.join(" | "),
       );
+    });
+  }
+
+  for (const [algorithm, bound] of [[Algorithm.ALGORITHM_CENTRAL, 5e-8], [Algorithm.ALGORITHM_RICHARDSON, 1e-10]] as const) {
+    it(`${Algorithm[algorithm]}: a tangent on an FP64 and an FP32 input — the FP64 input's outputs keep their accuracy (they lost six orders to the FP32 input's rounding)`, async () => {
+      // f depends on x (FP64) alone, g on blocks[0].w (FP32) alone: g = Σ w² + e^y.
+      const [x, w, vx, vw] = [[0.3, 0.7, 1.1], Float32Array.of(0.3, 0.6), [1, -0.5, 0.25], [0.7, -1.3]];
+      const mixed = { x: f64(x), y: f64([0.5], []), params: {}, blocks: [{ w: ndarray(w, [2]) }], mode: "" };
+      const { result } = await runtime.jvp({ inputs: mixed, inputPaths: ["x", "blocks.[0].w"], outputPaths: ["f", "g"], tangent: { x: f64(vx), "blocks.[0].w": f64(vw) }, options: { algorithm } });
+      x.forEach((xi, i) => {
+        const exact = (3 * xi * xi + 0.5 * Math.cos(xi)) * vx[i];
+        assert.ok(Math.abs(result.f.data[i] - exact) < bound, `(J v)_f[${i}] = ${result.f.data[i]}, expected ${exact}`);
+      });
+      // g's own: as good as FP32 inputs allow.
+      assert.ok(Math.abs(result.g.data[0] - (2 * w[0] * vw[0] + 2 * w[1] * vw[1])) < 1e-3);
     });
   }
 

@@ -167,7 +167,7 @@ export async function jvp(problem: Problem, tangent: Float64Array[], options: Re
   const nominal = steps.directional(w.map((v) => v.some((x) => x !== 0))) / Math.sqrt(ww);
   /** The step actually taken along w between two points, in units of w. */
   const taken = (a: ArrayLike<number>[], b: ArrayLike<number>[]) => {
-    const s = dot(a.map((p, l) => Float64Array.from(p, (x, j) => x - b[l][j])), w) / ww;
+    const s = stepTaken(problem, a, b, w);
     if (!Number.isFinite(s)) throw invalidArgument(`the step along the tangent (length ${nominal * Math.sqrt(ww)}, ${steps.describeStep(w.findIndex((v) => v.some((x) => x !== 0)))}) is too long for FP64: <x+ - x-, v> is not finite; use a smaller eps`);
     return s;
   };
@@ -191,6 +191,32 @@ export async function jvp(problem: Problem, tangent: Float64Array[], options: Re
     });
   const weights = multiples.length > 1 ? EXTRAPOLATION_WEIGHTS : 1;
   return { values: scaled(result.values, "the JVP"), errors: result.errors && scaled(result.errors, "the JVP's error estimate"), stray: stray.map((d) => d.map((x) => x * scale * weights)) };
+}
+
+/**
+ * The step s along w that the points a - b took, fitted by least squares with each element weighted
+ * by its precision (1 / its rounding², the spacing of its numbers at the points): elements that
+ * round coarsely say little of s. Unweighted, an FP32 leaf's rounding set the s every output is
+ * divided by, and outputs of the FP64 leaves alone lost six orders of accuracy (a JVP along x FP64
+ * and b FP32: 9.6e-4 against 2.1e-9 along x alone).
+ */
+function stepTaken(problem: Problem, a: ArrayLike<number>[], b: ArrayLike<number>[], w: Float64Array[]): number {
+  const rounding = (l: number, j: number) => (problem.leaves[l].fp32 ? 2 ** -23 : 2 ** -52) * Math.max(Math.abs(a[l][j]), Math.abs(b[l][j]), Number.MIN_VALUE * 2 ** 52);
+  // Weights relative to the coarsest rounding (so none overflows), capped where roundings differ beyond reason.
+  let coarsest = 0;
+  for (let l = 0; l < w.length; l++) for (let j = 0; j < w[l].length; j++) if (w[l][j] !== 0) coarsest = Math.max(coarsest, rounding(l, j));
+  let along = 0;
+  let norm = 0;
+  for (let l = 0; l < w.length; l++) {
+    for (let j = 0; j < w[l].length; j++) {
+      if (w[l][j] === 0) continue;
+      const ratio = coarsest / rounding(l, j);
+      const weight = w[l][j] * Math.min(ratio * ratio, 2 ** 600);
+      along += weight * (a[l][j] - b[l][j]);
+      norm += weight * w[l][j];
+    }
+  }
+  return along / norm;
 }
 
 /** Raises `stray` to how far the points a - b, over the step s taken between them, are from w, per element. */
