@@ -68,7 +68,8 @@ async function fetchOpenApi(replicas: RuntimeReplicas): Promise<{ url: string; d
     if (nestedDeeper(doc)) throw new Error(`${url}/openapi.json is nested more than ${MAX_DEPTH} deep; expected a tesseract-core runtime's OpenAPI document`);
     return { url, doc };
   }
-  throw new Error(`no tesseract-core runtime answered GET /openapi.json within ${OPENAPI_TIMEOUT_MS / 1000} s (${failures.join("; ")})`);
+  // Why each failed (ECONNREFUSED is not a slow runtime): the time each is given comes last.
+  throw new Error(`no tesseract-core runtime answered GET /openapi.json (${failures.join("; ")}; each is given ${OPENAPI_TIMEOUT_MS / 1000} s)`);
 }
 
 export interface TesseractCoreOptions {
