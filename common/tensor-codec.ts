@@ -212,9 +212,11 @@ export function isFloatingPoint(dt: DataType): boolean {
   return dt === DataType.DATA_TYPE_FP32 || dt === DataType.DATA_TYPE_FP64;
 }
 
-function checkDataType(datatype: number, field: string): TypedArrayCtor {
-  const ctor = TYPES.get(datatype);
-  if (!ctor) throw invalidArgument(`${field}: unsupported datatype ${dataTypeName(datatype)}, expected ${SUPPORTED}`);
+function checkDataType(datatype: number | undefined, field: string): TypedArrayCtor {
+  // Unset (a map entry without its value, a tensor never given one) reads as protobuf's default.
+  const ctor = TYPES.get(datatype ?? DataType.DATA_TYPE_UNSPECIFIED);
+  if (!ctor && !datatype) throw invalidArgument(`${field}: no datatype (DATA_TYPE_UNSPECIFIED): expected ${SUPPORTED}`);
+  if (!ctor) throw invalidArgument(`${field}: unsupported datatype ${dataTypeName(datatype!)}, expected ${SUPPORTED}`);
   return ctor;
 }
 

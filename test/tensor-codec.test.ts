@@ -325,7 +325,9 @@ describe("tensor codec", () => {
     });
 
     it("unsupported datatypes", () => {
-      rejects(() => decodeTensor({ datatype: 0, shape: [1], data: new Uint8Array(8) }, "mesh.points"), /^mesh\.points: unsupported datatype DATA_TYPE_UNSPECIFIED, expected one of DATA_TYPE_BOOL \(1\) to DATA_TYPE_FP64 \(11\)$/);
+      rejects(() => decodeTensor({ datatype: 0, shape: [1], data: new Uint8Array(8) }, "mesh.points"), /^mesh\.points: no datatype \(DATA_TYPE_UNSPECIFIED\): expected one of DATA_TYPE_BOOL \(1\) to DATA_TYPE_FP64 \(11\)$/);
+      // A tensor never given a datatype (a map entry without its value): the same, not "unknown datatype undefined".
+      rejects(() => decodeTensor({ shape: [1], data: new Uint8Array(8) } as never, "tangent_vector.{x}"), /^tangent_vector\.\{x\}: no datatype \(DATA_TYPE_UNSPECIFIED\): expected one of/);
       rejects(() => decodeTensor({ datatype: 42, shape: [1], data: new Uint8Array(8) }, "x"), /^x: unsupported datatype unknown datatype 42, expected/);
       rejects(() => decodeAbstractTensor({ datatype: -1, shape: [1], data: new Uint8Array(0) }, "y"), /^y: .*unknown datatype -1/);
       assert.throws(() => encodeTensor(ndarray(new Float64Array(1)), D.DATA_TYPE_UNSPECIFIED), TypeError);
