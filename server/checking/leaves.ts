@@ -1,7 +1,7 @@
 /** The input and output leaves a check compares: requested paths, or every differentiable one present. */
 import { Code, invalidArgument } from "../../common/errors";
 import { elementCount } from "../../common/tensor-codec";
-import type { MessageSchema, ResolvedLeaf } from "../schema/schema";
+import type { MessageSchema, ResolvedLeaf, ReturnedBy } from "../schema/schema";
 
 /** An input or output tensor by its concrete path. */
 export interface Leaf {
@@ -11,7 +11,7 @@ export interface Leaf {
 }
 
 /** `requested`'s leaves in `tree`; none requested: every differentiable leaf there, and at least one. */
-export function resolveLeaves(schema: MessageSchema, tree: unknown, requested: readonly string[] | undefined, field: string, side: "input" | "output", returnedBy?: { by: string; code: Code }): ResolvedLeaf[] {
+export function resolveLeaves(schema: MessageSchema, tree: unknown, requested: readonly string[] | undefined, field: string, side: "input" | "output", returnedBy?: ReturnedBy): ResolvedLeaf[] {
   const paths = requested?.length ? requested : schema.differentiablePaths(tree);
   if (paths.length === 0) {
     throw invalidArgument(`${field} is empty and the ${side}s hold no differentiable tensor; differentiable ${side} paths: ${schema.differentiablePatternNames().join(", ") || "(none)"}`);

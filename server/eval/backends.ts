@@ -13,7 +13,6 @@
  * Evaluations at the unperturbed inputs are reused across requests on the same inputs
  * (evaluation-cache.ts), unless the Tesseract says it is not deterministic or `cacheBytes` is 0.
  */
-import { MAX_TIMER_MS } from "../../common/transport-defaults";
 import type * as grpc from "@grpc/grpc-js";
 import { setMaxListeners } from "node:events";
 import { createHash } from "node:crypto";
@@ -21,7 +20,7 @@ import { availableParallelism } from "node:os";
 import { OutputSelector } from "./outputs";
 import type { AnyMessage, TesseractSchema } from "../schema/schema";
 import type { InputLeaf } from "./input-leaf";
-import { DEFAULT_MAX_MESSAGE_BYTES } from "../../common/transport-defaults";
+import { DEFAULT_MAX_MESSAGE_BYTES, MAX_TIMER_MS } from "../../common/transport-defaults";
 import { isNdArray, type DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { AutoEvaluator, PoolCorrection, REMEASURE_EVERY, type InlineCosts } from "./auto";

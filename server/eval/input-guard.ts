@@ -12,7 +12,8 @@ import { isNdArray, type TypedArray } from "../../common/tensor-codec";
 interface Guarded {
   path: string;
   data: TypedArray;
-  before: Buffer;
+  /** A copy of `data` as the request came. */
+  before: TypedArray;
 }
 
 const bytesOf = (data: TypedArray) => Buffer.from(data.buffer, data.byteOffset, data.byteLength);
@@ -28,7 +29,7 @@ export class InputGuard {
     if (typeof value !== "object" || value === null) return;
     if (isNdArray(value)) {
       const data = value.data as TypedArray;
-      if (ArrayBuffer.isView(data)) this.leaves.push({ path, data, before: Buffer.from(bytesOf(data)) });
+      if (ArrayBuffer.isView(data)) this.leaves.push({ path, data, before: data.slice() });
       return;
     }
     if (Array.isArray(value)) value.forEach((v, i) => this.collect(v, `${path}.[${i}]`));
@@ -38,15 +39,15 @@ export class InputGuard {
   /** INTERNAL naming the first element apply changed, if any. */
   check(): void {
     for (const { path, data, before } of this.leaves) {
-      const now = bytesOf(data);
-      if (now.equals(before)) continue;
+      // Bytes, not values: NaN equals itself, and -0 differs from 0.
+      const [now, then] = [bytesOf(data), bytesOf(before)];
+      if (now.equals(then)) continue;
       let byte = 0;
-      while (now[byte] === before[byte]) byte++;
+      while (now[byte] === then[byte]) byte++;
       const element = Math.floor(byte / data.BYTES_PER_ELEMENT);
-      const was = new (data.constructor as new (buffer: ArrayBuffer) => TypedArray)(before.buffer.slice(before.byteOffset, before.byteOffset + before.byteLength) as ArrayBuffer)[element];
       throw new TesseractError(
         Code.INTERNAL,
-        `apply wrote to its inputs: ${path} element ${element} went from ${was} to ${data[element]} during the request, so later evaluations were not at the caller's inputs; an apply must not change its inputs (copy what it modifies)`,
+        `apply wrote to its inputs: ${path} element ${element} went from ${before[element]} to ${data[element]} during the request, so later evaluations were not at the caller's inputs; an apply must not change its inputs (copy what it modifies)`,
       );
     }
   }

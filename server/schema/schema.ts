@@ -178,7 +178,7 @@ export class MessageSchema {
    * tensor at a differentiable path is the Tesseract's mistake (its code: INTERNAL, or UNKNOWN for a
    * remote runtime), not the request's: its quotients of integers would be rounding jumps over 2h.
    */
-  resolveDifferentiable(tree: unknown, requested: readonly string[], field: string, side: string, returnedBy?: { by: string; code: Code }): ResolvedLeaf[] {
+  resolveDifferentiable(tree: unknown, requested: readonly string[], field: string, side: string, returnedBy?: ReturnedBy): ResolvedLeaf[] {
     const patterns = this.checkDifferentiable(requested, field, side, tree);
     const available = () => listed(this.differentiablePaths(tree));
     const seen = new Set<string>();
@@ -212,6 +212,12 @@ export class MessageSchema {
     });
     return resolved;
   }
+}
+
+/** Who made a tree (its apply), and the code of its mistakes: INTERNAL for a Tesseract served here, UNKNOWN for a remote runtime. */
+export interface ReturnedBy {
+  by: string;
+  code: Code;
 }
 
 export interface ResolvedLeaf {
