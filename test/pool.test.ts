@@ -87,6 +87,25 @@ describe("worker-thread evaluation", function () {
     assert.equal(b.stats.apply_calls, a.stats.apply_calls + 3);
   });
 
+  it("tensors inside maps (objects without a prototype) reach workers as tensors: the same Jacobians as inline (they were answered OK as zeros)", async () => {
+    const module = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
+    const [inline, pooled] = [await load(module, 0), await load(module, 2)];
+    const params = () => Object.assign(Object.create(null), { a: f64([1, 2]), ["__proto__"]: f64([3]) });
+    const request = () => ({ inputs: { x: f64([0.5, 1.5]), y: f64([0.25], []), params: params(), blocks: [], mode: "" }, inputPaths: ["x", "params.{a}", "params.{__proto__}"], outputPaths: ["named.{a}", "named.{__proto__}", "f"] });
+    const [a, b] = [await inline.jacobian(request()), await pooled.jacobian(request())];
+    assert.deepEqual(b.entries, a.entries);
+    // named{k} = params{k}² Σx: d named{a} / d x = params{a}² = [1, 4] in each column.
+    const block = b.entries.find((e) => e.outputPath === "named.{a}" && e.inputPath === "x")!;
+    assert.deepEqual(Array.from(block.values).map((v) => +v.toFixed(6)), [1, 1, 4, 4]);
+    // Rows come in any order: keyed by input element.
+    const rows = async (runtime: typeof inline) => {
+      const got: Record<string, number[]> = {};
+      for await (const row of runtime.jacobianRows(request()).rows) got[`${row.inputPath}[${row.inputIndex}]`] = row.values.flatMap((v) => Array.from(v));
+      return got;
+    };
+    assert.deepEqual(await rows(pooled), await rows(inline));
+  });
+
   it("an apply that writes to its inputs: the request is INTERNAL naming the element, inline and in workers, for every gradient (the Jacobian was answered OK, wrong)", async () => {
     const module = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
     const request = { inputs: { x: f64([1, 2]), y: f64([0.5], []), params: {}, blocks: [], mode: "mutate" }, inputPaths: ["x"], outputPaths: ["f"] };

@@ -7,6 +7,8 @@ import ndarray from "ndarray";
 import { arrayClass, elementCount, encodeTensor, isNdArray, type TypedArray } from "../../common/tensor-codec";
 
 const SHARED = "__sharedTensor";
+/** A decoded map (an object without a prototype, so that any key is data): structured clone gives it one, and its tensors were left unshared. */
+const MAP = "__sharedMap";
 
 interface SharedLeaf {
   [SHARED]: true;
@@ -19,8 +21,12 @@ function mapTree(tree: unknown, leaf: (value: unknown) => unknown): unknown {
   const mapped = leaf(tree);
   if (mapped !== tree) return mapped;
   if (Array.isArray(tree)) return tree.map((v) => mapTree(v, leaf));
-  if (tree !== null && typeof tree === "object" && Object.getPrototypeOf(tree) === Object.prototype) {
-    return Object.fromEntries(Object.entries(tree).map(([k, v]) => [k, mapTree(v, leaf)]));
+  if (tree !== null && typeof tree === "object") {
+    const prototype = Object.getPrototypeOf(tree);
+    const entries = () => Object.entries(tree).map(([k, v]): [string, unknown] => [k, mapTree(v, leaf)]);
+    if (prototype === Object.prototype) return Object.fromEntries(entries());
+    // A map crosses as its entries, marked, and comes back without a prototype.
+    if (prototype === null) return { [MAP]: entries() };
   }
   return tree;
 }
@@ -36,9 +42,12 @@ export function shareTree(tree: unknown): unknown {
   });
 }
 
-/** The tree again, with ndarrays viewing the shared memory (no copy). */
+/** The tree again, with ndarrays viewing the shared memory (no copy) and maps without a prototype. */
 export function reviveTree(tree: unknown): unknown {
   return mapTree(tree, (value) => {
+    if (value !== null && typeof value === "object" && MAP in value) {
+      return Object.assign(Object.create(null), Object.fromEntries((value[MAP] as [string, unknown][]).map(([k, v]) => [k, reviveTree(v)])));
+    }
     if (value === null || typeof value !== "object" || !(SHARED in value)) return value;
     const leaf = value as SharedLeaf;
     const count = elementCount(leaf.shape);
