@@ -121,6 +121,10 @@ describe("worker-thread evaluation", function () {
         for await (const _ of runtime.jacobianRows(fresh()).batches);
       };
       await rejects(drain(), Code.INTERNAL, message);
+      // Whatever it writes: an object replaced, a list grown, a scalar field changed.
+      for (const [mode, what] of [["replace", "y was replaced"], ["append", "blocks had \\d+ entries and came to \\d+"], ["rename", "mode went from rename to renamed"]]) {
+        await rejects(runtime.jacobian({ ...fresh(), inputs: { ...fresh().inputs, mode } }), Code.INTERNAL, new RegExp(`apply wrote to its inputs: ${what} during the request`));
+      }
       // The same Tesseract, not writing: answered.
       assert.equal((await runtime.jacobian({ ...fresh(), inputs: { ...fresh().inputs, mode: "" } })).entries[0].values.length, 4);
     }

@@ -16,10 +16,34 @@ interface Guarded {
   before: TypedArray;
 }
 
+/** An object, list or ndarray of the tree and what it held: its keys with their values (other objects by identity). */
+interface Node {
+  path: string;
+  node: object;
+  entries: [string, unknown][];
+}
+
+/** What of an ndarray besides its values apply could change: which array it views, and how. */
+const ndarrayView = (a: { data: unknown; shape: unknown; stride: unknown; offset: unknown }): [string, unknown][] => [
+  ["data", a.data],
+  ["shape", String(a.shape)],
+  ["stride", String(a.stride)],
+  ["offset", a.offset],
+];
+
 const bytesOf = (data: TypedArray) => Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+
+const isObject = (value: unknown) => value !== null && typeof value === "object";
+
+/** How a value of the tree changed: replaced (an object), or from one value to another. */
+function change(where: string, before: unknown, after: unknown): string {
+  if (isObject(before) || isObject(after)) return `${where} was ${after === undefined ? "removed" : "replaced"}`;
+  return `${where} went from ${String(before)} to ${String(after)}`;
+}
 
 export class InputGuard {
   private readonly leaves: Guarded[] = [];
+  private readonly nodes: Node[] = [];
 
   constructor(inputs: unknown) {
     this.collect(inputs, "");
@@ -29,15 +53,24 @@ export class InputGuard {
     if (typeof value !== "object" || value === null) return;
     if (isNdArray(value)) {
       const data = value.data as TypedArray;
+      this.nodes.push({ path, node: value, entries: ndarrayView(value) });
       if (ArrayBuffer.isView(data)) this.leaves.push({ path, data, before: data.slice() });
       return;
     }
+    this.nodes.push({ path, node: value, entries: Object.entries(value) });
     if (Array.isArray(value)) value.forEach((v, i) => this.collect(v, `${path}.[${i}]`));
     else for (const [key, v] of Object.entries(value)) this.collect(v, path ? `${path}.${key}` : key);
   }
 
-  /** INTERNAL naming the first element apply changed, if any. */
+  /** INTERNAL naming the first thing apply changed, if any: a value, an element, an object replaced, an entry added or removed. */
   check(): void {
+    for (const { path, node, entries } of this.nodes) {
+      const now = isNdArray(node) ? ndarrayView(node) : Object.entries(node);
+      const where = (key: string) => (isNdArray(node) ? `${path}'s ${key}` : path ? `${path}.${key}` : key);
+      const changed = entries.find(([key, value], i) => now[i]?.[0] !== key || !Object.is(now[i][1], value));
+      if (changed) throw wrote(change(where(changed[0]), changed[1], (node as Record<string, unknown>)[changed[0]]));
+      if (now.length !== entries.length) throw wrote(`${path || "the inputs"} had ${entries.length} entries and came to ${now.length}`);
+    }
     for (const { path, data, before } of this.leaves) {
       // Bytes, not values: NaN equals itself, and -0 differs from 0.
       const [now, then] = [bytesOf(data), bytesOf(before)];
@@ -45,10 +78,11 @@ export class InputGuard {
       let byte = 0;
       while (now[byte] === then[byte]) byte++;
       const element = Math.floor(byte / data.BYTES_PER_ELEMENT);
-      throw new TesseractError(
-        Code.INTERNAL,
-        `apply wrote to its inputs: ${path} element ${element} went from ${before[element]} to ${data[element]} during the request, so later evaluations were not at the caller's inputs; an apply must not change its inputs (copy what it modifies)`,
-      );
+      throw wrote(`${path} element ${element} went from ${before[element]} to ${data[element]}`);
     }
   }
+}
+
+function wrote(what: string): TesseractError {
+  return new TesseractError(Code.INTERNAL, `apply wrote to its inputs: ${what} during the request, so later evaluations were not at the caller's inputs; an apply must not change its inputs (copy what it modifies)`);
 }
