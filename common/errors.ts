@@ -26,14 +26,27 @@ export enum Code {
   UNAUTHENTICATED = 16,
 }
 
+/** Marks TesseractErrors of every copy of this package (a registry symbol is the same in all). */
+const BRAND = Symbol.for("tesseract-grpc.TesseractError");
+
 export class TesseractError extends Error {
   override name = "TesseractError";
+  readonly [BRAND] = true;
   constructor(
     readonly code: Code,
     message: string,
     options?: { cause?: unknown },
   ) {
     super(message, options);
+  }
+
+  /**
+   * A Tesseract module may load its own copy of tesseract-grpc (a dependency of its project, npm
+   * link, a global CLI): its `invalidArgument(...)` is then another class's instance, which plain
+   * `instanceof` did not know, and the caller got INTERNAL. Recognised by the brand instead.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
   }
 }
 

@@ -231,10 +231,18 @@ export class TesseractRuntime {
   /** Apply calls made so far in this thread or on its behalf, by every endpoint (for metrics). */
   evaluations = 0;
 
-  /** Any -> tree, then the Tesseract's own validation. */
+  /**
+   * Any -> tree, then the Tesseract's own validation. A validate that throws something else than a
+   * TesseractError is answered as a throwing apply is (UNKNOWN with its message), not as a bug here.
+   */
   decodeInputs(any: AnyMessage | null | undefined, field = "inputs", limits = this.decodeLimits): Record<string, unknown> {
     const inputs = this.schema.inputs.decodeAny(any, field, { limits });
-    this.definition.validate?.(inputs);
+    try {
+      this.definition.validate?.(inputs);
+    } catch (e) {
+      if (isTesseractError(e)) throw e;
+      throw new TesseractError(Code.UNKNOWN, `validate failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    }
     return inputs;
   }
 

@@ -3,11 +3,14 @@
  * for every algorithm, exact evaluation counts, validation, and faults raised by apply.
  */
 import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import ndarray from "ndarray";
 import { Code } from "../index";
 import { loadTesseract } from "../index";
 import { defaultNumSamples } from "../server/fd/rows";
+import { TesseractRuntime } from "../server/runtime";
 import { Algorithm, SparsityMode } from "../index";
 import { assertClose, counted, f32, f64, maxAbsDiff, meshInputs, meshJacobian, rejects, rms } from "./helpers";
 
@@ -322,6 +325,29 @@ describe("faults raised by apply", () => {
     await rejects(Promise.resolve().then(() => runtime.encodeOutputs(short)), Code.INTERNAL, /^outputs f has shape \[2\], strides \[1\] and offset 0, which reach elements 0 to 1 of data holding 1$/);
     // A declared output left out from the first evaluation on ("drop" below x[0] = 0.99999): it blamed the caller's path.
     await rejects(runtime.jacobian({ inputs: { ...inputs("drop"), x: f64([0.5, 2]) }, inputPaths: ["x"], outputPaths: ["f"] }), Code.INTERNAL, /^evaluation at x\[0\] \+ h failed: apply returned no output f, a differentiable tensor field of Outputs$/);
+  });
+
+  it("an error of another copy of tesseract-grpc (a module's own dependency) keeps its code and message (it was INTERNAL, hidden)", async () => {
+    // The errors module loaded a second time, from elsewhere: its TesseractError is another class.
+    const copy = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "copy-")), "errors.js");
+    fs.copyFileSync(require.resolve("../common/errors"), copy);
+    const other = require(copy) as typeof import("../common/errors");
+    const base = loadTesseract(fixture);
+    const strict = new TesseractRuntime({ ...base.definition, apply: () => { throw other.invalidArgument("x: expected at most 2 elements"); } }, path.dirname(fixture));
+    await rejects(strict.jacobian({ inputs: inputs(""), inputPaths: ["x"], outputPaths: ["f"] }), Code.INVALID_ARGUMENT, /^x: expected at most 2 elements$/);
+    const failing = new TesseractRuntime({ ...base.definition, apply: () => { throw new other.TesseractError(Code.FAILED_PRECONDITION, "the solver diverged"); } }, path.dirname(fixture));
+    await rejects(failing.jacobian({ inputs: inputs(""), inputPaths: ["x"], outputPaths: ["f"] }), Code.FAILED_PRECONDITION, /^evaluation at x\[0\] \+ h failed: the solver diverged$/);
+  });
+
+  it("a validate that throws a plain Error or a string is answered as a throwing apply is: UNKNOWN with its message (it was INTERNAL, hidden)", () => {
+    const base = loadTesseract(fixture);
+    for (const thrown of [new Error("kappa must be positive"), "kappa must be positive"]) {
+      const strict = new TesseractRuntime({ ...base.definition, validate: () => { throw thrown; } }, path.dirname(fixture));
+      assert.throws(
+        () => strict.decodeInputs(strict.schema.inputs.encodeAny(inputs(""))),
+        (e: { code: number; message: string }) => e.code === Code.UNKNOWN && e.message === "validate failed: kappa must be positive",
+      );
+    }
   });
 
   it("non-finite values in unrequested outputs do not matter", async () => {
