@@ -310,6 +310,32 @@ describe("column grouping", () => {
     }
     const at = (x: number[]) => ({ inputs: { x: f64(x), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"], options: { sparsity_mode: DETECT, seed: 5 } });
 
+    it("an element near a domain bound, which the verification cannot move, is verified by its own whole column (a missed dependence passed as detected)", async () => {
+      // f_i = x_i³, and f_1 += y x_0: with y = 0 the structure recorded is diagonal; with y = 5 it misses
+      // d f_1 / d x_0, and x_0 = 1e-5 sits within a step of its lower bound 0.
+      const base = new TesseractRuntime(require(path.join(POLYNOMIAL_DIR, "polynomial.js")).default, POLYNOMIAL_DIR);
+      const definition = {
+        ...base.definition,
+        bounds: { x: { lower: 0 } },
+        apply(inputs: { x: ndarray.NdArray<Float64Array>; y: ndarray.NdArray<Float64Array> }) {
+          const x = inputs.x.data;
+          const f = x.map((v) => v ** 3);
+          f[1] += inputs.y.data[0] * x[0];
+          return { f: ndarray(f, [x.length]) };
+        },
+      };
+      for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_RICHARDSON]) {
+        const runtime = new TesseractRuntime(definition, POLYNOMIAL_DIR);
+        const at = (y: number) => ({ inputs: { x: f64([1e-5, 0.5, 2]), y: f64([y], []), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"], options: { sparsity_mode: DETECT, algorithm } });
+        assert.equal((await runtime.jacobian(at(0))).stats.sparsity_source, "");
+        const { entries, stats } = await runtime.jacobian(at(5));
+        assert.equal(stats.sparsity_source, "detected, failed verification: dense", Algorithm[algorithm]);
+        assert.ok(Math.abs(entries[0].values[1 * 3 + 0] - 5) < 1e-6, `d f_1 / d x_0 = ${entries[0].values[3]}`);
+        // The dense Jacobian recorded the coupling: the next request groups by it, and passes.
+        assert.equal((await runtime.jacobian(at(5))).stats.sparsity_source, "detected");
+      }
+    });
+
     it("the first dense Jacobian records its zeros; later ones group by them, verified by one more pair", async () => {
       const { runtime, counter } = switching();
       const first = await runtime.jacobian(at([0.5, -1, 2, 0.25, 1.5]));

@@ -85,7 +85,8 @@ function centralGroups(problem: Problem, steps: StepRule, groups: readonly Colum
       Promise.all(
         lone.map(async ([c]) => {
           const s = split([c]);
-          return row(c, s.gather(0, (await central(problem, steps, c.leaf, c.index, 1)).values), s.cells(0));
+          const full = (await central(problem, steps, c.leaf, c.index, 1)).values;
+          return { ...row(c, s.gather(0, full), s.cells(0)), unstructured: s.outside(0, full) };
         }),
       ),
     ]);
@@ -108,10 +109,16 @@ interface Splitter {
   quotient(k: number, plus: readonly Float64Array[], minus: readonly Float64Array[], step: number): Float64Array[];
   /** difference / step over column k's share (a central pair's difference, fresh arrays). */
   scaled(k: number, difference: readonly Float64Array[], step: number): Float64Array[];
+  /**
+   * Where column k's whole quotient (a lone column's: it is computed over whole outputs) is nonzero
+   * outside its cells, noted from `whole` when given, and the first note so far.
+   */
+  outside(k: number, whole?: readonly Float64Array[]): string | undefined;
 }
 
 function splitter(problem: Problem, structure: Structure, group: readonly Column[]): Splitter {
   let cells: (Uint32Array | undefined)[][] | undefined;
+  const notes: (string | undefined)[] = [];
   const cellsOf = (k: number) => {
     if (cells) return cells[k];
     // The outputs are known once the group's first evaluation returned.
@@ -139,7 +146,24 @@ function splitter(problem: Problem, structure: Structure, group: readonly Column
         for (let i = 0; i < at.length; i++) out[i] = d[at[i]] / step;
         return out;
       }),
+    outside: (k, whole) => {
+      if (whole && notes[k] === undefined) notes[k] = nonzeroOutside(problem, group[k], whole, cellsOf(k));
+      return notes[k];
+    },
   };
+}
+
+/** The first value of a column's whole quotient that its cells (ascending) leave out and that is not zero: a dependence the structure misses. */
+function nonzeroOutside(problem: Problem, column: Column, whole: readonly Float64Array[], cells: readonly (Uint32Array | undefined)[]): string | undefined {
+  for (let o = 0; o < whole.length; o++) {
+    const at = cells[o];
+    if (!at) continue;
+    for (let i = 0, k = 0; i < whole[o].length; i++) {
+      if (k < at.length && at[k] === i) k++;
+      else if (whole[o][i] !== 0) return `d ${problem.outputs![o].path}[${i}] / d ${elementName(problem.leaves[column.leaf], column.index)} is ${whole[o][i]} where the structure has no entry`;
+    }
+  }
+  return undefined;
 }
 
 function gather(values: Float64Array, cells: Uint32Array | undefined): Float64Array {
@@ -210,7 +234,11 @@ export function groupName(problem: Problem, group: readonly Column[]): string {
  * element goes through rows.ts's `central` (one-sided near a bound).
  */
 async function groupCentral(problem: Problem, steps: StepRule, group: readonly Column[], multiple: number, split: Splitter): Promise<CentralDifference[]> {
-  if (group.length === 1) return [gatherDifference(await central(problem, steps, group[0].leaf, group[0].index, multiple, true), split, 0)];
+  if (group.length === 1) {
+    const full = await central(problem, steps, group[0].leaf, group[0].index, multiple, true);
+    split.outside(0, full.values);
+    return [gatherDifference(full, split, 0)];
+  }
   const plus = groupPoints(steps, group, () => multiple);
   const minus = groupPoints(steps, group, () => -multiple);
   const m = multiple === 1 ? "" : multiple;
@@ -262,7 +290,7 @@ function extrapolatedGroups(problem: Problem, steps: StepRule, groups: readonly 
     const [sigma, base] = [await noise(), await problem.base()];
     return group.map((c, k) => {
       const { values, errors } = extrapolate(differences[k], rowNoise(s.gather(k, sigma), differences[k], s.gather(k, base)));
-      return row(c, values, s.cells(k), errors);
+      return { ...row(c, values, s.cells(k), errors), unstructured: s.outside(k) };
     });
   });
 }

@@ -31,6 +31,12 @@ export interface Row {
    * `errors[o]` hold, ascending (every other entry is structurally zero); undefined: dense.
    */
   indices?: readonly (Uint32Array | undefined)[];
+  /**
+   * A lone column's (one near a domain bound, computed over whole outputs): where it is nonzero
+   * outside the structure's cells. Verification fails on it, since its direction cannot move an
+   * element that near a bound.
+   */
+  unstructured?: string;
   /** Its values were checked finite by the pass that computed them (quotientRow): finiteRows passes it on as it is. */
   checked?: true;
   /** For a reader that has copied the values out and reads them no more: their memory may go (result-lease.ts). */
