@@ -307,7 +307,17 @@ export class TesseractRuntime {
       const why = this.prepared?.unimplemented?.AbstractEval ?? `Tesseract "${this.definition.name}" does not define abstractEval, so AbstractEval is not available`;
       throw new TesseractError(Code.UNIMPLEMENTED, why);
     }
-    return this.definition.abstractEval(abstractView(inputs), signal);
+    const answer = await withTimeout(
+      Promise.resolve()
+        .then(() => this.definition.abstractEval!(abstractView(inputs), signal))
+        .catch((e: unknown) => {
+          if (isTesseractError(e)) throw e;
+          throw new TesseractError(Code.UNKNOWN, `abstractEval failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+        }),
+      this.backends.timeoutMs,
+      "abstractEval",
+    );
+    return checkedAbstractOutputs(answer);
   }
 
   /** DescribeResponse. Defaults computed from the inputs are reported as unset. */
@@ -407,7 +417,7 @@ export class TesseractRuntime {
     // A Tesseract whose abstractEval runs elsewhere is checked after its first evaluation instead (no extra round trip).
     if (req.maxBytes !== undefined && this.definition.abstractEval && !this.remoteApply) {
       const patterns = req.outputPaths.map(parsePath);
-      const predicted = (await this.abstractEval(req.inputs)).filter((o) => patterns.some((p) => matchesPattern(parsePath(o.path), p)));
+      const predicted = (await this.abstractEval(req.inputs, req.signal)).filter((o) => patterns.some((p) => matchesPattern(parsePath(o.path), p)));
       checkJacobianSize(predicted.map((o) => o.shape), leaves.map((l) => l.size), req.maxBytes);
     }
     const plan = await planSparsity(problem, options, this.sparsitySources(req));
@@ -517,6 +527,18 @@ function declaredSparsity(definition: AnyTesseract, inputs: Record<string, unkno
     throw new TesseractError(Code.INTERNAL, `the Tesseract's sparsity declaration returned ${patterns === null ? "null" : typeof patterns}: expected a list of {output_path, input_path, output_index, input_index} patterns`);
   }
   return patterns?.length ? (patterns as SparsityPattern[]) : undefined;
+}
+
+/** What abstractEval answered, as the contract has it: a list of {path, shape, datatype}; else its author's mistake, named. */
+function checkedAbstractOutputs(answer: unknown): AbstractOutput[] {
+  const fault = (what: string) => new TesseractError(Code.INTERNAL, `abstractEval returned ${what}: expected a list of {path, shape, datatype}, one per output tensor`);
+  if (!Array.isArray(answer)) throw fault(answer === null ? "null" : typeof answer);
+  answer.forEach((o: Partial<AbstractOutput> | null, k) => {
+    if (o === null || typeof o !== "object" || typeof o.path !== "string") throw fault(`an entry without a path string at [${k}]`);
+    if (!Array.isArray(o.shape) || !o.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw fault(`${o.path} with shape ${JSON.stringify(o.shape) ?? String(o.shape)}`);
+    if (!Number.isInteger(o.datatype) || DataType[o.datatype as number] === undefined) throw fault(`${o.path} with datatype ${String(o.datatype)}`);
+  });
+  return answer as AbstractOutput[];
 }
 
 function checkFloating(field: string, key: string, array: NdArray<any>): void {

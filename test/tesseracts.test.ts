@@ -350,6 +350,22 @@ describe("faults raised by apply", () => {
     }
   });
 
+  it("abstractEval's faults are named: a throw UNKNOWN with its message, an answer of the wrong form INTERNAL, one that never settles given up on after --eval-timeout-ms", async () => {
+    const base = loadTesseract(fixture);
+    const withAbstract = (abstractEval: () => unknown, evalTimeoutMs = 0) => {
+      const runtime = new TesseractRuntime({ ...base.definition, abstractEval: abstractEval as never }, path.dirname(fixture));
+      return runtime.useEvaluation({ workers: 0, evalTimeoutMs }).then(() => runtime);
+    };
+    const abstract = { x: { shape: [2], datatype: 11 } };
+    await rejects((await withAbstract(() => { throw new Error("no shapes today"); })).abstractEval(abstract), Code.UNKNOWN, /^abstractEval failed: no shapes today$/);
+    for (const [answer, what] of [[null, "null"], [{ f: [2] }, "object"], [[{ path: "f", shape: [-1], datatype: 11 }], "f with shape \\[-1\\]"], [[{ path: "f", shape: [2] }], "f with datatype undefined"]] as const) {
+      await rejects((await withAbstract(() => answer)).abstractEval(abstract), Code.INTERNAL, new RegExp(`^abstractEval returned ${what}: expected a list of \\{path, shape, datatype\\}`));
+    }
+    // A unary Jacobian asks abstractEval for its size: it hung there with no deadline.
+    const stalled = await withAbstract(() => new Promise(() => {}), 100);
+    await rejects(stalled.jacobian({ inputs: inputs(""), inputPaths: ["x"], outputPaths: ["f"], maxBytes: 1 << 20 }), Code.DEADLINE_EXCEEDED, /^abstractEval did not return within the per-evaluation timeout of 100 ms \(--eval-timeout-ms\)$/);
+  });
+
   it("non-finite values in unrequested outputs do not matter", async () => {
     const { entries } = await runtime.jacobian({ inputs: inputs("nan"), inputPaths: ["y"], outputPaths: ["g"] });
     assert.ok(maxAbsDiff(entries[0].values, [Math.exp(0.5)]) < 1e-8);

@@ -218,7 +218,7 @@ export class EvaluationBackends {
   }
 
   /** The per-evaluation timeout; one longer than a timer can wait (2^31 ms, ~24.8 days) is none, not one that fires at once. */
-  private get timeoutMs(): number {
+  get timeoutMs(): number {
     const ms = this.settings.evalTimeoutMs ?? 0;
     return ms > MAX_TIMER_MS ? 0 : ms;
   }

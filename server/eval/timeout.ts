@@ -6,16 +6,16 @@
  */
 import { Code, TesseractError } from "../../common/errors";
 
-export function evalTimeoutError(ms: number, where: string): TesseractError {
-  return new TesseractError(Code.DEADLINE_EXCEEDED, `apply did not return within the per-evaluation timeout of ${ms} ms (--eval-timeout-ms)${where}`);
+export function evalTimeoutError(ms: number, where: string, what = "apply"): TesseractError {
+  return new TesseractError(Code.DEADLINE_EXCEEDED, `${what} did not return within the per-evaluation timeout of ${ms} ms (--eval-timeout-ms)${where}`);
 }
 
-/** `work`, or DEADLINE_EXCEEDED once `ms` have passed (0: no limit). The work itself is not stopped. */
-export function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+/** `work` (of apply, or `what`), or DEADLINE_EXCEEDED once `ms` have passed (0: no limit). The work itself is not stopped. */
+export function withTimeout<T>(work: Promise<T>, ms: number, what?: string): Promise<T> {
   if (!(ms > 0)) return work;
   let timer: NodeJS.Timeout;
   const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(evalTimeoutError(ms, "")), ms);
+    timer = setTimeout(() => reject(evalTimeoutError(ms, "", what)), ms);
   });
   return Promise.race([work, expired]).finally(() => clearTimeout(timer));
 }
