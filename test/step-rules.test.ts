@@ -156,6 +156,15 @@ describe("domain bounds", () => {
     await rejects(bounded.jvp({ inputs: inputs(x), inputPaths: ["x"], outputPaths: ["f"], tangent: { x: f64([1, 0]) }, options: { eps: 1e-4 } }), Code.FAILED_PRECONDITION, /outside its domain \(0, inf\)/);
   });
 
+  it("inputs on or outside their declared domain are INVALID_ARGUMENT naming the element, for every rule (they were told to use a smaller eps)", async () => {
+    for (const x0 of [-0.5, 0]) {
+      for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD, Algorithm.ALGORITHM_ADAPTIVE]) {
+        await rejects(bounded.jacobian({ inputs: inputs([x0, 2]), inputPaths: ["x"], outputPaths: ["f"], options: { algorithm } }), Code.INVALID_ARGUMENT, new RegExp(`^x\\[0\\] is ${x0}, outside its domain \\(0, inf\\): finite differences need inputs inside it$`));
+      }
+      await rejects(bounded.jvp({ inputs: inputs([x0, 2]), inputPaths: ["x"], outputPaths: ["f"], tangent: { x: f64([1, 1]) } }), Code.INVALID_ARGUMENT, /outside its domain \(0, inf\)/);
+    }
+  });
+
   it("no room on either side is FAILED_PRECONDITION naming the element", async () => {
     const narrow = new TesseractRuntime({ ...base, bounds: { x: { lower: 0, upper: 1e-4 } }, apply: refusing }, fixtureDir);
     await rejects(narrow.jacobian({ inputs: inputs([5e-5]), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-4 } }), Code.FAILED_PRECONDITION, /^x\[0\] = 0\.00005: its domain \(0, 0\.0001\) leaves no room/);

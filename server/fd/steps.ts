@@ -119,6 +119,11 @@ export class StepRule {
       const index = leaf.data.findIndex((x) => !Number.isFinite(x));
       if (index >= 0) throw notFiniteInput(leaf, index);
     }
+    // Nor from outside its declared domain (no eps helps there: the input itself is the matter).
+    leaves.forEach((leaf, l) => {
+      const index = bounds[l] ? leaf.data.findIndex((x) => !this.contains(l, x)) : -1;
+      if (index >= 0) throw invalidArgument(`${elementName(leaf, index)} is ${leaf.data[index]}, outside its domain ${this.describeBounds(l)}: finite differences need inputs inside it`);
+    });
     this.relative = options.stepMode === "relative";
     this.eps = leaves.map((l) => options.epsByPath?.[l.path] ?? options.eps ?? defaultEps(options.algorithm, this.relative, l.fp32));
     this.epsSource = leaves.map((l) => (options.epsByPath?.[l.path] !== undefined ? `options.eps_by_path.{${l.path}}` : options.eps !== undefined ? "eps" : "the default eps"));
