@@ -246,6 +246,19 @@ describe("column grouping", () => {
       assert.deepEqual([(await silent.jacobian(detect)).stats.sparsity_source, (await silent.jacobian(detect)).stats.column_groups], ["detected", 1]);
     });
 
+    it("a refusal made against abstractEval's prediction says so (a wrong prediction was blamed on the caller alone), before any evaluation; apply's outputs then differing is INTERNAL", async () => {
+      const base = polynomial();
+      // f has x's 2 elements; abstractEval says 1.
+      const wrong = new TesseractRuntime({ ...base.definition, abstractEval: () => [{ path: "f", shape: [1], datatype: 11 }] }, POLYNOMIAL_DIR);
+      const request = { inputs: { x: f64([0.5, -1]), y: f64([0.7], []), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"] };
+      const pattern = { output_path: "f", input_path: "x", output_index: [0, 1], input_index: [0, 1] };
+      const asPredicted = / \(the output's shape as the Tesseract's abstractEval predicts it\)$/;
+      await rejects(wrong.jacobian({ ...request, sparsity: [pattern] }), Code.INVALID_ARGUMENT, /output_index\[1\] = 1 is out of range for f, which has 1 elements .*abstractEval predicts it\)$/);
+      await rejects(wrong.vjp({ ...request, sparsity: [pattern], cotangent: { f: f64([1, 1]) } }), Code.INVALID_ARGUMENT, asPredicted);
+      // A request that fits the prediction: apply's outputs differing from it are the Tesseract's mistake.
+      await rejects(wrong.jacobian({ ...request, sparsity: [{ ...pattern, output_index: [0, 0] }] }), Code.INTERNAL, /apply's outputs \(f \[2\]\) differ from those abstractEval predicted \(f: 1 element\)$/);
+    });
+
     it("a declaration that fails is INTERNAL naming it; one that does not fit is INTERNAL naming the pair", async () => {
       const base = polynomial();
       const broken = new TesseractRuntime({ ...base.definition, sparsity: () => { throw new Error("oops"); } }, POLYNOMIAL_DIR);
@@ -262,7 +275,7 @@ describe("column grouping", () => {
     const request = { inputs: meshInputs(4), inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"] };
     const pattern = (p: Partial<SparsityPattern>): SparsityPattern => ({ output_path: "statistics.barycenter", input_path: "mesh.points", output_index: [0], input_index: [0], ...p });
     const cases: [string, SparsityPattern[], RegExp][] = [
-      ["an output index out of range", [pattern({ output_index: ["3"] })], /^sparsity\[0\] \(output_path "statistics\.barycenter", input_path "mesh\.points"\): output_index\[0\] = 3 is out of range for statistics\.barycenter, which has 3 elements \(flat row-major indices 0 to 2\)$/],
+      ["an output index out of range", [pattern({ output_index: ["3"] })], /^sparsity\[0\] \(output_path "statistics\.barycenter", input_path "mesh\.points"\): output_index\[0\] = 3 is out of range for statistics\.barycenter, which has 3 elements \(flat row-major indices 0 to 2\) \(the output's shape as the Tesseract's abstractEval predicts it\)$/],
       ["an input index out of range", [pattern({ input_index: ["18446744073709551615"] })], /^sparsity\[0\] .*: input_index\[0\] = 18446744073709551615 is out of range for mesh\.points, which has 12 elements/],
       ["an output that is not requested", [pattern({ output_path: "statistics.first_point_coordinates" })], /^sparsity\[0\] \(output_path "statistics\.first_point_coordinates", input_path "mesh\.points"\): output_path is not a requested output \(statistics\.barycenter\)$/],
       ["an input that is not differentiated", [pattern({ input_path: "mesh.pointz" })], /^sparsity\[0\] .*: input_path is not a differentiated input \(mesh\.points\)$/],

@@ -103,18 +103,22 @@ export class Structure {
     const order = outputs.map((out) => {
       const o = this.outputs.findIndex((x) => x.path === out.path);
       const size = out.shape.reduce((a, b) => a * b, 1);
-      if (o < 0 || this.outputs[o].size !== size || outputs.length !== this.outputs.length) {
-        throw new TesseractError(
-          Code.INTERNAL,
-          `apply's outputs (${outputs.map((x) => `${x.path} [${x.shape.join(", ")}]`).join(", ")}) differ from those abstractEval predicted (${this.outputs.map((x) => `${x.path}: ${x.size} elements`).join(", ")})`,
-        );
-      }
+      if (o < 0 || this.outputs[o].size !== size || outputs.length !== this.outputs.length) throw predictionMissed(outputs, this.outputs);
       return o;
     });
     const structure = order.every((o, k) => o === k) ? this : new Structure(this.leaves, order.map((o) => this.outputs[o]), order.map((o) => this.blocks[o]));
     this.aligned = { paths: outputs.map((o) => o.path), structure };
     return structure;
   }
+}
+
+/** Apply's outputs are not those abstractEval predicted (the Tesseract's mistake, INTERNAL). */
+export function predictionMissed(actual: readonly { path: string; shape: readonly number[] }[], predicted: readonly Extent[]): TesseractError {
+  const elements = (n: number) => `${n} element${n === 1 ? "" : "s"}`;
+  return new TesseractError(
+    Code.INTERNAL,
+    `apply's outputs (${actual.map((x) => `${x.path} [${x.shape.join(", ")}]`).join(", ")}) differ from those abstractEval predicted (${predicted.map((x) => `${x.path}: ${elements(x.size)}`).join(", ")})`,
+  );
 }
 
 /** Who gave the patterns, for refusals: the request (INVALID_ARGUMENT) or the Tesseract (its author's mistake, INTERNAL). */

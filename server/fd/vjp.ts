@@ -23,7 +23,7 @@ import { elementName } from "../eval/input-leaf";
 import { ofTheRequest, Problem, unitRoundoff } from "./problem";
 import { rows } from "./rows";
 import { planRows } from "./columns";
-import type { SparsityPlan } from "./sparsity-plan";
+import { refusedAsPredicted, type SparsityPlan } from "./sparsity-plan";
 
 export interface Cotangent {
   path: string;
@@ -146,7 +146,7 @@ export async function vjp(
 /** The VJP from grouped sparse rows, each contracted with the cotangent as it arrives. */
 async function groupedVjp(problem: Problem, cotangent: readonly Cotangent[], options: ResolvedOptions, field: string, plan: SparsityPlan) {
   // Shapes known from planning (abstractEval) are checked before any evaluation.
-  if (plan.outputs) matchCotangent(plan.outputs.map((o) => ({ path: o.path, shape: [...o.shape], datatype: 0 })), cotangent, field);
+  if (plan.outputs) refusedAsPredicted(plan, () => matchCotangent(plan.outputs!.map((o) => ({ path: o.path, shape: [...o.shape], datatype: 0 })), cotangent, field));
   const scale = binaryScale(cotangent.map((c) => c.values)) || 1;
   const values = problem.leaves.map((leaf) => new Float64Array(leaf.size));
   let errors: Float64Array[] | undefined;
