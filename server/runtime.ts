@@ -207,6 +207,18 @@ export class TesseractRuntime {
     this.protoIncludeDirs = [moduleDir, ...(definition.protoIncludeDirs ?? []).map(resolve)];
     const root = loadRoot(this.protoFiles, this.protoIncludeDirs);
     this.schema = new TesseractSchema(root, definition.inputType, definition.outputType);
+    this.checkBounds();
+  }
+
+  /** Each `bounds` key names differentiable inputs (a misspelt one, ignored, left its domain undeclared): refused at load. */
+  private checkBounds(): void {
+    for (const key of Object.keys(this.definition.bounds ?? {})) {
+      try {
+        this.schema.inputs.checkDifferentiable([key], "bounds", "input");
+      } catch (e) {
+        throw new Error(`${this.definition.name}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
   }
 
   /** Chooses inline, worker-thread or replica evaluation for the requests to come. */
@@ -373,7 +385,7 @@ export class TesseractRuntime {
     const { definition } = this;
     return {
       request: req.sparsity,
-      declared: definition.sparsity && (() => declaredSparsity(definition, req.inputs)),
+      declared: definition.sparsity && (() => declaredSparsity(definition, this.schema, req.inputs)),
       predictedOutputs: definition.abstractEval && (() => this.predictedOutputs(req.inputs, req.outputPaths, req.signal)),
       detected: { cache: this.detectedSparsity, outputPaths: req.outputPaths },
     };
@@ -515,7 +527,7 @@ function densified(row: { values: Float64Array[]; errors?: Float64Array[]; indic
  * list: detection may then learn one). A failure other than a TesseractError, or something else
  * than a list, is its author's (INTERNAL).
  */
-function declaredSparsity(definition: AnyTesseract, inputs: Record<string, unknown>): readonly SparsityPattern[] | undefined {
+function declaredSparsity(definition: AnyTesseract, schema: TesseractSchema, inputs: Record<string, unknown>): readonly SparsityPattern[] | undefined {
   let patterns: unknown;
   try {
     patterns = definition.sparsity?.(inputs) ?? undefined;
@@ -526,6 +538,15 @@ function declaredSparsity(definition: AnyTesseract, inputs: Record<string, unkno
   if (patterns !== undefined && !Array.isArray(patterns)) {
     throw new TesseractError(Code.INTERNAL, `the Tesseract's sparsity declaration returned ${patterns === null ? "null" : typeof patterns}: expected a list of {output_path, input_path, output_index, input_index} patterns`);
   }
+  // Paths that are no differentiable path at all are misspelt (a block not requested is simply skipped).
+  (patterns as SparsityPattern[] | undefined)?.forEach((p, k) => {
+    try {
+      schema.outputs.checkDifferentiable([p.output_path], `output_path`, "output");
+      schema.inputs.checkDifferentiable([p.input_path], `input_path`, "input");
+    } catch (e) {
+      throw new TesseractError(Code.INTERNAL, `the Tesseract's sparsity declaration[${k}]: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  });
   return patterns?.length ? (patterns as SparsityPattern[]) : undefined;
 }
 

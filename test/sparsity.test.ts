@@ -263,6 +263,8 @@ describe("column grouping", () => {
       const base = polynomial();
       const broken = new TesseractRuntime({ ...base.definition, sparsity: () => { throw new Error("oops"); } }, POLYNOMIAL_DIR);
       await rejects(broken.jacobian({ inputs: inputs(), inputPaths: ["x"], outputPaths: ["f"] }), Code.INTERNAL, /^the Tesseract's sparsity declaration failed: oops$/);
+      const misspelt = new TesseractRuntime({ ...base.definition, sparsity: () => [{ ...diagonal, output_path: "ff" }] }, POLYNOMIAL_DIR);
+      await rejects(misspelt.jacobian({ inputs: inputs(), inputPaths: ["x"], outputPaths: ["f"] }), Code.INTERNAL, /^the Tesseract's sparsity declaration\[0\]: output_path: output path "ff" is not a differentiable path; differentiable output paths: f, named\.\{\}, g$/);
       const notList = new TesseractRuntime({ ...base.definition, sparsity: () => ({ output_path: "f" }) as never }, POLYNOMIAL_DIR);
       await rejects(notList.jacobian({ inputs: inputs(), inputPaths: ["x"], outputPaths: ["f"] }), Code.INTERNAL, /^the Tesseract's sparsity declaration returned object: expected a list of \{output_path, input_path, output_index, input_index\} patterns$/);
       const wrong = new TesseractRuntime({ ...base.definition, sparsity: () => [{ ...diagonal, output_index: [0, 1, 2, 4] }] }, POLYNOMIAL_DIR);

@@ -165,6 +165,11 @@ describe("domain bounds", () => {
     }
   });
 
+  it("a bounds key that names no differentiable input is refused at load (a misspelt one was ignored, the domain undeclared)", () => {
+    assert.throws(() => new TesseractRuntime({ ...base, bounds: { "params.kappa": { lower: 0 } } }, fixtureDir), /^Error: polynomial: bounds: input path "params\.kappa" is not a differentiable path; differentiable input paths: x, y, params\.\{\}, blocks\.\[\]\.w$/);
+    assert.doesNotThrow(() => new TesseractRuntime({ ...base, bounds: { "params.{kappa}": { lower: 0 }, "blocks.[].w": { upper: 1 } } }, fixtureDir));
+  });
+
   it("no room on either side is FAILED_PRECONDITION naming the element", async () => {
     const narrow = new TesseractRuntime({ ...base, bounds: { x: { lower: 0, upper: 1e-4 } }, apply: refusing }, fixtureDir);
     await rejects(narrow.jacobian({ inputs: inputs([5e-5]), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-4 } }), Code.FAILED_PRECONDITION, /^x\[0\] = 0\.00005: its domain \(0, 0\.0001\) leaves no room/);
