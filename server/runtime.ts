@@ -346,7 +346,8 @@ export class TesseractRuntime {
       differentiable_outputs: this.schema.outputs.differentiablePatternNames(),
       defaults: {
         algorithm: fixed(d.finiteDifferences?.algorithm) ?? 0,
-        eps: fixed(d.finiteDifferences?.eps) ?? DEFAULT_ABSOLUTE_EPS,
+        // An eps computed from the inputs is unset too (0), not the engine's, which it replaces.
+        eps: typeof d.finiteDifferences?.eps === "function" ? 0 : (d.finiteDifferences?.eps ?? DEFAULT_ABSOLUTE_EPS),
         num_samples: fixed(d.finiteDifferences?.numSamples),
       },
       endpoints: this.endpoints(),

@@ -165,6 +165,13 @@ describe("domain bounds", () => {
     }
   });
 
+  it("Describe's defaults leave unset what is computed from the inputs (an eps function was reported as the engine's 1e-4)", () => {
+    const computed = new TesseractRuntime({ ...base, finiteDifferences: { eps: () => 1e-6, algorithm: () => Algorithm.ALGORITHM_FORWARD } }, fixtureDir);
+    assert.deepEqual([computed.describe().defaults.eps, computed.describe().defaults.algorithm], [0, 0]);
+    const fixed = new TesseractRuntime({ ...base, finiteDifferences: { eps: 1e-6 } }, fixtureDir);
+    assert.equal(fixed.describe().defaults.eps, 1e-6);
+  });
+
   it("a bounds key that names no differentiable input is refused at load (a misspelt one was ignored, the domain undeclared)", () => {
     assert.throws(() => new TesseractRuntime({ ...base, bounds: { "params.kappa": { lower: 0 } } }, fixtureDir), /^Error: polynomial: bounds: input path "params\.kappa" is not a differentiable path; differentiable input paths: x, y, params\.\{\}, blocks\.\[\]\.w$/);
     assert.doesNotThrow(() => new TesseractRuntime({ ...base, bounds: { "params.{kappa}": { lower: 0 }, "blocks.[].w": { upper: 1 } } }, fixtureDir));
