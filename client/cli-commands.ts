@@ -234,6 +234,8 @@ function run(action: (flags: ClientFlags, payload: Payload) => Promise<void>) {
       checkPayloadKeys(command.name(), payload);
       await action(flags, payload);
     } catch (e) {
+      // The reader went away (`| head`): nothing to tell it, as other commands stop quietly then.
+      if ((e as NodeJS.ErrnoException).code === "EPIPE") return;
       process.stderr.write(`tesseract-grpc ${command.name()}: ${explainError(e, flags.address)}\n`);
       process.exitCode = 1;
     }

@@ -3,12 +3,13 @@
  * client commands against it, with tesseract-core's JSON in and out.
  */
 import { strict as assert } from "node:assert";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { once } from "node:events";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import { assertClose, CLI, serveProcess, type ServeProcess } from "./helpers";
 
@@ -100,6 +101,20 @@ describe("CLI", () => {
     const lists = await cli("jacobian", payload, "--address", address, "--eps", "1e-3", "--stream");
     const { row } = JSON.parse(lists.stdout.split("\n")[1]);
     assert.deepEqual(row.slices[0].values, [0, 1, 2].map((c) => J[c][Math.floor(row.input_index / 3)][row.input_index % 3]), "--format json: values as a list");
+  });
+
+  it("jacobian --stream into a reader that goes away after a line (| head -1): exit 0, nothing on stderr but the stats (it printed 'write EPIPE', exit 1)", async () => {
+    const many = { mesh: { ...inputs.mesh, n_points: 300, points: Array.from({ length: 300 }, (_, i) => [i, i + 1, i + 2]), num_points_per_cell: [300], cell_connectivity: { dtype: "int32", data: Array.from({ length: 300 }, (_, i) => i) } } };
+    const payload = JSON.stringify({ inputs: many, jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"], options: { sparsity_mode: "dense" } });
+    const child = spawn(process.execPath, [CLI, "jacobian", payload, "--address", address, "--stream"], { stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    const [first] = (await once(createInterface({ input: child.stdout! }), "line")) as [string];
+    assert.ok(JSON.parse(first).header);
+    child.stdout!.destroy();
+    const [code] = (await once(child, "exit")) as [number];
+    assert.equal(code, 0, stderr);
+    assert.doesNotMatch(stderr, /EPIPE|tesseract-grpc jacobian:/);
   });
 
   it("jacobian with meshstats' declared structure: 2 evaluations per group, the groups on stderr, sparse rows with --stream", async () => {
