@@ -14,7 +14,7 @@ import { loadTesseractCore } from "../server/bridge/tesseract-core";
 import { validationDetail } from "../server/bridge/tesseract-core-client";
 import { silentLogger } from "../server/log";
 import { meshStats } from "./fixtures/tesseract-core/mesh-stats";
-import { FakeValidationError, startFakeTesseractCore, type FakeArray, type RunningFake } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { FakeHttpStatus, FakeValidationError, startFakeTesseractCore, type FakeArray, type RunningFake } from "./fixtures/tesseract-core/fake-tesseract-core";
 import { abortedRequests, barycenter, meshStatsInputs, N, reflectedClient, SCALE } from "./fixtures/tesseract-core/bridge-clients";
 import { CLI, clientRejects, f64, flat } from "./helpers";
 
@@ -167,6 +167,24 @@ describe("tesseract-core bridge (serve http://HOST:PORT)", function () {
 
 describe("tesseract-core bridge: several runtimes, failures, cancellation", function () {
   this.timeout(20000);
+
+  it("a runtime answering 503 or 429 (busy, not ready) hands the evaluation to another, and alone is UNAVAILABLE, which callers retry (it was UNKNOWN)", async () => {
+    for (const status of [503, 429]) {
+      const busy = await startFakeTesseractCore({ ...meshStats(), apply: () => { throw new FakeHttpStatus(status, "try again later"); } });
+      const good = await startFakeTesseractCore(meshStats());
+      const both = await startServer({ tesseract: `${busy.url},${good.url}`, port: 0, logger: silentLogger });
+      const alone = await startServer({ tesseract: busy.url, port: 0, logger: silentLogger });
+      const [shared, lonely] = [await reflectedClient(both.address), await reflectedClient(alone.address)];
+      try {
+        for (let i = 0; i < 4; i++) assert.ok((await shared.client.apply(inputs())).barycenter, `apply ${i} through the other runtime`);
+        await clientRejects(lonely.client.apply(inputs()), "UNAVAILABLE", new RegExp(`^no tesseract-core runtime answered POST /apply \\(${busy.url.replace(/\./g, "\\.")}: HTTP ${status} try again later\\)$`));
+      } finally {
+        shared.client.close();
+        lonely.client.close();
+        await Promise.all([both.close(), alone.close(), busy.close(), good.close()]);
+      }
+    }
+  });
 
   it("two runtimes share the evaluations, several at once", async () => {
     const fakes = [await startFakeTesseractCore(meshStats(20)), await startFakeTesseractCore(meshStats(20))];

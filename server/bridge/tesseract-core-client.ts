@@ -99,6 +99,11 @@ export class TesseractCoreClient {
           continue;
         }
         this.replicas.answered(replica);
+        // Busy or not ready (a proxy's 503, a rate limit's 429): another replica may take it, else UNAVAILABLE, which callers retry.
+        if (answer.status === 503 || answer.status === 429) {
+          failures.push(`${replica.name}: HTTP ${answer.status} ${clip(printable(answer.text.trim()))}`.trimEnd());
+          continue;
+        }
         return { text: checkedAnswer(endpoint, replica.name, answer), url: replica.name };
       }
       if (round === 0 && !(await this.replicas.refresh())) break; // the names may point elsewhere now
