@@ -25,6 +25,7 @@ import type { Arrays } from "../common/tree-types";
 import { packAny, unpackAny, type MessageFns } from "./any";
 import { callError, callSignal, cancelledError, toGrpcOptions, toMetadata, unaryCall, waitUnder, type CallOptions, type UnaryMethod } from "./call";
 import { TesseractClientError, toClientError } from "./errors";
+import { clip } from "../common/errors";
 import type { Any } from "../generated/google/protobuf/any";
 import type { Tensor } from "../generated/tesseract/v1/tensor";
 import {
@@ -161,6 +162,23 @@ function sparsityMessages(patterns: readonly SparsityPatternInput[] | undefined)
       return { output_path: p.output_path, input_path: p.input_path, output_index: indices("output_index"), input_index: indices("input_index") };
     }),
   );
+}
+
+/** The options' enum fields, each with a value of its enum as an example (the enums are numbers). */
+const ENUM_FIELDS = { algorithm: "Algorithm.ALGORITHM_CENTRAL", step_mode: "StepMode.STEP_MODE_RELATIVE", stochastic_estimator: "StochasticEstimator.STOCHASTIC_ESTIMATOR_SPSA", sparsity_mode: "SparsityMode.SPARSITY_MODE_DENSE" } as const;
+
+/**
+ * `options` whose enum fields hold numbers. From plain JavaScript a name (`"central"`, as the CLI and
+ * the REST API spell it) failed in grpc-js's serializer as INTERNAL: refused here, naming the field.
+ */
+function checkedEnums(options: FiniteDifferenceRequestOptions): FiniteDifferenceRequestOptions {
+  for (const [field, example] of Object.entries(ENUM_FIELDS)) {
+    const value = (options as Record<string, unknown>)[field];
+    if (value !== undefined && !Number.isInteger(value)) {
+      throw new TesseractClientError(grpc.status.INVALID_ARGUMENT, `options.${field} is ${clip(JSON.stringify(value) ?? String(value))}: expected a value of its enum, a number (${example}, exported by tesseract-grpc/client)`);
+    }
+  }
+  return options;
 }
 
 /** What `jvp` takes: J·tangent, `tangent` keyed by input path (shaped like the input); no sparsity (one direction needs none). */
@@ -304,7 +322,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     const names = await this.typeNames(call);
     return {
       inputs: this.packInputs(names.input, inputs),
-      options: options === undefined ? undefined : FiniteDifferenceOptionsFns.fromPartial(options),
+      options: options === undefined ? undefined : FiniteDifferenceOptionsFns.fromPartial(checkedEnums(options)),
     };
   }
 

@@ -283,6 +283,12 @@ describe("SDK: TesseractClient", () => {
       assert.match(error.details, /mesh\.points/);
     });
 
+    it("an enum option given by name from plain JavaScript: INVALID_ARGUMENT naming the field (it was INTERNAL, grpc-js's serializer)", async () => {
+      const request = { inputs: sampleMeshInputs(3), inputPaths: ["mesh.points"], outputPaths: [BARY] };
+      await clientRejects(mesh.jacobian({ ...request, options: { algorithm: "central" as never } }), "INVALID_ARGUMENT", /^options\.algorithm is "central": expected a value of its enum, a number \(Algorithm\.ALGORITHM_CENTRAL, exported by tesseract-grpc\/client\)$/);
+      await clientRejects(mesh.vjp({ ...request, cotangent: { [BARY]: ndarray(new Float64Array(3), [3]) }, options: { sparsity_mode: "dense" as never } }), "INVALID_ARGUMENT", /^options\.sparsity_mode is "dense"/);
+    });
+
     it("a bad output path in a JVP: INVALID_ARGUMENT naming it", async () => {
       const tangent = { "mesh.points": ndarray(new Float64Array(9), [3, 3]) };
       await clientRejects(mesh.jvp({ inputs: sampleMeshInputs(3), inputPaths: ["mesh.points"], outputPaths: ["statistics.nope"], tangent }), "INVALID_ARGUMENT", /statistics\.nope/);
