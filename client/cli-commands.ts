@@ -14,7 +14,8 @@ import { withDefaultPort } from "./address";
 import { explainError, statsLine } from "./cli-messages";
 import { withProgress, writeRowsNdjson } from "./cli-rows";
 import { TesseractClientError } from "./errors";
-import { arrayFromJson, enumsByName, jsonToTree, treeToJson, type Format } from "./json-form";
+import { abstractArrayFromJson, arrayFromJson, enumsByName, jsonToTree, treeToJson, type Format } from "./json-form";
+import { numpyDtype } from "../common/numpy-arrays";
 import { writeJacobianNpy } from "./npy-writer";
 import { mergeOptionFlags, optionFlags, optionsFromJson, optionsToJson, positiveInteger, positiveNumber, seedValue, type OptionFlags } from "./options-json";
 import { fetchRoot } from "./reflection-schema";
@@ -211,6 +212,7 @@ function gradientOptions(command: Command, { seed = true, sparsity = true } = {}
  */
 const PAYLOAD_KEYS: Record<string, readonly string[]> = {
   apply: ["inputs"],
+  "abstract-eval": ["inputs"],
   jacobian: ["inputs", "jac_inputs", "jac_outputs", "options", "sparsity"],
   jvp: ["inputs", "jvp_inputs", "jvp_outputs", "tangent_vector", "options"],
   vjp: ["inputs", "vjp_inputs", "vjp_outputs", "cotangent_vector", "options", "sparsity"],
@@ -369,6 +371,13 @@ const checkGradients = (flags: CheckFlags, payload: Payload) =>
     if (!response.passed) process.exitCode = 1;
   });
 
+/** AbstractEval: `{"inputs"}` with arrays as `{"shape", "dtype"}`; the outputs as tesseract-core's abstract_eval answers them, `{path: {"shape", "dtype"}}`. */
+const abstractEval = (flags: ClientFlags, payload: Payload) =>
+  withClient(flags, async (client, inputType) => {
+    const outputs = await client.abstractEval(jsonToTree(inputType, payload.inputs, "inputs", abstractArrayFromJson), callOptions(flags));
+    process.stdout.write(`${JSON.stringify(Object.fromEntries(outputs.map((o) => [o.path, { shape: o.shape, dtype: numpyDtype(o.datatype as number) }])))}\n`);
+  });
+
 const describe = (flags: ClientFlags) => withPlainClient(flags, async (client) => print(describeJson(await client.describe(callOptions(flags))), "json"));
 
 const health = (flags: ClientFlags & { service: string }) =>
@@ -380,6 +389,7 @@ const health = (flags: ClientFlags & { service: string }) =>
 
 export function addClientCommands(program: Command): void {
   clientCommand(program, "apply", 'run the Tesseract: {"inputs": {...}}').action(run(apply));
+  clientCommand(program, "abstract-eval", 'output shapes and dtypes from input shapes: {"inputs": {...}}, arrays as {"shape": [...], "dtype": "float64"}').action(run(abstractEval));
   gradientOptions(clientCommand(program, "jacobian", 'Jacobian: {"inputs", "jac_inputs", "jac_outputs", "options"?, "sparsity"?}'))
     .addOption(new Option("--stream", "use JacobianRows: the rows as NDJSON on stdout, as they arrive (bounded memory)").conflicts("out"))
     .option("--out <file.npy>", "stream the Jacobian into a NumPy .npy file, row by row (bounded memory); its layout on stdout")

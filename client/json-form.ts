@@ -10,7 +10,7 @@ import type * as protobuf from "protobufjs";
 import { clip, invalidArgument } from "../common/errors";
 import { enumNumber, shortNames } from "../common/enum-names";
 import { recordFrom } from "../common/records";
-import { arrayObject, flattenLists, tensorFromArrayObject } from "../common/numpy-arrays";
+import { arrayObject, flattenLists, NUMPY_DTYPES, tensorFromArrayObject } from "../common/numpy-arrays";
 import { decodeTensor, isNdArray } from "../common/tensor-codec";
 import { INT_RANGES, jsonScalar } from "../common/json-scalars";
 
@@ -75,7 +75,19 @@ function enumValue(type: protobuf.Enum, value: unknown, where: string): number {
 }
 
 /** A JSON message of `type` as a tree with ndarray leaves; unknown fields are errors. */
-export function jsonToTree(type: protobuf.Type, json: unknown, where = ""): Record<string, unknown> {
+/** An abstract array's JSON, `{"shape": [...], "dtype": "float64"}` (tesseract-core's abstract_eval form), as {shape, datatype}. */
+export function abstractArrayFromJson(value: unknown, where: string): { shape: number[]; datatype: number } {
+  const object = value as { shape?: unknown; dtype?: unknown } | null;
+  const shape = object?.shape;
+  if (object === null || typeof object !== "object" || !Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw invalidArgument(`${where}: expected {"shape": [whole numbers ≥ 0], "dtype": "float64"}`);
+  }
+  const datatype = typeof object.dtype === "string" ? NUMPY_DTYPES[object.dtype] : undefined;
+  if (datatype === undefined) throw invalidArgument(`${where}.dtype is ${clip(JSON.stringify(object.dtype) ?? "missing")}: expected one of ${Object.keys(NUMPY_DTYPES).join(", ")}`);
+  return { shape: shape as number[], datatype };
+}
+
+export function jsonToTree(type: protobuf.Type, json: unknown, where = "", tensor: (value: unknown, where: string) => unknown = arrayFromJson): Record<string, unknown> {
   if (json === null || typeof json !== "object" || Array.isArray(json)) throw invalidArgument(`${where || "inputs"}: expected a JSON object for ${type.name}`);
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(json)) {
@@ -84,8 +96,8 @@ export function jsonToTree(type: protobuf.Type, json: unknown, where = ""): Reco
     if (!field) throw invalidArgument(`${clip(at)}: ${type.name} has no such field; fields: ${Object.keys(type.fields).join(", ")}`);
     if (value === null) continue; // unset, as in tesseract-core's JSON
     const sub = field.resolvedType;
-    if (sub?.fullName === TENSOR_TYPE) out[key] = mapField(field, value, at, arrayFromJson);
-    else if (sub && "fields" in sub) out[key] = mapField(field, value, at, (v, w) => jsonToTree(sub as protobuf.Type, v, w));
+    if (sub?.fullName === TENSOR_TYPE) out[key] = mapField(field, value, at, tensor);
+    else if (sub && "fields" in sub) out[key] = mapField(field, value, at, (v, w) => jsonToTree(sub as protobuf.Type, v, w, tensor));
     else if (sub && "values" in sub) out[key] = mapField(field, value, at, (v, w) => enumValue(sub as protobuf.Enum, v, w));
     else out[key] = mapField(field, value, at, (v, w) => jsonScalar(field.type, v, w));
   }

@@ -103,6 +103,14 @@ describe("CLI", () => {
     assert.deepEqual(row.slices[0].values, [0, 1, 2].map((c) => J[c][Math.floor(row.input_index / 3)][row.input_index % 3]), "--format json: values as a list");
   });
 
+  it("abstract-eval: output shapes and dtypes from input shapes, as tesseract-core's abstract_eval answers them", async () => {
+    const { code, stdout, stderr } = await cli("abstract-eval", JSON.stringify({ inputs: { mesh: { points: { shape: [1000, 3], dtype: "float64" } } } }), "--address", address);
+    assert.equal(code, 0, stderr);
+    assert.deepEqual(JSON.parse(stdout), { "statistics.first_point_coordinates": { shape: [3], dtype: "float64" }, "statistics.barycenter": { shape: [3], dtype: "float64" } });
+    const bad = await cli("abstract-eval", JSON.stringify({ inputs: { mesh: { points: { shape: [1000, 3], dtype: "double" } } } }), "--address", address);
+    assert.match(bad.stderr, /^tesseract-grpc abstract-eval: INVALID_ARGUMENT: inputs\.mesh\.points\.dtype is "double": expected one of bool, .*float64\n$/);
+  });
+
   it("jacobian --stream into a reader that goes away after a line (| head -1): exit 0, nothing on stderr but the stats (it printed 'write EPIPE', exit 1)", async () => {
     const many = { mesh: { ...inputs.mesh, n_points: 300, points: Array.from({ length: 300 }, (_, i) => [i, i + 1, i + 2]), num_points_per_cell: [300], cell_connectivity: { dtype: "int32", data: Array.from({ length: 300 }, (_, i) => i) } } };
     const payload = JSON.stringify({ inputs: many, jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"], options: { sparsity_mode: "dense" } });
