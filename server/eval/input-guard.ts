@@ -78,7 +78,9 @@ export class InputGuard {
       let byte = 0;
       while (now[byte] === then[byte]) byte++;
       const element = Math.floor(byte / data.BYTES_PER_ELEMENT);
-      throw wrote(`${path} element ${element} went from ${before[element]} to ${data[element]}`);
+      // Read again, it may be back (another thread's apply wrote and restored it meanwhile).
+      const [was, is] = [before[element], data[element]];
+      throw wrote(Object.is(was, is) ? `${path} element ${element} was written` : `${path} element ${element} went from ${was} to ${is}`);
     }
   }
 }
