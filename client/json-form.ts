@@ -74,7 +74,6 @@ function enumValue(type: protobuf.Enum, value: unknown, where: string): number {
   return number;
 }
 
-/** A JSON message of `type` as a tree with ndarray leaves; unknown fields are errors. */
 /** An abstract array's JSON, `{"shape": [...], "dtype": "float64"}` (tesseract-core's abstract_eval form), as {shape, datatype}. */
 export function abstractArrayFromJson(value: unknown, where: string): { shape: number[]; datatype: number } {
   const object = value as { shape?: unknown; dtype?: unknown } | null;
@@ -87,6 +86,7 @@ export function abstractArrayFromJson(value: unknown, where: string): { shape: n
   return { shape: shape as number[], datatype };
 }
 
+/** A JSON message of `type` as a tree with ndarray leaves (or what `tensor` makes of each array); unknown fields are errors. */
 export function jsonToTree(type: protobuf.Type, json: unknown, where = "", tensor: (value: unknown, where: string) => unknown = arrayFromJson): Record<string, unknown> {
   if (json === null || typeof json !== "object" || Array.isArray(json)) throw invalidArgument(`${where || "inputs"}: expected a JSON object for ${type.name}`);
   const out: Record<string, unknown> = {};

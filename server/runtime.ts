@@ -253,7 +253,7 @@ export class TesseractRuntime {
       this.definition.validate?.(inputs);
     } catch (e) {
       if (isTesseractError(e)) throw e;
-      throw new TesseractError(Code.UNKNOWN, `validate failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      throw failedIn("validate", e);
     }
     return inputs;
   }
@@ -281,7 +281,7 @@ export class TesseractRuntime {
       return outputs;
     } catch (e) {
       if (isTesseractError(e)) throw e;
-      throw new TesseractError(Code.UNKNOWN, `apply failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      throw failedIn("apply", e);
     }
   }
 
@@ -324,7 +324,7 @@ export class TesseractRuntime {
         .then(() => this.definition.abstractEval!(abstractView(inputs), signal))
         .catch((e: unknown) => {
           if (isTesseractError(e)) throw e;
-          throw new TesseractError(Code.UNKNOWN, `abstractEval failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+          throw failedIn("abstractEval", e);
         }),
       this.backends.timeoutMs,
       "abstractEval",
@@ -549,6 +549,11 @@ function declaredSparsity(definition: AnyTesseract, schema: TesseractSchema, inp
     }
   });
   return patterns?.length ? (patterns as SparsityPattern[]) : undefined;
+}
+
+/** What the Tesseract's own code threw (not a TesseractError): UNKNOWN with its message, naming the function. */
+function failedIn(what: string, e: unknown): TesseractError {
+  return new TesseractError(Code.UNKNOWN, `${what} failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
 }
 
 /** What abstractEval answered, as the contract has it: a list of {path, shape, datatype}; else its author's mistake, named. */
