@@ -73,9 +73,11 @@ describe("server lifecycle and limits", () => {
     open();
   });
 
-  it("shutdown: NOT_SERVING, new calls UNAVAILABLE, calls in flight ended with UNAVAILABLE after the grace", async () => {
+  it("shutdown: NOT_SERVING (REST /health 503 too), new calls UNAVAILABLE, calls in flight ended with UNAVAILABLE after the grace", async () => {
     const { runtime } = gated(); // never opened: the call in flight would run forever
-    server = await startServer({ tesseract: runtime, port: 0, workers: 0, logger: silentLogger });
+    server = await startServer({ tesseract: runtime, port: 0, httpPort: 0, workers: 0, logger: silentLogger });
+    const restHealth = `http://127.0.0.1:${server.httpPort}/health`;
+    assert.equal((await fetch(restHealth)).status, 200);
     client = new GeneratedClient(server.address, grpc.credentials.createInsecure());
     const c = client;
     const { service } = require("grpc-health-check");
@@ -88,6 +90,9 @@ describe("server lifecycle and limits", () => {
     const closing = server.close(300);
     const reply = await call<{ status: string }>((cb) => health.check({ service: "" }, cb));
     assert.equal(reply.status, "NOT_SERVING");
+    // It answered 200 "ok" while REST calls were refused with 503: a balancer kept sending them.
+    const rest = await fetch(restHealth);
+    assert.deepEqual([rest.status, await rest.json()], [503, { status: "unavailable", detail: "the server is shutting down" }]);
     const refused = await call((cb) => c.describe({}, cb)).catch((e: grpc.ServiceError) => e) as grpc.ServiceError;
     assert.equal(status(refused), grpc.status.UNAVAILABLE);
     assert.equal(refused.details, "the server is shutting down; retry on another instance");

@@ -74,6 +74,11 @@ export interface TrackedCall {
 export class CallRegistry {
   private readonly inFlight = new Set<AbortController>();
   private draining = false;
+
+  /** Whether the server is shutting down (new calls refused): health says so too. */
+  get shuttingDown(): boolean {
+    return this.draining;
+  }
   private jobs = 0;
   private readonly waiting: { admit: () => void; signal: AbortSignal }[] = [];
   private idle?: () => void;

@@ -309,7 +309,11 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
   const app = createApp(options);
   // A Tesseract that can be unready (its tesseract-core runtimes do not answer) says so, as gRPC health does.
   const { readiness } = options.runtime;
-  app.get("/health", async (_request, reply) => (readiness && !readiness.ready ? reply.code(503).send({ status: "unavailable", detail: readiness.describe() }) : { status: "ok" }));
+  // Unavailable while shutting down too, as gRPC health is: a balancer stops sending calls that would be refused.
+  app.get("/health", async (_request, reply) => {
+    if (options.calls.shuttingDown) return reply.code(503).send({ status: "unavailable", detail: "the server is shutting down" });
+    return readiness && !readiness.ready ? reply.code(503).send({ status: "unavailable", detail: readiness.describe() }) : { status: "ok" };
+  });
   const openapi = openApiDocument(options.runtime);
   app.get("/openapi.json", async () => openapi);
   addEndpoints(app, options);
