@@ -265,6 +265,23 @@ describe("CheckGradients", () => {
     assert.equal(result.max_evals, 1000);
     await rejects(counted("meshstats").runtime.checkGradients({ inputs: {} }), Code.UNIMPLEMENTED, /no analytic gradients/);
   });
+
+  it("gives I/O turns while it runs (hundreds of JVPs, each too short to give one, held health checks for a second)", async () => {
+    const { runtime } = counted("vectoradd");
+    let turns = 0;
+    let running = true;
+    const count = () => {
+      turns++;
+      if (running) setImmediate(count);
+    };
+    setImmediate(count);
+    const result = await runtime.checkGradients({ inputs: long(300) as never });
+    running = false;
+    assert.equal(result.passed, true);
+    // 601 FD columns and 3 JVPs, each a request of its own: I/O got turns in between.
+    // Measured: ~55 turns (about one a millisecond); 7 without them.
+    assert.ok(turns > 25, `${turns} turns`);
+  });
 });
 
 describe("CLI: check-gradients", () => {

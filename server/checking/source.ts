@@ -40,6 +40,9 @@ export interface GradientSource {
   jvp(req: JvpRequest): Promise<{ result: Record<string, NdArray<Float64Array>>; stray?: Record<string, Float64Array>; stats: { apply_calls: number } }>;
 }
 
+/** How long the check runs between turns given to I/O. */
+const YIELD_EVERY_MS = 1;
+
 /** The request's FD options for one input path: the per-path maps cut down to its own entry. */
 function optionsFor(options: RequestOptions | null | undefined, leaf: Leaf): RequestOptions | null | undefined {
   if (!options) return options;
@@ -53,6 +56,7 @@ function optionsFor(options: RequestOptions | null | undefined, leaf: Leaf): Req
  */
 export class Evaluations {
   used = 0;
+  private lastYield = performance.now();
 
   constructor(
     private readonly source: GradientSource,
@@ -84,6 +88,12 @@ export class Evaluations {
    * far the direction taken strayed from the tangent, per element (zeros when not told).
    */
   async jvp(leaf: Leaf, tangent: Float64Array, outputPaths: readonly string[]): Promise<{ result: Record<string, NdArray<Float64Array>>; stray: Float64Array }> {
+    // Each JVP is a request of its own, too short to give I/O a turn: the check gives one between
+    // them (hundreds of cheap JVPs held health checks for a second).
+    if (performance.now() - this.lastYield > YIELD_EVERY_MS) {
+      await new Promise<void>(setImmediate);
+      this.lastYield = performance.now();
+    }
     this.aborted();
     const { inputs, signal } = this.req;
     const { result, stray, stats } = await this.source.jvp({
