@@ -57,6 +57,12 @@ export class InputGuard {
       if (ArrayBuffer.isView(data)) this.leaves.push({ path, data, before: data.slice() });
       return;
     }
+    if (ArrayBuffer.isView(value)) {
+      // A bytes field (or any other view): its bytes, not an entry per element.
+      const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+      this.leaves.push({ path, data: bytes, before: bytes.slice() });
+      return;
+    }
     this.nodes.push({ path, node: value, entries: Object.entries(value) });
     if (Array.isArray(value)) value.forEach((v, i) => this.collect(v, `${path}.[${i}]`));
     else for (const [key, v] of Object.entries(value)) this.collect(v, path ? `${path}.${key}` : key);
