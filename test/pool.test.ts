@@ -2,6 +2,7 @@
  * Worker-thread evaluation: results bit-identical to inline evaluation for every rule, exact
  * evaluation counts, errors from apply named as inline, cancellation, and the "auto" switch.
  */
+import { InputGuard } from "../server/eval/input-guard";
 import { strict as assert } from "node:assert";
 import { getEventListeners } from "node:events";
 import * as path from "node:path";
@@ -104,6 +105,14 @@ describe("worker-thread evaluation", function () {
       return got;
     };
     assert.deepEqual(await rows(pooled), await rows(inline));
+  });
+
+  it("the input guard takes a bytes field by its bytes (not an entry per element, which a large one made costly)", () => {
+    const tree = { blob: new Uint8Array(1 << 20), name: "x" };
+    const guard = new InputGuard(tree);
+    guard.check();
+    tree.blob[3] = 7;
+    assert.throws(() => guard.check(), /^TesseractError: apply wrote to its inputs: blob element 3 went from 0 to 7 during the request/);
   });
 
   it("an apply that writes to its inputs: the request is INTERNAL naming the element, inline and in workers, for every gradient (the Jacobian was answered OK, wrong)", async () => {
