@@ -2,7 +2,6 @@
  * Worker-thread evaluation: results bit-identical to inline evaluation for every rule, exact
  * evaluation counts, errors from apply named as inline, cancellation, and the "auto" switch.
  */
-import { InputGuard } from "../server/eval/input-guard";
 import { strict as assert } from "node:assert";
 import { getEventListeners } from "node:events";
 import * as path from "node:path";
@@ -10,6 +9,7 @@ import ndarray from "ndarray";
 import { Code } from "../index";
 import { loadTesseract } from "../index";
 import type { TesseractRuntime } from "../server/runtime";
+import { InputGuard } from "../server/eval/input-guard";
 import { Algorithm, SparsityMode } from "../index";
 import { sampleHeatInputs, sampleMeshInputs } from "../server/tesseracts/samples";
 import { PoolCorrection, poolSavingMs } from "../server/eval/auto";
