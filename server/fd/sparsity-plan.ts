@@ -12,7 +12,6 @@ import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
 import { effectiveAlgorithm, plannedEvaluations } from "./rows";
 import { structureOf, type Extent, type SparsityPattern, type Structure } from "./sparsity";
-import { Code, isTesseractError, TesseractError } from "../../common/errors";
 
 /** Where a request's structure may come from. */
 export interface SparsitySources {
@@ -99,23 +98,7 @@ async function knownOutputs(problem: Problem, sources: SparsitySources, plan: Sp
     }
   }
   plan.outputs ??= problem.outputs!;
-  return plan.outputs.map((o) => ({ path: o.path, size: sizeOf(o.shape) }));
-}
-
-/**
- * `check`'s answer; a refusal of the request it makes against the output shapes abstractEval
- * predicted (an output index out of range, a cotangent's shape) says so: the prediction may be the
- * Tesseract's mistake rather than the caller's. Confirming it by apply's outputs would cost a slow
- * solver's whole evaluation for every request mistake.
- */
-export function refusedAsPredicted<T>(plan: SparsityPlan, check: () => T): T {
-  try {
-    return check();
-  } catch (e) {
-    const aboutShapes = isTesseractError(e) && e.code === Code.INVALID_ARGUMENT && /output_index|like the output/.test(e.message);
-    if (!plan.predicted || !aboutShapes) throw e;
-    throw new TesseractError(Code.INVALID_ARGUMENT, `${e.message} (the output's shape as the Tesseract's abstractEval predicts it)`, { cause: e });
-  }
+  return plan.outputs.map((o) => ({ path: o.path, size: sizeOf(o.shape), predicted: plan.predicted ? true : undefined }));
 }
 
 /** The request's plan: its structure and column groups, or dense. */
@@ -127,7 +110,7 @@ export async function planSparsity(problem: Problem, options: ResolvedOptions, s
   if (patterns) {
     const field = fromRequest ? "sparsity" : "the Tesseract's sparsity declaration";
     const outputs = await knownOutputs(problem, sources, plan);
-    const structure = refusedAsPredicted(plan, () => structureOf(patterns, extents(problem), outputs, { field, fromRequest }));
+    const structure = structureOf(patterns, extents(problem), outputs, { field, fromRequest });
     if (!structure.dense) {
       group(plan, problem, options, structure, fromRequest ? "request" : "tesseract");
       // Trusted as given, unless the caller asks for checked structures: then verified as a detected one is.

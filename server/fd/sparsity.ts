@@ -15,7 +15,12 @@ export type { SparsityPattern };
 export interface Extent {
   path: string;
   size: number;
+  /** Set when the size is a prediction (an output's, by abstractEval): a refusal naming it says so, since the prediction may be the Tesseract's mistake rather than the caller's. */
+  predicted?: true;
 }
+
+/** What a refusal naming a predicted output's size adds. */
+export const AS_PREDICTED = " (the output's shape as the Tesseract's abstractEval predicts it)";
 
 /**
  * Most structural nonzeros a structure may hold (over all its sparse blocks): about 12 bytes each
@@ -191,9 +196,11 @@ function asNumbers(list: ArrayLike<number | string>): Float64Array {
 }
 
 /** A flat index as a number; refused unless a whole number in [0, size). */
-function flatIndex(value: number | string, size: number, field: string, k: number, path: string, refuse: (m: string) => Error): number {
+function flatIndex(value: number | string, { path, size, predicted }: Extent, field: string, k: number, refuse: (m: string) => Error): number {
   const v = typeof value === "number" ? value : Number(value);
-  if (!Number.isInteger(v) || v < 0 || v >= size) throw refuse(`${field}[${k}] = ${String(value).slice(0, 40)} is out of range for ${path}, which has ${size} elements (flat row-major indices 0 to ${size - 1})`);
+  if (!Number.isInteger(v) || v < 0 || v >= size) {
+    throw refuse(`${field}[${k}] = ${String(value).slice(0, 40)} is out of range for ${path}, which has ${size} elements (flat row-major indices 0 to ${size - 1})${predicted ? AS_PREDICTED : ""}`);
+  }
   return v;
 }
 
@@ -204,8 +211,8 @@ function sparseBlock(rowIndex: ArrayLike<number | string>, columnIndex: ArrayLik
   const columns = new Uint32Array(count);
   const starts = new Uint32Array(leaf.size + 1);
   for (let k = 0; k < count; k++) {
-    rows[k] = flatIndex(rowIndex[k], output.size, "output_index", k, output.path, refuse);
-    columns[k] = flatIndex(columnIndex[k], leaf.size, "input_index", k, leaf.path, refuse);
+    rows[k] = flatIndex(rowIndex[k], output, "output_index", k, refuse);
+    columns[k] = flatIndex(columnIndex[k], leaf, "input_index", k, refuse);
     starts[columns[k] + 1]++;
   }
   for (let j = 0; j < leaf.size; j++) starts[j + 1] += starts[j];

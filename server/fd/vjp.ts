@@ -23,7 +23,8 @@ import { elementName } from "../eval/input-leaf";
 import { ofTheRequest, Problem, unitRoundoff } from "./problem";
 import { rows } from "./rows";
 import { planRows } from "./columns";
-import { refusedAsPredicted, type SparsityPlan } from "./sparsity-plan";
+import type { SparsityPlan } from "./sparsity-plan";
+import { AS_PREDICTED } from "./sparsity";
 
 export interface Cotangent {
   path: string;
@@ -89,15 +90,16 @@ class ContractedEvaluator implements Evaluator {
  * The cotangent for each output, in output order; every output needs one of its exact shape. Its
  * refusals are the request's wherever they are found (during an evaluation too: ofTheRequest).
  */
-function matchCotangent(outputs: OutputInfo[], cotangent: readonly Cotangent[], field: string): Float64Array[] {
+function matchCotangent(outputs: OutputInfo[], cotangent: readonly Cotangent[], field: string, predicted = false): Float64Array[] {
   try {
-    return matchedCotangent(outputs, cotangent, field);
+    return matchedCotangent(outputs, cotangent, field, predicted);
   } catch (e) {
     throw ofTheRequest(e);
   }
 }
 
-function matchedCotangent(outputs: OutputInfo[], cotangent: readonly Cotangent[], field: string): Float64Array[] {
+/** `predicted`: the outputs' shapes are abstractEval's prediction (a refusal of a shape says so). */
+function matchedCotangent(outputs: OutputInfo[], cotangent: readonly Cotangent[], field: string, predicted: boolean): Float64Array[] {
   const byPath = new Map(cotangent.map((c) => [c.path, c]));
   for (const c of cotangent) {
     if (!outputs.some((o) => o.path === c.path)) {
@@ -108,7 +110,7 @@ function matchedCotangent(outputs: OutputInfo[], cotangent: readonly Cotangent[]
     const c = byPath.get(out.path);
     if (!c) throw invalidArgument(`${field} is missing output "${out.path}" (shape [${out.shape.join(", ")}])`);
     if (c.shape.length !== out.shape.length || c.shape.some((d, i) => d !== out.shape[i])) {
-      throw invalidArgument(`${field}.{${out.path}} has shape [${c.shape.join(", ")}], expected [${out.shape.join(", ")}] like the output`);
+      throw invalidArgument(`${field}.{${out.path}} has shape [${c.shape.join(", ")}], expected [${out.shape.join(", ")}] like the output${predicted ? AS_PREDICTED : ""}`);
     }
     return c.values;
   });
@@ -146,7 +148,7 @@ export async function vjp(
 /** The VJP from grouped sparse rows, each contracted with the cotangent as it arrives. */
 async function groupedVjp(problem: Problem, cotangent: readonly Cotangent[], options: ResolvedOptions, field: string, plan: SparsityPlan) {
   // Shapes known from planning (abstractEval) are checked before any evaluation.
-  if (plan.outputs) refusedAsPredicted(plan, () => matchCotangent(plan.outputs!.map((o) => ({ path: o.path, shape: [...o.shape], datatype: 0 })), cotangent, field));
+  if (plan.outputs) matchCotangent(plan.outputs.map((o) => ({ path: o.path, shape: [...o.shape], datatype: 0 })), cotangent, field, plan.predicted);
   const scale = binaryScale(cotangent.map((c) => c.values)) || 1;
   const values = problem.leaves.map((leaf) => new Float64Array(leaf.size));
   let errors: Float64Array[] | undefined;
