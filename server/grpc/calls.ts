@@ -74,11 +74,6 @@ export interface TrackedCall {
 export class CallRegistry {
   private readonly inFlight = new Set<AbortController>();
   private draining = false;
-
-  /** Whether the server is shutting down (new calls refused): health says so too. */
-  get shuttingDown(): boolean {
-    return this.draining;
-  }
   private jobs = 0;
   private readonly waiting: { admit: () => void; signal: AbortSignal }[] = [];
   private idle?: () => void;
@@ -219,6 +214,11 @@ export class CallRegistry {
       signal.addEventListener("abort", onAbort, { once: true });
       this.waiting.push(entry);
     });
+  }
+
+  /** Whether the server is shutting down (new calls refused): health says so too. */
+  get shuttingDown(): boolean {
+    return this.draining;
   }
 
   /**
