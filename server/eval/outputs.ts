@@ -46,7 +46,7 @@ export class OutputSelector {
     const selected: Float64Array[] = new Array(count);
     for (let o = 0; o < count; o++) {
       const leaf = this.leaf(outputTree, o);
-      this.checkExtent(leaf, this.resolved![o].info.path);
+      if (!withinData(leaf)) this.checkExtent(leaf, this.resolved![o].info.path);
       const values = toFloat64(leaf); // the engine's own copy: apply may reuse or alias its arrays
       checkFinite(values, 0, values.length, this.resolved![o].info.path);
       selected[o] = values;
@@ -81,7 +81,7 @@ export class OutputSelector {
       if (data instanceof Float64Array && isRowMajor(leaf.shape, leaf.stride)) {
         const size = leaf.size;
         const from = leaf.offset;
-        if (!(from >= 0 && from + size <= data.length)) this.checkExtent(leaf, path);
+        if (!(from >= 0 && from + size <= data.length)) this.checkExtent(leaf, path); // row-major already: the bounds alone
         if (subtract) subtractChecked(data, from, size, target, at, path);
         else {
           // A loop beats subarray + set (an object each) for the few values outputs often have.
@@ -154,6 +154,15 @@ function leafAt(tree: unknown, steps: Steps): unknown {
     node = (node as Record<string | number, unknown>)[steps[i]];
   }
   return node;
+}
+
+/**
+ * The common case at a glance (per evaluation): row-major, inside its data. Else ndarrayExtentProblem
+ * looks closer (strides, shapes), off the hot path.
+ */
+function withinData(leaf: NdArray): boolean {
+  const { offset, size } = leaf;
+  return isRowMajor(leaf.shape, leaf.stride) && offset >= 0 && offset + size <= (leaf.data as { length: number }).length;
 }
 
 /** Outputs up to this many values are copied by a loop rather than by TypedArray.set. */
