@@ -153,7 +153,7 @@ describe("limits checked before any work", () => {
   });
 
   it("rows per stream, tensor elements and bytes: refused before any apply, and reported by Describe", async () => {
-    server = await startServer({ tesseract: POLYNOMIAL, port: 0, workers: 0, maxRowsPerStream: 3, maxTensorElements: 10, maxTensorBytes: 64, evalTimeoutMs: 1234, logger: silentLogger });
+    server = await startServer({ tesseract: POLYNOMIAL, port: 0, workers: 0, maxRowsPerStream: 3, maxTensorElements: 10, maxTensorBytes: 64, evalTimeoutMs: 1234, streamStallMs: 4321, logger: silentLogger });
     client = new GeneratedClient(server.address, grpc.credentials.createInsecure());
     const c = client;
     const s = server;
@@ -179,7 +179,7 @@ describe("limits checked before any work", () => {
     const described = await call<DescribeResponse>((cb) => c.describe({}, cb));
     assert.deepEqual(
       { ...described.limits, max_message_bytes: undefined, stream_chunk_bytes: undefined },
-      { max_message_bytes: undefined, stream_chunk_bytes: undefined, max_tensor_elements: 10, max_tensor_bytes: 64, max_rows_per_stream: 3, eval_timeout_ms: 1234, max_jobs: 8, max_queue: 32, default_deadline_ms: 0, max_deadline_ms: 0, max_request_messages: 100000 },
+      { max_message_bytes: undefined, stream_chunk_bytes: undefined, max_tensor_elements: 10, max_tensor_bytes: 64, max_rows_per_stream: 3, eval_timeout_ms: 1234, stream_stall_ms: 4321, max_jobs: 8, max_queue: 32, default_deadline_ms: 0, max_deadline_ms: 0, max_request_messages: 100000 },
     );
   });
 });

@@ -6,7 +6,7 @@
 import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { TesseractClient as GeneratedClient, type DescribeResponse } from "../generated/tesseract/v1/tesseract";
+import { FiniteDifferenceOptions, TesseractClient as GeneratedClient, type DescribeResponse } from "../generated/tesseract/v1/tesseract";
 import { startServer, type RunningServer } from "../index";
 import { loadTesseract } from "../index";
 import { silentLogger } from "../server/log";
@@ -14,6 +14,8 @@ import { TesseractRuntime } from "../server/runtime";
 import * as net from "node:net";
 import { once } from "node:events";
 import { call, freePort, serveProcess } from "./helpers";
+import { SparsityMode } from "../index";
+import { sampleHeatInputs } from "../server/tesseracts/samples";
 
 const FIXTURE = path.join(__dirname, "../../test/fixtures/polynomial");
 
@@ -57,6 +59,31 @@ describe("server lifecycle and limits", () => {
     assert.deepEqual([described.limits?.max_jobs, described.limits?.max_queue], [1, 1]);
     open();
     await Promise.all([first, second]);
+  });
+
+  it("a JacobianRows reader that stops reading: after --stream-stall-ms its stream ends with RESOURCE_EXHAUSTED and the job slot serves the next call", async () => {
+    const heat = loadTesseract("heat");
+    server = await startServer({ tesseract: heat, port: 0, workers: 0, limits: { maxJobs: 1, maxQueue: 1 }, streamStallMs: 200, warmUpMs: 0, logger: silentLogger });
+    client = new GeneratedClient(server.address, grpc.credentials.createInsecure());
+    const c = client;
+    const inputs = (n: number) => {
+      const { type_url, value } = heat.schema.inputs.encodeAny(sampleHeatInputs(n, 1, 1), "inputs");
+      return { type_url, value: Buffer.from(value) };
+    };
+    const request = (n: number) => ({ inputs: inputs(n), jac_inputs: ["initial_temperature"], jac_outputs: ["final_temperature"], options: FiniteDifferenceOptions.fromPartial({ sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE }), sparsity: [] });
+    // 2 000 rows of 16 kB: far more than the transport buffers while nobody reads.
+    const stalled = c.jacobianRows(request(2000));
+    let rows = 0;
+    stalled.on("data", () => rows++ === 0 && stalled.pause());
+    const ended = once(stalled, "error") as Promise<[grpc.ServiceError]>;
+    // The only job slot is the stalled stream's: this call waits in the queue until it gives it back.
+    const next = await call<{ stats?: { apply_calls?: unknown } }>((cb) => c.jacobian(request(10), cb));
+    assert.equal(Number(next.stats?.apply_calls), 20);
+    stalled.resume();
+    const [error] = await ended;
+    assert.equal(status(error), grpc.status.RESOURCE_EXHAUSTED);
+    assert.equal(error.details, "the reader took no message for 200 ms, the most this server waits (--stream-stall-ms); the stream ended to free its job slot: read rows as they come, or ask for fewer per call");
+    assert.ok(rows > 1 && rows < 2000, `${rows} rows arrived`);
   });
 
   it("the server's maximum and default deadlines end calls with DEADLINE_EXCEEDED", async () => {

@@ -25,6 +25,8 @@ export interface HandlerConfig {
   maxRowsPerStream: number;
   /** Per-evaluation timeout in ms (0: none), reported by Describe. */
   evalTimeoutMs: number;
+  /** How long a JacobianRows call may wait for its reader (0: forever); see rows-stream.ts. */
+  streamStallMs: number;
 }
 
 /** Room left in a unary Jacobian response for everything but the FP64 values (at most half the message limit: a small --max-message-bytes left a negative budget). */
@@ -87,13 +89,18 @@ function unary<Req, Res>(calls: CallRegistry, rpc: string, handle: Handle<Req, R
 }
 
 /** A server-streaming handler: `messages` are written with backpressure, then the status. */
-function serverStreaming<Req>(calls: CallRegistry, rpc: string, messages: (request: Req, signal: AbortSignal) => AsyncIterable<Record<string, unknown> | Uint8Array | (Record<string, unknown> | Uint8Array)[]>): grpc.handleServerStreamingCall<Req, unknown> {
+function serverStreaming<Req>(
+  calls: CallRegistry,
+  rpc: string,
+  messages: (request: Req, signal: AbortSignal) => AsyncIterable<Record<string, unknown> | Uint8Array | (Record<string, unknown> | Uint8Array)[]>,
+  stallMs: number,
+): grpc.handleServerStreamingCall<Req, unknown> {
   return (call) => {
     const t = calls.track(call, rpc);
     const run = async () => {
       if (t.refusal) throw t.refusal;
       await t.admit();
-      await writeAll(call, messages(call.request, t.signal), t.signal, t.checkDeadline);
+      await writeAll(call, messages(call.request, t.signal), t.signal, t.checkDeadline, stallMs);
     };
     const answer = (send: () => void) => {
       try {
@@ -188,6 +195,7 @@ class Bodies {
       max_request_messages: runtime.decodeLimits.maxMessages ?? DEFAULT_MAX_MESSAGES,
       max_rows_per_stream: config.maxRowsPerStream,
       eval_timeout_ms: config.evalTimeoutMs,
+      stream_stall_ms: config.streamStallMs,
       stream_chunk_bytes: config.streamChunkBytes,
       max_jobs: calls.limits.maxJobs,
       max_queue: calls.limits.maxQueue,
@@ -208,7 +216,7 @@ export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig,
   return {
     Apply: unary(calls, "Apply", plain(body.apply)),
     Jacobian: unary(calls, "Jacobian", job(body.jacobian)),
-    JacobianRows: serverStreaming(calls, "JacobianRows", body.jacobianRows),
+    JacobianRows: serverStreaming(calls, "JacobianRows", body.jacobianRows, config.streamStallMs),
     JacobianVectorProduct: unary(calls, "JacobianVectorProduct", job(body.jvp)),
     VectorJacobianProduct: unary(calls, "VectorJacobianProduct", job(body.vjp)),
     AbstractEval: unary(calls, "AbstractEval", plain(body.abstractEval)),

@@ -6,6 +6,7 @@
 import { once } from "node:events";
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import { Code, TesseractError } from "../../common/errors";
+import { MAX_TIMER_MS } from "../../common/transport-defaults";
 import type { GradientRequest, JacobianRow, TesseractRuntime } from "../runtime";
 import { encodeRowMessage, type SliceSpec } from "./row-encoding";
 
@@ -97,13 +98,41 @@ export async function* jacobianRowsMessages(runtime: TesseractRuntime, req: Grad
 
 /**
  * Writes messages, or batches of them, honouring backpressure: after a write the transport's buffer
- * is full, wait for 'drain'; after a cancel 'drain' never fires, so the signal ends the wait.
+ * is full, wait for 'drain'; after a cancel 'drain' never fires, so the signal ends the wait. A
+ * reader that takes nothing for `stallMs` (0: no limit) ends the call: it would hold its job slot
+ * for as long as it does not read.
  */
-export async function writeAll(call: ServerWritableStream<unknown, unknown>, messages: AsyncIterable<RowsMessage | RowsMessage[]>, signal: AbortSignal, checkDeadline: () => void): Promise<void> {
+export async function writeAll(
+  call: ServerWritableStream<unknown, unknown>,
+  messages: AsyncIterable<RowsMessage | RowsMessage[]>,
+  signal: AbortSignal,
+  checkDeadline: () => void,
+  stallMs = 0,
+): Promise<void> {
   for await (const item of messages) {
     for (const message of Array.isArray(item) ? item : [item]) {
       checkDeadline(); // throws once the call is aborted, or its deadline has passed (calls.ts)
-      if (!call.write(message)) await once(call, "drain", { signal });
+      if (!call.write(message)) await drained(call, signal, stallMs);
     }
+  }
+}
+
+async function drained(call: ServerWritableStream<unknown, unknown>, signal: AbortSignal, stallMs: number): Promise<void> {
+  if (!(stallMs > 0 && stallMs <= MAX_TIMER_MS)) return void (await once(call, "drain", { signal })); // a longer timer would fire at once
+  const waiting = new AbortController();
+  const stalled = new TesseractError(
+    Code.RESOURCE_EXHAUSTED,
+    `the reader took no message for ${stallMs} ms, the most this server waits (--stream-stall-ms); the stream ended to free its job slot: read rows as they come, or ask for fewer per call`,
+  );
+  const cancelled = () => waiting.abort(signal.reason);
+  signal.addEventListener("abort", cancelled, { once: true });
+  const timer = setTimeout(() => waiting.abort(stalled), stallMs);
+  try {
+    await once(call, "drain", { signal: waiting.signal });
+  } catch (e) {
+    throw waiting.signal.reason === stalled ? stalled : e;
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener("abort", cancelled);
   }
 }

@@ -72,6 +72,11 @@ export interface ServeOptions {
   maxRequestMessages?: number;
   /** Most rows one JacobianRows call may send (default 0: no limit). */
   maxRowsPerStream?: number;
+  /**
+   * How long a JacobianRows call may wait for its reader to take a message before it ends with
+   * RESOURCE_EXHAUSTED, freeing its job slot (default 5 minutes; 0: forever).
+   */
+  streamStallMs?: number;
   /** How long one apply may take (default 0: no limit); see eval/timeout.ts for what it can stop. */
   evalTimeoutMs?: number;
   /**
@@ -143,6 +148,7 @@ export const DEFAULTS = {
   graceMs: 5000,
   evalCacheBytes: DEFAULT_CACHE_BYTES,
   warmUpMs: DEFAULT_WARM_UP_MS,
+  streamStallMs: 300_000,
 } as const;
 
 /** A JacobianRows budget must fit one value next to long paths and stay within the message limit. */
@@ -292,7 +298,8 @@ async function serveRuntime(runtime: TesseractRuntime, options: ServeOptions, { 
   const reflection = new ReflectionIndex(servedDescriptors(runtime));
   const evalTimeoutMs = options.evalTimeoutMs ?? 0;
   const maxRowsPerStream = options.maxRowsPerStream ?? 0;
-  const handlerConfig: HandlerConfig = { streamChunkBytes, maxMessageBytes, maxRowsPerStream, evalTimeoutMs };
+  const streamStallMs = options.streamStallMs ?? DEFAULTS.streamStallMs;
+  const handlerConfig: HandlerConfig = { streamChunkBytes, maxMessageBytes, maxRowsPerStream, evalTimeoutMs, streamStallMs };
   await warmUpServer(runtime, service, handlerConfig, options, log);
   const calls = new CallRegistry(log, { ...DEFAULT_LIMITS, ...options.limits });
   const tokens = options.tokens && new BearerTokens(options.tokens);
