@@ -125,6 +125,7 @@ async function drained(call: ServerWritableStream<unknown, unknown>, signal: Abo
     `the reader took no message for ${stallMs} ms, the most this server waits (--stream-stall-ms); the stream ended to free its job slot: read rows as they come, or ask for fewer per call`,
   );
   const cancelled = () => waiting.abort(signal.reason);
+  if (signal.aborted) cancelled();
   signal.addEventListener("abort", cancelled, { once: true });
   const timer = setTimeout(() => waiting.abort(stalled), stallMs);
   try {
