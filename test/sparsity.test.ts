@@ -220,7 +220,7 @@ describe("column grouping", () => {
       assert.deepEqual([stochastic.stats.column_groups, stochastic.stats.sparsity_source, stochastic.stats.apply_calls], [6, "", 4]);
     });
 
-    it("a given pattern is trusted; under SPARSITY_MODE_DETECT it is verified (2 more evaluations), and a wrong one falls back to dense, saying so", async () => {
+    it("a given pattern is trusted; under SPARSITY_MODE_DETECT it is verified (2 more evaluations), and a wrong one falls back to dense, saying so; one that saves nothing runs dense", async () => {
       const runtime = polynomial();
       const request = { inputs: inputs(), inputPaths: ["x"], outputPaths: ["f"] };
       const dense = await runtime.jacobian({ ...request, options: { sparsity_mode: DENSE } });
@@ -231,9 +231,13 @@ describe("column grouping", () => {
       assert.notDeepEqual(trusted.entries[0].values, dense.entries[0].values);
       // Evaluations (f(x), for the output shapes, is cached since the trusted call): both patterns make one
       // group (2), verified by one more pair (2); the wrong one then the dense columns (2 × 4).
+      // Misses f_0's dependence on x_0, and claims enough else that no two columns group: grouping
+      // saves nothing, so the columns run dense, unverified, and measure every entry (J_00 was 0, OK).
+      const ungroupable = { output_path: "f", input_path: "x", output_index: [1, 2, 3, 0, 1, 0, 2, 0, 3], input_index: [0, 0, 0, 1, 1, 2, 2, 3, 3] };
       for (const [sparsity, source, calls] of [
         [[wrongPattern], "request, failed verification: dense", 2 + 2 + 2 * 4],
         [[diagonal], "request", 2 + 2],
+        [[ungroupable], "", 2 * 4],
       ] as const) {
         const { entries, stats } = await runtime.jacobian({ ...request, sparsity, options: { sparsity_mode: DETECT } });
         assert.deepEqual([stats.sparsity_source, stats.apply_calls], [source, calls]);

@@ -113,8 +113,10 @@ export async function planSparsity(problem: Problem, options: ResolvedOptions, s
     const structure = structureOf(patterns, extents(problem), outputs, { field, fromRequest });
     if (!structure.dense) {
       group(plan, problem, options, structure, fromRequest ? "request" : "tesseract");
-      // Trusted as given, unless the caller asks for checked structures: then verified as a detected one is.
-      plan.verify = options.sparsityMode === "detect" && plan.columnGroups < plan.columns;
+      // Trusted as given, unless the caller asks for checked structures: then verified as a detected
+      // one is; where grouping saves nothing, the dense rows measure every entry the pattern would
+      // have zeroed unchecked.
+      if (options.sparsityMode === "detect") verifyOrDense(plan);
       return plan;
     }
     // Patterns that say nothing of these blocks: under detection, learned as if none were given.
@@ -126,14 +128,21 @@ export async function planSparsity(problem: Problem, options: ResolvedOptions, s
   if (detected === "dense") return plan;
   if (detected && fits(detected, await knownOutputs(problem, sources, plan))) {
     group(plan, problem, options, detected, "detected");
-    // Grouping that saves nothing is not worth its verification.
-    if (plan.columnGroups >= plan.columns) Object.assign(plan, { structure: undefined, groups: undefined, source: "" });
-    else plan.verify = true;
-    if (plan.verify) plan.record = { cache, key }; // a failed verification records anew
+    if (verifyOrDense(plan)) plan.record = { cache, key }; // a failed verification records anew
     return plan;
   }
   plan.record = { cache, key };
   return plan;
+}
+
+/**
+ * A structure under SPARSITY_MODE_DETECT: verified where its grouping saves evaluations, else
+ * dropped (dense: what it saves is not worth its verification). Whether it is verified.
+ */
+function verifyOrDense(plan: SparsityPlan): boolean {
+  if (plan.columnGroups >= plan.columns) Object.assign(plan, { structure: undefined, groups: undefined, source: "" });
+  else plan.verify = true;
+  return plan.verify;
 }
 
 /**
