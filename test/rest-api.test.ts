@@ -296,12 +296,18 @@ describe("tesseract-core's REST API", () => {
     assert.equal(entry.msg, `the body is not valid UTF-8: decoding fails at byte ${head.length} (0xff); JSON is read as UTF-8 only`);
   });
 
-  it("answers a failing apply with 500 and text, an unknown endpoint with 404", async () => {
+  it("answers a failing apply with 500 and text, differences that cannot be taken with 422, an unknown endpoint with 404", async () => {
     const inputs = { x: arr([1], [1]), y: arr([0.9], []), mode: "throw" };
     const { status, text } = await post(base(poly), "apply", { inputs });
     assert.equal(status, 500);
     assert.match(text, /y is too large/);
     assert.equal((await post(base(poly), "abstract_eval", { inputs })).status, 404);
+    // Differences that cannot be taken at these inputs (apply is NaN past x = 1): the caller's to change, 422 as gRPC's FAILED_PRECONDITION.
+    const edge = await post(base(poly), "jacobian", { inputs: { x: arr([1], [1]), y: arr([0.2], []), mode: "nan" }, jac_inputs: ["x"], jac_outputs: ["f"] });
+    assert.equal(edge.status, 422);
+    const [entry] = JSON.parse(edge.text).detail;
+    assert.deepEqual([entry.type, entry.loc], ["value_error", ["body"]]);
+    assert.equal(entry.msg, "Value error, evaluation at x[0] + h failed: apply returned NaN in output f at flat index 0");
     // FastAPI's 404 body; a body without a Content-Type is JSON, as FastAPI reads it; another type says what to send.
     const missing = await fetch(`${base(mesh)}/nope`);
     assert.deepEqual([missing.status, await missing.json()], [404, { detail: "Not Found" }]);

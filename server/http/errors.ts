@@ -86,6 +86,9 @@ export function detailOf(error: TesseractError, inputFields: ReadonlySet<string>
 export function httpStatusOf(code: number, busy = false): number {
   switch (code) {
     case Code.INVALID_ARGUMENT:
+    case Code.FAILED_PRECONDITION:
+      // The second: the request's differences cannot be taken at its inputs (a step leaving the
+      // domain, NaN at a perturbed point) — the caller's to change, not the server's failure.
       return 422;
     case Code.UNAUTHENTICATED:
       return 401;
@@ -100,7 +103,7 @@ export function httpStatusOf(code: number, busy = false): number {
     case Code.CANCELLED:
       return 499;
     default:
-      // UNKNOWN and FAILED_PRECONDITION (apply failed), INTERNAL (a bug): the server's failure.
+      // UNKNOWN (apply failed), INTERNAL (a bug): the server's failure.
       return 500;
   }
 }
