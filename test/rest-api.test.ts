@@ -316,6 +316,11 @@ describe("tesseract-core's REST API", () => {
       const wrong = await fetch(`${base(mesh)}/${path}`, { method });
       assert.deepEqual([wrong.status, wrong.headers.get("allow"), await wrong.json()], [405, allow, { detail: "Method Not Allowed" }], `${method} /${path}`);
     }
+    // Routed before any body is read, as FastAPI does: a body that is no JSON, or of another type, changes nothing.
+    for (const [method, path, type, body, expected] of [["PUT", "health", "application/json", "", 405], ["DELETE", "apply", "application/json", "{", 405], ["POST", "nope", "application/json", '{"a":', 404], ["POST", "nope", "text/plain", "x", 404]] as const) {
+      const answer = await fetch(`${base(mesh)}/${path}`, { method, headers: { "content-type": type }, body });
+      assert.equal(answer.status, expected, `${method} /${path} with ${JSON.stringify(body)}`);
+    }
     const untyped = await fetch(`${base(mesh)}/apply`, { method: "POST", body: new TextEncoder().encode(JSON.stringify({ inputs: meshInputs() })) });
     assert.equal(untyped.status, 200, await untyped.clone().text());
     const form = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: JSON.stringify({ inputs: meshInputs() }) });

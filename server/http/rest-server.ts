@@ -168,7 +168,9 @@ const INVALID_UTF8 = "TESSERACT_GRPC_INVALID_UTF8";
  * characters), and keys such as `__proto__` are ordinary keys (JSON.parse makes them own data
  * properties; fastify's default parser refuses the body as if it were not JSON).
  */
-function parseJsonBody(_request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void): void {
+function parseJsonBody(request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void): void {
+  // A path or method not served is 404 or 405 whatever its body, as FastAPI routes before it reads one.
+  if (request.is404) return done(null, undefined);
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(body as Buffer);
@@ -215,7 +217,7 @@ function createApp(options: RestServerOptions): FastifyInstance {
   // A body without a Content-Type is read as JSON, as FastAPI reads it; another type is refused saying what to send.
   app.addContentTypeParser("*", { parseAs: "buffer" }, (request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => {
     const type = request.headers["content-type"];
-    if (type === undefined || type === "") return parseJsonBody(request, body, done);
+    if (type === undefined || type === "" || request.is404) return parseJsonBody(request, body, done);
     done(Object.assign(new Error(`the body must be JSON: send Content-Type: application/json (got ${JSON.stringify(type.slice(0, 60))})`), { statusCode: 415 }));
   });
   // A path served under another method is 405 with Allow, as FastAPI answers; any other is 404.
