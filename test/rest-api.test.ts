@@ -183,6 +183,16 @@ describe("tesseract-core's REST API", () => {
     assert.match(String(json.detail), /^more than 100000 messages \(every tensor, map entry, nested message and listed string counts; the server's --max-request-messages\) at inputs\.mesh\.cell_data\.\{k\d+\}$/);
   });
 
+  it("a body over --max-message-bytes: 413 naming the limit", async () => {
+    const small = await startServer({ tesseract: POLYNOMIAL, port: 0, httpPort: 0, logger: silentLogger, maxMessageBytes: 100_000, streamChunkBytes: 65_536, warmUpMs: 0 });
+    try {
+      const { status, json } = await post(`http://127.0.0.1:${small.httpPort}`, "apply", { inputs: { x: arr(new Array(20_000).fill(1), [20_000]), y: arr([0.5], []), mode: "" } });
+      assert.deepEqual([status, json.detail], [413, "the body is larger than this server's limit of 100000 bytes (--max-message-bytes)"]);
+    } finally {
+      await small.close(0);
+    }
+  });
+
   it("abstract_eval answers shapes and dtypes", async () => {
     const { status, json } = await post(base(vec), "abstract_eval", { inputs: { a: { shape: [5], dtype: "float64" }, b: { shape: [5], dtype: "float64" } } });
     assert.equal(status, 200, JSON.stringify(json));

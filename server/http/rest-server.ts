@@ -209,6 +209,9 @@ function createApp(options: RestServerOptions): FastifyInstance {
       const why = error.message.slice(0, 200);
       return sendError(reply, 422, error, jsonInvalid(`JSON decode error: ${why}`, why));
     }
+    if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
+      return sendError(reply, 413, { message: `the body is larger than this server's limit of ${options.maxMessageBytes} bytes (--max-message-bytes)` });
+    }
     return sendError(reply, error.statusCode ?? 500, error);
   });
   // fastify reads text/plain as a string (a 422 "must be object" followed); here it is another type, 415.
