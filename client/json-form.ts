@@ -11,7 +11,7 @@ import { clip, invalidArgument } from "../common/errors";
 import { enumNumber, shortNames } from "../common/enum-names";
 import { recordFrom } from "../common/records";
 import { arrayObject, flattenLists, NUMPY_DTYPES, tensorFromArrayObject } from "../common/numpy-arrays";
-import { decodeTensor, isNdArray } from "../common/tensor-codec";
+import { dataTypeOfArray, decodeTensor, isNdArray } from "../common/tensor-codec";
 import { INT_RANGES, jsonScalar } from "../common/json-scalars";
 
 const TENSOR_TYPE = ".tesseract.v1.Tensor";
@@ -74,9 +74,17 @@ function enumValue(type: protobuf.Enum, value: unknown, where: string): number {
   return number;
 }
 
-/** An abstract array's JSON, `{"shape": [...], "dtype": "float64"}` (tesseract-core's abstract_eval form), as {shape, datatype}. */
+/**
+ * An abstract array's JSON, `{"shape": [...], "dtype": "float64"}` (tesseract-core's abstract_eval
+ * form), as {shape, datatype}; a concrete array in any form `apply` takes gives its own (as REST's
+ * /abstract_eval and gRPC's AbstractEval take either).
+ */
 export function abstractArrayFromJson(value: unknown, where: string): { shape: number[]; datatype: number } {
-  const object = value as { shape?: unknown; dtype?: unknown } | null;
+  const object = value as { shape?: unknown; dtype?: unknown; data?: unknown } | null;
+  if (object === null || typeof object !== "object" || Array.isArray(object) || object.data !== undefined) {
+    const array = arrayFromJson(value, where);
+    return { shape: array.shape.slice(), datatype: dataTypeOfArray(array.data as never) };
+  }
   const shape = object?.shape;
   if (object === null || typeof object !== "object" || !Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     throw invalidArgument(`${where}: expected {"shape": [whole numbers ≥ 0], "dtype": "float64"}`);

@@ -103,10 +103,14 @@ describe("CLI", () => {
     assert.deepEqual(row.slices[0].values, [0, 1, 2].map((c) => J[c][Math.floor(row.input_index / 3)][row.input_index % 3]), "--format json: values as a list");
   });
 
-  it("abstract-eval: output shapes and dtypes from input shapes, as tesseract-core's abstract_eval answers them", async () => {
+  it("abstract-eval: output shapes and dtypes from input shapes (or concrete arrays), as tesseract-core's abstract_eval answers them", async () => {
     const { code, stdout, stderr } = await cli("abstract-eval", JSON.stringify({ inputs: { mesh: { points: { shape: [1000, 3], dtype: "float64" } } } }), "--address", address);
     assert.equal(code, 0, stderr);
     assert.deepEqual(JSON.parse(stdout), { "statistics.first_point_coordinates": { shape: [3], dtype: "float64" }, "statistics.barycenter": { shape: [3], dtype: "float64" } });
+    // apply's payload as it is: concrete arrays in any of its forms give their own shapes (gRPC and REST take them too).
+    const concrete = await cli("abstract-eval", JSON.stringify({ inputs: { mesh: { ...inputs.mesh, points: [[1, 2, 3], [4, 5, 6]] } } }), "--address", address);
+    assert.equal(concrete.code, 0, concrete.stderr);
+    assert.deepEqual(JSON.parse(concrete.stdout)["statistics.barycenter"], { shape: [3], dtype: "float64" });
     const bad = await cli("abstract-eval", JSON.stringify({ inputs: { mesh: { points: { shape: [1000, 3], dtype: "double" } } } }), "--address", address);
     assert.match(bad.stderr, /^tesseract-grpc abstract-eval: INVALID_ARGUMENT: inputs\.mesh\.points\.dtype is "double": expected one of bool, .*float64\n$/);
   });
