@@ -1,8 +1,9 @@
 /**
  * A `grpc-timeout` header that is not a timeout ("abcZ") is the caller's mistake, but grpc-js 1.14
  * answers it INTERNAL ("Invalid grpc-timeout value"). Its check is in BaseServerInterceptingCall's
- * handleTimeoutHeader, before any interceptor; wrapped there, the same values are accepted (grpc-js's
- * own pattern) and the rest answered INVALID_ARGUMENT saying what the header must be. A timeout longer
+ * handleTimeoutHeader, before any interceptor; wrapped there, the values gRPC's spec allows are accepted
+ * and the rest answered INVALID_ARGUMENT saying what the header must be (grpc-js's own pattern is not
+ * anchored: it read "1e3m" as 3 ms, "100000000S" as 0 s, "-5S" as 5 s). A timeout longer
  * than Node's timers can run (2^31 - 1 ms) is taken as no deadline rather than one already passed.
  * test/framing.test.ts sends such headers, so a grpc-js upgrade that moves the method fails the tests.
  */
@@ -11,8 +12,8 @@ import { quote } from "../../common/errors";
 import { MAX_TIMER_MS } from "../../common/transport-defaults";
 import { wrapServerCallMethod } from "./call-internals";
 
-/** grpc-js's own reading of the header (1 to 8 digits and a unit). */
-const TIMEOUT_PATTERN = /(\d{1,8})\s*([HMSmun])/;
+/** The header as gRPC's spec writes it: 1 to 8 digits and a unit, nothing else. */
+const TIMEOUT_PATTERN = /^(\d{1,8})\s*([HMSmun])$/;
 /** Milliseconds per unit, as grpc-js reads them. */
 const UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
 
