@@ -5,6 +5,7 @@
  */
 import { strict as assert } from "node:assert";
 import { once } from "node:events";
+import * as http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
 import { gzipSync } from "node:zlib";
 import { Code } from "../index";
@@ -103,6 +104,16 @@ describe("gRPC framing", () => {
     assert.equal(called, 1, "dropped, and its callback called");
     // A live stream goes on to grpc-js's own code (which this stand-in lacks).
     assert.throws(() => sendMessage.call({ stream: { writableEnded: false } }, Buffer.alloc(0), () => called++), TypeError);
+  });
+
+  it("a connection holds at most 1000 streams at once (SETTINGS_MAX_CONCURRENT_STREAMS): unended ones cannot pile up without bound", async () => {
+    const h2 = http2.connect(`http://${server.address}`);
+    try {
+      const [settings] = (await once(h2, "remoteSettings")) as [http2.Settings];
+      assert.equal(settings.maxConcurrentStreams, 1000);
+    } finally {
+      h2.close();
+    }
   });
 
   it("0 without an encoding, and 1 with gzip, are served", async () => {

@@ -1,7 +1,7 @@
 /** Starts a gRPC server for one Tesseract, with health checking and reflection. */
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
-import { DEFAULT_MAX_MESSAGE_BYTES, FLOW_CONTROL_WINDOW_BYTES } from "../../common/transport-defaults";
+import { DEFAULT_MAX_MESSAGE_BYTES, FLOW_CONTROL_WINDOW_BYTES, MAX_CONCURRENT_STREAMS } from "../../common/transport-defaults";
 import { Code } from "../../common/errors";
 import { DEFAULT_REPLICA_CONCURRENCY } from "../eval/concurrent";
 import { loadTesseract } from "../loader";
@@ -222,6 +222,7 @@ function guardedGrpcServer(options: ServeOptions, calls: CallRegistry, tokens: B
       "grpc.max_send_message_length": maxMessageBytes,
       // Big inputs arrive faster with a wider HTTP/2 window than the 64 KiB default.
       "grpc-node.flow_control_window": FLOW_CONTROL_WINDOW_BYTES,
+      "grpc.max_concurrent_streams": MAX_CONCURRENT_STREAMS,
       ...(options.maxConnectionAgeMs ? { "grpc.max_connection_age_ms": options.maxConnectionAgeMs } : {}),
       interceptors: [
         guardInterceptor((path, status, metadata) => calls.refused(rpcName(path), status.code, status.details, metadata)),
