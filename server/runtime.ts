@@ -563,7 +563,7 @@ function checkedAbstractOutputs(answer: unknown): AbstractOutput[] {
   answer.forEach((o: Partial<AbstractOutput> | null, k) => {
     if (o === null || typeof o !== "object" || typeof o.path !== "string") throw fault(`an entry without a path string at [${k}]`);
     if (!Array.isArray(o.shape) || !o.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw fault(`${o.path} with shape ${JSON.stringify(o.shape) ?? String(o.shape)}`);
-    if (!Number.isInteger(o.datatype) || DataType[o.datatype as number] === undefined) throw fault(`${o.path} with datatype ${String(o.datatype)}`);
+    if (!Number.isInteger(o.datatype) || (o.datatype as number) < 0 || DataType[o.datatype as number] === undefined) throw fault(`${o.path} with datatype ${String(o.datatype)}`);
   });
   return answer as AbstractOutput[];
 }

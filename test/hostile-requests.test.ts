@@ -328,11 +328,13 @@ describe("hostile requests", () => {
   });
 
   describe("defaults computed from the caller's inputs", () => {
-    it("meshstats fd_algorithm = 99 is INVALID_ARGUMENT naming the field, for Apply and Jacobian", async () => {
-      for (const rpc of ["Apply", "Jacobian"]) {
-        const any = meshAny({ fd_algorithm: 99 });
-        const o = await send(client, rpc, rpc === "Apply" ? applyRequest(any) : jacobianRequest(any));
-        expectInvalid(o, /^fd_algorithm is 99, not a tesseract\.v1\.Algorithm/);
+    it("meshstats fd_algorithm = 99 or -1 (ts-proto's UNRECOGNIZED, Apply said OK) is INVALID_ARGUMENT naming the field, for Apply and Jacobian", async () => {
+      for (const value of [99, -1]) {
+        for (const rpc of ["Apply", "Jacobian"]) {
+          const any = meshAny({ fd_algorithm: value });
+          const o = await send(client, rpc, rpc === "Apply" ? applyRequest(any) : jacobianRequest(any));
+          expectInvalid(o, new RegExp(`^fd_algorithm is ${value}, not a tesseract\\.v1\\.Algorithm`));
+        }
       }
     });
 

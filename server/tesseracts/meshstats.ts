@@ -31,7 +31,8 @@ export default defineTesseract<Inputs, Outputs>({
   protoFiles: [path.join(PROTO_DIR, "tesseract/examples/meshstats/v1/meshstats.proto")],
 
   validate({ mesh, fd_algorithm }) {
-    if (Algorithm[fd_algorithm] === undefined) {
+    // ts-proto's enums hold UNRECOGNIZED = -1 too: no algorithm.
+    if (!(fd_algorithm >= 0 && Algorithm[fd_algorithm] !== undefined)) {
       throw invalidArgument(`fd_algorithm is ${fd_algorithm}, not a tesseract.v1.Algorithm: expected 0 (unspecified, central) to ${Algorithm.ALGORITHM_ADAPTIVE} (ALGORITHM_ADAPTIVE)`);
     }
     if (!mesh) throw invalidArgument("mesh is missing");
