@@ -24,6 +24,11 @@ function registerTypeScript(): void {
 
 /** ES modules load too (require(esm), Node.js 20.19 and later), except those with a top-level await. */
 function requireModule(file: string): unknown {
+  // Read as JavaScript, a schema file failed with "Unexpected identifier" from its package line.
+  const extension = path.extname(file).toLowerCase();
+  if (extension === ".proto" || extension === ".json") {
+    throw new Error(`${file} is a ${extension.slice(1)} file: serve takes the module (.js or .ts) that default-exports the Tesseract's definition, whose protoFiles name its .proto files`);
+  }
   try {
     if (TYPESCRIPT.test(file)) registerTypeScript();
     // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -184,6 +184,18 @@ describe("a Tesseract module outside the source tree", () => {
     }
   });
 
+  it("a .proto or .json file given for the module: says what serve takes (it was a JavaScript parse error of the file)", () => {
+    for (const file of ["springs.proto", "payload.json"]) {
+      const given = path.join(tmpDir, file);
+      fs.writeFileSync(given, file.endsWith(".proto") ? 'syntax = "proto3";\npackage probe.roots.v1;\n' : "{}");
+      assert.throws(
+        () => loadTesseract(given),
+        (e: Error) => e.message === `${given} is a ${path.extname(file).slice(1)} file: serve takes the module (.js or .ts) that default-exports the Tesseract's definition, whose protoFiles name its .proto files`,
+        file,
+      );
+    }
+  });
+
   it("names a .proto file that is not where the module says, and why tsc builds lose them", () => {
     const modulePath = path.join(tmpDir, "lost-proto.js");
     fs.writeFileSync(modulePath, `exports.default = { name: "p", inputType: "a.B", outputType: "a.C", protoFiles: ["p.proto"], apply() {} };`);
