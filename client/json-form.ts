@@ -85,8 +85,8 @@ export function abstractArrayFromJson(value: unknown, where: string): { shape: n
     const array = arrayFromJson(value, where);
     return { shape: array.shape.slice(), datatype: dataTypeOfArray(array.data as never) };
   }
-  const shape = object?.shape;
-  if (object === null || typeof object !== "object" || !Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+  const shape = object.shape;
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     throw invalidArgument(`${where}: expected {"shape": [whole numbers ≥ 0], "dtype": "float64"}`);
   }
   const datatype = typeof object.dtype === "string" ? NUMPY_DTYPES[object.dtype] : undefined;
