@@ -133,9 +133,8 @@ export class StepRule {
   }
 
   /** The step at value x of leaf `leaf`: the rule's, or its fallback where that rounds to nothing. */
-  size(leaf: number, x: number): number {
-    const h = this.ruled(leaf, x);
-    return this.resolves(leaf, x, h) ? h : this.fallback(leaf, x);
+  size(leaf: number, x: number, ruled = this.ruled(leaf, x)): number {
+    return this.resolves(leaf, x, ruled) ? ruled : this.fallback(leaf, x);
   }
 
   /** The rule's step at x: eps, or eps · max(|x|, typical). */
@@ -173,7 +172,7 @@ export class StepRule {
     const input = this.leaves[leaf];
     const x = input.data[index];
     const ruled = this.ruled(leaf, x);
-    const size = this.size(leaf, x);
+    const size = this.size(leaf, x, ruled);
     if (size !== ruled) this.noteFallback(leaf, index, ruled);
     const h = multiple * size;
     let y = input.fp32 ? Math.fround(x + h) : x + h;
