@@ -268,6 +268,8 @@ describe("SDK: TesseractClient", () => {
       const int8 = { shape: [3], datatype: DataType.DATA_TYPE_INT8 };
       await clientRejects(vector.abstractEval({ a: { shape: [3], datatype: DataType.DATA_TYPE_FP64 }, b: { shape: [4], datatype: DataType.DATA_TYPE_FP64 }, normalize: false }), "INVALID_ARGUMENT", /^b has shape \[4\], expected \[3\] like a$/);
       await clientRejects(vector.abstractEval({ a: int8, b: int8, normalize: false }), "INVALID_ARGUMENT", /^a has datatype DATA_TYPE_INT8, expected DATA_TYPE_FP32 or DATA_TYPE_FP64$/);
+      // A missing b is said to be missing (it read "b has shape [], expected [3]").
+      await clientRejects(vector.abstractEval({ a: { shape: [3], datatype: DataType.DATA_TYPE_FP64 }, normalize: false }), "INVALID_ARGUMENT", /^b is missing: expected a tensor of shape \[3\] like a$/);
     });
 
     it("health: SERVING for the server and the Tesseract service; NOT_FOUND for an unknown service", async () => {

@@ -74,7 +74,8 @@ export default defineTesseract<Inputs, Outputs>({
   abstractEval(inputs) {
     const { a, b, s } = inputs as { a?: AbstractTensor; b?: AbstractTensor; s?: AbstractTensor };
     if (!a || a.shape.length !== 1) throw invalidArgument("a must be a 1-D tensor");
-    if (!b || b.shape.length !== 1 || b.shape[0] !== a.shape[0]) throw invalidArgument(`b has shape [${b?.shape.join(", ") ?? ""}], expected [${a.shape[0]}] like a`);
+    if (!b) throw invalidArgument(`b is missing: expected a tensor of shape [${a.shape[0]}] like a`);
+    if (b.shape.length !== 1 || b.shape[0] !== a.shape[0]) throw invalidArgument(`b has shape [${b.shape.join(", ")}], expected [${a.shape[0]}] like a`);
     for (const [field, t] of [["a", a], ["b", b], ["s", s]] as const) {
       if (t && !isFloatingPoint(t.datatype)) throw invalidArgument(`${field} has datatype ${dataTypeName(t.datatype)}, expected DATA_TYPE_FP32 or DATA_TYPE_FP64`);
     }
