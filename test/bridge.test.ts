@@ -176,7 +176,7 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
       const alone = await startServer({ tesseract: busy.url, port: 0, logger: silentLogger });
       const [shared, lonely] = [await reflectedClient(both.address), await reflectedClient(alone.address)];
       try {
-        for (let i = 0; i < 4; i++) assert.ok((await shared.client.apply(inputs())).barycenter, `apply ${i} through the other runtime`);
+        for (let i = 0; i < 4; i++) assertAll(flat((await shared.client.apply(inputs())).barycenter), (c) => barycenter()[c], `apply ${i} through the other runtime`);
         await clientRejects(lonely.client.apply(inputs()), "UNAVAILABLE", new RegExp(`^no tesseract-core runtime answered POST /apply \\(${busy.url.replace(/\./g, "\\.")}: HTTP ${status} try again later\\)$`));
       } finally {
         shared.client.close();

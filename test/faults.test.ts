@@ -119,8 +119,9 @@ describe("faults of the Tesseract", function () {
     for (const workers of [0, 2]) {
       const { server, client } = await serve({ workers, evalTimeoutMs: 3e9 });
       const slow = inputs(server, { x: [0.5], y: 0.9, mode: "slow" });
-      const answer = (await call((cb) => client.apply({ inputs: slow }, cb))) as { outputs?: unknown };
-      assert.ok(answer.outputs, `--workers ${workers}`);
+      // Answered OK, after the slow apply's 20 ms: no timeout fired.
+      const answer = (await call((cb) => client.apply({ inputs: slow }, cb))) as { outputs?: { type_url?: string } };
+      assert.equal(answer.outputs?.type_url, "type.googleapis.com/tesseract.testing.polynomial.v1.Outputs", `--workers ${workers}`);
       client.close();
       await server.close(0);
     }
