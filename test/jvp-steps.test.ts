@@ -9,7 +9,7 @@ import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import ndarray from "ndarray";
 import { loadTesseract, Algorithm } from "../index";
-import { f64 } from "./helpers";
+import { counted, f32, f64 } from "./helpers";
 
 const FIXTURE = path.join(__dirname, "../../test/fixtures/polynomial");
 // f_i = x_i³ + y sin(x_i): J = diag(3 x_i² + y cos x_i).
@@ -60,6 +60,38 @@ describe("JVP steps along the tangent", () => {
       Array.from(result.f.data as Float64Array).forEach((got, i) => assert.ok(Math.abs(got - expected[i]) <= 1e-3 * Math.abs(expected[i]), `eps ${eps}: (J v)[${i}] = ${got}`));
       assert.equal(stats.adjusted_steps.length, 1, stats.adjusted_steps.join(" | "));
     }
+  });
+
+  // vectoradd, result = 1.7 a + b, a FP32: the points x ± t v round per element, so the difference
+  // was taken along v + c with |c| up to 2e-4 of v here, and answered 1.7 v off by as much (a
+  // one-element tangent was exact). Each stencil is now straightened by a difference along c.
+  for (const [algorithm, calls] of [[Algorithm.ALGORITHM_CENTRAL, 4], [Algorithm.ALGORITHM_FORWARD, 3], [Algorithm.ALGORITHM_RICHARDSON, 17], [Algorithm.ALGORITHM_ADAPTIVE, 31]] as const) {
+    it(`${Algorithm[algorithm]}: a tangent on an FP32 input is J v to 1e-7, not J v' for the rounded points' direction v' (off by 2e-4)`, async () => {
+      const { runtime, counter } = counted("vectoradd");
+      const v = [0.3, 1, 0.7];
+      const fp32Inputs = { a: f32([1.1, -2.3, 0.77]), b: f64([0.5, 0.25, 2]), s: f64([1.7], []) };
+      const { result, stray, stats } = await runtime.jvp({ inputs: fp32Inputs, inputPaths: ["a"], outputPaths: ["result"], tangent: { a: f64(v) }, options: { algorithm } });
+      v.forEach((vi, i) => {
+        const got = result.result.data[i];
+        assert.ok(Math.abs(got - 1.7 * vi) <= 1e-7 * 1.7 * vi, `(J v)[${i}] = ${got}, expected ${1.7 * vi}`);
+      });
+      // The stray reported (what CheckGradients allows for) is what is left after straightening.
+      assert.ok(Math.max(...stray!.a) < 1e-6, `stray ${Array.from(stray!.a)}`);
+      // Two more evaluations per stencil (forward: one, f(x) known), counted as such.
+      assert.equal(counter.calls, calls);
+      assert.equal(stats.apply_calls, calls);
+    });
+  }
+
+  it("a one-element tangent and FP64 inputs are not straightened: no stray to remove, no evaluations added", async () => {
+    const { runtime, counter } = counted("vectoradd");
+    const fp32Inputs = { a: f32([1.1, -2.3, 0.77]), b: f64([0.5, 0.25, 2]), s: f64([1.7], []) };
+    const one = await runtime.jvp({ inputs: fp32Inputs, inputPaths: ["a"], outputPaths: ["result"], tangent: { a: f64([0, 1, 0]) } });
+    assert.ok(Math.abs(one.result.result.data[1] - 1.7) < 1e-12, String(one.result.result.data[1]));
+    assert.equal(counter.calls, 2);
+    const fp64Inputs = { a: f64([1.1, -2.3, 0.77]), b: f64([0.5, 0.25, 2]), s: f64([1.7], []) };
+    await runtime.jvp({ inputs: fp64Inputs, inputPaths: ["a"], outputPaths: ["result"], tangent: { a: f64([0.3, 1, 0.7]) } });
+    assert.equal(counter.calls, 4);
   });
 
   it("a step already long enough is not touched: nothing reported, the same value as before", async () => {

@@ -208,7 +208,8 @@ describe("univariate (Rosenbrock, FP32)", () => {
     const { runtime, counter } = counted("univariate");
     const [gx, gy] = gradient(Math.fround(-1.2), 1);
     const jvp = await runtime.jvp({ inputs: at(-1.2, 1), inputPaths: ["x", "y"], outputPaths: ["result"], tangent: { x: f32([1], []), y: f32([2], []) } });
-    assert.equal(counter.calls, 2);
+    // Two, and two more along the stray of the FP32 points from the tangent (jvp.ts, straighten).
+    assert.equal(counter.calls, 4);
     assert.ok(Math.abs(jvp.result.result.get() - (gx + 2 * gy)) < 0.05, `${jvp.result.result.get()} vs ${gx + 2 * gy}`);
     const vjp = await runtime.vjp({ inputs: at(-1.2, 1), inputPaths: ["x", "y"], outputPaths: ["result"], cotangent: { result: f64([3], []) } });
     assert.ok(Math.abs(vjp.result.x.get() - 3 * gx) < 0.05 && Math.abs(vjp.result.y.get() - 3 * gy) < 0.05);
