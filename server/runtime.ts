@@ -16,6 +16,7 @@ import { planRowBatches } from "./fd/columns";
 import { DetectedPatterns } from "./fd/detection";
 import { planSparsity, type SparsityPlan, type SparsitySources } from "./fd/sparsity-plan";
 import { jvp } from "./fd/jvp";
+import { settleOutputPrecision } from "./fd/output-precision";
 import { checkPathKeys, resolveOptions, type RequestOptions, type ResolvedOptions } from "./fd/options";
 import { DEFAULT_ABSOLUTE_EPS } from "./fd/steps";
 import { inputLeaf, type InputLeaf } from "./eval/input-leaf";
@@ -381,15 +382,31 @@ export class TesseractRuntime {
     return { leaves, options, evaluator, problem, started: performance.now() };
   }
 
+  /**
+   * A Jacobian's or VJP's plan: the outputs' precision settled first (their default relative steps
+   * may depend on it), then the structure its columns are grouped by (fd/sparsity-plan.ts).
+   */
+  private async plan(problem: Problem, options: ResolvedOptions, req: GradientRequest): Promise<SparsityPlan> {
+    const evaluatedBase = await settleOutputPrecision(problem, options, this.predictedSource(req));
+    const plan = await planSparsity(problem, options, this.sparsitySources(req));
+    plan.baseForShapes ||= evaluatedBase;
+    return plan;
+  }
+
   /** Where a request's Jacobian structure may come from (fd/sparsity-plan.ts). */
   private sparsitySources(req: GradientRequest): SparsitySources {
     const { definition } = this;
     return {
       request: req.sparsity,
       declared: definition.sparsity && (() => declaredSparsity(definition, this.schema, req.inputs)),
-      predictedOutputs: definition.abstractEval && (() => this.predictedOutputs(req.inputs, req.outputPaths, req.signal)),
+      predictedOutputs: this.predictedSource(req),
       detected: { cache: this.detectedSparsity, outputPaths: req.outputPaths },
     };
+  }
+
+  /** abstractEval's prediction of the requested outputs, where the Tesseract has one. */
+  private predictedSource(req: GradientRequest): (() => Promise<AbstractOutput[] | undefined>) | undefined {
+    return this.definition.abstractEval && (() => this.predictedOutputs(req.inputs, req.outputPaths, req.signal));
   }
 
   /** The requested outputs as abstractEval predicts them (any order), or undefined. */
@@ -433,7 +450,7 @@ export class TesseractRuntime {
       const predicted = (await this.abstractEval(req.inputs, req.signal)).filter((o) => patterns.some((p) => matchesPattern(parsePath(o.path), p)));
       checkJacobianSize(predicted.map((o) => o.shape), leaves.map((l) => l.size), req.maxBytes);
     }
-    const plan = await planSparsity(problem, options, this.sparsitySources(req));
+    const plan = await this.plan(problem, options, req);
     const entries = await jacobian(problem, options, req.maxBytes, plan);
     return { entries, stats: this.stats(problem, started, undefined, plan) };
   }
@@ -443,10 +460,9 @@ export class TesseractRuntime {
     const { problem, options, leaves, evaluator, started } = this.setup(req, JACOBIAN_FIELDS);
     // f(x) from the evaluation cache is one evaluation fewer than planned, whether the rule or the plan needs it.
     const cachedBase = evaluator instanceof CachedBaseEvaluator && evaluator.baseKnown();
-    const sources = this.sparsitySources(req);
     let planning: Promise<SparsityPlan> | undefined;
     let plan: SparsityPlan | undefined;
-    const planned = async () => (plan ??= await (planning ??= planSparsity(problem, options, sources)));
+    const planned = async () => (plan ??= await (planning ??= this.plan(problem, options, req)));
     const outputs = async () => (await planned(), pathShapes(await ensureOutputs(problem)));
     const guard = this.inputGuards.get(problem)!;
     const batches = (async function* () {
@@ -478,6 +494,7 @@ export class TesseractRuntime {
   async jvp(req: GradientRequest & { tangent: Record<string, NdArray<any>> }): Promise<VectorProduct> {
     const { problem, leaves, options, started } = this.setup(req, { inputs: "jvp_inputs", outputs: "jvp_outputs" });
     const tangent = matchVectors("tangent_vector", req.tangent, leaves, "jvp_inputs");
+    await settleOutputPrecision(problem, options, this.predictedSource(req));
     const { values, errors, stray } = await jvp(problem, tangent, options);
     const keyed = (arrays: Float64Array[]) => Object.fromEntries(problem.outputs!.map((o, i) => [o.path, ndarray(arrays[i], o.shape)]));
     return { result: keyed(values), errors: errors && keyed(errors), stray: stray && Object.fromEntries(leaves.map((leaf, l) => [leaf.path, stray[l]])), stats: this.stats(problem, started) };
@@ -498,7 +515,7 @@ export class TesseractRuntime {
       for (const c of cotangent) if (!paths.has(c.path)) throw invalidArgument(`${field} has key ${quote(c.path)}, which is not in vjp_outputs (${listed(req.outputPaths)})`);
       for (const p of paths) if (!Object.hasOwn(req.cotangent, p)) throw invalidArgument(`${field} is missing output ${quote(p)}`);
     }
-    const plan = await planSparsity(problem, options, this.sparsitySources(req));
+    const plan = await this.plan(problem, options, req);
     const { values, errors, adjustedSteps } = await vjp(problem, evaluator, cotangent, options, field, req.signal, plan);
     const keyed = (arrays: Float64Array[]) => Object.fromEntries(leaves.map((leaf, i) => [leaf.path, ndarray(arrays[i], leaf.shape)]));
     return { result: keyed(values), errors: errors && keyed(errors), stats: this.stats(problem, started, adjustedSteps, plan) };

@@ -111,6 +111,43 @@ describe("step rules", () => {
   });
 });
 
+// f = x³ + y·sin(x) returned in FP32 from an FP64 x (the fixture's mode "fp32"), with no eps of the
+// Tesseract's own: the default relative step was sized for x's FP64 alone, so forward differences
+// (1.5e-8 relative) divided f's FP32 rounding (6e-8) by the step and answered 0 where the
+// derivative is 0.7 to 3.9, OK; central was off by 1e-3. The step is now sized for the coarser of
+// the input's and the requested outputs' precision.
+describe("default relative steps and the outputs' precision", () => {
+  const fixture = path.join(__dirname, "../../test/fixtures/polynomial");
+  const fp32Out = new TesseractRuntime({ ...loadTesseract(path.join(fixture, "polynomial.js")).definition, finiteDifferences: undefined }, fixture);
+  before(() => fp32Out.useEvaluation({ workers: 0, cacheBytes: 0 }));
+  const x = [0.3, 0.7, 1.1];
+  const fp32Inputs = { x: f64(x), y: f64([0.5], []), params: {}, blocks: [], mode: "fp32" };
+  const exact = x.map((v) => 3 * v * v + 0.5 * Math.cos(v));
+
+  for (const [algorithm, rtol, calls] of [[Algorithm.ALGORITHM_FORWARD, 1e-3, 4], [Algorithm.ALGORITHM_CENTRAL, 1e-4, 7], [Algorithm.ALGORITHM_RICHARDSON, 1e-5, 21]] as const) {
+    it(`${Algorithm[algorithm]}: FP64 input, FP32 output: the Jacobian and the JVP within ${rtol} (forward answered 0, central 1e-3 off)`, async () => {
+      const options = { algorithm, step_mode: RELATIVE };
+      const { entries, stats } = await fp32Out.jacobian({ inputs: fp32Inputs, inputPaths: ["x"], outputPaths: ["f"], options });
+      diagonal(entries[0].values, 3).forEach((d, i) => assert.ok(Math.abs(d - exact[i]) <= rtol * exact[i], `df${i}/dx${i} = ${d}, expected ${exact[i]}`));
+      // No abstractEval: f(x) tells the outputs' precision before the first step (central's one more evaluation).
+      assert.equal(stats.apply_calls, calls);
+      const { result } = await fp32Out.jvp({ inputs: fp32Inputs, inputPaths: ["x"], outputPaths: ["f"], tangent: { x: f64([1, 1, 1]) }, options });
+      Array.from(result.f.data as Float64Array).forEach((d, i) => assert.ok(Math.abs(d - exact[i]) <= rtol * exact[i], `(J v)${i} = ${d}, expected ${exact[i]}`));
+    });
+  }
+
+  it("nothing is evaluated for it where no step depends on it (absolute steps, an eps given); FP64 outputs keep FP64's steps", async () => {
+    for (const options of [{}, { step_mode: RELATIVE, eps: 1e-6 }]) {
+      const { stats } = await fp32Out.jacobian({ inputs: fp32Inputs, inputPaths: ["x"], outputPaths: ["f"], options });
+      assert.equal(stats.apply_calls, 6, JSON.stringify(options));
+    }
+    // FP64 outputs: f(x) is evaluated to learn so, and the steps stay FP64's (6e-6 relative: the quotient exact to 1e-10).
+    const { entries, stats } = await fp32Out.jacobian({ inputs: { ...fp32Inputs, mode: "" }, inputPaths: ["x"], outputPaths: ["f"], options: { step_mode: RELATIVE } });
+    assert.equal(stats.apply_calls, 7);
+    diagonal(entries[0].values, 3).forEach((d, i) => assert.ok(Math.abs(d - exact[i]) <= 1e-9 * exact[i], `df${i}/dx${i} = ${d}`));
+  });
+});
+
 describe("domain bounds", () => {
   // The polynomial fixture with a declared domain x > 0, and an apply that refuses x <= 0.
   const fixtureDir = path.join(__dirname, "../../test/fixtures/polynomial");

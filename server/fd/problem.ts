@@ -69,9 +69,12 @@ export class Problem {
 
   private steps?: StepRule;
 
+  /** Whether a requested output is FP32 (output-precision.ts): default relative steps are then sized for FP32. Set before the step rule is made. */
+  outputsFp32 = false;
+
   /** The request's step rule, made once (it also collects the steps that had to be adjusted). */
   stepRule(options: ResolvedOptions): StepRule {
-    this.steps ??= new StepRule(options, this.leaves, this.bounds);
+    this.steps ??= new StepRule(options, this.leaves, this.bounds, this.outputsFp32);
     return this.steps;
   }
 

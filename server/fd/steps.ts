@@ -46,8 +46,8 @@ export function defaultEps(algorithm: AlgorithmName, relative: boolean, fp32: bo
 }
 
 /**
- * The error-optimal relative step for a rule of order p, eps ≈ ε^(1/(p+1)) with ε the input's machine
- * epsilon (truncation ~ h^p balanced against rounding ~ ε/h): forward (p = 1) √ε ≈ 1.5e-8,
+ * The error-optimal relative step for a rule of order p, eps ≈ ε^(1/(p+1)) with ε the machine epsilon
+ * of the input or, where coarser, of the requested outputs (truncation ~ h^p balanced against rounding ~ ε/h): forward (p = 1) √ε ≈ 1.5e-8,
  * central (p = 2) ∛ε ≈ 6.1e-6, Richardson (p = 4) ε^(1/5) ≈ 7.4e-4 for FP64; FP32: 3.5e-4, 4.9e-3, 0.041.
  * The adaptive rule extrapolates in pairs (4h, h), (h, h/4), ... down to h/64 (rows.ts): with
  * h = ε^(1/5) / 4 its largest pair meets Richardson's optimum (4h = ε^(1/5)) and its smallest steps
@@ -113,6 +113,8 @@ export class StepRule {
     private readonly leaves: readonly InputLeaf[],
     /** Per leaf, the open domain its elements must stay in. */
     private readonly bounds: readonly (DomainBounds | undefined)[] = [],
+    /** A requested output is FP32: default relative steps are sized for the coarser precision (output-precision.ts). */
+    outputsFp32 = false,
   ) {
     // No step from NaN or ±Inf is a number: refused before any evaluation, naming the element.
     for (const leaf of leaves) {
@@ -125,11 +127,11 @@ export class StepRule {
       if (index >= 0) throw invalidArgument(`${elementName(leaf, index)} is ${leaf.data[index]}, outside its domain ${this.describeBounds(l)}: finite differences need inputs inside it`);
     });
     this.relative = options.stepMode === "relative";
-    this.eps = leaves.map((l) => options.epsByPath?.[l.path] ?? options.eps ?? defaultEps(options.algorithm, this.relative, l.fp32));
+    this.eps = leaves.map((l) => options.epsByPath?.[l.path] ?? options.eps ?? defaultEps(options.algorithm, this.relative, l.fp32 || outputsFp32));
     this.epsSource = leaves.map((l) => (options.epsByPath?.[l.path] !== undefined ? `options.eps_by_path.{${l.path}}` : options.eps !== undefined ? "eps" : "the default eps"));
     this.typical = leaves.map((l) => options.typical?.[l.path] ?? 1);
     this.smallest = Math.min(...ruleMultiples(options.algorithm));
-    this.fallbackEps = leaves.map((l) => defaultRelativeEps(options.algorithm, l.fp32));
+    this.fallbackEps = leaves.map((l) => defaultRelativeEps(options.algorithm, l.fp32 || outputsFp32));
   }
 
   /** The step at value x of leaf `leaf`: the rule's, or its fallback where that rounds to nothing. */
