@@ -21,6 +21,8 @@ import { TesseractRuntime } from "../server/runtime";
 import { loadRoot } from "../server/schema/schema";
 import { DataType } from "../common/tensor-codec";
 import { f64, LogLines, maxAbsDiff } from "./helpers";
+import { varintBytes } from "./raw-grpc";
+import { MAX_PATTERN_NONZEROS } from "../server/fd/sparsity";
 
 const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial");
 const MESH_URL = "type.googleapis.com/tesseract.examples.meshstats.v1.Inputs";
@@ -313,6 +315,31 @@ describe("hostile requests", () => {
       assert.equal((await send(client, "Jacobian", unpacked)).code, 0);
       const huge = withSparsity([{ output_path: BARY, input_path: "mesh.points", output_index: ["18446744073709551615"], input_index: [0] }]);
       expectInvalid(await send(client, "JacobianRows", huge, true), /^sparsity\[0\] \(output_path "statistics\.barycenter", input_path "mesh\.points"\): output_index\[0\] = 18446744073709551615 is out of range for statistics\.barycenter, which has 3 elements/);
+      await stillServing();
+    });
+
+    it("a packed list over its cap is refused at its length prefix, before its values are read: a shape of a million dimensions, 4 M + 1 index pairs", async () => {
+      // Decoded whole first, 30 M packed zeros in a shape took 3.5 s of event loop and 1.3 GB; 30 M
+      // pairs 4.5 s. "(at byte N)" is where the list's values start: none of them was read.
+      const points = { ...fp64([0, 0, 0, 1, 2, 3], [2, 3]), shape: new Array(1_000_000).fill(0) };
+      const inputs = encode(type("tesseract.examples.meshstats.v1.Inputs"), { ...meshMessage(), mesh: { ...meshMessage().mesh, points } });
+      const shapeAt = inputs.indexOf(Buffer.concat([Buffer.from([0x12]), varintBytes(1_000_000), Buffer.from([0])])) + 1 + varintBytes(1_000_000).length;
+      expectInvalid(
+        await send(client, "Apply", applyRequest({ type_url: MESH_URL, value: inputs })),
+        new RegExp(`^inputs: cannot decode tesseract\\.examples\\.meshstats\\.v1\\.Inputs: mesh\\.points\\.shape: 1000000 values, expected at most 64 dimensions \\(at byte ${shapeAt}\\)$`),
+      );
+      // JacobianRequest.sparsity (5) { output_path, input_path, output_index (3): 4 M + 1 packed zeros }.
+      const indices = Buffer.concat([Buffer.from([0x1a]), varintBytes(MAX_PATTERN_NONZEROS + 1), Buffer.alloc(MAX_PATTERN_NONZEROS + 1)]);
+      const pattern = Buffer.concat([Buffer.from([0x0a, BARY.length, ...Buffer.from(BARY), 0x12, 11, ...Buffer.from("mesh.points")]), indices]);
+      const o = await send(client, "Jacobian", Buffer.concat([jacobianRequest(meshAny()), Buffer.from([0x2a]), varintBytes(pattern.length), pattern]));
+      assert.equal(o.code, Code.RESOURCE_EXHAUSTED, o.details);
+      assert.match(o.details, /^request: cannot decode tesseract\.v1\.JacobianRequest: sparsity\.\[0\]\.output_index: 4000001 values, expected at most 4000000 index pairs per request; leave dense blocks out rather than listing every entry \(at byte \d+\)$/);
+      // One value at a time (unpacked), the count is checked as each arrives.
+      // Inputs.mesh (1) { points (3) { datatype (1): FP64, shape (2): 1, 65 times } }.
+      const tensor = Buffer.from([0x08, DataType.DATA_TYPE_FP64, ...new Array(65).fill([0x10, 1]).flat()]);
+      const mesh = Buffer.concat([Buffer.from([0x1a]), varintBytes(tensor.length), tensor]);
+      const any = Buffer.concat([Buffer.from([0x0a]), varintBytes(mesh.length), mesh]);
+      expectInvalid(await send(client, "Apply", applyRequest({ type_url: MESH_URL, value: any })), /: mesh\.points\.shape: more values, expected at most 64 dimensions \(at byte \d+\)$/);
       await stillServing();
     });
 

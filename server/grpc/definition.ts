@@ -6,10 +6,19 @@ import type { ServiceDefinition } from "@grpc/grpc-js";
 import type * as protobuf from "protobufjs";
 import { CONTRACT_PROTO, loadContract, SERVICE_NAME } from "../schema/contract";
 import { loadRoot } from "../schema/schema";
-import { decodeStrict, type DecodeStyle } from "../schema/wire-decode";
+import { decodeStrict, type DecodeStyle, type RepeatedCap } from "../schema/wire-decode";
+import { Code } from "../../common/errors";
+import { MAX_PATTERN_NONZEROS } from "../fd/sparsity";
 
 /** The same shapes as the contract's LOADER_OPTIONS give (64-bit integers as strings, unset scalars absent). */
 const REQUEST_STYLE: DecodeStyle = { longs: "string", defaults: false };
+
+/** A sparsity pattern's index lists, refused at their length prefix (30 M packed pairs took 4.5 s to decode before the count was checked). */
+const PATTERN_CAP: RepeatedCap = { max: MAX_PATTERN_NONZEROS, code: Code.RESOURCE_EXHAUSTED, what: "index pairs per request; leave dense blocks out rather than listing every entry" };
+const REQUEST_CAPS = new Map([
+  ["tesseract.v1.SparsityPattern.output_index", PATTERN_CAP],
+  ["tesseract.v1.SparsityPattern.input_index", PATTERN_CAP],
+]);
 
 /** The contract's service; each request may hold at most `maxMessages` messages (DecodeLimits.maxMessages). */
 export function loadDefinition(maxMessages?: number): { service: ServiceDefinition } {
@@ -29,7 +38,7 @@ function strictRequests(service: ServiceDefinition, maxMessages?: number): Servi
       // A response already encoded (JacobianRows' row messages, rows-stream.ts) goes out as it is.
       const serialize = method.responseSerialize;
       const responseSerialize = (value: unknown) => (value instanceof Uint8Array ? Buffer.from(value.buffer, value.byteOffset, value.byteLength) : serialize(value));
-      return [name, { ...method, responseSerialize, requestDeserialize: (bytes: Buffer) => decodeStrict(type, bytes, "request", REQUEST_STYLE, maxMessages) }];
+      return [name, { ...method, responseSerialize, requestDeserialize: (bytes: Buffer) => decodeStrict(type, bytes, "request", REQUEST_STYLE, { maxMessages, repeated: REQUEST_CAPS }) }];
     }),
   );
 }

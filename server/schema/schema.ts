@@ -107,7 +107,7 @@ export class MessageSchema {
     if (url.slice(url.lastIndexOf("/") + 1) !== this.fullName) {
       throw invalidArgument(`${field} has type URL ${quote(url)}, expected "${this.typeUrl}"`);
     }
-    const plain = decodeStrict(this.type, any.value ?? new Uint8Array(0), field, TREE_STYLE, opts.limits?.maxMessages);
+    const plain = decodeStrict(this.type, any.value ?? new Uint8Array(0), field, TREE_STYLE, { maxMessages: opts.limits?.maxMessages, maxRank: opts.limits?.maxRank });
     return toTree(this.type, plain, "", opts) as Record<string, unknown>;
   }
 
