@@ -267,6 +267,13 @@ describe("gRPC server", () => {
   it("health checking and reflection answer", async () => {
     const health = healthClient(mesh.address);
     const reply = await unary<{ status: string }>((cb) => health.check({ service: "tesseract.v1.Tesseract" }, cb));
+    // An unknown service: NOT_FOUND naming it quoted and clipped (the library echoed 100 000 characters raw).
+    await assert.rejects(unary((cb) => health.check({ service: "x".repeat(100_000) }, cb)), (e: grpc.ServiceError) => {
+      assert.equal(e.code, grpc.status.NOT_FOUND);
+      assert.match(e.details, /^Health status unknown for service "x{20,}"… \(100000 characters\)$/);
+      return true;
+    });
+    await assert.rejects(unary((cb) => health.check({ service: "tesseract.v1.Tessract" }, cb)), { code: grpc.status.NOT_FOUND, details: 'Health status unknown for service "tesseract.v1.Tessract"' });
     assert.equal(reply.status, "SERVING");
     health.close();
 

@@ -1,6 +1,7 @@
 /** Starts a gRPC server for one Tesseract, with health checking and reflection. */
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
+import { addHealth } from "./health";
 import { DEFAULT_MAX_MESSAGE_BYTES, FLOW_CONTROL_WINDOW_BYTES, MAX_CONCURRENT_STREAMS } from "../../common/transport-defaults";
 import { Code } from "../../common/errors";
 import { DEFAULT_REPLICA_CONCURRENCY } from "../eval/concurrent";
@@ -308,7 +309,7 @@ async function serveRuntime(runtime: TesseractRuntime, options: ServeOptions, { 
   started.push(() => server.forceShutdown());
   server.addService(service, createHandlers(runtime, handlerConfig, calls));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
-  health.addToServer(server);
+  addHealth(server, health);
   const stopFollowing = followReadiness(runtime, health, log);
   started.push(stopFollowing);
   addReflection(server, reflection);
