@@ -97,6 +97,25 @@ export function quote(text: string): string {
   return text.length <= QUOTE_LIMIT ? JSON.stringify(text) : `${JSON.stringify(text.slice(0, QUOTE_LIMIT))}… (${text.length} characters)`;
 }
 
+/** How much of a caller's non-string JSON value (a list, an object) a message shows. */
+const SHOWN_LIMIT = 40;
+
+/**
+ * A caller's JSON value in a message: a string quoted (`quote`), anything else as JSON cut to
+ * SHOWN_LIMIT characters with its length (cut inside a string, a value read `"xxxx` with no end).
+ */
+export function shown(value: unknown): string {
+  if (typeof value === "string") return quote(value);
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    return "(a value too deeply nested to show)"; // JSON.stringify recurses
+  }
+  if (text === undefined) return String(value);
+  return text.length <= SHOWN_LIMIT ? text : `${text.slice(0, SHOWN_LIMIT)}… (${text.length} characters)`;
+}
+
 /** Most UTF-8 bytes of a status message (percent-encoded on the wire: at most three times as many). */
 export const MAX_DETAILS_BYTES = 1024;
 const CUT_MARK = "… (message cut)";

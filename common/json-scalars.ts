@@ -5,7 +5,7 @@
  * Shared by the REST API's and the bridge's JSON (server/schema/json-messages.ts) and the CLI's
  * payloads (client/json-form.ts).
  */
-import { invalidArgument } from "./errors";
+import { invalidArgument, shown } from "./errors";
 
 export const INT_RANGES: Readonly<Record<string, [number, number]>> = {
   int32: [-(2 ** 31), 2 ** 31 - 1],
@@ -20,31 +20,30 @@ export const INT_RANGES: Readonly<Record<string, [number, number]>> = {
   fixed64: [0, Number.MAX_SAFE_INTEGER],
 };
 
-const short = (v: unknown) => JSON.stringify(v)?.slice(0, 40);
 
 /** `v` as the value of a scalar field of protobuf type `type` ("int32", "double", "bytes", ...); INVALID_ARGUMENT naming `where` otherwise. */
 export function jsonScalar(type: string, v: unknown, where: string): unknown {
   if (type === "double" || type === "float") {
     if (typeof v === "number") return v;
-    throw invalidArgument(`${where} is ${short(v)}, expected a number`);
+    throw invalidArgument(`${where} is ${shown(v)}, expected a number`);
   }
   if (Object.hasOwn(INT_RANGES, type)) {
     const [lo, hi] = INT_RANGES[type];
     const n = typeof v === "string" && /^-?\d+$/.test(v) ? Number(v) : v;
     if (Number.isInteger(n) && (n as number) >= lo && (n as number) <= hi) return n;
-    throw invalidArgument(`${where} is ${short(v)}, expected an integer from ${lo} to ${hi} (${type})`);
+    throw invalidArgument(`${where} is ${shown(v)}, expected an integer from ${lo} to ${hi} (${type})`);
   }
   if (type === "bool") {
     if (typeof v === "boolean") return v;
-    throw invalidArgument(`${where} is ${short(v)}, expected true or false`);
+    throw invalidArgument(`${where} is ${shown(v)}, expected true or false`);
   }
   if (type === "string") {
     if (typeof v === "string") return v;
-    throw invalidArgument(`${where} is ${short(v)}, expected a string`);
+    throw invalidArgument(`${where} is ${shown(v)}, expected a string`);
   }
   if (type === "bytes") {
     if (typeof v === "string") return Buffer.from(v, "base64");
-    throw invalidArgument(`${where} is ${short(v)}, expected a base64 string`);
+    throw invalidArgument(`${where} is ${shown(v)}, expected a base64 string`);
   }
   throw invalidArgument(`${where} has type ${type}, which JSON inputs cannot set`);
 }

@@ -3,7 +3,7 @@
  * dtype names for each datatype, and nested JSON lists to and from flat, row-major values.
  */
 import type { NdArray } from "ndarray";
-import { invalidArgument } from "./errors";
+import { invalidArgument, shown } from "./errors";
 import { arrayClass, DataType, decodeTensor, elementCount, encodeTensor } from "./tensor-codec";
 
 /** numpy dtype names, as tesseract-core writes them. */
@@ -100,9 +100,9 @@ function elementOf(datatype: DataType, v: unknown, where: string, i: number): nu
   if (datatype === DataType.DATA_TYPE_BOOL) {
     if (typeof v === "boolean") return v ? 1 : 0;
     if (v === 0 || v === 1) return v;
-    throw fail(where, `element ${i} is ${JSON.stringify(v)}, expected true, false, 0 or 1 (dtype bool)`);
+    throw fail(where, `element ${i} is ${shown(v)}, expected true, false, 0 or 1 (dtype bool)`);
   }
-  if (typeof v !== "number" && typeof v !== "boolean") throw fail(where, `element ${i} is ${JSON.stringify(v)?.slice(0, 40)}, expected a number`);
+  if (typeof v !== "number" && typeof v !== "boolean") throw fail(where, `element ${i} is ${shown(v)}, expected a number`);
   const n = Number(v);
   if (datatype !== DataType.DATA_TYPE_FP32 && datatype !== DataType.DATA_TYPE_FP64 && !Number.isSafeInteger(n)) throw fail(where, `element ${i} is ${n}, expected an integer (dtype ${numpyDtype(datatype)})`);
   // Written into the dtype's array as it is, 1e300 became Infinity in float32 and 300 became 44 in uint8.
@@ -118,15 +118,15 @@ function elementOf(datatype: DataType, v: unknown, where: string, i: number): nu
  * every message (e.g. `inputs.mesh.points`); byte counts and limits are the tensor codec's to check.
  */
 export function tensorFromArrayObject(value: Record<string, unknown>, where: string, opts: { abstract?: boolean } = {}): { datatype: DataType; shape: number[]; data: Uint8Array } {
-  if (value.object_type !== undefined && value.object_type !== "array") throw fail(`${where}.object_type`, `is ${JSON.stringify(value.object_type)?.slice(0, 40)}, expected "array"`);
+  if (value.object_type !== undefined && value.object_type !== "array") throw fail(`${where}.object_type`, `is ${shown(value.object_type)}, expected "array"`);
   const { shape, dtype, data } = value as { shape?: unknown; dtype?: unknown; data?: unknown };
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw fail(`${where}.shape`, "must be a list of non-negative integers");
   const datatype = typeof dtype === "string" && Object.hasOwn(NUMPY_DTYPES, dtype) ? NUMPY_DTYPES[dtype] : undefined;
-  if (datatype === undefined) throw fail(`${where}.dtype`, `is ${JSON.stringify(dtype)?.slice(0, 40)}; expected one of ${Object.keys(NUMPY_DTYPES).join(", ")}`);
+  if (datatype === undefined) throw fail(`${where}.dtype`, `is ${shown(dtype)}; expected one of ${Object.keys(NUMPY_DTYPES).join(", ")}`);
   if (data === undefined && opts.abstract) return { datatype, shape, data: new Uint8Array(0) };
   if (data === null || typeof data !== "object" || Array.isArray(data)) throw fail(`${where}.data`, 'must be {"buffer": ..., "encoding": "base64" | "json"}');
   const { buffer, encoding, compression } = data as { buffer?: unknown; encoding?: unknown; compression?: unknown };
-  if (compression !== undefined && compression !== null) throw fail(`${where}.data.compression`, `${JSON.stringify(compression)?.slice(0, 40)} is not supported; send uncompressed data`);
+  if (compression !== undefined && compression !== null) throw fail(`${where}.data.compression`, `${shown(compression)} is not supported; send uncompressed data`);
   if (encoding === "base64") {
     if (typeof buffer !== "string" || !/^[A-Za-z0-9+/\r\n]*={0,2}\s*$/.test(buffer)) throw fail(`${where}.data.buffer`, "must be a base64 string");
     return { datatype, shape, data: Buffer.from(buffer, "base64") };
@@ -140,7 +140,7 @@ export function tensorFromArrayObject(value: Record<string, unknown>, where: str
     return { datatype, shape, data: new Uint8Array(array.buffer, array.byteOffset, array.byteLength) };
   }
   if (encoding === "binref") throw fail(`${where}.data.encoding`, '"binref" is not supported: it names a file on the server\'s disk; send "base64" or "json"');
-  throw fail(`${where}.data.encoding`, `is ${JSON.stringify(encoding)?.slice(0, 40)}, expected "base64" or "json"`);
+  throw fail(`${where}.data.encoding`, `is ${shown(encoding)}, expected "base64" or "json"`);
 }
 
 /** An ndarray as an array object: data as nested lists (`json`) or base64 of the raw bytes. */

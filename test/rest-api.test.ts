@@ -264,6 +264,9 @@ describe("tesseract-core's REST API", () => {
       ["jacobian", { inputs: meshInputs(), jac_inputs: ["mesh.points", "mesh.points"], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /duplicate/],
       ["jacobian", { inputs: meshInputs(), jac_inputs: "mesh.points", jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /must be array/],
       ["apply", { inputs: [1] }, ["body", "inputs"], /must be object/],
+      // Caller text quoted and clipped with its length (a 5 000-character dtype was cut at 40 characters, inside its quotes).
+      ["apply", { inputs: { mesh: { ...meshInputs().mesh, points: { shape: [N, 3], dtype: "f".repeat(5000), data: { buffer: "", encoding: "base64" } } } } }, ["body", "inputs", "mesh", "points", "dtype"], /is "f{200}"… \(5000 characters\); expected one of /],
+      ["apply", { inputs: { mesh: { ...meshInputs().mesh, points: { shape: [N, 3], dtype: "float64", data: { buffer: [1, "x".repeat(5000), ...new Array(10).fill(0)], encoding: "json" } } } } }, ["body", "inputs", "mesh", "points", "data", "buffer"], /element 1 is "x{200}"… \(5000 characters\), expected a number/],
     ];
     for (const [endpoint, body, loc, msg] of cases) {
       const { status, json } = await post(base(mesh), endpoint, body);

@@ -7,7 +7,7 @@
  * Tesseract's and then the engine's defaults apply, as over gRPC. Results are dense whatever the mode.
  */
 import { decimalNumber } from "../../common/decimal";
-import { invalidArgument } from "../../common/errors";
+import { invalidArgument, shown } from "../../common/errors";
 import { isPlainObject } from "../../common/records";
 import { Algorithm, SparsityMode } from "../tesseract";
 import type { GradientRequest } from "../runtime";
@@ -23,7 +23,7 @@ function algorithmOf(value: unknown, where: string): number {
   const name = String(value).toUpperCase();
   const number = (Algorithm as unknown as Record<string, number>)[name.startsWith("ALGORITHM_") ? name : `ALGORITHM_${name}`];
   if (typeof value !== "string" || typeof number !== "number") {
-    throw invalidArgument(`${where} is ${JSON.stringify(value)?.slice(0, 40)}, expected central, forward, stochastic, richardson or adaptive`);
+    throw invalidArgument(`${where} is ${shown(value)}, expected central, forward, stochastic, richardson or adaptive`);
   }
   return number;
 }
@@ -32,15 +32,15 @@ function sparsityModeOf(value: unknown, where: string): number {
   if (typeof value === "number" && Number.isInteger(value)) return value;
   const name = String(value).toUpperCase();
   const number = (SparsityMode as unknown as Record<string, number>)[name.startsWith("SPARSITY_MODE_") ? name : `SPARSITY_MODE_${name}`];
-  if (typeof value !== "string" || typeof number !== "number") throw invalidArgument(`${where} is ${JSON.stringify(value)?.slice(0, 40)}, expected dense or detect`);
+  if (typeof value !== "string" || typeof number !== "number") throw invalidArgument(`${where} is ${shown(value)}, expected dense or detect`);
   return number;
 }
 
 function numberOf(value: unknown, where: string, integer: boolean): number {
   const n = typeof value === "string" ? decimalNumber(value) : value;
-  if (typeof n !== "number" || !Number.isFinite(n) || (integer && !Number.isSafeInteger(n))) throw invalidArgument(`${where} is ${JSON.stringify(value)?.slice(0, 40)}, expected ${integer ? "an integer" : "a number"}`);
+  if (typeof n !== "number" || !Number.isFinite(n) || (integer && !Number.isSafeInteger(n))) throw invalidArgument(`${where} is ${shown(value)}, expected ${integer ? "an integer" : "a number"}`);
   // "1e-400" reads as 0: say so, rather than let the step rule refuse a 0 the caller never wrote.
-  if (n === 0 && typeof value === "string" && /[1-9]/.test(value.replace(/[eE].*$/, ""))) throw invalidArgument(`${where} is ${JSON.stringify(value).slice(0, 40)}, below the smallest FP64 number (it reads as 0)`);
+  if (n === 0 && typeof value === "string" && /[1-9]/.test(value.replace(/[eE].*$/, ""))) throw invalidArgument(`${where} is ${shown(value)}, below the smallest FP64 number (it reads as 0)`);
   return n;
 }
 

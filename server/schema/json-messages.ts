@@ -8,7 +8,7 @@
  */
 import type { NdArray } from "ndarray";
 import * as protobuf from "protobufjs";
-import { invalidArgument } from "../../common/errors";
+import { invalidArgument, shown } from "../../common/errors";
 import { INT_RANGES, jsonScalar } from "../../common/json-scalars";
 import { enumNumber } from "../../common/enum-names";
 import { arrayObject, numpyDtype, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
@@ -21,7 +21,6 @@ const TENSOR_TYPE = ".tesseract.v1.Tensor";
 
 export const isTensorField = (field: protobuf.Field): boolean => field.resolvedType?.fullName === TENSOR_TYPE;
 
-const short = (v: unknown) => JSON.stringify(v)?.slice(0, 40);
 
 /** Per enum (full name, no leading dot), the string of each value number: tesseract-core's Literal values. */
 export type EnumStrings = Readonly<Record<string, readonly string[]>>;
@@ -39,7 +38,7 @@ function scalar(field: protobuf.Field, v: unknown, where: string, enumStrings: E
     if (byName !== undefined) return byName;
     if (Number.isInteger(v) && (v as number) >= INT_RANGES.int32[0] && (v as number) <= INT_RANGES.int32[1]) return v;
     const names = strings ? strings.slice(1) : Object.keys(values);
-    throw invalidArgument(`${where} is ${short(v)}, expected one of ${names.join(", ")} (or its number)`);
+    throw invalidArgument(`${where} is ${shown(v)}, expected one of ${names.join(", ")} (or its number)`);
   }
   return jsonScalar(type, v, where);
 }
@@ -63,7 +62,7 @@ function fieldValue(field: protobuf.Field, v: unknown, where: string, reading: R
   const element = (x: unknown, w: string) => {
     if (isTensorField(field)) {
       counted(reading, w);
-      if (!isPlainObject(x)) throw invalidArgument(`${w} is ${short(x)}, expected an array object {"shape", "dtype", "data"}`);
+      if (!isPlainObject(x)) throw invalidArgument(`${w} is ${shown(x)}, expected an array object {"shape", "dtype", "data"}`);
       // Another dtype than the field declares is cast to it when every value survives, as
       // tesseract-core accepts a castable dtype (numpy's integer points for FP64 ones).
       const declared = reading.abstract ? undefined : declaredDatatype(field);
@@ -73,7 +72,7 @@ function fieldValue(field: protobuf.Field, v: unknown, where: string, reading: R
     return scalar(field, x, w, reading.enumStrings);
   };
   if (field.map) {
-    if (!isPlainObject(v)) throw invalidArgument(`${where} is ${short(v)}, expected an object (a map)`);
+    if (!isPlainObject(v)) throw invalidArgument(`${where} is ${shown(v)}, expected an object (a map)`);
     return Object.fromEntries(
       Object.entries(v).map(([key, x]) => {
         const at = `${where}.{${key.replace(/[\\}]/g, "\\$&")}}`;
@@ -83,7 +82,7 @@ function fieldValue(field: protobuf.Field, v: unknown, where: string, reading: R
     );
   }
   if (field.repeated) {
-    if (!Array.isArray(v)) throw invalidArgument(`${where} is ${short(v)}, expected a list`);
+    if (!Array.isArray(v)) throw invalidArgument(`${where} is ${shown(v)}, expected a list`);
     return v.map((x, i) => element(x, `${where}.[${i}]`));
   }
   return element(v, where);
@@ -92,7 +91,7 @@ function fieldValue(field: protobuf.Field, v: unknown, where: string, reading: R
 /** JSON of a message type -> protobufjs plain object; unknown fields are refused, null means unset. */
 function plainMessage(type: protobuf.Type, json: unknown, where: string, reading: Reading): Record<string, unknown> {
   counted(reading, where);
-  if (!isPlainObject(json)) throw invalidArgument(`${where} is ${short(json)}, expected an object (${type.name})`);
+  if (!isPlainObject(json)) throw invalidArgument(`${where} is ${shown(json)}, expected an object (${type.name})`);
   const out: Record<string, unknown> = {};
   for (const [key, v] of Object.entries(json)) {
     const at = `${where}.${key}`;
