@@ -324,6 +324,11 @@ describe("tesseract-core's REST API", () => {
     // FastAPI's 404 body; a body without a Content-Type is JSON, as FastAPI reads it; another type says what to send.
     const missing = await fetch(`${base(mesh)}/nope`);
     assert.deepEqual([missing.status, await missing.json()], [404, { detail: "Not Found" }]);
+    // A path that is not valid percent-encoding names no route either (it was fastify's 400, echoing the URL).
+    for (const path of ["apply%", "%zz", `apply%${"x".repeat(5000)}`]) {
+      const bad = await fetch(`${base(mesh)}/${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+      assert.deepEqual([bad.status, await bad.json()], [404, { detail: "Not Found" }], path.slice(0, 20));
+    }
     // A served path under another method: FastAPI's 405, with what is allowed.
     for (const [method, path, allow] of [["GET", "apply", "POST"], ["PUT", "jacobian?eps=0.1", "POST"], ["POST", "health", "GET"], ["DELETE", "openapi.json", "GET"]]) {
       const wrong = await fetch(`${base(mesh)}/${path}`, { method });

@@ -197,6 +197,10 @@ function createApp(options: RestServerOptions): FastifyInstance {
     // that never sent a whole request kept SIGTERM from ever finishing).
     requestTimeout: REQUEST_TIMEOUT_MS,
     forceCloseConnections: true,
+    // A path that is not valid percent-encoding (`/apply%`) names no route: 404 as FastAPI answers
+    // (Python's unquote keeps a bad escape), not fastify's 400 echoing the whole URL.
+    frameworkErrors: (error: Error & { code?: string }, _request: unknown, reply: { code(n: number): { type(t: string): { send(body: unknown): void } } }) =>
+      error.code === "FST_ERR_BAD_URL" ? reply.code(404).type("application/json").send({ detail: "Not Found" }) : reply.code(400).type("application/json").send({ detail: "Bad Request" }),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true } },
     ...(options.tls ? { https: { cert: options.tls.cert, key: options.tls.key, ...(options.tls.clientCa ? { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) } } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
