@@ -70,6 +70,12 @@ const everything = fc.record(
   { requiredKeys: [] },
 );
 
+/** Whether a generated message holds a 64-bit integer beyond what a number holds exactly. */
+const hasUnsafeLong = (m: Record<string, unknown>): boolean =>
+  [m.f_int64, m.f_uint64, m.f_sint64, m.f_fixed64, m.f_sfixed64, ...((m.longs as bigint[] | undefined) ?? []), ...Object.values((m.counts as Record<string, bigint> | undefined) ?? {})].some(
+    (v) => typeof v === "bigint" && (v > BigInt(Number.MAX_SAFE_INTEGER) || v < -BigInt(Number.MAX_SAFE_INTEGER)),
+  );
+
 /** protobufjs wants 64-bit values as strings (exact) and one member of a oneof. */
 const forProtobufjs = (m: Record<string, unknown>) => JSON.parse(JSON.stringify(m, (_, v) => (typeof v === "bigint" ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString("base64") : v)));
 
@@ -88,11 +94,23 @@ describe("strict protobuf decoding", () => {
             // protobufjs sets unset messages to null where the strict decoder leaves them out.
             for (const [key, value] of Object.entries(expected)) if (value === null) delete expected[key];
           }
-          assert.deepEqual(plain(decodeStrict(Everything, bytes, "inputs", style)), expected);
+          // Trees hold 64-bit integers as numbers: one no number holds exactly is refused (protobufjs rounds it).
+          if (style === TREES && hasUnsafeLong(message)) assert.throws(() => decodeStrict(Everything, bytes, "inputs", style), /is beyond ±9007199254740991, the integers a JavaScript number holds exactly/);
+          else assert.deepEqual(plain(decodeStrict(Everything, bytes, "inputs", style)), expected);
         }
       }),
       { seed: 7, numRuns: 300 },
     );
+  });
+
+  it("a 64-bit integer beyond ±(2^53 - 1) is refused in a tree, naming it exactly (it was rounded: 9007199254740993 read as ...992); requests keep it as an exact string", () => {
+    for (const [field, value] of [["f_int64", "9007199254740993"], ["f_uint64", "18446744073709551615"], ["f_sint64", "-9007199254740992"], ["f_sfixed64", "-9223372036854775808"]] as const) {
+      const bytes = Everything.encode(Everything.fromObject({ [field]: value })).finish();
+      refuses(bytes, new RegExp(`^inputs: cannot decode tesseract\\.testing\\.wire\\.v1\\.Everything: ${field}: ${value} is beyond ±9007199254740991, the integers a JavaScript number holds exactly \\(at byte \\d+\\)$`));
+      assert.equal(decodeStrict(Everything, bytes, "request", REQUESTS)[field], value);
+    }
+    const safe = Everything.encode(Everything.fromObject({ f_int64: "-9007199254740991", longs: ["9007199254740991"] })).finish();
+    assert.deepEqual([decodeStrict(Everything, safe, "inputs", TREES).f_int64, decodeStrict(Everything, safe, "inputs", TREES).longs], [-9007199254740991, [9007199254740991]]);
   });
 
   it("reads unpacked repeated scalars, merges a message sent twice, keeps the last scalar and oneof member", () => {

@@ -180,11 +180,18 @@ class Reader {
     return this.pos - n;
   }
 
-  private long(parts: [number, number], kind: "signed" | "unsigned" | "zigzag", style: DecodeStyle): number | string {
+  /**
+   * A 64-bit integer as an exact decimal string, or as a number where it is one exactly: a number
+   * beyond ±(2^53 - 1) would be another integer (9007199254740993 read as ...992), so it is refused.
+   */
+  private long(parts: [number, number], kind: "signed" | "unsigned" | "zigzag", style: DecodeStyle, where: string): number | string {
     let value = (BigInt(parts[1]) << 32n) | BigInt(parts[0]);
     if (kind === "signed") value = BigInt.asIntN(64, value);
     if (kind === "zigzag") value = (value >> 1n) ^ -(value & 1n);
-    return style.longs === "string" ? value.toString() : Number(value);
+    if (style.longs === "string") return value.toString();
+    const n = Number(value);
+    if (!Number.isSafeInteger(n)) this.fail(where, `${value} is beyond ±9007199254740991, the integers a JavaScript number holds exactly`);
+    return n;
   }
 
   /** One value of scalar type `kind` ("enum" for enums), its tag already read with the right wire type. */
@@ -201,7 +208,7 @@ class Reader {
       case "fixed64":
       case "sfixed64": {
         const at = this.fixed(8, end, where);
-        return this.long([this.view.getUint32(at, true), this.view.getUint32(at + 4, true)], kind === "sfixed64" ? "signed" : "unsigned", style);
+        return this.long([this.view.getUint32(at, true), this.view.getUint32(at + 4, true)], kind === "sfixed64" ? "signed" : "unsigned", style, where);
       }
       case "int32":
       case "enum":
@@ -213,11 +220,11 @@ class Reader {
         return (n >>> 1) ^ -(n & 1);
       }
       case "int64":
-        return this.long(this.varintParts(where), "signed", style);
+        return this.long(this.varintParts(where), "signed", style, where);
       case "uint64":
-        return this.long(this.varintParts(where), "unsigned", style);
+        return this.long(this.varintParts(where), "unsigned", style, where);
       case "sint64":
-        return this.long(this.varintParts(where), "zigzag", style);
+        return this.long(this.varintParts(where), "zigzag", style, where);
       case "bool": {
         const [lo, hi] = this.varintParts(where);
         return lo !== 0 || hi !== 0;
@@ -282,6 +289,8 @@ class Reader {
     const expected = expectedWireType(field);
     const kind = scalarKind(field);
     const cap = field.repeated && kind ? this.caps.get(field.fullName.slice(1)) : undefined;
+    // A tensor's dimensions exactly, whatever their size: the tensor codec names one past its limit.
+    if (style.longs === "number" && field.name === "shape" && field.parent?.fullName === `.${TENSOR_SHAPE.slice(0, -".shape".length)}`) style = { ...style, longs: "string" };
     if (field.repeated && wireType === LENGTH_DELIMITED && expected !== LENGTH_DELIMITED && kind) {
       // Packed: values back to back, exactly filling the length.
       const stop = this.valueEnd(where, end);
