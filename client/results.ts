@@ -6,6 +6,7 @@
 import type { NdArray } from "ndarray";
 import { status } from "@grpc/grpc-js";
 import { listed, quote } from "../common/errors";
+import { formatPath, parsePath } from "../common/paths";
 import type { EvaluationStats } from "../generated/tesseract/v1/tesseract";
 import { TesseractClientError } from "./errors";
 
@@ -40,9 +41,28 @@ export class JacobianResult {
   }
 }
 
+/**
+ * `path` as the server keys results: its canonical spelling (`m.{\{k\}}` and `m.{{k\}}` name the
+ * same key, and results come back under the latter); as it is when it does not parse.
+ */
+function canonical(path: string): string {
+  try {
+    return formatPath(parsePath(path));
+  } catch {
+    return path;
+  }
+}
+
+/** `record[key]`, or under the key's canonical spelling. */
+function keyed<T>(record: Record<string, T>, path: string): T | undefined {
+  if (Object.hasOwn(record, path)) return record[path];
+  const spelled = canonical(path);
+  return Object.hasOwn(record, spelled) ? record[spelled] : undefined;
+}
+
 function lookup(nested: NestedJacobian, outputPath: string, inputPath: string): NdArray<Float64Array> {
-  const byInput = Object.hasOwn(nested, outputPath) ? nested[outputPath] : undefined;
-  const block = byInput && Object.hasOwn(byInput, inputPath) ? byInput[inputPath] : undefined;
+  const byInput = keyed(nested, outputPath);
+  const block = byInput && keyed(byInput, inputPath);
   if (block) return block;
   const pairs = Object.entries(nested).flatMap(([o, inputs]) => Object.keys(inputs).map((i) => `${o} / ${i}`));
   throw notFound("Jacobian block d output / d input", `${outputPath} / ${inputPath}`, pairs);
@@ -59,7 +79,8 @@ export class VectorProductResult {
 
   /** The value for `path` (an output path for a JVP, an input path for a VJP); NOT_FOUND naming the paths there are. */
   get(path: string): NdArray<Float64Array> {
-    if (Object.hasOwn(this.result, path)) return this.result[path];
+    const value = keyed(this.result, path);
+    if (value) return value;
     throw notFound("path", path, Object.keys(this.result));
   }
 }

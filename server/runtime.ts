@@ -24,7 +24,7 @@ import { InputGuard } from "./eval/input-guard";
 import { OutputSelector } from "./eval/outputs";
 import { Problem } from "./fd/problem";
 import { vjp } from "./fd/vjp";
-import { isPattern, matchesPattern, parsePath } from "./schema/paths";
+import { isPattern, matchesPattern, parsePath } from "../common/paths";
 import type * as protobuf from "protobufjs";
 import type { RemoteApply } from "./eval/concurrent";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";

@@ -19,7 +19,7 @@ import { Algorithm, SparsityMode } from "./tesseract";
 import type { TesseractRuntime } from "./runtime";
 import type { NdArray } from "ndarray";
 import { elementCount } from "../common/tensor-codec";
-import { floatingPaths, getAtPath, parsePath } from "./schema/paths";
+import { floatingPaths, getAtPath, parsePath } from "../common/paths";
 
 /** Apply calls after which the engine's hot paths are optimised (each runs thousands of times). */
 export const WARM_UP_EVALUATIONS = 40_000;

@@ -11,7 +11,7 @@ import { JsonLeafReader } from "../server/schema/json-leaves";
 import { inputsAny } from "../server/schema/json-messages";
 import { protoFromOpenApi } from "../server/schema/openapi-proto";
 import { castToDeclared } from "../server/schema/output-casting";
-import { parsePath } from "../server/schema/paths";
+import { parsePath } from "../common/paths";
 import { loadRootFromText, MessageSchema } from "../server/schema/schema";
 
 const DOC = JSON.parse(fs.readFileSync(path.join(__dirname, "../../test/fixtures/tesseract-core/meshstats-openapi.json"), "utf8"));

@@ -9,7 +9,7 @@ import {
   parsePath,
   withLeaf,
   type Segment,
-} from "../server/schema/paths";
+} from "../common/paths";
 
 const field = (name: string): Segment => ({ kind: "field", name });
 const index = (i: number): Segment => ({ kind: "index", index: i });

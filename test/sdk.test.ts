@@ -6,11 +6,14 @@
 import { strict as assert } from "node:assert";
 import ndarray from "ndarray";
 import {
+  JacobianResult,
+  VectorProductResult,
   Algorithm,
   SparsityMode,
   assembleJacobian,
   DataType,
   TesseractClient,
+  TesseractClientError,
   type AbstractArrays,
 } from "../client";
 import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
@@ -349,5 +352,27 @@ describe("SDK: TesseractClient", () => {
       await clientRejects(client.describe(), "FAILED_PRECONDITION", /closed/);
       await clientRejects(client.health(), "FAILED_PRECONDITION", /closed/);
     });
+  });
+});
+
+describe("SDK: result lookups", () => {
+  // Results are keyed by the canonical spelling of each requested path (keys escape only `\` and
+  // `}`): a block asked for as it was requested, `{\{k\}}`, was NOT_FOUND though it was there.
+  const stats = { apply_calls: 1, wall_seconds: 0, adjusted_steps: [], column_groups: 1, sparsity_source: "" };
+  const value = f64([2], []);
+
+  it("block() and get() find a path written with needless escapes, as the server spells it back", () => {
+    const result = new JacobianResult({ "named.{{k\\}}": { "params.{{k\\}}": value } }, undefined, stats);
+    assert.equal(result.block("named.{\\{k\\}}", "params.{\\{k\\}}"), value);
+    assert.equal(result.block("named.{{k\\}}", "params.{{k\\}}"), value);
+    const product = new VectorProductResult({ "params.{{k\\}}": value }, undefined, stats);
+    assert.equal(product.get("params.{\\{k\\}}"), value);
+  });
+
+  it("a path that is not there, or not a path, is NOT_FOUND naming what there is", () => {
+    const result = new JacobianResult({ "named.{{k\\}}": { "params.{{k\\}}": value } }, undefined, stats);
+    for (const missing of ["named.{k}", "named.{"]) {
+      assert.throws(() => result.block(missing, "params.{{k\\}}"), (e: TesseractClientError) => e.code === 5 && e.message.includes('it has: named.{{k\\}} / params.{{k\\}}'));
+    }
   });
 });

@@ -14,7 +14,7 @@ import { perturbedData, type LeafData } from "../eval/concurrent";
 import type { Change, Perturbation } from "../eval/evaluator";
 import type { InputLeaf } from "../eval/input-leaf";
 import { messageJson, type EnumStrings } from "../schema/json-messages";
-import { getAtPath } from "../schema/paths";
+import { getAtPath } from "../../common/paths";
 
 /** Raw bytes of a leaf's storage as base64: what an array object of that leaf carries. */
 const base64Of = (data: LeafData): string => Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64");

@@ -19,7 +19,7 @@ import type { InputLeaf } from "../eval/input-leaf";
 import { castToDeclared, declaredDatatype } from "../schema/output-casting";
 import { inputsAny, isTensorField, messageJson, type EnumStrings } from "../schema/json-messages";
 import { JsonLeafReader } from "../schema/json-leaves";
-import { formatPath, type Segment } from "../schema/paths";
+import { formatPath, type Segment } from "../../common/paths";
 import type { RequiredFields } from "../schema/openapi-proto";
 import type { MessageSchema } from "../schema/schema";
 import type { AbstractOutput } from "../tesseract";

@@ -8,7 +8,7 @@
  * perturbation instead of a tree.
  */
 import ndarray from "ndarray";
-import { withLeaf, type Segment } from "../schema/paths";
+import { withLeaf, type Segment } from "../../common/paths";
 import type { OutputSelector } from "./outputs";
 import type { InputLeaf } from "./input-leaf";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";

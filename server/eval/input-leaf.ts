@@ -4,7 +4,7 @@
  */
 import type { NdArray } from "ndarray";
 import { Code, invalidArgument, TesseractError } from "../../common/errors";
-import type { Segment } from "../schema/paths";
+import type { Segment } from "../../common/paths";
 import type { ResolvedLeaf } from "../schema/schema";
 import { DataType, dataTypeName, dataTypeOfArray, elementCount, isFloatingPoint, isRowMajor, type TypedArray } from "../../common/tensor-codec";
 

@@ -7,7 +7,7 @@ import type { NdArray } from "ndarray";
 import { Code, TesseractError } from "../../common/errors";
 import type { OutputInfo } from "./evaluator";
 import type { MessageSchema } from "../schema/schema";
-import type { Segment } from "../schema/paths";
+import type { Segment } from "../../common/paths";
 import { dataTypeOfArray, isNdArray, isRowMajor, ndarrayExtentProblem, toFloat64 } from "../../common/tensor-codec";
 import { allFinite, subtractAllFinite } from "./finite-values";
 

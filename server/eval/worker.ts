@@ -13,7 +13,7 @@ import { OutputSelector } from "./outputs";
 import { inputLeaf } from "./input-leaf";
 // The one import that goes up the floors: a worker thread loads the runtime it evaluates.
 import { loadTesseract } from "../loader";
-import { floatingPaths, getAtPath, parsePath, withLeaf } from "../schema/paths";
+import { floatingPaths, getAtPath, parsePath, withLeaf } from "../../common/paths";
 import { InputGuard } from "./input-guard";
 import { InlineEvaluator } from "./inline";
 import { ElementPairsBuilder, pairCount } from "./element-pairs";

@@ -16,7 +16,7 @@ import { decodeTensor, tooManyMessages } from "../../common/tensor-codec";
 import type { CallRegistry, TrackedCall } from "../grpc/calls";
 import type { ServerTls } from "../grpc/tls";
 import type { GradientRequest, TesseractRuntime } from "../runtime";
-import { parsePath } from "../schema/paths";
+import { parsePath } from "../../common/paths";
 import { checkBodyDepth, detailOf, httpStatusOf, shortInput, valueError, type DetailEntry, type Loc } from "./errors";
 import { inputsAny, messageJson } from "../schema/json-messages";
 import { openApiDocument, servedEndpoints } from "./openapi";

@@ -11,7 +11,7 @@ import { emptyRecord, isPlainObject } from "../../common/records";
 import { decodeTensor, type DataType } from "../../common/tensor-codec";
 import { isTensorField } from "./json-messages";
 import { castArray, declaredDatatype } from "./output-casting";
-import { formatPath, type Segment } from "./paths";
+import { formatPath, type Segment } from "../../common/paths";
 
 /** A concrete segment's property in JSON: the field's name, the map key or the list index. */
 function segmentKey(s: Segment): string | number {

@@ -24,7 +24,7 @@ import {
   type TensorMessage,
   type TypedArray,
 } from "../../common/tensor-codec";
-import { expandPattern, formatPath, getAtPath, isPattern, matchesPattern, parsePath, type Segment } from "./paths";
+import { expandPattern, formatPath, getAtPath, isPattern, matchesPattern, parsePath, type Segment } from "../../common/paths";
 import { decodeStrict, type DecodeStyle } from "./wire-decode";
 
 const TENSOR_TYPE = "tesseract.v1.Tensor";

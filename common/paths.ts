@@ -30,9 +30,9 @@
  * `formatPath` writes the canonical form: it escapes `\` and `}` in keys and nothing else, writes
  * the empty key as `{""}` and the key `""` as `{\"\"}`, so `parsePath(formatPath(s))` equals `s`.
  */
-import { invalidArgument, quote } from "../../common/errors";
-import { isPlainObject } from "../../common/records";
-import { dataTypeOfArray, isFloatingPoint, isNdArray } from "../../common/tensor-codec";
+import { invalidArgument, quote } from "./errors";
+import { isPlainObject } from "./records";
+import { dataTypeOfArray, isFloatingPoint, isNdArray } from "./tensor-codec";
 
 /** Far longer than any path a schema needs; longer ones are refused before they are parsed. */
 export const MAX_PATH_LENGTH = 4096;
