@@ -26,6 +26,7 @@ import { sampleMeshInputs } from "../server/tesseracts/samples";
 import type { Arrays } from "../index";
 import wrongVectoradd, { WRONG_FACTOR } from "./fixtures/wrong-vectoradd/wrong-vectoradd";
 import { clientRejects, counted, f64, rejects } from "./helpers";
+import vectoraddDefinition from "../server/tesseracts/vectoradd";
 
 const VECTOR_TYPES = {
   inputs: VectorInputs,
@@ -182,6 +183,16 @@ describe("CheckGradients", () => {
       }
     });
   }
+
+  it("near a declared bound: the Jacobian's columns take one-sided stencils and pass; a JVP along a random tangent cannot step and says so", async () => {
+    // a_0 = 5e-5 above a's lower bound 0, eps 1e-4: a column steps one-sided, a direction not at all.
+    const bounded = new TesseractRuntime({ ...vectoraddDefinition, bounds: { a: { lower: 0 } } }, __dirname);
+    const inputs = vectorInputs(false, [5e-5, 1, 2, 3, 4]);
+    const columns = await bounded.checkGradients({ inputs, inputPaths: ["a"], endpoints: ["jacobian", "vjp"] });
+    assert.equal(columns.passed, true, JSON.stringify(columns.checks));
+    assert.ok(find(columns.checks, "jacobian", "a").rows_checked >= 5);
+    await rejects(bounded.checkGradients({ inputs, inputPaths: ["a"], endpoints: ["jvp"] }), Code.FAILED_PRECONDITION, /^a step along the tangent takes a element 0 to -?[\d.e-]+, outside its domain \(0, inf\); use a smaller eps$/);
+  });
 
   it("FP32 inputs: a wrong analytic d result / d s is still caught on every endpoint, and only there", async () => {
     const response = await wrong.checkGradients({ inputs: f32Inputs(false) });

@@ -79,8 +79,14 @@ describe("steps whose points or widths are not finite are refused", () => {
   });
 
   it("JVP: a step along the tangent that leaves FP64 is refused", async () => {
+    // Along one element, the JVP is that element's column, refused as the Jacobian refuses it.
     await rejects(
       runtime.jvp({ inputs: inputs([1, 2]), inputPaths: ["x"], outputPaths: ["f"], tangent: { x: f64([1, 0]) }, options: { eps: 1e308 } }),
+      Code.INVALID_ARGUMENT,
+      /^eps = 1e\+308 \(absolute steps, h = eps\) gives x\[0\] = 1 the step h = 1e\+308, and x \+ h = 1e\+308 \(or its distance from x\) is not a finite FP64 number; expected h at most 8\.99e\+307 here/,
+    );
+    await rejects(
+      runtime.jvp({ inputs: inputs([1, 2]), inputPaths: ["x"], outputPaths: ["f"], tangent: { x: f64([1, 1e-300]) }, options: { eps: 1e308 } }),
       Code.INVALID_ARGUMENT,
       /^eps = 1e\+308 \(absolute steps, h = eps\) sets the step along the tangent to length 1e\+308, which takes x element 0 = 1 to 1e\+308 \(or its distance from x\) outside the finite FP64 numbers; expected steps that keep x ± t v and the width between them finite: use a smaller eps$/,
     );

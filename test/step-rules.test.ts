@@ -179,7 +179,7 @@ describe("domain bounds", () => {
     }
   });
 
-  it("forward, Richardson and adaptive stay inside too; stochastic and JVP refuse with a clear message", async () => {
+  it("forward, Richardson and adaptive stay inside too; stochastic and a JVP along several elements refuse with a clear message", async () => {
     const x = [5e-5, 2];
     for (const algorithm of [Algorithm.ALGORITHM_FORWARD, Algorithm.ALGORITHM_RICHARDSON, Algorithm.ALGORITHM_ADAPTIVE]) {
       const { entries } = await bounded.jacobian({ inputs: inputs(x), inputPaths: ["x"], outputPaths: ["f"], options: { algorithm, eps: 1e-4 } });
@@ -190,7 +190,18 @@ describe("domain bounds", () => {
       Code.FAILED_PRECONDITION,
       /^x\[0\]: a stochastic step would leave its domain \(0, inf\)/,
     );
-    await rejects(bounded.jvp({ inputs: inputs(x), inputPaths: ["x"], outputPaths: ["f"], tangent: { x: f64([1, 0]) }, options: { eps: 1e-4 } }), Code.FAILED_PRECONDITION, /outside its domain \(0, inf\)/);
+    await rejects(bounded.jvp({ inputs: inputs(x), inputPaths: ["x"], outputPaths: ["f"], tangent: { x: f64([1, 1]) }, options: { eps: 1e-4 } }), Code.FAILED_PRECONDITION, /outside its domain \(0, inf\)/);
+  });
+
+  it("a JVP along one element near a bound is that element's one-sided column (it was refused: CheckGradients could not check such an element)", async () => {
+    const x = [5e-5, 2];
+    for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD, Algorithm.ALGORITHM_RICHARDSON]) {
+      const { result, stats } = await bounded.jvp({ inputs: inputs(x), inputPaths: ["x"], outputPaths: ["f"], tangent: { x: f64([-2, 0]) }, options: { algorithm, eps: 1e-4 } });
+      assert.ok(Math.abs(result.f.data[0] - -2 * 3 * x[0] ** 2) < 1e-7, `algorithm ${algorithm}: ${result.f.data[0]}`);
+      assert.ok(result.f.data[1] === 0, String(result.f.data[1]));
+      // (A forward difference is one-sided anyway: only the stencils that had to change are reported.)
+      if (algorithm !== Algorithm.ALGORITHM_FORWARD) assert.ok(stats.adjusted_steps.some((s) => /^x\[0\]: one-sided/.test(s)), stats.adjusted_steps.join(" | "));
+    }
   });
 
   it("inputs on or outside their declared domain are INVALID_ARGUMENT naming the element, for every rule (they were told to use a smaller eps)", async () => {

@@ -3,9 +3,9 @@
  * evaluations through it, counted against max_evals.
  *
  * FD columns are FD JVPs along unit tangents e_j (the source's jvp) rather than the engine's row
- * producer: a JVP along e_j takes the step only in x_j and divides by the step actually taken, which
- * is exactly the engine's column rule for that element, and it costs the sampled elements only (the
- * row producer walks every element of a path, 2n evaluations). It goes through the same public
+ * producer: a JVP along a single element is that element's column by the engine's rule (fd/jvp.ts,
+ * one-sided near a domain bound), and it costs the sampled elements only (the row producer walks
+ * every element of a path, 2n evaluations). It goes through the same public
  * method as the JacobianVectorProduct RPC, so paths, options, evaluation backends and cancellation
  * behave as in every other RPC.
  *

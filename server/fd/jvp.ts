@@ -19,7 +19,7 @@ import { ensureOutputs } from "./jacobian";
 import { PROBE_SPACING } from "./noise";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
-import { centralQuotient, extrapolate, rowNoise, stencilRounding, type CentralDifference } from "./rows";
+import { centralQuotient, elementRow, extrapolate, rowNoise, stencilRounding, type CentralDifference } from "./rows";
 import { nextAfter, ruleMultiples, type StepRule } from "./steps";
 import { elementCount } from "../../common/tensor-codec";
 
@@ -162,6 +162,8 @@ export async function jvp(problem: Problem, tangent: Float64Array[], options: Re
     const outputs = await ensureOutputs(problem);
     return { values: outputs.map((o) => new Float64Array(elementCount(o.shape))) };
   }
+  const single = singleElement(tangent);
+  if (single) return elementJvp(problem, options, single);
   const w = tangent.map((v) => v.map((x) => x / scale));
   const ww = dot(w, w);
   const stray = w.map((v) => new Float64Array(v.length));
@@ -187,6 +189,39 @@ export async function jvp(problem: Problem, tangent: Float64Array[], options: Re
     });
   const weights = multiples.length > 1 ? EXTRAPOLATION_WEIGHTS : 1;
   return { values: scaled(result.values, "the JVP"), errors: result.errors && scaled(result.errors, "the JVP's error estimate"), stray: stray.map((d) => d.map((x) => x * scale * weights)) };
+}
+
+/** The tangent's one nonzero element, if it has exactly one. */
+function singleElement(tangent: Float64Array[]): { leaf: number; index: number; v: number } | undefined {
+  let found: { leaf: number; index: number; v: number } | undefined;
+  for (let l = 0; l < tangent.length; l++) {
+    for (let j = 0; j < tangent[l].length; j++) {
+      if (tangent[l][j] === 0) continue;
+      if (found) return undefined;
+      found = { leaf: l, index: j, v: tangent[l][j] };
+    }
+  }
+  return found;
+}
+
+/**
+ * J v along a single element j: v_j times column j, by the Jacobian's rule for that element (its own
+ * step; one-sided near a domain bound, where a direction could not step at all). The step is taken
+ * in x_j alone and divided by as taken: no stray.
+ */
+async function elementJvp(problem: Problem, options: ResolvedOptions, { leaf, index, v }: { leaf: number; index: number; v: number }): Promise<DirectionalResult> {
+  const row = await elementRow(problem, options, leaf, index);
+  const times = (arrays: Float64Array[], factor: number, what: string) =>
+    arrays.map((a, o) => {
+      const out = problem.outputs![o];
+      const values = a.map((x) => x * factor);
+      checkFinite(values, (i) => `${what} of ${out.path}${out.shape.length ? ` (flat index ${i})` : ""}`);
+      return values;
+    });
+  const values = times(row.values, v, "the JVP");
+  const errors = row.errors && times(row.errors, Math.abs(v), "the JVP's error estimate");
+  row.release?.();
+  return { values, errors, stray: problem.leaves.map((l) => new Float64Array(l.size)) };
 }
 
 /**

@@ -335,19 +335,40 @@ function centralRows(problem: Problem, steps: StepRule): AsyncGenerator<readonly
 /** Forward: J[:, j] = (f(x + h e_j) - f(x)) / (x_j+ - x_j); n + 1 evaluations, error O(h). */
 async function* forwardRows(problem: Problem, steps: StepRule): AsyncGenerator<readonly Row[]> {
   const base = await problem.base();
-  yield* elementRows(problem, 1, async (leaf, index) => {
-    const input = problem.leaves[leaf];
-    // Near an upper bound, the backward difference (f(x) - f(x - h)) / (x - x-): the same formula.
-    const side = steps.inside(leaf, index, 1) ? 1 : steps.inside(leaf, index, -1) ? -1 : 0;
-    if (side === 0) throw new TesseractError(Code.FAILED_PRECONDITION, `${elementName(input, index)}: its domain ${steps.describeBounds(leaf)} leaves no room for a step; use a smaller eps`);
-    if (side < 0) steps.noteOneSided(leaf, index, -1);
-    const plus = steps.perturbed(leaf, index, side);
-    const fPlus = await problem.evaluate([{ leaf, index, value: plus }], () => `${elementName(input, index)} ${side > 0 ? "+" : "-"} h`);
-    // A worker's evaluation, divided here in place: the row is the whole item, the stream's to release.
-    const row = quotientRow(problem, leaf, index, fPlus, base, plus - input.data[index]);
-    row.release = leasedItem(fPlus)?.release;
-    return row;
-  });
+  yield* elementRows(problem, 1, (leaf, index) => forwardRow(problem, steps, base, leaf, index));
+}
+
+async function forwardRow(problem: Problem, steps: StepRule, base: readonly Float64Array[], leaf: number, index: number): Promise<Row> {
+  const input = problem.leaves[leaf];
+  // Near an upper bound, the backward difference (f(x) - f(x - h)) / (x - x-): the same formula.
+  const side = steps.inside(leaf, index, 1) ? 1 : steps.inside(leaf, index, -1) ? -1 : 0;
+  if (side === 0) throw new TesseractError(Code.FAILED_PRECONDITION, `${elementName(input, index)}: its domain ${steps.describeBounds(leaf)} leaves no room for a step; use a smaller eps`);
+  if (side < 0) steps.noteOneSided(leaf, index, -1);
+  const plus = steps.perturbed(leaf, index, side);
+  const fPlus = await problem.evaluate([{ leaf, index, value: plus }], () => `${elementName(input, index)} ${side > 0 ? "+" : "-"} h`);
+  // A worker's evaluation, divided here in place: the row is the whole item, the stream's to release.
+  const row = quotientRow(problem, leaf, index, fPlus, base, plus - input.data[index]);
+  row.release = leasedItem(fPlus)?.release;
+  return row;
+}
+
+/**
+ * One element's row alone, by the request's rule as its own rows take it, one-sided stencils near a
+ * domain bound included (a JVP along a single element: CheckGradients' columns). Stochastic steps
+ * along one element are central differences.
+ */
+export async function elementRow(problem: Problem, options: ResolvedOptions, leaf: number, index: number): Promise<Row> {
+  const steps = problem.stepRule(options);
+  switch (effectiveAlgorithm(problem.size, options)) {
+    case "forward":
+      return forwardRow(problem, steps, await problem.base(), leaf, index);
+    case "richardson":
+      return extrapolatedRow(problem, steps, RICHARDSON_MULTIPLES, leaf, index);
+    case "adaptive":
+      return extrapolatedRow(problem, steps, ADAPTIVE_MULTIPLES, leaf, index);
+    default:
+      return { leaf, index, values: (await central(problem, steps, leaf, index, 1)).values };
+  }
 }
 
 /**
@@ -376,23 +397,25 @@ async function* forwardRows(problem: Problem, steps: StepRule): AsyncGenerator<r
 const NOISE_DEVIATIONS = 4;
 
 function extrapolatedRows(problem: Problem, steps: StepRule, multiples: readonly number[]): AsyncGenerator<readonly Row[]> {
+  return elementRows(problem, 2 * multiples.length, (leaf, index) => extrapolatedRow(problem, steps, multiples, leaf, index));
+}
+
+async function extrapolatedRow(problem: Problem, steps: StepRule, multiples: readonly number[], leaf: number, index: number): Promise<Row> {
   const adaptive = multiples.length > 2;
-  const noise = () => problem.noise(() => steps.probe(PROBE_SPACING, PROBE_POINTS));
-  return elementRows(problem, 2 * multiples.length, async (leaf, index) => {
-    const differences: CentralDifference[] = [];
-    for (const m of multiples) {
-      try {
-        differences.push(await central(problem, steps, leaf, index, m, true));
-      } catch (e) {
-        // The adaptive rule drops a step that leaves the function's domain (apply failed or gave
-        // NaN there) as long as two others remain; Richardson has no step to spare.
-        if (!adaptive || !isTesseractError(e) || (e.code !== Code.FAILED_PRECONDITION && e.code !== Code.UNKNOWN)) throw e;
-        steps.noteSkipped(leaf, index, m, e.message);
-      }
+  const differences: CentralDifference[] = [];
+  for (const m of multiples) {
+    try {
+      differences.push(await central(problem, steps, leaf, index, m, true));
+    } catch (e) {
+      // The adaptive rule drops a step that leaves the function's domain (apply failed or gave
+      // NaN there) as long as two others remain; Richardson has no step to spare.
+      if (!adaptive || !isTesseractError(e) || (e.code !== Code.FAILED_PRECONDITION && e.code !== Code.UNKNOWN)) throw e;
+      steps.noteSkipped(leaf, index, m, e.message);
     }
-    if (differences.length < 2) throw new TesseractError(Code.FAILED_PRECONDITION, `${elementName(problem.leaves[leaf], index)}: fewer than two of the adaptive steps could be evaluated (see adjusted_steps)`);
-    return { leaf, index, ...extrapolate(differences, rowNoise(await noise(), differences, await problem.base())) };
-  });
+  }
+  if (differences.length < 2) throw new TesseractError(Code.FAILED_PRECONDITION, `${elementName(problem.leaves[leaf], index)}: fewer than two of the adaptive steps could be evaluated (see adjusted_steps)`);
+  const noise = await problem.noise(() => steps.probe(PROBE_SPACING, PROBE_POINTS));
+  return { leaf, index, ...extrapolate(differences, rowNoise(noise, differences, await problem.base())) };
 }
 
 /**
