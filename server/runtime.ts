@@ -49,6 +49,8 @@ export interface VectorProduct {
   errors?: Record<string, NdArray<Float64Array>>;
   /** A JVP's: per input path, how far the direction taken strayed from the tangent (fd/jvp.ts); not on the wire. */
   stray?: Record<string, Float64Array>;
+  /** A central or forward JVP's: per output path, the rounding of the outputs each value carries; not on the wire. */
+  rounding?: Record<string, Float64Array>;
   stats: EvaluationStats;
 }
 
@@ -495,9 +497,15 @@ export class TesseractRuntime {
     const { problem, leaves, options, started } = this.setup(req, { inputs: "jvp_inputs", outputs: "jvp_outputs" });
     const tangent = matchVectors("tangent_vector", req.tangent, leaves, "jvp_inputs");
     await settleOutputPrecision(problem, options, this.predictedSource(req));
-    const { values, errors, stray } = await jvp(problem, tangent, options);
+    const { values, errors, stray, rounding } = await jvp(problem, tangent, options);
     const keyed = (arrays: Float64Array[]) => Object.fromEntries(problem.outputs!.map((o, i) => [o.path, ndarray(arrays[i], o.shape)]));
-    return { result: keyed(values), errors: errors && keyed(errors), stray: stray && Object.fromEntries(leaves.map((leaf, l) => [leaf.path, stray[l]])), stats: this.stats(problem, started) };
+    return {
+      result: keyed(values),
+      errors: errors && keyed(errors),
+      stray: stray && Object.fromEntries(leaves.map((leaf, l) => [leaf.path, stray[l]])),
+      rounding: rounding && Object.fromEntries(problem.outputs!.map((o, i) => [o.path, rounding[i]])),
+      stats: this.stats(problem, started),
+    };
   }
 
   /** `cotangent` is keyed by output path, each shaped like its output. Result keyed by input path. */

@@ -194,6 +194,39 @@ describe("CheckGradients", () => {
     await rejects(bounded.checkGradients({ inputs, inputPaths: ["a"], endpoints: ["jvp"] }), Code.FAILED_PRECONDITION, /^a step along the tangent takes a element 0 to -?[\d.e-]+, outside its domain \(0, inf\); use a smaller eps$/);
   });
 
+  // FP32 outputs: a difference over a step of 1e-4 carries the outputs' rounding, ~ulp(f)/h: 2e-4 to
+  // 4e-2 of these derivatives. Correct gradients failed at the default tolerances; the check now allows
+  // what the engine says each value may be off by (its error estimate, or 4 × the rounding it carries).
+  describe("FP32 outputs (polynomial's f = x³ + y·sin x in FP32, from FP64 inputs)", () => {
+    const fixture = path.join(__dirname, "../../test/fixtures/polynomial");
+    // The engine's default step (1e-4 absolute), not the fixture's 1e-5: FP32 rounding over 1e-5 is ~1 % of these derivatives.
+    const definition = { ...require(path.join(fixture, "polynomial.js")).default, finiteDifferences: undefined };
+    const gradients = (wrongBy: number) => ({
+      jacobian(inputs: { x: ndarray.NdArray; y: ndarray.NdArray }) {
+        const x = Array.from(inputs.x.data as Float64Array);
+        const y = inputs.y.get();
+        const dx = new Float64Array(x.length * x.length);
+        x.forEach((v, i) => (dx[i * x.length + i] = wrongBy * (3 * v * v + y * Math.cos(v))));
+        return { f: { x: ndarray(dx, [x.length, x.length]), y: ndarray(Float64Array.from(x, Math.sin), [x.length]) } };
+      },
+    });
+    const fp32Inputs = { x: f64([1.3, 2.1, 2.9]), y: f64([0.5], []), params: {}, blocks: [], mode: "fp32" };
+
+    for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD, Algorithm.ALGORITHM_RICHARDSON]) {
+      it(`${Algorithm[algorithm]}: correct gradients pass; d f / d x 1 % off is caught on every endpoint`, async () => {
+        const right = new TesseractRuntime({ ...definition, gradients: gradients(1) }, fixture);
+        const passing = await right.checkGradients({ inputs: fp32Inputs, inputPaths: ["x", "y"], outputPaths: ["f"], options: { algorithm } });
+        assert.equal(passing.passed, true, JSON.stringify(passing.checks.filter((c) => c.failures > 0)));
+        const off = new TesseractRuntime({ ...definition, gradients: gradients(1.01) }, fixture);
+        const failing = await off.checkGradients({ inputs: fp32Inputs, inputPaths: ["x", "y"], outputPaths: ["f"], options: { algorithm } });
+        assert.deepEqual(
+          failing.checks.filter((c) => c.failures > 0).map((c) => `${c.endpoint} ${c.input_path}`),
+          ["jacobian x", "jvp x", "vjp x"],
+        );
+      });
+    }
+  });
+
   it("FP32 inputs: a wrong analytic d result / d s is still caught on every endpoint, and only there", async () => {
     const response = await wrong.checkGradients({ inputs: f32Inputs(false) });
     const failing = response.checks.filter((c) => c.failures > 0).map((c) => `${c.endpoint} ${c.input_path} ${c.output_path}`);
@@ -420,7 +453,7 @@ describe("CheckGradients' modules", () => {
   it("report: an unusable analytic entry fails its check; a pair never tallied is reported as not checked", () => {
     const [a, b, out] = [leaf("a", [2]), leaf("b", [2]), leaf("result", [2])];
     const tallies = new Tallies(1e-4, 1e-6);
-    compareColumn(tallies.get("jacobian", a, out), Float64Array.of(1, 0, 0, 1), Float64Array.of(1, 0), a, 0, out);
+    compareColumn(tallies.get("jacobian", a, out), Float64Array.of(1, 0, 0, 1), Float64Array.of(1, 0), new Float64Array(2), a, 0, out);
     const entry = (_: unknown, l: { path: string }) => (l.path === "a" ? Float64Array.of(1, 0, 0, 1) : "no entry for b");
     const checks = report(["jacobian", "jvp"], [a, b], [out], entry, tallies, 9);
     assert.deepEqual(

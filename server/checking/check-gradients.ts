@@ -86,10 +86,10 @@ async function checkJvps({ run, leaves, outputs, entry, tallies }: Check, seed: 
     const v = randomVector(rng, leaf.size);
     if (leaf.size === 0) continue; // nothing to check (tally.ts's report says so)
     if (!run.fits()) break;
-    const { result: fd, stray } = await run.jvp(leaf, v, outputPaths);
+    const { result: fd, stray, uncertain } = await run.jvp(leaf, v, outputPaths);
     for (const out of outputs) {
       const J = entry(out, leaf);
-      if (typeof J !== "string" && out.size > 0) compareJvp(tallies.get("jvp", leaf, out), J, v, stray, fd[out.path].data, leaf, out);
+      if (typeof J !== "string" && out.size > 0) compareJvp(tallies.get("jvp", leaf, out), J, v, stray, fd[out.path].data, uncertain[out.path], leaf, out);
     }
   }
 }
@@ -103,13 +103,13 @@ async function checkColumns({ run, leaves, outputs, entry, tallies }: Check, set
   for (const { leaf: l, index: j } of sampleElements(leaves, planned, settings.seed)) {
     if (!run.fits()) break;
     const leaf = leaves[l];
-    const { result: fd } = await run.jvp(leaf, unitVector(leaf.size, j), outputPaths);
+    const { result: fd, uncertain } = await run.jvp(leaf, unitVector(leaf.size, j), outputPaths);
     for (const out of outputs) {
       const J = entry(out, leaf);
       if (typeof J === "string" || out.size === 0) continue;
       const column = fd[out.path].data;
-      if (settings.endpoints.includes("jacobian")) compareColumn(tallies.get("jacobian", leaf, out), J, column, leaf, j, out);
-      if (settings.endpoints.includes("vjp")) compareVjp(tallies.get("vjp", leaf, out), J, column, cotangents.get(out.path)!, leaf, j, out);
+      if (settings.endpoints.includes("jacobian")) compareColumn(tallies.get("jacobian", leaf, out), J, column, uncertain[out.path], leaf, j, out);
+      if (settings.endpoints.includes("vjp")) compareVjp(tallies.get("vjp", leaf, out), J, column, uncertain[out.path], cotangents.get(out.path)!, leaf, j, out);
     }
   }
 }

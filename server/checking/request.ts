@@ -7,9 +7,10 @@
  * smooth functions) plus rounding ε·|f|/h (~1e-12), so 1e-4 leaves room for badly scaled functions
  * while any real gradient bug (a missing factor, a wrong sign, a transposed index) is O(1) relative;
  * atol judges entries near zero, where a relative test means nothing. Forward differences are only
- * O(h) accurate (~1e-4 relative): check them with a looser rtol (1e-3). FP32 inputs make a JVP's
- * points round per element, so its direction strays from the tangent (~4e-4 relative): the JVP check
- * allows what that stray explains on top (tally.ts, compareJvp), as the engine reports it.
+ * O(h) accurate (~1e-4 relative): check them with a looser rtol (1e-3). On top, each value is allowed
+ * what the engine reports it may be off by (source.ts: its error estimate, or its outputs' rounding,
+ * ~ulp(f)/h, large for FP32 outputs) and, for a JVP, what its direction's stray from the tangent
+ * explains (tally.ts, compareJvp).
  */
 import { CHECK_DEFAULTS } from "../../common/check-defaults";
 import { invalidArgument } from "../../common/errors";

@@ -37,8 +37,21 @@ export interface GradientSource {
   /** apply at the request's inputs (or its outputs from the evaluation cache), with the apply calls made: 0 or 1. */
   baseOutputs(inputs: Record<string, unknown>, signal?: AbortSignal): Promise<{ outputs: unknown; applyCalls: number }>;
   /** An FD JVP: results keyed by output path, and the apply calls it made. */
-  jvp(req: JvpRequest): Promise<{ result: Record<string, NdArray<Float64Array>>; stray?: Record<string, Float64Array>; stats: { apply_calls: number } }>;
+  jvp(req: JvpRequest): Promise<{
+    result: Record<string, NdArray<Float64Array>>;
+    errors?: Record<string, NdArray<Float64Array>>;
+    stray?: Record<string, Float64Array>;
+    rounding?: Record<string, Float64Array>;
+    stats: { apply_calls: number };
+  }>;
 }
+
+/**
+ * The outputs' rounding counts at this many times the half ulp of storing them: a function computed
+ * in FP32 is off by a few ulps of its values (exp's correct derivative failed at 8.6e-4 relative,
+ * all of it FP32 rounding over a step of 1e-4).
+ */
+const ROUNDING_MARGIN = 4;
 
 /** How long the check runs between turns given to I/O. */
 const YIELD_EVERY_MS = 1;
@@ -84,10 +97,12 @@ export class Evaluations {
   }
 
   /**
-   * One FD JVP of `outputPaths` along `tangent` on one leaf: results keyed by output path, and how
-   * far the direction taken strayed from the tangent, per element (zeros when not told).
+   * One FD JVP of `outputPaths` along `tangent` on one leaf: results keyed by output path, how far
+   * the direction taken strayed from the tangent, per element (zeros when not told), and how far
+   * each value may be off by the engine's own account, per output path (its error estimate, or
+   * ROUNDING_MARGIN times the outputs' rounding it carries; zeros when not told).
    */
-  async jvp(leaf: Leaf, tangent: Float64Array, outputPaths: readonly string[]): Promise<{ result: Record<string, NdArray<Float64Array>>; stray: Float64Array }> {
+  async jvp(leaf: Leaf, tangent: Float64Array, outputPaths: readonly string[]): Promise<{ result: Record<string, NdArray<Float64Array>>; stray: Float64Array; uncertain: Record<string, Float64Array> }> {
     // Each JVP is a request of its own, too short to give I/O a turn: the check gives one between
     // them (hundreds of cheap JVPs held health checks for a second).
     if (performance.now() - this.lastYield > YIELD_EVERY_MS) {
@@ -96,7 +111,7 @@ export class Evaluations {
     }
     this.aborted();
     const { inputs, signal } = this.req;
-    const { result, stray, stats } = await this.source.jvp({
+    const { result, errors, stray, rounding, stats } = await this.source.jvp({
       inputs,
       inputPaths: [leaf.path],
       outputPaths,
@@ -107,7 +122,14 @@ export class Evaluations {
     const calls = Number(stats.apply_calls);
     this.used += calls;
     this.perRow = Math.max(this.perRow, calls);
-    return { result, stray: stray?.[leaf.path] ?? new Float64Array(leaf.size) };
+    const uncertain = Object.fromEntries(
+      Object.entries(result).map(([path, values]) => {
+        const error = errors?.[path]?.data;
+        const r = rounding?.[path];
+        return [path, Float64Array.from(values.data, (_, i) => (error ? error[i] : 0) + (r ? ROUNDING_MARGIN * r[i] : 0))];
+      }),
+    );
+    return { result, stray: stray?.[leaf.path] ?? new Float64Array(leaf.size), uncertain };
   }
 
   private aborted(): void {

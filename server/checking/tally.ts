@@ -109,12 +109,15 @@ export class Tallies {
   }
 }
 
-/** J·v (analytic, J flat [out, leaf]) against the FD JVP along v: one row. */
-export function compareJvp(t: Tally, J: Float64Array, v: Float64Array, stray: Float64Array, fd: Float64Array, leaf: Leaf, out: Leaf): void {
+/**
+ * J·v (analytic, J flat [out, leaf]) against the FD JVP along v: one row. `uncertain`: how far each
+ * FD value may be off by the engine's own account (its error estimate, or its outputs' rounding).
+ */
+export function compareJvp(t: Tally, J: Float64Array, v: Float64Array, stray: Float64Array, fd: Float64Array, uncertain: Float64Array, leaf: Leaf, out: Leaf): void {
   for (let i = 0; i < out.size; i++) {
     let sum = 0;
     // The FD JVP is J v' for a direction v' within `stray` of v: J v differs from it by up to Σ |J_ij| stray_j.
-    let unresolved = 0;
+    let unresolved = uncertain[i];
     for (let j = 0; j < leaf.size; j++) {
       sum += J[i * leaf.size + j] * v[j];
       unresolved += Math.abs(J[i * leaf.size + j]) * stray[j];
@@ -124,21 +127,23 @@ export function compareJvp(t: Tally, J: Float64Array, v: Float64Array, stray: Fl
   t.endRow();
 }
 
-/** Column j of J against the FD column of element j: one row. */
-export function compareColumn(t: Tally, J: Float64Array, column: Float64Array, leaf: Leaf, j: number, out: Leaf): void {
-  for (let i = 0; i < out.size; i++) t.value(J[i * leaf.size + j], column[i], () => `${elementName(out, i)} w.r.t. ${elementName(leaf, j)}`);
+/** Column j of J against the FD column of element j (each value uncertain by `uncertain`, as compareJvp's): one row. */
+export function compareColumn(t: Tally, J: Float64Array, column: Float64Array, uncertain: Float64Array, leaf: Leaf, j: number, out: Leaf): void {
+  for (let i = 0; i < out.size; i++) t.value(J[i * leaf.size + j], column[i], () => `${elementName(out, i)} w.r.t. ${elementName(leaf, j)}`, uncertain[i]);
   t.endRow();
 }
 
 /** (wᵀ·J)_j against wᵀ·(FD column j): one row of one value. */
-export function compareVjp(t: Tally, J: Float64Array, column: Float64Array, w: Float64Array, leaf: Leaf, j: number, out: Leaf): void {
+export function compareVjp(t: Tally, J: Float64Array, column: Float64Array, uncertain: Float64Array, w: Float64Array, leaf: Leaf, j: number, out: Leaf): void {
   let analytic = 0;
   let fd = 0;
+  let unresolved = 0;
   for (let i = 0; i < out.size; i++) {
     analytic += w[i] * J[i * leaf.size + j];
     fd += w[i] * column[i];
+    unresolved += Math.abs(w[i]) * uncertain[i];
   }
-  t.value(analytic, fd, () => `${elementName(leaf, j)} for a random cotangent of ${out.path}`);
+  t.value(analytic, fd, () => `${elementName(leaf, j)} for a random cotangent of ${out.path}`, unresolved);
   t.endRow();
 }
 

@@ -140,6 +140,8 @@ export interface DirectionalResult {
   values: Float64Array[];
   /** For Richardson and adaptive. */
   errors?: Float64Array[];
+  /** Central and forward: the rounding of the outputs each value carries (rows.ts, stencilRounding). */
+  rounding?: Float64Array[];
   /**
    * Per leaf and element, how far the direction actually taken strayed from the tangent, in the
    * tangent's units (at most this far: the largest over the rule's stencils, times the most its
@@ -188,7 +190,12 @@ export async function jvp(problem: Problem, tangent: Float64Array[], options: Re
       return values;
     });
   const weights = multiples.length > 1 ? EXTRAPOLATION_WEIGHTS : 1;
-  return { values: scaled(result.values, "the JVP"), errors: result.errors && scaled(result.errors, "the JVP's error estimate"), stray: stray.map((d) => d.map((x) => x * scale * weights)) };
+  return {
+    values: scaled(result.values, "the JVP"),
+    errors: result.errors && scaled(result.errors, "the JVP's error estimate"),
+    rounding: result.rounding && scaled(result.rounding, "the JVP's rounding"),
+    stray: stray.map((d) => d.map((x) => x * scale * weights)),
+  };
 }
 
 /** The tangent's one nonzero element, if it has exactly one. */
@@ -220,8 +227,9 @@ async function elementJvp(problem: Problem, options: ResolvedOptions, { leaf, in
     });
   const values = times(row.values, v, "the JVP");
   const errors = row.errors && times(row.errors, Math.abs(v), "the JVP's error estimate");
+  const rounding = row.rounding && times(row.rounding, Math.abs(v), "the JVP's rounding");
   row.release?.();
-  return { values, errors, stray: problem.leaves.map((l) => new Float64Array(l.size)) };
+  return { values, errors, rounding, stray: problem.leaves.map((l) => new Float64Array(l.size)) };
 }
 
 /**
@@ -258,7 +266,7 @@ async function forward(straightening: Straightening, t: number, { plus, s }: Ste
   const [fPlus, fBase = base!] = await problem.evaluateAll(jobs);
   const values = fPlus.map((fp, o) => fp.map((x, i) => (x - fBase[o][i]) / s));
   await straighten(straightening, t, values, s, plus, undefined, fBase);
-  return { values };
+  return { values, rounding: stencilRounding(problem, [1 / s, -1 / s], [fPlus, fBase]) };
 }
 
 /** Central differences at the rule's multiples of t, largest first (their points are checked first); the smallest's points are tangentStep's. */
@@ -273,12 +281,12 @@ async function centralFamily(straightening: Straightening, t: number, taken: Tak
       [asChanges(plus), () => `x + ${m === 1 ? "" : m}t v`],
       [asChanges(minus), () => `x - ${m === 1 ? "" : m}t v`],
     ]);
-    const rounding = multiples.length > 1 ? stencilRounding(problem, [1 / s, -1 / s], [fPlus, fMinus]) : [];
+    const rounding = stencilRounding(problem, [1 / s, -1 / s], [fPlus, fMinus]);
     const difference = centralQuotient(fPlus, fMinus, s);
     await straighten(straightening, m * t, difference.values, s, plus, minus);
     differences.push({ ...difference, halfWidth: s / 2, spread: Math.SQRT2 / Math.abs(s), rounding });
   }
-  if (multiples.length === 1) return { values: differences[0].values };
+  if (multiples.length === 1) return { values: differences[0].values, rounding: differences[0].rounding };
   // The probe's points x + i p, i <= 8, lie within x + t w / 8: inside wherever x ± t w is.
   const probe = await problem.noise(() => w.map((v) => v.map((x) => PROBE_SPACING * t * x)));
   return extrapolate(differences, rowNoise(probe, differences, await problem.base()));

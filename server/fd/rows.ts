@@ -26,6 +26,8 @@ export interface Row {
   values: Float64Array[];
   /** Estimated absolute error of each value, for the rules that give one (Richardson, adaptive). */
   errors?: Float64Array[];
+  /** The rounding of the outputs each value carries (stencilRounding), where asked for and no error estimate holds it. */
+  rounding?: Float64Array[];
   /**
    * A sparse row (column grouping, grouped.ts): per output, the flat output indices `values[o]` and
    * `errors[o]` hold, ascending (every other entry is structurally zero); undefined: dense.
@@ -338,7 +340,8 @@ async function* forwardRows(problem: Problem, steps: StepRule): AsyncGenerator<r
   yield* elementRows(problem, 1, (leaf, index) => forwardRow(problem, steps, base, leaf, index));
 }
 
-async function forwardRow(problem: Problem, steps: StepRule, base: readonly Float64Array[], leaf: number, index: number): Promise<Row> {
+/** One element's forward difference; with `estimate`, the rounding it carries too. */
+async function forwardRow(problem: Problem, steps: StepRule, base: Float64Array[], leaf: number, index: number, estimate = false): Promise<Row> {
   const input = problem.leaves[leaf];
   // Near an upper bound, the backward difference (f(x) - f(x - h)) / (x - x-): the same formula.
   const side = steps.inside(leaf, index, 1) ? 1 : steps.inside(leaf, index, -1) ? -1 : 0;
@@ -346,28 +349,33 @@ async function forwardRow(problem: Problem, steps: StepRule, base: readonly Floa
   if (side < 0) steps.noteOneSided(leaf, index, -1);
   const plus = steps.perturbed(leaf, index, side);
   const fPlus = await problem.evaluate([{ leaf, index, value: plus }], () => `${elementName(input, index)} ${side > 0 ? "+" : "-"} h`);
+  const step = plus - input.data[index];
+  const rounding = estimate ? stencilRounding(problem, [1 / step, -1 / step], [fPlus, base]) : undefined;
   // A worker's evaluation, divided here in place: the row is the whole item, the stream's to release.
-  const row = quotientRow(problem, leaf, index, fPlus, base, plus - input.data[index]);
+  const row = quotientRow(problem, leaf, index, fPlus, base, step);
   row.release = leasedItem(fPlus)?.release;
+  row.rounding = rounding;
   return row;
 }
 
 /**
  * One element's row alone, by the request's rule as its own rows take it, one-sided stencils near a
- * domain bound included (a JVP along a single element: CheckGradients' columns). Stochastic steps
- * along one element are central differences.
+ * domain bound included (a JVP along a single element: CheckGradients' columns), with the rounding
+ * it carries where it has no error estimate. Stochastic steps along one element are central differences.
  */
 export async function elementRow(problem: Problem, options: ResolvedOptions, leaf: number, index: number): Promise<Row> {
   const steps = problem.stepRule(options);
   switch (effectiveAlgorithm(problem.size, options)) {
     case "forward":
-      return forwardRow(problem, steps, await problem.base(), leaf, index);
+      return forwardRow(problem, steps, await problem.base(), leaf, index, true);
     case "richardson":
       return extrapolatedRow(problem, steps, RICHARDSON_MULTIPLES, leaf, index);
     case "adaptive":
       return extrapolatedRow(problem, steps, ADAPTIVE_MULTIPLES, leaf, index);
-    default:
-      return { leaf, index, values: (await central(problem, steps, leaf, index, 1)).values };
+    default: {
+      const { values, rounding } = await central(problem, steps, leaf, index, 1, true);
+      return { leaf, index, values, rounding };
+    }
   }
 }
 
