@@ -493,11 +493,11 @@ export class TesseractRuntime {
   }
 
   /** `tangent` is keyed by input path, each shaped like its input. Result keyed by output path. */
-  async jvp(req: GradientRequest & { tangent: Record<string, NdArray<any>> }): Promise<VectorProduct> {
+  async jvp(req: GradientRequest & { tangent: Record<string, NdArray<any>>; withRounding?: boolean }): Promise<VectorProduct> {
     const { problem, leaves, options, started } = this.setup(req, { inputs: "jvp_inputs", outputs: "jvp_outputs" });
     const tangent = matchVectors("tangent_vector", req.tangent, leaves, "jvp_inputs");
     await settleOutputPrecision(problem, options, this.predictedSource(req));
-    const { values, errors, stray, rounding } = await jvp(problem, tangent, options);
+    const { values, errors, stray, rounding } = await jvp(problem, tangent, options, req.withRounding);
     const keyed = (arrays: Float64Array[]) => Object.fromEntries(problem.outputs!.map((o, i) => [o.path, ndarray(arrays[i], o.shape)]));
     return {
       result: keyed(values),

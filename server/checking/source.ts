@@ -26,6 +26,8 @@ export interface JvpRequest {
   options?: RequestOptions | null;
   tangent: Record<string, NdArray<any>>;
   signal?: AbortSignal;
+  /** Central and forward results carry the outputs' rounding (`rounding`). */
+  withRounding?: boolean;
 }
 
 /** A Tesseract as the check sees it: definition, schema, option precedence, apply and FD JVPs. */
@@ -118,6 +120,7 @@ export class Evaluations {
       options: optionsFor(this.req.options, leaf),
       tangent: { [leaf.path]: ndarray(tangent, leaf.shape) },
       signal,
+      withRounding: true,
     });
     const calls = Number(stats.apply_calls);
     this.used += calls;

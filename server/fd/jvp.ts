@@ -6,6 +6,7 @@
  * along w, s = <x+ - x-, w> / <w, w> (rounding moves each element a little).
  *   central (and stochastic): J w ~= (f(x + t w) - f(x - t w)) / s          2 evaluations
  *   forward:                  J w ~= (f(x + t w) - f(x)) / s                2, or 1 given f(x)
+ *                             (the request's, Problem.base)
  *   richardson, adaptive:     central differences at several multiples of t, extrapolated as in
  *                             rows.ts, with an error estimate; f(x) and the noise probe along w
  *                             once (noise.ts)                                 4 + 9 and 12 + 9
@@ -156,16 +157,16 @@ const EXTRAPOLATION_WEIGHTS = 5 / 3;
 
 /**
  * `tangent[l]` is the flat tangent for problem.leaves[l]; returns one flat FP64 array per output.
- * `base`, when the caller already has f(x), saves forward's base evaluation.
+ * `withRounding`: central and forward results carry their outputs' rounding (CheckGradients).
  */
-export async function jvp(problem: Problem, tangent: Float64Array[], options: ResolvedOptions, base?: Float64Array[]): Promise<DirectionalResult> {
+export async function jvp(problem: Problem, tangent: Float64Array[], options: ResolvedOptions, withRounding = false): Promise<DirectionalResult> {
   const scale = binaryScale(tangent);
   if (scale === 0) {
     const outputs = await ensureOutputs(problem);
     return { values: outputs.map((o) => new Float64Array(elementCount(o.shape))) };
   }
   const single = singleElement(tangent);
-  if (single) return elementJvp(problem, options, single);
+  if (single) return elementJvp(problem, options, single, withRounding);
   const w = tangent.map((v) => v.map((x) => x / scale));
   const ww = dot(w, w);
   const stray = w.map((v) => new Float64Array(v.length));
@@ -179,8 +180,8 @@ export async function jvp(problem: Problem, tangent: Float64Array[], options: Re
   };
   const multiples = ruleMultiples(options.algorithm);
   const { length: t, stencil } = tangentStep(problem, steps, w, nominal, taken, Math.min(...multiples), options.algorithm === "forward");
-  const straightening: Straightening = { problem, steps, w, stray };
-  const result = options.algorithm === "forward" ? await forward(straightening, t, stencil, base) : await centralFamily(straightening, t, taken, multiples, stencil);
+  const direction: Direction = { problem, steps, w, stray, withRounding };
+  const result = options.algorithm === "forward" ? await forward(direction, t, stencil) : await centralFamily(direction, t, taken, multiples, stencil);
   // J v = 2^e J w.
   const scaled = (arrays: Float64Array[], what: string) =>
     arrays.map((a, o) => {
@@ -216,8 +217,8 @@ function singleElement(tangent: Float64Array[]): { leaf: number; index: number; 
  * step; one-sided near a domain bound, where a direction could not step at all). The step is taken
  * in x_j alone and divided by as taken: no stray.
  */
-async function elementJvp(problem: Problem, options: ResolvedOptions, { leaf, index, v }: { leaf: number; index: number; v: number }): Promise<DirectionalResult> {
-  const row = await elementRow(problem, options, leaf, index);
+async function elementJvp(problem: Problem, options: ResolvedOptions, { leaf, index, v }: { leaf: number; index: number; v: number }, withRounding: boolean): Promise<DirectionalResult> {
+  const row = await elementRow(problem, options, leaf, index, withRounding);
   const times = (arrays: Float64Array[], factor: number, what: string) =>
     arrays.map((a, o) => {
       const out = problem.outputs![o];
@@ -259,19 +260,18 @@ function stepTaken(problem: Problem, a: ArrayLike<number>[], b: ArrayLike<number
 }
 
 /** From x + t w (the stencil tangentStep checked) and x. */
-async function forward(straightening: Straightening, t: number, { plus, s }: Stencil, base?: Float64Array[]): Promise<DirectionalResult> {
-  const { problem } = straightening;
-  const jobs: [Change[], () => string][] = [[asChanges(plus), () => "x + t v"]];
-  if (!base) jobs.push([[], () => "the unperturbed inputs"]);
-  const [fPlus, fBase = base!] = await problem.evaluateAll(jobs);
+async function forward(direction: Direction, t: number, { plus, s }: Stencil): Promise<DirectionalResult> {
+  const { problem } = direction;
+  // f(x) is the request's own (Problem.base): evaluated once, whoever asked for it first.
+  const [[fPlus], fBase] = await Promise.all([problem.evaluateAll([[asChanges(plus), () => "x + t v"]]), problem.base()]);
   const values = fPlus.map((fp, o) => fp.map((x, i) => (x - fBase[o][i]) / s));
-  await straighten(straightening, t, values, s, plus, undefined, fBase);
-  return { values, rounding: stencilRounding(problem, [1 / s, -1 / s], [fPlus, fBase]) };
+  await straighten(direction, t, values, s, plus, undefined, fBase);
+  return { values, rounding: direction.withRounding ? stencilRounding(problem, [1 / s, -1 / s], [fPlus, fBase]) : undefined };
 }
 
 /** Central differences at the rule's multiples of t, largest first (their points are checked first); the smallest's points are tangentStep's. */
-async function centralFamily(straightening: Straightening, t: number, taken: Taken, multiples: readonly number[], smallest: Stencil): Promise<DirectionalResult> {
-  const { problem, steps, w } = straightening;
+async function centralFamily(direction: Direction, t: number, taken: Taken, multiples: readonly number[], smallest: Stencil): Promise<DirectionalResult> {
+  const { problem, steps, w } = direction;
   const differences: CentralDifference[] = [];
   for (const m of multiples) {
     const plus = m === smallest.multiple ? smallest.plus : along(problem, steps, w, m * t);
@@ -281,23 +281,24 @@ async function centralFamily(straightening: Straightening, t: number, taken: Tak
       [asChanges(plus), () => `x + ${m === 1 ? "" : m}t v`],
       [asChanges(minus), () => `x - ${m === 1 ? "" : m}t v`],
     ]);
-    const rounding = stencilRounding(problem, [1 / s, -1 / s], [fPlus, fMinus]);
+    const rounding = multiples.length > 1 || direction.withRounding ? stencilRounding(problem, [1 / s, -1 / s], [fPlus, fMinus]) : [];
     const difference = centralQuotient(fPlus, fMinus, s);
-    await straighten(straightening, m * t, difference.values, s, plus, minus);
+    await straighten(direction, m * t, difference.values, s, plus, minus);
     differences.push({ ...difference, halfWidth: s / 2, spread: Math.SQRT2 / Math.abs(s), rounding });
   }
-  if (multiples.length === 1) return { values: differences[0].values, rounding: differences[0].rounding };
+  if (multiples.length === 1) return { values: differences[0].values, rounding: direction.withRounding ? differences[0].rounding : undefined };
   // The probe's points x + i p, i <= 8, lie within x + t w / 8: inside wherever x ± t w is.
   const probe = await problem.noise(() => w.map((v) => v.map((x) => PROBE_SPACING * t * x)));
   return extrapolate(differences, rowNoise(probe, differences, await problem.base()));
 }
 
-/** What straightening a stencil needs: the problem, its step rule, the direction w, and the stray found so far (per leaf and element, in units of w). */
-interface Straightening {
+/** A JVP along w: the problem, its step rule, w, the stray found so far (per leaf and element, in units of w), and whether results carry their rounding. */
+interface Direction {
   problem: Problem;
   steps: StepRule;
   w: Float64Array[];
   stray: Float64Array[];
+  withRounding: boolean;
 }
 
 /** A stray below this share of w (relative to w's largest element) is left as it is: FP64 inputs at the rules' steps stray 1e-11 to 1e-8. */
@@ -312,7 +313,7 @@ const NEGLIGIBLE_STRAY = 2 ** -24;
  * that difference's rounding, about |c| / |w| times less. Its points outside the domain leave D as
  * it is (c is then the stray reported). Raises `stray` to what is left.
  */
-async function straighten({ problem, steps, w, stray }: Straightening, t: number, difference: Float64Array[], s: number, plus: Float64Array[], minus?: Float64Array[], fBase?: Float64Array[]): Promise<void> {
+async function straighten({ problem, steps, w, stray }: Direction, t: number, difference: Float64Array[], s: number, plus: Float64Array[], minus?: Float64Array[], fBase?: Float64Array[]): Promise<void> {
   const x: ArrayLike<number>[] = problem.leaves.map((leaf) => leaf.data);
   const c = w.map((v, l) => v.map((wj, j) => (plus[l][j] - (minus ?? x)[l][j]) / s - wj));
   const largest = (vs: Float64Array[]) => vs.reduce((most, v) => v.reduce((m, e) => Math.max(m, Math.abs(e)), most), 0);

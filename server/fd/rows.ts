@@ -360,21 +360,22 @@ async function forwardRow(problem: Problem, steps: StepRule, base: Float64Array[
 
 /**
  * One element's row alone, by the request's rule as its own rows take it, one-sided stencils near a
- * domain bound included (a JVP along a single element: CheckGradients' columns), with the rounding
- * it carries where it has no error estimate. Stochastic steps along one element are central differences.
+ * domain bound included (a JVP along a single element: CheckGradients' columns); `withRounding`, with
+ * the rounding it carries where it has no error estimate. Stochastic steps along one element are
+ * central differences.
  */
-export async function elementRow(problem: Problem, options: ResolvedOptions, leaf: number, index: number): Promise<Row> {
+export async function elementRow(problem: Problem, options: ResolvedOptions, leaf: number, index: number, withRounding: boolean): Promise<Row> {
   const steps = problem.stepRule(options);
   switch (effectiveAlgorithm(problem.size, options)) {
     case "forward":
-      return forwardRow(problem, steps, await problem.base(), leaf, index, true);
+      return forwardRow(problem, steps, await problem.base(), leaf, index, withRounding);
     case "richardson":
       return extrapolatedRow(problem, steps, RICHARDSON_MULTIPLES, leaf, index);
     case "adaptive":
       return extrapolatedRow(problem, steps, ADAPTIVE_MULTIPLES, leaf, index);
     default: {
-      const { values, rounding } = await central(problem, steps, leaf, index, 1, true);
-      return { leaf, index, values, rounding };
+      const { values, rounding } = await central(problem, steps, leaf, index, 1, withRounding);
+      return { leaf, index, values, rounding: withRounding ? rounding : undefined };
     }
   }
 }
