@@ -388,6 +388,22 @@ describe("column grouping", () => {
       assertSameEntries(again.entries, dense.entries, "re-detected");
     });
 
+    it("forward: a correct structure passes verification despite the rule's O(h) truncation (it failed, and ran dense at more evaluations); a changed one still fails", async () => {
+      const { runtime, counter } = switching();
+      const forward = (x: number[]) => ({ ...at(x), options: { ...at(x).options, algorithm: Algorithm.ALGORITHM_FORWARD } });
+      await runtime.jacobian(forward([0.5, -1, 2, 0.25, 1.5]));
+      counter.calls = 0;
+      const second = await runtime.jacobian(forward([0.25, -2, 1, 0.5, 1]));
+      // f(x), one group, the verification pair: 4 (it was 4 + 5 dense columns).
+      assert.deepEqual([second.stats.sparsity_source, second.stats.column_groups, counter.calls], ["detected", 1, 4]);
+      const dense = await runtime.jacobian({ ...forward([0.25, -2, 1, 0.5, 1]), options: { algorithm: Algorithm.ALGORITHM_FORWARD, sparsity_mode: DENSE } });
+      assertSameEntries(second.entries, dense.entries, "forward, detected");
+      // x[0] > 1: every f_i moves with x[4] as well, 0.5 x_i: far above forward's truncation (~3e-4 here).
+      const changed = await runtime.jacobian(forward([1.5, -1, 2, 0.25, 1.5]));
+      assert.equal(changed.stats.sparsity_source, "detected, failed verification: dense");
+      assert.ok(Math.abs(changed.entries[0].values[0 * 5 + 4] - 0.5 * 1.5) < 1e-3, "d f_0 / d x_4 is there");
+    });
+
     it("streamed: rows are held back until verified, so a failed verification streams only the dense rows", async () => {
       const { runtime } = switching();
       await runtime.jacobian(at([0.5, -1, 2, 0.25, 1.5]));

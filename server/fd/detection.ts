@@ -11,8 +11,15 @@
  * folded into the entry of the column j of k's group that touches i (J~_ij = J_ij + J_ik w'_k / w'_j),
  * where D_i - P_i ≈ J_ik (w_k - w_j w'_k / w'_j): nonzero, the magnitudes being drawn at random and
  * independently. The test passes where |D_i - P_i| <= 1e-6 (sum_j |J~_ij w_j| + |D_i|) + the error
- * estimates carried + 16 × the rounding of both sides; a function whose truncation error is larger
- * than that (a coarse forward rule on a curved function) fails it and is differentiated densely.
+ * estimates carried + 16 × the rounding of both sides + (forward rows) their truncation's bound below.
+ *
+ * Forward rows are off by their O(h) truncation, J~_ij - J_ij ≈ h_j H_i,jj / 2 (H_i the Hessian of
+ * f_i), so P_i - D_i ≈ sum_j m_j h_j² H_i,jj: far above 1e-6 on a curved function (correct
+ * structures failed and ran dense, at more evaluations than dense alone). The second difference
+ * along u, S_i = f_i(x + u) + f_i(x - u) - 2 f_i(x) ≈ sum_jk m_j m_k h_j h_k H_i,jk, bounds it: with
+ * |m_j| >= 0.5 / sqrt(n), |sum_j m_j h_j² H_i,jj| <= 2 sqrt(n) |S_i| where H_i's diagonal has one
+ * sign (twice that is allowed). A missed dependence is caught where it exceeds about the forward
+ * rule's own truncation; a Hessian whose terms cancel in S_i fails, and runs dense.
  */
 import type { Change } from "../eval/evaluator";
 import type { InputLeaf } from "../eval/input-leaf";
@@ -27,6 +34,8 @@ import { buildStructure, MAX_PATTERN_NONZEROS, type Extent, type Structure } fro
 const VERIFY_RTOL = 1e-6;
 /** Rounding counts at this many times its estimate. */
 const ROUNDING_MARGIN = 16;
+/** Forward rows' truncation: allowed at this many times its bound from the second difference, |S_i| / min |m_j| (see above). */
+const TRUNCATION_MARGIN = 2;
 /** The random stream of the verification's direction (random.ts). */
 const VERIFY_STREAM = 7;
 
@@ -169,6 +178,11 @@ export async function verifyRows(problem: Problem, options: ResolvedOptions, row
     [changes(plus), () => "the sparsity verification's point x + u"],
     [changes(minus), () => "the sparsity verification's point x - u"],
   ]);
+  // Forward rows' truncation bound (see above), from f(x), which forward rows evaluated already.
+  const f0 = algorithm === "forward" ? await problem.base() : undefined;
+  let smallest = Infinity;
+  for (const m of multiples) for (const x of m) smallest = Math.min(smallest, Math.abs(x));
+  const truncationBound = TRUNCATION_MARGIN / smallest;
   const zeros = () => fPlus.map((f) => new Float64Array(f.length));
   const [predicted, magnitude, carried, terms] = [zeros(), zeros(), zeros(), zeros()];
   for (const row of rows) {
@@ -192,8 +206,9 @@ export async function verifyRows(problem: Problem, options: ResolvedOptions, row
     for (let i = 0; i < fPlus[o].length; i++) {
       const moved = fPlus[o][i] - fMinus[o][i];
       // Rounding: of f at both points, and of each entry J~_ij, u |f_i| / h_j, times |w_j| = 2 |m_j| h_j.
-      const rounding = u * (Math.abs(fPlus[o][i]) + Math.abs(fMinus[o][i])) * (1 + terms[o][i]);
-      const tolerance = VERIFY_RTOL * (magnitude[o][i] + Math.abs(moved)) + carried[o][i] + ROUNDING_MARGIN * rounding;
+      const rounding = u * (Math.abs(fPlus[o][i]) + Math.abs(fMinus[o][i]) + (f0 ? 2 * Math.abs(f0[o][i]) : 0)) * (1 + terms[o][i]);
+      const truncation = f0 ? truncationBound * Math.abs(fPlus[o][i] + fMinus[o][i] - 2 * f0[o][i]) : 0;
+      const tolerance = VERIFY_RTOL * (magnitude[o][i] + Math.abs(moved)) + carried[o][i] + ROUNDING_MARGIN * rounding + truncation;
       if (!(Math.abs(moved - predicted[o][i]) <= tolerance)) {
         return `${outputs[o].path}${outputs[o].shape.length ? `[${i}]` : ""} moved by ${moved} along a random direction, the grouped Jacobian predicts ${predicted[o][i]}`;
       }
