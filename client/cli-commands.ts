@@ -157,6 +157,7 @@ function fdOptions(payload: Payload, flags: ClientFlags): FiniteDifferenceReques
 
 function paths(payload: Payload, key: string): string[] {
   const value = payload[key];
+  if (value === undefined) throw badPayload(`payload.${key} is missing: expected a list of path strings`);
   if (!Array.isArray(value) || !value.every((p) => typeof p === "string")) throw badPayload(`payload.${key}: expected a list of path strings`);
   return value;
 }

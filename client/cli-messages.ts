@@ -4,7 +4,7 @@
  */
 import { Code, isTesseractError, listed, printable } from "../common/errors";
 import type { EvaluationStats } from "../generated/tesseract/v1/tesseract";
-import { numpyDtype } from "../common/numpy-arrays";
+import { numpyDtype, withNumpyDtypes } from "../common/numpy-arrays";
 import { DataType } from "../common/tensor-codec";
 import { isTesseractClientError } from "./errors";
 
@@ -49,12 +49,12 @@ function explanation(e: unknown, address: string): string {
   // grpc-js's own words for a client deadline list its internals (name resolution, LB pick, ...).
   if (e.codeName === "DEADLINE_EXCEEDED" && /^Deadline exceeded after/.test(text)) return `DEADLINE_EXCEEDED: no answer within the deadline (--deadline) — allow more time, or ask for less work`;
   if (e.codeName === "UNAUTHENTICATED") return `UNAUTHENTICATED: ${text} — pass it with --token (or TESSERACT_GRPC_TOKEN)`;
-  const wrongType = /has datatype DATA_TYPE_\w+, expected (DATA_TYPE_\w+)/.exec(text);
-  const dtype = wrongType && dtypeOf(wrongType[1]);
-  if (dtype && dtype !== "float64") {
-    return `${e.codeName}: ${text} — a nested list or a number is float64; write it as {"dtype": "${dtype}", "data": ...} with the same list or number (and "shape" if the nesting does not give it)`;
-  }
-  return `${e.codeName}: ${text}`;
+  const wrongType = /has datatype (DATA_TYPE_\w+), expected (DATA_TYPE_\w+)/.exec(text);
+  const [given, dtype] = wrongType ? [dtypeOf(wrongType[1]), dtypeOf(wrongType[2])] : [];
+  const shown = withNumpyDtypes(text);
+  if (dtype === "float64" && given) return `${e.codeName}: ${shown} — write it as a nested list or a number (float64), or with {"dtype": "float64"} in place of "${given}"`;
+  if (dtype) return `${e.codeName}: ${shown} — a nested list or a number is float64; write it as {"dtype": "${dtype}", "data": ...} with the same list or number (and "shape" if the nesting does not give it)`;
+  return `${e.codeName}: ${shown}`;
 }
 
 /** `1 apply call`, `18 apply calls`. */

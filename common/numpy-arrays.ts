@@ -28,6 +28,14 @@ export function numpyDtype(datatype: DataType): string {
   return NAMES[datatype];
 }
 
+/**
+ * A message with its protobuf datatype names as numpy's (`DATA_TYPE_FP32` as `float32`), for the
+ * JSON forms (REST, CLI), whose callers write dtypes that way.
+ */
+export function withNumpyDtypes(message: string): string {
+  return message.replace(/\bDATA_TYPE_[A-Z0-9]+\b/g, (name) => NAMES[DataType[name as keyof typeof DataType]] ?? name);
+}
+
 /** Nested lists -> shape and flat values; the lists must be rectangular. A non-list is a scalar. */
 export function flattenLists(value: unknown, where: string): { shape: number[]; values: unknown[] } {
   const shape: number[] = [];

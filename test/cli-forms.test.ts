@@ -183,10 +183,15 @@ describe("CLI forms", () => {
       assert.equal(explainError(error(status.UNKNOWN, "apply failed with HTTP 500: \u0000\u001b[31mred\r\nnext\tline"), "a"), "UNKNOWN: apply failed with HTTP 500: \\u0000\\u001b[31mred\\u000d\nnext\tline");
     });
 
-    it("a wrong datatype: how to write that array compactly (not for float64, which a nested list is)", () => {
-      assert.match(explainError(error(status.INVALID_ARGUMENT, "mesh.cell_connectivity has datatype DATA_TYPE_FP64, expected DATA_TYPE_INT32"), "a"), /— a nested list or a number is float64; write it as \{"dtype": "int32", "data": \.\.\.\} with the same list or number/);
+    it("a wrong datatype, named as numpy names it: how to write that array (float64: a nested list)", () => {
+      assert.match(explainError(error(status.INVALID_ARGUMENT, "mesh.cell_connectivity has datatype DATA_TYPE_FP64, expected DATA_TYPE_INT32"), "a"), /^INVALID_ARGUMENT: mesh\.cell_connectivity has datatype float64, expected int32 — a nested list or a number is float64; write it as \{"dtype": "int32", "data": \.\.\.\} with the same list or number/);
       assert.match(explainError(error(status.INVALID_ARGUMENT, "x has datatype DATA_TYPE_FP64, expected DATA_TYPE_FP32"), "a"), /\{"dtype": "float32"/);
-      assert.equal(explainError(error(status.INVALID_ARGUMENT, "x has datatype DATA_TYPE_INT32, expected DATA_TYPE_FP64"), "a"), "INVALID_ARGUMENT: x has datatype DATA_TYPE_INT32, expected DATA_TYPE_FP64");
+      // A float32 array where float64 is expected had no hint at all.
+      assert.equal(
+        explainError(error(status.INVALID_ARGUMENT, "mesh.points has datatype DATA_TYPE_FP32, expected DATA_TYPE_FP64"), "a"),
+        'INVALID_ARGUMENT: mesh.points has datatype float32, expected float64 — write it as a nested list or a number (float64), or with {"dtype": "float64"} in place of "float32"',
+      );
+      assert.equal(explainError(error(status.INVALID_ARGUMENT, "x is missing: expected a DATA_TYPE_FP64 tensor"), "a"), "INVALID_ARGUMENT: x is missing: expected a float64 tensor");
       assert.equal(explainError(new Error("payload is not valid JSON: …"), "a"), "payload is not valid JSON: …");
     });
 

@@ -316,7 +316,7 @@ describe("CLI: payloads, options and messages", () => {
       assert.equal(code, 1);
       assert.equal(
         stderr,
-        'tesseract-grpc apply: INVALID_ARGUMENT: mesh.cell_connectivity has datatype DATA_TYPE_FP64, expected DATA_TYPE_INT32 — a nested list or a number is float64; write it as {"dtype": "int32", "data": ...} with the same list or number (and "shape" if the nesting does not give it)\n',
+        'tesseract-grpc apply: INVALID_ARGUMENT: mesh.cell_connectivity has datatype float64, expected int32 — a nested list or a number is float64; write it as {"dtype": "int32", "data": ...} with the same list or number (and "shape" if the nesting does not give it)\n',
       );
     });
   });
@@ -350,6 +350,13 @@ describe("CLI: payloads, options and messages", () => {
       const { code, stderr } = await cli("jacobian", JSON.stringify({ ...fOfX(["x"], [1, 2, 0.5]), options: { algorithm: "richardsn" } }), "--address", polynomial.address);
       assert.equal(code, 1);
       assert.equal(stderr, 'tesseract-grpc jacobian: payload.options.algorithm: unknown value "richardsn"; expected one of central, forward, stochastic, richardson, adaptive\n');
+    });
+
+    it("a missing list of paths is named missing (it said \"expected a list\" of a key not written)", async () => {
+      const { jac_outputs: _, ...withoutOutputs } = fOfX(["x"], [1, 2, 0.5]) as Record<string, unknown>;
+      const { code, stderr } = await cli("jacobian", JSON.stringify(withoutOutputs), "--address", polynomial.address);
+      assert.equal(code, 1);
+      assert.equal(stderr, "tesseract-grpc jacobian: INVALID_ARGUMENT: payload.jac_outputs is missing: expected a list of path strings\n");
     });
   });
 

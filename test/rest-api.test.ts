@@ -162,6 +162,10 @@ describe("tesseract-core's REST API", () => {
     const apply = await post(base(vec), "apply", { inputs });
     assert.equal(apply.status, 200, apply.text);
     assertClose(values(apply.json.result), [2.5, 3, 10], 1e-12);
+    // A wrong dtype is named as the caller wrote it, numpy's way (it read DATA_TYPE_INT32, expected DATA_TYPE_FP32 or DATA_TYPE_FP64).
+    const ints = await post(base(vec), "apply", { inputs: { ...inputs, a: arr([1, 2, 3], [3], "int32") } });
+    assert.equal(ints.status, 422, ints.text);
+    assert.equal(ints.json.detail[0].msg, "Value error, a has datatype int32, expected float32 or float64");
     const ta = [1, 0, -1];
     const jvp = await post(base(vec), "jacobian_vector_product", { inputs, jvp_inputs: ["a", "s"], jvp_outputs: ["result"], tangent_vector: { a: arr(ta, [3]), s: arr([0.5], [], "float64", "json") } });
     assert.equal(jvp.status, 200, jvp.text);

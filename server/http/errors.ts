@@ -6,6 +6,7 @@
  */
 import { boundedDetails, Code, invalidArgument, runtimeValidationOf, type TesseractError } from "../../common/errors";
 import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
+import { withNumpyDtypes } from "../../common/numpy-arrays";
 
 export type Loc = (string | number)[];
 
@@ -79,7 +80,7 @@ export function detailOf(error: TesseractError, inputFields: ReadonlySet<string>
   // A bridged runtime's own entries, as it wrote them: their loc is in the same request body.
   const runtime = runtimeValidationOf(error);
   if (runtime) return runtime as unknown as DetailEntry[];
-  return [valueError(locOf(error.message, inputFields), error.message)];
+  return [valueError(locOf(error.message, inputFields), withNumpyDtypes(error.message))];
 }
 
 /** The HTTP status for a gRPC code; RESOURCE_EXHAUSTED is 413 (too big) unless `busy` (429, a full queue). */
