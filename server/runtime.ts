@@ -29,7 +29,7 @@ import type * as protobuf from "protobufjs";
 import type { RemoteApply } from "./eval/concurrent";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
 import type { EnumStrings } from "./schema/json-messages";
-import { DataType, dataTypeName, dataTypeOfArray, DEFAULT_LIMITS, isFloatingPoint, isNdArray, toFloat64, type DecodeLimits } from "../common/tensor-codec";
+import { DataType, dataTypeOfArray, DEFAULT_LIMITS, isNdArray, toFloat64, type DecodeLimits } from "../common/tensor-codec";
 import type { AbstractOutput, AnyTesseract, DomainBounds, SparsityPattern } from "./tesseract";
 
 export interface EvaluationStats {
@@ -512,10 +512,7 @@ export class TesseractRuntime {
   async vjp(req: GradientRequest & { cotangent: Record<string, NdArray<any>> }): Promise<VectorProduct> {
     const field = "cotangent_vector";
     const { problem, leaves, options, evaluator, started } = this.setup(req, { inputs: "vjp_inputs", outputs: "vjp_outputs" });
-    const cotangent = Object.entries(req.cotangent).map(([key, array]) => {
-      checkFloating(field, key, array);
-      return { path: key, shape: [...array.shape], values: finiteValues(field, key, toFloat64(array)) };
-    });
+    const cotangent = Object.entries(req.cotangent).map(([key, array]) => ({ path: key, shape: [...array.shape], values: finiteValues(field, key, toFloat64(array)) }));
     const paths = new Set(req.outputPaths);
     const patternFree = req.outputPaths.every((p) => !isPattern(parsePath(p)));
     if (patternFree) {
@@ -593,14 +590,10 @@ function checkedAbstractOutputs(answer: unknown): AbstractOutput[] {
   return answer as AbstractOutput[];
 }
 
-function checkFloating(field: string, key: string, array: NdArray<any>): void {
-  const dtype = dataTypeOfArray(array.data as never);
-  if (!isFloatingPoint(dtype)) {
-    throw invalidArgument(`${field}.{${key}} has datatype ${dataTypeName(dtype)}, expected DATA_TYPE_FP32 or DATA_TYPE_FP64`);
-  }
-}
-
-/** Tangents in leaf order: exactly one per differentiated input, same shape, floating point. */
+/**
+ * Tangents in leaf order: exactly one per differentiated input, same shape, as FP64. An integer or
+ * bool tangent is cast, as tesseract-core casts (same_kind): [1, 0, 0] is a direction like any other.
+ */
 function matchVectors(field: string, vectors: Record<string, NdArray<any>>, leaves: { path: string; shape: number[] }[], pathsField: string): Float64Array[] {
   for (const key of Object.keys(vectors)) {
     if (!leaves.some((l) => l.path === key)) {
@@ -610,7 +603,6 @@ function matchVectors(field: string, vectors: Record<string, NdArray<any>>, leav
   return leaves.map((leaf) => {
     const v = Object.hasOwn(vectors, leaf.path) ? vectors[leaf.path] : undefined;
     if (!v) throw invalidArgument(`${field} is missing input ${quote(leaf.path)} (shape [${leaf.shape.join(", ")}])`);
-    checkFloating(field, leaf.path, v);
     if (v.shape.length !== leaf.shape.length || v.shape.some((d, i) => d !== leaf.shape[i])) {
       throw invalidArgument(`${field}.{${leaf.path}} has shape [${v.shape.join(", ")}], expected [${leaf.shape.join(", ")}] like the input`);
     }
