@@ -376,6 +376,14 @@ describe("tesseract-core's REST API", () => {
     assert.ok(!("/abstract_eval" in polyDoc.paths));
     assert.equal(polyDoc.components.schemas.Apply_InputSchema.properties.blocks.type, "array");
     assert.deepEqual(polyDoc.components.schemas.ApplyInputSchema.differentiable_arrays, { x: { shape: null, dtype: null }, y: { shape: null, dtype: null }, "params.{}": { shape: null, dtype: null }, "blocks.[].w": { shape: null, dtype: null } });
+    // Gradient paths enumerated as tesseract-core does: a path as a const, a pattern as the regular expression of its paths (they were mere examples).
+    const paths = polyDoc.components.schemas.JacobianInputSchema.properties.jac_inputs.items.anyOf as Json[];
+    assert.deepEqual(paths.slice(0, 2), [{ const: "x" }, { const: "y" }]);
+    const [params, blocks] = paths.slice(2).map((p) => new RegExp(p.pattern as string));
+    for (const good of ["params.{k}", "params.{a\\}b}", 'params.{""}']) assert.ok(params.test(good), good);
+    for (const bad of ["params.{}", "params.{k}.x", "params", "xparams.{k}"]) assert.ok(!params.test(bad), bad);
+    for (const good of ["blocks.[0].w", "blocks.[12].w"]) assert.ok(blocks.test(good), good);
+    for (const bad of ["blocks.[].w", "blocks.[01].w", "blocks.[0]"]) assert.ok(!blocks.test(bad), bad);
   });
 
   it("requires the bearer token when tokens are configured (health exempt)", async () => {

@@ -185,7 +185,7 @@ export function openApiDocument(runtime: TesseractRuntime): Json {
     const fields = PATH_FIELDS[endpoint];
     if (fields) {
       const [inPaths, outPaths, vector] = fields;
-      const pathList = (patterns: string[]) => ({ type: "array", items: { type: "string", examples: patterns }, uniqueItems: true, minItems: 1 });
+      const pathList = (patterns: string[]) => ({ type: "array", items: { anyOf: patterns.map(pathSchema) }, uniqueItems: true, minItems: 1 });
       properties[inPaths] = pathList(inputs.differentiablePatternNames());
       properties[outPaths] = pathList(outputs.differentiablePatternNames());
       if (vector) properties[vector] = { type: "object", additionalProperties: arrayOf(true) };
@@ -221,4 +221,19 @@ export function openApiDocument(runtime: TesseractRuntime): Json {
     paths,
     components: { schemas },
   };
+}
+
+/**
+ * The schema of one differentiable path, as tesseract-core enumerates them: `const` for a path, and
+ * for a pattern (`mesh.cell_data.{}`, `blocks.[].w`) a regular expression of its concrete paths
+ * (any key, escapes allowed; any index).
+ */
+function pathSchema(pattern: string): Json {
+  if (!pattern.includes("{}") && !pattern.includes("[]")) return { const: pattern };
+  const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const source = pattern
+    .split(/(\{\}|\[\])/)
+    .map((part) => (part === "{}" ? "\\{(?:[^\\\\}]|\\\\.)+\\}" : part === "[]" ? "\\[(?:0|[1-9][0-9]*)\\]" : literal(part)))
+    .join("");
+  return { type: "string", pattern: `^${source}$`, examples: [pattern] };
 }
