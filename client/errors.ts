@@ -27,9 +27,24 @@ export class TesseractClientError extends Error {
     readonly metadata: Metadata = new Metadata(),
     options?: { cause?: unknown },
   ) {
-    super(`${codeName(code)}: ${details}`, options);
+    const hint = code === status.UNAVAILABLE ? connectionHint(details) : undefined;
+    super(`${codeName(code)}: ${details}${hint ? ` — ${hint}` : ""}`, options);
     this.codeName = codeName(code);
   }
+}
+
+/**
+ * What to do about a connection that failed, from grpc-js's words for it (which name the address
+ * but not the cause's remedy): the message gets it, `details` stays grpc-js's.
+ */
+function connectionHint(details: string): string | undefined {
+  // grpc-js's own words only: an UNAVAILABLE the server answered (a runtime it bridges is down) is not about this connection.
+  if (!/^(No connection established|Failed to connect)/.test(details)) return undefined;
+  const refused = /connect ECONNREFUSED (\S+?)\)?(?:\s|$)/.exec(details);
+  if (refused) return `no server is listening at ${refused[1]}: start one (npx tesseract-grpc serve meshstats, or your own Tesseract), or connect to the address of a running one`;
+  if (/wrong version number|WRONG_VERSION_NUMBER/.test(details)) return "the server does not answer TLS: connect without TLS credentials";
+  if (/Name resolution failed/.test(details)) return "the host name does not resolve: check the address (HOST:PORT)";
+  return undefined;
 }
 
 export function isTesseractClientError(e: unknown): e is TesseractClientError {

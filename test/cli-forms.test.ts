@@ -169,8 +169,12 @@ describe("CLI forms", () => {
       // An UNAVAILABLE the server answered itself (the runtime it bridges is down) is not about this connection.
       const bridged = "evaluation at x[2] - h failed: no tesseract-core runtime answered POST /apply (http://127.0.0.1:8301: ECONNREFUSED)";
       assert.equal(explainError(error(status.UNAVAILABLE, bridged), "h:1"), `UNAVAILABLE: ${bridged}`);
-      // The SDK's own message drops grpc-js's empty tail too.
-      assert.equal(error(status.UNAVAILABLE, refused).message, "UNAVAILABLE: No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:50051");
+      // The SDK's own message drops grpc-js's empty tail too, and says what to do; not for the server's own UNAVAILABLE.
+      assert.equal(
+        error(status.UNAVAILABLE, refused).message,
+        "UNAVAILABLE: No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:50051 — no server is listening at 127.0.0.1:50051: start one (npx tesseract-grpc serve meshstats, or your own Tesseract), or connect to the address of a running one",
+      );
+      assert.equal(error(status.UNAVAILABLE, bridged).message, `UNAVAILABLE: ${bridged}`);
     });
 
     it("a client deadline: what it means, not grpc-js's internals", () => {

@@ -22,7 +22,7 @@ import { startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
 import vectoradd from "../server/tesseracts/vectoradd";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
-import { assertClose, clientRejects, f64, LogLines, meshJacobian } from "./helpers";
+import { assertClose, clientRejects, f64, freePort, LogLines, meshJacobian } from "./helpers";
 
 const MESH_IN = "tesseract.examples.meshstats.v1.Inputs";
 const MESH_OUT = "tesseract.examples.meshstats.v1.Outputs";
@@ -352,6 +352,25 @@ describe("SDK: TesseractClient", () => {
       await clientRejects(client.describe(), "FAILED_PRECONDITION", /closed/);
       await clientRejects(client.health(), "FAILED_PRECONDITION", /closed/);
     });
+  });
+});
+
+describe("SDK: a server that is not there", () => {
+  it("UNAVAILABLE, its message saying what to do (it was grpc-js's words alone); details stay grpc-js's", async () => {
+    const address = `127.0.0.1:${await freePort()}`;
+    const client = new TesseractClient<MeshInputs, MeshOutputs>(address, { inputs: MeshInputs, outputs: MeshOutputs });
+    try {
+      const e = await client.describe().then(
+        () => assert.fail("answered"),
+        (error: TesseractClientError) => error,
+      );
+      assert.equal(e.codeName, "UNAVAILABLE");
+      assert.match(e.details, /ECONNREFUSED/);
+      assert.ok(e.message.endsWith(`— no server is listening at ${address}: start one (npx tesseract-grpc serve meshstats, or your own Tesseract), or connect to the address of a running one`), e.message);
+      assert.ok(!e.details.includes("no server is listening"), e.details);
+    } finally {
+      client.close();
+    }
   });
 });
 
