@@ -196,7 +196,7 @@ describe("CheckGradients", () => {
 
   // FP32 outputs: a difference over a step of 1e-4 carries the outputs' rounding, ~ulp(f)/h: 2e-4 to
   // 4e-2 of these derivatives. Correct gradients failed at the default tolerances; the check now allows
-  // what the engine says each value may be off by (its error estimate, or 4 × the rounding it carries).
+  // what the engine says each value may be off by (its error estimate, or 2 × the rounding it carries).
   describe("FP32 outputs (polynomial's f = x³ + y·sin x in FP32, from FP64 inputs)", () => {
     const fixture = path.join(__dirname, "../../test/fixtures/polynomial");
     // The engine's default step (1e-4 absolute), not the fixture's 1e-5: FP32 rounding over 1e-5 is ~1 % of these derivatives.

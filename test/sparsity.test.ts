@@ -399,9 +399,31 @@ describe("column grouping", () => {
       const dense = await runtime.jacobian({ ...forward([0.25, -2, 1, 0.5, 1]), options: { algorithm: Algorithm.ALGORITHM_FORWARD, sparsity_mode: DENSE } });
       assertSameEntries(second.entries, dense.entries, "forward, detected");
       // x[0] > 1: every f_i moves with x[4] as well, 0.5 x_i: far above forward's truncation (~3e-4 here).
+      // (The allowance is per row: the least |m_j| of every column, 2 sqrt(n), let a missed entry 20 times
+      // the truncation pass at n = 100.)
       const changed = await runtime.jacobian(forward([1.5, -1, 2, 0.25, 1.5]));
       assert.equal(changed.stats.sparsity_source, "detected, failed verification: dense");
       assert.ok(Math.abs(changed.entries[0].values[0 * 5 + 4] - 0.5 * 1.5) < 1e-3, "d f_0 / d x_4 is there");
+    });
+
+    it("forward, n = 100: a missed entry 20 times the rule's truncation fails verification (the allowance took every column's least |m_j|, and let it pass)", async () => {
+      // f_i = 1000 x_i², and f_0 += 2 x_50 once x_99 > 0: d f_0 / d x_50 = 2, forward's truncation of d f_0 / d x_0 is 0.1.
+      const base = new TesseractRuntime(require(path.join(POLYNOMIAL_DIR, "polynomial.js")).default, POLYNOMIAL_DIR);
+      const definition = {
+        ...base.definition,
+        apply(inputs: { x: ndarray.NdArray<Float64Array> }) {
+          const x = inputs.x.data;
+          const f = x.map((v) => 1000 * v * v);
+          if (x[99] > 0) f[0] += 2 * x[50];
+          return { f: ndarray(f, [x.length]) };
+        },
+      };
+      const runtime = new TesseractRuntime(definition, POLYNOMIAL_DIR);
+      const at = (last: number) => ({ inputs: { x: f64(Array.from({ length: 100 }, (_, i) => (i === 99 ? last : 0.5 + i / 100))), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"], options: { sparsity_mode: DETECT, algorithm: Algorithm.ALGORITHM_FORWARD, eps: 1e-4 } });
+      assert.equal((await runtime.jacobian(at(-1))).stats.sparsity_source, "");
+      const { entries, stats } = await runtime.jacobian(at(1));
+      assert.equal(stats.sparsity_source, "detected, failed verification: dense");
+      assert.ok(Math.abs(entries[0].values[50] - 2) < 1e-6, `d f_0 / d x_50 = ${entries[0].values[50]}`);
     });
 
     it("streamed: rows are held back until verified, so a failed verification streams only the dense rows", async () => {

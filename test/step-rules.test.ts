@@ -133,8 +133,20 @@ describe("default relative steps and the outputs' precision", () => {
       assert.equal(stats.apply_calls, calls);
       const { result } = await fp32Out.jvp({ inputs: fp32Inputs, inputPaths: ["x"], outputPaths: ["f"], tangent: { x: f64([1, 1, 1]) }, options });
       Array.from(result.f.data as Float64Array).forEach((d, i) => assert.ok(Math.abs(d - exact[i]) <= rtol * exact[i], `(J v)${i} = ${d}, expected ${exact[i]}`));
+      // The VJP's contracted outputs take the same steps (forward answered [4, 0] for a cotangent [0.5, -2]).
+      const { result: vjp } = await fp32Out.vjp({ inputs: fp32Inputs, inputPaths: ["x"], outputPaths: ["f"], cotangent: { f: f64([1, 1, 1]) }, options });
+      Array.from(vjp.x.data as Float64Array).forEach((d, i) => assert.ok(Math.abs(d - exact[i]) <= rtol * exact[i], `(vᵀJ)${i} = ${d}, expected ${exact[i]}`));
     });
   }
+
+  it("an absolute step too small for an FP64 input's numbers falls back to a relative step sized for the FP32 outputs (forward answered 0)", async () => {
+    const huge = [5e12, 4e12]; // beyond 2^52 · 1e-4: x + 1e-4 rounds to x
+    for (const [algorithm, rtol] of [[Algorithm.ALGORITHM_FORWARD, 1e-3], [Algorithm.ALGORITHM_CENTRAL, 1e-4]] as const) {
+      const { entries, stats } = await fp32Out.jacobian({ inputs: { ...fp32Inputs, x: f64(huge), y: f64([0], []) }, inputPaths: ["x"], outputPaths: ["f"], options: { algorithm } });
+      diagonal(entries[0].values, 2).forEach((d, i) => assert.ok(Math.abs(d / (3 * huge[i] ** 2) - 1) <= rtol, `${Algorithm[algorithm]}: df${i}/dx${i} = ${d}, expected ${3 * huge[i] ** 2}`));
+      assert.match(stats.adjusted_steps[0], /^x\[0\]: a step of 0\.0001 is below the spacing of FP64 numbers at 5000000000000; took h = \S+ instead \(the relative step 0\.0(00345|0492) ·/);
+    }
+  });
 
   it("nothing is evaluated for it where no step depends on it (absolute steps, an eps given); FP64 outputs keep FP64's steps", async () => {
     for (const options of [{}, { step_mode: RELATIVE, eps: 1e-6 }]) {

@@ -16,10 +16,12 @@
  * Forward rows are off by their O(h) truncation, J~_ij - J_ij ≈ h_j H_i,jj / 2 (H_i the Hessian of
  * f_i), so P_i - D_i ≈ sum_j m_j h_j² H_i,jj: far above 1e-6 on a curved function (correct
  * structures failed and ran dense, at more evaluations than dense alone). The second difference
- * along u, S_i = f_i(x + u) + f_i(x - u) - 2 f_i(x) ≈ sum_jk m_j m_k h_j h_k H_i,jk, bounds it: with
- * |m_j| >= 0.5 / sqrt(n), |sum_j m_j h_j² H_i,jj| <= 2 sqrt(n) |S_i| where H_i's diagonal has one
- * sign (twice that is allowed). A missed dependence is caught where it exceeds about the forward
- * rule's own truncation; a Hessian whose terms cancel in S_i fails, and runs dense.
+ * along u, S_i = f_i(x + u) + f_i(x - u) - 2 f_i(x) ≈ sum_jk m_j m_k h_j h_k H_i,jk, bounds it:
+ * where H_i is diagonal with one sign, |sum_j m_j h_j² H_i,jj| <= |S_i| / min |m_j| over the
+ * columns j of row i's structure (twice that is allowed; the least |m_j| of every column would be
+ * 2 sqrt(n), and let a missed entry of 20 times the rule's truncation pass at n = 100). A missed
+ * dependence is caught where it exceeds about the forward rule's own truncation of row i's entries;
+ * a Hessian whose terms cancel in S_i fails, and runs dense.
  */
 import type { Change } from "../eval/evaluator";
 import type { InputLeaf } from "../eval/input-leaf";
@@ -34,7 +36,7 @@ import { buildStructure, MAX_PATTERN_NONZEROS, type Extent, type Structure } fro
 const VERIFY_RTOL = 1e-6;
 /** Rounding counts at this many times its estimate. */
 const ROUNDING_MARGIN = 16;
-/** Forward rows' truncation: allowed at this many times its bound from the second difference, |S_i| / min |m_j| (see above). */
+/** Forward rows' truncation: allowed at this many times its bound from the second difference, |S_i| / min |m_j| over row i's columns (see above). */
 const TRUNCATION_MARGIN = 2;
 /** The random stream of the verification's direction (random.ts). */
 const VERIFY_STREAM = 7;
@@ -180,11 +182,10 @@ export async function verifyRows(problem: Problem, options: ResolvedOptions, row
   ]);
   // Forward rows' truncation bound (see above), from f(x), which forward rows evaluated already.
   const f0 = algorithm === "forward" ? await problem.base() : undefined;
-  let smallest = Infinity;
-  for (const m of multiples) for (const x of m) smallest = Math.min(smallest, Math.abs(x));
-  const truncationBound = TRUNCATION_MARGIN / smallest;
   const zeros = () => fPlus.map((f) => new Float64Array(f.length));
   const [predicted, magnitude, carried, terms] = [zeros(), zeros(), zeros(), zeros()];
+  /** Per output value, the least |m_j| among the columns of its row's structure (forward rows' bound, above). */
+  const least = f0 ? fPlus.map((f) => new Float64Array(f.length).fill(Infinity)) : undefined;
   for (const row of rows) {
     const w = widths[row.leaf][row.index];
     if (w === 0) continue;
@@ -196,7 +197,9 @@ export async function verifyRows(problem: Problem, options: ResolvedOptions, row
         predicted[o][i] += values[k] * w;
         magnitude[o][i] += Math.abs(values[k] * w);
         if (errors) carried[o][i] += errors[k] * Math.abs(w);
-        terms[o][i] += Math.abs(multiples[row.leaf][row.index]);
+        const m = Math.abs(multiples[row.leaf][row.index]);
+        terms[o][i] += m;
+        if (least && values[k] !== 0) least[o][i] = Math.min(least[o][i], m);
       }
     });
   }
@@ -207,7 +210,7 @@ export async function verifyRows(problem: Problem, options: ResolvedOptions, row
       const moved = fPlus[o][i] - fMinus[o][i];
       // Rounding: of f at both points, and of each entry J~_ij, u |f_i| / h_j, times |w_j| = 2 |m_j| h_j.
       const rounding = u * (Math.abs(fPlus[o][i]) + Math.abs(fMinus[o][i]) + (f0 ? 2 * Math.abs(f0[o][i]) : 0)) * (1 + terms[o][i]);
-      const truncation = f0 ? truncationBound * Math.abs(fPlus[o][i] + fMinus[o][i] - 2 * f0[o][i]) : 0;
+      const truncation = f0 && least![o][i] < Infinity ? (TRUNCATION_MARGIN / least![o][i]) * Math.abs(fPlus[o][i] + fMinus[o][i] - 2 * f0[o][i]) : 0;
       const tolerance = VERIFY_RTOL * (magnitude[o][i] + Math.abs(moved)) + carried[o][i] + ROUNDING_MARGIN * rounding + truncation;
       if (!(Math.abs(moved - predicted[o][i]) <= tolerance)) {
         return `${outputs[o].path}${outputs[o].shape.length ? `[${i}]` : ""} moved by ${moved} along a random direction, the grouped Jacobian predicts ${predicted[o][i]}`;

@@ -130,6 +130,8 @@ export async function vjp(
   const scale = binaryScale(cotangent.map((c) => c.values)) || 1;
   const estimates = options.algorithm === "richardson" || options.algorithm === "adaptive";
   const contracted = new Problem(problem.leaves, new ContractedEvaluator(inner, cotangent, field, scale, estimates), signal, problem.bounds);
+  // Its steps are the request's: sized for FP32 outputs where the outputs are (output-precision.ts).
+  contracted.outputsFp32 = problem.outputsFp32;
   const values = problem.leaves.map((leaf) => new Float64Array(leaf.size));
   let errors: Float64Array[] | undefined;
   for await (const batch of rows(contracted, options)) {
