@@ -1,24 +1,33 @@
 /**
- * grpc-health-check's Health service, with its NOT_FOUND naming the caller's service quoted and
- * clipped like any other caller text: the library echoes the name raw (a 100 000-character name
- * filled the status up to its cap, unquoted).
+ * grpc-health-check's Health service, hardened where the library trusts the caller's service name:
+ * - Check's NOT_FOUND names it quoted and clipped like any other caller text (the library echoed it
+ *   raw: a 100 000-character name filled the status up to its cap, unquoted);
+ * - Watch on a service this server does not serve answers SERVICE_UNKNOWN and holds the stream, as
+ *   the protocol says, without the library's watcher: the library keeps every name it was asked to
+ *   watch for good, and 600 watches of 1 MiB names ran a server out of memory. The served names are
+ *   fixed at start, so an unknown one never becomes known.
  */
 import * as grpc from "@grpc/grpc-js";
 import type { HealthImplementation } from "grpc-health-check";
 import { quote } from "../../common/errors";
 
 type Check = grpc.handleUnaryCall<{ service: string }, unknown>;
+type Watch = grpc.handleServerStreamingCall<{ service: string }, { status: string }>;
 
-export function addHealth(server: grpc.Server, health: HealthImplementation): void {
-  const quoting = {
+/** Adds `health` to `server`; `served`: the service names it reports on. */
+export function addHealth(server: grpc.Server, health: HealthImplementation, served: readonly string[]): void {
+  const known = new Set(served);
+  const hardened = {
     addService(service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation) {
       const check = implementation.check as Check;
+      const watch = implementation.watch as Watch;
       const quotedCheck: Check = (call, callback) =>
         check(call, (error, value) =>
           error?.code === grpc.status.NOT_FOUND ? callback({ ...error, details: `Health status unknown for service ${quote(call.request.service)}` }) : callback(error, value),
         );
-      server.addService(service, { ...implementation, check: quotedCheck });
+      const boundedWatch: Watch = (call) => (known.has(call.request.service) ? watch(call) : void call.write({ status: "SERVICE_UNKNOWN" }));
+      server.addService(service, { ...implementation, check: quotedCheck, watch: boundedWatch });
     },
   };
-  health.addToServer(quoting as unknown as grpc.Server);
+  health.addToServer(hardened as unknown as grpc.Server);
 }

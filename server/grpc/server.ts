@@ -309,7 +309,7 @@ async function serveRuntime(runtime: TesseractRuntime, options: ServeOptions, { 
   started.push(() => server.forceShutdown());
   server.addService(service, createHandlers(runtime, handlerConfig, calls));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
-  addHealth(server, health);
+  addHealth(server, health, ["", SERVICE_NAME]);
   const stopFollowing = followReadiness(runtime, health, log);
   started.push(stopFollowing);
   addReflection(server, reflection);
