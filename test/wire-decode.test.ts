@@ -8,7 +8,7 @@ import * as path from "node:path";
 import fc from "fast-check";
 import { Code, TesseractError } from "../index";
 import { loadRoot } from "../server/schema/schema";
-import { decodeStrict, type DecodeStyle } from "../server/schema/wire-decode";
+import { decodeStrict, MAX_REPEATED_VALUES, type DecodeStyle } from "../server/schema/wire-decode";
 import { ProtoWriter, WireType } from "./raw-grpc";
 
 const root = loadRoot([path.join(__dirname, "../../test/fixtures/wire/wire.proto")]);
@@ -101,6 +101,16 @@ describe("strict protobuf decoding", () => {
       }),
       { seed: 7, numRuns: 300 },
     );
+  });
+
+  it("values of repeated number fields past maxRepeatedValues in all are RESOURCE_EXHAUSTED, counted before they are read (64 MiB of packed zeros took 6 s and 1.5 GB)", () => {
+    const bytes = Everything.encode(Everything.fromObject({ longs: new Array(600).fill("1"), doubles: new Array(500).fill(0.5) })).finish();
+    assert.equal((decodeStrict(Everything, bytes, "inputs", TREES, { maxRepeatedValues: 1100 }).longs as unknown[]).length, 600);
+    assert.throws(
+      () => decodeStrict(Everything, bytes, "inputs", TREES, { maxRepeatedValues: 1000 }),
+      (e: TesseractError) => e.code === Code.RESOURCE_EXHAUSTED && /: doubles: more than 1000 values of repeated number fields in all; send arrays of numbers as tensors \(at byte \d+\)$/.test(e.message),
+    );
+    assert.equal(MAX_REPEATED_VALUES, 2 ** 24);
   });
 
   it("a 64-bit integer beyond ±(2^53 - 1) is refused in a tree, naming it exactly (it was rounded: 9007199254740993 read as ...992); requests keep it as an exact string", () => {

@@ -65,6 +65,8 @@ export interface RepeatedCap {
   code: Code;
   /** What the values are, after "expected at most N": "dimensions". */
   what: string;
+  /** Counted over every occurrence of the field in the message decoded (a request's patterns together), not per list. */
+  perMessage?: boolean;
 }
 
 export interface DecodeCaps {
@@ -74,7 +76,16 @@ export interface DecodeCaps {
   maxRank?: number;
   /** Caps on other repeated scalar fields, by full name ("tesseract.v1.SparsityPattern.output_index"). */
   repeated?: ReadonlyMap<string, RepeatedCap>;
+  /** Most values of repeated scalar fields in all (default MAX_REPEATED_VALUES). */
+  maxRepeatedValues?: number;
 }
+
+/**
+ * Values of repeated scalar fields one message may hold in all: a value takes a byte on the wire and
+ * 8 to 16 in memory, and one at a time to decode (64 MiB of packed zeros took 6 s and 1.5 GB).
+ * Arrays of numbers belong in tensors, whose bytes are copied whole.
+ */
+export const MAX_REPEATED_VALUES = 1 << 24;
 
 const TENSOR_SHAPE = "tesseract.v1.Tensor.shape";
 
@@ -86,7 +97,7 @@ export function decodeStrict(type: protobuf.Type, bytes: Uint8Array, label: stri
   const maxRank = caps.maxRank ?? DEFAULT_MAX_RANK;
   const repeated = new Map(caps.repeated);
   repeated.set(TENSOR_SHAPE, { max: maxRank, code: Code.INVALID_ARGUMENT, what: "dimensions" });
-  return new Reader(bytes, `${label}: cannot decode ${type.fullName.slice(1)}`, caps.maxMessages ?? Infinity, repeated).message(type, bytes.length, "", style, 0);
+  return new Reader(bytes, `${label}: cannot decode ${type.fullName.slice(1)}`, caps.maxMessages ?? Infinity, repeated, caps.maxRepeatedValues ?? MAX_REPEATED_VALUES).message(type, bytes.length, "", style, 0);
 }
 
 /** The path of a field below `parent` ("" for the message itself). */
@@ -120,6 +131,9 @@ class Reader {
   private readonly view: DataView;
   /** Messages read so far (DecodeLimits.maxMessages). */
   private messages = 0;
+  /** Values of repeated scalar fields read so far, in all and per capped field counted per message. */
+  private repeatedValues = 0;
+  private readonly perMessage = new Map<string, number>();
 
   constructor(
     private readonly bytes: Uint8Array,
@@ -127,6 +141,7 @@ class Reader {
     private readonly context: string,
     private readonly maxMessages: number,
     private readonly caps: ReadonlyMap<string, RepeatedCap>,
+    private readonly maxRepeatedValues: number,
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
@@ -288,20 +303,21 @@ class Reader {
     }
     const expected = expectedWireType(field);
     const kind = scalarKind(field);
-    const cap = field.repeated && kind ? this.caps.get(field.fullName.slice(1)) : undefined;
+    const name = field.repeated && kind ? field.fullName.slice(1) : undefined;
+    const cap = name === undefined ? undefined : this.caps.get(name);
     // A tensor's dimensions exactly, whatever their size: the tensor codec names one past its limit.
     if (style.longs === "number" && field.name === "shape" && field.parent?.fullName === `.${TENSOR_SHAPE.slice(0, -".shape".length)}`) style = { ...style, longs: "string" };
     if (field.repeated && wireType === LENGTH_DELIMITED && expected !== LENGTH_DELIMITED && kind) {
       // Packed: values back to back, exactly filling the length.
       const stop = this.valueEnd(where, end);
       const list = out[field.name] as unknown[];
-      if (cap) this.capped(cap, list.length + this.packedCount(expected, stop), where, true);
+      this.counted(name!, cap, list.length, this.packedCount(expected, stop), where, true);
       while (this.pos < stop) list.push(this.scalar(kind, stop, `${where}.[${list.length}]`, style));
       if (this.pos > stop) this.fail(where, "packed values run past their length");
       return;
     }
     if (wireType !== expected) this.wrongWireType(field, wireType, expected, where);
-    if (cap) this.capped(cap, (out[field.name] as unknown[]).length + 1, where, false);
+    if (name !== undefined) this.counted(name, cap, (out[field.name] as unknown[]).length, 1, where, false);
     if (field.partOf) for (const member of field.partOf.fieldsArray) if (member !== field) delete out[member.name];
     const sub = field.resolvedType;
     const list = field.repeated ? (out[field.name] as unknown[]) : undefined;
@@ -332,10 +348,22 @@ class Reader {
     return count;
   }
 
-  /** Refuses `count` values in a capped field (`exact`: all of them, else those so far), beyond its cap. */
-  private capped(cap: RepeatedCap, count: number, where: string, exact: boolean): void {
+  /**
+   * Counts `adding` more values of repeated scalar field `name` (its list holds `inList` so far)
+   * before they are read: refused beyond its cap (`exact`: the count is all of them, else those so
+   * far) or beyond maxRepeatedValues in all.
+   */
+  private counted(name: string, cap: RepeatedCap | undefined, inList: number, adding: number, where: string, exact: boolean): void {
+    this.repeatedValues += adding;
+    if (this.repeatedValues > this.maxRepeatedValues) {
+      throw new TesseractError(Code.RESOURCE_EXHAUSTED, `${this.context}: ${where}: more than ${this.maxRepeatedValues} values of repeated number fields in all; send arrays of numbers as tensors (at byte ${this.pos})`);
+    }
+    if (!cap) return;
+    const count = cap.perMessage ? (this.perMessage.get(name) ?? 0) + adding : inList + adding;
+    if (cap.perMessage) this.perMessage.set(name, count);
     if (count <= cap.max) return;
-    throw new TesseractError(cap.code, `${this.context}: ${where}: ${exact ? `${count} values` : "more values"}, expected at most ${cap.max} ${cap.what} (at byte ${this.pos})`);
+    const values = cap.perMessage ? `${count} values in all` : exact ? `${count} values` : "more values";
+    throw new TesseractError(cap.code, `${this.context}: ${where}: ${values}, expected at most ${cap.max} ${cap.what} (at byte ${this.pos})`);
   }
 
   private wrongWireType(field: protobuf.FieldBase, got: number, expected: number, where: string): never {
