@@ -75,6 +75,9 @@ describe("steps whose points or widths are not finite are refused", () => {
       const message = new RegExp(`^x\\[1\\] is ${bad}: finite differences need finite inputs$`);
       await rejects(jacobian([1, bad], {}), Code.INVALID_ARGUMENT, message);
       await rejects(runtime.jvp({ inputs: inputs([1, bad]), inputPaths: ["x"], outputPaths: ["f"], tangent: { x: f64([1, 1]) }, options: {} }), Code.INVALID_ARGUMENT, message);
+      // Default relative steps learn the outputs' precision first; not by evaluating at such inputs.
+      const noEps = new TesseractRuntime({ ...runtime.definition, finiteDifferences: undefined }, FIXTURE);
+      await rejects(noEps.jacobian({ inputs: inputs([1, bad]), inputPaths: ["x"], outputPaths: ["f"], options: { step_mode: 2 } }), Code.INVALID_ARGUMENT, message);
     }
   });
 

@@ -58,9 +58,25 @@ describe("JVP steps along the tangent", () => {
       const { result, stats } = await jvp([1, 2, 3], [1, -2, 0.5], { eps, step_mode: 1 });
       const expected = [3, -24, 13.5];
       Array.from(result.f.data as Float64Array).forEach((got, i) => assert.ok(Math.abs(got - expected[i]) <= 1e-3 * Math.abs(expected[i]), `eps ${eps}: (J v)[${i}] = ${got}`));
-      assert.equal(stats.adjusted_steps.length, 1, stats.adjusted_steps.join(" | "));
+      // Each element that took the fallback is named.
+      assert.deepEqual(stats.adjusted_steps.map((a) => a.slice(0, 5)), ["x[0]:", "x[1]:", "x[2]:"], stats.adjusted_steps.join(" | "));
     }
   });
+
+  // One step along the whole tangent served its most demanding element: FP32 x = [0.3, 1234.5]
+  // along [1, 1] stepped x_0 by 6 (1234.5's fallback relative step), and d x_0³ came back 68 times
+  // too large; with eps 1e-4, the spacing of FP32 numbers at 1234.5 set a step of 0.35. Elements
+  // needing steps more than 16 times apart now take their own differences.
+  for (const [algorithm, calls] of [[Algorithm.ALGORITHM_CENTRAL, 4], [Algorithm.ALGORITHM_FORWARD, 3], [Algorithm.ALGORITHM_RICHARDSON, 16]] as const) {
+    // Two columns' worth: central 2 + 2; forward f(x) + 1 + 1; Richardson 4 + 4 and the noise probe's 8 with f(x).
+    it(`${Algorithm[algorithm]}: elements whose steps differ widely are differenced apart: J v right for each (x_0's was 68 times too large)`, async () => {
+      const x = Float32Array.of(0.3, 1234.5);
+      const { result, stats } = await runtime.jvp({ inputs: { ...inputs([0]), x: ndarray(x, [2]) }, inputPaths: ["x"], outputPaths: ["f"], tangent: { x: f64([1, 1]) }, options: { algorithm } });
+      const rtol = algorithm === Algorithm.ALGORITHM_FORWARD ? 1e-3 : 1e-4;
+      Array.from(x).forEach((xi, i) => assert.ok(Math.abs(result.f.data[i] / (3 * xi * xi) - 1) < rtol, `(J v)[${i}] = ${result.f.data[i]}, expected ${3 * xi * xi}`));
+      assert.equal(stats.apply_calls, calls);
+    });
+  }
 
   // vectoradd, result = 1.7 a + b, a FP32: the points x ± t v round per element, so the difference
   // was taken along v + c with |c| up to 2e-4 of v here, and answered 1.7 v off by as much (a
