@@ -92,9 +92,33 @@ export function printable(text: string): string {
   return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
-/** Caller text in double quotes, escaped as JSON (lone surrogates included) and clipped. */
+/**
+ * Caller text in double quotes, escaped as JSON (lone surrogates included) and clipped to
+ * QUOTE_LIMIT characters as escaped (200 control characters escape to 1 200: the quote, its length
+ * and the rest of the message went past the status cap).
+ */
 export function quote(text: string): string {
-  return text.length <= QUOTE_LIMIT ? JSON.stringify(text) : `${JSON.stringify(text.slice(0, QUOTE_LIMIT))}… (${text.length} characters)`;
+  const whole = JSON.stringify(text.length <= QUOTE_LIMIT ? text : text.slice(0, QUOTE_LIMIT));
+  if (whole.length <= QUOTE_LIMIT + 2) return text.length <= QUOTE_LIMIT ? whole : `${whole}… (${text.length} characters)`;
+  // Escapes make it long: as many characters as fit escaped, none cut in the middle of its escape.
+  let shown = "";
+  for (const c of text) {
+    const escaped = JSON.stringify(c).slice(1, -1);
+    if (shown.length + escaped.length > QUOTE_LIMIT) break;
+    shown += escaped;
+  }
+  return `"${shown}"… (${text.length} characters)`;
+}
+
+/** A caller's field, key or parameter name in a message: as it is when a plain identifier, else quoted and clipped. */
+export function nameOf(name: string): string {
+  return /^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(name) ? name : quote(name);
+}
+
+/** A caller's key below `where` in a message: `where.key` for a plain identifier, else `where: "key"` quoted and clipped. */
+export function keyAt(where: string, key: string): string {
+  const name = nameOf(key);
+  return name === key ? `${where}.${key}` : `${where}: ${name}`;
 }
 
 /** How much of a caller's non-string JSON value (a list, an object) a message shows. */

@@ -30,10 +30,14 @@ export function numpyDtype(datatype: DataType): string {
 
 /**
  * A message with its protobuf datatype names as numpy's (`DATA_TYPE_FP32` as `float32`), for the
- * JSON forms (REST, CLI), whose callers write dtypes that way.
+ * JSON forms (REST, CLI), whose callers write dtypes that way. The caller's own text, quoted or a
+ * map key in braces, stays as it was written (a dtype sent as "DATA_TYPE_FP32" read "float32").
  */
 export function withNumpyDtypes(message: string): string {
-  return message.replace(/\bDATA_TYPE_[A-Z0-9]+\b/g, (name) => NAMES[DataType[name as keyof typeof DataType]] ?? name);
+  return message
+    .split(/("(?:[^"\\]|\\.)*"|\{(?:[^{}\\]|\\.)*\})/)
+    .map((part, k) => (k % 2 === 1 ? part : part.replace(/\bDATA_TYPE_[A-Z0-9]+\b/g, (name) => NAMES[DataType[name as keyof typeof DataType]] ?? name)))
+    .join("");
 }
 
 /** Nested lists -> shape and flat values; the lists must be rectangular. A non-list is a scalar. */

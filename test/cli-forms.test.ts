@@ -196,6 +196,11 @@ describe("CLI forms", () => {
         'INVALID_ARGUMENT: mesh.points has datatype float32, expected float64 — write it as a nested list or a number (float64), or with {"dtype": "float64"} in place of "float32"',
       );
       assert.equal(explainError(error(status.INVALID_ARGUMENT, "x is missing: expected a DATA_TYPE_FP64 tensor"), "a"), "INVALID_ARGUMENT: x is missing: expected a float64 tensor");
+      // The caller's own text, quoted or a key in braces, stays as written.
+      assert.equal(
+        explainError(error(status.INVALID_ARGUMENT, 'm.{DATA_TYPE_INT64}.dtype is "DATA_TYPE_FP32"; expected DATA_TYPE_FP64'), "a"),
+        'INVALID_ARGUMENT: m.{DATA_TYPE_INT64}.dtype is "DATA_TYPE_FP32"; expected float64',
+      );
       assert.equal(explainError(new Error("payload is not valid JSON: …"), "a"), "payload is not valid JSON: …");
     });
 

@@ -245,6 +245,11 @@ describe("hostile requests", () => {
       expectInvalid(o, new RegExp(`^inputs has type URL "u{200}"… \\(2000 characters\\), expected`));
     });
 
+    it("a type URL of control characters is cut to 200 characters as escaped, so the message keeps its end (it overflowed the status cap)", async () => {
+      const o = await send(client, "Apply", applyRequest({ type_url: "\u0001".repeat(300), value: Buffer.alloc(0) }));
+      expectInvalid(o, /^inputs has type URL "(\\u0001){33}"… \(300 characters\), expected "type\.googleapis\.com\/tesseract\.examples\.meshstats\.v1\.Inputs"$/);
+    });
+
     it("a 1 MiB path and a path of 100 000 segments", async () => {
       for (const bad of ["p".repeat(1 << 20), Array(100_000).fill("a").join(".")]) {
         const o = await send(client, "Jacobian", jacobianRequest(meshAny(), [bad]));

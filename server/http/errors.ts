@@ -60,8 +60,8 @@ const LEADING_PATH = /^([A-Za-z_]\w*(?:\.(?:[A-Za-z_]\w*|\[\d+\]|\{(?:[^{}\\]|\\
  */
 export function locOf(message: string, inputFields: ReadonlySet<string>): Loc {
   // A query parameter's refusal (options.ts), where FastAPI puts it.
-  const parameter = /^query parameter (\S+?)(?=[\s:]|$)/.exec(message);
-  if (parameter) return ["query", parameter[1]];
+  const parameter = /^query parameter ("(?:[^"\\]|\\.)*"|\S+?)(?=[\s:…]|$)/.exec(message);
+  if (parameter) return ["query", parameter[1].startsWith('"') ? (JSON.parse(parameter[1]) as string) : parameter[1]];
   const match = LEADING_PATH.exec(message);
   if (!match) return ["body"];
   const items: Loc = [];

@@ -7,7 +7,7 @@
  * Tesseract's and then the engine's defaults apply, as over gRPC. Results are dense whatever the mode.
  */
 import { decimalNumber } from "../../common/decimal";
-import { invalidArgument, shown } from "../../common/errors";
+import { invalidArgument, keyAt, nameOf, shown } from "../../common/errors";
 import { isPlainObject } from "../../common/records";
 import { Algorithm, SparsityMode } from "../tesseract";
 import type { GradientRequest } from "../runtime";
@@ -67,12 +67,12 @@ export function finiteDifferenceOptions(query: Record<string, unknown>, body: un
   // A misspelt parameter (?algoritm=forward) would leave the defaults in place without a word;
   // tesseract-core's own `run_id` is taken and ignored.
   const unknownParameter = Object.keys(query).find((k) => k !== RUN_ID && !(KEYS as readonly string[]).includes(k));
-  if (unknownParameter !== undefined) throw invalidArgument(`query parameter ${unknownParameter.slice(0, 40)} is not an option; options: ${KEYS.join(", ")}`);
+  if (unknownParameter !== undefined) throw invalidArgument(`query parameter ${nameOf(unknownParameter)} is not an option; options: ${KEYS.join(", ")}`);
   read(query, "query parameter ");
   if (body !== undefined) {
     if (!isPlainObject(body)) throw invalidArgument("options must be an object");
     const unknown = Object.keys(body).filter((k) => !(KEYS as readonly string[]).includes(k));
-    if (unknown.length > 0) throw invalidArgument(`options.${unknown[0]} is not an option; options: ${KEYS.join(", ")}`);
+    if (unknown.length > 0) throw invalidArgument(`${keyAt("options", unknown[0])} is not an option; options: ${KEYS.join(", ")}`);
     read(body, "options.");
   }
   return Object.keys(options).length > 0 ? options : undefined;

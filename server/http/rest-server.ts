@@ -9,7 +9,7 @@ import * as grpc from "@grpc/grpc-js";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import ndarray from "ndarray";
 import type { BearerTokens } from "../../common/bearer-tokens";
-import { Code, invalidArgument, isTesseractError, TesseractError } from "../../common/errors";
+import { clip, Code, invalidArgument, isTesseractError, TesseractError } from "../../common/errors";
 import { arrayObject, numpyDtype, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
 import { decodeTensor, tooManyMessages } from "../../common/tensor-codec";
@@ -125,7 +125,7 @@ function validationDetail(errors: { instancePath: string; keyword: string; messa
   return errors.map((e) => {
     const loc: Loc = ["body", ...e.instancePath.split("/").slice(1).map((p) => (/^\d+$/.test(p) ? Number(p) : p.replace(/~1/g, "/").replace(/~0/g, "~")))];
     if (e.keyword === "required") return { type: "missing", loc: [...loc, String(e.params.missingProperty)], msg: "Field required" };
-    if (e.keyword === "additionalProperties") return { type: "extra_forbidden", loc: [...loc, String(e.params.additionalProperty)], msg: "Extra inputs are not permitted" };
+    if (e.keyword === "additionalProperties") return { type: "extra_forbidden", loc: [...loc, clip(String(e.params.additionalProperty))], msg: "Extra inputs are not permitted" };
     let input: unknown = body;
     for (const key of loc.slice(1)) input = (input as Record<string | number, unknown> | undefined)?.[key];
     // Any other keyword (type, minItems, uniqueItems, ...) is no pydantic error type: a value error saying it.
