@@ -383,7 +383,9 @@ describe("tesseract-core's REST API", () => {
     // Gradient paths enumerated as tesseract-core does: a path as a const, a pattern as the regular expression of its paths (they were mere examples).
     const paths = polyDoc.components.schemas.JacobianInputSchema.properties.jac_inputs.items.anyOf as Json[];
     assert.deepEqual(paths.slice(0, 2), [{ const: "x" }, { const: "y" }]);
-    const [params, blocks] = paths.slice(2).map((p) => new RegExp(p.pattern as string));
+    // A pattern matches itself (a request may name it) or its concrete paths.
+    assert.deepEqual(paths.slice(2).map((p) => (p.anyOf as Json[])[0]), [{ const: "params.{}" }, { const: "blocks.[].w" }]);
+    const [params, blocks] = paths.slice(2).map((p) => new RegExp((p.anyOf as Json[])[1].pattern as string));
     for (const good of ["params.{k}", "params.{a\\}b}", 'params.{""}']) assert.ok(params.test(good), good);
     for (const bad of ["params.{}", "params.{k}.x", "params", "xparams.{k}"]) assert.ok(!params.test(bad), bad);
     for (const good of ["blocks.[0].w", "blocks.[12].w"]) assert.ok(blocks.test(good), good);

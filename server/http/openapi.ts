@@ -162,8 +162,14 @@ const PATH_FIELDS: Record<string, [string, string, string?]> = {
 
 const OPTIONS_SCHEMA: Json = {
   type: "object",
-  description: "tesseract-grpc extension (not in tesseract-core): finite-difference options, as FiniteDifferenceOptions; query parameters algorithm, eps, num_samples and seed work too",
-  properties: { algorithm: { anyOf: [{ type: "string" }, { type: "integer" }] }, eps: { type: "number" }, num_samples: { type: "integer" }, seed: { type: "integer" } },
+  description: "tesseract-grpc extension (not in tesseract-core): finite-difference options, as FiniteDifferenceOptions; query parameters algorithm, eps, num_samples, seed and sparsity_mode work too",
+  properties: {
+    algorithm: { anyOf: [{ type: "string" }, { type: "integer" }] },
+    eps: { type: "number" },
+    num_samples: { type: "integer" },
+    seed: { type: "integer" },
+    sparsity_mode: { anyOf: [{ enum: ["dense", "detect"] }, { type: "integer" }] },
+  },
 };
 
 export function openApiDocument(runtime: TesseractRuntime): Json {
@@ -225,15 +231,16 @@ export function openApiDocument(runtime: TesseractRuntime): Json {
 
 /**
  * The schema of one differentiable path, as tesseract-core enumerates them: `const` for a path, and
- * for a pattern (`mesh.cell_data.{}`, `blocks.[].w`) a regular expression of its concrete paths
- * (any key, escapes allowed; any index).
+ * for a pattern (`mesh.cell_data.{}`, `blocks.[].w`) itself or a regular expression of its concrete
+ * paths (any key, escapes allowed; any index).
  */
 function pathSchema(pattern: string): Json {
   if (!pattern.includes("{}") && !pattern.includes("[]")) return { const: pattern };
+  // The pattern itself is a request's path too: it names every path it matches.
   const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   const source = pattern
     .split(/(\{\}|\[\])/)
     .map((part) => (part === "{}" ? "\\{(?:[^\\\\}]|\\\\.)+\\}" : part === "[]" ? "\\[(?:0|[1-9][0-9]*)\\]" : literal(part)))
     .join("");
-  return { type: "string", pattern: `^${source}$`, examples: [pattern] };
+  return { anyOf: [{ const: pattern }, { type: "string", pattern: `^${source}$` }] };
 }
