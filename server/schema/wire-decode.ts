@@ -89,6 +89,14 @@ export const MAX_REPEATED_VALUES = 1 << 24;
 
 const TENSOR_SHAPE = "tesseract.v1.Tensor.shape";
 
+/** A field's full name without the leading dot, computed once per field (protobufjs builds it on every read). */
+const fullNames = new WeakMap<protobuf.FieldBase, string>();
+function fullNameOf(field: protobuf.FieldBase): string {
+  let name = fullNames.get(field);
+  if (name === undefined) fullNames.set(field, (name = field.fullName.slice(1)));
+  return name;
+}
+
 /**
  * Decodes `bytes` as `type`; `label` names the message in errors ("inputs", "request"), which read
  * `inputs: cannot decode tesseract.examples.meshstats.v1.Inputs: mesh.points.datatype: wire type 2 ...`.
@@ -303,10 +311,10 @@ class Reader {
     }
     const expected = expectedWireType(field);
     const kind = scalarKind(field);
-    const name = field.repeated && kind ? field.fullName.slice(1) : undefined;
+    const name = field.repeated && kind ? fullNameOf(field) : undefined;
     const cap = name === undefined ? undefined : this.caps.get(name);
     // A tensor's dimensions exactly, whatever their size: the tensor codec names one past its limit.
-    if (style.longs === "number" && field.name === "shape" && field.parent?.fullName === `.${TENSOR_SHAPE.slice(0, -".shape".length)}`) style = { ...style, longs: "string" };
+    if (style.longs === "number" && name === TENSOR_SHAPE) style = { ...style, longs: "string" };
     if (field.repeated && wireType === LENGTH_DELIMITED && expected !== LENGTH_DELIMITED && kind) {
       // Packed: values back to back, exactly filling the length.
       const stop = this.valueEnd(where, end);
