@@ -1,7 +1,8 @@
 /**
  * Detected structure (SPARSITY_MODE_DETECT): the first dense Jacobian of a Tesseract for given input
  * shapes and paths records where it is exactly zero; later requests group columns by that structure,
- * each verified by one extra evaluation pair along a random direction before any row is returned.
+ * each verified by one extra evaluation pair along a random direction (two for forward rows) before
+ * any row is returned.
  *
  * Verification. With u a random direction (each element moved by ±(0.5..1.5) h_j / sqrt(n), in its
  * own precision, w_j = x_j+ - x_j- the width actually taken), the function moves by
@@ -18,10 +19,11 @@
  * structures failed and ran dense, at more evaluations than dense alone). The second difference
  * along u, S_i = f_i(x + u) + f_i(x - u) - 2 f_i(x) ≈ sum_jk m_j m_k h_j h_k H_i,jk, bounds it:
  * where H_i is diagonal with one sign, |sum_j m_j h_j² H_i,jj| <= |S_i| / min |m_j| over the
- * columns j of row i's structure (twice that is allowed; the least |m_j| of every column would be
- * 2 sqrt(n), and let a missed entry of 20 times the rule's truncation pass at n = 100). A missed
- * dependence is caught where it exceeds about the forward rule's own truncation of row i's entries;
- * a Hessian whose terms cancel in S_i fails, and runs dense.
+ * columns j of row i's structure, and that much is allowed (the least |m_j| of every column would be
+ * 2 sqrt(n), and let a missed entry of 20 times the rule's truncation pass at n = 100; twice the
+ * bound let one pass 1 seed in 60). A missed dependence is caught where it exceeds about the forward
+ * rule's own truncation of row i's entries, along two directions (verificationDirections); a
+ * Hessian whose terms cancel in S_i fails, and runs dense.
  */
 import type { Change } from "../eval/evaluator";
 import type { InputLeaf } from "../eval/input-leaf";
@@ -37,7 +39,7 @@ const VERIFY_RTOL = 1e-6;
 /** Rounding counts at this many times its estimate. */
 const ROUNDING_MARGIN = 16;
 /** Forward rows' truncation: allowed at this many times its bound from the second difference, |S_i| / min |m_j| over row i's columns (see above). */
-const TRUNCATION_MARGIN = 2;
+const TRUNCATION_MARGIN = 1;
 /** The random stream of the verification's direction (random.ts). */
 const VERIFY_STREAM = 7;
 
@@ -137,8 +139,8 @@ export class ZeroRecorder {
 }
 
 /** ±(0.5..1.5) / sqrt(n): the verification direction's multiple of each element's step. */
-function directionMultiples(leaves: readonly InputLeaf[], seed: bigint): Float64Array[] {
-  const rng = seededGenerator(seed, VERIFY_STREAM);
+function directionMultiples(leaves: readonly InputLeaf[], seed: bigint, direction: number): Float64Array[] {
+  const rng = seededGenerator(seed, VERIFY_STREAM + direction);
   const scale = 1 / Math.sqrt(Math.max(1, leaves.reduce((n, l) => n + l.size, 0)));
   return leaves.map((l) =>
     Float64Array.from({ length: l.size }, () => {
@@ -156,10 +158,29 @@ export async function verifyRows(problem: Problem, options: ResolvedOptions, row
   // Near a bound an element is not moved below; its column, computed alone over whole outputs, tells instead.
   const unstructured = rows.find((r) => r.unstructured)?.unstructured;
   if (unstructured) return unstructured;
+  for (let direction = 0; direction < verificationDirections(effectiveAlgorithm(problem.size, options)); direction++) {
+    const mismatch = await verifyAlong(problem, options, rows, direction);
+    if (mismatch) return mismatch;
+  }
+  return undefined;
+}
+
+/**
+ * Verification directions: one, or two for forward rows. Forward's allowance (above) leaves room
+ * for a missed entry whose column's multiple nearly equals the folded column's along the direction
+ * (one in 30 seeds let one twenty times the rule's truncation pass); along two independent
+ * directions both must: none in 60 seeds at twice the truncation.
+ */
+export function verificationDirections(algorithm: string): number {
+  return algorithm === "forward" ? 2 : 1;
+}
+
+/** One random direction's check of the grouped rows (see above): undefined when they agree. */
+async function verifyAlong(problem: Problem, options: ResolvedOptions, rows: readonly Row[], direction: number): Promise<string | undefined> {
   const steps = problem.stepRule(options);
   const algorithm = effectiveAlgorithm(problem.size, options);
   const leaves = problem.leaves;
-  const multiples = directionMultiples(leaves, options.seed);
+  const multiples = directionMultiples(leaves, options.seed, direction);
   const plus = leaves.map((l) => Float64Array.from(l.data));
   const minus = leaves.map((l) => Float64Array.from(l.data));
   const widths = leaves.map((l) => new Float64Array(l.size));

@@ -6,7 +6,7 @@
  * perturb every element already).
  */
 import { groupAllColumns, groupColumns, type Column } from "./colouring";
-import { detectionKey, fits, type DetectedPatterns } from "./detection";
+import { detectionKey, fits, verificationDirections, type DetectedPatterns } from "./detection";
 import { groupable } from "./grouped";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
@@ -71,7 +71,8 @@ export class SparsityPlan {
   /** Apply calls the request will make: the rule's count with the groups in place of n, plus what planning added. */
   plannedEvaluations(options: ResolvedOptions): number {
     const central = effectiveAlgorithm(this.columns, options) === "central";
-    return plannedEvaluations(this.columnGroups, options) + (this.baseForShapes && central ? 1 : 0) + (this.verify ? 2 : 0);
+    const algorithm = effectiveAlgorithm(this.columns, options);
+    return plannedEvaluations(this.columnGroups, options) + (this.baseForShapes && central ? 1 : 0) + (this.verify ? 2 * verificationDirections(algorithm) : 0);
   }
 }
 
