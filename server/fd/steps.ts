@@ -48,8 +48,8 @@ export function defaultEps(algorithm: AlgorithmName, relative: boolean, fp32: bo
 /**
  * The error-optimal relative step for a rule of order p, eps ≈ ε^(1/(p+1)) with ε the machine epsilon
  * of the input or, where coarser, of the requested outputs (truncation ~ h^p balanced against
- * rounding ~ ε/h): forward (p = 1) √ε ≈ 1.5e-8, central (p = 2) ∛ε ≈ 6.1e-6, Richardson (p = 4) ε^(1/5) ≈ 7.4e-4 for FP64; FP32: 3.5e-4, 4.9e-3, 0.041.
- * The adaptive rule extrapolates in pairs (4h, h), (h, h/4), ... down to h/64 (rows.ts): with
+ * rounding ~ ε/h): forward (p = 1) √ε ≈ 1.5e-8, central (p = 2) ∛ε ≈ 6.1e-6, Richardson (p = 4)
+ * ε^(1/5) ≈ 7.4e-4 for FP64; FP32: 3.5e-4, 4.9e-3, 0.041. The adaptive rule extrapolates in pairs (4h, h), (h, h/4), ... down to h/64 (rows.ts): with
  * h = ε^(1/5) / 4 its largest pair meets Richardson's optimum (4h = ε^(1/5)) and its smallest steps
  * reach towards central's (h/64 ≈ 2.9e-6), so it is never far worse than either: 1.8e-4 (FP64),
  * 0.010 (FP32).
