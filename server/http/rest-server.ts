@@ -86,7 +86,8 @@ function vectors(runtime: TesseractRuntime, body: Body, field: string) {
   );
 }
 
-const pathList = { type: "array", items: { type: "string" }, minItems: 1, uniqueItems: true };
+// Paths listed twice are the engine's to refuse, naming the path (the schema's uniqueItems said "items ## 1 and 0 are identical").
+const pathList = { type: "array", items: { type: "string" }, minItems: 1 };
 const vectorMap = { type: "object", additionalProperties: { type: "object" } };
 const optionsSchema = { type: "object" };
 
