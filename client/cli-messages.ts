@@ -6,23 +6,20 @@ import { Code, isTesseractError, listed, printable } from "../common/errors";
 import type { EvaluationStats } from "../generated/tesseract/v1/tesseract";
 import { numpyDtype, withNumpyDtypes } from "../common/numpy-arrays";
 import { DataType } from "../common/tensor-codec";
-import { isTesseractClientError } from "./errors";
+import { CONNECTION_FAILURE, connectionProblem, isTesseractClientError } from "./errors";
 
-/** grpc-js's connection failures, each with what the user can do about it. */
-const UNAVAILABLE_RULES: [RegExp, (address: string, match: RegExpMatchArray) => string][] = [
-  [/connect ECONNREFUSED/, (address) => `no server at ${address} (connection refused) — start one with \`tesseract-grpc serve meshstats\` (or your own Tesseract), or point --address at a running one`],
-  [/Name resolution failed for target (?:dns:)?(\S+)/, (address) => `cannot resolve the host of ${address} — check --address (HOST:PORT)`],
-  [/wrong version number|WRONG_VERSION_NUMBER/, (address) => `${address} does not answer TLS — leave out --tls and the --tls-* flags for a plaintext server`],
-];
+/** grpc-js's connection failures (errors.ts, connectionProblem), each with what the user can do about it. */
+const UNAVAILABLE_RULES = {
+  refused: (address: string) => `no server at ${address} (connection refused) — start one with \`tesseract-grpc serve meshstats\` (or your own Tesseract), or point --address at a running one`,
+  unresolved: (address: string) => `cannot resolve the host of ${address} — check --address (HOST:PORT)`,
+  "not TLS": (address: string) => `${address} does not answer TLS — leave out --tls and the --tls-* flags for a plaintext server`,
+};
 
 /** `int32` for "DATA_TYPE_INT32 or …", undefined for a name that is no datatype. */
 function dtypeOf(name: string): string | undefined {
   const datatype = DataType[name as keyof typeof DataType];
   return datatype === undefined ? undefined : numpyDtype(datatype);
 }
-
-/** grpc-js's own words for a connection that failed (as opposed to an UNAVAILABLE the server answered). */
-const CONNECTION_FAILURE = /^(No connection established|Connection dropped|Failed to connect|read ECONNRESET|socket hang up)/;
 
 /**
  * The line printed for a failed command (after `tesseract-grpc <command>: `), its control
@@ -38,10 +35,8 @@ function explanation(e: unknown, address: string): string {
   if (!isTesseractClientError(e)) return e instanceof Error ? e.message : String(e);
   const text = e.details;
   if (e.codeName === "UNAVAILABLE") {
-    for (const [pattern, explain] of UNAVAILABLE_RULES) {
-      const match = text.match(pattern);
-      if (match) return `UNAVAILABLE: ${explain(address, match)}`;
-    }
+    const problem = connectionProblem(text);
+    if (problem) return `UNAVAILABLE: ${UNAVAILABLE_RULES[problem](address)}`;
     // The server answered UNAVAILABLE itself (a tesseract-core runtime it bridges is down, say): its message says why.
     if (!CONNECTION_FAILURE.test(text)) return `UNAVAILABLE: ${text}`;
     return `UNAVAILABLE: ${text} — is a tesseract-grpc server listening at ${address}, with TLS if and only if you asked for it?`;

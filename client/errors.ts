@@ -33,18 +33,30 @@ export class TesseractClientError extends Error {
   }
 }
 
-/**
- * What to do about a connection that failed, from grpc-js's words for it (which name the address
- * but not the cause's remedy): the message gets it, `details` stays grpc-js's.
- */
-function connectionHint(details: string): string | undefined {
-  // grpc-js's own words only: an UNAVAILABLE the server answered (a runtime it bridges is down) is not about this connection.
-  if (!/^(No connection established|Failed to connect)/.test(details)) return undefined;
-  const refused = /connect ECONNREFUSED (\S+?)\)?(?:\s|$)/.exec(details);
-  if (refused) return `no server is listening at ${refused[1]}: start one (npx tesseract-grpc serve meshstats, or your own Tesseract), or connect to the address of a running one`;
-  if (/wrong version number|WRONG_VERSION_NUMBER/.test(details)) return "the server does not answer TLS: connect without TLS credentials";
-  if (/Name resolution failed/.test(details)) return "the host name does not resolve: check the address (HOST:PORT)";
+/** grpc-js's own words for a connection that failed, as opposed to an UNAVAILABLE the server answered (a runtime it bridges is down, say). */
+export const CONNECTION_FAILURE = /^(No connection established|Connection dropped|Failed to connect|read ECONNRESET|socket hang up)/;
+
+/** What was wrong with the connection, read from grpc-js's words for it; undefined for anything else. */
+export function connectionProblem(details: string): "refused" | "unresolved" | "not TLS" | undefined {
+  if (/^Name resolution failed for target /.test(details)) return "unresolved";
+  if (!CONNECTION_FAILURE.test(details)) return undefined;
+  if (/connect ECONNREFUSED/.test(details)) return "refused";
+  if (/wrong version number|WRONG_VERSION_NUMBER/.test(details)) return "not TLS";
   return undefined;
+}
+
+/** What to do about a connection that failed (the CLI says it with its flags: cli-messages.ts); the message gets it, `details` stays grpc-js's. */
+function connectionHint(details: string): string | undefined {
+  switch (connectionProblem(details)) {
+    case "refused":
+      return `no server is listening at ${/ECONNREFUSED (\S+?)\)?(?:\s|$)/.exec(details)?.[1] ?? "the address"}: start one (npx tesseract-grpc serve meshstats, or your own Tesseract), or connect to the address of a running one`;
+    case "not TLS":
+      return "the server does not answer TLS: connect without TLS credentials";
+    case "unresolved":
+      return "the host name does not resolve: check the address (HOST:PORT)";
+    default:
+      return undefined;
+  }
 }
 
 export function isTesseractClientError(e: unknown): e is TesseractClientError {

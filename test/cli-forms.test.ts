@@ -175,6 +175,11 @@ describe("CLI forms", () => {
         "UNAVAILABLE: No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:50051 — no server is listening at 127.0.0.1:50051: start one (npx tesseract-grpc serve meshstats, or your own Tesseract), or connect to the address of a running one",
       );
       assert.equal(error(status.UNAVAILABLE, bridged).message, `UNAVAILABLE: ${bridged}`);
+      // The SDK and the CLI read grpc-js's words alike (client/errors.ts, connectionProblem): a host that does not resolve too.
+      assert.equal(
+        error(status.UNAVAILABLE, "Name resolution failed for target dns:nohost.invalid:50051").message,
+        "UNAVAILABLE: Name resolution failed for target dns:nohost.invalid:50051 — the host name does not resolve: check the address (HOST:PORT)",
+      );
     });
 
     it("a client deadline: what it means, not grpc-js's internals", () => {
