@@ -10,7 +10,7 @@ import type * as protobuf from "protobufjs";
 import { clip, invalidArgument } from "../common/errors";
 import { enumNumber, shortNames } from "../common/enum-names";
 import { recordFrom } from "../common/records";
-import { arrayObject, flattenLists, NUMPY_DTYPES, tensorFromArrayObject } from "../common/numpy-arrays";
+import { arrayObject, flattenLists, tensorFromArrayObject } from "../common/numpy-arrays";
 import { dataTypeOfArray, decodeTensor, isNdArray } from "../common/tensor-codec";
 import { INT_RANGES, jsonScalar } from "../common/json-scalars";
 
@@ -85,13 +85,9 @@ export function abstractArrayFromJson(value: unknown, where: string): { shape: n
     const array = arrayFromJson(value, where);
     return { shape: array.shape.slice(), datatype: dataTypeOfArray(array.data as never) };
   }
-  const shape = object.shape;
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw invalidArgument(`${where}: expected {"shape": [whole numbers ≥ 0], "dtype": "float64"}`);
-  }
-  const datatype = typeof object.dtype === "string" ? NUMPY_DTYPES[object.dtype] : undefined;
-  if (datatype === undefined) throw invalidArgument(`${where}.dtype is ${clip(JSON.stringify(object.dtype) ?? "missing")}: expected one of ${Object.keys(NUMPY_DTYPES).join(", ")}`);
-  return { shape: shape as number[], datatype };
+  // Checked as an array object without data, as REST's /abstract_eval checks it.
+  const { shape, datatype } = tensorFromArrayObject(object as Record<string, unknown>, where, { abstract: true });
+  return { shape, datatype };
 }
 
 /** A JSON message of `type` as a tree with ndarray leaves (or what `tensor` makes of each array); unknown fields are errors. */

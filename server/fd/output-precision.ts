@@ -18,9 +18,9 @@ import type { Problem } from "./problem";
  * evaluation, which the forward and extrapolating rules need anyway). Whether f(x) was evaluated for it.
  */
 export async function settleOutputPrecision(problem: Problem, options: ResolvedOptions, predicted?: () => Promise<readonly { datatype: number }[] | undefined>): Promise<boolean> {
+  if (!problem.leaves.some((leaf) => !leaf.fp32 && takesDefaultRelativeStep(leaf, options))) return false;
   // An input of NaN or ±Inf is the step rule's to refuse, before anything is evaluated.
   if (problem.leaves.some((leaf) => leaf.data.some((x) => !Number.isFinite(x)))) return false;
-  if (!problem.leaves.some((leaf) => !leaf.fp32 && takesDefaultRelativeStep(leaf, options))) return false;
   let outputs: readonly { datatype: number }[] | undefined = problem.outputs;
   if (!outputs) {
     try {
