@@ -388,35 +388,40 @@ export class TesseractRuntime {
    * A Jacobian's or VJP's plan: the outputs' precision settled first (their default relative steps
    * may depend on it), then the structure its columns are grouped by (fd/sparsity-plan.ts).
    */
-  private async plan(problem: Problem, options: ResolvedOptions, req: GradientRequest): Promise<SparsityPlan> {
-    const evaluatedBase = await settleOutputPrecision(problem, options, this.predictedSource(req));
-    const plan = await planSparsity(problem, options, this.sparsitySources(req));
+  private async plan(problem: Problem, options: ResolvedOptions, req: GradientRequest, predicted = this.predictedSource(req)): Promise<SparsityPlan> {
+    const evaluatedBase = await settleOutputPrecision(problem, options, predicted);
+    const plan = await planSparsity(problem, options, this.sparsitySources(req, predicted));
     plan.baseForShapes ||= evaluatedBase;
     return plan;
   }
 
   /** Where a request's Jacobian structure may come from (fd/sparsity-plan.ts). */
-  private sparsitySources(req: GradientRequest): SparsitySources {
+  private sparsitySources(req: GradientRequest, predicted: SparsitySources["predictedOutputs"]): SparsitySources {
     const { definition } = this;
     return {
       request: req.sparsity,
       declared: definition.sparsity && (() => declaredSparsity(definition, this.schema, req.inputs)),
-      predictedOutputs: this.predictedSource(req),
+      predictedOutputs: predicted,
       detected: { cache: this.detectedSparsity, outputPaths: req.outputPaths },
     };
   }
 
-  /** abstractEval's prediction of the requested outputs, where the Tesseract has one. */
-  private predictedSource(req: GradientRequest): (() => Promise<AbstractOutput[] | undefined>) | undefined {
-    return this.definition.abstractEval && (() => this.predictedOutputs(req.inputs, req.outputPaths, req.signal));
+  /**
+   * abstractEval's prediction of the requested outputs, where the Tesseract has one: asked once per
+   * request, whoever needs it first (the size check, the outputs' precision, the plan; a bridged
+   * runtime's is a round trip).
+   */
+  private predictedSource(req: GradientRequest): (() => Promise<AbstractOutput[]>) | undefined {
+    if (!this.definition.abstractEval) return undefined;
+    let predicted: Promise<AbstractOutput[]> | undefined;
+    return () => (predicted ??= this.predictedOutputs(req.inputs, req.outputPaths, req.signal));
   }
 
   /** The requested outputs as abstractEval predicts them (any order), or undefined. */
-  private async predictedOutputs(inputs: Record<string, unknown>, outputPaths: readonly string[], signal?: AbortSignal): Promise<AbstractOutput[] | undefined> {
-    const predicted: unknown = await this.abstractEval(inputs, signal);
-    if (!Array.isArray(predicted)) return undefined;
+  private async predictedOutputs(inputs: Record<string, unknown>, outputPaths: readonly string[], signal?: AbortSignal): Promise<AbstractOutput[]> {
+    const predicted = await this.abstractEval(inputs, signal);
     const patterns = outputPaths.map(parsePath);
-    return (predicted as AbstractOutput[]).filter((o) => patterns.some((p) => matchesPattern(parsePath(o.path), p)));
+    return predicted.filter((o) => patterns.some((p) => matchesPattern(parsePath(o.path), p)));
   }
 
   /** The declared domain of each leaf: the first `bounds` key (path or pattern) that matches it. */
@@ -447,12 +452,11 @@ export class TesseractRuntime {
   async jacobian(req: GradientRequest & { maxBytes?: number }): Promise<{ entries: JacobianEntry[]; stats: EvaluationStats }> {
     const { problem, options, leaves, started } = this.setup(req, JACOBIAN_FIELDS);
     // A Tesseract whose abstractEval runs elsewhere is checked after its first evaluation instead (no extra round trip).
-    if (req.maxBytes !== undefined && this.definition.abstractEval && !this.remoteApply) {
-      const patterns = req.outputPaths.map(parsePath);
-      const predicted = (await this.abstractEval(req.inputs, req.signal)).filter((o) => patterns.some((p) => matchesPattern(parsePath(o.path), p)));
-      checkJacobianSize(predicted.map((o) => o.shape), leaves.map((l) => l.size), req.maxBytes);
+    const predicted = this.predictedSource(req);
+    if (req.maxBytes !== undefined && predicted && !this.remoteApply) {
+      checkJacobianSize((await predicted()).map((o) => o.shape), leaves.map((l) => l.size), req.maxBytes);
     }
-    const plan = await this.plan(problem, options, req);
+    const plan = await this.plan(problem, options, req, predicted);
     const entries = await jacobian(problem, options, req.maxBytes, plan);
     return { entries, stats: this.stats(problem, started, undefined, plan) };
   }

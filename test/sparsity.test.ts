@@ -276,6 +276,16 @@ describe("column grouping", () => {
     });
   });
 
+  it("abstractEval is asked once per request, however many steps need its prediction (the size check, the outputs' precision, the plan asked it three times)", async () => {
+    const meshstats = counted("meshstats").runtime.definition;
+    const calls = { abstractEval: 0 };
+    const definition = { ...meshstats, abstractEval: (inputs: never) => (calls.abstractEval++, meshstats.abstractEval!(inputs)) };
+    const runtime = new TesseractRuntime(definition, POLYNOMIAL_DIR);
+    const { stats } = await runtime.jacobian({ inputs: meshInputs(5), inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"], options: { step_mode: 2 }, maxBytes: 1 << 20 });
+    assert.equal(stats.sparsity_source, "tesseract");
+    assert.equal(calls.abstractEval, 1);
+  });
+
   describe("patterns that do not fit: INVALID_ARGUMENT naming the pair", () => {
     const { runtime, counter } = counted("meshstats");
     const request = { inputs: meshInputs(4), inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"] };
