@@ -70,9 +70,8 @@ export class SparsityPlan {
 
   /** Apply calls the request will make: the rule's count with the groups in place of n, plus what planning added. */
   plannedEvaluations(options: ResolvedOptions): number {
-    const central = effectiveAlgorithm(this.columns, options) === "central";
     const algorithm = effectiveAlgorithm(this.columns, options);
-    return plannedEvaluations(this.columnGroups, options) + (this.baseForShapes && central ? 1 : 0) + (this.verify ? 2 * verificationDirections(algorithm) : 0);
+    return plannedEvaluations(this.columnGroups, options) + (this.baseForShapes && algorithm === "central" ? 1 : 0) + (this.verify ? 2 * verificationDirections(algorithm) : 0);
   }
 }
 
