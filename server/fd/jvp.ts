@@ -19,6 +19,7 @@ import { binaryScale, checkFinite } from "./finite";
 import { ensureOutputs } from "./jacobian";
 import { PROBE_SPACING } from "./noise";
 import type { ResolvedOptions } from "./options";
+import type { InputLeaf } from "../eval/input-leaf";
 import type { Problem } from "./problem";
 import { centralQuotient, elementRow, extrapolate, rowNoise, stencilRounding, type CentralDifference } from "./rows";
 import { nextAfter, ruleMultiples, type StepRule } from "./steps";
@@ -89,17 +90,22 @@ function misdirection(a: Float64Array[], b: ArrayLike<number>[], w: Float64Array
 
 /** A step along w (in units of w) whose largest element spans 2 / MAX_MISDIRECTION of the coarsest ulp among the elements it moves. */
 function roundingFloor(problem: Problem, w: Float64Array[]): number {
-  let ulp = 0;
+  let least = 0;
   let largest = 0;
   problem.leaves.forEach((leaf, l) => {
     for (let j = 0; j < leaf.size; j++) {
       if (w[l][j] === 0) continue;
-      const x = leaf.data[j];
-      ulp = Math.max(ulp, Math.abs(nextAfter(x, x >= 0, leaf.fp32) - x));
+      least = Math.max(least, leastUnstrayedStep(leaf, j));
       largest = Math.max(largest, Math.abs(w[l][j]));
     }
   });
-  return (2 * ulp) / MAX_MISDIRECTION / largest;
+  return least / largest;
+}
+
+/** The least step in element j for which rounding its points (up to an ulp between two) strays at most MAX_MISDIRECTION. */
+function leastUnstrayedStep(leaf: InputLeaf, j: number): number {
+  const x = leaf.data[j];
+  return (2 * Math.abs(nextAfter(x, x >= 0, leaf.fp32) - x)) / MAX_MISDIRECTION;
 }
 
 /** The most a JVP's points may stray from its tangent, relative to the step (about a thousand ulps a step). */
@@ -194,33 +200,36 @@ export async function jvp(problem: Problem, tangent: Float64Array[], options: Re
  * f = sin(50 x_0) + x_1; relative steps sized every element by its leaf's largest |x|. One part
  * when the elements are alike; a part of one element is that element's column.
  */
-function resolvedParts(problem: Problem, options: ResolvedOptions, w: Float64Array[]): Float64Array[][] {
+function resolvedParts(problem: Problem, options: ResolvedOptions, w: Float64Array[]): Part[] {
   const steps = problem.stepRule(options);
   const smallest = Math.min(...ruleMultiples(options.algorithm));
-  const needs = w.map((v, l) => {
-    const leaf = problem.leaves[l];
-    return v.map((vj, j) => {
-      if (vj === 0) return 0;
-      const x = leaf.data[j];
-      const rounding = (2 * Math.abs(nextAfter(x, x >= 0, leaf.fp32) - x)) / MAX_MISDIRECTION / smallest;
-      return Math.max(steps.elementStep(l, j), rounding);
-    });
-  });
+  const stepOf = w.map((v, l) => v.map((vj, j) => (vj === 0 ? 0 : steps.elementStep(l, j))));
+  const needs = stepOf.map((v, l) => v.map((h, j) => (h === 0 ? 0 : Math.max(h, leastUnstrayedStep(problem.leaves[l], j) / smallest))));
   let [least, most] = [Infinity, 0];
   for (const v of needs) for (const need of v) if (need > 0) [least, most] = [Math.min(least, need), Math.max(most, need)];
-  if (most <= PART_SPAN * least) return [w];
   // Spans of PART_SPAN from the least need up: elements alike never part.
-  const parts = new Map<number, Float64Array[]>();
+  const parts = new Map<number, Part>();
   needs.forEach((v, l) => {
     for (let j = 0; j < v.length; j++) {
       if (v[j] === 0) continue;
-      const key = Math.floor(Math.log2(v[j] / least) / Math.log2(PART_SPAN));
+      const key = most <= PART_SPAN * least ? 0 : Math.floor(Math.log2(v[j] / least) / Math.log2(PART_SPAN));
       let part = parts.get(key);
-      if (!part) parts.set(key, (part = w.map((u) => new Float64Array(u.length))));
-      part[l][j] = w[l][j];
+      if (!part) parts.set(key, (part = { w: w.map((u) => new Float64Array(u.length)), step: Infinity }));
+      part.w[l][j] = w[l][j];
+      part.step = Math.min(part.step, stepOf[l][j]);
     }
   });
   return [...parts.values()];
+}
+
+/**
+ * Part of a tangent, and the length of its step: the least of its elements' own steps, so that none
+ * is stepped further than its rule allows. (The largest |x| of each leaf set it, and stepped an
+ * element of 0.3 beside one of 1234.5 by 6.)
+ */
+interface Part {
+  w: Float64Array[];
+  step: number;
 }
 
 /** Elements whose steps are within this factor of each other share a directional difference. */
@@ -239,13 +248,13 @@ function sum(a: DirectionalResult | undefined, b: DirectionalResult): Directiona
 }
 
 /** J w for one part, in units of w: a single element's column, or a directional difference along w. */
-async function partJvp(problem: Problem, options: ResolvedOptions, w: Float64Array[], withRounding: boolean): Promise<DirectionalResult> {
+async function partJvp(problem: Problem, options: ResolvedOptions, { w, step }: Part, withRounding: boolean): Promise<DirectionalResult> {
   const single = singleElement(w);
   if (single) return elementJvp(problem, options, single, withRounding);
   const ww = dot(w, w);
   const stray = w.map((v) => new Float64Array(v.length));
   const steps = problem.stepRule(options);
-  const nominal = steps.directional(w) / Math.sqrt(ww);
+  const nominal = step / Math.sqrt(ww);
   /** The step actually taken along w between two points, in units of w. */
   const taken = (a: ArrayLike<number>[], b: ArrayLike<number>[]) => {
     const s = stepTaken(problem, a, b, w);

@@ -222,19 +222,6 @@ export class StepRule {
   }
 
   /**
-   * The length of a step along a direction (nonzero where it moves an element): the smallest of its
-   * elements' own steps, so that none is stepped further than its rule allows. (The largest |x| of
-   * each leaf set it, and stepped an element of 0.3 beside one of 1234.5 by 6.)
-   */
-  directional(direction: readonly Float64Array[]): number {
-    let length = Infinity;
-    direction.forEach((v, l) => {
-      for (let j = 0; j < v.length; j++) if (v[j] !== 0) length = Math.min(length, this.elementStep(l, j));
-    });
-    return length;
-  }
-
-  /**
    * The noise probe's increment p_j for every element (noise.ts): spacing · h_j towards +inf, or
    * towards -inf when `count` increments would leave the domain; 0 where neither side has room or
    * the points would not be finite (that element's own steps are refused with a message).
