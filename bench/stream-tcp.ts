@@ -21,7 +21,7 @@ import { once } from "node:events";
 import * as net from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { loadDefinition } from "../server/grpc/definition";
-import { rowMessages, writeAll } from "../server/grpc/rows-stream";
+import { rowMessages, writeAll, type RowsMessage } from "../server/grpc/rows-stream";
 import { DataType } from "../common/tensor-codec";
 import { peakRssMb } from "./peak-rss";
 
@@ -63,7 +63,7 @@ async function grpcRawServer(n: number, chunkBytes: number) {
   const { service } = loadDefinition();
   const values = new Float64Array(n).map((_, i) => Math.sin(i));
   const outputs = [{ path: "final_temperature", shape: [n], datatype: DataType.DATA_TYPE_FP64 }];
-  async function* messages(): AsyncGenerator<Record<string, unknown> | Uint8Array> {
+  async function* messages(): AsyncGenerator<RowsMessage> {
     yield {
       header: {
         inputs: [{ path: "initial_temperature", shape: [n], datatype: DataType.DATA_TYPE_FP64 }],

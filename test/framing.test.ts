@@ -16,7 +16,9 @@ import { frame, RawGrpcSession } from "./raw-grpc";
 import ndarray from "ndarray";
 import { packAny } from "../client";
 import { Inputs as VectorInputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
-import { JacobianRequest } from "../generated/tesseract/v1/tesseract";
+import { JacobianRequest, JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
+import { encodeRowMessage } from "../server/grpc/row-encoding";
+import { loadDefinition } from "../server/grpc/definition";
 
 const DESCRIBE = "/tesseract.v1.Tesseract/Describe";
 const EMPTY = new Uint8Array(0);
@@ -104,6 +106,19 @@ describe("gRPC framing", () => {
     assert.equal(called, 1, "dropped, and its callback called");
     // A live stream goes on to grpc-js's own code (which this stand-in lacks).
     assert.throws(() => sendMessage.call({ stream: { writableEnded: false } }, Buffer.alloc(0), () => called++), TypeError);
+  });
+
+  it("a row message encoded in its frame goes out as it is; any other message is framed by grpc-js", () => {
+    const internals = require("@grpc/grpc-js/build/src/server-interceptors") as { BaseServerInterceptingCall: { prototype: { serializeMessage(this: unknown, m: unknown): Buffer } } };
+    const serializeMessage = internals.BaseServerInterceptingCall.prototype.serializeMessage;
+    const row = encodeRowMessage("x", 3, [{ outputPath: "y", offset: 0, values: Float64Array.of(1.5, -2), from: 0, count: 2 }]);
+    assert.equal(serializeMessage.call({}, row), row.frame, "the frame itself, not a copy");
+    const framed = serializeMessage.call({ handler: { serialize: () => Buffer.from([7, 8]) } }, { anything: 1 });
+    assert.deepEqual(framed, Buffer.from([0, 0, 0, 0, 2, 7, 8]));
+    // Where the wrap is missing, the service's serializer gives grpc-js the message part to frame.
+    const { service } = loadDefinition();
+    assert.deepEqual(service.JacobianRows.responseSerialize(row), row.message);
+    assert.deepEqual(JacobianRowsResponse.decode(row.message).row?.slices[0].output_path, "y");
   });
 
   it("a connection holds at most 1000 streams at once (SETTINGS_MAX_CONCURRENT_STREAMS): unended ones cannot pile up without bound", async () => {

@@ -53,7 +53,11 @@ describe("row message encoding", () => {
   it("writes exactly the generated encoder's bytes", () => {
     fc.assert(
       fc.property(path, anyIndex, fc.array(slice, { maxLength: 4 }), (inputPath, inputIndex, slices) => {
-        assert.deepEqual(Buffer.from(encodeRowMessage(inputPath, inputIndex, slices)), Buffer.from(generated(inputPath, inputIndex, slices)));
+        const { frame, message } = encodeRowMessage(inputPath, inputIndex, slices);
+        const expected = Buffer.from(generated(inputPath, inputIndex, slices));
+        assert.deepEqual(message, expected);
+        // The frame grpc-js would have written: not compressed, the length big-endian.
+        assert.deepEqual(frame.subarray(0, 5), Buffer.from([0, ...[24, 16, 8, 0].map((shift) => (expected.length >>> shift) & 255)]));
       }),
       { numRuns: 3000 },
     );
@@ -62,7 +66,7 @@ describe("row message encoding", () => {
   it("a 185 KB dense row: the same bytes, its values at the end", () => {
     const values = Float64Array.from({ length: 23_200 }, (_, i) => Math.sin(i));
     const spec: SliceSpec = { outputPath: "final_temperature", offset: 0, values, from: 0, count: values.length };
-    const bytes = encodeRowMessage("initial_temperature", 23_199, [spec]);
+    const bytes = encodeRowMessage("initial_temperature", 23_199, [spec]).message;
     assert.deepEqual(Buffer.from(bytes), Buffer.from(generated("initial_temperature", 23_199, [spec])));
     assert.deepEqual(Buffer.from(bytes.subarray(bytes.length - 8 * values.length)), Buffer.from(values.buffer));
   });
@@ -82,8 +86,8 @@ describe("row message encoding", () => {
         const got = values.map(() => [] as number[]);
         const gotIndices = values.map(() => [] as number[]);
         for (const message of rowMessages(row, paths, budget)) {
-          assert.ok(message.length <= budget, `a message of ${message.length} bytes over a budget of ${budget}`);
-          const decoded = JacobianRowsResponse.decode(message).row!;
+          assert.ok(message.message.length <= budget, `a message of ${message.message.length} bytes over a budget of ${budget}`);
+          const decoded = JacobianRowsResponse.decode(message.message).row!;
           assert.equal(decoded.input_path, "x.é");
           assert.equal(decoded.input_index, 7);
           for (const s of decoded.slices) {

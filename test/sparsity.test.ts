@@ -540,7 +540,7 @@ describe("column grouping", () => {
     const messages = [...rowMessages(row, [{ path: "f" }, { path: "g" }], 1024)];
     assert.ok(messages.length > 10);
     const seen = { f: [] as number[], values: [] as number[], errors: [] as number[], g: 0 };
-    for (const bytes of messages) {
+    for (const { message: bytes } of messages) {
       assert.ok(bytes.length <= 1024, `a message of ${bytes.length} bytes`);
       const { row: decoded } = JacobianRowsResponse.decode(bytes);
       assert.deepEqual([decoded!.input_path, decoded!.input_index], ["x", 7]);

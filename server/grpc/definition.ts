@@ -8,6 +8,7 @@ import { CONTRACT_PROTO, loadContract, SERVICE_NAME } from "../schema/contract";
 import { loadRoot } from "../schema/schema";
 import { decodeStrict, type DecodeStyle, type RepeatedCap } from "../schema/wire-decode";
 import { Code } from "../../common/errors";
+import { FramedMessage } from "./framed-messages";
 import { MAX_PATTERN_NONZEROS } from "../fd/sparsity";
 
 /** The same shapes as the contract's LOADER_OPTIONS give (64-bit integers as strings, unset scalars absent). */
@@ -35,9 +36,10 @@ function strictRequests(service: ServiceDefinition, maxMessages?: number): Servi
     Object.entries(service).map(([name, method]) => {
       const type = methods[name]?.resolvedRequestType;
       if (!type) throw new Error(`${SERVICE_NAME}/${name} has no request type in the contract`);
-      // A response already encoded (JacobianRows' row messages, rows-stream.ts) goes out as it is.
+      // A response already encoded (JacobianRows' row messages, rows-stream.ts): its message part,
+      // where grpc-js does not send the frame as it is (framed-messages.ts).
       const serialize = method.responseSerialize;
-      const responseSerialize = (value: unknown) => (value instanceof Uint8Array ? Buffer.from(value.buffer, value.byteOffset, value.byteLength) : serialize(value));
+      const responseSerialize = (value: unknown) => (value instanceof FramedMessage ? value.message : serialize(value));
       return [name, { ...method, responseSerialize, requestDeserialize: (bytes: Buffer) => decodeStrict(type, bytes, "request", REQUEST_STYLE, { maxMessages, repeated: REQUEST_CAPS }) }];
     }),
   );

@@ -13,7 +13,7 @@ import type { SparsityPattern } from "../tesseract";
 import type { GradientRequest, JacobianEntry, TesseractRuntime, VectorProduct } from "../runtime";
 import type { AnyMessage } from "../schema/schema";
 import { decodeTensor, DEFAULT_MAX_MESSAGES, fp64Tensor, type DecodeLimits, type TensorMessage } from "../../common/tensor-codec";
-import { jacobianRowsMessages, writeAll } from "./rows-stream";
+import { jacobianRowsMessages, writeAll, type RowsMessage } from "./rows-stream";
 import type { CallRegistry, TrackedCall } from "./calls";
 
 export interface HandlerConfig {
@@ -92,7 +92,7 @@ function unary<Req, Res>(calls: CallRegistry, rpc: string, handle: Handle<Req, R
 function serverStreaming<Req>(
   calls: CallRegistry,
   rpc: string,
-  messages: (request: Req, signal: AbortSignal) => AsyncIterable<Record<string, unknown> | Uint8Array | (Record<string, unknown> | Uint8Array)[]>,
+  messages: (request: Req, signal: AbortSignal) => AsyncIterable<RowsMessage | RowsMessage[]>,
   stallMs: number,
 ): grpc.handleServerStreamingCall<Req, unknown> {
   return (call) => {

@@ -8,6 +8,7 @@
  * exactly the generated encoder's (test/row-encoding.test.ts): fields in number order, defaults left out.
  */
 import { DataType } from "../../common/tensor-codec";
+import { FRAME_PREFIX_BYTES, FramedMessage } from "./framed-messages";
 
 /** Values `from` to `from + count` of one output, as one RowSlice. */
 export interface SliceSpec {
@@ -61,14 +62,14 @@ function indicesSize({ indices, from, count }: SliceSpec): number {
   return size;
 }
 
-/** The message `{ row: { input_path, input_index, slices } }`, in a buffer of its size. */
-export function encodeRowMessage(inputPath: string, inputIndex: number, slices: readonly SliceSpec[]): Uint8Array {
+/** The message `{ row: { input_path, input_index, slices } }`, in its gRPC frame of exactly its size (framed-messages.ts). */
+export function encodeRowMessage(inputPath: string, inputIndex: number, slices: readonly SliceSpec[]): FramedMessage {
   const pathBytes = Buffer.byteLength(inputPath);
   const outputBytes = slices.map((s) => Buffer.byteLength(s.outputPath));
   const sliceSizes = slices.map((s, k) => sliceSize(s, outputBytes[k]));
   let rowSize = (pathBytes > 0 ? fieldSize(pathBytes) : 0) + (inputIndex !== 0 ? 1 + varintSize(inputIndex) : 0);
   for (const size of sliceSizes) rowSize += fieldSize(size);
-  const out = new Writer(fieldSize(rowSize));
+  const out = new Writer(FramedMessage.allocate(fieldSize(rowSize)));
   out.varintField(TAG_ROW, rowSize);
   if (pathBytes > 0) out.string(TAG_PATH, inputPath, pathBytes);
   if (inputIndex !== 0) out.varintField(TAG_INDEX, inputIndex);
@@ -86,14 +87,13 @@ export function encodeRowMessage(inputPath: string, inputIndex: number, slices: 
   return out.done();
 }
 
-/** Writes fields into a buffer sized for them beforehand. */
+/** Writes fields into a frame sized for them beforehand (uninitialised: done() checks that every byte was written). */
 class Writer {
   private readonly buffer: Buffer;
-  private at = 0;
+  private at = FRAME_PREFIX_BYTES;
 
-  constructor(size: number) {
-    // Uninitialised: every byte is written below (done() checks the count).
-    this.buffer = Buffer.allocUnsafe(size);
+  constructor(private readonly framed: FramedMessage) {
+    this.buffer = framed.frame;
   }
 
   varint(value: number): void {
@@ -124,8 +124,8 @@ class Writer {
     this.at += 8 * count;
   }
 
-  done(): Uint8Array {
+  done(): FramedMessage {
     if (this.at !== this.buffer.length) throw new Error(`row message: ${this.at} bytes written, ${this.buffer.length} sized`);
-    return this.buffer;
+    return this.framed;
   }
 }

@@ -8,6 +8,7 @@ import type { ServerWritableStream } from "@grpc/grpc-js";
 import { Code, TesseractError } from "../../common/errors";
 import { MAX_TIMER_MS } from "../../common/transport-defaults";
 import type { GradientRequest, JacobianRow, TesseractRuntime } from "../runtime";
+import type { FramedMessage } from "./framed-messages";
 import { encodeRowMessage, type SliceSpec } from "./row-encoding";
 
 /** Upper bounds of the protobuf framing around a row and around each slice (tags, lengths, varints). */
@@ -19,8 +20,8 @@ const INDICES_OVERHEAD = 16;
 /** The smallest budget that still fits a slice of one value next to long paths. */
 export const MIN_CHUNK_BYTES = 1024;
 
-/** A message to write: an object for the service's serializer, or a row message already encoded. */
-type RowsMessage = Record<string, unknown> | Uint8Array;
+/** A message to write: an object for the service's serializer, or a row message already encoded in its frame. */
+export type RowsMessage = Record<string, unknown> | FramedMessage;
 
 /**
  * Splits one row into messages of at most `budget` bytes, slices in output order, offsets increasing.
@@ -28,7 +29,7 @@ type RowsMessage = Record<string, unknown> | Uint8Array;
  * Each message is encoded here (row-encoding.ts): a row is the one message of the stream that comes
  * by the thousand, and encoding it directly copies its values once.
  */
-export function* rowMessages(row: JacobianRow, outputs: readonly { path: string }[], budget: number): Generator<Uint8Array> {
+export function* rowMessages(row: JacobianRow, outputs: readonly { path: string }[], budget: number): Generator<FramedMessage> {
   const capacity = budget - ROW_OVERHEAD - Buffer.byteLength(row.inputPath);
   let slices: SliceSpec[] = [];
   let used = 0;
@@ -120,18 +121,22 @@ export async function writeAll(
 async function drained(call: ServerWritableStream<unknown, unknown>, signal: AbortSignal, stallMs: number): Promise<void> {
   if (!(stallMs > 0 && stallMs <= MAX_TIMER_MS)) return void (await once(call, "drain", { signal })); // a longer timer would fire at once
   const waiting = new AbortController();
-  const stalled = new TesseractError(
-    Code.RESOURCE_EXHAUSTED,
-    `the reader took no message for ${stallMs} ms, the most this server waits (--stream-stall-ms); the stream ended to free its job slot: read rows as they come, or ask for fewer per call`,
-  );
+  // Made when the timer fires, not per wait: an error's stack costs more than the rest of a wait.
+  let stalled: TesseractError | undefined;
   const cancelled = () => waiting.abort(signal.reason);
   if (signal.aborted) cancelled();
   signal.addEventListener("abort", cancelled, { once: true });
-  const timer = setTimeout(() => waiting.abort(stalled), stallMs);
+  const timer = setTimeout(() => {
+    stalled = new TesseractError(
+      Code.RESOURCE_EXHAUSTED,
+      `the reader took no message for ${stallMs} ms, the most this server waits (--stream-stall-ms); the stream ended to free its job slot: read rows as they come, or ask for fewer per call`,
+    );
+    waiting.abort(stalled);
+  }, stallMs);
   try {
     await once(call, "drain", { signal: waiting.signal });
   } catch (e) {
-    throw waiting.signal.reason === stalled ? stalled : e;
+    throw stalled !== undefined && waiting.signal.reason === stalled ? stalled : e;
   } finally {
     clearTimeout(timer);
     signal.removeEventListener("abort", cancelled);

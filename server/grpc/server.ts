@@ -17,6 +17,7 @@ import { CallRegistry, DEFAULT_LIMITS, type CallLimits } from "./calls";
 import { refuseCompressedFlagWithoutEncoding } from "./compressed-flag";
 import { refuseMalformedTimeouts } from "./timeout-header";
 import { dropMessagesAfterEnd } from "./ended-stream";
+import { sendFramedMessagesAsTheyAre } from "./framed-messages";
 import { guardDeserializers, guardInterceptor } from "./guard";
 import { createHandlers, type HandlerConfig } from "./handlers";
 import { addReflection, ReflectionIndex, servedDescriptors } from "./reflection";
@@ -216,6 +217,7 @@ function guardedGrpcServer(options: ServeOptions, calls: CallRegistry, tokens: B
   if (!refuseCompressedFlagWithoutEncoding()) log.warn("this grpc-js has no decompressMessage to wrap: messages flagged compressed without grpc-encoding are not refused");
   if (!refuseMalformedTimeouts()) log.warn("this grpc-js has no handleTimeoutHeader to wrap: a malformed grpc-timeout is answered INTERNAL");
   if (!dropMessagesAfterEnd()) log.warn("this grpc-js has no sendMessage to wrap: a stream whose deadline passes may be left without its status");
+  if (!sendFramedMessagesAsTheyAre()) log.warn("this grpc-js has no serializeMessage to wrap: JacobianRows copies each row once more");
   // Every service added later (the Tesseract's, health, reflection) gets deserializers that never throw.
   return guardDeserializers(
     new grpc.Server({
