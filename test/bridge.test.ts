@@ -103,6 +103,14 @@ describe("tesseract-core bridge (serve http://HOST:PORT)", function () {
     assertAll(flat(vjp.result["mesh.cell_data.{b}"]), () => 6, "vjp cell_data.b");
   });
 
+  it("an input the runtime declares float32, sent as float64, is cast as the runtime casts it: the quotient divides by the step taken", async () => {
+    // The runtime rounds each float64 point to float32: differenced in float64, d/d weights was 1 ± 4e-5 (3: ± 1e-3).
+    const { jacobian } = await client.jacobian({ inputs: inputs(), inputPaths: ["layers.[1].weights"], outputPaths: ["barycenter"], options: CENTRAL });
+    assert.deepEqual(flat(jacobian.barycenter["layers.[1].weights"]), [1, 1, 1]);
+    const huge = { ...inputs(), layers: [{ weights: f64([1e300]), name: "first" }] };
+    await clientRejects(client.apply(huge), "INVALID_ARGUMENT", /^layers\.\[0\]\.weights has 1e\+300 at flat index 0 \(dtype float64\), which the declared dtype float32 cannot hold$/);
+  });
+
   it("JacobianRows streams the same rows", async () => {
     const rows: string[] = [];
     const before = fake.applyCalls;

@@ -7,6 +7,7 @@
  * otherwise, naming the output path, element and value: never a silently different number.
  * Arrays already in their declared dtype pass untouched (no decoding on the evaluation path).
  */
+import ndarray, { type NdArray } from "ndarray";
 import * as protobuf from "protobufjs";
 import { invalidArgument } from "../../common/errors";
 import { elementIn, flattenLists, numpyDtype, tensorFromArrayObject } from "../../common/numpy-arrays";
@@ -35,6 +36,25 @@ function castValues(values: ArrayLike<unknown>, shape: number[], to: DataType, w
   }
   const buffer = Buffer.from(out.buffer, out.byteOffset, out.byteLength).toString("base64");
   return { object_type: "array", shape, dtype: numpyDtype(to), data: { buffer, encoding: "base64" } };
+}
+
+/**
+ * A decoded array (of datatype `from`) of a Tensor field declared `to`, in that datatype: as it is when it has it, else
+ * cast element by element, each value surviving the cast or refused (castValues' rule). A
+ * tesseract-core runtime casts an input to its declared dtype itself: a float64 point sent to a
+ * float32 input moved by another step than the one the quotient divides by (8-22 % off through the
+ * bridge), where the engine's own FP32 leaf rounds each point and divides by the step taken.
+ */
+export function castNdArray(array: NdArray<TypedArray>, from: DataType, to: DataType, where: string): NdArray<TypedArray> {
+  if (from === to) return array;
+  const values = array.data as ArrayLike<number | bigint>;
+  const out = new (arrayClass(to))(values.length) as TypedArray;
+  for (let i = 0; i < values.length; i++) {
+    const element = elementIn(values[i], to);
+    if (element === undefined) throw invalidArgument(`${where} has ${String(values[i]).slice(0, 40)} at flat index ${i} (dtype ${numpyDtype(from)}), which the declared dtype ${numpyDtype(to)} cannot hold`);
+    out[i] = element as never;
+  }
+  return ndarray(out as never, array.shape.slice()) as unknown as NdArray<TypedArray>;
 }
 
 /** One array value of a Tensor field declared `to`: as it is when it already has that dtype, else cast. */

@@ -26,6 +26,7 @@ import {
 } from "../../common/tensor-codec";
 import { expandPattern, formatPath, getAtPath, isPattern, matchesPattern, parsePath, type Segment } from "../../common/paths";
 import { decodeStrict, type DecodeStyle } from "./wire-decode";
+import { castNdArray, declaredDatatype } from "./output-casting";
 
 const TENSOR_TYPE = "tesseract.v1.Tensor";
 const DIFFERENTIABLE_OPTION = "(tesseract.v1.differentiable)";
@@ -288,7 +289,14 @@ function toTree(type: protobuf.Type, plain: Record<string, unknown>, prefix: str
     if (isTensorField(field)) {
       convert = (v, w) => {
         if (v == null) return undefined;
-        if (!opts.abstract) return decodeTensor(v as TensorMessage, w, opts.limits);
+        if (!opts.abstract) {
+          // In the field's declared floating-point datatype, as the JSON forms are (output-casting.ts);
+          // other datatypes stay the caller's to match (a float is no integer's same kind).
+          const tensor = v as TensorMessage;
+          const declared = declaredDatatype(field);
+          const array = decodeTensor(tensor, w, opts.limits);
+          return declared !== undefined && isFloatingPoint(declared) ? castNdArray(array, tensor.datatype, declared, w) : array;
+        }
         const t = decodeAbstractTensor(v as TensorMessage, w, opts.limits);
         return t.array ?? { shape: t.shape, datatype: t.datatype };
       };
