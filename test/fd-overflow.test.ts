@@ -15,7 +15,7 @@ import { startServer } from "../index";
 import { loadTesseract } from "../index";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
-import { Algorithm } from "../index";
+import { Algorithm, SparsityMode } from "../index";
 import { call, f64, rejects } from "./helpers";
 
 const FIXTURE = path.join(__dirname, "../../test/fixtures/polynomial");
@@ -222,4 +222,28 @@ describe("over gRPC", () => {
       await server.close();
     }
   });
+});
+
+// phi = <c, f> contracted per evaluation, then differenced: f0 = x0³ at x0 = 100 under c0 = 1e10
+// (phi ≈ 1e16) left nothing of f1's share, and the VJP's second element was 0 for 3·1.2² = 4.32.
+describe("a VJP differences each output before contracting it", () => {
+  const x = [100, -1.2, 2.5];
+  const cotangent = [1e10, 1, 0];
+  const exact = x.map((v, i) => cotangent[i] * derivative(v, 0));
+  for (const workers of [0, 1]) {
+    for (const [algorithm, rtol] of [[Algorithm.ALGORITHM_CENTRAL, 1e-7], [Algorithm.ALGORITHM_FORWARD, 1e-3]] as const) {
+      it(`${Algorithm[algorithm]}, ${workers ? "in a worker" : "inline"}: a small output's share survives a large one's`, async () => {
+        const separate = loadTesseract(path.join(FIXTURE, "polynomial.js"));
+        await separate.useEvaluation({ workers, cacheBytes: 0 });
+        try {
+          const { result, stats } = await separate.vjp({ inputs: inputs(x), inputPaths: ["x"], outputPaths: ["f"], cotangent: { f: f64(cotangent) }, options: { algorithm, sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } });
+          exact.forEach((e, i) => assert.ok(Math.abs(result.x.get(i) - e) <= rtol * Math.abs(e), `vjp[${i}] = ${result.x.get(i)}, expected ${e}`));
+          // Forward evaluates f(x) once, and subtracts it from every evaluation: no more evaluations.
+          assert.equal(stats.apply_calls, algorithm === Algorithm.ALGORITHM_FORWARD ? 4 : 6);
+        } finally {
+          await separate.close();
+        }
+      });
+    }
+  }
 });

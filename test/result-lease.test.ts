@@ -5,6 +5,7 @@
  * and a pooled JacobianRows stream encodes every row before its memory goes (values equal inline's,
  * every buffer detached by the end).
  */
+import { FramedMessage } from "../server/grpc/framed-messages";
 import { strict as assert } from "node:assert";
 import { leasedItem, leaseResults } from "../server/eval/result-lease";
 import { jacobianRowsMessages } from "../server/grpc/rows-stream";
@@ -92,8 +93,8 @@ describe("result leases", () => {
       const rows = new Map<number, number[]>();
       for await (const item of jacobianRowsMessages(tapped, request(algorithm), 1 << 16)) {
         for (const message of Array.isArray(item) ? item : [item]) {
-          if (!(message instanceof Uint8Array)) continue;
-          const row = JacobianRowsResponse.decode(message).row!;
+          if (!(message instanceof FramedMessage)) continue;
+          const row = JacobianRowsResponse.decode(message.message).row!;
           const values = rows.get(row.input_index) ?? [];
           for (const slice of row.slices) values.push(...new Float64Array(new Uint8Array(slice.values!.data).buffer));
           rows.set(row.input_index, values);

@@ -16,7 +16,8 @@
  */
 import { invalidArgument } from "../../common/errors";
 import { DataType } from "../../common/tensor-codec";
-import type { Evaluator, OutputInfo, Perturbation } from "../eval/evaluator";
+import { FailedPair, flatDifferences, outputStride, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "../eval/evaluator";
+import { pairCount, sideOf } from "../eval/element-pairs";
 import { binaryScale, checkFinite } from "./finite";
 import type { ResolvedOptions } from "./options";
 import { elementName } from "../eval/input-leaf";
@@ -45,7 +46,20 @@ class ContractedEvaluator implements Evaluator {
     private readonly scale: number,
     /** Whether the rule estimates errors (and so asks for `rounding`): else none is kept. */
     private readonly keepRounding: boolean,
+    /**
+     * Forward differences: every evaluation's outputs less f(x), element by element, are contracted
+     * (f(x) is evaluated once, as the rule evaluates it anyway), so that phi(x + h) - phi(x) keeps
+     * the small outputs' share (see `differences`).
+     */
+    private readonly fromBase: boolean,
   ) {}
+
+  private base?: Promise<Float64Array[]>;
+
+  /** f(x), evaluated once, whichever evaluation asks first: every phi is then taken from it. */
+  private unperturbed(): Promise<Float64Array[]> {
+    return (this.base ??= this.inner.evaluate([]));
+  }
 
   get outputs(): OutputInfo[] | undefined {
     return this.inner.outputs && [{ path: `<${this.field}, outputs>`, shape: [], datatype: DataType.DATA_TYPE_FP64 }];
@@ -60,18 +74,20 @@ class ContractedEvaluator implements Evaluator {
   }
 
   async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
-    const outputs = await this.inner.evaluate(perturbation);
-    this.ordered ??= matchCotangent(this.inner.outputs!, this.cotangent, this.field).map((c) => c.map((v) => v / this.scale));
+    const base = this.fromBase ? await this.unperturbed() : undefined;
+    const outputs = base && perturbation.length === 0 ? base : await this.inner.evaluate(perturbation);
+    const ordered = this.cotangentInOrder();
     // Plain loops: sums a callback closed over would be boxed on every write (see jvp.ts `dot`).
     let phi = 0;
     let rounding = 0;
     for (let o = 0; o < outputs.length; o++) {
       const values = outputs[o];
-      const c = this.ordered![o];
+      const c = ordered[o];
+      const from = base?.[o];
       let magnitude = 0;
       for (let i = 0; i < values.length; i++) {
         const term = c[i] * values[i];
-        phi += term;
+        phi += from ? c[i] * (values[i] - from[i]) : term;
         magnitude += Math.abs(term);
       }
       rounding += unitRoundoff(this.inner.outputs![o].datatype) * magnitude;
@@ -84,6 +100,51 @@ class ContractedEvaluator implements Evaluator {
   rounding(outputs: Float64Array[]): Float64Array[] {
     return [Float64Array.of(this.roundings.get(outputs[0]) ?? 0)];
   }
+
+  /**
+   * Each pair's outputs differenced element by element, then contracted: phi(x+) - phi(x-) lost
+   * the small outputs' share to the large ones' rounding (vectoradd at a = [1e12, 1, 3], cotangent
+   * [1, 1, 1]: [1, 1.22, 1.22] for [1, 1, 1]; x³ at [100, -1.2] with cotangent [1e10, 1]: 0 for 4.32).
+   */
+  async differences(pairs: ElementPairs): Promise<Float64Array> {
+    const flat = this.inner.differences ? await this.inner.differences(pairs) : await this.evaluatedDifferences(pairs);
+    const ordered = this.cotangentInOrder();
+    const contracted = new Float64Array(pairCount(pairs));
+    let at = 0;
+    for (let k = 0; k < contracted.length; k++) {
+      let phi = 0;
+      // Plain loops, as in evaluate.
+      for (let o = 0; o < ordered.length; o++) {
+        const c = ordered[o];
+        for (let i = 0; i < c.length; i++) phi += c[i] * flat[at++];
+      }
+      contracted[k] = phi;
+    }
+    return contracted;
+  }
+
+  /** The pairs' differences from their evaluations, for an inner evaluator that does not difference pairs itself. */
+  private async evaluatedDifferences(pairs: ElementPairs): Promise<Float64Array> {
+    const side = async (e: number) => {
+      const outputs = await this.inner.evaluate(sideOf(pairs, e >> 1, e & 1)).catch((error: unknown) => Promise.reject(new FailedPair(e >> 1, e & 1, error)));
+      this.cotangentInOrder(); // a cotangent that does not fit is refused after the first evaluation, not the first pair
+      return outputs;
+    };
+    const sides = Array.from({ length: 2 * pairCount(pairs) }, (_, e) => e);
+    const results = this.inner.concurrency > 1 ? await Promise.all(sides.map(side)) : await sequentially(sides, side);
+    return flatDifferences(results, outputStride(this.inner.outputs!), pairs.widths);
+  }
+
+  /** The cotangent in output order, over `scale`. */
+  private cotangentInOrder(): Float64Array[] {
+    return (this.ordered ??= matchCotangent(this.inner.outputs!, this.cotangent, this.field).map((c) => c.map((v) => v / this.scale)));
+  }
+}
+
+async function sequentially<T, R>(items: readonly T[], run: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  for (const item of items) results.push(await run(item));
+  return results;
 }
 
 /**
@@ -129,7 +190,7 @@ export async function vjp(
   if (plan?.structure) return groupedVjp(problem, cotangent, options, field, plan);
   const scale = binaryScale(cotangent.map((c) => c.values)) || 1;
   const estimates = options.algorithm === "richardson" || options.algorithm === "adaptive";
-  const contracted = new Problem(problem.leaves, new ContractedEvaluator(inner, cotangent, field, scale, estimates), signal, problem.bounds);
+  const contracted = new Problem(problem.leaves, new ContractedEvaluator(inner, cotangent, field, scale, estimates, options.algorithm === "forward"), signal, problem.bounds);
   // Its steps are the request's: sized for FP32 outputs where the outputs are (output-precision.ts).
   contracted.outputsFp32 = problem.outputsFp32;
   const values = problem.leaves.map((leaf) => new Float64Array(leaf.size));
