@@ -272,6 +272,18 @@ describe("Richardson and adaptive rules", () => {
     assert.ok(entries[0].errors![0] >= error && entries[0].errors![0] < 1e-2, `estimate ${entries[0].errors![0]}, error ${error}`);
   });
 
+  it("adaptive: multiples of h that do not move x are left out, not the absolute step itself (sin at 1e12: 0 for 0.79, estimate 7e-9)", async () => {
+    // An absolute h = 1e-4 (tesseract-core's default) moves x = 1e12 (FP64 spacing 1.2e-4), h / 4 to h / 64 do not: the
+    // rule fell back to its relative step, 1.8e8, for all of them.
+    const sine = new TesseractRuntime({ ...runtime.definition, apply: ((i: { x: ndarray.NdArray<Float64Array> }) => ({ f: ndarray(Float64Array.from(i.x.data, Math.sin), [i.x.size]) })) as never }, path.join(__dirname, "../../test/fixtures/polynomial"));
+    await sine.useEvaluation({ workers: 0, cacheBytes: 0 });
+    const x = 1e12;
+    const { entries, stats } = await sine.jacobian({ inputs: inputs([x]), inputPaths: ["x"], outputPaths: ["f"], options: { algorithm: Algorithm.ALGORITHM_ADAPTIVE, eps: 1e-4 } });
+    const error = Math.abs(entries[0].values[0] - Math.cos(x));
+    assert.ok(error < 1e-9 && error <= entries[0].errors![0], `d sin / dx = ${entries[0].values[0]}, expected ${Math.cos(x)}; estimate ${entries[0].errors![0]}; ${stats.adjusted_steps.join(" | ")}`);
+    assert.deepEqual(stats.adjusted_steps, [0.25, 0.0625, 0.015625].map((m) => `x[0]: the step ${m}h was left out (it does not move x in its precision)`));
+  });
+
   it("central and forward give no error estimate", async () => {
     const { entries } = await runtime.jacobian({ inputs: inputs([1]), inputPaths: ["x"], outputPaths: ["f"] });
     assert.equal(entries[0].errors, undefined);

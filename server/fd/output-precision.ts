@@ -7,7 +7,7 @@
 import { DataType } from "../../common/tensor-codec";
 import type { InputLeaf } from "../eval/input-leaf";
 import type { ResolvedOptions } from "./options";
-import { DEFAULT_ABSOLUTE_EPS, ruleMultiples } from "./steps";
+import { DEFAULT_ABSOLUTE_EPS, keptStepMultiple } from "./steps";
 import type { Problem } from "./problem";
 
 /**
@@ -46,7 +46,7 @@ export async function settleOutputPrecision(problem: Problem, options: ResolvedO
 function takesDefaultRelativeStep(leaf: InputLeaf, options: ResolvedOptions): boolean {
   const eps = options.epsByPath?.[leaf.path] ?? options.eps;
   if (options.stepMode === "relative") return eps === undefined;
-  const smallest = Math.min(...ruleMultiples(options.algorithm)) * (eps ?? DEFAULT_ABSOLUTE_EPS);
+  const smallest = keptStepMultiple(options.algorithm) * (eps ?? DEFAULT_ABSOLUTE_EPS);
   let largest = 0;
   for (let j = 0; j < leaf.size; j++) largest = Math.max(largest, Math.abs(leaf.data[j]));
   return largest * 2 ** -52 >= smallest;

@@ -413,6 +413,10 @@ async function extrapolatedRow(problem: Problem, steps: StepRule, multiples: rea
   const adaptive = multiples.length > 2;
   const differences: CentralDifference[] = [];
   for (const m of multiples) {
+    if (adaptive && !steps.moves(leaf, index, m)) {
+      steps.noteSkipped(leaf, index, m, "it does not move x in its precision");
+      continue;
+    }
     try {
       differences.push(await central(problem, steps, leaf, index, m, true));
     } catch (e) {
