@@ -18,6 +18,7 @@ import { refuseCompressedFlagWithoutEncoding } from "./compressed-flag";
 import { refuseMalformedTimeouts } from "./timeout-header";
 import { dropMessagesAfterEnd } from "./ended-stream";
 import { sendFramedMessagesAsTheyAre } from "./framed-messages";
+import { closeConnectionsBeforeResetGuard } from "./stream-resets";
 import { guardDeserializers, guardInterceptor } from "./guard";
 import { createHandlers, type HandlerConfig } from "./handlers";
 import { addReflection, ReflectionIndex, servedDescriptors } from "./reflection";
@@ -219,7 +220,7 @@ function guardedGrpcServer(options: ServeOptions, calls: CallRegistry, tokens: B
   if (!dropMessagesAfterEnd()) log.warn("this grpc-js has no sendMessage to wrap: a stream whose deadline passes may be left without its status");
   if (!sendFramedMessagesAsTheyAre()) log.warn("this grpc-js has no serializeMessage to wrap: JacobianRows copies each row once more");
   // Every service added later (the Tesseract's, health, reflection) gets deserializers that never throw.
-  return guardDeserializers(
+  const server = guardDeserializers(
     new grpc.Server({
       "grpc.max_receive_message_length": maxMessageBytes,
       "grpc.max_send_message_length": maxMessageBytes,
@@ -233,6 +234,8 @@ function guardedGrpcServer(options: ServeOptions, calls: CallRegistry, tokens: B
       ],
     }),
   );
+  if (!closeConnectionsBeforeResetGuard(server)) log.warn("this grpc-js has no createHttp2Server to wrap: a connection that cancels ~1000 calls is ended, and its other calls fail");
+  return server;
 }
 
 /**

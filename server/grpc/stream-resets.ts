@@ -1,0 +1,56 @@
+/**
+ * HTTP/2's rapid-reset guard (CVE-2023-44487), nghttp2's inside Node: a connection that resets more
+ * than 1000 streams at once, then more than 33 a second, is ended with GOAWAY INTERNAL_ERROR, and
+ * Node's client then fails every call on it. Clients that cancel as they are meant to (breaking out
+ * of a JacobianRows loop, short deadlines: each cancel is a RST_STREAM) crossed it after ~1000 calls
+ * on one channel, and six unrelated Jacobians on it failed INTERNAL. Node 20 cannot configure the
+ * guard, so this server keeps its own count of each connection's resets, by nghttp2's rule, and
+ * before the guard would fire closes the connection gracefully (GOAWAY NO_ERROR): the calls on it
+ * finish, nghttp2 counts no more resets on it, and the client opens a new connection for new calls.
+ * grpc-js has no hook for its HTTP/2 sessions; its server's createHttp2Server is wrapped, per
+ * server (test/stream-resets.test.ts fails without it, so a grpc-js upgrade that moves it fails the tests).
+ */
+import * as http2 from "node:http2";
+import type * as grpc from "@grpc/grpc-js";
+
+/** nghttp2's guard: resets a connection may make at once, and per second after that. */
+const RESET_BURST = 1000;
+const RESET_RATE = 33;
+/** A connection is closed once its resets leave this many of the guard's (its count is by the second). */
+const RESETS_LEFT_AT_CLOSE = 250;
+
+/** Installs the count on `server`'s connections (before it binds); false when this grpc-js has no createHttp2Server to wrap. */
+export function closeConnectionsBeforeResetGuard(server: grpc.Server): boolean {
+  const internals = server as unknown as { createHttp2Server?: (this: unknown, credentials: unknown) => http2.Http2Server };
+  const create = internals.createHttp2Server;
+  if (typeof create !== "function") return false;
+  internals.createHttp2Server = function (credentials) {
+    const http2Server = create.call(this, credentials);
+    http2Server.on("session", countResets);
+    return http2Server;
+  };
+  return true;
+}
+
+/** Streams the peer reset (or this side: that only closes the connection sooner), in a bucket refilled as nghttp2's is. */
+function countResets(session: http2.ServerHttp2Session): void {
+  let left = RESET_BURST;
+  let at = performance.now();
+  session.on("stream", (stream) =>
+    stream.once("close", () => {
+      // A gRPC call ends with trailers: a stream closed before them was reset (or its connection lost).
+      if ((stream.sentTrailers !== undefined && stream.rstCode === http2.constants.NGHTTP2_NO_ERROR) || session.closed || session.destroyed) return;
+      const now = performance.now();
+      left = Math.min(RESET_BURST, left + ((now - at) / 1000) * RESET_RATE) - 1;
+      at = now;
+      if (left > RESETS_LEFT_AT_CLOSE) return;
+      try {
+        // As grpc-js closes a connection past its maximum age: every stream opened so far may finish.
+        session.goaway(http2.constants.NGHTTP2_NO_ERROR, 2 ** 31 - 1, Buffer.from("many cancelled calls: reconnect"));
+        session.close();
+      } catch {
+        session.destroy(); // the session was closing already
+      }
+    }),
+  );
+}
