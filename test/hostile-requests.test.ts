@@ -21,7 +21,7 @@ import { TesseractRuntime } from "../server/runtime";
 import { loadRoot } from "../server/schema/schema";
 import { DataType } from "../common/tensor-codec";
 import { f64, LogLines, maxAbsDiff } from "./helpers";
-import { varintBytes } from "./raw-grpc";
+import { frame, RawGrpcSession, varintBytes } from "./raw-grpc";
 import { MAX_PATTERN_NONZEROS } from "../server/fd/sparsity";
 
 const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial");
@@ -112,6 +112,23 @@ describe("hostile requests", () => {
     const o = await send(client, "Apply", applyRequest(meshAny()));
     assert.equal(o.code, 0, o.details);
   }
+
+  it("a call to an unknown method: UNIMPLEMENTED naming its path quoted and clipped, percent-encoded (grpc-js echoed 60 000 characters raw)", async () => {
+    const session = new RawGrpcSession(server.address);
+    try {
+      const long = await session.call(`/x/${"A".repeat(60_000)}`, frame(Buffer.alloc(0)));
+      assert.equal(long.grpcStatus, Code.UNIMPLEMENTED);
+      assert.match(long.grpcMessage!, /^this server has no method "\/x\/A+"… \(60003 characters\)$/);
+      assert.ok(long.grpcMessage!.length < 300, `${long.grpcMessage!.length} characters`);
+      // A percent sign in the path is the path's: it reads back as sent, not as the method it would decode to.
+      const encoded = await session.call("/tesseract.v1.Tesseract/%41pply", frame(Buffer.alloc(0)));
+      assert.equal(encoded.grpcStatus, Code.UNIMPLEMENTED);
+      assert.equal(encoded.grpcMessage, 'this server has no method "/tesseract.v1.Tesseract/%41pply"');
+    } finally {
+      await session.close();
+    }
+    await stillServing();
+  });
 
   it("a request of more messages than --max-request-messages: RESOURCE_EXHAUSTED as it is decoded (a million tiny tensors held the event loop for seconds)", async () => {
     // meshstats' cell_data with 60 000 entries: each entry and its tensor are two messages.

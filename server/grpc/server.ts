@@ -19,6 +19,7 @@ import { refuseMalformedTimeouts } from "./timeout-header";
 import { dropMessagesAfterEnd } from "./ended-stream";
 import { sendFramedMessagesAsTheyAre } from "./framed-messages";
 import { closeConnectionsBeforeResetGuard } from "./stream-resets";
+import { quoteUnknownMethods } from "./unknown-methods";
 import { guardDeserializers, guardInterceptor } from "./guard";
 import { createHandlers, type HandlerConfig } from "./handlers";
 import { addReflection, ReflectionIndex, servedDescriptors } from "./reflection";
@@ -235,6 +236,7 @@ function guardedGrpcServer(options: ServeOptions, calls: CallRegistry, tokens: B
     }),
   );
   if (!closeConnectionsBeforeResetGuard(server)) log.warn("this grpc-js has no createHttp2Server to wrap: a connection that cancels ~1000 calls is ended, and its other calls fail");
+  if (!quoteUnknownMethods(server)) log.warn("this grpc-js has no _respondWithError to wrap: a call to an unknown method is answered with its whole path");
   return server;
 }
 
