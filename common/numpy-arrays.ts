@@ -139,10 +139,7 @@ export function tensorFromArrayObject(value: Record<string, unknown>, where: str
   if (data === null || typeof data !== "object" || Array.isArray(data)) throw fail(`${where}.data`, 'must be {"buffer": ..., "encoding": "base64" | "json"}');
   const { buffer, encoding, compression } = data as { buffer?: unknown; encoding?: unknown; compression?: unknown };
   if (compression !== undefined && compression !== null) throw fail(`${where}.data.compression`, `${shown(compression)} is not supported; send uncompressed data`);
-  if (encoding === "base64") {
-    if (typeof buffer !== "string" || !/^[A-Za-z0-9+/\r\n]*={0,2}\s*$/.test(buffer)) throw fail(`${where}.data.buffer`, "must be a base64 string");
-    return { datatype, shape, data: Buffer.from(buffer, "base64") };
-  }
+  if (encoding === "base64") return { datatype, shape, data: base64Bytes(buffer, `${where}.data.buffer`) };
   if (encoding === "json") {
     const { values } = flattenLists(buffer, `${where}.data.buffer`);
     const count = shape.reduce((n: number, d: number) => n * d, 1);
@@ -153,6 +150,18 @@ export function tensorFromArrayObject(value: Record<string, unknown>, where: str
   }
   if (encoding === "binref") throw fail(`${where}.data.encoding`, '"binref" is not supported: it names a file on the server\'s disk; send "base64" or "json"');
   throw fail(`${where}.data.encoding`, `is ${shown(encoding)}, expected "base64" or "json"`);
+}
+
+/**
+ * Standard base64 (line breaks allowed), decoded as Python's base64 module decodes it: Node's own
+ * decoder dropped a last character that makes no byte (65 characters answered 200 with 48 bytes,
+ * where tesseract-core's 422 says the length cannot be 1 more than a multiple of 4).
+ */
+function base64Bytes(buffer: unknown, where: string): Buffer {
+  if (typeof buffer !== "string" || !/^[A-Za-z0-9+/\r\n]*={0,2}\s*$/.test(buffer)) throw fail(where, "must be a base64 string");
+  const characters = buffer.replace(/[\s=]/g, "").length;
+  if (characters % 4 === 1) throw fail(where, `is not valid base64: its ${characters} characters are 1 more than a multiple of 4`);
+  return Buffer.from(buffer, "base64");
 }
 
 /** An ndarray as an array object: data as nested lists (`json`) or base64 of the raw bytes. */

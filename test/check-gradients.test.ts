@@ -290,6 +290,8 @@ describe("CheckGradients", () => {
     await clientRejects(vector.checkGradients({ inputs, rtol: -1 }), "INVALID_ARGUMENT", /^rtol must be a non-negative finite number/);
     await clientRejects(vector.checkGradients({ inputs, options: { eps: -1 } }), "INVALID_ARGUMENT", /options\.eps must be a positive finite number/);
     await clientRejects(vector.checkGradients({ inputs, inputPaths: ["a"], options: { eps_by_path: { b: 1e-3 } } }), "INVALID_ARGUMENT", /^options\.eps_by_path has key "b", which is not an input path being checked \(a\)/);
+    // A NaN input is refused naming it, as the Jacobian refuses it (an apply at x + t v answered NaN, naming no input).
+    await clientRejects(vector.checkGradients({ inputs: { ...inputs, s: f64([NaN], []) } }), "INVALID_ARGUMENT", /^s is NaN: finite differences need finite inputs$/);
   });
 
   it("a Tesseract without analytic gradients is UNIMPLEMENTED; Describe lists CheckGradients only with them", async () => {

@@ -23,6 +23,7 @@ import { checkPathKeys } from "../fd/options";
 import { inputLeaf, type InputLeaf } from "../eval/input-leaf";
 import { seededGenerator } from "../fd/random";
 import { plannedEvaluations } from "../fd/rows";
+import { checkFiniteInputs } from "../fd/steps";
 import { analyticEntries, requireAnalyticJacobian, type AnalyticEntry } from "./analytic";
 import { outputLeaves, resolveLeaves, type Leaf } from "./leaves";
 import { checkSettings, maxEvalsFor, type CheckGradientsRequest, type CheckSettings } from "./request";
@@ -58,6 +59,8 @@ export async function checkGradients(source: GradientSource, req: CheckGradients
   const settings = checkSettings(req);
   const { inputs } = req;
   const leaves = resolveLeaves(source.schema.inputs, inputs, req.inputPaths, "input_paths", "input").map((l) => inputLeaf(l, "input_paths"));
+  // As the Jacobian refuses them (an apply at x + t v then answered NaN, naming no input).
+  checkFiniteInputs(leaves);
   if (req.outputPaths?.length) source.schema.outputs.checkDifferentiable(req.outputPaths, "output_paths", "output");
   const options = source.options(inputs, req.options);
   checkPathKeys(options, leaves, "an input path being checked");

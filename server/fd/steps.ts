@@ -86,9 +86,12 @@ export function keptStepMultiple(algorithm: AlgorithmName): number {
   return algorithm === "adaptive" ? 1 : Math.min(...ruleMultiples(algorithm));
 }
 
-/** The refusal of an input element that is NaN or ±Inf: no step from it is a number. */
-function notFiniteInput(input: InputLeaf, index: number): TesseractError {
-  return invalidArgument(`${elementName(input, index)} is ${input.data[index]}: finite differences need finite inputs`);
+/** Refuses an input element that is NaN or ±Inf, naming it: no step from it is a number. */
+export function checkFiniteInputs(leaves: readonly InputLeaf[]): void {
+  for (const leaf of leaves) {
+    const index = leaf.data.findIndex((x) => !Number.isFinite(x));
+    if (index >= 0) throw invalidArgument(`${elementName(leaf, index)} is ${leaf.data[index]}: finite differences need finite inputs`);
+  }
 }
 
 /** At most this many adjusted elements are named; the rest are counted. */
@@ -128,10 +131,7 @@ export class StepRule {
     outputsFp32 = false,
   ) {
     // No step from NaN or ±Inf is a number: refused before any evaluation, naming the element.
-    for (const leaf of leaves) {
-      const index = leaf.data.findIndex((x) => !Number.isFinite(x));
-      if (index >= 0) throw notFiniteInput(leaf, index);
-    }
+    checkFiniteInputs(leaves);
     // Nor from outside its declared domain (no eps helps there: the input itself is the matter).
     leaves.forEach((leaf, l) => {
       const index = bounds[l] ? leaf.data.findIndex((x) => !this.contains(l, x)) : -1;

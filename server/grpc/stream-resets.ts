@@ -32,14 +32,15 @@ export function closeConnectionsBeforeResetGuard(server: grpc.Server): boolean {
   return true;
 }
 
-/** Streams the peer reset (or this side: that only closes the connection sooner), in a bucket refilled as nghttp2's is. */
+/** Streams closed before their status (the peer's cancels), in a bucket refilled as nghttp2's is. */
 function countResets(session: http2.ServerHttp2Session): void {
   let left = RESET_BURST;
   let at = performance.now();
   session.on("stream", (stream) =>
     stream.once("close", () => {
-      // A gRPC call ends with trailers: a stream closed before them was reset (or its connection lost).
-      if ((stream.sentTrailers !== undefined && stream.rstCode === http2.constants.NGHTTP2_NO_ERROR) || session.closed || session.destroyed) return;
+      // A gRPC call ends with its status (in trailers, or trailers-only headers): a stream closed
+      // before it was reset (by the peer, mostly: its cancel), or its connection lost.
+      if (statusSent(stream) || session.closed || session.destroyed) return;
       const now = performance.now();
       left = Math.min(RESET_BURST, left + ((now - at) / 1000) * RESET_RATE) - 1;
       at = now;
@@ -53,4 +54,9 @@ function countResets(session: http2.ServerHttp2Session): void {
       }
     }),
   );
+}
+
+function statusSent(stream: http2.ServerHttp2Stream): boolean {
+  const sent = stream as unknown as { sentTrailers?: http2.OutgoingHttpHeaders; sentHeaders?: http2.OutgoingHttpHeaders };
+  return sent.sentTrailers?.["grpc-status"] !== undefined || sent.sentHeaders?.["grpc-status"] !== undefined;
 }
