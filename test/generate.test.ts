@@ -223,7 +223,7 @@ describe("tesseract-grpc generate", () => {
   });
 
   it("says how to install ts-proto and buf where they are missing", () => {
-    const install = "npm install --save-dev ts-proto@2.18.0 @bufbuild/buf@1.75.0";
+    const install = "npm install --save-dev --save-exact ts-proto@2.18.0 @bufbuild/buf@1.75.0";
     assert.throws(() => findTool("ts-proto", [os.tmpdir()]), { message: `tesseract-grpc generate needs ts-proto in your project: ${install}` });
     assert.throws(() => findTool("@bufbuild/buf", [os.tmpdir()]), { message: `tesseract-grpc generate needs @bufbuild/buf in your project: ${install}` });
   });

@@ -91,7 +91,7 @@ describe("README", function () {
     const { name, version } = readPackageJson();
     const tarballs = new Set(README.match(/\btesseract-grpc-\d[^\s/]*\.tgz\b/g));
     assert.deepEqual([...tarballs], [`${name}-${version}.tgz`]);
-    const install = `npm install --save-dev ${Object.entries(TOOL_VERSIONS).map(([tool, v]) => `${tool}@${v}`).join(" ")}`;
+    const install = `npm install --save-dev --save-exact ${Object.entries(TOOL_VERSIONS).map(([tool, v]) => `${tool}@${v}`).join(" ")}`;
     assert.ok(README.includes(install), `README lacks "${install}"`);
   });
 

@@ -17,6 +17,6 @@ export function findTool(tool: Tool, from = [process.cwd(), __dirname]): string 
     return require.resolve(ENTRY[tool], { paths: from });
   } catch {
     const install = Object.entries(TOOL_VERSIONS).map(([name, version]) => `${name}@${version}`).join(" ");
-    throw new Error(`tesseract-grpc generate needs ${tool} in your project: npm install --save-dev ${install}`);
+    throw new Error(`tesseract-grpc generate needs ${tool} in your project: npm install --save-dev --save-exact ${install}`);
   }
 }
