@@ -106,7 +106,8 @@ describe("tesseract-core's REST API", () => {
       assert.equal(stats.barycenter.dtype, "float64");
       assertClose(values(stats.barycenter), bary, 1e-12);
     }
-    for (const [accept, encoding] of [["application/json+base64", "base64"], ["*/*", "json"], ["application/json", "json"]]) {
+    // Quality decides, then order; q=0 excludes (base64 came back for "application/json+base64;q=0, application/json").
+    for (const [accept, encoding] of [["application/json+base64", "base64"], ["*/*", "json"], ["application/json", "json"], ["application/json+base64;q=0, application/json", "json"], ["application/json;q=0.5, application/json+base64", "base64"], ["application/json, application/json+base64", "json"]]) {
       const { status, json } = await post(base(mesh), "apply", { inputs: meshInputs() }, { accept });
       assert.equal(status, 200);
       assert.equal(json.statistics.barycenter.data.encoding, encoding, accept);

@@ -43,11 +43,23 @@ export interface RestServer {
   close(): Promise<void>;
 }
 
-/** The answer's array encoding from the Accept header (tesseract-core: json, json+base64, json+binref). */
+/**
+ * The answer's array encoding from the Accept header (tesseract-core: json, json+base64,
+ * json+binref): the supported type of highest quality, the first listed among equals; `q=0` says
+ * "not this one" (it answered base64 to `application/json+base64;q=0, application/json`).
+ */
 export function encodingOf(accept: string | undefined): ArrayEncoding {
   if (!accept) return "json";
-  for (const part of accept.split(",")) {
-    const type = part.split(";")[0].trim().toLowerCase();
+  const ranked = accept
+    .split(",")
+    .map((part, order) => {
+      const [type, ...parameters] = part.split(";").map((p) => p.trim().toLowerCase());
+      const q = parameters.find((p) => /^q\s*=/.test(p));
+      return { type, quality: q === undefined ? 1 : Number(q.slice(q.indexOf("=") + 1)), order };
+    })
+    .filter(({ quality }) => quality > 0)
+    .sort((a, b) => b.quality - a.quality || a.order - b.order);
+  for (const { type } of ranked) {
     if (type === "*/*" || type === "application/*" || type === "application/json") return "json";
     if (type === "application/json+base64") return "base64";
   }
