@@ -150,6 +150,13 @@ describe("tesseract-core's REST API", () => {
     // A seed is any uint64, as over gRPC (beyond 2^53 as decimal text); a number that underflows says so.
     assert.equal((await post(base(mesh), "jacobian?algorithm=stochastic&num_samples=2&seed=18446744073709551615", request)).status, 200);
     assert.equal((await post(base(mesh), "jacobian", { ...request, options: { algorithm: "stochastic", num_samples: 2, seed: "18446744073709551615" } })).status, 200);
+    // A seed out of range is refused where it was given (the query's was located in the body's options).
+    const negative = await post(base(mesh), "jacobian?algorithm=stochastic&seed=-1", request);
+    assert.equal(negative.status, 422);
+    assert.deepEqual(negative.json.detail[0].loc, ["query", "seed"]);
+    assert.match(negative.json.detail[0].msg, /query parameter seed must be an unsigned 64-bit integer, got -1/);
+    const tooLarge = await post(base(mesh), "jacobian", { ...request, options: { algorithm: "stochastic", seed: "18446744073709551616" } });
+    assert.deepEqual(tooLarge.json.detail[0].loc, ["body", "options", "seed"]);
     const tiny = await post(base(mesh), "jacobian?eps=1e-400", request);
     assert.equal(tiny.status, 422);
     assert.match(JSON.stringify(tiny.json), /query parameter eps is \\"1e-400\\", below the smallest FP64 number \(it reads as 0\)/);

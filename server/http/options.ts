@@ -11,6 +11,7 @@ import { invalidArgument, keyAt, nameOf, shown } from "../../common/errors";
 import { isPlainObject } from "../../common/records";
 import { Algorithm, SparsityMode } from "../tesseract";
 import type { GradientRequest } from "../runtime";
+import { toSeed } from "../fd/options";
 
 type RequestOptions = NonNullable<GradientRequest["options"]>;
 
@@ -45,9 +46,9 @@ function numberOf(value: unknown, where: string, integer: boolean): number {
 }
 
 /** A seed: any unsigned 64-bit integer, as gRPC takes it (a decimal string beyond 2^53, which a JSON number cannot hold). */
-function seedOf(value: unknown, where: string): number | string {
-  if (typeof value === "string" && /^\d{1,20}$/.test(value) && BigInt(value) < 2n ** 64n) return value;
-  return numberOf(value, where, true);
+function seedOf(value: unknown, where: string): bigint {
+  // Refused here, naming where it came from (a query's -1 was refused later as options.seed).
+  return toSeed(typeof value === "string" && /^\d{1,20}$/.test(value) ? value : numberOf(value, where, true), where);
 }
 
 /** The request's options, or undefined when it sets none. */
