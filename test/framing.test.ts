@@ -6,6 +6,7 @@
 import { strict as assert } from "node:assert";
 import { once } from "node:events";
 import * as http2 from "node:http2";
+import * as net from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { gzipSync } from "node:zlib";
 import { Code } from "../index";
@@ -164,6 +165,23 @@ describe("gRPC framing", () => {
       client.close();
       await raw.close();
       await aged.close();
+    }
+  });
+
+  it("a connection that sends no HTTP/2 preface is closed after silentConnectionMs; one that spoke stays (it held its socket for good)", async () => {
+    const quiet = await startServer({ tesseract: "vectoradd", port: 0, logger: silentLogger, silentConnectionMs: 200 });
+    const raw = new RawGrpcSession(quiet.address); // connected first: open longer than the silent one when that closes
+    const [host, port] = [quiet.address.slice(0, quiet.address.lastIndexOf(":")), Number(quiet.address.slice(quiet.address.lastIndexOf(":") + 1))];
+    const silent = net.connect(port, host).resume(); // reads what the server sends, so its close is seen
+    try {
+      await once(silent, "connect");
+      await once(silent, "close");
+      const r = await raw.call(DESCRIBE, frame(Buffer.alloc(0)));
+      assert.equal(r.grpcStatus, 0, r.grpcMessage);
+    } finally {
+      silent.destroy();
+      await raw.close();
+      await quiet.close();
     }
   });
 });

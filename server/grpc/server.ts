@@ -18,7 +18,9 @@ import { refuseCompressedFlagWithoutEncoding } from "./compressed-flag";
 import { refuseMalformedTimeouts } from "./timeout-header";
 import { dropMessagesAfterEnd } from "./ended-stream";
 import { sendFramedMessagesAsTheyAre } from "./framed-messages";
-import { closeConnectionsBeforeResetGuard } from "./stream-resets";
+import { watchHttp2Sessions } from "./http2-sessions";
+import { closeSilentConnections, SILENT_CONNECTION_MS } from "./silent-connections";
+import { closeBeforeResetGuard } from "./stream-resets";
 import { quoteUnknownMethods } from "./unknown-methods";
 import { guardDeserializers, guardInterceptor } from "./guard";
 import { createHandlers, type HandlerConfig } from "./handlers";
@@ -98,6 +100,8 @@ export interface ServeOptions {
    * finish. Clients then reconnect and re-resolve DNS, so an engine sees replicas added since.
    */
   maxConnectionAgeMs?: number;
+  /** Close a connection whose client has sent no HTTP/2 preface after this many ms (default 10 000). */
+  silentConnectionMs?: number;
   /** Also serve tesseract-core's REST API on this port (0 picks a port; unset: no REST API); same host, tokens and TLS. */
   httpPort?: number;
   /** Serve Prometheus metrics at http://host:metricsPort/metrics (0 picks a port; unset: no metrics). */
@@ -235,7 +239,9 @@ function guardedGrpcServer(options: ServeOptions, calls: CallRegistry, tokens: B
       ],
     }),
   );
-  if (!closeConnectionsBeforeResetGuard(server)) log.warn("this grpc-js has no createHttp2Server to wrap: a connection that cancels ~1000 calls is ended, and its other calls fail");
+  if (!watchHttp2Sessions(server, closeBeforeResetGuard, closeSilentConnections(options.silentConnectionMs ?? SILENT_CONNECTION_MS))) {
+    log.warn("this grpc-js has no createHttp2Server to wrap: a connection that cancels ~1000 calls is ended, and its other calls fail; a silent one is kept");
+  }
   if (!quoteUnknownMethods(server)) log.warn("this grpc-js has no _respondWithError to wrap: a call to an unknown method is answered with its whole path");
   return server;
 }

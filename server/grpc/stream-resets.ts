@@ -6,12 +6,10 @@
  * on one channel, and six unrelated Jacobians on it failed INTERNAL. Node 20 cannot configure the
  * guard, so this server keeps its own count of each connection's resets, by nghttp2's rule, and
  * before the guard would fire closes the connection gracefully (GOAWAY NO_ERROR): the calls on it
- * finish, nghttp2 counts no more resets on it, and the client opens a new connection for new calls.
- * grpc-js has no hook for its HTTP/2 sessions; its server's createHttp2Server is wrapped, per
- * server (test/stream-resets.test.ts fails without it, so a grpc-js upgrade that moves it fails the tests).
+ * finish, nghttp2 counts no more resets on it, and the client opens a new connection for new calls
+ * (a session watcher: http2-sessions.ts).
  */
 import * as http2 from "node:http2";
-import type * as grpc from "@grpc/grpc-js";
 
 /** nghttp2's guard: resets a connection may make at once, and per second after that. */
 const RESET_BURST = 1000;
@@ -19,21 +17,8 @@ const RESET_RATE = 33;
 /** A connection is closed once its resets leave this many of the guard's (its count is by the second). */
 const RESETS_LEFT_AT_CLOSE = 250;
 
-/** Installs the count on `server`'s connections (before it binds); false when this grpc-js has no createHttp2Server to wrap. */
-export function closeConnectionsBeforeResetGuard(server: grpc.Server): boolean {
-  const internals = server as unknown as { createHttp2Server?: (this: unknown, credentials: unknown) => http2.Http2Server };
-  const create = internals.createHttp2Server;
-  if (typeof create !== "function") return false;
-  internals.createHttp2Server = function (credentials) {
-    const http2Server = create.call(this, credentials);
-    http2Server.on("session", countResets);
-    return http2Server;
-  };
-  return true;
-}
-
 /** Streams closed before their status (the peer's cancels), in a bucket refilled as nghttp2's is. */
-function countResets(session: http2.ServerHttp2Session): void {
+export function closeBeforeResetGuard(session: http2.ServerHttp2Session): void {
   let left = RESET_BURST;
   let at = performance.now();
   session.on("stream", (stream) =>
