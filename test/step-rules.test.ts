@@ -181,6 +181,17 @@ describe("domain bounds", () => {
     assert.equal(stats.apply_calls, 1 + 2 + 2); // f(x) once, two one-sided points, one central pair
   });
 
+  it("Richardson between h and 2h from the bound: both steps one-sided, so the extrapolation keeps its order and its estimate the error", async () => {
+    // x = 1.5e-4, h = 1e-4: x ± h inside, x - 2h not. A central h and a one-sided 2h extrapolated
+    // to 1.075e-7 for 6.75e-8, estimate 3e-8; two one-sided stencils (errors -2h² and -8h² for x³)
+    // extrapolate to 3x² exactly.
+    const x = 1.5e-4;
+    const { entries, stats } = await bounded.jacobian({ inputs: inputs([x, 1]), inputPaths: ["x"], outputPaths: ["f"], options: { algorithm: Algorithm.ALGORITHM_RICHARDSON, eps: 1e-4 } });
+    const error = Math.abs(entries[0].values[0] - 3 * x * x);
+    assert.ok(error < 1e-15 && error <= entries[0].errors![0], `d x³ / dx = ${entries[0].values[0]}, expected ${3 * x * x}; estimate ${entries[0].errors![0]}`);
+    assert.deepEqual(stats.adjusted_steps, ["x[0]: one-sided (forward) stencil, the domain is (0, inf)"]);
+  });
+
   it("the one-sided stencil of an output that does not depend on the element is exactly 0 (it was ulp(f)/h)", async () => {
     // f_1 = x_1³ = 64 000 does not depend on x_0; c0 f0 + c1 f1 + c2 f2 with c0 + c1 + c2 = 0 only to rounding gave ~1e-6.
     const { entries } = await bounded.jacobian({ inputs: inputs([5e-5, 40]), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-4 } });

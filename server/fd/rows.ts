@@ -412,13 +412,16 @@ function extrapolatedRows(problem: Problem, steps: StepRule, multiples: readonly
 async function extrapolatedRow(problem: Problem, steps: StepRule, multiples: readonly number[], leaf: number, index: number): Promise<Row> {
   const adaptive = multiples.length > 2;
   const differences: CentralDifference[] = [];
+  // Richardson's two steps take one kind of stencil: one-sided both where either would leave the
+  // domain (a central h and a one-sided 2h extrapolated to second order, its estimate 1.33× short).
+  const sided = !adaptive && multiples.some((m) => !steps.inside(leaf, index, m) || !steps.inside(leaf, index, -m));
   for (const m of multiples) {
     if (adaptive && !steps.moves(leaf, index, m)) {
       steps.noteSkipped(leaf, index, m, "it does not move x in its precision");
       continue;
     }
     try {
-      differences.push(await central(problem, steps, leaf, index, m, true));
+      differences.push(await (sided ? oneSided(problem, steps, leaf, index, m, true) : central(problem, steps, leaf, index, m, true)));
     } catch (e) {
       // The adaptive rule drops a step that leaves the function's domain (apply failed or gave
       // NaN there) as long as two others remain; Richardson has no step to spare.
