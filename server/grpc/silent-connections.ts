@@ -2,8 +2,9 @@
  * A connection that opens TCP and never sends HTTP/2's preface held its socket for good (grpc-js
  * turns the http2 server's timeout off): an open file descriptor each, for as long as the peer
  * likes, and enough of them refuse every new client. A connection whose client has not sent its
- * SETTINGS (the preface's frame) within SILENT_CONNECTION_MS (ServeOptions.silentConnectionMs) is closed. A session watcher
- * (http2-sessions.ts); over TLS the session starts after the handshake, which Node times itself.
+ * SETTINGS (the preface's frame) within SILENT_CONNECTION_MS (ServeOptions.silentConnectionMs) is
+ * closed. A session watcher (http2-sessions.ts); over TLS the session starts after the handshake,
+ * which Node times itself.
  */
 import type { SessionWatcher } from "./http2-sessions";
 

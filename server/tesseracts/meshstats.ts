@@ -12,6 +12,9 @@ import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../../
 import { sampleMeshInputs } from "./samples";
 import { Algorithm, defineTesseract, type AbstractTensor } from "../tesseract";
 
+/** "1 row", "3 rows". */
+const rowsText = (n: number) => `${n} ${n === 1 ? "row" : "rows"}`;
+
 const shapeText = (shape: readonly number[]) => `[${shape.join(", ")}]`;
 
 function expectTensor(value: NdArray<TypedArray> | undefined, field: string, dtype: DataType, rank: number): NdArray<TypedArray> {
@@ -40,7 +43,7 @@ export default defineTesseract<Inputs, Outputs>({
     if (points.shape[1] !== 3) throw invalidArgument(`mesh.points has shape ${shapeText(points.shape)}, expected (n_points, 3)`);
     if (points.shape[0] === 0) throw invalidArgument("mesh.points is empty: a mesh needs at least one point");
     if (mesh.n_points !== points.shape[0]) {
-      throw invalidArgument(`mesh.n_points is ${mesh.n_points} but mesh.points has ${points.shape[0]} rows`);
+      throw invalidArgument(`mesh.n_points is ${mesh.n_points} but mesh.points has ${rowsText(points.shape[0])}`);
     }
     const perCell = expectTensor(mesh.num_points_per_cell, "mesh.num_points_per_cell", DataType.DATA_TYPE_FP64, 1);
     if (perCell.shape[0] !== mesh.n_cells) {
@@ -60,7 +63,7 @@ export default defineTesseract<Inputs, Outputs>({
       for (const [key, value] of Object.entries(data)) {
         const field = `mesh.${kind}.{${clip(key)}}`;
         const t = expectTensor(value, field, DataType.DATA_TYPE_FP64, 2);
-        if (t.shape[0] !== rows) throw invalidArgument(`${field} has ${t.shape[0]} rows, expected ${rows}`);
+        if (t.shape[0] !== rows) throw invalidArgument(`${field} has ${rowsText(t.shape[0])}, expected ${rows}`);
       }
     }
   },
