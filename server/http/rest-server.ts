@@ -24,6 +24,8 @@ import { finiteDifferenceOptions } from "./options";
 
 /** The most a request's headers and body may take to arrive (a 64 MiB body at half a MB/s). */
 const REQUEST_TIMEOUT_MS = 120_000;
+/** How often Node looks for requests past REQUEST_TIMEOUT_MS. */
+const CONNECTIONS_CHECKING_MS = 5_000;
 
 export interface RestServerOptions {
   runtime: TesseractRuntime;
@@ -210,12 +212,14 @@ function createApp(options: RestServerOptions): FastifyInstance {
     // that never sent a whole request kept SIGTERM from ever finishing).
     requestTimeout: REQUEST_TIMEOUT_MS,
     forceCloseConnections: true,
+    // Node checks requestTimeout every 30 s by default: a request cut short was closed after up to 150 s.
+    http: { connectionsCheckingInterval: CONNECTIONS_CHECKING_MS },
     // A path that is not valid percent-encoding (`/apply%`) names no route: 404 as FastAPI answers
     // (Python's unquote keeps a bad escape), not fastify's 400 echoing the whole URL.
     frameworkErrors: (error: Error & { code?: string }, _request: unknown, reply: { code(n: number): { type(t: string): { send(body: unknown): void } } }) =>
       error.code === "FST_ERR_BAD_URL" ? reply.code(404).type("application/json").send({ detail: "Not Found" }) : reply.code(400).type("application/json").send({ detail: "Bad Request" }),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true } },
-    ...(options.tls ? { https: { cert: options.tls.cert, key: options.tls.key, ...(options.tls.clientCa ? { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) } } : {}),
+    ...(options.tls ? { https: { connectionsCheckingInterval: CONNECTIONS_CHECKING_MS, cert: options.tls.cert, key: options.tls.key, ...(options.tls.clientCa ? { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) } } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
   app.setErrorHandler((error: Error & { validation?: unknown; statusCode?: number; code?: string }, request, reply) => {
     if (error.validation) return sendError(reply, 422, error, validationDetail(error.validation as never, request.body));
