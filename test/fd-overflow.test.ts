@@ -16,7 +16,7 @@ import { loadTesseract } from "../index";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
 import { Algorithm, SparsityMode } from "../index";
-import { call, f64, rejects } from "./helpers";
+import { call, counted, f64, rejects } from "./helpers";
 
 const FIXTURE = path.join(__dirname, "../../test/fixtures/polynomial");
 // f_i = x_i³ + y sin(x_i): df_i/dx_i = 3x_i² + y cos(x_i).
@@ -225,25 +225,44 @@ describe("over gRPC", () => {
 });
 
 // phi = <c, f> contracted per evaluation, then differenced: f0 = x0³ at x0 = 100 under c0 = 1e10
-// (phi ≈ 1e16) left nothing of f1's share, and the VJP's second element was 0 for 3·1.2² = 4.32.
+// (phi ≈ 1e16) left nothing of f1's share, and the VJP's second element was 0 for 3·1.2² = 4.32
+// (Richardson and adaptive with an estimate of 1e5 to say so).
 describe("a VJP differences each output before contracting it", () => {
   const x = [100, -1.2, 2.5];
   const cotangent = [1e10, 1, 0];
   const exact = x.map((v, i) => cotangent[i] * derivative(v, 0));
   for (const workers of [0, 1]) {
-    for (const [algorithm, rtol] of [[Algorithm.ALGORITHM_CENTRAL, 1e-7], [Algorithm.ALGORITHM_FORWARD, 1e-3]] as const) {
+    // Evaluations: central 2n, forward n + 1, Richardson 4n + 9 and adaptive 12n + 9 (f(x) and the noise probe): f(x) costs none more.
+    for (const [algorithm, rtol, calls] of [[Algorithm.ALGORITHM_CENTRAL, 1e-7, 6], [Algorithm.ALGORITHM_FORWARD, 1e-3, 4], [Algorithm.ALGORITHM_RICHARDSON, 1e-7, 21], [Algorithm.ALGORITHM_ADAPTIVE, 1e-7, 45]] as const) {
       it(`${Algorithm[algorithm]}, ${workers ? "in a worker" : "inline"}: a small output's share survives a large one's`, async () => {
         const separate = loadTesseract(path.join(FIXTURE, "polynomial.js"));
         await separate.useEvaluation({ workers, cacheBytes: 0 });
         try {
           const { result, stats } = await separate.vjp({ inputs: inputs(x), inputPaths: ["x"], outputPaths: ["f"], cotangent: { f: f64(cotangent) }, options: { algorithm, sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } });
           exact.forEach((e, i) => assert.ok(Math.abs(result.x.get(i) - e) <= rtol * Math.abs(e), `vjp[${i}] = ${result.x.get(i)}, expected ${e}`));
-          // Forward evaluates f(x) once, and subtracts it from every evaluation: no more evaluations.
-          assert.equal(stats.apply_calls, algorithm === Algorithm.ALGORITHM_FORWARD ? 4 : 6);
+          assert.equal(stats.apply_calls, calls);
         } finally {
           await separate.close();
         }
       });
     }
   }
+
+  it("a cotangent that does not fit the outputs is refused after one evaluation, every rule (central took a pair)", async () => {
+    const { runtime: vector, counter } = counted("vectoradd");
+    await vector.useEvaluation({ workers: 0, cacheBytes: 0 });
+    const inputs = { a: f64([1, 2, 3]), b: f64([0, 0, 0]), s: f64([1], []), normalize: false };
+    for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD, Algorithm.ALGORITHM_RICHARDSON, Algorithm.ALGORITHM_ADAPTIVE]) {
+      counter.calls = 0;
+      await rejects(vector.vjp({ inputs, inputPaths: ["a"], outputPaths: ["result"], cotangent: { result: f64([1, 1]) }, options: { algorithm, sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } }), Code.INVALID_ARGUMENT, /cotangent_vector\.\{result\} has shape \[2\], expected \[3\]/);
+      assert.equal(counter.calls, 1, Algorithm[algorithm]);
+    }
+  });
+
+  it("an output the cotangent leaves out adds nothing, even where its difference overflows (0 · Inf was NaN, refused)", async () => {
+    // steep: f = 1.5e308 tanh(1e6 x), so f(x + h) - f(x - h) overflows at x = 0; g = exp(y) + Σw².
+    const { result } = await runtime.vjp({ inputs: { ...inputs([0, 0.5], 0.4), mode: "steep" }, inputPaths: ["x", "y"], outputPaths: ["f", "g"], cotangent: { f: f64([0, 0]), g: f64([1], []) }, options: { eps: 1e-4 } });
+    assert.deepEqual(Array.from(result.x.data as Float64Array), [0, 0]);
+    assert.ok(Math.abs(result.y.get(0) - Math.exp(0.4)) < 1e-7, `d g / d y = ${result.y.get(0)}`);
+  });
 });

@@ -47,9 +47,9 @@ class ContractedEvaluator implements Evaluator {
     /** Whether the rule estimates errors (and so asks for `rounding`): else none is kept. */
     private readonly keepRounding: boolean,
     /**
-     * Forward differences: every evaluation's outputs less f(x), element by element, are contracted
-     * (f(x) is evaluated once, as the rule evaluates it anyway), so that phi(x + h) - phi(x) keeps
-     * the small outputs' share (see `differences`).
+     * Forward, Richardson and adaptive: every evaluation's outputs less f(x), element by element,
+     * are contracted (f(x) is evaluated once, as these rules evaluate it anyway), so that phi's
+     * differences keep the small outputs' share (see `differences`).
      */
     private readonly fromBase: boolean,
   ) {}
@@ -75,8 +75,10 @@ class ContractedEvaluator implements Evaluator {
 
   async evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
     const base = this.fromBase ? await this.unperturbed() : undefined;
+    // With f(x) the outputs are known: a cotangent that does not fit them is refused before another evaluation.
+    let ordered = base && this.cotangentInOrder();
     const outputs = base && perturbation.length === 0 ? base : await this.inner.evaluate(perturbation);
-    const ordered = this.cotangentInOrder();
+    ordered ??= this.cotangentInOrder();
     // Plain loops: sums a callback closed over would be boxed on every write (see jvp.ts `dot`).
     let phi = 0;
     let rounding = 0;
@@ -86,6 +88,8 @@ class ContractedEvaluator implements Evaluator {
       const from = base?.[o];
       let magnitude = 0;
       for (let i = 0; i < values.length; i++) {
+        // An output the cotangent leaves out adds nothing, even where its difference overflows (0·Inf).
+        if (c[i] === 0) continue;
         const term = c[i] * values[i];
         phi += from ? c[i] * (values[i] - from[i]) : term;
         magnitude += Math.abs(term);
@@ -107,7 +111,8 @@ class ContractedEvaluator implements Evaluator {
    * [1, 1, 1]: [1, 1.22, 1.22] for [1, 1, 1]; x³ at [100, -1.2] with cotangent [1e10, 1]: 0 for 4.32).
    */
   async differences(pairs: ElementPairs): Promise<Float64Array> {
-    const flat = this.inner.differences ? await this.inner.differences(pairs) : await this.evaluatedDifferences(pairs);
+    // Until the outputs are known, one by one: a cotangent that does not fit them is refused after one evaluation.
+    const flat = this.inner.differences && this.inner.outputs ? await this.inner.differences(pairs) : await this.evaluatedDifferences(pairs);
     const ordered = this.cotangentInOrder();
     const contracted = new Float64Array(pairCount(pairs));
     let at = 0;
@@ -116,7 +121,7 @@ class ContractedEvaluator implements Evaluator {
       // Plain loops, as in evaluate.
       for (let o = 0; o < ordered.length; o++) {
         const c = ordered[o];
-        for (let i = 0; i < c.length; i++) phi += c[i] * flat[at++];
+        for (let i = 0; i < c.length; i++, at++) if (c[i] !== 0) phi += c[i] * flat[at];
       }
       contracted[k] = phi;
     }
@@ -127,7 +132,7 @@ class ContractedEvaluator implements Evaluator {
   private async evaluatedDifferences(pairs: ElementPairs): Promise<Float64Array> {
     const side = async (e: number) => {
       const outputs = await this.inner.evaluate(sideOf(pairs, e >> 1, e & 1)).catch((error: unknown) => Promise.reject(new FailedPair(e >> 1, e & 1, error)));
-      this.cotangentInOrder(); // a cotangent that does not fit is refused after the first evaluation, not the first pair
+      this.cotangentInOrder(); // refused after the first evaluation, not the first pair
       return outputs;
     };
     const sides = Array.from({ length: 2 * pairCount(pairs) }, (_, e) => e);
@@ -190,7 +195,7 @@ export async function vjp(
   if (plan?.structure) return groupedVjp(problem, cotangent, options, field, plan);
   const scale = binaryScale(cotangent.map((c) => c.values)) || 1;
   const estimates = options.algorithm === "richardson" || options.algorithm === "adaptive";
-  const contracted = new Problem(problem.leaves, new ContractedEvaluator(inner, cotangent, field, scale, estimates, options.algorithm === "forward"), signal, problem.bounds);
+  const contracted = new Problem(problem.leaves, new ContractedEvaluator(inner, cotangent, field, scale, estimates, estimates || options.algorithm === "forward"), signal, problem.bounds);
   // Its steps are the request's: sized for FP32 outputs where the outputs are (output-precision.ts).
   contracted.outputsFp32 = problem.outputsFp32;
   const values = problem.leaves.map((leaf) => new Float64Array(leaf.size));
