@@ -96,7 +96,7 @@ describe("gRPC server", () => {
     it("the Tesseract's own validation", async () => {
       const message = { mesh: { n_points: 3, points: encodeTensor(f64([1, 2, 3], [1, 3])) } };
       const inputs = { type_url: MESH_URL, value: Buffer.from(MeshInputs.encode(MeshInputs.fromPartial(message as never)).finish()) };
-      await expectStatus(unary((cb) => client.apply({ inputs }, cb)), Code.INVALID_ARGUMENT, /^mesh\.n_points is 3 but mesh\.points has 1 rows$/);
+      await expectStatus(unary((cb) => client.apply({ inputs }, cb)), Code.INVALID_ARGUMENT, /^mesh\.n_points is 3 but mesh\.points has 1 row$/);
     });
     it("unknown, non-differentiable and empty paths", async () => {
       await expectStatus(jac({ jac_inputs: ["mesh.pointz"] }), Code.INVALID_ARGUMENT, /^jac_inputs: input path "mesh\.pointz" does not exist; differentiable input paths: mesh\.points$/);
