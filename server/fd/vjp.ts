@@ -1,7 +1,9 @@
 /**
  * Vector-Jacobian product: the gradient of the scalar phi(x) = sum_o <c_o, f_o(x)>. Each evaluation's
  * outputs are contracted with the cotangent as soon as they arrive, so rows are scalars and no
- * Jacobian is ever held: memory is O(n + m). With the stochastic rule this is SPSA on phi.
+ * Jacobian is ever held: memory is O(n + m). With the stochastic rule this is SPSA on phi. What is
+ * contracted is a difference wherever the rule allows (a central pair's, or f less f(x) for the
+ * rules that evaluate f(x)): contracted first, large outputs' rounding swallowed small ones' share.
  *
  * The contraction uses c / 2^e, 2^e ≈ max |c_i| (finite.ts: exact), so that phi neither overflows
  * nor underflows whatever the cotangent's scale; the gradient is multiplied back by 2^e at the end
