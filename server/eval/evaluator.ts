@@ -95,6 +95,14 @@ export function outputStride(outputs: readonly OutputInfo[]): number {
   return outputSizes(outputs).reduce((a, b) => a + b, 0);
 }
 
+/** `run` on each item: all at once where evaluations run concurrently (`concurrency` > 1), else one after the other. */
+export async function eachInTurn<T, R>(items: readonly T[], concurrency: number, run: (item: T) => Promise<R>): Promise<R[]> {
+  if (concurrency > 1) return Promise.all(items.map(run));
+  const results: R[] = [];
+  for (const item of items) results.push(await run(item));
+  return results;
+}
+
 /** Pairs' outputs a - b (over widths[k], where given), flat as `differences` returns them (pair k at k × stride). */
 export function flatDifferences(results: readonly (readonly Float64Array[])[], stride: number, widths?: Float64Array): Float64Array {
   const flat = new Float64Array((results.length / 2) * stride);

@@ -279,11 +279,7 @@ function extrapolatedGroups(problem: Problem, steps: StepRule, groups: readonly 
     const s = split(group);
     const differences: CentralDifference[][] = group.map(() => []);
     for (const m of multiples) {
-      // A multiple that does not move every element of the group is left out for the whole group.
-      if (adaptive && group.some((c) => !steps.moves(c.leaf, c.index, m))) {
-        for (const c of group) steps.noteSkipped(c.leaf, c.index, m, "it does not move every element of the group in its precision");
-        continue;
-      }
+      if (adaptive && steps.leavesOut(group, m)) continue;
       try {
         (await groupCentral(problem, steps, group, m, s)).forEach((d, k) => differences[k].push(d));
       } catch (e) {

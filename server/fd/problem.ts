@@ -5,7 +5,7 @@
  */
 import { Code, isTesseractError, TesseractError } from "../../common/errors";
 import { packPairs, pairCount, sideOf } from "../eval/element-pairs";
-import { FailedPair, flatDifferences, outputSizes, outputStride, splitFlat, type ElementPairs, type Change, type Evaluator, type OutputInfo, type PerturbationPair, type Perturbation } from "../eval/evaluator";
+import { eachInTurn, FailedPair, flatDifferences, outputSizes, outputStride, splitFlat, type ElementPairs, type Change, type Evaluator, type OutputInfo, type PerturbationPair, type Perturbation } from "../eval/evaluator";
 import type { InputLeaf } from "../eval/input-leaf";
 import type { DomainBounds } from "../tesseract";
 import type { ResolvedOptions } from "./options";
@@ -113,10 +113,7 @@ export class Problem {
    * (so that a failure or a cancel stops the rest).
    */
   async evaluateAll(jobs: readonly (readonly [Perturbation, () => string])[]): Promise<Float64Array[][]> {
-    if (this.concurrency > 1) return Promise.all(jobs.map(([perturbation, what]) => this.evaluate(perturbation, what)));
-    const results: Float64Array[][] = [];
-    for (const [perturbation, what] of jobs) results.push(await this.evaluate(perturbation, what));
-    return results;
+    return eachInTurn(jobs, this.concurrency, ([perturbation, what]) => this.evaluate(perturbation, what));
   }
 
   /** One evaluation; `what` describes the perturbation for error messages ("x[2] + h"). */

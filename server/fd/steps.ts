@@ -155,10 +155,20 @@ export class StepRule {
     return this.relative ? this.eps[leaf] * Math.max(Math.abs(x), this.typical[leaf]) : this.eps[leaf];
   }
 
-  /** Whether element j's step at `multiple` moves it, and twice that further (see `resolves`): else the adaptive rule leaves that multiple out. */
-  moves(leaf: number, index: number, multiple: number): boolean {
-    const x = this.leaves[leaf].data[index];
-    return this.resolves(leaf, x, this.size(leaf, x), multiple);
+  /**
+   * Whether the adaptive rule leaves the step `multiple` · h out for these elements, taken together
+   * (one element, or a column group): it does not move some of them, or twice it not further
+   * (`resolves`). Noted for each element.
+   */
+  leavesOut(elements: readonly { leaf: number; index: number }[], multiple: number): boolean {
+    const moves = ({ leaf, index }: { leaf: number; index: number }) => {
+      const x = this.leaves[leaf].data[index];
+      return this.resolves(leaf, x, this.size(leaf, x), multiple);
+    };
+    if (elements.every(moves)) return false;
+    const why = elements.length === 1 ? "it does not move x in its precision" : "it does not move every element of the group in its precision";
+    for (const { leaf, index } of elements) this.noteSkipped(leaf, index, multiple, why);
+    return true;
   }
 
   /**

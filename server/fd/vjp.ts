@@ -18,7 +18,7 @@
  */
 import { invalidArgument } from "../../common/errors";
 import { DataType } from "../../common/tensor-codec";
-import { FailedPair, flatDifferences, outputStride, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "../eval/evaluator";
+import { eachInTurn, FailedPair, flatDifferences, outputStride, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "../eval/evaluator";
 import { pairCount, sideOf } from "../eval/element-pairs";
 import { binaryScale, checkFinite } from "./finite";
 import type { ResolvedOptions } from "./options";
@@ -137,8 +137,7 @@ class ContractedEvaluator implements Evaluator {
       this.cotangentInOrder(); // refused after the first evaluation, not the first pair
       return outputs;
     };
-    const sides = Array.from({ length: 2 * pairCount(pairs) }, (_, e) => e);
-    const results = this.inner.concurrency > 1 ? await Promise.all(sides.map(side)) : await sequentially(sides, side);
+    const results = await eachInTurn(Array.from({ length: 2 * pairCount(pairs) }, (_, e) => e), this.inner.concurrency, side);
     return flatDifferences(results, outputStride(this.inner.outputs!), pairs.widths);
   }
 
@@ -146,12 +145,6 @@ class ContractedEvaluator implements Evaluator {
   private cotangentInOrder(): Float64Array[] {
     return (this.ordered ??= matchCotangent(this.inner.outputs!, this.cotangent, this.field).map((c) => c.map((v) => v / this.scale)));
   }
-}
-
-async function sequentially<T, R>(items: readonly T[], run: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = [];
-  for (const item of items) results.push(await run(item));
-  return results;
 }
 
 /**

@@ -1,13 +1,13 @@
 /**
- * A tesseract-core runtime's outputs made to match the output message's declared datatypes
- * (`(tesseract.v1.datatype)` on Tensor fields, written from the runtime's schema). numpy code often
- * answers another dtype than it declares (float64 for a float32 output) or a bare JSON list: the
- * values are cast to the declared datatype when every value survives the cast (an integer in range
- * for an integer type, 0 or 1 for bool, a finite number that stays finite in float32), and refused
- * otherwise, naming the output path, element and value: never a silently different number.
- * Arrays already in their declared dtype pass untouched (no decoding on the evaluation path).
- */
-import ndarray, { type NdArray } from "ndarray";
+ * Arrays in the datatypes their Tensor fields declare (`(tesseract.v1.datatype)`, written from a
+ * runtime's schema or a .proto): the inputs of the JSON forms and of gRPC (castNdArray), and a
+ * tesseract-core runtime's outputs. numpy code often answers another dtype than it declares (float64
+ * for a float32 output) or a bare JSON list: the values are cast to the declared datatype when every
+ * value survives the cast (an integer in range for an integer type, 0 or 1 for bool, a finite number
+ * that stays finite in float32), and refused otherwise, naming the path, element and value: never a
+ * silently different number. Arrays already in their declared dtype pass untouched (no decoding on
+ * the evaluation path).
+ */import ndarray, { type NdArray } from "ndarray";
 import * as protobuf from "protobufjs";
 import { invalidArgument } from "../../common/errors";
 import { elementIn, flattenLists, numpyDtype, tensorFromArrayObject } from "../../common/numpy-arrays";
@@ -25,8 +25,8 @@ export function declaredDatatype(field: protobuf.Field): DataType | undefined {
   return datatype ? datatype : undefined;
 }
 
-/** Flat values as an array object of `to`, each value cast or refused. */
-function castValues(values: ArrayLike<unknown>, shape: number[], to: DataType, where: string, from: string): Record<string, unknown> {
+/** Flat values in an array of `to`, each value cast or refused naming it (`from` says what they were). */
+function castElements(values: ArrayLike<unknown>, to: DataType, where: string, from: string): TypedArray {
   const out = new (arrayClass(to))(values.length) as TypedArray;
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
@@ -34,27 +34,26 @@ function castValues(values: ArrayLike<unknown>, shape: number[], to: DataType, w
     if (element === undefined) throw invalidArgument(`${where} has ${JSON.stringify(typeof v === "bigint" ? String(v) : v)?.slice(0, 40)} at flat index ${i} (${from}), which the declared dtype ${numpyDtype(to)} cannot hold`);
     out[i] = element as never;
   }
+  return out;
+}
+
+/** Flat values as an array object of `to`, each value cast or refused. */
+function castValues(values: ArrayLike<unknown>, shape: number[], to: DataType, where: string, from: string): Record<string, unknown> {
+  const out = castElements(values, to, where, from);
   const buffer = Buffer.from(out.buffer, out.byteOffset, out.byteLength).toString("base64");
   return { object_type: "array", shape, dtype: numpyDtype(to), data: { buffer, encoding: "base64" } };
 }
 
 /**
  * A decoded array (of datatype `from`) of a Tensor field declared `to`, in that datatype: as it is when it has it, else
- * cast element by element, each value surviving the cast or refused (castValues' rule). A
+ * cast element by element, each value surviving the cast or refused (castElements). A
  * tesseract-core runtime casts an input to its declared dtype itself: a float64 point sent to a
  * float32 input moved by another step than the one the quotient divides by (8-22 % off through the
  * bridge), where the engine's own FP32 leaf rounds each point and divides by the step taken.
  */
 export function castNdArray(array: NdArray<TypedArray>, from: DataType, to: DataType, where: string): NdArray<TypedArray> {
   if (from === to) return array;
-  const values = array.data as ArrayLike<number | bigint>;
-  const out = new (arrayClass(to))(values.length) as TypedArray;
-  for (let i = 0; i < values.length; i++) {
-    const element = elementIn(values[i], to);
-    if (element === undefined) throw invalidArgument(`${where} has ${String(values[i]).slice(0, 40)} at flat index ${i} (dtype ${numpyDtype(from)}), which the declared dtype ${numpyDtype(to)} cannot hold`);
-    out[i] = element as never;
-  }
-  return ndarray(out as never, array.shape.slice()) as unknown as NdArray<TypedArray>;
+  return ndarray(castElements(array.data, to, where, `dtype ${numpyDtype(from)}`) as never, array.shape.slice()) as unknown as NdArray<TypedArray>;
 }
 
 /** One array value of a Tensor field declared `to`: as it is when it already has that dtype, else cast. */
