@@ -203,6 +203,16 @@ describe("column grouping", () => {
       assertSameEntries(entries, dense.entries, "polynomial");
     });
 
+    it("the verification's own steps are not the answer's: adjusted_steps names only those (its sub-ulp steps at x = 6e11 were notes of 'stepped one ulp')", async () => {
+      const runtime = polynomial();
+      // FP64 spacing 1.2e-4 here: x + 1e-4 moves x, the verification's (0.5..1.5) 1e-4 / 2 mostly do not.
+      const huge = { ...inputs(), x: f64([6e11, 7e11, 8e11, 9e11]), y: f64([0], []) };
+      const checked = await runtime.jacobian({ inputs: huge, inputPaths: ["x"], outputPaths: ["f"], sparsity: [diagonal], options: { sparsity_mode: DETECT, eps: 1e-4, seed: 3 } });
+      assert.equal(checked.stats.sparsity_source, "request");
+      const dense = await runtime.jacobian({ inputs: huge, inputPaths: ["x"], outputPaths: ["f"], options: { sparsity_mode: DENSE, eps: 1e-4 } });
+      assert.deepEqual(checked.stats.adjusted_steps, dense.stats.adjusted_steps);
+    });
+
     it("the request's pattern before the Tesseract's; SPARSITY_MODE_DENSE ignores both; the stochastic rule too", async () => {
       const { runtime, counter } = counted("vectoradd");
       const inputs = { a: f64([1, 2, 3]), b: f64([4, 5, 6]), s: f64([2], []), normalize: false };
@@ -353,13 +363,14 @@ describe("column grouping", () => {
           return { f: ndarray(f, [x.length]) };
         },
       };
-      for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_RICHARDSON]) {
+      // Forward grouped x_0 (its step up stays inside) where the verification could not move it.
+      for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD, Algorithm.ALGORITHM_RICHARDSON, Algorithm.ALGORITHM_ADAPTIVE]) {
         const runtime = new TesseractRuntime(definition, POLYNOMIAL_DIR);
         const at = (y: number) => ({ inputs: { x: f64([1e-5, 0.5, 2]), y: f64([y], []), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"], options: { sparsity_mode: DETECT, algorithm } });
         assert.equal((await runtime.jacobian(at(0))).stats.sparsity_source, "");
         const { entries, stats } = await runtime.jacobian(at(5));
         assert.equal(stats.sparsity_source, "detected, failed verification: dense", Algorithm[algorithm]);
-        assert.ok(Math.abs(entries[0].values[1 * 3 + 0] - 5) < 1e-6, `d f_1 / d x_0 = ${entries[0].values[3]}`);
+        assert.ok(Math.abs(entries[0].values[1 * 3 + 0] - 5) < 1e-6, `${Algorithm[algorithm]}: d f_1 / d x_0 = ${entries[0].values[3]}`);
         // The dense Jacobian recorded the coupling: the next request groups by it, and passes.
         assert.equal((await runtime.jacobian(at(5))).stats.sparsity_source, "detected");
       }

@@ -31,7 +31,7 @@ import type { ResolvedOptions } from "./options";
 import { unitRoundoff, type Problem } from "./problem";
 import { seededGenerator } from "./random";
 import { effectiveAlgorithm, type Row } from "./rows";
-import { groupable } from "./grouped";
+import { groupable, VERIFICATION_REACH } from "./grouped";
 import { buildStructure, MAX_PATTERN_NONZEROS, type Extent, type Structure } from "./sparsity";
 
 /** Relative agreement the verification asks for (see above). */
@@ -138,14 +138,14 @@ export class ZeroRecorder {
   }
 }
 
-/** ±(0.5..1.5) / sqrt(n): the verification direction's multiple of each element's step. */
+/** ±(0.5..1.5) / sqrt(n): the verification direction's multiple of each element's step (at most VERIFICATION_REACH). */
 function directionMultiples(leaves: readonly InputLeaf[], seed: bigint, direction: number): Float64Array[] {
   const rng = seededGenerator(seed, VERIFY_STREAM + direction);
   const scale = 1 / Math.sqrt(Math.max(1, leaves.reduce((n, l) => n + l.size, 0)));
   return leaves.map((l) =>
     Float64Array.from({ length: l.size }, () => {
       const draw = rng.next() >>> 0;
-      return (draw & 1 ? 1 : -1) * (0.5 + (draw >>> 1) / 2 ** 31) * scale;
+      return (draw & 1 ? 1 : -1) * (VERIFICATION_REACH - 1 + (draw >>> 1) / 2 ** 31) * scale;
     }),
   );
 }
@@ -191,8 +191,9 @@ async function verifyAlong(problem: Problem, options: ResolvedOptions, rows: rea
       // was computed alone (near a bound, one-sided): `unstructured` above verified it, and a
       // one-sided entry's truncation error is no matter for this check.
       if (!steps.inside(l, j, m) || !steps.inside(l, j, -m) || !groupable(steps, algorithm, { leaf: l, index: j })) continue;
-      plus[l][j] = steps.perturbed(l, j, m);
-      minus[l][j] = steps.perturbed(l, j, -m);
+      // Its own steps, m_j ~ 1/sqrt(n) of the rule's, are no step of the answer's: not in adjusted_steps.
+      plus[l][j] = steps.perturbed(l, j, m, false);
+      minus[l][j] = steps.perturbed(l, j, -m, false);
       widths[l][j] = plus[l][j] - minus[l][j];
     }
   });

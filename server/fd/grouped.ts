@@ -32,14 +32,21 @@ import {
 import type { Structure } from "./sparsity";
 import { ruleMultiples, type StepRule } from "./steps";
 
+/** The largest multiple of its step the sparsity verification moves an element by, each way (detection.ts). */
+export const VERIFICATION_REACH = 1.5;
+
 /**
  * Whether an element may share its evaluations with others: central stencils on both sides at every
- * multiple of the rule stay inside its domain. Elements near a bound take rows.ts's one-sided
- * stencils, alone (they need f(x) and points on one side, which a group's pair does not give).
+ * multiple of the rule, and the verification's steps (VERIFICATION_REACH), stay inside its domain.
+ * Elements near a bound go alone, over whole outputs, where a dependence the structure misses shows
+ * (`unstructured`): rows.ts's one-sided stencils need f(x) and points on one side, which a group's
+ * pair does not give, and the verification cannot move them. A forward group stepped such an element
+ * (backwards, near an upper bound) and the verification left it where it was: a missed dependence
+ * of 2.5 came back as 0.
  */
 export function groupable(steps: StepRule, algorithm: ResolvedOptions["algorithm"], column: Column): boolean {
-  if (algorithm === "forward") return true;
-  return ruleMultiples(algorithm).every((m) => steps.inside(column.leaf, column.index, m) && steps.inside(column.leaf, column.index, -m));
+  const multiples = algorithm === "forward" ? [VERIFICATION_REACH] : [...ruleMultiples(algorithm), VERIFICATION_REACH];
+  return multiples.every((m) => steps.inside(column.leaf, column.index, m) && steps.inside(column.leaf, column.index, -m));
 }
 
 /** The rows of the Jacobian by the options' rule, one group of columns (one batch) at a time, each row checked finite. */
@@ -267,7 +274,11 @@ function forwardGroups(problem: Problem, steps: StepRule, groups: readonly Colum
     const plus = groupPoints(steps, group, (k) => sides[k]);
     const fPlus = await problem.evaluate(plus.changes, () => `${groupName(problem, group)} ${group.length === 1 && sides[0] < 0 ? "-" : "+"} h`);
     const s = split(group);
-    return group.map((c, k) => row(c, s.quotient(k, fPlus, base, plus.points[k] - problem.leaves[c.leaf].data[c.index]), s.cells(k)));
+    const step = (k: number) => plus.points[k] - problem.leaves[group[k].leaf].data[group[k].index];
+    if (group.length > 1) return group.map((c, k) => row(c, s.quotient(k, fPlus, base, step(k)), s.cells(k)));
+    // A lone element (one near a bound among them): its quotient over whole outputs, as centralGroups'.
+    const full = fPlus.map((p, o) => p.map((v, i) => (v - base[o][i]) / step(0)));
+    return [{ ...row(group[0], s.gather(0, full), s.cells(0)), unstructured: s.outside(0, full) }];
   });
 }
 

@@ -215,17 +215,18 @@ export class StepRule {
   }
 
   /**
-   * x_j + multiple · h_j in the leaf's precision; one ulp away when the step would round to nothing.
+   * x_j + multiple · h_j in the leaf's precision; one ulp away when the step would round to nothing
+   * (noted in adjusted_steps unless `noted` is false: the sparsity verification's own short steps).
    * Refused (INVALID_ARGUMENT) unless it and twice its distance from x_j are finite, so that the
    * width between any two points of a stencil, x ± multiple · h, is finite too.
    */
-  perturbed(leaf: number, index: number, multiple: number): number {
+  perturbed(leaf: number, index: number, multiple: number, noted = true): number {
     const input = this.leaves[leaf];
     const x = input.data[index];
     const h = multiple * this.elementStep(leaf, index);
     let y = input.fp32 ? Math.fround(x + h) : x + h;
     if (y === x) {
-      this.note(`${elementName(input, index)}: a step of ${h} is below one ulp of ${y}; stepped one ulp instead`);
+      if (noted) this.note(`${elementName(input, index)}: a step of ${h} is below one ulp of ${y}; stepped one ulp instead`);
       y = nextAfter(y, h > 0, input.fp32);
     }
     if (!Number.isFinite(y) || !Number.isFinite(2 * (y - x))) throw this.overflow(leaf, index, multiple, y);
