@@ -28,7 +28,7 @@ import { isPattern, matchesPattern, parsePath } from "../common/paths";
 import type * as protobuf from "protobufjs";
 import type { RemoteApply } from "./eval/concurrent";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
-import type { EnumStrings } from "./schema/json-messages";
+import type { EnumLiterals } from "./schema/json-messages";
 import { DataType, dataTypeOfArray, DEFAULT_LIMITS, isNdArray, toFloat64, type DecodeLimits } from "../common/tensor-codec";
 import type { AbstractOutput, AnyTesseract, DomainBounds, SparsityPattern } from "./tesseract";
 
@@ -151,7 +151,7 @@ export interface PreparedSchema {
   /** Apply that runs elsewhere and may run many times at once (evaluations then never use worker threads). */
   remoteApply?: RemoteApply;
   /** Per enum (full name), the Tesseract's own string for each value number ("" for 0): how its JSON names them. */
-  enumStrings?: EnumStrings;
+  enumLiterals?: EnumLiterals;
   readiness?: Readiness;
   /** Why an endpoint the definition lacks is not available (for UNIMPLEMENTED), by RPC name. */
   unimplemented?: Partial<Record<"AbstractEval", string>>;
@@ -173,7 +173,7 @@ export class TesseractRuntime {
   readonly remoteApply?: RemoteApply;
 
   /** The Tesseract's own enum strings for its JSON (a tesseract-core Tesseract's Literals); empty otherwise. */
-  readonly enumStrings: EnumStrings = {};
+  readonly enumLiterals: EnumLiterals = {};
 
   /** Set for a Tesseract that can be unready (a tesseract-core runtime's): health follows it. */
   readonly readiness?: Readiness;
@@ -200,7 +200,7 @@ export class TesseractRuntime {
       this.protoFiles = prepared.protoFiles;
       this.protoIncludeDirs = prepared.protoIncludeDirs ?? [];
       this.remoteApply = prepared.remoteApply;
-      this.enumStrings = prepared.enumStrings ?? {};
+      this.enumLiterals = prepared.enumLiterals ?? {};
       this.readiness = prepared.readiness;
       this.schema = new TesseractSchema(prepared.root, definition.inputType, definition.outputType);
       return;

@@ -31,8 +31,8 @@ function setup(n: number, weights: number) {
     scale: 1.5,
   };
   const leaves = schema.resolveDifferentiable(inputs, PATHS, "input_paths", "input").map((leaf) => inputLeaf(leaf, "input_paths"));
-  const whole = (changes: Change[]) => JSON.stringify({ inputs: messageJson(schema.type, perturbedTree(inputs, leaves, changes), "base64", generated.enumStrings) });
-  return { bodies: new ApplyBodies(schema.type, inputs, leaves, generated.enumStrings), leaves, whole };
+  const whole = (changes: Change[]) => JSON.stringify({ inputs: messageJson(schema.type, perturbedTree(inputs, leaves, changes), "base64", generated.enumLiterals) });
+  return { bodies: new ApplyBodies(messageJson(schema.type, inputs, "base64", generated.enumLiterals), leaves), leaves, whole };
 }
 
 describe("bridge apply bodies", () => {

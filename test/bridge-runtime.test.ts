@@ -351,9 +351,67 @@ describe("tesseract-core bridge: enums", function () {
       assert.equal(seen.at(-1)!.method, "central");
       const bad = await postJson(`${rest}/apply`, { inputs: { mesh: { n_points: 1, points, cell_data: {} }, layers: [], method: "backward" } });
       assert.equal(bad.status, 422);
-      assert.match(((await bad.json()) as { detail: { msg: string }[] }).detail[0].msg, /inputs\.method is "backward", expected one of central, forward/);
+      assert.match(((await bad.json()) as { detail: { msg: string }[] }).detail[0].msg, /inputs\.method is "backward", expected one of "central", "forward"$/);
       const doc = (await (await fetch(`${rest}/openapi.json`)).json()) as any;
       assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.method, { type: "string", enum: ["central", "forward"] });
+    } finally {
+      await stop();
+    }
+  });
+});
+
+describe("tesseract-core bridge: Literals of any values, required fields", function () {
+  this.timeout(20000);
+
+  /** Mesh Stats with a Literal[3, 2, 1] `order` and a Literal["a", 1, None, ""] `kind`, recording what it received. */
+  function withLiterals(seen: Record<string, unknown>[]): FakeTesseract {
+    const openapi = structuredClone(MESH_STATS_OPENAPI) as any;
+    const schema = openapi.components.schemas.Apply_InputSchema;
+    schema.properties.order = { enum: [3, 2, 1], type: "integer", default: 3 };
+    schema.properties.kind = { enum: ["a", 1, null, ""], default: "a" };
+    const base = meshStats();
+    return { openapi, apply: (decoded) => (seen.push(decoded), base.apply(decoded)) };
+  }
+  const points = { object_type: "array", shape: [1, 3], dtype: "float64", data: { buffer: [[1, 2, 3]], encoding: "json" } };
+  const restInputs = (extra: Record<string, unknown>, mesh: Record<string, unknown> = { n_points: 1 }) => ({ inputs: { mesh: { ...mesh, points, cell_data: {} }, layers: [], ...extra } });
+
+  it("the REST API takes a Literal's values as themselves and sends them so (1 of Literal[3, 2, 1] went to the runtime as \"3\"; \"\" could not be sent)", async () => {
+    const seen: Record<string, unknown>[] = [];
+    const { rest, client, stop } = await bridged(withLiterals(seen));
+    try {
+      for (const [order, kind] of [[1, 1], [3, ""], [2, "a"]]) {
+        const res = await postJson(`${rest}/apply`, restInputs({ order, kind }));
+        assert.equal(res.status, 200, await res.clone().text());
+        assert.deepEqual([seen.at(-1)!.order, seen.at(-1)!.kind], [order, kind]);
+      }
+      const bad = await postJson(`${rest}/apply`, restInputs({ order: 4 }));
+      assert.equal(bad.status, 422);
+      assert.match(((await bad.json()) as { detail: { msg: string }[] }).detail[0].msg, /inputs\.order is 4, expected one of 3, 2, 1$/);
+      // Over gRPC an enum is its value number, as protobuf has it: ORDER_VALUE_1 is number 3, the literal 1.
+      await client.apply({ ...inputs(), order: 3 });
+      assert.strictEqual(seen.at(-1)!.order, 1);
+      const doc = (await (await fetch(`${rest}/openapi.json`)).json()) as any;
+      assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.order, { type: "integer", enum: [3, 2, 1] });
+      assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.kind, { enum: ["a", 1, null, ""] });
+    } finally {
+      await stop();
+    }
+  });
+
+  it("a required field left unset is INVALID_ARGUMENT naming it (it went to the runtime as 0 and answered OK); an explicit 0 is sent", async () => {
+    const seen: Record<string, unknown>[] = [];
+    const { rest, client, fake, stop } = await bridged(withLiterals(seen));
+    try {
+      const { n_points: _, ...meshWithout } = inputs().mesh;
+      await clientRejects(client.apply({ ...inputs(), mesh: meshWithout }), "INVALID_ARGUMENT", /^inputs\.mesh\.n_points is missing; the runtime's schema requires it$/);
+      const jacobian = client.jacobian({ inputs: { ...inputs(), mesh: meshWithout }, inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL });
+      await clientRejects(jacobian, "INVALID_ARGUMENT", /inputs\.mesh\.n_points is missing; the runtime's schema requires it/);
+      const res = await postJson(`${rest}/apply`, restInputs({}, {}));
+      assert.equal(res.status, 422);
+      assert.match(((await res.json()) as { detail: { msg: string }[] }).detail[0].msg, /inputs\.mesh\.n_points is missing; the runtime's schema requires it/);
+      assert.equal(fake.applyCalls, 0);
+      await postJson(`${rest}/apply`, restInputs({}, { n_points: 0 }));
+      assert.strictEqual((seen.at(-1)!.mesh as { n_points: unknown }).n_points, 0);
     } finally {
       await stop();
     }

@@ -49,11 +49,11 @@ describe("tesseract-core schemas as protobuf messages", () => {
     assert.equal(field("Mesh", "tags").type, "string");
     assert.equal(field("Inputs", "scale").type, "double");
     // Fields with a default or Optional[...] are proto3 optional: unset means tesseract-core's default.
-    for (const name of ["scale", "label", "method"]) assert.ok(field("Inputs", name).partOf, `${name} is optional`);
-    assert.equal(field("Mesh", "n_points").partOf, null);
+    // Every scalar has presence, required (n_points) or not: a required one left unset is refused, not sent as 0.
+    for (const [message, name] of [["Inputs", "scale"], ["Inputs", "label"], ["Inputs", "method"], ["Mesh", "n_points"]]) assert.ok(field(message, name).partOf, `${name} is optional`);
     const method = root.lookupEnum(`${proto.packageName}.MethodValue`);
     assert.deepEqual({ ...method.values }, { METHOD_VALUE_UNSPECIFIED: 0, METHOD_VALUE_CENTRAL: 1, METHOD_VALUE_FORWARD: 2 });
-    assert.deepEqual(proto.enumStrings[`${proto.packageName}.MethodValue`], ["", "central", "forward"]);
+    assert.deepEqual(proto.enumLiterals[`${proto.packageName}.MethodValue`], [undefined, "central", "forward"]);
   });
 
   it("names Literal values that spell the same protobuf name apart, and declares arrays' dtypes", () => {
@@ -69,7 +69,7 @@ describe("tesseract-core schemas as protobuf messages", () => {
       METHOD_VALUE_VALUE_4: 4,
       METHOD_VALUE_VALUE_5: 5,
     });
-    assert.deepEqual(generated.enumStrings[`${generated.packageName}.MethodValue`], ["", "semi-implicit", "semi_implicit", "Semi Implicit", "-", "unspecified"]);
+    assert.deepEqual(generated.enumLiterals[`${generated.packageName}.MethodValue`], [undefined, "semi-implicit", "semi_implicit", "Semi Implicit", "-", "unspecified"]);
     assert.equal(field("Mesh", "points").options?.["(tesseract.v1.datatype)"], "DATA_TYPE_FP64");
     assert.equal(field("Layer", "weights").options?.["(tesseract.v1.datatype)"], "DATA_TYPE_FP32");
     assert.equal(field("Outputs", "barycenter").options?.["(tesseract.v1.datatype)"], "DATA_TYPE_FP64");
@@ -107,7 +107,7 @@ describe("tesseract-core schemas as protobuf messages", () => {
       s.MeshAlias = { $ref: "#/components/schemas/Apply_Mesh" };
       s.Apply_InputSchema.properties.label = { $ref: "#/components/schemas/MeshAlias" };
     }));
-    assert.match(alias.text, /message MeshAlias \{\n {2}int64 n_points = 1;/);
+    assert.match(alias.text, /message MeshAlias \{\n {2}optional int64 n_points = 1;/);
   });
 
   it("lists each model's required fields (an answer must hold them), in field order", () => {

@@ -7,13 +7,11 @@
  * The body is byte for byte what encoding the perturbed tree would give.
  */
 import { randomBytes } from "node:crypto";
-import type * as protobuf from "protobufjs";
 import { Code, TesseractError } from "../../common/errors";
 import { isPlainObject } from "../../common/records";
 import { perturbedData, type LeafData } from "../eval/concurrent";
 import type { Change, Perturbation } from "../eval/evaluator";
 import type { InputLeaf } from "../eval/input-leaf";
-import { messageJson, type EnumStrings } from "../schema/json-messages";
 import { getAtPath } from "../../common/paths";
 
 /** Raw bytes of a leaf's storage as base64: what an array object of that leaf carries. */
@@ -34,13 +32,11 @@ export class ApplyBodies {
   /** The base64 of each leaf's unperturbed data. */
   private readonly base: string[];
 
+  /** `json`: the job's inputs as tesseract-core's JSON (arrays base64), which this takes over. */
   constructor(
-    type: protobuf.Type,
-    inputs: Record<string, unknown>,
+    json: Record<string, unknown>,
     private readonly leaves: readonly InputLeaf[],
-    enumStrings: EnumStrings,
   ) {
-    const json = messageJson(type, inputs, "base64", enumStrings);
     leaves.forEach((leaf, i) => {
       const array = getAtPath(json, leaf.segments);
       const data = isPlainObject(array) ? array.data : undefined;

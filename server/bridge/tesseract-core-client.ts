@@ -16,8 +16,8 @@ import { NUMPY_DTYPES } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
 import type { JobApply } from "../eval/concurrent";
 import type { InputLeaf } from "../eval/input-leaf";
-import { castToDeclared, declaredDatatype } from "../schema/output-casting";
-import { inputsAny, isTensorField, messageJson, type EnumStrings } from "../schema/json-messages";
+import { castToDeclared, declaredDatatype, requireFields } from "../schema/output-casting";
+import { inputsAny, isTensorField, messageJson, type EnumLiterals } from "../schema/json-messages";
 import { JsonLeafReader } from "../schema/json-leaves";
 import { formatPath, type Segment } from "../../common/paths";
 import type { RequiredFields } from "../schema/openapi-proto";
@@ -39,19 +39,26 @@ export class TesseractCoreClient {
     readonly replicas: RuntimeReplicas,
     private readonly inputs: MessageSchema,
     private readonly outputs: MessageSchema,
-    private readonly enumStrings: EnumStrings,
-    /** The fields each output message's model requires (openapi-proto.ts). */
+    private readonly enumLiterals: EnumLiterals,
+    /** The fields each message's model requires (openapi-proto.ts). */
     private readonly requiredFields: RequiredFields = {},
   ) {}
 
   /** One evaluation: the inputs tree in, the outputs tree out, as if a gRPC Tesseract had returned it. */
   apply(tree: Record<string, unknown>, signal?: AbortSignal): Promise<Record<string, unknown>> {
-    return this.applyBody(JSON.stringify({ inputs: messageJson(this.inputs.type, tree, "base64", this.enumStrings) }), signal);
+    return this.applyBody(JSON.stringify({ inputs: this.inputsJson(tree, "base64") }), signal);
+  }
+
+  /** An inputs tree as tesseract-core's JSON, refused where it leaves out a field the runtime's schema requires (requireFields). */
+  private inputsJson(tree: Record<string, unknown>, encoding: "base64" | "abstract"): Record<string, unknown> {
+    const json = messageJson(this.inputs.type, tree, encoding, this.enumLiterals);
+    requireFields(this.inputs.type, json, "inputs", this.requiredFields);
+    return json;
   }
 
   /** The evaluations of one job: its inputs encoded once, each evaluation's changes spliced in. */
   forJob(inputs: Record<string, unknown>, leaves: readonly InputLeaf[]): JobApply {
-    const bodies = new ApplyBodies(this.inputs.type, inputs, leaves, this.enumStrings);
+    const bodies = new ApplyBodies(this.inputsJson(inputs, "base64"), leaves);
     let reader: JsonLeafReader | undefined; // a job's differentiated outputs are the same in every answer
     return (perturbation, signal, only) => {
       if (only) reader ??= new JsonLeafReader(this.outputs.type, only, "outputs");
@@ -67,7 +74,7 @@ export class TesseractCoreClient {
 
   /** The output shapes and datatypes for inputs whose tensors may be abstract ({ shape, datatype }). */
   async abstractEval(tree: Record<string, unknown>, signal?: AbortSignal): Promise<AbstractOutput[]> {
-    const body = JSON.stringify({ inputs: messageJson(this.inputs.type, tree, "abstract", this.enumStrings) });
+    const body = JSON.stringify({ inputs: this.inputsJson(tree, "abstract") });
     const { text, url } = await this.post("abstract_eval", body, signal);
     try {
       return abstractOutputs(this.outputs.type, parseAnswer(text), [], "outputs");
@@ -116,7 +123,7 @@ export class TesseractCoreClient {
     try {
       if (only) return only.read(parseAnswer(text));
       const json = castToDeclared(this.outputs.type, parseAnswer(text), "outputs", this.requiredFields);
-      const any = inputsAny(this.outputs, json, false, { field: "outputs", enumStrings: this.enumStrings });
+      const any = inputsAny(this.outputs, json, false, { field: "outputs", enumLiterals: this.enumLiterals });
       return this.outputs.decodeAny(any, "outputs");
     } catch (e) {
       const message = isTesseractError(e) || e instanceof SyntaxError ? e.message : String(e);

@@ -147,7 +147,7 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
       protoFiles: [file],
       protoIncludeDirs: [dir],
       remoteApply: { apply: (inputs, signal) => client!.apply(inputs, signal), forJob: (inputs, leaves) => client!.forJob(inputs, leaves) },
-      enumStrings: generated.enumStrings,
+      enumLiterals: generated.enumLiterals,
       readiness: health,
       unimplemented: hasAbstractEval ? {} : { AbstractEval: `the tesseract-core runtime at ${url} has no /abstract_eval (its /openapi.json does not list it), so AbstractEval is not available` },
       release: () => {
@@ -156,7 +156,7 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
         fs.rmSync(dir, { recursive: true, force: true });
       },
     });
-    client = new TesseractCoreClient(replicas, runtime.schema.inputs, runtime.schema.outputs, generated.enumStrings, generated.requiredFields);
+    client = new TesseractCoreClient(replicas, runtime.schema.inputs, runtime.schema.outputs, generated.enumLiterals, generated.requiredFields);
     return runtime;
   } catch (e) {
     health.close();

@@ -12,7 +12,7 @@
 import * as protobuf from "protobufjs";
 import { NUMPY_DTYPES, numpyDtype } from "../../common/numpy-arrays";
 import type { TesseractRuntime } from "../runtime";
-import { isTensorField, type EnumStrings } from "../schema/json-messages";
+import { isTensorField, type EnumLiterals } from "../schema/json-messages";
 import { declaredDatatype } from "../schema/output-casting";
 
 type Json = Record<string, unknown>;
@@ -68,13 +68,19 @@ function declaredDtype(field: protobuf.Field): string | undefined {
   return datatype === undefined ? undefined : numpyDtype(datatype);
 }
 
-function fieldSchema(field: protobuf.Field, ref: (t: protobuf.Type) => Json, enumStrings: EnumStrings): Json {
+/** A Literal's schema, as pydantic writes it: its values, and their type where they share one. */
+function literalSchema(values: readonly unknown[]): Json {
+  const types = new Set(values.map((v) => (v === null ? "null" : Number.isInteger(v) ? "integer" : typeof v === "number" ? "number" : typeof v)));
+  return types.size === 1 ? { type: [...types][0], enum: [...values] } : { enum: [...values] };
+}
+
+function fieldSchema(field: protobuf.Field, ref: (t: protobuf.Type) => Json, enumLiterals: EnumLiterals): Json {
   let element: Json;
   const sub = field.resolvedType;
-  const strings = sub instanceof protobuf.Enum ? enumStrings[sub.fullName.replace(/^\./, "")] : undefined;
+  const literals = sub instanceof protobuf.Enum ? enumLiterals[sub.fullName.replace(/^\./, "")] : undefined;
   if (isTensorField(field)) element = arraySchema(field.options?.[DIFFERENTIABLE_OPTION] === true, declaredDtype(field));
   else if (sub instanceof protobuf.Type) element = ref(sub);
-  else if (strings) element = { type: "string", enum: strings.slice(1) };
+  else if (literals) element = literalSchema(literals.slice(1));
   else if (sub instanceof protobuf.Enum) element = { type: "string", enum: Object.keys(sub.values) };
   else element = SCALARS[field.type] ?? { type: "integer" };
   if (field.map) return { type: "object", additionalProperties: element };
@@ -83,14 +89,14 @@ function fieldSchema(field: protobuf.Field, ref: (t: protobuf.Type) => Json, enu
   // is the runtime's own default, which this schema does not know; a proto zero would be wrong.
   if (!(sub instanceof protobuf.Type) && field.options?.proto3_optional === true) return element;
   // A bridged Tesseract's enum left unset takes the runtime's own default, which its schema knew.
-  if (strings) return element;
+  if (literals) return element;
   if (sub instanceof protobuf.Enum) return { ...element, default: sub.valuesById[0] ?? Object.keys(sub.values)[0] };
   if (!sub) return { ...element, default: field.type === "bool" ? false : field.type === "string" || field.type === "bytes" ? "" : 0 };
   return element;
 }
 
 /** One JSON schema per message reachable from `roots`, named `<prefix>_<model>`. */
-function modelSchemas(prefix: string, roots: [protobuf.Type, string][], enumStrings: EnumStrings): Json {
+function modelSchemas(prefix: string, roots: [protobuf.Type, string][], enumLiterals: EnumLiterals): Json {
   const models = new Models();
   const out: Json = {};
   const pending: protobuf.Type[] = [];
@@ -105,7 +111,7 @@ function modelSchemas(prefix: string, roots: [protobuf.Type, string][], enumStri
   for (let type = pending.shift(); type; type = pending.shift()) {
     const key = `${prefix}_${models.names.get(type)}`;
     if (key in out) continue;
-    const properties = Object.fromEntries(type.fieldsArray.map((f) => [f.name, fieldSchema(f, ref, enumStrings)]));
+    const properties = Object.fromEntries(type.fieldsArray.map((f) => [f.name, fieldSchema(f, ref, enumLiterals)]));
     out[key] = { title: type.name, type: "object", properties, additionalProperties: false };
   }
   return out;
@@ -183,7 +189,7 @@ export function openApiDocument(runtime: TesseractRuntime): Json {
   const arrayOf = (differentiable: boolean) => arraySchema(differentiable);
   for (const endpoint of endpoints) {
     const prefix = PREFIXES[endpoint];
-    Object.assign(schemas, modelSchemas(prefix, [[inputs.type, "InputSchema"], [outputs.type, "OutputSchema"]], runtime.enumStrings));
+    Object.assign(schemas, modelSchemas(prefix, [[inputs.type, "InputSchema"], [outputs.type, "OutputSchema"]], runtime.enumLiterals));
     const inputRef = { $ref: `#/components/schemas/${prefix}_InputSchema` };
     const properties: Json = { inputs: inputRef };
     const required = ["inputs"];

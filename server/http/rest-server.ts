@@ -296,8 +296,8 @@ function route(app: FastifyInstance, options: RestServerOptions, endpoint: strin
 function addEndpoints(app: FastifyInstance, options: RestServerOptions): void {
   const { runtime } = options;
   // A bridged Tesseract's enums read and write as its own strings (tesseract-core's Literals).
-  const { enumStrings } = runtime;
-  const inputs = (json: unknown, abstract = false) => inputsAny(runtime.schema.inputs, json, abstract, { enumStrings, maxMessages: runtime.decodeLimits.maxMessages });
+  const { enumLiterals } = runtime;
+  const inputs = (json: unknown, abstract = false) => inputsAny(runtime.schema.inputs, json, abstract, { enumLiterals, maxMessages: runtime.decodeLimits.maxMessages });
   const gradient = (body: Body, inPaths: string, outPaths: string, signal: AbortSignal, query: Record<string, unknown>): GradientRequest => ({
     inputs: runtime.decodeInputs(inputs(body.inputs)),
     inputPaths: body[inPaths] as string[],
@@ -310,7 +310,7 @@ function addEndpoints(app: FastifyInstance, options: RestServerOptions): void {
 
   route(app, options, "apply", false, async (body, encoding, signal) => {
     const outputs = await runtime.applyMessage(inputs(body.inputs), signal);
-    return messageJson(runtime.schema.outputs.type, runtime.schema.outputs.decodeAny(outputs, "outputs"), encoding, enumStrings, "outputs");
+    return messageJson(runtime.schema.outputs.type, runtime.schema.outputs.decodeAny(outputs, "outputs"), encoding, enumLiterals, "outputs");
   });
   if (servedEndpoints(runtime).includes("abstract_eval")) {
     route(app, options, "abstract_eval", false, async (body, _encoding, signal) => abstractOutputs(await runtime.abstractEval(runtime.decodeAbstractInputs(inputs(body.inputs, true)), signal)));

@@ -4,7 +4,7 @@
  * checks limits and validates them exactly as on the gRPC path; trees with ndarray leaves become
  * JSON with array objects, enums by name. Used by the REST transport (its requests and answers) and
  * by the tesseract-core bridge (the other way round: its apply requests and the answers to them),
- * where `enumStrings` names enum values by tesseract-core's own strings.
+ * where `enumLiterals` gives enum values as tesseract-core's own Literal values.
  */
 import type { NdArray } from "ndarray";
 import * as protobuf from "protobufjs";
@@ -22,23 +22,30 @@ const TENSOR_TYPE = ".tesseract.v1.Tensor";
 export const isTensorField = (field: protobuf.Field): boolean => field.resolvedType?.fullName === TENSOR_TYPE;
 
 
-/** Per enum (full name, no leading dot), the string of each value number: tesseract-core's Literal values. */
-export type EnumStrings = Readonly<Record<string, readonly string[]>>;
+/**
+ * Per enum (full name, no leading dot), the JSON value of each value number (index 0: unset): a
+ * tesseract-core Literal's values, strings, numbers or null, sent and read as themselves.
+ */
+export type EnumLiterals = Readonly<Record<string, readonly unknown[]>>;
+
+/** The value number of a JSON value among an enum's literals (0: none). */
+const literalNumber = (literals: readonly unknown[], v: unknown) => Math.max(0, literals.indexOf(v, 1));
 
 const enumKey = (e: protobuf.Enum) => e.fullName.replace(/^\./, "");
 
 /** One scalar field value, checked against its protobuf type. */
-function scalar(field: protobuf.Field, v: unknown, where: string, enumStrings: EnumStrings): unknown {
+function scalar(field: protobuf.Field, v: unknown, where: string, enumLiterals: EnumLiterals): unknown {
   const type = field.type;
   if (field.resolvedType instanceof protobuf.Enum) {
     const values = field.resolvedType.values;
-    const strings = enumStrings[enumKey(field.resolvedType)];
-    if (strings && typeof v === "string" && v !== "" && strings.includes(v)) return strings.indexOf(v);
+    const literals = enumLiterals[enumKey(field.resolvedType)];
+    // A bridged Literal's values are themselves: 1 of Literal[3, 2, 1] is the literal 1, not value number 1.
+    if (literals && literalNumber(literals, v)) return literalNumber(literals, v);
     const byName = typeof v === "string" ? enumNumber(field.resolvedType.name, values, v) : undefined;
     if (byName !== undefined) return byName;
+    if (literals) throw invalidArgument(`${where} is ${shown(v)}, expected one of ${literals.slice(1).map((l) => JSON.stringify(l)).join(", ")}`);
     if (Number.isInteger(v) && (v as number) >= INT_RANGES.int32[0] && (v as number) <= INT_RANGES.int32[1]) return v;
-    const names = strings ? strings.slice(1) : Object.keys(values);
-    throw invalidArgument(`${where} is ${shown(v)}, expected one of ${names.join(", ")} (or its number)`);
+    throw invalidArgument(`${where} is ${shown(v)}, expected one of ${Object.keys(values).join(", ")} (or its number)`);
   }
   return jsonScalar(type, v, where);
 }
@@ -46,7 +53,7 @@ function scalar(field: protobuf.Field, v: unknown, where: string, enumStrings: E
 /** How one JSON message is read: abstract arrays allowed (abstract_eval), enum strings, and the messages it may still hold. */
 interface Reading {
   abstract: boolean;
-  enumStrings: EnumStrings;
+  enumLiterals: EnumLiterals;
   /** DecodeLimits.maxMessages, and the messages (tensors, map entries, nested messages) read so far. */
   maxMessages: number;
   messages: number;
@@ -69,7 +76,7 @@ function fieldValue(field: protobuf.Field, v: unknown, where: string, reading: R
       return tensorFromArrayObject((declared === undefined ? x : castArray(x, declared, w)) as Record<string, unknown>, w, { abstract: reading.abstract });
     }
     if (field.resolvedType instanceof protobuf.Type) return plainMessage(field.resolvedType, x, w, reading);
-    return scalar(field, x, w, reading.enumStrings);
+    return scalar(field, x, w, reading.enumLiterals);
   };
   if (field.map) {
     if (!isPlainObject(v)) throw invalidArgument(`${where} is ${shown(v)}, expected an object (a map)`);
@@ -106,10 +113,10 @@ function plainMessage(type: protobuf.Type, json: unknown, where: string, reading
  * The request's `inputs` as an Any of the input type. `abstract` (abstract_eval) lets arrays leave
  * out `data`. Messages start with `inputs.` and the JSON path of the value they refuse.
  */
-export function inputsAny(schema: MessageSchema, json: unknown, abstract = false, opts: { field?: string; enumStrings?: EnumStrings; maxMessages?: number } = {}): AnyMessage {
+export function inputsAny(schema: MessageSchema, json: unknown, abstract = false, opts: { field?: string; enumLiterals?: EnumLiterals; maxMessages?: number } = {}): AnyMessage {
   const field = opts.field ?? "inputs";
   // Unbounded unless a request's limit is given (a runtime's outputs are not a request).
-  const reading = { abstract, enumStrings: opts.enumStrings ?? {}, maxMessages: opts.maxMessages ?? Infinity, messages: 0 };
+  const reading = { abstract, enumLiterals: opts.enumLiterals ?? {}, maxMessages: opts.maxMessages ?? Infinity, messages: 0 };
   const plain = plainMessage(schema.type, json, field, reading);
   const problem = schema.type.verify(plain);
   if (problem) throw invalidArgument(`${field} ${problem}`);
@@ -128,26 +135,26 @@ function shapeAndDtype(x: unknown): { shape: number[]; dtype: string } {
 
 /**
  * A tree of `type` (ndarray leaves, as the runtime decodes outputs) as JSON; unset fields are left
- * out. With `enumStrings` (a bridged Tesseract's Literal strings), enums are written as those
- * strings, and value 0 (`*_UNSPECIFIED`, which has no string) means unset: left out of a message,
+ * out. With `enumLiterals` (a bridged Tesseract's Literal values), enums are written as those
+ * values, and value 0 (`*_UNSPECIFIED`, which has no string) means unset: left out of a message,
  * refused in a list or map, naming the path from `where`.
  */
-export function messageJson(type: protobuf.Type, tree: Record<string, unknown>, encoding: JsonArrays, enumStrings: EnumStrings = {}, where = "inputs"): Record<string, unknown> {
+export function messageJson(type: protobuf.Type, tree: Record<string, unknown>, encoding: JsonArrays, enumLiterals: EnumLiterals = {}, where = "inputs"): Record<string, unknown> {
   const out = emptyRecord<unknown>();
   for (const field of type.fieldsArray) {
     const v = tree[field.name];
     if (v === undefined || v === null) continue;
     const at = `${where}.${field.name}`;
-    const strings = field.resolvedType instanceof protobuf.Enum ? enumStrings[enumKey(field.resolvedType)] : undefined;
+    const literals = field.resolvedType instanceof protobuf.Enum ? enumLiterals[enumKey(field.resolvedType)] : undefined;
     const element = (x: unknown, w: string): unknown => {
       if (isTensorField(field)) return encoding === "abstract" ? shapeAndDtype(x) : arrayObject(x as NdArray<any>, encoding);
-      if (field.resolvedType instanceof protobuf.Type) return messageJson(field.resolvedType, x as Record<string, unknown>, encoding, enumStrings, w);
+      if (field.resolvedType instanceof protobuf.Type) return messageJson(field.resolvedType, x as Record<string, unknown>, encoding, enumLiterals, w);
       if (field.resolvedType instanceof protobuf.Enum) {
-        if (strings && !strings[x as number]) {
+        if (literals && !((x as number) > 0 && (x as number) < literals.length)) {
           if (x === 0 && w === at) return undefined;
-          throw invalidArgument(`${w} is ${field.resolvedType.valuesById[x as number] ?? x}, which has no value in the Tesseract's schema; expected one of ${strings.slice(1).join(", ")}`);
+          throw invalidArgument(`${w} is ${field.resolvedType.valuesById[x as number] ?? x}, which has no value in the Tesseract's schema; expected one of ${literals.slice(1).map((l) => JSON.stringify(l)).join(", ")}`);
         }
-        return strings ? strings[x as number] : (field.resolvedType.valuesById[x as number] ?? x);
+        return literals ? literals[x as number] : (field.resolvedType.valuesById[x as number] ?? x);
       }
       if (x instanceof Uint8Array) return Buffer.from(x).toString("base64");
       return typeof x === "bigint" ? Number(x) : x;

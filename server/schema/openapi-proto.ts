@@ -8,7 +8,8 @@
  *                                        when array_flags holds DIFFERENTIABLE, and
  *                                        [(tesseract.v1.datatype) = DATA_TYPE_…] for its declared dtype
  *   integer, number, string, boolean  -> int64, double, string, bool
- *   enum of strings (Literal[...])    -> enum <Field>Value { <FIELD>_VALUE_UNSPECIFIED = 0; <FIELD>_VALUE_<VALUE> = i; }
+ *   enum (Literal[...])               -> enum <Field>Value { <FIELD>_VALUE_UNSPECIFIED = 0; <FIELD>_VALUE_<VALUE> = i; }
+ *                                        (values of any JSON type, sent to the runtime as themselves)
  *                                        (UNSPECIFIED: unset, so tesseract-core's default applies)
  *   dict[str, X] (additionalProperties) -> map<string, X>
  *   list[X] (items)                   -> repeated X
@@ -27,8 +28,8 @@ export interface ProtoFromOpenApi {
   packageName: string;
   inputType: string;
   outputType: string;
-  /** Per enum (full name), the tesseract-core string of each value number (index 0: unset). */
-  enumStrings: Record<string, string[]>;
+  /** Per enum (full name), the tesseract-core Literal value of each value number (index 0: unset). */
+  enumLiterals: Record<string, unknown[]>;
   /** Per message (full name), the fields its model requires (an answer must hold them). */
   requiredFields: RequiredFields;
 }
@@ -81,7 +82,7 @@ function isArraySchema(s: JsonSchema): boolean {
 class Writer {
   private readonly messages = new Map<string, string>();
   private readonly enums: string[] = [];
-  readonly enumStrings: Record<string, string[]> = {};
+  readonly enumLiterals: Record<string, unknown[]> = {};
   readonly requiredFields: RequiredFields = {};
 
   constructor(
@@ -99,12 +100,14 @@ class Writer {
     const schema = this.resolve(ref, path);
     const properties = isObject(schema.properties) ? schema.properties : {};
     const required = new Set(Array.isArray(schema.required) ? (schema.required as string[]) : []);
-    const order = this.fieldOrder[path] ?? Object.keys(properties);
+    // A property that `field_order` leaves out still gets a field, after those it lists (it was dropped: no caller could set it).
+    const listed = this.fieldOrder[path] ?? [];
+    const order = [...listed, ...Object.keys(properties).filter((field) => !listed.includes(field))];
     const fields = order.map((field, i) => {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(field)) throw new Error(`${path || "inputs"}: field name ${JSON.stringify(field)} is not a protobuf identifier`);
       const property = properties[field];
       if (!isObject(property)) throw new Error(`${below(path, field)}: no schema for this field`);
-      return `  ${this.field(property, below(path, field), field, !required.has(field))} = ${i + 1}${this.options(property)};`;
+      return `  ${this.field(property, below(path, field), field)} = ${i + 1}${this.options(property)};`;
     });
     this.messages.set(name, `message ${name} {\n${fields.join("\n")}\n}`);
     // Required and not nullable: such a field must be there and not null (Optional[X] may be null).
@@ -128,13 +131,14 @@ class Writer {
   }
 
   /** `[optional|repeated] <type> <name>`, or `map<string, X> <name>`. */
-  private field(s: JsonSchema, path: string, name: string, optional: boolean): string {
+  private field(s: JsonSchema, path: string, name: string): string {
     const nullable = this.nullable(s);
     if (nullable) return `${this.takesOptional(nullable, path) ? "optional " : ""}${this.type(nullable, path, name)} ${name}`;
     if (s.type === "array") return `repeated ${this.type(this.items(s, path), `${path}.[]`, name)} ${name}`;
     if (s.type === "object" && isObject(s.additionalProperties) && !isArraySchema(s)) return `map<string, ${this.type(s.additionalProperties, `${path}.{}`, name)}> ${name}`;
-    const hasDefault = "default" in s || optional;
-    return `${hasDefault && this.takesOptional(s, path) ? "optional " : ""}${this.type(s, path, name)} ${name}`;
+    // Every scalar has presence, required or not: unset, a field with a default is left to the
+    // runtime, and a required one is refused (tesseract-core-client.ts), where it went as a zero.
+    return `${this.takesOptional(s, path) ? "optional " : ""}${this.type(s, path, name)} ${name}`;
   }
 
   /** X of Optional[X] (anyOf X | null), or undefined. */
@@ -177,14 +181,16 @@ class Writer {
     throw new Error(`${path}: schema ${JSON.stringify(s).slice(0, 120)} has no protobuf form (a union of types, or an untyped value)`);
   }
 
-  /** An enum for a Literal of strings; its value numbers map back to the strings (enumStrings). */
+  /** An enum for a Literal; its value numbers map back to the Literal's values (enumLiterals), whatever their JSON type. */
   private enum(values: unknown[], fieldName: string): string {
+    const literals = [undefined, ...values];
     const strings = ["", ...values.map(String)];
+    const same = (known: readonly unknown[]) => JSON.stringify(known.slice(1)) === JSON.stringify(values);
     // The same name for the same values; another Literal on a field of the same name gets a suffix.
     let name = `${pascal(fieldName)}Value`;
-    for (let k = 2; this.enumStrings[`${this.packageName}.${name}`] && this.enumStrings[`${this.packageName}.${name}`].join("\0") !== strings.join("\0"); k++) name = `${pascal(fieldName)}Value${k}`;
-    if (!this.enumStrings[`${this.packageName}.${name}`]) {
-      this.enumStrings[`${this.packageName}.${name}`] = strings;
+    for (let k = 2; this.enumLiterals[`${this.packageName}.${name}`] && !same(this.enumLiterals[`${this.packageName}.${name}`]); k++) name = `${pascal(fieldName)}Value${k}`;
+    if (!this.enumLiterals[`${this.packageName}.${name}`]) {
+      this.enumLiterals[`${this.packageName}.${name}`] = literals;
       // Enum values share the package's scope: each is prefixed with its enum's name (common/enum-names.ts).
       // Strings that spell the same name ("a-b", "a_b") or none ("-") get VALUE_<i>.
       const taken = new Set<string>();
@@ -256,7 +262,7 @@ export function protoFromOpenApi(doc: unknown, options: { packageName?: string }
     packageName,
     inputType: `${packageName}.${inputType}`,
     outputType: `${packageName}.${outputType}`,
-    enumStrings: { ...inputs.enumStrings, ...outputs.enumStrings },
+    enumLiterals: { ...inputs.enumLiterals, ...outputs.enumLiterals },
     requiredFields: { ...inputs.requiredFields, ...outputs.requiredFields },
   };
 }

@@ -75,6 +75,27 @@ function eachElement(field: protobuf.Field, value: unknown, where: string, conve
   return value === null ? value : convert(value, where);
 }
 
+/** Refuses a field of this message (not below) that the runtime's schema requires and `json` leaves out or null. */
+function refuseMissing(type: protobuf.Type, json: Record<string, unknown>, where: string, required: RequiredFields): void {
+  const missing = required[type.fullName.replace(/^\./, "")]?.find((name) => !Object.hasOwn(json, name) || json[name] === null);
+  if (missing !== undefined) throw invalidArgument(`${where}.${missing} is ${Object.hasOwn(json, missing) ? "null" : "missing"}; the runtime's schema requires it`);
+}
+
+/**
+ * Refuses inputs JSON of `type` (messageJson's: unset fields left out) that leaves out a field the
+ * runtime's schema requires, at any depth: its scalars have presence (openapi-proto.ts), and one the
+ * caller did not set went to the runtime as a zero, computed with and answered OK.
+ */
+export function requireFields(type: protobuf.Type, json: unknown, where: string, required: RequiredFields): void {
+  if (!isPlainObject(json)) return;
+  refuseMissing(type, json, where, required);
+  for (const [key, value] of Object.entries(json)) {
+    const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
+    const sub = field?.resolvedType;
+    if (sub instanceof protobuf.Type && sub.fullName !== TENSOR_TYPE) eachElement(field!, value, `${where}.${key}`, (v, w) => requireFields(sub, v, w, required));
+  }
+}
+
 /**
  * The outputs JSON of `type` with every array of a declared datatype in that datatype (see the
  * module comment); messages name paths from `where` (e.g. `outputs.barycenter`). A field the
@@ -83,8 +104,7 @@ function eachElement(field: protobuf.Field, value: unknown, where: string, conve
  */
 export function castToDeclared(type: protobuf.Type, json: unknown, where: string, required: RequiredFields = {}): unknown {
   if (!isPlainObject(json)) return json;
-  const missing = required[type.fullName.replace(/^\./, "")]?.find((name) => !Object.hasOwn(json, name) || json[name] === null);
-  if (missing !== undefined) throw invalidArgument(`${where}.${missing} is ${Object.hasOwn(json, missing) ? "null" : "missing"}; the runtime's schema requires it`);
+  refuseMissing(type, json, where, required);
   const out = emptyRecord<unknown>();
   for (const [key, value] of Object.entries(json)) {
     const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
