@@ -210,17 +210,35 @@ export class TesseractRuntime {
     this.protoIncludeDirs = [moduleDir, ...(definition.protoIncludeDirs ?? []).map(resolve)];
     const root = loadRoot(this.protoFiles, this.protoIncludeDirs);
     this.schema = new TesseractSchema(root, definition.inputType, definition.outputType);
-    this.checkBounds();
+    this.checkDeclarations();
   }
 
-  /** Each `bounds` key names differentiable inputs (a misspelt one, ignored, left its domain undeclared): refused at load. */
-  private checkBounds(): void {
-    for (const key of Object.keys(this.definition.bounds ?? {})) {
+  /**
+   * The author's declarations that do not depend on the inputs, refused at load rather than in every
+   * request: each `bounds` key names differentiable inputs (a misspelt one, ignored, left its domain
+   * undeclared) and is an open interval, lower < upper (an inverted one told every caller their
+   * inputs were outside it); fixed finite-difference defaults are valid options.
+   */
+  private checkDeclarations(): void {
+    const refuse = (message: string) => new Error(`${this.definition.name}: ${message}`);
+    for (const [key, bounds] of Object.entries(this.definition.bounds ?? {})) {
       try {
         this.schema.inputs.checkDifferentiable([key], "bounds", "input");
       } catch (e) {
-        throw new Error(`${this.definition.name}: ${e instanceof Error ? e.message : String(e)}`);
+        throw refuse(e instanceof Error ? e.message : String(e));
       }
+      const { lower, upper } = bounds ?? {};
+      for (const [name, value] of [["lower", lower], ["upper", upper]] as const) {
+        if (value !== undefined && (typeof value !== "number" || Number.isNaN(value))) throw refuse(`bounds.${key}.${name} is ${quote(String(value))}: expected a number`);
+      }
+      if (lower !== undefined && upper !== undefined && !(lower < upper)) throw refuse(`bounds.${key} is (${lower}, ${upper}): expected lower < upper`);
+    }
+    const fd = this.definition.finiteDifferences;
+    const fixed = Object.fromEntries(Object.entries(fd ?? {}).filter(([, v]) => typeof v !== "function"));
+    try {
+      resolveOptions(undefined, fixed, {});
+    } catch (e) {
+      throw refuse(e instanceof Error ? e.message : String(e));
     }
   }
 

@@ -3,7 +3,7 @@ import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
 import { Code } from "../index";
 import { PROTO_DIR } from "../server/proto-dir";
-import { loadRoot, MessageSchema, TesseractSchema, type AnyMessage } from "../server/schema/schema";
+import { loadRoot, loadRootFromText, MessageSchema, TesseractSchema, type AnyMessage } from "../server/schema/schema";
 import { DataType } from "../common/tensor-codec";
 
 const fixtureDir = path.join(__dirname, "../../test/fixtures/polynomial");
@@ -446,6 +446,15 @@ describe("schema: polynomial fixture", () => {
         );
       }
     });
+  });
+});
+
+describe("schema: the differentiable option", () => {
+  it("on a field that is no Tensor (or map or list of them) is refused at load, naming it (it was ignored: no path differentiable)", () => {
+    const root = (field: string) => loadRootFromText(`syntax = "proto3";\npackage t.v1;\nimport "tesseract/v1/tensor.proto";\nmessage Part { double w = 1; }\nmessage Inputs { ${field} }\nmessage Outputs { tesseract.v1.Tensor f = 1; }\n`);
+    assert.throws(() => new TesseractSchema(root("double x = 1 [(tesseract.v1.differentiable) = true];"), "t.v1.Inputs", "t.v1.Outputs"), /^Error: t\.v1\.Inputs\.x is marked \(tesseract\.v1\.differentiable\), which only a tesseract\.v1\.Tensor field \(or a map or list of them\) can be; this field is double$/);
+    assert.throws(() => new TesseractSchema(root("repeated Part parts = 1 [(tesseract.v1.differentiable) = true];"), "t.v1.Inputs", "t.v1.Outputs"), /this field is a list of Part$/);
+    assert.deepEqual(new TesseractSchema(root("repeated tesseract.v1.Tensor xs = 1 [(tesseract.v1.differentiable) = true];"), "t.v1.Inputs", "t.v1.Outputs").inputs.differentiablePatternNames(), ["xs.[]"]);
   });
 });
 

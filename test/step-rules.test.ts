@@ -294,6 +294,15 @@ describe("domain bounds", () => {
     assert.doesNotThrow(() => new TesseractRuntime({ ...base, bounds: { "params.{kappa}": { lower: 0 }, "blocks.[].w": { upper: 1 } } }, fixtureDir));
   });
 
+  it("an inverted or NaN bound and an invalid fixed default are refused at load (every request was refused instead, telling the caller their inputs were outside (1, 0))", () => {
+    assert.throws(() => new TesseractRuntime({ ...base, bounds: { x: { lower: 1, upper: 0 } } }, fixtureDir), /^Error: polynomial: bounds\.x is \(1, 0\): expected lower < upper$/);
+    assert.throws(() => new TesseractRuntime({ ...base, bounds: { x: { lower: NaN } } }, fixtureDir), /^Error: polynomial: bounds\.x\.lower is "NaN": expected a number$/);
+    assert.throws(() => new TesseractRuntime({ ...base, finiteDifferences: { eps: -1 } }, fixtureDir), /^Error: polynomial: Tesseract default eps must be a positive finite number, got -1$/);
+    assert.throws(() => new TesseractRuntime({ ...base, finiteDifferences: { numSamples: 0.5 } }, fixtureDir), /^Error: polynomial: Tesseract default numSamples must be a whole number of at least 1, got 0\.5$/);
+    // What is computed from the inputs can only be checked with them.
+    assert.doesNotThrow(() => new TesseractRuntime({ ...base, finiteDifferences: { eps: () => -1, algorithm: Algorithm.ALGORITHM_FORWARD } }, fixtureDir));
+  });
+
   it("no room on either side is FAILED_PRECONDITION naming the element", async () => {
     const narrow = new TesseractRuntime({ ...base, bounds: { x: { lower: 0, upper: 1e-4 } }, apply: refusing }, fixtureDir);
     await rejects(narrow.jacobian({ inputs: inputs([5e-5]), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-4 } }), Code.FAILED_PRECONDITION, /^x\[0\] = 0\.00005: its domain \(0, 0\.0001\) leaves no room/);

@@ -237,6 +237,9 @@ function collectDifferentiable(type: protobuf.Type, prefix: Segment[], visiting:
     const elementPath = element ? [...here, element] : here;
     if (isTensorField(field)) {
       if (isDifferentiable(field)) found.push(elementPath);
+    } else if (isDifferentiable(field)) {
+      // Refused at load: ignored, it left the author wondering why no path was differentiable.
+      throw new Error(`${type.fullName.replace(/^\./, "")}.${field.name} is marked (tesseract.v1.differentiable), which only a tesseract.v1.Tensor field (or a map or list of them) can be; this field is ${field.map ? "a map of " : field.repeated ? "a list of " : ""}${field.type}`);
     } else if (field.resolvedType instanceof protobuf.Type) {
       found.push(...collectDifferentiable(field.resolvedType, elementPath, visiting));
     }
