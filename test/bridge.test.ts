@@ -145,13 +145,24 @@ describe("tesseract-core bridge (serve http://HOST:PORT)", function () {
         return base.apply(body);
       },
     });
-    const fussyServer = await startServer({ tesseract: fussy.url, port: 0, logger: silentLogger });
+    const fussyServer = await startServer({ tesseract: fussy.url, port: 0, httpPort: 0, logger: silentLogger });
     const { client: fussyClient } = await reflectedClient(fussyServer.address);
     try {
       const request = { inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL };
       await clientRejects(fussyClient.jacobian(request), "FAILED_PRECONDITION", /^evaluation at mesh\.points\[0, 0\] \+ h failed: tesseract-core \(.*\) refused the inputs: inputs\.mesh\.points: Value error, points\[0, 0\] must be at most 1; the unperturbed inputs are accepted: the step left what the Tesseract accepts \(use a smaller eps, or declare the domain in bounds\)$/);
       // Inputs refused as they are stay the caller's.
       await clientRejects(fussyClient.jacobian({ ...request, inputs: inputs(N + 1) }), "INVALID_ARGUMENT", /inputs\.mesh\.n_points/);
+      // The REST API's 422 says the same: the runtime's own entry (loc inputs.mesh.points) blamed inputs it had accepted.
+      const points = { object_type: "array", shape: [1, 3], dtype: "float64", data: { buffer: [[1, 2, 3]], encoding: "json" } };
+      const res = await fetch(`http://127.0.0.1:${fussyServer.httpPort}/jacobian`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ inputs: { mesh: { n_points: 1, points, cell_data: {} }, layers: [] }, jac_inputs: ["mesh.points"], jac_outputs: ["barycenter"] }),
+      });
+      assert.equal(res.status, 422);
+      const [entry] = ((await res.json()) as { detail: { loc: unknown[]; msg: string }[] }).detail;
+      assert.deepEqual(entry.loc, ["body"]);
+      assert.match(entry.msg, /^Value error, evaluation at mesh\.points\[0, 0\] \+ h failed: .* the unperturbed inputs are accepted/);
     } finally {
       fussyClient.close();
       await fussyServer.close();

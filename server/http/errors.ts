@@ -77,8 +77,10 @@ export function locOf(message: string, inputFields: ReadonlySet<string>): Loc {
 
 /** The one entry of a 422 answer for an INVALID_ARGUMENT error, located by its message. */
 export function detailOf(error: TesseractError, inputFields: ReadonlySet<string>): DetailEntry[] {
-  // A bridged runtime's own entries, as it wrote them: their loc is in the same request body.
-  const runtime = runtimeValidationOf(error);
+  // A bridged runtime's own entries, as it wrote them, where it refused the caller's inputs: their loc
+  // is in the same request body. Its refusal of a perturbed point (FAILED_PRECONDITION) is no fault
+  // of the inputs at that loc: the message says which evaluation failed.
+  const runtime = error.code === Code.INVALID_ARGUMENT ? runtimeValidationOf(error) : undefined;
   if (runtime) return runtime as unknown as DetailEntry[];
   return [valueError(locOf(error.message, inputFields), withNumpyDtypes(error.message))];
 }
