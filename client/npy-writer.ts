@@ -15,6 +15,7 @@
  * is written run by run of consecutive indices, and the file's other bytes read as zeros.
  */
 import * as fs from "node:fs/promises";
+import { invalidArgument, quote } from "../common/errors";
 import { status } from "@grpc/grpc-js";
 import { elementCount } from "../common/tensor-codec";
 import type { EvaluationStats, JacobianHeader } from "../generated/tesseract/v1/tesseract";
@@ -161,12 +162,17 @@ class Layout {
   }
 }
 
+/** Why a file cannot be opened for writing, by its error code. */
+const UNWRITABLE: Record<string, string> = { ENOENT: "its folder does not exist", EACCES: "permission denied", EISDIR: "it is a folder", EROFS: "the file system is read-only" };
+
 /**
  * Writes the stream into `path` (created or truncated) and resolves with the layout and the stats.
  * Each message is written before the next is read, so the call's flow control holds the server back.
  */
 export async function writeJacobianNpy(events: AsyncIterable<JacobianRowsEvent>, path: string): Promise<NpyJacobian> {
-  const file = await fs.open(path, "w");
+  const file = await fs.open(path, "w").catch((e: NodeJS.ErrnoException) => {
+    throw invalidArgument(`--out ${quote(path)} cannot be written: ${UNWRITABLE[e.code ?? ""] ?? e.message}`);
+  });
   try {
     let layout: Layout | undefined;
     let stats: EvaluationStats | undefined;

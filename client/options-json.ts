@@ -8,7 +8,7 @@ import { InvalidArgumentError, Option } from "commander";
 import { Algorithm, SparsityMode, StepMode, StochasticEstimator } from "../generated/tesseract/v1/algorithm";
 import { FiniteDifferenceOptions } from "../generated/tesseract/v1/tesseract";
 import { decimalNumber } from "../common/decimal";
-import { clip, quote } from "../common/errors";
+import { clip, invalidArgument, quote } from "../common/errors";
 
 type Options = Partial<FiniteDifferenceOptions>;
 
@@ -55,16 +55,16 @@ function enumValue(field: string, value: unknown, where: string): number {
     const upper = value.toUpperCase().replace(/-/g, "_");
     for (const key of [upper, prefix + upper]) if (key.startsWith(prefix) && typeof values[key] === "number") return values[key] as number;
   }
-  throw new Error(`${where}: unknown value ${clip(String(JSON.stringify(value)))}; expected one of ${enumNames(field).join(", ")}`);
+  throw invalidArgument(`${where}: unknown value ${clip(String(JSON.stringify(value)))}; expected one of ${enumNames(field).join(", ")}`);
 }
 
 function positive(value: unknown, where: string): number {
-  if (typeof value !== "number" || !(value > 0) || !Number.isFinite(value)) throw new Error(`${where}: expected a positive number, got ${JSON.stringify(value)}`);
+  if (typeof value !== "number" || !(value > 0) || !Number.isFinite(value)) throw invalidArgument(`${where}: expected a positive number, got ${JSON.stringify(value)}`);
   return value;
 }
 
 function pathNumbers(value: unknown, where: string): Record<string, number> {
-  if (value === null || typeof value !== "object" || Array.isArray(value)) throw new Error(`${where}: expected an object {"input path": number}`);
+  if (value === null || typeof value !== "object" || Array.isArray(value)) throw invalidArgument(`${where}: expected an object {"input path": number}`);
   return Object.fromEntries(Object.entries(value).map(([path, v]) => [path, positive(v, `${where}.{${path}}`)]));
 }
 
@@ -74,25 +74,25 @@ const snake = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}
 /** The payload's "options" object as FiniteDifferenceOptions; `where` names it in errors. */
 export function optionsFromJson(json: unknown, where = "options"): Options {
   if (json === undefined) return {};
-  if (json === null || typeof json !== "object" || Array.isArray(json)) throw new Error(`${where}: expected an object such as {"algorithm": "richardson", "eps": 1e-6}`);
+  if (json === null || typeof json !== "object" || Array.isArray(json)) throw invalidArgument(`${where}: expected an object such as {"algorithm": "richardson", "eps": 1e-6}`);
   const options: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(json)) {
     const field = snake(key);
     const at = `${where}.${key}`;
-    if (!FIELDS.includes(field)) throw new Error(`${at}: no such option; options: ${FIELDS.join(", ")}`);
+    if (!FIELDS.includes(field)) throw invalidArgument(`${at}: no such option; options: ${FIELDS.join(", ")}`);
     if (field in ENUM_OPTIONS) options[field] = enumValue(field, value, at);
     else if (field in PATH_OPTIONS) options[field] = pathNumbers(value, at);
     else if (field === "eps") options[field] = positive(value, at);
     else if (field === "seed") options[field] = seedValue(value, at);
     else if (field === "num_samples") {
       const n = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value; // proto3 JSON also writes integers as strings
-      if (!Number.isSafeInteger(n) || (n as number) < 1 || (n as number) > MAX_SAMPLES) throw new Error(`${at}: expected a whole number from 1 to ${MAX_SAMPLES}, got ${JSON.stringify(value)}`);
+      if (!Number.isSafeInteger(n) || (n as number) < 1 || (n as number) > MAX_SAMPLES) throw invalidArgument(`${at}: expected a whole number from 1 to ${MAX_SAMPLES}, got ${JSON.stringify(value)}`);
       options[field] = n;
     }
     else {
       // Fields without a rule of their own (any added later): the generated parser, checked.
       const parsed = (FiniteDifferenceOptions.fromJSON({ [field]: value }) as unknown as Record<string, unknown>)[field];
-      if (parsed === -1 || (typeof parsed === "number" && !Number.isFinite(parsed))) throw new Error(`${at}: ${JSON.stringify(value)} is not a valid value`);
+      if (parsed === -1 || (typeof parsed === "number" && !Number.isFinite(parsed))) throw invalidArgument(`${at}: ${JSON.stringify(value)} is not a valid value`);
       options[field] = parsed;
     }
   }
@@ -174,7 +174,7 @@ export const positiveInteger = integer(1);
  */
 export function seedValue(value: unknown, at: string): number {
   const n = typeof value === "string" && /^\d+$/.test(value.trim()) ? Number(value) : value;
-  if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) throw new Error(`${at}: ${JSON.stringify(value)} is not a seed; expected a whole number from 0 to ${Number.MAX_SAFE_INTEGER}`);
+  if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) throw invalidArgument(`${at}: ${JSON.stringify(value)} is not a seed; expected a whole number from 0 to ${Number.MAX_SAFE_INTEGER}`);
   return n;
 }
 

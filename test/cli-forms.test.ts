@@ -77,9 +77,9 @@ describe("CLI forms", () => {
     });
 
     it("unknown options and values are refused, naming what exists", () => {
-      assert.throws(() => optionsFromJson({ algorithm: "backward" }), /^Error: options\.algorithm: unknown value "backward"; expected one of central, forward, stochastic, richardson, adaptive$/);
+      assert.throws(() => optionsFromJson({ algorithm: "backward" }), /^TesseractError: options\.algorithm: unknown value "backward"; expected one of central, forward, stochastic, richardson, adaptive$/);
       assert.throws(() => optionsFromJson({ algorithm: -1 }), /options\.algorithm: unknown value -1/);
-      assert.throws(() => optionsFromJson({ algoritm: "central" }), /^Error: options\.algoritm: no such option; options: algorithm, eps, num_samples, seed, eps_by_path, step_mode, typical_magnitude, stochastic_estimator/);
+      assert.throws(() => optionsFromJson({ algoritm: "central" }), /^TesseractError: options\.algoritm: no such option; options: algorithm, eps, num_samples, seed, eps_by_path, step_mode, typical_magnitude, stochastic_estimator/);
       assert.throws(() => optionsFromJson({ step_mode: "sideways" }), /options\.step_mode: unknown value "sideways"; expected one of absolute, relative$/);
       assert.throws(() => optionsFromJson({ eps: 0 }), /options\.eps: expected a positive number, got 0/);
       assert.throws(() => optionsFromJson({ eps_by_path: { x: -1 } }), /options\.eps_by_path\.\{x\}: expected a positive number, got -1/);
@@ -87,9 +87,9 @@ describe("CLI forms", () => {
       assert.equal(optionsFromJson({ num_samples: "12" }).num_samples, 12);
       assert.throws(() => optionsFromJson("richardson"), /options: expected an object such as \{"algorithm": "richardson", "eps": 1e-6\}/);
       // A seed beyond 2^53 became a client-side INTERNAL ("invalid uint64: 1e+30").
-      for (const seed of [1e30, -1, 1.5, "0x10", "12a"]) assert.throws(() => optionsFromJson({ seed }), new RegExp(`^Error: options\\.seed: ${JSON.stringify(JSON.stringify(seed)).slice(1, -1).replace(/[.+]/g, "\\$&")} is not a seed; expected a whole number from 0 to 9007199254740991$`));
+      for (const seed of [1e30, -1, 1.5, "0x10", "12a"]) assert.throws(() => optionsFromJson({ seed }), new RegExp(`^TesseractError: options\\.seed: ${JSON.stringify(JSON.stringify(seed)).slice(1, -1).replace(/[.+]/g, "\\$&")} is not a seed; expected a whole number from 0 to 9007199254740991$`));
       assert.deepEqual([optionsFromJson({ seed: 7 }).seed, optionsFromJson({ seed: "9007199254740991" }).seed], [7, 9007199254740991]);
-      assert.throws(() => mergeOptionFlags({}, { seed: "1e30" }), /^Error: --seed: "1e30" is not a seed/);
+      assert.throws(() => mergeOptionFlags({}, { seed: "1e30" }), /^TesseractError: --seed: "1e30" is not a seed/);
       // Flags' numbers are decimal: Number() would take "0x10" as 16 and " 1e-3 " as 0.001.
       for (const text of ["0x10", "0b1", " 1e-3 ", "Infinity", "", "-1", "0"]) assert.throws(() => positiveNumber(text), new RegExp(`expected a positive number, got "${text.replace(/[.+]/g, "\\$&")}"`));
       assert.deepEqual(["1e-6", ".5", "3.", "2E+2"].map(positiveNumber), [1e-6, 0.5, 3, 200]);
@@ -100,7 +100,7 @@ describe("CLI forms", () => {
       assert.throws(() => integer(0, { max: 65535 })("65536"), /^InvalidArgumentError: expected a whole number from 0 to 65535, got "65536"$/);
       // num_samples is a uint32: beyond, the client's serializer failed (INTERNAL: invalid uint32).
       assert.throws(() => optionFlags(false).find((o) => o.long === "--num-samples")!.parseArg!("99999999999", undefined), /expected a whole number from 1 to 4294967295, got "99999999999"/);
-      assert.throws(() => optionsFromJson({ num_samples: 99999999999 }), /^Error: options\.num_samples: expected a whole number from 1 to 4294967295, got 99999999999$/);
+      assert.throws(() => optionsFromJson({ num_samples: 99999999999 }), /^TesseractError: options\.num_samples: expected a whole number from 1 to 4294967295, got 99999999999$/);
       assert.equal(optionsFromJson({ num_samples: 4294967295 }).num_samples, 4294967295);
       assert.throws(() => optionFlags(false).find((o) => o.long === "--eps-by-path")!.parseArg!("x=0x10", undefined), /expected INPUT_PATH=POSITIVE_NUMBER/);
     });

@@ -226,6 +226,12 @@ describe("CLI", () => {
     assert.match(forgotAt.stderr, /payload is not valid JSON: .* \(a file is read with @: @mesh\.json\)\n$/);
     const missing = await cli("apply", "@no-such-mesh.json", "--address", address);
     assert.equal(missing.stderr, 'tesseract-grpc apply: INVALID_ARGUMENT: payload file "no-such-mesh.json" cannot be read: no such file\n');
+    // An --out the CLI cannot write, and a bad option in the payload: a code and what is wrong (a raw ENOENT, no code).
+    const payload = JSON.stringify({ inputs, jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"] });
+    const noFolder = await cli("jacobian", payload, "--out", "/no-such-folder/J.npy", "--address", address);
+    assert.equal(noFolder.stderr, 'tesseract-grpc jacobian: INVALID_ARGUMENT: --out "/no-such-folder/J.npy" cannot be written: its folder does not exist\n');
+    const badOption = await cli("jacobian", JSON.stringify({ ...JSON.parse(payload), options: { eps: -1 } }), "--address", address);
+    assert.equal(badOption.stderr, "tesseract-grpc jacobian: INVALID_ARGUMENT: payload.options.eps: expected a positive number, got -1\n");
     // Flags that cannot go together, or do nothing for a command, are not offered.
     const both = await cli("jacobian", "{}", "--stream", "--out", "J.npy", "--address", address);
     assert.match(both.stderr, /option '--stream' cannot be used with option '--out <file\.npy>'/);
@@ -349,7 +355,7 @@ describe("CLI: payloads, options and messages", () => {
     it("an unknown name is refused, listing the names", async () => {
       const { code, stderr } = await cli("jacobian", JSON.stringify({ ...fOfX(["x"], [1, 2, 0.5]), options: { algorithm: "richardsn" } }), "--address", polynomial.address);
       assert.equal(code, 1);
-      assert.equal(stderr, 'tesseract-grpc jacobian: payload.options.algorithm: unknown value "richardsn"; expected one of central, forward, stochastic, richardson, adaptive\n');
+      assert.equal(stderr, 'tesseract-grpc jacobian: INVALID_ARGUMENT: payload.options.algorithm: unknown value "richardsn"; expected one of central, forward, stochastic, richardson, adaptive\n');
     });
 
     it("a missing list of paths is named missing (it said \"expected a list\" of a key not written)", async () => {
