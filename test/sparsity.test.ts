@@ -203,6 +203,18 @@ describe("column grouping", () => {
       assertSameEntries(entries, dense.entries, "polynomial");
     });
 
+    it("adaptive: a step that does not move one element of a group is left out for that element alone: the values and notes are the dense ones (x = 0.3 beside 1e12 was 1.2e-7 off, alone 3e-12)", async () => {
+      const runtime = polynomial();
+      const mixed = { ...inputs(), x: f64([0.3, 1e12, 0.7, 1.1]), y: f64([0], []) };
+      const request = { inputs: mixed, inputPaths: ["x"], outputPaths: ["f"], options: { algorithm: Algorithm.ALGORITHM_ADAPTIVE, eps: 1e-3 } };
+      const grouped = await runtime.jacobian({ ...request, sparsity: [diagonal] });
+      assert.equal(grouped.stats.column_groups, 1);
+      const dense = await runtime.jacobian({ ...request, options: { ...request.options, sparsity_mode: DENSE } });
+      assertSameEntries(grouped.entries, dense.entries, "adaptive, grouped");
+      assert.deepEqual(grouped.stats.adjusted_steps, dense.stats.adjusted_steps);
+      assert.ok(Math.abs(grouped.entries[0].values[0] / (3 * 0.09) - 1) < 1e-10, String(grouped.entries[0].values[0]));
+    });
+
     it("the verification's own steps are not the answer's: adjusted_steps names only those (its sub-ulp steps at x = 6e11 were notes of 'stepped one ulp')", async () => {
       const runtime = polynomial();
       // FP64 spacing 1.2e-4 here: x + 1e-4 moves x, the verification's (0.5..1.5) 1e-4 / 2 mostly do not.

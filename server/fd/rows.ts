@@ -416,7 +416,7 @@ async function extrapolatedRow(problem: Problem, steps: StepRule, multiples: rea
   // domain (a central h and a one-sided 2h extrapolated to second order, its estimate 1.33× short).
   const sided = !adaptive && multiples.some((m) => !steps.inside(leaf, index, m) || !steps.inside(leaf, index, -m));
   for (const m of multiples) {
-    if (adaptive && steps.leavesOut([{ leaf, index }], m)) continue;
+    if (adaptive && steps.leavesOut(leaf, index, m)) continue;
     try {
       differences.push(await (sided ? oneSided(problem, steps, leaf, index, m, true) : central(problem, steps, leaf, index, m, true)));
     } catch (e) {

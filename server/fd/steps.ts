@@ -178,18 +178,13 @@ export class StepRule {
   }
 
   /**
-   * Whether the adaptive rule leaves the step `multiple` · h out for these elements, taken together
-   * (one element, or a column group): it does not move some of them, or twice it not further
-   * (`resolves`). Noted for each element.
+   * Whether the adaptive rule leaves the step `multiple` · h out for an element: it does not move x,
+   * or twice it not further (`resolves`). Noted.
    */
-  leavesOut(elements: readonly { leaf: number; index: number }[], multiple: number): boolean {
-    const moves = ({ leaf, index }: { leaf: number; index: number }) => {
-      const x = this.leaves[leaf].data[index];
-      return this.resolves(leaf, x, this.size(leaf, x), multiple);
-    };
-    if (elements.every(moves)) return false;
-    const why = elements.length === 1 ? "it does not move x in its precision" : "it does not move every element of the group in its precision";
-    for (const { leaf, index } of elements) this.noteSkipped(leaf, index, multiple, why);
+  leavesOut(leaf: number, index: number, multiple: number): boolean {
+    const x = this.leaves[leaf].data[index];
+    if (this.resolves(leaf, x, this.size(leaf, x), multiple)) return false;
+    this.noteSkipped(leaf, index, multiple, "it does not move x in its precision");
     return true;
   }
 
