@@ -415,6 +415,16 @@ describe("column grouping", () => {
       assertSameEntries(checked.entries, dense.entries, "fallback");
       const J = checked.entries[0].values;
       assert.ok(Math.abs(J[0 * 5 + 4] - 0.5 * 1.5) < 1e-6, "d f_0 / d x_4 is there");
+      // A stream's planned evaluations count the failed attempt too (its header said 10, for the dense run alone).
+      for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_RICHARDSON]) {
+        const { runtime: fresh } = switching();
+        const options = { ...at(x).options, algorithm };
+        await fresh.jacobian({ ...at([0.5, -1, 2, 0.25, 1.5]), options });
+        const stream = fresh.jacobianRows({ ...at(x), options });
+        for await (const _ of stream.rows);
+        assert.equal(stream.stats().sparsity_source, "detected, failed verification: dense");
+        assert.equal(stream.plannedEvaluations(), stream.stats().apply_calls, Algorithm[algorithm]);
+      }
       // The dense run recorded the new structure: the next call groups by it and passes.
       const again = await runtime.jacobian(at(x));
       assert.equal(again.stats.sparsity_source, "detected");

@@ -10,7 +10,8 @@ import { detectionKey, fits, verificationDirections, type DetectedPatterns } fro
 import { groupable } from "./grouped";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
-import { effectiveAlgorithm, plannedEvaluations } from "./rows";
+import { PROBE_POINTS } from "./noise";
+import { effectiveAlgorithm, plannedEvaluations, usesBase } from "./rows";
 import { structureOf, type Extent, type SparsityPattern, type Structure } from "./sparsity";
 
 /** Where a request's structure may come from. */
@@ -60,18 +61,25 @@ export class SparsityPlan {
     return this.structure?.nonzeros ?? 0;
   }
 
+  /** Apply calls of a grouped attempt that failed verification, beyond those the dense rows share with it (f(x), the noise probe). */
+  private spent = 0;
+
   /** The verification found the structure wrong: dense from here on, and the stats say so. */
-  fallBack(): void {
+  fallBack(options: ResolvedOptions): void {
+    const algorithm = effectiveAlgorithm(this.columns, options);
+    const shared = (usesBase(this.columns, options) || (this.baseForShapes && algorithm === "central") ? 1 : 0) + (algorithm === "richardson" || algorithm === "adaptive" ? PROBE_POINTS : 0);
+    // The attempt's plan stays spent (the stream's header said 13 of a request that made 17 calls).
+    this.spent = this.plannedEvaluations(options) - shared;
     this.structure = undefined;
     this.groups = undefined;
     this.verify = false;
     this.source += FAILED_VERIFICATION;
   }
 
-  /** Apply calls the request will make: the rule's count with the groups in place of n, plus what planning added. */
+  /** Apply calls the request will make: the rule's count with the groups in place of n, plus what planning added (and, after a failed verification, what the grouped attempt planned). */
   plannedEvaluations(options: ResolvedOptions): number {
     const algorithm = effectiveAlgorithm(this.columns, options);
-    return plannedEvaluations(this.columnGroups, options) + (this.baseForShapes && algorithm === "central" ? 1 : 0) + (this.verify ? 2 * verificationDirections(algorithm) : 0);
+    return this.spent + plannedEvaluations(this.columnGroups, options) + (this.baseForShapes && algorithm === "central" ? 1 : 0) + (this.verify ? 2 * verificationDirections(algorithm) : 0);
   }
 }
 
