@@ -472,6 +472,56 @@ describe("column grouping", () => {
       }
     });
 
+    /** The polynomial fixture's schema with `apply` of x and y; a fresh runtime (its own detected structures, no evaluation cache). */
+    const custom = async (apply: (x: Float64Array, y: number) => Float64Array | Float32Array) => {
+      const base = new TesseractRuntime(require(path.join(POLYNOMIAL_DIR, "polynomial.js")).default, POLYNOMIAL_DIR);
+      const runtime = new TesseractRuntime({ ...base.definition, apply: (inputs: { x: ndarray.NdArray<Float64Array>; y: ndarray.NdArray<Float64Array> }) => {
+        const f = apply(inputs.x.data, inputs.y.data[0]);
+        return { f: ndarray(f, [f.length]) };
+      } }, POLYNOMIAL_DIR);
+      await runtime.useEvaluation({ workers: 0, cacheBytes: 0 });
+      return runtime;
+    };
+    /** The second request's sparsity_source and apply calls, after a first one at y = 0 recorded the structure (entries zero there). */
+    async function detectedThenAt(runtime: TesseractRuntime, x: number[], y: number, options: object, seed = 2): Promise<{ source?: string; calls: number }> {
+      const at = (yy: number, s: number) => ({ inputs: { x: f64(x), y: f64([yy], []), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"], options: { sparsity_mode: DETECT, seed: s, ...options } });
+      assert.equal((await runtime.jacobian(at(0, 1))).stats.sparsity_source, "");
+      const { stats } = await runtime.jacobian(at(y, seed));
+      return { source: stats.sparsity_source, calls: stats.apply_calls };
+    }
+
+    it("Richardson and adaptive: a missed entry of 1e-7 of its row fails verification (it passed, answered 0 with an estimate of 0), along u and u/2: 4 evaluations", async () => {
+      // f_i = x_i³, and f_i += y x_{i+3}: with y = 0 the structure recorded is diagonal.
+      const coupled = (x: Float64Array, y: number) => x.map((v, i) => v ** 3 + y * x[(i + 3) % x.length]);
+      const x = [0.5, -1, 0.2, 0.25, 0.5, 0.7];
+      for (const algorithm of [Algorithm.ALGORITHM_RICHARDSON, Algorithm.ALGORITHM_ADAPTIVE]) {
+        assert.equal((await detectedThenAt(await custom(coupled), x, 1e-7, { algorithm })).source, "detected, failed verification: dense", Algorithm[algorithm]);
+        // A correct structure passes: one group (4 + 9, adaptive 12 + 9) and the 4 of the verification.
+        const passing = await detectedThenAt(await custom(coupled), x, 0, { algorithm });
+        assert.deepEqual(passing, { source: "detected", calls: (algorithm === Algorithm.ALGORITHM_RICHARDSON ? 4 : 12) + 9 + 4 });
+      }
+    });
+
+    it("central, rows of 300 entries: a missed entry of 1e-4 fails verification for 8 seeds in 10 (it passed for every seed: 1e-6 of the row's plain sum)", async () => {
+      // 10 outputs, f_r = Σ of its block of 300 x_j² / 2, and f_0 += y x_307. A missed entry folded into
+      // a group mate's shows as y (m_k - m_j): where the random multiples nearly agree, it can pass.
+      const blocks = (x: Float64Array, y: number) => Float64Array.from({ length: 10 }, (_, r) => x.subarray(300 * r, 300 * (r + 1)).reduce((a, v) => a + (v * v) / 2, 0) + (r === 0 ? y * x[307] : 0));
+      const x = Array.from({ length: 3000 }, (_, j) => 1 + 0.5 * Math.sin(j));
+      let failed = 0;
+      for (let seed = 1; seed <= 10; seed++) {
+        if ((await detectedThenAt(await custom(blocks), x, 1e-4, {}, seed)).source === "detected, failed verification: dense") failed++;
+      }
+      assert.ok(failed >= 8, `${failed} of 10`);
+      assert.equal((await detectedThenAt(await custom(blocks), x, 0, {})).source, "detected");
+    });
+
+    it("FP32 outputs, a diagonal of 100: a missed coupling of 1e-2 fails verification (each element moved by a tenth of its step, rounding hid it)", async () => {
+      const coupled = (x: Float64Array, y: number) => Float32Array.from(x, (v, i) => (v * v) / 2 + y * x[(i + 50) % 100]);
+      const x = Array.from({ length: 100 }, (_, i) => Math.fround(1 + 0.3 * Math.sin(i)));
+      assert.equal((await detectedThenAt(await custom(coupled), x, 1e-2, { eps: 1e-4 })).source, "detected, failed verification: dense");
+      assert.equal((await detectedThenAt(await custom(coupled), x, 0, { eps: 1e-4 })).source, "detected");
+    });
+
     it("streamed: rows are held back until verified, so a failed verification streams only the dense rows", async () => {
       const { runtime } = switching();
       await runtime.jacobian(at([0.5, -1, 2, 0.25, 1.5]));

@@ -4,15 +4,19 @@
  * each verified by one extra evaluation pair along a random direction (two for forward rows) before
  * any row is returned.
  *
- * Verification. With u a random direction (each element moved by ±(0.5..1.5) h_j / sqrt(n), in its
- * own precision, w_j = x_j+ - x_j- the width actually taken), the function moves by
+ * Verification. With u a random direction (each element moved by ±(0.5..1.5) h_j / sqrt(r), r the
+ * most nonzeros of a row J[i, :], in its own precision, w_j = x_j+ - x_j- the width actually
+ * taken), the function moves by
  *   D_i = f_i(x + u) - f_i(x - u) ≈ sum_j J_ij w_j,
  * and the grouped Jacobian predicts P_i = sum_j J~_ij w_j. An entry (i, k) the structure wrongly
  * leaves out either goes unseen (no column of k's group touches i: D_i has J_ik w_k, P_i not) or is
  * folded into the entry of the column j of k's group that touches i (J~_ij = J_ij + J_ik w'_k / w'_j),
  * where D_i - P_i ≈ J_ik (w_k - w_j w'_k / w'_j): nonzero, the magnitudes being drawn at random and
- * independently. The test passes where |D_i - P_i| <= 1e-6 (sum_j |J~_ij w_j| + |D_i|) + the error
- * estimates carried + 16 × the rounding of both sides + (forward rows) their truncation's bound below.
+ * independently. The test passes where |D_i - P_i| <= 1e-6 (sqrt(sum_j (J~_ij w_j)²) + |D_i|) + 3 ×
+ * the error estimates carried, sqrt(sum_j (e_ij w_j)²) + 16 × the rounding of both sides + (forward
+ * rows) their truncation's bound below. The root sum of squares: the rule's truncation of the entries, which 1e-6 allows for, adds
+ * up with the random signs of w_j as they do; the plain sum let a missed entry of 1e-4 of a row of
+ * 1 000 entries pass.
  *
  * Forward rows are off by their O(h) truncation, J~_ij - J_ij ≈ h_j H_i,jj / 2 (H_i the Hessian of
  * f_i), so P_i - D_i ≈ sum_j m_j h_j² H_i,jj: far above 1e-6 on a curved function (correct
@@ -36,6 +40,15 @@ import { buildStructure, MAX_PATTERN_NONZEROS, type Extent, type Structure } fro
 
 /** Relative agreement the verification asks for (see above). */
 const VERIFY_RTOL = 1e-6;
+/**
+ * The same for rows by an extrapolating rule (Richardson, adaptive), accurate to ~1e-12: their check
+ * also moves along u/2, and (8 (D' - P') - (D - P)) / 3 cancels the O(u³) term of the difference
+ * along u, which 1e-6 allowed for; what is left, the entries' own errors, their estimates carry.
+ * 1e-6 let a missed entry of 1e-7 of its row pass (answered 0, its error estimate 0).
+ */
+const EXTRAPOLATED_RTOL = 1e-10;
+/** The entries' error estimates count at this many times their root sum of squares (their plain sum let a missed 1e-5 of a row of 1 000 pass). */
+const ESTIMATE_MARGIN = 3;
 /** Rounding counts at this many times its estimate. */
 const ROUNDING_MARGIN = 16;
 /** Forward rows' truncation: allowed at this many times its bound from the second difference, |S_i| / min |m_j| over row i's columns (see above). */
@@ -138,10 +151,15 @@ export class ZeroRecorder {
   }
 }
 
-/** ±(0.5..1.5) / sqrt(n): the verification direction's multiple of each element's step (at most VERIFICATION_REACH). */
-function directionMultiples(leaves: readonly InputLeaf[], seed: bigint, direction: number): Float64Array[] {
+/**
+ * ±(0.5..1.5) / sqrt(r): the verification direction's multiple of each element's step (at most
+ * VERIFICATION_REACH), r the most structural nonzeros of an output value's row. Each output moves
+ * along its own row's elements only, by about one step; 1 / sqrt(n) moved a diagonal's outputs by
+ * a hundredth of a step at n = 10 000, and FP32 rounding hid a missed 10 % entry.
+ */
+function directionMultiples(leaves: readonly InputLeaf[], seed: bigint, direction: number, rowNonzeros: number): Float64Array[] {
   const rng = seededGenerator(seed, VERIFY_STREAM + direction);
-  const scale = 1 / Math.sqrt(Math.max(1, leaves.reduce((n, l) => n + l.size, 0)));
+  const scale = 1 / Math.sqrt(Math.max(1, rowNonzeros));
   return leaves.map((l) =>
     Float64Array.from({ length: l.size }, () => {
       const draw = rng.next() >>> 0;
@@ -175,67 +193,103 @@ export function verificationDirections(algorithm: string): number {
   return algorithm === "forward" ? 2 : 1;
 }
 
+/** Apply calls the verification makes: a pair per direction, two (along u and u/2) for an extrapolating rule. */
+export function verificationEvaluations(algorithm: string): number {
+  return 2 * verificationDirections(algorithm) * (algorithm === "richardson" || algorithm === "adaptive" ? 2 : 1);
+}
+
+/** The most structural nonzeros in the row of one output value (J[i, :]), over the grouped rows (columns). */
+function mostRowNonzeros(problem: Problem, rows: readonly Row[]): number {
+  const counts = problem.outputs!.map((o) => new Uint32Array(o.shape.reduce((a, b) => a * b, 1)));
+  for (const row of rows) {
+    row.values.forEach((values, o) => {
+      const indices = row.indices?.[o];
+      for (let k = 0; k < values.length; k++) counts[o][indices ? indices[k] : k]++;
+    });
+  }
+  return counts.reduce((most, c) => c.reduce((m, v) => Math.max(m, v), most), 0);
+}
+
 /** One random direction's check of the grouped rows (see above): undefined when they agree. */
 async function verifyAlong(problem: Problem, options: ResolvedOptions, rows: readonly Row[], direction: number): Promise<string | undefined> {
   const steps = problem.stepRule(options);
   const algorithm = effectiveAlgorithm(problem.size, options);
   const leaves = problem.leaves;
-  const multiples = directionMultiples(leaves, options.seed, direction);
-  const plus = leaves.map((l) => Float64Array.from(l.data));
-  const minus = leaves.map((l) => Float64Array.from(l.data));
-  const widths = leaves.map((l) => new Float64Array(l.size));
-  leaves.forEach((leaf, l) => {
-    for (let j = 0; j < leaf.size; j++) {
-      const m = multiples[l][j];
-      // An element closer to a domain bound than its tiny step stays put, and so does one whose column
-      // was computed alone (near a bound, one-sided): `unstructured` above verified it, and a
-      // one-sided entry's truncation error is no matter for this check.
-      if (!steps.inside(l, j, m) || !steps.inside(l, j, -m) || !groupable(steps, algorithm, { leaf: l, index: j })) continue;
-      // Its own steps, m_j ~ 1/sqrt(n) of the rule's, are no step of the answer's: not in adjusted_steps.
-      plus[l][j] = steps.perturbed(l, j, m, false);
-      minus[l][j] = steps.perturbed(l, j, -m, false);
-      widths[l][j] = plus[l][j] - minus[l][j];
-    }
+  const multiples = directionMultiples(leaves, options.seed, direction, mostRowNonzeros(problem, rows));
+  // Rows by an extrapolating rule are checked along u and u/2 as well (see EXTRAPOLATED_RTOL).
+  const scales = algorithm === "richardson" || algorithm === "adaptive" ? [1, 0.5] : [1];
+  const points = scales.map((scale) => {
+    const plus = leaves.map((l) => Float64Array.from(l.data));
+    const minus = leaves.map((l) => Float64Array.from(l.data));
+    const widths = leaves.map((l) => new Float64Array(l.size));
+    leaves.forEach((leaf, l) => {
+      for (let j = 0; j < leaf.size; j++) {
+        const m = multiples[l][j];
+        // An element closer to a domain bound than its tiny step stays put, and so does one whose column
+        // was computed alone (near a bound, one-sided): `unstructured` above verified it, and a
+        // one-sided entry's truncation error is no matter for this check.
+        if (!steps.inside(l, j, m) || !steps.inside(l, j, -m) || !groupable(steps, algorithm, { leaf: l, index: j })) continue;
+        // Its own steps, m_j ~ 1/sqrt(r) of the rule's, are no step of the answer's: not in adjusted_steps.
+        plus[l][j] = steps.perturbed(l, j, scale * m, false);
+        minus[l][j] = steps.perturbed(l, j, -scale * m, false);
+        widths[l][j] = plus[l][j] - minus[l][j];
+      }
+    });
+    return { plus, minus, widths };
   });
   const changes = (values: Float64Array[]): Change[] => values.map((v, leaf) => ({ leaf, values: v }));
-  const [fPlus, fMinus] = await problem.evaluateAll([
-    [changes(plus), () => "the sparsity verification's point x + u"],
-    [changes(minus), () => "the sparsity verification's point x - u"],
-  ]);
+  const evaluated = await problem.evaluateAll(
+    points.flatMap(({ plus, minus }, k) => [
+      [changes(plus), () => `the sparsity verification's point x + ${k ? "u/2" : "u"}`],
+      [changes(minus), () => `the sparsity verification's point x - ${k ? "u/2" : "u"}`],
+    ] as const),
+  );
   // Forward rows' truncation bound (see above), from f(x), which forward rows evaluated already.
   const f0 = algorithm === "forward" ? await problem.base() : undefined;
-  const zeros = () => fPlus.map((f) => new Float64Array(f.length));
-  const [predicted, magnitude, carried, terms] = [zeros(), zeros(), zeros(), zeros()];
+  const zeros = () => evaluated[0].map((f) => new Float64Array(f.length));
+  const predicted = points.map(zeros);
+  const [magnitude, carried, terms] = [zeros(), zeros(), zeros()];
   /** Per output value, the least |m_j| among the columns of its row's structure (forward rows' bound, above). */
-  const least = f0 ? fPlus.map((f) => new Float64Array(f.length).fill(Infinity)) : undefined;
+  const least = f0 ? evaluated[0].map((f) => new Float64Array(f.length).fill(Infinity)) : undefined;
+  const widths = points[0].widths;
   for (const row of rows) {
     const w = widths[row.leaf][row.index];
     if (w === 0) continue;
+    const m = Math.abs(multiples[row.leaf][row.index]);
     row.values.forEach((values, o) => {
       const indices = row.indices?.[o];
       const errors = row.errors?.[o];
       for (let k = 0; k < values.length; k++) {
         const i = indices ? indices[k] : k;
-        predicted[o][i] += values[k] * w;
-        magnitude[o][i] += Math.abs(values[k] * w);
-        if (errors) carried[o][i] += errors[k] * Math.abs(w);
-        const m = Math.abs(multiples[row.leaf][row.index]);
-        terms[o][i] += m;
+        points.forEach((p, s) => (predicted[s][o][i] += values[k] * p.widths[row.leaf][row.index]));
+        magnitude[o][i] += (values[k] * w) ** 2;
+        if (errors) carried[o][i] += (errors[k] * w) ** 2;
+        terms[o][i] += m * m;
         if (least && values[k] !== 0) least[o][i] = Math.min(least[o][i], m);
       }
     });
   }
+  const [fPlus, fMinus] = evaluated;
   const outputs = problem.outputs!;
   for (let o = 0; o < outputs.length; o++) {
     const u = unitRoundoff(outputs[o].datatype);
     for (let i = 0; i < fPlus[o].length; i++) {
       const moved = fPlus[o][i] - fMinus[o][i];
-      // Rounding: of f at both points, and of each entry J~_ij, u |f_i| / h_j, times |w_j| = 2 |m_j| h_j.
-      const rounding = u * (Math.abs(fPlus[o][i]) + Math.abs(fMinus[o][i]) + (f0 ? 2 * Math.abs(f0[o][i]) : 0)) * (1 + terms[o][i]);
+      const along = Math.abs(fPlus[o][i]) + Math.abs(fMinus[o][i]);
+      let mismatch = moved - predicted[0][o][i];
+      // Rounding: of f at the points, and of each entry J~_ij, u |f_i| / h_j, times |w_j| = 2 |m_j| h_j;
+      // the entries' roundings are independent, and add up as a root sum of squares (as magnitudes do).
+      let rounding = u * (along + (f0 ? 2 * Math.abs(f0[o][i]) : 0) + along * Math.sqrt(terms[o][i]));
+      if (scales.length > 1) {
+        const [halfPlus, halfMinus] = [evaluated[2][o][i], evaluated[3][o][i]];
+        mismatch = (8 * (halfPlus - halfMinus - predicted[1][o][i]) - mismatch) / 3;
+        rounding += u * ((8 * (Math.abs(halfPlus) + Math.abs(halfMinus)) + along) / 3);
+      }
       const truncation = f0 && least![o][i] < Infinity ? (TRUNCATION_MARGIN / least![o][i]) * Math.abs(fPlus[o][i] + fMinus[o][i] - 2 * f0[o][i]) : 0;
-      const tolerance = VERIFY_RTOL * (magnitude[o][i] + Math.abs(moved)) + carried[o][i] + ROUNDING_MARGIN * rounding + truncation;
-      if (!(Math.abs(moved - predicted[o][i]) <= tolerance)) {
-        return `${outputs[o].path}${outputs[o].shape.length ? `[${i}]` : ""} moved by ${moved} along a random direction, the grouped Jacobian predicts ${predicted[o][i]}`;
+      const rtol = scales.length > 1 ? EXTRAPOLATED_RTOL : VERIFY_RTOL;
+      const tolerance = rtol * (Math.sqrt(magnitude[o][i]) + Math.abs(moved)) + ESTIMATE_MARGIN * Math.sqrt(carried[o][i]) + ROUNDING_MARGIN * rounding + truncation;
+      if (!(Math.abs(mismatch) <= tolerance)) {
+        return `${outputs[o].path}${outputs[o].shape.length ? `[${i}]` : ""} moved by ${moved} along a random direction, the grouped Jacobian predicts ${predicted[0][o][i]}`;
       }
     }
   }

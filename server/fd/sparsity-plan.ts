@@ -6,7 +6,7 @@
  * perturb every element already).
  */
 import { groupAllColumns, groupColumns, type Column } from "./colouring";
-import { detectionKey, fits, verificationDirections, type DetectedPatterns } from "./detection";
+import { detectionKey, fits, verificationEvaluations, type DetectedPatterns } from "./detection";
 import { groupable } from "./grouped";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
@@ -79,7 +79,7 @@ export class SparsityPlan {
   /** Apply calls the request will make: the rule's count with the groups in place of n, plus what planning added (and, after a failed verification, what the grouped attempt planned). */
   plannedEvaluations(options: ResolvedOptions): number {
     const algorithm = effectiveAlgorithm(this.columns, options);
-    return this.spent + plannedEvaluations(this.columnGroups, options) + (this.baseForShapes && algorithm === "central" ? 1 : 0) + (this.verify ? 2 * verificationDirections(algorithm) : 0);
+    return this.spent + plannedEvaluations(this.columnGroups, options) + (this.baseForShapes && algorithm === "central" ? 1 : 0) + (this.verify ? verificationEvaluations(algorithm) : 0);
   }
 }
 
