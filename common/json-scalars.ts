@@ -31,7 +31,9 @@ export function jsonScalar(type: string, v: unknown, where: string): unknown {
     const [lo, hi] = INT_RANGES[type];
     const n = typeof v === "string" && /^-?\d+$/.test(v) ? Number(v) : v;
     if (Number.isInteger(n) && (n as number) >= lo && (n as number) <= hi) return n;
-    throw invalidArgument(`${where} is ${shown(v)}, expected an integer from ${lo} to ${hi} (${type})`);
+    // 64-bit types: the range JSON numbers hold exactly, which is narrower than the type's (a larger number arrives rounded, as `v` shows).
+    const range = hi === Number.MAX_SAFE_INTEGER ? `${type}, within ±(2^53 - 1), the integers a JSON number holds exactly` : type;
+    throw invalidArgument(`${where} is ${shown(v)}, expected an integer from ${lo} to ${hi} (${range})`);
   }
   if (type === "bool") {
     if (typeof v === "boolean") return v;

@@ -187,6 +187,19 @@ describe("tesseract-core bridge (serve http://HOST:PORT)", function () {
 describe("tesseract-core bridge: several runtimes, failures, cancellation", function () {
   this.timeout(20000);
 
+  it("a runtime answering a redirect is UNKNOWN naming where it points (the message ended at \"HTTP 307: \")", async () => {
+    const moved = await startFakeTesseractCore({ ...meshStats(), apply: () => { throw new FakeHttpStatus(307, "", "http://127.0.0.1:1/elsewhere/apply"); } });
+    const server = await startServer({ tesseract: moved.url, port: 0, logger: silentLogger });
+    const { client } = await reflectedClient(server.address);
+    try {
+      await clientRejects(client.apply(inputs()), "UNKNOWN", /^apply on http:\/\/127\.0\.0\.1:\d+ answered HTTP 307, a redirect to "http:\/\/127\.0\.0\.1:1\/elsewhere\/apply", which the bridge does not follow: serve the runtime's own URL$/);
+    } finally {
+      client.close();
+      await server.close(0);
+      await moved.close();
+    }
+  });
+
   it("a runtime answering 503 or 429 (busy, not ready) hands the evaluation to another, and alone is UNAVAILABLE, which callers retry (it was UNKNOWN)", async () => {
     for (const status of [503, 429]) {
       const busy = await startFakeTesseractCore({ ...meshStats(), apply: () => { throw new FakeHttpStatus(status, "try again later"); } });

@@ -482,7 +482,7 @@ describe('the SDK and the CLI keep map keys such as "__proto__" as data', () => 
   it("CLI JSON: scalars are checked against their field's type (an int64 string past 2^64 was sent modulo 2^64: 1)", () => {
     const mesh = (n_points: unknown) => ({ mesh: { n_points, n_cells: 1 } });
     for (const value of ["18446744073709551617", "-18446744073709551615", "99999999999999999999", 1.5, "12a", true]) {
-      assert.throws(() => jsonToTree(meshType, mesh(value)), { message: `mesh.n_points is ${JSON.stringify(value)}, expected an integer from -9007199254740991 to 9007199254740991 (int64)` });
+      assert.throws(() => jsonToTree(meshType, mesh(value)), { message: `mesh.n_points is ${JSON.stringify(value)}, expected an integer from -9007199254740991 to 9007199254740991 (int64, within ±(2^53 - 1), the integers a JSON number holds exactly)` });
     }
     assert.equal((jsonToTree(meshType, mesh("9007199254740991")) as { mesh: { n_points: number } }).mesh.n_points, 9007199254740991);
     assert.deepEqual(jsonToTree(meshType, { mesh: { n_points: null, n_cells: 2 } }), { mesh: { n_cells: 2 } }, "null: unset, as in tesseract-core's JSON");

@@ -51,6 +51,8 @@ function pinnedLookup(address: string, family: number): LookupFunction {
 export interface ReplicaResponse {
   status: number;
   text: string;
+  /** A redirect's Location header (the bridge does not follow redirects). */
+  location?: string;
 }
 
 const GET_HEADERS = { accept: "application/json" };
@@ -109,6 +111,11 @@ export class Replica {
     };
     const declared = Number(response.headers["content-length"]);
     if (declared > limit) throw tooLong();
+    const location = response.headers.location;
+    if (response.statusCode >= 300 && response.statusCode < 400 && location !== undefined) {
+      response.body.on("error", () => undefined).destroy();
+      return { status: response.statusCode, text: "", location: String(location) };
+    }
     // A declared length bounds the body (undici fails an answer that overruns it): read as before.
     if (Number.isSafeInteger(declared)) return { status: response.statusCode, text: await response.body.text() };
     const chunks: Buffer[] = [];

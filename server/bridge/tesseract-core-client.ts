@@ -11,7 +11,7 @@
  * Answers are cast to the output message's declared datatypes (schema/output-casting.ts).
  */
 import * as protobuf from "protobufjs";
-import { clip, printable, Code, isTesseractError, RuntimeValidation, TesseractError } from "../../common/errors";
+import { clip, printable, quote, Code, isTesseractError, RuntimeValidation, TesseractError } from "../../common/errors";
 import { NUMPY_DTYPES } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
 import type { JobApply } from "../eval/concurrent";
@@ -140,7 +140,10 @@ function parseAnswer(text: string): unknown {
 }
 
 /** The answer's text when 2xx; a 422 is INVALID_ARGUMENT with its details, any other status UNKNOWN. */
-function checkedAnswer(endpoint: string, url: string, { status, text }: ReplicaResponse): string {
+function checkedAnswer(endpoint: string, url: string, { status, text, location }: ReplicaResponse): string {
+  if (location !== undefined) {
+    throw new TesseractError(Code.UNKNOWN, `${endpoint} on ${url} answered HTTP ${status}, a redirect to ${quote(clip(printable(location)))}, which the bridge does not follow: serve the runtime's own URL`);
+  }
   if (status === 422) {
     const entries = detailEntries(text);
     throw new TesseractError(Code.INVALID_ARGUMENT, `tesseract-core (${url}) refused the inputs: ${validationDetail(text)}`, entries ? { cause: new RuntimeValidation(entries) } : undefined);

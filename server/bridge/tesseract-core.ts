@@ -12,7 +12,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { isTesseractError } from "../../common/errors";
+import { clip, isTesseractError, printable, quote } from "../../common/errors";
 import { isPlainObject } from "../../common/records";
 import { protoFromOpenApi } from "../schema/openapi-proto";
 import { loadRootFromText } from "../schema/schema";
@@ -58,7 +58,8 @@ async function fetchOpenApi(replicas: RuntimeReplicas): Promise<{ url: string; d
       failures.push(`${url}: ${failureReason(e)}`);
       continue;
     }
-    if (answer.status < 200 || answer.status >= 300) throw new Error(`${url}/openapi.json answered HTTP ${answer.status}; expected a tesseract-core runtime's OpenAPI document`);
+    const redirect = answer.location === undefined ? "" : ` (a redirect to ${quote(clip(printable(answer.location)))}, which the bridge does not follow: serve the runtime's own URL)`;
+    if (answer.status < 200 || answer.status >= 300) throw new Error(`${url}/openapi.json answered HTTP ${answer.status}${redirect}; expected a tesseract-core runtime's OpenAPI document`);
     let doc: unknown;
     try {
       doc = JSON.parse(answer.text);

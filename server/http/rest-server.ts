@@ -238,6 +238,8 @@ function createApp(options: RestServerOptions): FastifyInstance {
   // fastify reads text/plain as a string (a 422 "must be object" followed); here it is another type, 415.
   app.removeContentTypeParser(["application/json", "text/plain"]);
   app.addContentTypeParser("application/json", { parseAs: "buffer" }, parseJsonBody);
+  // application/<anything>+json is JSON too, as FastAPI reads it (application/vnd.api+json was a 415).
+  app.addContentTypeParser(/^application\/[\w.!#$&^-]+\+json(\s*;.*)?$/i, { parseAs: "buffer" }, parseJsonBody);
   // A body without a Content-Type is read as JSON, as FastAPI reads it; another type is refused saying what to send.
   app.addContentTypeParser("*", { parseAs: "buffer" }, (request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => {
     const type = request.headers["content-type"];
