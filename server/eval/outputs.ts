@@ -130,10 +130,13 @@ export class OutputSelector {
     const shape = (leaf as NdArray).shape;
     let same = shape.length === info.shape.length;
     for (let d = 0; same && d < shape.length; d++) same = shape[d] === info.shape[d];
-    if (!same) throw new TesseractError(this.faultCode, `apply returned output ${info.path} with shape [${shape.join(", ")}], earlier [${info.shape.join(", ")}]`);
+    if (!same) throw new TesseractError(this.faultCode, `apply returned output ${info.path} with shape [${shape.join(", ")}] here, [${info.shape.join(", ")}] at an earlier evaluation: ${SHAPES_FIXED}`);
     return leaf as NdArray;
   }
 }
+
+/** Why an output whose shape changes between evaluations is refused (which evaluation is the odd one out, neither can tell). */
+export const SHAPES_FIXED = "an output's shape must not depend on the values of the differentiated inputs (differences are taken element by element)";
 
 /** The property key a segment of a resolved (concrete) path steps through. */
 function stepOf(s: Segment): string | number {

@@ -15,6 +15,7 @@
 import { randomUUID } from "node:crypto";
 import { Code, TesseractError } from "../../common/errors";
 import { FailedPair, outputSizes, outputStride, splitFlat, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "./evaluator";
+import { SHAPES_FIXED } from "./outputs";
 import { concatPairs, pairCount } from "./element-pairs";
 import { leaseResults } from "./result-lease";
 import type { WorkerPool } from "./pool";
@@ -206,7 +207,7 @@ export class PoolEvaluator implements Evaluator {
     outputs.forEach((out, o) => {
       const first = this.outputs![o];
       if (out.shape.join() !== first.shape.join()) {
-        throw new TesseractError(Code.INTERNAL, `apply returned output ${out.path} with shape [${out.shape.join(", ")}] in one worker, [${first.shape.join(", ")}] in another`);
+        throw new TesseractError(Code.INTERNAL, `apply returned output ${out.path} with shape [${out.shape.join(", ")}] at one evaluation, [${first.shape.join(", ")}] at another: ${SHAPES_FIXED}`);
       }
     });
   }
