@@ -336,7 +336,7 @@ describe("fd engine", () => {
       const inputs = { choice: Algorithm.ALGORITHM_FORWARD };
       const defaults = { eps: 1e-6, algorithm: (i: typeof inputs) => i.choice, numSamples: 12 };
       // Per-path maps are keyed by caller text: records without a prototype.
-      const plain = { epsByPath: recordFrom([]), stepMode: undefined, typical: recordFrom([]), stochasticEstimator: "spsa", sparsityMode: "default" };
+      const plain = { epsByPath: recordFrom([]), stepMode: "absolute", typical: recordFrom([]), stochasticEstimator: "spsa", sparsityMode: "default" };
       // eps unset: the step rule's default for the mode (1e-4 absolute; see the step rule tests).
       assert.deepEqual(resolveOptions({ seed: 1 }, undefined, inputs), { algorithm: "central", eps: undefined, numSamples: undefined, seed: 1n, ...plain });
       assert.deepEqual(resolveOptions({ seed: 1 }, defaults, inputs), { algorithm: "forward", eps: 1e-6, numSamples: 12, seed: 1n, ...plain });

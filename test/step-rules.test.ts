@@ -15,10 +15,8 @@ import { loadTesseract } from "../index";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
 import { Algorithm } from "../index";
-import { f32, f64, rejects } from "./helpers";
-import { DataType } from "../common/tensor-codec";
+import { f64, rejects } from "./helpers";
 
-const ABSOLUTE = 1;
 const RELATIVE = 2;
 // The polynomial fixture: f = x³ + y·sin(x) element-wise; with y = 0, f = x³.
 const runtime = loadTesseract(path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js"));
@@ -144,7 +142,7 @@ describe("default relative steps and the outputs' precision", () => {
   it("an absolute step too small for an FP64 input's numbers falls back to a relative step sized for the FP32 outputs (forward answered 0)", async () => {
     const huge = [5e12, 4e12]; // beyond 2^52 · 1e-4: x + 1e-4 rounds to x
     for (const [algorithm, rtol] of [[Algorithm.ALGORITHM_FORWARD, 1e-3], [Algorithm.ALGORITHM_CENTRAL, 1e-4]] as const) {
-      const { entries, stats } = await fp32Out.jacobian({ inputs: { ...fp32Inputs, x: f64(huge), y: f64([0], []) }, inputPaths: ["x"], outputPaths: ["f"], options: { algorithm, step_mode: ABSOLUTE } });
+      const { entries, stats } = await fp32Out.jacobian({ inputs: { ...fp32Inputs, x: f64(huge), y: f64([0], []) }, inputPaths: ["x"], outputPaths: ["f"], options: { algorithm } });
       diagonal(entries[0].values, 2).forEach((d, i) => assert.ok(Math.abs(d / (3 * huge[i] ** 2) - 1) <= rtol, `${Algorithm[algorithm]}: df${i}/dx${i} = ${d}, expected ${3 * huge[i] ** 2}`));
       assert.match(stats.adjusted_steps[0], /^x\[0\]: a step of 0\.0001 is below the spacing of FP64 numbers at 5000000000000; took h = \S+ instead \(the relative step 0\.0(00345|0492) ·/);
     }
@@ -159,50 +157,6 @@ describe("default relative steps and the outputs' precision", () => {
     const { entries, stats } = await fp32Out.jacobian({ inputs: { ...fp32Inputs, mode: "" }, inputPaths: ["x"], outputPaths: ["f"], options: { step_mode: RELATIVE } });
     assert.equal(stats.apply_calls, 7);
     diagonal(entries[0].values, 3).forEach((d, i) => assert.ok(Math.abs(d - exact[i]) <= 1e-9 * exact[i], `df${i}/dx${i} = ${d}`));
-  });
-});
-
-describe("the default step of FP32 problems", () => {
-  const fixture = path.join(__dirname, "../../test/fixtures/polynomial");
-  const definition = { ...loadTesseract(path.join(fixture, "polynomial.js")).definition, finiteDifferences: undefined };
-  // The same Tesseract with an abstractEval, which tells the outputs' precision before any evaluation.
-  const predicting = new TesseractRuntime({ ...definition, abstractEval: (i: { x: { shape: number[] }; mode: string }) => [{ path: "f", shape: [i.x.shape[0]], datatype: i.mode === "fp32" ? DataType.DATA_TYPE_FP32 : DataType.DATA_TYPE_FP64 }] }, fixture);
-  const plain = new TesseractRuntime(definition, fixture);
-  before(async () => {
-    await predicting.useEvaluation({ workers: 0, cacheBytes: 0 });
-    await plain.useEvaluation({ workers: 0, cacheBytes: 0 });
-  });
-  const x = [300, 3000];
-  const at = (values: ndarray.NdArray, mode: string) => ({ x: values, y: f64([0], []), params: {}, blocks: [], mode });
-  const relativeErrors = (values: Float64Array) => diagonal(values, 2).map((d, i) => Math.abs(d / (3 * x[i] ** 2) - 1));
-
-  // FP32 rounding of f = x³ (2.7e7 at 300) is ~1.6 over a step of 2e-4: 3 % of the derivative at
-  // 300, 14 % at 3000 from an FP64 input. FP32's relative step there, 4.9e-3 |x|, is ~1e-5 off.
-  for (const [algorithm, rtol, calls] of [[Algorithm.ALGORITHM_CENTRAL, 1e-4, 4], [Algorithm.ALGORITHM_FORWARD, 1e-3, 3]] as const) {
-    it(`${Algorithm[algorithm]}: an FP32 input, or an FP64 one whose output is known to be FP32, takes FP32's relative step where longer than 1e-4 (3-14 % off), at no extra evaluation`, async () => {
-      for (const [runtime, inputs] of [[plain, at(f32(x), "fp32")], [plain, at(f32(x), "")], [predicting, at(f64(x), "fp32")]] as const) {
-        const { entries, stats } = await runtime.jacobian({ inputs, inputPaths: ["x"], outputPaths: ["f"], options: { algorithm } });
-        relativeErrors(entries[0].values).forEach((e, i) => assert.ok(e < rtol, `${inputs.x.data.constructor.name} ${inputs.mode}: df${i}/dx${i} off by ${e}`));
-        assert.equal(stats.apply_calls, calls);
-        assert.deepEqual(stats.adjusted_steps, []);
-      }
-    });
-  }
-
-  it("1e-4 stays where asked for (an absolute step mode or an eps), and where the outputs' precision is unknown without an evaluation (central, no abstractEval)", async () => {
-    // The central quotient of x³ is 3x² + h² (to the points' rounding): h is 1e-4, not 1.47.
-    for (const options of [{ step_mode: ABSOLUTE }, { eps: 1e-4 }, { eps_by_path: { x: 1e-4 } }]) {
-      const { entries } = await plain.jacobian({ inputs: at(f32([300]), ""), inputPaths: ["x"], outputPaths: ["f"], options });
-      assert.ok(Math.abs(entries[0].values[0] - 270000) < 0.05, `${JSON.stringify(options)}: ${entries[0].values[0]}`);
-    }
-    const { entries } = await plain.jacobian({ inputs: at(f32([300]), ""), inputPaths: ["x"], outputPaths: ["f"] });
-    assert.ok(Math.abs(Math.sqrt(entries[0].values[0] - 270000) / (4.92e-3 * 300) - 1) < 0.01, String(entries[0].values[0]));
-    // FP64 in, FP32 out, no abstractEval: learning the precision would cost central one more evaluation.
-    const { stats } = await plain.jacobian({ inputs: at(f64(x), "fp32"), inputPaths: ["x"], outputPaths: ["f"] });
-    assert.equal(stats.apply_calls, 4);
-    // Small |x| keeps 1e-4, which is the longer step there.
-    const small = await plain.jacobian({ inputs: at(f32([0.01]), ""), inputPaths: ["x"], outputPaths: ["f"] });
-    assert.ok(Math.abs(Math.sqrt(small.entries[0].values[0] - 3e-4) / 1e-4 - 1) < 0.05, String(small.entries[0].values[0]));
   });
 });
 

@@ -31,7 +31,6 @@ export interface ResolvedOptions {
   eps?: number;
   /** Per input path, overriding `eps`. */
   epsByPath?: Record<string, number>;
-  /** Unset: absolute, except for elements of FP32 problems without an eps (steps.ts, StepRule). */
   stepMode?: StepModeName;
   /** Per input path: relative steps are eps * max(|x|, typical); default 1. */
   typical?: Record<string, number>;
@@ -121,7 +120,7 @@ export function resolveOptions<I>(request: RequestOptions | null | undefined, de
   if (isSet(req.step_mode) && !(req.step_mode in STEP_MODES)) {
     throw invalidArgument(`options.step_mode: unknown step mode ${req.step_mode}; expected 0, 1 or 2 (STEP_MODE_UNSPECIFIED, STEP_MODE_ABSOLUTE, STEP_MODE_RELATIVE)`);
   }
-  const stepMode = STEP_MODES[req.step_mode ?? 0];
+  const stepMode = STEP_MODES[req.step_mode ?? 0] ?? "absolute";
   if (isSet(req.stochastic_estimator) && !(req.stochastic_estimator in ESTIMATORS)) {
     throw invalidArgument(`options.stochastic_estimator: unknown estimator ${req.stochastic_estimator}; expected 0, 1 or 2 (STOCHASTIC_ESTIMATOR_UNSPECIFIED, _SPSA, _LEAST_SQUARES)`);
   }

@@ -7,24 +7,18 @@
 import { DataType } from "../../common/tensor-codec";
 import type { InputLeaf } from "../eval/input-leaf";
 import type { ResolvedOptions } from "./options";
-import { DEFAULT_ABSOLUTE_EPS, epsFor, keptStepMultiple, lengthensForFp32 } from "./steps";
-import { usesBase } from "./rows";
+import { DEFAULT_ABSOLUTE_EPS, keptStepMultiple } from "./steps";
 import type { Problem } from "./problem";
 
 /**
  * Tells `problem` whether a requested output is FP32 (`Problem.outputsFp32`) before its step rule is
- * made, where that can change a step of an FP64 leaf: a default relative step, by the rule (relative
- * steps, no eps of its own) or as the fallback of an absolute step too small for its numbers; and,
- * step mode and eps unset, whether its 1e-4 is lengthened to FP32's relative step (steps.ts,
- * lengthensForFp32). From the outputs already known, else abstractEval's prediction, else f(x):
- * one evaluation, which the forward and extrapolating rules need anyway; the last case is not worth
- * it to the others (central would make 2n + 1 calls for every Tesseract without abstractEval), and
- * takes 1e-4. Whether f(x) was evaluated for it.
+ * made, where that can change a step: an FP64 leaf taking a default relative step, by the rule
+ * (relative steps, no eps of its own) or as the fallback of an absolute step too small for its
+ * numbers (steps.ts). From the outputs already known, else abstractEval's prediction, else f(x) (one
+ * evaluation, which the forward and extrapolating rules need anyway). Whether f(x) was evaluated for it.
  */
 export async function settleOutputPrecision(problem: Problem, options: ResolvedOptions, predicted?: () => Promise<readonly { datatype: number }[] | undefined>): Promise<boolean> {
-  const fp64 = problem.leaves.filter((leaf) => !leaf.fp32);
-  const needed = fp64.some((leaf) => takesDefaultRelativeStep(leaf, options));
-  if (!needed && !fp64.some((leaf) => lengthensForFp32(options, leaf.path, true))) return false;
+  if (!problem.leaves.some((leaf) => !leaf.fp32 && takesDefaultRelativeStep(leaf, options))) return false;
   // An input of NaN or ±Inf is the step rule's to refuse, before anything is evaluated.
   if (problem.leaves.some((leaf) => leaf.data.some((x) => !Number.isFinite(x)))) return false;
   let outputs: readonly { datatype: number }[] | undefined = problem.outputs;
@@ -37,7 +31,6 @@ export async function settleOutputPrecision(problem: Problem, options: ResolvedO
   }
   const evaluated = !outputs;
   if (!outputs) {
-    if (!needed && !usesBase(problem.size, options)) return false;
     await problem.base();
     outputs = problem.outputs!;
   }
@@ -51,7 +44,7 @@ export async function settleOutputPrecision(problem: Problem, options: ResolvedO
  * h · 2^52 / smallest multiple).
  */
 function takesDefaultRelativeStep(leaf: InputLeaf, options: ResolvedOptions): boolean {
-  const eps = epsFor(options, leaf.path);
+  const eps = options.epsByPath?.[leaf.path] ?? options.eps;
   if (options.stepMode === "relative") return eps === undefined;
   const smallest = keptStepMultiple(options.algorithm) * (eps ?? DEFAULT_ABSOLUTE_EPS);
   let largest = 0;

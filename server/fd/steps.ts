@@ -45,23 +45,6 @@ export function defaultEps(algorithm: AlgorithmName, relative: boolean, fp32: bo
   return relative ? defaultRelativeEps(algorithm, fp32) : DEFAULT_ABSOLUTE_EPS;
 }
 
-/** The eps set for a leaf's path: by `eps_by_path`, else `eps` (the request's, else the Tesseract's); undefined when unset. */
-export function epsFor(options: ResolvedOptions, path: string): number | undefined {
-  return options.epsByPath?.[path] ?? options.eps;
-}
-
-/**
- * Whether a leaf's default step, 1e-4 (tesseract-core's), is lengthened to FP32's error-optimal
- * relative step where that is longer (StepRule): the step mode and the leaf's eps unset, and the
- * coarser of its and the outputs' precision FP32. 1e-4 leaves an FP32 output's rounding, about
- * ulp(f) / 2h, in every quotient, which grows with |x|: x² at x = 300 in FP32 came out 3 % off, x³ at
- * 3000 from an FP64 input 14 %. Kept where it is longer (small |x|: a relative step, max(|x|, 1)
- * times eps, cost x³ at 0.1 8e-4 of truncation where 1e-4 is 1e-6 off).
- */
-export function lengthensForFp32(options: ResolvedOptions, path: string, fp32: boolean): boolean {
-  return options.stepMode === undefined && epsFor(options, path) === undefined && fp32;
-}
-
 /**
  * The error-optimal relative step for a rule of order p, eps ≈ ε^(1/(p+1)) with ε the machine epsilon
  * of the input or, where coarser, of the requested outputs (truncation ~ h^p balanced against
@@ -115,10 +98,9 @@ export function checkFiniteInputs(leaves: readonly InputLeaf[]): void {
 const MAX_ADJUSTED_NAMED = 100;
 
 /**
- * The step rule of one request: h_j = eps for absolute steps (where FP32 sets the precision and
- * neither step mode nor eps is set, max(eps, ε^(1/(p+1)) |x_j|): lengthensForFp32), h_j = eps ·
- * max(|x_j|, typical) for relative ones, with eps from `eps_by_path`, else `eps`, else the default for
- * the mode (1e-4 absolute, `defaultRelativeEps` relative). Perturbed values are rounded to the input's precision and
+ * The step rule of one request: h_j = eps for absolute steps, h_j = eps · max(|x_j|, typical) for
+ * relative ones, with eps from `eps_by_path`, else `eps`, else the default for the mode (1e-4
+ * absolute, `defaultRelativeEps` relative). Perturbed values are rounded to the input's precision and
  * never equal x; each element moved off the rule is reported once.
  *
  * Where h_j, at the smallest multiple the algorithm steps by, is below the spacing of the input's
@@ -134,8 +116,6 @@ export class StepRule {
   private readonly epsSource: string[];
   private readonly typical: number[];
   private readonly relative: boolean;
-  /** Per leaf, whether its default absolute step is lengthened to FP32's relative one where that is longer (lengthensForFp32). */
-  private readonly lengthened: boolean[];
   /** The multiple of h that must move x (keptStepMultiple), and each leaf's fallback relative eps. */
   private readonly smallest: number;
   private readonly fallbackEps: number[];
@@ -158,8 +138,7 @@ export class StepRule {
       if (index >= 0) throw invalidArgument(`${elementName(leaf, index)} is ${leaf.data[index]}, outside its domain ${this.describeBounds(l)}: finite differences need inputs inside it`);
     });
     this.relative = options.stepMode === "relative";
-    this.lengthened = leaves.map((l) => lengthensForFp32(options, l.path, l.fp32 || outputsFp32));
-    this.eps = leaves.map((l) => epsFor(options, l.path) ?? defaultEps(options.algorithm, this.relative, l.fp32 || outputsFp32));
+    this.eps = leaves.map((l) => options.epsByPath?.[l.path] ?? options.eps ?? defaultEps(options.algorithm, this.relative, l.fp32 || outputsFp32));
     this.epsSource = leaves.map((l) => (options.epsByPath?.[l.path] !== undefined ? `options.eps_by_path.{${l.path}}` : options.eps !== undefined ? "eps" : "the default eps"));
     this.typical = leaves.map((l) => options.typical?.[l.path] ?? 1);
     this.smallest = keptStepMultiple(options.algorithm);
@@ -171,10 +150,9 @@ export class StepRule {
     return this.resolves(leaf, x, ruled) ? ruled : this.fallback(leaf, x);
   }
 
-  /** The rule's step at x: eps, eps · max(|x|, typical), or (lengthened) the longer of eps and FP32's relative step. */
+  /** The rule's step at x: eps, or eps · max(|x|, typical). */
   private ruled(leaf: number, x: number): number {
-    if (this.relative) return this.eps[leaf] * Math.max(Math.abs(x), this.typical[leaf]);
-    return this.lengthened[leaf] ? Math.max(this.eps[leaf], this.fallbackEps[leaf] * Math.abs(x)) : this.eps[leaf];
+    return this.relative ? this.eps[leaf] * Math.max(Math.abs(x), this.typical[leaf]) : this.eps[leaf];
   }
 
   /**
@@ -245,11 +223,7 @@ export class StepRule {
 
   /** How h is set for a leaf, for messages: "eps = 1e+308 (absolute steps, h = eps)". */
   describeStep(leaf: number): string {
-    const rule = this.relative
-      ? `relative steps, h = eps · max(|x|, typical magnitude ${this.typical[leaf]})`
-      : this.lengthened[leaf]
-        ? `absolute steps, h = eps, or FP32's relative step ${this.fallbackEps[leaf].toPrecision(3)} · |x| where longer`
-        : "absolute steps, h = eps";
+    const rule = this.relative ? `relative steps, h = eps · max(|x|, typical magnitude ${this.typical[leaf]})` : "absolute steps, h = eps";
     return `${this.epsSource[leaf]} = ${this.eps[leaf]} (${rule})`;
   }
 
