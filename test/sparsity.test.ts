@@ -285,6 +285,12 @@ describe("column grouping", () => {
       await rejects(wrong.jacobian({ ...request, sparsity: [{ ...pattern, output_index: [0, 0] }] }), Code.INTERNAL, /apply's outputs \(f \[2\]\) differ from those abstractEval predicted \(f: 1 element\)$/);
     });
 
+    it("a structure aligned to outputs of the predicted sizes still refuses outputs of other sizes at the same paths (structures are shared: the alignment skipped the check)", () => {
+      const structure = buildStructure([{ output_path: "f", input_path: "x", output_index: [0], input_index: [0] }], [{ path: "x", size: 2 }], [{ path: "f", size: 1 }], { field: "t", fromRequest: true });
+      structure.alignedTo([{ path: "f", shape: [1] }]);
+      assert.throws(() => structure.alignedTo([{ path: "f", shape: [2] }]), /^TesseractError: apply's outputs \(f \[2\]\) differ from those abstractEval predicted \(f: 1 element\)$/);
+    });
+
     it("a declaration that fails is INTERNAL naming it; one that does not fit is INTERNAL naming the pair", async () => {
       const base = polynomial();
       const broken = new TesseractRuntime({ ...base.definition, sparsity: () => { throw new Error("oops"); } }, POLYNOMIAL_DIR);

@@ -95,7 +95,8 @@ export class Structure {
     return this.digest;
   }
 
-  private aligned?: { paths: string[]; structure: Structure };
+  /** The last alignment, by the paths and sizes it was made for (structures are shared by requests and runtimes: structureOf). */
+  private aligned?: { outputs: string; structure: Structure };
 
   /**
    * The same structure with its outputs in `outputs`' order (apply's, which may differ from the
@@ -103,8 +104,9 @@ export class Structure {
    * same sizes.
    */
   alignedTo(outputs: readonly { path: string; shape: readonly number[] }[]): Structure {
-    const known = this.aligned;
-    if (known && known.paths.length === outputs.length && known.paths.every((p, k) => p === outputs[k].path)) return known.structure;
+    // Sizes too: a runtime whose apply disagrees with its abstractEval met the alignment another had made, unchecked.
+    const key = JSON.stringify(outputs.map((o) => [o.path, o.shape.reduce((a, b) => a * b, 1)]));
+    if (this.aligned?.outputs === key) return this.aligned.structure;
     const order = outputs.map((out) => {
       const o = this.outputs.findIndex((x) => x.path === out.path);
       const size = out.shape.reduce((a, b) => a * b, 1);
@@ -112,7 +114,7 @@ export class Structure {
       return o;
     });
     const structure = order.every((o, k) => o === k) ? this : new Structure(this.leaves, order.map((o) => this.outputs[o]), order.map((o) => this.blocks[o]));
-    this.aligned = { paths: outputs.map((o) => o.path), structure };
+    this.aligned = { outputs: key, structure };
     return structure;
   }
 }
