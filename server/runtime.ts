@@ -503,7 +503,7 @@ export class TesseractRuntime {
     return {
       inputs: leaves.map((l) => ({ path: l.path, shape: l.shape, datatype: l.fp32 ? DataType.DATA_TYPE_FP32 : DataType.DATA_TYPE_FP64 })),
       totalRows: problem.size,
-      plannedEvaluations: () => plan!.plannedEvaluations(options) - (cachedBase && (usesBase(problem.size, options) || plan!.baseForShapes) ? 1 : 0),
+      plannedEvaluations: () => plan!.plannedEvaluations(options) - (!plan!.fellBack && cachedBase && (usesBase(problem.size, options) || plan!.baseForShapes) ? 1 : 0),
       nonzeros: () => plan!.nonzeros,
       outputs,
       batches,

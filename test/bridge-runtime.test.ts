@@ -351,7 +351,7 @@ describe("tesseract-core bridge: enums", function () {
       assert.equal(seen.at(-1)!.method, "central");
       const bad = await postJson(`${rest}/apply`, { inputs: { mesh: { n_points: 1, points, cell_data: {} }, layers: [], method: "backward" } });
       assert.equal(bad.status, 422);
-      assert.match(((await bad.json()) as { detail: { msg: string }[] }).detail[0].msg, /inputs\.method is "backward", expected one of "central", "forward"$/);
+      assert.match(((await bad.json()) as { detail: { msg: string }[] }).detail[0].msg, /inputs\.method is "backward", expected one of "central", "forward" \(or their enum value names\)$/);
       const doc = (await (await fetch(`${rest}/openapi.json`)).json()) as any;
       assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.method, { type: "string", enum: ["central", "forward"] });
     } finally {
@@ -386,7 +386,10 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
       }
       const bad = await postJson(`${rest}/apply`, restInputs({ order: 4 }));
       assert.equal(bad.status, 422);
-      assert.match(((await bad.json()) as { detail: { msg: string }[] }).detail[0].msg, /inputs\.order is 4, expected one of 3, 2, 1$/);
+      assert.match(((await bad.json()) as { detail: { msg: string }[] }).detail[0].msg, /inputs\.order is 4, expected one of 3, 2, 1 \(or their enum value names\)$/);
+      // A Literal of strings still takes a value number, as it did: 2 is METHOD_VALUE_FORWARD.
+      assert.equal((await postJson(`${rest}/apply`, restInputs({ method: 2 }))).status, 200);
+      assert.equal(seen.at(-1)!.method, "forward");
       // Over gRPC an enum is its value number, as protobuf has it: ORDER_VALUE_1 is number 3, the literal 1.
       await client.apply({ ...inputs(), order: 3 });
       assert.strictEqual(seen.at(-1)!.order, 1);

@@ -422,7 +422,7 @@ describe("column grouping", () => {
       const J = checked.entries[0].values;
       assert.ok(Math.abs(J[0 * 5 + 4] - 0.5 * 1.5) < 1e-6, "d f_0 / d x_4 is there");
       // A stream's planned evaluations count the failed attempt too (its header said 10, for the dense run alone).
-      for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_RICHARDSON]) {
+      for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD, Algorithm.ALGORITHM_RICHARDSON, Algorithm.ALGORITHM_ADAPTIVE]) {
         const { runtime: fresh } = switching();
         const options = { ...at(x).options, algorithm };
         await fresh.jacobian({ ...at([0.5, -1, 2, 0.25, 1.5]), options });

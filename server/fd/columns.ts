@@ -36,7 +36,7 @@ async function* verified(problem: Problem, options: ResolvedOptions, plan: Spars
     return;
   }
   held.length = 0;
-  plan.fallBack(options);
+  plan.fallBack(options, problem);
   yield* plan.record ? recorded(problem, plan, rows(problem, options)) : rows(problem, options);
 }
 

@@ -41,6 +41,16 @@ export class Problem {
 
   private noiseLevels?: Promise<Float64Array[]>;
 
+  /** Whether f(x) has been asked for (evaluated, or answered by the evaluation cache): later rows reuse it. */
+  get madeBase(): boolean {
+    return this.baseOutputs !== undefined;
+  }
+
+  /** Whether the noise probe's points have been evaluated: later rows reuse them. */
+  get madeProbe(): boolean {
+    return this.noiseLevels !== undefined;
+  }
+
   /**
    * σ, the noise level of each output value near x (noise.ts): from f(x) and f at x + i p,
    * i = 1..PROBE_POINTS, with p[leaf][j] the increment of each element (0: it stays), each point

@@ -61,25 +61,33 @@ export class SparsityPlan {
     return this.structure?.nonzeros ?? 0;
   }
 
-  /** Apply calls of a grouped attempt that failed verification, beyond those the dense rows share with it (f(x), the noise probe). */
-  private spent = 0;
+  /** After a failed verification: the request's apply calls in all, those made and those the dense rows will make. */
+  private total?: number;
 
   /** The verification found the structure wrong: dense from here on, and the stats say so. */
-  fallBack(options: ResolvedOptions): void {
-    const algorithm = effectiveAlgorithm(this.columns, options);
-    const shared = (usesBase(this.columns, options) || (this.baseForShapes && algorithm === "central") ? 1 : 0) + (algorithm === "richardson" || algorithm === "adaptive" ? PROBE_POINTS : 0);
-    // The attempt's plan stays spent (the stream's header said 13 of a request that made 17 calls).
-    this.spent = this.plannedEvaluations(options) - shared;
+  fallBack(options: ResolvedOptions, problem: Problem): void {
     this.structure = undefined;
     this.groups = undefined;
     this.verify = false;
     this.source += FAILED_VERIFICATION;
+    // What was spent stays spent (the stream's header said 13 of a request that made 17 calls); of the
+    // dense plan, what the grouped attempt made already (f(x), the noise probe) is not made again.
+    const algorithm = effectiveAlgorithm(this.columns, options);
+    const countsBase = usesBase(this.columns, options) || (this.baseForShapes && algorithm === "central");
+    const reused = (countsBase && problem.madeBase ? 1 : 0) + (problem.madeProbe ? PROBE_POINTS : 0);
+    this.total = problem.calls + this.plannedEvaluations(options) - reused;
   }
 
-  /** Apply calls the request will make: the rule's count with the groups in place of n, plus what planning added (and, after a failed verification, what the grouped attempt planned). */
+  /** Whether the planned evaluations are the request's actual count (after a failed verification), an evaluation cache's answers left out. */
+  get fellBack(): boolean {
+    return this.total !== undefined;
+  }
+
+  /** Apply calls the request will make: the rule's count with the groups in place of n, plus what planning added (after a failed verification: `total`). */
   plannedEvaluations(options: ResolvedOptions): number {
+    if (this.total !== undefined) return this.total;
     const algorithm = effectiveAlgorithm(this.columns, options);
-    return this.spent + plannedEvaluations(this.columnGroups, options) + (this.baseForShapes && algorithm === "central" ? 1 : 0) + (this.verify ? verificationEvaluations(algorithm) : 0);
+    return plannedEvaluations(this.columnGroups, options) + (this.baseForShapes && algorithm === "central" ? 1 : 0) + (this.verify ? verificationEvaluations(algorithm) : 0);
   }
 }
 
