@@ -1,8 +1,8 @@
 /**
  * Detected structure (SPARSITY_MODE_DETECT): the first dense Jacobian of a Tesseract for given input
  * shapes and paths records where it is exactly zero; later requests group columns by that structure,
- * each verified by one extra evaluation pair along a random direction (two for forward rows) before
- * any row is returned.
+ * each verified by one extra evaluation pair along a random direction (two for forward rows, and a
+ * pair along u/2 too for Richardson and adaptive rows) before any row is returned.
  *
  * Verification. With u a random direction (each element moved by ±(0.5..1.5) h_j / sqrt(r), r the
  * most nonzeros of a row J[i, :], in its own precision, w_j = x_j+ - x_j- the width actually
@@ -12,11 +12,11 @@
  * leaves out either goes unseen (no column of k's group touches i: D_i has J_ik w_k, P_i not) or is
  * folded into the entry of the column j of k's group that touches i (J~_ij = J_ij + J_ik w'_k / w'_j),
  * where D_i - P_i ≈ J_ik (w_k - w_j w'_k / w'_j): nonzero, the magnitudes being drawn at random and
- * independently. The test passes where |D_i - P_i| <= 1e-6 (sqrt(sum_j (J~_ij w_j)²) + |D_i|) + 3 ×
- * the error estimates carried, sqrt(sum_j (e_ij w_j)²) + 16 × the rounding of both sides + (forward
- * rows) their truncation's bound below. The root sum of squares: the rule's truncation of the entries, which 1e-6 allows for, adds
- * up with the random signs of w_j as they do; the plain sum let a missed entry of 1e-4 of a row of
- * 1 000 entries pass.
+ * independently. The test passes where |D_i - P_i| <= 1e-6 (sqrt(sum_j (J~_ij w_j)²) + |D_i|)
+ * + 3 × the error estimates carried, sqrt(sum_j (e_ij w_j)²), + 16 × the rounding of both sides
+ * + (forward rows) their truncation's bound below. Root sums of squares: the entries' truncation,
+ * which 1e-6 allows for, and their errors add up under the random signs of w_j as such; the plain
+ * sums let a missed entry of 1e-4 of a row of 1 000 entries pass.
  *
  * Forward rows are off by their O(h) truncation, J~_ij - J_ij ≈ h_j H_i,jj / 2 (H_i the Hessian of
  * f_i), so P_i - D_i ≈ sum_j m_j h_j² H_i,jj: far above 1e-6 on a curved function (correct
@@ -34,7 +34,7 @@ import type { InputLeaf } from "../eval/input-leaf";
 import type { ResolvedOptions } from "./options";
 import { unitRoundoff, type Problem } from "./problem";
 import { seededGenerator } from "./random";
-import { effectiveAlgorithm, type Row } from "./rows";
+import { effectiveAlgorithm, extrapolates, type Row } from "./rows";
 import { groupable, VERIFICATION_REACH } from "./grouped";
 import { buildStructure, MAX_PATTERN_NONZEROS, type Extent, type Structure } from "./sparsity";
 
@@ -163,7 +163,7 @@ function directionMultiples(leaves: readonly InputLeaf[], seed: bigint, directio
   return leaves.map((l) =>
     Float64Array.from({ length: l.size }, () => {
       const draw = rng.next() >>> 0;
-      return (draw & 1 ? 1 : -1) * (VERIFICATION_REACH - 1 + (draw >>> 1) / 2 ** 31) * scale;
+      return (draw & 1 ? 1 : -1) * (VERIFICATION_REACH - 1 + (draw >>> 1) / 2 ** 31) * scale; // ±(0.5..1.5) · scale
     }),
   );
 }
@@ -194,8 +194,8 @@ export function verificationDirections(algorithm: string): number {
 }
 
 /** Apply calls the verification makes: a pair per direction, two (along u and u/2) for an extrapolating rule. */
-export function verificationEvaluations(algorithm: string): number {
-  return 2 * verificationDirections(algorithm) * (algorithm === "richardson" || algorithm === "adaptive" ? 2 : 1);
+export function verificationEvaluations(algorithm: ResolvedOptions["algorithm"]): number {
+  return 2 * verificationDirections(algorithm) * (extrapolates(algorithm) ? 2 : 1);
 }
 
 /** The most structural nonzeros in the row of one output value (J[i, :]), over the grouped rows (columns). */
@@ -217,7 +217,7 @@ async function verifyAlong(problem: Problem, options: ResolvedOptions, rows: rea
   const leaves = problem.leaves;
   const multiples = directionMultiples(leaves, options.seed, direction, mostRowNonzeros(problem, rows));
   // Rows by an extrapolating rule are checked along u and u/2 as well (see EXTRAPOLATED_RTOL).
-  const scales = algorithm === "richardson" || algorithm === "adaptive" ? [1, 0.5] : [1];
+  const scales = extrapolates(algorithm) ? [1, 0.5] : [1];
   const points = scales.map((scale) => {
     const plus = leaves.map((l) => Float64Array.from(l.data));
     const minus = leaves.map((l) => Float64Array.from(l.data));
@@ -283,7 +283,8 @@ async function verifyAlong(problem: Problem, options: ResolvedOptions, rows: rea
       if (scales.length > 1) {
         const [halfPlus, halfMinus] = [evaluated[2][o][i], evaluated[3][o][i]];
         mismatch = (8 * (halfPlus - halfMinus - predicted[1][o][i]) - mismatch) / 3;
-        rounding += u * ((8 * (Math.abs(halfPlus) + Math.abs(halfMinus)) + along) / 3);
+        // f at the half points, 8/3 of theirs; the entries' rounding, (8/3 · 1/2 + 1/3) of it, 5/3 in all (once above).
+        rounding += u * ((8 * (Math.abs(halfPlus) + Math.abs(halfMinus)) + along) / 3 + (2 / 3) * along * Math.sqrt(terms[o][i]));
       }
       const truncation = f0 && least![o][i] < Infinity ? (TRUNCATION_MARGIN / least![o][i]) * Math.abs(fPlus[o][i] + fMinus[o][i] - 2 * f0[o][i]) : 0;
       const rtol = scales.length > 1 ? EXTRAPOLATED_RTOL : VERIFY_RTOL;

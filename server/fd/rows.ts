@@ -76,10 +76,15 @@ export function plannedEvaluations(n: number, options: ResolvedOptions): number 
   }
 }
 
+/** Whether the rule extrapolates over several steps (Richardson, adaptive): error estimates, f(x) and the noise probe. */
+export function extrapolates(algorithm: ResolvedOptions["algorithm"]): boolean {
+  return algorithm === "richardson" || algorithm === "adaptive";
+}
+
 /** Whether the rule evaluates f(x), once per request: forward, and the rules with error estimates. */
 export function usesBase(n: number, options: ResolvedOptions): boolean {
   const algorithm = effectiveAlgorithm(n, options);
-  return algorithm === "forward" || (n > 0 && (algorithm === "richardson" || algorithm === "adaptive"));
+  return algorithm === "forward" || (n > 0 && extrapolates(algorithm));
 }
 
 /**
