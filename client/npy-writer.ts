@@ -170,6 +170,9 @@ const UNWRITABLE: Record<string, string> = { ENOENT: "its folder does not exist"
  * Each message is written before the next is read, so the call's flow control holds the server back.
  */
 export async function writeJacobianNpy(events: AsyncIterable<JacobianRowsEvent>, path: string): Promise<NpyJacobian> {
+  // Only a regular file (or none) is removed on failure: `--out /dev/null` and a failed call removed the device.
+  const before = await fs.lstat(path).catch(() => undefined);
+  const removable = !before || before.isFile();
   const file = await fs.open(path, "w").catch((e: NodeJS.ErrnoException) => {
     throw invalidArgument(`--out ${quote(path)} cannot be written: ${UNWRITABLE[e.code ?? ""] ?? e.message}`);
   });
@@ -202,7 +205,8 @@ export async function writeJacobianNpy(events: AsyncIterable<JacobianRowsEvent>,
     return { path, shape: [layout.outputs.total, layout.inputs.total], outputs: layout.outputs.list, inputs: layout.inputs.list, stats };
   } catch (e) {
     await file.close().catch(() => {});
-    await fs.rm(path, { force: true });
+    // A file left incomplete is removed; that removal failing does not hide why the call failed.
+    if (removable) await fs.rm(path, { force: true }).catch(() => {});
     throw e;
   }
 }

@@ -164,6 +164,15 @@ describe("jacobian --out FILE.npy", () => {
     }
   });
 
+  it("a failed call removes only a regular file it wrote, never what the path names otherwise (a device node, a symbolic link)", async () => {
+    const target = tmp();
+    fs.writeFileSync(target, "kept");
+    const link = `${target}.link`;
+    fs.symlinkSync(target, link);
+    await clientRejects(writeJacobianNpy((async function* () { yield header; })(), link), "DATA_LOSS", /the stream ended before its stats/);
+    assert.ok(fs.lstatSync(link).isSymbolicLink(), "the link is still there");
+  });
+
   describe("the CLI against a server", () => {
     let server: ServeProcess;
     before(async () => {
