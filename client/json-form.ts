@@ -67,6 +67,10 @@ function mapField(field: protobuf.Field, value: unknown, where: string, convert:
  * a tesseract-core Tesseract's own Literal string; see common/enum-names.ts) or by number.
  */
 function enumValue(type: protobuf.Enum, value: unknown, where: string): number {
+  // A bridged Literal's whole number or boolean by its value's name, as tesseract-core reads it:
+  // 1 of Literal[3, 2, 1] is ORDER_VALUE_1 (number 3), where it went as value number 1, the literal 3.
+  const literal = typeof value === "boolean" || (Number.isInteger(value) && (value as number) >= 0) ? enumNumber(type.name, type.values, String(value)) : undefined;
+  if (literal !== undefined) return literal;
   const [lo, hi] = INT_RANGES.int32;
   if (Number.isInteger(value) && (value as number) >= lo && (value as number) <= hi) return value as number;
   const number = typeof value === "string" ? enumNumber(type.name, type.values, value) : undefined;

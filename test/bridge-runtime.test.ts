@@ -28,7 +28,11 @@ const inputs = meshStatsInputs;
 /** A fake and a bridging server over it (REST API on too); closed by `stop`. */
 async function bridged(tesseract: FakeTesseract, options: Partial<Parameters<typeof startServer>[0]> = {}) {
   const fake = await startFakeTesseractCore(tesseract);
-  const server = await startServer({ tesseract: fake.url, port: 0, httpPort: 0, logger: silentLogger, ...options });
+  // A server that fails to start leaves no fake listening (mocha would wait for it).
+  const server = await startServer({ tesseract: fake.url, port: 0, httpPort: 0, logger: silentLogger, ...options }).catch(async (e: unknown) => {
+    await fake.close();
+    throw e;
+  });
   const { client } = await reflectedClient(server.address);
   const stop = async () => {
     client.close();
@@ -369,15 +373,20 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
     const schema = openapi.components.schemas.Apply_InputSchema;
     schema.properties.order = { enum: [3, 2, 1], type: "integer", default: 3 };
     schema.properties.kind = { enum: ["a", 1, null, ""], default: "a" };
+    schema.properties.flag = { enum: [false, true], type: "boolean", default: false };
+    // Its fallback name, ODD_VALUE_VALUE_2 for "-", was "value_2"'s own: the start failed.
+    schema.properties.odd = { enum: ["value_2", "-"], default: "-" };
+    // An output of the same name as an input, with other values: it shared the input's enum, and won.
+    openapi.components.schemas.Apply_OutputSchema.properties.method = { enum: ["lu", "qr", "svd"], type: "string", default: "lu" };
     const base = meshStats();
-    return { openapi, apply: (decoded) => (seen.push(decoded), base.apply(decoded)) };
+    return { openapi, apply: (decoded) => (seen.push(decoded), { ...base.apply(decoded), method: "qr" }) };
   }
   const points = { object_type: "array", shape: [1, 3], dtype: "float64", data: { buffer: [[1, 2, 3]], encoding: "json" } };
   const restInputs = (extra: Record<string, unknown>, mesh: Record<string, unknown> = { n_points: 1 }) => ({ inputs: { mesh: { ...mesh, points, cell_data: {} }, layers: [], ...extra } });
 
   it("the REST API takes a Literal's values as themselves and sends them so (1 of Literal[3, 2, 1] went to the runtime as \"3\"; \"\" could not be sent)", async () => {
     const seen: Record<string, unknown>[] = [];
-    const { rest, client, stop } = await bridged(withLiterals(seen));
+    const { rest, client, server, stop } = await bridged(withLiterals(seen));
     try {
       for (const [order, kind] of [[1, 1], [3, ""], [2, "a"]]) {
         const res = await postJson(`${rest}/apply`, restInputs({ order, kind }));
@@ -393,6 +402,17 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
       // Over gRPC an enum is its value number, as protobuf has it: ORDER_VALUE_1 is number 3, the literal 1.
       await client.apply({ ...inputs(), order: 3 });
       assert.strictEqual(seen.at(-1)!.order, 1);
+      // A Literal of booleans takes booleans (1 went as false); an input and an output of one name keep their own values.
+      const flagged = await postJson(`${rest}/apply`, restInputs({ flag: true, method: "forward", odd: "-" }));
+      assert.equal(flagged.status, 200, await flagged.clone().text());
+      assert.deepEqual([seen.at(-1)!.flag, seen.at(-1)!.method, seen.at(-1)!.odd], [true, "forward", "-"]);
+      assert.equal(((await flagged.json()) as { method: string }).method, "qr");
+      assert.equal((await postJson(`${rest}/apply`, restInputs({ flag: 1 }))).status, 422);
+      // The CLI's JSON reads a Literal's values as tesseract-core does (1 went as value number 1, the literal 3).
+      const points1 = { object_type: "array", shape: [1, 3], dtype: "float64", data: { buffer: [[1, 2, 3]], encoding: "json" } };
+      const payload = JSON.stringify({ inputs: { mesh: { n_points: 1, points: points1 }, order: 1, flag: true } });
+      await promisify(execFile)(process.execPath, [CLI, "apply", payload, "--address", server.address]);
+      assert.deepEqual([seen.at(-1)!.order, seen.at(-1)!.flag], [1, true]);
       const doc = (await (await fetch(`${rest}/openapi.json`)).json()) as any;
       assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.order, { type: "integer", enum: [3, 2, 1] });
       assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.kind, { enum: ["a", 1, null, ""] });

@@ -43,8 +43,9 @@ function scalar(field: protobuf.Field, v: unknown, where: string, enumLiterals: 
     if (literals && literalNumber(literals, v)) return literalNumber(literals, v);
     const byName = typeof v === "string" ? enumNumber(field.resolvedType.name, values, v) : undefined;
     if (byName !== undefined) return byName;
-    // A value number stays one where no literal is a number (as it was read before literals were values).
-    const numbered = !literals || literals.every((l) => typeof l !== "number");
+    // A value number stays one where every literal is a string (as it was read before literals were
+    // values); of Literal[False, True], 1 went as false.
+    const numbered = !literals || literals.slice(1).every((l) => typeof l === "string");
     if (numbered && Number.isInteger(v) && (v as number) >= INT_RANGES.int32[0] && (v as number) <= INT_RANGES.int32[1]) return v;
     if (literals) throw invalidArgument(`${where} is ${shown(v)}, expected one of ${literals.slice(1).map((l) => JSON.stringify(l)).join(", ")} (or their enum value names)`);
     throw invalidArgument(`${where} is ${shown(v)}, expected one of ${Object.keys(values).join(", ")} (or its number)`);

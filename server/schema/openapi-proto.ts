@@ -82,7 +82,7 @@ function isArraySchema(s: JsonSchema): boolean {
 class Writer {
   private readonly messages = new Map<string, string>();
   private readonly enums: string[] = [];
-  readonly enumLiterals: Record<string, unknown[]> = {};
+  readonly enumLiterals: Record<string, unknown[]>;
   readonly requiredFields: RequiredFields = {};
 
   constructor(
@@ -90,7 +90,11 @@ class Writer {
     private readonly packageName: string,
     /** tesseract-core's `field_order`, by dotted path of each model ("" for the top level). */
     private readonly fieldOrder: Record<string, string[]>,
-  ) {}
+    /** Enums another writer of the same file wrote already (their names are taken: the same values reuse one). */
+    written: Record<string, unknown[]> = {},
+  ) {
+    this.enumLiterals = { ...written };
+  }
 
   /** Writes the message for model `ref` (once) and returns its name. */
   message(ref: string, path: string): string {
@@ -197,6 +201,8 @@ class Writer {
       const lines = strings.map((v, i) => {
         let value = i === 0 ? enumValueName(name, "UNSPECIFIED") : enumValueName(name, v);
         if (i > 0 && (screamingSnake(v) === "" || taken.has(value) || value === enumValueName(name, "UNSPECIFIED"))) value = enumValueName(name, `VALUE_${i}`);
+        // Literal["value_2", "-"]: the fallback can be an earlier value's own name (the start failed, "duplicate name").
+        for (let n = 2; i > 0 && taken.has(value); n++) value = enumValueName(name, `VALUE_${i}_${n}`);
         taken.add(value);
         return `  ${value} = ${i};`;
       });
@@ -255,14 +261,16 @@ export function protoFromOpenApi(doc: unknown, options: { packageName?: string }
   const inputType = inputs.message(inputsRef, "");
   // Outputs are written by a writer of their own (their field_order is keyed from the outputs' root),
   // into the same file: models shared with the inputs are written once.
-  const outputs = new Writer(schemas, packageName, order(schemas.ApplyOutputSchema));
+  // Its enums continue the inputs' names: an output `method` with other values than the input's
+  // `method` shared its enum, and the output's values replaced the input's (REST "forward" went as "qr").
+  const outputs = new Writer(schemas, packageName, order(schemas.ApplyOutputSchema), inputs.enumLiterals);
   const outputType = outputs.message(outputsRef, "");
   return {
     text: mergeFiles(inputs.text(), outputs.text()),
     packageName,
     inputType: `${packageName}.${inputType}`,
     outputType: `${packageName}.${outputType}`,
-    enumLiterals: { ...inputs.enumLiterals, ...outputs.enumLiterals },
+    enumLiterals: outputs.enumLiterals,
     requiredFields: { ...inputs.requiredFields, ...outputs.requiredFields },
   };
 }
