@@ -239,7 +239,7 @@ function createApp(options: RestServerOptions): FastifyInstance {
   app.removeContentTypeParser(["application/json", "text/plain"]);
   app.addContentTypeParser("application/json", { parseAs: "buffer" }, parseJsonBody);
   // application/<anything>+json is JSON too, as FastAPI reads it (application/vnd.api+json was a 415).
-  app.addContentTypeParser(/^application\/[\w.!#$&^-]+\+json(\s*;.*)?$/i, { parseAs: "buffer" }, parseJsonBody);
+  app.addContentTypeParser(/^application\/[\w.!#$&^+-]*\+json(\s*;.*)?$/i, { parseAs: "buffer" }, parseJsonBody);
   // A body without a Content-Type is read as JSON, as FastAPI reads it; another type is refused saying what to send.
   app.addContentTypeParser("*", { parseAs: "buffer" }, (request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => {
     const type = request.headers["content-type"];
