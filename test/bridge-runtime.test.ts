@@ -376,6 +376,10 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
     schema.properties.flag = { enum: [false, true], type: "boolean", default: false };
     // Its fallback name, ODD_VALUE_VALUE_2 for "-", was "value_2"'s own: the start failed.
     schema.properties.odd = { enum: ["value_2", "-"], default: "-" };
+    // Required, and null allowed: a Literal holding None, an Optional[str] without a default.
+    schema.properties.nul = { enum: [null, "a"] };
+    schema.properties.tag = { anyOf: [{ type: "string" }, { type: "null" }] };
+    schema.required = [...schema.required, "nul", "tag"];
     // An output of the same name as an input, with other values: it shared the input's enum, and won.
     openapi.components.schemas.Apply_OutputSchema.properties.method = { enum: ["lu", "qr", "svd"], type: "string", default: "lu" };
     const base = meshStats();
@@ -408,6 +412,14 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
       assert.deepEqual([seen.at(-1)!.flag, seen.at(-1)!.method, seen.at(-1)!.odd], [true, "forward", "-"]);
       assert.equal(((await flagged.json()) as { method: string }).method, "qr");
       assert.equal((await postJson(`${rest}/apply`, restInputs({ flag: 1 }))).status, 422);
+      // null: a Literal's None is sent as null (it was refused as missing); a required one that may be null, unset, goes as null (it was left out).
+      assert.equal((await postJson(`${rest}/apply`, restInputs({ nul: null, tag: "t" }))).status, 200);
+      assert.deepEqual([seen.at(-1)!.nul, seen.at(-1)!.tag], [null, "t"]);
+      assert.equal((await postJson(`${rest}/apply`, restInputs({ nul: "a" }))).status, 200);
+      assert.deepEqual([seen.at(-1)!.nul, seen.at(-1)!.tag], ["a", null]);
+      await client.apply(inputs());
+      assert.ok("nul" in seen.at(-1)! && "tag" in seen.at(-1)!, JSON.stringify(Object.keys(seen.at(-1)!)));
+      assert.deepEqual([seen.at(-1)!.nul, seen.at(-1)!.tag], [null, null]);
       // The CLI's JSON reads a Literal's values as tesseract-core does (1 went as value number 1, the literal 3).
       const points1 = { object_type: "array", shape: [1, 3], dtype: "float64", data: { buffer: [[1, 2, 3]], encoding: "json" } };
       const payload = JSON.stringify({ inputs: { mesh: { n_points: 1, points: points1 }, order: 1, flag: true } });

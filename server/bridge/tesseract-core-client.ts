@@ -42,6 +42,8 @@ export class TesseractCoreClient {
     private readonly enumLiterals: EnumLiterals,
     /** The fields each message's model requires (openapi-proto.ts). */
     private readonly requiredFields: RequiredFields = {},
+    /** The required fields that may be null: unset, sent as null (openapi-proto.ts). */
+    private readonly nullFields: RequiredFields = {},
   ) {}
 
   /** One evaluation: the inputs tree in, the outputs tree out, as if a gRPC Tesseract had returned it. */
@@ -52,7 +54,7 @@ export class TesseractCoreClient {
   /** An inputs tree as tesseract-core's JSON, refused where it leaves out a field the runtime's schema requires (requireFields). */
   private inputsJson(tree: Record<string, unknown>, encoding: "base64" | "abstract"): Record<string, unknown> {
     const json = messageJson(this.inputs.type, tree, encoding, this.enumLiterals);
-    requireFields(this.inputs.type, json, "inputs", this.requiredFields);
+    requireFields(this.inputs.type, json, "inputs", this.requiredFields, this.nullFields);
     return json;
   }
 

@@ -157,7 +157,7 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
         fs.rmSync(dir, { recursive: true, force: true });
       },
     });
-    client = new TesseractCoreClient(replicas, runtime.schema.inputs, runtime.schema.outputs, generated.enumLiterals, generated.requiredFields);
+    client = new TesseractCoreClient(replicas, runtime.schema.inputs, runtime.schema.outputs, generated.enumLiterals, generated.requiredFields, generated.nullFields);
     return runtime;
   } catch (e) {
     health.close();

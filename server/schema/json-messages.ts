@@ -28,6 +28,11 @@ export const isTensorField = (field: protobuf.Field): boolean => field.resolvedT
  */
 export type EnumLiterals = Readonly<Record<string, readonly unknown[]>>;
 
+/** Whether a field is a bridged Literal with None among its values. */
+function holdsNull(field: protobuf.Field, enumLiterals: EnumLiterals): boolean {
+  return field.resolvedType instanceof protobuf.Enum && (enumLiterals[enumKey(field.resolvedType)]?.includes(null, 1) ?? false);
+}
+
 /** The value number of a JSON value among an enum's literals (0: none). */
 const literalNumber = (literals: readonly unknown[], v: unknown) => Math.max(0, literals.indexOf(v, 1));
 
@@ -107,7 +112,8 @@ function plainMessage(type: protobuf.Type, json: unknown, where: string, reading
     const at = `${where}.${key}`;
     const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
     if (!field) throw invalidArgument(`${keyAt(where, key)} is not a field of ${type.name}; fields: ${Object.keys(type.fields).join(", ")}`);
-    if (v !== null) out[key] = fieldValue(field, v, at, reading);
+    // null is a value of a Literal holding None (sent as null), else unset.
+    if (v !== null || holdsNull(field, reading.enumLiterals)) out[key] = fieldValue(field, v, at, reading);
   }
   return out;
 }

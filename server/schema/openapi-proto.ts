@@ -32,6 +32,8 @@ export interface ProtoFromOpenApi {
   enumLiterals: Record<string, unknown[]>;
   /** Per message (full name), the fields its model requires (an answer must hold them). */
   requiredFields: RequiredFields;
+  /** Per message, the required fields that may be null (Optional[X] without a default, a Literal holding None): unset, they are sent as null. */
+  nullFields: RequiredFields;
 }
 
 /** Per message (full name, no leading dot), the names of the fields its model lists as required. */
@@ -84,6 +86,7 @@ class Writer {
   private readonly enums: string[] = [];
   readonly enumLiterals: Record<string, unknown[]>;
   readonly requiredFields: RequiredFields = {};
+  readonly nullFields: RequiredFields = {};
 
   constructor(
     private readonly schemas: Record<string, JsonSchema>,
@@ -115,7 +118,9 @@ class Writer {
     });
     this.messages.set(name, `message ${name} {\n${fields.join("\n")}\n}`);
     // Required and not nullable: such a field must be there and not null (Optional[X] may be null).
-    this.requiredFields[`${this.packageName}.${name}`] = order.filter((field) => required.has(field) && !this.nullable(properties[field] as JsonSchema));
+    const mayBeNull = (field: string) => this.nullable(properties[field] as JsonSchema) !== undefined || holdsNull(properties[field] as JsonSchema);
+    this.requiredFields[`${this.packageName}.${name}`] = order.filter((field) => required.has(field) && !mayBeNull(field));
+    this.nullFields[`${this.packageName}.${name}`] = order.filter((field) => required.has(field) && mayBeNull(field));
     return name;
   }
 
@@ -246,6 +251,9 @@ class Writer {
 
 const below = (path: string, field: string) => (path ? `${path}.${field}` : field);
 
+/** Whether a schema is a Literal one of whose values is None. */
+const holdsNull = (s: JsonSchema) => Array.isArray(s.enum) && s.enum.includes(null);
+
 /** The `.proto` of a tesseract-core Tesseract, from its `/openapi.json`; throws naming what has no protobuf form. */
 export function protoFromOpenApi(doc: unknown, options: { packageName?: string } = {}): ProtoFromOpenApi {
   const schemas = isObject(doc) && isObject(doc.components) && isObject(doc.components.schemas) ? (doc.components.schemas as Record<string, JsonSchema>) : undefined;
@@ -272,6 +280,7 @@ export function protoFromOpenApi(doc: unknown, options: { packageName?: string }
     outputType: `${packageName}.${outputType}`,
     enumLiterals: outputs.enumLiterals,
     requiredFields: { ...inputs.requiredFields, ...outputs.requiredFields },
+    nullFields: { ...inputs.nullFields, ...outputs.nullFields },
   };
 }
 

@@ -82,17 +82,21 @@ function refuseMissing(type: protobuf.Type, json: Record<string, unknown>, where
 }
 
 /**
- * Refuses inputs JSON of `type` (messageJson's: unset fields left out) that leaves out a field the
- * runtime's schema requires, at any depth: its scalars have presence (openapi-proto.ts), and one the
- * caller did not set went to the runtime as a zero, computed with and answered OK.
+ * Inputs JSON of `type` (messageJson's: unset fields left out) completed and checked against what
+ * the runtime's schema requires, at any depth: a required field that may be null (`nullable`:
+ * Optional[X] without a default, a Literal holding None) left unset is sent as null, which gRPC
+ * cannot say; any other required field left unset is refused — its scalars have presence
+ * (openapi-proto.ts), and one the caller did not set went to the runtime as a zero, computed with
+ * and answered OK.
  */
-export function requireFields(type: protobuf.Type, json: unknown, where: string, required: RequiredFields): void {
+export function requireFields(type: protobuf.Type, json: unknown, where: string, required: RequiredFields, nullable: RequiredFields = {}): void {
   if (!isPlainObject(json)) return;
+  for (const name of nullable[type.fullName.replace(/^\./, "")] ?? []) if (!Object.hasOwn(json, name)) json[name] = null;
   refuseMissing(type, json, where, required);
   for (const [key, value] of Object.entries(json)) {
     const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
     const sub = field?.resolvedType;
-    if (sub instanceof protobuf.Type && sub.fullName !== TENSOR_TYPE) eachElement(field!, value, `${where}.${key}`, (v, w) => requireFields(sub, v, w, required));
+    if (sub instanceof protobuf.Type && sub.fullName !== TENSOR_TYPE) eachElement(field!, value, `${where}.${key}`, (v, w) => requireFields(sub, v, w, required, nullable));
   }
 }
 
