@@ -8,7 +8,7 @@ import { quote } from "../common/errors";
 import * as fs from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import type * as protobuf from "protobufjs";
 import { withDefaultPort } from "./address";
 import { explainError, statsLine } from "./cli-messages";
@@ -393,7 +393,13 @@ export function addClientCommands(program: Command): void {
   clientCommand(program, "abstract-eval", 'output shapes and dtypes from input shapes: {"inputs": {...}}, arrays as {"shape": [...], "dtype": "float64"}').action(run(abstractEval));
   gradientOptions(clientCommand(program, "jacobian", 'Jacobian: {"inputs", "jac_inputs", "jac_outputs", "options"?, "sparsity"?}'))
     .addOption(new Option("--stream", "use JacobianRows: the rows as NDJSON on stdout, as they arrive (bounded memory)").conflicts("out"))
-    .option("--out <file.npy>", "stream the Jacobian into a NumPy .npy file, row by row (bounded memory); its layout on stdout")
+    .addOption(
+      new Option("--out <file.npy>", "stream the Jacobian into a NumPy .npy file, row by row (bounded memory); its layout on stdout").argParser((path: string) => {
+        // An empty path was taken as no --out, and the Jacobian went to stdout.
+        if (path === "") throw new InvalidArgumentError("expected a file path");
+        return path;
+      }),
+    )
     .option("--progress", "draw the progress bar of --stream/--out on stderr even when it is not a terminal")
     .action(run(jacobian));
   gradientOptions(clientCommand(program, "jvp", 'Jacobian-vector product: {"inputs", "jvp_inputs", "jvp_outputs", "tangent_vector", "options"?}'), { sparsity: false }).action(run(vectorProduct("jvp")));

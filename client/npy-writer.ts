@@ -163,7 +163,14 @@ class Layout {
 }
 
 /** Why a file cannot be opened for writing, by its error code. */
-const UNWRITABLE: Record<string, string> = { ENOENT: "its folder does not exist", EACCES: "permission denied", EISDIR: "it is a folder", EROFS: "the file system is read-only" };
+const UNWRITABLE: Record<string, string> = {
+  ENOENT: "its folder does not exist",
+  ENOTDIR: "a part of the path is not a folder",
+  ENAMETOOLONG: "the name is too long",
+  EACCES: "permission denied",
+  EISDIR: "it is a folder",
+  EROFS: "the file system is read-only",
+};
 
 /**
  * Writes the stream into `path` (created or truncated) and resolves with the layout and the stats.
@@ -207,6 +214,11 @@ export async function writeJacobianNpy(events: AsyncIterable<JacobianRowsEvent>,
     await file.close().catch(() => {});
     // A file left incomplete is removed; that removal failing does not hide why the call failed.
     if (removable) await fs.rm(path, { force: true }).catch(() => {});
+    const code = (e as NodeJS.ErrnoException).code;
+    // A write that failed (a full disk) names the file and why, with a status code.
+    if (typeof code === "string" && (e as NodeJS.ErrnoException).syscall) {
+      throw new TesseractClientError(code === "ENOSPC" || code === "EDQUOT" ? status.RESOURCE_EXHAUSTED : status.UNKNOWN, `--out ${quote(path)} could not be written: ${(e as Error).message}`);
+    }
     throw e;
   }
 }

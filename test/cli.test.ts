@@ -230,6 +230,9 @@ describe("CLI", () => {
     const payload = JSON.stringify({ inputs, jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"] });
     const noFolder = await cli("jacobian", payload, "--out", "/no-such-folder/J.npy", "--address", address);
     assert.equal(noFolder.stderr, 'tesseract-grpc jacobian: INVALID_ARGUMENT: --out "/no-such-folder/J.npy" cannot be written: its folder does not exist\n');
+    const empty = await cli("jacobian", payload, "--out", "", "--address", address);
+    assert.equal(empty.code, 1);
+    assert.match(empty.stderr, /option '--out <file\.npy>' argument '' is invalid\. expected a file path/);
     const badOption = await cli("jacobian", JSON.stringify({ ...JSON.parse(payload), options: { eps: -1 } }), "--address", address);
     assert.equal(badOption.stderr, "tesseract-grpc jacobian: INVALID_ARGUMENT: payload.options.eps: expected a positive number, got -1\n");
     // Flags that cannot go together, or do nothing for a command, are not offered.

@@ -173,6 +173,12 @@ describe("jacobian --out FILE.npy", () => {
     assert.ok(fs.lstatSync(link).isSymbolicLink(), "the link is still there");
   });
 
+  it("a write that fails (a full device) is RESOURCE_EXHAUSTED naming the file, and the device stays", async function () {
+    if (!fs.existsSync("/dev/full")) this.skip();
+    await clientRejects(writeJacobianNpy((async function* () { yield header; })(), "/dev/full"), "RESOURCE_EXHAUSTED", /^--out "\/dev\/full" could not be written: ENOSPC: no space left on device/);
+    assert.ok(fs.statSync("/dev/full").isCharacterDevice());
+  });
+
   describe("the CLI against a server", () => {
     let server: ServeProcess;
     before(async () => {
