@@ -253,6 +253,10 @@ function createApp(options: RestServerOptions): FastifyInstance {
     if (allowed.length > 0) return reply.code(405).header("allow", allowed.join(", ")).type("application/json").send({ detail: "Method Not Allowed" });
     return reply.code(404).type("application/json").send({ detail: "Not Found" });
   });
+  // An empty Content-Type is none, as FastAPI reads it (fastify answered a bare 415 before any parser).
+  app.addHook("onRequest", async (request) => {
+    if (typeof request.headers["content-type"] === "string" && request.headers["content-type"].trim() === "") delete request.headers["content-type"];
+  });
   app.addHook("onRequest", async (request, reply) => {
     if (!tokens || (request.url === "/health" && !options.authHealth)) return;
     if (tokens.accepts(request.headers.authorization)) return;
