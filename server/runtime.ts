@@ -150,7 +150,7 @@ export interface PreparedSchema {
   protoIncludeDirs?: string[];
   /** Apply that runs elsewhere and may run many times at once (evaluations then never use worker threads). */
   remoteApply?: RemoteApply;
-  /** Per enum (full name), the Tesseract's own string for each value number ("" for 0): how its JSON names them. */
+  /** Per enum (full name), the Tesseract's own Literal value for each value number (none for 0): how its JSON gives them. */
   enumLiterals?: EnumLiterals;
   readiness?: Readiness;
   /** Why an endpoint the definition lacks is not available (for UNIMPLEMENTED), by RPC name. */
@@ -172,7 +172,7 @@ export class TesseractRuntime {
   /** Set for a Tesseract whose apply runs elsewhere (see EvaluationTarget). */
   readonly remoteApply?: RemoteApply;
 
-  /** The Tesseract's own enum strings for its JSON (a tesseract-core Tesseract's Literals); empty otherwise. */
+  /** The Tesseract's own enum values for its JSON (a tesseract-core Tesseract's Literals); empty otherwise. */
   readonly enumLiterals: EnumLiterals = {};
 
   /** Set for a Tesseract that can be unready (a tesseract-core runtime's): health follows it. */
