@@ -58,7 +58,7 @@ function scalar(field: protobuf.Field, v: unknown, where: string, enumLiterals: 
   return jsonScalar(type, v, where);
 }
 
-/** How one JSON message is read: abstract arrays allowed (abstract_eval), enum strings, and the messages it may still hold. */
+/** How one JSON message is read: abstract arrays allowed (abstract_eval), enum literals, and the messages it may still hold. */
 interface Reading {
   abstract: boolean;
   enumLiterals: EnumLiterals;
