@@ -8,7 +8,7 @@
 import ndarray, { type NdArray } from "ndarray";
 import type * as protobuf from "protobufjs";
 import { clip, invalidArgument } from "../common/errors";
-import { enumNumber, shortNames } from "../common/enum-names";
+import { enumNumber, literalName, namesNumbers, shortNames } from "../common/enum-names";
 import { recordFrom } from "../common/records";
 import { arrayObject, flattenLists, tensorFromArrayObject } from "../common/numpy-arrays";
 import { dataTypeOfArray, decodeTensor, isNdArray } from "../common/tensor-codec";
@@ -67,12 +67,14 @@ function mapField(field: protobuf.Field, value: unknown, where: string, convert:
  * a tesseract-core Tesseract's own Literal string; see common/enum-names.ts) or by number.
  */
 function enumValue(type: protobuf.Enum, value: unknown, where: string): number {
-  // A bridged Literal's whole number or boolean by its value's name, as tesseract-core reads it:
-  // 1 of Literal[3, 2, 1] is ORDER_VALUE_1 (number 3), where it went as value number 1, the literal 3.
-  const literal = typeof value === "boolean" || (Number.isInteger(value) && (value as number) >= 0) ? enumNumber(type.name, type.values, String(value)) : undefined;
-  if (literal !== undefined) return literal;
+  // A bridged Literal's number, boolean or None by its value's name (literalName), as tesseract-core
+  // reads the value itself: 1 of Literal[3, 2, 1] is ORDER_VALUE_1 (number 3); it went as value number 1, the literal 3.
+  if (value === null || typeof value === "boolean" || typeof value === "number") {
+    const literal = enumNumber(type.name, type.values, literalName(value));
+    if (literal !== undefined) return literal;
+  }
   const [lo, hi] = INT_RANGES.int32;
-  if (Number.isInteger(value) && (value as number) >= lo && (value as number) <= hi) return value as number;
+  if (Number.isInteger(value) && (value as number) >= lo && (value as number) <= hi && !namesNumbers(type.name, type.values)) return value as number;
   const number = typeof value === "string" ? enumNumber(type.name, type.values, value) : undefined;
   if (number === undefined) throw invalidArgument(`${where}: unknown ${type.name} value ${JSON.stringify(value)}; expected one of ${shortNames(type.name, type.values).join(", ")} (or ${Object.keys(type.values).join(", ")})`);
   return number;
@@ -102,8 +104,10 @@ export function jsonToTree(type: protobuf.Type, json: unknown, where = "", tenso
     const at = where ? `${where}.${key}` : key;
     const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
     if (!field) throw invalidArgument(`${clip(at)}: ${type.name} has no such field; fields: ${Object.keys(type.fields).join(", ")}`);
-    if (value === null) continue; // unset, as in tesseract-core's JSON
+    // Unset, as in tesseract-core's JSON, unless a Literal holds None (its value named NULL).
     const sub = field.resolvedType;
+    const nullValue = sub && "values" in sub && !field.repeated && !field.map && enumNumber(sub.name, (sub as protobuf.Enum).values, literalName(null)) !== undefined;
+    if (value === null && !nullValue) continue;
     if (sub?.fullName === TENSOR_TYPE) out[key] = mapField(field, value, at, tensor);
     else if (sub && "fields" in sub) out[key] = mapField(field, value, at, (v, w) => jsonToTree(sub as protobuf.Type, v, w, tensor));
     else if (sub && "values" in sub) out[key] = mapField(field, value, at, (v, w) => enumValue(sub as protobuf.Enum, v, w));

@@ -38,3 +38,20 @@ export function shortNames(enumName: string, values: Readonly<Record<string, num
     .filter(([, number]) => number !== 0)
     .map(([name]) => (name.startsWith(prefix) ? name.slice(prefix.length).toLowerCase() : name));
 }
+
+/**
+ * The short name of a Literal value (enumValueName's `value`): a string as it is; a number, boolean
+ * or None spelt so that none collide and each reads back (-1 → MINUS_1, 0.5 → 0_POINT_5, None →
+ * NULL): -1 was named as 1, and 1 of Literal[-1, 0, 1] reached the runtime as -1.
+ */
+export function literalName(value: unknown): string {
+  if (typeof value !== "number") return String(value);
+  return String(value).replace(/^-/, "minus_").replace(".", "_point_").replace("e-", "e_minus_").replace("e+", "e");
+}
+
+/** Whether an enum names values for numbers (a bridged Literal of numbers): a bare number is one of its values there, never a value number. */
+export function namesNumbers(enumName: string, values: Readonly<Record<string, number>>): boolean {
+  const prefix = `${screamingSnake(enumName)}_`;
+  return Object.keys(values).some((name) => name.startsWith(prefix) && /^(MINUS_)?\d/.test(name.slice(prefix.length)));
+}
+

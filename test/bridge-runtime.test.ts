@@ -374,6 +374,9 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
     schema.properties.order = { enum: [3, 2, 1], type: "integer", default: 3 };
     schema.properties.kind = { enum: ["a", 1, null, ""], default: "a" };
     schema.properties.flag = { enum: [false, true], type: "boolean", default: false };
+    // -1 was named as 1 (1 reached the runtime as -1), 0.5 as 0_5.
+    schema.properties.sign = { enum: [-1, 0, 1], type: "integer", default: 0 };
+    schema.properties.frac = { enum: [0.5, 2], type: "number", default: 2 };
     // Its fallback name, ODD_VALUE_VALUE_2 for "-", was "value_2"'s own: the start failed.
     schema.properties.odd = { enum: ["value_2", "-"], default: "-" };
     // Required, and null allowed: a Literal holding None, an Optional[str] without a default.
@@ -422,9 +425,13 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
       assert.deepEqual([seen.at(-1)!.nul, seen.at(-1)!.tag], [null, null]);
       // The CLI's JSON reads a Literal's values as tesseract-core does (1 went as value number 1, the literal 3).
       const points1 = { object_type: "array", shape: [1, 3], dtype: "float64", data: { buffer: [[1, 2, 3]], encoding: "json" } };
-      const payload = JSON.stringify({ inputs: { mesh: { n_points: 1, points: points1 }, order: 1, flag: true } });
-      await promisify(execFile)(process.execPath, [CLI, "apply", payload, "--address", server.address]);
-      assert.deepEqual([seen.at(-1)!.order, seen.at(-1)!.flag], [1, true]);
+      const cliInputs = (extra: object) => JSON.stringify({ inputs: { mesh: { n_points: 1, points: points1 }, ...extra } });
+      await promisify(execFile)(process.execPath, [CLI, "apply", cliInputs({ order: 1, flag: true, sign: 1, frac: 0.5, nul: null }), "--address", server.address]);
+      assert.deepEqual([seen.at(-1)!.order, seen.at(-1)!.flag, seen.at(-1)!.sign, seen.at(-1)!.frac, seen.at(-1)!.nul], [1, true, 1, 0.5, null]);
+      await promisify(execFile)(process.execPath, [CLI, "apply", cliInputs({ sign: -1 }), "--address", server.address]);
+      assert.equal(seen.at(-1)!.sign, -1);
+      // A number that is none of the values is refused, not taken as a value number (2 went as the literal 1).
+      await assert.rejects(promisify(execFile)(process.execPath, [CLI, "apply", cliInputs({ sign: 2 }), "--address", server.address]), /inputs\.sign: unknown SignValue value 2/);
       const doc = (await (await fetch(`${rest}/openapi.json`)).json()) as any;
       assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.order, { type: "integer", enum: [3, 2, 1] });
       assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.kind, { enum: ["a", 1, null, ""] });

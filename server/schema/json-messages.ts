@@ -28,9 +28,9 @@ export const isTensorField = (field: protobuf.Field): boolean => field.resolvedT
  */
 export type EnumLiterals = Readonly<Record<string, readonly unknown[]>>;
 
-/** Whether a field is a bridged Literal with None among its values. */
+/** Whether a field (not a list or map: their null is unset) is a bridged Literal with None among its values. */
 function holdsNull(field: protobuf.Field, enumLiterals: EnumLiterals): boolean {
-  return field.resolvedType instanceof protobuf.Enum && (enumLiterals[enumKey(field.resolvedType)]?.includes(null, 1) ?? false);
+  return !field.repeated && !field.map && field.resolvedType instanceof protobuf.Enum && (enumLiterals[enumKey(field.resolvedType)]?.includes(null, 1) ?? false);
 }
 
 /** The value number of a JSON value among an enum's literals (0: none). */

@@ -20,7 +20,7 @@
  * so they are stable across restarts of the same Tesseract. What has no protobuf form (a list of
  * lists, a union of two types) is refused at start with the property's path.
  */
-import { enumValueName, screamingSnake } from "../../common/enum-names";
+import { enumValueName, literalName, screamingSnake } from "../../common/enum-names";
 
 export interface ProtoFromOpenApi {
   /** The `.proto` file's text (imports tesseract/v1/tensor.proto). */
@@ -193,7 +193,7 @@ class Writer {
   /** An enum for a Literal; its value numbers map back to the Literal's values (enumLiterals), whatever their JSON type. */
   private enum(values: unknown[], fieldName: string): string {
     const literals = [undefined, ...values];
-    const strings = ["", ...values.map(String)];
+    const strings = ["", ...values.map(literalName)];
     const same = (known: readonly unknown[]) => JSON.stringify(known.slice(1)) === JSON.stringify(values);
     // The same name for the same values; another Literal on a field of the same name gets a suffix.
     let name = `${pascal(fieldName)}Value`;
