@@ -14,6 +14,7 @@
  * is one run of values at its offset; a sparse one (`indices`, when the header announces nonzeros)
  * is written run by run of consecutive indices, and the file's other bytes read as zeros.
  */
+import { randomBytes } from "node:crypto";
 import * as fs from "node:fs/promises";
 import { invalidArgument, quote } from "../common/errors";
 import { status } from "@grpc/grpc-js";
@@ -173,14 +174,18 @@ const UNWRITABLE: Record<string, string> = {
 };
 
 /**
- * Writes the stream into `path` (created or truncated) and resolves with the layout and the stats.
- * Each message is written before the next is read, so the call's flow control holds the server back.
+ * Writes the stream into `path` and resolves with the layout and the stats. Each message is written
+ * before the next is read, so the call's flow control holds the server back. A file (new, or one
+ * there already, through a link too) is written beside it and renamed over it once complete: a call
+ * that fails leaves it as it was (a failed call truncated it, then removed it, or the device
+ * `--out` named). Anything else (a device, a pipe) is written in place and never removed.
  */
 export async function writeJacobianNpy(events: AsyncIterable<JacobianRowsEvent>, path: string): Promise<NpyJacobian> {
-  // Only a regular file (or none) is removed on failure: `--out /dev/null` and a failed call removed the device.
-  const before = await fs.lstat(path).catch(() => undefined);
-  const removable = !before || before.isFile();
-  const file = await fs.open(path, "w").catch((e: NodeJS.ErrnoException) => {
+  const target = await fs.realpath(path).catch(() => path);
+  const existing = await fs.stat(target).catch(() => undefined);
+  const inPlace = existing !== undefined && !existing.isFile();
+  const writing = inPlace ? target : `${target}.${process.pid}.${randomBytes(4).toString("hex")}.partial`;
+  const file = await fs.open(writing, "w").catch((e: NodeJS.ErrnoException) => {
     throw invalidArgument(`--out ${quote(path)} cannot be written: ${UNWRITABLE[e.code ?? ""] ?? e.message}`);
   });
   try {
@@ -207,13 +212,14 @@ export async function writeJacobianNpy(events: AsyncIterable<JacobianRowsEvent>,
     if (!stats) throw dataLoss("the stream ended before its stats (incomplete)");
     layout.checkComplete();
     // Sparse rows leave the file's tail unwritten: its full length makes the rest zeros.
-    await file.truncate(layout.size);
+    if (!inPlace) await file.truncate(layout.size);
     await file.close();
+    if (!inPlace) await fs.rename(writing, target);
     return { path, shape: [layout.outputs.total, layout.inputs.total], outputs: layout.outputs.list, inputs: layout.inputs.list, stats };
   } catch (e) {
     await file.close().catch(() => {});
-    // A file left incomplete is removed; that removal failing does not hide why the call failed.
-    if (removable) await fs.rm(path, { force: true }).catch(() => {});
+    // The incomplete copy is removed; that removal failing does not hide why the call failed.
+    if (!inPlace) await fs.rm(writing, { force: true }).catch(() => {});
     const code = (e as NodeJS.ErrnoException).code;
     // A write that failed (a full disk) names the file and why, with a status code.
     if (typeof code === "string" && (e as NodeJS.ErrnoException).syscall) {

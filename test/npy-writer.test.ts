@@ -73,9 +73,11 @@ describe("jacobian --out FILE.npy", () => {
   it("J (O × I) in Fortran order, blocks in the header's order, from rows split and out of order; each message on disk before the next is read", async () => {
     const file = tmp();
     const dataStart = npyHeader([5, 3]).length;
+    // Written beside the file until complete, then renamed over it.
+    const partial = () => path.join(path.dirname(file), fs.readdirSync(path.dirname(file)).find((f) => f.startsWith(`${path.basename(file)}.`) && f.endsWith(".partial"))!);
     const onDisk = (j: number, o: number) => {
       const buffer = Buffer.alloc(8);
-      const fd = fs.openSync(file, "r");
+      const fd = fs.openSync(partial(), "r");
       try {
         fs.readSync(fd, buffer, 0, 8, dataStart + 8 * (5 * j + o));
       } finally {
@@ -164,13 +166,21 @@ describe("jacobian --out FILE.npy", () => {
     }
   });
 
-  it("a failed call removes only a regular file it wrote, never what the path names otherwise (a device node, a symbolic link)", async () => {
+  it("a failed call leaves what --out names as it was: a file there already, through a link too, and the link (it was truncated, then removed)", async () => {
     const target = tmp();
     fs.writeFileSync(target, "kept");
     const link = `${target}.link`;
     fs.symlinkSync(target, link);
-    await clientRejects(writeJacobianNpy((async function* () { yield header; })(), link), "DATA_LOSS", /the stream ended before its stats/);
+    for (const path of [target, link]) {
+      await clientRejects(writeJacobianNpy((async function* () { yield header; })(), path), "DATA_LOSS", /the stream ended before its stats/);
+      assert.equal(fs.readFileSync(target, "utf8"), "kept");
+    }
     assert.ok(fs.lstatSync(link).isSymbolicLink(), "the link is still there");
+    assert.deepEqual(fs.readdirSync(path.dirname(target)).filter((f) => f.endsWith(".partial")), [], "no partial copy left");
+    // A complete one replaces the file the link names.
+    await writeJacobianNpy((async function* () { yield* [header, ...rows, stats]; })(), link);
+    assert.ok(fs.lstatSync(link).isSymbolicLink());
+    assert.equal(fs.readFileSync(target).subarray(1, 6).toString(), "NUMPY");
   });
 
   it("a write that fails (a full device) is RESOURCE_EXHAUSTED naming the file, and the device stays", async function () {
