@@ -75,6 +75,22 @@ describe("tesseract-core schemas as protobuf messages", () => {
     assert.equal(field("Outputs", "barycenter").options?.["(tesseract.v1.datatype)"], "DATA_TYPE_FP64");
   });
 
+  it("enum value names are unique in the package and enums avoid the models' names (protoc refused MODE_VALUE_VALUE_A twice; a ParameterValue model stopped the start)", () => {
+    const doc = withSchemas((s) => {
+      s.Apply_InputSchema.properties.mode = { enum: ["value_a", "b"], default: "b" };
+      s.Apply_InputSchema.properties.mode_value = { enum: ["a", "c"], default: "c" };
+      s.Apply_InputSchema.properties.parameter = { enum: [-1, 0.5, null, true], default: true };
+      s.Apply_InputSchema.properties.parameters = { $ref: "#/components/schemas/Apply_ParameterValue" };
+      s.Apply_ParameterValue = { type: "object", properties: { k: { type: "number" } }, required: ["k"] };
+    });
+    const generated = protoFromOpenApi(doc);
+    const names = [...generated.text.matchAll(/^ {2}([A-Z0-9_]+) = \d+;$/gm)].map((m) => m[1]);
+    assert.equal(new Set(names).size, names.length, names.join(" "));
+    const root = loadRootFromText(generated.text);
+    assert.ok(root.lookupType(`${generated.packageName}.ParameterValue`));
+    assert.deepEqual(Object.keys(root.lookupEnum(`${generated.packageName}.ParameterValue2`).values), ["PARAMETER_VALUE2_UNSPECIFIED", "PARAMETER_VALUE2_MINUS_1", "PARAMETER_VALUE2_0_POINT_5", "PARAMETER_VALUE2_NULL", "PARAMETER_VALUE2_TRUE"]);
+  });
+
   it("marks exactly the arrays tesseract-core flags DIFFERENTIABLE, so the paths match its differentiable_arrays", () => {
     const inputs = new MessageSchema(type("Inputs"));
     assert.deepEqual(inputs.differentiablePatternNames(), ["mesh.points", "mesh.cell_data.{}", "layers.[].weights"]);

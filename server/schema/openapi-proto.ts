@@ -95,9 +95,15 @@ class Writer {
     private readonly fieldOrder: Record<string, string[]>,
     /** Enums another writer of the same file wrote already (their names are taken: the same values reuse one). */
     written: Record<string, unknown[]> = {},
+    /** The enum value names of the file so far (one scope for the package), which this writer adds to. */
+    private readonly valueNames = new Set<string>(),
   ) {
     this.enumLiterals = { ...written };
+    this.modelNames = new Set(Object.keys(schemas).map((key) => messageName(key)));
   }
+
+  /** The messages the document's models may become: no enum takes their names. */
+  private readonly modelNames: Set<string>;
 
   /** Writes the message for model `ref` (once) and returns its name. */
   message(ref: string, path: string): string {
@@ -195,20 +201,21 @@ class Writer {
     const literals = [undefined, ...values];
     const strings = ["", ...values.map(literalName)];
     const same = (known: readonly unknown[]) => JSON.stringify(known.slice(1)) === JSON.stringify(values);
-    // The same name for the same values; another Literal on a field of the same name gets a suffix.
+    // The same name for the same values; another Literal on a field of the same name gets a suffix,
+    // and so does one whose name a model has (a `parameter` field beside a ParameterValue model).
     let name = `${pascal(fieldName)}Value`;
-    for (let k = 2; this.enumLiterals[`${this.packageName}.${name}`] && !same(this.enumLiterals[`${this.packageName}.${name}`]); k++) name = `${pascal(fieldName)}Value${k}`;
-    if (!this.enumLiterals[`${this.packageName}.${name}`]) {
+    const known = (n: string) => this.enumLiterals[`${this.packageName}.${n}`];
+    for (let k = 2; (known(name) && !same(known(name))) || (!known(name) && this.modelNames.has(name)); k++) name = `${pascal(fieldName)}Value${k}`;
+    if (!known(name)) {
       this.enumLiterals[`${this.packageName}.${name}`] = literals;
-      // Enum values share the package's scope: each is prefixed with its enum's name (common/enum-names.ts).
-      // Strings that spell the same name ("a-b", "a_b") or none ("-") get VALUE_<i>.
-      const taken = new Set<string>();
+      // Enum values share the package's scope (common/enum-names.ts): a name taken there — by this
+      // enum's other values ("a-b", "a_b"), or another enum's (`mode: "value_a"` and `mode_value:
+      // "a"` both spell MODE_VALUE_VALUE_A; protoc refused the file) — or none ("-") gets VALUE_<i>.
       const lines = strings.map((v, i) => {
         let value = i === 0 ? enumValueName(name, "UNSPECIFIED") : enumValueName(name, v);
-        if (i > 0 && (screamingSnake(v) === "" || taken.has(value) || value === enumValueName(name, "UNSPECIFIED"))) value = enumValueName(name, `VALUE_${i}`);
-        // Literal["value_2", "-"]: the fallback can be an earlier value's own name (the start failed, "duplicate name").
-        for (let n = 2; i > 0 && taken.has(value); n++) value = enumValueName(name, `VALUE_${i}_${n}`);
-        taken.add(value);
+        if (i > 0 && (screamingSnake(v) === "" || this.valueNames.has(value) || value === enumValueName(name, "UNSPECIFIED"))) value = enumValueName(name, `VALUE_${i}`);
+        for (let n = 2; this.valueNames.has(value); n++) value = enumValueName(name, i === 0 ? `UNSPECIFIED_${n}` : `VALUE_${i}_${n}`);
+        this.valueNames.add(value);
         return `  ${value} = ${i};`;
       });
       this.enums.push(`enum ${name} {\n${lines.join("\n")}\n}`);
@@ -265,13 +272,14 @@ export function protoFromOpenApi(doc: unknown, options: { packageName?: string }
   const outputsRef = schemas.ApplyOutputSchema.$ref;
   if (typeof inputsRef !== "string" || typeof outputsRef !== "string") throw new Error("ApplyInputSchema.properties.inputs and ApplyOutputSchema must be $refs to models");
   const order = (s: JsonSchema) => (isObject(s.field_order) ? (s.field_order as Record<string, string[]>) : {});
-  const inputs = new Writer(schemas, packageName, order(schemas.ApplyInputSchema));
+  const valueNames = new Set<string>();
+  const inputs = new Writer(schemas, packageName, order(schemas.ApplyInputSchema), {}, valueNames);
   const inputType = inputs.message(inputsRef, "");
   // Outputs are written by a writer of their own (their field_order is keyed from the outputs' root),
   // into the same file: models shared with the inputs are written once.
   // Its enums continue the inputs' names: an output `method` with other values than the input's
   // `method` shared its enum, and the output's values replaced the input's (REST "forward" went as "qr").
-  const outputs = new Writer(schemas, packageName, order(schemas.ApplyOutputSchema), inputs.enumLiterals);
+  const outputs = new Writer(schemas, packageName, order(schemas.ApplyOutputSchema), inputs.enumLiterals, valueNames);
   const outputType = outputs.message(outputsRef, "");
   return {
     text: mergeFiles(inputs.text(), outputs.text()),
