@@ -363,6 +363,8 @@ describe("tesseract-core's REST API", () => {
     assert.deepEqual([form.status, await form.json()], [415, { detail: 'the body must be JSON: send Content-Type: application/json (got "application/x-www-form-urlencoded")' }]);
     const plain = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": "text/plain" }, body: JSON.stringify({ inputs: meshInputs() }) });
     assert.deepEqual([plain.status, await plain.json()], [415, { detail: 'the body must be JSON: send Content-Type: application/json (got "text/plain")' }]);
+    const malformed = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": ";charset=utf-8" }, body: JSON.stringify({ inputs: meshInputs() }) });
+    assert.deepEqual([malformed.status, await malformed.json()], [415, { detail: 'the body must be JSON: send Content-Type: application/json (got ";charset=utf-8")' }]);
     // application/<x>+json is JSON, as FastAPI reads it (it was a 415); an empty Content-Type is none.
     for (const type of ["application/vnd.api+json", "application/problem+json; charset=utf-8", "application/vnd.a+b+json", "application/+json", "", "   "]) {
       const suffixed = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": type }, body: JSON.stringify({ inputs: meshInputs() }) });

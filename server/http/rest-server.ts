@@ -230,6 +230,8 @@ function createApp(options: RestServerOptions): FastifyInstance {
       const why = error.message.slice(0, 200);
       return sendError(reply, 422, error, jsonInvalid(`JSON decode error: ${why}`, why));
     }
+    // A Content-Type fastify cannot parse at all (";charset=utf-8"): the same 415 as another type's.
+    if (error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") return sendError(reply, 415, { message: notJson(request.headers["content-type"]) });
     if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
       return sendError(reply, 413, { message: `the body is larger than this server's limit of ${options.maxMessageBytes} bytes (--max-message-bytes)` });
     }
@@ -243,8 +245,8 @@ function createApp(options: RestServerOptions): FastifyInstance {
   // A body without a Content-Type is read as JSON, as FastAPI reads it; another type is refused saying what to send.
   app.addContentTypeParser("*", { parseAs: "buffer" }, (request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => {
     const type = request.headers["content-type"];
-    if (type === undefined || type === "" || request.is404) return parseJsonBody(request, body, done);
-    done(Object.assign(new Error(`the body must be JSON: send Content-Type: application/json (got ${JSON.stringify(type.slice(0, 60))})`), { statusCode: 415 }));
+    if (type === undefined || request.is404) return parseJsonBody(request, body, done);
+    done(Object.assign(new Error(notJson(type)), { statusCode: 415 }));
   });
   // A path served under another method is 405 with Allow, as FastAPI answers; any other is 404.
   app.setNotFoundHandler((request, reply) => {
@@ -265,6 +267,11 @@ function createApp(options: RestServerOptions): FastifyInstance {
     return sendError(reply, 401, { message: details });
   });
   return app;
+}
+
+/** The 415's message for a body of another Content-Type than JSON. */
+function notJson(type: string | undefined): string {
+  return `the body must be JSON: send Content-Type: application/json (got ${JSON.stringify((type ?? "").slice(0, 60))})`;
 }
 
 type EndpointBody = (request: Body, encoding: ArrayEncoding, signal: AbortSignal, query: Record<string, unknown>) => Promise<unknown>;
