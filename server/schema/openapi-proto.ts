@@ -124,7 +124,7 @@ class Writer {
     });
     this.messages.set(name, `message ${name} {\n${fields.join("\n")}\n}`);
     // Required and not nullable: such a field must be there and not null (Optional[X] may be null).
-    const mayBeNull = (field: string) => this.nullable(properties[field] as JsonSchema) !== undefined || holdsNull(properties[field] as JsonSchema);
+    const mayBeNull = (field: string) => this.nullable(properties[field] as JsonSchema) !== undefined || literalHoldsNull(properties[field] as JsonSchema);
     this.requiredFields[`${this.packageName}.${name}`] = order.filter((field) => required.has(field) && !mayBeNull(field));
     this.nullFields[`${this.packageName}.${name}`] = order.filter((field) => required.has(field) && mayBeNull(field));
     return name;
@@ -259,7 +259,7 @@ class Writer {
 const below = (path: string, field: string) => (path ? `${path}.${field}` : field);
 
 /** Whether a schema is a Literal one of whose values is None. */
-const holdsNull = (s: JsonSchema) => Array.isArray(s.enum) && s.enum.includes(null);
+const literalHoldsNull = (s: JsonSchema) => Array.isArray(s.enum) && s.enum.includes(null);
 
 /** The `.proto` of a tesseract-core Tesseract, from its `/openapi.json`; throws naming what has no protobuf form. */
 export function protoFromOpenApi(doc: unknown, options: { packageName?: string } = {}): ProtoFromOpenApi {
