@@ -29,6 +29,7 @@ import type * as protobuf from "protobufjs";
 import type { RemoteApply } from "./eval/concurrent";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
 import type { EnumLiterals } from "./schema/json-messages";
+import type { RequiredFields } from "./schema/openapi-proto";
 import { DataType, dataTypeOfArray, DEFAULT_LIMITS, isNdArray, toFloat64, type DecodeLimits } from "../common/tensor-codec";
 import type { AbstractOutput, AnyTesseract, DomainBounds, SparsityPattern } from "./tesseract";
 
@@ -152,6 +153,8 @@ export interface PreparedSchema {
   remoteApply?: RemoteApply;
   /** Per enum (full name), the Tesseract's own Literal value for each value number (none for 0): how its JSON gives them. */
   enumLiterals?: EnumLiterals;
+  /** Per message, the required fields that may be null (a tesseract-core Tesseract's Optional[X] without a default): unset, their JSON is null. */
+  nullFields?: RequiredFields;
   readiness?: Readiness;
   /** Why an endpoint the definition lacks is not available (for UNIMPLEMENTED), by RPC name. */
   unimplemented?: Partial<Record<"AbstractEval", string>>;
@@ -174,6 +177,9 @@ export class TesseractRuntime {
 
   /** The Tesseract's own enum values for its JSON (a tesseract-core Tesseract's Literals); empty otherwise. */
   readonly enumLiterals: EnumLiterals = {};
+
+  /** The required fields that may be null, per message (PreparedSchema.nullFields); empty otherwise. */
+  readonly nullFields: RequiredFields = {};
 
   /** Set for a Tesseract that can be unready (a tesseract-core runtime's): health follows it. */
   readonly readiness?: Readiness;
@@ -201,6 +207,7 @@ export class TesseractRuntime {
       this.protoIncludeDirs = prepared.protoIncludeDirs ?? [];
       this.remoteApply = prepared.remoteApply;
       this.enumLiterals = prepared.enumLiterals ?? {};
+      this.nullFields = prepared.nullFields ?? {};
       this.readiness = prepared.readiness;
       this.schema = new TesseractSchema(prepared.root, definition.inputType, definition.outputType);
       return;

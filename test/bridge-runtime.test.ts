@@ -385,8 +385,11 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
     schema.required = [...schema.required, "nul", "tag"];
     // An output of the same name as an input, with other values: it shared the input's enum, and won.
     openapi.components.schemas.Apply_OutputSchema.properties.method = { enum: ["lu", "qr", "svd"], type: "string", default: "lu" };
+    // A required Optional output, answered null.
+    openapi.components.schemas.Apply_OutputSchema.properties.note = { anyOf: [{ type: "string" }, { type: "null" }] };
+    openapi.components.schemas.Apply_OutputSchema.required = [...(openapi.components.schemas.Apply_OutputSchema.required ?? []), "note"];
     const base = meshStats();
-    return { openapi, apply: (decoded) => (seen.push(decoded), { ...base.apply(decoded), method: "qr" }) };
+    return { openapi, apply: (decoded) => (seen.push(decoded), { ...base.apply(decoded), method: "qr", note: null }) };
   }
   const points = { object_type: "array", shape: [1, 3], dtype: "float64", data: { buffer: [[1, 2, 3]], encoding: "json" } };
   const restInputs = (extra: Record<string, unknown>, mesh: Record<string, unknown> = { n_points: 1 }) => ({ inputs: { mesh: { ...mesh, points, cell_data: {} }, layers: [], ...extra } });
@@ -413,7 +416,9 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
       const flagged = await postJson(`${rest}/apply`, restInputs({ flag: true, method: "forward", odd: "-" }));
       assert.equal(flagged.status, 200, await flagged.clone().text());
       assert.deepEqual([seen.at(-1)!.flag, seen.at(-1)!.method, seen.at(-1)!.odd], [true, "forward", "-"]);
-      assert.equal(((await flagged.json()) as { method: string }).method, "qr");
+      const answered = (await flagged.json()) as { method: string; note?: unknown };
+      // The output's own enum values; its required Optional answered null stays in the answer (it was left out).
+      assert.deepEqual([answered.method, "note" in answered, answered.note], ["qr", true, null]);
       assert.equal((await postJson(`${rest}/apply`, restInputs({ flag: 1 }))).status, 422);
       // null: a Literal's None is sent as null (it was refused as missing); a required one that may be null, unset, goes as null (it was left out).
       assert.equal((await postJson(`${rest}/apply`, restInputs({ nul: null, tag: "t" }))).status, 200);

@@ -19,6 +19,7 @@ import type { GradientRequest, TesseractRuntime } from "../runtime";
 import { parsePath } from "../../common/paths";
 import { checkBodyDepth, detailOf, httpStatusOf, shortInput, valueError, type DetailEntry, type Loc } from "./errors";
 import { inputsAny, messageJson } from "../schema/json-messages";
+import { requireFields } from "../schema/output-casting";
 import { openApiDocument, servedEndpoints } from "./openapi";
 import { finiteDifferenceOptions } from "./options";
 
@@ -323,7 +324,10 @@ function addEndpoints(app: FastifyInstance, options: RestServerOptions): void {
 
   route(app, options, "apply", false, async (body, encoding, signal) => {
     const outputs = await runtime.applyMessage(inputs(body.inputs), signal);
-    return messageJson(runtime.schema.outputs.type, runtime.schema.outputs.decodeAny(outputs, "outputs"), encoding, enumLiterals, "outputs");
+    const json = messageJson(runtime.schema.outputs.type, runtime.schema.outputs.decodeAny(outputs, "outputs"), encoding, enumLiterals, "outputs");
+    // A bridged runtime's required Optional output answered null, which its model still lists (it was left out).
+    requireFields(runtime.schema.outputs.type, json, "outputs", {}, runtime.nullFields);
+    return json;
   });
   if (servedEndpoints(runtime).includes("abstract_eval")) {
     route(app, options, "abstract_eval", false, async (body, _encoding, signal) => abstractOutputs(await runtime.abstractEval(runtime.decodeAbstractInputs(inputs(body.inputs, true)), signal)));
