@@ -153,7 +153,8 @@ export interface PreparedSchema {
   remoteApply?: RemoteApply;
   /** Per enum (full name), the Tesseract's own Literal value for each value number (none for 0): how its JSON gives them. */
   enumLiterals?: EnumLiterals;
-  /** Per message, the required fields that may be null (a tesseract-core Tesseract's Optional[X] without a default): unset, their JSON is null. */
+  /** Per message, the fields a tesseract-core Tesseract's model requires, and those of them that may be null (Optional[X] without a default: unset, their JSON is null). */
+  requiredFields?: RequiredFields;
   nullFields?: RequiredFields;
   readiness?: Readiness;
   /** Why an endpoint the definition lacks is not available (for UNIMPLEMENTED), by RPC name. */
@@ -178,7 +179,8 @@ export class TesseractRuntime {
   /** The Tesseract's own enum values for its JSON (a tesseract-core Tesseract's Literals); empty otherwise. */
   readonly enumLiterals: EnumLiterals = {};
 
-  /** The required fields that may be null, per message (PreparedSchema.nullFields); empty otherwise. */
+  /** The required fields, and those that may be null, per message (PreparedSchema); empty otherwise. */
+  readonly requiredFields: RequiredFields = {};
   readonly nullFields: RequiredFields = {};
 
   /** Set for a Tesseract that can be unready (a tesseract-core runtime's): health follows it. */
@@ -207,6 +209,7 @@ export class TesseractRuntime {
       this.protoIncludeDirs = prepared.protoIncludeDirs ?? [];
       this.remoteApply = prepared.remoteApply;
       this.enumLiterals = prepared.enumLiterals ?? {};
+      this.requiredFields = prepared.requiredFields ?? {};
       this.nullFields = prepared.nullFields ?? {};
       this.readiness = prepared.readiness;
       this.schema = new TesseractSchema(prepared.root, definition.inputType, definition.outputType);

@@ -440,6 +440,10 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
       const doc = (await (await fetch(`${rest}/openapi.json`)).json()) as any;
       assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.order, { type: "integer", enum: [3, 2, 1] });
       assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.kind, { enum: ["a", 1, null, ""] });
+      // What the models require, and which may be null, as the runtime's own document says (both were left out).
+      assert.deepEqual(doc.components.schemas.Apply_InputSchema.required, ["mesh", "layers", "nul", "tag"]);
+      assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.tag, { anyOf: [{ type: "string" }, { type: "null" }] });
+      assert.deepEqual(doc.components.schemas.Apply_OutputSchema.properties.note, { anyOf: [{ type: "string" }, { type: "null" }] });
     } finally {
       await stop();
     }

@@ -149,6 +149,7 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
       protoIncludeDirs: [dir],
       remoteApply: { apply: (inputs, signal) => client!.apply(inputs, signal), forJob: (inputs, leaves) => client!.forJob(inputs, leaves) },
       enumLiterals: generated.enumLiterals,
+      requiredFields: generated.requiredFields,
       nullFields: generated.nullFields,
       readiness: health,
       unimplemented: hasAbstractEval ? {} : { AbstractEval: `the tesseract-core runtime at ${url} has no /abstract_eval (its /openapi.json does not list it), so AbstractEval is not available` },

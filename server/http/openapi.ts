@@ -95,8 +95,13 @@ function fieldSchema(field: protobuf.Field, ref: (t: protobuf.Type) => Json, enu
   return element;
 }
 
-/** One JSON schema per message reachable from `roots`, named `<prefix>_<model>`. */
-function modelSchemas(prefix: string, roots: [protobuf.Type, string][], enumLiterals: EnumLiterals): Json {
+/**
+ * One JSON schema per message reachable from `roots`, named `<prefix>_<model>`; a bridged
+ * Tesseract's models list what they require, and a field that may be null is `anyOf [X, null]`, as
+ * its runtime's own document says (they were left out).
+ */
+function modelSchemas(prefix: string, roots: [protobuf.Type, string][], runtime: TesseractRuntime): Json {
+  const { enumLiterals, requiredFields, nullFields } = runtime;
   const models = new Models();
   const out: Json = {};
   const pending: protobuf.Type[] = [];
@@ -111,8 +116,11 @@ function modelSchemas(prefix: string, roots: [protobuf.Type, string][], enumLite
   for (let type = pending.shift(); type; type = pending.shift()) {
     const key = `${prefix}_${models.names.get(type)}`;
     if (key in out) continue;
-    const properties = Object.fromEntries(type.fieldsArray.map((f) => [f.name, fieldSchema(f, ref, enumLiterals)]));
-    out[key] = { title: type.name, type: "object", properties, additionalProperties: false };
+    const full = type.fullName.replace(/^\./, "");
+    const nullable = new Set(nullFields[full] ?? []);
+    const properties = Object.fromEntries(type.fieldsArray.map((f) => [f.name, nullable.has(f.name) ? { anyOf: [fieldSchema(f, ref, enumLiterals), { type: "null" }] } : fieldSchema(f, ref, enumLiterals)]));
+    const required = [...(requiredFields[full] ?? []), ...nullable];
+    out[key] = { title: type.name, type: "object", properties, ...(required.length ? { required } : {}), additionalProperties: false };
   }
   return out;
 }
@@ -189,7 +197,7 @@ export function openApiDocument(runtime: TesseractRuntime): Json {
   const arrayOf = (differentiable: boolean) => arraySchema(differentiable);
   for (const endpoint of endpoints) {
     const prefix = PREFIXES[endpoint];
-    Object.assign(schemas, modelSchemas(prefix, [[inputs.type, "InputSchema"], [outputs.type, "OutputSchema"]], runtime.enumLiterals));
+    Object.assign(schemas, modelSchemas(prefix, [[inputs.type, "InputSchema"], [outputs.type, "OutputSchema"]], runtime));
     const inputRef = { $ref: `#/components/schemas/${prefix}_InputSchema` };
     const properties: Json = { inputs: inputRef };
     const required = ["inputs"];
