@@ -24,7 +24,7 @@ import { binaryScale, checkFinite } from "./finite";
 import type { ResolvedOptions } from "./options";
 import { elementName } from "../eval/input-leaf";
 import { ofTheRequest, Problem, unitRoundoff } from "./problem";
-import { extrapolates, rows } from "./rows";
+import { extrapolates, rows, usesBase } from "./rows";
 import { planRows } from "./columns";
 import type { SparsityPlan } from "./sparsity-plan";
 import { AS_PREDICTED } from "./sparsity";
@@ -190,7 +190,7 @@ export async function vjp(
   if (plan?.structure) return groupedVjp(problem, cotangent, options, field, plan);
   const scale = binaryScale(cotangent.map((c) => c.values)) || 1;
   const estimates = extrapolates(options.algorithm);
-  const contracted = new Problem(problem.leaves, new ContractedEvaluator(inner, cotangent, field, scale, estimates, estimates || options.algorithm === "forward"), signal, problem.bounds);
+  const contracted = new Problem(problem.leaves, new ContractedEvaluator(inner, cotangent, field, scale, estimates, usesBase(problem.size, options)), signal, problem.bounds);
   // Its steps are the request's: sized for FP32 outputs where the outputs are (output-precision.ts).
   contracted.outputsFp32 = problem.outputsFp32;
   const values = problem.leaves.map((leaf) => new Float64Array(leaf.size));

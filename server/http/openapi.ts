@@ -13,7 +13,7 @@ import * as protobuf from "protobufjs";
 import { NUMPY_DTYPES, numpyDtype } from "../../common/numpy-arrays";
 import type { TesseractRuntime } from "../runtime";
 import { isTensorField, type EnumLiterals } from "../schema/json-messages";
-import { declaredDatatype } from "../schema/output-casting";
+import { declaredDatatype, protoName } from "../schema/output-casting";
 
 type Json = Record<string, unknown>;
 
@@ -77,7 +77,7 @@ function literalSchema(values: readonly unknown[]): Json {
 function fieldSchema(field: protobuf.Field, ref: (t: protobuf.Type) => Json, enumLiterals: EnumLiterals): Json {
   let element: Json;
   const sub = field.resolvedType;
-  const literals = sub instanceof protobuf.Enum ? enumLiterals[sub.fullName.replace(/^\./, "")] : undefined;
+  const literals = sub instanceof protobuf.Enum ? enumLiterals[protoName(sub)] : undefined;
   if (isTensorField(field)) element = arraySchema(field.options?.[DIFFERENTIABLE_OPTION] === true, declaredDtype(field));
   else if (sub instanceof protobuf.Type) element = ref(sub);
   else if (literals) element = literalSchema(literals.slice(1));
@@ -116,7 +116,7 @@ function modelSchemas(prefix: string, roots: [protobuf.Type, string][], runtime:
   for (let type = pending.shift(); type; type = pending.shift()) {
     const key = `${prefix}_${models.names.get(type)}`;
     if (key in out) continue;
-    const full = type.fullName.replace(/^\./, "");
+    const full = protoName(type);
     const nullable = new Set(nullFields[full] ?? []);
     const properties = Object.fromEntries(type.fieldsArray.map((f) => [f.name, nullable.has(f.name) ? { anyOf: [fieldSchema(f, ref, enumLiterals), { type: "null" }] } : fieldSchema(f, ref, enumLiterals)]));
     const required = [...(requiredFields[full] ?? []), ...nullable];

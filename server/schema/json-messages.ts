@@ -15,7 +15,7 @@ import { arrayObject, numpyDtype, tensorFromArrayObject, type ArrayEncoding } fr
 import { emptyRecord, isPlainObject } from "../../common/records";
 import { dataTypeOfArray, isNdArray, tooManyMessages, type DataType } from "../../common/tensor-codec";
 import type { AnyMessage, MessageSchema } from "./schema";
-import { castArray, declaredDatatype } from "./output-casting";
+import { castArray, declaredDatatype, protoName } from "./output-casting";
 
 const TENSOR_TYPE = ".tesseract.v1.Tensor";
 
@@ -30,20 +30,21 @@ export type EnumLiterals = Readonly<Record<string, readonly unknown[]>>;
 
 /** Whether a field (not a list or map: their null is unset) is a bridged Literal with None among its values. */
 function holdsNull(field: protobuf.Field, enumLiterals: EnumLiterals): boolean {
-  return !field.repeated && !field.map && field.resolvedType instanceof protobuf.Enum && (enumLiterals[enumKey(field.resolvedType)]?.includes(null, 1) ?? false);
+  return !field.repeated && !field.map && field.resolvedType instanceof protobuf.Enum && (enumLiterals[protoName(field.resolvedType)]?.includes(null, 1) ?? false);
 }
+
+/** An enum's Literal values for messages: `"central", "forward"`, `3, 2, 1`. */
+const literalList = (literals: readonly unknown[]) => literals.slice(1).map((l) => JSON.stringify(l)).join(", ");
 
 /** The value number of a JSON value among an enum's literals (0: none). */
 const literalNumber = (literals: readonly unknown[], v: unknown) => Math.max(0, literals.indexOf(v, 1));
-
-const enumKey = (e: protobuf.Enum) => e.fullName.replace(/^\./, "");
 
 /** One scalar field value, checked against its protobuf type. */
 function scalar(field: protobuf.Field, v: unknown, where: string, enumLiterals: EnumLiterals): unknown {
   const type = field.type;
   if (field.resolvedType instanceof protobuf.Enum) {
     const values = field.resolvedType.values;
-    const literals = enumLiterals[enumKey(field.resolvedType)];
+    const literals = enumLiterals[protoName(field.resolvedType)];
     // A bridged Literal's values are themselves: 1 of Literal[3, 2, 1] is the literal 1, not value number 1.
     if (literals && literalNumber(literals, v)) return literalNumber(literals, v);
     const byName = typeof v === "string" ? enumNumber(field.resolvedType.name, values, v) : undefined;
@@ -52,7 +53,7 @@ function scalar(field: protobuf.Field, v: unknown, where: string, enumLiterals: 
     // values); of Literal[False, True], 1 went as false.
     const numbered = !literals || literals.slice(1).every((l) => typeof l === "string");
     if (numbered && Number.isInteger(v) && (v as number) >= INT_RANGES.int32[0] && (v as number) <= INT_RANGES.int32[1]) return v;
-    if (literals) throw invalidArgument(`${where} is ${shown(v)}, expected one of ${literals.slice(1).map((l) => JSON.stringify(l)).join(", ")} (or their enum value names)`);
+    if (literals) throw invalidArgument(`${where} is ${shown(v)}, expected one of ${literalList(literals)} (or their enum value names)`);
     throw invalidArgument(`${where} is ${shown(v)}, expected one of ${Object.keys(values).join(", ")} (or its number)`);
   }
   return jsonScalar(type, v, where);
@@ -154,14 +155,14 @@ export function messageJson(type: protobuf.Type, tree: Record<string, unknown>, 
     const v = tree[field.name];
     if (v === undefined || v === null) continue;
     const at = `${where}.${field.name}`;
-    const literals = field.resolvedType instanceof protobuf.Enum ? enumLiterals[enumKey(field.resolvedType)] : undefined;
+    const literals = field.resolvedType instanceof protobuf.Enum ? enumLiterals[protoName(field.resolvedType)] : undefined;
     const element = (x: unknown, w: string): unknown => {
       if (isTensorField(field)) return encoding === "abstract" ? shapeAndDtype(x) : arrayObject(x as NdArray<any>, encoding);
       if (field.resolvedType instanceof protobuf.Type) return messageJson(field.resolvedType, x as Record<string, unknown>, encoding, enumLiterals, w);
       if (field.resolvedType instanceof protobuf.Enum) {
         if (literals && !((x as number) > 0 && (x as number) < literals.length)) {
           if (x === 0 && w === at) return undefined;
-          throw invalidArgument(`${w} is ${field.resolvedType.valuesById[x as number] ?? x}, which has no value in the Tesseract's schema; expected one of ${literals.slice(1).map((l) => JSON.stringify(l)).join(", ")}`);
+          throw invalidArgument(`${w} is ${field.resolvedType.valuesById[x as number] ?? x}, which has no value in the Tesseract's schema; expected one of ${literalList(literals)}`);
         }
         return literals ? literals[x as number] : (field.resolvedType.valuesById[x as number] ?? x);
       }

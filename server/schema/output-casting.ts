@@ -7,7 +7,8 @@
  * that stays finite in float32), and refused otherwise, naming the path, element and value: never a
  * silently different number. Arrays already in their declared dtype pass untouched (no decoding on
  * the evaluation path).
- */import ndarray, { type NdArray } from "ndarray";
+ */
+import ndarray, { type NdArray } from "ndarray";
 import * as protobuf from "protobufjs";
 import { invalidArgument } from "../../common/errors";
 import { elementIn, flattenLists, numpyDtype, tensorFromArrayObject } from "../../common/numpy-arrays";
@@ -17,6 +18,9 @@ import { arrayClass, DataType, decodeTensor, type TypedArray } from "../../commo
 
 const DATATYPE_OPTION = "(tesseract.v1.datatype)";
 const TENSOR_TYPE = ".tesseract.v1.Tensor";
+
+/** A protobuf type's full name without its leading dot: how RequiredFields and EnumLiterals key it. */
+export const protoName = (type: { fullName: string }): string => type.fullName.replace(/^\./, "");
 
 /** A Tensor field's declared datatype, or undefined (any). */
 export function declaredDatatype(field: protobuf.Field): DataType | undefined {
@@ -77,7 +81,7 @@ function eachElement(field: protobuf.Field, value: unknown, where: string, conve
 
 /** Refuses a field of this message (not below) that the runtime's schema requires and `json` leaves out or null. */
 function refuseMissing(type: protobuf.Type, json: Record<string, unknown>, where: string, required: RequiredFields): void {
-  const missing = required[type.fullName.replace(/^\./, "")]?.find((name) => !Object.hasOwn(json, name) || json[name] === null);
+  const missing = required[protoName(type)]?.find((name) => !Object.hasOwn(json, name) || json[name] === null);
   if (missing !== undefined) throw invalidArgument(`${where}.${missing} is ${Object.hasOwn(json, missing) ? "null" : "missing"}; the runtime's schema requires it`);
 }
 
@@ -91,7 +95,7 @@ function refuseMissing(type: protobuf.Type, json: Record<string, unknown>, where
  */
 export function requireFields(type: protobuf.Type, json: unknown, where: string, required: RequiredFields, nullable: RequiredFields = {}): void {
   if (!isPlainObject(json)) return;
-  for (const name of nullable[type.fullName.replace(/^\./, "")] ?? []) if (!Object.hasOwn(json, name)) json[name] = null;
+  for (const name of nullable[protoName(type)] ?? []) if (!Object.hasOwn(json, name)) json[name] = null;
   refuseMissing(type, json, where, required);
   for (const [key, value] of Object.entries(json)) {
     const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;

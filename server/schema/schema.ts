@@ -26,7 +26,7 @@ import {
 } from "../../common/tensor-codec";
 import { expandPattern, formatPath, getAtPath, isPattern, matchesPattern, parsePath, type Segment } from "../../common/paths";
 import { decodeStrict, type DecodeStyle } from "./wire-decode";
-import { castNdArray, declaredDatatype } from "./output-casting";
+import { castNdArray, declaredDatatype, protoName } from "./output-casting";
 
 const TENSOR_TYPE = "tesseract.v1.Tensor";
 const DIFFERENTIABLE_OPTION = "(tesseract.v1.differentiable)";
@@ -89,7 +89,7 @@ export class MessageSchema {
   readonly differentiablePatterns: Segment[][];
 
   constructor(readonly type: protobuf.Type) {
-    this.fullName = type.fullName.replace(/^\./, "");
+    this.fullName = protoName(type);
     this.differentiablePatterns = collectDifferentiable(type, [], new Set());
   }
 
@@ -239,7 +239,7 @@ function collectDifferentiable(type: protobuf.Type, prefix: Segment[], visiting:
       if (isDifferentiable(field)) found.push(elementPath);
     } else if (isDifferentiable(field)) {
       // Refused at load: ignored, it left the author wondering why no path was differentiable.
-      throw new Error(`${type.fullName.replace(/^\./, "")}.${field.name} is marked (tesseract.v1.differentiable), which only a tesseract.v1.Tensor field (or a map or list of them) can be; this field is ${field.map ? "a map of " : field.repeated ? "a list of " : ""}${field.type}`);
+      throw new Error(`${protoName(type)}.${field.name} is marked (tesseract.v1.differentiable), which only a tesseract.v1.Tensor field (or a map or list of them) can be; this field is ${field.map ? "a map of " : field.repeated ? "a list of " : ""}${field.type}`);
     } else if (field.resolvedType instanceof protobuf.Type) {
       found.push(...collectDifferentiable(field.resolvedType, elementPath, visiting));
     }
