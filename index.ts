@@ -19,7 +19,7 @@ export type { ServerTls } from "./server/grpc/tls";
 export { TesseractClient, TesseractClientError, assembleJacobian, type TesseractClientOptions, type CallOptions } from "./client/index";
 
 // Tensors on the wire.
-export { DataType, decodeTensor, encodeTensor, toFloat64 } from "./common/tensor-codec";
+export { BoolArray, DataType, decodeTensor, encodeTensor, toFloat64 } from "./common/tensor-codec";
 
 // ---------------------------------------------------------------------------------------------
 // For libraries: a loaded Tesseract and its endpoints over decoded trees, without a transport.

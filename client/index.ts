@@ -38,7 +38,7 @@ export type { DatatypeName, DatatypeSpec, TypedArrays, ArrayOfDatatype } from ".
 export { packAny, unpackAny, type MessageFns } from "./any";
 export { TYPE_URL_PREFIX } from "../common/type-url";
 export { toTensors, toArrays, tensorMessage, type AbstractArrays } from "./tree";
-export { encodeTensor, decodeTensor, DataType, toFloat64 } from "../common/tensor-codec";
+export { BoolArray, encodeTensor, decodeTensor, DataType, toFloat64 } from "../common/tensor-codec";
 export type { Arrays, AbstractTensor } from "../common/tree-types";
 export { Algorithm, SparsityMode } from "../generated/tesseract/v1/algorithm";
 export type { FiniteDifferenceOptions, DescribeResponse, EvaluationStats, JacobianHeader, PathShape, CheckGradientsResponse, GradientCheck } from "../generated/tesseract/v1/tesseract";

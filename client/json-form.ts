@@ -11,7 +11,7 @@ import { clip, invalidArgument } from "../common/errors";
 import { enumNumber, literalName, namesNumbers, shortNames } from "../common/enum-names";
 import { recordFrom } from "../common/records";
 import { arrayObject, flattenLists, tensorFromArrayObject } from "../common/numpy-arrays";
-import { dataTypeOfArray, decodeTensor, isNdArray } from "../common/tensor-codec";
+import { BoolArray, dataTypeOfArray, decodeTensor, isNdArray } from "../common/tensor-codec";
 import { INT_RANGES, jsonScalar } from "../common/json-scalars";
 
 const TENSOR_TYPE = ".tesseract.v1.Tensor";
@@ -40,7 +40,7 @@ export function arrayFromJson(value: unknown, where: string): NdArray<any> {
   }
   const { shape, values } = flattenLists(value, where);
   // An empty list is float64 like any nested list (every() of nothing is true: it became BOOL).
-  if (values.length > 0 && values.every((v) => typeof v === "boolean")) return ndarray(Uint8Array.from(values as boolean[], Number), shape);
+  if (values.length > 0 && values.every((v) => typeof v === "boolean")) return ndarray(BoolArray.from(values as boolean[], Number), shape);
   if (!values.every((v) => typeof v === "number")) throw invalidArgument(`${where}: expected numbers in the nested list`);
   return ndarray(Float64Array.from(values as number[]), shape);
 }

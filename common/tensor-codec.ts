@@ -96,9 +96,16 @@ interface TypedArrayCtor {
   readonly BYTES_PER_ELEMENT: number;
 }
 
-/** The one table: which typed array holds each wire type. BOOL decodes to a Uint8Array of 0/1. */
+/**
+ * BOOL's values, 0 or 1: a Uint8Array to every reader, and a class of its own so that the datatype
+ * survives decoding (a bool array answered or sent on as uint8 was another dtype to numpy: `~mask`
+ * gave 254, and tesseract-core's same_kind casting refuses uint8 for bool).
+ */
+export class BoolArray extends Uint8Array {}
+
+/** The one table: which typed array holds each wire type. */
 const TYPES: ReadonlyMap<DataType, TypedArrayCtor> = new Map<DataType, TypedArrayCtor>([
-  [DataType.DATA_TYPE_BOOL, Uint8Array],
+  [DataType.DATA_TYPE_BOOL, BoolArray],
   [DataType.DATA_TYPE_UINT8, Uint8Array],
   [DataType.DATA_TYPE_UINT16, Uint16Array],
   [DataType.DATA_TYPE_UINT32, Uint32Array],
@@ -127,9 +134,8 @@ export function itemSize(dt: DataType): number {
 export function dataTypeOfArray(a: TypedArray | unknown[]): DataType {
   if (!ArrayBuffer.isView(a)) return DataType.DATA_TYPE_FP64;
   if (a instanceof Uint8ClampedArray) return DataType.DATA_TYPE_UINT8;
-  for (const [dt, ctor] of TYPES) {
-    if (dt !== DataType.DATA_TYPE_BOOL && a instanceof ctor) return dt;
-  }
+  // BoolArray comes first in TYPES, before the Uint8Array it also is.
+  for (const [dt, ctor] of TYPES) if (a instanceof ctor) return dt;
   throw new TypeError(`dataTypeOfArray: ${a.constructor.name} has no tensor datatype`);
 }
 
@@ -388,7 +394,7 @@ export function fp64Tensor(values: Float64Array, shape: number[]): TensorWire {
   return { datatype: DataType.DATA_TYPE_FP64, shape, data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) };
 }
 
-/** The typed-array class that holds `datatype` (Uint8Array for BOOL). */
+/** The typed-array class that holds `datatype`. */
 export function arrayClass(datatype: DataType): TypedArrayCtor {
   const ctor = TYPES.get(datatype);
   if (!ctor) throw new TypeError(`unsupported datatype ${dataTypeName(datatype)}`);

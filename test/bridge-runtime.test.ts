@@ -11,7 +11,8 @@ import * as fs from "node:fs";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
-import { Algorithm, DataType, SparsityMode } from "../client";
+import ndarray from "ndarray";
+import { Algorithm, BoolArray, DataType, SparsityMode } from "../client";
 import { startServer, type RunningServer } from "../index";
 import { HealthMonitor } from "../server/bridge/health-monitor";
 import { RuntimeReplicas } from "../server/bridge/runtime-replicas";
@@ -216,6 +217,40 @@ describe("tesseract-core bridge: outputs in their declared dtype", function () {
       } finally {
         await stop();
       }
+    }
+  });
+
+  it("bool arrays stay bool both ways (they went to the runtime and back to callers as uint8)", async () => {
+    const openapi = structuredClone(MESH_STATS_OPENAPI) as any;
+    const boolArray = () => {
+      const schema = structuredClone(openapi.components.schemas.Apply_OutputSchema.properties.barycenter);
+      schema.properties.dtype.examples = ["bool"];
+      schema.array_flags = [];
+      return schema;
+    };
+    openapi.components.schemas.Apply_InputSchema.properties.mask = boolArray();
+    openapi.components.schemas.Apply_OutputSchema.properties.flags = boolArray();
+    const seen: unknown[] = [];
+    const base = meshStats();
+    const mask = (decoded: Record<string, unknown>) => decoded.mask as { dtype: string; values: number[] } | undefined;
+    // tesseract-core casts same_kind: uint8 is no bool to numpy (can_cast(uint8, bool, "same_kind") is False).
+    const apply = (decoded: Record<string, unknown>) => {
+      seen.push(mask(decoded)?.dtype);
+      if (mask(decoded) && mask(decoded)!.dtype !== "bool") throw new FakeValidationError(["inputs", "mask"], `cannot cast ${mask(decoded)!.dtype} to bool`);
+      return { ...base.apply(decoded), flags: { shape: [3], dtype: "bool", values: mask(decoded)?.values.map((v) => 1 - v) ?? [1, 1, 1] } };
+    };
+    const { client, rest, stop } = await bridged({ openapi, apply });
+    try {
+      const restMask = { object_type: "array", shape: [3], dtype: "bool", data: { buffer: [true, false, true], encoding: "json" } };
+      const res = await postJson(`${rest}/apply`, { inputs: { mesh: { n_points: 1, points: { shape: [1, 3], dtype: "float64", data: { buffer: [1, 2, 3], encoding: "json" } }, cell_data: {} }, layers: [], mask: restMask } });
+      assert.equal(res.status, 200, await res.clone().text());
+      assert.deepEqual(((await res.json()) as { flags: unknown }).flags, { object_type: "array", shape: [3], dtype: "bool", data: { buffer: [false, true, false], encoding: "json" } });
+      const out = await client.apply({ ...inputs(), mask: ndarray(BoolArray.of(0, 1, 1), [3]) });
+      assert.ok(out.flags.data instanceof BoolArray, out.flags.data.constructor.name);
+      assert.deepEqual(flat(out.flags), [1, 0, 0]);
+      assert.deepEqual(seen, ["bool", "bool"]);
+    } finally {
+      await stop();
     }
   });
 

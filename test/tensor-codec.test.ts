@@ -2,6 +2,7 @@ import { strict as assert } from "node:assert";
 import ndarray, { type NdArray } from "ndarray";
 import protobuf from "protobufjs";
 import {
+  BoolArray,
   DataType,
   DEFAULT_LIMITS,
   DEFAULT_MAX_ELEMENTS,
@@ -46,7 +47,7 @@ function rejects(fn: () => unknown, re: RegExp): void {
 }
 
 const samples: Array<{ dt: DataType; arr: TypedArray }> = [
-  { dt: D.DATA_TYPE_BOOL, arr: new Uint8Array([0, 1, 1, 0, 1, 0]) },
+  { dt: D.DATA_TYPE_BOOL, arr: new BoolArray([0, 1, 1, 0, 1, 0]) },
   { dt: D.DATA_TYPE_UINT8, arr: new Uint8Array([0, 1, 127, 128, 254, 255]) },
   { dt: D.DATA_TYPE_UINT16, arr: new Uint16Array([0, 1, 0x0102, 0x8000, 0xfffe, 0xffff]) },
   { dt: D.DATA_TYPE_UINT32, arr: new Uint32Array([0, 1, 0x01020304, 2 ** 31, 2 ** 32 - 2, 2 ** 32 - 1]) },
@@ -71,7 +72,9 @@ describe("tensor codec", () => {
         assert.deepEqual(bytesOf(wire.data), bytesOf(arr));
         assert.equal(wire.data.byteLength, 6 * itemSize(dt));
         const back = decodeTensor(wire, "t");
+        // The class says the datatype: BOOL decodes to a BoolArray, and encodes back as BOOL (it became UINT8).
         assert.equal(back.data.constructor, arr.constructor);
+        assert.equal(encodeTensor(back).datatype, dt);
         assert.deepEqual(back.shape, [2, 3]);
         // deepEqual uses Object.is: NaN equals NaN and -0 differs from 0.
         assert.deepEqual([...back.data], [...arr]);
