@@ -23,7 +23,7 @@ describe("CLI forms", () => {
         [{ dtype: "int32", data: [0, 1, 2] }, "Int32Array", [3], [0, 1, 2]],
         [{ dtype: "int32", shape: [3], data: [[0], [1], [2]] }, "Int32Array", [3], [0, 1, 2]],
         [{ dtype: "uint8", shape: [2, 2], data: [1, 2, 3, 4] }, "Uint8Array", [2, 2], [1, 2, 3, 4]],
-        [{ dtype: "bool", data: [true, false, true] }, "Uint8Array", [3], [1, 0, 1]],
+        [{ dtype: "bool", data: [true, false, true] }, "BoolArray", [3], [1, 0, 1]],
         [{ dtype: "int64", data: [[1, 2], [3, 4]] }, "BigInt64Array", [2, 2], [1, 2, 3, 4]],
         [{ dtype: "float32", data: 2.5 }, "Float32Array", [], [2.5]],
       ];
