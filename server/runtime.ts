@@ -31,7 +31,7 @@ import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
 import type { EnumLiterals } from "./schema/json-messages";
 import type { RequiredFields } from "./schema/openapi-proto";
 import { DataType, dataTypeOfArray, DEFAULT_LIMITS, isNdArray, toFloat64, type DecodeLimits } from "../common/tensor-codec";
-import type { AbstractOutput, AnyTesseract, DomainBounds, SparsityPattern } from "./tesseract";
+import type { AbstractEvalAnswer, AbstractOutput, AnyTesseract, DomainBounds, SparsityPattern } from "./tesseract";
 
 export interface EvaluationStats {
   apply_calls: number;
@@ -157,6 +157,8 @@ export interface PreparedSchema {
   requiredFields?: RequiredFields;
   nullFields?: RequiredFields;
   readiness?: Readiness;
+  /** AbstractEval with the runtime's whole answer (a tesseract-core /abstract_eval: non-array outputs too), for REST callers. */
+  abstractEvalAnswer?: (inputs: unknown, signal?: AbortSignal) => Promise<AbstractEvalAnswer>;
   /** Why an endpoint the definition lacks is not available (for UNIMPLEMENTED), by RPC name. */
   unimplemented?: Partial<Record<"AbstractEval", string>>;
   /** Releases what the schema holds (temporary files, pollers), when the runtime closes. */
@@ -346,13 +348,19 @@ export class TesseractRuntime {
 
   /** Output shapes and datatypes from the inputs' (AbstractEval); `signal` aborts an abstractEval that runs elsewhere. */
   async abstractEval(inputs: Record<string, unknown>, signal?: AbortSignal): Promise<AbstractOutput[]> {
+    return (await this.abstractEvalAnswer(inputs, signal)).outputs;
+  }
+
+  /** abstractEval's outputs, and where a runtime elsewhere answered its whole output model, that answer (PreparedSchema.abstractEvalAnswer). */
+  async abstractEvalAnswer(inputs: Record<string, unknown>, signal?: AbortSignal): Promise<AbstractEvalAnswer> {
     if (!this.definition.abstractEval) {
       const why = this.prepared?.unimplemented?.AbstractEval ?? `Tesseract "${this.definition.name}" does not define abstractEval, so AbstractEval is not available`;
       throw new TesseractError(Code.UNIMPLEMENTED, why);
     }
+    const evaluate = this.prepared?.abstractEvalAnswer ?? (async (view: unknown, s?: AbortSignal) => ({ outputs: await this.definition.abstractEval!(view, s) }));
     const answer = await withTimeout(
       Promise.resolve()
-        .then(() => this.definition.abstractEval!(abstractView(inputs), signal))
+        .then(() => evaluate(abstractView(inputs), signal))
         .catch((e: unknown) => {
           if (isTesseractError(e)) throw e;
           throw failedIn("abstractEval", e);
@@ -360,7 +368,7 @@ export class TesseractRuntime {
       this.backends.timeoutMs,
       "abstractEval",
     );
-    return checkedAbstractOutputs(answer);
+    return { ...answer, outputs: checkedAbstractOutputs(answer.outputs) };
   }
 
   /** DescribeResponse. Defaults computed from the inputs are reported as unset. */

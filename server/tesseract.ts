@@ -18,6 +18,12 @@ export interface AbstractOutput {
   datatype: number;
 }
 
+/** AbstractEval's outputs; `answered`, where a runtime elsewhere answered its output model as JSON (arrays as {shape, dtype}). */
+export interface AbstractEvalAnswer {
+  outputs: AbstractOutput[];
+  answered?: Record<string, unknown>;
+}
+
 /** tesseract.v1.Algorithm and SparsityMode, as generated from the contract (ALGORITHM_CENTRAL, ...). */
 export { Algorithm, SparsityMode };
 

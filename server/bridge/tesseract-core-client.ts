@@ -22,7 +22,7 @@ import { JsonLeafReader } from "../schema/json-leaves";
 import { formatPath, type Segment } from "../../common/paths";
 import type { RequiredFields } from "../schema/openapi-proto";
 import type { MessageSchema } from "../schema/schema";
-import type { AbstractOutput } from "../tesseract";
+import type { AbstractEvalAnswer, AbstractOutput } from "../tesseract";
 import { ApplyBodies } from "./apply-bodies";
 import { failureReason, type Replica, type ReplicaResponse, type RuntimeReplicas } from "./runtime-replicas";
 import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
@@ -74,12 +74,13 @@ export class TesseractCoreClient {
     return this.decodeOutputs(text, url, only);
   }
 
-  /** The output shapes and datatypes for inputs whose tensors may be abstract ({ shape, datatype }). */
-  async abstractEval(tree: Record<string, unknown>, signal?: AbortSignal): Promise<AbstractOutput[]> {
+  /** The output shapes and datatypes for inputs whose tensors may be abstract ({ shape, datatype }), and the answer itself. */
+  async abstractEval(tree: Record<string, unknown>, signal?: AbortSignal): Promise<AbstractEvalAnswer> {
     const body = JSON.stringify({ inputs: this.inputsJson(tree, "abstract") });
     const { text, url } = await this.post("abstract_eval", body, signal);
     try {
-      return abstractOutputs(this.outputs.type, parseAnswer(text), [], "outputs");
+      const answered = parseAnswer(text);
+      return { outputs: abstractOutputs(this.outputs.type, answered, [], "outputs"), answered: answered as Record<string, unknown> };
     } catch (e) {
       const message = isTesseractError(e) || e instanceof SyntaxError ? e.message : String(e);
       throw new TesseractError(Code.UNKNOWN, `abstract_eval on ${url} answered outputs that do not match ${this.outputs.fullName}: ${clip(message)}`, { cause: e });

@@ -139,7 +139,7 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
     outputType: generated.outputType,
     protoFiles: [file],
     apply: (inputs: Record<string, unknown>) => client!.apply(inputs),
-    ...(hasAbstractEval ? { abstractEval: (inputs: unknown) => client!.abstractEval(inputs as Record<string, unknown>) } : {}),
+    ...(hasAbstractEval ? { abstractEval: async (inputs: unknown, signal?: AbortSignal) => (await client!.abstractEval(inputs as Record<string, unknown>, signal)).outputs } : {}),
   };
   const health = new HealthMonitor(replicas, options.healthIntervalMs ?? DEFAULT_HEALTH_INTERVAL_MS);
   try {
@@ -152,6 +152,7 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
       requiredFields: generated.requiredFields,
       nullFields: generated.nullFields,
       readiness: health,
+      abstractEvalAnswer: (inputs, signal) => client!.abstractEval(inputs as Record<string, unknown>, signal),
       unimplemented: hasAbstractEval ? {} : { AbstractEval: `the tesseract-core runtime at ${url} has no /abstract_eval (its /openapi.json does not list it), so AbstractEval is not available` },
       release: () => {
         health.close();

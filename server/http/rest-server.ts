@@ -16,6 +16,7 @@ import { decodeTensor, tooManyMessages } from "../../common/tensor-codec";
 import type { CallRegistry, TrackedCall } from "../grpc/calls";
 import type { ServerTls } from "../grpc/tls";
 import type { GradientRequest, TesseractRuntime } from "../runtime";
+import type { AbstractEvalAnswer } from "../tesseract";
 import { parsePath } from "../../common/paths";
 import { checkBodyDepth, detailOf, httpStatusOf, shortInput, valueError, type DetailEntry, type Loc } from "./errors";
 import { inputsAny, messageJson } from "../schema/json-messages";
@@ -330,7 +331,7 @@ function addEndpoints(app: FastifyInstance, options: RestServerOptions): void {
     return json;
   });
   if (servedEndpoints(runtime).includes("abstract_eval")) {
-    route(app, options, "abstract_eval", false, async (body, _encoding, signal) => abstractOutputs(await runtime.abstractEval(runtime.decodeAbstractInputs(inputs(body.inputs, true)), signal)));
+    route(app, options, "abstract_eval", false, async (body, _encoding, signal) => abstractOutputs(await runtime.abstractEvalAnswer(runtime.decodeAbstractInputs(inputs(body.inputs, true)), signal)));
   }
   route(app, options, "jacobian", true, async (body, encoding, signal, query) => {
     const { entries } = await runtime.jacobian({ ...gradient(body, "jac_inputs", "jac_outputs", signal, query), maxBytes: options.maxMessageBytes });
@@ -366,10 +367,14 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
   return { port, close: () => app.close() };
 }
 
-/** abstractEval's `{path, shape, datatype}` list as the output object, arrays as `{"shape", "dtype"}`. */
-function abstractOutputs(shapes: { path: string; shape: number[]; datatype: number }[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const { path, shape, datatype } of shapes) {
+/**
+ * abstractEval's `{path, shape, datatype}` list as the output object, arrays as `{"shape", "dtype"}`;
+ * over a bridged runtime's own answer, so that its other outputs stay (tesseract-core answers the
+ * whole output model: they were left out), each array in the datatype Apply answers it in.
+ */
+function abstractOutputs({ outputs, answered }: AbstractEvalAnswer): Record<string, unknown> {
+  const out: Record<string, unknown> = structuredClone(answered ?? {});
+  for (const { path, shape, datatype } of outputs) {
     const keys = parsePath(path).map((s) => (s.kind === "field" ? s.name : s.kind === "key" ? s.key : s.kind === "index" ? s.index : ""));
     let node = out as Record<string | number, unknown>;
     keys.forEach((key, i) => {
