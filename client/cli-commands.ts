@@ -25,6 +25,7 @@ import type { MessageFns } from "./any";
 import type { DescribeResponse, EvaluationStats } from "../generated/tesseract/v1/tesseract";
 import { MAX_DEPTH, nestedDeeper } from "../common/nesting";
 import { dropIpServerNameWarning } from "../common/ip-server-name";
+import { exactJson } from "../common/exact-json";
 
 interface ClientFlags extends OptionFlags {
   address: string;
@@ -168,7 +169,7 @@ function vectors(payload: Payload, key: string): Record<string, ReturnType<typeo
 }
 
 function print(value: unknown, format: Format): void {
-  process.stdout.write(`${JSON.stringify(treeToJson(value, format))}\n`);
+  process.stdout.write(`${exactJson(treeToJson(value, format))}\n`);
 }
 
 /** A gradient call's stats, on stderr (stdout holds the result). */

@@ -5,6 +5,7 @@
 import type { NdArray } from "ndarray";
 import { invalidArgument, shown } from "./errors";
 import { arrayClass, DataType, decodeTensor, elementCount, encodeTensor } from "./tensor-codec";
+import { jsonInteger } from "./exact-json";
 
 /** numpy dtype names, as tesseract-core writes them. */
 export const NUMPY_DTYPES: Readonly<Record<string, DataType>> = Object.freeze({
@@ -116,7 +117,11 @@ function elementOf(datatype: DataType, v: unknown, where: string, i: number): nu
   }
   if (typeof v !== "number" && typeof v !== "boolean") throw fail(where, `element ${i} is ${shown(v)}, expected a number`);
   const n = Number(v);
-  if (datatype !== DataType.DATA_TYPE_FP32 && datatype !== DataType.DATA_TYPE_FP64 && !Number.isSafeInteger(n)) throw fail(where, `element ${i} is ${n}, expected an integer (dtype ${numpyDtype(datatype)})`);
+  if (datatype !== DataType.DATA_TYPE_FP32 && datatype !== DataType.DATA_TYPE_FP64 && !Number.isSafeInteger(n)) {
+    // Read as a JS number, 2^53 + 1 is already 2^53: which integer was sent cannot be told.
+    if (Number.isInteger(n)) throw fail(where, `element ${i} is beyond ±(2^53 − 1), where JSON numbers are read inexactly (it read as ${n}); send such ${numpyDtype(datatype)} values base64-encoded`);
+    throw fail(where, `element ${i} is ${n}, expected an integer (dtype ${numpyDtype(datatype)})`);
+  }
   // Written into the dtype's array as it is, 1e300 became Infinity in float32 and 300 became 44 in uint8.
   const element = elementIn(n, datatype);
   if (element === undefined) throw fail(where, `element ${i} is ${n}, which dtype ${numpyDtype(datatype)} cannot hold`);
@@ -170,6 +175,6 @@ export function arrayObject(array: NdArray<any>, encoding: ArrayEncoding): Array
   const head = { object_type: "array" as const, shape: wire.shape, dtype: numpyDtype(wire.datatype) };
   if (encoding === "base64") return { ...head, data: { buffer: Buffer.from(wire.data).toString("base64"), encoding } };
   const isBool = wire.datatype === DataType.DATA_TYPE_BOOL;
-  const flat = Array.from(decodeTensor(wire, "").data as ArrayLike<number | bigint>, (v) => (typeof v === "bigint" ? Number(v) : isBool ? v === 1 : v));
+  const flat = Array.from(decodeTensor(wire, "").data as ArrayLike<number | bigint>, (v) => (typeof v === "bigint" ? jsonInteger(v) : isBool ? v === 1 : v));
   return { ...head, data: { buffer: nestValues(flat, wire.shape), encoding } };
 }

@@ -251,6 +251,20 @@ describe("tesseract-core's REST API", () => {
     assert.equal(enumByName.status, 200, enumByName.text);
   });
 
+  it("64-bit integers beyond ±(2^53 − 1) are answered exactly (2^53 + 1 was answered as 2^53, silently); sent as JSON numbers they are refused, naming why", async () => {
+    const big = [2n ** 53n + 1n, -(2n ** 60n) - 1n, 7n];
+    const counts = { shape: [3], dtype: "int64", data: { buffer: Buffer.from(BigInt64Array.from(big).buffer).toString("base64"), encoding: "base64" } };
+    const inputs = { x: arr([1, 2], [2]), y: arr([0.5], []), params: {}, blocks: [], counts, mode: "echo-counts" };
+    const apply = await post(base(poly), "apply", { inputs });
+    assert.equal(apply.status, 200, apply.text);
+    assert.match(apply.text, /"count_out":\{"object_type":"array","shape":\[3\],"dtype":"int64","data":\{"buffer":\[9007199254740993,-1152921504606846977,7\],"encoding":"json"\}\}/);
+    const asBase64 = await post(base(poly), "apply", { inputs }, { accept: "application/json+base64" });
+    assert.deepEqual([...new BigInt64Array(new Uint8Array(Buffer.from(asBase64.json.count_out.data.buffer, "base64")).buffer)], big);
+    const json = await post(base(poly), "apply", { inputs: { ...inputs, counts: { shape: [1], dtype: "int64", data: { buffer: [2 ** 53 + 2], encoding: "json" } } } });
+    assert.equal(json.status, 422);
+    assert.match(json.json.detail[0].msg, /element 0 is beyond ±\(2\^53 − 1\), where JSON numbers are read inexactly \(it read as 9007199254740994\); send such int64 values base64-encoded/);
+  });
+
   it("casts an array of another dtype to the one its field declares when every value survives, as tesseract-core accepts a castable dtype", async () => {
     // numpy's integer points (int64, int32) and float32 ones, where meshstats declares FP64: tesseract-core answers them.
     for (const dtype of ["int64", "int32", "float32"]) {

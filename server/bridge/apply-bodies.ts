@@ -8,6 +8,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { Code, TesseractError } from "../../common/errors";
+import { exactJson } from "../../common/exact-json";
 import { isPlainObject } from "../../common/records";
 import { perturbedData, type LeafData } from "../eval/concurrent";
 import type { Change, Perturbation } from "../eval/evaluator";
@@ -43,7 +44,7 @@ export class ApplyBodies {
       if (!isPlainObject(data)) throw new TesseractError(Code.INTERNAL, `input ${leaf.path} did not encode as an array object`);
       data.buffer = `${MARKER}${i}`;
     });
-    const pieces = JSON.stringify({ inputs: json }).split(MARKERS);
+    const pieces = exactJson({ inputs: json }).split(MARKERS);
     pieces.forEach((piece, k) => (k % 2 === 0 ? this.texts.push(piece) : this.slots.push(Number(piece))));
     this.base = leaves.map((leaf) => base64Of(leaf.data));
   }

@@ -12,6 +12,7 @@
  */
 import * as protobuf from "protobufjs";
 import { clip, printable, quote, Code, isTesseractError, RuntimeValidation, TesseractError } from "../../common/errors";
+import { exactJson } from "../../common/exact-json";
 import { NUMPY_DTYPES } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
 import type { JobApply } from "../eval/concurrent";
@@ -48,7 +49,7 @@ export class TesseractCoreClient {
 
   /** One evaluation: the inputs tree in, the outputs tree out, as if a gRPC Tesseract had returned it. */
   apply(tree: Record<string, unknown>, signal?: AbortSignal): Promise<Record<string, unknown>> {
-    return this.applyBody(JSON.stringify({ inputs: this.inputsJson(tree, "base64") }), signal);
+    return this.applyBody(exactJson({ inputs: this.inputsJson(tree, "base64") }), signal);
   }
 
   /** An inputs tree as tesseract-core's JSON, refused where it leaves out a field the runtime's schema requires (requireFields). */
@@ -76,7 +77,7 @@ export class TesseractCoreClient {
 
   /** The output shapes and datatypes for inputs whose tensors may be abstract ({ shape, datatype }), and the answer itself. */
   async abstractEval(tree: Record<string, unknown>, signal?: AbortSignal): Promise<AbstractEvalAnswer> {
-    const body = JSON.stringify({ inputs: this.inputsJson(tree, "abstract") });
+    const body = exactJson({ inputs: this.inputsJson(tree, "abstract") });
     const { text, url } = await this.post("abstract_eval", body, signal);
     try {
       const answered = parseAnswer(text);

@@ -12,6 +12,7 @@ import type { BearerTokens } from "../../common/bearer-tokens";
 import { clip, Code, invalidArgument, isTesseractError, TesseractError } from "../../common/errors";
 import { arrayObject, numpyDtype, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
+import { exactJson } from "../../common/exact-json";
 import { decodeTensor, tooManyMessages } from "../../common/tensor-codec";
 import type { CallRegistry, TrackedCall } from "../grpc/calls";
 import type { ServerTls } from "../grpc/tls";
@@ -296,7 +297,7 @@ function route(app: FastifyInstance, options: RestServerOptions, endpoint: strin
       })();
       const answer = await t.race(work);
       t.finish();
-      return reply.type("application/json").send(answer);
+      return reply.type("application/json").send(exactJson(answer));
     } catch (e) {
       const status = t.finish(e);
       const code = status?.code ?? Code.INTERNAL;

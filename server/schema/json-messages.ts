@@ -14,6 +14,7 @@ import { enumNumber } from "../../common/enum-names";
 import { arrayObject, numpyDtype, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
 import { dataTypeOfArray, isNdArray, tooManyMessages, type DataType } from "../../common/tensor-codec";
+import { jsonInteger } from "../../common/exact-json";
 import type { AnyMessage, MessageSchema } from "./schema";
 import { castArray, declaredDatatype, protoName } from "./output-casting";
 
@@ -167,7 +168,7 @@ export function messageJson(type: protobuf.Type, tree: Record<string, unknown>, 
         return literals ? literals[x as number] : (field.resolvedType.valuesById[x as number] ?? x);
       }
       if (x instanceof Uint8Array) return Buffer.from(x).toString("base64");
-      return typeof x === "bigint" ? Number(x) : x;
+      return typeof x === "bigint" ? jsonInteger(x) : x;
     };
     let value: unknown;
     if (field.map) value = Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, element(x, `${at}.{${k.replace(/[\\}]/g, "\\$&")}}`)]));
