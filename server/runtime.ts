@@ -25,6 +25,7 @@ import { OutputSelector } from "./eval/outputs";
 import { Problem } from "./fd/problem";
 import { vjp } from "./fd/vjp";
 import { isPattern, matchesPattern, parsePath } from "../common/paths";
+import { isPlainObject } from "../common/records";
 import type * as protobuf from "protobufjs";
 import type { RemoteApply } from "./eval/concurrent";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
@@ -125,8 +126,10 @@ const JACOBIAN_FIELDS: Fields = { inputs: "jac_inputs", outputs: "jac_outputs" }
 function abstractView(tree: unknown): unknown {
   if (isNdArray(tree)) return { shape: [...tree.shape], datatype: dataTypeOfArray(tree.data as never) };
   if (Array.isArray(tree)) return tree.map(abstractView);
-  if (tree !== null && typeof tree === "object" && Object.getPrototypeOf(tree) === Object.prototype) {
-    return Object.fromEntries(Object.entries(tree).map(([k, v]) => [k, abstractView(v)]));
+  if (isPlainObject(tree)) {
+    // Maps (objects without a prototype) too: their tensors reached abstractEval as ndarrays.
+    const entries = Object.fromEntries(Object.entries(tree).map(([k, v]) => [k, abstractView(v)]));
+    return Object.getPrototypeOf(tree) === null ? Object.assign(Object.create(null), entries) : entries;
   }
   return tree;
 }

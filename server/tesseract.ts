@@ -6,7 +6,7 @@
  */
 import { Algorithm, SparsityMode } from "../generated/tesseract/v1/algorithm";
 import type { NdArray } from "ndarray";
-import type { Arrays } from "../common/tree-types";
+import type { AbstractTensor, Arrays, WithTensorsAs } from "../common/tree-types";
 
 export type { AbstractTensor, Arrays, TensorLike, WithTensorsAs } from "../common/tree-types";
 
@@ -62,7 +62,8 @@ export type AnalyticJacobian<I> = (
   jacOutputs: string[],
 ) => Record<string, Record<string, NdArray<Float64Array>>>;
 
-export interface TesseractDefinition<I, O> {
+/** `I` (inputs, `A` as abstractEval sees them), `O` outputs. */
+export interface TesseractDefinition<I, O, A = unknown> {
   name: string;
   version: string;
   description: string;
@@ -76,8 +77,11 @@ export interface TesseractDefinition<I, O> {
   /** Checks beyond the schema; throw `invalidArgument(...)` naming the field. */
   validate?(inputs: I): void;
   apply(inputs: I): O | Promise<O>;
-  /** Output shapes from input shapes alone, without evaluating. */
-  abstractEval?(inputs: unknown, signal?: AbortSignal): AbstractOutput[] | Promise<AbstractOutput[]>;
+  /**
+   * Output shapes from input shapes alone, without evaluating: the inputs with every tensor as its
+   * `{ shape, datatype }` (AbstractTensor); one `{ path, shape, datatype }` per output tensor.
+   */
+  abstractEval?(inputs: A, signal?: AbortSignal): AbstractOutput[] | Promise<AbstractOutput[]>;
   finiteDifferences?: FiniteDifferenceDefaults<I>;
   /**
    * The open domain of differentiable inputs, per path or pattern (e.g. `{ diffusivity: { lower: 0 } }`):
@@ -110,10 +114,10 @@ export interface TesseractDefinition<I, O> {
 
 /** Identity with types: `export default defineTesseract<Inputs, Outputs>({ ... })`. */
 export function defineTesseract<I, O>(
-  definition: TesseractDefinition<Arrays<I>, Arrays<O>>,
-): TesseractDefinition<Arrays<I>, Arrays<O>> {
+  definition: TesseractDefinition<Arrays<I>, Arrays<O>, WithTensorsAs<I, AbstractTensor>>,
+): TesseractDefinition<Arrays<I>, Arrays<O>, WithTensorsAs<I, AbstractTensor>> {
   return definition;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type AnyTesseract = TesseractDefinition<any, any>;
+export type AnyTesseract = TesseractDefinition<any, any, any>;

@@ -375,6 +375,18 @@ describe("faults raised by apply", () => {
     await rejects(stalled.jacobian({ inputs: inputs(""), inputPaths: ["x"], outputPaths: ["f"], maxBytes: 1 << 20 }), Code.DEADLINE_EXCEEDED, /^abstractEval did not return within the per-evaluation timeout of 100 ms \(--eval-timeout-ms\)$/);
   });
 
+  it("abstractEval sees every tensor as { shape, datatype }, in maps and lists too (a map's reached it as ndarrays), the map still without a prototype", async () => {
+    const seen: any[] = [];
+    const base = loadTesseract(fixture).definition;
+    const runtime = new TesseractRuntime({ ...base, abstractEval: (view: unknown) => (seen.push(view), [{ path: "g", shape: [], datatype: 11 }]) }, path.dirname(fixture));
+    const params = Object.assign(Object.create(null), { k: ndarray(Float32Array.of(1, 2), [2]), ["__proto__"]: { shape: [3], datatype: 11 } });
+    await runtime.abstractEval({ x: ndarray(Float64Array.of(1), [1]), params, blocks: [{ w: ndarray(Float64Array.of(1, 2, 3), [3]) }] });
+    assert.deepEqual(seen[0].x, { shape: [1], datatype: 11 });
+    assert.equal(Object.getPrototypeOf(seen[0].params), null);
+    assert.deepEqual({ ...seen[0].params }, { k: { shape: [2], datatype: 10 }, ["__proto__"]: { shape: [3], datatype: 11 } });
+    assert.deepEqual(seen[0].blocks[0].w, { shape: [3], datatype: 11 });
+  });
+
   it("non-finite values in unrequested outputs do not matter", async () => {
     const { entries } = await runtime.jacobian({ inputs: inputs("nan"), inputPaths: ["y"], outputPaths: ["g"] });
     assert.ok(maxAbsDiff(entries[0].values, [Math.exp(0.5)]) < 1e-8);

@@ -22,7 +22,7 @@ import { Code, invalidArgument, TesseractError } from "../../common/errors";
 import { PROTO_DIR } from "../proto-dir";
 import { DataType, dataTypeName, dataTypeOfArray, toFloat64, type TypedArray } from "../../common/tensor-codec";
 import { sampleHeatInputs } from "./samples";
-import { defineTesseract, type AbstractTensor } from "../tesseract";
+import { defineTesseract } from "../tesseract";
 
 export const MAX_STEPS = 10_000_000;
 
@@ -224,7 +224,7 @@ export default defineTesseract<Inputs, Outputs>({
   },
 
   abstractEval(inputs) {
-    const u0 = (inputs as { initial_temperature?: AbstractTensor }).initial_temperature;
+    const u0 = inputs.initial_temperature;
     if (!u0) throw invalidArgument("initial_temperature is missing: expected an FP64 tensor of shape (n,) or (ny, nx)");
     if (u0.datatype !== DataType.DATA_TYPE_FP64) throw invalidArgument(`initial_temperature has datatype ${dataTypeName(u0.datatype)}, expected DATA_TYPE_FP64`);
     if (u0.shape.length !== 1 && u0.shape.length !== 2) {

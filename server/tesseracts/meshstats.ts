@@ -10,7 +10,7 @@ import { clip, invalidArgument } from "../../common/errors";
 import { PROTO_DIR } from "../proto-dir";
 import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../../common/tensor-codec";
 import { sampleMeshInputs } from "./samples";
-import { Algorithm, defineTesseract, type AbstractTensor } from "../tesseract";
+import { Algorithm, defineTesseract } from "../tesseract";
 
 /** "1 row", "3 rows". */
 const rowsText = (n: number) => `${n} ${n === 1 ? "row" : "rows"}`;
@@ -103,7 +103,7 @@ export default defineTesseract<Inputs, Outputs>({
   },
 
   abstractEval(inputs) {
-    const points = (inputs as { mesh?: { points?: AbstractTensor } }).mesh?.points;
+    const points = inputs.mesh?.points;
     if (!points || points.shape.length !== 2 || points.shape[1] !== 3) {
       throw invalidArgument(`mesh.points must have shape (n_points, 3), got ${points ? shapeText(points.shape) : "nothing"}`);
     }

@@ -9,7 +9,7 @@ import { invalidArgument } from "../../common/errors";
 import { PROTO_DIR } from "../proto-dir";
 import { DataType, dataTypeName, dataTypeOfArray, isFloatingPoint, toFloat64, type TypedArray } from "../../common/tensor-codec";
 import { sampleVectorInputs } from "./samples";
-import { defineTesseract, type AbstractTensor, type Arrays } from "../tesseract";
+import { defineTesseract, type Arrays } from "../tesseract";
 
 type In = Arrays<Inputs>;
 
@@ -72,7 +72,7 @@ export default defineTesseract<Inputs, Outputs>({
 
   // As validate checks the arrays, from their shapes and datatypes alone (Apply refused what this answered).
   abstractEval(inputs) {
-    const { a, b, s } = inputs as { a?: AbstractTensor; b?: AbstractTensor; s?: AbstractTensor };
+    const { a, b, s } = inputs;
     if (!a || a.shape.length !== 1) throw invalidArgument("a must be a 1-D tensor");
     if (!b) throw invalidArgument(`b is missing: expected a tensor of shape [${a.shape[0]}] like a`);
     if (b.shape.length !== 1 || b.shape[0] !== a.shape[0]) throw invalidArgument(`b has shape [${b.shape.join(", ")}], expected [${a.shape[0]}] like a`);
