@@ -142,7 +142,7 @@ export function buildProgram(): Command {
     .addOption(flag("--max-request-messages <n>", "most messages one request may hold (every tensor, map entry, nested message and listed string counts)").default(DEFAULT_MAX_MESSAGES).argParser(integer(1)))
     .addOption(flag("--max-tensor-bytes <bytes>", "largest tensor a request may carry, in bytes (0: only the message limit)").default(0).argParser(integer(0)))
     .addOption(flag("--max-rows-per-stream <n>", "most rows one JacobianRows call may send (0: no limit)").default(0).argParser(integer(0)))
-    .addOption(flag("--stream-stall-ms <ms>", "end a JacobianRows call whose reader has taken no message for this long, freeing its job slot (0: wait forever)").default(DEFAULTS.streamStallMs).argParser(integer(0, { max: MAX_TIMER_MS })))
+    .addOption(flag("--stream-stall-ms <ms>", "end a JacobianRows call whose reader has taken no message for this long, freeing its job slot, and a call whose request stops arriving for this long (0: wait forever)").default(DEFAULTS.streamStallMs).argParser(integer(0, { max: MAX_TIMER_MS })))
     .addOption(flag("--eval-timeout-ms <ms>", "fail a request whose apply takes longer than this (0: no limit); a synchronous apply can only be stopped in worker threads (--workers N)").default(0).argParser(integer(0, { max: MAX_TIMER_MS })))
     .addOption(flag("--eval-cache-mb <mb>", "MiB of apply outputs kept for reuse by later requests on the same inputs (0: none)").default(DEFAULTS.evalCacheBytes / 2 ** 20).argParser(integer(0)))
     .addOption(flag("--warm-up-ms <ms>", "most time spent warming the engine up on the Tesseract's example inputs before serving (0: none)").default(DEFAULTS.warmUpMs).argParser(integer(0, { max: MAX_TIMER_MS })))

@@ -21,6 +21,7 @@ import { sendFramedMessagesAsTheyAre } from "./framed-messages";
 import { watchHttp2Sessions } from "./http2-sessions";
 import { closeSilentConnections, SILENT_CONNECTION_MS } from "./silent-connections";
 import { closeBeforeResetGuard } from "./stream-resets";
+import { endStalledStreams, HELD_MESSAGES_PER_LIMIT } from "./stalled-streams";
 import { quoteUnknownMethods } from "./unknown-methods";
 import { guardDeserializers, guardInterceptor } from "./guard";
 import { createHandlers, type HandlerConfig } from "./handlers";
@@ -239,8 +240,9 @@ function guardedGrpcServer(options: ServeOptions, calls: CallRegistry, tokens: B
       ],
     }),
   );
-  if (!watchHttp2Sessions(server, closeBeforeResetGuard, closeSilentConnections(options.silentConnectionMs ?? SILENT_CONNECTION_MS))) {
-    log.warn("this grpc-js has no createHttp2Server to wrap: a connection that cancels ~1000 calls is ended, and its other calls fail; a silent one is kept");
+  const stalled = endStalledStreams(HELD_MESSAGES_PER_LIMIT * maxMessageBytes, options.streamStallMs ?? DEFAULTS.streamStallMs, (why) => log.warn({ why }, "a stream ended"));
+  if (!watchHttp2Sessions(server, closeBeforeResetGuard, closeSilentConnections(options.silentConnectionMs ?? SILENT_CONNECTION_MS), stalled)) {
+    log.warn("this grpc-js has no createHttp2Server to wrap: a connection that cancels ~1000 calls is ended, and its other calls fail; a silent one is kept, and so are the bytes of streams that stall");
   }
   if (!quoteUnknownMethods(server)) log.warn("this grpc-js has no _respondWithError to wrap: a call to an unknown method is answered with its whole path");
   return server;

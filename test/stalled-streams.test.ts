@@ -1,0 +1,135 @@
+/**
+ * Bytes held for peers that do not move them (server/grpc/stalled-streams.ts), with raw HTTP/2
+ * clients: request messages that never finish, and answers a client never takes (a window of 0).
+ * Each case checks every stream ends (a status or a reset, no hang) and the server still answers.
+ */
+import { strict as assert } from "node:assert";
+import { once } from "node:events";
+import * as http2 from "node:http2";
+import { startServer, type RunningServer, loadTesseract } from "../index";
+import { JacobianRequest, FiniteDifferenceOptions } from "../generated/tesseract/v1/tesseract";
+import { SparsityMode } from "../index";
+import { silentLogger } from "../server/log";
+import { sampleHeatInputs } from "../server/tesseracts/samples";
+import { TesseractClient } from "../client";
+import { Inputs as HeatInputs, Outputs as HeatOutputs } from "../generated/tesseract/examples/heat/v1/heat";
+import { frame } from "./raw-grpc";
+
+const JACOBIAN = "/tesseract.v1.Tesseract/Jacobian";
+const heat = loadTesseract("heat");
+
+/** A dense heat Jacobian request of n × n FP64 values (8 n² bytes of answer). */
+function jacobianRequest(n: number): Buffer {
+  const { type_url, value } = heat.schema.inputs.encodeAny(sampleHeatInputs(n, 1, 1), "inputs");
+  const request = JacobianRequest.fromPartial({
+    inputs: { type_url, value: Buffer.from(value) },
+    jac_inputs: ["initial_temperature"],
+    jac_outputs: ["final_temperature"],
+    options: FiniteDifferenceOptions.fromPartial({ sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE }),
+  });
+  return frame(JacobianRequest.encode(request).finish());
+}
+
+interface Ended {
+  grpcStatus?: string;
+  grpcMessage?: string;
+  rstCode?: number;
+}
+
+/** How a stream ended: its status (headers or trailers), and its reset code. */
+function ended(stream: http2.ClientHttp2Stream): Promise<Ended> {
+  const result: Ended = {};
+  const status = (h: http2.IncomingHttpHeaders) => {
+    if (h["grpc-status"] === undefined) return;
+    result.grpcStatus = String(h["grpc-status"]);
+    result.grpcMessage = decodeURIComponent(String(h["grpc-message"] ?? ""));
+  };
+  stream.on("response", status);
+  stream.on("trailers", status);
+  stream.on("error", () => {});
+  return once(stream, "close").then(() => ({ ...result, rstCode: stream.rstCode }));
+}
+
+const post = (session: http2.ClientHttp2Session) => session.request({ ":method": "POST", ":path": JACOBIAN, "content-type": "application/grpc", te: "trailers" });
+
+describe("streams that hold bytes without moving them", function () {
+  this.timeout(30000);
+  let server: RunningServer | undefined;
+  let session: http2.ClientHttp2Session | undefined;
+
+  afterEach(async () => {
+    session?.destroy();
+    await server?.close(0);
+    server = session = undefined;
+  });
+
+  /** A normal Jacobian on a fresh connection: the server still answers. */
+  async function stillAnswers(): Promise<void> {
+    const fresh = http2.connect(`http://${server!.address}`);
+    try {
+      const stream = post(fresh);
+      stream.end(jacobianRequest(4));
+      stream.resume();
+      assert.equal((await ended(stream)).grpcStatus, "0");
+    } finally {
+      fresh.destroy();
+    }
+  }
+
+  it("unfinished request messages past 4 × the message limit in all are read one after another (flow control holds the clients back); one that stops arriving ends with RESOURCE_EXHAUSTED after --stream-stall-ms (they were held for good)", async () => {
+    const limit = 1 << 20;
+    server = await startServer({ tesseract: heat, port: 0, workers: 0, maxMessageBytes: limit, streamStallMs: 300, warmUpMs: 0, logger: silentLogger });
+    session = http2.connect(`http://${server.address}`);
+    const streams = Array.from({ length: 6 }, () => post(session!));
+    const endings = streams.map(ended);
+    // Each declares a message just under the limit and sends 90 % of it: 5.4 MiB in all, never finished.
+    for (const stream of streams) {
+      stream.write(frame(new Uint8Array(0), { declaredLength: limit - 16 }));
+      stream.write(Buffer.alloc(Math.floor(0.9 * limit)));
+    }
+    for (const r of await Promise.all(endings)) {
+      assert.equal(r.grpcStatus, "8", JSON.stringify(r));
+      assert.equal(r.grpcMessage, "its request message stopped arriving: no bytes for 300 ms, the most this server waits (--stream-stall-ms)");
+    }
+    await stillAnswers();
+  });
+
+  it("whole messages past the budget all arrive: eight concurrent requests of 0.9 × the message limit are answered", async () => {
+    const n = 110_000; // 880 kB of FP64 temperatures
+    server = await startServer({ tesseract: heat, port: 0, workers: 0, maxMessageBytes: 1 << 20, warmUpMs: 0, logger: silentLogger });
+    const client = new TesseractClient(server.address, { inputs: HeatInputs, outputs: HeatOutputs });
+    try {
+      const answers = await Promise.all(Array.from({ length: 8 }, (_, k) => client.apply(sampleHeatInputs(n, 1, 1)).then((out) => [k, out.final_temperature!.size])));
+      assert.deepEqual(answers, Array.from({ length: 8 }, (_, k) => [k, n]));
+    } finally {
+      client.close();
+    }
+  });
+
+  it("an answer its client takes none of is reset after twice --stream-stall-ms (it stayed queued for good)", async () => {
+    server = await startServer({ tesseract: heat, port: 0, workers: 0, streamStallMs: 200, warmUpMs: 0, logger: silentLogger });
+    session = http2.connect(`http://${server.address}`, { settings: { initialWindowSize: 0 } });
+    const stream = post(session);
+    const end = ended(stream);
+    stream.end(jacobianRequest(100));
+    const result = await end;
+    assert.equal(result.rstCode, http2.constants.NGHTTP2_CANCEL, JSON.stringify(result));
+    await stillAnswers();
+  });
+
+  it("answers not taken past 4 × the message limit in all: the longest stuck are reset, without a time limit too", async () => {
+    const limit = 1 << 20;
+    server = await startServer({ tesseract: heat, port: 0, workers: 0, maxMessageBytes: limit, streamStallMs: 0, warmUpMs: 0, logger: silentLogger });
+    session = http2.connect(`http://${server.address}`, { settings: { initialWindowSize: 0 } });
+    // Twelve answers of 8 × 200² = 320 000 bytes: 3.8 MB, under the 4 MiB budget; four more pass it.
+    const streams = Array.from({ length: 16 }, () => post(session!));
+    const endings = streams.map(ended);
+    for (const stream of streams) stream.end(jacobianRequest(200));
+    // Reset until under the budget: three (13 × 320 kB fit in 4 MiB), the longest stuck (answered first).
+    const reset: number[] = [];
+    endings.forEach((e, k) => void e.then((r) => r.rstCode === http2.constants.NGHTTP2_CANCEL && reset.push(k)));
+    await Promise.race(endings);
+    await stillAnswers(); // a look or more later
+    assert.deepEqual(reset.sort((a, b) => a - b), [0, 1, 2]);
+  });
+});
