@@ -289,8 +289,14 @@ describe("gRPC server", () => {
     assert.equal(await firstStatus("tesseract.v1.Tesseract"), "SERVING");
     const watchers = (mesh.health as unknown as { watchers: Map<string, unknown> }).watchers;
     const before = watchers.size;
-    for (let k = 0; k < 20; k++) assert.equal(await firstStatus(`${k}${"x".repeat(100_000)}`), "SERVICE_UNKNOWN");
+    for (let k = 0; k < 20; k++) assert.equal(await firstStatus(`${k}${"x".repeat(1000)}`), "SERVICE_UNKNOWN");
     assert.equal(watchers.size, before);
+    // A name longer than any service's is refused: a held stream keeps its request (900 watches of 1 MB names held 630 MB).
+    await assert.rejects(firstStatus("x".repeat(100_000)), (e: grpc.ServiceError) => {
+      assert.equal(e.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(e.details, /^service is 100000 characters long, more than any service name \(at most 1024\): "x{20,}"… \(100000 characters\)$/);
+      return true;
+    });
     health.close();
 
     // The whole protocol is covered in reflection.test.ts.
