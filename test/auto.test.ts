@@ -174,6 +174,18 @@ describe('"auto": the pool checked against inline within a request', () => {
     assert.ok(memory.costs!.applyMs >= 0.15 && memory.costs!.inlineMs >= 0.15, JSON.stringify(memory.costs));
   });
 
+  it("an apply that holds the event loop 20 ms or more: the pool is taken after the first pair (it waited for 32 samples), and a later request takes it at once", async () => {
+    let lastApplyMs: number | undefined;
+    const told = (pool: FakePool): AutoPool => ({ ...workers(pool), applied: (ms) => void (lastApplyMs = ms), blockingApplyMs: () => (lastApplyMs! >= 20 ? lastApplyMs : undefined) });
+    const first = { inline: new FakeInline(25), pool: new FakePool(0) };
+    const routes = await drive(new AutoEvaluator(first.inline as unknown as InlineEvaluator, 40, told(first.pool)), first.inline, first.pool, 40);
+    assert.deepEqual([routes[0], first.inline.calls], ["inline", 2]);
+    assert.ok(routes.slice(1).every((r) => r === "pool"), routes.join(" "));
+    const next = { inline: new FakeInline(25), pool: new FakePool(0) };
+    await drive(new AutoEvaluator(next.inline as unknown as InlineEvaluator, 40, told(next.pool)), next.inline, next.pool, 40);
+    assert.equal(next.inline.calls, 0);
+  });
+
   it("costs are remembered by a request's shapes and its inputs' scalars, not by its tensors' values", () => {
     const heat = (steps: number, values: number[], inputs: Record<string, unknown> = {}) =>
       requestShapes({ inputs: { initial_temperature: ndarray(Float64Array.from(values), [values.length]), steps, ...inputs }, leaves: [{ size: values.length }] as InputLeaf[], outputPaths: ["final_temperature"], plannedEvaluations: 2 * values.length });

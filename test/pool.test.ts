@@ -88,6 +88,23 @@ describe("worker-thread evaluation", function () {
     assert.equal(b.stats.apply_calls, a.stats.apply_calls + 3);
   });
 
+  it('"auto": once an apply has held the event loop 20 ms, Apply calls go to the pool, and so do a Jacobian\'s evaluations after its first pair (each ran in the event loop, health and deadlines waiting on it)', async () => {
+    const module = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
+    const runtime = await load(module, "auto");
+    const inputs = { x: f64([0.5, 1.5, 2.5, 3.5]), y: f64([0.25], []), params: {}, blocks: [], mode: "busy" };
+    const thread = async () => ((runtime.schema.outputs.decodeAny(await runtime.applyMessage(runtime.schema.inputs.encodeAny({ ...inputs, y: f64([Math.random()], []) })), "outputs") as { count_out: { data: Int32Array } }).count_out.data[0] === 1 ? "event loop" : "worker");
+    assert.equal(await thread(), "event loop", "nothing measured yet");
+    assert.equal(await thread(), "event loop", "the pool is starting");
+    assert.ok(await (runtime as unknown as { backends: { poolStarted(): Promise<boolean> } }).backends.poolStarted());
+    assert.equal(await thread(), "worker");
+    // A Jacobian of 8 evaluations: all pooled, none sampled in the event loop first (the last apply told its cost).
+    const inlineCalls = (require(module) as { calls(): number }).calls;
+    const before = inlineCalls();
+    const { stats } = await runtime.jacobian({ inputs, inputPaths: ["x"], outputPaths: ["f"], options: { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } });
+    assert.equal(stats.apply_calls, 8);
+    assert.equal(inlineCalls() - before, 0, "evaluations in the event loop");
+  });
+
   it("tensors inside maps (objects without a prototype) reach workers as tensors: the same Jacobians as inline (they were answered OK as zeros)", async () => {
     const module = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
     const [inline, pooled] = [await load(module, 0), await load(module, 2)];

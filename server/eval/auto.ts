@@ -69,6 +69,12 @@ export const WARM_EVALUATIONS = 5000;
 /** An apply this slow decides for the pool even in a cold process. */
 const COSTLY_MS = 0.1;
 /**
+ * An apply this long holds the event loop too long to run there when threads could take it (health
+ * checks, deadlines and every other call wait on it): once one has taken this long, later requests
+ * take the pool from their first evaluation, and a request decides after its first.
+ */
+export const BLOCKING_APPLY_MS = 20;
+/**
  * Main-thread milliseconds per pooled evaluation beyond its share of the task: packing it and
  * handing its values over. Central pairs go to the pool a chunk at a time with one promise
  * (pool-evaluator.ts), so this is small (measured: the main thread spends about 1.3 µs per pooled
@@ -170,6 +176,10 @@ export interface AutoPool {
   recalled?(): InlineCosts | undefined;
   /** This request's measurements, for the next ones of its shapes. */
   remember?(costs: InlineCosts): void;
+  /** The last apply timed in the event loop, where it took BLOCKING_APPLY_MS or more. */
+  blockingApplyMs?(): number | undefined;
+  /** An apply (or the mean of a batch's) just timed in the event loop, in ms. */
+  applied?(ms: number): void;
 }
 
 /**
@@ -262,11 +272,18 @@ export class AutoEvaluator implements Evaluator {
     const done = this.inline.calls;
     const nextDecision = done < CHEAP_SAMPLES ? CHEAP_SAMPLES : (Math.floor(done / DECIDE_EVERY) + 1) * DECIDE_EVERY;
     if (this.waitingForPool || this.pool || done + 2 * count < nextDecision) {
-      this.inlineStart ??= performance.now();
+      const started = performance.now();
+      this.inlineStart ??= started;
       const values = await this.inline.differences(pairs);
       this.lastEnd = performance.now();
+      const meanMs = (this.lastEnd - started) / (2 * count);
+      this.workers.applied?.(meanMs);
       inlineEvaluations += 2 * count;
       this.probeStep();
+      if (meanMs >= BLOCKING_APPLY_MS && !this.waitingForPool && !this.pool) {
+        this.fastestApply = Math.min(this.fastestApply, meanMs);
+        this.decide();
+      }
       return values;
     }
     const results: Float64Array[][] = [];
@@ -346,9 +363,11 @@ export class AutoEvaluator implements Evaluator {
     this.lastEnd = performance.now();
     this.probeStep();
     this.fastestApply = Math.min(this.fastestApply, this.lastEnd - started);
+    this.workers.applied?.(this.lastEnd - started);
     inlineEvaluations++;
     const done = this.inline.calls;
-    const due = done === AUTO_SAMPLES ? this.fastestApply >= COSTLY_MS : done === CHEAP_SAMPLES || (done > CHEAP_SAMPLES && done % DECIDE_EVERY === 0);
+    const blocking = done === 1 && this.fastestApply >= BLOCKING_APPLY_MS;
+    const due = blocking || (done === AUTO_SAMPLES ? this.fastestApply >= COSTLY_MS : done === CHEAP_SAMPLES || (done > CHEAP_SAMPLES && done % DECIDE_EVERY === 0));
     if (!this.waitingForPool && due) this.decide();
     return values;
   }
@@ -384,11 +403,18 @@ export class AutoEvaluator implements Evaluator {
     return this.gaps > 0 ? this.engineTotal / this.gaps : 0;
   }
 
-  /** Before the first evaluation: a recent request of these shapes measured its costs, and the pool is ready: decide from those. */
+  /**
+   * Before the first evaluation: a recent request of these shapes measured its costs, and the pool is
+   * ready: decide from those; else an apply that held the event loop lately: decide from its time
+   * (the pool started, if it has not, and taken once ready).
+   */
   private start(): void {
     this.started = true;
-    const recalled = this.planned !== undefined && this.workers.costs().ready ? this.workers.recalled?.() : undefined;
+    if (this.planned === undefined) return;
+    const recalled = this.workers.costs().ready ? this.workers.recalled?.() : undefined;
+    const blockingMs = recalled ? undefined : this.workers.blockingApplyMs?.();
     if (recalled) this.decideFrom(recalled);
+    else if (blockingMs !== undefined) this.decideFrom({ applyMs: blockingMs, engineMs: 0, inlineMs: blockingMs });
   }
 
   /** Takes the pool, starts it, or stays inline, from the costs measured so far. */

@@ -23,7 +23,7 @@ import type { InputLeaf } from "./input-leaf";
 import { DEFAULT_MAX_MESSAGE_BYTES, MAX_TIMER_MS } from "../../common/transport-defaults";
 import { isNdArray, type DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
-import { AutoEvaluator, PoolCorrection, REMEASURE_EVERY, type InlineCosts } from "./auto";
+import { AutoEvaluator, BLOCKING_APPLY_MS, PoolCorrection, REMEASURE_EVERY, type InlineCosts } from "./auto";
 import { CachedBaseEvaluator } from "./cached-base";
 import { pairCount } from "./element-pairs";
 import { ConcurrentEvaluator, DEFAULT_REPLICA_CONCURRENCY, type RemoteApply } from "./concurrent";
@@ -171,6 +171,8 @@ export class EvaluationBackends {
   private readonly poolCorrection = new PoolCorrection();
   /** "auto": what recent requests measured inline, by their shapes, and how many decided from it since. */
   private readonly inlineCosts = new Map<string, { costs: InlineCosts; uses: number }>();
+  /** "auto": the last apply timed in this thread, in ms (blockingApplyMs says what that means). */
+  private lastApplyMs = 0;
 
   private readonly settings: EvaluationSettings;
 
@@ -231,25 +233,49 @@ export class EvaluationBackends {
 
   /**
    * The Apply RPC: decode, validate, apply, encode — apply in a worker thread when there is a fixed
-   * pool. Inputs are decoded here first even then, so bad input is answered at once and never
+   * pool, or under "auto" when apply holds the event loop long (applyThreads). Inputs are decoded here first even then, so bad input is answered at once and never
    * reaches a worker (the worker decodes its own copy from the bytes). Outputs for inputs seen
    * recently come from the evaluation cache.
    */
   async applyMessage(any: AnyMessage | null | undefined, signal?: AbortSignal): Promise<AnyMessage> {
-    const { settings, runtime } = this;
+    const { runtime } = this;
     const inputs = runtime.decodeInputs(any);
     const key = this.keyOf(inputs);
     const cached = key && this.cache!.getApply(key);
     if (cached) return cached;
     let outputs: AnyMessage;
-    if (typeof settings.workers === "number" && settings.workers > 0) {
+    const threads = this.applyThreads();
+    if (threads > 0) {
       runtime.evaluations++;
-      outputs = await this.pool(settings.workers).applyMessage(any, runtime.decodeLimits, signal);
+      outputs = await this.pool(threads).applyMessage(any, runtime.decodeLimits, signal);
     } else {
-      outputs = runtime.encodeOutputs(await runtime.apply(inputs, this.timeoutMs, signal));
+      const started = performance.now();
+      const tree = await runtime.apply(inputs, this.timeoutMs, signal);
+      this.lastApplyMs = performance.now() - started;
+      outputs = runtime.encodeOutputs(tree);
     }
     if (key) this.cache!.setApply(key, outputs);
     return outputs;
+  }
+
+  /**
+   * The pool's threads an Apply runs in (0: this thread): a fixed pool's; under "auto", its threads
+   * once the last apply timed here held this thread for BLOCKING_APPLY_MS or more (health checks and
+   * deadlines wait on it; a heat of 2 million steps held it 12 s a call), started now and taken once ready.
+   */
+  private applyThreads(): number {
+    const { workers } = this.settings;
+    if (typeof workers === "number") return workers;
+    const threads = this.autoThreads();
+    if (threads === 0 || this.lastApplyMs < BLOCKING_APPLY_MS) return 0;
+    const pool = this.pool(threads);
+    return pool.ready ? threads : 0;
+  }
+
+  /** The threads an "auto" pool has; 0 where it can have none (one core, no module to load in them). */
+  private autoThreads(): number {
+    const threads = this.settings.autoThreads ?? defaultAutoThreads();
+    return this.runtime.source && threads >= 2 ? threads : 0;
   }
 
   /**
@@ -261,7 +287,9 @@ export class EvaluationBackends {
     const key = this.keyOf(inputs);
     const cached = key && this.cache!.getApply(key);
     if (cached) return { outputs: runtime.schema.outputs.decodeAny(cached, "cached outputs"), applyCalls: 0 };
+    const started = performance.now();
     const outputs = await runtime.apply(inputs, this.timeoutMs, signal);
+    this.lastApplyMs = performance.now() - started;
     if (key) this.cache!.setApply(key, runtime.encodeOutputs(outputs));
     return { outputs, applyCalls: 1 };
   }
@@ -303,8 +331,8 @@ export class EvaluationBackends {
     const workers = settings.workers ?? 0;
     const poolJob = () => ({ inputs: job.inputs, inputPaths: job.leaves.map((l) => l.path), outputPaths: job.outputPaths, outputsField: job.outputsField, signal: signal() });
     if (typeof workers === "number") return workers > 0 ? new PoolEvaluator(this.pool(workers), poolJob()) : inline;
-    const threads = settings.autoThreads ?? defaultAutoThreads();
-    if (!runtime.source || threads < 2) return inline;
+    const threads = this.autoThreads();
+    if (threads === 0) return inline;
     const shapes = requestShapes(job);
     return new AutoEvaluator(inline, job.plannedEvaluations, {
       costs: () => ({ threads, cores: availableParallelism(), taskOverheadMs: this.workerPool?.taskOverheadMs ?? DEFAULT_TASK_OVERHEAD_MS, ready: this.workerPool?.ready ?? false, correction: this.poolCorrection.value }),
@@ -318,6 +346,8 @@ export class EvaluationBackends {
         entry.uses++;
         return entry.costs;
       },
+      blockingApplyMs: () => (this.lastApplyMs >= BLOCKING_APPLY_MS ? this.lastApplyMs : undefined),
+      applied: (ms) => void (this.lastApplyMs = ms),
       remember: (costs) => {
         this.inlineCosts.delete(shapes); // the newest last: the oldest goes first
         this.inlineCosts.set(shapes, { costs, uses: 0 });
