@@ -101,4 +101,13 @@ describe("README", function () {
     const instructions = (text: string) => parseDockerfile(text).flatMap((stage) => [`FROM ${stage.image}`, ...stage.instructions.map((i) => `${i.keyword} ${i.args}`)]);
     assert.deepEqual(instructions(shown[0].code), instructions(fs.readFileSync(path.join(ROOT, "examples/tesseract-ts/Dockerfile"), "utf8")));
   });
+
+  it("every link to a section (#anchor) names a heading, as GitHub spells its anchor", () => {
+    // GitHub: lower case, punctuation but hyphens and underscores dropped, spaces as hyphens (outside code blocks).
+    const prose = README.replace(/^```[\s\S]*?^```$/gm, "");
+    const anchors = new Set([...prose.matchAll(/^#{1,6} (.+)$/gm)].map((m) => m[1].toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, "").replace(/ /g, "-")));
+    const links = [...prose.matchAll(/\]\(#([^)]+)\)/g)].map((m) => m[1]);
+    assert.ok(links.length > 10, `${links.length} links`);
+    assert.deepEqual(links.filter((l) => !anchors.has(l)), []);
+  });
 });

@@ -54,7 +54,11 @@ try:
     from tesseract.mesh.v1 import mesh_pb2
     from tesseract.examples.meshstats.v1 import meshstats_pb2
 except ImportError as error:  # a setup problem: say what to do
-    sys.exit(f"client.py: {error}. Install python3-grpcio and python3-protobuf, then run ./generate.sh.")
+    sys.exit(
+        f"client.py: {error} (Python {sys.executable}). Run it with a Python that has grpcio and protobuf "
+        "(Debian's python3-grpcio and python3-protobuf are /usr/bin/python3's; a virtual environment: pip install grpcio protobuf), "
+        "after ./generate.sh."
+    )
 
 DataType = tensor_pb2.DataType
 # struct format character for each element type (all little-endian, see tensor.proto).
