@@ -128,7 +128,7 @@ export function buildProgram(): Command {
     .addOption(flag("--proto-package <name>", "protobuf package of the types generated for a tesseract-core runtime's Tesseract (default from its title)"))
     .addOption(flag("--health-interval-ms <ms>", "how often a tesseract-core runtime's /health is polled; health is NOT_SERVING while none answers").default(DEFAULT_HEALTH_INTERVAL_MS).argParser(integer(1, { max: MAX_TIMER_MS })))
     .addOption(flag("--dns-refresh-ms <ms>", "how often a tesseract-core URL's host name is resolved again, each address a replica (0: only after connection failures)").default(DEFAULT_DNS_REFRESH_MS).argParser(integer(0, { max: MAX_TIMER_MS })))
-    .addOption(flag("--concurrency <n>", "apply calls in flight per request on the replicas or the tesseract-core runtimes").default(DEFAULTS.concurrency).argParser(integer(1)))
+    .addOption(flag("--concurrency <n>", "apply calls in flight per request on the replicas or the tesseract-core runtimes, and to each tesseract-core runtime across requests").default(DEFAULTS.concurrency).argParser(integer(1)))
     .addOption(flag("--replica-token <token>", "bearer token sent to replicas that require one (prefer the environment variable: command lines are visible to other users)"))
     .addOption(flag("--replica-tls-ca <path>", "call the replicas over TLS, trusting this CA (PEM)"))
     .addOption(flag("--replica-tls-cert <path>", "client certificate (PEM) for replicas that require mutual TLS; needs --replica-tls-key"))

@@ -209,12 +209,70 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
       const [shared, lonely] = [await reflectedClient(both.address), await reflectedClient(alone.address)];
       try {
         for (let i = 0; i < 4; i++) assertAll(flat((await shared.client.apply(inputs())).barycenter), (c) => barycenter()[c], `apply ${i} through the other runtime`);
-        await clientRejects(lonely.client.apply(inputs()), "UNAVAILABLE", new RegExp(`^no tesseract-core runtime answered POST /apply \\(${busy.url.replace(/\./g, "\\.")}: HTTP ${status} try again later\\)$`));
+        // Sent again after a wait, three times, before it fails.
+        const before = busy.applyCalls;
+        await clientRejects(lonely.client.apply(inputs()), "UNAVAILABLE", new RegExp(`^no tesseract-core runtime answered POST /apply \\(${busy.url.replace(/\./g, "\\.")}: HTTP ${status} try again later\\), sent 4 times$`));
+        assert.equal(busy.applyCalls - before, 4);
       } finally {
         shared.client.close();
         lonely.client.close();
         await Promise.all([both.close(), alone.close(), busy.close(), good.close()]);
       }
+    }
+  });
+
+  it("a runtime busy now and then (every third apply a 503): the evaluation is sent again after a wait, and the Jacobian completes (one 503 failed it)", async () => {
+    let applies = 0;
+    const base = meshStats();
+    const flaky = await startFakeTesseractCore({ ...base, apply: (decoded) => {
+      if (++applies % 3 === 0) throw new FakeHttpStatus(503, "busy");
+      return base.apply(decoded);
+    } });
+    const server = await startServer({ tesseract: flaky.url, port: 0, logger: silentLogger, concurrency: 1 });
+    const { client } = await reflectedClient(server.address);
+    try {
+      const { jacobian, stats } = await client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL });
+      assertAll(flat(jacobian.barycenter["mesh.points"]), (k) => (Math.floor(k / (N * 3)) === k % 3 ? SCALE / N : 0), "jacobian");
+      assert.equal(Number(stats.apply_calls), 6 * N);
+      assert.equal(flaky.applyCalls, applies);
+      assert.ok(applies >= 9 * N - 1, `${applies} requests for ${6 * N} evaluations`);
+    } finally {
+      client.close();
+      await server.close(0);
+      await flaky.close();
+    }
+  });
+
+  it("--concurrency bounds the requests in flight to a runtime across calls (40 Applies had 40 at once), and its health is still asked beside them", async () => {
+    const slow = await startFakeTesseractCore(meshStats(30));
+    const server = await startServer({ tesseract: slow.url, port: 0, logger: silentLogger, concurrency: 3, healthIntervalMs: 10 });
+    const { client } = await reflectedClient(server.address);
+    try {
+      const healthBefore = slow.healthCalls;
+      const answers = await Promise.all(Array.from({ length: 20 }, () => client.apply(inputs())));
+      assert.equal(answers.length, 20);
+      assert.equal(slow.maxInFlight, 3);
+      assert.ok(slow.healthCalls > healthBefore, "health asked while applies queued");
+      assert.equal(await client.health(), "SERVING");
+    } finally {
+      client.close();
+      await server.close(0);
+      await slow.close();
+    }
+  });
+
+  it("an answer that is not UTF-8 is UNKNOWN naming the byte (it was read with replacement characters and answered OK)", async () => {
+    const base = meshStats();
+    const text = (decoded: Record<string, unknown>) => JSON.stringify({ ...base.apply(decoded), barycenter: [1, 2, 3] });
+    const bad = await startFakeTesseractCore({ ...base, apply: (decoded) => Buffer.concat([Buffer.from(text(decoded).slice(0, -1)), Buffer.from(',"note":"A\xff\xfeB"}', "latin1")]) });
+    const server = await startServer({ tesseract: bad.url, port: 0, logger: silentLogger });
+    const { client } = await reflectedClient(server.address);
+    try {
+      await clientRejects(client.apply(inputs()), "UNKNOWN", /^POST \/apply on http:\/\/127\.0\.0\.1:\d+ answered text that is not UTF-8: decoding fails at byte \d+ \(0xff\)$/);
+    } finally {
+      client.close();
+      await server.close(0);
+      await bad.close();
     }
   });
 

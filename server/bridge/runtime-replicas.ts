@@ -11,10 +11,12 @@
  */
 import { promises as dns } from "node:dns";
 import { isIP, type LookupFunction } from "node:net";
-import { Pool } from "undici";
+import { Client, Pool, type Dispatcher } from "undici";
 import { Code, TesseractError } from "../../common/errors";
 import { DEFAULT_DNS_REFRESH_MS } from "./settings";
 import type { HealthTarget } from "./health-monitor";
+import { AnswerBudget } from "./answer-budget";
+import { strictUtf8, firstInvalidUtf8 } from "../../common/utf8";
 
 /** A resolver like `dns.promises.lookup` with `{ all: true }` (tests inject their own). */
 export type Lookup = (hostname: string, options: { all: true }) => Promise<{ address: string; family: number }[]>;
@@ -27,6 +29,11 @@ const CONNECT_FAILURES = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH",
 
 /** A connection closed under a request (as opposed to one that could not be made). */
 const CLOSED_UNDER = new Set(["UND_ERR_SOCKET", "ECONNRESET", "EPIPE"]);
+
+/** Whether a request failed because its connection closed under it (the runtime may be restarting, or shedding load). */
+export function closedUnder(e: unknown): boolean {
+  return CLOSED_UNDER.has(errorCode(e) ?? "");
+}
 
 /** A socket or undici error's code (ECONNREFUSED); not a DOMException's number (a timeout's abort is 23). */
 function errorCode(e: unknown): string | undefined {
@@ -69,40 +76,73 @@ const APPLY_HEADERS = { accept: "application/json+base64", "content-type": "appl
 export const MAX_OPENAPI_BYTES = 16 << 20;
 export const MAX_ANSWER_BYTES = 256 << 20;
 
+/** What the replicas of one Tesseract share: connections per runtime, and the answers being read. */
+export interface ReplicaLimits {
+  /**
+   * Requests in flight to one runtime at once, all calls together (more wait for a connection): a
+   * slow or single-threaded solver had 96 requests at once from six Jacobians, 40 from 40 Applies.
+   */
+  connections: number;
+  answers: AnswerBudget;
+}
+
+export const DEFAULT_RUNTIME_CONNECTIONS = 16;
+
+export function replicaLimits(connections = DEFAULT_RUNTIME_CONNECTIONS): ReplicaLimits {
+  return { connections, answers: new AnswerBudget(MAX_ANSWER_BYTES) };
+}
+
 /** One tesseract-core runtime: its URL (with the address a host name resolved to) and its connections. */
 export class Replica {
   /** For messages: the URL, and the address when the host is a name (`http://tesseract:8000 (10.0.0.7)`). */
   readonly name: string;
   /** False after a connection failure or an unanswered /health, until it answers again. */
   up = true;
+  /** Evaluations' connections, at most `limits.connections`; GETs (health, the document) have their own, never queued behind a slow apply. */
   private readonly pool: Pool;
+  private readonly checks: Pool;
+  private readonly origin: string;
+  private readonly options: Pool.Options;
   private readonly basePath: string;
 
-  constructor(url: URL, address?: { address: string; family: number }) {
+  constructor(
+    url: URL,
+    address?: { address: string; family: number },
+    private readonly limits: ReplicaLimits = replicaLimits(),
+  ) {
     const base = `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
     this.name = address ? `${base} (${address.address})` : base;
     this.basePath = url.pathname.replace(/\/+$/, "");
+    this.origin = url.origin;
     // No headers or body timeout: an apply may take hours; --eval-timeout-ms is the limit that applies.
-    this.pool = new Pool(url.origin, { connect: address ? { lookup: pinnedLookup(address.address, address.family) } : {}, headersTimeout: 0, bodyTimeout: 0 });
+    this.options = { connect: address ? { lookup: pinnedLookup(address.address, address.family) } : {}, headersTimeout: 0, bodyTimeout: 0 };
+    this.pool = new Pool(url.origin, { ...this.options, connections: limits.connections });
+    this.checks = new Pool(url.origin, { ...this.options, connections: 2 });
   }
 
   /**
-   * One request, and once more on a new connection when the one it went on was closed under it: a
-   * runtime that closes idle keep-alive connections (gunicorn after 2 s, a proxy) can do so as a
-   * request leaves, which then fails with no answer. Every request to a runtime is idempotent.
+   * One request, and once more on a connection of its own when the one it went on was closed under
+   * it: a runtime that closes idle keep-alive connections (gunicorn after 2 s, a proxy) can do so as
+   * a request leaves, which then fails with no answer, and a second pooled connection may be closing
+   * as well. Every request to a runtime is idempotent.
    */
   async request(method: "GET" | "POST", endpoint: string, body: string | undefined, signal?: AbortSignal): Promise<ReplicaResponse> {
     try {
-      return await this.send(method, endpoint, body, signal);
+      return await this.send(method === "GET" ? this.checks : this.pool, method, endpoint, body, signal);
     } catch (e) {
-      if (signal?.aborted || !CLOSED_UNDER.has(errorCode(e) ?? "")) throw e;
-      return this.send(method, endpoint, body, signal);
+      if (signal?.aborted || !closedUnder(e)) throw e;
+      const fresh = new Client(this.origin, this.options);
+      try {
+        return await this.send(fresh, method, endpoint, body, signal);
+      } finally {
+        fresh.close().catch(() => {});
+      }
     }
   }
 
-  private async send(method: "GET" | "POST", endpoint: string, body: string | undefined, signal?: AbortSignal): Promise<ReplicaResponse> {
+  private async send(dispatcher: Dispatcher, method: "GET" | "POST", endpoint: string, body: string | undefined, signal?: AbortSignal): Promise<ReplicaResponse> {
     const headers = body === undefined ? GET_HEADERS : endpoint === "apply" ? APPLY_HEADERS : POST_HEADERS;
-    const response = await this.pool.request({ path: `${this.basePath}/${endpoint}`, method, headers, body, signal });
+    const response = await dispatcher.request({ path: `${this.basePath}/${endpoint}`, method, headers, body, signal });
     const limit = endpoint === "openapi.json" ? MAX_OPENAPI_BYTES : MAX_ANSWER_BYTES;
     const tooLong = () => {
       // Its abort is an 'error' event: unheard, it would end the process.
@@ -116,26 +156,45 @@ export class Replica {
       response.body.on("error", () => undefined).destroy();
       return { status: response.statusCode, text: "", location: String(location) };
     }
-    // A declared length bounds the body (undici fails an answer that overruns it): read as before.
-    if (Number.isSafeInteger(declared)) return { status: response.statusCode, text: await response.body.text() };
     const chunks: Buffer[] = [];
     let length = 0;
-    for await (const chunk of response.body) {
-      length += (chunk as Buffer).length;
-      if (length > limit) throw tooLong();
-      chunks.push(chunk as Buffer);
+    const reader = {};
+    const { answers } = this.limits;
+    answers.begin(reader);
+    try {
+      for await (const chunk of response.body) {
+        length += (chunk as Buffer).length;
+        if (length > limit) throw tooLong();
+        await answers.take(reader, (chunk as Buffer).length, signal);
+        chunks.push(chunk as Buffer);
+      }
+    } catch (e) {
+      response.body.on("error", () => undefined).destroy();
+      throw e;
+    } finally {
+      answers.end(reader);
     }
-    return { status: response.statusCode, text: Buffer.concat(chunks, length).toString("utf8") };
+    const bytes = Buffer.concat(chunks, length);
+    const text = strictUtf8(bytes);
+    if (text === undefined) {
+      const at = firstInvalidUtf8(bytes);
+      throw new TesseractError(Code.UNKNOWN, `${method} /${endpoint} on ${this.name} answered text that is not UTF-8: decoding fails at byte ${at} (0x${bytes[at].toString(16).padStart(2, "0")})`);
+    }
+    return { status: response.statusCode, text };
   }
 
   /** Takes no more requests; settles once those in flight have finished. */
   retire(): Promise<void> {
-    return this.pool.close().catch(() => {});
+    return Promise.all([this.pool.close(), this.checks.close()]).then(
+      () => {},
+      () => {},
+    );
   }
 
   /** Ends every connection now, requests in flight included. */
   destroy(): void {
     this.pool.destroy().catch(() => {});
+    this.checks.destroy().catch(() => {});
   }
 }
 
@@ -154,6 +213,8 @@ export interface RuntimeReplicasOptions {
   refreshMs?: number;
   /** Called with every replica's name when replicas were added or removed. */
   onChange?: (replicas: string[]) => void;
+  /** Requests in flight to each runtime at once (default DEFAULT_RUNTIME_CONNECTIONS). */
+  connections?: number;
 }
 
 export class RuntimeReplicas implements HealthTarget {
@@ -167,15 +228,17 @@ export class RuntimeReplicas implements HealthTarget {
   private readonly fixed = new Map<URL, Replica>();
   private readonly named: NamedHost[] = [];
   private readonly lookup: Lookup;
+  private readonly limits: ReplicaLimits;
 
   private constructor(
     private readonly urls: readonly URL[],
     private readonly options: RuntimeReplicasOptions,
   ) {
     this.lookup = options.lookup ?? ((hostname, opts) => dns.lookup(hostname, opts));
+    this.limits = replicaLimits(options.connections);
     for (const url of urls) {
       const host = url.hostname.replace(/^\[|\]$/g, "");
-      if (isIP(host)) this.fixed.set(url, new Replica(url));
+      if (isIP(host)) this.fixed.set(url, new Replica(url, undefined, this.limits));
       else this.named.push({ url, byAddress: new Map() });
     }
   }
@@ -289,7 +352,7 @@ export class RuntimeReplicas implements HealthTarget {
     }
     for (const a of addresses) {
       if (host.byAddress.has(a.address)) continue;
-      host.byAddress.set(a.address, new Replica(host.url, a));
+      host.byAddress.set(a.address, new Replica(host.url, a, this.limits));
       changed = true;
     }
     return changed;

@@ -10,6 +10,7 @@
  * (the per-evaluation timeout's DEADLINE_EXCEEDED, the caller's cancellation), naming the request.
  * Answers are cast to the output message's declared datatypes (schema/output-casting.ts).
  */
+import { setTimeout } from "node:timers/promises";
 import * as protobuf from "protobufjs";
 import { clip, printable, quote, Code, isTesseractError, RuntimeValidation, TesseractError } from "../../common/errors";
 import { exactJson } from "../../common/exact-json";
@@ -25,8 +26,12 @@ import type { RequiredFields } from "../schema/openapi-proto";
 import type { MessageSchema } from "../schema/schema";
 import type { AbstractEvalAnswer, AbstractOutput } from "../tesseract";
 import { ApplyBodies } from "./apply-bodies";
-import { failureReason, type Replica, type ReplicaResponse, type RuntimeReplicas } from "./runtime-replicas";
+import { closedUnder, failureReason, type Replica, type ReplicaResponse, type RuntimeReplicas } from "./runtime-replicas";
 import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
+
+/** Sends of an evaluation again after every runtime was busy (503, 429) or closed its connection under it, and the first wait (doubling, ±50 %). */
+const BUSY_RESENDS = 3;
+const BUSY_WAIT_MS = 100;
 
 /** The error for a request that `signal` aborted: its reason's code, naming the request. */
 function abortedError(signal: AbortSignal, request: string, cause: unknown): TesseractError {
@@ -93,7 +98,22 @@ export class TesseractCoreClient {
    * When every replica failed, the host names are resolved again and new replicas tried.
    */
   private async post(endpoint: string, body: string, signal?: AbortSignal): Promise<{ text: string; url: string }> {
+    for (let resend = 0; ; resend++) {
+      const { answer, failures, busy } = await this.postOnce(endpoint, body, signal);
+      if (answer) return answer;
+      // Every runtime busy (or closing connections under requests): wait, then send again, a few
+      // times, before the whole request fails for one evaluation (a Jacobian lost its work to one 503).
+      if (!busy || resend === BUSY_RESENDS) throw new TesseractError(Code.UNAVAILABLE, `no tesseract-core runtime answered POST /${endpoint} (${failures.join("; ") || this.replicas.describe()})${resend > 0 ? `, sent ${resend + 1} times` : ""}`);
+      await setTimeout(BUSY_WAIT_MS * 2 ** resend * (0.5 + Math.random()), undefined, { signal }).catch(() => {
+        throw abortedError(signal!, `POST /${endpoint}`, signal!.reason);
+      });
+    }
+  }
+
+  /** One try on every replica (and on new ones, when names resolve elsewhere now); `busy` when every failure was one that passes. */
+  private async postOnce(endpoint: string, body: string, signal?: AbortSignal): Promise<{ answer?: { text: string; url: string }; failures: string[]; busy: boolean }> {
     const failures: string[] = [];
+    let busy = true;
     const tried = new Set<Replica>();
     for (let round = 0; round < 2; round++) {
       for (const replica of this.replicas.order()) {
@@ -106,6 +126,7 @@ export class TesseractCoreClient {
           if (signal?.aborted) throw abortedError(signal, `POST /${endpoint} on ${replica.name}`, e);
           if (isTesseractError(e)) throw e; // it answered, too long: not a replica that is down
           failures.push(`${replica.name}: ${failureReason(e)}`); // not reached or reset: idempotent, the next replica gets it
+          busy &&= closedUnder(e);
           this.replicas.failed(replica, e);
           continue;
         }
@@ -115,11 +136,11 @@ export class TesseractCoreClient {
           failures.push(`${replica.name}: HTTP ${answer.status} ${clip(printable(answer.text.trim()))}`.trimEnd());
           continue;
         }
-        return { text: checkedAnswer(endpoint, replica.name, answer), url: replica.name };
+        return { answer: { text: checkedAnswer(endpoint, replica.name, answer), url: replica.name }, failures, busy };
       }
       if (round === 0 && !(await this.replicas.refresh())) break; // the names may point elsewhere now
     }
-    throw new TesseractError(Code.UNAVAILABLE, `no tesseract-core runtime answered POST /${endpoint} (${failures.join("; ") || this.replicas.describe()})`);
+    return { failures, busy: busy && failures.length > 0 };
   }
 
   /** tesseract-core's outputs JSON -> the outputs tree (or its leaves at `only`), arrays in their declared datatypes. */

@@ -84,6 +84,8 @@ export interface TesseractCoreOptions {
   lookup?: Lookup;
   /** Called with every replica's name when host names resolved to other addresses (for logs). */
   onReplicasChange?: (replicas: string[]) => void;
+  /** Requests in flight to each runtime at once, all calls together (`--concurrency`; default 16). */
+  connections?: number;
 }
 
 /** Whether the OpenAPI document lists `path` (tesseract-core lists only the endpoints a Tesseract has). */
@@ -108,7 +110,7 @@ function writeProto(packageName: string, text: string): { dir: string; file: str
  */
 export async function loadTesseractCore(spec: string, options: TesseractCoreOptions = {}): Promise<TesseractRuntime> {
   const urls = parseUrls(spec);
-  const replicas = await RuntimeReplicas.start(urls, { lookup: options.lookup, refreshMs: options.dnsRefreshMs, onChange: options.onReplicasChange });
+  const replicas = await RuntimeReplicas.start(urls, { lookup: options.lookup, refreshMs: options.dnsRefreshMs, onChange: options.onReplicasChange, connections: options.connections });
   try {
     return await bridgedRuntime(urls, replicas, options);
   } catch (e) {

@@ -176,7 +176,13 @@ async function loadedRuntime(options: ServeOptions, log: Logger): Promise<Tesser
   if (typeof options.tesseract !== "string") return options.tesseract;
   if (!isTesseractCoreUrl(options.tesseract)) return loadTesseract(options.tesseract);
   const onReplicasChange = (replicas: string[]) => log.info({ replicas }, "tesseract-core replicas");
-  return optional.bridge().loadTesseractCore(options.tesseract, { protoPackage: options.protoPackage, healthIntervalMs: options.healthIntervalMs, dnsRefreshMs: options.dnsRefreshMs, onReplicasChange });
+  return optional.bridge().loadTesseractCore(options.tesseract, {
+    protoPackage: options.protoPackage,
+    healthIntervalMs: options.healthIntervalMs,
+    dnsRefreshMs: options.dnsRefreshMs,
+    onReplicasChange,
+    connections: options.concurrency,
+  });
 }
 
 /** Sets the runtime's request limits and evaluation (inline, workers, replicas) as the options say. */

@@ -13,6 +13,7 @@ import { clip, Code, invalidArgument, isTesseractError, TesseractError } from ".
 import { arrayObject, numpyDtype, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
 import { exactJson } from "../../common/exact-json";
+import { firstInvalidUtf8 } from "../../common/utf8";
 import { decodeTensor, tooManyMessages } from "../../common/tensor-codec";
 import type { CallRegistry, TrackedCall } from "../grpc/calls";
 import type { ServerTls } from "../grpc/tls";
@@ -157,26 +158,6 @@ function sendError(reply: FastifyReply, status: number, error: { message: string
   if (status === 401) reply.header("www-authenticate", "Bearer");
   if (status >= 500) return reply.code(status).type("text/plain; charset=utf-8").send(error.message);
   return reply.code(status).type("application/json").send({ detail: error.message });
-}
-
-/** The offset of the byte where UTF-8 decoding first fails (the body is known to fail). */
-function firstInvalidUtf8(bytes: Uint8Array): number {
-  // A streaming decode throws once an invalid sequence lies wholly within the prefix: monotonic in its length.
-  const throwsWithin = (length: number) => {
-    try {
-      new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, length), { stream: true });
-      return false;
-    } catch {
-      return true;
-    }
-  };
-  let [lo, hi] = [0, bytes.length];
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (throwsWithin(mid + 1)) hi = mid;
-    else lo = mid + 1;
-  }
-  return lo;
 }
 
 const INVALID_UTF8 = "TESSERACT_GRPC_INVALID_UTF8";
