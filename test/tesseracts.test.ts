@@ -300,6 +300,15 @@ describe("faults raised by apply", () => {
     await rejects(runtime.jacobian({ inputs: inputs("reshape"), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-5 } }), Code.INTERNAL, /^evaluation at x\[0\] - h failed: apply returned output f with shape \[2\] here, \[1\] at an earlier evaluation: an output.s shape must not depend on the values of the differentiated inputs \(differences are taken element by element\)$/);
   });
 
+  it("a VJP whose first evaluation answers another shape: f(x) tells it is the Tesseract's fault, not the caller's cotangent (a right cotangent was refused)", async () => {
+    const vjp = (cotangent: number[]) => runtime.vjp({ inputs: inputs("reshape"), inputPaths: ["x"], outputPaths: ["f"], cotangent: { f: f64(cotangent) }, options: { eps: 1e-5 } });
+    // x[0] + h comes first, with f of shape [1]; at x, f has shape [2], as the cotangent.
+    await rejects(vjp([1, 1]), Code.INTERNAL, /^evaluation at the unperturbed inputs failed: apply returned output f with shape \[2\] here, \[1\] at an earlier evaluation: an output.s shape must not depend/);
+    // Where f(x) has the first evaluation's shapes, a cotangent that does not fit them is the caller's.
+    const wrong = runtime.vjp({ inputs: inputs(""), inputPaths: ["x"], outputPaths: ["f"], cotangent: { f: f64([1, 1, 1]) }, options: { eps: 1e-5 } });
+    await rejects(wrong, Code.INVALID_ARGUMENT, /^cotangent_vector\.\{f\} has shape \[3\], expected \[2\] like the output$/);
+  });
+
   it("an output missing from a later evaluation is the Tesseract's fault", async () => {
     await rejects(runtime.jacobian({ inputs: inputs("drop"), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-5 } }), Code.INTERNAL, /^evaluation at x\[0\] - h failed: apply returned no tensor at output f$/);
   });

@@ -206,9 +206,10 @@ export class Problem {
    * evaluation): FAILED_PRECONDITION naming the point, as a step out of a declared domain is.
    */
   private async failure(e: unknown, what: () => string): Promise<unknown> {
+    if (requestRefusals.has(e as object)) return e;
     if (isTesseractError(e) && e.code === Code.INVALID_ARGUMENT) {
       const point = what();
-      if (point === UNPERTURBED || requestRefusals.has(e) || this.signal?.aborted) return e;
+      if (point === UNPERTURBED || this.signal?.aborted) return e;
       // The unperturbed inputs' own refusal, when they have one, says what is wrong with the request.
       const refusal = await this.base().then(() => undefined, (r: unknown) => r);
       if (refusal !== undefined) return isTesseractError(refusal) && refusal.code === Code.INVALID_ARGUMENT ? refusal : e;
@@ -221,10 +222,14 @@ export class Problem {
   }
 }
 
-/** Refusals the engine makes of the request while evaluating (a cotangent that does not fit the outputs): never a point's. */
+/**
+ * Failures found while evaluating one point that are not that point's, reported as they are: the
+ * engine's refusals of the request (a cotangent that does not fit the outputs), and faults another
+ * evaluation showed (f(x)'s, evaluated to tell whose fault a misfit is).
+ */
 const requestRefusals = new WeakSet<object>();
 
-/** Marks `e` as a refusal of the request itself, not of the point being evaluated (Problem's `failure`). */
+/** Marks `e` as no failure of the point being evaluated (Problem's `failure`). */
 export function ofTheRequest<E>(e: E): E {
   if (typeof e === "object" && e !== null) requestRefusals.add(e);
   return e;

@@ -16,7 +16,7 @@
  * row is split out and contracted, (c^T J)_j = sum_i c_i J_ij over its structural nonzeros, and its
  * error estimate, where the rule gives one, is sum_i |c_i| e_ij (each entry's bound, summed).
  */
-import { invalidArgument } from "../../common/errors";
+import { Code, invalidArgument, isTesseractError, TesseractError } from "../../common/errors";
 import { DataType } from "../../common/tensor-codec";
 import { eachInTurn, FailedPair, flatDifferences, outputStride, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "../eval/evaluator";
 import { pairCount, sideOf } from "../eval/element-pairs";
@@ -80,7 +80,7 @@ class ContractedEvaluator implements Evaluator {
     // With f(x) the outputs are known: a cotangent that does not fit them is refused before another evaluation.
     let ordered = base && this.cotangentInOrder();
     const outputs = base && perturbation.length === 0 ? base : await this.inner.evaluate(perturbation);
-    ordered ??= this.cotangentInOrder();
+    ordered ??= await this.orderedCotangent();
     // Plain loops: sums a callback closed over would be boxed on every write (see jvp.ts `dot`).
     let phi = 0;
     let rounding = 0;
@@ -115,7 +115,7 @@ class ContractedEvaluator implements Evaluator {
   async differences(pairs: ElementPairs): Promise<Float64Array> {
     // Until the outputs are known, one by one: a cotangent that does not fit them is refused after one evaluation.
     const flat = this.inner.differences && this.inner.outputs ? await this.inner.differences(pairs) : await this.evaluatedDifferences(pairs);
-    const ordered = this.cotangentInOrder();
+    const ordered = await this.orderedCotangent();
     const contracted = new Float64Array(pairCount(pairs));
     let at = 0;
     for (let k = 0; k < contracted.length; k++) {
@@ -134,11 +134,30 @@ class ContractedEvaluator implements Evaluator {
   private async evaluatedDifferences(pairs: ElementPairs): Promise<Float64Array> {
     const side = async (e: number) => {
       const outputs = await this.inner.evaluate(sideOf(pairs, e >> 1, e & 1)).catch((error: unknown) => Promise.reject(new FailedPair(e >> 1, e & 1, error)));
-      this.cotangentInOrder(); // refused after the first evaluation, not the first pair
+      await this.orderedCotangent(); // refused after the first evaluation, not the first pair
       return outputs;
     };
     const results = await eachInTurn(Array.from({ length: 2 * pairCount(pairs) }, (_, e) => e), this.inner.concurrency, side);
     return flatDifferences(results, outputStride(this.inner.outputs!), pairs.widths);
+  }
+
+  /**
+   * cotangentInOrder, held to the outputs of whichever evaluation came back first. Where they do not
+   * fit, f(x) tells whose fault it is: outputs whose shape changed between evaluations are the
+   * Tesseract's (its shape fault, from f(x)'s evaluation), not a cotangent that fits f(x) (a runtime
+   * answering another shape at x[1] + h had the caller's right cotangent refused).
+   */
+  private async orderedCotangent(): Promise<Float64Array[]> {
+    try {
+      return this.cotangentInOrder();
+    } catch (e) {
+      if (this.base || !isTesseractError(e) || e.code !== Code.INVALID_ARGUMENT) throw e;
+      await this.unperturbed().catch((fault: unknown) => {
+        const message = fault instanceof Error ? fault.message : String(fault);
+        throw ofTheRequest(new TesseractError(isTesseractError(fault) ? fault.code : Code.UNKNOWN, `evaluation at the unperturbed inputs failed: ${message}`, { cause: fault }));
+      });
+      throw e;
+    }
   }
 
   /** The cotangent in output order, over `scale`. */
