@@ -6,7 +6,7 @@
 import { once } from "node:events";
 import type { Writable } from "node:stream";
 import ndarray from "ndarray";
-import { SingleBar } from "cli-progress";
+import { Format as BarFormat, SingleBar, type GenericFormatter } from "cli-progress";
 import { dataTypeName } from "../common/tensor-codec";
 import type { JacobianHeader } from "../generated/tesseract/v1/tesseract";
 import { arrayToJson, type Format } from "./json-form";
@@ -18,7 +18,10 @@ import type { JacobianRowsEvent } from "./rows";
  */
 export async function* withProgress(events: AsyncIterable<JacobianRowsEvent>, force = false): AsyncGenerator<JacobianRowsEvent> {
   if (!process.stderr.isTTY && !force) return yield* events;
-  const bar = new SingleBar({ stream: process.stderr, format: "rows {value}/{total} | {rate} evals/s | ETA {eta_formatted}", etaBuffer: 50, noTTYOutput: force });
+  // Before the first row there is no rate to tell an ETA from (it read "ETA 0s").
+  const line = (params: { value: number }) => `rows {value}/{total} | {rate} evals/s | ETA ${params.value === 0 ? "…" : "{eta_formatted}"}`;
+  const format: GenericFormatter = (options, params, payload) => BarFormat.Formatter({ ...options, format: line(params) }, params, payload);
+  const bar = new SingleBar({ stream: process.stderr, format, etaBuffer: 50, noTTYOutput: force });
   let perRow = 0;
   let last = "";
   const started = performance.now();

@@ -194,6 +194,8 @@ describe("CLI", () => {
     const { code, stderr } = await cli("jacobian", payload, "--address", address, "--stream", "--progress");
     assert.equal(code, 0, stderr);
     assert.match(stderr, new RegExp(`rows ${3 * N}/${3 * N} \\| \\d+ evals/s`));
+    // No ETA before a row has come (it read "ETA 0s").
+    assert.match(stderr, /^rows 0\/\d+ \| 0 evals\/s \| ETA …$/m);
   });
 
   it("jvp and vjp", async () => {
