@@ -1,5 +1,5 @@
 /**
- * `npm run bench:stream`: the streaming target (README, Performance) — a heat Jacobian of several GB streamed
+ * `npm run bench:stream`: the streaming target (docs/performance.md) — a heat Jacobian of several GB streamed
  * over JacobianRows on loopback to a client that discards the rows, against pushing the same bytes
  * through a plain TCP socket, in the same run. Targets printed: ≥ 1 GB/s with both RSS ≤ 300 MB, and
  * the engine's stream ≥ 0.9× grpc-raw's (the same messages with no engine behind them).
