@@ -67,6 +67,23 @@ export function runtimeValidationOf(e: unknown): readonly Record<string, unknown
   return undefined;
 }
 
+/**
+ * What pydantic would call a refusal, where it has a type of its own ("missing", "extra_forbidden"),
+ * carried as its cause so that the REST API's 422 entry has that type, as tesseract-core's has (a
+ * client reading `errors()[i]["type"]` got "value_error").
+ */
+export class PydanticKind extends Error {
+  override name = "PydanticKind";
+  constructor(readonly kind: "missing" | "extra_forbidden") {
+    super(kind);
+  }
+}
+
+/** An INVALID_ARGUMENT that pydantic would report as `kind`. */
+export function refusedAs(kind: PydanticKind["kind"], message: string): TesseractError {
+  return new TesseractError(Code.INVALID_ARGUMENT, message, { cause: new PydanticKind(kind) });
+}
+
 /** Shorthand for the most common error: bad input, with a message naming the field or path. */
 export function invalidArgument(message: string): TesseractError {
   return new TesseractError(Code.INVALID_ARGUMENT, message);

@@ -495,7 +495,10 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
       await clientRejects(jacobian, "INVALID_ARGUMENT", /inputs\.mesh\.n_points is missing; the runtime's schema requires it/);
       const res = await postJson(`${rest}/apply`, restInputs({}, {}));
       assert.equal(res.status, 422);
-      assert.match(((await res.json()) as { detail: { msg: string }[] }).detail[0].msg, /inputs\.mesh\.n_points is missing; the runtime's schema requires it/);
+      const [entry] = ((await res.json()) as { detail: { type: string; loc: unknown[]; msg: string }[] }).detail;
+      assert.match(entry.msg, /inputs\.mesh\.n_points is missing; the runtime's schema requires it/);
+      // pydantic's type for it (it was value_error).
+      assert.deepEqual([entry.type, entry.loc], ["missing", ["body", "inputs", "mesh", "n_points"]]);
       assert.equal(fake.applyCalls, 0);
       await postJson(`${rest}/apply`, restInputs({}, { n_points: 0 }));
       assert.strictEqual((seen.at(-1)!.mesh as { n_points: unknown }).n_points, 0);

@@ -4,7 +4,7 @@
  * JSON, as FastAPI's validation errors do), a failure of the Tesseract is 500 with a text body, and
  * the other gRPC codes map to the HTTP status that says the same.
  */
-import { boundedDetails, Code, invalidArgument, runtimeValidationOf, type TesseractError } from "../../common/errors";
+import { boundedDetails, Code, invalidArgument, PydanticKind, runtimeValidationOf, type TesseractError } from "../../common/errors";
 import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
 import { withNumpyDtypes } from "../../common/numpy-arrays";
 
@@ -82,7 +82,10 @@ export function detailOf(error: TesseractError, inputFields: ReadonlySet<string>
   // of the inputs at that loc: the message says which evaluation failed.
   const runtime = error.code === Code.INVALID_ARGUMENT ? runtimeValidationOf(error) : undefined;
   if (runtime) return runtime as unknown as DetailEntry[];
-  return [valueError(locOf(error.message, inputFields), withNumpyDtypes(error.message))];
+  const loc = locOf(error.message, inputFields);
+  // pydantic's type, our message (pydantic's own, "Field required", says less; its SDK writes that from the type anyway).
+  if (error.cause instanceof PydanticKind) return [{ type: error.cause.kind, loc, msg: boundedDetails(error.message) }];
+  return [valueError(loc, withNumpyDtypes(error.message))];
 }
 
 /** The HTTP status for a gRPC code; RESOURCE_EXHAUSTED is 413 (too big) unless `busy` (429, a full queue). */

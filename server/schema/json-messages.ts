@@ -8,7 +8,7 @@
  */
 import type { NdArray } from "ndarray";
 import * as protobuf from "protobufjs";
-import { invalidArgument, keyAt, shown } from "../../common/errors";
+import { invalidArgument, keyAt, refusedAs, shown } from "../../common/errors";
 import { INT_RANGES, jsonScalar } from "../../common/json-scalars";
 import { enumNumber } from "../../common/enum-names";
 import { arrayObject, numpyDtype, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
@@ -113,7 +113,7 @@ function plainMessage(type: protobuf.Type, json: unknown, where: string, reading
   for (const [key, v] of Object.entries(json)) {
     const at = `${where}.${key}`;
     const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
-    if (!field) throw invalidArgument(`${keyAt(where, key)} is not a field of ${type.name}; fields: ${Object.keys(type.fields).join(", ")}`);
+    if (!field) throw refusedAs("extra_forbidden", `${keyAt(where, key)} is not a field of ${type.name}; fields: ${Object.keys(type.fields).join(", ")}`);
     // null is a value of a Literal holding None (sent as null), else unset.
     if (v !== null || holdsNull(field, reading.enumLiterals)) out[key] = fieldValue(field, v, at, reading);
   }

@@ -10,7 +10,7 @@
  */
 import ndarray, { type NdArray } from "ndarray";
 import * as protobuf from "protobufjs";
-import { invalidArgument } from "../../common/errors";
+import { invalidArgument, refusedAs } from "../../common/errors";
 import { elementIn, flattenLists, numpyDtype, tensorFromArrayObject } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
 import type { RequiredFields } from "./openapi-proto";
@@ -82,7 +82,11 @@ function eachElement(field: protobuf.Field, value: unknown, where: string, conve
 /** Refuses a field of this message (not below) that the runtime's schema requires and `json` leaves out or null. */
 function refuseMissing(type: protobuf.Type, json: Record<string, unknown>, where: string, required: RequiredFields): void {
   const missing = required[protoName(type)]?.find((name) => !Object.hasOwn(json, name) || json[name] === null);
-  if (missing !== undefined) throw invalidArgument(`${where}.${missing} is ${Object.hasOwn(json, missing) ? "null" : "missing"}; the runtime's schema requires it`);
+  if (missing !== undefined) {
+    const absent = !Object.hasOwn(json, missing);
+    const message = `${where}.${missing} is ${absent ? "missing" : "null"}; the runtime's schema requires it`;
+    throw absent ? refusedAs("missing", message) : invalidArgument(message);
+  }
 }
 
 /**
