@@ -248,14 +248,15 @@ describe("a VJP differences each output before contracting it", () => {
     }
   }
 
-  it("a cotangent that does not fit the outputs is refused after one evaluation, every rule (central took a pair)", async () => {
+  it("a cotangent that does not fit the outputs is refused after one evaluation, every rule (central took a pair), and f(x) where that one was not f(x)", async () => {
     const { runtime: vector, counter } = counted("vectoradd");
     await vector.useEvaluation({ workers: 0, cacheBytes: 0 });
     const inputs = { a: f64([1, 2, 3]), b: f64([0, 0, 0]), s: f64([1], []), normalize: false };
     for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD, Algorithm.ALGORITHM_RICHARDSON, Algorithm.ALGORITHM_ADAPTIVE]) {
       counter.calls = 0;
       await rejects(vector.vjp({ inputs, inputPaths: ["a"], outputPaths: ["result"], cotangent: { result: f64([1, 1]) }, options: { algorithm, sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } }), Code.INVALID_ARGUMENT, /cotangent_vector\.\{result\} has shape \[2\], expected \[3\]/);
-      assert.equal(counter.calls, 1, Algorithm[algorithm]);
+      // Central's first evaluation is x + h: f(x) tells that the outputs kept their shape, so the cotangent is at fault.
+      assert.equal(counter.calls, algorithm === Algorithm.ALGORITHM_CENTRAL ? 2 : 1, Algorithm[algorithm]);
     }
   });
 
