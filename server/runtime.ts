@@ -30,7 +30,7 @@ import type * as protobuf from "protobufjs";
 import type { RemoteApply } from "./eval/concurrent";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
 import type { EnumLiterals } from "./schema/json-messages";
-import type { RequiredFields } from "./schema/openapi-proto";
+import type { DocumentedSchema, RequiredFields } from "./schema/openapi-proto";
 import { DataType, dataTypeOfArray, DEFAULT_LIMITS, isNdArray, toFloat64, type DecodeLimits } from "../common/tensor-codec";
 import type { AbstractEvalAnswer, AbstractOutput, AnyTesseract, DomainBounds, SparsityPattern } from "./tesseract";
 
@@ -159,6 +159,8 @@ export interface PreparedSchema {
   /** Per message, the fields a tesseract-core Tesseract's model requires, and those of them that may be null (Optional[X] without a default: unset, their JSON is null). */
   requiredFields?: RequiredFields;
   nullFields?: RequiredFields;
+  /** What a tesseract-core runtime's document says beyond protobuf (defaults, array shapes), for the REST API's /openapi.json. */
+  documented?: DocumentedSchema;
   readiness?: Readiness;
   /** AbstractEval with the runtime's whole answer (a tesseract-core /abstract_eval: non-array outputs too), for REST callers. */
   abstractEvalAnswer?: (inputs: unknown, signal?: AbortSignal) => Promise<AbstractEvalAnswer>;
@@ -187,6 +189,8 @@ export class TesseractRuntime {
   /** The required fields, and those that may be null, per message (PreparedSchema); empty otherwise. */
   readonly requiredFields: RequiredFields = {};
   readonly nullFields: RequiredFields = {};
+  /** A tesseract-core runtime's defaults and array shapes, as its document gives them (PreparedSchema). */
+  readonly documented?: DocumentedSchema;
 
   /** Set for a Tesseract that can be unready (a tesseract-core runtime's): health follows it. */
   readonly readiness?: Readiness;
@@ -216,6 +220,7 @@ export class TesseractRuntime {
       this.enumLiterals = prepared.enumLiterals ?? {};
       this.requiredFields = prepared.requiredFields ?? {};
       this.nullFields = prepared.nullFields ?? {};
+      this.documented = prepared.documented;
       this.readiness = prepared.readiness;
       this.schema = new TesseractSchema(prepared.root, definition.inputType, definition.outputType);
       return;

@@ -393,7 +393,7 @@ describe("tesseract-core bridge: enums", function () {
       assert.equal(bad.status, 422);
       assert.match(((await bad.json()) as { detail: { msg: string }[] }).detail[0].msg, /inputs\.method is "backward", expected one of "central", "forward" \(or their enum value names\)$/);
       const doc = (await (await fetch(`${rest}/openapi.json`)).json()) as any;
-      assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.method, { type: "string", enum: ["central", "forward"] });
+      assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.method, { type: "string", enum: ["central", "forward"], default: "central" });
     } finally {
       await stop();
     }
@@ -474,8 +474,8 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
       // A number that is none of the values is refused, not taken as a value number (2 went as the literal 1).
       await assert.rejects(promisify(execFile)(process.execPath, [CLI, "apply", cliInputs({ sign: 2 }), "--address", server.address]), /inputs\.sign: unknown SignValue value 2/);
       const doc = (await (await fetch(`${rest}/openapi.json`)).json()) as any;
-      assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.order, { type: "integer", enum: [3, 2, 1] });
-      assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.kind, { enum: ["a", 1, null, ""] });
+      assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.order, { type: "integer", enum: [3, 2, 1], default: 3 });
+      assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.kind, { enum: ["a", 1, null, ""], default: "a" });
       // What the models require, and which may be null, as the runtime's own document says (both were left out).
       assert.deepEqual(doc.components.schemas.Apply_InputSchema.required, ["mesh", "layers", "nul", "tag"]);
       assert.deepEqual(doc.components.schemas.Apply_InputSchema.properties.tag, { anyOf: [{ type: "string" }, { type: "null" }] });
@@ -529,21 +529,25 @@ describe("tesseract-core bridge: the generated .proto", function () {
     }
   });
 
-  it("declares the arrays' dtypes; the REST API's differentiable_arrays reports them", async () => {
+  it("declares the arrays' dtypes; the REST API's /openapi.json reports them, with the runtime's shapes and defaults", async () => {
     const { server, rest, stop } = await bridged(meshStats());
     try {
       const text = fs.readFileSync(server.runtime.protoFiles[0], "utf8");
       assert.match(text, /tesseract\.v1\.Tensor weights = 1 \[\(tesseract\.v1\.differentiable\) = true, \(tesseract\.v1\.datatype\) = DATA_TYPE_FP32\];/);
       const doc = (await (await fetch(`${rest}/openapi.json`)).json()) as any;
+      // Shapes as the runtime's document gives them (they were all null).
       assert.deepEqual(doc.components.schemas.ApplyInputSchema.differentiable_arrays, {
-        "mesh.points": { shape: null, dtype: "float64" },
-        "mesh.cell_data.{}": { shape: null, dtype: "float64" },
-        "layers.[].weights": { shape: null, dtype: "float32" },
+        "mesh.points": { shape: [null, 3], dtype: "float64" },
+        "mesh.cell_data.{}": { shape: [null, null], dtype: "float64" },
+        "layers.[].weights": { shape: [null], dtype: "float32" },
       });
-      assert.deepEqual(doc.components.schemas.ApplyOutputSchema.differentiable_arrays, { barycenter: { shape: null, dtype: "float64" } });
-      // Optional[str] and a scalar with a declared default: no proto zero claimed as their default (it said 0 and "").
+      assert.deepEqual(doc.components.schemas.ApplyOutputSchema.differentiable_arrays, { barycenter: { shape: [3], dtype: "float64" } });
+      // The runtime's declared defaults, never a proto zero (it said 0 and "", then nothing).
       const properties = doc.components.schemas.Apply_InputSchema.properties;
-      assert.deepEqual([properties.label, properties.scale], [{ type: "string" }, { type: "number" }]);
+      assert.deepEqual([properties.label, properties.scale], [{ anyOf: [{ type: "string" }, { type: "null" }], default: null }, { type: "number", default: 1 }]);
+      assert.equal(properties.method.default, "central");
+      // An array's rank and fixed dimensions (the shape schema accepted any).
+      assert.deepEqual(doc.components.schemas.Apply_Mesh.properties.points.properties.shape, MESH_STATS_OPENAPI.components.schemas.Apply_Mesh.properties.points.properties.shape);
     } finally {
       await stop();
     }

@@ -6,7 +6,8 @@
  * declares its datatype only by the `(tesseract.v1.datatype)` option (a tesseract-core Tesseract's
  * arrays have it, from the runtime's schema) and never its rank or shape: array schemas accept any
  * dtype and rank, with the declared dtype as their `examples`, and `differentiable_arrays` gives
- * `{"shape": null, "dtype": <declared dtype or null>}` for every path. A bridged Tesseract's enums
+ * `{"shape": null, "dtype": <declared dtype or null>}` for every path — but a bridged Tesseract's,
+ * whose runtime's document gives shapes and defaults: those are repeated as it gives them. A bridged Tesseract's enums
  * are its own strings (tesseract-core's Literals), other enums their protobuf value names.
  */
 import * as protobuf from "protobufjs";
@@ -101,7 +102,7 @@ function fieldSchema(field: protobuf.Field, ref: (t: protobuf.Type) => Json, enu
  * its runtime's own document says (they were left out).
  */
 function modelSchemas(prefix: string, roots: [protobuf.Type, string][], runtime: TesseractRuntime): Json {
-  const { enumLiterals, requiredFields, nullFields } = runtime;
+  const { enumLiterals, requiredFields, nullFields, documented } = runtime;
   const models = new Models();
   const out: Json = {};
   const pending: protobuf.Type[] = [];
@@ -118,7 +119,16 @@ function modelSchemas(prefix: string, roots: [protobuf.Type, string][], runtime:
     if (key in out) continue;
     const full = protoName(type);
     const nullable = new Set(nullFields[full] ?? []);
-    const properties = Object.fromEntries(type.fieldsArray.map((f) => [f.name, nullable.has(f.name) ? { anyOf: [fieldSchema(f, ref, enumLiterals), { type: "null" }] } : fieldSchema(f, ref, enumLiterals)]));
+    const notes = documented?.fields[full] ?? {};
+    const property = (f: protobuf.Field) => {
+      let schema = fieldSchema(f, ref, enumLiterals);
+      // A bridged runtime's own rank and dimensions for an array, and its defaults (they were left out).
+      const { default: given, shape } = Object.hasOwn(notes, f.name) ? notes[f.name] : {};
+      if (shape !== undefined && isTensorField(f) && !f.map && !f.repeated) schema = { ...schema, properties: { ...(schema.properties as Json), shape } };
+      if (nullable.has(f.name) || (given === null && !f.repeated && !f.map)) schema = { anyOf: [schema, { type: "null" }] };
+      return Object.hasOwn(notes, f.name) && "default" in notes[f.name] ? { ...schema, default: given } : schema;
+    };
+    const properties = Object.fromEntries(type.fieldsArray.map((f) => [f.name, property(f)]));
     const required = [...(requiredFields[full] ?? []), ...nullable];
     out[key] = { title: type.name, type: "object", properties, ...(required.length ? { required } : {}), additionalProperties: false };
   }
@@ -145,14 +155,16 @@ function fieldOrder(type: protobuf.Type): Record<string, string[]> {
  * `{pattern: {"shape": null, "dtype"}}` for every differentiable array, in declaration order (the
  * order of Describe's differentiable paths): the declared dtype, or null when the field declares none.
  */
-function differentiableArrays(type: protobuf.Type): Record<string, { shape: null; dtype: string | null }> {
-  const out: Record<string, { shape: null; dtype: string | null }> = {};
+function differentiableArrays(type: protobuf.Type, documented: Record<string, unknown> = {}): Record<string, { shape: unknown; dtype: string | null }> {
+  const out: Record<string, { shape: unknown; dtype: string | null }> = {};
+  // A bridged runtime's entry says its shape ([null, 3]: rank 2, 3 columns); protobuf cannot.
+  const shapeOf = (path: string) => (Object.hasOwn(documented, path) ? ((documented[path] as { shape?: unknown }).shape ?? null) : null);
   const visit = (t: protobuf.Type, at: string, seen: Set<protobuf.Type>) => {
     if (seen.has(t)) return;
     for (const f of t.fieldsArray) {
       const here = (at ? `${at}.` : "") + f.name + (f.map ? ".{}" : f.repeated ? ".[]" : "");
       if (isTensorField(f)) {
-        if (f.options?.[DIFFERENTIABLE_OPTION] === true) out[here] = { shape: null, dtype: declaredDtype(f) ?? null };
+        if (f.options?.[DIFFERENTIABLE_OPTION] === true) out[here] = { shape: shapeOf(here), dtype: declaredDtype(f) ?? null };
       } else if (f.resolvedType instanceof protobuf.Type) visit(f.resolvedType, here, new Set([...seen, t]));
     }
   };
@@ -228,8 +240,9 @@ export function openApiDocument(runtime: TesseractRuntime): Json {
       },
     };
   }
-  Object.assign(schemas.ApplyInputSchema as Json, { differentiable_arrays: differentiableArrays(inputs.type), field_order: fieldOrder(inputs.type) });
-  Object.assign(schemas.ApplyOutputSchema as Json, { differentiable_arrays: differentiableArrays(outputs.type), field_order: fieldOrder(outputs.type) });
+  const arrays = runtime.documented?.differentiableArrays;
+  Object.assign(schemas.ApplyInputSchema as Json, { differentiable_arrays: differentiableArrays(inputs.type, arrays?.inputs), field_order: fieldOrder(inputs.type) });
+  Object.assign(schemas.ApplyOutputSchema as Json, { differentiable_arrays: differentiableArrays(outputs.type, arrays?.outputs), field_order: fieldOrder(outputs.type) });
   schemas.HTTPValidationError = {
     title: "HTTPValidationError",
     type: "object",

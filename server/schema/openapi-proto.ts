@@ -34,6 +34,17 @@ export interface ProtoFromOpenApi {
   requiredFields: RequiredFields;
   /** Per message, the required fields that may be null (Optional[X] without a default, a Literal holding None): unset, they are sent as null. */
   nullFields: RequiredFields;
+  /** What the runtime's document says that protobuf cannot, for this server's /openapi.json to say it too. */
+  documented: DocumentedSchema;
+}
+
+/**
+ * Per message (full name) and field: its declared `default`, and an array field's `shape` schema
+ * (rank and fixed dimensions); `differentiableArrays` as the runtime lists them, shapes included.
+ */
+export interface DocumentedSchema {
+  fields: Record<string, Record<string, { default?: unknown; shape?: unknown }>>;
+  differentiableArrays: { inputs: Record<string, unknown>; outputs: Record<string, unknown> };
 }
 
 /** Per message (full name, no leading dot), the names of the fields its model lists as required. */
@@ -87,6 +98,7 @@ class Writer {
   readonly enumLiterals: Record<string, unknown[]>;
   readonly requiredFields: RequiredFields = {};
   readonly nullFields: RequiredFields = {};
+  readonly documented: DocumentedSchema["fields"] = {};
 
   constructor(
     private readonly schemas: Record<string, JsonSchema>,
@@ -127,6 +139,13 @@ class Writer {
     const mayBeNull = (field: string) => this.nullable(properties[field] as JsonSchema) !== undefined || literalHoldsNull(properties[field] as JsonSchema);
     this.requiredFields[`${this.packageName}.${name}`] = order.filter((field) => required.has(field) && !mayBeNull(field));
     this.nullFields[`${this.packageName}.${name}`] = order.filter((field) => required.has(field) && mayBeNull(field));
+    for (const field of order) {
+      const property = properties[field] as JsonSchema;
+      const array = this.nullable(property) ?? property;
+      const shape = isArraySchema(array) && isObject(array.properties) ? array.properties.shape : undefined;
+      const note = { ...(Object.hasOwn(property, "default") ? { default: property.default } : {}), ...(isObject(shape) ? { shape } : {}) };
+      if (Object.keys(note).length > 0) (this.documented[`${this.packageName}.${name}`] ??= {})[field] = note;
+    }
     return name;
   }
 
@@ -289,7 +308,17 @@ export function protoFromOpenApi(doc: unknown, options: { packageName?: string }
     enumLiterals: outputs.enumLiterals,
     requiredFields: { ...inputs.requiredFields, ...outputs.requiredFields },
     nullFields: { ...inputs.nullFields, ...outputs.nullFields },
+    documented: {
+      fields: { ...inputs.documented, ...outputs.documented },
+      differentiableArrays: { inputs: arraysOf(schemas.ApplyInputSchema), outputs: arraysOf(schemas.ApplyOutputSchema) },
+    },
   };
+}
+
+/** A root schema's `differentiable_arrays`, entries that are objects. */
+function arraysOf(root: JsonSchema): Record<string, unknown> {
+  const arrays = isObject(root.differentiable_arrays) ? root.differentiable_arrays : {};
+  return Object.fromEntries(Object.entries(arrays).filter(([, entry]) => isObject(entry)));
 }
 
 /** The blocks of the second file not already in the first, appended to it. */
