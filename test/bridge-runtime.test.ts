@@ -19,7 +19,7 @@ import { RuntimeReplicas } from "../server/bridge/runtime-replicas";
 import { loadTesseractCore } from "../server/bridge/tesseract-core";
 import { silentLogger } from "../server/log";
 import { abortedRequests, applyRequests, everyRequestAborted, barycenter, meshStatsInputs, N, POINTS, reflectedClient } from "./fixtures/tesseract-core/bridge-clients";
-import { FakeValidationError, startFakeTesseractCore, type FakeTesseract } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { FakeValidationError, startFakeTesseractCore, type FakeArray, type FakeTesseract } from "./fixtures/tesseract-core/fake-tesseract-core";
 import { MESH_STATS_OPENAPI, meshStats } from "./fixtures/tesseract-core/mesh-stats";
 import { CLI, clientRejects, flat } from "./helpers";
 
@@ -250,6 +250,28 @@ describe("tesseract-core bridge: outputs in their declared dtype", function () {
       assert.ok(out.flags.data instanceof BoolArray, out.flags.data.constructor.name);
       assert.deepEqual(flat(out.flags), [1, 0, 0]);
       assert.deepEqual(seen, ["bool", "bool"]);
+    } finally {
+      await stop();
+    }
+  });
+
+  it("a VJP whose perturbed points answer another shape before f(x) does: the runtime's shape fault, not the caller's right cotangent (a second misfit did not wait for f(x))", async () => {
+    const base = meshStats();
+    const perturbed = (decoded: Record<string, unknown>) => (decoded.mesh as { points: FakeArray }).points.values[0] !== POINTS[0];
+    const odd: FakeTesseract = {
+      ...base,
+      // Both sides of points[0, 0] answer at once, and with two barycenter values; every other point later, with three.
+      delayMs: (decoded) => (perturbed(decoded) ? 0 : 150),
+      apply: (decoded) => {
+        const answer = base.apply(decoded);
+        const values = (answer.barycenter as FakeArray).values;
+        return perturbed(decoded) ? { ...answer, barycenter: { shape: [2], dtype: "float64", values: values.slice(0, 2) } } : answer;
+      },
+    };
+    const { client, stop } = await bridged(odd, { concurrency: 16 });
+    try {
+      const request = { inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], cotangent: { barycenter: ndarray(Float64Array.of(1, 1, 1), [3]) }, options: { ...CENTRAL, sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } };
+      await clientRejects(client.vjp(request), "UNKNOWN", /^evaluation at .+ failed: apply returned output barycenter with shape \[3\] here, \[2\] at an earlier evaluation/);
     } finally {
       await stop();
     }

@@ -151,7 +151,8 @@ class ContractedEvaluator implements Evaluator {
     try {
       return this.cotangentInOrder();
     } catch (e) {
-      if (this.base || !isTesseractError(e) || e.code !== Code.INVALID_ARGUMENT) throw e;
+      // Held to f(x) itself, the misfit is the cotangent's; else f(x) tells (every misfit waits for the one f(x)).
+      if (this.fromBase || !isTesseractError(e) || e.code !== Code.INVALID_ARGUMENT) throw e;
       await this.unperturbed().catch((fault: unknown) => {
         const message = fault instanceof Error ? fault.message : String(fault);
         throw ofTheRequest(new TesseractError(isTesseractError(fault) ? fault.code : Code.UNKNOWN, `evaluation at the unperturbed inputs failed: ${message}`, { cause: fault }));
