@@ -159,20 +159,21 @@ export class Replica {
     const chunks: Buffer[] = [];
     let length = 0;
     const reader = {};
-    const { answers } = this.limits;
-    answers.begin(reader);
+    // Health and the document are read outside the budget: a health check never waits on answers.
+    const answers = method === "POST" ? this.limits.answers : undefined;
+    answers?.begin(reader);
     try {
       for await (const chunk of response.body) {
         length += (chunk as Buffer).length;
         if (length > limit) throw tooLong();
-        await answers.take(reader, (chunk as Buffer).length, signal);
+        await answers?.take(reader, (chunk as Buffer).length, signal);
         chunks.push(chunk as Buffer);
       }
     } catch (e) {
       response.body.on("error", () => undefined).destroy();
       throw e;
     } finally {
-      answers.end(reader);
+      answers?.end(reader);
     }
     const bytes = Buffer.concat(chunks, length);
     const text = strictUtf8(bytes);
