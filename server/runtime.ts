@@ -316,7 +316,14 @@ export class TesseractRuntime {
     this.evaluations++;
     const remote = this.remoteApply;
     try {
-      if (remote) return await withAbortingTimeout(timeoutMs, signal, (aborting) => remote.apply(inputs, aborting), " (Apply)");
+      if (remote) {
+        const release = await remote.slot?.(signal);
+        try {
+          return await withAbortingTimeout(timeoutMs, signal, (aborting) => remote.apply(inputs, aborting), " (Apply)");
+        } finally {
+          release?.();
+        }
+      }
       const outputs = await withTimeout(Promise.resolve().then(() => this.definition.apply(inputs)), timeoutMs);
       this.schema.outputs.checkDeclared(outputs);
       return outputs;

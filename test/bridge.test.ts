@@ -14,7 +14,7 @@ import { loadTesseractCore } from "../server/bridge/tesseract-core";
 import { validationDetail } from "../server/bridge/tesseract-core-client";
 import { silentLogger } from "../server/log";
 import { meshStats } from "./fixtures/tesseract-core/mesh-stats";
-import { FakeHttpStatus, FakeValidationError, startFakeTesseractCore, type FakeArray, type RunningFake } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { FakeDropConnection, FakeHttpStatus, FakeValidationError, startFakeTesseractCore, type FakeArray, type RunningFake } from "./fixtures/tesseract-core/fake-tesseract-core";
 import { abortedRequests, barycenter, meshStatsInputs, N, reflectedClient, SCALE } from "./fixtures/tesseract-core/bridge-clients";
 import { CLI, clientRejects, f64, flat } from "./helpers";
 
@@ -209,15 +209,29 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
       const [shared, lonely] = [await reflectedClient(both.address), await reflectedClient(alone.address)];
       try {
         for (let i = 0; i < 4; i++) assertAll(flat((await shared.client.apply(inputs())).barycenter), (c) => barycenter()[c], `apply ${i} through the other runtime`);
-        // Sent again after a wait, three times, before it fails.
+        // Sent again after a wait, five times (about 6 s), before it fails.
         const before = busy.applyCalls;
-        await clientRejects(lonely.client.apply(inputs()), "UNAVAILABLE", new RegExp(`^no tesseract-core runtime answered POST /apply \\(${busy.url.replace(/\./g, "\\.")}: HTTP ${status} try again later\\), sent 4 times$`));
-        assert.equal(busy.applyCalls - before, 4);
+        await clientRejects(lonely.client.apply(inputs()), "UNAVAILABLE", new RegExp(`^no tesseract-core runtime answered POST /apply \\(${busy.url.replace(/\./g, "\\.")}: HTTP ${status} try again later\\), sent 6 times$`));
+        assert.equal(busy.applyCalls - before, 6);
       } finally {
         shared.client.close();
         lonely.client.close();
         await Promise.all([both.close(), alone.close(), busy.close(), good.close()]);
       }
+    }
+  });
+
+  it("a runtime that drops the connection under an evaluation gets it once more, on a fresh connection, not again after a wait (a runtime crashing on these inputs got it eight times)", async () => {
+    const crashing = await startFakeTesseractCore({ ...meshStats(), apply: () => { throw new FakeDropConnection(); } });
+    const server = await startServer({ tesseract: crashing.url, port: 0, logger: silentLogger });
+    const { client } = await reflectedClient(server.address);
+    try {
+      await clientRejects(client.apply(inputs()), "UNAVAILABLE", /^no tesseract-core runtime answered POST \/apply \(http:\/\/127\.0\.0\.1:\d+: (UND_ERR_SOCKET|ECONNRESET)\)$/);
+      assert.equal(crashing.applyCalls, 2);
+    } finally {
+      client.close();
+      await server.close(0);
+      await crashing.close();
     }
   });
 
@@ -273,6 +287,31 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
       client.close();
       await server.close(0);
       await bad.close();
+    }
+  });
+
+  it("--eval-timeout-ms starts once the evaluation has a slot: time waiting for one of --concurrency does not count (calls queued behind others timed out)", async () => {
+    const slow = await startFakeTesseractCore(meshStats(100));
+    const server = await startServer({ tesseract: slow.url, port: 0, logger: silentLogger, concurrency: 1, evalTimeoutMs: 250, evalCacheBytes: 0 });
+    const { client } = await reflectedClient(server.address);
+    try {
+      // Each takes 100 ms; the fourth waits 300 ms for its turn, more than the timeout, and is answered all the same.
+      const answers = await Promise.all(Array.from({ length: 4 }, () => client.apply(inputs())));
+      assert.equal(answers.length, 4);
+      assert.equal(slow.maxInFlight, 1);
+      // A call cancelled while it waits leaves the queue without reaching the runtime.
+      const before = slow.applyCalls;
+      const first = client.apply(inputs());
+      const controller = new AbortController();
+      const cancelled = client.apply(inputs(), { signal: controller.signal });
+      controller.abort();
+      await assert.rejects(cancelled);
+      await first;
+      assert.equal(slow.applyCalls - before, 1);
+    } finally {
+      client.close();
+      await server.close(0);
+      await slow.close();
     }
   });
 

@@ -31,7 +31,7 @@ const CONNECT_FAILURES = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH",
 const CLOSED_UNDER = new Set(["UND_ERR_SOCKET", "ECONNRESET", "EPIPE"]);
 
 /** Whether a request failed because its connection closed under it (the runtime may be restarting, or shedding load). */
-export function closedUnder(e: unknown): boolean {
+function closedUnder(e: unknown): boolean {
   return CLOSED_UNDER.has(errorCode(e) ?? "");
 }
 
@@ -60,6 +60,15 @@ export interface ReplicaResponse {
   text: string;
   /** A redirect's Location header (the bridge does not follow redirects). */
   location?: string;
+  /** A busy answer's Retry-After, in seconds (a date is read as the seconds until it). */
+  retryAfterS?: number;
+}
+
+/** Retry-After as seconds: a number of them, or an HTTP date; undefined when neither. */
+function retryAfterSeconds(value: unknown): number | undefined {
+  if (typeof value !== "string" || value.trim() === "") return undefined;
+  const seconds = /^\s*\d+\s*$/.test(value) ? Number(value) : (Date.parse(value) - Date.now()) / 1000;
+  return Number.isFinite(seconds) ? Math.max(0, seconds) : undefined;
 }
 
 const GET_HEADERS = { accept: "application/json" };
@@ -181,7 +190,8 @@ export class Replica {
       const at = firstInvalidUtf8(bytes);
       throw new TesseractError(Code.UNKNOWN, `${method} /${endpoint} on ${this.name} answered text that is not UTF-8: decoding fails at byte ${at} (0x${bytes[at].toString(16).padStart(2, "0")})`);
     }
-    return { status: response.statusCode, text };
+    const retryAfterS = response.statusCode === 503 || response.statusCode === 429 ? retryAfterSeconds(response.headers["retry-after"]) : undefined;
+    return { status: response.statusCode, text, ...(retryAfterS === undefined ? {} : { retryAfterS }) };
   }
 
   /** Takes no more requests; settles once those in flight have finished. */

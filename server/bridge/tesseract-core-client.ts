@@ -26,12 +26,18 @@ import type { RequiredFields } from "../schema/openapi-proto";
 import type { MessageSchema } from "../schema/schema";
 import type { AbstractEvalAnswer, AbstractOutput } from "../tesseract";
 import { ApplyBodies } from "./apply-bodies";
-import { closedUnder, failureReason, type Replica, type ReplicaResponse, type RuntimeReplicas } from "./runtime-replicas";
+import { failureReason, type Replica, type ReplicaResponse, type RuntimeReplicas } from "./runtime-replicas";
 import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
 
-/** Sends of an evaluation again after every runtime was busy (503, 429) or closed its connection under it, and the first wait (doubling, ±50 %). */
-const BUSY_RESENDS = 3;
-const BUSY_WAIT_MS = 100;
+/**
+ * Sends of an evaluation again after every runtime answered busy (503, 429): the first wait
+ * (doubling, ±50 %: about 6 s in all before it fails), or the runtime's Retry-After up to
+ * MAX_RETRY_AFTER_S. (Four sends within 0.7 s failed one Jacobian in four against a runtime
+ * shedding 30 % of its load.)
+ */
+const BUSY_RESENDS = 5;
+const BUSY_WAIT_MS = 200;
+const MAX_RETRY_AFTER_S = 30;
 
 /** The error for a request that `signal` aborted: its reason's code, naming the request. */
 function abortedError(signal: AbortSignal, request: string, cause: unknown): TesseractError {
@@ -99,21 +105,23 @@ export class TesseractCoreClient {
    */
   private async post(endpoint: string, body: string, signal?: AbortSignal): Promise<{ text: string; url: string }> {
     for (let resend = 0; ; resend++) {
-      const { answer, failures, busy } = await this.postOnce(endpoint, body, signal);
+      const { answer, failures, busy, retryAfterS } = await this.postOnce(endpoint, body, signal);
       if (answer) return answer;
-      // Every runtime busy (or closing connections under requests): wait, then send again, a few
-      // times, before the whole request fails for one evaluation (a Jacobian lost its work to one 503).
+      // Every runtime busy: wait, then send again, a few times, before the whole request fails for
+      // one evaluation (a Jacobian lost its work to one 503).
       if (!busy || resend === BUSY_RESENDS) throw new TesseractError(Code.UNAVAILABLE, `no tesseract-core runtime answered POST /${endpoint} (${failures.join("; ") || this.replicas.describe()})${resend > 0 ? `, sent ${resend + 1} times` : ""}`);
-      await setTimeout(BUSY_WAIT_MS * 2 ** resend * (0.5 + Math.random()), undefined, { signal }).catch(() => {
+      const waitMs = Math.max(BUSY_WAIT_MS * 2 ** resend * (0.5 + Math.random()), 1000 * Math.min(retryAfterS ?? 0, MAX_RETRY_AFTER_S));
+      await setTimeout(waitMs, undefined, { signal }).catch(() => {
         throw abortedError(signal!, `POST /${endpoint}`, signal!.reason);
       });
     }
   }
 
   /** One try on every replica (and on new ones, when names resolve elsewhere now); `busy` when every failure was one that passes. */
-  private async postOnce(endpoint: string, body: string, signal?: AbortSignal): Promise<{ answer?: { text: string; url: string }; failures: string[]; busy: boolean }> {
+  private async postOnce(endpoint: string, body: string, signal?: AbortSignal): Promise<{ answer?: { text: string; url: string }; failures: string[]; busy: boolean; retryAfterS?: number }> {
     const failures: string[] = [];
     let busy = true;
+    let retryAfterS: number | undefined;
     const tried = new Set<Replica>();
     for (let round = 0; round < 2; round++) {
       for (const replica of this.replicas.order()) {
@@ -125,8 +133,11 @@ export class TesseractCoreClient {
         } catch (e) {
           if (signal?.aborted) throw abortedError(signal, `POST /${endpoint} on ${replica.name}`, e);
           if (isTesseractError(e)) throw e; // it answered, too long: not a replica that is down
-          failures.push(`${replica.name}: ${failureReason(e)}`); // not reached or reset: idempotent, the next replica gets it
-          busy &&= closedUnder(e);
+          // Not reached or reset: idempotent, the next replica gets it. Not sent again after a wait: a
+          // connection closed under it twice (the replica resent it on a fresh one) may be a runtime
+          // that crashes on these inputs, which eight sends would crash eight times.
+          failures.push(`${replica.name}: ${failureReason(e)}`);
+          busy = false;
           this.replicas.failed(replica, e);
           continue;
         }
@@ -134,13 +145,14 @@ export class TesseractCoreClient {
         // Busy or not ready (a proxy's 503, a rate limit's 429): another replica may take it, else UNAVAILABLE, which callers retry.
         if (answer.status === 503 || answer.status === 429) {
           failures.push(`${replica.name}: HTTP ${answer.status} ${clip(printable(answer.text.trim()))}`.trimEnd());
+          if (answer.retryAfterS !== undefined) retryAfterS = Math.min(retryAfterS ?? Infinity, answer.retryAfterS);
           continue;
         }
         return { answer: { text: checkedAnswer(endpoint, replica.name, answer), url: replica.name }, failures, busy };
       }
       if (round === 0 && !(await this.replicas.refresh())) break; // the names may point elsewhere now
     }
-    return { failures, busy: busy && failures.length > 0 };
+    return { failures, busy: busy && failures.length > 0, retryAfterS };
   }
 
   /** tesseract-core's outputs JSON -> the outputs tree (or its leaves at `only`), arrays in their declared datatypes. */

@@ -19,7 +19,8 @@ import { loadRootFromText } from "../schema/schema";
 import { TesseractRuntime } from "../runtime";
 import type { AnyTesseract } from "../tesseract";
 import { DEFAULT_HEALTH_INTERVAL_MS, HealthMonitor } from "./health-monitor";
-import { failureReason, RuntimeReplicas, type Lookup, type ReplicaResponse } from "./runtime-replicas";
+import { DEFAULT_RUNTIME_CONNECTIONS, failureReason, RuntimeReplicas, type Lookup, type ReplicaResponse } from "./runtime-replicas";
+import { RuntimeSlots } from "./runtime-slots";
 import { TesseractCoreClient } from "./tesseract-core-client";
 import { isTesseractCoreUrl } from "./settings";
 import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
@@ -144,12 +145,13 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
     ...(hasAbstractEval ? { abstractEval: async (inputs: unknown, signal?: AbortSignal) => (await client!.abstractEval(inputs as Record<string, unknown>, signal)).outputs } : {}),
   };
   const health = new HealthMonitor(replicas, options.healthIntervalMs ?? DEFAULT_HEALTH_INTERVAL_MS);
+  const slots = new RuntimeSlots(() => (options.connections ?? DEFAULT_RUNTIME_CONNECTIONS) * Math.max(1, replicas.all.length));
   try {
     const runtime = TesseractRuntime.fromRoot(definition, {
       root,
       protoFiles: [file],
       protoIncludeDirs: [dir],
-      remoteApply: { apply: (inputs, signal) => client!.apply(inputs, signal), forJob: (inputs, leaves) => client!.forJob(inputs, leaves) },
+      remoteApply: { apply: (inputs, signal) => client!.apply(inputs, signal), forJob: (inputs, leaves) => client!.forJob(inputs, leaves), slot: (signal) => slots.take(signal) },
       enumLiterals: generated.enumLiterals,
       requiredFields: generated.requiredFields,
       nullFields: generated.nullFields,

@@ -30,6 +30,8 @@ export type JobApply = (perturbation: Perturbation, signal?: AbortSignal, only?:
 export interface RemoteApply {
   /** Inputs tree in, outputs tree out; `signal` aborts it. */
   apply(inputs: Record<string, unknown>, signal?: AbortSignal): Promise<unknown>;
+  /** Waits for a request slot (the runtimes take so many at once), before the evaluation's timeout starts; resolves to its release. */
+  slot?(signal?: AbortSignal): Promise<() => void>;
   /** Evaluations of one job's inputs and leaves, for an apply that prepares what they share. */
   forJob?(inputs: Record<string, unknown>, leaves: readonly InputLeaf[]): JobApply;
 }
@@ -81,7 +83,12 @@ export class ConcurrentEvaluator implements Evaluator {
     const evaluation = this.evaluation(perturbation);
     this.calls++;
     const where = this.timeoutMs > 0 ? ` (the evaluation ${this.describe(perturbation)})` : ""; // only a timeout names it
-    return this.selector.select(await withAbortingTimeout(this.timeoutMs, this.signal, evaluation, where));
+    const release = await this.apply.slot?.(this.signal);
+    try {
+      return this.selector.select(await withAbortingTimeout(this.timeoutMs, this.signal, evaluation, where));
+    } finally {
+      release?.();
+    }
   }
 
   /** The work of one evaluation, its inputs built now. */
