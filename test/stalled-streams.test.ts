@@ -14,6 +14,7 @@ import { sampleHeatInputs } from "../server/tesseracts/samples";
 import { TesseractClient } from "../client";
 import { Inputs as HeatInputs, Outputs as HeatOutputs } from "../generated/tesseract/examples/heat/v1/heat";
 import { frame } from "./raw-grpc";
+import { Watched } from "../server/grpc/stalled-streams";
 
 const JACOBIAN = "/tesseract.v1.Tesseract/Jacobian";
 const heat = loadTesseract("heat");
@@ -76,25 +77,28 @@ describe("streams that hold bytes without moving them", function () {
     }
   }
 
-  it("unfinished request messages past 4 × the message limit in all are read one after another (flow control holds the clients back); one that stops arriving ends with RESOURCE_EXHAUSTED after --stream-stall-ms (they were held for good)", async () => {
+  it("unfinished request messages: past 8 × the message limit in all, the stream whose bytes pass it is RESOURCE_EXHAUSTED; one that stops arriving ends after --stream-stall-ms (they were held for good)", async () => {
     const limit = 1 << 20;
     server = await startServer({ tesseract: heat, port: 0, workers: 0, maxMessageBytes: limit, streamStallMs: 300, warmUpMs: 0, logger: silentLogger });
     session = http2.connect(`http://${server.address}`);
-    const streams = Array.from({ length: 6 }, () => post(session!));
+    const streams = Array.from({ length: 12 }, () => post(session!));
     const endings = streams.map(ended);
-    // Each declares a message just under the limit and sends 90 % of it: 5.4 MiB in all, never finished.
+    // Each declares a message just under the limit and sends 90 % of it: 10.8 MiB in all, never finished.
     for (const stream of streams) {
       stream.write(frame(new Uint8Array(0), { declaredLength: limit - 16 }));
       stream.write(Buffer.alloc(Math.floor(0.9 * limit)));
     }
-    for (const r of await Promise.all(endings)) {
-      assert.equal(r.grpcStatus, "8", JSON.stringify(r));
-      assert.equal(r.grpcMessage, "its request message stopped arriving: no bytes for 300 ms, the most this server waits (--stream-stall-ms)");
-    }
+    const results = await Promise.all(endings);
+    assert.ok(results.every((r) => r.grpcStatus === "8"), JSON.stringify(results));
+    const budget = results.filter((r) => r.grpcMessage === "request messages still arriving hold more than 8388608 bytes, the most this server holds (8 × the message limit): try again later");
+    const stalled = results.filter((r) => r.grpcMessage === "its request message stopped arriving: no bytes for 300 ms, the most this server waits (--stream-stall-ms)");
+    assert.equal(budget.length + stalled.length, 12, JSON.stringify(results.map((r) => r.grpcMessage)));
+    // What the stalled ones held fits the budget: at most 9 of 0.9 MiB.
+    assert.ok(budget.length >= 3 && stalled.length >= 1, `${budget.length} over the budget, ${stalled.length} stalled`);
     await stillAnswers();
   });
 
-  it("whole messages past the budget all arrive: eight concurrent requests of 0.9 × the message limit are answered", async () => {
+  it("eight concurrent requests of 0.9 × the message limit on one connection are all answered (their bytes interleave, all unfinished at once)", async () => {
     const n = 110_000; // 880 kB of FP64 temperatures
     server = await startServer({ tesseract: heat, port: 0, workers: 0, maxMessageBytes: 1 << 20, warmUpMs: 0, logger: silentLogger });
     const client = new TesseractClient(server.address, { inputs: HeatInputs, outputs: HeatOutputs });
@@ -117,19 +121,33 @@ describe("streams that hold bytes without moving them", function () {
     await stillAnswers();
   });
 
-  it("answers not taken past 4 × the message limit in all: the longest stuck are reset, without a time limit too", async () => {
+  it("answers not taken past 8 × the message limit in all: the longest stuck are reset, without a time limit too", async () => {
     const limit = 1 << 20;
     server = await startServer({ tesseract: heat, port: 0, workers: 0, maxMessageBytes: limit, streamStallMs: 0, warmUpMs: 0, logger: silentLogger });
     session = http2.connect(`http://${server.address}`, { settings: { initialWindowSize: 0 } });
-    // Twelve answers of 8 × 200² = 320 000 bytes: 3.8 MB, under the 4 MiB budget; four more pass it.
-    const streams = Array.from({ length: 16 }, () => post(session!));
+    // Twenty-six answers of 8 × 200² = 320 000 bytes: 8.3 MB, under the 8 MiB budget; four more pass it.
+    const streams = Array.from({ length: 30 }, () => post(session!));
     const endings = streams.map(ended);
     for (const stream of streams) stream.end(jacobianRequest(200));
-    // Reset until under the budget: three (13 × 320 kB fit in 4 MiB), the longest stuck (answered first).
+    // Reset until under the budget: four (26 × 320 kB fit in 8 MiB), the longest stuck (answered first).
     const reset: number[] = [];
     endings.forEach((e, k) => void e.then((r) => r.rstCode === http2.constants.NGHTTP2_CANCEL && reset.push(k)));
     await Promise.race(endings);
     await stillAnswers(); // a look or more later
-    assert.deepEqual(reset.sort((a, b) => a - b), [0, 1, 2]);
+    assert.deepEqual(reset.sort((a, b) => a - b), [0, 1, 2, 3]);
+  });
+
+  it("an answer its client reads steadily is moving, though one large write stays whole in its queue (such a reader's stream was reset as stuck)", () => {
+    const socket = { bytesWritten: 0 };
+    const stream = { writableLength: 1 << 20, session: { socket } } as unknown as http2.ServerHttp2Stream;
+    const watched = new Watched(stream);
+    watched.look(0);
+    for (let t = 500; t <= 5000; t += 500) {
+      socket.bytesWritten += 40_000; // the client reads 80 kB/s; the write is not done, its length stays
+      watched.look(t);
+      assert.equal(watched.movedAt, t);
+    }
+    watched.look(7000); // nothing written since: the clock runs
+    assert.equal(watched.movedAt, 5000);
   });
 });

@@ -4,12 +4,15 @@
  * messages, 1.2 GB, for good), and an answer queues until the client's window takes it (ten heat
  * Jacobians of 61 MB each stayed queued for good under a window of 0; under a memory limit the
  * server died). A session watcher (http2-sessions.ts) bounds both, server-wide:
- * - unfinished request messages: past the budget, streams stop being read (HTTP/2's flow control
- *   then holds their clients back), all but the one whose message began first, until messages
- *   finish; a message that stops arriving for `stallMs` ends its stream with RESOURCE_EXHAUSTED;
- * - answers not taken: where the answer bytes of streams that moved none for STUCK_MS pass the
- *   budget, the longest stuck are reset; any stuck for 2 × `stallMs` is reset too. (JacobianRows
- *   ends its own call after `stallMs` with RESOURCE_EXHAUSTED, queued behind its rows: a client that
+ * - unfinished request messages hold at most the budget: the stream whose bytes would pass it ends
+ *   with RESOURCE_EXHAUSTED (the client may try again), and so does one whose message stops
+ *   arriving for `stallMs`. (Holding such streams back instead, unread, let one slow stream hold
+ *   every other up for good.)
+ * - answers not taken: where the answer bytes of streams whose connections moved none for STUCK_MS
+ *   pass the budget, the longest stuck are reset; any stuck for 2 × `stallMs` is reset too. A
+ *   connection that sends bytes moves its streams' answers: one large write stays whole in a
+ *   stream's queue until it has all gone, however steadily its client reads it. (JacobianRows ends
+ *   its own call after `stallMs` with RESOURCE_EXHAUSTED, queued behind its rows: a client that
  *   reads again within as long again still gets that status.)
  * A stream that has sent headers cannot be given a status before the bytes queued ahead of it, so
  * it is reset (CANCEL); one that has not gets RESOURCE_EXHAUSTED saying why.
@@ -21,24 +24,22 @@ import type { SessionWatcher } from "./http2-sessions";
 const PREFIX_BYTES = 5;
 
 /** The bytes held each way, all streams together, per byte of the message limit. */
-export const HELD_MESSAGES_PER_LIMIT = 4;
+export const HELD_MESSAGES_PER_LIMIT = 8;
 
-/** An answer whose bytes have not moved for this long is stuck (a reader's pause shorter than this is not). */
+/** An answer whose connection has moved no bytes for this long is stuck (a reader's pause shorter than this is not). */
 const STUCK_MS = 1000;
 
 /** One stream's unfinished request message, its queued answer bytes, and when either last moved. */
-class Watched {
+export class Watched {
   private readonly prefix = Buffer.alloc(PREFIX_BYTES);
   private prefixRead = 0;
   /** Body bytes of the message being read still to come. */
   private remaining = 0;
-  /** Bytes of the unfinished message held now (prefix and body so far), and when it began. */
+  /** Bytes of the unfinished message held now (prefix and body so far). */
   held = 0;
-  startedAt = 0;
-  /** Not read for now: unfinished messages are over the budget. */
-  paused = false;
-  /** The answer bytes queued at the last look. */
+  /** The answer bytes queued at the last look, and its connection's bytes written then. */
   queued = 0;
+  private written = 0;
   movedAt = performance.now();
 
   constructor(readonly stream: http2.ServerHttp2Stream) {}
@@ -49,7 +50,6 @@ class Watched {
     this.movedAt = performance.now();
     for (let i = 0; i < chunk.length; ) {
       const take = Math.min(this.prefixRead < PREFIX_BYTES ? PREFIX_BYTES - this.prefixRead : this.remaining, chunk.length - i);
-      if (this.held === 0) this.startedAt = this.movedAt;
       if (this.prefixRead < PREFIX_BYTES) {
         chunk.copy(this.prefix, this.prefixRead, i, i + take);
         this.prefixRead += take;
@@ -66,12 +66,16 @@ class Watched {
     return this.held - before;
   }
 
-  /** Looks at the answer's queue: a change is progress, and with nothing held either way (or not read, by this server's choice) the clock starts again. */
+  /**
+   * Looks at the answer's queue: a change in it, or bytes its connection wrote, is progress; with
+   * nothing held either way the clock starts again.
+   */
   look(now: number): void {
-    // Bytes written and not yet taken by the transport (bufferSize counts those handed to nghttp2 twice).
     const queued = this.stream.writableLength;
-    if (queued !== this.queued || (this.held === 0 && queued === 0) || this.paused) this.movedAt = now;
+    const written = this.stream.session?.socket?.bytesWritten ?? 0;
+    if (queued !== this.queued || written !== this.written || (this.held === 0 && queued === 0)) this.movedAt = now;
     this.queued = queued;
+    this.written = written;
   }
 }
 
@@ -98,31 +102,15 @@ export function endStalledStreams(maxHeldBytes: number, stallMs: number, onEnded
   const watched = new Set<Watched>();
   let pending = 0;
   let timer: NodeJS.Timeout | undefined;
-  /** Reads the paused streams again once unfinished messages are within the budget (each pauses again on its next bytes if they are not). */
-  const readPaused = () => {
-    if (pending > maxHeldBytes) return;
-    for (const w of watched) {
-      if (!w.paused) continue;
-      w.paused = false;
-      w.movedAt = performance.now();
-      w.stream.resume();
-    }
-  };
   const forget = (w: Watched) => {
     if (!watched.delete(w)) return;
     pending -= w.held;
     if (watched.size === 0) timer = (clearInterval(timer), undefined);
-    readPaused();
   };
   const ending = (w: Watched, why: string) => {
     forget(w);
     onEnded(why);
     end(w.stream, why);
-  };
-  /** Whether `w`'s message began before every other unfinished one: that one is always read. */
-  const first = (w: Watched) => {
-    for (const other of watched) if (other !== w && other.held > 0 && other.startedAt < w.startedAt) return false;
-    return true;
   };
   const look = () => {
     const now = performance.now();
@@ -149,12 +137,9 @@ export function endStalledStreams(maxHeldBytes: number, stallMs: number, onEnded
       timer ??= setInterval(look, Math.max(10, Math.min(stallMs / 4 || STUCK_MS, STUCK_MS))).unref();
       stream.on("data", (chunk: Buffer) => {
         if (!watched.has(w)) return;
-        const change = w.received(chunk);
-        pending += change;
-        if (change < 0) readPaused();
-        else if (pending > maxHeldBytes && !w.paused && !first(w)) {
-          w.paused = true;
-          stream.pause();
+        pending += w.received(chunk);
+        if (pending > maxHeldBytes && w.held > 0) {
+          ending(w, `request messages still arriving hold more than ${maxHeldBytes} bytes, the most this server holds (${HELD_MESSAGES_PER_LIMIT} × the message limit): try again later`);
         }
       });
       stream.once("close", () => forget(w));
