@@ -88,7 +88,7 @@ describe("worker-thread evaluation", function () {
     assert.equal(b.stats.apply_calls, a.stats.apply_calls + 3);
   });
 
-  it('"auto": once an apply has held the event loop 20 ms, Apply calls go to the pool, and so do a Jacobian\'s evaluations after its first pair (each ran in the event loop, health and deadlines waiting on it)', async () => {
+  it('"auto": once an apply has held the event loop 20 ms, Apply calls go to the pool, and so do a Jacobian\'s evaluations after its first pair (each ran in the event loop, health and deadlines waiting on it), until applies are quick again', async () => {
     const module = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
     const runtime = await load(module, "auto");
     const inputs = { x: f64([0.5, 1.5, 2.5, 3.5]), y: f64([0.25], []), params: {}, blocks: [], mode: "busy" };
@@ -103,6 +103,12 @@ describe("worker-thread evaluation", function () {
     const { stats } = await runtime.jacobian({ inputs, inputPaths: ["x"], outputPaths: ["f"], options: { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } });
     assert.equal(stats.apply_calls, 8);
     assert.equal(inlineCalls() - before, 0, "evaluations in the event loop");
+    // Quick applies again: measured in the worker, so the next Apply runs in the event loop again (it stayed in the pool for good).
+    const quick = () => runtime.applyMessage(runtime.schema.inputs.encodeAny({ ...inputs, mode: "", y: f64([Math.random()], []) }));
+    await quick();
+    const inlineBefore = inlineCalls();
+    await quick();
+    assert.equal(inlineCalls() - inlineBefore, 1, "the quick Apply ran in the event loop");
   });
 
   it("tensors inside maps (objects without a prototype) reach workers as tensors: the same Jacobians as inline (they were answered OK as zeros)", async () => {

@@ -103,7 +103,8 @@ export class WorkerPool {
   }
 
   /** A whole Apply call, wire to wire: the worker decodes, validates, applies and encodes. */
-  async applyMessage(inputs: AnyMessage | null | undefined, limits: DecodeLimits, signal?: AbortSignal): Promise<AnyMessage> {
+  /** An Apply in a worker: its outputs, and how long apply took there (ms). */
+  async applyMessage(inputs: AnyMessage | null | undefined, limits: DecodeLimits, signal?: AbortSignal): Promise<{ outputs: AnyMessage; applyMs: number }> {
     const startedId = this.evalTimeoutMs > 0 ? ++this.lastTaskId : 0;
     const watch = (stop: () => void) => {
       let timer: NodeJS.Timeout | undefined;
@@ -116,7 +117,7 @@ export class WorkerPool {
     const task: ApplyTask = { tesseract: this.tesseract, inputs, limits, startedId };
     const result: ApplyResult = await this.run("applyMessage", task, signal, startedId ? watch : undefined);
     if ("error" in result) throw new TesseractError(result.error.code, result.error.message);
-    return result.outputs;
+    return { outputs: result.outputs, applyMs: result.applyMs };
   }
 
   /**

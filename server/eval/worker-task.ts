@@ -58,7 +58,8 @@ export interface ApplyTask {
   startedId?: number;
 }
 
-export type ApplyResult = { outputs: { type_url: string; value: Uint8Array } } | TaskError;
+/** An Apply's outputs, and how long apply itself took in the worker (ms). */
+export type ApplyResult = { outputs: { type_url: string; value: Uint8Array }; applyMs: number } | TaskError;
 
 /**
  * Perturbations as numbers: per perturbation its change count, then per change `leaf, -1, index,

@@ -125,8 +125,10 @@ export async function applyMessage(task: ApplyTask): Promise<ApplyResult> {
   try {
     const runtime = runtimeOf(task.tesseract);
     reportStart(task);
-    const outputs = await runtime.apply(runtime.decodeInputs(task.inputs, "inputs", task.limits));
-    return { outputs: runtime.encodeOutputs(outputs) };
+    const inputs = runtime.decodeInputs(task.inputs, "inputs", task.limits);
+    const started = performance.now();
+    const outputs = await runtime.apply(inputs);
+    return { outputs: runtime.encodeOutputs(outputs), applyMs: performance.now() - started };
   } catch (e) {
     return taskError(e);
   }
