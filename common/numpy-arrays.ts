@@ -119,7 +119,11 @@ function elementOf(datatype: DataType, v: unknown, where: string, i: number): nu
   const n = Number(v);
   if (datatype !== DataType.DATA_TYPE_FP32 && datatype !== DataType.DATA_TYPE_FP64 && !Number.isSafeInteger(n)) {
     // Read as a JS number, 2^53 + 1 is already 2^53: which integer was sent cannot be told.
-    if (Number.isInteger(n)) throw fail(where, `element ${i} is beyond ±(2^53 − 1), where JSON numbers are read inexactly (it read as ${n}); send such ${numpyDtype(datatype)} values base64-encoded`);
+    const wide = datatype === DataType.DATA_TYPE_INT64 || datatype === DataType.DATA_TYPE_UINT64;
+    if (Number.isInteger(n) && wide && elementIn(BigInt(n), datatype) !== undefined) {
+      throw fail(where, `element ${i} is beyond ±(2^53 − 1), where JSON numbers are read inexactly (it read as ${n}); send such ${numpyDtype(datatype)} values base64-encoded`);
+    }
+    if (Number.isInteger(n)) throw fail(where, `element ${i} is ${n}, which dtype ${numpyDtype(datatype)} cannot hold`);
     throw fail(where, `element ${i} is ${n}, expected an integer (dtype ${numpyDtype(datatype)})`);
   }
   // Written into the dtype's array as it is, 1e300 became Infinity in float32 and 300 became 44 in uint8.

@@ -263,6 +263,9 @@ describe("tesseract-core's REST API", () => {
     const json = await post(base(poly), "apply", { inputs: { ...inputs, counts: { shape: [1], dtype: "int64", data: { buffer: [2 ** 53 + 2], encoding: "json" } } } });
     assert.equal(json.status, 422);
     assert.match(json.json.detail[0].msg, /element 0 is beyond ±\(2\^53 − 1\), where JSON numbers are read inexactly \(it read as 9007199254740994\); send such int64 values base64-encoded/);
+    // A value the dtype cannot hold at all is said so (not "send it base64-encoded").
+    const narrow = await post(base(poly), "apply", { inputs: { ...inputs, counts: { shape: [1], dtype: "uint8", data: { buffer: [1e20], encoding: "json" } } } });
+    assert.match(narrow.json.detail[0].msg, /element 0 is 100000000000000000000, which dtype uint8 cannot hold/);
   });
 
   it("casts an array of another dtype to the one its field declares when every value survives, as tesseract-core accepts a castable dtype", async () => {
