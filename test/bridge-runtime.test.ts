@@ -7,6 +7,7 @@
  */
 import { strict as assert } from "node:assert";
 import { execFile } from "node:child_process";
+import { once } from "node:events";
 import * as fs from "node:fs";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
@@ -137,6 +138,30 @@ describe("tesseract-core bridge: health follows the runtimes' /health", function
       stream.cancel();
       health.close();
       await stop();
+    }
+  });
+
+  it("a runtime that answers evaluations during a round is up though its /health is late (a runtime with every worker busy flapped NOT_SERVING)", async () => {
+    let releaseHealth!: () => void;
+    const healthHeld = new Promise<void>((resolve) => (releaseHealth = resolve));
+    const fake = await startFakeTesseractCore({ ...meshStats(), healthHold: () => healthHeld });
+    const replicas = await RuntimeReplicas.start([fake.url]);
+    try {
+      const round = async (answering: boolean) => {
+        const controller = new AbortController();
+        const answered = replicas.answersHealth(controller.signal);
+        if (answering) replicas.answered(replicas.all[0]); // an evaluation's answer, mid-round
+        await once(fake.events, "health");
+        controller.abort(); // the round's timeout
+        return answered;
+      };
+      assert.equal(await round(true), true);
+      assert.equal(replicas.all[0].up, true);
+      assert.equal(await round(false), false, "no answer of any kind in the round: down");
+    } finally {
+      releaseHealth();
+      replicas.close();
+      await fake.close();
     }
   });
 

@@ -107,6 +107,8 @@ export class Replica {
   readonly name: string;
   /** False after a connection failure or an unanswered /health, until it answers again. */
   up = true;
+  /** When it last answered an evaluation (performance.now()). */
+  answeredAt = -Infinity;
   /** Evaluations' connections, at most `limits.connections`; GETs (health, the document) have their own, never queued behind a slow apply. */
   private readonly pool: Pool;
   private readonly checks: Pool;
@@ -292,10 +294,16 @@ export class RuntimeReplicas implements HealthTarget {
 
   answered(replica: Replica): void {
     replica.up = true;
+    replica.answeredAt = performance.now();
   }
 
-  /** One round of `GET /health` on every replica: each is up or down by its answer; whether any answered. */
+  /**
+   * One round of `GET /health` on every replica: each is up or down by its answer, or up where it
+   * answered an evaluation during the round (a runtime whose workers are all busy answers /health
+   * late: it flapped NOT_SERVING while serving); whether any is up.
+   */
   async answersHealth(signal: AbortSignal): Promise<boolean> {
+    const started = performance.now();
     const replicas = [...this.current];
     const answers = await Promise.all(
       replicas.map((r) =>
@@ -305,9 +313,9 @@ export class RuntimeReplicas implements HealthTarget {
         ),
       ),
     );
-    replicas.forEach((r, i) => (r.up = answers[i]));
+    replicas.forEach((r, i) => (r.up = answers[i] || r.answeredAt >= started));
     if (answers.includes(false)) void this.refresh();
-    return answers.includes(true);
+    return replicas.some((r) => r.up);
   }
 
   /** The replicas, for messages: `http://a:8000, http://b:8000 (10.0.0.7)`. */
