@@ -162,6 +162,8 @@ export interface PreparedSchema {
   /** What a tesseract-core runtime's document says beyond protobuf (defaults, array shapes), for the REST API's /openapi.json. */
   documented?: DocumentedSchema;
   readiness?: Readiness;
+  /** Requests sent to the runtimes elsewhere so far, resends included (the metrics compare them with evaluations). */
+  requestsSent?: () => number;
   /** AbstractEval with the runtime's whole answer (a tesseract-core /abstract_eval: non-array outputs too), for REST callers. */
   abstractEvalAnswer?: (inputs: unknown, signal?: AbortSignal) => Promise<AbstractEvalAnswer>;
   /** Why an endpoint the definition lacks is not available (for UNIMPLEMENTED), by RPC name. */
@@ -191,6 +193,8 @@ export class TesseractRuntime {
   readonly nullFields: RequiredFields = {};
   /** A tesseract-core runtime's defaults and array shapes, as its document gives them (PreparedSchema). */
   readonly documented?: DocumentedSchema;
+  /** Requests sent to a tesseract-core runtime so far, resends included (PreparedSchema). */
+  readonly requestsSent?: () => number;
 
   /** Set for a Tesseract that can be unready (a tesseract-core runtime's): health follows it. */
   readonly readiness?: Readiness;
@@ -221,6 +225,7 @@ export class TesseractRuntime {
       this.requiredFields = prepared.requiredFields ?? {};
       this.nullFields = prepared.nullFields ?? {};
       this.documented = prepared.documented;
+      this.requestsSent = prepared.requestsSent;
       this.readiness = prepared.readiness;
       this.schema = new TesseractSchema(prepared.root, definition.inputType, definition.outputType);
       return;

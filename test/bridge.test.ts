@@ -242,7 +242,7 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
       if (++applies % 3 === 0) throw new FakeHttpStatus(503, "busy");
       return base.apply(decoded);
     } });
-    const server = await startServer({ tesseract: flaky.url, port: 0, logger: silentLogger, concurrency: 1 });
+    const server = await startServer({ tesseract: flaky.url, port: 0, logger: silentLogger, concurrency: 1, metricsPort: 0 });
     const { client } = await reflectedClient(server.address);
     try {
       const { jacobian, stats } = await client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL });
@@ -250,6 +250,10 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
       assert.equal(Number(stats.apply_calls), 6 * N);
       assert.equal(flaky.applyCalls, applies);
       assert.ok(applies >= 9 * N - 1, `${applies} requests for ${6 * N} evaluations`);
+      // The resends show in the metrics: requests sent beside the evaluations (they were seen nowhere).
+      const metrics = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
+      assert.match(metrics, new RegExp(`^tesseract_grpc_runtime_requests_total ${applies}$`, "m"));
+      assert.match(metrics, new RegExp(`^tesseract_grpc_evaluations_total ${6 * N}$`, "m"));
     } finally {
       client.close();
       await server.close(0);

@@ -93,12 +93,14 @@ export interface ReplicaLimits {
    */
   connections: number;
   answers: AnswerBudget;
+  /** POSTs sent to the runtimes so far, resends included (the metrics' tesseract_grpc_runtime_requests_total). */
+  posts: { count: number };
 }
 
 export const DEFAULT_RUNTIME_CONNECTIONS = 16;
 
 export function replicaLimits(connections = DEFAULT_RUNTIME_CONNECTIONS): ReplicaLimits {
-  return { connections, answers: new AnswerBudget(MAX_ANSWER_BYTES) };
+  return { connections, answers: new AnswerBudget(MAX_ANSWER_BYTES), posts: { count: 0 } };
 }
 
 /** One tesseract-core runtime: its URL (with the address a host name resolved to) and its connections. */
@@ -153,6 +155,7 @@ export class Replica {
 
   private async send(dispatcher: Dispatcher, method: "GET" | "POST", endpoint: string, body: string | undefined, signal?: AbortSignal): Promise<ReplicaResponse> {
     const headers = body === undefined ? GET_HEADERS : endpoint === "apply" ? APPLY_HEADERS : POST_HEADERS;
+    if (method === "POST") this.limits.posts.count++;
     const response = await dispatcher.request({ path: `${this.basePath}/${endpoint}`, method, headers, body, signal });
     const limit = endpoint === "openapi.json" ? MAX_OPENAPI_BYTES : MAX_ANSWER_BYTES;
     const tooLong = () => {
@@ -241,7 +244,7 @@ export class RuntimeReplicas implements HealthTarget {
   private readonly fixed = new Map<URL, Replica>();
   private readonly named: NamedHost[] = [];
   private readonly lookup: Lookup;
-  private readonly limits: ReplicaLimits;
+  readonly limits: ReplicaLimits;
 
   private constructor(
     private readonly urls: readonly URL[],

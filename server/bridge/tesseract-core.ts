@@ -156,6 +156,7 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
       requiredFields: generated.requiredFields,
       nullFields: generated.nullFields,
       documented: generated.documented,
+      requestsSent: () => replicas.limits.posts.count,
       readiness: health,
       abstractEvalAnswer: (inputs, signal) => client!.abstractEval(inputs as Record<string, unknown>, signal),
       unimplemented: hasAbstractEval ? {} : { AbstractEval: `the tesseract-core runtime at ${url} has no /abstract_eval (its /openapi.json does not list it), so AbstractEval is not available` },

@@ -39,6 +39,19 @@ export class ServerMetrics {
         counted = runtime.evaluations;
       },
     });
+    const { requestsSent } = runtime;
+    if (requestsSent) {
+      let sent = 0;
+      new Counter({
+        name: "tesseract_grpc_runtime_requests_total",
+        help: "POSTs sent to the tesseract-core runtimes, resends included (more than the evaluations: a runtime was busy, or closed a connection under a request).",
+        registers,
+        collect() {
+          this.inc(requestsSent() - sent);
+          sent = requestsSent();
+        },
+      });
+    }
     new Gauge({
       name: "tesseract_grpc_jobs_running",
       help: "Gradient jobs running now.",
