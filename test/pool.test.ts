@@ -103,10 +103,14 @@ describe("worker-thread evaluation", function () {
     const { stats } = await runtime.jacobian({ inputs, inputPaths: ["x"], outputPaths: ["f"], options: { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } });
     assert.equal(stats.apply_calls, 8);
     assert.equal(inlineCalls() - before, 0, "evaluations in the event loop");
-    // Quick applies again: measured in the worker, so the next Apply runs in the event loop again (it stayed in the pool for good).
+    // Quick applies again, measured in the worker: after eight in a row, Apply runs in the event loop again (it stayed in the pool for good);
+    // one quick Apply alone does not bring it back (the next costly one held the event loop again).
     const quick = () => runtime.applyMessage(runtime.schema.inputs.encodeAny({ ...inputs, mode: "", y: f64([Math.random()], []) }));
-    await quick();
     const inlineBefore = inlineCalls();
+    await quick();
+    assert.equal(await thread(), "worker", "a costly Apply after one quick one");
+    for (let k = 0; k < 8; k++) await quick();
+    assert.equal(inlineCalls() - inlineBefore, 0, "all pooled so far");
     await quick();
     assert.equal(inlineCalls() - inlineBefore, 1, "the quick Apply ran in the event loop");
   });

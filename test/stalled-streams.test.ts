@@ -14,7 +14,7 @@ import { sampleHeatInputs } from "../server/tesseracts/samples";
 import { TesseractClient } from "../client";
 import { Inputs as HeatInputs, Outputs as HeatOutputs } from "../generated/tesseract/examples/heat/v1/heat";
 import { frame } from "./raw-grpc";
-import { Watched } from "../server/grpc/stalled-streams";
+import { KeptBuffers, Watched } from "../server/grpc/stalled-streams";
 
 const JACOBIAN = "/tesseract.v1.Tesseract/Jacobian";
 const heat = loadTesseract("heat");
@@ -98,6 +98,20 @@ describe("streams that hold bytes without moving them", function () {
     await stillAnswers();
   });
 
+  it("PINGs answered on the connection are no progress of an unfinished message: it still ends after --stream-stall-ms (they kept every stall clock at zero)", async () => {
+    server = await startServer({ tesseract: heat, port: 0, workers: 0, streamStallMs: 300, warmUpMs: 0, logger: silentLogger });
+    session = http2.connect(`http://${server.address}`);
+    const stream = post(session);
+    const end = ended(stream);
+    stream.write(frame(new Uint8Array(0), { declaredLength: 1000 }));
+    const pings = setInterval(() => session!.ping(() => {}), 50);
+    try {
+      assert.equal((await end).grpcMessage, "its request message stopped arriving: no bytes for 300 ms, the most this server waits (--stream-stall-ms)");
+    } finally {
+      clearInterval(pings);
+    }
+  });
+
   it("eight concurrent requests of 0.9 × the message limit on one connection are all answered (their bytes interleave, all unfinished at once)", async () => {
     const n = 110_000; // 880 kB of FP64 temperatures
     server = await startServer({ tesseract: heat, port: 0, workers: 0, maxMessageBytes: 1 << 20, warmUpMs: 0, logger: silentLogger });
@@ -137,17 +151,37 @@ describe("streams that hold bytes without moving them", function () {
     assert.deepEqual(reset.sort((a, b) => a - b), [0, 1, 2, 3]);
   });
 
-  it("an answer its client reads steadily is moving, though one large write stays whole in its queue (such a reader's stream was reset as stuck)", () => {
-    const socket = { bytesWritten: 0 };
-    const stream = { writableLength: 1 << 20, session: { socket } } as unknown as http2.ServerHttp2Stream;
-    const watched = new Watched(stream);
+  it("an answer its client reads steadily is moving, though one large write stays whole in its queue (such a reader's stream was reset as stuck); bytes the server writes otherwise (PING answers) are not", () => {
+    const state = { remoteWindowSize: 65_535 };
+    const stream = { writableLength: 1 << 20, session: { state } } as unknown as http2.ServerHttp2Stream;
+    const watched = new Watched(stream, new KeptBuffers());
     watched.look(0);
     for (let t = 500; t <= 5000; t += 500) {
-      socket.bytesWritten += 40_000; // the client reads 80 kB/s; the write is not done, its length stays
+      // Data sent, then taken by the client: the connection's send window moves; the write is not done, its length stays.
+      state.remoteWindowSize += t % 1000 === 0 ? 40_000 : -40_000;
       watched.look(t);
       assert.equal(watched.movedAt, t);
     }
-    watched.look(7000); // nothing written since: the clock runs
+    watched.look(7000); // nothing sent or taken since (a PING answered meanwhile changes neither): the clock runs
     assert.equal(watched.movedAt, 5000);
+  });
+
+  it("unfinished messages count the read buffers their bytes keep, each once, not their bytes (padded 1-byte frames kept 400 times what they held)", () => {
+    const kept = new KeptBuffers();
+    const stream = { writableLength: 0 } as unknown as http2.ServerHttp2Stream;
+    const [a, b] = [new Watched(stream, kept), new Watched(stream, kept)];
+    const read = Buffer.alloc(64 * 1024); // one transport read, of which each chunk is a slice
+    frame(new Uint8Array(0), { declaredLength: 1000 }).copy(read, 0);
+    frame(new Uint8Array(0), { declaredLength: 1000 }).copy(read, 10);
+    a.received(read.subarray(0, 6));
+    assert.equal(kept.bytes, 64 * 1024);
+    b.received(read.subarray(10, 16));
+    assert.equal(kept.bytes, 64 * 1024, "two messages in one buffer: kept once");
+    a.received(Buffer.alloc(100));
+    assert.equal(kept.bytes, 64 * 1024 + 100, "another buffer: Buffer.alloc's own");
+    a.received(Buffer.alloc(899));
+    assert.equal(kept.bytes, 64 * 1024, "a is whole: what only it kept goes");
+    b.letGo();
+    assert.equal(kept.bytes, 0);
   });
 });

@@ -24,6 +24,9 @@ import { DEFAULT_MAX_MESSAGE_BYTES, MAX_TIMER_MS } from "../../common/transport-
 import { isNdArray, type DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { AutoEvaluator, BLOCKING_APPLY_MS, PoolCorrection, REMEASURE_EVERY, type InlineCosts } from "./auto";
+
+/** Quick applies in a row that bring Apply back to the event loop after one held it. */
+const QUICK_STREAK = 8;
 import { CachedBaseEvaluator } from "./cached-base";
 import { pairCount } from "./element-pairs";
 import { ConcurrentEvaluator, DEFAULT_REPLICA_CONCURRENCY, type RemoteApply } from "./concurrent";
@@ -171,8 +174,19 @@ export class EvaluationBackends {
   private readonly poolCorrection = new PoolCorrection();
   /** "auto": what recent requests measured inline, by their shapes, and how many decided from it since. */
   private readonly inlineCosts = new Map<string, { costs: InlineCosts; uses: number }>();
-  /** "auto": the last apply timed in this thread, in ms (blockingApplyMs says what that means). */
+  /**
+   * "auto": the apply time that decides whether apply holds the event loop (BLOCKING_APPLY_MS): the
+   * last one that did, until QUICK_STREAK quick ones in a row (one quick Apply sent the next costly
+   * one back to the event loop, 2.3 s).
+   */
   private lastApplyMs = 0;
+  private quickInARow = 0;
+
+  private applied(ms: number): void {
+    if (ms >= BLOCKING_APPLY_MS) this.quickInARow = 0;
+    else if (this.lastApplyMs >= BLOCKING_APPLY_MS && ++this.quickInARow < QUICK_STREAK) return;
+    this.lastApplyMs = ms;
+  }
 
   private readonly settings: EvaluationSettings;
 
@@ -250,11 +264,11 @@ export class EvaluationBackends {
       const pooled = await this.pool(threads).applyMessage(any, runtime.decodeLimits, signal);
       outputs = pooled.outputs;
       // Measured there too: once applies are quick again, Apply runs in this thread again.
-      this.lastApplyMs = pooled.applyMs;
+      this.applied(pooled.applyMs);
     } else {
       const started = performance.now();
       const tree = await runtime.apply(inputs, this.timeoutMs, signal);
-      this.lastApplyMs = performance.now() - started;
+      this.applied(performance.now() - started);
       outputs = runtime.encodeOutputs(tree);
     }
     if (key) this.cache!.setApply(key, outputs);
@@ -292,7 +306,7 @@ export class EvaluationBackends {
     if (cached) return { outputs: runtime.schema.outputs.decodeAny(cached, "cached outputs"), applyCalls: 0 };
     const started = performance.now();
     const outputs = await runtime.apply(inputs, this.timeoutMs, signal);
-    this.lastApplyMs = performance.now() - started;
+    this.applied(performance.now() - started);
     if (key) this.cache!.setApply(key, runtime.encodeOutputs(outputs));
     return { outputs, applyCalls: 1 };
   }
@@ -350,7 +364,7 @@ export class EvaluationBackends {
         return entry.costs;
       },
       blockingApplyMs: () => (this.lastApplyMs >= BLOCKING_APPLY_MS ? this.lastApplyMs : undefined),
-      applied: (ms) => void (this.lastApplyMs = ms),
+      applied: (ms) => this.applied(ms),
       remember: (costs) => {
         this.inlineCosts.delete(shapes); // the newest last: the oldest goes first
         this.inlineCosts.set(shapes, { costs, uses: 0 });

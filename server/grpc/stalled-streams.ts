@@ -6,12 +6,16 @@
  * server died). A session watcher (http2-sessions.ts) bounds both, server-wide:
  * - unfinished request messages hold at most the budget: the stream whose bytes would pass it ends
  *   with RESOURCE_EXHAUSTED (the client may try again), and so does one whose message stops
- *   arriving for `stallMs`. (Holding such streams back instead, unread, let one slow stream hold
- *   every other up for good.)
+ *   arriving for `stallMs`. What counts is the memory the bytes keep: grpc-js keeps slices of the
+ *   transport's read buffers, each slice the whole buffer (1-byte DATA frames padded with 255 kept
+ *   400 times what they held). (Holding such streams back instead, unread, let one slow stream
+ *   hold every other up for good.)
  * - answers not taken: where the answer bytes of streams whose connections moved none for STUCK_MS
- *   pass the budget, the longest stuck are reset; any stuck for 2 × `stallMs` is reset too. A
- *   connection that sends bytes moves its streams' answers: one large write stays whole in a
- *   stream's queue until it has all gone, however steadily its client reads it. (JacobianRows ends
+ *   pass the budget, the longest stuck are reset; any stuck for 2 × `stallMs` is reset too. An
+ *   answer moves while its queue changes or its connection's send window does (data sent, or
+ *   taken by the client): one large write stays whole in a stream's queue until it has all gone,
+ *   however steadily its client reads it, and bytes the server writes otherwise (PING answers,
+ *   resets) are no progress. (JacobianRows ends
  *   its own call after `stallMs` with RESOURCE_EXHAUSTED, queued behind its rows: a client that
  *   reads again within as long again still gets that status.)
  * A stream that has sent headers cannot be given a status before the bytes queued ahead of it, so
@@ -29,24 +33,54 @@ export const HELD_MESSAGES_PER_LIMIT = 8;
 /** An answer whose connection has moved no bytes for this long is stuck (a reader's pause shorter than this is not). */
 const STUCK_MS = 1000;
 
+/**
+ * The transport's read buffers that unfinished messages keep, each counted once however many
+ * messages have bytes in it (streams' chunks share the buffers they were read into).
+ */
+export class KeptBuffers {
+  private readonly keepers = new Map<ArrayBufferLike, number>();
+  /** Bytes of the buffers kept now. */
+  bytes = 0;
+
+  keep(buffer: ArrayBufferLike): void {
+    const count = this.keepers.get(buffer) ?? 0;
+    if (count === 0) this.bytes += buffer.byteLength;
+    this.keepers.set(buffer, count + 1);
+  }
+
+  letGo(buffer: ArrayBufferLike): void {
+    const count = (this.keepers.get(buffer) ?? 1) - 1;
+    if (count > 0) return void this.keepers.set(buffer, count);
+    this.keepers.delete(buffer);
+    this.bytes -= buffer.byteLength;
+  }
+}
+
 /** One stream's unfinished request message, its queued answer bytes, and when either last moved. */
 export class Watched {
   private readonly prefix = Buffer.alloc(PREFIX_BYTES);
   private prefixRead = 0;
   /** Body bytes of the message being read still to come. */
   private remaining = 0;
-  /** Bytes of the unfinished message held now (prefix and body so far). */
-  held = 0;
-  /** The answer bytes queued at the last look, and its connection's bytes written then. */
+  /** The read buffers the unfinished message's bytes lie in (none when no message is unfinished). */
+  private readonly buffers = new Set<ArrayBufferLike>();
+  /** The answer bytes queued at the last look, and its connection's send window then. */
   queued = 0;
-  private written = 0;
+  private window = 0;
   movedAt = performance.now();
 
-  constructor(readonly stream: http2.ServerHttp2Stream) {}
+  constructor(
+    readonly stream: http2.ServerHttp2Stream,
+    private readonly kept: KeptBuffers,
+  ) {}
 
-  /** Reads a chunk's frames; returns how `held` changed. */
-  received(chunk: Buffer): number {
-    const before = this.held;
+  /** Whether a message is unfinished. */
+  get held(): boolean {
+    return this.buffers.size > 0;
+  }
+
+  /** Reads a chunk's frames, keeping its buffer while a message in it is unfinished. */
+  received(chunk: Buffer): void {
     this.movedAt = performance.now();
     for (let i = 0; i < chunk.length; ) {
       const take = Math.min(this.prefixRead < PREFIX_BYTES ? PREFIX_BYTES - this.prefixRead : this.remaining, chunk.length - i);
@@ -55,15 +89,22 @@ export class Watched {
         this.prefixRead += take;
         if (this.prefixRead === PREFIX_BYTES) this.remaining = this.prefix.readUInt32BE(1);
       } else this.remaining -= take;
-      this.held += take;
       i += take;
       if (this.prefixRead === PREFIX_BYTES && this.remaining === 0) {
-        // Whole: grpc-js decodes it and lets its bytes go.
-        this.held = 0;
+        // Whole: grpc-js decodes it and lets its bytes go (a next message in this chunk keeps it).
+        this.letGo();
         this.prefixRead = 0;
+      } else if (!this.buffers.has(chunk.buffer)) {
+        this.buffers.add(chunk.buffer);
+        this.kept.keep(chunk.buffer);
       }
     }
-    return this.held - before;
+  }
+
+  /** Lets go of every buffer kept (the message is whole, or the stream ended). */
+  letGo(): void {
+    for (const buffer of this.buffers) this.kept.letGo(buffer);
+    this.buffers.clear();
   }
 
   /**
@@ -72,10 +113,19 @@ export class Watched {
    */
   look(now: number): void {
     const queued = this.stream.writableLength;
-    const written = this.stream.session?.socket?.bytesWritten ?? 0;
-    if (queued !== this.queued || written !== this.written || (this.held === 0 && queued === 0)) this.movedAt = now;
+    const window = queued > 0 ? sendWindow(this.stream) : 0;
+    if (queued !== this.queued || (queued > 0 && window !== this.window) || (!this.held && queued === 0)) this.movedAt = now;
     this.queued = queued;
-    this.written = written;
+    this.window = window;
+  }
+}
+
+/** The connection's send window (what its peer lets the server send), which data sent and taken move. */
+function sendWindow(stream: http2.ServerHttp2Stream): number {
+  try {
+    return stream.session?.state.remoteWindowSize ?? 0;
+  } catch {
+    return 0; // a session being destroyed
   }
 }
 
@@ -100,11 +150,11 @@ function end(stream: http2.ServerHttp2Stream, why: string): void {
  */
 export function endStalledStreams(maxHeldBytes: number, stallMs: number, onEnded: (why: string) => void = () => {}): SessionWatcher {
   const watched = new Set<Watched>();
-  let pending = 0;
+  const kept = new KeptBuffers();
   let timer: NodeJS.Timeout | undefined;
   const forget = (w: Watched) => {
     if (!watched.delete(w)) return;
-    pending -= w.held;
+    w.letGo();
     if (watched.size === 0) timer = (clearInterval(timer), undefined);
   };
   const ending = (w: Watched, why: string) => {
@@ -119,7 +169,7 @@ export function endStalledStreams(maxHeldBytes: number, stallMs: number, onEnded
     for (const w of watched) {
       w.look(now);
       const idle = now - w.movedAt;
-      if (w.held > 0 && stallMs > 0 && idle >= stallMs) ending(w, `its request message stopped arriving: no bytes for ${stallMs} ms, the most this server waits (--stream-stall-ms)`);
+      if (w.held && stallMs > 0 && idle >= stallMs) ending(w, `its request message stopped arriving: no bytes for ${stallMs} ms, the most this server waits (--stream-stall-ms)`);
       else if (w.queued > 0 && stallMs > 0 && idle >= 2 * stallMs) ending(w, `its client took none of its answer for ${2 * stallMs} ms (twice --stream-stall-ms)`);
       else if (w.queued > 0 && idle >= STUCK_MS) (stuck.push(w), (stuckBytes += w.queued));
     }
@@ -132,13 +182,13 @@ export function endStalledStreams(maxHeldBytes: number, stallMs: number, onEnded
   };
   return (session) => {
     session.on("stream", (stream) => {
-      const w = new Watched(stream);
+      const w = new Watched(stream, kept);
       watched.add(w);
       timer ??= setInterval(look, Math.max(10, Math.min(stallMs / 4 || STUCK_MS, STUCK_MS))).unref();
       stream.on("data", (chunk: Buffer) => {
         if (!watched.has(w)) return;
-        pending += w.received(chunk);
-        if (pending > maxHeldBytes && w.held > 0) {
+        w.received(chunk);
+        if (kept.bytes > maxHeldBytes && w.held) {
           ending(w, `request messages still arriving hold more than ${maxHeldBytes} bytes, the most this server holds (${HELD_MESSAGES_PER_LIMIT} × the message limit): try again later`);
         }
       });
