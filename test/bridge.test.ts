@@ -34,6 +34,18 @@ function assertAll(values: number[], expected: (i: number) => number, what: stri
   values.forEach((v, i) => assert.ok(close(v, expected(i)), `${what}[${i}] = ${v}, expected ${expected(i)}`));
 }
 
+/** A server over `fake` and a reflected client; `stop` closes all three. */
+async function over(fake: RunningFake, options: Partial<Parameters<typeof startServer>[0]> = {}) {
+  const server = await startServer({ tesseract: fake.url, port: 0, logger: silentLogger, ...options });
+  const { client } = await reflectedClient(server.address);
+  const stop = async () => {
+    client.close();
+    await server.close(0);
+    await fake.close();
+  };
+  return { server, client, stop };
+}
+
 describe("tesseract-core bridge (serve http://HOST:PORT)", function () {
   this.timeout(20000);
   let fake: RunningFake;
@@ -223,15 +235,12 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
 
   it("a runtime that drops the connection under an evaluation gets it once more, on a fresh connection, not again after a wait (a runtime crashing on these inputs got it eight times)", async () => {
     const crashing = await startFakeTesseractCore({ ...meshStats(), apply: () => { throw new FakeDropConnection(); } });
-    const server = await startServer({ tesseract: crashing.url, port: 0, logger: silentLogger });
-    const { client } = await reflectedClient(server.address);
+    const { client, stop } = await over(crashing);
     try {
       await clientRejects(client.apply(inputs()), "UNAVAILABLE", /^no tesseract-core runtime answered POST \/apply \(http:\/\/127\.0\.0\.1:\d+: (UND_ERR_SOCKET|ECONNRESET)\)$/);
       assert.equal(crashing.applyCalls, 2);
     } finally {
-      client.close();
-      await server.close(0);
-      await crashing.close();
+      await stop();
     }
   });
 
@@ -242,8 +251,7 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
       if (++applies % 3 === 0) throw new FakeHttpStatus(503, "busy");
       return base.apply(decoded);
     } });
-    const server = await startServer({ tesseract: flaky.url, port: 0, logger: silentLogger, concurrency: 1, metricsPort: 0 });
-    const { client } = await reflectedClient(server.address);
+    const { server, client, stop } = await over(flaky, { concurrency: 1, metricsPort: 0 });
     try {
       const { jacobian, stats } = await client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL });
       assertAll(flat(jacobian.barycenter["mesh.points"]), (k) => (Math.floor(k / (N * 3)) === k % 3 ? SCALE / N : 0), "jacobian");
@@ -255,16 +263,13 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
       assert.match(metrics, new RegExp(`^tesseract_grpc_runtime_requests_total ${applies}$`, "m"));
       assert.match(metrics, new RegExp(`^tesseract_grpc_evaluations_total ${6 * N}$`, "m"));
     } finally {
-      client.close();
-      await server.close(0);
-      await flaky.close();
+      await stop();
     }
   });
 
   it("--concurrency bounds the requests in flight to a runtime across calls (40 Applies had 40 at once), and its health is still asked beside them", async () => {
     const slow = await startFakeTesseractCore(meshStats(30));
-    const server = await startServer({ tesseract: slow.url, port: 0, logger: silentLogger, concurrency: 3, healthIntervalMs: 10 });
-    const { client } = await reflectedClient(server.address);
+    const { client, stop } = await over(slow, { concurrency: 3, healthIntervalMs: 10 });
     try {
       const healthBefore = slow.healthCalls;
       const answers = await Promise.all(Array.from({ length: 20 }, () => client.apply(inputs())));
@@ -273,9 +278,7 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
       assert.ok(slow.healthCalls > healthBefore, "health asked while applies queued");
       assert.equal(await client.health(), "SERVING");
     } finally {
-      client.close();
-      await server.close(0);
-      await slow.close();
+      await stop();
     }
   });
 
@@ -283,21 +286,17 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
     const base = meshStats();
     const text = (decoded: Record<string, unknown>) => JSON.stringify({ ...base.apply(decoded), barycenter: [1, 2, 3] });
     const bad = await startFakeTesseractCore({ ...base, apply: (decoded) => Buffer.concat([Buffer.from(text(decoded).slice(0, -1)), Buffer.from(',"note":"A\xff\xfeB"}', "latin1")]) });
-    const server = await startServer({ tesseract: bad.url, port: 0, logger: silentLogger });
-    const { client } = await reflectedClient(server.address);
+    const { client, stop } = await over(bad);
     try {
       await clientRejects(client.apply(inputs()), "UNKNOWN", /^POST \/apply on http:\/\/127\.0\.0\.1:\d+ answered text that is not UTF-8: decoding fails at byte \d+ \(0xff\)$/);
     } finally {
-      client.close();
-      await server.close(0);
-      await bad.close();
+      await stop();
     }
   });
 
   it("--eval-timeout-ms starts once the evaluation has a slot: time waiting for one of --concurrency does not count (calls queued behind others timed out)", async () => {
     const slow = await startFakeTesseractCore(meshStats(100));
-    const server = await startServer({ tesseract: slow.url, port: 0, logger: silentLogger, concurrency: 1, evalTimeoutMs: 250, evalCacheBytes: 0 });
-    const { client } = await reflectedClient(server.address);
+    const { client, stop } = await over(slow, { concurrency: 1, evalTimeoutMs: 250, evalCacheBytes: 0 });
     try {
       // Each takes 100 ms; the fourth waits 300 ms for its turn, more than the timeout, and is answered all the same.
       const answers = await Promise.all(Array.from({ length: 4 }, () => client.apply(inputs())));
@@ -313,9 +312,7 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
       await first;
       assert.equal(slow.applyCalls - before, 1);
     } finally {
-      client.close();
-      await server.close(0);
-      await slow.close();
+      await stop();
     }
   });
 
