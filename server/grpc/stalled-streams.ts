@@ -10,14 +10,14 @@
  *   transport's read buffers, each slice the whole buffer (1-byte DATA frames padded with 255 kept
  *   400 times what they held). (Holding such streams back instead, unread, let one slow stream
  *   hold every other up for good.)
- * - answers not taken: where the answer bytes of streams whose connections moved none for STUCK_MS
+ * - answers not taken: where the answer bytes of streams that moved none for STUCK_MS
  *   pass the budget, the longest stuck are reset; any stuck for 2 × `stallMs` is reset too. An
  *   answer moves while its queue changes or its connection's send window does (data sent, or
  *   taken by the client): one large write stays whole in a stream's queue until it has all gone,
  *   however steadily its client reads it, and bytes the server writes otherwise (PING answers,
- *   resets) are no progress. (JacobianRows ends
- *   its own call after `stallMs` with RESOURCE_EXHAUSTED, queued behind its rows: a client that
- *   reads again within as long again still gets that status.)
+ *   resets) are no progress. (JacobianRows ends its own call after `stallMs` with
+ *   RESOURCE_EXHAUSTED, queued behind its rows: a client that reads again within as long again
+ *   still gets that status.)
  * A stream that has sent headers cannot be given a status before the bytes queued ahead of it, so
  * it is reset (CANCEL); one that has not gets RESOURCE_EXHAUSTED saying why.
  */
