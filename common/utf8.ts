@@ -9,8 +9,14 @@ export function strictUtf8(bytes: Uint8Array): string | undefined {
   }
 }
 
+/** Where bytes known not to be UTF-8 fail: `decoding fails at byte 154 (0xff)`. */
+export function utf8Failure(bytes: Uint8Array): string {
+  const at = firstInvalidUtf8(bytes);
+  return `decoding fails at byte ${at} (0x${bytes[at].toString(16).padStart(2, "0")})`;
+}
+
 /** The offset of the byte where UTF-8 decoding first fails (the bytes are known to fail). */
-export function firstInvalidUtf8(bytes: Uint8Array): number {
+function firstInvalidUtf8(bytes: Uint8Array): number {
   // A streaming decode throws once an invalid sequence lies wholly within the prefix: monotonic in its length.
   const throwsWithin = (length: number) => {
     try {

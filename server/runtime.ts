@@ -27,7 +27,7 @@ import { vjp } from "./fd/vjp";
 import { isPattern, matchesPattern, parsePath } from "../common/paths";
 import { isPlainObject } from "../common/records";
 import type * as protobuf from "protobufjs";
-import type { RemoteApply } from "./eval/concurrent";
+import { inSlot, type RemoteApply } from "./eval/concurrent";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
 import type { EnumLiterals } from "./schema/json-messages";
 import type { DocumentedSchema, RequiredFields } from "./schema/openapi-proto";
@@ -321,14 +321,7 @@ export class TesseractRuntime {
     this.evaluations++;
     const remote = this.remoteApply;
     try {
-      if (remote) {
-        const release = await remote.slot?.(signal);
-        try {
-          return await withAbortingTimeout(timeoutMs, signal, (aborting) => remote.apply(inputs, aborting), " (Apply)");
-        } finally {
-          release?.();
-        }
-      }
+      if (remote) return await inSlot(remote, signal, () => withAbortingTimeout(timeoutMs, signal, (aborting) => remote.apply(inputs, aborting), " (Apply)"));
       const outputs = await withTimeout(Promise.resolve().then(() => this.definition.apply(inputs)), timeoutMs);
       this.schema.outputs.checkDeclared(outputs);
       return outputs;

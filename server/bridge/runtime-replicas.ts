@@ -16,7 +16,7 @@ import { Code, TesseractError } from "../../common/errors";
 import { DEFAULT_DNS_REFRESH_MS } from "./settings";
 import type { HealthTarget } from "./health-monitor";
 import { AnswerBudget } from "./answer-budget";
-import { strictUtf8, firstInvalidUtf8 } from "../../common/utf8";
+import { strictUtf8, utf8Failure } from "../../common/utf8";
 
 /** A resolver like `dns.promises.lookup` with `{ all: true }` (tests inject their own). */
 export type Lookup = (hostname: string, options: { all: true }) => Promise<{ address: string; family: number }[]>;
@@ -88,8 +88,9 @@ export const MAX_ANSWER_BYTES = 256 << 20;
 /** What the replicas of one Tesseract share: connections per runtime, and the answers being read. */
 export interface ReplicaLimits {
   /**
-   * Requests in flight to one runtime at once, all calls together (more wait for a connection): a
-   * slow or single-threaded solver had 96 requests at once from six Jacobians, 40 from 40 Applies.
+   * Connections to one runtime (more requests wait for one). Evaluations are bounded across calls
+   * by runtime-slots.ts before they get here; this keeps one runtime to its share when others are
+   * down and its turn comes round more often.
    */
   connections: number;
   answers: AnswerBudget;
@@ -191,10 +192,7 @@ export class Replica {
     }
     const bytes = Buffer.concat(chunks, length);
     const text = strictUtf8(bytes);
-    if (text === undefined) {
-      const at = firstInvalidUtf8(bytes);
-      throw new TesseractError(Code.UNKNOWN, `${method} /${endpoint} on ${this.name} answered text that is not UTF-8: decoding fails at byte ${at} (0x${bytes[at].toString(16).padStart(2, "0")})`);
-    }
+    if (text === undefined) throw new TesseractError(Code.UNKNOWN, `${method} /${endpoint} on ${this.name} answered text that is not UTF-8: ${utf8Failure(bytes)}`);
     const retryAfterS = response.statusCode === 503 || response.statusCode === 429 ? retryAfterSeconds(response.headers["retry-after"]) : undefined;
     return { status: response.statusCode, text, ...(retryAfterS === undefined ? {} : { retryAfterS }) };
   }

@@ -24,9 +24,6 @@ import { DEFAULT_MAX_MESSAGE_BYTES, MAX_TIMER_MS } from "../../common/transport-
 import { isNdArray, type DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { AutoEvaluator, BLOCKING_APPLY_MS, PoolCorrection, REMEASURE_EVERY, type InlineCosts } from "./auto";
-
-/** Quick applies in a row that bring Apply back to the event loop after one held it. */
-const QUICK_STREAK = 8;
 import { CachedBaseEvaluator } from "./cached-base";
 import { pairCount } from "./element-pairs";
 import { ConcurrentEvaluator, DEFAULT_REPLICA_CONCURRENCY, type RemoteApply } from "./concurrent";
@@ -36,6 +33,9 @@ import { inputsKey } from "./input-key";
 import { DEFAULT_TASK_OVERHEAD_MS, WorkerPool } from "./pool";
 import { PoolEvaluator } from "./pool-evaluator";
 import type { ReplicaPool } from "./replicas";
+
+/** Quick applies in a row that bring Apply back to the event loop after one held it. */
+const QUICK_STREAK = 8;
 
 export interface EvaluationSettings {
   /** Worker threads: a count (0 = inline) or "auto" (threads: defaultAutoThreads()). */
@@ -247,9 +247,10 @@ export class EvaluationBackends {
 
   /**
    * The Apply RPC: decode, validate, apply, encode — apply in a worker thread when there is a fixed
-   * pool, or under "auto" when apply holds the event loop long (applyThreads). Inputs are decoded here first even then, so bad input is answered at once and never
-   * reaches a worker (the worker decodes its own copy from the bytes). Outputs for inputs seen
-   * recently come from the evaluation cache.
+   * pool, or under "auto" when apply holds the event loop long (applyThreads). Inputs are decoded
+   * here first even then, so bad input is answered at once and never reaches a worker (the worker
+   * decodes its own copy from the bytes). Outputs for inputs seen recently come from the
+   * evaluation cache.
    */
   async applyMessage(any: AnyMessage | null | undefined, signal?: AbortSignal): Promise<AnyMessage> {
     const { runtime } = this;

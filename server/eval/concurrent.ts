@@ -36,6 +36,16 @@ export interface RemoteApply {
   forJob?(inputs: Record<string, unknown>, leaves: readonly InputLeaf[]): JobApply;
 }
 
+/** `work` once `apply` has a slot for it (so its timeout starts then: waiting is not counted), the slot given back after. */
+export async function inSlot<T>(apply: RemoteApply, signal: AbortSignal | undefined, work: () => Promise<T>): Promise<T> {
+  const release = await apply.slot?.(signal);
+  try {
+    return await work();
+  } finally {
+    release?.();
+  }
+}
+
 /** Each leaf's changed copy of its data (the base is not touched); undefined for leaves left alone. */
 export function perturbedData(leaves: readonly InputLeaf[], perturbation: Perturbation): (LeafData | undefined)[] {
   const perturbed: (LeafData | undefined)[] = new Array(leaves.length);
@@ -83,12 +93,7 @@ export class ConcurrentEvaluator implements Evaluator {
     const evaluation = this.evaluation(perturbation);
     this.calls++;
     const where = this.timeoutMs > 0 ? ` (the evaluation ${this.describe(perturbation)})` : ""; // only a timeout names it
-    const release = await this.apply.slot?.(this.signal);
-    try {
-      return this.selector.select(await withAbortingTimeout(this.timeoutMs, this.signal, evaluation, where));
-    } finally {
-      release?.();
-    }
+    return this.selector.select(await inSlot(this.apply, this.signal, () => withAbortingTimeout(this.timeoutMs, this.signal, evaluation, where)));
   }
 
   /** The work of one evaluation, its inputs built now. */

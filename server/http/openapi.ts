@@ -7,8 +7,9 @@
  * arrays have it, from the runtime's schema) and never its rank or shape: array schemas accept any
  * dtype and rank, with the declared dtype as their `examples`, and `differentiable_arrays` gives
  * `{"shape": null, "dtype": <declared dtype or null>}` for every path — but a bridged Tesseract's,
- * whose runtime's document gives shapes and defaults: those are repeated as it gives them. A bridged Tesseract's enums
- * are its own strings (tesseract-core's Literals), other enums their protobuf value names.
+ * whose runtime's document gives shapes and defaults: those are repeated as it gives them. A
+ * bridged Tesseract's enums are its own strings (tesseract-core's Literals), other enums their
+ * protobuf value names.
  */
 import * as protobuf from "protobufjs";
 import { NUMPY_DTYPES, numpyDtype } from "../../common/numpy-arrays";
@@ -123,10 +124,11 @@ function modelSchemas(prefix: string, roots: [protobuf.Type, string][], runtime:
     const property = (f: protobuf.Field) => {
       let schema = fieldSchema(f, ref, enumLiterals);
       // A bridged runtime's own rank and dimensions for an array, and its defaults (they were left out).
-      const { default: given, shape } = Object.hasOwn(notes, f.name) ? notes[f.name] : {};
-      if (shape !== undefined && isTensorField(f) && !f.map && !f.repeated) schema = { ...schema, properties: { ...(schema.properties as Json), shape } };
-      if (nullable.has(f.name) || (given === null && !f.repeated && !f.map)) schema = { anyOf: [schema, { type: "null" }] };
-      return Object.hasOwn(notes, f.name) && "default" in notes[f.name] ? { ...schema, default: given } : schema;
+      const note = Object.hasOwn(notes, f.name) ? notes[f.name] : {};
+      const single = !f.map && !f.repeated;
+      if (note.shape !== undefined && isTensorField(f) && single) schema = { ...schema, properties: { ...(schema.properties as Json), shape: note.shape } };
+      if (nullable.has(f.name) || (note.default === null && single)) schema = { anyOf: [schema, { type: "null" }] };
+      return "default" in note ? { ...schema, default: note.default } : schema;
     };
     const properties = Object.fromEntries(type.fieldsArray.map((f) => [f.name, property(f)]));
     const required = [...(requiredFields[full] ?? []), ...nullable];

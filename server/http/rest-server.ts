@@ -13,7 +13,7 @@ import { clip, Code, invalidArgument, isTesseractError, TesseractError } from ".
 import { arrayObject, numpyDtype, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
 import { exactJson } from "../../common/exact-json";
-import { firstInvalidUtf8 } from "../../common/utf8";
+import { strictUtf8, utf8Failure } from "../../common/utf8";
 import { decodeTensor, tooManyMessages } from "../../common/tensor-codec";
 import type { CallRegistry, TrackedCall } from "../grpc/calls";
 import type { ServerTls } from "../grpc/tls";
@@ -170,13 +170,9 @@ const INVALID_UTF8 = "TESSERACT_GRPC_INVALID_UTF8";
 function parseJsonBody(request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void): void {
   // A path or method not served is 404 or 405 whatever its body, as FastAPI routes before it reads one.
   if (request.is404) return done(null, undefined);
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(body as Buffer);
-  } catch {
-    const at = firstInvalidUtf8(body as Buffer);
-    const byte = (body as Buffer)[at]?.toString(16).padStart(2, "0");
-    return done(Object.assign(new Error(`the body is not valid UTF-8: decoding fails at byte ${at} (0x${byte}); JSON is read as UTF-8 only`), { code: INVALID_UTF8 }));
+  const text = strictUtf8(body as Buffer);
+  if (text === undefined) {
+    return done(Object.assign(new Error(`the body is not valid UTF-8: ${utf8Failure(body as Buffer)}; JSON is read as UTF-8 only`), { code: INVALID_UTF8 }));
   }
   try {
     done(null, JSON.parse(text));
