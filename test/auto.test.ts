@@ -7,7 +7,9 @@
  * The paces involved differ by several times, so a loaded machine does not turn the outcome.
  */
 import { strict as assert } from "node:assert";
-import { AutoEvaluator, PoolCorrection, REMEASURE_EVERY, type AutoPool, type InlineCosts, type PoolCosts } from "../server/eval/auto";
+import { AutoEvaluator, PoolCorrection, REMEASURE_EVERY, threadsForJob, type AutoPool, type InlineCosts, type PoolCosts } from "../server/eval/auto";
+import type { WorkerPool } from "../server/eval/pool";
+import { PoolEvaluator } from "../server/eval/pool-evaluator";
 import { ElementPairsBuilder, pairCount } from "../server/eval/element-pairs";
 import type { ElementPairs, Evaluator, OutputInfo, Perturbation } from "../server/eval/evaluator";
 import type { InlineEvaluator } from "../server/eval/inline";
@@ -48,14 +50,19 @@ class FakeInline {
   }
 }
 
-/** A pool whose calls of pairs each answer after `delayMs` (or at the next turn), `taskEvaluations` a call. */
+/**
+ * A pool whose calls of pairs each answer after `delayMs` (or at the next turn), `taskEvaluations`
+ * a call, `concurrency` evaluations in flight.
+ */
 class FakePool implements Evaluator {
   calls = 0;
   readonly outputs = OUTPUTS;
-  readonly concurrency = 16;
-  readonly taskEvaluations = 8;
 
-  constructor(private readonly delayMs: number) {}
+  constructor(
+    private readonly delayMs: number,
+    readonly concurrency = 16,
+    readonly taskEvaluations = 8,
+  ) {}
 
   evaluate(): Promise<Float64Array[]> {
     throw new Error("the engine sends pairs");
@@ -184,6 +191,59 @@ describe('"auto": the pool checked against inline within a request', () => {
     const next = { inline: new FakeInline(25), pool: new FakePool(0) };
     await drive(new AutoEvaluator(next.inline as unknown as InlineEvaluator, 40, told(next.pool)), next.inline, next.pool, 40);
     assert.equal(next.inline.calls, 0);
+  });
+
+  it("a pool that answers its whole concurrency at once is paced by what comes back: the correction learns its real pace", async function () {
+    this.timeout(20_000);
+    // 4 096 evaluations in flight, all answered 20 ms after they were sent: 0.005 ms each, where
+    // the model predicts about 0.076 (apply 0.15 ms over 2 threads). Paced by sends, two windows
+    // ended in the same wave, a few microseconds apart (the correction fell to 0.03 of the truth).
+    const ratios: number[] = [];
+    for (let request = 0; request < 2; request++) {
+      const inline = new FakeInline(0.15);
+      const pool = new FakePool(20, 4096, 256);
+      await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 10 * 4096, { ...workers(pool), observed: (r) => ratios.push(r) }), inline, pool, 10 * 4096);
+    }
+    // The second request's windows are of a warm pool (20 000 pooled evaluations in this process).
+    assert.ok(ratios.length > 0, "a warm pool's pace was observed");
+    for (const ratio of ratios) assert.ok(ratio > 0.03 && ratio < 0.3, `observed pace over predicted: ${ratios.map((r) => r.toFixed(3)).join(", ")} (true: about 0.065)`);
+  });
+
+  it("requests that recall a request's costs recall how its comparison came out: kept, the pool is not compared again; inline, they stay inline", async () => {
+    const memory: { costs?: InlineCosts; uses: number; compared?: "pool" | "inline" } = { uses: 0 };
+    const remembering = (pool: FakePool): AutoPool => ({
+      ...workers(pool),
+      recalled: () => (memory.costs && memory.uses < REMEASURE_EVERY ? (memory.uses++, memory.costs) : undefined),
+      remember: (costs) => Object.assign(memory, { costs, uses: 0, compared: undefined }),
+      compared: () => memory.compared,
+      comparedAs: (outcome) => void (memory.compared = outcome),
+    });
+    // As in the first test: a pool four times slower than modelled, compared with inline and dropped.
+    const request = async () => {
+      const inline = new FakeInline(0.15);
+      const pool = new FakePool(5);
+      const routes = await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 8000, remembering(pool)), inline, pool, 8000);
+      return { routes, pooled: pool.calls };
+    };
+    const first = await request();
+    assert.ok(first.pooled > 0 && memory.compared === "inline", `pooled ${first.pooled}, compared ${memory.compared}`);
+    const second = await request();
+    assert.equal(second.pooled, 0, "inline from the start");
+    // A comparison that kept the pool: the same slow pool is kept to the end, not compared again.
+    memory.compared = "pool";
+    const third = await request();
+    const firstPooled = third.routes.indexOf("pool");
+    assert.equal(firstPooled, 0, "the recalled costs take the pool at once");
+    assert.ok(third.routes.every((r) => r === "pool"), "pooled to the end");
+  });
+
+  it("a job keeps one thread busy per 1 000 evaluations it plans, at least two, at most the pool's", () => {
+    assert.deepEqual([threadsForJob(6000, 15), threadsForJob(2000, 15), threadsForJob(500, 15), threadsForJob(18_000, 15), threadsForJob(undefined, 15), threadsForJob(6000, 1)], [6, 2, 2, 15, 15, 1]);
+    // What a job may have in flight: a batch running and one queued for each of its threads.
+    const pool = { threads: 15, lastBatchSize: 8, tesseract: "meshstats" } as unknown as WorkerPool;
+    const job = { inputs: {}, inputPaths: ["x"], outputPaths: ["y"], outputsField: "outputs" };
+    assert.equal(new PoolEvaluator(pool, job).concurrency, 2 * 15 * 8);
+    assert.equal(new PoolEvaluator(pool, { ...job, threads: 6 }).concurrency, 2 * 6 * 8);
   });
 
   it("costs are remembered by a request's shapes and its inputs' scalars, not by its tensors' values", () => {

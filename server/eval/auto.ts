@@ -48,7 +48,9 @@
  * rest only if it saved MIN_GAIN of inline's time, as when it was taken. (On two cores a dense heat
  * row stream ran slower pooled than inline: 0.26-0.32 against 0.34-0.41 GB/s.) The inline pace of a request's
  * first evaluations will not do for this: it includes the request's start (the first rows of a
- * stream took four times as long as the rest).
+ * stream took four times as long as the rest). Requests of the same shapes that recall a request's
+ * measurements recall how its comparison came out too, and do not compare again (inline, they do not
+ * take the pool at all).
  */
 import { FailedPair, flatDifferences, outputStride, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "./evaluator";
 import { pairCount, sideOf, slicePairs } from "./element-pairs";
@@ -84,6 +86,18 @@ export const BLOCKING_APPLY_MS = 20;
 const DISPATCH_MS = 0.0003;
 /** Worker milliseconds per evaluation beyond apply (perturb and restore, copying outputs out). */
 const WORKER_MS = 0.001;
+
+/**
+ * Threads one job keeps busy: one per EVALUATIONS_PER_THREAD evaluations it plans (at least two), up
+ * to the pool's. Every thread a job adds costs the main thread more per evaluation (meshstats on 16
+ * cores: 1.2 µs with 6 threads, 2.1 with 15), and a short job does not amortise it: central
+ * Jacobians of 6 000 evaluations took 11.5 ms on 6 threads and 14.5 on 15; of 2 000, 10.3 on 2 and
+ * 11.4 on 15 (medians of 11, alternated in one run); those of 18 000 gain from all 15.
+ */
+export function threadsForJob(planned: number | undefined, threads: number): number {
+  return planned === undefined ? threads : Math.min(threads, Math.max(2, Math.ceil(planned / EVALUATIONS_PER_THREAD)));
+}
+const EVALUATIONS_PER_THREAD = 1000;
 
 /** Inline evaluations timed in this process, by every request (see WARM_EVALUATIONS). */
 let inlineEvaluations = 0;
@@ -176,6 +190,14 @@ export interface AutoPool {
   recalled?(): InlineCosts | undefined;
   /** This request's measurements, for the next ones of its shapes. */
   remember?(costs: InlineCosts): void;
+  /**
+   * How the comparison with inline came out for a recent request of these shapes, while their
+   * measurements are recalled (a comparison costs about 1 300 inline evaluations: meshstats of 18 000
+   * evaluations on 16 cores took 61 ms instead of 35 when each request compared anew).
+   */
+  compared?(): "pool" | "inline" | undefined;
+  /** This request's comparison with inline came out so. */
+  comparedAs?(outcome: "pool" | "inline"): void;
   /** The last apply timed in the event loop, where it took BLOCKING_APPLY_MS or more. */
   blockingApplyMs?(): number | undefined;
   /** An apply (or the mean of a batch's) just timed in the event loop, in ms. */
@@ -200,17 +222,17 @@ export class AutoEvaluator implements Evaluator {
   private waitingForPool = false;
   /**
    * Once pooled: the prediction, the evaluations sent to the pool, and when its first window ended
-   * (whether the pool was warm then: only a warm pool's pace goes to the correction).
+   * with how many back, over how many more the pace is measured (whether the pool was warm then:
+   * only a warm pool's pace goes to the correction).
    */
   private predictedMs = 0;
   /** The prediction times the correction: the pace this machine's pool usually keeps against the model. */
   private expectedMs = 0;
   private pooledSent = 0;
-  private window?: { started: number; sent: number; warm: boolean };
+  private window?: { started: number; back: number; span: number; warm: boolean };
   /**
    * When the first pooled evaluation was sent (and whether the pool was warm then), the evaluations
-   * back since (counted only while the request may be observed whole: requestDone), and what the
-   * model predicted the start to cost.
+   * back since, and what the model predicted the start to cost.
    */
   private pooledFrom?: { at: number; warm: boolean };
   private pooledBack = 0;
@@ -311,45 +333,54 @@ export class AutoEvaluator implements Evaluator {
   }
 
   /**
-   * Pooled evaluations; at every DECIDE_EVERY-th the pool's measured pace is told to the correction
-   * (a warm pool's), and the first time it is far off the prediction, set against inline's.
+   * Pooled evaluations. Their pace is measured by what comes back (sends run ahead of returns by
+   * the pool's whole concurrency, and out of order: measured by sends, two windows ended a few
+   * microseconds apart, 0.03 µs an evaluation against a real 1.5, and the correction, the least of
+   * such paces, fell to 0.03): at every DECIDE_EVERY-th evaluation back, from the first window on,
+   * a warm pool's pace is told to the correction, and the first time it is far off the prediction,
+   * it is set against inline's.
    */
   private pooled<T>(values: Promise<T>, evaluations: number): Promise<T> {
     this.pooledFrom ??= { at: performance.now(), warm: pooledEvaluations >= POOL_WARM_EVALUATIONS };
-    const before = this.pooledSent;
-    const count = (this.pooledSent += evaluations);
+    this.pooledSent += evaluations;
     pooledEvaluations += evaluations;
-    // Only a request the pace windows may not measure (a warm pool's, so far unobserved) needs its returns counted.
-    if (this.pooledFrom.warm && !this.windowObserved) {
-      void values.then(
-        () => {
-          this.pooledBack += evaluations;
-          this.requestDone();
-        },
-        () => undefined,
-      );
-    }
-    // The pace from the first DECIDE_EVERY evaluations on (the job's start is a cost the model
-    // counts apart), over at least two windows of them: a shorter span is as lumpy as the batches.
-    if (Math.floor(count / DECIDE_EVERY) > Math.floor(before / DECIDE_EVERY)) {
-      // A pool whose code (the workers', and the main thread's side of it) V8 has not optimised yet
-      // says nothing of its pace to later requests; this request's own comparison with inline takes it as it is.
-      const warm = pooledEvaluations >= POOL_WARM_EVALUATIONS;
-      void values.then(() => {
-        const now = performance.now();
-        if (!this.window) this.window = { started: now, sent: count, warm };
-        else if (count - this.window.sent >= 2 * DECIDE_EVERY) {
-          const paceMs = (now - this.window.started) / (count - this.window.sent);
-          if (this.window.warm) {
-            this.workers.observed(paceMs / this.predictedMs);
-            this.windowObserved = true;
-          }
-          if (this.comparison === undefined && paceMs > PROBE_SLOWER * this.expectedMs) this.comparison = { pooledMs: paceMs, from: this.inline.calls };
-        }
-      }, () => undefined);
-    }
+    // A pool whose code (the workers', and the main thread's side of it) V8 has not optimised yet
+    // says nothing of its pace to later requests; this request's own comparison with inline takes it as it is.
+    const warm = pooledEvaluations >= POOL_WARM_EVALUATIONS;
+    void values.then(
+      () => this.returned(evaluations, warm),
+      () => undefined,
+    );
     return values;
   }
+
+  /**
+   * `evaluations` came back from the pool. The pace from the first DECIDE_EVERY evaluations on (the
+   * job's start is a cost the model counts apart), over two windows of them more than was in flight
+   * when the first ended: a shorter span is as lumpy as the batches, and evaluations sent
+   * together come back together.
+   */
+  private returned(evaluations: number, warm: boolean): void {
+    const back = (this.pooledBack += evaluations);
+    this.requestDone();
+    const window = this.window;
+    if (!window) {
+      if (back >= DECIDE_EVERY) this.window = { started: performance.now(), back, span: 2 * DECIDE_EVERY + (this.pooledSent - back), warm };
+      return;
+    }
+    if (back - window.back < window.span) return;
+    const paceMs = (performance.now() - window.started) / (back - window.back);
+    window.span = back - window.back + DECIDE_EVERY; // the next look, DECIDE_EVERY later
+    if (window.warm) {
+      this.workers.observed(paceMs / this.predictedMs);
+      this.windowObserved = true;
+    }
+    if (this.comparison === undefined && paceMs > PROBE_SLOWER * this.expectedMs) {
+      // A recent request of these shapes compared them already, and kept the pool: so does this one.
+      this.comparison = this.workers.compared?.() === "pool" ? "pool" : { pooledMs: paceMs, from: this.inline.calls };
+    }
+  }
+
 
   private async timedInline(perturbation: Perturbation): Promise<Float64Array[]> {
     const started = performance.now();
@@ -395,6 +426,7 @@ export class AutoEvaluator implements Evaluator {
     const inlineMs = (this.lastEnd! - probe.timed.at) / (calls - probe.timed.calls);
     // As when taking it: the pool is kept only if it saves at least MIN_GAIN of inline's time.
     this.comparison = probe.pooledMs < (1 - MIN_GAIN) * inlineMs ? "pool" : "inline";
+    this.workers.comparedAs?.(this.comparison);
     this.window = undefined; // the pool's pace from here on, not across the comparison
   }
 
@@ -413,14 +445,16 @@ export class AutoEvaluator implements Evaluator {
     if (this.planned === undefined) return;
     const recalled = this.workers.costs().ready ? this.workers.recalled?.() : undefined;
     const blockingMs = recalled ? undefined : this.workers.blockingApplyMs?.();
-    if (recalled) this.decideFrom(recalled);
+    // Inline was faster for these shapes lately, whatever the model says: inline.
+    if (recalled && this.workers.compared?.() === "inline") this.comparison = "inline";
+    else if (recalled) this.decideFrom(recalled);
     else if (blockingMs !== undefined) this.decideFrom({ applyMs: blockingMs, engineMs: 0, inlineMs: blockingMs });
   }
 
   /** Takes the pool, starts it, or stays inline, from the costs measured so far. */
   private decide(): void {
     this.waitingForPool = false;
-    if (this.planned === undefined || this.pool) return;
+    if (this.planned === undefined || this.pool || this.comparison === "inline") return;
     if (inlineEvaluations < WARM_EVALUATIONS && this.fastestApply < COSTLY_MS) return; // cold timings
     const measured = { applyMs: this.fastestApply, engineMs: this.engineMs(), inlineMs: (this.lastEnd! - this.inlineStart!) / this.inline.calls };
     this.workers.remember?.(measured);

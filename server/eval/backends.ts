@@ -23,7 +23,7 @@ import type { InputLeaf } from "./input-leaf";
 import { DEFAULT_MAX_MESSAGE_BYTES, MAX_TIMER_MS } from "../../common/transport-defaults";
 import { isNdArray, type DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
-import { AutoEvaluator, BLOCKING_APPLY_MS, PoolCorrection, REMEASURE_EVERY, type InlineCosts } from "./auto";
+import { AutoEvaluator, BLOCKING_APPLY_MS, PoolCorrection, REMEASURE_EVERY, threadsForJob, type InlineCosts } from "./auto";
 import { CachedBaseEvaluator } from "./cached-base";
 import { pairCount } from "./element-pairs";
 import { ConcurrentEvaluator, DEFAULT_REPLICA_CONCURRENCY, type RemoteApply } from "./concurrent";
@@ -173,7 +173,7 @@ export class EvaluationBackends {
   /** "auto": the pool's measured pace over the modelled one (auto.ts). */
   private readonly poolCorrection = new PoolCorrection();
   /** "auto": what recent requests measured inline, by their shapes, and how many decided from it since. */
-  private readonly inlineCosts = new Map<string, { costs: InlineCosts; uses: number }>();
+  private readonly inlineCosts = new Map<string, { costs: InlineCosts; uses: number; compared?: "pool" | "inline" }>();
   /**
    * "auto": the apply time that decides whether apply holds the event loop (BLOCKING_APPLY_MS): the
    * last one that did, until QUICK_STREAK quick ones in a row (one quick Apply sent the next costly
@@ -352,10 +352,11 @@ export class EvaluationBackends {
     const threads = this.autoThreads();
     if (threads === 0) return inline;
     const shapes = requestShapes(job);
+    const jobThreads = threadsForJob(job.plannedEvaluations, threads);
     return new AutoEvaluator(inline, job.plannedEvaluations, {
-      costs: () => ({ threads, cores: availableParallelism(), taskOverheadMs: this.workerPool?.taskOverheadMs ?? DEFAULT_TASK_OVERHEAD_MS, ready: this.workerPool?.ready ?? false, correction: this.poolCorrection.value }),
+      costs: () => ({ threads: jobThreads, cores: availableParallelism(), taskOverheadMs: this.workerPool?.taskOverheadMs ?? DEFAULT_TASK_OVERHEAD_MS, ready: this.workerPool?.ready ?? false, correction: this.poolCorrection.value }),
       startPool: () => void this.pool(threads),
-      makePool: () => new PoolEvaluator(this.pool(threads), poolJob()),
+      makePool: () => new PoolEvaluator(this.pool(threads), { ...poolJob(), threads: jobThreads }),
       observed: (ratio) => this.poolCorrection.observed(ratio),
       relax: () => this.poolCorrection.relax(),
       recalled: () => {
@@ -370,6 +371,11 @@ export class EvaluationBackends {
         this.inlineCosts.delete(shapes); // the newest last: the oldest goes first
         this.inlineCosts.set(shapes, { costs, uses: 0 });
         if (this.inlineCosts.size > REMEMBERED_SHAPES) this.inlineCosts.delete(this.inlineCosts.keys().next().value!);
+      },
+      compared: () => this.inlineCosts.get(shapes)?.compared,
+      comparedAs: (outcome) => {
+        const entry = this.inlineCosts.get(shapes);
+        if (entry) entry.compared = outcome;
       },
     });
   }

@@ -49,6 +49,8 @@ export interface PoolJob {
   outputPaths: readonly string[];
   outputsField: string;
   signal?: AbortSignal;
+  /** Threads the job keeps busy (default: all the pool's). */
+  threads?: number;
 }
 
 /** What the engine asked for in one call: evaluations, or pairs to subtract; answered together. */
@@ -83,6 +85,8 @@ export class PoolEvaluator implements Evaluator {
   private evaluationMs?: number;
   /** The request's cancel, as every batch listens for it. */
   private readonly signal?: AbortSignal;
+  /** Threads the job keeps busy. */
+  private readonly threads: number;
 
   constructor(
     private readonly pool: WorkerPool,
@@ -90,6 +94,7 @@ export class PoolEvaluator implements Evaluator {
   ) {
     // Every batch in flight listens for the job's signal (backends.ts makes it the job's own).
     this.signal = job.signal;
+    this.threads = Math.min(pool.threads, job.threads ?? pool.threads);
     this.batchSize = Math.min(FIRST_BATCH_LIMIT, pool.lastBatchSize ?? 1);
     this.task = {
       tesseract: pool.tesseract,
@@ -102,12 +107,12 @@ export class PoolEvaluator implements Evaluator {
   }
 
   /**
-   * Enough evaluations in flight for every thread to have a batch running and one waiting, as far as
+   * Enough evaluations in flight for each of the job's threads to have a batch running and one waiting, as far as
    * their results fit in MAX_IN_FLIGHT_BYTES (output sizes as the pool's last job measured them
    * until this one's are known); always at least one batch.
    */
   get concurrency(): number {
-    const everyThread = BATCHES_PER_THREAD * this.pool.threads * this.batchSize;
+    const everyThread = BATCHES_PER_THREAD * this.threads * this.batchSize;
     const outputBytes = this.outputs ? 8 * this.outputSize() : (this.pool.lastOutputBytes ?? 0);
     return outputBytes > 0 ? Math.max(this.batchSize, Math.min(everyThread, Math.floor(MAX_IN_FLIGHT_BYTES / outputBytes))) : everyThread;
   }
