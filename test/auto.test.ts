@@ -209,6 +209,21 @@ describe('"auto": the pool checked against inline within a request', () => {
     for (const ratio of ratios) assert.ok(ratio > 0.03 && ratio < 0.3, `observed pace over predicted: ${ratios.map((r) => r.toFixed(3)).join(", ")} (true: about 0.065)`);
   });
 
+  it("the comparison times inline once the pool's evaluations are back, for about 10 ms: a costly apply is timed a few dozen times, and the pool kept", async function () {
+    this.timeout(20_000);
+    // Apply 2 ms inline; a pool of 8 threads (modelled: 0.25 ms an evaluation) that keeps 0.8: more
+    // than 1.5 times the model, so compared, and less than inline, so kept. The comparison timed
+    // 1 280 inline evaluations (2.6 s) however costly they were.
+    const inline = new FakeInline(2);
+    const pool = new FakePool(12.8, 16, 8);
+    const eight: AutoPool = { ...workers(pool), costs: () => ({ threads: 8, cores: 8, taskOverheadMs: 0.01, ready: true }) };
+    const routes = await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 5000, eight), inline, pool, 5000);
+    const lastInline = routes.lastIndexOf("inline");
+    assert.ok(inline.calls > 4 + 64, `compared: ${inline.calls} inline`);
+    assert.ok(inline.calls < 4 + 100, `inline ${inline.calls}: the 4 samples, what ran while the pool's 16 came back, and the comparison's 64`);
+    assert.ok(routes.slice(lastInline + 1).length > 100 && routes.slice(lastInline + 1).every((r) => r === "pool"), "the pool kept after it");
+  });
+
   it("requests that recall a request's costs recall how its comparison came out: kept, the pool is not compared again; inline, they stay inline", async () => {
     const memory: { costs?: InlineCosts; uses: number; compared?: "pool" | "inline" } = { uses: 0 };
     const remembering = (pool: FakePool): AutoPool => ({

@@ -59,8 +59,14 @@ import { MAX_BATCH } from "./pool-evaluator";
 
 /** A pooled pace this many times the prediction is compared with inline's, once per request. */
 const PROBE_SLOWER = 1.5;
-/** Inline evaluations of the comparison: the first PROBE_SKIP let the pool's work in flight drain, the next PROBE_EVALUATIONS are timed. */
-const PROBE_SKIP = 256;
+/**
+ * Inline evaluations of the comparison, timed once the pool's work in flight is back (until then the
+ * main thread shares its time with it): at least PROBE_MIN_EVALUATIONS, until PROBE_MS have passed or
+ * PROBE_EVALUATIONS are done. (A fixed 1 280 took 0.6 s of a 5 s heat stream on 16 cores, where
+ * inline was three times slower after a few.)
+ */
+const PROBE_MIN_EVALUATIONS = 64;
+const PROBE_MS = 10;
 const PROBE_EVALUATIONS = 1024;
 /** Inline evaluations timed before the first decision, where apply is costly; where it is cheap. */
 export const AUTO_SAMPLES = 4;
@@ -240,10 +246,10 @@ export class AutoEvaluator implements Evaluator {
   /** The windows have told the correction this request's pace. */
   private windowObserved = false;
   /**
-   * The pool set against inline, once a request: under way (inline again from inline evaluation
-   * `from`, timed from `timed` on, against the pooled pace), or its outcome.
+   * The pool set against inline, once a request: under way (inline again, timed from `timed` on,
+   * once the pool's evaluations are back, against the pooled pace), or its outcome.
    */
-  private comparison?: { pooledMs: number; from: number; timed?: { at: number; calls: number } } | "pool" | "inline";
+  private comparison?: { pooledMs: number; timed?: { at: number; calls: number } } | "pool" | "inline";
   /** Whether `start` has run (at the first evaluation). */
   private started = false;
 
@@ -347,10 +353,8 @@ export class AutoEvaluator implements Evaluator {
     // A pool whose code (the workers', and the main thread's side of it) V8 has not optimised yet
     // says nothing of its pace to later requests; this request's own comparison with inline takes it as it is.
     const warm = pooledEvaluations >= POOL_WARM_EVALUATIONS;
-    void values.then(
-      () => this.returned(evaluations, warm),
-      () => undefined,
-    );
+    const back = () => this.returned(evaluations, warm);
+    void values.then(back, back); // a failure is back too: the comparison waits for all
     return values;
   }
 
@@ -377,7 +381,7 @@ export class AutoEvaluator implements Evaluator {
     }
     if (this.comparison === undefined && paceMs > PROBE_SLOWER * this.expectedMs) {
       // A recent request of these shapes compared them already, and kept the pool: so does this one.
-      this.comparison = this.workers.compared?.() === "pool" ? "pool" : { pooledMs: paceMs, from: this.inline.calls };
+      this.comparison = this.workers.compared?.() === "pool" ? "pool" : { pooledMs: paceMs };
     }
   }
 
@@ -419,10 +423,11 @@ export class AutoEvaluator implements Evaluator {
     if (typeof probe !== "object") return;
     const calls = this.inline.calls;
     if (!probe.timed) {
-      if (calls - probe.from >= PROBE_SKIP) probe.timed = { at: this.lastEnd!, calls };
+      if (this.pooledBack >= this.pooledSent) probe.timed = { at: this.lastEnd!, calls };
       return;
     }
-    if (calls - probe.timed.calls < PROBE_EVALUATIONS) return;
+    const timed = calls - probe.timed.calls;
+    if (timed < PROBE_MIN_EVALUATIONS || (timed < PROBE_EVALUATIONS && this.lastEnd! - probe.timed.at < PROBE_MS)) return;
     const inlineMs = (this.lastEnd! - probe.timed.at) / (calls - probe.timed.calls);
     // As when taking it: the pool is kept only if it saves at least MIN_GAIN of inline's time.
     this.comparison = probe.pooledMs < (1 - MIN_GAIN) * inlineMs ? "pool" : "inline";
