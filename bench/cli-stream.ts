@@ -16,7 +16,7 @@ import { once } from "node:events";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { createInterface } from "node:readline";
+import { listeningAddress } from "./listening";
 import { report } from "./report";
 
 const N = Number(process.env.BENCH_CLI_STREAM_N ?? 8192);
@@ -41,10 +41,9 @@ async function measured(args: string[], stdout: "ignore" | "pipe" = "ignore"): P
 }
 
 async function main(): Promise<void> {
-  const server = spawn(process.execPath, [CLI, "serve", "heat", "--port", "0"], { stdio: ["ignore", "pipe", "ignore"] });
+  const server = spawn(process.execPath, [CLI, "serve", "heat", "--port", "0"], { stdio: ["ignore", "pipe", "pipe"] });
   try {
-    const [line] = (await once(createInterface({ input: server.stdout! }), "line")) as [string];
-    const address = /listening on (\S+)/.exec(line)![1];
+    const address = await listeningAddress(server);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tesseract-cli-stream-"));
     const payloadFile = path.join(dir, "payload.json");
     const initial = Array.from({ length: N }, (_, i) => Math.sin((Math.PI * (i + 1)) / (N + 1)));

@@ -28,12 +28,12 @@ import * as fs from "node:fs";
 import { once } from "node:events";
 import { availableParallelism } from "node:os";
 import * as path from "node:path";
-import { createInterface } from "node:readline";
 import { TesseractClient } from "../client";
 import { Inputs, Outputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
 import { Algorithm, SparsityMode } from "../index";
 import { SERVER_NODE_FLAGS } from "../server/launch-flags";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
+import { listeningAddress } from "./listening";
 import { report } from "./report";
 import { helperSeconds, RECORDED_HELPER_S, type HelperTiming } from "./tesseract-core-helper";
 
@@ -54,10 +54,10 @@ interface Served {
 
 async function serve(args: string[]): Promise<Served> {
   const started = performance.now();
-  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, CLI, "serve", "meshstats", "--port", "0", ...args], { stdio: ["ignore", "pipe", "ignore"] });
-  const [line] = (await once(createInterface({ input: child.stdout! }), "line")) as [string];
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, CLI, "serve", "meshstats", "--port", "0", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const address = await listeningAddress(child);
   const startMs = performance.now() - started;
-  const client = new TesseractClient<Inputs, Outputs>(line.replace("listening on ", ""), { inputs: Inputs, outputs: Outputs, inputType: "tesseract.examples.meshstats.v1.Inputs", outputType: "tesseract.examples.meshstats.v1.Outputs" });
+  const client = new TesseractClient<Inputs, Outputs>(address, { inputs: Inputs, outputs: Outputs, inputType: "tesseract.examples.meshstats.v1.Inputs", outputType: "tesseract.examples.meshstats.v1.Outputs" });
   return { child, client, startMs };
 }
 

@@ -9,10 +9,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import * as path from "node:path";
-import { createInterface } from "node:readline";
 import ndarray from "ndarray";
 import { loadTesseract } from "../index";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
+import { listeningAddress } from "./listening";
 import { report } from "./report";
 
 const CLI = path.join(__dirname, "../cli/cli.js");
@@ -21,9 +21,8 @@ const LATENCY_MS = Number(process.env.BENCH_SOLVER_LATENCY_MS ?? 10);
 const SOLVER_N = Number(process.env.BENCH_SOLVER_N ?? 40);
 
 async function startReplica(tesseract: string): Promise<{ child: ChildProcess; address: string }> {
-  const child = spawn(process.execPath, [CLI, "serve", tesseract, "--port", "0", "--workers", "0"], { stdio: ["ignore", "pipe", "ignore"] });
-  const [line] = (await once(createInterface({ input: child.stdout! }), "line")) as [string];
-  return { child, address: line.replace("listening on ", "") };
+  const child = spawn(process.execPath, [CLI, "serve", tesseract, "--port", "0", "--workers", "0"], { stdio: ["ignore", "pipe", "pipe"] });
+  return { child, address: await listeningAddress(child) };
 }
 
 async function main() {

@@ -30,6 +30,7 @@ import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../generated/t
 import { Algorithm, SparsityMode, startServer } from "../index";
 import { silentLogger } from "../server/log";
 import { sampleHeatInputs, sampleMeshInputs } from "../server/tesseracts/samples";
+import { listeningAddress } from "./listening";
 import { report } from "./report";
 import type { ClientResult } from "./sparsity-client";
 
@@ -124,17 +125,9 @@ function peakRssMb(pid: number): number {
 
 async function heatStream(): Promise<Record<string, unknown>[]> {
   const cli = path.join(__dirname, "../cli/cli.js");
-  const server = spawn(process.execPath, [cli, "serve", "heat", "--host", "127.0.0.1", "--port", "0", "--workers", "0"], { stdio: ["ignore", "pipe", "ignore"] });
+  const server = spawn(process.execPath, [cli, "serve", "heat", "--host", "127.0.0.1", "--port", "0", "--workers", "0"], { stdio: ["ignore", "pipe", "pipe"] });
   try {
-    let out = "";
-    const address = await new Promise<string>((resolve, reject) => {
-      server.stdout!.on("data", (d: Buffer) => {
-        out += d.toString();
-        const m = /listening on (\S+)/.exec(out);
-        if (m) resolve(m[1]);
-      });
-      server.once("exit", (code) => reject(new Error(`serve heat exited (${code}) before listening`)));
-    });
+    const address = await listeningAddress(server);
     const client = spawn(process.execPath, [path.join(__dirname, "sparsity-client.js"), address], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, BENCH_SPARSITY_N: String(N), BENCH_SPARSITY_SERVER_PID: String(server.pid) } });
     let text = "";
     client.stdout!.on("data", (d: Buffer) => (text += d.toString()));
