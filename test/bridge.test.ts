@@ -282,6 +282,24 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
     }
   });
 
+  it("a Jacobian takes turns with the Apply calls waiting for the runtime (queued behind 40 Applies, it waited for every one)", async () => {
+    const slow = await startFakeTesseractCore(meshStats(10));
+    const { client, stop } = await over(slow, { concurrency: 1, evalCacheBytes: 0 });
+    try {
+      let appliesDone = 0;
+      const applies = Array.from({ length: 40 }, () => client.apply(inputs()).then(() => appliesDone++));
+      const { jacobian, stats } = await client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL });
+      const appliesBefore = appliesDone;
+      await Promise.all(applies);
+      assertAll(flat(jacobian.barycenter["mesh.points"]), (k) => (Math.floor(k / (N * 3)) === k % 3 ? SCALE / N : 0), "jacobian");
+      // Its evaluations went in turn with the Applies: about as many Applies were answered meanwhile.
+      const evaluations = Number(stats.apply_calls);
+      assert.ok(appliesBefore < 40 && appliesBefore <= evaluations + 2, `${appliesBefore} of 40 Applies answered before the Jacobian's ${evaluations} evaluations were`);
+    } finally {
+      await stop();
+    }
+  });
+
   it("an answer that is not UTF-8 is UNKNOWN naming the byte (it was read with replacement characters and answered OK)", async () => {
     const base = meshStats();
     const text = (decoded: Record<string, unknown>) => JSON.stringify({ ...base.apply(decoded), barycenter: [1, 2, 3] });

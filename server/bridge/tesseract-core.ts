@@ -151,7 +151,7 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
       root,
       protoFiles: [file],
       protoIncludeDirs: [dir],
-      remoteApply: { apply: (inputs, signal) => client!.apply(inputs, signal), forJob: (inputs, leaves) => client!.forJob(inputs, leaves), slot: (signal) => slots.take(signal) },
+      remoteApply: { apply: (inputs, signal) => client!.apply(inputs, signal), forJob: (inputs, leaves) => client!.forJob(inputs, leaves), slot: (signal, owner) => slots.take(signal, owner) },
       enumLiterals: generated.enumLiterals,
       requiredFields: generated.requiredFields,
       nullFields: generated.nullFields,

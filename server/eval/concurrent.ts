@@ -30,15 +30,18 @@ export type JobApply = (perturbation: Perturbation, signal?: AbortSignal, only?:
 export interface RemoteApply {
   /** Inputs tree in, outputs tree out; `signal` aborts it. */
   apply(inputs: Record<string, unknown>, signal?: AbortSignal): Promise<unknown>;
-  /** Waits for a request slot (the runtimes take so many at once), before the evaluation's timeout starts; resolves to its release. */
-  slot?(signal?: AbortSignal): Promise<() => void>;
+  /**
+   * Waits for a request slot (the runtimes take so many at once), before the evaluation's timeout
+   * starts; resolves to its release. Waiting owners (a job; by default the Apply calls) take turns.
+   */
+  slot?(signal?: AbortSignal, owner?: object): Promise<() => void>;
   /** Evaluations of one job's inputs and leaves, for an apply that prepares what they share. */
   forJob?(inputs: Record<string, unknown>, leaves: readonly InputLeaf[]): JobApply;
 }
 
 /** `work` once `apply` has a slot for it (so its timeout starts then: waiting is not counted), the slot given back after. */
-export async function inSlot<T>(apply: RemoteApply, signal: AbortSignal | undefined, work: () => Promise<T>): Promise<T> {
-  const release = await apply.slot?.(signal);
+export async function inSlot<T>(apply: RemoteApply, signal: AbortSignal | undefined, work: () => Promise<T>, owner?: object): Promise<T> {
+  const release = await apply.slot?.(signal, owner);
   try {
     return await work();
   } finally {
@@ -93,7 +96,8 @@ export class ConcurrentEvaluator implements Evaluator {
     const evaluation = this.evaluation(perturbation);
     this.calls++;
     const where = this.timeoutMs > 0 ? ` (the evaluation ${this.describe(perturbation)})` : ""; // only a timeout names it
-    return this.selector.select(await inSlot(this.apply, this.signal, () => withAbortingTimeout(this.timeoutMs, this.signal, evaluation, where)));
+    // This job's evaluations wait their turn as one owner among the calls waiting for a runtime.
+    return this.selector.select(await inSlot(this.apply, this.signal, () => withAbortingTimeout(this.timeoutMs, this.signal, evaluation, where), this));
   }
 
   /** The work of one evaluation, its inputs built now. */
