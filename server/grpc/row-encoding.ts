@@ -8,7 +8,7 @@
  * exactly the generated encoder's (test/row-encoding.test.ts): fields in number order, defaults left out.
  */
 import { DataType } from "../../common/tensor-codec";
-import { FRAME_PREFIX_BYTES, FramedMessage, type FramePool } from "./framed-messages";
+import { FRAME_PREFIX_BYTES, FramedMessage } from "./framed-messages";
 
 /** Values `from` to `from + count` of one output, as one RowSlice. */
 export interface SliceSpec {
@@ -63,13 +63,13 @@ function indicesSize({ indices, from, count }: SliceSpec): number {
 }
 
 /** The message `{ row: { input_path, input_index, slices } }`, in its gRPC frame of exactly its size (framed-messages.ts). */
-export function encodeRowMessage(inputPath: string, inputIndex: number, slices: readonly SliceSpec[], frames?: FramePool): FramedMessage {
+export function encodeRowMessage(inputPath: string, inputIndex: number, slices: readonly SliceSpec[]): FramedMessage {
   const pathBytes = Buffer.byteLength(inputPath);
   const outputBytes = slices.map((s) => Buffer.byteLength(s.outputPath));
   const sliceSizes = slices.map((s, k) => sliceSize(s, outputBytes[k]));
   let rowSize = (pathBytes > 0 ? fieldSize(pathBytes) : 0) + (inputIndex !== 0 ? 1 + varintSize(inputIndex) : 0);
   for (const size of sliceSizes) rowSize += fieldSize(size);
-  const out = new Writer(FramedMessage.allocate(fieldSize(rowSize), frames));
+  const out = new Writer(FramedMessage.allocate(fieldSize(rowSize)));
   out.varintField(TAG_ROW, rowSize);
   if (pathBytes > 0) out.string(TAG_PATH, inputPath, pathBytes);
   if (inputIndex !== 0) out.varintField(TAG_INDEX, inputIndex);

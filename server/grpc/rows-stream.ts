@@ -8,7 +8,7 @@ import type { ServerWritableStream } from "@grpc/grpc-js";
 import { Code, TesseractError } from "../../common/errors";
 import { MAX_TIMER_MS } from "../../common/transport-defaults";
 import type { GradientRequest, JacobianRow, TesseractRuntime } from "../runtime";
-import { FramedMessage, FramePool } from "./framed-messages";
+import type { FramedMessage } from "./framed-messages";
 import { encodeRowMessage, type SliceSpec } from "./row-encoding";
 
 /** Upper bounds of the protobuf framing around a row and around each slice (tags, lengths, varints). */
@@ -29,14 +29,14 @@ export type RowsMessage = Record<string, unknown> | FramedMessage;
  * Each message is encoded here (row-encoding.ts): a row is the one message of the stream that comes
  * by the thousand, and encoding it directly copies its values once.
  */
-export function* rowMessages(row: JacobianRow, outputs: readonly { path: string }[], budget: number, frames?: FramePool): Generator<FramedMessage> {
+export function* rowMessages(row: JacobianRow, outputs: readonly { path: string }[], budget: number): Generator<FramedMessage> {
   const capacity = budget - ROW_OVERHEAD - Buffer.byteLength(row.inputPath);
   let slices: SliceSpec[] = [];
   let used = 0;
   let sent = false;
   const flush = () => {
     sent = true;
-    const message = encodeRowMessage(row.inputPath, row.inputIndex, slices, frames);
+    const message = encodeRowMessage(row.inputPath, row.inputIndex, slices);
     slices = [];
     used = 0;
     return message;
@@ -79,7 +79,6 @@ export async function* jacobianRowsMessages(runtime: TesseractRuntime, req: Grad
     );
   }
   let outputs: { path: string }[] | undefined;
-  const frames = new FramePool(); // writeAll gives each row's frame back once written
   const header = async () => {
     outputs = await stream.outputs();
     return { header: { inputs: stream.inputs, outputs, total_rows: stream.totalRows, planned_evaluations: stream.plannedEvaluations(), nonzeros: stream.nonzeros() } };
@@ -89,7 +88,7 @@ export async function* jacobianRowsMessages(runtime: TesseractRuntime, req: Grad
     if (!outputs && batch.length > 0) yield await header();
     const messages: RowsMessage[] = [];
     for (const row of batch) {
-      for (const message of rowMessages(row, outputs!, budget, frames)) messages.push(message);
+      for (const message of rowMessages(row, outputs!, budget)) messages.push(message);
       row.release?.(); // encoded: a copy
     }
     yield messages;
@@ -114,8 +113,7 @@ export async function writeAll(
   for await (const item of messages) {
     for (const message of Array.isArray(item) ? item : [item]) {
       checkDeadline(); // throws once the call is aborted, or its deadline has passed (calls.ts)
-      const written = message instanceof FramedMessage ? (error?: Error | null) => error || message.written() : undefined;
-      if (!call.write(message, written)) await drained(call, signal, stallMs);
+      if (!call.write(message)) await drained(call, signal, stallMs);
     }
   }
 }
