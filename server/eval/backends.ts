@@ -16,7 +16,6 @@
 import type * as grpc from "@grpc/grpc-js";
 import { setMaxListeners } from "node:events";
 import { createHash } from "node:crypto";
-import { availableParallelism } from "node:os";
 import { OutputSelector } from "./outputs";
 import type { AnyMessage, TesseractSchema } from "../schema/schema";
 import type { InputLeaf } from "./input-leaf";
@@ -25,6 +24,7 @@ import { isNdArray, type DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { AutoEvaluator, BLOCKING_APPLY_MS, PoolCorrection, REMEASURE_EVERY, threadsForJob, type InlineCosts } from "./auto";
 import { CachedBaseEvaluator } from "./cached-base";
+import { usableCpus } from "./cpu-limit";
 import { pairCount } from "./element-pairs";
 import { ConcurrentEvaluator, DEFAULT_REPLICA_CONCURRENCY, type RemoteApply } from "./concurrent";
 import { DEFAULT_CACHE_BYTES, EvaluationCache } from "./evaluation-cache";
@@ -140,7 +140,7 @@ export function requestShapes(job: Pick<Job, "inputs" | "leaves" | "outputPaths"
  * assembling results (with cheap applies it is the busiest thread); on one or two cores, a thread
  * each.
  */
-export function defaultAutoThreads(cores = availableParallelism()): number {
+export function defaultAutoThreads(cores = usableCpus()): number {
   return cores > 2 ? cores - 1 : cores;
 }
 
@@ -354,7 +354,7 @@ export class EvaluationBackends {
     const shapes = requestShapes(job);
     const jobThreads = threadsForJob(job.plannedEvaluations, threads);
     return new AutoEvaluator(inline, job.plannedEvaluations, {
-      costs: () => ({ threads: jobThreads, cores: availableParallelism(), taskOverheadMs: this.workerPool?.taskOverheadMs ?? DEFAULT_TASK_OVERHEAD_MS, ready: this.workerPool?.ready ?? false, correction: this.poolCorrection.value }),
+      costs: () => ({ threads: jobThreads, cores: usableCpus(), taskOverheadMs: this.workerPool?.taskOverheadMs ?? DEFAULT_TASK_OVERHEAD_MS, ready: this.workerPool?.ready ?? false, correction: this.poolCorrection.value }),
       startPool: () => void this.pool(threads),
       makePool: () => new PoolEvaluator(this.pool(threads), { ...poolJob(), threads: jobThreads }),
       observed: (ratio) => this.poolCorrection.observed(ratio),
