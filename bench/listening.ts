@@ -27,6 +27,7 @@ export function listeningAddress(child: ChildProcess): Promise<string> {
       if (!address) return;
       child.off("exit", exited);
       lines.close();
+      child.stdout!.resume(); // closing readline paused it: a server writing more would block on a full pipe
       resolve(address);
     });
   });

@@ -420,14 +420,14 @@ export class TesseractRuntime {
     return resolveOptions(request, this.definition.finiteDifferences, inputs);
   }
 
-  /** Resolves paths and options and sets up an inline evaluator over the base inputs. */
-  private setup(req: GradientRequest, fields: Fields) {
+  /** Resolves paths and options and sets up an inline evaluator over the base inputs, for the RPC `rpc`. */
+  private setup(req: GradientRequest, fields: Fields, rpc: string) {
     const leaves = this.schema.inputs.resolveDifferentiable(req.inputs, req.inputPaths, fields.inputs, "input").map((l) => inputLeaf(l, fields.inputs));
     const selector = new OutputSelector(this.schema.outputs, req.outputPaths, fields.outputs, this.remoteApply ? Code.UNKNOWN : Code.INTERNAL);
     const options = this.options(req.inputs, req.options);
     checkPathKeys(options, leaves, `in ${fields.inputs}`);
     const planned = plannedEvaluations(leaves.reduce((n, l) => n + l.size, 0), options);
-    const evaluator = this.backends.evaluatorFor({ inputs: req.inputs, leaves, selector, outputPaths: req.outputPaths, outputsField: fields.outputs, plannedEvaluations: planned, signal: req.signal });
+    const evaluator = this.backends.evaluatorFor({ inputs: req.inputs, leaves, selector, outputPaths: req.outputPaths, outputsField: fields.outputs, plannedEvaluations: planned, rpc, signal: req.signal });
     const problem = new Problem(leaves, evaluator, req.signal, this.leafBounds(leaves));
     this.inputGuards.set(problem, new InputGuard(req.inputs));
     return { leaves, options, evaluator, problem, started: performance.now() };
@@ -441,6 +441,7 @@ export class TesseractRuntime {
     const evaluatedBase = await settleOutputPrecision(problem, options, predicted);
     const plan = await planSparsity(problem, options, this.sparsitySources(req, predicted));
     plan.baseForShapes ||= evaluatedBase;
+    problem.replanned(plan.plannedEvaluations(options));
     return plan;
   }
 
@@ -499,7 +500,7 @@ export class TesseractRuntime {
    * as soon as the first evaluation has told the output shapes.
    */
   async jacobian(req: GradientRequest & { maxBytes?: number }): Promise<{ entries: JacobianEntry[]; stats: EvaluationStats }> {
-    const { problem, options, leaves, started } = this.setup(req, JACOBIAN_FIELDS);
+    const { problem, options, leaves, started } = this.setup(req, JACOBIAN_FIELDS, "Jacobian");
     // A Tesseract whose abstractEval runs elsewhere is checked after its first evaluation instead (no extra round trip).
     const predicted = this.predictedSource(req);
     if (req.maxBytes !== undefined && predicted && !this.remoteApply) {
@@ -512,7 +513,7 @@ export class TesseractRuntime {
 
   /** The Jacobian row by row, as produced (JacobianRows); `stats()` once the rows are drained. */
   jacobianRows(req: GradientRequest): JacobianRowStream {
-    const { problem, options, leaves, evaluator, started } = this.setup(req, JACOBIAN_FIELDS);
+    const { problem, options, leaves, evaluator, started } = this.setup(req, JACOBIAN_FIELDS, "JacobianRows");
     // f(x) from the evaluation cache is one evaluation fewer than planned, whether the rule or the plan needs it.
     const cachedBase = evaluator instanceof CachedBaseEvaluator && evaluator.baseKnown();
     let planning: Promise<SparsityPlan> | undefined;
@@ -547,7 +548,7 @@ export class TesseractRuntime {
 
   /** `tangent` is keyed by input path, each shaped like its input. Result keyed by output path. */
   async jvp(req: GradientRequest & { tangent: Record<string, NdArray<any>>; withRounding?: boolean }): Promise<VectorProduct> {
-    const { problem, leaves, options, started } = this.setup(req, { inputs: "jvp_inputs", outputs: "jvp_outputs" });
+    const { problem, leaves, options, started } = this.setup(req, { inputs: "jvp_inputs", outputs: "jvp_outputs" }, "JacobianVectorProduct");
     const tangent = matchVectors("tangent_vector", req.tangent, leaves, "jvp_inputs");
     await settleOutputPrecision(problem, options, this.predictedSource(req));
     const { values, errors, stray, rounding } = await jvp(problem, tangent, options, req.withRounding);
@@ -564,7 +565,7 @@ export class TesseractRuntime {
   /** `cotangent` is keyed by output path, each shaped like its output. Result keyed by input path. */
   async vjp(req: GradientRequest & { cotangent: Record<string, NdArray<any>> }): Promise<VectorProduct> {
     const field = "cotangent_vector";
-    const { problem, leaves, options, evaluator, started } = this.setup(req, { inputs: "vjp_inputs", outputs: "vjp_outputs" });
+    const { problem, leaves, options, evaluator, started } = this.setup(req, { inputs: "vjp_inputs", outputs: "vjp_outputs" }, "VectorJacobianProduct");
     const cotangent = Object.entries(req.cotangent).map(([key, array]) => ({ path: key, shape: [...array.shape], values: finiteValues(field, key, toFloat64(array)) }));
     const paths = new Set(req.outputPaths);
     const patternFree = req.outputPaths.every((p) => !isPattern(parsePath(p)));

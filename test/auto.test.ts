@@ -16,6 +16,9 @@ import type { InlineEvaluator } from "../server/eval/inline";
 import type { InputLeaf } from "../server/eval/input-leaf";
 import { requestShapes } from "../server/eval/backends";
 import ndarray from "ndarray";
+import { loadTesseract } from "../index";
+import { SparsityMode } from "../client";
+import { sampleMeshInputs } from "../server/tesseracts/samples";
 
 const OUTPUTS: OutputInfo[] = [{ path: "y", shape: [], datatype: 11 }];
 
@@ -124,11 +127,11 @@ describe('"auto": the pool checked against inline within a request', () => {
     const firstPooled = routes.indexOf("pool");
     const lastPooled = routes.lastIndexOf("pool");
     assert.ok(firstPooled > 0, "inline first, then the pool");
-    // The pace is first judged after three windows of 1024 pooled evaluations.
+    // The pace is first judged once 1 024 pooled evaluations are back and two windows of 1 024 more.
     assert.ok(pool.calls >= 3 * 1024, `pooled ${pool.calls}`);
     assert.ok(lastPooled < routes.length - 1 && routes.slice(lastPooled + 1).every((r) => r === "inline"), "inline to the end once dropped");
     // Dropped at the first check (a few windows and what was in flight), then inline for the rest:
-    // more than the 32 samples and the comparison's 1 280 evaluations.
+    // more than the 32 samples, the comparison's evaluations and a thousand more.
     assert.ok(pool.calls < 4 * 1024, `pooled ${pool.calls}`);
     assert.ok(inline.calls > 32 + 1280 + 1000, `inline ${inline.calls}`);
   });
@@ -233,6 +236,9 @@ describe('"auto": the pool checked against inline within a request', () => {
       compared: () => memory.compared,
       comparedAs: (outcome) => void (memory.compared = outcome),
     });
+    // Only a warm pool's comparison is remembered: 24 000 pooled evaluations first (an instant pool).
+    const warming = { inline: new FakeInline(0.15), pool: new FakePool(0, 4096, 256) };
+    await drive(new AutoEvaluator(warming.inline as unknown as InlineEvaluator, 24_000, workers(warming.pool)), warming.inline, warming.pool, 24_000);
     // As in the first test: a pool four times slower than modelled, compared with inline and dropped.
     const request = async () => {
       const inline = new FakeInline(0.15);
@@ -261,10 +267,34 @@ describe('"auto": the pool checked against inline within a request', () => {
     assert.equal(new PoolEvaluator(pool, { ...job, threads: 6 }).concurrency, 2 * 6 * 8);
   });
 
+  it("a request's plan reaches auto: a grouped Jacobian plans its 2N evaluations, not the dense 6N it was set up with", async () => {
+    const runtime = loadTesseract("meshstats");
+    await runtime.useEvaluation({ workers: "auto", autoThreads: 2 });
+    const seen: number[] = [];
+    const original = AutoEvaluator.prototype.replanned;
+    AutoEvaluator.prototype.replanned = function (evaluations: number) {
+      seen.push(evaluations);
+      original.call(this, evaluations);
+    };
+    try {
+      const N = 100;
+      const request = (sparsity_mode: SparsityMode) => ({ inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"], options: { algorithm: 1, sparsity_mode } }); // central
+      const grouped = await runtime.jacobian(request(SparsityMode.SPARSITY_MODE_UNSPECIFIED));
+      const dense = await runtime.jacobian(request(SparsityMode.SPARSITY_MODE_DENSE));
+      assert.deepEqual([Number(grouped.stats.apply_calls), Number(dense.stats.apply_calls)], [2 * N, 6 * N]);
+      assert.deepEqual(seen, [2 * N, 6 * N]);
+    } finally {
+      AutoEvaluator.prototype.replanned = original;
+      await runtime.close();
+    }
+  });
+
   it("costs are remembered by a request's shapes and its inputs' scalars, not by its tensors' values", () => {
     const heat = (steps: number, values: number[], inputs: Record<string, unknown> = {}) =>
       requestShapes({ inputs: { initial_temperature: ndarray(Float64Array.from(values), [values.length]), steps, ...inputs }, leaves: [{ size: values.length }] as InputLeaf[], outputPaths: ["final_temperature"], plannedEvaluations: 2 * values.length });
     assert.equal(heat(1, [1, 2, 3]), heat(1, [4, 5, 6]), "other values, the same costs");
+    const job = { inputs: { steps: 1 }, leaves: [{ size: 3 }] as InputLeaf[], outputPaths: ["final_temperature"], plannedEvaluations: 6 };
+    assert.notEqual(requestShapes({ ...job, rpc: "Jacobian" }), requestShapes({ ...job, rpc: "JacobianRows" }), "a stream's reader paces it: its costs are its own");
     assert.notEqual(heat(1, [1, 2, 3]), heat(3000, [1, 2, 3]), "3 000 steps cost more than one");
     assert.notEqual(heat(1, [1, 2, 3]), heat(1, [1, 2, 3, 4]));
     assert.notEqual(heat(1, [1, 2]), heat(1, [1, 2], { mode: "implicit" }));

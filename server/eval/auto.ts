@@ -94,11 +94,13 @@ const DISPATCH_MS = 0.0003;
 const WORKER_MS = 0.001;
 
 /**
- * Threads one job keeps busy: one per EVALUATIONS_PER_THREAD evaluations it plans (at least two), up
- * to the pool's. Every thread a job adds costs the main thread more per evaluation (meshstats on 16
- * cores: 1.2 µs with 6 threads, 2.1 with 15), and a short job does not amortise it: central
- * Jacobians of 6 000 evaluations took 11.5 ms on 6 threads and 14.5 on 15; of 2 000, 10.3 on 2 and
- * 11.4 on 15 (medians of 11, alternated in one run); those of 18 000 gain from all 15.
+ * A job's share of the pool's threads: one per EVALUATIONS_PER_THREAD evaluations it plans (at least
+ * two), up to the pool's. It bounds the job's batches in flight (two per thread of its share,
+ * pool-evaluator.ts), and since the pool hands a batch to an idle worker first, up to twice its share
+ * of workers run them. Every worker a job adds costs the main thread more per evaluation (meshstats
+ * on 16 cores: 1.2 µs with a share of 6, 2.1 with all 15 threads), and a short job does not amortise
+ * it: central Jacobians of 6 000 evaluations took 11.5 ms with a share of 6 and 14.5 on all 15
+ * (medians of 11, alternated in one run); those of 18 000 gain from all of them.
  */
 export function threadsForJob(planned: number | undefined, threads: number): number {
   return planned === undefined ? threads : Math.min(threads, Math.max(2, Math.ceil(planned / EVALUATIONS_PER_THREAD)));
@@ -197,9 +199,10 @@ export interface AutoPool {
   /** This request's measurements, for the next ones of its shapes. */
   remember?(costs: InlineCosts): void;
   /**
-   * How the comparison with inline came out for a recent request of these shapes, while their
-   * measurements are recalled (a comparison costs about 1 300 inline evaluations: meshstats of 18 000
-   * evaluations on 16 cores took 61 ms instead of 35 when each request compared anew).
+   * How the comparison with inline came out (on a warm pool) for a recent request of these shapes,
+   * for the requests that recall its measurements: they do not compare again (a comparison runs part
+   * of a request inline: meshstats of 18 000 evaluations on 16 cores took 61 ms instead of 35 when
+   * every request compared anew).
    */
   compared?(): "pool" | "inline" | undefined;
   /** This request's comparison with inline came out so. */
@@ -249,16 +252,26 @@ export class AutoEvaluator implements Evaluator {
    * The pool set against inline, once a request: under way (inline again, timed from `timed` on,
    * once the pool's evaluations are back, against the pooled pace), or its outcome.
    */
-  private comparison?: { pooledMs: number; timed?: { at: number; calls: number } } | "pool" | "inline";
+  private comparison?: { pooledMs: number; warm: boolean; timed?: { at: number; calls: number } } | "pool" | "inline";
+  /** This request decided from a recent one's measurements (and so may follow its comparison's outcome). */
+  private recalled = false;
   /** Whether `start` has run (at the first evaluation). */
   private started = false;
 
   constructor(
     private readonly inline: InlineEvaluator,
-    /** Evaluations the request plans in all (undefined: unknown, the pool is not considered). */
-    private readonly planned: number | undefined,
+    /** Evaluations the request plans in all (undefined: unknown, the pool is not considered); its plan may change it (replanned). */
+    private plannedEvaluations: number | undefined,
     private readonly workers: AutoPool,
   ) {}
+
+  get planned(): number | undefined {
+    return this.plannedEvaluations;
+  }
+
+  replanned(evaluations: number): void {
+    if (this.plannedEvaluations !== undefined) this.plannedEvaluations = evaluations;
+  }
 
   get calls(): number {
     return this.inline.calls + (this.pool?.calls ?? 0);
@@ -381,10 +394,9 @@ export class AutoEvaluator implements Evaluator {
     }
     if (this.comparison === undefined && paceMs > PROBE_SLOWER * this.expectedMs) {
       // A recent request of these shapes compared them already, and kept the pool: so does this one.
-      this.comparison = this.workers.compared?.() === "pool" ? "pool" : { pooledMs: paceMs };
+      this.comparison = this.recalled && this.workers.compared?.() === "pool" ? "pool" : { pooledMs: paceMs, warm: window.warm };
     }
   }
-
 
   private async timedInline(perturbation: Perturbation): Promise<Float64Array[]> {
     const started = performance.now();
@@ -431,7 +443,8 @@ export class AutoEvaluator implements Evaluator {
     const inlineMs = (this.lastEnd! - probe.timed.at) / (calls - probe.timed.calls);
     // As when taking it: the pool is kept only if it saves at least MIN_GAIN of inline's time.
     this.comparison = probe.pooledMs < (1 - MIN_GAIN) * inlineMs ? "pool" : "inline";
-    this.workers.comparedAs?.(this.comparison);
+    // Only a warm pool's showing is kept for later requests (cold code says little of its pace).
+    if (probe.warm) this.workers.comparedAs?.(this.comparison);
     this.window = undefined; // the pool's pace from here on, not across the comparison
   }
 
@@ -449,9 +462,10 @@ export class AutoEvaluator implements Evaluator {
     this.started = true;
     if (this.planned === undefined) return;
     const recalled = this.workers.costs().ready ? this.workers.recalled?.() : undefined;
-    const blockingMs = recalled ? undefined : this.workers.blockingApplyMs?.();
-    // Inline was faster for these shapes lately, whatever the model says: inline.
-    if (recalled && this.workers.compared?.() === "inline") this.comparison = "inline";
+    const blockingMs = this.workers.blockingApplyMs?.();
+    this.recalled = recalled !== undefined;
+    // Inline was faster for these shapes lately, whatever the model says: inline (unless applies hold the event loop).
+    if (recalled && blockingMs === undefined && this.workers.compared?.() === "inline") this.comparison = "inline";
     else if (recalled) this.decideFrom(recalled);
     else if (blockingMs !== undefined) this.decideFrom({ applyMs: blockingMs, engineMs: 0, inlineMs: blockingMs });
   }

@@ -64,6 +64,8 @@ export interface Job {
   outputsField: string;
   /** Evaluations the request plans (for "auto"); undefined when unknown. */
   plannedEvaluations?: number;
+  /** The RPC it serves ("auto" remembers costs per RPC too: a stream's reader paces it, a unary answer does not). */
+  rpc?: string;
   signal?: AbortSignal;
 }
 
@@ -103,6 +105,10 @@ class Counted implements Evaluator {
     this.count();
     return this.inner.evaluate(perturbation);
   }
+
+  replanned(evaluations: number): void {
+    this.inner.replanned?.(evaluations);
+  }
 }
 
 /** Request shapes whose inline costs "auto" remembers. */
@@ -118,7 +124,7 @@ const LONGEST_SCALAR = 64;
  * leaves it differentiates, its outputs, and its inputs' scalars (a heat request of 3 000 steps
  * costs what one of 1 step does not); tensors, long lists and long strings count by their shapes.
  */
-export function requestShapes(job: Pick<Job, "inputs" | "leaves" | "outputPaths" | "plannedEvaluations">): string {
+export function requestShapes(job: Pick<Job, "inputs" | "leaves" | "outputPaths" | "plannedEvaluations" | "rpc">): string {
   let scalars: string;
   try {
     scalars = JSON.stringify(job.inputs, (_, value: unknown) => {
@@ -131,7 +137,7 @@ export function requestShapes(job: Pick<Job, "inputs" | "leaves" | "outputPaths"
   } catch {
     scalars = "?"; // a tree JSON cannot hold (a cycle, from the library API): shapes only
   }
-  const key = `${job.plannedEvaluations} ${job.leaves.map((l) => l.size).join(",")} ${job.outputPaths.join(",")} ${scalars}`;
+  const key = `${job.rpc} ${job.plannedEvaluations} ${job.leaves.map((l) => l.size).join(",")} ${job.outputPaths.join(",")} ${scalars}`;
   return key.length > LONGEST_SHAPES_KEY ? createHash("sha256").update(key).digest("base64") : key;
 }
 
@@ -352,11 +358,12 @@ export class EvaluationBackends {
     const threads = this.autoThreads();
     if (threads === 0) return inline;
     const shapes = requestShapes(job);
-    const jobThreads = threadsForJob(job.plannedEvaluations, threads);
-    return new AutoEvaluator(inline, job.plannedEvaluations, {
-      costs: () => ({ threads: jobThreads, cores: usableCpus(), taskOverheadMs: this.workerPool?.taskOverheadMs ?? DEFAULT_TASK_OVERHEAD_MS, ready: this.workerPool?.ready ?? false, correction: this.poolCorrection.value }),
+    // The job's share of the threads, by the evaluations it plans once its plan is known (replanned).
+    const jobThreads = () => threadsForJob(auto.planned, threads);
+    const auto: AutoEvaluator = new AutoEvaluator(inline, job.plannedEvaluations, {
+      costs: () => ({ threads: jobThreads(), cores: usableCpus(), taskOverheadMs: this.workerPool?.taskOverheadMs ?? DEFAULT_TASK_OVERHEAD_MS, ready: this.workerPool?.ready ?? false, correction: this.poolCorrection.value }),
       startPool: () => void this.pool(threads),
-      makePool: () => new PoolEvaluator(this.pool(threads), { ...poolJob(), threads: jobThreads }),
+      makePool: () => new PoolEvaluator(this.pool(threads), { ...poolJob(), threads: jobThreads() }),
       observed: (ratio) => this.poolCorrection.observed(ratio),
       relax: () => this.poolCorrection.relax(),
       recalled: () => {
@@ -378,6 +385,7 @@ export class EvaluationBackends {
         if (entry) entry.compared = outcome;
       },
     });
+    return auto;
   }
 
   async close(): Promise<void> {

@@ -46,6 +46,10 @@ export class CachedBaseEvaluator implements Evaluator {
     return perturbation.length > 0 ? this.inner.evaluate(perturbation) : this.base();
   }
 
+  replanned(evaluations: number): void {
+    this.inner.replanned?.(evaluations);
+  }
+
   /** A cached f(x), taken now and kept for this request (so a plan counting on it holds). */
   private pinned?: SelectedOutputs;
 

@@ -55,6 +55,11 @@ export interface Evaluator {
    * of one evaluation is a FailedPair.
    */
   differences?(pairs: ElementPairs): Promise<Float64Array>;
+  /**
+   * The request's plan is known: it makes about `evaluations` in all (a grouped Jacobian a third of
+   * the dense count the evaluator was made with), for evaluators that plan by it.
+   */
+  replanned?(evaluations: number): void;
 }
 
 /**

@@ -31,6 +31,11 @@ export class Problem {
     readonly bounds: readonly (DomainBounds | undefined)[] = [],
   ) {}
 
+  /** The request's plan is known: about `evaluations` in all (Evaluator.replanned). */
+  replanned(evaluations: number): void {
+    this.evaluator.replanned?.(evaluations);
+  }
+
   private baseOutputs?: Promise<Float64Array[]>;
 
   /** f(x) at the unperturbed inputs, evaluated once and shared (never to be written to). */

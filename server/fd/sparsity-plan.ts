@@ -76,6 +76,7 @@ export class SparsityPlan {
     const countsBase = usesBase(this.columns, options) || (this.baseForShapes && algorithm === "central");
     const reused = (countsBase && problem.madeBase ? 1 : 0) + (problem.madeProbe ? PROBE_POINTS : 0);
     this.total = problem.calls + this.plannedEvaluations(options) - reused;
+    problem.replanned(this.total);
   }
 
   /** Whether the planned evaluations are the request's actual count (after a failed verification), an evaluation cache's answers left out. */
