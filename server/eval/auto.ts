@@ -49,8 +49,7 @@
  * row stream ran slower pooled than inline: 0.26-0.32 against 0.34-0.41 GB/s.) The inline pace of a request's
  * first evaluations will not do for this: it includes the request's start (the first rows of a
  * stream took four times as long as the rest). Requests of the same shapes that recall a request's
- * measurements recall how its comparison came out too, and do not compare again (inline, they do not
- * take the pool at all).
+ * measurements recall too whether its comparison kept the pool, and then do not compare again.
  */
 import { FailedPair, flatDifferences, outputStride, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "./evaluator";
 import { pairCount, sideOf, slicePairs } from "./element-pairs";
@@ -199,14 +198,15 @@ export interface AutoPool {
   /** This request's measurements, for the next ones of its shapes. */
   remember?(costs: InlineCosts): void;
   /**
-   * How the comparison with inline came out (on a warm pool) for a recent request of these shapes,
-   * for the requests that recall its measurements: they do not compare again (a comparison runs part
-   * of a request inline: meshstats of 18 000 evaluations on 16 cores took 61 ms instead of 35 when
-   * every request compared anew).
+   * Whether a recent request of these shapes, comparing a warm pool with inline, kept the pool: the
+   * requests that recall its measurements do not compare again (a comparison runs part of a request
+   * inline: meshstats of 18 000 evaluations on 16 cores took 61 ms instead of 35 when every request
+   * compared anew). An outcome for inline is not kept: one comparison is short and may be noisy, and
+   * a request that drops the pool finds out again within itself.
    */
-  compared?(): "pool" | "inline" | undefined;
-  /** This request's comparison with inline came out so. */
-  comparedAs?(outcome: "pool" | "inline"): void;
+  keptPool?(): boolean;
+  /** This request's comparison, on a warm pool, kept it. */
+  poolKept?(): void;
   /** The last apply timed in the event loop, where it took BLOCKING_APPLY_MS or more. */
   blockingApplyMs?(): number | undefined;
   /** An apply (or the mean of a batch's) just timed in the event loop, in ms. */
@@ -394,7 +394,7 @@ export class AutoEvaluator implements Evaluator {
     }
     if (this.comparison === undefined && paceMs > PROBE_SLOWER * this.expectedMs) {
       // A recent request of these shapes compared them already, and kept the pool: so does this one.
-      this.comparison = this.recalled && this.workers.compared?.() === "pool" ? "pool" : { pooledMs: paceMs, warm: window.warm };
+      this.comparison = this.recalled && this.workers.keptPool?.() ? "pool" : { pooledMs: paceMs, warm: window.warm };
     }
   }
 
@@ -444,7 +444,7 @@ export class AutoEvaluator implements Evaluator {
     // As when taking it: the pool is kept only if it saves at least MIN_GAIN of inline's time.
     this.comparison = probe.pooledMs < (1 - MIN_GAIN) * inlineMs ? "pool" : "inline";
     // Only a warm pool's showing is kept for later requests (cold code says little of its pace).
-    if (probe.warm) this.workers.comparedAs?.(this.comparison);
+    if (probe.warm && this.comparison === "pool") this.workers.poolKept?.();
     this.window = undefined; // the pool's pace from here on, not across the comparison
   }
 
@@ -462,18 +462,16 @@ export class AutoEvaluator implements Evaluator {
     this.started = true;
     if (this.planned === undefined) return;
     const recalled = this.workers.costs().ready ? this.workers.recalled?.() : undefined;
-    const blockingMs = this.workers.blockingApplyMs?.();
+    const blockingMs = recalled ? undefined : this.workers.blockingApplyMs?.();
     this.recalled = recalled !== undefined;
-    // Inline was faster for these shapes lately, whatever the model says: inline (unless applies hold the event loop).
-    if (recalled && blockingMs === undefined && this.workers.compared?.() === "inline") this.comparison = "inline";
-    else if (recalled) this.decideFrom(recalled);
+    if (recalled) this.decideFrom(recalled);
     else if (blockingMs !== undefined) this.decideFrom({ applyMs: blockingMs, engineMs: 0, inlineMs: blockingMs });
   }
 
   /** Takes the pool, starts it, or stays inline, from the costs measured so far. */
   private decide(): void {
     this.waitingForPool = false;
-    if (this.planned === undefined || this.pool || this.comparison === "inline") return;
+    if (this.planned === undefined || this.pool) return;
     if (inlineEvaluations < WARM_EVALUATIONS && this.fastestApply < COSTLY_MS) return; // cold timings
     const measured = { applyMs: this.fastestApply, engineMs: this.engineMs(), inlineMs: (this.lastEnd! - this.inlineStart!) / this.inline.calls };
     this.workers.remember?.(measured);

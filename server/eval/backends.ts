@@ -179,7 +179,7 @@ export class EvaluationBackends {
   /** "auto": the pool's measured pace over the modelled one (auto.ts). */
   private readonly poolCorrection = new PoolCorrection();
   /** "auto": what recent requests measured inline, by their shapes, and how many decided from it since. */
-  private readonly inlineCosts = new Map<string, { costs: InlineCosts; uses: number; compared?: "pool" | "inline" }>();
+  private readonly inlineCosts = new Map<string, { costs: InlineCosts; uses: number; keptPool?: boolean }>();
   /**
    * "auto": the apply time that decides whether apply holds the event loop (BLOCKING_APPLY_MS): the
    * last one that did, until QUICK_STREAK quick ones in a row (one quick Apply sent the next costly
@@ -379,10 +379,10 @@ export class EvaluationBackends {
         this.inlineCosts.set(shapes, { costs, uses: 0 });
         if (this.inlineCosts.size > REMEMBERED_SHAPES) this.inlineCosts.delete(this.inlineCosts.keys().next().value!);
       },
-      compared: () => this.inlineCosts.get(shapes)?.compared,
-      comparedAs: (outcome) => {
+      keptPool: () => this.inlineCosts.get(shapes)?.keptPool === true,
+      poolKept: () => {
         const entry = this.inlineCosts.get(shapes);
-        if (entry) entry.compared = outcome;
+        if (entry) entry.keptPool = true;
       },
     });
     return auto;
