@@ -11,9 +11,9 @@
  * In one queue, a storm of Applies starved a Jacobian (n = 6: 43 s under 8 Applies a second against
  * a runtime that served 4), as a big job did every smaller one behind it. (Turns by the order of
  * arrival were not enough: a job asks for its next evaluation only once one is back, and so always
- * came in behind the Applies.) Apply calls waiting are bounded
- * (WAITING_APPLIES_PER_SLOT a slot): each holds its inputs, and past what the runtimes can work off
- * soon the caller is better told to retry.
+ * came in behind the Applies.) Apply calls waiting are bounded (WAITING_APPLIES_PER_SLOT a slot):
+ * each holds its inputs, and past what the runtimes can work off soon the caller is better told to
+ * retry.
  */
 import { Code, TesseractError } from "../../common/errors";
 
