@@ -4,6 +4,7 @@
  * nested models, dicts of arrays, lists of models, optional fields, a Literal, FP32 arrays.
  */
 import { strict as assert } from "node:assert";
+import { jsonToTree } from "../client/json-form";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type * as protobuf from "protobufjs";
@@ -61,14 +62,19 @@ describe("tesseract-core schemas as protobuf messages", () => {
     doc.components.schemas.Apply_InputSchema.properties.method.enum = ["semi-implicit", "semi_implicit", "Semi Implicit", "-", "unspecified"];
     const generated = protoFromOpenApi(doc);
     const method = loadRootFromText(generated.text).lookupEnum(`${generated.packageName}.MethodValue`);
+    // The three that spell SEMI_IMPLICIT are all named by position: the first kept the name, and the
+    // CLI, matching short names whatever their case, sent "semi_implicit" as "semi-implicit".
     assert.deepEqual({ ...method.values }, {
       METHOD_VALUE_UNSPECIFIED: 0,
-      METHOD_VALUE_SEMI_IMPLICIT: 1,
+      METHOD_VALUE_VALUE_1: 1,
       METHOD_VALUE_VALUE_2: 2,
       METHOD_VALUE_VALUE_3: 3,
       METHOD_VALUE_VALUE_4: 4,
       METHOD_VALUE_VALUE_5: 5,
     });
+    const inputs = loadRootFromText(generated.text).lookupType(`${generated.packageName}.Inputs`);
+    assert.throws(() => jsonToTree(inputs, { method: "semi_implicit" }, "inputs"), /unknown MethodValue value "semi_implicit"/);
+    assert.equal(jsonToTree(inputs, { method: "value_2" }, "inputs").method, 2);
     assert.deepEqual(generated.enumLiterals[`${generated.packageName}.MethodValue`], [undefined, "semi-implicit", "semi_implicit", "Semi Implicit", "-", "unspecified"]);
     assert.equal(field("Mesh", "points").options?.["(tesseract.v1.datatype)"], "DATA_TYPE_FP64");
     assert.equal(field("Layer", "weights").options?.["(tesseract.v1.datatype)"], "DATA_TYPE_FP32");

@@ -227,12 +227,17 @@ class Writer {
     for (let k = 2; (known(name) && !same(known(name))) || (!known(name) && this.modelNames.has(name)); k++) name = `${pascal(fieldName)}Value${k}`;
     if (!known(name)) {
       this.enumLiterals[`${this.packageName}.${name}`] = literals;
-      // Enum values share the package's scope (common/enum-names.ts): a name taken there — by this
-      // enum's other values ("a-b", "a_b"), or another enum's (`mode: "value_a"` and `mode_value:
-      // "a"` both spell MODE_VALUE_VALUE_A; protoc refused the file) — or none ("-") gets VALUE_<i>.
+      // Enum values share the package's scope (common/enum-names.ts): a name taken there — by another
+      // enum's values (`mode: "value_a"` and `mode_value: "a"` both spell MODE_VALUE_VALUE_A; protoc
+      // refused the file) — or none ("-") gets VALUE_<i>. Values of this enum that spell the same
+      // name ("Linear" and "linear", "a-b" and "a_b") all get VALUE_<i>: the JSON readers match a short
+      // name whatever its case and separators, and sent "linear" as "Linear" (the first took the name).
+      const spellings = new Map<string, number>();
+      for (const v of strings.slice(1)) spellings.set(screamingSnake(v), (spellings.get(screamingSnake(v)) ?? 0) + 1);
       const lines = strings.map((v, i) => {
         let value = i === 0 ? enumValueName(name, "UNSPECIFIED") : enumValueName(name, v);
-        if (i > 0 && (screamingSnake(v) === "" || this.valueNames.has(value) || value === enumValueName(name, "UNSPECIFIED"))) value = enumValueName(name, `VALUE_${i}`);
+        const shared = i > 0 && spellings.get(screamingSnake(v))! > 1;
+        if (i > 0 && (screamingSnake(v) === "" || shared || this.valueNames.has(value) || value === enumValueName(name, "UNSPECIFIED"))) value = enumValueName(name, `VALUE_${i}`);
         for (let n = 2; this.valueNames.has(value); n++) value = enumValueName(name, i === 0 ? `UNSPECIFIED_${n}` : `VALUE_${i}_${n}`);
         this.valueNames.add(value);
         return `  ${value} = ${i};`;
