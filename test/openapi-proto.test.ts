@@ -97,6 +97,29 @@ describe("tesseract-core schemas as protobuf messages", () => {
     assert.deepEqual(Object.keys(root.lookupEnum(`${generated.packageName}.ParameterValue2`).values), ["PARAMETER_VALUE2_UNSPECIFIED", "PARAMETER_VALUE2_MINUS_1", "PARAMETER_VALUE2_0_POINT_5", "PARAMETER_VALUE2_NULL", "PARAMETER_VALUE2_TRUE"]);
   });
 
+  it("models whose names meet (a nested `Inputs`; `mesh_data` beside `MeshData`) are messages of their own, numbered in the keys' order", () => {
+    const doc = withSchemas((s) => {
+      s.Apply_InputSchema.properties.inner = { $ref: "#/components/schemas/Apply_Inputs" };
+      s.Apply_Inputs = { type: "object", properties: { x: { type: "number" } }, required: ["x"] };
+      s.Apply_InputSchema.properties.a = { $ref: "#/components/schemas/Apply_mesh_data" };
+      s.Apply_InputSchema.properties.b = { $ref: "#/components/schemas/Apply_MeshData" };
+      s.Apply_mesh_data = { type: "object", properties: { y: { type: "number" } }, required: ["y"] };
+      s.Apply_MeshData = { type: "object", properties: { z: { type: "number" }, tag: { type: "string" } }, required: ["z", "tag"] };
+    });
+    const generated = protoFromOpenApi(doc);
+    const root = loadRootFromText(generated.text);
+    const message = (name: string) => root.lookupType(`${generated.packageName}.${name}`);
+    assert.equal(generated.inputType, `${generated.packageName}.Inputs`);
+    // The nested Inputs was the inputs' own message: the inputs referred to themselves and every request was refused.
+    assert.equal(message("Inputs").fields.inner.type, "Inputs2");
+    assert.deepEqual(Object.keys(message("Inputs2").fields), ["x"]);
+    // Apply_MeshData sorts before Apply_mesh_data: it keeps the name; the other's fields had vanished into it.
+    assert.equal(message("Inputs").fields.b.type, "MeshData");
+    assert.equal(message("Inputs").fields.a.type, "MeshData2");
+    assert.deepEqual(Object.keys(message("MeshData").fields), ["z", "tag"]);
+    assert.deepEqual(Object.keys(message("MeshData2").fields), ["y"]);
+  });
+
   it("marks exactly the arrays tesseract-core flags DIFFERENTIABLE, so the paths match its differentiable_arrays", () => {
     const inputs = new MessageSchema(type("Inputs"));
     assert.deepEqual(inputs.differentiablePatternNames(), ["mesh.points", "mesh.cell_data.{}", "layers.[].weights"]);
@@ -105,6 +128,9 @@ describe("tesseract-core schemas as protobuf messages", () => {
   });
 
   it("refuses what has no protobuf form, naming the property", () => {
+    // A field "__proto__" (a pydantic alias) was left out of the message unseen; requests then failed naming it.
+    const proto = withSchemas((s) => Object.defineProperty(s.Apply_Mesh.properties, "__proto__", { value: { type: "number" }, enumerable: true, configurable: true, writable: true }));
+    assert.throws(() => protoFromOpenApi(proto), /^Error: mesh: field name "__proto__" cannot be served \(JavaScript reserves it\)$/);
     assert.throws(() => protoFromOpenApi({ components: { schemas: {} } }), /not a tesseract-core OpenAPI document/);
     assert.throws(() => protoFromOpenApi(withSchemas((s) => (s.Apply_Mesh.properties.tags = { type: "array", items: { type: "array", items: { type: "number" } } }))), /^Error: mesh\.tags: a list of lists has no protobuf form/);
     assert.throws(() => protoFromOpenApi(withSchemas((s) => (s.Apply_Mesh.properties.n_points = { anyOf: [{ type: "integer" }, { type: "string" }] }))), /^Error: mesh\.n_points: schema .* has no protobuf form/);

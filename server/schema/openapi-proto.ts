@@ -80,12 +80,32 @@ export function packageFromTitle(title: unknown): string {
 
 const pascal = (s: string) => s.replace(/(^|_)([a-z0-9])/g, (_, __, c: string) => c.toUpperCase()).replace(/[^A-Za-z0-9]/g, "");
 
-/** The schema's own name for a model reference, without tesseract-core's endpoint prefix. */
-function messageName(ref: string): string {
-  const name = ref.slice(ref.lastIndexOf("/") + 1).replace(/^Apply_/, "");
+/** The schema's own name for a model's key, without tesseract-core's endpoint prefix. */
+function messageName(key: string): string {
+  const name = key.replace(/^Apply_/, "");
   if (name === "InputSchema") return "Inputs";
   if (name === "OutputSchema") return "Outputs";
   return pascal(name);
+}
+
+/**
+ * A message name for every model key, each its own: names that meet after the prefix goes and the
+ * case is changed (a nested model called `Inputs` beside the inputs' own; `Apply_mesh_data` and
+ * `Apply_MeshData`) take a number, in the keys' order, the inputs and outputs keeping theirs. Two
+ * models in one message had made the inputs refer to themselves (every request refused) or lost a
+ * model's fields.
+ */
+function messageNames(schemas: Record<string, JsonSchema>): Map<string, string> {
+  const keys = Object.keys(schemas).sort((a, b) => Number(!/^(Apply_)?(Input|Output)Schema$/.test(a)) - Number(!/^(Apply_)?(Input|Output)Schema$/.test(b)) || (a < b ? -1 : a > b ? 1 : 0));
+  const names = new Map<string, string>();
+  const taken = new Set<string>();
+  for (const key of keys) {
+    let name = messageName(key);
+    for (let k = 2; taken.has(name); k++) name = `${messageName(key)}${k}`;
+    taken.add(name);
+    names.set(key, name);
+  }
+  return names;
 }
 
 function isArraySchema(s: JsonSchema): boolean {
@@ -109,9 +129,11 @@ class Writer {
     written: Record<string, unknown[]> = {},
     /** The enum value names of the file so far (one scope for the package), which this writer adds to. */
     private readonly valueNames = new Set<string>(),
+    /** Each model's message name (messageNames). */
+    private readonly names = messageNames(schemas),
   ) {
     this.enumLiterals = { ...written };
-    this.modelNames = new Set(Object.keys(schemas).map((key) => messageName(key)));
+    this.modelNames = new Set(names.values());
   }
 
   /** The messages the document's models may become: no enum takes their names. */
@@ -119,7 +141,7 @@ class Writer {
 
   /** Writes the message for model `ref` (once) and returns its name. */
   message(ref: string, path: string): string {
-    const name = messageName(ref);
+    const name = this.names.get(ref.slice(ref.lastIndexOf("/") + 1)) ?? messageName(ref.slice(ref.lastIndexOf("/") + 1));
     if (this.messages.has(name)) return name;
     this.messages.set(name, ""); // recursive references resolve to the same name
     const schema = this.resolve(ref, path);
@@ -130,6 +152,8 @@ class Writer {
     const order = [...listed, ...Object.keys(properties).filter((field) => !listed.includes(field))];
     const fields = order.map((field, i) => {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(field)) throw new Error(`${path || "inputs"}: field name ${JSON.stringify(field)} is not a protobuf identifier`);
+      // protobufjs, and every JavaScript object, holds no own "__proto__": the field was dropped unseen.
+      if (field === "__proto__") throw new Error(`${path || "inputs"}: field name "__proto__" cannot be served (JavaScript reserves it)`);
       const property = properties[field];
       if (!isObject(property)) throw new Error(`${below(path, field)}: no schema for this field`);
       return `  ${this.field(property, below(path, field), field)} = ${i + 1}${this.options(property)};`;
@@ -297,13 +321,14 @@ export function protoFromOpenApi(doc: unknown, options: { packageName?: string }
   if (typeof inputsRef !== "string" || typeof outputsRef !== "string") throw new Error("ApplyInputSchema.properties.inputs and ApplyOutputSchema must be $refs to models");
   const order = (s: JsonSchema) => (isObject(s.field_order) ? (s.field_order as Record<string, string[]>) : {});
   const valueNames = new Set<string>();
-  const inputs = new Writer(schemas, packageName, order(schemas.ApplyInputSchema), {}, valueNames);
+  const names = messageNames(schemas);
+  const inputs = new Writer(schemas, packageName, order(schemas.ApplyInputSchema), {}, valueNames, names);
   const inputType = inputs.message(inputsRef, "");
   // Outputs are written by a writer of their own (their field_order is keyed from the outputs' root),
   // into the same file: models shared with the inputs are written once.
   // Its enums continue the inputs' names: an output `method` with other values than the input's
   // `method` shared its enum, and the output's values replaced the input's (REST "forward" went as "qr").
-  const outputs = new Writer(schemas, packageName, order(schemas.ApplyOutputSchema), inputs.enumLiterals, valueNames);
+  const outputs = new Writer(schemas, packageName, order(schemas.ApplyOutputSchema), inputs.enumLiterals, valueNames, names);
   const outputType = outputs.message(outputsRef, "");
   return {
     text: mergeFiles(inputs.text(), outputs.text()),
