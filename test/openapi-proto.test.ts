@@ -128,6 +128,11 @@ describe("tesseract-core schemas as protobuf messages", () => {
   });
 
   it("refuses what has no protobuf form, naming the property", () => {
+    // Optional lists and dicts, and tuples, were refused as "a union of types", quoting a plain list's schema.
+    assert.throws(() => protoFromOpenApi(withSchemas((s) => (s.Apply_Mesh.properties.ws = { anyOf: [{ type: "array", items: { type: "number" } }, { type: "null" }], default: null }))), /^Error: mesh\.ws: an optional list \(list \| None\) has no protobuf form: a repeated or map field cannot tell None from empty; make it required, or default it to empty$/);
+    assert.throws(() => protoFromOpenApi(withSchemas((s) => (s.Apply_Mesh.properties.pair = { type: "array", prefixItems: [{ type: "number" }, { type: "number" }] }))), /^Error: mesh\.pair: a tuple \(items by position\) has no protobuf form; use a list or a model$/);
+    // An output's bad name was reported as an input's.
+    assert.throws(() => protoFromOpenApi(withSchemas((s) => (s[DOC.components.schemas.ApplyOutputSchema.$ref.split("/").pop()].properties["y-hat"] = { type: "number" }))), /^Error: outputs: field name "y-hat" is not a protobuf identifier$/);
     // A field "__proto__" (a pydantic alias) was left out of the message unseen; requests then failed naming it.
     const proto = withSchemas((s) => Object.defineProperty(s.Apply_Mesh.properties, "__proto__", { value: { type: "number" }, enumerable: true, configurable: true, writable: true }));
     assert.throws(() => protoFromOpenApi(proto), /^Error: mesh: field name "__proto__" cannot be served \(JavaScript reserves it\)$/);

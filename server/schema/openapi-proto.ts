@@ -131,6 +131,8 @@ class Writer {
     private readonly valueNames = new Set<string>(),
     /** Each model's message name (messageNames). */
     private readonly names = messageNames(schemas),
+    /** What the top level is called in messages: "inputs" or "outputs". */
+    private readonly root = "inputs",
   ) {
     this.enumLiterals = { ...written };
     this.modelNames = new Set(names.values());
@@ -151,9 +153,9 @@ class Writer {
     const listed = this.fieldOrder[path] ?? [];
     const order = [...listed, ...Object.keys(properties).filter((field) => !listed.includes(field))];
     const fields = order.map((field, i) => {
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(field)) throw new Error(`${path || "inputs"}: field name ${JSON.stringify(field)} is not a protobuf identifier`);
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(field)) throw new Error(`${path || this.root}: field name ${JSON.stringify(field)} is not a protobuf identifier`);
       // protobufjs, and every JavaScript object, holds no own "__proto__": the field was dropped unseen.
-      if (field === "__proto__") throw new Error(`${path || "inputs"}: field name "__proto__" cannot be served (JavaScript reserves it)`);
+      if (field === "__proto__") throw new Error(`${path || this.root}: field name "__proto__" cannot be served (JavaScript reserves it)`);
       const property = properties[field];
       if (!isObject(property)) throw new Error(`${below(path, field)}: no schema for this field`);
       return `  ${this.field(property, below(path, field), field)} = ${i + 1}${this.options(property)};`;
@@ -180,10 +182,10 @@ class Writer {
       const key = current.slice(current.lastIndexOf("/") + 1);
       // Own keys only: "__proto__" is no schema of the document's.
       const schema = Object.hasOwn(this.schemas, key) ? this.schemas[key] : undefined;
-      if (!isObject(schema)) throw new Error(`${path || "inputs"}: ${current} is not in components.schemas`);
+      if (!isObject(schema)) throw new Error(`${path || this.root}: ${current} is not in components.schemas`);
       if (typeof schema.$ref !== "string") return schema;
       seen.push(key);
-      if (seen.includes(schema.$ref.slice(schema.$ref.lastIndexOf("/") + 1))) throw new Error(`${path || "inputs"}: ${ref} refers to itself (${seen.join(" -> ")} -> ${schema.$ref})`);
+      if (seen.includes(schema.$ref.slice(schema.$ref.lastIndexOf("/") + 1))) throw new Error(`${path || this.root}: ${ref} refers to itself (${seen.join(" -> ")} -> ${schema.$ref})`);
       current = schema.$ref;
     }
   }
@@ -191,6 +193,10 @@ class Writer {
   /** `[optional|repeated] <type> <name>`, or `map<string, X> <name>`. */
   private field(s: JsonSchema, path: string, name: string): string {
     const nullable = this.nullable(s);
+    if (nullable && !isArraySchema(nullable) && (nullable.type === "array" || (nullable.type === "object" && isObject(nullable.additionalProperties)))) {
+      // It was refused as "a union of types, or an untyped value", quoting a plain list's schema.
+      throw new Error(`${path}: an optional ${nullable.type === "array" ? "list" : "dict"} (${nullable.type === "array" ? "list" : "dict"} | None) has no protobuf form: a repeated or map field cannot tell None from empty; make it required, or default it to empty`);
+    }
     if (nullable) return `${this.takesOptional(nullable, path) ? "optional " : ""}${this.type(nullable, path, name)} ${name}`;
     if (s.type === "array") return `repeated ${this.type(this.items(s, path), `${path}.[]`, name)} ${name}`;
     if (s.type === "object" && isObject(s.additionalProperties) && !isArraySchema(s)) return `map<string, ${this.type(s.additionalProperties, `${path}.{}`, name)}> ${name}`;
@@ -213,6 +219,7 @@ class Writer {
   }
 
   private items(s: JsonSchema, path: string): JsonSchema {
+    if (Array.isArray(s.prefixItems)) throw new Error(`${path}: a tuple (items by position) has no protobuf form; use a list or a model`);
     if (!isObject(s.items)) throw new Error(`${path}: a list without an item schema has no protobuf form`);
     if (s.items.type === "array") throw new Error(`${path}: a list of lists has no protobuf form; wrap the inner list in a model`);
     return s.items;
@@ -328,7 +335,7 @@ export function protoFromOpenApi(doc: unknown, options: { packageName?: string }
   // into the same file: models shared with the inputs are written once.
   // Its enums continue the inputs' names: an output `method` with other values than the input's
   // `method` shared its enum, and the output's values replaced the input's (REST "forward" went as "qr").
-  const outputs = new Writer(schemas, packageName, order(schemas.ApplyOutputSchema), inputs.enumLiterals, valueNames, names);
+  const outputs = new Writer(schemas, packageName, order(schemas.ApplyOutputSchema), inputs.enumLiterals, valueNames, names, "outputs");
   const outputType = outputs.message(outputsRef, "");
   return {
     text: mergeFiles(inputs.text(), outputs.text()),
