@@ -62,10 +62,11 @@ const PROBE_SLOWER = 1.5;
  * Inline evaluations of the comparison, timed once the pool's work in flight is back (until then the
  * main thread shares its time with it): at least PROBE_MIN_EVALUATIONS, until PROBE_MS have passed or
  * PROBE_EVALUATIONS are done. (A fixed 1 280 took 0.6 s of a 5 s heat stream on 16 cores, where
- * inline was three times slower after a few.)
+ * inline was three times slower after a few; 10 ms was short enough for a busy machine's
+ * preemption to decide a comparison now and then.)
  */
 const PROBE_MIN_EVALUATIONS = 64;
-const PROBE_MS = 10;
+const PROBE_MS = 20;
 const PROBE_EVALUATIONS = 1024;
 /** Inline evaluations timed before the first decision, where apply is costly; where it is cheap. */
 export const AUTO_SAMPLES = 4;
