@@ -254,7 +254,7 @@ export class AutoEvaluator implements Evaluator {
    * once the pool's evaluations are back, against the pooled pace), or its outcome.
    */
   private comparison?: { pooledMs: number; warm: boolean; timed?: { at: number; calls: number } } | "pool" | "inline";
-  /** This request decided from a recent one's measurements (and so may follow its comparison's outcome). */
+  /** This request decided from a recent one's measurements (and so follows its comparison, if that kept the pool). */
   private recalled = false;
   /** Whether `start` has run (at the first evaluation). */
   private started = false;
