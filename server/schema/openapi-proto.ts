@@ -143,7 +143,8 @@ class Writer {
 
   /** Writes the message for model `ref` (once) and returns its name. */
   message(ref: string, path: string): string {
-    const name = this.names.get(ref.slice(ref.lastIndexOf("/") + 1)) ?? messageName(ref.slice(ref.lastIndexOf("/") + 1));
+    const key = ref.slice(ref.lastIndexOf("/") + 1);
+    const name = this.names.get(key) ?? messageName(key);
     if (this.messages.has(name)) return name;
     this.messages.set(name, ""); // recursive references resolve to the same name
     const schema = this.resolve(ref, path);
@@ -195,7 +196,8 @@ class Writer {
     const nullable = this.nullable(s);
     if (nullable && !isArraySchema(nullable) && (nullable.type === "array" || (nullable.type === "object" && isObject(nullable.additionalProperties)))) {
       // It was refused as "a union of types, or an untyped value", quoting a plain list's schema.
-      throw new Error(`${path}: an optional ${nullable.type === "array" ? "list" : "dict"} (${nullable.type === "array" ? "list" : "dict"} | None) has no protobuf form: a repeated or map field cannot tell None from empty; make it required, or default it to empty`);
+      const kind = nullable.type === "array" ? "list" : "dict";
+      throw new Error(`${path}: an optional ${kind} (${kind} | None) has no protobuf form: a repeated or map field cannot tell None from empty; make it required, or default it to empty`);
     }
     if (nullable) return `${this.takesOptional(nullable, path) ? "optional " : ""}${this.type(nullable, path, name)} ${name}`;
     if (s.type === "array") return `repeated ${this.type(this.items(s, path), `${path}.[]`, name)} ${name}`;
