@@ -34,6 +34,11 @@ function assertAll(values: number[], expected: (i: number) => number, what: stri
   values.forEach((v, i) => assert.ok(close(v, expected(i)), `${what}[${i}] = ${v}, expected ${expected(i)}`));
 }
 
+/** d barycenter / d points of meshstats: SCALE / N where the coordinate is the barycenter's, else 0. */
+function assertBarycenterJacobian(d: unknown, what: string) {
+  assertAll(flat(d), (k) => (Math.floor(k / (N * 3)) === k % 3 ? SCALE / N : 0), what);
+}
+
 /** A server over `fake` and a reflected client; `stop` closes all three. */
 async function over(fake: RunningFake, options: Partial<Parameters<typeof startServer>[0]> = {}) {
   const server = await startServer({ tesseract: fake.url, port: 0, logger: silentLogger, ...options });
@@ -99,7 +104,7 @@ describe("tesseract-core bridge (serve http://HOST:PORT)", function () {
     assert.equal(Number(stats.apply_calls), 2 * n);
     const d = jacobian.barycenter;
     assert.deepEqual(d["mesh.points"].shape, [3, N, 3]);
-    assertAll(flat(d["mesh.points"]), (k) => (Math.floor(k / (N * 3)) === k % 3 ? SCALE / N : 0), "d barycenter / d points");
+    assertBarycenterJacobian(d["mesh.points"], "d barycenter / d points");
     assertAll(flat(d["mesh.cell_data.{a}"]), () => 1, "d barycenter / d cell_data.a");
     assertAll(flat(d["mesh.cell_data.{b}"]), () => 1, "d barycenter / d cell_data.b");
     assertAll(flat(d["layers.[0].weights"]), () => 1, "d barycenter / d layers[0].weights");
@@ -254,7 +259,7 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
     const { server, client, stop } = await over(flaky, { concurrency: 1, metricsPort: 0 });
     try {
       const { jacobian, stats } = await client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL });
-      assertAll(flat(jacobian.barycenter["mesh.points"]), (k) => (Math.floor(k / (N * 3)) === k % 3 ? SCALE / N : 0), "jacobian");
+      assertBarycenterJacobian(jacobian.barycenter["mesh.points"], "jacobian");
       assert.equal(Number(stats.apply_calls), 6 * N);
       assert.equal(flaky.applyCalls, applies);
       assert.ok(applies >= 9 * N - 1, `${applies} requests for ${6 * N} evaluations`);
@@ -291,7 +296,7 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
       const { jacobian, stats } = await client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL });
       const appliesBefore = appliesDone;
       await Promise.all(applies);
-      assertAll(flat(jacobian.barycenter["mesh.points"]), (k) => (Math.floor(k / (N * 3)) === k % 3 ? SCALE / N : 0), "jacobian");
+      assertBarycenterJacobian(jacobian.barycenter["mesh.points"], "jacobian");
       // Its evaluations went in turn with the Applies: about as many Applies were answered meanwhile
       // (24 for 24 here), besides those answered before its first evaluation asked (a few, on a busy machine).
       const evaluations = Number(stats.apply_calls);
@@ -341,7 +346,7 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
     const { client } = await reflectedClient(server.address);
     try {
       const { jacobian } = await client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL });
-      assertAll(flat(jacobian.barycenter["mesh.points"]), (k) => (Math.floor(k / (N * 3)) === k % 3 ? SCALE / N : 0), "jacobian");
+      assertBarycenterJacobian(jacobian.barycenter["mesh.points"], "jacobian");
       assert.equal(fakes[0].applyCalls + fakes[1].applyCalls, 24);
       for (const f of fakes) assert.ok(f.applyCalls > 0 && f.maxInFlight > 1, `calls ${f.applyCalls}, at most ${f.maxInFlight} at once`);
     } finally {
