@@ -260,7 +260,7 @@ describe('"auto": the pool checked against inline within a request', () => {
     assert.ok(third.routes.every((r) => r === "pool"), "pooled from the first evaluation to the end");
   });
 
-  it("a job keeps one thread busy per 1 000 evaluations it plans, at least two, at most the pool's", () => {
+  it("a job's share is one thread per 1 000 evaluations it plans (at least two, at most the pool's), and bounds its batches in flight", () => {
     assert.deepEqual([threadsForJob(6000, 15), threadsForJob(2000, 15), threadsForJob(500, 15), threadsForJob(18_000, 15), threadsForJob(undefined, 15), threadsForJob(6000, 1)], [6, 2, 2, 15, 15, 1]);
     // What a job may have in flight: a batch running and one queued for each of its threads.
     const pool = { threads: 15, lastBatchSize: 8, tesseract: "meshstats" } as unknown as WorkerPool;
