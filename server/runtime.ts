@@ -423,7 +423,7 @@ export class TesseractRuntime {
   /** Resolves paths and options and sets up an inline evaluator over the base inputs, for the RPC `rpc`. */
   private setup(req: GradientRequest, fields: Fields, rpc: string) {
     const leaves = this.schema.inputs.resolveDifferentiable(req.inputs, req.inputPaths, fields.inputs, "input").map((l) => inputLeaf(l, fields.inputs));
-    const selector = new OutputSelector(this.schema.outputs, req.outputPaths, fields.outputs, this.remoteApply ? Code.UNKNOWN : Code.INTERNAL);
+    const selector = new OutputSelector(this.schema.outputs, req.outputPaths, fields.outputs, this.remoteApply !== undefined);
     const options = this.options(req.inputs, req.options);
     checkPathKeys(options, leaves, `in ${fields.inputs}`);
     const planned = plannedEvaluations(leaves.reduce((n, l) => n + l.size, 0), options);

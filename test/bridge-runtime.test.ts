@@ -19,7 +19,7 @@ import { HealthMonitor } from "../server/bridge/health-monitor";
 import { RuntimeReplicas } from "../server/bridge/runtime-replicas";
 import { loadTesseractCore } from "../server/bridge/tesseract-core";
 import { silentLogger } from "../server/log";
-import { abortedRequests, applyRequests, everyRequestAborted, barycenter, meshStatsInputs, N, POINTS, reflectedClient } from "./fixtures/tesseract-core/bridge-clients";
+import { abortedRequests, applyRequests, everyRequestAborted, barycenter, meshStatsInputs, N, POINTS, reflectedClient, SCALE } from "./fixtures/tesseract-core/bridge-clients";
 import { FakeValidationError, startFakeTesseractCore, type FakeArray, type FakeTesseract } from "./fixtures/tesseract-core/fake-tesseract-core";
 import { MESH_STATS_OPENAPI, meshStats } from "./fixtures/tesseract-core/mesh-stats";
 import { CLI, clientRejects, flat } from "./helpers";
@@ -549,6 +549,61 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
       assert.equal(fake.applyCalls, 0);
       await postJson(`${rest}/apply`, restInputs({}, { n_points: 0 }));
       assert.strictEqual((seen.at(-1)!.mesh as { n_points: unknown }).n_points, 0);
+    } finally {
+      await stop();
+    }
+  });
+});
+
+describe("tesseract-core bridge: an Optional array output that is None", function () {
+  this.timeout(20000);
+
+  /** Mesh Stats with an Optional[Differentiable[Array]] output `extra`: None, or barycenter's values where `present` says. */
+  function withOptionalOutput(present: (decoded: Record<string, unknown>) => boolean): FakeTesseract {
+    const openapi = structuredClone(MESH_STATS_OPENAPI) as any;
+    const outputs = openapi.components.schemas.Apply_OutputSchema;
+    outputs.properties.extra = { anyOf: [structuredClone(outputs.properties.barycenter), { type: "null" }] };
+    const base = meshStats();
+    return { openapi, apply: (decoded) => ({ ...base.apply(decoded), extra: present(decoded) ? base.apply(decoded).barycenter : null }) };
+  }
+  const x00 = (decoded: Record<string, unknown>) => ((decoded.mesh as { points: FakeArray }).points.values as number[])[0];
+  const none = /^jac_outputs: output "extra" is None at these inputs \(the Tesseract left it out, as its schema allows\): there is nothing to differentiate$/;
+
+  it("None at the inputs: a gradient of it is INVALID_ARGUMENT naming it (it blamed the first perturbed evaluation, UNKNOWN, or after an Apply INTERNAL); the REST API 422", async () => {
+    const { rest, client, stop } = await bridged(withOptionalOutput(() => false));
+    try {
+      const request = (algorithm: Algorithm, outputPaths = ["extra"]) => ({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths, options: { algorithm } });
+      assert.ok(!("extra" in (await client.apply(inputs()))), "extra answered though None");
+      // Forward takes f(x) from the Apply just made (the evaluation cache).
+      for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD]) await clientRejects(client.jacobian(request(algorithm)), "INVALID_ARGUMENT", none);
+      const rows = (async () => {
+        for await (const _ of client.jacobianRows(request(Algorithm.ALGORITHM_CENTRAL))) void _;
+      })();
+      await clientRejects(rows, "INVALID_ARGUMENT", none);
+      const cotangent = { extra: ndarray(Float64Array.of(1, 1, 1), [3]) };
+      await clientRejects(client.vjp({ ...request(Algorithm.ALGORITHM_CENTRAL), cotangent }), "INVALID_ARGUMENT", /^vjp_outputs: output "extra" is None at these inputs/);
+      const points = { object_type: "array", shape: [1, 3], dtype: "float64", data: { buffer: [[1, 2, 3]], encoding: "json" } };
+      const res = await postJson(`${rest}/jacobian`, { inputs: { mesh: { n_points: 1, points, cell_data: {} }, layers: [] }, jac_inputs: ["mesh.points"], jac_outputs: ["extra"] });
+      assert.equal(res.status, 422);
+      const [entry] = ((await res.json()) as { detail: { loc: unknown[]; msg: string }[] }).detail;
+      assert.deepEqual(entry.loc, ["body", "jac_outputs"]);
+      assert.match(entry.msg, /jac_outputs: output "extra" is None at these inputs/);
+      // The outputs that are there still differentiate.
+      const { jacobian } = await client.jacobian(request(Algorithm.ALGORITHM_CENTRAL, ["barycenter"]));
+      flat(jacobian.barycenter["mesh.points"]).forEach((d, k) => assert.ok(Math.abs(d - (Math.floor(k / (N * 3)) === k % 3 ? SCALE / N : 0)) < 1e-6, `d barycenter / d points at ${k}: ${d}`));
+    } finally {
+      await stop();
+    }
+  });
+
+  it("there at the inputs, None at a perturbed point: that evaluation is named, the runtime's fault (UNKNOWN)", async () => {
+    const at = inputs();
+    const first = (at.mesh.points.data as Float64Array)[0];
+    // None once the first coordinate moves down: at x[0, 0] - h only.
+    const { client, stop } = await bridged(withOptionalOutput((decoded) => x00(decoded) >= first));
+    try {
+      const jacobian = client.jacobian({ inputs: at, inputPaths: ["mesh.points"], outputPaths: ["extra"], options: CENTRAL });
+      await clientRejects(jacobian, "UNKNOWN", /^evaluation at mesh\.points\[0, 0\] - h failed: apply returned no tensor at output extra$/);
     } finally {
       await stop();
     }

@@ -17,7 +17,7 @@ import type * as grpc from "@grpc/grpc-js";
 import { setMaxListeners } from "node:events";
 import { createHash } from "node:crypto";
 import { OutputSelector } from "./outputs";
-import type { AnyMessage, TesseractSchema } from "../schema/schema";
+import { omittedOutputError, type AnyMessage, type TesseractSchema } from "../schema/schema";
 import type { InputLeaf } from "./input-leaf";
 import { DEFAULT_MAX_MESSAGE_BYTES, MAX_TIMER_MS } from "../../common/transport-defaults";
 import { isNdArray, type DecodeLimits } from "../../common/tensor-codec";
@@ -324,9 +324,14 @@ export class EvaluationBackends {
     if (!key) return counted;
     const outputs = this.runtime.schema.outputs;
     const fromApply = (message: AnyMessage) => {
-      const selector = new OutputSelector(outputs, job.outputPaths, job.outputsField);
-      const values = selector.select(outputs.decodeAny(message, "cached outputs"));
-      return { outputs: selector.outputs!, values };
+      const selector = job.selector.copy();
+      try {
+        const values = selector.select(outputs.decodeAny(message, "cached outputs"));
+        return { outputs: selector.outputs!, values };
+      } catch (e) {
+        // These are f(x)'s outputs: a requested one they leave out, as the schema allows, is the request's error.
+        throw omittedOutputError(e) ?? e;
+      }
     };
     return new CachedBaseEvaluator(counted, this.cache!, key, job.outputPaths, fromApply);
   }

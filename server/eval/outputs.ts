@@ -26,10 +26,23 @@ export class OutputSelector {
     private readonly schema: MessageSchema,
     private readonly requested: readonly string[],
     private readonly field: string,
-    /** The code of outputs that break the schema: INTERNAL for a Tesseract served here, UNKNOWN for a remote runtime's answers. */
-    private readonly faultCode: Code = Code.INTERNAL,
+    /**
+     * Outputs of a remote runtime: those that break the schema are its faults (UNKNOWN, not
+     * INTERNAL), and its schema may let it leave outputs out (ReturnedBy.mayOmit).
+     */
+    private readonly remote = false,
   ) {
     schema.checkDifferentiable(requested, field, "output");
+  }
+
+  /** The code of outputs that break the schema: INTERNAL for a Tesseract served here, UNKNOWN for a remote runtime's answers. */
+  private get faultCode(): Code {
+    return this.remote ? Code.UNKNOWN : Code.INTERNAL;
+  }
+
+  /** A selector of the same request, resolved anew on the tree it first meets. */
+  copy(): OutputSelector {
+    return new OutputSelector(this.schema, this.requested, this.field, this.remote);
   }
 
   get outputs(): OutputInfo[] | undefined {
@@ -106,7 +119,7 @@ export class OutputSelector {
   private resolve(outputTree: unknown): Resolved[] {
     if (!this.resolved) {
       this.schema.checkDeclared(outputTree);
-      const leaves = this.schema.resolveDifferentiable(outputTree, this.requested, this.field, "output", { by: "apply", code: this.faultCode });
+      const leaves = this.schema.resolveDifferentiable(outputTree, this.requested, this.field, "output", { by: "apply", code: this.faultCode, mayOmit: this.remote });
       this.resolved = leaves.map((leaf) => ({
         info: { path: leaf.path, shape: [...leaf.array.shape], datatype: dataTypeOfArray(leaf.array.data) },
         steps: leaf.segments.map(stepOf),

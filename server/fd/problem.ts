@@ -12,6 +12,7 @@ import type { ResolvedOptions } from "./options";
 import { noiseLevels, PROBE_POINTS } from "./noise";
 import { StepRule } from "./steps";
 import { DataType } from "../../common/tensor-codec";
+import { omittedOutputError } from "../schema/schema";
 import { divideAllFinite } from "../eval/finite-values";
 
 /** The unit roundoff of an output's datatype: half an ulp of 1, 2^-24 for FP32 and 2^-53 for FP64. */
@@ -212,6 +213,13 @@ export class Problem {
    */
   private async failure(e: unknown, what: () => string): Promise<unknown> {
     if (requestRefusals.has(e as object)) return e;
+    const omitted = omittedOutputError(e);
+    if (omitted) {
+      // An output the schema lets the Tesseract leave out: the request's, if f(x) leaves it out too.
+      if (what() === UNPERTURBED) return omitted;
+      const absentAtBase = await this.base().then(() => undefined, (r: unknown) => omittedOutputError(r));
+      if (absentAtBase) return absentAtBase;
+    }
     if (isTesseractError(e) && e.code === Code.INVALID_ARGUMENT) {
       const point = what();
       if (point === UNPERTURBED || this.signal?.aborted) return e;

@@ -188,7 +188,12 @@ export class MessageSchema {
       const concrete = expandPattern(tree, segments);
       // A field path (no map key or list element the caller chose) the outputs leave out: the Tesseract did not return a field it declares.
       if (concrete.length === 0 && returnedBy && segments.every((s) => s.kind === "field")) {
-        throw new TesseractError(returnedBy.code, `${returnedBy.by} returned no ${side} ${requested[i]}, a differentiable tensor field of ${this.type.name}`);
+        const error = new TesseractError(returnedBy.code, `${returnedBy.by} returned no ${side} ${requested[i]}, a differentiable tensor field of ${this.type.name}`);
+        if (returnedBy.mayOmit) {
+          const requestError = invalidArgument(`${field}: ${side} ${quote(requested[i])} is None at these inputs (the Tesseract left it out, as its schema allows): there is nothing to differentiate`);
+          omissions.set(error, requestError).set(requestError, requestError);
+        }
+        throw error;
       }
       if (concrete.length === 0) {
         throw invalidArgument(`${field}: ${side} path ${quote(requested[i])} does not exist in the ${side}s; differentiable ${side} paths: ${available()}`);
@@ -219,6 +224,22 @@ export class MessageSchema {
 export interface ReturnedBy {
   by: string;
   code: Code;
+  /**
+   * The Tesseract's schema lets it leave outputs out (a tesseract-core runtime's Optional outputs,
+   * None at some inputs; one it requires is refused as it arrives: output-casting.ts).
+   */
+  mayOmit?: boolean;
+}
+
+/** Per error of an output left out that the schema allows, the request's own error (itself too): that output is None at the inputs. */
+const omissions = new WeakMap<object, TesseractError>();
+
+/**
+ * The request's error for a requested output the Tesseract left out where its schema allows that:
+ * when the unperturbed inputs leave it out too, there is nothing at them to differentiate.
+ */
+export function omittedOutputError(e: unknown): TesseractError | undefined {
+  return typeof e === "object" && e !== null ? omissions.get(e) : undefined;
 }
 
 export interface ResolvedLeaf {
