@@ -42,6 +42,12 @@ describe("CLI", () => {
   let server: ServeProcess;
   let address: string;
 
+  it("the build leaves the command executable: `npx tesseract-grpc` in a clone runs dist/cli/cli.js itself (after a clean build it was refused: Permission denied)", async () => {
+    assert.equal(fs.statSync(CLI).mode & 0o111, 0o111);
+    const { stdout } = await promisify(execFile)(CLI, ["--version"]);
+    assert.match(stdout, /^\d+\.\d+\.\d+\n$/);
+  });
+
   before(async () => {
     // Without the f(x) cache: these tests count each rule's own evaluations.
     server = await serveProcess(["meshstats", "--port", "0", "--eval-cache-mb", "0"]);
