@@ -147,6 +147,8 @@ const SHOWN_LIMIT = 40;
  */
 export function shown(value: unknown): string {
   if (typeof value === "string") return quote(value);
+  // JSON has no infinities: a JSON.parse'd one was a literal beyond FP64's range (JSON.stringify shows null).
+  if (typeof value === "number" && !Number.isFinite(value) && !Number.isNaN(value)) return `${value} (a number beyond ±1.8e308)`;
   let text: string | undefined;
   try {
     text = JSON.stringify(value);

@@ -117,6 +117,8 @@ function elementOf(datatype: DataType, v: unknown, where: string, i: number): nu
   }
   if (typeof v !== "number" && typeof v !== "boolean") throw fail(where, `element ${i} is ${shown(v)}, expected a number`);
   const n = Number(v);
+  // JSON's numbers are finite: an infinite one was a literal beyond FP64's range, which went into float64 arrays as ±Infinity.
+  if (!Number.isFinite(n)) throw fail(where, `element ${i} is ${shown(n)}, expected a finite number`);
   if (datatype !== DataType.DATA_TYPE_FP32 && datatype !== DataType.DATA_TYPE_FP64 && !Number.isSafeInteger(n)) {
     // Read as a JS number, 2^53 + 1 is already 2^53: which integer was sent cannot be told.
     const wide = datatype === DataType.DATA_TYPE_INT64 || datatype === DataType.DATA_TYPE_UINT64;

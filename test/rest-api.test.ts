@@ -280,6 +280,22 @@ describe("tesseract-core's REST API", () => {
     }
   });
 
+  it("a JSON number beyond FP64's range is refused naming it (in a float64 array it went in as -Infinity and /apply answered 200; in options it was named null)", async () => {
+    const postText = async (endpoint: string, text: string) => {
+      const res = await fetch(`${base(mesh)}/${endpoint}`, { method: "POST", headers: { "content-type": "application/json" }, body: text });
+      return { status: res.status, json: (await res.json()) as { detail: { loc: unknown[]; msg: string }[] } };
+    };
+    const points = { shape: [N, 3], dtype: "float64", data: { buffer: [123.25, ...POINTS.slice(1)], encoding: "json" } };
+    const apply = await postText("apply", JSON.stringify({ inputs: { mesh: { ...meshInputs().mesh, points } } }).replace("123.25", "-1e999"));
+    assert.equal(apply.status, 422);
+    assert.deepEqual(apply.json.detail[0].loc, ["body", "inputs", "mesh", "points", "data", "buffer"]);
+    assert.match(apply.json.detail[0].msg, /element 0 is -Infinity \(a number beyond ±1\.8e308\), expected a finite number$/);
+    const request = { inputs: meshInputs(), jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"], options: { eps: 0.125 } };
+    const jacobian = await postText("jacobian", JSON.stringify(request).replace("0.125", "1e999"));
+    assert.equal(jacobian.status, 422);
+    assert.match(jacobian.json.detail[0].msg, /options\.eps is Infinity \(a number beyond ±1\.8e308\), expected a number$/);
+  });
+
   it("answers bad input with 422 and a located detail", async () => {
     const cases: [string, Json, (string | number)[], RegExp][] = [
       ["apply", { inputs: { mesh: { ...meshInputs().mesh, cell_connectivity: { shape: [N], dtype: "float64", data: { buffer: [0, 1, 2.5, 3], encoding: "json" } } } } }, ["body", "inputs", "mesh", "cell_connectivity"], /has 2\.5 at flat index 2 \(dtype float64\), which the declared dtype int32 cannot hold/],
