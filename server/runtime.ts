@@ -354,9 +354,15 @@ export class TesseractRuntime {
     return this.backends.poolReady;
   }
 
-  /** Any -> tree in which tensors may be abstract ({ shape, datatype } without data). */
+  /**
+   * Any -> tree in which tensors may be abstract ({ shape, datatype } without data). Inputs without an
+   * abstract tensor are decoded as Apply's are, the Tesseract's validation included: AbstractEval
+   * answered shapes for inputs Apply refuses (a negative diffusivity, 5 points in 4 rows).
+   */
   decodeAbstractInputs(any: AnyMessage | null | undefined, field = "inputs"): Record<string, unknown> {
-    return this.schema.inputs.decodeAny(any, field, { abstract: true, limits: this.decodeLimits });
+    let abstract = false;
+    const tree = this.schema.inputs.decodeAny(any, field, { abstract: true, limits: this.decodeLimits, onAbstract: () => (abstract = true) });
+    return abstract ? tree : this.decodeInputs(any, field);
   }
 
   /** Output shapes and datatypes from the inputs' (AbstractEval); `signal` aborts an abstractEval that runs elsewhere. */

@@ -99,9 +99,9 @@ export class MessageSchema {
 
   /**
    * Decodes an Any of this type. `abstract` allows tensors with a shape but no data (AbstractEval);
-   * those leaves become `{ shape, datatype }` objects instead of ndarrays.
+   * those leaves become `{ shape, datatype }` objects instead of ndarrays (`onAbstract` is told of each).
    */
-  decodeAny(any: AnyMessage | null | undefined, field: string, opts: { abstract?: boolean; limits?: DecodeLimits } = {}): Record<string, unknown> {
+  decodeAny(any: AnyMessage | null | undefined, field: string, opts: DecodeOptions = {}): Record<string, unknown> {
     if (!any || !any.type_url) throw invalidArgument(`${field} is missing: expected an Any of ${this.typeUrl}`);
     const url = any.type_url;
     if (url.length > MAX_TYPE_URL_LENGTH) throw invalidArgument(`${field}.type_url is ${url.length} characters long, more than the ${MAX_TYPE_URL_LENGTH} a type URL may have; expected "${this.typeUrl}"`);
@@ -304,7 +304,13 @@ function undeclaredField(type: protobuf.Type, tree: unknown, prefix: string): st
   return undefined;
 }
 
-function toTree(type: protobuf.Type, plain: Record<string, unknown>, prefix: string, opts: { abstract?: boolean; limits?: DecodeLimits }): unknown {
+interface DecodeOptions {
+  abstract?: boolean;
+  limits?: DecodeLimits;
+  onAbstract?: () => void;
+}
+
+function toTree(type: protobuf.Type, plain: Record<string, unknown>, prefix: string, opts: DecodeOptions): unknown {
   const out: Record<string, unknown> = {};
   for (const field of type.fieldsArray) {
     const where = prefix ? `${prefix}.${field.name}` : field.name;
@@ -322,6 +328,7 @@ function toTree(type: protobuf.Type, plain: Record<string, unknown>, prefix: str
           return declared !== undefined && isFloatingPoint(declared) ? castNdArray(array, tensor.datatype, declared, w) : array;
         }
         const t = decodeAbstractTensor(v as TensorMessage, w, opts.limits);
+        if (!t.array) opts.onAbstract?.();
         return t.array ?? { shape: t.shape, datatype: t.datatype };
       };
     } else if (sub instanceof protobuf.Type) {
