@@ -121,7 +121,7 @@ const TYPES: ReadonlyMap<DataType, TypedArrayCtor> = new Map<DataType, TypedArra
 const SUPPORTED = "one of DATA_TYPE_BOOL (1) to DATA_TYPE_FP64 (11)";
 
 export function dataTypeName(dt: number): string {
-  return Number.isInteger(dt) && DataType[dt] !== undefined ? DataType[dt] : `${dt} (no datatype)`;
+  return Number.isInteger(dt) && DataType[dt] !== undefined ? DataType[dt] : `${dt} (not a tesseract.v1.DataType)`;
 }
 
 export function itemSize(dt: DataType): number {

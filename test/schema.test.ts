@@ -240,7 +240,7 @@ describe("schema: polynomial fixture", () => {
       throwsInvalid(() => inputs.decodeAny(anyOf(bad), "inputs"), /^params\.\{a\.b\}: data has 8 bytes, expected 16 \(shape \[2\] of DATA_TYPE_FP64, 8 bytes each\)$/);
       // A "}" in the key is escaped in the message, so the path can be pasted back.
       const braces = { params: { "x}y": { datatype: 99, shape: [1], data: Buffer.alloc(8) } } };
-      throwsInvalid(() => inputs.decodeAny(anyOf(braces), "inputs"), /^params\.\{x\\\}y\}: unsupported datatype 99 \(no datatype\)/);
+      throwsInvalid(() => inputs.decodeAny(anyOf(braces), "inputs"), /^params\.\{x\\\}y\}: unsupported datatype 99 \(not a tesseract\.v1\.DataType\)/);
     });
 
     it("names the path of a bad tensor inside a repeated message", () => {

@@ -280,7 +280,7 @@ describe("tensor codec", () => {
     it("dataTypeName and itemSize", () => {
       assert.equal(dataTypeName(11), "DATA_TYPE_FP64");
       assert.equal(dataTypeName(0), "DATA_TYPE_UNSPECIFIED");
-      assert.equal(dataTypeName(42), "42 (no datatype)");
+      assert.equal(dataTypeName(42), "42 (not a tesseract.v1.DataType)");
       assert.deepEqual(
         samples.map((s) => itemSize(s.dt)),
         [1, 1, 2, 4, 8, 1, 2, 4, 8, 4, 8],
@@ -331,8 +331,8 @@ describe("tensor codec", () => {
       rejects(() => decodeTensor({ datatype: 0, shape: [1], data: new Uint8Array(8) }, "mesh.points"), /^mesh\.points: no datatype \(DATA_TYPE_UNSPECIFIED\): expected one of DATA_TYPE_BOOL \(1\) to DATA_TYPE_FP64 \(11\)$/);
       // A tensor never given a datatype (a map entry without its value): the same, not "unknown datatype undefined".
       rejects(() => decodeTensor({ shape: [1], data: new Uint8Array(8) } as never, "tangent_vector.{x}"), /^tangent_vector\.\{x\}: no datatype \(DATA_TYPE_UNSPECIFIED\): expected one of/);
-      rejects(() => decodeTensor({ datatype: 42, shape: [1], data: new Uint8Array(8) }, "x"), /^x: unsupported datatype 42 \(no datatype\), expected/);
-      rejects(() => decodeAbstractTensor({ datatype: -1, shape: [1], data: new Uint8Array(0) }, "y"), /^y: .*datatype -1 \(no datatype\)/);
+      rejects(() => decodeTensor({ datatype: 42, shape: [1], data: new Uint8Array(8) }, "x"), /^x: unsupported datatype 42 \(not a tesseract\.v1\.DataType\), expected/);
+      rejects(() => decodeAbstractTensor({ datatype: -1, shape: [1], data: new Uint8Array(0) }, "y"), /^y: .*datatype -1 \(not a tesseract\.v1\.DataType\)/);
       assert.throws(() => encodeTensor(ndarray(new Float64Array(1)), D.DATA_TYPE_UNSPECIFIED), TypeError);
     });
 
