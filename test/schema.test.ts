@@ -190,6 +190,8 @@ describe("schema: polynomial fixture", () => {
         throwsInvalid(() => inputs.decodeAny(missing, "inputs"), /^inputs is missing: expected an Any of type\.googleapis\.com\/tesseract\.testing\.polynomial\.v1\.Inputs$/);
       }
       throwsInvalid(() => inputs.decodeAny(undefined, "apply.inputs"), /^apply\.inputs is missing/);
+      // A value without its type URL is there, not missing.
+      throwsInvalid(() => inputs.decodeAny({ type_url: "", value: Uint8Array.of(8, 1) }, "inputs"), /^inputs has 2 bytes of value but no type_url: expected "type\.googleapis\.com\/tesseract\.testing\.polynomial\.v1\.Inputs"$/);
     });
 
     it("names both URLs on a wrong type URL", () => {

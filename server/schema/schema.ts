@@ -102,7 +102,8 @@ export class MessageSchema {
    * those leaves become `{ shape, datatype }` objects instead of ndarrays (`onAbstract` is told of each).
    */
   decodeAny(any: AnyMessage | null | undefined, field: string, opts: DecodeOptions = {}): Record<string, unknown> {
-    if (!any || !any.type_url) throw invalidArgument(`${field} is missing: expected an Any of ${this.typeUrl}`);
+    if (!any || (!any.type_url && !any.value?.length)) throw invalidArgument(`${field} is missing: expected an Any of ${this.typeUrl}`);
+    if (!any.type_url) throw invalidArgument(`${field} has ${any.value!.length} bytes of value but no type_url: expected "${this.typeUrl}"`);
     const url = any.type_url;
     if (url.length > MAX_TYPE_URL_LENGTH) throw invalidArgument(`${field}.type_url is ${url.length} characters long, more than the ${MAX_TYPE_URL_LENGTH} a type URL may have; expected "${this.typeUrl}"`);
     if (url.slice(url.lastIndexOf("/") + 1) !== this.fullName) {
