@@ -103,6 +103,7 @@ describe("meshstats", () => {
       [(i) => (i.mesh.points = ndarray(new Float32Array(12), [4, 3]) as never), /^mesh\.points has datatype DATA_TYPE_FP32, expected DATA_TYPE_FP64$/],
       [(i) => (i.mesh.points = undefined as never), /^mesh\.points is missing/],
       [(i) => (i.mesh.n_points = 5), /^mesh\.n_points is 5 but mesh\.points has 4 rows$/],
+      [(i) => (i.mesh.n_points = 0), /^mesh\.n_points is 0 \(or unset\) but mesh\.points has 4 rows$/],
       [(i) => (i.mesh.cell_data = { "t.k": f64([1, 2], [2, 1]) } as never), /^mesh\.cell_data\.\{t\.k\} has 2 rows, expected 1$/],
     ];
     for (const [edit, message] of cases) assert.throws(validate(edit), (e: { code: number; message: string }) => e.code === Code.INVALID_ARGUMENT && message.test(e.message));

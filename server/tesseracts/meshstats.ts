@@ -43,7 +43,8 @@ export default defineTesseract<Inputs, Outputs>({
     if (points.shape[1] !== 3) throw invalidArgument(`mesh.points has shape ${shapeText(points.shape)}, expected (n_points, 3)`);
     if (points.shape[0] === 0) throw invalidArgument("mesh.points is empty: a mesh needs at least one point");
     if (mesh.n_points !== points.shape[0]) {
-      throw invalidArgument(`mesh.n_points is ${mesh.n_points} but mesh.points has ${rowsText(points.shape[0])}`);
+      // proto3 sends no 0: an n_points left out reads as 0.
+      throw invalidArgument(`mesh.n_points is ${mesh.n_points}${mesh.n_points === 0 ? " (or unset)" : ""} but mesh.points has ${rowsText(points.shape[0])}`);
     }
     const perCell = expectTensor(mesh.num_points_per_cell, "mesh.num_points_per_cell", DataType.DATA_TYPE_FP64, 1);
     if (perCell.shape[0] !== mesh.n_cells) {
