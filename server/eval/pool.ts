@@ -24,6 +24,14 @@ const CALIBRATION_PINGS = 8;
 const WARM_EVALUATIONS = 2000;
 const WARM_BUDGET_MS = 100;
 
+/**
+ * Each worker's young generation, at most (V8's default grows to tens of MB a thread). Two workers
+ * under meshstats Jacobians held 356 MB in all with the default, 306 with 8 MB (8 workers: 496 ->
+ * 427), at the same speed (three alternating rounds, Python client, two cores); evaluations make
+ * small objects that die young, and their big outputs live outside the heap (output-garbage.ts).
+ */
+const WORKER_YOUNG_GENERATION_MB = 8;
+
 /** Until calibrated: a typical cost of one task's round trip (messages both ways, piscina's queue). */
 export const DEFAULT_TASK_OVERHEAD_MS = 0.05;
 
@@ -51,7 +59,7 @@ export class WorkerPool {
   ) {
     // Two tasks per worker: a short batch that need not be stoppable waits at its worker behind the
     // running one, so the worker goes on without waiting for the main thread to hand it the next.
-    this.piscina = new Piscina({ filename: path.join(__dirname, "worker.js"), minThreads: threads, maxThreads: threads, concurrentTasksPerWorker: 2, workerData: { threads } });
+    this.piscina = new Piscina({ filename: path.join(__dirname, "worker.js"), minThreads: threads, maxThreads: threads, concurrentTasksPerWorker: 2, workerData: { threads }, resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } });
     // A worker that dies between tasks (an error thrown from a timer apply left behind) is replaced
     // like any other; piscina reports it as an 'error' event, which must not end the server.
     this.piscina.on("error", () => undefined);
