@@ -354,6 +354,16 @@ export class TesseractRuntime {
     return this.backends.poolReady;
   }
 
+  /** After the warm-up: its measured costs are not the served requests' (EvaluationBackends.forgetMeasurements). */
+  forgetMeasurements(): void {
+    this.backends.forgetMeasurements();
+  }
+
+  /** What `auto` goes by now (EvaluationBackends.autoMeasurements). */
+  get autoMeasurements(): { shapes: number; correction: number } {
+    return this.backends.autoMeasurements;
+  }
+
   /**
    * Any -> tree in which tensors may be abstract ({ shape, datatype } without data). Inputs without an
    * abstract tensor are decoded as Apply's are, the Tesseract's validation included: AbstractEval

@@ -11,8 +11,8 @@
  * Tesseract whose example requests never call for the pool starts none.
  *
  * It never fails a start: an error is reported (and logged by the caller) and the server starts as
- * without it. It leaves no trace: the evaluation counter (metrics) is restored and the evaluation
- * cache emptied.
+ * without it. It leaves no trace but warm code: the evaluation counter (metrics) is restored, the
+ * evaluation cache emptied and what `auto` measured forgotten.
  */
 import ndarray from "ndarray";
 import { Algorithm, SparsityMode } from "./tesseract";
@@ -67,6 +67,7 @@ export async function warmUp(runtime: TesseractRuntime, budgetMs = DEFAULT_WARM_
     clearTimeout(timer);
     runtime.evaluations = evaluations;
     runtime.evaluationCache?.clear();
+    runtime.forgetMeasurements();
     report.ms = performance.now() - started;
   }
   return report;

@@ -177,9 +177,26 @@ export class EvaluationBackends {
   private replicaPool?: ReplicaPool;
   private evaluationCache?: EvaluationCache | null;
   /** "auto": the pool's measured pace over the modelled one (auto.ts). */
-  private readonly poolCorrection = new PoolCorrection();
+  private poolCorrection = new PoolCorrection();
   /** "auto": what recent requests measured inline, by their shapes, and how many decided from it since. */
   private readonly inlineCosts = new Map<string, { costs: InlineCosts; uses: number; keptPool?: boolean }>();
+
+  /**
+   * Forgets what "auto" measured so far (the warm-up's requests): their code was not optimised yet and
+   * the pool's threads were starting on the same cores, so their paces misled the first requests
+   * served (meshstats on two cores: recalled at 50 µs an inline evaluation, 20 times too slow, every
+   * early request took the pool and then compared it with inline; a fresh server's first Jacobian
+   * took 2.1 times a warm one).
+   */
+  forgetMeasurements(): void {
+    this.inlineCosts.clear();
+    this.poolCorrection = new PoolCorrection();
+  }
+
+  /** What "auto" goes by now: request shapes whose inline costs it recalls, and the pool's correction. */
+  get autoMeasurements(): { shapes: number; correction: number } {
+    return { shapes: this.inlineCosts.size, correction: this.poolCorrection.value };
+  }
   /**
    * "auto": the apply time that decides whether apply holds the event loop (BLOCKING_APPLY_MS): the
    * last one that did, until QUICK_STREAK quick ones in a row (one quick Apply sent the next costly

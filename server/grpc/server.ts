@@ -219,6 +219,7 @@ async function warmUpServer(runtime: TesseractRuntime, service: grpc.ServiceDefi
   const started = performance.now();
   const privateServer = (calls: CallRegistry) => guardedGrpcServer({ tesseract: runtime }, calls, undefined, config.maxMessageBytes, silentLogger);
   await warmTransport(runtime, service, engine, privateServer, config, budgetMs - engine.ms);
+  runtime.forgetMeasurements(); // the transport's warm-up requests measured too
   const { inputPaths, outputPaths, ...report } = engine;
   log.debug({ ...report, ms: Math.round(engine.ms), transportMs: Math.round(performance.now() - started) }, "warm-up");
 }
