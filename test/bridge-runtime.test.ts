@@ -635,7 +635,7 @@ describe("tesseract-core bridge: the generated .proto", function () {
     const { server, rest, stop } = await bridged(meshStats());
     try {
       const text = fs.readFileSync(server.runtime.protoFiles[0], "utf8");
-      assert.match(text, /tesseract\.v1\.Tensor weights = 1 \[\(tesseract\.v1\.differentiable\) = true, \(tesseract\.v1\.datatype\) = DATA_TYPE_FP32\];/);
+      assert.match(text, /tesseract\.v1\.Tensor weights = \d+ \[\(tesseract\.v1\.differentiable\) = true, \(tesseract\.v1\.datatype\) = DATA_TYPE_FP32\];/);
       const doc = (await (await fetch(`${rest}/openapi.json`)).json()) as any;
       // Shapes as the runtime's document gives them (they were all null).
       assert.deepEqual(doc.components.schemas.ApplyInputSchema.differentiable_arrays, {

@@ -8,7 +8,7 @@ import { jsonToTree } from "../client/json-form";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type * as protobuf from "protobufjs";
-import { protoFromOpenApi, packageFromTitle } from "../server/schema/openapi-proto";
+import { fieldNumbers, protoFromOpenApi, packageFromTitle } from "../server/schema/openapi-proto";
 import { loadRootFromText, MessageSchema } from "../server/schema/schema";
 
 const DOC = JSON.parse(fs.readFileSync(path.join(__dirname, "../../test/fixtures/tesseract-core/meshstats-openapi.json"), "utf8"));
@@ -33,9 +33,27 @@ describe("tesseract-core schemas as protobuf messages", () => {
     assert.equal(protoFromOpenApi(DOC, { packageName: "acme.mesh.v2" }).inputType, "acme.mesh.v2.Inputs");
   });
 
-  it("numbers fields in the declared order (field_order), not the schema's property order", () => {
-    assert.deepEqual(type("Inputs").fieldsArray.map((f) => [f.name, f.id]), [["mesh", 1], ["layers", 2], ["method", 3], ["scale", 4], ["label", 5]]);
-    assert.deepEqual(type("Mesh").fieldsArray.map((f) => [f.name, f.id]), [["n_points", 1], ["points", 2], ["cell_data", 3], ["tags", 4]]);
+  it("writes fields in the declared order (field_order) and numbers them by name: stubs of one version fit the next (an inserted field moved every later one's number)", () => {
+    assert.deepEqual(type("Inputs").fieldsArray.map((f) => f.name), ["mesh", "layers", "method", "scale", "label"]);
+    assert.deepEqual(type("Mesh").fieldsArray.map((f) => f.name), ["n_points", "points", "cell_data", "tags"]);
+    const ids = (t: protobuf.Type) => t.fieldsArray.map((f) => f.id);
+    for (const id of [...ids(type("Inputs")), ...ids(type("Mesh"))]) assert.ok(id >= 1 && id < 1 << 24 && !(id >= 19000 && id < 20000), `field number ${id}`);
+    assert.deepEqual(fieldNumbers(["mesh", "layers"]), fieldNumbers(["layers", "mesh"]));
+    // The next version inserts a field first, in the inputs and in the mesh, and drops "label".
+    const next = withSchemas((s) => {
+      s.Apply_InputSchema.properties = { alpha: { type: "number", default: 0 }, ...s.Apply_InputSchema.properties };
+      delete s.Apply_InputSchema.properties.label;
+      s.Apply_Mesh.properties = { weight: { type: "number", default: 1 }, ...s.Apply_Mesh.properties };
+      const order = s.ApplyInputSchema.field_order;
+      order[""] = ["alpha", ...order[""].filter((f: string) => f !== "label")];
+      order.mesh = ["weight", ...order.mesh];
+    });
+    const nextRoot = loadRootFromText(protoFromOpenApi(next).text);
+    const nextType = (name: string) => nextRoot.lookupType(`${proto.packageName}.${name}`);
+    for (const [message, name] of [["Inputs", "mesh"], ["Inputs", "scale"], ["Mesh", "n_points"], ["Mesh", "tags"]]) assert.equal(nextType(message).fields[name].id, type(message).fields[name].id, `${message}.${name}`);
+    // An old stub's message reads in the next version as it was meant: no value lands in another field.
+    const old = type("Inputs").encode(type("Inputs").fromObject({ mesh: { n_points: 7, tags: ["a"] }, scale: 2.5 })).finish();
+    assert.deepEqual(nextType("Inputs").toObject(nextType("Inputs").decode(old), { longs: Number }), { mesh: { n_points: 7, tags: ["a"] }, scale: 2.5 });
   });
 
   it("maps models, arrays, dicts, lists, scalars, Literals and optionals", () => {
@@ -160,7 +178,7 @@ describe("tesseract-core schemas as protobuf messages", () => {
       s.MeshAlias = { $ref: "#/components/schemas/Apply_Mesh" };
       s.Apply_InputSchema.properties.label = { $ref: "#/components/schemas/MeshAlias" };
     }));
-    assert.match(alias.text, /message MeshAlias \{\n {2}optional int64 n_points = 1;/);
+    assert.match(alias.text, /message MeshAlias \{\n {2}optional int64 n_points = \d+;/);
   });
 
   it("lists each model's required fields (an answer must hold them), in field order", () => {

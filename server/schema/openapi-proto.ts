@@ -16,9 +16,9 @@
  *   Optional[X] (anyOf X | null), or a declared default -> proto3 `optional` (unset: tesseract-core's
  *                                        default applies), messages being optional already
  *
- * Field numbers follow the declared field order (`field_order`, else the schema's property order),
- * so they are stable across restarts of the same Tesseract. What has no protobuf form (a list of
- * lists, a union of two types) is refused at start with the property's path.
+ * Fields are written in the declared order (`field_order`, else the schema's property order) and
+ * numbered by their names (fieldNumbers). What has no protobuf form (a list of lists, a union of two
+ * types) is refused at start with the property's path.
  */
 import { enumValueName, literalName, screamingSnake } from "../../common/enum-names";
 
@@ -153,13 +153,14 @@ class Writer {
     // A property that `field_order` leaves out still gets a field, after those it lists (it was dropped: no caller could set it).
     const listed = this.fieldOrder[path] ?? [];
     const order = [...listed, ...Object.keys(properties).filter((field) => !listed.includes(field))];
-    const fields = order.map((field, i) => {
+    const numbers = fieldNumbers(order);
+    const fields = order.map((field) => {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(field)) throw new Error(`${path || this.root}: field name ${JSON.stringify(field)} is not a protobuf identifier`);
       // protobufjs, and every JavaScript object, holds no own "__proto__": the field was dropped unseen.
       if (field === "__proto__") throw new Error(`${path || this.root}: field name "__proto__" cannot be served (JavaScript reserves it)`);
       const property = properties[field];
       if (!isObject(property)) throw new Error(`${below(path, field)}: no schema for this field`);
-      return `  ${this.field(property, below(path, field), field)} = ${i + 1}${this.options(property)};`;
+      return `  ${this.field(property, below(path, field), field)} = ${numbers.get(field)}${this.options(property)};`;
     });
     this.messages.set(name, `message ${name} {\n${fields.join("\n")}\n}`);
     // Required and not nullable: such a field must be there and not null (Optional[X] may be null).
@@ -366,4 +367,37 @@ function mergeFiles(first: string, second: string): string {
   const seen = new Set(blocks(first).map((b) => b.split(" ")[1]));
   const extra = blocks(second).filter((b) => !seen.has(b.split(" ")[1]));
   return extra.length ? `${first}\n${extra.join("\n\n")}\n` : first;
+}
+
+/** Field numbers are drawn from 1 … FIELD_NUMBERS - 1 (tags of at most four bytes), protobuf's reserved range skipped. */
+const FIELD_NUMBERS = 1 << 24;
+const RESERVED_FIRST = 19_000;
+const RESERVED_COUNT = 1_000;
+
+/**
+ * Each field's number from its name alone (FNV-1a), so that stubs made from one version of a
+ * runtime's schema fit the next one that adds, drops or reorders fields: numbered by their order, a
+ * field inserted before others moved them all, and an old stub's values landed in other fields (a
+ * wrong number answered OK); now a field that is new to a stub is left unset by it, and one it
+ * sends that the runtime dropped is skipped, as unknown fields are. Names that meet on a number take
+ * the next free one, in the order of the names.
+ */
+export function fieldNumbers(names: readonly string[]): Map<string, number> {
+  const numbers = new Map<string, number>();
+  const taken = new Set<number>();
+  for (const name of [...names].sort()) {
+    let n = 1 + (fnv1a(name) % (FIELD_NUMBERS - 1 - RESERVED_COUNT));
+    if (n >= RESERVED_FIRST) n += RESERVED_COUNT;
+    while (taken.has(n)) n = n + 1 === RESERVED_FIRST ? RESERVED_FIRST + RESERVED_COUNT : n + 1 >= FIELD_NUMBERS ? 1 : n + 1;
+    taken.add(n);
+    numbers.set(name, n);
+  }
+  return numbers;
+}
+
+/** 32-bit FNV-1a of a string's UTF-16 code units (field names are ASCII identifiers). */
+function fnv1a(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return hash;
 }
