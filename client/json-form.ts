@@ -7,7 +7,7 @@
  */
 import ndarray, { type NdArray } from "ndarray";
 import type * as protobuf from "protobufjs";
-import { clip, invalidArgument } from "../common/errors";
+import { clip, invalidArgument, shown } from "../common/errors";
 import { enumNumber, literalName, namesNumbers, shortNames } from "../common/enum-names";
 import { recordFrom } from "../common/records";
 import { arrayObject, flattenLists, tensorFromArrayObject } from "../common/numpy-arrays";
@@ -42,6 +42,9 @@ export function arrayFromJson(value: unknown, where: string): NdArray<any> {
   // An empty list is float64 like any nested list (every() of nothing is true: it became BOOL).
   if (values.length > 0 && values.every((v) => typeof v === "boolean")) return ndarray(BoolArray.from(values as boolean[], Number), shape);
   if (!values.every((v) => typeof v === "number")) throw invalidArgument(`${where}: expected numbers in the nested list`);
+  // JSON's numbers are finite: an infinite one was a literal beyond FP64's range (1e999 went in as Infinity).
+  const infinite = (values as number[]).findIndex((v) => !Number.isFinite(v));
+  if (infinite >= 0) throw invalidArgument(`${where}: element ${infinite} is ${shown(values[infinite])}, expected a finite number`);
   return ndarray(Float64Array.from(values as number[]), shape);
 }
 

@@ -8,7 +8,7 @@ import { InvalidArgumentError, Option } from "commander";
 import { Algorithm, SparsityMode, StepMode, StochasticEstimator } from "../generated/tesseract/v1/algorithm";
 import { FiniteDifferenceOptions } from "../generated/tesseract/v1/tesseract";
 import { decimalNumber } from "../common/decimal";
-import { clip, invalidArgument, quote } from "../common/errors";
+import { clip, invalidArgument, quote, shown } from "../common/errors";
 
 type Options = Partial<FiniteDifferenceOptions>;
 
@@ -59,7 +59,7 @@ function enumValue(field: string, value: unknown, where: string): number {
 }
 
 function positive(value: unknown, where: string): number {
-  if (typeof value !== "number" || !(value > 0) || !Number.isFinite(value)) throw invalidArgument(`${where}: expected a positive number, got ${JSON.stringify(value)}`);
+  if (typeof value !== "number" || !(value > 0) || !Number.isFinite(value)) throw invalidArgument(`${where}: expected a positive number, got ${shown(value)}`);
   return value;
 }
 

@@ -138,6 +138,10 @@ export function keyAt(where: string, key: string): string {
   return name === key ? `${where}.${key}` : `${where}: ${name}`;
 }
 
+/** Marks a non-finite number in `shown`'s JSON text (a control character no JSON string holds unescaped). */
+const INFINITE = "\u0001non-finite:";
+const INFINITE_TEXT = /"\\u0001non-finite:(-?Infinity|NaN)"/g;
+
 /** How much of a caller's non-string JSON value (a list, an object) a message shows. */
 const SHOWN_LIMIT = 40;
 
@@ -151,7 +155,8 @@ export function shown(value: unknown): string {
   if (typeof value === "number" && !Number.isFinite(value) && !Number.isNaN(value)) return `${value} (a number beyond ±1.8e308)`;
   let text: string | undefined;
   try {
-    text = JSON.stringify(value);
+    // Infinities inside a list or an object too (as numbers, not the null JSON.stringify writes).
+    text = JSON.stringify(value, (_key, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? `${INFINITE}${v}` : v))?.replace(INFINITE_TEXT, "$1");
   } catch {
     return "(a value too deeply nested to show)"; // JSON.stringify recurses
   }

@@ -24,8 +24,9 @@ export const INT_RANGES: Readonly<Record<string, [number, number]>> = {
 /** `v` as the value of a scalar field of protobuf type `type` ("int32", "double", "bytes", ...); INVALID_ARGUMENT naming `where` otherwise. */
 export function jsonScalar(type: string, v: unknown, where: string): unknown {
   if (type === "double" || type === "float") {
-    if (typeof v === "number") return v;
-    throw invalidArgument(`${where} is ${shown(v)}, expected a number`);
+    // JSON's numbers are finite: an infinite one was a literal beyond FP64's range.
+    if (typeof v === "number" && Number.isFinite(v)) return v;
+    throw invalidArgument(`${where} is ${shown(v)}, expected ${typeof v === "number" ? "a finite number" : "a number"}`);
   }
   if (Object.hasOwn(INT_RANGES, type)) {
     const [lo, hi] = INT_RANGES[type];

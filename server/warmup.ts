@@ -12,7 +12,8 @@
  *
  * It never fails a start: an error is reported (and logged by the caller) and the server starts as
  * without it. It leaves no trace but warm code: the evaluation counter (metrics) is restored, the
- * evaluation cache emptied and what `auto` measured forgotten.
+ * evaluation cache emptied and the evaluation costs `auto` measured forgotten (an apply that held the
+ * event loop is remembered: it says apply is costly, compiled or not).
  */
 import ndarray from "ndarray";
 import { Algorithm, SparsityMode } from "./tesseract";

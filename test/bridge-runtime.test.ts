@@ -555,6 +555,27 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
   });
 });
 
+describe("tesseract-core bridge: numbers JSON cannot carry", function () {
+  this.timeout(20000);
+
+  it("a scalar input of Infinity or NaN is INVALID_ARGUMENT naming it (sent as null, the runtime took its default and Apply answered OK); 1e999 on the REST API is 422", async () => {
+    const { rest, client, fake, stop } = await bridged(meshStats());
+    try {
+      for (const scale of [Infinity, -Infinity, NaN]) {
+        await clientRejects(client.apply({ ...inputs(), scale }), "INVALID_ARGUMENT", new RegExp(`^inputs\\.scale is ${scale}, which the runtime cannot be sent: it reads JSON, whose numbers are finite$`));
+      }
+      const points = { object_type: "array", shape: [1, 3], dtype: "float64", data: { buffer: [[1, 2, 3]], encoding: "json" } };
+      const body = JSON.stringify({ inputs: { mesh: { n_points: 1, points, cell_data: {} }, layers: [], scale: 0.125 } }).replace("0.125", "1e999");
+      const res = await fetch(`${rest}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body });
+      assert.equal(res.status, 422);
+      assert.match(((await res.json()) as { detail: { msg: string }[] }).detail[0].msg, /inputs\.scale is Infinity \(a number beyond ±1\.8e308\), expected a finite number$/);
+      assert.equal(fake.applyCalls, 0);
+    } finally {
+      await stop();
+    }
+  });
+});
+
 describe("tesseract-core bridge: an Optional array output that is None", function () {
   this.timeout(20000);
 
@@ -567,7 +588,7 @@ describe("tesseract-core bridge: an Optional array output that is None", functio
     return { openapi, apply: (decoded) => ({ ...base.apply(decoded), extra: present(decoded) ? base.apply(decoded).barycenter : null }) };
   }
   const x00 = (decoded: Record<string, unknown>) => ((decoded.mesh as { points: FakeArray }).points.values as number[])[0];
-  const none = /^jac_outputs: output "extra" is None at these inputs \(the Tesseract left it out, as its schema allows\): there is nothing to differentiate$/;
+  const none = /^jac_outputs: output "extra" is None at these inputs: the Tesseract left it out, as its schema allows; there is nothing to differentiate$/;
 
   it("None at the inputs: a gradient of it is INVALID_ARGUMENT naming it (it blamed the first perturbed evaluation, UNKNOWN, or after an Apply INTERNAL); the REST API 422", async () => {
     const { rest, client, stop } = await bridged(withOptionalOutput(() => false));
@@ -591,6 +612,18 @@ describe("tesseract-core bridge: an Optional array output that is None", functio
       // The outputs that are there still differentiate.
       const { jacobian } = await client.jacobian(request(Algorithm.ALGORITHM_CENTRAL, ["barycenter"]));
       flat(jacobian.barycenter["mesh.points"]).forEach((d, k) => assert.ok(Math.abs(d - (Math.floor(k / (N * 3)) === k % 3 ? SCALE / N : 0)) < 1e-6, `d barycenter / d points at ${k}: ${d}`));
+    } finally {
+      await stop();
+    }
+  });
+
+  it("None at the inputs, there where the first evaluation is: INVALID_ARGUMENT all the same (it depended on which evaluation came first)", async () => {
+    const at = inputs();
+    const first = (at.mesh.points.data as Float64Array)[0];
+    // There only where the first coordinate moved: at x[0, 0] ± h, the central Jacobian's first pair.
+    const { client, stop } = await bridged(withOptionalOutput((decoded) => x00(decoded) !== first));
+    try {
+      await clientRejects(client.jacobian({ inputs: at, inputPaths: ["mesh.points"], outputPaths: ["extra"], options: CENTRAL }), "INVALID_ARGUMENT", none);
     } finally {
       await stop();
     }

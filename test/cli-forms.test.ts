@@ -46,6 +46,11 @@ describe("CLI forms", () => {
       assert.throws(() => arrayFromJson({ dtype: "uint64", data: [-1] }, "x"), /element 0 is -1, which dtype uint64 cannot hold/);
       assert.deepEqual(Array.from(arrayFromJson({ dtype: "float32", data: [3.4e38, 1e-50] }, "x").data), [Math.fround(3.4e38), 0], "within float32's range: rounded as numpy would");
       assert.deepEqual(Array.from(arrayFromJson({ dtype: "int8", data: [-128, 127] }, "x").data), [-128, 127]);
+      // JSON.parse reads 1e999 as Infinity: a nested list or a bare number took it (apply answered OK), as a dtyped array did.
+      const huge = JSON.parse('{"list": [[1, 1e999]], "scalar": -1e999, "typed": {"dtype": "float64", "data": [1e999]}}');
+      assert.throws(() => arrayFromJson(huge.list, "x"), /^TesseractError: x: element 1 is Infinity \(a number beyond ±1\.8e308\), expected a finite number$/);
+      assert.throws(() => arrayFromJson(huge.scalar, "x"), /^TesseractError: x: element 0 is -Infinity \(a number beyond ±1\.8e308\), expected a finite number$/);
+      assert.throws(() => arrayFromJson(huge.typed, "x"), /x\.data\.buffer element 0 is Infinity \(a number beyond ±1\.8e308\), expected a finite number$/);
     });
   });
 
@@ -83,6 +88,7 @@ describe("CLI forms", () => {
       assert.throws(() => optionsFromJson({ step_mode: "sideways" }), /options\.step_mode: unknown value "sideways"; expected one of absolute, relative$/);
       assert.throws(() => optionsFromJson({ eps: 0 }), /options\.eps: expected a positive number, got 0/);
       assert.throws(() => optionsFromJson({ eps_by_path: { x: -1 } }), /options\.eps_by_path\.\{x\}: expected a positive number, got -1/);
+      assert.throws(() => optionsFromJson(JSON.parse('{"eps": 1e999}')), /options\.eps: expected a positive number, got Infinity \(a number beyond ±1\.8e308\)$/);
       assert.throws(() => optionsFromJson({ num_samples: "many" }), /options\.num_samples: expected a whole number from 1 to 4294967295, got "many"/);
       assert.equal(optionsFromJson({ num_samples: "12" }).num_samples, 12);
       assert.throws(() => optionsFromJson("richardson"), /options: expected an object such as \{"algorithm": "richardson", "eps": 1e-6\}/);

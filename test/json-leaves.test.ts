@@ -52,6 +52,19 @@ describe("reading an answer's differentiated leaves only", () => {
     assert.equal(Object.keys(only.mesh as object).length, 2, "nothing but the leaves (points, cell_data)");
   });
 
+  it("leaves out a leaf the answer may leave out (under a field the schema does not require: an Optional output that is None); one it requires is refused", () => {
+    const required = { ...generated.requiredFields, [`${generated.packageName}.Mesh`]: ["n_points", "points"] };
+    const lenient = new JsonLeafReader(schema.type, PATHS.map(parsePath), "outputs", required);
+    const withoutCellData = answer() as any;
+    delete withoutCellData.mesh.cell_data;
+    const only = lenient.read(withoutCellData) as any;
+    assert.deepEqual(Object.keys(only.mesh), ["points"]);
+    assert.throws(() => reader.read(withoutCellData), /outputs\.mesh\.cell_data\.\{a\} is missing/);
+    const withoutPoints = answer() as any;
+    withoutPoints.mesh.points = null;
+    assert.throws(() => lenient.read(withoutPoints), /outputs\.mesh\.points is missing/);
+  });
+
   it("refuses a missing leaf, a non-array and a value the declared datatype cannot hold, naming the path", () => {
     const missing = answer();
     missing.layers.pop();

@@ -43,7 +43,7 @@ describe("worker output garbage", () => {
     const before = process.memoryUsage().arrayBuffers;
     for (let k = 0; k < 256; k++) new Float64Array(8192)[0] = k; // 16 MB, dead at once
     const piled = process.memoryUsage().arrayBuffers - before;
-    // Most of them: V8 may scavenge once in the loop itself (after other tests, its young generation is fuller).
+    // Most of them: V8 may scavenge once in the loop itself, by its own accounting of external memory.
     assert.ok(piled >= 8e6, `dead outputs stay counted until collected (${piled} bytes)`);
     collect!();
     // V8 frees the collected buffers' bytes on a background thread: wait for it, a turn at a time.

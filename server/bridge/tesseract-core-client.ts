@@ -12,7 +12,7 @@
  */
 import { setTimeout } from "node:timers/promises";
 import * as protobuf from "protobufjs";
-import { clip, printable, quote, Code, isTesseractError, RuntimeValidation, TesseractError } from "../../common/errors";
+import { clip, invalidArgument, printable, quote, Code, isTesseractError, RuntimeValidation, TesseractError } from "../../common/errors";
 import { exactJson } from "../../common/exact-json";
 import { NUMPY_DTYPES } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
@@ -67,6 +67,7 @@ export class TesseractCoreClient {
   private inputsJson(tree: Record<string, unknown>, encoding: "base64" | "abstract"): Record<string, unknown> {
     const json = messageJson(this.inputs.type, tree, encoding, this.enumLiterals);
     requireFields(this.inputs.type, json, "inputs", this.requiredFields, this.nullFields);
+    refuseNonFinite(json, "inputs");
     return json;
   }
 
@@ -75,7 +76,7 @@ export class TesseractCoreClient {
     const bodies = new ApplyBodies(this.inputsJson(inputs, "base64"), leaves);
     let reader: JsonLeafReader | undefined; // a job's differentiated outputs are the same in every answer
     return (perturbation, signal, only) => {
-      if (only) reader ??= new JsonLeafReader(this.outputs.type, only, "outputs");
+      if (only) reader ??= new JsonLeafReader(this.outputs.type, only, "outputs", this.requiredFields);
       return this.applyBody(bodies.body(perturbation), signal, only && reader);
     };
   }
@@ -252,4 +253,15 @@ function shapeOf(value: unknown, path: string, declared: number | undefined): Ab
   const answered = typeof dtype === "string" && Object.hasOwn(NUMPY_DTYPES, dtype) ? NUMPY_DTYPES[dtype] : undefined;
   if (declared === undefined && answered === undefined) throw new TesseractError(Code.INVALID_ARGUMENT, `outputs.${path}.dtype is ${JSON.stringify(dtype)?.slice(0, 40)}; expected one of ${Object.keys(NUMPY_DTYPES).join(", ")}`);
   return { path, shape, datatype: declared ?? answered! };
+}
+
+/**
+ * Refuses a number JSON cannot carry (a gRPC double may be ±Infinity or NaN): written as null, the
+ * runtime took its default or None for it (`scale: Infinity` was answered OK, computed with 1).
+ */
+function refuseNonFinite(json: unknown, where: string): void {
+  if (typeof json === "number") {
+    if (!Number.isFinite(json)) throw invalidArgument(`${where} is ${json}, which the runtime cannot be sent: it reads JSON, whose numbers are finite`);
+  } else if (Array.isArray(json)) json.forEach((v, i) => refuseNonFinite(v, `${where}.[${i}]`));
+  else if (json !== null && typeof json === "object") for (const [k, v] of Object.entries(json)) refuseNonFinite(v, `${where}.${k}`);
 }

@@ -6,7 +6,7 @@
 import type { NdArray } from "ndarray";
 import { Code, TesseractError } from "../../common/errors";
 import type { OutputInfo } from "./evaluator";
-import type { MessageSchema } from "../schema/schema";
+import { omitted, type MessageSchema } from "../schema/schema";
 import type { Segment } from "../../common/paths";
 import { dataTypeOfArray, isNdArray, isRowMajor, ndarrayExtentProblem, toFloat64 } from "../../common/tensor-codec";
 import { allFinite, subtractAllFinite } from "./finite-values";
@@ -139,7 +139,11 @@ export class OutputSelector {
   private leaf(outputTree: unknown, o: number): NdArray {
     const { info, steps } = this.resolved![o];
     const leaf = leafAt(outputTree, steps);
-    if (!isNdArray(leaf)) throw new TesseractError(this.faultCode, `apply returned no tensor at output ${info.path}`);
+    if (!isNdArray(leaf)) {
+      const error = new TesseractError(this.faultCode, `apply returned no tensor at output ${info.path}`);
+      // None here, there at the first evaluation: f(x) tells whose it is (Problem's failure).
+      throw this.remote && leaf == null ? omitted(error, this.field, "output", info.path) : error;
+    }
     const shape = (leaf as NdArray).shape;
     let same = shape.length === info.shape.length;
     for (let d = 0; same && d < shape.length; d++) same = shape[d] === info.shape[d];

@@ -214,7 +214,7 @@ export class Problem {
   private async failure(e: unknown, what: () => string): Promise<unknown> {
     if (requestRefusals.has(e as object)) return e;
     const omitted = omittedOutputError(e);
-    if (omitted) {
+    if (omitted && !this.signal?.aborted) {
       // An output the schema lets the Tesseract leave out: the request's, if f(x) leaves it out too.
       if (what() === UNPERTURBED) return omitted;
       const absentAtBase = await this.base().then(() => undefined, (r: unknown) => omittedOutputError(r));

@@ -10,7 +10,8 @@ import { tensorFromArrayObject } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
 import { decodeTensor, type DataType } from "../../common/tensor-codec";
 import { isTensorField } from "./json-messages";
-import { castArray, declaredDatatype } from "./output-casting";
+import { castArray, declaredDatatype, protoName } from "./output-casting";
+import type { RequiredFields } from "./openapi-proto";
 import { formatPath, type Segment } from "../../common/paths";
 
 /** A concrete segment's property in JSON: the field's name, the map key or the list index. */
@@ -27,6 +28,20 @@ interface LeafPlan {
   isIndex: boolean[];
   at: string;
   declared: DataType | undefined;
+  /** The answer may leave it out (null or absent): a field on its path the runtime's schema does not require. */
+  optional: boolean;
+}
+
+/** Whether a field on the leaf's path (before any key or index the caller chose) is one `required` does not list. */
+function optionalLeaf(type: protobuf.Type, segments: readonly Segment[], required: RequiredFields): boolean {
+  let message: protobuf.Type | undefined = type;
+  for (const s of segments) {
+    if (s.kind !== "field" || !message) return false;
+    if (!(required[protoName(message)] ?? []).includes(s.name)) return true;
+    const field: protobuf.Field | undefined = message.fields[s.name];
+    message = field?.resolvedType instanceof protobuf.Type ? field.resolvedType : undefined;
+  }
+  return false;
 }
 
 /** The Tensor field that declares the leaf at `segments` of `type`. */
@@ -45,15 +60,20 @@ function tensorField(type: protobuf.Type, segments: readonly Segment[], at: stri
 export class JsonLeafReader {
   private readonly plans: LeafPlan[];
 
-  /** Leaves at `leaves` of answers of `type`; messages name them from `where` (`outputs`). */
-  constructor(type: protobuf.Type, leaves: readonly (readonly Segment[])[], where: string) {
+  /**
+   * Leaves at `leaves` of answers of `type`; messages name them from `where` (`outputs`). `required`:
+   * per message, the fields an answer must hold (openapi-proto.ts); a leaf under any other may be
+   * left out. Without it, every leaf must be there.
+   */
+  constructor(type: protobuf.Type, leaves: readonly (readonly Segment[])[], where: string, required?: RequiredFields) {
     this.plans = leaves.map((segments) => {
       const at = `${where}.${formatPath(segments)}`;
-      return { keys: segments.map(segmentKey), isIndex: segments.map((s) => s.kind === "index"), at, declared: declaredDatatype(tensorField(type, segments, at)) };
+      const optional = required !== undefined && optionalLeaf(type, segments, required);
+      return { keys: segments.map(segmentKey), isIndex: segments.map((s) => s.kind === "index"), at, declared: declaredDatatype(tensorField(type, segments, at)), optional };
     });
   }
 
-  /** A tree holding only the leaves, as ndarrays in their declared datatypes. */
+  /** A tree holding only the leaves, as ndarrays in their declared datatypes; an optional one the answer left out is left out. */
   read(json: unknown): Record<string, unknown> {
     const tree = emptyRecord<unknown>();
     this.plans.forEach((plan) => {
@@ -62,7 +82,10 @@ export class JsonLeafReader {
         const container = plan.isIndex[depth] ? Array.isArray(value) : isPlainObject(value);
         value = container && Object.hasOwn(value as object, key) ? (value as Record<string | number, unknown>)[key] : undefined;
       });
-      if (value === undefined || value === null) throw invalidArgument(`${plan.at} is missing`);
+      if (value === undefined || value === null) {
+        if (plan.optional) return; // None, as the schema allows: the outputs' selector tells whose it is
+        throw invalidArgument(`${plan.at} is missing`);
+      }
       const cast = plan.declared === undefined ? value : castArray(value, plan.declared, plan.at);
       if (!isPlainObject(cast)) throw invalidArgument(`${plan.at} is ${JSON.stringify(cast)?.slice(0, 40)}, expected an array object`);
       setLeaf(tree, plan, decodeTensor(tensorFromArrayObject(cast, plan.at), plan.at));

@@ -190,11 +190,7 @@ export class MessageSchema {
       // A field path (no map key or list element the caller chose) the outputs leave out: the Tesseract did not return a field it declares.
       if (concrete.length === 0 && returnedBy && segments.every((s) => s.kind === "field")) {
         const error = new TesseractError(returnedBy.code, `${returnedBy.by} returned no ${side} ${requested[i]}, a differentiable tensor field of ${this.type.name}`);
-        if (returnedBy.mayOmit) {
-          const requestError = invalidArgument(`${field}: ${side} ${quote(requested[i])} is None at these inputs (the Tesseract left it out, as its schema allows): there is nothing to differentiate`);
-          omissions.set(error, requestError).set(requestError, requestError);
-        }
-        throw error;
+        throw returnedBy.mayOmit ? omitted(error, field, side, requested[i]) : error;
       }
       if (concrete.length === 0) {
         throw invalidArgument(`${field}: ${side} path ${quote(requested[i])} does not exist in the ${side}s; differentiable ${side} paths: ${available()}`);
@@ -234,6 +230,14 @@ export interface ReturnedBy {
 
 /** Per error of an output left out that the schema allows, the request's own error (itself too): that output is None at the inputs. */
 const omissions = new WeakMap<object, TesseractError>();
+
+/** `error` (the Tesseract's: it returned no `path`) marked as an omission its schema allows (omittedOutputError). */
+export function omitted(error: TesseractError, field: string, side: string, path: string): TesseractError {
+  const nested = path.includes(".") ? " (or a model on its path is)" : "";
+  const requestError = invalidArgument(`${field}: ${side} ${quote(path)} is None at these inputs${nested}: the Tesseract left it out, as its schema allows; there is nothing to differentiate`);
+  omissions.set(error, requestError).set(requestError, requestError);
+  return error;
+}
 
 /**
  * The request's error for a requested output the Tesseract left out where its schema allows that:

@@ -48,7 +48,7 @@ export default defineTesseract<Inputs, Outputs>({
     }
     const perCell = expectTensor(mesh.num_points_per_cell, "mesh.num_points_per_cell", DataType.DATA_TYPE_FP64, 1);
     if (perCell.shape[0] !== mesh.n_cells) {
-      throw invalidArgument(`len(mesh.num_points_per_cell) is ${perCell.shape[0]}, expected mesh.n_cells = ${mesh.n_cells}`);
+      throw invalidArgument(`len(mesh.num_points_per_cell) is ${perCell.shape[0]}, expected mesh.n_cells = ${mesh.n_cells}${mesh.n_cells === 0 ? " (or unset)" : ""}`);
     }
     let total = 0;
     for (let i = 0; i < perCell.shape[0]; i++) {
