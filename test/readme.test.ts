@@ -2,14 +2,17 @@
  * The README as a newcomer copies it: every ```ts block compiles, each as its own module of a strict
  * app that installed the packed tarball and generated the types the blocks import (meshstats,
  * vectoradd, and the beam.proto of "Writing a Tesseract"), under CommonJS and ES modules alike. Its
- * generate commands and npm scripts are the examples' (which examples.test.ts runs), and the
- * Dockerfile it shows is the example's.
+ * generate commands and npm scripts are the examples' (which examples.test.ts runs), the
+ * Dockerfile it shows is the example's, and the quick start's first Jacobian runs as shown.
  */
 import { strict as assert } from "node:assert";
+import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { promisify } from "node:util";
 import { TOOL_VERSIONS } from "../cli/generate/tools";
 import { parseDockerfile } from "./container-files";
+import { serveProcess } from "./helpers";
 import { readPackageJson, sandbox, typeChecker, type Sandbox } from "./sandbox";
 
 const ROOT = path.join(__dirname, "../..");
@@ -100,6 +103,22 @@ describe("README", function () {
     assert.equal(shown.length, 1);
     const instructions = (text: string) => parseDockerfile(text).flatMap((stage) => [`FROM ${stage.image}`, ...stage.instructions.map((i) => `${i.keyword} ${i.args}`)]);
     assert.deepEqual(instructions(shown[0].code), instructions(fs.readFileSync(path.join(ROOT, "examples/tesseract-ts/Dockerfile"), "utf8")));
+  });
+
+  it("the quick start's first Jacobian runs as shown (the clone's CLI against npm start's meshstats)", async () => {
+    const block = blocks().find((b) => b.lang === "sh" && b.code.startsWith("node dist/cli/cli.js jacobian "));
+    assert.ok(block, "the quick start shows a first Jacobian");
+    // The shell's own reading of the block (its quotes span lines), with this test's server instead of port 50051.
+    const server = await serveProcess(["meshstats", "--port", "0"]);
+    try {
+      const { stdout, stderr } = await promisify(execFile)("sh", ["-c", `${block.code.trim()} --address ${server.address}`], { cwd: ROOT });
+      const d = JSON.parse(stdout)["statistics.barycenter"]["mesh.points"] as number[][][];
+      // d barycenter[c] / d points[i, c'] = 1/2 where c = c', for both points.
+      d.forEach((rows, c) => rows.forEach((row, i) => row.forEach((v, k) => assert.ok(Math.abs(v - (k === c ? 0.5 : 0)) < 1e-8, `[${c}][${i}][${k}] = ${v}`))));
+      assert.match(stderr, /^stats: 4 apply calls in .*; 2 column groups \(sparsity: tesseract\)$/m);
+    } finally {
+      await server.stop();
+    }
   });
 
   it("every link to a section (#anchor) names a heading, as GitHub spells its anchor", () => {
