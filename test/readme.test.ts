@@ -3,7 +3,7 @@
  * app that installed the packed tarball and generated the types the blocks import (meshstats,
  * vectoradd, and the beam.proto of "Writing a Tesseract"), under CommonJS and ES modules alike. Its
  * generate commands and npm scripts are the examples' (which examples.test.ts runs), the
- * Dockerfile it shows is the example's, and the quick start's first Jacobian runs as shown.
+ * Dockerfile it shows is the example's, and its first call runs as shown.
  */
 import { strict as assert } from "node:assert";
 import { execFile } from "node:child_process";
@@ -105,9 +105,9 @@ describe("README", function () {
     assert.deepEqual(instructions(shown[0].code), instructions(fs.readFileSync(path.join(ROOT, "examples/tesseract-ts/Dockerfile"), "utf8")));
   });
 
-  it("the quick start's first Jacobian runs as shown (the clone's CLI against npm start's meshstats)", async () => {
+  it("'A first call' runs as shown and prints what it says (the clone's CLI against npm start's meshstats)", async () => {
     const block = blocks().find((b) => b.lang === "sh" && b.code.startsWith("node dist/cli/cli.js jacobian "));
-    assert.ok(block, "the quick start shows a first Jacobian");
+    assert.ok(block, "'A first call' shows a Jacobian");
     // The shell's own reading of the block (its quotes span lines), with this test's server instead of port 50051.
     const server = await serveProcess(["meshstats", "--port", "0"]);
     try {
