@@ -30,6 +30,13 @@ describe("tesseract-core schemas as protobuf messages", () => {
     assert.equal(proto.inputType, "tesseract_core.mesh_stats.v1.Inputs");
     assert.equal(proto.outputType, "tesseract_core.mesh_stats.v1.Outputs");
     assert.equal(packageFromTitle("3D solver!"), "tesseract_core.t_3d_solver.v1");
+    // tesseract-core's title of an unnamed Tesseract: tesseract_core.tesseract.v1 hid tesseract.v1.Tensor, and the server did not start.
+    for (const title of ["Tesseract", " tesseract! ", undefined]) {
+      const generated = protoFromOpenApi({ ...DOC, info: { ...DOC.info, title } });
+      assert.equal(generated.packageName, "tesseract_core.unnamed_tesseract.v1");
+      assert.ok(loadRootFromText(generated.text).lookupType(generated.inputType));
+    }
+    assert.throws(() => protoFromOpenApi(DOC, { packageName: "acme.tesseract.v1" }), /^Error: package "acme\.tesseract\.v1" has a part named "tesseract", which hides the tesseract\.v1 types its messages use: choose another \(--proto-package\)$/);
     assert.equal(protoFromOpenApi(DOC, { packageName: "acme.mesh.v2" }).inputType, "acme.mesh.v2.Inputs");
   });
 

@@ -75,7 +75,21 @@ export function packageFromTitle(title: unknown): string {
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, "_")
     .replace(/^_+|_+$/g, "");
-  return `tesseract_core.${/^[a-z]/.test(name) ? name : `t_${name || "tesseract"}`}.v1`;
+  const slug = /^[a-z]/.test(name) ? name : `t_${name || "tesseract"}`;
+  // tesseract-core titles an unnamed Tesseract "Tesseract": a package part named `tesseract` hides the
+  // tesseract.v1 types the file refers to (hiddenTesseractTypes), and the server did not start.
+  return `tesseract_core.${slug === "tesseract" ? "unnamed_tesseract" : slug}.v1`;
+}
+
+/**
+ * Why `packageName` cannot hold the generated messages, or undefined: protobuf resolves a name from
+ * the innermost scope out, so below a part named `tesseract` (acme.tesseract.v1) the file's
+ * `tesseract.v1.Tensor` is looked for in acme.tesseract, and under `tesseract` itself the messages
+ * would join the project's own package.
+ */
+function hiddenTesseractTypes(packageName: string): string | undefined {
+  if (!packageName.split(".").includes("tesseract")) return undefined;
+  return `package ${JSON.stringify(packageName)} has a part named "tesseract", which hides the tesseract.v1 types its messages use: choose another (--proto-package)`;
 }
 
 const pascal = (s: string) => s.replace(/(^|_)([a-z0-9])/g, (_, __, c: string) => c.toUpperCase()).replace(/[^A-Za-z0-9]/g, "");
@@ -326,6 +340,8 @@ export function protoFromOpenApi(doc: unknown, options: { packageName?: string }
     throw new Error("not a tesseract-core OpenAPI document: components.schemas.ApplyInputSchema and ApplyOutputSchema are missing");
   }
   const packageName = options.packageName ?? packageFromTitle(isObject((doc as JsonSchema).info) ? ((doc as { info: JsonSchema }).info.title as string) : undefined);
+  const hidden = hiddenTesseractTypes(packageName);
+  if (hidden) throw new Error(hidden);
   const inputsRef = isObject(schemas.ApplyInputSchema.properties) && isObject(schemas.ApplyInputSchema.properties.inputs) ? schemas.ApplyInputSchema.properties.inputs.$ref : undefined;
   const outputsRef = schemas.ApplyOutputSchema.$ref;
   if (typeof inputsRef !== "string" || typeof outputsRef !== "string") throw new Error("ApplyInputSchema.properties.inputs and ApplyOutputSchema must be $refs to models");
