@@ -230,6 +230,28 @@ describe("tesseract-core bridge: outputs in their declared dtype", function () {
 
   const values = (decoded: Record<string, unknown>) => (meshStats().apply(decoded).barycenter as { values: number[] }).values;
 
+  it("an output whose dtype changes between answers is UNKNOWN naming it (int64 answers after float64 ones were cast and differenced: a Jacobian of 0.5 answered OK as -2249.75)", async () => {
+    // Declared float64, and undeclared (later answers then reached the engine as integers).
+    for (const [declared, message] of [
+      ["float64", /outputs\.barycenter is int32, a differentiable output declared float64: finite differences need its declared precision/],
+      [undefined, /apply returned output barycenter as DATA_TYPE_INT32 here, DATA_TYPE_FP64 at an earlier evaluation: an output's datatype must not change between evaluations/],
+    ] as const) {
+      let calls = 0;
+      const answer = (d: Record<string, unknown>) => (calls++ < 3 ? { shape: [3], dtype: "float64", values: values(d) } : { shape: [3], dtype: "int32", values: values(d).map(Math.round) });
+      const tesseract = declaring(declared ?? "float64", answer);
+      if (!declared) delete (tesseract.openapi as any).components.schemas.Apply_OutputSchema.properties.barycenter.properties.dtype.examples;
+      const { client, stop } = await bridged(tesseract, { concurrency: 1 });
+      try {
+        for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD]) {
+          calls = 0;
+          await clientRejects(client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: { algorithm, sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } }), "UNKNOWN", message);
+        }
+      } finally {
+        await stop();
+      }
+    }
+  });
+
   it("a float32 output answered as float64, or as a bare JSON list, is cast to float32", async () => {
     for (const answer of [(d: Record<string, unknown>) => ({ shape: [3], dtype: "float64", values: values(d) }), (d: Record<string, unknown>) => values(d)]) {
       const { client, stop } = await bridged(declaring("float32", answer));

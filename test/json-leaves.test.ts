@@ -27,7 +27,7 @@ function answer() {
     mesh: {
       n_points: 2,
       points: { object_type: "array", shape: [2, 3], dtype: "float64", data: { buffer: base64(Float64Array.from([1, 2, 3, 4, 5, 6.5])), encoding: "base64" } },
-      cell_data: { a: { shape: [2], dtype: "float32", data: { buffer: base64(Float32Array.from([0.5, -1])), encoding: "base64" } } }, // cast to FP64
+      cell_data: { a: { shape: [2], dtype: "float64", data: { buffer: base64(Float64Array.from([0.5, -1])), encoding: "base64" } } },
     },
     layers: [
       { weights: { shape: [1], dtype: "float32", data: { buffer: [7], encoding: "json" } }, name: "first" },
@@ -72,6 +72,13 @@ describe("reading an answer's differentiated leaves only", () => {
     const scalar = answer() as any;
     scalar.mesh.points = "1,2,3";
     assert.throws(() => reader.read(scalar), /outputs\.mesh\.points is "1,2,3", expected an array object/);
+    // A differentiated leaf in integers or a narrower float than declared: cast, its differences were rounding jumps.
+    for (const dtype of ["int64", "float32"]) {
+      const narrow = answer() as any;
+      const values = dtype === "int64" ? BigInt64Array.from([1n, 2n]) : Float32Array.from([1, 2]);
+      narrow.mesh.cell_data.a = { shape: [2], dtype, data: { buffer: Buffer.from(values.buffer).toString("base64"), encoding: "base64" } };
+      assert.throws(() => reader.read(narrow), new RegExp(`outputs\\.mesh\\.cell_data\\.\\{a\\} is ${dtype}, a differentiable output declared float64: finite differences need its declared precision`));
+    }
     const huge = answer();
     huge.layers[1].weights = [1e300, 0];
     assert.throws(() => reader.read(huge), /outputs\.layers\.\[1\]\.weights has 1e\+300 at flat index 0 .*float32 cannot hold/);

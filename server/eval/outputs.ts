@@ -8,7 +8,7 @@ import { Code, TesseractError } from "../../common/errors";
 import type { OutputInfo } from "./evaluator";
 import { omitted, type MessageSchema } from "../schema/schema";
 import type { Segment } from "../../common/paths";
-import { dataTypeOfArray, isNdArray, isRowMajor, ndarrayExtentProblem, toFloat64 } from "../../common/tensor-codec";
+import { dataTypeName, dataTypeOfArray, isNdArray, isRowMajor, ndarrayExtentProblem, toFloat64 } from "../../common/tensor-codec";
 import { allFinite, subtractAllFinite } from "./finite-values";
 
 /** The property keys along a resolved path: field names, map keys, array indices. */
@@ -148,6 +148,10 @@ export class OutputSelector {
     let same = shape.length === info.shape.length;
     for (let d = 0; same && d < shape.length; d++) same = shape[d] === info.shape[d];
     if (!same) throw new TesseractError(this.faultCode, `apply returned output ${info.path} with shape [${shape.join(", ")}] here, [${info.shape.join(", ")}] at an earlier evaluation: ${SHAPES_FIXED}`);
+    // An output whose datatype changes (float64, then int64 or float32) was differenced as if it had not: wrong numbers, answered OK.
+    if (dataTypeOfArray((leaf as NdArray).data as never) !== info.datatype) {
+      throw new TesseractError(this.faultCode, `apply returned output ${info.path} as ${dataTypeName(dataTypeOfArray((leaf as NdArray).data as never))} here, ${dataTypeName(info.datatype)} at an earlier evaluation: an output's datatype must not change between evaluations`);
+    }
     return leaf as NdArray;
   }
 }

@@ -86,7 +86,7 @@ export class JsonLeafReader {
         if (plan.optional) return; // None, as the schema allows: the outputs' selector tells whose it is
         throw invalidArgument(`${plan.at} is missing`);
       }
-      const cast = plan.declared === undefined ? value : castArray(value, plan.declared, plan.at);
+      const cast = plan.declared === undefined ? value : castArray(value, plan.declared, plan.at, true);
       if (!isPlainObject(cast)) throw invalidArgument(`${plan.at} is ${JSON.stringify(cast)?.slice(0, 40)}, expected an array object`);
       setLeaf(tree, plan, decodeTensor(tensorFromArrayObject(cast, plan.at), plan.at));
     });

@@ -17,6 +17,7 @@ import type { RequiredFields } from "./openapi-proto";
 import { arrayClass, DataType, decodeTensor, type TypedArray } from "../../common/tensor-codec";
 
 const DATATYPE_OPTION = "(tesseract.v1.datatype)";
+const DIFFERENTIABLE_OPTION = "(tesseract.v1.differentiable)";
 const TENSOR_TYPE = ".tesseract.v1.Tensor";
 
 /** A protobuf type's full name without its leading dot: how RequiredFields and EnumLiterals key it. */
@@ -60,14 +61,22 @@ export function castNdArray(array: NdArray<TypedArray>, from: DataType, to: Data
   return ndarray(castElements(array.data, to, where, `dtype ${numpyDtype(from)}`) as never, array.shape.slice()) as unknown as NdArray<TypedArray>;
 }
 
-/** One array value of a Tensor field declared `to`: as it is when it already has that dtype, else cast. */
-export function castArray(value: unknown, to: DataType, where: string): unknown {
+/**
+ * One array value of a Tensor field declared `to`: as it is when it already has that dtype, else cast.
+ * A `differentiable` one answered in integers, or in a narrower float than declared, is refused: cast,
+ * its differences were rounding jumps, or steps below its precision (a Jacobian of 0.5 answered OK
+ * as −2 249.75 where a runtime's later answers came as int64).
+ */
+export function castArray(value: unknown, to: DataType, where: string, differentiable = false): unknown {
   if (Array.isArray(value) || typeof value === "number" || typeof value === "boolean") {
     const { shape, values } = flattenLists(value, where);
     return castValues(values, shape, to, where, "a JSON list");
   }
   if (!isPlainObject(value) || value.dtype === numpyDtype(to)) return value;
   const tensor = tensorFromArrayObject(value, where);
+  if (differentiable && !(tensor.datatype === DataType.DATA_TYPE_FP64 || (tensor.datatype === DataType.DATA_TYPE_FP32 && to === DataType.DATA_TYPE_FP32))) {
+    throw invalidArgument(`${where} is ${numpyDtype(tensor.datatype)}, a differentiable output declared ${numpyDtype(to)}: finite differences need its declared precision (of integers they are rounding jumps)`);
+  }
   const decoded = decodeTensor(tensor, where);
   return castValues(decoded.data as ArrayLike<number | bigint>, tensor.shape, to, where, `dtype ${numpyDtype(tensor.datatype)}`);
 }
@@ -122,7 +131,7 @@ export function castToDeclared(type: protobuf.Type, json: unknown, where: string
     const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
     const at = `${where}.${key}`;
     const declared = field && field.resolvedType?.fullName === TENSOR_TYPE ? declaredDatatype(field) : undefined;
-    if (declared !== undefined) out[key] = eachElement(field!, value, at, (v, w) => castArray(v, declared, w));
+    if (declared !== undefined) out[key] = eachElement(field!, value, at, (v, w) => castArray(v, declared, w, field!.options?.[DIFFERENTIABLE_OPTION] === true));
     else if (field?.resolvedType instanceof protobuf.Type) {
       const sub = field.resolvedType;
       out[key] = eachElement(field, value, at, (v, w) => castToDeclared(sub, v, w, required));
