@@ -294,7 +294,11 @@ export class TesseractRuntime {
    * TesseractError is answered as a throwing apply is (UNKNOWN with its message), not as a bug here.
    */
   decodeInputs(any: AnyMessage | null | undefined, field = "inputs", limits = this.decodeLimits): Record<string, unknown> {
-    const inputs = this.schema.inputs.decodeAny(any, field, { limits });
+    return this.validated(this.schema.inputs.decodeAny(any, field, { limits }));
+  }
+
+  /** `inputs` once the Tesseract's own validation accepts them. */
+  private validated(inputs: Record<string, unknown>): Record<string, unknown> {
     try {
       this.definition.validate?.(inputs);
     } catch (e) {
@@ -366,13 +370,13 @@ export class TesseractRuntime {
 
   /**
    * Any -> tree in which tensors may be abstract ({ shape, datatype } without data). Inputs without an
-   * abstract tensor are decoded as Apply's are, the Tesseract's validation included: AbstractEval
-   * answered shapes for inputs Apply refuses (a negative diffusivity, 5 points in 4 rows).
+   * abstract tensor are what Apply decodes, and are validated as Apply's are: AbstractEval answered
+   * shapes for inputs Apply refuses (a negative diffusivity, 5 points in 4 rows).
    */
   decodeAbstractInputs(any: AnyMessage | null | undefined, field = "inputs"): Record<string, unknown> {
     let abstract = false;
     const tree = this.schema.inputs.decodeAny(any, field, { abstract: true, limits: this.decodeLimits, onAbstract: () => (abstract = true) });
-    return abstract ? tree : this.decodeInputs(any, field);
+    return abstract ? tree : this.validated(tree);
   }
 
   /** Output shapes and datatypes from the inputs' (AbstractEval); `signal` aborts an abstractEval that runs elsewhere. */

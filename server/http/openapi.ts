@@ -15,11 +15,10 @@ import * as protobuf from "protobufjs";
 import { NUMPY_DTYPES, numpyDtype } from "../../common/numpy-arrays";
 import type { TesseractRuntime } from "../runtime";
 import { isTensorField, type EnumLiterals } from "../schema/json-messages";
-import { declaredDatatype, protoName } from "../schema/output-casting";
+import { declaredDatatype, isDifferentiableField, protoName } from "../schema/output-casting";
 
 type Json = Record<string, unknown>;
 
-const DIFFERENTIABLE_OPTION = "(tesseract.v1.differentiable)";
 
 const SCALARS: Record<string, Json> = {
   double: { type: "number" },
@@ -80,7 +79,7 @@ function fieldSchema(field: protobuf.Field, ref: (t: protobuf.Type) => Json, enu
   let element: Json;
   const sub = field.resolvedType;
   const literals = sub instanceof protobuf.Enum ? enumLiterals[protoName(sub)] : undefined;
-  if (isTensorField(field)) element = arraySchema(field.options?.[DIFFERENTIABLE_OPTION] === true, declaredDtype(field));
+  if (isTensorField(field)) element = arraySchema(isDifferentiableField(field), declaredDtype(field));
   else if (sub instanceof protobuf.Type) element = ref(sub);
   else if (literals) element = literalSchema(literals.slice(1));
   else if (sub instanceof protobuf.Enum) element = { type: "string", enum: Object.keys(sub.values) };
@@ -166,7 +165,7 @@ function differentiableArrays(type: protobuf.Type, documented: Record<string, un
     for (const f of t.fieldsArray) {
       const here = (at ? `${at}.` : "") + f.name + (f.map ? ".{}" : f.repeated ? ".[]" : "");
       if (isTensorField(f)) {
-        if (f.options?.[DIFFERENTIABLE_OPTION] === true) out[here] = { shape: shapeOf(here), dtype: declaredDtype(f) ?? null };
+        if (isDifferentiableField(f)) out[here] = { shape: shapeOf(here), dtype: declaredDtype(f) ?? null };
       } else if (f.resolvedType instanceof protobuf.Type) visit(f.resolvedType, here, new Set([...seen, t]));
     }
   };

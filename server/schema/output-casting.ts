@@ -23,6 +23,11 @@ const TENSOR_TYPE = ".tesseract.v1.Tensor";
 /** A protobuf type's full name without its leading dot: how RequiredFields and EnumLiterals key it. */
 export const protoName = (type: { fullName: string }): string => type.fullName.replace(/^\./, "");
 
+/** Whether a field carries `(tesseract.v1.differentiable) = true`. */
+export function isDifferentiableField(field: protobuf.Field): boolean {
+  return field.options?.[DIFFERENTIABLE_OPTION] === true;
+}
+
 /** A Tensor field's declared datatype, or undefined (any). */
 export function declaredDatatype(field: protobuf.Field): DataType | undefined {
   const value = field.options?.[DATATYPE_OPTION] as string | number | undefined;
@@ -131,7 +136,7 @@ export function castToDeclared(type: protobuf.Type, json: unknown, where: string
     const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
     const at = `${where}.${key}`;
     const declared = field && field.resolvedType?.fullName === TENSOR_TYPE ? declaredDatatype(field) : undefined;
-    if (declared !== undefined) out[key] = eachElement(field!, value, at, (v, w) => castArray(v, declared, w, field!.options?.[DIFFERENTIABLE_OPTION] === true));
+    if (declared !== undefined) out[key] = eachElement(field!, value, at, (v, w) => castArray(v, declared, w, isDifferentiableField(field!)));
     else if (field?.resolvedType instanceof protobuf.Type) {
       const sub = field.resolvedType;
       out[key] = eachElement(field, value, at, (v, w) => castToDeclared(sub, v, w, required));

@@ -26,10 +26,9 @@ import {
 } from "../../common/tensor-codec";
 import { expandPattern, formatPath, getAtPath, isPattern, matchesPattern, parsePath, type Segment } from "../../common/paths";
 import { decodeStrict, type DecodeStyle } from "./wire-decode";
-import { castNdArray, declaredDatatype, protoName } from "./output-casting";
+import { castNdArray, declaredDatatype, isDifferentiableField, protoName } from "./output-casting";
 
 const TENSOR_TYPE = "tesseract.v1.Tensor";
-const DIFFERENTIABLE_OPTION = "(tesseract.v1.differentiable)";
 /** Far above any real type URL; longer ones are refused before anything else is looked at. */
 export const MAX_TYPE_URL_LENGTH = 2048;
 /** The Tesseract's trees: 64-bit integers as numbers, unset scalars as their defaults. */
@@ -69,10 +68,6 @@ export function loadRootFromText(text: string): protobuf.Root {
 
 function isTensorField(field: protobuf.Field): boolean {
   return field.resolvedType?.fullName === `.${TENSOR_TYPE}`;
-}
-
-function isDifferentiable(field: protobuf.Field): boolean {
-  return field.options?.[DIFFERENTIABLE_OPTION] === true;
 }
 
 /** The segment that addresses one element of a map or list field. */
@@ -262,8 +257,8 @@ function collectDifferentiable(type: protobuf.Type, prefix: Segment[], visiting:
     const element = containerSegment(field);
     const elementPath = element ? [...here, element] : here;
     if (isTensorField(field)) {
-      if (isDifferentiable(field)) found.push(elementPath);
-    } else if (isDifferentiable(field)) {
+      if (isDifferentiableField(field)) found.push(elementPath);
+    } else if (isDifferentiableField(field)) {
       // Refused at load: ignored, it left the author wondering why no path was differentiable.
       throw new Error(`${protoName(type)}.${field.name} is marked (tesseract.v1.differentiable), which only a tesseract.v1.Tensor field (or a map or list of them) can be; this field is ${field.map ? "a map of " : field.repeated ? "a list of " : ""}${field.type}`);
     } else if (field.resolvedType instanceof protobuf.Type) {
@@ -324,17 +319,21 @@ function toTree(type: protobuf.Type, plain: Record<string, unknown>, prefix: str
     if (isTensorField(field)) {
       convert = (v, w) => {
         if (v == null) return undefined;
-        if (!opts.abstract) {
-          // In the field's declared floating-point datatype, as the JSON forms are (output-casting.ts);
-          // other datatypes stay the caller's to match (a float is no integer's same kind).
-          const tensor = v as TensorMessage;
-          const declared = declaredDatatype(field);
-          const array = decodeTensor(tensor, w, opts.limits);
-          return declared !== undefined && isFloatingPoint(declared) ? castNdArray(array, tensor.datatype, declared, w) : array;
+        const tensor = v as TensorMessage;
+        let array: NdArray<TypedArray> | undefined;
+        if (!opts.abstract) array = decodeTensor(tensor, w, opts.limits);
+        else {
+          const t = decodeAbstractTensor(tensor, w, opts.limits);
+          if (!t.array) {
+            opts.onAbstract?.();
+            return { shape: t.shape, datatype: t.datatype };
+          }
+          array = t.array;
         }
-        const t = decodeAbstractTensor(v as TensorMessage, w, opts.limits);
-        if (!t.array) opts.onAbstract?.();
-        return t.array ?? { shape: t.shape, datatype: t.datatype };
+        // In the field's declared floating-point datatype, as the JSON forms are (output-casting.ts);
+        // other datatypes stay the caller's to match (a float is no integer's same kind).
+        const declared = declaredDatatype(field);
+        return declared !== undefined && isFloatingPoint(declared) ? castNdArray(array, tensor.datatype, declared, w) : array;
       };
     } else if (sub instanceof protobuf.Type) {
       convert = (v, w) => (v == null ? undefined : toTree(sub, v as Record<string, unknown>, w, opts));
