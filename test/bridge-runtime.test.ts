@@ -18,6 +18,7 @@ import { startServer, type RunningServer } from "../index";
 import { HealthMonitor } from "../server/bridge/health-monitor";
 import { RuntimeReplicas } from "../server/bridge/runtime-replicas";
 import { loadTesseractCore } from "../server/bridge/tesseract-core";
+import { literalNumbers } from "../server/schema/openapi-proto";
 import { silentLogger } from "../server/log";
 import { abortedRequests, applyRequests, everyRequestAborted, barycenter, meshStatsInputs, N, POINTS, reflectedClient, SCALE } from "./fixtures/tesseract-core/bridge-clients";
 import { FakeValidationError, startFakeTesseractCore, type FakeArray, type FakeTesseract } from "./fixtures/tesseract-core/fake-tesseract-core";
@@ -440,7 +441,7 @@ describe("tesseract-core bridge: enums", function () {
     try {
       await client.apply({ ...inputs(), method: 0 });
       assert.ok(!("method" in seen[0]), `method sent as ${JSON.stringify(seen[0].method)}`);
-      await client.apply({ ...inputs(), method: 2 });
+      await client.apply({ ...inputs(), method: "METHOD_VALUE_FORWARD" });
       assert.equal(seen[1].method, "forward");
     } finally {
       await stop();
@@ -511,11 +512,11 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
       const bad = await postJson(`${rest}/apply`, restInputs({ order: 4 }));
       assert.equal(bad.status, 422);
       assert.match(((await bad.json()) as { detail: { msg: string }[] }).detail[0].msg, /inputs\.order is 4, expected one of 3, 2, 1 \(or their enum value names\)$/);
-      // A Literal of strings still takes a value number, as it did: 2 is METHOD_VALUE_FORWARD.
-      assert.equal((await postJson(`${rest}/apply`, restInputs({ method: 2 }))).status, 200);
+      // A Literal of strings still takes a value number, as it did: METHOD_VALUE_FORWARD's.
+      assert.equal((await postJson(`${rest}/apply`, restInputs({ method: literalNumbers(["central", "forward"])[1] }))).status, 200);
       assert.equal(seen.at(-1)!.method, "forward");
-      // Over gRPC an enum is its value number, as protobuf has it: ORDER_VALUE_1 is number 3, the literal 1.
-      await client.apply({ ...inputs(), order: 3 });
+      // Over gRPC an enum is its value number, as protobuf has it: ORDER_VALUE_1's is the literal 1.
+      await client.apply({ ...inputs(), order: "ORDER_VALUE_1" });
       assert.strictEqual(seen.at(-1)!.order, 1);
       // A Literal of booleans takes booleans (1 went as false); an input and an output of one name keep their own values.
       const flagged = await postJson(`${rest}/apply`, restInputs({ flag: true, method: "forward", odd: "-" }));

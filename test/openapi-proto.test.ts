@@ -8,7 +8,7 @@ import { jsonToTree } from "../client/json-form";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type * as protobuf from "protobufjs";
-import { fieldNumbers, protoFromOpenApi, packageFromTitle } from "../server/schema/openapi-proto";
+import { fieldNumbers, literalNumbers, protoFromOpenApi, packageFromTitle } from "../server/schema/openapi-proto";
 import { loadRootFromText, MessageSchema } from "../server/schema/schema";
 
 const DOC = JSON.parse(fs.readFileSync(path.join(__dirname, "../../test/fixtures/tesseract-core/meshstats-openapi.json"), "utf8"));
@@ -78,8 +78,31 @@ describe("tesseract-core schemas as protobuf messages", () => {
     // Every scalar has presence, required (n_points) or not: a required one left unset is refused, not sent as 0.
     for (const [message, name] of [["Inputs", "scale"], ["Inputs", "label"], ["Inputs", "method"], ["Mesh", "n_points"]]) assert.ok(field(message, name).partOf, `${name} is optional`);
     const method = root.lookupEnum(`${proto.packageName}.MethodValue`);
-    assert.deepEqual({ ...method.values }, { METHOD_VALUE_UNSPECIFIED: 0, METHOD_VALUE_CENTRAL: 1, METHOD_VALUE_FORWARD: 2 });
-    assert.deepEqual(proto.enumLiterals[`${proto.packageName}.MethodValue`], [undefined, "central", "forward"]);
+    const [central, forward] = literalNumbers(["central", "forward"]);
+    assert.deepEqual({ ...method.values }, { METHOD_VALUE_UNSPECIFIED: 0, METHOD_VALUE_CENTRAL: central, METHOD_VALUE_FORWARD: forward });
+    assert.deepEqual(proto.enumLiterals[`${proto.packageName}.MethodValue`], { values: ["central", "forward"], numbers: [central, forward] });
+  });
+
+  it("numbers a Literal's enum values by the values: stubs of one version fit the next (a value inserted first made an old stub's \"central\" the runtime's \"forward\")", () => {
+    const numbers = literalNumbers(["central", "forward", 1, "1", true, null, "\u00e9t\u00e9"]);
+    for (const n of numbers) assert.ok(Number.isInteger(n) && n >= 1 && n < 1 << 24, `value number ${n}`);
+    assert.equal(new Set(numbers).size, numbers.length);
+    assert.deepEqual(literalNumbers(["forward", "central"]), [numbers[1], numbers[0]]);
+    // Values that meet on a number take the next free one, whatever their order in the Literal.
+    const many = Array.from({ length: 5000 }, (_, i) => `v${i}`);
+    assert.equal(new Set(literalNumbers(many)).size, many.length);
+    assert.deepEqual(literalNumbers([...many].reverse()), literalNumbers(many).reverse());
+    // The next version puts "backward" first and drops "forward".
+    const next = withSchemas((s) => {
+      s.Apply_InputSchema.properties.method.enum = ["backward", "central"];
+    });
+    const nextRoot = loadRootFromText(protoFromOpenApi(next).text);
+    const nextInputs = nextRoot.lookupType(`${proto.packageName}.Inputs`);
+    const old = type("Inputs").encode(type("Inputs").fromObject({ method: "METHOD_VALUE_CENTRAL" })).finish();
+    assert.equal(nextInputs.toObject(nextInputs.decode(old), { enums: String }).method, "METHOD_VALUE_CENTRAL");
+    // An old stub's "forward" is no value of the next: the bridge refuses it rather than send another.
+    const dropped = nextInputs.decode(type("Inputs").encode(type("Inputs").fromObject({ method: "METHOD_VALUE_FORWARD" })).finish()) as unknown as { method: number };
+    assert.equal(nextRoot.lookupEnum(`${proto.packageName}.MethodValue`).valuesById[dropped.method], undefined);
   });
 
   it("names Literal values that spell the same protobuf name apart, and declares arrays' dtypes", () => {
@@ -89,18 +112,20 @@ describe("tesseract-core schemas as protobuf messages", () => {
     const method = loadRootFromText(generated.text).lookupEnum(`${generated.packageName}.MethodValue`);
     // The three that spell SEMI_IMPLICIT are all named by position: the first kept the name, and the
     // CLI, matching short names whatever their case, sent "semi_implicit" as "semi-implicit".
+    const literals = ["semi-implicit", "semi_implicit", "Semi Implicit", "-", "unspecified"];
+    const numbers = literalNumbers(literals);
     assert.deepEqual({ ...method.values }, {
       METHOD_VALUE_UNSPECIFIED: 0,
-      METHOD_VALUE_VALUE_1: 1,
-      METHOD_VALUE_VALUE_2: 2,
-      METHOD_VALUE_VALUE_3: 3,
-      METHOD_VALUE_VALUE_4: 4,
-      METHOD_VALUE_VALUE_5: 5,
+      METHOD_VALUE_VALUE_1: numbers[0],
+      METHOD_VALUE_VALUE_2: numbers[1],
+      METHOD_VALUE_VALUE_3: numbers[2],
+      METHOD_VALUE_VALUE_4: numbers[3],
+      METHOD_VALUE_VALUE_5: numbers[4],
     });
     const inputs = loadRootFromText(generated.text).lookupType(`${generated.packageName}.Inputs`);
     assert.throws(() => jsonToTree(inputs, { method: "semi_implicit" }, "inputs"), /unknown MethodValue value "semi_implicit"/);
-    assert.equal(jsonToTree(inputs, { method: "value_2" }, "inputs").method, 2);
-    assert.deepEqual(generated.enumLiterals[`${generated.packageName}.MethodValue`], [undefined, "semi-implicit", "semi_implicit", "Semi Implicit", "-", "unspecified"]);
+    assert.equal(jsonToTree(inputs, { method: "value_2" }, "inputs").method, numbers[1]);
+    assert.deepEqual(generated.enumLiterals[`${generated.packageName}.MethodValue`], { values: literals, numbers });
     assert.equal(field("Mesh", "points").options?.["(tesseract.v1.datatype)"], "DATA_TYPE_FP64");
     assert.equal(field("Layer", "weights").options?.["(tesseract.v1.datatype)"], "DATA_TYPE_FP32");
     assert.equal(field("Outputs", "barycenter").options?.["(tesseract.v1.datatype)"], "DATA_TYPE_FP64");

@@ -81,7 +81,7 @@ function fieldSchema(field: protobuf.Field, ref: (t: protobuf.Type) => Json, enu
   const literals = sub instanceof protobuf.Enum ? enumLiterals[protoName(sub)] : undefined;
   if (isTensorField(field)) element = arraySchema(isDifferentiableField(field), declaredDtype(field));
   else if (sub instanceof protobuf.Type) element = ref(sub);
-  else if (literals) element = literalSchema(literals.slice(1));
+  else if (literals) element = literalSchema(literals.values);
   else if (sub instanceof protobuf.Enum) element = { type: "string", enum: Object.keys(sub.values) };
   else element = SCALARS[field.type] ?? { type: "integer" };
   if (field.map) return { type: "object", additionalProperties: element };

@@ -24,21 +24,30 @@ export const isTensorField = (field: protobuf.Field): boolean => field.resolvedT
 
 
 /**
- * Per enum (full name, no leading dot), the JSON value of each value number (index 0: unset): a
- * tesseract-core Literal's values, strings, numbers or null, sent and read as themselves.
+ * A tesseract-core Literal as an enum: its values (strings, numbers, booleans or null, sent and read
+ * as themselves) in the schema's order, and the enum value number of each (0 is unset).
  */
-export type EnumLiterals = Readonly<Record<string, readonly unknown[]>>;
+export interface LiteralEnum {
+  readonly values: readonly unknown[];
+  readonly numbers: readonly number[];
+}
+
+/** Per enum (full name, no leading dot), the Literal it stands for. */
+export type EnumLiterals = Readonly<Record<string, LiteralEnum>>;
 
 /** Whether a field (not a list or map: their null is unset) is a bridged Literal with None among its values. */
 function holdsNull(field: protobuf.Field, enumLiterals: EnumLiterals): boolean {
-  return !field.repeated && !field.map && field.resolvedType instanceof protobuf.Enum && (enumLiterals[protoName(field.resolvedType)]?.includes(null, 1) ?? false);
+  return !field.repeated && !field.map && field.resolvedType instanceof protobuf.Enum && (enumLiterals[protoName(field.resolvedType)]?.values.includes(null) ?? false);
 }
 
 /** An enum's Literal values for messages: `"central", "forward"`, `3, 2, 1`. */
-const literalList = (literals: readonly unknown[]) => literals.slice(1).map((l) => JSON.stringify(l)).join(", ");
+const literalList = (literals: LiteralEnum) => literals.values.map((l) => JSON.stringify(l)).join(", ");
 
 /** The value number of a JSON value among an enum's literals (0: none). */
-const literalNumber = (literals: readonly unknown[], v: unknown) => Math.max(0, literals.indexOf(v, 1));
+function literalNumber(literals: LiteralEnum, v: unknown): number {
+  const at = literals.values.indexOf(v);
+  return at < 0 ? 0 : literals.numbers[at];
+}
 
 /** One scalar field value, checked against its protobuf type. */
 function scalar(field: protobuf.Field, v: unknown, where: string, enumLiterals: EnumLiterals): unknown {
@@ -52,7 +61,7 @@ function scalar(field: protobuf.Field, v: unknown, where: string, enumLiterals: 
     if (byName !== undefined) return byName;
     // A value number stays one where every literal is a string (as it was read before literals were
     // values); of Literal[False, True], 1 went as false.
-    const numbered = !literals || literals.slice(1).every((l) => typeof l === "string");
+    const numbered = !literals || literals.values.every((l) => typeof l === "string");
     if (numbered && Number.isInteger(v) && (v as number) >= INT_RANGES.int32[0] && (v as number) <= INT_RANGES.int32[1]) return v;
     if (literals) throw invalidArgument(`${where} is ${shown(v)}, expected one of ${literalList(literals)} (or their enum value names)`);
     throw invalidArgument(`${where} is ${shown(v)}, expected one of ${Object.keys(values).join(", ")} (or its number)`);
@@ -161,11 +170,12 @@ export function messageJson(type: protobuf.Type, tree: Record<string, unknown>, 
       if (isTensorField(field)) return encoding === "abstract" ? shapeAndDtype(x) : arrayObject(x as NdArray<any>, encoding);
       if (field.resolvedType instanceof protobuf.Type) return messageJson(field.resolvedType, x as Record<string, unknown>, encoding, enumLiterals, w);
       if (field.resolvedType instanceof protobuf.Enum) {
-        if (literals && !((x as number) > 0 && (x as number) < literals.length)) {
+        const literal = literals ? literals.numbers.indexOf(x as number) : -1;
+        if (literals && literal < 0) {
           if (x === 0 && w === at) return undefined;
           throw invalidArgument(`${w} is ${field.resolvedType.valuesById[x as number] ?? x}, which has no value in the Tesseract's schema; expected one of ${literalList(literals)}`);
         }
-        return literals ? literals[x as number] : (field.resolvedType.valuesById[x as number] ?? x);
+        return literals ? literals.values[literal] : (field.resolvedType.valuesById[x as number] ?? x);
       }
       if (x instanceof Uint8Array) return Buffer.from(x).toString("base64");
       return typeof x === "bigint" ? jsonInteger(x) : x;

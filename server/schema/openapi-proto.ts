@@ -21,6 +21,7 @@
  * types) is refused at start with the property's path.
  */
 import { enumValueName, literalName, screamingSnake } from "../../common/enum-names";
+import type { LiteralEnum } from "./json-messages";
 
 export interface ProtoFromOpenApi {
   /** The `.proto` file's text (imports tesseract/v1/tensor.proto). */
@@ -28,8 +29,8 @@ export interface ProtoFromOpenApi {
   packageName: string;
   inputType: string;
   outputType: string;
-  /** Per enum (full name), the tesseract-core Literal value of each value number (index 0: unset). */
-  enumLiterals: Record<string, unknown[]>;
+  /** Per enum (full name), the tesseract-core Literal it stands for. */
+  enumLiterals: Record<string, LiteralEnum>;
   /** Per message (full name), the fields its model requires (an answer must hold them). */
   requiredFields: RequiredFields;
   /** Per message, the required fields that may be null (Optional[X] without a default, a Literal holding None): unset, they are sent as null. */
@@ -129,7 +130,7 @@ function isArraySchema(s: JsonSchema): boolean {
 class Writer {
   private readonly messages = new Map<string, string>();
   private readonly enums: string[] = [];
-  readonly enumLiterals: Record<string, unknown[]>;
+  readonly enumLiterals: Record<string, LiteralEnum>;
   readonly requiredFields: RequiredFields = {};
   readonly nullFields: RequiredFields = {};
   readonly documented: DocumentedSchema["fields"] = {};
@@ -140,7 +141,7 @@ class Writer {
     /** tesseract-core's `field_order`, by dotted path of each model ("" for the top level). */
     private readonly fieldOrder: Record<string, string[]>,
     /** Enums another writer of the same file wrote already (their names are taken: the same values reuse one). */
-    written: Record<string, unknown[]> = {},
+    written: Record<string, LiteralEnum> = {},
     /** The enum value names of the file so far (one scope for the package), which this writer adds to. */
     private readonly valueNames = new Set<string>(),
     /** Each model's message name (messageNames). */
@@ -263,34 +264,47 @@ class Writer {
     throw new Error(`${path}: schema ${JSON.stringify(s).slice(0, 120)} has no protobuf form (a union of types, or an untyped value)`);
   }
 
-  /** An enum for a Literal; its value numbers map back to the Literal's values (enumLiterals), whatever their JSON type. */
-  private enum(values: unknown[], fieldName: string): string {
-    const literals = [undefined, ...values];
-    const strings = ["", ...values.map(literalName)];
-    const same = (known: readonly unknown[]) => JSON.stringify(known.slice(1)) === JSON.stringify(values);
+  /**
+   * An enum for a Literal; its value numbers map back to the Literal's values (enumLiterals),
+   * whatever their JSON type. Each value's number comes from the value alone (literalNumbers), as a
+   * field's does from its name.
+   */
+  private enum(listed: unknown[], fieldName: string): string {
+    // A schema may list a value twice: one enum value for it.
+    const keys = listed.map((v) => JSON.stringify(v));
+    const values = listed.filter((_, i) => keys.indexOf(keys[i]) === i);
+    const strings = values.map(literalName);
+    const same = (known: LiteralEnum) => JSON.stringify(known.values) === JSON.stringify(values);
     // The same name for the same values; another Literal on a field of the same name gets a suffix,
     // and so does one whose name a model has (a `parameter` field beside a ParameterValue model).
     let name = `${pascal(fieldName)}Value`;
     const known = (n: string) => this.enumLiterals[`${this.packageName}.${n}`];
     for (let k = 2; (known(name) && !same(known(name))) || (!known(name) && this.modelNames.has(name)); k++) name = `${pascal(fieldName)}Value${k}`;
     if (!known(name)) {
-      this.enumLiterals[`${this.packageName}.${name}`] = literals;
+      const numbers = literalNumbers(values);
+      this.enumLiterals[`${this.packageName}.${name}`] = { values, numbers };
       // Enum values share the package's scope (common/enum-names.ts): a name taken there — by another
       // enum's values (`mode: "value_a"` and `mode_value: "a"` both spell MODE_VALUE_VALUE_A; protoc
-      // refused the file) — or none ("-") gets VALUE_<i>. Values of this enum that spell the same
-      // name ("Linear" and "linear", "a-b" and "a_b") all get VALUE_<i>: the JSON readers match a short
-      // name whatever its case and separators, and sent "linear" as "Linear" (the first took the name).
+      // refused the file) — or none ("-") gets VALUE_<i> (its place in the Literal, from 1). Values
+      // of this enum that spell the same name ("Linear" and "linear", "a-b" and "a_b") all get
+      // VALUE_<i>: the JSON readers match a short name whatever its case and separators, and sent
+      // "linear" as "Linear" (the first took the name).
       const spellings = new Map<string, number>();
-      for (const v of strings.slice(1)) spellings.set(screamingSnake(v), (spellings.get(screamingSnake(v)) ?? 0) + 1);
-      const lines = strings.map((v, i) => {
-        let value = i === 0 ? enumValueName(name, "UNSPECIFIED") : enumValueName(name, v);
-        const shared = i > 0 && spellings.get(screamingSnake(v))! > 1;
-        if (i > 0 && (screamingSnake(v) === "" || shared || this.valueNames.has(value) || value === enumValueName(name, "UNSPECIFIED"))) value = enumValueName(name, `VALUE_${i}`);
-        for (let n = 2; this.valueNames.has(value); n++) value = enumValueName(name, i === 0 ? `UNSPECIFIED_${n}` : `VALUE_${i}_${n}`);
+      for (const v of strings) spellings.set(screamingSnake(v), (spellings.get(screamingSnake(v)) ?? 0) + 1);
+      const valueName = (preferred: string, fallback: (n: number) => string) => {
+        let value = preferred;
+        for (let n = 2; this.valueNames.has(value); n++) value = fallback(n);
         this.valueNames.add(value);
-        return `  ${value} = ${i};`;
+        return value;
+      };
+      const unset = valueName(enumValueName(name, "UNSPECIFIED"), (n) => enumValueName(name, `UNSPECIFIED_${n}`));
+      const lines = strings.map((v, k) => {
+        const i = k + 1;
+        let preferred = enumValueName(name, v);
+        if (screamingSnake(v) === "" || spellings.get(screamingSnake(v))! > 1 || this.valueNames.has(preferred)) preferred = enumValueName(name, `VALUE_${i}`);
+        return `  ${valueName(preferred, (n) => enumValueName(name, `VALUE_${i}_${n}`))} = ${numbers[k]};`;
       });
-      this.enums.push(`enum ${name} {\n${lines.join("\n")}\n}`);
+      this.enums.push(`enum ${name} {\n  ${unset} = 0;\n${lines.join("\n")}\n}`);
     }
     return name;
   }
@@ -411,7 +425,29 @@ export function fieldNumbers(names: readonly string[]): Map<string, number> {
   return numbers;
 }
 
-/** 32-bit FNV-1a of a string's UTF-16 code units (field names are ASCII identifiers). */
+/**
+ * Each Literal value's enum number from the value alone (FNV-1a of its JSON, 1 … ENUM_NUMBERS - 1),
+ * for the reason field numbers follow names: numbered by position, a runtime version that put a
+ * value before others moved them all, and an old stub's `forward` reached the runtime as `qr`.
+ * Values that meet on a number take the next free one, in the order of their JSON.
+ */
+export function literalNumbers(values: readonly unknown[]): number[] {
+  const keys = values.map((v) => JSON.stringify(v));
+  const numbers = new Map<string, number>();
+  const taken = new Set<number>();
+  for (const key of [...keys].sort()) {
+    let n = 1 + (fnv1a(key) % (ENUM_NUMBERS - 1));
+    while (taken.has(n)) n = n + 1 >= ENUM_NUMBERS ? 1 : n + 1;
+    taken.add(n);
+    numbers.set(key, n);
+  }
+  return keys.map((key) => numbers.get(key)!);
+}
+
+/** Enum value numbers are drawn from 1 … ENUM_NUMBERS - 1: positive (a negative int32 takes ten bytes on the wire), at most four bytes. */
+const ENUM_NUMBERS = 1 << 24;
+
+/** 32-bit FNV-1a of a string's UTF-16 code units. */
 function fnv1a(text: string): number {
   let hash = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0;
