@@ -187,6 +187,30 @@ describe("tesseract-core's REST API", () => {
     assert.deepEqual(vjp.json.s.shape, []);
   });
 
+  it("an array object with a key tesseract-core's array model lacks: 422 extra_forbidden naming it (a misspelt key was ignored, 200)", async () => {
+    const inputs = { a: arr([1], [1]), b: arr([1], [1], "float64", "json") };
+    const misspelt = await post(base(vec), "apply", { inputs: { ...inputs, a: { ...arr([1], [1]), dtpye: "float32" } } });
+    assert.equal(misspelt.status, 422, misspelt.text);
+    assert.deepEqual(misspelt.json, {
+      detail: [{ type: "extra_forbidden", loc: ["body", "inputs", "a", "dtpye"], msg: "inputs.a.dtpye is not a key of an array object; keys: object_type, shape, dtype, data" }],
+    });
+    // In data too: "compresion": "lz4" read the compressed bytes as the array's own.
+    const data = await post(base(vec), "apply", { inputs: { ...inputs, b: { shape: [1], dtype: "float64", data: { buffer: "AAAAAAAA8D8=", encoding: "base64", compresion: "lz4" } } } });
+    assert.equal(data.status, 422, data.text);
+    assert.deepEqual(data.json, {
+      detail: [{ type: "extra_forbidden", loc: ["body", "inputs", "b", "data", "compresion"], msg: "inputs.b.data.compresion is not a key of an array's data; keys: buffer, encoding, compression" }],
+    });
+    const tangent = await post(base(vec), "jacobian_vector_product", { inputs, jvp_inputs: ["a"], jvp_outputs: ["result"], tangent_vector: { a: { ...arr([1], [1]), objecttype: "array" } } });
+    assert.equal(tangent.status, 422, tangent.text);
+    assert.deepEqual(tangent.json, {
+      detail: [{ type: "extra_forbidden", loc: ["body", "tangent_vector", "a", "objecttype"], msg: "tangent_vector.{a}.objecttype is not a key of an array object; keys: object_type, shape, dtype, data" }],
+    });
+    // Every key tesseract-core writes is taken, compression null included.
+    const full = await post(base(vec), "apply", { inputs: { ...inputs, a: { object_type: "array", shape: [1], dtype: "float64", data: { buffer: [2], encoding: "json", compression: null } } } });
+    assert.equal(full.status, 200, full.text);
+    assert.deepEqual(full.json.result.data.buffer, [3]);
+  });
+
   it("a body of more messages than --max-request-messages: 413 naming the limit and where, before the rest is converted", async () => {
     const inputs = meshInputs() as { mesh: Record<string, unknown> };
     const cell_data = Object.fromEntries(Array.from({ length: 60_000 }, (_, i) => [`k${i}`, { shape: [1, 1], dtype: "float64", data: { buffer: [1], encoding: "json" } }]));

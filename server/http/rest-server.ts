@@ -10,7 +10,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import ndarray from "ndarray";
 import type { BearerTokens } from "../../common/bearer-tokens";
 import { clip, Code, invalidArgument, isTesseractError, TesseractError } from "../../common/errors";
-import { arrayObject, numpyDtype, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
+import { arrayObject, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
 import { exactJson } from "../../common/exact-json";
 import { strictUtf8, utf8Failure } from "../../common/utf8";
@@ -99,6 +99,7 @@ function vectors(runtime: TesseractRuntime, body: Body, field: string) {
     Object.entries(value).map(([key, v]) => {
       const where = `${field}.{${key.replace(/[\\}]/g, "\\$&")}}`;
       if (!isPlainObject(v)) throw invalidArgument(`${where} is not an array object {"shape", "dtype", "data"}`);
+      refuseExtraArrayKeys(v, where);
       return [key, decodeTensor(tensorFromArrayObject(v, where), where, runtime.decodeLimits)];
     }),
   );
@@ -290,7 +291,7 @@ function addEndpoints(app: FastifyInstance, options: RestServerOptions): void {
   const { runtime } = options;
   // A bridged Tesseract's enums read and write as its own strings (tesseract-core's Literals).
   const { enumLiterals } = runtime;
-  const inputs = (json: unknown, abstract = false) => inputsAny(runtime.schema.inputs, json, abstract, { enumLiterals, maxMessages: runtime.decodeLimits.maxMessages });
+  const inputs = (json: unknown, abstract = false) => inputsAny(runtime.schema.inputs, json, abstract, { enumLiterals, maxMessages: runtime.decodeLimits.maxMessages, strictArrays: true });
   const gradient = (body: Body, inPaths: string, outPaths: string, signal: AbortSignal, query: Record<string, unknown>): GradientRequest => ({
     inputs: runtime.decodeInputs(inputs(body.inputs)),
     inputPaths: body[inPaths] as string[],
