@@ -192,23 +192,44 @@ describe("tesseract-core's REST API", () => {
     const misspelt = await post(base(vec), "apply", { inputs: { ...inputs, a: { ...arr([1], [1]), dtpye: "float32" } } });
     assert.equal(misspelt.status, 422, misspelt.text);
     assert.deepEqual(misspelt.json, {
-      detail: [{ type: "extra_forbidden", loc: ["body", "inputs", "a", "dtpye"], msg: "inputs.a.dtpye is not a key of an array object; keys: object_type, shape, dtype, data" }],
+      detail: [{ type: "extra_forbidden", loc: ["body", "inputs", "a", "dtpye"], msg: "inputs.a.dtpye is not a key of an array object; keys: object_type, shape, dtype, data", input: "float32" }],
     });
     // In data too: "compresion": "lz4" read the compressed bytes as the array's own.
     const data = await post(base(vec), "apply", { inputs: { ...inputs, b: { shape: [1], dtype: "float64", data: { buffer: "AAAAAAAA8D8=", encoding: "base64", compresion: "lz4" } } } });
     assert.equal(data.status, 422, data.text);
     assert.deepEqual(data.json, {
-      detail: [{ type: "extra_forbidden", loc: ["body", "inputs", "b", "data", "compresion"], msg: "inputs.b.data.compresion is not a key of an array's data; keys: buffer, encoding, compression" }],
+      detail: [{ type: "extra_forbidden", loc: ["body", "inputs", "b", "data", "compresion"], msg: "inputs.b.data.compresion is not a key of an array's data; keys: buffer, encoding, compression", input: "lz4" }],
     });
     const tangent = await post(base(vec), "jacobian_vector_product", { inputs, jvp_inputs: ["a"], jvp_outputs: ["result"], tangent_vector: { a: { ...arr([1], [1]), objecttype: "array" } } });
     assert.equal(tangent.status, 422, tangent.text);
     assert.deepEqual(tangent.json, {
-      detail: [{ type: "extra_forbidden", loc: ["body", "tangent_vector", "a", "objecttype"], msg: "tangent_vector.{a}.objecttype is not a key of an array object; keys: object_type, shape, dtype, data" }],
+      detail: [{ type: "extra_forbidden", loc: ["body", "tangent_vector", "a", "objecttype"], msg: "tangent_vector.{a}.objecttype is not a key of an array object; keys: object_type, shape, dtype, data", input: "array" }],
     });
     // Every key tesseract-core writes is taken, compression null included.
     const full = await post(base(vec), "apply", { inputs: { ...inputs, a: { object_type: "array", shape: [1], dtype: "float64", data: { buffer: [2], encoding: "json", compression: null } } } });
     assert.equal(full.status, 200, full.text);
     assert.deepEqual(full.json.result.data.buffer, [3]);
+  });
+
+  it("a 422 entry quotes the caller's value at its loc in input, as FastAPI does (the SDK's ValidationError showed input_value=None)", async () => {
+    const inputs = meshInputs() as { mesh: Record<string, unknown> };
+    const four = await post(base(mesh), "apply", { inputs: { mesh: { ...inputs.mesh, n_points: "four" } } });
+    assert.equal(four.status, 422, four.text);
+    const error = 'inputs.mesh.n_points is "four", expected an integer from -9007199254740991 to 9007199254740991 (int64, within ±(2^53 - 1), the integers a JSON number holds exactly)';
+    assert.deepEqual(four.json, { detail: [{ type: "value_error", loc: ["body", "inputs", "mesh", "n_points"], msg: `Value error, ${error}`, input: "four", ctx: { error } }] });
+    // A big value is quoted shortened; a query parameter's from the query.
+    const request = { inputs: meshInputs(), jac_inputs: ["mesh.points", "mesh.nope"], jac_outputs: ["statistics.barycenter"] };
+    const path = await post(base(mesh), "jacobian", request);
+    assert.equal(path.status, 422, path.text);
+    assert.deepEqual(path.json.detail[0].loc, ["body", "jac_inputs"]);
+    assert.deepEqual(path.json.detail[0].input, ["mesh.points", "mesh.nope"]);
+    const eps = await post(base(mesh), "jacobian?eps=tiny", { ...request, jac_inputs: ["mesh.points"] });
+    assert.equal(eps.status, 422, eps.text);
+    assert.deepEqual([eps.json.detail[0].loc, eps.json.detail[0].input], [["query", "eps"], "tiny"]);
+    const shape = await post(base(mesh), "apply", { inputs: { mesh: { ...inputs.mesh, points: arr(new Array(8).fill(1), [4, 2]) } } });
+    assert.equal(shape.status, 422, shape.text);
+    assert.deepEqual(shape.json.detail[0].loc, ["body", "inputs", "mesh", "points"]);
+    assert.match(String(shape.json.detail[0].input), /^\{"shape":\[4,2\],"dtype":"float64","data":\{"buffer":".*… \(\d+ characters\)$/);
   });
 
   it("a body of more messages than --max-request-messages: 413 naming the limit and where, before the rest is converted", async () => {

@@ -281,7 +281,7 @@ function route(app: FastifyInstance, options: RestServerOptions, endpoint: strin
       const code = status?.code ?? Code.INTERNAL;
       const error = isTesseractError(e) && e.code === code ? e : new TesseractError(code as Code, status?.details ?? "internal error");
       const http = httpStatusOf(code, busy);
-      return sendError(reply, http, error, http === 422 ? detailOf(error, inputFields) : undefined);
+      return sendError(reply, http, error, http === 422 ? detailOf(error, inputFields, request) : undefined);
     }
   });
 }
