@@ -352,10 +352,14 @@ describe("tesseract-core's REST API", () => {
       // One character past whole bytes: Node's decoder dropped it (200), Python's refuses it.
       ["apply", { inputs: { mesh: { ...meshInputs().mesh, points: { shape: [N, 3], dtype: "float64", data: { buffer: Buffer.alloc(24 * N).toString("base64") + "A", encoding: "base64" } } } } }, ["body", "inputs", "mesh", "points", "data", "buffer"], new RegExp(`is not valid base64: its ${32 * N + 1} characters are 1 more than a multiple of 4$`)],
       ["jacobian", { inputs: meshInputs(), jac_inputs: ["mesh.nope"], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /does not exist/],
-      ["jacobian", { inputs: meshInputs(), jac_inputs: [], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /fewer than 1/],
+      ["jacobian", { inputs: meshInputs(), jac_inputs: [], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /^Value error, jac_inputs must NOT have fewer than 1 items$/],
       ["jacobian", { inputs: meshInputs(), jac_inputs: ["mesh.points", "mesh.points"], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /jac_inputs: input path "mesh\.points" is listed more than once$/],
-      ["jacobian", { inputs: meshInputs(), jac_inputs: "mesh.points", jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /must be array/],
-      ["apply", { inputs: [1] }, ["body", "inputs"], /must be object/],
+      ["jacobian", { inputs: meshInputs(), jac_inputs: "mesh.points", jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /^Value error, jac_inputs must be a list$/],
+      ["apply", { inputs: [1] }, ["body", "inputs"], /^Value error, inputs must be an object$/],
+      // The field is named in the message too (ajv's "must be string" named none).
+      ["jacobian", { inputs: meshInputs(), jac_inputs: ["mesh.points", 3], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs", 1], /^Value error, jac_inputs.\[1\] must be a string$/],
+      ["jacobian_vector_product", { inputs: meshInputs(), jvp_inputs: ["mesh.points"], jvp_outputs: ["statistics.barycenter"], tangent_vector: { "mesh.points": [1] } }, ["body", "tangent_vector", "mesh.points"], /^Value error, tangent_vector.\{mesh.points\} must be an object$/],
+      ["apply", [], ["body"], /^Value error, the body must be an object$/],
       // Caller text quoted and clipped with its length (a 5 000-character dtype was cut at 40 characters, inside its quotes).
       ["apply", { inputs: { mesh: { ...meshInputs().mesh, points: { shape: [N, 3], dtype: "f".repeat(5000), data: { buffer: "", encoding: "base64" } } } } }, ["body", "inputs", "mesh", "points", "dtype"], /is "f{200}"… \(5000 characters\); expected one of /],
       ["apply", { inputs: { mesh: { ...meshInputs().mesh, points: { shape: [N, 3], dtype: "float64", data: { buffer: [1, "x".repeat(5000), ...new Array(10).fill(0)], encoding: "json" } } } } }, ["body", "inputs", "mesh", "points", "data", "buffer"], /element 1 is "x{200}"… \(5000 characters\), expected a number/],
@@ -374,6 +378,8 @@ describe("tesseract-core's REST API", () => {
       // pydantic's types where it has them (they were value_error).
       if (/not a field of/.test(entry.msg)) assert.equal(entry.type, "extra_forbidden");
     }
+    const list = await post(base(mesh), "apply", { inputs: [1] });
+    assert.deepEqual(list.json, { detail: [{ type: "value_error", loc: ["body", "inputs"], msg: "Value error, inputs must be an object", input: [1], ctx: { error: "inputs must be an object" } }] });
     const res = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body: "{not json" });
     assert.equal(res.status, 422);
     assertPydanticEntry(((await res.json()) as { detail: Json[] }).detail[0]);
@@ -382,7 +388,7 @@ describe("tesseract-core's REST API", () => {
     for (const body of [`{"inputs":${deep("[", "]", "")}}`, `{"inputs":{"mesh":${deep("[", "]", "")}}}`, `{"inputs":{"mesh":${deep('{"a":', "}")}}}`]) {
       const r = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body });
       assert.equal(r.status, 422, await r.clone().text());
-      assert.match(((await r.json()) as { detail: { msg: string }[] }).detail[0].msg, /nested more than 100 deep|must be object/);
+      assert.match(((await r.json()) as { detail: { msg: string }[] }).detail[0].msg, /nested more than 100 deep|must be an object/);
     }
   });
 

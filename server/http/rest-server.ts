@@ -148,9 +148,23 @@ function validationDetail(errors: { instancePath: string; keyword: string; messa
     if (e.keyword === "additionalProperties") return { type: "extra_forbidden", loc: [...loc, clip(String(e.params.additionalProperty))], msg: "Extra inputs are not permitted" };
     let input: unknown = body;
     for (const key of loc.slice(1)) input = (input as Record<string | number, unknown> | undefined)?.[key];
-    // Any other keyword (type, minItems, uniqueItems, ...) is no pydantic error type: a value error saying it.
-    return valueError(loc, e.message ?? "invalid", shortInput(input));
+    // Any other keyword (type, minItems, uniqueItems, ...) is no pydantic error type: a value error
+    // saying it, naming the field (ajv's own "must be array" named none).
+    const message = e.keyword === "type" && TYPE_NAMES[String(e.params.type)] ? `must be ${TYPE_NAMES[String(e.params.type)]}` : (e.message ?? "is invalid");
+    return valueError(loc, `${fieldName(loc)} ${message}`, shortInput(input));
   });
+}
+
+/** JSON types as a Python user names them (ajv's "must be array" is a list to them). */
+const TYPE_NAMES: Record<string, string> = { object: "an object", array: "a list", string: "a string", number: "a number", integer: "an integer", boolean: "a boolean" };
+
+/** A body loc as this server's messages write paths: `jac_inputs.[0]`, `tangent_vector.{mesh.points}`; the body itself "the body". */
+function fieldName(loc: Loc): string {
+  if (loc.length <= 1) return "the body";
+  return loc
+    .slice(1)
+    .map((key, i) => (i === 0 ? String(key) : typeof key === "number" ? `[${key}]` : /^[A-Za-z_]\w*$/.test(key) && !(i === 1 && String(loc[1]).endsWith("_vector")) ? key : `{${key.replace(/[\\}]/g, "\\$&")}}`))
+    .join(".");
 }
 
 /** 422 with a validation-error body, 401 with its challenge, 5xx as text, others as `{"detail": ...}`. */
