@@ -3,7 +3,7 @@
  * dtype names for each datatype, and nested JSON lists to and from flat, row-major values.
  */
 import type { NdArray } from "ndarray";
-import { invalidArgument, shown } from "./errors";
+import { invalidArgument, keyAt, refusedAs, shown } from "./errors";
 import { arrayClass, DataType, decodeTensor, elementCount, encodeTensor } from "./tensor-codec";
 import { jsonInteger } from "./exact-json";
 
@@ -161,6 +161,24 @@ export function tensorFromArrayObject(value: Record<string, unknown>, where: str
   }
   if (encoding === "binref") throw fail(`${where}.data.encoding`, '"binref" is not supported: it names a file on the server\'s disk; send "base64" or "json"');
   throw fail(`${where}.data.encoding`, `is ${shown(encoding)}, expected "base64" or "json"`);
+}
+
+/** The keys of tesseract-core's array object and of its `data`; its models forbid any other. */
+const ARRAY_KEYS = ["object_type", "shape", "dtype", "data"];
+const DATA_KEYS = ["buffer", "encoding", "compression"];
+
+/**
+ * Refuses a request's array object with a key tesseract-core's array model does not have (it
+ * forbids extra keys, 422 extra_forbidden): one misspelt, such as "compresion": "lz4" or "dtpye",
+ * was ignored and the rest read as if it were absent.
+ */
+export function refuseExtraArrayKeys(value: Record<string, unknown>, where: string): void {
+  const extra = Object.keys(value).find((k) => !ARRAY_KEYS.includes(k));
+  if (extra !== undefined) throw refusedAs("extra_forbidden", `${keyAt(where, extra)} is not a key of an array object; keys: ${ARRAY_KEYS.join(", ")}`);
+  const data = value.data;
+  if (data === null || typeof data !== "object" || Array.isArray(data)) return;
+  const extraData = Object.keys(data).find((k) => !DATA_KEYS.includes(k));
+  if (extraData !== undefined) throw refusedAs("extra_forbidden", `${keyAt(`${where}.data`, extraData)} is not a key of an array's data; keys: ${DATA_KEYS.join(", ")}`);
 }
 
 /**

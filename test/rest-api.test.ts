@@ -187,6 +187,51 @@ describe("tesseract-core's REST API", () => {
     assert.deepEqual(vjp.json.s.shape, []);
   });
 
+  it("an array object with a key tesseract-core's array model lacks: 422 extra_forbidden naming it (a misspelt key was ignored, 200)", async () => {
+    const inputs = { a: arr([1], [1]), b: arr([1], [1], "float64", "json") };
+    const misspelt = await post(base(vec), "apply", { inputs: { ...inputs, a: { ...arr([1], [1]), dtpye: "float32" } } });
+    assert.equal(misspelt.status, 422, misspelt.text);
+    assert.deepEqual(misspelt.json, {
+      detail: [{ type: "extra_forbidden", loc: ["body", "inputs", "a", "dtpye"], msg: "inputs.a.dtpye is not a key of an array object; keys: object_type, shape, dtype, data", input: "float32" }],
+    });
+    // In data too: "compresion": "lz4" read the compressed bytes as the array's own.
+    const data = await post(base(vec), "apply", { inputs: { ...inputs, b: { shape: [1], dtype: "float64", data: { buffer: "AAAAAAAA8D8=", encoding: "base64", compresion: "lz4" } } } });
+    assert.equal(data.status, 422, data.text);
+    assert.deepEqual(data.json, {
+      detail: [{ type: "extra_forbidden", loc: ["body", "inputs", "b", "data", "compresion"], msg: "inputs.b.data.compresion is not a key of an array's data; keys: buffer, encoding, compression", input: "lz4" }],
+    });
+    const tangent = await post(base(vec), "jacobian_vector_product", { inputs, jvp_inputs: ["a"], jvp_outputs: ["result"], tangent_vector: { a: { ...arr([1], [1]), objecttype: "array" } } });
+    assert.equal(tangent.status, 422, tangent.text);
+    assert.deepEqual(tangent.json, {
+      detail: [{ type: "extra_forbidden", loc: ["body", "tangent_vector", "a", "objecttype"], msg: "tangent_vector.{a}.objecttype is not a key of an array object; keys: object_type, shape, dtype, data", input: "array" }],
+    });
+    // Every key tesseract-core writes is taken, compression null included.
+    const full = await post(base(vec), "apply", { inputs: { ...inputs, a: { object_type: "array", shape: [1], dtype: "float64", data: { buffer: [2], encoding: "json", compression: null } } } });
+    assert.equal(full.status, 200, full.text);
+    assert.deepEqual(full.json.result.data.buffer, [3]);
+  });
+
+  it("a 422 entry quotes the caller's value at its loc in input, as FastAPI does (the SDK's ValidationError showed input_value=None)", async () => {
+    const inputs = meshInputs() as { mesh: Record<string, unknown> };
+    const four = await post(base(mesh), "apply", { inputs: { mesh: { ...inputs.mesh, n_points: "four" } } });
+    assert.equal(four.status, 422, four.text);
+    const error = 'inputs.mesh.n_points is "four", expected an integer from -9007199254740991 to 9007199254740991 (int64, within ±(2^53 - 1), the integers a JSON number holds exactly)';
+    assert.deepEqual(four.json, { detail: [{ type: "value_error", loc: ["body", "inputs", "mesh", "n_points"], msg: `Value error, ${error}`, input: "four", ctx: { error } }] });
+    // A big value is quoted shortened; a query parameter's from the query.
+    const request = { inputs: meshInputs(), jac_inputs: ["mesh.points", "mesh.nope"], jac_outputs: ["statistics.barycenter"] };
+    const path = await post(base(mesh), "jacobian", request);
+    assert.equal(path.status, 422, path.text);
+    assert.deepEqual(path.json.detail[0].loc, ["body", "jac_inputs"]);
+    assert.deepEqual(path.json.detail[0].input, ["mesh.points", "mesh.nope"]);
+    const eps = await post(base(mesh), "jacobian?eps=tiny", { ...request, jac_inputs: ["mesh.points"] });
+    assert.equal(eps.status, 422, eps.text);
+    assert.deepEqual([eps.json.detail[0].loc, eps.json.detail[0].input], [["query", "eps"], "tiny"]);
+    const shape = await post(base(mesh), "apply", { inputs: { mesh: { ...inputs.mesh, points: arr(new Array(8).fill(1), [4, 2]) } } });
+    assert.equal(shape.status, 422, shape.text);
+    assert.deepEqual(shape.json.detail[0].loc, ["body", "inputs", "mesh", "points"]);
+    assert.match(String(shape.json.detail[0].input), /^\{"shape":\[4,2\],"dtype":"float64","data":\{"buffer":".*… \(\d+ characters\)$/);
+  });
+
   it("a body of more messages than --max-request-messages: 413 naming the limit and where, before the rest is converted", async () => {
     const inputs = meshInputs() as { mesh: Record<string, unknown> };
     const cell_data = Object.fromEntries(Array.from({ length: 60_000 }, (_, i) => [`k${i}`, { shape: [1, 1], dtype: "float64", data: { buffer: [1], encoding: "json" } }]));
@@ -307,10 +352,14 @@ describe("tesseract-core's REST API", () => {
       // One character past whole bytes: Node's decoder dropped it (200), Python's refuses it.
       ["apply", { inputs: { mesh: { ...meshInputs().mesh, points: { shape: [N, 3], dtype: "float64", data: { buffer: Buffer.alloc(24 * N).toString("base64") + "A", encoding: "base64" } } } } }, ["body", "inputs", "mesh", "points", "data", "buffer"], new RegExp(`is not valid base64: its ${32 * N + 1} characters are 1 more than a multiple of 4$`)],
       ["jacobian", { inputs: meshInputs(), jac_inputs: ["mesh.nope"], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /does not exist/],
-      ["jacobian", { inputs: meshInputs(), jac_inputs: [], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /fewer than 1/],
+      ["jacobian", { inputs: meshInputs(), jac_inputs: [], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /^Value error, jac_inputs must NOT have fewer than 1 items$/],
       ["jacobian", { inputs: meshInputs(), jac_inputs: ["mesh.points", "mesh.points"], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /jac_inputs: input path "mesh\.points" is listed more than once$/],
-      ["jacobian", { inputs: meshInputs(), jac_inputs: "mesh.points", jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /must be array/],
-      ["apply", { inputs: [1] }, ["body", "inputs"], /must be object/],
+      ["jacobian", { inputs: meshInputs(), jac_inputs: "mesh.points", jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /^Value error, jac_inputs must be a list$/],
+      ["apply", { inputs: [1] }, ["body", "inputs"], /^Value error, inputs must be an object$/],
+      // The field is named in the message too (ajv's "must be string" named none).
+      ["jacobian", { inputs: meshInputs(), jac_inputs: ["mesh.points", 3], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs", 1], /^Value error, jac_inputs.\[1\] must be a string$/],
+      ["jacobian_vector_product", { inputs: meshInputs(), jvp_inputs: ["mesh.points"], jvp_outputs: ["statistics.barycenter"], tangent_vector: { "mesh.points": [1] } }, ["body", "tangent_vector", "mesh.points"], /^Value error, tangent_vector.\{mesh.points\} must be an object$/],
+      ["apply", [], ["body"], /^Value error, the body must be an object$/],
       // Caller text quoted and clipped with its length (a 5 000-character dtype was cut at 40 characters, inside its quotes).
       ["apply", { inputs: { mesh: { ...meshInputs().mesh, points: { shape: [N, 3], dtype: "f".repeat(5000), data: { buffer: "", encoding: "base64" } } } } }, ["body", "inputs", "mesh", "points", "dtype"], /is "f{200}"… \(5000 characters\); expected one of /],
       ["apply", { inputs: { mesh: { ...meshInputs().mesh, points: { shape: [N, 3], dtype: "float64", data: { buffer: [1, "x".repeat(5000), ...new Array(10).fill(0)], encoding: "json" } } } } }, ["body", "inputs", "mesh", "points", "data", "buffer"], /element 1 is "x{200}"… \(5000 characters\), expected a number/],
@@ -329,6 +378,8 @@ describe("tesseract-core's REST API", () => {
       // pydantic's types where it has them (they were value_error).
       if (/not a field of/.test(entry.msg)) assert.equal(entry.type, "extra_forbidden");
     }
+    const list = await post(base(mesh), "apply", { inputs: [1] });
+    assert.deepEqual(list.json, { detail: [{ type: "value_error", loc: ["body", "inputs"], msg: "Value error, inputs must be an object", input: [1], ctx: { error: "inputs must be an object" } }] });
     const res = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body: "{not json" });
     assert.equal(res.status, 422);
     assertPydanticEntry(((await res.json()) as { detail: Json[] }).detail[0]);
@@ -337,7 +388,7 @@ describe("tesseract-core's REST API", () => {
     for (const body of [`{"inputs":${deep("[", "]", "")}}`, `{"inputs":{"mesh":${deep("[", "]", "")}}}`, `{"inputs":{"mesh":${deep('{"a":', "}")}}}`]) {
       const r = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body });
       assert.equal(r.status, 422, await r.clone().text());
-      assert.match(((await r.json()) as { detail: { msg: string }[] }).detail[0].msg, /nested more than 100 deep|must be object/);
+      assert.match(((await r.json()) as { detail: { msg: string }[] }).detail[0].msg, /nested more than 100 deep|must be an object/);
     }
   });
 

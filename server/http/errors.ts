@@ -75,8 +75,24 @@ export function locOf(message: string, inputFields: ReadonlySet<string>): Loc {
   return ["body"];
 }
 
-/** The one entry of a 422 answer for an INVALID_ARGUMENT error, located by its message. */
-export function detailOf(error: TesseractError, inputFields: ReadonlySet<string>): DetailEntry[] {
+/**
+ * The caller's value at `loc` in the request (its body or query), as FastAPI quotes it in `input`;
+ * for a missing field, the object that lacks it (pydantic's). Undefined where `loc` is the whole
+ * body (a failed evaluation, not a value of the caller's) or names nothing there.
+ */
+function inputAt(loc: Loc, missing: boolean, request: { body?: unknown; query?: unknown }): unknown {
+  const [where, ...keys] = loc;
+  if (keys.length === 0 || (where !== "body" && where !== "query")) return undefined;
+  let value: unknown = where === "body" ? request.body : request.query;
+  for (const key of missing ? keys.slice(0, -1) : keys) {
+    if (value === null || typeof value !== "object" || !Object.hasOwn(value, key)) return undefined;
+    value = (value as Record<string | number, unknown>)[key];
+  }
+  return shortInput(value);
+}
+
+/** The one entry of a 422 answer for an INVALID_ARGUMENT error, located by its message, quoting the caller's value there. */
+export function detailOf(error: TesseractError, inputFields: ReadonlySet<string>, request: { body?: unknown; query?: unknown } = {}): DetailEntry[] {
   // A bridged runtime's own entries, as it wrote them, where it refused the caller's inputs: their loc
   // is in the same request body. Its refusal of a perturbed point (FAILED_PRECONDITION) is no fault
   // of the inputs at that loc: the message says which evaluation failed.
@@ -84,8 +100,11 @@ export function detailOf(error: TesseractError, inputFields: ReadonlySet<string>
   if (runtime) return runtime as unknown as DetailEntry[];
   const loc = locOf(error.message, inputFields);
   // pydantic's type, our message (pydantic's own, "Field required", says less; its SDK writes that from the type anyway).
-  if (error.cause instanceof PydanticKind) return [{ type: error.cause.kind, loc, msg: boundedDetails(error.message) }];
-  return [valueError(loc, withNumpyDtypes(error.message))];
+  if (error.cause instanceof PydanticKind) {
+    const input = inputAt(loc, error.cause.kind === "missing", request);
+    return [{ type: error.cause.kind, loc, msg: boundedDetails(error.message), ...(input === undefined ? {} : { input }) }];
+  }
+  return [valueError(loc, withNumpyDtypes(error.message), inputAt(loc, false, request))];
 }
 
 /** The HTTP status for a gRPC code; RESOURCE_EXHAUSTED is 413 (too big) unless `busy` (429, a full queue). */

@@ -10,7 +10,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import ndarray from "ndarray";
 import type { BearerTokens } from "../../common/bearer-tokens";
 import { clip, Code, invalidArgument, isTesseractError, TesseractError } from "../../common/errors";
-import { arrayObject, numpyDtype, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
+import { arrayObject, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
 import { exactJson } from "../../common/exact-json";
 import { strictUtf8, utf8Failure } from "../../common/utf8";
@@ -99,6 +99,7 @@ function vectors(runtime: TesseractRuntime, body: Body, field: string) {
     Object.entries(value).map(([key, v]) => {
       const where = `${field}.{${key.replace(/[\\}]/g, "\\$&")}}`;
       if (!isPlainObject(v)) throw invalidArgument(`${where} is not an array object {"shape", "dtype", "data"}`);
+      refuseExtraArrayKeys(v, where);
       return [key, decodeTensor(tensorFromArrayObject(v, where), where, runtime.decodeLimits)];
     }),
   );
@@ -147,9 +148,23 @@ function validationDetail(errors: { instancePath: string; keyword: string; messa
     if (e.keyword === "additionalProperties") return { type: "extra_forbidden", loc: [...loc, clip(String(e.params.additionalProperty))], msg: "Extra inputs are not permitted" };
     let input: unknown = body;
     for (const key of loc.slice(1)) input = (input as Record<string | number, unknown> | undefined)?.[key];
-    // Any other keyword (type, minItems, uniqueItems, ...) is no pydantic error type: a value error saying it.
-    return valueError(loc, e.message ?? "invalid", shortInput(input));
+    // Any other keyword (type, minItems, uniqueItems, ...) is no pydantic error type: a value error
+    // saying it, naming the field (ajv's own "must be array" named none).
+    const message = e.keyword === "type" && TYPE_NAMES[String(e.params.type)] ? `must be ${TYPE_NAMES[String(e.params.type)]}` : (e.message ?? "is invalid");
+    return valueError(loc, `${fieldName(loc)} ${message}`, shortInput(input));
   });
+}
+
+/** JSON types as a Python user names them (ajv's "must be array" is a list to them). */
+const TYPE_NAMES: Record<string, string> = { object: "an object", array: "a list", string: "a string", number: "a number", integer: "an integer", boolean: "a boolean" };
+
+/** A body loc as this server's messages write paths: `jac_inputs.[0]`, `tangent_vector.{mesh.points}`; the body itself "the body". */
+function fieldName(loc: Loc): string {
+  if (loc.length <= 1) return "the body";
+  return loc
+    .slice(1)
+    .map((key, i) => (i === 0 ? String(key) : typeof key === "number" ? `[${key}]` : /^[A-Za-z_]\w*$/.test(key) && !(i === 1 && String(loc[1]).endsWith("_vector")) ? key : `{${key.replace(/[\\}]/g, "\\$&")}}`))
+    .join(".");
 }
 
 /** 422 with a validation-error body, 401 with its challenge, 5xx as text, others as `{"detail": ...}`. */
@@ -280,7 +295,7 @@ function route(app: FastifyInstance, options: RestServerOptions, endpoint: strin
       const code = status?.code ?? Code.INTERNAL;
       const error = isTesseractError(e) && e.code === code ? e : new TesseractError(code as Code, status?.details ?? "internal error");
       const http = httpStatusOf(code, busy);
-      return sendError(reply, http, error, http === 422 ? detailOf(error, inputFields) : undefined);
+      return sendError(reply, http, error, http === 422 ? detailOf(error, inputFields, request) : undefined);
     }
   });
 }
@@ -290,7 +305,7 @@ function addEndpoints(app: FastifyInstance, options: RestServerOptions): void {
   const { runtime } = options;
   // A bridged Tesseract's enums read and write as its own strings (tesseract-core's Literals).
   const { enumLiterals } = runtime;
-  const inputs = (json: unknown, abstract = false) => inputsAny(runtime.schema.inputs, json, abstract, { enumLiterals, maxMessages: runtime.decodeLimits.maxMessages });
+  const inputs = (json: unknown, abstract = false) => inputsAny(runtime.schema.inputs, json, abstract, { enumLiterals, maxMessages: runtime.decodeLimits.maxMessages, strictArrays: true });
   const gradient = (body: Body, inPaths: string, outPaths: string, signal: AbortSignal, query: Record<string, unknown>): GradientRequest => ({
     inputs: runtime.decodeInputs(inputs(body.inputs)),
     inputPaths: body[inPaths] as string[],

@@ -11,7 +11,7 @@ import * as protobuf from "protobufjs";
 import { invalidArgument, keyAt, refusedAs, shown } from "../../common/errors";
 import { INT_RANGES, jsonScalar } from "../../common/json-scalars";
 import { enumNumber } from "../../common/enum-names";
-import { arrayObject, numpyDtype, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
+import { arrayObject, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
 import { dataTypeOfArray, isNdArray, tooManyMessages, type DataType } from "../../common/tensor-codec";
 import { jsonInteger } from "../../common/exact-json";
@@ -76,6 +76,8 @@ interface Reading {
   /** DecodeLimits.maxMessages, and the messages (tensors, map entries, nested messages) read so far. */
   maxMessages: number;
   messages: number;
+  /** A request's arrays: keys tesseract-core's array model lacks are refused (a runtime's answers are read as they come). */
+  strictArrays: boolean;
 }
 
 /** One more message or map entry (as the gRPC decoder counts them), refused past the limit before it is converted. */
@@ -89,6 +91,7 @@ function fieldValue(field: protobuf.Field, v: unknown, where: string, reading: R
     if (isTensorField(field)) {
       counted(reading, w);
       if (!isPlainObject(x)) throw invalidArgument(`${w} is ${shown(x)}, expected an array object {"shape", "dtype", "data"}`);
+      if (reading.strictArrays) refuseExtraArrayKeys(x, w);
       // Another dtype than the field declares is cast to it when every value survives, as
       // tesseract-core accepts a castable dtype (numpy's integer points for FP64 ones).
       const declared = reading.abstract ? undefined : declaredDatatype(field);
@@ -133,10 +136,10 @@ function plainMessage(type: protobuf.Type, json: unknown, where: string, reading
  * The request's `inputs` as an Any of the input type. `abstract` (abstract_eval) lets arrays leave
  * out `data`. Messages start with `inputs.` and the JSON path of the value they refuse.
  */
-export function inputsAny(schema: MessageSchema, json: unknown, abstract = false, opts: { field?: string; enumLiterals?: EnumLiterals; maxMessages?: number } = {}): AnyMessage {
+export function inputsAny(schema: MessageSchema, json: unknown, abstract = false, opts: { field?: string; enumLiterals?: EnumLiterals; maxMessages?: number; strictArrays?: boolean } = {}): AnyMessage {
   const field = opts.field ?? "inputs";
   // Unbounded unless a request's limit is given (a runtime's outputs are not a request).
-  const reading = { abstract, enumLiterals: opts.enumLiterals ?? {}, maxMessages: opts.maxMessages ?? Infinity, messages: 0 };
+  const reading = { abstract, enumLiterals: opts.enumLiterals ?? {}, maxMessages: opts.maxMessages ?? Infinity, messages: 0, strictArrays: opts.strictArrays ?? false };
   const plain = plainMessage(schema.type, json, field, reading);
   const problem = schema.type.verify(plain);
   if (problem) throw invalidArgument(`${field} ${problem}`);
