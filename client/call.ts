@@ -14,12 +14,21 @@ export interface CallOptions {
   metadata?: Record<string, string> | grpc.Metadata;
   /** Aborting cancels the call; it then rejects with CANCELLED. */
   signal?: AbortSignal;
+  /**
+   * Wait for the server to be reachable (until the deadline) instead of failing at once with
+   * UNAVAILABLE: for a first call while the server starts.
+   */
+  waitForReady?: boolean;
 }
 
-export function toMetadata(metadata: CallOptions["metadata"]): grpc.Metadata {
-  if (metadata instanceof grpc.Metadata) return metadata;
-  const md = new grpc.Metadata();
-  for (const [key, value] of Object.entries(metadata ?? {})) md.set(key, value);
+export function toMetadata(metadata: CallOptions["metadata"], waitForReady = false): grpc.Metadata {
+  let md = metadata instanceof grpc.Metadata ? metadata : new grpc.Metadata();
+  if (!(metadata instanceof grpc.Metadata)) for (const [key, value] of Object.entries(metadata ?? {})) md.set(key, value);
+  if (waitForReady) {
+    // The caller's own Metadata object is not changed.
+    if (md === metadata) md = md.clone();
+    md.setOptions({ waitForReady: true });
+  }
   return md;
 }
 
@@ -81,7 +90,7 @@ export function unaryCall<Req, Res>(method: UnaryMethod<Req, Res>, request: Req,
     let call: grpc.ClientUnaryCall | undefined;
     const onAbort = () => call?.cancel();
     try {
-      call = method(request, toMetadata(options?.metadata), toGrpcOptions(options), (error, response) => {
+      call = method(request, toMetadata(options?.metadata, options?.waitForReady), toGrpcOptions(options), (error, response) => {
         signal?.removeEventListener("abort", onAbort);
         if (error) reject(callError(error, signal));
         else resolve(response as Res);

@@ -94,7 +94,8 @@ function clientCredentials(flags: ClientFlags): grpc.ChannelCredentials {
 
 /** The SDK options of every client command (credentials, token, message limit). */
 function clientOptions(flags: ClientFlags, credentials = clientCredentials(flags)): TesseractClientOptions {
-  return { credentials, maxMessageBytes: flags.maxMessageBytes, token: flags.token };
+  // Payloads are the .proto's JSON: errors name its fields (jac_inputs), not the SDK's.
+  return { credentials, maxMessageBytes: flags.maxMessageBytes, token: flags.token, fieldNames: "wire" };
 }
 
 /** A payload file's text (0: standard input); one that cannot be read is named with why. */

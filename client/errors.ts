@@ -27,7 +27,7 @@ export class TesseractClientError extends Error {
     readonly metadata: Metadata = new Metadata(),
     options?: { cause?: unknown },
   ) {
-    const hint = code === status.UNAVAILABLE ? connectionHint(details) : undefined;
+    const hint = code === status.UNAVAILABLE ? connectionHint(details) : code === status.DEADLINE_EXCEEDED ? deadlineHint(details) : undefined;
     super(`${codeName(code)}: ${details}${hint ? ` — ${hint}` : ""}`, options);
     this.codeName = codeName(code);
   }
@@ -47,6 +47,11 @@ export function connectionProblem(details: string): "refused" | "unresolved" | "
 
 /** What to do about a connection that failed (the CLI says it with its flags: cli-messages.ts); the message gets it, `details` stays grpc-js's. */
 function connectionHint(details: string): string | undefined {
+  // grpc-js's "Last error: null" (a client of an address another client failed to reach just now:
+  // they share the connection) and "Failed to connect" (something else listens there) said nothing.
+  if (/^No connection established\. Last error: null|^Failed to connect\b/.test(details)) {
+    return "is a tesseract-grpc server listening at the address, and up yet? Calls made while it starts fail at once unless they have { waitForReady: true }";
+  }
   switch (connectionProblem(details)) {
     case "refused":
       return `no server is listening at ${/ECONNREFUSED (\S+?)\)?(?:\s|$)/.exec(details)?.[1] ?? "the address"}: start one (npx tesseract-grpc serve meshstats, or your own Tesseract), or connect to the address of a running one`;
@@ -57,6 +62,31 @@ function connectionHint(details: string): string | undefined {
     default:
       return undefined;
   }
+}
+
+/** grpc-js's own deadline text ("Deadline exceeded after 0.300s,LB pick: …"), not a server's answer, gets what to do. */
+function deadlineHint(details: string): string | undefined {
+  return /^Deadline exceeded after /.test(details) ? "the call's deadline passed before the answer came: give a later `deadline` (big Jacobians: jacobianRows streams rows as they are computed)" : undefined;
+}
+
+/**
+ * The SDK's names for the request fields a server's message names: `jac_inputs` is `inputPaths` to
+ * an SDK caller. The lists keep their wire name beside (`inputPaths (jac_inputs)`, at first mention)
+ * for a caller writing the wire's JSON (the CLI's payloads); `tangent_vector.{a}` is `tangent.{a}`.
+ */
+const SDK_NAMES: [RegExp, (wire: string) => string][] = [
+  [/\b(?:jac|jvp|vjp)_inputs\b|\binput_paths\b/, (wire) => `inputPaths (${wire})`],
+  [/\b(?:jac|jvp|vjp)_outputs\b|\boutput_paths\b/, (wire) => `outputPaths (${wire})`],
+  [/\btangent_vector\b/g, () => "tangent"],
+  [/\bcotangent_vector\b/g, () => "cotangent"],
+];
+
+/** A gradient call's error with the request's fields by their SDK names (SDK_NAMES). */
+export function inSdkTerms(e: unknown): unknown {
+  if (!(e instanceof TesseractClientError)) return e;
+  let details = e.details;
+  for (const [wire, sdk] of SDK_NAMES) details = details.replace(wire, sdk);
+  return details === e.details ? e : new TesseractClientError(e.code, details, e.metadata, { cause: e.cause ?? e });
 }
 
 export function isTesseractClientError(e: unknown): e is TesseractClientError {

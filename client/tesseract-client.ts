@@ -24,7 +24,8 @@ import type { NdArray } from "ndarray";
 import type { Arrays } from "../common/tree-types";
 import { packAny, unpackAny, type MessageFns } from "./any";
 import { callError, callSignal, cancelledError, toGrpcOptions, toMetadata, unaryCall, waitUnder, type CallOptions, type UnaryMethod } from "./call";
-import { TesseractClientError, toClientError } from "./errors";
+import { inSdkTerms, TesseractClientError, toClientError } from "./errors";
+import { withDefaultPort } from "./address";
 import { clip } from "../common/errors";
 import type { Any } from "../generated/google/protobuf/any";
 import type { Tensor } from "../generated/tesseract/v1/tensor";
@@ -90,6 +91,12 @@ export interface TesseractClientOptions {
   channelOptions?: grpc.ChannelOptions;
   /** A bearer token sent with every call (`authorization: Bearer <token>`). */
   token?: string;
+  /**
+   * How errors name a gradient request's fields: the SDK's (`inputPaths (jac_inputs)`, `tangent`;
+   * the default) or the wire's alone (`jac_inputs`, `tangent_vector`), for tools whose users write
+   * the .proto's JSON, as the CLI's do.
+   */
+  fieldNames?: "sdk" | "wire";
 }
 
 /** Adds `authorization: Bearer <token>` to every call of a client. */
@@ -111,7 +118,7 @@ type VectorProductMessage = { result: Record<string, Tensor>; error_estimate: Re
 
 /** Tangents or cotangents as Tensor messages; what cannot be encoded is the caller's mistake. */
 function encodeVectors(name: string, vectors: Record<string, NdArray<any>>): Record<string, Tensor> {
-  return guard(grpc.status.INVALID_ARGUMENT, `${name} could not be encoded`, () => tensorMap(vectors));
+  return guard(grpc.status.INVALID_ARGUMENT, `${name} could not be encoded`, () => tensorMap(vectors, name));
 }
 
 /** A JVP or VJP response as FP64 ndarrays; what cannot be decoded is the server's fault. */
@@ -247,22 +254,43 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
   private closed = false;
   private described?: DescribeResponse;
 
+  private readonly fieldNames: "sdk" | "wire";
+  /** The server's address; one without a port gets tesseract-grpc's 50051, as in the CLI (grpc-js's would be 443). */
+  readonly address: string;
+
   constructor(
-    readonly address: string,
+    address: string,
     private readonly types: TesseractTypes<I, O, D>,
     options: TesseractClientOptions = {},
   ) {
+    this.address = withDefaultPort(address);
+    this.fieldNames = options.fieldNames ?? "sdk";
     const limit = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     if (options.credentials && options.tls) throw new TypeError("TesseractClient: give `credentials` or `tls`, not both");
     const credentials = options.credentials ?? (options.tls ? tlsCredentials(options.tls) : grpc.credentials.createInsecure());
     this.interceptors = options.token ? [bearerToken(options.token)] : [];
-    this.rpc = new GeneratedTesseractClient(address, credentials, {
+    this.rpc = new GeneratedTesseractClient(this.address, credentials, {
+      // grpc-js waits 1 s, then up to 120 s, between attempts to reach a server that is down: a
+      // server started after its clients was reached minutes late.
+      "grpc.initial_reconnect_backoff_ms": 250,
+      "grpc.max_reconnect_backoff_ms": 5_000,
       "grpc.max_receive_message_length": limit,
       "grpc.max_send_message_length": limit,
       // HTTP/2's 64 KiB default window stalls a row stream on window updates (~3× slower here).
       "grpc-node.flow_control_window": FLOW_CONTROL_WINDOW_BYTES,
       ...options.channelOptions,
       interceptors: this.interceptors,
+    });
+  }
+
+  /** A gradient call's error with its request's fields named as `fieldNames` says. */
+  private renamed(e: unknown): unknown {
+    return this.fieldNames === "wire" ? e : inSdkTerms(e);
+  }
+
+  private named<T>(call: Promise<T>): Promise<T> {
+    return call.catch((e: unknown) => {
+      throw this.renamed(e);
     });
   }
 
@@ -279,12 +307,14 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
   /**
    * Input and output message names, checked once against the server's Describe (cached; a failure
    * is not). The Describe is shared by every call waiting for it, so it is made without any one
-   * caller's signal or deadline (one caller giving up must not fail the others); each caller waits
-   * under its own.
+   * caller's signal or deadline (one caller giving up must not fail the others), except a caller's
+   * waitForReady with its deadline (a Describe that waits, unbounded, would hold every later call);
+   * each caller waits under its own.
    */
   private typeNames(call?: CallOptions): Promise<TypeNames> {
     if (!this.checking) {
-      const pending = this.checkTypes(call?.metadata === undefined ? undefined : { metadata: call.metadata });
+      // A caller waiting for the server to come up (waitForReady) has the Describe wait too, under its deadline.
+      const pending = this.checkTypes(call?.waitForReady ? { metadata: call.metadata, waitForReady: true, deadline: call.deadline } : call?.metadata === undefined ? undefined : { metadata: call.metadata });
       this.checking = pending;
       pending.catch(() => {
         if (this.checking === pending) this.checking = undefined;
@@ -342,7 +372,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
 
   /** d output / d input for every pair: jacobian[outputPath][inputPath], FP64, shape (*output_shape, *input_shape). */
   async jacobian(request: GradientRequest<I>, call?: CallOptions): Promise<JacobianResult> {
-    const response = await unaryCall(this.method("jacobian"), await this.jacobianRequest(request, call), call);
+    const response = await this.named(unaryCall(this.method("jacobian"), await this.jacobianRequest(request, call), call));
     return guard(grpc.status.INTERNAL, "the response could not be decoded", () => {
       const jacobian: NestedJacobian = {};
       let errorEstimate: NestedJacobian | undefined;
@@ -367,7 +397,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     this.ensureOpen();
     let stream: grpc.ClientReadableStream<JacobianRowsResponse>;
     try {
-      stream = this.rpc.jacobianRows(message, toMetadata(call?.metadata), toGrpcOptions(call));
+      stream = this.rpc.jacobianRows(message, toMetadata(call?.metadata, call?.waitForReady), toGrpcOptions(call));
     } catch (e) {
       throw toClientError(e);
     }
@@ -376,7 +406,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     try {
       for await (const response of stream as AsyncIterable<JacobianRowsResponse>) yield toRowsEvent(response);
     } catch (e) {
-      throw callError(e, signal);
+      throw this.renamed(callError(e, signal));
     } finally {
       signal?.removeEventListener("abort", onAbort);
       // grpc-js reports the cancellation as an 'error' event even once nobody reads the stream:
@@ -391,7 +421,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     const tangent_vector = encodeVectors("tangent", tangent);
     const base = await this.gradientBase(inputs, options, call);
     const request: JacobianVectorProductRequest = { inputs: base.inputs, options: base.options, jvp_inputs: [...inputPaths], jvp_outputs: [...outputPaths], tangent_vector };
-    return vectorProduct(await unaryCall(this.method("jacobianVectorProduct"), request, call));
+    return vectorProduct(await this.named(unaryCall(this.method("jacobianVectorProduct"), request, call)));
   }
 
   /** vᵀ·J: `cotangent` keyed by output path (shaped like the output); result keyed by input path. */
@@ -406,7 +436,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
       cotangent_vector,
       sparsity: sparsityMessages(sparsity),
     };
-    return vectorProduct(await unaryCall(this.method("vectorJacobianProduct"), request, call));
+    return vectorProduct(await this.named(unaryCall(this.method("vectorJacobianProduct"), request, call)));
   }
 
   /**
@@ -427,7 +457,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
       max_evals: check.maxEvals ?? 0,
       seed: check.seed ?? 0,
     };
-    return unaryCall(this.method("checkGradients"), request, call);
+    return this.named(unaryCall(this.method("checkGradients"), request, call));
   }
 
   /** Output paths, shapes and datatypes from input shapes alone; tensors may be `{ shape, datatype }`. */

@@ -39,14 +39,35 @@ export function tensorMessage(array: NdArray<any>, datatype?: DataType): Tensor 
   return { datatype: wire.datatype, shape: wire.shape, data: asBuffer(wire.data) };
 }
 
-/** ndarray leaves -> Tensor messages (and, with `abstract`, `{ shape, datatype }` leaves -> abstract tensors). */
-export function toTensors(tree: unknown, options: { abstract?: boolean } = {}): unknown {
-  if (isNdArray(tree)) return tensorMessage(tree);
+/** One ndarray as a Tensor message; what cannot be encoded names `path` (where it is in the caller's tree). */
+function tensorAt(array: NdArray<any>, path: string): Tensor {
+  try {
+    return tensorMessage(array);
+  } catch (e) {
+    throw new TypeError(`${path}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
+/** A typed array other than bytes' Uint8Array where an ndarray was meant: a tensor needs its shape too. */
+function refuseBareTypedArray(x: unknown, path: string): void {
+  if (ArrayBuffer.isView(x) && !(x instanceof Uint8Array) && !(x instanceof DataView)) {
+    throw new TypeError(`${path} is a bare ${x.constructor.name}: a tensor is an ndarray, ndarray(data, shape)`);
+  }
+}
+
+/**
+ * ndarray leaves -> Tensor messages (and, with `abstract`, `{ shape, datatype }` leaves -> abstract
+ * tensors). `path` is the subtree's, for messages: "mesh.points", "layers[0].weights".
+ */
+export function toTensors(tree: unknown, options: { abstract?: boolean } = {}, path = ""): unknown {
+  const below = (key: string | number) => (typeof key === "number" ? `${path}[${key}]` : path ? `${path}.${key}` : key);
+  if (isNdArray(tree)) return tensorAt(tree, path);
   if (options.abstract && isAbstractLeaf(tree)) {
     return { datatype: tree.datatype, shape: [...tree.shape], data: Buffer.alloc(0) } satisfies Tensor;
   }
-  if (Array.isArray(tree)) return tree.map((v) => toTensors(v, options));
-  if (isPlainObject(tree)) return recordFrom(Object.entries(tree).map(([key, value]) => [key, toTensors(value, options)]));
+  refuseBareTypedArray(tree, path);
+  if (Array.isArray(tree)) return tree.map((v, i) => toTensors(v, options, below(i)));
+  if (isPlainObject(tree)) return recordFrom(Object.entries(tree).map(([key, value]) => [key, toTensors(value, options, below(key))]));
   return tree;
 }
 
@@ -58,9 +79,16 @@ export function toArrays(tree: unknown, field: string): unknown {
   return tree;
 }
 
-/** A map of ndarrays (tangents, cotangents) as a map of Tensor messages. */
-export function tensorMap(vectors: Record<string, NdArray<any>>): Record<string, Tensor> {
-  return recordFrom(Object.entries(vectors).map(([key, array]) => [key, tensorMessage(array)]));
+/** A map of ndarrays (tangents, cotangents: `field`) as a map of Tensor messages. */
+export function tensorMap(vectors: Record<string, NdArray<any>>, field = ""): Record<string, Tensor> {
+  return recordFrom(
+    Object.entries(vectors).map(([key, array]) => {
+      const path = `${field}.{${key}}`;
+      refuseBareTypedArray(array, path);
+      if (!isNdArray(array)) throw new TypeError(`${path} is ${Array.isArray(array) ? "a plain array" : array === null ? "null" : typeof array}: expected an ndarray, ndarray(data, shape)`);
+      return [key, tensorAt(array, path)];
+    }),
+  );
 }
 
 /** A result tensor as an FP64 ndarray: decoded by the codec, converted if the server sent another float type. */

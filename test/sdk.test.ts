@@ -304,9 +304,39 @@ describe("SDK: TesseractClient", () => {
       await clientRejects(mesh.apply({ ...inputs, mesh: { ...inputs.mesh, n_points: 4 } }), "INVALID_ARGUMENT", /n_points/);
     });
 
-    it("a deadline already in the past: DEADLINE_EXCEEDED (as a Date and as milliseconds from now)", async () => {
+    it("a deadline already in the past: DEADLINE_EXCEEDED (as a Date and as milliseconds from now), saying what to do (it was grpc-js's words alone)", async () => {
       await clientRejects(vector.apply({ a: f64([1]), b: f64([2]), normalize: false }, { deadline: new Date(Date.now() - 1000) }), "DEADLINE_EXCEEDED", /./);
-      await clientRejects(vector.describe({ deadline: -1 }), "DEADLINE_EXCEEDED", /./);
+      const e = (await vector.describe({ deadline: -1 }).catch((error: unknown) => error)) as TesseractClientError;
+      assert.equal(e.codeName, "DEADLINE_EXCEEDED");
+      assert.match(e.details, /^Deadline exceeded after /);
+      assert.ok(e.message.endsWith("— the call's deadline passed before the answer came: give a later `deadline` (big Jacobians: jacobianRows streams rows as they are computed)"), e.message);
+    });
+
+    it("a gradient call's request fields are named as the SDK names them (it said jac_inputs, tangent_vector: wire names the caller never wrote)", async () => {
+      const inputs = { a: f64([1, 2, 3]), b: f64([4, 5, 6]), s: f64([2], []), normalize: false };
+      const paths = { inputs, inputPaths: ["a"], outputPaths: ["result"] };
+      await clientRejects(vector.jacobian({ ...paths, inputPaths: ["x"] }), "INVALID_ARGUMENT", /^inputPaths \(jac_inputs\): input path "x" does not exist; differentiable input paths: a, b, s$/);
+      const rows = async () => {
+        for await (const _ of vector.jacobianRows({ ...paths, outputPaths: ["nope"] }));
+      };
+      await clientRejects(rows(), "INVALID_ARGUMENT", /^outputPaths \(jac_outputs\): /);
+      await clientRejects(vector.jvp({ ...paths, tangent: { a: f64([1]) } }), "INVALID_ARGUMENT", /^tangent\.\{a\} has shape \[1\], expected \[3\] like the input$/);
+      await clientRejects(vector.vjp({ ...paths, cotangent: { result: f64([1, 2]) } }), "INVALID_ARGUMENT", /^cotangent\.\{result\} has shape \[2\], expected \[3\] like the output/);
+      await clientRejects(vector.vjp({ ...paths, inputPaths: ["x"], cotangent: { result: f64([1, 2, 3]) } }), "INVALID_ARGUMENT", /^inputPaths \(vjp_inputs\): input path "x"/);
+    });
+
+    it("an ndarray whose shape reaches past its data is INVALID_ARGUMENT naming the field (a strided one was read as NaN; a short row-major one said \"Invalid typed array length: 24\")", async () => {
+      const base = { a: f64([1, 2, 3]), b: f64([4, 5, 6]), s: f64([2], []), normalize: false };
+      await clientRejects(vector.apply({ ...base, b: ndarray(Float64Array.of(4, 5), [3]) }), "INVALID_ARGUMENT", /^inputs could not be encoded: b: an ndarray of shape \[3\] needs 3 elements, but its data holds 2$/);
+      await clientRejects(vector.apply({ ...base, b: ndarray(Float64Array.of(4, 5, 6), [3], [2]) }), "INVALID_ARGUMENT", /^inputs could not be encoded: b: an ndarray of shape \[3\], strides \[2\] and offset 0 reaches element 4 of its data, which holds 3$/);
+      await clientRejects(vector.apply({ ...base, a: ndarray(Float64Array.of(1, 2, 3), [3], [-1], 1) }), "INVALID_ARGUMENT", /^inputs could not be encoded: a: an ndarray of shape \[3\], strides \[-1\] and offset 1 reaches element -1 /);
+      // A reversed view inside its data is fine: [3, 2, 1] + [4, 5, 6].
+      const reversed = await vector.apply({ ...base, s: f64([1], []), a: ndarray(Float64Array.of(1, 2, 3), [3], [-1], 2) });
+      assert.deepEqual(Array.from(reversed.result!.data as Float64Array), [7, 7, 7]);
+      await clientRejects(vector.apply({ ...base, b: Float64Array.of(4, 5, 6) as never }), "INVALID_ARGUMENT", /^inputs could not be encoded: b is a bare Float64Array: a tensor is an ndarray, ndarray\(data, shape\)$/);
+      const paths = { inputs: base, inputPaths: ["a"], outputPaths: ["result"] };
+      await clientRejects(vector.vjp({ ...paths, cotangent: { result: [1, 2, 3] as never } }), "INVALID_ARGUMENT", /^cotangent could not be encoded: cotangent\.\{result\} is a plain array: expected an ndarray, ndarray\(data, shape\)$/);
+      await clientRejects(vector.jvp({ ...paths, tangent: { a: ndarray(Float64Array.of(1), [3]) } }), "INVALID_ARGUMENT", /^tangent could not be encoded: tangent\.\{a\}: an ndarray of shape \[3\] needs 3 elements, but its data holds 1$/);
     });
 
     it("an aborted signal: CANCELLED, and no call is made", async () => {
@@ -368,7 +398,39 @@ describe("SDK: a server that is not there", () => {
       assert.match(e.details, /ECONNREFUSED/);
       assert.ok(e.message.endsWith(`— no server is listening at ${address}: start one (npx tesseract-grpc serve meshstats, or your own Tesseract), or connect to the address of a running one`), e.message);
       assert.ok(!e.details.includes("no server is listening"), e.details);
+      // A second client of the address shares the failed connection: grpc-js may say "Last error: null".
+      const second = new TesseractClient<MeshInputs, MeshOutputs>(address, { inputs: MeshInputs, outputs: MeshOutputs });
+      const again = (await second.describe().catch((error: unknown) => error)) as TesseractClientError;
+      second.close();
+      assert.equal(again.codeName, "UNAVAILABLE");
+      if (/Last error: null/.test(again.details)) assert.ok(again.message.endsWith("— is a tesseract-grpc server listening at the address, and up yet? Calls made while it starts fail at once unless they have { waitForReady: true }"), again.message);
+      else assert.match(again.message, /no server is listening at /);
     } finally {
+      client.close();
+    }
+  });
+
+  it("waitForReady: a call made before the server starts is answered once it listens (without, it fails at once)", async () => {
+    const port = await freePort();
+    const client = new TesseractClient<MeshInputs, MeshOutputs>(`127.0.0.1:${port}`, { inputs: MeshInputs, outputs: MeshOutputs });
+    let server: RunningServer | undefined;
+    try {
+      assert.equal(((await client.describe().catch((error: unknown) => error)) as TesseractClientError).codeName, "UNAVAILABLE");
+      const waiting = client.apply(sampleMeshInputs(2), { waitForReady: true, deadline: 60_000 });
+      server = await startServer({ tesseract: "meshstats", host: "127.0.0.1", port, logger: silentLogger });
+      const outputs = await waiting;
+      const points = sampleMeshInputs(2).mesh.points;
+      assert.deepEqual(Array.from(outputs.statistics!.barycenter!.data as Float64Array), [0, 1, 2].map((c) => (points.get(0, c) + points.get(1, c)) / 2));
+    } finally {
+      client.close();
+      await server?.close();
+    }
+  });
+
+  it("an address without a port means tesseract-grpc's 50051, as in the CLI (grpc-js went to 443)", () => {
+    for (const [given, used] of [["localhost", "localhost:50051"], ["10.0.0.5:7000", "10.0.0.5:7000"], ["dns:///svc:9000", "dns:///svc:9000"]]) {
+      const client = new TesseractClient<MeshInputs, MeshOutputs>(given, { inputs: MeshInputs, outputs: MeshOutputs });
+      assert.equal(client.address, used);
       client.close();
     }
   });
