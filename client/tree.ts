@@ -10,7 +10,7 @@
  * ndarray (decodeTensor: validated, copied into its own buffer).
  */
 import ndarray, { type NdArray } from "ndarray";
-import { DataType, decodeTensor, encodeTensor, isNdArray, normalizeShape, toFloat64, type TypedArray } from "../common/tensor-codec";
+import { DataType, decodeTensor, encodeTensor, isNdArray, ndarrayExtentProblem, normalizeShape, toFloat64, type TypedArray } from "../common/tensor-codec";
 import type { AbstractTensor, WithTensorsAs } from "../common/tree-types";
 import { isPlainObject, recordFrom } from "../common/records";
 import type { Tensor } from "../generated/tesseract/v1/tensor";
@@ -39,13 +39,15 @@ export function tensorMessage(array: NdArray<any>, datatype?: DataType): Tensor 
   return { datatype: wire.datatype, shape: wire.shape, data: asBuffer(wire.data) };
 }
 
-/** One ndarray as a Tensor message; what cannot be encoded names `path` (where it is in the caller's tree). */
+/**
+ * One ndarray as a Tensor message; one whose shape reaches past its data is refused naming `path`
+ * (where it is in the caller's tree): ndarray reads undefined there, NaN in a float tensor, and a
+ * short row-major one failed with V8's "Invalid typed array length: 24".
+ */
 function tensorAt(array: NdArray<any>, path: string): Tensor {
-  try {
-    return tensorMessage(array);
-  } catch (e) {
-    throw new TypeError(`${path}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-  }
+  const problem = ndarrayExtentProblem(array);
+  if (problem) throw new TypeError(`${path} ${problem}`);
+  return tensorMessage(array);
 }
 
 /** A typed array other than bytes' Uint8Array where an ndarray was meant: a tensor needs its shape too. */

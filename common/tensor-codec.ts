@@ -307,7 +307,7 @@ function gather(a: NdArray<any>, out: TypedArray, convert: (v: any) => number | 
 }
 
 /**
- * What is wrong with an ndarray a Tesseract returned, if anything: a shape that is no list of whole
+ * What is wrong with an ndarray a Tesseract returned or a client sends, if anything: a shape that is no list of whole
  * numbers ≥ 0, or a shape, strides and offset that reach outside its data (read there, the values
  * were undefined, or the copy failed with V8's text).
  */
@@ -324,8 +324,9 @@ export function ndarrayExtentProblem(a: NdArray<any>): string | undefined {
     else high += reach;
   });
   const length = typeof data.length === "number" ? data.length : 0;
-  if (!(Number.isSafeInteger(low) && Number.isSafeInteger(high) && low >= 0 && high < length)) return `has ${show()}, which reach elements ${low} to ${high} of data holding ${length}`;
-  return undefined;
+  if (Number.isSafeInteger(low) && Number.isSafeInteger(high) && low >= 0 && high < length) return undefined;
+  if (offset === 0 && isRowMajor(shape, stride)) return `has shape [${shape.join(", ")}], which needs ${elementCount(shape)} elements, but its data holds ${length}`;
+  return `has ${show()}, which reach elements ${low} to ${high} of data holding ${length}`;
 }
 
 /** Whether strides are dense row-major (C order) for this shape; size-1 dimensions may have any stride. */
@@ -364,7 +365,6 @@ export function encodeTensor(a: NdArray<any>, datatype?: DataType): TensorWire {
   const n = elementCount(shape);
   const size = ctor.BYTES_PER_ELEMENT;
   if (n === 0) return { datatype: dt, shape, data: new Uint8Array(0) };
-  checkExtent(a);
   const data = a.data as unknown;
   if (dt !== DataType.DATA_TYPE_BOOL && data instanceof ctor && isRowMajor(a.shape, a.stride)) {
     const src = data as TypedArray;
@@ -373,26 +373,6 @@ export function encodeTensor(a: NdArray<any>, datatype?: DataType): TensorWire {
   const out = new ctor(n);
   gather(a, out, converter(dt));
   return { datatype: dt, shape, data: new Uint8Array(out.buffer, 0, n * size) };
-}
-
-/**
- * That the elements an ndarray's shape, strides and offset reach lie inside its data (a typed or
- * plain array's; other data objects say no length). Past its end ndarray reads undefined — NaN in a
- * float tensor, 0 in an integer one — and a row-major copy threw "Invalid typed array length: 24".
- */
-function checkExtent(a: NdArray<any>): void {
-  const length = (a.data as { length?: unknown }).length;
-  if (typeof length !== "number") return;
-  let [low, high] = [a.offset, a.offset];
-  a.shape.forEach((d, i) => {
-    const reach = (d - 1) * a.stride[i];
-    if (reach > 0) high += reach;
-    else low += reach;
-  });
-  if (low >= 0 && high < length) return;
-  const shape = `[${a.shape.join(", ")}]`;
-  if (a.offset === 0 && isRowMajor(a.shape, a.stride)) throw new TypeError(`an ndarray of shape ${shape} needs ${elementCount(a.shape)} elements, but its data holds ${length}`);
-  throw new TypeError(`an ndarray of shape ${shape}, strides [${a.stride.join(", ")}] and offset ${a.offset} reaches element ${low < 0 ? low : high} of its data, which holds ${length}`);
 }
 
 /** A row-major flat FP64 copy of any ndarray; 64-bit integers go through Number() and may round. */
