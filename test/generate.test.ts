@@ -123,6 +123,12 @@ describe("tesseract-grpc generate", () => {
     });
     // A file inside the contract's folder keeps its contract name (not a second copy below its own folder).
     assert.deepEqual(locateProtoFiles([path.join(PROTO_DIR, "tesseract/v1/tensor.proto")], []), { roots: [PROTO_DIR], files: [[0, "tesseract/v1/tensor.proto"]] });
+    // A bundled Tesseract by the name `serve` takes ("heat: no such file" before).
+    assert.deepEqual(locateProtoFiles(["heat", "meshstats"], []), {
+      roots: [PROTO_DIR],
+      files: [[0, "tesseract/examples/heat/v1/heat.proto"], [0, "tesseract/examples/meshstats/v1/meshstats.proto"]],
+    });
+    assert.throws(() => locateProtoFiles(["nope"], []), { message: `nope: no such file, nor on the include path (${PROTO_DIR})` });
   });
 
   it("says what is wrong: no such file, outside every --proto-path, an empty folder, buf's errors at the real paths", async () => {

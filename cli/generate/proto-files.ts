@@ -38,9 +38,12 @@ function protoFilesIn(dir: string): string[] {
   });
 }
 
+/** Where a bundled Tesseract's messages are (meshstats: tesseract/examples/meshstats/v1/meshstats.proto). */
+const bundledProto = (name: string) => `tesseract/examples/${name}/v1/${name}.proto`;
+
 /**
- * The include folders and files for `args` (files, folders of them, or names found on the include
- * path). Without `--proto-path`, a file's own folder (a folder argument: itself) is its include
+ * The include folders and files for `args` (files, folders of them, names found on the include
+ * path, or a bundled Tesseract's name). Without `--proto-path`, a file's own folder (a folder argument: itself) is its include
  * folder, unless an include folder found so far already holds it.
  */
 export function locateProtoFiles(args: readonly string[], protoPaths: readonly string[], contractDir = PROTO_DIR): ProtoFiles {
@@ -73,9 +76,11 @@ export function locateProtoFiles(args: readonly string[], protoPaths: readonly s
     } else if (isFile(arg)) {
       add(rootFor(arg), arg);
     } else {
-      const root = [...includes, ...contract].find((r) => isFile(path.join(r, arg)));
+      // A bundled Tesseract's name, as `serve` takes it: its file in the contract's folder.
+      const name = /^[a-z]\w*$/.test(arg) && contract.length && isFile(path.join(contract[0], bundledProto(arg))) ? bundledProto(arg) : arg;
+      const root = [...includes, ...contract].find((r) => isFile(path.join(r, name)));
       if (!root) throw new Error(`${arg}: no such file, nor on the include path (${[...includes, ...contract].join(", ")})`);
-      add(root, path.join(root, arg));
+      add(root, path.join(root, name));
     }
   }
   const roots = [...includes, ...defaults, ...contract];
