@@ -494,6 +494,7 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
     // A required Optional output, answered null.
     openapi.components.schemas.Apply_OutputSchema.properties.note = { anyOf: [{ type: "string" }, { type: "null" }] };
     openapi.components.schemas.Apply_OutputSchema.required = [...(openapi.components.schemas.Apply_OutputSchema.required ?? []), "note"];
+    openapi.components.schemas.ApplyOutputSchema.field_order[""] = ["barycenter", "note", "count"];
     const base = meshStats();
     return { openapi, apply: (decoded) => (seen.push(decoded), { ...base.apply(decoded), method: "qr", note: null }) };
   }
@@ -525,6 +526,8 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
       const answered = (await flagged.json()) as { method: string; note?: unknown };
       // The output's own enum values; its required Optional answered null stays in the answer (it was left out).
       assert.deepEqual([answered.method, "note" in answered, answered.note], ["qr", true, null]);
+      // In the model's field order, as tesseract-core writes it (the null came last).
+      assert.deepEqual(Object.keys(answered), ["barycenter", "note", "count", "method"]);
       assert.equal((await postJson(`${rest}/apply`, restInputs({ flag: 1 }))).status, 422);
       // null: a Literal's None is sent as null (it was refused as missing); a required one that may be null, unset, goes as null (it was left out).
       assert.equal((await postJson(`${rest}/apply`, restInputs({ nul: null, tag: "t" }))).status, 200);

@@ -113,13 +113,25 @@ function refuseMissing(type: protobuf.Type, json: Record<string, unknown>, where
  */
 export function requireFields(type: protobuf.Type, json: unknown, where: string, required: RequiredFields, nullable: RequiredFields = {}): void {
   if (!isPlainObject(json)) return;
-  for (const name of nullable[protoName(type)] ?? []) if (!Object.hasOwn(json, name)) json[name] = null;
+  const unset = (nullable[protoName(type)] ?? []).filter((name) => !Object.hasOwn(json, name));
+  if (unset.length) putNulls(type, json, unset);
   refuseMissing(type, json, where, required);
   for (const [key, value] of Object.entries(json)) {
     const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
     const sub = field?.resolvedType;
     if (sub instanceof protobuf.Type && sub.fullName !== TENSOR_TYPE) eachElement(field!, value, `${where}.${key}`, (v, w) => requireFields(sub, v, w, required, nullable));
   }
+}
+
+/** `json` with null at each of `names`, every key in the message's field order (the model's): appended, they came last. */
+function putNulls(type: protobuf.Type, json: Record<string, unknown>, names: readonly string[]): void {
+  const given = { ...json };
+  for (const key of Object.keys(json)) delete json[key];
+  for (const { name } of type.fieldsArray) {
+    if (Object.hasOwn(given, name)) json[name] = given[name];
+    else if (names.includes(name)) json[name] = null;
+  }
+  for (const [key, value] of Object.entries(given)) if (!Object.hasOwn(json, key)) json[key] = value;
 }
 
 /**
