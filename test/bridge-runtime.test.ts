@@ -614,7 +614,7 @@ describe("tesseract-core bridge: an Optional array output that is None", functio
     return { openapi, apply: (decoded) => ({ ...base.apply(decoded), extra: present(decoded) ? base.apply(decoded).barycenter : null }) };
   }
   const x00 = (decoded: Record<string, unknown>) => ((decoded.mesh as { points: FakeArray }).points.values as number[])[0];
-  const none = /^jac_outputs: output "extra" is None at these inputs: the Tesseract left it out, as its schema allows; there is nothing to differentiate$/;
+  const none = /^outputPaths \(jac_outputs\): output "extra" is None at these inputs: the Tesseract left it out, as its schema allows; there is nothing to differentiate$/;
 
   it("None at the inputs: a gradient of it is INVALID_ARGUMENT naming it (it blamed the first perturbed evaluation, UNKNOWN, or after an Apply INTERNAL); the REST API 422", async () => {
     const { rest, client, stop } = await bridged(withOptionalOutput(() => false));
@@ -628,7 +628,7 @@ describe("tesseract-core bridge: an Optional array output that is None", functio
       })();
       await clientRejects(rows, "INVALID_ARGUMENT", none);
       const cotangent = { extra: ndarray(Float64Array.of(1, 1, 1), [3]) };
-      await clientRejects(client.vjp({ ...request(Algorithm.ALGORITHM_CENTRAL), cotangent }), "INVALID_ARGUMENT", /^vjp_outputs: output "extra" is None at these inputs/);
+      await clientRejects(client.vjp({ ...request(Algorithm.ALGORITHM_CENTRAL), cotangent }), "INVALID_ARGUMENT", /^outputPaths \(vjp_outputs\): output "extra" is None at these inputs/);
       const points = { object_type: "array", shape: [1, 3], dtype: "float64", data: { buffer: [[1, 2, 3]], encoding: "json" } };
       const res = await postJson(`${rest}/jacobian`, { inputs: { mesh: { n_points: 1, points, cell_data: {} }, layers: [] }, jac_inputs: ["mesh.points"], jac_outputs: ["extra"] });
       assert.equal(res.status, 422);

@@ -283,8 +283,8 @@ describe("CheckGradients", () => {
 
   it("bad paths, endpoints, tolerances and options are INVALID_ARGUMENT", async () => {
     const inputs = vectorInputs(false);
-    await clientRejects(vector.checkGradients({ inputs, inputPaths: ["c"] }), "INVALID_ARGUMENT", /^input_paths: input path "c" does not exist; differentiable input paths: a, b, s/);
-    await clientRejects(vector.checkGradients({ inputs, outputPaths: ["nope"] }), "INVALID_ARGUMENT", /^output_paths: output path "nope" is not a differentiable path/);
+    await clientRejects(vector.checkGradients({ inputs, inputPaths: ["c"] }), "INVALID_ARGUMENT", /^inputPaths \(input_paths\): input path "c" does not exist; differentiable input paths: a, b, s/);
+    await clientRejects(vector.checkGradients({ inputs, outputPaths: ["nope"] }), "INVALID_ARGUMENT", /^outputPaths \(output_paths\): output path "nope" is not a differentiable path/);
     await clientRejects(vector.checkGradients({ inputs, endpoints: ["hessian"] }), "INVALID_ARGUMENT", /^endpoints: unknown endpoint "hessian"; expected jacobian, jvp or vjp/);
     await clientRejects(vector.checkGradients({ inputs, endpoints: ["jvp", "jacobian_vector_product"] }), "INVALID_ARGUMENT", /^endpoints: "jacobian_vector_product" is listed more than once \(as "jvp" before\)$/);
     await clientRejects(vector.checkGradients({ inputs, rtol: -1 }), "INVALID_ARGUMENT", /^rtol must be a non-negative finite number/);
