@@ -6,6 +6,15 @@
  * JSON readers (the CLI's, the REST API's) accept short names by it.
  */
 
+/**
+ * A tesseract-core Literal as an enum: its values (strings, numbers, booleans or null, sent and read
+ * as themselves) in the schema's order, and the enum value number of each (0 is unset).
+ */
+export interface LiteralEnum {
+  readonly values: readonly unknown[];
+  readonly numbers: readonly number[];
+}
+
 /** SCREAMING_SNAKE_CASE: `MethodValue` → `METHOD_VALUE`, `semi-implicit` → `SEMI_IMPLICIT`. */
 export function screamingSnake(name: string): string {
   return name

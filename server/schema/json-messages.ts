@@ -10,7 +10,7 @@ import type { NdArray } from "ndarray";
 import * as protobuf from "protobufjs";
 import { invalidArgument, keyAt, refusedAs, shown } from "../../common/errors";
 import { INT_RANGES, jsonScalar } from "../../common/json-scalars";
-import { enumNumber } from "../../common/enum-names";
+import { enumNumber, type LiteralEnum } from "../../common/enum-names";
 import { arrayObject, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
 import { dataTypeOfArray, isNdArray, tooManyMessages, type DataType } from "../../common/tensor-codec";
@@ -22,15 +22,6 @@ const TENSOR_TYPE = ".tesseract.v1.Tensor";
 
 export const isTensorField = (field: protobuf.Field): boolean => field.resolvedType?.fullName === TENSOR_TYPE;
 
-
-/**
- * A tesseract-core Literal as an enum: its values (strings, numbers, booleans or null, sent and read
- * as themselves) in the schema's order, and the enum value number of each (0 is unset).
- */
-export interface LiteralEnum {
-  readonly values: readonly unknown[];
-  readonly numbers: readonly number[];
-}
 
 /** Per enum (full name, no leading dot), the Literal it stands for. */
 export type EnumLiterals = Readonly<Record<string, LiteralEnum>>;

@@ -20,8 +20,7 @@
  * numbered by their names (fieldNumbers). What has no protobuf form (a list of lists, a union of two
  * types) is refused at start with the property's path.
  */
-import { enumValueName, literalName, screamingSnake } from "../../common/enum-names";
-import type { LiteralEnum } from "./json-messages";
+import { enumValueName, literalName, screamingSnake, type LiteralEnum } from "../../common/enum-names";
 
 export interface ProtoFromOpenApi {
   /** The `.proto` file's text (imports tesseract/v1/tensor.proto). */
