@@ -19,8 +19,7 @@ import { loadRootFromText } from "../schema/schema";
 import { TesseractRuntime } from "../runtime";
 import type { AnyTesseract } from "../tesseract";
 import { DEFAULT_HEALTH_INTERVAL_MS, HealthMonitor } from "./health-monitor";
-import { DEFAULT_RUNTIME_CONNECTIONS, failureReason, RuntimeReplicas, type Lookup, type ReplicaResponse } from "./runtime-replicas";
-import { RuntimeSlots } from "./runtime-slots";
+import { failureReason, RuntimeReplicas, type Lookup, type ReplicaResponse } from "./runtime-replicas";
 import { TesseractCoreClient } from "./tesseract-core-client";
 import { isTesseractCoreUrl } from "./settings";
 import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
@@ -145,7 +144,7 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
     ...(hasAbstractEval ? { abstractEval: async (inputs: unknown, signal?: AbortSignal) => (await client!.abstractEval(inputs as Record<string, unknown>, signal)).outputs } : {}),
   };
   const health = new HealthMonitor(replicas, options.healthIntervalMs ?? DEFAULT_HEALTH_INTERVAL_MS);
-  const slots = new RuntimeSlots(() => (options.connections ?? DEFAULT_RUNTIME_CONNECTIONS) * Math.max(1, replicas.all.length));
+  const slots = replicas.limits.slots;
   try {
     const runtime = TesseractRuntime.fromRoot(definition, {
       root,
