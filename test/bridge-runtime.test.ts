@@ -757,6 +757,28 @@ describe("tesseract-core bridge: the generated .proto", function () {
     }
   });
 
+  it("a title too long for a file name (300 characters) is served: the package is the title's first words and a hash of the rest (the start failed with ENAMETOOLONG)", async () => {
+    const title = "Mesh statistics ".repeat(19) + "of the last run";
+    const { client, stop } = await bridged({ ...meshStats(), openapi: { ...MESH_STATS_OPENAPI, info: { ...MESH_STATS_OPENAPI.info, title } } });
+    try {
+      const described = await client.describe();
+      assert.equal(described.name, title);
+      assert.equal(described.input_type, "tesseract_core.mesh_statistics_mesh_statistics_mesh_statistics_mesh_st_b879f0bb.v1.Inputs");
+      assertAll(flat((await client.apply(inputs())).barycenter), barycenter());
+    } finally {
+      await stop();
+    }
+    // A --proto-package part as long is kept in the package; only the file's folder is shortened.
+    const protoPackage = `acme.${"x".repeat(300)}.v1`;
+    const named = await bridged(meshStats(), { protoPackage });
+    try {
+      assert.equal((await named.client.describe()).input_type, `${protoPackage}.Inputs`);
+      assertAll(flat((await named.client.apply(inputs())).barycenter), barycenter());
+    } finally {
+      await named.stop();
+    }
+  });
+
   it("declares the arrays' dtypes; the REST API's /openapi.json reports them, with the runtime's shapes and defaults", async () => {
     const { server, rest, stop } = await bridged(meshStats());
     try {
