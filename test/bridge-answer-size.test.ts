@@ -12,9 +12,14 @@ import type { AddressInfo } from "node:net";
 import { Code } from "../index";
 import { failureReason, MAX_ANSWER_BYTES, MAX_OPENAPI_BYTES } from "../server/bridge/runtime-replicas";
 import { loadTesseractCore } from "../server/bridge/tesseract-core";
-import { meshStatsInputs } from "./fixtures/tesseract-core/bridge-clients";
 import { MESH_STATS_OPENAPI } from "./fixtures/tesseract-core/mesh-stats";
-import { rejects } from "./helpers";
+import { clientRejects, rejects } from "./helpers";
+import { Algorithm } from "../client";
+import { startServer } from "../index";
+import { silentLogger } from "../server/log";
+import { meshStatsInputs, reflectedClient } from "./fixtures/tesseract-core/bridge-clients";
+import { startFakeTesseractCore, type FakeArray } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { meshStats } from "./fixtures/tesseract-core/mesh-stats";
 
 /** A runtime whose /openapi.json and /apply answers are `openapi` and `apply`. */
 async function runtimeAt(openapi: (res: http.ServerResponse) => void, apply: (res: http.ServerResponse) => void) {
@@ -116,6 +121,35 @@ describe("tesseract-core bridge: answers read up to a bound", function () {
     } finally {
       await bridged.close();
       await runtime.close();
+    }
+  });
+
+  it("an answer over the message limit is RESOURCE_EXHAUSTED naming it, its size, the limit and what to do (grpc-js's own \"Sent message larger than max\" named nothing)", async () => {
+    // barycenter answered as `size` copies of the first point's x: an Apply of 2.4 MB, a Jacobian of 0.8 MB with as many error estimates.
+    let size = 300_000;
+    const base = meshStats();
+    const fake = await startFakeTesseractCore({
+      ...base,
+      apply: (decoded) => {
+        const x = ((decoded.mesh as { points: FakeArray }).points.values[0]);
+        return { ...base.apply(decoded), barycenter: { shape: [size], dtype: "float64", values: new Array<number>(size).fill(x) } };
+      },
+    });
+    const server = await startServer({ tesseract: fake.url, port: 0, logger: silentLogger, maxMessageBytes: 1 << 20 });
+    const { client } = await reflectedClient(server.address);
+    try {
+      await clientRejects(client.apply(meshStatsInputs()), "RESOURCE_EXHAUSTED", /^the Apply answer is 24000\d\d bytes, over the 1048576-byte message limit \(--max-message-bytes\); raise it on the server and on the client \(the SDK's maxMessageBytes, the CLI's --max-message-bytes\)$/);
+      size = 8000;
+      const richardson = { algorithm: Algorithm.ALGORITHM_RICHARDSON };
+      await clientRejects(
+        client.jacobian({ inputs: meshStatsInputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: richardson }),
+        "RESOURCE_EXHAUSTED",
+        /^the Jacobian answer is 15\d{5} bytes, over the 1048576-byte message limit \(--max-message-bytes\); stream it row by row with the gRPC JacobianRows \(or the CLI's jacobian --stream or --out\)$/,
+      );
+    } finally {
+      client.close();
+      await server.close(0);
+      await fake.close();
     }
   });
 });
