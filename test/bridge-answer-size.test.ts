@@ -8,8 +8,10 @@
 import { strict as assert } from "node:assert";
 import { once } from "node:events";
 import * as http from "node:http";
+import * as zlib from "node:zlib";
 import type { AddressInfo } from "node:net";
 import { Code } from "../index";
+import { decodeContent } from "../server/bridge/content-coding";
 import { failureReason, MAX_ANSWER_BYTES, MAX_OPENAPI_BYTES } from "../server/bridge/runtime-replicas";
 import { loadTesseractCore } from "../server/bridge/tesseract-core";
 import { MESH_STATS_OPENAPI } from "./fixtures/tesseract-core/mesh-stats";
@@ -22,10 +24,10 @@ import { startFakeTesseractCore, type FakeArray } from "./fixtures/tesseract-cor
 import { meshStats } from "./fixtures/tesseract-core/mesh-stats";
 
 /** A runtime whose /openapi.json and /apply answers are `openapi` and `apply`. */
-async function runtimeAt(openapi: (res: http.ServerResponse) => void, apply: (res: http.ServerResponse) => void) {
+async function runtimeAt(openapi: (res: http.ServerResponse) => void, apply: (res: http.ServerResponse, req: http.IncomingMessage) => void) {
   const server = http.createServer((req, res) => {
     req.resume();
-    req.on("end", () => (req.url === "/openapi.json" ? openapi(res) : req.url === "/apply" ? apply(res) : res.end("{}")));
+    req.on("end", () => (req.url === "/openapi.json" ? openapi(res) : req.url === "/apply" ? apply(res, req) : res.end("{}")));
   });
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
@@ -151,5 +153,34 @@ describe("tesseract-core bridge: answers read up to a bound", function () {
       await server.close(0);
       await fake.close();
     }
+  });
+
+  it("a compressed answer (Content-Encoding gzip, deflate, br) is decoded; another encoding is UNKNOWN naming it; requests ask for none (it was \"not UTF-8\")", async () => {
+    const outputs = JSON.stringify({ barycenter: { object_type: "array", shape: [3], dtype: "float64", data: { buffer: [1, 2, 3], encoding: "json" } }, count: 4 });
+    const encoders: Record<string, (b: Buffer) => Buffer> = { gzip: zlib.gzipSync, deflate: zlib.deflateSync, br: zlib.brotliCompressSync, zstd: (b) => b };
+    let encoding = "gzip";
+    const accepted: (string | undefined)[] = [];
+    const runtime = await runtimeAt(document, (res, req) => {
+      accepted.push(req.headers["accept-encoding"]);
+      res.writeHead(200, { "content-type": "application/json", "content-encoding": encoding });
+      res.end(encoders[encoding](Buffer.from(outputs)));
+    });
+    const bridged = await loadTesseractCore(runtime.url);
+    try {
+      for (encoding of ["gzip", "deflate", "br"]) assert.deepEqual(Array.from(((await bridged.apply(meshStatsInputs())) as { barycenter: { data: Float64Array } }).barycenter.data), [1, 2, 3], encoding);
+      encoding = "zstd";
+      await rejects(bridged.apply(meshStatsInputs()), Code.UNKNOWN, new RegExp(`^POST /apply on ${runtime.url.replace(/\./g, "\\.")} answered with Content-Encoding "zstd", which the bridge does not decode \\(it asks for none: Accept-Encoding: identity\\)$`));
+      assert.deepEqual(new Set(accepted), new Set(["identity"]));
+    } finally {
+      await bridged.close();
+      await runtime.close();
+    }
+  });
+
+  it("a compressed answer is decoded up to the bound (a small gzip of zeros is a big answer), and one that does not decode says so", async () => {
+    await assert.rejects(decodeContent(zlib.gzipSync(Buffer.alloc(1000)), "gzip", 100), /^Error: answered more than 100 bytes once decoded \(Content-Encoding gzip\), the most this server reads of a runtime's answer$/);
+    await assert.rejects(decodeContent(Buffer.from("{}"), "br", 100), /^Error: answered with Content-Encoding br, but its bytes do not decode: /);
+    assert.equal((await decodeContent(zlib.brotliCompressSync(zlib.gzipSync(Buffer.from("{}"))), "gzip, br", 100)).toString(), "{}");
+    assert.equal((await decodeContent(Buffer.from("{}"), "identity", 100)).toString(), "{}");
   });
 });

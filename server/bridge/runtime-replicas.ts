@@ -18,6 +18,7 @@ import { DEFAULT_DNS_REFRESH_MS } from "./settings";
 import type { HealthTarget } from "./health-monitor";
 import { AnswerBudget } from "./answer-budget";
 import { RuntimeSlots } from "./runtime-slots";
+import { ContentCodingError, decodeContent } from "./content-coding";
 import { strictUtf8, utf8Failure } from "../../common/utf8";
 
 /** A resolver like `dns.promises.lookup` with `{ all: true }` (tests inject their own). */
@@ -73,10 +74,11 @@ function retryAfterSeconds(value: unknown): number | undefined {
   return Number.isFinite(seconds) ? Math.max(0, seconds) : undefined;
 }
 
-const GET_HEADERS = { accept: "application/json" };
-const POST_HEADERS = { accept: "application/json", "content-type": "application/json" };
+/** Answers uncompressed (content-coding.ts). */
+const GET_HEADERS = { accept: "application/json", "accept-encoding": "identity" };
+const POST_HEADERS = { ...GET_HEADERS, "content-type": "application/json" };
 /** Asks for arrays as base64 in the answer. */
-const APPLY_HEADERS = { accept: "application/json+base64", "content-type": "application/json" };
+const APPLY_HEADERS = { ...POST_HEADERS, accept: "application/json+base64" };
 
 /**
  * The longest answer read from a runtime: an OpenAPI document, and any other answer (an apply's
@@ -231,7 +233,13 @@ export class Replica {
     } finally {
       answers?.end(reader);
     }
-    const bytes = Buffer.concat(chunks, length);
+    let bytes: Buffer;
+    try {
+      bytes = await decodeContent(Buffer.concat(chunks, length), response.headers["content-encoding"], limit);
+    } catch (e) {
+      if (e instanceof ContentCodingError) throw new TesseractError(Code.UNKNOWN, `${method} /${endpoint} on ${this.name} ${e.message}`);
+      throw e;
+    }
     const text = strictUtf8(bytes);
     if (text === undefined) throw new TesseractError(Code.UNKNOWN, `${method} /${endpoint} on ${this.name} answered text that is not UTF-8: ${utf8Failure(bytes)}`);
     const retryAfterS = response.statusCode === 503 || response.statusCode === 429 ? retryAfterSeconds(response.headers["retry-after"]) : undefined;
