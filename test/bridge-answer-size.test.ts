@@ -183,4 +183,33 @@ describe("tesseract-core bridge: answers read up to a bound", function () {
     assert.equal((await decodeContent(zlib.brotliCompressSync(zlib.gzipSync(Buffer.from("{}"))), "gzip, br", 100)).toString(), "{}");
     assert.equal((await decodeContent(Buffer.from("{}"), "identity", 100)).toString(), "{}");
   });
+
+  it("interim answers: 102 and 103 before the answer are passed over; a 100 Continue or 101 the bridge did not ask for is UNKNOWN saying so, sent once (it was UNAVAILABLE: UND_ERR_SOCKET)", async () => {
+    const outputs = JSON.stringify({ barycenter: { object_type: "array", shape: [3], dtype: "float64", data: { buffer: [1, 2, 3], encoding: "json" } }, count: 4 });
+    let interim = "103";
+    let posts = 0;
+    const runtime = await runtimeAt(document, (res) => {
+      posts++;
+      if (interim === "101") return void res.socket!.write("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+      if (interim === "100") res.writeContinue();
+      else if (interim === "102") res.writeProcessing();
+      else res.writeEarlyHints({ link: "</style.css>; rel=preload" });
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(outputs);
+    });
+    const bridged = await loadTesseractCore(runtime.url);
+    try {
+      for (interim of ["102", "103"]) assert.deepEqual(Array.from(((await bridged.apply(meshStatsInputs())) as { barycenter: { data: Float64Array } }).barycenter.data), [1, 2, 3], interim);
+      interim = "100";
+      posts = 0;
+      const url = runtime.url.replace(/\./g, "\\.");
+      await rejects(bridged.apply(meshStatsInputs()), Code.UNKNOWN, new RegExp(`^POST /apply on ${url} answered "100 Continue", which the bridge did not ask for \\(it sends no Expect: 100-continue\\) and its HTTP client cannot read past, or other bytes that answer no request$`));
+      assert.equal(posts, 1);
+      interim = "101";
+      await rejects(bridged.apply(meshStatsInputs()), Code.UNKNOWN, new RegExp(`^POST /apply on ${url} answered "101 Switching Protocols" to a request that asked for no upgrade$`));
+    } finally {
+      await bridged.close();
+      await runtime.close();
+    }
+  });
 });

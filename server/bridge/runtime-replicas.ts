@@ -38,6 +38,19 @@ function closedUnder(e: unknown): boolean {
   return CLOSED_UNDER.has(errorCode(e) ?? "");
 }
 
+/**
+ * What a runtime answered that undici closes the connection over (UND_ERR_SOCKET, as if it had
+ * closed under the request), in words; undefined for any other failure. undici passes 102 and 103
+ * over, but not a 100 Continue, which answers a request sent with Expect: 100-continue only.
+ */
+function unreadable(e: unknown): string | undefined {
+  if (errorCode(e) !== "UND_ERR_SOCKET") return undefined;
+  const message = (e as Error).message;
+  if (message === "bad response") return `"100 Continue", which the bridge did not ask for (it sends no Expect: 100-continue) and its HTTP client cannot read past, or other bytes that answer no request`;
+  if (message === "bad upgrade") return `"101 Switching Protocols" to a request that asked for no upgrade`;
+  return undefined;
+}
+
 /** A socket or undici error's code (ECONNREFUSED); not a DOMException's number (a timeout's abort is 23). */
 function errorCode(e: unknown): string | undefined {
   const code = (e as { code?: unknown })?.code ?? (e as { cause?: { code?: unknown } })?.cause?.code;
@@ -151,6 +164,8 @@ export class Replica {
     try {
       return await this.send(method === "GET" ? this.checks : this.pool, method, endpoint, body, signal);
     } catch (e) {
+      const unread = unreadable(e);
+      if (unread) throw new TesseractError(Code.UNKNOWN, `${method} /${endpoint} on ${this.name} answered ${unread}`, { cause: e });
       if (signal?.aborted || !closedUnder(e)) throw e;
       const fresh = new Client(this.origin, this.options);
       try {
