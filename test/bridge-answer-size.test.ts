@@ -8,19 +8,26 @@
 import { strict as assert } from "node:assert";
 import { once } from "node:events";
 import * as http from "node:http";
+import * as zlib from "node:zlib";
 import type { AddressInfo } from "node:net";
 import { Code } from "../index";
+import { decodeContent } from "../server/bridge/content-coding";
 import { failureReason, MAX_ANSWER_BYTES, MAX_OPENAPI_BYTES } from "../server/bridge/runtime-replicas";
 import { loadTesseractCore } from "../server/bridge/tesseract-core";
-import { meshStatsInputs } from "./fixtures/tesseract-core/bridge-clients";
 import { MESH_STATS_OPENAPI } from "./fixtures/tesseract-core/mesh-stats";
-import { rejects } from "./helpers";
+import { clientRejects, rejects } from "./helpers";
+import { Algorithm } from "../client";
+import { startServer } from "../index";
+import { silentLogger } from "../server/log";
+import { meshStatsInputs, reflectedClient } from "./fixtures/tesseract-core/bridge-clients";
+import { startFakeTesseractCore, type FakeArray } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { meshStats } from "./fixtures/tesseract-core/mesh-stats";
 
 /** A runtime whose /openapi.json and /apply answers are `openapi` and `apply`. */
-async function runtimeAt(openapi: (res: http.ServerResponse) => void, apply: (res: http.ServerResponse) => void) {
+async function runtimeAt(openapi: (res: http.ServerResponse) => void, apply: (res: http.ServerResponse, req: http.IncomingMessage) => void) {
   const server = http.createServer((req, res) => {
     req.resume();
-    req.on("end", () => (req.url === "/openapi.json" ? openapi(res) : req.url === "/apply" ? apply(res) : res.end("{}")));
+    req.on("end", () => (req.url === "/openapi.json" ? openapi(res) : req.url === "/apply" ? apply(res, req) : res.end("{}")));
   });
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
@@ -113,6 +120,93 @@ describe("tesseract-core bridge: answers read up to a bound", function () {
     const bridged = await loadTesseractCore(runtime.url);
     try {
       await rejects(bridged.apply(meshStatsInputs()), Code.UNKNOWN, /failed with HTTP 500: oops\\u0000\\u001b\[31m\nn$/);
+    } finally {
+      await bridged.close();
+      await runtime.close();
+    }
+  });
+
+  it("an answer over the message limit is RESOURCE_EXHAUSTED naming it, its size, the limit and what to do (grpc-js's own \"Sent message larger than max\" named nothing)", async () => {
+    // barycenter answered as `size` copies of the first point's x: an Apply of 2.4 MB, a Jacobian of 0.8 MB with as many error estimates.
+    let size = 300_000;
+    const base = meshStats();
+    const fake = await startFakeTesseractCore({
+      ...base,
+      apply: (decoded) => {
+        const x = ((decoded.mesh as { points: FakeArray }).points.values[0]);
+        return { ...base.apply(decoded), barycenter: { shape: [size], dtype: "float64", values: new Array<number>(size).fill(x) } };
+      },
+    });
+    const server = await startServer({ tesseract: fake.url, port: 0, logger: silentLogger, maxMessageBytes: 1 << 20 });
+    const { client } = await reflectedClient(server.address);
+    try {
+      await clientRejects(client.apply(meshStatsInputs()), "RESOURCE_EXHAUSTED", /^the Apply answer is 24000\d\d bytes, over the 1048576-byte message limit \(--max-message-bytes\); raise it on the server and on the client \(the SDK's maxMessageBytes, the CLI's --max-message-bytes\)$/);
+      size = 8000;
+      const richardson = { algorithm: Algorithm.ALGORITHM_RICHARDSON };
+      await clientRejects(
+        client.jacobian({ inputs: meshStatsInputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: richardson }),
+        "RESOURCE_EXHAUSTED",
+        /^the Jacobian answer is 15\d{5} bytes, over the 1048576-byte message limit \(--max-message-bytes\); stream it row by row with the gRPC JacobianRows \(or the CLI's jacobian --stream or --out\)$/,
+      );
+    } finally {
+      client.close();
+      await server.close(0);
+      await fake.close();
+    }
+  });
+
+  it("a compressed answer (Content-Encoding gzip, deflate, br) is decoded; another encoding is UNKNOWN naming it; requests ask for none (it was \"not UTF-8\")", async () => {
+    const outputs = JSON.stringify({ barycenter: { object_type: "array", shape: [3], dtype: "float64", data: { buffer: [1, 2, 3], encoding: "json" } }, count: 4 });
+    const encoders: Record<string, (b: Buffer) => Buffer> = { gzip: zlib.gzipSync, deflate: zlib.deflateSync, br: zlib.brotliCompressSync, zstd: (b) => b };
+    let encoding = "gzip";
+    const accepted: (string | undefined)[] = [];
+    const runtime = await runtimeAt(document, (res, req) => {
+      accepted.push(req.headers["accept-encoding"]);
+      res.writeHead(200, { "content-type": "application/json", "content-encoding": encoding });
+      res.end(encoders[encoding](Buffer.from(outputs)));
+    });
+    const bridged = await loadTesseractCore(runtime.url);
+    try {
+      for (encoding of ["gzip", "deflate", "br"]) assert.deepEqual(Array.from(((await bridged.apply(meshStatsInputs())) as { barycenter: { data: Float64Array } }).barycenter.data), [1, 2, 3], encoding);
+      encoding = "zstd";
+      await rejects(bridged.apply(meshStatsInputs()), Code.UNKNOWN, new RegExp(`^POST /apply on ${runtime.url.replace(/\./g, "\\.")} answered with Content-Encoding "zstd", which the bridge does not decode \\(it asks for none: Accept-Encoding: identity\\)$`));
+      assert.deepEqual(new Set(accepted), new Set(["identity"]));
+    } finally {
+      await bridged.close();
+      await runtime.close();
+    }
+  });
+
+  it("a compressed answer is decoded up to the bound (a small gzip of zeros is a big answer), and one that does not decode says so", async () => {
+    await assert.rejects(decodeContent(zlib.gzipSync(Buffer.alloc(1000)), "gzip", 100), /^Error: answered more than 100 bytes once decoded \(Content-Encoding gzip\), the most this server reads of a runtime's answer$/);
+    await assert.rejects(decodeContent(Buffer.from("{}"), "br", 100), /^Error: answered with Content-Encoding br, but its bytes do not decode: /);
+    assert.equal((await decodeContent(zlib.brotliCompressSync(zlib.gzipSync(Buffer.from("{}"))), "gzip, br", 100)).toString(), "{}");
+    assert.equal((await decodeContent(Buffer.from("{}"), "identity", 100)).toString(), "{}");
+  });
+
+  it("interim answers: 102 and 103 before the answer are passed over; a 100 Continue or 101 the bridge did not ask for is UNKNOWN saying so, sent once (it was UNAVAILABLE: UND_ERR_SOCKET)", async () => {
+    const outputs = JSON.stringify({ barycenter: { object_type: "array", shape: [3], dtype: "float64", data: { buffer: [1, 2, 3], encoding: "json" } }, count: 4 });
+    let interim = "103";
+    let posts = 0;
+    const runtime = await runtimeAt(document, (res) => {
+      posts++;
+      if (interim === "101") return void res.socket!.write("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+      if (interim === "100") res.writeContinue();
+      else if (interim === "102") res.writeProcessing();
+      else res.writeEarlyHints({ link: "</style.css>; rel=preload" });
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(outputs);
+    });
+    const bridged = await loadTesseractCore(runtime.url);
+    try {
+      for (interim of ["102", "103"]) assert.deepEqual(Array.from(((await bridged.apply(meshStatsInputs())) as { barycenter: { data: Float64Array } }).barycenter.data), [1, 2, 3], interim);
+      interim = "100";
+      posts = 0;
+      const url = runtime.url.replace(/\./g, "\\.");
+      await rejects(bridged.apply(meshStatsInputs()), Code.UNKNOWN, new RegExp(`^POST /apply on ${url} answered "100 Continue", which the bridge did not ask for \\(it sends no Expect: 100-continue\\) and its HTTP client cannot read past, or other bytes that answer no request$`));
+      assert.equal(posts, 1);
+      interim = "101";
+      await rejects(bridged.apply(meshStatsInputs()), Code.UNKNOWN, new RegExp(`^POST /apply on ${url} answered "101 Switching Protocols" to a request that asked for no upgrade$`));
     } finally {
       await bridged.close();
       await runtime.close();

@@ -20,8 +20,8 @@ import { RuntimeReplicas } from "../server/bridge/runtime-replicas";
 import { loadTesseractCore } from "../server/bridge/tesseract-core";
 import { literalNumbers } from "../server/schema/openapi-proto";
 import { silentLogger } from "../server/log";
-import { abortedRequests, applyRequests, everyRequestAborted, barycenter, meshStatsInputs, N, POINTS, reflectedClient, SCALE } from "./fixtures/tesseract-core/bridge-clients";
-import { FakeValidationError, startFakeTesseractCore, type FakeArray, type FakeTesseract } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { abortedRequests, applyRequests, barycenter, meshStatsInputs, N, POINTS, reflectedClient, SCALE } from "./fixtures/tesseract-core/bridge-clients";
+import { FakeDropConnection, FakeValidationError, startFakeTesseractCore, type FakeArray, type FakeTesseract } from "./fixtures/tesseract-core/fake-tesseract-core";
 import { MESH_STATS_OPENAPI, meshStats } from "./fixtures/tesseract-core/mesh-stats";
 import { CLI, clientRejects, flat } from "./helpers";
 
@@ -186,11 +186,19 @@ describe("tesseract-core bridge: health follows the runtimes' /health", function
   });
 });
 
-describe("tesseract-core bridge: timeouts and cancellation abort the HTTP requests", function () {
+describe("tesseract-core bridge: a request given up on holds its slot until the runtime is done with it", function () {
   this.timeout(20000);
 
-  it("--eval-timeout-ms: DEADLINE_EXCEEDED naming the evaluation, and the runtime sees its request closed", async () => {
-    const { fake, client, stop } = await bridged(meshStats(5000), { evalTimeoutMs: 100, concurrency: 2 });
+  /** Mesh Stats computing until `open()` (a runtime goes on computing a request whose connection closed: uvicorn does). */
+  function gated() {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    return { tesseract: { ...meshStats(), hold: () => gate }, open };
+  }
+
+  it("--eval-timeout-ms: DEADLINE_EXCEEDED naming the evaluation at once; the runtime's requests are left to answer, then the slots are free", async () => {
+    const { tesseract, open } = gated();
+    const { fake, client, stop } = await bridged(tesseract, { evalTimeoutMs: 100, concurrency: 2 });
     try {
       const url = fake.url.replace(/[.]/g, "\\.");
       await clientRejects(
@@ -198,24 +206,87 @@ describe("tesseract-core bridge: timeouts and cancellation abort the HTTP reques
         "DEADLINE_EXCEEDED",
         new RegExp(`per-evaluation timeout of 100 ms \\(--eval-timeout-ms\\) \\(the evaluation (at the base inputs|perturbing mesh\\.points\\[\\d+\\])\\); POST /apply on ${url} was aborted`),
       );
-      await abortedRequests(fake, 1);
-      await clientRejects(client.apply(inputs()), "DEADLINE_EXCEEDED", new RegExp(`timeout of 100 ms \\(--eval-timeout-ms\\) \\(Apply\\); POST /apply on ${url} was aborted`));
-      await abortedRequests(fake, 2);
+      const sent = fake.applyCalls;
+      open();
+      // Its slots come back once the runtime has answered: the next call is served, as many at once as before.
+      assertAll(flat((await client.apply(inputs())).barycenter), barycenter());
+      assert.equal(fake.applyCalls, sent + 1);
+      assert.ok(fake.maxInFlight <= 2, `${fake.maxInFlight} requests at once`);
+      assert.equal(fake.aborted, 0);
     } finally {
+      open();
       await stop();
     }
   });
 
-  it("a client's cancellation (AbortSignal) aborts the requests in flight", async () => {
-    const { fake, client, stop } = await bridged(meshStats(5000), { concurrency: 3 });
+  it("a client's cancellation of a Jacobian is answered at once; its requests in flight hold their slots until answered", async () => {
+    const { tesseract, open } = gated();
+    const { fake, client, stop } = await bridged(tesseract, { concurrency: 1 });
     try {
       const controller = new AbortController();
       const call = client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL }, { signal: controller.signal });
       await applyRequests(fake, 1);
       controller.abort();
       await clientRejects(call, "CANCELLED");
-      await everyRequestAborted(fake);
+      const sent = fake.applyCalls;
+      const next = clientRejects(client.apply(inputs(), { deadline: 500 }), "DEADLINE_EXCEEDED");
+      await Promise.race([next, applyRequests(fake, sent + 1)]);
+      assert.equal(fake.applyCalls, sent, "an Apply reached the runtime while the cancelled Jacobian's requests held every slot");
+      await next;
+      open();
+      assertAll(flat((await client.apply(inputs())).barycenter), barycenter());
+      assert.equal(fake.maxInFlight, 1);
     } finally {
+      open();
+      await stop();
+    }
+  });
+
+  it("a cancelled Apply's slot is held until the runtime drops its connection, then given back", async () => {
+    const { tesseract, open } = gated();
+    let drop = true;
+    const dropping = { ...tesseract, apply: (decoded: Record<string, unknown>) => { if (drop) throw new FakeDropConnection(); return tesseract.apply(decoded); } };
+    const { fake, client, stop } = await bridged(dropping, { concurrency: 1 });
+    try {
+      const controller = new AbortController();
+      const first = client.apply(inputs(), { signal: controller.signal });
+      await applyRequests(fake, 1);
+      controller.abort();
+      await clientRejects(first, "CANCELLED");
+      const retry = clientRejects(client.apply(inputs(), { deadline: 500 }), "DEADLINE_EXCEEDED");
+      await Promise.race([retry, applyRequests(fake, 2)]);
+      assert.equal(fake.applyCalls, 1, "the retry reached the runtime while it computed the cancelled request");
+      await retry;
+      open();
+      await abortedRequests(fake, 1); // dropped by the runtime
+      drop = false;
+      assertAll(flat((await client.apply(inputs(), { deadline: 5000 })).barycenter), barycenter());
+    } finally {
+      open();
+      await stop();
+    }
+  });
+
+  it("a cancelled Apply is answered at once; the next one waits until the runtime has answered the first (cancel-and-retry piled work onto a slow runtime)", async () => {
+    const { tesseract, open } = gated();
+    const { fake, client, stop } = await bridged(tesseract, { concurrency: 1 });
+    try {
+      const controller = new AbortController();
+      const first = client.apply(inputs(), { signal: controller.signal });
+      await applyRequests(fake, 1);
+      controller.abort();
+      await clientRejects(first, "CANCELLED"); // while the runtime still computes it
+      // The retry waits for the slot the first holds: its deadline passes before it reaches the runtime.
+      const retry = clientRejects(client.apply(inputs(), { deadline: 500 }), "DEADLINE_EXCEEDED");
+      await Promise.race([retry, applyRequests(fake, 2)]);
+      assert.equal(fake.applyCalls, 1, "the retry reached the runtime while it computed the cancelled request");
+      await retry;
+      open();
+      assertAll(flat((await client.apply(inputs())).barycenter), barycenter());
+      assert.equal(fake.applyCalls, 2);
+      assert.equal(fake.maxInFlight, 1);
+    } finally {
+      open();
       await stop();
     }
   });
@@ -687,6 +758,28 @@ describe("tesseract-core bridge: the generated .proto", function () {
       assert.ok(!fs.existsSync(served), `${served} is still there`);
     } finally {
       await fake.close();
+    }
+  });
+
+  it("a title too long for a file name (300 characters) is served: the package is the title's first words and a hash of the rest (the start failed with ENAMETOOLONG)", async () => {
+    const title = "Mesh statistics ".repeat(19) + "of the last run";
+    const { client, stop } = await bridged({ ...meshStats(), openapi: { ...MESH_STATS_OPENAPI, info: { ...MESH_STATS_OPENAPI.info, title } } });
+    try {
+      const described = await client.describe();
+      assert.equal(described.name, title);
+      assert.equal(described.input_type, "tesseract_core.mesh_statistics_mesh_statistics_mesh_statistics_mesh_st_b879f0bb.v1.Inputs");
+      assertAll(flat((await client.apply(inputs())).barycenter), barycenter());
+    } finally {
+      await stop();
+    }
+    // A --proto-package part as long is kept in the package; only the file's folder is shortened.
+    const protoPackage = `acme.${"x".repeat(300)}.v1`;
+    const named = await bridged(meshStats(), { protoPackage });
+    try {
+      assert.equal((await named.client.describe()).input_type, `${protoPackage}.Inputs`);
+      assertAll(flat((await named.client.apply(inputs())).barycenter), barycenter());
+    } finally {
+      await named.stop();
     }
   });
 

@@ -30,6 +30,10 @@ describe("tesseract-core schemas as protobuf messages", () => {
     assert.equal(proto.inputType, "tesseract_core.mesh_stats.v1.Inputs");
     assert.equal(proto.outputType, "tesseract_core.mesh_stats.v1.Outputs");
     assert.equal(packageFromTitle("3D solver!"), "tesseract_core.t_3d_solver.v1");
+    // A title too long for a file name: cut, and titles that differ only past the cut still differ.
+    const long = "Heat solver ".repeat(30);
+    assert.equal(packageFromTitle(long), "tesseract_core.heat_solver_heat_solver_heat_solver_heat_solver_heat_so_faff1a02.v1");
+    assert.notEqual(packageFromTitle(`${long}A`), packageFromTitle(`${long}B`));
     // tesseract-core's title of an unnamed Tesseract: tesseract_core.tesseract.v1 hid tesseract.v1.Tensor, and the server did not start.
     for (const title of ["Tesseract", " tesseract! ", undefined]) {
       const generated = protoFromOpenApi({ ...DOC, info: { ...DOC.info, title } });

@@ -72,3 +72,20 @@ describe("runtime slots: turns between the calls waiting for a runtime", () => {
     await Promise.all([...waiting, ...job].map((taking) => taking.then((release) => setImmediate(release))));
   });
 });
+
+describe("runtime slots: requests given up on while the runtime computes them", () => {
+  it("a hold counts at once, over the capacity too, and its release serves the next caller", async () => {
+    const slots = new RuntimeSlots(() => 1);
+    const taken = await slots.take();
+    const held = slots.hold(); // the caller of `taken` gave up; its request goes on
+    taken();
+    let served = false;
+    const next = slots.take().then((release) => ((served = true), release));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(served, false, "a caller was served while the abandoned request held the only slot");
+    held();
+    held(); // once only
+    (await next)();
+    (await slots.take())();
+  });
+});

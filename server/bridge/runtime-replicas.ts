@@ -7,7 +7,8 @@
  * have ended. Each replica is its own undici Pool (keep-alive connections) that connects to its
  * address while speaking to the host name: the Host header, and for https the TLS server name, so
  * certificates verify. A replica whose connection failed, or that did not answer `/health`, is
- * down: requests try it last until it answers again.
+ * down: requests try it last until it answers again. A POST whose caller gives up is left to its
+ * answer, holding a request slot until then (Replica.answerHead).
  */
 import { promises as dns } from "node:dns";
 import { isIP, type LookupFunction } from "node:net";
@@ -16,6 +17,8 @@ import { Code, TesseractError } from "../../common/errors";
 import { DEFAULT_DNS_REFRESH_MS } from "./settings";
 import type { HealthTarget } from "./health-monitor";
 import { AnswerBudget } from "./answer-budget";
+import { RuntimeSlots } from "./runtime-slots";
+import { ContentCodingError, decodeContent } from "./content-coding";
 import { strictUtf8, utf8Failure } from "../../common/utf8";
 
 /** A resolver like `dns.promises.lookup` with `{ all: true }` (tests inject their own). */
@@ -33,6 +36,19 @@ const CLOSED_UNDER = new Set(["UND_ERR_SOCKET", "ECONNRESET", "EPIPE"]);
 /** Whether a request failed because its connection closed under it (the runtime may be restarting, or shedding load). */
 function closedUnder(e: unknown): boolean {
   return CLOSED_UNDER.has(errorCode(e) ?? "");
+}
+
+/**
+ * What a runtime answered that undici closes the connection over (UND_ERR_SOCKET, as if it had
+ * closed under the request), in words; undefined for any other failure. undici passes 102 and 103
+ * over, but not a 100 Continue, which answers a request sent with Expect: 100-continue only.
+ */
+function unreadable(e: unknown): string | undefined {
+  if (errorCode(e) !== "UND_ERR_SOCKET") return undefined;
+  const message = (e as Error).message;
+  if (message === "bad response") return `"100 Continue", which the bridge did not ask for (it sends no Expect: 100-continue) and its HTTP client cannot read past, or other bytes that answer no request`;
+  if (message === "bad upgrade") return `"101 Switching Protocols" to a request that asked for no upgrade`;
+  return undefined;
 }
 
 /** A socket or undici error's code (ECONNREFUSED); not a DOMException's number (a timeout's abort is 23). */
@@ -71,10 +87,11 @@ function retryAfterSeconds(value: unknown): number | undefined {
   return Number.isFinite(seconds) ? Math.max(0, seconds) : undefined;
 }
 
-const GET_HEADERS = { accept: "application/json" };
-const POST_HEADERS = { accept: "application/json", "content-type": "application/json" };
+/** Answers uncompressed (content-coding.ts). */
+const GET_HEADERS = { accept: "application/json", "accept-encoding": "identity" };
+const POST_HEADERS = { ...GET_HEADERS, "content-type": "application/json" };
 /** Asks for arrays as base64 in the answer. */
-const APPLY_HEADERS = { accept: "application/json+base64", "content-type": "application/json" };
+const APPLY_HEADERS = { ...POST_HEADERS, accept: "application/json+base64" };
 
 /**
  * The longest answer read from a runtime: an OpenAPI document, and any other answer (an apply's
@@ -94,14 +111,17 @@ export interface ReplicaLimits {
    */
   connections: number;
   answers: AnswerBudget;
+  /** Requests in flight to these runtimes, all calls together (runtime-slots.ts): `connections` per replica. */
+  slots: RuntimeSlots;
   /** POSTs sent to the runtimes so far, resends included (the metrics' tesseract_grpc_runtime_requests_total). */
   posts: { count: number };
 }
 
 export const DEFAULT_RUNTIME_CONNECTIONS = 16;
 
-export function replicaLimits(connections = DEFAULT_RUNTIME_CONNECTIONS): ReplicaLimits {
-  return { connections, answers: new AnswerBudget(MAX_ANSWER_BYTES), posts: { count: 0 } };
+/** `replicas()`: how many replicas there are now (the slots follow it). */
+export function replicaLimits(connections = DEFAULT_RUNTIME_CONNECTIONS, replicas: () => number = () => 1): ReplicaLimits {
+  return { connections, answers: new AnswerBudget(MAX_ANSWER_BYTES), slots: new RuntimeSlots(() => connections * Math.max(1, replicas())), posts: { count: 0 } };
 }
 
 /** One tesseract-core runtime: its URL (with the address a host name resolved to) and its connections. */
@@ -144,6 +164,8 @@ export class Replica {
     try {
       return await this.send(method === "GET" ? this.checks : this.pool, method, endpoint, body, signal);
     } catch (e) {
+      const unread = unreadable(e);
+      if (unread) throw new TesseractError(Code.UNKNOWN, `${method} /${endpoint} on ${this.name} answered ${unread}`, { cause: e });
       if (signal?.aborted || !closedUnder(e)) throw e;
       const fresh = new Client(this.origin, this.options);
       try {
@@ -156,8 +178,44 @@ export class Replica {
 
   private async send(dispatcher: Dispatcher, method: "GET" | "POST", endpoint: string, body: string | undefined, signal?: AbortSignal): Promise<ReplicaResponse> {
     const headers = body === undefined ? GET_HEADERS : endpoint === "apply" ? APPLY_HEADERS : POST_HEADERS;
+    signal?.throwIfAborted();
     if (method === "POST") this.limits.posts.count++;
-    const response = await dispatcher.request({ path: `${this.basePath}/${endpoint}`, method, headers, body, signal });
+    // Not the caller's signal: a POST given up on before its answer is not closed (answerHead).
+    const exchange = new AbortController();
+    const sent = dispatcher.request({ path: `${this.basePath}/${endpoint}`, method, headers, body, signal: exchange.signal });
+    const response = await (method === "POST" ? this.answerHead(sent, signal) : abortsWith(sent, signal, exchange));
+    // Once answered the runtime's work is done: an abort now just stops reading.
+    const abort = () => exchange.abort(signal!.reason);
+    signal?.addEventListener("abort", abort, { once: true });
+    try {
+      return await this.read(response, method, endpoint, signal);
+    } finally {
+      signal?.removeEventListener("abort", abort);
+    }
+  }
+
+  /**
+   * The answer's head, or at once the caller's abort (its reason) when `signal` aborts first. Closing
+   * the connection would not stop the work (tesseract-core's uvicorn goes on computing a request
+   * whose client went away), only hide it: cancel-and-retry piled up requests on a slow runtime. So
+   * the request is left to run, holding a slot of its own (runtime-slots.ts) until it is answered
+   * (its answer unread) or its connection ends.
+   */
+  private answerHead(sent: Promise<Dispatcher.ResponseData>, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+    if (!signal) return sent;
+    return new Promise((resolve, reject) => {
+      const abandon = () => {
+        const release = this.limits.slots.hold();
+        sent.then((response) => response.body.on("error", () => undefined).destroy(), () => undefined).finally(release);
+        reject(signal.reason);
+      };
+      signal.addEventListener("abort", abandon, { once: true });
+      sent.then(resolve, reject).finally(() => signal.removeEventListener("abort", abandon));
+    });
+  }
+
+  /** The answer read whole (at most its endpoint's limit, through the answer budget), as text. */
+  private async read(response: Dispatcher.ResponseData, method: "GET" | "POST", endpoint: string, signal?: AbortSignal): Promise<ReplicaResponse> {
     const limit = endpoint === "openapi.json" ? MAX_OPENAPI_BYTES : MAX_ANSWER_BYTES;
     const tooLong = () => {
       // Its abort is an 'error' event: unheard, it would end the process.
@@ -190,7 +248,13 @@ export class Replica {
     } finally {
       answers?.end(reader);
     }
-    const bytes = Buffer.concat(chunks, length);
+    let bytes: Buffer;
+    try {
+      bytes = await decodeContent(Buffer.concat(chunks, length), response.headers["content-encoding"], limit);
+    } catch (e) {
+      if (e instanceof ContentCodingError) throw new TesseractError(Code.UNKNOWN, `${method} /${endpoint} on ${this.name} ${e.message}`);
+      throw e;
+    }
     const text = strictUtf8(bytes);
     if (text === undefined) throw new TesseractError(Code.UNKNOWN, `${method} /${endpoint} on ${this.name} answered text that is not UTF-8: ${utf8Failure(bytes)}`);
     const retryAfterS = response.statusCode === 503 || response.statusCode === 429 ? retryAfterSeconds(response.headers["retry-after"]) : undefined;
@@ -249,7 +313,7 @@ export class RuntimeReplicas implements HealthTarget {
     private readonly options: RuntimeReplicasOptions,
   ) {
     this.lookup = options.lookup ?? ((hostname, opts) => dns.lookup(hostname, opts));
-    this.limits = replicaLimits(options.connections);
+    this.limits = replicaLimits(options.connections, () => this.current.length);
     for (const url of urls) {
       const host = url.hostname.replace(/^\[|\]$/g, "");
       if (isIP(host)) this.fixed.set(url, new Replica(url, undefined, this.limits));
@@ -384,6 +448,14 @@ export class RuntimeReplicas implements HealthTarget {
     this.timer = setTimeout(() => void this.refresh().finally(() => this.schedule()), refreshMs);
     this.timer.unref();
   }
+}
+
+/** `sent`, its exchange aborted (the connection closed) when `signal` aborts first. */
+function abortsWith<T>(sent: Promise<T>, signal: AbortSignal | undefined, exchange: AbortController): Promise<T> {
+  if (!signal) return sent;
+  const abort = () => exchange.abort(signal.reason);
+  signal.addEventListener("abort", abort, { once: true });
+  return sent.finally(() => signal.removeEventListener("abort", abort));
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {

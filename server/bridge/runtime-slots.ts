@@ -71,6 +71,21 @@ export class RuntimeSlots {
         signal?.addEventListener("abort", leave, { once: true });
       });
     }
+    return this.releaser();
+  }
+
+  /**
+   * A slot for a request its caller gave up on while the runtime still computes it (runtime-replicas.ts keeps
+   * such an exchange open until it answers): counted at once, over the capacity if need be, since
+   * the runtime does that work anyway; the release (call it once) gives it back.
+   */
+  hold(): () => void {
+    this.busy++;
+    return this.releaser();
+  }
+
+  /** Gives a counted slot back, once however often it is called. */
+  private releaser(): () => void {
     let released = false;
     return () => {
       if (released) return;

@@ -28,12 +28,14 @@ import type { AbstractEvalAnswer, AbstractOutput } from "../tesseract";
 import { ApplyBodies } from "./apply-bodies";
 import { failureReason, type Replica, type ReplicaResponse, type RuntimeReplicas } from "./runtime-replicas";
 import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
+import { deadlineOf } from "../eval/deadlines";
 
 /**
  * Sends of an evaluation again after every runtime answered busy (503, 429): the first wait
- * (doubling, ±50 %: about 6 s in all before it fails), or the runtime's Retry-After up to
- * MAX_RETRY_AFTER_S. (Four sends within 0.7 s failed one Jacobian in four against a runtime
- * shedding 30 % of its load.)
+ * (doubling, ±50 %: about 6 s in all before it fails), or the runtime's Retry-After when that is
+ * longer, up to MAX_RETRY_AFTER_S (longer: UNAVAILABLE at once, saying so). No wait goes past the
+ * call's deadline or the evaluation's timeout. (Four sends within 0.7 s failed one Jacobian in four
+ * against a runtime shedding 30 % of its load.)
  */
 const BUSY_RESENDS = 5;
 const BUSY_WAIT_MS = 200;
@@ -108,10 +110,19 @@ export class TesseractCoreClient {
     for (let resend = 0; ; resend++) {
       const { answer, failures, busy, retryAfterS } = await this.postOnce(endpoint, body, signal);
       if (answer) return answer;
+      const unanswered = (why: string) => new TesseractError(Code.UNAVAILABLE, `no tesseract-core runtime answered POST /${endpoint} (${failures.join("; ") || this.replicas.describe()})${resend > 0 ? `, sent ${resend + 1} times` : ""}${why}`);
       // Every runtime busy: wait, then send again, a few times, before the whole request fails for
       // one evaluation (a Jacobian lost its work to one 503).
-      if (!busy || resend === BUSY_RESENDS) throw new TesseractError(Code.UNAVAILABLE, `no tesseract-core runtime answered POST /${endpoint} (${failures.join("; ") || this.replicas.describe()})${resend > 0 ? `, sent ${resend + 1} times` : ""}`);
-      const waitMs = Math.max(BUSY_WAIT_MS * 2 ** resend * (0.5 + Math.random()), 1000 * Math.min(retryAfterS ?? 0, MAX_RETRY_AFTER_S));
+      const asked = retryAfterS === undefined ? "" : `; the runtime asked to retry after ${Math.ceil(retryAfterS)} s`;
+      if (!busy || resend === BUSY_RESENDS) throw unanswered(busy ? asked : "");
+      // Not waited for: a Retry-After longer than this server waits (six sends 30 s apart asked again
+      // and again), or a wait that ends past the deadline (the call failed only when that came).
+      if ((retryAfterS ?? 0) > MAX_RETRY_AFTER_S) throw unanswered(`${asked}, longer than this server waits (${MAX_RETRY_AFTER_S} s): retry later`);
+      const waitMs = Math.max(BUSY_WAIT_MS * 2 ** resend * (0.5 + Math.random()), 1000 * (retryAfterS ?? 0));
+      const deadline = deadlineOf(signal);
+      if (deadline !== undefined && Date.now() + waitMs >= deadline) {
+        throw unanswered(`${asked || `; the next try would be in ${Math.ceil(waitMs)} ms`}, past the deadline (in ${Math.max(0, deadline - Date.now())} ms)`);
+      }
       await setTimeout(waitMs, undefined, { signal }).catch(() => {
         throw abortedError(signal!, `POST /${endpoint}`, signal!.reason);
       });

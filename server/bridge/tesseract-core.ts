@@ -14,13 +14,12 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { clip, isTesseractError, printable, quote } from "../../common/errors";
 import { isPlainObject } from "../../common/records";
-import { protoFromOpenApi } from "../schema/openapi-proto";
+import { protoFromOpenApi, shortPart } from "../schema/openapi-proto";
 import { loadRootFromText } from "../schema/schema";
 import { TesseractRuntime } from "../runtime";
 import type { AnyTesseract } from "../tesseract";
 import { DEFAULT_HEALTH_INTERVAL_MS, HealthMonitor } from "./health-monitor";
-import { DEFAULT_RUNTIME_CONNECTIONS, failureReason, RuntimeReplicas, type Lookup, type ReplicaResponse } from "./runtime-replicas";
-import { RuntimeSlots } from "./runtime-slots";
+import { failureReason, RuntimeReplicas, type Lookup, type ReplicaResponse } from "./runtime-replicas";
 import { TesseractCoreClient } from "./tesseract-core-client";
 import { isTesseractCoreUrl } from "./settings";
 import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
@@ -95,13 +94,21 @@ function listsPath(doc: unknown, path: string): boolean {
   return Object.hasOwn(paths, path);
 }
 
-/** Writes the generated .proto where reflection and proto-loader can read it; returns the folder and file. */
+/**
+ * Writes the generated .proto where reflection and proto-loader can read it, at its package's path
+ * (a part too long for a file name, from --proto-package, shortened); returns the folder and file.
+ */
 function writeProto(packageName: string, text: string): { dir: string; file: string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tesseract-grpc-bridge-"));
-  const file = path.join(dir, ...packageName.split("."), "tesseract.proto");
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, text);
-  return { dir, file };
+  try {
+    const file = path.join(dir, ...packageName.split(".").map((part) => (Buffer.byteLength(part) > 255 ? shortPart(part) : part)), "tesseract.proto");
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, text);
+    return { dir, file };
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
 }
 
 /**
@@ -145,7 +152,7 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
     ...(hasAbstractEval ? { abstractEval: async (inputs: unknown, signal?: AbortSignal) => (await client!.abstractEval(inputs as Record<string, unknown>, signal)).outputs } : {}),
   };
   const health = new HealthMonitor(replicas, options.healthIntervalMs ?? DEFAULT_HEALTH_INTERVAL_MS);
-  const slots = new RuntimeSlots(() => (options.connections ?? DEFAULT_RUNTIME_CONNECTIONS) * Math.max(1, replicas.all.length));
+  const slots = replicas.limits.slots;
   try {
     const runtime = TesseractRuntime.fromRoot(definition, {
       root,

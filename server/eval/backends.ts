@@ -24,6 +24,7 @@ import { isNdArray, type DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { AutoEvaluator, BLOCKING_APPLY_MS, PoolCorrection, REMEASURE_EVERY, threadsForJob, type InlineCosts } from "./auto";
 import { CachedBaseEvaluator } from "./cached-base";
+import { derive } from "./deadlines";
 import { usableCpus } from "./cpu-limit";
 import { pairCount } from "./element-pairs";
 import { ConcurrentEvaluator, DEFAULT_REPLICA_CONCURRENCY, type RemoteApply } from "./concurrent";
@@ -424,6 +425,7 @@ export class EvaluationBackends {
 function jobSignal(signal: AbortSignal): AbortSignal {
   const own = AbortSignal.any([signal]);
   setMaxListeners(0, own);
+  derive(own, signal);
   return own;
 }
 

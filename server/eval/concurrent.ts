@@ -2,8 +2,9 @@
  * Evaluation through an asynchronous apply that runs elsewhere and may run many times at once (a
  * tesseract-core runtime over HTTP): each evaluation builds its own inputs, copy-on-write — the base
  * tree with the perturbed leaves replaced — so evaluations in flight never share a perturbation, and
- * passes an AbortSignal that aborts the evaluation in flight (its HTTP request) when the request is
- * cancelled or the evaluation overruns the per-evaluation timeout. A remote apply that prepares a
+ * passes an AbortSignal that gives up on the evaluation in flight (its HTTP request: see
+ * bridge/runtime-replicas.ts) when the request is cancelled or the evaluation overruns the
+ * per-evaluation timeout. A remote apply that prepares a
  * job's inputs once (`forJob`: a tesseract-core runtime's encoded body) is given each evaluation's
  * perturbation instead of a tree.
  */

@@ -5,6 +5,7 @@
  * Tesseracts belong in worker threads).
  */
 import { Code, TesseractError } from "../../common/errors";
+import { derive, setDeadline } from "./deadlines";
 
 export function evalTimeoutError(ms: number, where: string, what = "apply"): TesseractError {
   return new TesseractError(Code.DEADLINE_EXCEEDED, `${what} did not return within the per-evaluation timeout of ${ms} ms (--eval-timeout-ms)${where}`);
@@ -29,6 +30,8 @@ export function withTimeout<T>(work: Promise<T>, ms: number, what?: string): Pro
 export async function withAbortingTimeout<T>(ms: number, signal: AbortSignal | undefined, work: (signal?: AbortSignal) => Promise<T>, where = ""): Promise<T> {
   if (!(ms > 0)) return work(signal);
   const controller = new AbortController();
+  derive(controller.signal, signal);
+  setDeadline(controller.signal, Date.now() + ms);
   const expired = evalTimeoutError(ms, where);
   const timer = setTimeout(() => controller.abort(expired), ms);
   const forward = () => controller.abort(signal!.reason);

@@ -11,6 +11,7 @@ import { Code, TesseractError } from "../../common/errors";
 import type { Logger } from "../log";
 import { asServiceError, internalError, toStatus } from "./status";
 import { MAX_TIMER_MS } from "../../common/transport-defaults";
+import { setDeadline } from "../eval/deadlines";
 
 export interface CallLimits {
   /** Gradient jobs (Jacobian, JacobianRows, JVP, VJP, CheckGradients) running at once. */
@@ -174,8 +175,13 @@ export class CallRegistry {
     const clientMs = deadline - Date.now();
     let ms = Number.isFinite(clientMs) ? Infinity : defaultDeadlineMs || Infinity;
     if (maxDeadlineMs) ms = Math.min(ms, maxDeadlineMs);
-    if (Number.isFinite(clientMs) && clientMs <= ms) return clientMs > MAX_TIMER_MS ? undefined : setTimeout(expire, Math.max(0, clientMs - CLIENT_DEADLINE_LEAD_MS));
+    // Known to the work too (eval/deadlines.ts): a wait that would end past it gives up at once.
+    if (Number.isFinite(clientMs) && clientMs <= ms) {
+      setDeadline(controller.signal, deadline - CLIENT_DEADLINE_LEAD_MS);
+      return clientMs > MAX_TIMER_MS ? undefined : setTimeout(expire, Math.max(0, clientMs - CLIENT_DEADLINE_LEAD_MS));
+    }
     if (!Number.isFinite(ms) || ms > MAX_TIMER_MS) return undefined; // --max-deadline-ms of a month: no timer, not one that fires at once
+    setDeadline(controller.signal, Date.now() + ms);
     const which = Number.isFinite(clientMs) || ms === maxDeadlineMs ? `maximum deadline of ${maxDeadlineMs} ms` : `default deadline of ${defaultDeadlineMs} ms`;
     return setTimeout(() => controller.abort(new TesseractError(Code.DEADLINE_EXCEEDED, `the server's ${which} passed`)), ms);
   }

@@ -15,6 +15,8 @@ import type { AnyMessage } from "../schema/schema";
 import { decodeTensor, DEFAULT_MAX_MESSAGES, fp64Tensor, type DecodeLimits, type TensorMessage } from "../../common/tensor-codec";
 import { jacobianRowsMessages, writeAll, type RowsMessage } from "./rows-stream";
 import type { CallRegistry, TrackedCall } from "./calls";
+import { framedAnswer } from "./answer-limit";
+import type { FramedMessage } from "./framed-messages";
 
 export interface HandlerConfig {
   /** JacobianRows message budget in bytes. */
@@ -57,8 +59,15 @@ const job =
     return handle(request, call.signal);
   };
 
-/** A unary handler: the call tracked, the body raced against its abort, one answer whatever happens. */
-function unary<Req, Res>(calls: CallRegistry, rpc: string, handle: Handle<Req, Res>): grpc.handleUnaryCall<Req, Res> {
+/** How each RPC's response is encoded, and the most bytes it may have. */
+interface Answers {
+  service: grpc.ServiceDefinition;
+  maxBytes: number;
+}
+
+/** A unary handler: the call tracked, the body raced against its abort, one answer whatever happens, within the message limit. */
+function unaryCall<Req, Res>(calls: CallRegistry, rpc: string, handle: Handle<Req, Res>, answers: Answers): grpc.handleUnaryCall<Req, Res> {
+  const encode = answers.service[rpc].responseSerialize;
   return (call, callback) => {
     const t = calls.track(call, rpc);
     const work = (async () => {
@@ -75,13 +84,15 @@ function unary<Req, Res>(calls: CallRegistry, rpc: string, handle: Handle<Req, R
     t.race(work).then(
       (response) =>
         answer(() => {
+          let framed: FramedMessage;
           try {
             t.checkDeadline(); // past it, grpc-js has sent its status (calls.ts)
+            framed = framedAnswer(rpc, encode, response, answers.maxBytes);
           } catch (e) {
             return callback(t.finish(e) as grpc.ServiceError);
           }
           t.finish();
-          callback(null, response);
+          callback(null, framed as Res);
         }),
       (error) => answer(() => callback(t.finish(error) as grpc.ServiceError)),
     );
@@ -209,18 +220,21 @@ function vectorProduct({ result, errors, stats }: VectorProduct) {
   return { result: encodeVectors(result), error_estimate: errors && encodeVectors(errors), stats };
 }
 
-export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig, calls: CallRegistry): grpc.UntypedServiceImplementation {
+/** The handlers of `service` (loadDefinition's, whose encoders answers use) over `runtime`. */
+export function createHandlers(runtime: TesseractRuntime, config: HandlerConfig, calls: CallRegistry, service: grpc.ServiceDefinition): grpc.UntypedServiceImplementation {
   const body = new Bodies(runtime, config, calls);
+  const answers: Answers = { service, maxBytes: config.maxMessageBytes };
+  const unary = <Req, Res>(rpc: string, handle: Handle<Req, Res>) => unaryCall(calls, rpc, handle, answers);
   // CheckGradients is UNIMPLEMENTED for a Tesseract without analytic gradients, whatever the inputs, before any job slot.
   const requireAnalytic = <Req, Res>(handle: Handle<Req, Res>): Handle<Req, Res> => (request, call) => (requireAnalyticJacobian(runtime), handle(request, call));
   return {
-    Apply: unary(calls, "Apply", plain(body.apply)),
-    Jacobian: unary(calls, "Jacobian", job(body.jacobian)),
+    Apply: unary("Apply", plain(body.apply)),
+    Jacobian: unary("Jacobian", job(body.jacobian)),
     JacobianRows: serverStreaming(calls, "JacobianRows", body.jacobianRows, config.streamStallMs),
-    JacobianVectorProduct: unary(calls, "JacobianVectorProduct", job(body.jvp)),
-    VectorJacobianProduct: unary(calls, "VectorJacobianProduct", job(body.vjp)),
-    AbstractEval: unary(calls, "AbstractEval", plain(body.abstractEval)),
-    Describe: unary(calls, "Describe", plain(body.describe)),
-    CheckGradients: unary(calls, "CheckGradients", requireAnalytic(job(body.checkGradients))),
+    JacobianVectorProduct: unary("JacobianVectorProduct", job(body.jvp)),
+    VectorJacobianProduct: unary("VectorJacobianProduct", job(body.vjp)),
+    AbstractEval: unary("AbstractEval", plain(body.abstractEval)),
+    Describe: unary("Describe", plain(body.describe)),
+    CheckGradients: unary("CheckGradients", requireAnalytic(job(body.checkGradients))),
   };
 }

@@ -329,7 +329,7 @@ async function serveRuntime(runtime: TesseractRuntime, options: ServeOptions, { 
   const tokens = options.tokens && new BearerTokens(options.tokens);
   const server = guardedGrpcServer(options, calls, tokens, maxMessageBytes, log);
   started.push(() => server.forceShutdown());
-  server.addService(service, createHandlers(runtime, handlerConfig, calls));
+  server.addService(service, createHandlers(runtime, handlerConfig, calls, service));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   addHealth(server, health, ["", SERVICE_NAME]);
   const stopFollowing = followReadiness(runtime, health, log);

@@ -32,7 +32,7 @@ export async function warmTransport(
   const evaluations = runtime.evaluations; // restored: metrics count requests' evaluations only
   const calls = new CallRegistry(silentLogger, DEFAULT_LIMITS);
   const server = makeServer(calls);
-  server.addService(service, createHandlers(runtime, config, calls));
+  server.addService(service, createHandlers(runtime, config, calls, service));
   let client: grpc.Client | undefined;
   try {
     const port = await new Promise<number>((resolve, reject) => server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));

@@ -20,6 +20,7 @@
  * numbered by their names (fieldNumbers). What has no protobuf form (a list of lists, a union of two
  * types) is refused at start with the property's path.
  */
+import { createHash } from "node:crypto";
 import { enumValueName, literalName, screamingSnake, type LiteralEnum } from "../../common/enum-names";
 
 export interface ProtoFromOpenApi {
@@ -78,7 +79,21 @@ export function packageFromTitle(title: unknown): string {
   const slug = /^[a-z]/.test(name) ? name : `t_${name || "tesseract"}`;
   // tesseract-core titles an unnamed Tesseract "Tesseract": a package part named `tesseract` hides the
   // tesseract.v1 types the file refers to (hiddenTesseractTypes), and the server did not start.
-  return `tesseract_core.${slug === "tesseract" ? "unnamed_tesseract" : slug}.v1`;
+  return `tesseract_core.${slug === "tesseract" ? "unnamed_tesseract" : shortPart(slug)}.v1`;
+}
+
+/** The longest package part made from a title. */
+const MAX_PART = 64;
+
+/**
+ * A package part of at most MAX_PART characters: a longer one cut, and told apart from others cut
+ * alike by a hash of the whole. Each part is a folder of the generated file's path, and a title of
+ * 300 characters stopped the start with ENAMETOOLONG.
+ */
+export function shortPart(part: string): string {
+  if (part.length <= MAX_PART) return part;
+  const hash = createHash("sha256").update(part).digest("hex").slice(0, 8);
+  return `${part.slice(0, MAX_PART - hash.length - 1).replace(/_+$/, "")}_${hash}`;
 }
 
 /**
