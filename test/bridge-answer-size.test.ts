@@ -182,6 +182,19 @@ describe("tesseract-core bridge: answers read up to a bound", function () {
     await assert.rejects(decodeContent(Buffer.from("{}"), "br", 100), /^Error: answered with Content-Encoding br, but its bytes do not decode: /);
     assert.equal((await decodeContent(zlib.brotliCompressSync(zlib.gzipSync(Buffer.from("{}"))), "gzip, br", 100)).toString(), "{}");
     assert.equal((await decodeContent(Buffer.from("{}"), "identity", 100)).toString(), "{}");
+    // Raw deflate (no zlib header) as some servers send it.
+    assert.equal((await decodeContent(zlib.deflateRawSync(Buffer.from("{}")), "deflate", 100)).toString(), "{}");
+  });
+
+  it("a compressed answer's decoded bytes are taken from the answers' shared budget as they come (several decoded outside it, to the bound each)", async () => {
+    const taken: number[] = [];
+    const decoded = await decodeContent(zlib.gzipSync(Buffer.alloc(1 << 20)), "gzip", 4 << 20, async (n) => void taken.push(n));
+    assert.equal(decoded.length, 1 << 20);
+    assert.equal(taken.reduce((a, b) => a + b, 0), 1 << 20);
+    assert.ok(taken.length > 1, `taken in ${taken.length} piece(s)`);
+    // A reader whose budget wait is given up on stops decoding.
+    const abort = new Error("the call was cancelled");
+    await assert.rejects(decodeContent(zlib.gzipSync(Buffer.alloc(1 << 20)), "gzip", 4 << 20, async () => Promise.reject(abort)), (e) => e === abort);
   });
 
   it("interim answers: 102 and 103 before the answer are passed over; a 100 Continue or 101 the bridge did not ask for is UNKNOWN saying so, sent once (it was UNAVAILABLE: UND_ERR_SOCKET)", async () => {

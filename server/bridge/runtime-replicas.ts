@@ -235,25 +235,26 @@ export class Replica {
     // Health and the document are read outside the budget: a health check never waits on answers.
     const answers = method === "POST" ? this.limits.answers : undefined;
     answers?.begin(reader);
-    try {
-      for await (const chunk of response.body) {
-        length += (chunk as Buffer).length;
-        if (length > limit) throw tooLong();
-        await answers?.take(reader, (chunk as Buffer).length, signal);
-        chunks.push(chunk as Buffer);
-      }
-    } catch (e) {
-      response.body.on("error", () => undefined).destroy();
-      throw e;
-    } finally {
-      answers?.end(reader);
-    }
     let bytes: Buffer;
     try {
-      bytes = await decodeContent(Buffer.concat(chunks, length), response.headers["content-encoding"], limit);
+      try {
+        for await (const chunk of response.body) {
+          length += (chunk as Buffer).length;
+          if (length > limit) throw tooLong();
+          await answers?.take(reader, (chunk as Buffer).length, signal);
+          chunks.push(chunk as Buffer);
+        }
+      } catch (e) {
+        response.body.on("error", () => undefined).destroy();
+        throw e;
+      }
+      // Decoded within the budget too, while the encoded bytes are still held.
+      bytes = await decodeContent(Buffer.concat(chunks, length), response.headers["content-encoding"], limit, async (n) => answers?.take(reader, n, signal));
     } catch (e) {
       if (e instanceof ContentCodingError) throw new TesseractError(Code.UNKNOWN, `${method} /${endpoint} on ${this.name} ${e.message}`);
       throw e;
+    } finally {
+      answers?.end(reader);
     }
     const text = strictUtf8(bytes);
     if (text === undefined) throw new TesseractError(Code.UNKNOWN, `${method} /${endpoint} on ${this.name} answered text that is not UTF-8: ${utf8Failure(bytes)}`);
