@@ -70,18 +70,20 @@ function deadlineHint(details: string): string | undefined {
 }
 
 /**
- * The SDK's names for the request fields a server's message names: `jac_inputs` is `inputPaths` to
- * an SDK caller. The lists keep their wire name beside (`inputPaths (jac_inputs)`, at first mention)
+ * The SDK's names for the request field a server's message starts from: `jac_inputs` is
+ * `inputPaths` to an SDK caller. The lists keep their wire name beside (`inputPaths (jac_inputs)`)
  * for a caller writing the wire's JSON (the CLI's payloads); `tangent_vector.{a}` is `tangent.{a}`.
+ * Only the leading field: further on, the same words may be the Tesseract's (`inputs.input_paths`,
+ * an apply's own message).
  */
 const SDK_NAMES: [RegExp, (wire: string) => string][] = [
-  [/\b(?:jac|jvp|vjp)_inputs\b|\binput_paths\b/, (wire) => `inputPaths (${wire})`],
-  [/\b(?:jac|jvp|vjp)_outputs\b|\boutput_paths\b/, (wire) => `outputPaths (${wire})`],
-  [/\btangent_vector\b/g, () => "tangent"],
-  [/\bcotangent_vector\b/g, () => "cotangent"],
+  [/^(?:(?:jac|jvp|vjp)_inputs|input_paths)\b/, (wire) => `inputPaths (${wire})`],
+  [/^(?:(?:jac|jvp|vjp)_outputs|output_paths)\b/, (wire) => `outputPaths (${wire})`],
+  [/^tangent_vector\b/, () => "tangent"],
+  [/^cotangent_vector\b/, () => "cotangent"],
 ];
 
-/** A gradient call's error with the request's fields by their SDK names (SDK_NAMES). */
+/** A gradient call's error with the request's leading field by its SDK name (SDK_NAMES). */
 export function inSdkTerms(e: unknown): unknown {
   if (!(e instanceof TesseractClientError)) return e;
   let details = e.details;

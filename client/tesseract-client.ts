@@ -307,14 +307,16 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
   /**
    * Input and output message names, checked once against the server's Describe (cached; a failure
    * is not). The Describe is shared by every call waiting for it, so it is made without any one
-   * caller's signal or deadline (one caller giving up must not fail the others), except a caller's
-   * waitForReady with its deadline (a Describe that waits, unbounded, would hold every later call);
-   * each caller waits under its own.
+   * caller's signal or deadline (one caller giving up must not fail the others); each caller waits
+   * under its own. A caller that waits for the server to come up (waitForReady) makes its own, under
+   * its own options: shared, one caller's deadline failed the others, or one without a deadline held
+   * every later call.
    */
   private typeNames(call?: CallOptions): Promise<TypeNames> {
+    if (this.checked) return Promise.resolve(this.checked);
+    if (call?.waitForReady) return this.checkTypes(call);
     if (!this.checking) {
-      // A caller waiting for the server to come up (waitForReady) has the Describe wait too, under its deadline.
-      const pending = this.checkTypes(call?.waitForReady ? { metadata: call.metadata, waitForReady: true, deadline: call.deadline } : call?.metadata === undefined ? undefined : { metadata: call.metadata });
+      const pending = this.checkTypes(call?.metadata === undefined ? undefined : { metadata: call.metadata });
       this.checking = pending;
       pending.catch(() => {
         if (this.checking === pending) this.checking = undefined;
@@ -322,6 +324,9 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     }
     return waitUnder(this.checking, call, `the server's Describe (the SDK checks the message types once)`);
   }
+
+  /** The names once a Describe checked them. */
+  private checked?: TypeNames;
 
   private async checkTypes(call?: CallOptions): Promise<TypeNames> {
     const served = this.described ?? (await this.describe(call));
@@ -337,7 +342,8 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     if (input !== served.input_type || (output !== undefined && output !== served.output_type)) {
       throw new TesseractClientError(grpc.status.FAILED_PRECONDITION, `${server}, but this client was made for ${input} -> ${output ?? "(any output type)"}: is the address right?`);
     }
-    return { input, output: served.output_type };
+    this.checked = { input, output: served.output_type };
+    return this.checked;
   }
 
   private packInputs(typeName: string, inputs: unknown, abstract = false): Any {

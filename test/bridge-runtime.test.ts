@@ -587,6 +587,11 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
       // A Literal of strings still takes a value number, as it did: METHOD_VALUE_FORWARD's.
       assert.equal((await postJson(`${rest}/apply`, restInputs({ method: literalNumbers(["central", "forward"])[1] }))).status, 200);
       assert.equal(seen.at(-1)!.method, "forward");
+      // Another number is refused naming the field and its values (protobufjs's "enum value expected" was located at the whole inputs).
+      const numbered = await postJson(`${rest}/apply`, restInputs({ method: 2 }));
+      assert.equal(numbered.status, 422);
+      assert.deepEqual(((await numbered.json()) as { detail: { loc: unknown[]; msg: string }[] }).detail.map((d) => [d.loc, d.msg]), [[["body", "inputs", "method"], 'Value error, inputs.method is 2, expected one of "central", "forward" (or their enum value names)']]);
+      assert.equal(seen.at(-1)!.method, "forward");
       // Over gRPC an enum is its value number, as protobuf has it: ORDER_VALUE_1's is the literal 1.
       await client.apply({ ...inputs(), order: "ORDER_VALUE_1" });
       assert.strictEqual(seen.at(-1)!.order, 1);

@@ -92,7 +92,11 @@ describe("tesseract-core schemas as protobuf messages", () => {
     for (const n of numbers) assert.ok(Number.isInteger(n) && n >= 1 && n < 1 << 24, `value number ${n}`);
     assert.equal(new Set(numbers).size, numbers.length);
     assert.deepEqual(literalNumbers(["forward", "central"]), [numbers[1], numbers[0]]);
-    // Values that meet on a number take the next free one, whatever their order in the Literal.
+    // Values that meet on a number ("central" and "a20377795" hash alike) take the next free one in
+    // the order of their JSON, whatever their order in the Literal.
+    assert.deepEqual(literalNumbers(["a20377795"]), [numbers[0]]);
+    assert.deepEqual(literalNumbers(["central", "a20377795"]), [numbers[0] + 1, numbers[0]]);
+    assert.deepEqual(literalNumbers(["a20377795", "central"]), [numbers[0], numbers[0] + 1]);
     const many = Array.from({ length: 5000 }, (_, i) => `v${i}`);
     assert.equal(new Set(literalNumbers(many)).size, many.length);
     assert.deepEqual(literalNumbers([...many].reverse()), literalNumbers(many).reverse());

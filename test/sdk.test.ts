@@ -23,6 +23,7 @@ import { silentLogger } from "../server/log";
 import vectoradd from "../server/tesseracts/vectoradd";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
 import { assertClose, clientRejects, f64, freePort, LogLines, meshJacobian } from "./helpers";
+import { inSdkTerms } from "../client/errors";
 
 const MESH_IN = "tesseract.examples.meshstats.v1.Inputs";
 const MESH_OUT = "tesseract.examples.meshstats.v1.Outputs";
@@ -312,6 +313,13 @@ describe("SDK: TesseractClient", () => {
       assert.ok(e.message.endsWith("— the call's deadline passed before the answer came: give a later `deadline` (big Jacobians: jacobianRows streams rows as they are computed)"), e.message);
     });
 
+    it("only a message's leading request field is renamed: the same words further on may be the Tesseract's own", () => {
+      const renamed = (details: string) => (inSdkTerms(new TesseractClientError(3, details)) as TesseractClientError).details;
+      assert.equal(renamed('tangent_vector has key "x", which is not in jvp_inputs (a)'), 'tangent has key "x", which is not in jvp_inputs (a)');
+      assert.equal(renamed("output_paths: output path \"y\" is not a differentiable path"), 'outputPaths (output_paths): output path "y" is not a differentiable path');
+      for (const kept of ['inputs.input_paths[0] is ""', "evaluation at x[0] + h failed: output_paths not writable", "jac_inputsX: unknown"]) assert.equal(renamed(kept), kept);
+    });
+
     it("a gradient call's request fields are named as the SDK names them (it said jac_inputs, tangent_vector: wire names the caller never wrote)", async () => {
       const inputs = { a: f64([1, 2, 3]), b: f64([4, 5, 6]), s: f64([2], []), normalize: false };
       const paths = { inputs, inputPaths: ["a"], outputPaths: ["result"] };
@@ -410,13 +418,18 @@ describe("SDK: a server that is not there", () => {
     }
   });
 
-  it("waitForReady: a call made before the server starts is answered once it listens (without, it fails at once)", async () => {
+  it("waitForReady: a call made before the server starts is answered once it listens (without, it fails at once); each waits under its own deadline (a shared Describe failed them all at the first one's)", async () => {
     const port = await freePort();
     const client = new TesseractClient<MeshInputs, MeshOutputs>(`127.0.0.1:${port}`, { inputs: MeshInputs, outputs: MeshOutputs });
     let server: RunningServer | undefined;
+    const codeOf = async (call: Promise<unknown>) => ((await call.then(() => assert.fail("answered"), (error: unknown) => error)) as TesseractClientError).codeName;
     try {
-      assert.equal(((await client.describe().catch((error: unknown) => error)) as TesseractClientError).codeName, "UNAVAILABLE");
+      // A plain call first (its Describe fails at once), a waiting one beside it, and one that waits less.
+      const plain = codeOf(client.apply(sampleMeshInputs(2)));
       const waiting = client.apply(sampleMeshInputs(2), { waitForReady: true, deadline: 60_000 });
+      const brief = codeOf(client.apply(sampleMeshInputs(2), { waitForReady: true, deadline: 100 }));
+      assert.equal(await plain, "UNAVAILABLE");
+      assert.equal(await brief, "DEADLINE_EXCEEDED");
       server = await startServer({ tesseract: "meshstats", host: "127.0.0.1", port, logger: silentLogger });
       const outputs = await waiting;
       const points = sampleMeshInputs(2).mesh.points;

@@ -51,9 +51,10 @@ function scalar(field: protobuf.Field, v: unknown, where: string, enumLiterals: 
     const byName = typeof v === "string" ? enumNumber(field.resolvedType.name, values, v) : undefined;
     if (byName !== undefined) return byName;
     // A value number stays one where every literal is a string (as it was read before literals were
-    // values); of Literal[False, True], 1 went as false.
-    const numbered = !literals || literals.values.every((l) => typeof l === "string");
-    if (numbered && Number.isInteger(v) && (v as number) >= INT_RANGES.int32[0] && (v as number) <= INT_RANGES.int32[1]) return v;
+    // values), if it is one of the enum's (another went on to protobufjs, "enum value expected",
+    // located at the whole inputs); of Literal[False, True], 1 went as false.
+    const numbered = literals ? literals.values.every((l) => typeof l === "string") && literals.numbers.includes(v as number) : Number.isInteger(v) && (v as number) >= INT_RANGES.int32[0] && (v as number) <= INT_RANGES.int32[1];
+    if (numbered) return v;
     if (literals) throw invalidArgument(`${where} is ${shown(v)}, expected one of ${literalList(literals)} (or their enum value names)`);
     throw invalidArgument(`${where} is ${shown(v)}, expected one of ${Object.keys(values).join(", ")} (or its number)`);
   }
