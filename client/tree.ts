@@ -62,7 +62,9 @@ function refuseBareTypedArray(x: unknown, path: string): void {
  * tensors). `path` is the subtree's, for messages: "mesh.points", "layers[0].weights".
  */
 export function toTensors(tree: unknown, options: { abstract?: boolean } = {}, path = ""): unknown {
-  const below = (key: string | number) => (typeof key === "number" ? `${path}[${key}]` : path ? `${path}.${key}` : key);
+  // A key that is no field name (a map's: "temp.x") is written as paths write map keys, {temp.x}.
+  const name = (key: string) => (/^[A-Za-z_]\w*$/.test(key) ? key : `{${key.replace(/[\\}]/g, "\\$&")}}`);
+  const below = (key: string | number) => (typeof key === "number" ? `${path}[${key}]` : path ? `${path}.${name(key)}` : name(key));
   if (isNdArray(tree)) return tensorAt(tree, path);
   if (options.abstract && isAbstractLeaf(tree)) {
     return { datatype: tree.datatype, shape: [...tree.shape], data: Buffer.alloc(0) } satisfies Tensor;

@@ -342,6 +342,9 @@ describe("SDK: TesseractClient", () => {
       const reversed = await vector.apply({ ...base, s: f64([1], []), a: ndarray(Float64Array.of(1, 2, 3), [3], [-1], 2) });
       assert.deepEqual(Array.from(reversed.result!.data as Float64Array), [7, 7, 7]);
       await clientRejects(vector.apply({ ...base, b: Float64Array.of(4, 5, 6) as never }), "INVALID_ARGUMENT", /^inputs could not be encoded: b is a bare Float64Array: a tensor is an ndarray, ndarray\(data, shape\)$/);
+      // A map's key is written as paths write it.
+      const meshInputs = sampleMeshInputs(2);
+      await clientRejects(mesh.apply({ ...meshInputs, mesh: { ...meshInputs.mesh, cell_data: { "temp.x": ndarray(Float64Array.of(1), [1, 2]) } } }), "INVALID_ARGUMENT", /^inputs could not be encoded: mesh\.cell_data\.\{temp\.x\} has shape \[1, 2\], which needs 2 elements, but its data holds 1$/);
       const paths = { inputs: base, inputPaths: ["a"], outputPaths: ["result"] };
       await clientRejects(vector.vjp({ ...paths, cotangent: { result: [1, 2, 3] as never } }), "INVALID_ARGUMENT", /^cotangent could not be encoded: cotangent\.\{result\} is a plain array: expected an ndarray, ndarray\(data, shape\)$/);
       await clientRejects(vector.jvp({ ...paths, tangent: { a: ndarray(Float64Array.of(1), [3]) } }), "INVALID_ARGUMENT", /^tangent could not be encoded: tangent\.\{a\} has shape \[3\], which needs 3 elements, but its data holds 1$/);
