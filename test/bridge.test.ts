@@ -250,6 +250,40 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
     }
   });
 
+  it("one replica's long Retry-After does not fail the call while another, busy without one, may take it soon (it was UNAVAILABLE at once)", async () => {
+    const asking = http.createServer((req, res) => {
+      req.resume();
+      if (req.url === "/openapi.json") return void res.end(JSON.stringify(MESH_STATS_OPENAPI));
+      res.writeHead(503, { "content-type": "text/plain", "retry-after": "3600" });
+      res.end("busy");
+    });
+    await new Promise<void>((resolve) => asking.listen(0, "127.0.0.1", resolve));
+    let first = true;
+    const base = meshStats();
+    const briefly = await startFakeTesseractCore({
+      ...base,
+      apply: (decoded) => {
+        if (first) {
+          first = false;
+          throw new FakeHttpStatus(503, "warming up");
+        }
+        return base.apply(decoded);
+      },
+    });
+    const server = await startServer({ tesseract: `http://127.0.0.1:${(asking.address() as AddressInfo).port},${briefly.url}`, port: 0, logger: silentLogger });
+    const { client } = await reflectedClient(server.address);
+    try {
+      assertAll(flat((await client.apply(inputs())).barycenter), (c) => barycenter()[c], "apply after the brief 503");
+      assert.equal(first, false);
+    } finally {
+      client.close();
+      await server.close(0);
+      await briefly.close();
+      asking.closeAllConnections();
+      await new Promise((resolve) => asking.close(resolve));
+    }
+  });
+
   it("a runtime answering 503 or 429 (busy, not ready) hands the evaluation to another, and alone is UNAVAILABLE, which callers retry (it was UNKNOWN)", async () => {
     for (const status of [503, 429]) {
       const busy = await startFakeTesseractCore({ ...meshStats(), apply: () => { throw new FakeHttpStatus(status, "try again later"); } });

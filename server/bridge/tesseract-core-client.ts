@@ -134,6 +134,8 @@ export class TesseractCoreClient {
     const failures: string[] = [];
     let busy = true;
     let retryAfterS: number | undefined;
+    // A busy replica that named no time may take it again soon, whatever another asked.
+    let soon = false;
     const tried = new Set<Replica>();
     for (let round = 0; round < 2; round++) {
       for (const replica of this.replicas.order()) {
@@ -158,13 +160,14 @@ export class TesseractCoreClient {
         if (answer.status === 503 || answer.status === 429) {
           failures.push(`${replica.name}: HTTP ${answer.status} ${clip(printable(answer.text.trim()))}`.trimEnd());
           if (answer.retryAfterS !== undefined) retryAfterS = Math.min(retryAfterS ?? Infinity, answer.retryAfterS);
+          else soon = true;
           continue;
         }
         return { answer: { text: checkedAnswer(endpoint, replica.name, answer), url: replica.name }, failures, busy };
       }
       if (round === 0 && !(await this.replicas.refresh())) break; // the names may point elsewhere now
     }
-    return { failures, busy: busy && failures.length > 0, retryAfterS };
+    return { failures, busy: busy && failures.length > 0, retryAfterS: soon ? undefined : retryAfterS };
   }
 
   /** tesseract-core's outputs JSON -> the outputs tree (or its leaves at `only`), arrays in their declared datatypes. */
