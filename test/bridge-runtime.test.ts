@@ -290,6 +290,24 @@ describe("tesseract-core bridge: a request given up on holds its slot until the 
       await stop();
     }
   });
+
+  it("a cancelled AbstractEval took no slot and holds none: its request is closed, and an Apply is served at once (it held a slot over the capacity, and Applies waited for it)", async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const { fake, client, stop } = await bridged({ ...meshStats(0, { abstractEval: true }), abstractEvalHold: () => gate }, { concurrency: 1 });
+    try {
+      const controller = new AbortController();
+      const abstract = client.abstractEval(inputs(), { signal: controller.signal });
+      await once(fake.events, "abstract_eval");
+      controller.abort();
+      await clientRejects(abstract, "CANCELLED");
+      assertAll(flat((await client.apply(inputs(), { deadline: 5000 })).barycenter), barycenter());
+      assert.deepEqual([fake.abstractEvalCalls, fake.applyCalls], [1, 1]);
+    } finally {
+      open();
+      await stop();
+    }
+  });
 });
 
 function assertAll(values: number[], expected: number[], what = "values", tolerance = 1e-7) {

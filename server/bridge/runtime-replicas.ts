@@ -7,12 +7,13 @@
  * have ended. Each replica is its own undici Pool (keep-alive connections) that connects to its
  * address while speaking to the host name: the Host header, and for https the TLS server name, so
  * certificates verify. A replica whose connection failed, or that did not answer `/health`, is
- * down: requests try it last until it answers again. A POST whose caller gives up is left to its
- * answer, holding a request slot until then (Replica.answerHead).
+ * down: requests try it last until it answers again. An evaluation's POST whose caller gives up
+ * after it was sent is left to its answer, holding a request slot until then; one not yet sent is
+ * never sent (Replica.answerHead).
  */
 import { promises as dns } from "node:dns";
 import { isIP, type LookupFunction } from "node:net";
-import { Client, Pool, type Dispatcher } from "undici";
+import { Client, DecoratorHandler, Pool, type Dispatcher } from "undici";
 import { Code, TesseractError } from "../../common/errors";
 import { DEFAULT_DNS_REFRESH_MS } from "./settings";
 import type { HealthTarget } from "./health-monitor";
@@ -160,30 +161,32 @@ export class Replica {
    * a request leaves, which then fails with no answer, and a second pooled connection may be closing
    * as well. Every request to a runtime is idempotent.
    */
-  async request(method: "GET" | "POST", endpoint: string, body: string | undefined, signal?: AbortSignal): Promise<ReplicaResponse> {
+  async request(method: "GET" | "POST", endpoint: string, body: string | undefined, signal?: AbortSignal, slotted = false): Promise<ReplicaResponse> {
     try {
-      return await this.send(method === "GET" ? this.checks : this.pool, method, endpoint, body, signal);
+      return await this.send(method === "GET" ? this.checks : this.pool, method, endpoint, body, signal, slotted);
     } catch (e) {
       const unread = unreadable(e);
       if (unread) throw new TesseractError(Code.UNKNOWN, `${method} /${endpoint} on ${this.name} answered ${unread}`, { cause: e });
       if (signal?.aborted || !closedUnder(e)) throw e;
       const fresh = new Client(this.origin, this.options);
       try {
-        return await this.send(fresh, method, endpoint, body, signal);
+        return await this.send(fresh, method, endpoint, body, signal, slotted);
       } finally {
         fresh.close().catch(() => {});
       }
     }
   }
 
-  private async send(dispatcher: Dispatcher, method: "GET" | "POST", endpoint: string, body: string | undefined, signal?: AbortSignal): Promise<ReplicaResponse> {
+  /** `slotted`: the caller holds a request slot for it (runtime-slots.ts), which it may keep once given up on. */
+  private async send(dispatcher: Dispatcher, method: "GET" | "POST", endpoint: string, body: string | undefined, signal: AbortSignal | undefined, slotted: boolean): Promise<ReplicaResponse> {
     const headers = body === undefined ? GET_HEADERS : endpoint === "apply" ? APPLY_HEADERS : POST_HEADERS;
     signal?.throwIfAborted();
     if (method === "POST") this.limits.posts.count++;
-    // Not the caller's signal: a POST given up on before its answer is not closed (answerHead).
+    // Not the caller's signal: a request given up on once sent may be left to its answer (answerHead).
     const exchange = new AbortController();
-    const sent = dispatcher.request({ path: `${this.basePath}/${endpoint}`, method, headers, body, signal: exchange.signal });
-    const response = await (method === "POST" ? this.answerHead(sent, signal) : abortsWith(sent, signal, exchange));
+    let written = false;
+    const sent = dispatcher.compose(onWritten(() => (written = true))).request({ path: `${this.basePath}/${endpoint}`, method, headers, body, signal: exchange.signal });
+    const response = await this.answerHead(sent, exchange, () => slotted && method === "POST" && written, signal);
     // Once answered the runtime's work is done: an abort now just stops reading.
     const abort = () => exchange.abort(signal!.reason);
     signal?.addEventListener("abort", abort, { once: true });
@@ -195,23 +198,32 @@ export class Replica {
   }
 
   /**
-   * The answer's head, or at once the caller's abort (its reason) when `signal` aborts first. Closing
-   * the connection would not stop the work (tesseract-core's uvicorn goes on computing a request
-   * whose client went away), only hide it: cancel-and-retry piled up requests on a slow runtime. So
-   * the request is left to run, holding a slot of its own (runtime-slots.ts) until it is answered
-   * (its answer unread) or its connection ends.
+   * The answer's head, or at once the caller's abort (its reason) when `signal` aborts first. Then a
+   * request not yet written (queued for one of the pool's connections: it would go out after its
+   * caller had gone) is aborted, never sent, and so is one that holds no slot (`holds()` false: a GET,
+   * an AbstractEval, which would otherwise hold one over the capacity). An evaluation's request
+   * already sent (`holds()`) is not closed: that would not stop the work (tesseract-core's uvicorn
+   * goes on computing a request whose client went away), only hide it, and cancel-and-retry piled
+   * requests up on a slow runtime. It is left to run, holding a slot (runtime-slots.ts) until it is
+   * answered (its answer unread) or its connection ends.
    */
-  private answerHead(sent: Promise<Dispatcher.ResponseData>, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+  private answerHead(sent: Promise<Dispatcher.ResponseData>, exchange: AbortController, holds: () => boolean, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
     if (!signal) return sent;
     return new Promise((resolve, reject) => {
-      const abandon = () => {
-        const release = this.limits.slots.hold();
-        sent.then((response) => response.body.on("error", () => undefined).destroy(), () => undefined).finally(release);
+      const giveUp = () => {
+        if (holds()) this.hold(sent);
+        else exchange.abort(signal.reason);
         reject(signal.reason);
       };
-      signal.addEventListener("abort", abandon, { once: true });
-      sent.then(resolve, reject).finally(() => signal.removeEventListener("abort", abandon));
+      signal.addEventListener("abort", giveUp, { once: true });
+      sent.then(resolve, reject).finally(() => signal.removeEventListener("abort", giveUp));
     });
+  }
+
+  /** Holds a slot for `sent` (its caller gave up) until it is answered or its connection ends. */
+  private hold(sent: Promise<Dispatcher.ResponseData>): void {
+    const release = this.limits.slots.hold();
+    sent.then((response) => response.body.on("error", () => undefined).destroy(), () => undefined).finally(release);
   }
 
   /** The answer read whole (at most its endpoint's limit, through the answer budget), as text. */
@@ -451,12 +463,21 @@ export class RuntimeReplicas implements HealthTarget {
   }
 }
 
-/** `sent`, its exchange aborted (the connection closed) when `signal` aborts first. */
-function abortsWith<T>(sent: Promise<T>, signal: AbortSignal | undefined, exchange: AbortController): Promise<T> {
-  if (!signal) return sent;
-  const abort = () => exchange.abort(signal.reason);
-  signal.addEventListener("abort", abort, { once: true });
-  return sent.finally(() => signal.removeEventListener("abort", abort));
+/**
+ * An interceptor that calls `written` as undici writes the request to its connection (its handler's
+ * onConnect, just before the head and body go out); until then it waits for one of the pool's
+ * connections, and aborting it then means it is never sent.
+ */
+function onWritten(written: () => void): Dispatcher.DispatchInterceptor {
+  return (dispatch) => (options, handler) => {
+    const decorated: Dispatcher.DispatchHandlers = new DecoratorHandler(handler);
+    const connect = decorated.onConnect!.bind(decorated);
+    decorated.onConnect = (abort) => {
+      written();
+      connect(abort);
+    };
+    return dispatch(options, decorated);
+  };
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
