@@ -8,14 +8,16 @@
  * address while speaking to the host name: the Host header, and for https the TLS server name, so
  * certificates verify. A replica whose connection failed, or that did not answer `/health`, is
  * down: requests try it last until it answers again. An evaluation's POST whose caller gives up
- * after it was sent is left to its answer, holding a request slot until then; one not yet sent is
- * never sent (Replica.answerHead).
+ * after it was sent is left to its answer, holding a request slot until then or until its hold ends
+ * (--given-up-hold-ms); one not yet sent is never sent (Replica.answerHead).
  */
 import { promises as dns } from "node:dns";
 import { isIP, type LookupFunction } from "node:net";
 import { Client, DecoratorHandler, Pool, type Dispatcher } from "undici";
 import { Code, TesseractError } from "../../common/errors";
-import { DEFAULT_DNS_REFRESH_MS } from "./settings";
+import { MAX_TIMER_MS } from "../../common/transport-defaults";
+import { DEFAULT_DNS_REFRESH_MS, DEFAULT_GIVEN_UP_HOLD_MS } from "./settings";
+import { silentLogger, type Logger } from "../log";
 import type { HealthTarget } from "./health-monitor";
 import { AnswerBudget } from "./answer-budget";
 import { RuntimeSlots } from "./runtime-slots";
@@ -116,13 +118,20 @@ export interface ReplicaLimits {
   slots: RuntimeSlots;
   /** POSTs sent to the runtimes so far, resends included (the metrics' tesseract_grpc_runtime_requests_total). */
   posts: { count: number };
+  /** Evaluations' requests given up on that hold their slots now, while their runtimes compute them (Replica.answerHead). */
+  held: { count: number };
+  /** How long such a request may hold its slot before its connection is closed (0: closed at once). */
+  holdMs: number;
+  /** Where a hold that ran out, and a runtime whose connections are all held, are logged. */
+  log: Logger;
 }
 
 export const DEFAULT_RUNTIME_CONNECTIONS = 16;
 
 /** `replicas()`: how many replicas there are now (the slots follow it). */
-export function replicaLimits(connections = DEFAULT_RUNTIME_CONNECTIONS, replicas: () => number = () => 1): ReplicaLimits {
-  return { connections, answers: new AnswerBudget(MAX_ANSWER_BYTES), slots: new RuntimeSlots(() => connections * Math.max(1, replicas())), posts: { count: 0 } };
+export function replicaLimits(connections = DEFAULT_RUNTIME_CONNECTIONS, replicas: () => number = () => 1, holdMs = DEFAULT_GIVEN_UP_HOLD_MS, log: Logger = silentLogger): ReplicaLimits {
+  const slots = new RuntimeSlots(() => connections * Math.max(1, replicas()));
+  return { connections, answers: new AnswerBudget(MAX_ANSWER_BYTES), slots, posts: { count: 0 }, held: { count: 0 }, holdMs, log };
 }
 
 /** One tesseract-core runtime: its URL (with the address a host name resolved to) and its connections. */
@@ -139,6 +148,8 @@ export class Replica {
   private readonly origin: string;
   private readonly options: Pool.Options;
   private readonly basePath: string;
+  /** Requests given up on that hold a connection of this runtime now (answerHead). */
+  private held = 0;
 
   constructor(
     url: URL,
@@ -149,7 +160,8 @@ export class Replica {
     this.name = address ? `${base} (${address.address})` : base;
     this.basePath = url.pathname.replace(/\/+$/, "");
     this.origin = url.origin;
-    // No headers or body timeout: an apply may take hours; --eval-timeout-ms is the limit that applies.
+    // No headers or body timeout: an apply may take hours. What bounds a request is its caller's
+    // deadline, cancellation or --eval-timeout-ms, and once its caller gave up, its hold (answerHead).
     this.options = { connect: address ? { lookup: pinnedLookup(address.address, address.family) } : {}, headersTimeout: 0, bodyTimeout: 0 };
     this.pool = new Pool(url.origin, { ...this.options, connections: limits.connections });
     this.checks = new Pool(url.origin, { ...this.options, connections: 2 });
@@ -184,9 +196,9 @@ export class Replica {
     if (method === "POST") this.limits.posts.count++;
     // Not the caller's signal: a request given up on once sent may be left to its answer (answerHead).
     const exchange = new AbortController();
-    let written = false;
-    const sent = dispatcher.compose(onWritten(() => (written = true))).request({ path: `${this.basePath}/${endpoint}`, method, headers, body, signal: exchange.signal });
-    const response = await this.answerHead(sent, exchange, () => slotted && method === "POST" && written, signal);
+    let writtenAt: number | undefined;
+    const sent = dispatcher.compose(onWritten(() => (writtenAt = performance.now()))).request({ path: `${this.basePath}/${endpoint}`, method, headers, body, signal: exchange.signal });
+    const response = await this.answerHead(sent, exchange, `${method} /${endpoint}`, () => (slotted && method === "POST" ? writtenAt : undefined), signal);
     // Once answered the runtime's work is done: an abort now just stops reading.
     const abort = () => exchange.abort(signal!.reason);
     signal?.addEventListener("abort", abort, { once: true });
@@ -199,20 +211,22 @@ export class Replica {
 
   /**
    * The answer's head, or at once the caller's abort (its reason) when `signal` aborts first. Then a
-   * request not yet written (queued for one of the pool's connections: it would go out after its
-   * caller had gone) is aborted, never sent, and so is one that holds no slot (`holds()` false: a GET,
-   * an AbstractEval, which would otherwise hold one over the capacity). An evaluation's request
-   * already sent (`holds()`) is not closed: that would not stop the work (tesseract-core's uvicorn
-   * goes on computing a request whose client went away), only hide it, and cancel-and-retry piled
-   * requests up on a slow runtime. It is left to run, holding a slot (runtime-slots.ts) until it is
-   * answered (its answer unread) or its connection ends.
+   * request not yet written (queued for one of the pool's connections) is aborted, never sent, and so
+   * is one that holds no slot (`heldSince()` undefined: a GET, an AbstractEval). An evaluation's
+   * request already sent (`heldSince()`: when it was written) is not closed: that would not stop the
+   * work (tesseract-core's uvicorn goes on computing a request whose client went away), only hide
+   * it, and cancel-and-retry piled requests up on a slow runtime. It is left to run, holding a slot
+   * (runtime-slots.ts) until it is answered (its answer unread) or its connection ends, but at most
+   * `limits.holdMs`: a runtime that hangs on some inputs would otherwise keep every slot, and every
+   * later call would wait for one until its deadline.
    */
-  private answerHead(sent: Promise<Dispatcher.ResponseData>, exchange: AbortController, holds: () => boolean, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+  private answerHead(sent: Promise<Dispatcher.ResponseData>, exchange: AbortController, request: string, heldSince: () => number | undefined, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
     if (!signal) return sent;
     return new Promise((resolve, reject) => {
       const giveUp = () => {
-        if (holds()) this.hold(sent);
-        else exchange.abort(signal.reason);
+        const since = heldSince();
+        if (since === undefined || !(this.limits.holdMs > 0)) exchange.abort(signal.reason);
+        else this.hold(sent, exchange, request, since);
         reject(signal.reason);
       };
       signal.addEventListener("abort", giveUp, { once: true });
@@ -220,10 +234,32 @@ export class Replica {
     });
   }
 
-  /** Holds a slot for `sent` (its caller gave up) until it is answered or its connection ends. */
-  private hold(sent: Promise<Dispatcher.ResponseData>): void {
-    const release = this.limits.slots.hold();
-    sent.then((response) => response.body.on("error", () => undefined).destroy(), () => undefined).finally(release);
+  /** Holds a slot for `sent` (its caller gave up) until it is answered or its connection ends, or `holdMs` passes: then its exchange is aborted. */
+  private hold(sent: Promise<Dispatcher.ResponseData>, exchange: AbortController, request: string, writtenAt: number): void {
+    const { slots, held, holdMs, connections, log } = this.limits;
+    const release = slots.hold();
+    held.count++;
+    this.held++;
+    if (this.held === connections) {
+      log.warn({ runtime: this.name, request, held: this.held, concurrency: connections, holdMs }, "every connection of a tesseract-core runtime is held by requests given up on that it has not answered; it takes no other request until it answers them or their hold ends (--given-up-hold-ms)");
+    }
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      clearTimeout(timer);
+      held.count--;
+      this.held--;
+      release();
+    };
+    const timer = setTimeout(() => {
+      const sentMs = Math.round(performance.now() - writtenAt);
+      log.warn({ runtime: this.name, request, holdMs, sentMs }, "a request given up on was not answered by its tesseract-core runtime within its hold (--given-up-hold-ms); its connection was closed and its slot freed");
+      exchange.abort(new Error(`given up on, and not answered ${sentMs} ms after it was sent`));
+      end();
+    }, Math.min(holdMs, MAX_TIMER_MS));
+    timer.unref();
+    sent.then((response) => response.body.on("error", () => undefined).destroy(), () => undefined).finally(end);
   }
 
   /** The answer read whole (at most its endpoint's limit, through the answer budget), as text. */
@@ -306,6 +342,10 @@ export interface RuntimeReplicasOptions {
   onChange?: (replicas: string[]) => void;
   /** Requests in flight to each runtime at once (default DEFAULT_RUNTIME_CONNECTIONS). */
   connections?: number;
+  /** How long a request given up on may hold its slot while its runtime computes it (default DEFAULT_GIVEN_UP_HOLD_MS; 0: closed at once). */
+  givenUpHoldMs?: number;
+  /** Where holds that ran out, and runtimes whose connections are all held, are logged (warn). */
+  log?: Logger;
 }
 
 export class RuntimeReplicas implements HealthTarget {
@@ -326,7 +366,7 @@ export class RuntimeReplicas implements HealthTarget {
     private readonly options: RuntimeReplicasOptions,
   ) {
     this.lookup = options.lookup ?? ((hostname, opts) => dns.lookup(hostname, opts));
-    this.limits = replicaLimits(options.connections, () => this.current.length);
+    this.limits = replicaLimits(options.connections, () => this.current.length, options.givenUpHoldMs, options.log);
     for (const url of urls) {
       const host = url.hostname.replace(/^\[|\]$/g, "");
       if (isIP(host)) this.fixed.set(url, new Replica(url, undefined, this.limits));
