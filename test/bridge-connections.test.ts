@@ -7,9 +7,9 @@
 import { strict as assert } from "node:assert";
 import { once } from "node:events";
 import * as net from "node:net";
-import { Replica, replicaLimits } from "../server/bridge/runtime-replicas";
-import { applyRequests } from "./fixtures/tesseract-core/bridge-clients";
-import { startFakeTesseractCore } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { Replica, replicaLimits, RuntimeReplicas } from "../server/bridge/runtime-replicas";
+import { abortedRequests, applyRequests } from "./fixtures/tesseract-core/bridge-clients";
+import { FakeDropConnection, startFakeTesseractCore } from "./fixtures/tesseract-core/fake-tesseract-core";
 import { meshStats } from "./fixtures/tesseract-core/mesh-stats";
 
 /** An apply request's body the fake runtime decodes (its apply below ignores the inputs). */
@@ -110,6 +110,34 @@ describe("bridge connections to a tesseract-core runtime", () => {
     } finally {
       open();
       replica.destroy();
+      await fake.close();
+    }
+  });
+
+  it("close() ends a request given up on that its runtime holds on the resend's connection of its own (it stayed open)", async () => {
+    let arrived = 0;
+    // The first request's connection is dropped; its resend is never answered.
+    const fake = await startFakeTesseractCore({
+      ...meshStats(),
+      hold: () => (++arrived === 1 ? Promise.resolve() : new Promise<void>(() => {})),
+      apply: () => {
+        throw new FakeDropConnection();
+      },
+    });
+    const replicas = await RuntimeReplicas.start([fake.url], { connections: 1 });
+    try {
+      const controller = new AbortController();
+      const call = replicas.all[0].request("POST", "apply", BODY, controller.signal, true);
+      await applyRequests(fake, 2);
+      controller.abort();
+      await assert.rejects(call, (e: Error) => e === controller.signal.reason);
+      assert.equal(fake.aborted, 1, "only the dropped one is closed yet: the resend is held");
+      assert.equal(replicas.limits.held.count, 1);
+      replicas.close();
+      await abortedRequests(fake, 2);
+      while (replicas.limits.held.count > 0) await new Promise((resolve) => setImmediate(resolve)); // its slot given back as the close reaches it
+    } finally {
+      replicas.close();
       await fake.close();
     }
   });

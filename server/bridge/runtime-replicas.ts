@@ -148,6 +148,8 @@ export class Replica {
   private readonly origin: string;
   private readonly options: Pool.Options;
   private readonly basePath: string;
+  /** The resends' connections of their own (request), each until it has closed (the promise): retire waits for them, destroy ends them. */
+  private readonly fresh = new Map<Client, Promise<void>>();
   /** Requests given up on that hold a connection of this runtime now (answerHead). */
   private held = 0;
 
@@ -181,10 +183,16 @@ export class Replica {
       if (unread) throw new TesseractError(Code.UNKNOWN, `${method} /${endpoint} on ${this.name} answered ${unread}`, { cause: e });
       if (signal?.aborted || !closedUnder(e)) throw e;
       const fresh = new Client(this.origin, this.options);
+      let closed!: () => void;
+      this.fresh.set(fresh, new Promise<void>((resolve) => (closed = resolve)));
       try {
         return await this.send(fresh, method, endpoint, body, signal, slotted);
       } finally {
-        fresh.close().catch(() => {});
+        // Closed once its request has ended (one given up on may be held); `destroy` ends it sooner.
+        void fresh
+          .close()
+          .catch(() => {})
+          .then(() => (this.fresh.delete(fresh), closed()));
       }
     }
   }
@@ -312,7 +320,7 @@ export class Replica {
 
   /** Takes no more requests; settles once those in flight have finished. */
   retire(): Promise<void> {
-    return Promise.all([this.pool.close(), this.checks.close()]).then(
+    return Promise.all([this.pool.close(), this.checks.close(), ...this.fresh.values()]).then(
       () => {},
       () => {},
     );
@@ -322,6 +330,7 @@ export class Replica {
   destroy(): void {
     this.pool.destroy().catch(() => {});
     this.checks.destroy().catch(() => {});
+    for (const fresh of this.fresh.keys()) fresh.destroy().catch(() => {});
   }
 }
 
