@@ -164,6 +164,8 @@ export interface PreparedSchema {
   readiness?: Readiness;
   /** Requests sent to the runtimes elsewhere so far, resends included (the metrics compare them with evaluations). */
   requestsSent?: () => number;
+  /** Requests given up on by their callers that hold their slots while the runtimes elsewhere compute them, now. */
+  requestsHeld?: () => number;
   /** AbstractEval with the runtime's whole answer (a tesseract-core /abstract_eval: non-array outputs too), for REST callers. */
   abstractEvalAnswer?: (inputs: unknown, signal?: AbortSignal) => Promise<AbstractEvalAnswer>;
   /** Why an endpoint the definition lacks is not available (for UNIMPLEMENTED), by RPC name. */
@@ -195,6 +197,8 @@ export class TesseractRuntime {
   readonly documented?: DocumentedSchema;
   /** Requests sent to a tesseract-core runtime so far, resends included (PreparedSchema). */
   readonly requestsSent?: () => number;
+  /** Requests given up on that hold their slots on a tesseract-core runtime now (PreparedSchema). */
+  readonly requestsHeld?: () => number;
 
   /** Set for a Tesseract that can be unready (a tesseract-core runtime's): health follows it. */
   readonly readiness?: Readiness;
@@ -226,6 +230,7 @@ export class TesseractRuntime {
       this.nullFields = prepared.nullFields ?? {};
       this.documented = prepared.documented;
       this.requestsSent = prepared.requestsSent;
+      this.requestsHeld = prepared.requestsHeld;
       this.readiness = prepared.readiness;
       this.schema = new TesseractSchema(prepared.root, definition.inputType, definition.outputType);
       return;

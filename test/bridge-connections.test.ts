@@ -7,7 +7,13 @@
 import { strict as assert } from "node:assert";
 import { once } from "node:events";
 import * as net from "node:net";
-import { Replica } from "../server/bridge/runtime-replicas";
+import { Replica, replicaLimits, RuntimeReplicas } from "../server/bridge/runtime-replicas";
+import { abortedRequests, applyRequests } from "./fixtures/tesseract-core/bridge-clients";
+import { FakeDropConnection, startFakeTesseractCore } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { meshStats } from "./fixtures/tesseract-core/mesh-stats";
+
+/** An apply request's body the fake runtime decodes (its apply below ignores the inputs). */
+const BODY = JSON.stringify({ inputs: {} });
 
 /** Answers the first request of each connection (keep-alive); closes the connection on the second, unanswered. */
 async function closingServer(): Promise<{ url: URL; connections: () => number; requests: () => number; close: () => Promise<void> }> {
@@ -79,6 +85,60 @@ describe("bridge connections to a tesseract-core runtime", () => {
     } finally {
       replica.destroy();
       server.close();
+    }
+  });
+
+  it("an evaluation's request still waiting for the pool's connection when its caller gives up is never sent (it went out once the connection was free, its caller long gone)", async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    let arrived = 0;
+    // The first request is held until `open`; each answer says which request it was.
+    const fake = await startFakeTesseractCore({ ...meshStats(), hold: () => (++arrived === 1 ? gate : Promise.resolve()), apply: () => ({ request: arrived }) });
+    const replica = new Replica(new URL(fake.url), undefined, replicaLimits(1));
+    try {
+      const first = replica.request("POST", "apply", BODY, undefined, true);
+      await applyRequests(fake, 1);
+      const controller = new AbortController();
+      const queued = replica.request("POST", "apply", BODY, controller.signal, true);
+      controller.abort();
+      await assert.rejects(queued, (e: Error) => e === controller.signal.reason && e.name === "AbortError");
+      const third = replica.request("POST", "apply", BODY, undefined, true);
+      open();
+      assert.deepEqual(JSON.parse((await first).text), { request: 1 });
+      assert.deepEqual(JSON.parse((await third).text), { request: 2 }, "the request given up on was sent before it");
+      assert.equal(fake.applyCalls, 2);
+    } finally {
+      open();
+      replica.destroy();
+      await fake.close();
+    }
+  });
+
+  it("close() ends a request given up on that its runtime holds on the resend's connection of its own (it stayed open)", async () => {
+    let arrived = 0;
+    // The first request's connection is dropped; its resend is never answered.
+    const fake = await startFakeTesseractCore({
+      ...meshStats(),
+      hold: () => (++arrived === 1 ? Promise.resolve() : new Promise<void>(() => {})),
+      apply: () => {
+        throw new FakeDropConnection();
+      },
+    });
+    const replicas = await RuntimeReplicas.start([fake.url], { connections: 1 });
+    try {
+      const controller = new AbortController();
+      const call = replicas.all[0].request("POST", "apply", BODY, controller.signal, true);
+      await applyRequests(fake, 2);
+      controller.abort();
+      await assert.rejects(call, (e: Error) => e === controller.signal.reason);
+      assert.equal(fake.aborted, 1, "only the dropped one is closed yet: the resend is held");
+      assert.equal(replicas.limits.held.count, 1);
+      replicas.close();
+      await abortedRequests(fake, 2);
+      while (replicas.limits.held.count > 0) await new Promise((resolve) => setImmediate(resolve)); // its slot given back as the close reaches it
+    } finally {
+      replicas.close();
+      await fake.close();
     }
   });
 });

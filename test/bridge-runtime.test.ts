@@ -23,10 +23,21 @@ import { silentLogger } from "../server/log";
 import { abortedRequests, applyRequests, barycenter, meshStatsInputs, N, POINTS, reflectedClient, SCALE } from "./fixtures/tesseract-core/bridge-clients";
 import { FakeDropConnection, FakeValidationError, startFakeTesseractCore, type FakeArray, type FakeTesseract } from "./fixtures/tesseract-core/fake-tesseract-core";
 import { MESH_STATS_OPENAPI, meshStats } from "./fixtures/tesseract-core/mesh-stats";
-import { CLI, clientRejects, flat } from "./helpers";
+import { CLI, clientRejects, flat, LogLines } from "./helpers";
+import { givenUpHoldMs } from "../server/bridge/settings";
 
 const CENTRAL = { algorithm: Algorithm.ALGORITHM_CENTRAL };
 const inputs = meshStatsInputs;
+
+/** The bridge's warnings about requests given up on (runtime-replicas.ts). */
+const ALL_HELD = "every connection of a tesseract-core runtime is held by requests given up on that it has not answered; it takes no other request until it answers them or their hold ends (--given-up-hold-ms)";
+const HOLD_EXPIRED = "a request given up on was not answered by its tesseract-core runtime within its hold (--given-up-hold-ms); its connection was closed and its slot freed";
+
+/** A metric's value on the server's /metrics. */
+async function metric(port: number, name: string): Promise<string> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  return new RegExp(`^${name} (.*)$`, "m").exec(text)?.[1] ?? `${name} missing`;
+}
 
 /** A fake and a bridging server over it (REST API on too); closed by `stop`. */
 async function bridged(tesseract: FakeTesseract, options: Partial<Parameters<typeof startServer>[0]> = {}) {
@@ -289,6 +300,69 @@ describe("tesseract-core bridge: a request given up on holds its slot until the 
       open();
       await stop();
     }
+  });
+
+  it("--given-up-hold-ms: cancelled Applies the runtime never answers hold their slots only that long, then their connections are closed and the slots freed, with warnings naming the runtime, the request and how long (they held every slot forever: each later Apply DEADLINE_EXCEEDED)", async () => {
+    let sent = 0;
+    // The first two requests hang forever (a runtime stuck on some inputs); later ones are answered.
+    const hanging = { ...meshStats(), hold: () => (++sent <= 2 ? new Promise<void>(() => {}) : Promise.resolve()) };
+    const lines = new LogLines();
+    const allHeld = lines.next((line) => line.msg === ALL_HELD);
+    const expired: Record<string, unknown>[] = [];
+    const bothExpired = lines.next((line) => line.msg === HOLD_EXPIRED && expired.push(line) === 2);
+    const { fake, server, client, stop } = await bridged(hanging, { concurrency: 2, givenUpHoldMs: 400, logger: lines.logger, metricsPort: 0 });
+    try {
+      const controller = new AbortController();
+      const calls = [client.apply(inputs(), { signal: controller.signal }), client.apply(inputs(), { signal: controller.signal })];
+      await applyRequests(fake, 2);
+      controller.abort();
+      for (const call of calls) await clientRejects(call, "CANCELLED");
+      const warned = await allHeld;
+      assert.deepEqual({ ...warned, time: undefined, pid: undefined, hostname: undefined }, { level: 40, time: undefined, pid: undefined, hostname: undefined, runtime: fake.url, request: "POST /apply", held: 2, concurrency: 2, holdMs: 400, msg: ALL_HELD });
+      assert.match(await metric(server.metricsPort!, "tesseract_grpc_runtime_requests_held"), /^2$/);
+      // Waits for a slot until the holds run out, then reaches the runtime and is answered.
+      const next = client.apply(inputs(), { deadline: 10_000 });
+      await bothExpired;
+      assertAll(flat((await next).barycenter), barycenter());
+      for (const line of expired) {
+        assert.equal(line.level, 40);
+        assert.equal(line.runtime, fake.url);
+        assert.equal(line.request, "POST /apply");
+        assert.equal(line.holdMs, 400);
+        assert.ok(typeof line.sentMs === "number" && line.sentMs >= 399, `sent ${String(line.sentMs)} ms before`);
+      }
+      await abortedRequests(fake, 2); // their connections closed by the bridge
+      assert.equal(fake.applyCalls, 3);
+      assert.match(await metric(server.metricsPort!, "tesseract_grpc_runtime_requests_held"), /^0$/);
+    } finally {
+      await stop();
+    }
+  });
+
+  it("a cancelled AbstractEval took no slot and holds none: its request is closed, and an Apply is served at once (it held a slot over the capacity, and Applies waited for it)", async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const { fake, client, stop } = await bridged({ ...meshStats(0, { abstractEval: true }), abstractEvalHold: () => gate }, { concurrency: 1 });
+    try {
+      const controller = new AbortController();
+      const abstract = client.abstractEval(inputs(), { signal: controller.signal });
+      await once(fake.events, "abstract_eval");
+      controller.abort();
+      await clientRejects(abstract, "CANCELLED");
+      assertAll(flat((await client.apply(inputs(), { deadline: 5000 })).barycenter), barycenter());
+      assert.deepEqual([fake.abstractEvalCalls, fake.applyCalls], [1, 1]);
+    } finally {
+      open();
+      await stop();
+    }
+  });
+
+  it("the hold's default is the larger of 60 s and --eval-timeout-ms; --given-up-hold-ms as given, 0 included", () => {
+    assert.equal(givenUpHoldMs(undefined), 60_000);
+    assert.equal(givenUpHoldMs(undefined, 5000), 60_000);
+    assert.equal(givenUpHoldMs(undefined, 600_000), 600_000);
+    assert.equal(givenUpHoldMs(1000, 600_000), 1000);
+    assert.equal(givenUpHoldMs(0, 600_000), 0);
   });
 });
 

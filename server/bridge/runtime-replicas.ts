@@ -7,14 +7,17 @@
  * have ended. Each replica is its own undici Pool (keep-alive connections) that connects to its
  * address while speaking to the host name: the Host header, and for https the TLS server name, so
  * certificates verify. A replica whose connection failed, or that did not answer `/health`, is
- * down: requests try it last until it answers again. A POST whose caller gives up is left to its
- * answer, holding a request slot until then (Replica.answerHead).
+ * down: requests try it last until it answers again. An evaluation's POST whose caller gives up
+ * after it was sent is left to its answer, holding a request slot until then or until its hold ends
+ * (--given-up-hold-ms); one not yet sent is never sent (Replica.answerHead).
  */
 import { promises as dns } from "node:dns";
 import { isIP, type LookupFunction } from "node:net";
-import { Client, Pool, type Dispatcher } from "undici";
+import { Client, DecoratorHandler, Pool, type Dispatcher } from "undici";
 import { Code, TesseractError } from "../../common/errors";
-import { DEFAULT_DNS_REFRESH_MS } from "./settings";
+import { MAX_TIMER_MS } from "../../common/transport-defaults";
+import { DEFAULT_DNS_REFRESH_MS, DEFAULT_GIVEN_UP_HOLD_MS } from "./settings";
+import { silentLogger, type Logger } from "../log";
 import type { HealthTarget } from "./health-monitor";
 import { AnswerBudget } from "./answer-budget";
 import { RuntimeSlots } from "./runtime-slots";
@@ -115,13 +118,20 @@ export interface ReplicaLimits {
   slots: RuntimeSlots;
   /** POSTs sent to the runtimes so far, resends included (the metrics' tesseract_grpc_runtime_requests_total). */
   posts: { count: number };
+  /** Evaluations' requests given up on that hold their slots now, while their runtimes compute them (Replica.answerHead). */
+  held: { count: number };
+  /** How long such a request may hold its slot before its connection is closed (0: closed at once). */
+  holdMs: number;
+  /** Where a hold that ran out, and a runtime whose connections are all held, are logged. */
+  log: Logger;
 }
 
 export const DEFAULT_RUNTIME_CONNECTIONS = 16;
 
 /** `replicas()`: how many replicas there are now (the slots follow it). */
-export function replicaLimits(connections = DEFAULT_RUNTIME_CONNECTIONS, replicas: () => number = () => 1): ReplicaLimits {
-  return { connections, answers: new AnswerBudget(MAX_ANSWER_BYTES), slots: new RuntimeSlots(() => connections * Math.max(1, replicas())), posts: { count: 0 } };
+export function replicaLimits(connections = DEFAULT_RUNTIME_CONNECTIONS, replicas: () => number = () => 1, holdMs = DEFAULT_GIVEN_UP_HOLD_MS, log: Logger = silentLogger): ReplicaLimits {
+  const slots = new RuntimeSlots(() => connections * Math.max(1, replicas()));
+  return { connections, answers: new AnswerBudget(MAX_ANSWER_BYTES), slots, posts: { count: 0 }, held: { count: 0 }, holdMs, log };
 }
 
 /** One tesseract-core runtime: its URL (with the address a host name resolved to) and its connections. */
@@ -138,6 +148,10 @@ export class Replica {
   private readonly origin: string;
   private readonly options: Pool.Options;
   private readonly basePath: string;
+  /** The resends' connections of their own (request), each until it has closed (the promise): retire waits for them, destroy ends them. */
+  private readonly fresh = new Map<Client, Promise<void>>();
+  /** Requests given up on that hold a connection of this runtime now (answerHead). */
+  private held = 0;
 
   constructor(
     url: URL,
@@ -148,7 +162,8 @@ export class Replica {
     this.name = address ? `${base} (${address.address})` : base;
     this.basePath = url.pathname.replace(/\/+$/, "");
     this.origin = url.origin;
-    // No headers or body timeout: an apply may take hours; --eval-timeout-ms is the limit that applies.
+    // No headers or body timeout: an apply may take hours. What bounds a request is its caller's
+    // deadline, cancellation or --eval-timeout-ms, and once its caller gave up, its hold (answerHead).
     this.options = { connect: address ? { lookup: pinnedLookup(address.address, address.family) } : {}, headersTimeout: 0, bodyTimeout: 0 };
     this.pool = new Pool(url.origin, { ...this.options, connections: limits.connections });
     this.checks = new Pool(url.origin, { ...this.options, connections: 2 });
@@ -160,30 +175,38 @@ export class Replica {
    * a request leaves, which then fails with no answer, and a second pooled connection may be closing
    * as well. Every request to a runtime is idempotent.
    */
-  async request(method: "GET" | "POST", endpoint: string, body: string | undefined, signal?: AbortSignal): Promise<ReplicaResponse> {
+  async request(method: "GET" | "POST", endpoint: string, body: string | undefined, signal?: AbortSignal, slotted = false): Promise<ReplicaResponse> {
     try {
-      return await this.send(method === "GET" ? this.checks : this.pool, method, endpoint, body, signal);
+      return await this.send(method === "GET" ? this.checks : this.pool, method, endpoint, body, signal, slotted);
     } catch (e) {
       const unread = unreadable(e);
       if (unread) throw new TesseractError(Code.UNKNOWN, `${method} /${endpoint} on ${this.name} answered ${unread}`, { cause: e });
       if (signal?.aborted || !closedUnder(e)) throw e;
       const fresh = new Client(this.origin, this.options);
+      let closed!: () => void;
+      this.fresh.set(fresh, new Promise<void>((resolve) => (closed = resolve)));
       try {
-        return await this.send(fresh, method, endpoint, body, signal);
+        return await this.send(fresh, method, endpoint, body, signal, slotted);
       } finally {
-        fresh.close().catch(() => {});
+        // Closed once its request has ended (one given up on may be held); `destroy` ends it sooner.
+        void fresh
+          .close()
+          .catch(() => {})
+          .then(() => (this.fresh.delete(fresh), closed()));
       }
     }
   }
 
-  private async send(dispatcher: Dispatcher, method: "GET" | "POST", endpoint: string, body: string | undefined, signal?: AbortSignal): Promise<ReplicaResponse> {
+  /** `slotted`: the caller holds a request slot for it (runtime-slots.ts), which it may keep once given up on. */
+  private async send(dispatcher: Dispatcher, method: "GET" | "POST", endpoint: string, body: string | undefined, signal: AbortSignal | undefined, slotted: boolean): Promise<ReplicaResponse> {
     const headers = body === undefined ? GET_HEADERS : endpoint === "apply" ? APPLY_HEADERS : POST_HEADERS;
     signal?.throwIfAborted();
     if (method === "POST") this.limits.posts.count++;
-    // Not the caller's signal: a POST given up on before its answer is not closed (answerHead).
+    // Not the caller's signal: a request given up on once sent may be left to its answer (answerHead).
     const exchange = new AbortController();
-    const sent = dispatcher.request({ path: `${this.basePath}/${endpoint}`, method, headers, body, signal: exchange.signal });
-    const response = await (method === "POST" ? this.answerHead(sent, signal) : abortsWith(sent, signal, exchange));
+    let writtenAt: number | undefined;
+    const sent = dispatcher.compose(onWritten(() => (writtenAt = performance.now()))).request({ path: `${this.basePath}/${endpoint}`, method, headers, body, signal: exchange.signal });
+    const response = await this.answerHead(sent, exchange, `${method} /${endpoint}`, () => (slotted && method === "POST" ? writtenAt : undefined), signal);
     // Once answered the runtime's work is done: an abort now just stops reading.
     const abort = () => exchange.abort(signal!.reason);
     signal?.addEventListener("abort", abort, { once: true });
@@ -195,23 +218,56 @@ export class Replica {
   }
 
   /**
-   * The answer's head, or at once the caller's abort (its reason) when `signal` aborts first. Closing
-   * the connection would not stop the work (tesseract-core's uvicorn goes on computing a request
-   * whose client went away), only hide it: cancel-and-retry piled up requests on a slow runtime. So
-   * the request is left to run, holding a slot of its own (runtime-slots.ts) until it is answered
-   * (its answer unread) or its connection ends.
+   * The answer's head, or at once the caller's abort (its reason) when `signal` aborts first. Then a
+   * request not yet written (queued for one of the pool's connections) is aborted, never sent, and so
+   * is one that holds no slot (`heldSince()` undefined: a GET, an AbstractEval). An evaluation's
+   * request already sent (`heldSince()`: when it was written) is not closed: that would not stop the
+   * work (tesseract-core's uvicorn goes on computing a request whose client went away), only hide
+   * it, and cancel-and-retry piled requests up on a slow runtime. It is left to run, holding a slot
+   * (runtime-slots.ts) until it is answered (its answer unread) or its connection ends, but at most
+   * `limits.holdMs`: a runtime that hangs on some inputs would otherwise keep every slot, and every
+   * later call would wait for one until its deadline.
    */
-  private answerHead(sent: Promise<Dispatcher.ResponseData>, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+  private answerHead(sent: Promise<Dispatcher.ResponseData>, exchange: AbortController, request: string, heldSince: () => number | undefined, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
     if (!signal) return sent;
     return new Promise((resolve, reject) => {
-      const abandon = () => {
-        const release = this.limits.slots.hold();
-        sent.then((response) => response.body.on("error", () => undefined).destroy(), () => undefined).finally(release);
+      const giveUp = () => {
+        const since = heldSince();
+        if (since === undefined || !(this.limits.holdMs > 0)) exchange.abort(signal.reason);
+        else this.hold(sent, exchange, request, since);
         reject(signal.reason);
       };
-      signal.addEventListener("abort", abandon, { once: true });
-      sent.then(resolve, reject).finally(() => signal.removeEventListener("abort", abandon));
+      signal.addEventListener("abort", giveUp, { once: true });
+      sent.then(resolve, reject).finally(() => signal.removeEventListener("abort", giveUp));
     });
+  }
+
+  /** Holds a slot for `sent` (its caller gave up) until it is answered or its connection ends, or `holdMs` passes: then its exchange is aborted. */
+  private hold(sent: Promise<Dispatcher.ResponseData>, exchange: AbortController, request: string, writtenAt: number): void {
+    const { slots, held, holdMs, connections, log } = this.limits;
+    const release = slots.hold();
+    held.count++;
+    this.held++;
+    if (this.held === connections) {
+      log.warn({ runtime: this.name, request, held: this.held, concurrency: connections, holdMs }, "every connection of a tesseract-core runtime is held by requests given up on that it has not answered; it takes no other request until it answers them or their hold ends (--given-up-hold-ms)");
+    }
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      clearTimeout(timer);
+      held.count--;
+      this.held--;
+      release();
+    };
+    const timer = setTimeout(() => {
+      const sentMs = Math.round(performance.now() - writtenAt);
+      log.warn({ runtime: this.name, request, holdMs, sentMs }, "a request given up on was not answered by its tesseract-core runtime within its hold (--given-up-hold-ms); its connection was closed and its slot freed");
+      exchange.abort(new Error(`given up on, and not answered ${sentMs} ms after it was sent`));
+      end();
+    }, Math.min(holdMs, MAX_TIMER_MS));
+    timer.unref();
+    sent.then((response) => response.body.on("error", () => undefined).destroy(), () => undefined).finally(end);
   }
 
   /** The answer read whole (at most its endpoint's limit, through the answer budget), as text. */
@@ -264,7 +320,7 @@ export class Replica {
 
   /** Takes no more requests; settles once those in flight have finished. */
   retire(): Promise<void> {
-    return Promise.all([this.pool.close(), this.checks.close()]).then(
+    return Promise.all([this.pool.close(), this.checks.close(), ...this.fresh.values()]).then(
       () => {},
       () => {},
     );
@@ -274,6 +330,7 @@ export class Replica {
   destroy(): void {
     this.pool.destroy().catch(() => {});
     this.checks.destroy().catch(() => {});
+    for (const fresh of this.fresh.keys()) fresh.destroy().catch(() => {});
   }
 }
 
@@ -294,6 +351,10 @@ export interface RuntimeReplicasOptions {
   onChange?: (replicas: string[]) => void;
   /** Requests in flight to each runtime at once (default DEFAULT_RUNTIME_CONNECTIONS). */
   connections?: number;
+  /** How long a request given up on may hold its slot while its runtime computes it (default DEFAULT_GIVEN_UP_HOLD_MS; 0: closed at once). */
+  givenUpHoldMs?: number;
+  /** Where holds that ran out, and runtimes whose connections are all held, are logged (warn). */
+  log?: Logger;
 }
 
 export class RuntimeReplicas implements HealthTarget {
@@ -314,7 +375,7 @@ export class RuntimeReplicas implements HealthTarget {
     private readonly options: RuntimeReplicasOptions,
   ) {
     this.lookup = options.lookup ?? ((hostname, opts) => dns.lookup(hostname, opts));
-    this.limits = replicaLimits(options.connections, () => this.current.length);
+    this.limits = replicaLimits(options.connections, () => this.current.length, options.givenUpHoldMs, options.log);
     for (const url of urls) {
       const host = url.hostname.replace(/^\[|\]$/g, "");
       if (isIP(host)) this.fixed.set(url, new Replica(url, undefined, this.limits));
@@ -451,12 +512,21 @@ export class RuntimeReplicas implements HealthTarget {
   }
 }
 
-/** `sent`, its exchange aborted (the connection closed) when `signal` aborts first. */
-function abortsWith<T>(sent: Promise<T>, signal: AbortSignal | undefined, exchange: AbortController): Promise<T> {
-  if (!signal) return sent;
-  const abort = () => exchange.abort(signal.reason);
-  signal.addEventListener("abort", abort, { once: true });
-  return sent.finally(() => signal.removeEventListener("abort", abort));
+/**
+ * An interceptor that calls `written` as undici writes the request to its connection (its handler's
+ * onConnect, just before the head and body go out); until then it waits for one of the pool's
+ * connections, and aborting it then means it is never sent.
+ */
+function onWritten(written: () => void): Dispatcher.DispatchInterceptor {
+  return (dispatch) => (options, handler) => {
+    const decorated: Dispatcher.DispatchHandlers = new DecoratorHandler(handler);
+    const connect = decorated.onConnect!.bind(decorated);
+    decorated.onConnect = (abort) => {
+      written();
+      connect(abort);
+    };
+    return dispatch(options, decorated);
+  };
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {

@@ -76,8 +76,9 @@ export class RuntimeSlots {
 
   /**
    * A slot for a request its caller gave up on while the runtime still computes it (runtime-replicas.ts keeps
-   * such an exchange open until it answers): counted at once, over the capacity if need be, since
-   * the runtime does that work anyway; the release (call it once) gives it back.
+   * such an exchange open until it answers, or for --given-up-hold-ms at most): taken over from the
+   * caller's own slot, which it releases just after, so it is counted at once, over the capacity if
+   * need be; the release (call it once) gives it back. Only a request that took a slot holds one.
    */
   hold(): () => void {
     this.busy++;

@@ -14,3 +14,15 @@ export const DEFAULT_DNS_REFRESH_MS = 30_000;
 export function isTesseractCoreUrl(spec: string): boolean {
   return /^https?:\/\//i.test(spec.trim());
 }
+
+/**
+ * How long a request whose caller gave up (cancelled, past its deadline or --eval-timeout-ms) keeps
+ * its slot while its runtime computes it, unless --given-up-hold-ms says (then the larger of this
+ * and --eval-timeout-ms: a runtime given that long per evaluation is given as long again to finish).
+ */
+export const DEFAULT_GIVEN_UP_HOLD_MS = 60_000;
+
+/** --given-up-hold-ms as given, else the larger of DEFAULT_GIVEN_UP_HOLD_MS and `evalTimeoutMs`. */
+export function givenUpHoldMs(flag: number | undefined, evalTimeoutMs = 0): number {
+  return flag ?? Math.max(DEFAULT_GIVEN_UP_HOLD_MS, evalTimeoutMs);
+}

@@ -143,7 +143,9 @@ export class TesseractCoreClient {
         tried.add(replica);
         let answer: ReplicaResponse;
         try {
-          answer = await replica.request("POST", endpoint, body, signal);
+          // Every apply is sent within a request slot (eval/concurrent.ts inSlot), which a request given
+          // up on may keep while the runtime computes it; an abstract_eval takes none, and keeps none.
+          answer = await replica.request("POST", endpoint, body, signal, endpoint === "apply");
         } catch (e) {
           if (signal?.aborted) throw abortedError(signal, `POST /${endpoint} on ${replica.name}`, e);
           if (isTesseractError(e)) throw e; // it answered, too long: not a replica that is down

@@ -23,6 +23,7 @@ import { failureReason, RuntimeReplicas, type Lookup, type ReplicaResponse } fro
 import { TesseractCoreClient } from "./tesseract-core-client";
 import { isTesseractCoreUrl } from "./settings";
 import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
+import type { Logger } from "../log";
 
 export { TesseractCoreClient, validationDetail } from "./tesseract-core-client";
 
@@ -86,6 +87,13 @@ export interface TesseractCoreOptions {
   onReplicasChange?: (replicas: string[]) => void;
   /** Requests in flight to each runtime at once, all calls together (`--concurrency`; default 16). */
   connections?: number;
+  /**
+   * How long an evaluation's request whose caller gave up keeps its slot while the runtime computes it,
+   * before its connection is closed (`--given-up-hold-ms`; default 60 s; 0: closed at once).
+   */
+  givenUpHoldMs?: number;
+  /** Where the bridge's warnings go (a hold that ran out; a runtime whose connections are all held). */
+  logger?: Logger;
 }
 
 /** Whether the OpenAPI document lists `path` (tesseract-core lists only the endpoints a Tesseract has). */
@@ -118,7 +126,14 @@ function writeProto(packageName: string, text: string): { dir: string; file: str
  */
 export async function loadTesseractCore(spec: string, options: TesseractCoreOptions = {}): Promise<TesseractRuntime> {
   const urls = parseUrls(spec);
-  const replicas = await RuntimeReplicas.start(urls, { lookup: options.lookup, refreshMs: options.dnsRefreshMs, onChange: options.onReplicasChange, connections: options.connections });
+  const replicas = await RuntimeReplicas.start(urls, {
+    lookup: options.lookup,
+    refreshMs: options.dnsRefreshMs,
+    onChange: options.onReplicasChange,
+    connections: options.connections,
+    givenUpHoldMs: options.givenUpHoldMs,
+    log: options.logger,
+  });
   try {
     return await bridgedRuntime(urls, replicas, options);
   } catch (e) {
@@ -164,6 +179,7 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
       nullFields: generated.nullFields,
       documented: generated.documented,
       requestsSent: () => replicas.limits.posts.count,
+      requestsHeld: () => replicas.limits.held.count,
       readiness: health,
       abstractEvalAnswer: (inputs, signal) => client!.abstractEval(inputs as Record<string, unknown>, signal),
       unimplemented: hasAbstractEval ? {} : { AbstractEval: `the tesseract-core runtime at ${url} has no /abstract_eval (its /openapi.json does not list it), so AbstractEval is not available` },

@@ -52,6 +52,17 @@ export class ServerMetrics {
         },
       });
     }
+    const { requestsHeld } = runtime;
+    if (requestsHeld) {
+      new Gauge({
+        name: "tesseract_grpc_runtime_requests_held",
+        help: "Requests to the tesseract-core runtimes whose callers gave up, still holding their slots (of --concurrency per runtime) until the runtime answers or --given-up-hold-ms passes.",
+        registers,
+        collect() {
+          this.set(requestsHeld());
+        },
+      });
+    }
     new Gauge({
       name: "tesseract_grpc_jobs_running",
       help: "Gradient jobs running now.",

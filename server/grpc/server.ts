@@ -6,7 +6,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES, FLOW_CONTROL_WINDOW_BYTES, MAX_CONCURRENT_ST
 import { Code } from "../../common/errors";
 import { DEFAULT_REPLICA_CONCURRENCY } from "../eval/concurrent";
 import { loadTesseract } from "../loader";
-import { isTesseractCoreUrl } from "../bridge/settings";
+import { givenUpHoldMs, isTesseractCoreUrl } from "../bridge/settings";
 import { createLogger, silentLogger, type Logger } from "../log";
 import type { TesseractRuntime } from "../runtime";
 import { SERVICE_NAME } from "../schema/contract";
@@ -67,6 +67,13 @@ export interface ServeOptions {
   dnsRefreshMs?: number;
   /** Apply calls in flight per request on the replicas or the tesseract-core runtimes; default 16. */
   concurrency?: number;
+  /**
+   * For a tesseract-core runtime's Tesseract: how long an evaluation's HTTP request whose caller gave
+   * up (cancelled, past its deadline or `evalTimeoutMs`) keeps its place among the `concurrency` per
+   * runtime while the runtime still computes it; then its connection is closed and the place freed,
+   * with a warning. Default: the larger of 60 s and `evalTimeoutMs`; 0: closed at once.
+   */
+  givenUpHoldMs?: number;
   /** For replicas that serve TLS or require a bearer token: the credentials and token to call them with. */
   replicaCredentials?: grpc.ChannelCredentials;
   replicaToken?: string;
@@ -182,6 +189,8 @@ async function loadedRuntime(options: ServeOptions, log: Logger): Promise<Tesser
     dnsRefreshMs: options.dnsRefreshMs,
     onReplicasChange,
     connections: options.concurrency,
+    givenUpHoldMs: givenUpHoldMs(options.givenUpHoldMs, options.evalTimeoutMs),
+    logger: log,
   });
 }
 
