@@ -27,7 +27,8 @@ export class ContentCodingError extends Error {}
  * small compressed answer may decode to the answer's bound, and several at once did so outside it.
  */
 export async function decodeContent(bytes: Buffer, header: string | string[] | undefined, maxBytes: number, take: (bytes: number) => Promise<void> = async () => {}): Promise<Buffer> {
-  const codings = [header ?? []]
+  if (header === undefined) return bytes;
+  const codings = [header]
     .flat()
     .flatMap((h) => h.split(","))
     .map((c) => c.trim().toLowerCase())
