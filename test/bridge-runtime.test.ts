@@ -253,6 +253,31 @@ describe("tesseract-core bridge: a request given up on holds its slot until the 
     }
   });
 
+  it("of two runtimes, one whose every connection is held by requests given up on is tried after the other (evaluations queued behind its holds)", async () => {
+    const { tesseract, open } = gated();
+    const hanging = await startFakeTesseractCore(tesseract);
+    const free = await startFakeTesseractCore(meshStats());
+    const server = await startServer({ tesseract: `${hanging.url},${free.url}`, port: 0, logger: silentLogger, concurrency: 1, healthIntervalMs: 60_000, evalCacheBytes: 0 });
+    const { client } = await reflectedClient(server.address);
+    try {
+      // The first Apply goes to the first runtime, which never answers: cancelled, it holds that runtime's one connection.
+      const controller = new AbortController();
+      const first = client.apply(inputs(), { signal: controller.signal });
+      await applyRequests(hanging, 1);
+      controller.abort();
+      await clientRejects(first, "CANCELLED");
+      // Round robin sent every other one to it, to wait there until their deadlines.
+      for (let i = 0; i < 4; i++) assertAll(flat((await client.apply(inputs(), { deadline: 5000 })).barycenter), barycenter(), `apply ${i}`);
+      assert.equal(hanging.applyCalls, 1);
+      assert.equal(free.applyCalls, 4);
+    } finally {
+      open();
+      client.close();
+      await server.close(0);
+      await Promise.all([hanging.close(), free.close()]);
+    }
+  });
+
   it("a cancelled Apply's slot is held until the runtime drops its connection, then given back", async () => {
     const { tesseract, open } = gated();
     let drop = true;

@@ -153,6 +153,11 @@ export class Replica {
   /** Requests given up on that hold a connection of this runtime now (answerHead). */
   private held = 0;
 
+  /** Whether every connection of this runtime is held by requests given up on. */
+  get allHeld(): boolean {
+    return this.held >= this.limits.connections;
+  }
+
   constructor(
     url: URL,
     address?: { address: string; family: number },
@@ -410,7 +415,9 @@ export class RuntimeReplicas implements HealthTarget {
     if (n === 0) return [];
     const start = this.next++ % n;
     const rotated = [...this.current.slice(start), ...this.current.slice(0, start)];
-    return [...rotated.filter((r) => r.up), ...rotated.filter((r) => !r.up)];
+    // One whose every connection is held by requests given up on takes a request only after the
+    // others: it would wait there for the runtime's answer or a hold's end (a minute), another free.
+    return [...rotated.filter((r) => r.up && !r.allHeld), ...rotated.filter((r) => r.up && r.allHeld), ...rotated.filter((r) => !r.up)];
   }
 
   /** A request to `replica` failed: down if it could not connect; names are resolved again (in the background). */
