@@ -21,7 +21,7 @@ import { loadTesseractCore } from "../server/bridge/tesseract-core";
 import { literalNumbers } from "../server/schema/openapi-proto";
 import { silentLogger } from "../server/log";
 import { abortedRequests, applyRequests, barycenter, meshStatsInputs, N, POINTS, reflectedClient, SCALE } from "./fixtures/tesseract-core/bridge-clients";
-import { FakeDropConnection, FakeValidationError, startFakeTesseractCore, type FakeArray, type FakeTesseract } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { FakeDropConnection, FakeValidationError, startFakeTesseractCore, type FakeArray, type FakeTesseract, type RunningFake } from "./fixtures/tesseract-core/fake-tesseract-core";
 import { MESH_STATS_OPENAPI, meshStats } from "./fixtures/tesseract-core/mesh-stats";
 import { CLI, clientRejects, flat, LogLines } from "./helpers";
 import { givenUpHoldMs } from "../server/bridge/settings";
@@ -201,6 +201,15 @@ describe("tesseract-core bridge: a request given up on holds its slot until the 
   this.timeout(20000);
 
   /** Mesh Stats computing until `open()` (a runtime goes on computing a request whose connection closed: uvicorn does). */
+  /** An Apply cancelled once the runtime has it: CANCELLED at once. */
+  async function cancelledOnceSent(client: Awaited<ReturnType<typeof reflectedClient>>["client"], fake: RunningFake): Promise<void> {
+    const [controller, before] = [new AbortController(), fake.applyCalls];
+    const call = client.apply(inputs(), { signal: controller.signal });
+    await applyRequests(fake, before + 1);
+    controller.abort();
+    await clientRejects(call, "CANCELLED");
+  }
+
   function gated() {
     let open!: () => void;
     const gate = new Promise<void>((resolve) => (open = resolve));
@@ -261,11 +270,7 @@ describe("tesseract-core bridge: a request given up on holds its slot until the 
     const { client } = await reflectedClient(server.address);
     try {
       // The first Apply goes to the first runtime, which never answers: cancelled, it holds that runtime's one connection.
-      const controller = new AbortController();
-      const first = client.apply(inputs(), { signal: controller.signal });
-      await applyRequests(hanging, 1);
-      controller.abort();
-      await clientRejects(first, "CANCELLED");
+      await cancelledOnceSent(client, hanging);
       // Round robin sent every other one to it, to wait there until their deadlines.
       for (let i = 0; i < 4; i++) assertAll(flat((await client.apply(inputs(), { deadline: 5000 })).barycenter), barycenter(), `apply ${i}`);
       assert.equal(hanging.applyCalls, 1);
@@ -284,11 +289,7 @@ describe("tesseract-core bridge: a request given up on holds its slot until the 
     const dropping = { ...tesseract, apply: (decoded: Record<string, unknown>) => { if (drop) throw new FakeDropConnection(); return tesseract.apply(decoded); } };
     const { fake, client, stop } = await bridged(dropping, { concurrency: 1 });
     try {
-      const controller = new AbortController();
-      const first = client.apply(inputs(), { signal: controller.signal });
-      await applyRequests(fake, 1);
-      controller.abort();
-      await clientRejects(first, "CANCELLED");
+      await cancelledOnceSent(client, fake);
       const retry = clientRejects(client.apply(inputs(), { deadline: 500 }), "DEADLINE_EXCEEDED");
       await Promise.race([retry, applyRequests(fake, 2)]);
       assert.equal(fake.applyCalls, 1, "the retry reached the runtime while it computed the cancelled request");
@@ -307,11 +308,7 @@ describe("tesseract-core bridge: a request given up on holds its slot until the 
     const { tesseract, open } = gated();
     const { fake, client, stop } = await bridged(tesseract, { concurrency: 1 });
     try {
-      const controller = new AbortController();
-      const first = client.apply(inputs(), { signal: controller.signal });
-      await applyRequests(fake, 1);
-      controller.abort();
-      await clientRejects(first, "CANCELLED"); // while the runtime still computes it
+      await cancelledOnceSent(client, fake); // while the runtime still computes it
       // The retry waits for the slot the first holds: its deadline passes before it reaches the runtime.
       const retry = clientRejects(client.apply(inputs(), { deadline: 500 }), "DEADLINE_EXCEEDED");
       await Promise.race([retry, applyRequests(fake, 2)]);
