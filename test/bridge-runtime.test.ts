@@ -200,7 +200,6 @@ describe("tesseract-core bridge: health follows the runtimes' /health", function
 describe("tesseract-core bridge: a request given up on holds its slot until the runtime is done with it", function () {
   this.timeout(20000);
 
-  /** Mesh Stats computing until `open()` (a runtime goes on computing a request whose connection closed: uvicorn does). */
   /** An Apply cancelled once the runtime has it: CANCELLED at once. */
   async function cancelledOnceSent(client: Awaited<ReturnType<typeof reflectedClient>>["client"], fake: RunningFake): Promise<void> {
     const [controller, before] = [new AbortController(), fake.applyCalls];
@@ -210,16 +209,27 @@ describe("tesseract-core bridge: a request given up on holds its slot until the 
     await clientRejects(call, "CANCELLED");
   }
 
+  /** Mesh Stats computing until `open()` (a runtime goes on computing a request whose connection closed: uvicorn does). */
   function gated() {
     let open!: () => void;
     const gate = new Promise<void>((resolve) => (open = resolve));
     return { tesseract: { ...meshStats(), hold: () => gate }, open };
   }
 
-  it("--eval-timeout-ms: DEADLINE_EXCEEDED naming the evaluation at once; the runtime's requests are left to answer, then the slots are free", async () => {
+  /** `body` on a server bridging a gated Mesh Stats; then the gate is opened and everything stopped. */
+  async function onGated(options: Parameters<typeof bridged>[1], body: (bridge: Awaited<ReturnType<typeof bridged>> & { open: () => void }) => Promise<void>): Promise<void> {
     const { tesseract, open } = gated();
-    const { fake, client, stop } = await bridged(tesseract, { evalTimeoutMs: 100, concurrency: 2 });
+    const bridge = await bridged(tesseract, options);
     try {
+      await body({ ...bridge, open });
+    } finally {
+      open();
+      await bridge.stop();
+    }
+  }
+
+  it("--eval-timeout-ms: DEADLINE_EXCEEDED naming the evaluation at once; the runtime's requests are left to answer, then the slots are free", async () => {
+    await onGated({ evalTimeoutMs: 100, concurrency: 2 }, async ({ fake, client, open }) => {
       const url = fake.url.replace(/[.]/g, "\\.");
       await clientRejects(
         client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL }),
@@ -233,16 +243,11 @@ describe("tesseract-core bridge: a request given up on holds its slot until the 
       assert.equal(fake.applyCalls, sent + 1);
       assert.ok(fake.maxInFlight <= 2, `${fake.maxInFlight} requests at once`);
       assert.equal(fake.aborted, 0);
-    } finally {
-      open();
-      await stop();
-    }
+    });
   });
 
   it("a client's cancellation of a Jacobian is answered at once; its requests in flight hold their slots until answered", async () => {
-    const { tesseract, open } = gated();
-    const { fake, client, stop } = await bridged(tesseract, { concurrency: 1 });
-    try {
+    await onGated({ concurrency: 1 }, async ({ fake, client, open }) => {
       const controller = new AbortController();
       const call = client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL }, { signal: controller.signal });
       await applyRequests(fake, 1);
@@ -256,10 +261,7 @@ describe("tesseract-core bridge: a request given up on holds its slot until the 
       open();
       assertAll(flat((await client.apply(inputs())).barycenter), barycenter());
       assert.equal(fake.maxInFlight, 1);
-    } finally {
-      open();
-      await stop();
-    }
+    });
   });
 
   it("of two runtimes, one whose every connection is held by requests given up on is tried after the other (evaluations queued behind its holds)", async () => {
@@ -305,9 +307,7 @@ describe("tesseract-core bridge: a request given up on holds its slot until the 
   });
 
   it("a cancelled Apply is answered at once; the next one waits until the runtime has answered the first (cancel-and-retry piled work onto a slow runtime)", async () => {
-    const { tesseract, open } = gated();
-    const { fake, client, stop } = await bridged(tesseract, { concurrency: 1 });
-    try {
+    await onGated({ concurrency: 1 }, async ({ fake, client, open }) => {
       await cancelledOnceSent(client, fake); // while the runtime still computes it
       // The retry waits for the slot the first holds: its deadline passes before it reaches the runtime.
       const retry = clientRejects(client.apply(inputs(), { deadline: 500 }), "DEADLINE_EXCEEDED");
@@ -318,10 +318,7 @@ describe("tesseract-core bridge: a request given up on holds its slot until the 
       assertAll(flat((await client.apply(inputs())).barycenter), barycenter());
       assert.equal(fake.applyCalls, 2);
       assert.equal(fake.maxInFlight, 1);
-    } finally {
-      open();
-      await stop();
-    }
+    });
   });
 
   it("--given-up-hold-ms: cancelled Applies the runtime never answers hold their slots only that long, then their connections are closed and the slots freed, with warnings naming the runtime, the request and how long (they held every slot forever: each later Apply DEADLINE_EXCEEDED)", async () => {
