@@ -53,7 +53,9 @@ function scalar(field: protobuf.Field, v: unknown, where: string, enumLiterals: 
     // A value number stays one where every literal is a string (as it was read before literals were
     // values), if it is one of the enum's (another went on to protobufjs, "enum value expected",
     // located at the whole inputs); of Literal[False, True], 1 went as false.
-    const numbered = literals ? literals.values.every((l) => typeof l === "string") && literals.numbers.includes(v as number) : Number.isInteger(v) && (v as number) >= INT_RANGES.int32[0] && (v as number) <= INT_RANGES.int32[1];
+    const numbered = literals
+      ? literals.values.every((l) => typeof l === "string") && literals.numbers.includes(v as number)
+      : Number.isInteger(v) && (v as number) >= INT_RANGES.int32[0] && (v as number) <= INT_RANGES.int32[1];
     if (numbered) return v;
     if (literals) throw invalidArgument(`${where} is ${shown(v)}, expected one of ${literalList(literals)} (or their enum value names)`);
     throw invalidArgument(`${where} is ${shown(v)}, expected one of ${Object.keys(values).join(", ")} (or its number)`);
