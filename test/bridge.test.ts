@@ -238,10 +238,19 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
       await clientRejects(client.apply(inputs()), "UNAVAILABLE", new RegExp(`${unanswered} 3600 s, longer than this server waits \\(30 s\\): retry later$`));
       assert.equal(posts, 1);
       retryAfter = "20";
-      await clientRejects(client.apply(inputs(), { deadline: 10_000 }), "UNAVAILABLE", new RegExp(`${unanswered} 20 s, past the deadline \\(in \\d+ ms\\)$`));
+      await clientRejects(client.apply(inputs(), { deadline: 10_000 }), "UNAVAILABLE", new RegExp(`${unanswered} 20 s, past the call's deadline \\(in \\d+ ms\\)$`));
       assert.equal(posts, 2);
       // A gradient job's evaluations know the deadline too.
-      await clientRejects(client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL }, { deadline: 10_000 }), "UNAVAILABLE", new RegExp(`^evaluation at mesh\\.points\\[\\d, \\d\\] [+-] h failed: ${unanswered.slice(1)} 20 s, past the deadline \\(in \\d+ ms\\)$`));
+      await clientRejects(client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL }, { deadline: 10_000 }), "UNAVAILABLE", new RegExp(`^evaluation at mesh\\.points\\[\\d, \\d\\] [+-] h failed: ${unanswered.slice(1)} 20 s, past the call's deadline \\(in \\d+ ms\\)$`));
+      // The per-evaluation timeout, not the call's deadline, is what the wait would pass here.
+      const timed = await startServer({ tesseract: url, port: 0, logger: silentLogger, evalTimeoutMs: 10_000 });
+      const { client: timedClient } = await reflectedClient(timed.address);
+      try {
+        await clientRejects(timedClient.apply(inputs()), "UNAVAILABLE", new RegExp(`${unanswered} 20 s, past the per-evaluation timeout of 10000 ms \\(--eval-timeout-ms\\) \\(in \\d+ ms\\)$`));
+      } finally {
+        timedClient.close();
+        await timed.close(0);
+      }
     } finally {
       client.close();
       await server.close(0);

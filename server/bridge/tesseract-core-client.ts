@@ -120,8 +120,8 @@ export class TesseractCoreClient {
       if ((retryAfterS ?? 0) > MAX_RETRY_AFTER_S) throw unanswered(`${asked}, longer than this server waits (${MAX_RETRY_AFTER_S} s): retry later`);
       const waitMs = Math.max(BUSY_WAIT_MS * 2 ** resend * (0.5 + Math.random()), 1000 * (retryAfterS ?? 0));
       const deadline = deadlineOf(signal);
-      if (deadline !== undefined && Date.now() + waitMs >= deadline) {
-        throw unanswered(`${asked || `; the next try would be in ${Math.ceil(waitMs)} ms`}, past the deadline (in ${Math.max(0, deadline - Date.now())} ms)`);
+      if (deadline !== undefined && Date.now() + waitMs >= deadline.at) {
+        throw unanswered(`${asked || `; the next try would be in ${Math.ceil(waitMs)} ms`}, past ${deadline.what} (in ${Math.max(0, deadline.at - Date.now())} ms)`);
       }
       await setTimeout(waitMs, undefined, { signal }).catch(() => {
         throw abortedError(signal!, `POST /${endpoint}`, signal!.reason);

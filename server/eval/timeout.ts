@@ -31,7 +31,7 @@ export async function withAbortingTimeout<T>(ms: number, signal: AbortSignal | u
   if (!(ms > 0)) return work(signal);
   const controller = new AbortController();
   derive(controller.signal, signal);
-  setDeadline(controller.signal, Date.now() + ms);
+  setDeadline(controller.signal, Date.now() + ms, `the per-evaluation timeout of ${ms} ms (--eval-timeout-ms)`);
   const expired = evalTimeoutError(ms, where);
   const timer = setTimeout(() => controller.abort(expired), ms);
   const forward = () => controller.abort(signal!.reason);

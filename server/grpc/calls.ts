@@ -177,12 +177,12 @@ export class CallRegistry {
     if (maxDeadlineMs) ms = Math.min(ms, maxDeadlineMs);
     // Known to the work too (eval/deadlines.ts): a wait that would end past it gives up at once.
     if (Number.isFinite(clientMs) && clientMs <= ms) {
-      setDeadline(controller.signal, deadline - CLIENT_DEADLINE_LEAD_MS);
+      setDeadline(controller.signal, deadline - CLIENT_DEADLINE_LEAD_MS, "the call's deadline");
       return clientMs > MAX_TIMER_MS ? undefined : setTimeout(expire, Math.max(0, clientMs - CLIENT_DEADLINE_LEAD_MS));
     }
     if (!Number.isFinite(ms) || ms > MAX_TIMER_MS) return undefined; // --max-deadline-ms of a month: no timer, not one that fires at once
-    setDeadline(controller.signal, Date.now() + ms);
     const which = Number.isFinite(clientMs) || ms === maxDeadlineMs ? `maximum deadline of ${maxDeadlineMs} ms` : `default deadline of ${defaultDeadlineMs} ms`;
+    setDeadline(controller.signal, Date.now() + ms, `the server's ${which}`);
     return setTimeout(() => controller.abort(new TesseractError(Code.DEADLINE_EXCEEDED, `the server's ${which} passed`)), ms);
   }
 
