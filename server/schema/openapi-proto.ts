@@ -16,12 +16,14 @@
  *   Optional[X] (anyOf X | null), or a declared default -> proto3 `optional` (unset: tesseract-core's
  *                                        default applies), messages being optional already
  *
- * Fields are written in the declared order (`field_order`, else the schema's property order) and
- * numbered by their names (fieldNumbers). What has no protobuf form (a list of lists, a union of two
- * types) is refused at start with the property's path.
+ * Fields are written in the declared order (`field_order`, else the schema's property order),
+ * numbered by their keys (fieldNumbers) and named by them where protobuf can take them, otherwise
+ * after them with the key in `(tesseract.v1.json_key)` (proto-field-names.ts). What has no protobuf
+ * form (a list of lists, a union of two types) is refused at start with the property's path.
  */
 import { createHash } from "node:crypto";
 import { enumValueName, literalName, screamingSnake, type LiteralEnum } from "../../common/enum-names";
+import { protoFieldNames } from "./proto-field-names";
 
 export interface ProtoFromOpenApi {
   /** The `.proto` file's text (imports tesseract/v1/tensor.proto). */
@@ -141,6 +143,9 @@ function isArraySchema(s: JsonSchema): boolean {
   return "array_flags" in s || (isObject(s.properties) && "object_type" in s.properties && "shape" in s.properties);
 }
 
+/** Whether a property is a dict (a map field, whose entry type takes a name in its message). */
+const isMapSchema = (s: JsonSchema): boolean => s.type === "object" && isObject(s.additionalProperties) && !isArraySchema(s);
+
 class Writer {
   private readonly messages = new Map<string, string>();
   private readonly enums: string[] = [];
@@ -182,26 +187,28 @@ class Writer {
     // A property that `field_order` leaves out still gets a field, after those it lists (it was dropped: no caller could set it).
     const listed = this.fieldOrder[path] ?? [];
     const order = [...listed, ...Object.keys(properties).filter((field) => !listed.includes(field))];
+    for (const key of order) if (!isObject(properties[key])) throw new Error(`${below(path, key)}: no schema for this field`);
+    // Numbered by the runtime's key, named as protobuf can take it (proto-field-names.ts): a field renamed
+    // because another key came to meet it keeps its number, and old stubs still fit.
     const numbers = fieldNumbers(order);
-    const fields = order.map((field) => {
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(field)) throw new Error(`${path || this.root}: field name ${JSON.stringify(field)} is not a protobuf identifier`);
-      // protobufjs, and every JavaScript object, holds no own "__proto__": the field was dropped unseen.
-      if (field === "__proto__") throw new Error(`${path || this.root}: field name "__proto__" cannot be served (JavaScript reserves it)`);
-      const property = properties[field];
-      if (!isObject(property)) throw new Error(`${below(path, field)}: no schema for this field`);
-      return `  ${this.field(property, below(path, field), field)} = ${numbers.get(field)}${this.options(property)};`;
+    const fieldNames = protoFieldNames(order, (key) => isMapSchema(properties[key] as JsonSchema));
+    const fields = order.map((key) => {
+      const property = properties[key] as JsonSchema;
+      const field = fieldNames.get(key)!;
+      return `  ${this.field(property, below(path, key), field)} = ${numbers.get(key)}${this.options(property, field === key ? undefined : key, below(path, key))};`;
     });
     this.messages.set(name, `message ${name} {\n${fields.join("\n")}\n}`);
     // Required and not nullable: such a field must be there and not null (Optional[X] may be null).
-    const mayBeNull = (field: string) => this.nullable(properties[field] as JsonSchema) !== undefined || literalHoldsNull(properties[field] as JsonSchema);
-    this.requiredFields[`${this.packageName}.${name}`] = order.filter((field) => required.has(field) && !mayBeNull(field));
-    this.nullFields[`${this.packageName}.${name}`] = order.filter((field) => required.has(field) && mayBeNull(field));
-    for (const field of order) {
-      const property = properties[field] as JsonSchema;
+    const mayBeNull = (key: string) => this.nullable(properties[key] as JsonSchema) !== undefined || literalHoldsNull(properties[key] as JsonSchema);
+    const named = (keys: string[]) => keys.map((key) => fieldNames.get(key)!);
+    this.requiredFields[`${this.packageName}.${name}`] = named(order.filter((key) => required.has(key) && !mayBeNull(key)));
+    this.nullFields[`${this.packageName}.${name}`] = named(order.filter((key) => required.has(key) && mayBeNull(key)));
+    for (const key of order) {
+      const property = properties[key] as JsonSchema;
       const array = this.nullable(property) ?? property;
       const shape = isArraySchema(array) && isObject(array.properties) ? array.properties.shape : undefined;
       const note = { ...(Object.hasOwn(property, "default") ? { default: property.default } : {}), ...(isObject(shape) ? { shape } : {}) };
-      if (Object.keys(note).length > 0) (this.documented[`${this.packageName}.${name}`] ??= {})[field] = note;
+      if (Object.keys(note).length > 0) (this.documented[`${this.packageName}.${name}`] ??= {})[fieldNames.get(key)!] = note;
     }
     return name;
   }
@@ -328,18 +335,25 @@ class Writer {
    * array_flags holds DIFFERENTIABLE, `(tesseract.v1.datatype)` for the declared dtype (the `examples`
    * of its dtype schema) when it has a DataType.
    */
-  private options(s: JsonSchema): string {
+  private options(s: JsonSchema, jsonKey: string | undefined, path: string): string {
+    const options = this.arrayOptions(s);
+    // The runtime's key of a field named otherwise (proto-field-names.ts).
+    if (jsonKey !== undefined) options.push(`(tesseract.v1.json_key) = ${protoString(jsonKey, path)}`);
+    return options.length ? ` [${options.join(", ")}]` : "";
+  }
+
+  private arrayOptions(s: JsonSchema): string[] {
     let target = this.nullable(s) ?? s;
     if (!isArraySchema(target) && isObject(target.additionalProperties)) target = target.additionalProperties;
     else if (target.type === "array" && isObject(target.items)) target = target.items;
-    if (!isArraySchema(target)) return "";
+    if (!isArraySchema(target)) return [];
     const options: string[] = [];
     const flags = Array.isArray(target.array_flags) ? target.array_flags : [];
     if (flags.includes("DIFFERENTIABLE")) options.push("(tesseract.v1.differentiable) = true");
     const dtypeSchema = isObject(target.properties) && isObject(target.properties.dtype) ? target.properties.dtype : {};
     const declared = Array.isArray(dtypeSchema.examples) ? dtypeSchema.examples[0] : undefined;
     if (typeof declared === "string" && Object.hasOwn(DATA_TYPES, declared)) options.push(`(tesseract.v1.datatype) = ${DATA_TYPES[declared]}`);
-    return options.length ? ` [${options.join(", ")}]` : "";
+    return options;
   }
 
   text(): string {
@@ -357,6 +371,19 @@ class Writer {
 }
 
 const below = (path: string, field: string) => (path ? `${path}.${field}` : field);
+
+/**
+ * `text` as a .proto string that protoc, buf and protobufjs all read back as it is: protobufjs drops
+ * a `\"` (and `\x`, `\u` escapes), so a key holding `"` goes between single quotes. A key holding
+ * both quotes, or a control character, has no such string: refused naming it.
+ */
+function protoString(text: string, path: string): string {
+  const quote = text.includes('"') ? "'" : '"';
+  if (text.includes(quote) || /[\u0000-\u001f\u007f]/.test(text)) {
+    throw new Error(`${path}: the key ${JSON.stringify(text)} cannot be written in a .proto (it holds both quotes, or a control character); rename the field in the Tesseract (a pydantic alias)`);
+  }
+  return `${quote}${text.replace(/\\/g, "\\\\")}${quote}`;
+}
 
 /** Whether a schema is a Literal one of whose values is None. */
 const literalHoldsNull = (s: JsonSchema) => Array.isArray(s.enum) && s.enum.includes(null);
