@@ -24,6 +24,7 @@
 import { createHash } from "node:crypto";
 import { enumValueName, literalName, screamingSnake, type LiteralEnum } from "../../common/enum-names";
 import { protoFieldNames } from "./proto-field-names";
+import { mapEntryName } from "./proto-compiler";
 
 export interface ProtoFromOpenApi {
   /** The `.proto` file's text (imports tesseract/v1/tensor.proto). */
@@ -111,12 +112,19 @@ function hiddenTesseractTypes(packageName: string): string | undefined {
 
 const pascal = (s: string) => s.replace(/(^|_)([a-z0-9])/g, (_, __, c: string) => c.toUpperCase()).replace(/[^A-Za-z0-9]/g, "");
 
-/** The schema's own name for a model's key, without tesseract-core's endpoint prefix. */
+/**
+ * The schema's own name for a model's key, without tesseract-core's endpoint prefix, as a message
+ * name: accents dropped, other characters that are no identifier's too, and a capital first letter,
+ * "Model" before a name left empty or starting with a digit (`3D` was an illegal token that
+ * stopped the start; a lowercase `tesseract` would hide the tesseract.v1 package).
+ */
 function messageName(key: string): string {
   const name = key.replace(/^Apply_/, "");
   if (name === "InputSchema") return "Inputs";
   if (name === "OutputSchema") return "Outputs";
-  return pascal(name);
+  const ascii = pascal(name.normalize("NFKD").replace(/[\u0300-\u036f]/g, ""));
+  const capital = ascii.charAt(0).toUpperCase() + ascii.slice(1);
+  return /^[A-Z]/.test(capital) ? capital : `Model${capital}`;
 }
 
 /**
@@ -191,11 +199,15 @@ class Writer {
     // Numbered by the runtime's key, named as protobuf can take it (proto-field-names.ts): a field renamed
     // because another key came to meet it keeps its number, and old stubs still fit.
     const numbers = fieldNumbers(order);
-    const fieldNames = protoFieldNames(order, (key) => isMapSchema(properties[key] as JsonSchema));
+    const isMap = (key: string) => isMapSchema(properties[key] as JsonSchema);
+    const fieldNames = protoFieldNames(order, isMap);
+    // protobuf declares a map field's entry type (`a` -> AEntry) inside the message, where it hides a
+    // model of that name: such a model is named in full (protoc took the entry for it, and refused it).
+    const entries = new Set(order.filter(isMap).map((key) => mapEntryName(fieldNames.get(key)!)));
     const fields = order.map((key) => {
       const property = properties[key] as JsonSchema;
       const field = fieldNames.get(key)!;
-      return `  ${this.field(property, below(path, key), field)} = ${numbers.get(key)}${this.options(property, field === key ? undefined : key, below(path, key))};`;
+      return `  ${this.field(property, below(path, key), field, entries)} = ${numbers.get(key)}${this.options(property, field === key ? undefined : key, below(path, key))};`;
     });
     this.messages.set(name, `message ${name} {\n${fields.join("\n")}\n}`);
     // Required and not nullable: such a field must be there and not null (Optional[X] may be null).
@@ -229,19 +241,23 @@ class Writer {
   }
 
   /** `[optional|repeated] <type> <name>`, or `map<string, X> <name>`. */
-  private field(s: JsonSchema, path: string, name: string): string {
+  private field(s: JsonSchema, path: string, name: string, hidden: ReadonlySet<string>): string {
     const nullable = this.nullable(s);
     if (nullable && !isArraySchema(nullable) && (nullable.type === "array" || (nullable.type === "object" && isObject(nullable.additionalProperties)))) {
       // It was refused as "a union of types, or an untyped value", quoting a plain list's schema.
       const kind = nullable.type === "array" ? "list" : "dict";
       throw new Error(`${path}: an optional ${kind} (${kind} | None) has no protobuf form: a repeated or map field cannot tell None from empty; make it required, or default it to empty`);
     }
-    if (nullable) return `${this.takesOptional(nullable, path) ? "optional " : ""}${this.type(nullable, path, name)} ${name}`;
-    if (s.type === "array") return `repeated ${this.type(this.items(s, path), `${path}.[]`, name)} ${name}`;
-    if (s.type === "object" && isObject(s.additionalProperties) && !isArraySchema(s)) return `map<string, ${this.type(s.additionalProperties, `${path}.{}`, name)}> ${name}`;
+    const type = (x: JsonSchema, at: string) => {
+      const typeName = this.type(x, at, name);
+      return hidden.has(typeName) ? `.${this.packageName}.${typeName}` : typeName;
+    };
+    if (nullable) return `${this.takesOptional(nullable, path) ? "optional " : ""}${type(nullable, path)} ${name}`;
+    if (s.type === "array") return `repeated ${type(this.items(s, path), `${path}.[]`)} ${name}`;
+    if (isMapSchema(s)) return `map<string, ${type(s.additionalProperties as JsonSchema, `${path}.{}`)}> ${name}`;
     // Every scalar has presence, required or not: unset, a field with a default is left to the
     // runtime, and a required one is refused (tesseract-core-client.ts), where it went as a zero.
-    return `${this.takesOptional(s, path) ? "optional " : ""}${this.type(s, path, name)} ${name}`;
+    return `${this.takesOptional(s, path) ? "optional " : ""}${type(s, path)} ${name}`;
   }
 
   /** X of Optional[X] (anyOf X | null), or undefined. */
