@@ -15,16 +15,20 @@
  *   list[X] (items)                   -> repeated X
  *   Optional[X] (anyOf X | null), or a declared default -> proto3 `optional` (unset: tesseract-core's
  *                                        default applies), messages being optional already
+ *   const (a one-value Literal)       -> that scalar when typed, else an enum as for Literal
+ *   allOf [X], type [T, null]         -> X, Optional[T] (openapi-shapes.ts)
  *
  * Fields are written in the declared order (`field_order`, else the schema's property order),
  * numbered by their keys (fieldNumbers) and named by them where protobuf can take them, otherwise
  * after them with the key in `(tesseract.v1.json_key)` (proto-field-names.ts). What has no protobuf
- * form (a list of lists, a union of two types) is refused at start with the property's path.
+ * form (a list of lists, a union of two types or models) is refused at start with the property's
+ * path and what it is (openapi-shapes.ts).
  */
 import { createHash } from "node:crypto";
 import { enumValueName, literalName, screamingSnake, type LiteralEnum } from "../../common/enum-names";
 import { protoFieldNames } from "./proto-field-names";
 import { mapEntryName } from "./proto-compiler";
+import { containerProblem, noProtobufForm, normalised } from "./openapi-shapes";
 
 export interface ProtoFromOpenApi {
   /** The `.proto` file's text (imports tesseract/v1/tensor.proto). */
@@ -70,6 +74,9 @@ const DATA_TYPES: Readonly<Record<string, string>> = {
   float32: "DATA_TYPE_FP32",
   float64: "DATA_TYPE_FP64",
 };
+
+/** The JSON schema types that map to protobuf scalars. */
+const SCALAR_TYPES = ["integer", "number", "string", "boolean"];
 
 const isObject = (x: unknown): x is JsonSchema => typeof x === "object" && x !== null && !Array.isArray(x);
 
@@ -190,12 +197,13 @@ class Writer {
     if (this.messages.has(name)) return name;
     this.messages.set(name, ""); // recursive references resolve to the same name
     const schema = this.resolve(ref, path);
-    const properties = isObject(schema.properties) ? schema.properties : {};
+    const declared = isObject(schema.properties) ? schema.properties : {};
     const required = new Set(Array.isArray(schema.required) ? (schema.required as string[]) : []);
     // A property that `field_order` leaves out still gets a field, after those it lists (it was dropped: no caller could set it).
     const listed = this.fieldOrder[path] ?? [];
-    const order = [...listed, ...Object.keys(properties).filter((field) => !listed.includes(field))];
-    for (const key of order) if (!isObject(properties[key])) throw new Error(`${below(path, key)}: no schema for this field`);
+    const order = [...listed, ...Object.keys(declared).filter((field) => !listed.includes(field))];
+    for (const key of order) if (!isObject(declared[key])) throw new Error(`${below(path, key)}: no schema for this field`);
+    const properties = Object.fromEntries(order.map((key) => [key, normalised(declared[key] as JsonSchema)]));
     // Numbered by the runtime's key, named as protobuf can take it (proto-field-names.ts): a field renamed
     // because another key came to meet it keeps its number, and old stubs still fit.
     const numbers = fieldNumbers(order);
@@ -254,7 +262,12 @@ class Writer {
     };
     if (nullable) return `${this.takesOptional(nullable, path) ? "optional " : ""}${type(nullable, path)} ${name}`;
     if (s.type === "array") return `repeated ${type(this.items(s, path), `${path}.[]`)} ${name}`;
-    if (isMapSchema(s)) return `map<string, ${type(s.additionalProperties as JsonSchema, `${path}.{}`)}> ${name}`;
+    if (isMapSchema(s)) {
+      const values = normalised(s.additionalProperties as JsonSchema);
+      const problem = containerProblem("dict", values, path);
+      if (problem) throw new Error(problem);
+      return `map<string, ${type(values, `${path}.{}`)}> ${name}`;
+    }
     // Every scalar has presence, required or not: unset, a field with a default is left to the
     // runtime, and a required one is refused (tesseract-core-client.ts), where it went as a zero.
     return `${this.takesOptional(s, path) ? "optional " : ""}${type(s, path)} ${name}`;
@@ -264,7 +277,7 @@ class Writer {
   private nullable(s: JsonSchema): JsonSchema | undefined {
     if (!Array.isArray(s.anyOf)) return undefined;
     const options = (s.anyOf as JsonSchema[]).filter((o) => o.type !== "null");
-    return options.length === 1 && options.length < s.anyOf.length ? { ...options[0], default: s.default } : undefined;
+    return options.length === 1 && options.length < s.anyOf.length ? { ...normalised(options[0]), default: s.default } : undefined;
   }
 
   /** Whether `optional` applies: to scalars and enums (messages and tensors have presence already). */
@@ -276,8 +289,10 @@ class Writer {
   private items(s: JsonSchema, path: string): JsonSchema {
     if (Array.isArray(s.prefixItems)) throw new Error(`${path}: a tuple (items by position) has no protobuf form; use a list or a model`);
     if (!isObject(s.items)) throw new Error(`${path}: a list without an item schema has no protobuf form`);
-    if (s.items.type === "array") throw new Error(`${path}: a list of lists has no protobuf form; wrap the inner list in a model`);
-    return s.items;
+    const items = normalised(s.items);
+    const problem = containerProblem("list", items, path);
+    if (problem) throw new Error(problem);
+    return items;
   }
 
   /** The protobuf type of a value schema. */
@@ -288,6 +303,8 @@ class Writer {
     }
     if (isArraySchema(s)) return "tesseract.v1.Tensor";
     if (Array.isArray(s.enum)) return this.enum(s.enum, fieldName);
+    // A Literal of one value, as pydantic writes it; with a scalar type the field is that scalar (the runtime refuses another value).
+    if (Object.hasOwn(s, "const") && !SCALAR_TYPES.includes(s.type as string)) return this.enum([s.const], fieldName);
     switch (s.type) {
       case "integer":
         return "int64";
@@ -298,7 +315,7 @@ class Writer {
       case "boolean":
         return "bool";
     }
-    throw new Error(`${path}: schema ${JSON.stringify(s).slice(0, 120)} has no protobuf form (a union of types, or an untyped value)`);
+    throw new Error(noProtobufForm(s, path));
   }
 
   /**
