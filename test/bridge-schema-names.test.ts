@@ -76,4 +76,24 @@ describe("tesseract-core bridge: model and Literal names protobuf's scopes make 
       await served.stop();
     }
   });
+
+  it("Literal values whose names meet once protoc strips the enum's prefix and PascalCases them (\"\" named VALUE_1 beside \"value1\"; \"unspecified2\") are named apart: buf compiles the .proto", async () => {
+    const kinds = ["", "value1", "value_2", "unspecified", "unspecified2", "x"];
+    const doc = openApiDoc({ kind: { enum: kinds, type: "string" }, w: arraySchema(true) }, { y: arraySchema(true) });
+    const served = await serveSchema(doc, (given) => ({ y: given.w }));
+    try {
+      const text = await served.protoText();
+      const names = [...text.matchAll(/^ {2}(KIND_VALUE_\w+) = (\d+);$/gm)];
+      // protoc's rule: value names equal once the enum's prefix is stripped and the rest PascalCased (VALUE_1 and VALUE1 are both Value1) are refused.
+      const pascal = (name: string) => name.slice("KIND_VALUE_".length).split("_").map((p) => p.charAt(0) + p.slice(1).toLowerCase()).join("");
+      assert.equal(new Set(names.map((m) => pascal(m[1]))).size, names.length, names.map((m) => m[1]).join(" "));
+      const numbers = literalNumbers(kinds);
+      for (const [i, kind] of kinds.entries()) {
+        await served.client.apply({ kind: numbers[i], w: f64([1]) });
+        assert.equal(served.seen[served.seen.length - 1].kind, kind);
+      }
+    } finally {
+      await served.stop();
+    }
+  });
 });

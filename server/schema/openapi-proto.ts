@@ -25,7 +25,8 @@
  * path and what it is (openapi-shapes.ts).
  */
 import { createHash } from "node:crypto";
-import { enumValueName, literalName, screamingSnake, type LiteralEnum } from "../../common/enum-names";
+import { literalName, type LiteralEnum } from "../../common/enum-names";
+import { enumValueNames } from "./enum-value-names";
 import { protoFieldNames } from "./proto-field-names";
 import { mapEntryName } from "./proto-compiler";
 import { containerProblem, noProtobufForm, normalised } from "./openapi-shapes";
@@ -337,27 +338,9 @@ class Writer {
     if (!known(name)) {
       const numbers = literalNumbers(values);
       this.enumLiterals[`${this.packageName}.${name}`] = { values, numbers };
-      // Enum values share the package's scope (common/enum-names.ts): a name taken there — by another
-      // enum's values (`mode: "value_a"` and `mode_value: "a"` both spell MODE_VALUE_VALUE_A; protoc
-      // refused the file) — or none ("-") gets VALUE_<i> (its place in the Literal, from 1). Values
-      // of this enum that spell the same name ("Linear" and "linear", "a-b" and "a_b") all get
-      // VALUE_<i>: the JSON readers match a short name whatever its case and separators, and sent
-      // "linear" as "Linear" (the first took the name).
-      const spellings = new Map<string, number>();
-      for (const v of strings) spellings.set(screamingSnake(v), (spellings.get(screamingSnake(v)) ?? 0) + 1);
-      const valueName = (preferred: string, fallback: (n: number) => string) => {
-        let value = preferred;
-        for (let n = 2; this.valueNames.has(value); n++) value = fallback(n);
-        this.valueNames.add(value);
-        return value;
-      };
-      const unset = valueName(enumValueName(name, "UNSPECIFIED"), (n) => enumValueName(name, `UNSPECIFIED_${n}`));
-      const lines = strings.map((v, k) => {
-        const i = k + 1;
-        let preferred = enumValueName(name, v);
-        if (screamingSnake(v) === "" || spellings.get(screamingSnake(v))! > 1 || this.valueNames.has(preferred)) preferred = enumValueName(name, `VALUE_${i}`);
-        return `  ${valueName(preferred, (n) => enumValueName(name, `VALUE_${i}_${n}`))} = ${numbers[k]};`;
-      });
+      // Named after the values where protobuf and protoc take that, else by place (enum-value-names.ts).
+      const { unset, values: valueNames } = enumValueNames(name, strings, this.valueNames);
+      const lines = valueNames.map((valueName, k) => `  ${valueName} = ${numbers[k]};`);
       this.enums.push(`enum ${name} {\n  ${unset} = 0;\n${lines.join("\n")}\n}`);
     }
     return name;
