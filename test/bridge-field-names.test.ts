@@ -80,8 +80,9 @@ describe("tesseract-core bridge: field names protobuf cannot take as they are", 
     // Keys protobuf and JavaScript take as they are, protobuf's keywords among them.
     const kept = ["option", "message", "package", "syntax", "enum", "reserved", "optional", "repeated", "toJSON"];
     const keys = [...Object.keys(renamed), ...kept];
-    const properties = Object.fromEntries([...keys.map((k) => [k, number]), ["a", { type: "object", additionalProperties: number }], ["w", arraySchema(true)]]);
-    const served = await serveSchema(openApiDoc(properties, { ...properties, y: arraySchema(true) }), (inputs) => ({ ...inputs, y: fakeArray((inputs.w as FakeArray).values.map((v) => 3 * v)) }));
+    const properties = Object.fromEntries([...keys.map((k) => [k, number]), ["a", { type: "object", additionalProperties: number }], ["w", arraySchema(true)], ["w.v", arraySchema(true)]]);
+    const y = (inputs: Record<string, unknown>) => fakeArray((inputs.w as FakeArray).values.map((v, i) => 3 * v + 5 * (inputs["w.v"] as FakeArray).values[i]));
+    const served = await serveSchema(openApiDoc(properties, { ...properties, y: arraySchema(true) }), (inputs) => ({ ...inputs, y: y(inputs) }));
     try {
       const text = await served.protoText();
       const numbers = fieldNumbers([...keys, "a", "w"]);
@@ -92,7 +93,7 @@ describe("tesseract-core bridge: field names protobuf cannot take as they are", 
       assert.ok(text.includes(`\n  map<string, double> a = ${numbers.get("a")};\n`), text);
 
       const names = [...Object.values(renamed), ...kept];
-      const inputs: Record<string, unknown> = { w: f64([1, 2]), a: { k: 0.5 }, ...Object.fromEntries(names.map((name, i) => [name, i + 1])) };
+      const inputs: Record<string, unknown> = { w: f64([1, 2]), w_v: f64([0, 0]), a: { k: 0.5 }, ...Object.fromEntries(names.map((name, i) => [name, i + 1])) };
       const outputs = await served.client.apply(inputs);
       // Each value reached the runtime under its key, and came back in its own field.
       const sent = served.seen[0];
@@ -100,16 +101,21 @@ describe("tesseract-core bridge: field names protobuf cannot take as they are", 
       assert.deepEqual(sent.a, { k: 0.5 });
       assert.deepEqual(names.map((name) => outputs[name]), names.map((_, i) => i + 1));
       assert.deepEqual(flat(outputs.y), [3, 6]);
-      const jacobian = await served.client.jacobian({ inputs, inputPaths: ["w"], outputPaths: ["y"], options: CENTRAL });
+      const jacobian = await served.client.jacobian({ inputs, inputPaths: ["w", "w_v"], outputPaths: ["y"], options: CENTRAL });
       assert.deepEqual(flat(jacobian.block("y", "w")).map((v: number) => Math.round(v * 1e6) / 1e6), [3, 0, 0, 3]);
+      assert.deepEqual(flat(jacobian.block("y", "w_v")).map((v: number) => Math.round(v * 1e6) / 1e6), [5, 0, 0, 5]);
 
       // The REST API reads and answers the keys themselves, "__proto__" too.
-      const body = `{"inputs": {"w": ${JSON.stringify(arrayJson([1, 2]))}, "a": {"k": 0.5}, ${keys.map((k, i) => `${JSON.stringify(k)}: ${i + 1}`).join(", ")}}}`;
+      const body = `{"inputs": {"w": ${JSON.stringify(arrayJson([1, 2]))}, "w.v": ${JSON.stringify(arrayJson([0, 0]))}, "a": {"k": 0.5}, ${keys.map((k, i) => `${JSON.stringify(k)}: ${i + 1}`).join(", ")}}}`;
       const res = await fetch(`${served.rest}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body });
       const text2 = await res.text();
       assert.equal(res.status, 200, text2);
       const answer = JSON.parse(text2) as Record<string, unknown>;
       assert.deepEqual(keys.map((k) => (Object.hasOwn(answer, k) ? answer[k] : `no ${k}`)), keys.map((_, i) => i + 1));
+      // A key no path can spell ("w.v" is two segments) is named in REST paths by its field's name.
+      const restJacobian = await served.post("jacobian", { inputs: JSON.parse(body).inputs, jac_inputs: ["w_v"], jac_outputs: ["y"] });
+      assert.equal(restJacobian.status, 200, JSON.stringify(restJacobian.json));
+      assert.deepEqual(Object.keys(restJacobian.json.y), ["w_v"]);
     } finally {
       await served.stop();
     }
