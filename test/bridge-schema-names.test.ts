@@ -35,18 +35,20 @@ describe("tesseract-core bridge: model and Literal names protobuf's scopes make 
     }
   });
 
-  it("model titles that are no protobuf name (3D, Été, 日本) or meet once sanitised (My-Model and My_Model, Foo and foo) are messages of their own", async () => {
+  it("model titles that are no protobuf name (3D, Été, 日本) or meet once sanitised (My-Model and My_Model, Foo and foo) are messages of their own; a field may share its model's name", async () => {
     const titles = ["3D", "Été", "日本", "My-Model", "My_Model", "Foo", "foo"];
-    const inputs = Object.fromEntries(titles.map((t, i) => [`m${i}`, ref(`Apply_${t}`)]));
+    const inputs = { ...Object.fromEntries(titles.map((t, i) => [`m${i}`, ref(`Apply_${t}`)])), Foo: ref("Apply_Foo") };
     const models = Object.fromEntries(titles.map((t, i) => [`Apply_${t}`, model({ [`v${i}`]: number })]));
     const served = await serveSchema(openApiDoc({ ...inputs, w: arraySchema(true) }, { y: arraySchema(true) }, models), (given) => ({ y: given.w }));
     try {
       const text = await served.protoText();
       const messages = [...text.matchAll(/^message (\w+) \{/gm)].map((m) => m[1]);
       assert.deepEqual(messages.sort(), ["Ete", "Foo", "Foo2", "Inputs", "Model", "Model3D", "MyModel", "MyModel2", "Outputs"].sort());
+      assert.match(text, /\n {2}\.tesseract_core\.schema_shapes\.v1\.Foo Foo = \d+;\n/);
       const tree = Object.fromEntries(titles.map((_, i) => [`m${i}`, { [`v${i}`]: i + 1 }]));
-      await served.client.apply({ ...tree, w: f64([1]) });
+      await served.client.apply({ ...tree, Foo: { v5: 9 }, w: f64([1]) });
       for (let i = 0; i < titles.length; i++) assert.deepEqual(served.seen[0][`m${i}`], { [`v${i}`]: i + 1 });
+      assert.deepEqual(served.seen[0].Foo, { v5: 9 });
     } finally {
       await served.stop();
     }
