@@ -32,7 +32,7 @@ function setup(n: number, weights: number) {
   };
   const leaves = schema.resolveDifferentiable(inputs, PATHS, "input_paths", "input").map((leaf) => inputLeaf(leaf, "input_paths"));
   const whole = (changes: Change[]) => JSON.stringify({ inputs: messageJson(schema.type, perturbedTree(inputs, leaves, changes), "base64", generated.enumLiterals) });
-  return { bodies: new ApplyBodies(messageJson(schema.type, inputs, "base64", generated.enumLiterals), leaves), leaves, whole };
+  return { bodies: new ApplyBodies(schema.type, messageJson(schema.type, inputs, "base64", generated.enumLiterals), leaves), leaves, whole };
 }
 
 describe("bridge apply bodies", () => {

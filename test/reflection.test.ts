@@ -199,7 +199,7 @@ describe("reflection: the protocol, v1 and v1alpha", function () {
         assert.equal(await extensionFile("google.protobuf.MessageOptions", 51234), "acme/units/v1/units.proto");
         assert.equal(await extensionFile("acme.units.v1.Quantity", 100), "acme/units/v1/units.proto");
         const numbers = async (type: string) => (await stream.ask({ all_extension_numbers_of_type: type })).all_extension_numbers_response;
-        assert.deepEqual(await numbers("google.protobuf.FieldOptions"), { base_type_name: "google.protobuf.FieldOptions", extension_number: [50001, 50002] });
+        assert.deepEqual(await numbers("google.protobuf.FieldOptions"), { base_type_name: "google.protobuf.FieldOptions", extension_number: [50001, 50002, 50003] });
         assert.deepEqual(await numbers("acme.units.v1.Quantity"), { base_type_name: "acme.units.v1.Quantity", extension_number: [100] });
         assert.deepEqual(await numbers("acme.solver.v2.Inputs"), { base_type_name: "acme.solver.v2.Inputs", extension_number: [] });
       });

@@ -7,6 +7,7 @@
  * The body is byte for byte what encoding the perturbed tree would give.
  */
 import { randomBytes } from "node:crypto";
+import type * as protobuf from "protobufjs";
 import { Code, TesseractError } from "../../common/errors";
 import { exactJson } from "../../common/exact-json";
 import { isPlainObject } from "../../common/records";
@@ -14,6 +15,7 @@ import { perturbedData, type LeafData } from "../eval/concurrent";
 import type { Change, Perturbation } from "../eval/evaluator";
 import type { InputLeaf } from "../eval/input-leaf";
 import { getAtPath } from "../../common/paths";
+import { keySegments } from "../schema/json-keys";
 
 /** Raw bytes of a leaf's storage as base64: what an array object of that leaf carries. */
 const base64Of = (data: LeafData): string => Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64");
@@ -33,13 +35,15 @@ export class ApplyBodies {
   /** The base64 of each leaf's unperturbed data. */
   private readonly base: string[];
 
-  /** `json`: the job's inputs as tesseract-core's JSON (arrays base64), which this takes over. */
+  /** `json`: the job's inputs of `type` as tesseract-core's JSON (arrays base64), which this takes over. */
   constructor(
+    type: protobuf.Type,
     json: Record<string, unknown>,
     private readonly leaves: readonly InputLeaf[],
   ) {
     leaves.forEach((leaf, i) => {
-      const array = getAtPath(json, leaf.segments);
+      // The leaf's fields by their keys, as the JSON holds them (a field named otherwise: json-keys.ts).
+      const array = getAtPath(json, keySegments(type, leaf.segments));
       const data = isPlainObject(array) ? array.data : undefined;
       if (!isPlainObject(data)) throw new TesseractError(Code.INTERNAL, `input ${leaf.path} did not encode as an array object`);
       data.buffer = `${MARKER}${i}`;

@@ -21,6 +21,7 @@ import type { InputLeaf } from "../eval/input-leaf";
 import { castToDeclared, declaredDatatype, requireFields } from "../schema/output-casting";
 import { inputsAny, isTensorField, messageJson, type EnumLiterals } from "../schema/json-messages";
 import { JsonLeafReader } from "../schema/json-leaves";
+import { jsonKey } from "../schema/json-keys";
 import { formatPath, type Segment } from "../../common/paths";
 import type { RequiredFields } from "../schema/openapi-proto";
 import type { MessageSchema } from "../schema/schema";
@@ -75,7 +76,7 @@ export class TesseractCoreClient {
 
   /** The evaluations of one job: its inputs encoded once, each evaluation's changes spliced in. */
   forJob(inputs: Record<string, unknown>, leaves: readonly InputLeaf[]): JobApply {
-    const bodies = new ApplyBodies(this.inputsJson(inputs, "base64"), leaves);
+    const bodies = new ApplyBodies(this.inputs.type, this.inputsJson(inputs, "base64"), leaves);
     let reader: JsonLeafReader | undefined; // a job's differentiated outputs are the same in every answer
     return (perturbation, signal, only) => {
       if (only) reader ??= new JsonLeafReader(this.outputs.type, only, "outputs", this.requiredFields);
@@ -247,7 +248,8 @@ function abstractOutputs(type: protobuf.Type, json: unknown, at: Segment[], wher
   if (!isPlainObject(json)) throw new TesseractError(Code.INVALID_ARGUMENT, `${where} is ${JSON.stringify(json)?.slice(0, 40)}, expected an object (${type.name})`);
   const found: AbstractOutput[] = [];
   for (const field of type.fieldsArray) {
-    const value = Object.hasOwn(json, field.name) ? json[field.name] : undefined;
+    const key = jsonKey(field);
+    const value = Object.hasOwn(json, key) ? json[key] : undefined;
     if (value === undefined || value === null) continue;
     const element = (x: unknown, segments: Segment[]) => {
       const path = formatPath(segments);

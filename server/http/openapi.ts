@@ -9,13 +9,14 @@
  * `{"shape": null, "dtype": <declared dtype or null>}` for every path — but a bridged Tesseract's,
  * whose runtime's document gives shapes and defaults: those are repeated as it gives them. A
  * bridged Tesseract's enums are its own strings (tesseract-core's Literals), other enums their
- * protobuf value names.
+ * protobuf value names. Fields and paths are in keys (a bridged runtime's own, json-keys.ts).
  */
 import * as protobuf from "protobufjs";
 import { NUMPY_DTYPES, numpyDtype } from "../../common/numpy-arrays";
 import type { TesseractRuntime } from "../runtime";
 import { isTensorField, type EnumLiterals } from "../schema/json-messages";
 import { declaredDatatype, isDifferentiableField, protoName } from "../schema/output-casting";
+import { jsonKey, keyPath } from "../schema/json-keys";
 
 type Json = Record<string, unknown>;
 
@@ -129,8 +130,10 @@ function modelSchemas(prefix: string, roots: [protobuf.Type, string][], runtime:
       if (nullable.has(f.name) || (note.default === null && single)) schema = { anyOf: [schema, { type: "null" }] };
       return "default" in note ? { ...schema, default: note.default } : schema;
     };
-    const properties = Object.fromEntries(type.fieldsArray.map((f) => [f.name, property(f)]));
-    const required = [...(requiredFields[full] ?? []), ...nullable];
+    // Keyed as tesseract-core's JSON is (json-keys.ts); RequiredFields and the notes name fields.
+    const properties = Object.fromEntries(type.fieldsArray.map((f) => [jsonKey(f), property(f)]));
+    const keyOf = (name: string) => (Object.hasOwn(type.fields, name) ? jsonKey(type.fields[name]) : name);
+    const required = [...(requiredFields[full] ?? []), ...nullable].map(keyOf);
     out[key] = { title: type.name, type: "object", properties, ...(required.length ? { required } : {}), additionalProperties: false };
   }
   return out;
@@ -141,10 +144,10 @@ function fieldOrder(type: protobuf.Type): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   const visit = (t: protobuf.Type, at: string, seen: Set<protobuf.Type>) => {
     if (seen.has(t)) return;
-    out[at] = t.fieldsArray.map((f) => f.name);
+    out[at] = t.fieldsArray.map(jsonKey);
     for (const f of t.fieldsArray) {
       if (isTensorField(f) || !(f.resolvedType instanceof protobuf.Type)) continue;
-      const here = (at ? `${at}.` : "") + f.name + (f.map ? ".{}" : f.repeated ? ".[]" : "");
+      const here = (at ? `${at}.` : "") + jsonKey(f) + (f.map ? ".{}" : f.repeated ? ".[]" : "");
       visit(f.resolvedType, here, new Set([...seen, t]));
     }
   };
@@ -163,7 +166,7 @@ function differentiableArrays(type: protobuf.Type, documented: Record<string, un
   const visit = (t: protobuf.Type, at: string, seen: Set<protobuf.Type>) => {
     if (seen.has(t)) return;
     for (const f of t.fieldsArray) {
-      const here = (at ? `${at}.` : "") + f.name + (f.map ? ".{}" : f.repeated ? ".[]" : "");
+      const here = (at ? `${at}.` : "") + jsonKey(f) + (f.map ? ".{}" : f.repeated ? ".[]" : "");
       if (isTensorField(f)) {
         if (isDifferentiableField(f)) out[here] = { shape: shapeOf(here), dtype: declaredDtype(f) ?? null };
       } else if (f.resolvedType instanceof protobuf.Type) visit(f.resolvedType, here, new Set([...seen, t]));
@@ -219,8 +222,9 @@ export function openApiDocument(runtime: TesseractRuntime): Json {
     if (fields) {
       const [inPaths, outPaths, vector] = fields;
       const pathList = (patterns: string[]) => ({ type: "array", items: { anyOf: patterns.map(pathSchema) }, uniqueItems: true, minItems: 1 });
-      properties[inPaths] = pathList(inputs.differentiablePatternNames());
-      properties[outPaths] = pathList(outputs.differentiablePatternNames());
+      // In keys, as the REST API takes paths (json-keys.ts).
+      properties[inPaths] = pathList(inputs.differentiablePatternNames().map((p) => keyPath(inputs.type, p)));
+      properties[outPaths] = pathList(outputs.differentiablePatternNames().map((p) => keyPath(outputs.type, p)));
       if (vector) properties[vector] = { type: "object", additionalProperties: arrayOf(true) };
       properties.options = OPTIONS_SCHEMA;
       required.push(inPaths, outPaths, ...(vector ? [vector] : []));

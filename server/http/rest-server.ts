@@ -8,6 +8,7 @@
 import * as grpc from "@grpc/grpc-js";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import ndarray from "ndarray";
+import type * as protobuf from "protobufjs";
 import type { BearerTokens } from "../../common/bearer-tokens";
 import { clip, Code, invalidArgument, isTesseractError, TesseractError } from "../../common/errors";
 import { arrayObject, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
@@ -22,6 +23,7 @@ import type { AbstractEvalAnswer } from "../tesseract";
 import { parsePath } from "../../common/paths";
 import { checkBodyDepth, detailOf, httpStatusOf, shortInput, valueError, type DetailEntry, type Loc } from "./errors";
 import { inputsAny, messageJson } from "../schema/json-messages";
+import { jsonKeys, keyPath, keySegments, namePath } from "../schema/json-keys";
 import { requireFields } from "../schema/output-casting";
 import { openApiDocument, servedEndpoints } from "./openapi";
 import { finiteDifferenceOptions } from "./options";
@@ -92,15 +94,15 @@ function trackedCall(calls: CallRegistry, request: FastifyRequest, reply: Fastif
 
 type Body = Record<string, unknown>;
 
-/** The body's array objects (tangent or cotangent vectors) as ndarrays, keyed by path. */
-function vectors(runtime: TesseractRuntime, body: Body, field: string) {
+/** The body's array objects (tangent or cotangent vectors) as ndarrays, keyed by path (of `type`'s field names: json-keys.ts). */
+function vectors(runtime: TesseractRuntime, body: Body, field: string, type: protobuf.Type) {
   const value = body[field] as Record<string, unknown>;
   return Object.fromEntries(
     Object.entries(value).map(([key, v]) => {
       const where = `${field}.{${key.replace(/[\\}]/g, "\\$&")}}`;
       if (!isPlainObject(v)) throw invalidArgument(`${where} is not an array object {"shape", "dtype", "data"}`);
       refuseExtraArrayKeys(v, where);
-      return [key, decodeTensor(tensorFromArrayObject(v, where), where, runtime.decodeLimits)];
+      return [namePath(type, key), decodeTensor(tensorFromArrayObject(v, where), where, runtime.decodeLimits)];
     }),
   );
 }
@@ -274,7 +276,9 @@ type EndpointBody = (request: Body, encoding: ArrayEncoding, signal: AbortSignal
 /** One endpoint: tracked, admitted (gradient jobs), raced against its abort, errors mapped. */
 function route(app: FastifyInstance, options: RestServerOptions, endpoint: string, job: boolean, body: EndpointBody): void {
   const { calls, runtime } = options;
-  const inputFields = new Set(runtime.schema.inputs.type.fieldsArray.map((f) => f.name));
+  // Messages name fields by their keys (the JSON's) or their names (the engine's paths).
+  const inputType = runtime.schema.inputs.type;
+  const inputFields = new Set([...inputType.fieldsArray.map((f) => f.name), ...jsonKeys(inputType)]);
   app.post(`/${endpoint}`, { schema: { body: { type: "object", additionalProperties: false, ...ENVELOPES[endpoint] } } }, async (request, reply) => {
     const t = trackedCall(calls, request, reply, `/${endpoint}`);
     let busy = false;
@@ -306,15 +310,17 @@ function addEndpoints(app: FastifyInstance, options: RestServerOptions): void {
   // A bridged Tesseract's enums read and write as its own strings (tesseract-core's Literals).
   const { enumLiterals } = runtime;
   const inputs = (json: unknown, abstract = false) => inputsAny(runtime.schema.inputs, json, abstract, { enumLiterals, maxMessages: runtime.decodeLimits.maxMessages, strictArrays: true });
+  // Paths come and go in keys, as tesseract-core writes them; the engine's are in field names (json-keys.ts).
+  const [inputType, outputType] = [runtime.schema.inputs.type, runtime.schema.outputs.type];
   const gradient = (body: Body, inPaths: string, outPaths: string, signal: AbortSignal, query: Record<string, unknown>): GradientRequest => ({
     inputs: runtime.decodeInputs(inputs(body.inputs)),
-    inputPaths: body[inPaths] as string[],
-    outputPaths: body[outPaths] as string[],
+    inputPaths: (body[inPaths] as string[]).map((p) => namePath(inputType, p)),
+    outputPaths: (body[outPaths] as string[]).map((p) => namePath(outputType, p)),
     options: finiteDifferenceOptions(query, body.options),
     signal,
   });
-  const keyed = (result: Record<string, ndarray.NdArray<Float64Array>>, encoding: ArrayEncoding) =>
-    Object.fromEntries(Object.entries(result).map(([key, a]) => [key, arrayObject(a, encoding)]));
+  const keyed = (result: Record<string, ndarray.NdArray<Float64Array>>, encoding: ArrayEncoding, type: protobuf.Type) =>
+    Object.fromEntries(Object.entries(result).map(([path, a]) => [keyPath(type, path), arrayObject(a, encoding)]));
 
   route(app, options, "apply", false, async (body, encoding, signal) => {
     const outputs = await runtime.applyMessage(inputs(body.inputs), signal);
@@ -324,21 +330,21 @@ function addEndpoints(app: FastifyInstance, options: RestServerOptions): void {
     return json;
   });
   if (servedEndpoints(runtime).includes("abstract_eval")) {
-    route(app, options, "abstract_eval", false, async (body, _encoding, signal) => abstractOutputs(await runtime.abstractEvalAnswer(runtime.decodeAbstractInputs(inputs(body.inputs, true)), signal)));
+    route(app, options, "abstract_eval", false, async (body, _encoding, signal) => abstractOutputs(await runtime.abstractEvalAnswer(runtime.decodeAbstractInputs(inputs(body.inputs, true)), signal), outputType));
   }
   route(app, options, "jacobian", true, async (body, encoding, signal, query) => {
     const { entries } = await runtime.jacobian({ ...gradient(body, "jac_inputs", "jac_outputs", signal, query), maxBytes: options.maxMessageBytes });
     const answer: Record<string, Record<string, unknown>> = {};
-    for (const e of entries) (answer[e.outputPath] ??= {})[e.inputPath] = arrayObject(ndarray(e.values, e.shape), encoding);
+    for (const e of entries) (answer[keyPath(outputType, e.outputPath)] ??= {})[keyPath(inputType, e.inputPath)] = arrayObject(ndarray(e.values, e.shape), encoding);
     return answer;
   });
   route(app, options, "jacobian_vector_product", true, async (body, encoding, signal, query) => {
-    const tangent = vectors(runtime, body, "tangent_vector");
-    return keyed((await runtime.jvp({ ...gradient(body, "jvp_inputs", "jvp_outputs", signal, query), tangent })).result, encoding);
+    const tangent = vectors(runtime, body, "tangent_vector", inputType);
+    return keyed((await runtime.jvp({ ...gradient(body, "jvp_inputs", "jvp_outputs", signal, query), tangent })).result, encoding, outputType);
   });
   route(app, options, "vector_jacobian_product", true, async (body, encoding, signal, query) => {
-    const cotangent = vectors(runtime, body, "cotangent_vector");
-    return keyed((await runtime.vjp({ ...gradient(body, "vjp_inputs", "vjp_outputs", signal, query), cotangent })).result, encoding);
+    const cotangent = vectors(runtime, body, "cotangent_vector", outputType);
+    return keyed((await runtime.vjp({ ...gradient(body, "vjp_inputs", "vjp_outputs", signal, query), cotangent })).result, encoding, inputType);
   });
 }
 
@@ -365,10 +371,10 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
  * over a bridged runtime's own answer, so that its other outputs stay (tesseract-core answers the
  * whole output model: they were left out), each array in the datatype Apply answers it in.
  */
-function abstractOutputs({ outputs, answered }: AbstractEvalAnswer): Record<string, unknown> {
+function abstractOutputs({ outputs, answered }: AbstractEvalAnswer, type: protobuf.Type): Record<string, unknown> {
   const out: Record<string, unknown> = structuredClone(answered ?? {});
   for (const { path, shape, datatype } of outputs) {
-    const keys = parsePath(path).map((s) => (s.kind === "field" ? s.name : s.kind === "key" ? s.key : s.kind === "index" ? s.index : ""));
+    const keys = keySegments(type, parsePath(path)).map((s) => (s.kind === "field" ? s.name : s.kind === "key" ? s.key : s.kind === "index" ? s.index : ""));
     let node = out as Record<string | number, unknown>;
     keys.forEach((key, i) => {
       if (i === keys.length - 1) node[key] = { shape, dtype: numpyDtype(datatype) };

@@ -13,8 +13,9 @@ import { isTensorField } from "./json-messages";
 import { castArray, declaredDatatype, protoName } from "./output-casting";
 import type { RequiredFields } from "./openapi-proto";
 import { formatPath, type Segment } from "../../common/paths";
+import { keySegments } from "./json-keys";
 
-/** A concrete segment's property in JSON: the field's name, the map key or the list index. */
+/** A concrete segment's property in JSON: the field's key, the map key or the list index. */
 function segmentKey(s: Segment): string | number {
   if (s.kind === "field") return s.name;
   if (s.kind === "key") return s.key;
@@ -69,7 +70,8 @@ export class JsonLeafReader {
     this.plans = leaves.map((segments) => {
       const at = `${where}.${formatPath(segments)}`;
       const optional = required !== undefined && optionalLeaf(type, segments, required);
-      return { keys: segments.map(segmentKey), isIndex: segments.map((s) => s.kind === "index"), at, declared: declaredDatatype(tensorField(type, segments, at)), optional };
+      // Where the leaf is in the answer: its fields by their keys (json-keys.ts).
+      return { keys: keySegments(type, segments).map(segmentKey), isIndex: segments.map((s) => s.kind === "index"), at, declared: declaredDatatype(tensorField(type, segments, at)), optional };
     });
   }
 

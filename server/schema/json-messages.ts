@@ -4,7 +4,8 @@
  * checks limits and validates them exactly as on the gRPC path; trees with ndarray leaves become
  * JSON with array objects, enums by name. Used by the REST transport (its requests and answers) and
  * by the tesseract-core bridge (the other way round: its apply requests and the answers to them),
- * where `enumLiterals` gives enum values as tesseract-core's own Literal values.
+ * where `enumLiterals` gives enum values as tesseract-core's own Literal values. Fields are keyed by
+ * their keys (json-keys.ts), trees by field names.
  */
 import type { NdArray } from "ndarray";
 import * as protobuf from "protobufjs";
@@ -17,6 +18,7 @@ import { dataTypeOfArray, isNdArray, tooManyMessages, type DataType } from "../.
 import { jsonInteger } from "../../common/exact-json";
 import type { AnyMessage, MessageSchema } from "./schema";
 import { castArray, declaredDatatype, protoName } from "./output-casting";
+import { fieldOfKey, jsonKey, jsonKeys } from "./json-keys";
 
 const TENSOR_TYPE = ".tesseract.v1.Tensor";
 
@@ -118,10 +120,11 @@ function plainMessage(type: protobuf.Type, json: unknown, where: string, reading
   const out: Record<string, unknown> = {};
   for (const [key, v] of Object.entries(json)) {
     const at = `${where}.${key}`;
-    const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
-    if (!field) throw refusedAs("extra_forbidden", `${keyAt(where, key)} is not a field of ${type.name}; fields: ${Object.keys(type.fields).join(", ")}`);
+    // By the field's key (json-keys.ts): a bridged runtime's `fooBar` is field foo_bar_2 here.
+    const field = fieldOfKey(type, key);
+    if (!field) throw refusedAs("extra_forbidden", `${keyAt(where, key)} is not a field of ${type.name}; fields: ${jsonKeys(type).join(", ")}`);
     // null is a value of a Literal holding None (sent as null), else unset.
-    if (v !== null || holdsNull(field, reading.enumLiterals)) out[key] = fieldValue(field, v, at, reading);
+    if (v !== null || holdsNull(field, reading.enumLiterals)) out[field.name] = fieldValue(field, v, at, reading);
   }
   return out;
 }
@@ -161,7 +164,8 @@ export function messageJson(type: protobuf.Type, tree: Record<string, unknown>, 
   for (const field of type.fieldsArray) {
     const v = tree[field.name];
     if (v === undefined || v === null) continue;
-    const at = `${where}.${field.name}`;
+    const key = jsonKey(field);
+    const at = `${where}.${key}`;
     const literals = field.resolvedType instanceof protobuf.Enum ? enumLiterals[protoName(field.resolvedType)] : undefined;
     const element = (x: unknown, w: string): unknown => {
       if (isTensorField(field)) return encoding === "abstract" ? shapeAndDtype(x) : arrayObject(x as NdArray<any>, encoding);
@@ -181,7 +185,7 @@ export function messageJson(type: protobuf.Type, tree: Record<string, unknown>, 
     if (field.map) value = Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, element(x, `${at}.{${k.replace(/[\\}]/g, "\\$&")}}`)]));
     else if (field.repeated) value = (v as unknown[]).map((x, i) => element(x, `${at}.[${i}]`));
     else value = element(v, at);
-    if (value !== undefined) out[field.name] = value;
+    if (value !== undefined) out[key] = value;
   }
   return out;
 }

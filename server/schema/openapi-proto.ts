@@ -15,13 +15,21 @@
  *   list[X] (items)                   -> repeated X
  *   Optional[X] (anyOf X | null), or a declared default -> proto3 `optional` (unset: tesseract-core's
  *                                        default applies), messages being optional already
+ *   const (a one-value Literal)       -> that scalar when typed, else an enum as for Literal
+ *   allOf [X], type [T, null]         -> X, Optional[T] (openapi-shapes.ts)
  *
- * Fields are written in the declared order (`field_order`, else the schema's property order) and
- * numbered by their names (fieldNumbers). What has no protobuf form (a list of lists, a union of two
- * types) is refused at start with the property's path.
+ * Fields are written in the declared order (`field_order`, else the schema's property order),
+ * numbered by their keys (fieldNumbers) and named by them where protobuf can take them, otherwise
+ * after them with the key in `(tesseract.v1.json_key)` (proto-field-names.ts). What has no protobuf
+ * form (a list of lists, a union of two types or models) is refused at start with the property's
+ * path and what it is (openapi-shapes.ts).
  */
 import { createHash } from "node:crypto";
-import { enumValueName, literalName, screamingSnake, type LiteralEnum } from "../../common/enum-names";
+import { literalName, type LiteralEnum } from "../../common/enum-names";
+import { enumValueNames } from "./enum-value-names";
+import { protoFieldNames } from "./proto-field-names";
+import { mapEntryName } from "./proto-compiler";
+import { containerProblem, noProtobufForm, normalised } from "./openapi-shapes";
 
 export interface ProtoFromOpenApi {
   /** The `.proto` file's text (imports tesseract/v1/tensor.proto). */
@@ -68,6 +76,9 @@ const DATA_TYPES: Readonly<Record<string, string>> = {
   float64: "DATA_TYPE_FP64",
 };
 
+/** The JSON schema types that map to protobuf scalars. */
+const SCALAR_TYPES = ["integer", "number", "string", "boolean"];
+
 const isObject = (x: unknown): x is JsonSchema => typeof x === "object" && x !== null && !Array.isArray(x);
 
 /** `info.title` as a package segment: lowercase letters, digits and underscores, starting with a letter. */
@@ -109,12 +120,19 @@ function hiddenTesseractTypes(packageName: string): string | undefined {
 
 const pascal = (s: string) => s.replace(/(^|_)([a-z0-9])/g, (_, __, c: string) => c.toUpperCase()).replace(/[^A-Za-z0-9]/g, "");
 
-/** The schema's own name for a model's key, without tesseract-core's endpoint prefix. */
+/**
+ * The schema's own name for a model's key, without tesseract-core's endpoint prefix, as a message
+ * name: accents dropped, other characters that are no identifier's too, and a capital first letter,
+ * "Model" before a name left empty or starting with a digit (`3D` was an illegal token that
+ * stopped the start; a lowercase `tesseract` would hide the tesseract.v1 package).
+ */
 function messageName(key: string): string {
   const name = key.replace(/^Apply_/, "");
   if (name === "InputSchema") return "Inputs";
   if (name === "OutputSchema") return "Outputs";
-  return pascal(name);
+  const ascii = pascal(name.normalize("NFKD").replace(/[\u0300-\u036f]/g, ""));
+  const capital = ascii.charAt(0).toUpperCase() + ascii.slice(1);
+  return /^[A-Z]/.test(capital) ? capital : `Model${capital}`;
 }
 
 /**
@@ -140,6 +158,9 @@ function messageNames(schemas: Record<string, JsonSchema>): Map<string, string> 
 function isArraySchema(s: JsonSchema): boolean {
   return "array_flags" in s || (isObject(s.properties) && "object_type" in s.properties && "shape" in s.properties);
 }
+
+/** Whether a property is a dict (a map field, whose entry type takes a name in its message). */
+const isMapSchema = (s: JsonSchema): boolean => s.type === "object" && isObject(s.additionalProperties) && !isArraySchema(s);
 
 class Writer {
   private readonly messages = new Map<string, string>();
@@ -177,31 +198,38 @@ class Writer {
     if (this.messages.has(name)) return name;
     this.messages.set(name, ""); // recursive references resolve to the same name
     const schema = this.resolve(ref, path);
-    const properties = isObject(schema.properties) ? schema.properties : {};
+    const declared = isObject(schema.properties) ? schema.properties : {};
     const required = new Set(Array.isArray(schema.required) ? (schema.required as string[]) : []);
     // A property that `field_order` leaves out still gets a field, after those it lists (it was dropped: no caller could set it).
     const listed = this.fieldOrder[path] ?? [];
-    const order = [...listed, ...Object.keys(properties).filter((field) => !listed.includes(field))];
+    const order = [...listed, ...Object.keys(declared).filter((field) => !listed.includes(field))];
+    for (const key of order) if (!isObject(declared[key])) throw new Error(`${below(path, key)}: no schema for this field`);
+    const properties = Object.fromEntries(order.map((key) => [key, normalised(declared[key] as JsonSchema)]));
+    // Numbered by the runtime's key, named as protobuf can take it (proto-field-names.ts): a field renamed
+    // because another key came to meet it keeps its number, and old stubs still fit.
     const numbers = fieldNumbers(order);
-    const fields = order.map((field) => {
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(field)) throw new Error(`${path || this.root}: field name ${JSON.stringify(field)} is not a protobuf identifier`);
-      // protobufjs, and every JavaScript object, holds no own "__proto__": the field was dropped unseen.
-      if (field === "__proto__") throw new Error(`${path || this.root}: field name "__proto__" cannot be served (JavaScript reserves it)`);
-      const property = properties[field];
-      if (!isObject(property)) throw new Error(`${below(path, field)}: no schema for this field`);
-      return `  ${this.field(property, below(path, field), field)} = ${numbers.get(field)}${this.options(property)};`;
+    const isMap = (key: string) => isMapSchema(properties[key] as JsonSchema);
+    const fieldNames = protoFieldNames(order, isMap);
+    // protobuf declares a map field's entry type (`a` -> AEntry) inside the message, where it hides a
+    // model of that name: such a model is named in full (protoc took the entry for it, and refused it).
+    const entries = new Set(order.filter(isMap).map((key) => mapEntryName(fieldNames.get(key)!)));
+    const fields = order.map((key) => {
+      const property = properties[key] as JsonSchema;
+      const field = fieldNames.get(key)!;
+      return `  ${this.field(property, below(path, key), field, entries)} = ${numbers.get(key)}${this.options(property, field === key ? undefined : key, below(path, key))};`;
     });
     this.messages.set(name, `message ${name} {\n${fields.join("\n")}\n}`);
     // Required and not nullable: such a field must be there and not null (Optional[X] may be null).
-    const mayBeNull = (field: string) => this.nullable(properties[field] as JsonSchema) !== undefined || literalHoldsNull(properties[field] as JsonSchema);
-    this.requiredFields[`${this.packageName}.${name}`] = order.filter((field) => required.has(field) && !mayBeNull(field));
-    this.nullFields[`${this.packageName}.${name}`] = order.filter((field) => required.has(field) && mayBeNull(field));
-    for (const field of order) {
-      const property = properties[field] as JsonSchema;
+    const mayBeNull = (key: string) => this.nullable(properties[key] as JsonSchema) !== undefined || literalHoldsNull(properties[key] as JsonSchema);
+    const named = (keys: string[]) => keys.map((key) => fieldNames.get(key)!);
+    this.requiredFields[`${this.packageName}.${name}`] = named(order.filter((key) => required.has(key) && !mayBeNull(key)));
+    this.nullFields[`${this.packageName}.${name}`] = named(order.filter((key) => required.has(key) && mayBeNull(key)));
+    for (const key of order) {
+      const property = properties[key] as JsonSchema;
       const array = this.nullable(property) ?? property;
       const shape = isArraySchema(array) && isObject(array.properties) ? array.properties.shape : undefined;
       const note = { ...(Object.hasOwn(property, "default") ? { default: property.default } : {}), ...(isObject(shape) ? { shape } : {}) };
-      if (Object.keys(note).length > 0) (this.documented[`${this.packageName}.${name}`] ??= {})[field] = note;
+      if (Object.keys(note).length > 0) (this.documented[`${this.packageName}.${name}`] ??= {})[fieldNames.get(key)!] = note;
     }
     return name;
   }
@@ -222,26 +250,35 @@ class Writer {
   }
 
   /** `[optional|repeated] <type> <name>`, or `map<string, X> <name>`. */
-  private field(s: JsonSchema, path: string, name: string): string {
+  private field(s: JsonSchema, path: string, name: string, hidden: ReadonlySet<string>): string {
     const nullable = this.nullable(s);
     if (nullable && !isArraySchema(nullable) && (nullable.type === "array" || (nullable.type === "object" && isObject(nullable.additionalProperties)))) {
       // It was refused as "a union of types, or an untyped value", quoting a plain list's schema.
       const kind = nullable.type === "array" ? "list" : "dict";
       throw new Error(`${path}: an optional ${kind} (${kind} | None) has no protobuf form: a repeated or map field cannot tell None from empty; make it required, or default it to empty`);
     }
-    if (nullable) return `${this.takesOptional(nullable, path) ? "optional " : ""}${this.type(nullable, path, name)} ${name}`;
-    if (s.type === "array") return `repeated ${this.type(this.items(s, path), `${path}.[]`, name)} ${name}`;
-    if (s.type === "object" && isObject(s.additionalProperties) && !isArraySchema(s)) return `map<string, ${this.type(s.additionalProperties, `${path}.{}`, name)}> ${name}`;
+    const type = (x: JsonSchema, at: string) => {
+      const typeName = this.type(x, at, name);
+      return hidden.has(typeName) ? `.${this.packageName}.${typeName}` : typeName;
+    };
+    if (nullable) return `${this.takesOptional(nullable, path) ? "optional " : ""}${type(nullable, path)} ${name}`;
+    if (s.type === "array") return `repeated ${type(this.items(s, path), `${path}.[]`)} ${name}`;
+    if (isMapSchema(s)) {
+      const values = normalised(s.additionalProperties as JsonSchema);
+      const problem = containerProblem("dict", values, path);
+      if (problem) throw new Error(problem);
+      return `map<string, ${type(values, `${path}.{}`)}> ${name}`;
+    }
     // Every scalar has presence, required or not: unset, a field with a default is left to the
     // runtime, and a required one is refused (tesseract-core-client.ts), where it went as a zero.
-    return `${this.takesOptional(s, path) ? "optional " : ""}${this.type(s, path, name)} ${name}`;
+    return `${this.takesOptional(s, path) ? "optional " : ""}${type(s, path)} ${name}`;
   }
 
   /** X of Optional[X] (anyOf X | null), or undefined. */
   private nullable(s: JsonSchema): JsonSchema | undefined {
     if (!Array.isArray(s.anyOf)) return undefined;
     const options = (s.anyOf as JsonSchema[]).filter((o) => o.type !== "null");
-    return options.length === 1 && options.length < s.anyOf.length ? { ...options[0], default: s.default } : undefined;
+    return options.length === 1 && options.length < s.anyOf.length ? { ...normalised(options[0]), default: s.default } : undefined;
   }
 
   /** Whether `optional` applies: to scalars and enums (messages and tensors have presence already). */
@@ -253,8 +290,10 @@ class Writer {
   private items(s: JsonSchema, path: string): JsonSchema {
     if (Array.isArray(s.prefixItems)) throw new Error(`${path}: a tuple (items by position) has no protobuf form; use a list or a model`);
     if (!isObject(s.items)) throw new Error(`${path}: a list without an item schema has no protobuf form`);
-    if (s.items.type === "array") throw new Error(`${path}: a list of lists has no protobuf form; wrap the inner list in a model`);
-    return s.items;
+    const items = normalised(s.items);
+    const problem = containerProblem("list", items, path);
+    if (problem) throw new Error(problem);
+    return items;
   }
 
   /** The protobuf type of a value schema. */
@@ -265,6 +304,8 @@ class Writer {
     }
     if (isArraySchema(s)) return "tesseract.v1.Tensor";
     if (Array.isArray(s.enum)) return this.enum(s.enum, fieldName);
+    // A Literal of one value, as pydantic writes it; with a scalar type the field is that scalar (the runtime refuses another value).
+    if (Object.hasOwn(s, "const") && !SCALAR_TYPES.includes(s.type as string)) return this.enum([s.const], fieldName);
     switch (s.type) {
       case "integer":
         return "int64";
@@ -275,7 +316,7 @@ class Writer {
       case "boolean":
         return "bool";
     }
-    throw new Error(`${path}: schema ${JSON.stringify(s).slice(0, 120)} has no protobuf form (a union of types, or an untyped value)`);
+    throw new Error(noProtobufForm(s, path));
   }
 
   /**
@@ -297,27 +338,9 @@ class Writer {
     if (!known(name)) {
       const numbers = literalNumbers(values);
       this.enumLiterals[`${this.packageName}.${name}`] = { values, numbers };
-      // Enum values share the package's scope (common/enum-names.ts): a name taken there — by another
-      // enum's values (`mode: "value_a"` and `mode_value: "a"` both spell MODE_VALUE_VALUE_A; protoc
-      // refused the file) — or none ("-") gets VALUE_<i> (its place in the Literal, from 1). Values
-      // of this enum that spell the same name ("Linear" and "linear", "a-b" and "a_b") all get
-      // VALUE_<i>: the JSON readers match a short name whatever its case and separators, and sent
-      // "linear" as "Linear" (the first took the name).
-      const spellings = new Map<string, number>();
-      for (const v of strings) spellings.set(screamingSnake(v), (spellings.get(screamingSnake(v)) ?? 0) + 1);
-      const valueName = (preferred: string, fallback: (n: number) => string) => {
-        let value = preferred;
-        for (let n = 2; this.valueNames.has(value); n++) value = fallback(n);
-        this.valueNames.add(value);
-        return value;
-      };
-      const unset = valueName(enumValueName(name, "UNSPECIFIED"), (n) => enumValueName(name, `UNSPECIFIED_${n}`));
-      const lines = strings.map((v, k) => {
-        const i = k + 1;
-        let preferred = enumValueName(name, v);
-        if (screamingSnake(v) === "" || spellings.get(screamingSnake(v))! > 1 || this.valueNames.has(preferred)) preferred = enumValueName(name, `VALUE_${i}`);
-        return `  ${valueName(preferred, (n) => enumValueName(name, `VALUE_${i}_${n}`))} = ${numbers[k]};`;
-      });
+      // Named after the values where protobuf and protoc take that, else by place (enum-value-names.ts).
+      const { unset, values: valueNames } = enumValueNames(name, strings, this.valueNames);
+      const lines = valueNames.map((valueName, k) => `  ${valueName} = ${numbers[k]};`);
       this.enums.push(`enum ${name} {\n  ${unset} = 0;\n${lines.join("\n")}\n}`);
     }
     return name;
@@ -328,18 +351,25 @@ class Writer {
    * array_flags holds DIFFERENTIABLE, `(tesseract.v1.datatype)` for the declared dtype (the `examples`
    * of its dtype schema) when it has a DataType.
    */
-  private options(s: JsonSchema): string {
+  private options(s: JsonSchema, jsonKey: string | undefined, path: string): string {
+    const options = this.arrayOptions(s);
+    // The runtime's key of a field named otherwise (proto-field-names.ts).
+    if (jsonKey !== undefined) options.push(`(tesseract.v1.json_key) = ${protoString(jsonKey, path)}`);
+    return options.length ? ` [${options.join(", ")}]` : "";
+  }
+
+  private arrayOptions(s: JsonSchema): string[] {
     let target = this.nullable(s) ?? s;
     if (!isArraySchema(target) && isObject(target.additionalProperties)) target = target.additionalProperties;
     else if (target.type === "array" && isObject(target.items)) target = target.items;
-    if (!isArraySchema(target)) return "";
+    if (!isArraySchema(target)) return [];
     const options: string[] = [];
     const flags = Array.isArray(target.array_flags) ? target.array_flags : [];
     if (flags.includes("DIFFERENTIABLE")) options.push("(tesseract.v1.differentiable) = true");
     const dtypeSchema = isObject(target.properties) && isObject(target.properties.dtype) ? target.properties.dtype : {};
     const declared = Array.isArray(dtypeSchema.examples) ? dtypeSchema.examples[0] : undefined;
     if (typeof declared === "string" && Object.hasOwn(DATA_TYPES, declared)) options.push(`(tesseract.v1.datatype) = ${DATA_TYPES[declared]}`);
-    return options.length ? ` [${options.join(", ")}]` : "";
+    return options;
   }
 
   text(): string {
@@ -357,6 +387,19 @@ class Writer {
 }
 
 const below = (path: string, field: string) => (path ? `${path}.${field}` : field);
+
+/**
+ * `text` as a .proto string that protoc, buf and protobufjs all read back as it is: protobufjs drops
+ * a `\"` (and `\x`, `\u` escapes), so a key holding `"` goes between single quotes. A key holding
+ * both quotes, or a control character, has no such string: refused naming it.
+ */
+function protoString(text: string, path: string): string {
+  const quote = text.includes('"') ? "'" : '"';
+  if (text.includes(quote) || /[\u0000-\u001f\u007f]/.test(text)) {
+    throw new Error(`${path}: the key ${JSON.stringify(text)} cannot be written in a .proto (it holds both quotes, or a control character); rename the field in the Tesseract (a pydantic alias)`);
+  }
+  return `${quote}${text.replace(/\\/g, "\\\\")}${quote}`;
+}
 
 /** Whether a schema is a Literal one of whose values is None. */
 const literalHoldsNull = (s: JsonSchema) => Array.isArray(s.enum) && s.enum.includes(null);

@@ -14,6 +14,7 @@ import { invalidArgument, refusedAs } from "../../common/errors";
 import { elementIn, flattenLists, numpyDtype, tensorFromArrayObject } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
 import type { RequiredFields } from "./openapi-proto";
+import { fieldOfKey, jsonKey } from "./json-keys";
 import { arrayClass, DataType, decodeTensor, type TypedArray } from "../../common/tensor-codec";
 
 const DATATYPE_OPTION = "(tesseract.v1.datatype)";
@@ -93,12 +94,20 @@ function eachElement(field: protobuf.Field, value: unknown, where: string, conve
   return value === null ? value : convert(value, where);
 }
 
-/** Refuses a field of this message (not below) that the runtime's schema requires and `json` leaves out or null. */
+/** The fields of `type` named in `names` (RequiredFields lists field names), in that order. */
+const fieldsNamed = (type: protobuf.Type, names: readonly string[] = []): protobuf.Field[] => names.flatMap((name) => (Object.hasOwn(type.fields, name) ? [type.fields[name]] : []));
+
+/**
+ * Refuses a field of this message (not below) that the runtime's schema requires and `json` (keyed by
+ * the fields' keys) leaves out or null, naming its key, and its field where that is named otherwise.
+ */
 function refuseMissing(type: protobuf.Type, json: Record<string, unknown>, where: string, required: RequiredFields): void {
-  const missing = required[protoName(type)]?.find((name) => !Object.hasOwn(json, name) || json[name] === null);
+  const missing = fieldsNamed(type, required[protoName(type)]).find((f) => !Object.hasOwn(json, jsonKey(f)) || json[jsonKey(f)] === null);
   if (missing !== undefined) {
-    const absent = !Object.hasOwn(json, missing);
-    const message = `${where}.${missing} is ${absent ? "missing" : "null"}; the runtime's schema requires it`;
+    const key = jsonKey(missing);
+    const absent = !Object.hasOwn(json, key);
+    const field = key === missing.name ? "" : ` (field ${missing.name})`;
+    const message = `${where}.${key}${field} is ${absent ? "missing" : "null"}; the runtime's schema requires it`;
     throw absent ? refusedAs("missing", message) : invalidArgument(message);
   }
 }
@@ -113,23 +122,24 @@ function refuseMissing(type: protobuf.Type, json: Record<string, unknown>, where
  */
 export function requireFields(type: protobuf.Type, json: unknown, where: string, required: RequiredFields, nullable: RequiredFields = {}): void {
   if (!isPlainObject(json)) return;
-  const unset = (nullable[protoName(type)] ?? []).filter((name) => !Object.hasOwn(json, name));
+  const unset = fieldsNamed(type, nullable[protoName(type)]).filter((f) => !Object.hasOwn(json, jsonKey(f)));
   if (unset.length) putNulls(type, json, unset);
   refuseMissing(type, json, where, required);
   for (const [key, value] of Object.entries(json)) {
-    const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
+    const field = fieldOfKey(type, key);
     const sub = field?.resolvedType;
     if (sub instanceof protobuf.Type && sub.fullName !== TENSOR_TYPE) eachElement(field!, value, `${where}.${key}`, (v, w) => requireFields(sub, v, w, required, nullable));
   }
 }
 
-/** `json` with null at each of `names`, every key in the message's field order (the model's): appended, they came last. */
-function putNulls(type: protobuf.Type, json: Record<string, unknown>, names: readonly string[]): void {
+/** `json` with null at each of `fields`, every key in the message's field order (the model's): appended, they came last. */
+function putNulls(type: protobuf.Type, json: Record<string, unknown>, fields: readonly protobuf.Field[]): void {
   const given = { ...json };
   for (const key of Object.keys(json)) delete json[key];
-  for (const { name } of type.fieldsArray) {
-    if (Object.hasOwn(given, name)) json[name] = given[name];
-    else if (names.includes(name)) json[name] = null;
+  for (const field of type.fieldsArray) {
+    const key = jsonKey(field);
+    if (Object.hasOwn(given, key)) json[key] = given[key];
+    else if (fields.includes(field)) json[key] = null;
   }
   for (const [key, value] of Object.entries(given)) if (!Object.hasOwn(json, key)) json[key] = value;
 }
@@ -145,7 +155,7 @@ export function castToDeclared(type: protobuf.Type, json: unknown, where: string
   refuseMissing(type, json, where, required);
   const out = emptyRecord<unknown>();
   for (const [key, value] of Object.entries(json)) {
-    const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
+    const field = fieldOfKey(type, key);
     const at = `${where}.${key}`;
     const declared = field && field.resolvedType?.fullName === TENSOR_TYPE ? declaredDatatype(field) : undefined;
     if (declared !== undefined) out[key] = eachElement(field!, value, at, (v, w) => castArray(v, declared, w, isDifferentiableField(field!)));

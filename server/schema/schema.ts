@@ -249,7 +249,15 @@ export interface ResolvedLeaf {
 }
 
 function collectDifferentiable(type: protobuf.Type, prefix: Segment[], visiting: Set<protobuf.Type>): Segment[][] {
-  if (visiting.has(type)) return []; // recursive message types: stop at the first repeat
+  if (visiting.has(type)) {
+    // A message that holds itself: its differentiable tensors below the repeat lie at paths without
+    // end, which no list of patterns holds (they were left out unseen, then refused as "not a
+    // differentiable path"). Without any, the repeat adds nothing.
+    if (holdsDifferentiable(type, new Set())) {
+      throw new Error(`${formatPath(prefix)}: ${protoName(type)} holds itself here and holds differentiable tensors, whose paths would have no end: differentiable paths are listed (Describe, patterns), so a recursive message cannot hold them; move them out of the recursion`);
+    }
+    return [];
+  }
   visiting.add(type);
   const found: Segment[][] = [];
   for (const field of type.fieldsArray) {
@@ -267,6 +275,13 @@ function collectDifferentiable(type: protobuf.Type, prefix: Segment[], visiting:
   }
   visiting.delete(type);
   return found;
+}
+
+/** Whether `type`, or a message below it, has a differentiable Tensor field. */
+function holdsDifferentiable(type: protobuf.Type, seen: Set<protobuf.Type>): boolean {
+  if (seen.has(type)) return false;
+  seen.add(type);
+  return type.fieldsArray.some((field) => (isTensorField(field) ? isDifferentiableField(field) : field.resolvedType instanceof protobuf.Type && holdsDifferentiable(field.resolvedType, seen)));
 }
 
 type Converter = (value: unknown, where: string) => unknown;

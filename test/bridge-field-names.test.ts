@@ -1,0 +1,131 @@
+/**
+ * A bridged runtime's field names that protobuf cannot take as they are: keys whose default JSON
+ * names meet (`foo_bar` beside `fooBar`), keys that are no protobuf identifier (`1x`, `a.b`, `été`,
+ * `$type`), keys JavaScript objects hold already (`constructor`, `__proto__`), and a field named like
+ * a map field's entry type. Each is served end to end against the fake runtime over HTTP: the .proto
+ * `tesseract-grpc proto` writes compiles with buf, and each key's value reaches the runtime under
+ * that key and comes back in its own field, over gRPC and the REST API.
+ */
+import { strict as assert } from "node:assert";
+import { Algorithm } from "../client";
+import { fieldNumbers, protoFromOpenApi } from "../server/schema/openapi-proto";
+import { type FakeArray } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { arraySchema, fakeArray, openApiDoc, serveSchema } from "./fixtures/tesseract-core/served-schemas";
+import { f64, flat } from "./helpers";
+
+const number = { type: "number" };
+const CENTRAL = { algorithm: Algorithm.ALGORITHM_CENTRAL };
+const arrayJson = (values: number[]) => ({ object_type: "array", shape: [values.length], dtype: "float64", data: { buffer: values, encoding: "json" } });
+
+describe("tesseract-core bridge: field names protobuf cannot take as they are", function () {
+  this.timeout(60_000);
+
+  it("keys whose default JSON names meet (foo_bar and fooBar, a_b and aB, x1 and x_1) get fields of their own, numbered by the key: buf compiles the .proto, values and gradients round-trip over gRPC and REST", async () => {
+    const keys = ["foo_bar", "fooBar", "a_b", "aB", "x1", "x_1"];
+    const scalars = Object.fromEntries(keys.map((k) => [k, number]));
+    const doc = openApiDoc({ w_v: arraySchema(true), wV: arraySchema(true), ...scalars }, { y: arraySchema(true), ...scalars });
+    // y = foo_bar · w_v + fooBar · wV: each coefficient is its own key's, so a swap shows.
+    const served = await serveSchema(doc, (inputs) => {
+      const [wv, wV] = [inputs.w_v as FakeArray, inputs.wV as FakeArray];
+      const y = wv.values.map((v, i) => (inputs.foo_bar as number) * v + (inputs.fooBar as number) * wV.values[i]);
+      return { y: fakeArray(y), ...Object.fromEntries(keys.map((k) => [k, inputs[k]])) };
+    });
+    try {
+      // The snake_case key keeps its name; the other takes its key in snake_case and a number, its key in an option.
+      const text = await served.protoText();
+      const numbers = fieldNumbers(["w_v", "wV", ...keys]);
+      for (const [name, key] of [["foo_bar_2", "fooBar"], ["a_b_2", "aB"], ["x_1_2", "x_1"]]) {
+        assert.ok(text.includes(`\n  optional double ${name} = ${numbers.get(key)} [(.tesseract.v1.json_key) = "${key}"];\n`), `${name} in\n${text}`);
+      }
+      assert.ok(text.includes(`\n  .tesseract.v1.Tensor w_v_2 = ${numbers.get("wV")} [(.tesseract.v1.differentiable) = true, (.tesseract.v1.datatype) = DATA_TYPE_FP64, (.tesseract.v1.json_key) = "wV"];\n`), text);
+      for (const kept of ["foo_bar", "a_b", "x1", "w_v"]) assert.match(text, new RegExp(`\\n {2}(optional double|\\.tesseract\\.v1\\.Tensor) ${kept} = ${numbers.get(kept)}( \\[\\(\\.tesseract\\.v1\\.differentiable\\)[^\\]]*\\])?;\\n`));
+      assert.deepEqual(served.described.differentiable_inputs, ["w_v", "w_v_2"]);
+
+      const inputs = { w_v: f64([1, 2]), w_v_2: f64([10, 20]), foo_bar: 1, foo_bar_2: 2, a_b: 3, a_b_2: 4, x1: 5, x_1_2: 6 };
+      const outputs = await served.client.apply(inputs);
+      // Each key's value reached the runtime under that key, and came back in its own field.
+      const sent = served.seen[0];
+      assert.deepEqual(Object.fromEntries(keys.map((k) => [k, sent[k]])), { foo_bar: 1, fooBar: 2, a_b: 3, aB: 4, x1: 5, x_1: 6 });
+      assert.deepEqual(Object.keys(sent).sort(), ["a_b", "aB", "foo_bar", "fooBar", "w_v", "wV", "x1", "x_1"].sort());
+      assert.deepEqual([outputs.foo_bar, outputs.foo_bar_2, outputs.a_b, outputs.a_b_2, outputs.x1, outputs.x_1_2], [1, 2, 3, 4, 5, 6]);
+      assert.deepEqual(flat(outputs.y), [1 * 1 + 2 * 10, 1 * 2 + 2 * 20]);
+      const jacobian = await served.client.jacobian({ inputs, inputPaths: ["w_v_2"], outputPaths: ["y"], options: CENTRAL });
+      assert.deepEqual(Object.keys(jacobian.jacobian.y), ["w_v_2"]);
+      assert.deepEqual(flat(jacobian.block("y", "w_v_2")).map((v: number) => Math.round(v * 1e6) / 1e6), [2, 0, 0, 2]);
+
+      // The REST API speaks the runtime's keys, paths included, as tesseract-core does.
+      const restInputs = { w_v: arrayJson([1, 2]), wV: arrayJson([10, 20]), foo_bar: 1, fooBar: 2, a_b: 3, aB: 4, x1: 5, x_1: 6 };
+      const applied = await served.post("apply", { inputs: restInputs });
+      assert.equal(applied.status, 200, JSON.stringify(applied.json));
+      assert.deepEqual(Object.keys(applied.json), ["y", ...keys]);
+      assert.deepEqual(keys.map((k) => applied.json[k]), [1, 2, 3, 4, 5, 6]);
+      const rest = await served.post("jacobian", { inputs: restInputs, jac_inputs: ["wV"], jac_outputs: ["y"] });
+      assert.equal(rest.status, 200, JSON.stringify(rest.json));
+      assert.deepEqual(Object.keys(rest.json.y), ["wV"]);
+      assert.deepEqual(rest.json.y.wV.data.buffer.flat().map((v: number) => Math.round(v * 1e6) / 1e6), [2, 0, 0, 2]);
+      const vjp = await served.post("vector_jacobian_product", { inputs: restInputs, vjp_inputs: ["wV"], vjp_outputs: ["y"], cotangent_vector: { y: arrayJson([1, 1]) } });
+      assert.equal(vjp.status, 200, JSON.stringify(vjp.json));
+      assert.deepEqual(Object.keys(vjp.json), ["wV"]);
+      const openapi = (await (await fetch(`${served.rest}/openapi.json`)).json()) as { components: { schemas: Record<string, any> } };
+      assert.deepEqual(Object.keys(openapi.components.schemas.Apply_InputSchema.properties).sort(), ["w_v", "wV", ...keys].sort());
+      assert.deepEqual(Object.keys(openapi.components.schemas.ApplyInputSchema.differentiable_arrays), ["w_v", "wV"]);
+    } finally {
+      await served.stop();
+    }
+  });
+
+  it("keys that are no protobuf identifier (1x, a.b, a b, été, $type, a quote), that JavaScript objects hold (constructor, toString, __proto__), or that name a map's entry type (AEntry beside a): served under names of their own, the key in (tesseract.v1.json_key)", async () => {
+    // key -> the field's name
+    const renamed: Record<string, string> = { "1x": "field_1x", "a b": "a_b", "a.b": "a_b_2", "été": "ete", $type: "type", 'say "hi"': "say_hi", constructor: "constructor_2", toString: "to_string", ["__proto__"]: "proto", AEntry: "a_entry" };
+    // Keys protobuf and JavaScript take as they are, protobuf's keywords among them.
+    const kept = ["option", "message", "package", "syntax", "enum", "reserved", "optional", "repeated", "toJSON"];
+    const keys = [...Object.keys(renamed), ...kept];
+    const properties = Object.fromEntries([...keys.map((k) => [k, number]), ["a", { type: "object", additionalProperties: number }], ["w", arraySchema(true)], ["w.v", arraySchema(true)]]);
+    const y = (inputs: Record<string, unknown>) => fakeArray((inputs.w as FakeArray).values.map((v, i) => 3 * v + 5 * (inputs["w.v"] as FakeArray).values[i]));
+    const served = await serveSchema(openApiDoc(properties, { ...properties, y: arraySchema(true) }), (inputs) => ({ ...inputs, y: y(inputs) }));
+    try {
+      const text = await served.protoText();
+      const numbers = fieldNumbers([...keys, "a", "w"]);
+      for (const [key, name] of Object.entries(renamed)) {
+        assert.ok(text.includes(`\n  optional double ${name} = ${numbers.get(key)} [(.tesseract.v1.json_key) = ${JSON.stringify(key)}];\n`), `${key} as ${name} in\n${text}`);
+      }
+      for (const key of kept) assert.ok(text.includes(`\n  optional double ${key} = ${numbers.get(key)};\n`), `${key} in\n${text}`);
+      assert.ok(text.includes(`\n  map<string, double> a = ${numbers.get("a")};\n`), text);
+
+      const names = [...Object.values(renamed), ...kept];
+      const inputs: Record<string, unknown> = { w: f64([1, 2]), w_v: f64([0, 0]), a: { k: 0.5 }, ...Object.fromEntries(names.map((name, i) => [name, i + 1])) };
+      const outputs = await served.client.apply(inputs);
+      // Each value reached the runtime under its key, and came back in its own field.
+      const sent = served.seen[0];
+      assert.deepEqual(keys.map((k) => (Object.hasOwn(sent, k) ? sent[k] : `no ${k}`)), keys.map((_, i) => i + 1));
+      assert.deepEqual(sent.a, { k: 0.5 });
+      assert.deepEqual(names.map((name) => outputs[name]), names.map((_, i) => i + 1));
+      assert.deepEqual(flat(outputs.y), [3, 6]);
+      const jacobian = await served.client.jacobian({ inputs, inputPaths: ["w", "w_v"], outputPaths: ["y"], options: CENTRAL });
+      assert.deepEqual(flat(jacobian.block("y", "w")).map((v: number) => Math.round(v * 1e6) / 1e6), [3, 0, 0, 3]);
+      assert.deepEqual(flat(jacobian.block("y", "w_v")).map((v: number) => Math.round(v * 1e6) / 1e6), [5, 0, 0, 5]);
+
+      // The REST API reads and answers the keys themselves, "__proto__" too.
+      const body = `{"inputs": {"w": ${JSON.stringify(arrayJson([1, 2]))}, "w.v": ${JSON.stringify(arrayJson([0, 0]))}, "a": {"k": 0.5}, ${keys.map((k, i) => `${JSON.stringify(k)}: ${i + 1}`).join(", ")}}}`;
+      const res = await fetch(`${served.rest}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body });
+      const text2 = await res.text();
+      assert.equal(res.status, 200, text2);
+      const answer = JSON.parse(text2) as Record<string, unknown>;
+      assert.deepEqual(keys.map((k) => (Object.hasOwn(answer, k) ? answer[k] : `no ${k}`)), keys.map((_, i) => i + 1));
+      // A key no path can spell ("w.v" is two segments) is named in REST paths by its field's name.
+      const restJacobian = await served.post("jacobian", { inputs: JSON.parse(body).inputs, jac_inputs: ["w_v"], jac_outputs: ["y"] });
+      assert.equal(restJacobian.status, 200, JSON.stringify(restJacobian.json));
+      assert.deepEqual(Object.keys(restJacobian.json.y), ["w_v"]);
+    } finally {
+      await served.stop();
+    }
+  });
+
+  it("a key's field number follows the key: the runtime's next version adding foo_bar beside fooBar renames fooBar's field, not its number", () => {
+    const before = protoFromOpenApi(openApiDoc({ fooBar: number }, { y: arraySchema(true) }));
+    const after = protoFromOpenApi(openApiDoc({ fooBar: number, foo_bar: number }, { y: arraySchema(true) }));
+    const number1 = /optional double fooBar = (\d+);/.exec(before.text)?.[1];
+    assert.ok(number1, before.text);
+    assert.match(after.text, new RegExp(`optional double foo_bar_2 = ${number1} \\[\\(tesseract\\.v1\\.json_key\\) = "fooBar"\\];`));
+  });
+});

@@ -1,0 +1,122 @@
+/**
+ * The shapes of pydantic schemas a tesseract-core runtime publishes, each either served end to end
+ * (start, Describe, Apply over gRPC and REST, a Jacobian where differentiable, the .proto compiled
+ * with buf) or refused at start with an error naming the property and what it is: never a crash,
+ * never a field mapped to something else.
+ */
+import { strict as assert } from "node:assert";
+import { Algorithm } from "../client";
+import { startServer } from "../index";
+import { silentLogger } from "../server/log";
+import { literalNumbers } from "../server/schema/openapi-proto";
+import { startFakeTesseractCore, type FakeArray } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { arraySchema, fakeArray, model, openApiDoc, ref, serveSchema } from "./fixtures/tesseract-core/served-schemas";
+import { f64, flat } from "./helpers";
+
+const number = { type: "number" };
+const CENTRAL = { algorithm: Algorithm.ALGORITHM_CENTRAL };
+const arrayJson = (values: number[]) => ({ object_type: "array", shape: [values.length], dtype: "float64", data: { buffer: values, encoding: "json" } });
+const round = (values: number[]) => values.map((v) => Math.round(v * 1e6) / 1e6);
+
+describe("tesseract-core bridge: the schema shapes pydantic writes", function () {
+  this.timeout(60_000);
+
+  it("serves dict[str, Model] with arrays, a recursive model, Optional with defaults, Enum classes, one-value Literals (const), constraints, allOf and type lists", async () => {
+    const models = {
+      Apply_Part: model({ w: arraySchema(true), label: { type: "string", maxLength: 8 } }),
+      Apply_Node: model({ v: number, children: { type: "array", items: ref("Apply_Node"), default: [] } }),
+      Apply_Color: { title: "Color", enum: ["red", "green"], type: "string" },
+      Apply_Level: { title: "Level", enum: [1, 2], type: "integer" },
+    };
+    const inputs = {
+      parts: { type: "object", additionalProperties: ref("Apply_Part") },
+      tree: ref("Apply_Node"),
+      scale: { anyOf: [number, { type: "null" }], default: 3 },
+      extra: { anyOf: [ref("Apply_Part"), { type: "null" }], default: null },
+      color: ref("Apply_Color"),
+      level: { allOf: [ref("Apply_Level")], default: 1 },
+      version: { const: "v1", type: "string", default: "v1" },
+      mode: { const: "fast" },
+      count: { type: "integer", minimum: 0, maximum: 10 },
+      offset: { type: ["number", "null"], default: null },
+    };
+    const outputs = { y: arraySchema(true), total: number, mode: { const: "fast" } };
+    const sum = (node: { v: number; children?: unknown[] }): number => node.v + (node.children ?? []).reduce((s: number, c) => s + sum(c as typeof node), 0);
+    const served = await serveSchema(openApiDoc(inputs, outputs, models), (given) => {
+      const scale = (given.scale as number | undefined) ?? 3;
+      const part = (given.parts as Record<string, { w: FakeArray }>).a.w;
+      return { y: fakeArray(part.values.map((v) => scale * v)), total: sum(given.tree as { v: number }) + ((given.offset as number | null | undefined) ?? 0), mode: given.mode };
+    });
+    try {
+      const text = await served.protoText();
+      assert.match(text, /\n {2}map<string, \.tesseract_core\.schema_shapes\.v1\.Part> parts = \d+;\n/);
+      assert.match(text, /\n {2}repeated \.tesseract_core\.schema_shapes\.v1\.Node children = \d+;\n/);
+      assert.match(text, /\n {2}optional double scale = \d+;\n/);
+      assert.match(text, /\n {2}optional \.tesseract_core\.schema_shapes\.v1\.LevelValue level = \d+;\n/);
+      assert.match(text, /\n {2}optional string version = \d+;\n/);
+      assert.match(text, /\n {2}optional \.tesseract_core\.schema_shapes\.v1\.ModeValue mode = \d+;\n/);
+      assert.match(text, /\n {2}optional double offset = \d+;\n/);
+      assert.deepEqual(served.described.differentiable_inputs, ["parts.{}.w", "extra.w"]);
+
+      const [red] = literalNumbers(["red", "green"]);
+      const [fast] = literalNumbers(["fast"]);
+      const tree = { v: 1, children: [{ v: 2, children: [{ v: 3 }] }] };
+      const given = { parts: { a: { w: f64([1, 2]), label: "x" } }, tree, color: red, mode: fast, count: 4 };
+      const answer = await served.client.apply(given);
+      // Unset fields with defaults are left out (the runtime applies its defaults); a list is sent as it is, empty too.
+      const sentTree = { v: 1, children: [{ v: 2, children: [{ v: 3, children: [] }] }] };
+      assert.deepEqual(served.seen[0], { parts: { a: { w: fakeArray([1, 2]), label: "x" } }, tree: sentTree, color: "red", mode: "fast", count: 4 });
+      assert.deepEqual([flat(answer.y), answer.total, answer.mode], [[3, 6], 6, fast]);
+      const jacobian = await served.client.jacobian({ inputs: given, inputPaths: ["parts.{a}.w"], outputPaths: ["y"], options: CENTRAL });
+      assert.deepEqual(round(flat(jacobian.block("y", "parts.{a}.w"))), [3, 0, 0, 3]);
+
+      const rest = await served.post("apply", { inputs: { parts: { a: { w: arrayJson([1, 2]), label: "x" } }, tree, scale: 2, color: "red", level: 2, mode: "fast", count: 4, offset: 0.5 } });
+      assert.equal(rest.status, 200, JSON.stringify(rest.json));
+      assert.deepEqual([rest.json.y.data.buffer, rest.json.total, rest.json.mode], [[2, 4], 6.5, "fast"]);
+      assert.deepEqual([served.seen[served.seen.length - 1].level, served.seen[served.seen.length - 1].scale], [2, 2]);
+    } finally {
+      await served.stop();
+    }
+  });
+
+  /** The start's error for a runtime serving `openapi` (one fake, its document swapped per case). */
+  async function startError(openapi: Record<string, unknown>): Promise<string> {
+    const fake = await startFakeTesseractCore({ openapi, apply: () => ({}) });
+    try {
+      const server = await startServer({ tesseract: fake.url, port: 0, logger: silentLogger }).catch((e: Error) => e);
+      if (!(server instanceof Error)) {
+        await server.close(0);
+        return "started";
+      }
+      return server.message.replace(`${fake.url}/openapi.json: `, "");
+    } finally {
+      await fake.close();
+    }
+  }
+
+  it("refuses at start what has no protobuf form, naming the property and what it is", async () => {
+    const cat = model({ kind: { const: "cat", type: "string" }, a: number });
+    const dog = model({ kind: { const: "dog", type: "string" }, b: number });
+    const doc = (property: Record<string, unknown>, models: Record<string, unknown> = {}) => openApiDoc({ p: property }, { y: arraySchema(true) }, { Apply_Cat: cat, Apply_Dog: dog, ...models });
+    const discriminated = { oneOf: [ref("Apply_Cat"), ref("Apply_Dog")], discriminator: { propertyName: "kind", mapping: { cat: "#/components/schemas/Apply_Cat", dog: "#/components/schemas/Apply_Dog" } } };
+    const cases: [Record<string, unknown>, string][] = [
+      [doc(discriminated), `p: a union (Cat | Dog, discriminated by "kind") has no protobuf form here: a field has one type; use one model with Optional fields, or a field per alternative`],
+      [doc({ anyOf: [ref("Apply_Cat"), ref("Apply_Dog"), { type: "null" }], default: null }), "p: a union (Cat | Dog | None) has no protobuf form here: a field has one type; use one model with Optional fields, or a field per alternative"],
+      [doc({ anyOf: [number, { type: "string" }] }), "p: a union (number | string) has no protobuf form here: a field has one type; use one model with Optional fields, or a field per alternative"],
+      [doc({ type: "array", prefixItems: [number, { type: "string" }], minItems: 2, maxItems: 2 }), "p: a tuple (items by position) has no protobuf form; use a list or a model"],
+      [doc({ type: "array", items: { type: "array", items: number } }), "p: a list of lists has no protobuf form (list[list[number]]); wrap the inner list in a model"],
+      [doc({ type: "object", additionalProperties: { type: "array", items: number } }), "p: a dict of lists has no protobuf form (dict[str, list[number]]); wrap the inner list in a model"],
+      [doc({ type: "array", items: { type: "object", additionalProperties: number } }), "p: a list of dicts has no protobuf form (list[dict[str, number]]); wrap the inner dict in a model"],
+      [doc({ type: "object", additionalProperties: { type: "object", additionalProperties: number } }), "p: a dict of dicts has no protobuf form (dict[str, dict[str, number]]); wrap the inner dict in a model"],
+      [doc({ type: "array", items: { anyOf: [number, { type: "null" }] } }), "p: a list of Optional values (None among its items) has no protobuf form: a repeated or map field cannot hold None; use a default value, or wrap the value in a model"],
+      [doc({}), "p: a value of any type (Any, or no type) has no protobuf form; declare its type"],
+      [doc({ type: "object" }), "p: a dict whose values have no schema (dict, dict[str, Any]) has no protobuf form; declare the values' type"],
+      [doc({ type: "null" }), "p: a field that can only be None has no protobuf form"],
+      [
+        doc(ref("Apply_Node"), { Apply_Node: model({ w: arraySchema(true), children: { type: "array", items: ref("Apply_Node"), default: [] } }) }),
+        "p.children.[]: tesseract_core.schema_shapes.v1.Node holds itself here and holds differentiable tensors, whose paths would have no end: differentiable paths are listed (Describe, patterns), so a recursive message cannot hold them; move them out of the recursion",
+      ],
+    ];
+    for (const [openapi, expected] of cases) assert.equal(await startError(openapi), expected);
+  });
+});
