@@ -153,6 +153,32 @@ describe("tesseract-core bridge (serve http://HOST:PORT)", function () {
     assert.equal(validationDetail("\u001b[31mnot json"), "\\u001b[31mnot json");
   });
 
+  it("a 422 whose body nests 100 000 deep is still the runtime's refusal, quoted cut short: INVALID_ARGUMENT over gRPC, 422 over REST (its loc or msg so nested failed the call UNKNOWN \"Maximum call stack size exceeded\"; its input or ctx, REST's 500)", async () => {
+    const deep = "[".repeat(100_000) + "]".repeat(100_000);
+    const bodies = [`{"detail":[{"type":"value_error","loc":["body",${deep}],"msg":"bad"}]}`, `{"detail":[{"type":"value_error","loc":["body"],"msg":${deep}}]}`, `{"detail":[{"type":"value_error","loc":["body","inputs"],"msg":"bad","input":${deep}}]}`, `{"detail":[{"type":"value_error","loc":["body"],"msg":"bad","ctx":{"error":${deep}}}]}`];
+    let body = "";
+    const refusing = await startFakeTesseractCore({
+      ...meshStats(),
+      apply: () => {
+        throw new FakeHttpStatus(422, body);
+      },
+    });
+    const { server, client, stop } = await over(refusing, { httpPort: 0 });
+    try {
+      for (body of bodies) {
+        const quoted = `${body.slice(0, 200).replace(/[[\]{}().*+?^$|\\]/g, "\\$&")}… \\(${body.length} characters\\)`;
+        await clientRejects(client.apply(inputs()), "INVALID_ARGUMENT", new RegExp(`^tesseract-core \\(${refusing.url}\\) refused the inputs: ${quoted}$`));
+        const rest = await fetch(`http://127.0.0.1:${server.httpPort}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ inputs: { mesh: { n_points: 1, points: { shape: [1, 3], dtype: "float64", data: { buffer: [0, 0, 0], encoding: "json" } } } } }) });
+        assert.equal(rest.status, 422);
+        const [entry] = ((await rest.json()) as { detail: { loc: unknown[]; msg: string }[] }).detail;
+        assert.deepEqual(entry.loc, ["body"]);
+        assert.ok(entry.msg.startsWith(`Value error, tesseract-core (${refusing.url}) refused the inputs: {"detail":`), entry.msg);
+      }
+    } finally {
+      await stop();
+    }
+  });
+
   it("a 422 only at a perturbed point (the runtime's own domain): FAILED_PRECONDITION naming the evaluation, not the caller's inputs", async () => {
     // The runtime refuses points[0, 0] above its value in the request: x + h is refused, x accepted.
     const base = meshStats();
