@@ -533,6 +533,37 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
     }
   });
 
+  it("an /openapi.json whose models nest deeper than any request may, or whose $refs chain on and on: an error naming where, at once (3 000 models deep overflowed the stack, \"Maximum call stack size exceeded\" the whole error; a chain of 30 000 $refs took 20 s)", async () => {
+    /** Mesh Stats with a field `deep` of a chain of `n` models (`next` each), or of `n` schemas that are only a $ref to the next. */
+    const chained = (n: number, aliases: boolean) => {
+      const openapi = structuredClone(MESH_STATS_OPENAPI);
+      const schemas = openapi.components.schemas;
+      schemas.Apply_InputSchema.properties.deep = { $ref: "#/components/schemas/M0" };
+      for (let i = 0; i < n - 1; i++) schemas[`M${i}`] = aliases ? { $ref: `#/components/schemas/M${i + 1}` } : { type: "object", properties: { next: { $ref: `#/components/schemas/M${i + 1}` } } };
+      schemas[`M${n - 1}`] = { type: "object", properties: { x: { type: "number" } } };
+      return openapi;
+    };
+    const cases: [number, boolean, RegExp][] = [
+      [3000, false, /^http:\/\/127\.0\.0\.1:\d+\/openapi\.json: deep(\.next){39}\.… \(504 characters\): models nest more than 100 deep below the inputs here, deeper than a request or answer may nest$/],
+      [30_000, true, /^http:\/\/127\.0\.0\.1:\d+\/openapi\.json: deep: #\/components\/schemas\/M0 is a chain of more than 100 schemas that are only \$refs$/],
+    ];
+    for (const [n, aliases, message] of cases) {
+      const fake = await startFakeTesseractCore({ ...meshStats(), openapi: chained(n, aliases) });
+      try {
+        await assert.rejects(loadTesseractCore(fake.url), (e: Error) => (assert.match(e.message, message), true));
+      } finally {
+        await fake.close();
+      }
+    }
+    // As deep as a request may nest (100 models below the inputs) is served.
+    const fake = await startFakeTesseractCore({ ...meshStats(), openapi: chained(100, false) });
+    try {
+      await await (await loadTesseractCore(fake.url)).close();
+    } finally {
+      await fake.close();
+    }
+  });
+
   it("the CLI's serve exits 1 naming an unreachable URL", async () => {
     const down = await closedUrl();
     const run = promisify(execFile);

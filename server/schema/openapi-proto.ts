@@ -22,6 +22,8 @@
  */
 import { createHash } from "node:crypto";
 import { enumValueName, literalName, screamingSnake, type LiteralEnum } from "../../common/enum-names";
+import { clip } from "../../common/errors";
+import { MAX_DEPTH } from "../../common/nesting";
 
 export interface ProtoFromOpenApi {
   /** The `.proto` file's text (imports tesseract/v1/tensor.proto). */
@@ -170,11 +172,18 @@ class Writer {
   /** The messages the document's models may become: no enum takes their names. */
   private readonly modelNames: Set<string>;
 
+  /** How many models below the root the message being written is (`message` recurses through fields). */
+  private depth = 0;
+
   /** Writes the message for model `ref` (once) and returns its name. */
   message(ref: string, path: string): string {
     const key = ref.slice(ref.lastIndexOf("/") + 1);
     const name = this.names.get(key) ?? messageName(key);
     if (this.messages.has(name)) return name;
+    // No request or answer may nest deeper than MAX_DEPTH (common/nesting.ts): models nested deeper
+    // could never be filled, and a chain of 3 000 overflowed the stack here ("Maximum call stack
+    // size exceeded", the whole start error).
+    if (this.depth++ > MAX_DEPTH) throw new Error(`${clip(path || this.root)}: models nest more than ${MAX_DEPTH} deep below the ${this.root} here, deeper than a request or answer may nest`);
     this.messages.set(name, ""); // recursive references resolve to the same name
     const schema = this.resolve(ref, path);
     const properties = isObject(schema.properties) ? schema.properties : {};
@@ -203,13 +212,19 @@ class Writer {
       const note = { ...(Object.hasOwn(property, "default") ? { default: property.default } : {}), ...(isObject(shape) ? { shape } : {}) };
       if (Object.keys(note).length > 0) (this.documented[`${this.packageName}.${name}`] ??= {})[field] = note;
     }
+    this.depth--;
     return name;
   }
 
-  /** The schema `ref` names, through any schema that is only a `$ref` itself; a cycle of those is refused. */
+  /**
+   * The schema `ref` names, through any schema that is only a `$ref` itself; a cycle of those is
+   * refused, and so is a chain longer than MAX_DEPTH (one of 30 000 took 20 s to follow at every
+   * field that names it).
+   */
   private resolve(ref: string, path: string): JsonSchema {
     const seen: string[] = [];
     for (let current = ref; ; ) {
+      if (seen.length > MAX_DEPTH) throw new Error(`${clip(path || this.root)}: ${clip(ref)} is a chain of more than ${MAX_DEPTH} schemas that are only $refs`);
       const key = current.slice(current.lastIndexOf("/") + 1);
       // Own keys only: "__proto__" is no schema of the document's.
       const schema = Object.hasOwn(this.schemas, key) ? this.schemas[key] : undefined;
