@@ -287,6 +287,12 @@ describe("CheckGradients", () => {
     await clientRejects(vector.checkGradients({ inputs, outputPaths: ["nope"] }), "INVALID_ARGUMENT", /^outputPaths \(output_paths\): output path "nope" is not a differentiable path/);
     await clientRejects(vector.checkGradients({ inputs, endpoints: ["hessian"] }), "INVALID_ARGUMENT", /^endpoints: unknown endpoint "hessian"; expected jacobian, jvp or vjp/);
     await clientRejects(vector.checkGradients({ inputs, endpoints: ["jvp", "jacobian_vector_product"] }), "INVALID_ARGUMENT", /^endpoints: "jacobian_vector_product" is listed more than once \(as "jvp" before\)$/);
+    // Names of Object's members are no endpoints (they checked nothing and passed).
+    for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty"]) {
+      await clientRejects(vector.checkGradients({ inputs, endpoints: [name] }), "INVALID_ARGUMENT", new RegExp(`^endpoints: unknown endpoint "${name}"; expected jacobian, jvp or vjp`));
+    }
+    // The caller's text quoted, escaped and cut short (it went raw and whole, a terminal's escape sequence included).
+    await clientRejects(vector.checkGradients({ inputs, endpoints: [`\u001b[31m${"e".repeat(5000)}`] }), "INVALID_ARGUMENT", /^endpoints: unknown endpoint "\\u001b\[31me+"… \(5005 characters\); expected jacobian, jvp or vjp/);
     await clientRejects(vector.checkGradients({ inputs, rtol: -1 }), "INVALID_ARGUMENT", /^rtol must be a non-negative finite number/);
     await clientRejects(vector.checkGradients({ inputs, options: { eps: -1 } }), "INVALID_ARGUMENT", /options\.eps must be a positive finite number/);
     await clientRejects(vector.checkGradients({ inputs, inputPaths: ["a"], options: { eps_by_path: { b: 1e-3 } } }), "INVALID_ARGUMENT", /^options\.eps_by_path has key "b", which is not an input path being checked \(a\)/);
