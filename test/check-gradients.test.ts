@@ -277,6 +277,20 @@ describe("CheckGradients", () => {
     assert.equal(rows(capped.checks, "jacobian").reduce((x, y) => x + y, 0), (999 - 1 - 6) / 2);
   });
 
+  it("an analytic Jacobian over the message limit is RESOURCE_EXHAUSTED before the Tesseract is asked for it (two vectors of 20 000 had it allocate 6.4 GB, and loop for hours on the event loop)", async () => {
+    const n = 3000;
+    const inputs = long(n);
+    // result (3 000) × a, b and s (6 001) in FP64: 144 MB.
+    await clientRejects(
+      vector.checkGradients({ inputs }),
+      "RESOURCE_EXHAUSTED",
+      /^checking these paths takes the analytic Jacobian whole: 18003000 FP64 values \(144024000 bytes\), over the 67108864-byte message limit \(--max-message-bytes\); check fewer or smaller paths \(input_paths, output_paths\)$/,
+    );
+    // d result / d s alone is 3 000 values: checked.
+    const { passed } = await vector.checkGradients({ inputs, inputPaths: ["s"], maxEvals: 20 });
+    assert.ok(passed);
+  });
+
   it("a max_evals too small to check every input path once is INVALID_ARGUMENT", async () => {
     await clientRejects(vector.checkGradients({ inputs: vectorInputs(false), maxEvals: 12 }), "INVALID_ARGUMENT", /^max_evals 12 is too small: checking 3 input paths \(jacobian, jvp, vjp\) takes at least 13 apply calls/);
   });

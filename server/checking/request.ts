@@ -46,6 +46,8 @@ export interface CheckGradientsRequest {
   seed?: number | bigint | string | null;
   options?: RequestOptions | null;
   signal?: AbortSignal;
+  /** The most bytes the analytic Jacobian of the checked paths may take, FP64 (the server's message limit); unset: no bound. */
+  maxBytes?: number;
 }
 
 export interface CheckSettings {
