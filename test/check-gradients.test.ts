@@ -291,6 +291,14 @@ describe("CheckGradients", () => {
     assert.ok(passed);
   });
 
+  it("vectoradd's analytic Jacobian of two 2 000-element vectors, normalised (64 MB, within the limit), is checked and passes (it was multiplied out as dense matrices: a minute on the event loop)", async () => {
+    const n = 2000;
+    const inputs = { ...long(n), normalize: true };
+    const { passed, checks } = await vector.checkGradients({ inputs, inputPaths: ["a", "b"], endpoints: ["jacobian", "jvp"], maxEvals: 21 });
+    assert.ok(passed, JSON.stringify(checks));
+    assert.deepEqual(checks.map((c) => [c.endpoint, c.input_path, c.rows_checked > 0]), [["jacobian", "a", true], ["jacobian", "b", true], ["jvp", "a", true], ["jvp", "b", true]]);
+  });
+
   it("a max_evals too small to check every input path once is INVALID_ARGUMENT", async () => {
     await clientRejects(vector.checkGradients({ inputs: vectorInputs(false), maxEvals: 12 }), "INVALID_ARGUMENT", /^max_evals 12 is too small: checking 3 input paths \(jacobian, jvp, vjp\) takes at least 13 apply calls/);
   });
