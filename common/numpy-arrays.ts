@@ -35,10 +35,38 @@ export function numpyDtype(datatype: DataType): string {
  * map key in braces, stays as it was written (a dtype sent as "DATA_TYPE_FP32" read "float32").
  */
 export function withNumpyDtypes(message: string): string {
-  return message
-    .split(/("(?:[^"\\]|\\.)*"|\{(?:[^{}\\]|\\.)*\})/)
-    .map((part, k) => (k % 2 === 1 ? part : part.replace(/\bDATA_TYPE_[A-Z0-9]+\b/g, (name) => NAMES[DataType[name as keyof typeof DataType]] ?? name)))
-    .join("");
+  const out: string[] = [];
+  let plain = 0;
+  for (let at = 0; at < message.length; ) {
+    const end = message[at] === '"' || message[at] === "{" ? closingOf(message, at) : undefined;
+    if (end === undefined) {
+      at++;
+      continue;
+    }
+    out.push(numpyNames(message.slice(plain, at)), message.slice(at, end));
+    plain = at = end;
+  }
+  out.push(numpyNames(message.slice(plain)));
+  return out.join("");
+}
+
+const numpyNames = (text: string) => text.replace(/\bDATA_TYPE_[A-Z0-9]+\b/g, (name) => NAMES[DataType[name as keyof typeof DataType]] ?? name);
+
+/**
+ * Where the quoted string or braced key opening at `at` ends (after its `"` or `}`; backslash
+ * escapes, but not of a line break), or undefined when it does not close. Found in one pass, not by
+ * a regular expression: a message may quote a caller's key of megabytes, whose alternation per
+ * character overflowed a regular expression's backtracking stack (a 500 for a body's mistake).
+ */
+function closingOf(message: string, at: number): number | undefined {
+  const close = message[at] === '"' ? '"' : "}";
+  for (let i = at + 1; i < message.length; i++) {
+    const c = message[i];
+    if (c === close) return i + 1;
+    if (close === "}" && c === "{") return undefined;
+    if (c === "\\" && (i + 1 === message.length || /[\n\r\u2028\u2029]/.test(message[++i]))) return undefined;
+  }
+  return undefined;
 }
 
 /** Nested lists -> shape and flat values; the lists must be rectangular. A non-list is a scalar. */

@@ -10,6 +10,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
+import type * as protobuf from "protobufjs";
 import { Algorithm, type TesseractClient } from "../client";
 import { startServer, type RunningServer } from "../index";
 import { loadTesseractCore } from "../server/bridge/tesseract-core";
@@ -151,6 +152,32 @@ describe("tesseract-core bridge (serve http://HOST:PORT)", function () {
     assert.equal(validationDetail(JSON.stringify({ detail: [1, 2, 3, 4].map((i) => entry(["body", `f${i}`], "bad")) })), "f1: bad; f2: bad; f3: bad; … and 1 more");
     assert.equal(validationDetail(JSON.stringify({ detail: [] })), "(an empty detail)");
     assert.equal(validationDetail("\u001b[31mnot json"), "\\u001b[31mnot json");
+  });
+
+  it("a 422 whose body nests 100 000 deep is still the runtime's refusal, quoted cut short: INVALID_ARGUMENT over gRPC, 422 over REST (its loc or msg so nested failed the call UNKNOWN \"Maximum call stack size exceeded\"; its input or ctx, REST's 500)", async () => {
+    const deep = "[".repeat(100_000) + "]".repeat(100_000);
+    const bodies = [`{"detail":[{"type":"value_error","loc":["body",${deep}],"msg":"bad"}]}`, `{"detail":[{"type":"value_error","loc":["body"],"msg":${deep}}]}`, `{"detail":[{"type":"value_error","loc":["body","inputs"],"msg":"bad","input":${deep}}]}`, `{"detail":[{"type":"value_error","loc":["body"],"msg":"bad","ctx":{"error":${deep}}}]}`];
+    let body = "";
+    const refusing = await startFakeTesseractCore({
+      ...meshStats(),
+      apply: () => {
+        throw new FakeHttpStatus(422, body);
+      },
+    });
+    const { server, client, stop } = await over(refusing, { httpPort: 0 });
+    try {
+      for (body of bodies) {
+        const quoted = `${body.slice(0, 200).replace(/[[\]{}().*+?^$|\\]/g, "\\$&")}… \\(${body.length} characters\\)`;
+        await clientRejects(client.apply(inputs()), "INVALID_ARGUMENT", new RegExp(`^tesseract-core \\(${refusing.url}\\) refused the inputs: ${quoted}$`));
+        const rest = await fetch(`http://127.0.0.1:${server.httpPort}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ inputs: { mesh: { n_points: 1, points: { shape: [1, 3], dtype: "float64", data: { buffer: [0, 0, 0], encoding: "json" } } } } }) });
+        assert.equal(rest.status, 422);
+        const [entry] = ((await rest.json()) as { detail: { loc: unknown[]; msg: string }[] }).detail;
+        assert.deepEqual(entry.loc, ["body"]);
+        assert.ok(entry.msg.startsWith(`Value error, tesseract-core (${refusing.url}) refused the inputs: {"detail":`), entry.msg);
+      }
+    } finally {
+      await stop();
+    }
   });
 
   it("a 422 only at a perturbed point (the runtime's own domain): FAILED_PRECONDITION naming the evaluation, not the caller's inputs", async () => {
@@ -513,6 +540,71 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
       await assert.rejects(loadTesseractCore(other.url), (e: Error) => e.message.includes(other.url) && /ApplyInputSchema/.test(e.message));
     } finally {
       await other.close();
+    }
+  });
+
+  it("an /openapi.json whose models nest deeper than any request may, or whose $refs chain on and on: an error naming where, at once (3 000 models deep overflowed the stack, \"Maximum call stack size exceeded\" the whole error; a chain of 30 000 $refs took 20 s)", async () => {
+    /** Mesh Stats with a field `deep` of a chain of `n` models (`next` each), or of `n` schemas that are only a $ref to the next. */
+    const chained = (n: number, aliases: boolean) => {
+      const openapi = structuredClone(MESH_STATS_OPENAPI);
+      const schemas = openapi.components.schemas;
+      schemas.Apply_InputSchema.properties.deep = { $ref: "#/components/schemas/M0" };
+      for (let i = 0; i < n - 1; i++) schemas[`M${i}`] = aliases ? { $ref: `#/components/schemas/M${i + 1}` } : { type: "object", properties: { next: { $ref: `#/components/schemas/M${i + 1}` } } };
+      schemas[`M${n - 1}`] = { type: "object", properties: { x: { type: "number" } } };
+      return openapi;
+    };
+    const cases: [number, boolean, RegExp][] = [
+      [3000, false, /^http:\/\/127\.0\.0\.1:\d+\/openapi\.json: deep(\.next){39}\.… \(504 characters\): models nest more than 100 deep below the inputs here, deeper than a request or answer may nest$/],
+      [30_000, true, /^http:\/\/127\.0\.0\.1:\d+\/openapi\.json: deep: #\/components\/schemas\/M0 is a chain of more than 100 schemas that are only \$refs$/],
+    ];
+    for (const [n, aliases, message] of cases) {
+      const fake = await startFakeTesseractCore({ ...meshStats(), openapi: chained(n, aliases) });
+      try {
+        await assert.rejects(loadTesseractCore(fake.url), (e: Error) => (assert.match(e.message, message), true));
+      } finally {
+        await fake.close();
+      }
+    }
+    // As deep as a request may nest (100 models below the inputs) is served.
+    const fake = await startFakeTesseractCore({ ...meshStats(), openapi: chained(100, false) });
+    try {
+      await await (await loadTesseractCore(fake.url)).close();
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it("an /openapi.json of 50 000 models whose names meet, or of 10 000 Literals on fields of one name, is read in linear time (each name was tried against all before it: minutes, then 68 s)", async () => {
+    const openapi = structuredClone(MESH_STATS_OPENAPI);
+    const schemas = openapi.components.schemas;
+    // Keys that all read `X` as message names (punctuation goes): X, X2, … X50000.
+    const marks = "!#$%&'()*+,-./:;<=>?@[]^`{|}~ ";
+    for (let i = 0; i < 50_000; i++) {
+      let key = "x~";
+      for (let j = i; j > 0; j = Math.floor(j / marks.length)) key += marks[j % marks.length];
+      schemas[key] = { type: "object", properties: {} };
+    }
+    // 100 groups of 100 models, each with its own Literal on a field `mode`: enums ModeValue, ModeValue2, … ModeValue10000.
+    for (let i = 0; i < 100; i++) {
+      schemas[`G${i}`] = { type: "object", properties: {} };
+      schemas.Apply_InputSchema.properties[`g${i}`] = { $ref: `#/components/schemas/G${i}` };
+      for (let j = 0; j < 100; j++) {
+        schemas[`Mode${i}_${j}`] = { type: "object", properties: { mode: { enum: [`m${i}_${j}`], type: "string" } } };
+        schemas[`G${i}`].properties[`m${j}`] = { $ref: `#/components/schemas/Mode${i}_${j}` };
+      }
+    }
+    const fake = await startFakeTesseractCore({ ...meshStats(), openapi });
+    try {
+      const runtime = await loadTesseractCore(fake.url);
+      const inputType = runtime.schema.inputs.type;
+      const sub = (type: protobuf.Type, field: string) => type.fields[field].resolvedType as protobuf.Type;
+      const enums = new Set<string>();
+      for (let i = 0; i < 100; i++) for (let j = 0; j < 100; j++) enums.add(sub(sub(inputType, `g${i}`), `m${j}`).fields.mode.resolvedType!.name);
+      assert.equal(enums.size, 10_000, "an enum each");
+      assert.ok(enums.has("ModeValue") && enums.has("ModeValue10000"));
+      await runtime.close();
+    } finally {
+      await fake.close();
     }
   });
 

@@ -277,6 +277,28 @@ describe("CheckGradients", () => {
     assert.equal(rows(capped.checks, "jacobian").reduce((x, y) => x + y, 0), (999 - 1 - 6) / 2);
   });
 
+  it("an analytic Jacobian over the message limit is RESOURCE_EXHAUSTED before the Tesseract is asked for it (two vectors of 20 000 had it allocate 6.4 GB, and loop for hours on the event loop)", async () => {
+    const n = 3000;
+    const inputs = long(n);
+    // result (3 000) × a, b and s (6 001) in FP64: 144 MB.
+    await clientRejects(
+      vector.checkGradients({ inputs }),
+      "RESOURCE_EXHAUSTED",
+      /^checking these paths takes the analytic Jacobian whole: 18003000 FP64 values \(144024000 bytes\), over the 67108864-byte message limit \(--max-message-bytes\); check fewer or smaller paths \(input_paths, output_paths\)$/,
+    );
+    // d result / d s alone is 3 000 values: checked.
+    const { passed } = await vector.checkGradients({ inputs, inputPaths: ["s"], maxEvals: 20 });
+    assert.ok(passed);
+  });
+
+  it("vectoradd's analytic Jacobian of two 2 000-element vectors, normalised (64 MB, within the limit), is checked and passes (it was multiplied out as dense matrices: a minute on the event loop)", async () => {
+    const n = 2000;
+    const inputs = { ...long(n), normalize: true };
+    const { passed, checks } = await vector.checkGradients({ inputs, inputPaths: ["a", "b"], endpoints: ["jacobian", "jvp"], maxEvals: 21 });
+    assert.ok(passed, JSON.stringify(checks));
+    assert.deepEqual(checks.map((c) => [c.endpoint, c.input_path, c.rows_checked > 0]), [["jacobian", "a", true], ["jacobian", "b", true], ["jvp", "a", true], ["jvp", "b", true]]);
+  });
+
   it("a max_evals too small to check every input path once is INVALID_ARGUMENT", async () => {
     await clientRejects(vector.checkGradients({ inputs: vectorInputs(false), maxEvals: 12 }), "INVALID_ARGUMENT", /^max_evals 12 is too small: checking 3 input paths \(jacobian, jvp, vjp\) takes at least 13 apply calls/);
   });
@@ -287,6 +309,12 @@ describe("CheckGradients", () => {
     await clientRejects(vector.checkGradients({ inputs, outputPaths: ["nope"] }), "INVALID_ARGUMENT", /^outputPaths \(output_paths\): output path "nope" is not a differentiable path/);
     await clientRejects(vector.checkGradients({ inputs, endpoints: ["hessian"] }), "INVALID_ARGUMENT", /^endpoints: unknown endpoint "hessian"; expected jacobian, jvp or vjp/);
     await clientRejects(vector.checkGradients({ inputs, endpoints: ["jvp", "jacobian_vector_product"] }), "INVALID_ARGUMENT", /^endpoints: "jacobian_vector_product" is listed more than once \(as "jvp" before\)$/);
+    // Names of Object's members are no endpoints (they checked nothing and passed).
+    for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty"]) {
+      await clientRejects(vector.checkGradients({ inputs, endpoints: [name] }), "INVALID_ARGUMENT", new RegExp(`^endpoints: unknown endpoint "${name}"; expected jacobian, jvp or vjp`));
+    }
+    // The caller's text quoted, escaped and cut short (it went raw and whole, a terminal's escape sequence included).
+    await clientRejects(vector.checkGradients({ inputs, endpoints: [`\u001b[31m${"e".repeat(5000)}`] }), "INVALID_ARGUMENT", /^endpoints: unknown endpoint "\\u001b\[31me+"… \(5005 characters\); expected jacobian, jvp or vjp/);
     await clientRejects(vector.checkGradients({ inputs, rtol: -1 }), "INVALID_ARGUMENT", /^rtol must be a non-negative finite number/);
     await clientRejects(vector.checkGradients({ inputs, options: { eps: -1 } }), "INVALID_ARGUMENT", /options\.eps must be a positive finite number/);
     await clientRejects(vector.checkGradients({ inputs, inputPaths: ["a"], options: { eps_by_path: { b: 1e-3 } } }), "INVALID_ARGUMENT", /^options\.eps_by_path has key "b", which is not an input path being checked \(a\)/);

@@ -4,6 +4,8 @@
  */
 import { strict as assert } from "node:assert";
 import { request } from "node:http";
+import { once } from "node:events";
+import * as net from "node:net";
 import { TesseractClient } from "../client";
 import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
 import { startServer, type RunningServer } from "../index";
@@ -71,6 +73,17 @@ describe("Prometheus metrics", () => {
     await client.apply(meshInputs(N));
     const again = (await get(server.metricsPort!, "/metrics")).body;
     assert.equal(sample(again, "tesseract_grpc_evaluations_total"), 2 + 2 * N);
+  });
+
+  it("a connection left with an unfinished request does not hold the server's close (Node stops timing it once closing begins: the shutdown waited for good)", async () => {
+    const other = await startServer({ tesseract: "vectoradd", port: 0, workers: 0, metricsPort: 0, warmUpMs: 0, logger: silentLogger });
+    const socket = net.connect(other.metricsPort!, "127.0.0.1");
+    socket.on("error", () => {});
+    await once(socket, "connect");
+    socket.write("GET /metrics HTTP/1.1\r\nHost: x\r\n");
+    const closed = new Promise((resolve) => socket.on("close", resolve));
+    await other.close(0);
+    await closed;
   });
 
   it("answers 404 elsewhere", async () => {

@@ -15,6 +15,7 @@ import { TesseractClient } from "../client";
 import { Inputs as HeatInputs, Outputs as HeatOutputs } from "../generated/tesseract/examples/heat/v1/heat";
 import { frame } from "./raw-grpc";
 import { KeptBuffers, Watched } from "../server/grpc/stalled-streams";
+import { ServerReflectionRequest } from "../generated/grpc/reflection/v1/reflection";
 
 const JACOBIAN = "/tesseract.v1.Tesseract/Jacobian";
 const heat = loadTesseract("heat");
@@ -51,7 +52,7 @@ function ended(stream: http2.ClientHttp2Stream): Promise<Ended> {
   return once(stream, "close").then(() => ({ ...result, rstCode: stream.rstCode }));
 }
 
-const post = (session: http2.ClientHttp2Session) => session.request({ ":method": "POST", ":path": JACOBIAN, "content-type": "application/grpc", te: "trailers" });
+const post = (session: http2.ClientHttp2Session, path = JACOBIAN) => session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers" });
 
 describe("streams that hold bytes without moving them", function () {
   this.timeout(30000);
@@ -149,6 +150,59 @@ describe("streams that hold bytes without moving them", function () {
     await Promise.race(endings);
     await stillAnswers(); // a look or more later
     assert.deepEqual(reset.sort((a, b) => a - b), [0, 1, 2, 3]);
+  });
+
+  it("a request that does not end (headers alone, a whole message without END_STREAM, a call refused at once) ends after --stream-stall-ms, unary or server-streaming (each was held for good, ~9 kB each for a few bytes); a reflection stream idle between its requests stays", async () => {
+    server = await startServer({ tesseract: heat, port: 0, workers: 0, streamStallMs: 300, warmUpMs: 0, logger: silentLogger });
+    session = http2.connect(`http://${server.address}`);
+    // Reflection first: its client's last byte is older than any other's, and it is kept all the same.
+    const reflection = post(session, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo");
+    const answers: Buffer[] = [];
+    reflection.on("data", (chunk: Buffer) => answers.push(chunk));
+    const reflectionEnded = ended(reflection);
+    const listServices = frame(ServerReflectionRequest.encode(ServerReflectionRequest.fromPartial({ list_services: "" })).finish());
+    reflection.write(listServices);
+    await once(reflection, "data");
+    const headersOnly = post(session);
+    const wholeMessage = post(session);
+    wholeMessage.write(jacobianRequest(4));
+    const rows = post(session, "/tesseract.v1.Tesseract/JacobianRows");
+    const unknown = ended(post(session, "/tesseract.v1.Nope/Nothing"));
+    const results = await Promise.all([headersOnly, wholeMessage, rows].map(ended));
+    const why = "its request did not end: no bytes for 300 ms, the most this server waits (--stream-stall-ms)";
+    assert.deepEqual(results, new Array(3).fill({ grpcStatus: "8", grpcMessage: why, rstCode: http2.constants.NGHTTP2_CANCEL }));
+    // Answered UNIMPLEMENTED at once, its stream waited for the client's end too: reset.
+    assert.deepEqual(await unknown, { grpcStatus: "12", grpcMessage: 'this server has no method "/tesseract.v1.Nope/Nothing"', rstCode: http2.constants.NGHTTP2_CANCEL });
+    assert.ok(!reflection.closed, "the reflection stream is open");
+    reflection.write(listServices);
+    await once(reflection, "data");
+    reflection.end();
+    assert.equal((await reflectionEnded).grpcStatus, "0");
+    await stillAnswers();
+  });
+
+  it("streams waiting for their request's end count against the budget (8 KiB each, at least 1000): past it, the one whose client sent its last byte longest ago ends, without a time limit too", async () => {
+    // 8 × 1 MiB of budget: 1024 streams.
+    server = await startServer({ tesseract: heat, port: 0, workers: 0, maxMessageBytes: 1 << 20, streamStallMs: 0, warmUpMs: 0, logger: silentLogger });
+    session = http2.connect(`http://${server.address}`);
+    const first = Array.from({ length: 1000 }, () => post(session!));
+    const endings = first.map(ended);
+    await once(first[999], "ready");
+    const other = http2.connect(`http://${server.address}`);
+    try {
+      const more = Array.from({ length: 27 }, () => post(other));
+      more.forEach((stream) => stream.on("error", () => {}));
+      // 1027 waiting: the three whose clients sent nothing for longest (the first opened) end.
+      const results = await Promise.all([0, 1, 2].map((k) => endings[k]));
+      for (const r of results) {
+        assert.equal(r.grpcStatus, "8");
+        assert.match(r.grpcMessage!, /^more than 1024 streams wait for their requests to end, the most this server holds; this one's client has sent nothing for \d+ ms$/);
+      }
+      assert.ok(!first[3].closed && !more[26].closed, "the others are kept");
+      await stillAnswers();
+    } finally {
+      other.destroy();
+    }
   });
 
   it("an answer its client reads steadily is moving, though one large write stays whole in its queue (such a reader's stream was reset as stuck); bytes the server writes otherwise (PING answers) are not", () => {

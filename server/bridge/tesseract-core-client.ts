@@ -207,26 +207,33 @@ function checkedAnswer(endpoint: string, url: string, { status, text, location }
   return text;
 }
 
-/** A 422 body's `detail` when it is FastAPI's list of entries (objects with type, loc and msg), at most 20 of them. */
-function detailEntries(text: string): Record<string, unknown>[] | undefined {
-  let detail: unknown;
+/**
+ * A 422 body's `detail`, or undefined when the body is not JSON or nests deeper than the bridge reads
+ * any answer: its entries are shown (JSON.stringify) and sent on to REST callers, both recursing (a
+ * `loc` item nested 100 000 deep failed the call as "apply failed: Maximum call stack size exceeded").
+ */
+function detailOf(text: string): { detail?: unknown } | undefined {
+  let body: unknown;
   try {
-    detail = (JSON.parse(text) as { detail?: unknown }).detail;
+    body = JSON.parse(text);
   } catch {
     return undefined;
   }
+  return nestedDeeper(body) ? undefined : (body as { detail?: unknown } | null) ?? undefined;
+}
+
+/** A 422 body's `detail` when it is FastAPI's list of entries (objects with type, loc and msg), at most 20 of them. */
+function detailEntries(text: string): Record<string, unknown>[] | undefined {
+  const detail = detailOf(text)?.detail;
   const entry = (d: unknown) => isPlainObject(d) && typeof d.type === "string" && Array.isArray(d.loc) && typeof d.msg === "string";
   return Array.isArray(detail) && detail.length > 0 && detail.every(entry) ? (detail.slice(0, 20) as Record<string, unknown>[]) : undefined;
 }
 
 /** A 422 body's first details as `location: message`, clipped. */
 export function validationDetail(text: string): string {
-  let detail: unknown;
-  try {
-    detail = (JSON.parse(text) as { detail?: unknown }).detail;
-  } catch {
-    return clip(printable(text.trim()));
-  }
+  const body = detailOf(text);
+  if (body === undefined) return clip(printable(text.trim()));
+  const { detail } = body;
   if (!Array.isArray(detail)) return clip(printable(typeof detail === "string" ? detail : text.trim()));
   if (detail.length === 0) return "(an empty detail)";
   // FastAPI's loc items are strings and numbers, msg a string; anything else is shown as JSON.

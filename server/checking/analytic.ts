@@ -22,6 +22,21 @@ export function requireAnalyticJacobian(source: { readonly definition: AnalyticD
   return jacobian;
 }
 
+/**
+ * Refuses (RESOURCE_EXHAUSTED) a check whose analytic Jacobian, every output × input pair in FP64,
+ * would take more than `maxBytes`, before the Tesseract is asked for it: its author's function builds
+ * it whole, and a request of two 20 000-element vectors had it allocate 6.4 GB (and loop for hours).
+ */
+export function checkAnalyticSize(outputs: readonly { size: number }[], leaves: readonly { size: number }[], maxBytes: number | undefined): void {
+  if (maxBytes === undefined) return;
+  const values = outputs.reduce((n, o) => n + o.size, 0) * leaves.reduce((n, l) => n + l.size, 0);
+  if (8 * values <= maxBytes) return;
+  throw new TesseractError(
+    Code.RESOURCE_EXHAUSTED,
+    `checking these paths takes the analytic Jacobian whole: ${values} FP64 values (${8 * values} bytes), over the ${maxBytes}-byte message limit (--max-message-bytes); check fewer or smaller paths (input_paths, output_paths)`,
+  );
+}
+
 /** An entry of the analytic Jacobian, flat [output, input] row-major, or why it cannot be used. */
 export type AnalyticEntry = (out: Leaf, leaf: Leaf) => Float64Array | string;
 

@@ -24,7 +24,7 @@ import { inputLeaf, type InputLeaf } from "../eval/input-leaf";
 import { seededGenerator } from "../fd/random";
 import { plannedEvaluations } from "../fd/rows";
 import { checkFiniteInputs } from "../fd/steps";
-import { analyticEntries, requireAnalyticJacobian, type AnalyticEntry } from "./analytic";
+import { analyticEntries, checkAnalyticSize, requireAnalyticJacobian, type AnalyticEntry } from "./analytic";
 import { outputLeaves, resolveLeaves, type Leaf } from "./leaves";
 import { checkSettings, maxEvalsFor, type CheckGradientsRequest, type CheckSettings } from "./request";
 import { randomVector, sampleElements, STREAMS, unitVector } from "./sampling";
@@ -69,6 +69,7 @@ export async function checkGradients(source: GradientSource, req: CheckGradients
 
   // One apply: the output paths present and their shapes; then the analytic Jacobian, once.
   const outputs = outputLeaves(source.schema.outputs, await run.apply(), req.outputPaths);
+  checkAnalyticSize(outputs, leaves, req.maxBytes);
   const check: Check = { run, leaves, outputs, entry: analyticEntries(jacobian, inputs, leaves, outputs), tallies: new Tallies(settings.rtol, settings.atol) };
   if (settings.jvp) await checkJvps(check, settings.seed);
   if (settings.columns) await checkColumns(check, settings);

@@ -13,7 +13,7 @@
  * explains (tally.ts, compareJvp).
  */
 import { CHECK_DEFAULTS } from "../../common/check-defaults";
-import { invalidArgument } from "../../common/errors";
+import { invalidArgument, quote } from "../../common/errors";
 import { toSeed, type RequestOptions } from "../fd/options";
 
 export { CHECK_DEFAULTS };
@@ -46,6 +46,8 @@ export interface CheckGradientsRequest {
   seed?: number | bigint | string | null;
   options?: RequestOptions | null;
   signal?: AbortSignal;
+  /** The most bytes the analytic Jacobian of the checked paths may take, FP64 (the server's message limit); unset: no bound. */
+  maxBytes?: number;
 }
 
 export interface CheckSettings {
@@ -63,10 +65,11 @@ export interface CheckSettings {
 export function checkSettings(req: CheckGradientsRequest): CheckSettings {
   const requested = new Map<CheckEndpoint, string>();
   for (const name of req.endpoints ?? []) {
-    const endpoint = ENDPOINT_NAMES[name];
-    if (!endpoint) throw invalidArgument(`endpoints: unknown endpoint "${name}"; expected jacobian, jvp or vjp (or jacobian_vector_product, vector_jacobian_product)`);
+    // Own names only: "constructor" or "__proto__" named an Object member, and the request checked nothing and passed.
+    const endpoint = Object.hasOwn(ENDPOINT_NAMES, name) ? ENDPOINT_NAMES[name] : undefined;
+    if (!endpoint) throw invalidArgument(`endpoints: unknown endpoint ${quote(name)}; expected jacobian, jvp or vjp (or jacobian_vector_product, vector_jacobian_product)`);
     // As a path listed twice is refused: the request says one thing twice, or two things meaning one.
-    if (requested.has(endpoint)) throw invalidArgument(`endpoints: "${name}" is listed more than once (as "${requested.get(endpoint)}" before)`);
+    if (requested.has(endpoint)) throw invalidArgument(`endpoints: ${quote(name)} is listed more than once (as ${quote(requested.get(endpoint)!)} before)`);
     requested.set(endpoint, name);
   }
   const endpoints = requested.size ? ENDPOINT_ORDER.filter((e) => requested.has(e)) : ENDPOINT_ORDER;

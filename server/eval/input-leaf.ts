@@ -3,7 +3,7 @@
  * storage inside the base inputs, with its path and shape.
  */
 import type { NdArray } from "ndarray";
-import { Code, invalidArgument, TesseractError } from "../../common/errors";
+import { Code, invalidArgument, quote, TesseractError } from "../../common/errors";
 import type { Segment } from "../../common/paths";
 import type { ResolvedLeaf } from "../schema/schema";
 import { DataType, dataTypeName, dataTypeOfArray, elementCount, isFloatingPoint, isRowMajor, type TypedArray } from "../../common/tensor-codec";
@@ -23,7 +23,7 @@ export function inputLeaf(leaf: ResolvedLeaf, field: string): InputLeaf {
   const array = leaf.array as NdArray<TypedArray>;
   const dtype = dataTypeOfArray(array.data);
   if (!isFloatingPoint(dtype)) {
-    throw invalidArgument(`${field}: input path "${leaf.path}" has datatype ${dataTypeName(dtype)}; only DATA_TYPE_FP32 and DATA_TYPE_FP64 inputs can be differentiated`);
+    throw invalidArgument(`${field}: input path ${quote(leaf.path)} has datatype ${dataTypeName(dtype)}; only DATA_TYPE_FP32 and DATA_TYPE_FP64 inputs can be differentiated`);
   }
   const shape = [...array.shape];
   const size = elementCount(shape);

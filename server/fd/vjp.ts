@@ -16,7 +16,7 @@
  * row is split out and contracted, (c^T J)_j = sum_i c_i J_ij over its structural nonzeros, and its
  * error estimate, where the rule gives one, is sum_i |c_i| e_ij (each entry's bound, summed).
  */
-import { Code, invalidArgument, isTesseractError, TesseractError } from "../../common/errors";
+import { Code, invalidArgument, isTesseractError, quote, TesseractError } from "../../common/errors";
 import { DataType } from "../../common/tensor-codec";
 import { eachInTurn, FailedPair, flatDifferences, outputStride, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "../eval/evaluator";
 import { pairCount, sideOf } from "../eval/element-pairs";
@@ -184,7 +184,7 @@ function matchedCotangent(outputs: OutputInfo[], cotangent: readonly Cotangent[]
   const byPath = new Map(cotangent.map((c) => [c.path, c]));
   for (const c of cotangent) {
     if (!outputs.some((o) => o.path === c.path)) {
-      throw invalidArgument(`${field} has key "${c.path}", which is not a requested output; requested: ${outputs.map((o) => o.path).join(", ")}`);
+      throw invalidArgument(`${field} has key ${quote(c.path)}, which is not a requested output; requested: ${outputs.map((o) => o.path).join(", ")}`);
     }
   }
   return outputs.map((out) => {

@@ -192,6 +192,7 @@ class Bodies {
       seed: req.seed,
       options: req.options,
       signal,
+      maxBytes: this.config.maxMessageBytes,
     });
     return { passed, checks, stats: { apply_calls, wall_seconds: (performance.now() - started) / 1000, adjusted_steps: [] } };
   };

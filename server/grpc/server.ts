@@ -256,12 +256,29 @@ function guardedGrpcServer(options: ServeOptions, calls: CallRegistry, tokens: B
       ],
     }),
   );
-  const stalled = endStalledStreams(HELD_MESSAGES_PER_LIMIT * maxMessageBytes, options.streamStallMs ?? DEFAULTS.streamStallMs, (why) => log.warn({ why }, "a stream ended"));
+  const stalled = endStalledStreams(HELD_MESSAGES_PER_LIMIT * maxMessageBytes, options.streamStallMs ?? DEFAULTS.streamStallMs, (why) => log.warn({ why }, "a stream ended"), takesRequestStream(server, log));
   if (!watchHttp2Sessions(server, closeBeforeResetGuard, closeSilentConnections(options.silentConnectionMs ?? SILENT_CONNECTION_MS), stalled)) {
     log.warn("this grpc-js has no createHttp2Server to wrap: a connection that cancels ~1000 calls is ended, and its other calls fail; a silent one is kept, and so are the bytes of streams that stall");
   }
   if (!quoteUnknownMethods(server)) log.warn("this grpc-js has no _respondWithError to wrap: a call to an unknown method is answered with its whole path");
   return server;
+}
+
+/**
+ * Whether the method at a path takes a stream of requests (a client or bidi stream: reflection's),
+ * by the handlers grpc-js has registered when it is asked; an unknown path takes one. Without
+ * grpc-js's handler map every method is taken to (no stream is ended for a request that does not end).
+ */
+function takesRequestStream(server: grpc.Server, log: Logger): (path: string) => boolean {
+  const handlers = (server as unknown as { handlers?: unknown }).handlers;
+  if (!(handlers instanceof Map)) {
+    log.warn("this grpc-js has no handler map to read: a stream whose request never ends is kept");
+    return () => true;
+  }
+  return (path) => {
+    const type = (handlers.get(path) as { type?: string } | undefined)?.type;
+    return type === "clientStream" || type === "bidi";
+  };
 }
 
 /**

@@ -18,6 +18,12 @@
  *   resets) are no progress. (JacobianRows ends its own call after `stallMs` with
  *   RESOURCE_EXHAUSTED, queued behind its rows: a client that reads again within as long again
  *   still gets that status.)
+ * - requests that do not end: a call that takes one request message (every method but a client or
+ *   bidi stream's) waits for the request's end (END_STREAM), and a stream opened and left there, with
+ *   its message or without, was held for good: ~9 kB each, for a HEADERS frame of a few bytes (20 000
+ *   took 180 MB). Such a stream ends once its client has sent nothing for `stallMs`, and past
+ *   the budget's worth of them (STREAM_BYTES each, at least MIN_WAITING) the one that has waited
+ *   longest since its last byte ends at once.
  * A stream that has sent headers cannot be given a status before the bytes queued ahead of it, so
  * it is reset (CANCEL); one that has not gets RESOURCE_EXHAUSTED saying why.
  */
@@ -32,6 +38,12 @@ export const HELD_MESSAGES_PER_LIMIT = 8;
 
 /** An answer whose connection has moved no bytes for this long is stuck (a reader's pause shorter than this is not). */
 const STUCK_MS = 1000;
+
+/** What an open stream keeps on the server, Node's stream and grpc-js's call (about 9 kB measured), as streams waiting for their request's end count against the budget. */
+const STREAM_BYTES = 8 << 10;
+
+/** Streams waiting for their request's end that are held whatever the budget: a connection's worth (MAX_CONCURRENT_STREAMS). */
+const MIN_WAITING = 1000;
 
 /**
  * The transport's read buffers that unfinished messages keep, each counted once however many
@@ -68,6 +80,8 @@ export class Watched {
   queued = 0;
   private window = 0;
   movedAt = performance.now();
+  /** When the client last sent a byte on the stream (or opened it). */
+  receivedAt = this.movedAt;
 
   constructor(
     readonly stream: http2.ServerHttp2Stream,
@@ -81,7 +95,7 @@ export class Watched {
 
   /** Reads a chunk's frames, keeping its buffer while a message in it is unfinished. */
   received(chunk: Buffer): void {
-    this.movedAt = performance.now();
+    this.movedAt = this.receivedAt = performance.now();
     for (let i = 0; i < chunk.length; ) {
       const take = Math.min(this.prefixRead < PREFIX_BYTES ? PREFIX_BYTES - this.prefixRead : this.remaining, chunk.length - i);
       if (this.prefixRead < PREFIX_BYTES) {
@@ -144,16 +158,30 @@ function end(stream: http2.ServerHttp2Stream, why: string): void {
   }
 }
 
+/** Whether the client has ended its side of the stream (END_STREAM, or a reset): read from HTTP/2's state, as grpc-js pauses a stream between messages and its "end" then waits. */
+function requestEnded(stream: http2.ServerHttp2Stream): boolean {
+  try {
+    return stream.readableEnded || stream.destroyed || stream.state.remoteClose === 1;
+  } catch {
+    return true; // a session being destroyed
+  }
+}
+
 /**
  * The watcher: `maxHeldBytes` each way and `stallMs` without progress (0: no time limit), `onEnded`
- * told of every stream it ends.
+ * told of every stream it ends; `takesRequestStream` says which methods (by path) take a stream of
+ * requests, whose streams may wait between them for good.
  */
-export function endStalledStreams(maxHeldBytes: number, stallMs: number, onEnded: (why: string) => void = () => {}): SessionWatcher {
+export function endStalledStreams(maxHeldBytes: number, stallMs: number, onEnded: (why: string) => void = () => {}, takesRequestStream: (path: string) => boolean = () => false): SessionWatcher {
   const watched = new Set<Watched>();
   const kept = new KeptBuffers();
+  /** Streams of calls that take one request, whose request has not ended (as far as seen), the one whose client sent its last byte longest ago first. */
+  const waiting = new Set<Watched>();
+  const maxWaiting = Math.max(MIN_WAITING, Math.floor(maxHeldBytes / STREAM_BYTES));
   let timer: NodeJS.Timeout | undefined;
   const forget = (w: Watched) => {
     if (!watched.delete(w)) return;
+    waiting.delete(w);
     w.letGo();
     if (watched.size === 0) timer = (clearInterval(timer), undefined);
   };
@@ -169,7 +197,11 @@ export function endStalledStreams(maxHeldBytes: number, stallMs: number, onEnded
     for (const w of watched) {
       w.look(now);
       const idle = now - w.movedAt;
+      // Asked of HTTP/2 (a native call) once the client has been quiet a while: a request ended
+      // since goes from the list before its quiet could count against it.
+      if (waiting.has(w) && now - w.receivedAt >= Math.min(STUCK_MS, stallMs || STUCK_MS) && requestEnded(w.stream)) waiting.delete(w);
       if (w.held && stallMs > 0 && idle >= stallMs) ending(w, `its request message stopped arriving: no bytes for ${stallMs} ms, the most this server waits (--stream-stall-ms)`);
+      else if (waiting.has(w) && stallMs > 0 && now - w.receivedAt >= stallMs) ending(w, `its request did not end: no bytes for ${stallMs} ms, the most this server waits (--stream-stall-ms)`);
       else if (w.queued > 0 && stallMs > 0 && idle >= 2 * stallMs) ending(w, `its client took none of its answer for ${2 * stallMs} ms (twice --stream-stall-ms)`);
       else if (w.queued > 0 && idle >= STUCK_MS) (stuck.push(w), (stuckBytes += w.queued));
     }
@@ -180,18 +212,33 @@ export function endStalledStreams(maxHeldBytes: number, stallMs: number, onEnded
       ending(w, `answers not taken by their clients hold more than ${maxHeldBytes} bytes (${HELD_MESSAGES_PER_LIMIT} × the message limit); this one's client took none for ${Math.round(now - w.movedAt)} ms`);
     }
   };
+  /** Past `maxWaiting`, ends the stream waiting longest since its client's last byte (those whose request has ended go from the list). */
+  const boundWaiting = () => {
+    for (const w of waiting) {
+      if (waiting.size <= maxWaiting) return;
+      if (requestEnded(w.stream)) waiting.delete(w);
+      else ending(w, `more than ${maxWaiting} streams wait for their requests to end, the most this server holds; this one's client has sent nothing for ${Math.round(performance.now() - w.receivedAt)} ms`);
+    }
+  };
   return (session) => {
-    session.on("stream", (stream) => {
+    session.on("stream", (stream, headers) => {
       const w = new Watched(stream, kept);
       watched.add(w);
       timer ??= setInterval(look, Math.max(10, Math.min(stallMs / 4 || STUCK_MS, STUCK_MS))).unref();
+      if (!requestEnded(stream) && !takesRequestStream(String(headers[":path"]))) {
+        waiting.add(w);
+        boundWaiting();
+      }
       stream.on("data", (chunk: Buffer) => {
         if (!watched.has(w)) return;
         w.received(chunk);
+        // Kept in the order of the clients' last bytes.
+        if (waiting.delete(w)) waiting.add(w);
         if (kept.bytes > maxHeldBytes && w.held) {
           ending(w, `request messages still arriving hold more than ${maxHeldBytes} bytes, the most this server holds (${HELD_MESSAGES_PER_LIMIT} × the message limit): try again later`);
         }
       });
+      stream.once("end", () => waiting.delete(w));
       stream.once("close", () => forget(w));
     });
   };

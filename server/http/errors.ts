@@ -50,9 +50,6 @@ export function shortInput(value: unknown): unknown {
 /** The request fields a message may start with, beside the input message's own fields. */
 const ENVELOPE_FIELDS = new Set(["inputs", "jac_inputs", "jac_outputs", "jvp_inputs", "jvp_outputs", "vjp_inputs", "vjp_outputs", "tangent_vector", "cotangent_vector", "options"]);
 
-/** A leading path of a runtime message (`mesh.points has …`, `tangent_vector.{a} is …`), as loc items. */
-const LEADING_PATH = /^([A-Za-z_]\w*(?:\.(?:[A-Za-z_]\w*|\[\d+\]|\{(?:[^{}\\]|\\.)*\}))*)(?=[\s:]|$)/;
-
 /**
  * Where an INVALID_ARGUMENT message points: ["query", name] for a query parameter; its leading path,
  * under "body" when it names a request field and under ["body", "inputs"] when it names an input
@@ -62,17 +59,59 @@ export function locOf(message: string, inputFields: ReadonlySet<string>): Loc {
   // A query parameter's refusal (options.ts), where FastAPI puts it.
   const parameter = /^query parameter ("(?:[^"\\]|\\.)*"|\S+?)(?=[\s:…]|$)/.exec(message);
   if (parameter) return ["query", parameter[1].startsWith('"') ? (JSON.parse(parameter[1]) as string) : parameter[1]];
-  const match = LEADING_PATH.exec(message);
-  if (!match) return ["body"];
-  const items: Loc = [];
-  for (const segment of match[1].match(/\[\d+\]|\{(?:[^{}\\]|\\.)*\}|[A-Za-z_]\w*/g) ?? []) {
-    if (segment.startsWith("[")) items.push(Number(segment.slice(1, -1)));
-    else if (segment.startsWith("{")) items.push(segment.slice(1, -1).replace(/\\(.)/g, "$1"));
-    else items.push(segment);
-  }
+  const items = leadingPath(message);
+  if (!items) return ["body"];
   if (ENVELOPE_FIELDS.has(String(items[0]))) return ["body", ...items];
   if (inputFields.has(String(items[0]))) return ["body", "inputs", ...items];
   return ["body"];
+}
+
+const isNameStart = (c: string | undefined) => c !== undefined && ((c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || c === "_");
+const isNameChar = (c: string | undefined) => isNameStart(c) || (c !== undefined && c >= "0" && c <= "9");
+const isDigit = (c: string | undefined) => c !== undefined && c >= "0" && c <= "9";
+
+/**
+ * The path a message starts with (`mesh.points has …`, `tangent_vector.{a\}b}: …`), as loc items:
+ * names, `[i]` indices and `{key}` map keys (backslash escapes), joined by dots and followed by a
+ * space, a colon or the end; undefined when the message starts otherwise. Read in one pass: a
+ * message may hold a caller's key of megabytes, and a regular expression with an alternation per
+ * key character overflowed its backtracking stack on one of 9 MB (a 500 for a body's mistake).
+ */
+export function leadingPath(message: string): Loc | undefined {
+  const items: Loc = [];
+  let at = 0;
+  const name = (): boolean => {
+    if (!isNameStart(message[at])) return false;
+    const start = at;
+    while (isNameChar(message[++at]));
+    items.push(message.slice(start, at));
+    return true;
+  };
+  if (!name()) return undefined;
+  while (message[at] === ".") {
+    at++;
+    if (message[at] === "[") {
+      const start = ++at;
+      while (isDigit(message[at])) at++;
+      if (at === start || message[at] !== "]") return undefined;
+      items.push(Number(message.slice(start, at++)));
+    } else if (message[at] === "{") {
+      const parts: string[] = [];
+      let from = ++at;
+      for (; message[at] !== "}"; at++) {
+        const c = message[at];
+        if (c === undefined || c === "{") return undefined;
+        if (c !== "\\") continue;
+        // An escape takes the next character as it is (not a line break, as `.` would not).
+        if (message[at + 1] === undefined || /[\n\r\u2028\u2029]/.test(message[at + 1])) return undefined;
+        parts.push(message.slice(from, at));
+        from = ++at;
+      }
+      parts.push(message.slice(from, at++));
+      items.push(parts.join(""));
+    } else if (!name()) return undefined;
+  }
+  return at === message.length || /[\s:]/.test(message[at]) ? items : undefined;
 }
 
 /**

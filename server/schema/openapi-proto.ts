@@ -26,6 +26,8 @@
  */
 import { createHash } from "node:crypto";
 import { literalName, type LiteralEnum } from "../../common/enum-names";
+import { clip } from "../../common/errors";
+import { MAX_DEPTH } from "../../common/nesting";
 import { enumValueNames } from "./enum-value-names";
 import { protoFieldNames } from "./proto-field-names";
 import { mapEntryName } from "./proto-compiler";
@@ -146,9 +148,15 @@ function messageNames(schemas: Record<string, JsonSchema>): Map<string, string> 
   const keys = Object.keys(schemas).sort((a, b) => Number(!/^(Apply_)?(Input|Output)Schema$/.test(a)) - Number(!/^(Apply_)?(Input|Output)Schema$/.test(b)) || (a < b ? -1 : a > b ? 1 : 0));
   const names = new Map<string, string>();
   const taken = new Set<string>();
+  // Per name, the number its next meeting tries first (each had tried 2, 3, … again: 50 000 keys
+  // that all read `X` took minutes).
+  const next = new Map<string, number>();
   for (const key of keys) {
-    let name = messageName(key);
-    for (let k = 2; taken.has(name); k++) name = `${messageName(key)}${k}`;
+    const base = messageName(key);
+    let k = next.get(base) ?? 1;
+    let name = k === 1 ? base : `${base}${k}`;
+    while (taken.has(name)) name = `${base}${++k}`;
+    next.set(base, k);
     taken.add(name);
     names.set(key, name);
   }
@@ -186,23 +194,48 @@ class Writer {
   ) {
     this.enumLiterals = { ...written };
     this.modelNames = new Set(names.values());
+    for (const [full, literals] of Object.entries(written)) this.stemOf(full.slice(packageName.length + 1)).byValues.set(JSON.stringify(literals.values), full.slice(packageName.length + 1));
+  }
+
+  /**
+   * Per enum name stem (`ModeValue`, of a field `mode`), the enums named from it (`ModeValue`,
+   * `ModeValue2`, …) by their values' JSON, and the number the next new one tries first: each
+   * Literal had been compared with every enum of its stem before it, and 20 000 models with a
+   * `mode` field each took minutes to start.
+   */
+  private readonly stems = new Map<string, { byValues: Map<string, string>; next: number }>();
+
+  /** The stem's entry, by the stem or by a name made from it (`ModeValue2`). */
+  private stemOf(name: string): { byValues: Map<string, string>; next: number } {
+    const stem = /^(.*Value)\d*$/.exec(name)?.[1] ?? name;
+    let entry = this.stems.get(stem);
+    if (!entry) this.stems.set(stem, (entry = { byValues: new Map(), next: 1 }));
+    return entry;
   }
 
   /** The messages the document's models may become: no enum takes their names. */
   private readonly modelNames: Set<string>;
+
+  /** How many models below the root the message being written is (`message` recurses through fields). */
+  private depth = 0;
 
   /** Writes the message for model `ref` (once) and returns its name. */
   message(ref: string, path: string): string {
     const key = ref.slice(ref.lastIndexOf("/") + 1);
     const name = this.names.get(key) ?? messageName(key);
     if (this.messages.has(name)) return name;
+    // No request or answer may nest deeper than MAX_DEPTH (common/nesting.ts): models nested deeper
+    // could never be filled, and a chain of 3 000 overflowed the stack here ("Maximum call stack
+    // size exceeded", the whole start error).
+    if (this.depth++ > MAX_DEPTH) throw new Error(`${clip(path || this.root)}: models nest more than ${MAX_DEPTH} deep below the ${this.root} here, deeper than a request or answer may nest`);
     this.messages.set(name, ""); // recursive references resolve to the same name
     const schema = this.resolve(ref, path);
     const declared = isObject(schema.properties) ? schema.properties : {};
     const required = new Set(Array.isArray(schema.required) ? (schema.required as string[]) : []);
     // A property that `field_order` leaves out still gets a field, after those it lists (it was dropped: no caller could set it).
     const listed = this.fieldOrder[path] ?? [];
-    const order = [...listed, ...Object.keys(declared).filter((field) => !listed.includes(field))];
+    const inOrder = new Set(listed);
+    const order = [...listed, ...Object.keys(declared).filter((field) => !inOrder.has(field))];
     for (const key of order) if (!isObject(declared[key])) throw new Error(`${below(path, key)}: no schema for this field`);
     const properties = Object.fromEntries(order.map((key) => [key, normalised(declared[key] as JsonSchema)]));
     // Numbered by the runtime's key, named as protobuf can take it (proto-field-names.ts): a field renamed
@@ -231,13 +264,19 @@ class Writer {
       const note = { ...(Object.hasOwn(property, "default") ? { default: property.default } : {}), ...(isObject(shape) ? { shape } : {}) };
       if (Object.keys(note).length > 0) (this.documented[`${this.packageName}.${name}`] ??= {})[fieldNames.get(key)!] = note;
     }
+    this.depth--;
     return name;
   }
 
-  /** The schema `ref` names, through any schema that is only a `$ref` itself; a cycle of those is refused. */
+  /**
+   * The schema `ref` names, through any schema that is only a `$ref` itself; a cycle of those is
+   * refused, and so is a chain longer than MAX_DEPTH (one of 30 000 took 20 s to follow at every
+   * field that names it).
+   */
   private resolve(ref: string, path: string): JsonSchema {
     const seen: string[] = [];
     for (let current = ref; ; ) {
+      if (seen.length > MAX_DEPTH) throw new Error(`${clip(path || this.root)}: ${clip(ref)} is a chain of more than ${MAX_DEPTH} schemas that are only $refs`);
       const key = current.slice(current.lastIndexOf("/") + 1);
       // Own keys only: "__proto__" is no schema of the document's.
       const schema = Object.hasOwn(this.schemas, key) ? this.schemas[key] : undefined;
@@ -326,15 +365,18 @@ class Writer {
    */
   private enum(listed: unknown[], fieldName: string): string {
     // A schema may list a value twice: one enum value for it.
-    const keys = listed.map((v) => JSON.stringify(v));
-    const values = listed.filter((_, i) => keys.indexOf(keys[i]) === i);
+    const keys = new Set<string>();
+    const values = listed.filter((v) => !keys.has(JSON.stringify(v)) && keys.add(JSON.stringify(v)));
     const strings = values.map(literalName);
-    const same = (known: LiteralEnum) => JSON.stringify(known.values) === JSON.stringify(values);
     // The same name for the same values; another Literal on a field of the same name gets a suffix,
     // and so does one whose name a model has (a `parameter` field beside a ParameterValue model).
-    let name = `${pascal(fieldName)}Value`;
+    const stem = `${pascal(fieldName)}Value`;
+    const named = this.stemOf(stem);
+    const json = JSON.stringify(values);
     const known = (n: string) => this.enumLiterals[`${this.packageName}.${n}`];
-    for (let k = 2; (known(name) && !same(known(name))) || (!known(name) && this.modelNames.has(name)); k++) name = `${pascal(fieldName)}Value${k}`;
+    let name = named.byValues.get(json) ?? (named.next === 1 ? stem : `${stem}${named.next}`);
+    while (!named.byValues.has(json) && (known(name) || this.modelNames.has(name))) name = `${stem}${++named.next}`;
+    named.byValues.set(json, name);
     if (!known(name)) {
       const numbers = literalNumbers(values);
       this.enumLiterals[`${this.packageName}.${name}`] = { values, numbers };
