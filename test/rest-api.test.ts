@@ -547,6 +547,25 @@ describe("tesseract-core's REST API", () => {
     }
   });
 
+  it("over TLS, a connection whose handshake never finishes (nothing sent, or half a ClientHello) does not hold the server's close (it did for Node's handshake timeout, 2 minutes)", async () => {
+    const tlsDir = path.join(__dirname, "../../test/fixtures/tls");
+    const read = (f: string) => fs.readFileSync(path.join(tlsDir, f));
+    const server = await startServer({ tesseract: "vectoradd", port: 0, httpPort: 0, workers: 0, warmUpMs: 0, tls: { cert: read("server.crt"), key: read("server.key") }, logger: silentLogger });
+    const net = await import("node:net");
+    const sockets = [Buffer.alloc(0), Buffer.from([0x16, 0x03, 0x01])].map((bytes) => {
+      const socket = net.connect(server.httpPort!, "127.0.0.1", () => socket.write(bytes));
+      socket.on("error", () => {});
+      return socket;
+    });
+    const closed = sockets.map((socket) => new Promise((resolve) => socket.on("close", resolve)));
+    await Promise.all(sockets.map((socket) => new Promise((resolve) => socket.once("connect", resolve))));
+    // The server has the connections (its health answers after them, on a connection of its own).
+    const https = await import("node:https");
+    await new Promise((resolve, reject) => https.get({ host: "127.0.0.1", port: server.httpPort, path: "/health", ca: read("ca.crt"), servername: "localhost" }, (res) => res.resume().on("end", resolve)).on("error", reject));
+    await server.close(0);
+    await Promise.all(closed);
+  });
+
   it("fastify's inject sends cookies with the cookie version pinned for Node 20 (light-my-request 6.6.0)", async () => {
     const app = Fastify();
     app.get("/echo", async (request) => ({ cookie: request.headers.cookie }));

@@ -5,6 +5,7 @@
  * every request is tracked by the server's call registry, so gradient jobs share the gRPC side's
  * admission limits, deadlines and graceful shutdown, and are logged and counted the same way.
  */
+import type { Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import ndarray from "ndarray";
@@ -360,10 +361,25 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
   const openapi = openApiDocument(options.runtime);
   app.get("/openapi.json", async () => openapi);
   addEndpoints(app, options);
+  // Every socket, from its TCP connection on: one whose TLS handshake has not finished is no HTTP
+  // connection yet, which closing (forceCloseConnections) does not end, and a client that opened one
+  // and sent nothing (or half a ClientHello) held the shutdown for Node's handshake timeout, 2 minutes.
+  const sockets = new Set<Socket>();
+  app.server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
   await app.listen({ host: options.host, port: options.port });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : options.port;
-  return { port, close: () => app.close() };
+  return {
+    port,
+    close: () => {
+      const closed = app.close();
+      for (const socket of sockets) socket.destroy();
+      return closed;
+    },
+  };
 }
 
 /**
