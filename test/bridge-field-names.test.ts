@@ -129,3 +129,32 @@ describe("tesseract-core bridge: field names protobuf cannot take as they are", 
     assert.match(after.text, new RegExp(`optional double foo_bar_2 = ${number1} \\[\\(tesseract\\.v1\\.json_key\\) = "fooBar"\\];`));
   });
 });
+
+describe("tesseract-core bridge: differentiated outputs named otherwise", function () {
+  this.timeout(60_000);
+
+  it("an output whose key is renamed (y.z as y_z, fooBar as foo_bar_2) is read by its key in every evaluation of a job, not only the first: the Jacobian has its values", async () => {
+    const doc = openApiDoc({ w: arraySchema(true) }, { "y.z": arraySchema(true), foo_bar: arraySchema(true), fooBar: arraySchema(true) });
+    const served = await serveSchema(doc, (inputs) => {
+      const w = (inputs.w as FakeArray).values;
+      return { "y.z": fakeArray(w.map((v) => 2 * v)), foo_bar: fakeArray(w.map((v) => 3 * v)), fooBar: fakeArray(w.map((v) => 7 * v)) };
+    });
+    // Enough elements that evaluations go on after the first answer: those read only the differentiated leaves.
+    const n = 64;
+    const w = Array.from({ length: n }, (_, i) => i + 1);
+    const diagonal = (values: number[], k: number) => values.every((v, i) => Math.abs(v - (Math.floor(i / n) === i % n ? k : 0)) < 1e-6);
+    try {
+      assert.deepEqual(served.described.differentiable_outputs, ["y_z", "foo_bar", "foo_bar_2"]);
+      const jacobian = await served.client.jacobian({ inputs: { w: f64(w) }, inputPaths: ["w"], outputPaths: ["y_z", "foo_bar_2"], options: CENTRAL });
+      assert.ok(served.seen.length > 10, `${served.seen.length} evaluations`);
+      assert.ok(diagonal(flat(jacobian.block("y_z", "w")), 2));
+      assert.ok(diagonal(flat(jacobian.block("foo_bar_2", "w")), 7));
+      const rest = await served.post("jacobian", { inputs: { w: arrayJson(w) }, jac_inputs: ["w"], jac_outputs: ["fooBar", "y_z"] });
+      assert.equal(rest.status, 200, JSON.stringify(rest.json));
+      assert.ok(diagonal(rest.json.fooBar.w.data.buffer.flat(), 7));
+      assert.ok(diagonal(rest.json.y_z.w.data.buffer.flat(), 2));
+    } finally {
+      await served.stop();
+    }
+  });
+});

@@ -23,9 +23,11 @@ function segmentKey(s: Segment): string | number {
   throw new Error("a leaf's path has no wildcards");
 }
 
-/** One leaf to read: its JSON keys from the root, whether each step is a list index, and its Tensor field. */
+/** One leaf to read: its JSON keys from the root, its tree's (field names), whether each step is a list index, and its Tensor field. */
 interface LeafPlan {
   keys: (string | number)[];
+  /** The same steps in the tree `read` returns, which names fields by their names: a field named otherwise (json-keys.ts) is read at its key, put at its name. */
+  names: (string | number)[];
   isIndex: boolean[];
   at: string;
   declared: DataType | undefined;
@@ -71,7 +73,7 @@ export class JsonLeafReader {
       const at = `${where}.${formatPath(segments)}`;
       const optional = required !== undefined && optionalLeaf(type, segments, required);
       // Where the leaf is in the answer: its fields by their keys (json-keys.ts).
-      return { keys: keySegments(type, segments).map(segmentKey), isIndex: segments.map((s) => s.kind === "index"), at, declared: declaredDatatype(tensorField(type, segments, at)), optional };
+      return { keys: keySegments(type, segments).map(segmentKey), names: segments.map(segmentKey), isIndex: segments.map((s) => s.kind === "index"), at, declared: declaredDatatype(tensorField(type, segments, at)), optional };
     });
   }
 
@@ -96,12 +98,12 @@ export class JsonLeafReader {
   }
 }
 
-/** Puts `array` at the plan's keys in `tree`, creating the messages, maps and lists on the way. */
+/** Puts `array` at the plan's names in `tree`, creating the messages, maps and lists on the way. */
 function setLeaf(tree: Record<string, unknown>, plan: LeafPlan, array: unknown): void {
   let node = tree as Record<string | number, unknown>;
-  const last = plan.keys.length - 1;
+  const last = plan.names.length - 1;
   for (let depth = 0; depth < last; depth++) {
-    node = (node[plan.keys[depth]] ??= plan.isIndex[depth + 1] ? [] : emptyRecord<unknown>()) as Record<string | number, unknown>;
+    node = (node[plan.names[depth]] ??= plan.isIndex[depth + 1] ? [] : emptyRecord<unknown>()) as Record<string | number, unknown>;
   }
-  node[plan.keys[last]] = array;
+  node[plan.names[last]] = array;
 }
