@@ -102,7 +102,15 @@ const fieldsNamed = (type: protobuf.Type, names: readonly string[] = []): protob
  * the fields' keys) leaves out or null, naming its key, and its field where that is named otherwise.
  */
 function refuseMissing(type: protobuf.Type, json: Record<string, unknown>, where: string, required: RequiredFields): void {
-  const missing = fieldsNamed(type, required[protoName(type)]).find((f) => !Object.hasOwn(json, jsonKey(f)) || json[jsonKey(f)] === null);
+  // Per answer (castToDeclared): a loop over the names, not fieldsNamed's array of them.
+  let missing: protobuf.Field | undefined;
+  for (const name of required[protoName(type)] ?? []) {
+    const field = Object.hasOwn(type.fields, name) ? type.fields[name] : undefined;
+    if (field !== undefined && (!Object.hasOwn(json, jsonKey(field)) || json[jsonKey(field)] === null)) {
+      missing = field;
+      break;
+    }
+  }
   if (missing !== undefined) {
     const key = jsonKey(missing);
     const absent = !Object.hasOwn(json, key);
