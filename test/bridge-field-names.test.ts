@@ -158,3 +158,33 @@ describe("tesseract-core bridge: differentiated outputs named otherwise", functi
     }
   });
 });
+
+describe("tesseract-core bridge: a differentiable array keyed __proto__", function () {
+  this.timeout(60_000);
+
+  it("the REST Jacobian answers it under its key, on either side, and leaves Object.prototype alone (its entries went onto Object.prototype); /openapi.json lists it", async () => {
+    const doc = openApiDoc({ ["__proto__"]: arraySchema(true), w: arraySchema(true) }, { ["__proto__"]: arraySchema(true) });
+    const served = await serveSchema(doc, (inputs) => {
+      const [p, w] = [(inputs["__proto__"] as FakeArray).values, (inputs.w as FakeArray).values];
+      return { ["__proto__"]: fakeArray(p.map((v, i) => 2 * v + 3 * w[i])) };
+    });
+    try {
+      const inputs = JSON.parse(`{"__proto__": ${JSON.stringify(arrayJson([1, 2]))}, "w": ${JSON.stringify(arrayJson([3, 4]))}}`);
+      const rest = await served.post("jacobian", { inputs, jac_inputs: ["__proto__", "w"], jac_outputs: ["__proto__"] });
+      assert.equal(rest.status, 200, JSON.stringify(rest.json));
+      assert.ok(!Object.hasOwn(Object.prototype, "w"), "Object.prototype untouched");
+      assert.ok(Object.hasOwn(rest.json, "__proto__"), JSON.stringify(rest.json));
+      const block = rest.json["__proto__"];
+      assert.deepEqual(Object.keys(block), ["__proto__", "w"]);
+      assert.deepEqual(block.w.data.buffer.flat().map((v: number) => Math.round(v * 1e6) / 1e6), [3, 0, 0, 3]);
+      assert.deepEqual(block["__proto__"].data.buffer.flat().map((v: number) => Math.round(v * 1e6) / 1e6), [2, 0, 0, 2]);
+      // /openapi.json lists it too.
+      const openapi = (await (await fetch(`${served.rest}/openapi.json`)).json()) as { components: { schemas: Record<string, any> } };
+      assert.deepEqual(Object.keys(openapi.components.schemas.ApplyInputSchema.differentiable_arrays), ["__proto__", "w"]);
+      assert.deepEqual(Object.keys(openapi.components.schemas.ApplyOutputSchema.differentiable_arrays), ["__proto__"]);
+    } finally {
+      delete (Object.prototype as Record<string, unknown>).w;
+      await served.stop();
+    }
+  });
+});

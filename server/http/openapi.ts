@@ -17,6 +17,7 @@ import type { TesseractRuntime } from "../runtime";
 import { isTensorField, type EnumLiterals } from "../schema/json-messages";
 import { declaredDatatype, isDifferentiableField, protoName } from "../schema/output-casting";
 import { jsonKey, keyPath } from "../schema/json-keys";
+import { emptyRecord } from "../../common/records";
 
 type Json = Record<string, unknown>;
 
@@ -141,7 +142,7 @@ function modelSchemas(prefix: string, roots: [protobuf.Type, string][], runtime:
 
 /** `{dotted path of each nested object: [its field names in declaration order]}`, patterns for maps and lists. */
 function fieldOrder(type: protobuf.Type): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
+  const out = emptyRecord<string[]>(); // keyed by paths in keys, "__proto__" among them
   const visit = (t: protobuf.Type, at: string, seen: Set<protobuf.Type>) => {
     if (seen.has(t)) return;
     out[at] = t.fieldsArray.map(jsonKey);
@@ -160,7 +161,7 @@ function fieldOrder(type: protobuf.Type): Record<string, string[]> {
  * order of Describe's differentiable paths): the declared dtype, or null when the field declares none.
  */
 function differentiableArrays(type: protobuf.Type, documented: Record<string, unknown> = {}): Record<string, { shape: unknown; dtype: string | null }> {
-  const out: Record<string, { shape: unknown; dtype: string | null }> = {};
+  const out = emptyRecord<{ shape: unknown; dtype: string | null }>(); // keyed by paths in keys, "__proto__" among them
   // A bridged runtime's entry says its shape ([null, 3]: rank 2, 3 columns); protobuf cannot.
   const shapeOf = (path: string) => (Object.hasOwn(documented, path) ? ((documented[path] as { shape?: unknown }).shape ?? null) : null);
   const visit = (t: protobuf.Type, at: string, seen: Set<protobuf.Type>) => {

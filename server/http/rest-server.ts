@@ -13,7 +13,7 @@ import type * as protobuf from "protobufjs";
 import type { BearerTokens } from "../../common/bearer-tokens";
 import { clip, Code, invalidArgument, isTesseractError, TesseractError } from "../../common/errors";
 import { arrayObject, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
-import { isPlainObject } from "../../common/records";
+import { emptyRecord, isPlainObject } from "../../common/records";
 import { exactJson } from "../../common/exact-json";
 import { strictUtf8, utf8Failure } from "../../common/utf8";
 import { decodeTensor, tooManyMessages } from "../../common/tensor-codec";
@@ -335,8 +335,10 @@ function addEndpoints(app: FastifyInstance, options: RestServerOptions): void {
   }
   route(app, options, "jacobian", true, async (body, encoding, signal, query) => {
     const { entries } = await runtime.jacobian({ ...gradient(body, "jac_inputs", "jac_outputs", signal, query), maxBytes: options.maxMessageBytes });
-    const answer: Record<string, Record<string, unknown>> = {};
-    for (const e of entries) (answer[keyPath(outputType, e.outputPath)] ??= {})[keyPath(inputType, e.inputPath)] = arrayObject(ndarray(e.values, e.shape), encoding);
+    // Keyed by paths in the runtime's keys, "__proto__" among them: objects without a prototype
+    // (a plain one took it as its prototype's, and the entry went onto Object.prototype).
+    const answer = emptyRecord<Record<string, unknown>>();
+    for (const e of entries) (answer[keyPath(outputType, e.outputPath)] ??= emptyRecord())[keyPath(inputType, e.inputPath)] = arrayObject(ndarray(e.values, e.shape), encoding);
     return answer;
   });
   route(app, options, "jacobian_vector_product", true, async (body, encoding, signal, query) => {
