@@ -18,6 +18,7 @@ import { validationDetail } from "../server/bridge/tesseract-core-client";
 import { silentLogger } from "../server/log";
 import { MESH_STATS_OPENAPI, meshStats } from "./fixtures/tesseract-core/mesh-stats";
 import { FakeDropConnection, FakeHttpStatus, FakeValidationError, startFakeTesseractCore, type FakeArray, type RunningFake } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { arraySchema } from "./fixtures/tesseract-core/served-schemas";
 import { barycenter, meshStatsInputs, N, reflectedClient, SCALE } from "./fixtures/tesseract-core/bridge-clients";
 import { CLI, clientRejects, f64, flat } from "./helpers";
 
@@ -569,6 +570,38 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
     const fake = await startFakeTesseractCore({ ...meshStats(), openapi: chained(100, false) });
     try {
       await await (await loadTesseractCore(fake.url)).close();
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it("an /openapi.json whose models are reached along more than 100 000 paths (each of 20 models holding the next twice: 2^21) is refused at start naming that, in time linear in the limit (every path is listed, field_order and the differentiable paths: 40 such models took days, 18 with an array overflowed the stack); so is a path more than 100 models deep through a model written first nearer the root", async () => {
+    for (const differentiable of [false, true]) {
+      const openapi = structuredClone(MESH_STATS_OPENAPI);
+      const schemas = openapi.components.schemas;
+      schemas.Apply_InputSchema.properties.tree = { $ref: "#/components/schemas/D0" };
+      const n = 20;
+      for (let i = 0; i < n; i++) schemas[`D${i}`] = { type: "object", properties: { l: { $ref: `#/components/schemas/D${i + 1}` }, r: { $ref: `#/components/schemas/D${i + 1}` } } };
+      schemas[`D${n}`] = { type: "object", properties: { x: differentiable ? arraySchema(true) : { type: "number" } } };
+      const fake = await startFakeTesseractCore({ ...meshStats(), openapi });
+      try {
+        await assert.rejects(loadTesseractCore(fake.url), (e: Error) => (assert.match(e.message, /^http:\/\/127\.0\.0\.1:\d+\/openapi\.json: the inputs' models are reached along more than 100000 paths \(a model held by several fields counts at each\): every path is listed \(field_order, the differentiable paths\); hold such a model once$/), true));
+      } finally {
+        await fake.close();
+      }
+    }
+    // Written first at depth 1, X's chain of 99 is within the limit there; reached again below a chain of 99 others, it is 200 deep.
+    const openapi = structuredClone(MESH_STATS_OPENAPI);
+    const schemas = openapi.components.schemas;
+    Object.assign(schemas.Apply_InputSchema.properties, { x: { $ref: "#/components/schemas/X0" }, a: { $ref: "#/components/schemas/A0" } });
+    for (let i = 0; i < 99; i++) {
+      schemas[`X${i}`] = { type: "object", properties: { next: { $ref: `#/components/schemas/X${i + 1}` } } };
+      schemas[`A${i}`] = { type: "object", properties: { next: { $ref: `#/components/schemas/${i < 98 ? `A${i + 1}` : "X0"}` } } };
+    }
+    schemas.X99 = { type: "object", properties: { v: { type: "number" } } };
+    const fake = await startFakeTesseractCore({ ...meshStats(), openapi });
+    try {
+      await assert.rejects(loadTesseractCore(fake.url), (e: Error) => (assert.match(e.message, /^http:\/\/127\.0\.0\.1:\d+\/openapi\.json: models nest more than 100 deep below the inputs along some path, deeper than a request or answer may nest$/), true));
     } finally {
       await fake.close();
     }

@@ -12,6 +12,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import * as protobuf from "protobufjs";
 import { clip, isTesseractError, printable, quote } from "../../common/errors";
 import { isPlainObject } from "../../common/records";
 import { protoFromOpenApi, shortPart } from "../schema/openapi-proto";
@@ -142,6 +143,36 @@ export async function loadTesseractCore(spec: string, options: TesseractCoreOpti
   }
 }
 
+/** The most paths along which a root's models may be reached (a model held by several fields counts at each). */
+const MAX_MESSAGE_PATHS = 100_000;
+
+/**
+ * Why the models below `type` cannot be served: reached along more than MAX_MESSAGE_PATHS paths, or
+ * undefined. Depth alone (openapi-proto.ts) does not bound them: each of n models holding the next
+ * twice makes 2^n paths, which the schema's walks (the differentiable paths, field_order) list one by
+ * one; 40 took days to start, 18 holding an array overflowed the stack. Counted the way those walk
+ * (a model holding itself stops at the repeat), giving up past the limit, or past MAX_DEPTH models
+ * below the root on one path.
+ */
+function manyPaths(type: protobuf.Type, which: string): string | undefined {
+  let count = 0;
+  let deep = false;
+  const onPath = new Set<protobuf.Type>();
+  const visit = (t: protobuf.Type): boolean => {
+    if (onPath.has(t)) return true;
+    if (++count > MAX_MESSAGE_PATHS) return false;
+    // openapi-proto.ts measures depth where it first writes a model, which a model written before reaches no deeper along another path.
+    if (onPath.size > MAX_DEPTH) return !(deep = true);
+    onPath.add(t);
+    const within = t.fieldsArray.every((f) => !(f.resolvedType instanceof protobuf.Type) || f.resolvedType.fullName === ".tesseract.v1.Tensor" || visit(f.resolvedType));
+    onPath.delete(t);
+    return within;
+  };
+  if (visit(type)) return undefined;
+  if (deep) return `models nest more than ${MAX_DEPTH} deep below the ${which} along some path, deeper than a request or answer may nest`;
+  return `the ${which}' models are reached along more than ${MAX_MESSAGE_PATHS} paths (a model held by several fields counts at each): every path is listed (field_order, the differentiable paths); hold such a model once`;
+}
+
 /** The runtime over `replicas`: its schema from their /openapi.json; on close, the replicas close too. */
 async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options: TesseractCoreOptions): Promise<TesseractRuntime> {
   const { url, doc } = await fetchOpenApi(replicas);
@@ -152,6 +183,10 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
     throw new Error(`${url}/openapi.json: ${(e as Error).message}`);
   }
   const root = loadRootFromText(generated.text);
+  for (const [name, which] of [[generated.inputType, "inputs"], [generated.outputType, "outputs"]] as const) {
+    const problem = manyPaths(root.lookupType(name), which);
+    if (problem) throw new Error(`${url}/openapi.json: ${problem}`);
+  }
   const info = isPlainObject((doc as { info?: unknown }).info) ? (doc as { info: Record<string, unknown> }).info : {};
   const hasAbstractEval = listsPath(doc, "/abstract_eval");
   const { dir, file } = writeProto(generated.packageName, generated.text);
