@@ -6,7 +6,8 @@
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { startServer, type RunningServer } from "../index";
+import { loadTesseract, startServer, TesseractRuntime, type RunningServer } from "../index";
+import { DataType } from "../common/tensor-codec";
 import { silentLogger } from "../server/log";
 import Fastify from "fastify";
 import { assertClose, counted, freePort, meshJacobian, serveProcess } from "./helpers";
@@ -269,6 +270,26 @@ describe("tesseract-core's REST API", () => {
     const { status, json } = await post(base(vec), "abstract_eval", { inputs: { a: { shape: [5], dtype: "float64" }, b: { shape: [5], dtype: "float64" } } });
     assert.equal(status, 200, JSON.stringify(json));
     assert.deepEqual(json, { result: { shape: [5], dtype: "float64" } });
+  });
+
+  it("abstract_eval writes an output map key \"__proto__\" as a key of its answer (it was written onto Object.prototype)", async () => {
+    // polynomial's `named` mirrors the caller's params keys; an abstractEval saying so names them in its paths.
+    const base_ = loadTesseract(POLYNOMIAL);
+    const definition = {
+      ...base_.definition,
+      abstractEval: (inputs: any) => Object.keys(inputs.params).map((key) => ({ path: `named.{${key}}`, shape: [1], datatype: DataType.DATA_TYPE_FP64 })),
+    };
+    const server = await startServer({ tesseract: new TesseractRuntime(definition, path.dirname(POLYNOMIAL)), port: 0, httpPort: 0, logger: silentLogger });
+    try {
+      const params = JSON.parse('{"__proto__": {"shape": [1], "dtype": "float64"}, "a": {"shape": [1], "dtype": "float64"}}');
+      const { status, json, text } = await post(`http://127.0.0.1:${server.httpPort}`, "abstract_eval", { inputs: { x: { shape: [2], dtype: "float64" }, y: { shape: [], dtype: "float64" }, params, mode: "" } });
+      assert.equal(status, 200, text);
+      assert.deepEqual(Object.keys(json.named), ["__proto__", "a"]);
+      assert.equal(text.includes('"__proto__":{"shape":[1],"dtype":"float64"}'), true, text);
+      assert.equal(({} as any).shape, undefined, "Object.prototype is untouched");
+    } finally {
+      await server.close(0);
+    }
   });
 
   it("--max-request-messages bounds requests, not the Tesseract's outputs (a /apply within it was 413 for its answer)", async () => {

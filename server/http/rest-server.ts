@@ -394,9 +394,14 @@ function abstractOutputs({ outputs, answered }: AbstractEvalAnswer, type: protob
   for (const { path, shape, datatype } of outputs) {
     const keys = keySegments(type, parsePath(path)).map((s) => (s.kind === "field" ? s.name : s.kind === "key" ? s.key : s.kind === "index" ? s.index : ""));
     let node = out as Record<string | number, unknown>;
+    // Keys may be a caller's map keys: "__proto__" is set as a key, never read or set as the prototype.
+    const put = (key: string | number, value: unknown) => Object.defineProperty(node, key, { value, enumerable: true, writable: true, configurable: true });
     keys.forEach((key, i) => {
-      if (i === keys.length - 1) node[key] = { shape, dtype: numpyDtype(datatype) };
-      else node = (node[key] ??= typeof keys[i + 1] === "number" ? [] : {}) as Record<string | number, unknown>;
+      if (i === keys.length - 1) put(key, { shape, dtype: numpyDtype(datatype) });
+      else {
+        if (!Object.hasOwn(node, key) || node[key] == null) put(key, typeof keys[i + 1] === "number" ? [] : emptyRecord());
+        node = node[key] as Record<string | number, unknown>;
+      }
     });
   }
   return out;
