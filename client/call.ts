@@ -75,6 +75,19 @@ export function callError(error: unknown, signal: AbortSignal | undefined): Tess
   return signal?.aborted && (error as grpc.ServiceError)?.code === grpc.status.CANCELLED ? cancelledError(signal) : toClientError(error);
 }
 
+/**
+ * Cancels a grpc-js call, and once more a turn later. grpc-js (1.14) sends a call cancelled in the
+ * microtasks before it has made its transport call (its ResolvingCall makes that child without
+ * looking whether it was cancelled meanwhile), and never cancels it: the server then worked on for
+ * nobody (a Jacobian to its end; an apply that never returns held its call for good, a JacobianRows
+ * stream its job slot until --stream-stall-ms). By the next turn the child exists, and the second
+ * cancel reaches it (on a call that has ended it does nothing).
+ */
+export function cancelCall(call: { cancel(): void }): void {
+  call.cancel();
+  setImmediate(() => call.cancel());
+}
+
 /** A generated unary method, bound to its client. */
 export type UnaryMethod<Req, Res> = (
   request: Req,
@@ -88,7 +101,7 @@ export function unaryCall<Req, Res>(method: UnaryMethod<Req, Res>, request: Req,
     const signal = callSignal(options?.signal);
     if (signal?.aborted) return reject(cancelledError(signal));
     let call: grpc.ClientUnaryCall | undefined;
-    const onAbort = () => call?.cancel();
+    const onAbort = () => call && cancelCall(call);
     try {
       call = method(request, toMetadata(options?.metadata, options?.waitForReady), toGrpcOptions(options), (error, response) => {
         signal?.removeEventListener("abort", onAbort);

@@ -23,7 +23,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { NdArray } from "ndarray";
 import type { Arrays } from "../common/tree-types";
 import { packAny, unpackAny, type MessageFns } from "./any";
-import { callError, callSignal, cancelledError, toGrpcOptions, toMetadata, unaryCall, waitUnder, type CallOptions, type UnaryMethod } from "./call";
+import { callError, callSignal, cancelCall, cancelledError, toGrpcOptions, toMetadata, unaryCall, waitUnder, type CallOptions, type UnaryMethod } from "./call";
 import { inSdkTerms, TesseractClientError, toClientError } from "./errors";
 import { withDefaultPort } from "./address";
 import { clip } from "../common/errors";
@@ -407,7 +407,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     } catch (e) {
       throw toClientError(e);
     }
-    const onAbort = () => stream.cancel();
+    const onAbort = () => cancelCall(stream);
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       for await (const response of stream as AsyncIterable<JacobianRowsResponse>) yield toRowsEvent(response);

@@ -14,6 +14,8 @@ import * as grpc from "@grpc/grpc-js";
 import { TesseractClient as GeneratedClient, type DescribeResponse, type JacobianResponse } from "../generated/tesseract/v1/tesseract";
 import { Code } from "../index";
 import { WorkerPool } from "../server/eval/pool";
+import { shareTree } from "../server/eval/shared-tree";
+import { packPerturbations } from "../server/eval/worker-task";
 import { startServer, type RunningServer } from "../index";
 import { loadTesseract } from "../index";
 import { silentLogger } from "../server/log";
@@ -46,6 +48,20 @@ async function fails(promise: Promise<unknown>, code: grpc.status, details: RegE
   )) as grpc.ServiceError;
   assert.equal(error.code, code, `${grpc.status[error.code]}: ${error.details}`);
   assert.match(error.details, details);
+}
+
+/** The server's worker pool (private to its evaluation backends). */
+const workerPool = (server: RunningServer) => (server.runtime as unknown as { backends: { workerPool: WorkerPool } }).backends.workerPool;
+
+/** `promise`, or a failure saying `what` did not happen within `ms` (a bound on a wait, not a synchronisation). */
+async function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(what)), ms)));
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 const values = (t: { data?: Uint8Array } | undefined) => Array.from(new Float64Array(new Uint8Array(t!.data!).buffer));
@@ -103,6 +119,36 @@ describe("faults of the Tesseract", function () {
     await assertHealthyJacobian(client, server);
   });
 
+  it("worker threads, no per-evaluation timeout: a request cancelled while its apply hangs has the worker ended and replaced", async () => {
+    const { server, client } = await serve({ workers: 2, warmUpMs: 0 });
+    await assertHealthyJacobian(client, server); // the pool starts with the first request
+    const pool = workerPool(server);
+    // x's pairs are measured quick, so the batch with y's (y + h > 0.5 hangs) is one sent unstoppable
+    // (pool-evaluator.ts): a cancel does not end it at once. Each call leaves one worker hung.
+    const x = Array.from({ length: 2000 }, (_, i) => 1 + i / 2000);
+    for (const round of [1, 2]) {
+      const hanging = new Promise<number>((resolve) => {
+        const listener = (message: { hanging?: number }) => message?.hanging && (pool.piscina.off("message", listener), resolve(message.hanging));
+        pool.piscina.on("message", listener);
+      });
+      let jacobian!: grpc.ClientUnaryCall;
+      const answered = call((cb) => (jacobian = client.jacobian({ inputs: inputs(server, { x, y: 0.5, mode: "hang" }), jac_inputs: ["x", "y"], jac_outputs: ["f"], sparsity: [] }, cb)));
+      const thread = await hanging;
+      jacobian.cancel();
+      await fails(answered, grpc.status.CANCELLED, /^Cancelled on client$/);
+      // The hung worker is ended (its apply stops) and another takes its place; before, it stayed
+      // hung for good, and once both were, every later call waited for its deadline.
+      const ended = (async () => {
+        while (pool.piscina.threads.some((w) => w.threadId === thread)) await once(pool.piscina, "workerDestroy");
+        while (pool.liveThreads < 2) await once(pool.piscina, "workerCreate");
+      })();
+      await bounded(ended, 20_000, `round ${round}: the worker hung in apply (thread ${thread}) was never ended`);
+    }
+    await assertHealthyJacobian(client, server);
+    const applied = await call<{ outputs?: unknown }>((cb) => client.apply({ inputs: inputs(server, { x: [2] }) }, cb));
+    assert.ok(applied.outputs);
+  });
+
   it("inline: an asynchronous apply that never settles is given up on after the timeout", async () => {
     const { server, client } = await serve({ workers: 0, evalTimeoutMs: 200 });
     const stall = inputs(server, { x: [0.5], y: 0.9, mode: "stall" });
@@ -139,6 +185,33 @@ describe("faults of the Tesseract", function () {
       assert.equal(pool.liveThreads, 2);
       const ok = await Promise.all([1, 2, 3, 4].map(() => pool.applyMessage(encoded(""), DEFAULT_LIMITS)));
       assert.equal(ok.length, 4);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("a worker that dies fails only the batch whose apply ended it: one waiting there behind it is sent again", async () => {
+    const pool = new WorkerPool(POLYNOMIAL, 1);
+    const runtime = loadTesseract(POLYNOMIAL);
+    const batch = (mode: string) => ({
+      tesseract: POLYNOMIAL,
+      job: `job ${mode}`,
+      inputs: shareTree(runtime.decodeInputs({ type_url: TYPE_URL, value: runtime.schema.inputs.type.encode({ x: fp64([1, 2]), y: fp64([0.9], []), mode }).finish() })),
+      inputPaths: ["x"],
+      outputPaths: ["f"],
+      outputsField: "jac_outputs",
+      perturbations: packPerturbations([[{ leaf: 0, index: 0, value: 1.5 }]]),
+    });
+    try {
+      await pool.calibrate();
+      // Both unstoppable (as batches measured short are sent): the one worker takes the second while it runs the first.
+      const crashing = pool.evaluateBatch(batch("crash"), undefined, false);
+      const waiting = pool.evaluateBatch(batch(""), undefined, false);
+      await rejects(crashing, Code.UNKNOWN, /^the worker thread running apply died \(worker exited with code: 7\); it was replaced$/);
+      // It failed too, "the worker thread running apply died", though its apply never ran.
+      const { values, failed } = await waiting;
+      assert.deepEqual(failed, []);
+      assert.deepEqual(Array.from(values), [1.5 ** 3 + 0.9 * Math.sin(1.5), 2 ** 3 + 0.9 * Math.sin(2)]);
     } finally {
       await pool.close();
     }

@@ -4,6 +4,7 @@
  * tensors, health, and every failure as a TesseractClientError with the right code.
  */
 import { strict as assert } from "node:assert";
+import * as path from "node:path";
 import ndarray from "ndarray";
 import {
   JacobianResult,
@@ -24,6 +25,7 @@ import vectoradd from "../server/tesseracts/vectoradd";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
 import { assertClose, clientRejects, f64, freePort, LogLines, meshJacobian } from "./helpers";
 import { inSdkTerms } from "../client/errors";
+import { reflectedClient } from "./fixtures/tesseract-core/bridge-clients";
 
 const MESH_IN = "tesseract.examples.meshstats.v1.Inputs";
 const MESH_OUT = "tesseract.examples.meshstats.v1.Outputs";
@@ -393,6 +395,52 @@ describe("SDK: TesseractClient", () => {
       await clientRejects(client.describe(), "FAILED_PRECONDITION", /closed/);
       await clientRejects(client.health(), "FAILED_PRECONDITION", /closed/);
     });
+  });
+});
+
+describe("SDK: an abort reaches the server, however soon after the call it comes", () => {
+  // An apply that never settles (the polynomial fixture's "stall", y > 0.5, no per-evaluation
+  // timeout): the server's call ends only when it hears the client's cancel.
+  const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
+  let server: RunningServer;
+  let client: TesseractClient<any, any>;
+  before(async () => {
+    server = await startServer({ tesseract: POLYNOMIAL, host: "127.0.0.1", port: 0, workers: 0, logger: silentLogger });
+    ({ client } = await reflectedClient(server.address));
+  });
+  after(async () => {
+    client?.close();
+    await server?.close(0);
+  });
+
+  /** Resolves once the server has no call in flight; fails saying `what` if it still has one after `ms`. */
+  const serverIdle = async (what: string, ms = 10_000) => {
+    for (const end = Date.now() + ms; server.calls.inFlightCount > 0; await new Promise(setImmediate)) {
+      if (Date.now() > end) assert.fail(`${what}: the server still works on a call its client cancelled`);
+    }
+  };
+
+  it("Apply, Jacobian and JacobianRows aborted 0 to 12 microtasks after the call: each ends on the server too (grpc-js sent a unary call cancelled just before it made its transport call, and never cancelled it)", async () => {
+    const inputs = { x: f64([1, 2]), y: f64([0.9], []), mode: "stall" };
+    const calls = {
+      apply: (signal: AbortSignal) => client.apply(inputs, { signal }),
+      jacobian: (signal: AbortSignal) => client.jacobian({ inputs, inputPaths: ["x"], outputPaths: ["f"] }, { signal }),
+      jacobianRows: async (signal: AbortSignal) => {
+        for await (const _ of client.jacobianRows({ inputs, inputPaths: ["x"], outputPaths: ["f"] }, { signal }));
+      },
+    };
+    for (const [name, start] of Object.entries(calls)) {
+      for (let microtasks = 0; microtasks <= 12; microtasks++) {
+        const controller = new AbortController();
+        const answered = start(controller.signal);
+        for (let k = 0; k < microtasks; k++) await Promise.resolve();
+        controller.abort(new Error("given up"));
+        await clientRejects(answered, "CANCELLED", /given up/);
+        // A call made after it on the same connection: once answered, the server has had any request it was sent.
+        await client.describe();
+        await serverIdle(`${name}, aborted ${microtasks} microtasks after it began`);
+      }
+    }
   });
 });
 

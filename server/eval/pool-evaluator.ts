@@ -39,7 +39,8 @@ const BATCHES_PER_THREAD = 2;
 export const MAX_IN_FLIGHT_BYTES = 32 << 20;
 /**
  * A batch predicted to take at most this long is sent unstoppable (pool.ts): a cancel waits for it
- * (and for the one queued behind it) rather than ending its worker.
+ * (and for the one queued behind it) rather than ending its worker, for a second at most
+ * (UNSTOPPABLE_GRACE_MS: a prediction an apply that hangs on some inputs proves wrong).
  */
 const SHORT_BATCH_MS = 20;
 

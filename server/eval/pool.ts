@@ -32,6 +32,15 @@ const WARM_BUDGET_MS = 100;
  */
 const WORKER_YOUNG_GENERATION_MB = 8;
 
+/**
+ * How long a batch sent unstoppable (one measured to be short: pool-evaluator.ts) may still run once
+ * its request is cancelled. Past it, its apply is not the quick one measured (it hangs on these
+ * inputs, say) and, with no per-evaluation timeout, would hold its worker for good: the pool lost a
+ * thread to each such cancel, and once every thread was held, every later call waited for its
+ * deadline. Its worker is then ended and replaced, as a stoppable batch's is at once.
+ */
+export const UNSTOPPABLE_GRACE_MS = 1000;
+
 /** Until calibrated: a typical cost of one task's round trip (messages both ways, piscina's queue). */
 export const DEFAULT_TASK_OVERHEAD_MS = 0.05;
 
@@ -101,13 +110,49 @@ export class WorkerPool {
   /**
    * A batch of evaluations of a gradient job; the timeout applies to each evaluation in it. A batch
    * known to be short (`stoppable` false, and no timeout) cannot be stopped once sent, and may wait
-   * at a busy worker: a cancel stops the job before its next batch.
+   * at a busy worker: a cancel stops the job before its next batch, and ends the worker of one still
+   * running UNSTOPPABLE_GRACE_MS later.
    */
-  evaluateBatch(task: Omit<BatchTask, "progress" | "progressEpoch">, signal?: AbortSignal, stoppable = true): Promise<BatchResult> {
-    if (!(this.evalTimeoutMs > 0)) return this.run("default", task, stoppable ? signal : undefined);
+  evaluateBatch(task: Omit<BatchTask, "progress" | "progressEpoch" | "startedOn">, signal?: AbortSignal, stoppable = true): Promise<BatchResult> {
+    if (!(this.evalTimeoutMs > 0)) return stoppable && signal ? this.run("default", task, signal) : this.unstoppable(task, signal);
     const progress = new Int32Array(new SharedArrayBuffer(8)).fill(-1);
     const progressEpoch = Date.now();
     return this.run("default", { ...task, progress, progressEpoch }, signal, (stop) => watchBatch(progress, progressEpoch, this.evalTimeoutMs, stop));
+  }
+
+  /**
+   * A batch piscina cannot stop (it may wait at a busy worker, behind another task). Once `signal`
+   * aborts, it has UNSTOPPABLE_GRACE_MS from the cancel, or from when it began if later, to finish;
+   * then the worker running it is ended. A worker that dies under it may have died of the other task
+   * it held (piscina gives a worker two at once), whose request alone is to fail: the batch is sent
+   * once more, stoppable, which piscina runs on a worker of its own, so a second death is its own.
+   */
+  private async unstoppable(task: Omit<BatchTask, "progress" | "progressEpoch" | "startedOn">, signal?: AbortSignal): Promise<BatchResult> {
+    signal?.throwIfAborted();
+    const startedOn = new Int32Array(new SharedArrayBuffer(4));
+    let timer: NodeJS.Timeout | undefined;
+    // Ended at a look that finds it on the thread the previous look (or the cancel) saw it begun on.
+    let seen = 0;
+    const look = () => {
+      const thread = Atomics.load(startedOn, 0);
+      if (thread !== 0 && thread === seen) return void this.piscina.threads.find((w) => w.threadId === thread)?.terminate();
+      seen = thread;
+      timer = setTimeout(look, UNSTOPPABLE_GRACE_MS);
+    };
+    const cancelled = () => {
+      seen = Atomics.load(startedOn, 0);
+      timer = setTimeout(look, UNSTOPPABLE_GRACE_MS);
+    };
+    signal?.addEventListener("abort", cancelled, { once: true });
+    try {
+      return await this.piscina.run(Object.assign(task, { startedOn }), { name: "default" });
+    } catch (e) {
+      if (signal?.aborted) throw signal.reason;
+      return await this.run("default", task, signal ?? new AbortController().signal);
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", cancelled);
+    }
   }
 
   /** A whole Apply call, wire to wire: the worker decodes, validates, applies and encodes. */

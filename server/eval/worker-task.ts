@@ -32,6 +32,12 @@ export interface BatchTask {
    */
   progress?: Int32Array;
   progressEpoch?: number;
+  /**
+   * A batch sent unstoppable (pool.ts): shared [thread], the threadId of the worker once it begins
+   * the batch (0 until then), so that the main thread can end that worker when the batch outruns its
+   * request's cancel.
+   */
+  startedOn?: Int32Array;
 }
 
 /** A failure the caller is told about, with its gRPC code. */

@@ -86,6 +86,7 @@ function jobOf(task: BatchTask): Job {
  * main thread (InlineEvaluator.batch); a failure is recorded and the rest still run.
  */
 export default async function evaluateBatch(task: BatchTask): Promise<BatchResult> {
+  if (task.startedOn) Atomics.store(task.startedOn, 0, threadId);
   const started = performance.now();
   const perturbations = task.perturbations && unpackPerturbations(task.perturbations);
   const pairs = task.pairs && unpackElementPairs(task.pairs);
