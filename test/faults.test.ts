@@ -190,6 +190,45 @@ describe("faults of the Tesseract", function () {
     }
   });
 
+  it("a task cancelled just as a new worker starts does not end that worker: dead workers are still replaced after it", async () => {
+    const pool = new WorkerPool(POLYNOMIAL, 2);
+    const { schema } = loadTesseract(POLYNOMIAL);
+    const encoded = (mode: string) => ({ type_url: TYPE_URL, value: schema.inputs.type.encode({ x: fp64([1]), y: fp64([0.9], []), mode }).finish() });
+    const crash = () => rejects(pool.applyMessage(encoded("crash"), DEFAULT_LIMITS), Code.UNKNOWN, /worker exited with code: 7/);
+    // The threads piscina told ready (it does as each starts), of those alive.
+    const ready = new Set<number>();
+    pool.piscina.on("workerCreate", (w: { id: number }) => ready.add(w.id));
+    const readyThreads = () => pool.piscina.threads.filter((w) => ready.has(w.threadId)).length;
+    const twoReady = (what: string) =>
+      bounded((async () => {
+        while (readyThreads() < 2) await once(pool.piscina, "workerCreate");
+      })(), 20_000, what);
+    try {
+      await pool.calibrate();
+      await twoReady("the pool did not start");
+      // A worker dies; its replacement starts. The other takes a ping, and two Apply calls (tasks that
+      // can be stopped, each wanting a worker of its own) wait.
+      await crash();
+      const ping = pool.piscina.run(null, { name: "ping" });
+      const controllers = [new AbortController(), new AbortController()];
+      const waiting = controllers.map((c) => pool.applyMessage(encoded(""), DEFAULT_LIMITS, c.signal).catch((e: unknown) => e));
+      // The ping done, piscina hands the waiting calls to the free worker and to the one still
+      // starting; both calls are cancelled before that one is ready.
+      await ping;
+      for (const c of controllers) c.abort(new Error("cancelled"));
+      await Promise.all(waiting);
+      await twoReady("the pool did not get back to two workers after the cancels");
+      // A worker ended before it was ready made piscina take its workers for ones that cannot start:
+      // it replaced no dead worker after that (with none left, waiting tasks waited for good).
+      await crash();
+      await twoReady("a worker that died was not replaced");
+      const ok = await Promise.all([1, 2, 3].map(() => pool.applyMessage(encoded(""), DEFAULT_LIMITS)));
+      assert.equal(ok.length, 3);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it("a worker that dies fails only the batch whose apply ended it: one waiting there behind it is sent again", async () => {
     const pool = new WorkerPool(POLYNOMIAL, 1);
     const runtime = loadTesseract(POLYNOMIAL);

@@ -41,6 +41,33 @@ const WORKER_YOUNG_GENERATION_MB = 8;
  */
 export const UNSTOPPABLE_GRACE_MS = 1000;
 
+/** Tasks a worker holds at once: one running, one waiting (see the constructor). */
+const TASKS_PER_WORKER = 2;
+
+type LoadBalancer = NonNullable<NonNullable<ConstructorParameters<typeof Piscina>[0]>["loadBalancer"]>;
+
+/**
+ * piscina's own balancer (the least busy worker; a task that can be stopped only to an idle one, and
+ * nothing beside it), over the workers that are ready (their thread ids in `ready`). piscina (5.3)
+ * hands a waiting task to a worker that is still starting when another becomes free; a cancel of
+ * that task then ends the worker before it is ready, and piscina takes that for workers that cannot
+ * start: it replaced no dead worker from then on. The pool lost a thread to each later crash,
+ * cancel or timeout, and with none left, requests waited on their queued batches for good.
+ */
+function readyWorkersBalancer(ready: ReadonlySet<number>): LoadBalancer {
+  return (task, workers) => {
+    let candidate: (typeof workers)[number] | null = null;
+    let least = TASKS_PER_WORKER;
+    for (const worker of workers) {
+      if (!ready.has(worker.id)) continue;
+      if (worker.currentUsage === 0) return worker;
+      if (worker.isRunningAbortableTask || task.isAbortable) continue;
+      if (worker.currentUsage < least) [candidate, least] = [worker, worker.currentUsage];
+    }
+    return candidate;
+  };
+}
+
 /** Until calibrated: a typical cost of one task's round trip (messages both ways, piscina's queue). */
 export const DEFAULT_TASK_OVERHEAD_MS = 0.05;
 
@@ -68,7 +95,23 @@ export class WorkerPool {
   ) {
     // Two tasks per worker: a short batch that need not be stoppable waits at its worker behind the
     // running one, so the worker goes on without waiting for the main thread to hand it the next.
-    this.piscina = new Piscina({ filename: path.join(__dirname, "worker.js"), minThreads: threads, maxThreads: threads, concurrentTasksPerWorker: 2, workerData: { threads }, resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } });
+    const ready = new Set<number>();
+    this.piscina = new Piscina({
+      filename: path.join(__dirname, "worker.js"),
+      minThreads: threads,
+      maxThreads: threads,
+      concurrentTasksPerWorker: TASKS_PER_WORKER,
+      loadBalancer: readyWorkersBalancer(ready),
+      workerData: { threads },
+      resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
+    });
+    // piscina tells each worker as it is ready (those it starts with at once): its thread id is
+    // added; ids of workers gone (-1 once exited) are dropped then.
+    this.piscina.on("workerCreate", (worker: { id: number }) => {
+      const alive = new Set(this.piscina.threads.map((w) => w.threadId));
+      for (const id of ready) if (!alive.has(id)) ready.delete(id);
+      ready.add(worker.id);
+    });
     // A worker that dies between tasks (an error thrown from a timer apply left behind) is replaced
     // like any other; piscina reports it as an 'error' event, which must not end the server.
     this.piscina.on("error", () => undefined);
