@@ -17,7 +17,7 @@ import { MAX_TIMER_MS } from "../common/transport-defaults";
 import { MIN_CHUNK_BYTES } from "../server/grpc/rows-stream";
 import { startServer, DEFAULTS } from "../server/grpc/server";
 import { DEFAULT_DNS_REFRESH_MS, DEFAULT_GIVEN_UP_HOLD_MS, DEFAULT_HEALTH_INTERVAL_MS } from "../server/bridge/settings";
-import { createLogger, type Logger } from "../server/log";
+import { createLogger, logsWritten, type Logger } from "../server/log";
 import { checkServerTls, type ServerTls } from "../server/grpc/tls";
 import { explainServeError, routeGrpcLogs } from "./serve-messages";
 import { addGenerateCommand } from "./generate/command";
@@ -25,6 +25,8 @@ import { integer } from "../client/options-json";
 
 /** The largest TCP port. */
 const MAX_PORT = 65535;
+/** After the drain, how long the log lines still waiting for stderr may take to be written before the process exits. */
+const LOGS_AT_EXIT_MS = 1000;
 
 /** The package's version, from its package.json (two folders above dist/cli/cli.js). */
 const VERSION: string = JSON.parse(fs.readFileSync(path.join(__dirname, "../../package.json"), "utf8")).version;
@@ -169,7 +171,10 @@ export function buildProgram(): Command {
       });
       const stop = (signal: string) => {
         logger.info({ signal }, "shutting down");
-        server.close(graceMs).then(() => process.exit(0));
+        server
+          .close(graceMs)
+          .then(() => logsWritten(logger, LOGS_AT_EXIT_MS))
+          .then(() => process.exit(0));
       };
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);
