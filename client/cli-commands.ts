@@ -275,7 +275,7 @@ function gradientRequest(inputType: protobuf.Type, payload: Payload, flags: Clie
 
 /**
  * The payload's "sparsity": the Jacobian's structure, blocks of {"output_path", "input_path",
- * "output_index", "input_index"} as in JacobianRequest (README, Sparse Jacobians). Its shape is
+ * "output_index", "input_index"} as in JacobianRequest (docs/finite-differences.md, Sparse Jacobians). Its shape is
  * checked here; whether it fits the Tesseract, by the server.
  */
 function sparsityPatterns(payload: Payload): SparsityPatternInput[] | undefined {

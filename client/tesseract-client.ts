@@ -131,7 +131,7 @@ function decodeVectorProduct(response: VectorProductMessage): VectorProductResul
   return new VectorProductResult(fp64Map(response.result, "result"), hasErrors ? fp64Map(response.error_estimate, "error_estimate") : undefined, response.stats ?? { ...NO_STATS });
 }
 
-/** What `jacobian` and `jacobianRows` take: d outputPaths / d inputPaths at `inputs` (path syntax: README "Paths"). */
+/** What `jacobian` and `jacobianRows` take: d outputPaths / d inputPaths at `inputs` (path syntax: docs/writing-a-tesseract.md, "Paths"). */
 export interface GradientRequest<I> {
   inputs: Arrays<I>;
   /** Input paths to differentiate with respect to; `[]` and `{}` patterns expand to every match. */

@@ -356,7 +356,7 @@ describe("container files", () => {
   });
 });
 
-// README "Containerise your own Tesseract": a Dockerfile that starts from this project's image and
+// docs/writing-a-tesseract.md, "Containerise your own Tesseract": a Dockerfile that starts from this project's image and
 // adds a module and its .proto files (examples/tesseract-ts), and a compose file for it.
 describe("container files: your own Tesseract on this project's image (examples/tesseract-ts)", () => {
   const EXAMPLE = "examples/tesseract-ts";

@@ -2,7 +2,7 @@
  * Wire-level fuzzing: malformed bytes that no SDK would send, over a raw HTTP/2 client
  * (test/raw-grpc.ts), against real servers on 127.0.0.1:0. For every RPC the server registers (the
  * Tesseract service, health, reflection v1 and v1alpha), a fixed catalogue and 150 seeded
- * mutations of a valid request (test/wire-mutations.ts). The contract (README, "Hostile bytes"):
+ * mutations of a valid request (test/wire-mutations.ts). The contract (docs/limits-and-errors.md, "Hostile bytes"):
  * every call gets a status, never INTERNAL or UNKNOWN for bad input, with a grpc-message under
  * 4 KiB; the HTTP/2 session keeps serving; nothing is left in flight; memory returns to its
  * baseline; a server in its own process never exits. `npm run bench:wire-fuzz` is the long run.

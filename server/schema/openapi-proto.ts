@@ -1,7 +1,7 @@
 /**
  * Message types for a Tesseract that tesseract-core serves: its `/openapi.json` apply schemas written
  * as a `.proto` file, so that a bridged Tesseract has a schema, reflection and generated stubs like a
- * bundled one. The mapping (tesseract-core's schema conventions are in the README's bridge section):
+ * bundled one. The mapping (tesseract-core's schema conventions are in docs/bridge.md):
  *
  *   model ($ref)                      -> message (Apply_ prefix dropped; Apply_InputSchema -> Inputs)
  *   array object (array_flags)        -> tesseract.v1.Tensor, [(tesseract.v1.differentiable) = true]
