@@ -75,9 +75,9 @@ describe("the package as an app installs it (npm pack, then npm ci of the tarbal
     checker = typeChecker(box);
   });
 
-  it("ships only dist of server, common, client, cli, generated and the entry, proto/, README, LICENSE and package.json", () => {
+  it("ships only dist of server, common, client, cli, generated and the entry, proto/, README, docs/, LICENSE and package.json", () => {
     // Below those dist/ folders, whatever the build puts there (a descriptor set, say), but no source maps.
-    const shipped = /^(package\.json|README\.md|LICENSE|proto\/.+\.proto|dist\/index\.(js|d\.ts)|dist\/(server|common|client|cli|generated)\/.+(?<!\.map))$/;
+    const shipped = /^(package\.json|README\.md|LICENSE|proto\/.+\.proto|docs\/[\w-]+\.md|dist\/index\.(js|d\.ts)|dist\/(server|common|client|cli|generated)\/.+(?<!\.map))$/;
     assert.deepEqual(box.packedFiles.filter((f) => !shipped.test(f)), []);
     for (const file of ["LICENSE", "README.md", "dist/index.d.ts", "dist/cli/cli.js", "dist/client/index.d.ts", "dist/server/eval/worker.js", "proto/tesseract/v1/tesseract.proto"]) {
       assert.ok(box.packedFiles.includes(file), `${file} is not in the tarball`);
@@ -86,6 +86,12 @@ describe("the package as an app installs it (npm pack, then npm ci of the tarbal
     // Every contract file, and every compiled module of the shipped folders.
     for (const proto of fs.readdirSync(path.join(__dirname, "../../proto"), { recursive: true }).map(String).filter((f) => f.endsWith(".proto"))) {
       assert.ok(box.packedFiles.includes(`proto/${proto}`), `proto/${proto} is not in the tarball`);
+    }
+    // The docs/ pages the README's Reference links, so that its links hold in node_modules/tesseract-grpc too.
+    const linked = [...fs.readFileSync(path.join(__dirname, "../../README.md"), "utf8").matchAll(/\]\((docs\/[^)#]+\.md)[)#]/g)].map((m) => m[1]);
+    assert.ok(linked.length >= 10, linked.join(", "));
+    for (const page of [...linked, ...fs.readdirSync(path.join(__dirname, "../../docs")).map((f) => `docs/${f}`)]) {
+      assert.ok(box.packedFiles.includes(page), `${page} is not in the tarball`);
     }
   });
 

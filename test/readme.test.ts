@@ -1,9 +1,10 @@
 /**
- * The README as a newcomer copies it: every ```ts block compiles, each as its own module of a strict
- * app that installed the packed tarball and generated the types the blocks import (meshstats,
- * vectoradd, and the beam.proto of "Writing a Tesseract"), under CommonJS and ES modules alike. Its
- * generate commands and npm scripts are the examples' (which examples.test.ts runs), the
- * Dockerfile it shows is the example's, and its first call runs as shown.
+ * The README and the docs/ pages as a newcomer copies them: every ```ts block compiles, each as its
+ * own module of a strict app that installed the packed tarball and generated the types the blocks
+ * import (meshstats, vectoradd, and the beam.proto of "Writing a Tesseract"), under CommonJS and ES
+ * modules alike. Their generate commands and npm scripts are the examples' (which examples.test.ts
+ * runs), the Dockerfile they show is the example's, every link reaches a file and a heading, the
+ * README links every docs/ page, and its first call runs as shown.
  */
 import { strict as assert } from "node:assert";
 import { execFile } from "node:child_process";
@@ -16,27 +17,48 @@ import { serveProcess } from "./helpers";
 import { readPackageJson, sandbox, typeChecker, type Sandbox } from "./sandbox";
 
 const ROOT = path.join(__dirname, "../..");
-const README = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
+
+/** A Markdown file of the repository: README.md, then every docs/*.md page. */
+interface Doc {
+  /** Its path from the repository root, as error messages name it. */
+  file: string;
+  text: string;
+}
+
+const DOCS: Doc[] = ["README.md", ...fs.readdirSync(path.join(ROOT, "docs")).filter((f) => f.endsWith(".md")).sort().map((f) => `docs/${f}`)].map(
+  (file) => ({ file, text: fs.readFileSync(path.join(ROOT, file), "utf8") }),
+);
+const README = DOCS[0].text;
 
 interface Block {
+  file: string;
   lang: string;
-  /** README line of the opening fence (1-based); the code's line k is README line `line + k`. */
+  /** Line of the opening fence in `file` (1-based); the code's line k is the file's line `line + k`. */
   line: number;
   code: string;
 }
 
-/** Every fenced block of the README. */
-function blocks(): Block[] {
-  return [...README.matchAll(/^```(\w*)[^\n]*\n([\s\S]*?)^```$/gm)].map((m) => ({
-    lang: m[1],
-    line: README.slice(0, m.index).split("\n").length,
-    code: m[2],
-  }));
+/** Every fenced block of the given files (all of them by default). */
+function blocks(docs: Doc[] = DOCS): Block[] {
+  return docs.flatMap(({ file, text }) =>
+    [...text.matchAll(/^```(\w*)[^\n]*\n([\s\S]*?)^```$/gm)].map((m) => ({
+      file,
+      lang: m[1],
+      line: text.slice(0, m.index).split("\n").length,
+      code: m[2],
+    })),
+  );
 }
 
 const shellLines = () => blocks().filter((b) => b.lang === "sh").flatMap((b) => b.code.split("\n"));
 
-describe("README", function () {
+/** GitHub's anchor of each heading of a Markdown text: lower case, punctuation but hyphens and underscores dropped, spaces as hyphens (outside code blocks). */
+function anchors(text: string): Set<string> {
+  const prose = text.replace(/^```[\s\S]*?^```$/gm, "");
+  return new Set([...prose.matchAll(/^#{1,6} (.+)$/gm)].map((m) => m[1].toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, "").replace(/ /g, "-")));
+}
+
+describe("README and docs/", function () {
   this.timeout(180_000);
   let box: Sandbox;
 
@@ -47,6 +69,7 @@ describe("README", function () {
   it("every TypeScript block compiles in a strict app, as CommonJS and as an ES module", async () => {
     const tsBlocks = blocks().filter((b) => b.lang === "ts");
     assert.ok(tsBlocks.length >= 4, `${tsBlocks.length} TypeScript blocks`);
+    assert.ok(tsBlocks.filter((b) => b.file === "README.md").length >= 2, "the README's SDK app and Writing a Tesseract's module");
     const dirs = { commonjs: path.join(box.dir, "readme/commonjs"), esm: path.join(box.dir, "readme/esm") };
     for (const [format, dir] of Object.entries(dirs)) {
       fs.mkdirSync(dir, { recursive: true });
@@ -54,34 +77,37 @@ describe("README", function () {
       const compilerOptions = { target: "ES2022", module: "node16", moduleResolution: "node16", strict: true, esModuleInterop: true, skipLibCheck: true, noEmit: true, types: ["node"] };
       fs.writeFileSync(path.join(dir, "tsconfig.json"), JSON.stringify({ compilerOptions, include: ["*.ts", "generated"] }));
     }
-    // The .proto files the README writes (their first line names them), then every type the blocks import.
+    // The .proto files the blocks write (their first line names them), then every type the blocks import.
     for (const proto of blocks().filter((b) => b.lang === "proto")) {
       const name = /^\/\/ (\S+\.proto)\b/.exec(proto.code)?.[1];
-      assert.ok(name, `README.md:${proto.line + 1}: a proto block whose first line does not name its file`);
+      assert.ok(name, `${proto.file}:${proto.line + 1}: a proto block whose first line does not name its file`);
       fs.writeFileSync(path.join(dirs.commonjs, name), proto.code);
     }
     const generate = ["generate", "tesseract/examples/meshstats/v1/meshstats.proto", "tesseract/examples/vectoradd/v1/vectoradd.proto", "beam.proto", "--module", "esm"];
     await box.run("tesseract-grpc", generate, dirs.commonjs);
     fs.cpSync(path.join(dirs.commonjs, "generated"), path.join(dirs.esm, "generated"), { recursive: true });
 
+    // Each block is a module named after its file and line: docs_sdk_md-L120.ts is docs/sdk.md's block at line 120.
+    const moduleName = (b: Block) => `${b.file.replace(/[/.-]/g, "_")}-L${b.line}`;
+    const files = new Map(tsBlocks.map((b) => [b.file.replace(/[/.-]/g, "_"), b.file]));
     for (const [format, dir] of Object.entries(dirs)) {
-      for (const block of tsBlocks) fs.writeFileSync(path.join(dir, `readme-L${block.line}.ts`), block.code);
-      // Errors at README lines: readme-L120.ts(5,3) is README.md:125:3.
+      for (const block of tsBlocks) fs.writeFileSync(path.join(dir, `${moduleName(block)}.ts`), block.code);
+      // Errors at the Markdown files' lines: README_md-L120.ts(5,3) is README.md:125:3.
       const errors = typeChecker(box)
         .check(path.join(dir, "tsconfig.json"))
-        .map((e) => e.replace(/readme-L(\d+)\.ts\((\d+),(\d+)\)/g, (_, line: string, k: string, col: string) => `README.md:${Number(line) + Number(k)}:${col}`));
+        .map((e) => e.replace(/(\w+)-L(\d+)\.ts\((\d+),(\d+)\)/g, (whole, name: string, line: string, k: string, col: string) => (files.has(name) ? `${files.get(name)}:${Number(line) + Number(k)}:${col}` : whole)));
       assert.deepEqual(errors, [], `as ${format}`);
     }
   });
 
-  it("its generate commands are the examples' (run by examples.test.ts)", () => {
+  it("their generate commands are the examples' (run by examples.test.ts)", () => {
     const scripts = ["typescript", "tesseract-ts"].map((name) => (readPackageJson(path.join(ROOT, "examples", name)) as { scripts?: Record<string, string> }).scripts?.generate);
     const commands = shellLines().flatMap((line) => /\bnpx (tesseract-grpc generate [^#]*?)\s*(#|$)/.exec(line)?.[1] ?? []);
     assert.ok(commands.length >= 2, commands.join("\n"));
-    for (const command of commands) assert.ok(scripts.includes(command), `README: ${command} is not an example's generate script (${scripts.join(" | ")})`);
+    for (const command of commands) assert.ok(scripts.includes(command), `${command} is not an example's generate script (${scripts.join(" | ")})`);
   });
 
-  it("every `npm run SCRIPT` it shows is a script of this package or of an example", () => {
+  it("every `npm run SCRIPT` they show is a script of this package or of an example", () => {
     const scripts = new Set(
       ["", "examples/typescript", "examples/tesseract-ts"].flatMap((dir) => Object.keys((readPackageJson(path.join(ROOT, dir)) as { scripts?: object }).scripts ?? {})),
     );
@@ -90,23 +116,29 @@ describe("README", function () {
     assert.deepEqual(used.filter((script) => !scripts.has(script)), []);
   });
 
-  it("names the tarball npm pack writes and the generators' versions generate asks for", () => {
+  it("name the tarball npm pack writes and the generators' versions generate asks for", () => {
     const { name, version } = readPackageJson();
-    const tarballs = new Set(README.match(/\btesseract-grpc-\d[^\s/]*\.tgz\b/g));
-    assert.deepEqual([...tarballs], [`${name}-${version}.tgz`]);
+    for (const { file, text } of DOCS) {
+      const tarballs = new Set(text.match(/\btesseract-grpc-\d[^\s/]*\.tgz\b/g));
+      assert.deepEqual([...tarballs].filter((t) => t !== `${name}-${version}.tgz`), [], file);
+    }
+    assert.ok(README.includes(`${name}-${version}.tgz`), "README names the tarball");
     const install = `npm install --save-dev --save-exact ${Object.entries(TOOL_VERSIONS).map(([tool, v]) => `${tool}@${v}`).join(" ")}`;
     assert.ok(README.includes(install), `README lacks "${install}"`);
+    for (const { file, text } of DOCS) {
+      for (const line of text.match(/npm install --save-dev --save-exact ts-proto\S*.*/g) ?? []) assert.ok(line.startsWith(install), `${file}: ${line}`);
+    }
   });
 
   it("the Dockerfile of 'Containerise your own Tesseract' is examples/tesseract-ts/Dockerfile", () => {
     const shown = blocks().filter((b) => b.lang === "dockerfile");
-    assert.equal(shown.length, 1);
+    assert.equal(shown.length, 1, shown.map((b) => `${b.file}:${b.line}`).join(", "));
     const instructions = (text: string) => parseDockerfile(text).flatMap((stage) => [`FROM ${stage.image}`, ...stage.instructions.map((i) => `${i.keyword} ${i.args}`)]);
     assert.deepEqual(instructions(shown[0].code), instructions(fs.readFileSync(path.join(ROOT, "examples/tesseract-ts/Dockerfile"), "utf8")));
   });
 
   it("'A first call' runs as shown and prints what it says (the clone's CLI against npm start's meshstats)", async () => {
-    const block = blocks().find((b) => b.lang === "sh" && b.code.startsWith("node dist/cli/cli.js jacobian "));
+    const block = blocks([DOCS[0]]).find((b) => b.lang === "sh" && b.code.startsWith("node dist/cli/cli.js jacobian "));
     assert.ok(block, "'A first call' shows a Jacobian");
     // The shell's own reading of the block (its quotes span lines), with this test's server instead of port 50051.
     const server = await serveProcess(["meshstats", "--port", "0"]);
@@ -121,12 +153,32 @@ describe("README", function () {
     }
   });
 
-  it("every link to a section (#anchor) names a heading, as GitHub spells its anchor", () => {
-    // GitHub: lower case, punctuation but hyphens and underscores dropped, spaces as hyphens (outside code blocks).
-    const prose = README.replace(/^```[\s\S]*?^```$/gm, "");
-    const anchors = new Set([...prose.matchAll(/^#{1,6} (.+)$/gm)].map((m) => m[1].toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, "").replace(/ /g, "-")));
-    const links = [...prose.matchAll(/\]\(#([^)]+)\)/g)].map((m) => m[1]);
-    assert.ok(links.length > 10, `${links.length} links`);
-    assert.deepEqual(links.filter((l) => !anchors.has(l)), []);
+  it("every link reaches a file of the repository, and a link to a section (#anchor) a heading, as GitHub spells its anchor", () => {
+    const bad: string[] = [];
+    let sections = 0;
+    for (const { file, text } of DOCS) {
+      const prose = text.replace(/^```[\s\S]*?^```$/gm, "");
+      for (const [, target] of prose.matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^[a-z]+:/.test(target)) continue; // https:, mailto:
+        const [to, anchor] = target.split("#");
+        const resolved = to ? path.join(path.dirname(path.join(ROOT, file)), to) : path.join(ROOT, file);
+        if (!fs.existsSync(resolved)) {
+          bad.push(`${file}: (${target}): no such file`);
+        } else if (anchor !== undefined) {
+          sections++;
+          if (!resolved.endsWith(".md") || !anchors(fs.readFileSync(resolved, "utf8")).has(anchor)) bad.push(`${file}: (${target}): no such heading`);
+        }
+      }
+    }
+    assert.ok(sections > 20, `${sections} links to sections`);
+    assert.deepEqual(bad, []);
+  });
+
+  it("the README's Reference links every docs/ page", () => {
+    const reference = README.slice(README.indexOf("\n## Reference\n"));
+    assert.ok(reference.length > 20, "the README has a Reference section");
+    const pages = DOCS.slice(1).map((d) => d.file);
+    assert.ok(pages.length >= 10, pages.join(", "));
+    assert.deepEqual(pages.filter((page) => !reference.includes(`](${page})`)), []);
   });
 });
