@@ -95,6 +95,24 @@ describe("TLS", () => {
     });
   });
 
+  it("closing ends connections whose TLS handshake never finished (nothing sent, or half a ClientHello), and the sockets of a plaintext port that never spoke HTTP/2 (a TLS one stayed open for Node's 2-minute handshake timeout)", async () => {
+    const net = await import("node:net");
+    for (const tls of [SERVER, undefined]) {
+      const server = await serve({ tls });
+      const sockets = [Buffer.alloc(0), Buffer.from([0x16, 0x03, 0x01]), Buffer.from("PRI * HTTP/2.0\r\n")].map((bytes) => {
+        const socket = net.connect(server.port, "127.0.0.1", () => socket.write(bytes));
+        socket.on("error", () => {}).resume(); // read, so that the server's FIN is seen
+        return socket;
+      });
+      const closed = sockets.map((socket) => new Promise((resolve) => socket.on("close", resolve)));
+      await Promise.all(sockets.map((socket) => new Promise((resolve) => socket.once("connect", resolve))));
+      // The server has the connections: its health answers after them, on a connection of its own.
+      assert.equal(await client(tls ? `localhost:${server.port}` : server.address, tls ? { credentials: tlsCredentials({ ca: CA }) } : {}).health(), "SERVING");
+      await server.close(0);
+      await Promise.all(closed);
+    }
+  });
+
   describe("mutual TLS", () => {
     let server: RunningServer;
     let serving: Record<string, unknown>;

@@ -19,6 +19,7 @@ import { refuseMalformedTimeouts } from "./timeout-header";
 import { dropMessagesAfterEnd } from "./ended-stream";
 import { sendFramedMessagesAsTheyAre } from "./framed-messages";
 import { watchHttp2Sessions } from "./http2-sessions";
+import { ServerSockets } from "./server-sockets";
 import { closeSilentConnections, SILENT_CONNECTION_MS } from "./silent-connections";
 import { closeBeforeResetGuard } from "./stream-resets";
 import { endStalledStreams, HELD_MESSAGES_PER_LIMIT } from "./stalled-streams";
@@ -354,7 +355,12 @@ async function serveRuntime(runtime: TesseractRuntime, options: ServeOptions, { 
   const calls = new CallRegistry(log, { ...DEFAULT_LIMITS, ...options.limits });
   const tokens = options.tokens && new BearerTokens(options.tokens);
   const server = guardedGrpcServer(options, calls, tokens, maxMessageBytes, log);
-  started.push(() => server.forceShutdown());
+  const sockets = new ServerSockets();
+  if (!sockets.watch(server)) log.warn("this grpc-js has no createHttp2Server to wrap: closing leaves open the sockets that never spoke HTTP/2 (a TLS handshake not finished)");
+  started.push(() => {
+    server.forceShutdown();
+    sockets.destroyAll();
+  });
   server.addService(service, createHandlers(runtime, handlerConfig, calls, service));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   addHealth(server, health, ["", SERVICE_NAME]);
@@ -391,10 +397,12 @@ async function serveRuntime(runtime: TesseractRuntime, options: ServeOptions, { 
       const restClosed = rest?.close();
       await new Promise<void>((resolve) => {
         // Calls were given their grace; what is left (idle connections, health watchers) goes now.
-        // A socket that never began HTTP/2 is no session grpc-js can end, and would keep the
-        // shutdown waiting for good: a second later, closing goes on without it.
+        // A socket that never began HTTP/2 (a TLS handshake not finished, no preface) is no session
+        // grpc-js can end, and would keep the shutdown waiting: a second later every socket is
+        // ended, and should one still hold it, closing goes on without it a second after that.
         const force = setTimeout(() => {
           server.forceShutdown();
+          sockets.destroyAll();
           setTimeout(resolve, 1000).unref();
         }, 1000);
         server.tryShutdown(() => {
