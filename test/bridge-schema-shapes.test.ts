@@ -119,4 +119,29 @@ describe("tesseract-core bridge: the schema shapes pydantic writes", function ()
     ];
     for (const [openapi, expected] of cases) assert.equal(await startError(openapi), expected);
   });
+
+  it("start errors quote the runtime's names, $refs and unions cut short, however long (they were repeated whole: 100 000 characters of $ref, 170 000 of union)", async () => {
+    const long = "X".repeat(100_000);
+    const doc = (inputs: Record<string, unknown>, models: Record<string, unknown> = {}) => openApiDoc(inputs, { y: arraySchema(true) }, models);
+    const noSchema = doc({ q: number });
+    ((noSchema.components as { schemas: Record<string, { properties: Record<string, unknown> }> }).schemas.Apply_InputSchema.properties)[long] = 1;
+    const cases: [string, Record<string, unknown>, RegExp][] = [
+      ["a $ref to no schema", doc({ p: { $ref: `#/components/schemas/${long}` } }), /^p: #\/components\/schemas\/X+… \(100021 characters\) is not in components\.schemas$/],
+      ["a $ref to itself", doc({ p: ref(`Apply_${long}`) }, { [`Apply_${long}`]: ref(`Apply_${long}`) }), /^p: #\/components\/schemas\/Apply_X+… \(100027 characters\) refers to itself \(Apply_X+… \(\d+ characters\)\)$/],
+      ["a key without a schema", noSchema, /^X{200}… \(100000 characters\): no schema for this field$/],
+      ["a key holding a union", doc({ [long]: { anyOf: [number, { type: "string" }] } }), /^X{200}… \(100000 characters\): a union \(number \| string\) has no protobuf form here/],
+      ["a union of 20 000 types", doc({ p: { anyOf: Array.from({ length: 20_000 }, (_, i) => ({ type: `t${i}` })) } }), /^p: a union \(t0 \| t1 \| .*… \(\d+ characters\)\) has no protobuf form here/],
+      ["a type list of 20 000 types", doc({ p: { type: Array.from({ length: 20_000 }, (_, i) => `t${i}`) } }), /^p: a union of types \(t0 \| t1 \| .*… \(\d+ characters\)\) has no protobuf form here/],
+      ["a discriminator", doc({ p: { oneOf: [number, { type: "string" }], discriminator: { propertyName: long } } }), /^p: a union \(number \| string, discriminated by "X{200}"… \(100000 characters\)\) has no protobuf form here/],
+      ["a key with a control character", doc({ [`${long}\u0001`]: number }), /^X{200}… \(100001 characters\): the key "X{200}"… \(100001 characters\) cannot be written in a \.proto/],
+      ["a list of lists", doc({ [long]: { type: "array", items: { type: "array", items: number } } }), /^X{200}… \(100000 characters\): a list of lists has no protobuf form/],
+      ["a tuple", doc({ [long]: { type: "array", prefixItems: [] } }), /^X{200}… \(100000 characters\): a tuple/],
+      ["a recursive model", doc({ p: ref(`Apply_N${long}`) }, { [`Apply_N${long}`]: model({ w: arraySchema(true), children: { type: "array", items: ref(`Apply_N${long}`), default: [] } }) }), /^p\.children\.\[\]: tesseract_core\.schema_shapes\.v1\.NX+… \(\d+ characters\) holds itself here/],
+    ];
+    for (const [what, openapi, expected] of cases) {
+      const message = await startError(openapi);
+      assert.match(message, expected, `${what}: ${message.slice(0, 300)}`);
+      assert.ok(message.length < 1_000, `${what}: ${message.length} characters`);
+    }
+  });
 });

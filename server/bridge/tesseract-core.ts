@@ -37,10 +37,10 @@ export function parseUrls(spec: string): string[] {
     .map((u) => u.trim().replace(/\/+$/, ""))
     .filter(Boolean);
   for (const u of urls) {
-    if (!isTesseractCoreUrl(u)) throw new Error(`"${u}" is not an http:// or https:// URL of a tesseract-core runtime`);
+    if (!isTesseractCoreUrl(u)) throw new Error(`${quote(u)} is not an http:// or https:// URL of a tesseract-core runtime`);
     new URL(u); // throws naming what is wrong
   }
-  if (urls.length === 0) throw new Error(`"${spec}" names no tesseract-core runtime URL`);
+  if (urls.length === 0) throw new Error(`${quote(spec)} names no tesseract-core runtime URL`);
   return urls;
 }
 

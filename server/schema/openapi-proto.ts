@@ -26,7 +26,7 @@
  */
 import { createHash } from "node:crypto";
 import { literalName, type LiteralEnum } from "../../common/enum-names";
-import { clip } from "../../common/errors";
+import { clip, quote } from "../../common/errors";
 import { MAX_DEPTH } from "../../common/nesting";
 import { enumValueNames } from "./enum-value-names";
 import { protoFieldNames } from "./proto-field-names";
@@ -117,7 +117,7 @@ export function shortPart(part: string): string {
  */
 function hiddenTesseractTypes(packageName: string): string | undefined {
   if (!packageName.split(".").includes("tesseract")) return undefined;
-  return `package ${JSON.stringify(packageName)} has a part named "tesseract", which hides the tesseract.v1 types its messages use: choose another (--proto-package)`;
+  return `package ${quote(packageName)} has a part named "tesseract", which hides the tesseract.v1 types its messages use: choose another (--proto-package)`;
 }
 
 const pascal = (s: string) => s.replace(/(^|_)([a-z0-9])/g, (_, __, c: string) => c.toUpperCase()).replace(/[^A-Za-z0-9]/g, "");
@@ -219,6 +219,11 @@ class Writer {
   /** How many models below the root the message being written is (`message` recurses through fields). */
   private depth = 0;
 
+  /** A place in a start error: a path, or the root for none, clipped (keys and model names are the runtime's text). */
+  private at(path: string): string {
+    return clip(path || this.root);
+  }
+
   /** Writes the message for model `ref` (once) and returns its name. */
   message(ref: string, path: string): string {
     const key = ref.slice(ref.lastIndexOf("/") + 1);
@@ -227,7 +232,7 @@ class Writer {
     // No request or answer may nest deeper than MAX_DEPTH (common/nesting.ts): models nested deeper
     // could never be filled, and a chain of 3 000 overflowed the stack here ("Maximum call stack
     // size exceeded", the whole start error).
-    if (this.depth++ > MAX_DEPTH) throw new Error(`${clip(path || this.root)}: models nest more than ${MAX_DEPTH} deep below the ${this.root} here, deeper than a request or answer may nest`);
+    if (this.depth++ > MAX_DEPTH) throw new Error(`${this.at(path)}: models nest more than ${MAX_DEPTH} deep below the ${this.root} here, deeper than a request or answer may nest`);
     this.messages.set(name, ""); // recursive references resolve to the same name
     const schema = this.resolve(ref, path);
     const declared = isObject(schema.properties) ? schema.properties : {};
@@ -236,7 +241,7 @@ class Writer {
     const listed = this.fieldOrder[path] ?? [];
     const inOrder = new Set(listed);
     const order = [...listed, ...Object.keys(declared).filter((field) => !inOrder.has(field))];
-    for (const key of order) if (!isObject(declared[key])) throw new Error(`${below(path, key)}: no schema for this field`);
+    for (const key of order) if (!isObject(declared[key])) throw new Error(`${clip(below(path, key))}: no schema for this field`);
     const properties = Object.fromEntries(order.map((key) => [key, normalised(declared[key] as JsonSchema)]));
     // Numbered by the runtime's key, named as protobuf can take it (proto-field-names.ts): a field renamed
     // because another key came to meet it keeps its number, and old stubs still fit.
@@ -276,14 +281,14 @@ class Writer {
   private resolve(ref: string, path: string): JsonSchema {
     const seen: string[] = [];
     for (let current = ref; ; ) {
-      if (seen.length > MAX_DEPTH) throw new Error(`${clip(path || this.root)}: ${clip(ref)} is a chain of more than ${MAX_DEPTH} schemas that are only $refs`);
+      if (seen.length > MAX_DEPTH) throw new Error(`${this.at(path)}: ${clip(ref)} is a chain of more than ${MAX_DEPTH} schemas that are only $refs`);
       const key = current.slice(current.lastIndexOf("/") + 1);
       // Own keys only: "__proto__" is no schema of the document's.
       const schema = Object.hasOwn(this.schemas, key) ? this.schemas[key] : undefined;
-      if (!isObject(schema)) throw new Error(`${path || this.root}: ${current} is not in components.schemas`);
+      if (!isObject(schema)) throw new Error(`${this.at(path)}: ${clip(current)} is not in components.schemas`);
       if (typeof schema.$ref !== "string") return schema;
       seen.push(key);
-      if (seen.includes(schema.$ref.slice(schema.$ref.lastIndexOf("/") + 1))) throw new Error(`${path || this.root}: ${ref} refers to itself (${seen.join(" -> ")} -> ${schema.$ref})`);
+      if (seen.includes(schema.$ref.slice(schema.$ref.lastIndexOf("/") + 1))) throw new Error(`${this.at(path)}: ${clip(ref)} refers to itself (${clip(`${seen.join(" -> ")} -> ${schema.$ref}`)})`);
       current = schema.$ref;
     }
   }
@@ -294,7 +299,7 @@ class Writer {
     if (nullable && !isArraySchema(nullable) && (nullable.type === "array" || (nullable.type === "object" && isObject(nullable.additionalProperties)))) {
       // It was refused as "a union of types, or an untyped value", quoting a plain list's schema.
       const kind = nullable.type === "array" ? "list" : "dict";
-      throw new Error(`${path}: an optional ${kind} (${kind} | None) has no protobuf form: a repeated or map field cannot tell None from empty; make it required, or default it to empty`);
+      throw new Error(`${clip(path)}: an optional ${kind} (${kind} | None) has no protobuf form: a repeated or map field cannot tell None from empty; make it required, or default it to empty`);
     }
     const type = (x: JsonSchema, at: string) => {
       const typeName = this.type(x, at, name);
@@ -327,8 +332,8 @@ class Writer {
   }
 
   private items(s: JsonSchema, path: string): JsonSchema {
-    if (Array.isArray(s.prefixItems)) throw new Error(`${path}: a tuple (items by position) has no protobuf form; use a list or a model`);
-    if (!isObject(s.items)) throw new Error(`${path}: a list without an item schema has no protobuf form`);
+    if (Array.isArray(s.prefixItems)) throw new Error(`${clip(path)}: a tuple (items by position) has no protobuf form; use a list or a model`);
+    if (!isObject(s.items)) throw new Error(`${clip(path)}: a list without an item schema has no protobuf form`);
     const items = normalised(s.items);
     const problem = containerProblem("list", items, path);
     if (problem) throw new Error(problem);
@@ -436,11 +441,11 @@ const below = (path: string, field: string) => (path ? `${path}.${field}` : fiel
  * both quotes, or a control character, has no such string: refused naming it.
  */
 function protoString(text: string, path: string): string {
-  const quote = text.includes('"') ? "'" : '"';
-  if (text.includes(quote) || /[\u0000-\u001f\u007f]/.test(text)) {
-    throw new Error(`${path}: the key ${JSON.stringify(text)} cannot be written in a .proto (it holds both quotes, or a control character); rename the field in the Tesseract (a pydantic alias)`);
+  const mark = text.includes('"') ? "'" : '"';
+  if (text.includes(mark) || /[\u0000-\u001f\u007f]/.test(text)) {
+    throw new Error(`${clip(path)}: the key ${quote(text)} cannot be written in a .proto (it holds both quotes, or a control character); rename the field in the Tesseract (a pydantic alias)`);
   }
-  return `${quote}${text.replace(/\\/g, "\\\\")}${quote}`;
+  return `${mark}${text.replace(/\\/g, "\\\\")}${mark}`;
 }
 
 /** Whether a schema is a Literal one of whose values is None. */

@@ -5,6 +5,8 @@
  * terms (a union of models, a dict of lists…), so that the Tesseract's author knows what to change.
  */
 
+import { clip, quote } from "../../common/errors";
+
 type JsonSchema = Record<string, unknown>;
 
 const isObject = (x: unknown): x is JsonSchema => typeof x === "object" && x !== null && !Array.isArray(x);
@@ -43,14 +45,14 @@ function shortName(s: unknown): string {
 export function noProtobufForm(s: JsonSchema, path: string): string {
   const options = Array.isArray(s.oneOf) ? s.oneOf : Array.isArray(s.anyOf) ? s.anyOf : undefined;
   if (options) {
-    const discriminator = isObject(s.discriminator) && typeof s.discriminator.propertyName === "string" ? `, discriminated by ${JSON.stringify(s.discriminator.propertyName)}` : "";
-    return `${path}: a union (${options.map(shortName).join(" | ")}${discriminator}) has no protobuf form here: a field has one type; use one model with Optional fields, or a field per alternative`;
+    const discriminator = isObject(s.discriminator) && typeof s.discriminator.propertyName === "string" ? `, discriminated by ${quote(s.discriminator.propertyName)}` : "";
+    return `${clip(path)}: a union (${clip(options.map(shortName).join(" | "))}${discriminator}) has no protobuf form here: a field has one type; use one model with Optional fields, or a field per alternative`;
   }
-  if (Array.isArray(s.type)) return `${path}: a union of types (${s.type.join(" | ")}) has no protobuf form here: a field has one type`;
-  if (s.type === "null") return `${path}: a field that can only be None has no protobuf form`;
-  if (s.type === "object") return `${path}: a dict whose values have no schema (dict, dict[str, Any]) has no protobuf form; declare the values' type`;
-  if (s.type === undefined) return `${path}: a value of any type (Any, or no type) has no protobuf form; declare its type`;
-  return `${path}: schema ${JSON.stringify(s).slice(0, 120)} has no protobuf form`;
+  if (Array.isArray(s.type)) return `${clip(path)}: a union of types (${clip(s.type.join(" | "))}) has no protobuf form here: a field has one type`;
+  if (s.type === "null") return `${clip(path)}: a field that can only be None has no protobuf form`;
+  if (s.type === "object") return `${clip(path)}: a dict whose values have no schema (dict, dict[str, Any]) has no protobuf form; declare the values' type`;
+  if (s.type === undefined) return `${clip(path)}: a value of any type (Any, or no type) has no protobuf form; declare its type`;
+  return `${clip(path)}: schema ${JSON.stringify(s).slice(0, 120)} has no protobuf form`;
 }
 
 /**
@@ -60,10 +62,10 @@ export function noProtobufForm(s: JsonSchema, path: string): string {
 export function containerProblem(container: "list" | "dict", element: JsonSchema, path: string): string | undefined {
   const inner = element.type === "array" ? "lists" : element.type === "object" && isObject(element.additionalProperties) && !("array_flags" in element) ? "dicts" : undefined;
   const hint = `wrap the inner ${inner === "lists" ? "list" : "dict"} in a model`;
-  if (inner) return `${path}: a ${container} of ${inner} has no protobuf form (${shortName({ type: container === "list" ? "array" : "object", items: element, additionalProperties: element })}); ${hint}`;
+  if (inner) return `${clip(path)}: a ${container} of ${inner} has no protobuf form (${clip(shortName({ type: container === "list" ? "array" : "object", items: element, additionalProperties: element }))}); ${hint}`;
   const options = Array.isArray(element.anyOf) ? (element.anyOf as unknown[]) : [];
   if (options.some((o) => isObject(o) && o.type === "null")) {
-    return `${path}: a ${container} of Optional values (None among its ${container === "list" ? "items" : "values"}) has no protobuf form: a repeated or map field cannot hold None; use a default value, or wrap the value in a model`;
+    return `${clip(path)}: a ${container} of Optional values (None among its ${container === "list" ? "items" : "values"}) has no protobuf form: a repeated or map field cannot hold None; use a default value, or wrap the value in a model`;
   }
   return undefined;
 }

@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as protobuf from "protobufjs";
 import type { NdArray } from "ndarray";
-import { invalidArgument, Code, listed, quote, TesseractError } from "../../common/errors";
+import { clip, invalidArgument, Code, listed, quote, TesseractError } from "../../common/errors";
 import { emptyRecord } from "../../common/records";
 import { TYPE_URL_PREFIX } from "../../common/type-url";
 import { PROTO_DIR } from "../proto-dir";
@@ -254,7 +254,7 @@ function collectDifferentiable(type: protobuf.Type, prefix: Segment[], visiting:
     // end, which no list of patterns holds (they were left out unseen, then refused as "not a
     // differentiable path"). Without any, the repeat adds nothing.
     if (holdsDifferentiable(type, new Set())) {
-      throw new Error(`${formatPath(prefix)}: ${protoName(type)} holds itself here and holds differentiable tensors, whose paths would have no end: differentiable paths are listed (Describe, patterns), so a recursive message cannot hold them; move them out of the recursion`);
+      throw new Error(`${clip(formatPath(prefix))}: ${clip(protoName(type))} holds itself here and holds differentiable tensors, whose paths would have no end: differentiable paths are listed (Describe, patterns), so a recursive message cannot hold them; move them out of the recursion`);
     }
     return [];
   }
@@ -268,7 +268,7 @@ function collectDifferentiable(type: protobuf.Type, prefix: Segment[], visiting:
       if (isDifferentiableField(field)) found.push(elementPath);
     } else if (isDifferentiableField(field)) {
       // Refused at load: ignored, it left the author wondering why no path was differentiable.
-      throw new Error(`${protoName(type)}.${field.name} is marked (tesseract.v1.differentiable), which only a tesseract.v1.Tensor field (or a map or list of them) can be; this field is ${field.map ? "a map of " : field.repeated ? "a list of " : ""}${field.type}`);
+      throw new Error(`${clip(`${protoName(type)}.${field.name}`)} is marked (tesseract.v1.differentiable), which only a tesseract.v1.Tensor field (or a map or list of them) can be; this field is ${field.map ? "a map of " : field.repeated ? "a list of " : ""}${field.type}`);
     } else if (field.resolvedType instanceof protobuf.Type) {
       found.push(...collectDifferentiable(field.resolvedType, elementPath, visiting));
     }
