@@ -79,6 +79,20 @@ describe("tesseract-core bridge: the schema shapes pydantic writes", function ()
     }
   });
 
+  it("serves a model of 12 000 fields, built in linear time (protobufjs rebuilt its field index at each field: 77 s to start at 10 000 fields, 7 minutes at 20 000)", async () => {
+    const inputs: Record<string, unknown> = { x: arraySchema(true) };
+    for (let i = 0; i < 12_000; i++) inputs[`f${i}`] = { anyOf: [number, { type: "null" }], default: null };
+    const served = await serveSchema(openApiDoc(inputs, { y: arraySchema(true) }), (given) => ({ y: fakeArray((given.x as FakeArray).values.map((v) => v * (given.f11999 as number))) }));
+    try {
+      assert.deepEqual(served.described.differentiable_inputs, ["x"]);
+      const answer = await served.client.apply({ x: f64([1, 2]), f11999: 3 });
+      assert.deepEqual(flat(answer.y), [3, 6]);
+      assert.deepEqual(served.seen[0], { x: fakeArray([1, 2]), f11999: 3 });
+    } finally {
+      await served.stop();
+    }
+  });
+
   /** The start's error for a runtime serving `openapi` (one fake, its document swapped per case). */
   async function startError(openapi: Record<string, unknown>): Promise<string> {
     const fake = await startFakeTesseractCore({ openapi, apply: () => ({}) });

@@ -4,6 +4,10 @@
  */
 import * as protoLoader from "@grpc/proto-loader";
 import { PROTO_DIR } from "../proto-dir";
+import { keepFieldIndexAcrossAdds } from "./linear-fields";
+
+// Messages of many fields build in linear time (linear-fields.ts).
+keepFieldIndexAcrossAdds();
 
 export const SERVICE_NAME = "tesseract.v1.Tesseract";
 export const CONTRACT_PROTO = "tesseract/v1/tesseract.proto";

@@ -37,6 +37,10 @@ import { appendCustomOption, customOptions, entriesFromFlat, standardOptions, ty
 import { readLayout, type ProtoLayout } from "./proto-layout";
 import { join, SymbolTable } from "./proto-symbols";
 import { SCALAR_TYPES } from "../../common/proto-scalars";
+import { keepFieldIndexAcrossAdds } from "./linear-fields";
+
+// Messages of many fields build in linear time (linear-fields.ts).
+keepFieldIndexAcrossAdds();
 
 
 /** What the parser leaves on every element that can carry options. */

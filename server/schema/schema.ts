@@ -26,7 +26,11 @@ import {
 } from "../../common/tensor-codec";
 import { expandPattern, formatPath, getAtPath, isPattern, matchesPattern, parsePath, type Segment } from "../../common/paths";
 import { decodeStrict, type DecodeStyle } from "./wire-decode";
+import { keepFieldIndexAcrossAdds } from "./linear-fields";
 import { castNdArray, declaredDatatype, isDifferentiableField, protoName } from "./output-casting";
+
+// Messages of many fields build in linear time (linear-fields.ts).
+keepFieldIndexAcrossAdds();
 
 const TENSOR_TYPE = "tesseract.v1.Tensor";
 /** Far above any real type URL; longer ones are refused before anything else is looked at. */
