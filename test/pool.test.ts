@@ -4,6 +4,8 @@
  */
 import { strict as assert } from "node:assert";
 import { getEventListeners } from "node:events";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import * as path from "node:path";
 import ndarray from "ndarray";
 import { Code } from "../index";
@@ -357,6 +359,28 @@ describe("worker-thread evaluation", function () {
     assert.ok(poolSavingMs(1, 0.002, 100, { ...twoCores, cores: 1 }) < 0);
     // A pool measured at 2.5 times its modelled time per evaluation is no longer chosen.
     assert.ok(poolSavingMs(1, 0.002, 100, { ...twoCores, correction: 2.5 }) < 0);
+  });
+
+  it("an idle pool lets go of its jobs' inputs: the main thread's array buffers return to their baseline", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const arrayBuffers = () => (gc(), gc(), process.memoryUsage().arrayBuffers);
+    // The evaluation cache keeps inputs by design (bounded): left out here.
+    const runtime = loadTesseract(path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js"));
+    await runtime.useEvaluation({ workers: 2, cacheBytes: 0 });
+    runtimes.push(runtime);
+    const jacobian = (x: Float64Array) => runtime.jacobian({ inputs: { x: ndarray(x, [x.length]), y: f64([0.3], []), mode: "", params: {}, blocks: [] }, inputPaths: ["y"], outputPaths: ["g"] });
+    await jacobian(new Float64Array(4).fill(1)); // the pool started and calibrated
+    const baseline = arrayBuffers();
+    const MB = 1 << 20;
+    // Each job's inputs are shared with the workers (4 MB each); a worker kept its last eight jobs'
+    // for their next batches, and an idle one for good: 32 MB stayed.
+    for (let k = 0; k < 8; k++) await jacobian(new Float64Array(MB / 2).fill(1 + k));
+    // Polled: the pool tidies its workers once idle a while (pool.ts, IDLE_TIDY_MS).
+    const deadline = Date.now() + 10_000;
+    while (arrayBuffers() - baseline > 8 * MB && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    const held = arrayBuffers() - baseline;
+    assert.ok(held <= 8 * MB, `${(held / MB).toFixed(1)} MB of the jobs' 32 MB still held 10 s after the last`);
   });
 
   it('"auto" keeps a cheap apply inline and moves a costly one to the pool, with the same results', async () => {

@@ -9,8 +9,9 @@
  * leaves it to V8, two collect every 16 MB (served dense heat stream on two cores, n = 23 200, four
  * alternating pairs: peak RSS 280-297 -> 258-269 MB at the same throughput; at 8 MB 248-253, and
  * an earlier build lost 10-15 % there).
- * A thread that falls idle with outputs uncollected collects them after IDLE_COLLECT_MS, for free:
- * otherwise an idle pool (a request gone inline, a quiet server) kept them for good.
+ * A thread quiet for IDLE_COLLECT_MS within a task (a long apply) collects what is left; a thread
+ * waiting for its next task runs no timer (piscina's Atomics.wait): an idle pool is tidied by the
+ * pool itself (pool.ts, IDLE_TIDY_MS), which kept them for good before.
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -33,10 +34,25 @@ type Collect = () => void;
  * exposes `gc` only to contexts made after it is set (the one made here), not to the thread's own.
  */
 export function minorCollection(): Collect | undefined {
+  const gc = exposedGc();
+  return gc && (() => gc({ type: "minor" }));
+}
+
+/**
+ * V8's full collection, likewise: what a young-generation one leaves, long-lived buffers included.
+ * `gc()` without options: Node 20's V8 knows no `type: "major"` and runs a minor collection for it
+ * (performance "gc" entries: kind minor), which left an idle pool's dead job inputs (32 MB) allocated.
+ */
+export function fullCollection(): Collect | undefined {
+  const gc = exposedGc();
+  return gc && (() => gc());
+}
+
+function exposedGc(): ((options?: { type: "minor" }) => void) | undefined {
   try {
     setFlagsFromString("--expose-gc");
-    const gc = runInNewContext("gc") as ((options: { type: "minor" }) => void) | undefined;
-    return typeof gc === "function" ? () => gc({ type: "minor" }) : undefined;
+    const gc = runInNewContext("gc") as ((options?: { type: "minor" }) => void) | undefined;
+    return typeof gc === "function" ? gc : undefined;
   } catch {
     return undefined;
   }

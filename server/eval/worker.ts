@@ -17,7 +17,7 @@ import { floatingPaths, getAtPath, parsePath, withLeaf } from "../../common/path
 import { InputGuard } from "./input-guard";
 import { InlineEvaluator } from "./inline";
 import { ElementPairsBuilder, pairCount } from "./element-pairs";
-import { collectEvery, minorCollection, OutputGarbage } from "./output-garbage";
+import { collectEvery, fullCollection, minorCollection, OutputGarbage } from "./output-garbage";
 import { reviveTree, shareTree } from "./shared-tree";
 import { type ApplyResult, type ApplyTask, type BatchResult, type BatchTask, type TaskError, packElementPairs, unpackElementPairs, unpackPerturbations } from "./worker-task";
 
@@ -202,6 +202,18 @@ const WARM_BATCH = 256;
 const WARM_WORTHWHILE_MS = 0.5;
 
 
+
+const collectAll = fullCollection();
+
+/**
+ * The pool has been idle a while (pool.ts, IDLE_TIDY_MS): the jobs kept for their next batches are
+ * over, most likely; their inputs (shared with the main thread, which frees them only once no thread
+ * holds them) and the dead outputs of their batches are let go. A job that goes on prepares itself again.
+ */
+export function tidy(): void {
+  jobs.clear();
+  collectAll?.();
+}
 
 /** An empty task: the pool times a round trip with it (pool.ts, calibrate). */
 export function ping(): null {
