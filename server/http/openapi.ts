@@ -16,7 +16,7 @@ import { NUMPY_DTYPES, numpyDtype } from "../../common/numpy-arrays";
 import type { TesseractRuntime } from "../runtime";
 import { isTensorField, type EnumLiterals } from "../schema/json-messages";
 import { declaredDatatype, isDifferentiableField, protoName } from "../schema/output-casting";
-import { jsonKey, keyPath } from "../schema/json-keys";
+import { fieldNamed, jsonKey, keyPath } from "../schema/json-keys";
 import { emptyRecord } from "../../common/records";
 
 type Json = Record<string, unknown>;
@@ -133,7 +133,10 @@ function modelSchemas(prefix: string, roots: [protobuf.Type, string][], runtime:
     };
     // Keyed as tesseract-core's JSON is (json-keys.ts); RequiredFields and the notes name fields.
     const properties = Object.fromEntries(type.fieldsArray.map((f) => [jsonKey(f), property(f)]));
-    const keyOf = (name: string) => (Object.hasOwn(type.fields, name) ? jsonKey(type.fields[name]) : name);
+    const keyOf = (name: string) => {
+      const field = fieldNamed(type, name);
+      return field ? jsonKey(field) : name;
+    };
     const required = [...(requiredFields[full] ?? []), ...nullable].map(keyOf);
     out[key] = { title: type.name, type: "object", properties, ...(required.length ? { required } : {}), additionalProperties: false };
   }

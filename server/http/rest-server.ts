@@ -5,7 +5,6 @@
  * every request is tracked by the server's call registry, so gradient jobs share the gRPC side's
  * admission limits, deadlines and graceful shutdown, and are logged and counted the same way.
  */
-import type { Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import ndarray from "ndarray";
@@ -19,6 +18,7 @@ import { strictUtf8, utf8Failure } from "../../common/utf8";
 import { decodeTensor, tooManyMessages } from "../../common/tensor-codec";
 import type { CallRegistry, TrackedCall } from "../grpc/calls";
 import type { ServerTls } from "../grpc/tls";
+import { ServerSockets } from "../grpc/server-sockets";
 import type { GradientRequest, TesseractRuntime } from "../runtime";
 import type { AbstractEvalAnswer } from "../tesseract";
 import { parsePath } from "../../common/paths";
@@ -366,11 +366,8 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
   // Every socket, from its TCP connection on: one whose TLS handshake has not finished is no HTTP
   // connection yet, which closing (forceCloseConnections) does not end, and a client that opened one
   // and sent nothing (or half a ClientHello) held the shutdown for Node's handshake timeout, 2 minutes.
-  const sockets = new Set<Socket>();
-  app.server.on("connection", (socket: Socket) => {
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
-  });
+  const sockets = new ServerSockets();
+  sockets.track(app.server);
   await app.listen({ host: options.host, port: options.port });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : options.port;
@@ -378,7 +375,7 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
     port,
     close: () => {
       const closed = app.close();
-      for (const socket of sockets) socket.destroy();
+      sockets.destroyAll();
       return closed;
     },
   };

@@ -44,7 +44,8 @@ function renamed(type: protobuf.Type, segments: readonly Segment[], rename: (fie
   });
 }
 
-const fieldNamed = (t: protobuf.Type, name: string) => (Object.hasOwn(t.fields, name) ? t.fields[name] : undefined);
+/** The field of `type` named `name` (an own property only: a name such as "constructor" is no field unless declared), or undefined. */
+export const fieldNamed = (type: protobuf.Type, name: string): protobuf.Field | undefined => (Object.hasOwn(type.fields, name) ? type.fields[name] : undefined);
 
 /** A path's segments (field names) with the fields' keys: where its value is in the JSON. */
 export function keySegments(type: protobuf.Type, segments: readonly Segment[]): Segment[] {

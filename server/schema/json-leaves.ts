@@ -13,7 +13,7 @@ import { isTensorField } from "./json-messages";
 import { castArray, declaredDatatype, protoName } from "./output-casting";
 import type { RequiredFields } from "./openapi-proto";
 import { formatPath, type Segment } from "../../common/paths";
-import { keySegments } from "./json-keys";
+import { fieldNamed, keySegments } from "./json-keys";
 
 /** A concrete segment's property in JSON: the field's key, the map key or the list index. */
 function segmentKey(s: Segment): string | number {
@@ -53,7 +53,7 @@ function tensorField(type: protobuf.Type, segments: readonly Segment[], at: stri
   let field: protobuf.Field | undefined;
   for (const s of segments) {
     if (s.kind !== "field") continue;
-    field = message && Object.hasOwn(message.fields, s.name) ? message.fields[s.name] : undefined;
+    field = message && fieldNamed(message, s.name);
     message = field?.resolvedType instanceof protobuf.Type ? field.resolvedType : undefined;
   }
   if (!field || !isTensorField(field)) throw invalidArgument(`${at} is not an array field`);

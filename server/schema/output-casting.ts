@@ -14,7 +14,7 @@ import { invalidArgument, refusedAs } from "../../common/errors";
 import { elementIn, flattenLists, numpyDtype, tensorFromArrayObject } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
 import type { RequiredFields } from "./openapi-proto";
-import { fieldOfKey, jsonKey } from "./json-keys";
+import { fieldNamed, fieldOfKey, jsonKey } from "./json-keys";
 import { arrayClass, DataType, decodeTensor, type TypedArray } from "../../common/tensor-codec";
 
 const DATATYPE_OPTION = "(tesseract.v1.datatype)";
@@ -95,7 +95,7 @@ function eachElement(field: protobuf.Field, value: unknown, where: string, conve
 }
 
 /** The fields of `type` named in `names` (RequiredFields lists field names), in that order. */
-const fieldsNamed = (type: protobuf.Type, names: readonly string[] = []): protobuf.Field[] => names.flatMap((name) => (Object.hasOwn(type.fields, name) ? [type.fields[name]] : []));
+const fieldsNamed = (type: protobuf.Type, names: readonly string[] = []): protobuf.Field[] => names.flatMap((name) => fieldNamed(type, name) ?? []);
 
 /**
  * Refuses a field of this message (not below) that the runtime's schema requires and `json` (keyed by
@@ -105,8 +105,9 @@ function refuseMissing(type: protobuf.Type, json: Record<string, unknown>, where
   // Per answer (castToDeclared): a loop over the names, not fieldsNamed's array of them.
   let missing: protobuf.Field | undefined;
   for (const name of required[protoName(type)] ?? []) {
-    const field = Object.hasOwn(type.fields, name) ? type.fields[name] : undefined;
-    if (field !== undefined && (!Object.hasOwn(json, jsonKey(field)) || json[jsonKey(field)] === null)) {
+    const field = fieldNamed(type, name);
+    const key = field && jsonKey(field);
+    if (key !== undefined && (!Object.hasOwn(json, key) || json[key] === null)) {
       missing = field;
       break;
     }
