@@ -383,6 +383,34 @@ describe("worker-thread evaluation", function () {
     assert.ok(held <= 8 * MB, `${(held / MB).toFixed(1)} MB of the jobs' 32 MB still held 10 s after the last`);
   });
 
+  it("a busy pool lets go of ended jobs' inputs at its next task, with no idle spell to tidy it", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const arrayBuffers = () => (gc(), gc(), process.memoryUsage().arrayBuffers);
+    const runtime = loadTesseract(path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js"));
+    // One worker: every task reaches the thread that holds the jobs.
+    await runtime.useEvaluation({ workers: 1, cacheBytes: 0 });
+    runtimes.push(runtime);
+    // As a transport does, each call's signal aborts when the call ends (grpc/calls.ts).
+    const jacobian = async (x: Float64Array) => {
+      const call = new AbortController();
+      try {
+        return await runtime.jacobian({ inputs: { x: ndarray(x, [x.length]), y: f64([0.3], []), mode: "", params: {}, blocks: [] }, inputPaths: ["y"], outputPaths: ["g"], signal: call.signal });
+      } finally {
+        call.abort();
+      }
+    };
+    await jacobian(new Float64Array(4).fill(1));
+    const baseline = arrayBuffers();
+    const MB = 1 << 20;
+    // Back to back, far inside the pool's idle delay (IDLE_TIDY_MS): the worker kept the last eight
+    // jobs' inputs (4 MB each here), 32 MB, until the pool next fell idle.
+    for (let k = 0; k < 16; k++) await jacobian(new Float64Array(MB / 2).fill(1 + k));
+    const held = arrayBuffers() - baseline;
+    // The last job's inputs, and an ended job's or so not yet collected (worker.ts, COLLECT_DROPPED_BYTES).
+    assert.ok(held <= 12 * MB, `${(held / MB).toFixed(1)} MB of the jobs' inputs held right after the last, where two or three jobs' (8-12 MB) should be`);
+  });
+
   it('"auto" keeps a cheap apply inline and moves a costly one to the pool, with the same results', async () => {
     const heatInline = await load("heat", 0);
     const heatAuto = await load("heat", "auto");

@@ -49,6 +49,11 @@ export class InputGuard {
     this.collect(inputs, "");
   }
 
+  /** Bytes of the snapshot: those of every tensor of the inputs. */
+  get bytes(): number {
+    return this.leaves.reduce((sum, leaf) => sum + leaf.before.byteLength, 0);
+  }
+
   private collect(value: unknown, path: string): void {
     if (typeof value !== "object" || value === null) return;
     if (isNdArray(value)) {

@@ -97,6 +97,9 @@ export class PoolEvaluator implements Evaluator {
     this.signal = job.signal;
     this.threads = Math.min(pool.threads, job.threads ?? pool.threads);
     this.batchSize = Math.min(FIRST_BATCH_LIMIT, pool.lastBatchSize ?? 1);
+    // Calls end by aborting their signal (calls.ts): the workers then let go of the job (worker.ts).
+    const ended = new Int32Array(new SharedArrayBuffer(4));
+    this.signal?.addEventListener("abort", () => Atomics.store(ended, 0, 1), { once: true });
     this.task = {
       tesseract: pool.tesseract,
       job: randomUUID(),
@@ -104,6 +107,7 @@ export class PoolEvaluator implements Evaluator {
       inputPaths: job.inputPaths,
       outputPaths: [...job.outputPaths],
       outputsField: job.outputsField,
+      ended,
     };
   }
 
@@ -173,12 +177,12 @@ export class PoolEvaluator implements Evaluator {
   private async send(batch: Pending[], kind: "single" | "pairs", evaluations: number): Promise<void> {
     try {
       // One shape for every task (spreading the job's fields into it made new object shapes each time).
-      const { tesseract, job, inputs, inputPaths, outputPaths, outputsField } = this.task;
+      const { tesseract, job, inputs, inputPaths, outputPaths, outputsField, ended } = this.task;
       const pairs = kind === "pairs" ? packElementPairs(concatPairs(batch.map((p) => p.pairs!))) : undefined;
       const perturbations = kind === "single" ? packPerturbations(batch.flatMap((p) => p.perturbations!)) : undefined;
       // A batch measured to be short need not be stoppable: it may then wait at a busy worker.
       const short = this.evaluationMs !== undefined && this.evaluationMs * evaluations <= SHORT_BATCH_MS;
-      const result = await this.pool.evaluateBatch({ tesseract, job, inputs, inputPaths, outputPaths, outputsField, perturbations, pairs }, this.signal, !short);
+      const result = await this.pool.evaluateBatch({ tesseract, job, inputs, inputPaths, outputPaths, outputsField, perturbations, pairs, ended }, this.signal, !short);
       if (result.outputs) this.checkOutputs(result.outputs);
       this.learn(result.busyMs / evaluations);
       const failed = result.failed.length ? new Map(result.failed.map((f) => [f.index, f])) : undefined;

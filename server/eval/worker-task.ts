@@ -38,6 +38,11 @@ export interface BatchTask {
    * request's cancel.
    */
   startedOn?: Int32Array;
+  /**
+   * Shared [ended] of the job (1 once its request has ended): a worker lets go of an ended job's
+   * inputs at its next task, so that a busy pool does not keep its last jobs' inputs (worker.ts).
+   */
+  ended?: Int32Array;
 }
 
 /** A failure the caller is told about, with its gRPC code. */

@@ -47,6 +47,10 @@ interface Job {
   selector: OutputSelector;
   /** The job's inputs as prepared: a batch whose apply wrote to them fails (input-guard.ts). */
   guard: InputGuard;
+  /** The job's end, set by the main thread (worker-task.ts). */
+  ended?: Int32Array;
+  /** Bytes the job holds: its shared inputs and the guard's copy of them. */
+  bytes: number;
 }
 
 /** This thread's dead output buffers, collected as evaluations make them (output-garbage.ts). */
@@ -68,10 +72,35 @@ function prepare(task: BatchTask): Job {
   const leaves = resolved.map((leaf) => inputLeaf(leaf, "jac_inputs"));
   const selector = new OutputSelector(runtime.schema.outputs, task.outputPaths, task.outputsField);
   const apply = runtime.definition.apply;
-  return { evaluator: new InlineEvaluator((i) => apply(i), inputs, leaves, selector), selector, guard: new InputGuard(inputs) };
+  const guard = new InputGuard(inputs);
+  return { evaluator: new InlineEvaluator((i) => apply(i), inputs, leaves, selector), selector, guard, ended: task.ended, bytes: 2 * guard.bytes };
+}
+
+const collectAll = fullCollection();
+
+/** Bytes of ended jobs let go since the last full collection, and how many make one worth its milliseconds. */
+let droppedBytes = 0;
+const COLLECT_DROPPED_BYTES = 16 << 20;
+
+/**
+ * Lets go of the kept jobs whose requests have ended (other than `current`): in a busy pool the
+ * idle tidy never comes, and each kept job held its inputs twice (shared, and the guard's copy).
+ * Long-lived by then, they are freed by a full collection only.
+ */
+function dropEnded(current: string): void {
+  for (const [id, job] of jobs) {
+    if (id === current || !job.ended || Atomics.load(job.ended, 0) === 0) continue;
+    jobs.delete(id);
+    droppedBytes += job.bytes;
+  }
+  if (droppedBytes >= COLLECT_DROPPED_BYTES) {
+    droppedBytes = 0;
+    collectAll?.();
+  }
 }
 
 function jobOf(task: BatchTask): Job {
+  dropEnded(task.job);
   let job = jobs.get(task.job);
   if (!job) {
     job = prepare(task);
@@ -202,9 +231,6 @@ const WARM_BATCH = 256;
 const WARM_WORTHWHILE_MS = 0.5;
 
 
-
-const collectAll = fullCollection();
-
 /**
  * The pool has been idle a while (pool.ts, IDLE_TIDY_MS): the jobs kept for their next batches are
  * over, most likely; their inputs (shared with the main thread, which frees them only once no thread
@@ -212,6 +238,7 @@ const collectAll = fullCollection();
  */
 export function tidy(): void {
   jobs.clear();
+  droppedBytes = 0;
   collectAll?.();
 }
 
