@@ -15,3 +15,20 @@ export function withDefaultPort(address: string, port = DEFAULT_PORT): string {
   if (colons === 1) return address;
   return `[${address}]:${port}`; // a bare IPv6 address
 }
+
+/**
+ * An address written as a URL (`http://127.0.0.1:50051`, `grpc://…`), which gRPC does not take:
+ * its scheme (`http://`) and the HOST:PORT to write instead; undefined for anything else.
+ */
+export function urlAddress(address: string): { scheme: string; hostPort: string } | undefined {
+  const url = /^([a-z][a-z0-9+.-]*:\/\/)([^/]*)\/?$/i.exec(address.replace(/^dns:(?=[a-z][a-z0-9+.-]*:\/\/)/i, ""));
+  if (!url || /^(dns|unix|unix-abstract|vsock|ipv4|ipv6):/i.test(url[1])) return undefined;
+  return { scheme: url[1], hostPort: withDefaultPort(url[2]) };
+}
+
+/** What to write instead of an address given as a URL, with the CLI's flag or the SDK's words. */
+export function urlAddressHint(address: string, tls: string): string | undefined {
+  const url = urlAddress(address);
+  if (!url) return undefined;
+  return `an address is HOST:PORT, without "${url.scheme}": ${url.hostPort}${/^(https|grpcs):/i.test(url.scheme) ? ` (TLS: ${tls})` : ""}`;
+}

@@ -6,12 +6,13 @@ import { Code, isTesseractError, listed, printable } from "../common/errors";
 import type { EvaluationStats } from "../generated/tesseract/v1/tesseract";
 import { numpyDtype, withNumpyDtypes } from "../common/numpy-arrays";
 import { DataType } from "../common/tensor-codec";
+import { urlAddressHint } from "./address";
 import { CONNECTION_FAILURE, connectionProblem, isTesseractClientError } from "./errors";
 
 /** grpc-js's connection failures (errors.ts, connectionProblem), each with what the user can do about it. */
 const UNAVAILABLE_RULES = {
   refused: (address: string) => `no server at ${address} (connection refused) — start one with \`tesseract-grpc serve meshstats\` (or your own Tesseract), or point --address at a running one`,
-  unresolved: (address: string) => `cannot resolve the host of ${address} — check --address (HOST:PORT)`,
+  unresolved: (address: string) => `cannot resolve the host of ${address} — ${urlAddressHint(address, "--tls") ?? "check --address (HOST:PORT)"}`,
   "not TLS": (address: string) => `${address} does not answer TLS — leave out --tls and the --tls-* flags for a plaintext server`,
 };
 

@@ -7,6 +7,7 @@
  */
 import { Metadata, status } from "@grpc/grpc-js";
 import { isTesseractError } from "../common/errors";
+import { urlAddressHint } from "./address";
 
 /** "INVALID_ARGUMENT" for 3, and so on; unknown numbers read "CODE_<n>". */
 export function codeName(code: number): string {
@@ -58,7 +59,7 @@ function connectionHint(details: string): string | undefined {
     case "not TLS":
       return "the server does not answer TLS: connect without TLS credentials";
     case "unresolved":
-      return "the host name does not resolve: check the address (HOST:PORT)";
+      return urlAddressHint(/^Name resolution failed for target (\S+)/.exec(details)?.[1] ?? "", "the client's tls option") ?? "the host name does not resolve: check the address (HOST:PORT)";
     default:
       return undefined;
   }

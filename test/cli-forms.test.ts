@@ -168,6 +168,7 @@ describe("CLI forms", () => {
       const refused = "No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:50051. Resolution note: ";
       assert.equal(explainError(error(status.UNAVAILABLE, refused), "127.0.0.1:50051"), "UNAVAILABLE: no server at 127.0.0.1:50051 (connection refused) — start one with `tesseract-grpc serve meshstats` (or your own Tesseract), or point --address at a running one");
       assert.equal(explainError(error(status.UNAVAILABLE, "Name resolution failed for target dns:nohost.invalid:50051"), "nohost.invalid:50051"), "UNAVAILABLE: cannot resolve the host of nohost.invalid:50051 — check --address (HOST:PORT)");
+      assert.equal(explainError(error(status.UNAVAILABLE, "Name resolution failed for target dns:https://tess.example"), "https://tess.example"), 'UNAVAILABLE: cannot resolve the host of https://tess.example — an address is HOST:PORT, without "https://": tess.example:50051 (TLS: --tls)');
       assert.equal(
         explainError(error(status.UNAVAILABLE, "No connection established. Last error: Failed to connect (2026-01-01T00:00:00.000Z). Resolution note: "), "h:1"),
         "UNAVAILABLE: No connection established. Last error: Failed to connect (2026-01-01T00:00:00.000Z) — is a tesseract-grpc server listening at h:1, with TLS if and only if you asked for it?",

@@ -401,6 +401,12 @@ describe("CLI: payloads, options and messages", () => {
       assert.equal(stderr, `tesseract-grpc describe: UNAVAILABLE: no server at ${closed} (connection refused) — start one with \`tesseract-grpc serve meshstats\` (or your own Tesseract), or point --address at a running one\n`);
     });
 
+    it("an address written as a URL: says to write HOST:PORT without the scheme, naming it (it said only that the host does not resolve)", async () => {
+      const { code, stderr } = await cli("describe", "--address", `http://${mesh.address}`);
+      assert.equal(code, 1);
+      assert.equal(stderr, `tesseract-grpc describe: UNAVAILABLE: cannot resolve the host of http://${mesh.address} — an address is HOST:PORT, without "http://": ${mesh.address}\n`);
+    });
+
     it("an address without a port dials 50051 (grpc-js alone would dial 443)", async () => {
       // Whatever answers on this machine's port 50051 (most often nothing), the address used names it.
       const { code, stderr } = await cli("health", "--address", "127.0.0.1", "--deadline", "5000");

@@ -128,7 +128,7 @@ describe("tesseract-grpc generate", () => {
       roots: [PROTO_DIR],
       files: [[0, "tesseract/examples/heat/v1/heat.proto"], [0, "tesseract/examples/meshstats/v1/meshstats.proto"]],
     });
-    assert.throws(() => locateProtoFiles(["nope"], []), { message: `nope: no such file, nor on the include path (${PROTO_DIR})` });
+    assert.throws(() => locateProtoFiles(["nope"], []), { message: `nope: no such file, nor a bundled Tesseract (heat, meshstats, univariate, vectoradd), nor on the include path (${PROTO_DIR})` });
   });
 
   it("says what is wrong: no such file, outside every --proto-path, an empty folder, buf's errors at the real paths", async () => {

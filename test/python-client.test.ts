@@ -8,6 +8,7 @@
 import { strict as assert } from "node:assert";
 import { execFile, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { startServer, type RunningServer } from "../index";
@@ -78,6 +79,23 @@ function runClient(address: string, generated: string): Promise<string> {
       error ? reject(new Error(`client.py failed (${error.message}):\n${stderr}`)) : resolve(stdout),
     );
   });
+}
+
+/** client.py run to its end: exit status and stderr (a failure is the expected outcome here). */
+function runClientFailing(address: string, generated: string, timeoutMs: number): Promise<{ code: number | null; stderr: string }> {
+  const args = [path.join(EXAMPLE, "client.py"), "--address", address, "--generated", generated, "--timeout", "60"];
+  return new Promise((resolve) => {
+    execFile(PYTHON, args, { timeout: timeoutMs }, (error, _stdout, stderr) => resolve({ code: error ? (typeof error.code === "number" ? error.code : null) : 0, stderr }));
+  });
+}
+
+/** A port nothing listens on: one the system gave a listener that is closed again. */
+async function closedPort(): Promise<number> {
+  const listener = createServer();
+  await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
+  const { port } = listener.address() as { port: number };
+  await new Promise<void>((resolve) => listener.close(() => resolve()));
+  return port;
 }
 
 describe("Python client from the .proto files alone (examples/python)", function () {
@@ -168,6 +186,31 @@ describe("Python client from the .proto files alone (examples/python)", function
     assert.equal(rows, 3 * N);
     assert.equal(stats.apply_calls, 2 * N);
     assert.deepEqual(assembled, out.jacobian);
+  });
+
+  // With --timeout 60, a client that waited for the channel would be killed by execFile's 30 s first.
+  it("no server at the address: client.py exits 1 at once, naming the address and how to start one", async () => {
+    const port = await closedPort();
+    const { code, stderr } = await runClientFailing(`127.0.0.1:${port}`, generated!, 30_000);
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, new RegExp(`^client\\.py: UNAVAILABLE: no server at 127\\.0\\.0\\.1:${port} \\(.*\\) - start one with \`npx tesseract-grpc serve meshstats\``));
+  });
+
+  it("an address with a scheme: the message says to write HOST:PORT", async () => {
+    const { code, stderr } = await runClientFailing(`http://${server!.address}`, generated!, 30_000);
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /write --address as HOST:PORT, without a scheme/);
+  });
+
+  it("a server of another Tesseract: client.py names what it serves before calling it", async () => {
+    const other = await startServer({ tesseract: "vectoradd", host: "127.0.0.1", port: 0, logger: silentLogger });
+    try {
+      const { code, stderr } = await runClientFailing(other.address, generated!, 30_000);
+      assert.equal(code, 1, stderr);
+      assert.equal(stderr.trim(), `client.py: the server at ${other.address} serves vectoradd (tesseract.examples.vectoradd.v1.Inputs -> tesseract.examples.vectoradd.v1.Outputs), but this client calls meshstats: is the address right?`);
+    } finally {
+      await other.close();
+    }
   });
 
   it("a bad path is INVALID_ARGUMENT naming it and the differentiable paths", () => {

@@ -92,7 +92,8 @@ describe("schema: polynomial fixture", () => {
     });
 
     it("refuses a message type the protos do not declare, naming it", () => {
-      assert.throws(() => new TesseractSchema(root, "tesseract.testing.polynomial.v1.Nope", OUTPUTS), /message type tesseract\.testing\.polynomial\.v1\.Nope is not declared/);
+      assert.throws(() => new TesseractSchema(root, "tesseract.testing.polynomial.v1.Nope", OUTPUTS), /^Error: inputType: message type tesseract\.testing\.polynomial\.v1\.Nope is not declared in the Tesseract's \.proto files; they declare tesseract\.testing\.polynomial\.v1\.Block, tesseract\.testing\.polynomial\.v1\.Inputs, tesseract\.testing\.polynomial\.v1\.Outputs$/);
+      assert.throws(() => new TesseractSchema(root, INPUTS, "tesseract.testing.polynomial.v1.Output"), /^Error: outputType: message type tesseract\.testing\.polynomial\.v1\.Output is not declared in the Tesseract's \.proto files; they declare .*tesseract\.testing\.polynomial\.v1\.Outputs/);
     });
   });
 

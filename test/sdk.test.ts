@@ -469,6 +469,20 @@ describe("SDK: a server that is not there", () => {
     }
   });
 
+  it("an address written as a URL (http://HOST:PORT): the message says to write HOST:PORT without the scheme (it said the host does not resolve)", async () => {
+    const address = `127.0.0.1:${await freePort()}`;
+    for (const [given, tls] of [[`http://${address}`, ""], [`https://${address}/`, " (TLS: the client's tls option)"]]) {
+      const client = new TesseractClient<MeshInputs, MeshOutputs>(given, { inputs: MeshInputs, outputs: MeshOutputs });
+      try {
+        const e = (await client.describe().then(() => assert.fail("answered"), (error: unknown) => error)) as TesseractClientError;
+        assert.equal(e.codeName, "UNAVAILABLE");
+        assert.ok(e.message.endsWith(`— an address is HOST:PORT, without "${given.split("//")[0]}//": ${address}${tls}`), e.message);
+      } finally {
+        client.close();
+      }
+    }
+  });
+
   it("waitForReady: a call made before the server starts is answered once it listens (without, it fails at once); each waits under its own deadline (a shared Describe failed them all at the first one's)", async () => {
     const port = await freePort();
     const client = new TesseractClient<MeshInputs, MeshOutputs>(`127.0.0.1:${port}`, { inputs: MeshInputs, outputs: MeshOutputs });

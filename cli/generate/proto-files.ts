@@ -41,6 +41,12 @@ function protoFilesIn(dir: string): string[] {
 /** Where a bundled Tesseract's messages are (meshstats: tesseract/examples/meshstats/v1/meshstats.proto). */
 const bundledProto = (name: string) => `tesseract/examples/${name}/v1/${name}.proto`;
 
+/** The bundled Tesseracts whose messages the contract's folder holds (heat, meshstats, …). */
+function bundledNames(contractDir: string): string[] {
+  const examples = path.join(contractDir, "tesseract/examples");
+  return isDirectory(examples) ? fs.readdirSync(examples).filter((name) => isFile(path.join(contractDir, bundledProto(name)))).sort() : [];
+}
+
 /**
  * The include folders and files for `args` (files, folders of them, names found on the include
  * path, or a bundled Tesseract's name). Without `--proto-path`, a file's own folder (a folder argument: itself) is its include
@@ -79,7 +85,11 @@ export function locateProtoFiles(args: readonly string[], protoPaths: readonly s
       // A bundled Tesseract's name, as `serve` takes it: its file in the contract's folder.
       const name = /^[a-z]\w*$/.test(arg) && contract.length && isFile(path.join(contract[0], bundledProto(arg))) ? bundledProto(arg) : arg;
       const root = [...includes, ...contract].find((r) => isFile(path.join(r, name)));
-      if (!root) throw new Error(`${arg}: no such file, nor on the include path (${[...includes, ...contract].join(", ")})`);
+      if (!root) {
+        // A bare name may have meant a bundled Tesseract: name them.
+        const bundled = /^[a-z]\w*$/.test(arg) && contract.length ? `, nor a bundled Tesseract (${bundledNames(contract[0]).join(", ")})` : "";
+        throw new Error(`${arg}: no such file${bundled}, nor on the include path (${[...includes, ...contract].join(", ")})`);
+      }
       add(root, path.join(root, name));
     }
   }

@@ -201,8 +201,12 @@ def main(args):
         inputs = packed(mesh_inputs(n))
         central = tesseract_pb2.FiniteDifferenceOptions(algorithm=algorithm_pb2.ALGORITHM_CENTRAL)
 
-        described = stub.Describe(tesseract_pb2.DescribeRequest(), **call)
+        # The first call fails at once where nothing listens (the others wait for the channel to be ready).
+        described = stub.Describe(tesseract_pb2.DescribeRequest(), timeout=args.timeout)
         result["describe"] = json_format.MessageToDict(described, preserving_proto_field_name=True)
+        if described.input_type != meshstats_pb2.Inputs.DESCRIPTOR.full_name:
+            sys.exit(f"client.py: the server at {args.address} serves {described.name} ({described.input_type} -> "
+                     f"{described.output_type}), but this client calls meshstats: is the address right?")
 
         applied = stub.Apply(tesseract_pb2.ApplyRequest(inputs=inputs), **call)
         outputs = meshstats_pb2.Outputs()
@@ -255,8 +259,22 @@ def main(args):
     sys.stdout.write("\n")
 
 
+def explain(error, args):
+    """The line printed for a failed call: gRPC's words, and what to do where the connection failed or timed out."""
+    code, details = error.code(), error.details()
+    if "://" in args.address:
+        return f"client.py: {code.name}: {details} - write --address as HOST:PORT, without a scheme (127.0.0.1:50051)"
+    if code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in (details or "").lower():
+        return (f"client.py: UNAVAILABLE: no server at {args.address} ({details}) - start one with "
+                "`npx tesseract-grpc serve meshstats` (or `npm start` in the clone), or pass --address HOST:PORT of a running one")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return (f"client.py: DEADLINE_EXCEEDED: no answer from {args.address} within --timeout {args.timeout:g} s: "
+                "is it a tesseract-grpc server? allow more time with --timeout")
+    return f"client.py: {code.name}: {details}"
+
+
 if __name__ == "__main__":
     try:
         main(ARGS)
     except grpc.RpcError as error:
-        sys.exit(f"client.py: {error.code().name}: {error.details()}")
+        sys.exit(explain(error, ARGS))

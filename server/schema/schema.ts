@@ -395,15 +395,28 @@ export class TesseractSchema {
   readonly outputs: MessageSchema;
 
   constructor(readonly root: protobuf.Root, inputType: string, outputType: string) {
-    this.inputs = new MessageSchema(lookupType(root, inputType));
-    this.outputs = new MessageSchema(lookupType(root, outputType));
+    this.inputs = new MessageSchema(lookupType(root, inputType, "inputType"));
+    this.outputs = new MessageSchema(lookupType(root, outputType, "outputType"));
   }
 }
 
-function lookupType(root: protobuf.Root, name: string): protobuf.Type {
+function lookupType(root: protobuf.Root, name: string, property: string): protobuf.Type {
   try {
     return root.lookupType(name);
   } catch {
-    throw new Error(`message type ${name} is not declared in the Tesseract's .proto files`);
+    throw new Error(`${property}: message type ${name} is not declared in the Tesseract's .proto files; they declare ${listed(declaredMessages(root))}`);
   }
+}
+
+/** The full names of the message types a root holds, nested ones too, but for the contract's (tesseract.v1) and the well-known types. */
+function declaredMessages(root: protobuf.Root): string[] {
+  const names: string[] = [];
+  const visit = (ns: protobuf.NamespaceBase) => {
+    for (const child of ns.nestedArray) {
+      if (child instanceof protobuf.Type) names.push(child.fullName.replace(/^\./, ""));
+      if (child instanceof protobuf.Namespace || child instanceof protobuf.Type) visit(child);
+    }
+  };
+  visit(root);
+  return names.filter((n) => !/^(google\.protobuf|tesseract\.v1)\./.test(n));
 }
