@@ -169,15 +169,20 @@ export function buildProgram(): Command {
       const server = await startServer({ tesseract, logger, ...rest, evalCacheBytes: evalCacheMb * 2 ** 20, tokens, tls, replicaCredentials, limits }).catch((e: Error) => {
         throw explainServeError(e, rest.host, rest.port, rest.httpPort);
       });
+      let stopping = false;
       const stop = (signal: string) => {
+        // A signal may come twice (`npm start` passes its own on, and a terminal's Ctrl-C reaches
+        // both): the second, handled by Node's default, killed the drain with 143 or 130.
+        if (stopping) return void logger.info({ signal, grace_ms: graceMs }, "shutting down already: calls in flight have the grace to finish (SIGKILL stops at once)");
+        stopping = true;
         logger.info({ signal }, "shutting down");
         server
           .close(graceMs)
           .then(() => logsWritten(logger, LOGS_AT_EXIT_MS))
           .then(() => process.exit(0));
       };
-      process.once("SIGTERM", stop);
-      process.once("SIGINT", stop);
+      process.on("SIGTERM", stop);
+      process.on("SIGINT", stop);
       keepServingThroughStrayFailures(logger);
       // Only now: a supervisor may signal as soon as it reads the line (the pipe's write can reach it
       // before the next statement runs, and SIGTERM then killed the process without its drain).

@@ -133,6 +133,29 @@ describe("server lifecycle and limits", () => {
     server = undefined;
   });
 
+  it("a second SIGTERM or SIGINT during the drain (npm start passes its own on) is logged and waits with the first: exit 0", async () => {
+    const served = await serveProcess(["vectoradd", "--port", "0", "--grace-ms", "1500", "--warm-up-ms", "0"]);
+    // A connection that never speaks HTTP/2 holds the drain for the grace.
+    const silent = net.connect(Number(served.address.split(":")[1]), "127.0.0.1").on("error", () => undefined);
+    try {
+      await once(silent, "connect");
+      const drained = new Promise<void>((resolve) => {
+        const look = () => (served.stderrTail().includes('"msg":"shutting down"') ? (served.child.stderr!.off("data", look), resolve()) : undefined);
+        served.child.stderr!.on("data", look);
+      });
+      served.child.kill("SIGTERM");
+      await drained;
+      served.child.kill("SIGTERM");
+      served.child.kill("SIGINT");
+      const [code] = served.child.exitCode !== null ? [served.child.exitCode] : await once(served.child, "exit");
+      assert.equal(code, 0, served.stderrTail());
+      assert.equal(served.stderrTail().split('"msg":"shutting down already').length - 1, 2, served.stderrTail());
+      assert.equal(served.stderrTail().split('"msg":"shutting down"').length - 1, 1, "one drain");
+    } finally {
+      silent.destroy();
+    }
+  });
+
   it("SIGTERM with silent connections open (a TCP socket that never speaks HTTP/2; REST sockets silent, mid-headers, mid-body): exit 0 soon after the grace", async () => {
     const free = await freePort();
     const served = await serveProcess(["vectoradd", "--port", "0", "--http-port", String(free), "--grace-ms", "200", "--warm-up-ms", "0"]);
