@@ -17,6 +17,8 @@ const rowsText = (n: number) => `${n} ${n === 1 ? "row" : "rows"}`;
 
 const shapeText = (shape: readonly number[]) => `[${shape.join(", ")}]`;
 
+const MESH_MISSING = "mesh is missing: expected a tesseract.mesh.v1.VolumetricMeshData (n_points, n_cells, points of shape (n_points, 3), num_points_per_cell, cell_connectivity)";
+
 function expectTensor(value: NdArray<TypedArray> | undefined, field: string, dtype: DataType, rank: number): NdArray<TypedArray> {
   if (!value) throw invalidArgument(`${field} is missing: expected a ${dataTypeName(dtype)} tensor of rank ${rank}`);
   const actual = dataTypeOfArray(value.data as never);
@@ -38,7 +40,7 @@ export default defineTesseract<Inputs, Outputs>({
     if (!(fd_algorithm >= 0 && Algorithm[fd_algorithm] !== undefined)) {
       throw invalidArgument(`fd_algorithm is ${fd_algorithm}, not a tesseract.v1.Algorithm: expected 0 (unspecified, central) to ${Algorithm.ALGORITHM_ADAPTIVE} (ALGORITHM_ADAPTIVE)`);
     }
-    if (!mesh) throw invalidArgument("mesh is missing");
+    if (!mesh) throw invalidArgument(MESH_MISSING);
     const points = expectTensor(mesh.points, "mesh.points", DataType.DATA_TYPE_FP64, 2);
     if (points.shape[1] !== 3) throw invalidArgument(`mesh.points has shape ${shapeText(points.shape)}, expected (n_points, 3)`);
     if (points.shape[0] === 0) throw invalidArgument("mesh.points is empty: a mesh needs at least one point");
