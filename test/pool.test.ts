@@ -361,18 +361,35 @@ describe("worker-thread evaluation", function () {
     assert.ok(poolSavingMs(1, 0.002, 100, { ...twoCores, correction: 2.5 }) < 0);
   });
 
-  it("an idle pool lets go of its jobs' inputs: the main thread's array buffers return to their baseline", async () => {
+  /**
+   * A polynomial runtime on `workers` threads (no evaluation cache: it keeps inputs by design),
+   * started and calibrated; `jacobian(x)` differentiates g by y with x as the inputs' bulk, with
+   * `signals` its call's signal aborted when it ends, as a transport's is (grpc/calls.ts);
+   * `arrayBuffers()` after a full gc.
+   */
+  async function heldInputs(workers: number, signals: boolean) {
     setFlagsFromString("--expose-gc");
     const gc = runInNewContext("gc") as () => void;
-    const arrayBuffers = () => (gc(), gc(), process.memoryUsage().arrayBuffers);
-    // The evaluation cache keeps inputs by design (bounded): left out here.
     const runtime = loadTesseract(path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js"));
-    await runtime.useEvaluation({ workers: 2, cacheBytes: 0 });
+    await runtime.useEvaluation({ workers, cacheBytes: 0 });
     runtimes.push(runtime);
-    const jacobian = (x: Float64Array) => runtime.jacobian({ inputs: { x: ndarray(x, [x.length]), y: f64([0.3], []), mode: "", params: {}, blocks: [] }, inputPaths: ["y"], outputPaths: ["g"] });
-    await jacobian(new Float64Array(4).fill(1)); // the pool started and calibrated
+    const jacobian = async (x: Float64Array) => {
+      const call = new AbortController();
+      try {
+        return await runtime.jacobian({ inputs: { x: ndarray(x, [x.length]), y: f64([0.3], []), mode: "", params: {}, blocks: [] }, inputPaths: ["y"], outputPaths: ["g"], signal: signals ? call.signal : undefined });
+      } finally {
+        call.abort();
+      }
+    };
+    await jacobian(new Float64Array(4).fill(1));
+    return { jacobian, arrayBuffers: () => (gc(), gc(), process.memoryUsage().arrayBuffers) };
+  }
+  const MB = 1 << 20;
+
+  it("an idle pool lets go of its jobs' inputs: the main thread's array buffers return to their baseline", async () => {
+    // No signals (an in-process caller's calls have none): only the idle tidy lets go.
+    const { jacobian, arrayBuffers } = await heldInputs(2, false);
     const baseline = arrayBuffers();
-    const MB = 1 << 20;
     // Each job's inputs are shared with the workers (4 MB each); a worker kept its last eight jobs'
     // for their next batches, and an idle one for good: 32 MB stayed.
     for (let k = 0; k < 8; k++) await jacobian(new Float64Array(MB / 2).fill(1 + k));
@@ -384,25 +401,9 @@ describe("worker-thread evaluation", function () {
   });
 
   it("a busy pool lets go of ended jobs' inputs at its next task, with no idle spell to tidy it", async () => {
-    setFlagsFromString("--expose-gc");
-    const gc = runInNewContext("gc") as () => void;
-    const arrayBuffers = () => (gc(), gc(), process.memoryUsage().arrayBuffers);
-    const runtime = loadTesseract(path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js"));
     // One worker: every task reaches the thread that holds the jobs.
-    await runtime.useEvaluation({ workers: 1, cacheBytes: 0 });
-    runtimes.push(runtime);
-    // As a transport does, each call's signal aborts when the call ends (grpc/calls.ts).
-    const jacobian = async (x: Float64Array) => {
-      const call = new AbortController();
-      try {
-        return await runtime.jacobian({ inputs: { x: ndarray(x, [x.length]), y: f64([0.3], []), mode: "", params: {}, blocks: [] }, inputPaths: ["y"], outputPaths: ["g"], signal: call.signal });
-      } finally {
-        call.abort();
-      }
-    };
-    await jacobian(new Float64Array(4).fill(1));
+    const { jacobian, arrayBuffers } = await heldInputs(1, true);
     const baseline = arrayBuffers();
-    const MB = 1 << 20;
     // Back to back, far inside the pool's idle delay (IDLE_TIDY_MS): the worker kept the last eight
     // jobs' inputs (4 MB each here), 32 MB, until the pool next fell idle.
     for (let k = 0; k < 16; k++) await jacobian(new Float64Array(MB / 2).fill(1 + k));
