@@ -156,6 +156,14 @@ describe("tesseract-core's REST API", () => {
     assert.equal(negative.status, 422);
     assert.deepEqual(negative.json.detail[0].loc, ["query", "seed"]);
     assert.match(negative.json.detail[0].msg, /query parameter seed must be an unsigned 64-bit integer, got -1/);
+    // So are eps and num_samples out of range (a query's 0 was refused as options.eps, located in the body).
+    for (const [query, name, msg] of [["eps=0", "eps", "must be a positive finite number, got 0"], ["eps=-1e-3", "eps", "must be a positive finite number, got -0.001"], ["algorithm=stochastic&num_samples=0", "num_samples", "must be a whole number of at least 1, got 0"]]) {
+      const r = await post(base(mesh), `jacobian?${query}`, request);
+      assert.equal(r.status, 422, r.text);
+      assert.deepEqual([r.json.detail[0].loc, r.json.detail[0].msg], [["query", name], `Value error, query parameter ${name} ${msg}`], query);
+    }
+    const zero = await post(base(mesh), "jacobian", { ...request, options: { eps: 0 } });
+    assert.deepEqual([zero.json.detail[0].loc, zero.json.detail[0].msg, zero.json.detail[0].input], [["body", "options", "eps"], "Value error, options.eps must be a positive finite number, got 0", 0]);
     const tooLarge = await post(base(mesh), "jacobian", { ...request, options: { algorithm: "stochastic", seed: "18446744073709551616" } });
     assert.deepEqual(tooLarge.json.detail[0].loc, ["body", "options", "seed"]);
     const tiny = await post(base(mesh), "jacobian?eps=1e-400", request);
