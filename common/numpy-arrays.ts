@@ -109,6 +109,31 @@ export type ArrayEncoding = "json" | "base64";
 
 const fail = (where: string, message: string) => invalidArgument(`${where} ${message}`);
 
+/**
+ * numpy's kind order (bool, unsigned, signed, floating): a cast is `same_kind` when it does not go
+ * to an earlier kind, so float64 → float32 and uint8 → int64 are, float → int, int → uint and
+ * anything but bool → bool are not. tesseract-core accepts an input array of another dtype than its
+ * field declares only so (`np.can_cast(dtype, declared, "same_kind")`), and then checks the values.
+ */
+const KIND_ORDER: Readonly<Record<number, number>> = {
+  [DataType.DATA_TYPE_BOOL]: 0,
+  [DataType.DATA_TYPE_UINT8]: 1,
+  [DataType.DATA_TYPE_UINT16]: 1,
+  [DataType.DATA_TYPE_UINT32]: 1,
+  [DataType.DATA_TYPE_UINT64]: 1,
+  [DataType.DATA_TYPE_INT8]: 2,
+  [DataType.DATA_TYPE_INT16]: 2,
+  [DataType.DATA_TYPE_INT32]: 2,
+  [DataType.DATA_TYPE_INT64]: 2,
+  [DataType.DATA_TYPE_FP32]: 4,
+  [DataType.DATA_TYPE_FP64]: 4,
+};
+
+/** Whether numpy casts `from` to `to` under `same_kind` casting (KIND_ORDER). */
+export function castsSameKind(from: DataType, to: DataType): boolean {
+  return KIND_ORDER[from] <= KIND_ORDER[to];
+}
+
 /** Each integer dtype's least and greatest element. */
 const INTEGER_RANGES: Partial<Record<DataType, [bigint, bigint]>> = {
   [DataType.DATA_TYPE_INT8]: [-(2n ** 7n), 2n ** 7n - 1n],

@@ -9,9 +9,9 @@
 import { strict as assert } from "node:assert";
 import { Algorithm } from "../client";
 import { fieldNumbers, protoFromOpenApi } from "../server/schema/openapi-proto";
-import { type FakeArray } from "./fixtures/tesseract-core/fake-tesseract-core";
-import { arraySchema, fakeArray, openApiDoc, serveSchema } from "./fixtures/tesseract-core/served-schemas";
-import { f64, flat } from "./helpers";
+import { FakeValidationError, type FakeArray } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { arraySchema, fakeArray, model, openApiDoc, ref, serveSchema } from "./fixtures/tesseract-core/served-schemas";
+import { clientRejects, f64, flat } from "./helpers";
 
 const number = { type: "number" };
 const CENTRAL = { algorithm: Algorithm.ALGORITHM_CENTRAL };
@@ -127,6 +127,43 @@ describe("tesseract-core bridge: field names protobuf cannot take as they are", 
     const number1 = /optional double fooBar = (\d+);/.exec(before.text)?.[1];
     assert.ok(number1, before.text);
     assert.match(after.text, new RegExp(`optional double foo_bar_2 = ${number1} \\[\\(tesseract\\.v1\\.json_key\\) = "fooBar"\\];`));
+  });
+});
+
+describe("tesseract-core bridge: a runtime's 422 located in this server's paths", function () {
+  this.timeout(60_000);
+
+  it("its loc under inputs names fields (fooBar is foo_bar_2), dict keys in braces and list indices in brackets, over gRPC; REST callers get the runtime's entries as written (inputs.data.a.b read as a path to another place)", async () => {
+    const doc = openApiDoc(
+      { fooBar: number, foo_bar: number, data: { type: "object", additionalProperties: arraySchema(true) }, layers: { type: "array", items: ref("Layer") }, x: arraySchema(true) },
+      { y: arraySchema(true) },
+      { Layer: model({ "w.v": arraySchema(true) }) },
+    );
+    let refuseAt: (string | number)[] = [];
+    const served = await serveSchema(doc, () => {
+      throw new FakeValidationError(refuseAt, "Value error, refused here");
+    });
+    try {
+      const inputs = { foo_bar: 1, foo_bar_2: 2, data: { "a.b": f64([1]) }, layers: [{ w_v: f64([1]) }], x: f64([1, 2]) };
+      const cases: [(string | number)[], string][] = [
+        [["inputs", "fooBar"], "inputs.foo_bar_2"],
+        [["inputs", "data", "a.b"], "inputs.data.{a.b}"],
+        [["inputs", "data", "a.b", "shape", 0], "inputs.data.{a.b}.shape.[0]"],
+        [["inputs", "layers", 1, "w.v", "data", "buffer"], "inputs.layers.[1].w_v.data.buffer"],
+        [["inputs", "nope", "deeper"], "inputs.nope.deeper"],
+        [["inputs"], "inputs"],
+      ];
+      for (const [loc, path] of cases) {
+        refuseAt = loc;
+        await clientRejects(served.client.apply(inputs), "INVALID_ARGUMENT", new RegExp(`refused the inputs: ${path.replace(/[.[\]{}]/g, "\\$&")}: Value error, refused here$`));
+      }
+      refuseAt = ["inputs", "data", "a.b"];
+      const rest = await served.post("apply", { inputs: { foo_bar: 1, fooBar: 2, data: { "a.b": arrayJson([1]) }, layers: [], x: arrayJson([1, 2]) } });
+      assert.equal(rest.status, 422);
+      assert.deepEqual(rest.json.detail[0].loc, ["body", "inputs", "data", "a.b"]);
+    } finally {
+      await served.stop();
+    }
   });
 });
 

@@ -156,6 +156,14 @@ describe("tesseract-core's REST API", () => {
     assert.equal(negative.status, 422);
     assert.deepEqual(negative.json.detail[0].loc, ["query", "seed"]);
     assert.match(negative.json.detail[0].msg, /query parameter seed must be an unsigned 64-bit integer, got -1/);
+    // So are eps and num_samples out of range (a query's 0 was refused as options.eps, located in the body).
+    for (const [query, name, msg] of [["eps=0", "eps", "must be a positive finite number, got 0"], ["eps=-1e-3", "eps", "must be a positive finite number, got -0.001"], ["algorithm=stochastic&num_samples=0", "num_samples", "must be a whole number of at least 1, got 0"]]) {
+      const r = await post(base(mesh), `jacobian?${query}`, request);
+      assert.equal(r.status, 422, r.text);
+      assert.deepEqual([r.json.detail[0].loc, r.json.detail[0].msg], [["query", name], `Value error, query parameter ${name} ${msg}`], query);
+    }
+    const zero = await post(base(mesh), "jacobian", { ...request, options: { eps: 0 } });
+    assert.deepEqual([zero.json.detail[0].loc, zero.json.detail[0].msg, zero.json.detail[0].input], [["body", "options", "eps"], "Value error, options.eps must be a positive finite number, got 0", 0]);
     const tooLarge = await post(base(mesh), "jacobian", { ...request, options: { algorithm: "stochastic", seed: "18446744073709551616" } });
     assert.deepEqual(tooLarge.json.detail[0].loc, ["body", "options", "seed"]);
     const tiny = await post(base(mesh), "jacobian?eps=1e-400", request);
@@ -361,6 +369,30 @@ describe("tesseract-core's REST API", () => {
     }
   });
 
+  it("an array of a dtype numpy does not cast same_kind to the declared one is 422 naming both, as tesseract-core refuses it (float64 connectivity was taken when whole); one it casts is taken; /openapi.json lists those", async () => {
+    const connectivity = (dtype: string, buffer: unknown[]) => ({ inputs: { mesh: { ...meshInputs().mesh, cell_connectivity: { shape: [N], dtype, data: { buffer, encoding: "json" } } } } });
+    const taken = "bool, uint8, uint16, uint32, uint64, int8, int16, int32, int64";
+    for (const dtype of ["float64", "float32"]) {
+      const r = await post(base(mesh), "apply", connectivity(dtype, [0, 1, 2, 3]));
+      assert.equal(r.status, 422, r.text);
+      const error = `inputs.mesh.cell_connectivity.dtype is "${dtype}", which is not cast to the declared dtype int32 (numpy's same_kind casting, as tesseract-core casts inputs); dtypes taken: ${taken}`;
+      assert.deepEqual(r.json, { detail: [{ type: "value_error", loc: ["body", "inputs", "mesh", "cell_connectivity", "dtype"], msg: `Value error, ${error}`, input: dtype, ctx: { error } }] });
+    }
+    // Within a kind, or to a later one, the values decide: uint64 and int64 in range, bool, are taken.
+    for (const [dtype, buffer] of [["int64", [0, 1, 2, 3]], ["uint64", [0, 1, 2, 3]], ["int8", [0, 1, 2, 3]]] as const) {
+      const r = await post(base(mesh), "apply", connectivity(dtype, [...buffer]));
+      assert.equal(r.status, 200, `${dtype}: ${r.text}`);
+    }
+    const points = { shape: [N, 3], dtype: "bool", data: { buffer: POINTS.map((p) => p > 0), encoding: "json" } };
+    const bools = await post(base(mesh), "apply", { inputs: { mesh: { ...meshInputs().mesh, points } } });
+    assert.equal(bools.status, 200, bools.text);
+    assert.deepEqual(bools.json.statistics.first_point_coordinates.data.buffer, POINTS.slice(0, 3).map((p) => (p > 0 ? 1 : 0)));
+    const doc = (await (await fetch(`${base(mesh)}/openapi.json`)).json()) as Json;
+    const mesh_ = doc.components.schemas.Apply_VolumetricMeshData.properties;
+    assert.deepEqual(mesh_.cell_connectivity.properties.dtype.enum, taken.split(", "));
+    assert.deepEqual(mesh_.points.properties.dtype.enum, [...taken.split(", "), "float32", "float64"]);
+  });
+
   it("a JSON number beyond FP64's range is refused naming it (in a float64 array it went in as -Infinity and /apply answered 200; in options it was named null)", async () => {
     const postText = async (endpoint: string, text: string) => {
       const res = await fetch(`${base(mesh)}/${endpoint}`, { method: "POST", headers: { "content-type": "application/json" }, body: text });
@@ -379,7 +411,7 @@ describe("tesseract-core's REST API", () => {
 
   it("answers bad input with 422 and a located detail", async () => {
     const cases: [string, Json, (string | number)[], RegExp][] = [
-      ["apply", { inputs: { mesh: { ...meshInputs().mesh, cell_connectivity: { shape: [N], dtype: "float64", data: { buffer: [0, 1, 2.5, 3], encoding: "json" } } } } }, ["body", "inputs", "mesh", "cell_connectivity"], /has 2\.5 at flat index 2 \(dtype float64\), which the declared dtype int32 cannot hold/],
+      ["apply", { inputs: { mesh: { ...meshInputs().mesh, cell_connectivity: { shape: [N], dtype: "int64", data: { buffer: [0, 1, 2 ** 40, 3], encoding: "json" } } } } }, ["body", "inputs", "mesh", "cell_connectivity"], /has "1099511627776" at flat index 2 \(dtype int64\), which the declared dtype int32 cannot hold/],
       ["apply", {}, ["body", "inputs"], /Field required/],
       ["apply", { inputs: { mesh: { ...meshInputs().mesh, n_points: "four" } } }, ["body", "inputs", "mesh", "n_points"], /expected an integer/],
       ["apply", { inputs: { nope: 1 } }, ["body", "inputs", "nope"], /not a field of Inputs/],

@@ -21,7 +21,7 @@ import type { InputLeaf } from "../eval/input-leaf";
 import { castToDeclared, declaredDatatype, requireFields } from "../schema/output-casting";
 import { inputsAny, isTensorField, messageJson, type EnumLiterals } from "../schema/json-messages";
 import { JsonLeafReader } from "../schema/json-leaves";
-import { jsonKey } from "../schema/json-keys";
+import { fieldOfKey, jsonKey } from "../schema/json-keys";
 import { formatPath, type Segment } from "../../common/paths";
 import type { RequiredFields } from "../schema/openapi-proto";
 import type { MessageSchema } from "../schema/schema";
@@ -166,7 +166,7 @@ export class TesseractCoreClient {
           else soon = true;
           continue;
         }
-        return { answer: { text: checkedAnswer(endpoint, replica.name, answer), url: replica.name }, failures, busy };
+        return { answer: { text: checkedAnswer(endpoint, replica.name, answer, this.inputs.type), url: replica.name }, failures, busy };
       }
       if (round === 0 && !(await this.replicas.refresh())) break; // the names may point elsewhere now
     }
@@ -194,14 +194,14 @@ function parseAnswer(text: string): unknown {
   return json;
 }
 
-/** The answer's text when 2xx; a 422 is INVALID_ARGUMENT with its details, any other status UNKNOWN. */
-function checkedAnswer(endpoint: string, url: string, { status, text, location }: ReplicaResponse): string {
+/** The answer's text when 2xx; a 422 is INVALID_ARGUMENT with its details (locations in paths of `inputs`' fields), any other status UNKNOWN. */
+function checkedAnswer(endpoint: string, url: string, { status, text, location }: ReplicaResponse, inputs?: protobuf.Type): string {
   if (location !== undefined) {
     throw new TesseractError(Code.UNKNOWN, `${endpoint} on ${url} answered HTTP ${status}, a redirect to ${quote(clip(printable(location)))}, which the bridge does not follow: serve the runtime's own URL`);
   }
   if (status === 422) {
     const entries = detailEntries(text);
-    throw new TesseractError(Code.INVALID_ARGUMENT, `tesseract-core (${url}) refused the inputs: ${validationDetail(text)}`, entries ? { cause: new RuntimeValidation(entries) } : undefined);
+    throw new TesseractError(Code.INVALID_ARGUMENT, `tesseract-core (${url}) refused the inputs: ${validationDetail(text, inputs)}`, entries ? { cause: new RuntimeValidation(entries) } : undefined);
   }
   if (status < 200 || status >= 300) throw new TesseractError(Code.UNKNOWN, `${endpoint} on ${url} failed with HTTP ${status}: ${clip(printable(text.trim()))}`);
   return text;
@@ -229,8 +229,36 @@ function detailEntries(text: string): Record<string, unknown>[] | undefined {
   return Array.isArray(detail) && detail.length > 0 && detail.every(entry) ? (detail.slice(0, 20) as Record<string, unknown>[]) : undefined;
 }
 
-/** A 422 body's first details as `location: message`, clipped. */
-export function validationDetail(text: string): string {
+/**
+ * A 422 `loc` (after "body") as this server's paths write it: under `inputs`, the runtime's keys
+ * become the fields' names (`fooBar` is field `foo_bar_2` here), a dict's key `{key}` and a list's
+ * index `[i]` (`inputs.data.{a.b}`, which read `inputs.data.a.b`, a path to another place); what
+ * lies inside an array object (`shape`, `data`), or past what the schema knows, follows as the
+ * runtime wrote it.
+ */
+function locPath(loc: readonly unknown[], shown: (x: unknown) => string, inputs?: protobuf.Type): string {
+  const segments: Segment[] = [];
+  let at = 0;
+  if (inputs && loc[0] === "inputs") {
+    at = 1;
+    let message: protobuf.Type | undefined = inputs;
+    while (message && at < loc.length) {
+      const field: protobuf.Field | undefined = typeof loc[at] === "string" ? fieldOfKey(message, loc[at] as string) : undefined;
+      if (!field) break;
+      segments.push({ kind: "field", name: field.name });
+      at++;
+      if (field.map && typeof loc[at] === "string") segments.push({ kind: "key", key: loc[at++] as string });
+      else if (field.repeated && Number.isSafeInteger(loc[at]) && (loc[at] as number) >= 0) segments.push({ kind: "index", index: loc[at++] as number });
+      else if (field.map || field.repeated) break;
+      message = field.resolvedType instanceof protobuf.Type && !isTensorField(field) ? field.resolvedType : undefined;
+    }
+  }
+  const rest = loc.slice(at).map((x) => (typeof x === "number" ? `[${x}]` : shown(x)));
+  return [...(at > 0 ? ["inputs"] : []), ...(segments.length ? [formatPath(segments)] : []), ...rest].join(".");
+}
+
+/** A 422 body's first details as `location: message`, clipped; locations under `inputs` in paths of its fields (locPath). */
+export function validationDetail(text: string, inputs?: protobuf.Type): string {
   const body = detailOf(text);
   if (body === undefined) return clip(printable(text.trim()));
   const { detail } = body;
@@ -240,7 +268,7 @@ export function validationDetail(text: string): string {
   const shown = (x: unknown) => (typeof x === "string" ? x : JSON.stringify(x) ?? String(x));
   const items = detail.slice(0, 3).map((d) => {
     const loc = Array.isArray(d?.loc) ? (d.loc as unknown[]).filter((x, i) => !(i === 0 && x === "body")) : [];
-    const where = loc.map((x) => (typeof x === "number" ? `[${x}]` : shown(x))).join(".");
+    const where = locPath(loc, shown, inputs);
     return `${clip(printable(where || "(request)"))}: ${clip(printable(shown(d?.msg ?? "invalid")))}`;
   });
   return items.join("; ") + (detail.length > 3 ? `; … and ${detail.length - 3} more` : "");

@@ -83,6 +83,12 @@ function checkSamples(n: number, source: string, err: (m: string) => Error): num
   return n;
 }
 
+/** A request's eps, refused naming `field` (a query parameter's as one: it was refused as options.eps). */
+export const requestEps = (eps: number, field: string): number => checkEps(eps, field, invalidArgument);
+
+/** A request's num_samples, refused naming `field`. */
+export const requestSamples = (n: number, field: string): number => checkSamples(n, field, invalidArgument);
+
 /** A seed as an unsigned 64-bit integer; `field` names it in the refusal. */
 export function toSeed(seed: NonNullable<RequestOptions["seed"]>, field = "options.seed"): bigint {
   try {

@@ -5,14 +5,15 @@
  * prefixes `Jacobian_`, `Jvp_`, `Vjp_`, `AbstractEval_` for the endpoints served). A Tensor field
  * declares its datatype only by the `(tesseract.v1.datatype)` option (a tesseract-core Tesseract's
  * arrays have it, from the runtime's schema) and never its rank or shape: array schemas accept any
- * dtype and rank, with the declared dtype as their `examples`, and `differentiable_arrays` gives
+ * rank, and the dtypes numpy casts to the declared one `same_kind` (any, when none is declared), with
+ * the declared dtype as their `examples`, and `differentiable_arrays` gives
  * `{"shape": null, "dtype": <declared dtype or null>}` for every path — but a bridged Tesseract's,
  * whose runtime's document gives shapes and defaults: those are repeated as it gives them. A
  * bridged Tesseract's enums are its own strings (tesseract-core's Literals), other enums their
  * protobuf value names. Fields and paths are in keys (a bridged runtime's own, json-keys.ts).
  */
 import * as protobuf from "protobufjs";
-import { NUMPY_DTYPES, numpyDtype } from "../../common/numpy-arrays";
+import { castsSameKind, NUMPY_DTYPES, numpyDtype } from "../../common/numpy-arrays";
 import type { TesseractRuntime } from "../runtime";
 import { isTensorField, type EnumLiterals } from "../schema/json-messages";
 import { declaredDatatype, isDifferentiableField, protoName } from "../schema/output-casting";
@@ -37,7 +38,8 @@ function arraySchema(differentiable: boolean, dtype?: string): Json {
     properties: {
       object_type: { type: "string", enum: ["array"] },
       shape: { type: "array", items: { type: "integer", minimum: 0 } },
-      dtype: { type: "string", enum: Object.keys(NUMPY_DTYPES), ...(dtype ? { examples: [dtype] } : {}) },
+      // The dtypes taken: those numpy casts to the declared one `same_kind`, as tesseract-core lists them.
+      dtype: { type: "string", enum: dtype ? Object.keys(NUMPY_DTYPES).filter((name) => castsSameKind(NUMPY_DTYPES[name], NUMPY_DTYPES[dtype])) : Object.keys(NUMPY_DTYPES), ...(dtype ? { examples: [dtype] } : {}) },
       data: {
         type: "object",
         properties: { buffer: { anyOf: [{ type: "string" }, { type: "array" }, { type: "number" }, { type: "boolean" }] }, encoding: { type: "string", enum: ["base64", "json"] } },

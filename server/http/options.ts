@@ -11,7 +11,7 @@ import { invalidArgument, keyAt, nameOf, shown } from "../../common/errors";
 import { isPlainObject } from "../../common/records";
 import { Algorithm, SparsityMode } from "../tesseract";
 import type { GradientRequest } from "../runtime";
-import { toSeed } from "../fd/options";
+import { requestEps, requestSamples, toSeed } from "../fd/options";
 
 type RequestOptions = NonNullable<GradientRequest["options"]>;
 
@@ -59,8 +59,9 @@ export function finiteDifferenceOptions(query: Record<string, unknown>, body: un
       const v = source[key];
       if (v === undefined || v === null) continue;
       if (key === "algorithm") options.algorithm = algorithmOf(v, `${where}${key}`);
-      else if (key === "eps") options.eps = numberOf(v, `${where}${key}`, false);
-      else if (key === "num_samples") options.num_samples = numberOf(v, `${where}${key}`, true);
+      // Checked here, where it was given: a query parameter's 0 was refused as options.eps, located in the body.
+      else if (key === "eps") options.eps = requestEps(numberOf(v, `${where}${key}`, false), `${where}${key}`);
+      else if (key === "num_samples") options.num_samples = requestSamples(numberOf(v, `${where}${key}`, true), `${where}${key}`);
       else if (key === "sparsity_mode") options.sparsity_mode = sparsityModeOf(v, `${where}${key}`);
       else options.seed = seedOf(v, `${where}${key}`);
     }

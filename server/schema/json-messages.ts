@@ -12,9 +12,9 @@ import * as protobuf from "protobufjs";
 import { invalidArgument, keyAt, refusedAs, shown } from "../../common/errors";
 import { INT_RANGES, jsonScalar } from "../../common/json-scalars";
 import { enumNumber, type LiteralEnum } from "../../common/enum-names";
-import { arrayObject, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
+import { arrayObject, castsSameKind, NUMPY_DTYPES, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
-import { dataTypeOfArray, isNdArray, tooManyMessages, type DataType } from "../../common/tensor-codec";
+import { DataType, dataTypeOfArray, isNdArray, tooManyMessages } from "../../common/tensor-codec";
 import { jsonInteger } from "../../common/exact-json";
 import type { AnyMessage, MessageSchema } from "./schema";
 import { castArray, declaredDatatype, protoName } from "./output-casting";
@@ -72,13 +72,27 @@ interface Reading {
   /** DecodeLimits.maxMessages, and the messages (tensors, map entries, nested messages) read so far. */
   maxMessages: number;
   messages: number;
-  /** A request's arrays: keys tesseract-core's array model lacks are refused (a runtime's answers are read as they come). */
+  /**
+   * A request's arrays, read as tesseract-core's array model reads them: keys it lacks are refused,
+   * and a dtype numpy would not cast `same_kind` to the declared one (a runtime's answers are read as they come).
+   */
   strictArrays: boolean;
 }
 
 /** One more message or map entry (as the gRPC decoder counts them), refused past the limit before it is converted. */
 function counted(reading: Reading, where: string): void {
   if (++reading.messages > reading.maxMessages) throw tooManyMessages(reading.maxMessages, where);
+}
+
+/**
+ * Refuses a request's array whose dtype numpy would not cast to the declared one under
+ * `same_kind` (float to an integer type, signed to unsigned, a number to bool), naming both.
+ */
+function refuseOtherKind(x: Record<string, unknown>, declared: DataType, where: string): void {
+  const dtype = typeof x.dtype === "string" && Object.hasOwn(NUMPY_DTYPES, x.dtype) ? NUMPY_DTYPES[x.dtype] : undefined;
+  if (dtype === undefined || castsSameKind(dtype, declared)) return;
+  const accepted = Object.keys(NUMPY_DTYPES).filter((name) => castsSameKind(NUMPY_DTYPES[name], declared));
+  throw invalidArgument(`${where}.dtype is ${shown(x.dtype)}, which is not cast to the declared dtype ${numpyDtype(declared)} (numpy's same_kind casting, as tesseract-core casts inputs); dtypes taken: ${accepted.join(", ")}`);
 }
 
 /** One JSON value of a field (element-wise for maps and lists). */
@@ -89,8 +103,11 @@ function fieldValue(field: protobuf.Field, v: unknown, where: string, reading: R
       if (!isPlainObject(x)) throw invalidArgument(`${w} is ${shown(x)}, expected an array object {"shape", "dtype", "data"}`);
       if (reading.strictArrays) refuseExtraArrayKeys(x, w);
       // Another dtype than the field declares is cast to it when every value survives, as
-      // tesseract-core accepts a castable dtype (numpy's integer points for FP64 ones).
+      // tesseract-core accepts a castable dtype (numpy's integer points for FP64 ones); a request's
+      // only when numpy casts it `same_kind`, as tesseract-core's model takes it (float64 values
+      // for an int32 field were taken when whole, where tesseract-core answers 422).
       const declared = reading.abstract ? undefined : declaredDatatype(field);
+      if (declared !== undefined && reading.strictArrays) refuseOtherKind(x, declared, w);
       return tensorFromArrayObject((declared === undefined ? x : castArray(x, declared, w)) as Record<string, unknown>, w, { abstract: reading.abstract });
     }
     if (field.resolvedType instanceof protobuf.Type) return plainMessage(field.resolvedType, x, w, reading);
