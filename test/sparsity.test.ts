@@ -719,6 +719,34 @@ describe("column grouping", () => {
       assert.equal(rows, 301);
     });
 
+    it("SPARSITY_MODE_DETECT with a pattern leaving a large block dense: more nonzeros than a verification may hold, so dense rows, saying so (every row was held: 4.3 GB at this n)", async () => {
+      // 2 001 × 2 001 dense entries: just over MAX_PATTERN_NONZEROS, which bounds the rows held until verified.
+      const m = 2001;
+      assert.ok(m * m > MAX_PATTERN_NONZEROS);
+      const request = {
+        inputs: sampleHeatInputs(m, 1),
+        inputPaths: ["initial_temperature", "diffusivity"],
+        outputPaths: ["final_temperature"],
+        sparsity: [{ output_path: "final_temperature", input_path: "diffusivity", output_index: [], input_index: [] }],
+        options: { sparsity_mode: DETECT },
+      };
+      const events: JacobianRowsEvent[] = [];
+      for await (const e of client.jacobianRows(request)) events.push(e);
+      const stats = events[events.length - 1].stats!;
+      assert.deepEqual(
+        [events[0].header!.nonzeros, events[0].header!.planned_evaluations, stats.apply_calls, stats.column_groups, stats.sparsity_source],
+        [0, 2 * (m + 1), 2 * (m + 1), m + 1, `request, more than ${MAX_PATTERN_NONZEROS} nonzeros to verify: dense`],
+      );
+      const { jacobian } = await assembleSparseJacobian(events);
+      const J = jacobian.final_temperature.initial_temperature;
+      const r = 0.45;
+      assert.equal(J.values.length, 3 * m - 2);
+      for (let j = 0; j < m; j++) {
+        for (let p = J.indptr[j]; p < J.indptr[j + 1]; p++) assert.ok(Math.abs(J.values[p] - (J.indices[p] === j ? 1 - 2 * r : r)) < 1e-9, `(${J.indices[p]}, ${j}): ${J.values[p]}`);
+      }
+      assert.equal(jacobian.final_temperature.diffusivity.values.length, 0);
+    });
+
     it("SPARSITY_MODE_DENSE streams dense rows (nonzeros 0) of the same Jacobian", async () => {
       const request = { inputs: sampleHeatInputs(200, 1), inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"] };
       const events: JacobianRowsEvent[] = [];
