@@ -14,7 +14,7 @@ import { Algorithm, Code, SparsityMode, startServer, type RunningServer } from "
 import { JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
 import { DetectedPatterns } from "../server/fd/detection";
 import { rowMessages } from "../server/grpc/rows-stream";
-import { buildStructure, MAX_PATTERN_NONZEROS, structureOf } from "../server/fd/sparsity";
+import { buildStructure, MAX_PATTERN_COLUMNS, MAX_PATTERN_NONZEROS, structureOf } from "../server/fd/sparsity";
 import { groupColumns } from "../server/fd/colouring";
 import { ROWS_PER_BATCH } from "../server/fd/rows";
 import { silentLogger } from "../server/log";
@@ -344,6 +344,35 @@ describe("column grouping", () => {
         (e: { code: number; message: string }) => e.code === Code.RESOURCE_EXHAUSTED && /^sparsity has 4000001 index pairs, more than the 4000000 a request may carry/.test(e.message),
       );
       await rejects(runtime.jacobian({ ...request, options: { sparsity_mode: 7 } }), Code.INVALID_ARGUMENT, /^options\.sparsity_mode: unknown sparsity mode 7; expected 0, 1 or 2/);
+    });
+  });
+
+  describe("patterns over a large input, for many outputs", () => {
+    const n = 100_000;
+    const keys = (count: number) => Array.from({ length: count }, (_, k) => `k${k}`);
+    const leaves = [{ path: "x", size: n }];
+
+    it("zero blocks (patterns without pairs) share their column pointers: 400 of them over 100 000 elements held 400 arrays of 100 001 (5 GB for 300 over 1 000 000, and the server fell over)", () => {
+      const outputs = keys(400).map((k) => ({ path: `named.{${k}}`, size: 1 }));
+      const patterns = outputs.map((o) => ({ output_path: o.path, input_path: "x", output_index: [], input_index: [] }));
+      const structure = buildStructure(patterns, leaves, outputs, { field: "sparsity", fromRequest: true });
+      assert.deepEqual([structure.heldValues, structure.nonzeros, structure.dense], [0, 0, false]);
+      assert.equal(structure.block(399, 0)!.starts, structure.block(0, 0)!.starts);
+      // All of it one group: every column touches nothing.
+      assert.equal(groupColumns(structure, Array.from({ length: n }, (_, index) => ({ leaf: 0, index })))!.length, 1);
+    });
+
+    it("patterns with pairs whose column pointers would pass MAX_PATTERN_COLUMNS: RESOURCE_EXHAUSTED naming the pattern, before they are built", async () => {
+      const runtime = new TesseractRuntime(require(path.join(POLYNOMIAL_DIR, "polynomial.js")).default, POLYNOMIAL_DIR);
+      const count = Math.floor(MAX_PATTERN_COLUMNS / (n + 1)) + 1;
+      const params = Object.fromEntries(keys(count).map((k) => [k, f64([1])]));
+      const sparsity = keys(count).map((k, j) => ({ output_path: `named.{${k}}`, input_path: "x", output_index: [0], input_index: [j] }));
+      const request = { inputs: { x: ndarray(new Float64Array(n).fill(0.5), [n]), y: f64([0.7], []), params, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: keys(count).map((k) => `named.{${k}}`) };
+      await rejects(
+        runtime.jacobian({ ...request, sparsity }),
+        Code.RESOURCE_EXHAUSTED,
+        new RegExp(`^sparsity\\[${count - 1}\\] \\(output_path "named\\.\\{k${count - 1}\\}", input_path "x"\\): sparsity's patterns with index pairs span ${count * (n + 1)} input elements so far, more than the ${MAX_PATTERN_COLUMNS} a request may carry`),
+      );
     });
   });
 
