@@ -93,7 +93,7 @@ class Layout {
     this.received = new Uint32Array(this.inputs.total);
     this.nonzeros = Number(header.nonzeros ?? 0);
     this.seen = new Uint8Array(this.inputs.total);
-    this.coverage = new RowCoverage(this.outputs.total);
+    this.coverage = new RowCoverage();
   }
 
   /** Bytes of the whole file: the header's, then O · I values. */
@@ -122,11 +122,10 @@ class Layout {
       if (slice.offset + slice.values.length > output.size) {
         throw dataLoss(`slice of ${slice.values.length} values at offset ${slice.offset} overruns output "${slice.output_path}" (${output.size} elements)`);
       }
-      this.coverage.mark(column, output.offset + slice.offset, slice.values.length, () => `row ${row.input_index} of "${row.input_path}", output "${slice.output_path}" at offset ${slice.offset}`);
+      this.coverage.mark(base, output.size, slice.offset, slice.values.length, () => `row ${row.input_index} of "${row.input_path}", output "${slice.output_path}" at offset ${slice.offset}`);
       this.received[column] += slice.values.length;
       this.total += slice.values.length;
       if (this.received[column] > this.outputs.total) throw dataLoss(`row ${row.input_index} of "${row.input_path}" received ${this.received[column]} values, more than its ${this.outputs.total}`);
-      if (this.received[column] === this.outputs.total) this.coverage.done(column);
       yield { position: this.dataStart + (base + slice.offset) * Float64Array.BYTES_PER_ELEMENT, values: slice.values };
     }
   }

@@ -50,36 +50,37 @@ function dataLoss(message: string): TesseractClientError {
 }
 
 /**
- * Which values of the dense rows in progress have arrived, so that a value sent twice is caught
+ * Which values of the dense slices in progress have arrived, so that a value sent twice is caught
  * where it lands: counting alone let a repeated slice stand in for a missing one, and the hole was
- * assembled as 0. Slices of a row may come in any order; a row's map goes once the row is whole,
+ * assembled as 0. Kept per row and output (a dense slice's block carries every value of its output
+ * in that row, whatever the other blocks): per row, a sparse stream's rows that mix dense and sparse
+ * slices never filled their maps, and each stayed, one of the row's length per row (538 MB for
+ * 23 200 rows of 23 201 values). Slices may come in any order; a map goes once its output is whole,
  * and rows come one after another, so few are open at once.
  */
 export class RowCoverage {
-  private readonly open = new Map<string | number, Uint8Array>();
-  /** A finished row's map, cleared for the next (a 23 200-value row's is 23 KB, every row). */
+  private readonly open = new Map<string | number, { seen: Uint8Array; count: number }>();
+  /** A finished map, cleared for the next of the same length (a 23 200-value output's is 23 KB, every row). */
   private spare?: Uint8Array;
 
-  constructor(private readonly rowLength: number) {}
-
-  /** Values [from, from + count) of row `key` (positions within the row, outputs in header order). */
-  mark(key: string | number, from: number, count: number, where: () => string): void {
-    let seen = this.open.get(key);
-    if (!seen) {
-      seen = this.spare?.fill(0) ?? new Uint8Array(this.rowLength);
-      this.spare = undefined;
-      this.open.set(key, seen);
+  /** Values [from, from + count) of the `length` values under `key` (one output of one row); its map goes once all have arrived. */
+  mark(key: string | number, length: number, from: number, count: number, where: () => string): void {
+    let entry = this.open.get(key);
+    if (!entry) {
+      const seen = this.spare?.length === length ? this.spare.fill(0) : new Uint8Array(length);
+      if (seen === this.spare) this.spare = undefined;
+      this.open.set(key, (entry = { seen, count: 0 }));
     }
+    const { seen } = entry;
     for (let i = from; i < from + count; i++) {
-      if (seen[i]) throw dataLoss(`${where()}: a value arrived twice (its row's value ${i})`);
+      if (seen[i]) throw dataLoss(`${where()}: a value arrived twice (value ${i} of that output)`);
       seen[i] = 1;
     }
-  }
-
-  /** The row is whole: its map is no longer needed. */
-  done(key: string | number): void {
-    this.spare = this.open.get(key) ?? this.spare;
-    this.open.delete(key);
+    entry.count += count;
+    if (entry.count === length) {
+      this.open.delete(key);
+      this.spare = seen;
+    }
   }
 }
 
@@ -125,8 +126,6 @@ interface InputInfo {
 interface OutputInfo {
   shape: number[];
   size: number;
-  /** Where its values start within a dense row (outputs in header order). */
-  start: number;
 }
 
 /** Where one slice value lands: output element `outputIndex` of row `inputIndex` of an (output, input) block. */
@@ -176,7 +175,7 @@ class StreamCheck {
     this.header = header;
     for (const o of header.outputs) {
       if (this.outputs.has(o.path)) throw dataLoss(`output "${o.path}" appears twice in the header`);
-      this.outputs.set(o.path, { shape: o.shape.slice(), size: checkedSize(o.shape, `output "${o.path}"`), start: this.rowLength });
+      this.outputs.set(o.path, { shape: o.shape.slice(), size: checkedSize(o.shape, `output "${o.path}"`) });
       this.rowLength += elementCount(o.shape);
     }
     let rows = 0;
@@ -211,14 +210,13 @@ class StreamCheck {
         if (offset + values.length > output.size) {
           throw dataLoss(`slice of ${values.length} values at offset ${offset} overruns output "${slice.output_path}" (${output.size} elements)`);
         }
-        this.coverage ??= new RowCoverage(this.rowLength);
-        this.coverage.mark(`${input_path}\u0000${input_index}`, output.start + offset, values.length, () => `row ${input_index} of "${input_path}", output "${slice.output_path}" at offset ${offset}`);
+        this.coverage ??= new RowCoverage();
+        this.coverage.mark(`${input_path}\u0000${input_index}\u0000${slice.output_path}`, output.size, offset, values.length, () => `row ${input_index} of "${input_path}", output "${slice.output_path}" at offset ${offset}`);
         place(slice, (k) => offset + k, output, input);
       }
       input.received[input_index] += values.length;
       this.total += values.length;
     }
-    if (input.received[input_index] === this.rowLength) this.coverage?.done(`${input_path}\u0000${input_index}`);
     if (this.sparse && this.total > Number(this.header.nonzeros)) {
       throw dataLoss(`the rows carry more than the ${this.header.nonzeros} structural nonzeros the header announces (a row or slice twice?)`);
     }

@@ -14,8 +14,9 @@ import { Algorithm, Code, SparsityMode, startServer, type RunningServer } from "
 import { JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
 import { DetectedPatterns } from "../server/fd/detection";
 import { rowMessages } from "../server/grpc/rows-stream";
-import { buildStructure, MAX_PATTERN_NONZEROS, structureOf } from "../server/fd/sparsity";
+import { buildStructure, MAX_PATTERN_COLUMNS, MAX_PATTERN_NONZEROS, structureOf } from "../server/fd/sparsity";
 import { groupColumns } from "../server/fd/colouring";
+import { ROWS_PER_BATCH } from "../server/fd/rows";
 import { silentLogger } from "../server/log";
 import { TesseractRuntime, type JacobianEntry } from "../server/runtime";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
@@ -346,6 +347,35 @@ describe("column grouping", () => {
     });
   });
 
+  describe("patterns over a large input, for many outputs", () => {
+    const n = 100_000;
+    const keys = (count: number) => Array.from({ length: count }, (_, k) => `k${k}`);
+    const leaves = [{ path: "x", size: n }];
+
+    it("zero blocks (patterns without pairs) share their column pointers: 400 of them over 100 000 elements held 400 arrays of 100 001 (5 GB for 300 over 1 000 000, and the server fell over)", () => {
+      const outputs = keys(400).map((k) => ({ path: `named.{${k}}`, size: 1 }));
+      const patterns = outputs.map((o) => ({ output_path: o.path, input_path: "x", output_index: [], input_index: [] }));
+      const structure = buildStructure(patterns, leaves, outputs, { field: "sparsity", fromRequest: true });
+      assert.deepEqual([structure.heldValues, structure.nonzeros, structure.dense], [0, 0, false]);
+      assert.equal(structure.block(399, 0)!.starts, structure.block(0, 0)!.starts);
+      // All of it one group: every column touches nothing.
+      assert.equal(groupColumns(structure, Array.from({ length: n }, (_, index) => ({ leaf: 0, index })))!.length, 1);
+    });
+
+    it("patterns with pairs whose column pointers would pass MAX_PATTERN_COLUMNS: RESOURCE_EXHAUSTED naming the pattern, before they are built", async () => {
+      const runtime = new TesseractRuntime(require(path.join(POLYNOMIAL_DIR, "polynomial.js")).default, POLYNOMIAL_DIR);
+      const count = Math.floor(MAX_PATTERN_COLUMNS / (n + 1)) + 1;
+      const params = Object.fromEntries(keys(count).map((k) => [k, f64([1])]));
+      const sparsity = keys(count).map((k, j) => ({ output_path: `named.{${k}}`, input_path: "x", output_index: [0], input_index: [j] }));
+      const request = { inputs: { x: ndarray(new Float64Array(n).fill(0.5), [n]), y: f64([0.7], []), params, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: keys(count).map((k) => `named.{${k}}`) };
+      await rejects(
+        runtime.jacobian({ ...request, sparsity }),
+        Code.RESOURCE_EXHAUSTED,
+        new RegExp(`^sparsity\\[${count - 1}\\] \\(output_path "named\\.\\{k${count - 1}\\}", input_path "x"\\): sparsity's patterns with index pairs span ${count * (n + 1)} input elements so far, more than the ${MAX_PATTERN_COLUMNS} a request may carry`),
+      );
+    });
+  });
+
   describe("detection (SPARSITY_MODE_DETECT)", () => {
     /**
      * f_i = x_i^3 (diagonal) while x[0] < 1; beyond, f_i also moves with x[n-1]: a structure that
@@ -555,6 +585,37 @@ describe("column grouping", () => {
     });
   });
 
+  it("a column group of many columns streams its rows a slice at a time (a diagonal of 300 000 made every row at once: 420 MB, out of memory under a 160 MB heap)", async () => {
+    const runtime = new TesseractRuntime(require(path.join(POLYNOMIAL_DIR, "polynomial.js")).default, POLYNOMIAL_DIR);
+    const n = 3 * ROWS_PER_BATCH + 5;
+    const x = Float64Array.from({ length: n }, (_, i) => 0.5 + i / n);
+    const y = 0.7;
+    const all = Uint32Array.from({ length: n }, (_, i) => i);
+    // Central: f(x) for the output shapes (no abstractEval), then one pair; forward: f(x) remembered from then, one evaluation.
+    for (const [algorithm, calls, tolerance] of [[CENTRAL, 1 + 2, 1e-8], [FORWARD, 1, 1e-4]] as const) {
+      const stream = runtime.jacobianRows({
+        inputs: { x: ndarray(x, [n]), y: f64([y], []), params: {}, blocks: [], mode: "" },
+        inputPaths: ["x"],
+        outputPaths: ["f"],
+        sparsity: [{ output_path: "f", input_path: "x", output_index: all, input_index: all }],
+        options: { algorithm },
+      });
+      let rows = 0;
+      for await (const batch of stream.batches) {
+        assert.ok(batch.length <= ROWS_PER_BATCH, `a batch of ${batch.length} rows`);
+        for (const row of batch) {
+          rows++;
+          const j = row.inputIndex;
+          // d f_j / d x_j = 3 x_j^2 + y cos x_j, at index j alone.
+          assert.deepEqual(Array.from(row.indices![0]!), [j]);
+          assert.ok(Math.abs(row.values[0][0] - (3 * x[j] ** 2 + y * Math.cos(x[j]))) < tolerance, `row ${j}: ${row.values[0][0]}`);
+        }
+      }
+      const stats = stream.stats();
+      assert.deepEqual([rows, stats.apply_calls, stats.column_groups, stats.sparsity_source], [n, calls, 1, "request"]);
+    }
+  });
+
   it("a structure met again (by content) reuses its grouping; another structure or a subset of columns is coloured afresh", () => {
     const tridiagonal = (n: number, band = 1) => {
       const pairs: [number, number][] = [];
@@ -717,6 +778,34 @@ describe("column grouping", () => {
         assert.deepEqual(values[0], Float64Array.from({ length: 300 }, (_, i) => block.data[i * size + input_index]));
       }
       assert.equal(rows, 301);
+    });
+
+    it("SPARSITY_MODE_DETECT with a pattern leaving a large block dense: more nonzeros than a verification may hold, so dense rows, saying so (every row was held: 4.3 GB at this n)", async () => {
+      // 2 001 × 2 001 dense entries: just over MAX_PATTERN_NONZEROS, which bounds the rows held until verified.
+      const m = 2001;
+      assert.ok(m * m > MAX_PATTERN_NONZEROS);
+      const request = {
+        inputs: sampleHeatInputs(m, 1),
+        inputPaths: ["initial_temperature", "diffusivity"],
+        outputPaths: ["final_temperature"],
+        sparsity: [{ output_path: "final_temperature", input_path: "diffusivity", output_index: [], input_index: [] }],
+        options: { sparsity_mode: DETECT },
+      };
+      const events: JacobianRowsEvent[] = [];
+      for await (const e of client.jacobianRows(request)) events.push(e);
+      const stats = events[events.length - 1].stats!;
+      assert.deepEqual(
+        [events[0].header!.nonzeros, events[0].header!.planned_evaluations, stats.apply_calls, stats.column_groups, stats.sparsity_source],
+        [0, 2 * (m + 1), 2 * (m + 1), m + 1, `request, more than ${MAX_PATTERN_NONZEROS} nonzeros to verify: dense`],
+      );
+      const { jacobian } = await assembleSparseJacobian(events);
+      const J = jacobian.final_temperature.initial_temperature;
+      const r = 0.45;
+      assert.equal(J.values.length, 3 * m - 2);
+      for (let j = 0; j < m; j++) {
+        for (let p = J.indptr[j]; p < J.indptr[j + 1]; p++) assert.ok(Math.abs(J.values[p] - (J.indices[p] === j ? 1 - 2 * r : r)) < 1e-9, `(${J.indices[p]}, ${j}): ${J.values[p]}`);
+      }
+      assert.equal(jacobian.final_temperature.diffusivity.values.length, 0);
     });
 
     it("SPARSITY_MODE_DENSE streams dense rows (nonzeros 0) of the same Jacobian", async () => {

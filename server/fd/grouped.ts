@@ -25,8 +25,11 @@ import {
   extrapolate,
   checkRow,
   rowNoise,
+  rowsOf,
+  ROWS_PER_BATCH,
   stencilRounding,
   type CentralDifference,
+  type LazyRows,
   type Row,
 } from "./rows";
 import type { Structure } from "./sparsity";
@@ -72,8 +75,22 @@ function row(column: Column, values: Float64Array[], indices: (Uint32Array | und
 }
 
 /** The rows of each group by `task`, as many groups in flight as the evaluator can use (chunkedRows), each row checked finite. */
-function perGroup(problem: Problem, groups: readonly Column[][], evaluationsPerGroup: number, task: (group: readonly Column[]) => Promise<Row[]>): AsyncGenerator<readonly Row[]> {
-  return chunkedRows(problem, groups, evaluationsPerGroup, async (chunk) => (await Promise.all(chunk.map(task))).flat().map((r) => checkRow(problem, r)));
+function perGroup(problem: Problem, groups: readonly Column[][], evaluationsPerGroup: number, task: (group: readonly Column[]) => Promise<Row[] | LazyRows>): AsyncGenerator<readonly Row[]> {
+  return chunkedRows(problem, groups, evaluationsPerGroup, async (chunk) => {
+    const parts = await Promise.all(chunk.map(task));
+    if (parts.every((p) => Array.isArray(p))) return (parts as Row[][]).flat().map((r) => checkRow(problem, r));
+    // A large group's rows are made on demand: the chunk's parts in order, each row checked as it is made.
+    const starts = [0];
+    for (const p of parts) starts.push(starts[starts.length - 1] + (Array.isArray(p) ? p.length : p.count));
+    return {
+      count: starts[parts.length],
+      slice: (from: number, to: number) =>
+        parts.flatMap((p, k) => {
+          const [a, b] = [Math.max(from, starts[k]) - starts[k], Math.min(to, starts[k + 1]) - starts[k]];
+          return a >= b ? [] : (Array.isArray(p) ? p.slice(a, b) : p.slice(a, b)).map((r) => checkRow(problem, r));
+        }),
+    };
+  });
 }
 
 /**
@@ -97,12 +114,20 @@ function centralGroups(problem: Problem, steps: StepRule, groups: readonly Colum
         }),
       ),
     ]);
-    const rows = shared.flatMap((group, k) => {
-      const s = split(group);
+    // Row t of the chunk: member j of shared group k, then the lone rows; made on demand where they are many (rowsOf).
+    const splits = shared.map((group) => split(group));
+    const starts = [0];
+    for (const group of shared) starts.push(starts[starts.length - 1] + group.length);
+    const inGroups = starts[shared.length];
+    let k = 0;
+    return rowsOf(inGroups + loneRows.length, (t) => {
+      if (t >= inGroups) return checkRow(problem, loneRows[t - inGroups]);
+      if (t < starts[k]) k = 0;
+      while (t >= starts[k + 1]) k++;
+      const j = t - starts[k];
       const [plus, minus] = points[k];
-      return group.map((c, j) => row(c, s.scaled(j, differences[k], plus.points[j] - minus.points[j]), s.cells(j)));
+      return checkRow(problem, row(shared[k][j], splits[k].scaled(j, differences[k], plus.points[j] - minus.points[j]), splits[k].cells(j)));
     });
-    return [...rows, ...loneRows].map((r) => checkRow(problem, r));
   });
 }
 
@@ -124,14 +149,19 @@ interface Splitter {
 }
 
 function splitter(problem: Problem, structure: Structure, group: readonly Column[]): Splitter {
-  let cells: (Uint32Array | undefined)[][] | undefined;
+  let aligned: Structure | undefined;
+  // Kept for a group of few columns; a large one's rows are made a slice at a time (rowsOf), and so are their cells.
+  const cells: (Uint32Array | undefined)[][] | undefined = group.length <= ROWS_PER_BATCH ? [] : undefined;
   const notes: (string | undefined)[] = [];
   const cellsOf = (k: number) => {
-    if (cells) return cells[k];
+    const known = cells?.[k];
+    if (known) return known;
     // The outputs are known once the group's first evaluation returned.
-    const aligned = structure.alignedTo(problem.outputs!);
-    cells = group.map((c) => aligned.outputs.map((_, o) => aligned.cells(o, c.leaf, c.index)));
-    return cells[k];
+    const a = (aligned ??= structure.alignedTo(problem.outputs!));
+    const { leaf, index } = group[k];
+    const found = a.outputs.map((_, o) => a.cells(o, leaf, index));
+    if (cells) cells[k] = found;
+    return found;
   };
   return {
     cells: cellsOf,
@@ -275,7 +305,7 @@ function forwardGroups(problem: Problem, steps: StepRule, groups: readonly Colum
     const fPlus = await problem.evaluate(plus.changes, () => `${groupName(problem, group)} ${group.length === 1 && sides[0] < 0 ? "-" : "+"} h`);
     const s = split(group);
     const step = (k: number) => plus.points[k] - problem.leaves[group[k].leaf].data[group[k].index];
-    if (group.length > 1) return group.map((c, k) => row(c, s.quotient(k, fPlus, base, step(k)), s.cells(k)));
+    if (group.length > 1) return rowsOf(group.length, (k) => row(group[k], s.quotient(k, fPlus, base, step(k)), s.cells(k)));
     // A lone element (one near a bound among them): its quotient over whole outputs, as centralGroups'.
     const full = fPlus.map((p, o) => p.map((v, i) => (v - base[o][i]) / step(0)));
     return [{ ...row(group[0], s.gather(0, full), s.cells(0)), unstructured: s.outside(0, full) }];

@@ -211,12 +211,41 @@ export class ChunkSizer {
  * worker busy; inline, about INLINE_CHUNK_MS of items (a call per item cost cheap applies as much
  * again as their evaluations). Rows come in the batches they complete in.
  */
-export async function* chunkedRows<T>(problem: Problem, items: readonly T[], evaluationsPerItem: number, task: (chunk: readonly T[]) => Promise<Row[]>): AsyncGenerator<readonly Row[]> {
+export async function* chunkedRows<T>(problem: Problem, items: readonly T[], evaluationsPerItem: number, task: (chunk: readonly T[]) => Promise<Row[] | LazyRows>): AsyncGenerator<readonly Row[]> {
   const sizer = new ChunkSizer(problem, evaluationsPerItem);
   const size = () => (problem.takesPairs ? sizer.size() : 1);
   const chunks = new ChunkWindow(items.length, evaluationsPerItem, size, () => problem.concurrency);
   const chunkRows = () => chunks.take((from, to) => sizer.timed(to - from, () => task(items.slice(from, to))));
-  for await (const done of completed(chunks.more, chunks.window, chunkRows)) yield done.length === 1 ? done[0] : done.flat();
+  for await (const done of completed(chunks.more, chunks.window, chunkRows)) {
+    if (done.every((d) => Array.isArray(d))) {
+      yield done.length === 1 ? (done[0] as Row[]) : (done as Row[][]).flat();
+      continue;
+    }
+    for (const d of done) {
+      if (Array.isArray(d)) yield d;
+      else for (let from = 0; from < d.count; from += ROWS_PER_BATCH) yield d.slice(from, Math.min(d.count, from + ROWS_PER_BATCH));
+    }
+  }
+}
+
+/** The most rows made at once from one chunk's evaluations (a column group's may be many: LazyRows). */
+export const ROWS_PER_BATCH = 4096;
+
+/**
+ * A chunk's rows made on demand, ROWS_PER_BATCH at a time, from the evaluations it keeps (whole
+ * outputs): a column group of many columns made every row at once, 300 000 rows of a diagonal
+ * (466 MB in a server streaming them).
+ */
+export interface LazyRows {
+  count: number;
+  /** Rows [from, to), each checked finite. */
+  slice(from: number, to: number): Row[];
+}
+
+/** Rows `at(t)` for t < count, all at once where there are few, else on demand (LazyRows). */
+export function rowsOf(count: number, at: (t: number) => Row): Row[] | LazyRows {
+  if (count <= ROWS_PER_BATCH) return Array.from({ length: count }, (_, t) => at(t));
+  return { count, slice: (from: number, to: number) => Array.from({ length: to - from }, (_, t) => at(from + t)) };
 }
 
 /**

@@ -12,7 +12,7 @@ import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
 import { PROBE_POINTS } from "./noise";
 import { effectiveAlgorithm, plannedEvaluations, usesBase } from "./rows";
-import { structureOf, type Extent, type SparsityPattern, type Structure } from "./sparsity";
+import { MAX_PATTERN_NONZEROS, structureOf, type Extent, type SparsityPattern, type Structure } from "./sparsity";
 
 /** Where a request's structure may come from. */
 export interface SparsitySources {
@@ -28,6 +28,13 @@ export interface SparsitySources {
 
 /** EvaluationStats.sparsity_source after a failed verification: the structure's source, then this. */
 export const FAILED_VERIFICATION = ", failed verification: dense";
+
+/**
+ * EvaluationStats.sparsity_source for a structure too large to verify: the verification holds every
+ * grouped row until it passes, and a structure with a dense block of a large output would have
+ * held the whole Jacobian (a stream's rows, bounded otherwise, held 4.3 GB for heat at n = 23 200).
+ */
+export const TOO_LARGE_TO_VERIFY = `, more than ${MAX_PATTERN_NONZEROS} nonzeros to verify: dense`;
 
 export class SparsityPlan {
   /** The structure grouped by; undefined: dense. */
@@ -154,10 +161,13 @@ export async function planSparsity(problem: Problem, options: ResolvedOptions, s
 
 /**
  * A structure under SPARSITY_MODE_DETECT: verified where its grouping saves evaluations, else
- * dropped (dense: what it saves is not worth its verification). Whether it is verified.
+ * dropped (dense: what it saves is not worth its verification); dropped too where its rows, held
+ * until verified, would exceed MAX_PATTERN_NONZEROS values. Whether it is verified.
  */
 function verifyOrDense(plan: SparsityPlan): boolean {
   if (plan.columnGroups >= plan.columns) Object.assign(plan, { structure: undefined, groups: undefined, source: "" });
+  // The rows held until verified are the structure's nonzeros (a dense block's every entry): bounded as a detected structure is.
+  else if (plan.nonzeros > MAX_PATTERN_NONZEROS) Object.assign(plan, { structure: undefined, groups: undefined, source: plan.source + TOO_LARGE_TO_VERIFY });
   else plan.verify = true;
   return plan.verify;
 }

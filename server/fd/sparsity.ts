@@ -28,6 +28,14 @@ export const AS_PREDICTED = " (the output's shape as the Tesseract's abstractEva
  */
 export const MAX_PATTERN_NONZEROS = 4_000_000;
 
+/**
+ * Most column pointers the sparse blocks of one structure may hold: a block with pairs keeps one per
+ * element of its input (4 bytes each, and as many again while it is built), so some 128 MB while
+ * built. A block without pairs (a zero block) shares one array of zeros per input and counts none.
+ * Uncounted, 300 patterns over a 1 000 000-element input took a server past 5 GB.
+ */
+export const MAX_PATTERN_COLUMNS = 16_000_000;
+
 /** One sparse block: for input element j, its output indices are rows[starts[j] .. starts[j + 1]), ascending. */
 export interface SparseBlock {
   starts: Uint32Array;
@@ -68,9 +76,14 @@ export class Structure {
     return n;
   }
 
-  /** Entries the sparse blocks hold (what the structure costs in memory, 4 bytes each). */
+  /** Entries the sparse blocks hold (4 bytes each). */
   get storedEntries(): number {
     return this.blocks.reduce((n, row) => row.reduce((m, b) => m + (b?.rows.length ?? 0), n), 0);
+  }
+
+  /** What the structure costs in memory, in 4-byte values: its entries and the column pointers of its blocks with pairs (zero blocks share theirs). */
+  get heldValues(): number {
+    return this.blocks.reduce((n, row) => row.reduce((m, b) => m + (b ? b.rows.length + (b.rows.length ? b.starts.length : 0) : 0), n), 0);
   }
 
   /** Whether every block is dense (no pattern applies). */
@@ -87,7 +100,8 @@ export class Structure {
       for (const row of this.blocks) {
         for (const block of row) {
           hash.update(block ? `|${block.starts.length},${block.rows.length}|` : "|dense|");
-          if (block) hash.update(block.starts).update(block.rows);
+          // A zero block's pointers are all 0: its sizes say everything.
+          if (block?.rows.length) hash.update(block.starts).update(block.rows);
         }
       }
       this.digest = hash.digest("base64");
@@ -138,12 +152,16 @@ export interface PatternSource {
 /**
  * The structure the patterns describe for these leaves and outputs. Refused: a pattern for a pair
  * that is not requested (the request's; a declaration's are skipped), the same pair twice, index
- * lists of different lengths, an index out of range, more than MAX_PATTERN_NONZEROS pairs.
+ * lists of different lengths, an index out of range, more than MAX_PATTERN_NONZEROS pairs, more
+ * than MAX_PATTERN_COLUMNS column pointers.
  */
 export function buildStructure(patterns: readonly SparsityPattern[], leaves: readonly Extent[], outputs: readonly Extent[], source: PatternSource): Structure {
   const refuse = (message: string) => (source.fromRequest ? invalidArgument(message) : new TesseractError(Code.INTERNAL, message));
   const blocks: (SparseBlock | undefined)[][] = outputs.map(() => leaves.map(() => undefined));
   const seen = new Map<string, number>();
+  /** Per leaf, the column pointers every zero block of it shares; and the pointers the other blocks hold. */
+  const zeroBlocks = new Map<number, SparseBlock>();
+  let pointers = 0;
   const total = patterns.reduce((n, p) => n + (p.output_index?.length ?? 0), 0);
   if (total > MAX_PATTERN_NONZEROS) {
     throw new TesseractError(Code.RESOURCE_EXHAUSTED, `${source.field} has ${total} index pairs, more than the ${MAX_PATTERN_NONZEROS} a request may carry; leave dense blocks out rather than listing every entry`);
@@ -163,6 +181,19 @@ export function buildStructure(patterns: readonly SparsityPattern[], leaves: rea
     seen.set(pair, k);
     const [rows, columns] = [pattern.output_index ?? [], pattern.input_index ?? []];
     if (rows.length !== columns.length) throw refuse(`${where}: output_index has ${rows.length} entries and input_index ${columns.length}; expected pairs (the same number of each)`);
+    if (rows.length === 0) {
+      let zero = zeroBlocks.get(l);
+      if (!zero) zeroBlocks.set(l, (zero = { starts: new Uint32Array(leaves[l].size + 1), rows: new Uint32Array(0) }));
+      blocks[o][l] = zero;
+      return;
+    }
+    pointers += leaves[l].size + 1;
+    if (pointers > MAX_PATTERN_COLUMNS) {
+      throw new TesseractError(
+        Code.RESOURCE_EXHAUSTED,
+        `${where}: ${source.field}'s patterns with index pairs span ${pointers} input elements so far, more than the ${MAX_PATTERN_COLUMNS} a request may carry (each counts every element of its input_path); give fewer (output, input) blocks a pattern, or ask for fewer outputs per request`,
+      );
+    }
     blocks[o][l] = sparseBlock(rows, columns, outputs[o], leaves[l], (message) => refuse(`${where}: ${message}`));
   });
   return new Structure(leaves, outputs, blocks);
@@ -180,7 +211,7 @@ export function structureOf(patterns: readonly SparsityPattern[], leaves: readon
   return structure;
 }
 
-const recentStructures = new LRUCache<string, Structure>({ max: 16, maxSize: MAX_PATTERN_NONZEROS, sizeCalculation: (s) => Math.max(1, s.storedEntries) });
+const recentStructures = new LRUCache<string, Structure>({ max: 16, maxSize: 2 * MAX_PATTERN_NONZEROS, sizeCalculation: (s) => Math.max(1, s.heldValues) });
 
 /** A digest of everything buildStructure reads: the extents, the source, and each pattern's paths and indices (as numbers, as flatIndex reads them). */
 function patternsKey(patterns: readonly SparsityPattern[], leaves: readonly Extent[], outputs: readonly Extent[], source: PatternSource): string {
