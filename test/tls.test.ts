@@ -113,6 +113,35 @@ describe("TLS", () => {
     }
   });
 
+  it("a running server closes a connection whose TLS handshake has not finished within silentConnectionMs (nothing sent, or half a ClientHello), gRPC and REST ports, as a silent plaintext one; finished handshakes stay", async () => {
+    const net = await import("node:net");
+    const server = await serve({ tls: SERVER, silentConnectionMs: 300, httpPort: 0 });
+    try {
+      const ports = [server.port, server.httpPort!];
+      const sockets = ports.flatMap((port) => [Buffer.alloc(0), Buffer.from([0x16, 0x03, 0x01])].map((bytes) => ({ port, bytes }))).map(({ port, bytes }) => {
+        const socket = net.connect(port, "127.0.0.1", () => socket.write(bytes));
+        socket.on("error", () => {}).resume(); // read, so that the server's FIN is seen
+        return socket;
+      });
+      // They stayed for Node's 2 minutes: the test's timeout.
+      await Promise.all(sockets.map((socket) => new Promise((resolve) => socket.on("close", resolve))));
+      // A connection whose handshake finished (and that speaks HTTP/2) is not closed: watched for three times the silence.
+      const http2 = await import("node:http2");
+      const session = http2.connect(`https://localhost:${server.port}`, { ca: CA });
+      try {
+        let closed = false;
+        session.on("close", () => (closed = true)).on("error", () => {});
+        await new Promise((resolve) => session.once("connect", resolve));
+        await new Promise<void>((resolve) => setTimeout(resolve, 900).unref());
+        assert.equal(closed, false, "a connection whose handshake finished was closed");
+      } finally {
+        session.destroy();
+      }
+    } finally {
+      await server.close(0);
+    }
+  });
+
   describe("mutual TLS", () => {
     let server: RunningServer;
     let serving: Record<string, unknown>;

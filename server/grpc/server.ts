@@ -18,9 +18,9 @@ import { refuseCompressedFlagWithoutEncoding } from "./compressed-flag";
 import { refuseMalformedTimeouts } from "./timeout-header";
 import { dropMessagesAfterEnd } from "./ended-stream";
 import { sendFramedMessagesAsTheyAre } from "./framed-messages";
-import { watchHttp2Sessions } from "./http2-sessions";
+import { watchHttp2Servers, watchHttp2Sessions } from "./http2-sessions";
 import { ServerSockets } from "./server-sockets";
-import { closeSilentConnections, SILENT_CONNECTION_MS } from "./silent-connections";
+import { closeSilentConnections, closeSilentHandshakes, SILENT_CONNECTION_MS } from "./silent-connections";
 import { closeBeforeResetGuard } from "./stream-resets";
 import { endStalledStreams, HELD_MESSAGES_PER_LIMIT } from "./stalled-streams";
 import { quoteUnknownMethods } from "./unknown-methods";
@@ -258,7 +258,8 @@ function guardedGrpcServer(options: ServeOptions, calls: CallRegistry, tokens: B
     }),
   );
   const stalled = endStalledStreams(HELD_MESSAGES_PER_LIMIT * maxMessageBytes, options.streamStallMs ?? DEFAULTS.streamStallMs, (why) => log.warn({ why }, "a stream ended"), takesRequestStream(server, log));
-  if (!watchHttp2Sessions(server, closeBeforeResetGuard, closeSilentConnections(options.silentConnectionMs ?? SILENT_CONNECTION_MS), stalled)) {
+  const silentMs = options.silentConnectionMs ?? SILENT_CONNECTION_MS;
+  if (!watchHttp2Sessions(server, closeBeforeResetGuard, closeSilentConnections(silentMs), stalled) || !watchHttp2Servers(server, closeSilentHandshakes(silentMs))) {
     log.warn("this grpc-js has no createHttp2Server to wrap: a connection that cancels ~1000 calls is ended, and its other calls fail; a silent one is kept, and so are the bytes of streams that stall");
   }
   if (!quoteUnknownMethods(server)) log.warn("this grpc-js has no _respondWithError to wrap: a call to an unknown method is answered with its whole path");
@@ -374,7 +375,7 @@ async function serveRuntime(runtime: TesseractRuntime, options: ServeOptions, { 
   const rest =
     options.httpPort === undefined
       ? undefined
-      : await optional.rest().startRestServer({ runtime, calls, host, port: options.httpPort, maxMessageBytes, tokens, authHealth: options.authHealth, tls: options.tls }).catch((e: Error) => {
+      : await optional.rest().startRestServer({ runtime, calls, host, port: options.httpPort, maxMessageBytes, tokens, authHealth: options.authHealth, tls: options.tls, silentConnectionMs: options.silentConnectionMs }).catch((e: Error) => {
           throw new Error(`the REST API could not listen on ${formatAddress(host, options.httpPort!)}: ${e.message}`);
         });
   log.info({ tesseract: runtime.definition.name, host, port, httpPort: rest?.port, streamChunkBytes, maxMessageBytes, workers: options.workers ?? "auto", replicas: options.replicas, tls: tlsMode(options.tls), metricsPort: metrics?.port }, "serving");

@@ -4,9 +4,11 @@
  * likes, and enough of them refuse every new client. A connection whose client has not sent its
  * SETTINGS (the preface's frame) within SILENT_CONNECTION_MS (ServeOptions.silentConnectionMs) is
  * closed. A session watcher (http2-sessions.ts); over TLS the session starts after the handshake,
- * which Node times itself.
+ * which closeSilentHandshakes bounds likewise.
  */
-import type { SessionWatcher } from "./http2-sessions";
+import * as tls from "node:tls";
+import type { Socket } from "node:net";
+import type { Http2ServerWatcher, SessionWatcher } from "./http2-sessions";
 
 /** How long a connection may stay silent before its first frame, by default. */
 export const SILENT_CONNECTION_MS = 10_000;
@@ -17,5 +19,35 @@ export function closeSilentConnections(ms: number): SessionWatcher {
     const timer = setTimeout(() => session.destroy(), ms).unref();
     session.once("remoteSettings", () => clearTimeout(timer));
     session.once("close", () => clearTimeout(timer));
+  };
+}
+
+/**
+ * Over TLS, a connection whose handshake has not finished within `ms` is closed: Node gives a
+ * handshake 2 minutes (grpc-js sets no handshakeTimeout), and a peer that sent nothing, or half a
+ * ClientHello, held its socket that long. An http2 server watcher (http2-sessions.ts). Node pairs a
+ * TCP socket with its TLS socket internally only: here they are paired by their remote address and
+ * port, which no two open connections share.
+ */
+export function closeSilentHandshakes(ms: number): Http2ServerWatcher {
+  return (server) => {
+    if (!(server instanceof tls.Server)) return;
+    const pending = new Map<string, NodeJS.Timeout>();
+    const peer = (socket: Socket) => `${socket.remoteAddress}|${socket.remotePort}`;
+    const forget = (key: string, timer: NodeJS.Timeout) => {
+      clearTimeout(timer);
+      if (pending.get(key) === timer) pending.delete(key);
+    };
+    server.on("connection", (socket: Socket) => {
+      const key = peer(socket);
+      const timer = setTimeout(() => (forget(key, timer), socket.destroy()), ms).unref();
+      pending.set(key, timer);
+      socket.once("close", () => forget(key, timer));
+    });
+    server.on("secureConnection", (socket: tls.TLSSocket) => {
+      const key = peer(socket);
+      const timer = pending.get(key);
+      if (timer) forget(key, timer);
+    });
   };
 }

@@ -19,6 +19,7 @@ import { decodeTensor, tooManyMessages } from "../../common/tensor-codec";
 import type { CallRegistry, TrackedCall } from "../grpc/calls";
 import type { ServerTls } from "../grpc/tls";
 import { ServerSockets } from "../grpc/server-sockets";
+import { SILENT_CONNECTION_MS } from "../grpc/silent-connections";
 import type { GradientRequest, TesseractRuntime } from "../runtime";
 import type { AbstractEvalAnswer } from "../tesseract";
 import { parsePath } from "../../common/paths";
@@ -45,6 +46,8 @@ export interface RestServerOptions {
   /** Health checks need a token too. */
   authHealth?: boolean;
   tls?: ServerTls;
+  /** How long a TLS handshake may take (the gRPC port's silentConnectionMs). */
+  silentConnectionMs?: number;
 }
 
 export interface RestServer {
@@ -217,7 +220,8 @@ function createApp(options: RestServerOptions): FastifyInstance {
     frameworkErrors: (error: Error & { code?: string }, _request: unknown, reply: { code(n: number): { type(t: string): { send(body: unknown): void } } }) =>
       error.code === "FST_ERR_BAD_URL" ? reply.code(404).type("application/json").send({ detail: "Not Found" }) : reply.code(400).type("application/json").send({ detail: "Bad Request" }),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true } },
-    ...(options.tls ? { https: { connectionsCheckingInterval: CONNECTIONS_CHECKING_MS, cert: options.tls.cert, key: options.tls.key, ...(options.tls.clientCa ? { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) } } : {}),
+    // A handshake not finished within the gRPC port's silence is given up (Node's default: 2 minutes).
+    ...(options.tls ? { https: { connectionsCheckingInterval: CONNECTIONS_CHECKING_MS, handshakeTimeout: options.silentConnectionMs ?? SILENT_CONNECTION_MS, cert: options.tls.cert, key: options.tls.key, ...(options.tls.clientCa ? { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) } } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
   app.setErrorHandler((error: Error & { validation?: unknown; statusCode?: number; code?: string }, request, reply) => {
     if (error.validation) return sendError(reply, 422, error, validationDetail(error.validation as never, request.body));
