@@ -107,6 +107,51 @@ class RowCoverage {
   }
 }
 
+/**
+ * One flag per row, in pages allocated as rows arrive: what a header announces costs nothing until
+ * its rows come (a header of 2^45 rows was a RangeError from a typed array of that length; a
+ * believable 10^9, gigabytes before the first row).
+ */
+class RowFlags {
+  private static readonly PAGE = 1 << 16;
+  private readonly pages = new Map<number, Uint8Array>();
+
+  has(row: number): boolean {
+    return this.pages.get(Math.floor(row / RowFlags.PAGE))?.[row % RowFlags.PAGE] === 1;
+  }
+
+  set(row: number): void {
+    const key = Math.floor(row / RowFlags.PAGE);
+    let page = this.pages.get(key);
+    if (!page) this.pages.set(key, (page = new Uint8Array(RowFlags.PAGE)));
+    page[row % RowFlags.PAGE] = 1;
+  }
+
+  /** The first row below `total` not set: -1 when none. Looks at the pages there are, and one more. */
+  firstUnset(total: number): number {
+    for (let key = 0; key * RowFlags.PAGE < total; key++) {
+      const page = this.pages.get(key);
+      if (!page) return key * RowFlags.PAGE;
+      const at = page.indexOf(0);
+      if (at >= 0 && key * RowFlags.PAGE + at < total) return key * RowFlags.PAGE + at;
+    }
+    return -1;
+  }
+}
+
+/**
+ * `make()`, or RESOURCE_EXHAUSTED when this process cannot allocate it (V8's RangeError: an array
+ * longer than it allows, or memory it has not got), naming what it was for and its size.
+ */
+function allocated<T>(make: () => T, what: string, values: number, instead: string): T {
+  try {
+    return make();
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    throw new TesseractClientError(status.RESOURCE_EXHAUSTED, `JacobianRows: ${what} would hold ${values} FP64 values (${(values * 8) / 2 ** 30 >= 1 ? `${Number(((values * 8) / 2 ** 30).toPrecision(3))} GiB` : `${values * 8} bytes`}), more than this process can allocate (${e.message}): ${instead}`, undefined, { cause: e });
+  }
+}
+
 /** A header's shape as an element count: whole dimensions ≥ 0 (a -1 or a count past 2^53 was a bare RangeError). */
 function checkedSize(shape: readonly number[], what: string): number {
   const size = elementCount(shape);
@@ -181,8 +226,8 @@ export class StreamCheck {
   totalRows = 0;
   private total = 0;
   private open?: OpenRow;
-  /** Rows finished, by position: one byte each. */
-  private finished?: Uint8Array;
+  /** Rows finished, by position. */
+  private readonly finished = new RowFlags();
   private rowsDone = 0;
 
   get sparse(): boolean {
@@ -221,7 +266,6 @@ export class StreamCheck {
     }
     if (!Number.isSafeInteger(this.rowLength) || !Number.isSafeInteger(this.totalRows)) throw dataLoss(`the header's shapes add up to more than 2^53 elements`);
     if (this.totalRows !== header.total_rows) throw dataLoss(`the header announces ${header.total_rows} rows but its inputs have ${this.totalRows} elements`);
-    this.finished = new Uint8Array(this.totalRows);
   }
 
   /** The open row is finished: a dense one must be whole. */
@@ -229,7 +273,7 @@ export class StreamCheck {
     const open = this.open;
     if (!open) return;
     this.open = undefined;
-    this.finished![open.row] = 1;
+    this.finished.set(open.row);
     this.rowsDone++;
     if (!this.sparse && open.values !== this.rowLength) {
       throw dataLoss(`incomplete: row ${open.index} of input ${quote(open.input.path)} has ${open.values} of its ${this.rowLength} values`);
@@ -247,7 +291,7 @@ export class StreamCheck {
     const position = input.offset + input_index;
     if (this.open?.row !== position) {
       this.close();
-      if (this.finished![position]) throw dataLoss(`row ${input_index} of input ${quote(input_path)} arrived again after other rows (a row's messages are consecutive: a row sent twice?)`);
+      if (this.finished.has(position)) throw dataLoss(`row ${input_index} of input ${quote(input_path)} arrived again after other rows (a row's messages are consecutive: a row sent twice?)`);
       this.open = { input, index: input_index, row: position, values: 0, coverage: new RowCoverage() };
     }
     const open = this.open;
@@ -290,7 +334,7 @@ export class StreamCheck {
     if (!header) throw dataLoss("the stream ended without a header");
     if (!stats) throw dataLoss("the stream ended before its stats (incomplete)");
     if (this.rowsDone !== this.totalRows) {
-      const missing = this.finished!.indexOf(0);
+      const missing = this.finished.firstUnset(this.totalRows);
       const input = [...this.inputs.values()].find((i) => missing < i.offset + i.size)!;
       throw dataLoss(`incomplete: ${this.totalRows - this.rowsDone} row(s) missing, the first of input ${quote(input.path)} at flat index ${missing - input.offset}`);
     }
@@ -324,7 +368,11 @@ export async function assembleJacobian(events: AsyncIterable<JacobianRowsEvent> 
     if (event.header) {
       for (const [outPath, o] of check.outputs) {
         jacobian[outPath] = {};
-        for (const [inPath, i] of check.inputs) jacobian[outPath][inPath] = ndarray(new Float64Array(o.size * i.size), [...o.shape, ...i.shape]);
+        for (const [inPath, i] of check.inputs) {
+          const size = o.size * i.size;
+          const data = allocated(() => new Float64Array(size), `the dense block d ${quote(outPath)} / d ${quote(inPath)}`, size, "assembleSparseJacobian keeps only the values the rows carry, densifyRows one row at a time");
+          jacobian[outPath][inPath] = ndarray(data, [...o.shape, ...i.shape]);
+        }
       }
     }
   }
@@ -402,6 +450,18 @@ class Triplets {
   }
 }
 
+/** SparseBlock's indices are 32-bit: an output or input with more elements cannot be held (they wrapped around, silently). */
+function checkIndexRange(header: JacobianHeader): void {
+  for (const [what, list] of [["output", header.outputs], ["input", header.inputs]] as const) {
+    for (const p of list) {
+      const size = elementCount(p.shape);
+      if (size > 2 ** 32) {
+        throw new TesseractClientError(status.RESOURCE_EXHAUSTED, `JacobianRows: ${what} ${quote(p.path)} has ${size} elements, more than a SparseBlock's 32-bit indices address (2^32): densifyRows passes rows on one at a time`);
+      }
+    }
+  }
+}
+
 /**
  * Assembles a JacobianRows stream into sparse blocks (SparseBlock) holding only what the rows carry,
  * for Jacobians too big to hold densely: memory O(nonzeros). Sparse slices keep every structural
@@ -426,6 +486,7 @@ export async function assembleSparseJacobian(events: AsyncIterable<JacobianRowsE
         block.push(at(k), input_index, values[k], errors?.[k]);
       }
     });
+    if (event.header) checkIndexRange(event.header);
   }
   const { header, stats } = check.end();
   const jacobian: Record<string, Record<string, SparseBlock>> = {};
@@ -462,7 +523,11 @@ export async function* densifyRows(events: AsyncIterable<JacobianRowsEvent> | It
   const check = new StreamCheck();
   let outputs: { path: string; size: number }[] = [];
   let current: DenseRow | undefined;
-  const fresh = (row: RowValues): DenseRow => ({ input_path: row.input_path, input_index: row.input_index, values: outputs.map((o) => new Float64Array(o.size)) });
+  const fresh = (row: RowValues): DenseRow => ({
+    input_path: row.input_path,
+    input_index: row.input_index,
+    values: outputs.map((o) => allocated(() => new Float64Array(o.size), `a dense row of output ${quote(o.path)}`, o.size, "assembleSparseJacobian keeps only the values the rows carry")),
+  });
   for await (const event of events) {
     const row = event.row;
     // The row before this one is done when this one is another, or the stats come; it is passed on

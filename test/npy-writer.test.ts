@@ -173,6 +173,13 @@ describe("jacobian --out FILE.npy", () => {
     }
   });
 
+  it("a header announcing 2^45 rows: DATA_LOSS once the stream ends short of them, nothing allocated for them (a bare RangeError before)", async () => {
+    const file = tmp();
+    const huge = { header: { ...header.header!, inputs: [{ path: "x", shape: [2 ** 45], datatype: DataType.DATA_TYPE_FP64 }], total_rows: 2 ** 45 } };
+    await clientRejects(writeJacobianNpy((async function* () { yield* [huge, rows[4], stats]; })(), file), "DATA_LOSS", /incomplete: 35184372088831 row\(s\) missing, the first of input "x" at flat index 1$/);
+    assert.equal(fs.existsSync(file), false);
+  });
+
   it("a failed call leaves what --out names as it was: a file there already, through a link too, and the link (it was truncated, then removed)", async () => {
     const target = tmp();
     fs.writeFileSync(target, "kept");

@@ -315,6 +315,19 @@ describe("SDK: JacobianRows", () => {
     }
   });
 
+  it("a header announcing 2^45 rows or output elements: each reader fails naming what, allocating nothing blindly (a bare RangeError before)", async () => {
+    const header = (rows: number, outputs: number) => ({ header: { outputs: [{ path: "f", shape: [outputs] }], inputs: [{ path: "x", shape: [rows] }], total_rows: rows, planned_evaluations: 1, nonzeros: 0 } });
+    const stats = { stats: { apply_calls: 1, wall_seconds: 0, adjusted_steps: [], column_groups: 1, sparsity_source: "" } };
+    const row = { row: { input_path: "x", input_index: 0, slices: [{ output_path: "f", offset: 0, values: Float64Array.of(1) }] } };
+    const huge = 2 ** 45;
+    await clientRejects(assembleJacobian([header(huge, 1), row, stats] as never), "RESOURCE_EXHAUSTED", /the dense block d "f" \/ d "x" would hold 35184372088832 FP64 values \(262000 GiB\), more than this process can allocate .*assembleSparseJacobian/);
+    await clientRejects(assembleSparseJacobian([header(huge, 1), row, stats] as never), "RESOURCE_EXHAUSTED", /input "x" has 35184372088832 elements, more than a SparseBlock's 32-bit indices address/);
+    await clientRejects(assembleSparseJacobian([header(2, huge), row, stats] as never), "RESOURCE_EXHAUSTED", /output "f" has 35184372088832 elements/);
+    // Rows are tracked as they come: the stream ends short of its rows.
+    await clientRejects(collect(densifyRows([header(huge, 1), row, stats] as never) as never), "DATA_LOSS", /incomplete: 35184372088831 row\(s\) missing, the first of input "x" at flat index 1$/);
+    await clientRejects(collect(densifyRows([header(2, huge), row, stats] as never) as never), "RESOURCE_EXHAUSTED", /a dense row of output "f" would hold 35184372088832 FP64 values/);
+  });
+
   it("a header shape that is no shape: DATA_LOSS naming it (a bare RangeError before)", async () => {
     const header = { header: { outputs: [{ path: "f", shape: [-1] }], inputs: [{ path: "x", shape: [2] }], total_rows: 2, nonzeros: 0 } };
     const stats = { stats: { apply_calls: 4, wall_seconds: 0, adjusted_steps: [], column_groups: 2, sparsity_source: "" } };
