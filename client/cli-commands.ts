@@ -4,7 +4,7 @@
  * .proto files. Results are printed as JSON on stdout; errors on stderr with a non-zero exit.
  */
 import { CHECK_DEFAULTS } from "../common/check-defaults";
-import { quote } from "../common/errors";
+import { clip, quote } from "../common/errors";
 import * as fs from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
@@ -164,9 +164,22 @@ function paths(payload: Payload, key: string): string[] {
   return value;
 }
 
-function vectors(payload: Payload, key: string): Record<string, ReturnType<typeof arrayFromJson>> {
-  const value = (payload[key] ?? {}) as Record<string, unknown>;
-  return Object.fromEntries(Object.entries(value).map(([path, v]) => [path, arrayFromJson(v, `${key}.{${path}}`)]));
+/**
+ * The payload's tangent or cotangent: an object of arrays by path. Anything else is named (a string
+ * was read as a map of its characters, "tangent_vector.{0}: expected numbers"; a number or a list
+ * went as no vector at all).
+ */
+function vectors(payload: Payload, key: string, by: "input" | "output"): Record<string, ReturnType<typeof arrayFromJson>> {
+  const value = payload[key] ?? {};
+  if (typeof value !== "object" || Array.isArray(value)) {
+    throw badPayload(`payload.${key} is ${shownJson(value)}: expected an object of arrays by ${by} path, {"<${by} path>": [...], ...}`);
+  }
+  return Object.fromEntries(Object.entries(value).map(([path, v]) => [path, arrayFromJson(v, `${key}.{${clip(path)}}`)]));
+}
+
+/** A caller's JSON value in a message, clipped. */
+function shownJson(value: unknown): string {
+  return clip(JSON.stringify(value));
 }
 
 function print(value: unknown, format: Format): void {
@@ -338,7 +351,7 @@ const vectorProduct = (kind: "jvp" | "vjp") => (flags: ClientFlags, payload: Pay
   withClient(flags, async (client, inputType) => {
     const request = gradientRequest(inputType, payload, flags, kind);
     const call = callOptions(flags);
-    const { result, stats } = kind === "jvp" ? await client.jvp({ ...request, tangent: vectors(payload, "tangent_vector") }, call) : await client.vjp({ ...request, cotangent: vectors(payload, "cotangent_vector") }, call);
+    const { result, stats } = kind === "jvp" ? await client.jvp({ ...request, tangent: vectors(payload, "tangent_vector", "input") }, call) : await client.vjp({ ...request, cotangent: vectors(payload, "cotangent_vector", "output") }, call);
     print(result, flags.format);
     printStats(stats);
   });
