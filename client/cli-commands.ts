@@ -349,9 +349,7 @@ const jacobian = (flags: JacobianFlags, payload: Payload) =>
       process.stdout.write(`${JSON.stringify({ ...written, stats: undefined })}\n`);
       return printStats(written.stats);
     }
-    const stats = await writeRowsNdjson(rows, flags.format);
-    if (!stats) throw new TesseractClientError(status.DATA_LOSS, "JacobianRows: the stream ended before its stats (incomplete)");
-    printStats(stats);
+    printStats(await writeRowsNdjson(rows, flags.format));
   });
 
 /** jvp and vjp differ only in names: {inputs, <kind>_inputs, <kind>_outputs, <vector field>}. */

@@ -10,8 +10,10 @@ import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { PassThrough } from "node:stream";
 import { promisify } from "node:util";
 import { type JacobianRowsEvent } from "../client";
+import { writeRowsNdjson } from "../client/cli-rows";
 import { npyHeader, writeJacobianNpy } from "../client/npy-writer";
 import { DataType } from "../common/tensor-codec";
 import { clientRejects, CLI, serveProcess, type ServeProcess } from "./helpers";
@@ -239,5 +241,36 @@ describe("jacobian --out FILE.npy", () => {
       }
       assert.ok(worst < 1e-6, `max |J - [sI, I]| = ${worst}`);
     });
+  });
+});
+
+describe("jacobian --stream: NDJSON lines checked as the SDK checks the stream", () => {
+  const lines = async (events: JacobianRowsEvent[]) => {
+    const out = new PassThrough();
+    const text: string[] = [];
+    out.on("data", (chunk: Buffer) => text.push(chunk.toString()));
+    const written = writeRowsNdjson((async function* () { yield* events; })(), "json", out);
+    return { written, text: () => text.join("").split("\n").filter(Boolean) };
+  };
+
+  it("a complete stream: every event a line, the stats returned", async () => {
+    const { written, text } = await lines([header, ...rows, stats]);
+    assert.deepEqual(await written, stats.stats);
+    assert.equal(text().length, 7);
+    assert.deepEqual(JSON.parse(text()[1]).row.slices[0], { output_path: "u", offset: 0, values: [2, 12] });
+  });
+
+  it("a value twice, a row resumed or missing, no stats: DATA_LOSS naming it (passed on whole, exit 0)", async () => {
+    const cases: [JacobianRowsEvent[], RegExp, number][] = [
+      [[header, rows[0], rows[0], ...rows.slice(1), stats], /row 0 of "y", output "u" at offset 0: a value arrived twice/, 2],
+      [[header, ...rows, rows[0], stats], /row 0 of input "y" arrived again after other rows/, 6],
+      [[header, ...rows.slice(0, 4), stats], /incomplete: 1 row\(s\) missing, the first of input "x" at flat index 0/, 6],
+      [[header, ...rows], /the stream ended before its stats/, 6],
+    ];
+    for (const [events, message, written] of cases) {
+      const { written: done, text } = await lines(events);
+      await clientRejects(done, "DATA_LOSS", message);
+      assert.equal(text().length, written, `${message}: the lines before the break`);
+    }
   });
 });
