@@ -4,7 +4,7 @@
  * .proto files. Results are printed as JSON on stdout; errors on stderr with a non-zero exit.
  */
 import { CHECK_DEFAULTS } from "../common/check-defaults";
-import { quote } from "../common/errors";
+import { clip, quote } from "../common/errors";
 import * as fs from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
@@ -13,7 +13,7 @@ import type * as protobuf from "protobufjs";
 import { withDefaultPort } from "./address";
 import { explainError, statsLine } from "./cli-messages";
 import { withProgress, writeRowsNdjson } from "./cli-rows";
-import { TesseractClientError } from "./errors";
+import { TesseractClientError, toClientError } from "./errors";
 import { abstractArrayFromJson, arrayFromJson, enumsByName, jsonToTree, treeToJson, type Format } from "./json-form";
 import { numpyDtype } from "../common/numpy-arrays";
 import { writeJacobianNpy } from "./npy-writer";
@@ -139,7 +139,15 @@ async function connect(flags: ClientFlags) {
   const client = new TesseractClient<any, any>(flags.address, types, clientOptions(flags, credentials));
   const described = await client.describe(callOptions(flags));
   // Reflection needs the token too, on a server that has tokens.
-  const root = await fetchRoot(flags.address, credentials, [described.input_type, described.output_type], flags.token ? { interceptors: [bearerToken(flags.token)] } : {});
+  const root = await fetchRoot(flags.address, credentials, [described.input_type, described.output_type], flags.token ? { interceptors: [bearerToken(flags.token)] } : {}).catch((e: unknown) => {
+    // grpc-js's own words ("12 UNIMPLEMENTED: The server does not implement the method /grpc.reflection.v1...") said neither what reflection is for nor what to do.
+    const error = toClientError(e);
+    if (error.code !== status.UNIMPLEMENTED) throw error;
+    throw new TesseractClientError(
+      status.UNIMPLEMENTED,
+      `the server at ${flags.address} offers no gRPC server reflection (grpc.reflection.v1), which the CLI reads ${clip(described.input_type)} and ${clip(described.output_type)} from: call a tesseract-grpc server (it offers reflection), or this one from the SDK with its .proto files`,
+    );
+  });
   resolved.inputs = root.lookupType(described.input_type);
   resolved.outputs = root.lookupType(described.output_type);
   types.inputType = described.input_type;
@@ -164,9 +172,22 @@ function paths(payload: Payload, key: string): string[] {
   return value;
 }
 
-function vectors(payload: Payload, key: string): Record<string, ReturnType<typeof arrayFromJson>> {
-  const value = (payload[key] ?? {}) as Record<string, unknown>;
-  return Object.fromEntries(Object.entries(value).map(([path, v]) => [path, arrayFromJson(v, `${key}.{${path}}`)]));
+/**
+ * The payload's tangent or cotangent: an object of arrays by path. Anything else is named (a string
+ * was read as a map of its characters, "tangent_vector.{0}: expected numbers"; a number or a list
+ * went as no vector at all).
+ */
+function vectors(payload: Payload, key: string, by: "input" | "output"): Record<string, ReturnType<typeof arrayFromJson>> {
+  const value = payload[key] ?? {};
+  if (typeof value !== "object" || Array.isArray(value)) {
+    throw badPayload(`payload.${key} is ${shownJson(value)}: expected an object of arrays by ${by} path, {"<${by} path>": [...], ...}`);
+  }
+  return Object.fromEntries(Object.entries(value).map(([path, v]) => [path, arrayFromJson(v, `${key}.{${clip(path)}}`)]));
+}
+
+/** A caller's JSON value in a message, clipped. */
+function shownJson(value: unknown): string {
+  return clip(JSON.stringify(value));
 }
 
 function print(value: unknown, format: Format): void {
@@ -328,9 +349,7 @@ const jacobian = (flags: JacobianFlags, payload: Payload) =>
       process.stdout.write(`${JSON.stringify({ ...written, stats: undefined })}\n`);
       return printStats(written.stats);
     }
-    const stats = await writeRowsNdjson(rows, flags.format);
-    if (!stats) throw new TesseractClientError(status.DATA_LOSS, "JacobianRows: the stream ended before its stats (incomplete)");
-    printStats(stats);
+    printStats(await writeRowsNdjson(rows, flags.format));
   });
 
 /** jvp and vjp differ only in names: {inputs, <kind>_inputs, <kind>_outputs, <vector field>}. */
@@ -338,7 +357,7 @@ const vectorProduct = (kind: "jvp" | "vjp") => (flags: ClientFlags, payload: Pay
   withClient(flags, async (client, inputType) => {
     const request = gradientRequest(inputType, payload, flags, kind);
     const call = callOptions(flags);
-    const { result, stats } = kind === "jvp" ? await client.jvp({ ...request, tangent: vectors(payload, "tangent_vector") }, call) : await client.vjp({ ...request, cotangent: vectors(payload, "cotangent_vector") }, call);
+    const { result, stats } = kind === "jvp" ? await client.jvp({ ...request, tangent: vectors(payload, "tangent_vector", "input") }, call) : await client.vjp({ ...request, cotangent: vectors(payload, "cotangent_vector", "output") }, call);
     print(result, flags.format);
     printStats(stats);
   });

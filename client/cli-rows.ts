@@ -8,9 +8,9 @@ import type { Writable } from "node:stream";
 import ndarray from "ndarray";
 import { Format as BarFormat, SingleBar, type GenericFormatter } from "cli-progress";
 import { dataTypeName } from "../common/tensor-codec";
-import type { JacobianHeader } from "../generated/tesseract/v1/tesseract";
+import type { EvaluationStats, JacobianHeader } from "../generated/tesseract/v1/tesseract";
 import { arrayToJson, type Format } from "./json-form";
-import type { JacobianRowsEvent } from "./rows";
+import { StreamCheck, type JacobianRowsEvent } from "./rows";
 
 /**
  * Passes the stream through, drawing rows done, evaluations/s and ETA on stderr: on a terminal, or
@@ -63,12 +63,17 @@ function eventJson(event: JacobianRowsEvent, format: Format): unknown {
   };
 }
 
-/** Writes every event as a line of `out`, waiting for it to drain; resolves with the stats. */
-export async function writeRowsNdjson(events: AsyncIterable<JacobianRowsEvent>, format: Format, out: Writable = process.stdout): Promise<JacobianRowsEvent["stats"]> {
-  let stats: JacobianRowsEvent["stats"];
+/**
+ * Writes every event as a line of `out`, waiting for it to drain; resolves with the stats. Each event
+ * is checked as the SDK's assemblers check it (rows.ts's StreamCheck) before its line is written: a
+ * stream that breaks the contract (a value twice, a row missing or resumed, no stats) ends in
+ * DATA_LOSS naming what, and a non-zero exit, after the lines before it (it was passed on whole, exit 0).
+ */
+export async function writeRowsNdjson(events: AsyncIterable<JacobianRowsEvent>, format: Format, out: Writable = process.stdout): Promise<EvaluationStats> {
+  const check = new StreamCheck();
   for await (const event of events) {
-    if (event.stats) stats = event.stats;
+    check.event(event, () => {});
     if (!out.write(`${JSON.stringify(eventJson(event, format))}\n`)) await once(out, "drain");
   }
-  return stats;
+  return check.end().stats;
 }

@@ -11,6 +11,7 @@ import { elementCount } from "../common/tensor-codec";
 import ndarray from "ndarray";
 import { status } from "@grpc/grpc-js";
 import { TesseractClientError } from "./errors";
+import { clip, quote } from "../common/errors";
 import type { EvaluationStats, JacobianHeader, JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
 import { fp64Values } from "./tree";
 import { JacobianResult, type NestedJacobian } from "./results";
@@ -50,37 +51,104 @@ function dataLoss(message: string): TesseractClientError {
 }
 
 /**
- * Which values of the dense slices in progress have arrived, so that a value sent twice is caught
- * where it lands: counting alone let a repeated slice stand in for a missing one, and the hole was
- * assembled as 0. Kept per row and output (a dense slice's block carries every value of its output
- * in that row, whatever the other blocks): per row, a sparse stream's rows that mix dense and sparse
- * slices never filled their maps, and each stayed, one of the row's length per row (538 MB for
- * 23 200 rows of 23 201 values). Slices may come in any order; a map goes once its output is whole,
- * and rows come one after another, so few are open at once.
+ * Which values of the row in progress have arrived, so that a value sent twice is caught where it
+ * lands: counting alone let a repeated slice (or a sparse index twice) stand in for a missing one,
+ * and the hole was assembled as 0. Dense slices are runs [from, to) of the row's positions (outputs
+ * in header order), kept as disjoint sorted runs: a row's few slices, whatever its length. Sparse
+ * slices are single positions. Only one row is open at a time (a row's messages are consecutive),
+ * so this costs one row's slices, never the Jacobian's size.
  */
-export class RowCoverage {
-  private readonly open = new Map<string | number, { seen: Uint8Array; count: number }>();
-  /** A finished map, cleared for the next of the same length (a 23 200-value output's is 23 KB, every row). */
-  private spare?: Uint8Array;
+class RowCoverage {
+  /** Disjoint runs, sorted: starts[k] .. ends[k]. */
+  private readonly starts: number[] = [];
+  private readonly ends: number[] = [];
+  private readonly single = new Set<number>();
 
-  /** Values [from, from + count) of the `length` values under `key` (one output of one row); its map goes once all have arrived. */
-  mark(key: string | number, length: number, from: number, count: number, where: () => string): void {
-    let entry = this.open.get(key);
-    if (!entry) {
-      const seen = this.spare?.length === length ? this.spare.fill(0) : new Uint8Array(length);
-      if (seen === this.spare) this.spare = undefined;
-      this.open.set(key, (entry = { seen, count: 0 }));
+  /** Positions [from, from + count); false when one of them arrived already. */
+  addRun(from: number, count: number): boolean {
+    if (count === 0) return true;
+    const to = from + count;
+    // The first run ending after `from`.
+    let lo = 0;
+    for (let hi = this.ends.length; lo < hi; ) {
+      const mid = (lo + hi) >>> 1;
+      if (this.ends[mid] <= from) lo = mid + 1;
+      else hi = mid;
     }
-    const { seen } = entry;
-    for (let i = from; i < from + count; i++) {
-      if (seen[i]) throw dataLoss(`${where()}: a value arrived twice (value ${i} of that output)`);
-      seen[i] = 1;
+    if (lo < this.starts.length && this.starts[lo] < to) return false;
+    for (const p of this.single) if (p >= from && p < to) return false;
+    if (lo > 0 && this.ends[lo - 1] === from) {
+      this.ends[lo - 1] = to;
+      if (lo < this.starts.length && this.starts[lo] === to) {
+        this.ends[lo - 1] = this.ends[lo];
+        this.starts.splice(lo, 1);
+        this.ends.splice(lo, 1);
+      }
+    } else if (lo < this.starts.length && this.starts[lo] === to) this.starts[lo] = from;
+    else {
+      this.starts.splice(lo, 0, from);
+      this.ends.splice(lo, 0, to);
     }
-    entry.count += count;
-    if (entry.count === length) {
-      this.open.delete(key);
-      this.spare = seen;
+    return true;
+  }
+
+  /** One position of a sparse slice; false when it arrived already. */
+  addOne(position: number): boolean {
+    if (this.single.has(position)) return false;
+    let lo = 0;
+    for (let hi = this.ends.length; lo < hi; ) {
+      const mid = (lo + hi) >>> 1;
+      if (this.ends[mid] <= position) lo = mid + 1;
+      else hi = mid;
     }
+    if (lo < this.starts.length && this.starts[lo] <= position) return false;
+    this.single.add(position);
+    return true;
+  }
+}
+
+/**
+ * One flag per row, in pages allocated as rows arrive: what a header announces costs nothing until
+ * its rows come (a header of 2^45 rows was a RangeError from a typed array of that length; a
+ * believable 10^9, gigabytes before the first row).
+ */
+class RowFlags {
+  private static readonly PAGE = 1 << 16;
+  private readonly pages = new Map<number, Uint8Array>();
+
+  has(row: number): boolean {
+    return this.pages.get(Math.floor(row / RowFlags.PAGE))?.[row % RowFlags.PAGE] === 1;
+  }
+
+  set(row: number): void {
+    const key = Math.floor(row / RowFlags.PAGE);
+    let page = this.pages.get(key);
+    if (!page) this.pages.set(key, (page = new Uint8Array(RowFlags.PAGE)));
+    page[row % RowFlags.PAGE] = 1;
+  }
+
+  /** The first row below `total` not set: -1 when none. Looks at the pages there are, and one more. */
+  firstUnset(total: number): number {
+    for (let key = 0; key * RowFlags.PAGE < total; key++) {
+      const page = this.pages.get(key);
+      if (!page) return key * RowFlags.PAGE;
+      const at = page.indexOf(0);
+      if (at >= 0 && key * RowFlags.PAGE + at < total) return key * RowFlags.PAGE + at;
+    }
+    return -1;
+  }
+}
+
+/**
+ * `make()`, or RESOURCE_EXHAUSTED when this process cannot allocate it (V8's RangeError: an array
+ * longer than it allows, or memory it has not got), naming what it was for and its size.
+ */
+function allocated<T>(make: () => T, what: string, values: number, instead: string): T {
+  try {
+    return make();
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    throw new TesseractClientError(status.RESOURCE_EXHAUSTED, `JacobianRows: ${what} would hold ${values} FP64 values (${(values * 8) / 2 ** 30 >= 1 ? `${Number(((values * 8) / 2 ** 30).toPrecision(3))} GiB` : `${values * 8} bytes`}), more than this process can allocate (${e.message}): ${instead}`, undefined, { cause: e });
   }
 }
 
@@ -101,8 +169,8 @@ export function toRowsEvent(message: JacobianRowsResponse): JacobianRowsEvent {
       const slices = row.slices.map((s, k) => ({
         output_path: s.output_path,
         offset: s.offset,
-        values: fp64Values(s.values, `row ${row.input_path}[${row.input_index}] slice ${k} (${s.output_path}) values`),
-        error_estimate: s.error_estimate && fp64Values(s.error_estimate, `row ${row.input_path}[${row.input_index}] slice ${k} (${s.output_path}) error_estimate`),
+        values: fp64Values(s.values, `row ${clip(row.input_path)}[${row.input_index}] slice ${k} (${clip(s.output_path)}) values`),
+        error_estimate: s.error_estimate && fp64Values(s.error_estimate, `row ${clip(row.input_path)}[${row.input_index}] slice ${k} (${clip(s.output_path)}) error_estimate`),
         ...(s.indices?.length ? { indices: s.indices } : {}),
       }));
       return { row: { input_path: row.input_path, input_index: row.input_index, slices } };
@@ -113,52 +181,62 @@ export function toRowsEvent(message: JacobianRowsResponse): JacobianRowsEvent {
   throw new TesseractClientError(status.INTERNAL, "JacobianRows: a message with no event set (expected header, row or stats)");
 }
 
-
-interface InputInfo {
+export interface InputInfo {
+  path: string;
   shape: number[];
   size: number;
-  /** Values received so far, per row (element) of this input. */
-  received: Float64Array;
-  /** Whether any message of each row arrived. */
-  seen: Uint8Array;
+  /** Its first row among all the stream's rows (inputs in header order). */
+  offset: number;
 }
 
-interface OutputInfo {
+export interface OutputInfo {
+  path: string;
   shape: number[];
   size: number;
+  /** Where its values start within a dense row (outputs in header order). */
+  start: number;
 }
 
-/** Where one slice value lands: output element `outputIndex` of row `inputIndex` of an (output, input) block. */
-export interface PlacedValue {
-  outputPath: string;
-  inputPath: string;
-  outputIndex: number;
-  inputIndex: number;
+/** The row being received: its messages are consecutive. */
+interface OpenRow {
+  input: InputInfo;
+  index: number;
+  /** Position among all rows: input.offset + index. */
+  row: number;
+  values: number;
+  coverage: RowCoverage;
 }
 
 /**
- * The contract's checks over a stream, shared by the assemblers: a header first, rows of listed
- * inputs with slices of listed outputs in range, every row complete and no value twice (dense: each
- * row holds the outputs' total size; sparse, `header.nonzeros` > 0: every row arrives and the values
- * add up to `nonzeros`), stats last. Violations are DATA_LOSS naming what is wrong.
+ * The contract's checks over a stream, shared by the assemblers and the .npy writer: a header
+ * first; rows of listed inputs, each row's messages consecutive (a row that comes back after
+ * another began is DATA_LOSS: sent twice, or split in a way no reader can check in bounded memory);
+ * slices of listed outputs in range, no value twice within its row; every row arrives, whole when
+ * dense (each holds the outputs' total size); sparse (`header.nonzeros` > 0): the values add up to
+ * `nonzeros`; stats last. Violations are DATA_LOSS naming what is wrong.
  */
-class StreamCheck {
+export class StreamCheck {
   header?: JacobianHeader;
   stats?: EvaluationStats;
   readonly inputs = new Map<string, InputInfo>();
   readonly outputs = new Map<string, OutputInfo>();
   /** Values one complete dense row holds: the sum of the output sizes. */
-  private rowLength = 0;
+  rowLength = 0;
+  /** Rows the inputs have: the header's total_rows, checked. */
+  totalRows = 0;
   private total = 0;
-  private coverage?: RowCoverage;
+  private open?: OpenRow;
+  /** Rows finished, by position. */
+  private readonly finished = new RowFlags();
+  private rowsDone = 0;
 
   get sparse(): boolean {
     return Number(this.header?.nonzeros ?? 0) > 0;
   }
 
   /**
-   * Checks one event; for a row, calls `place(slice, k, target)` for each value k of each slice,
-   * target being where it lands.
+   * Checks one event; for a row, calls `place(slice, at, output, input)` for each slice once it is
+   * checked, `at(k)` being the flat output index of value k.
    */
   event(event: JacobianRowsEvent, place: (slice: RowSliceValues, at: (k: number) => number, output: OutputInfo, input: InputInfo) => void): void {
     if (this.stats) throw dataLoss("a message arrived after the stats, which must come last");
@@ -166,6 +244,7 @@ class StreamCheck {
     else if (event.row) this.onRow(event.row, place);
     else if (event.stats) {
       if (!this.header) throw dataLoss("the stats arrived before the header");
+      this.close();
       this.stats = event.stats;
     }
   }
@@ -174,54 +253,78 @@ class StreamCheck {
     if (this.header) throw dataLoss("a second header");
     this.header = header;
     for (const o of header.outputs) {
-      if (this.outputs.has(o.path)) throw dataLoss(`output "${o.path}" appears twice in the header`);
-      this.outputs.set(o.path, { shape: o.shape.slice(), size: checkedSize(o.shape, `output "${o.path}"`) });
-      this.rowLength += elementCount(o.shape);
+      if (this.outputs.has(o.path)) throw dataLoss(`output ${quote(o.path)} appears twice in the header`);
+      const size = checkedSize(o.shape, `output ${quote(o.path)}`);
+      this.outputs.set(o.path, { path: o.path, shape: o.shape.slice(), size, start: this.rowLength });
+      this.rowLength += size;
     }
-    let rows = 0;
     for (const i of header.inputs) {
-      if (this.inputs.has(i.path)) throw dataLoss(`input "${i.path}" appears twice in the header`);
-      const size = checkedSize(i.shape, `input "${i.path}"`);
-      this.inputs.set(i.path, { shape: i.shape.slice(), size, received: new Float64Array(size), seen: new Uint8Array(size) });
-      rows += size;
+      if (this.inputs.has(i.path)) throw dataLoss(`input ${quote(i.path)} appears twice in the header`);
+      const size = checkedSize(i.shape, `input ${quote(i.path)}`);
+      this.inputs.set(i.path, { path: i.path, shape: i.shape.slice(), size, offset: this.totalRows });
+      this.totalRows += size;
     }
-    if (rows !== header.total_rows) throw dataLoss(`the header announces ${header.total_rows} rows but its inputs have ${rows} elements`);
+    if (!Number.isSafeInteger(this.rowLength) || !Number.isSafeInteger(this.totalRows)) throw dataLoss(`the header's shapes add up to more than 2^53 elements`);
+    if (this.totalRows !== header.total_rows) throw dataLoss(`the header announces ${header.total_rows} rows but its inputs have ${this.totalRows} elements`);
+  }
+
+  /** The open row is finished: a dense one must be whole. */
+  private close(): void {
+    const open = this.open;
+    if (!open) return;
+    this.open = undefined;
+    this.finished.set(open.row);
+    this.rowsDone++;
+    if (!this.sparse && open.values !== this.rowLength) {
+      throw dataLoss(`incomplete: row ${open.index} of input ${quote(open.input.path)} has ${open.values} of its ${this.rowLength} values`);
+    }
   }
 
   private onRow(row: RowValues, place: (slice: RowSliceValues, at: (k: number) => number, output: OutputInfo, input: InputInfo) => void): void {
     if (!this.header) throw dataLoss("a row arrived before the header");
     const { input_path, input_index, slices } = row;
     const input = this.inputs.get(input_path);
-    if (!input) throw dataLoss(`row for input "${input_path}", which the header does not list`);
+    if (!input) throw dataLoss(`row for input ${quote(input_path)}, which the header does not list`);
     if (!Number.isInteger(input_index) || input_index < 0 || input_index >= input.size) {
-      throw dataLoss(`row index ${input_index} is out of range for input "${input_path}" (${input.size} elements)`);
+      throw dataLoss(`row index ${input_index} is out of range for input ${quote(input_path)} (${input.size} elements)`);
     }
-    input.seen[input_index] = 1;
+    const position = input.offset + input_index;
+    if (this.open?.row !== position) {
+      this.close();
+      if (this.finished.has(position)) throw dataLoss(`row ${input_index} of input ${quote(input_path)} arrived again after other rows (a row's messages are consecutive: a row sent twice?)`);
+      this.open = { input, index: input_index, row: position, values: 0, coverage: new RowCoverage() };
+    }
+    const open = this.open;
+    const where = (output: string) => `row ${input_index} of ${quote(input_path)}, output ${quote(output)}`;
     for (const slice of slices) {
       const output = this.outputs.get(slice.output_path);
-      if (!output) throw dataLoss(`slice for output "${slice.output_path}", which the header does not list`);
+      if (!output) throw dataLoss(`slice for output ${quote(slice.output_path)}, which the header does not list`);
       const { offset, values, indices } = slice;
       if (indices) {
-        if (indices.length !== values.length) throw dataLoss(`sparse slice of "${slice.output_path}" has ${indices.length} indices for ${values.length} values`);
-        const bad = indices.findIndex((i) => !Number.isInteger(i) || i < 0 || i >= output.size);
-        if (bad >= 0) throw dataLoss(`sparse slice index ${indices[bad]} is out of range for output "${slice.output_path}" (${output.size} elements)`);
+        if (indices.length !== values.length) throw dataLoss(`sparse slice of ${quote(slice.output_path)} has ${indices.length} indices for ${values.length} values`);
+        for (let k = 0; k < indices.length; k++) {
+          const i = indices[k];
+          if (!Number.isInteger(i) || i < 0 || i >= output.size) throw dataLoss(`sparse slice index ${i} is out of range for output ${quote(slice.output_path)} (${output.size} elements)`);
+          if (!open.coverage.addOne(output.start + i)) throw dataLoss(`${where(slice.output_path)}: a value arrived twice (output index ${i})`);
+        }
+        this.count(open, values.length);
         place(slice, (k) => indices[k], output, input);
       } else {
-        if (offset + values.length > output.size) {
-          throw dataLoss(`slice of ${values.length} values at offset ${offset} overruns output "${slice.output_path}" (${output.size} elements)`);
+        if (!Number.isInteger(offset) || offset < 0 || offset + values.length > output.size) {
+          throw dataLoss(`slice of ${values.length} values at offset ${offset} overruns output ${quote(slice.output_path)} (${output.size} elements)`);
         }
-        this.coverage ??= new RowCoverage();
-        this.coverage.mark(`${input_path}\u0000${input_index}\u0000${slice.output_path}`, output.size, offset, values.length, () => `row ${input_index} of "${input_path}", output "${slice.output_path}" at offset ${offset}`);
+        if (!open.coverage.addRun(output.start + offset, values.length)) throw dataLoss(`${where(slice.output_path)} at offset ${offset}: a value arrived twice`);
+        this.count(open, values.length);
         place(slice, (k) => offset + k, output, input);
       }
-      input.received[input_index] += values.length;
-      this.total += values.length;
     }
-    if (this.sparse && this.total > Number(this.header.nonzeros)) {
-      throw dataLoss(`the rows carry more than the ${this.header.nonzeros} structural nonzeros the header announces (a row or slice twice?)`);
-    }
-    if (input.received[input_index] > this.rowLength) {
-      throw dataLoss(`row ${input_index} of "${input_path}" received ${input.received[input_index]} values, more than its ${this.rowLength}`);
+  }
+
+  private count(open: OpenRow, values: number): void {
+    open.values += values;
+    this.total += values;
+    if (this.sparse && this.total > Number(this.header!.nonzeros)) {
+      throw dataLoss(`the rows carry more than the ${this.header!.nonzeros} structural nonzeros the header announces (a row or slice twice?)`);
     }
   }
 
@@ -230,13 +333,10 @@ class StreamCheck {
     const { header, stats } = this;
     if (!header) throw dataLoss("the stream ended without a header");
     if (!stats) throw dataLoss("the stream ended before its stats (incomplete)");
-    for (const [path, input] of this.inputs) {
-      const missing = this.sparse ? input.seen.findIndex((s) => s === 0) : input.received.findIndex((n) => n !== this.rowLength);
-      if (missing >= 0) {
-        const incomplete = this.sparse ? input.seen.reduce((n, s) => n + (s ? 0 : 1), 0) : input.received.reduce((n, r) => n + (r !== this.rowLength ? 1 : 0), 0);
-        const detail = this.sparse ? "" : ` (${input.received[missing]} of ${this.rowLength} values)`;
-        throw dataLoss(`incomplete: ${incomplete} row(s) of input "${path}" missing or partial, the first at flat index ${missing}${detail}`);
-      }
+    if (this.rowsDone !== this.totalRows) {
+      const missing = this.finished.firstUnset(this.totalRows);
+      const input = [...this.inputs.values()].find((i) => missing < i.offset + i.size)!;
+      throw dataLoss(`incomplete: ${this.totalRows - this.rowsDone} row(s) missing, the first of input ${quote(input.path)} at flat index ${missing - input.offset}`);
     }
     if (this.sparse && this.total !== Number(header.nonzeros)) {
       throw dataLoss(`incomplete: the rows carry ${this.total} values, the header announces ${header.nonzeros} structural nonzeros`);
@@ -268,7 +368,11 @@ export async function assembleJacobian(events: AsyncIterable<JacobianRowsEvent> 
     if (event.header) {
       for (const [outPath, o] of check.outputs) {
         jacobian[outPath] = {};
-        for (const [inPath, i] of check.inputs) jacobian[outPath][inPath] = ndarray(new Float64Array(o.size * i.size), [...o.shape, ...i.shape]);
+        for (const [inPath, i] of check.inputs) {
+          const size = o.size * i.size;
+          const data = allocated(() => new Float64Array(size), `the dense block d ${quote(outPath)} / d ${quote(inPath)}`, size, "assembleSparseJacobian keeps only the values the rows carry, densifyRows one row at a time");
+          jacobian[outPath][inPath] = ndarray(data, [...o.shape, ...i.shape]);
+        }
       }
     }
   }
@@ -346,6 +450,18 @@ class Triplets {
   }
 }
 
+/** SparseBlock's indices are 32-bit: an output or input with more elements cannot be held (they wrapped around, silently). */
+function checkIndexRange(header: JacobianHeader): void {
+  for (const [what, list] of [["output", header.outputs], ["input", header.inputs]] as const) {
+    for (const p of list) {
+      const size = elementCount(p.shape);
+      if (size > 2 ** 32) {
+        throw new TesseractClientError(status.RESOURCE_EXHAUSTED, `JacobianRows: ${what} ${quote(p.path)} has ${size} elements, more than a SparseBlock's 32-bit indices address (2^32): densifyRows passes rows on one at a time`);
+      }
+    }
+  }
+}
+
 /**
  * Assembles a JacobianRows stream into sparse blocks (SparseBlock) holding only what the rows carry,
  * for Jacobians too big to hold densely: memory O(nonzeros). Sparse slices keep every structural
@@ -370,6 +486,7 @@ export async function assembleSparseJacobian(events: AsyncIterable<JacobianRowsE
         block.push(at(k), input_index, values[k], errors?.[k]);
       }
     });
+    if (event.header) checkIndexRange(event.header);
   }
   const { header, stats } = check.end();
   const jacobian: Record<string, Record<string, SparseBlock>> = {};
@@ -397,18 +514,27 @@ export type DenseRowsEvent =
 
 /**
  * Rows as whole dense arrays: the messages of one row (consecutive, by contract) merged, sparse
- * slices spread into zeros. Rows come in the stream's order; the same checks as assembleJacobian,
- * so a broken stream ends in DATA_LOSS (after the rows before the break).
+ * slices spread into zeros. Rows come in the stream's order, each once the checks have closed it
+ * (whole, when dense): a row that comes back after another began is DATA_LOSS rather than a second,
+ * partial "whole" row. The same checks as assembleJacobian, so a broken stream ends in DATA_LOSS
+ * (after the rows before the break).
  */
 export async function* densifyRows(events: AsyncIterable<JacobianRowsEvent> | Iterable<JacobianRowsEvent>): AsyncGenerator<DenseRowsEvent> {
   const check = new StreamCheck();
   let outputs: { path: string; size: number }[] = [];
   let current: DenseRow | undefined;
-  const fresh = (row: RowValues): DenseRow => ({ input_path: row.input_path, input_index: row.input_index, values: outputs.map((o) => new Float64Array(o.size)) });
+  const fresh = (row: RowValues): DenseRow => ({
+    input_path: row.input_path,
+    input_index: row.input_index,
+    values: outputs.map((o) => allocated(() => new Float64Array(o.size), `a dense row of output ${quote(o.path)}`, o.size, "assembleSparseJacobian keeps only the values the rows carry")),
+  });
   for await (const event of events) {
     const row = event.row;
-    if (row && current && (current.input_path !== row.input_path || current.input_index !== row.input_index)) {
-      yield { row: current };
+    // The row before this one is done when this one is another, or the stats come; it is passed on
+    // once check.event has closed it.
+    let done: DenseRow | undefined;
+    if ((row && current && (current.input_path !== row.input_path || current.input_index !== row.input_index)) || event.stats) {
+      done = current;
       current = undefined;
     }
     check.event(event, (slice, at) => {
@@ -421,13 +547,12 @@ export async function* densifyRows(events: AsyncIterable<JacobianRowsEvent> | It
       }
     });
     if (row) current ??= fresh(row);
+    if (done) yield { row: done };
     if (event.header) {
-      outputs = event.header.outputs.map((o) => ({ path: o.path, size: elementCount(o.shape) }));
+      outputs = [...check.outputs.values()].map((o) => ({ path: o.path, size: o.size }));
       yield { header: event.header };
     }
     if (event.stats) {
-      if (current) yield { row: current };
-      current = undefined;
       check.end();
       yield { stats: event.stats };
     }

@@ -26,7 +26,7 @@ import { packAny, unpackAny, type MessageFns } from "./any";
 import { callError, callSignal, cancelCall, cancelledError, toGrpcOptions, toMetadata, unaryCall, waitUnder, type CallOptions, type UnaryMethod } from "./call";
 import { inSdkTerms, TesseractClientError, toClientError } from "./errors";
 import { withDefaultPort } from "./address";
-import { clip } from "../common/errors";
+import { clip, quote } from "../common/errors";
 import type { Any } from "../generated/google/protobuf/any";
 import type { Tensor } from "../generated/tesseract/v1/tensor";
 import {
@@ -332,11 +332,12 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     const served = this.described ?? (await this.describe(call));
     const input = this.types.inputType ?? this.types.inputs.$type;
     const output = this.types.outputType ?? this.types.outputs.$type;
-    const server = `the server at ${this.address} serves ${served.name} (${served.input_type} -> ${served.output_type})`;
+    // Clipped: the server's words, of any length (a 200 000-character name made a 400 KB message).
+    const server = `the server at ${this.address} serves ${clip(served.name)} (${clip(served.input_type)} -> ${clip(served.output_type)})`;
     if (input === undefined) {
       throw new TesseractClientError(
         grpc.status.FAILED_PRECONDITION,
-        `${server}, and this client's input type has no name to check it against: give \`inputType\` ("${served.input_type}" if that is right), or generate the types with ts-proto's outputTypeAnnotations=static-only`,
+        `${server}, and this client's input type has no name to check it against: give \`inputType\` (${quote(served.input_type)} if that is right), or generate the types with ts-proto's outputTypeAnnotations=static-only`,
       );
     }
     if (input !== served.input_type || (output !== undefined && output !== served.output_type)) {

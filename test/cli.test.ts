@@ -219,6 +219,23 @@ describe("CLI", () => {
     g.forEach((row, i) => row.forEach((v, k) => assert.ok(Math.abs(v - expected[i][k]) < 1e-6, `g[${i}][${k}] = ${v}`)));
   });
 
+  it("a tangent or cotangent that is no object of arrays: INVALID_ARGUMENT naming it and what was expected, exit 1 (a string was read as a map of its characters)", async () => {
+    const jvp = { inputs, jvp_inputs: ["mesh.points"], jvp_outputs: ["statistics.barycenter"] };
+    const cases: [string, unknown, string][] = [
+      ["jvp", "abc", 'payload.tangent_vector is "abc": expected an object of arrays by input path, {"<input path>": [...], ...}'],
+      ["jvp", 5, "payload.tangent_vector is 5: expected an object of arrays by input path"],
+      ["jvp", [[1, 2, 3]], "payload.tangent_vector is [[1,2,3]]: expected an object of arrays by input path"],
+      ["vjp", "x".repeat(500), `payload.cotangent_vector is "${"x".repeat(199)}… (502 characters): expected an object of arrays by output path`],
+    ];
+    for (const [command, vector, message] of cases) {
+      const payload = command === "jvp" ? { ...jvp, tangent_vector: vector } : { inputs, vjp_inputs: ["mesh.points"], vjp_outputs: ["statistics.barycenter"], cotangent_vector: vector };
+      const result = await cli(command, JSON.stringify(payload), "--address", address);
+      assert.equal(result.code, 1);
+      assert.equal(result.stdout, "");
+      assert.ok(result.stderr.startsWith(`tesseract-grpc ${command}: INVALID_ARGUMENT: ${message}`), result.stderr);
+    }
+  });
+
   it("errors: the status and the message on stderr, exit code 1", async () => {
     const bad = await cli("jacobian", JSON.stringify({ inputs, jac_inputs: ["mesh.pointz"], jac_outputs: ["statistics.barycenter"] }), "--address", address);
     assert.equal(bad.code, 1);

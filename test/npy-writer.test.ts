@@ -10,8 +10,10 @@ import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { PassThrough } from "node:stream";
 import { promisify } from "node:util";
 import { type JacobianRowsEvent } from "../client";
+import { writeRowsNdjson } from "../client/cli-rows";
 import { npyHeader, writeJacobianNpy } from "../client/npy-writer";
 import { DataType } from "../common/tensor-codec";
 import { clientRejects, CLI, serveProcess, type ServeProcess } from "./helpers";
@@ -51,13 +53,16 @@ const header: JacobianRowsEvent = {
 };
 const value = (o: number, j: number) => 10 * o + j;
 const column = (j: number, from: number, to: number) => Float64Array.from({ length: to - from }, (_, p) => value(from + p, j));
-/** Rows out of order, y's row split in two messages (u, then v from offset 1 and v[0] last). */
+/**
+ * Rows out of order, y's row split over consecutive messages (u, then v from offset 1 and v[0] last).
+ * A row's messages are consecutive by contract: one that comes back after another row began is refused below.
+ */
 const rows: JacobianRowsEvent[] = [
   { row: { input_path: "y", input_index: 0, slices: [{ output_path: "u", offset: 0, values: column(2, 0, 2) }] } },
-  { row: { input_path: "x", input_index: 1, slices: [{ output_path: "u", offset: 0, values: column(1, 0, 2) }, { output_path: "v", offset: 0, values: column(1, 2, 5) }] } },
   { row: { input_path: "y", input_index: 0, slices: [{ output_path: "v", offset: 1, values: column(2, 3, 5) }] } },
-  { row: { input_path: "x", input_index: 0, slices: [{ output_path: "u", offset: 0, values: column(0, 0, 2) }, { output_path: "v", offset: 0, values: column(0, 2, 5) }] } },
   { row: { input_path: "y", input_index: 0, slices: [{ output_path: "v", offset: 0, values: column(2, 2, 3) }] } },
+  { row: { input_path: "x", input_index: 1, slices: [{ output_path: "u", offset: 0, values: column(1, 0, 2) }, { output_path: "v", offset: 0, values: column(1, 2, 5) }] } },
+  { row: { input_path: "x", input_index: 0, slices: [{ output_path: "u", offset: 0, values: column(0, 0, 2) }, { output_path: "v", offset: 0, values: column(0, 2, 5) }] } },
 ];
 const stats: JacobianRowsEvent = { stats: { apply_calls: 6, wall_seconds: 0.5, adjusted_steps: [], column_groups: 3, sparsity_source: "" } };
 
@@ -123,8 +128,8 @@ describe("jacobian --out FILE.npy", () => {
     const sparse: JacobianRowsEvent[] = [
       { header: { ...header.header!, nonzeros: 7 } },
       { row: { input_path: "x", input_index: 0, slices: [slice(0, "u", 0, [0, 1]), slice(0, "v", 2, [2, 3, 4])] } },
-      { row: { input_path: "y", input_index: 0, slices: [slice(2, "v", 2, [2, 3, 4])] } },
       { row: { input_path: "x", input_index: 1, slices: [slice(1, "u", 0, [0, 1]), slice(1, "v", 2, [2, 3, 4])].filter((x) => x.values.length) } },
+      { row: { input_path: "y", input_index: 0, slices: [slice(2, "v", 2, [2, 3, 4])] } },
       { row: { input_path: "y", input_index: 0, slices: [slice(2, "u", 0, [0, 1])] } },
       stats,
     ];
@@ -137,8 +142,10 @@ describe("jacobian --out FILE.npy", () => {
 
     const cases: [JacobianRowsEvent[], RegExp][] = [
       [[...sparse.slice(0, 4), stats], /incomplete: the rows carry 6 values, the header announces 7 structural nonzeros/],
-      [[sparse[0], sparse[1], sparse[2], sparse[4], stats], /incomplete: row 1 of input "x" is missing/],
-      [[...sparse.slice(0, 5), sparse[1], stats], /more than the 7 structural nonzeros/],
+      [[sparse[0], sparse[1], sparse[3], sparse[4], stats], /incomplete: 1 row\(s\) missing, the first of input "x" at flat index 1/],
+      [[...sparse.slice(0, 5), sparse[1], stats], /row 0 of input "x" arrived again after other rows/],
+      // y's u[0] twice and x[1]'s v[2] left out: seven values, as many as the header announces (the hole was written as 0).
+      [[sparse[0], sparse[1], { row: { input_path: "x", input_index: 1, slices: [slice(1, "u", 0, [0, 1])] } }, sparse[3], { row: { input_path: "y", input_index: 0, slices: [{ ...slice(2, "u", 0, [0, 1]), indices: [0, 0], values: Float64Array.of(2, 2) }] } }, stats], /row 0 of "y", output "u": a value arrived twice \(output index 0\)/],
       [[sparse[0], { row: { input_path: "x", input_index: 0, slices: [{ output_path: "u", offset: 0, indices: [2], values: Float64Array.of(1) }] } }], /index 2 is out of range for output "u" \(2 elements\)/],
     ];
     for (const [events, message] of cases) {
@@ -150,12 +157,14 @@ describe("jacobian --out FILE.npy", () => {
 
   it("an incomplete or inconsistent stream: DATA_LOSS naming what is wrong, and no file left", async () => {
     const cases: [JacobianRowsEvent[], RegExp][] = [
-      [[header, ...rows.slice(0, 4), stats], /incomplete: 1 row\(s\) missing or partial, the first input "y" at flat index 0 \(4 of 5 values\)/],
+      [[header, ...rows.slice(0, 4), stats], /incomplete: 1 row\(s\) missing, the first of input "x" at flat index 0/],
+      [[header, rows[0], rows[1], rows[3], rows[4], stats], /incomplete: row 0 of input "y" has 4 of its 5 values/],
       [[header, ...rows], /the stream ended before its stats/],
       [[rows[0]], /a row arrived before the header/],
-      [[header, ...rows, rows[0], stats], /more than its 5/],
+      [[header, ...rows, rows[0], stats], /row 0 of input "y" arrived again after other rows \(a row's messages are consecutive/],
+      [[header, rows[0], rows[0], stats], /row 0 of "y", output "u" at offset 0: a value arrived twice/],
       // y's v[1] twice and v[0] never: five values, as many as the row holds (its hole was written as 0).
-      [[header, rows[0], rows[1], rows[2], { row: { input_path: "y", input_index: 0, slices: [{ output_path: "v", offset: 1, values: column(2, 3, 4) }] } }, rows[3], stats], /row 0 of "y", output "v" at offset 1: a value arrived twice/],
+      [[header, rows[0], rows[1], { row: { input_path: "y", input_index: 0, slices: [{ output_path: "v", offset: 1, values: column(2, 3, 4) }] } }, rows[3], rows[4], stats], /row 0 of "y", output "v" at offset 1: a value arrived twice/],
       [[header, { row: { input_path: "z", input_index: 0, slices: [] } }], /row for input "z", which the header does not list/],
       [[header, { row: { input_path: "x", input_index: 0, slices: [{ output_path: "u", offset: 1, values: column(0, 0, 2) }] } }], /slice of 2 values at offset 1 overruns output "u" \(2 elements\)/],
     ];
@@ -164,6 +173,13 @@ describe("jacobian --out FILE.npy", () => {
       await clientRejects(writeJacobianNpy((async function* () { yield* events; })(), file), "DATA_LOSS", message);
       assert.equal(fs.existsSync(file), false, `${message}: the partial file is removed`);
     }
+  });
+
+  it("a header announcing 2^45 rows: DATA_LOSS once the stream ends short of them, nothing allocated for them (a bare RangeError before)", async () => {
+    const file = tmp();
+    const huge = { header: { ...header.header!, inputs: [{ path: "x", shape: [2 ** 45], datatype: DataType.DATA_TYPE_FP64 }], total_rows: 2 ** 45 } };
+    await clientRejects(writeJacobianNpy((async function* () { yield* [huge, rows[4], stats]; })(), file), "DATA_LOSS", /incomplete: 35184372088831 row\(s\) missing, the first of input "x" at flat index 1$/);
+    assert.equal(fs.existsSync(file), false);
   });
 
   it("a failed call leaves what --out names as it was: a file there already, through a link too, and the link (it was truncated, then removed)", async () => {
@@ -225,5 +241,36 @@ describe("jacobian --out FILE.npy", () => {
       }
       assert.ok(worst < 1e-6, `max |J - [sI, I]| = ${worst}`);
     });
+  });
+});
+
+describe("jacobian --stream: NDJSON lines checked as the SDK checks the stream", () => {
+  const lines = async (events: JacobianRowsEvent[]) => {
+    const out = new PassThrough();
+    const text: string[] = [];
+    out.on("data", (chunk: Buffer) => text.push(chunk.toString()));
+    const written = writeRowsNdjson((async function* () { yield* events; })(), "json", out);
+    return { written, text: () => text.join("").split("\n").filter(Boolean) };
+  };
+
+  it("a complete stream: every event a line, the stats returned", async () => {
+    const { written, text } = await lines([header, ...rows, stats]);
+    assert.deepEqual(await written, stats.stats);
+    assert.equal(text().length, 7);
+    assert.deepEqual(JSON.parse(text()[1]).row.slices[0], { output_path: "u", offset: 0, values: [2, 12] });
+  });
+
+  it("a value twice, a row resumed or missing, no stats: DATA_LOSS naming it (passed on whole, exit 0)", async () => {
+    const cases: [JacobianRowsEvent[], RegExp, number][] = [
+      [[header, rows[0], rows[0], ...rows.slice(1), stats], /row 0 of "y", output "u" at offset 0: a value arrived twice/, 2],
+      [[header, ...rows, rows[0], stats], /row 0 of input "y" arrived again after other rows/, 6],
+      [[header, ...rows.slice(0, 4), stats], /incomplete: 1 row\(s\) missing, the first of input "x" at flat index 0/, 6],
+      [[header, ...rows], /the stream ended before its stats/, 6],
+    ];
+    for (const [events, message, written] of cases) {
+      const { written: done, text } = await lines(events);
+      await clientRejects(done, "DATA_LOSS", message);
+      assert.equal(text().length, written, `${message}: the lines before the break`);
+    }
   });
 });

@@ -8,7 +8,7 @@ import { strict as assert } from "node:assert";
 import { once } from "node:events";
 import * as grpc from "@grpc/grpc-js";
 import ndarray from "ndarray";
-import { Algorithm, assembleJacobian, assembleSparseJacobian, DataType, packAny, SparsityMode, TesseractClient, toRowsEvent, type JacobianRowsEvent, type JacobianResult } from "../client";
+import { Algorithm, assembleJacobian, assembleSparseJacobian, DataType, densifyRows, packAny, SparsityMode, TesseractClient, toRowsEvent, type DenseRowsEvent, type JacobianRowsEvent, type JacobianResult, type SparseJacobianResult } from "../client";
 import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
 import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
 import { FiniteDifferenceOptions, JacobianRowsResponse, TesseractClient as GeneratedClient } from "../generated/tesseract/v1/tesseract";
@@ -266,7 +266,9 @@ describe("SDK: JacobianRows", () => {
         const partial = events.map((e) => (e.row && e.row.input_index === 2 ? { row: { ...e.row, slices: e.row.slices.slice(1) } } : e));
         await clientRejects(assembleJacobian(partial), "DATA_LOSS", /incomplete/);
         const repeated = [...events.slice(0, 3), events[2], ...events.slice(3)];
-        await clientRejects(assembleJacobian(repeated), "DATA_LOSS", /more than/);
+        await clientRejects(assembleJacobian(repeated), "DATA_LOSS", /a value arrived twice/);
+        const again = [...events.slice(0, 4), events[2], ...events.slice(4)];
+        await clientRejects(assembleJacobian(again), "DATA_LOSS", /row \d+ of input "mesh\.points" arrived again after other rows/);
         await clientRejects(assembleJacobian(events.slice(0, -1)), "DATA_LOSS", /before its stats/);
         await clientRejects(assembleJacobian(events.slice(1)), "DATA_LOSS", /before the header/);
       });
@@ -278,8 +280,8 @@ describe("SDK: JacobianRows", () => {
     const stats = { stats: { apply_calls: 4, wall_seconds: 0, adjusted_steps: [], column_groups: 2, sparsity_source: "" } };
     const row = (index: number, ...slices: [number, number[]][]) => ({ row: { input_path: "x", input_index: index, slices: slices.map(([offset, values]) => ({ output_path: "f", offset, values: Float64Array.from(values) })) } });
     await clientRejects(assembleJacobian([header, row(0, [0, [9]], [0, [5]]), row(1, [0, [1, 2]]), stats] as never), "DATA_LOSS", /row 0 of "x", output "f" at offset 0: a value arrived twice/);
-    // Split, in any order: assembled.
-    const { jacobian } = await assembleJacobian([header, row(0, [1, [5]]), row(1, [0, [1, 2]]), row(0, [0, [9]]), stats] as never);
+    // Split over consecutive messages, slices in any order: assembled.
+    const { jacobian } = await assembleJacobian([header, row(0, [1, [5]]), row(0, [0, [9]]), row(1, [0, [1, 2]]), stats] as never);
     assert.deepEqual(Array.from(jacobian.f.x.data), [9, 1, 5, 2]);
   });
 
@@ -303,6 +305,50 @@ describe("SDK: JacobianRows", () => {
     assert.deepEqual([Array.from(jacobian.f.x.values.subarray(0, 3)), Array.from(jacobian.f.x.indices.subarray(0, 3)), Array.from(jacobian.g.x.values.subarray(0, 2))], [[0, 1, 2], [0, 1, 2], [-1, -2]]);
     await writeJacobianNpy(events(), "/dev/null");
     for (const bytes of grown) assert.ok(bytes < 20 * 2 ** 20, `${(bytes / 2 ** 20).toFixed(1)} MB held over the rows`);
+  });
+
+  describe("a value sent twice in place of another, or a row resumed: DATA_LOSS from every reader (they were assembled silently)", () => {
+    const header = (nonzeros: number) => ({ header: { outputs: [{ path: "f", shape: [3] }], inputs: [{ path: "x", shape: [2] }], total_rows: 2, planned_evaluations: 2, nonzeros } });
+    const stats = { stats: { apply_calls: 4, wall_seconds: 0, adjusted_steps: [], column_groups: 2, sparsity_source: "" } };
+    const sparseRow = (index: number, indices: number[], values: number[]) => ({ row: { input_path: "x", input_index: index, slices: [{ output_path: "f", offset: 0, indices, values: Float64Array.from(values) }] } });
+    const denseRow = (index: number, offset: number, values: number[]) => ({ row: { input_path: "x", input_index: index, slices: [{ output_path: "f", offset, values: Float64Array.from(values) }] } });
+    const readers: [string, (events: unknown[]) => Promise<unknown>][] = [
+      ["assembleJacobian", (events) => assembleJacobian(events as never)],
+      ["assembleSparseJacobian", (events) => assembleSparseJacobian(events as never)],
+      ["densifyRows", (events) => collect(densifyRows(events as never) as never)],
+    ];
+    for (const [name, read] of readers) {
+      it(name, async () => {
+        // Two nonzeros announced, two values sent: f[1] twice (one slice, then one per message), x[1]'s f[0] never.
+        await clientRejects(read([header(2), sparseRow(0, [1, 1], [1, 2]), sparseRow(1, [], []), stats]), "DATA_LOSS", /row 0 of "x", output "f": a value arrived twice \(output index 1\)/);
+        await clientRejects(read([header(2), sparseRow(0, [1], [1]), sparseRow(0, [1], [2]), sparseRow(1, [], []), stats]), "DATA_LOSS", /row 0 of "x", output "f": a value arrived twice \(output index 1\)/);
+        // Row 0 twice, row 1 empty: as many values as announced.
+        await clientRejects(read([header(2), sparseRow(0, [1], [7]), sparseRow(1, [], []), sparseRow(0, [1], [7]), stats]), "DATA_LOSS", /row 0 of input "x" arrived again after other rows/);
+        // Dense: row 0's messages around row 1's (densifyRows gave row 0 twice, each "whole" with zeros in the other's place).
+        await clientRejects(read([header(0), denseRow(0, 0, [1]), denseRow(1, 0, [3, 4, 5]), denseRow(0, 1, [2, 6]), stats]), "DATA_LOSS", /incomplete: row 0 of input "x" has 1 of its 3 values/);
+        // Unsorted sparse indices are the contract's ("in this order"): read in place.
+        const events = [header(3), sparseRow(0, [2, 0], [5, 6]), sparseRow(1, [1], [7]), stats];
+        if (name === "assembleJacobian") assert.deepEqual(Array.from(((await read(events)) as JacobianResult).jacobian.f.x.data), [6, 0, 0, 7, 5, 0]);
+        if (name === "densifyRows") assert.deepEqual(((await read(events)) as DenseRowsEvent[]).filter((e) => e.row).map((e) => Array.from(e.row!.values[0])), [[6, 0, 5], [0, 7, 0]]);
+        if (name === "assembleSparseJacobian") {
+          const block = ((await read(events)) as SparseJacobianResult).jacobian.f.x;
+          assert.deepEqual([Array.from(block.indptr), Array.from(block.indices), Array.from(block.values)], [[0, 2, 3], [0, 2, 1], [6, 5, 7]]);
+        }
+      });
+    }
+  });
+
+  it("a header announcing 2^45 rows or output elements: each reader fails naming what, allocating nothing blindly (a bare RangeError before)", async () => {
+    const header = (rows: number, outputs: number) => ({ header: { outputs: [{ path: "f", shape: [outputs] }], inputs: [{ path: "x", shape: [rows] }], total_rows: rows, planned_evaluations: 1, nonzeros: 0 } });
+    const stats = { stats: { apply_calls: 1, wall_seconds: 0, adjusted_steps: [], column_groups: 1, sparsity_source: "" } };
+    const row = { row: { input_path: "x", input_index: 0, slices: [{ output_path: "f", offset: 0, values: Float64Array.of(1) }] } };
+    const huge = 2 ** 45;
+    await clientRejects(assembleJacobian([header(huge, 1), row, stats] as never), "RESOURCE_EXHAUSTED", /the dense block d "f" \/ d "x" would hold 35184372088832 FP64 values \(262000 GiB\), more than this process can allocate .*assembleSparseJacobian/);
+    await clientRejects(assembleSparseJacobian([header(huge, 1), row, stats] as never), "RESOURCE_EXHAUSTED", /input "x" has 35184372088832 elements, more than a SparseBlock's 32-bit indices address/);
+    await clientRejects(assembleSparseJacobian([header(2, huge), row, stats] as never), "RESOURCE_EXHAUSTED", /output "f" has 35184372088832 elements/);
+    // Rows are tracked as they come: the stream ends short of its rows.
+    await clientRejects(collect(densifyRows([header(huge, 1), row, stats] as never) as never), "DATA_LOSS", /incomplete: 35184372088831 row\(s\) missing, the first of input "x" at flat index 1$/);
+    await clientRejects(collect(densifyRows([header(2, huge), row, stats] as never) as never), "RESOURCE_EXHAUSTED", /a dense row of output "f" would hold 35184372088832 FP64 values/);
   });
 
   it("a header shape that is no shape: DATA_LOSS naming it (a bare RangeError before)", async () => {
