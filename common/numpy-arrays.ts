@@ -6,6 +6,7 @@ import type { NdArray } from "ndarray";
 import { invalidArgument, keyAt, refusedAs, shown } from "./errors";
 import { arrayClass, DataType, decodeTensor, elementCount, encodeTensor } from "./tensor-codec";
 import { jsonInteger } from "./exact-json";
+import { plural } from "./plural";
 
 /** numpy dtype names, as tesseract-core writes them. */
 export const NUMPY_DTYPES: Readonly<Record<string, DataType>> = Object.freeze({
@@ -80,7 +81,7 @@ export function flattenLists(value: unknown, where: string): { shape: number[]; 
       values.push(v);
       return;
     }
-    if (!Array.isArray(v) || v.length !== shape[depth]) throw invalidArgument(`${where}: ragged nested list at ${at}, expected ${shape[depth]} elements`);
+    if (!Array.isArray(v) || v.length !== shape[depth]) throw invalidArgument(`${where}: ragged nested list at ${at}, expected ${plural(shape[depth], "element")}`);
     v.forEach((x, i) => walk(x, depth + 1, `${at}[${i}]`));
   };
   walk(value, 0, "");
@@ -212,7 +213,7 @@ export function tensorFromArrayObject(value: Record<string, unknown>, where: str
   if (encoding === "json") {
     const { values } = flattenLists(buffer, `${where}.data.buffer`);
     const count = shape.reduce((n: number, d: number) => n * d, 1);
-    if (values.length !== count) throw fail(`${where}.data.buffer`, `has ${values.length} values, expected ${count} for shape [${shape.join(", ")}]`);
+    if (values.length !== count) throw fail(`${where}.data.buffer`, `has ${plural(values.length, "value")}, expected ${count} for shape [${shape.join(", ")}]`);
     const array = new (arrayClass(datatype))(count);
     values.forEach((v, i) => (array[i] = elementOf(datatype, v, `${where}.data.buffer`, i) as never));
     return { datatype, shape, data: new Uint8Array(array.buffer, array.byteOffset, array.byteLength) };
@@ -257,7 +258,7 @@ export function refuseExtraArrayKeys(value: Record<string, unknown>, where: stri
 function base64Bytes(buffer: unknown, where: string): Buffer {
   if (typeof buffer !== "string" || !/^[A-Za-z0-9+/\r\n]*={0,2}\s*$/.test(buffer)) throw fail(where, "must be a base64 string");
   const characters = buffer.replace(/[\s=]/g, "").length;
-  if (characters % 4 === 1) throw fail(where, `is not valid base64: its ${characters} characters are 1 more than a multiple of 4`);
+  if (characters % 4 === 1) throw fail(where, `is not valid base64: its ${plural(characters, "character")} ${characters === 1 ? "is" : "are"} 1 more than a multiple of 4`);
   return Buffer.from(buffer, "base64");
 }
 

@@ -11,9 +11,8 @@ import { PROTO_DIR } from "../proto-dir";
 import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../../common/tensor-codec";
 import { sampleMeshInputs } from "./samples";
 import { Algorithm, defineTesseract } from "../tesseract";
+import { plural } from "../../common/plural";
 
-/** "1 row", "3 rows". */
-const rowsText = (n: number) => `${n} ${n === 1 ? "row" : "rows"}`;
 
 const shapeText = (shape: readonly number[]) => `[${shape.join(", ")}]`;
 
@@ -46,7 +45,7 @@ export default defineTesseract<Inputs, Outputs>({
     if (points.shape[0] === 0) throw invalidArgument("mesh.points is empty: a mesh needs at least one point");
     if (mesh.n_points !== points.shape[0]) {
       // proto3 sends no 0: an n_points left out reads as 0.
-      throw invalidArgument(`mesh.n_points is ${mesh.n_points}${mesh.n_points === 0 ? " (or unset)" : ""} but mesh.points has ${rowsText(points.shape[0])}`);
+      throw invalidArgument(`mesh.n_points is ${mesh.n_points}${mesh.n_points === 0 ? " (or unset)" : ""} but mesh.points has ${plural(points.shape[0], "row")}`);
     }
     const perCell = expectTensor(mesh.num_points_per_cell, "mesh.num_points_per_cell", DataType.DATA_TYPE_FP64, 1);
     if (perCell.shape[0] !== mesh.n_cells) {
@@ -66,7 +65,7 @@ export default defineTesseract<Inputs, Outputs>({
       for (const [key, value] of Object.entries(data)) {
         const field = `mesh.${kind}.{${clip(key)}}`;
         const t = expectTensor(value, field, DataType.DATA_TYPE_FP64, 2);
-        if (t.shape[0] !== rows) throw invalidArgument(`${field} has ${rowsText(t.shape[0])}, expected ${rows}`);
+        if (t.shape[0] !== rows) throw invalidArgument(`${field} has ${plural(t.shape[0], "row")}, expected ${rows}`);
       }
     }
   },
