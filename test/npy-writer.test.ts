@@ -155,6 +155,17 @@ describe("jacobian --out FILE.npy", () => {
     }
   });
 
+  it("a path that cannot be written says why, by its error, naming it (/proc/x.npy said \"its folder does not exist\")", async () => {
+    const none = (async function* (): AsyncGenerator<JacobianRowsEvent> {})();
+    const refused = (out: string, message: RegExp) => assert.rejects(writeJacobianNpy(none, out), (e: Error & { code?: number }) => e.code === 3 && message.test(e.message), out);
+    // procfs refuses a new file with ENOENT though the folder is there (Linux).
+    if (fs.existsSync("/proc/self")) await refused("/proc/x.npy", /^--out "\/proc\/x\.npy" cannot be written: no file can be created in its folder "\/proc" \(ENOENT: no such file or directory\)$/);
+    const file = tmp();
+    fs.writeFileSync(file, "");
+    await refused(path.join(file, "x.npy"), new RegExp(`^--out "${path.join(file, "x.npy").replace(/[.\\/]/g, "\\$&")}" cannot be written: a part of the path is not a folder \\(ENOTDIR: not a directory\\)$`));
+    await refused("/no-such-folder/J.npy", /^--out "\/no-such-folder\/J\.npy" cannot be written: its folder does not exist$/);
+  });
+
   it("an incomplete or inconsistent stream: DATA_LOSS naming what is wrong, and no file left", async () => {
     const cases: [JacobianRowsEvent[], RegExp][] = [
       [[header, ...rows.slice(0, 4), stats], /incomplete: 1 row\(s\) missing, the first of input "x" at flat index 0/],
