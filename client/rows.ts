@@ -337,7 +337,7 @@ export class StreamCheck {
     if (this.rowsDone !== this.totalRows) {
       const missing = this.finished.firstUnset(this.totalRows);
       const input = [...this.inputs.values()].find((i) => missing < i.offset + i.size)!;
-      throw dataLoss(`incomplete: ${this.totalRows - this.rowsDone} row(s) missing, the first of input ${quote(input.path)} at flat index ${missing - input.offset}`);
+      throw dataLoss(`incomplete: ${plural(this.totalRows - this.rowsDone, "row")} missing, the first of input ${quote(input.path)} at flat index ${missing - input.offset}`);
     }
     if (this.sparse && this.total !== Number(header.nonzeros)) {
       throw dataLoss(`incomplete: the rows carry ${plural(this.total, "value")}, the header announces ${plural(header.nonzeros, "structural nonzero")}`);
