@@ -8,6 +8,7 @@ import { numpyDtype, withNumpyDtypes } from "../common/numpy-arrays";
 import { DataType } from "../common/tensor-codec";
 import { urlAddressHint } from "./address";
 import { CONNECTION_FAILURE, connectionProblem, isTesseractClientError } from "./errors";
+import { plural } from "../common/plural";
 
 /** grpc-js's connection failures (errors.ts, connectionProblem), each with what the user can do about it. */
 const UNAVAILABLE_RULES = {
@@ -53,16 +54,13 @@ function explanation(e: unknown, address: string): string {
   return `${e.codeName}: ${shown}`;
 }
 
-/** `1 apply call`, `18 apply calls`. */
-const counted = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`;
-
 /** `18 apply calls in 0.0123 s`, then any other stats the server set (adjusted steps, column groups, ...). */
 export function statsLine(stats: EvaluationStats): string {
-  const parts = [`${counted(Number(stats.apply_calls), "apply call")} in ${stats.wall_seconds.toPrecision(3)} s`];
+  const parts = [`${plural(Number(stats.apply_calls), "apply call")} in ${stats.wall_seconds.toPrecision(3)} s`];
   if (stats.adjusted_steps.length) parts.push(`adjusted steps: ${listed(stats.adjusted_steps, 5)}`);
   // Dense, column_groups is n and says nothing new; grouped, it is what the structure saved.
   const source = stats.sparsity_source;
-  if (source) parts.push(/dense/.test(source) ? `sparsity: ${source}` : `${counted(stats.column_groups, "column group")} (sparsity: ${source})`);
+  if (source) parts.push(/dense/.test(source) ? `sparsity: ${source}` : `${plural(stats.column_groups, "column group")} (sparsity: ${source})`);
   for (const [key, value] of Object.entries(stats)) {
     if (["apply_calls", "wall_seconds", "adjusted_steps", "column_groups", "sparsity_source"].includes(key)) continue;
     if (value === undefined || value === 0 || value === "" || (Array.isArray(value) && value.length === 0)) continue;

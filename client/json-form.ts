@@ -31,11 +31,39 @@ function compactToArrayObject(value: Record<string, unknown>, where: string): Re
   return { object_type: "array", dtype: value.dtype, shape: value.shape ?? shape, data: { buffer: values, encoding: "json" } };
 }
 
+/** The keys of tesseract-core's array object. */
+const ARRAY_OBJECT_KEYS = ["object_type", "shape", "dtype", "data"];
+
+/** Whether an object is no array form at all (none of the array object's keys, or one no form has), not one with a mistake inside. */
+const isNoArrayForm = (object: Record<string, unknown>) => {
+  const keys = Object.keys(object);
+  return keys.length === 0 || keys.some((k) => !ARRAY_OBJECT_KEYS.includes(k));
+};
+
+/**
+ * An object given where a tensor is expected that is none of its forms, e.g. `{"b": [1]}`: says the
+ * field is a tensor and lists the forms (it read `….shape must be a list…`, of a key never written).
+ */
+function notATensor(value: unknown, where: string, abstract: boolean): Error {
+  const forms = [
+    "a nested list ([1, 2, 3])",
+    '{"dtype": "int32", "data": [0, 1, 2]} ("shape"? when the nesting does not give it)',
+    'tesseract-core\'s array object {"object_type"?: "array", "shape", "dtype", "data": {"buffer", "encoding"}}',
+    ...(abstract ? ['{"shape", "dtype"} (its shape and dtype alone)'] : []),
+  ];
+  return invalidArgument(`${where}: a tensor field, and ${shown(value)} is none of its forms: ${forms.slice(0, -1).join(", ")} or ${forms.at(-1)}`);
+}
+
 /** One JSON array value (a nested list, the compact form or tesseract-core's array object) as an ndarray. */
 export function arrayFromJson(value: unknown, where: string): NdArray<any> {
+  return arrayOf(value, where, false);
+}
+
+function arrayOf(value: unknown, where: string, abstract: boolean): NdArray<any> {
   if (value !== null && typeof value === "object" && !Array.isArray(value)) {
     const object = value as Record<string, unknown>;
     const compact = object.object_type === undefined && (Array.isArray(object.data) || typeof object.data === "number" || typeof object.data === "boolean");
+    if (!compact && isNoArrayForm(object)) throw notATensor(value, where, abstract);
     return decodeTensor(tensorFromArrayObject(compact ? compactToArrayObject(object, where) : object, where), where);
   }
   const { shape, values } = flattenLists(value, where);
@@ -91,9 +119,10 @@ function enumValue(type: protobuf.Enum, value: unknown, where: string): number {
 export function abstractArrayFromJson(value: unknown, where: string): { shape: number[]; datatype: number } {
   const object = value as { shape?: unknown; dtype?: unknown; data?: unknown } | null;
   if (object === null || typeof object !== "object" || Array.isArray(object) || object.data !== undefined) {
-    const array = arrayFromJson(value, where);
+    const array = arrayOf(value, where, true);
     return { shape: array.shape.slice(), datatype: dataTypeOfArray(array.data as never) };
   }
+  if (isNoArrayForm(object as Record<string, unknown>)) throw notATensor(value, where, true);
   // Checked as an array object without data, as REST's /abstract_eval checks it.
   const { shape, datatype } = tensorFromArrayObject(object as Record<string, unknown>, where, { abstract: true });
   return { shape, datatype };

@@ -16,6 +16,8 @@
  */
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs/promises";
+import { dirname } from "node:path";
+import { getSystemErrorMap } from "node:util";
 import { invalidArgument, quote } from "../common/errors";
 import { status } from "@grpc/grpc-js";
 import type { EvaluationStats } from "../generated/tesseract/v1/tesseract";
@@ -70,15 +72,31 @@ function rowWrites(check: StreamCheck, row: RowValues, dataStart: number): { pos
   return writes;
 }
 
-/** Why a file cannot be opened for writing, by its error code. */
+/** Why a file cannot be opened for writing, by its error code, where the errno's own words say less. */
 const UNWRITABLE: Record<string, string> = {
-  ENOENT: "its folder does not exist",
   ENOTDIR: "a part of the path is not a folder",
   ENAMETOOLONG: "the name is too long",
-  EACCES: "permission denied",
   EISDIR: "it is a folder",
-  EROFS: "the file system is read-only",
 };
+
+/**
+ * Why `target` (or the file written beside it, when not `inPlace`) could not be opened: the
+ * error's meaning and code, its folder named where the file is created in it. ENOENT is "its folder
+ * does not exist" only where it does not: procfs, for one, refuses a new file with ENOENT.
+ */
+async function whyUnwritable(e: NodeJS.ErrnoException, target: string, inPlace: boolean): Promise<string> {
+  const code = e.code ?? "";
+  const meaning = typeof e.errno === "number" ? getSystemErrorMap().get(e.errno)?.[1] : undefined;
+  if (!code || !meaning) return e.message;
+  const folder = dirname(target);
+  if (code === "ENOENT" && !inPlace) {
+    const exists = await fs.stat(folder).then((s) => s.isDirectory(), () => false);
+    if (!exists) return "its folder does not exist";
+    return `no file can be created in its folder ${quote(folder)} (${code}: ${meaning})`;
+  }
+  if (UNWRITABLE[code]) return `${UNWRITABLE[code]} (${code}: ${meaning})`;
+  return `${meaning}${inPlace ? "" : ` creating a file in its folder ${quote(folder)}`} (${code})`;
+}
 
 /**
  * Writes the stream into `path` and resolves with the layout and the stats. Each message is written
@@ -92,8 +110,8 @@ export async function writeJacobianNpy(events: AsyncIterable<JacobianRowsEvent>,
   const existing = await fs.stat(target).catch(() => undefined);
   const inPlace = existing !== undefined && !existing.isFile();
   const writing = inPlace ? target : `${target}.${process.pid}.${randomBytes(4).toString("hex")}.partial`;
-  const file = await fs.open(writing, "w").catch((e: NodeJS.ErrnoException) => {
-    throw invalidArgument(`--out ${quote(path)} cannot be written: ${UNWRITABLE[e.code ?? ""] ?? e.message}`);
+  const file = await fs.open(writing, "w").catch(async (e: NodeJS.ErrnoException) => {
+    throw invalidArgument(`--out ${quote(path)} cannot be written: ${await whyUnwritable(e, target, inPlace)}`);
   });
   try {
     // The stream's checks are assembleJacobian's (rows.ts): every row once and whole, no value twice, stats last.

@@ -15,6 +15,7 @@ import { clip, quote } from "../common/errors";
 import type { EvaluationStats, JacobianHeader, JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
 import { fp64Values } from "./tree";
 import { JacobianResult, type NestedJacobian } from "./results";
+import { plural } from "../common/plural";
 
 export { JacobianResult, type NestedJacobian };
 
@@ -265,7 +266,7 @@ export class StreamCheck {
       this.totalRows += size;
     }
     if (!Number.isSafeInteger(this.rowLength) || !Number.isSafeInteger(this.totalRows)) throw dataLoss(`the header's shapes add up to more than 2^53 elements`);
-    if (this.totalRows !== header.total_rows) throw dataLoss(`the header announces ${header.total_rows} rows but its inputs have ${this.totalRows} elements`);
+    if (this.totalRows !== header.total_rows) throw dataLoss(`the header announces ${plural(header.total_rows, "row")} but its inputs have ${plural(this.totalRows, "element")}`);
   }
 
   /** The open row is finished: a dense one must be whole. */
@@ -276,7 +277,7 @@ export class StreamCheck {
     this.finished.set(open.row);
     this.rowsDone++;
     if (!this.sparse && open.values !== this.rowLength) {
-      throw dataLoss(`incomplete: row ${open.index} of input ${quote(open.input.path)} has ${open.values} of its ${this.rowLength} values`);
+      throw dataLoss(`incomplete: row ${open.index} of input ${quote(open.input.path)} has ${open.values} of its ${plural(this.rowLength, "value")}`);
     }
   }
 
@@ -286,7 +287,7 @@ export class StreamCheck {
     const input = this.inputs.get(input_path);
     if (!input) throw dataLoss(`row for input ${quote(input_path)}, which the header does not list`);
     if (!Number.isInteger(input_index) || input_index < 0 || input_index >= input.size) {
-      throw dataLoss(`row index ${input_index} is out of range for input ${quote(input_path)} (${input.size} elements)`);
+      throw dataLoss(`row index ${input_index} is out of range for input ${quote(input_path)} (${plural(input.size, "element")})`);
     }
     const position = input.offset + input_index;
     if (this.open?.row !== position) {
@@ -301,17 +302,17 @@ export class StreamCheck {
       if (!output) throw dataLoss(`slice for output ${quote(slice.output_path)}, which the header does not list`);
       const { offset, values, indices } = slice;
       if (indices) {
-        if (indices.length !== values.length) throw dataLoss(`sparse slice of ${quote(slice.output_path)} has ${indices.length} indices for ${values.length} values`);
+        if (indices.length !== values.length) throw dataLoss(`sparse slice of ${quote(slice.output_path)} has ${plural(indices.length, "index", "indices")} for ${plural(values.length, "value")}`);
         for (let k = 0; k < indices.length; k++) {
           const i = indices[k];
-          if (!Number.isInteger(i) || i < 0 || i >= output.size) throw dataLoss(`sparse slice index ${i} is out of range for output ${quote(slice.output_path)} (${output.size} elements)`);
+          if (!Number.isInteger(i) || i < 0 || i >= output.size) throw dataLoss(`sparse slice index ${i} is out of range for output ${quote(slice.output_path)} (${plural(output.size, "element")})`);
           if (!open.coverage.addOne(output.start + i)) throw dataLoss(`${where(slice.output_path)}: a value arrived twice (output index ${i})`);
         }
         this.count(open, values.length);
         place(slice, (k) => indices[k], output, input);
       } else {
         if (!Number.isInteger(offset) || offset < 0 || offset + values.length > output.size) {
-          throw dataLoss(`slice of ${values.length} values at offset ${offset} overruns output ${quote(slice.output_path)} (${output.size} elements)`);
+          throw dataLoss(`slice of ${plural(values.length, "value")} at offset ${offset} overruns output ${quote(slice.output_path)} (${plural(output.size, "element")})`);
         }
         if (!open.coverage.addRun(output.start + offset, values.length)) throw dataLoss(`${where(slice.output_path)} at offset ${offset}: a value arrived twice`);
         this.count(open, values.length);
@@ -336,10 +337,10 @@ export class StreamCheck {
     if (this.rowsDone !== this.totalRows) {
       const missing = this.finished.firstUnset(this.totalRows);
       const input = [...this.inputs.values()].find((i) => missing < i.offset + i.size)!;
-      throw dataLoss(`incomplete: ${this.totalRows - this.rowsDone} row(s) missing, the first of input ${quote(input.path)} at flat index ${missing - input.offset}`);
+      throw dataLoss(`incomplete: ${plural(this.totalRows - this.rowsDone, "row")} missing, the first of input ${quote(input.path)} at flat index ${missing - input.offset}`);
     }
     if (this.sparse && this.total !== Number(header.nonzeros)) {
-      throw dataLoss(`incomplete: the rows carry ${this.total} values, the header announces ${header.nonzeros} structural nonzeros`);
+      throw dataLoss(`incomplete: the rows carry ${plural(this.total, "value")}, the header announces ${plural(header.nonzeros, "structural nonzero")}`);
     }
     return { header, stats };
   }

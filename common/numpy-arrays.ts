@@ -6,6 +6,7 @@ import type { NdArray } from "ndarray";
 import { invalidArgument, keyAt, refusedAs, shown } from "./errors";
 import { arrayClass, DataType, decodeTensor, elementCount, encodeTensor } from "./tensor-codec";
 import { jsonInteger } from "./exact-json";
+import { plural } from "./plural";
 
 /** numpy dtype names, as tesseract-core writes them. */
 export const NUMPY_DTYPES: Readonly<Record<string, DataType>> = Object.freeze({
@@ -80,7 +81,7 @@ export function flattenLists(value: unknown, where: string): { shape: number[]; 
       values.push(v);
       return;
     }
-    if (!Array.isArray(v) || v.length !== shape[depth]) throw invalidArgument(`${where}: ragged nested list at ${at}, expected ${shape[depth]} elements`);
+    if (!Array.isArray(v) || v.length !== shape[depth]) throw invalidArgument(`${where}: ragged nested list at ${at}, expected ${plural(shape[depth], "element")}`);
     v.forEach((x, i) => walk(x, depth + 1, `${at}[${i}]`));
   };
   walk(value, 0, "");
@@ -196,24 +197,39 @@ function elementOf(datatype: DataType, v: unknown, where: string, i: number): nu
 export function tensorFromArrayObject(value: Record<string, unknown>, where: string, opts: { abstract?: boolean } = {}): { datatype: DataType; shape: number[]; data: Uint8Array } {
   if (value.object_type !== undefined && value.object_type !== "array") throw fail(`${where}.object_type`, `is ${shown(value.object_type)}, expected "array"`);
   const { shape, dtype, data } = value as { shape?: unknown; dtype?: unknown; data?: unknown };
+  refuseMissing(value, where, "shape");
+  refuseMissing(value, where, "dtype");
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw fail(`${where}.shape`, "must be a list of non-negative integers");
   const datatype = typeof dtype === "string" && Object.hasOwn(NUMPY_DTYPES, dtype) ? NUMPY_DTYPES[dtype] : undefined;
   if (datatype === undefined) throw fail(`${where}.dtype`, `is ${shown(dtype)}; expected one of ${Object.keys(NUMPY_DTYPES).join(", ")}`);
   if (data === undefined && opts.abstract) return { datatype, shape, data: new Uint8Array(0) };
+  refuseMissing(value, where, "data");
   if (data === null || typeof data !== "object" || Array.isArray(data)) throw fail(`${where}.data`, 'must be {"buffer": ..., "encoding": "base64" | "json"}');
   const { buffer, encoding, compression } = data as { buffer?: unknown; encoding?: unknown; compression?: unknown };
+  refuseMissing(data as Record<string, unknown>, `${where}.data`, "buffer");
+  refuseMissing(data as Record<string, unknown>, `${where}.data`, "encoding");
   if (compression !== undefined && compression !== null) throw fail(`${where}.data.compression`, `${shown(compression)} is not supported; send uncompressed data`);
   if (encoding === "base64") return { datatype, shape, data: base64Bytes(buffer, `${where}.data.buffer`) };
   if (encoding === "json") {
     const { values } = flattenLists(buffer, `${where}.data.buffer`);
     const count = shape.reduce((n: number, d: number) => n * d, 1);
-    if (values.length !== count) throw fail(`${where}.data.buffer`, `has ${values.length} values, expected ${count} for shape [${shape.join(", ")}]`);
+    if (values.length !== count) throw fail(`${where}.data.buffer`, `has ${plural(values.length, "value")}, expected ${count} for shape [${shape.join(", ")}]`);
     const array = new (arrayClass(datatype))(count);
     values.forEach((v, i) => (array[i] = elementOf(datatype, v, `${where}.data.buffer`, i) as never));
     return { datatype, shape, data: new Uint8Array(array.buffer, array.byteOffset, array.byteLength) };
   }
   if (encoding === "binref") throw fail(`${where}.data.encoding`, '"binref" is not supported: it names a file on the server\'s disk; send "base64" or "json"');
   throw fail(`${where}.data.encoding`, `is ${shown(encoding)}, expected "base64" or "json"`);
+}
+
+/**
+ * Refuses an array object (or its `data`) without `key`, as pydantic refuses a model without a
+ * required field (422 `missing`, not a value error about the absent value's type).
+ */
+function refuseMissing(value: Record<string, unknown>, where: string, key: "shape" | "dtype" | "data" | "buffer" | "encoding"): void {
+  if (Object.hasOwn(value, key)) return;
+  const needs = key === "buffer" || key === "encoding" ? 'an array\'s data needs "buffer" and "encoding"' : 'an array object needs "shape", "dtype" and "data"';
+  throw refusedAs("missing", `${where}.${key} is missing; ${needs}`);
 }
 
 /** The keys of tesseract-core's array object and of its `data`; its models forbid any other. */
@@ -242,7 +258,7 @@ export function refuseExtraArrayKeys(value: Record<string, unknown>, where: stri
 function base64Bytes(buffer: unknown, where: string): Buffer {
   if (typeof buffer !== "string" || !/^[A-Za-z0-9+/\r\n]*={0,2}\s*$/.test(buffer)) throw fail(where, "must be a base64 string");
   const characters = buffer.replace(/[\s=]/g, "").length;
-  if (characters % 4 === 1) throw fail(where, `is not valid base64: its ${characters} characters are 1 more than a multiple of 4`);
+  if (characters % 4 === 1) throw fail(where, `is not valid base64: its ${plural(characters, "character")} ${characters === 1 ? "is" : "are"} 1 more than a multiple of 4`);
   return Buffer.from(buffer, "base64");
 }
 

@@ -13,6 +13,7 @@
 import { endianness } from "node:os";
 import ndarray, { type NdArray } from "ndarray";
 import { Code, invalidArgument, TesseractError } from "./errors";
+import { plural } from "./plural";
 
 // Typed arrays use the host's byte order; the wire is little-endian. Every supported platform is
 // little-endian, so instead of byte-swapping everywhere we refuse to run anywhere else.
@@ -234,8 +235,8 @@ function decodeData(datatype: DataType, ctor: TypedArrayCtor, shape: number[], d
   }
   if (data.byteLength !== expected) {
     throw invalidArgument(
-      `${field}: data has ${data.byteLength} bytes, expected ${expected} ` +
-        `(shape ${formatShape(shape)} of ${dataTypeName(datatype)}, ${size} byte${size === 1 ? "" : "s"} each)`,
+      `${field}: data has ${plural(data.byteLength, "byte")}, expected ${expected} ` +
+        `(shape ${formatShape(shape)} of ${dataTypeName(datatype)}, ${plural(size, "byte")} each)`,
     );
   }
   if (datatype === DataType.DATA_TYPE_BOOL) {
@@ -325,7 +326,7 @@ export function ndarrayExtentProblem(a: NdArray<any>): string | undefined {
   });
   const length = typeof data.length === "number" ? data.length : 0;
   if (Number.isSafeInteger(low) && Number.isSafeInteger(high) && low >= 0 && high < length) return undefined;
-  if (offset === 0 && isRowMajor(shape, stride)) return `has shape [${shape.join(", ")}], which needs ${elementCount(shape)} elements, but its data holds ${length}`;
+  if (offset === 0 && isRowMajor(shape, stride)) return `has shape [${shape.join(", ")}], which needs ${plural(elementCount(shape), "element")}, but its data holds ${length}`;
   return `has ${show()}, which reach elements ${low} to ${high} of data holding ${length}`;
 }
 

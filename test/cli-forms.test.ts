@@ -9,7 +9,7 @@ import { Command } from "commander";
 import { withDefaultPort } from "../client/address";
 import { explainError, statsLine } from "../client/cli-messages";
 import { toClientError } from "../client/errors";
-import { arrayFromJson, enumsByName } from "../client/json-form";
+import { abstractArrayFromJson, arrayFromJson, enumsByName } from "../client/json-form";
 import { integer, mergeOptionFlags, optionFlags, optionsFromJson, optionsToJson, positiveNumber } from "../client/options-json";
 import { Algorithm, StepMode, StochasticEstimator } from "../generated/tesseract/v1/algorithm";
 import { FiniteDifferenceOptions } from "../generated/tesseract/v1/tesseract";
@@ -52,6 +52,23 @@ describe("CLI forms", () => {
       assert.throws(() => arrayFromJson(huge.scalar, "x"), /^TesseractError: x: element 0 is -Infinity \(a number beyond ±1\.8e308\), expected a finite number$/);
       assert.throws(() => arrayFromJson(huge.typed, "x"), /x\.data\.buffer element 0 is Infinity \(a number beyond ±1\.8e308\), expected a finite number$/);
     });
+  });
+
+  it("an object that is none of a tensor's forms says the field is a tensor and lists its forms, quoting the value clipped (it read \"x.shape must be a list…\")", () => {
+    const forms = /is none of its forms: a nested list \(\[1, 2, 3\]\), \{"dtype": "int32", "data": \[0, 1, 2\]\} \("shape"\? when the nesting does not give it\) or tesseract-core's array object \{"object_type"\?: "array", "shape", "dtype", "data": \{"buffer", "encoding"\}\}/;
+    assert.throws(() => arrayFromJson({ b: [1] }, "inputs.a"), (e: Error) => {
+      assert.match(e.message, /^inputs\.a: a tensor field, and \{"b":\[1\]\} is none of its forms: /);
+      assert.match(e.message, forms);
+      return true;
+    });
+    assert.throws(() => arrayFromJson({}, "inputs.a"), /^TesseractError: inputs\.a: a tensor field, and \{\} is none of its forms:/);
+    assert.throws(() => arrayFromJson({ shape: [1], dtype: "float64", data: { buffer: [1], encoding: "json" }, b: 1 }, "inputs.a"), /^TesseractError: inputs\.a: a tensor field, and \{"shape".* is none of its forms:/);
+    // Clipped: a big object is not echoed whole.
+    assert.throws(() => arrayFromJson({ b: "x".repeat(5000) }, "inputs.a"), (e: Error) => e.message.length < 800 && /… \(\d+ characters\) is none of its forms/.test(e.message));
+    // abstract-eval's form too, which lists {"shape", "dtype"}.
+    assert.throws(() => abstractArrayFromJson({ b: [1] }, "inputs.a"), /^TesseractError: inputs\.a: a tensor field, and \{"b":\[1\]\} is none of its forms: .*or \{"shape", "dtype"\} \(its shape and dtype alone\)/);
+    // An array object that lacks a key still says which.
+    assert.throws(() => arrayFromJson({ dtype: "float64", data: { buffer: [1], encoding: "json" } }, "inputs.a"), /^TesseractError: inputs\.a\.shape is missing/);
   });
 
   it("enumsByName: enum fields of a decoded tree by name, nested messages too", () => {

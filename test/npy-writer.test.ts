@@ -142,7 +142,7 @@ describe("jacobian --out FILE.npy", () => {
 
     const cases: [JacobianRowsEvent[], RegExp][] = [
       [[...sparse.slice(0, 4), stats], /incomplete: the rows carry 6 values, the header announces 7 structural nonzeros/],
-      [[sparse[0], sparse[1], sparse[3], sparse[4], stats], /incomplete: 1 row\(s\) missing, the first of input "x" at flat index 1/],
+      [[sparse[0], sparse[1], sparse[3], sparse[4], stats], /incomplete: 1 row missing, the first of input "x" at flat index 1/],
       [[...sparse.slice(0, 5), sparse[1], stats], /row 0 of input "x" arrived again after other rows/],
       // y's u[0] twice and x[1]'s v[2] left out: seven values, as many as the header announces (the hole was written as 0).
       [[sparse[0], sparse[1], { row: { input_path: "x", input_index: 1, slices: [slice(1, "u", 0, [0, 1])] } }, sparse[3], { row: { input_path: "y", input_index: 0, slices: [{ ...slice(2, "u", 0, [0, 1]), indices: [0, 0], values: Float64Array.of(2, 2) }] } }, stats], /row 0 of "y", output "u": a value arrived twice \(output index 0\)/],
@@ -155,9 +155,20 @@ describe("jacobian --out FILE.npy", () => {
     }
   });
 
+  it("a path that cannot be written says why, by its error, naming it (/proc/x.npy said \"its folder does not exist\")", async () => {
+    const none = (async function* (): AsyncGenerator<JacobianRowsEvent> {})();
+    const refused = (out: string, message: RegExp) => assert.rejects(writeJacobianNpy(none, out), (e: Error & { code?: number }) => e.code === 3 && message.test(e.message), out);
+    // procfs refuses a new file with ENOENT though the folder is there (Linux).
+    if (fs.existsSync("/proc/self")) await refused("/proc/x.npy", /^--out "\/proc\/x\.npy" cannot be written: no file can be created in its folder "\/proc" \(ENOENT: no such file or directory\)$/);
+    const file = tmp();
+    fs.writeFileSync(file, "");
+    await refused(path.join(file, "x.npy"), new RegExp(`^--out "${path.join(file, "x.npy").replace(/[.\\/]/g, "\\$&")}" cannot be written: a part of the path is not a folder \\(ENOTDIR: not a directory\\)$`));
+    await refused("/no-such-folder/J.npy", /^--out "\/no-such-folder\/J\.npy" cannot be written: its folder does not exist$/);
+  });
+
   it("an incomplete or inconsistent stream: DATA_LOSS naming what is wrong, and no file left", async () => {
     const cases: [JacobianRowsEvent[], RegExp][] = [
-      [[header, ...rows.slice(0, 4), stats], /incomplete: 1 row\(s\) missing, the first of input "x" at flat index 0/],
+      [[header, ...rows.slice(0, 4), stats], /incomplete: 1 row missing, the first of input "x" at flat index 0/],
       [[header, rows[0], rows[1], rows[3], rows[4], stats], /incomplete: row 0 of input "y" has 4 of its 5 values/],
       [[header, ...rows], /the stream ended before its stats/],
       [[rows[0]], /a row arrived before the header/],
@@ -178,7 +189,7 @@ describe("jacobian --out FILE.npy", () => {
   it("a header announcing 2^45 rows: DATA_LOSS once the stream ends short of them, nothing allocated for them (a bare RangeError before)", async () => {
     const file = tmp();
     const huge = { header: { ...header.header!, inputs: [{ path: "x", shape: [2 ** 45], datatype: DataType.DATA_TYPE_FP64 }], total_rows: 2 ** 45 } };
-    await clientRejects(writeJacobianNpy((async function* () { yield* [huge, rows[4], stats]; })(), file), "DATA_LOSS", /incomplete: 35184372088831 row\(s\) missing, the first of input "x" at flat index 1$/);
+    await clientRejects(writeJacobianNpy((async function* () { yield* [huge, rows[4], stats]; })(), file), "DATA_LOSS", /incomplete: 35184372088831 rows missing, the first of input "x" at flat index 1$/);
     assert.equal(fs.existsSync(file), false);
   });
 
@@ -264,7 +275,7 @@ describe("jacobian --stream: NDJSON lines checked as the SDK checks the stream",
     const cases: [JacobianRowsEvent[], RegExp, number][] = [
       [[header, rows[0], rows[0], ...rows.slice(1), stats], /row 0 of "y", output "u" at offset 0: a value arrived twice/, 2],
       [[header, ...rows, rows[0], stats], /row 0 of input "y" arrived again after other rows/, 6],
-      [[header, ...rows.slice(0, 4), stats], /incomplete: 1 row\(s\) missing, the first of input "x" at flat index 0/, 6],
+      [[header, ...rows.slice(0, 4), stats], /incomplete: 1 row missing, the first of input "x" at flat index 0/, 6],
       [[header, ...rows], /the stream ended before its stats/, 6],
     ];
     for (const [events, message, written] of cases) {

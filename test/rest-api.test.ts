@@ -220,6 +220,38 @@ describe("tesseract-core's REST API", () => {
     assert.deepEqual(full.json.result.data.buffer, [3]);
   });
 
+  it("an array object missing a key it needs: 422 missing, msg \"Field required\", loc ending in the key, input the object that lacks it (as pydantic; it was value_error)", async () => {
+    const inputs = { a: arr([1], [1]), b: arr([1], [1]) };
+    const { shape: _s, ...noShape } = arr([1], [1]);
+    const { dtype: _d, ...noDtype } = arr([1], [1]);
+    const { data: _x, ...noData } = arr([1], [1]);
+    const cases: [Json, (string | number)[], unknown][] = [
+      [{ inputs: { ...inputs, a: noShape } }, ["body", "inputs", "a", "shape"], noShape],
+      [{ inputs: { ...inputs, a: noDtype } }, ["body", "inputs", "a", "dtype"], noDtype],
+      [{ inputs: { ...inputs, b: noData } }, ["body", "inputs", "b", "data"], noData],
+      [{ inputs: { ...inputs, b: { shape: [1], dtype: "float64", data: { encoding: "json" } } } }, ["body", "inputs", "b", "data", "buffer"], { encoding: "json" }],
+      [{ inputs: { ...inputs, b: { shape: [1], dtype: "float64", data: { buffer: [1] } } } }, ["body", "inputs", "b", "data", "encoding"], { buffer: [1] }],
+    ];
+    for (const [body, loc, input] of cases) {
+      const res = await post(base(vec), "apply", body);
+      assert.equal(res.status, 422, res.text);
+      assert.deepEqual(res.json, { detail: [{ type: "missing", loc, msg: "Field required", input }] });
+    }
+    const tangent = await post(base(vec), "jacobian_vector_product", { inputs, jvp_inputs: ["a"], jvp_outputs: ["result"], tangent_vector: { a: noShape } });
+    assert.equal(tangent.status, 422, tangent.text);
+    assert.deepEqual(tangent.json, { detail: [{ type: "missing", loc: ["body", "tangent_vector", "a", "shape"], msg: "Field required", input: noShape }] });
+    // A required input a Tesseract leaves out, as pydantic's model: vectoradd's `a`, meshstats' `mesh`.
+    const noA = await post(base(vec), "apply", { inputs: { b: inputs.b } });
+    assert.deepEqual(noA.json, { detail: [{ type: "missing", loc: ["body", "inputs", "a"], msg: "Field required", input: { b: inputs.b } }] });
+    const noAbstractB = await post(base(vec), "abstract_eval", { inputs: { a: { shape: [1], dtype: "float64" } } });
+    assert.deepEqual(noAbstractB.json.detail[0].type, "missing", noAbstractB.text);
+    const noMesh = await post(base(mesh), "apply", { inputs: {} });
+    assert.deepEqual(noMesh.json, { detail: [{ type: "missing", loc: ["body", "inputs", "mesh"], msg: "Field required", input: {} }] });
+    // A shape that is there but null is no missing key: a value error, as before.
+    const nullShape = await post(base(vec), "apply", { inputs: { ...inputs, a: { ...arr([1], [1]), shape: null } } });
+    assert.equal(nullShape.json.detail[0].type, "value_error", nullShape.text);
+  });
+
   it("a 422 entry quotes the caller's value at its loc in input, as FastAPI does (the SDK's ValidationError showed input_value=None)", async () => {
     const inputs = meshInputs() as { mesh: Record<string, unknown> };
     const four = await post(base(mesh), "apply", { inputs: { mesh: { ...inputs.mesh, n_points: "four" } } });

@@ -347,7 +347,7 @@ describe("SDK: JacobianRows", () => {
     await clientRejects(assembleSparseJacobian([header(huge, 1), row, stats] as never), "RESOURCE_EXHAUSTED", /input "x" has 35184372088832 elements, more than a SparseBlock's 32-bit indices address/);
     await clientRejects(assembleSparseJacobian([header(2, huge), row, stats] as never), "RESOURCE_EXHAUSTED", /output "f" has 35184372088832 elements/);
     // Rows are tracked as they come: the stream ends short of its rows.
-    await clientRejects(collect(densifyRows([header(huge, 1), row, stats] as never) as never), "DATA_LOSS", /incomplete: 35184372088831 row\(s\) missing, the first of input "x" at flat index 1$/);
+    await clientRejects(collect(densifyRows([header(huge, 1), row, stats] as never) as never), "DATA_LOSS", /incomplete: 35184372088831 rows missing, the first of input "x" at flat index 1$/);
     await clientRejects(collect(densifyRows([header(2, huge), row, stats] as never) as never), "RESOURCE_EXHAUSTED", /a dense row of output "f" would hold 35184372088832 FP64 values/);
   });
 

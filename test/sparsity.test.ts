@@ -280,7 +280,7 @@ describe("column grouping", () => {
       const request = { inputs: { x: f64([0.5, -1]), y: f64([0.7], []), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"] };
       const pattern = { output_path: "f", input_path: "x", output_index: [0, 1], input_index: [0, 1] };
       const asPredicted = / \(the output's shape as the Tesseract's abstractEval predicts it\)$/;
-      await rejects(wrong.jacobian({ ...request, sparsity: [pattern] }), Code.INVALID_ARGUMENT, /output_index\[1\] = 1 is out of range for f, which has 1 elements .*abstractEval predicts it\)$/);
+      await rejects(wrong.jacobian({ ...request, sparsity: [pattern] }), Code.INVALID_ARGUMENT, /output_index\[1\] = 1 is out of range for f, which has 1 element .*abstractEval predicts it\)$/);
       await rejects(wrong.vjp({ ...request, sparsity: [pattern], cotangent: { f: f64([1, 1]) } }), Code.INVALID_ARGUMENT, asPredicted);
       // A request that fits the prediction: apply's outputs differing from it are the Tesseract's mistake.
       await rejects(wrong.jacobian({ ...request, sparsity: [{ ...pattern, output_index: [0, 0] }] }), Code.INTERNAL, /apply's outputs \(f \[2\]\) differ from those abstractEval predicted \(f: 1 element\)$/);

@@ -180,7 +180,7 @@ describe("strict protobuf decoding", () => {
     it("truncated and over-long varints, lengths past the end, truncated fixed-width values", () => {
       refuses(Buffer.from([0x18, 0x80]), /f_int32: truncated varint/);
       refuses(Buffer.from([0x18, ...Array(10).fill(0xff), 0x01]), /f_int32: varint (overflows 64 bits|longer than 10 bytes)/);
-      refuses(Buffer.from([0x72, 0x05, 0x61]), /f_string: length 5 runs past the end of its message \(1 bytes left\)/);
+      refuses(Buffer.from([0x72, 0x05, 0x61]), /f_string: length 5 runs past the end of its message \(1 byte left\)/);
       refuses(Buffer.from([0x09, 0x00, 0x00]), /f_double: truncated 64-bit value/);
       // A nested message whose last varint runs into its parent's bytes.
       refuses(Buffer.from([0x8a, 0x01, 0x02, 0x10, 0x80, 0x01]), /inner: the last field runs past the end of its message|inner\.values/);

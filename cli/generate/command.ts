@@ -15,6 +15,7 @@ import { connectionOptions } from "../../client/cli-commands";
 import { connectionFrom, failureLine, fetchTesseractFiles, type ConnectionFlags } from "../../client/proto-command";
 import { compileProtoFiles, locateProtoFiles } from "./proto-files";
 import { findTool } from "./tools";
+import { plural } from "../../common/plural";
 import { generateTypeScript, type DescriptorSource, type ModuleFormat } from "./ts-proto";
 
 interface GenerateFlags extends ConnectionFlags {
@@ -88,5 +89,5 @@ export function addGenerateCommand(program: Command): void {
 }
 
 function reportWritten(written: string[], module: ModuleFormat, out: string): void {
-  process.stdout.write(`wrote ${written.length} files (${module}) to ${out}: ${written.join(", ")}\n`);
+  process.stdout.write(`wrote ${plural(written.length, "file")} (${module}) to ${out}: ${written.join(", ")}\n`);
 }

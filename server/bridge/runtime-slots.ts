@@ -16,6 +16,7 @@
  * retry.
  */
 import { Code, TesseractError } from "../../common/errors";
+import { plural } from "../../common/plural";
 
 /** The owner of Apply calls' requests (`take`'s default). */
 export const APPLY_CALLS = Object.freeze({ owner: "Apply calls" });
@@ -49,7 +50,7 @@ export class RuntimeSlots {
       const queue = this.waiting.get(owner) ?? [];
       const most = Math.max(MIN_WAITING_APPLIES, WAITING_APPLIES_PER_SLOT * this.capacity());
       if (owner === APPLY_CALLS && queue.length >= most) {
-        throw new TesseractError(Code.RESOURCE_EXHAUSTED, `${queue.length} Apply calls are waiting for the tesseract-core runtimes (${this.capacity()} requests at once: --concurrency per runtime), the most this server queues; retry in a few seconds`);
+        throw new TesseractError(Code.RESOURCE_EXHAUSTED, `${plural(queue.length, "Apply call")} ${queue.length === 1 ? "is" : "are"} waiting for the tesseract-core runtimes (${plural(this.capacity(), "request")} at once: --concurrency per runtime), the most this server queues; retry in a few seconds`);
       }
       // Woken by `next`, which counts the slot it hands over.
       await new Promise<void>((resolve, reject) => {

@@ -5,6 +5,7 @@
 import { elementName } from "../eval/input-leaf";
 import type { Leaf } from "./leaves";
 import type { CheckEndpoint } from "./request";
+import { plural } from "../../common/plural";
 
 /** tesseract.v1.GradientCheck. */
 export interface GradientCheck {
@@ -30,7 +31,6 @@ function showPair(a: number, b: number): [string, string] {
   return [show(a, digits), show(b, digits)];
 }
 
-const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 /** Running comparison of analytic values with finite differences for one check. */
 export class Tally {

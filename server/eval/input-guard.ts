@@ -8,6 +8,7 @@
  */
 import { TesseractError, Code } from "../../common/errors";
 import { isNdArray, type TypedArray } from "../../common/tensor-codec";
+import { plural } from "../../common/plural";
 
 interface Guarded {
   path: string;
@@ -80,7 +81,7 @@ export class InputGuard {
       const where = (key: string) => (isNdArray(node) ? `${path}'s ${key}` : path ? `${path}.${key}` : key);
       const changed = entries.find(([key, value], i) => now[i]?.[0] !== key || !Object.is(now[i][1], value));
       if (changed) throw wrote(change(where(changed[0]), changed[1], (node as Record<string, unknown>)[changed[0]]));
-      if (now.length !== entries.length) throw wrote(`${path || "the inputs"} had ${entries.length} entries and came to ${now.length}`);
+      if (now.length !== entries.length) throw wrote(`${path || "the inputs"} had ${plural(entries.length, "entry", "entries")} and came to ${now.length}`);
     }
     for (const { path, data, before } of this.leaves) {
       // Bytes, not values: NaN equals itself, and -0 differs from 0.

@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { Code, invalidArgument, quote, listed, TesseractError } from "../../common/errors";
 import type { SparsityPattern } from "../tesseract";
+import { plural } from "../../common/plural";
 
 export type { SparsityPattern };
 
@@ -180,7 +181,7 @@ export function buildStructure(patterns: readonly SparsityPattern[], leaves: rea
     if (seen.has(pair)) throw refuse(`${where}: the pair already has a pattern, ${source.field}[${seen.get(pair)}]; give each pair one`);
     seen.set(pair, k);
     const [rows, columns] = [pattern.output_index ?? [], pattern.input_index ?? []];
-    if (rows.length !== columns.length) throw refuse(`${where}: output_index has ${rows.length} entries and input_index ${columns.length}; expected pairs (the same number of each)`);
+    if (rows.length !== columns.length) throw refuse(`${where}: output_index has ${plural(rows.length, "entry", "entries")} and input_index ${columns.length}; expected pairs (the same number of each)`);
     if (rows.length === 0) {
       let zero = zeroBlocks.get(l);
       if (!zero) zeroBlocks.set(l, (zero = { starts: new Uint32Array(leaves[l].size + 1), rows: new Uint32Array(0) }));
@@ -232,7 +233,7 @@ function asNumbers(list: ArrayLike<number | string>): Float64Array {
 function flatIndex(value: number | string, { path, size, predicted }: Extent, field: string, k: number, refuse: (m: string) => Error): number {
   const v = typeof value === "number" ? value : Number(value);
   if (!Number.isInteger(v) || v < 0 || v >= size) {
-    throw refuse(`${field}[${k}] = ${String(value).slice(0, 40)} is out of range for ${path}, which has ${size} elements (flat row-major indices 0 to ${size - 1})${predicted ? AS_PREDICTED : ""}`);
+    throw refuse(`${field}[${k}] = ${String(value).slice(0, 40)} is out of range for ${path}, which has ${plural(size, "element")} (flat row-major indices 0 to ${size - 1})${predicted ? AS_PREDICTED : ""}`);
   }
   return v;
 }

@@ -31,6 +31,9 @@ export function valueError(loc: Loc, message: string, input?: unknown): DetailEn
   return { type: "value_error", loc, msg: `Value error, ${error}`, ...(input === undefined ? {} : { input }), ctx: { error } };
 }
 
+/** pydantic's msg for a `missing` entry. */
+export const MISSING_MSG = "Field required";
+
 /** Longest quoted `input` text in a 422 entry. */
 const MAX_INPUT = 100;
 
@@ -138,10 +141,12 @@ export function detailOf(error: TesseractError, inputFields: ReadonlySet<string>
   const runtime = error.code === Code.INVALID_ARGUMENT ? runtimeValidationOf(error) : undefined;
   if (runtime) return runtime as unknown as DetailEntry[];
   const loc = locOf(error.message, inputFields);
-  // pydantic's type, our message (pydantic's own, "Field required", says less; its SDK writes that from the type anyway).
+  // pydantic's type; a missing key with pydantic's msg too, "Field required" (its loc names the key,
+  // its input the object that lacks it, as pydantic's), an extra one with our message (which lists the keys taken).
   if (error.cause instanceof PydanticKind) {
-    const input = inputAt(loc, error.cause.kind === "missing", request);
-    return [{ type: error.cause.kind, loc, msg: boundedDetails(error.message), ...(input === undefined ? {} : { input }) }];
+    const missing = error.cause.kind === "missing";
+    const input = inputAt(loc, missing, request);
+    return [{ type: error.cause.kind, loc, msg: missing ? MISSING_MSG : boundedDetails(error.message), ...(input === undefined ? {} : { input }) }];
   }
   return [valueError(loc, withNumpyDtypes(error.message), inputAt(loc, false, request))];
 }

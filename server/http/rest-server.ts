@@ -23,7 +23,7 @@ import { SILENT_CONNECTION_MS } from "../grpc/silent-connections";
 import type { GradientRequest, TesseractRuntime } from "../runtime";
 import type { AbstractEvalAnswer } from "../tesseract";
 import { parsePath } from "../../common/paths";
-import { checkBodyDepth, detailOf, httpStatusOf, shortInput, valueError, type DetailEntry, type Loc } from "./errors";
+import { checkBodyDepth, detailOf, httpStatusOf, MISSING_MSG, shortInput, valueError, type DetailEntry, type Loc } from "./errors";
 import { inputsAny, messageJson } from "../schema/json-messages";
 import { jsonKeys, keyPath, keySegments, namePath } from "../schema/json-keys";
 import { requireFields } from "../schema/output-casting";
@@ -150,7 +150,7 @@ function checkEnvelopeMessages(body: Body, limit: number | undefined): void {
 function validationDetail(errors: { instancePath: string; keyword: string; message?: string; params: Record<string, unknown> }[], body: unknown): DetailEntry[] {
   return errors.map((e) => {
     const loc: Loc = ["body", ...e.instancePath.split("/").slice(1).map((p) => (/^\d+$/.test(p) ? Number(p) : p.replace(/~1/g, "/").replace(/~0/g, "~")))];
-    if (e.keyword === "required") return { type: "missing", loc: [...loc, String(e.params.missingProperty)], msg: "Field required" };
+    if (e.keyword === "required") return { type: "missing", loc: [...loc, String(e.params.missingProperty)], msg: MISSING_MSG };
     if (e.keyword === "additionalProperties") return { type: "extra_forbidden", loc: [...loc, clip(String(e.params.additionalProperty))], msg: "Extra inputs are not permitted" };
     let input: unknown = body;
     for (const key of loc.slice(1)) input = (input as Record<string | number, unknown> | undefined)?.[key];

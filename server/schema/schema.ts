@@ -28,6 +28,7 @@ import { expandPattern, formatPath, getAtPath, isPattern, matchesPattern, parseP
 import { decodeStrict, type DecodeStyle } from "./wire-decode";
 import { keepFieldIndexAcrossAdds } from "./linear-fields";
 import { castNdArray, declaredDatatype, isDifferentiableField, protoName } from "./output-casting";
+import { plural } from "../../common/plural";
 
 // Messages of many fields build in linear time (linear-fields.ts).
 keepFieldIndexAcrossAdds();
@@ -102,7 +103,7 @@ export class MessageSchema {
    */
   decodeAny(any: AnyMessage | null | undefined, field: string, opts: DecodeOptions = {}): Record<string, unknown> {
     if (!any || (!any.type_url && !any.value?.length)) throw invalidArgument(`${field} is missing: expected an Any of ${this.typeUrl}`);
-    if (!any.type_url) throw invalidArgument(`${field} has ${any.value!.length} bytes of value but no type_url: expected "${this.typeUrl}"`);
+    if (!any.type_url) throw invalidArgument(`${field} has ${plural(any.value!.length, "byte")} of value but no type_url: expected "${this.typeUrl}"`);
     const url = any.type_url;
     if (url.length > MAX_TYPE_URL_LENGTH) throw invalidArgument(`${field}.type_url is ${url.length} characters long, more than the ${MAX_TYPE_URL_LENGTH} a type URL may have; expected "${this.typeUrl}"`);
     if (url.slice(url.lastIndexOf("/") + 1) !== this.fullName) {

@@ -23,6 +23,7 @@ import { clip, Code, invalidArgument, TesseractError } from "../../common/errors
 import { emptyRecord } from "../../common/records";
 import { MAX_DEPTH } from "../../common/nesting";
 import { DEFAULT_MAX_RANK, tooManyMessages } from "../../common/tensor-codec";
+import { plural } from "../../common/plural";
 
 export interface DecodeStyle {
   /** 64-bit integers as JS numbers (the Tesseract's trees) or as exact decimal strings (requests). */
@@ -182,7 +183,7 @@ class Reader {
 
   private length(where: string, end: number): number {
     const [lo, hi] = this.varintParts(where);
-    if (hi !== 0 || lo > end - this.pos) this.fail(where, `length ${hi ? "beyond 2^32" : lo} runs past the end of its message (${end - this.pos} bytes left)`);
+    if (hi !== 0 || lo > end - this.pos) this.fail(where, `length ${hi ? "beyond 2^32" : lo} runs past the end of its message (${plural(end - this.pos, "byte")} left)`);
     return lo;
   }
 
@@ -370,7 +371,7 @@ class Reader {
     const count = cap.perMessage ? (this.perMessage.get(name) ?? 0) + adding : inList + adding;
     if (cap.perMessage) this.perMessage.set(name, count);
     if (count <= cap.max) return;
-    const values = cap.perMessage ? `${count} values in all` : exact ? `${count} values` : "more values";
+    const values = cap.perMessage ? `${plural(count, "value")} in all` : exact ? plural(count, "value") : "more values";
     throw new TesseractError(cap.code, `${this.context}: ${where}: ${values}, expected at most ${cap.max} ${cap.what} (at byte ${this.pos})`);
   }
 

@@ -18,7 +18,7 @@
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
 import type { Inputs, Outputs } from "../../generated/tesseract/examples/heat/v1/heat";
-import { Code, invalidArgument, TesseractError } from "../../common/errors";
+import { Code, invalidArgument, refusedAs, TesseractError } from "../../common/errors";
 import { PROTO_DIR } from "../proto-dir";
 import { DataType, dataTypeName, dataTypeOfArray, toFloat64, type TypedArray } from "../../common/tensor-codec";
 import { sampleHeatInputs } from "./samples";
@@ -164,7 +164,7 @@ export default defineTesseract<Inputs, Outputs>({
   protoFiles: [path.join(PROTO_DIR, "tesseract/examples/heat/v1/heat.proto")],
 
   validate({ initial_temperature: u0, diffusivity, steps, dt, dx }) {
-    if (!u0) throw invalidArgument("initial_temperature is missing: expected an FP64 tensor of shape (n,) or (ny, nx)");
+    if (!u0) throw refusedAs("missing", "initial_temperature is missing: expected an FP64 tensor of shape (n,) or (ny, nx)");
     const dtype = dataTypeOfArray(u0.data as never);
     if (dtype !== DataType.DATA_TYPE_FP64) throw invalidArgument(`initial_temperature has datatype ${dataTypeName(dtype)}, expected DATA_TYPE_FP64`);
     const dims = u0.shape.length;
@@ -175,7 +175,7 @@ export default defineTesseract<Inputs, Outputs>({
       if (!Number.isFinite(values[i])) throw invalidArgument(`initial_temperature has ${values[i]} at flat index ${i}, expected finite values`);
     }
 
-    if (!diffusivity) throw invalidArgument("diffusivity is missing: expected an FP64 scalar κ > 0");
+    if (!diffusivity) throw refusedAs("missing", "diffusivity is missing: expected an FP64 scalar κ > 0");
     const kdtype = dataTypeOfArray(diffusivity.data as never);
     if (kdtype !== DataType.DATA_TYPE_FP64) throw invalidArgument(`diffusivity has datatype ${dataTypeName(kdtype)}, expected DATA_TYPE_FP64`);
     if (diffusivity.shape.length !== 0) throw invalidArgument(`diffusivity has shape ${shapeText(diffusivity.shape)}, expected a scalar (shape [])`);
@@ -225,7 +225,7 @@ export default defineTesseract<Inputs, Outputs>({
 
   abstractEval(inputs) {
     const u0 = inputs.initial_temperature;
-    if (!u0) throw invalidArgument("initial_temperature is missing: expected an FP64 tensor of shape (n,) or (ny, nx)");
+    if (!u0) throw refusedAs("missing", "initial_temperature is missing: expected an FP64 tensor of shape (n,) or (ny, nx)");
     if (u0.datatype !== DataType.DATA_TYPE_FP64) throw invalidArgument(`initial_temperature has datatype ${dataTypeName(u0.datatype)}, expected DATA_TYPE_FP64`);
     if (u0.shape.length !== 1 && u0.shape.length !== 2) {
       throw invalidArgument(`initial_temperature has shape ${shapeText(u0.shape)}, expected rank 1 (n,) or 2 (ny, nx)`);

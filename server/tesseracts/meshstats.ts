@@ -6,21 +6,20 @@
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
 import type { Inputs, Outputs } from "../../generated/tesseract/examples/meshstats/v1/meshstats";
-import { clip, invalidArgument } from "../../common/errors";
+import { clip, invalidArgument, refusedAs } from "../../common/errors";
 import { PROTO_DIR } from "../proto-dir";
 import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../../common/tensor-codec";
 import { sampleMeshInputs } from "./samples";
 import { Algorithm, defineTesseract } from "../tesseract";
+import { plural } from "../../common/plural";
 
-/** "1 row", "3 rows". */
-const rowsText = (n: number) => `${n} ${n === 1 ? "row" : "rows"}`;
 
 const shapeText = (shape: readonly number[]) => `[${shape.join(", ")}]`;
 
 const MESH_MISSING = "mesh is missing: expected a tesseract.mesh.v1.VolumetricMeshData (n_points, n_cells, points of shape (n_points, 3), num_points_per_cell, cell_connectivity)";
 
 function expectTensor(value: NdArray<TypedArray> | undefined, field: string, dtype: DataType, rank: number): NdArray<TypedArray> {
-  if (!value) throw invalidArgument(`${field} is missing: expected a ${dataTypeName(dtype)} tensor of rank ${rank}`);
+  if (!value) throw refusedAs("missing", `${field} is missing: expected a ${dataTypeName(dtype)} tensor of rank ${rank}`);
   const actual = dataTypeOfArray(value.data as never);
   if (actual !== dtype) throw invalidArgument(`${field} has datatype ${dataTypeName(actual)}, expected ${dataTypeName(dtype)}`);
   if (value.shape.length !== rank) throw invalidArgument(`${field} has shape ${shapeText(value.shape)}, expected rank ${rank}`);
@@ -40,13 +39,13 @@ export default defineTesseract<Inputs, Outputs>({
     if (!(fd_algorithm >= 0 && Algorithm[fd_algorithm] !== undefined)) {
       throw invalidArgument(`fd_algorithm is ${fd_algorithm}, not a tesseract.v1.Algorithm: expected 0 (unspecified, central) to ${Algorithm.ALGORITHM_ADAPTIVE} (ALGORITHM_ADAPTIVE)`);
     }
-    if (!mesh) throw invalidArgument(MESH_MISSING);
+    if (!mesh) throw refusedAs("missing", MESH_MISSING);
     const points = expectTensor(mesh.points, "mesh.points", DataType.DATA_TYPE_FP64, 2);
     if (points.shape[1] !== 3) throw invalidArgument(`mesh.points has shape ${shapeText(points.shape)}, expected (n_points, 3)`);
     if (points.shape[0] === 0) throw invalidArgument("mesh.points is empty: a mesh needs at least one point");
     if (mesh.n_points !== points.shape[0]) {
       // proto3 sends no 0: an n_points left out reads as 0.
-      throw invalidArgument(`mesh.n_points is ${mesh.n_points}${mesh.n_points === 0 ? " (or unset)" : ""} but mesh.points has ${rowsText(points.shape[0])}`);
+      throw invalidArgument(`mesh.n_points is ${mesh.n_points}${mesh.n_points === 0 ? " (or unset)" : ""} but mesh.points has ${plural(points.shape[0], "row")}`);
     }
     const perCell = expectTensor(mesh.num_points_per_cell, "mesh.num_points_per_cell", DataType.DATA_TYPE_FP64, 1);
     if (perCell.shape[0] !== mesh.n_cells) {
@@ -66,7 +65,7 @@ export default defineTesseract<Inputs, Outputs>({
       for (const [key, value] of Object.entries(data)) {
         const field = `mesh.${kind}.{${clip(key)}}`;
         const t = expectTensor(value, field, DataType.DATA_TYPE_FP64, 2);
-        if (t.shape[0] !== rows) throw invalidArgument(`${field} has ${rowsText(t.shape[0])}, expected ${rows}`);
+        if (t.shape[0] !== rows) throw invalidArgument(`${field} has ${plural(t.shape[0], "row")}, expected ${rows}`);
       }
     }
   },

@@ -2,7 +2,7 @@
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
 import type { Inputs, Outputs } from "../../generated/tesseract/examples/univariate/v1/univariate";
-import { invalidArgument } from "../../common/errors";
+import { invalidArgument, refusedAs } from "../../common/errors";
 import { PROTO_DIR } from "../proto-dir";
 import { DataType, dataTypeName, dataTypeOfArray, type TypedArray } from "../../common/tensor-codec";
 import { sampleRosenbrockInputs } from "./samples";
@@ -10,7 +10,7 @@ import { defineTesseract } from "../tesseract";
 
 function scalar(t: NdArray<TypedArray> | undefined, field: string, fallback?: number): number {
   if (!t) {
-    if (fallback === undefined) throw invalidArgument(`${field} is missing: expected an FP32 scalar`);
+    if (fallback === undefined) throw refusedAs("missing", `${field} is missing: expected an FP32 scalar`);
     return fallback;
   }
   const dtype = dataTypeOfArray(t.data as never);

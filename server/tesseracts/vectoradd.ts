@@ -5,7 +5,7 @@
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
 import type { Inputs, Outputs } from "../../generated/tesseract/examples/vectoradd/v1/vectoradd";
-import { invalidArgument } from "../../common/errors";
+import { invalidArgument, refusedAs } from "../../common/errors";
 import { PROTO_DIR } from "../proto-dir";
 import { DataType, dataTypeName, dataTypeOfArray, isFloatingPoint, toFloat64, type TypedArray } from "../../common/tensor-codec";
 import { sampleVectorInputs } from "./samples";
@@ -46,8 +46,8 @@ export default defineTesseract<Inputs, Outputs>({
 
   validate(inputs) {
     const { a, b, s } = inputs;
-    if (!a) throw invalidArgument("a is missing: expected a 1-D FP32 or FP64 tensor");
-    if (!b) throw invalidArgument("b is missing: expected a tensor shaped like a");
+    if (!a) throw refusedAs("missing", "a is missing: expected a 1-D FP32 or FP64 tensor");
+    if (!b) throw refusedAs("missing", "b is missing: expected a tensor shaped like a");
     checkFloat(a, "a");
     checkFloat(b, "b");
     if (a.shape.length !== 1) throw invalidArgument(`a has shape [${a.shape.join(", ")}], expected 1-D`);
@@ -73,8 +73,9 @@ export default defineTesseract<Inputs, Outputs>({
   // As validate checks the arrays, from their shapes and datatypes alone (Apply refused what this answered).
   abstractEval(inputs) {
     const { a, b, s } = inputs;
-    if (!a || a.shape.length !== 1) throw invalidArgument("a must be a 1-D tensor");
-    if (!b) throw invalidArgument(`b is missing: expected a tensor of shape [${a.shape[0]}] like a`);
+    if (!a) throw refusedAs("missing", "a is missing: expected a 1-D tensor");
+    if (a.shape.length !== 1) throw invalidArgument("a must be a 1-D tensor");
+    if (!b) throw refusedAs("missing", `b is missing: expected a tensor of shape [${a.shape[0]}] like a`);
     if (b.shape.length !== 1 || b.shape[0] !== a.shape[0]) throw invalidArgument(`b has shape [${b.shape.join(", ")}], expected [${a.shape[0]}] like a`);
     for (const [field, t] of [["a", a], ["b", b], ["s", s]] as const) {
       if (t && !isFloatingPoint(t.datatype)) throw invalidArgument(`${field} has datatype ${dataTypeName(t.datatype)}, expected DATA_TYPE_FP32 or DATA_TYPE_FP64`);
