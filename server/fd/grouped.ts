@@ -87,7 +87,7 @@ function perGroup(problem: Problem, groups: readonly Column[][], evaluationsPerG
       slice: (from: number, to: number) =>
         parts.flatMap((p, k) => {
           const [a, b] = [Math.max(from, starts[k]) - starts[k], Math.min(to, starts[k + 1]) - starts[k]];
-          return a >= b ? [] : (Array.isArray(p) ? p.slice(a, b) : p.slice(a, b)).map((r) => checkRow(problem, r));
+          return a >= b ? [] : p.slice(a, b).map((r) => checkRow(problem, r));
         }),
     };
   });
