@@ -135,6 +135,11 @@ export function castsSameKind(from: DataType, to: DataType): boolean {
   return KIND_ORDER[from] <= KIND_ORDER[to];
 }
 
+/** The numpy dtype names cast to `declared` under `same_kind` (castsSameKind), as tesseract-core lists what it takes. */
+export function dtypesCastTo(declared: DataType): string[] {
+  return Object.keys(NUMPY_DTYPES).filter((name) => castsSameKind(NUMPY_DTYPES[name], declared));
+}
+
 /** Each integer dtype's least and greatest element. */
 const INTEGER_RANGES: Partial<Record<DataType, [bigint, bigint]>> = {
   [DataType.DATA_TYPE_INT8]: [-(2n ** 7n), 2n ** 7n - 1n],

@@ -13,7 +13,7 @@
  * protobuf value names. Fields and paths are in keys (a bridged runtime's own, json-keys.ts).
  */
 import * as protobuf from "protobufjs";
-import { castsSameKind, NUMPY_DTYPES, numpyDtype } from "../../common/numpy-arrays";
+import { dtypesCastTo, NUMPY_DTYPES, numpyDtype } from "../../common/numpy-arrays";
 import type { TesseractRuntime } from "../runtime";
 import { isTensorField, type EnumLiterals } from "../schema/json-messages";
 import { declaredDatatype, isDifferentiableField, protoName } from "../schema/output-casting";
@@ -39,7 +39,7 @@ function arraySchema(differentiable: boolean, dtype?: string): Json {
       object_type: { type: "string", enum: ["array"] },
       shape: { type: "array", items: { type: "integer", minimum: 0 } },
       // The dtypes taken: those numpy casts to the declared one `same_kind`, as tesseract-core lists them.
-      dtype: { type: "string", enum: dtype ? Object.keys(NUMPY_DTYPES).filter((name) => castsSameKind(NUMPY_DTYPES[name], NUMPY_DTYPES[dtype])) : Object.keys(NUMPY_DTYPES), ...(dtype ? { examples: [dtype] } : {}) },
+      dtype: { type: "string", enum: dtype ? dtypesCastTo(NUMPY_DTYPES[dtype]) : Object.keys(NUMPY_DTYPES), ...(dtype ? { examples: [dtype] } : {}) },
       data: {
         type: "object",
         properties: { buffer: { anyOf: [{ type: "string" }, { type: "array" }, { type: "number" }, { type: "boolean" }] }, encoding: { type: "string", enum: ["base64", "json"] } },

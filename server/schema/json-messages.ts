@@ -12,7 +12,7 @@ import * as protobuf from "protobufjs";
 import { invalidArgument, keyAt, refusedAs, shown } from "../../common/errors";
 import { INT_RANGES, jsonScalar } from "../../common/json-scalars";
 import { enumNumber, type LiteralEnum } from "../../common/enum-names";
-import { arrayObject, castsSameKind, NUMPY_DTYPES, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
+import { arrayObject, castsSameKind, dtypesCastTo, NUMPY_DTYPES, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
 import { DataType, dataTypeOfArray, isNdArray, tooManyMessages } from "../../common/tensor-codec";
 import { jsonInteger } from "../../common/exact-json";
@@ -91,8 +91,7 @@ function counted(reading: Reading, where: string): void {
 function refuseOtherKind(x: Record<string, unknown>, declared: DataType, where: string): void {
   const dtype = typeof x.dtype === "string" && Object.hasOwn(NUMPY_DTYPES, x.dtype) ? NUMPY_DTYPES[x.dtype] : undefined;
   if (dtype === undefined || castsSameKind(dtype, declared)) return;
-  const accepted = Object.keys(NUMPY_DTYPES).filter((name) => castsSameKind(NUMPY_DTYPES[name], declared));
-  throw invalidArgument(`${where}.dtype is ${shown(x.dtype)}, which is not cast to the declared dtype ${numpyDtype(declared)} (numpy's same_kind casting, as tesseract-core casts inputs); dtypes taken: ${accepted.join(", ")}`);
+  throw invalidArgument(`${where}.dtype is ${shown(x.dtype)}, which is not cast to the declared dtype ${numpyDtype(declared)} (numpy's same_kind casting, as tesseract-core casts inputs); dtypes taken: ${dtypesCastTo(declared).join(", ")}`);
 }
 
 /** One JSON value of a field (element-wise for maps and lists). */
