@@ -78,8 +78,9 @@ export const WARM_EVALUATIONS = 5000;
 const COSTLY_MS = 0.1;
 /**
  * An apply this long holds the event loop too long to run there when threads could take it (health
- * checks, deadlines and every other call wait on it): once one has taken this long, later requests
- * take the pool from their first evaluation, and a request decides after its first.
+ * checks, deadlines and every other call wait on it): once two in a row have taken this long (one
+ * may be the thread preempted), later requests take the pool from their first evaluation, and a
+ * request decides after its second (or its second inline batch of pairs).
  */
 export const BLOCKING_APPLY_MS = 20;
 /**
@@ -258,6 +259,8 @@ export class AutoEvaluator implements Evaluator {
   private recalled = false;
   /** Whether `start` has run (at the first evaluation). */
   private started = false;
+  /** Timings in a row (an evaluation's, or an inline batch's mean) of BLOCKING_APPLY_MS or more. */
+  private blockingInARow = 0;
 
   constructor(
     private readonly inline: InlineEvaluator,
@@ -322,7 +325,7 @@ export class AutoEvaluator implements Evaluator {
       this.workers.applied?.(meanMs);
       inlineEvaluations += 2 * count;
       this.probeStep();
-      if (meanMs >= BLOCKING_APPLY_MS && !this.waitingForPool && !this.pool) {
+      if (this.blocking(meanMs) && !this.waitingForPool && !this.pool) {
         this.fastestApply = Math.min(this.fastestApply, meanMs);
         this.decide();
       }
@@ -414,10 +417,15 @@ export class AutoEvaluator implements Evaluator {
     this.workers.applied?.(this.lastEnd - started);
     inlineEvaluations++;
     const done = this.inline.calls;
-    const blocking = done === 1 && this.fastestApply >= BLOCKING_APPLY_MS;
-    const due = blocking || (done === AUTO_SAMPLES ? this.fastestApply >= COSTLY_MS : done === CHEAP_SAMPLES || (done > CHEAP_SAMPLES && done % DECIDE_EVERY === 0));
+    const due = this.blocking(this.lastEnd - started) || (done === AUTO_SAMPLES ? this.fastestApply >= COSTLY_MS : done === CHEAP_SAMPLES || (done > CHEAP_SAMPLES && done % DECIDE_EVERY === 0));
     if (!this.waitingForPool && due) this.decide();
     return values;
+  }
+
+  /** Whether this timing makes two in a row of BLOCKING_APPLY_MS or more: apply holds the event loop (see there). */
+  private blocking(ms: number): boolean {
+    this.blockingInARow = ms >= BLOCKING_APPLY_MS ? this.blockingInARow + 1 : 0;
+    return this.blockingInARow === 2;
   }
 
   /**

@@ -200,15 +200,24 @@ export class EvaluationBackends {
   }
   /**
    * "auto": the apply time that decides whether apply holds the event loop (BLOCKING_APPLY_MS): the
-   * last one that did, until QUICK_STREAK quick ones in a row (one quick Apply sent the next costly
-   * one back to the event loop, 2.3 s).
+   * last two in a row that did (the lesser), until QUICK_STREAK quick ones in a row (one quick Apply
+   * sent the next costly one back to the event loop, 2.3 s). One alone may be this thread preempted
+   * (a loaded machine, a container's CPU quota): a univariate apply of microseconds was timed at
+   * 37 ms on a busy machine, and started a pool that every later Jacobian then took.
    */
   private lastApplyMs = 0;
   private quickInARow = 0;
+  private previousApplyMs = 0;
 
   private applied(ms: number): void {
-    if (ms >= BLOCKING_APPLY_MS) this.quickInARow = 0;
-    else if (this.lastApplyMs >= BLOCKING_APPLY_MS && ++this.quickInARow < QUICK_STREAK) return;
+    const previous = this.previousApplyMs;
+    this.previousApplyMs = ms;
+    if (ms >= BLOCKING_APPLY_MS) {
+      this.quickInARow = 0;
+      if (previous >= BLOCKING_APPLY_MS) this.lastApplyMs = Math.min(ms, previous);
+      return;
+    }
+    if (this.lastApplyMs >= BLOCKING_APPLY_MS && ++this.quickInARow < QUICK_STREAK) return;
     this.lastApplyMs = ms;
   }
 
