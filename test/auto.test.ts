@@ -223,8 +223,11 @@ describe('"auto": the pool checked against inline within a request', () => {
       await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 10 * 4096, { ...workers(pool), observed: (r) => ratios.push(r) }), inline, pool, 10 * 4096);
     }
     // The second request's windows are of a warm pool (20 000 pooled evaluations in this process).
+    // Paced by sends, the ratio was about 0.002. Paced right, it is at most 0.065: the engine's
+    // measured gaps between evaluations (this loop's own checks, up to PAUSE_MS each) raise the
+    // prediction, and on a busy machine it read 0.026 to 0.06.
     assert.ok(ratios.length > 0, "a warm pool's pace was observed");
-    for (const ratio of ratios) assert.ok(ratio > 0.03 && ratio < 0.3, `observed pace over predicted: ${ratios.map((r) => r.toFixed(3)).join(", ")} (true: about 0.065)`);
+    for (const ratio of ratios) assert.ok(ratio > 0.01 && ratio < 0.3, `observed pace over predicted: ${ratios.map((r) => r.toFixed(3)).join(", ")} (true: about 0.065)`);
   });
 
   it("the comparison times inline once the pool's evaluations are back, for about 20 ms: a costly apply is timed a few dozen times, and the pool kept", async function () {
