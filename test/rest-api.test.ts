@@ -4,6 +4,7 @@
  * other forms; values against analytic derivatives, apply counts, 422 details, tokens, OpenAPI.
  */
 import { strict as assert } from "node:assert";
+import { gzipSync } from "node:zlib";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { loadTesseract, startServer, TesseractRuntime, type RunningServer } from "../index";
@@ -492,6 +493,18 @@ describe("tesseract-core's REST API", () => {
     }
   });
 
+  it("a body of many errors is answered with the first 100 and a count of the rest (200 000 extra keys were answered with 18 MB of entries)", async () => {
+    const body = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`k${i}`, 1]));
+    const { status, json } = await post(base(mesh), "apply", body);
+    assert.equal(status, 422);
+    const detail = json.detail as Json[];
+    assert.equal(detail.length, 101);
+    assert.deepEqual(detail[0], { type: "missing", loc: ["body", "inputs"], msg: "Field required" });
+    assert.deepEqual(detail[99], { type: "extra_forbidden", loc: ["body", "k98"], msg: "Extra inputs are not permitted" });
+    assert.deepEqual(detail[100], { type: "value_error", loc: ["body"], msg: "Value error, 201 more errors not listed: the first 100 are", ctx: { error: "201 more errors not listed: the first 100 are" } });
+    detail.forEach(assertPydanticEntry);
+  });
+
   it("reads JSON bodies strictly: __proto__ is an ordinary key, invalid UTF-8 is refused naming the byte", async () => {
     const raw = (body: string | Buffer) => fetch(`${base(poly)}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body });
     const [x, y, k] = [arr([1, 2], [2], "float64", "json"), arr([0.5], []), arr([3], [1])].map((a) => JSON.stringify(a));
@@ -505,6 +518,12 @@ describe("tesseract-core's REST API", () => {
     assert.equal(envelope.status, 422);
     assert.deepEqual(((await envelope.json()) as Json).detail[0], { type: "extra_forbidden", loc: ["body", "__proto__"], msg: "Extra inputs are not permitted" });
     assert.equal(({} as Json).polluted, undefined);
+    // A compressed body is refused naming its encoding (it was "not valid UTF-8: decoding fails at byte 1").
+    const gzipped = await fetch(`${base(poly)}/apply`, { method: "POST", headers: { "content-type": "application/json", "content-encoding": "gzip" }, body: gzipSync(`{"inputs": {"x": ${x}, "y": ${y}}}`) });
+    assert.equal(gzipped.status, 415);
+    assert.deepEqual(await gzipped.json(), { detail: 'the body has Content-Encoding "gzip", which this server does not decode: send it uncompressed' });
+    const identity = await fetch(`${base(poly)}/apply`, { method: "POST", headers: { "content-type": "application/json", "content-encoding": "identity" }, body: `{"inputs": {"x": ${x}, "y": ${y}, "params": {}, "mode": ""}}` });
+    assert.equal(identity.status, 200, await identity.clone().text());
     const head = Buffer.from(`{"inputs": {"x": ${x}, "y": ${y}, "params": {"k`);
     const invalid = await raw(Buffer.concat([head, Buffer.from([0xff]), Buffer.from(`": ${k}}}}`)]));
     assert.equal(invalid.status, 422);
