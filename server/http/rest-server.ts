@@ -163,7 +163,7 @@ function validationDetail(errors: { instancePath: string; keyword: string; messa
 }
 
 /**
- * A 422's entries: the first MAX_DETAIL_ENTRIES errors', and one that counts the rest. pydantic lists
+ * A 422's entries: those of the first MAX_DETAIL_ENTRIES errors, and one that counts the rest. pydantic lists
  * every error: a 2.3 MB body of 200 000 keys no request has was answered with 18 MB of entries, in
  * 1.7 s of the event loop.
  */
