@@ -5,6 +5,7 @@
  * that do not fit, and heat's banded Jacobian in 6 evaluations, streamed as sparse rows.
  */
 import { strict as assert } from "node:assert";
+import { createHash } from "node:crypto";
 import * as path from "node:path";
 import fc from "fast-check";
 import ndarray from "ndarray";
@@ -587,11 +588,12 @@ describe("column grouping", () => {
 
   /**
    * A diagonal pattern over n = 3 ROWS_PER_BATCH + 5 elements of polynomial's f = x^3 + y sin x (one
-   * column group), streamed by `algorithm` on a runtime of its own (f(x) is remembered between
-   * requests): every batch at most ROWS_PER_BATCH rows, each row d f_j / d x_j = 3 x_j^2 + y cos x_j at
-   * index j alone (within `tolerance`, or its own error estimate), and the stats.
+   * column group), streamed by `algorithm` (under `mode`) on a runtime of its own (f(x) is remembered
+   * between requests): every batch at most ROWS_PER_BATCH rows, each row d f_j / d x_j = 3 x_j^2 +
+   * y cos x_j at index j alone (within `tolerance`, or its own error estimate); the stats, and the
+   * rows' bits (order, index, values, estimates, indices).
    */
-  async function streamDiagonal(algorithm: Algorithm, tolerance?: number) {
+  async function streamDiagonal(algorithm: Algorithm, tolerance?: number, mode?: SparsityMode) {
     const runtime = new TesseractRuntime(require(path.join(POLYNOMIAL_DIR, "polynomial.js")).default, POLYNOMIAL_DIR);
     const n = 3 * ROWS_PER_BATCH + 5;
     const x = Float64Array.from({ length: n }, (_, i) => 0.5 + i / n);
@@ -602,14 +604,18 @@ describe("column grouping", () => {
       inputPaths: ["x"],
       outputPaths: ["f"],
       sparsity: [{ output_path: "f", input_path: "x", output_index: all, input_index: all }],
-      options: { algorithm },
+      options: { algorithm, sparsity_mode: mode },
     });
     let rows = 0;
+    const bits = createHash("sha256");
+    const bytes = (a: Float64Array | Uint32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
     for await (const batch of stream.batches) {
       assert.ok(batch.length <= ROWS_PER_BATCH, `a batch of ${batch.length} rows`);
       for (const row of batch) {
         rows++;
         const j = row.inputIndex;
+        bits.update(`${j} ${row.values.length} ${row.errors?.length}`);
+        for (const a of [...row.values, ...(row.errors ?? []), ...row.indices!]) bits.update(bytes(a!));
         assert.deepEqual(Array.from(row.indices![0]!), [j]);
         const value = row.values[0][0];
         const error = tolerance ?? row.errors![0][0];
@@ -618,18 +624,29 @@ describe("column grouping", () => {
       }
     }
     const stats = stream.stats();
-    return [rows === n, stats.apply_calls, stats.column_groups, stats.sparsity_source];
+    return { stats: [rows === n, stats.apply_calls, stats.column_groups, stats.sparsity_source], bits: bits.digest("hex") };
   }
 
   it("a column group of many columns streams its rows a slice at a time (a diagonal of 300 000 made every row at once: 420 MB, out of memory under a 160 MB heap)", async () => {
     // Central: f(x) for the output shapes (no abstractEval), then one pair; forward: f(x) and one evaluation.
-    assert.deepEqual(await streamDiagonal(CENTRAL, 1e-8), [true, 1 + 2, 1, "request"]);
-    assert.deepEqual(await streamDiagonal(FORWARD, 1e-4), [true, 2, 1, "request"]);
+    assert.deepEqual((await streamDiagonal(CENTRAL, 1e-8)).stats, [true, 1 + 2, 1, "request"]);
+    assert.deepEqual((await streamDiagonal(FORWARD, 1e-4)).stats, [true, 2, 1, "request"]);
   });
 
   it("Richardson and adaptive stream a column group of many columns a slice at a time too, estimates included (4g + 9 and 12g + 9 evaluations; a diagonal of 300 000 made every row at once: 1.4 and 2.6 GB)", async () => {
-    assert.deepEqual(await streamDiagonal(RICHARDSON), [true, 4 + 9, 1, "request"]);
-    assert.deepEqual(await streamDiagonal(ADAPTIVE), [true, 12 + 9, 1, "request"]);
+    assert.deepEqual((await streamDiagonal(RICHARDSON)).stats, [true, 4 + 9, 1, "request"]);
+    assert.deepEqual((await streamDiagonal(ADAPTIVE)).stats, [true, 12 + 9, 1, "request"]);
+  });
+
+  it("under SPARSITY_MODE_DETECT the rows held until verified stream as the trusted pattern's, bit for bit, estimates and indices included, in batches of at most ROWS_PER_BATCH (they left as one batch of every row)", async function () {
+    this.timeout(60_000);
+    // The verification's evaluations: a pair, two for forward, along u and u/2 for Richardson and adaptive.
+    for (const [algorithm, tolerance, verifying] of [[CENTRAL, 1e-8, 2], [FORWARD, 1e-4, 4], [RICHARDSON, undefined, 4], [ADAPTIVE, undefined, 4]] as const) {
+      const trusted = await streamDiagonal(algorithm, tolerance);
+      const verified = await streamDiagonal(algorithm, tolerance, DETECT);
+      assert.deepEqual(verified.stats, [true, (trusted.stats[1] as number) + verifying, 1, "request"], Algorithm[algorithm]);
+      assert.equal(verified.bits, trusted.bits, Algorithm[algorithm]);
+    }
   });
 
   it("a structure met again (by content) reuses its grouping; another structure or a subset of columns is coloured afresh", () => {

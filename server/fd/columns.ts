@@ -8,6 +8,7 @@
  */
 import { ZeroRecorder, verifyRows } from "./detection";
 import { groupedRows } from "./grouped";
+import { HeldRows } from "./held-rows";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
 import { rows, type Row } from "./rows";
@@ -26,18 +27,23 @@ export function planRowBatches(problem: Problem, options: ResolvedOptions, plan?
   return plan?.record ? recorded(problem, plan, dense) : dense;
 }
 
-/** The grouped rows once they pass verification (as one batch); else the dense rows, recorded anew. */
+/** The grouped rows once they pass verification (in batches as held); else the dense rows, recorded anew. */
 async function* verified(problem: Problem, options: ResolvedOptions, plan: SparsityPlan, grouped: AsyncGenerator<readonly Row[]>): AsyncGenerator<readonly Row[]> {
-  // Held back until verified: a detected structure is at most MAX_PATTERN_NONZEROS entries, and so are these rows.
-  const held: Row[] = [];
-  for await (const batch of grouped) held.push(...batch);
-  if ((await verifyRows(problem, options, held)) === undefined) {
-    yield held;
+  const held = await heldIfVerified(problem, options, grouped);
+  if (held) {
+    yield* held.batches();
     return;
   }
-  held.length = 0;
   plan.fallBack(options, problem);
   yield* plan.record ? recorded(problem, plan, rows(problem, options)) : rows(problem, options);
+}
+
+/** Every grouped row, held packed (held-rows.ts) until verified; undefined, the rows let go, on a mismatch. */
+async function heldIfVerified(problem: Problem, options: ResolvedOptions, grouped: AsyncGenerator<readonly Row[]>): Promise<HeldRows | undefined> {
+  // A detected structure is at most MAX_PATTERN_NONZEROS entries, and so are these rows.
+  const held = new HeldRows();
+  for await (const batch of grouped) for (const row of batch) held.add(row);
+  return (await verifyRows(problem, options, held)) === undefined ? held : undefined;
 }
 
 /** Passes dense rows on, noting their nonzeros; a complete run stores the structure for later requests. */

@@ -170,12 +170,12 @@ function directionMultiples(leaves: readonly InputLeaf[], seed: bigint, directio
 
 /**
  * Checks grouped rows against one random-direction evaluation pair (see above): undefined when they
- * agree, else where and by how much they do not.
+ * agree, else where and by how much they do not. The rows are read once per pass: an iterable that
+ * may be read again (held-rows.ts rebuilds them from its packed arrays each time).
  */
-export async function verifyRows(problem: Problem, options: ResolvedOptions, rows: readonly Row[]): Promise<string | undefined> {
+export async function verifyRows(problem: Problem, options: ResolvedOptions, rows: Iterable<Row>): Promise<string | undefined> {
   // Near a bound an element is not moved below; its column, computed alone over whole outputs, tells instead.
-  const unstructured = rows.find((r) => r.unstructured)?.unstructured;
-  if (unstructured) return unstructured;
+  for (const row of rows) if (row.unstructured) return row.unstructured;
   for (let direction = 0; direction < verificationDirections(effectiveAlgorithm(problem.size, options)); direction++) {
     const mismatch = await verifyAlong(problem, options, rows, direction);
     if (mismatch) return mismatch;
@@ -199,7 +199,7 @@ export function verificationEvaluations(algorithm: ResolvedOptions["algorithm"])
 }
 
 /** The most structural nonzeros in the row of one output value (J[i, :]), over the grouped rows (columns). */
-function mostRowNonzeros(problem: Problem, rows: readonly Row[]): number {
+function mostRowNonzeros(problem: Problem, rows: Iterable<Row>): number {
   const counts = problem.outputs!.map((o) => new Uint32Array(o.shape.reduce((a, b) => a * b, 1)));
   for (const row of rows) {
     row.values.forEach((values, o) => {
@@ -211,7 +211,7 @@ function mostRowNonzeros(problem: Problem, rows: readonly Row[]): number {
 }
 
 /** One random direction's check of the grouped rows (see above): undefined when they agree. */
-async function verifyAlong(problem: Problem, options: ResolvedOptions, rows: readonly Row[], direction: number): Promise<string | undefined> {
+async function verifyAlong(problem: Problem, options: ResolvedOptions, rows: Iterable<Row>, direction: number): Promise<string | undefined> {
   const steps = problem.stepRule(options);
   const algorithm = effectiveAlgorithm(problem.size, options);
   const leaves = problem.leaves;
