@@ -5,7 +5,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { setMaxListeners } from "node:events";
 import { MAX_TIMER_MS } from "../common/transport-defaults";
-import { TesseractClientError, toClientError } from "./errors";
+import { TesseractClientError, toClientError, type CallPlace } from "./errors";
 
 export interface CallOptions {
   /** A Date, or milliseconds from now. A deadline in the past fails with DEADLINE_EXCEEDED. */
@@ -70,9 +70,12 @@ export function cancelledError(signal: AbortSignal): TesseractClientError {
   return new TesseractClientError(grpc.status.CANCELLED, `the call was cancelled by its AbortSignal${reason ? ` (${reason})` : ""}`);
 }
 
-/** A call's error: one its signal cancelled says so, with the signal's reason (not grpc-js's "Cancelled on client"). */
-export function callError(error: unknown, signal: AbortSignal | undefined): TesseractClientError {
-  return signal?.aborted && (error as grpc.ServiceError)?.code === grpc.status.CANCELLED ? cancelledError(signal) : toClientError(error);
+/**
+ * A call's error: one its signal cancelled says so, with the signal's reason (not grpc-js's "Cancelled
+ * on client"); any other says where the call stood (`call`: a connection lost mid-call names both).
+ */
+export function callError(error: unknown, signal: AbortSignal | undefined, call?: CallPlace): TesseractClientError {
+  return signal?.aborted && (error as grpc.ServiceError)?.code === grpc.status.CANCELLED ? cancelledError(signal) : toClientError(error, grpc.status.UNKNOWN, call);
 }
 
 /**
@@ -96,7 +99,8 @@ export type UnaryMethod<Req, Res> = (
   callback: (error: grpc.ServiceError | null, response?: Res) => void,
 ) => grpc.ClientUnaryCall;
 
-export function unaryCall<Req, Res>(method: UnaryMethod<Req, Res>, request: Req, options?: CallOptions): Promise<Res> {
+/** Calls `method` on the server at `address` (which its errors name). */
+export function unaryCall<Req, Res>(method: UnaryMethod<Req, Res>, request: Req, options: CallOptions | undefined, address: string): Promise<Res> {
   return new Promise<Res>((resolve, reject) => {
     const signal = callSignal(options?.signal);
     if (signal?.aborted) return reject(cancelledError(signal));
@@ -105,7 +109,7 @@ export function unaryCall<Req, Res>(method: UnaryMethod<Req, Res>, request: Req,
     try {
       call = method(request, toMetadata(options?.metadata, options?.waitForReady), toGrpcOptions(options), (error, response) => {
         signal?.removeEventListener("abort", onAbort);
-        if (error) reject(callError(error, signal));
+        if (error) reject(callError(error, signal, { address }));
         else resolve(response as Res);
       });
     } catch (e) {

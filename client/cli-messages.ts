@@ -7,7 +7,7 @@ import type { EvaluationStats } from "../generated/tesseract/v1/tesseract";
 import { numpyDtype, withNumpyDtypes } from "../common/numpy-arrays";
 import { DataType } from "../common/tensor-codec";
 import { urlAddressHint } from "./address";
-import { CONNECTION_FAILURE, connectionProblem, isTesseractClientError } from "./errors";
+import { CONNECTION_FAILURE, connectionProblem, isTesseractClientError, lostConnectionHint } from "./errors";
 import { plural } from "../common/plural";
 
 /** grpc-js's connection failures (errors.ts, connectionProblem), each with what the user can do about it. */
@@ -36,8 +36,10 @@ function explanation(e: unknown, address: string): string {
   if (isTesseractError(e)) return `${Code[e.code]}: ${e.message}`;
   if (!isTesseractClientError(e)) return e instanceof Error ? e.message : String(e);
   const text = e.details;
+  const problem = connectionProblem(e.code, text);
+  // The server was there: asking whether one listens (with TLS or not) misled.
+  if (problem === "lost") return `${e.codeName}: ${text} — ${lostConnectionHint(address, e.call?.progress)}`;
   if (e.codeName === "UNAVAILABLE") {
-    const problem = connectionProblem(text);
     if (problem) return `UNAVAILABLE: ${UNAVAILABLE_RULES[problem](address)}`;
     // The server answered UNAVAILABLE itself (a tesseract-core runtime it bridges is down, say): its message says why.
     if (!CONNECTION_FAILURE.test(text)) return `UNAVAILABLE: ${text}`;

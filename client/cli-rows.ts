@@ -10,7 +10,7 @@ import { Format as BarFormat, SingleBar, type GenericFormatter } from "cli-progr
 import { dataTypeName } from "../common/tensor-codec";
 import type { EvaluationStats, JacobianHeader } from "../generated/tesseract/v1/tesseract";
 import { arrayToJson, type Format } from "./json-form";
-import { StreamCheck, type JacobianRowsEvent } from "./rows";
+import { RowsProgress, StreamCheck, type JacobianRowsEvent } from "./rows";
 
 /**
  * Passes the stream through, drawing rows done, evaluations/s and ETA on stderr: on a terminal, or
@@ -23,17 +23,17 @@ export async function* withProgress(events: AsyncIterable<JacobianRowsEvent>, fo
   const format: GenericFormatter = (options, params, payload) => BarFormat.Formatter({ ...options, format: line(params) }, params, payload);
   const bar = new SingleBar({ stream: process.stderr, format, etaBuffer: 50, noTTYOutput: force });
   let perRow = 0;
-  let last = "";
+  const progress = new RowsProgress();
   const started = performance.now();
   try {
     for await (const event of events) {
+      const rows = progress.rows;
+      progress.count(event);
       if (event.header) {
         perRow = Number(event.header.planned_evaluations) / Math.max(1, Number(event.header.total_rows));
         bar.start(Number(event.header.total_rows), 0, { rate: 0 });
-      } else if (event.row && `${event.row.input_path}[${event.row.input_index}]` !== last) {
-        last = `${event.row.input_path}[${event.row.input_index}]`;
-        const done = bar.getProgress() * bar.getTotal() + 1;
-        bar.increment(1, { rate: Math.round((done * perRow) / ((performance.now() - started) / 1000)) });
+      } else if (progress.rows > rows) {
+        bar.increment(1, { rate: Math.round((progress.rows * perRow) / ((performance.now() - started) / 1000)) });
       }
       yield event;
     }

@@ -18,6 +18,8 @@ export class TesseractClientError extends Error {
   override name = "TesseractClientError";
   /** "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", ... */
   readonly codeName: string;
+  /** Where the call stood when it failed: set on the failures of the SDK's calls. */
+  readonly call?: CallPlace;
 
   constructor(
     /** gRPC status code (grpc.status). */
@@ -26,34 +28,65 @@ export class TesseractClientError extends Error {
     readonly details: string,
     /** Trailing metadata of the failed call, when there was a call. */
     readonly metadata: Metadata = new Metadata(),
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; call?: CallPlace },
   ) {
-    const hint = code === status.UNAVAILABLE ? connectionHint(details) : code === status.DEADLINE_EXCEEDED ? deadlineHint(details) : undefined;
-    super(`${codeName(code)}: ${details}${hint ? ` — ${hint}` : ""}`, options);
+    const hint = code === status.DEADLINE_EXCEEDED ? deadlineHint(details) : connectionHint(code, details, options?.call);
+    super(`${codeName(code)}: ${details}${hint ? ` — ${hint}` : ""}`, options && "cause" in options ? { cause: options.cause } : undefined);
     this.codeName = codeName(code);
+    this.call = options?.call;
   }
 }
 
-/** grpc-js's own words for a connection that failed, as opposed to an UNAVAILABLE the server answered (a runtime it bridges is down, say). */
-export const CONNECTION_FAILURE = /^(No connection established|Connection dropped|Failed to connect|read ECONNRESET|socket hang up)/;
+/** Where a call stood when it failed: the server's address, and for a stream what had arrived. */
+export interface CallPlace {
+  address: string;
+  /** "before any message", "after the header and 5 of the 900 rows" (a JacobianRows stream). */
+  progress?: string;
+}
 
-/** What was wrong with the connection, read from grpc-js's words for it; undefined for anything else. */
-export function connectionProblem(details: string): "refused" | "unresolved" | "not TLS" | undefined {
+/** grpc-js's own words for a connection that could not be made, as opposed to an UNAVAILABLE the server answered (a runtime it bridges is down, say). */
+export const CONNECTION_FAILURE = /^(No connection established|Failed to connect)/;
+
+/**
+ * grpc-js's words (1.14) for a connection lost while a call was on it, UNAVAILABLE: "Connection
+ * dropped" when the server's process is killed or its socket closed, "read ECONNRESET" when the
+ * socket is reset (ETIMEDOUT and "socket hang up" alike). The server may have read the request.
+ */
+const CONNECTION_LOST = /^(Connection dropped|read (ECONNRESET|ETIMEDOUT)|socket hang up)$/;
+
+/** The same, INTERNAL: the server closed the connection with an HTTP/2 error code (GOAWAY INTERNAL_ERROR, as Node's guard against rapid resets sends). */
+const SESSION_CLOSED = /^Received RST_STREAM with code \d+ triggered by internal client error: Session closed with error code \d+$/;
+
+/** What was wrong with the connection, read from grpc-js's words for it; undefined for anything else (the server's own UNAVAILABLE included). */
+export function connectionProblem(code: number, details: string): "refused" | "unresolved" | "not TLS" | "lost" | undefined {
+  if (code === status.INTERNAL) return SESSION_CLOSED.test(details) ? "lost" : undefined;
+  if (code !== status.UNAVAILABLE) return undefined;
   if (/^Name resolution failed for target /.test(details)) return "unresolved";
+  if (CONNECTION_LOST.test(details)) return "lost";
   if (!CONNECTION_FAILURE.test(details)) return undefined;
   if (/connect ECONNREFUSED/.test(details)) return "refused";
   if (/wrong version number|WRONG_VERSION_NUMBER/.test(details)) return "not TLS";
   return undefined;
 }
 
+/**
+ * What happened to a connection lost during a call, and what to do: the SDK's message and the CLI's
+ * line say it alike. The server was there; it may have gone down, or come back, since.
+ */
+export function lostConnectionHint(address: string, progress: string | undefined): string {
+  return `the connection to ${address} was lost during the call${progress ? `, ${progress}` : ""}: retry it (the server may have restarted or crashed: its log says which)`;
+}
+
 /** What to do about a connection that failed (the CLI says it with its flags: cli-messages.ts); the message gets it, `details` stays grpc-js's. */
-function connectionHint(details: string): string | undefined {
+function connectionHint(code: number, details: string, call: CallPlace | undefined): string | undefined {
   // grpc-js's "Last error: null" (a client of an address another client failed to reach just now:
   // they share the connection) and "Failed to connect" (something else listens there) said nothing.
-  if (/^No connection established\. Last error: null|^Failed to connect\b/.test(details)) {
+  if (code === status.UNAVAILABLE && /^No connection established\. Last error: null|^Failed to connect\b/.test(details)) {
     return "is a tesseract-grpc server listening at the address, and up yet? Calls made while it starts fail at once unless they have { waitForReady: true }";
   }
-  switch (connectionProblem(details)) {
+  switch (connectionProblem(code, details)) {
+    case "lost":
+      return lostConnectionHint(call?.address ?? "the server", call?.progress);
     case "refused":
       return `no server is listening at ${/ECONNREFUSED (\S+?)\)?(?:\s|$)/.exec(details)?.[1] ?? "the address"}: start one (npx tesseract-grpc serve meshstats, or your own Tesseract), or connect to the address of a running one`;
     case "not TLS":
@@ -89,7 +122,7 @@ export function inSdkTerms(e: unknown): unknown {
   if (!(e instanceof TesseractClientError)) return e;
   let details = e.details;
   for (const [wire, sdk] of SDK_NAMES) details = details.replace(wire, sdk);
-  return details === e.details ? e : new TesseractClientError(e.code, details, e.metadata, { cause: e.cause ?? e });
+  return details === e.details ? e : new TesseractClientError(e.code, details, e.metadata, { cause: e.cause ?? e, call: e.call });
 }
 
 export function isTesseractClientError(e: unknown): e is TesseractClientError {
@@ -105,15 +138,15 @@ function isStatusLike(e: unknown): e is { code: number; details: string; metadat
 
 /**
  * Anything thrown while making a call, as a TesseractClientError. A status from gRPC (or a server-side
- * TesseractError from the shared codec, whose `code` is also a gRPC number) keeps its code; any other
- * error gets `fallback`.
+ * TesseractError from the shared codec, whose `code` is also a gRPC number) keeps its code, and
+ * `call` says where the call stood; any other error gets `fallback`.
  */
-export function toClientError(e: unknown, fallback: number = status.UNKNOWN): TesseractClientError {
+export function toClientError(e: unknown, fallback: number = status.UNKNOWN, call?: CallPlace): TesseractClientError {
   if (e instanceof TesseractClientError) return e;
   if (isStatusLike(e)) {
     const metadata = e.metadata instanceof Metadata ? e.metadata : undefined;
     // grpc-js ends a connection failure with an empty "Resolution note: ".
-    return new TesseractClientError(e.code, e.details.replace(/\.?\s*Resolution note:\s*$/, ""), metadata, { cause: e });
+    return new TesseractClientError(e.code, e.details.replace(/\.?\s*Resolution note:\s*$/, ""), metadata, { cause: e, call });
   }
   // Thrown by the shared codec (e.g. a malformed tensor): its code is a gRPC number too.
   if (isTesseractError(e)) return new TesseractClientError(e.code, e.message, undefined, { cause: e });

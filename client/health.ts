@@ -21,8 +21,8 @@ export function healthClient(channel: ReturnType<grpc.Client["getChannel"]>, int
   return new HealthClientCtor("unused:0", grpc.credentials.createInsecure(), { channelOverride: channel, interceptors }) as unknown as HealthClient;
 }
 
-/** Serving status of `service` ("" = the whole server); an unknown service rejects with NOT_FOUND. */
-export async function checkHealth(client: HealthClient, service: string, options?: CallOptions): Promise<ServingStatus> {
-  const response = await unaryCall(client.Check.bind(client), { service }, options);
+/** Serving status of `service` ("" = the whole server at `address`); an unknown service rejects with NOT_FOUND. */
+export async function checkHealth(client: HealthClient, address: string, service: string, options?: CallOptions): Promise<ServingStatus> {
+  const response = await unaryCall(client.Check.bind(client), { service }, options, address);
   return response.status;
 }

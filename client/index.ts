@@ -19,7 +19,7 @@ export {
 export type { CallOptions } from "./call";
 export { tlsCredentials, type ClientTls } from "./tls";
 export type { ServingStatus } from "./health";
-export { TesseractClientError, isTesseractClientError, codeName } from "./errors";
+export { TesseractClientError, isTesseractClientError, codeName, type CallPlace } from "./errors";
 export {
   assembleJacobian,
   assembleSparseJacobian,

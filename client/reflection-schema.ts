@@ -1,8 +1,9 @@
 /**
- * Message types from a running server through gRPC server reflection (grpc.reflection.v1), so the
- * CLI can encode any Tesseract's inputs without its .proto files, as grpcurl does. The server's
- * FileDescriptorProtos are exact (what protoc writes); they are checked by @bufbuild/protobuf's
- * validating registry, then printed as .proto source (proto-text.ts) for protobufjs to parse.
+ * Message types from a running server through gRPC server reflection (grpc.reflection.v1, or the
+ * older v1alpha), so the CLI can encode any Tesseract's inputs without its .proto files, as grpcurl
+ * does. The server's FileDescriptorProtos are exact (what protoc writes); they are checked by
+ * @bufbuild/protobuf's validating registry, then printed as .proto source (proto-text.ts) for
+ * protobufjs to parse.
  */
 import * as grpc from "@grpc/grpc-js";
 import * as protobuf from "protobufjs";
@@ -51,10 +52,23 @@ export interface ReflectedFiles {
 
 /**
  * The files declaring `symbols` and everything they import, as the server describes them, validated.
- * Imports a server leaves out are asked for by name.
+ * Imports a server leaves out are asked for by name. Asked by grpc.reflection.v1, then by v1alpha
+ * where v1 is UNIMPLEMENTED: servers built before v1 (older grpc-java, grpc-go, grpcio) offer v1alpha
+ * alone. A server offering neither is UNIMPLEMENTED (grpc-js's error).
  */
 export async function fetchDescriptors(address: string, credentials: grpc.ChannelCredentials, symbols: readonly string[], options: grpc.ClientOptions = {}): Promise<ReflectedFiles> {
-  const stream = new ReflectionStream(address, credentials, options);
+  const files = await reflectedFiles(address, credentials, symbols, options, "v1").catch((e: unknown) => {
+    if ((e as grpc.ServiceError)?.code !== grpc.status.UNIMPLEMENTED) throw e;
+    return reflectedFiles(address, credentials, symbols, options, "v1alpha");
+  });
+  const ordered = dependencyOrder(files);
+  const registry = createFileRegistry(create(FileDescriptorSetSchema, { file: ordered }));
+  return { files: ordered, registry };
+}
+
+/** The files declaring `symbols` and everything they import, asked through reflection `version`, by name. */
+async function reflectedFiles(address: string, credentials: grpc.ChannelCredentials, symbols: readonly string[], options: grpc.ClientOptions, version: "v1" | "v1alpha"): Promise<Map<string, FileDescriptorProto>> {
+  const stream = new ReflectionStream(address, credentials, options, version);
   const files = new Map<string, FileDescriptorProto>();
   const take = (what: string, response: ServerReflectionResponse) => {
     if (response.error_response) throw new Error(`reflection: ${what}: ${response.error_response.error_message}`);
@@ -71,9 +85,7 @@ export async function fetchDescriptors(address: string, credentials: grpc.Channe
   } finally {
     stream.close();
   }
-  const ordered = dependencyOrder(files);
-  const registry = createFileRegistry(create(FileDescriptorSetSchema, { file: ordered }));
-  return { files: ordered, registry };
+  return files;
 }
 
 /** A protobufjs Root holding the files that declare `symbols` and everything they import. */

@@ -182,6 +182,39 @@ export function toRowsEvent(message: JacobianRowsResponse): JacobianRowsEvent {
   throw new TesseractClientError(status.INTERNAL, "JacobianRows: a message with no event set (expected header, row or stats)");
 }
 
+/**
+ * How far a stream got, for a call that fails on the way ("after the header and 5 of the 900 rows")
+ * and for a progress bar. A row counts once however many messages it is split over (they are
+ * consecutive).
+ */
+export class RowsProgress {
+  /** Rows begun. */
+  rows = 0;
+  private header?: JacobianHeader;
+  private stats = false;
+  /** The row begun last (not the event: its values are views of its message). */
+  private lastPath?: string;
+  private lastIndex = -1;
+
+  count(event: JacobianRowsEvent): void {
+    if (event.header) this.header = event.header;
+    else if (event.stats) this.stats = true;
+    else if (event.row.input_path !== this.lastPath || event.row.input_index !== this.lastIndex) {
+      this.lastPath = event.row.input_path;
+      this.lastIndex = event.row.input_index;
+      this.rows++;
+    }
+  }
+
+  /** "before any message", "after the header", "after the header and 5 of the 900 rows", … */
+  text(): string {
+    const rows = this.header ? `${this.rows} of the ${plural(this.header.total_rows, "row")}` : plural(this.rows, "row");
+    const parts = [...(this.header ? ["the header"] : []), ...(this.rows ? [rows] : []), ...(this.stats ? ["the stats"] : [])];
+    if (!parts.length) return "before any message";
+    return `after ${parts.length > 1 ? `${parts.slice(0, -1).join(", ")} and ${parts[parts.length - 1]}` : parts[0]}`;
+  }
+}
+
 export interface InputInfo {
   path: string;
   shape: number[];

@@ -54,7 +54,7 @@ import {
 } from "../generated/tesseract/v1/tesseract";
 import { checkHealth, healthClient, type ServingStatus } from "./health";
 import { tlsCredentials, type ClientTls } from "./tls";
-import { toRowsEvent, type JacobianRowsEvent } from "./rows";
+import { RowsProgress, toRowsEvent, type JacobianRowsEvent } from "./rows";
 import { JacobianResult, NO_STATS, VectorProductResult, type NestedJacobian } from "./results";
 import { checkDatatypes, type DatatypeSpec, type ExactSpec, type TypedArrays } from "./datatypes";
 import { fp64Array, fp64Map, tensorMap, type AbstractArrays } from "./tree";
@@ -294,10 +294,11 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     });
   }
 
-  /** The generated unary method `name`, bound to the channel's client. */
-  private method<K extends keyof UnaryMethods>(name: K): UnaryMethod<UnaryMethods[K][0], UnaryMethods[K][1]> {
+  /** Calls the generated unary method `name` on the channel's client. */
+  private unary<K extends keyof UnaryMethods>(name: K, request: UnaryMethods[K][0], call: CallOptions | undefined): Promise<UnaryMethods[K][1]> {
     this.ensureOpen();
-    return (this.rpc[name] as unknown as UnaryMethod<UnaryMethods[K][0], UnaryMethods[K][1]>).bind(this.rpc);
+    const method = (this.rpc[name] as unknown as UnaryMethod<UnaryMethods[K][0], UnaryMethods[K][1]>).bind(this.rpc);
+    return unaryCall(method, request, call, this.address);
   }
 
   private ensureOpen(): void {
@@ -371,7 +372,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
   /** Runs the Tesseract once; the outputs are checked against `outputDatatypes` when given. */
   async apply(inputs: Arrays<I>, call?: CallOptions): Promise<ApplyOutputs<O, D>> {
     const names = await this.typeNames(call);
-    const response = await unaryCall(this.method("apply"), { inputs: this.packInputs(names.input, inputs) }, call);
+    const response = await this.unary("apply", { inputs: this.packInputs(names.input, inputs) }, call);
     const outputs = guard(grpc.status.INTERNAL, "the response could not be decoded", () => unpackAny(response.outputs, this.types.outputs, "outputs", names.output));
     if (this.types.outputDatatypes) checkDatatypes(outputs, this.types.outputDatatypes, "outputs");
     return outputs as ApplyOutputs<O, D>;
@@ -379,7 +380,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
 
   /** d output / d input for every pair: jacobian[outputPath][inputPath], FP64, shape (*output_shape, *input_shape). */
   async jacobian(request: GradientRequest<I>, call?: CallOptions): Promise<JacobianResult> {
-    const response = await this.named(unaryCall(this.method("jacobian"), await this.jacobianRequest(request, call), call));
+    const response = await this.named(this.unary("jacobian", await this.jacobianRequest(request, call), call));
     return guard(grpc.status.INTERNAL, "the response could not be decoded", () => {
       const jacobian: NestedJacobian = {};
       let errorEstimate: NestedJacobian | undefined;
@@ -410,10 +411,15 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     }
     const onAbort = () => cancelCall(stream);
     signal?.addEventListener("abort", onAbort, { once: true });
+    const progress = new RowsProgress();
     try {
-      for await (const response of stream as AsyncIterable<JacobianRowsResponse>) yield toRowsEvent(response);
+      for await (const response of stream as AsyncIterable<JacobianRowsResponse>) {
+        const event = toRowsEvent(response);
+        progress.count(event);
+        yield event;
+      }
     } catch (e) {
-      throw this.renamed(callError(e, signal));
+      throw this.renamed(callError(e, signal, { address: this.address, progress: progress.text() }));
     } finally {
       signal?.removeEventListener("abort", onAbort);
       // grpc-js reports the cancellation as an 'error' event even once nobody reads the stream:
@@ -428,7 +434,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     const tangent_vector = encodeVectors("tangent", tangent);
     const base = await this.gradientBase(inputs, options, call);
     const request: JacobianVectorProductRequest = { inputs: base.inputs, options: base.options, jvp_inputs: [...inputPaths], jvp_outputs: [...outputPaths], tangent_vector };
-    return vectorProduct(await this.named(unaryCall(this.method("jacobianVectorProduct"), request, call)));
+    return vectorProduct(await this.named(this.unary("jacobianVectorProduct", request, call)));
   }
 
   /** vᵀ·J: `cotangent` keyed by output path (shaped like the output); result keyed by input path. */
@@ -443,7 +449,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
       cotangent_vector,
       sparsity: sparsityMessages(sparsity),
     };
-    return vectorProduct(await this.named(unaryCall(this.method("vectorJacobianProduct"), request, call)));
+    return vectorProduct(await this.named(this.unary("vectorJacobianProduct", request, call)));
   }
 
   /**
@@ -464,19 +470,19 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
       max_evals: check.maxEvals ?? 0,
       seed: check.seed ?? 0,
     };
-    return this.named(unaryCall(this.method("checkGradients"), request, call));
+    return this.named(this.unary("checkGradients", request, call));
   }
 
   /** Output paths, shapes and datatypes from input shapes alone; tensors may be `{ shape, datatype }`. */
   async abstractEval(inputs: AbstractArrays<I>, call?: CallOptions): Promise<PathShape[]> {
     const names = await this.typeNames(call);
-    const response = await unaryCall(this.method("abstractEval"), { inputs: this.packInputs(names.input, inputs, true) }, call);
+    const response = await this.unary("abstractEval", { inputs: this.packInputs(names.input, inputs, true) }, call);
     return response.outputs;
   }
 
   /** Name, version, message types, differentiable paths, defaults and endpoints. */
   async describe(call?: CallOptions): Promise<DescribeResponse> {
-    const response = await unaryCall(this.method("describe"), {}, call);
+    const response = await this.unary("describe", {}, call);
     this.described = response;
     return response;
   }
@@ -485,7 +491,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
   async health(service = "", call?: CallOptions): Promise<ServingStatus> {
     this.ensureOpen();
     this.healthRpc ??= healthClient(this.rpc.getChannel(), this.interceptors);
-    return checkHealth(this.healthRpc, service, call);
+    return checkHealth(this.healthRpc, this.address, service, call);
   }
 
   /** Closes the channel; calls made afterwards fail. */

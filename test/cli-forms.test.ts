@@ -206,6 +206,27 @@ describe("CLI forms", () => {
       );
     });
 
+    it("a connection lost during a call, in each of grpc-js's words for it: lost, and what to do (the CLI asked whether a server listened, with TLS if and only if asked; the SDK said nothing)", () => {
+      // What grpc-js 1.14 reports when the server's process is killed or its socket closed, when the
+      // socket is reset, and when the server closes the connection with GOAWAY INTERNAL_ERROR.
+      const lost: [number, string][] = [
+        [status.UNAVAILABLE, "Connection dropped"],
+        [status.UNAVAILABLE, "read ECONNRESET"],
+        [status.INTERNAL, "Received RST_STREAM with code 2 triggered by internal client error: Session closed with error code 2"],
+      ];
+      const todo = "retry it (the server may have restarted or crashed: its log says which)";
+      for (const [code, words] of lost) {
+        const name = status[code];
+        assert.equal(explainError(error(code, words), "h:1"), `${name}: ${words} — the connection to h:1 was lost during the call: ${todo}`);
+        const fromCall = toClientError({ code, details: words }, status.UNKNOWN, { address: "h:1", progress: "after the header and 5 of the 900 rows" });
+        assert.equal(fromCall.message, `${name}: ${words} — the connection to h:1 was lost during the call, after the header and 5 of the 900 rows: ${todo}`);
+        assert.equal(explainError(fromCall, "h:1"), fromCall.message, "the CLI says what the SDK knows");
+      }
+      // Not lost: a connection that was never made, and a stream the server reset on a connection that stays.
+      assert.equal(explainError(error(status.UNAVAILABLE, "No connection established. Last error: read ECONNRESET"), "h:1"), "UNAVAILABLE: No connection established. Last error: read ECONNRESET — is a tesseract-grpc server listening at h:1, with TLS if and only if you asked for it?");
+      assert.equal(error(status.INTERNAL, "Received RST_STREAM with code 2 (Internal server error)").message, "INTERNAL: Received RST_STREAM with code 2 (Internal server error)");
+    });
+
     it("a client deadline: what it means, not grpc-js's internals", () => {
       const internals = "Deadline exceeded after 0.061s,name resolution: 0.039s,metadata filters: 0.001s,LB pick: 0.002s,remote_addr=127.0.0.1:50051";
       assert.equal(explainError(error(status.DEADLINE_EXCEEDED, internals), "a"), "DEADLINE_EXCEEDED: no answer within the deadline (--deadline) — allow more time, or ask for less work");

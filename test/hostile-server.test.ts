@@ -1,16 +1,23 @@
 /**
  * The SDK and the CLI against a server that answers what no tesseract-grpc server would: a raw
  * grpc-js server on 127.0.0.1:0 with the Tesseract service, its Describe told what to say, and no
- * reflection service.
+ * reflection service; and a server offering reflection v1alpha alone, as servers built before v1 do.
  */
 import { strict as assert } from "node:assert";
 import { execFile } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import ndarray from "ndarray";
 import { TesseractClient } from "../client";
+import { ReflectionStream } from "../client/reflection-schema";
+import { ServerReflectionService as ReflectionV1 } from "../generated/grpc/reflection/v1/reflection";
 import { Inputs, Outputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
 import { DescribeResponse, TesseractService } from "../generated/tesseract/v1/tesseract";
+import { startServer } from "../index";
+import { silentLogger } from "../server/log";
 import { CLI, clientRejects } from "./helpers";
 
 async function hostileServer(describe: Partial<DescribeResponse>): Promise<{ address: string; close(): void }> {
@@ -50,10 +57,30 @@ describe("a hostile server", () => {
       assert.equal(result.stdout, "");
       assert.equal(
         result.stderr,
-        `tesseract-grpc apply: UNIMPLEMENTED: the server at ${server.address} offers no gRPC server reflection (grpc.reflection.v1), which the CLI reads tesseract.examples.vectoradd.v1.Inputs and tesseract.examples.vectoradd.v1.Outputs from: call a tesseract-grpc server (it offers reflection), or this one from the SDK with its .proto files\n`,
+        `tesseract-grpc apply: UNIMPLEMENTED: the server at ${server.address} offers no gRPC server reflection (grpc.reflection.v1 or v1alpha), which the CLI reads tesseract.examples.vectoradd.v1.Inputs and tesseract.examples.vectoradd.v1.Outputs from: call a tesseract-grpc server (it offers reflection), or this one from the SDK with its .proto files\n`,
       );
     } finally {
       server.close();
+    }
+  });
+
+  it("the CLI against a server offering reflection v1alpha alone (older grpc-java, grpc-go, grpcio): apply and proto read its types through v1alpha (they were UNIMPLEMENTED, 'offers no gRPC server reflection')", async () => {
+    // A tesseract-grpc server of vectoradd without its v1 service: v1 is UNIMPLEMENTED there, v1alpha answers.
+    const server = await startServer({ tesseract: "vectoradd", host: "127.0.0.1", port: 0, logger: silentLogger });
+    server.server.removeService(ReflectionV1);
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), "v1alpha-protos-"));
+    try {
+      const v1 = new ReflectionStream(server.address, grpc.credentials.createInsecure());
+      await assert.rejects(v1.ask({ list_services: "" }), (e: grpc.ServiceError) => e.code === grpc.status.UNIMPLEMENTED);
+      v1.close();
+      const run = promisify(execFile);
+      const applied = await run(process.execPath, [CLI, "apply", '{"inputs": {"a": [1, 2], "b": [3, 4]}}', "--address", server.address]);
+      assert.deepEqual(JSON.parse(applied.stdout), { result: [4, 6] });
+      const written = await run(process.execPath, [CLI, "proto", "--address", server.address, "--out", out]);
+      assert.ok(written.stdout.split("\n").includes(path.join(out, "tesseract/examples/vectoradd/v1/vectoradd.proto")), written.stdout);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+      await server.close(0);
     }
   });
 });
