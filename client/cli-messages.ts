@@ -15,6 +15,9 @@ const UNAVAILABLE_RULES = {
   refused: (address: string) => `no server at ${address} (connection refused) — start one with \`tesseract-grpc serve meshstats\` (or your own Tesseract), or point --address at a running one`,
   unresolved: (address: string) => `cannot resolve the host of ${address} — ${urlAddressHint(address, "--tls") ?? "check --address (HOST:PORT)"}`,
   "not TLS": (address: string) => `${address} does not answer TLS — leave out --tls and the --tls-* flags for a plaintext server`,
+  untrusted: (address: string) => `${address}'s certificate is not trusted — name the CA that signed it with --tls-ca (and connect by a host name the certificate names)`,
+  closed: (address: string) => `${address} closed the connection before gRPC began — a TLS server needs --tls, with --tls-ca naming the CA that signed its certificate; a plaintext server needs no --tls`,
+  "not gRPC": (address: string) => `${address} is no gRPC server (it answered HTTP/1) — point --address at the gRPC port, not the REST API's (--http-port)`,
 };
 
 /** `int32` for "DATA_TYPE_INT32 or …", undefined for a name that is no datatype. */

@@ -58,7 +58,7 @@ const CONNECTION_LOST = /^(Connection dropped|read (ECONNRESET|ETIMEDOUT)|socket
 const SESSION_CLOSED = /^Received RST_STREAM with code \d+ triggered by internal client error: Session closed with error code \d+$/;
 
 /** What was wrong with the connection, read from grpc-js's words for it; undefined for anything else (the server's own UNAVAILABLE included). */
-export function connectionProblem(code: number, details: string): "refused" | "unresolved" | "not TLS" | "lost" | undefined {
+export function connectionProblem(code: number, details: string): "refused" | "unresolved" | "not TLS" | "untrusted" | "closed" | "not gRPC" | "lost" | undefined {
   if (code === status.INTERNAL) return SESSION_CLOSED.test(details) ? "lost" : undefined;
   if (code !== status.UNAVAILABLE) return undefined;
   if (/^Name resolution failed for target /.test(details)) return "unresolved";
@@ -66,6 +66,13 @@ export function connectionProblem(code: number, details: string): "refused" | "u
   if (!CONNECTION_FAILURE.test(details)) return undefined;
   if (/connect ECONNREFUSED/.test(details)) return "refused";
   if (/wrong version number|WRONG_VERSION_NUMBER/.test(details)) return "not TLS";
+  // Node's words for a certificate chain the client does not trust (grpc-js passes them on now and then).
+  if (/unable to verify the first certificate|self[- ]signed certificate|unable to get (local )?issuer certificate|certificate has expired|Hostname\/IP does not match/.test(details)) return "untrusted";
+  // Closed before HTTP/2 began: a TLS server to a plaintext client, a TLS client refusing the server's
+  // certificate (grpc-js keeps the TLS error to itself), or a peer that closes what it accepts.
+  if (/^No connection established\. Last error: Failed to connect\b/.test(details)) return "closed";
+  // An HTTP/1 server answered: the REST port (--http-port), say.
+  if (/^No connection established\. Last error: Protocol error\b/.test(details)) return "not gRPC";
   return undefined;
 }
 
@@ -91,6 +98,12 @@ function connectionHint(code: number, details: string, call: CallPlace | undefin
       return `no server is listening at ${/ECONNREFUSED (\S+?)\)?(?:\s|$)/.exec(details)?.[1] ?? "the address"}: start one (npx tesseract-grpc serve meshstats, or your own Tesseract), or connect to the address of a running one`;
     case "not TLS":
       return "the server does not answer TLS: connect without TLS credentials";
+    case "untrusted":
+      return "the client does not trust the server's certificate: give the client's `tls.ca` the CA that signed it (and the host name the certificate names)";
+    case "closed":
+      return "the connection was closed before gRPC began: a TLS server needs the client's `tls` option, whose `ca` must trust the server's certificate; a plaintext server needs no `tls`";
+    case "not gRPC":
+      return "the server at the address is no gRPC server (it answered HTTP/1): connect to the gRPC port, not the REST API's (--http-port)";
     case "unresolved":
       return urlAddressHint(/^Name resolution failed for target (\S+)/.exec(details)?.[1] ?? "", "the client's tls option") ?? "the host name does not resolve: check the address (HOST:PORT)";
     default:

@@ -188,7 +188,15 @@ describe("CLI forms", () => {
       assert.equal(explainError(error(status.UNAVAILABLE, "Name resolution failed for target dns:https://tess.example"), "https://tess.example"), 'UNAVAILABLE: cannot resolve the host of https://tess.example — an address is HOST:PORT, without "https://": tess.example:50051 (TLS: --tls)');
       assert.equal(
         explainError(error(status.UNAVAILABLE, "No connection established. Last error: Failed to connect (2026-01-01T00:00:00.000Z). Resolution note: "), "h:1"),
-        "UNAVAILABLE: No connection established. Last error: Failed to connect (2026-01-01T00:00:00.000Z) — is a tesseract-grpc server listening at h:1, with TLS if and only if you asked for it?",
+        "UNAVAILABLE: h:1 closed the connection before gRPC began — a TLS server needs --tls, with --tls-ca naming the CA that signed its certificate; a plaintext server needs no --tls",
+      );
+      assert.equal(
+        explainError(error(status.UNAVAILABLE, "No connection established. Last error: Error: unable to verify the first certificate"), "h:1"),
+        "UNAVAILABLE: h:1's certificate is not trusted — name the CA that signed it with --tls-ca (and connect by a host name the certificate names)",
+      );
+      assert.equal(
+        explainError(error(status.UNAVAILABLE, "No connection established. Last error: Protocol error (2026-01-01T00:00:00.000Z). Resolution note: "), "h:1"),
+        "UNAVAILABLE: h:1 is no gRPC server (it answered HTTP/1) — point --address at the gRPC port, not the REST API's (--http-port)",
       );
       // An UNAVAILABLE the server answered itself (the runtime it bridges is down) is not about this connection.
       const bridged = "evaluation at x[2] - h failed: no tesseract-core runtime answered POST /apply (http://127.0.0.1:8301: ECONNREFUSED)";

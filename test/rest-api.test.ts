@@ -11,7 +11,9 @@ import { loadTesseract, startServer, TesseractRuntime, type RunningServer } from
 import { DataType } from "../common/tensor-codec";
 import { silentLogger } from "../server/log";
 import Fastify from "fastify";
-import { assertClose, counted, freePort, meshJacobian, serveProcess } from "./helpers";
+import { assertClose, clientRejects, counted, freePort, meshJacobian, serveProcess } from "./helpers";
+import { TesseractClient } from "../client";
+import { Inputs, Outputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
 
 const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
 
@@ -94,6 +96,16 @@ describe("tesseract-core's REST API", () => {
     const res = await fetch(`${base(mesh)}/health`);
     assert.equal(res.status, 200);
     assert.deepEqual(await res.json(), { status: "ok" });
+  });
+
+  it("a gRPC client pointed at the REST port is told to use the gRPC port (grpc-js said only \"Protocol error\")", async () => {
+    const client = new TesseractClient(`127.0.0.1:${mesh.httpPort}`, { inputs: Inputs, outputs: Outputs });
+    try {
+      const error = await clientRejects(client.describe(), "UNAVAILABLE", /^No connection established\. Last error: Protocol error/);
+      assert.match(error.message, / — the server at the address is no gRPC server \(it answered HTTP\/1\): connect to the gRPC port, not the REST API's \(--http-port\)$/);
+    } finally {
+      client.close();
+    }
   });
 
   it("applies meshstats: base64 and JSON arrays, with and without object_type; Accept picks the answer's encoding", async () => {
