@@ -94,6 +94,18 @@ describe("tesseract-core bridge: answers read up to a bound", function () {
     assert.equal(failureReason(Object.assign(new Error("aborted"), { code: 20 })), "aborted");
   });
 
+  it("a URL of a gRPC port, or https:// of a plaintext one: the start says what is wrong (it said HPE_INVALID_CONSTANT, ERR_SSL_WRONG_VERSION_NUMBER)", async () => {
+    const grpcServer = await startServer({ tesseract: "vectoradd", port: 0, workers: 0, logger: silentLogger });
+    try {
+      const at = (scheme: string) => `${scheme}://127.0.0.1:${grpcServer.port}`;
+      await assert.rejects(loadTesseractCore(at("http")), { message: `no tesseract-core runtime answered GET /openapi.json (${at("http")}: HPE_INVALID_CONSTANT: it does not answer HTTP/1.1 (a gRPC port, such as a tesseract-grpc server's, answers HTTP/2 only); each is given 10 s)` });
+      await assert.rejects(loadTesseractCore(at("https")), { message: `no tesseract-core runtime answered GET /openapi.json (${at("https")}: ERR_SSL_WRONG_VERSION_NUMBER: it does not answer TLS: use http://; each is given 10 s)` });
+    } finally {
+      await grpcServer.close(0);
+    }
+    assert.equal(failureReason(Object.assign(new Error("fetch failed"), { cause: { code: "SELF_SIGNED_CERT_IN_CHAIN" } })), "SELF_SIGNED_CERT_IN_CHAIN: its certificate is not trusted: NODE_EXTRA_CA_CERTS=<file> adds the CA that signed it");
+  });
+
   it("answers nested deeper than 100: refused naming the runtime (the readers recursing over them overflowed the stack)", async () => {
     const deep = (n: number) => `${"[".repeat(n)}1${"]".repeat(n)}`;
     const nestedDocument = await runtimeAt((res) => res.end(`{"openapi": "3.1.0", "x": ${deep(100_000)}}`), document);

@@ -60,11 +60,23 @@ function errorCode(e: unknown): string | undefined {
   return typeof code === "string" ? code : undefined;
 }
 
-/** Why a request failed, shortly: the socket error's code (ECONNREFUSED), a timeout, or the message. */
+/** Why a request failed, shortly: the socket error's code (ECONNREFUSED) and what it means where it is no runtime's fault, a timeout, or the message. */
 export function failureReason(e: unknown): string {
   if ((e as { name?: unknown })?.name === "TimeoutError") return "timed out";
-  return errorCode(e) ?? (e instanceof Error ? e.message : String(e));
+  const code = errorCode(e);
+  if (code === undefined) return e instanceof Error ? e.message : String(e);
+  const meaning = CODE_MEANINGS.find(([pattern]) => pattern.test(code))?.[1];
+  return meaning ? `${code}: ${meaning}` : code;
 }
+
+/** What the codes of a URL that names no tesseract-core runtime mean (HPE_INVALID_CONSTANT alone said nothing). */
+const CODE_MEANINGS: [RegExp, string][] = [
+  [/^HPE_/, "it does not answer HTTP/1.1 (a gRPC port, such as a tesseract-grpc server's, answers HTTP/2 only)"],
+  [/^ERR_SSL_WRONG_VERSION_NUMBER$/, "it does not answer TLS: use http://"],
+  [/^ERR_TLS_CERT_ALTNAME_INVALID$/, "its certificate does not name this host"],
+  [/^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?)$/, "its certificate is not trusted: NODE_EXTRA_CA_CERTS=<file> adds the CA that signed it"],
+  [/^CERT_HAS_EXPIRED$/, "its certificate has expired"],
+];
 
 /** net.connect's lookup, answering `address` whatever the name (one or all addresses, as asked). */
 function pinnedLookup(address: string, family: number): LookupFunction {
