@@ -211,6 +211,34 @@ describe('"auto": the pool checked against inline within a request', () => {
     assert.deepEqual(routes.slice(0, 16), Array(16).fill("inline"), routes.join(" "));
   });
 
+  it("inline's pace leaves out the request's first call: a first pair 15 ms slow does not make a pool that cannot gain look worth taking", async () => {
+    // One core: the pool cannot beat inline (its modelled pace is apply's and the engine's, plus its
+    // own costs). Paced from the first call on, 15 ms over 32 evaluations read as 0.6 ms each, four
+    // times apply's 0.15, and the pool was taken.
+    const inline = new FakeInline(0.15, 15);
+    const pool = new FakePool(0);
+    const oneCore: AutoPool = { ...workers(pool), costs: () => ({ threads: 2, cores: 1, taskOverheadMs: 0.01, ready: true }) };
+    await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 200, oneCore), inline, pool, 200);
+    assert.equal(pool.calls, 0, `${pool.calls} of 200 evaluations pooled`);
+  });
+
+  it("inline's pace leaves out pauses between calls: 15 ms of other work after the fifth pair does not make a pool that cannot gain look worth taking", async () => {
+    const inline = new FakeInline(0.15);
+    const pool = new FakePool(0);
+    const oneCore: AutoPool = { ...workers(pool), costs: () => ({ threads: 2, cores: 1, taskOverheadMs: 0.01, ready: true }) };
+    const auto = new AutoEvaluator(inline as unknown as InlineEvaluator, 200, oneCore);
+    for (let next = 0; next < 100; next++) {
+      const builder = new ElementPairsBuilder(1, 1);
+      builder.element(0, next, next + 0.5, next - 0.25);
+      builder.endPair();
+      const pairs = builder.build();
+      assert.deepEqual(await auto.differences(pairs), expected(pairs));
+      // A collection, or the event loop's turn to other calls.
+      if (next === 4) for (const end = performance.now() + 15; performance.now() < end; );
+    }
+    assert.equal(pool.calls, 0, `${pool.calls} of 200 evaluations pooled`);
+  });
+
   it("a pool that answers its whole concurrency at once is paced by what comes back: the correction learns its real pace", async function () {
     this.timeout(20_000);
     // 4 096 evaluations in flight, all answered 20 ms after they were sent: 0.005 ms each, where

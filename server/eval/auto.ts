@@ -1,6 +1,9 @@
 /**
  * `--workers auto`: a request's evaluations run inline and are timed — their pace (i, the mean time
- * per evaluation since the first, everything included: what the rest would cost inline), apply
+ * per evaluation after the first call, pauses left out: what the rest would cost inline; the first
+ * carries the request's own start, 0.28 ms of a grouped meshstats Jacobian's first pair where later
+ * ones took 5 µs an evaluation, and a pause of half a millisecond among 30 evaluations made them
+ * look six times dearer too), apply
  * (a, the fastest so far, so a GC pause does not count) and the engine's own work per evaluation
  * (e, the mean of the gaps between evaluations: its work per row falls between some evaluations and
  * not others; a gap longer than PAUSE_MS is a turn given to I/O or a collection, and is left out) —
@@ -226,9 +229,11 @@ export class AutoEvaluator implements Evaluator {
   /** The engine's time between inline evaluations (gaps up to PAUSE_MS), and how many gaps. */
   private engineTotal = 0;
   private gaps = 0;
-  /** When the first inline evaluation started, and the last one ended. */
-  private inlineStart?: number;
+  /** When the first inline call ended, with the inline evaluations by then (the pace counts from there), and when the last one ended. */
+  private paceFrom?: { at: number; calls: number };
   private lastEnd?: number;
+  /** Gaps between inline calls longer than PAUSE_MS since `paceFrom`: left out of the pace. */
+  private pausedMs = 0;
   /** The costs favoured the pool, which was not ready yet. */
   private waitingForPool = false;
   /**
@@ -318,9 +323,10 @@ export class AutoEvaluator implements Evaluator {
     const nextDecision = done < CHEAP_SAMPLES ? CHEAP_SAMPLES : (Math.floor(done / DECIDE_EVERY) + 1) * DECIDE_EVERY;
     if (this.waitingForPool || this.pool || done + 2 * count < nextDecision) {
       const started = performance.now();
-      this.inlineStart ??= started;
+      this.paused(started);
       const values = await this.inline.differences(pairs);
       this.lastEnd = performance.now();
+      this.paceFrom ??= { at: this.lastEnd, calls: this.inline.calls };
       const meanMs = (this.lastEnd - started) / (2 * count);
       this.workers.applied?.(meanMs);
       inlineEvaluations += 2 * count;
@@ -404,14 +410,14 @@ export class AutoEvaluator implements Evaluator {
 
   private async timedInline(perturbation: Perturbation): Promise<Float64Array[]> {
     const started = performance.now();
-    this.inlineStart ??= started;
     const gap = this.lastEnd === undefined ? Infinity : started - this.lastEnd;
     if (gap <= PAUSE_MS) {
       this.engineTotal += gap;
       this.gaps++;
-    }
+    } else this.paused(started);
     const values = await this.inline.evaluate(perturbation);
     this.lastEnd = performance.now();
+    this.paceFrom ??= { at: this.lastEnd, calls: this.inline.calls };
     this.probeStep();
     this.fastestApply = Math.min(this.fastestApply, this.lastEnd - started);
     this.workers.applied?.(this.lastEnd - started);
@@ -457,6 +463,17 @@ export class AutoEvaluator implements Evaluator {
     this.window = undefined; // the pool's pace from here on, not across the comparison
   }
 
+  /** Inline's milliseconds per evaluation after the first call, pauses left out (see the module comment); the model's a + e before a second. */
+  private inlinePace(): number {
+    const paced = this.inline.calls - (this.paceFrom?.calls ?? this.inline.calls);
+    return paced > 0 ? (this.lastEnd! - this.paceFrom!.at - this.pausedMs) / paced : this.fastestApply + this.engineMs();
+  }
+
+  /** An inline call starts at `started`: a gap since the last one longer than PAUSE_MS is a pause (a collection, a turn given to I/O). */
+  private paused(started: number): void {
+    if (this.paceFrom && this.lastEnd !== undefined && started - this.lastEnd > PAUSE_MS) this.pausedMs += started - this.lastEnd;
+  }
+
   /** The engine's mean milliseconds per inline evaluation (see the module comment). */
   private engineMs(): number {
     return this.gaps > 0 ? this.engineTotal / this.gaps : 0;
@@ -482,7 +499,7 @@ export class AutoEvaluator implements Evaluator {
     this.waitingForPool = false;
     if (this.planned === undefined || this.pool) return;
     if (inlineEvaluations < WARM_EVALUATIONS && this.fastestApply < COSTLY_MS) return; // cold timings
-    const measured = { applyMs: this.fastestApply, engineMs: this.engineMs(), inlineMs: (this.lastEnd! - this.inlineStart!) / this.inline.calls };
+    const measured = { applyMs: this.fastestApply, engineMs: this.engineMs(), inlineMs: this.inlinePace() };
     this.workers.remember?.(measured);
     this.decideFrom(measured);
   }
