@@ -139,14 +139,9 @@ async function connect(flags: ClientFlags) {
   const client = new TesseractClient<any, any>(flags.address, types, clientOptions(flags, credentials));
   const described = await client.describe(callOptions(flags));
   // Reflection needs the token too, on a server that has tokens.
-  const root = await fetchRoot(flags.address, credentials, [described.input_type, described.output_type], flags.token ? { interceptors: [bearerToken(flags.token)] } : {}).catch((e: unknown) => {
-    // grpc-js's own words ("12 UNIMPLEMENTED: The server does not implement the method /grpc.reflection.v1alpha...") said neither what reflection is for nor what to do.
-    const error = toClientError(e);
-    if (error.code !== status.UNIMPLEMENTED) throw error;
-    throw new TesseractClientError(
-      status.UNIMPLEMENTED,
-      `the server at ${flags.address} offers no gRPC server reflection (grpc.reflection.v1 or v1alpha), which the CLI reads ${clip(described.input_type)} and ${clip(described.output_type)} from: call a tesseract-grpc server (it offers reflection), or this one from the SDK with its .proto files`,
-    );
+  const needs = `the CLI reads ${clip(described.input_type)} and ${clip(described.output_type)} from: call a tesseract-grpc server (it offers reflection), or this one from the SDK with its .proto files`;
+  const root = await fetchRoot(flags.address, credentials, [described.input_type, described.output_type], flags.token ? { interceptors: [bearerToken(flags.token)] } : {}, needs).catch((e: unknown) => {
+    throw toClientError(e);
   });
   resolved.inputs = root.lookupType(described.input_type);
   resolved.outputs = root.lookupType(described.output_type);

@@ -12,6 +12,7 @@ import { FileDescriptorProtoSchema, FileDescriptorSetSchema, type FileDescriptor
 import { ServerReflectionClient, type ServerReflectionRequest, type ServerReflectionResponse } from "../generated/grpc/reflection/v1/reflection";
 import { ServerReflectionClient as ServerReflectionV1alphaClient } from "../generated/grpc/reflection/v1alpha/reflection";
 import { printProto } from "./proto-text";
+import { TesseractClientError } from "./errors";
 
 /** One reflection stream (grpc.reflection.v1, or the older v1alpha: the same messages): each question answered in turn. */
 export class ReflectionStream {
@@ -54,12 +55,17 @@ export interface ReflectedFiles {
  * The files declaring `symbols` and everything they import, as the server describes them, validated.
  * Imports a server leaves out are asked for by name. Asked by grpc.reflection.v1, then by v1alpha
  * where v1 is UNIMPLEMENTED: servers built before v1 (older grpc-java, grpc-go, grpcio) offer v1alpha
- * alone. A server offering neither is UNIMPLEMENTED (grpc-js's error).
+ * alone. A server offering neither is UNIMPLEMENTED saying what reflection was `needs`ed for.
  */
-export async function fetchDescriptors(address: string, credentials: grpc.ChannelCredentials, symbols: readonly string[], options: grpc.ClientOptions = {}): Promise<ReflectedFiles> {
+export async function fetchDescriptors(address: string, credentials: grpc.ChannelCredentials, symbols: readonly string[], options: grpc.ClientOptions = {}, needs = NEEDS_REFLECTION): Promise<ReflectedFiles> {
+  const unimplemented = (e: unknown) => (e as grpc.ServiceError)?.code === grpc.status.UNIMPLEMENTED;
   const files = await reflectedFiles(address, credentials, symbols, options, "v1").catch((e: unknown) => {
-    if ((e as grpc.ServiceError)?.code !== grpc.status.UNIMPLEMENTED) throw e;
-    return reflectedFiles(address, credentials, symbols, options, "v1alpha");
+    if (!unimplemented(e)) throw e;
+    return reflectedFiles(address, credentials, symbols, options, "v1alpha").catch((e: unknown) => {
+      // grpc-js's own words ("12 UNIMPLEMENTED: The server does not implement the method /grpc.reflection.v1alpha...") said neither what reflection is for nor what to do.
+      if (!unimplemented(e)) throw e;
+      throw new TesseractClientError(grpc.status.UNIMPLEMENTED, `the server at ${address} offers no gRPC server reflection (grpc.reflection.v1 or v1alpha), which ${needs}`);
+    });
   });
   const ordered = dependencyOrder(files);
   const registry = createFileRegistry(create(FileDescriptorSetSchema, { file: ordered }));
@@ -88,9 +94,12 @@ async function reflectedFiles(address: string, credentials: grpc.ChannelCredenti
   return files;
 }
 
+/** What reflection is for, by default: `proto` and `generate --address` read a Tesseract's .proto files through it. */
+const NEEDS_REFLECTION = "`proto` and `generate --address` read the Tesseract's .proto files from: generate the SDK from the server's own .proto files (generate <file.proto>)";
+
 /** A protobufjs Root holding the files that declare `symbols` and everything they import. */
-export async function fetchRoot(address: string, credentials: grpc.ChannelCredentials, symbols: string[], options: grpc.ClientOptions = {}): Promise<protobuf.Root> {
-  const { files, registry } = await fetchDescriptors(address, credentials, symbols, options);
+export async function fetchRoot(address: string, credentials: grpc.ChannelCredentials, symbols: string[], options: grpc.ClientOptions = {}, needs?: string): Promise<protobuf.Root> {
+  const { files, registry } = await fetchDescriptors(address, credentials, symbols, options, needs);
   const root = new protobuf.Root();
   for (const file of files) protobuf.parse(printProto(file, registry), root, { keepCase: true });
   root.resolveAll();

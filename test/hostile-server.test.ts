@@ -59,6 +59,13 @@ describe("a hostile server", () => {
         result.stderr,
         `tesseract-grpc apply: UNIMPLEMENTED: the server at ${server.address} offers no gRPC server reflection (grpc.reflection.v1 or v1alpha), which the CLI reads tesseract.examples.vectoradd.v1.Inputs and tesseract.examples.vectoradd.v1.Outputs from: call a tesseract-grpc server (it offers reflection), or this one from the SDK with its .proto files\n`,
       );
+      // `proto` (and `generate --address`, through the same reflection) said grpc-js's words alone.
+      const proto = await promisify(execFile)(process.execPath, [CLI, "proto", "--address", server.address, "--out", os.tmpdir()]).then(
+        () => assert.fail("exit 0"),
+        (e: { code: number; stderr: string }) => e,
+      );
+      assert.equal(proto.code, 1);
+      assert.match(proto.stderr, new RegExp(`UNIMPLEMENTED: the server at ${server.address.replace(/\./g, "\\.")} offers no gRPC server reflection \\(grpc\\.reflection\\.v1 or v1alpha\\), which \`proto\` and \`generate --address\` read the Tesseract's \\.proto files from: generate the SDK from the server's own \\.proto files \\(generate <file\\.proto>\\)\n$`));
     } finally {
       server.close();
     }
