@@ -211,32 +211,33 @@ describe('"auto": the pool checked against inline within a request', () => {
     assert.deepEqual(routes.slice(0, 16), Array(16).fill("inline"), routes.join(" "));
   });
 
-  it("inline's pace leaves out the request's first call: a first pair 15 ms slow does not make a pool that cannot gain look worth taking", async () => {
-    // One core: the pool cannot beat inline (its modelled pace is apply's and the engine's, plus its
-    // own costs). Paced from the first call on, 15 ms over 32 evaluations read as 0.6 ms each, four
-    // times apply's 0.15, and the pool was taken.
-    const inline = new FakeInline(0.15, 15);
+  // One core: the pool cannot beat inline (its modelled pace is apply's and the engine's, plus its
+  // own costs). Apply takes 5 ms: this loop's own work between calls (up to 0.9 ms an evaluation in
+  // a cold, busy process) is inline's cost too, and must not decide.
+  const oneCore = (pool: FakePool): AutoPool => ({ ...workers(pool), costs: () => ({ threads: 2, cores: 1, taskOverheadMs: 0.01, ready: true }) });
+
+  it("inline's pace leaves out the request's first call: a first pair 250 ms slow does not make a pool that cannot gain look worth taking", async () => {
+    // Paced from the first call on, 250 ms over 32 evaluations read as 13 ms each, and the pool was taken.
+    const inline = new FakeInline(5, 250);
     const pool = new FakePool(0);
-    const oneCore: AutoPool = { ...workers(pool), costs: () => ({ threads: 2, cores: 1, taskOverheadMs: 0.01, ready: true }) };
-    await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 200, oneCore), inline, pool, 200);
-    assert.equal(pool.calls, 0, `${pool.calls} of 200 evaluations pooled`);
+    await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 64, oneCore(pool)), inline, pool, 64);
+    assert.equal(pool.calls, 0, `${pool.calls} of 64 evaluations pooled`);
   });
 
-  it("inline's pace leaves out pauses between calls: 15 ms of other work after the fifth pair does not make a pool that cannot gain look worth taking", async () => {
-    const inline = new FakeInline(0.15);
+  it("inline's pace leaves out pauses between calls: 250 ms of other work after the fifth pair does not make a pool that cannot gain look worth taking", async () => {
+    const inline = new FakeInline(5);
     const pool = new FakePool(0);
-    const oneCore: AutoPool = { ...workers(pool), costs: () => ({ threads: 2, cores: 1, taskOverheadMs: 0.01, ready: true }) };
-    const auto = new AutoEvaluator(inline as unknown as InlineEvaluator, 200, oneCore);
-    for (let next = 0; next < 100; next++) {
+    const auto = new AutoEvaluator(inline as unknown as InlineEvaluator, 64, oneCore(pool));
+    for (let next = 0; next < 32; next++) {
       const builder = new ElementPairsBuilder(1, 1);
       builder.element(0, next, next + 0.5, next - 0.25);
       builder.endPair();
       const pairs = builder.build();
       assert.deepEqual(await auto.differences(pairs), expected(pairs));
       // A collection, or the event loop's turn to other calls.
-      if (next === 4) for (const end = performance.now() + 15; performance.now() < end; );
+      if (next === 4) for (const end = performance.now() + 250; performance.now() < end; );
     }
-    assert.equal(pool.calls, 0, `${pool.calls} of 200 evaluations pooled`);
+    assert.equal(pool.calls, 0, `${pool.calls} of 64 evaluations pooled`);
   });
 
   it("a pool that answers its whole concurrency at once is paced by what comes back: the correction learns its real pace", async function () {
