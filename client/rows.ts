@@ -65,17 +65,22 @@ class RowCoverage {
   private readonly ends: number[] = [];
   private readonly single = new Set<number>();
 
+  /** The first run ending after `position` (the number of runs when none does). */
+  private runAfter(position: number): number {
+    let lo = 0;
+    for (let hi = this.ends.length; lo < hi; ) {
+      const mid = (lo + hi) >>> 1;
+      if (this.ends[mid] <= position) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
   /** Positions [from, from + count); false when one of them arrived already. */
   addRun(from: number, count: number): boolean {
     if (count === 0) return true;
     const to = from + count;
-    // The first run ending after `from`.
-    let lo = 0;
-    for (let hi = this.ends.length; lo < hi; ) {
-      const mid = (lo + hi) >>> 1;
-      if (this.ends[mid] <= from) lo = mid + 1;
-      else hi = mid;
-    }
+    const lo = this.runAfter(from);
     if (lo < this.starts.length && this.starts[lo] < to) return false;
     for (const p of this.single) if (p >= from && p < to) return false;
     if (lo > 0 && this.ends[lo - 1] === from) {
@@ -96,12 +101,7 @@ class RowCoverage {
   /** One position of a sparse slice; false when it arrived already. */
   addOne(position: number): boolean {
     if (this.single.has(position)) return false;
-    let lo = 0;
-    for (let hi = this.ends.length; lo < hi; ) {
-      const mid = (lo + hi) >>> 1;
-      if (this.ends[mid] <= position) lo = mid + 1;
-      else hi = mid;
-    }
+    const lo = this.runAfter(position);
     if (lo < this.starts.length && this.starts[lo] <= position) return false;
     this.single.add(position);
     return true;
