@@ -211,20 +211,22 @@ describe('"auto": the pool checked against inline within a request', () => {
     assert.deepEqual(routes.slice(0, 16), Array(16).fill("inline"), routes.join(" "));
   });
 
-  // One core: the pool cannot beat inline (its modelled pace is apply's and the engine's, plus its
-  // own costs). Apply takes 5 ms: this loop's own work between calls (up to 0.9 ms an evaluation in
-  // a cold, busy process) is inline's cost too, and must not decide.
-  const oneCore = (pool: FakePool): AutoPool => ({ ...workers(pool), costs: () => ({ threads: 2, cores: 1, taskOverheadMs: 0.01, ready: true }) });
+  // One core, and a job's start of 300 ms (six task round trips of 50): the pool cannot beat inline.
+  // It would be taken only for an inline pace past 17 ms an evaluation where apply takes 5 ms: far
+  // above what a busy machine adds (this loop's own work between calls, and a busy-waiting apply
+  // overshooting its end when preempted: up to 2 ms), far below what a 600 ms stall counted over
+  // 30 evaluations adds (20 ms).
+  const oneCore = (pool: FakePool): AutoPool => ({ ...workers(pool), costs: () => ({ threads: 2, cores: 1, taskOverheadMs: 50, ready: true }) });
 
-  it("inline's pace leaves out the request's first call: a first pair 250 ms slow does not make a pool that cannot gain look worth taking", async () => {
-    // Paced from the first call on, 250 ms over 32 evaluations read as 13 ms each, and the pool was taken.
-    const inline = new FakeInline(5, 250);
+  it("inline's pace leaves out the request's first call: a first pair 600 ms slow does not make a pool that cannot gain look worth taking", async () => {
+    // Paced from the first call on, 600 ms over 32 evaluations read as 24 ms each, and the pool was taken.
+    const inline = new FakeInline(5, 600);
     const pool = new FakePool(0);
     await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 64, oneCore(pool)), inline, pool, 64);
     assert.equal(pool.calls, 0, `${pool.calls} of 64 evaluations pooled`);
   });
 
-  it("inline's pace leaves out pauses between calls: 250 ms of other work after the fifth pair does not make a pool that cannot gain look worth taking", async () => {
+  it("inline's pace leaves out pauses between calls: 600 ms of other work after the fifth pair does not make a pool that cannot gain look worth taking", async () => {
     const inline = new FakeInline(5);
     const pool = new FakePool(0);
     const auto = new AutoEvaluator(inline as unknown as InlineEvaluator, 64, oneCore(pool));
@@ -235,7 +237,7 @@ describe('"auto": the pool checked against inline within a request', () => {
       const pairs = builder.build();
       assert.deepEqual(await auto.differences(pairs), expected(pairs));
       // A collection, or the event loop's turn to other calls.
-      if (next === 4) for (const end = performance.now() + 250; performance.now() < end; );
+      if (next === 4) for (const end = performance.now() + 600; performance.now() < end; );
     }
     assert.equal(pool.calls, 0, `${pool.calls} of 64 evaluations pooled`);
   });
