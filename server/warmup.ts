@@ -6,9 +6,9 @@
  * the inputs through the wire codec, apply, then central and forward Jacobians, a VJP and a JVP of
  * every differentiable path, round after round, until WARM_UP_EVALUATIONS apply calls or the time
  * budget. Under `--workers auto` the requests decide on the pool as real ones would; a pool they
- * start gets ready in the background (its threads warm themselves) while they go on inline, and once
- * it is, WARM_UP_EVALUATIONS more (within the budget) warm the main thread's side of it. A
- * Tesseract whose example requests never call for the pool starts none.
+ * start is waited for after their round (its threads load and warm themselves, and get the cores to
+ * themselves), and once it is ready, WARM_UP_EVALUATIONS more (within the budget) warm the main
+ * thread's side of it. A Tesseract whose example requests never call for the pool starts none.
  *
  * It never fails a start: an error is reported (and logged by the caller) and the server starts as
  * without it. It leaves no trace but warm code: the evaluation counter (metrics) is restored, the
@@ -93,6 +93,9 @@ async function rounds(runtime: TesseractRuntime, example: unknown, signal: Abort
     () => runtime.vjp({ ...request, cotangent: ones(outputs, outputPaths) }),
     () => runtime.jvp({ ...request, tangent: ones(inputs, inputPaths) }),
   ];
+  /** Settles when a pool the requests started is ready (true), there is none (false), or the budget is up. */
+  const aborted = new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+  const poolStarted = () => Promise.race([runtime.poolStarted(), aborted]);
   /** Evaluations made before a pool was ready (undefined until it is). */
   let beforePool: number | undefined;
   let target = WARM_UP_EVALUATIONS;
@@ -102,9 +105,11 @@ async function rounds(runtime: TesseractRuntime, example: unknown, signal: Abort
       report.requests++;
       report.evaluations += stats.apply_calls;
     }
-    // A pool the requests started warms up in the background while they go on; once it is ready,
-    // they take it, and as many evaluations again warm the main thread's side of it.
-    if (beforePool === undefined && runtime.poolReady()) {
+    // A pool the requests started gets ready before they go on: its threads' start-up would
+    // otherwise share the cores with them (on two cores it outlasted the engine's rounds, and the
+    // first request served took a cold pool: 2.1-3.2 times a warm call). Once it is ready, they
+    // take it, and as many evaluations again warm the main thread's side of it.
+    if (beforePool === undefined && (await poolStarted()) && runtime.poolReady()) {
       beforePool = report.evaluations;
       target = report.evaluations + WARM_UP_EVALUATIONS;
     }
@@ -112,5 +117,5 @@ async function rounds(runtime: TesseractRuntime, example: unknown, signal: Abort
   if (beforePool !== undefined) report.pooledEvaluations = report.evaluations - beforePool;
   // A pool still getting ready is waited for (within the budget): its threads' warm-up is not to
   // compete with the first calls for the cores.
-  await Promise.race([runtime.poolStarted(), new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }))]);
+  await poolStarted();
 }

@@ -7,7 +7,7 @@
  * The paces involved differ by several times, so a loaded machine does not turn the outcome.
  */
 import { strict as assert } from "node:assert";
-import { AutoEvaluator, PoolCorrection, REMEASURE_EVERY, threadsForJob, type AutoPool, type InlineCosts, type PoolCosts } from "../server/eval/auto";
+import { AutoEvaluator, PoolCorrection, REMEASURE_EVERY, WARM_EVALUATIONS, threadsForJob, type AutoPool, type InlineCosts, type PoolCosts } from "../server/eval/auto";
 import type { WorkerPool } from "../server/eval/pool";
 import { PoolEvaluator } from "../server/eval/pool-evaluator";
 import { ElementPairsBuilder, pairCount } from "../server/eval/element-pairs";
@@ -15,6 +15,7 @@ import type { ElementPairs, Evaluator, OutputInfo, Perturbation } from "../serve
 import type { InlineEvaluator } from "../server/eval/inline";
 import type { InputLeaf } from "../server/eval/input-leaf";
 import { requestShapes } from "../server/eval/backends";
+import { PACES, RoutePaces } from "../server/eval/route-paces";
 import ndarray from "ndarray";
 import { loadTesseract } from "../index";
 import { SparsityMode } from "../client";
@@ -307,6 +308,47 @@ describe('"auto": the pool checked against inline within a request', () => {
     memory.keptPool = true;
     const third = await request(4000); // long enough for its pace to be measured (about 3 100 back)
     assert.ok(third.routes.every((r) => r === "pool"), "pooled from the first evaluation to the end");
+  });
+
+  it("requests of one shape whose pooled paces are slower than inline's run inline throughout, once inline's were measured; a clearly faster pool is never tried inline", async function () {
+    this.timeout(30_000);
+    // What backends.ts keeps per request shapes: the measured costs, and the paces by route.
+    const shape = () => {
+      const memory: { costs?: InlineCosts; uses: number; paces: RoutePaces } = { uses: 0, paces: new RoutePaces() };
+      const serverSide = (pool: FakePool): AutoPool => ({
+        ...workers(pool),
+        recalled: () => (memory.costs && memory.uses < REMEASURE_EVERY ? (memory.uses++, memory.costs) : undefined),
+        remember: (costs) => Object.assign(memory, { costs, uses: 0 }),
+        route: () => memory.paces.next(memory.costs?.inlineMs),
+        paced: (route, ms) => memory.paces.record(route, ms),
+      });
+      return { memory, serverSide };
+    };
+    const requests = async (delayMs: number, count: number) => {
+      const { memory, serverSide } = shape();
+      const pooled: number[] = [];
+      for (let request = 0; request < count; request++) {
+        const inline = new FakeInline(0.05);
+        const pool = new FakePool(delayMs);
+        await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 2000, serverSide(pool)), inline, pool, 2000);
+        pooled.push(pool.calls);
+      }
+      return { pooled, paces: memory.paces.measured };
+    };
+    // This process's timings count as of optimised code once it has evaluated WARM_EVALUATIONS times inline.
+    const warming = { inline: new FakeInline(0.001), pool: new FakePool(0) };
+    await drive(new AutoEvaluator(warming.inline as unknown as InlineEvaluator, WARM_EVALUATIONS, workers(warming.pool)), warming.inline, warming.pool, WARM_EVALUATIONS);
+    // A pool at 0.125 ms an evaluation (16 every 2 ms) where inline takes 0.05: the model predicts
+    // 0.026 and, uncorrected, takes it every time; 2 000 evaluations are too few for the windows
+    // that would compare them within a request.
+    const slow = await requests(2, 8);
+    assert.ok(slow.pooled.slice(0, PACES).every((n) => n > 1900), `pooled per request: ${slow.pooled.join(", ")}`);
+    assert.deepEqual(slow.pooled.slice(PACES), Array(8 - PACES).fill(0), `pooled per request: ${slow.pooled.join(", ")}`);
+    assert.ok(slow.paces.pool.every((ms) => ms > 0.1) && slow.paces.inline.every((ms) => ms >= 0.05 && ms < 0.1), JSON.stringify(slow.paces));
+    // A pool answering at the next turn: clearly faster than inline's measured pace, never tried inline.
+    const fast = await requests(0, 8);
+    assert.ok(fast.pooled.every((n) => n > 1900), `pooled per request: ${fast.pooled.join(", ")}`);
+    assert.deepEqual(fast.paces.inline, []);
   });
 
   it("a job's share is one thread per 1 000 evaluations it plans (at least two, at most the pool's), and bounds its batches in flight", () => {

@@ -58,6 +58,7 @@ import { FailedPair, flatDifferences, outputStride, type ElementPairs, type Eval
 import { pairCount, sideOf, slicePairs } from "./element-pairs";
 import type { InlineEvaluator } from "./inline";
 import { MAX_BATCH } from "./pool-evaluator";
+import type { Route } from "./route-paces";
 
 /** A pooled pace this many times the prediction is compared with inline's, once per request. */
 const PROBE_SLOWER = 1.5;
@@ -216,6 +217,13 @@ export interface AutoPool {
   blockingApplyMs?(): number | undefined;
   /** An apply (or the mean of a batch's) just timed in the event loop, in ms. */
   applied?(ms: number): void;
+  /**
+   * What recent requests of these shapes took, by route (route-paces.ts): "inline" to run this one
+   * inline throughout, undefined to decide by the model.
+   */
+  route?(): Route | undefined;
+  /** This request's evaluations are all back: it took `route` at `msPerEvaluation` (first to last). */
+  paced?(route: Route, msPerEvaluation: number): void;
 }
 
 /**
@@ -266,6 +274,11 @@ export class AutoEvaluator implements Evaluator {
   private started = false;
   /** Timings in a row (an evaluation's, or an inline batch's mean) of BLOCKING_APPLY_MS or more. */
   private blockingInARow = 0;
+  /** Recent requests of these shapes ran faster inline than pooled: this one runs inline, unless apply holds the event loop. */
+  private inlineThroughout = false;
+  /** When the first evaluation started (this request's pace is told from there), and whether it has been told. */
+  private firstAt = 0;
+  private paceTold = false;
 
   constructor(
     private readonly inline: InlineEvaluator,
@@ -321,7 +334,7 @@ export class AutoEvaluator implements Evaluator {
     // taken, the rest of the pairs go there together.
     const done = this.inline.calls;
     const nextDecision = done < CHEAP_SAMPLES ? CHEAP_SAMPLES : (Math.floor(done / DECIDE_EVERY) + 1) * DECIDE_EVERY;
-    if (this.waitingForPool || this.pool || done + 2 * count < nextDecision) {
+    if (this.waitingForPool || this.pool || this.inlineThroughout || done + 2 * count < nextDecision) {
       const started = performance.now();
       this.paused(started);
       const values = await this.inline.differences(pairs);
@@ -333,8 +346,9 @@ export class AutoEvaluator implements Evaluator {
       this.probeStep();
       if (this.blocking(meanMs) && !this.waitingForPool && !this.pool) {
         this.fastestApply = Math.min(this.fastestApply, meanMs);
-        this.decide();
+        this.decide(true);
       }
+      this.tellPace();
       return values;
     }
     const results: Float64Array[][] = [];
@@ -390,6 +404,7 @@ export class AutoEvaluator implements Evaluator {
   private returned(evaluations: number, warm: boolean): void {
     const back = (this.pooledBack += evaluations);
     this.requestDone();
+    this.tellPace();
     const window = this.window;
     if (!window) {
       if (back >= DECIDE_EVERY) this.window = { started: performance.now(), back, span: 2 * DECIDE_EVERY + (this.pooledSent - back), warm };
@@ -423,8 +438,10 @@ export class AutoEvaluator implements Evaluator {
     this.workers.applied?.(this.lastEnd - started);
     inlineEvaluations++;
     const done = this.inline.calls;
-    const due = this.blocking(this.lastEnd - started) || (done === AUTO_SAMPLES ? this.fastestApply >= COSTLY_MS : done === CHEAP_SAMPLES || (done > CHEAP_SAMPLES && done % DECIDE_EVERY === 0));
-    if (!this.waitingForPool && due) this.decide();
+    const blocking = this.blocking(this.lastEnd - started);
+    const due = blocking || (done === AUTO_SAMPLES ? this.fastestApply >= COSTLY_MS : done === CHEAP_SAMPLES || (done > CHEAP_SAMPLES && done % DECIDE_EVERY === 0));
+    if (!this.waitingForPool && due) this.decide(blocking);
+    this.tellPace();
     return values;
   }
 
@@ -442,6 +459,13 @@ export class AutoEvaluator implements Evaluator {
     if (this.windowObserved || !this.pooledFrom?.warm || this.planned === undefined || this.calls < this.planned || this.pooledBack < this.pooledSent) return;
     this.windowObserved = true;
     this.workers.observed((performance.now() - this.pooledFrom.at) / (this.pooledSent * this.predictedMs + this.startMs));
+  }
+
+  /** Once every planned evaluation is back: this request's route and pace, for the next ones of its shapes (route-paces.ts). */
+  private tellPace(): void {
+    if (this.paceTold || this.planned === undefined || this.calls < this.planned || this.pooledBack < this.pooledSent) return;
+    this.paceTold = true;
+    this.workers.paced?.(this.pooledSent > 0 ? "pool" : "inline", (performance.now() - this.firstAt) / this.calls);
   }
 
   /** The comparison inline (see the module comment): after it, inline for good, or the pool again. */
@@ -480,13 +504,19 @@ export class AutoEvaluator implements Evaluator {
   }
 
   /**
-   * Before the first evaluation: a recent request of these shapes measured its costs, and the pool is
-   * ready: decide from those; else an apply that held the event loop lately: decide from its time
-   * (the pool started, if it has not, and taken once ready).
+   * Before the first evaluation: recent requests of these shapes ran faster inline than pooled: inline
+   * throughout (route-paces.ts); else a recent request of these shapes measured its costs, and the
+   * pool is ready: decide from those; else an apply that held the event loop lately: decide from its
+   * time (the pool started, if it has not, and taken once ready).
    */
   private start(): void {
     this.started = true;
+    this.firstAt = performance.now();
     if (this.planned === undefined) return;
+    if (this.workers.route?.() === "inline") {
+      this.inlineThroughout = true;
+      return;
+    }
     const recalled = this.workers.costs().ready ? this.workers.recalled?.() : undefined;
     const blockingMs = recalled ? undefined : this.workers.blockingApplyMs?.();
     this.recalled = recalled !== undefined;
@@ -494,10 +524,10 @@ export class AutoEvaluator implements Evaluator {
     else if (blockingMs !== undefined) this.decideFrom({ applyMs: blockingMs, engineMs: 0, inlineMs: blockingMs });
   }
 
-  /** Takes the pool, starts it, or stays inline, from the costs measured so far. */
-  private decide(): void {
+  /** Takes the pool, starts it, or stays inline, from the costs measured so far (`blocking`: apply holds the event loop). */
+  private decide(blocking = false): void {
     this.waitingForPool = false;
-    if (this.planned === undefined || this.pool) return;
+    if (this.planned === undefined || this.pool || (this.inlineThroughout && !blocking)) return;
     if (inlineEvaluations < WARM_EVALUATIONS && this.fastestApply < COSTLY_MS) return; // cold timings
     const measured = { applyMs: this.fastestApply, engineMs: this.engineMs(), inlineMs: this.inlinePace() };
     this.workers.remember?.(measured);

@@ -22,6 +22,7 @@ import type { InputLeaf } from "./input-leaf";
 import { DEFAULT_MAX_MESSAGE_BYTES, MAX_TIMER_MS } from "../../common/transport-defaults";
 import { isNdArray, type DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
+import { RoutePaces } from "./route-paces";
 import { AutoEvaluator, BLOCKING_APPLY_MS, PoolCorrection, REMEASURE_EVERY, threadsForJob, type InlineCosts } from "./auto";
 import { CachedBaseEvaluator } from "./cached-base";
 import { derive } from "./deadlines";
@@ -179,8 +180,20 @@ export class EvaluationBackends {
   private evaluationCache?: EvaluationCache | null;
   /** "auto": the pool's measured pace over the modelled one (auto.ts). */
   private poolCorrection = new PoolCorrection();
-  /** "auto": what recent requests measured inline, by their shapes, and how many decided from it since. */
-  private readonly inlineCosts = new Map<string, { costs: InlineCosts; uses: number; keptPool?: boolean }>();
+  /**
+   * "auto", by request shapes: what a recent request measured inline and how many decided from it
+   * since (with whether its comparison kept the pool), and the paces of recent requests by route.
+   */
+  private readonly shapes = new Map<string, { costs?: InlineCosts; uses: number; keptPool?: boolean; paces: RoutePaces }>();
+
+  /** The entry of these shapes, made if new, the newest last (the oldest goes first, past REMEMBERED_SHAPES). */
+  private shapeEntry(shapes: string) {
+    const entry = this.shapes.get(shapes) ?? { uses: 0, paces: new RoutePaces() };
+    this.shapes.delete(shapes);
+    this.shapes.set(shapes, entry);
+    if (this.shapes.size > REMEMBERED_SHAPES) this.shapes.delete(this.shapes.keys().next().value!);
+    return entry;
+  }
 
   /**
    * Forgets what "auto" measured so far (the warm-up's requests): their code was not optimised yet and
@@ -190,13 +203,13 @@ export class EvaluationBackends {
    * took 2.1 times a warm one).
    */
   forgetMeasurements(): void {
-    this.inlineCosts.clear();
+    this.shapes.clear();
     this.poolCorrection = new PoolCorrection();
   }
 
   /** What "auto" goes by now: request shapes whose inline costs it recalls, and the pool's correction. */
   get autoMeasurements(): { shapes: number; correction: number } {
-    return { shapes: this.inlineCosts.size, correction: this.poolCorrection.value };
+    return { shapes: this.shapes.size, correction: this.poolCorrection.value };
   }
   /**
    * "auto": the apply time that decides whether apply holds the event loop (BLOCKING_APPLY_MS): the
@@ -399,23 +412,24 @@ export class EvaluationBackends {
       observed: (ratio) => this.poolCorrection.observed(ratio),
       relax: () => this.poolCorrection.relax(),
       recalled: () => {
-        const entry = this.inlineCosts.get(shapes);
-        if (!entry || entry.uses >= REMEASURE_EVERY) return undefined;
+        const entry = this.shapes.get(shapes);
+        if (!entry?.costs || entry.uses >= REMEASURE_EVERY) return undefined;
         entry.uses++;
         return entry.costs;
       },
       blockingApplyMs: () => (this.lastApplyMs >= BLOCKING_APPLY_MS ? this.lastApplyMs : undefined),
       applied: (ms) => this.applied(ms),
-      remember: (costs) => {
-        this.inlineCosts.delete(shapes); // the newest last: the oldest goes first
-        this.inlineCosts.set(shapes, { costs, uses: 0 });
-        if (this.inlineCosts.size > REMEMBERED_SHAPES) this.inlineCosts.delete(this.inlineCosts.keys().next().value!);
-      },
-      keptPool: () => this.inlineCosts.get(shapes)?.keptPool === true,
+      remember: (costs) => Object.assign(this.shapeEntry(shapes), { costs, uses: 0, keptPool: undefined }),
+      keptPool: () => this.shapes.get(shapes)?.keptPool === true,
       poolKept: () => {
-        const entry = this.inlineCosts.get(shapes);
+        const entry = this.shapes.get(shapes);
         if (entry) entry.keptPool = true;
       },
+      route: () => {
+        const entry = this.shapes.get(shapes);
+        return entry?.paces.next(entry.costs?.inlineMs);
+      },
+      paced: (route, ms) => this.shapeEntry(shapes).paces.record(route, ms),
     });
     return auto;
   }

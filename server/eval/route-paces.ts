@@ -1,0 +1,62 @@
+/**
+ * What `--workers auto` learns from whole requests. auto.ts predicts, per request, whether the pool
+ * will finish sooner than inline; the prediction sees only what can be timed before the choice.
+ * Here, for each request shape, the paces (milliseconds per evaluation, from a request's first
+ * evaluation to its last back) of recent requests that took the pool and of recent ones that ran
+ * inline throughout are kept, and set against each other: they count what the model cannot (the
+ * threads' scheduling, a client on the same cores, inline's batch loop, faster than the evaluations
+ * timed one by one that the model goes by). On two cores, meshstats' dense Jacobian under `auto`
+ * took the pool every time and ran at 1.5 times inline's wall time, though the model, corrected,
+ * kept predicting a saving.
+ *
+ * Once the pool's route has PACES paces, requests of the shape run inline throughout until inline
+ * has as many too (unless the pool is CLEARLY faster than the inline pace the model measured: that
+ * needs no trial), then the faster route is taken: the pool only where it saves MEASURED_GAIN of
+ * inline's time. Every EXPLORE_EVERY-th request takes the other route, so that a change (the machine
+ * loaded, or freed) is seen; not where the pool is clearly faster.
+ */
+export type Route = "pool" | "inline";
+
+/** Paces kept per route (the median decides: one request that met a collection does not). */
+export const PACES = 3;
+/** The pool at this share of inline's pace or less is faster beyond any doubt: inline is not tried. */
+export const CLEARLY = 0.5;
+/** The least share of inline's time the pool must save, measured, to be taken. */
+export const MEASURED_GAIN = 0.05;
+/** With both routes measured, one request in this many takes the slower one again. */
+export const EXPLORE_EVERY = 16;
+
+const median = (xs: number[]) => (xs.length < PACES ? undefined : [...xs].sort((a, b) => a - b)[xs.length >> 1]);
+
+export class RoutePaces {
+  private readonly paces: Record<Route, number[]> = { pool: [], inline: [] };
+  private decided = 0;
+
+  /** A request of this shape took `route` (the pool for any of its evaluations) at `msPerEvaluation`. */
+  record(route: Route, msPerEvaluation: number): void {
+    const paces = this.paces[route];
+    paces.push(msPerEvaluation);
+    if (paces.length > PACES) paces.shift();
+  }
+
+  /**
+   * The next request's route: "inline" to run inline throughout; undefined to let the model decide
+   * (which takes the pool where it predicts a saving). `modelInlineMs`: inline's pace as the model
+   * measured it, if it has.
+   */
+  next(modelInlineMs?: number): Route | undefined {
+    const pool = median(this.paces.pool);
+    if (pool === undefined) return undefined;
+    const inline = median(this.paces.inline);
+    if (inline === undefined) return modelInlineMs !== undefined && pool <= CLEARLY * modelInlineMs ? undefined : "inline";
+    if (pool <= CLEARLY * inline) return undefined;
+    const faster = pool < (1 - MEASURED_GAIN) * inline ? undefined : "inline";
+    const explore = ++this.decided % EXPLORE_EVERY === 0;
+    return explore ? (faster === "inline" ? undefined : "inline") : faster;
+  }
+
+  /** The paces kept (for `auto`'s report and tests). */
+  get measured(): Readonly<Record<Route, readonly number[]>> {
+    return this.paces;
+  }
+}
