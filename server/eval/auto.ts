@@ -53,6 +53,9 @@
  * first evaluations will not do for this: it includes the request's start (the first rows of a
  * stream took four times as long as the rest). Requests of the same shapes that recall a request's
  * measurements recall too whether its comparison kept the pool, and then do not compare again.
+ *
+ * Across requests, what whole requests took checks the model: requests of a shape whose pooled paces
+ * trail inline's run inline throughout (route-paces.ts).
  */
 import { FailedPair, flatDifferences, outputStride, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "./evaluator";
 import { pairCount, sideOf, slicePairs } from "./element-pairs";
