@@ -3,7 +3,7 @@
  * shape takes, from the paces of recent requests by route.
  */
 import { strict as assert } from "node:assert";
-import { CLEARLY, EXPLORE_EVERY, MEASURED_GAIN, PACES, RoutePaces } from "../server/eval/route-paces";
+import { CLEARLY, EXPLORE_EVERY, MEASURED_GAIN, MOST_EXPLORE_EVERY, PACES, RoutePaces } from "../server/eval/route-paces";
 
 /** The routes of `count` requests in a row ("model": left to the model). */
 const routes = (paces: RoutePaces, count: number, modelInlineMs?: number) => Array.from({ length: count }, () => paces.next(modelInlineMs) ?? "model");
@@ -37,23 +37,41 @@ describe('"auto": routes from the paces of whole requests', () => {
     assert.equal(paces.next(0.003), "inline");
   });
 
-  it("inline faster (or the pool saving less than MEASURED_GAIN): inline, and every EXPLORE_EVERY-th request the model's route", () => {
+  /** Request numbers (from 1) that take the slower route while the faster stays the same: 16, 48 (16 + 32), 112, ... every 256 at most. */
+  const explored = (count: number) => {
+    const at = new Set<number>();
+    for (let next = EXPLORE_EVERY, every = EXPLORE_EVERY; next <= count; every = Math.min(2 * every, MOST_EXPLORE_EVERY), next += every) at.add(next);
+    return at;
+  };
+
+  it("the exploring requests: the EXPLORE_EVERY-th, then twice as far apart each time, up to MOST_EXPLORE_EVERY", () => {
+    assert.deepEqual([...explored(1200)], [16, 48, 112, 240, 496, 752, 1008]);
+  });
+
+  it("inline faster (or the pool saving less than MEASURED_GAIN): inline, and now and then the model's route", () => {
     for (const [pool, inline] of [[0.0055, 0.0034], [(1 - MEASURED_GAIN / 2) * 0.004, 0.004]]) {
       const paces = measured([pool, pool, pool], [inline, inline, inline]);
-      const expected = Array.from({ length: 2 * EXPLORE_EVERY }, (_, k) => ((k + 1) % EXPLORE_EVERY === 0 ? "model" : "inline"));
-      assert.deepEqual(routes(paces, 2 * EXPLORE_EVERY), expected, `pool ${pool}, inline ${inline}`);
+      const at = explored(600);
+      assert.deepEqual(routes(paces, 600), Array.from({ length: 600 }, (_, k) => (at.has(k + 1) ? "model" : "inline")), `pool ${pool}, inline ${inline}`);
     }
   });
 
-  it("the pool faster by MEASURED_GAIN or more: the model's route, and every EXPLORE_EVERY-th request inline", () => {
+  it("the pool faster by MEASURED_GAIN or more: the model's route, and now and then inline", () => {
     const paces = measured([0.003, 0.003, 0.003], [0.004, 0.004, 0.004]);
-    const expected = Array.from({ length: 2 * EXPLORE_EVERY }, (_, k) => ((k + 1) % EXPLORE_EVERY === 0 ? "inline" : "model"));
-    assert.deepEqual(routes(paces, 2 * EXPLORE_EVERY), expected);
+    const at = explored(600);
+    assert.deepEqual(routes(paces, 600), Array.from({ length: 600 }, (_, k) => (at.has(k + 1) ? "inline" : "model")));
+  });
+
+  it("a change of the faster route starts the exploring anew, EXPLORE_EVERY requests on", () => {
+    const paces = measured([0.005, 0.005, 0.005], [0.004, 0.004, 0.004]);
+    routes(paces, 100); // explored at 16 and 48: the next at 112
+    for (let k = 0; k < PACES; k++) paces.record("pool", 0.003); // the pool got faster (not clearly)
+    assert.deepEqual(routes(paces, EXPLORE_EVERY), [...Array(EXPLORE_EVERY - 1).fill("model"), "inline"]);
   });
 
   it("the pool clearly faster than inline: never inline again", () => {
     const paces = measured([0.001, 0.001, 0.001], [0.004, 0.004, 0.004]);
-    assert.deepEqual(routes(paces, 3 * EXPLORE_EVERY), Array(3 * EXPLORE_EVERY).fill("model"));
+    assert.deepEqual(routes(paces, 600), Array(600).fill("model"));
   });
 
   it("the median of the last PACES decides: one request that met a collection does not turn it, newer paces replace older ones", () => {

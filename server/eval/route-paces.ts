@@ -12,8 +12,11 @@
  * Once the pool's route has PACES paces, requests of the shape run inline throughout until inline
  * has as many too (unless the pool is CLEARLY faster than the inline pace the model measured: that
  * needs no trial), then the faster route is taken: the pool only where it saves MEASURED_GAIN of
- * inline's time. Every EXPLORE_EVERY-th request takes the other route, so that a change (the machine
- * loaded, or freed) is seen; not where the pool is clearly faster.
+ * inline's time. Now and then a request takes the other route, so that a change (the machine loaded,
+ * or freed) is seen: the EXPLORE_EVERY-th, then twice as many later each time the faster route stays
+ * the same, up to one in MOST_EXPLORE_EVERY (a grouped meshstats Jacobian sent to the pool after
+ * idling took 13 times inline's wall time: one in 16 added 40 % to the mean); never where the pool is
+ * clearly faster.
  */
 export type Route = "pool" | "inline";
 
@@ -23,14 +26,18 @@ export const PACES = 3;
 export const CLEARLY = 0.5;
 /** The least share of inline's time the pool must save, measured, to be taken. */
 export const MEASURED_GAIN = 0.05;
-/** With both routes measured, one request in this many takes the slower one again. */
+/** With both routes measured, the first request to take the slower one again, and the most between two that do. */
 export const EXPLORE_EVERY = 16;
+export const MOST_EXPLORE_EVERY = 256;
 
 const median = (xs: number[]) => (xs.length < PACES ? undefined : [...xs].sort((a, b) => a - b)[xs.length >> 1]);
 
 export class RoutePaces {
   private readonly paces: Record<Route, number[]> = { pool: [], inline: [] };
-  private decided = 0;
+  /** The faster route when last decided, the requests since the slower one was last taken, and how many between two that take it. */
+  private faster?: Route;
+  private sinceExplored = 0;
+  private exploreEvery = EXPLORE_EVERY;
 
   /** A request of this shape took `route` (the pool for any of its evaluations) at `msPerEvaluation`. */
   record(route: Route, msPerEvaluation: number): void {
@@ -50,9 +57,11 @@ export class RoutePaces {
     const inline = median(this.paces.inline);
     if (inline === undefined) return modelInlineMs !== undefined && pool <= CLEARLY * modelInlineMs ? undefined : "inline";
     if (pool <= CLEARLY * inline) return undefined;
-    const faster = pool < (1 - MEASURED_GAIN) * inline ? undefined : "inline";
-    const explore = ++this.decided % EXPLORE_EVERY === 0;
-    return explore ? (faster === "inline" ? undefined : "inline") : faster;
+    const faster: Route = pool < (1 - MEASURED_GAIN) * inline ? "pool" : "inline";
+    if (faster !== this.faster) [this.faster, this.sinceExplored, this.exploreEvery] = [faster, 0, EXPLORE_EVERY];
+    const explore = ++this.sinceExplored === this.exploreEvery;
+    if (explore) [this.sinceExplored, this.exploreEvery] = [0, Math.min(2 * this.exploreEvery, MOST_EXPLORE_EVERY)];
+    return (explore ? faster === "inline" : faster === "pool") ? undefined : "inline";
   }
 
   /** The paces kept (for `auto`'s report and tests). */
