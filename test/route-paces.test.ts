@@ -62,6 +62,11 @@ describe('"auto": routes from the paces of whole requests', () => {
     assert.deepEqual(routes(paces, 600), Array.from({ length: 600 }, (_, k) => (at.has(k + 1) ? "inline" : "model")));
   });
 
+  it("inline clearly faster (the pool at twice its pace or more): the model's route one request in MOST_EXPLORE_EVERY", () => {
+    const paces = measured([0.008, 0.008, 0.008], [0.004, 0.004, 0.004]);
+    assert.deepEqual(routes(paces, 2 * MOST_EXPLORE_EVERY), Array.from({ length: 2 * MOST_EXPLORE_EVERY }, (_, k) => ((k + 1) % MOST_EXPLORE_EVERY === 0 ? "model" : "inline")));
+  });
+
   it("a change of the faster route starts the exploring anew, EXPLORE_EVERY requests on", () => {
     const paces = measured([0.005, 0.005, 0.005], [0.004, 0.004, 0.004]);
     routes(paces, 100); // explored at 16 and 48: the next at 112

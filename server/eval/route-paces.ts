@@ -14,9 +14,9 @@
  * needs no trial), then the faster route is taken: the pool only where it saves MEASURED_GAIN of
  * inline's time. Now and then a request takes the other route, so that a change (the machine loaded,
  * or freed) is seen: the EXPLORE_EVERY-th, then twice as many later each time the faster route stays
- * the same, up to one in MOST_EXPLORE_EVERY (a grouped meshstats Jacobian sent to the pool after
- * idling took 13 times inline's wall time: one in 16 added 40 % to the mean); never where the pool is
- * clearly faster.
+ * the same, up to one in MOST_EXPLORE_EVERY; one in MOST_EXPLORE_EVERY from the start where inline is
+ * CLEARLY faster (a meshstats Jacobian sent to the pool after idling took 5 to 13 times inline's wall
+ * time: one in 16 added 40 % to the mean); never where the pool is clearly faster.
  */
 export type Route = "pool" | "inline";
 
@@ -59,6 +59,7 @@ export class RoutePaces {
     if (pool <= CLEARLY * inline) return undefined;
     const faster: Route = pool < (1 - MEASURED_GAIN) * inline ? "pool" : "inline";
     if (faster !== this.faster) [this.faster, this.sinceExplored, this.exploreEvery] = [faster, 0, EXPLORE_EVERY];
+    if (inline <= CLEARLY * pool) this.exploreEvery = MOST_EXPLORE_EVERY;
     const explore = ++this.sinceExplored === this.exploreEvery;
     if (explore) [this.sinceExplored, this.exploreEvery] = [0, Math.min(2 * this.exploreEvery, MOST_EXPLORE_EVERY)];
     return (explore ? faster === "inline" : faster === "pool") ? undefined : "inline";
