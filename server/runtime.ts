@@ -455,18 +455,21 @@ export class TesseractRuntime {
     const evaluator = this.backends.evaluatorFor({ inputs: req.inputs, leaves, selector, outputPaths: req.outputPaths, outputsField: fields.outputs, plannedEvaluations: planned, rpc, signal: req.signal });
     const problem = new Problem(leaves, evaluator, req.signal, this.leafBounds(leaves));
     this.inputGuards.set(problem, new InputGuard(req.inputs));
-    return { leaves, options, evaluator, problem, started: performance.now() };
+    // f(x) from the evaluation cache is one evaluation fewer than planned, whether the rule or the plan needs it.
+    const cachedBase = evaluator instanceof CachedBaseEvaluator && evaluator.baseKnown();
+    return { leaves, options, evaluator, problem, cachedBase, started: performance.now() };
   }
 
   /**
    * A Jacobian's or VJP's plan: the outputs' precision settled first (their default relative steps
-   * may depend on it), then the structure its columns are grouped by (fd/sparsity-plan.ts).
+   * may depend on it), then the structure its columns are grouped by (fd/sparsity-plan.ts). The
+   * evaluator is told the apply calls the request will make (`auto` tells its pace once they are back).
    */
-  private async plan(problem: Problem, options: ResolvedOptions, req: GradientRequest, predicted = this.predictedSource(req)): Promise<SparsityPlan> {
+  private async plan(problem: Problem, options: ResolvedOptions, req: GradientRequest, cachedBase: boolean, predicted = this.predictedSource(req)): Promise<SparsityPlan> {
     const evaluatedBase = await settleOutputPrecision(problem, options, predicted);
     const plan = await planSparsity(problem, options, this.sparsitySources(req, predicted));
     plan.baseForShapes ||= evaluatedBase;
-    problem.replanned(plan.plannedEvaluations(options));
+    problem.replanned(plannedCalls(plan, options, problem.size, cachedBase));
     return plan;
   }
 
@@ -525,25 +528,23 @@ export class TesseractRuntime {
    * as soon as the first evaluation has told the output shapes.
    */
   async jacobian(req: GradientRequest & { maxBytes?: number }): Promise<{ entries: JacobianEntry[]; stats: EvaluationStats }> {
-    const { problem, options, leaves, started } = this.setup(req, JACOBIAN_FIELDS, "Jacobian");
+    const { problem, options, leaves, cachedBase, started } = this.setup(req, JACOBIAN_FIELDS, "Jacobian");
     // A Tesseract whose abstractEval runs elsewhere is checked after its first evaluation instead (no extra round trip).
     const predicted = this.predictedSource(req);
     if (req.maxBytes !== undefined && predicted && !this.remoteApply) {
       checkJacobianSize((await predicted()).map((o) => o.shape), leaves.map((l) => l.size), req.maxBytes);
     }
-    const plan = await this.plan(problem, options, req, predicted);
+    const plan = await this.plan(problem, options, req, cachedBase, predicted);
     const entries = await jacobian(problem, options, req.maxBytes, plan);
     return { entries, stats: this.stats(problem, started, undefined, plan) };
   }
 
   /** The Jacobian row by row, as produced (JacobianRows); `stats()` once the rows are drained. */
   jacobianRows(req: GradientRequest): JacobianRowStream {
-    const { problem, options, leaves, evaluator, started } = this.setup(req, JACOBIAN_FIELDS, "JacobianRows");
-    // f(x) from the evaluation cache is one evaluation fewer than planned, whether the rule or the plan needs it.
-    const cachedBase = evaluator instanceof CachedBaseEvaluator && evaluator.baseKnown();
+    const { problem, options, leaves, cachedBase, started } = this.setup(req, JACOBIAN_FIELDS, "JacobianRows");
     let planning: Promise<SparsityPlan> | undefined;
     let plan: SparsityPlan | undefined;
-    const planned = async () => (plan ??= await (planning ??= this.plan(problem, options, req)));
+    const planned = async () => (plan ??= await (planning ??= this.plan(problem, options, req, cachedBase)));
     const outputs = async () => (await planned(), pathShapes(await ensureOutputs(problem)));
     const guard = this.inputGuards.get(problem)!;
     const batches = (async function* () {
@@ -560,7 +561,7 @@ export class TesseractRuntime {
     return {
       inputs: leaves.map((l) => ({ path: l.path, shape: l.shape, datatype: l.fp32 ? DataType.DATA_TYPE_FP32 : DataType.DATA_TYPE_FP64 })),
       totalRows: problem.size,
-      plannedEvaluations: () => plan!.plannedEvaluations(options) - (!plan!.fellBack && cachedBase && (usesBase(problem.size, options) || plan!.baseForShapes) ? 1 : 0),
+      plannedEvaluations: () => plannedCalls(plan!, options, problem.size, cachedBase),
       nonzeros: () => plan!.nonzeros,
       outputs,
       batches,
@@ -590,7 +591,7 @@ export class TesseractRuntime {
   /** `cotangent` is keyed by output path, each shaped like its output. Result keyed by input path. */
   async vjp(req: GradientRequest & { cotangent: Record<string, NdArray<any>> }): Promise<VectorProduct> {
     const field = "cotangent_vector";
-    const { problem, leaves, options, evaluator, started } = this.setup(req, { inputs: "vjp_inputs", outputs: "vjp_outputs" }, "VectorJacobianProduct");
+    const { problem, leaves, options, evaluator, cachedBase, started } = this.setup(req, { inputs: "vjp_inputs", outputs: "vjp_outputs" }, "VectorJacobianProduct");
     const cotangent = Object.entries(req.cotangent).map(([key, array]) => ({ path: key, shape: [...array.shape], values: finiteValues(field, key, toFloat64(array)) }));
     const paths = new Set(req.outputPaths);
     const patternFree = req.outputPaths.every((p) => !isPattern(parsePath(p)));
@@ -599,7 +600,7 @@ export class TesseractRuntime {
       for (const c of cotangent) if (!paths.has(c.path)) throw invalidArgument(`${field} has key ${quote(c.path)}, which is not in vjp_outputs (${listed(req.outputPaths)})`);
       for (const p of paths) if (!Object.hasOwn(req.cotangent, p)) throw invalidArgument(`${field} is missing output ${quote(p)}`);
     }
-    const plan = await this.plan(problem, options, req);
+    const plan = await this.plan(problem, options, req, cachedBase);
     const { values, errors, adjustedSteps } = await vjp(problem, evaluator, cotangent, options, field, req.signal, plan);
     const keyed = (arrays: Float64Array[]) => Object.fromEntries(leaves.map((leaf, i) => [leaf.path, ndarray(arrays[i], leaf.shape)]));
     return { result: keyed(values), errors: errors && keyed(errors), stats: this.stats(problem, started, adjustedSteps, plan) };
@@ -694,4 +695,9 @@ function finiteValues(field: string, key: string, values: Float64Array): Float64
   const i = values.findIndex((v) => !Number.isFinite(v));
   if (i >= 0) throw invalidArgument(`${field}.{${key}} has ${values[i]} at flat index ${i}; expected finite numbers`);
   return values;
+}
+
+/** Apply calls a request will make by its plan, less f(x) where the evaluation cache holds it (whether the rule or the plan needs it). */
+function plannedCalls(plan: SparsityPlan, options: ResolvedOptions, columns: number, cachedBase: boolean): number {
+  return plan.plannedEvaluations(options) - (!plan.fellBack && cachedBase && (usesBase(columns, options) || plan.baseForShapes) ? 1 : 0);
 }

@@ -18,7 +18,7 @@ import { requestShapes } from "../server/eval/backends";
 import { PACES, RoutePaces } from "../server/eval/route-paces";
 import ndarray from "ndarray";
 import { loadTesseract } from "../index";
-import { SparsityMode } from "../client";
+import { Algorithm, SparsityMode } from "../client";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
 
 const OUTPUTS: OutputInfo[] = [{ path: "y", shape: [], datatype: 11 }];
@@ -376,6 +376,30 @@ describe('"auto": the pool checked against inline within a request', () => {
       const dense = await runtime.jacobian(request(SparsityMode.SPARSITY_MODE_DENSE));
       assert.deepEqual([Number(grouped.stats.apply_calls), Number(dense.stats.apply_calls)], [2 * N, 6 * N]);
       assert.deepEqual(seen, [2 * N, 6 * N]);
+    } finally {
+      AutoEvaluator.prototype.replanned = original;
+      await runtime.close();
+    }
+  });
+
+  it("a forward Jacobian whose f(x) an Apply left in the evaluation cache plans n evaluations, not n + 1: auto is told its pace once they are back", async () => {
+    const runtime = loadTesseract("meshstats");
+    await runtime.useEvaluation({ workers: "auto", autoThreads: 2 });
+    const seen: number[] = [];
+    const original = AutoEvaluator.prototype.replanned;
+    AutoEvaluator.prototype.replanned = function (evaluations: number) {
+      seen.push(evaluations);
+      original.call(this, evaluations);
+    };
+    try {
+      const N = 4;
+      const inputs = runtime.decodeInputs(runtime.schema.inputs.encodeAny(sampleMeshInputs(N)));
+      await runtime.applyMessage(runtime.schema.inputs.encodeAny(sampleMeshInputs(N)));
+      const request = { inputs, inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"], options: { algorithm: Algorithm.ALGORITHM_FORWARD, sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } };
+      const { stats } = await runtime.jacobian(request);
+      assert.deepEqual([Number(stats.apply_calls), seen], [3 * N, [3 * N]]);
+      // 12 evaluations: too few for auto to decide, so only the told pace makes an entry for its shapes.
+      assert.equal(runtime.autoMeasurements.shapes, 1);
     } finally {
       AutoEvaluator.prototype.replanned = original;
       await runtime.close();
