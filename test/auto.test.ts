@@ -18,6 +18,7 @@ import { requestShapes } from "../server/eval/backends";
 import { PACES, RoutePaces } from "../server/eval/route-paces";
 import ndarray from "ndarray";
 import { loadTesseract } from "../index";
+import type { TesseractRuntime } from "../server/runtime";
 import { Algorithm, SparsityMode } from "../client";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
 
@@ -360,51 +361,45 @@ describe('"auto": the pool checked against inline within a request', () => {
     assert.equal(new PoolEvaluator(pool, { ...job, threads: 6 }).concurrency, 2 * 6 * 8);
   });
 
-  it("a request's plan reaches auto: a grouped Jacobian plans its 2N evaluations, not the dense 6N it was set up with", async () => {
+  /** `body` on a meshstats runtime under auto, with what each request's plan tells its evaluator (AutoEvaluator.replanned). */
+  async function withPlans(body: (runtime: TesseractRuntime, plans: number[]) => Promise<void>): Promise<void> {
     const runtime = loadTesseract("meshstats");
     await runtime.useEvaluation({ workers: "auto", autoThreads: 2 });
-    const seen: number[] = [];
+    const plans: number[] = [];
     const original = AutoEvaluator.prototype.replanned;
     AutoEvaluator.prototype.replanned = function (evaluations: number) {
-      seen.push(evaluations);
+      plans.push(evaluations);
       original.call(this, evaluations);
     };
     try {
+      await body(runtime, plans);
+    } finally {
+      AutoEvaluator.prototype.replanned = original;
+      await runtime.close();
+    }
+  }
+
+  it("a request's plan reaches auto: a grouped Jacobian plans its 2N evaluations, not the dense 6N it was set up with", () =>
+    withPlans(async (runtime, plans) => {
       const N = 100;
       const request = (sparsity_mode: SparsityMode) => ({ inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"], options: { algorithm: 1, sparsity_mode } }); // central
       const grouped = await runtime.jacobian(request(SparsityMode.SPARSITY_MODE_UNSPECIFIED));
       const dense = await runtime.jacobian(request(SparsityMode.SPARSITY_MODE_DENSE));
       assert.deepEqual([Number(grouped.stats.apply_calls), Number(dense.stats.apply_calls)], [2 * N, 6 * N]);
-      assert.deepEqual(seen, [2 * N, 6 * N]);
-    } finally {
-      AutoEvaluator.prototype.replanned = original;
-      await runtime.close();
-    }
-  });
+      assert.deepEqual(plans, [2 * N, 6 * N]);
+    }));
 
-  it("a forward Jacobian whose f(x) an Apply left in the evaluation cache plans n evaluations, not n + 1: auto is told its pace once they are back", async () => {
-    const runtime = loadTesseract("meshstats");
-    await runtime.useEvaluation({ workers: "auto", autoThreads: 2 });
-    const seen: number[] = [];
-    const original = AutoEvaluator.prototype.replanned;
-    AutoEvaluator.prototype.replanned = function (evaluations: number) {
-      seen.push(evaluations);
-      original.call(this, evaluations);
-    };
-    try {
+  it("a forward Jacobian whose f(x) an Apply left in the evaluation cache plans n evaluations, not n + 1: auto is told its pace once they are back", () =>
+    withPlans(async (runtime, plans) => {
       const N = 4;
       const inputs = runtime.decodeInputs(runtime.schema.inputs.encodeAny(sampleMeshInputs(N)));
       await runtime.applyMessage(runtime.schema.inputs.encodeAny(sampleMeshInputs(N)));
       const request = { inputs, inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"], options: { algorithm: Algorithm.ALGORITHM_FORWARD, sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } };
       const { stats } = await runtime.jacobian(request);
-      assert.deepEqual([Number(stats.apply_calls), seen], [3 * N, [3 * N]]);
+      assert.deepEqual([Number(stats.apply_calls), plans], [3 * N, [3 * N]]);
       // 12 evaluations: too few for auto to decide, so only the told pace makes an entry for its shapes.
       assert.equal(runtime.autoMeasurements.shapes, 1);
-    } finally {
-      AutoEvaluator.prototype.replanned = original;
-      await runtime.close();
-    }
-  });
+    }));
 
   it("costs are remembered by a request's shapes and its inputs' scalars, not by its tensors' values", () => {
     const heat = (steps: number, values: number[], inputs: Record<string, unknown> = {}) =>
