@@ -65,7 +65,7 @@ export class RoutePaces {
     return (explore ? faster === "inline" : faster === "pool") ? undefined : "inline";
   }
 
-  /** The paces kept (for `auto`'s report and tests). */
+  /** The paces kept (read by tests, and by whoever debugs a route). */
   get measured(): Readonly<Record<Route, readonly number[]>> {
     return this.paces;
   }
