@@ -125,6 +125,13 @@ async function drive(auto: AutoEvaluator, inline: FakeInline, pool: FakePool, ev
   return routes;
 }
 
+/** This process's timings count as of optimised code once it has evaluated WARM_EVALUATIONS times inline (a test run alone starts cold). */
+async function warmTimings(): Promise<void> {
+  const inline = new FakeInline(0.001);
+  const pool = new FakePool(0);
+  await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, WARM_EVALUATIONS, workers(pool)), inline, pool, WARM_EVALUATIONS);
+}
+
 describe('"auto": the pool checked against inline within a request', () => {
   it("a pool much slower than modelled is compared with inline, and dropped for the rest when inline is faster", async () => {
     const inline = new FakeInline(0.15);
@@ -244,6 +251,25 @@ describe('"auto": the pool checked against inline within a request', () => {
     assert.equal(pool.calls, 0, `${pool.calls} of 64 evaluations pooled`);
   });
 
+  it("evaluations the engine starts together (a grouped forward Jacobian's groups) are timed right: the decision at 32 is not missed, and the pace is apply's", async () => {
+    await warmTimings();
+    // Eight at a time, each after the first followed a gap of its predecessors' applies, and three of
+    // them counted as pauses (over 0.05 ms): more than the time that passed, a pace below 0. Three at a
+    // time, the count went 30 → 33: looking for exactly 32, no decision came before 1 024.
+    for (const [together, applyMs] of [[8, 0.01], [3, 0.05]]) {
+      let measured: InlineCosts | undefined;
+      const inline = new FakeInline(applyMs);
+      const auto = new AutoEvaluator(inline as unknown as InlineEvaluator, 3000, { ...oneCore(new FakePool(0)), remember: (costs) => void (measured = costs) });
+      // As Promise.all starts them: each apply runs before the others' awaits return.
+      for (let k = 0; k < 60 && !measured; k += together) {
+        await Promise.all(Array.from({ length: together }, (_, j) => auto.evaluate([{ value: k + j }] as unknown as Perturbation)));
+      }
+      assert.ok(measured, `${together} at a time: no decision in ${inline.calls} evaluations`);
+      assert.ok(measured.inlineMs > 0.8 * applyMs && measured.inlineMs < 0.5, `${together} at a time: inline pace ${measured.inlineMs} ms an evaluation, apply ${applyMs}`);
+      assert.ok(measured.applyMs >= applyMs && measured.applyMs < 0.5, `${together} at a time: apply ${measured.applyMs} ms`);
+    }
+  });
+
   it("a pool that answers its whole concurrency at once is paced by what comes back: the correction learns its real pace", async function () {
     this.timeout(20_000);
     // 4 096 evaluations in flight, all answered 20 ms after they were sent: 0.005 ms each, where
@@ -336,9 +362,7 @@ describe('"auto": the pool checked against inline within a request', () => {
       }
       return { pooled, paces: memory.paces.measured };
     };
-    // This process's timings count as of optimised code once it has evaluated WARM_EVALUATIONS times inline.
-    const warming = { inline: new FakeInline(0.001), pool: new FakePool(0) };
-    await drive(new AutoEvaluator(warming.inline as unknown as InlineEvaluator, WARM_EVALUATIONS, workers(warming.pool)), warming.inline, warming.pool, WARM_EVALUATIONS);
+    await warmTimings();
     // A pool at 0.125 ms an evaluation (16 every 2 ms) where inline takes 0.05: the model predicts
     // 0.026 and, uncorrected, takes it every time; 2 000 evaluations are too few for the windows
     // that would compare them within a request.

@@ -277,6 +277,10 @@ export class AutoEvaluator implements Evaluator {
   private started = false;
   /** Timings in a row (an evaluation's, or an inline batch's mean) of BLOCKING_APPLY_MS or more. */
   private blockingInARow = 0;
+  /** Inline evaluations under way, how many were started, and the inline count when decision points were last looked for. */
+  private inlineRunning = 0;
+  private inlineStarts = 0;
+  private lookedAt = 0;
   /** Recent requests of these shapes ran faster inline than pooled: this one runs inline, unless apply holds the event loop. */
   private inlineThroughout = false;
   /** When the first evaluation started (this request's pace is told from there), and whether it has been told. */
@@ -339,15 +343,14 @@ export class AutoEvaluator implements Evaluator {
     const nextDecision = done < CHEAP_SAMPLES ? CHEAP_SAMPLES : (Math.floor(done / DECIDE_EVERY) + 1) * DECIDE_EVERY;
     if (this.waitingForPool || this.pool || this.inlineThroughout || done + 2 * count < nextDecision) {
       const started = performance.now();
-      this.paused(started);
-      const values = await this.inline.differences(pairs);
+      const { value: values, alone } = await this.inlineCall(() => this.inline.differences(pairs), () => this.paused(started));
       this.lastEnd = performance.now();
       this.paceFrom ??= { at: this.lastEnd, calls: this.inline.calls };
       const meanMs = (this.lastEnd - started) / (2 * count);
-      this.workers.applied?.(meanMs);
+      if (alone) this.workers.applied?.(meanMs);
       inlineEvaluations += 2 * count;
       this.probeStep();
-      if (this.blocking(meanMs) && !this.waitingForPool && !this.pool) {
+      if (alone && this.blocking(meanMs) && !this.waitingForPool && !this.pool) {
         this.fastestApply = Math.min(this.fastestApply, meanMs);
         this.decide(true);
       }
@@ -426,26 +429,61 @@ export class AutoEvaluator implements Evaluator {
     }
   }
 
+  /**
+   * An inline call (`gap` run at its start if none was under way), and whether it was `alone`: no
+   * other started before it was back. The engine may start several at once (a grouped forward
+   * Jacobian's groups): each runs its apply before the others' awaits return, so only the first
+   * follows a gap (counted for each, a pause exceeded the time that passed and the pace came out
+   * negative), and only a call alone timed its own apply.
+   */
+  private async inlineCall<T>(call: () => Promise<T>, gap: () => void): Promise<{ value: T; alone: boolean }> {
+    const start = ++this.inlineStarts;
+    if (this.inlineRunning++ === 0) gap();
+    try {
+      const value = await call();
+      return { value, alone: start === this.inlineStarts };
+    } finally {
+      this.inlineRunning--;
+    }
+  }
+
   private async timedInline(perturbation: Perturbation): Promise<Float64Array[]> {
     const started = performance.now();
-    const gap = this.lastEnd === undefined ? Infinity : started - this.lastEnd;
-    if (gap <= PAUSE_MS) {
-      this.engineTotal += gap;
-      this.gaps++;
-    } else this.paused(started);
-    const values = await this.inline.evaluate(perturbation);
+    const { value: values, alone } = await this.inlineCall(
+      () => this.inline.evaluate(perturbation),
+      () => {
+        const gap = this.lastEnd === undefined ? Infinity : started - this.lastEnd;
+        if (gap <= PAUSE_MS) {
+          this.engineTotal += gap;
+          this.gaps++;
+        } else this.paused(started);
+      },
+    );
     this.lastEnd = performance.now();
     this.paceFrom ??= { at: this.lastEnd, calls: this.inline.calls };
     this.probeStep();
-    this.fastestApply = Math.min(this.fastestApply, this.lastEnd - started);
-    this.workers.applied?.(this.lastEnd - started);
+    if (alone) {
+      this.fastestApply = Math.min(this.fastestApply, this.lastEnd - started);
+      this.workers.applied?.(this.lastEnd - started);
+    }
     inlineEvaluations++;
-    const done = this.inline.calls;
-    const blocking = this.blocking(this.lastEnd - started);
-    const due = blocking || (done === AUTO_SAMPLES ? this.fastestApply >= COSTLY_MS : done === CHEAP_SAMPLES || (done > CHEAP_SAMPLES && done % DECIDE_EVERY === 0));
-    if (!this.waitingForPool && due) this.decide(blocking);
+    const blocking = alone && this.blocking(this.lastEnd - started);
+    if (!this.waitingForPool && (this.decisionDue(this.inline.calls) || blocking)) this.decide(blocking);
     this.tellPace();
     return values;
+  }
+
+  /**
+   * Whether a decision point (AUTO_SAMPLES where apply is costly, CHEAP_SAMPLES, every DECIDE_EVERY)
+   * was reached since the last look: evaluations started together advance the count by several at once.
+   */
+  private decisionDue(done: number): boolean {
+    const from = this.lookedAt;
+    if (done <= from) return false;
+    this.lookedAt = done;
+    const reached = (point: number) => from < point && point <= done;
+    // (No apply timed alone yet: none is known to be costly.)
+    return (reached(AUTO_SAMPLES) && Number.isFinite(this.fastestApply) && this.fastestApply >= COSTLY_MS) || reached(CHEAP_SAMPLES) || (done > CHEAP_SAMPLES && Math.floor(done / DECIDE_EVERY) > Math.floor(from / DECIDE_EVERY));
   }
 
   /** Whether this timing makes two in a row of BLOCKING_APPLY_MS or more: apply holds the event loop (see there). */
