@@ -93,7 +93,7 @@ async function rounds(runtime: TesseractRuntime, example: unknown, signal: Abort
     () => runtime.vjp({ ...request, cotangent: ones(outputs, outputPaths) }),
     () => runtime.jvp({ ...request, tangent: ones(inputs, inputPaths) }),
   ];
-  /** Settles when a pool the requests started is ready (true), there is none (false), or the budget is up. */
+  /** Settles when a pool the requests started has started (true: ready, or failed to load), there is none (false), or the budget is up. */
   const aborted = new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
   const poolStarted = () => Promise.race([runtime.poolStarted(), aborted]);
   /** Evaluations made before a pool was ready (undefined until it is). */

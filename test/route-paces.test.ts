@@ -28,6 +28,7 @@ describe('"auto": routes from the paces of whole requests', () => {
     assert.equal(paces.next(), "inline", `${PACES - 1} inline paces are not enough`);
     paces.record("inline", 0.003);
     assert.deepEqual(paces.measured, { pool: [0.005, 0.005, 0.005], inline: [0.003, 0.003, 0.003] });
+    assert.equal(paces.next(), "inline", "measured, inline is the faster");
   });
 
   it("a pool clearly faster than the inline pace the model measured is not set against inline at all", () => {
@@ -37,34 +38,24 @@ describe('"auto": routes from the paces of whole requests', () => {
     assert.equal(paces.next(0.003), "inline");
   });
 
-  /** Request numbers (from 1) that take the slower route while the faster stays the same: 16, 48 (16 + 32), 112, ... every 256 at most. */
-  const explored = (count: number) => {
-    const at = new Set<number>();
-    for (let next = EXPLORE_EVERY, every = EXPLORE_EVERY; next <= count; every = Math.min(2 * every, MOST_EXPLORE_EVERY), next += every) at.add(next);
-    return at;
-  };
+  /** The requests (numbered from 1) that take `route` among `count`. */
+  const taking = (paces: RoutePaces, count: number, route: string) => routes(paces, count).flatMap((r, k) => (r === route ? [k + 1] : []));
+  /** The EXPLORE_EVERY-th request, then twice as far apart each time, up to MOST_EXPLORE_EVERY apart: 16, 48 (16 + 32), 112, ... */
+  const TRIES = [16, 48, 112, 240, 496, 752, 1008];
 
-  it("the exploring requests: the EXPLORE_EVERY-th, then twice as far apart each time, up to MOST_EXPLORE_EVERY", () => {
-    assert.deepEqual([...explored(1200)], [16, 48, 112, 240, 496, 752, 1008]);
-  });
-
-  it("inline faster (or the pool saving less than MEASURED_GAIN): inline, and now and then the model's route", () => {
+  it("inline faster (or the pool saving less than MEASURED_GAIN): inline, and the model's route at the EXPLORE_EVERY-th request, then twice as far apart each time, up to MOST_EXPLORE_EVERY", () => {
+    assert.deepEqual([EXPLORE_EVERY, MOST_EXPLORE_EVERY], [TRIES[0], TRIES[6] - TRIES[5]]);
     for (const [pool, inline] of [[0.0055, 0.0034], [(1 - MEASURED_GAIN / 2) * 0.004, 0.004]]) {
-      const paces = measured([pool, pool, pool], [inline, inline, inline]);
-      const at = explored(600);
-      assert.deepEqual(routes(paces, 600), Array.from({ length: 600 }, (_, k) => (at.has(k + 1) ? "model" : "inline")), `pool ${pool}, inline ${inline}`);
+      assert.deepEqual(taking(measured([pool, pool, pool], [inline, inline, inline]), 1200, "model"), TRIES, `pool ${pool}, inline ${inline}`);
     }
   });
 
-  it("the pool faster by MEASURED_GAIN or more: the model's route, and now and then inline", () => {
-    const paces = measured([0.003, 0.003, 0.003], [0.004, 0.004, 0.004]);
-    const at = explored(600);
-    assert.deepEqual(routes(paces, 600), Array.from({ length: 600 }, (_, k) => (at.has(k + 1) ? "inline" : "model")));
+  it("the pool faster by MEASURED_GAIN or more: the model's route, and inline as often", () => {
+    assert.deepEqual(taking(measured([0.003, 0.003, 0.003], [0.004, 0.004, 0.004]), 1200, "inline"), TRIES);
   });
 
   it("inline clearly faster (the pool at twice its pace or more): the model's route one request in MOST_EXPLORE_EVERY", () => {
-    const paces = measured([0.008, 0.008, 0.008], [0.004, 0.004, 0.004]);
-    assert.deepEqual(routes(paces, 2 * MOST_EXPLORE_EVERY), Array.from({ length: 2 * MOST_EXPLORE_EVERY }, (_, k) => ((k + 1) % MOST_EXPLORE_EVERY === 0 ? "model" : "inline")));
+    assert.deepEqual(taking(measured([0.008, 0.008, 0.008], [0.004, 0.004, 0.004]), 1200, "model"), [256, 512, 768, 1024]);
   });
 
   it("a change of the faster route starts the exploring anew, EXPLORE_EVERY requests on", () => {
