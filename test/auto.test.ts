@@ -337,31 +337,34 @@ describe('"auto": the pool checked against inline within a request', () => {
     assert.ok(third.routes.every((r) => r === "pool"), "pooled from the first evaluation to the end");
   });
 
+  /**
+   * `count` requests of one shape (2 000 evaluations, inline 0.05 ms each, the pool answering a call
+   * after `delayMs`) with what backends.ts keeps per request shapes: the measured costs, and the
+   * paces by route. The evaluations each sent to the pool, and the paces kept.
+   */
+  async function requestsOfOneShape(delayMs: number, count: number, inlineFirst = false) {
+    const memory: { costs?: InlineCosts; uses: number; paces: RoutePaces } = { uses: 0, paces: new RoutePaces() };
+    const serverSide = (pool: FakePool): AutoPool => ({
+      ...workers(pool),
+      recalled: () => (memory.costs && memory.uses < REMEASURE_EVERY ? (memory.uses++, memory.costs) : undefined),
+      remember: (costs) => Object.assign(memory, { costs, uses: 0 }),
+      route: () => memory.paces.next(memory.costs?.inlineMs, inlineFirst),
+      paced: (route, ms) => memory.paces.record(route, ms),
+      routeInlineMs: () => memory.paces.inlineMsForModel,
+    });
+    const pooled: number[] = [];
+    for (let request = 0; request < count; request++) {
+      const inline = new FakeInline(0.05);
+      const pool = new FakePool(delayMs);
+      await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 2000, serverSide(pool)), inline, pool, 2000);
+      pooled.push(pool.calls);
+    }
+    return { pooled, paces: memory.paces.measured };
+  }
+
   it("requests of one shape whose pooled paces are slower than inline's run inline throughout, once inline's were measured; a clearly faster pool is never tried inline", async function () {
     this.timeout(30_000);
-    // What backends.ts keeps per request shapes: the measured costs, and the paces by route.
-    const shape = () => {
-      const memory: { costs?: InlineCosts; uses: number; paces: RoutePaces } = { uses: 0, paces: new RoutePaces() };
-      const serverSide = (pool: FakePool): AutoPool => ({
-        ...workers(pool),
-        recalled: () => (memory.costs && memory.uses < REMEASURE_EVERY ? (memory.uses++, memory.costs) : undefined),
-        remember: (costs) => Object.assign(memory, { costs, uses: 0 }),
-        route: () => memory.paces.next(memory.costs?.inlineMs),
-        paced: (route, ms) => memory.paces.record(route, ms),
-      });
-      return { memory, serverSide };
-    };
-    const requests = async (delayMs: number, count: number) => {
-      const { memory, serverSide } = shape();
-      const pooled: number[] = [];
-      for (let request = 0; request < count; request++) {
-        const inline = new FakeInline(0.05);
-        const pool = new FakePool(delayMs);
-        await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 2000, serverSide(pool)), inline, pool, 2000);
-        pooled.push(pool.calls);
-      }
-      return { pooled, paces: memory.paces.measured };
-    };
+    const requests = (delayMs: number, count: number) => requestsOfOneShape(delayMs, count);
     await warmTimings();
     // A pool at 0.125 ms an evaluation (16 every 2 ms) where inline takes 0.05: the model predicts
     // 0.026 and, uncorrected, takes it every time; 2 000 evaluations are too few for the windows
@@ -374,6 +377,30 @@ describe('"auto": the pool checked against inline within a request', () => {
     const fast = await requests(0, 8);
     assert.ok(fast.pooled.every((n) => n > 1900), `pooled per request: ${fast.pooled.join(", ")}`);
     assert.deepEqual(fast.paces.inline, []);
+  });
+
+  it("inline first (the threads leave the main thread no core): a shape's first PACES requests run inline throughout, then the pool the model takes is measured and the paces decide", async function () {
+    this.timeout(30_000);
+    await warmTimings();
+    const slow = await requestsOfOneShape(2, 8, true);
+    const taken = (pooled: number[]) => pooled.map((n) => (n > 1900 ? "pool" : n === 0 ? "inline" : `${n} pooled`));
+    assert.deepEqual(taken(slow.pooled), [...Array(PACES).fill("inline"), ...Array(PACES).fill("pool"), "inline", "inline"], slow.pooled.join(", "));
+    const fast = await requestsOfOneShape(0, 8, true);
+    assert.deepEqual(taken(fast.pooled), [...Array(PACES).fill("inline"), ...Array(8 - PACES).fill("pool")], fast.pooled.join(", "));
+  });
+
+  it("the model weighs the pool against inline's measured pace where it has one, not against its own timings of single evaluations", async function () {
+    this.timeout(30_000);
+    await warmTimings();
+    // The pool as before: 0.026 ms an evaluation predicted, against 0.05 timed inline.
+    const pooled = async (routeInlineMs?: number) => {
+      const inline = new FakeInline(0.05);
+      const pool = new FakePool(2);
+      await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 2000, { ...workers(pool), routeInlineMs: () => routeInlineMs }), inline, pool, 2000);
+      return pool.calls;
+    };
+    assert.ok((await pooled()) > 1900, "timed at 0.05, the pool is taken");
+    assert.equal(await pooled(0.02), 0, "inline measured at 0.02 a whole request: declined");
   });
 
   it("a job's share is one thread per 1 000 evaluations it plans (at least two, at most the pool's), and bounds its batches in flight", () => {

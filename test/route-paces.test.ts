@@ -6,7 +6,7 @@ import { strict as assert } from "node:assert";
 import { CLEARLY, EXPLORE_EVERY, MEASURED_GAIN, MOST_EXPLORE_EVERY, PACES, RoutePaces } from "../server/eval/route-paces";
 
 /** The routes of `count` requests in a row ("model": left to the model). */
-const routes = (paces: RoutePaces, count: number, modelInlineMs?: number) => Array.from({ length: count }, () => paces.next(modelInlineMs) ?? "model");
+const routes = (paces: RoutePaces, count: number, modelInlineMs?: number, inlineFirst = false) => Array.from({ length: count }, () => paces.next(modelInlineMs, inlineFirst) ?? "model");
 
 function measured(pool: number[], inline: number[]): RoutePaces {
   const paces = new RoutePaces();
@@ -68,6 +68,30 @@ describe('"auto": routes from the paces of whole requests', () => {
   it("the pool clearly faster than inline: never inline again", () => {
     const paces = measured([0.001, 0.001, 0.001], [0.004, 0.004, 0.004]);
     assert.deepEqual(routes(paces, 600), Array(600).fill("model"));
+  });
+
+  it("inline first: PACES requests inline throughout, then the model is asked at once and as seldom as where inline is the faster; it weighs the pool against inline's pace", () => {
+    const paces = new RoutePaces();
+    assert.deepEqual(routes(paces, 5, undefined, true), Array(5).fill("inline"), "no inline pace yet");
+    for (let k = 0; k < PACES; k++) paces.record("inline", 0.003);
+    assert.equal(paces.inlineMsForModel, 0.003);
+    const asked = routes(paces, 1200, undefined, true).flatMap((r, k) => (r === "model" ? [k + 1] : []));
+    assert.deepEqual(asked, TRIES.map((t) => t - (EXPLORE_EVERY - 1)), "at once, then 32, 64, ... up to MOST_EXPLORE_EVERY requests apart");
+    assert.deepEqual(routes(measured([], []), 1), ["model"], "elsewhere the pool goes first");
+  });
+
+  it("inline first: a pool the model takes is measured (the model asked) until it has PACES paces, then the paces decide", () => {
+    const next = (paces: RoutePaces) => paces.next(undefined, true) ?? "model";
+    for (const [pool, verdict] of [[0.002, "model"], [0.006, "inline"]] as const) {
+      const paces = measured([], [0.003, 0.003, 0.003]);
+      assert.equal(next(paces), "model", "asked at once");
+      for (let k = 0; k < PACES; k++) {
+        paces.record("pool", pool);
+        if (k < PACES - 1) assert.equal(next(paces), "model", `${k + 1} pooled paces`);
+      }
+      assert.equal(paces.inlineMsForModel, undefined, "both measured: the model goes by its own timings");
+      assert.equal(next(paces), verdict, `pool ${pool} against inline 0.003`);
+    }
   });
 
   it("the median of the last PACES decides: one request that met a collection does not turn it, newer paces replace older ones", () => {

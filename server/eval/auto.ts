@@ -227,6 +227,8 @@ export interface AutoPool {
   route?(): Route | undefined;
   /** This request's evaluations are all back: it took `route` at `msPerEvaluation` (first to last). */
   paced?(route: Route, msPerEvaluation: number): void;
+  /** Inline's pace in recent requests of these shapes that ran inline throughout, while the pool's is unknown (route-paces.ts). */
+  routeInlineMs?(): number | undefined;
 }
 
 /**
@@ -575,8 +577,10 @@ export class AutoEvaluator implements Evaluator {
     this.decideFrom(measured);
   }
 
-  private decideFrom({ applyMs, engineMs, inlineMs }: InlineCosts): void {
+  private decideFrom({ applyMs, engineMs, inlineMs: timedMs }: InlineCosts): void {
     const costs = this.workers.costs();
+    // Whole inline requests, in the batch loop, paced faster than evaluations timed one by one.
+    const inlineMs = this.workers.routeInlineMs?.() ?? timedMs;
     const remaining = this.planned! - this.calls;
     // Worth its threads and their memory: a pool that would save little is not started or taken.
     const worthwhile = MIN_GAIN * remaining * inlineMs;

@@ -426,10 +426,12 @@ export class EvaluationBackends {
         if (entry) entry.keptPool = true;
       },
       route: () => {
-        const entry = this.shapes.get(shapes);
-        return entry?.paces.next(entry.costs?.inlineMs);
+        // Where the threads leave the main thread no core of its own, inline goes first (route-paces.ts).
+        const entry = this.shapeEntry(shapes);
+        return entry.paces.next(entry.costs?.inlineMs, threads >= usableCpus());
       },
       paced: (route, ms) => this.shapeEntry(shapes).paces.record(route, ms),
+      routeInlineMs: () => this.shapes.get(shapes)?.paces.inlineMsForModel,
     });
     return auto;
   }

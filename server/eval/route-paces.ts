@@ -9,6 +9,16 @@
  * took the pool every time and ran at 1.5 times inline's wall time, though the model, corrected,
  * kept predicting a saving.
  *
+ * Where the pool's threads and the main thread cannot have a core each (two cores), the model's
+ * saving is in doubt (the threads share the cores with the main thread, its collections and often
+ * the client: meshstats' dense Jacobian ran even with inline there, its grouped one slower), so the
+ * first PACES requests of a shape run inline throughout (a fresh server's first calls took 1.2-2
+ * times a warm one, each taking a pool still cold and comparing it with inline within itself). Then
+ * the model is asked, against their pace rather than its own timings of single evaluations (which
+ * overstate inline's by half or more): at once, then as seldom as where inline is the faster route.
+ * A pool it takes is measured, and the routes are set against each other as below. Elsewhere the
+ * pool goes first.
+ *
  * Once the pool's route has PACES paces, requests of the shape run inline throughout until inline
  * has as many too (unless the pool is CLEARLY faster than the inline pace the model measured: that
  * needs no trial), then the faster route is taken: the pool only where it saves MEASURED_GAIN of
@@ -49,20 +59,41 @@ export class RoutePaces {
   /**
    * The next request's route: "inline" to run inline throughout; undefined to let the model decide
    * (which takes the pool where it predicts a saving). `modelInlineMs`: inline's pace as the model
-   * measured it, if it has.
+   * measured it, if it has; `inlineFirst`: the pool's threads leave the main thread no core of its own.
    */
-  next(modelInlineMs?: number): Route | undefined {
+  next(modelInlineMs?: number, inlineFirst = false): Route | undefined {
     const pool = median(this.paces.pool);
-    if (pool === undefined) return undefined;
     const inline = median(this.paces.inline);
+    if (pool === undefined) {
+      if (!inlineFirst) return undefined;
+      if (inline === undefined) return "inline";
+      // Inline measured first: the model is asked at once, then as seldom as where inline is the
+      // faster; a pool it took is measured (the model asked) until it has its PACES paces.
+      if (this.paces.pool.length > 0) return undefined;
+      if (this.faster === undefined) [this.faster, this.sinceExplored] = ["inline", EXPLORE_EVERY - 1]; // asked at once
+      return this.explore() ? undefined : "inline";
+    }
     if (inline === undefined) return modelInlineMs !== undefined && pool <= CLEARLY * modelInlineMs ? undefined : "inline";
     if (pool <= CLEARLY * inline) return undefined;
     const faster: Route = pool < (1 - MEASURED_GAIN) * inline ? "pool" : "inline";
     if (faster !== this.faster) [this.faster, this.sinceExplored, this.exploreEvery] = [faster, 0, EXPLORE_EVERY];
     if (inline <= CLEARLY * pool) this.exploreEvery = MOST_EXPLORE_EVERY;
-    const explore = ++this.sinceExplored === this.exploreEvery;
-    if (explore) [this.sinceExplored, this.exploreEvery] = [0, Math.min(2 * this.exploreEvery, MOST_EXPLORE_EVERY)];
-    return (explore ? faster === "inline" : faster === "pool") ? undefined : "inline";
+    return (this.explore() ? faster === "inline" : faster === "pool") ? undefined : "inline";
+  }
+
+  /** Whether this request takes the slower route (counted: then twice as far apart, up to MOST_EXPLORE_EVERY). */
+  private explore(): boolean {
+    if (++this.sinceExplored < this.exploreEvery) return false;
+    [this.sinceExplored, this.exploreEvery] = [0, Math.min(2 * this.exploreEvery, MOST_EXPLORE_EVERY)];
+    return true;
+  }
+
+  /**
+   * Inline's measured pace while the pool's route has none (inline first): the model weighs the
+   * pool against it, its own timings of single evaluations overstating inline's.
+   */
+  get inlineMsForModel(): number | undefined {
+    return median(this.paces.pool) === undefined ? median(this.paces.inline) : undefined;
   }
 
   /** The paces kept (read by tests, and by whoever debugs a route). */
