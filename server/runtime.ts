@@ -363,6 +363,11 @@ export class TesseractRuntime {
     return this.backends.poolReady;
   }
 
+  /** While the warm-up runs (EvaluationBackends.warmingUp). */
+  set warmingUp(on: boolean) {
+    this.backends.warmingUp = on;
+  }
+
   /** After the warm-up: its measured costs are not the served requests' (EvaluationBackends.forgetMeasurements). */
   forgetMeasurements(): void {
     this.backends.forgetMeasurements();

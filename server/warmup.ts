@@ -5,8 +5,9 @@
  * runs those paths on the Tesseract's own example inputs (the authoring API's `exampleInputs`):
  * the inputs through the wire codec, apply, then central and forward Jacobians, a VJP and a JVP of
  * every differentiable path, round after round, until WARM_UP_EVALUATIONS apply calls or the time
- * budget. Under `--workers auto` the requests decide on the pool as real ones would; a pool they
- * start is waited for after their round (its threads load and warm themselves, and get the cores to
+ * budget. Under `--workers auto` the requests decide on the pool as real ones would, except where
+ * inline goes first (two cores: they run inline throughout, and only an apply that holds the event
+ * loop starts the pool; EvaluationBackends.warmingUp). A pool they start is waited for after their round (its threads load and warm themselves, and get the cores to
  * themselves), and once it is ready, WARM_UP_EVALUATIONS more (within the budget) warm the main
  * thread's side of it. A Tesseract whose example requests never call for the pool starts none.
  *
@@ -59,6 +60,7 @@ export async function warmUp(runtime: TesseractRuntime, budgetMs = DEFAULT_WARM_
   const evaluations = runtime.evaluations;
   const stop = new AbortController();
   const timer = setTimeout(() => stop.abort(new Error(`the warm-up's ${budgetMs} ms are up`)), budgetMs);
+  runtime.warmingUp = true;
   try {
     // The engine's rounds stop at ENGINE_SHARE of the budget; the transport's warm-up takes the rest.
     await rounds(runtime, example(), stop.signal, report, started + ENGINE_SHARE * budgetMs);
@@ -66,6 +68,7 @@ export async function warmUp(runtime: TesseractRuntime, budgetMs = DEFAULT_WARM_
     if (!stop.signal.aborted) report.error = e instanceof Error ? e.message : String(e);
   } finally {
     clearTimeout(timer);
+    runtime.warmingUp = false;
     runtime.evaluations = evaluations;
     runtime.evaluationCache?.clear();
     runtime.forgetMeasurements();

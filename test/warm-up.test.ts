@@ -38,25 +38,30 @@ describe("warm-up on the example inputs", function () {
     assert.equal(stats.apply_calls, 3000 + 1);
   });
 
+  /** `script` in a process of its own, as a server's start is: what it prints last, parsed. */
+  async function inOwnProcess(script: string) {
+    const { stdout } = await promisify(execFile)(process.execPath, ["-e", script], { timeout: 25_000 });
+    return JSON.parse(stdout.trim().split("\n").pop()!);
+  }
+  const requireIndex = `const { loadTesseract } = require(${JSON.stringify(path.join(__dirname, "../index"))});
+      const { warmUp } = require(${JSON.stringify(path.join(__dirname, "../server/warmup"))});`;
+
   it("under --workers auto, a pool is started where the example's requests call for one, and warmed", async () => {
-    // In a process of its own, as a server's start is. The Tesseract's apply takes 0.3 ms, so its
-    // requests call for the pool on any machine: meshstats' 2 µs applies did on a quiet one, but
-    // whether the pool saves auto's 15 % on two busy cores is a measurement (bench/), not a test's.
-    const script = `
-      const { loadTesseract } = require(${JSON.stringify(path.join(__dirname, "../index"))});
-      const { warmUp } = require(${JSON.stringify(path.join(__dirname, "../server/warmup"))});
+    // The Tesseract's apply takes 0.3 ms, so its requests call for the pool on any machine:
+    // meshstats' 2 µs applies did on a quiet one, but whether the pool saves auto's 15 % on two busy
+    // cores is a measurement (bench/), not a test's. Two threads on 16 cores: the pool goes first.
+    const started = await inOwnProcess(`
+      ${requireIndex}
       (async () => {
         const costly = loadTesseract(${JSON.stringify(COSTLY_POLYNOMIAL)}); // 102 evaluations of 0.3 ms a central Jacobian
         const scalar = loadTesseract("univariate"); // scalar examples: a few evaluations, never worth a pool
-        await Promise.all([costly, scalar].map((r) => r.useEvaluation({ workers: "auto", autoThreads: 2 })));
+        await Promise.all([costly, scalar].map((r) => r.useEvaluation({ workers: "auto", autoThreads: 2, autoCores: 16 })));
         const report = await warmUp(costly, 4000);
         const costlyReady = costly.poolReady(); // as the warm-up left it
         await warmUp(scalar, 1000);
         console.log(JSON.stringify({ costly: await costly.poolStarted(), costlyReady, scalar: await scalar.poolStarted(), measured: costly.autoMeasurements, report }));
         await Promise.all([costly.close(), scalar.close()]);
-      })();`;
-    const { stdout } = await promisify(execFile)(process.execPath, ["-e", script], { timeout: 25_000 });
-    const started = JSON.parse(stdout.trim().split("\n").pop()!);
+      })();`);
     assert.equal(started.report.error, undefined);
     assert.equal(started.costly, true);
     assert.equal(started.costlyReady, true, "ready when the warm-up ends: loaded, warmed and its costs measured");
@@ -64,6 +69,30 @@ describe("warm-up on the example inputs", function () {
     assert.equal(started.scalar, false);
     // What it measured on code not yet optimised, beside threads starting, is not the served requests' to go by.
     assert.deepEqual(started.measured, { shapes: 0, correction: 1 });
+  });
+
+  it("where inline goes first (the threads as many as the cores), its requests run inline and start no pool; a served request asks the model after three", async () => {
+    const started = await inOwnProcess(`
+      ${requireIndex}
+      (async () => {
+        const costly = loadTesseract(${JSON.stringify(COSTLY_POLYNOMIAL)});
+        await costly.useEvaluation({ workers: "auto", autoThreads: 2, autoCores: 2 });
+        const report = await warmUp(costly, 1000);
+        const afterWarmUp = costly.poolReady() || (await costly.poolStarted());
+        const inputs = costly.definition.exampleInputs();
+        const request = { inputs, inputPaths: report.inputPaths, outputPaths: report.outputPaths, options: { algorithm: 1 } };
+        const served = [];
+        for (let k = 0; k < 4; k++) {
+          await costly.jacobian(request);
+          served.push(costly.poolReady() || (await costly.poolStarted()));
+        }
+        console.log(JSON.stringify({ report, afterWarmUp, served }));
+        await costly.close();
+      })();`);
+    assert.equal(started.report.error, undefined);
+    assert.ok(started.report.evaluations > 0 && started.report.pooledEvaluations === undefined, JSON.stringify(started.report));
+    assert.equal(started.afterWarmUp, false, "no pool after the warm-up");
+    assert.deepEqual(started.served, [false, false, false, true], "three requests inline, then the model starts the pool for a 0.3 ms apply");
   });
 
   it("is skipped without example inputs or without time", async () => {

@@ -44,6 +44,8 @@ export interface EvaluationSettings {
   workers?: number | "auto";
   /** Threads for "auto". */
   autoThreads?: number;
+  /** Cores "auto" counts on (default: usableCpus(), the cgroup's quota included). */
+  autoCores?: number;
   /** A gRPC target of apply replicas, e.g. `dns:///apply:50051` or `ipv4:127.0.0.1:5001,127.0.0.1:5002`. */
   replicas?: string;
   /** Apply calls in flight per request when using replicas. */
@@ -206,6 +208,14 @@ export class EvaluationBackends {
     this.shapes.clear();
     this.poolCorrection = new PoolCorrection();
   }
+
+  /**
+   * The warm-up's requests are under way. Where inline goes first (route-paces.ts) they run inline
+   * throughout and ask no model: a pool started from their timings (cold code, forgotten after) was
+   * not taken by the requests served, and the engine's rounds waited for it instead of warming the
+   * code (a fresh server's first Jacobian under `auto` took 1.3-1.6 times one served inline).
+   */
+  warmingUp = false;
 
   /** What "auto" goes by now: request shapes whose inline costs it recalls, and the pool's correction. */
   get autoMeasurements(): { shapes: number; correction: number } {
@@ -402,11 +412,12 @@ export class EvaluationBackends {
     if (typeof workers === "number") return workers > 0 ? new PoolEvaluator(this.pool(workers), poolJob()) : inline;
     const threads = this.autoThreads();
     if (threads === 0) return inline;
+    const cores = settings.autoCores ?? usableCpus();
     const shapes = requestShapes(job);
     // The job's share of the threads, by the evaluations it plans once its plan is known (replanned).
     const jobThreads = () => threadsForJob(auto.planned, threads);
     const auto: AutoEvaluator = new AutoEvaluator(inline, job.plannedEvaluations, {
-      costs: () => ({ threads: jobThreads(), cores: usableCpus(), taskOverheadMs: this.workerPool?.taskOverheadMs ?? DEFAULT_TASK_OVERHEAD_MS, ready: this.workerPool?.ready ?? false, correction: this.poolCorrection.value }),
+      costs: () => ({ threads: jobThreads(), cores, taskOverheadMs: this.workerPool?.taskOverheadMs ?? DEFAULT_TASK_OVERHEAD_MS, ready: this.workerPool?.ready ?? false, correction: this.poolCorrection.value }),
       startPool: () => void this.pool(threads),
       makePool: () => new PoolEvaluator(this.pool(threads), { ...poolJob(), threads: jobThreads() }),
       observed: (ratio) => this.poolCorrection.observed(ratio),
@@ -427,8 +438,10 @@ export class EvaluationBackends {
       },
       route: () => {
         // Where the threads leave the main thread no core of its own, inline goes first (route-paces.ts).
+        const inlineFirst = threads >= cores;
+        if (inlineFirst && this.warmingUp) return "inline";
         const entry = this.shapeEntry(shapes);
-        return entry.paces.next(entry.costs?.inlineMs, threads >= usableCpus());
+        return entry.paces.next(entry.costs?.inlineMs, inlineFirst);
       },
       paced: (route, ms) => this.shapeEntry(shapes).paces.record(route, ms),
       routeInlineMs: () => this.shapes.get(shapes)?.paces.inlineMsForModel,
