@@ -547,21 +547,22 @@ export class AutoEvaluator implements Evaluator {
   }
 
   /**
-   * Before the first evaluation: recent requests of these shapes ran faster inline than pooled: inline
-   * throughout (route-paces.ts); else a recent request of these shapes measured its costs, and the
-   * pool is ready: decide from those; else an apply that held the event loop lately: decide from its
-   * time (the pool started, if it has not, and taken once ready).
+   * Before the first evaluation: unless an apply held the event loop lately, recent requests of these
+   * shapes ran faster inline than pooled, or inline goes first: inline throughout (route-paces.ts);
+   * else a recent request of these shapes measured its costs, and the pool is ready: decide from
+   * those; else an apply that held the event loop lately: decide from its time (the pool started, if
+   * it has not, and taken once ready).
    */
   private start(): void {
     this.started = true;
     this.firstAt = performance.now();
     if (this.planned === undefined) return;
-    if (this.workers.route?.() === "inline") {
+    const blockingMs = this.workers.blockingApplyMs?.();
+    if (blockingMs === undefined && this.workers.route?.() === "inline") {
       this.inlineThroughout = true;
       return;
     }
     const recalled = this.workers.costs().ready ? this.workers.recalled?.() : undefined;
-    const blockingMs = recalled ? undefined : this.workers.blockingApplyMs?.();
     this.recalled = recalled !== undefined;
     if (recalled) this.decideFrom(recalled);
     else if (blockingMs !== undefined) this.decideFrom({ applyMs: blockingMs, engineMs: 0, inlineMs: blockingMs });
