@@ -7,9 +7,10 @@
  * every differentiable path, round after round, until WARM_UP_EVALUATIONS apply calls or the time
  * budget. Under `--workers auto` the requests decide on the pool as real ones would, except where
  * inline goes first (two cores: they run inline throughout, and only an apply that holds the event
- * loop starts the pool; EvaluationBackends.warmingUp). A pool they start is waited for after their round (its threads load and warm themselves, and get the cores to
- * themselves), and once it is ready, WARM_UP_EVALUATIONS more (within the budget) warm the main
- * thread's side of it. A Tesseract whose example requests never call for the pool starts none.
+ * loop starts the pool; EvaluationBackends.warmingUp). A pool they start is waited for after their
+ * round (its threads load and warm themselves, and get the cores to themselves), and once it is
+ * ready, WARM_UP_EVALUATIONS more (within the budget) warm the main thread's side of it. A
+ * Tesseract whose example requests never call for the pool starts none.
  *
  * It never fails a start: an error is reported (and logged by the caller) and the server starts as
  * without it. It leaves no trace but warm code: the evaluation counter (metrics) is restored, the
