@@ -338,11 +338,11 @@ describe('"auto": the pool checked against inline within a request', () => {
   });
 
   /**
-   * `count` requests of one shape (2 000 evaluations, inline 0.05 ms each, the pool answering a call
+   * `count` requests of one shape (2 000 evaluations, inline `applyMs` each, the pool answering a call
    * after `delayMs`) with what backends.ts keeps per request shapes: the measured costs, and the
    * paces by route. The evaluations each sent to the pool, and the paces kept.
    */
-  async function requestsOfOneShape(delayMs: number, count: number, inlineFirst = false) {
+  async function requestsOfOneShape(delayMs: number, count: number, inlineFirst = false, applyMs = 0.05) {
     const memory: { costs?: InlineCosts; uses: number; paces: RoutePaces } = { uses: 0, paces: new RoutePaces() };
     const serverSide = (pool: FakePool): AutoPool => ({
       ...workers(pool),
@@ -354,7 +354,7 @@ describe('"auto": the pool checked against inline within a request', () => {
     });
     const pooled: number[] = [];
     for (let request = 0; request < count; request++) {
-      const inline = new FakeInline(0.05);
+      const inline = new FakeInline(applyMs);
       const pool = new FakePool(delayMs);
       await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 2000, serverSide(pool)), inline, pool, 2000);
       pooled.push(pool.calls);
@@ -387,6 +387,9 @@ describe('"auto": the pool checked against inline within a request', () => {
     assert.deepEqual(taken(slow.pooled), [...Array(PACES).fill("inline"), ...Array(PACES).fill("pool"), "inline", "inline"], slow.pooled.join(", "));
     const fast = await requestsOfOneShape(0, 8, true);
     assert.deepEqual(taken(fast.pooled), [...Array(PACES).fill("inline"), ...Array(8 - PACES).fill("pool")], fast.pooled.join(", "));
+    // A costly apply (0.2 ms, two batches of it in a row): the first request decides, and takes the pool.
+    const costly = await requestsOfOneShape(0, 1, true, 0.2);
+    assert.ok(costly.pooled[0] > 1800, `pooled ${costly.pooled[0]} of 2000`);
   });
 
   it("the model weighs the pool against inline's measured pace where it has one, not against its own timings of single evaluations", async function () {

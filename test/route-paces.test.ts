@@ -70,9 +70,9 @@ describe('"auto": routes from the paces of whole requests', () => {
     assert.deepEqual(routes(paces, 600), Array(600).fill("model"));
   });
 
-  it("inline first: PACES requests inline throughout, then the model is asked at once and as seldom as where inline is the faster; it weighs the pool against inline's pace", () => {
+  it("inline first: PACES requests inline (unless apply proves costly), then the model is asked at once and as seldom as where inline is the faster; it weighs the pool against inline's pace", () => {
     const paces = new RoutePaces();
-    assert.deepEqual(routes(paces, 5, undefined, true), Array(5).fill("inline"), "no inline pace yet");
+    assert.deepEqual(routes(paces, 5, undefined, true), Array(5).fill("inline first"), "no inline pace yet: inline unless apply proves costly");
     for (let k = 0; k < PACES; k++) paces.record("inline", 0.003);
     assert.equal(paces.inlineMsForModel, 0.003);
     const asked = routes(paces, 1200, undefined, true).flatMap((r, k) => (r === "model" ? [k + 1] : []));

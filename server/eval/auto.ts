@@ -61,7 +61,7 @@ import { FailedPair, flatDifferences, outputStride, type ElementPairs, type Eval
 import { pairCount, sideOf, slicePairs } from "./element-pairs";
 import type { InlineEvaluator } from "./inline";
 import { MAX_BATCH } from "./pool-evaluator";
-import type { Route } from "./route-paces";
+import type { NextRoute, Route } from "./route-paces";
 
 /** A pooled pace this many times the prediction is compared with inline's, once per request. */
 const PROBE_SLOWER = 1.5;
@@ -224,7 +224,7 @@ export interface AutoPool {
    * What recent requests of these shapes took, by route (route-paces.ts): "inline" to run this one
    * inline throughout, undefined to decide by the model.
    */
-  route?(): Route | undefined;
+  route?(): NextRoute;
   /** This request's evaluations are all back: it took `route` at `msPerEvaluation` (first to last). */
   paced?(route: Route, msPerEvaluation: number): void;
   /** Inline's pace in recent requests of these shapes that ran inline throughout, while the pool's is unknown (route-paces.ts). */
@@ -285,6 +285,9 @@ export class AutoEvaluator implements Evaluator {
   private lookedAt = 0;
   /** Recent requests of these shapes ran faster inline than pooled: this one runs inline, unless apply holds the event loop. */
   private inlineThroughout = false;
+  /** Inline throughout as the first of its shape (NextRoute "inline first"), until two timings in a row say apply is costly. */
+  private inlineFirst = false;
+  private costlyInARow = 0;
   /** When the first evaluation started (this request's pace is told from there), and whether it has been told. */
   private firstAt = 0;
   private paceTold = false;
@@ -355,7 +358,7 @@ export class AutoEvaluator implements Evaluator {
       if (alone && this.blocking(meanMs) && !this.waitingForPool && !this.pool) {
         this.fastestApply = Math.min(this.fastestApply, meanMs);
         this.decide(true);
-      }
+      } else if (alone) this.costly(meanMs);
       this.tellPace();
       return values;
     }
@@ -470,6 +473,7 @@ export class AutoEvaluator implements Evaluator {
     }
     inlineEvaluations++;
     const blocking = alone && this.blocking(this.lastEnd - started);
+    if (alone && !blocking) this.costly(this.lastEnd - started);
     if (!this.waitingForPool && (this.decisionDue(this.inline.calls) || blocking)) this.decide(blocking);
     this.tellPace();
     return values;
@@ -486,6 +490,19 @@ export class AutoEvaluator implements Evaluator {
     const reached = (point: number) => from < point && point <= done;
     // (No apply timed alone yet: none is known to be costly.)
     return (reached(AUTO_SAMPLES) && Number.isFinite(this.fastestApply) && this.fastestApply >= COSTLY_MS) || reached(CHEAP_SAMPLES) || (done > CHEAP_SAMPLES && Math.floor(done / DECIDE_EVERY) > Math.floor(from / DECIDE_EVERY));
+  }
+
+  /**
+   * An inline timing taken alone, in an inline-first request: two in a row of COSTLY_MS or more (one
+   * may be the thread preempted) and it decides now, and as any other request from here on.
+   */
+  private costly(ms: number): void {
+    if (!this.inlineFirst || this.pool || this.waitingForPool) return;
+    this.costlyInARow = ms >= COSTLY_MS ? this.costlyInARow + 1 : 0;
+    if (this.costlyInARow < 2) return;
+    this.inlineFirst = this.inlineThroughout = false;
+    this.fastestApply = Math.min(this.fastestApply, ms);
+    this.decide();
   }
 
   /** Whether this timing makes two in a row of BLOCKING_APPLY_MS or more: apply holds the event loop (see there). */
@@ -558,8 +575,10 @@ export class AutoEvaluator implements Evaluator {
     this.firstAt = performance.now();
     if (this.planned === undefined) return;
     const blockingMs = this.workers.blockingApplyMs?.();
-    if (blockingMs === undefined && this.workers.route?.() === "inline") {
+    const route = blockingMs === undefined ? this.workers.route?.() : undefined;
+    if (route === "inline" || route === "inline first") {
       this.inlineThroughout = true;
+      this.inlineFirst = route === "inline first";
       return;
     }
     const recalled = this.workers.costs().ready ? this.workers.recalled?.() : undefined;

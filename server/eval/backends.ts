@@ -211,9 +211,11 @@ export class EvaluationBackends {
 
   /**
    * The warm-up's requests are under way. Where inline goes first (route-paces.ts) they run inline
-   * throughout and ask no model: a pool started from their timings (cold code, forgotten after) was
-   * not taken by the requests served, and the engine's rounds waited for it instead of warming the
-   * code (a fresh server's first Jacobian under `auto` took 1.3-1.6 times one served inline).
+   * throughout and ask no model, whatever apply costs (only one that holds the event loop starts the
+   * pool): their timings are of cold code, which makes a 2 µs apply look costly, and a pool started
+   * from them was not taken by the requests served while the engine's rounds waited for it instead
+   * of warming the code (a fresh server's first Jacobian under `auto` took 1.3-1.6 times one served
+   * inline).
    */
   warmingUp = false;
 

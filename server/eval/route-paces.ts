@@ -12,8 +12,9 @@
  * Where the pool's threads and the main thread cannot have a core each (two cores), the model's
  * saving is in doubt (the threads share the cores with the main thread, its collections and often
  * the client: meshstats' dense Jacobian ran even with inline there, its grouped one slower), so the
- * first PACES requests of a shape run inline throughout (a fresh server's first calls took 1.2-2
- * times a warm one, each taking a pool still cold and comparing it with inline within itself). Then
+ * first PACES requests of a shape run inline throughout unless their evaluations prove costly (a
+ * fresh server's first calls took 1.2-2 times a warm one, each taking a pool still cold and
+ * comparing it with inline within itself; a costly apply gains from the pool beyond doubt). Then
  * the model is asked, against their pace rather than its own timings of single evaluations (which
  * overstate inline's by half or more): at once, then as seldom as where inline is the faster route.
  * A pool it takes is measured, and the routes are set against each other as below. Elsewhere the
@@ -29,6 +30,12 @@
  * time: one in 16 added 40 % to the mean); never where the pool is clearly faster.
  */
 export type Route = "pool" | "inline";
+/**
+ * What the next request of a shape does: "inline" throughout; "inline first": inline throughout
+ * unless its evaluations turn out costly (then the model decides, as it would have from the first
+ * request: the pool's gain is no longer in doubt); undefined: the model decides.
+ */
+export type NextRoute = Route | "inline first" | undefined;
 
 /** Paces kept per route (the median decides: one request that met a collection does not). */
 export const PACES = 3;
@@ -57,16 +64,16 @@ export class RoutePaces {
   }
 
   /**
-   * The next request's route: "inline" to run inline throughout; undefined to let the model decide
-   * (which takes the pool where it predicts a saving). `modelInlineMs`: inline's pace as the model
+   * The next request's route (NextRoute): "inline" to run inline throughout; undefined to let the
+   * model decide (which takes the pool where it predicts a saving). `modelInlineMs`: inline's pace as the model
    * measured it, if it has; `inlineFirst`: the pool's threads leave the main thread no core of its own.
    */
-  next(modelInlineMs?: number, inlineFirst = false): Route | undefined {
+  next(modelInlineMs?: number, inlineFirst = false): NextRoute {
     const pool = median(this.paces.pool);
     const inline = median(this.paces.inline);
     if (pool === undefined) {
       if (!inlineFirst) return undefined;
-      if (inline === undefined) return "inline";
+      if (inline === undefined) return "inline first";
       // Inline measured first: the model is asked at once, then as seldom as where inline is the
       // faster; a pool it took is measured (the model asked) until it has its PACES paces.
       if (this.paces.pool.length > 0) return undefined;
