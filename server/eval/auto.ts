@@ -84,6 +84,12 @@ export const WARM_EVALUATIONS = 5000;
 /** An apply this slow decides for the pool even in a cold process. */
 const COSTLY_MS = 0.1;
 /**
+ * Inline evaluations in this process before an inline-first request's timings say apply is costly:
+ * cold code makes a 2 µs apply take 0.1 ms and more (a fresh server without its warm-up then took
+ * the pool for meshstats, and its first call 14 times a warm one instead of 7).
+ */
+const COLD_EVALUATIONS = 1024;
+/**
  * An apply this long holds the event loop too long to run there when threads could take it (health
  * checks, deadlines and every other call wait on it): once two in a row have taken this long (one
  * may be the thread preempted), later requests take the pool from their first evaluation, and a
@@ -497,7 +503,7 @@ export class AutoEvaluator implements Evaluator {
    * may be the thread preempted) and it decides now, and as any other request from here on.
    */
   private costly(ms: number): void {
-    if (!this.inlineFirst || this.pool || this.waitingForPool) return;
+    if (!this.inlineFirst || this.pool || this.waitingForPool || inlineEvaluations < COLD_EVALUATIONS) return;
     this.costlyInARow = ms >= COSTLY_MS ? this.costlyInARow + 1 : 0;
     if (this.costlyInARow < 2) return;
     this.inlineFirst = this.inlineThroughout = false;
