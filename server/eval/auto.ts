@@ -228,7 +228,8 @@ export interface AutoPool {
   applied?(ms: number): void;
   /**
    * What recent requests of these shapes took, by route (route-paces.ts): "inline" to run this one
-   * inline throughout, undefined to decide by the model.
+   * inline throughout, "inline first" the same unless its evaluations prove costly, undefined to
+   * decide by the model.
    */
   route?(): NextRoute;
   /** This request's evaluations are all back: it took `route` at `msPerEvaluation` (first to last). */
