@@ -392,6 +392,23 @@ describe('"auto": the pool checked against inline within a request', () => {
     assert.ok(costly.pooled[0] > 1800, `pooled ${costly.pooled[0]} of 2000`);
   });
 
+  it("inline first: two batches in a row slowed by a stall (a collection, a preempted thread) do not make a cheap apply costly", async function () {
+    this.timeout(30_000);
+    await warmTimings();
+    // 0.05 ms applies whose second and third calls each stall 30 ms.
+    class Stalling extends FakeInline {
+      private call = 0;
+      override async differences(pairs: ElementPairs): Promise<Float64Array> {
+        if (++this.call === 2 || this.call === 3) for (const end = performance.now() + 30; performance.now() < end; );
+        return super.differences(pairs);
+      }
+    }
+    const inline = new Stalling(0.05);
+    const pool = new FakePool(0);
+    await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 2000, { ...workers(pool), route: () => "inline first" }), inline, pool, 2000);
+    assert.equal(pool.calls, 0, "the quickest timing decides, not the latest two");
+  });
+
   it("the model weighs the pool against inline's measured pace where it has one, not against its own timings of single evaluations", async function () {
     this.timeout(30_000);
     await warmTimings();

@@ -292,9 +292,10 @@ export class AutoEvaluator implements Evaluator {
   private lookedAt = 0;
   /** Recent requests of these shapes ran faster inline than pooled: this one runs inline, unless apply holds the event loop. */
   private inlineThroughout = false;
-  /** Inline throughout as the first of its shape (NextRoute "inline first"), until two timings in a row say apply is costly. */
+  /** Inline throughout as the first of its shape (NextRoute "inline first"), until its timings say apply is costly: how many, and the quickest. */
   private inlineFirst = false;
-  private costlyInARow = 0;
+  private inlineFirstTimings = 0;
+  private inlineFirstQuickestMs = Infinity;
   /** When the first evaluation started (this request's pace is told from there), and whether it has been told. */
   private firstAt = 0;
   private paceTold = false;
@@ -500,15 +501,17 @@ export class AutoEvaluator implements Evaluator {
   }
 
   /**
-   * An inline timing taken alone, in an inline-first request: two in a row of COSTLY_MS or more (one
-   * may be the thread preempted) and it decides now, and as any other request from here on.
+   * An inline timing taken alone, in an inline-first request: once two or more have been taken and
+   * the quickest is COSTLY_MS or more, it decides now, and as any other request from here on. (The
+   * quickest, not the latest: a cheap apply's batch that met a collection or a preempted thread
+   * does not make it costly.)
    */
   private costly(ms: number): void {
     if (!this.inlineFirst || this.pool || this.waitingForPool || inlineEvaluations < COLD_EVALUATIONS) return;
-    this.costlyInARow = ms >= COSTLY_MS ? this.costlyInARow + 1 : 0;
-    if (this.costlyInARow < 2) return;
+    this.inlineFirstQuickestMs = Math.min(this.inlineFirstQuickestMs, ms);
+    if (++this.inlineFirstTimings < 2 || this.inlineFirstQuickestMs < COSTLY_MS) return;
     this.inlineFirst = this.inlineThroughout = false;
-    this.fastestApply = Math.min(this.fastestApply, ms);
+    this.fastestApply = Math.min(this.fastestApply, this.inlineFirstQuickestMs);
     this.decide();
   }
 
