@@ -395,7 +395,7 @@ describe('"auto": the pool checked against inline within a request', () => {
   it("inline first: two batches in a row slowed by a stall (a collection, a preempted thread) do not make a cheap apply costly", async function () {
     this.timeout(30_000);
     await warmTimings();
-    // 0.05 ms applies whose second and third calls each stall 30 ms.
+    // 0.01 ms applies whose second and third calls each stall 30 ms.
     class Stalling extends FakeInline {
       private call = 0;
       override async differences(pairs: ElementPairs): Promise<Float64Array> {
@@ -403,7 +403,7 @@ describe('"auto": the pool checked against inline within a request', () => {
         return super.differences(pairs);
       }
     }
-    const inline = new Stalling(0.05);
+    const inline = new Stalling(0.01);
     const pool = new FakePool(0);
     await drive(new AutoEvaluator(inline as unknown as InlineEvaluator, 2000, { ...workers(pool), route: () => "inline first" }), inline, pool, 2000);
     assert.equal(pool.calls, 0, "the quickest timing decides, not the latest two");

@@ -501,15 +501,15 @@ export class AutoEvaluator implements Evaluator {
   }
 
   /**
-   * An inline timing taken alone, in an inline-first request: once two or more have been taken and
+   * An inline timing taken alone, in an inline-first request: once AUTO_SAMPLES have been taken and
    * the quickest is COSTLY_MS or more, it decides now, and as any other request from here on. (The
-   * quickest, not the latest: a cheap apply's batch that met a collection or a preempted thread
-   * does not make it costly.)
+   * quickest, not the latest: a cheap apply's batches that met a collection or a preempted thread
+   * do not make it costly.)
    */
   private costly(ms: number): void {
     if (!this.inlineFirst || this.pool || this.waitingForPool || inlineEvaluations < COLD_EVALUATIONS) return;
     this.inlineFirstQuickestMs = Math.min(this.inlineFirstQuickestMs, ms);
-    if (++this.inlineFirstTimings < 2 || this.inlineFirstQuickestMs < COSTLY_MS) return;
+    if (++this.inlineFirstTimings < AUTO_SAMPLES || this.inlineFirstQuickestMs < COSTLY_MS) return;
     this.inlineFirst = this.inlineThroughout = false;
     this.fastestApply = Math.min(this.fastestApply, this.inlineFirstQuickestMs);
     this.decide();
