@@ -387,7 +387,7 @@ describe('"auto": the pool checked against inline within a request', () => {
     assert.deepEqual(taken(slow.pooled), [...Array(PACES).fill("inline"), ...Array(PACES).fill("pool"), "inline", "inline"], slow.pooled.join(", "));
     const fast = await requestsOfOneShape(0, 8, true);
     assert.deepEqual(taken(fast.pooled), [...Array(PACES).fill("inline"), ...Array(8 - PACES).fill("pool")], fast.pooled.join(", "));
-    // A costly apply (0.2 ms, two batches of it in a row): the first request decides, and takes the pool.
+    // A costly apply (0.2 ms, the quickest of its first four timings): the first request decides, and takes the pool.
     const costly = await requestsOfOneShape(0, 1, true, 0.2);
     assert.ok(costly.pooled[0] > 1800, `pooled ${costly.pooled[0]} of 2000`);
   });

@@ -39,7 +39,7 @@ describe('"auto": routes from the paces of whole requests', () => {
   });
 
   /** The requests (numbered from 1) that take `route` among `count`. */
-  const taking = (paces: RoutePaces, count: number, route: string) => routes(paces, count).flatMap((r, k) => (r === route ? [k + 1] : []));
+  const taking = (paces: RoutePaces, count: number, route: string, inlineFirst = false) => routes(paces, count, undefined, inlineFirst).flatMap((r, k) => (r === route ? [k + 1] : []));
   /** The EXPLORE_EVERY-th request, then twice as far apart each time, up to MOST_EXPLORE_EVERY apart: 16, 48 (16 + 32), 112, ... */
   const TRIES = [16, 48, 112, 240, 496, 752, 1008];
 
@@ -75,8 +75,7 @@ describe('"auto": routes from the paces of whole requests', () => {
     assert.deepEqual(routes(paces, 5, undefined, true), Array(5).fill("inline first"), "no inline pace yet: inline unless apply proves costly");
     for (let k = 0; k < PACES; k++) paces.record("inline", 0.003);
     assert.equal(paces.inlineMsForModel, 0.003);
-    const asked = routes(paces, 1200, undefined, true).flatMap((r, k) => (r === "model" ? [k + 1] : []));
-    assert.deepEqual(asked, TRIES.map((t) => t - (EXPLORE_EVERY - 1)), "at once, then 32, 64, ... up to MOST_EXPLORE_EVERY requests apart");
+    assert.deepEqual(taking(paces, 1200, "model", true), TRIES.map((t) => t - (EXPLORE_EVERY - 1)), "at once, then 32, 64, ... up to MOST_EXPLORE_EVERY requests apart");
     assert.deepEqual(routes(measured([], []), 1), ["model"], "elsewhere the pool goes first");
   });
 

@@ -64,9 +64,10 @@ export class RoutePaces {
   }
 
   /**
-   * The next request's route (NextRoute): "inline" to run inline throughout; undefined to let the
-   * model decide (which takes the pool where it predicts a saving). `modelInlineMs`: inline's pace as the model
-   * measured it, if it has; `inlineFirst`: the pool's threads leave the main thread no core of its own.
+   * The next request's route (NextRoute): "inline" to run inline throughout, "inline first" the same
+   * unless its evaluations prove costly, undefined to let the model decide (which takes the pool
+   * where it predicts a saving). `modelInlineMs`: inline's pace as the model measured it, if it has;
+   * `inlineFirst`: the pool's threads leave the main thread no core of its own.
    */
   next(modelInlineMs?: number, inlineFirst = false): NextRoute {
     const pool = median(this.paces.pool);
