@@ -20,7 +20,7 @@ import { startServer, type RunningServer } from "../index";
 import { loadTesseract } from "../index";
 import { silentLogger } from "../server/log";
 import { DEFAULT_LIMITS } from "../common/tensor-codec";
-import { call, rejects } from "./helpers";
+import { bounded, call, rejects } from "./helpers";
 
 const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
 const TYPE_URL = "type.googleapis.com/tesseract.testing.polynomial.v1.Inputs";
@@ -52,17 +52,6 @@ async function fails(promise: Promise<unknown>, code: grpc.status, details: RegE
 
 /** The server's worker pool (private to its evaluation backends). */
 const workerPool = (server: RunningServer) => (server.runtime as unknown as { backends: { workerPool: WorkerPool } }).backends.workerPool;
-
-/** `promise`, or a failure saying `what` did not happen within `ms` (a bound on a wait, not a synchronisation). */
-async function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(what)), ms)));
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 const values = (t: { data?: Uint8Array } | undefined) => Array.from(new Float64Array(new Uint8Array(t!.data!).buffer));
 
@@ -175,7 +164,7 @@ describe("faults of the Tesseract", function () {
   });
 
   it("the pool replaces a dead or stopped worker: back to its thread count, and serving", async () => {
-    const pool = new WorkerPool(POLYNOMIAL, 2, 300);
+    const pool = new WorkerPool(POLYNOMIAL, 2, { evalTimeoutMs: 300 });
     const { schema } = loadTesseract(POLYNOMIAL);
     const encoded = (mode: string) => ({ type_url: TYPE_URL, value: schema.inputs.type.encode({ x: fp64([1]), y: fp64([0.9], []), mode }).finish() });
     try {

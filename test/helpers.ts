@@ -193,3 +193,14 @@ export async function serveProcess(args: string[], env: NodeJS.ProcessEnv = proc
 export function call<Res>(fn: (cb: (e: grpc.ServiceError | null, r: Res) => void) => void): Promise<Res> {
   return new Promise((resolve, reject) => fn((e, r) => (e ? reject(e) : resolve(r))));
 }
+
+/** `promise`, or a failure saying `what` did not happen within `ms` (a bound on a wait, not a synchronisation). */
+export async function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(what)), ms)));
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

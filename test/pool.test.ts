@@ -224,7 +224,7 @@ describe("worker-thread evaluation", function () {
     assert.equal(await warm(path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js"), 1000), 0, "no example inputs");
   });
 
-  it("central Jacobians and rows keep every thread busy: a task per chunk, at least one per thread at once", async () => {
+  it("central Jacobians keep every thread busy (a task per chunk, at least one per thread at once); a row stream, what its reader takes", async () => {
     const pooled = await load("meshstats", 8);
     await pooled.jacobian({ inputs: sampleMeshInputs(5), inputPaths: ["mesh.points"], outputPaths: OUTPUTS }); // starts the pool
     const pool = workerPool(pooled);
@@ -238,12 +238,22 @@ describe("worker-thread evaluation", function () {
     const inputs = sampleMeshInputs(1000);
     for (const sparsity_mode of [SparsityMode.SPARSITY_MODE_DENSE, SparsityMode.SPARSITY_MODE_UNSPECIFIED]) {
       const request = { inputs, inputPaths: ["mesh.points"], outputPaths: OUTPUTS, options: { sparsity_mode } };
-      for (const run of [() => pooled.jacobian(request), async () => { for await (const _ of pooled.jacobianRows(request).batches); }]) {
+      most = 0;
+      await pooled.jacobian(request);
+      // Chunks a fixed share of the concurrency (four) kept four or five tasks out, whatever the threads.
+      assert.ok(most >= 8, `mode ${sparsity_mode}: at most ${most} tasks at once on 8 threads`);
+      // A stream keeps out what its reader takes (window.ts, ConsumerPace): one that takes rows at
+      // once lets out one more each time it has taken as many results as are out, past the first
+      // two; one that takes 5 ms a batch, two or three.
+      const streamed = async (readMs: number, inputs = request.inputs) => {
         most = 0;
-        await run();
-        // Chunks a fixed share of the concurrency (four) kept four or five tasks out, whatever the threads.
-        assert.ok(most >= 8, `mode ${sparsity_mode}: at most ${most} tasks at once on 8 threads`);
-      }
+        for await (const _ of pooled.jacobianRows({ ...request, inputs }).batches) if (readMs > 0) await new Promise((resolve) => setTimeout(resolve, readMs));
+        return most;
+      };
+      const quick = await streamed(0, sampleMeshInputs(4000));
+      assert.ok(quick >= 5, `mode ${sparsity_mode}: at most ${quick} tasks at once for a reader that takes rows at once`);
+      const slow = await streamed(5);
+      assert.ok(slow <= 3, `mode ${sparsity_mode}: ${slow} tasks at once for a reader taking 5 ms a batch`);
     }
   });
 

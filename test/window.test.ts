@@ -3,7 +3,7 @@
  * what starts, and when, is exact.
  */
 import { strict as assert } from "node:assert";
-import { ChunkWindow, completed } from "../server/fd/window";
+import { ChunkWindow, completed, ConsumerPace } from "../server/fd/window";
 
 /** Tasks that settle when the test says: `started` counts them; `settle(k)` resolves task k with k. */
 function manualTasks(total: number) {
@@ -106,5 +106,43 @@ describe("completed: bounded concurrency for the engine", () => {
     for (let k = 1; k < before; k++) stopping.settle(k);
     await turn();
     assert.equal(stopping.started, before);
+  });
+});
+
+describe("ConsumerPace: tasks in flight for a consumer that sets the pace", () => {
+  /** `count` tasks of `ms` each settled, and the consumer taking `results` results in `awayMs` per return, `returns` times; the limits read after each return. */
+  const drive = (pace: ConsumerPace, taskMs: number, awayMs: number, returns: number, window = 64) =>
+    Array.from({ length: returns }, () => {
+      pace.settled(taskMs);
+      pace.consumed(awayMs, 1);
+      return pace.limit(window);
+    });
+
+  it("two in flight until four tasks are timed; then one more than a task's time at the consumer's pace", () => {
+    const pace = new ConsumerPace();
+    assert.equal(pace.limit(64), 2);
+    // A consumer four times slower than a task: two keep a result ready for it.
+    assert.deepEqual(drive(pace, 0.5, 2, 6), [2, 2, 2, 2, 2, 2]);
+  });
+
+  it("more by one once as many results as tasks were taken since; fewer at once; never past the window", () => {
+    const pace = new ConsumerPace();
+    // Tasks of 1 ms, a consumer taking 0.1 ms a result: it wants 11 in flight. From four timed
+    // tasks on, the count grows by one after two results, then three, then four, ...
+    assert.deepEqual(drive(pace, 1, 0.1, 16), [2, 2, 2, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 5, 6]);
+    // The consumer slows to 1.5 ms a result (its recent past weighs more): the count drops as it does, at once.
+    const slower = drive(pace, 1, 1.5, 60);
+    assert.ok(slower.every((n, k) => k === 0 || n <= slower[k - 1]), `never grew while the consumer slowed: ${slower}`);
+    assert.equal(slower.at(-1), 2);
+    // A window of three bounds it whatever the pace.
+    assert.deepEqual(drive(new ConsumerPace(), 1, 0.01, 40, 3).slice(-3), [3, 3, 3]);
+  });
+
+  it("a stall counts for its task only: the quickest of the recent sixteen tasks sets the pace", () => {
+    const pace = new ConsumerPace();
+    drive(pace, 0.5, 2, 8);
+    pace.settled(500); // one task held 500 ms (a collection, a preempted thread)
+    pace.consumed(2, 1);
+    assert.equal(pace.limit(64), 2);
   });
 });

@@ -36,6 +36,9 @@ import { DEFAULT_TASK_OVERHEAD_MS, WorkerPool } from "./pool";
 import { PoolEvaluator } from "./pool-evaluator";
 import type { ReplicaPool } from "./replicas";
 
+/** Threads an "auto" pool keeps while idle (all of them on two cores); the others start when jobs need them. */
+const AUTO_KEPT_THREADS = 2;
+
 /** Quick applies in a row that bring Apply back to the event loop after one held it. */
 const QUICK_STREAK = 8;
 
@@ -269,9 +272,14 @@ export class EvaluationBackends {
     return this.evaluationCache ?? undefined;
   }
 
+  /**
+   * The worker pool, started at its first use. A count of workers keeps them all; "auto" keeps two
+   * and starts the others as jobs queue batches for them (pool.ts, IDLE_RETIRE_MS).
+   */
   private pool(threads: number): WorkerPool {
     if (!this.workerPool) {
-      this.workerPool = new WorkerPool(this.runtime.source!, threads, this.timeoutMs);
+      const keepThreads = typeof this.settings.workers === "number" ? threads : AUTO_KEPT_THREADS;
+      this.workerPool = new WorkerPool(this.runtime.source!, threads, { evalTimeoutMs: this.timeoutMs, keepThreads });
       void this.workerPool.calibrate();
     }
     return this.workerPool;

@@ -18,8 +18,9 @@ import type { ApplyResult, ApplyTask, BatchResult, BatchTask } from "./worker-ta
 const CALIBRATION_PINGS = 8;
 
 /**
- * Each worker's warm-up at start (worker.ts, `warm`): evaluations of the example inputs, and the most
- * time it may take. Until it is done the pool is not ready, so "auto" keeps evaluating inline.
+ * Each worker's warm-up at its start (worker.ts, `warm`): evaluations of the example inputs, and the
+ * most time it may take. Until the pool's first threads are done the pool is not ready, so "auto"
+ * keeps evaluating inline; a thread started later takes tasks once it is done.
  */
 const WARM_EVALUATIONS = 2000;
 const WARM_BUDGET_MS = 100;
@@ -50,6 +51,24 @@ export const UNSTOPPABLE_GRACE_MS = 1000;
  */
 export const IDLE_TIDY_MS = 500;
 
+/**
+ * How long a thread beyond those a pool keeps (`WorkerPoolOptions.keepThreads`) may wait for a task
+ * before it is ended. Threads start as jobs queue batches for them (each loads the Tesseract and
+ * warms itself first, worker.ts), so the pool holds what its jobs use: a stream its consumer paces
+ * keeps two or three threads busy, not all of them (a 15-thread pool, every thread started, held
+ * 250-290 MB idle and 600 MB under a dense heat stream).
+ */
+export const IDLE_RETIRE_MS = 60_000;
+
+export interface WorkerPoolOptions {
+  /** Per-evaluation timeout in ms (0: none). */
+  evalTimeoutMs?: number;
+  /** Threads started with the pool and kept while idle (default: all); more start as jobs need them. */
+  keepThreads?: number;
+  /** How long a thread beyond `keepThreads` waits for a task before it is ended. */
+  retireAfterMs?: number;
+}
+
 /** Tasks a worker holds at once: one running, one waiting (see the constructor). */
 const TASKS_PER_WORKER = 2;
 
@@ -62,18 +81,29 @@ type LoadBalancer = NonNullable<NonNullable<ConstructorParameters<typeof Piscina
  * that task then ends the worker before it is ready, and piscina takes that for workers that cannot
  * start: it replaced no dead worker from then on. The pool lost a thread to each later crash,
  * cancel or timeout, and with none left, requests waited on their queued batches for good.
+ *
+ * A pool that may still start threads (`growth`) does so only as far as the tasks waiting at its
+ * busy workers call for, counting the threads already starting: piscina starts one for every task
+ * no worker is given, and once a worker is free again, one after the other up to its most for the
+ * same task (a paced stream of three tasks started all 15). A batch that need not be stopped then
+ * waits at the least busy worker instead.
  */
-function readyWorkersBalancer(ready: ReadonlySet<number>): LoadBalancer {
+function readyWorkersBalancer(ready: ReadonlySet<number>, growth: () => { canStart: boolean; starting: number }): LoadBalancer {
   return (task, workers) => {
     let candidate: (typeof workers)[number] | null = null;
-    let least = TASKS_PER_WORKER;
+    let least = Infinity;
+    let waiting = 1; // this task, and those behind a running one
     for (const worker of workers) {
       if (!ready.has(worker.id)) continue;
       if (worker.currentUsage === 0) return worker;
       if (worker.isRunningAbortableTask || task.isAbortable) continue;
+      waiting += worker.currentUsage - 1;
       if (worker.currentUsage < least) [candidate, least] = [worker, worker.currentUsage];
     }
-    return candidate;
+    if (candidate === null || least < TASKS_PER_WORKER) return candidate;
+    const { canStart, starting } = growth();
+    if (!canStart) return null; // waits in piscina's queue for the first worker free
+    return starting < Math.ceil(waiting / TASKS_PER_WORKER) ? null : candidate;
   };
 }
 
@@ -99,23 +129,33 @@ export class WorkerPool {
   private untidy = false;
   private idleTimer?: NodeJS.Timeout;
 
+  /** Per-evaluation timeout in ms (0: none). */
+  readonly evalTimeoutMs: number;
+  /** Threads started with the pool and kept while it is idle. */
+  readonly keepThreads: number;
+  /** Threads piscina has told ready, by thread id (the balancer's; see readyWorkersBalancer). */
+  private readonly readyThreads = new Set<number>();
+
   constructor(
     /** Bundled name or module path, loaded by each worker. */
     readonly tesseract: string,
+    /** The most threads the pool runs. */
     readonly threads: number,
-    /** Per-evaluation timeout in ms (0: none). */
-    readonly evalTimeoutMs = 0,
+    options: WorkerPoolOptions = {},
   ) {
+    this.evalTimeoutMs = options.evalTimeoutMs ?? 0;
+    this.keepThreads = Math.max(1, Math.min(threads, options.keepThreads ?? threads));
     // Two tasks per worker: a short batch that need not be stoppable waits at its worker behind the
     // running one, so the worker goes on without waiting for the main thread to hand it the next.
-    const ready = new Set<number>();
+    const ready = this.readyThreads;
     this.piscina = new Piscina({
       filename: path.join(__dirname, "worker.js"),
-      minThreads: threads,
+      minThreads: this.keepThreads,
       maxThreads: threads,
+      idleTimeout: options.retireAfterMs ?? IDLE_RETIRE_MS,
       concurrentTasksPerWorker: TASKS_PER_WORKER,
-      loadBalancer: readyWorkersBalancer(ready),
-      workerData: { threads },
+      loadBalancer: readyWorkersBalancer(ready, () => this.growth()),
+      workerData: { threads, tesseract, warm: { evaluations: WARM_EVALUATIONS, budgetMs: WARM_BUDGET_MS } },
       resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
     });
     // piscina tells each worker as it is ready (those it starts with at once): its thread id is
@@ -133,24 +173,31 @@ export class WorkerPool {
     });
   }
 
+  /** Whether the pool may start another thread, and how many it is starting (started, not yet ready). */
+  private growth(): { canStart: boolean; starting: number } {
+    const alive = this.piscina.threads;
+    const readyAlive = alive.filter((w) => this.readyThreads.has(w.threadId)).length;
+    return { canStart: alive.length < this.threads, starting: alive.length - readyAlive };
+  }
+
   /** Worker threads alive now (a dead one is gone at once; its replacement counts once started). */
   get liveThreads(): number {
     return this.piscina.threads.length;
   }
 
   /**
-   * Loads the Tesseract in every worker, warms their evaluation path, and measures the cost of a
-   * task's round trip (the fastest of the pings, once the workers are up: what a task costs, not
-   * what a busy machine adds). Once per pool; later calls wait for the first.
+   * Waits for the threads the pool starts with to load the Tesseract and warm themselves (worker.ts,
+   * at their start), and measures the cost of a task's round trip (the fastest of the pings, once
+   * they are up: what a task costs, not what a busy machine adds). Once per pool; later calls wait
+   * for the first.
    */
   calibrate(): Promise<void> {
     this.calibrated ??= (async () => {
-      // Stoppable tasks go one per worker: each worker loads and warms itself. A signal each (one
-      // shared by more than ten tasks would be reported as a listener leak on many-core machines).
+      // A stoppable task goes to an idle worker only: one each, answered once that worker is warm. A
+      // signal each (one shared by more than ten tasks would be reported as a listener leak).
       const stoppable = () => new AbortController().signal;
-      await Promise.all(Array.from({ length: this.threads }, () => this.piscina.run(this.tesseract, { name: "load", signal: stoppable() })));
-      const warm = { tesseract: this.tesseract, evaluations: WARM_EVALUATIONS, budgetMs: WARM_BUDGET_MS };
-      await Promise.all(Array.from({ length: this.threads }, () => this.piscina.run(warm, { name: "warm", signal: stoppable() })));
+      await new Promise(setImmediate); // piscina tells the first threads ready on a later tick: a ping before would start one more
+      await Promise.all(Array.from({ length: this.keepThreads }, () => this.piscina.run(null, { name: "ping", signal: stoppable() })));
       const times: number[] = [];
       for (let i = 0; i < CALIBRATION_PINGS; i++) {
         const started = performance.now();
@@ -287,13 +334,15 @@ export class WorkerPool {
   };
 
   /**
-   * One tidy task per worker, sent together while none has a task: the balancer hands each to a
-   * worker that has none. Not counted as tasks, so the pool then stays quiet.
+   * One tidy task per ready worker, sent together while none has a task: the balancer hands each to
+   * a worker that has none (one more would start a thread). Not counted as tasks, so the pool then
+   * stays quiet.
    */
   private tidy(): void {
     if (this.tasksInFlight > 0 || !this.untidy) return;
     this.untidy = false;
-    for (let k = 0; k < this.threads; k++) this.piscina.run(null, { name: "tidy" }).catch(() => undefined);
+    const ready = this.piscina.threads.filter((w) => this.readyThreads.has(w.threadId)).length;
+    for (let k = 0; k < ready; k++) this.piscina.run(null, { name: "tidy" }).catch(() => undefined);
   }
 
   close(): Promise<void> {

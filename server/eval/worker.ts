@@ -53,8 +53,16 @@ interface Job {
   bytes: number;
 }
 
+/** What the pool gives each thread at its start (pool.ts): its thread count, the Tesseract, its warm-up. */
+interface ThreadData {
+  threads?: number;
+  tesseract?: string;
+  warm?: { evaluations: number; budgetMs: number };
+}
+const threadData = (Piscina.workerData ?? {}) as ThreadData;
+
 /** This thread's dead output buffers, collected as evaluations make them (output-garbage.ts). */
-const outputGarbage = new OutputGarbage(minorCollection(), collectEvery((Piscina.workerData as { threads?: number } | undefined)?.threads ?? 1));
+const outputGarbage = new OutputGarbage(minorCollection(), collectEvery(threadData.threads ?? 1));
 
 /** Recent jobs, oldest first; a worker serves few jobs at a time. */
 const jobs = new Map<string, Job>();
@@ -114,7 +122,7 @@ function jobOf(task: BatchTask): Job {
  * A batch's evaluations, one after the other, its values in one buffer moved (not copied) to the
  * main thread (InlineEvaluator.batch); a failure is recorded and the rest still run.
  */
-export default async function evaluateBatch(task: BatchTask): Promise<BatchResult> {
+async function evaluateBatch(task: BatchTask): Promise<BatchResult> {
   if (task.startedOn) Atomics.store(task.startedOn, 0, threadId);
   const started = performance.now();
   const perturbations = task.perturbations && unpackPerturbations(task.perturbations);
@@ -164,14 +172,8 @@ export async function applyMessage(task: ApplyTask): Promise<ApplyResult> {
   }
 }
 
-
-/** Loads the Tesseract ahead of the first task (pool start-up). */
-export function load(tesseract: string): void {
-  runtimeOf(tesseract);
-}
-
 /**
- * Warms this thread's evaluation path (pool start-up, after `load`): central pairs over the
+ * Warms this thread's evaluation path (at its start, once the Tesseract is loaded): central pairs over the
  * Tesseract's example inputs, through the batch loop real jobs take, until `evaluations` or
  * `budgetMs`. V8 optimises that path only once it has run thousands of times; a pool taken before
  * would run its first jobs several times slower than inline. Without example inputs, nothing.
@@ -246,3 +248,21 @@ export function tidy(): void {
 export function ping(): null {
   return null;
 }
+
+/**
+ * The thread loads the Tesseract and warms itself before it takes a task: piscina awaits the default
+ * export (a promise here) before it counts a thread it starts for queued work as ready, so a thread
+ * started while jobs run takes none of their batches cold. A Tesseract that cannot be loaded is
+ * named by each task (runtimeOf throws there again).
+ */
+async function startUp({ tesseract, warm: budget }: ThreadData): Promise<void> {
+  if (!tesseract) return;
+  try {
+    runtimeOf(tesseract);
+  } catch {
+    return;
+  }
+  if (budget) await warm({ tesseract, ...budget });
+}
+
+export default startUp(threadData).then(() => evaluateBatch);

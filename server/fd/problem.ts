@@ -32,6 +32,12 @@ export class Problem {
     readonly bounds: readonly (DomainBounds | undefined)[] = [],
   ) {}
 
+  /**
+   * Whether the rows go to a reader that sets the pace (a stream): evaluations in flight are then as
+   * many as keep a row ready for it (window.ts, ConsumerPace), not all the evaluator could take.
+   */
+  paced = false;
+
   /** The request's plan is known: about `evaluations` in all (Evaluator.replanned). */
   replanned(evaluations: number): void {
     this.evaluator.replanned?.(evaluations);

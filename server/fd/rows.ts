@@ -216,7 +216,7 @@ export async function* chunkedRows<T>(problem: Problem, items: readonly T[], eva
   const size = () => (problem.takesPairs ? sizer.size() : 1);
   const chunks = new ChunkWindow(items.length, evaluationsPerItem, size, () => problem.concurrency);
   const chunkRows = () => chunks.take((from, to) => sizer.timed(to - from, () => task(items.slice(from, to))));
-  for await (const done of completed(chunks.more, chunks.window, chunkRows)) {
+  for await (const done of completed(chunks.more, chunks.window, chunkRows, problem.paced)) {
     if (done.every((d) => Array.isArray(d))) {
       yield done.length === 1 ? (done[0] as Row[]) : (done as Row[][]).flat();
       continue;

@@ -7,7 +7,7 @@
  * pulling: a slow stream reader holds the engine back. Settled tasks queue up in order of
  * completion (no Promise.race over every task in flight, which costs the whole window per result).
  */
-export async function* completed<T>(more: () => boolean, window: () => number, task: () => Promise<T>): AsyncGenerator<T[]> {
+export async function* completed<T>(more: () => boolean, window: () => number, task: () => Promise<T>, paced = false): AsyncGenerator<T[]> {
   type Settled = { ok: true; value: T } | { ok: false; error: unknown };
   let settled: Settled[] = [];
   let head = 0; // settled[head..] are still to be yielded
@@ -18,15 +18,21 @@ export async function* completed<T>(more: () => boolean, window: () => number, t
     settled.push(outcome);
     wake?.();
   };
+  const pace = paced ? new ConsumerPace() : undefined;
+  const timed = pace && ((): Promise<T> => {
+    const started = performance.now();
+    return task().finally(() => pace.settled(performance.now() - started));
+  });
   while (more() || running > 0 || head < settled.length) {
     // One at a time (inline evaluation): no bookkeeping, one task after the other.
     if (running === 0 && head === settled.length && window() <= 1) {
       yield [await task()];
       continue;
     }
-    while (more() && running < Math.max(1, window())) {
+    const limit = pace ? pace.limit(window()) : window();
+    while (more() && running < Math.max(1, limit)) {
       running++;
-      task().then(
+      (timed ?? task)().then(
         (value) => finish({ ok: true, value }),
         (error) => finish({ ok: false, error }),
       );
@@ -49,9 +55,73 @@ export async function* completed<T>(more: () => boolean, window: () => number, t
       }
       batch.push(outcome.value);
     }
+    const away = performance.now();
     yield batch;
+    pace?.consumed(performance.now() - away, batch.length);
   }
 }
+
+/**
+ * Tasks in flight for a consumer that sets the pace (a stream's reader, and the thread writing to
+ * it): as many as have a result ready each time it comes back for more, not the whole window. A
+ * dense heat stream's writer takes about as long per result as a worker takes to make it, so the
+ * window's 90 tasks kept every thread of a 15-thread pool started, each with its heap and dead
+ * outputs (600 MB), for the pace of two. The count is the consumer's time per result against a
+ * task's quickest recent time from start to result: a task that waited for a thread still starting
+ * was slow for that, and more tasks would only start more threads.
+ */
+export class ConsumerPace {
+  /** Tasks in flight: two (one at a worker, one waiting behind it) until the paces are known. */
+  private tasks = 2;
+  private readonly latencies = new Float64Array(RECENT_TASKS).fill(Infinity);
+  private settledTasks = 0;
+  /** The consumer's time away and results taken, recent ones weighing more (its pace is their ratio). */
+  private awayMs = 0;
+  private results = 0;
+  /** Results taken since the count of tasks last grew. */
+  private takenSinceChange = 0;
+
+  /** A task took `ms` from its start to its result. */
+  settled(ms: number): void {
+    this.latencies[this.settledTasks++ % RECENT_TASKS] = ms;
+  }
+
+  /**
+   * The consumer took `ms` over `results` results before it came back for more. Its pace is a ratio
+   * of sums, not an average of ratios: a writer's results go out at once until the transport's
+   * buffer is full, then one waits for all of them (an average of the ratios read 0.2 ms a result
+   * where the stream took 2.6).
+   */
+  consumed(ms: number, results: number): void {
+    this.takenSinceChange += results;
+    this.awayMs = PACE_DECAY * this.awayMs + ms;
+    this.results = PACE_DECAY * this.results + results;
+  }
+
+  /**
+   * The tasks to keep in flight, at most `window`: one more than take the quickest task's time at the
+   * consumer's pace. Fewer at once, more by one once as many results as tasks have been taken since
+   * the last: a stall (a collection, a preempted thread), or the first rows going into the
+   * transport's empty buffers at once, starts no burst of threads.
+   */
+  limit(window: number): number {
+    if (this.results > 0 && this.settledTasks >= MIN_TIMED_TASKS) {
+      const consumerMs = Math.max(this.awayMs / this.results, MIN_CONSUMER_MS);
+      const wanted = Math.ceil(Math.min(...this.latencies) / consumerMs) + 1;
+      if (wanted < this.tasks) this.tasks = wanted;
+      else if (wanted > this.tasks && this.takenSinceChange >= this.tasks) {
+        this.tasks++;
+        this.takenSinceChange = 0;
+      }
+    }
+    return Math.max(1, Math.min(window, this.tasks));
+  }
+}
+/** Tasks timed for their quickest time, and timed before it counts; a floor on the consumer's time per result; the weight of its past. */
+const RECENT_TASKS = 16;
+const PACE_DECAY = 0.95;
+const MIN_TIMED_TASKS = 4;
+const MIN_CONSUMER_MS = 1e-3;
 
 /**
  * Chunks of `count` items for `completed`: each sized by `size()` as it starts, let out while the

@@ -1,0 +1,79 @@
+/**
+ * A pool that keeps fewer threads than it may run (the "auto" pool on more than two cores): threads
+ * start as the batches waiting at busy workers call for them, each warm before it takes one, and
+ * end once idle for the pool's retire time.
+ */
+import { strict as assert } from "node:assert";
+import { once } from "node:events";
+import * as path from "node:path";
+import { loadTesseract } from "../index";
+import { WorkerPool } from "../server/eval/pool";
+import { shareTree } from "../server/eval/shared-tree";
+import { packPerturbations } from "../server/eval/worker-task";
+import { bounded } from "./helpers";
+
+const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
+const TYPE_URL = "type.googleapis.com/tesseract.testing.polynomial.v1.Inputs";
+const fp64 = (values: number[], shape = [values.length]) => ({ datatype: 11, shape, data: Buffer.from(Float64Array.from(values).buffer) });
+
+describe("a pool that grows as its jobs need", () => {
+  const runtime = loadTesseract(POLYNOMIAL);
+  const inputs = shareTree(runtime.decodeInputs({ type_url: TYPE_URL, value: runtime.schema.inputs.type.encode({ x: fp64([1, 2]), y: fp64([0.9], []), mode: "" }).finish() }));
+  const batch = (job: string, value: number) => ({
+    tesseract: POLYNOMIAL,
+    job,
+    inputs,
+    inputPaths: ["x"],
+    outputPaths: ["f"],
+    outputsField: "jac_outputs",
+    perturbations: packPerturbations([[{ leaf: 0, index: 0, value }]]),
+  });
+  const expected = (value: number) => [value ** 3 + 0.9 * Math.sin(value), 2 ** 3 + 0.9 * Math.sin(2)];
+
+  it("starts the threads it keeps; three batches at once start one more, not every thread it may run", async () => {
+    const pool = new WorkerPool(POLYNOMIAL, 6, { keepThreads: 1 });
+    try {
+      await pool.calibrate();
+      assert.equal(pool.liveThreads, 1);
+      // The kept worker takes two (one running, one waiting); the third calls for one thread more.
+      // piscina alone started all six: once a worker is free it starts one after the other for the same waiting task.
+      for (let round = 0; round < 20; round++) {
+        const values = [1.5, 2.5, 3.5].map((v) => v + round);
+        const results = await Promise.all(values.map((v) => pool.evaluateBatch(batch(`round ${round}`, v), undefined, false)));
+        results.forEach((r, k) => assert.deepEqual(Array.from(r.values), expected(values[k])));
+        assert.ok(pool.liveThreads <= 2, `round ${round}: ${pool.liveThreads} threads for three batches at once`);
+      }
+      assert.equal(pool.liveThreads, 2);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("a busy job starts as many threads as its waiting batches call for, up to the most; those idle for the retire time end", async () => {
+    const pool = new WorkerPool(POLYNOMIAL, 4, { keepThreads: 1, retireAfterMs: 50 });
+    const created: number[] = [];
+    pool.piscina.on("workerCreate", (w: { id: number }) => created.push(w.id));
+    try {
+      await pool.calibrate();
+      // Sixteen batches wait: threads start until the pool has its most (4), each warm before it takes one.
+      const grown = (async () => {
+        for (let round = 0; pool.liveThreads < 4; round++) {
+          const values = Array.from({ length: 16 }, (_, k) => 1 + k / 16 + round);
+          const results = await Promise.all(values.map((v) => pool.evaluateBatch(batch(`busy ${round}`, v), undefined, false)));
+          results.forEach((r, k) => assert.deepEqual(Array.from(r.values), expected(values[k])));
+        }
+      })();
+      await bounded(grown, 20_000, "the pool did not grow to its four threads under sixteen batches at once");
+      assert.equal(pool.liveThreads, 4);
+      // Idle, the three beyond the one kept end; the pool still serves.
+      await bounded((async () => {
+        while (pool.liveThreads > 1) await once(pool.piscina, "workerDestroy");
+      })(), 20_000, "idle threads beyond the one kept were not ended");
+      assert.equal(pool.liveThreads, 1);
+      const { values } = await pool.evaluateBatch(batch("after", 1.25), undefined, false);
+      assert.deepEqual(Array.from(values), expected(1.25));
+    } finally {
+      await pool.close();
+    }
+  });
+});
