@@ -242,17 +242,12 @@ describe("worker-thread evaluation", function () {
       await pooled.jacobian(request);
       // Chunks a fixed share of the concurrency (four) kept four or five tasks out, whatever the threads.
       assert.ok(most >= 8, `mode ${sparsity_mode}: at most ${most} tasks at once on 8 threads`);
-      // A stream keeps out what its reader takes (window.ts, ConsumerPace): one that takes rows at
-      // once lets out one more each time it has taken as many results as are out, past the first
-      // two; one that takes 5 ms a batch, two or three.
-      const streamed = async (readMs: number, inputs = request.inputs) => {
-        most = 0;
-        for await (const _ of pooled.jacobianRows({ ...request, inputs }).batches) if (readMs > 0) await new Promise((resolve) => setTimeout(resolve, readMs));
-        return most;
-      };
-      const quick = await streamed(0, sampleMeshInputs(4000));
-      assert.ok(quick >= 5, `mode ${sparsity_mode}: at most ${quick} tasks at once for a reader that takes rows at once`);
-      const slow = await streamed(5);
+      // A stream keeps out what its reader takes (window.ts, ConsumerPace; how far it grows for a
+      // quick reader depends on the cores, and is tested there): for one that takes 5 ms a batch,
+      // two or three.
+      most = 0;
+      for await (const _ of pooled.jacobianRows(request).batches) await new Promise((resolve) => setTimeout(resolve, 5));
+      const slow = most;
       assert.ok(slow <= 3, `mode ${sparsity_mode}: ${slow} tasks at once for a reader taking 5 ms a batch`);
     }
   });

@@ -110,37 +110,54 @@ describe("completed: bounded concurrency for the engine", () => {
 });
 
 describe("ConsumerPace: tasks in flight for a consumer that sets the pace", () => {
-  /** `count` tasks of `ms` each settled, and the consumer taking `results` results in `awayMs` per return, `returns` times; the limits read after each return. */
-  const drive = (pace: ConsumerPace, taskMs: number, awayMs: number, returns: number, window = 64) =>
-    Array.from({ length: returns }, () => {
-      pace.settled(taskMs);
-      pace.consumed(awayMs, 1);
-      return pace.limit(window);
+  /**
+   * A stream driven on a clock of its own: each time the consumer comes back it has taken one
+   * result in `awayMs`, and a task of `latency(tasks)` ms has settled; a result comes every
+   * max(awayMs, latency / tasks) ms (the consumer's pace, or the producers'). The limits read after
+   * each return.
+   */
+  const drive = (latency: (tasks: number) => number, awayMs: number, returns: number, window = 64, pace?: ConsumerPace) => {
+    let t = 0;
+    pace ??= new ConsumerPace(() => t);
+    let tasks = pace.limit(window);
+    const limits = Array.from({ length: returns }, () => {
+      t += Math.max(awayMs, latency(tasks) / tasks);
+      pace!.settled(latency(tasks));
+      pace!.consumed(awayMs, 1);
+      return (tasks = pace!.limit(window));
     });
+    return { limits, pace };
+  };
 
-  it("two in flight until four tasks are timed; then one more than a task's time at the consumer's pace", () => {
-    const pace = new ConsumerPace();
-    assert.equal(pace.limit(64), 2);
-    // A consumer four times slower than a task: two keep a result ready for it.
-    assert.deepEqual(drive(pace, 0.5, 2, 6), [2, 2, 2, 2, 2, 2]);
+  it("two in flight until four tasks are timed; as many for a consumer slower than a task", () => {
+    assert.equal(new ConsumerPace().limit(64), 2);
+    assert.deepEqual(drive(() => 0.5, 2, 40).limits, Array(40).fill(2));
   });
 
-  it("more by one once as many results as tasks were taken since; fewer at once; never past the window", () => {
-    const pace = new ConsumerPace();
-    // Tasks of 1 ms, a consumer taking 0.1 ms a result: it wants 11 in flight. From four timed
-    // tasks on, the count grows by one after two results, then three, then four, ...
-    assert.deepEqual(drive(pace, 1, 0.1, 16), [2, 2, 2, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 5, 6]);
-    // The consumer slows to 1.5 ms a result (its recent past weighs more): the count drops as it does, at once.
-    const slower = drive(pace, 1, 1.5, 60);
+  it("grows by one an epoch while that raises the pace, up to what the consumer takes; falls as the consumer slows", () => {
+    // Tasks of 1 ms, a consumer taking 0.1 ms a result: ten in flight keep it busy.
+    const { limits, pace } = drive(() => 1, 0.1, 600);
+    assert.deepEqual(limits.slice(0, 20), [2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4]);
+    assert.ok(limits.every((n, k) => k === 0 || n >= limits[k - 1] - 1), "never fell by more than one (an undone growth)");
+    const settled = limits.slice(-100);
+    assert.ok(Math.min(...settled) >= 9 && Math.max(...settled) <= 11, `settled at ${Math.min(...settled)}-${Math.max(...settled)}`);
+    // The consumer slows to 1.5 ms a result: the count falls to two as its pace does (its recent past weighs more), never growing meanwhile.
+    const slower = drive(() => 1, 1.5, 80, 64, pace).limits;
     assert.ok(slower.every((n, k) => k === 0 || n <= slower[k - 1]), `never grew while the consumer slowed: ${slower}`);
     assert.equal(slower.at(-1), 2);
     // A window of three bounds it whatever the pace.
-    assert.deepEqual(drive(new ConsumerPace(), 1, 0.01, 40, 3).slice(-3), [3, 3, 3]);
+    assert.deepEqual(drive(() => 1, 0.01, 200, 3).limits.slice(-3), [3, 3, 3]);
+  });
+
+  it("threads sharing the consumer's cores: a task slower for every one more in flight starts no more of them", () => {
+    // Each task in flight makes every task 0.5 ms slower (two cores shared by all the threads): the
+    // task times alone call for ever more (0.5 × tasks / 0.3 + 1), but the pace stays 2 a millisecond.
+    const { limits } = drive((tasks) => 0.5 * tasks, 0.3, 600);
+    assert.ok(Math.max(...limits) <= 3, `went up to ${Math.max(...limits)} tasks`);
   });
 
   it("a stall counts for its task only: the quickest of the recent sixteen tasks sets the pace", () => {
-    const pace = new ConsumerPace();
-    drive(pace, 0.5, 2, 8);
+    const { pace } = drive(() => 0.5, 2, 8);
     pace.settled(500); // one task held 500 ms (a collection, a preempted thread)
     pace.consumed(2, 1);
     assert.equal(pace.limit(64), 2);

@@ -66,9 +66,16 @@ export async function* completed<T>(more: () => boolean, window: () => number, t
  * it): as many as have a result ready each time it comes back for more, not the whole window. A
  * dense heat stream's writer takes about as long per result as a worker takes to make it, so the
  * window's 90 tasks kept every thread of a 15-thread pool started, each with its heap and dead
- * outputs (600 MB), for the pace of two. The count is the consumer's time per result against a
- * task's quickest recent time from start to result: a task that waited for a thread still starting
- * was slow for that, and more tasks would only start more threads.
+ * outputs (600 MB), for the pace of two.
+ *
+ * The most it keeps out is one more than take the quickest recent task's time (start to result) at
+ * the consumer's pace: a task that waited for a thread still starting was slow for that, and more
+ * tasks would only start more threads. It starts at two, drops to that most at once, and grows by one
+ * at a time, once an epoch (as many results as tasks, at least EPOCH_RESULTS) has been taken since
+ * the last change; a growth that did not raise the results taken per millisecond by GAIN is undone,
+ * and none is tried for HOLD_EPOCHS. Task times alone kept growing it where the threads share the
+ * cores with the consumer (each thread more makes every task slower): 16 threads on two cores sent
+ * 13 tasks out and started 13 threads for the pace of three.
  */
 export class ConsumerPace {
   /** Tasks in flight: two (one at a worker, one waiting behind it) until the paces are known. */
@@ -78,8 +85,17 @@ export class ConsumerPace {
   /** The consumer's time away and results taken, recent ones weighing more (its pace is their ratio). */
   private awayMs = 0;
   private results = 0;
-  /** Results taken since the count of tasks last grew. */
-  private takenSinceChange = 0;
+  /** The epoch under way: when it began, and the results taken in it. */
+  private epochStart: number;
+  private taken = 0;
+  /** The rate (results a millisecond) of the epoch before the last growth, until the epoch after it is judged. */
+  private rateBeforeGrowth?: number;
+  /** Epochs left before another growth is tried. */
+  private hold = 0;
+
+  constructor(private readonly now: () => number = () => performance.now()) {
+    this.epochStart = now();
+  }
 
   /** A task took `ms` from its start to its result. */
   settled(ms: number): void {
@@ -93,28 +109,36 @@ export class ConsumerPace {
    * where the stream took 2.6).
    */
   consumed(ms: number, results: number): void {
-    this.takenSinceChange += results;
+    this.taken += results;
     this.awayMs = PACE_DECAY * this.awayMs + ms;
     this.results = PACE_DECAY * this.results + results;
   }
 
-  /**
-   * The tasks to keep in flight, at most `window`: one more than take the quickest task's time at the
-   * consumer's pace. Fewer at once, more by one once as many results as tasks have been taken since
-   * the last: a stall (a collection, a preempted thread), or the first rows going into the
-   * transport's empty buffers at once, starts no burst of threads.
-   */
+  /** The tasks to keep in flight, at most `window`. */
   limit(window: number): number {
     if (this.results > 0 && this.settledTasks >= MIN_TIMED_TASKS) {
       const consumerMs = Math.max(this.awayMs / this.results, MIN_CONSUMER_MS);
-      const wanted = Math.ceil(Math.min(...this.latencies) / consumerMs) + 1;
-      if (wanted < this.tasks) this.tasks = wanted;
-      else if (wanted > this.tasks && this.takenSinceChange >= this.tasks) {
-        this.tasks++;
-        this.takenSinceChange = 0;
-      }
+      const most = Math.ceil(Math.min(...this.latencies) / consumerMs) + 1;
+      if (most < this.tasks) this.tasks = most;
+      if (this.taken >= Math.max(this.tasks, EPOCH_RESULTS)) this.endEpoch(most);
     }
     return Math.max(1, Math.min(window, this.tasks));
+  }
+
+  private endEpoch(most: number): void {
+    const now = this.now();
+    const rate = this.taken / Math.max(now - this.epochStart, MIN_CONSUMER_MS);
+    [this.epochStart, this.taken] = [now, 0];
+    const before = this.rateBeforeGrowth;
+    this.rateBeforeGrowth = undefined;
+    if (before !== undefined && rate < GAIN * before) {
+      this.tasks--;
+      this.hold = HOLD_EPOCHS;
+    } else if (this.hold > 0) this.hold--;
+    else if (most > this.tasks) {
+      this.tasks++;
+      this.rateBeforeGrowth = rate;
+    }
   }
 }
 /** Tasks timed for their quickest time, and timed before it counts; a floor on the consumer's time per result; the weight of its past. */
@@ -122,6 +146,10 @@ const RECENT_TASKS = 16;
 const PACE_DECAY = 0.95;
 const MIN_TIMED_TASKS = 4;
 const MIN_CONSUMER_MS = 1e-3;
+/** Results an epoch takes at least; the gain in rate a growth must bring; epochs without growth after one that brought none. */
+const EPOCH_RESULTS = 8;
+const GAIN = 1.05;
+const HOLD_EPOCHS = 16;
 
 /**
  * Chunks of `count` items for `completed`: each sized by `size()` as it starts, let out while the
