@@ -547,7 +547,7 @@ export class TesseractRuntime {
   /** The Jacobian row by row, as produced (JacobianRows); `stats()` once the rows are drained. */
   jacobianRows(req: GradientRequest): JacobianRowStream {
     const { problem, options, leaves, cachedBase, started } = this.setup(req, JACOBIAN_FIELDS, "JacobianRows");
-    problem.paced = true;
+    problem.paced = this.backends.pacesStreams;
     let planning: Promise<SparsityPlan> | undefined;
     let plan: SparsityPlan | undefined;
     const planned = async () => (plan ??= await (planning ??= this.plan(problem, options, req, cachedBase)));

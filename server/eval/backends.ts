@@ -47,7 +47,7 @@ export interface EvaluationSettings {
   workers?: number | "auto";
   /** Threads for "auto". */
   autoThreads?: number;
-  /** Cores "auto" counts on (default: usableCpus(), the cgroup's quota included). */
+  /** Cores "auto" and stream pacing count on (default: usableCpus(), the cgroup's quota included). */
   autoCores?: number;
   /** A gRPC target of apply replicas, e.g. `dns:///apply:50051` or `ipv4:127.0.0.1:5001,127.0.0.1:5002`. */
   replicas?: string;
@@ -292,6 +292,18 @@ export class EvaluationBackends {
   async poolStarted(): Promise<boolean> {
     await this.workerPool?.calibrate();
     return this.workerPool !== undefined;
+  }
+
+  /**
+   * Whether a stream's evaluations in flight follow the pace of the thread writing it
+   * (window.ts, ConsumerPace): where the pool's threads leave that thread a core of its own. Where
+   * they do not (two threads on two cores), the workers and the writer share the cores, and a
+   * two-thread pool paced streamed dense heat rows a quarter slower (0.21 against 0.28 GB/s).
+   */
+  get pacesStreams(): boolean {
+    const { workers = 0 } = this.settings;
+    const threads = typeof workers === "number" ? workers : this.autoThreads();
+    return threads > 0 && threads < (this.settings.autoCores ?? usableCpus());
   }
 
   /** Whether a worker pool has started and is ready now. */
