@@ -76,4 +76,26 @@ describe("a pool that grows as its jobs need", () => {
       await pool.close();
     }
   });
+
+  it("while growth is held (the warm-up), batches wait at the threads there are; once released, they start more", async () => {
+    let held = true;
+    const pool = new WorkerPool(POLYNOMIAL, 4, { keepThreads: 1, growthHeld: () => held });
+    try {
+      await pool.calibrate();
+      const sixteen = (job: string) => {
+        const values = Array.from({ length: 16 }, (_, k) => 1 + k / 16);
+        return Promise.all(values.map((v) => pool.evaluateBatch(batch(job, v), undefined, false))).then((results) =>
+          results.forEach((r, k) => assert.deepEqual(Array.from(r.values), expected(values[k]))),
+        );
+      };
+      for (let round = 0; round < 5; round++) await sixteen(`held ${round}`);
+      assert.equal(pool.liveThreads, 1);
+      held = false;
+      await bounded((async () => {
+        for (let round = 0; pool.liveThreads < 4; round++) await sixteen(`released ${round}`);
+      })(), 20_000, "the pool did not grow once released");
+    } finally {
+      await pool.close();
+    }
+  });
 });

@@ -279,7 +279,9 @@ export class EvaluationBackends {
   private pool(threads: number): WorkerPool {
     if (!this.workerPool) {
       const keepThreads = typeof this.settings.workers === "number" ? threads : AUTO_KEPT_THREADS;
-      this.workerPool = new WorkerPool(this.runtime.source!, threads, { evalTimeoutMs: this.timeoutMs, keepThreads });
+      // The warm-up's requests warm the threads kept and this thread's side; threads they started stayed a minute.
+      const growthHeld = () => this.warmingUp;
+      this.workerPool = new WorkerPool(this.runtime.source!, threads, { evalTimeoutMs: this.timeoutMs, keepThreads, growthHeld });
       void this.workerPool.calibrate();
     }
     return this.workerPool;

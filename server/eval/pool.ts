@@ -67,6 +67,8 @@ export interface WorkerPoolOptions {
   keepThreads?: number;
   /** How long a thread beyond `keepThreads` waits for a task before it is ended. */
   retireAfterMs?: number;
+  /** While this says so, batches wait at the threads there are and none is started for them (the warm-up's). */
+  growthHeld?: () => boolean;
 }
 
 /** Tasks a worker holds at once: one running, one waiting (see the constructor). */
@@ -86,9 +88,10 @@ type LoadBalancer = NonNullable<NonNullable<ConstructorParameters<typeof Piscina
  * busy workers call for, counting the threads already starting: piscina starts one for every task
  * no worker is given, and once a worker is free again, one after the other up to its most for the
  * same task (a paced stream of three tasks started all 15). A batch that need not be stopped then
- * waits at the least busy worker instead.
+ * waits at the least busy worker instead. One that must be stoppable (a costly apply's, or any under
+ * a per-evaluation timeout) needs an idle worker, and piscina starts threads for it as before.
  */
-function readyWorkersBalancer(ready: ReadonlySet<number>, growth: () => { canStart: boolean; starting: number }): LoadBalancer {
+function readyWorkersBalancer(ready: ReadonlySet<number>, growth: () => { canStart: boolean; held: boolean; starting: number }): LoadBalancer {
   return (task, workers) => {
     let candidate: (typeof workers)[number] | null = null;
     let least = Infinity;
@@ -101,9 +104,9 @@ function readyWorkersBalancer(ready: ReadonlySet<number>, growth: () => { canSta
       if (worker.currentUsage < least) [candidate, least] = [worker, worker.currentUsage];
     }
     if (candidate === null || least < TASKS_PER_WORKER) return candidate;
-    const { canStart, starting } = growth();
+    const { canStart, held, starting } = growth();
     if (!canStart) return null; // waits in piscina's queue for the first worker free
-    return starting < Math.ceil(waiting / TASKS_PER_WORKER) ? null : candidate;
+    return !held && starting < Math.ceil(waiting / TASKS_PER_WORKER) ? null : candidate;
   };
 }
 
@@ -135,6 +138,7 @@ export class WorkerPool {
   readonly keepThreads: number;
   /** Threads piscina has told ready, by thread id (the balancer's; see readyWorkersBalancer). */
   private readonly readyThreads = new Set<number>();
+  private readonly growthHeld?: () => boolean;
 
   constructor(
     /** Bundled name or module path, loaded by each worker. */
@@ -145,6 +149,7 @@ export class WorkerPool {
   ) {
     this.evalTimeoutMs = options.evalTimeoutMs ?? 0;
     this.keepThreads = Math.max(1, Math.min(threads, options.keepThreads ?? threads));
+    this.growthHeld = options.growthHeld;
     // Two tasks per worker: a short batch that need not be stoppable waits at its worker behind the
     // running one, so the worker goes on without waiting for the main thread to hand it the next.
     const ready = this.readyThreads;
@@ -173,11 +178,11 @@ export class WorkerPool {
     });
   }
 
-  /** Whether the pool may start another thread, and how many it is starting (started, not yet ready). */
-  private growth(): { canStart: boolean; starting: number } {
+  /** Whether the pool may start another thread and whether it is to, and how many it is starting (started, not yet ready). */
+  private growth(): { canStart: boolean; held: boolean; starting: number } {
     const alive = this.piscina.threads;
     const readyAlive = alive.filter((w) => this.readyThreads.has(w.threadId)).length;
-    return { canStart: alive.length < this.threads, starting: alive.length - readyAlive };
+    return { canStart: alive.length < this.threads, held: this.growthHeld?.() ?? false, starting: alive.length - readyAlive };
   }
 
   /** Worker threads alive now (a dead one is gone at once; its replacement counts once started). */
