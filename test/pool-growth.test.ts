@@ -63,12 +63,12 @@ describe("a pool that grows as its jobs need", () => {
           results.forEach((r, k) => assert.deepEqual(Array.from(r.values), expected(values[k])));
         }
       })();
-      await bounded(grown, 20_000, "the pool did not grow to its four threads under sixteen batches at once");
+      await bounded(grown, 10_000, "the pool did not grow to its four threads under sixteen batches at once");
       assert.equal(pool.liveThreads, 4);
       // Idle, the three beyond the one kept end; the pool still serves.
       await bounded((async () => {
         while (pool.liveThreads > 1) await once(pool.piscina, "workerDestroy");
-      })(), 20_000, "idle threads beyond the one kept were not ended");
+      })(), 10_000, "idle threads beyond the one kept were not ended");
       assert.equal(pool.liveThreads, 1);
       const { values } = await pool.evaluateBatch(batch("after", 1.25), undefined, false);
       assert.deepEqual(Array.from(values), expected(1.25));
@@ -93,7 +93,7 @@ describe("a pool that grows as its jobs need", () => {
       held = false;
       await bounded((async () => {
         for (let round = 0; pool.liveThreads < 4; round++) await sixteen(`released ${round}`);
-      })(), 20_000, "the pool did not grow once released");
+      })(), 10_000, "the pool did not grow once released");
     } finally {
       await pool.close();
     }
