@@ -7,22 +7,18 @@
  */
 import { strict as assert } from "node:assert";
 import { once } from "node:events";
-import * as path from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import * as grpc from "@grpc/grpc-js";
 import { TesseractClient as GeneratedClient, type DescribeResponse, type JacobianResponse } from "../generated/tesseract/v1/tesseract";
 import { Code } from "../index";
 import { WorkerPool } from "../server/eval/pool";
-import { shareTree } from "../server/eval/shared-tree";
-import { packPerturbations } from "../server/eval/worker-task";
 import { startServer, type RunningServer } from "../index";
 import { loadTesseract } from "../index";
 import { silentLogger } from "../server/log";
 import { DEFAULT_LIMITS } from "../common/tensor-codec";
-import { bounded, call, rejects } from "./helpers";
+import { bounded, call, POLYNOMIAL, polynomialAt, polynomialBatch, rejects } from "./helpers";
 
-const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
 const TYPE_URL = "type.googleapis.com/tesseract.testing.polynomial.v1.Inputs";
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const polynomialCalls: () => number = require(POLYNOMIAL).calls;
@@ -220,16 +216,7 @@ describe("faults of the Tesseract", function () {
 
   it("a worker that dies fails only the batch whose apply ended it: one waiting there behind it is sent again", async () => {
     const pool = new WorkerPool(POLYNOMIAL, 1);
-    const runtime = loadTesseract(POLYNOMIAL);
-    const batch = (mode: string) => ({
-      tesseract: POLYNOMIAL,
-      job: `job ${mode}`,
-      inputs: shareTree(runtime.decodeInputs({ type_url: TYPE_URL, value: runtime.schema.inputs.type.encode({ x: fp64([1, 2]), y: fp64([0.9], []), mode }).finish() })),
-      inputPaths: ["x"],
-      outputPaths: ["f"],
-      outputsField: "jac_outputs",
-      perturbations: packPerturbations([[{ leaf: 0, index: 0, value: 1.5 }]]),
-    });
+    const batch = (mode: string) => polynomialBatch(`job ${mode}`, 1.5, mode);
     try {
       await pool.calibrate();
       // Both unstoppable (as batches measured short are sent): the one worker takes the second while it runs the first.
@@ -239,7 +226,7 @@ describe("faults of the Tesseract", function () {
       // It failed too, "the worker thread running apply died", though its apply never ran.
       const { values, failed } = await waiting;
       assert.deepEqual(failed, []);
-      assert.deepEqual(Array.from(values), [1.5 ** 3 + 0.9 * Math.sin(1.5), 2 ** 3 + 0.9 * Math.sin(2)]);
+      assert.deepEqual(Array.from(values), polynomialAt(1.5));
     } finally {
       await pool.close();
     }

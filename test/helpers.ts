@@ -14,6 +14,8 @@ import { toFloat64 } from "../common/tensor-codec";
 import { loadTesseract } from "../index";
 import { TesseractRuntime } from "../server/runtime";
 import type { Perturbation } from "../server/eval/evaluator";
+import { shareTree } from "../server/eval/shared-tree";
+import { packPerturbations, type BatchTask } from "../server/eval/worker-task";
 
 export { sampleMeshInputs as meshInputs } from "../server/tesseracts/samples";
 
@@ -204,3 +206,30 @@ export async function bounded<T>(promise: Promise<T>, ms: number, what: string):
     clearTimeout(timer);
   }
 }
+
+/** The polynomial fixture: f = x³ + y·sin x elementwise; its `mode` input makes apply crash, hang, stall... */
+export const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
+
+/**
+ * A worker pool's batch of the polynomial at x = [1, 2], y = 0.9 (in `mode`): one evaluation, at
+ * x[0] = `value`; its values are polynomialAt(value).
+ */
+export function polynomialBatch(job: string, value: number, mode = ""): Omit<BatchTask, "progress" | "progressEpoch" | "startedOn"> {
+  polynomialRuntime ??= loadTesseract(POLYNOMIAL);
+  const { schema } = polynomialRuntime;
+  const fp64 = (values: number[], shape = [values.length]) => ({ datatype: 11, shape, data: Buffer.from(Float64Array.from(values).buffer) });
+  const encoded = schema.inputs.type.encode({ x: fp64([1, 2]), y: fp64([0.9], []), mode }).finish();
+  return {
+    tesseract: POLYNOMIAL,
+    job,
+    inputs: shareTree(polynomialRuntime.decodeInputs({ type_url: schema.inputs.typeUrl, value: encoded })),
+    inputPaths: ["x"],
+    outputPaths: ["f"],
+    outputsField: "jac_outputs",
+    perturbations: packPerturbations([[{ leaf: 0, index: 0, value }]]),
+  };
+}
+let polynomialRuntime: TesseractRuntime | undefined;
+
+/** What polynomialBatch's evaluation at `value` gives. */
+export const polynomialAt = (value: number): number[] => [value ** 3 + 0.9 * Math.sin(value), 2 ** 3 + 0.9 * Math.sin(2)];

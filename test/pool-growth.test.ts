@@ -5,31 +5,10 @@
  */
 import { strict as assert } from "node:assert";
 import { once } from "node:events";
-import * as path from "node:path";
-import { loadTesseract } from "../index";
 import { WorkerPool } from "../server/eval/pool";
-import { shareTree } from "../server/eval/shared-tree";
-import { packPerturbations } from "../server/eval/worker-task";
-import { bounded } from "./helpers";
-
-const POLYNOMIAL = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
-const TYPE_URL = "type.googleapis.com/tesseract.testing.polynomial.v1.Inputs";
-const fp64 = (values: number[], shape = [values.length]) => ({ datatype: 11, shape, data: Buffer.from(Float64Array.from(values).buffer) });
+import { bounded, POLYNOMIAL, polynomialAt as expected, polynomialBatch as batch } from "./helpers";
 
 describe("a pool that grows as its jobs need", () => {
-  const runtime = loadTesseract(POLYNOMIAL);
-  const inputs = shareTree(runtime.decodeInputs({ type_url: TYPE_URL, value: runtime.schema.inputs.type.encode({ x: fp64([1, 2]), y: fp64([0.9], []), mode: "" }).finish() }));
-  const batch = (job: string, value: number) => ({
-    tesseract: POLYNOMIAL,
-    job,
-    inputs,
-    inputPaths: ["x"],
-    outputPaths: ["f"],
-    outputsField: "jac_outputs",
-    perturbations: packPerturbations([[{ leaf: 0, index: 0, value }]]),
-  });
-  const expected = (value: number) => [value ** 3 + 0.9 * Math.sin(value), 2 ** 3 + 0.9 * Math.sin(2)];
-
   it("starts the threads it keeps; three batches at once start one more, not every thread it may run", async () => {
     const pool = new WorkerPool(POLYNOMIAL, 6, { keepThreads: 1 });
     try {

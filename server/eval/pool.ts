@@ -180,9 +180,13 @@ export class WorkerPool {
 
   /** Whether the pool may start another thread and whether it is to, and how many it is starting (started, not yet ready). */
   private growth(): { canStart: boolean; held: boolean; starting: number } {
-    const alive = this.piscina.threads;
-    const readyAlive = alive.filter((w) => this.readyThreads.has(w.threadId)).length;
-    return { canStart: alive.length < this.threads, held: this.growthHeld?.() ?? false, starting: alive.length - readyAlive };
+    const alive = this.piscina.threads.length;
+    return { canStart: alive < this.threads, held: this.growthHeld?.() ?? false, starting: alive - this.readyAlive() };
+  }
+
+  /** Threads alive that piscina has told ready. */
+  private readyAlive(): number {
+    return this.piscina.threads.filter((w) => this.readyThreads.has(w.threadId)).length;
   }
 
   /** Worker threads alive now (a dead one is gone at once; its replacement counts once started). */
@@ -346,8 +350,7 @@ export class WorkerPool {
   private tidy(): void {
     if (this.tasksInFlight > 0 || !this.untidy) return;
     this.untidy = false;
-    const ready = this.piscina.threads.filter((w) => this.readyThreads.has(w.threadId)).length;
-    for (let k = 0; k < ready; k++) this.piscina.run(null, { name: "tidy" }).catch(() => undefined);
+    for (let k = this.readyAlive(); k > 0; k--) this.piscina.run(null, { name: "tidy" }).catch(() => undefined);
   }
 
   close(): Promise<void> {

@@ -13,16 +13,13 @@ export async function* completed<T>(more: () => boolean, window: () => number, t
   let head = 0; // settled[head..] are still to be yielded
   let wake: (() => void) | undefined;
   let running = 0;
-  const finish = (outcome: Settled) => {
+  const pace = paced ? new ConsumerPace() : undefined;
+  const finish = (outcome: Settled, started: number) => {
     running--;
     settled.push(outcome);
+    pace?.settled(performance.now() - started);
     wake?.();
   };
-  const pace = paced ? new ConsumerPace() : undefined;
-  const timed = pace && ((): Promise<T> => {
-    const started = performance.now();
-    return task().finally(() => pace.settled(performance.now() - started));
-  });
   while (more() || running > 0 || head < settled.length) {
     // One at a time (inline evaluation): no bookkeeping, one task after the other.
     if (running === 0 && head === settled.length && window() <= 1) {
@@ -32,9 +29,10 @@ export async function* completed<T>(more: () => boolean, window: () => number, t
     const limit = pace ? pace.limit(window()) : window();
     while (more() && running < Math.max(1, limit)) {
       running++;
-      (timed ?? task)().then(
-        (value) => finish({ ok: true, value }),
-        (error) => finish({ ok: false, error }),
+      const started = pace ? performance.now() : 0;
+      task().then(
+        (value) => finish({ ok: true, value }, started),
+        (error) => finish({ ok: false, error }, started),
       );
     }
     if (head === settled.length) {
