@@ -68,9 +68,9 @@ describe("warm-up on the example inputs", function () {
     assert.equal(started.report.error, undefined);
     assert.equal(started.costly, true);
     assert.equal(started.costlyReady, true, "ready when the warm-up ends: loaded, warmed and its costs measured");
-    // Of its eight threads the pool keeps two; the warm-up's batches of a cheap apply wait at those
+    // Of its eight threads the pool keeps four; the warm-up's batches of a cheap apply wait at those
     // and start no more (threads they started stayed a minute, at 11 MB or more each).
-    assert.equal(started.threads, 2);
+    assert.equal(started.threads, 4);
     assert.ok(started.report.pooledEvaluations > 0, `the main thread's side of the pool warmed too: ${JSON.stringify(started.report)}`);
     assert.equal(started.scalar, false);
     // What it measured on code not yet optimised, beside threads starting, is not the served requests' to go by.

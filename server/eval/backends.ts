@@ -36,8 +36,14 @@ import { DEFAULT_TASK_OVERHEAD_MS, WorkerPool } from "./pool";
 import { PoolEvaluator } from "./pool-evaluator";
 import type { ReplicaPool } from "./replicas";
 
-/** Threads an "auto" pool keeps while idle (all of them on two cores); the others start when jobs need them. */
-const AUTO_KEPT_THREADS = 2;
+/**
+ * Threads an "auto" pool keeps while idle (all of them on up to four cores); the others start when
+ * jobs need them. Four, not two: a thread started for a job is ready 0.2-0.3 s later (it loads the
+ * Tesseract and warms itself), after a short job (meshstats' dense Jacobian, 10-25 ms) has run on
+ * the threads kept; on a stand-in for 16 cores the dense heat stream peaked no higher with four kept
+ * (273-292 MB against 292-301: threads started mid-stream load and warm up beside it).
+ */
+const AUTO_KEPT_THREADS = 4;
 
 /** Quick applies in a row that bring Apply back to the event loop after one held it. */
 const QUICK_STREAK = 8;
@@ -273,7 +279,7 @@ export class EvaluationBackends {
   }
 
   /**
-   * The worker pool, started at its first use. A count of workers keeps them all; "auto" keeps two
+   * The worker pool, started at its first use. A count of workers keeps them all; "auto" keeps four
    * and starts the others as jobs queue batches for them (pool.ts, IDLE_RETIRE_MS).
    */
   private pool(threads: number): WorkerPool {

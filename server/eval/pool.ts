@@ -55,7 +55,7 @@ export const IDLE_TIDY_MS = 500;
  * How long a thread beyond those a pool keeps (`WorkerPoolOptions.keepThreads`) may wait for a task
  * before it is ended. Threads start as jobs queue batches for them (each loads the Tesseract and
  * warms itself first, worker.ts), so the pool holds what its jobs use: a stream its consumer paces
- * keeps two or three threads busy, not all of them (a 15-thread pool, every thread started, held
+ * keeps a few threads busy, not all of them (a 15-thread pool, every thread started, held
  * 250-290 MB idle and 600 MB under a dense heat stream).
  */
 export const IDLE_RETIRE_MS = 60_000;
