@@ -21,7 +21,7 @@ export function framedAnswer(rpc: string, encode: (response: unknown) => Buffer,
   if (message.length > maxBytes) {
     throw new TesseractError(Code.RESOURCE_EXHAUSTED, `the ${rpc} answer is ${message.length} bytes, over the ${maxBytes}-byte message limit (--max-message-bytes); ${ADVICE[rpc] ?? RAISE_LIMIT}`);
   }
-  const framed = FramedMessage.allocate(message.length);
-  message.copy(framed.frame, FRAME_PREFIX_BYTES);
-  return framed;
+  const frame = FramedMessage.allocate(message.length);
+  message.copy(frame, FRAME_PREFIX_BYTES);
+  return new FramedMessage(frame);
 }

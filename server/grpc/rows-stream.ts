@@ -8,7 +8,7 @@ import type { ServerWritableStream } from "@grpc/grpc-js";
 import { Code, TesseractError } from "../../common/errors";
 import { MAX_TIMER_MS } from "../../common/transport-defaults";
 import type { GradientRequest, JacobianRow, TesseractRuntime } from "../runtime";
-import type { FramedMessage } from "./framed-messages";
+import { FramedMessage } from "./framed-messages";
 import { encodeRowMessage, type SliceSpec } from "./row-encoding";
 
 /** Upper bounds of the protobuf framing around a row and around each slice (tags, lengths, varints). */
@@ -27,7 +27,9 @@ export type RowsMessage = Record<string, unknown> | FramedMessage;
  * Splits one row into messages of at most `budget` bytes, slices in output order, offsets increasing.
  * A sparse row's slices carry `indices` (and offset 0); an output the row does not touch has no slice.
  * Each message is encoded here (row-encoding.ts): a row is the one message of the stream that comes
- * by the thousand, and encoding it directly copies its values once.
+ * by the thousand, and encoding it directly copies its values once. A row the stream releases (a
+ * worker's results, result-lease.ts) is not copied: each message of one slice keeps its values as
+ * its tail, and the row is released once its messages are written (jacobianRowsMessages).
  */
 export function* rowMessages(row: JacobianRow, outputs: readonly { path: string }[], budget: number): Generator<FramedMessage> {
   const capacity = budget - ROW_OVERHEAD - Buffer.byteLength(row.inputPath);
@@ -36,7 +38,7 @@ export function* rowMessages(row: JacobianRow, outputs: readonly { path: string 
   let sent = false;
   const flush = () => {
     sent = true;
-    const message = encodeRowMessage(row.inputPath, row.inputIndex, slices);
+    const message = encodeRowMessage(row.inputPath, row.inputIndex, slices, row.release !== undefined);
     slices = [];
     used = 0;
     return message;
@@ -88,8 +90,14 @@ export async function* jacobianRowsMessages(runtime: TesseractRuntime, req: Grad
     if (!outputs && batch.length > 0) yield await header();
     const messages: RowsMessage[] = [];
     for (const row of batch) {
-      for (const message of rowMessages(row, outputs!, budget)) messages.push(message);
-      row.release?.(); // encoded: a copy
+      let last: FramedMessage | undefined;
+      for (const message of rowMessages(row, outputs!, budget)) {
+        messages.push(message);
+        if (message.tail) last = message;
+      }
+      // Its values copied into its messages, or sent from where they are: released once written (in order, so the last).
+      if (last) last.written = row.release;
+      else row.release?.();
     }
     yield messages;
   }
@@ -113,9 +121,19 @@ export async function writeAll(
   for await (const item of messages) {
     for (const message of Array.isArray(item) ? item : [item]) {
       checkDeadline(); // throws once the call is aborted, or its deadline has passed (calls.ts)
-      if (!call.write(message)) await drained(call, signal, stallMs);
+      if (!call.write(message, written(message))) await drained(call, signal, stallMs);
     }
   }
+}
+
+/**
+ * A message's callback for once it is written. grpc-js calls it only then; the stream, with an error,
+ * for a message still in its own buffer when the call ends (one that never reached the transport);
+ * a message the transport holds when the call ends is never called back, and its row is left to the collector.
+ */
+function written(message: RowsMessage): (() => void) | undefined {
+  const done = message instanceof FramedMessage ? message.written : undefined;
+  return done && (() => done());
 }
 
 async function drained(call: ServerWritableStream<unknown, unknown>, signal: AbortSignal, stallMs: number): Promise<void> {
