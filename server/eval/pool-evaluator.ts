@@ -187,7 +187,7 @@ export class PoolEvaluator implements Evaluator {
       this.learn(result.busyMs / evaluations);
       const failed = result.failed.length ? new Map(result.failed.map((f) => [f.index, f])) : undefined;
       const size = this.outputSize();
-      // An item (a pair's differences, or an evaluation) may become a row, which the stream releases once encoded (result-lease.ts).
+      // An item (a pair's differences, or an evaluation) may become a row, which the stream releases once written (result-lease.ts).
       leaseResults(result.values, size, result.finite === true);
       let item = 0;
       for (const p of batch) {

@@ -5,9 +5,10 @@
  * only once every object that referenced it is collected, and the promises that carried it waited
  * a worker's round trip: old by the time they resolve, they keep the buffer after they are dead,
  * until the next full collection (in-process, one worker, 69 600 rows of 185 KB: 220 full
- * collections, 2.6–3 s of the main thread's 9–10). A reader that has copied a row out (the stream's
- * encoder) releases it; once every item of a buffer is released, the buffer is detached, so its
- * memory goes at once, whatever still points at it. A row nobody releases is left to the collector.
+ * collections, 2.6–3 s of the main thread's 9–10). A reader done with a row releases it: the stream,
+ * once the row's messages are written (they carry its values from this buffer: rows-stream.ts). Once
+ * every item of a buffer is released, the buffer is detached, so its memory goes at once, whatever
+ * still points at it. A row nobody releases is left to the collector.
  * A lease also says whether the worker checked every value finite, so the main thread need not.
  */
 

@@ -41,7 +41,10 @@ export interface Row {
   unstructured?: string;
   /** Its values were checked finite by the pass that computed them (quotientRow): finiteRows passes it on as it is. */
   checked?: true;
-  /** For a reader that has copied the values out and reads them no more: their memory may go (result-lease.ts). */
+  /**
+   * For the reader that reads the values no more (copied out, or sent by the stream from where they
+   * are): their memory may go (result-lease.ts). Until then a row that has one is the reader's alone: nothing writes to it.
+   */
   release?: () => void;
 }
 
@@ -360,7 +363,7 @@ function centralRows(problem: Problem, steps: StepRule): AsyncGenerator<readonly
       Promise.all(lone.map(async ({ leaf, index }) => ({ leaf, index, values: (await central(problem, steps, leaf, index, 1)).values }))),
     ]);
     const pairRow = ({ leaf, index }: { leaf: number; index: number }, k: number): Row => {
-      // A worker's rows: released by the stream once encoded, and maybe checked finite there (result-lease.ts).
+      // A worker's rows: released by the stream once written, and maybe checked finite there (result-lease.ts).
       const item = leasedItem(quotients[k]);
       return { leaf, index, values: quotients[k], checked: item?.checked || undefined, release: item?.release };
     };
