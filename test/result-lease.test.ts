@@ -7,6 +7,8 @@
  */
 import { FramedMessage } from "../server/grpc/framed-messages";
 import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { leasedItem, leaseResults } from "../server/eval/result-lease";
 import { jacobianRowsMessages } from "../server/grpc/rows-stream";
 import { Algorithm, loadTesseract, SparsityMode } from "../index";
@@ -131,17 +133,22 @@ describe("result leases", () => {
     }
   });
 
-  // Rows split over messages of 1 KB, and whole (the default budget): each message a worker's values as its tail.
-  for (const streamChunkBytes of [1024, undefined]) describe(`served streams under two workers, ${streamChunkBytes ? `${streamChunkBytes}-byte messages` : "whole rows"}`, function () {
+  // Rows split over messages of 1 KB, whole (the default budget), and whole over TLS: each message a worker's values as its tail.
+  const tlsFile = (name: string) => fs.readFileSync(path.join(__dirname, "../../test/fixtures/tls", name));
+  for (const { streamChunkBytes, tls } of [{ streamChunkBytes: 1024 }, {}, { tls: true }] as { streamChunkBytes?: number; tls?: boolean }[]) describe(`served streams under two workers, ${streamChunkBytes ? `${streamChunkBytes}-byte messages` : "whole rows"}${tls ? " over TLS" : ""}`, function () {
     this.timeout(60000);
     // One step of heat with the default dt: J = I + r L, r = 0.45 (diagonal 1 - 2r, neighbours r).
-    const n = 200;
+    // Whole rows of 12 KB, 18 MB a stream: three at once outgrow the client's 16 MiB window, more than that window holds.
+    const n = streamChunkBytes ? 200 : 1500;
     const request = { inputs: sampleHeatInputs(n, 1), inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"], options: { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } };
     let server: Awaited<ReturnType<typeof startServer>>;
     let client: TesseractClient<HeatInputs, HeatOutputs>;
     before(async () => {
-      server = await startServer({ tesseract: "heat", host: "127.0.0.1", port: 0, workers: 2, streamChunkBytes, logger: silentLogger });
-      client = new TesseractClient<HeatInputs, HeatOutputs>(server.address, { inputs: HeatInputs, outputs: HeatOutputs });
+      const serverTls = tls ? { cert: tlsFile("server.crt"), key: tlsFile("server.key") } : undefined;
+      server = await startServer({ tesseract: "heat", host: "127.0.0.1", port: 0, workers: 2, streamChunkBytes, tls: serverTls, logger: silentLogger });
+      // The certificate names localhost; grpc-js would check the IP address.
+      const secure = tls ? { tls: { ca: tlsFile("ca.crt") }, channelOptions: { "grpc.ssl_target_name_override": "localhost" } } : {};
+      client = new TesseractClient<HeatInputs, HeatOutputs>(server.address, { inputs: HeatInputs, outputs: HeatOutputs }, secure);
     });
     after(async () => {
       client.close();
