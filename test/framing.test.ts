@@ -122,22 +122,22 @@ describe("gRPC framing", () => {
     assert.deepEqual(JacobianRowsResponse.decode(row.message).row?.slices[0].output_path, "y");
   });
 
-  it("a row message whose values are its tail: the frame written first, the tail handed to grpc-js; over the call's limit, both to grpc-js", () => {
+  it("a row message whose values are its last part: the frame written first, the values handed to grpc-js; over the call's limit, all of it to grpc-js", () => {
     const internals = require("@grpc/grpc-js/build/src/server-interceptors") as { BaseServerInterceptingCall: { prototype: { serializeMessage(this: unknown, m: unknown): Buffer } } };
     const serializeMessage = internals.BaseServerInterceptingCall.prototype.serializeMessage;
     const values = Float64Array.of(1.5, -2, 4);
     const row = encodeRowMessage("x", 3, [{ outputPath: "y", offset: 0, values, from: 0, count: 3 }], true);
-    assert.equal(row.tail?.length, 24);
+    assert.deepEqual(row.rest.map((part) => part.length), [24]);
     const writes: Buffer[] = [];
     const call = (maxSendMessageSize: number) => ({ maxSendMessageSize, stream: { write: (b: Buffer) => writes.push(b) }, maybeSendMetadata: () => writes.push(Buffer.from("headers")) });
-    assert.equal(serializeMessage.call(call(-1), row), row.tail, "the tail itself, not a copy");
+    assert.equal(serializeMessage.call(call(-1), row), row.rest[0], "the values themselves, not a copy");
     assert.deepEqual(writes, [Buffer.from("headers"), row.frame]);
-    const whole = Buffer.concat([row.frame, row.tail!]);
+    const whole = Buffer.concat([row.frame, ...row.rest]);
     assert.deepEqual(JacobianRowsResponse.decode(whole.subarray(5)).row?.slices[0].values?.data, Buffer.from(values.buffer));
     writes.length = 0;
     assert.deepEqual(serializeMessage.call(call(row.messageBytes - 1), row), whole, "grpc-js refuses it whole, nothing written before");
     assert.deepEqual(writes, []);
-    assert.deepEqual(serializeMessage.call(call(row.messageBytes), row), row.tail);
+    assert.deepEqual(serializeMessage.call(call(row.messageBytes), row), row.rest[0]);
     // Where the wrap is missing, the service's serializer gives grpc-js the whole message to frame.
     assert.deepEqual(loadDefinition().service.JacobianRows.responseSerialize(row), whole.subarray(5));
   });

@@ -101,10 +101,10 @@ describe("result leases", () => {
           const values = rows.get(row.input_index) ?? [];
           for (const slice of row.slices) values.push(...new Float64Array(new Uint8Array(slice.values!.data).buffer));
           rows.set(row.input_index, values);
-          if (message.tail) {
+          if (message.rest.length > 0) {
             // Sent from the worker's buffer: still there until the writer says the message is written.
             tails++;
-            assert.ok(message.tail.buffer.byteLength > 0, `row ${row.input_index}: its values were let go before they were written`);
+            assert.ok(message.rest[0].buffer.byteLength > 0, `row ${row.input_index}: its values were let go before they were written`);
             assert.ok(message.written, "a tail's row is released once written");
           }
           message.written?.(); // what writeAll's write callback does

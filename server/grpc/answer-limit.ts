@@ -3,10 +3,12 @@
  * grpc.max_send_message_length with its own RESOURCE_EXHAUSTED, "Sent message larger than max
  * (2400098 vs. 1048576)", which names neither the answer nor what to do. Each answer is encoded
  * here instead, once (sent as that frame: framed-messages.ts), and one over the limit is refused
- * saying what it was, its size, the limit and what to do.
+ * saying what it was, its size, the limit and what to do. The Jacobian's answer is sized before it
+ * is encoded, and sends its blocks' values as they are (jacobian-encoding.ts).
  */
 import { Code, TesseractError } from "../../common/errors";
 import { FramedMessage, FRAME_PREFIX_BYTES } from "./framed-messages";
+import { sizedJacobianAnswer, type JacobianAnswer } from "./jacobian-encoding";
 
 const RAISE_LIMIT = "raise it on the server and on the client (the SDK's maxMessageBytes, the CLI's --max-message-bytes)";
 
@@ -17,11 +19,14 @@ const ADVICE: Record<string, string> = {
 
 /** `response` encoded in its frame; RESOURCE_EXHAUSTED naming `rpc`'s answer when it is over `maxBytes`. */
 export function framedAnswer(rpc: string, encode: (response: unknown) => Buffer, response: unknown, maxBytes: number): FramedMessage {
-  const message = encode(response);
-  if (message.length > maxBytes) {
-    throw new TesseractError(Code.RESOURCE_EXHAUSTED, `the ${rpc} answer is ${message.length} bytes, over the ${maxBytes}-byte message limit (--max-message-bytes); ${ADVICE[rpc] ?? RAISE_LIMIT}`);
+  const sized = rpc === "Jacobian" ? sizedJacobianAnswer(response as JacobianAnswer) : undefined;
+  const message = sized ? undefined : encode(response);
+  const bytes = sized ? sized.bytes : message!.length;
+  if (bytes > maxBytes) {
+    throw new TesseractError(Code.RESOURCE_EXHAUSTED, `the ${rpc} answer is ${bytes} bytes, over the ${maxBytes}-byte message limit (--max-message-bytes); ${ADVICE[rpc] ?? RAISE_LIMIT}`);
   }
-  const frame = FramedMessage.allocate(message.length);
-  message.copy(frame, FRAME_PREFIX_BYTES);
+  if (sized) return sized.encode();
+  const frame = FramedMessage.allocate(bytes);
+  message!.copy(frame, FRAME_PREFIX_BYTES);
   return new FramedMessage(frame);
 }

@@ -13,37 +13,38 @@ import { wrapServerCallMethod } from "./call-internals";
 export const FRAME_PREFIX_BYTES = 5;
 
 /**
- * A message already in its frame: the bytes grpc-js would have written for it. A row of a worker's
- * results may leave its values where the worker put them: the frame then holds the message's first
- * bytes, and `tail` (a view of those values) its last; the two are written one after the other.
+ * A message already in its frame: the bytes grpc-js would have written for it. Big values may stay
+ * where they are (a worker's row, a Jacobian's blocks): the frame then holds the message's first
+ * bytes, and `rest` the others in order, views of those values among them; all are written one
+ * after the other.
  */
 export class FramedMessage {
-  /** Called once the message has been written (its tail is then no longer read): the writer calls it. */
+  /** Called once the message has been written (its `rest` is then no longer read): the writer calls it. */
   written?: () => void;
 
   constructor(
     readonly frame: Buffer,
-    readonly tail?: Buffer,
+    readonly rest: readonly Buffer[] = [],
   ) {}
 
-  /** A frame of `messageBytes` bytes of message, its prefix written: the caller writes the message from FRAME_PREFIX_BYTES on, all of it or all but a tail of `tailBytes`. */
-  static allocate(messageBytes: number, tailBytes = 0): Buffer {
+  /** A frame of `messageBytes` bytes of message, its prefix written: the caller writes the message from FRAME_PREFIX_BYTES on, all of it or all but `restBytes` at its end. */
+  static allocate(messageBytes: number, restBytes = 0): Buffer {
     // Uninitialised: the caller writes every byte of the message.
-    const frame = Buffer.allocUnsafe(FRAME_PREFIX_BYTES + messageBytes - tailBytes);
+    const frame = Buffer.allocUnsafe(FRAME_PREFIX_BYTES + messageBytes - restBytes);
     frame[0] = 0; // not compressed: grpc-js does not compress responses
     frame.writeUInt32BE(messageBytes, 1);
     return frame;
   }
 
-  /** The message's size in bytes, tail included. */
+  /** The message's size in bytes, `rest` included. */
   get messageBytes(): number {
-    return this.frame.length - FRAME_PREFIX_BYTES + (this.tail?.length ?? 0);
+    return this.rest.reduce((bytes, part) => bytes + part.length, this.frame.length - FRAME_PREFIX_BYTES);
   }
 
-  /** The message alone (a view; a copy where it has a tail). */
+  /** The message alone (a view; a copy where it has a `rest`). */
   get message(): Buffer {
     const head = this.frame.subarray(FRAME_PREFIX_BYTES);
-    return this.tail ? Buffer.concat([head, this.tail]) : head;
+    return this.rest.length > 0 ? Buffer.concat([head, ...this.rest]) : head;
   }
 }
 
@@ -61,14 +62,16 @@ export function sendFramedMessagesAsTheyAre(): boolean {
   return wrapServerCallMethod<SerializeMessage>("serializeMessage", (original) =>
     function (value) {
       if (!(value instanceof FramedMessage)) return original.call(this, value);
-      if (!value.tail) return value.frame;
+      const { rest } = value;
+      if (rest.length === 0) return value.frame;
       // Over the call's limit, the whole message goes to grpc-js, which refuses it before writing anything.
-      if (this.maxSendMessageSize !== -1 && value.messageBytes > this.maxSendMessageSize) return Buffer.concat([value.frame, value.tail]);
-      // The frame here, then the tail by grpc-js (its callback once both are written): one message on
-      // the stream, after the call's headers (sent with its first message, which is never a row).
+      if (this.maxSendMessageSize !== -1 && value.messageBytes > this.maxSendMessageSize) return Buffer.concat([value.frame, ...rest]);
+      // The frame and all but the last part here, the last by grpc-js (its callback once all are
+      // written): one message on the stream, after the call's headers (sent with its first message).
       this.maybeSendMetadata();
       this.stream.write(value.frame);
-      return value.tail;
+      for (let k = 0; k < rest.length - 1; k++) this.stream.write(rest[k]);
+      return rest[rest.length - 1];
     },
   );
 }

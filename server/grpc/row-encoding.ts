@@ -8,12 +8,13 @@
  * exactly the generated encoder's (test/row-encoding.test.ts): fields in number order, defaults left out.
  *
  * A message of one slice without estimates or indices ends with its values: asked to, the encoder
- * leaves them where they are, as the message's tail (framed-messages.ts), and copies nothing. A
+ * leaves them where they are, as the rest of the message (framed-messages.ts), and copies nothing. A
  * worker's row (185 KB of memory another core wrote) cost the main thread its copy and the page
  * faults of a fresh buffer, a quarter of its time streaming dense heat rows.
  */
 import { DataType } from "../../common/tensor-codec";
-import { FRAME_PREFIX_BYTES, FramedMessage } from "./framed-messages";
+import { FramedMessage } from "./framed-messages";
+import { fieldSize, MessageWriter, TAG_DATA, TAG_DATATYPE, TAG_SHAPE, varintSize } from "./message-writer";
 
 /** Values `from` to `from + count` of one output, as one RowSlice. */
 export interface SliceSpec {
@@ -35,19 +36,6 @@ const TAG_INDEX = (2 << 3) | 0; // JacobianRow.input_index, RowSlice.offset
 const TAG_SLICE = (3 << 3) | 2; // JacobianRow.slices, RowSlice.values
 const TAG_ERRORS = (4 << 3) | 2; // RowSlice.error_estimate
 const TAG_INDICES = (5 << 3) | 2; // RowSlice.indices (packed)
-const TAG_DATATYPE = (1 << 3) | 0; // Tensor.datatype
-const TAG_SHAPE = (2 << 3) | 2; // Tensor.shape (packed)
-const TAG_DATA = (3 << 3) | 2; // Tensor.data
-
-/** Bytes of a non-negative integer (at most 2^53) as a varint. */
-function varintSize(value: number): number {
-  let size = 1;
-  for (; value >= 128; size++) value = Math.floor(value / 128);
-  return size;
-}
-
-/** A length-delimited field of `length` bytes, with its one-byte tag and its length prefix. */
-const fieldSize = (length: number) => 1 + varintSize(length) + length;
 
 /** An FP64 Tensor of `count` values, shape [count] (its datatype, 11, takes one byte). */
 function tensorSize(count: number): number {
@@ -70,7 +58,7 @@ function indicesSize({ indices, from, count }: SliceSpec): number {
 /**
  * The message `{ row: { input_path, input_index, slices } }`, in its gRPC frame of exactly its size
  * (framed-messages.ts); with `valuesAsTail`, a message of one slice without estimates or indices
- * keeps that slice's values as its tail, a view (its values must then stay as they are until it is written).
+ * keeps that slice's values as the rest of the message, a view (its values must then stay as they are until it is written).
  */
 export function encodeRowMessage(inputPath: string, inputIndex: number, slices: readonly SliceSpec[], valuesAsTail = false): FramedMessage {
   const pathBytes = Buffer.byteLength(inputPath);
@@ -101,33 +89,17 @@ export function encodeRowMessage(inputPath: string, inputIndex: number, slices: 
 /** The bytes of `count` values from `from` on, as a view. */
 const bytesOf = (values: Float64Array, from: number, count: number) => Buffer.from(values.buffer, values.byteOffset + 8 * from, 8 * count);
 
-/** Writes fields into a frame sized for them beforehand (uninitialised: done() checks that every byte was written). */
-class Writer {
-  private at = FRAME_PREFIX_BYTES;
-
-  /** `tail`: the slice whose values are the message's tail, not written here. */
+/** The row's writer: an FP64 tensor's values copied once, or left to the message's last part. */
+class Writer extends MessageWriter {
+  /** `tail`: the slice whose values are the message's last part, not written here. */
   constructor(
-    private readonly buffer: Buffer,
+    buffer: Buffer,
     private readonly tail?: SliceSpec,
-  ) {}
-
-  varint(value: number): void {
-    for (; value >= 128; value = Math.floor(value / 128)) this.buffer[this.at++] = (value % 128) | 128;
-    this.buffer[this.at++] = value;
+  ) {
+    super(buffer);
   }
 
-  /** A varint field, or a length-delimited field's tag and length. */
-  varintField(tag: number, value: number): void {
-    this.buffer[this.at++] = tag;
-    this.varint(value);
-  }
-
-  string(tag: number, value: string, bytes: number): void {
-    this.varintField(tag, bytes);
-    this.at += this.buffer.write(value, this.at);
-  }
-
-  /** An FP64 Tensor of values `from` to `from + count`, their bytes copied once (or left to the tail). */
+  /** An FP64 Tensor of values `from` to `from + count`. */
   tensor(tag: number, values: Float64Array, from: number, count: number): void {
     this.varintField(tag, tensorSize(count));
     this.varintField(TAG_DATATYPE, DataType.DATA_TYPE_FP64);
@@ -135,13 +107,11 @@ class Writer {
     this.varint(count);
     if (count === 0) return;
     this.varintField(TAG_DATA, 8 * count);
-    if (this.tail?.values === values) return;
-    this.buffer.set(bytesOf(values, from, count), this.at);
-    this.at += 8 * count;
+    if (this.tail?.values !== values) this.raw(bytesOf(values, from, count));
   }
 
   done(): FramedMessage {
-    if (this.at !== this.buffer.length) throw new Error(`row message: ${this.at} bytes written, ${this.buffer.length} sized`);
-    return new FramedMessage(this.buffer, this.tail && bytesOf(this.tail.values, this.tail.from, this.tail.count));
+    this.checkWritten("row message");
+    return new FramedMessage(this.buffer, this.tail ? [bytesOf(this.tail.values, this.tail.from, this.tail.count)] : []);
   }
 }

@@ -28,8 +28,8 @@ export type RowsMessage = Record<string, unknown> | FramedMessage;
  * A sparse row's slices carry `indices` (and offset 0); an output the row does not touch has no slice.
  * Each message is encoded here (row-encoding.ts): a row is the one message of the stream that comes
  * by the thousand, and encoding it directly copies its values once. A row the stream releases (a
- * worker's results, result-lease.ts) is not copied: each message of one slice keeps its values as
- * its tail, and the row is released once its messages are written (jacobianRowsMessages).
+ * worker's results, result-lease.ts) is not copied: each message of one slice sends its values from
+ * where they are, and the row is released once its messages are written (jacobianRowsMessages).
  */
 export function* rowMessages(row: JacobianRow, outputs: readonly { path: string }[], budget: number): Generator<FramedMessage> {
   const capacity = budget - ROW_OVERHEAD - Buffer.byteLength(row.inputPath);
@@ -93,7 +93,7 @@ export async function* jacobianRowsMessages(runtime: TesseractRuntime, req: Grad
       let last: FramedMessage | undefined;
       for (const message of rowMessages(row, outputs!, budget)) {
         messages.push(message);
-        if (message.tail) last = message;
+        if (message.rest.length > 0) last = message;
       }
       // Its values copied into its messages, or sent from where they are: released once written (in order, so the last).
       if (last) last.written = row.release;
