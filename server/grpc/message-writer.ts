@@ -1,6 +1,6 @@
 /**
  * Protobuf messages written straight into their gRPC frame (framed-messages.ts), their size known
- * first: the writers of the messages that carry big arrays (row-encoding.ts, jacobian-encoding.ts).
+ * first: the writers of the messages that carry big arrays (row-encoding.ts, answer-encoding.ts).
  * Tags of one byte (field numbers up to 15), as those messages have.
  */
 import { FRAME_PREFIX_BYTES } from "./framed-messages";
