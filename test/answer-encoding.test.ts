@@ -12,7 +12,11 @@ import { SEND_AS_IS_BYTES, sizedApplyAnswer, sizedJacobianAnswer, type JacobianA
 import { framedAnswer } from "../server/grpc/answer-limit";
 import { loadDefinition } from "../server/grpc/definition";
 import { ApplyResponse, JacobianResponse } from "../generated/tesseract/v1/tesseract";
-import { Code } from "../index";
+import { Code, loadTesseract, SparsityMode, startServer } from "../index";
+import { TesseractClient } from "../client";
+import { silentLogger } from "../server/log";
+import { sampleHeatInputs } from "../server/tesseracts/samples";
+import { Inputs as HeatInputs, Outputs as HeatOutputs } from "../generated/tesseract/examples/heat/v1/heat";
 
 const { service } = loadDefinition();
 const serialize = service.Jacobian.responseSerialize;
@@ -118,5 +122,43 @@ describe("unary answers written into their frames", () => {
       (e: { code: number; message: string }) => e.code === Code.RESOURCE_EXHAUSTED && e.message.startsWith(`the Jacobian answer is ${bytes} bytes, over the ${bytes - 1}-byte message limit`),
     );
     assert.equal(framedAnswer("Jacobian", serialize, a, bytes).messageBytes, bytes);
+  });
+
+  describe("served, through grpc-js and the SDK", function () {
+    this.timeout(30000);
+    let server: Awaited<ReturnType<typeof startServer>>;
+    let client: TesseractClient<HeatInputs, HeatOutputs>;
+    before(async () => {
+      server = await startServer({ tesseract: "heat", host: "127.0.0.1", port: 0, workers: 0, logger: silentLogger });
+      client = new TesseractClient<HeatInputs, HeatOutputs>(server.address, { inputs: HeatInputs, outputs: HeatOutputs });
+    });
+    after(async () => {
+      client.close();
+      await server.close(1000);
+    });
+
+    it("a unary Jacobian whose 720 KB block is sent as it is: heat's analytic Jacobian, exact zeros off its band", async () => {
+      // One step of heat with the default dt: J = I + r L, r = 0.45 (diagonal 1 - 2r, neighbours r).
+      const n = 300;
+      const result = await client.jacobian({ inputs: sampleHeatInputs(n, 1), inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"], options: { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } });
+      const J = result.block("final_temperature", "initial_temperature");
+      assert.ok(8 * J.size >= SEND_AS_IS_BYTES);
+      for (let i = 0; i < n; i++) {
+        for (let j = 0; j < n; j++) {
+          const expected = i === j ? 0.1 : Math.abs(i - j) === 1 ? 0.45 : 0;
+          const value = J.get(i, j);
+          if (expected === 0) assert.equal(value, 0, `J[${i}, ${j}]`);
+          else assert.ok(Math.abs(value - expected) < 1e-9, `J[${i}, ${j}] = ${value}, expected ${expected}`);
+        }
+      }
+    });
+
+    it("an Apply whose 160 KB outputs message is sent as it is: the values apply gives here", async () => {
+      const inputs = sampleHeatInputs(20_000, 1);
+      const { final_temperature } = await client.apply(inputs);
+      const expected = (loadTesseract("heat").definition.apply(inputs as never) as { final_temperature: { data: Float64Array } }).final_temperature.data;
+      assert.ok(8 * expected.length >= SEND_AS_IS_BYTES);
+      assert.deepEqual(Array.from(final_temperature!.data as Float64Array), Array.from(expected));
+    });
   });
 });
