@@ -4,8 +4,8 @@
  * message by allocating a buffer 5 bytes longer and copying the message into it. For JacobianRows'
  * rows (185 KB each, by the thousand) that copy was an eighth of the main thread's time while
  * streaming; a row encoded into its frame from the start is sent as it is. Where this grpc-js has
- * no serializeMessage to wrap, the service's serializer hands grpc-js the message part (a view), and
- * grpc-js frames it as usual. test/framing.test.ts calls the wrapped method, so a grpc-js upgrade
+ * no serializeMessage to wrap, the service's serializer hands grpc-js the message part (a view, or
+ * its parts joined), and grpc-js frames it as usual. test/framing.test.ts calls the wrapped method, so a grpc-js upgrade
  * that moves it fails the tests.
  */
 import { wrapServerCallMethod } from "./call-internals";
