@@ -31,6 +31,21 @@ export function meshJacobian(N: number, output: "first_point_coordinates" | "bar
   return J;
 }
 
+/**
+ * heat's one-step Jacobian (n × n, default dt) as `J` gives it: J = I + r L with r = 0.45, so 0.1 on
+ * the diagonal and 0.45 beside it to rounding, and exactly 0 everywhere else.
+ */
+export function assertHeatOneStep(J: { get(i: number, j: number): number }, n: number): void {
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      const expected = i === j ? 0.1 : Math.abs(i - j) === 1 ? 0.45 : 0;
+      const value = J.get(i, j);
+      if (expected === 0) assert.equal(value, 0, `J[${i}, ${j}]`);
+      else assert.ok(Math.abs(value - expected) < 1e-9, `J[${i}, ${j}] = ${value}, expected ${expected}`);
+    }
+  }
+}
+
 /** Copies of the leaves' data with a perturbation applied: what a test evaluator hands its function. */
 export function perturbedCopies(leaves: readonly { data: Float64Array | Float32Array }[], perturbation: Perturbation): Float64Array[] {
   const xs = leaves.map((l) => Float64Array.from(l.data));
