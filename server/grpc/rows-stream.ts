@@ -129,11 +129,11 @@ export async function writeAll(
 /**
  * A message's callback for once it is written. grpc-js calls it only then; the stream, with an error,
  * for a message still in its own buffer when the call ends (one that never reached the transport);
- * a message the transport holds when the call ends is never called back, and its row is left to the collector.
+ * a message the transport holds when the call ends is never called back, and its row is left to the
+ * collector. (A release takes no arguments: the error, where there is one, changes nothing.)
  */
 function written(message: RowsMessage): (() => void) | undefined {
-  const done = message instanceof FramedMessage ? message.written : undefined;
-  return done && (() => done());
+  return message instanceof FramedMessage ? message.written : undefined;
 }
 
 async function drained(call: ServerWritableStream<unknown, unknown>, signal: AbortSignal, stallMs: number): Promise<void> {
