@@ -23,7 +23,8 @@ export { BoolArray, DataType, decodeTensor, encodeTensor, toFloat64 } from "./co
 
 // ---------------------------------------------------------------------------------------------
 // For libraries: a loaded Tesseract and its endpoints over decoded trees, without a transport.
-export { loadTesseract, BUNDLED } from "./server/loader";
+export { loadTesseract } from "./server/loader";
+export { BUNDLED } from "./server/find-tesseract";
 export { loadTesseractCore, isTesseractCoreUrl, type TesseractCoreOptions } from "./server/bridge/tesseract-core";
 export { TesseractRuntime, type GradientRequest, type EvaluationStats, type VectorProduct, type JacobianRow, type JacobianRowStream, type PathShape } from "./server/runtime";
 export type { EvaluationSettings } from "./server/eval/backends";

@@ -2,7 +2,6 @@
  * A loaded Tesseract: its definition, its schema, and every endpoint as a method over decoded trees
  * (ndarray leaves). The gRPC layer converts to and from the wire; tests and embedders call this.
  */
-import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
 import { checkGradients, type CheckGradientsRequest, type CheckGradientsResult } from "./checking/check-gradients";
 import { Code, invalidArgument, isTesseractError, listed, quote, TesseractError } from "../common/errors";
@@ -26,13 +25,13 @@ import { Problem } from "./fd/problem";
 import { vjp } from "./fd/vjp";
 import { isPattern, matchesPattern, parsePath } from "../common/paths";
 import { isPlainObject } from "../common/records";
-import type * as protobuf from "protobufjs";
 import { inSlot, type RemoteApply } from "./eval/concurrent";
-import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
+import { TesseractSchema, type AnyMessage } from "./schema/schema";
 import type { EnumLiterals } from "./schema/json-messages";
 import type { DocumentedSchema, RequiredFields } from "./schema/openapi-proto";
-import { DataType, dataTypeOfArray, DEFAULT_LIMITS, isNdArray, toFloat64, type DecodeLimits } from "../common/tensor-codec";
+import { DataType, dataTypeOfArray, isNdArray, toFloat64 } from "../common/tensor-codec";
 import type { AbstractEvalAnswer, AbstractOutput, AnyTesseract, DomainBounds, SparsityPattern } from "./tesseract";
+import { failedIn, LoadedTesseract, type SchemaRoot } from "./loaded-tesseract";
 
 export interface EvaluationStats {
   apply_calls: number;
@@ -147,11 +146,7 @@ export interface Readiness {
 }
 
 /** A schema made elsewhere (a tesseract-core runtime's /openapi.json), with the .proto files reflection serves. */
-export interface PreparedSchema {
-  root: protobuf.Root;
-  /** Absolute paths of .proto files declaring the same types, for the gRPC service definition and reflection. */
-  protoFiles: string[];
-  protoIncludeDirs?: string[];
+export interface PreparedSchema extends SchemaRoot {
   /** Apply that runs elsewhere and may run many times at once (evaluations then never use worker threads). */
   remoteApply?: RemoteApply;
   /** Per enum (full name), the Tesseract's own Literal value for each value number (none for 0): how its JSON gives them. */
@@ -174,15 +169,9 @@ export interface PreparedSchema {
   release?: () => void;
 }
 
-export class TesseractRuntime {
-  readonly schema: TesseractSchema;
-
+export class TesseractRuntime extends LoadedTesseract {
   /** How evaluations run (inline unless `useEvaluation` says otherwise). */
   private backends = new EvaluationBackends(this);
-
-  /** Absolute paths of the Tesseract's .proto files and extra import folders. */
-  readonly protoFiles: string[];
-  readonly protoIncludeDirs: string[];
 
   /** Set for a Tesseract whose apply runs elsewhere (see EvaluationTarget). */
   readonly remoteApply?: RemoteApply;
@@ -214,16 +203,10 @@ export class TesseractRuntime {
    * `moduleDir` anchors the definition's relative .proto paths. `source` (a bundled name or module
    * path) lets worker threads load the same Tesseract.
    */
-  constructor(
-    readonly definition: AnyTesseract,
-    moduleDir: string,
-    readonly source?: string,
-    prepared?: PreparedSchema,
-  ) {
+  constructor(definition: AnyTesseract, moduleDir: string, source?: string, prepared?: PreparedSchema) {
+    super(definition, moduleDir, source, prepared);
     if (prepared) {
       this.prepared = prepared;
-      this.protoFiles = prepared.protoFiles;
-      this.protoIncludeDirs = prepared.protoIncludeDirs ?? [];
       this.remoteApply = prepared.remoteApply;
       this.enumLiterals = prepared.enumLiterals ?? {};
       this.requiredFields = prepared.requiredFields ?? {};
@@ -232,14 +215,8 @@ export class TesseractRuntime {
       this.requestsSent = prepared.requestsSent;
       this.requestsHeld = prepared.requestsHeld;
       this.readiness = prepared.readiness;
-      this.schema = new TesseractSchema(prepared.root, definition.inputType, definition.outputType);
       return;
     }
-    const resolve = (p: string) => path.resolve(moduleDir, p);
-    this.protoFiles = definition.protoFiles.map(resolve);
-    this.protoIncludeDirs = [moduleDir, ...(definition.protoIncludeDirs ?? []).map(resolve)];
-    const root = loadRoot(this.protoFiles, this.protoIncludeDirs);
-    this.schema = new TesseractSchema(root, definition.inputType, definition.outputType);
     this.checkDeclarations();
   }
 
@@ -285,59 +262,19 @@ export class TesseractRuntime {
     this.prepared?.release?.();
   }
 
-  /** Tensor limits for everything decoded from requests (`--max-tensor-elements`, `--max-tensor-bytes`). */
-  decodeLimits: DecodeLimits = DEFAULT_LIMITS;
-
   /** Structures learned from dense Jacobians, for SPARSITY_MODE_DETECT (bounded). */
   readonly detectedSparsity = new DetectedPatterns();
-
-  /** Apply calls made so far in this thread or on its behalf, by every endpoint (for metrics). */
-  evaluations = 0;
-
-  /**
-   * Any -> tree, then the Tesseract's own validation. A validate that throws something else than a
-   * TesseractError is answered as a throwing apply is (UNKNOWN with its message), not as a bug here.
-   */
-  decodeInputs(any: AnyMessage | null | undefined, field = "inputs", limits = this.decodeLimits): Record<string, unknown> {
-    return this.validated(this.schema.inputs.decodeAny(any, field, { limits }));
-  }
-
-  /** `inputs` once the Tesseract's own validation accepts them. */
-  private validated(inputs: Record<string, unknown>): Record<string, unknown> {
-    try {
-      this.definition.validate?.(inputs);
-    } catch (e) {
-      if (isTesseractError(e)) throw e;
-      throw failedIn("validate", e);
-    }
-    return inputs;
-  }
 
   /** The Apply RPC, wire to wire: in a worker thread when the server has a pool, else here. */
   async applyMessage(any: AnyMessage | null | undefined, signal?: AbortSignal): Promise<AnyMessage> {
     return this.backends.applyMessage(any, signal);
   }
 
-  encodeOutputs(outputs: unknown): AnyMessage {
-    return this.schema.outputs.encodeAny(outputs);
-  }
-
-  /**
-   * Runs apply once, here; a failure that is not a TesseractError becomes UNKNOWN with its message.
-   * `timeoutMs` gives up on an asynchronous apply that takes longer; `signal` aborts a remote one.
-   */
-  async apply(inputs: Record<string, unknown>, timeoutMs = 0, signal?: AbortSignal): Promise<unknown> {
-    this.evaluations++;
+  /** One apply call: here, or on the runtime elsewhere that serves this Tesseract (a tesseract-core runtime's). */
+  protected override async evaluate(inputs: Record<string, unknown>, timeoutMs: number, signal?: AbortSignal): Promise<unknown> {
     const remote = this.remoteApply;
-    try {
-      if (remote) return await inSlot(remote, signal, () => withAbortingTimeout(timeoutMs, signal, (aborting) => remote.apply(inputs, aborting), " (Apply)"));
-      const outputs = await withTimeout(Promise.resolve().then(() => this.definition.apply(inputs)), timeoutMs);
-      this.schema.outputs.checkDeclared(outputs);
-      return outputs;
-    } catch (e) {
-      if (isTesseractError(e)) throw e;
-      throw failedIn("apply", e);
-    }
+    if (!remote) return super.evaluate(inputs, timeoutMs);
+    return inSlot(remote, signal, () => withAbortingTimeout(timeoutMs, signal, (aborting) => remote.apply(inputs, aborting), " (Apply)"));
   }
 
   /**
@@ -657,11 +594,6 @@ function declaredSparsity(definition: AnyTesseract, schema: TesseractSchema, inp
     }
   });
   return patterns?.length ? (patterns as SparsityPattern[]) : undefined;
-}
-
-/** What the Tesseract's own code threw (not a TesseractError): UNKNOWN with its message, naming the function. */
-function failedIn(what: string, e: unknown): TesseractError {
-  return new TesseractError(Code.UNKNOWN, `${what} failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
 }
 
 /** What abstractEval answered, as the contract has it: a list of {path, shape, datatype}; else its author's mistake, named. */

@@ -17,7 +17,7 @@ import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBu
 import type { IContainer } from "kubernetes-models/v1/Container";
 import type { IPodSpec } from "kubernetes-models/v1/PodSpec";
 import { buildProgram } from "../cli/cli";
-import { BUNDLED } from "../server/loader";
+import { BUNDLED } from "../server/find-tesseract";
 
 const ROOT = path.join(__dirname, "../..");
 const DEPLOY = "deploy/kubernetes";

@@ -11,8 +11,10 @@ import ndarray from "ndarray";
 import { Code, isTesseractError } from "../../common/errors";
 import { OutputSelector } from "./outputs";
 import { inputLeaf } from "./input-leaf";
-// The one import that goes up the floors: a worker thread loads the runtime it evaluates.
-import { loadTesseract } from "../loader";
+// The imports that go up the floors: a worker thread loads the Tesseract it evaluates (without the
+// runtime's endpoints, which it does not serve).
+import { findTesseract } from "../find-tesseract";
+import { LoadedTesseract } from "../loaded-tesseract";
 import { floatingPaths, getAtPath, parsePath, withLeaf } from "../../common/paths";
 import { InputGuard } from "./input-guard";
 import { InlineEvaluator } from "./inline";
@@ -21,13 +23,14 @@ import { collectEvery, fullCollection, minorCollection, OutputGarbage } from "./
 import { reviveTree, shareTree } from "./shared-tree";
 import { type ApplyResult, type ApplyTask, type BatchResult, type BatchTask, type TaskError, packElementPairs, unpackElementPairs, unpackPerturbations } from "./worker-task";
 
-type Runtime = ReturnType<typeof loadTesseract>;
+const runtimes = new Map<string, LoadedTesseract>();
 
-const runtimes = new Map<string, Runtime>();
-
-function runtimeOf(tesseract: string): Runtime {
+function runtimeOf(tesseract: string): LoadedTesseract {
   let runtime = runtimes.get(tesseract);
-  if (!runtime) runtimes.set(tesseract, (runtime = loadTesseract(tesseract)));
+  if (!runtime) {
+    const { definition, moduleDir, source } = findTesseract(tesseract);
+    runtimes.set(tesseract, (runtime = new LoadedTesseract(definition, moduleDir, source)));
+  }
   return runtime;
 }
 
