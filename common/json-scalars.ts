@@ -20,13 +20,19 @@ export const INT_RANGES: Readonly<Record<string, [number, number]>> = {
   fixed64: [0, Number.MAX_SAFE_INTEGER],
 };
 
+/** A decimal number written as a string: digits, maybe a point and an exponent (no hex, no "Infinity"). */
+const DECIMAL = /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
+const TRUE_WORDS: readonly unknown[] = [1, "1", "true", "t", "yes", "y", "on"];
+const FALSE_WORDS: readonly unknown[] = [0, "0", "false", "f", "no", "n", "off"];
 
 /** `v` as the value of a scalar field of protobuf type `type` ("int32", "double", "bytes", ...); INVALID_ARGUMENT naming `where` otherwise. */
 export function jsonScalar(type: string, v: unknown, where: string): unknown {
   if (type === "double" || type === "float") {
+    // A decimal string too, as protobuf's JSON and pydantic take one ("0.5"; integer fields took "4").
+    const n = typeof v === "string" && DECIMAL.test(v) ? Number(v) : v;
     // JSON's numbers are finite: an infinite one was a literal beyond FP64's range.
-    if (typeof v === "number" && Number.isFinite(v)) return v;
-    throw invalidArgument(`${where} is ${shown(v)}, expected ${typeof v === "number" ? "a finite number" : "a number"}`);
+    if (typeof n === "number" && Number.isFinite(n)) return n;
+    throw invalidArgument(`${where} is ${shown(v)}, expected ${typeof n === "number" ? "a finite number" : "a number"}`);
   }
   if (Object.hasOwn(INT_RANGES, type)) {
     const [lo, hi] = INT_RANGES[type];
@@ -38,6 +44,10 @@ export function jsonScalar(type: string, v: unknown, where: string): unknown {
   }
   if (type === "bool") {
     if (typeof v === "boolean") return v;
+    // What pydantic takes for a bool besides true and false (a tesseract-core client's 1 was refused).
+    const word = typeof v === "string" ? v.toLowerCase() : v;
+    if (TRUE_WORDS.includes(word)) return true;
+    if (FALSE_WORDS.includes(word)) return false;
     throw invalidArgument(`${where} is ${shown(v)}, expected true or false`);
   }
   if (type === "string") {

@@ -740,6 +740,18 @@ describe("tesseract-core bridge: Literals of any values, required fields", funct
       const [entry] = ((await res.json()) as { detail: { type: string; loc: unknown[]; msg: string }[] }).detail;
       // pydantic's type and msg for it (it was value_error; then our gRPC message).
       assert.deepEqual([entry.type, entry.loc, entry.msg], ["missing", ["body", "inputs", "mesh", "n_points"], "Field required"]);
+      // A required list or dict left out of a REST body (converted, it went to the runtime as an empty one, answered 200).
+      const { layers: _layers, ...withoutLayers } = restInputs({}).inputs;
+      const { cell_data: _cells, ...meshWithoutCells } = restInputs({}).inputs.mesh;
+      for (const [body, loc] of [
+        [{ inputs: withoutLayers }, ["body", "inputs", "layers"]],
+        [{ inputs: { ...withoutLayers, layers: [], mesh: meshWithoutCells } }, ["body", "inputs", "mesh", "cell_data"]],
+      ] as const) {
+        const refused = await postJson(`${rest}/apply`, body);
+        assert.equal(refused.status, 422);
+        const [missing] = ((await refused.json()) as { detail: { type: string; loc: unknown[]; msg: string }[] }).detail;
+        assert.deepEqual([missing.type, missing.loc, missing.msg], ["missing", loc, "Field required"]);
+      }
       assert.equal(fake.applyCalls, 0);
       await postJson(`${rest}/apply`, restInputs({}, { n_points: 0 }));
       assert.strictEqual((seen.at(-1)!.mesh as { n_points: unknown }).n_points, 0);

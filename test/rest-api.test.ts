@@ -196,6 +196,14 @@ describe("tesseract-core's REST API", () => {
     const ints = await post(base(vec), "apply", { inputs: { ...inputs, a: arr([1, 2, 3], [3], "int32") } });
     assert.equal(ints.status, 422, ints.text);
     assert.equal(ints.json.detail[0].msg, "Value error, a has datatype int32, expected float32 or float64");
+    // Scalars as pydantic's lax mode takes them (1 for a bool and "2" for a double were refused).
+    const normalized = await post(base(vec), "apply", { inputs: { ...inputs, normalize: true } });
+    for (const normalize of [1, "yes", "True"]) {
+      const lax = await post(base(vec), "apply", { inputs: { ...inputs, normalize } });
+      assert.deepEqual(lax.json, normalized.json, `normalize: ${JSON.stringify(normalize)}`);
+    }
+    assert.deepEqual((await post(base(vec), "apply", { inputs: { ...inputs, normalize: 0 } })).json, apply.json);
+    assert.equal((await post(base(vec), "apply", { inputs: { ...inputs, normalize: 2 } })).json.detail[0].msg, "Value error, inputs.normalize is 2, expected true or false");
     const ta = [1, 0, -1];
     const jvp = await post(base(vec), "jacobian_vector_product", { inputs, jvp_inputs: ["a", "s"], jvp_outputs: ["result"], tangent_vector: { a: arr(ta, [3]), s: arr([0.5], [], "float64", "json") } });
     assert.equal(jvp.status, 200, jvp.text);
@@ -465,6 +473,8 @@ describe("tesseract-core's REST API", () => {
       // One character past whole bytes: Node's decoder dropped it (200), Python's refuses it.
       ["apply", { inputs: { mesh: { ...meshInputs().mesh, points: { shape: [N, 3], dtype: "float64", data: { buffer: Buffer.alloc(24 * N).toString("base64") + "A", encoding: "base64" } } } } }, ["body", "inputs", "mesh", "points", "data", "buffer"], new RegExp(`is not valid base64: its ${32 * N + 1} characters are 1 more than a multiple of 4$`)],
       ["jacobian", { inputs: meshInputs(), jac_inputs: ["mesh.nope"], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /does not exist/],
+      // An element of an array named with its index: located at the array (it was the body).
+      ["jacobian", { inputs: { mesh: { ...meshInputs().mesh, points: { shape: [N, 3], dtype: "float64", data: { buffer: Buffer.from(new Float64Array(3 * N).fill(NaN).buffer).toString("base64"), encoding: "base64" } } } }, jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"] }, ["body", "inputs", "mesh", "points"], /^Value error, mesh\.points\[0, 0\] is NaN: finite differences need finite inputs$/],
       ["jacobian", { inputs: meshInputs(), jac_inputs: [], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /^Value error, jac_inputs must NOT have fewer than 1 items$/],
       ["jacobian", { inputs: meshInputs(), jac_inputs: ["mesh.points", "mesh.points"], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /jac_inputs: input path "mesh\.points" is listed more than once$/],
       ["jacobian", { inputs: meshInputs(), jac_inputs: "mesh.points", jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs"], /^Value error, jac_inputs must be a list$/],

@@ -75,8 +75,8 @@ const isDigit = (c: string | undefined) => c !== undefined && c >= "0" && c <= "
 
 /**
  * The path a message starts with (`mesh.points has …`, `tangent_vector.{a\}b}: …`), as loc items:
- * names, `[i]` indices and `{key}` map keys (backslash escapes), joined by dots and followed by a
- * space, a colon or the end; undefined when the message starts otherwise. Read in one pass: a
+ * names, `[i]` indices and `{key}` map keys (backslash escapes), joined by dots, maybe an element's
+ * index (`a[0, 2]`, left out), and followed by a space, a colon or the end; undefined when the message starts otherwise. Read in one pass: a
  * message may hold a caller's key of megabytes, and a regular expression with an alternation per
  * key character overflowed its backtracking stack on one of 9 MB (a 500 for a body's mistake).
  */
@@ -113,6 +113,12 @@ export function leadingPath(message: string): Loc | undefined {
       parts.push(message.slice(from, at++));
       items.push(parts.join(""));
     } else if (!name()) return undefined;
+  }
+  // An element of the array the path names (`a[0]`, `mesh.points[3, 1]`): the loc is the array's, as pydantic's for an array.
+  if (message[at] === "[") {
+    const start = ++at;
+    while (isDigit(message[at]) || message[at] === "," || message[at] === " ") at++;
+    if (at === start || message[at++] !== "]") return undefined;
   }
   return at === message.length || /[\s:]/.test(message[at]) ? items : undefined;
 }
