@@ -13,6 +13,8 @@ import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
 import * as net from "node:net";
 import { once } from "node:events";
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
 import { call, freePort, serveProcess } from "./helpers";
 import { SparsityMode } from "../index";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
@@ -34,6 +36,25 @@ function jacobianRequest(runtime: TesseractRuntime) {
 }
 
 const status = (e: unknown) => (e as grpc.ServiceError).code;
+
+/** Every process below `pid` (its children, theirs, ...), from /proc. */
+function processesUnder(pid: number): number[] {
+  const parentOf = (p: string) => Number(fs.readFileSync(`/proc/${p}/stat`, "utf8").split(") ")[1]?.split(" ")[1]);
+  const all = fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p));
+  const below: number[] = [];
+  for (let frontier = [pid]; frontier.length; ) {
+    const next = all.filter((p) => {
+      try {
+        return frontier.includes(parentOf(p));
+      } catch {
+        return false;
+      }
+    }).map(Number);
+    below.push(...next);
+    frontier = next;
+  }
+  return below;
+}
 
 describe("server lifecycle and limits", () => {
   let server: RunningServer | undefined;
@@ -153,6 +174,42 @@ describe("server lifecycle and limits", () => {
       assert.equal(served.stderrTail().split('"msg":"shutting down"').length - 1, 1, "one drain");
     } finally {
       silent.destroy();
+    }
+  });
+
+  it("`npm start` stopped by a SIGTERM to npm alone (a process manager's, kill <npm's pid>) stops the server: nothing is left listening (the server went on, its parent gone)", async () => {
+    const root = path.join(__dirname, "../..");
+    const npm = spawn("npm", ["start", "--silent", "--", "--port", "0", "--warm-up-ms", "0"], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    npm.stdout!.on("data", (d: Buffer) => (stdout += d));
+    npm.stderr!.resume();
+    const children: number[] = [];
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        npm.stdout!.on("data", () => {
+          const m = /listening on 127\.0\.0\.1:(\d+)/.exec(stdout);
+          if (m) resolve(Number(m[1]));
+        });
+        npm.once("exit", () => reject(new Error(`npm start exited before listening: ${stdout}`)));
+      });
+      children.push(...processesUnder(npm.pid!));
+      npm.kill("SIGTERM");
+      await once(npm, "exit");
+      // The server's own drain ends with its exit; then the port refuses.
+      const refused = await new Promise<boolean>((resolve) => {
+        const socket = net.connect(port, "127.0.0.1");
+        socket.once("connect", () => (socket.destroy(), resolve(false)));
+        socket.once("error", () => resolve(true));
+      });
+      assert.ok(refused, `port ${port} still answers after npm start was stopped`);
+    } finally {
+      for (const pid of children) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // gone, as it should be
+        }
+      }
     }
   });
 
