@@ -16,7 +16,9 @@ const UNAVAILABLE_RULES = {
   unresolved: (address: string) => `cannot resolve the host of ${address} — ${urlAddressHint(address, "--tls") ?? "check --address (HOST:PORT)"}`,
   "not TLS": (address: string) => `${address} does not answer TLS — leave out --tls and the --tls-* flags for a plaintext server`,
   untrusted: (address: string) => `${address}'s certificate is not trusted — name the CA that signed it with --tls-ca (and connect by a host name the certificate names)`,
-  closed: (address: string) => `${address} closed the connection before gRPC began — a TLS server needs --tls, with --tls-ca naming the CA that signed its certificate; a plaintext server needs no --tls`,
+  "certificate required": (address: string) => `${address} requires a client certificate (mutual TLS) — pass --tls-cert and --tls-key, a certificate signed by a CA the server trusts (its --tls-client-ca)`,
+  "certificate refused": (address: string) => `${address} refused the client certificate — pass one (--tls-cert, --tls-key) signed by a CA the server trusts (its --tls-client-ca)`,
+  closed: (address: string) => `${address} closed the connection before gRPC began — a TLS server needs --tls, with --tls-ca naming the CA that signed its certificate (under mutual TLS, with --tls-cert and --tls-key, a certificate the server trusts); a plaintext server needs no --tls`,
   "not gRPC": (address: string) => `${address} is no gRPC server (it answered HTTP/1) — point --address at the gRPC port, not the REST API's (--http-port)`,
 };
 

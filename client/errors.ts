@@ -58,7 +58,7 @@ const CONNECTION_LOST = /^(Connection dropped|read (ECONNRESET|ETIMEDOUT)|socket
 const SESSION_CLOSED = /^Received RST_STREAM with code \d+ triggered by internal client error: Session closed with error code \d+$/;
 
 /** What was wrong with the connection, read from grpc-js's words for it; undefined for anything else (the server's own UNAVAILABLE included). */
-export function connectionProblem(code: number, details: string): "refused" | "unresolved" | "not TLS" | "untrusted" | "closed" | "not gRPC" | "lost" | undefined {
+export function connectionProblem(code: number, details: string): "refused" | "unresolved" | "not TLS" | "untrusted" | "certificate required" | "certificate refused" | "closed" | "not gRPC" | "lost" | undefined {
   if (code === status.INTERNAL) return SESSION_CLOSED.test(details) ? "lost" : undefined;
   if (code !== status.UNAVAILABLE) return undefined;
   if (/^Name resolution failed for target /.test(details)) return "unresolved";
@@ -68,6 +68,9 @@ export function connectionProblem(code: number, details: string): "refused" | "u
   if (/wrong version number|WRONG_VERSION_NUMBER/.test(details)) return "not TLS";
   // Node's words for a certificate chain the client does not trust (grpc-js passes them on now and then).
   if (/unable to verify the first certificate|self[- ]signed certificate|unable to get (local )?issuer certificate|certificate has expired|Hostname\/IP does not match/.test(details)) return "untrusted";
+  // OpenSSL's alerts from a server with mutual TLS: no client certificate sent (116), or one it does not trust.
+  if (/alert certificate required|SSL alert number 116\b/.test(details)) return "certificate required";
+  if (/alert (bad certificate|unknown ca|certificate unknown|certificate expired)|SSL alert number (42|45|46|48)\b/.test(details)) return "certificate refused";
   // Closed before HTTP/2 began: a TLS server to a plaintext client, a TLS client refusing the server's
   // certificate (grpc-js keeps the TLS error to itself), or a peer that closes what it accepts.
   if (/^No connection established\. Last error: Failed to connect\b/.test(details)) return "closed";
@@ -100,8 +103,12 @@ function connectionHint(code: number, details: string, call: CallPlace | undefin
       return "the server does not answer TLS: connect without TLS credentials";
     case "untrusted":
       return "the client does not trust the server's certificate: give the client's `tls.ca` the CA that signed it (and the host name the certificate names)";
+    case "certificate required":
+      return "the server requires a client certificate (mutual TLS): give the client's `tls` a `cert` and `key` signed by a CA the server trusts";
+    case "certificate refused":
+      return "the server refused the client's certificate: give the client's `tls` a `cert` and `key` signed by a CA the server trusts";
     case "closed":
-      return "the connection was closed before gRPC began: a TLS server needs the client's `tls` option, whose `ca` must trust the server's certificate; a plaintext server needs no `tls`";
+      return "the connection was closed before gRPC began: a TLS server needs the client's `tls` option, whose `ca` must trust the server's certificate (under mutual TLS, with a `cert` and `key` the server trusts); a plaintext server needs no `tls`";
     case "not gRPC":
       return "the server at the address is no gRPC server (it answered HTTP/1): connect to the gRPC port, not the REST API's (--http-port)";
     case "unresolved":

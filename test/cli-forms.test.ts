@@ -188,8 +188,12 @@ describe("CLI forms", () => {
       assert.equal(explainError(error(status.UNAVAILABLE, "Name resolution failed for target dns:https://tess.example"), "https://tess.example"), 'UNAVAILABLE: cannot resolve the host of https://tess.example — an address is HOST:PORT, without "https://": tess.example:50051 (TLS: --tls)');
       assert.equal(
         explainError(error(status.UNAVAILABLE, "No connection established. Last error: Failed to connect (2026-01-01T00:00:00.000Z). Resolution note: "), "h:1"),
-        "UNAVAILABLE: h:1 closed the connection before gRPC began — a TLS server needs --tls, with --tls-ca naming the CA that signed its certificate; a plaintext server needs no --tls",
+        "UNAVAILABLE: h:1 closed the connection before gRPC began — a TLS server needs --tls, with --tls-ca naming the CA that signed its certificate (under mutual TLS, with --tls-cert and --tls-key, a certificate the server trusts); a plaintext server needs no --tls",
       );
+      // A server with mutual TLS: OpenSSL's alert, with a line break, was shown whole, asking whether TLS was wanted at all.
+      const alert = (what: string, n: number) => `No connection established. Last error: 80DCE2532F7F0000:error:0A00045C:SSL routines:ssl3_read_bytes:tlsv13 alert ${what}:../deps/openssl/openssl/ssl/record/rec_layer_s3.c:1601:SSL alert number ${n}\n (2026-01-01T00:00:00.000Z)`;
+      assert.equal(explainError(error(status.UNAVAILABLE, alert("certificate required", 116)), "h:1"), "UNAVAILABLE: h:1 requires a client certificate (mutual TLS) — pass --tls-cert and --tls-key, a certificate signed by a CA the server trusts (its --tls-client-ca)");
+      assert.equal(explainError(error(status.UNAVAILABLE, alert("unknown ca", 48)), "h:1"), "UNAVAILABLE: h:1 refused the client certificate — pass one (--tls-cert, --tls-key) signed by a CA the server trusts (its --tls-client-ca)");
       assert.equal(
         explainError(error(status.UNAVAILABLE, "No connection established. Last error: Error: unable to verify the first certificate"), "h:1"),
         "UNAVAILABLE: h:1's certificate is not trusted — name the CA that signed it with --tls-ca (and connect by a host name the certificate names)",
