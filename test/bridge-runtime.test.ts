@@ -19,6 +19,8 @@ import { HealthMonitor } from "../server/bridge/health-monitor";
 import { RuntimeReplicas } from "../server/bridge/runtime-replicas";
 import { loadTesseractCore } from "../server/bridge/tesseract-core";
 import { literalNumbers } from "../server/schema/openapi-proto";
+import { numpyDtype } from "../common/numpy-arrays";
+import { dataTypeOfArray } from "../common/tensor-codec";
 import { silentLogger } from "../server/log";
 import { abortedRequests, applyRequests, barycenter, meshStatsInputs, N, POINTS, reflectedClient, SCALE } from "./fixtures/tesseract-core/bridge-clients";
 import { FakeDropConnection, FakeValidationError, startFakeTesseractCore, type FakeArray, type FakeTesseract, type RunningFake } from "./fixtures/tesseract-core/fake-tesseract-core";
@@ -486,6 +488,20 @@ describe("tesseract-core bridge: outputs in their declared dtype", function () {
       await clientRejects(client.vjp(request), "UNKNOWN", /^evaluation at .+ failed: apply returned output barycenter with shape \[3\] here, \[2\] at an earlier evaluation/);
     } finally {
       await stop();
+    }
+  });
+
+  it("an output of every integer and floating dtype the contract has comes back in that datatype with its values (the fake's base64 int64 answer was a 500, so none was ever read)", async () => {
+    const values = { bool: [1, 0, 1], int8: [-128, 0, 127], int16: [-32768, 1, 32767], int32: [-(2 ** 31), 2, 2 ** 31 - 1], int64: [-(2 ** 53) + 1, 3, 2 ** 53 - 1], uint8: [0, 1, 255], uint16: [0, 2, 65535], uint32: [0, 3, 2 ** 32 - 1], uint64: [0, 4, 2 ** 53 - 1], float32: [0.5, -1.25, 2 ** 127], float64: [0.1, -2, 1e300] };
+    for (const [dtype, expected] of Object.entries(values)) {
+      const { client, stop } = await bridged(declaring(dtype, () => ({ shape: [3], dtype, values: expected })));
+      try {
+        const { barycenter: out } = (await client.apply(inputs())) as { barycenter: ndarray.NdArray };
+        assert.equal(numpyDtype(dataTypeOfArray(out.data as never)), dtype);
+        assert.deepEqual(Array.from(out.data as ArrayLike<number | bigint | boolean>, Number), expected, dtype);
+      } finally {
+        await stop();
+      }
     }
   });
 

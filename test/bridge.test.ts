@@ -170,7 +170,7 @@ describe("tesseract-core bridge (serve http://HOST:PORT)", function () {
       for (body of bodies) {
         const quoted = `${body.slice(0, 200).replace(/[[\]{}().*+?^$|\\]/g, "\\$&")}… \\(${body.length} characters\\)`;
         await clientRejects(client.apply(inputs()), "INVALID_ARGUMENT", new RegExp(`^tesseract-core \\(${refusing.url}\\) refused the inputs: ${quoted}$`));
-        const rest = await fetch(`http://127.0.0.1:${server.httpPort}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ inputs: { mesh: { n_points: 1, points: { shape: [1, 3], dtype: "float64", data: { buffer: [0, 0, 0], encoding: "json" } } } } }) });
+        const rest = await fetch(`http://127.0.0.1:${server.httpPort}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ inputs: { mesh: { n_points: 1, points: { shape: [1, 3], dtype: "float64", data: { buffer: [0, 0, 0], encoding: "json" } }, cell_data: {} }, layers: [] } }) });
         assert.equal(rest.status, 422);
         const [entry] = ((await rest.json()) as { detail: { loc: unknown[]; msg: string }[] }).detail;
         assert.deepEqual(entry.loc, ["body"]);
