@@ -17,7 +17,10 @@ import { frame, RawGrpcSession } from "./raw-grpc";
 import ndarray from "ndarray";
 import { packAny } from "../client";
 import { Inputs as VectorInputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
-import { JacobianRequest, JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
+import { ApplyRequest, JacobianRequest, JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
+import { heldDecompressedBytes } from "../server/grpc/decompressed-bytes";
+import { loadTesseract } from "../server/loader";
+import { TesseractRuntime } from "../server/runtime";
 import { encodeRowMessage } from "../server/grpc/row-encoding";
 import { loadDefinition } from "../server/grpc/definition";
 
@@ -158,6 +161,49 @@ describe("gRPC framing", () => {
     const gzipped = await session.call(DESCRIBE, frame(gzipSync(EMPTY), { compressed: true }), { headers: { "grpc-encoding": "gzip" } });
     assert.equal(gzipped.grpcStatus, 0, gzipped.grpcMessage);
     assert.deepEqual(gzipped.messages.map((m) => m.length > 0), plain.messages.map((m) => m.length > 0));
+  });
+
+  it("gzip requests that inflate past the server's budget for them (8 × --max-message-bytes, all calls together) are RESOURCE_EXHAUSTED; the rest are served, and their bytes are let go with their calls (61 KB of gzip held 60 MiB each, without bound)", async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const base = loadTesseract("vectoradd").definition;
+    const gated = new TesseractRuntime({ ...base, apply: async (inputs: never) => (await gate, base.apply(inputs)) }, "");
+    const limit = 1 << 20;
+    const small = await startServer({ tesseract: gated, port: 0, workers: 0, maxMessageBytes: limit, logger: silentLogger, warmUpMs: 0 });
+    const raw = new RawGrpcSession(small.address);
+    try {
+      // 0.9 MiB of zeros each, a few KB gzipped: ten of them are more than the 8 MiB the server holds.
+      const zeros = ndarray(new Float64Array(59_000), [59_000]);
+      const request = ApplyRequest.encode({ inputs: packAny("tesseract.examples.vectoradd.v1.Inputs", VectorInputs, { a: zeros, b: zeros }) }).finish();
+      const body = frame(gzipSync(request), { compressed: true });
+      assert.ok(body.length < 8192 && request.length > 0.9 * limit, `${body.length} bytes for ${request.length}`);
+      // The calls served wait at the gate, holding their bytes; those past the budget are answered meanwhile.
+      let refusedSoFar = 0;
+      let threeRefused!: () => void;
+      const refusals = new Promise<void>((resolve) => (threeRefused = resolve));
+      const calls = Array.from({ length: 12 }, () =>
+        raw.call("/tesseract.v1.Tesseract/Apply", body, { headers: { "grpc-encoding": "gzip" } }).then((r) => {
+          if (r.grpcStatus === Code.RESOURCE_EXHAUSTED && ++refusedSoFar === 3) threeRefused();
+          return r;
+        }),
+      );
+      await Promise.race([refusals, Promise.all(calls)]);
+      assert.ok(heldDecompressedBytes() >= 7 * request.length && heldDecompressedBytes() <= 8 * limit, `${heldDecompressedBytes()} bytes held`);
+      open();
+      const results = await Promise.all(calls);
+      const refused = results.filter((r) => r.grpcStatus === Code.RESOURCE_EXHAUSTED);
+      const served = results.filter((r) => r.grpcStatus === 0);
+      assert.equal(refused.length + served.length, 12, results.map((r) => `${r.grpcStatus} ${r.grpcMessage}`).join("; "));
+      assert.ok(served.length >= 7 && refused.length >= 3, `${served.length} served, ${refused.length} refused`);
+      assert.equal(refused[0].grpcMessage, `compressed requests in flight decompress to more than the server holds for them (${8 * limit} bytes: 8 × --max-message-bytes); try again later`);
+      // Let go with their calls, the budget serves again.
+      assert.equal((await raw.call("/tesseract.v1.Tesseract/Apply", body, { headers: { "grpc-encoding": "gzip" } })).grpcStatus, 0);
+    } finally {
+      open();
+      await raw.close();
+      await small.close();
+    }
+    assert.equal(heldDecompressedBytes(), 0);
   });
 
   it("a unary call with no message, a frame cut short, or two messages: INVALID_ARGUMENT saying so", async () => {

@@ -11,14 +11,17 @@
  * rather than the INTERNAL the spec suggests. A flag other than 0 or 1 under an encoding is refused
  * as such, and bytes that do not decompress as the encoding says (INTERNAL from grpc-js) are the
  * caller's too: INVALID_ARGUMENT. test/framing.test.ts sends such frames, so a grpc-js upgrade that
- * moves the method fails the tests instead of silently dropping the check.
+ * moves the method fails the tests instead of silently dropping the check. gzip and deflate
+ * messages are inflated here too, within the server's budget for them (decompressed-bytes.ts).
  */
 import { status } from "@grpc/grpc-js";
 import { wrapServerCallMethod } from "./call-internals";
+import { inflateWithinBudget } from "./decompressed-bytes";
 
 export const COMPRESSED_FLAG_DETAILS = "a message has its compressed flag set, but the call declares no compression (grpc-encoding); send the flag as 0 or declare the encoding";
 
-type Decompress = (this: { incomingEncoding?: string }, message: Buffer, encoding: string) => Promise<Buffer>;
+type Decompress = (this: { incomingEncoding?: string; maxReceiveMessageSize?: number; stream?: ClosingStream }, message: Buffer, encoding: string) => Promise<Buffer>;
+type ClosingStream = Parameters<typeof inflateWithinBudget>[3];
 
 /** Installs the check once per process; false when this grpc-js has no such method to wrap. */
 export function refuseCompressedFlagWithoutEncoding(): boolean {
@@ -29,7 +32,10 @@ export function refuseCompressedFlagWithoutEncoding(): boolean {
         const details = declared && declared !== "identity" ? `a message has the compressed flag ${message[0]}; expected 0 or 1` : COMPRESSED_FLAG_DETAILS;
         return Promise.reject({ code: status.INVALID_ARGUMENT, details });
       }
-      return Promise.resolve(original.call(this, message, encoding)).catch((e: { code?: number; details?: string }) =>
+      // gzip and deflate inflate within the server's budget (decompressed-bytes.ts), grpc-js's limit per message kept.
+      const limit = this.maxReceiveMessageSize !== undefined && this.maxReceiveMessageSize >= 0 ? this.maxReceiveMessageSize : Infinity;
+      const inflated = (encoding === "gzip" || encoding === "deflate") && this.stream ? inflateWithinBudget(message.subarray(5), encoding, limit, this.stream) : original.call(this, message, encoding);
+      return Promise.resolve(inflated).catch((e: { code?: number; details?: string }) =>
         Promise.reject(e?.code === status.INTERNAL ? { code: status.INVALID_ARGUMENT, details: `a message does not decompress as its grpc-encoding "${encoding}" says` } : e),
       );
     },
