@@ -154,6 +154,23 @@ describe("vectoradd", () => {
     assert.deepEqual(exact.result.s.shape, [4]);
   });
 
+  it("normalised at any magnitude: components of 1e200 and 1e-200 give the unit vector and its Jacobian (squared, they overflowed to a result of 0, answered OK, and underflowed to a refusal)", async () => {
+    for (const magnitude of [1e200, 1e-200, 1e-310]) {
+      const { runtime } = counted("vectoradd");
+      const x = { a: f64([magnitude, 2 * magnitude, -2 * magnitude]), b: f64([0, 0, 0]), normalize: true };
+      runtime.definition.validate!(x);
+      const { result } = (await runtime.apply(x)) as { result: ndarray.NdArray<Float64Array> };
+      assertClose(result.data, [1 / 3, 2 / 3, -2 / 3], 1e-15, `a ∝ ${magnitude}`);
+      // dr/da = (I - r rᵀ) / |a|, past FP64's range for subnormal a; the step follows the magnitude.
+      if (magnitude < 1e-300) continue;
+      const exact = runtime.definition.gradients!.jacobian!(x, ["a"], ["result"]).result.a.data;
+      const r = [1 / 3, 2 / 3, -2 / 3];
+      assertClose(exact, Array.from({ length: 9 }, (_, k) => ((k % 4 === 0 ? 1 : 0) - r[Math.floor(k / 3)] * r[k % 3]) / (3 * magnitude)), 1e-12 / magnitude, `analytic, a ∝ ${magnitude}`);
+      const { entries } = await runtime.jacobian({ inputs: x, inputPaths: ["a"], outputPaths: ["result"], options: { eps: 1e-6 * magnitude } });
+      assertClose(entries[0].values, exact, 1e-8 / magnitude, `central, a ∝ ${magnitude}`);
+    }
+  });
+
   it("FP32 inputs: derivatives within FP32 rounding", async () => {
     const { runtime } = counted("vectoradd");
     const x = inputs(true, true);

@@ -28,12 +28,22 @@ function affine(inputs: In): { u: Float64Array; norm: number } {
   const b = toFloat64(inputs.b!);
   const s = scale(inputs);
   const u = new Float64Array(a.length);
+  for (let i = 0; i < u.length; i++) u[i] = s * a[i] + b[i];
+  return { u, norm: norm2(u) };
+}
+
+/**
+ * The 2-norm, its squares taken of the values over the largest magnitude: squared as they are,
+ * components of 1e200 overflowed (normalised to 0, answered OK) and of 1e-200 underflowed (refused
+ * as the zero vector).
+ */
+function norm2(u: Float64Array): number {
+  let largest = 0;
+  for (let i = 0; i < u.length; i++) largest = Math.max(largest, Math.abs(u[i]));
+  if (largest === 0 || !Number.isFinite(largest)) return largest;
   let squares = 0;
-  for (let i = 0; i < u.length; i++) {
-    u[i] = s * a[i] + b[i];
-    squares += u[i] * u[i];
-  }
-  return { u, norm: Math.sqrt(squares) };
+  for (let i = 0; i < u.length; i++) squares += (u[i] / largest) ** 2;
+  return largest * Math.sqrt(squares);
 }
 
 export default defineTesseract<Inputs, Outputs>({
