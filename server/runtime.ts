@@ -587,6 +587,7 @@ function declaredSparsity(definition: AnyTesseract, schema: TesseractSchema, inp
   // Paths that are no differentiable path at all are misspelt (a block not requested is simply skipped).
   (patterns as SparsityPattern[] | undefined)?.forEach((p, k) => {
     try {
+      checkDeclaredPattern(p);
       schema.outputs.checkDifferentiable([p.output_path], `output_path`, "output");
       schema.inputs.checkDifferentiable([p.input_path], `input_path`, "input");
     } catch (e) {
@@ -594,6 +595,26 @@ function declaredSparsity(definition: AnyTesseract, schema: TesseractSchema, inp
     }
   });
   return patterns?.length ? (patterns as SparsityPattern[]) : undefined;
+}
+
+/**
+ * A declared pattern's shape: concrete paths (a pattern path, `named.{}`, was skipped: dense) and both
+ * index lists (one left out or misspelt, `outputIndex`, declared a zero block: a Jacobian of zeros,
+ * answered OK). Only an empty list declares a block of zeros.
+ */
+function checkDeclaredPattern(p: unknown): void {
+  if (!isPlainObject(p)) throw new Error(`${p === null ? "null" : typeof p}: expected {output_path, input_path, output_index, input_index}`);
+  for (const key of ["output_path", "input_path"] as const) {
+    if (typeof p[key] !== "string") throw new Error(`${key} is ${typeof p[key]}: expected a path`);
+    if (isPattern(parsePath(p[key] as string))) throw new Error(`${key} "${p[key] as string}" is a pattern; a declaration names concrete paths`);
+  }
+  for (const key of ["output_index", "input_index"] as const) {
+    const list = p[key];
+    if (!Array.isArray(list) && !(ArrayBuffer.isView(list) && !(list instanceof DataView))) {
+      const keys = Object.keys(p).filter((k) => !["output_path", "input_path", "output_index", "input_index"].includes(k));
+      throw new Error(`${key} is ${list === null ? "null" : typeof list}: expected a list of flat indices (an empty one declares a block of zeros)${keys.length ? `; it has ${keys.join(", ")}, which is no field of a pattern` : ""}`);
+    }
+  }
 }
 
 /** What abstractEval answered, as the contract has it: a list of {path, shape, datatype}; else its author's mistake, named. */

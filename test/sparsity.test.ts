@@ -303,6 +303,22 @@ describe("column grouping", () => {
       await rejects(notList.jacobian({ inputs: inputs(), inputPaths: ["x"], outputPaths: ["f"] }), Code.INTERNAL, /^the Tesseract's sparsity declaration returned object: expected a list of \{output_path, input_path, output_index, input_index\} patterns$/);
       const wrong = new TesseractRuntime({ ...base.definition, sparsity: () => [{ ...diagonal, output_index: [0, 1, 2, 4] }] }, POLYNOMIAL_DIR);
       await rejects(wrong.jacobian({ inputs: inputs(), inputPaths: ["x"], outputPaths: ["f"] }), Code.INTERNAL, /^the Tesseract's sparsity declaration\[0\] \(output_path "f", input_path "x"\): output_index\[3\] = 4 is out of range for f, which has 4 elements/);
+      // An index list left out or misspelt declared a block of zeros (a Jacobian of zeros, answered OK); a pattern path was skipped (dense).
+      const { output_index: _o, ...withoutOutputs } = diagonal;
+      for (const [declared, message] of [
+        [withoutOutputs, /^the Tesseract's sparsity declaration\[0\]: output_index is undefined: expected a list of flat indices \(an empty one declares a block of zeros\)$/],
+        [{ ...withoutOutputs, outputIndex: diagonal.output_index }, /: output_index is undefined: expected a list of flat indices \(an empty one declares a block of zeros\); it has outputIndex, which is no field of a pattern$/],
+        [{ ...diagonal, input_index: 3 }, /: input_index is number: expected a list of flat indices/],
+        [{ ...diagonal, output_path: "named.{}" }, /^the Tesseract's sparsity declaration\[0\]: output_path "named\.\{\}" is a pattern; a declaration names concrete paths$/],
+        [null, /^the Tesseract's sparsity declaration\[0\]: null: expected \{output_path, input_path, output_index, input_index\}$/],
+      ] as const) {
+        const runtime = new TesseractRuntime({ ...base.definition, sparsity: () => [declared] as never }, POLYNOMIAL_DIR);
+        await rejects(runtime.jacobian({ inputs: inputs(), inputPaths: ["x"], outputPaths: ["f"] }), Code.INTERNAL, message);
+      }
+      // Empty lists still declare a block of zeros.
+      const zeros = new TesseractRuntime({ ...base.definition, sparsity: () => [{ ...diagonal, output_index: [], input_index: new Uint32Array(0) }] }, POLYNOMIAL_DIR);
+      const { entries } = await zeros.jacobian({ inputs: inputs(), inputPaths: ["x"], outputPaths: ["f"] });
+      assert.ok(entries[0].values.every((v) => v === 0));
     });
   });
 
