@@ -22,7 +22,7 @@ import { silentLogger } from "../server/log";
 import { TesseractRuntime, type JacobianEntry } from "../server/runtime";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
 import type { SparsityPattern } from "../server/tesseract";
-import { clientRejects, counted, f64, meshInputs, rejects } from "./helpers";
+import { clientRejects, counted, f32, f64, meshInputs, rejects } from "./helpers";
 
 const { CENTRAL, FORWARD, RICHARDSON, ADAPTIVE } = {
   CENTRAL: Algorithm.ALGORITHM_CENTRAL,
@@ -573,6 +573,23 @@ describe("column grouping", () => {
       const x = Array.from({ length: 100 }, (_, i) => Math.fround(1 + 0.3 * Math.sin(i)));
       assert.equal((await detectedThenAt(await custom(coupled), x, 1e-2, { eps: 1e-4 })).source, "detected, failed verification: dense");
       assert.equal((await detectedThenAt(await custom(coupled), x, 0, { eps: 1e-4 })).source, "detected");
+    });
+
+    it("FP32 inputs whose steps are an ulp or two: a missed entry folded into a group mate's fails verification for every seed (moves under an ulp all rounded to one: it passed for 4 seeds in 10, wrong by 1 000); a correct band passes for every seed", async () => {
+      // f_i = Σ_{j = i..i+8} x_j² / 2, x_1.. in one FP32 binade (ulp 6.1e-5, the step 1e-4); where x_0 > 1, f_m += 1000 x_{m+9} (m = n / 2).
+      const band = (x: Float64Array) => Float64Array.from(x, (_, i) => x.subarray(i, i + 9).reduce((a, v) => a + (v * v) / 2, 0) + (x[0] > 1 && i === x.length >> 1 ? 1000 * x[i + 9] : 0));
+      for (let seed = 1; seed <= 10; seed++) {
+        const n = 61 + seed;
+        const at = (x0: number, s: number) => ({ inputs: { x: f32(Array.from({ length: n }, (_, j) => (j === 0 ? x0 : 600 + 3 * (j - 1)))), y: f64([0], []), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"], options: { sparsity_mode: DETECT, eps: 1e-4, seed: s } });
+        for (const [x0, source, entry] of [[2, "detected, failed verification: dense", 1000], [0.75, "detected", 0]] as const) {
+          const runtime = await custom(band);
+          assert.equal((await runtime.jacobian(at(0.5, 1))).stats.sparsity_source, "");
+          const { entries, stats } = await runtime.jacobian(at(x0, seed));
+          assert.equal(stats.sparsity_source, source, `seed ${seed}, x_0 = ${x0}`);
+          const m = n >> 1;
+          assert.ok(Math.abs(entries[0].values[m * n + m + 9] - entry) < 1, `d f_${m} / d x_${m + 9} = ${entries[0].values[m * n + m + 9]}, seed ${seed}`);
+        }
+      }
     });
 
     it("streamed: rows are held back until verified, so a failed verification streams only the dense rows", async () => {

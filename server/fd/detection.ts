@@ -5,8 +5,8 @@
  * pair along u/2 too for Richardson and adaptive rows) before any row is returned.
  *
  * Verification. With u a random direction (each element moved by ±(0.5..1.5) h_j / sqrt(r), r the
- * most nonzeros of a row J[i, :], in its own precision, w_j = x_j+ - x_j- the width actually
- * taken), the function moves by
+ * most nonzeros of a row J[i, :], in its own precision, FP32 elements by at least as many times 64
+ * ulps, w_j = x_j+ - x_j- the width actually taken), the function moves by
  *   D_i = f_i(x + u) - f_i(x - u) ≈ sum_j J_ij w_j,
  * and the grouped Jacobian predicts P_i = sum_j J~_ij w_j. An entry (i, k) the structure wrongly
  * leaves out either goes unseen (no column of k's group touches i: D_i has J_ik w_k, P_i not) or is
@@ -55,6 +55,13 @@ const ROUNDING_MARGIN = 16;
 const TRUNCATION_MARGIN = 1;
 /** The random stream of the verification's direction (random.ts). */
 const VERIFY_STREAM = 7;
+/**
+ * An FP32 element's verification move spans at least this many ulps of it, times its random factor
+ * (0.5..1.5). Moves of under an ulp all rounded to one: the widths of a row's columns came out equal
+ * but for their signs, and a missed entry folded into a group mate's (J~_ij = J_ij + J_ik) passed
+ * whenever the two signs agreed (4 seeds in 10 for an entry of 1 000 in a row of entries of 700).
+ */
+const FP32_MOVE_ULPS = 64;
 
 /** A recorded structure, or "dense" when the Jacobian had too many nonzeros to keep. */
 export type Detected = Structure | "dense";
@@ -168,6 +175,25 @@ function directionMultiples(leaves: readonly InputLeaf[], seed: bigint, directio
   );
 }
 
+/** FP32 elements' multiples made large enough that their moves keep their random factors once rounded (FP32_MOVE_ULPS). */
+function widenFp32Moves(leaves: readonly InputLeaf[], multiples: Float64Array[], steps: { elementStep(leaf: number, index: number): number }, rowNonzeros: number): void {
+  const scale = 1 / Math.sqrt(Math.max(1, rowNonzeros));
+  leaves.forEach((leaf, l) => {
+    if (!leaf.fp32) return;
+    for (let j = 0; j < leaf.size; j++) {
+      const m = multiples[l][j];
+      const least = (FP32_MOVE_ULPS * (Math.abs(m) / scale) * fp32Ulp(leaf.data[j])) / steps.elementStep(l, j);
+      if (Math.abs(m) < least) multiples[l][j] = Math.sign(m) * least;
+    }
+  });
+}
+
+/** The spacing of FP32 numbers at x. */
+function fp32Ulp(x: number): number {
+  const a = Math.abs(Math.fround(x));
+  return a < 2 ** -126 ? 2 ** -149 : 2 ** (Math.floor(Math.log2(a)) - 23);
+}
+
 /**
  * Checks grouped rows against one random-direction evaluation pair (see above): undefined when they
  * agree, else where and by how much they do not. The rows are read once per pass: an iterable that
@@ -215,7 +241,9 @@ async function verifyAlong(problem: Problem, options: ResolvedOptions, rows: Ite
   const steps = problem.stepRule(options);
   const algorithm = effectiveAlgorithm(problem.size, options);
   const leaves = problem.leaves;
-  const multiples = directionMultiples(leaves, options.seed, direction, mostRowNonzeros(problem, rows));
+  const rowNonzeros = mostRowNonzeros(problem, rows);
+  const multiples = directionMultiples(leaves, options.seed, direction, rowNonzeros);
+  widenFp32Moves(leaves, multiples, steps, rowNonzeros);
   // Rows by an extrapolating rule are checked along u and u/2 as well (see EXTRAPOLATED_RTOL).
   const scales = extrapolates(algorithm) ? [1, 0.5] : [1];
   const points = scales.map((scale) => {
