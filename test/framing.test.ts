@@ -13,6 +13,7 @@ import { Code } from "../index";
 import { COMPRESSED_FLAG_DETAILS } from "../server/grpc/compressed-flag";
 import { startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
+import { LogLines } from "./helpers";
 import { frame, RawGrpcSession } from "./raw-grpc";
 import ndarray from "ndarray";
 import { packAny } from "../client";
@@ -215,6 +216,36 @@ describe("gRPC framing", () => {
     const r = await session.call(DESCRIBE, [frame(EMPTY), frame(EMPTY)]);
     assert.equal(r.grpcStatus, Code.INVALID_ARGUMENT, r.grpcMessage);
     assert.equal(r.grpcMessage, `${DESCRIBE} takes exactly one request message; the call sent a second`);
+    // A whole message, then part of another frame: its bytes were dropped, and the call answered OK.
+    const flagged = frame(EMPTY);
+    flagged[0] = 7;
+    for (const rpc of [DESCRIBE, "/tesseract.v1.Tesseract/JacobianRows"]) {
+      const request = rpc === DESCRIBE ? EMPTY : JacobianRequest.encode({ inputs: packAny("tesseract.examples.vectoradd.v1.Inputs", VectorInputs, { a: ndarray(Float64Array.of(1, 2), [2]), b: ndarray(Float64Array.of(3, 4), [2]) }), jac_inputs: ["a"], jac_outputs: ["result"], sparsity: [] }).finish();
+      for (const tail of [Buffer.from([0, 0]), frame(EMPTY, { declaredLength: 1000 }), Buffer.concat([frame(EMPTY, { declaredLength: 1000 }), Buffer.alloc(10)]), flagged.subarray(0, 3)]) {
+        const cut = await session.call(rpc, [frame(request), tail]);
+        assert.deepEqual([cut.grpcStatus, cut.grpcMessage, cut.messages.length], [Code.INVALID_ARGUMENT, `${rpc} takes exactly one request message; the call ended inside a second one's frame`, 0]);
+      }
+    }
+  });
+
+  it("a call its client resets before the request is complete is logged and counted CANCELLED (it was INVALID_ARGUMENT: a request cut short)", async () => {
+    const log = new LogLines();
+    const logged = await startServer({ tesseract: "vectoradd", port: 0, logger: log.logger, warmUpMs: 0 });
+    const h2 = http2.connect(`http://${logged.address}`).on("error", () => undefined);
+    try {
+      for (const part of [Buffer.alloc(0), frame(EMPTY, { declaredLength: 1000 }).subarray(0, 3)]) {
+        const call = log.nextCall("Describe");
+        const stream = h2.request({ ":method": "POST", ":path": DESCRIBE, "content-type": "application/grpc", te: "trailers" }, { endStream: false }).on("error", () => undefined);
+        // Written, then cancelled once the write is out (as a client whose deadline passes mid-request).
+        await new Promise<void>((resolve) => stream.write(part, () => resolve()));
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        const line = await call;
+        assert.deepEqual([line.code, line.details], [Code.CANCELLED, "the client cancelled the call before its request was complete"]);
+      }
+    } finally {
+      h2.close();
+      await logged.close();
+    }
   });
 
   it("--max-connection-age-ms: GOAWAY after the age, and calls go on over a new connection (which re-resolves DNS)", async () => {

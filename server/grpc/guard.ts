@@ -5,7 +5,9 @@
  *   and log nothing): a failure becomes an `UndecodableRequest`, which the interceptor answers with
  *   INVALID_ARGUMENT and its reason, logged like any other call;
  * - a unary or server-streaming call must carry exactly one request message: none (an empty body,
- *   or a frame cut short) or a second one is INVALID_ARGUMENT, where grpc-js says UNIMPLEMENTED;
+ *   or a frame cut short), a second one or part of one (bytes after the message, which grpc-js
+ *   dropped) is INVALID_ARGUMENT, where grpc-js says UNIMPLEMENTED; a call its client reset before
+ *   its request was complete is counted CANCELLED;
  * - every status a handler sends is made safe to encode and short (boundedDetails),
  *   whatever the request contained.
  */
@@ -71,12 +73,18 @@ export function guardDeserializers(server: grpc.Server): grpc.Server {
   return server;
 }
 
+/** How long a request cut short waits for its client's reset, which says it was cancelled (the INVALID_ARGUMENT is sent after it). */
+const RESET_WAIT_MS = 20;
+
 /** Told of each request refused here: method path, status and the request's metadata. */
 export type OnRefused = (path: string, status: { code: grpc.status; details: string }, metadata?: grpc.Metadata) => void;
 
 /** Answers undecodable requests and wrong message counts, and bounds every outgoing status message. */
 export function guardInterceptor(onRefused?: OnRefused): grpc.ServerInterceptor {
   return (method, call) => {
+    // The first interceptor is handed grpc-js's own call (server.ts lists this one first): its HTTP/2
+    // stream, and its frame decoder, whose state is not NO_DATA (0) while it holds part of a frame.
+    const inner = call as { stream?: { rstCode?: number; once?(e: "close", f: () => void): void; off?(e: "close", f: () => void): void }; decoder?: { readState?: number } };
     let metadata: grpc.Metadata | undefined;
     let refused = false;
     let messages = 0;
@@ -99,8 +107,22 @@ export function guardInterceptor(onRefused?: OnRefused): grpc.ServerInterceptor 
       })
       .withOnReceiveHalfClose((next) => {
         if (refused) return;
-        if (messages === 0 && !method.requestStream) return refuse(`${method.path} takes exactly one request message; the call ended without a complete one`);
-        next();
+        const cutShort = messages === 0 ? "ended without a complete one" : inner.decoder?.readState ? "ended inside a second one's frame" : undefined;
+        if (!cutShort || method.requestStream) return next();
+        // A client that cancels may end its stream and reset it just after (Node's close() does): the
+        // reset, if it comes at once, makes it CANCELLED, not a request cut short.
+        let decided = false;
+        const decide = () => {
+          if (decided) return;
+          decided = true;
+          clearTimeout(timer);
+          inner.stream?.off?.("close", decide);
+          if (!inner.stream?.rstCode) return refuse(`${method.path} takes exactly one request message; the call ${cutShort}`);
+          refused = true;
+          onRefused?.(method.path, { code: grpc.status.CANCELLED, details: "the client cancelled the call before its request was complete" }, metadata);
+        };
+        const timer = setTimeout(decide, RESET_WAIT_MS);
+        inner.stream?.once?.("close", decide);
       })
       .build();
     const responder = new grpc.ResponderBuilder()
