@@ -176,9 +176,27 @@ describe("gRPC server", () => {
       await expectStatus(
         unary((cb) => c.jacobian({ inputs: meshAny(8000), jac_inputs: ["mesh.points"], jac_outputs: OUTPUTS, sparsity: [] }, cb)),
         Code.RESOURCE_EXHAUSTED,
-        /^the Jacobian has 144000 FP64 values \(1152000 bytes\), over the \d+-byte message limit; stream it row by row with the gRPC JacobianRows \(or the CLI's jacobian --stream or --out\)$/,
+        /^the Jacobian has 144000 FP64 values \(1152000 bytes\), over the 1048576-byte message limit \(--max-message-bytes\); stream it row by row with the gRPC JacobianRows \(or the CLI's jacobian --stream or --out\)$/,
       );
       assert.equal(counter.calls, 0);
+    } finally {
+      c.close();
+      await server.close();
+    }
+  });
+
+  it("a unary Jacobian whose answer fits the limit is served, however small the limit (72 000 bytes of values under 131 072 were refused, quoting an inner budget of 65 536)", async () => {
+    const server = await startServer({ tesseract: "meshstats", port: 0, maxMessageBytes: 131_072, streamChunkBytes: 65_536, warmUpMs: 0, logger: silentLogger });
+    const c = new GeneratedClient(server.address, grpc.credentials.createInsecure());
+    try {
+      // 144 N bytes of values: 72 000 at N = 500, 144 000 at N = 1000.
+      const answer = (await unary((cb) => c.jacobian({ inputs: meshAny(500), jac_inputs: ["mesh.points"], jac_outputs: OUTPUTS, sparsity: [] }, cb))) as { entries: unknown[] };
+      assert.equal(answer.entries.length, 2);
+      await expectStatus(
+        unary((cb) => c.jacobian({ inputs: meshAny(1000), jac_inputs: ["mesh.points"], jac_outputs: OUTPUTS, sparsity: [] }, cb)),
+        Code.RESOURCE_EXHAUSTED,
+        /^the Jacobian has 18000 FP64 values \(144000 bytes\), over the 131072-byte message limit \(--max-message-bytes\); stream it/,
+      );
     } finally {
       c.close();
       await server.close();

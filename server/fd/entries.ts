@@ -20,7 +20,7 @@ export function checkJacobianSize(outputShapes: readonly number[][], inputSizes:
   if (8 * values > maxBytes) {
     throw new TesseractError(
       Code.RESOURCE_EXHAUSTED,
-      `the Jacobian has ${values} FP64 values (${8 * values} bytes), over the ${maxBytes}-byte message limit; stream it row by row with the gRPC JacobianRows (or the CLI's jacobian --stream or --out)`,
+      `the Jacobian has ${values} FP64 values (${8 * values} bytes), over the ${maxBytes}-byte message limit (--max-message-bytes); stream it row by row with the gRPC JacobianRows (or the CLI's jacobian --stream or --out)`,
     );
   }
 }

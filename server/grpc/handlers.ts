@@ -31,9 +31,6 @@ export interface HandlerConfig {
   streamStallMs: number;
 }
 
-/** Room left in a unary Jacobian response for everything but the FP64 values (at most half the message limit: a small --max-message-bytes left a negative budget). */
-const RESPONSE_SLACK_BYTES = 64 * 1024;
-const jacobianBudget = (maxMessageBytes: number) => Math.max(maxMessageBytes - RESPONSE_SLACK_BYTES, Math.floor(maxMessageBytes / 2));
 
 interface GradientMessage {
   inputs?: AnyMessage;
@@ -155,7 +152,8 @@ class Bodies {
   apply = async (req: { inputs?: AnyMessage }, signal: AbortSignal) => ({ outputs: await this.runtime.applyMessage(req.inputs, signal) });
 
   jacobian = async (req: JacobianMessage, signal: AbortSignal) => {
-    const maxBytes = jacobianBudget(this.config.maxMessageBytes);
+    // Values alone over the limit are refused before any evaluation; the whole answer is sized exactly once computed (answer-limit.ts).
+    const maxBytes = this.config.maxMessageBytes;
     const { entries, stats } = await this.runtime.jacobian({ ...this.gradient(req, req.jac_inputs, req.jac_outputs, signal), maxBytes });
     const tensors = (e: JacobianEntry) => ({ value: fp64Tensor(e.values, e.shape), error_estimate: e.errors && fp64Tensor(e.errors, e.shape) });
     return { entries: entries.map((e) => ({ output_path: e.outputPath, input_path: e.inputPath, ...tensors(e) })), stats };
