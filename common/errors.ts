@@ -98,7 +98,13 @@ export const QUOTE_LIMIT = 200;
 
 /** Caller text cut to QUOTE_LIMIT characters, with the original length when cut: no message repeats it without limit. */
 export function clip(text: string): string {
-  return text.length <= QUOTE_LIMIT ? text : `${text.slice(0, QUOTE_LIMIT)}… (${text.length} characters)`;
+  return text.length <= QUOTE_LIMIT ? text : `${wholeCharacters(text, QUOTE_LIMIT)}… (${text.length} characters)`;
+}
+
+/** The first `units` UTF-16 units of `text`, less a lone half of a pair cut there (an emoji cut in two left a lone surrogate, which strict JSON decoders refuse). */
+export function wholeCharacters(text: string, units: number): string {
+  const code = text.charCodeAt(units - 1);
+  return text.slice(0, code >= 0xd800 && code <= 0xdbff ? units - 1 : units);
 }
 
 /**
@@ -115,7 +121,7 @@ export function printable(text: string): string {
  * and the rest of the message went past the status cap).
  */
 export function quote(text: string): string {
-  const whole = JSON.stringify(text.length <= QUOTE_LIMIT ? text : text.slice(0, QUOTE_LIMIT));
+  const whole = JSON.stringify(text.length <= QUOTE_LIMIT ? text : wholeCharacters(text, QUOTE_LIMIT));
   if (whole.length <= QUOTE_LIMIT + 2) return text.length <= QUOTE_LIMIT ? whole : `${whole}… (${text.length} characters)`;
   // Escapes make it long: as many characters as fit escaped, none cut in the middle of its escape.
   let shown = "";
@@ -161,7 +167,7 @@ export function shown(value: unknown): string {
     return "(a value too deeply nested to show)"; // JSON.stringify recurses
   }
   if (text === undefined) return String(value);
-  return text.length <= SHOWN_LIMIT ? text : `${text.slice(0, SHOWN_LIMIT)}… (${text.length} characters)`;
+  return text.length <= SHOWN_LIMIT ? text : `${wholeCharacters(text, SHOWN_LIMIT)}… (${text.length} characters)`;
 }
 
 /** Most UTF-8 bytes of a status message (percent-encoded on the wire: at most three times as many). */

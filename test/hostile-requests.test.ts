@@ -13,7 +13,8 @@ import { jsonToTree } from "../client/json-form";
 import { toTensors } from "../client/tree";
 import { Code } from "../index";
 import { startServer, type RunningServer } from "../index";
-import { MAX_DETAILS_BYTES } from "../common/errors";
+import { clip, MAX_DETAILS_BYTES, quote, shown } from "../common/errors";
+import { shortInput } from "../server/http/errors";
 import { recordFrom } from "../common/records";
 import { loadTesseract } from "../index";
 import { silentLogger } from "../server/log";
@@ -273,6 +274,17 @@ describe("hostile requests", () => {
         expectInvalid(o, /^jac_inputs: bad path "[pa.]{200}"… \(\d+ characters\): longer than the 4096 characters a path may have/);
       }
       await stillServing();
+    });
+
+    it("text cut where a character has two UTF-16 units keeps it whole or leaves it out (an emoji cut in two left a lone surrogate, which strict JSON decoders refuse)", () => {
+      const lone = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+      for (const before of [199, 198, 39, 38]) {
+        const text = `${"a".repeat(before)}\u{1F600}${"b".repeat(300)}`;
+        for (const [name, cut] of [["clip", clip(text)], ["quote", quote(text)], ["shown", shown([text])], ["shortInput", String(shortInput(text))]] as const) {
+          assert.ok(!lone.test(cut), `${name} of ${before} + an emoji: ${JSON.stringify(cut.slice(before - 2, before + 4))}`);
+          assert.match(cut, /… \(\d+ characters\)$/, name);
+        }
+      }
     });
 
     it("a list of 50 000 available paths is cut to 20", async () => {

@@ -4,7 +4,7 @@
  * JSON, as FastAPI's validation errors do), a failure of the Tesseract is 500 with a text body, and
  * the other gRPC codes map to the HTTP status that says the same.
  */
-import { boundedDetails, Code, invalidArgument, PydanticKind, runtimeValidationOf, type TesseractError } from "../../common/errors";
+import { boundedDetails, Code, invalidArgument, PydanticKind, runtimeValidationOf, wholeCharacters, type TesseractError } from "../../common/errors";
 import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
 import { withNumpyDtypes } from "../../common/numpy-arrays";
 
@@ -47,7 +47,7 @@ export function shortInput(value: unknown): unknown {
     return "(too deeply nested to show)"; // JSON.stringify recurses: a body nested 100 000 deep overflows it
   }
   if (text === undefined || text.length <= MAX_INPUT) return value;
-  return `${text.slice(0, MAX_INPUT)}… (${text.length} characters)`;
+  return `${wholeCharacters(text, MAX_INPUT)}… (${text.length} characters)`;
 }
 
 /** The request fields a message may start with, beside the input message's own fields. */
