@@ -391,6 +391,11 @@ describe("tesseract-core's REST API", () => {
     assertClose(values(jac.json.g["blocks.[0].w"]), [2, 4], 1e-5);
     const enumByName = await post(base(mesh), "apply", { inputs: { ...meshInputs(), fd_algorithm: "ALGORITHM_FORWARD" } });
     assert.equal(enumByName.status, 200, enumByName.text);
+    assert.equal((await post(base(mesh), "apply", { inputs: { ...meshInputs(), fd_algorithm: 2 } })).status, 200);
+    // A number that is no value: located at the field, naming the values (protobufjs's "enum value expected" was located at the whole inputs).
+    const unknown = await post(base(mesh), "apply", { inputs: { ...meshInputs(), fd_algorithm: 99 } });
+    assert.deepEqual([unknown.status, unknown.json.detail[0].loc], [422, ["body", "inputs", "fd_algorithm"]]);
+    assert.match(unknown.json.detail[0].msg, /^Value error, inputs\.fd_algorithm is 99, expected one of ALGORITHM_UNSPECIFIED, ALGORITHM_CENTRAL, .* \(or its number\)$/);
   });
 
   it("64-bit integers beyond ±(2^53 − 1) are answered exactly (2^53 + 1 was answered as 2^53, silently); sent as JSON numbers they are refused, naming why", async () => {

@@ -10,7 +10,7 @@
 import type { NdArray } from "ndarray";
 import * as protobuf from "protobufjs";
 import { invalidArgument, keyAt, refusedAs, shown } from "../../common/errors";
-import { INT_RANGES, jsonScalar } from "../../common/json-scalars";
+import { jsonScalar } from "../../common/json-scalars";
 import { enumNumber, type LiteralEnum } from "../../common/enum-names";
 import { arrayObject, castsSameKind, dtypesCastTo, NUMPY_DTYPES, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
@@ -54,10 +54,8 @@ function scalar(field: protobuf.Field, v: unknown, where: string, enumLiterals: 
     if (byName !== undefined) return byName;
     // A value number stays one where every literal is a string (as it was read before literals were
     // values), if it is one of the enum's (another went on to protobufjs, "enum value expected",
-    // located at the whole inputs); of Literal[False, True], 1 went as false.
-    const numbered = literals
-      ? literals.values.every((l) => typeof l === "string") && literals.numbers.includes(v as number)
-      : Number.isInteger(v) && (v as number) >= INT_RANGES.int32[0] && (v as number) <= INT_RANGES.int32[1];
+    // located at the whole inputs: 99 for meshstats' fd_algorithm); of Literal[False, True], 1 went as false.
+    const numbered = literals ? literals.values.every((l) => typeof l === "string") && literals.numbers.includes(v as number) : Object.values(values).includes(v as number);
     if (numbered) return v;
     if (literals) throw invalidArgument(`${where} is ${shown(v)}, expected one of ${literalList(literals)} (or their enum value names)`);
     throw invalidArgument(`${where} is ${shown(v)}, expected one of ${Object.keys(values).join(", ")} (or its number)`);
