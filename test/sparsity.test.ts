@@ -287,6 +287,13 @@ describe("column grouping", () => {
       await rejects(wrong.jacobian({ ...request, sparsity: [{ ...pattern, output_index: [0, 0] }] }), Code.INTERNAL, /apply's outputs \(f \[2\]\) differ from those abstractEval predicted \(f: 1 element\)$/);
     });
 
+    it("an index into an output of no elements says it has none (it said \"flat row-major indices 0 to -1\")", () => {
+      assert.throws(
+        () => buildStructure([{ output_path: "f", input_path: "x", output_index: [0], input_index: [0] }], [{ path: "x", size: 2 }], [{ path: "f", size: 0 }], { field: "sparsity", fromRequest: true }),
+        /^TesseractError: sparsity\[0\] \(output_path "f", input_path "x"\): output_index\[0\] = 0 is out of range for f, which has no elements$/,
+      );
+    });
+
     it("a structure aligned to outputs of the predicted sizes still refuses outputs of other sizes at the same paths (structures are shared: the alignment skipped the check)", () => {
       const structure = buildStructure([{ output_path: "f", input_path: "x", output_index: [0], input_index: [0] }], [{ path: "x", size: 2 }], [{ path: "f", size: 1 }], { field: "t", fromRequest: true });
       structure.alignedTo([{ path: "f", shape: [1] }]);

@@ -233,7 +233,7 @@ function asNumbers(list: ArrayLike<number | string>): Float64Array {
 function flatIndex(value: number | string, { path, size, predicted }: Extent, field: string, k: number, refuse: (m: string) => Error): number {
   const v = typeof value === "number" ? value : Number(value);
   if (!Number.isInteger(v) || v < 0 || v >= size) {
-    throw refuse(`${field}[${k}] = ${String(value).slice(0, 40)} is out of range for ${path}, which has ${plural(size, "element")} (flat row-major indices 0 to ${size - 1})${predicted ? AS_PREDICTED : ""}`);
+    throw refuse(`${field}[${k}] = ${String(value).slice(0, 40)} is out of range for ${path}, which has ${size ? `${plural(size, "element")} (flat row-major indices 0 to ${size - 1})` : "no elements"}${predicted ? AS_PREDICTED : ""}`);
   }
   return v;
 }
