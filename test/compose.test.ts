@@ -103,8 +103,9 @@ describe("container files", () => {
       assert.ok(entrypoint, "no ENTRYPOINT");
       assert.ok(entrypoint.args.startsWith("["), "ENTRYPOINT must be exec form (signals reach node)");
       assert.deepEqual(argv(entrypoint.args), ["node", ...SERVER_NODE_FLAGS, CLI]);
+      // npm start execs node, so that a signal to npm's child reaches the server (lifecycle.test.ts).
       const start = (JSON.parse(read("package.json")) as { scripts: Record<string, string> }).scripts.start.split(" ");
-      assert.deepEqual(start.slice(0, 2 + SERVER_NODE_FLAGS.length), ["node", ...SERVER_NODE_FLAGS, CLI]);
+      assert.deepEqual(start.slice(0, 3 + SERVER_NODE_FLAGS.length), ["exec", "node", ...SERVER_NODE_FLAGS, CLI]);
       const tsconfig = JSON.parse(read("tsconfig.json")) as { compilerOptions: { outDir: string; rootDir: string } };
       const source = path.posix.join(
         tsconfig.compilerOptions.rootDir,
