@@ -15,7 +15,7 @@ import { BearerTokens } from "../../common/bearer-tokens";
 import { bearerTokenInterceptor, UNAUTHENTICATED_DETAILS } from "./auth";
 import { CallRegistry, DEFAULT_LIMITS, type CallLimits } from "./calls";
 import { refuseCompressedFlagWithoutEncoding } from "./compressed-flag";
-import { refuseMalformedTimeouts } from "./timeout-header";
+import { keepIllegalTimeouts, refuseMalformedTimeouts } from "./timeout-header";
 import { dropMessagesAfterEnd } from "./ended-stream";
 import { sendFramedMessagesAsTheyAre } from "./framed-messages";
 import { watchHttp2Servers, watchHttp2Sessions } from "./http2-sessions";
@@ -259,7 +259,7 @@ function guardedGrpcServer(options: ServeOptions, calls: CallRegistry, tokens: B
   );
   const stalled = endStalledStreams(HELD_MESSAGES_PER_LIMIT * maxMessageBytes, options.streamStallMs ?? DEFAULTS.streamStallMs, (why) => log.warn({ why }, "a stream ended"), takesRequestStream(server, log));
   const silentMs = options.silentConnectionMs ?? SILENT_CONNECTION_MS;
-  if (!watchHttp2Sessions(server, closeBeforeResetGuard, closeSilentConnections(silentMs), stalled) || !watchHttp2Servers(server, closeSilentHandshakes(silentMs))) {
+  if (!watchHttp2Sessions(server, keepIllegalTimeouts, closeBeforeResetGuard, closeSilentConnections(silentMs), stalled) || !watchHttp2Servers(server, closeSilentHandshakes(silentMs))) {
     log.warn("this grpc-js has no createHttp2Server to wrap: a connection that cancels ~1000 calls is ended, and its other calls fail; a silent one is kept, and so are the bytes of streams that stall");
   }
   if (!quoteUnknownMethods(server)) log.warn("this grpc-js has no _respondWithError to wrap: a call to an unknown method is answered with its whole path");
