@@ -34,7 +34,7 @@ const VERSION: string = JSON.parse(fs.readFileSync(path.join(__dirname, "../../p
 interface ServeFlags {
   host: string;
   port: number;
-  streamChunkBytes: number;
+  streamChunkBytes?: number;
   maxMessageBytes: number;
   workers: number | "auto";
   replicas?: string;
@@ -124,7 +124,7 @@ export function buildProgram(): Command {
     .argument("<tesseract>", "bundled name, path to a module that default-exports a definition, or http://HOST:PORT[,http://HOST2:PORT2...] of tesseract-core runtimes serving the same Tesseract (each address of a host name is one)")
     .addOption(flag("--host <host>", "address to bind").default(DEFAULTS.host))
     .addOption(flag("--port <port>", "port to bind; 0 picks a free one").default(DEFAULTS.port).argParser(integer(0, { max: MAX_PORT })))
-    .addOption(flag("--stream-chunk-bytes <bytes>", "JacobianRows message budget").default(DEFAULTS.streamChunkBytes).argParser(integer(MIN_CHUNK_BYTES)))
+    .addOption(flag("--stream-chunk-bytes <bytes>", `JacobianRows message budget (default: ${DEFAULTS.streamChunkBytes}, or --max-message-bytes where that is smaller)`).argParser(integer(MIN_CHUNK_BYTES)))
     .addOption(flag("--max-message-bytes <bytes>", "largest message received or sent").default(DEFAULTS.maxMessageBytes).argParser(integer(1)))
     .addOption(flag("--workers <n>", 'worker threads for apply: a count (0 for inline, at most 4 per core), or "auto" (inline until the measured costs favour the pool)').default("auto").argParser(workerCount))
     .addOption(flag("--replicas <target>", "evaluate apply on these tesseract-grpc servers (gRPC target, e.g. dns:///apply:50051 or ipv4:host1:port,host2:port)"))

@@ -185,6 +185,13 @@ describe("gRPC server", () => {
     }
   });
 
+  it("a message limit under the default stream chunk starts the server, the chunk following it; one under 1 KiB, or a chunk over the limit, is refused naming the flag at fault (the default chunk was blamed)", async () => {
+    const small = await startServer({ tesseract: "meshstats", port: 0, maxMessageBytes: 100_000, warmUpMs: 0, logger: silentLogger });
+    await small.close();
+    await assert.rejects(startServer({ tesseract: "meshstats", port: 0, maxMessageBytes: 100, warmUpMs: 0, logger: silentLogger }), /^Error: the max message bytes \(--max-message-bytes\) is 100: expected at least 1024/);
+    await assert.rejects(startServer({ tesseract: "meshstats", port: 0, maxMessageBytes: 100_000, streamChunkBytes: 200_000, warmUpMs: 0, logger: silentLogger }), /^Error: the stream chunk bytes \(--stream-chunk-bytes\) is 200000: expected 1024 to the max message bytes \(100000\)$/);
+  });
+
   it("a small message limit still answers the Jacobians that fit (below 64 KiB every one was refused, over a negative limit; then those over half the limit, quoting that half)", async () => {
     const server = await startServer({ tesseract: "meshstats", port: 0, maxMessageBytes: 8192, streamChunkBytes: 4096, warmUpMs: 0, logger: silentLogger });
     const c = new GeneratedClient(server.address, grpc.credentials.createInsecure());

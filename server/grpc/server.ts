@@ -43,7 +43,7 @@ export interface ServeOptions {
   host?: string;
   /** Default 50051; 0 picks a free port. */
   port?: number;
-  /** JacobianRows message budget; default 1 MiB. */
+  /** JacobianRows message budget; default 1 MiB, or the message limit where that is smaller. */
   streamChunkBytes?: number;
   /** Receive and send limit for every message; default 64 MiB. */
   maxMessageBytes?: number;
@@ -170,8 +170,10 @@ export const DEFAULTS = {
 
 /** A JacobianRows budget must fit one value next to long paths and stay within the message limit. */
 export function checkStreamChunkBytes(streamChunkBytes: number, maxMessageBytes: number): void {
+  // The limit named first when it is the one at fault (--max-message-bytes 100 was refused as the default chunk's fault).
+  if (!(maxMessageBytes >= MIN_CHUNK_BYTES)) throw new Error(`the max message bytes (--max-message-bytes) is ${maxMessageBytes}: expected at least ${MIN_CHUNK_BYTES}, what a JacobianRows message needs for one value beside its paths`);
   if (!(streamChunkBytes >= MIN_CHUNK_BYTES && streamChunkBytes <= maxMessageBytes)) {
-    throw new Error(`stream chunk bytes must be between ${MIN_CHUNK_BYTES} and the max message bytes (${maxMessageBytes}), got ${streamChunkBytes}`);
+    throw new Error(`the stream chunk bytes (--stream-chunk-bytes) is ${streamChunkBytes}: expected ${MIN_CHUNK_BYTES} to the max message bytes (${maxMessageBytes})`);
   }
 }
 
@@ -318,8 +320,9 @@ function bindGrpc(server: grpc.Server, address: string, credentials: grpc.Server
  * connections go with it, and no worker or timer keeps the process alive.
  */
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
-  const streamChunkBytes = options.streamChunkBytes ?? DEFAULTS.streamChunkBytes;
   const maxMessageBytes = options.maxMessageBytes ?? DEFAULTS.maxMessageBytes;
+  // Unset, the chunk follows a smaller message limit (--max-message-bytes 100000 was refused for the default chunk of 1 MiB).
+  const streamChunkBytes = options.streamChunkBytes ?? Math.min(DEFAULTS.streamChunkBytes, maxMessageBytes);
   checkStreamChunkBytes(streamChunkBytes, maxMessageBytes);
   // Before any worker starts: a bad certificate or key fails here, naming the option.
   const credentials = serverCredentials(options.tls);
