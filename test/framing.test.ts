@@ -19,7 +19,9 @@ import ndarray from "ndarray";
 import { packAny } from "../client";
 import { Inputs as VectorInputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
 import { ApplyRequest, JacobianRequest, JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
-import { heldDecompressedBytes } from "../server/grpc/decompressed-bytes";
+import { heldDecompressedBytes, inflateWithinBudget } from "../server/grpc/decompressed-bytes";
+import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
 import { loadTesseract } from "../server/loader";
 import { TesseractRuntime } from "../server/runtime";
 import { encodeRowMessage } from "../server/grpc/row-encoding";
@@ -205,6 +207,26 @@ describe("gRPC framing", () => {
       await raw.close();
       await small.close();
     }
+    assert.equal(heldDecompressedBytes(), 0);
+  });
+
+  it("a gzip message inflates into one buffer of the size its trailer states, and whole where the trailer is the last of several members' (it states that member's size alone)", async () => {
+    const message = randomBytes(300_000);
+    const gz = gzipSync(message);
+    const stream = new EventEmitter();
+    for (const [name, body, expected] of [
+      ["one member", gz, message],
+      ["a small member last", Buffer.concat([gz, gzipSync(message.subarray(0, 1000))]), Buffer.concat([message, message.subarray(0, 1000)])],
+      ["a big member last", Buffer.concat([gzipSync(message.subarray(0, 1000)), gz]), Buffer.concat([message.subarray(0, 1000), message])],
+    ] as const) {
+      const inflated = await inflateWithinBudget(body, "gzip", 1 << 20, stream);
+      assert.ok(inflated.equals(expected), name);
+    }
+    assert.equal(heldDecompressedBytes(), 3 * message.length + 2000, "held while their calls are open");
+    // A trailer that states another size than the member's is no gzip: refused, and nothing held.
+    const lying = Buffer.concat([gz.subarray(0, gz.length - 4), Buffer.from(Uint32Array.of(10).buffer)]);
+    await assert.rejects(inflateWithinBudget(lying, "gzip", 1 << 20, stream), (e: { details?: string }) => e.details === "Failed to decompress message");
+    stream.emit("close");
     assert.equal(heldDecompressedBytes(), 0);
   });
 
