@@ -162,30 +162,20 @@ export class ZeroRecorder {
  * ±(0.5..1.5) / sqrt(r): the verification direction's multiple of each element's step (at most
  * VERIFICATION_REACH), r the most structural nonzeros of an output value's row. Each output moves
  * along its own row's elements only, by about one step; 1 / sqrt(n) moved a diagonal's outputs by
- * a hundredth of a step at n = 10 000, and FP32 rounding hid a missed 10 % entry.
+ * a hundredth of a step at n = 10 000, and FP32 rounding hid a missed 10 % entry. An FP32 element
+ * moves by at least its random factor times FP32_MOVE_ULPS ulps.
  */
-function directionMultiples(leaves: readonly InputLeaf[], seed: bigint, direction: number, rowNonzeros: number): Float64Array[] {
+function directionMultiples(leaves: readonly InputLeaf[], seed: bigint, direction: number, rowNonzeros: number, steps: { elementStep(leaf: number, index: number): number }): Float64Array[] {
   const rng = seededGenerator(seed, VERIFY_STREAM + direction);
   const scale = 1 / Math.sqrt(Math.max(1, rowNonzeros));
-  return leaves.map((l) =>
-    Float64Array.from({ length: l.size }, () => {
+  return leaves.map((leaf, l) =>
+    Float64Array.from({ length: leaf.size }, (_, j) => {
       const draw = rng.next() >>> 0;
-      return (draw & 1 ? 1 : -1) * (VERIFICATION_REACH - 1 + (draw >>> 1) / 2 ** 31) * scale; // ±(0.5..1.5) · scale
+      const factor = VERIFICATION_REACH - 1 + (draw >>> 1) / 2 ** 31; // 0.5..1.5
+      const least = leaf.fp32 ? (FP32_MOVE_ULPS * factor * fp32Ulp(leaf.data[j])) / steps.elementStep(l, j) : 0;
+      return (draw & 1 ? 1 : -1) * Math.max(factor * scale, least);
     }),
   );
-}
-
-/** FP32 elements' multiples made large enough that their moves keep their random factors once rounded (FP32_MOVE_ULPS). */
-function widenFp32Moves(leaves: readonly InputLeaf[], multiples: Float64Array[], steps: { elementStep(leaf: number, index: number): number }, rowNonzeros: number): void {
-  const scale = 1 / Math.sqrt(Math.max(1, rowNonzeros));
-  leaves.forEach((leaf, l) => {
-    if (!leaf.fp32) return;
-    for (let j = 0; j < leaf.size; j++) {
-      const m = multiples[l][j];
-      const least = (FP32_MOVE_ULPS * (Math.abs(m) / scale) * fp32Ulp(leaf.data[j])) / steps.elementStep(l, j);
-      if (Math.abs(m) < least) multiples[l][j] = Math.sign(m) * least;
-    }
-  });
 }
 
 /** The spacing of FP32 numbers at x. */
@@ -241,9 +231,7 @@ async function verifyAlong(problem: Problem, options: ResolvedOptions, rows: Ite
   const steps = problem.stepRule(options);
   const algorithm = effectiveAlgorithm(problem.size, options);
   const leaves = problem.leaves;
-  const rowNonzeros = mostRowNonzeros(problem, rows);
-  const multiples = directionMultiples(leaves, options.seed, direction, rowNonzeros);
-  widenFp32Moves(leaves, multiples, steps, rowNonzeros);
+  const multiples = directionMultiples(leaves, options.seed, direction, mostRowNonzeros(problem, rows), steps);
   // Rows by an extrapolating rule are checked along u and u/2 as well (see EXTRAPOLATED_RTOL).
   const scales = extrapolates(algorithm) ? [1, 0.5] : [1];
   const points = scales.map((scale) => {

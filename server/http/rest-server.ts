@@ -332,10 +332,11 @@ function addEndpoints(app: FastifyInstance, options: RestServerOptions): void {
   const { runtime } = options;
   // A bridged Tesseract's enums read and write as its own strings (tesseract-core's Literals).
   const { enumLiterals } = runtime;
+  // A bridged runtime's required list or dict left out of the body: once converted, it would be an
+  // empty one (protobuf cannot tell them apart) and the runtime would compute with it. Others require none.
+  const requiresFields = Object.keys(runtime.requiredFields).length > 0;
   const inputs = (json: unknown, abstract = false) => {
-    // A bridged runtime's required list or dict left out of the body: once converted, it would be an
-    // empty one (protobuf cannot tell them apart) and the runtime would compute with it.
-    requireFields(runtime.schema.inputs.type, json, "inputs", runtime.requiredFields);
+    if (requiresFields) requireFields(runtime.schema.inputs.type, json, "inputs", runtime.requiredFields);
     return inputsAny(runtime.schema.inputs, json, abstract, { enumLiterals, maxMessages: runtime.decodeLimits.maxMessages, strictArrays: true });
   };
   // Paths come and go in keys, as tesseract-core writes them; the engine's are in field names (json-keys.ts).
