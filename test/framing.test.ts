@@ -304,4 +304,28 @@ describe("gRPC framing", () => {
       await quiet.close();
     }
   });
+
+  it("a client that spoke while the event loop was held past silentConnectionMs (a long apply inline) is served, not dropped as silent", async () => {
+    const quiet = await startServer({ tesseract: "vectoradd", port: 0, logger: silentLogger, silentConnectionMs: 200 });
+    const port = Number(quiet.address.slice(quiet.address.lastIndexOf(":") + 1));
+    const client = net.connect(port, "127.0.0.1");
+    try {
+      await once(client, "data"); // the server's SETTINGS: its session, and the silence timer, have started
+      let received = Buffer.alloc(0);
+      const settingsAcked = new Promise<boolean>((resolve) => {
+        client.on("data", (chunk: Buffer) => {
+          received = Buffer.concat([received, chunk]);
+          for (let at = 0; at + 9 <= received.length; at += 9 + received.readUIntBE(at, 3)) if (received[at + 3] === 4 && received[at + 4] === 1) resolve(true);
+        });
+        client.once("close", () => resolve(false));
+      });
+      // The client's preface and SETTINGS, then this thread held 400 ms: the timer is due before the bytes are read.
+      client.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
+      for (const end = performance.now() + 400; performance.now() < end; );
+      assert.equal(await settingsAcked, true, "the server acknowledged the client's SETTINGS; it did not close the connection");
+    } finally {
+      client.destroy();
+      await quiet.close();
+    }
+  });
 });

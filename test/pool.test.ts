@@ -119,6 +119,16 @@ describe("worker-thread evaluation", function () {
     assert.equal(inlineCalls() - inlineBefore, 1, "the quick Apply ran in the event loop");
   });
 
+  it('"auto": one apply of half a second or more held the event loop beyond doubt: the next Apply waits for the pool to start and runs there (heat of 1.5 million steps held health checks 10-18 s, twice)', async function () {
+    this.timeout(20_000);
+    const module = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
+    const runtime = await load(module, "auto");
+    const inputs = { x: f64([0.5, 1.5]), y: f64([0.25], []), params: {}, blocks: [], mode: "long" };
+    const thread = async () => ((runtime.schema.outputs.decodeAny(await runtime.applyMessage(runtime.schema.inputs.encodeAny({ ...inputs, y: f64([Math.random()], []) })), "outputs") as { count_out: { data: Int32Array } }).count_out.data[0] === 1 ? "event loop" : "worker");
+    assert.equal(await thread(), "event loop", "nothing measured yet");
+    assert.equal(await thread(), "worker", "the second waited for the pool");
+  });
+
   it("tensors inside maps (objects without a prototype) reach workers as tensors: the same Jacobians as inline (they were answered OK as zeros)", async () => {
     const module = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
     const [inline, pooled] = [await load(module, 0), await load(module, 2)];

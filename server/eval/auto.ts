@@ -97,6 +97,13 @@ const COLD_EVALUATIONS = 1024;
  */
 export const BLOCKING_APPLY_MS = 20;
 /**
+ * An apply this long holds the event loop beyond doubt on its own: no preemption or container CPU
+ * quota stretches a quick one this far (the longest such seen, 37 ms; a quota's period is 100 ms).
+ * One such apply decides as two in a row of BLOCKING_APPLY_MS do (a heat of 1.5 million steps held
+ * an "auto" server's health checks 10-18 s a call, for two calls before the pool took the third).
+ */
+export const LONG_APPLY_MS = 500;
+/**
  * Main-thread milliseconds per pooled evaluation beyond its share of the task: packing it and
  * handing its values over. Central pairs go to the pool a chunk at a time with one promise
  * (pool-evaluator.ts), so this is small (measured: the main thread spends about 1.3 µs per pooled
@@ -515,10 +522,10 @@ export class AutoEvaluator implements Evaluator {
     this.decide();
   }
 
-  /** Whether this timing makes two in a row of BLOCKING_APPLY_MS or more: apply holds the event loop (see there). */
+  /** Whether this timing makes two in a row of BLOCKING_APPLY_MS or more, or is LONG_APPLY_MS: apply holds the event loop (see there). */
   private blocking(ms: number): boolean {
     this.blockingInARow = ms >= BLOCKING_APPLY_MS ? this.blockingInARow + 1 : 0;
-    return this.blockingInARow === 2;
+    return this.blockingInARow === 2 || ms >= LONG_APPLY_MS;
   }
 
   /**

@@ -16,6 +16,7 @@
 import type * as grpc from "@grpc/grpc-js";
 import { setMaxListeners } from "node:events";
 import { createHash } from "node:crypto";
+import { setTimeout as delay } from "node:timers/promises";
 import { OutputSelector } from "./outputs";
 import { omittedOutputError, type AnyMessage, type TesseractSchema } from "../schema/schema";
 import type { InputLeaf } from "./input-leaf";
@@ -23,7 +24,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES, MAX_TIMER_MS } from "../../common/transport-
 import { isNdArray, type DecodeLimits } from "../../common/tensor-codec";
 import type { Evaluator, OutputInfo, Perturbation } from "./evaluator";
 import { RoutePaces } from "./route-paces";
-import { AutoEvaluator, BLOCKING_APPLY_MS, PoolCorrection, REMEASURE_EVERY, threadsForJob, type InlineCosts } from "./auto";
+import { AutoEvaluator, BLOCKING_APPLY_MS, LONG_APPLY_MS, PoolCorrection, REMEASURE_EVERY, threadsForJob, type InlineCosts } from "./auto";
 import { CachedBaseEvaluator } from "./cached-base";
 import { derive } from "./deadlines";
 import { usableCpus } from "./cpu-limit";
@@ -44,6 +45,9 @@ import type { ReplicaPool } from "./replicas";
  * (273-292 MB against 292-301: threads started mid-stream load and warm up beside it).
  */
 const AUTO_KEPT_THREADS = 4;
+
+/** The longest an Apply waits for an "auto" pool to start after a long apply (LONG_APPLY_MS), should its threads not load. */
+const POOL_START_WAIT_MS = 5_000;
 
 /** Quick applies in a row that bring Apply back to the event loop after one held it. */
 const QUICK_STREAK = 8;
@@ -234,7 +238,7 @@ export class EvaluationBackends {
   }
   /**
    * "auto": the apply time that decides whether apply holds the event loop (BLOCKING_APPLY_MS): the
-   * last two in a row that did (the lesser), until QUICK_STREAK quick ones in a row (one quick Apply
+   * last two in a row that did (the lesser), or one of LONG_APPLY_MS, until QUICK_STREAK quick ones in a row (one quick Apply
    * sent the next costly one back to the event loop, 2.3 s). One alone may be this thread preempted
    * (a loaded machine, a container's CPU quota): a univariate apply of microseconds was timed at
    * 37 ms on a busy machine, and started a pool that every later Jacobian then took.
@@ -249,6 +253,7 @@ export class EvaluationBackends {
     if (ms >= BLOCKING_APPLY_MS) {
       this.quickInARow = 0;
       if (previous >= BLOCKING_APPLY_MS) this.lastApplyMs = Math.min(ms, previous);
+      else if (ms >= LONG_APPLY_MS) this.lastApplyMs = ms;
       return;
     }
     if (this.lastApplyMs >= BLOCKING_APPLY_MS && ++this.quickInARow < QUICK_STREAK) return;
@@ -345,7 +350,7 @@ export class EvaluationBackends {
     const cached = key && this.cache!.getApply(key);
     if (cached) return cached;
     let outputs: AnyMessage;
-    const threads = this.applyThreads();
+    const threads = await this.applyThreads();
     if (threads > 0) {
       runtime.evaluations++;
       const pooled = await this.pool(threads).applyMessage(any, runtime.decodeLimits, signal);
@@ -367,12 +372,15 @@ export class EvaluationBackends {
    * once the last apply timed here held this thread for BLOCKING_APPLY_MS or more (health checks and
    * deadlines wait on it; a heat of 2 million steps held it 12 s a call), started now and taken once ready.
    */
-  private applyThreads(): number {
+  private async applyThreads(): Promise<number> {
     const { workers } = this.settings;
     if (typeof workers === "number") return workers;
     const threads = this.autoThreads();
     if (threads === 0 || this.lastApplyMs < BLOCKING_APPLY_MS) return 0;
     const pool = this.pool(threads);
+    // After an apply of LONG_APPLY_MS, waiting for the pool to start (about a second on two cores)
+    // beats holding this thread for another: every other call waits on it.
+    if (!pool.ready && this.lastApplyMs >= LONG_APPLY_MS) await Promise.race([pool.calibrate(), delay(POOL_START_WAIT_MS, undefined, { ref: false })]);
     return pool.ready ? threads : 0;
   }
 

@@ -13,11 +13,21 @@ import type { Http2ServerWatcher, SessionWatcher } from "./http2-sessions";
 /** How long a connection may stay silent before its first frame, by default. */
 export const SILENT_CONNECTION_MS = 10_000;
 
+/**
+ * `close` once the timer has fired and this loop turn's pending input has been read: after the
+ * event loop was held past `ms` (a long apply inline), timers run before sockets are read, and a
+ * client that had spoken during the hold was dropped as silent.
+ */
+function afterPendingInput(close: () => void): () => void {
+  return () => void setImmediate(close);
+}
+
 /** The watcher that closes a session silent for `ms`. */
 export function closeSilentConnections(ms: number): SessionWatcher {
   return (session) => {
-    const timer = setTimeout(() => session.destroy(), ms).unref();
-    session.once("remoteSettings", () => clearTimeout(timer));
+    let spoke = false;
+    const timer = setTimeout(afterPendingInput(() => spoke || session.destroy()), ms).unref();
+    session.once("remoteSettings", () => ((spoke = true), clearTimeout(timer)));
     session.once("close", () => clearTimeout(timer));
   };
 }
@@ -40,7 +50,7 @@ export function closeSilentHandshakes(ms: number): Http2ServerWatcher {
     };
     server.on("connection", (socket: Socket) => {
       const key = peer(socket);
-      const timer = setTimeout(() => (forget(key, timer), socket.destroy()), ms).unref();
+      const timer = setTimeout(afterPendingInput(() => pending.get(key) === timer && (forget(key, timer), socket.destroy())), ms).unref();
       pending.set(key, timer);
       socket.once("close", () => forget(key, timer));
     });
