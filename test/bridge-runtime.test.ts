@@ -155,6 +155,37 @@ describe("tesseract-core bridge: health follows the runtimes' /health", function
     }
   });
 
+  it("outputs cached from a runtime do not outlive it: once it went away and came back (a redeploy), an Apply on the same inputs asks it again, and a forward Jacobian's f(x) is the new runtime's", async () => {
+    let shift = 0; // what the runtime adds to barycenter: its "version"
+    const mesh = meshStats();
+    const redeployed: FakeTesseract = { ...mesh, apply: (inputs) => ((out) => ({ ...out, barycenter: { ...out.barycenter, values: out.barycenter.values.map((v) => v + shift) } }))(mesh.apply(inputs) as { barycenter: { shape: number[]; dtype: string; values: number[] }; count: number }) };
+    const { fake, server, client, stop } = await bridged(redeployed, { healthIntervalMs: 10 });
+    const Health = grpc.makeGenericClientConstructor(healthService, "grpc.health.v1.Health");
+    const health = new Health(server.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & { Watch(req: { service: string }): HealthStream };
+    const stream = health.Watch({ service: "" });
+    try {
+      assertAll(flat((await client.apply(inputs())).barycenter), barycenter());
+      await watchFor(stream, "SERVING");
+      const notServing = watchFor(stream, "NOT_SERVING");
+      await fake.stop();
+      await notServing;
+      shift = 1000;
+      const serving = watchFor(stream, "SERVING");
+      await fake.restart();
+      await serving;
+      const calls = fake.applyCalls;
+      assertAll(flat((await client.apply(inputs())).barycenter), barycenter().map((v) => v + 1000));
+      assert.equal(fake.applyCalls - calls, 1, "the Apply reached the new runtime");
+      // f(x) set against the old runtime's would put 1000 / h in every entry.
+      const { jacobian } = await client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: { algorithm: Algorithm.ALGORITHM_FORWARD, sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } });
+      flat(jacobian.barycenter["mesh.points"]).forEach((d, k) => assert.ok(Math.abs(d - (Math.floor(k / (N * 3)) === k % 3 ? SCALE / N : 0)) < 1e-6, `d barycenter / d points at ${k}: ${d}`));
+    } finally {
+      stream.cancel();
+      health.close();
+      await stop();
+    }
+  });
+
   it("a runtime that answers evaluations during a round is up though its /health is late (a runtime with every worker busy flapped NOT_SERVING)", async () => {
     let releaseHealth!: () => void;
     const healthHeld = new Promise<void>((resolve) => (releaseHealth = resolve));

@@ -386,6 +386,8 @@ export class RuntimeReplicas implements HealthTarget {
   private readonly named: NamedHost[] = [];
   private readonly lookup: Lookup;
   readonly limits: ReplicaLimits;
+  /** Told when a runtime may have been replaced (onReplaced). */
+  private readonly replacedListeners = new Set<() => void>();
 
   private constructor(
     private readonly urls: readonly URL[],
@@ -432,9 +434,28 @@ export class RuntimeReplicas implements HealthTarget {
     return [...rotated.filter((r) => r.up && !r.allHeld), ...rotated.filter((r) => r.up && r.allHeld), ...rotated.filter((r) => !r.up)];
   }
 
+  /**
+   * `listener` is called whenever a runtime may have been replaced by another (a restart, a
+   * redeploy): a replica that was up stopped answering, or replicas were added or removed. What
+   * was computed by the runtimes before is then no longer theirs (the evaluation cache).
+   */
+  onReplaced(listener: () => void): void {
+    this.replacedListeners.add(listener);
+  }
+
+  private replaced(): void {
+    for (const listener of this.replacedListeners) listener();
+  }
+
+  /** `replica` is up or down by what it answered (or failed to): a fall is a possible replacement (onReplaced). */
+  private mark(replica: Replica, up: boolean): void {
+    if (replica.up && !up) this.replaced();
+    replica.up = up;
+  }
+
   /** A request to `replica` failed: down if it could not connect; names are resolved again (in the background). */
   failed(replica: Replica, error: unknown): void {
-    if (CONNECT_FAILURES.has(errorCode(error) ?? "")) replica.up = false;
+    if (CONNECT_FAILURES.has(errorCode(error) ?? "")) this.mark(replica, false);
     void this.refresh();
   }
 
@@ -459,7 +480,7 @@ export class RuntimeReplicas implements HealthTarget {
         ),
       ),
     );
-    replicas.forEach((r, i) => (r.up = answers[i] || r.answeredAt >= started));
+    replicas.forEach((r, i) => this.mark(r, answers[i] || r.answeredAt >= started));
     if (answers.includes(false)) void this.refresh();
     return replicas.some((r) => r.up);
   }
@@ -490,7 +511,10 @@ export class RuntimeReplicas implements HealthTarget {
     if (this.closed) return false;
     this.current = this.urls.flatMap((url) => this.fixed.get(url) ?? [...this.named.find((h) => h.url === url)!.byAddress.values()]);
     const changed = changes.includes(true);
-    if (changed) this.options.onChange?.(this.current.map((r) => r.name));
+    if (changed) {
+      this.options.onChange?.(this.current.map((r) => r.name));
+      this.replaced();
+    }
     return changed;
   }
 

@@ -225,6 +225,9 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
       },
     });
     client = new TesseractCoreClient(replicas, runtime.schema.inputs, runtime.schema.outputs, generated.enumLiterals, generated.requiredFields, generated.nullFields);
+    // Outputs cached from a runtime that went away are not its successor's (a redeploy changes them):
+    // an Apply answered them unasked, and a forward Jacobian set them against the new runtime's.
+    replicas.onReplaced(() => runtime.evaluationCache?.clear());
     return runtime;
   } catch (e) {
     health.close();
