@@ -31,7 +31,11 @@ export function jsonScalar(type: string, v: unknown, where: string): unknown {
     // A decimal string too, as protobuf's JSON and pydantic take one ("0.5"; integer fields took "4").
     const n = typeof v === "string" && DECIMAL.test(v) ? Number(v) : v;
     // JSON's numbers are finite: an infinite one was a literal beyond FP64's range.
-    if (typeof n === "number" && Number.isFinite(n)) return n;
+    if (typeof n === "number" && Number.isFinite(n)) {
+      // A float field holds FP32: beyond its range the value would become infinite on the wire, unsaid.
+      if (type === "float" && !Number.isFinite(Math.fround(n))) throw invalidArgument(`${where} is ${shown(v)}, beyond the range of a float field (FP32, ±3.4028235e38)`);
+      return n;
+    }
     throw invalidArgument(`${where} is ${shown(v)}, expected ${typeof n === "number" ? "a finite number" : "a number"}`);
   }
   if (Object.hasOwn(INT_RANGES, type)) {

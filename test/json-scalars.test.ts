@@ -9,6 +9,12 @@ describe("JSON scalars (REST bodies, the bridge's JSON, the CLI's payloads)", ()
     assert.throws(() => jsonScalar("double", "1e400", "dt"), /^TesseractError: dt is "1e400", expected a finite number$/);
   });
 
+  it("a float field refuses a value beyond FP32's range (1e39 went on the wire as Infinity, answered 200 with null)", () => {
+    for (const v of [1e39, "-1e39", 3.5e38]) assert.throws(() => jsonScalar("float", v, "f32"), /^TesseractError: f32 is .*, beyond the range of a float field \(FP32, ±3\.4028235e38\)$/, String(v));
+    assert.equal(jsonScalar("float", 3.4e38, "f32"), 3.4e38);
+    assert.equal(jsonScalar("double", 1e39, "f64"), 1e39);
+  });
+
   it("a bool takes pydantic's words and 0 or 1 besides true and false (a tesseract-core client's 1 was refused)", () => {
     for (const v of [true, 1, "1", "true", "True", "t", "yes", "Y", "on"]) assert.equal(jsonScalar("bool", v, "normalize"), true, String(v));
     for (const v of [false, 0, "0", "false", "FALSE", "f", "no", "n", "off"]) assert.equal(jsonScalar("bool", v, "normalize"), false, String(v));
