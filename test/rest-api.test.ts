@@ -646,7 +646,9 @@ describe("tesseract-core's REST API", () => {
     try {
       const url = `http://127.0.0.1:${server.httpPort}`;
       const inputs = { a: arr([1], [1]), b: arr([2], [1]) };
-      assert.equal((await fetch(`${url}/health`)).status, 200);
+      // The path decides, not the query string or a trailing slash (`/health?probe=1` asked for a token).
+      for (const health of ["/health", "/health?probe=1", "/health/"]) assert.equal((await fetch(`${url}${health}`)).status, 200, health);
+      assert.equal((await fetch(`${url}/openapi.json?x=/health`)).status, 401);
       const refused = await post(url, "apply", { inputs });
       assert.equal(refused.status, 401);
       assert.match(refused.json.detail, /bearer token/);
@@ -654,6 +656,9 @@ describe("tesseract-core's REST API", () => {
       assert.equal((await fetch(`${url}/openapi.json`)).status, 401);
       const ok = await post(url, "apply", { inputs }, { authorization: "Bearer s3cret" });
       assert.equal(ok.status, 200, ok.text);
+      // `/apply/` is `/apply`, as FastAPI's redirect makes it (it was a 404).
+      const slashed = await post(url, "apply/", { inputs }, { authorization: "Bearer s3cret" });
+      assert.deepEqual([slashed.status, slashed.json], [200, ok.json]);
     } finally {
       await server.close();
     }

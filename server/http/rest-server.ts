@@ -237,6 +237,8 @@ function createApp(options: RestServerOptions): FastifyInstance {
     // (Python's unquote keeps a bad escape), not fastify's 400 echoing the whole URL.
     frameworkErrors: (error: Error & { code?: string }, _request: unknown, reply: { code(n: number): { type(t: string): { send(body: unknown): void } } }) =>
       error.code === "FST_ERR_BAD_URL" ? reply.code(404).type("application/json").send({ detail: "Not Found" }) : reply.code(400).type("application/json").send({ detail: "Bad Request" }),
+    // `/apply/` is `/apply`: FastAPI redirects it there (307, which clients follow with the same POST); it was a 404.
+    routerOptions: { ignoreTrailingSlash: true },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true } },
     // A handshake not finished within the gRPC port's silence is given up (Node's default: 2 minutes).
     ...(options.tls ? { https: { connectionsCheckingInterval: CONNECTIONS_CHECKING_MS, handshakeTimeout: options.silentConnectionMs ?? SILENT_CONNECTION_MS, cert: options.tls.cert, key: options.tls.key, ...(options.tls.clientCa ? { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) } } : {}),
@@ -280,7 +282,8 @@ function createApp(options: RestServerOptions): FastifyInstance {
     if (typeof request.headers["content-type"] === "string" && request.headers["content-type"].trim() === "") delete request.headers["content-type"];
   });
   app.addHook("onRequest", async (request, reply) => {
-    if (!tokens || (request.url === "/health" && !options.authHealth)) return;
+    // The path alone decides (a query string, `/health?probe=1`, asked for a token).
+    if (!tokens || (/^\/health\/?$/.test(request.url.split("?")[0]) && !options.authHealth)) return;
     if (tokens.accepts(request.headers.authorization)) return;
     const details = "a valid bearer token is required (header Authorization: Bearer <token>)";
     calls.refused(`REST ${request.url.split("?")[0]}`, Code.UNAUTHENTICATED, details);
