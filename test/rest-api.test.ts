@@ -6,6 +6,8 @@
 import { strict as assert } from "node:assert";
 import { gzipSync } from "node:zlib";
 import * as fs from "node:fs";
+import * as http from "node:http";
+import * as net from "node:net";
 import * as path from "node:path";
 import { loadTesseract, startServer, TesseractRuntime, type RunningServer } from "../index";
 import { DataType } from "../common/tensor-codec";
@@ -321,7 +323,36 @@ describe("tesseract-core's REST API", () => {
     const small = await startServer({ tesseract: POLYNOMIAL, port: 0, httpPort: 0, logger: silentLogger, maxMessageBytes: 100_000, streamChunkBytes: 65_536, warmUpMs: 0 });
     try {
       const { status, json } = await post(`http://127.0.0.1:${small.httpPort}`, "apply", { inputs: { x: arr(new Array(20_000).fill(1), [20_000]), y: arr([0.5], []), mode: "" } });
-      assert.deepEqual([status, json.detail], [413, "the body is larger than this server's limit of 100000 bytes (--max-message-bytes)"]);
+      const message = "the body is larger than this server's limit of 100000 bytes (--max-message-bytes)";
+      assert.deepEqual([status, json.detail], [413, message]);
+      // 16 MB, from a client that writes all of it before it reads (as Python's do): the 413 waits
+      // for the body (the connection was closed under the client: a broken pipe or a reset instead).
+      const body = Buffer.alloc(16 << 20, " ");
+      const raw = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect(small.httpPort!, "127.0.0.1");
+        const chunks: Buffer[] = [];
+        socket.on("error", reject);
+        socket.write(`POST /apply HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`);
+        socket.pause(); // nothing read until the body is written
+        socket.write(body, () => socket.on("data", (c: Buffer) => chunks.push(c)).on("end", () => resolve(Buffer.concat(chunks).toString())).resume());
+      });
+      assert.match(raw, /^HTTP\/1\.1 413 /);
+      assert.equal(JSON.parse(raw.slice(raw.indexOf("\r\n\r\n") + 4)).detail, message);
+      // With Expect: 100-continue, the body is not asked for.
+      for (const expect of [false, true]) {
+        const answer = await new Promise<{ status?: number; text: string; continued: boolean }>((resolve, reject) => {
+          let continued = false;
+          const req = http.request({ host: "127.0.0.1", port: small.httpPort, method: "POST", path: "/apply", headers: { "content-type": "application/json", "content-length": body.length, ...(expect ? { expect: "100-continue" } : {}) } });
+          req.on("continue", () => ((continued = true), req.end(body)));
+          req.on("response", (res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (c: Buffer) => chunks.push(c)).on("end", () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString(), continued }));
+          });
+          req.on("error", reject);
+          if (!expect) req.end(body);
+        });
+        assert.deepEqual([answer.status, JSON.parse(answer.text).detail, answer.continued], [413, message, false], `Expect: 100-continue ${expect}`);
+      }
     } finally {
       await small.close(0);
     }

@@ -6,6 +6,7 @@
  * admission limits, deadlines and graceful shutdown, and are logged and counted the same way.
  */
 import * as grpc from "@grpc/grpc-js";
+import type * as http from "node:http";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import ndarray from "ndarray";
 import type * as protobuf from "protobufjs";
@@ -255,7 +256,10 @@ function createApp(options: RestServerOptions): FastifyInstance {
     // A Content-Type fastify cannot parse at all (";charset=utf-8"): the same 415 as another type's.
     if (error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") return sendError(reply, 415, { message: notJson(request.headers["content-type"]) });
     if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
-      return sendError(reply, 413, { message: `the body is larger than this server's limit of ${options.maxMessageBytes} bytes (--max-message-bytes)` });
+      // Answered once the rest of the body is read: closed before, the connection was reset under a
+      // client that writes its whole body before reading (Python's), which then saw a broken pipe
+      // instead of the 413 (tesseract-core's client raised a ConnectionError).
+      return discardBody(request.raw, DISCARDED_BODY_BYTES).then(() => sendError(reply, 413, { message: tooLarge(options.maxMessageBytes) }));
     }
     return sendError(reply, error.statusCode ?? 500, error);
   });
@@ -290,6 +294,42 @@ function createApp(options: RestServerOptions): FastifyInstance {
     return sendError(reply, 401, { message: details });
   });
   return app;
+}
+
+/** The 413's message for a body over the limit. */
+const tooLarge = (maxMessageBytes: number) => `the body is larger than this server's limit of ${maxMessageBytes} bytes (--max-message-bytes)`;
+
+/** The most of a refused body read before its 413 is sent (past it, the connection is closed as the 413 leaves). */
+const DISCARDED_BODY_BYTES = 256 << 20;
+
+/** Reads and drops the rest of a request's body, up to `maxBytes` (within the request's timeout). */
+function discardBody(raw: http.IncomingMessage, maxBytes: number): Promise<void> {
+  if (raw.complete || raw.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    let read = 0;
+    const done = () => {
+      raw.off("data", counted).off("end", done).off("close", done);
+      resolve();
+    };
+    const counted = (chunk: Buffer) => (read += chunk.length) > maxBytes && done();
+    raw.on("data", counted).once("end", done).once("close", done).resume();
+  });
+}
+
+/**
+ * A request sent with `Expect: 100-continue` (curl's for big bodies) is told to send its body only
+ * if its Content-Length is within the limit; else it is answered 413 at once (Node sent 100 Continue
+ * to every one, and the body was then refused as it came).
+ */
+function continueWithinLimit(server: http.Server, maxMessageBytes: number): void {
+  server.on("checkContinue", (request: http.IncomingMessage, response: http.ServerResponse) => {
+    if (Number(request.headers["content-length"]) > maxMessageBytes) {
+      response.writeHead(413, { "content-type": "application/json", connection: "close" }).end(JSON.stringify({ detail: tooLarge(maxMessageBytes) }));
+      return;
+    }
+    response.writeContinue();
+    server.emit("request", request, response);
+  });
 }
 
 /** The 415's message for a body of another Content-Type than JSON. */
@@ -409,6 +449,7 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
   // and sent nothing (or half a ClientHello) held the shutdown for Node's handshake timeout, 2 minutes.
   const sockets = new ServerSockets();
   sockets.track(app.server);
+  continueWithinLimit(app.server as http.Server, options.maxMessageBytes);
   await app.listen({ host: options.host, port: options.port });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : options.port;
