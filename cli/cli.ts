@@ -58,6 +58,7 @@ interface ServeFlags {
   warmUpMs: number;
   metricsPort?: number;
   maxConnectionAgeMs: number;
+  maxConnectionIdleMs: number;
   httpPort?: number;
   tokensFile?: string;
   authHealth?: boolean;
@@ -150,6 +151,7 @@ export function buildProgram(): Command {
     .addOption(flag("--eval-timeout-ms <ms>", "fail a request whose apply takes longer than this (0: no limit); a synchronous apply can only be stopped in worker threads (--workers N)").default(0).argParser(integer(0, { max: MAX_TIMER_MS })))
     .addOption(flag("--eval-cache-mb <mb>", "MiB of apply outputs kept for reuse by later requests on the same inputs (0: none)").default(DEFAULTS.evalCacheBytes / 2 ** 20).argParser(integer(0)))
     .addOption(flag("--warm-up-ms <ms>", "most time spent warming the engine up on the Tesseract's example inputs before serving (0: none)").default(DEFAULTS.warmUpMs).argParser(integer(0, { max: MAX_TIMER_MS })))
+    .addOption(flag("--max-connection-idle-ms <ms>", "close a client connection with no call for this long (0: never); clients reconnect at their next call").default(DEFAULTS.maxConnectionIdleMs).argParser(integer(0, { max: MAX_TIMER_MS })))
     .addOption(flag("--max-connection-age-ms <ms>", "close each client connection after this long, calls in flight finishing (0: never); clients reconnect and re-resolve DNS, so an engine sees new replicas").default(0).argParser(integer(0, { max: MAX_TIMER_MS })))
     .addOption(flag("--http-port <port>", "also serve tesseract-core's REST API on this port (0 picks a port, logged); same host, tokens and TLS").argParser(integer(0, { max: MAX_PORT })))
     .addOption(flag("--metrics-port <port>", "serve Prometheus metrics at http://HOST:PORT/metrics (0 picks a port, logged)").argParser(integer(0, { max: MAX_PORT })))

@@ -305,6 +305,26 @@ describe("gRPC framing", () => {
     }
   });
 
+  it("a connection with no call for maxConnectionIdleMs is closed: one that went quiet after its preface, and one Node answered GOAWAY for breaking an HTTP/2 rule (its socket was never closed: 20 000 took every file descriptor)", async () => {
+    const idle = await startServer({ tesseract: "vectoradd", port: 0, logger: silentLogger, maxConnectionIdleMs: 300, warmUpMs: 0 });
+    const port = Number(idle.address.slice(idle.address.lastIndexOf(":") + 1));
+    const preface = Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]);
+    const badSettings = Buffer.from([0, 0, 5, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // a SETTINGS frame 5 bytes long: not a multiple of 6
+    const sockets = [preface, Buffer.concat([preface, badSettings])].map((bytes) => net.connect(port, "127.0.0.1", function (this: net.Socket) {
+      this.write(bytes);
+    }).resume());
+    try {
+      await Promise.all(sockets.map((socket) => once(socket, "close")));
+      const raw = new RawGrpcSession(idle.address);
+      const r = await raw.call(DESCRIBE, frame(Buffer.alloc(0)));
+      assert.equal(r.grpcStatus, 0, r.grpcMessage);
+      await raw.close();
+    } finally {
+      sockets.forEach((socket) => socket.destroy());
+      await idle.close();
+    }
+  });
+
   it("a client that spoke while the event loop was held past silentConnectionMs (a long apply inline) is served, not dropped as silent", async () => {
     const quiet = await startServer({ tesseract: "vectoradd", port: 0, logger: silentLogger, silentConnectionMs: 200 });
     const port = Number(quiet.address.slice(quiet.address.lastIndexOf(":") + 1));

@@ -109,6 +109,13 @@ export interface ServeOptions {
    * finish. Clients then reconnect and re-resolve DNS, so an engine sees replicas added since.
    */
   maxConnectionAgeMs?: number;
+  /**
+   * A connection with no call for this long is closed (0: never; default DEFAULTS.maxConnectionIdleMs).
+   * Without it, a connection whose client went quiet, or that broke an HTTP/2 rule (Node answers
+   * GOAWAY and never closes its socket, even once the client has gone), held its socket for good:
+   * 20 000 of them took every file descriptor, and no client could connect again.
+   */
+  maxConnectionIdleMs?: number;
   /** Close a connection whose client has sent no HTTP/2 preface after this many ms (default 10 000). */
   silentConnectionMs?: number;
   /** Also serve tesseract-core's REST API on this port (0 picks a port; unset: no REST API); same host, tokens and TLS. */
@@ -166,6 +173,7 @@ export const DEFAULTS = {
   evalCacheBytes: DEFAULT_CACHE_BYTES,
   warmUpMs: DEFAULT_WARM_UP_MS,
   streamStallMs: 300_000,
+  maxConnectionIdleMs: 60_000,
 } as const;
 
 /** A JacobianRows budget must fit one value next to long paths and stay within the message limit. */
@@ -245,6 +253,7 @@ function guardedGrpcServer(options: ServeOptions, calls: CallRegistry, tokens: B
   if (!dropMessagesAfterEnd()) log.warn("this grpc-js has no sendMessage to wrap: a stream whose deadline passes may be left without its status");
   if (!sendFramedMessagesAsTheyAre()) log.warn("this grpc-js has no serializeMessage to wrap: JacobianRows copies each row once more");
   // Every service added later (the Tesseract's, health, reflection) gets deserializers that never throw.
+  const connectionIdleMs = options.maxConnectionIdleMs ?? DEFAULTS.maxConnectionIdleMs;
   const server = guardDeserializers(
     new grpc.Server({
       "grpc.max_receive_message_length": maxMessageBytes,
@@ -253,6 +262,7 @@ function guardedGrpcServer(options: ServeOptions, calls: CallRegistry, tokens: B
       "grpc-node.flow_control_window": FLOW_CONTROL_WINDOW_BYTES,
       "grpc.max_concurrent_streams": MAX_CONCURRENT_STREAMS,
       ...(options.maxConnectionAgeMs ? { "grpc.max_connection_age_ms": options.maxConnectionAgeMs } : {}),
+      ...(connectionIdleMs > 0 ? { "grpc.max_connection_idle_ms": connectionIdleMs } : {}),
       interceptors: [
         guardInterceptor((path, status, metadata) => calls.refused(rpcName(path), status.code, status.details, metadata)),
         ...(tokens ? [bearerTokenInterceptor(tokens, { authHealth: options.authHealth, onRefused })] : []),
