@@ -672,6 +672,12 @@ describe("tesseract-core's REST API", () => {
     for (const bad of ["blocks.[].w", "blocks.[01].w", "blocks.[0]"]) assert.ok(!blocks.test(bad), bad);
   });
 
+  it("an x-request-id with a byte past ASCII is replaced, not answered 500 (grpc-js's metadata threw on it)", async () => {
+    const inputs = { a: arr([1], [1]), b: arr([2], [1]) };
+    const { status, text } = await post(base(vec), "apply", { inputs }, { "x-request-id": "caf\u00e9-1" });
+    assert.equal(status, 200, text);
+  });
+
   it("requires the bearer token when tokens are configured (health exempt)", async () => {
     const server = await startServer({ tesseract: "vectoradd", port: 0, httpPort: 0, tokens: ["s3cret"], logger: silentLogger });
     try {

@@ -87,7 +87,8 @@ export function encodingOf(accept: string | undefined): ArrayEncoding {
 function trackedCall(calls: CallRegistry, request: FastifyRequest, reply: FastifyReply, route: string): TrackedCall {
   const metadata = new grpc.Metadata();
   const id = request.headers["x-request-id"];
-  if (typeof id === "string") metadata.set("x-request-id", id);
+  // Only a value grpc-js takes (it threw on a byte past ASCII, answered as a 500); the registry replaces one that is no sane token.
+  if (typeof id === "string" && /^[\x20-\x7e]*$/.test(id)) metadata.set("x-request-id", id);
   return calls.track(
     {
       metadata,
