@@ -7,7 +7,7 @@
  */
 
 // Authoring a Tesseract (a module that default-exports a definition).
-export { defineTesseract, Algorithm, SparsityMode } from "./server/tesseract";
+export { defineTesseract, Algorithm, SparsityMode, StepMode, StochasticEstimator } from "./server/tesseract";
 export type { Arrays, AbstractTensor, AbstractOutput, TesseractDefinition, FiniteDifferenceDefaults, AnalyticJacobian, DomainBounds, SparsityPattern } from "./server/tesseract";
 export { Code, TesseractError, invalidArgument } from "./common/errors";
 

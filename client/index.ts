@@ -40,5 +40,5 @@ export { TYPE_URL_PREFIX } from "../common/type-url";
 export { toTensors, toArrays, tensorMessage, type AbstractArrays } from "./tree";
 export { BoolArray, encodeTensor, decodeTensor, DataType, toFloat64 } from "../common/tensor-codec";
 export type { Arrays, AbstractTensor } from "../common/tree-types";
-export { Algorithm, SparsityMode } from "../generated/tesseract/v1/algorithm";
+export { Algorithm, SparsityMode, StepMode, StochasticEstimator } from "../generated/tesseract/v1/algorithm";
 export type { FiniteDifferenceOptions, DescribeResponse, EvaluationStats, JacobianHeader, PathShape, CheckGradientsResponse, GradientCheck } from "../generated/tesseract/v1/tesseract";

@@ -222,7 +222,8 @@ export function isFloatingPoint(dt: DataType): boolean {
 function checkDataType(datatype: number | undefined, field: string): TypedArrayCtor {
   // Unset (a map entry without its value, a tensor never given one) reads as protobuf's default.
   const ctor = TYPES.get(datatype ?? DataType.DATA_TYPE_UNSPECIFIED);
-  if (!ctor && !datatype) throw invalidArgument(`${field}: no datatype (DATA_TYPE_UNSPECIFIED): expected ${SUPPORTED}`);
+  // The SDK sends a plain list where a tensor goes as a tensor of nothing: say what a tensor is.
+  if (!ctor && !datatype) throw invalidArgument(`${field}: no datatype (DATA_TYPE_UNSPECIFIED): expected ${SUPPORTED} (a tensor is datatype, shape and data; from the TypeScript SDK, ndarray(data, shape), not a plain list)`);
   if (!ctor) throw invalidArgument(`${field}: unsupported datatype ${dataTypeName(datatype!)}, expected ${SUPPORTED}`);
   return ctor;
 }

@@ -4,7 +4,7 @@
  * `I` and `O` are the ts-proto types of the input and output messages; `apply` sees them with every
  * `Tensor` replaced by an ndarray (see `Arrays`).
  */
-import { Algorithm, SparsityMode } from "../generated/tesseract/v1/algorithm";
+import { Algorithm, SparsityMode, StepMode, StochasticEstimator } from "../generated/tesseract/v1/algorithm";
 import type { NdArray } from "ndarray";
 import type { AbstractTensor, Arrays, WithTensorsAs } from "../common/tree-types";
 
@@ -24,8 +24,8 @@ export interface AbstractEvalAnswer {
   answered?: Record<string, unknown>;
 }
 
-/** tesseract.v1.Algorithm and SparsityMode, as generated from the contract (ALGORITHM_CENTRAL, ...). */
-export { Algorithm, SparsityMode };
+/** tesseract.v1's option enums, as generated from the contract (ALGORITHM_CENTRAL, ...). */
+export { Algorithm, SparsityMode, StepMode, StochasticEstimator };
 
 /** An open interval (lower, upper); either end may be left out. */
 export interface DomainBounds {

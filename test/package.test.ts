@@ -15,7 +15,7 @@ const run = promisify(execFile);
 
 /** The same consumer for every resolution: the SDK subpath, the entry, ndarray (typed by @types/ndarray). */
 const CONSUMER = `import ndarray from "ndarray";
-import { TesseractClient, TesseractClientError, assembleJacobian, toFloat64, type Arrays } from "tesseract-grpc/client";
+import { TesseractClient, TesseractClientError, assembleJacobian, toFloat64, StepMode, StochasticEstimator, type Arrays } from "tesseract-grpc/client";
 import { Code, defineTesseract, invalidArgument, startServer } from "tesseract-grpc";
 
 interface Inputs { x?: { datatype: number; shape: number[]; data: Uint8Array } }
@@ -26,6 +26,8 @@ console.log(JSON.stringify({
   values: Array.from(values),
   invalidArgument: error.code === Code.INVALID_ARGUMENT,
   functions: [TesseractClient, TesseractClientError, assembleJacobian, defineTesseract, startServer].map((f) => typeof f),
+  // Every option enum the docs name (sdk.md): StepMode and StochasticEstimator were not exported.
+  enums: [StepMode.STEP_MODE_RELATIVE, StochasticEstimator.STOCHASTIC_ESTIMATOR_SPSA],
 }));
 `;
 
@@ -133,7 +135,7 @@ describe("the package as an app installs it (npm pack, then npm ci of the tarbal
       assert.deepEqual(checker.check(tsconfig, { emit: true }), []);
 
       const { stdout } = await run(process.execPath, [path.join(dir, "dist/main.js")], { cwd: dir });
-      assert.deepEqual(JSON.parse(stdout), { values: [1, 2], invalidArgument: true, functions: ["function", "function", "function", "function", "function"] });
+      assert.deepEqual(JSON.parse(stdout), { values: [1, 2], invalidArgument: true, functions: ["function", "function", "function", "function", "function"], enums: [2, 1] });
       if (consumer.files?.["named-exports.ts"]) {
         const missing = await run(process.execPath, [path.join(dir, "dist/named-exports.js")], { cwd: dir });
         assert.deepEqual(JSON.parse(missing.stdout), [], "CommonJS exports an ES module import does not see");

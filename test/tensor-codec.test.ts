@@ -328,7 +328,7 @@ describe("tensor codec", () => {
     });
 
     it("unsupported datatypes", () => {
-      rejects(() => decodeTensor({ datatype: 0, shape: [1], data: new Uint8Array(8) }, "mesh.points"), /^mesh\.points: no datatype \(DATA_TYPE_UNSPECIFIED\): expected one of DATA_TYPE_BOOL \(1\) to DATA_TYPE_FP64 \(11\)$/);
+      rejects(() => decodeTensor({ datatype: 0, shape: [1], data: new Uint8Array(8) }, "mesh.points"), /^mesh\.points: no datatype \(DATA_TYPE_UNSPECIFIED\): expected one of DATA_TYPE_BOOL \(1\) to DATA_TYPE_FP64 \(11\) \(a tensor is datatype, shape and data; from the TypeScript SDK, ndarray\(data, shape\), not a plain list\)$/);
       // A tensor never given a datatype (a map entry without its value): the same, not "unknown datatype undefined".
       rejects(() => decodeTensor({ shape: [1], data: new Uint8Array(8) } as never, "tangent_vector.{x}"), /^tangent_vector\.\{x\}: no datatype \(DATA_TYPE_UNSPECIFIED\): expected one of/);
       rejects(() => decodeTensor({ datatype: 42, shape: [1], data: new Uint8Array(8) }, "x"), /^x: unsupported datatype 42 \(not a tesseract\.v1\.DataType\), expected/);
