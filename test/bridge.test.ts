@@ -247,6 +247,36 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
     }
   });
 
+  it("a runtime answering 204 is UNKNOWN at once naming it, Content-Length or not (one of 10 was waited for until the runtime closed the connection, then sent again)", async () => {
+    let posts = 0;
+    let contentLength: string | undefined = "10";
+    const runtime = http.createServer((req, res) => {
+      req.resume();
+      if (req.url === "/openapi.json") return void res.end(JSON.stringify(MESH_STATS_OPENAPI));
+      posts++;
+      res.writeHead(204, contentLength === undefined ? {} : { "content-length": contentLength });
+      res.end();
+    });
+    runtime.keepAliveTimeout = 60_000; // the wait lasted as long as this
+    await new Promise<void>((resolve) => runtime.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(runtime.address() as { port: number }).port}`;
+    const server = await startServer({ tesseract: url, port: 0, logger: silentLogger });
+    const { client } = await reflectedClient(server.address);
+    try {
+      for (const length of ["10", undefined]) {
+        contentLength = length;
+        const before = posts;
+        await clientRejects(client.apply(inputs()), "UNKNOWN", /^apply on http:\/\/127\.0\.0\.1:\d+ answered HTTP 204 with no body, where JSON was expected$/);
+        assert.equal(posts - before, 1, "sent once");
+      }
+    } finally {
+      client.close();
+      await server.close(0);
+      runtime.closeAllConnections();
+      await new Promise((resolve) => runtime.close(resolve));
+    }
+  });
+
   it("a busy runtime's Retry-After: past 30 s, or past the call's deadline, UNAVAILABLE at once saying so (it waited 30 s six times, or until the deadline)", async () => {
     let retryAfter = "3600";
     let posts = 0;

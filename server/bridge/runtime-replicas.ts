@@ -297,6 +297,12 @@ export class Replica {
     };
     const declared = Number(response.headers["content-length"]);
     if (declared > limit) throw tooLong();
+    // 204 and 304 end at their headers, whatever Content-Length says (RFC 9112 §6.3): reading a body
+    // waited for bytes that never came, until the runtime closed the connection, and was sent again.
+    if (response.statusCode === 204 || response.statusCode === 304) {
+      response.body.on("error", () => undefined).destroy();
+      return { status: response.statusCode, text: "" };
+    }
     const location = response.headers.location;
     if (response.statusCode >= 300 && response.statusCode < 400 && location !== undefined) {
       response.body.on("error", () => undefined).destroy();

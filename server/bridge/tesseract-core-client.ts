@@ -204,6 +204,8 @@ function checkedAnswer(endpoint: string, url: string, { status, text, location }
     throw new TesseractError(Code.INVALID_ARGUMENT, `tesseract-core (${url}) refused the inputs: ${validationDetail(text, inputs)}`, entries ? { cause: new RuntimeValidation(entries) } : undefined);
   }
   if (status < 200 || status >= 300) throw new TesseractError(Code.UNKNOWN, `${endpoint} on ${url} failed with HTTP ${status}: ${clip(printable(text.trim()))}`);
+  // V8 said only "Unexpected end of JSON input".
+  if (text.trim() === "") throw new TesseractError(Code.UNKNOWN, `${endpoint} on ${url} answered HTTP ${status} with no body, where JSON was expected`);
   return text;
 }
 
