@@ -41,6 +41,7 @@ interface ServeFlags {
   protoPackage?: string;
   healthIntervalMs: number;
   dnsRefreshMs: number;
+  runtimeWaitMs: number;
   concurrency: number;
   givenUpHoldMs?: number;
   maxJobs: number;
@@ -131,6 +132,7 @@ export function buildProgram(): Command {
     .addOption(flag("--replicas <target>", "evaluate apply on these tesseract-grpc servers (gRPC target, e.g. dns:///apply:50051 or ipv4:host1:port,host2:port)"))
     .addOption(flag("--proto-package <name>", "protobuf package of the types generated for a tesseract-core runtime's Tesseract (default from its title)"))
     .addOption(flag("--health-interval-ms <ms>", "how often a tesseract-core runtime's /health is polled; health is NOT_SERVING while none answers").default(DEFAULT_HEALTH_INTERVAL_MS).argParser(integer(1, { max: MAX_TIMER_MS })))
+    .addOption(flag("--runtime-wait-ms <ms>", "how long the start waits for a tesseract-core URL's runtime to resolve and answer /openapi.json (a container still starting; 0: stop at once)").default(0).argParser(integer(0, { max: MAX_TIMER_MS })))
     .addOption(flag("--dns-refresh-ms <ms>", "how often a tesseract-core URL's host name is resolved again, each address a replica (0: only after connection failures)").default(DEFAULT_DNS_REFRESH_MS).argParser(integer(0, { max: MAX_TIMER_MS })))
     .addOption(flag("--concurrency <n>", "apply calls in flight per request on the replicas or the tesseract-core runtimes, and to each tesseract-core runtime across requests").default(DEFAULTS.concurrency).argParser(integer(1)))
     .addOption(flag("--given-up-hold-ms <ms>", `how long a tesseract-core runtime's request whose caller gave up (cancelled, past its deadline or --eval-timeout-ms) keeps its --concurrency slot while the runtime computes it, before its connection is closed (0: closed at once; default: the larger of ${DEFAULT_GIVEN_UP_HOLD_MS} and --eval-timeout-ms)`).argParser(integer(0, { max: MAX_TIMER_MS })))

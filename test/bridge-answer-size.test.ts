@@ -15,7 +15,7 @@ import { decodeContent } from "../server/bridge/content-coding";
 import { failureReason, MAX_ANSWER_BYTES, MAX_OPENAPI_BYTES } from "../server/bridge/runtime-replicas";
 import { loadTesseractCore } from "../server/bridge/tesseract-core";
 import { MESH_STATS_OPENAPI } from "./fixtures/tesseract-core/mesh-stats";
-import { clientRejects, rejects } from "./helpers";
+import { clientRejects, freePort, rejects } from "./helpers";
 import { Algorithm } from "../client";
 import { startServer } from "../index";
 import { silentLogger } from "../server/log";
@@ -85,10 +85,30 @@ describe("tesseract-core bridge: answers read up to a bound", function () {
     }
   });
 
+  it("--runtime-wait-ms: a start waits for a runtime still starting (it stopped at once, and a container's bridge started before its runtime crash-looped), and says how long it waited when none came", async function () {
+    this.timeout(20_000);
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    let runtime: Awaited<ReturnType<typeof startFakeTesseractCore>> | undefined;
+    const waiting: string[] = [];
+    // The runtime starts once the start has said it waits for one.
+    const logger = { ...silentLogger, warn: (fields: { why: string }, message: string) => void (waiting.push(`${message}: ${fields.why}`), (runtime ??= undefined), startFakeTesseractCore(meshStats(), { port }).then((r) => (runtime = r))) } as unknown as typeof silentLogger;
+    try {
+      const bridged = await loadTesseractCore(url, { runtimeWaitMs: 15_000, logger });
+      assert.equal(waiting.length, 1);
+      assert.match(waiting[0], /^waiting for a tesseract-core runtime to answer \(--runtime-wait-ms\): no tesseract-core runtime answered GET \/openapi\.json \(http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED; each is given up to 10 s to answer\)$/);
+      assert.equal(bridged.definition.name, "Mesh Stats");
+      await bridged.close();
+    } finally {
+      await runtime?.close();
+    }
+    await assert.rejects(loadTesseractCore(url, { runtimeWaitMs: 300 }), /^Error: no tesseract-core runtime answered GET \/openapi\.json \(http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED; each is given up to 10 s to answer\), after waiting 300 ms \(--runtime-wait-ms\)$/);
+  });
+
   it("a runtime that does not answer: the start names it and why, a timeout in words (its abort's code was 23)", async () => {
     const runtime = await runtimeAt(document, document);
     await runtime.close();
-    await assert.rejects(loadTesseractCore(runtime.url), new RegExp(`^Error: no tesseract-core runtime answered GET /openapi\\.json \\(${runtime.url.replace(/\./g, "\\.")}: ECONNREFUSED; each is given 10 s\\)$`));
+    await assert.rejects(loadTesseractCore(runtime.url), new RegExp(`^Error: no tesseract-core runtime answered GET /openapi\\.json \\(${runtime.url.replace(/\./g, "\\.")}: ECONNREFUSED; each is given up to 10 s to answer\\)$`));
     assert.equal(failureReason(new DOMException("The operation was aborted due to timeout", "TimeoutError")), "timed out");
     assert.equal(failureReason(Object.assign(new Error("connect"), { cause: { code: "ECONNRESET" } })), "ECONNRESET");
     assert.equal(failureReason(Object.assign(new Error("aborted"), { code: 20 })), "aborted");
@@ -98,8 +118,8 @@ describe("tesseract-core bridge: answers read up to a bound", function () {
     const grpcServer = await startServer({ tesseract: "vectoradd", port: 0, workers: 0, logger: silentLogger });
     try {
       const at = (scheme: string) => `${scheme}://127.0.0.1:${grpcServer.port}`;
-      await assert.rejects(loadTesseractCore(at("http")), { message: `no tesseract-core runtime answered GET /openapi.json (${at("http")}: HPE_INVALID_CONSTANT: it does not answer HTTP/1.1 (a gRPC port, such as a tesseract-grpc server's, answers HTTP/2 only); each is given 10 s)` });
-      await assert.rejects(loadTesseractCore(at("https")), { message: `no tesseract-core runtime answered GET /openapi.json (${at("https")}: ERR_SSL_WRONG_VERSION_NUMBER: it does not answer TLS: use http://; each is given 10 s)` });
+      await assert.rejects(loadTesseractCore(at("http")), { message: `no tesseract-core runtime answered GET /openapi.json (${at("http")}: HPE_INVALID_CONSTANT: it does not answer HTTP/1.1 (a gRPC port, such as a tesseract-grpc server's, answers HTTP/2 only); each is given up to 10 s to answer)` });
+      await assert.rejects(loadTesseractCore(at("https")), { message: `no tesseract-core runtime answered GET /openapi.json (${at("https")}: ERR_SSL_WRONG_VERSION_NUMBER: it does not answer TLS: use http://; each is given up to 10 s to answer)` });
     } finally {
       await grpcServer.close(0);
     }

@@ -380,6 +380,9 @@ export interface RuntimeReplicasOptions {
   log?: Logger;
 }
 
+/** Not one runtime resolved, or answered: a start may wait for one (a container still starting). */
+export class NoRuntimeYet extends Error {}
+
 export class RuntimeReplicas implements HealthTarget {
   private current: Replica[] = [];
   /** Replicas whose address went away, finishing their requests in flight. */
@@ -418,7 +421,7 @@ export class RuntimeReplicas implements HealthTarget {
     if (replicas.current.length === 0) {
       const reasons = replicas.named.map((h) => `${h.url.origin}: ${h.error}`).join("; ");
       replicas.close();
-      throw new Error(`no tesseract-core runtime address could be resolved (${reasons})`);
+      throw new NoRuntimeYet(`no tesseract-core runtime address could be resolved (${reasons})`);
     }
     replicas.schedule();
     return replicas;

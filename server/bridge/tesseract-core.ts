@@ -10,6 +10,7 @@
  * the runtime's own gradient endpoints (gradients are this server's finite differences).
  */
 import * as fs from "node:fs";
+import { setTimeout as delay } from "node:timers/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as protobuf from "protobufjs";
@@ -20,7 +21,7 @@ import { loadRootFromText } from "../schema/schema";
 import { TesseractRuntime } from "../runtime";
 import type { AnyTesseract } from "../tesseract";
 import { DEFAULT_HEALTH_INTERVAL_MS, HealthMonitor } from "./health-monitor";
-import { failureReason, RuntimeReplicas, type Lookup, type ReplicaResponse } from "./runtime-replicas";
+import { failureReason, NoRuntimeYet, RuntimeReplicas, type Lookup, type ReplicaResponse } from "./runtime-replicas";
 import { TesseractCoreClient } from "./tesseract-core-client";
 import { isTesseractCoreUrl } from "./settings";
 import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
@@ -71,8 +72,8 @@ async function fetchOpenApi(replicas: RuntimeReplicas): Promise<{ url: string; d
     if (nestedDeeper(doc)) throw new Error(`${url}/openapi.json is nested more than ${MAX_DEPTH} deep; expected a tesseract-core runtime's OpenAPI document`);
     return { url, doc };
   }
-  // Why each failed (ECONNREFUSED is not a slow runtime): the time each is given comes last.
-  throw new Error(`no tesseract-core runtime answered GET /openapi.json (${failures.join("; ")}; each is given ${OPENAPI_TIMEOUT_MS / 1000} s)`);
+  // Why each failed (ECONNREFUSED is not a slow runtime): the time each is given to answer comes last.
+  throw new NoRuntimeYet(`no tesseract-core runtime answered GET /openapi.json (${failures.join("; ")}; each is given up to ${OPENAPI_TIMEOUT_MS / 1000} s to answer)`);
 }
 
 export interface TesseractCoreOptions {
@@ -95,7 +96,12 @@ export interface TesseractCoreOptions {
   givenUpHoldMs?: number;
   /** Where the bridge's warnings go (a hold that ran out; a runtime whose connections are all held). */
   logger?: Logger;
+  /** How long the start waits for a runtime to resolve and answer /openapi.json (`--runtime-wait-ms`; default 0: not at all). */
+  runtimeWaitMs?: number;
 }
+
+/** Between two tries of a start that waits for its runtime. */
+const RUNTIME_WAIT_RETRY_MS = 1000;
 
 /** Whether the OpenAPI document lists `path` (tesseract-core lists only the endpoints a Tesseract has). */
 function listsPath(doc: unknown, path: string): boolean {
@@ -127,6 +133,21 @@ function writeProto(packageName: string, text: string): { dir: string; file: str
  */
 export async function loadTesseractCore(spec: string, options: TesseractCoreOptions = {}): Promise<TesseractRuntime> {
   const urls = parseUrls(spec);
+  const deadline = performance.now() + (options.runtimeWaitMs ?? 0);
+  for (let waited = false; ; waited = true) {
+    try {
+      return await loadOnce(urls, options);
+    } catch (e) {
+      const waitMs = Math.min(RUNTIME_WAIT_RETRY_MS, deadline - performance.now());
+      if (!(e instanceof NoRuntimeYet) || waitMs <= 0) throw waited && e instanceof NoRuntimeYet ? new Error(`${e.message}, after waiting ${options.runtimeWaitMs} ms (--runtime-wait-ms)`) : e;
+      if (!waited) options.logger?.warn({ why: e.message, waitMs: options.runtimeWaitMs }, "waiting for a tesseract-core runtime to answer (--runtime-wait-ms)");
+      await delay(waitMs);
+    }
+  }
+}
+
+/** The runtimes resolved, and the Tesseract they serve loaded; NoRuntimeYet where none resolves or answers. */
+async function loadOnce(urls: string[], options: TesseractCoreOptions): Promise<TesseractRuntime> {
   const replicas = await RuntimeReplicas.start(urls, {
     lookup: options.lookup,
     refreshMs: options.dnsRefreshMs,

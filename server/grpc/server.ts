@@ -66,6 +66,11 @@ export interface ServeOptions {
    * again, each address being a replica (default 30 s; 0: only after connection failures).
    */
   dnsRefreshMs?: number;
+  /**
+   * For a tesseract-core runtime's Tesseract: how long the start waits for a runtime to resolve and
+   * answer `GET /openapi.json` (a container still starting; default 0: the start stops at once).
+   */
+  runtimeWaitMs?: number;
   /** Apply calls in flight per request on the replicas or the tesseract-core runtimes; default 16. */
   concurrency?: number;
   /**
@@ -198,6 +203,7 @@ async function loadedRuntime(options: ServeOptions, log: Logger): Promise<Tesser
     protoPackage: options.protoPackage,
     healthIntervalMs: options.healthIntervalMs,
     dnsRefreshMs: options.dnsRefreshMs,
+    runtimeWaitMs: options.runtimeWaitMs,
     onReplicasChange,
     connections: options.concurrency,
     givenUpHoldMs: givenUpHoldMs(options.givenUpHoldMs, options.evalTimeoutMs),
