@@ -20,18 +20,22 @@ export class TesseractClientError extends Error {
   readonly codeName: string;
   /** Where the call stood when it failed: set on the failures of the SDK's calls. */
   readonly call?: CallPlace;
+  /** The message from the server (or from the SDK), without the code. */
+  readonly details: string;
 
   constructor(
     /** gRPC status code (grpc.status). */
     readonly code: number,
-    /** The message from the server (or from the SDK), without the code. */
-    readonly details: string,
+    details: string,
     /** Trailing metadata of the failed call, when there was a call. */
     readonly metadata: Metadata = new Metadata(),
     options?: { cause?: unknown; call?: CallPlace },
   ) {
     const hint = code === status.DEADLINE_EXCEEDED ? deadlineHint(details) : connectionHint(code, details, options?.call);
-    super(`${codeName(code)}: ${details}${hint ? ` — ${hint}` : ""}`, options && "cause" in options ? { cause: options.cause } : undefined);
+    // grpc-js's own deadline text goes on with its internals (",name resolution: 0.039s,LB pick: …"): the time is kept.
+    const shown = code === status.DEADLINE_EXCEEDED ? (/^Deadline exceeded after [\d.]+s/.exec(details)?.[0] ?? details) : details;
+    super(`${codeName(code)}: ${shown}${hint ? ` — ${hint}` : ""}`, options && "cause" in options ? { cause: options.cause } : undefined);
+    this.details = shown;
     this.codeName = codeName(code);
     this.call = options?.call;
   }
