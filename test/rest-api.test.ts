@@ -656,6 +656,11 @@ describe("tesseract-core's REST API", () => {
     assert.equal(meshModel.properties.n_points.type, "integer");
     assert.ok(s.Apply_InputSchema.properties.fd_algorithm.enum.includes("ALGORITHM_CENTRAL"));
     assert.ok(s.Jacobian_InputSchema && s.Jvp_InputSchema && s.Vjp_InputSchema && s.AbstractEval_InputSchema);
+    // abstract_eval's arrays are shapes and dtypes (its schemas required data: the requests it takes and its own answers failed them).
+    const abstractMesh = s.AbstractEval_VolumetricMeshData.properties;
+    assert.deepEqual([abstractMesh.points.required, "data" in abstractMesh.points.properties], [["shape", "dtype"], false]);
+    assert.deepEqual([abstractMesh.cell_data.additionalProperties.required, "data" in abstractMesh.cell_data.additionalProperties.properties], [["shape", "dtype"], false]);
+    assert.deepEqual(meshModel.properties.points.required, ["shape", "dtype", "data"]);
     const polyDoc = (await (await fetch(`${base(poly)}/openapi.json`)).json()) as Json;
     assert.ok(!("/abstract_eval" in polyDoc.paths));
     assert.equal(polyDoc.components.schemas.Apply_InputSchema.properties.blocks.type, "array");

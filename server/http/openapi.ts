@@ -142,7 +142,19 @@ function modelSchemas(prefix: string, roots: [protobuf.Type, string][], runtime:
     const required = [...(requiredFields[full] ?? []), ...nullable].map(keyOf);
     out[key] = { title: type.name, type: "object", properties, ...(required.length ? { required } : {}), additionalProperties: false };
   }
-  return out;
+  // abstract_eval's arrays are shapes and dtypes: `data` is neither sent nor answered.
+  return prefix === "AbstractEval" ? (withoutData(out) as Json) : out;
+}
+
+/** `schema` with every array schema's `data` left out (abstract_eval's arrays). */
+function withoutData(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(withoutData);
+  if (schema === null || typeof schema !== "object") return schema;
+  const entries = Object.entries(schema).map(([key, value]) => [key, withoutData(value)] as const);
+  const object = Object.fromEntries(entries) as Json;
+  if (!("array_flags" in object)) return object;
+  const { data: _data, ...properties } = object.properties as Json;
+  return { ...object, properties, required: ["shape", "dtype"] };
 }
 
 /** `{dotted path of each nested object: [its field names in declaration order]}`, patterns for maps and lists. */
