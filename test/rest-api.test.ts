@@ -677,6 +677,22 @@ describe("tesseract-core's REST API", () => {
     for (const bad of ["blocks.[].w", "blocks.[01].w", "blocks.[0]"]) assert.ok(!blocks.test(bad), bad);
   });
 
+  it("Python's NaN, Infinity and -Infinity literals (json.dumps writes them, FastAPI reads them) are read as numbers: a NaN input is refused at its element, not as invalid JSON", async () => {
+    const points = Array.from({ length: 3 * N }, (_, i) => (i === 4 ? "NaN" : i === 5 ? "-Infinity" : String(POINTS[i])));
+    const body = JSON.stringify({ inputs: meshInputs("json") }).replace(/"buffer":\[[^\]]*\]/, `"buffer": [${points.join(", ")}]`);
+    assert.ok(body.includes("NaN, -Infinity"), body.slice(0, 300));
+    const res = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body });
+    assert.equal(res.status, 422);
+    const [entry] = ((await res.json()) as Json).detail;
+    assert.deepEqual(entry.loc, ["body", "inputs", "mesh", "points", "data", "buffer"]);
+    assert.match(entry.msg, /NaN/);
+    // Not a literal: still invalid JSON, the position in the caller's text.
+    const bad = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"inputs": NaNa}' });
+    const [invalid] = ((await bad.json()) as Json).detail;
+    assert.deepEqual([bad.status, invalid.type], [422, "json_invalid"]);
+    assert.match(invalid.msg, /^JSON decode error: Unexpected token 'N', "\{"inputs": NaNa\}" is not valid JSON$/);
+  });
+
   it("an x-request-id with a byte past ASCII is replaced, not answered 500 (grpc-js's metadata threw on it)", async () => {
     const inputs = { a: arr([1], [1]), b: arr([2], [1]) };
     const { status, text } = await post(base(vec), "apply", { inputs }, { "x-request-id": "caf\u00e9-1" });

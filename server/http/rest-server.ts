@@ -15,6 +15,7 @@ import { clip, Code, invalidArgument, isTesseractError, TesseractError } from ".
 import { arrayObject, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
 import { exactJson } from "../../common/exact-json";
+import { parsePythonJson } from "../../common/python-json";
 import { strictUtf8, utf8Failure } from "../../common/utf8";
 import { decodeTensor, tooManyMessages } from "../../common/tensor-codec";
 import type { CallRegistry, TrackedCall } from "../grpc/calls";
@@ -216,7 +217,7 @@ function parseJsonBody(request: FastifyRequest, body: string | Buffer, done: (er
     return done(Object.assign(new Error(`the body is not valid UTF-8: ${utf8Failure(body as Buffer)}; JSON is read as UTF-8 only`), { code: INVALID_UTF8 }));
   }
   try {
-    done(null, JSON.parse(text));
+    done(null, parsePythonJson(text));
   } catch (e) {
     done(e as Error);
   }
