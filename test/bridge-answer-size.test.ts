@@ -118,7 +118,8 @@ describe("tesseract-core bridge: answers read up to a bound", function () {
     const grpcServer = await startServer({ tesseract: "vectoradd", port: 0, workers: 0, logger: silentLogger });
     try {
       const at = (scheme: string) => `${scheme}://127.0.0.1:${grpcServer.port}`;
-      await assert.rejects(loadTesseractCore(at("http")), { message: `no tesseract-core runtime answered GET /openapi.json (${at("http")}: HPE_INVALID_CONSTANT: it does not answer HTTP/1.1 (a gRPC port, such as a tesseract-grpc server's, answers HTTP/2 only); each is given up to 10 s to answer)` });
+      // Not waited for under --runtime-wait-ms: a port that answers no HTTP/1.1 will not start to.
+      await assert.rejects(loadTesseractCore(at("http"), { runtimeWaitMs: 60_000 }), { message: `no tesseract-core runtime answered GET /openapi.json (${at("http")}: HPE_INVALID_CONSTANT: it does not answer HTTP/1.1 (a gRPC port, such as a tesseract-grpc server's, answers HTTP/2 only); each is given up to 10 s to answer)` });
       await assert.rejects(loadTesseractCore(at("https")), { message: `no tesseract-core runtime answered GET /openapi.json (${at("https")}: ERR_SSL_WRONG_VERSION_NUMBER: it does not answer TLS: use http://; each is given up to 10 s to answer)` });
     } finally {
       await grpcServer.close(0);

@@ -60,6 +60,11 @@ function errorCode(e: unknown): string | undefined {
   return typeof code === "string" ? code : undefined;
 }
 
+/** Whether a request failed for want of a runtime there (no connection, or no answer in time), not for what one answered. */
+export function noRuntimeThere(e: unknown): boolean {
+  return (e as { name?: unknown })?.name === "TimeoutError" || CONNECT_FAILURES.has(errorCode(e) ?? "") || closedUnder(e);
+}
+
 /** Why a request failed, shortly: the socket error's code (ECONNREFUSED) and what it means where it is no runtime's fault, a timeout, or the message. */
 export function failureReason(e: unknown): string {
   if ((e as { name?: unknown })?.name === "TimeoutError") return "timed out";

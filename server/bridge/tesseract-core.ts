@@ -21,7 +21,7 @@ import { loadRootFromText } from "../schema/schema";
 import { TesseractRuntime } from "../runtime";
 import type { AnyTesseract } from "../tesseract";
 import { DEFAULT_HEALTH_INTERVAL_MS, HealthMonitor } from "./health-monitor";
-import { failureReason, NoRuntimeYet, RuntimeReplicas, type Lookup, type ReplicaResponse } from "./runtime-replicas";
+import { failureReason, NoRuntimeYet, noRuntimeThere, RuntimeReplicas, type Lookup, type ReplicaResponse } from "./runtime-replicas";
 import { TesseractCoreClient } from "./tesseract-core-client";
 import { isTesseractCoreUrl } from "./settings";
 import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
@@ -51,6 +51,7 @@ const OPENAPI_TIMEOUT_MS = 10_000;
 /** GET `/openapi.json` from the first replica that answers. */
 async function fetchOpenApi(replicas: RuntimeReplicas): Promise<{ url: string; doc: unknown }> {
   const failures: string[] = [];
+  let notThere = true;
   for (const replica of replicas.all) {
     const url = replica.name;
     let answer: ReplicaResponse;
@@ -59,6 +60,7 @@ async function fetchOpenApi(replicas: RuntimeReplicas): Promise<{ url: string; d
     } catch (e) {
       if (isTesseractError(e)) throw new Error(e.message); // it answered, too long
       failures.push(`${url}: ${failureReason(e)}`);
+      notThere &&= noRuntimeThere(e);
       continue;
     }
     const redirect = answer.location === undefined ? "" : ` (a redirect to ${quote(clip(printable(answer.location)))}, which the bridge does not follow: serve the runtime's own URL)`;
@@ -73,7 +75,9 @@ async function fetchOpenApi(replicas: RuntimeReplicas): Promise<{ url: string; d
     return { url, doc };
   }
   // Why each failed (ECONNREFUSED is not a slow runtime): the time each is given to answer comes last.
-  throw new NoRuntimeYet(`no tesseract-core runtime answered GET /openapi.json (${failures.join("; ")}; each is given up to ${OPENAPI_TIMEOUT_MS / 1000} s to answer)`);
+  // Only a runtime not there yet may come (a gRPC port, or one without TLS, will not change).
+  const NotAnswered = notThere ? NoRuntimeYet : Error;
+  throw new NotAnswered(`no tesseract-core runtime answered GET /openapi.json (${failures.join("; ")}; each is given up to ${OPENAPI_TIMEOUT_MS / 1000} s to answer)`);
 }
 
 export interface TesseractCoreOptions {
