@@ -112,6 +112,12 @@ describe("tesseract-core bridge: field names protobuf cannot take as they are", 
       assert.equal(res.status, 200, text2);
       const answer = JSON.parse(text2) as Record<string, unknown>;
       assert.deepEqual(keys.map((k) => (Object.hasOwn(answer, k) ? answer[k] : `no ${k}`)), keys.map((_, i) => i + 1));
+      // A bad value at a key that is no plain name is located at that key, and so is an unknown key
+      // (the loc stopped before "été" and "ä", and split "a.b" in two).
+      for (const key of ["été", "a.b", "ä"]) {
+        const bad = await served.post("apply", { inputs: { ...JSON.parse(body).inputs, [key]: "zz" } });
+        assert.deepEqual([bad.status, bad.json.detail[0].loc], [422, ["body", "inputs", key]], JSON.stringify(bad.json));
+      }
       // A key no path can spell ("w.v" is two segments) is named in REST paths by its field's name.
       const restJacobian = await served.post("jacobian", { inputs: JSON.parse(body).inputs, jac_inputs: ["w_v"], jac_outputs: ["y"] });
       assert.equal(restJacobian.status, 200, JSON.stringify(restJacobian.json));

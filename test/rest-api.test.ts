@@ -524,7 +524,7 @@ describe("tesseract-core's REST API", () => {
       ["apply", { inputs: { mesh: { ...meshInputs().mesh, points: { shape: [N, 3], dtype: "float64", data: { buffer: [1, "x".repeat(5000), ...new Array(10).fill(0)], encoding: "json" } } } } }, ["body", "inputs", "mesh", "points", "data", "buffer"], /element 1 is "x{200}"… \(5000 characters\), expected a number/],
       // A key that is no plain name is quoted and clipped (a 5 000-character key was echoed whole, up to the message cap).
       ["apply", { inputs: { ["k".repeat(5000)]: 1 } }, ["body", "inputs"], /^inputs: "k{200}"… \(5000 characters\) is not a field of Inputs; fields: mesh, fd_algorithm$/],
-      ["jacobian", { inputs: meshInputs(), jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"], options: { "bad\nkey": 1 } }, ["body", "options"], /options: "bad\\nkey" is not an option; options: /],
+      ["jacobian", { inputs: meshInputs(), jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"], options: { "bad\nkey": 1 } }, ["body", "options", "bad\nkey"], /options: "bad\\nkey" is not an option; options: /],
       ["apply", { inputs: meshInputs(), ["x".repeat(5000)]: 1 }, ["body", `${"x".repeat(200)}… (5000 characters)`], /Extra inputs are not permitted/],
     ];
     for (const [endpoint, body, loc, msg] of cases) {

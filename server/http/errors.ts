@@ -114,6 +114,15 @@ export function leadingPath(message: string): Loc | undefined {
       items.push(parts.join(""));
     } else if (!name()) return undefined;
   }
+  // A key that is no plain name, quoted after the path (`inputs: "ä" is not a field of Inputs`): one
+  // more item, unless cut short (`"kkk"… (5000 characters)`); the loc stopped at its object.
+  if (message.startsWith(': "', at)) {
+    const end = closingQuote(message, at + 2);
+    if (end !== undefined && message[end + 1] !== "…") {
+      items.push(JSON.parse(message.slice(at + 2, end + 1)) as string);
+      at = end + 1;
+    }
+  }
   // An element of the array the path names (`a[0]`, `mesh.points[3, 1]`): the loc is the array's, as pydantic's for an array.
   if (message[at] === "[") {
     const start = ++at;
@@ -121,6 +130,15 @@ export function leadingPath(message: string): Loc | undefined {
     if (at === start || message[at++] !== "]") return undefined;
   }
   return at === message.length || /[\s:]/.test(message[at]) ? items : undefined;
+}
+
+/** The index of the quote that ends the JSON string opening at `open`; undefined where it does not end. */
+function closingQuote(text: string, open: number): number | undefined {
+  for (let at = open + 1; at < text.length; at++) {
+    if (text[at] === "\\") at++;
+    else if (text[at] === '"') return at;
+  }
+  return undefined;
 }
 
 /**

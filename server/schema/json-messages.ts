@@ -133,7 +133,9 @@ function plainMessage(type: protobuf.Type, json: unknown, where: string, reading
   if (!isPlainObject(json)) throw invalidArgument(`${where} is ${shown(json)}, expected an object (${type.name})`);
   const out: Record<string, unknown> = {};
   for (const [key, v] of Object.entries(json)) {
-    const at = `${where}.${key}`;
+    // A key that is no plain name (a bridged runtime's `größe`, `a.b`) braced, as paths write map keys:
+    // written bare, the 422's loc read from the message stopped before it, or split it at the dot.
+    const at = /^[A-Za-z_]\w*$/.test(key) ? `${where}.${key}` : `${where}.{${key.replace(/[\\}]/g, "\\$&")}}`;
     // By the field's key (json-keys.ts): a bridged runtime's `fooBar` is field foo_bar_2 here.
     const field = fieldOfKey(type, key);
     if (!field) throw refusedAs("extra_forbidden", `${keyAt(where, key)} is not a field of ${type.name}; fields: ${jsonKeys(type).join(", ")}`);
