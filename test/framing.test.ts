@@ -305,12 +305,14 @@ describe("gRPC framing", () => {
     }
   });
 
-  it("a connection with no call for maxConnectionIdleMs is closed: one that went quiet after its preface, and one Node answered GOAWAY for breaking an HTTP/2 rule (its socket was never closed: 20 000 took every file descriptor)", async () => {
-    const idle = await startServer({ tesseract: "vectoradd", port: 0, logger: silentLogger, maxConnectionIdleMs: 300, warmUpMs: 0 });
+  it("a connection with no call for maxConnectionIdleMs is closed: one that went quiet after its preface, one Node answered GOAWAY for breaking an HTTP/2 rule (its socket was never closed: 20 000 took every file descriptor), and one whose header block never ended (the close waited on it)", async () => {
+    const idle = await startServer({ tesseract: "vectoradd", port: 0, logger: silentLogger, maxConnectionIdleMs: 300, silentConnectionMs: 300, warmUpMs: 0 });
     const port = Number(idle.address.slice(idle.address.lastIndexOf(":") + 1));
     const preface = Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]);
     const badSettings = Buffer.from([0, 0, 5, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // a SETTINGS frame 5 bytes long: not a multiple of 6
-    const sockets = [preface, Buffer.concat([preface, badSettings])].map((bytes) => net.connect(port, "127.0.0.1", function (this: net.Socket) {
+    // HEADERS on stream 1 without END_HEADERS, never continued: the idle close waited on that stream for good.
+    const unfinishedHeaders = Buffer.from([0, 0, 2, 1, 0, 0, 0, 0, 1, 0x83, 0x86]);
+    const sockets = [preface, Buffer.concat([preface, badSettings]), Buffer.concat([preface, unfinishedHeaders])].map((bytes) => net.connect(port, "127.0.0.1", function (this: net.Socket) {
       this.write(bytes);
     }).resume());
     try {

@@ -20,7 +20,7 @@ import { dropMessagesAfterEnd } from "./ended-stream";
 import { sendFramedMessagesAsTheyAre } from "./framed-messages";
 import { watchHttp2Servers, watchHttp2Sessions } from "./http2-sessions";
 import { ServerSockets } from "./server-sockets";
-import { closeSilentConnections, closeSilentHandshakes, SILENT_CONNECTION_MS } from "./silent-connections";
+import { closeSilentConnections, closeSilentHandshakes, destroyClosedSessions, SILENT_CONNECTION_MS } from "./silent-connections";
 import { closeBeforeResetGuard } from "./stream-resets";
 import { endStalledStreams, HELD_MESSAGES_PER_LIMIT } from "./stalled-streams";
 import { quoteUnknownMethods } from "./unknown-methods";
@@ -277,7 +277,7 @@ function guardedGrpcServer(options: ServeOptions, calls: CallRegistry, tokens: B
   );
   const stalled = endStalledStreams(HELD_MESSAGES_PER_LIMIT * maxMessageBytes, options.streamStallMs ?? DEFAULTS.streamStallMs, (why) => log.warn({ why }, "a stream ended"), takesRequestStream(server, log));
   const silentMs = options.silentConnectionMs ?? SILENT_CONNECTION_MS;
-  if (!watchHttp2Sessions(server, keepIllegalTimeouts, closeBeforeResetGuard, closeSilentConnections(silentMs), stalled) || !watchHttp2Servers(server, closeSilentHandshakes(silentMs))) {
+  if (!watchHttp2Sessions(server, keepIllegalTimeouts, closeBeforeResetGuard, closeSilentConnections(silentMs), destroyClosedSessions(silentMs), stalled) || !watchHttp2Servers(server, closeSilentHandshakes(silentMs))) {
     log.warn("this grpc-js has no createHttp2Server to wrap: a connection that cancels ~1000 calls is ended, and its other calls fail; a silent one is kept, and so are the bytes of streams that stall");
   }
   if (!quoteUnknownMethods(server)) log.warn("this grpc-js has no _respondWithError to wrap: a call to an unknown method is answered with its whole path");

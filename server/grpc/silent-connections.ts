@@ -4,7 +4,8 @@
  * likes, and enough of them refuse every new client. A connection whose client has not sent its
  * SETTINGS (the preface's frame) within SILENT_CONNECTION_MS (ServeOptions.silentConnectionMs) is
  * closed. A session watcher (http2-sessions.ts); over TLS the session starts after the handshake,
- * which closeSilentHandshakes bounds likewise.
+ * which closeSilentHandshakes bounds likewise. A session closed gracefully with no call left ends
+ * within the same time (destroyClosedSessions).
  */
 import * as tls from "node:tls";
 import type { Socket } from "node:net";
@@ -59,5 +60,27 @@ export function closeSilentHandshakes(ms: number): Http2ServerWatcher {
       const timer = pending.get(key);
       if (timer) forget(key, timer);
     });
+  };
+}
+
+/**
+ * The watcher that ends a session closed gracefully (its idle limit, its age, the shutdown) once no
+ * call is left on it, `ms` after the close: Node counts a stream whose client began a header block
+ * and never finished it as open, and the graceful close waited on it for good (the socket held, the
+ * client gone or not). Calls are the streams grpc-js was handed; they finish first.
+ */
+export function destroyClosedSessions(ms: number): SessionWatcher {
+  return (session) => {
+    let calls = 0;
+    session.on("stream", (stream) => {
+      calls++;
+      stream.once("close", () => calls--);
+    });
+    const close = session.close.bind(session);
+    session.close = ((callback?: () => void) => {
+      const timer = setTimeout(() => (calls === 0 ? session.destroy() : timer.refresh()), ms).unref();
+      session.once("close", () => clearTimeout(timer));
+      return close(callback);
+    }) as typeof session.close;
   };
 }
