@@ -13,6 +13,7 @@ import ndarray, { type NdArray } from "ndarray";
 import { DataType, decodeTensor, encodeTensor, isNdArray, ndarrayExtentProblem, normalizeShape, toFloat64, type TypedArray } from "../common/tensor-codec";
 import type { AbstractTensor, WithTensorsAs } from "../common/tree-types";
 import { isPlainObject, recordFrom } from "../common/records";
+import { keySegment } from "../common/paths";
 import type { Tensor } from "../generated/tesseract/v1/tensor";
 
 /** Like `Arrays<T>`, but a tensor may also be abstract: `{ shape, datatype }` without data (AbstractEval). */
@@ -63,8 +64,7 @@ function refuseBareTypedArray(x: unknown, path: string): void {
  */
 export function toTensors(tree: unknown, options: { abstract?: boolean } = {}, path = ""): unknown {
   // A key that is no field name (a map's: "temp.x") is written as paths write map keys, {temp.x}.
-  const name = (key: string) => (/^[A-Za-z_]\w*$/.test(key) ? key : `{${key.replace(/[\\}]/g, "\\$&")}}`);
-  const below = (key: string | number) => (typeof key === "number" ? `${path}[${key}]` : path ? `${path}.${name(key)}` : name(key));
+  const below = (key: string | number) => (typeof key === "number" ? `${path}[${key}]` : path ? `${path}.${keySegment(key)}` : keySegment(key));
   if (isNdArray(tree)) return tensorAt(tree, path);
   if (options.abstract && isAbstractLeaf(tree)) {
     return { datatype: tree.datatype, shape: [...tree.shape], data: Buffer.alloc(0) } satisfies Tensor;

@@ -47,6 +47,16 @@ export type Segment =
 const isIdentStart = (c: string): boolean => (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || c === "_";
 const isIdentChar = (c: string): boolean => isIdentStart(c) || (c >= "0" && c <= "9");
 const isIdentifier = (s: string): boolean => s !== "" && isIdentStart(s[0]!) && [...s].every(isIdentChar);
+
+/** A map key as a path writes it: `{key}`, with `\` and `}` escaped. */
+export function bracedKey(key: string): string {
+  return `{${key.replace(/[\\}]/g, "\\$&")}}`;
+}
+
+/** A key as one segment of a path in a message: a plain name as it is, any other braced (`größe`, `a.b`). */
+export function keySegment(key: string): string {
+  return isIdentifier(key) ? key : bracedKey(key);
+}
 /** The character at `i` as a quoted string, whole code point (for messages). */
 const charAt = (s: string, i: number): string => JSON.stringify(String.fromCodePoint(s.codePointAt(i)!));
 
@@ -110,7 +120,7 @@ export function formatPath(segments: readonly Segment[]): string {
         case "key":
           if (s.key === "") return '{""}';
           if (s.key === '""') return '{\\"\\"}';
-          return `{${s.key.replace(/[\\}]/g, "\\$&")}}`;
+          return bracedKey(s.key);
         case "anyIndex":
           return "[]";
         case "anyKey":

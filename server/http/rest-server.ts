@@ -24,7 +24,7 @@ import { ServerSockets } from "../grpc/server-sockets";
 import { SILENT_CONNECTION_MS } from "../grpc/silent-connections";
 import type { GradientRequest, TesseractRuntime } from "../runtime";
 import type { AbstractEvalAnswer } from "../tesseract";
-import { parsePath } from "../../common/paths";
+import { bracedKey, keySegment, parsePath } from "../../common/paths";
 import { plural } from "../../common/plural";
 import { checkBodyDepth, detailOf, httpStatusOf, MISSING_MSG, shortInput, valueError, type DetailEntry, type Loc } from "./errors";
 import { inputsAny, messageJson } from "../schema/json-messages";
@@ -107,7 +107,7 @@ function vectors(runtime: TesseractRuntime, body: Body, field: string, type: pro
   const value = body[field] as Record<string, unknown>;
   return Object.fromEntries(
     Object.entries(value).map(([key, v]) => {
-      const where = `${field}.{${key.replace(/[\\}]/g, "\\$&")}}`;
+      const where = `${field}.${bracedKey(key)}`;
       if (!isPlainObject(v)) throw invalidArgument(`${where} is not an array object {"shape", "dtype", "data"}`);
       refuseExtraArrayKeys(v, where);
       return [namePath(type, key), decodeTensor(tensorFromArrayObject(v, where), where, runtime.decodeLimits)];
@@ -185,7 +185,7 @@ function fieldName(loc: Loc): string {
   if (loc.length <= 1) return "the body";
   return loc
     .slice(1)
-    .map((key, i) => (i === 0 ? String(key) : typeof key === "number" ? `[${key}]` : /^[A-Za-z_]\w*$/.test(key) && !(i === 1 && String(loc[1]).endsWith("_vector")) ? key : `{${key.replace(/[\\}]/g, "\\$&")}}`))
+    .map((key, i) => (i === 0 ? String(key) : typeof key === "number" ? `[${key}]` : i === 1 && String(loc[1]).endsWith("_vector") ? bracedKey(key) : keySegment(key)))
     .join(".");
 }
 

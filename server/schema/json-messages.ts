@@ -16,6 +16,7 @@ import { arrayObject, castsSameKind, dtypesCastTo, NUMPY_DTYPES, numpyDtype, ref
 import { emptyRecord, isPlainObject } from "../../common/records";
 import { DataType, dataTypeOfArray, isNdArray, tooManyMessages } from "../../common/tensor-codec";
 import { jsonInteger } from "../../common/exact-json";
+import { bracedKey, keySegment } from "../../common/paths";
 import type { AnyMessage, MessageSchema } from "./schema";
 import { castArray, declaredDatatype, protoName } from "./output-casting";
 import { fieldOfKey, jsonKey, jsonKeys } from "./json-keys";
@@ -114,7 +115,7 @@ function fieldValue(field: protobuf.Field, v: unknown, where: string, reading: R
     if (!isPlainObject(v)) throw invalidArgument(`${where} is ${shown(v)}, expected an object (a map)`);
     return Object.fromEntries(
       Object.entries(v).map(([key, x]) => {
-        const at = `${where}.{${key.replace(/[\\}]/g, "\\$&")}}`;
+        const at = `${where}.${bracedKey(key)}`;
         counted(reading, at);
         return [key, element(x, at)];
       }),
@@ -135,7 +136,7 @@ function plainMessage(type: protobuf.Type, json: unknown, where: string, reading
   for (const [key, v] of Object.entries(json)) {
     // A key that is no plain name (a bridged runtime's `größe`, `a.b`) braced, as paths write map keys:
     // written bare, the 422's loc read from the message stopped before it, or split it at the dot.
-    const at = /^[A-Za-z_]\w*$/.test(key) ? `${where}.${key}` : `${where}.{${key.replace(/[\\}]/g, "\\$&")}}`;
+    const at = `${where}.${keySegment(key)}`;
     // By the field's key (json-keys.ts): a bridged runtime's `fooBar` is field foo_bar_2 here.
     const field = fieldOfKey(type, key);
     if (!field) throw refusedAs("extra_forbidden", `${keyAt(where, key)} is not a field of ${type.name}; fields: ${jsonKeys(type).join(", ")}`);
@@ -198,7 +199,7 @@ export function messageJson(type: protobuf.Type, tree: Record<string, unknown>, 
       return typeof x === "bigint" ? jsonInteger(x) : x;
     };
     let value: unknown;
-    if (field.map) value = Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, element(x, `${at}.{${k.replace(/[\\}]/g, "\\$&")}}`)]));
+    if (field.map) value = Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, element(x, `${at}.${bracedKey(k)}`)]));
     else if (field.repeated) value = (v as unknown[]).map((x, i) => element(x, `${at}.[${i}]`));
     else value = element(v, at);
     if (value !== undefined) out[key] = value;

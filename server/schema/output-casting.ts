@@ -13,6 +13,7 @@ import * as protobuf from "protobufjs";
 import { invalidArgument, refusedAs } from "../../common/errors";
 import { elementIn, flattenLists, numpyDtype, tensorFromArrayObject } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
+import { bracedKey } from "../../common/paths";
 import type { RequiredFields } from "./openapi-proto";
 import { fieldNamed, fieldOfKey, jsonKey } from "./json-keys";
 import { arrayClass, DataType, decodeTensor, type TypedArray } from "../../common/tensor-codec";
@@ -89,7 +90,7 @@ export function castArray(value: unknown, to: DataType, where: string, different
 
 /** Applies `convert` to a field's JSON value, element-wise for maps and lists; other shapes pass (the decoder refuses them). */
 function eachElement(field: protobuf.Field, value: unknown, where: string, convert: (v: unknown, w: string) => unknown): unknown {
-  if (field.map) return isPlainObject(value) ? Object.fromEntries(Object.entries(value).map(([k, v]) => [k, convert(v, `${where}.{${k.replace(/[\\}]/g, "\\$&")}}`)])) : value;
+  if (field.map) return isPlainObject(value) ? Object.fromEntries(Object.entries(value).map(([k, v]) => [k, convert(v, `${where}.${bracedKey(k)}`)])) : value;
   if (field.repeated) return Array.isArray(value) ? value.map((v, i) => convert(v, `${where}.[${i}]`)) : value;
   return value === null ? value : convert(value, where);
 }
