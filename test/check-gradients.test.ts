@@ -225,6 +225,19 @@ describe("CheckGradients", () => {
         );
       });
     }
+
+    // FP32 x = [2.5, 0.01]: the spacing of FP32 numbers at 2.5 lengthened the JVP's step past the
+    // 1e-4 x_1 = 0.01 takes, and the truncation of x³ over it (7e-4 relative) failed a correct
+    // gradient. A failed comparison is now taken again with Richardson's rule before it counts.
+    it("FP32 inputs of mixed scale: a correct gradient's JVP check passes, confirmed by Richardson's rule; one 1 % off still fails", async () => {
+      const mixed = { x: ndarray(Float32Array.of(2.5, 0.01), [2]), y: ndarray(Float32Array.of(0), []), params: {}, blocks: [], mode: "" };
+      const request = { inputs: mixed, inputPaths: ["x"], outputPaths: ["f"], endpoints: ["jvp" as const], atol: 1e-12 };
+      const right = await new TesseractRuntime({ ...definition, gradients: gradients(1) }, fixture).checkGradients(request);
+      assert.equal(right.passed, true, JSON.stringify(right.checks));
+      assert.ok(right.apply_calls > 1 + 2, `the confirmation's evaluations are counted: ${right.apply_calls}`);
+      const off = await new TesseractRuntime({ ...definition, gradients: gradients(1.01) }, fixture).checkGradients(request);
+      assert.deepEqual(off.checks.map((c) => [c.endpoint, c.failures]), [["jvp", 1]]);
+    });
   });
 
   it("FP32 inputs: a wrong analytic d result / d s is still caught on every endpoint, and only there", async () => {

@@ -14,6 +14,7 @@
  */
 import ndarray, { type NdArray } from "ndarray";
 import { Code, TesseractError } from "../../common/errors";
+import { Algorithm } from "../tesseract";
 import type { RequestOptions, ResolvedOptions } from "../fd/options";
 import type { TesseractSchema } from "../schema/schema";
 import type { AnalyticDefinition } from "./analytic";
@@ -82,8 +83,8 @@ export class Evaluations {
   ) {}
 
   /** Whether one more FD column or JVP fits in max_evals. */
-  fits(): boolean {
-    return this.used + this.perRow <= this.maxEvals;
+  fits(calls = this.perRow): boolean {
+    return this.used + calls <= this.maxEvals;
   }
 
   /** How many of `wanted` FD columns the budget left allows, as planned. */
@@ -105,7 +106,7 @@ export class Evaluations {
    * each value may be off by the engine's own account, per output path (its error estimate, or
    * ROUNDING_MARGIN times the outputs' rounding it carries; zeros when not told).
    */
-  async jvp(leaf: Leaf, tangent: Float64Array, outputPaths: readonly string[]): Promise<{ result: Record<string, NdArray<Float64Array>>; stray: Float64Array; uncertain: Record<string, Float64Array> }> {
+  async jvp(leaf: Leaf, tangent: Float64Array, outputPaths: readonly string[], algorithm?: Algorithm): Promise<{ result: Record<string, NdArray<Float64Array>>; stray: Float64Array; uncertain: Record<string, Float64Array> }> {
     // Each JVP is a request of its own, too short to give I/O a turn: the check gives one between
     // them (hundreds of cheap JVPs held health checks for a second).
     if (performance.now() - this.lastYield > YIELD_EVERY_MS) {
@@ -118,14 +119,15 @@ export class Evaluations {
       inputs,
       inputPaths: [leaf.path],
       outputPaths,
-      options: optionsFor(this.req.options, leaf),
+      options: algorithm === undefined ? optionsFor(this.req.options, leaf) : { ...optionsFor(this.req.options, leaf), algorithm },
       tangent: { [leaf.path]: ndarray(tangent, leaf.shape) },
       signal,
       withRounding: true,
     });
     const calls = Number(stats.apply_calls);
     this.used += calls;
-    this.perRow = Math.max(this.perRow, calls);
+    // A confirmation (another algorithm) is not what the next rows cost.
+    if (algorithm === undefined) this.perRow = Math.max(this.perRow, calls);
     const uncertain = Object.fromEntries(
       Object.entries(result).map(([path, values]) => {
         const error = errors?.[path]?.data;

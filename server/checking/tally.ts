@@ -100,6 +100,11 @@ export class Tallies {
     return t;
   }
 
+  /** Whether any row of any tally failed. */
+  failed(): boolean {
+    return [...this.all.values()].some((t) => t.failedRows > 0);
+  }
+
   find(endpoint: CheckEndpoint, leaf: Leaf, out: Leaf): Tally | undefined {
     return this.all.get(Tallies.key(endpoint, leaf, out));
   }
