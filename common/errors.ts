@@ -3,6 +3,7 @@
  * a gRPC status code and a message meant for the caller. The numbers are gRPC's own, so the
  * transport maps them one to one; nothing in here depends on gRPC.
  */
+import { inspect } from "node:util";
 export enum Code {
   /** The call was cancelled, usually by the caller. */
   CANCELLED = 1,
@@ -91,6 +92,17 @@ export function invalidArgument(message: string): TesseractError {
 
 export function isTesseractError(e: unknown): e is TesseractError {
   return e instanceof TesseractError;
+}
+
+/**
+ * What a thrown value says: an Error's message, a string as it is, an object's string `message`
+ * (`throw { message: "…" }` read "[object Object]"), else the value inspected, clipped.
+ */
+export function thrownMessage(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  if (typeof e === "string") return e;
+  const message = e !== null && typeof e === "object" ? (e as { message?: unknown }).message : undefined;
+  return typeof message === "string" ? message : clip(inspect(e, { depth: 2, breakLength: Infinity }));
 }
 
 /** How much caller-supplied text an error message repeats. */

@@ -4,7 +4,7 @@
  */
 import ndarray, { type NdArray } from "ndarray";
 import { checkGradients, type CheckGradientsRequest, type CheckGradientsResult } from "./checking/check-gradients";
-import { Code, invalidArgument, isTesseractError, listed, quote, TesseractError } from "../common/errors";
+import { Code, invalidArgument, isTesseractError, listed, quote, TesseractError, thrownMessage } from "../common/errors";
 import { EvaluationBackends, type EvaluationSettings } from "./eval/backends";
 import type { EvaluationCache } from "./eval/evaluation-cache";
 import { withAbortingTimeout, withTimeout } from "./eval/timeout";
@@ -232,7 +232,7 @@ export class TesseractRuntime extends LoadedTesseract {
       try {
         this.schema.inputs.checkDifferentiable([key], "bounds", "input");
       } catch (e) {
-        throw refuse(e instanceof Error ? e.message : String(e));
+        throw refuse(thrownMessage(e));
       }
       const { lower, upper } = bounds ?? {};
       for (const [name, value] of [["lower", lower], ["upper", upper]] as const) {
@@ -245,7 +245,7 @@ export class TesseractRuntime extends LoadedTesseract {
     try {
       resolveOptions(undefined, fixed, {});
     } catch (e) {
-      throw refuse(e instanceof Error ? e.message : String(e));
+      throw refuse(thrownMessage(e));
     }
   }
 
@@ -579,7 +579,7 @@ function declaredSparsity(definition: AnyTesseract, schema: TesseractSchema, inp
     patterns = definition.sparsity?.(inputs) ?? undefined;
   } catch (e) {
     if (isTesseractError(e)) throw e;
-    throw new TesseractError(Code.INTERNAL, `the Tesseract's sparsity declaration failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    throw new TesseractError(Code.INTERNAL, `the Tesseract's sparsity declaration failed: ${thrownMessage(e)}`, { cause: e });
   }
   if (patterns !== undefined && !Array.isArray(patterns)) {
     throw new TesseractError(Code.INTERNAL, `the Tesseract's sparsity declaration returned ${patterns === null ? "null" : typeof patterns}: expected a list of {output_path, input_path, output_index, input_index} patterns`);
@@ -591,7 +591,7 @@ function declaredSparsity(definition: AnyTesseract, schema: TesseractSchema, inp
       schema.outputs.checkDifferentiable([p.output_path], `output_path`, "output");
       schema.inputs.checkDifferentiable([p.input_path], `input_path`, "input");
     } catch (e) {
-      throw new TesseractError(Code.INTERNAL, `the Tesseract's sparsity declaration[${k}]: ${e instanceof Error ? e.message : String(e)}`);
+      throw new TesseractError(Code.INTERNAL, `the Tesseract's sparsity declaration[${k}]: ${thrownMessage(e)}`);
     }
   });
   return patterns?.length ? (patterns as SparsityPattern[]) : undefined;

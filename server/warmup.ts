@@ -23,6 +23,7 @@ import type { TesseractRuntime } from "./runtime";
 import type { NdArray } from "ndarray";
 import { elementCount } from "../common/tensor-codec";
 import { floatingPaths, getAtPath, parsePath } from "../common/paths";
+import { thrownMessage } from "../common/errors";
 
 /** Apply calls after which the engine's hot paths are optimised (each runs thousands of times). */
 export const WARM_UP_EVALUATIONS = 40_000;
@@ -66,7 +67,7 @@ export async function warmUp(runtime: TesseractRuntime, budgetMs = DEFAULT_WARM_
     // The engine's rounds stop at ENGINE_SHARE of the budget; the transport's warm-up takes the rest.
     await rounds(runtime, example(), stop.signal, report, started + ENGINE_SHARE * budgetMs);
   } catch (e) {
-    if (!stop.signal.aborted) report.error = e instanceof Error ? e.message : String(e);
+    if (!stop.signal.aborted) report.error = thrownMessage(e);
   } finally {
     clearTimeout(timer);
     runtime.warmingUp = false;

@@ -226,6 +226,24 @@ describe("CheckGradients", () => {
       });
     }
 
+    // |J|·stray for a NaN entry was NaN, and a comparison against a NaN allowance never failed.
+    for (const bad of [NaN, Infinity]) {
+      it(`an analytic entry of ${bad} fails every endpoint (the jvp check passed it)`, async () => {
+        const broken = {
+          jacobian(inputs: { x: ndarray.NdArray; y: ndarray.NdArray }) {
+            const result = gradients(1).jacobian(inputs);
+            (result.f.x.data as Float64Array)[0] = bad;
+            return result;
+          },
+        };
+        const inputs = { x: f64([1.3, 2.1, 2.9]), y: f64([0.5], []), params: {}, blocks: [], mode: "" };
+        const response = await new TesseractRuntime({ ...definition, gradients: broken }, fixture).checkGradients({ inputs, inputPaths: ["x"], outputPaths: ["f"] });
+        assert.equal(response.passed, false);
+        assert.deepEqual(response.checks.map((c) => [c.endpoint, c.failures]), [["jacobian", 1], ["jvp", 1], ["vjp", 1]]);
+        assert.match(find(response.checks, "jvp", "x", "f").message, new RegExp(`worst at f\\[0\\] along a random tangent of x: analytic ${bad}, `));
+      });
+    }
+
     // FP32 x = [2.5, 0.01]: the spacing of FP32 numbers at 2.5 lengthened the JVP's step past the
     // 1e-4 x_1 = 0.01 takes, and the truncation of x³ over it (7e-4 relative) failed a correct
     // gradient. A failed comparison is now taken again with Richardson's rule before it counts.

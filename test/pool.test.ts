@@ -209,6 +209,7 @@ describe("worker-thread evaluation", function () {
     const pooled = await load(path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js"), 2);
     const inputs = { x: f64([0.5, 2]), y: f64([0.5], []), params: {}, blocks: [], mode: "throw" };
     await rejects(pooled.jacobian({ inputs, inputPaths: ["y"], outputPaths: ["f"] }), Code.UNKNOWN, /^evaluation at y \+ h failed: y is too large for this model$/);
+    await rejects(pooled.jacobian({ inputs: { ...inputs, mode: "throw-object" }, inputPaths: ["y"], outputPaths: ["f"] }), Code.UNKNOWN, /^evaluation at y \+ h failed: y is too large for this model$/);
     // The pool keeps working.
     const ok = await pooled.jacobian({ inputs: { ...inputs, mode: "" }, inputPaths: ["x"], outputPaths: ["f"] });
     assert.equal(ok.stats.apply_calls, 4);

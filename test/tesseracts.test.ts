@@ -305,6 +305,13 @@ describe("faults raised by apply", () => {
     await rejects(runtime.jacobian({ inputs: inputs("throw"), inputPaths: ["x", "y"], outputPaths: ["f"] }), Code.UNKNOWN, /^evaluation at y \+ h failed: y is too large for this model$/);
   });
 
+  it("a thrown object says its message, or what it is (it read [object Object])", async () => {
+    await rejects(runtime.jacobian({ inputs: inputs("throw-object"), inputPaths: ["y"], outputPaths: ["f"] }), Code.UNKNOWN, /^evaluation at y \+ h failed: y is too large for this model$/);
+    await rejects(runtime.jacobian({ inputs: inputs("throw-value"), inputPaths: ["y"], outputPaths: ["f"] }), Code.UNKNOWN, /^evaluation at y \+ h failed: \{ limit: 0\.5 \}$/);
+    const atOne = { ...inputs("throw-object"), y: f64([1], []) };
+    await rejects(runtime.applyMessage(runtime.schema.inputs.encodeAny(atOne)), Code.UNKNOWN, /^apply failed: y is too large for this model$/);
+  });
+
   it("NaN names the output element and the evaluation", async () => {
     await rejects(runtime.jacobian({ inputs: inputs("nan"), inputPaths: ["x"], outputPaths: ["f"], options: { eps: 1e-5 } }), Code.FAILED_PRECONDITION, /^evaluation at x\[0\] \+ h failed: apply returned NaN in output f at flat index 0$/);
   });

@@ -58,8 +58,11 @@ export class Tally {
     let abs = Math.abs(analytic - fd);
     if (Number.isNaN(abs)) abs = Infinity;
     const allowed = this.atol + this.rtol * Math.abs(fd) + unresolved;
-    const score = abs / allowed;
-    if (abs > allowed) {
+    // A NaN or infinite analytic entry fails outright: it made `unresolved` NaN (|J| times a stray
+    // of 0), `abs > allowed` false, and the jvp check passed it.
+    const ratio = abs / allowed;
+    const score = Number.isFinite(analytic) && !Number.isNaN(ratio) ? ratio : Infinity;
+    if (score > 1) {
       this.failedValues++;
       this.rowFailed = true;
     }

@@ -4,6 +4,7 @@
  * run inline, in worker threads or on other servers.
  */
 import { divideByWidths } from "./finite-values";
+import { thrownMessage } from "../../common/errors";
 
 /**
  * One change to the base inputs: one element of a leaf, several (element indices[k] set to
@@ -91,7 +92,7 @@ export class FailedPair extends Error {
     readonly side: number,
     readonly error: unknown,
   ) {
-    super(error instanceof Error ? error.message : String(error), { cause: error });
+    super(thrownMessage(error), { cause: error });
   }
 }
 

@@ -8,7 +8,7 @@
 import { parentPort, threadId } from "node:worker_threads";
 import { Piscina } from "piscina";
 import ndarray from "ndarray";
-import { Code, isTesseractError } from "../../common/errors";
+import { Code, isTesseractError, thrownMessage } from "../../common/errors";
 import { OutputSelector } from "./outputs";
 import { inputLeaf } from "./input-leaf";
 // The imports that go up the floors: a worker thread loads the Tesseract it evaluates (without the
@@ -42,7 +42,7 @@ function reportStart(task: { startedId?: number }): void {
 /** Errors cross the thread boundary as code and message. */
 function taskError(e: unknown): TaskError {
   if (isTesseractError(e)) return { error: { code: e.code, message: e.message } };
-  return { error: { code: Code.UNKNOWN, message: e instanceof Error ? e.message : String(e) } };
+  return { error: { code: Code.UNKNOWN, message: thrownMessage(e) } };
 }
 /** A job as a worker holds it: its inputs (with private copies of the perturbed leaves) and outputs. */
 interface Job {

@@ -16,7 +16,7 @@
  * row is split out and contracted, (c^T J)_j = sum_i c_i J_ij over its structural nonzeros, and its
  * error estimate, where the rule gives one, is sum_i |c_i| e_ij (each entry's bound, summed).
  */
-import { Code, invalidArgument, isTesseractError, quote, TesseractError } from "../../common/errors";
+import { Code, invalidArgument, isTesseractError, quote, TesseractError, thrownMessage } from "../../common/errors";
 import { DataType } from "../../common/tensor-codec";
 import { eachInTurn, FailedPair, flatDifferences, outputStride, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "../eval/evaluator";
 import { pairCount, sideOf } from "../eval/element-pairs";
@@ -154,7 +154,7 @@ class ContractedEvaluator implements Evaluator {
       // Held to f(x) itself, the misfit is the cotangent's; else f(x) tells (every misfit waits for the one f(x)).
       if (this.fromBase || !isTesseractError(e) || e.code !== Code.INVALID_ARGUMENT) throw e;
       await this.unperturbed().catch((fault: unknown) => {
-        const message = fault instanceof Error ? fault.message : String(fault);
+        const message = thrownMessage(fault);
         throw ofTheRequest(new TesseractError(isTesseractError(fault) ? fault.code : Code.UNKNOWN, `evaluation at the unperturbed inputs failed: ${message}`, { cause: fault }));
       });
       throw e;
