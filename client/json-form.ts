@@ -5,6 +5,7 @@
  * numpy dtype names. Converted to and from trees with ndarray leaves,
  * guided by the message type so that only Tensor fields become arrays.
  */
+import { refuseTwoOfOneof } from "../common/oneofs";
 import ndarray, { type NdArray } from "ndarray";
 import type * as protobuf from "protobufjs";
 import { clip, invalidArgument, shown } from "../common/errors";
@@ -145,6 +146,7 @@ export function jsonToTree(type: protobuf.Type, json: unknown, where = "", tenso
     else if (sub && "values" in sub) out[key] = mapField(field, value, at, (v, w) => enumValue(sub as protobuf.Enum, v, w));
     else out[key] = mapField(field, value, at, (v, w) => jsonScalar(field.type, v, w));
   }
+  refuseTwoOfOneof(type, out, where || "inputs");
   return out;
 }
 

@@ -9,6 +9,7 @@ import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import pino from "pino";
 import type * as protobuf from "protobufjs";
+import * as protobufjs from "protobufjs";
 import { jsonToTree } from "../client/json-form";
 import { toTensors } from "../client/tree";
 import { Code } from "../index";
@@ -505,6 +506,13 @@ describe('the SDK and the CLI keep map keys such as "__proto__" as data', () => 
     assert.throws(() => jsonToTree(meshType, { mesh: { cell_data: [1] } }), { message: "mesh.cell_data: expected an object (a map)" });
     // An empty nested list is float64, as every nested list is (it was BOOL).
     assert.ok((jsonToTree(meshType, { mesh: { points: [] } }) as { mesh: { points: { data: unknown } } }).mesh.points.data instanceof Float64Array);
+  });
+
+  it("CLI JSON: two members of a oneof are refused, naming both (the last was kept, the other dropped)", () => {
+    const choice = protobufjs.parse('syntax = "proto3"; message Choice { oneof choice { double alpha = 1; double beta = 2; } optional double gamma = 3; }').root.lookupType("Choice");
+    assert.throws(() => jsonToTree(choice, { alpha: 0.7, beta: 3 }), { message: "inputs: alpha and beta are both set, but they are members of oneof choice; set one of them" });
+    assert.deepEqual(jsonToTree(choice, { beta: 3, gamma: 1 }), { beta: 3, gamma: 1 });
+    assert.deepEqual(jsonToTree(choice, { alpha: 0.7, beta: null }), { alpha: 0.7 }, "null: unset");
   });
 
   it("SDK: tensors under such keys are encoded, not dropped", () => {

@@ -7,6 +7,7 @@
  * where `enumLiterals` gives enum values as tesseract-core's own Literal values. Fields are keyed by
  * their keys (json-keys.ts), trees by field names.
  */
+import { refuseTwoOfOneof } from "../../common/oneofs";
 import type { NdArray } from "ndarray";
 import * as protobuf from "protobufjs";
 import { invalidArgument, keyAt, refusedAs, shown } from "../../common/errors";
@@ -143,6 +144,7 @@ function plainMessage(type: protobuf.Type, json: unknown, where: string, reading
     // null is a value of a Literal holding None (sent as null), else unset.
     if (v !== null || holdsNull(field, reading.enumLiterals)) out[field.name] = fieldValue(field, v, at, reading);
   }
+  refuseTwoOfOneof(type, out, where);
   return out;
 }
 
