@@ -26,7 +26,7 @@ import { vjp } from "./fd/vjp";
 import { isPattern, matchesPattern, parsePath } from "../common/paths";
 import { isPlainObject } from "../common/records";
 import { inSlot, type RemoteApply } from "./eval/concurrent";
-import { TesseractSchema, type AnyMessage } from "./schema/schema";
+import { TesseractSchema, type AnyMessage, type MessageSchema } from "./schema/schema";
 import type { EnumLiterals } from "./schema/json-messages";
 import type { DocumentedSchema, RequiredFields } from "./schema/openapi-proto";
 import { DataType, dataTypeOfArray, isNdArray, toFloat64 } from "../common/tensor-codec";
@@ -348,7 +348,7 @@ export class TesseractRuntime extends LoadedTesseract {
       this.backends.timeoutMs,
       "abstractEval",
     );
-    return { ...answer, outputs: checkedAbstractOutputs(answer.outputs) };
+    return { ...answer, outputs: checkedAbstractOutputs(answer.outputs, this.schema.outputs) };
   }
 
   /** DescribeResponse. Defaults computed from the inputs are reported as unset. */
@@ -618,11 +618,13 @@ function checkDeclaredPattern(p: unknown): void {
 }
 
 /** What abstractEval answered, as the contract has it: a list of {path, shape, datatype}; else its author's mistake, named. */
-function checkedAbstractOutputs(answer: unknown): AbstractOutput[] {
+function checkedAbstractOutputs(answer: unknown, outputs: MessageSchema): AbstractOutput[] {
   const fault = (what: string) => new TesseractError(Code.INTERNAL, `abstractEval returned ${what}: expected a list of {path, shape, datatype}, one per output tensor`);
   if (!Array.isArray(answer)) throw fault(answer === null ? "null" : typeof answer);
   answer.forEach((o: Partial<AbstractOutput> | null, k) => {
     if (o === null || typeof o !== "object" || typeof o.path !== "string") throw fault(`an entry without a path string at [${k}]`);
+    // A path that names no output tensor was answered as it was (AbstractEval OK with "zzz"; REST's 422 blamed the caller for "q.{open").
+    if (!outputs.namesTensor(o.path)) throw fault(`the path ${quote(o.path)} at [${k}], which names no tensor of ${outputs.fullName}`);
     if (!Array.isArray(o.shape) || !o.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw fault(`${o.path} with shape ${JSON.stringify(o.shape) ?? String(o.shape)}`);
     if (!Number.isInteger(o.datatype) || (o.datatype as number) < 0 || DataType[o.datatype as number] === undefined) throw fault(`${o.path} with datatype ${String(o.datatype)}`);
   });

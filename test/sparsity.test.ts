@@ -287,6 +287,28 @@ describe("column grouping", () => {
       await rejects(wrong.jacobian({ ...request, sparsity: [{ ...pattern, output_index: [0, 0] }] }), Code.INTERNAL, /apply's outputs \(f \[2\]\) differ from those abstractEval predicted \(f: 1 element\)$/);
     });
 
+    it("abstractEval predicting another shape of the same size: a VJP with the predicted cotangent is INTERNAL, before and after an Apply (every cotangent was refused, one shape before an Apply and the other after)", async () => {
+      const base = polynomial();
+      const wrong = new TesseractRuntime({ ...base.definition, abstractEval: () => [{ path: "f", shape: [1, 2], datatype: 11 }] }, POLYNOMIAL_DIR);
+      const inputs = { x: f64([0.5, -1]), y: f64([0.7], []), params: {}, blocks: [], mode: "" };
+      const request = { inputs, inputPaths: ["x"], outputPaths: ["f"], sparsity: [{ output_path: "f", input_path: "x", output_index: [0, 1], input_index: [0, 1] }] };
+      const missed = /^apply's outputs \(f \[2\]\) differ from those abstractEval predicted \(f \[1, 2\]\)$/;
+      await rejects(wrong.vjp({ ...request, cotangent: { f: f64([1, 1]) } }), Code.INVALID_ARGUMENT, / \(the output's shape as the Tesseract's abstractEval predicts it\)$/);
+      await rejects(wrong.vjp({ ...request, cotangent: { f: f64([1, 1], [1, 2]) } }), Code.INTERNAL, missed);
+      await wrong.applyMessage(wrong.schema.inputs.encodeAny(inputs));
+      await rejects(wrong.vjp({ ...request, cotangent: { f: f64([1, 1], [1, 2]) } }), Code.INTERNAL, missed);
+    });
+
+    it("abstractEval naming no output tensor (unknown, malformed, a message, a map without its key) is INTERNAL, naming the path", async () => {
+      const base = polynomial();
+      for (const path of ["zzz", "q.{open", "f.[0]", "named", "named.{a}.b"]) {
+        const wrong = new TesseractRuntime({ ...base.definition, abstractEval: () => [{ path: "g", shape: [], datatype: 11 }, { path, shape: [1], datatype: 11 }] }, POLYNOMIAL_DIR);
+        await rejects(wrong.abstractEval({ x: f64([0.5]), y: f64([0.7], []) }), Code.INTERNAL, new RegExp(`^abstractEval returned the path ${JSON.stringify(path).replace(/[.{}[\]]/g, "\\$&")} at \\[1\\], which names no tensor of tesseract\\.testing\\.polynomial\\.v1\\.Outputs`));
+      }
+      const right = new TesseractRuntime({ ...base.definition, abstractEval: () => [{ path: "named.{a.b}", shape: [1], datatype: 11 }] }, POLYNOMIAL_DIR);
+      assert.deepEqual(await right.abstractEval({ x: f64([0.5]), y: f64([0.7], []) }), [{ path: "named.{a.b}", shape: [1], datatype: 11 }]);
+    });
+
     it("an index into an output of no elements says it has none (it said \"flat row-major indices 0 to -1\")", () => {
       assert.throws(
         () => buildStructure([{ output_path: "f", input_path: "x", output_index: [0], input_index: [0] }], [{ path: "x", size: 2 }], [{ path: "f", size: 0 }], { field: "sparsity", fromRequest: true }),

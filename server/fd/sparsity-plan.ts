@@ -5,6 +5,7 @@
  * dense. SPARSITY_MODE_DENSE ignores every pattern; so does the stochastic rule (its directions
  * perturb every element already).
  */
+import { Code, TesseractError } from "../../common/errors";
 import { groupAllColumns, groupColumns, type Column } from "./colouring";
 import { detectionKey, fits, verificationEvaluations, type DetectedPatterns } from "./detection";
 import { groupable } from "./grouped";
@@ -66,6 +67,20 @@ export class SparsityPlan {
   /** Structural nonzeros of the rows (JacobianHeader.nonzeros): 0 when the rows are dense. */
   get nonzeros(): number {
     return this.structure?.nonzeros ?? 0;
+  }
+
+  /**
+   * Apply's outputs against abstractEval's prediction, once they are known (paths and shapes): a
+   * prediction of [1, 3] where apply made [3], the same size, had a VJP refuse every cotangent,
+   * the one shaped [3] before an Apply and the one shaped [1, 3] after it.
+   */
+  confirmPrediction(actual: readonly { path: string; shape: readonly number[] }[]): void {
+    const predicted = this.predicted ? this.outputs : undefined;
+    if (!predicted) return;
+    const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
+    const matches = actual.length === predicted.length && actual.every((a) => predicted.some((p) => p.path === a.path && sameShape(p.shape, a.shape)));
+    const shapes = (outputs: readonly { path: string; shape: readonly number[] }[]) => outputs.map((o) => `${o.path} [${o.shape.join(", ")}]`).join(", ");
+    if (!matches) throw new TesseractError(Code.INTERNAL, `apply's outputs (${shapes(actual)}) differ from those abstractEval predicted (${shapes(predicted)})`);
   }
 
   /** After a failed verification: the request's apply calls in all, those made and those the dense rows will make. */

@@ -230,13 +230,14 @@ export async function vjp(
 
 /** The VJP from grouped sparse rows, each contracted with the cotangent as it arrives. */
 async function groupedVjp(problem: Problem, cotangent: readonly Cotangent[], options: ResolvedOptions, field: string, plan: SparsityPlan) {
-  // Shapes known from planning (abstractEval) are checked before any evaluation.
+  // Shapes known from planning (abstractEval) are checked before any evaluation (a refusal says where they came from).
   if (plan.outputs) matchCotangent(plan.outputs.map((o) => ({ path: o.path, shape: [...o.shape], datatype: 0 })), cotangent, field, plan.predicted);
   const scale = binaryScale(cotangent.map((c) => c.values)) || 1;
   const values = problem.leaves.map((leaf) => new Float64Array(leaf.size));
   let errors: Float64Array[] | undefined;
   let ordered: Float64Array[] | undefined;
   for await (const row of planRows(problem, options, plan)) {
+    if (!ordered) plan.confirmPrediction(problem.outputs!);
     ordered ??= matchCotangent(problem.outputs!, cotangent, field).map((c) => c.map((v) => v / scale));
     let sum = 0;
     let bound = 0;

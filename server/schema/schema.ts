@@ -97,6 +97,30 @@ export class MessageSchema {
     return TYPE_URL_PREFIX + this.fullName;
   }
 
+  /** Whether `path` names one Tensor of this type (a field, or one element of a map or list of them); no patterns. */
+  namesTensor(path: string): boolean {
+    let segments: Segment[];
+    try {
+      segments = parsePath(path);
+    } catch {
+      return false;
+    }
+    let type: protobuf.Type = this.type;
+    for (let k = 0; k < segments.length; k++) {
+      const segment = segments[k];
+      const field = segment.kind === "field" && Object.hasOwn(type.fields, segment.name) ? type.fields[segment.name] : undefined;
+      if (!field) return false;
+      if (field.map || field.repeated) {
+        const element = segments[++k];
+        if (element?.kind !== (field.map ? "key" : "index")) return false;
+      }
+      if (isTensorField(field)) return k === segments.length - 1;
+      if (!(field.resolvedType instanceof protobuf.Type)) return false;
+      type = field.resolvedType;
+    }
+    return false;
+  }
+
   /**
    * Decodes an Any of this type. `abstract` allows tensors with a shape but no data (AbstractEval);
    * those leaves become `{ shape, datatype }` objects instead of ndarrays (`onAbstract` is told of each).
