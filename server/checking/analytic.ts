@@ -58,9 +58,18 @@ export function analyticEntries(jacobian: AnalyticJacobian<any>, inputs: Record<
 
 function usable(value: unknown, out: Leaf, leaf: Leaf): Float64Array | string {
   const expected = [...out.shape, ...leaf.shape];
-  if (!isNdArray(value)) return `the analytic jacobian has no entry [${JSON.stringify(out.path)}][${JSON.stringify(leaf.path)}]`;
+  const entry = `the analytic jacobian's entry d ${out.path} / d ${leaf.path}`;
+  if (value === undefined || value === null) return `the analytic jacobian has no entry [${JSON.stringify(out.path)}][${JSON.stringify(leaf.path)}]`;
+  // A plain list was reported as no entry at all.
+  if (!isNdArray(value)) return `${entry} is ${Array.isArray(value) ? "a plain list" : typeof value}, expected an ndarray of shape [${expected.join(", ")}] (output shape, then input shape)`;
   if (value.shape.length !== expected.length || value.shape.some((d, i) => d !== expected[i])) {
-    return `the analytic jacobian's entry d ${out.path} / d ${leaf.path} has shape [${value.shape.join(", ")}], expected [${expected.join(", ")}] (output shape, then input shape)`;
+    return `${entry} has shape [${value.shape.join(", ")}], expected [${expected.join(", ")}] (output shape, then input shape)`;
   }
-  return toFloat64(value);
+  // Data shorter than its shape read as undefined, 0 or NaN, compared as if they were values.
+  const values = toFloat64(value);
+  if (values.length !== value.size || values.some((v) => !Number.isFinite(v))) {
+    const at = values.findIndex((v) => !Number.isFinite(v));
+    return values.length !== value.size ? `${entry} has ${values.length} values for its shape's ${value.size}` : `${entry} holds ${values[at]} at flat index ${at}`;
+  }
+  return values;
 }
