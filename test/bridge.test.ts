@@ -18,7 +18,7 @@ import { validationDetail } from "../server/bridge/tesseract-core-client";
 import { silentLogger } from "../server/log";
 import { MESH_STATS_OPENAPI, meshStats } from "./fixtures/tesseract-core/mesh-stats";
 import { FakeDropConnection, FakeHttpStatus, FakeValidationError, startFakeTesseractCore, type FakeArray, type RunningFake } from "./fixtures/tesseract-core/fake-tesseract-core";
-import { arraySchema } from "./fixtures/tesseract-core/served-schemas";
+import { arraySchema, fakeArray, openApiDoc, ref, serveSchema } from "./fixtures/tesseract-core/served-schemas";
 import { barycenter, meshStatsInputs, N, reflectedClient, SCALE } from "./fixtures/tesseract-core/bridge-clients";
 import { CLI, clientRejects, f64, flat } from "./helpers";
 
@@ -596,16 +596,52 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
         await fake.close();
       }
     }
-    // As deep as a request may nest (100 models below the inputs) is served.
-    const fake = await startFakeTesseractCore({ ...meshStats(), openapi: chained(100, false) });
-    try {
-      await await (await loadTesseractCore(fake.url)).close();
-    } finally {
-      await fake.close();
+  });
+
+  it("models nested as deep as a request can reach are served, and one level deeper refused at start naming where: a request's JSON adds \"inputs\" above the models and an array's object, data and buffer list below (97 to 100 models deep were served, and no request could reach them)", async () => {
+    /** A chain of `n` models below the inputs (`deep.next.next…`), the last holding `leaf`. */
+    const chain = (n: number, leaf: Record<string, unknown>) => {
+      const models: Record<string, unknown> = {};
+      for (let i = 0; i < n; i++) models[`Apply_M${i}`] = { type: "object", properties: i < n - 1 ? { next: ref(`Apply_M${i + 1}`) } : leaf, required: Object.keys(i < n - 1 ? { next: 0 } : leaf) };
+      return openApiDoc({ deep: ref("Apply_M0") }, { y: arraySchema(true) }, models);
+    };
+    const nested = (n: number, leaf: unknown): unknown => (n === 1 ? leaf : { next: nested(n - 1, leaf) });
+    const bottom = (inputs: Record<string, unknown>) => {
+      let model = inputs.deep as Record<string, unknown>;
+      while (model.next) model = model.next as Record<string, unknown>;
+      return model;
+    };
+    const arrayJson = { object_type: "array", shape: [2], dtype: "float64", data: { buffer: [1, 2], encoding: "json" } };
+    // The deepest each can be, called over REST (JSON lists) and gRPC; one model more is refused.
+    const cases: [Record<string, unknown>, number, unknown, unknown][] = [
+      [{ w: arraySchema(true) }, 96, { w: arrayJson }, { w: f64([1, 2]) }],
+      [{ v: { type: "number" } }, 99, { v: 1.5 }, { v: 1.5 }],
+    ];
+    for (const [leaf, n, restLeaf, grpcLeaf] of cases) {
+      const served = await serveSchema(chain(n, leaf), (inputs) => {
+        const { w, v } = bottom(inputs) as { w?: FakeArray; v?: number };
+        return { y: fakeArray(w ? w.values.map((x) => 3 * x) : [v!]) };
+      });
+      try {
+        const rest = await served.post("apply", { inputs: { deep: nested(n, restLeaf) } });
+        assert.equal(rest.status, 200, JSON.stringify(rest.json));
+        assert.deepEqual(rest.json.y.data.buffer, "w" in leaf ? [3, 6] : [1.5]);
+        assert.deepEqual(flat((await served.client.apply({ deep: nested(n, grpcLeaf) })).y), "w" in leaf ? [3, 6] : [1.5]);
+      } finally {
+        await served.stop();
+      }
+      const fake = await startFakeTesseractCore({ openapi: chain(n + 1, leaf), apply: () => ({}) });
+      try {
+        // The path, cut short at 200 characters, is deep.next.next… down to where the JSON passes 100 levels: w's buffer list, or the model itself.
+        const message = /^http:\/\/127\.0\.0\.1:\d+\/openapi\.json: deep(\.next){39}\.… \(\d+ characters\): a request's JSON nests 101 deep here \("inputs", each model, list and dict, and an array's object, "data" and "buffer" list are a level each\), deeper than a request or answer may nest \(100\)$/;
+        await assert.rejects(loadTesseractCore(fake.url), (e: Error) => (assert.match(e.message, message), true));
+      } finally {
+        await fake.close();
+      }
     }
   });
 
-  it("an /openapi.json whose models are reached along more than 100 000 paths (each of 20 models holding the next twice: 2^21) is refused at start naming that, in time linear in the limit (every path is listed, field_order and the differentiable paths: 40 such models took days, 18 with an array overflowed the stack); so is a path more than 100 models deep through a model written first nearer the root", async () => {
+  it("an /openapi.json whose models are reached along more than 100 000 paths (each of 20 models holding the next twice: 2^21) is refused at start naming that, in time linear in the limit (every path is listed, field_order and the differentiable paths: 40 such models took days, 18 with an array overflowed the stack); so is a path nesting deeper than a request may through a model written first nearer the root", async () => {
     for (const differentiable of [false, true]) {
       const openapi = structuredClone(MESH_STATS_OPENAPI);
       const schemas = openapi.components.schemas;
@@ -620,18 +656,18 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
         await fake.close();
       }
     }
-    // Written first at depth 1, X's chain of 99 is within the limit there; reached again below a chain of 99 others, it is 200 deep.
+    // Written first at depth 1, X's chain of 98 is within the limit there; reached again below a chain of 99 others, it is 197 deep.
     const openapi = structuredClone(MESH_STATS_OPENAPI);
     const schemas = openapi.components.schemas;
     Object.assign(schemas.Apply_InputSchema.properties, { x: { $ref: "#/components/schemas/X0" }, a: { $ref: "#/components/schemas/A0" } });
     for (let i = 0; i < 99; i++) {
-      schemas[`X${i}`] = { type: "object", properties: { next: { $ref: `#/components/schemas/X${i + 1}` } } };
+      if (i < 97) schemas[`X${i}`] = { type: "object", properties: { next: { $ref: `#/components/schemas/X${i + 1}` } } };
       schemas[`A${i}`] = { type: "object", properties: { next: { $ref: `#/components/schemas/${i < 98 ? `A${i + 1}` : "X0"}` } } };
     }
-    schemas.X99 = { type: "object", properties: { v: { type: "number" } } };
+    schemas.X97 = { type: "object", properties: { v: { type: "number" } } };
     const fake = await startFakeTesseractCore({ ...meshStats(), openapi });
     try {
-      await assert.rejects(loadTesseractCore(fake.url), (e: Error) => (assert.match(e.message, /^http:\/\/127\.0\.0\.1:\d+\/openapi\.json: models nest more than 100 deep below the inputs along some path, deeper than a request or answer may nest$/), true));
+      await assert.rejects(loadTesseractCore(fake.url), (e: Error) => (assert.match(e.message, /^http:\/\/127\.0\.0\.1:\d+\/openapi\.json: a(\.next){39}\.nex… \(496 characters\): a request's JSON nests 101 deep here \("inputs", each model, list and dict, and an array's object, "data" and "buffer" list are a level each\), deeper than a request or answer may nest \(100\)$/), true));
     } finally {
       await fake.close();
     }

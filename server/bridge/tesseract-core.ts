@@ -18,6 +18,7 @@ import { clip, isTesseractError, printable, quote } from "../../common/errors";
 import { isPlainObject } from "../../common/records";
 import { protoFromOpenApi, shortPart } from "../schema/openapi-proto";
 import { loadRootFromText } from "../schema/schema";
+import { jsonKey } from "../schema/json-keys";
 import { TesseractRuntime } from "../runtime";
 import type { AnyTesseract } from "../tesseract";
 import { DEFAULT_HEALTH_INTERVAL_MS, HealthMonitor } from "./health-monitor";
@@ -172,29 +173,51 @@ async function loadOnce(urls: string[], options: TesseractCoreOptions): Promise<
 const MAX_MESSAGE_PATHS = 100_000;
 
 /**
- * Why the models below `type` cannot be served: reached along more than MAX_MESSAGE_PATHS paths, or
- * undefined. Depth alone (openapi-proto.ts) does not bound them: each of n models holding the next
- * twice makes 2^n paths, which the schema's walks (the differentiable paths, field_order) list one by
- * one; 40 took days to start, 18 holding an array overflowed the stack. Counted the way those walk
- * (a model holding itself stops at the repeat), giving up past the limit, or past MAX_DEPTH models
- * below the root on one path.
+ * How many levels a field's value takes below its model's object in a request's JSON: a list or
+ * dict one, a model one more, an array three more (its object, `data`, and `buffer` as a JSON list).
  */
-function manyPaths(type: protobuf.Type, which: string): string | undefined {
+function jsonLevels(field: protobuf.Field): number {
+  const container = field.map || field.repeated ? 1 : 0;
+  if (field.resolvedType?.fullName === ".tesseract.v1.Tensor") return container + 3;
+  return container + (field.resolvedType instanceof protobuf.Type ? 1 : 0);
+}
+
+/**
+ * Why the models below `type` cannot be served: reached along more than MAX_MESSAGE_PATHS paths, or
+ * along a path whose values nest deeper in JSON than MAX_DEPTH, or undefined. Depth alone
+ * (openapi-proto.ts) does not bound the paths: each of n models holding the next twice makes 2^n
+ * paths, which the schema's walks (the differentiable paths, field_order) list one by one; 40 took
+ * days to start, 18 holding an array overflowed the stack. Counted the way those walk (a model
+ * holding itself stops at the repeat), giving up past the limit. Depth is checked along every path
+ * (openapi-proto.ts checks it only where it first writes a model), counted as a request's JSON nests
+ * (jsonLevels, below `{"inputs": …}`), the limit the REST API, the CLI and a runtime's answers are
+ * read with: counted in models, chains 97 to 100 deep were served that no request could reach.
+ */
+function manyPaths(type: protobuf.Type, which: "inputs" | "outputs"): string | undefined {
   let count = 0;
-  let deep = false;
+  let tooDeep: { path: string; level: number } | undefined;
   const onPath = new Set<protobuf.Type>();
-  const visit = (t: protobuf.Type): boolean => {
+  const keys: string[] = [];
+  const visit = (t: protobuf.Type, level: number): boolean => {
     if (onPath.has(t)) return true;
     if (++count > MAX_MESSAGE_PATHS) return false;
-    // openapi-proto.ts measures depth where it first writes a model, which a model written before reaches no deeper along another path.
-    if (onPath.size > MAX_DEPTH) return !(deep = true);
     onPath.add(t);
-    const within = t.fieldsArray.every((f) => !(f.resolvedType instanceof protobuf.Type) || f.resolvedType.fullName === ".tesseract.v1.Tensor" || visit(f.resolvedType));
+    const within = t.fieldsArray.every((f) => {
+      keys.push(jsonKey(f) + (f.map ? ".{}" : f.repeated ? ".[]" : ""));
+      const below = level + jsonLevels(f);
+      if (below > MAX_DEPTH) tooDeep = { path: keys.join("."), level: below };
+      const ok = below <= MAX_DEPTH && (!(f.resolvedType instanceof protobuf.Type) || f.resolvedType.fullName === ".tesseract.v1.Tensor" || visit(f.resolvedType, below));
+      keys.pop();
+      return ok;
+    });
     onPath.delete(t);
     return within;
   };
-  if (visit(type)) return undefined;
-  if (deep) return `models nest more than ${MAX_DEPTH} deep below the ${which} along some path, deeper than a request or answer may nest`;
+  if (visit(type, which === "inputs" ? 1 : 0)) return undefined;
+  if (tooDeep) {
+    const json = which === "inputs" ? `a request's JSON nests ${tooDeep.level} deep here ("inputs", each model, list and dict` : `an answer's JSON nests ${tooDeep.level} deep here (each model, list and dict`;
+    return `${clip(tooDeep.path)}: ${json}, and an array's object, "data" and "buffer" list are a level each), deeper than a request or answer may nest (${MAX_DEPTH})`;
+  }
   return `the ${which}' models are reached along more than ${MAX_MESSAGE_PATHS} paths (a model held by several fields counts at each): every path is listed (field_order, the differentiable paths); hold such a model once`;
 }
 
