@@ -82,7 +82,9 @@ describe("tesseract-core bridge: field names protobuf cannot take as they are", 
     const keys = [...Object.keys(renamed), ...kept];
     const properties = Object.fromEntries([...keys.map((k) => [k, number]), ["a", { type: "object", additionalProperties: number }], ["w", arraySchema(true)], ["w.v", arraySchema(true)]]);
     const y = (inputs: Record<string, unknown>) => fakeArray((inputs.w as FakeArray).values.map((v, i) => 3 * v + 5 * (inputs["w.v"] as FakeArray).values[i]));
-    const served = await serveSchema(openApiDoc(properties, { ...properties, y: arraySchema(true) }), (inputs) => ({ ...inputs, y: y(inputs) }));
+    const doc = openApiDoc(properties, { ...properties, y: arraySchema(true) });
+    doc.components.schemas.ApplyInputSchema.differentiable_arrays = { w: { shape: [null], dtype: "float64" }, "w.v": { shape: [2], dtype: "float64" } };
+    const served = await serveSchema(doc, (inputs) => ({ ...inputs, y: y(inputs) }));
     try {
       const text = await served.protoText();
       const numbers = fieldNumbers([...keys, "a", "w"]);
@@ -122,6 +124,13 @@ describe("tesseract-core bridge: field names protobuf cannot take as they are", 
       const restJacobian = await served.post("jacobian", { inputs: JSON.parse(body).inputs, jac_inputs: ["w_v"], jac_outputs: ["y"] });
       assert.equal(restJacobian.status, 200, JSON.stringify(restJacobian.json));
       assert.deepEqual(Object.keys(restJacobian.json.y), ["w_v"]);
+      // /openapi.json lists those paths in differentiable_arrays too, as its gradient requests enumerate them ("w.v" was listed: a 422).
+      const openapi = (await (await fetch(`${served.rest}/openapi.json`)).json()) as { components: { schemas: Record<string, any> } };
+      const { ApplyInputSchema, ApplyOutputSchema, JacobianInputSchema } = openapi.components.schemas;
+      const enumerated = (list: string) => JacobianInputSchema.properties[list].items.anyOf.map((p: { const: string }) => p.const);
+      assert.deepEqual([Object.keys(ApplyInputSchema.differentiable_arrays), Object.keys(ApplyOutputSchema.differentiable_arrays)], [enumerated("jac_inputs"), enumerated("jac_outputs")]);
+      assert.deepEqual(Object.keys(ApplyOutputSchema.differentiable_arrays), ["w", "w_v", "y"]);
+      assert.deepEqual(ApplyInputSchema.differentiable_arrays.w_v, { shape: [2], dtype: "float64" });
     } finally {
       await served.stop();
     }

@@ -8,10 +8,11 @@ import { strict as assert } from "node:assert";
 import { Algorithm } from "../client";
 import { startServer } from "../index";
 import { silentLogger } from "../server/log";
-import { literalNumbers } from "../server/schema/openapi-proto";
+import ndarray from "ndarray";
+import { literalNumbers, protoFromOpenApi } from "../server/schema/openapi-proto";
 import { startFakeTesseractCore, type FakeArray } from "./fixtures/tesseract-core/fake-tesseract-core";
-import { arraySchema, fakeArray, model, openApiDoc, ref, serveSchema } from "./fixtures/tesseract-core/served-schemas";
-import { f64, flat } from "./helpers";
+import { ARRAY_DATA_MODELS, arrayModel, arraySchema, dtypeArraySchema, fakeArray, model, openApiDoc, ref, serveSchema } from "./fixtures/tesseract-core/served-schemas";
+import { clientRejects, f32, f64, flat } from "./helpers";
 
 const number = { type: "number" };
 const CENTRAL = { algorithm: Algorithm.ALGORITHM_CENTRAL };
@@ -74,6 +75,104 @@ describe("tesseract-core bridge: the schema shapes pydantic writes", function ()
       assert.equal(rest.status, 200, JSON.stringify(rest.json));
       assert.deepEqual([rest.json.y.data.buffer, rest.json.total, rest.json.mode], [[2, 4], 6.5, "fast"]);
       assert.deepEqual([served.seen[served.seen.length - 1].level, served.seen[served.seen.length - 1].scale], [2, 2]);
+    } finally {
+      await served.stop();
+    }
+  });
+
+  it("an any-dtype array (Array[shape, None]: every dtype in its enum, \"float64\" the example; or a differentiable_arrays dtype of null) declares none: the caller's dtype reaches the runtime and the runtime's comes back (int32 indices and uint8 counts were sent as float64: a 500, or OK with another number)", async () => {
+    const inputs = { x: arraySchema(true), idx: dtypeArraySchema(null), counts: dtypeArraySchema(null), u: dtypeArraySchema(null, true), v: arraySchema(true) };
+    const outputs = { y: arraySchema(true), doubled: dtypeArraySchema(null), z: dtypeArraySchema(null, true) };
+    const doc = openApiDoc(inputs, outputs);
+    // v's schema gives "float64" as its example and no enum, but its entry says it takes any dtype.
+    doc.components.schemas.ApplyInputSchema.differentiable_arrays = { x: { shape: [null], dtype: "float64" }, u: { shape: [null], dtype: null }, v: { shape: [null], dtype: null } };
+    doc.components.schemas.ApplyOutputSchema.differentiable_arrays = { y: { shape: [null], dtype: "float64" }, z: { shape: [null], dtype: null } };
+    const served = await serveSchema(doc, (given) => {
+      const [x, idx, counts, u, v] = ["x", "idx", "counts", "u", "v"].map((k) => given[k] as FakeArray);
+      // numpy indexes with integers only, and doubles uint8 in uint8 (200 + 200 wraps to 144).
+      if (!/int/.test(idx.dtype)) throw new Error(`IndexError('arrays used as indices must be of integer (or boolean) type')`);
+      const doubled = counts.values.map((c) => (counts.dtype === "uint8" ? (2 * c) & 0xff : 2 * c));
+      return { y: fakeArray(idx.values.map((i) => 2 * x.values[i])), doubled: { ...counts, values: doubled }, z: { ...u, values: u.values.map((w, i) => 3 * w + v.values[i]) } };
+    });
+    try {
+      const text = await served.protoText();
+      for (const key of ["idx", "counts"]) assert.match(text, new RegExp(`\\n {2}\\.tesseract\\.v1\\.Tensor ${key} = \\d+;\\n`));
+      for (const key of ["u", "v", "z"]) assert.match(text, new RegExp(`\\n {2}\\.tesseract\\.v1\\.Tensor ${key} = \\d+ \\[\\(\\.tesseract\\.v1\\.differentiable\\) = true\\];\\n`));
+      assert.match(text, /\n {2}\.tesseract\.v1\.Tensor x = \d+ \[\(\.tesseract\.v1\.differentiable\) = true, \(\.tesseract\.v1\.datatype\) = DATA_TYPE_FP64\];\n/);
+
+      const given = { x: f64([0.1, 0.2, 0.3]), idx: ndarray(Int32Array.from([2, 0])), counts: ndarray(Uint8Array.from([200, 7])), u: f32([1.5, 2]), v: f32([0.25, 0.5]) };
+      const answer = await served.client.apply(given);
+      assert.deepEqual(["idx", "counts", "u", "v"].map((k) => (served.seen[0][k] as FakeArray).dtype), ["int32", "uint8", "float32", "float32"]);
+      assert.deepEqual([flat(answer.y), answer.doubled.data, answer.z.data], [[0.6, 0.2], Uint8Array.from([144, 14]), Float32Array.from([4.75, 6.5])]);
+
+      const rest = await served.post("apply", {
+        inputs: {
+          ...Object.fromEntries(["x", "u", "v"].map((k) => [k, arrayJson(flat(given[k as "x"]))])),
+          idx: { shape: [2], dtype: "int32", data: { buffer: [2, 0], encoding: "json" } },
+          counts: { shape: [2], dtype: "uint8", data: { buffer: [200, 7], encoding: "json" } },
+        },
+      });
+      assert.equal(rest.status, 200, JSON.stringify(rest.json));
+      assert.deepEqual([served.seen[1].idx, rest.json.doubled.dtype, rest.json.doubled.data.buffer], [{ shape: [2], dtype: "int32", values: [2, 0] }, "uint8", [144, 14]]);
+      const openapi = (await (await fetch(`${served.rest}/openapi.json`)).json()) as { components: { schemas: Record<string, any> } };
+      assert.deepEqual(openapi.components.schemas.ApplyInputSchema.differentiable_arrays.u, { shape: [null], dtype: null });
+
+      // Differentiated, an FP32 input is perturbed in FP32 (the runtime is sent float32 points); an integer one is refused, as for any Tesseract.
+      const before = served.seen.length;
+      const jacobian = await served.client.jacobian({ inputs: given, inputPaths: ["u", "v"], outputPaths: ["z"], options: CENTRAL });
+      assert.deepEqual([round(flat(jacobian.block("z", "u"))), round(flat(jacobian.block("z", "v")))].map((b) => b.map((e) => Math.round(e * 100) / 100)), [[3, 0, 0, 3], [1, 0, 0, 1]]);
+      assert.deepEqual([...new Set(served.seen.slice(before).flatMap((s) => [(s.u as FakeArray).dtype, (s.v as FakeArray).dtype]))], ["float32"]);
+      const integer = { ...given, u: ndarray(Int32Array.from([1, 2])) };
+      await clientRejects(served.client.jacobian({ inputs: integer, inputPaths: ["u"], outputPaths: ["z"], options: CENTRAL }), "INVALID_ARGUMENT", /^inputPaths \(jac_inputs\): input path "u" has datatype DATA_TYPE_INT32; only DATA_TYPE_FP32 and DATA_TYPE_FP64 inputs can be differentiated$/);
+    } finally {
+      await served.stop();
+    }
+  });
+
+  it("a declared dtype stays declared: tesseract-core's Array[shape, float32] and Array[shape, int32] list the dtypes numpy casts to it same_kind (float64 and int64 among them), which the enum check keeps", () => {
+    const text = protoFromOpenApi(openApiDoc({ f: dtypeArraySchema("float32", true), i: dtypeArraySchema("int32"), b: dtypeArraySchema("bool") }, { y: dtypeArraySchema("float64", true) })).text;
+    for (const [key, datatype] of [["f", "FP32"], ["i", "INT32"], ["b", "BOOL"], ["y", "FP64"]]) assert.match(text, new RegExp(`\\n {2}\\.?tesseract\\.v1\\.Tensor ${key} = \\d+ \\[.*\\(\\.?tesseract\\.v1\\.datatype\\) = DATA_TYPE_${datatype}\\];\\n`), text);
+  });
+
+  it("arrays as pydantic writes them, a $ref to an EncodedArrayModel__… component (object_type a const), are arrays: as a field, Optional, a dict's values, a list's items, in a model and as outputs (the start failed: \"x.shape: a tuple (items by position) has no protobuf form\")", async () => {
+    const A = "EncodedArrayModel__any_1__float64__DIFFERENTIABLE";
+    const F = "EncodedArrayModel__any_1__float32";
+    const models = { [A]: arrayModel(true), [F]: arrayModel(false, "float32"), ...ARRAY_DATA_MODELS, Apply_Part: model({ w: ref(A) }) };
+    const inputs = {
+      x: { ...ref(A), description: "x" },
+      opt: { anyOf: [ref(A), { type: "null" }], default: null },
+      d: { type: "object", additionalProperties: ref(A) },
+      l: { type: "array", items: ref(A) },
+      part: ref("Apply_Part"),
+      scale: ref(F),
+    };
+    const served = await serveSchema(openApiDoc(inputs, { y: ref(A), parts: { type: "object", additionalProperties: ref("Apply_Part") } }, models), (given) => {
+      const [x, opt, part, scale] = [given.x, given.opt, (given.part as { w: FakeArray }).w, given.scale] as FakeArray[];
+      const [d, l] = [(given.d as Record<string, FakeArray>).k, (given.l as FakeArray[])[0]];
+      const y = x.values.map((v, i) => scale.values[0] * v + 2 * opt.values[i] + 3 * d.values[i] + 4 * l.values[i] + 5 * part.values[i]);
+      return { y: fakeArray(y), parts: { p: { w: fakeArray(y) } } };
+    });
+    try {
+      const text = await served.protoText();
+      const fp64 = "[(.tesseract.v1.differentiable) = true, (.tesseract.v1.datatype) = DATA_TYPE_FP64]";
+      for (const line of [`.tesseract.v1.Tensor x`, `.tesseract.v1.Tensor opt`, `map<string, .tesseract.v1.Tensor> d`, `repeated .tesseract.v1.Tensor l`, `.tesseract.v1.Tensor w`, `.tesseract.v1.Tensor y`]) {
+        assert.ok(new RegExp(`\\n {2}${line.replace(/[.[\]()]/g, "\\$&")} = \\d+ ${fp64.replace(/[.[\]()]/g, "\\$&")};\\n`).test(text), `${line} in\n${text}`);
+      }
+      assert.match(text, /\n {2}\.tesseract\.v1\.Tensor scale = \d+ \[\(\.tesseract\.v1\.datatype\) = DATA_TYPE_FP32\];\n/);
+      assert.deepEqual(served.described.differentiable_inputs, ["x", "opt", "d.{}", "l.[]", "part.w"]);
+      assert.deepEqual(served.described.differentiable_outputs, ["y", "parts.{}.w"]);
+
+      const given = { x: f64([1, 2]), opt: f64([0, 1]), d: { k: f64([1, 1]) }, l: [f64([0, 2])], part: { w: f64([1, 0]) }, scale: f64([0.5]) };
+      const answer = await served.client.apply(given);
+      assert.deepEqual(flat(answer.y), [0.5 + 0 + 3 + 0 + 5, 1 + 2 + 3 + 8 + 0]);
+      assert.equal((served.seen[0].scale as FakeArray).dtype, "float32");
+      const jacobian = await served.client.jacobian({ inputs: given, inputPaths: ["opt", "l.[0]", "part.w"], outputPaths: ["y"], options: CENTRAL });
+      assert.deepEqual(["opt", "l.[0]", "part.w"].map((p) => round(flat(jacobian.block("y", p)))), [[2, 0, 0, 2], [4, 0, 0, 4], [5, 0, 0, 5]]);
+
+      // The REST API's document repeats the runtime's rank, from the component.
+      const openapi = (await (await fetch(`${served.rest}/openapi.json`)).json()) as { components: { schemas: Record<string, any> } };
+      assert.deepEqual(openapi.components.schemas.Apply_InputSchema.properties.x.properties.shape, models[A].properties.shape);
+      assert.deepEqual(openapi.components.schemas.Apply_InputSchema.properties.x.array_flags, ["DIFFERENTIABLE"]);
     } finally {
       await served.stop();
     }

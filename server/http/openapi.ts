@@ -176,21 +176,24 @@ function fieldOrder(type: protobuf.Type): Record<string, string[]> {
 /**
  * `{pattern: {"shape": null, "dtype"}}` for every differentiable array, in declaration order (the
  * order of Describe's differentiable paths): the declared dtype, or null when the field declares none.
+ * Patterns are written as the gradient requests take them (keyPath): a runtime key no path can spell
+ * (`a.b`, `my-out`) was listed as it is, and a client that sent it back got a 422.
  */
 function differentiableArrays(type: protobuf.Type, documented: Record<string, unknown> = {}): Record<string, { shape: unknown; dtype: string | null }> {
   const out = emptyRecord<{ shape: unknown; dtype: string | null }>(); // keyed by paths in keys, "__proto__" among them
-  // A bridged runtime's entry says its shape ([null, 3]: rank 2, 3 columns); protobuf cannot.
-  const shapeOf = (path: string) => (Object.hasOwn(documented, path) ? ((documented[path] as { shape?: unknown }).shape ?? null) : null);
-  const visit = (t: protobuf.Type, at: string, seen: Set<protobuf.Type>) => {
+  // A bridged runtime's entry, under its own keys, says its shape ([null, 3]: rank 2, 3 columns); protobuf cannot.
+  const shapeOf = (keys: string) => (Object.hasOwn(documented, keys) ? ((documented[keys] as { shape?: unknown }).shape ?? null) : null);
+  const visit = (t: protobuf.Type, keys: string, names: string, seen: Set<protobuf.Type>) => {
     if (seen.has(t)) return;
     for (const f of t.fieldsArray) {
-      const here = (at ? `${at}.` : "") + jsonKey(f) + (f.map ? ".{}" : f.repeated ? ".[]" : "");
+      const below = f.map ? ".{}" : f.repeated ? ".[]" : "";
+      const [keysHere, namesHere] = [(keys ? `${keys}.` : "") + jsonKey(f) + below, (names ? `${names}.` : "") + f.name + below];
       if (isTensorField(f)) {
-        if (isDifferentiableField(f)) out[here] = { shape: shapeOf(here), dtype: declaredDtype(f) ?? null };
-      } else if (f.resolvedType instanceof protobuf.Type) visit(f.resolvedType, here, new Set([...seen, t]));
+        if (isDifferentiableField(f)) out[keyPath(type, namesHere)] = { shape: shapeOf(keysHere), dtype: declaredDtype(f) ?? null };
+      } else if (f.resolvedType instanceof protobuf.Type) visit(f.resolvedType, keysHere, namesHere, new Set([...seen, t]));
     }
   };
-  visit(type, "", new Set());
+  visit(type, "", "", new Set());
   return out;
 }
 

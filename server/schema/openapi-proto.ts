@@ -4,9 +4,11 @@
  * bundled one. The mapping (tesseract-core's schema conventions are in docs/bridge.md):
  *
  *   model ($ref)                      -> message (Apply_ prefix dropped; Apply_InputSchema -> Inputs)
- *   array object (array_flags)        -> tesseract.v1.Tensor, [(tesseract.v1.differentiable) = true]
+ *   array object (array_flags), inline or a $ref to one (pydantic's own form)
+ *                                     -> tesseract.v1.Tensor, [(tesseract.v1.differentiable) = true]
  *                                        when array_flags holds DIFFERENTIABLE, and
  *                                        [(tesseract.v1.datatype) = DATA_TYPE_…] for its declared dtype
+ *                                        (none for an any-dtype array: declaredDtype)
  *   integer, number, string, boolean  -> int64, double, string, bool
  *   enum (Literal[...])               -> enum <Field>Value { <FIELD>_VALUE_UNSPECIFIED = 0; <FIELD>_VALUE_<VALUE> = i; }
  *                                        (values of any JSON type, sent to the runtime as themselves)
@@ -77,6 +79,39 @@ const DATA_TYPES: Readonly<Record<string, string>> = {
   float32: "DATA_TYPE_FP32",
   float64: "DATA_TYPE_FP64",
 };
+
+/** numpy's dtype kinds in `same_kind` order (bool, unsigned, signed, float, complex): a dtype casts to its own kind or a later one. */
+const DTYPE_KINDS: Readonly<Record<string, number>> = {
+  bool: 0,
+  uint8: 1,
+  uint16: 1,
+  uint32: 1,
+  uint64: 1,
+  int8: 2,
+  int16: 2,
+  int32: 2,
+  int64: 2,
+  float16: 3,
+  float32: 3,
+  float64: 3,
+  complex64: 4,
+  complex128: 4,
+};
+
+/**
+ * The dtype an array's dtype schema declares: its `examples[0]`, unless its `enum` takes a dtype
+ * that numpy does not cast to that one `same_kind`. tesseract-core lists in the enum what it casts to
+ * the declared dtype, but an array of any dtype (`Array[shape, None]`) lists every dtype, keeps the
+ * caller's, and still gives "float64" as the example: taken as declared, int32 indices reached the
+ * runtime cast to float64 (a 500, or OK with another number).
+ */
+function declaredDtype(dtypeSchema: JsonSchema): string | undefined {
+  const declared = Array.isArray(dtypeSchema.examples) ? dtypeSchema.examples[0] : undefined;
+  if (typeof declared !== "string" || !Object.hasOwn(DTYPE_KINDS, declared)) return undefined;
+  const taken = Array.isArray(dtypeSchema.enum) ? dtypeSchema.enum : [];
+  const castsToDeclared = (dtype: unknown) => typeof dtype === "string" && Object.hasOwn(DTYPE_KINDS, dtype) && DTYPE_KINDS[dtype] <= DTYPE_KINDS[declared];
+  return taken.every(castsToDeclared) ? declared : undefined;
+}
 
 /** The JSON schema types that map to protobuf scalars. */
 const SCALAR_TYPES = ["integer", "number", "string", "boolean"];
@@ -191,6 +226,8 @@ class Writer {
     private readonly names = messageNames(schemas),
     /** What the top level is called in messages: "inputs" or "outputs". */
     private readonly root = "inputs",
+    /** The root's `differentiable_arrays`, by path pattern in keys (`d.{}`, `l.[]`). */
+    private readonly arrays: Record<string, unknown> = {},
   ) {
     this.enumLiterals = { ...written };
     this.modelNames = new Set(names.values());
@@ -264,8 +301,8 @@ class Writer {
     this.nullFields[`${this.packageName}.${name}`] = named(order.filter((key) => required.has(key) && mayBeNull(key)));
     for (const key of order) {
       const property = properties[key] as JsonSchema;
-      const array = this.nullable(property) ?? property;
-      const shape = isArraySchema(array) && isObject(array.properties) ? array.properties.shape : undefined;
+      const array = this.arraySchema(this.nullable(property) ?? property, below(path, key));
+      const shape = array && isObject(array.properties) ? array.properties.shape : undefined;
       const note = { ...(Object.hasOwn(property, "default") ? { default: property.default } : {}), ...(isObject(shape) ? { shape } : {}) };
       if (Object.keys(note).length > 0) (this.documented[`${this.packageName}.${name}`] ??= {})[fieldNames.get(key)!] = note;
     }
@@ -327,8 +364,18 @@ class Writer {
 
   /** Whether `optional` applies: to scalars and enums (messages and tensors have presence already). */
   private takesOptional(s: JsonSchema, path: string): boolean {
-    if (isArraySchema(s)) return false;
+    if (this.arraySchema(s, path)) return false;
     return typeof s.$ref !== "string" || Array.isArray(this.resolve(s.$ref, path).enum);
+  }
+
+  /**
+   * The array schema `s` is, or refers to by `$ref` (pydantic writes a field of tesseract-core's
+   * array model so, `array_flags` on the component: read as a model, its `shape` tuple stopped the
+   * start), or undefined.
+   */
+  private arraySchema(s: JsonSchema, path: string): JsonSchema | undefined {
+    const target = typeof s.$ref === "string" ? this.resolve(s.$ref, path) : s;
+    return isArraySchema(target) ? target : undefined;
   }
 
   private items(s: JsonSchema, path: string): JsonSchema {
@@ -344,6 +391,7 @@ class Writer {
   private type(s: JsonSchema, path: string, fieldName: string): string {
     if (typeof s.$ref === "string") {
       const target = this.resolve(s.$ref, path);
+      if (isArraySchema(target)) return "tesseract.v1.Tensor";
       return Array.isArray(target.enum) ? this.enum(target.enum, fieldName) : this.message(s.$ref, path);
     }
     if (isArraySchema(s)) return "tesseract.v1.Tensor";
@@ -395,27 +443,31 @@ class Writer {
 
   /**
    * The field options of an array, or a dict or list of them: `(tesseract.v1.differentiable)` when
-   * array_flags holds DIFFERENTIABLE, `(tesseract.v1.datatype)` for the declared dtype (the `examples`
-   * of its dtype schema) when it has a DataType.
+   * array_flags holds DIFFERENTIABLE, `(tesseract.v1.datatype)` for the declared dtype (declaredDtype)
+   * when it has a DataType and its `differentiable_arrays` entry does not say null (any dtype).
    */
   private options(s: JsonSchema, jsonKey: string | undefined, path: string): string {
-    const options = this.arrayOptions(s);
+    const options = this.arrayOptions(s, path);
     // The runtime's key of a field named otherwise (proto-field-names.ts).
     if (jsonKey !== undefined) options.push(`(tesseract.v1.json_key) = ${protoString(jsonKey, path)}`);
     return options.length ? ` [${options.join(", ")}]` : "";
   }
 
-  private arrayOptions(s: JsonSchema): string[] {
-    let target = this.nullable(s) ?? s;
-    if (!isArraySchema(target) && isObject(target.additionalProperties)) target = target.additionalProperties;
-    else if (target.type === "array" && isObject(target.items)) target = target.items;
-    if (!isArraySchema(target)) return [];
+  private arrayOptions(s: JsonSchema, path: string): string[] {
+    let field = this.nullable(s) ?? s;
+    let pattern = path;
+    if (!this.arraySchema(field, path) && field.type === "object" && isObject(field.additionalProperties)) [field, pattern] = [normalised(field.additionalProperties), `${path}.{}`];
+    else if (field.type === "array" && isObject(field.items)) [field, pattern] = [normalised(field.items), `${path}.[]`];
+    const target = this.arraySchema(field, path);
+    if (!target) return [];
     const options: string[] = [];
     const flags = Array.isArray(target.array_flags) ? target.array_flags : [];
     if (flags.includes("DIFFERENTIABLE")) options.push("(tesseract.v1.differentiable) = true");
     const dtypeSchema = isObject(target.properties) && isObject(target.properties.dtype) ? target.properties.dtype : {};
-    const declared = Array.isArray(dtypeSchema.examples) ? dtypeSchema.examples[0] : undefined;
-    if (typeof declared === "string" && Object.hasOwn(DATA_TYPES, declared)) options.push(`(tesseract.v1.datatype) = ${DATA_TYPES[declared]}`);
+    const entry = Object.hasOwn(this.arrays, pattern) ? this.arrays[pattern] : undefined;
+    const anyDtype = isObject(entry) && entry.dtype === null;
+    const declared = anyDtype ? undefined : declaredDtype(dtypeSchema);
+    if (declared !== undefined && Object.hasOwn(DATA_TYPES, declared)) options.push(`(tesseract.v1.datatype) = ${DATA_TYPES[declared]}`);
     return options;
   }
 
@@ -466,13 +518,13 @@ export function protoFromOpenApi(doc: unknown, options: { packageName?: string }
   const order = (s: JsonSchema) => (isObject(s.field_order) ? (s.field_order as Record<string, string[]>) : {});
   const valueNames = new Set<string>();
   const names = messageNames(schemas);
-  const inputs = new Writer(schemas, packageName, order(schemas.ApplyInputSchema), {}, valueNames, names);
+  const inputs = new Writer(schemas, packageName, order(schemas.ApplyInputSchema), {}, valueNames, names, "inputs", arraysOf(schemas.ApplyInputSchema));
   const inputType = inputs.message(inputsRef, "");
   // Outputs are written by a writer of their own (their field_order is keyed from the outputs' root),
   // into the same file: models shared with the inputs are written once.
   // Its enums continue the inputs' names: an output `method` with other values than the input's
   // `method` shared its enum, and the output's values replaced the input's (REST "forward" went as "qr").
-  const outputs = new Writer(schemas, packageName, order(schemas.ApplyOutputSchema), inputs.enumLiterals, valueNames, names, "outputs");
+  const outputs = new Writer(schemas, packageName, order(schemas.ApplyOutputSchema), inputs.enumLiterals, valueNames, names, "outputs", arraysOf(schemas.ApplyOutputSchema));
   const outputType = outputs.message(outputsRef, "");
   return {
     text: mergeFiles(inputs.text(), outputs.text()),
