@@ -259,3 +259,17 @@ export function expandPattern(tree: unknown, pattern: readonly Segment[]): Segme
   walk(tree, 0, []);
   return out;
 }
+
+/** How many paths expandPattern(tree, pattern) gives, without making them: it runs once per evaluation. */
+export function countMatches(tree: unknown, pattern: readonly Segment[], depth = 0): number {
+  if (tree === undefined) return 0;
+  if (depth === pattern.length) return 1;
+  const p = pattern[depth]!;
+  let count = 0;
+  if (p.kind === "anyIndex") {
+    if (Array.isArray(tree)) for (let i = 0; i < tree.length; i++) count += countMatches(Object.hasOwn(tree, i) ? tree[i] : undefined, pattern, depth + 1);
+  } else if (p.kind === "anyKey") {
+    if (isPlainObject(tree)) for (const key in tree) if (Object.hasOwn(tree, key)) count += countMatches(tree[key], pattern, depth + 1);
+  } else count = countMatches(child(tree, p), pattern, depth + 1);
+  return count;
+}

@@ -7,10 +7,12 @@
  */
 import { strict as assert } from "node:assert";
 import { once } from "node:events";
+import * as path from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import * as grpc from "@grpc/grpc-js";
-import { TesseractClient as GeneratedClient, type DescribeResponse, type JacobianResponse } from "../generated/tesseract/v1/tesseract";
+import { FiniteDifferenceOptions, TesseractClient as GeneratedClient, type DescribeResponse, type JacobianResponse, type JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
+import { Algorithm } from "../generated/tesseract/v1/algorithm";
 import { Code } from "../index";
 import { WorkerPool } from "../server/eval/pool";
 import { startServer, type RunningServer } from "../index";
@@ -37,13 +39,23 @@ function inputs(server: RunningServer, { x, y = 0.3, mode = "" }: PolynomialFiel
   return { type_url: TYPE_URL, value: Buffer.from(message) };
 }
 
-async function fails(promise: Promise<unknown>, code: grpc.status, details: RegExp): Promise<void> {
+async function fails(promise: Promise<unknown>, code: grpc.status, details: RegExp, what = "the call"): Promise<void> {
   const error = (await promise.then(
-    () => assert.fail(`expected ${grpc.status[code]}, the call succeeded`),
+    (answer) => assert.fail(`${what}: expected ${grpc.status[code]}, it succeeded: ${JSON.stringify(answer).slice(0, 300)}`),
     (e: grpc.ServiceError) => e,
   )) as grpc.ServiceError;
-  assert.equal(error.code, code, `${grpc.status[error.code]}: ${error.details}`);
-  assert.match(error.details, details);
+  assert.equal(error.code, code, `${what}: ${grpc.status[error.code]}: ${error.details}`);
+  assert.match(error.details, details, what);
+}
+
+/** A JacobianRows stream's messages, or its error. */
+function rows(stream: grpc.ClientReadableStream<JacobianRowsResponse>): Promise<JacobianRowsResponse[]> {
+  return new Promise((resolve, reject) => {
+    const got: JacobianRowsResponse[] = [];
+    stream.on("data", (m: JacobianRowsResponse) => got.push(m));
+    stream.on("error", reject);
+    stream.on("end", () => resolve(got));
+  });
 }
 
 /** The server's worker pool (private to its evaluation backends). */
@@ -231,6 +243,88 @@ describe("faults of the Tesseract", function () {
       await pool.close();
     }
   });
+});
+
+describe("outputs whose paths change with the inputs: a map key that comes and goes", function () {
+  this.timeout(120_000);
+  // The polynomial's "rekey" mode returns named{extra} = 2 sum(x) while x[0] <= 1, before named{p}:
+  // at x = [1] f(x) and x - h have it, x + h has not. analytic.js adds an analytic Jacobian (for CheckGradients).
+  const ANALYTIC = path.join(path.dirname(POLYNOMIAL), "analytic.js");
+  const PRESENCE = "whether an output is there must not depend on the values of the differentiated inputs \\(differences are taken output by output\\)";
+  const ADDED = "output named\\.\\{extra\\} here, which an earlier evaluation did not return";
+  const MISSING = "no output named\\.\\{extra\\} here, which an earlier evaluation returned";
+  const NOT_AT_X = "no output named\\.\\{extra\\} here, which it returns at the unperturbed inputs";
+  const fault = (point: string, what: string) => new RegExp(`^evaluation at ${point.replace(/[[\]+]/g, "\\$&")} failed: apply returned ${what}: ${PRESENCE}$`);
+  // Where worker threads resolve the outputs each on their own first evaluation, which evaluation
+  // shows the fault first depends on which thread takes which batch.
+  const anyFault = new RegExp(
+    "^evaluation at (the unperturbed inputs|x\\[0\\] [+-] \\d*h) failed: apply returned " +
+      `(${[MISSING, NOT_AT_X, "no output named\\.\\{extra\\} at one evaluation, which another returned", ADDED, "output named\\.\\{extra\\} at one evaluation, which another did not return"].join("|")}): ${PRESENCE}$`,
+  );
+  const ALGORITHMS = [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD, Algorithm.ALGORITHM_RICHARDSON, Algorithm.ALGORITHM_ADAPTIVE, Algorithm.ALGORITHM_STOCHASTIC];
+  /** Inline, per algorithm: the fault of a Jacobian (JacobianRows and a JVP: the same), a VJP and CheckGradients. */
+  const INLINE: Record<number, [RegExp, RegExp, RegExp]> = {
+    [Algorithm.ALGORITHM_CENTRAL]: [fault("x[0] - h", ADDED), fault("the unperturbed inputs", ADDED), fault("x[0] + h", NOT_AT_X)],
+    [Algorithm.ALGORITHM_FORWARD]: [fault("x[0] + h", MISSING), fault("x[0] + h", MISSING), fault("x[0] + h", MISSING)],
+    [Algorithm.ALGORITHM_RICHARDSON]: [fault("x[0] - 2h", ADDED), fault("x[0] + 2h", MISSING), fault("x[0] + 2h", NOT_AT_X)],
+    [Algorithm.ALGORITHM_ADAPTIVE]: [fault("x[0] - 16h", ADDED), fault("x[0] + 16h", MISSING), fault("x[0] + 16h", NOT_AT_X)],
+    [Algorithm.ALGORITHM_STOCHASTIC]: [fault("x[0] - h", ADDED), fault("the unperturbed inputs", ADDED), fault("x[0] + h", NOT_AT_X)],
+  };
+
+  let server: RunningServer | undefined;
+  let client: GeneratedClient | undefined;
+  afterEach(async () => {
+    client?.close();
+    await server?.close(0);
+    server = client = undefined;
+  });
+
+  const rekeyed = (s: RunningServer, mode = "rekey") => ({
+    type_url: TYPE_URL,
+    value: Buffer.from(s.runtime.schema.inputs.type.encode({ x: fp64([1]), y: fp64([0.3], []), params: { p: fp64([1]) }, mode }).finish()),
+  });
+
+  for (const [workers, cached] of [
+    [0, false],
+    [0, true],
+    [2, false],
+    [2, true],
+  ] as const) {
+    it(`${workers ? "worker threads" : "inline"}, ${cached ? "f(x) in the evaluation cache (an Apply first)" : "no evaluation cache"}: INTERNAL naming the output and the evaluation, for every algorithm and gradient (a forward Jacobian after an Apply answered OK with d named{p} / dx = -1e5; central left named{extra} out)`, async () => {
+      server = await startServer({ tesseract: ANALYTIC, port: 0, logger: silentLogger, workers, warmUpMs: 0, ...(cached ? {} : { evalCacheBytes: 0 }) });
+      const c = (client = new GeneratedClient(server.address, grpc.credentials.createInsecure()));
+      const inputs = rekeyed(server);
+      if (cached) await call((cb) => c.apply({ inputs }, cb));
+      for (const algorithm of ALGORITHMS) {
+        const options = FiniteDifferenceOptions.fromPartial({ algorithm, seed: 1, num_samples: 4 });
+        const jacobian = { inputs, jac_inputs: ["x"], jac_outputs: ["named.{}"], options, sparsity: [] };
+        const [ofJacobian, ofVjp, ofCheck] = workers ? [anyFault, anyFault, anyFault] : INLINE[algorithm];
+        // Inline, f(x) from the cache: CheckGradients' forward JVP finds named{extra} missing at x + h as f(x) told it.
+        const ofForwardCheck = !workers && cached && algorithm === Algorithm.ALGORITHM_FORWARD ? fault("x[0] + h", NOT_AT_X) : ofCheck;
+        const what = Algorithm[algorithm];
+        await fails(call((cb) => c.jacobian(jacobian, cb)), grpc.status.INTERNAL, ofJacobian, `Jacobian, ${what}`);
+        await fails(rows(c.jacobianRows(jacobian)), grpc.status.INTERNAL, ofJacobian, `JacobianRows, ${what}`);
+        await fails(
+          call((cb) => c.jacobianVectorProduct({ inputs, jvp_inputs: ["x"], jvp_outputs: ["named.{}"], tangent_vector: { x: fp64([1]) }, options }, cb)),
+          grpc.status.INTERNAL,
+          ofJacobian,
+          `JVP, ${what}`,
+        );
+        // The cotangent fits the outputs at the caller's inputs: refusing it blamed the caller.
+        const cotangent_vector = { "named.{extra}": fp64([1]), "named.{p}": fp64([1]) };
+        await fails(call((cb) => c.vectorJacobianProduct({ inputs, vjp_inputs: ["x"], vjp_outputs: ["named.{}"], cotangent_vector, options, sparsity: [] }, cb)), grpc.status.INTERNAL, ofVjp, `VJP, ${what}`);
+        const check = { inputs, input_paths: ["x"], output_paths: ["named.{}"], endpoints: [], rtol: 0, atol: 0, max_evals: 0, seed: 1, options };
+        await fails(call((cb) => c.checkGradients(check, cb)), grpc.status.INTERNAL, ofForwardCheck, `CheckGradients, ${what}`);
+      }
+      // A map key the caller names that f(x) has not either stays the caller's mistake.
+      const typo = { inputs: rekeyed(server, ""), jac_inputs: ["x"], jac_outputs: ["named.{q}"], sparsity: [] };
+      const notThere = /^jac_outputs: output path "named\.\{q\}" does not exist in the outputs; differentiable output paths: f, named\.\{p\}, g$/;
+      for (const algorithm of ALGORITHMS) {
+        await fails(call((cb) => c.jacobian({ ...typo, options: FiniteDifferenceOptions.fromPartial({ algorithm, seed: 1, num_samples: 4 }) }, cb)), grpc.status.INVALID_ARGUMENT, notThere);
+      }
+      await assertHealthyJacobian(c, server);
+    });
+  }
 });
 
 describe("limits checked before any work", () => {

@@ -1,6 +1,7 @@
 import { strict as assert } from "node:assert";
 import { Code } from "../index";
 import {
+  countMatches,
   expandPattern,
   formatPath,
   getAtPath,
@@ -382,6 +383,16 @@ describe("paths: patterns", () => {
     assert.deepEqual(expand("blocks.[2].w"), ["blocks.[2].w"]);
     assert.deepEqual(expand("blocks.[1].w"), []);
     assert.deepEqual(expandPattern(tree, []), [[]]);
+  });
+
+  it("countMatches counts what expandPattern gives, without making the paths (run per evaluation)", () => {
+    const patterns = ["mesh.cell_data.{}", "mesh.point_data.{}", "mesh.{}", "blocks.[].w", "grid.[].[]", "maps.[].{}", "maps.[].{a}", "blocks.{}", "mesh.[]", "missing.[]", "blocks.[2].w", "blocks.[1].w"];
+    for (const pattern of patterns) assert.equal(countMatches(tree, parsePath(pattern)), expand(pattern).length, pattern);
+    // eslint-disable-next-line no-sparse-arrays
+    assert.equal(countMatches({ l: [1, , 3] }, parsePath("l.[]")), 2);
+    assert.equal(countMatches({ m: {} }, parsePath("m.{constructor}")), 0);
+    assert.equal(countMatches(Object.assign(Object.create({ inherited: 1 }) as object, { own: 2 }), parsePath("{}")), 0); // not a plain object
+    assert.equal(countMatches(Object.assign(Object.create(null) as object, { a: 1, b: 2 }), parsePath("{}")), 2);
   });
 
   it("never expands into inherited properties", () => {

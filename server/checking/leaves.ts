@@ -1,7 +1,7 @@
 /** The input and output leaves a check compares: requested paths, or every differentiable one present. */
 import { Code, invalidArgument } from "../../common/errors";
 import { elementCount } from "../../common/tensor-codec";
-import type { MessageSchema, ResolvedLeaf, ReturnedBy } from "../schema/schema";
+import { omittedOutputError, type MessageSchema, type ResolvedLeaf, type ReturnedBy } from "../schema/schema";
 
 /** An input or output tensor by its concrete path. */
 export interface Leaf {
@@ -19,7 +19,12 @@ export function resolveLeaves(schema: MessageSchema, tree: unknown, requested: r
   return schema.resolveDifferentiable(tree, paths, field, side, returnedBy);
 }
 
-/** The output leaves of one apply result. */
+/** The output leaves of apply's result at the unperturbed inputs. */
 export function outputLeaves(schema: MessageSchema, outputs: unknown, requested: readonly string[] | undefined): Leaf[] {
-  return resolveLeaves(schema, outputs, requested, "output_paths", "output", { by: "apply", code: Code.INTERNAL }).map((o) => ({ path: o.path, shape: [...o.array.shape], size: elementCount(o.array.shape) }));
+  try {
+    return resolveLeaves(schema, outputs, requested, "output_paths", "output", { by: "apply", code: Code.INTERNAL }).map((o) => ({ path: o.path, shape: [...o.array.shape], size: elementCount(o.array.shape) }));
+  } catch (e) {
+    // These are f(x)'s outputs: a requested one they leave out is the request's mistake.
+    throw omittedOutputError(e) ?? e;
+  }
 }

@@ -61,6 +61,8 @@ import { FailedPair, flatDifferences, outputStride, type ElementPairs, type Eval
 import { pairCount, sideOf, slicePairs } from "./element-pairs";
 import type { InlineEvaluator } from "./inline";
 import { MAX_BATCH } from "./pool-evaluator";
+import { checkSameOutputs } from "./outputs";
+import { Code } from "../../common/errors";
 import type { NextRoute, Route } from "./route-paces";
 
 /** A pooled pace this many times the prediction is compared with inline's, once per request. */
@@ -347,7 +349,20 @@ export class AutoEvaluator implements Evaluator {
     if (!this.started) this.start();
     if (!this.pool && this.waitingForPool && this.workers.costs().ready) this.decide();
     const pool = this.pooling;
-    return pool ? this.pooled(pool.evaluate(perturbation), 1) : this.timedInline(perturbation);
+    const values = pool ? this.pooled(pool.evaluate(perturbation), 1) : this.timedInline(perturbation);
+    return this.pool && !this.sameOutputs ? values.then((v) => this.checked(v)) : values;
+  }
+
+  /** Whether inline's outputs and the pool's were found the same (each resolved the paths on a tree of its own). */
+  private sameOutputs = false;
+
+  /** `values`, once inline's and the pool's outputs, where both are known, are the same: values of the two are combined by position. */
+  private checked<T>(values: T): T {
+    if (!this.sameOutputs && this.inline.outputs && this.pool?.outputs) {
+      checkSameOutputs(this.pool.outputs, this.inline.outputs, Code.INTERNAL, "at one evaluation", "another");
+      this.sameOutputs = true;
+    }
+    return values;
   }
 
   async differences(pairs: ElementPairs): Promise<Float64Array> {
@@ -355,7 +370,7 @@ export class AutoEvaluator implements Evaluator {
     if (!this.pool && this.waitingForPool && this.workers.costs().ready) this.decide();
     const count = pairCount(pairs);
     const pool = this.pooling;
-    if (pool?.differences) return this.pooled(pool.differences(pairs), 2 * count);
+    if (pool?.differences) return this.pooled(pool.differences(pairs), 2 * count).then((v) => this.checked(v));
     // Inline. Where no decision can fall within them, the pairs run in the inline batch loop (its
     // pace is measured all the same); otherwise each evaluation is timed, and once the pool is
     // taken, the rest of the pairs go there together.
@@ -375,16 +390,18 @@ export class AutoEvaluator implements Evaluator {
         this.decide(true);
       } else if (alone) this.costly(meanMs);
       this.tellPace();
-      return values;
+      return this.checked(values);
     }
     const results: Float64Array[][] = [];
     for (let k = 0; k < count; k++) {
       const taken = this.pooling;
       if (taken?.differences && k > 0) {
         const done = flatDifferences(results, outputStride(this.outputs!), pairs.widths);
-        const rest = await this.pooled(taken.differences(slicePairs(pairs, k)), 2 * (count - k)).catch((e) => {
-          throw e instanceof FailedPair ? new FailedPair(k + e.pair, e.side, e.error) : e;
-        });
+        const rest = this.checked(
+          await this.pooled(taken.differences(slicePairs(pairs, k)), 2 * (count - k)).catch((e) => {
+            throw e instanceof FailedPair ? new FailedPair(k + e.pair, e.side, e.error) : e;
+          }),
+        );
         const all = new Float64Array(done.length + rest.length);
         all.set(done);
         all.set(rest, done.length);

@@ -421,7 +421,7 @@ export class EvaluationBackends {
         throw omittedOutputError(e) ?? e;
       }
     };
-    return new CachedBaseEvaluator(counted, this.cache!, key, job.outputPaths, fromApply);
+    return new CachedBaseEvaluator(counted, this.cache!, key, job.outputPaths, fromApply, job.selector.faultCode);
   }
 
   private uncountedEvaluatorFor(job: Job): Evaluator {

@@ -1,13 +1,13 @@
 /**
  * Picks the requested output leaves out of each apply result as flat FP64 arrays. The paths are
  * resolved against the first result (map keys are only known then); every later result must have
- * the same leaves with the same shapes.
+ * the same leaves with the same shapes, and a pattern (`m.{}`) must select no more of them.
  */
 import type { NdArray } from "ndarray";
 import { Code, TesseractError } from "../../common/errors";
 import type { OutputInfo } from "./evaluator";
-import { omitted, type MessageSchema } from "../schema/schema";
-import type { Segment } from "../../common/paths";
+import { omitted, PRESENCE_FIXED, type MessageSchema } from "../schema/schema";
+import { countMatches, expandPattern, formatPath, isPattern, type Segment } from "../../common/paths";
 import { dataTypeName, dataTypeOfArray, isNdArray, isRowMajor, ndarrayExtentProblem, toFloat64 } from "../../common/tensor-codec";
 import { allFinite, subtractAllFinite } from "./finite-values";
 
@@ -21,6 +21,13 @@ export class OutputSelector {
   private resolved: Resolved[] | undefined;
   /** The resolved paths alone, kept so that reading them per evaluation allocates nothing. */
   private resolvedSegments: Segment[][] | undefined;
+  /** The requested paths, parsed. */
+  private readonly patterns: readonly Segment[][];
+  /**
+   * Each requested pattern (`m.{}`, `xs.[]`) and how many leaves it selected in the first tree;
+   * undefined where the request names concrete paths only (a missing one is seen as its leaf is read).
+   */
+  private patternCounts: { pattern: readonly Segment[]; count: number }[] | undefined;
 
   constructor(
     private readonly schema: MessageSchema,
@@ -32,11 +39,11 @@ export class OutputSelector {
      */
     private readonly remote = false,
   ) {
-    schema.checkDifferentiable(requested, field, "output");
+    this.patterns = schema.checkDifferentiable(requested, field, "output");
   }
 
   /** The code of outputs that break the schema: INTERNAL for a Tesseract served here, UNKNOWN for a remote runtime's answers. */
-  private get faultCode(): Code {
+  get faultCode(): Code {
     return this.remote ? Code.UNKNOWN : Code.INTERNAL;
   }
 
@@ -117,18 +124,36 @@ export class OutputSelector {
 
   /** The resolved outputs, resolving the paths on the first tree. */
   private resolve(outputTree: unknown): Resolved[] {
-    if (!this.resolved) {
-      this.schema.checkDeclared(outputTree);
-      const leaves = this.schema.resolveDifferentiable(outputTree, this.requested, this.field, "output", { by: "apply", code: this.faultCode, mayOmit: this.remote });
-      this.resolved = leaves.map((leaf) => ({
-        info: { path: leaf.path, shape: [...leaf.array.shape], datatype: dataTypeOfArray(leaf.array.data) },
-        steps: leaf.segments.map(stepOf),
-        // Compared per evaluation: a class is one load, where naming the datatype walks the table.
-        dataClass: (leaf.array.data as object).constructor,
-      }));
-      this.resolvedSegments = leaves.map((leaf) => leaf.segments);
+    if (this.resolved) {
+      // A map key that appeared was left out of the differences, and positions matched to another evaluation's slipped.
+      if (this.patternCounts) this.checkNoneAdded(outputTree);
+      return this.resolved;
     }
+    this.schema.checkDeclared(outputTree);
+    const leaves = this.schema.resolveDifferentiable(outputTree, this.requested, this.field, "output", { by: "apply", code: this.faultCode, mayOmit: this.remote });
+    this.resolved = leaves.map((leaf) => ({
+      info: { path: leaf.path, shape: [...leaf.array.shape], datatype: dataTypeOfArray(leaf.array.data) },
+      steps: leaf.segments.map(stepOf),
+      // Compared per evaluation: a class is one load, where naming the datatype walks the table.
+      dataClass: (leaf.array.data as object).constructor,
+    }));
+    this.resolvedSegments = leaves.map((leaf) => leaf.segments);
+    const patterns = this.patterns.filter((p) => isPattern(p));
+    if (patterns.length > 0) this.patternCounts = patterns.map((pattern) => ({ pattern, count: countMatches(outputTree, pattern) }));
     return this.resolved;
+  }
+
+  /**
+   * Refuses a tree in which a requested pattern selects a leaf the first tree did not have. Counts
+   * suffice: every leaf of the first tree is checked to be there as it is read.
+   */
+  private checkNoneAdded(outputTree: unknown): void {
+    for (const { pattern, count } of this.patternCounts!) {
+      if (countMatches(outputTree, pattern) <= count) continue;
+      const earlier = new Set(this.resolved!.map((r) => r.info.path));
+      const added = expandPattern(outputTree, pattern).map(formatPath).find((path) => !earlier.has(path));
+      if (added !== undefined) throw new TesseractError(this.faultCode, `apply returned output ${added} here, which an earlier evaluation did not return: ${PRESENCE_FIXED}`);
+    }
   }
 
   /** Refuses a leaf whose shape, strides and offset reach outside its data (ndarrayExtentProblem). */
@@ -142,7 +167,7 @@ export class OutputSelector {
     const { info, steps, dataClass } = this.resolved![o];
     const leaf = leafAt(outputTree, steps);
     if (!isNdArray(leaf)) {
-      const error = new TesseractError(this.faultCode, `apply returned no tensor at output ${info.path}`);
+      const error = new TesseractError(this.faultCode, `apply returned no output ${info.path} here, which an earlier evaluation returned: ${PRESENCE_FIXED}`);
       // None here, there at the first evaluation: f(x) tells whose it is (Problem's failure).
       throw this.remote && leaf == null ? omitted(error, this.field, "output", info.path) : error;
     }
@@ -160,6 +185,33 @@ export class OutputSelector {
 
 /** Why an output whose shape changes between evaluations is refused (which evaluation is the odd one out, neither can tell). */
 export const SHAPES_FIXED = "an output's shape must not depend on the values of the differentiated inputs (differences are taken element by element)";
+
+/**
+ * Refuses outputs of two evaluations that selectors of their own resolved (a cached f(x), another
+ * worker's, inline's and the pool's) unless they are the same paths, in the same order, with the same
+ * shapes and datatypes: values are combined by position. `here` and `earlier` name the two in messages.
+ */
+export function checkSameOutputs(outputs: readonly OutputInfo[], earlierOutputs: readonly OutputInfo[], code: Code, here = "here", earlier = "an earlier evaluation"): void {
+  const fault = (message: string) => new TesseractError(code, `apply returned ${message}`);
+  let o = 0;
+  for (; o < outputs.length && o < earlierOutputs.length; o++) {
+    const [out, first] = [outputs[o], earlierOutputs[o]];
+    if (out.path !== first.path) break;
+    if (out.shape.join() !== first.shape.join()) throw fault(`output ${out.path} with shape [${out.shape.join(", ")}] ${here}, [${first.shape.join(", ")}] at ${earlier}: ${SHAPES_FIXED}`);
+    if (out.datatype !== first.datatype) throw fault(`output ${out.path} as ${dataTypeName(out.datatype)} ${here}, ${dataTypeName(first.datatype)} at ${earlier}: an output's datatype must not change between evaluations`);
+  }
+  if (o === outputs.length && o === earlierOutputs.length) return;
+  const paths = new Set(outputs.map((out) => out.path));
+  const earlierPaths = new Set(earlierOutputs.map((out) => out.path));
+  const missing = earlierOutputs.find((out) => !paths.has(out.path));
+  if (missing) throw fault(`no output ${missing.path} ${here}, which ${earlier} returned: ${PRESENCE_FIXED}`);
+  const added = outputs.find((out) => !earlierPaths.has(out.path));
+  if (added) throw fault(`output ${added.path} ${here}, which ${earlier} did not return: ${PRESENCE_FIXED}`);
+  if (outputs.some((out, o) => out.path !== earlierOutputs[o].path)) {
+    const list = (outs: readonly OutputInfo[]) => outs.map((out) => out.path).join(", ");
+    throw fault(`outputs ${list(outputs)} in this order ${here}, ${list(earlierOutputs)} at ${earlier}: a map output's keys must come in the same order at every evaluation`);
+  }
+}
 
 /** The property key a segment of a resolved (concrete) path steps through. */
 function stepOf(s: Segment): string | number {

@@ -15,7 +15,8 @@
 import { randomUUID } from "node:crypto";
 import { Code, TesseractError } from "../../common/errors";
 import { FailedPair, outputSizes, outputStride, splitFlat, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "./evaluator";
-import { SHAPES_FIXED } from "./outputs";
+import { checkSameOutputs } from "./outputs";
+import { missingOutput } from "../schema/schema";
 import { concatPairs, pairCount } from "./element-pairs";
 import { leaseResults } from "./result-lease";
 import type { WorkerPool } from "./pool";
@@ -193,7 +194,8 @@ export class PoolEvaluator implements Evaluator {
       for (const p of batch) {
         const failure = failed && firstFailure(failed, item, p.items);
         if (failure) {
-          const error = new TesseractError(failure.error.code, failure.error.message);
+          const { code, message, missing } = failure.error;
+          const error = missing ? missingOutput(new TesseractError(code, message), new TesseractError(missing.code, missing.message)) : new TesseractError(code, message);
           p.reject(kind === "pairs" ? new FailedPair(failure.index - item, failure.side ?? 0, error) : error);
         } else {
           // A view of the batch's buffer, one region per call: the engine may write over it.
@@ -213,13 +215,8 @@ export class PoolEvaluator implements Evaluator {
 
   /** Each worker checks its own results; across workers, the outputs must agree too. */
   private checkOutputs(outputs: OutputInfo[]): void {
-    this.outputs ??= outputs;
-    outputs.forEach((out, o) => {
-      const first = this.outputs![o];
-      if (out.shape.join() !== first.shape.join()) {
-        throw new TesseractError(Code.INTERNAL, `apply returned output ${out.path} with shape [${out.shape.join(", ")}] at one evaluation, [${first.shape.join(", ")}] at another: ${SHAPES_FIXED}`);
-      }
-    });
+    if (this.outputs) checkSameOutputs(outputs, this.outputs, Code.INTERNAL, "at one evaluation", "another");
+    else this.outputs = outputs;
   }
 
   /** The batch size from what an evaluation and a task cost (see the module comment). */

@@ -45,8 +45,11 @@ export interface BatchTask {
   ended?: Int32Array;
 }
 
-/** A failure the caller is told about, with its gRPC code. */
-export type TaskError = { error: { code: number; message: string } };
+/**
+ * A failure the caller is told about, with its gRPC code; `missing`: the request's own error where
+ * f(x) leaves the requested output out too (schema.ts omittedOutputError), which a thread cannot tell.
+ */
+export type TaskError = { error: { code: number; message: string; missing?: { code: number; message: string } } };
 
 export interface BatchResult {
   /** Item k's outputs (an evaluation's, or a pair's difference), flat FP64 one after the other, at k * (sum of output sizes). */

@@ -10,6 +10,7 @@ import { Piscina } from "piscina";
 import ndarray from "ndarray";
 import { Code, isTesseractError, thrownMessage } from "../../common/errors";
 import { OutputSelector } from "./outputs";
+import { omittedOutputError } from "../schema/schema";
 import { inputLeaf } from "./input-leaf";
 // The imports that go up the floors: a worker thread loads the Tesseract it evaluates (without the
 // runtime's endpoints, which it does not serve).
@@ -41,7 +42,10 @@ function reportStart(task: { startedId?: number }): void {
 
 /** Errors cross the thread boundary as code and message. */
 function taskError(e: unknown): TaskError {
-  if (isTesseractError(e)) return { error: { code: e.code, message: e.message } };
+  if (isTesseractError(e)) {
+    const missing = omittedOutputError(e);
+    return { error: { code: e.code, message: e.message, ...(missing && { missing: { code: missing.code, message: missing.message } }) } };
+  }
   return { error: { code: Code.UNKNOWN, message: thrownMessage(e) } };
 }
 /** A job as a worker holds it: its inputs (with private copies of the perturbed leaves) and outputs. */

@@ -28,6 +28,7 @@ import { extrapolates, rows, usesBase } from "./rows";
 import { planRows } from "./columns";
 import type { SparsityPlan } from "./sparsity-plan";
 import { AS_PREDICTED } from "./sparsity";
+import { omittedOutputError } from "../schema/schema";
 
 export interface Cotangent {
   path: string;
@@ -154,6 +155,8 @@ class ContractedEvaluator implements Evaluator {
       // Held to f(x) itself, the misfit is the cotangent's; else f(x) tells (every misfit waits for the one f(x)).
       if (this.fromBase || !isTesseractError(e) || e.code !== Code.INVALID_ARGUMENT) throw e;
       await this.unperturbed().catch((fault: unknown) => {
+        const missing = omittedOutputError(fault); // a requested output f(x) has not: the request's
+        if (missing) throw ofTheRequest(missing);
         const message = thrownMessage(fault);
         throw ofTheRequest(new TesseractError(isTesseractError(fault) ? fault.code : Code.UNKNOWN, `evaluation at the unperturbed inputs failed: ${message}`, { cause: fault }));
       });

@@ -217,7 +217,11 @@ export class MessageSchema {
         throw returnedBy.mayOmit ? omitted(error, field, side, requested[i]) : error;
       }
       if (concrete.length === 0) {
-        throw invalidArgument(`${field}: ${side} path ${quote(requested[i])} does not exist in the ${side}s; differentiable ${side} paths: ${available()}`);
+        const refusal = invalidArgument(`${field}: ${side} path ${quote(requested[i])} does not exist in the ${side}s; differentiable ${side} paths: ${available()}`);
+        if (!returnedBy) throw refusal;
+        // A map key or element the caller named is the caller's mistake only if f(x) has none either:
+        // one that f(x) has and x + h has not was refused as a step out of what the Tesseract accepts.
+        throw missingOutput(new TesseractError(returnedBy.code, `${returnedBy.by} returned no ${side} ${requested[i]} here, which it returns at the unperturbed inputs: ${PRESENCE_FIXED}`), refusal);
       }
       for (const segs of concrete) {
         const name = formatPath(segs);
@@ -252,20 +256,28 @@ export interface ReturnedBy {
   mayOmit?: boolean;
 }
 
-/** Per error of an output left out that the schema allows, the request's own error (itself too): that output is None at the inputs. */
+/** Why an output that one evaluation returns and another does not (a map key that comes and goes) is refused. */
+export const PRESENCE_FIXED = "whether an output is there must not depend on the values of the differentiated inputs (differences are taken output by output)";
+
+/** Per error of a requested output left out, the request's own error (itself too), where the unperturbed inputs leave it out too. */
 const omissions = new WeakMap<object, TesseractError>();
 
 /** `error` (the Tesseract's: it returned no `path`) marked as an omission its schema allows (omittedOutputError). */
 export function omitted(error: TesseractError, field: string, side: string, path: string): TesseractError {
   const nested = path.includes(".") ? " (or a model on its path is)" : "";
-  const requestError = invalidArgument(`${field}: ${side} ${quote(path)} is None at these inputs${nested}: the Tesseract left it out, as its schema allows; there is nothing to differentiate`);
+  return missingOutput(error, invalidArgument(`${field}: ${side} ${quote(path)} is None at these inputs${nested}: the Tesseract left it out, as its schema allows; there is nothing to differentiate`));
+}
+
+/** `error` (the Tesseract's: it returned no requested output) marked as `requestError` where f(x) has none either (omittedOutputError). */
+export function missingOutput(error: TesseractError, requestError: TesseractError): TesseractError {
   omissions.set(error, requestError).set(requestError, requestError);
   return error;
 }
 
 /**
- * The request's error for a requested output the Tesseract left out where its schema allows that:
- * when the unperturbed inputs leave it out too, there is nothing at them to differentiate.
+ * The request's error for a requested output the Tesseract left out, for when the unperturbed inputs
+ * leave it out too: one its schema lets it leave out (nothing there to differentiate), or a map key
+ * or element the caller named that is not there.
  */
 export function omittedOutputError(e: unknown): TesseractError | undefined {
   return typeof e === "object" && e !== null ? omissions.get(e) : undefined;
