@@ -2,7 +2,7 @@
  * Faults of the Tesseract itself, over gRPC: an apply that hangs (synchronously in a worker thread,
  * asynchronously inline) is stopped by the per-evaluation timeout, a worker thread that dies fails
  * only its own request, and each gets a precise status while the server goes on serving correct
- * answers. Also: the limits checked before any work, reported by Describe, and memory that returns
+ * answers; threads that die as they start (loading the module) fail every call at once. Also: the limits checked before any work, reported by Describe, and memory that returns
  * to its baseline after hundreds of failed requests.
  */
 import { strict as assert } from "node:assert";
@@ -22,6 +22,9 @@ import { DEFAULT_LIMITS } from "../common/tensor-codec";
 import { bounded, call, POLYNOMIAL, polynomialAt, polynomialBatch, rejects } from "./helpers";
 
 const TYPE_URL = "type.googleapis.com/tesseract.testing.polynomial.v1.Inputs";
+/** The polynomial, whose module ends every worker thread that loads it (process.exit(9)); and one whose example inputs end each thread warming up on them. */
+const EXITS_LOADING = path.join(__dirname, "../../test/fixtures/polynomial/exits-loading.js");
+const EXITS_WARMING = path.join(__dirname, "../../test/fixtures/polynomial/exits-warming.js");
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const polynomialCalls: () => number = require(POLYNOMIAL).calls;
 
@@ -114,6 +117,59 @@ describe("faults of the Tesseract", function () {
       /^evaluation at y [+-] h failed: the worker thread running apply died \(worker exited with code: 7\); it was replaced$/,
     );
     await assertHealthyJacobian(client, server);
+  });
+
+  it("worker threads: a module that ends each thread loading it fails every call at once with UNKNOWN naming that (after the first, every call waited for good)", async () => {
+    const { server, client } = await serve({ tesseract: EXITS_LOADING, workers: 2, warmUpMs: 0 });
+    const some = inputs(server, { x: [0.4, 1.1] });
+    const cannot = "the worker threads cannot run the Tesseract: one died while loading it \\(worker exited with code: 9\\)";
+    for (const round of [1, 2, 3]) {
+      const apply = fails(call((cb) => client.apply({ inputs: some }, cb)), grpc.status.UNKNOWN, new RegExp(`^${cannot}$`));
+      await bounded(apply, 20_000, `Apply ${round} was not answered`);
+      const jacobian = fails(call((cb) => client.jacobian({ inputs: some, jac_inputs: ["y"], jac_outputs: ["f"], sparsity: [] }, cb)), grpc.status.UNKNOWN, new RegExp(`^evaluation at y [+-] h failed: ${cannot}$`));
+      await bounded(jacobian, 20_000, `Jacobian ${round} was not answered`);
+    }
+    // piscina starts no thread after one died starting: the pool ended those it had, rather than keep calls waiting for them.
+    assert.equal(workerPool(server).liveThreads, 0);
+  });
+
+  it('"auto": a pool whose threads die loading the Tesseract is never taken: Apply goes on in the event loop', async () => {
+    const runtime = loadTesseract(EXITS_LOADING);
+    await runtime.useEvaluation({ workers: "auto", autoThreads: 2 });
+    // Other inputs each time (not answered from the evaluation cache).
+    const long = (x: number) => ({ type_url: TYPE_URL, value: runtime.schema.inputs.type.encode({ x: fp64([x]), y: fp64([0.3], []), mode: "long" }).finish() });
+    try {
+      // An apply of 600 ms: the next Apply starts the pool and waits for it (backends.ts, LONG_APPLY_MS).
+      for (const round of [1, 2, 3]) assert.ok(await bounded(runtime.applyMessage(long(round)), 20_000, `Apply ${round} was not answered`));
+      const pool = (runtime as unknown as { backends: { workerPool?: WorkerPool } }).backends.workerPool;
+      assert.ok(pool, "the pool was not started");
+      assert.equal(pool.ready, false);
+    } finally {
+      await runtime.close();
+    }
+  });
+
+  it("a pool whose threads die loading the Tesseract, or warming up on its example inputs, fails each task at once naming that", async () => {
+    for (const [module, died] of [
+      [EXITS_LOADING, "while loading it \\(worker exited with code: 9\\)"],
+      [EXITS_WARMING, "while warming up on its example inputs \\(worker exited with code: 7\\)"],
+    ]) {
+      const pool = new WorkerPool(module, 2);
+      const { schema } = loadTesseract(module);
+      const some = { type_url: TYPE_URL, value: schema.inputs.type.encode({ x: fp64([1]), y: fp64([0.3], []), mode: "" }).finish() };
+      const cannot = new RegExp(`^the worker threads cannot run the Tesseract: one died ${died}$`);
+      try {
+        await bounded(pool.calibrate(), 20_000, `${module}: calibration never ended`);
+        assert.equal(pool.ready, false);
+        await bounded(rejects(pool.applyMessage(some, DEFAULT_LIMITS), Code.UNKNOWN, cannot), 20_000, `${module}: an Apply waited`);
+        await bounded(rejects(pool.applyMessage(some, DEFAULT_LIMITS, new AbortController().signal), Code.UNKNOWN, cannot), 20_000, `${module}: a stoppable Apply waited`);
+        await bounded(rejects(pool.evaluateBatch(polynomialBatch("job", 1.5), new AbortController().signal), Code.UNKNOWN, cannot), 20_000, `${module}: a batch waited`);
+        await bounded(rejects(pool.evaluateBatch(polynomialBatch("job", 1.5), undefined, false), Code.UNKNOWN, cannot), 20_000, `${module}: an unstoppable batch waited`);
+        assert.equal(pool.liveThreads, 0);
+      } finally {
+        await pool.close();
+      }
+    }
   });
 
   it("worker threads, no per-evaluation timeout: a request cancelled while its apply hangs has the worker ended and replaced", async () => {

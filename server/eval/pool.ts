@@ -4,15 +4,17 @@
  * queued tasks; piscina stops a running one by ending its worker, which is then replaced. The same
  * happens to a task that overruns the per-evaluation timeout, and a worker that dies
  * (process.exit, an uncaught error, out of memory) fails only its own task: piscina starts a new
- * one in its place.
+ * one in its place. A thread that dies while it starts (loading the Tesseract or warming up) is
+ * another matter: the pool can run nothing, and every task fails at once naming that.
  */
 import * as path from "node:path";
+import type { Worker } from "node:worker_threads";
 import { Piscina } from "piscina";
 import { Code, TesseractError } from "../../common/errors";
 import type { AnyMessage } from "../schema/schema";
 import type { DecodeLimits } from "../../common/tensor-codec";
 import { evalTimeoutError } from "./timeout";
-import type { ApplyResult, ApplyTask, BatchResult, BatchTask } from "./worker-task";
+import type { ApplyResult, ApplyTask, BatchResult, BatchTask, StartUpMessage } from "./worker-task";
 
 /** Round trips of an empty task timed to measure the pool's cost per task. */
 const CALIBRATION_PINGS = 8;
@@ -139,6 +141,11 @@ export class WorkerPool {
   /** Threads piscina has told ready, by thread id (the balancer's; see readyWorkersBalancer). */
   private readonly readyThreads = new Set<number>();
   private readonly growthHeld?: () => boolean;
+  /** Threads loading the Tesseract or warming up (worker.ts, startUp), by thread id: the thread, and its stage. */
+  private readonly startingThreads = new Map<number, { worker: Worker; stage: StartUpMessage["startUp"] }>();
+  /** Why no evaluation can run in the pool, once a thread died while it started (diedStarting), and the end of its threads then. */
+  private cannotStart?: string;
+  private destroyed?: Promise<void>;
 
   constructor(
     /** Bundled name or module path, loaded by each worker. */
@@ -173,9 +180,59 @@ export class WorkerPool {
     // A worker that dies between tasks (an error thrown from a timer apply left behind) is replaced
     // like any other; piscina reports it as an 'error' event, which must not end the server.
     this.piscina.on("error", () => undefined);
-    this.piscina.on("message", (message: { started?: number }) => {
+    this.piscina.on("message", (message: { started?: number } & Partial<StartUpMessage>) => {
       if (message?.started) this.onStart.get(message.started)?.();
+      else if (message?.startUp) this.startUpStage(message.thread!, message.startUp);
     });
+    // piscina ends a thread itself (a cancel, a timeout, an idle one retired, close) while it is
+    // alive, its id still set; one that exits by itself is gone (-1) by then.
+    this.piscina.on("workerDestroy", (worker: { id: number }) => {
+      if (worker.id !== -1) this.startingThreads.delete(worker.id);
+    });
+  }
+
+  /**
+   * A thread's start-up stage (worker.ts): a thread that exits by itself before it is done died
+   * while starting. Its exit is heard after its messages (Node delivers them first).
+   */
+  private startUpStage(thread: number, stage: StartUpMessage["startUp"]): void {
+    if (stage === "done") return void this.startingThreads.delete(thread);
+    const starting = this.startingThreads.get(thread);
+    if (starting) return void (starting.stage = stage);
+    const worker = this.piscina.threads.find((w) => w.threadId === thread);
+    if (!worker) return;
+    this.startingThreads.set(thread, { worker, stage });
+    worker.once("exit", (code: number) => {
+      const died = this.startingThreads.get(thread);
+      if (died?.worker !== worker) return;
+      this.startingThreads.delete(thread);
+      this.diedStarting(died.stage, code);
+    });
+  }
+
+  /**
+   * A thread died while it started: every thread would (the same module, the same example inputs),
+   * and piscina starts no thread after one that died before it was ready, so tasks queued for one
+   * waited for good (every Apply and Jacobian after the first, health still SERVING). The pool ends
+   * its threads, which fails the tasks waiting, and fails every later one at once; it is not ready
+   * ("auto" stays inline).
+   */
+  private diedStarting(stage: StartUpMessage["startUp"], code: number): void {
+    if (this.cannotStart !== undefined) return;
+    const doing = stage === "warming" ? "warming up on its example inputs" : "loading it";
+    this.cannotStart = `the worker threads cannot run the Tesseract: one died while ${doing} (worker exited with code: ${code})`;
+    this.ready = false;
+    this.destroyed = this.piscina.destroy();
+  }
+
+  /** Throws why no evaluation can run in the pool, if none can. */
+  private refuseIfCannotStart(): void {
+    if (this.cannotStart !== undefined) throw new TesseractError(Code.UNKNOWN, this.cannotStart);
+  }
+
+  /** What a task that failed in piscina (its worker died, or the pool ended it) is told. */
+  private failedError(e: unknown): TesseractError {
+    return this.cannotStart !== undefined ? new TesseractError(Code.UNKNOWN, this.cannotStart, { cause: e }) : diedError(e);
   }
 
   /** Whether the pool may start another thread and whether it is to, and how many it is starting (started, not yet ready). */
@@ -205,12 +262,14 @@ export class WorkerPool {
       // A stoppable task goes to an idle worker only: one each, answered once that worker is warm. A
       // signal each (one shared by more than ten tasks would be reported as a listener leak).
       const stoppable = () => new AbortController().signal;
+      // A ping once no thread can start would wait for good (diedStarting).
+      const ping = (signal?: AbortSignal) => (this.refuseIfCannotStart(), this.piscina.run(null, { name: "ping", signal }));
       await new Promise(setImmediate); // piscina tells the first threads ready on a later tick: a ping before would start one more
-      await Promise.all(Array.from({ length: this.keepThreads }, () => this.piscina.run(null, { name: "ping", signal: stoppable() })));
+      await Promise.all(Array.from({ length: this.keepThreads }, () => ping(stoppable())));
       const times: number[] = [];
       for (let i = 0; i < CALIBRATION_PINGS; i++) {
         const started = performance.now();
-        await this.piscina.run(null, { name: "ping" });
+        await ping();
         times.push(performance.now() - started);
       }
       this.taskOverheadMs = Math.min(...times);
@@ -241,6 +300,7 @@ export class WorkerPool {
    */
   private async unstoppable(task: Omit<BatchTask, "progress" | "progressEpoch" | "startedOn">, signal?: AbortSignal): Promise<BatchResult> {
     signal?.throwIfAborted();
+    this.refuseIfCannotStart();
     const startedOn = new Int32Array(new SharedArrayBuffer(4));
     let timer: NodeJS.Timeout | undefined;
     // Ended at a look that finds it on the thread the previous look (or the cancel) saw it begun on.
@@ -293,6 +353,7 @@ export class WorkerPool {
    * what clears it.
    */
   private async run<T>(name: string, task: BatchTask | ApplyTask, signal?: AbortSignal, watch?: (stop: () => void) => () => void): Promise<T> {
+    this.refuseIfCannotStart();
     if (!signal && !watch) {
       this.began();
       return this.piscina.run(task, { name }).then(this.endedWith, this.endedDied);
@@ -311,7 +372,7 @@ export class WorkerPool {
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
       if (timedOut) throw evalTimeoutError(this.evalTimeoutMs, "; its worker thread was stopped and replaced");
-      throw diedError(e);
+      throw this.failedError(e);
     } finally {
       this.ended();
       unwatch?.();
@@ -339,7 +400,7 @@ export class WorkerPool {
   };
   private readonly endedDied = (e: unknown): never => {
     this.ended();
-    throw diedError(e);
+    throw this.failedError(e);
   };
 
   /**
@@ -355,7 +416,8 @@ export class WorkerPool {
 
   close(): Promise<void> {
     clearTimeout(this.idleTimer);
-    return this.piscina.destroy();
+    // A second destroy while the first waits for its threads to exit would let piscina replace them.
+    return this.destroyed ?? this.piscina.destroy();
   }
 }
 

@@ -72,6 +72,15 @@ export interface ApplyTask {
   startedId?: number;
 }
 
+/**
+ * What a worker tells the pool as it starts (before it takes a task): that it begins to load the
+ * Tesseract, to warm up on its example inputs, and that it is done (the load failed or not).
+ */
+export interface StartUpMessage {
+  startUp: "loading" | "warming" | "done";
+  thread: number;
+}
+
 /** An Apply's outputs, and how long apply itself took in the worker (ms). */
 export type ApplyResult = { outputs: { type_url: string; value: Uint8Array }; applyMs: number } | TaskError;
 

@@ -22,7 +22,7 @@ import { InlineEvaluator } from "./inline";
 import { ElementPairsBuilder, pairCount } from "./element-pairs";
 import { collectEvery, fullCollection, minorCollection, OutputGarbage } from "./output-garbage";
 import { reviveTree, shareTree } from "./shared-tree";
-import { type ApplyResult, type ApplyTask, type BatchResult, type BatchTask, type TaskError, packElementPairs, unpackElementPairs, unpackPerturbations } from "./worker-task";
+import { type ApplyResult, type ApplyTask, type BatchResult, type BatchTask, type StartUpMessage, type TaskError, packElementPairs, unpackElementPairs, unpackPerturbations } from "./worker-task";
 
 const runtimes = new Map<string, LoadedTesseract>();
 
@@ -260,16 +260,25 @@ export function ping(): null {
  * The thread loads the Tesseract and warms itself before it takes a task: piscina awaits the default
  * export (a promise here) before it counts a thread it starts for queued work as ready, so a thread
  * started while jobs run takes none of their batches cold. A Tesseract that cannot be loaded is
- * named by each task (runtimeOf throws there again).
+ * named by each task (runtimeOf throws there again). The pool is told each stage (pool.ts,
+ * `startingThreads`): a thread that dies in one (a module that calls process.exit as it loads) has
+ * no task to fail, and piscina starts no thread after it, so every later call waited for good.
  */
 async function startUp({ tesseract, warm: budget }: ThreadData): Promise<void> {
   if (!tesseract) return;
+  const stage = (startUp: StartUpMessage["startUp"]) => parentPort?.postMessage({ startUp, thread: threadId } satisfies StartUpMessage);
+  stage("loading");
   try {
     runtimeOf(tesseract);
+    if (budget) {
+      stage("warming");
+      await warm({ tesseract, ...budget });
+    }
   } catch {
-    return;
+    // Not loaded: each task names why.
+  } finally {
+    stage("done");
   }
-  if (budget) await warm({ tesseract, ...budget });
 }
 
 export default startUp(threadData).then(() => evaluateBatch);
