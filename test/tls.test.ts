@@ -282,7 +282,7 @@ describe("TLS in the CLI", () => {
       // One line (OpenSSL's alert was printed, line break and all), naming the client certificate where
       // grpc-js passes the alert on; at times it says only "read ECONNRESET", a reset asked about as such.
       assert.equal(health.stderr.trimEnd().split("\n").length, 1, health.stderr);
-      if (flags.length) assert.match(health.stderr, /requires a client certificate|refused the client certificate|under mutual TLS, with --tls-cert and --tls-key|Last error: read ECONNRESET .* with TLS if and only if you asked for it\?$/);
+      if (flags.length) assert.match(health.stderr.trimEnd(), /requires a client certificate|refused the client certificate|under mutual TLS, with --tls-cert and --tls-key|Last error: read ECONNRESET .* with TLS if and only if you asked for it\?$/);
     }
   });
 
