@@ -57,6 +57,15 @@ class FakeInline {
     this.work(2 * pairCount(pairs));
     return expected(pairs);
   }
+
+  async differencesUntil(pairs: ElementPairs): Promise<{ values: Float64Array; done: number }> {
+    return { values: await this.differences(pairs), done: pairCount(pairs) };
+  }
+
+  /** No event loop turns (InlineEvaluator.turn): the pace is the test's own. */
+  turn(): undefined {
+    return undefined;
+  }
 }
 
 /**

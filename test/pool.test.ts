@@ -129,6 +129,21 @@ describe("worker-thread evaluation", function () {
     assert.equal(await thread(), "worker", "the second waited for the pool");
   });
 
+  it('"auto": after an apply of half a second, the rest of the same request waits for the pool to start and runs there (a fresh server\'s first Jacobian of 1.5 s applies ran 10 of its 12 evaluations in the event loop, health checks waiting 12-15 s)', async function () {
+    this.timeout(30_000);
+    const module = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
+    const runtime = await load(module, "auto");
+    const inlineCalls = (require(module) as { calls(): number }).calls;
+    const before = inlineCalls();
+    const x = [0.5, 1.5, 2.5];
+    const { stats, entries } = await runtime.jacobian({ inputs: { x: f64(x), y: f64([0.25], []), params: {}, blocks: [], mode: "long" }, inputPaths: ["x"], outputPaths: ["f"], options: { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } });
+    assert.equal(stats.apply_calls, 6);
+    assert.equal(inlineCalls() - before, 2, "evaluations in the event loop: the first pair's");
+    // d f_i / d x_j = 3 x_j² + y cos x_j where i = j.
+    const expected = x.flatMap((_, i) => x.map((xj, j) => (i === j ? 3 * xj ** 2 + 0.25 * Math.cos(xj) : 0)));
+    Array.from(entries[0].values).forEach((v, k) => assert.ok(Math.abs(v - expected[k]) < 1e-6, `entry ${k}: ${v}, expected ${expected[k]}`));
+  });
+
   it("tensors inside maps (objects without a prototype) reach workers as tensors: the same Jacobians as inline (they were answered OK as zeros)", async () => {
     const module = path.join(__dirname, "../../test/fixtures/polynomial/polynomial.js");
     const [inline, pooled] = [await load(module, 0), await load(module, 2)];

@@ -211,6 +211,8 @@ export interface AutoPool {
   costs(): PoolCosts;
   /** Starts the pool in the background (once); `costs().ready` tells when it can take evaluations. */
   startPool(): void;
+  /** Settles once the pool started is ready, or after the most an evaluation waits for it. */
+  poolStart?(): Promise<void>;
   /** An evaluator for the rest of this request, in the pool. */
   makePool(): Evaluator;
   /** Measured over predicted time per pooled evaluation, for `PoolCosts.correction`. */
@@ -295,6 +297,9 @@ export class AutoEvaluator implements Evaluator {
   private started = false;
   /** Timings in a row (an evaluation's, or an inline batch's mean) of BLOCKING_APPLY_MS or more. */
   private blockingInARow = 0;
+  /** One took LONG_APPLY_MS or more; and whether this request has waited for the pool to start since (it waits once). */
+  private longApply = false;
+  private waitedForPool = false;
   /** Inline evaluations under way, how many were started, and the inline count when decision points were last looked for. */
   private inlineRunning = 0;
   private inlineStarts = 0;
@@ -347,6 +352,7 @@ export class AutoEvaluator implements Evaluator {
 
   evaluate(perturbation: Perturbation): Promise<Float64Array[]> {
     if (!this.started) this.start();
+    if (this.mustWaitForPool()) return this.waitForPool().then(() => this.evaluate(perturbation));
     if (!this.pool && this.waitingForPool && this.workers.costs().ready) this.decide();
     const pool = this.pooling;
     const values = pool ? this.pooled(pool.evaluate(perturbation), 1) : this.timedInline(perturbation);
@@ -365,8 +371,39 @@ export class AutoEvaluator implements Evaluator {
     return values;
   }
 
+  /**
+   * After an apply of LONG_APPLY_MS decided for a pool still starting, the request's next evaluation
+   * waits for it (once, up to the server's limit), as the next Apply does (backends.ts): inline, each
+   * held the event loop again (a fresh server's first Jacobian of 1.5 s applies ran 10 of its 12
+   * evaluations there, and its health checks missed their 5 s deadline three times in a row).
+   */
+  private mustWaitForPool(): boolean {
+    return this.longApply && this.waitingForPool && !this.waitedForPool && !this.pool && !this.workers.costs().ready;
+  }
+
+  private async waitForPool(): Promise<void> {
+    this.waitedForPool = true;
+    await this.workers.poolStart?.();
+    // A cancel meanwhile stops the request here.
+    const turn = this.inline.turn();
+    if (turn) await turn;
+  }
+
+  /**
+   * Between inline evaluations of one call: a turn for I/O once they have held the event loop
+   * (InlineEvaluator.turn; a cancel stops there), and the pool taken if it is ready (waited for, as
+   * `mustWaitForPool` says).
+   */
+  private async betweenInline(): Promise<void> {
+    const turn = this.inline.turn();
+    if (turn) await turn;
+    if (this.mustWaitForPool()) await this.waitForPool();
+    if (!this.pool && this.waitingForPool && this.workers.costs().ready) this.decide();
+  }
+
   async differences(pairs: ElementPairs): Promise<Float64Array> {
     if (!this.started) this.start();
+    if (this.mustWaitForPool()) await this.waitForPool();
     if (!this.pool && this.waitingForPool && this.workers.costs().ready) this.decide();
     const count = pairCount(pairs);
     const pool = this.pooling;
@@ -378,22 +415,38 @@ export class AutoEvaluator implements Evaluator {
     const nextDecision = done < CHEAP_SAMPLES ? CHEAP_SAMPLES : (Math.floor(done / DECIDE_EVERY) + 1) * DECIDE_EVERY;
     if (this.waitingForPool || this.pool || this.inlineThroughout || done + 2 * count < nextDecision) {
       const started = performance.now();
-      const { value: values, alone } = await this.inlineCall(() => this.inline.differences(pairs), () => this.paused(started));
+      // The batch stops at a turn where the rest should go elsewhere: after an apply that held the
+      // event loop LONG_APPLY_MS (the request decides on it now), or once a pool waited for is ready.
+      let longMs = 0;
+      const handOver = (heldMs: number) => {
+        if (heldMs >= LONG_APPLY_MS && !this.pool && !this.waitingForPool) return (longMs = heldMs) > 0;
+        return !this.pool && this.waitingForPool && this.workers.costs().ready;
+      };
+      const { value, alone } = await this.inlineCall(() => this.inline.differencesUntil(pairs, handOver), () => this.paused(started));
+      const { values, done: evaluated } = value;
       this.lastEnd = performance.now();
       this.paceFrom ??= { at: this.lastEnd, calls: this.inline.calls };
-      const meanMs = (this.lastEnd - started) / (2 * count);
-      if (alone) this.workers.applied?.(meanMs);
-      inlineEvaluations += 2 * count;
+      const meanMs = (this.lastEnd - started) / (2 * evaluated);
+      if (alone) this.workers.applied?.(longMs || meanMs);
+      inlineEvaluations += 2 * evaluated;
       this.probeStep();
-      if (alone && this.blocking(meanMs) && !this.waitingForPool && !this.pool) {
+      if (alone && this.blocking(longMs || meanMs) && !this.waitingForPool && !this.pool) {
         this.fastestApply = Math.min(this.fastestApply, meanMs);
         this.decide(true);
       } else if (alone) this.costly(meanMs);
       this.tellPace();
-      return this.checked(values);
+      if (evaluated === count) return this.checked(values);
+      const rest = await this.differences(slicePairs(pairs, evaluated)).catch((e) => {
+        throw e instanceof FailedPair ? new FailedPair(evaluated + e.pair, e.side, e.error) : e;
+      });
+      const all = new Float64Array(values.length + rest.length);
+      all.set(values);
+      all.set(rest, values.length);
+      return all;
     }
     const results: Float64Array[][] = [];
     for (let k = 0; k < count; k++) {
+      if (k > 0) await this.betweenInline();
       const taken = this.pooling;
       if (taken?.differences && k > 0) {
         const done = flatDifferences(results, outputStride(this.outputs!), pairs.widths);
@@ -408,6 +461,10 @@ export class AutoEvaluator implements Evaluator {
         return all;
       }
       for (let side = 0; side < 2; side++) {
+        if (side > 0) {
+          const turn = this.inline.turn();
+          if (turn) await turn;
+        }
         try {
           results.push(await this.timedInline(sideOf(pairs, k, side)));
         } catch (e) {
@@ -542,6 +599,7 @@ export class AutoEvaluator implements Evaluator {
   /** Whether this timing makes two in a row of BLOCKING_APPLY_MS or more, or is LONG_APPLY_MS: apply holds the event loop (see there). */
   private blocking(ms: number): boolean {
     this.blockingInARow = ms >= BLOCKING_APPLY_MS ? this.blockingInARow + 1 : 0;
+    if (ms >= LONG_APPLY_MS) this.longApply = true;
     return this.blockingInARow === 2 || ms >= LONG_APPLY_MS;
   }
 
@@ -624,6 +682,8 @@ export class AutoEvaluator implements Evaluator {
   /** Takes the pool, starts it, or stays inline, from the costs measured so far (`blocking`: apply holds the event loop). */
   private decide(blocking = false): void {
     this.waitingForPool = false;
+    // Apply holds the event loop: no longer inline throughout, so the pool is taken once ready (it was dropped then).
+    if (blocking) this.inlineThroughout = this.inlineFirst = false;
     if (this.planned === undefined || this.pool || (this.inlineThroughout && !blocking)) return;
     if (inlineEvaluations < WARM_EVALUATIONS && this.fastestApply < COSTLY_MS) return; // cold timings
     const measured = { applyMs: this.fastestApply, engineMs: this.engineMs(), inlineMs: this.inlinePace() };

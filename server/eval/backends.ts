@@ -46,7 +46,7 @@ import type { ReplicaPool } from "./replicas";
  */
 const AUTO_KEPT_THREADS = 4;
 
-/** The longest an Apply waits for an "auto" pool to start after a long apply (LONG_APPLY_MS), should its threads not load. */
+/** The longest an Apply, or a gradient request's next evaluation, waits for an "auto" pool to start after a long apply (LONG_APPLY_MS), should its threads not load. */
 const POOL_START_WAIT_MS = 5_000;
 
 /** Quick applies in a row that bring Apply back to the event loop after one held it. */
@@ -380,7 +380,7 @@ export class EvaluationBackends {
     const pool = this.pool(threads);
     // After an apply of LONG_APPLY_MS, waiting for the pool to start (about a second on two cores)
     // beats holding this thread for another: every other call waits on it.
-    if (!pool.ready && this.lastApplyMs >= LONG_APPLY_MS) await Promise.race([pool.calibrate(), delay(POOL_START_WAIT_MS, undefined, { ref: false })]);
+    if (!pool.ready && this.lastApplyMs >= LONG_APPLY_MS) await poolStart(pool);
     return pool.ready ? threads : 0;
   }
 
@@ -426,7 +426,7 @@ export class EvaluationBackends {
 
   private uncountedEvaluatorFor(job: Job): Evaluator {
     const { settings, runtime } = this;
-    // Evaluators with many calls in flight listen through a signal of the job's own (inline has none).
+    // Evaluators with many calls in flight listen through a signal of the job's own (inline only looks at the request's between evaluations).
     const signal = () => job.signal && jobSignal(job.signal);
     const apply = (inputs: unknown) => runtime.definition.apply(inputs as never);
     if (settings.replicas) {
@@ -444,7 +444,7 @@ export class EvaluationBackends {
       const concurrency = settings.concurrency ?? DEFAULT_REPLICA_CONCURRENCY;
       return new ConcurrentEvaluator(runtime.remoteApply, job.inputs, job.leaves, job.selector, concurrency, signal(), this.timeoutMs);
     }
-    const inline = new InlineEvaluator(apply, job.inputs, job.leaves, job.selector, this.timeoutMs);
+    const inline = new InlineEvaluator(apply, job.inputs, job.leaves, job.selector, this.timeoutMs, { signal: job.signal });
     const workers = settings.workers ?? 0;
     const poolJob = () => ({ inputs: job.inputs, inputPaths: job.leaves.map((l) => l.path), outputPaths: job.outputPaths, outputsField: job.outputsField, signal: signal() });
     if (typeof workers === "number") return workers > 0 ? new PoolEvaluator(this.pool(workers), poolJob()) : inline;
@@ -457,6 +457,7 @@ export class EvaluationBackends {
     const auto: AutoEvaluator = new AutoEvaluator(inline, job.plannedEvaluations, {
       costs: () => ({ threads: jobThreads(), cores, taskOverheadMs: this.workerPool?.taskOverheadMs ?? DEFAULT_TASK_OVERHEAD_MS, ready: this.workerPool?.ready ?? false, correction: this.poolCorrection.value }),
       startPool: () => void this.pool(threads),
+      poolStart: () => poolStart(this.pool(threads), job.signal),
       makePool: () => new PoolEvaluator(this.pool(threads), { ...poolJob(), threads: jobThreads() }),
       observed: (ratio) => this.poolCorrection.observed(ratio),
       relax: () => this.poolCorrection.relax(),
@@ -491,6 +492,11 @@ export class EvaluationBackends {
     this.replicaPool?.close();
     await this.workerPool?.close();
   }
+}
+
+/** Settles once `pool` has started, or after POOL_START_WAIT_MS should its threads not load, or at `signal`'s cancel (the request stops then). */
+async function poolStart(pool: WorkerPool, signal?: AbortSignal): Promise<void> {
+  await Promise.race([pool.calibrate(), delay(POOL_START_WAIT_MS, undefined, { ref: false, signal }).catch(() => undefined)]);
 }
 
 /**
