@@ -299,6 +299,26 @@ describe("column grouping", () => {
       await rejects(wrong.vjp({ ...request, cotangent: { f: f64([1, 1], [1, 2]) } }), Code.INTERNAL, missed);
     });
 
+    it("a forward VJP takes f(x) from planning where it made it, as the Jacobian does (a pattern for some outputs under DETECT, the columns found dense: one more call than the Jacobian)", async () => {
+      const x = [0.5, -1, 2];
+      const request = {
+        inputs: { x: f64(x), y: f64([0.7], []), params: {}, blocks: [], mode: "" },
+        inputPaths: ["x"],
+        outputPaths: ["f", "g"],
+        sparsity: [{ output_path: "f", input_path: "x", output_index: [0, 1, 2], input_index: [0, 1, 2] }],
+        options: { algorithm: Algorithm.ALGORITHM_FORWARD, sparsity_mode: DETECT },
+      };
+      // No evaluation cache, so that each call makes its own f(x); the first Jacobian finds the columns dense (g holds no pattern).
+      const runtime = polynomial();
+      await runtime.useEvaluation({ workers: 0, cacheBytes: 0 });
+      const calls = [(await runtime.jacobian(request)).stats.apply_calls, (await runtime.jacobian(request)).stats.apply_calls];
+      const vjp = await runtime.vjp({ ...request, cotangent: { f: f64([1, 2, 3]), g: f64([0.5], []) } });
+      // f(x) (for the output shapes, and the forward rule's base), then one column each.
+      assert.deepEqual([...calls, vjp.stats.apply_calls], [1 + 3, 1 + 3, 1 + 3]);
+      // vᵀJ: f_i = x_i³ + y sin x_i, g does not depend on x.
+      x.forEach((xi, i) => assert.ok(Math.abs(vjp.result.x.data[i] - (i + 1) * (3 * xi * xi + 0.7 * Math.cos(xi))) < 1e-3, `vjp[${i}] = ${vjp.result.x.data[i]}`));
+    });
+
     it("abstractEval naming no output tensor (unknown, malformed, a message, a map without its key) is INTERNAL, naming the path", async () => {
       const base = polynomial();
       for (const path of ["zzz", "q.{open", "f.[0]", "named", "named.{a}.b"]) {

@@ -59,6 +59,11 @@ class ContractedEvaluator implements Evaluator {
 
   private base?: Promise<Float64Array[]>;
 
+  /** f(x) as the request has it already (planning evaluated it to learn the output shapes): not evaluated again. */
+  reuseBase(base: Promise<Float64Array[]>): void {
+    this.base ??= base;
+  }
+
   /** f(x), evaluated once, whichever evaluation asks first: every phi is then taken from it. */
   private unperturbed(): Promise<Float64Array[]> {
     return (this.base ??= this.inner.evaluate([]));
@@ -213,7 +218,10 @@ export async function vjp(
   if (plan?.structure) return groupedVjp(problem, cotangent, options, field, plan);
   const scale = binaryScale(cotangent.map((c) => c.values)) || 1;
   const estimates = extrapolates(options.algorithm);
-  const contracted = new Problem(problem.leaves, new ContractedEvaluator(inner, cotangent, field, scale, estimates, usesBase(problem.size, options)), signal, problem.bounds);
+  const evaluator = new ContractedEvaluator(inner, cotangent, field, scale, estimates, usesBase(problem.size, options));
+  // A forward VJP made f(x) twice where planning had made it (a partial pattern under SPARSITY_MODE_DETECT: 8 calls, the Jacobian 7).
+  if (problem.madeBase) evaluator.reuseBase(problem.base());
+  const contracted = new Problem(problem.leaves, evaluator, signal, problem.bounds);
   // Its steps are the request's: sized for FP32 outputs where the outputs are (output-precision.ts).
   contracted.outputsFp32 = problem.outputsFp32;
   const values = problem.leaves.map((leaf) => new Float64Array(leaf.size));
