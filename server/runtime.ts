@@ -474,7 +474,10 @@ export class TesseractRuntime extends LoadedTesseract {
     // A Tesseract whose abstractEval runs elsewhere is checked after its first evaluation instead (no extra round trip).
     const predicted = this.predictedSource(req);
     if (req.maxBytes !== undefined && predicted && !this.remoteApply) {
-      checkJacobianSize((await predicted()).map((o) => o.shape), leaves.map((l) => l.size), req.maxBytes);
+      // An abstractEval that fails leaves the check to the first evaluation, as planning leaves it (apply
+      // will say what is wrong): it failed the unary Jacobian alone, where JacobianRows went on.
+      const shapes = await predicted().catch(() => undefined);
+      if (shapes) checkJacobianSize(shapes.map((o) => o.shape), leaves.map((l) => l.size), req.maxBytes);
     }
     const plan = await this.plan(problem, options, req, cachedBase, predicted);
     const entries = await jacobian(problem, options, req.maxBytes, plan);

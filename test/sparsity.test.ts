@@ -319,6 +319,16 @@ describe("column grouping", () => {
       x.forEach((xi, i) => assert.ok(Math.abs(vjp.result.x.data[i] - (i + 1) * (3 * xi * xi + 0.7 * Math.cos(xi))) < 1e-3, `vjp[${i}] = ${vjp.result.x.data[i]}`));
     });
 
+    it("an abstractEval that fails or answers no output tensor leaves a Jacobian to apply, unary as streamed (the unary one failed on it alone)", async () => {
+      const base = polynomial();
+      const request = { inputs: { x: f64([0.5, -1]), y: f64([0.7], []), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"], maxBytes: 1 << 20 };
+      for (const abstractEval of [() => { throw new Error("not written yet"); }, () => [{ path: "zzz", shape: [1], datatype: 11 }]]) {
+        const broken = new TesseractRuntime({ ...base.definition, abstractEval }, POLYNOMIAL_DIR);
+        const { entries } = await broken.jacobian(request);
+        assert.deepEqual(Array.from(entries[0].values, (v) => Math.round(v * 1e4) / 1e4), [0.75 + 0.7 * Math.cos(0.5), 0, 0, 3 + 0.7 * Math.cos(-1)].map((v) => Math.round(v * 1e4) / 1e4));
+      }
+    });
+
     it("abstractEval naming no output tensor (unknown, malformed, a message, a map without its key) is INTERNAL, naming the path", async () => {
       const base = polynomial();
       for (const path of ["zzz", "q.{open", "f.[0]", "named", "named.{a}.b"]) {
