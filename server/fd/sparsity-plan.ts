@@ -5,7 +5,6 @@
  * dense. SPARSITY_MODE_DENSE ignores every pattern; so does the stochastic rule (its directions
  * perturb every element already).
  */
-import { Code, TesseractError } from "../../common/errors";
 import { groupAllColumns, groupColumns, type Column } from "./colouring";
 import { detectionKey, fits, verificationEvaluations, type DetectedPatterns } from "./detection";
 import { groupable } from "./grouped";
@@ -13,7 +12,7 @@ import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
 import { PROBE_POINTS } from "./noise";
 import { effectiveAlgorithm, plannedEvaluations, usesBase } from "./rows";
-import { MAX_PATTERN_NONZEROS, structureOf, type Extent, type SparsityPattern, type Structure } from "./sparsity";
+import { MAX_PATTERN_NONZEROS, predictionMissed, structureOf, type Extent, type SparsityPattern, type Structure } from "./sparsity";
 
 /** Where a request's structure may come from. */
 export interface SparsitySources {
@@ -77,10 +76,8 @@ export class SparsityPlan {
   confirmPrediction(actual: readonly { path: string; shape: readonly number[] }[]): void {
     const predicted = this.predicted ? this.outputs : undefined;
     if (!predicted) return;
-    const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
-    const matches = actual.length === predicted.length && actual.every((a) => predicted.some((p) => p.path === a.path && sameShape(p.shape, a.shape)));
-    const shapes = (outputs: readonly { path: string; shape: readonly number[] }[]) => outputs.map((o) => `${o.path} [${o.shape.join(", ")}]`).join(", ");
-    if (!matches) throw new TesseractError(Code.INTERNAL, `apply's outputs (${shapes(actual)}) differ from those abstractEval predicted (${shapes(predicted)})`);
+    const matches = actual.length === predicted.length && actual.every((a) => predicted.some((p) => p.path === a.path && p.shape.join() === a.shape.join()));
+    if (!matches) throw predictionMissed(actual, predicted);
   }
 
   /** After a failed verification: the request's apply calls in all, those made and those the dense rows will make. */

@@ -134,13 +134,11 @@ export class Structure {
   }
 }
 
-/** Apply's outputs are not those abstractEval predicted (the Tesseract's mistake, INTERNAL). */
-export function predictionMissed(actual: readonly { path: string; shape: readonly number[] }[], predicted: readonly Extent[]): TesseractError {
+/** Apply's outputs are not those abstractEval predicted (the Tesseract's mistake, INTERNAL): predicted by shape, or by size where only that is known. */
+export function predictionMissed(actual: readonly { path: string; shape: readonly number[] }[], predicted: readonly (Extent | { path: string; shape: readonly number[] })[]): TesseractError {
   const elements = (n: number) => `${n} element${n === 1 ? "" : "s"}`;
-  return new TesseractError(
-    Code.INTERNAL,
-    `apply's outputs (${actual.map((x) => `${x.path} [${x.shape.join(", ")}]`).join(", ")}) differ from those abstractEval predicted (${predicted.map((x) => `${x.path}: ${elements(x.size)}`).join(", ")})`,
-  );
+  const shown = (x: Extent | { path: string; shape: readonly number[] }) => ("shape" in x ? `${x.path} [${x.shape.join(", ")}]` : `${x.path}: ${elements(x.size)}`);
+  return new TesseractError(Code.INTERNAL, `apply's outputs (${actual.map(shown).join(", ")}) differ from those abstractEval predicted (${predicted.map(shown).join(", ")})`);
 }
 
 /** Who gave the patterns, for refusals: the request (INVALID_ARGUMENT) or the Tesseract (its author's mistake, INTERNAL). */
