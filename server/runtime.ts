@@ -20,6 +20,7 @@ import { checkPathKeys, resolveOptions, type RequestOptions, type ResolvedOption
 import { DEFAULT_ABSOLUTE_EPS } from "./fd/steps";
 import { inputLeaf, type InputLeaf } from "./eval/input-leaf";
 import { InputGuard } from "./eval/input-guard";
+import { PoolReadiness } from "./eval/pool-readiness";
 import { OutputSelector } from "./eval/outputs";
 import { Problem } from "./fd/problem";
 import { vjp } from "./fd/vjp";
@@ -189,8 +190,14 @@ export class TesseractRuntime extends LoadedTesseract {
   /** Requests given up on that hold their slots on a tesseract-core runtime now (PreparedSchema). */
   readonly requestsHeld?: () => number;
 
-  /** Set for a Tesseract that can be unready (a tesseract-core runtime's): health follows it. */
-  readonly readiness?: Readiness;
+  /**
+   * Whether the Tesseract can be evaluated, which health follows: a tesseract-core runtime's answers
+   * /health (PreparedSchema); a local one's worker pool, where every evaluation runs there, can run it.
+   */
+  readonly readiness: Readiness;
+
+  /** Not ready once a pool that runs every evaluation cannot run the Tesseract (EvaluationBackends). */
+  readonly poolReadiness = new PoolReadiness();
 
   private readonly prepared?: PreparedSchema;
 
@@ -214,9 +221,10 @@ export class TesseractRuntime extends LoadedTesseract {
       this.documented = prepared.documented;
       this.requestsSent = prepared.requestsSent;
       this.requestsHeld = prepared.requestsHeld;
-      this.readiness = prepared.readiness;
+      this.readiness = prepared.readiness ?? this.poolReadiness;
       return;
     }
+    this.readiness = this.poolReadiness;
     this.checkDeclarations();
   }
 
@@ -253,6 +261,7 @@ export class TesseractRuntime extends LoadedTesseract {
   async useEvaluation(settings: EvaluationSettings): Promise<void> {
     const previous = this.backends;
     this.backends = new EvaluationBackends(this, settings);
+    this.poolReadiness.renewed();
     await previous.close();
   }
 

@@ -14,6 +14,7 @@ import * as grpc from "@grpc/grpc-js";
 import { FiniteDifferenceOptions, TesseractClient as GeneratedClient, type DescribeResponse, type JacobianResponse, type JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
 import { Algorithm } from "../generated/tesseract/v1/algorithm";
 import { Code } from "../index";
+import { checkHealth, healthClient } from "../client/health";
 import { WorkerPool } from "../server/eval/pool";
 import { startServer, type RunningServer } from "../index";
 import { loadTesseract } from "../index";
@@ -131,6 +132,28 @@ describe("faults of the Tesseract", function () {
     }
     // piscina starts no thread after one died starting: the pool ended those it had, rather than keep calls waiting for them.
     assert.equal(workerPool(server).liveThreads, 0);
+  });
+
+  it("worker threads: a server whose threads die loading the Tesseract reports NOT_SERVING, over gRPC and REST (it was SERVING, answering no call)", async () => {
+    // With the warm-up, the pool is started, and found unable to run the Tesseract, before the port is bound.
+    const { server, client } = await serve({ tesseract: EXITS_LOADING, workers: 2, httpPort: 0 });
+    const health = healthClient(client.getChannel());
+    const cannot = "the worker threads cannot run the Tesseract: one died while loading it (worker exited with code: 9)";
+    assert.equal(await checkHealth(health, server.address, ""), "NOT_SERVING");
+    assert.equal(await checkHealth(health, server.address, "tesseract.v1.Tesseract"), "NOT_SERVING");
+    const rest = await fetch(`http://127.0.0.1:${server.httpPort}/health`);
+    assert.equal(rest.status, 503);
+    assert.deepEqual(await rest.json(), { status: "unavailable", detail: cannot });
+  });
+
+  it('worker threads: "auto" stays SERVING where its threads die loading the Tesseract (evaluations go on in the event loop)', async () => {
+    const { server, client } = await serve({ tesseract: EXITS_LOADING, workers: "auto", warmUpMs: 0 });
+    // Applies of 600 ms: the second starts the pool and waits for it (backends.ts, LONG_APPLY_MS).
+    for (const x of [1, 2]) await call((cb) => client.apply({ inputs: inputs(server, { x: [x], mode: "long" }) }, cb));
+    assert.equal(await server.runtime.poolStarted(), true, "no pool was started");
+    assert.equal(workerPool(server).ready, false);
+    assert.equal(await checkHealth(healthClient(client.getChannel()), server.address, ""), "SERVING");
+    await assertHealthyJacobian(client, server);
   });
 
   it('"auto": a pool whose threads die loading the Tesseract is never taken: Apply goes on in the event loop', async () => {

@@ -35,6 +35,7 @@ import { InlineEvaluator } from "./inline";
 import { inputsKey } from "./input-key";
 import { DEFAULT_TASK_OVERHEAD_MS, WorkerPool } from "./pool";
 import { PoolEvaluator } from "./pool-evaluator";
+import type { PoolReadiness } from "./pool-readiness";
 import type { ReplicaPool } from "./replicas";
 
 /**
@@ -184,6 +185,8 @@ export interface EvaluationTarget {
    * once, copy-on-write, and never in worker threads.
    */
   readonly remoteApply?: RemoteApply;
+  /** Told when a pool that runs every evaluation (a count of workers) cannot run the Tesseract. */
+  readonly poolReadiness?: PoolReadiness;
   decodeInputs(any: AnyMessage | null | undefined): Record<string, unknown>;
   apply(inputs: Record<string, unknown>, timeoutMs?: number, signal?: AbortSignal): Promise<unknown>;
   encodeOutputs(outputs: unknown): AnyMessage;
@@ -289,10 +292,13 @@ export class EvaluationBackends {
    */
   private pool(threads: number): WorkerPool {
     if (!this.workerPool) {
-      const keepThreads = typeof this.settings.workers === "number" ? threads : AUTO_KEPT_THREADS;
+      const counted = typeof this.settings.workers === "number";
+      const keepThreads = counted ? threads : AUTO_KEPT_THREADS;
       // The warm-up's requests warm the threads kept and this thread's side; threads they started stayed a minute.
       const growthHeld = () => this.warmingUp;
-      this.workerPool = new WorkerPool(this.runtime.source!, threads, { evalTimeoutMs: this.timeoutMs, keepThreads, growthHeld });
+      // A count of workers runs every evaluation in the pool: one that cannot run the Tesseract leaves the server unready ("auto" goes on inline).
+      const onCannotStart = counted ? (why: string) => this.runtime.poolReadiness?.cannotRun(why) : undefined;
+      this.workerPool = new WorkerPool(this.runtime.source!, threads, { evalTimeoutMs: this.timeoutMs, keepThreads, growthHeld, onCannotStart });
       void this.workerPool.calibrate();
     }
     return this.workerPool;

@@ -71,6 +71,8 @@ export interface WorkerPoolOptions {
   retireAfterMs?: number;
   /** While this says so, batches wait at the threads there are and none is started for them (the warm-up's). */
   growthHeld?: () => boolean;
+  /** Told once, why, when the pool finds it cannot run the Tesseract (diedStarting). */
+  onCannotStart?: (why: string) => void;
 }
 
 /** Tasks a worker holds at once: one running, one waiting (see the constructor). */
@@ -141,6 +143,7 @@ export class WorkerPool {
   /** Threads piscina has told ready, by thread id (the balancer's; see readyWorkersBalancer). */
   private readonly readyThreads = new Set<number>();
   private readonly growthHeld?: () => boolean;
+  private readonly onCannotStart?: (why: string) => void;
   /** Threads loading the Tesseract or warming up (worker.ts, startUp), by thread id: the thread, and its stage. */
   private readonly startingThreads = new Map<number, { worker: Worker; stage: StartUpMessage["startUp"] }>();
   /** Why no evaluation can run in the pool, once a thread died while it started (diedStarting), and the end of its threads then. */
@@ -157,6 +160,7 @@ export class WorkerPool {
     this.evalTimeoutMs = options.evalTimeoutMs ?? 0;
     this.keepThreads = Math.max(1, Math.min(threads, options.keepThreads ?? threads));
     this.growthHeld = options.growthHeld;
+    this.onCannotStart = options.onCannotStart;
     // Two tasks per worker: a short batch that need not be stoppable waits at its worker behind the
     // running one, so the worker goes on without waiting for the main thread to hand it the next.
     const ready = this.readyThreads;
@@ -223,6 +227,7 @@ export class WorkerPool {
     this.cannotStart = `the worker threads cannot run the Tesseract: one died while ${doing} (worker exited with code: ${code})`;
     this.ready = false;
     this.destroyed = this.piscina.destroy();
+    this.onCannotStart?.(this.cannotStart);
   }
 
   /** Throws why no evaluation can run in the pool, if none can. */
