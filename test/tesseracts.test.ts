@@ -259,8 +259,8 @@ describe("bad tangents and cotangents", () => {
   const cotangents: [string, Record<string, ndarray.NdArray>, RegExp, number][] = [
     ["missing key", {}, /^cotangent_vector is missing output "statistics\.barycenter"$/, 0],
     ["extra key", { "statistics.barycenter": f64([1, 2, 3]), nope: f64([1]) }, /^cotangent_vector has key "nope", which is not in vjp_outputs \(statistics\.barycenter\)$/, 0],
-    // meshstats' abstractEval tells the output's shape before any evaluation (it is needed for its declared structure).
-    ["wrong shape", { "statistics.barycenter": f64([1, 2]) }, /^cotangent_vector\.\{statistics\.barycenter\} has shape \[2\], expected \[3\] like the output \(the output's shape as the Tesseract's abstractEval predicts it\)$/, 0],
+    // meshstats' abstractEval tells the output's shape before any evaluation (it is needed for its declared structure); f(x) confirms it before the refusal.
+    ["wrong shape", { "statistics.barycenter": f64([1, 2]) }, /^cotangent_vector\.\{statistics\.barycenter\} has shape \[2\], expected \[3\] like the output \(the output's shape as the Tesseract's abstractEval predicts it\)$/, 1],
   ];
   for (const [what, cotangent, message, calls] of cotangents) {
     it(`cotangent: ${what}`, async () => {

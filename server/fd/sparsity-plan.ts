@@ -12,7 +12,7 @@ import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
 import { PROBE_POINTS } from "./noise";
 import { effectiveAlgorithm, plannedEvaluations, usesBase } from "./rows";
-import { MAX_PATTERN_NONZEROS, predictionMissed, structureOf, type Extent, type SparsityPattern, type Structure } from "./sparsity";
+import { isRefusedByPrediction, MAX_PATTERN_NONZEROS, predictionMissed, structureOf, type Extent, type SparsityPattern, type Structure } from "./sparsity";
 
 /** Where a request's structure may come from. */
 export interface SparsitySources {
@@ -78,6 +78,24 @@ export class SparsityPlan {
     if (!predicted) return;
     const matches = actual.length === predicted.length && actual.every((a) => predicted.some((p) => p.path === a.path && p.shape.join() === a.shape.join()));
     if (!matches) throw predictionMissed(actual, predicted);
+  }
+
+  /**
+   * Runs `check` of the request against the outputs planning learned. A refusal made against
+   * abstractEval's prediction (refusedByPrediction) is confirmed by f(x) first, one evaluation on a
+   * refusal's path only: where apply's outputs are not the predicted ones, abstractEval is wrong
+   * (INTERNAL), not the request, which was refused for fitting apply's outputs (a cotangent shaped
+   * [3] where the prediction said [1, 3]).
+   */
+  async checkAgainstOutputs<T>(problem: Problem, check: () => T): Promise<T> {
+    try {
+      return check();
+    } catch (e) {
+      if (!this.predicted || !isRefusedByPrediction(e)) throw e;
+      await problem.base();
+      this.confirmPrediction(problem.outputs!);
+      throw e;
+    }
   }
 
   /** After a failed verification: the request's apply calls in all, those made and those the dense rows will make. */
@@ -146,7 +164,7 @@ export async function planSparsity(problem: Problem, options: ResolvedOptions, s
   if (patterns) {
     const field = fromRequest ? "sparsity" : "the Tesseract's sparsity declaration";
     const outputs = await knownOutputs(problem, sources, plan);
-    const structure = structureOf(patterns, extents(problem), outputs, { field, fromRequest });
+    const structure = await plan.checkAgainstOutputs(problem, () => structureOf(patterns, extents(problem), outputs, { field, fromRequest }));
     if (!structure.dense) {
       group(plan, problem, options, structure, fromRequest ? "request" : "tesseract");
       // Trusted as given, unless the caller asks for checked structures: then verified as a detected

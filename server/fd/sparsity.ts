@@ -23,6 +23,17 @@ export interface Extent {
 /** What a refusal naming a predicted output's size adds. */
 export const AS_PREDICTED = " (the output's shape as the Tesseract's abstractEval predicts it)";
 
+/** Refusals of a request made against abstractEval's prediction of the outputs (see SparsityPlan.checkAgainstOutputs). */
+const byPrediction = new WeakSet<object>();
+
+/** `refusal`, marked as made against abstractEval's prediction of the outputs. */
+export function refusedByPrediction<E extends object>(refusal: E): E {
+  byPrediction.add(refusal);
+  return refusal;
+}
+
+export const isRefusedByPrediction = (e: unknown): boolean => typeof e === "object" && e !== null && byPrediction.has(e);
+
 /**
  * Most structural nonzeros a structure may hold (over all its sparse blocks): about 12 bytes each
  * while it is built, so the patterns of one request stay within some 50 MB.
@@ -231,7 +242,8 @@ function asNumbers(list: ArrayLike<number | string>): Float64Array {
 function flatIndex(value: number | string, { path, size, predicted }: Extent, field: string, k: number, refuse: (m: string) => Error): number {
   const v = typeof value === "number" ? value : Number(value);
   if (!Number.isInteger(v) || v < 0 || v >= size) {
-    throw refuse(`${field}[${k}] = ${String(value).slice(0, 40)} is out of range for ${path}, which has ${size ? `${plural(size, "element")} (flat row-major indices 0 to ${size - 1})` : "no elements"}${predicted ? AS_PREDICTED : ""}`);
+    const refusal = refuse(`${field}[${k}] = ${String(value).slice(0, 40)} is out of range for ${path}, which has ${size ? `${plural(size, "element")} (flat row-major indices 0 to ${size - 1})` : "no elements"}${predicted ? AS_PREDICTED : ""}`);
+    throw predicted ? refusedByPrediction(refusal) : refusal;
   }
   return v;
 }

@@ -27,7 +27,7 @@ import { ofTheRequest, Problem, unitRoundoff } from "./problem";
 import { extrapolates, rows, usesBase } from "./rows";
 import { planRows } from "./columns";
 import type { SparsityPlan } from "./sparsity-plan";
-import { AS_PREDICTED } from "./sparsity";
+import { AS_PREDICTED, refusedByPrediction } from "./sparsity";
 import { omittedOutputError } from "../schema/schema";
 
 export interface Cotangent {
@@ -183,7 +183,7 @@ function matchCotangent(outputs: OutputInfo[], cotangent: readonly Cotangent[], 
   try {
     return matchedCotangent(outputs, cotangent, field, predicted);
   } catch (e) {
-    throw ofTheRequest(e);
+    throw ofTheRequest(predicted && typeof e === "object" && e !== null ? refusedByPrediction(e) : e);
   }
 }
 
@@ -242,7 +242,8 @@ export async function vjp(
 /** The VJP from grouped sparse rows, each contracted with the cotangent as it arrives. */
 async function groupedVjp(problem: Problem, cotangent: readonly Cotangent[], options: ResolvedOptions, field: string, plan: SparsityPlan) {
   // Shapes known from planning (abstractEval) are checked before any evaluation (a refusal says where they came from).
-  if (plan.outputs) matchCotangent(plan.outputs.map((o) => ({ path: o.path, shape: [...o.shape], datatype: 0 })), cotangent, field, plan.predicted);
+  const planned = plan.outputs?.map((o) => ({ path: o.path, shape: [...o.shape], datatype: 0 }));
+  if (planned) await plan.checkAgainstOutputs(problem, () => matchCotangent(planned, cotangent, field, plan.predicted));
   const scale = binaryScale(cotangent.map((c) => c.values)) || 1;
   const values = problem.leaves.map((leaf) => new Float64Array(leaf.size));
   let errors: Float64Array[] | undefined;
