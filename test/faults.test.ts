@@ -26,6 +26,8 @@ const TYPE_URL = "type.googleapis.com/tesseract.testing.polynomial.v1.Inputs";
 /** The polynomial, whose module ends every worker thread that loads it (process.exit(9)); and one whose example inputs end each thread warming up on them. */
 const EXITS_LOADING = path.join(__dirname, "../../test/fixtures/polynomial/exits-loading.js");
 const EXITS_WARMING = path.join(__dirname, "../../test/fixtures/polynomial/exits-warming.js");
+/** The costly polynomial, whose module throws as a worker thread loads it (a native addon that is not context-aware). */
+const THROWS_IN_WORKER = path.join(__dirname, "../../test/fixtures/polynomial/throws-in-worker.js");
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const polynomialCalls: () => number = require(POLYNOMIAL).calls;
 
@@ -64,6 +66,8 @@ function rows(stream: grpc.ClientReadableStream<JacobianRowsResponse>): Promise<
 
 /** The server's worker pool (private to its evaluation backends). */
 const workerPool = (server: RunningServer) => (server.runtime as unknown as { backends: { workerPool: WorkerPool } }).backends.workerPool;
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 const values = (t: { data?: Uint8Array } | undefined) => Array.from(new Float64Array(new Uint8Array(t!.data!).buffer));
 
@@ -154,6 +158,31 @@ describe("faults of the Tesseract", function () {
     assert.equal(workerPool(server).ready, false);
     assert.equal(await checkHealth(healthClient(client.getChannel()), server.address, ""), "SERVING");
     await assertHealthyJacobian(client, server);
+  });
+
+  it("worker threads: a module that throws as a worker thread loads it fails every call at once, naming its error, and health is NOT_SERVING (calls failed one by one, SERVING)", async () => {
+    const { server, client } = await serve({ tesseract: THROWS_IN_WORKER, workers: 2 });
+    const cannot = "the worker threads cannot run the Tesseract: loading it in a worker thread failed: Module did not self-register: '/app/build/Release/solver.node'.";
+    const some = inputs(server, { x: [0.4, 1.1] });
+    await fails(call((cb) => client.apply({ inputs: some }, cb)), grpc.status.UNKNOWN, new RegExp(`^${escapeRegExp(cannot)}$`));
+    await fails(call((cb) => client.jacobian({ inputs: some, jac_inputs: ["x"], jac_outputs: ["f"], sparsity: [] }, cb)), grpc.status.UNKNOWN, new RegExp(`^evaluation at .* failed: ${escapeRegExp(cannot)}$`));
+    assert.equal(await checkHealth(healthClient(client.getChannel()), server.address, ""), "NOT_SERVING");
+  });
+
+  it('"auto": a module that throws as a worker thread loads it leaves the pool untaken: a Jacobian that calls for the pool is answered from the event loop (it failed)', async () => {
+    const { server, client } = await serve({ tesseract: THROWS_IN_WORKER, workers: "auto" });
+    // 0.3 ms applies, 400 evaluations: what takes the pool once it is ready.
+    const x = Array.from({ length: 200 }, (_, i) => -1 + i / 100);
+    const y = 0.3;
+    for (const round of [1, 2]) {
+      const response = await call<JacobianResponse>((cb) => client.jacobian({ inputs: inputs(server, { x, y }), jac_inputs: ["x"], jac_outputs: ["f"], sparsity: [] }, cb));
+      const got = values(response.entries[0].value);
+      // d f_i / d x_i = 3 x_i^2 + y cos(x_i); the rest 0.
+      x.forEach((xi, i) => assert.ok(Math.abs(got[i * x.length + i] - (3 * xi * xi + y * Math.cos(xi))) < 1e-6, `round ${round}: d f_${i} / d x_${i} = ${got[i * x.length + i]}`));
+    }
+    assert.equal(await server.runtime.poolStarted(), true, "no pool was started");
+    assert.equal(workerPool(server).ready, false);
+    assert.equal(await checkHealth(healthClient(client.getChannel()), server.address, ""), "SERVING");
   });
 
   it('"auto": a pool whose threads die loading the Tesseract is never taken: Apply goes on in the event loop', async () => {

@@ -186,7 +186,7 @@ export class WorkerPool {
     this.piscina.on("error", () => undefined);
     this.piscina.on("message", (message: { started?: number } & Partial<StartUpMessage>) => {
       if (message?.started) this.onStart.get(message.started)?.();
-      else if (message?.startUp) this.startUpStage(message.thread!, message.startUp);
+      else if (message?.startUp) this.startUpStage(message.thread!, message.startUp, message.why);
     });
     // piscina ends a thread itself (a cancel, a timeout, an idle one retired, close) while it is
     // alive, its id still set; one that exits by itself is gone (-1) by then.
@@ -199,8 +199,12 @@ export class WorkerPool {
    * A thread's start-up stage (worker.ts): a thread that exits by itself before it is done died
    * while starting. Its exit is heard after its messages (Node delivers them first).
    */
-  private startUpStage(thread: number, stage: StartUpMessage["startUp"]): void {
+  private startUpStage(thread: number, stage: StartUpMessage["startUp"], why?: string): void {
     if (stage === "done") return void this.startingThreads.delete(thread);
+    if (stage === "unloadable") {
+      this.startingThreads.delete(thread);
+      return this.cannotRun(`loading it in a worker thread failed: ${why}`);
+    }
     const starting = this.startingThreads.get(thread);
     if (starting) return void (starting.stage = stage);
     const worker = this.piscina.threads.find((w) => w.threadId === thread);
@@ -222,9 +226,17 @@ export class WorkerPool {
    * ("auto" stays inline).
    */
   private diedStarting(stage: StartUpMessage["startUp"], code: number): void {
-    if (this.cannotStart !== undefined) return;
     const doing = stage === "warming" ? "warming up on its example inputs" : "loading it";
-    this.cannotStart = `the worker threads cannot run the Tesseract: one died while ${doing} (worker exited with code: ${code})`;
+    this.cannotRun(`one died while ${doing} (worker exited with code: ${code})`);
+  }
+
+  /**
+   * No thread can run the Tesseract (diedStarting; or it does not load in a worker thread, where the
+   * main thread loaded it): every task would fail, or wait for good.
+   */
+  private cannotRun(why: string): void {
+    if (this.cannotStart !== undefined) return;
+    this.cannotStart = `the worker threads cannot run the Tesseract: ${why}`;
     this.ready = false;
     this.destroyed = this.piscina.destroy();
     this.onCannotStart?.(this.cannotStart);
@@ -278,7 +290,8 @@ export class WorkerPool {
         times.push(performance.now() - started);
       }
       this.taskOverheadMs = Math.min(...times);
-      this.ready = true;
+      // Pings need no Tesseract: threads that cannot load it answer them too.
+      this.ready = this.cannotStart === undefined;
     })().catch(() => undefined); // a worker that cannot load the Tesseract fails its tasks, named there
     return this.calibrated;
   }

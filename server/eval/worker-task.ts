@@ -74,11 +74,13 @@ export interface ApplyTask {
 
 /**
  * What a worker tells the pool as it starts (before it takes a task): that it begins to load the
- * Tesseract, to warm up on its example inputs, and that it is done (the load failed or not).
+ * Tesseract, to warm up on its example inputs, and that it is done; or that it cannot load the
+ * Tesseract (`unloadable`, and why), which the main thread loaded.
  */
 export interface StartUpMessage {
-  startUp: "loading" | "warming" | "done";
+  startUp: "loading" | "warming" | "done" | "unloadable";
   thread: number;
+  why?: string;
 }
 
 /** An Apply's outputs, and how long apply itself took in the worker (ms). */

@@ -270,12 +270,19 @@ async function startUp({ tesseract, warm: budget }: ThreadData): Promise<void> {
   stage("loading");
   try {
     runtimeOf(tesseract);
+  } catch (e) {
+    // The main thread loaded it, this thread cannot (a native addon that is not context-aware: "Module
+    // did not self-register"; code that needs the main thread): no thread can run it (pool.ts).
+    parentPort?.postMessage({ startUp: "unloadable", thread: threadId, why: thrownMessage(e) } satisfies StartUpMessage);
+    return;
+  }
+  try {
     if (budget) {
       stage("warming");
       await warm({ tesseract, ...budget });
     }
   } catch {
-    // Not loaded: each task names why.
+    // The example inputs' failure is the Tesseract's everywhere: each request names its own.
   } finally {
     stage("done");
   }
