@@ -232,6 +232,34 @@ describe("tesseract-core bridge: answers read up to a bound", function () {
     await assert.rejects(decodeContent(zlib.gzipSync(Buffer.alloc(1 << 20)), "gzip", 4 << 20, async () => Promise.reject(abort)), (e) => e === abort);
   });
 
+  it("an answer that is not HTTP/1.1 (a chunk size that is no number, a broken header line, a head over 16 KiB, Content-Length beside chunked, a status below 100) is UNKNOWN naming the runtime and the parser's reason, sent once (it was UNAVAILABLE: \"it does not answer HTTP/1.1 (a gRPC port …)\", which callers retry)", async () => {
+    let answer = "";
+    let posts = 0;
+    const runtime = await runtimeAt(document, (res) => {
+      posts++;
+      res.socket!.write(answer);
+    });
+    const bridged = await loadTesseractCore(runtime.url);
+    const url = runtime.url.replace(/\./g, "\\.");
+    try {
+      for (const [bytes, reason] of [
+        ["HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nZZ\r\n", "HPE_INVALID_CHUNK_SIZE: Response does not match the HTTP/1.1 protocol \\(Invalid character in chunk size\\)"],
+        ["HTTP/1.1 200 OK\r\ncontent-type application/json\r\n\r\n", "HPE_INVALID_HEADER_TOKEN: Response does not match the HTTP/1.1 protocol \\(Invalid header token\\)"],
+        [`HTTP/1.1 200 OK\r\nx-big: ${"a".repeat(20_000)}\r\ncontent-length: 2\r\n\r\n{}`, "UND_ERR_HEADERS_OVERFLOW: Headers Overflow Error"],
+        ["HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", "UND_ERR_RES_CONTENT_LENGTH_MISMATCH: Response body length does not match content-length header"],
+        ["HTTP/1.1 099 Early\r\ncontent-length: 2\r\n\r\n{}", "ERR_ASSERTION: The expression evaluated to a falsy value: assert\\(statusCode >= 100\\)"],
+      ]) {
+        answer = bytes;
+        posts = 0;
+        await rejects(bridged.apply(meshStatsInputs()), Code.UNKNOWN, new RegExp(`^POST /apply on ${url} answered malformed HTTP \\(${reason}\\)$`));
+        assert.equal(posts, 1);
+      }
+    } finally {
+      await bridged.close();
+      await runtime.close();
+    }
+  });
+
   it("interim answers: 102 and 103 before the answer are passed over; a 100 Continue or 101 the bridge did not ask for is UNKNOWN saying so, sent once (it was UNAVAILABLE: UND_ERR_SOCKET)", async () => {
     const outputs = JSON.stringify({ barycenter: { object_type: "array", shape: [3], dtype: "float64", data: { buffer: [1, 2, 3], encoding: "json" } }, count: 4 });
     let interim = "103";

@@ -54,6 +54,27 @@ function unreadable(e: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * An answer to an evaluation that is not HTTP/1.1 (a chunk size that is no number, a header line
+ * broken off, a head too long), in words; undefined for any other failure. The runtime answered
+ * HTTP before (its /openapi.json), so this is its fault, not a runtime missing: it was UNAVAILABLE,
+ * "it does not answer HTTP/1.1 (a gRPC port …)", which callers retry. At the start, such bytes do
+ * mean no HTTP/1.1 server there, and failureReason says so.
+ */
+function malformed(e: unknown): string | undefined {
+  const code = errorCode(e);
+  if (!code || !(code.startsWith("HPE_") || MALFORMED.has(code))) return undefined;
+  // One line: an assertion's message spans several.
+  return `malformed HTTP (${code}: ${String((e as Error).message ?? "").replace(/\s+/g, " ").trim()})`;
+}
+
+/**
+ * undici's other codes for an answer it cannot take: a head over its 16 KiB, a body at odds with its
+ * Content-Length (or with Transfer-Encoding beside it), and its assertions on the parsed answer (a
+ * status below 100 fails one).
+ */
+const MALFORMED = new Set(["UND_ERR_HEADERS_OVERFLOW", "UND_ERR_RES_CONTENT_LENGTH_MISMATCH", "ERR_ASSERTION"]);
+
 /** A socket or undici error's code (ECONNREFUSED); not a DOMException's number (a timeout's abort is 23). */
 function errorCode(e: unknown): string | undefined {
   const code = (e as { code?: unknown })?.code ?? (e as { cause?: { code?: unknown } })?.cause?.code;
@@ -201,7 +222,7 @@ export class Replica {
     try {
       return await this.send(method === "GET" ? this.checks : this.pool, method, endpoint, body, signal, slotted);
     } catch (e) {
-      const unread = unreadable(e);
+      const unread = unreadable(e) ?? (method === "POST" ? malformed(e) : undefined);
       if (unread) throw new TesseractError(Code.UNKNOWN, `${method} /${endpoint} on ${this.name} answered ${unread}`, { cause: e });
       if (signal?.aborted || !closedUnder(e)) throw e;
       const fresh = new Client(this.origin, this.options);

@@ -149,7 +149,7 @@ export class TesseractCoreClient {
           answer = await replica.request("POST", endpoint, body, signal, endpoint === "apply");
         } catch (e) {
           if (signal?.aborted) throw abortedError(signal, `POST /${endpoint} on ${replica.name}`, e);
-          if (isTesseractError(e)) throw e; // it answered, too long: not a replica that is down
+          if (isTesseractError(e)) throw e; // it answered, too long or malformed: not a replica that is down
           // Not reached or reset: idempotent, the next replica gets it. Not sent again after a wait: a
           // connection closed under it twice (the replica resent it on a fresh one) may be a runtime
           // that crashes on these inputs, which eight sends would crash eight times.
