@@ -260,6 +260,29 @@ describe("tesseract-core bridge: answers read up to a bound", function () {
     }
   });
 
+  it("an answer whose body stops coming after its head is UNKNOWN once no byte came for the stall bound, and its slot is free (without a deadline the call and its --concurrency slot waited for ever); a body that comes slowly but keeps coming is read", async () => {
+    const outputs = JSON.stringify({ barycenter: { object_type: "array", shape: [3], dtype: "float64", data: { buffer: [1, 2, 3], encoding: "json" } }, count: 4 });
+    let stops = true;
+    const runtime = await runtimeAt(document, (res) => {
+      res.writeHead(200, { "content-type": "application/json", "content-length": outputs.length });
+      if (stops) return void res.write(outputs.slice(0, 10));
+      // Six pieces 100 ms apart: longer in all than the bound, never that long without a byte.
+      const pieces = outputs.match(/[^]{1,20}/g)!;
+      const next = () => (pieces.length === 1 ? res.end(pieces.shift()) : (res.write(pieces.shift()), setTimeout(next, 100)));
+      next();
+    });
+    const bridged = await loadTesseractCore(runtime.url, { answerStallMs: 300, connections: 1 });
+    try {
+      const url = runtime.url.replace(/\./g, "\\.");
+      await rejects(bridged.apply(meshStatsInputs()), Code.UNKNOWN, new RegExp(`^POST /apply on ${url} answered its head, then no byte of its body for 300 ms: given up$`));
+      stops = false;
+      assert.deepEqual(Array.from(((await bridged.apply(meshStatsInputs())) as { barycenter: { data: Float64Array } }).barycenter.data), [1, 2, 3]);
+    } finally {
+      await bridged.close();
+      await runtime.close();
+    }
+  });
+
   it("interim answers: 102 and 103 before the answer are passed over; a 100 Continue or 101 the bridge did not ask for is UNKNOWN saying so, sent once (it was UNAVAILABLE: UND_ERR_SOCKET)", async () => {
     const outputs = JSON.stringify({ barycenter: { object_type: "array", shape: [3], dtype: "float64", data: { buffer: [1, 2, 3], encoding: "json" } }, count: 4 });
     let interim = "103";

@@ -16,7 +16,7 @@ import { isIP, type LookupFunction } from "node:net";
 import { Client, Pool, type Dispatcher } from "undici";
 import { Code, TesseractError } from "../../common/errors";
 import { MAX_TIMER_MS } from "../../common/transport-defaults";
-import { DEFAULT_DNS_REFRESH_MS, DEFAULT_GIVEN_UP_HOLD_MS } from "./settings";
+import { DEFAULT_ANSWER_STALL_MS, DEFAULT_DNS_REFRESH_MS, DEFAULT_GIVEN_UP_HOLD_MS } from "./settings";
 import { silentLogger, type Logger } from "../log";
 import type { HealthTarget } from "./health-monitor";
 import { AnswerBudget } from "./answer-budget";
@@ -162,14 +162,16 @@ export interface ReplicaLimits {
   holdMs: number;
   /** Where a hold that ran out, and a runtime whose connections are all held, are logged. */
   log: Logger;
+  /** How long an answer's body may bring no byte once its head has come (settings.ts; 0: no bound). */
+  answerStallMs: number;
 }
 
 export const DEFAULT_RUNTIME_CONNECTIONS = 16;
 
 /** `replicas()`: how many replicas there are now (the slots follow it). */
-export function replicaLimits(connections = DEFAULT_RUNTIME_CONNECTIONS, replicas: () => number = () => 1, holdMs = DEFAULT_GIVEN_UP_HOLD_MS, log: Logger = silentLogger): ReplicaLimits {
+export function replicaLimits(connections = DEFAULT_RUNTIME_CONNECTIONS, replicas: () => number = () => 1, holdMs = DEFAULT_GIVEN_UP_HOLD_MS, log: Logger = silentLogger, answerStallMs = DEFAULT_ANSWER_STALL_MS): ReplicaLimits {
   const slots = new RuntimeSlots(() => connections * Math.max(1, replicas()));
-  return { connections, answers: new AnswerBudget(MAX_ANSWER_BYTES), slots, posts: { count: 0 }, held: { count: 0 }, holdMs, log };
+  return { connections, answers: new AnswerBudget(MAX_ANSWER_BYTES), slots, posts: { count: 0 }, held: { count: 0 }, holdMs, log, answerStallMs };
 }
 
 /** One tesseract-core runtime: its URL (with the address a host name resolved to) and its connections. */
@@ -337,21 +339,35 @@ export class Replica {
     const chunks: Buffer[] = [];
     let length = 0;
     const reader = {};
+    // Timed only while waiting for the runtime's bytes, not while this reader waits for the budget.
+    let stall: NodeJS.Timeout | undefined;
+    const watch = () => {
+      if (!(this.limits.answerStallMs > 0)) return; // 0: no bound
+      stall = setTimeout(() => {
+        const ms = this.limits.answerStallMs;
+        response.body.destroy(new TesseractError(Code.UNKNOWN, `${method} /${endpoint} on ${this.name} answered its head, then no byte of its body for ${ms} ms: given up`));
+      }, Math.min(this.limits.answerStallMs, MAX_TIMER_MS));
+    };
     // Health and the document are read outside the budget: a health check never waits on answers.
     const answers = method === "POST" ? this.limits.answers : undefined;
     answers?.begin(reader);
     let bytes: Buffer;
     try {
       try {
+        watch();
         for await (const chunk of response.body) {
+          clearTimeout(stall);
           length += (chunk as Buffer).length;
           if (length > limit) throw tooLong();
           await answers?.take(reader, (chunk as Buffer).length, signal);
           chunks.push(chunk as Buffer);
+          watch();
         }
       } catch (e) {
         response.body.on("error", () => undefined).destroy();
         throw e;
+      } finally {
+        clearTimeout(stall);
       }
       // Decoded within the budget too, while the encoded bytes are still held.
       bytes = await decodeContent(Buffer.concat(chunks, length), response.headers["content-encoding"], limit, async (n) => answers?.take(reader, n, signal));
@@ -404,6 +420,8 @@ export interface RuntimeReplicasOptions {
   givenUpHoldMs?: number;
   /** Where holds that ran out, and runtimes whose connections are all held, are logged (warn). */
   log?: Logger;
+  /** How long an answer's body may bring no byte once its head has come (default DEFAULT_ANSWER_STALL_MS; 0: no bound). */
+  answerStallMs?: number;
 }
 
 /** Not one runtime resolved, or answered: a start may wait for one (a container still starting). */
@@ -429,7 +447,7 @@ export class RuntimeReplicas implements HealthTarget {
     private readonly options: RuntimeReplicasOptions,
   ) {
     this.lookup = options.lookup ?? ((hostname, opts) => dns.lookup(hostname, opts));
-    this.limits = replicaLimits(options.connections, () => this.current.length, options.givenUpHoldMs, options.log);
+    this.limits = replicaLimits(options.connections, () => this.current.length, options.givenUpHoldMs, options.log, options.answerStallMs);
     for (const url of urls) {
       const host = url.hostname.replace(/^\[|\]$/g, "");
       if (isIP(host)) this.fixed.set(url, new Replica(url, undefined, this.limits));

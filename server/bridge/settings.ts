@@ -26,3 +26,11 @@ export const DEFAULT_GIVEN_UP_HOLD_MS = 60_000;
 export function givenUpHoldMs(flag: number | undefined, evalTimeoutMs = 0): number {
   return flag ?? Math.max(DEFAULT_GIVEN_UP_HOLD_MS, evalTimeoutMs);
 }
+
+/**
+ * How long an answer's body may bring no byte once its head has come. A runtime answers its head
+ * when apply is done (tesseract-core sends the body at once), so a body that stops (a worker stuck
+ * mid-write, a proxy that lost its upstream) is no apply taking long: it held the call, and without a
+ * deadline its --concurrency slot, for ever.
+ */
+export const DEFAULT_ANSWER_STALL_MS = 60_000;

@@ -103,6 +103,8 @@ export interface TesseractCoreOptions {
   logger?: Logger;
   /** How long the start waits for a runtime to resolve and answer /openapi.json (`--runtime-wait-ms`; default 0: not at all). */
   runtimeWaitMs?: number;
+  /** How long an answer's body may bring no byte once its head has come (default 60 s; 0: no bound): then UNKNOWN naming the runtime. */
+  answerStallMs?: number;
 }
 
 /** Between two tries of a start that waits for its runtime. */
@@ -160,6 +162,7 @@ async function loadOnce(urls: string[], options: TesseractCoreOptions): Promise<
     connections: options.connections,
     givenUpHoldMs: options.givenUpHoldMs,
     log: options.logger,
+    answerStallMs: options.answerStallMs,
   });
   try {
     return await bridgedRuntime(urls, replicas, options);
