@@ -12,7 +12,7 @@ import * as zlib from "node:zlib";
 import type { AddressInfo } from "node:net";
 import { Code } from "../index";
 import { decodeContent } from "../server/bridge/content-coding";
-import { failureReason, MAX_ANSWER_BYTES, MAX_OPENAPI_BYTES } from "../server/bridge/runtime-replicas";
+import { failureReason, MAX_ANSWER_BYTES, MAX_OPENAPI_BYTES, RuntimeReplicas } from "../server/bridge/runtime-replicas";
 import { loadTesseractCore } from "../server/bridge/tesseract-core";
 import { MESH_STATS_OPENAPI } from "./fixtures/tesseract-core/mesh-stats";
 import { clientRejects, freePort, rejects } from "./helpers";
@@ -82,6 +82,39 @@ describe("tesseract-core bridge: answers read up to a bound", function () {
     } finally {
       await bridged.close();
       await runtime.close();
+    }
+  });
+
+  it("a /health answer's body is not kept: a runtime answering 128 MiB there is read no further than a little of it, and is up (each round read it whole, outside the answers' budget: four such replicas took the server past 2 GB)", async () => {
+    let sent = 0;
+    let closed!: Promise<unknown>;
+    const server = http.createServer((req, res) => {
+      req.resume();
+      if (req.url === "/openapi.json") return document(res);
+      closed = once(res, "close");
+      res.writeHead(200, { "content-type": "application/json" });
+      const chunk = Buffer.alloc(1 << 20, 0x20);
+      const more = () => {
+        while (sent < 128 << 20 && !res.destroyed) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return void res.once("drain", more);
+        }
+        res.end();
+      };
+      more();
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const replicas = await RuntimeReplicas.start([`http://127.0.0.1:${(server.address() as AddressInfo).port}`]);
+    try {
+      assert.equal(await replicas.answersHealth(new AbortController().signal), true);
+      await closed;
+      // What the sockets' buffers took before the bridge closed it (4 MiB here), not the whole answer.
+      assert.ok(sent < 32 << 20, `${sent} bytes sent`);
+    } finally {
+      replicas.close();
+      server.closeAllConnections();
+      server.close();
     }
   });
 
