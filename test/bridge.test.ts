@@ -147,6 +147,28 @@ describe("tesseract-core bridge (serve http://HOST:PORT)", function () {
     await clientRejects(client.jacobian({ inputs: inputs(N + 1), inputPaths: ["mesh.points"], outputPaths: ["barycenter"] }), "INVALID_ARGUMENT", /inputs\.mesh\.n_points/);
   });
 
+  it("a 422 naming an input this server's schema does not have, or refusing one it has as extra (a runtime redeployed with a field added or dropped), is UNKNOWN saying the runtime's schema changed, not the caller's mistake (it was INVALID_ARGUMENT for a field no stub can set, or one the caller must set)", async () => {
+    let refusal = new FakeValidationError([], "");
+    const changed = await startFakeTesseractCore({
+      ...meshStats(),
+      apply: () => {
+        throw refusal;
+      },
+    });
+    const { client, stop } = await over(changed);
+    try {
+      const url = changed.url.replace(/\./g, "\\.");
+      const said = (detail: string) => new RegExp(`^tesseract-core \\(${url}\\) refused the inputs over a field its schema and this server's disagree on: ${detail}; its /openapi\\.json has changed since this server read it at start: restart this server to serve the new one$`);
+      refusal = new FakeValidationError(["inputs", "mesh", "tolerance"], "Field required", "missing");
+      await clientRejects(client.apply(inputs()), "UNKNOWN", said("inputs\\.mesh\\.tolerance: Field required"));
+      await clientRejects(client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL }), "UNKNOWN", /^evaluation at .* failed: tesseract-core .* refused the inputs over a field its schema and this server's disagree on: inputs\.mesh\.tolerance: Field required;/);
+      refusal = new FakeValidationError(["inputs", "scale"], "Extra inputs are not permitted", "extra_forbidden");
+      await clientRejects(client.apply(inputs()), "UNKNOWN", said("inputs\\.scale: Extra inputs are not permitted"));
+    } finally {
+      await stop();
+    }
+  });
+
   it("a 422's detail as the message says it: locations, at most three entries, control characters escaped, an empty one said so", () => {
     const entry = (loc: unknown[], msg: string) => ({ type: "value_error", loc, msg });
     assert.equal(validationDetail(JSON.stringify({ detail: [entry(["body", "inputs", "x", 3], "Value error, too big")] })), "inputs.x.[3]: Value error, too big");

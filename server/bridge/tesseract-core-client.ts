@@ -194,13 +194,19 @@ function parseAnswer(text: string): unknown {
   return json;
 }
 
-/** The answer's text when 2xx; a 422 is INVALID_ARGUMENT with its details (locations in paths of `inputs`' fields), any other status UNKNOWN. */
+/**
+ * The answer's text when 2xx; a 422 is INVALID_ARGUMENT with its details (locations in paths of
+ * `inputs`' fields), UNKNOWN when they show the runtime's schema changed; any other status UNKNOWN.
+ */
 function checkedAnswer(endpoint: string, url: string, { status, text, location }: ReplicaResponse, inputs?: protobuf.Type): string {
   if (location !== undefined) {
     throw new TesseractError(Code.UNKNOWN, `${endpoint} on ${url} answered HTTP ${status}, a redirect to ${quote(clip(printable(location)))}, which the bridge does not follow: serve the runtime's own URL`);
   }
   if (status === 422) {
     const entries = detailEntries(text);
+    if (entries && inputs && schemaChanged(entries, inputs)) {
+      throw new TesseractError(Code.UNKNOWN, `tesseract-core (${url}) refused the inputs over a field its schema and this server's disagree on: ${validationDetail(text, inputs)}; its /openapi.json has changed since this server read it at start: restart this server to serve the new one`);
+    }
     throw new TesseractError(Code.INVALID_ARGUMENT, `tesseract-core (${url}) refused the inputs: ${validationDetail(text, inputs)}`, entries ? { cause: new RuntimeValidation(entries) } : undefined);
   }
   if (status < 200 || status >= 300) throw new TesseractError(Code.UNKNOWN, `${endpoint} on ${url} failed with HTTP ${status}: ${clip(printable(text.trim()))}`);
@@ -239,24 +245,47 @@ function detailEntries(text: string): Record<string, unknown>[] | undefined {
  * runtime wrote it.
  */
 function locPath(loc: readonly unknown[], shown: (x: unknown) => string, inputs?: protobuf.Type): string {
-  const segments: Segment[] = [];
-  let at = 0;
-  if (inputs && loc[0] === "inputs") {
-    at = 1;
-    let message: protobuf.Type | undefined = inputs;
-    while (message && at < loc.length) {
-      const field: protobuf.Field | undefined = typeof loc[at] === "string" ? fieldOfKey(message, loc[at] as string) : undefined;
-      if (!field) break;
-      segments.push({ kind: "field", name: field.name });
-      at++;
-      if (field.map && typeof loc[at] === "string") segments.push({ kind: "key", key: loc[at++] as string });
-      else if (field.repeated && Number.isSafeInteger(loc[at]) && (loc[at] as number) >= 0) segments.push({ kind: "index", index: loc[at++] as number });
-      else if (field.map || field.repeated) break;
-      message = field.resolvedType instanceof protobuf.Type && !isTensorField(field) ? field.resolvedType : undefined;
-    }
-  }
+  const { segments, at } = walkLoc(loc, inputs);
   const rest = loc.slice(at).map((x) => (typeof x === "number" ? `[${x}]` : shown(x)));
   return [...(at > 0 ? ["inputs"] : []), ...(segments.length ? [formatPath(segments)] : []), ...rest].join(".");
+}
+
+/**
+ * A 422 `loc` (after "body") walked through `inputs`' fields: the segments it names, where the walk
+ * stopped, and whether it stopped at a key that is no field of the model it reached (`unknown`).
+ */
+function walkLoc(loc: readonly unknown[], inputs?: protobuf.Type): { segments: Segment[]; at: number; unknown: boolean } {
+  const segments: Segment[] = [];
+  let at = 0;
+  if (!inputs || loc[0] !== "inputs") return { segments, at, unknown: false };
+  at = 1;
+  let message: protobuf.Type | undefined = inputs;
+  while (message && at < loc.length) {
+    if (typeof loc[at] !== "string") break;
+    const field = fieldOfKey(message, loc[at] as string);
+    if (!field) return { segments, at, unknown: true };
+    segments.push({ kind: "field", name: field.name });
+    at++;
+    if (field.map && typeof loc[at] === "string") segments.push({ kind: "key", key: loc[at++] as string });
+    else if (field.repeated && Number.isSafeInteger(loc[at]) && (loc[at] as number) >= 0) segments.push({ kind: "index", index: loc[at++] as number });
+    else if (field.map || field.repeated) break;
+    message = field.resolvedType instanceof protobuf.Type && !isTensorField(field) ? field.resolvedType : undefined;
+  }
+  return { segments, at, unknown: false };
+}
+
+/**
+ * Whether a 422's entries name an input this server's schema does not have (a new required field),
+ * or refuse as extra one it has (a field dropped; this server sends only its schema's fields): the
+ * runtime's schema changed since this server read its /openapi.json at start, which no caller can
+ * mend (it was INVALID_ARGUMENT, "inputs.tolerance: Field required", for a field no stub has).
+ */
+function schemaChanged(entries: readonly Record<string, unknown>[], inputs: protobuf.Type): boolean {
+  return entries.some((d) => {
+    const loc = (d.loc as unknown[]).filter((x, i) => !(i === 0 && x === "body"));
+    const { segments, at, unknown } = walkLoc(loc, inputs);
+    return unknown || (d.type === "extra_forbidden" && segments.length > 0 && at === loc.length && segments.at(-1)!.kind === "field");
+  });
 }
 
 /** A 422 body's first details as `location: message`, clipped; locations under `inputs` in paths of its fields (locPath). */
