@@ -19,7 +19,7 @@ import { silentLogger } from "../server/log";
 import { MESH_STATS_OPENAPI, meshStats } from "./fixtures/tesseract-core/mesh-stats";
 import { FakeDropConnection, FakeHttpStatus, FakeValidationError, startFakeTesseractCore, type FakeArray, type RunningFake } from "./fixtures/tesseract-core/fake-tesseract-core";
 import { arraySchema, fakeArray, openApiDoc, ref, serveSchema } from "./fixtures/tesseract-core/served-schemas";
-import { barycenter, meshStatsInputs, N, reflectedClient, SCALE } from "./fixtures/tesseract-core/bridge-clients";
+import { barycenter, meshStatsInputs, N, POINTS, reflectedClient, SCALE } from "./fixtures/tesseract-core/bridge-clients";
 import { CLI, clientRejects, f64, flat } from "./helpers";
 
 const CENTRAL = { algorithm: Algorithm.ALGORITHM_CENTRAL };
@@ -391,6 +391,30 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
         lonely.client.close();
         await Promise.all([both.close(), alone.close(), busy.close(), good.close()]);
       }
+    }
+  });
+
+  it("a proxy answering 502 (its runtime restarting) hands the evaluation to another runtime, and alone is UNAVAILABLE at once, as a refused connection is (it was UNKNOWN, which callers do not retry)", async () => {
+    const gateway = await startFakeTesseractCore({ ...meshStats(), apply: () => { throw new FakeHttpStatus(502, "<html>502 Bad Gateway</html>"); } });
+    const good = await startFakeTesseractCore(meshStats());
+    const both = await startServer({ tesseract: `${gateway.url},${good.url}`, port: 0, logger: silentLogger });
+    const alone = await startServer({ tesseract: gateway.url, port: 0, logger: silentLogger });
+    const [shared, lonely] = [await reflectedClient(both.address), await reflectedClient(alone.address)];
+    try {
+      // Other inputs each time (not answered from the evaluation cache): round-robin sends some to the gateway first.
+      for (let i = 0; i < 4; i++) {
+        const points = POINTS.map((p) => p + i);
+        const outputs = await shared.client.apply({ ...inputs(), mesh: { ...inputs().mesh, points: f64(points, [N, 3]) } });
+        assertAll(flat(outputs.barycenter), (c) => barycenter()[c] + SCALE * i, `apply ${i} through the other runtime`);
+      }
+      assert.ok(gateway.applyCalls >= 1);
+      const before = gateway.applyCalls;
+      await clientRejects(lonely.client.apply(inputs()), "UNAVAILABLE", new RegExp(`^no tesseract-core runtime answered POST /apply \\(${gateway.url.replace(/\./g, "\\.")}: HTTP 502 <html>502 Bad Gateway</html>\\)$`));
+      assert.equal(gateway.applyCalls - before, 1);
+    } finally {
+      shared.client.close();
+      lonely.client.close();
+      await Promise.all([both.close(), alone.close(), gateway.close(), good.close()]);
     }
   });
 

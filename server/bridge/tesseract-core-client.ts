@@ -166,6 +166,13 @@ export class TesseractCoreClient {
           else soon = true;
           continue;
         }
+        // A proxy that could not reach its runtime (502: one restarting) is a refused connection one hop
+        // on: another replica may take it, else UNAVAILABLE, which callers retry (it was UNKNOWN).
+        if (answer.status === 502) {
+          failures.push(`${replica.name}: HTTP 502 ${clip(printable(answer.text.trim()))}`.trimEnd());
+          busy = false;
+          continue;
+        }
         return { answer: { text: checkedAnswer(endpoint, replica.name, answer, this.inputs.type), url: replica.name }, failures, busy };
       }
       if (round === 0 && !(await this.replicas.refresh())) break; // the names may point elsewhere now
