@@ -90,4 +90,11 @@ describe("reading an answer's differentiated leaves only", () => {
   it("refuses to plan a path that is not an array field", () => {
     assert.throws(() => new JsonLeafReader(schema.type, [parsePath("mesh.n_points")], "outputs"), /outputs\.mesh\.n_points is not an array field/);
   });
+
+  it("a required float answered null says pydantic writes NaN and infinities so (it read as if the runtime had left it out)", () => {
+    const type = loadRootFromText('syntax = "proto3"; package t; message Out { double spread = 1; optional int64 count = 2; }').lookupType("t.Out");
+    const required = { "t.Out": ["spread", "count"] };
+    assert.throws(() => castToDeclared(type, { spread: null, count: 1 }, "outputs", required), { message: "outputs.spread is null (pydantic writes a NaN or infinite float as null); the runtime's schema requires it" });
+    assert.throws(() => castToDeclared(type, { spread: 1.5, count: null }, "outputs", required), { message: "outputs.count is null; the runtime's schema requires it" });
+  });
 });

@@ -117,7 +117,9 @@ function refuseMissing(type: protobuf.Type, json: Record<string, unknown>, where
     const key = jsonKey(missing);
     const absent = !Object.hasOwn(json, key);
     const field = key === missing.name ? "" : ` (field ${missing.name})`;
-    const message = `${where}.${key}${field} is ${absent ? "missing" : "null"}; the runtime's schema requires it`;
+    // pydantic writes a float that is NaN or infinite as null: the runtime's apply computed one.
+    const float = !absent && !missing.repeated && !missing.map && (missing.type === "double" || missing.type === "float");
+    const message = `${where}.${key}${field} is ${absent ? "missing" : `null${float ? " (pydantic writes a NaN or infinite float as null)" : ""}`}; the runtime's schema requires it`;
     throw absent ? refusedAs("missing", message) : invalidArgument(message);
   }
 }
