@@ -592,6 +592,18 @@ describe("tesseract-core bridge: outputs in their declared dtype", function () {
     }
   });
 
+  it("an output the schema read at start lacks (the runtime redeployed with another) is UNKNOWN naming it and saying to restart this server", async () => {
+    const base = meshStats();
+    const { fake, client, stop } = await bridged({ ...base, apply: (decoded: Parameters<typeof base.apply>[0]) => ({ ...(base.apply(decoded) as object), spread: 0.5 }) });
+    try {
+      const url = fake.url.replace(/[.]/g, "\\.");
+      const message = new RegExp(`^apply on ${url} answered outputs that do not match tesseract_core\\.mesh_stats\\.v1\\.Outputs: outputs\\.spread is not a field of Outputs; fields: barycenter, count; its /openapi\\.json has changed since this server read it at start: restart this server to serve the new one$`);
+      await clientRejects(client.apply(inputs()), "UNKNOWN", message);
+    } finally {
+      await stop();
+    }
+  });
+
   it("a later answer of a Jacobian is checked where it is read: a differentiated output gone or not castable is UNKNOWN naming it", async () => {
     // The first answer is decoded whole; later ones only at the differentiated outputs (one
     // evaluation at a time, so that the first answer is back before the later requests go).

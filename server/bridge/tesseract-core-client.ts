@@ -12,7 +12,7 @@
  */
 import { setTimeout } from "node:timers/promises";
 import * as protobuf from "protobufjs";
-import { clip, invalidArgument, printable, quote, Code, isTesseractError, RuntimeValidation, TesseractError } from "../../common/errors";
+import { clip, invalidArgument, printable, quote, Code, isTesseractError, PydanticKind, RuntimeValidation, TesseractError } from "../../common/errors";
 import { exactJson } from "../../common/exact-json";
 import { NUMPY_DTYPES } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
@@ -189,7 +189,9 @@ export class TesseractCoreClient {
       return this.outputs.decodeAny(any, "outputs");
     } catch (e) {
       const message = isTesseractError(e) || e instanceof SyntaxError ? e.message : String(e);
-      throw new TesseractError(Code.UNKNOWN, `apply on ${url} answered outputs that do not match ${this.outputs.fullName}: ${clip(printable(message))}`, { cause: e });
+      // An output this server's schema lacks: the runtime was redeployed with another schema since the start.
+      const extra = isTesseractError(e) && e.cause instanceof PydanticKind && e.cause.kind === "extra_forbidden" ? `; ${SCHEMA_CHANGED}` : "";
+      throw new TesseractError(Code.UNKNOWN, `apply on ${url} answered outputs that do not match ${this.outputs.fullName}: ${clip(printable(message))}${extra}`, { cause: e });
     }
   }
 }
@@ -200,6 +202,9 @@ function parseAnswer(text: string): unknown {
   if (nestedDeeper(json)) throw new TesseractError(Code.UNKNOWN, `JSON nested more than ${MAX_DEPTH} deep`);
   return json;
 }
+
+/** What a runtime's answer at odds with the schema read at start says to do. */
+const SCHEMA_CHANGED = "its /openapi.json has changed since this server read it at start: restart this server to serve the new one";
 
 /**
  * The answer's text when 2xx; a 422 is INVALID_ARGUMENT with its details (locations in paths of
@@ -212,7 +217,7 @@ function checkedAnswer(endpoint: string, url: string, { status, text, location }
   if (status === 422) {
     const entries = detailEntries(text);
     if (entries && inputs && schemaChanged(entries, inputs)) {
-      throw new TesseractError(Code.UNKNOWN, `tesseract-core (${url}) refused the inputs over a field its schema and this server's disagree on: ${validationDetail(text, inputs)}; its /openapi.json has changed since this server read it at start: restart this server to serve the new one`);
+      throw new TesseractError(Code.UNKNOWN, `tesseract-core (${url}) refused the inputs over a field its schema and this server's disagree on: ${validationDetail(text, inputs)}; ${SCHEMA_CHANGED}`);
     }
     throw new TesseractError(Code.INVALID_ARGUMENT, `tesseract-core (${url}) refused the inputs: ${validationDetail(text, inputs)}`, entries ? { cause: new RuntimeValidation(entries) } : undefined);
   }
