@@ -767,6 +767,30 @@ describe("column grouping", () => {
     assert.deepEqual(subset.flat().map((c) => c.index).sort((x, y) => x - y), Array.from({ length: 10 }, (_, i) => i));
   });
 
+  it("a large sparse structure is coloured, not run dense: 160 000 columns of 3 nonzeros in rows of about 450 (a fixed bound of 1e8 colour tests gave up on it: 160 000 groups)", function () {
+    this.timeout(60000);
+    const [n, m] = [160_000, 1_070];
+    // A seeded xorshift: the same structure every run.
+    let state = 12345;
+    const next = () => ((state ^= state << 13), (state ^= state >>> 17), (state ^= state << 5), (state >>> 0) % m);
+    const rows = new Uint32Array(3 * n);
+    const columns = new Uint32Array(3 * n);
+    for (let k = 0; k < 3 * n; k++) [rows[k], columns[k]] = [next(), Math.floor(k / 3)];
+    const structure = buildStructure([{ output_path: "f", input_path: "x", output_index: rows, input_index: columns }], [{ path: "x", size: n }], [{ path: "f", size: m }], { field: "t", fromRequest: false });
+    const groups = groupColumns(structure, Array.from({ length: n }, (_, index) => ({ leaf: 0, index })));
+    assert.ok(groups, "coloured");
+    // At least the longest row; far fewer than the columns.
+    const lengths = new Uint32Array(m);
+    for (const r of rows) lengths[r]++;
+    const longest = Math.max(...lengths);
+    assert.ok(groups.length >= longest && groups.length < 2 * longest, `${groups.length} groups, the longest row ${longest}`);
+    // Each group touches each row once at most.
+    for (const group of groups) {
+      const seen = new Uint8Array(m);
+      for (const { index } of group) for (const r of structure.cells(0, 0, index)!) assert.equal(seen[r]++, 0, `two columns of a group share row ${r}`);
+    }
+  });
+
   it("patterns met again (by content) reuse their structure; one index changed builds anew; a refusal is never kept", () => {
     const extents = { leaves: [{ path: "x", size: 4 }], outputs: [{ path: "f", size: 4 }] };
     const source = { field: "sparsity", fromRequest: true };
