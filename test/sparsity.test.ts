@@ -274,6 +274,26 @@ describe("column grouping", () => {
       assert.deepEqual([(await silent.jacobian(detect)).stats.sparsity_source, (await silent.jacobian(detect)).stats.column_groups], ["detected", 1]);
     });
 
+    it("under SPARSITY_MODE_DETECT a structure that saves fewer evaluations than its verification costs runs dense (forward, 5 columns in 2 groups: 7 evaluations where dense takes 6)", async () => {
+      // d f / d x diagonal, d f / d y dense: x in one group, y alone.
+      const request = { inputs: inputs(), inputPaths: ["x", "y"], outputPaths: ["f"] };
+      for (const algorithm of [FORWARD, CENTRAL]) {
+        const dense = await polynomial().jacobian({ ...request, options: { algorithm, sparsity_mode: DENSE } });
+        // Forward: 2 groups + f(x) + 4 to verify is more than 5 + f(x). Central: 2 × 2 + 2 to verify + f(x) for the shapes, less than 2 × 5.
+        const expected = algorithm === FORWARD ? [5, "", 1 + 5] : [2, "request", 2 * 2 + 2 + 1];
+        const checked = await polynomial().jacobian({ ...request, sparsity: [diagonal], options: { algorithm, sparsity_mode: DETECT } });
+        assert.deepEqual([checked.stats.column_groups, checked.stats.sparsity_source, checked.stats.apply_calls], expected);
+        assertSameEntries(checked.entries, dense.entries, "checked pattern");
+        // A detected structure likewise: learned by the first dense Jacobian, then dense again (forward) or grouped.
+        const runtime = polynomial();
+        const detect = { ...request, options: { algorithm, sparsity_mode: DETECT } };
+        await runtime.jacobian(detect);
+        const detected = await runtime.jacobian(detect);
+        assert.deepEqual([detected.stats.column_groups, detected.stats.sparsity_source], algorithm === FORWARD ? [5, ""] : [2, "detected"]);
+        assertSameEntries(detected.entries, dense.entries, "detected");
+      }
+    });
+
     it("a request refused by abstractEval's prediction is checked against f(x) first: apply's outputs differing from the prediction are INTERNAL (a right request was refused as the caller's mistake); the same refusal confirmed by apply stands", async () => {
       const base = polynomial();
       // f has x's 2 elements; abstractEval says 1.
@@ -493,14 +513,15 @@ describe("column grouping", () => {
           return { f: ndarray(f, [x.length]) };
         },
       };
-      // Forward grouped x_0 (its step up stays inside) where the verification could not move it.
+      // Forward grouped x_0 (its step up stays inside) where the verification could not move it. Eight
+      // elements, so that grouping saves more than the verification costs under every rule.
       for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD, Algorithm.ALGORITHM_RICHARDSON, Algorithm.ALGORITHM_ADAPTIVE]) {
         const runtime = new TesseractRuntime(definition, POLYNOMIAL_DIR);
-        const at = (y: number) => ({ inputs: { x: f64([1e-5, 0.5, 2]), y: f64([y], []), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"], options: { sparsity_mode: DETECT, algorithm } });
+        const at = (y: number) => ({ inputs: { x: f64([1e-5, 0.5, 2, 1.5, 0.7, 1.1, 0.3, 0.9]), y: f64([y], []), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"], options: { sparsity_mode: DETECT, algorithm } });
         assert.equal((await runtime.jacobian(at(0))).stats.sparsity_source, "");
         const { entries, stats } = await runtime.jacobian(at(5));
         assert.equal(stats.sparsity_source, "detected, failed verification: dense", Algorithm[algorithm]);
-        assert.ok(Math.abs(entries[0].values[1 * 3 + 0] - 5) < 1e-6, `${Algorithm[algorithm]}: d f_1 / d x_0 = ${entries[0].values[3]}`);
+        assert.ok(Math.abs(entries[0].values[1 * 8 + 0] - 5) < 1e-6, `${Algorithm[algorithm]}: d f_1 / d x_0 = ${entries[0].values[8]}`);
         // The dense Jacobian recorded the coupling: the next request groups by it, and passes.
         assert.equal((await runtime.jacobian(at(5))).stats.sparsity_source, "detected");
       }
