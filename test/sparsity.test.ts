@@ -254,12 +254,13 @@ describe("column grouping", () => {
       assert.equal(trusted.stats.sparsity_source, "request");
       assert.notDeepEqual(trusted.entries[0].values, dense.entries[0].values);
       // Evaluations (f(x), for the output shapes, is cached since the trusted call): both patterns make one
-      // group (2), verified by one more pair (2); the wrong one then the dense columns (2 × 4).
+      // group (2), verified by one more pair (2); the wrong one then its second chance along u/2 (2) and
+      // the dense columns (2 × 4).
       // Misses f_0's dependence on x_0, and claims enough else that no two columns group: grouping
       // saves nothing, so the columns run dense, unverified, and measure every entry (J_00 was 0, OK).
       const ungroupable = { output_path: "f", input_path: "x", output_index: [1, 2, 3, 0, 1, 0, 2, 0, 3], input_index: [0, 0, 0, 1, 1, 2, 2, 3, 3] };
       for (const [sparsity, source, calls] of [
-        [[wrongPattern], "request, failed verification: dense", 2 + 2 + 2 * 4],
+        [[wrongPattern], "request, failed verification: dense", 2 + 2 + 2 + 2 * 4],
         [[diagonal], "request", 2 + 2],
         [[ungroupable], "", 2 * 4],
       ] as const) {
@@ -549,7 +550,7 @@ describe("column grouping", () => {
       const checked = await runtime.jacobian(at(x));
       assert.equal(checked.stats.sparsity_source, "detected, failed verification: dense");
       assert.equal(checked.stats.column_groups, 5);
-      assert.equal(counter.calls, 1 + 2 + 2 + 2 * 5, "f(x), the grouped pair, the verification pair, then dense");
+      assert.equal(counter.calls, 1 + 2 + 2 + 2 + 2 * 5, "f(x), the grouped pair, the verification pair and its second chance, then dense");
       const dense = await runtime.jacobian({ ...at(x), options: { sparsity_mode: DENSE } });
       assertSameEntries(checked.entries, dense.entries, "fallback");
       const J = checked.entries[0].values;
@@ -638,6 +639,27 @@ describe("column grouping", () => {
         // A correct structure passes: one group (4 + 9, adaptive 12 + 9) and the 4 of the verification.
         const passing = await detectedThenAt(await custom(coupled), x, 0, { algorithm });
         assert.deepEqual(passing, { source: "detected", calls: (algorithm === Algorithm.ALGORITHM_RICHARDSON ? 4 : 12) + 9 + 4 });
+      }
+    });
+
+    it("central: a correct structure of a curved function passes at larger steps, by a second chance along u/2 (x³ at x ~ 0.01, or eps 1e-3: it failed every time and ran dense, 20 calls for 4)", async () => {
+      const cubes = (x: Float64Array) => x.map((v) => v ** 3);
+      const x = [0.5, -1, 2, 0.25, 1.5, 0.3, 0.9, 1.1];
+      for (const [scale, eps] of [[0.01, 1e-5], [1, 1e-3]]) {
+        const runtime = await custom(cubes);
+        const at = (k: number) => ({ inputs: { x: f64(x.map((v) => v * scale * (1 + k / 100))), y: f64([0], []), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"], options: { sparsity_mode: DETECT, eps, seed: k } });
+        assert.equal((await runtime.jacobian(at(0))).stats.sparsity_source, "");
+        for (let k = 1; k <= 5; k++) {
+          // f(x) for the shapes, one group, the verification pair, and (where taken) the second chance.
+          const { entries, stats } = await runtime.jacobian(at(k));
+          assert.equal(stats.sparsity_source, "detected", `x ~ ${scale}, eps ${eps}, seed ${k}`);
+          assert.ok([1 + 2 + 2, 1 + 2 + 2 + 2].includes(stats.apply_calls), `${stats.apply_calls} calls`);
+          at(k).inputs.x.data.forEach((v, j) => assert.ok(Math.abs(entries[0].values[j * 8 + j] - 3 * v * v) <= 1e-6 * Math.max(1, 3 * v * v) + eps * eps, `entry ${j}`));
+        }
+        // Streamed, the header's planned evaluations count the second chance where it was taken.
+        const stream = runtime.jacobianRows(at(6));
+        for await (const _ of stream.rows);
+        assert.equal(stream.plannedEvaluations(), stream.stats().apply_calls);
       }
     });
 

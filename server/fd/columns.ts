@@ -29,7 +29,7 @@ export function planRowBatches(problem: Problem, options: ResolvedOptions, plan?
 
 /** The grouped rows once they pass verification (in batches as held); else the dense rows, recorded anew. */
 async function* verified(problem: Problem, options: ResolvedOptions, plan: SparsityPlan, grouped: AsyncGenerator<readonly Row[]>): AsyncGenerator<readonly Row[]> {
-  const held = await heldIfVerified(problem, options, grouped);
+  const held = await heldIfVerified(problem, options, plan, grouped);
   if (held) {
     yield* held.batches();
     return;
@@ -39,11 +39,15 @@ async function* verified(problem: Problem, options: ResolvedOptions, plan: Spars
 }
 
 /** Every grouped row, held packed (held-rows.ts) until verified; undefined, the rows let go, on a mismatch. */
-async function heldIfVerified(problem: Problem, options: ResolvedOptions, grouped: AsyncGenerator<readonly Row[]>): Promise<HeldRows | undefined> {
+async function heldIfVerified(problem: Problem, options: ResolvedOptions, plan: SparsityPlan, grouped: AsyncGenerator<readonly Row[]>): Promise<HeldRows | undefined> {
   // A detected structure is at most MAX_PATTERN_NONZEROS entries, and so are these rows.
   const held = new HeldRows();
   for await (const batch of grouped) for (const row of batch) held.add(row);
-  return (await verifyRows(problem, options, held)) === undefined ? held : undefined;
+  const before = problem.calls;
+  const passed = (await verifyRows(problem, options, held)) === undefined;
+  // A central check's second chance (detection.ts) is counted where it was taken.
+  if (passed) plan.verified(problem.calls - before, options);
+  return passed ? held : undefined;
 }
 
 /** Passes dense rows on, noting their nonzeros; a complete run stores the structure for later requests. */

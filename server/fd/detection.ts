@@ -2,7 +2,7 @@
  * Detected structure (SPARSITY_MODE_DETECT): the first dense Jacobian of a Tesseract for given input
  * shapes and paths records where it is exactly zero; later requests group columns by that structure,
  * each verified by one extra evaluation pair along a random direction (two for forward rows, and a
- * pair along u/2 too for Richardson and adaptive rows) before any row is returned.
+ * pair along u/2 too for Richardson and adaptive rows, and for central rows that fail at first) before any row is returned.
  *
  * Verification. With u a random direction (each element moved by ±(0.5..1.5) h_j / sqrt(r), r the
  * most nonzeros of a row J[i, :], in its own precision, FP32 elements by at least as many times 64
@@ -209,7 +209,7 @@ export function verificationDirections(algorithm: string): number {
   return algorithm === "forward" ? 2 : 1;
 }
 
-/** Apply calls the verification makes: a pair per direction, two (along u and u/2) for an extrapolating rule. */
+/** Apply calls the verification makes when it passes at once: a pair per direction, two (along u and u/2) for an extrapolating rule; central rows that fail take 2 more (their second chance). */
 export function verificationEvaluations(algorithm: ResolvedOptions["algorithm"]): number {
   return 2 * verificationDirections(algorithm) * (extrapolates(algorithm) ? 2 : 1);
 }
@@ -234,7 +234,7 @@ async function verifyAlong(problem: Problem, options: ResolvedOptions, rows: Ite
   const multiples = directionMultiples(leaves, options.seed, direction, mostRowNonzeros(problem, rows), steps);
   // Rows by an extrapolating rule are checked along u and u/2 as well (see EXTRAPOLATED_RTOL).
   const scales = extrapolates(algorithm) ? [1, 0.5] : [1];
-  const points = scales.map((scale) => {
+  const pointsAt = (scale: number) => {
     const plus = leaves.map((l) => Float64Array.from(l.data));
     const minus = leaves.map((l) => Float64Array.from(l.data));
     const widths = leaves.map((l) => new Float64Array(l.size));
@@ -252,21 +252,28 @@ async function verifyAlong(problem: Problem, options: ResolvedOptions, rows: Ite
       }
     });
     return { plus, minus, widths };
-  });
+  };
+  // Central rows that fail the check along u get a second chance along u/2 (2 more evaluations), which
+  // allows for the entries' own O(h²) truncation, bounded by the cubic term along u: 1e-6 of the row
+  // does not cover it at larger steps (a diagonal of x³ at x ~ 0.01, eps 1e-5, or at x ~ 1, eps 1e-3,
+  // failed every verification and ran dense). Its points are made now, evaluated only then.
+  const points = (algorithm === "central" ? [1, 0.5] : scales).map(pointsAt);
   const changes = (values: Float64Array[]): Change[] => values.map((v, leaf) => ({ leaf, values: v }));
-  const evaluated = await problem.evaluateAll(
-    points.flatMap(({ plus, minus }, k) => [
-      [changes(plus), () => `the sparsity verification's point x + ${k ? "u/2" : "u"}`],
-      [changes(minus), () => `the sparsity verification's point x - ${k ? "u/2" : "u"}`],
-    ] as const),
-  );
+  const evaluate = (from: number, to: number) =>
+    problem.evaluateAll(
+      points.slice(from, to).flatMap(({ plus, minus }, k) => [
+        [changes(plus), () => `the sparsity verification's point x + ${from + k ? "u/2" : "u"}`],
+        [changes(minus), () => `the sparsity verification's point x - ${from + k ? "u/2" : "u"}`],
+      ] as const),
+    );
+  const evaluated = await evaluate(0, scales.length);
   // Forward rows' truncation bound (see above), from f(x), which forward rows evaluated already.
   const f0 = algorithm === "forward" ? await problem.base() : undefined;
   const zeros = () => evaluated[0].map((f) => new Float64Array(f.length));
-  const predicted = points.map(zeros);
+  const predicted = [zeros(), zeros()];
   const [magnitude, carried, terms] = [zeros(), zeros(), zeros()];
-  /** Per output value, the least |m_j| among the columns of its row's structure (forward rows' bound, above). */
-  const least = f0 ? evaluated[0].map((f) => new Float64Array(f.length).fill(Infinity)) : undefined;
+  /** Per output value, the least |m_j| among the columns of its row's structure (the truncation bounds of forward and central rows). */
+  const least = f0 || algorithm === "central" ? evaluated[0].map((f) => new Float64Array(f.length).fill(Infinity)) : undefined;
   const widths = points[0].widths;
   for (const row of rows) {
     const w = widths[row.leaf][row.index];
@@ -277,7 +284,8 @@ async function verifyAlong(problem: Problem, options: ResolvedOptions, rows: Ite
       const errors = row.errors?.[o];
       for (let k = 0; k < values.length; k++) {
         const i = indices ? indices[k] : k;
-        points.forEach((p, s) => (predicted[s][o][i] += values[k] * p.widths[row.leaf][row.index]));
+        predicted[0][o][i] += values[k] * w;
+        if (scales.length > 1) predicted[1][o][i] += values[k] * points[1].widths[row.leaf][row.index];
         magnitude[o][i] += (values[k] * w) ** 2;
         if (errors) carried[o][i] += (errors[k] * w) ** 2;
         terms[o][i] += m * m;
@@ -287,30 +295,44 @@ async function verifyAlong(problem: Problem, options: ResolvedOptions, rows: Ite
   }
   const [fPlus, fMinus] = evaluated;
   const outputs = problem.outputs!;
-  for (let o = 0; o < outputs.length; o++) {
-    const u = unitRoundoff(outputs[o].datatype);
-    for (let i = 0; i < fPlus[o].length; i++) {
-      const moved = fPlus[o][i] - fMinus[o][i];
-      const along = Math.abs(fPlus[o][i]) + Math.abs(fMinus[o][i]);
-      let mismatch = moved - predicted[0][o][i];
-      // Rounding: of f at the points, and of each entry J~_ij, u |f_i| / h_j, times |w_j| = 2 |m_j| h_j;
-      // the entries' roundings are independent, and add up as a root sum of squares (as magnitudes do).
-      let rounding = u * (along + (f0 ? 2 * Math.abs(f0[o][i]) : 0) + along * Math.sqrt(terms[o][i]));
-      if (scales.length > 1) {
-        const [halfPlus, halfMinus] = [evaluated[2][o][i], evaluated[3][o][i]];
-        mismatch = (8 * (halfPlus - halfMinus - predicted[1][o][i]) - mismatch) / 3;
-        // f at the half points, 8/3 of theirs; the entries' rounding, (8/3 · 1/2 + 1/3) of it, 5/3 in all (once above).
-        rounding += u * ((8 * (Math.abs(halfPlus) + Math.abs(halfMinus)) + along) / 3 + (2 / 3) * along * Math.sqrt(terms[o][i]));
-      }
-      const truncation = f0 && least![o][i] < Infinity ? (TRUNCATION_MARGIN / least![o][i]) * Math.abs(fPlus[o][i] + fMinus[o][i] - 2 * f0[o][i]) : 0;
-      const rtol = scales.length > 1 ? EXTRAPOLATED_RTOL : VERIFY_RTOL;
-      const tolerance = rtol * (Math.sqrt(magnitude[o][i]) + Math.abs(moved)) + ESTIMATE_MARGIN * Math.sqrt(carried[o][i]) + ROUNDING_MARGIN * rounding + truncation;
-      if (!(Math.abs(mismatch) <= tolerance)) {
-        return `${outputs[o].path}${outputs[o].shape.length ? `[${i}]` : ""} moved by ${moved} along a random direction, the grouped Jacobian predicts ${predicted[0][o][i]}`;
+  /** The first output value the rows mispredict; `half` f(x ± u/2), where central rows take their second chance. */
+  const check = (half?: readonly Float64Array[][]): string | undefined => {
+    for (let o = 0; o < outputs.length; o++) {
+      const u = unitRoundoff(outputs[o].datatype);
+      for (let i = 0; i < fPlus[o].length; i++) {
+        const moved = fPlus[o][i] - fMinus[o][i];
+        const along = Math.abs(fPlus[o][i]) + Math.abs(fMinus[o][i]);
+        let mismatch = moved - predicted[0][o][i];
+        // Rounding: of f at the points, and of each entry J~_ij, u |f_i| / h_j, times |w_j| = 2 |m_j| h_j;
+        // the entries' roundings are independent, and add up as a root sum of squares (as magnitudes do).
+        let rounding = u * (along + (f0 ? 2 * Math.abs(f0[o][i]) : 0) + along * Math.sqrt(terms[o][i]));
+        let truncation = f0 && least![o][i] < Infinity ? (TRUNCATION_MARGIN / least![o][i]) * Math.abs(fPlus[o][i] + fMinus[o][i] - 2 * f0[o][i]) : 0;
+        if (scales.length > 1) {
+          const [halfPlus, halfMinus] = [evaluated[2][o][i], evaluated[3][o][i]];
+          mismatch = (8 * (halfPlus - halfMinus - predicted[1][o][i]) - mismatch) / 3;
+          // f at the half points, 8/3 of theirs; the entries' rounding, (8/3 · 1/2 + 1/3) of it, 5/3 in all (once above).
+          rounding += u * ((8 * (Math.abs(halfPlus) + Math.abs(halfMinus)) + along) / 3 + (2 / 3) * along * Math.sqrt(terms[o][i]));
+        }
+        if (half && least![o][i] < Infinity) {
+          // The cubic term along u, C = (4/3)(D - 2 D'), less its rounding: D is off by C, and central
+          // entries by h_j² f'''/6, 1 / m_j² times their column's share of C. A function with no
+          // curvature (C under its rounding) is checked as strictly as before.
+          const [halfPlus, halfMinus] = [half[0][o][i], half[1][o][i]];
+          const cubic = (4 / 3) * (Math.abs(moved - 2 * (halfPlus - halfMinus)) - ROUNDING_MARGIN * u * (along + 2 * (Math.abs(halfPlus) + Math.abs(halfMinus))));
+          truncation = (1 + 1 / least![o][i] ** 2) * Math.max(0, cubic);
+        }
+        const rtol = scales.length > 1 ? EXTRAPOLATED_RTOL : VERIFY_RTOL;
+        const tolerance = rtol * (Math.sqrt(magnitude[o][i]) + Math.abs(moved)) + ESTIMATE_MARGIN * Math.sqrt(carried[o][i]) + ROUNDING_MARGIN * rounding + truncation;
+        if (!(Math.abs(mismatch) <= tolerance)) {
+          return `${outputs[o].path}${outputs[o].shape.length ? `[${i}]` : ""} moved by ${moved} along a random direction, the grouped Jacobian predicts ${predicted[0][o][i]}`;
+        }
       }
     }
-  }
-  return undefined;
+    return undefined;
+  };
+  const mismatch = check();
+  if (!mismatch || algorithm !== "central") return mismatch;
+  return check(await evaluate(1, 2));
 }
 
 /** Whether a detected structure still fits the outputs: the same paths (in any order) and sizes. */

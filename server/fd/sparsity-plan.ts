@@ -116,6 +116,14 @@ export class SparsityPlan {
     problem.replanned(this.total);
   }
 
+  /** The verification's apply calls once it passed (a central check's second chance adds 2), else as planned. */
+  private verification?: number;
+
+  /** The verification passed after `calls` apply calls: the planned count says so where they were more than planned. */
+  verified(calls: number, options: ResolvedOptions): void {
+    if (calls > verificationEvaluations(effectiveAlgorithm(this.columns, options))) this.verification = calls;
+  }
+
   /** Whether the planned evaluations are the request's actual count (after a failed verification), an evaluation cache's answers left out. */
   get fellBack(): boolean {
     return this.total !== undefined;
@@ -125,7 +133,7 @@ export class SparsityPlan {
   plannedEvaluations(options: ResolvedOptions): number {
     if (this.total !== undefined) return this.total;
     const algorithm = effectiveAlgorithm(this.columns, options);
-    return plannedEvaluations(this.columnGroups, options) + (this.baseForShapes && algorithm === "central" ? 1 : 0) + (this.verify ? verificationEvaluations(algorithm) : 0);
+    return plannedEvaluations(this.columnGroups, options) + (this.baseForShapes && algorithm === "central" ? 1 : 0) + (this.verify ? (this.verification ?? verificationEvaluations(algorithm)) : 0);
   }
 }
 
