@@ -642,24 +642,28 @@ describe("column grouping", () => {
       }
     });
 
-    it("central: a correct structure of a curved function passes at larger steps, by a second chance along u/2 (x³ at x ~ 0.01, or eps 1e-3: it failed every time and ran dense, 20 calls for 4)", async () => {
+    it("central and forward: a correct structure of a curved function passes at larger steps, by a second chance along u/2 (x³ at x ~ 0.01, or eps 1e-3: it failed every time and ran dense, 20 calls for 4, forward 12 for 6)", async () => {
       const cubes = (x: Float64Array) => x.map((v) => v ** 3);
       const x = [0.5, -1, 2, 0.25, 1.5, 0.3, 0.9, 1.1];
-      for (const [scale, eps] of [[0.01, 1e-5], [1, 1e-3]]) {
-        const runtime = await custom(cubes);
-        const at = (k: number) => ({ inputs: { x: f64(x.map((v) => v * scale * (1 + k / 100))), y: f64([0], []), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"], options: { sparsity_mode: DETECT, eps, seed: k } });
-        assert.equal((await runtime.jacobian(at(0))).stats.sparsity_source, "");
-        for (let k = 1; k <= 5; k++) {
-          // f(x) for the shapes, one group, the verification pair, and (where taken) the second chance.
-          const { entries, stats } = await runtime.jacobian(at(k));
-          assert.equal(stats.sparsity_source, "detected", `x ~ ${scale}, eps ${eps}, seed ${k}`);
-          assert.ok([1 + 2 + 2, 1 + 2 + 2 + 2].includes(stats.apply_calls), `${stats.apply_calls} calls`);
-          at(k).inputs.x.data.forEach((v, j) => assert.ok(Math.abs(entries[0].values[j * 8 + j] - 3 * v * v) <= 1e-6 * Math.max(1, 3 * v * v) + eps * eps, `entry ${j}`));
+      for (const algorithm of [CENTRAL, FORWARD]) {
+        for (const [scale, eps] of [[0.01, 1e-5], [1, 1e-3]]) {
+          const runtime = await custom(cubes);
+          const at = (k: number) => ({ inputs: { x: f64(x.map((v) => v * scale * (1 + k / 100))), y: f64([0], []), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"], options: { algorithm, sparsity_mode: DETECT, eps, seed: k } });
+          assert.equal((await runtime.jacobian(at(0))).stats.sparsity_source, "");
+          for (let k = 1; k <= 5; k++) {
+            // f(x), one group, the verification (a pair, forward's two), and a second chance (a pair) per direction where taken.
+            const { entries, stats } = await runtime.jacobian(at(k));
+            const what = `${Algorithm[algorithm]}, x ~ ${scale}, eps ${eps}, seed ${k}`;
+            assert.equal(stats.sparsity_source, "detected", what);
+            assert.ok((algorithm === CENTRAL ? [1 + 2 + 2, 1 + 2 + 2 + 2] : [1 + 1 + 4, 1 + 1 + 4 + 2, 1 + 1 + 4 + 4]).includes(stats.apply_calls), `${what}: ${stats.apply_calls} calls`);
+            // Central is off by h², forward by 3 x h + h².
+            at(k).inputs.x.data.forEach((v, j) => assert.ok(Math.abs(entries[0].values[j * 8 + j] - 3 * v * v) <= 1e-6 * Math.max(1, 3 * v * v) + (algorithm === FORWARD ? 3 * Math.abs(v) * eps : 0) + eps * eps, `${what}: entry ${j}`));
+          }
+          // Streamed, the header's planned evaluations count the second chance where it was taken.
+          const stream = runtime.jacobianRows(at(6));
+          for await (const _ of stream.rows);
+          assert.equal(stream.plannedEvaluations(), stream.stats().apply_calls);
         }
-        // Streamed, the header's planned evaluations count the second chance where it was taken.
-        const stream = runtime.jacobianRows(at(6));
-        for await (const _ of stream.rows);
-        assert.equal(stream.plannedEvaluations(), stream.stats().apply_calls);
       }
     });
 

@@ -2,7 +2,7 @@
  * Detected structure (SPARSITY_MODE_DETECT): the first dense Jacobian of a Tesseract for given input
  * shapes and paths records where it is exactly zero; later requests group columns by that structure,
  * each verified by one extra evaluation pair along a random direction (two for forward rows, and a
- * pair along u/2 too for Richardson and adaptive rows, and for central rows that fail at first) before any row is returned.
+ * pair along u/2 too for Richardson and adaptive rows, and for central and forward rows that fail at first) before any row is returned.
  *
  * Verification. With u a random direction (each element moved by ±(0.5..1.5) h_j / sqrt(r), r the
  * most nonzeros of a row J[i, :], in its own precision, FP32 elements by at least as many times 64
@@ -209,7 +209,7 @@ export function verificationDirections(algorithm: string): number {
   return algorithm === "forward" ? 2 : 1;
 }
 
-/** Apply calls the verification makes when it passes at once: a pair per direction, two (along u and u/2) for an extrapolating rule; central rows that fail take 2 more (their second chance). */
+/** Apply calls the verification makes when it passes at once: a pair per direction, two (along u and u/2) for an extrapolating rule; central and forward rows take 2 more per direction that fails at first (their second chance). */
 export function verificationEvaluations(algorithm: ResolvedOptions["algorithm"]): number {
   return 2 * verificationDirections(algorithm) * (extrapolates(algorithm) ? 2 : 1);
 }
@@ -257,7 +257,7 @@ async function verifyAlong(problem: Problem, options: ResolvedOptions, rows: Ite
   // allows for the entries' own O(h²) truncation, bounded by the cubic term along u: 1e-6 of the row
   // does not cover it at larger steps (a diagonal of x³ at x ~ 0.01, eps 1e-5, or at x ~ 1, eps 1e-3,
   // failed every verification and ran dense). Its points are made now, evaluated only then.
-  const points = (algorithm === "central" ? [1, 0.5] : scales).map(pointsAt);
+  const points = (secondChance(algorithm) ? [1, 0.5] : scales).map(pointsAt);
   const changes = (values: Float64Array[]): Change[] => values.map((v, leaf) => ({ leaf, values: v }));
   const evaluate = (from: number, to: number) =>
     problem.evaluateAll(
@@ -319,7 +319,7 @@ async function verifyAlong(problem: Problem, options: ResolvedOptions, rows: Ite
           // curvature (C under its rounding) is checked as strictly as before.
           const [halfPlus, halfMinus] = [half[0][o][i], half[1][o][i]];
           const cubic = (4 / 3) * (Math.abs(moved - 2 * (halfPlus - halfMinus)) - ROUNDING_MARGIN * u * (along + 2 * (Math.abs(halfPlus) + Math.abs(halfMinus))));
-          truncation = (1 + 1 / least![o][i] ** 2) * Math.max(0, cubic);
+          truncation += (1 + 1 / least![o][i] ** 2) * Math.max(0, cubic);
         }
         const rtol = scales.length > 1 ? EXTRAPOLATED_RTOL : VERIFY_RTOL;
         const tolerance = rtol * (Math.sqrt(magnitude[o][i]) + Math.abs(moved)) + ESTIMATE_MARGIN * Math.sqrt(carried[o][i]) + ROUNDING_MARGIN * rounding + truncation;
@@ -331,9 +331,12 @@ async function verifyAlong(problem: Problem, options: ResolvedOptions, rows: Ite
     return undefined;
   };
   const mismatch = check();
-  if (!mismatch || algorithm !== "central") return mismatch;
+  if (!mismatch || !secondChance(algorithm)) return mismatch;
   return check(await evaluate(1, 2));
 }
+
+/** Rules whose rows that fail along u are checked again along u/2, their O(h²) truncation allowed for (central; forward, whose O(h) term the second difference bounds). */
+const secondChance = (algorithm: string) => algorithm === "central" || algorithm === "forward";
 
 /** Whether a detected structure still fits the outputs: the same paths (in any order) and sizes. */
 export function fits(structure: Structure, outputs: readonly Extent[]): boolean {
