@@ -455,14 +455,14 @@ describe("column grouping", () => {
     const keys = (count: number) => Array.from({ length: count }, (_, k) => `k${k}`);
     const leaves = [{ path: "x", size: n }];
 
-    it("zero blocks (patterns without pairs) share their column pointers: 400 of them over 100 000 elements held 400 arrays of 100 001 (5 GB for 300 over 1 000 000, and the server fell over)", () => {
+    it("zero blocks (patterns without pairs) share their column pointers: 400 of them over 100 000 elements held 400 arrays of 100 001 (5 GB for 300 over 1 000 000, and the server fell over)", async () => {
       const outputs = keys(400).map((k) => ({ path: `named.{${k}}`, size: 1 }));
       const patterns = outputs.map((o) => ({ output_path: o.path, input_path: "x", output_index: [], input_index: [] }));
       const structure = buildStructure(patterns, leaves, outputs, { field: "sparsity", fromRequest: true });
       assert.deepEqual([structure.heldValues, structure.nonzeros, structure.dense], [0, 0, false]);
       assert.equal(structure.block(399, 0)!.starts, structure.block(0, 0)!.starts);
       // All of it one group: every column touches nothing.
-      assert.equal(groupColumns(structure, Array.from({ length: n }, (_, index) => ({ leaf: 0, index })))!.length, 1);
+      assert.equal((await groupColumns(structure, Array.from({ length: n }, (_, index) => ({ leaf: 0, index }))))!.length, 1);
     });
 
     it("patterns with pairs whose column pointers would pass MAX_PATTERN_COLUMNS: RESOURCE_EXHAUSTED naming the pattern, before they are built", async () => {
@@ -794,7 +794,7 @@ describe("column grouping", () => {
     }
   });
 
-  it("a structure met again (by content) reuses its grouping; another structure or a subset of columns is coloured afresh", () => {
+  it("a structure met again (by content) reuses its grouping; another structure or a subset of columns is coloured afresh", async () => {
     const tridiagonal = (n: number, band = 1) => {
       const pairs: [number, number][] = [];
       for (let j = 0; j < n; j++) for (let i = Math.max(0, j - band); i <= Math.min(n - 1, j + band); i++) pairs.push([i, j]);
@@ -805,16 +805,16 @@ describe("column grouping", () => {
     const [a, b, wider] = [tridiagonal(30), tridiagonal(30), tridiagonal(30, 2)];
     assert.equal(a.fingerprint, b.fingerprint);
     assert.notEqual(a.fingerprint, wider.fingerprint);
-    const groups = groupColumns(a, columns(30))!;
+    const groups = (await groupColumns(a, columns(30)))!;
     assert.equal(groups.length, 3);
-    assert.equal(groupColumns(b, columns(30)), groups, "the same groups, not coloured again");
-    assert.equal(groupColumns(wider, columns(30))!.length, 5);
-    const subset = groupColumns(a, columns(30).slice(0, 10))!;
+    assert.equal(await groupColumns(b, columns(30)), groups, "the same groups, not coloured again");
+    assert.equal((await groupColumns(wider, columns(30)))!.length, 5);
+    const subset = (await groupColumns(a, columns(30).slice(0, 10)))!;
     assert.notEqual(subset, groups);
     assert.deepEqual(subset.flat().map((c) => c.index).sort((x, y) => x - y), Array.from({ length: 10 }, (_, i) => i));
   });
 
-  it("a large sparse structure is coloured, not run dense: 160 000 columns of 3 nonzeros in rows of about 450 (a fixed bound of 1e8 colour tests gave up on it: 160 000 groups)", function () {
+  it("a large sparse structure is coloured, not run dense: 160 000 columns of 3 nonzeros in rows of about 450 (a fixed bound of 1e8 colour tests gave up on it: 160 000 groups); other calls get turns meanwhile (it held the thread for seconds)", async function () {
     this.timeout(60000);
     const [n, m] = [160_000, 1_070];
     // A seeded xorshift: the same structure every run.
@@ -824,7 +824,14 @@ describe("column grouping", () => {
     const columns = new Uint32Array(3 * n);
     for (let k = 0; k < 3 * n; k++) [rows[k], columns[k]] = [next(), Math.floor(k / 3)];
     const structure = buildStructure([{ output_path: "f", input_path: "x", output_index: rows, input_index: columns }], [{ path: "x", size: n }], [{ path: "f", size: m }], { field: "t", fromRequest: false });
-    const groups = groupColumns(structure, Array.from({ length: n }, (_, index) => ({ leaf: 0, index })));
+    // Turns asked for and given: each ends once the event loop has run its other callbacks (counted).
+    let [asked, others] = [0, 0];
+    const other = setInterval(() => others++, 0);
+    const turn = () => (asked++ % 64 === 0 ? new Promise<void>(setImmediate) : undefined);
+    const groups = await groupColumns(structure, Array.from({ length: n }, (_, index) => ({ leaf: 0, index })), turn);
+    clearInterval(other);
+    assert.equal(asked, Math.ceil(n / 256));
+    assert.ok(others > 0, "no timer ran while the structure was coloured");
     assert.ok(groups, "coloured");
     // At least the longest row; far fewer than the columns.
     const lengths = new Uint32Array(m);

@@ -24,6 +24,16 @@ export interface Column {
 const MAX_COLOURING_WORK = 100_000_000;
 const WORK_PER_COLUMN = 1000;
 
+/**
+ * Before the next columns: now and then a turn for other calls, a stop where the request was
+ * cancelled (Problem.turn). A million columns take seconds to colour, and held every other call, health
+ * checks too, for as long.
+ */
+export type Turn = () => Promise<void> | undefined;
+
+/** Columns coloured between two asks for a turn. */
+const COLUMNS_PER_TURN = 256;
+
 /** Lists longer than this become sets (a hot output value: every column of a sum touches it). */
 const SMALL = 16;
 
@@ -53,21 +63,21 @@ class Used {
  * its output values has — at least the largest mex of its constraints, since every colour below a
  * constraint's mex is taken there. A column dense in an output shares with every column touching it.
  */
-export function groupColumns(structure: Structure, columns: readonly Column[]): Column[][] | undefined {
+export async function groupColumns(structure: Structure, columns: readonly Column[], turn?: Turn): Promise<Column[][] | undefined> {
   // Every column of the structure, in order: the grouping depends on the structure alone.
   const whole = columns.length === structure.leaves.reduce((n, leaf) => n + leaf.size, 0);
-  if (!whole) return colour(structure, columns);
+  if (!whole) return colour(structure, columns, turn);
   const key = structure.fingerprint;
   let groups = recent.get(key);
-  if (groups === undefined) recent.set(key, (groups = colour(structure, columns) ?? "dense"));
+  if (groups === undefined) recent.set(key, (groups = (await colour(structure, columns, turn)) ?? "dense"));
   return groups === "dense" ? undefined : groups;
 }
 
 /** groupColumns over every column of the structure, leaf by leaf; the columns are listed only when the grouping is not known yet. */
-export function groupAllColumns(structure: Structure): Column[][] | undefined {
+export async function groupAllColumns(structure: Structure, turn?: Turn): Promise<Column[][] | undefined> {
   const known = recent.get(structure.fingerprint);
   if (known !== undefined) return known === "dense" ? undefined : known;
-  return groupColumns(structure, structure.leaves.flatMap((leaf, l) => Array.from({ length: leaf.size }, (_, index) => ({ leaf: l, index }))));
+  return groupColumns(structure, structure.leaves.flatMap((leaf, l) => Array.from({ length: leaf.size }, (_, index) => ({ leaf: l, index }))), turn);
 }
 
 /**
@@ -77,7 +87,7 @@ export function groupAllColumns(structure: Structure): Column[][] | undefined {
  */
 const recent = new LRUCache<string, Column[][] | "dense">({ max: 16, maxSize: 1 << 20, sizeCalculation: (groups) => (groups === "dense" ? 1 : Math.max(1, groups.reduce((n, g) => n + g.length, 0))) });
 
-function colour(structure: Structure, columns: readonly Column[]): Column[][] | undefined {
+async function colour(structure: Structure, columns: readonly Column[], turn?: Turn): Promise<Column[][] | undefined> {
   const outputs = structure.outputs;
   const order = columns.map((c, k) => ({ k, degree: structure.degree(c.leaf, c.index) })).sort((a, b) => b.degree - a.degree || a.k - b.k);
   /** Per output: colours at each value (of columns touching it sparsely), of any column, of columns dense in it. */
@@ -88,7 +98,12 @@ function colour(structure: Structure, columns: readonly Column[]): Column[][] | 
   let colours = 0;
   let work = 0;
   const maxWork = Math.max(MAX_COLOURING_WORK, WORK_PER_COLUMN * columns.length);
-  for (const { k } of order) {
+  for (let c = 0; c < order.length; c++) {
+    if (turn && c % COLUMNS_PER_TURN === 0) {
+      const turning = turn();
+      if (turning) await turning;
+    }
+    const { k } = order[c];
     const { leaf, index } = columns[k];
     // The constraints, and what the column adds to once coloured.
     const constraints: Used[] = [];

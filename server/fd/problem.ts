@@ -197,10 +197,11 @@ export class Problem {
   }
 
   /**
-   * Before an evaluation: now and then a turn for I/O (a promise to wait for), and a stop if the
-   * request was cancelled. Synchronous otherwise, so that most evaluations wait for nothing.
+   * Before an evaluation (or a step of long planning: colouring.ts): now and then a turn for I/O (a
+   * promise to wait for), and a stop if the request was cancelled. Synchronous otherwise, so that
+   * most evaluations wait for nothing.
    */
-  private turn(): Promise<void> | undefined {
+  turn(): Promise<void> | undefined {
     // A synchronous apply never gives I/O a turn: let cancellations and health checks through.
     if (performance.now() - this.lastYield > YIELD_EVERY_MS) {
       // Set first: of the evaluations started in this turn, one yields (not each of them).

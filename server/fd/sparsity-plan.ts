@@ -174,7 +174,7 @@ export async function planSparsity(problem: Problem, options: ResolvedOptions, s
     const outputs = await knownOutputs(problem, sources, plan);
     const structure = await plan.checkAgainstOutputs(problem, () => structureOf(patterns, extents(problem), outputs, { field, fromRequest }));
     if (!structure.dense) {
-      group(plan, problem, options, structure, fromRequest ? "request" : "tesseract");
+      await group(plan, problem, options, structure, fromRequest ? "request" : "tesseract");
       // Trusted as given, unless the caller asks for checked structures: then verified as a detected
       // one is; where grouping saves less than that costs, the dense rows measure every entry the
       // pattern would have zeroed unchecked.
@@ -189,7 +189,7 @@ export async function planSparsity(problem: Problem, options: ResolvedOptions, s
   const detected = cache.get(key);
   if (detected === "dense") return plan;
   if (detected && fits(detected, await knownOutputs(problem, sources, plan))) {
-    group(plan, problem, options, detected, "detected");
+    await group(plan, problem, options, detected, "detected");
     if (verifyOrDense(plan, options)) plan.record = { cache, key }; // a failed verification records anew
     return plan;
   }
@@ -216,10 +216,12 @@ function verifyOrDense(plan: SparsityPlan, options: ResolvedOptions): boolean {
  * Groups the columns by `structure`: elements near a domain bound each alone, the others coloured
  * (colouring.ts); every element alone when the structure is too dense to colour.
  */
-function group(plan: SparsityPlan, problem: Problem, options: ResolvedOptions, structure: Structure, source: string): void {
+async function group(plan: SparsityPlan, problem: Problem, options: ResolvedOptions, structure: Structure, source: string): Promise<void> {
+  // A big structure takes seconds to colour: other calls get turns meanwhile, and a cancel stops it.
+  const turn = () => problem.turn();
   if (problem.bounds.every((b) => b === undefined)) {
     // Without a declared domain every step stays inside: every column may be grouped.
-    plan.groups = groupAllColumns(structure) ?? problem.leaves.flatMap((leaf, l) => Array.from({ length: leaf.size }, (_, index) => [{ leaf: l, index }]));
+    plan.groups = (await groupAllColumns(structure, turn)) ?? problem.leaves.flatMap((leaf, l) => Array.from({ length: leaf.size }, (_, index) => [{ leaf: l, index }]));
     plan.structure = structure;
     plan.source = source;
     return;
@@ -236,7 +238,7 @@ function group(plan: SparsityPlan, problem: Problem, options: ResolvedOptions, s
       (!bounded || groupable(steps, algorithm, column) ? together : alone).push(column);
     }
   });
-  const groups = groupColumns(structure, together) ?? together.map((c) => [c]);
+  const groups = (await groupColumns(structure, together, turn)) ?? together.map((c) => [c]);
   plan.structure = structure;
   plan.groups = [...groups, ...alone.map((c) => [c])];
   plan.source = source;
