@@ -4,6 +4,7 @@
  * transport maps them one to one; nothing in here depends on gRPC.
  */
 import { inspect } from "node:util";
+import { jsonPreview, PREVIEW_LIMIT, type JsonPreview } from "./json-preview";
 export enum Code {
   /** The call was cancelled, usually by the caller. */
   CANCELLED = 1,
@@ -156,30 +157,27 @@ export function keyAt(where: string, key: string): string {
   return name === key ? `${where}.${key}` : `${where}: ${name}`;
 }
 
-/** Marks a non-finite number in `shown`'s JSON text (a control character no JSON string holds unescaped). */
-const INFINITE = "\u0001non-finite:";
-const INFINITE_TEXT = /"\\u0001non-finite:(-?Infinity|NaN)"/g;
-
 /** How much of a caller's non-string JSON value (a list, an object) a message shows. */
 const SHOWN_LIMIT = 40;
 
 /**
  * A caller's JSON value in a message: a string quoted (`quote`), anything else as JSON cut to
- * SHOWN_LIMIT characters with its length (cut inside a string, a value read `"xxxx` with no end).
+ * SHOWN_LIMIT characters with its length (cut inside a string, a value read `"xxxx` with no end);
+ * only the start of a big value is written (json-preview.ts).
  */
 export function shown(value: unknown): string {
   if (typeof value === "string") return quote(value);
   // JSON has no infinities: a JSON.parse'd one was a literal beyond FP64's range (JSON.stringify shows null).
   if (typeof value === "number" && !Number.isFinite(value) && !Number.isNaN(value)) return `${value} (a number beyond ±1.8e308)`;
-  let text: string | undefined;
-  try {
-    // Infinities inside a list or an object too (as numbers, not the null JSON.stringify writes).
-    text = JSON.stringify(value, (_key, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? `${INFINITE}${v}` : v))?.replace(INFINITE_TEXT, "$1");
-  } catch {
-    return "(a value too deeply nested to show)"; // JSON.stringify recurses
-  }
-  if (text === undefined) return String(value);
-  return text.length <= SHOWN_LIMIT ? text : `${wholeCharacters(text, SHOWN_LIMIT)}… (${text.length} characters)`;
+  // Infinities inside a list or an object too (as numbers, not the null JSON.stringify writes).
+  const preview = jsonPreview(value, { literalNonFinite: true });
+  if (preview === undefined) return String(value);
+  return preview.complete && preview.text.length <= SHOWN_LIMIT ? preview.text : `${wholeCharacters(preview.text, SHOWN_LIMIT)}… (${previewLength(preview)} characters)`;
+}
+
+/** A preview's length for a message: exact when complete, else a lower bound. */
+export function previewLength({ text, complete }: JsonPreview): string {
+  return complete ? String(text.length) : `more than ${Math.min(text.length, PREVIEW_LIMIT)}`;
 }
 
 /** Most UTF-8 bytes of a status message (percent-encoded on the wire: at most three times as many). */

@@ -296,6 +296,19 @@ describe("tesseract-core's REST API", () => {
     assert.match(String(shape.json.detail[0].input), /^\{"shape":\[4,2\],"dtype":"float64","data":\{"buffer":".*… \(\d+ characters\)$/);
   });
 
+  it("a big value in a 422 is shown by its start, written no further (JSON.stringify of a 2 million number list, only to cut it, held the event loop for seconds)", async () => {
+    const big = new Array(2_000_000).fill(0);
+    const start = (length: number) => `[${"0,".repeat(length)}`.slice(0, length);
+    const list = await post(base(vec), "apply", { inputs: { a: big, b: arr([1], [1]) } });
+    assert.equal(list.status, 422, list.text.slice(0, 300));
+    const error = `inputs.a is ${start(40)}… (more than 65536 characters), expected an array object {"shape", "dtype", "data"}`;
+    assert.deepEqual(list.json.detail, [{ type: "value_error", loc: ["body", "inputs", "a"], msg: `Value error, ${error}`, input: `${start(100)}… (more than 65536 characters)`, ctx: { error } }]);
+    const missing = await post(base(vec), "apply", { inputs: { a: { shape: [2_000_000], dtype: "float64", data: { buffer: big, encoding: "json" } } } });
+    assert.equal(missing.status, 422, missing.text.slice(0, 300));
+    assert.deepEqual(missing.json.detail[0].loc, ["body", "inputs", "b"]);
+    assert.match(missing.json.detail[0].input, /^\{"a":\{"shape":\[2000000\],"dtype":"float64","data":\{"buffer":\[0,0,.*… \(more than 65536 characters\)$/);
+  });
+
   it("a caller's key of megabytes in a message is located exactly, in one pass: 422, not a stack overflow's 500 (a 9 MB tangent key overflowed the regular expression that found the loc)", async () => {
     const inputs = { a: arr([1, 2, 3], [3]), b: arr([0, 0, 0], [3]) };
     for (const key of ["k".repeat(9_000_000), `a${"}".repeat(4_500_000)}"b\\`]) {

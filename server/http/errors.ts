@@ -4,7 +4,8 @@
  * JSON, as FastAPI's validation errors do), a failure of the Tesseract is 500 with a text body, and
  * the other gRPC codes map to the HTTP status that says the same.
  */
-import { boundedDetails, Code, invalidArgument, PydanticKind, runtimeValidationOf, wholeCharacters, type TesseractError } from "../../common/errors";
+import { boundedDetails, Code, invalidArgument, previewLength, PydanticKind, runtimeValidationOf, wholeCharacters, type TesseractError } from "../../common/errors";
+import { jsonPreview } from "../../common/json-preview";
 import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
 import { withNumpyDtypes } from "../../common/numpy-arrays";
 
@@ -37,17 +38,13 @@ export const MISSING_MSG = "Field required";
 /** Longest quoted `input` text in a 422 entry. */
 const MAX_INPUT = 100;
 
-/** The caller's value, shortened: a 422 answer never echoes a big input back. */
+/** The caller's value, shortened: a 422 answer never echoes a big input back (nor writes all of it to cut it). */
 export function shortInput(value: unknown): unknown {
   if (value === undefined) return undefined;
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(value);
-  } catch {
-    return "(too deeply nested to show)"; // JSON.stringify recurses: a body nested 100 000 deep overflows it
-  }
-  if (text === undefined || text.length <= MAX_INPUT) return value;
-  return `${wholeCharacters(text, MAX_INPUT)}… (${text.length} characters)`;
+  const preview = jsonPreview(value);
+  if (preview === undefined) return undefined;
+  if (preview.complete && preview.text.length <= MAX_INPUT) return value;
+  return `${wholeCharacters(preview.text, MAX_INPUT)}… (${previewLength(preview)} characters)`;
 }
 
 /** The request fields a message may start with, beside the input message's own fields. */
