@@ -6,6 +6,7 @@
  */
 import { boundedDetails, Code, invalidArgument, previewLength, PydanticKind, runtimeValidationOf, wholeCharacters, type TesseractError } from "../../common/errors";
 import { jsonPreview } from "../../common/json-preview";
+import { plural } from "../../common/plural";
 import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
 import { withNumpyDtypes } from "../../common/numpy-arrays";
 
@@ -30,6 +31,24 @@ export interface DetailEntry {
 export function valueError(loc: Loc, message: string, input?: unknown): DetailEntry {
   const error = boundedDetails(message);
   return { type: "value_error", loc, msg: `Value error, ${error}`, ...(input === undefined ? {} : { input }), ctx: { error } };
+}
+
+/** The most entries a 422 answer lists; past them, one more entry counts the rest. */
+export const MAX_DETAIL_ENTRIES = 100;
+
+/** The last entry of a 422 answer with more errors than it lists. */
+export function moreErrors(count: number): DetailEntry {
+  return valueError(["body"], `${plural(count, "more error")} not listed: the first ${MAX_DETAIL_ENTRIES} are`);
+}
+
+/**
+ * A 422's entries: those of the first MAX_DETAIL_ENTRIES errors, and one that counts the rest. pydantic lists
+ * every error: a 2.3 MB body of 200 000 keys no request has was answered with 18 MB of entries, in
+ * 1.7 s of the event loop.
+ */
+export function firstEntries(entries: readonly DetailEntry[]): DetailEntry[] {
+  const more = entries.length - MAX_DETAIL_ENTRIES;
+  return more > 0 ? [...entries.slice(0, MAX_DETAIL_ENTRIES), moreErrors(more)] : [...entries];
 }
 
 /** pydantic's msg for a `missing` entry. */

@@ -11,7 +11,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import ndarray from "ndarray";
 import type * as protobuf from "protobufjs";
 import type { BearerTokens } from "../../common/bearer-tokens";
-import { clip, Code, invalidArgument, isTesseractError, TesseractError } from "../../common/errors";
+import { Code, invalidArgument, isTesseractError, TesseractError } from "../../common/errors";
 import { arrayObject, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
 import { exactJson } from "../../common/exact-json";
@@ -24,9 +24,9 @@ import { ServerSockets } from "../grpc/server-sockets";
 import { SILENT_CONNECTION_MS } from "../grpc/silent-connections";
 import type { GradientRequest, TesseractRuntime } from "../runtime";
 import type { AbstractEvalAnswer } from "../tesseract";
-import { bracedKey, keySegment, parsePath } from "../../common/paths";
-import { plural } from "../../common/plural";
-import { checkBodyDepth, detailOf, httpStatusOf, MISSING_MSG, shortInput, valueError, type DetailEntry, type Loc } from "./errors";
+import { bracedKey, parsePath } from "../../common/paths";
+import { checkBodyDepth, detailOf, firstEntries, httpStatusOf, valueError, type DetailEntry } from "./errors";
+import { envelopeDetail, ENVELOPES } from "./envelopes";
 import { inputsAny, messageJson } from "../schema/json-messages";
 import { jsonKeys, keyPath, keySegments, namePath } from "../schema/json-keys";
 import { requireFields } from "../schema/output-casting";
@@ -115,26 +115,6 @@ function vectors(runtime: TesseractRuntime, body: Body, field: string, type: pro
   );
 }
 
-// Paths listed twice are the engine's to refuse, naming the path (the schema's uniqueItems said "items ## 1 and 0 are identical").
-const pathList = { type: "array", items: { type: "string" }, minItems: 1 };
-const vectorMap = { type: "object", additionalProperties: { type: "object" } };
-const optionsSchema = { type: "object" };
-
-/** JSON schemas of the request envelopes; `inputs` itself is checked against the protobuf type (messages.ts). */
-const ENVELOPES: Record<string, Body> = {
-  apply: { properties: { inputs: { type: "object" } }, required: ["inputs"] },
-  abstract_eval: { properties: { inputs: { type: "object" } }, required: ["inputs"] },
-  jacobian: { properties: { inputs: { type: "object" }, jac_inputs: pathList, jac_outputs: pathList, options: optionsSchema }, required: ["inputs", "jac_inputs", "jac_outputs"] },
-  jacobian_vector_product: {
-    properties: { inputs: { type: "object" }, jvp_inputs: pathList, jvp_outputs: pathList, tangent_vector: vectorMap, options: optionsSchema },
-    required: ["inputs", "jvp_inputs", "jvp_outputs", "tangent_vector"],
-  },
-  vector_jacobian_product: {
-    properties: { inputs: { type: "object" }, vjp_inputs: pathList, vjp_outputs: pathList, cotangent_vector: vectorMap, options: optionsSchema },
-    required: ["inputs", "vjp_inputs", "vjp_outputs", "cotangent_vector"],
-  },
-};
-
 /**
  * Refuses an envelope with more messages than --max-request-messages, counted as the gRPC decoder
  * counts them (a path list's strings; a vector map's entries, each a map entry and a tensor), before
@@ -148,45 +128,6 @@ function checkEnvelopeMessages(body: Body, limit: number | undefined): void {
     else if (field.endsWith("_vector") && isPlainObject(value)) messages += 2 * Object.keys(value).length;
     if (messages > limit) throw tooManyMessages(limit, field);
   }
-}
-
-/** ajv's errors as 422 entries. */
-function validationDetail(errors: { instancePath: string; keyword: string; message?: string; params: Record<string, unknown> }[], body: unknown): DetailEntry[] {
-  return firstEntries(errors, (e) => {
-    const loc: Loc = ["body", ...e.instancePath.split("/").slice(1).map((p) => (/^\d+$/.test(p) ? Number(p) : p.replace(/~1/g, "/").replace(/~0/g, "~")))];
-    if (e.keyword === "required") return { type: "missing", loc: [...loc, String(e.params.missingProperty)], msg: MISSING_MSG };
-    if (e.keyword === "additionalProperties") return { type: "extra_forbidden", loc: [...loc, clip(String(e.params.additionalProperty))], msg: "Extra inputs are not permitted" };
-    let input: unknown = body;
-    for (const key of loc.slice(1)) input = (input as Record<string | number, unknown> | undefined)?.[key];
-    // Any other keyword (type, minItems, uniqueItems, ...) is no pydantic error type: a value error
-    // saying it, naming the field (ajv's own "must be array" named none).
-    const message = e.keyword === "type" && TYPE_NAMES[String(e.params.type)] ? `must be ${TYPE_NAMES[String(e.params.type)]}` : (e.message ?? "is invalid");
-    return valueError(loc, `${fieldName(loc)} ${message}`, shortInput(input));
-  });
-}
-
-/**
- * A 422's entries: those of the first MAX_DETAIL_ENTRIES errors, and one that counts the rest. pydantic lists
- * every error: a 2.3 MB body of 200 000 keys no request has was answered with 18 MB of entries, in
- * 1.7 s of the event loop.
- */
-function firstEntries<T>(errors: readonly T[], toEntry: (error: T) => DetailEntry): DetailEntry[] {
-  const entries = errors.slice(0, MAX_DETAIL_ENTRIES).map(toEntry);
-  const more = errors.length - entries.length;
-  return more > 0 ? [...entries, valueError(["body"], `${plural(more, "more error")} not listed: the first ${MAX_DETAIL_ENTRIES} are`)] : entries;
-}
-const MAX_DETAIL_ENTRIES = 100;
-
-/** JSON types as a Python user names them (ajv's "must be array" is a list to them). */
-const TYPE_NAMES: Record<string, string> = { object: "an object", array: "a list", string: "a string", number: "a number", integer: "an integer", boolean: "a boolean" };
-
-/** A body loc as this server's messages write paths: `jac_inputs.[0]`, `tangent_vector.{mesh.points}`; the body itself "the body". */
-function fieldName(loc: Loc): string {
-  if (loc.length <= 1) return "the body";
-  return loc
-    .slice(1)
-    .map((key, i) => (i === 0 ? String(key) : typeof key === "number" ? `[${key}]` : i === 1 && String(loc[1]).endsWith("_vector") ? bracedKey(key) : keySegment(key)))
-    .join(".");
 }
 
 /** 422 with a validation-error body, 401 with its challenge, 5xx as text, others as `{"detail": ...}`. */
@@ -242,12 +183,10 @@ function createApp(options: RestServerOptions): FastifyInstance {
       error.code === "FST_ERR_BAD_URL" ? reply.code(404).type("application/json").send({ detail: "Not Found" }) : reply.code(400).type("application/json").send({ detail: "Bad Request" }),
     // `/apply/` is `/apply`: FastAPI redirects it there (307, which clients follow with the same POST); it was a 404.
     routerOptions: { ignoreTrailingSlash: true },
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true } },
     // A handshake not finished within the gRPC port's silence is given up (Node's default: 2 minutes).
     ...(options.tls ? { https: { connectionsCheckingInterval: CONNECTIONS_CHECKING_MS, handshakeTimeout: options.silentConnectionMs ?? SILENT_CONNECTION_MS, cert: options.tls.cert, key: options.tls.key, ...(options.tls.clientCa ? { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) } } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
-  app.setErrorHandler((error: Error & { validation?: unknown; statusCode?: number; code?: string }, request, reply) => {
-    if (error.validation) return sendError(reply, 422, error, validationDetail(error.validation as never, request.body));
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
     // pydantic's json_invalid ("Invalid JSON: {error}") needs ctx.error, as FastAPI sends it.
     const jsonInvalid = (msg: string, why: string): DetailEntry[] => [{ type: "json_invalid", loc: ["body"], msg, ctx: { error: why } }];
     if (error.code === INVALID_UTF8) return sendError(reply, 422, error, jsonInvalid(error.message, error.message));
@@ -354,7 +293,10 @@ function route(app: FastifyInstance, options: RestServerOptions, endpoint: strin
   // Messages name fields by their keys (the JSON's) or their names (the engine's paths).
   const inputType = runtime.schema.inputs.type;
   const inputFields = new Set([...inputType.fieldsArray.map((f) => f.name), ...jsonKeys(inputType)]);
-  app.post(`/${endpoint}`, { schema: { body: { type: "object", additionalProperties: false, ...ENVELOPES[endpoint] } } }, async (request, reply) => {
+  app.post(`/${endpoint}`, async (request, reply) => {
+    // Before the call is tracked, as a request model's refusal is before FastAPI's endpoint runs.
+    const refused = envelopeDetail(request.body, ENVELOPES[endpoint]);
+    if (refused) return sendError(reply, 422, { message: "" }, refused);
     const t = trackedCall(calls, request, reply, `/${endpoint}`);
     let busy = false;
     try {
@@ -376,7 +318,7 @@ function route(app: FastifyInstance, options: RestServerOptions, endpoint: strin
       const code = status?.code ?? Code.INTERNAL;
       const error = isTesseractError(e) && e.code === code ? e : new TesseractError(code as Code, status?.details ?? "internal error");
       const http = httpStatusOf(code, busy);
-      return sendError(reply, http, error, http === 422 ? firstEntries(detailOf(error, inputFields, request), (entry) => entry) : undefined);
+      return sendError(reply, http, error, http === 422 ? firstEntries(detailOf(error, inputFields, request)) : undefined);
     }
   });
 }
