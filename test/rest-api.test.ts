@@ -8,10 +8,13 @@ import { gzipSync } from "node:zlib";
 import * as fs from "node:fs";
 import * as http from "node:http";
 import * as net from "node:net";
+import * as os from "node:os";
 import * as path from "node:path";
+import { spawn } from "node:child_process";
 import { loadTesseract, startServer, TesseractRuntime, type RunningServer } from "../index";
 import { DataType } from "../common/tensor-codec";
 import { silentLogger } from "../server/log";
+import { otherCallsTurn } from "../server/http/io-turn";
 import Fastify from "fastify";
 import { assertClose, clientRejects, counted, freePort, meshJacobian, serveProcess } from "./helpers";
 import { TesseractClient } from "../client";
@@ -717,6 +720,28 @@ describe("tesseract-core's REST API", () => {
     const [invalid] = ((await bad.json()) as Json).detail;
     assert.deepEqual([bad.status, invalid.type], [422, "json_invalid"]);
     assert.match(invalid.msg, /^JSON decode error: Unexpected token 'N', "\{"inputs": NaNa\}" is not valid JSON$/);
+  });
+
+  it("a turn between a request's steps lets a new connection's request in, which takes two polls: to accept it and to read it (one setImmediate let none in from the poll phase, and only the accept from another)", async () => {
+    let served = 0;
+    const server = http.createServer((_request, response) => {
+      served++;
+      response.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const sent = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "turn-")), "sent");
+    const { port } = server.address() as net.AddressInfo;
+    // A probe from another process, whose request arrives while this one holds the event loop (as a big body's step does).
+    const probe = spawn(process.execPath, ["-e", `const s = require("net").connect(${port}, "127.0.0.1", () => s.write("GET /health HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n", () => require("fs").writeFileSync(${JSON.stringify(sent)}, ""))); s.on("data", () => s.end());`]);
+    try {
+      for (const end = Date.now() + 20_000; !fs.existsSync(sent); ) assert.ok(Date.now() < end, "the probe sent its request");
+      assert.equal(served, 0);
+      await otherCallsTurn();
+      assert.equal(served, 1, "the request was read during the turn");
+    } finally {
+      probe.kill();
+      server.close();
+    }
   });
 
   it("an x-request-id with a byte past ASCII is replaced, not answered 500 (grpc-js's metadata threw on it)", async () => {

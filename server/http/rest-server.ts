@@ -31,6 +31,7 @@ import { inputsAny, messageJson } from "../schema/json-messages";
 import { jsonKeys, keyPath, keySegments, namePath } from "../schema/json-keys";
 import { requireFields } from "../schema/output-casting";
 import { openApiDocument, servedEndpoints } from "./openapi";
+import { otherCallsTurn } from "./io-turn";
 import { finiteDifferenceOptions } from "./options";
 
 /** The most a request's headers and body may take to arrive (a 64 MiB body at half a MB/s). */
@@ -278,13 +279,6 @@ function notJson(type: string | undefined): string {
   return `the body must be JSON: send Content-Type: application/json (got ${JSON.stringify((type ?? "").slice(0, 60))})`;
 }
 
-/**
- * Lets other calls run between a request's steps: a big body's parsing, converting, applying and
- * writing take about half a second each (heat of 2 million points, 21 MB in, 38 MB out), and run
- * back to back they held every other call, health checks too, for 3-4 s.
- */
-const otherCallsTurn = () => new Promise<void>(setImmediate);
-
 type EndpointBody = (request: Body, encoding: ArrayEncoding, signal: AbortSignal, query: Record<string, unknown>) => Promise<unknown>;
 
 /** One endpoint: tracked, admitted (gradient jobs), raced against its abort, errors mapped. */
@@ -312,7 +306,10 @@ function route(app: FastifyInstance, options: RestServerOptions, endpoint: strin
       const answer = await t.race(work);
       t.finish();
       await otherCallsTurn();
-      return reply.type("application/json").send(exactJson(answer));
+      const text = exactJson(answer);
+      // Writing it out (tens of MB) is a step of its own.
+      await otherCallsTurn();
+      return reply.type("application/json").send(text);
     } catch (e) {
       const status = t.finish(e);
       const code = status?.code ?? Code.INTERNAL;
