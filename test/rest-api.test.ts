@@ -720,6 +720,10 @@ describe("tesseract-core's REST API", () => {
     const [invalid] = ((await bad.json()) as Json).detail;
     assert.deepEqual([bad.status, invalid.type], [422, "json_invalid"]);
     assert.match(invalid.msg, /^JSON decode error: Unexpected token 'N', "\{"inputs": NaNa\}" is not valid JSON$/);
+    // A literal where a key belongs is no JSON either (it was taken, its key answered as the server's marker string).
+    const key = await fetch(`${base(mesh)}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"inputs": {NaN: 1}}' });
+    const [keyEntry] = ((await key.json()) as Json).detail;
+    assert.deepEqual([key.status, keyEntry.type, keyEntry.msg], [422, "json_invalid", "JSON decode error: Expected property name or '}' in JSON at position 12"]);
   });
 
   it("a turn between a request's steps lets a new connection's request in, which takes two polls: to accept it and to read it (one setImmediate let none in from the poll phase, and only the accept from another)", async () => {

@@ -15,7 +15,7 @@ import { Code, invalidArgument, isTesseractError, TesseractError } from "../../c
 import { arrayObject, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
 import { exactJson } from "../../common/exact-json";
-import { parsePythonJson } from "../../common/python-json";
+import { parsePythonLiterals } from "../../common/python-json";
 import { strictUtf8, utf8Failure } from "../../common/utf8";
 import { decodeTensor, tooManyMessages } from "../../common/tensor-codec";
 import type { CallRegistry, TrackedCall } from "../grpc/calls";
@@ -158,11 +158,22 @@ function parseJsonBody(request: FastifyRequest, body: string | Buffer, done: (er
   if (text === undefined) {
     return done(Object.assign(new Error(`the body is not valid UTF-8: ${utf8Failure(body as Buffer)}; JSON is read as UTF-8 only`), { code: INVALID_UTF8 }));
   }
+  let value: unknown;
   try {
-    done(null, parsePythonJson(text));
-  } catch (e) {
-    done(e as Error);
+    value = JSON.parse(text);
+  } catch (refusal) {
+    // Python's literals are read after a turn for other calls: the refusal took up to a whole parse.
+    void otherCallsTurn().then(() => {
+      try {
+        value = parsePythonLiterals(text, refusal);
+      } catch (e) {
+        return done(e as Error);
+      }
+      done(null, value);
+    });
+    return;
   }
+  done(null, value);
 }
 
 /** The fastify app: limits, TLS, tesseract-core's error bodies, and the bearer-token check. */
