@@ -16,7 +16,7 @@ import { silentLogger } from "../server/log";
 import { TesseractRuntime } from "../server/runtime";
 import meshstats from "../server/tesseracts/meshstats";
 import { sampleHeatInputs } from "../server/tesseracts/samples";
-import { counted, f64, meshInputs, meshJacobian, serveProcess } from "./helpers";
+import { clientRejects, counted, f64, meshInputs, meshJacobian, serveProcess } from "./helpers";
 
 const FIRST = "statistics.first_point_coordinates";
 const BARY = "statistics.barycenter";
@@ -79,6 +79,16 @@ describe("evaluation cache: f(x) reused across requests", function () {
       const { stats, jacobian } = await client.jacobian(forward(other));
       assert.equal(stats.apply_calls, n + 1);
       assert.deepEqual(jacobian, (await uncached.jacobian(forward(other))).jacobian);
+    }
+  });
+
+  it("a NaN input is refused as without the cache after an Apply on it (the Apply's NaN output was refused first, naming the output)", async () => {
+    const client = await serve();
+    const inputs = meshInputs(N);
+    inputs.mesh.points.data[4] = NaN;
+    await client.apply(inputs);
+    for (const outputPaths of [[BARY], [FIRST, BARY]]) {
+      await clientRejects(client.jacobian(forward(inputs, outputPaths)), "INVALID_ARGUMENT", /^mesh\.points\[1, 1\] is NaN: finite differences need finite inputs$/);
     }
   });
 

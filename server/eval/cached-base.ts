@@ -85,7 +85,13 @@ export class CachedBaseEvaluator implements Evaluator {
 
   /** Whether f(x) will come from the cache: it is taken from there now, for this request. */
   baseKnown(): boolean {
-    this.pinned ??= this.cache.getSelected(this.key, this.outputPaths, this.fromApply);
+    try {
+      this.pinned ??= this.cache.getSelected(this.key, this.outputPaths, this.fromApply);
+    } catch {
+      // An Apply's outputs that f(x) cannot be (NaN there) are refused when f(x) is needed, in the
+      // request's order: here, before anything else, they answered a NaN input by the output it made.
+      return false;
+    }
     return this.pinned !== undefined;
   }
 
