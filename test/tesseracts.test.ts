@@ -237,6 +237,15 @@ describe("univariate (Rosenbrock, FP32)", () => {
     const { runtime } = counted("univariate");
     assert.throws(() => runtime.definition.validate!({ x: f64([1], []), y: f32([1], []) }), /^Error|x has datatype DATA_TYPE_FP64, expected DATA_TYPE_FP32$/);
   });
+
+  it("abstractEval refuses what Apply refuses by shape (it answered a scalar result for an x of shape [3])", async () => {
+    const { runtime } = counted("univariate");
+    const scalar = { shape: [], datatype: 10 };
+    assert.deepEqual(await runtime.abstractEval({ x: scalar, y: { shape: [], datatype: 11 } }), [{ path: "result", shape: [], datatype: 10 }]);
+    await rejects(runtime.abstractEval({ x: { shape: [3], datatype: 10 }, y: scalar }), Code.INVALID_ARGUMENT, /^x has shape \[3\], expected a scalar \(shape \[\]\)$/);
+    await rejects(runtime.abstractEval({ x: scalar, y: scalar, b: { shape: [1, 1], datatype: 10 } }), Code.INVALID_ARGUMENT, /^b has shape \[1, 1\], expected a scalar \(shape \[\]\)$/);
+    await rejects(runtime.abstractEval({ x: scalar }), Code.INVALID_ARGUMENT, /^y is missing: expected an FP32 scalar$/);
+  });
 });
 
 describe("bad tangents and cotangents", () => {

@@ -51,7 +51,13 @@ export default defineTesseract<Inputs, Outputs>({
 
   exampleInputs: () => sampleRosenbrockInputs(),
 
-  abstractEval() {
+  // As validate checks the scalars, from their shapes alone (it answered a scalar for an x of shape
+  // [3], which Apply refuses; a datatype other than FP32 is cast to it on the way in).
+  abstractEval({ x, y, a, b }) {
+    for (const [field, t, required] of [["x", x, true], ["y", y, true], ["a", a, false], ["b", b, false]] as const) {
+      if (!t && required) throw refusedAs("missing", `${field} is missing: expected an FP32 scalar`);
+      if (t && t.shape.length !== 0) throw invalidArgument(`${field} has shape [${t.shape.join(", ")}], expected a scalar (shape [])`);
+    }
     return [{ path: "result", shape: [], datatype: DataType.DATA_TYPE_FP32 }];
   },
 });
