@@ -4,8 +4,7 @@
  * JSON, as FastAPI's validation errors do), a failure of the Tesseract is 500 with a text body, and
  * the other gRPC codes map to the HTTP status that says the same.
  */
-import { boundedDetails, Code, invalidArgument, previewLength, PydanticKind, runtimeValidationOf, wholeCharacters, type TesseractError } from "../../common/errors";
-import { jsonPreview } from "../../common/json-preview";
+import { boundedDetails, Code, invalidArgument, jsonPreview, previewLength, PydanticKind, runtimeValidationOf, wholeCharacters, type TesseractError } from "../../common/errors";
 import { plural } from "../../common/plural";
 import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
 import { withNumpyDtypes } from "../../common/numpy-arrays";
