@@ -174,17 +174,32 @@ function sparsityMessages(patterns: readonly SparsityPatternInput[] | undefined)
 /** The options' enum fields, each with a value of its enum as an example (the enums are numbers). */
 const ENUM_FIELDS = { algorithm: "Algorithm.ALGORITHM_CENTRAL", step_mode: "StepMode.STEP_MODE_RELATIVE", stochastic_estimator: "StochasticEstimator.STOCHASTIC_ESTIMATOR_SPSA", sparsity_mode: "SparsityMode.SPARSITY_MODE_DENSE" } as const;
 
+const UINT32_MAX = 2 ** 32 - 1;
+
 /**
- * `options` whose enum fields hold numbers. From plain JavaScript a name (`"central"`, as the CLI and
- * the REST API spell it) failed in grpc-js's serializer as INTERNAL: refused here, naming the field.
+ * `value` where the wire has a uint32 or uint64: a whole number ≥ 0 (uint64: up to 2^53, the
+ * integers a number holds exactly). Anything else failed in grpc-js's serializer as INTERNAL
+ * ("Request message serialization failure: invalid uint32: -1"): refused here, naming the field.
  */
-function checkedEnums(options: FiniteDifferenceRequestOptions): FiniteDifferenceRequestOptions {
+function checkWholeNumber(value: unknown, field: string, max: number): void {
+  if (value === undefined || (Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) <= max)) return;
+  throw new TesseractClientError(grpc.status.INVALID_ARGUMENT, `${field} is ${clip(JSON.stringify(value) ?? String(value))}: expected a whole number from 0 to ${max === UINT32_MAX ? "2^32 - 1" : "2^53 - 1"}`);
+}
+
+/**
+ * `options` whose enum fields hold numbers and whose counts are whole numbers. From plain JavaScript
+ * a name (`"central"`, as the CLI and the REST API spell it) failed in grpc-js's serializer as
+ * INTERNAL: refused here, naming the field.
+ */
+function checkedOptions(options: FiniteDifferenceRequestOptions): FiniteDifferenceRequestOptions {
   for (const [field, example] of Object.entries(ENUM_FIELDS)) {
     const value = (options as Record<string, unknown>)[field];
     if (value !== undefined && !Number.isInteger(value)) {
       throw new TesseractClientError(grpc.status.INVALID_ARGUMENT, `options.${field} is ${clip(JSON.stringify(value) ?? String(value))}: expected a value of its enum, a number (${example}, exported by tesseract-grpc/client)`);
     }
   }
+  checkWholeNumber(options.num_samples, "options.num_samples", UINT32_MAX);
+  checkWholeNumber(options.seed, "options.seed", Number.MAX_SAFE_INTEGER);
   return options;
 }
 
@@ -360,7 +375,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     const names = await this.typeNames(call);
     return {
       inputs: this.packInputs(names.input, inputs),
-      options: options === undefined ? undefined : FiniteDifferenceOptionsFns.fromPartial(checkedEnums(options)),
+      options: options === undefined ? undefined : FiniteDifferenceOptionsFns.fromPartial(checkedOptions(options)),
     };
   }
 
@@ -458,6 +473,8 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
    * checked, the failures and the worst entry. UNIMPLEMENTED for a Tesseract without analytic gradients.
    */
   async checkGradients(check: CheckGradientsRequest<I>, call?: CallOptions): Promise<CheckGradientsResponse> {
+    checkWholeNumber(check.maxEvals, "maxEvals", UINT32_MAX);
+    checkWholeNumber(check.seed, "seed", Number.MAX_SAFE_INTEGER);
     const base = await this.gradientBase(check.inputs, check.options, call);
     const request: CheckGradientsMessage = {
       inputs: base.inputs,

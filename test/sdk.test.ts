@@ -297,6 +297,19 @@ describe("SDK: TesseractClient", () => {
       await clientRejects(mesh.vjp({ ...request, cotangent: { [BARY]: ndarray(new Float64Array(3), [3]) }, options: { sparsity_mode: "dense" as never } }), "INVALID_ARGUMENT", /^options\.sparsity_mode is "dense"/);
     });
 
+    it("a count or seed that is no whole number ≥ 0 (they compile: number): INVALID_ARGUMENT naming the field (it was INTERNAL, grpc-js's serializer)", async () => {
+      const request = { inputs: { a: f64([1, 2, 3]), b: f64([4, 5, 6]), s: f64([2], []), normalize: false }, inputPaths: ["a"], outputPaths: ["result"] };
+      await clientRejects(vector.jacobian({ ...request, options: { num_samples: -1 } }), "INVALID_ARGUMENT", /^options\.num_samples is -1: expected a whole number from 0 to 2\^32 - 1$/);
+      await clientRejects(vector.vjp({ ...request, cotangent: { result: f64([1, 1, 1]) }, options: { num_samples: 1.5 } }), "INVALID_ARGUMENT", /^options\.num_samples is 1\.5:/);
+      await clientRejects(vector.jvp({ ...request, tangent: { a: f64([1, 1, 1]) }, options: { seed: -1 } }), "INVALID_ARGUMENT", /^options\.seed is -1: expected a whole number from 0 to 2\^53 - 1$/);
+      await clientRejects(vector.checkGradients({ inputs: request.inputs, maxEvals: -1 }), "INVALID_ARGUMENT", /^maxEvals is -1:/);
+      await clientRejects(vector.checkGradients({ inputs: request.inputs, seed: 2 ** 60 }), "INVALID_ARGUMENT", /^seed is 1152921504606847000: expected a whole number from 0 to 2\^53 - 1$/);
+      const rows = async () => {
+        for await (const _ of vector.jacobianRows({ ...request, options: { seed: 0.5 } }));
+      };
+      await clientRejects(rows(), "INVALID_ARGUMENT", /^options\.seed is 0\.5:/);
+    });
+
     it("a bad output path in a JVP: INVALID_ARGUMENT naming it", async () => {
       const tangent = { "mesh.points": ndarray(new Float64Array(9), [3, 3]) };
       await clientRejects(mesh.jvp({ inputs: sampleMeshInputs(3), inputPaths: ["mesh.points"], outputPaths: ["statistics.nope"], tangent }), "INVALID_ARGUMENT", /statistics\.nope/);
