@@ -21,9 +21,21 @@ export interface CallOptions {
   waitForReady?: boolean;
 }
 
+/**
+ * The call's metadata. A key or value grpc-js refuses (a space or capital in a key, a newline in a
+ * value) is the caller's mistake, INVALID_ARGUMENT: it was UNKNOWN in grpc-js's words.
+ */
 export function toMetadata(metadata: CallOptions["metadata"], waitForReady = false): grpc.Metadata {
   let md = metadata instanceof grpc.Metadata ? metadata : new grpc.Metadata();
-  if (!(metadata instanceof grpc.Metadata)) for (const [key, value] of Object.entries(metadata ?? {})) md.set(key, value);
+  if (!(metadata instanceof grpc.Metadata)) {
+    for (const [key, value] of Object.entries(metadata ?? {})) {
+      try {
+        md.set(key, value);
+      } catch (e) {
+        throw new TesseractClientError(grpc.status.INVALID_ARGUMENT, `metadata: ${e instanceof Error ? e.message : String(e)}`, undefined, { cause: e });
+      }
+    }
+  }
   if (waitForReady) {
     // The caller's own Metadata object is not changed.
     if (md === metadata) md = md.clone();

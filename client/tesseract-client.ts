@@ -99,8 +99,20 @@ export interface TesseractClientOptions {
   fieldNames?: "sdk" | "wire";
 }
 
+/**
+ * A token as a header value: without the whitespace around it (a token read from a file ends with a
+ * newline), and refused here when it holds what a header cannot; every call failed with UNKNOWN,
+ * grpc-js's "Metadata string value … contains illegal characters".
+ */
+function checkedToken(token: string): string {
+  const trimmed = token.trim();
+  if (!/^[\x21-\x7e]+(?: +[\x21-\x7e]+)*$/.test(trimmed)) throw new TypeError("a bearer token must be visible ASCII characters, without line breaks or control characters (the `token` option)");
+  return trimmed;
+}
+
 /** Adds `authorization: Bearer <token>` to every call of a client. */
 export function bearerToken(token: string): grpc.Interceptor {
+  token = checkedToken(token);
   return (options, nextCall) =>
     new grpc.InterceptingCall(nextCall(options), {
       start(metadata, listener, next) {

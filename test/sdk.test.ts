@@ -403,6 +403,28 @@ describe("SDK: TesseractClient", () => {
       assert.equal((await logged).code, 0);
     });
 
+    it("metadata a header cannot carry is INVALID_ARGUMENT naming it; a token read from a file (a newline at its end) is sent trimmed (both were UNKNOWN on every call, grpc-js's words)", async () => {
+      const inputs = { a: f64([1, 2, 3]), b: f64([4, 5, 6]), s: f64([2], []), normalize: false };
+      await clientRejects(vector.apply(inputs, { metadata: { "X Request": "1" } }), "INVALID_ARGUMENT", /^metadata: Metadata key "x request" contains illegal characters$/);
+      const rows = async () => {
+        for await (const _ of vector.jacobianRows({ inputs, inputPaths: ["a"], outputPaths: ["result"] }, { metadata: { "x-request-id": "a\nb" } }));
+      };
+      await clientRejects(rows(), "INVALID_ARGUMENT", /^metadata: Metadata string value "a\nb" contains illegal characters$/);
+
+      const server = await startServer({ tesseract: "vectoradd", host: "127.0.0.1", port: 0, tokens: ["s3cret"], logger: silentLogger });
+      const client = new TesseractClient(server.address, { inputs: VectorInputs, outputs: VectorOutputs, outputDatatypes: { result: "float64" } }, { token: "s3cret\n" });
+      try {
+        assert.deepEqual(Array.from((await client.apply(inputs)).result.data), [6, 9, 12]);
+        assert.throws(() => new TesseractClient(server.address, { inputs: VectorInputs, outputs: VectorOutputs }, { token: "s3c\nret" }), {
+          name: "TypeError",
+          message: "a bearer token must be visible ASCII characters, without line breaks or control characters (the `token` option)",
+        });
+      } finally {
+        client.close();
+        await server.close();
+      }
+    });
+
     it("a closed client: FAILED_PRECONDITION", async () => {
       const client = new TesseractClient<VectorInputs, VectorOutputs>(vectorServer.address, { inputs: VectorInputs, outputs: VectorOutputs });
       client.close();
