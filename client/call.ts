@@ -76,8 +76,12 @@ export function callSignal(signal: AbortSignal | undefined): AbortSignal | undef
   return follower;
 }
 
+/** The reason of the signal `TesseractClient.close()` aborts: its calls say the client was closed, not that a signal of theirs fired. */
+export class ClientClosed extends Error {}
+
 /** The error an already aborted signal gives, without starting a call. */
 export function cancelledError(signal: AbortSignal): TesseractClientError {
+  if (signal.reason instanceof ClientClosed) return new TesseractClientError(grpc.status.CANCELLED, signal.reason.message);
   const reason = signal.reason instanceof Error ? signal.reason.message : signal.reason === undefined ? "" : String(signal.reason);
   return new TesseractClientError(grpc.status.CANCELLED, `the call was cancelled by its AbortSignal${reason ? ` (${reason})` : ""}`);
 }

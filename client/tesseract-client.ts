@@ -23,7 +23,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { NdArray } from "ndarray";
 import type { Arrays } from "../common/tree-types";
 import { packAny, unpackAny, type MessageFns } from "./any";
-import { callError, callSignal, cancelCall, cancelledError, toGrpcOptions, toMetadata, unaryCall, waitUnder, type CallOptions, type UnaryMethod } from "./call";
+import { callError, callSignal, cancelCall, cancelledError, ClientClosed, toGrpcOptions, toMetadata, unaryCall, waitUnder, type CallOptions, type UnaryMethod } from "./call";
 import { inSdkTerms, TesseractClientError, toClientError } from "./errors";
 import { withDefaultPort } from "./address";
 import { clip, quote } from "../common/errors";
@@ -279,6 +279,8 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
   private readonly interceptors: grpc.Interceptor[];
   private checking?: Promise<TypeNames>;
   private closed = false;
+  /** Aborted by close(): every call listens to it. */
+  private readonly closing = new AbortController();
   private described?: DescribeResponse;
 
   private readonly fieldNames: "sdk" | "wire";
@@ -325,7 +327,16 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
   private unary<K extends keyof UnaryMethods>(name: K, request: UnaryMethods[K][0], call: CallOptions | undefined): Promise<UnaryMethods[K][1]> {
     this.ensureOpen();
     const method = (this.rpc[name] as unknown as UnaryMethod<UnaryMethods[K][0], UnaryMethods[K][1]>).bind(this.rpc);
-    return unaryCall(method, request, call, this.address);
+    return unaryCall(method, request, this.closable(call), this.address);
+  }
+
+  /**
+   * `call` with a signal that `close()` aborts too: grpc-js lets a closed channel's calls run on, and
+   * an iterator of rows left unread (a loop that stopped without `break`) held the caller's process
+   * open until the server's --stream-stall-ms (5 minutes).
+   */
+  private closable(call: CallOptions | undefined): CallOptions {
+    return { ...call, signal: call?.signal ? AbortSignal.any([this.closing.signal, call.signal]) : this.closing.signal };
   }
 
   private ensureOpen(): void {
@@ -341,6 +352,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
    * every later call.
    */
   private typeNames(call?: CallOptions): Promise<TypeNames> {
+    this.ensureOpen();
     if (this.checked) return Promise.resolve(this.checked);
     if (call?.waitForReady) return this.checkTypes(call);
     if (!this.checking) {
@@ -350,7 +362,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
         if (this.checking === pending) this.checking = undefined;
       });
     }
-    return waitUnder(this.checking, call, `the server's Describe (the SDK checks the message types once)`);
+    return waitUnder(this.checking, this.closable(call), `the server's Describe (the SDK checks the message types once)`);
   }
 
   /** The names once a Describe checked them. */
@@ -427,9 +439,9 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
    */
   async *jacobianRows(request: GradientRequest<I>, call?: CallOptions): AsyncGenerator<JacobianRowsEvent, void, undefined> {
     const message = await this.jacobianRequest(request, call);
-    const signal = callSignal(call?.signal);
-    if (signal?.aborted) throw cancelledError(signal);
     this.ensureOpen();
+    const signal = callSignal(this.closable(call).signal);
+    if (signal?.aborted) throw cancelledError(signal);
     let stream: grpc.ClientReadableStream<JacobianRowsResponse>;
     try {
       stream = this.rpc.jacobianRows(message, toMetadata(call?.metadata, call?.waitForReady), toGrpcOptions(call));
@@ -520,12 +532,13 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
   async health(service = "", call?: CallOptions): Promise<ServingStatus> {
     this.ensureOpen();
     this.healthRpc ??= healthClient(this.rpc.getChannel(), this.interceptors);
-    return checkHealth(this.healthRpc, this.address, service, call);
+    return checkHealth(this.healthRpc, this.address, service, this.closable(call));
   }
 
-  /** Closes the channel; calls made afterwards fail. */
+  /** Closes the channel: calls in flight are cancelled (CANCELLED), calls made afterwards fail (FAILED_PRECONDITION). */
   close(): void {
     this.closed = true;
+    this.closing.abort(new ClientClosed(`the client of ${this.address} was closed during the call`));
     this.rpc.close();
   }
 }

@@ -412,6 +412,28 @@ describe("SDK: JacobianRows", () => {
       assert.equal(g.state.calls, callsAtCancel);
     });
 
+    it("close() cancels the calls in flight: a stream left unread and a unary call reject CANCELLED, and the server stops (grpc-js ran them on, and the unread stream held the process open for --stream-stall-ms)", async () => {
+      const FREE = 4; // the stream's evaluations after these wait at the gate, and so does the apply
+      const g = await gatedServer(FREE);
+      const rows = g.client.jacobianRows({ inputs: sampleMeshInputs(N), inputPaths: ["mesh.points"], outputPaths: [BARY] });
+      assert.ok((await rows.next()).value?.header);
+      // Central differences over meshstats' structure: a group per point (its 3 coordinates), 2 evaluations each.
+      for (let k = 0; k < 3 * (FREE / 2); k++) assert.ok((await rows.next()).value?.row);
+      const pending = rows.next();
+      const applied = g.client.apply(sampleMeshInputs(3));
+      // Both calls wait at the gate once the stream has used the free evaluations and the apply has begun its own.
+      while (g.state.calls < FREE + 2) await new Promise((resolve) => setImmediate(resolve));
+      g.client.close();
+      const closed = new RegExp(`^the client of ${g.client.address} was closed during the call$`);
+      await clientRejects(pending, "CANCELLED", closed);
+      await clientRejects(applied, "CANCELLED", closed);
+      const signal = g.state.signals[0];
+      if (!signal.aborted) await once(signal, "abort");
+      g.release();
+      assert.equal((await g.finished).code, grpc.status.CANCELLED);
+      await clientRejects(g.client.apply(sampleMeshInputs(3)), "FAILED_PRECONDITION", /is closed$/);
+    });
+
     it("a deadline already in the past: DEADLINE_EXCEEDED from the first iteration", async () => {
       await clientRejects(collect(mesh.jacobianRows({ inputs: sampleMeshInputs(3), inputPaths: ["mesh.points"], outputPaths: [BARY] }, { deadline: new Date(Date.now() - 1000) })), "DEADLINE_EXCEEDED");
     });
