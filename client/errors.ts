@@ -146,6 +146,8 @@ export function inSdkTerms(e: unknown): unknown {
   if (!(e instanceof TesseractClientError)) return e;
   let details = e.details;
   for (const [wire, sdk] of SDK_NAMES) details = details.replace(wire, sdk);
+  // A tangent's or cotangent's key checked against the request's paths names them too.
+  details = details.replace(/^((?:tangent|cotangent) has key .*?, which is not in )((?:jvp|vjp)_(inputs|outputs))\b/s, (_, before: string, wire: string, kind: string) => `${before}${kind === "inputs" ? "inputPaths" : "outputPaths"} (${wire})`);
   return details === e.details ? e : new TesseractClientError(e.code, details, e.metadata, { cause: e.cause ?? e, call: e.call });
 }
 

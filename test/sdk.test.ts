@@ -347,6 +347,8 @@ describe("SDK: TesseractClient", () => {
       await clientRejects(vector.jvp({ ...paths, tangent: { a: f64([1]) } }), "INVALID_ARGUMENT", /^tangent\.\{a\} has shape \[1\], expected \[3\] like the input$/);
       await clientRejects(vector.vjp({ ...paths, cotangent: { result: f64([1, 2]) } }), "INVALID_ARGUMENT", /^cotangent\.\{result\} has shape \[2\], expected \[3\] like the output/);
       await clientRejects(vector.vjp({ ...paths, inputPaths: ["x"], cotangent: { result: f64([1, 2, 3]) } }), "INVALID_ARGUMENT", /^inputPaths \(vjp_inputs\): input path "x"/);
+      await clientRejects(vector.jvp({ ...paths, tangent: { b: f64([1, 2, 3]) } }), "INVALID_ARGUMENT", /^tangent has key "b", which is not in inputPaths \(jvp_inputs\) \(a\)$/);
+      await clientRejects(vector.vjp({ ...paths, cotangent: { result: f64([1, 2, 3]), other: f64([1]) } }), "INVALID_ARGUMENT", /^cotangent has key "other", which is not in outputPaths \(vjp_outputs\) \(result\)$/);
     });
 
     it("an ndarray whose shape reaches past its data is INVALID_ARGUMENT naming the field (a strided one was read as NaN; a short row-major one said \"Invalid typed array length: 24\")", async () => {
