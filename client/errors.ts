@@ -31,7 +31,7 @@ export class TesseractClientError extends Error {
     readonly metadata: Metadata = new Metadata(),
     options?: { cause?: unknown; call?: CallPlace },
   ) {
-    const hint = code === status.DEADLINE_EXCEEDED ? deadlineHint(details) : connectionHint(code, details, options?.call);
+    const hint = code === status.DEADLINE_EXCEEDED ? deadlineHint(details) : (sizeHint(code, details) ?? connectionHint(code, details, options?.call));
     // grpc-js's own deadline text goes on with its internals (",name resolution: 0.039s,LB pick: …"): the time is kept.
     const shown = code === status.DEADLINE_EXCEEDED ? (/^Deadline exceeded after [\d.]+s/.exec(details)?.[0] ?? details) : details;
     super(`${codeName(code)}: ${shown}${hint ? ` — ${hint}` : ""}`, options && "cause" in options ? { cause: options.cause } : undefined);
@@ -120,6 +120,21 @@ function connectionHint(code: number, details: string, call: CallPlace | undefin
     default:
       return undefined;
   }
+}
+
+/**
+ * grpc-js's words (1.14) for a message over the client's own limit, received or sent, get what to do;
+ * they said neither which limit nor how to raise it.
+ */
+function sizeHint(code: number, details: string): string | undefined {
+  if (code !== status.RESOURCE_EXHAUSTED) return undefined;
+  if (/^Received message larger than max \(\d+ vs \d+\)$/.test(details)) {
+    return "the answer is over this client's message limit: raise the client's `maxMessageBytes` (default 64 MiB), or stream a big Jacobian with jacobianRows";
+  }
+  if (/^Attempted to send message with a size larger than \d+$/.test(details)) {
+    return "the request is over this client's message limit: raise the client's `maxMessageBytes` (default 64 MiB; the server takes at most its --max-message-bytes)";
+  }
+  return undefined;
 }
 
 /** grpc-js's own deadline text ("Deadline exceeded after 0.300s,LB pick: …"), not a server's answer, gets what to do. */

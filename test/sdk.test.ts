@@ -427,6 +427,21 @@ describe("SDK: TesseractClient", () => {
       }
     });
 
+    it("a message over the client's maxMessageBytes, received or sent: RESOURCE_EXHAUSTED saying which limit and how to raise it (it was grpc-js's words alone)", async () => {
+      const small = new TesseractClient<VectorInputs, VectorOutputs>(vectorServer.address, { inputs: VectorInputs, outputs: VectorOutputs }, { maxMessageBytes: 2000 });
+      try {
+        const n = 20; // the 20 × 20 Jacobian's 3200 bytes are over the limit; the inputs are not
+        const inputs = { a: f64(Array.from({ length: n }, (_, i) => i)), b: f64(new Array<number>(n).fill(1)), s: f64([2], []), normalize: false };
+        const received = await clientRejects(small.jacobian({ inputs, inputPaths: ["a"], outputPaths: ["result"] }), "RESOURCE_EXHAUSTED", /^Received message larger than max \(\d+ vs 2000\)$/);
+        assert.match(received.message, / — the answer is over this client's message limit: raise the client's `maxMessageBytes` \(default 64 MiB\), or stream a big Jacobian with jacobianRows$/);
+        const big = { ...inputs, a: f64(new Array<number>(300).fill(1)), b: f64(new Array<number>(300).fill(1)) };
+        const sent = await clientRejects(small.apply(big), "RESOURCE_EXHAUSTED", /^Attempted to send message with a size larger than 2000$/);
+        assert.match(sent.message, / — the request is over this client's message limit: raise the client's `maxMessageBytes`/);
+      } finally {
+        small.close();
+      }
+    });
+
     it("a closed client: FAILED_PRECONDITION", async () => {
       const client = new TesseractClient<VectorInputs, VectorOutputs>(vectorServer.address, { inputs: VectorInputs, outputs: VectorOutputs });
       client.close();
