@@ -4,11 +4,12 @@
  */
 import type * as protobuf from "protobufjs";
 import { invalidArgument } from "./errors";
+import { ownValue } from "./records";
 
 /** Refuses a message (`set` holds its fields' names) that sets more than one member of a oneof; `where` names the message. */
 export function refuseTwoOfOneof(type: protobuf.Type, set: Record<string, unknown>, where: string): void {
   for (const oneof of type.oneofsArray) {
-    const members = oneof.oneof.filter((name) => set[name] !== undefined);
+    const members = oneof.oneof.filter((name) => ownValue(set, name) !== undefined);
     if (members.length > 1) throw invalidArgument(`${where}: ${members.join(" and ")} are both set, but they are members of oneof ${oneof.name}; set one of them`);
   }
 }

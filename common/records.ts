@@ -19,3 +19,17 @@ export function recordFrom<V>(entries: Iterable<readonly [string, V]>): Record<s
   for (const [key, value] of entries) record[key] = value;
   return record;
 }
+
+/**
+ * `record[key]` where the record holds it itself, else undefined: a message object whose field
+ * `toString` or `constructor` is unset must not answer with Object.prototype's function.
+ */
+export function ownValue(record: object, key: string): unknown {
+  return Object.hasOwn(record, key) ? (record as Record<string, unknown>)[key] : undefined;
+}
+
+/** `out[name] = value`, where a field named `__proto__` is a property like any other, not the prototype. */
+export function setProperty(out: Record<string, unknown>, name: string, value: unknown): void {
+  if (name === "__proto__") Object.defineProperty(out, name, { value, writable: true, enumerable: true, configurable: true });
+  else out[name] = value;
+}

@@ -461,6 +461,34 @@ describe("schema: the differentiable option", () => {
   });
 });
 
+describe("schema: fields named like Object.prototype's members", () => {
+  const root = loadRootFromText(
+    `syntax = "proto3";\npackage t.v1;\nimport "tesseract/v1/tensor.proto";\n` +
+      `message Inputs { tesseract.v1.Tensor constructor = 1 [(tesseract.v1.differentiable) = true]; tesseract.v1.Tensor toString = 2 [(tesseract.v1.differentiable) = true]; tesseract.v1.Tensor data = 3; }\n` +
+      `message Outputs { tesseract.v1.Tensor toString = 1 [(tesseract.v1.differentiable) = true]; tesseract.v1.Tensor valueOf = 2 [(tesseract.v1.differentiable) = true]; }\n`,
+  );
+  const schema = new TesseractSchema(root, "t.v1.Inputs", "t.v1.Outputs");
+  const anyOf = (message: Record<string, unknown>): AnyMessage => ({ type_url: "type.googleapis.com/t.v1.Inputs", value: Buffer.from(schema.inputs.type.encode(message).finish()) });
+
+  it("decodes them set and unset, never reading the prototype's functions (an unset constructor was a tensor of no data, a set toString INTERNAL)", () => {
+    const onlyData = schema.inputs.decodeAny(anyOf({ data: fp64([1]) }), "inputs");
+    assert.equal(onlyData.constructor, undefined);
+    assert.equal(onlyData.toString, undefined);
+    assertArray(onlyData.data, Float64Array, [1], [1]);
+    const both = schema.inputs.decodeAny(anyOf({ constructor: fp64([2]), toString: fp64([3, 4]) }), "inputs");
+    assertArray(both.constructor, Float64Array, [1], [2]);
+    assertArray(both.toString, Float64Array, [2], [3, 4]);
+    assert.deepEqual(schema.inputs.differentiablePaths(both), ["constructor", "toString"]);
+  });
+
+  it("encodes outputs that leave them out, and decodes them back unset", () => {
+    const any = schema.outputs.encodeAny({ valueOf: ndarray(Float64Array.of(5), [1]) });
+    const back = schema.outputs.decodeAny(any, "outputs");
+    assert.equal(back.toString, undefined);
+    assertArray(back.valueOf, Float64Array, [1], [5]);
+  });
+});
+
 describe("schema: bundled meshstats proto", () => {
   const root = loadRoot([path.join(PROTO_DIR, "tesseract/examples/meshstats/v1/meshstats.proto")]);
   const schema = new TesseractSchema(root, "tesseract.examples.meshstats.v1.Inputs", "tesseract.examples.meshstats.v1.Outputs");

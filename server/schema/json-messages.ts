@@ -14,7 +14,7 @@ import { invalidArgument, keyAt, refusedAs, shown } from "../../common/errors";
 import { jsonScalar } from "../../common/json-scalars";
 import { enumNumber, type LiteralEnum } from "../../common/enum-names";
 import { arrayObject, castsSameKind, dtypesCastTo, NUMPY_DTYPES, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
-import { emptyRecord, isPlainObject } from "../../common/records";
+import { emptyRecord, isPlainObject, ownValue } from "../../common/records";
 import { DataType, dataTypeOfArray, isNdArray, tooManyMessages } from "../../common/tensor-codec";
 import { jsonInteger } from "../../common/exact-json";
 import { bracedKey, keySegment } from "../../common/paths";
@@ -181,7 +181,7 @@ function shapeAndDtype(x: unknown): { shape: number[]; dtype: string } {
 export function messageJson(type: protobuf.Type, tree: Record<string, unknown>, encoding: JsonArrays, enumLiterals: EnumLiterals = {}, where = "inputs"): Record<string, unknown> {
   const out = emptyRecord<unknown>();
   for (const field of type.fieldsArray) {
-    const v = tree[field.name];
+    const v = ownValue(tree, field.name);
     if (v === undefined || v === null) continue;
     const key = jsonKey(field);
     const at = `${where}.${key}`;

@@ -8,7 +8,7 @@ import * as path from "node:path";
 import * as protobuf from "protobufjs";
 import type { NdArray } from "ndarray";
 import { clip, invalidArgument, Code, listed, quote, TesseractError } from "../../common/errors";
-import { emptyRecord } from "../../common/records";
+import { emptyRecord, ownValue, setProperty } from "../../common/records";
 import { TYPE_URL_PREFIX } from "../../common/type-url";
 import { PROTO_DIR } from "../proto-dir";
 import {
@@ -394,7 +394,8 @@ function toTree(type: protobuf.Type, plain: Record<string, unknown>, prefix: str
     } else if (sub instanceof protobuf.Type) {
       convert = (v, w) => (v == null ? undefined : toTree(sub, v as Record<string, unknown>, w, opts));
     }
-    out[field.name] = convert ? mapField(field, plain[field.name], where, convert) : plain[field.name];
+    const value = ownValue(plain, field.name);
+    setProperty(out, field.name, convert ? mapField(field, value, where, convert) : value);
   }
   return out;
 }

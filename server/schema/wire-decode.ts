@@ -20,7 +20,7 @@
  */
 import * as protobuf from "protobufjs";
 import { clip, Code, invalidArgument, TesseractError } from "../../common/errors";
-import { emptyRecord } from "../../common/records";
+import { emptyRecord, ownValue, setProperty } from "../../common/records";
 import { MAX_DEPTH } from "../../common/nesting";
 import { DEFAULT_MAX_RANK, tooManyMessages } from "../../common/tensor-codec";
 import { plural } from "../../common/plural";
@@ -130,10 +130,6 @@ function scalarKind(field: protobuf.FieldBase): string | undefined {
 }
 
 /** Assigns, except that a field named "__proto__" is defined (assigning would call the setter). */
-function setProperty(out: Record<string, unknown>, name: string, value: unknown): void {
-  if (name === "__proto__") Object.defineProperty(out, name, { value, writable: true, enumerable: true, configurable: true });
-  else out[name] = value;
-}
 
 class Reader {
   private pos = 0;
@@ -334,7 +330,7 @@ class Reader {
     let value: unknown;
     if (sub instanceof MessageType) {
       // A singular message sent twice is merged, as protobuf specifies.
-      const existing = list ? undefined : (out[field.name] as Record<string, unknown> | undefined);
+      const existing = list ? undefined : (ownValue(out, field.name) as Record<string, unknown> | undefined);
       value =
         wireType === START_GROUP
           ? this.message(sub, end, at, style, depth + 1, existing, field.id)
