@@ -5,6 +5,7 @@ import { Code } from "../index";
 import { PROTO_DIR } from "../server/proto-dir";
 import { loadRoot, loadRootFromText, MessageSchema, TesseractSchema, type AnyMessage } from "../server/schema/schema";
 import { DataType } from "../common/tensor-codec";
+import { inputsAny } from "../server/schema/json-messages";
 
 const fixtureDir = path.join(__dirname, "../../test/fixtures/polynomial");
 const INPUTS = "tesseract.testing.polynomial.v1.Inputs";
@@ -486,6 +487,24 @@ describe("schema: fields named like Object.prototype's members", () => {
     const back = schema.outputs.decodeAny(any, "outputs");
     assert.equal(back.toString, undefined);
     assertArray(back.valueOf, Float64Array, [1], [5]);
+  });
+});
+
+describe("schema: maps keyed by bool", () => {
+  const root = loadRoot([path.join(__dirname, "../../test/fixtures/keyed/keyed.proto")]);
+  const schema = new TesseractSchema(root, "tesseract.testing.keyed.v1.Inputs", "tesseract.testing.keyed.v1.Outputs");
+  const one = (v: number) => ndarray(Float64Array.of(v), [1]);
+
+  it("encodes a false key as false: outputs, and inputs from tesseract-core's JSON (protobufjs wrote the string \"false\" as true, so one entry overwrote the other)", () => {
+    const outputs = schema.outputs.decodeAny(schema.outputs.encodeAny({ by_bool: { true: one(1), false: one(2) } }), "outputs");
+    const byBool = outputs.by_bool as Record<string, NdArray<Float64Array>>;
+    assert.deepEqual(Object.keys(byBool).sort(), ["false", "true"]);
+    assertArray(byBool.false, Float64Array, [1], [2]);
+    assertArray(byBool.true, Float64Array, [1], [1]);
+    const array = (v: number) => ({ shape: [1], dtype: "float64", data: { buffer: [v], encoding: "json" } });
+    const inputs = schema.inputs.decodeAny(inputsAny(schema.inputs, { by_bool: { false: array(3), true: array(4) } }), "inputs");
+    assertArray((inputs.by_bool as Record<string, unknown>).false, Float64Array, [1], [3]);
+    assertArray((inputs.by_bool as Record<string, unknown>).true, Float64Array, [1], [4]);
   });
 });
 

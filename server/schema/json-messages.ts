@@ -15,6 +15,7 @@ import { jsonScalar } from "../../common/json-scalars";
 import { enumNumber, type LiteralEnum } from "../../common/enum-names";
 import { arrayObject, castsSameKind, dtypesCastTo, NUMPY_DTYPES, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject, ownValue } from "../../common/records";
+import { boolKeysForEncoding } from "../../common/bool-keys";
 import { DataType, dataTypeOfArray, isNdArray, tooManyMessages } from "../../common/tensor-codec";
 import { jsonInteger } from "../../common/exact-json";
 import { bracedKey, keySegment } from "../../common/paths";
@@ -159,7 +160,7 @@ export function inputsAny(schema: MessageSchema, json: unknown, abstract = false
   const plain = plainMessage(schema.type, json, field, reading);
   const problem = schema.type.verify(plain);
   if (problem) throw invalidArgument(`${field} ${problem}`);
-  return { type_url: schema.typeUrl, value: schema.type.encode(plain).finish() };
+  return { type_url: schema.typeUrl, value: schema.type.encode(boolKeysForEncoding(schema.type, plain)).finish() };
 }
 
 /** How arrays are written: array objects with base64 or JSON-list data, or `{"shape", "dtype"}` only (abstract_eval). */

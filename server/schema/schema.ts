@@ -9,6 +9,7 @@ import * as protobuf from "protobufjs";
 import type { NdArray } from "ndarray";
 import { clip, invalidArgument, Code, listed, quote, TesseractError } from "../../common/errors";
 import { emptyRecord, ownValue, setProperty } from "../../common/records";
+import { boolKeysForEncoding } from "../../common/bool-keys";
 import { TYPE_URL_PREFIX } from "../../common/type-url";
 import { PROTO_DIR } from "../proto-dir";
 import {
@@ -148,7 +149,7 @@ export class MessageSchema {
     const plain = fromTree(this.type, tree, "", fail);
     const problem = this.type.verify(plain);
     if (problem) throw fail(`do not match ${this.fullName}: ${problem}`);
-    return { type_url: this.typeUrl, value: this.type.encode(plain).finish() };
+    return { type_url: this.typeUrl, value: this.type.encode(boolKeysForEncoding(this.type, plain)).finish() };
   }
 
   /**
