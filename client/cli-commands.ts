@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
 import { Command, InvalidArgumentError, Option } from "commander";
-import type * as protobuf from "protobufjs";
+import * as protobuf from "protobufjs";
 import { withDefaultPort } from "./address";
 import { explainError, statsLine } from "./cli-messages";
 import { withProgress, writeRowsNdjson } from "./cli-rows";
@@ -25,7 +25,9 @@ import type { MessageFns } from "./any";
 import type { DescribeResponse, EvaluationStats } from "../generated/tesseract/v1/tesseract";
 import { MAX_DEPTH, nestedDeeper } from "../common/nesting";
 import { dropIpServerNameWarning } from "../common/ip-server-name";
-import { exactJson } from "../common/exact-json";
+import { exactJson, jsonInteger } from "../common/exact-json";
+import { recordFrom } from "../common/records";
+import { boolKeysForEncoding } from "../common/bool-keys";
 
 interface ClientFlags extends OptionFlags {
   address: string;
@@ -126,9 +128,31 @@ export function readPayload(text: string): Payload {
 /** protobufjs types as the SDK's MessageFns (encode the SDK's tensor messages, decode to plain objects). */
 function messageFns(type: () => protobuf.Type): MessageFns<unknown> {
   return {
-    encode: (message) => ({ finish: () => type().encode(type().fromObject(message as Record<string, unknown>)).finish() }),
-    decode: (bytes) => type().toObject(type().decode(bytes), { longs: Number, enums: Number, defaults: false, arrays: true, objects: true }),
+    encode: (message) => ({ finish: () => type().encode(boolKeysForEncoding(type(), type().fromObject(message as Record<string, unknown>) as unknown as Record<string, unknown>)).finish() }),
+    decode: (bytes) => exactLongs(type(), type().toObject(type().decode(bytes), { longs: String, enums: Number, defaults: false, arrays: true, objects: true })),
   };
+}
+
+const LONG = /^(u?int|sint|s?fixed)64$/;
+
+/**
+ * protobufjs' plain object with its 64-bit integers exact: values as numbers, bigints past 2^53
+ * (`longs: Number` rounded them), and map keys as their digits (protobufjs keeps a 64-bit key as an
+ * 8-byte hash: map<int64, Tensor> printed keys of control characters).
+ */
+function exactLongs(type: protobuf.Type, message: Record<string, unknown>): Record<string, unknown> {
+  for (const field of type.fieldsArray) {
+    const v = Object.hasOwn(message, field.name) ? message[field.name] : undefined;
+    if (v === undefined || v === null) continue;
+    const sub = field.resolve().resolvedType;
+    const value = (x: unknown): unknown => (sub && "fields" in sub ? exactLongs(sub as protobuf.Type, x as Record<string, unknown>) : LONG.test(field.type) ? jsonInteger(BigInt(x as string)) : x);
+    const keyType = field.map ? (field as unknown as protobuf.MapField).keyType : "";
+    const key = (k: string): string => (LONG.test(keyType) ? protobuf.util.longFromHash(k, /^(uint|fixed)64$/.test(keyType)).toString() : k);
+    if (field.map) message[field.name] = recordFrom(Object.entries(v as Record<string, unknown>).map(([k, x]) => [key(k), value(x)]));
+    else if (field.repeated) message[field.name] = (v as unknown[]).map(value);
+    else message[field.name] = value(v);
+  }
+  return message;
 }
 
 /** A client whose message types are fetched from the server (Describe, then reflection). */

@@ -14,6 +14,7 @@ import { recordFrom } from "../common/records";
 import { arrayObject, flattenLists, tensorFromArrayObject } from "../common/numpy-arrays";
 import { BoolArray, dataTypeOfArray, decodeTensor, isNdArray } from "../common/tensor-codec";
 import { INT_RANGES, jsonScalar } from "../common/json-scalars";
+import { jsonInteger } from "../common/exact-json";
 
 const TENSOR_TYPE = ".tesseract.v1.Tensor";
 
@@ -168,8 +169,10 @@ export function enumsByName(type: protobuf.Type, tree: unknown): unknown {
 export function treeToJson(tree: unknown, format: Format): unknown {
   if (isNdArray(tree)) return arrayToJson(tree, format);
   if (Array.isArray(tree)) return tree.map((v) => treeToJson(v, format));
+  // A bytes field: base64, as protobuf's JSON writes it (not a Buffer's {"type", "data"}).
+  if (tree instanceof Uint8Array) return Buffer.from(tree.buffer, tree.byteOffset, tree.byteLength).toString("base64");
   if (tree !== null && typeof tree === "object" && !ArrayBuffer.isView(tree)) {
     return Object.fromEntries(Object.entries(tree).filter(([, v]) => v !== undefined).map(([k, v]) => [k, treeToJson(v, format)]));
   }
-  return typeof tree === "bigint" ? Number(tree) : tree;
+  return typeof tree === "bigint" ? jsonInteger(tree) : tree;
 }

@@ -336,6 +336,21 @@ describe("CLI: payloads, options and messages", () => {
       }
     });
 
+    it("maps keyed by integers and bools, and bytes: keys as written, false kept, bytes in base64 (int64 keys printed as 8 control characters, false sent as true, bytes as a Buffer's JSON)", async () => {
+      const keyed = await serveProcess([path.join(__dirname, "../../test/fixtures/keyed/keyed.js"), "--port", "0"]);
+      try {
+        const given = { by_int64: { "-9007199254740991": [1], "5": [2] }, by_uint64: { "9007199254740991": [3] }, by_int32: { "-7": [4] }, by_bool: { true: [5], false: [6] }, blob: "AAEC" };
+        const { code, stdout, stderr } = await cli("apply", JSON.stringify({ inputs: given }), "--address", keyed.address);
+        assert.equal(code, 0, stderr);
+        assert.deepEqual(JSON.parse(stdout), { by_int64: { "-9007199254740991": [2], "5": [4] }, by_uint64: { "9007199254740991": [6] }, by_int32: { "-7": [8] }, by_bool: { true: [10], false: [12] }, blob: "AgEA" });
+        const jac = await cli("jacobian", JSON.stringify({ inputs: given, jac_inputs: ["by_bool.{false}"], jac_outputs: ["by_bool.{false}", "by_int64.{-9007199254740991}"] }), "--address", keyed.address);
+        assert.equal(jac.code, 0, jac.stderr);
+        assert.deepEqual(JSON.parse(jac.stdout), { "by_bool.{false}": { "by_bool.{false}": [[2]] }, "by_int64.{-9007199254740991}": { "by_bool.{false}": [[0]] } });
+      } finally {
+        await keyed.stop();
+      }
+    });
+
     it('int and bool arrays written compactly: {"dtype": "int32", "data": [...]}', async () => {
       const compact = { ...polyInputs, counts: { dtype: "bool", data: [true, false] } };
       const bools = await cli("apply", JSON.stringify({ inputs: compact }), "--address", polynomial.address);
