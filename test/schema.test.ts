@@ -508,6 +508,18 @@ describe("schema: maps keyed by bool", () => {
   });
 });
 
+describe("schema: well-known types", () => {
+  const root = loadRoot([path.join(__dirname, "../../test/fixtures/keyed/documents.proto")]);
+  const schema = new TesseractSchema(root, "tesseract.testing.documents.v1.Inputs", "tesseract.testing.documents.v1.Outputs");
+
+  it("have the field names of their .proto files (protobufjs' bundled Value named number_value numberValue: in apply's inputs and the REST API)", () => {
+    assert.deepEqual(root.lookupType("google.protobuf.Value").fieldsArray.map((f) => f.name), ["null_value", "number_value", "string_value", "bool_value", "struct_value", "list_value"]);
+    const json = { meta: { fields: { a: { number_value: 1.5 }, b: { list_value: { values: [{ string_value: "x" }] } } } }, when: { seconds: 3, nanos: 4 } };
+    const tree = schema.inputs.decodeAny(inputsAny(schema.inputs, json), "inputs");
+    assert.deepEqual(JSON.parse(JSON.stringify(tree)), json);
+  });
+});
+
 describe("schema: bundled meshstats proto", () => {
   const root = loadRoot([path.join(PROTO_DIR, "tesseract/examples/meshstats/v1/meshstats.proto")]);
   const schema = new TesseractSchema(root, "tesseract.examples.meshstats.v1.Inputs", "tesseract.examples.meshstats.v1.Outputs");

@@ -6,6 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as protobuf from "protobufjs";
+import "protobufjs/ext/descriptor";
 import type { NdArray } from "ndarray";
 import { clip, invalidArgument, Code, listed, quote, TesseractError } from "../../common/errors";
 import { emptyRecord, ownValue, setProperty } from "../../common/records";
@@ -47,11 +48,61 @@ export interface AnyMessage {
   value: Uint8Array;
 }
 
-/** Loads .proto files with the contract's proto/ folder (and protobufjs' well-known types) on the path. */
+/** Written by `npm run build` beside this module: the well-known types' descriptors, as buf compiles them. */
+const WELL_KNOWN_TYPES = path.join(__dirname, "well-known-types.binpb");
+let wellKnown: { files: Set<string>; json: protobuf.INamespace } | undefined;
+
+/**
+ * The well-known types as their .proto files declare them. protobufjs' bundled ones name some fields
+ * in camelCase (google.protobuf.Value's numberValue for number_value): apply saw those names, the
+ * REST API wanted them, and the CLI and reflection the .proto's.
+ */
+function wellKnownTypes(): { files: Set<string>; json: protobuf.INamespace } {
+  if (!wellKnown) {
+    const compiled = (protobuf.Root as unknown as { fromDescriptor(bytes: Uint8Array): protobuf.Root }).fromDescriptor(fs.readFileSync(WELL_KNOWN_TYPES));
+    const google = (compiled.lookup("google") as protobuf.Namespace).toJSON();
+    withMapFields(google);
+    withoutMapEntryOptions(google);
+    wellKnown = { files: new Set(compiled.files.filter((f) => f.startsWith("google/protobuf/"))), json: { nested: { google } } };
+  }
+  return wellKnown;
+}
+
+type NamespaceJson = { options?: Record<string, unknown>; fields?: Record<string, { rule?: string; type: string; id: number; keyType?: string }>; nested?: Record<string, NamespaceJson> };
+
+/** protobufjs' fromDescriptor leaves a map as a list of its entry type (Struct.fields): a map again, as protobufjs declares maps. */
+function withMapFields(json: NamespaceJson): void {
+  for (const nested of Object.values(json.nested ?? {})) {
+    withMapFields(nested);
+    for (const field of Object.values(nested.fields ?? {})) {
+      const entryName = field.type.split(".").pop()!;
+      const entry = nested.nested?.[entryName];
+      if (field.rule !== "repeated" || !entry?.options?.map_entry) continue;
+      delete field.rule;
+      field.keyType = entry.fields!.key.type;
+      field.type = entry.fields!.value.type;
+      delete nested.nested![entryName];
+    }
+  }
+}
+
+/** Once the entry types are gone, no type is one (fromDescriptor marks the type holding one as one too). */
+function withoutMapEntryOptions(json: NamespaceJson): void {
+  if (json.options) delete json.options.map_entry;
+  if (json.options && Object.keys(json.options).length === 0) delete json.options;
+  for (const nested of Object.values(json.nested ?? {})) withoutMapEntryOptions(nested);
+}
+
+/** Loads .proto files with the contract's proto/ folder (and the well-known types) on the path. */
 export function loadRoot(files: string[], includeDirs: string[] = []): protobuf.Root {
   const dirs = [...includeDirs, PROTO_DIR, PROTOBUFJS_DIR];
+  const known = wellKnownTypes();
   const root = new protobuf.Root();
+  root.addJSON(known.json.nested!);
+  // Imports of them are loaded already: never protobufjs' bundled copies.
+  root.files.push(...known.files);
   root.resolvePath = (origin, target) => {
+    if (known.files.has(target)) return target;
     if (path.isAbsolute(target)) return target;
     for (const dir of dirs) {
       const candidate = path.join(dir, target);
