@@ -671,6 +671,21 @@ describe("tesseract-core's REST API", () => {
     }
   });
 
+  it("a proto2 schema: an enum field's default is its first value, or the one declared; an input echoed as an output is answered (0, no value of the enum, was INTERNAL)", async () => {
+    const server = await startServer({ tesseract: path.join(__dirname, "../../test/fixtures/closed-enums/settings.js"), port: 0, httpPort: 0, workers: 0, logger: silentLogger });
+    try {
+      const u = { shape: [1], dtype: "float64", data: { buffer: [1.5], encoding: "json" } };
+      const answer = await fetch(`${base(server)}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ inputs: { u, palette: { a: "GREEN" } } }) });
+      assert.equal(answer.status, 200, await answer.clone().text());
+      assert.deepEqual(await answer.json(), { u: { object_type: "array", shape: [1], dtype: "float64", data: { buffer: [3], encoding: "json" } }, color: "RED", tint: "GREEN", steps: 7, palette: { a: "GREEN" } });
+      const doc = (await (await fetch(`${base(server)}/openapi.json`)).json()) as Json;
+      const properties = doc.components.schemas.Apply_InputSchema.properties;
+      assert.deepEqual([properties.color.default, properties.tint.default, properties.steps.default], ["RED", "GREEN", 7]);
+    } finally {
+      await server.close();
+    }
+  });
+
   it("serves /openapi.json in tesseract-core's shape", async () => {
     const doc = (await (await fetch(`${base(mesh)}/openapi.json`)).json()) as Json;
     assert.equal(doc.openapi, "3.1.0");

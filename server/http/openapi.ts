@@ -95,7 +95,10 @@ function fieldSchema(field: protobuf.Field, ref: (t: protobuf.Type) => Json, enu
   if (!(sub instanceof protobuf.Type) && field.options?.proto3_optional === true) return element;
   // A bridged Tesseract's enum left unset takes the runtime's own default, which its schema knew.
   if (literals) return element;
-  if (sub instanceof protobuf.Enum) return { ...element, default: sub.valuesById[0] ?? Object.keys(sub.values)[0] };
+  // A proto2 field's declared default (`[default = GREEN]`), else the type's: an enum's first value.
+  const declared = field.options?.default as unknown;
+  if (sub instanceof protobuf.Enum) return { ...element, default: typeof declared === "string" && Object.hasOwn(sub.values, declared) ? declared : Object.keys(sub.values)[0] };
+  if (!sub && declared !== undefined) return { ...element, default: field.type === "bytes" ? Buffer.from(String(declared)).toString("base64") : declared };
   if (!sub) return { ...element, default: field.type === "bool" ? false : field.type === "string" || field.type === "bytes" ? "" : 0 };
   return element;
 }

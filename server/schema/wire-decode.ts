@@ -416,7 +416,7 @@ class Reader {
     }
     if (this.pos !== end) this.fail(where, "map entry runs past its length");
     key ??= defaultScalar(field.keyType, keyStyle);
-    value ??= valueType instanceof MessageType ? emptyMessage(valueType, style) : defaultScalar(scalarKind(field)!, style);
+    value ??= valueType instanceof MessageType ? emptyMessage(valueType, style) : valueType instanceof EnumType ? firstEnumValue(valueType) : defaultScalar(scalarKind(field)!, style);
     return [String(key), value];
   }
 
@@ -498,12 +498,21 @@ function emptyMessage(type: protobuf.Type, style: DecodeStyle): Record<string, u
   return out;
 }
 
+/**
+ * An enum field's default: its first value, as protobuf defines it. A proto3 enum's is 0; a proto2
+ * enum's may be another (`RED = 1`), and 0 is then no value of it: an input echoed as an output
+ * failed to encode.
+ */
+function firstEnumValue(type: protobuf.Enum): number {
+  return Object.values(type.values)[0] ?? 0;
+}
+
 /** The default of a singular scalar or enum field (proto2 `[default = ...]` included). */
 function fieldDefault(field: protobuf.Field, style: DecodeStyle): unknown {
   const declared = field.options?.default as unknown;
   if (field.resolvedType instanceof EnumType) {
-    if (typeof declared === "string") return field.resolvedType.values[declared] ?? 0;
-    return 0;
+    if (typeof declared === "string" && Object.hasOwn(field.resolvedType.values, declared)) return field.resolvedType.values[declared];
+    return firstEnumValue(field.resolvedType);
   }
   if (declared === undefined) return defaultScalar(field.type, style);
   if (field.type === "bytes") return typeof declared === "string" ? new TextEncoder().encode(declared) : new Uint8Array(0);
