@@ -83,7 +83,7 @@ export async function warmUp(runtime: TesseractRuntime, budgetMs = DEFAULT_WARM_
 async function rounds(runtime: TesseractRuntime, example: unknown, signal: AbortSignal, report: WarmUpReport, deadline: number): Promise<void> {
   const { schema } = runtime;
   // Through the wire codec and the Tesseract's validation, as a request's inputs come.
-  const inputs = runtime.decodeInputs(schema.inputs.encodeAny(example));
+  const inputs = runtime.decodeInputs(schema.inputs.encodeAny(example, "inputs"));
   const { outputs } = await runtime.baseOutputs(inputs, signal);
   runtime.encodeOutputs(outputs);
   const inputPaths = (report.inputPaths = floatingPaths(schema.inputs.differentiablePaths(inputs), inputs));

@@ -43,7 +43,7 @@ export async function warmTransport(
     });
     const call = (method: string, request: unknown) =>
       new Promise<void>((resolve, reject) => ((client as unknown as Record<string, Unary>)[method].call(client, request, { deadline }, (e) => (e ? reject(e) : resolve()))));
-    const inputs = runtime.schema.inputs.encodeAny(example());
+    const inputs = runtime.schema.inputs.encodeAny(example(), "inputs");
     const jacobian = { inputs, jac_inputs: paths.inputPaths, jac_outputs: paths.outputPaths, options: { algorithm: Algorithm.ALGORITHM_CENTRAL } };
     for (let round = 0; round < ROUNDS && Date.now() < deadline; round++) {
       await call("Apply", { inputs });
