@@ -482,6 +482,13 @@ describe("schema: fields named like Object.prototype's members", () => {
     assert.deepEqual(schema.inputs.differentiablePaths(both), ["constructor", "toString"]);
   });
 
+  it("a field named __proto__ is refused at load, naming the file (protobufjs dropped it: the Tesseract was served without it)", () => {
+    const file = path.join(__dirname, "../../test/fixtures/keyed/proto-named.proto");
+    assert.throws(() => loadRoot([file]), { message: `${file} declares something named __proto__, which this server cannot hold (its parser drops it): rename it` });
+    // Named in comments and strings only, it is no declaration.
+    assert.doesNotThrow(() => loadRoot([path.join(__dirname, "../../test/fixtures/keyed/documents.proto")]));
+  });
+
   it("encodes outputs that leave them out, and decodes them back unset", () => {
     const any = schema.outputs.encodeAny({ valueOf: ndarray(Float64Array.of(5), [1]) });
     const back = schema.outputs.decodeAny(any, "outputs");

@@ -111,8 +111,25 @@ export function loadRoot(files: string[], includeDirs: string[] = []): protobuf.
     return protobuf.util.path.resolve(origin, target);
   };
   root.loadSync(files, { keepCase: true });
+  for (const file of root.files) if (!known.files.has(file)) refuseProtoNames(file);
   root.resolveAll();
   return root;
+}
+
+/**
+ * protobufjs keeps declarations in plain objects, where a field, message or enum value named
+ * `__proto__` sets the prototype instead: it was dropped without a word (a Tesseract served without
+ * that input). Refused, naming the file.
+ */
+function refuseProtoNames(file: string): void {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch {
+    return;
+  }
+  const code = text.replace(/\/\*[\s\S]*?\*\/|\/\/[^\n]*|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'/g, " ");
+  if (/\b__proto__\b/.test(code)) throw new Error(`${file} declares something named __proto__, which this server cannot hold (its parser drops it): rename it`);
 }
 
 /** A Root from `.proto` text that imports the contract's files (a bridged Tesseract's generated schema). */
