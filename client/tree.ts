@@ -71,6 +71,8 @@ export function toTensors(tree: unknown, options: { abstract?: boolean } = {}, p
   }
   refuseBareTypedArray(tree, path);
   if (Array.isArray(tree)) return tree.map((v, i) => toTensors(v, options, below(i)));
+  // ts-proto types a map<bool, V> as a Map.
+  if (tree instanceof Map) return new Map([...tree].map(([key, value]) => [key, toTensors(value, options, below(String(key)))]));
   if (isPlainObject(tree)) return recordFrom(Object.entries(tree).map(([key, value]) => [key, toTensors(value, options, below(key))]));
   return tree;
 }
@@ -79,6 +81,7 @@ export function toTensors(tree: unknown, options: { abstract?: boolean } = {}, p
 export function toArrays(tree: unknown, field: string): unknown {
   if (isTensorMessage(tree)) return decodeTensor(tree, field);
   if (Array.isArray(tree)) return tree.map((v, i) => toArrays(v, `${field}[${i}]`));
+  if (tree instanceof Map) return new Map([...tree].map(([key, value]) => [key, toArrays(value, `${field}.${String(key)}`)]));
   if (isPlainObject(tree)) return recordFrom(Object.entries(tree).map(([key, value]) => [key, toArrays(value, `${field}.${key}`)]));
   return tree;
 }

@@ -16,6 +16,8 @@ import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../generated/tesse
 import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
 import { startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
+import { toArrays, toTensors } from "../client/tree";
+import { DataType } from "../common/tensor-codec";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
 import { assertClose, clientRejects, counted, f64, flat } from "./helpers";
 
@@ -255,5 +257,15 @@ export async function main(): Promise<number[]> {
         fs.rmSync(dir, { recursive: true, force: true });
       }
     });
+  });
+});
+
+describe("SDK trees: a Map (ts-proto's type of a map<bool, V>)", () => {
+  it("is descended into both ways: its ndarrays sent as Tensors, its Tensors answered as ndarrays (a Map's ndarrays were sent as they were)", () => {
+    const sent = toTensors({ by_bool: new Map([[false, ndarray(Float64Array.of(1, 2), [2])]]) }) as { by_bool: Map<boolean, { datatype: number; shape: number[]; data: Uint8Array }> };
+    const tensor = sent.by_bool.get(false)!;
+    assert.deepEqual([tensor.datatype, tensor.shape, Array.from(new Float64Array(Uint8Array.from(tensor.data).buffer))], [DataType.DATA_TYPE_FP64, [2], [1, 2]]);
+    const answered = toArrays({ by_bool: new Map([[true, tensor]]) }, "outputs") as { by_bool: Map<boolean, ndarray.NdArray<Float64Array>> };
+    assert.deepEqual(Array.from(answered.by_bool.get(true)!.data), [1, 2]);
   });
 });
