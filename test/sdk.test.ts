@@ -331,7 +331,8 @@ describe("SDK: TesseractClient", () => {
 
     it("only a message's leading request field is renamed: the same words further on may be the Tesseract's own", () => {
       const renamed = (details: string) => (inSdkTerms(new TesseractClientError(3, details)) as TesseractClientError).details;
-      assert.equal(renamed('tangent_vector has key "x", which is not in jvp_inputs (a)'), 'tangent has key "x", which is not in jvp_inputs (a)');
+      // The one sentence the server makes of a tangent's key and the request's paths names both fields.
+      assert.equal(renamed('tangent_vector has key "x", which is not in jvp_inputs (a)'), 'tangent has key "x", which is not in inputPaths (jvp_inputs) (a)');
       assert.equal(renamed("output_paths: output path \"y\" is not a differentiable path"), 'outputPaths (output_paths): output path "y" is not a differentiable path');
       for (const kept of ['inputs.input_paths[0] is ""', "evaluation at x[0] + h failed: output_paths not writable", "jac_inputsX: unknown"]) assert.equal(renamed(kept), kept);
     });
