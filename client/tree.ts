@@ -67,6 +67,8 @@ export function toTensors(tree: unknown, options: { abstract?: boolean } = {}, p
   const below = (key: string | number) => (typeof key === "number" ? `${path}[${key}]` : path ? `${path}.${keySegment(key)}` : keySegment(key));
   if (isNdArray(tree)) return tensorAt(tree, path);
   if (options.abstract && isAbstractLeaf(tree)) {
+    // A fractional or negative dimension failed in the encoder, naming no field ("The number 1.5 cannot be converted to a BigInt").
+    if (!tree.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new TypeError(`${path} has shape [${tree.shape.join(", ")}]: expected whole numbers ≥ 0`);
     return { datatype: tree.datatype, shape: [...tree.shape], data: Buffer.alloc(0) } satisfies Tensor;
   }
   refuseBareTypedArray(tree, path);

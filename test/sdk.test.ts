@@ -276,6 +276,9 @@ describe("SDK: TesseractClient", () => {
       await clientRejects(vector.abstractEval({ a: int8, b: int8, normalize: false }), "INVALID_ARGUMENT", /^a has datatype DATA_TYPE_INT8, expected DATA_TYPE_FP32 or DATA_TYPE_FP64$/);
       // A missing b is said to be missing (it read "b has shape [], expected [3]").
       await clientRejects(vector.abstractEval({ a: { shape: [3], datatype: DataType.DATA_TYPE_FP64 }, normalize: false }), "INVALID_ARGUMENT", /^b is missing: expected a tensor of shape \[3\] like a$/);
+      // A dimension that is no whole number is refused naming the field (it was the encoder's "The number 1.5 cannot be converted to a BigInt").
+      const f64Abstract = (shape: number[]) => ({ shape, datatype: DataType.DATA_TYPE_FP64 });
+      await clientRejects(vector.abstractEval({ a: f64Abstract([1.5]), b: f64Abstract([3]), normalize: false }), "INVALID_ARGUMENT", /^inputs could not be encoded: a has shape \[1\.5\]: expected whole numbers ≥ 0$/);
     });
 
     it("health: SERVING for the server and the Tesseract service; NOT_FOUND for an unknown service", async () => {
