@@ -58,6 +58,18 @@ export function toGrpcOptions(options: CallOptions | undefined): Partial<grpc.Ca
   return { deadline: new Date(at) };
 }
 
+/**
+ * `options` with a deadline in milliseconds turned into the time it names, once, as a method starts:
+ * each of its gRPC calls (the Describe the SDK makes first, then the call) counted the milliseconds
+ * anew, and a call that waited for its server (waitForReady) could run twice as long as asked.
+ */
+export function fixedDeadline(options: CallOptions | undefined): CallOptions | undefined {
+  const deadline = options?.deadline;
+  // Only times a Date can hold: NaN and Infinity stay as they are for toGrpcOptions to judge.
+  if (typeof deadline !== "number" || !(Math.abs(deadline) <= MAX_TIMER_MS)) return options;
+  return { ...options, deadline: new Date(Date.now() + deadline) };
+}
+
 const callSignals = new WeakMap<AbortSignal, AbortSignal>();
 
 /**

@@ -23,7 +23,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { NdArray } from "ndarray";
 import type { Arrays } from "../common/tree-types";
 import { packAny, unpackAny, type MessageFns } from "./any";
-import { callError, callSignal, cancelCall, cancelledError, ClientClosed, toGrpcOptions, toMetadata, unaryCall, waitUnder, type CallOptions, type UnaryMethod } from "./call";
+import { callError, callSignal, cancelCall, cancelledError, ClientClosed, fixedDeadline, toGrpcOptions, toMetadata, unaryCall, waitUnder, type CallOptions, type UnaryMethod } from "./call";
 import { inSdkTerms, TesseractClientError, toClientError } from "./errors";
 import { withDefaultPort } from "./address";
 import { clip, quote } from "../common/errors";
@@ -410,6 +410,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
 
   /** Runs the Tesseract once; the outputs are checked against `outputDatatypes` when given. */
   async apply(inputs: Arrays<I>, call?: CallOptions): Promise<ApplyOutputs<O, D>> {
+    call = fixedDeadline(call);
     const names = await this.typeNames(call);
     const response = await this.unary("apply", { inputs: this.packInputs(names.input, inputs) }, call);
     const outputs = guard(grpc.status.INTERNAL, "the response could not be decoded", () => unpackAny(response.outputs, this.types.outputs, "outputs", names.output));
@@ -419,6 +420,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
 
   /** d output / d input for every pair: jacobian[outputPath][inputPath], FP64, shape (*output_shape, *input_shape). */
   async jacobian(request: GradientRequest<I>, call?: CallOptions): Promise<JacobianResult> {
+    call = fixedDeadline(call);
     const response = await this.named(this.unary("jacobian", await this.jacobianRequest(request, call), call));
     return guard(grpc.status.INTERNAL, "the response could not be decoded", () => {
       const jacobian: NestedJacobian = {};
@@ -438,6 +440,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
    * `assembleJacobian(client.jacobianRows(...))` gives what `jacobian()` gives.
    */
   async *jacobianRows(request: GradientRequest<I>, call?: CallOptions): AsyncGenerator<JacobianRowsEvent, void, undefined> {
+    call = fixedDeadline(call);
     const message = await this.jacobianRequest(request, call);
     this.ensureOpen();
     const signal = callSignal(this.closable(call).signal);
@@ -470,6 +473,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
 
   /** J·v: `tangent` keyed by input path (shaped like the input); result keyed by output path. */
   async jvp({ inputs, inputPaths, outputPaths, tangent, options }: JvpRequest<I>, call?: CallOptions): Promise<VectorProductResult> {
+    call = fixedDeadline(call);
     const tangent_vector = encodeVectors("tangent", tangent);
     const base = await this.gradientBase(inputs, options, call);
     const request: JacobianVectorProductRequest = { inputs: base.inputs, options: base.options, jvp_inputs: [...inputPaths], jvp_outputs: [...outputPaths], tangent_vector };
@@ -478,6 +482,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
 
   /** vᵀ·J: `cotangent` keyed by output path (shaped like the output); result keyed by input path. */
   async vjp({ inputs, inputPaths, outputPaths, cotangent, options, sparsity }: VjpRequest<I>, call?: CallOptions): Promise<VectorProductResult> {
+    call = fixedDeadline(call);
     const cotangent_vector = encodeVectors("cotangent", cotangent);
     const base = await this.gradientBase(inputs, options, call);
     const request: VectorJacobianProductRequest = {
@@ -497,6 +502,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
    * checked, the failures and the worst entry. UNIMPLEMENTED for a Tesseract without analytic gradients.
    */
   async checkGradients(check: CheckGradientsRequest<I>, call?: CallOptions): Promise<CheckGradientsResponse> {
+    call = fixedDeadline(call);
     checkWholeNumber(check.maxEvals, "maxEvals", UINT32_MAX);
     checkWholeNumber(check.seed, "seed", Number.MAX_SAFE_INTEGER);
     const base = await this.gradientBase(check.inputs, check.options, call);
@@ -516,6 +522,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
 
   /** Output paths, shapes and datatypes from input shapes alone; tensors may be `{ shape, datatype }`. */
   async abstractEval(inputs: AbstractArrays<I>, call?: CallOptions): Promise<PathShape[]> {
+    call = fixedDeadline(call);
     const names = await this.typeNames(call);
     const response = await this.unary("abstractEval", { inputs: this.packInputs(names.input, inputs, true) }, call);
     return response.outputs;

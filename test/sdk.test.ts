@@ -22,6 +22,8 @@ import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../generated/t
 import { startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
 import vectoradd from "../server/tesseracts/vectoradd";
+import meshstats from "../server/tesseracts/meshstats";
+import { TesseractRuntime } from "../server/runtime";
 import { sampleMeshInputs } from "../server/tesseracts/samples";
 import { assertClose, clientRejects, f64, freePort, LogLines, meshJacobian } from "./helpers";
 import { inSdkTerms } from "../client/errors";
@@ -557,6 +559,33 @@ describe("SDK: a server that is not there", () => {
       const points = sampleMeshInputs(2).mesh.points;
       assert.deepEqual(Array.from(outputs.statistics!.barycenter!.data as Float64Array), [0, 1, 2].map((c) => (points.get(0, c) + points.get(1, c)) / 2));
     } finally {
+      client.close();
+      await server?.close();
+    }
+  });
+
+  it("a deadline in milliseconds counts from the method's start, not anew for the call after the SDK's Describe (a call that waited for its server ran up to twice as long)", async () => {
+    const port = await freePort();
+    const client = new TesseractClient<MeshInputs, MeshOutputs>(`127.0.0.1:${port}`, { inputs: MeshInputs, outputs: MeshOutputs });
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const stuck = new TesseractRuntime({ ...meshstats, apply: async (inputs: unknown) => (await gate, meshstats.apply(inputs as never)) }, __dirname);
+    let server: RunningServer | undefined;
+    try {
+      const DEADLINE = 1_500;
+      const started = Date.now();
+      const waiting = client.apply(sampleMeshInputs(2), { waitForReady: true, deadline: DEADLINE }).then(
+        () => assert.fail("answered"),
+        (error: unknown) => ({ error: error as TesseractClientError, after: Date.now() - started }),
+      );
+      // The server comes up after half the deadline (a call with half of it has failed by then); its apply never answers.
+      await clientRejects(client.apply(sampleMeshInputs(2), { waitForReady: true, deadline: DEADLINE / 2 }), "DEADLINE_EXCEEDED");
+      server = await startServer({ tesseract: stuck, host: "127.0.0.1", port, warmUpMs: 0, logger: silentLogger });
+      const { error, after } = await waiting;
+      assert.equal(error.codeName, "DEADLINE_EXCEEDED");
+      assert.ok(after < DEADLINE + DEADLINE / 3, `failed after ${after} ms, past its deadline of ${DEADLINE} ms`);
+    } finally {
+      release();
       client.close();
       await server?.close();
     }
