@@ -399,7 +399,8 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     const names = await this.typeNames(call);
     return {
       inputs: this.packInputs(names.input, inputs),
-      options: options === undefined ? undefined : FiniteDifferenceOptionsFns.fromPartial(checkedOptions(options)),
+      // null from plain JavaScript (a JSON request) is no options, as undefined is: it was a TypeError from inside the SDK.
+      options: options == null ? undefined : FiniteDifferenceOptionsFns.fromPartial(checkedOptions(options)),
     };
   }
 

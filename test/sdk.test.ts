@@ -300,6 +300,8 @@ describe("SDK: TesseractClient", () => {
       const request = { inputs: sampleMeshInputs(3), inputPaths: ["mesh.points"], outputPaths: [BARY] };
       await clientRejects(mesh.jacobian({ ...request, options: { algorithm: "central" as never } }), "INVALID_ARGUMENT", /^options\.algorithm is "central": expected a value of its enum, a number \(Algorithm\.ALGORITHM_CENTRAL, exported by tesseract-grpc\/client\)$/);
       await clientRejects(mesh.vjp({ ...request, cotangent: { [BARY]: ndarray(new Float64Array(3), [3]) }, options: { sparsity_mode: "dense" as never } }), "INVALID_ARGUMENT", /^options\.sparsity_mode is "dense"/);
+      // options: null, as a JSON request writes none, is the server's defaults (a TypeError from inside the SDK before).
+      assert.equal((await mesh.jacobian({ ...request, options: null as never })).stats.column_groups, 3);
     });
 
     it("a count or seed that is no whole number ≥ 0 (they compile: number): INVALID_ARGUMENT naming the field (it was INTERNAL, grpc-js's serializer)", async () => {
