@@ -3,17 +3,33 @@
  * a false entry overwrote the true one (or became it). The empty string is the one falsy key, and
  * encodes false; verify the message first (it refuses "" for a bool key), then encode this.
  */
-import type * as protobuf from "protobufjs";
+import * as protobuf from "protobufjs";
 import { recordFrom } from "./records";
+
+const withBoolKeys = new WeakMap<protobuf.Type, boolean>();
+
+/** Whether `type`, or a message below it, has a map<bool, V> field (most have none: their messages go to encode as they are). */
+function hasBoolKeys(type: protobuf.Type): boolean {
+  let known = withBoolKeys.get(type);
+  if (known === undefined) {
+    const seen = new Set<protobuf.Type>();
+    const below = (t: protobuf.Type): boolean =>
+      !seen.has(t) &&
+      (seen.add(t), t.fieldsArray.some((f) => (f.map && (f as unknown as protobuf.MapField).keyType === "bool") || (f.resolve().resolvedType instanceof protobuf.Type && below(f.resolvedType as protobuf.Type))));
+    withBoolKeys.set(type, (known = below(type)));
+  }
+  return known;
+}
 
 /** `message` (protobufjs' plain object of `type`) with every bool map key "false" (or "0") as "", for `type.encode`. */
 export function boolKeysForEncoding(type: protobuf.Type, message: Record<string, unknown>): Record<string, unknown> {
+  if (!hasBoolKeys(type)) return message;
   let out = message;
   for (const field of type.fieldsArray) {
     const v = Object.hasOwn(message, field.name) ? message[field.name] : undefined;
     if (v === undefined || v === null || typeof v !== "object") continue;
     const sub = field.resolve().resolvedType;
-    const inner = sub && "fields" in sub ? (x: unknown) => (x !== null && typeof x === "object" ? boolKeysForEncoding(sub as protobuf.Type, x as Record<string, unknown>) : x) : undefined;
+    const inner = sub instanceof protobuf.Type && hasBoolKeys(sub) ? (x: unknown) => (x !== null && typeof x === "object" ? boolKeysForEncoding(sub, x as Record<string, unknown>) : x) : undefined;
     let value: unknown = v;
     if (field.map) {
       const boolKeys = (field as unknown as protobuf.MapField).keyType === "bool";

@@ -44,7 +44,10 @@ function restoreLiterals(value: unknown): boolean {
       for (let i = 0; i < item.length; i++) {
         const v: unknown = item[i];
         if (typeof v === "object" && v !== null) stack.push(v);
-        else if (literalOf(v) !== undefined) item[i] = literalOf(v);
+        else {
+          const n = literalOf(v);
+          if (n !== undefined) item[i] = n;
+        }
       }
     } else if (typeof item === "object" && item !== null) {
       const record = item as Record<string, unknown>;
@@ -52,7 +55,10 @@ function restoreLiterals(value: unknown): boolean {
         if (key.startsWith(MARK)) return false;
         const v = record[key];
         if (typeof v === "object" && v !== null) stack.push(v);
-        else if (literalOf(v) !== undefined) record[key] = literalOf(v);
+        else {
+          const n = literalOf(v);
+          if (n !== undefined) record[key] = n;
+        }
       }
     }
   }

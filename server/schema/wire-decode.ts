@@ -129,8 +129,6 @@ function scalarKind(field: protobuf.FieldBase): string | undefined {
   return field.resolvedType ? undefined : field.type;
 }
 
-/** Assigns, except that a field named "__proto__" is defined (assigning would call the setter). */
-
 class Reader {
   private pos = 0;
   private readonly view: DataView;
