@@ -71,7 +71,7 @@ export interface WorkerPoolOptions {
   retireAfterMs?: number;
   /** While this says so, batches wait at the threads there are and none is started for them (the warm-up's). */
   growthHeld?: () => boolean;
-  /** Told once, why, when the pool finds it cannot run the Tesseract (diedStarting). */
+  /** Told once, why, when the pool finds it cannot run the Tesseract (cannotRun). */
   onCannotStart?: (why: string) => void;
 }
 
@@ -146,7 +146,7 @@ export class WorkerPool {
   private readonly onCannotStart?: (why: string) => void;
   /** Threads loading the Tesseract or warming up (worker.ts, startUp), by thread id: the thread, and its stage. */
   private readonly startingThreads = new Map<number, { worker: Worker; stage: StartUpMessage["startUp"] }>();
-  /** Why no evaluation can run in the pool, once a thread died while it started (diedStarting), and the end of its threads then. */
+  /** Why no evaluation can run in the pool, once none can run the Tesseract (cannotRun), and the end of its threads then. */
   private cannotStart?: string;
   private destroyed?: Promise<void>;
 
@@ -279,7 +279,7 @@ export class WorkerPool {
       // A stoppable task goes to an idle worker only: one each, answered once that worker is warm. A
       // signal each (one shared by more than ten tasks would be reported as a listener leak).
       const stoppable = () => new AbortController().signal;
-      // A ping once no thread can start would wait for good (diedStarting).
+      // A ping once no thread can start would wait for good (cannotRun).
       const ping = (signal?: AbortSignal) => (this.refuseIfCannotStart(), this.piscina.run(null, { name: "ping", signal }));
       await new Promise(setImmediate); // piscina tells the first threads ready on a later tick: a ping before would start one more
       await Promise.all(Array.from({ length: this.keepThreads }, () => ping(stoppable())));
@@ -292,7 +292,7 @@ export class WorkerPool {
       this.taskOverheadMs = Math.min(...times);
       // Pings need no Tesseract: threads that cannot load it answer them too.
       this.ready = this.cannotStart === undefined;
-    })().catch(() => undefined); // a worker that cannot load the Tesseract fails its tasks, named there
+    })().catch(() => undefined); // a pool that cannot run the Tesseract fails its tasks, saying why (cannotRun)
     return this.calibrated;
   }
 
