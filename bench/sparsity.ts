@@ -4,7 +4,8 @@
  * 1. Dense against grouped Jacobians (and one VJP) end to end over gRPC on loopback, server and SDK
  *    client in this process: meshstats (N = 1000, its declared structure: 2 000 evaluations instead
  *    of 6 000), vectoradd (n = 1000, a and b diagonal: 6 instead of 4 002) and heat (n = 2000, one
- *    step, tridiagonal: 6 instead of 4 000). Per case: apply calls, column groups, the median wall
+ *    step, tridiagonal: 6 instead of 4 000; and 40 × 40 in 2-D, the 5-point stencil: 10 instead of
+ *    3 200). Per case: apply calls, column groups, the median wall
  *    time after a warm-up, and dense / grouped.
  * 2. heat's banded Jacobian streamed as sparse rows: n = BENCH_SPARSITY_N (23 200: 4.3 GB dense),
  *    `tesseract-grpc serve heat` in a child process and an SDK client in another
@@ -62,6 +63,7 @@ async function denseAgainstGrouped(): Promise<Record<string, unknown>[]> {
     outputPaths: ["result"],
   };
   const heatRequest = { inputs: sampleHeatInputs(2000, 1) as never, inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"] };
+  const heat2dRequest = { ...heatRequest, inputs: sampleHeatInputs(40, 1, 2) as never };
   const cotangent = { "statistics.first_point_coordinates": ndarray(Float64Array.of(1, 2, 3), [3]), "statistics.barycenter": ndarray(Float64Array.of(1, 1, 1), [3]) };
   const cases: [string, (sparsity_mode: number) => Promise<{ stats: Stats }>][] = [
     ["meshstats N=1000 jacobian central", (sparsity_mode) => mesh.jacobian({ ...meshRequest, options: { algorithm: Algorithm.ALGORITHM_CENTRAL, sparsity_mode } })],
@@ -69,6 +71,7 @@ async function denseAgainstGrouped(): Promise<Record<string, unknown>[]> {
     ["meshstats N=1000 vjp central", (sparsity_mode) => mesh.vjp({ ...meshRequest, cotangent, options: { algorithm: Algorithm.ALGORITHM_CENTRAL, sparsity_mode } })],
     ["vectoradd n=1000 jacobian central", (sparsity_mode) => vector.jacobian({ ...vectorRequest, options: { algorithm: Algorithm.ALGORITHM_CENTRAL, sparsity_mode } })],
     ["heat n=2000 steps=1 jacobian central", (sparsity_mode) => heat.jacobian({ ...heatRequest, options: { algorithm: Algorithm.ALGORITHM_CENTRAL, sparsity_mode } })],
+    ["heat 40x40 steps=1 jacobian central", (sparsity_mode) => heat.jacobian({ ...heat2dRequest, options: { algorithm: Algorithm.ALGORITHM_CENTRAL, sparsity_mode } })],
   ];
   const rows: Record<string, unknown>[] = [];
   try {

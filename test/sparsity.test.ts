@@ -56,8 +56,10 @@ describe("column grouping", () => {
       { name: "vectoradd", inputs: vector(false), inputPaths: ["a", "b", "s"], outputPaths: ["result"], groups: 3 },
       { name: "vectoradd", inputs: vector(true), inputPaths: ["a", "b", "s"], outputPaths: ["result"], groups: 11 },
       { name: "heat", inputs: sampleHeatInputs(60, 2), inputPaths: ["initial_temperature", "diffusivity"], outputPaths: ["final_temperature"], groups: 5 },
-      // A diamond of 13 cells per column: at least 13 groups; greedy takes 16.
-      { name: "heat", inputs: sampleHeatInputs(9, 2, 2), inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"], groups: 16 },
+      // The 5-point stencil: 5 groups (largest-first alone took 7).
+      { name: "heat", inputs: sampleHeatInputs(12, 1, 2), inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"], groups: 5 },
+      // A diamond of 13 cells per column: at least 13 groups; largest-first alone took 16.
+      { name: "heat", inputs: sampleHeatInputs(9, 2, 2), inputPaths: ["initial_temperature"], outputPaths: ["final_temperature"], groups: 14 },
       { name: "univariate", inputs: { x: ndarray(Float32Array.of(0.5), []), y: ndarray(Float32Array.of(1.5), []) }, inputPaths: ["x", "y"], outputPaths: ["result"], groups: 2 },
     ];
     for (const c of cases) {
@@ -812,6 +814,52 @@ describe("column grouping", () => {
     const subset = (await groupColumns(a, columns(30).slice(0, 10)))!;
     assert.notEqual(subset, groups);
     assert.deepEqual(subset.flat().map((c) => c.index).sort((x, y) => x - y), Array.from({ length: 10 }, (_, i) => i));
+  });
+
+  describe("the colouring's quality", () => {
+    /** Output cell (i, j) of an n × n grid depends on the input cells within Manhattan distance r. */
+    const grid = (n: number, r: number) => {
+      const pairs: [number, number][] = [];
+      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) for (let a = -r; a <= r; a++) for (let b = Math.abs(a) - r; b <= r - Math.abs(a); b++) {
+        if (i + a >= 0 && i + a < n && j + b >= 0 && j + b < n) pairs.push([(i + a) * n + j + b, i * n + j]);
+      }
+      return pairs;
+    };
+    const structureOfPairs = (pairs: readonly [number, number][], n: number, m: number) =>
+      buildStructure([{ output_path: "f", input_path: "x", output_index: pairs.map((p) => p[0]), input_index: pairs.map((p) => p[1]) }], [{ path: "x", size: n }], [{ path: "f", size: m }], { field: "t", fromRequest: false });
+    /** Every column in one group, no two columns of a group at one output value. */
+    function assertPartition(groups: { index: number }[][], structure: ReturnType<typeof structureOfPairs>, n: number, m: number) {
+      assert.deepEqual(groups.flat().map((c) => c.index).sort((a, b) => a - b), Array.from({ length: n }, (_, j) => j));
+      for (const group of groups) {
+        const seen = new Uint8Array(m);
+        for (const { index } of group) for (const r of structure.cells(0, 0, index)!) assert.equal(seen[r]++, 0, `two columns of a group share output value ${r}`);
+      }
+    }
+    const all = (n: number) => Array.from({ length: n }, (_, index) => ({ leaf: 0, index }));
+
+    for (const [n, r, expected, greedy] of [[30, 1, 5, 7], [60, 1, 5, 7], [30, 2, 14, 18]] as const) {
+      it(`a ${n} × ${n} grid, cells within distance ${r}: ${expected} groups (largest-first alone: ${greedy}; at least ${2 * r * r + 2 * r + 1})`, async () => {
+        const structure = structureOfPairs(grid(n, r), n * n, n * n);
+        const groups = (await groupColumns(structure, all(n * n)))!;
+        assert.equal(groups.length, expected);
+        assertPartition(groups, structure, n * n, n * n);
+      });
+    }
+
+    it("random patterns: the groups partition the columns, disjoint at every output value, never fewer than the most columns at one value (fast-check)", async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 1, max: 60 }), fc.integer({ min: 1, max: 60 }), fc.array(fc.tuple(fc.nat(), fc.nat()), { maxLength: 400 }), async (n, m, raw) => {
+          const pairs = [...new Map(raw.map(([i, j]) => [`${i % m},${j % n}`, [i % m, j % n] as [number, number]])).values()];
+          const structure = structureOfPairs(pairs, n, m);
+          const groups = (await groupColumns(structure, all(n)))!;
+          assertPartition(groups, structure, n, m);
+          const atValue = new Uint32Array(m);
+          for (const [i] of pairs) atValue[i]++;
+          assert.ok(groups.length >= Math.max(1, ...atValue));
+        }),
+        { numRuns: 300, seed: 20261202 },
+      );
+    });
   });
 
   it("a large sparse structure is coloured, not run dense: 160 000 columns of 3 nonzeros in rows of about 450 (a fixed bound of 1e8 colour tests gave up on it: 160 000 groups); other calls get turns meanwhile (it held the thread for seconds)", async function () {

@@ -4,9 +4,12 @@
  * moves with at most one of them. Grouping is colouring the columns so that two columns sharing an
  * output value differ in colour; this is the greedy colouring with the largest-first ordering
  * (columns touching the most output values first), which finds the optimum on banded and
- * block-diagonal structures and stays close to it elsewhere (Coleman and Moré, 1983).
+ * block-diagonal structures and stays close to it elsewhere (Coleman and Moré, 1983). Where it is
+ * above the obvious lower bound (the most columns at one output value), a slower colouring gets a
+ * try (saturation-colouring.ts): on a 2-D grid's 5-point stencil it finds 5 groups where greedy takes 7.
  */
 import { LRUCache } from "lru-cache";
+import { colourBySaturation } from "./saturation-colouring";
 import type { Structure } from "./sparsity";
 
 /** An input element: flat index `index` of leaf `leaf`. */
@@ -133,7 +136,9 @@ async function colour(structure: Structure, columns: readonly Column[], turn?: T
     colourOf[k] = colour;
     colours = Math.max(colours, colour + 1);
   }
-  const groups: Column[][] = Array.from({ length: colours }, () => []);
-  columns.forEach((c, k) => groups[colourOf[k]].push(c));
+  const better = colours > 1 ? await colourBySaturation(structure, columns, colours, turn) : undefined;
+  const groups: Column[][] = Array.from({ length: better?.count ?? colours }, () => []);
+  const final = better?.colours ?? colourOf;
+  columns.forEach((c, k) => groups[final[k]].push(c));
   return groups;
 }
