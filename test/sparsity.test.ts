@@ -846,6 +846,17 @@ describe("column grouping", () => {
       });
     }
 
+    it("a 30 × 30 grid's 5-point stencil beside a scalar every output value depends on (a dense block): 6 groups (largest-first alone: 8)", async () => {
+      const n = 30 * 30;
+      const pairs = grid(30, 1);
+      const pattern = { output_path: "f", input_path: "x", output_index: pairs.map((p) => p[0]), input_index: pairs.map((p) => p[1]) };
+      const structure = buildStructure([pattern], [{ path: "x", size: n }, { path: "k", size: 1 }], [{ path: "f", size: n }], { field: "t", fromRequest: false });
+      const groups = (await groupColumns(structure, [...all(n), { leaf: 1, index: 0 }]))!;
+      assert.equal(groups.length, 6);
+      assert.deepEqual(groups.find((g) => g.some((c) => c.leaf === 1)), [{ leaf: 1, index: 0 }], "the scalar alone in its group");
+      assertPartition(groups.map((g) => g.filter((c) => c.leaf === 0)), structure, n, n);
+    });
+
     it("random patterns: the groups partition the columns, disjoint at every output value, never fewer than the most columns at one value (fast-check)", async () => {
       await fc.assert(
         fc.asyncProperty(fc.integer({ min: 1, max: 60 }), fc.integer({ min: 1, max: 60 }), fc.array(fc.tuple(fc.nat(), fc.nat()), { maxLength: 400 }), async (n, m, raw) => {

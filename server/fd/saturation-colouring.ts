@@ -6,9 +6,9 @@
  * an evaluation pair under central differences); on banded and block structures both are optimal.
  *
  * It needs every column's neighbours (columns sharing an output value), so it runs only where that
- * is cheap: every block sparse, and the sum over output values of (columns there)^2 within a bound.
+ * is cheap: the sum over output values of (columns there)^2 within a bound.
  */
-import type { Structure } from "./sparsity";
+import { MAX_PATTERN_NONZEROS, type Structure } from "./sparsity";
 
 /** An input element (colouring's Column), and a turn for other calls between columns (colouring's Turn). */
 type Column = { leaf: number; index: number };
@@ -17,6 +17,9 @@ type Turn = () => Promise<void> | undefined;
 /** Neighbour visits allowed (some 10 ns each), at least; more for more columns. */
 const MAX_NEIGHBOUR_WORK = 10_000_000;
 const NEIGHBOUR_WORK_PER_COLUMN = 400;
+
+/** Entries the incidence may hold (4 bytes each, twice): a pattern's most nonzeros, and as many again of dense blocks. */
+const MAX_INCIDENCE = 2 * MAX_PATTERN_NONZEROS;
 
 /** Saturation bits allowed over all columns (a bit per column and colour below the count to beat). */
 const MAX_SATURATION_BITS = 256_000_000;
@@ -31,7 +34,10 @@ interface Incidence {
   valueCols: Uint32Array;
 }
 
-/** Incidence of `columns`, or undefined where a block they touch is dense (every column there would neighbour every other). */
+/**
+ * Incidence of `columns`, a column dense in an output touching each of its values (a scalar
+ * parameter beside a field is common); undefined where it would hold more than MAX_INCIDENCE entries.
+ */
 function incidence(structure: Structure, columns: readonly Column[]): Incidence | undefined {
   const offsets: number[] = [];
   let values = 0;
@@ -41,9 +47,9 @@ function incidence(structure: Structure, columns: readonly Column[]): Incidence 
     let n = 0;
     for (let o = 0; o < structure.outputs.length; o++) {
       const block = structure.block(o, columns[k].leaf);
-      if (!block) return undefined;
-      n += block.starts[columns[k].index + 1] - block.starts[columns[k].index];
+      n += block ? block.starts[columns[k].index + 1] - block.starts[columns[k].index] : structure.outputs[o].size;
     }
+    if (colStarts[k] + n > MAX_INCIDENCE) return undefined;
     colStarts[k + 1] = colStarts[k] + n;
   }
   const colValues = new Uint32Array(colStarts[columns.length]);
@@ -51,8 +57,9 @@ function incidence(structure: Structure, columns: readonly Column[]): Incidence 
   columns.forEach(({ leaf, index }, k) => {
     let p = colStarts[k];
     structure.outputs.forEach((_, o) => {
-      const cells = structure.cells(o, leaf, index)!;
-      for (let i = 0; i < cells.length; i++, p++) valueStarts[(colValues[p] = offsets[o] + cells[i]) + 1]++;
+      const cells = structure.cells(o, leaf, index);
+      const touched = cells?.length ?? structure.outputs[o].size;
+      for (let i = 0; i < touched; i++, p++) valueStarts[(colValues[p] = offsets[o] + (cells ? cells[i] : i)) + 1]++;
     });
   });
   for (let v = 0; v < values; v++) valueStarts[v + 1] += valueStarts[v];
