@@ -24,6 +24,9 @@ const MAX_INCIDENCE = 2 * MAX_PATTERN_NONZEROS;
 /** Saturation bits allowed over all columns (a bit per column and colour below the count to beat). */
 const MAX_SATURATION_BITS = 256_000_000;
 
+/** Entries the column queue may hold (8 bytes each): a column is queued again each time its saturation grows. */
+const MAX_QUEUED = 1 << 24;
+
 const COLUMNS_PER_TURN = 256;
 
 /** The columns' output values, and the values' columns, as compressed rows over one numbering of all outputs' values. */
@@ -130,7 +133,7 @@ async function saturationOrder(found: Incidence, n: number, toBeat: number, word
         if (colours[e] >= 0 || seen[e * words + word] & bit) continue;
         seen[e * words + word] |= bit;
         saturation[e]++;
-        queue.push(e);
+        if (!queue.push(e)) return undefined;
       }
     }
   }
@@ -153,7 +156,9 @@ class ColumnQueue {
     private readonly degree: Uint32Array,
   ) {}
 
-  push(k: number): void {
+  /** Queues column k at its saturation; false where the queue is full. */
+  push(k: number): boolean {
+    if (this.size === MAX_QUEUED) return false;
     if (this.size === this.columns.length) {
       this.columns = grow(this.columns);
       this.keys = grow(this.keys);
@@ -168,6 +173,7 @@ class ColumnQueue {
     }
     this.columns[i] = k;
     this.keys[i] = this.saturation[k];
+    return true;
   }
 
   pop(): number {
