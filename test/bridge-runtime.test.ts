@@ -186,6 +186,34 @@ describe("tesseract-core bridge: health follows the runtimes' /health", function
     }
   });
 
+  it("outputs cached from a runtime do not outlive it when it is redeployed between two health rounds: its kept connection closing is seen, and the next Apply asks the new runtime (it was answered the old runtime's cached outputs)", async () => {
+    let shift = 0; // what the runtime adds to barycenter: its "version"
+    const mesh = meshStats();
+    const redeployed: FakeTesseract = { ...mesh, apply: (inputs) => ((out) => ({ ...out, barycenter: { ...out.barycenter, values: out.barycenter.values.map((v) => v + shift) } }))(mesh.apply(inputs) as { barycenter: { shape: number[]; dtype: string; values: number[] }; count: number }) };
+    // No health round during the test: only the connection the start read /openapi.json on tells.
+    const { fake, server, client, stop } = await bridged(redeployed, { healthIntervalMs: 600_000 });
+    try {
+      assertAll(flat((await client.apply(inputs())).barycenter), barycenter());
+      const calls = fake.applyCalls;
+      assertAll(flat((await client.apply(inputs())).barycenter), barycenter());
+      assert.equal(fake.applyCalls, calls, "the second Apply was answered from the cache");
+      await fake.stop();
+      // The bridge reads the close a turn or two after the fake's stop resolves (a redeploy takes longer).
+      while (server.runtime.remoteApply!.witnessed!()) await new Promise((resolve) => setImmediate(resolve));
+      shift = 1000;
+      await fake.restart();
+      assertAll(flat((await client.apply(inputs())).barycenter), barycenter().map((v) => v + 1000));
+      assert.equal(fake.applyCalls - calls, 1, "the Apply reached the new runtime");
+      // Not stored: no connection has stayed open to the new runtime since (no health round yet).
+      assertAll(flat((await client.apply(inputs())).barycenter), barycenter().map((v) => v + 1000));
+      assert.equal(fake.applyCalls - calls, 2, "the Apply reached the new runtime again");
+      const { jacobian } = await client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: { algorithm: Algorithm.ALGORITHM_FORWARD, sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } });
+      flat(jacobian.barycenter["mesh.points"]).forEach((d, k) => assert.ok(Math.abs(d - (Math.floor(k / (N * 3)) === k % 3 ? SCALE / N : 0)) < 1e-6, `d barycenter / d points at ${k}: ${d}`));
+    } finally {
+      await stop();
+    }
+  });
+
   it("a runtime that answers evaluations during a round is up though its /health is late (a runtime with every worker busy flapped NOT_SERVING)", async () => {
     let releaseHealth!: () => void;
     const healthHeld = new Promise<void>((resolve) => (releaseHealth = resolve));

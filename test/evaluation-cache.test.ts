@@ -191,6 +191,20 @@ describe("evaluation cache: bounds and keys", () => {
     assert.equal(bytes.getSelected("k", ["z"], () => undefined as never), undefined, "other output paths are another entry");
   });
 
+  it("outputs of an evaluation begun before a clear (a runtime replaced meanwhile) are not stored, nor any while the runtime is not witnessed", () => {
+    let witnessed = true;
+    const cache = new EvaluationCache(1 << 20, 100, () => witnessed);
+    const since = cache.now;
+    cache.clear(); // the runtime was replaced while the evaluation ran
+    cache.setSelected("a", ["y"], values(1), since);
+    assert.equal(cache.size, 0, "begun before the clear: the old runtime's");
+    cache.setSelected("a", ["y"], values(2), cache.now);
+    assert.deepEqual([...cache.getSelected("a", ["y"], unused)!.values[0]], [2, 2, 2, 2]);
+    witnessed = false;
+    cache.setSelected("b", ["y"], values(3), cache.now);
+    assert.equal(cache.getSelected("b", ["y"], () => undefined as never), undefined, "nothing vouches for the runtime that answered");
+  });
+
   it("keys inputs by everything apply can read, in order, with the Tesseract's identity", () => {
     const tree = (points: Float64Array | Float32Array, extra: Record<string, unknown> = {}) => ({ mesh: { points: ndarray(points, [2]), n: 2 }, ...extra });
     const key = (t: unknown, id = "t 1") => inputsKey(id, t);

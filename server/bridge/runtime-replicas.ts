@@ -198,10 +198,23 @@ export class Replica {
     return this.held >= this.limits.connections;
   }
 
+  /**
+   * Whether a connection to this runtime has stayed open since the last call of `changed`: the
+   * GETs' kept connection (the start's /openapi.json, then /health every round). A runtime
+   * restarted or redeployed closes it as its process ends (a host gone without closing it fails the
+   * next round's request on it), and a new one is opened to whatever answers now, so while one is
+   * open the runtime answering is the one that answered since it opened.
+   */
+  get witnessed(): boolean {
+    return this.checks.stats.connected > 0;
+  }
+
   constructor(
     url: URL,
     address?: { address: string; family: number },
     private readonly limits: ReplicaLimits = replicaLimits(),
+    /** Called when the GETs' connection opens or closes (witnessed): the runtime may have been replaced. */
+    changed?: () => void,
   ) {
     const base = `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
     this.name = address ? `${base} (${address.address})` : base;
@@ -212,6 +225,7 @@ export class Replica {
     this.options = { connect: address ? { lookup: pinnedLookup(address.address, address.family) } : {}, headersTimeout: 0, bodyTimeout: 0 };
     this.pool = new Pool(url.origin, { ...this.options, connections: limits.connections });
     this.checks = new Pool(url.origin, { ...this.options, connections: 2 });
+    if (changed) this.checks.on("connect", changed).on("disconnect", changed);
   }
 
   /**
@@ -456,7 +470,7 @@ export class RuntimeReplicas implements HealthTarget {
     this.limits = replicaLimits(options.connections, () => this.current.length, options.givenUpHoldMs, options.log, options.answerStallMs);
     for (const url of urls) {
       const host = url.hostname.replace(/^\[|\]$/g, "");
-      if (isIP(host)) this.fixed.set(url, new Replica(url, undefined, this.limits));
+      if (isIP(host)) this.fixed.set(url, new Replica(url, undefined, this.limits, () => this.replaced()));
       else this.named.push({ url, byAddress: new Map() });
     }
   }
@@ -495,15 +509,26 @@ export class RuntimeReplicas implements HealthTarget {
 
   /**
    * `listener` is called whenever a runtime may have been replaced by another (a restart, a
-   * redeploy): a replica that was up stopped answering, or replicas were added or removed. What
-   * was computed by the runtimes before is then no longer theirs (the evaluation cache).
+   * redeploy): a replica that was up stopped answering, replicas were added or removed, or a
+   * replica's kept connection opened or closed (Replica.witnessed: a runtime redeployed between two
+   * health rounds). What was computed by the runtimes before is then no longer theirs (the
+   * evaluation cache).
    */
   onReplaced(listener: () => void): void {
     this.replacedListeners.add(listener);
   }
 
   private replaced(): void {
+    if (this.closed) return;
     for (const listener of this.replacedListeners) listener();
+  }
+
+  /**
+   * Whether every replica's runtime is one that has answered on a connection still open (Replica.
+   * witnessed), so that outputs computed now are the runtimes' until `onReplaced` says otherwise.
+   */
+  witnessed(): boolean {
+    return this.current.length > 0 && this.current.every((r) => r.witnessed);
   }
 
   /** `replica` is up or down by what it answered (or failed to): a fall is a possible replacement (onReplaced). */
@@ -600,7 +625,7 @@ export class RuntimeReplicas implements HealthTarget {
     }
     for (const a of addresses) {
       if (host.byAddress.has(a.address)) continue;
-      host.byAddress.set(a.address, new Replica(host.url, a, this.limits));
+      host.byAddress.set(a.address, new Replica(host.url, a, this.limits, () => this.replaced()));
       changed = true;
     }
     return changed;

@@ -259,7 +259,7 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
       root,
       protoFiles: [file],
       protoIncludeDirs: [dir],
-      remoteApply: { apply: (inputs, signal) => client!.apply(inputs, signal), forJob: (inputs, leaves) => client!.forJob(inputs, leaves), slot: (signal, owner) => slots.take(signal, owner) },
+      remoteApply: { apply: (inputs, signal) => client!.apply(inputs, signal), forJob: (inputs, leaves) => client!.forJob(inputs, leaves), slot: (signal, owner) => slots.take(signal, owner), witnessed: () => replicas.witnessed() },
       enumLiterals: generated.enumLiterals,
       requiredFields: generated.requiredFields,
       nullFields: generated.nullFields,
@@ -277,7 +277,8 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
     });
     client = new TesseractCoreClient(replicas, runtime.schema.inputs, runtime.schema.outputs, generated.enumLiterals, generated.requiredFields, generated.nullFields);
     // Outputs cached from a runtime that went away are not its successor's (a redeploy changes them):
-    // an Apply answered them unasked, and a forward Jacobian set them against the new runtime's.
+    // an Apply answered them unasked, and a forward Jacobian set them against the new runtime's
+    // (evaluation-cache.ts says what is seen of a replacement, and what is not).
     replicas.onReplaced(() => runtime.evaluationCache?.clear());
     return runtime;
   } catch (e) {

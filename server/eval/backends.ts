@@ -281,7 +281,8 @@ export class EvaluationBackends {
   get cache(): EvaluationCache | undefined {
     if (this.evaluationCache === undefined) {
       const bytes = this.settings.cacheBytes ?? DEFAULT_CACHE_BYTES;
-      this.evaluationCache = bytes > 0 && this.runtime.definition.deterministic !== false ? new EvaluationCache(bytes) : null;
+      const remote = this.runtime.remoteApply;
+      this.evaluationCache = bytes > 0 && this.runtime.definition.deterministic !== false ? new EvaluationCache(bytes, undefined, remote?.witnessed && (() => remote.witnessed!())) : null;
     }
     return this.evaluationCache ?? undefined;
   }
@@ -355,6 +356,7 @@ export class EvaluationBackends {
     const key = this.keyOf(inputs);
     const cached = key && this.cache!.getApply(key);
     if (cached) return cached;
+    const since = this.cache?.now;
     let outputs: AnyMessage;
     const threads = await this.applyThreads();
     if (threads > 0) {
@@ -369,7 +371,7 @@ export class EvaluationBackends {
       this.applied(performance.now() - started);
       outputs = runtime.encodeOutputs(tree);
     }
-    if (key) this.cache!.setApply(key, outputs);
+    if (key) this.cache!.setApply(key, outputs, since);
     return outputs;
   }
 
@@ -405,10 +407,11 @@ export class EvaluationBackends {
     const key = this.keyOf(inputs);
     const cached = key && this.cache!.getApply(key);
     if (cached) return { outputs: runtime.schema.outputs.decodeAny(cached, "cached outputs"), applyCalls: 0 };
+    const since = this.cache?.now;
     const started = performance.now();
     const outputs = await runtime.apply(inputs, this.timeoutMs, signal);
     this.applied(performance.now() - started);
-    if (key) this.cache!.setApply(key, runtime.encodeOutputs(outputs));
+    if (key) this.cache!.setApply(key, runtime.encodeOutputs(outputs), since);
     return { outputs, applyCalls: 1 };
   }
 

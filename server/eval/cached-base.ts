@@ -105,8 +105,9 @@ export class CachedBaseEvaluator implements Evaluator {
       return hit.values;
     }
     this.sameOutputs = true; // f(x) is the inner evaluator's own
+    const since = cache.now;
     const values = await this.inner.evaluate([]);
-    cache.setSelected(key, outputPaths, { outputs: this.inner.outputs!, values });
+    cache.setSelected(key, outputPaths, { outputs: this.inner.outputs!, values }, since);
     return values;
   }
 }

@@ -38,6 +38,8 @@ export interface RemoteApply {
   slot?(signal?: AbortSignal, owner?: object): Promise<() => void>;
   /** Evaluations of one job's inputs and leaves, for an apply that prepares what they share. */
   forJob?(inputs: Record<string, unknown>, leaves: readonly InputLeaf[]): JobApply;
+  /** Whether outputs computed now are known to be the runtimes' from now on (evaluation-cache.ts); absent: always. */
+  witnessed?(): boolean;
 }
 
 /** `work` once `apply` has a slot for it (so its timeout starts then: waiting is not counted), the slot given back after. */

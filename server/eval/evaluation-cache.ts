@@ -7,6 +7,16 @@
  * - a gradient request's f(x): the requested outputs, by the request's output paths, as FP64 copies.
  * Only deterministic Tesseracts are cached (the authoring API's `deterministic`), and the server can
  * turn it off (`--eval-cache-mb 0`).
+ *
+ * A bridged Tesseract's runtime can be replaced under the server (a restart, a redeploy with new code
+ * at the same address), and its outputs with it. No answer of tesseract-core names the runtime that
+ * gave it, so the bridge keeps a connection open to each runtime (runtime-replicas.ts, Replica.
+ * witnessed) and takes it closing or opening as a possible replacement: the cache is cleared then,
+ * outputs of evaluations begun before a clear are not stored (`generation`), and none are stored
+ * while some runtime has no such connection open (`witnessed`: nothing then tells the runtime that
+ * answered from one that may answer next). What this cannot see, and is left to the operator
+ * (`--eval-cache-mb 0`): a runtime replaced behind a proxy or load balancer that keeps the
+ * bridge's connection open.
  */
 import { LRUCache } from "lru-cache";
 import type { AnyMessage } from "../schema/schema";
@@ -35,7 +45,15 @@ export class EvaluationCache {
   hits = 0;
   misses = 0;
 
-  constructor(maxBytes = DEFAULT_CACHE_BYTES, maxEntries = DEFAULT_CACHE_ENTRIES) {
+  /** Counts clears: what an evaluation begun before the last one computed is not stored (setApply, setSelected). */
+  private generation = 0;
+
+  constructor(
+    maxBytes = DEFAULT_CACHE_BYTES,
+    maxEntries = DEFAULT_CACHE_ENTRIES,
+    /** Whether outputs computed now are known to be those the Tesseract gives from now on (a bridged runtime's: RemoteApply.witnessed); stored only then. */
+    private readonly witnessed: () => boolean = () => true,
+  ) {
     this.lru = new LRUCache<string, Entry>({
       max: maxEntries,
       maxSize: maxBytes,
@@ -48,8 +66,14 @@ export class EvaluationCache {
     return this.count(this.lru.get(`apply ${key}`) as { apply: AnyMessage } | undefined)?.apply;
   }
 
-  setApply(key: string, outputs: AnyMessage): void {
-    this.lru.set(`apply ${key}`, { apply: outputs });
+  /** The generation an evaluation begins in: passed to setApply or setSelected with its outputs. */
+  get now(): number {
+    return this.generation;
+  }
+
+  /** Keeps `outputs` unless the cache was cleared since `since` (the evaluation's start: `now`), or they cannot be vouched for. */
+  setApply(key: string, outputs: AnyMessage, since = this.generation): void {
+    if (this.storable(since)) this.lru.set(`apply ${key}`, { apply: outputs });
   }
 
   /**
@@ -67,8 +91,12 @@ export class EvaluationCache {
   }
 
   /** Keeps a copy of `selected` (the caller's arrays may be written over later). */
-  setSelected(key: string, outputPaths: readonly string[], selected: SelectedOutputs): void {
-    this.lru.set(selectedKey(key, outputPaths), { selected: copyOf(selected) });
+  setSelected(key: string, outputPaths: readonly string[], selected: SelectedOutputs, since = this.generation): void {
+    if (this.storable(since)) this.lru.set(selectedKey(key, outputPaths), { selected: copyOf(selected) });
+  }
+
+  private storable(since: number): boolean {
+    return since === this.generation && this.witnessed();
   }
 
   /** Entries held now. */
@@ -77,6 +105,7 @@ export class EvaluationCache {
   }
 
   clear(): void {
+    this.generation++;
     this.lru.clear();
   }
 
