@@ -18,6 +18,7 @@ import { refuseCompressedFlagWithoutEncoding } from "./compressed-flag";
 import { keepIllegalTimeouts, refuseMalformedTimeouts } from "./timeout-header";
 import { dropMessagesAfterEnd } from "./ended-stream";
 import { sendFramedMessagesAsTheyAre } from "./framed-messages";
+import { mergeSmallFrames } from "./small-frames";
 import { watchHttp2Servers, watchHttp2Sessions } from "./http2-sessions";
 import { ServerSockets } from "./server-sockets";
 import { closeSilentConnections, closeSilentHandshakes, destroyClosedSessions, SILENT_CONNECTION_MS } from "./silent-connections";
@@ -258,6 +259,7 @@ function guardedGrpcServer(options: ServeOptions, calls: CallRegistry, tokens: B
   if (!refuseMalformedTimeouts()) log.warn("this grpc-js has no handleTimeoutHeader to wrap: a malformed grpc-timeout is answered INTERNAL");
   if (!dropMessagesAfterEnd()) log.warn("this grpc-js has no sendMessage to wrap: a stream whose deadline passes may be left without its status");
   if (!sendFramedMessagesAsTheyAre()) log.warn("this grpc-js has no serializeMessage to wrap: JacobianRows copies each row once more");
+  if (!mergeSmallFrames()) log.warn("this grpc-js has no handleDataFrame to wrap: a request message in tiny DATA frames holds ~115 bytes of heap per frame");
   // Every service added later (the Tesseract's, health, reflection) gets deserializers that never throw.
   const connectionIdleMs = options.maxConnectionIdleMs ?? DEFAULTS.maxConnectionIdleMs;
   const server = guardDeserializers(
