@@ -10,7 +10,7 @@
 import { elementName } from "../eval/input-leaf";
 import { outputSizes, type ElementPairs } from "../eval/evaluator";
 import { ElementPairsBuilder } from "../eval/element-pairs";
-import type { Column } from "./colouring";
+import type { Column } from "./column";
 import { allocateEntries, placeRow, type JacobianEntry } from "./entries";
 import { groupName } from "./grouped";
 import type { ResolvedOptions } from "./options";

@@ -9,14 +9,9 @@
  * try (saturation-colouring.ts): on a 2-D grid's 5-point stencil it finds 5 groups where greedy takes 7.
  */
 import { LRUCache } from "lru-cache";
+import { COLUMNS_PER_TURN, type Column, type Turn } from "./column";
 import { colourBySaturation } from "./saturation-colouring";
 import type { Structure } from "./sparsity";
-
-/** An input element: flat index `index` of leaf `leaf`. */
-export interface Column {
-  leaf: number;
-  index: number;
-}
 
 /**
  * Colour tests above which grouping is given up for dense evaluation: a nearly dense structure costs
@@ -26,16 +21,6 @@ export interface Column {
  */
 const MAX_COLOURING_WORK = 100_000_000;
 const WORK_PER_COLUMN = 1000;
-
-/**
- * Before the next columns: now and then a turn for other calls, a stop where the request was
- * cancelled (Problem.turn). A million columns take seconds to colour, and held every other call, health
- * checks too, for as long.
- */
-export type Turn = () => Promise<void> | undefined;
-
-/** Columns coloured between two asks for a turn. */
-const COLUMNS_PER_TURN = 256;
 
 /** Lists longer than this become sets (a hot output value: every column of a sum touches it). */
 const SMALL = 16;

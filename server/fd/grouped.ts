@@ -13,7 +13,7 @@
 import { Code, isTesseractError, TesseractError } from "../../common/errors";
 import type { Change } from "../eval/evaluator";
 import { elementName } from "../eval/input-leaf";
-import type { Column } from "./colouring";
+import type { Column } from "./column";
 import { PROBE_POINTS, PROBE_SPACING } from "./noise";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";

@@ -8,11 +8,8 @@
  * It needs every column's neighbours (columns sharing an output value), so it runs only where that
  * is cheap: the sum over output values of (columns there)^2 within a bound.
  */
+import { COLUMNS_PER_TURN, type Column, type Turn } from "./column";
 import { MAX_PATTERN_NONZEROS, type Structure } from "./sparsity";
-
-/** An input element (colouring's Column), and a turn for other calls between columns (colouring's Turn). */
-type Column = { leaf: number; index: number };
-type Turn = () => Promise<void> | undefined;
 
 /** Neighbour visits allowed (some 10 ns each), at least; more for more columns. */
 const MAX_NEIGHBOUR_WORK = 10_000_000;
@@ -26,8 +23,6 @@ const MAX_SATURATION_BITS = 256_000_000;
 
 /** Entries the column queue may hold (8 bytes each): a column is queued again each time its saturation grows. */
 const MAX_QUEUED = 1 << 24;
-
-const COLUMNS_PER_TURN = 256;
 
 /** The columns' output values, and the values' columns, as compressed rows over one numbering of all outputs' values. */
 interface Incidence {

@@ -5,7 +5,8 @@
  * dense. SPARSITY_MODE_DENSE ignores every pattern; so does the stochastic rule (its directions
  * perturb every element already).
  */
-import { groupAllColumns, groupColumns, type Column } from "./colouring";
+import type { Column } from "./column";
+import { groupAllColumns, groupColumns } from "./colouring";
 import { detectionKey, fits, verificationEvaluations, type DetectedPatterns } from "./detection";
 import { groupable } from "./grouped";
 import type { ResolvedOptions } from "./options";
