@@ -4,7 +4,10 @@
  */
 import { TYPE_URL_PREFIX } from "../common/type-url";
 import type { Any } from "../generated/google/protobuf/any";
-import { toArrays, toTensors } from "./tree";
+import { isTensorMessage, toArrays, toTensors } from "./tree";
+import { described } from "./arguments";
+import { listed } from "../common/errors";
+import { keySegment } from "../common/paths";
 
 /**
  * What the SDK needs from ts-proto's generated message object (e.g. `Inputs` from
@@ -28,6 +31,7 @@ export function typeNameOf(typeUrl: string): string {
 export function packAny<T>(typeName: string, fns: MessageFns<T>, tree: unknown, options: { abstract?: boolean } = {}): Any {
   const message = toTensors(tree, options) as T;
   const bytes = fns.encode(fns.fromPartial ? fns.fromPartial(message) : message).finish();
+  checkSent(message, fns.decode(bytes), "");
   return { type_url: TYPE_URL_PREFIX + typeName, value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
 }
 
@@ -41,4 +45,38 @@ export function unpackAny<T>(any: Any | undefined, fns: MessageFns<T>, field: st
     throw new TypeError(`${field} has type URL "${any.type_url}", expected ${TYPE_URL_PREFIX}${expected}`);
   }
   return toArrays(fns.decode(any.value), field);
+}
+
+/**
+ * What the caller wrote that the encoded message does not say, found by decoding what is sent: a key
+ * that is no field of its message (ts-proto's fromPartial dropped it), or a value of another kind
+ * than its field's (the encoder coerced it: 5 for a string field was sent as "5", "yes" for a bool
+ * as true, a plain list or a number for a tensor as an empty tensor). `given` is the tree after
+ * toTensors, `sent` the same message decoded; both are walked together, tensors not entered.
+ */
+function checkSent(given: unknown, sent: unknown, path: string): void {
+  if (given == null) return; // unset, as fromPartial takes it
+  const at = path || "inputs";
+  const below = (key: string) => (path ? `${path}.${keySegment(key)}` : keySegment(key));
+  if (isTensorMessage(sent)) {
+    if (!isTensorMessage(given)) throw new TypeError(`${at} is ${described(given)}: expected a tensor, an ndarray: ndarray(data, shape)`);
+  } else if (sent instanceof Uint8Array) {
+    if (!(given instanceof Uint8Array)) throw new TypeError(`${at} is ${described(given)}: expected bytes, a Uint8Array or Buffer`);
+  } else if (Array.isArray(sent)) {
+    if (!Array.isArray(given)) throw new TypeError(`${at} is ${described(given)}: expected a list`);
+    given.forEach((value, k) => checkSent(value, sent[k], `${path}[${k}]`));
+  } else if (sent instanceof Map) {
+    if (!(given instanceof Map)) throw new TypeError(`${at} is ${described(given)}: expected a Map`);
+    for (const [key, value] of given) checkSent(value, sent.get(key), below(String(key)));
+  } else if (typeof sent === "object" && sent !== null) {
+    if (typeof given !== "object" || Array.isArray(given) || ArrayBuffer.isView(given)) throw new TypeError(`${at} is ${described(given)}: expected an object of its message's fields (or a map's entries)`);
+    for (const key of Object.keys(given)) {
+      const value = (given as Record<string, unknown>)[key];
+      if (value == null) continue;
+      if (!Object.hasOwn(sent, key)) throw new TypeError(`${below(key)} is not a field of ${path ? `${path}'s message` : "the Tesseract's inputs"}: expected one of ${listed(Object.keys(sent))}`);
+      checkSent(value, (sent as Record<string, unknown>)[key], below(key));
+    }
+  } else if (typeof given !== typeof sent && !(typeof given === "bigint" && typeof sent === "number")) {
+    throw new TypeError(`${at} is ${described(given)}: expected a ${typeof sent}`);
+  }
 }

@@ -9,6 +9,7 @@ import { listed, quote } from "../common/errors";
 import { formatPath, parsePath } from "../common/paths";
 import type { EvaluationStats } from "../generated/tesseract/v1/tesseract";
 import { TesseractClientError } from "./errors";
+import { isString } from "./arguments";
 
 /** The Jacobian in tesseract-core's nested layout: jacobian[outputPath][inputPath], shape (*out, *in), FP64. */
 export type NestedJacobian = Record<string, Record<string, NdArray<Float64Array>>>;
@@ -61,6 +62,8 @@ function keyed<T>(record: Record<string, T>, path: string): T | undefined {
 }
 
 function lookup(nested: NestedJacobian, outputPath: string, inputPath: string): NdArray<Float64Array> {
+  isString(outputPath, "outputPath");
+  isString(inputPath, "inputPath");
   const byInput = keyed(nested, outputPath);
   const block = byInput && keyed(byInput, inputPath);
   if (block) return block;
@@ -79,6 +82,7 @@ export class VectorProductResult {
 
   /** The value for `path` (an output path for a JVP, an input path for a VJP); NOT_FOUND naming the paths there are. */
   get(path: string): NdArray<Float64Array> {
+    isString(path, "path");
     const value = keyed(this.result, path);
     if (value) return value;
     throw notFound("path", path, Object.keys(this.result));

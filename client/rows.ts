@@ -16,6 +16,7 @@ import type { EvaluationStats, JacobianHeader, JacobianRowsResponse } from "../g
 import { fp64Values } from "./tree";
 import { JacobianResult, type NestedJacobian } from "./results";
 import { plural } from "../common/plural";
+import { argumentError, checkEvents, isObject } from "./arguments";
 
 export { JacobianResult, type NestedJacobian };
 
@@ -162,6 +163,7 @@ function checkedSize(shape: readonly number[], what: string): number {
 
 /** A wire message as an event; malformed messages are INTERNAL errors, like an undecodable response. */
 export function toRowsEvent(message: JacobianRowsResponse): JacobianRowsEvent {
+  isObject(message, "toRowsEvent's message");
   if (message.header) return { header: message.header };
   if (message.stats) return { stats: message.stats };
   if (message.row) {
@@ -273,10 +275,12 @@ export class StreamCheck {
    * checked, `at(k)` being the flat output index of value k.
    */
   event(event: JacobianRowsEvent, place: (slice: RowSliceValues, at: (k: number) => number, output: OutputInfo, input: InputInfo) => void): void {
+    // Events from the caller's own iterable: one that is no event was skipped, or a TypeError from inside.
+    if (typeof event !== "object" || event === null || !(event.header || event.row || event.stats)) throw argumentError("an event", event, "{ header }, { row } or { stats }, as client.jacobianRows yields them");
     if (this.stats) throw dataLoss("a message arrived after the stats, which must come last");
     if (event.header) this.onHeader(event.header);
     else if (event.row) this.onRow(event.row, place);
-    else if (event.stats) {
+    else {
       if (!this.header) throw dataLoss("the stats arrived before the header");
       this.close();
       this.stats = event.stats;
@@ -386,6 +390,7 @@ export class StreamCheck {
  * (StreamCheck); anything else rejects with DATA_LOSS naming what is wrong.
  */
 export async function assembleJacobian(events: AsyncIterable<JacobianRowsEvent> | Iterable<JacobianRowsEvent>): Promise<JacobianResult> {
+  checkEvents(events, "assembleJacobian's events");
   const check = new StreamCheck();
   const jacobian: NestedJacobian = {};
   let errorEstimate: NestedJacobian | undefined;
@@ -502,6 +507,7 @@ function checkIndexRange(header: JacobianHeader): void {
  * entry; dense slices keep their nonzero values. The same checks as assembleJacobian.
  */
 export async function assembleSparseJacobian(events: AsyncIterable<JacobianRowsEvent> | Iterable<JacobianRowsEvent>): Promise<SparseJacobianResult> {
+  checkEvents(events, "assembleSparseJacobian's events");
   const check = new StreamCheck();
   const blocks = new Map<string, Triplets>();
   const blockOf = (out: string, input: string) => {
@@ -554,6 +560,7 @@ export type DenseRowsEvent =
  * (after the rows before the break).
  */
 export async function* densifyRows(events: AsyncIterable<JacobianRowsEvent> | Iterable<JacobianRowsEvent>): AsyncGenerator<DenseRowsEvent> {
+  checkEvents(events, "densifyRows' events");
   const check = new StreamCheck();
   let outputs: { path: string; size: number }[] = [];
   let current: DenseRow | undefined;

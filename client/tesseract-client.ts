@@ -25,6 +25,7 @@ import type { Arrays } from "../common/tree-types";
 import { packAny, unpackAny, type MessageFns } from "./any";
 import { callError, callSignal, cancelCall, cancelledError, ClientClosed, fixedDeadline, toGrpcOptions, toMetadata, unaryCall, waitUnder, type CallOptions, type UnaryMethod } from "./call";
 import { inSdkTerms, TesseractClientError, toClientError } from "./errors";
+import { checkClientArguments, inputsObject, isString, readCallOptions, readRequest } from "./arguments";
 import { withDefaultPort } from "./address";
 import { clip, quote } from "../common/errors";
 import type { Any } from "../generated/google/protobuf/any";
@@ -105,6 +106,7 @@ export interface TesseractClientOptions {
  * grpc-js's "Metadata string value … contains illegal characters".
  */
 function checkedToken(token: string): string {
+  if (typeof token !== "string") throw new TypeError(`a bearer token is a string (the \`token\` option); it is ${typeof token}`);
   const trimmed = token.trim();
   if (!/^[\x21-\x7e]+(?: +[\x21-\x7e]+)*$/.test(trimmed)) throw new TypeError("a bearer token must be visible ASCII characters, without line breaks or control characters (the `token` option)");
   return trimmed;
@@ -181,38 +183,6 @@ function sparsityMessages(patterns: readonly SparsityPatternInput[] | undefined)
       return { output_path: p.output_path, input_path: p.input_path, output_index: indices("output_index"), input_index: indices("input_index") };
     }),
   );
-}
-
-/** The options' enum fields, each with a value of its enum as an example (the enums are numbers). */
-const ENUM_FIELDS = { algorithm: "Algorithm.ALGORITHM_CENTRAL", step_mode: "StepMode.STEP_MODE_RELATIVE", stochastic_estimator: "StochasticEstimator.STOCHASTIC_ESTIMATOR_SPSA", sparsity_mode: "SparsityMode.SPARSITY_MODE_DENSE" } as const;
-
-const UINT32_MAX = 2 ** 32 - 1;
-
-/**
- * `value` where the wire has a uint32 or uint64: a whole number ≥ 0 (uint64: up to 2^53, the
- * integers a number holds exactly). Anything else failed in grpc-js's serializer as INTERNAL
- * ("Request message serialization failure: invalid uint32: -1"): refused here, naming the field.
- */
-function checkWholeNumber(value: unknown, field: string, max: number): void {
-  if (value === undefined || (Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) <= max)) return;
-  throw new TesseractClientError(grpc.status.INVALID_ARGUMENT, `${field} is ${clip(JSON.stringify(value) ?? String(value))}: expected a whole number from 0 to ${max === UINT32_MAX ? "2^32 - 1" : "2^53 - 1"}`);
-}
-
-/**
- * `options` whose enum fields hold numbers and whose counts are whole numbers. From plain JavaScript
- * a name (`"central"`, as the CLI and the REST API spell it) failed in grpc-js's serializer as
- * INTERNAL: refused here, naming the field.
- */
-function checkedOptions(options: FiniteDifferenceRequestOptions): FiniteDifferenceRequestOptions {
-  for (const [field, example] of Object.entries(ENUM_FIELDS)) {
-    const value = (options as Record<string, unknown>)[field];
-    if (value !== undefined && !Number.isInteger(value)) {
-      throw new TesseractClientError(grpc.status.INVALID_ARGUMENT, `options.${field} is ${clip(JSON.stringify(value) ?? String(value))}: expected a value of its enum, a number (${example}, exported by tesseract-grpc/client)`);
-    }
-  }
-  checkWholeNumber(options.num_samples, "options.num_samples", UINT32_MAX);
-  checkWholeNumber(options.seed, "options.seed", Number.MAX_SAFE_INTEGER);
-  return options;
 }
 
 /** What `jvp` takes: J·tangent, `tangent` keyed by input path (shaped like the input); no sparsity (one direction needs none). */
@@ -292,6 +262,9 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     private readonly types: TesseractTypes<I, O, D>,
     options: TesseractClientOptions = {},
   ) {
+    checkClientArguments(address, types, options);
+    // null from plain JavaScript is no options, as undefined is.
+    options ??= {};
     this.address = withDefaultPort(address);
     this.fieldNames = options.fieldNames ?? "sdk";
     const limit = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
@@ -400,7 +373,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     return {
       inputs: this.packInputs(names.input, inputs),
       // null from plain JavaScript (a JSON request) is no options, as undefined is: it was a TypeError from inside the SDK.
-      options: options == null ? undefined : FiniteDifferenceOptionsFns.fromPartial(checkedOptions(options)),
+      options: options == null ? undefined : FiniteDifferenceOptionsFns.fromPartial(options),
     };
   }
 
@@ -411,7 +384,8 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
 
   /** Runs the Tesseract once; the outputs are checked against `outputDatatypes` when given. */
   async apply(inputs: Arrays<I>, call?: CallOptions): Promise<ApplyOutputs<O, D>> {
-    call = fixedDeadline(call);
+    call = fixedDeadline(readCallOptions("apply", call));
+    inputsObject(inputs, "inputs");
     const names = await this.typeNames(call);
     const response = await this.unary("apply", { inputs: this.packInputs(names.input, inputs) }, call);
     const outputs = guard(grpc.status.INTERNAL, "the response could not be decoded", () => unpackAny(response.outputs, this.types.outputs, "outputs", names.output));
@@ -421,8 +395,8 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
 
   /** d output / d input for every pair: jacobian[outputPath][inputPath], FP64, shape (*output_shape, *input_shape). */
   async jacobian(request: GradientRequest<I>, call?: CallOptions): Promise<JacobianResult> {
-    call = fixedDeadline(call);
-    const response = await this.named(this.unary("jacobian", await this.jacobianRequest(request, call), call));
+    call = fixedDeadline(readCallOptions("jacobian", call));
+    const response = await this.named(this.unary("jacobian", await this.jacobianRequest(readRequest("jacobian", request), call), call));
     return guard(grpc.status.INTERNAL, "the response could not be decoded", () => {
       const jacobian: NestedJacobian = {};
       let errorEstimate: NestedJacobian | undefined;
@@ -441,8 +415,8 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
    * `assembleJacobian(client.jacobianRows(...))` gives what `jacobian()` gives.
    */
   async *jacobianRows(request: GradientRequest<I>, call?: CallOptions): AsyncGenerator<JacobianRowsEvent, void, undefined> {
-    call = fixedDeadline(call);
-    const message = await this.jacobianRequest(request, call);
+    call = fixedDeadline(readCallOptions("jacobianRows", call));
+    const message = await this.jacobianRequest(readRequest("jacobianRows", request), call);
     this.ensureOpen();
     const signal = callSignal(this.closable(call).signal);
     if (signal?.aborted) throw cancelledError(signal);
@@ -473,20 +447,22 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
   }
 
   /** J·v: `tangent` keyed by input path (shaped like the input); result keyed by output path. */
-  async jvp({ inputs, inputPaths, outputPaths, tangent, options }: JvpRequest<I>, call?: CallOptions): Promise<VectorProductResult> {
-    call = fixedDeadline(call);
+  async jvp(request: JvpRequest<I>, call?: CallOptions): Promise<VectorProductResult> {
+    call = fixedDeadline(readCallOptions("jvp", call));
+    const { inputs, inputPaths, outputPaths, tangent, options } = readRequest("jvp", request);
     const tangent_vector = encodeVectors("tangent", tangent);
     const base = await this.gradientBase(inputs, options, call);
-    const request: JacobianVectorProductRequest = { inputs: base.inputs, options: base.options, jvp_inputs: [...inputPaths], jvp_outputs: [...outputPaths], tangent_vector };
-    return vectorProduct(await this.named(this.unary("jacobianVectorProduct", request, call)));
+    const message: JacobianVectorProductRequest = { inputs: base.inputs, options: base.options, jvp_inputs: [...inputPaths], jvp_outputs: [...outputPaths], tangent_vector };
+    return vectorProduct(await this.named(this.unary("jacobianVectorProduct", message, call)));
   }
 
   /** vᵀ·J: `cotangent` keyed by output path (shaped like the output); result keyed by input path. */
-  async vjp({ inputs, inputPaths, outputPaths, cotangent, options, sparsity }: VjpRequest<I>, call?: CallOptions): Promise<VectorProductResult> {
-    call = fixedDeadline(call);
+  async vjp(request: VjpRequest<I>, call?: CallOptions): Promise<VectorProductResult> {
+    call = fixedDeadline(readCallOptions("vjp", call));
+    const { inputs, inputPaths, outputPaths, cotangent, options, sparsity } = readRequest("vjp", request);
     const cotangent_vector = encodeVectors("cotangent", cotangent);
     const base = await this.gradientBase(inputs, options, call);
-    const request: VectorJacobianProductRequest = {
+    const message: VectorJacobianProductRequest = {
       inputs: base.inputs,
       options: base.options,
       vjp_inputs: [...inputPaths],
@@ -494,7 +470,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
       cotangent_vector,
       sparsity: sparsityMessages(sparsity),
     };
-    return vectorProduct(await this.named(this.unary("vectorJacobianProduct", request, call)));
+    return vectorProduct(await this.named(this.unary("vectorJacobianProduct", message, call)));
   }
 
   /**
@@ -502,12 +478,11 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
    * and one GradientCheck per (endpoint, input path, output path) with the largest errors, the rows
    * checked, the failures and the worst entry. UNIMPLEMENTED for a Tesseract without analytic gradients.
    */
-  async checkGradients(check: CheckGradientsRequest<I>, call?: CallOptions): Promise<CheckGradientsResponse> {
-    call = fixedDeadline(call);
-    checkWholeNumber(check.maxEvals, "maxEvals", UINT32_MAX);
-    checkWholeNumber(check.seed, "seed", Number.MAX_SAFE_INTEGER);
+  async checkGradients(request: CheckGradientsRequest<I>, call?: CallOptions): Promise<CheckGradientsResponse> {
+    call = fixedDeadline(readCallOptions("checkGradients", call));
+    const check = readRequest("checkGradients", request);
     const base = await this.gradientBase(check.inputs, check.options, call);
-    const request: CheckGradientsMessage = {
+    const message: CheckGradientsMessage = {
       inputs: base.inputs,
       options: base.options,
       input_paths: [...(check.inputPaths ?? [])],
@@ -518,12 +493,13 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
       max_evals: check.maxEvals ?? 0,
       seed: check.seed ?? 0,
     };
-    return this.named(this.unary("checkGradients", request, call));
+    return this.named(this.unary("checkGradients", message, call));
   }
 
   /** Output paths, shapes and datatypes from input shapes alone; tensors may be `{ shape, datatype }`. */
   async abstractEval(inputs: AbstractArrays<I>, call?: CallOptions): Promise<PathShape[]> {
-    call = fixedDeadline(call);
+    call = fixedDeadline(readCallOptions("abstractEval", call));
+    inputsObject(inputs, "inputs");
     const names = await this.typeNames(call);
     const response = await this.unary("abstractEval", { inputs: this.packInputs(names.input, inputs, true) }, call);
     return response.outputs;
@@ -531,6 +507,7 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
 
   /** Name, version, message types, differentiable paths, defaults and endpoints. */
   async describe(call?: CallOptions): Promise<DescribeResponse> {
+    call = readCallOptions("describe", call);
     const response = await this.unary("describe", {}, call);
     this.described = response;
     return response;
@@ -538,6 +515,8 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
 
   /** grpc.health.v1 Check: "SERVING", "NOT_SERVING", ...; `service` "" is the whole server. */
   async health(service = "", call?: CallOptions): Promise<ServingStatus> {
+    isString(service, "health's service");
+    call = readCallOptions("health", call);
     this.ensureOpen();
     this.healthRpc ??= healthClient(this.rpc.getChannel(), this.interceptors);
     return checkHealth(this.healthRpc, this.address, service, this.closable(call));

@@ -24,6 +24,7 @@ const OPTION_LABELS: ClientTlsLabels = { ca: "tls.ca", cert: "tls.cert", key: "t
  *   new TesseractClient(address, types, { credentials: tlsCredentials({ ca: fs.readFileSync("ca.crt") }) })
  */
 export function tlsCredentials(tls: ClientTls = {}, labels: ClientTlsLabels = OPTION_LABELS): grpc.ChannelCredentials {
+  if (typeof tls !== "object" || tls === null || Array.isArray(tls)) throw new TypeError(`tlsCredentials takes { ca?, cert?, key? } of PEM contents (Buffers); it was given ${tls === null ? "null" : Array.isArray(tls) ? "an array" : typeof tls}`);
   if (!tls.cert !== !tls.key) throw new Error(`${tls.cert ? labels.key : labels.cert} is missing: a client certificate needs both ${labels.cert} and ${labels.key}`);
   if (tls.ca) pemCertificates(tls.ca, labels.ca);
   if (tls.cert && tls.key) checkPemKeyPair(tls.cert, tls.key, labels.cert, labels.key);

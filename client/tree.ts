@@ -25,7 +25,7 @@ function isAbstractLeaf(x: unknown): x is AbstractTensor {
   return Array.isArray(x.shape) && x.shape.every((d) => typeof d === "number") && typeof x.datatype === "number";
 }
 
-function isTensorMessage(x: unknown): x is Tensor {
+export function isTensorMessage(x: unknown): x is Tensor {
   return isPlainObject(x) && typeof x.datatype === "number" && Array.isArray(x.shape) && x.data instanceof Uint8Array;
 }
 
@@ -62,21 +62,47 @@ function refuseBareTypedArray(x: unknown, path: string): void {
  * ndarray leaves -> Tensor messages (and, with `abstract`, `{ shape, datatype }` leaves -> abstract
  * tensors). `path` is the subtree's, for messages: "mesh.points", "layers[0].weights".
  */
-export function toTensors(tree: unknown, options: { abstract?: boolean } = {}, path = ""): unknown {
+export function toTensors(tree: unknown, options: { abstract?: boolean } = {}, path = "", ancestors = new Map<object, string>()): unknown {
   // A key that is no field name (a map's: "temp.x") is written as paths write map keys, {temp.x}.
   const below = (key: string | number) => (typeof key === "number" ? `${path}[${key}]` : path ? `${path}.${keySegment(key)}` : keySegment(key));
   if (isNdArray(tree)) return tensorAt(tree, path);
+  // A cycle ran until V8's "Maximum call stack size exceeded", naming nothing.
+  if (typeof tree === "object" && tree !== null && ancestors.has(tree)) throw new TypeError(`${path} refers back to ${ancestors.get(tree) || "the inputs"} (a cyclic object): expected a tree of fields`);
+  return withAncestor(tree, path, ancestors, () => walkTensors(tree, options, path, ancestors, below));
+}
+
+/** `walk()` with `tree` among the ancestors of what it visits. */
+function withAncestor<T>(tree: unknown, path: string, ancestors: Map<object, string>, walk: () => T): T {
+  if (typeof tree !== "object" || tree === null) return walk();
+  ancestors.set(tree, path);
+  try {
+    return walk();
+  } finally {
+    ancestors.delete(tree);
+  }
+}
+
+function walkTensors(tree: unknown, options: { abstract?: boolean }, path: string, ancestors: Map<object, string>, below: (key: string | number) => string): unknown {
   if (options.abstract && isAbstractLeaf(tree)) {
     // A fractional or negative dimension failed in the encoder, naming no field ("The number 1.5 cannot be converted to a BigInt").
     if (!tree.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new TypeError(`${path} has shape [${tree.shape.join(", ")}]: expected whole numbers ≥ 0`);
     return { datatype: tree.datatype, shape: [...tree.shape], data: Buffer.alloc(0) } satisfies Tensor;
   }
   refuseBareTypedArray(tree, path);
-  if (Array.isArray(tree)) return tree.map((v, i) => toTensors(v, options, below(i)));
+  if (Array.isArray(tree)) return tree.map((v, i) => toTensors(v, options, below(i), ancestors));
   // ts-proto types a map<bool, V> as a Map.
-  if (tree instanceof Map) return new Map([...tree].map(([key, value]) => [key, toTensors(value, options, below(String(key)))]));
-  if (isPlainObject(tree)) return recordFrom(Object.entries(tree).map(([key, value]) => [key, toTensors(value, options, below(key))]));
+  if (tree instanceof Map) return new Map([...tree].map(([key, value]) => [key, toTensors(value, options, below(String(key)), ancestors)]));
+  if (isPlainObject(tree)) return recordFrom(Object.keys(tree).map((key) => [key, toTensors(fieldOf(tree, key, below(key)), options, below(key), ancestors)]));
   return tree;
+}
+
+/** `tree[key]`; a getter that throws is named (its error alone named no field). */
+function fieldOf(tree: Record<string, unknown>, key: string, path: string): unknown {
+  try {
+    return tree[key];
+  } catch (e) {
+    throw new TypeError(`${path} could not be read: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
 }
 
 /** Tensor messages -> ndarrays; `field` names the subtree in error messages ("outputs.statistics.barycenter"). */

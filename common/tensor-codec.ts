@@ -254,6 +254,7 @@ function decodeData(datatype: DataType, ctor: TypedArrayCtor, shape: number[], d
 
 /** Decodes a concrete tensor into a freshly allocated, row-major ndarray (never a view into `t.data`). */
 export function decodeTensor(t: TensorMessage, field: string, limits: DecodeLimits = DEFAULT_LIMITS): NdArray<TypedArray> {
+  if (typeof t !== "object" || t === null) throw new TypeError(`decodeTensor: ${field ?? "the tensor"} is ${t === null ? "null" : typeof t}: expected a Tensor message { datatype, shape, data }`);
   const ctor = checkDataType(t.datatype, field);
   const shape = normalizeShape(t.shape, field, limits);
   return decodeData(t.datatype, ctor, shape, t.data ?? new Uint8Array(0), field, limits);
@@ -353,6 +354,11 @@ function converter(target: DataType): (v: any) => number | bigint {
   return (v) => (typeof v === "number" ? v : Number(v));
 }
 
+/** A caller's argument that is no ndarray (from plain JavaScript): named, rather than a TypeError from inside. */
+function notNdArray(a: unknown, method: string): void {
+  if (!isNdArray(a)) throw new TypeError(`${method} takes an ndarray, ndarray(data, shape); it was given ${a === null ? "null" : Array.isArray(a) ? "a plain array" : ArrayBuffer.isView(a) ? `a bare ${a.constructor.name}` : typeof a}`);
+}
+
 /**
  * Encodes any ndarray (views with arbitrary strides included) as row-major wire bytes. `datatype`
  * defaults from the array (plain arrays: FP64); asking for another converts the way typed-array
@@ -360,6 +366,7 @@ function converter(target: DataType): (v: any) => number | bigint {
  * The returned bytes are a fresh copy.
  */
 export function encodeTensor(a: NdArray<any>, datatype?: DataType): TensorWire {
+  notNdArray(a, "encodeTensor");
   const dt = datatype ?? dataTypeOfArray(a.data);
   const ctor = TYPES.get(dt);
   if (!ctor) throw new TypeError(`encodeTensor: unsupported datatype ${dataTypeName(dt)}, expected ${SUPPORTED}`);
@@ -379,6 +386,7 @@ export function encodeTensor(a: NdArray<any>, datatype?: DataType): TensorWire {
 
 /** A row-major flat FP64 copy of any ndarray; 64-bit integers go through Number() and may round. */
 export function toFloat64(a: NdArray<any>): Float64Array {
+  notNdArray(a, "toFloat64");
   const n = elementCount(a.shape);
   // The common cases in one native copy: this runs once per evaluation, on outputs of any size.
   if (isRowMajor(a.shape, a.stride)) {
