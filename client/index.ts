@@ -29,7 +29,7 @@ export {
   type RowValues,
   type RowSliceValues,
   type SparseBlock,
-  type SparseJacobianResult,
+  SparseJacobianResult,
   type DenseRow,
   type DenseRowsEvent,
 } from "./rows";

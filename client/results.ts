@@ -32,13 +32,13 @@ export class JacobianResult {
 
   /** d outputPath / d inputPath, shape (*output_shape, *input_shape); NOT_FOUND naming the pairs there are. */
   block(outputPath: string, inputPath: string): NdArray<Float64Array> {
-    return lookup(this.jacobian, outputPath, inputPath);
+    return lookupBlock(this.jacobian, outputPath, inputPath);
   }
 
   /** The estimated errors of `block(outputPath, inputPath)`; NOT_FOUND when the algorithm gives none. */
   errorBlock(outputPath: string, inputPath: string): NdArray<Float64Array> {
-    if (!this.errorEstimate) throw new TesseractClientError(status.NOT_FOUND, "the result has no error estimates: only the richardson, adaptive and stochastic algorithms give them");
-    return lookup(this.errorEstimate, outputPath, inputPath);
+    if (!this.errorEstimate) throw noErrorEstimates();
+    return lookupBlock(this.errorEstimate, outputPath, inputPath);
   }
 }
 
@@ -61,7 +61,11 @@ function keyed<T>(record: Record<string, T>, path: string): T | undefined {
   return Object.hasOwn(record, spelled) ? record[spelled] : undefined;
 }
 
-function lookup(nested: NestedJacobian, outputPath: string, inputPath: string): NdArray<Float64Array> {
+/**
+ * `nested[outputPath][inputPath]`, each path found under its canonical spelling too; NOT_FOUND naming
+ * the pairs there are. The dense results' block() and the sparse one's share it.
+ */
+export function lookupBlock<T>(nested: Record<string, Record<string, T>>, outputPath: string, inputPath: string): T {
   isString(outputPath, "outputPath");
   isString(inputPath, "inputPath");
   const byInput = keyed(nested, outputPath);
@@ -69,6 +73,11 @@ function lookup(nested: NestedJacobian, outputPath: string, inputPath: string): 
   if (block) return block;
   const pairs = Object.entries(nested).flatMap(([o, inputs]) => Object.keys(inputs).map((i) => `${o} / ${i}`));
   throw notFound("Jacobian block d output / d input", `${outputPath} / ${inputPath}`, pairs);
+}
+
+/** The error of errorBlock() on a result without estimates. */
+export function noErrorEstimates(): TesseractClientError {
+  return new TesseractClientError(status.NOT_FOUND, "the result has no error estimates: only the richardson, adaptive and stochastic algorithms give them");
 }
 
 /** `jvp()`'s result (keyed by output path) and `vjp()`'s (keyed by input path). */

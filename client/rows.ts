@@ -14,7 +14,7 @@ import { TesseractClientError } from "./errors";
 import { clip, quote } from "../common/errors";
 import type { EvaluationStats, JacobianHeader, JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
 import { fp64Values } from "./tree";
-import { JacobianResult, type NestedJacobian } from "./results";
+import { JacobianResult, lookupBlock, noErrorEstimates, type NestedJacobian } from "./results";
 import { plural } from "../common/plural";
 import { argumentError, checkEvents, isObject } from "./arguments";
 
@@ -437,11 +437,30 @@ export interface SparseBlock {
   errorEstimate?: Float64Array;
 }
 
-export interface SparseJacobianResult {
-  /** jacobian[outputPath][inputPath] */
-  jacobian: Record<string, Record<string, SparseBlock>>;
-  stats: EvaluationStats;
-  header: JacobianHeader;
+/** `assembleSparseJacobian()`'s result: the blocks by path, with `block()` as `assembleJacobian()`'s result has. */
+export class SparseJacobianResult {
+  constructor(
+    /** jacobian[outputPath][inputPath] */
+    readonly jacobian: Record<string, Record<string, SparseBlock>>,
+    readonly stats: EvaluationStats,
+    readonly header: JacobianHeader,
+  ) {}
+
+  /** d outputPath / d inputPath in compressed sparse columns; NOT_FOUND naming the pairs there are. */
+  block(outputPath: string, inputPath: string): SparseBlock {
+    return lookupBlock(this.jacobian, outputPath, inputPath);
+  }
+
+  /**
+   * The estimated errors of `block(outputPath, inputPath)`, as a block of the same structure (its
+   * `values` the errors); NOT_FOUND when the algorithm gives none.
+   */
+  errorBlock(outputPath: string, inputPath: string): SparseBlock {
+    const block = this.block(outputPath, inputPath);
+    const hasErrors = Object.values(this.jacobian).some((byInput) => Object.values(byInput).some((b) => b.errorEstimate));
+    if (!hasErrors) throw noErrorEstimates();
+    return { ...block, values: block.errorEstimate ?? new Float64Array(block.values.length), errorEstimate: undefined };
+  }
 }
 
 /** A growable COO list for one block. */
@@ -534,7 +553,7 @@ export async function assembleSparseJacobian(events: AsyncIterable<JacobianRowsE
     jacobian[outPath] = {};
     for (const [inPath, i] of check.inputs) jacobian[outPath][inPath] = (blocks.get(JSON.stringify([outPath, inPath])) ?? new Triplets()).toBlock([...o.shape, ...i.shape], o.size, i.size);
   }
-  return { jacobian, stats, header };
+  return new SparseJacobianResult(jacobian, stats, header);
 }
 
 /** A whole row, dense: `values[o]` is d output o / d input[input_index], every element of output o. */
