@@ -31,7 +31,7 @@ export function typeNameOf(typeUrl: string): string {
 export function packAny<T>(typeName: string, fns: MessageFns<T>, tree: unknown, options: { abstract?: boolean } = {}): Any {
   const message = toTensors(tree, options) as T;
   const bytes = fns.encode(fns.fromPartial ? fns.fromPartial(message) : message).finish();
-  checkSent(message, fns.decode(bytes), "");
+  if (decodesEveryField(fns)) checkSent(message, fns.decode(bytes), "");
   return { type_url: TYPE_URL_PREFIX + typeName, value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
 }
 
@@ -45,6 +45,25 @@ export function unpackAny<T>(any: Any | undefined, fns: MessageFns<T>, field: st
     throw new TypeError(`${field} has type URL "${any.type_url}", expected ${TYPE_URL_PREFIX}${expected}`);
   }
   return toArrays(fns.decode(any.value), field);
+}
+
+const everyField = new WeakMap<object, boolean>();
+
+/**
+ * Whether `fns` decodes a message with every field present, defaults included (ts-proto's generated
+ * types do, at every level): only then does a key missing from the decoded message say that the
+ * encoder dropped it. Other message functions (protobufjs types from reflection, as the CLI's) may
+ * leave defaults out and name enum values, and convert what they are given themselves.
+ */
+function decodesEveryField(fns: MessageFns<unknown>): boolean {
+  let every = everyField.get(fns);
+  if (every === undefined) {
+    // Lists and maps may be there empty either way; a scalar's default or an unset message field says it.
+    const empty = fns.decode(new Uint8Array(0)) as unknown;
+    const fields = typeof empty === "object" && empty !== null ? Object.values(empty) : [];
+    everyField.set(fns, (every = fields.some((v) => typeof v !== "object" || v === null)));
+  }
+  return every;
 }
 
 /**
@@ -76,7 +95,8 @@ function checkSent(given: unknown, sent: unknown, path: string): void {
       if (!Object.hasOwn(sent, key)) throw new TypeError(`${below(key)} is not a field of ${path ? `${path}'s message` : "the Tesseract's inputs"}: expected one of ${listed(Object.keys(sent))}`);
       checkSent(value, (sent as Record<string, unknown>)[key], below(key));
     }
-  } else if (typeof given !== typeof sent && !(typeof given === "bigint" && typeof sent === "number")) {
+  } else if (typeof given !== typeof sent && !(typeof given === "bigint" && typeof sent === "number") && !(typeof given === "string" && typeof sent === "number")) {
+    // A string the encoder took as a number (an enum value's name, by message functions that read names) is sent as it says.
     throw new TypeError(`${at} is ${described(given)}: expected a ${typeof sent}`);
   }
 }

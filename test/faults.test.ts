@@ -139,10 +139,16 @@ describe("faults of the Tesseract", function () {
   });
 
   it("worker threads: a server whose threads die loading the Tesseract reports NOT_SERVING, over gRPC and REST (it was SERVING, answering no call)", async () => {
-    // With the warm-up, the pool is started, and found unable to run the Tesseract, before the port is bound.
+    // The warm-up usually finds the pool unable to run the Tesseract before the port is bound; on a loaded
+    // machine its budget may end first, and health turns NOT_SERVING once the threads have died.
     const { server, client } = await serve({ tesseract: EXITS_LOADING, workers: 2, httpPort: 0 });
     const health = healthClient(client.getChannel());
     const cannot = "the worker threads cannot run the Tesseract: one died while loading it (worker exited with code: 9)";
+    await new Promise<void>((resolve, reject) => {
+      const watch = (health as unknown as { Watch(request: { service: string }): grpc.ClientReadableStream<{ status: string }> }).Watch({ service: "" });
+      watch.on("data", (m: { status: string }) => m.status === "NOT_SERVING" && (resolve(), watch.cancel()));
+      watch.on("error", (e: grpc.ServiceError) => (e.code === grpc.status.CANCELLED ? undefined : reject(e)));
+    });
     assert.equal(await checkHealth(health, server.address, ""), "NOT_SERVING");
     assert.equal(await checkHealth(health, server.address, "tesseract.v1.Tesseract"), "NOT_SERVING");
     const rest = await fetch(`http://127.0.0.1:${server.httpPort}/health`);
