@@ -11,6 +11,7 @@ import { Code, isTesseractError, TesseractError, thrownMessage } from "../common
 import { DEFAULT_LIMITS, type DecodeLimits } from "../common/tensor-codec";
 import { withTimeout } from "./eval/timeout";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
+import { castReturnedOutputs } from "./schema/returned-outputs";
 import type { AnyTesseract } from "./tesseract";
 
 /** A schema made elsewhere instead of from the definition's .proto files (runtime.ts, PreparedSchema). */
@@ -93,11 +94,15 @@ export class LoadedTesseract {
     }
   }
 
-  /** One apply call: the definition's, here, its outputs checked against the schema. */
+  /**
+   * One apply call: the definition's, here, its outputs checked against the schema and in the
+   * datatypes their fields declare (returned-outputs.ts): what Apply answers, over gRPC and REST, and
+   * what CheckGradients compares.
+   */
   protected async evaluate(inputs: Record<string, unknown>, timeoutMs: number, _signal?: AbortSignal): Promise<unknown> {
     const outputs = await withTimeout(Promise.resolve().then(() => this.definition.apply(inputs)), timeoutMs);
     this.schema.outputs.checkDeclared(outputs);
-    return outputs;
+    return castReturnedOutputs(this.schema.outputs.type, outputs);
   }
 }
 

@@ -33,6 +33,8 @@ import type { DocumentedSchema, RequiredFields } from "./schema/openapi-proto";
 import { DataType, dataTypeOfArray, isNdArray, toFloat64 } from "../common/tensor-codec";
 import type { AbstractEvalAnswer, AbstractOutput, AnyTesseract, DomainBounds, SparsityPattern } from "./tesseract";
 import { failedIn, LoadedTesseract, type SchemaRoot } from "./loaded-tesseract";
+import { dtypeName } from "./schema/returned-outputs";
+import { castsSameKind } from "../common/numpy-arrays";
 
 export interface EvaluationStats {
   apply_calls: number;
@@ -640,7 +642,21 @@ function checkedAbstractOutputs(answer: unknown, outputs: MessageSchema): Abstra
     if (!Array.isArray(o.shape) || !o.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw fault(`${o.path} with shape ${JSON.stringify(o.shape) ?? String(o.shape)}`);
     if (!Number.isInteger(o.datatype) || (o.datatype as number) < 0 || DataType[o.datatype as number] === undefined) throw fault(`${o.path} with datatype ${String(o.datatype)}`);
   });
-  return answer as AbstractOutput[];
+  return (answer as AbstractOutput[]).map((o) => declaredAbstractOutput(o, outputs));
+}
+
+/**
+ * An abstractEval entry with the datatype Apply answers: the output's declared one where abstractEval
+ * tells another that apply's arrays are cast from (returned-outputs.ts); one they are not cast from is
+ * refused as Apply would refuse the arrays.
+ */
+function declaredAbstractOutput(o: AbstractOutput, outputs: MessageSchema): AbstractOutput {
+  const declared = outputs.declaredDatatypeAt(parsePath(o.path));
+  if (declared === undefined || o.datatype === declared) return o;
+  if (o.datatype !== DataType.DATA_TYPE_UNSPECIFIED && !castsSameKind(o.datatype, declared)) {
+    throw new TesseractError(Code.INTERNAL, `abstractEval returned ${o.path} as ${dtypeName(o.datatype)}, declared ${dtypeName(declared)}: numpy's same_kind casting, which tesseract-core applies to outputs, does not cast ${dtypeName(o.datatype)} to ${dtypeName(declared)}`);
+  }
+  return { ...o, datatype: declared };
 }
 
 /**

@@ -359,7 +359,7 @@ describe("faults raised by apply", () => {
 
   it("an integer or a non-tensor at a differentiable output is the Tesseract's fault, named, for every gradient (an INT32 output was differenced into rounding jumps, answered OK)", async () => {
     for (const [mode, message] of [
-      ["int", "apply returned output f as DATA_TYPE_INT32, at a differentiable path: expected DATA_TYPE_FP32 or DATA_TYPE_FP64 (finite differences of integers are rounding jumps)"],
+      ["int", "apply returned output f as int32, at a differentiable path: expected float32 or float64 (finite differences of integers are rounding jumps)"],
       ["plain", "apply returned an array at output f, a differentiable tensor field: expected an ndarray"],
       ["short", "apply returned output f that has shape [2], which needs 2 elements, but its data holds 1"],
     ]) {

@@ -22,8 +22,15 @@ export type Perturbation = readonly Change[];
 export interface OutputInfo {
   path: string;
   shape: number[];
-  /** The output's own DataType (values reach the engine as FP64 whatever it is). */
+  /** The output's DataType: its field's declared one, else what apply returned (values reach the engine as FP64 whatever it is). */
   datatype: number;
+  /** The DataType whose rounding the values carry, where coarser than `datatype` (an FP64 output apply returned as FP32). */
+  precision?: number;
+}
+
+/** The DataType whose precision an output's values have: `precision` where set, else its datatype. */
+export function outputPrecision(info: Pick<OutputInfo, "datatype" | "precision">): number {
+  return info.precision ?? info.datatype;
 }
 
 export interface Evaluator {

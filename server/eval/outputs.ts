@@ -1,21 +1,24 @@
 /**
  * Picks the requested output leaves out of each apply result as flat FP64 arrays. The paths are
  * resolved against the first result (map keys are only known then); every later result must have
- * the same leaves with the same shapes, and a pattern (`m.{}`) must select no more of them.
+ * the same leaves with the same shapes, and a pattern (`m.{}`) must select no more of them. An output
+ * whose field declares its datatype is read as Apply answers it (returned-outputs.ts): a float64
+ * array of an FP32 output is rounded to float32, and its datatype, the engine's precision model's,
+ * is the declared one.
  */
 import type { NdArray } from "ndarray";
 import { Code, TesseractError } from "../../common/errors";
 import type { OutputInfo } from "./evaluator";
 import { omitted, PRESENCE_FIXED, type MessageSchema } from "../schema/schema";
 import { countMatches, expandPattern, formatPath, isPattern, type Segment } from "../../common/paths";
-import { dataTypeName, dataTypeOfArray, isNdArray, isRowMajor, ndarrayExtentProblem, toFloat64 } from "../../common/tensor-codec";
+import { DataType, dataTypeName, dataTypeOfArray, isNdArray, isRowMajor, ndarrayExtentProblem, toFloat64 } from "../../common/tensor-codec";
 import { allFinite, subtractAllFinite } from "./finite-values";
 
 /** The property keys along a resolved path: field names, map keys, array indices. */
 type Steps = readonly (string | number)[];
 
 /** A selected output: what it is, and the keys that reach it in an outputs tree. */
-type Resolved = { info: OutputInfo; steps: Steps; dataClass: unknown };
+type Resolved = { info: OutputInfo; steps: Steps; dataClass: unknown; toFp32: boolean };
 
 export class OutputSelector {
   private resolved: Resolved[] | undefined;
@@ -68,6 +71,7 @@ export class OutputSelector {
       const leaf = this.leaf(outputTree, o);
       if (!withinData(leaf)) this.checkExtent(leaf, this.resolved![o].info.path);
       const values = toFloat64(leaf); // the engine's own copy: apply may reuse or alias its arrays
+      if (this.resolved![o].toFp32) this.roundToFp32(values, this.resolved![o].info.path);
       checkFinite(values, 0, values.length, this.resolved![o].info.path);
       selected[o] = values;
     }
@@ -96,9 +100,10 @@ export class OutputSelector {
     let at = offset;
     for (let o = 0; o < count; o++) {
       const leaf = this.leaf(outputTree, o);
-      const path = this.resolved![o].info.path;
+      const { info, toFp32 } = this.resolved![o];
+      const path = info.path;
       const data = leaf.data;
-      if (data instanceof Float64Array && isRowMajor(leaf.shape, leaf.stride)) {
+      if (data instanceof Float64Array && !toFp32 && isRowMajor(leaf.shape, leaf.stride)) {
         const size = leaf.size;
         const from = leaf.offset;
         if (!(from >= 0 && from + size <= data.length)) this.checkExtent(leaf, path); // row-major already: the bounds alone
@@ -113,6 +118,7 @@ export class OutputSelector {
       } else {
         this.checkExtent(leaf, path);
         const values = toFloat64(leaf);
+        if (toFp32) this.roundToFp32(values, path);
         checkFinite(values, 0, values.length, path);
         if (subtract) for (let i = 0; i < values.length; i++) target[at + i] -= values[i];
         else target.set(values, at);
@@ -131,12 +137,20 @@ export class OutputSelector {
     }
     this.schema.checkDeclared(outputTree);
     const leaves = this.schema.resolveDifferentiable(outputTree, this.requested, this.field, "output", { by: "apply", code: this.faultCode, mayOmit: this.remote });
-    this.resolved = leaves.map((leaf) => ({
-      info: { path: leaf.path, shape: [...leaf.array.shape], datatype: dataTypeOfArray(leaf.array.data) },
-      steps: leaf.segments.map(stepOf),
-      // Compared per evaluation: a class is one load, where naming the datatype walks the table.
-      dataClass: (leaf.array.data as object).constructor,
-    }));
+    this.resolved = leaves.map((leaf) => {
+      const returned = dataTypeOfArray(leaf.array.data);
+      const declared = this.schema.declaredDatatypeAt(leaf.segments) ?? returned;
+      const info: OutputInfo = { path: leaf.path, shape: [...leaf.array.shape], datatype: declared };
+      // float32 values of an output declared FP64 keep float32's rounding, which the precision model must know.
+      if (returned === DataType.DATA_TYPE_FP32 && declared === DataType.DATA_TYPE_FP64) info.precision = returned;
+      return {
+        info,
+        steps: leaf.segments.map(stepOf),
+        // Compared per evaluation: a class is one load, where naming the datatype walks the table.
+        dataClass: (leaf.array.data as object).constructor,
+        toFp32: declared === DataType.DATA_TYPE_FP32 && returned !== DataType.DATA_TYPE_FP32,
+      };
+    });
     this.resolvedSegments = leaves.map((leaf) => leaf.segments);
     const patterns = this.patterns.filter((p) => isPattern(p));
     if (patterns.length > 0) this.patternCounts = patterns.map((pattern) => ({ pattern, count: countMatches(outputTree, pattern) }));
@@ -153,6 +167,20 @@ export class OutputSelector {
       const earlier = new Set(this.resolved!.map((r) => r.info.path));
       const added = expandPattern(outputTree, pattern).map(formatPath).find((path) => !earlier.has(path));
       if (added !== undefined) throw new TesseractError(this.faultCode, `apply returned output ${added} here, which an earlier evaluation did not return: ${PRESENCE_FIXED}`);
+    }
+  }
+
+  /**
+   * An output declared FP32 that apply returned in another datatype, in float32 as Apply answers it;
+   * a finite value beyond float32's range is refused as Apply refuses it (castReturnedArray).
+   */
+  private roundToFp32(values: Float64Array, path: string): void {
+    for (let i = 0; i < values.length; i++) {
+      const rounded = Math.fround(values[i]);
+      if (!Number.isFinite(rounded) && Number.isFinite(values[i])) {
+        throw new TesseractError(this.faultCode, `apply returned output ${path} with ${values[i]} at flat index ${i} (float64), which its declared dtype float32 cannot hold`);
+      }
+      values[i] = rounded;
     }
   }
 

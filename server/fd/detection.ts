@@ -29,7 +29,7 @@
  * rule's own truncation of row i's entries, along two directions (verificationDirections); a
  * Hessian whose terms cancel in S_i fails, and runs dense.
  */
-import type { Change } from "../eval/evaluator";
+import { outputPrecision, type Change } from "../eval/evaluator";
 import type { InputLeaf } from "../eval/input-leaf";
 import type { ResolvedOptions } from "./options";
 import { unitRoundoff, type Problem } from "./problem";
@@ -298,7 +298,7 @@ async function verifyAlong(problem: Problem, options: ResolvedOptions, rows: Ite
   /** The first output value the rows mispredict; `half` f(x ± u/2), where central rows take their second chance. */
   const check = (half?: readonly Float64Array[][]): string | undefined => {
     for (let o = 0; o < outputs.length; o++) {
-      const u = unitRoundoff(outputs[o].datatype);
+      const u = unitRoundoff(outputPrecision(outputs[o]));
       for (let i = 0; i < fPlus[o].length; i++) {
         const moved = fPlus[o][i] - fMinus[o][i];
         const along = Math.abs(fPlus[o][i]) + Math.abs(fMinus[o][i]);

@@ -5,6 +5,7 @@
  * that output's rounding (6e-8 relative) by the step, and answered 4 for a derivative of 0.24, OK.
  */
 import { DataType } from "../../common/tensor-codec";
+import { outputPrecision } from "../eval/evaluator";
 import type { InputLeaf } from "../eval/input-leaf";
 import type { ResolvedOptions } from "./options";
 import { DEFAULT_ABSOLUTE_EPS, keptStepMultiple } from "./steps";
@@ -34,7 +35,7 @@ export async function settleOutputPrecision(problem: Problem, options: ResolvedO
     await problem.base();
     outputs = problem.outputs!;
   }
-  problem.outputsFp32 = outputs.some((o) => o.datatype === DataType.DATA_TYPE_FP32);
+  problem.outputsFp32 = outputs.some((o) => outputPrecision(o) === DataType.DATA_TYPE_FP32);
   return evaluated;
 }
 

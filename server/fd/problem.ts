@@ -5,7 +5,7 @@
  */
 import { Code, isTesseractError, TesseractError, thrownMessage } from "../../common/errors";
 import { packPairs, pairCount, sideOf } from "../eval/element-pairs";
-import { eachInTurn, FailedPair, flatDifferences, outputSizes, outputStride, splitFlat, type ElementPairs, type Change, type Evaluator, type OutputInfo, type PerturbationPair, type Perturbation } from "../eval/evaluator";
+import { eachInTurn, FailedPair, flatDifferences, outputPrecision, outputSizes, outputStride, splitFlat, type ElementPairs, type Change, type Evaluator, type OutputInfo, type PerturbationPair, type Perturbation } from "../eval/evaluator";
 import type { InputLeaf } from "../eval/input-leaf";
 import type { DomainBounds } from "../tesseract";
 import type { ResolvedOptions } from "./options";
@@ -86,7 +86,7 @@ export class Problem {
    * outputs), else half an ulp of the value in its output's datatype, u |f|.
    */
   rounding(outputs: Float64Array[]): Float64Array[] {
-    return this.evaluator.rounding?.(outputs) ?? outputs.map((values, o) => values.map((v) => unitRoundoff(this.outputs![o].datatype) * Math.abs(v)));
+    return this.evaluator.rounding?.(outputs) ?? outputs.map((values, o) => values.map((v) => unitRoundoff(outputPrecision(this.outputs![o])) * Math.abs(v)));
   }
 
   private steps?: StepRule;

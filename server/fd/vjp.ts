@@ -18,7 +18,7 @@
  */
 import { Code, invalidArgument, isTesseractError, quote, TesseractError, thrownMessage } from "../../common/errors";
 import { DataType } from "../../common/tensor-codec";
-import { eachInTurn, FailedPair, flatDifferences, outputStride, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "../eval/evaluator";
+import { eachInTurn, FailedPair, flatDifferences, outputPrecision, outputStride, type ElementPairs, type Evaluator, type OutputInfo, type Perturbation } from "../eval/evaluator";
 import { pairCount, sideOf } from "../eval/element-pairs";
 import { binaryScale, checkFinite } from "./finite";
 import type { ResolvedOptions } from "./options";
@@ -102,7 +102,7 @@ class ContractedEvaluator implements Evaluator {
         phi += from ? c[i] * (values[i] - from[i]) : term;
         magnitude += Math.abs(term);
       }
-      rounding += unitRoundoff(this.inner.outputs![o].datatype) * magnitude;
+      rounding += unitRoundoff(outputPrecision(this.inner.outputs![o])) * magnitude;
     }
     const result = Float64Array.of(phi);
     if (this.keepRounding) this.roundings.set(result, rounding);

@@ -14,9 +14,8 @@ import { boolKeysForEncoding } from "../../common/bool-keys";
 import { TYPE_URL_PREFIX } from "../../common/type-url";
 import { PROTO_DIR } from "../proto-dir";
 import {
-  dataTypeName,
-  dataTypeOfArray,
   decodeAbstractTensor,
+  type DataType,
   decodeTensor,
   encodeTensor,
   isFloatingPoint,
@@ -30,6 +29,7 @@ import { expandPattern, formatPath, getAtPath, isPattern, matchesPattern, parseP
 import { decodeStrict, type DecodeStyle } from "./wire-decode";
 import { keepFieldIndexAcrossAdds } from "./linear-fields";
 import { castNdArray, declaredDatatype, isDifferentiableField, protoName } from "./output-casting";
+import { checkDifferentiableOutput } from "./returned-outputs";
 import { plural } from "../../common/plural";
 
 // Messages of many fields build in linear time (linear-fields.ts).
@@ -174,20 +174,31 @@ export class MessageSchema {
     } catch {
       return false;
     }
+    return this.tensorFieldAt(segments) !== undefined;
+  }
+
+  /** The datatype the Tensor field at a concrete path declares, or undefined (none declared, or no Tensor there). */
+  declaredDatatypeAt(segments: readonly Segment[]): DataType | undefined {
+    const field = this.tensorFieldAt(segments);
+    return field && declaredDatatype(field);
+  }
+
+  /** The Tensor field whose value (or one element of it) a concrete path names, or undefined. */
+  private tensorFieldAt(segments: readonly Segment[]): protobuf.Field | undefined {
     let type: protobuf.Type = this.type;
     for (let k = 0; k < segments.length; k++) {
       const segment = segments[k];
       const field = segment.kind === "field" && Object.hasOwn(type.fields, segment.name) ? type.fields[segment.name] : undefined;
-      if (!field) return false;
+      if (!field) return undefined;
       if (field.map || field.repeated) {
         const element = segments[++k];
-        if (element?.kind !== (field.map ? "key" : "index")) return false;
+        if (element?.kind !== (field.map ? "key" : "index")) return undefined;
       }
-      if (isTensorField(field)) return k === segments.length - 1;
-      if (!(field.resolvedType instanceof protobuf.Type)) return false;
+      if (isTensorField(field)) return k === segments.length - 1 ? field : undefined;
+      if (!(field.resolvedType instanceof protobuf.Type)) return undefined;
       type = field.resolvedType;
     }
-    return false;
+    return undefined;
   }
 
   /**
@@ -303,10 +314,7 @@ export class MessageSchema {
         if (!isNdArray(leaf)) {
           throw invalidArgument(`${field}: ${side} path ${quote(name)} holds no tensor; differentiable ${side} paths: ${available()}`);
         }
-        const datatype = dataTypeOfArray((leaf as NdArray<TypedArray>).data);
-        if (returnedBy && !isFloatingPoint(datatype)) {
-          throw new TesseractError(returnedBy.code, `${returnedBy.by} returned ${side} ${name} as ${dataTypeName(datatype)}, at a differentiable path: expected DATA_TYPE_FP32 or DATA_TYPE_FP64 (finite differences of integers are rounding jumps)`);
-        }
+        if (returnedBy) checkDifferentiableOutput(leaf as NdArray, this.declaredDatatypeAt(segs), name, returnedBy.code, returnedBy.by);
         resolved.push({ path: name, segments: segs, array: leaf as NdArray<TypedArray> });
       }
     });
