@@ -3,7 +3,7 @@
  * a gRPC status code and a message meant for the caller. The numbers are gRPC's own, so the
  * transport maps them one to one; nothing in here depends on gRPC.
  */
-import { inspect } from "node:util";
+import { inspect, types } from "node:util";
 export enum Code {
   /** The call was cancelled, usually by the caller. */
   CANCELLED = 1,
@@ -47,7 +47,11 @@ export class TesseractError extends Error {
    * `instanceof` did not know, and the caller got INTERNAL. Recognised by the brand instead.
    */
   static override [Symbol.hasInstance](value: unknown): boolean {
-    return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+    try {
+      return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+    } catch {
+      return false; // a Proxy whose traps throw, thrown by a Tesseract: no error of ours
+    }
   }
 }
 
@@ -96,13 +100,43 @@ export function isTesseractError(e: unknown): e is TesseractError {
 
 /**
  * What a thrown value says: an Error's message, a string as it is, an object's string `message`
- * (`throw { message: "…" }` read "[object Object]"), else the value inspected, clipped.
+ * (`throw { message: "…" }` read "[object Object]"), else the value inspected, clipped. Never throws:
+ * a Tesseract may throw anything, a `message` getter that throws or a Proxy whose traps do (reading
+ * it threw again, and the caller got INTERNAL with no word of the evaluation).
  */
 export function thrownMessage(e: unknown): string {
-  if (e instanceof Error) return e.message;
+  return messageOf(e, true);
+}
+
+function messageOf(e: unknown, again: boolean): string {
   if (typeof e === "string") return e;
-  const message = e !== null && typeof e === "object" ? (e as { message?: unknown }).message : undefined;
-  return typeof message === "string" ? message : clip(inspect(e, { depth: 2, breakLength: Infinity }));
+  let message: unknown;
+  try {
+    message = e !== null && (typeof e === "object" || typeof e === "function") ? (e as { message?: unknown }).message : undefined;
+  } catch (failure) {
+    // An Error inspected prints its stack: "an Error" says enough.
+    return `${types.isNativeError(e) ? "an Error" : inspected(e)} (reading its message threw${again ? `: ${messageOf(failure, false)}` : ""})`;
+  }
+  if (typeof message === "string") return message;
+  // An Error whose message is no string: that value (inspecting the Error would print its stack).
+  return inspected(message !== undefined && types.isNativeError(e) ? message : e);
+}
+
+/** A value inspected, clipped; inspection runs no getter or Proxy trap, but a custom inspect method may throw. */
+function inspected(value: unknown): string {
+  try {
+    return clip(inspect(value, { depth: 2, breakLength: Infinity }));
+  } catch {
+    return "a value that cannot be shown";
+  }
+}
+
+/**
+ * A value a Tesseract threw, as the cause of the error it becomes: only a native Error (not a
+ * Proxy), which `instanceof` and the loggers can look at without running the Tesseract's code.
+ */
+export function thrownCause(e: unknown): Error | undefined {
+  return types.isNativeError(e) && !types.isProxy(e) ? e : undefined;
 }
 
 /** How much caller-supplied text an error message repeats. */

@@ -7,7 +7,7 @@
  */
 import * as path from "node:path";
 import type * as protobuf from "protobufjs";
-import { Code, isTesseractError, TesseractError, thrownMessage } from "../common/errors";
+import { Code, isTesseractError, TesseractError, thrownCause, thrownMessage } from "../common/errors";
 import { DEFAULT_LIMITS, type DecodeLimits } from "../common/tensor-codec";
 import { withTimeout } from "./eval/timeout";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
@@ -108,5 +108,5 @@ export class LoadedTesseract {
 
 /** What a Tesseract's own code threw, as UNKNOWN: its fault, not the caller's or the server's. */
 export function failedIn(what: string, e: unknown): TesseractError {
-  return new TesseractError(Code.UNKNOWN, `${what} failed: ${thrownMessage(e)}`, { cause: e });
+  return new TesseractError(Code.UNKNOWN, `${what} failed: ${thrownMessage(e)}`, { cause: thrownCause(e) });
 }

@@ -4,7 +4,7 @@
  */
 import ndarray, { type NdArray } from "ndarray";
 import { checkGradients, type CheckGradientsRequest, type CheckGradientsResult } from "./checking/check-gradients";
-import { Code, invalidArgument, isTesseractError, listed, quote, TesseractError, thrownMessage } from "../common/errors";
+import { Code, invalidArgument, isTesseractError, listed, quote, TesseractError, thrownCause, thrownMessage } from "../common/errors";
 import { EvaluationBackends, type EvaluationSettings } from "./eval/backends";
 import type { EvaluationCache } from "./eval/evaluation-cache";
 import { withAbortingTimeout, withTimeout } from "./eval/timeout";
@@ -593,7 +593,7 @@ function declaredSparsity(definition: AnyTesseract, schema: TesseractSchema, inp
     patterns = definition.sparsity?.(inputs) ?? undefined;
   } catch (e) {
     if (isTesseractError(e)) throw e;
-    throw new TesseractError(Code.INTERNAL, `the Tesseract's sparsity declaration failed: ${thrownMessage(e)}`, { cause: e });
+    throw new TesseractError(Code.INTERNAL, `the Tesseract's sparsity declaration failed: ${thrownMessage(e)}`, { cause: thrownCause(e) });
   }
   if (patterns !== undefined && !Array.isArray(patterns)) {
     throw new TesseractError(Code.INTERNAL, `the Tesseract's sparsity declaration returned ${patterns === null ? "null" : typeof patterns}: expected a list of {output_path, input_path, output_index, input_index} patterns`);

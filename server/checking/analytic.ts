@@ -1,5 +1,5 @@
 /** The Tesseract's analytic Jacobian: required, called once, its entries checked against the shapes. */
-import { Code, isTesseractError, TesseractError, thrownMessage } from "../../common/errors";
+import { Code, isTesseractError, TesseractError, thrownCause, thrownMessage } from "../../common/errors";
 import { isNdArray, toFloat64 } from "../../common/tensor-codec";
 import type { AnalyticJacobian } from "../tesseract";
 import type { Leaf } from "./leaves";
@@ -47,7 +47,7 @@ export function analyticEntries(jacobian: AnalyticJacobian<any>, inputs: Record<
     result = jacobian(inputs, leaves.map((l) => l.path), outputs.map((o) => o.path)) ?? {};
   } catch (e) {
     if (isTesseractError(e)) throw e;
-    throw new TesseractError(Code.UNKNOWN, `the analytic jacobian failed: ${thrownMessage(e)}`, { cause: e });
+    throw new TesseractError(Code.UNKNOWN, `the analytic jacobian failed: ${thrownMessage(e)}`, { cause: thrownCause(e) });
   }
   const entries = new Map<string, Map<string, Float64Array | string>>();
   for (const out of outputs) {

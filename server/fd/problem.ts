@@ -3,7 +3,7 @@
  * storage) and an evaluator, plus the bookkeeping every rule shares: cancellation between
  * evaluations and error messages that say which evaluation failed.
  */
-import { Code, isTesseractError, TesseractError, thrownMessage } from "../../common/errors";
+import { Code, isTesseractError, TesseractError, thrownCause, thrownMessage } from "../../common/errors";
 import { packPairs, pairCount, sideOf } from "../eval/element-pairs";
 import { eachInTurn, FailedPair, flatDifferences, outputPrecision, outputSizes, outputStride, splitFlat, type ElementPairs, type Change, type Evaluator, type OutputInfo, type PerturbationPair, type Perturbation } from "../eval/evaluator";
 import type { InputLeaf } from "../eval/input-leaf";
@@ -238,7 +238,7 @@ export class Problem {
     if (this.signal?.aborted) return this.signal.reason;
     const code = isTesseractError(e) ? e.code : Code.UNKNOWN;
     const message = thrownMessage(e);
-    return new TesseractError(code, `evaluation at ${what()} failed: ${message}`, { cause: e });
+    return new TesseractError(code, `evaluation at ${what()} failed: ${message}`, { cause: isTesseractError(e) ? e : thrownCause(e) });
   }
 }
 

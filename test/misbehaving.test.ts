@@ -1,0 +1,100 @@
+/**
+ * A Tesseract that misbehaves at run time (test/fixtures/misbehaving/misbehaving.js), served inline,
+ * in worker threads and under `auto`, over gRPC and REST: what it throws, returns or leaves behind
+ * fails only its own request, with a status that names the evaluation, and the server goes on
+ * answering right numbers to other callers. (faults.test.ts has the hangs, crashes and dying
+ * threads; pool.test.ts an apply that writes to its inputs.)
+ */
+import { strict as assert } from "node:assert";
+import * as path from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import { FiniteDifferenceOptions, TesseractClient as GeneratedClient, type JacobianResponse } from "../generated/tesseract/v1/tesseract";
+import { Algorithm } from "../generated/tesseract/v1/algorithm";
+import { startServer, type RunningServer } from "../index";
+import { silentLogger } from "../server/log";
+import { call } from "./helpers";
+
+const MISBEHAVING = path.join(__dirname, "../../test/fixtures/misbehaving/misbehaving.js");
+const TYPE_URL = "type.googleapis.com/tesseract.testing.polynomial.v1.Inputs";
+const fp64 = (values: number[], shape = [values.length]) => ({ datatype: 11, shape, data: Buffer.from(Float64Array.from(values).buffer) });
+const values = (t: { data?: Uint8Array } | undefined) => Array.from(new Float64Array(new Uint8Array(t!.data!).buffer));
+/** tesseract-core's array object, for the REST API. */
+const array = (buffer: number[], shape: number[]) => ({ shape, dtype: "float64", data: { buffer, encoding: "json" } });
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/** The fixture's inputs as an Any: apply misbehaves by `mode` where y > 0.5. */
+function inputs(server: RunningServer, x: number[], y: number, mode: string) {
+  return { type_url: TYPE_URL, value: Buffer.from(server.runtime.schema.inputs.type.encode({ x: fp64(x), y: fp64([y], []), mode }).finish()) };
+}
+
+async function fails(promise: Promise<unknown>, code: grpc.status, details: RegExp, what: string): Promise<void> {
+  const error = (await promise.then(
+    (answer) => assert.fail(`${what}: expected ${grpc.status[code]}, it succeeded: ${JSON.stringify(answer).slice(0, 300)}`),
+    (e: grpc.ServiceError) => e,
+  )) as grpc.ServiceError;
+  assert.equal(error.code, code, `${what}: ${grpc.status[error.code]}: ${error.details}`);
+  assert.match(error.details, details, what);
+}
+
+/** d f_i / d x_i = 3 x_i^2 + y cos(x_i) at y = 0.3, from a client of its own: the answer a healthy server gives. */
+async function assertRightJacobian(client: GeneratedClient, server: RunningServer): Promise<void> {
+  const x = [0.7, 1.3];
+  const response = await call<JacobianResponse>((cb) => client.jacobian({ inputs: inputs(server, x, 0.3, ""), jac_inputs: ["x"], jac_outputs: ["f"], sparsity: [] }, cb));
+  const J = values(response.entries[0].value);
+  const expected = [3 * 0.49 + 0.3 * Math.cos(0.7), 0, 0, 3 * 1.69 + 0.3 * Math.cos(1.3)];
+  J.forEach((v, k) => assert.ok(Math.abs(v - expected[k]) < 1e-6, `J[${k}] = ${v}, expected ${expected[k]}`));
+}
+
+const EVALUATORS = [
+  ["inline", { workers: 0 }],
+  ["worker threads", { workers: 2 }],
+  ['"auto"', { workers: "auto" as const }],
+] as const;
+
+for (const [name, evaluation] of EVALUATORS) {
+  describe(`a misbehaving Tesseract, ${name}`, function () {
+    this.timeout(60_000);
+    let server: RunningServer;
+    let client: GeneratedClient;
+    let other: GeneratedClient;
+    before(async () => {
+      server = await startServer({ tesseract: MISBEHAVING, port: 0, httpPort: 0, logger: silentLogger, warmUpMs: 0, evalCacheBytes: 0, ...evaluation });
+      client = new GeneratedClient(server.address, grpc.credentials.createInsecure());
+      other = new GeneratedClient(server.address, grpc.credentials.createInsecure());
+    });
+    after(async () => {
+      client.close();
+      other.close();
+      await server.close(0);
+    });
+
+    /** Apply, central and forward Jacobians, CheckGradients and REST's apply, each failing as `failure` says, while another client is answered right. */
+    async function eachFails(mode: string, code: grpc.status, failure: string): Promise<void> {
+      const at = inputs(server, [0.4, 1.1, 2.5], 0.9, mode);
+      const forward = FiniteDifferenceOptions.fromPartial({ algorithm: Algorithm.ALGORITHM_FORWARD });
+      const meanwhile = assertRightJacobian(other, server);
+      await fails(call((cb) => client.apply({ inputs: at }, cb)), code, new RegExp(`^apply failed: ${escape(failure)}$`), `${mode}: Apply`);
+      await fails(call((cb) => client.jacobian({ inputs: at, jac_inputs: ["y"], jac_outputs: ["f"], sparsity: [] }, cb)), code, new RegExp(`^evaluation at y [+-] h failed: ${escape(failure)}$`), `${mode}: Jacobian`);
+      await fails(call((cb) => client.jacobian({ inputs: at, jac_inputs: ["y"], jac_outputs: ["f"], options: forward, sparsity: [] }, cb)), code, new RegExp(`^evaluation at the unperturbed inputs failed: ${escape(failure)}$`), `${mode}: forward Jacobian`);
+      await fails(call((cb) => client.checkGradients({ inputs: at, input_paths: ["x"], output_paths: ["f"], endpoints: [], rtol: 0, atol: 0, max_evals: 0, seed: 1 }, cb)), code, new RegExp(`^apply failed: ${escape(failure)}$`), `${mode}: CheckGradients`);
+      const rest = await fetch(`http://127.0.0.1:${server.httpPort}/apply`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ inputs: { x: array([0.4, 1.1, 2.5], [3]), y: array([0.9], []), mode } }),
+      });
+      assert.equal(rest.status, 500, `${mode}: REST apply`);
+      assert.equal(await rest.text(), `apply failed: ${failure}`, `${mode}: REST apply`);
+      await meanwhile;
+    }
+
+    it("throws values that are no Error, whose message cannot be read: UNKNOWN naming the evaluation and the value (a message getter or a Proxy that throws was INTERNAL, or a worker thread said to have died)", async () => {
+      await eachFails("throw-null", grpc.status.UNKNOWN, "null");
+      await eachFails("throw-symbol", grpc.status.UNKNOWN, "Symbol(a symbol)");
+      await eachFails("throw-message-getter", grpc.status.UNKNOWN, "{ message: [Getter] } (reading its message threw: message getter throws)");
+      await eachFails("throw-error-getter", grpc.status.UNKNOWN, "an Error (reading its message threw: Error.message getter throws)");
+      await eachFails("throw-proxy", grpc.status.UNKNOWN, "{} (reading its message threw: hostile get)");
+      await eachFails("throw-message-object", grpc.status.UNKNOWN, "{ nested: true }");
+      await assertRightJacobian(client, server);
+    });
+  });
+}
