@@ -96,5 +96,18 @@ for (const [name, evaluation] of EVALUATORS) {
       await eachFails("throw-message-object", grpc.status.UNKNOWN, "{ nested: true }");
       await assertRightJacobian(client, server);
     });
+
+    it("returns a Proxy whose every trap throws: UNKNOWN naming the evaluation, never that apply wrote to its inputs (it left them perturbed)", async () => {
+      const at = inputs(server, [0.4, 1.1, 2.5], 0.9, "proxy-hostile");
+      for (const jac_inputs of [["x"], ["y"], ["x", "y"]]) {
+        await fails(
+          call((cb) => client.jacobian({ inputs: at, jac_inputs, jac_outputs: ["f"], sparsity: [] }, cb)),
+          grpc.status.UNKNOWN,
+          /^evaluation at (x\[\d\]|y|x\[0\] and 2 more \(a column group\)) [+-] h failed: hostile getPrototypeOf$/,
+          `Jacobian by ${jac_inputs}`,
+        );
+      }
+      await assertRightJacobian(client, server);
+    });
   });
 }

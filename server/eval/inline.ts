@@ -229,13 +229,15 @@ export class InlineEvaluator implements Evaluator {
     }
     this.calls++;
     let outputs: unknown;
+    let thenable: boolean;
     try {
       outputs = this.apply(this.inputs);
+      thenable = isThenable(outputs); // looks at the outputs: a Proxy's trap may throw
     } catch (e) {
       this.restorePair(pairs, from, to, held);
       throw e;
     }
-    if (isThenable(outputs)) return this.settle(outputs, () => this.restorePair(pairs, from, to, held), (o) => this.writeSide(o, side, target, at));
+    if (thenable) return this.settle(outputs as PromiseLike<unknown>, () => this.restorePair(pairs, from, to, held), (o) => this.writeSide(o, side, target, at));
     try {
       return this.writeSide(outputs, side, target, at);
     } finally {
@@ -261,13 +263,15 @@ export class InlineEvaluator implements Evaluator {
   private applyPerturbed<T>(restore: () => void, take: (outputs: unknown) => T): T | Promise<T> {
     this.calls++;
     let outputs: unknown;
+    let thenable: boolean;
     try {
       outputs = this.apply(this.inputs);
+      thenable = isThenable(outputs); // looks at the outputs: a Proxy's trap may throw, and the inputs stayed perturbed
     } catch (e) {
       restore();
       throw e;
     }
-    if (isThenable(outputs)) return this.settle(outputs, restore, take);
+    if (thenable) return this.settle(outputs as PromiseLike<unknown>, restore, take);
     // Outputs are copied out before restoring: apply may return views of its inputs.
     try {
       return take(outputs);
