@@ -10,9 +10,9 @@ import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { FiniteDifferenceOptions, TesseractClient as GeneratedClient, type JacobianResponse } from "../generated/tesseract/v1/tesseract";
 import { Algorithm } from "../generated/tesseract/v1/algorithm";
-import { startServer, type RunningServer } from "../index";
+import { loadTesseract, startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
-import { call } from "./helpers";
+import { call, serveProcess } from "./helpers";
 
 const MISBEHAVING = path.join(__dirname, "../../test/fixtures/misbehaving/misbehaving.js");
 const TYPE_URL = "type.googleapis.com/tesseract.testing.polynomial.v1.Inputs";
@@ -23,7 +23,7 @@ const array = (buffer: number[], shape: number[]) => ({ shape, dtype: "float64",
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 /** The fixture's inputs as an Any: apply misbehaves by `mode` where y > 0.5. */
-function inputs(server: RunningServer, x: number[], y: number, mode: string) {
+function inputs(server: { runtime: { schema: RunningServer["runtime"]["schema"] } }, x: number[], y: number, mode: string) {
   return { type_url: TYPE_URL, value: Buffer.from(server.runtime.schema.inputs.type.encode({ x: fp64(x), y: fp64([y], []), mode }).finish()) };
 }
 
@@ -37,7 +37,7 @@ async function fails(promise: Promise<unknown>, code: grpc.status, details: RegE
 }
 
 /** d f_i / d x_i = 3 x_i^2 + y cos(x_i) at y = 0.3, from a client of its own: the answer a healthy server gives. */
-async function assertRightJacobian(client: GeneratedClient, server: RunningServer): Promise<void> {
+async function assertRightJacobian(client: GeneratedClient, server: Parameters<typeof inputs>[0]): Promise<void> {
   const x = [0.7, 1.3];
   const response = await call<JacobianResponse>((cb) => client.jacobian({ inputs: inputs(server, x, 0.3, ""), jac_inputs: ["x"], jac_outputs: ["f"], sparsity: [] }, cb));
   const J = values(response.entries[0].value);
@@ -111,3 +111,30 @@ for (const [name, evaluation] of EVALUATORS) {
     });
   });
 }
+
+describe("a misbehaving Tesseract's apply that never returns, in worker threads", function () {
+  this.timeout(60_000);
+
+  it("CheckGradients' apply at the inputs runs in a worker too: --eval-timeout-ms stops it, DEADLINE_EXCEEDED, and the server goes on (it ran in the event loop, which it held for good)", async () => {
+    // A server of its own process: without the pool, the loop holds that process's event loop, not this one's.
+    const serve = await serveProcess([MISBEHAVING, "--port", "0", "--workers", "2", "--eval-timeout-ms", "300", "--warm-up-ms", "0"]);
+    const client = new GeneratedClient(serve.address, grpc.credentials.createInsecure());
+    const local = { runtime: loadTesseract(MISBEHAVING) };
+    try {
+      const check = { inputs: inputs(local, [0.4, 1.1], 0.9, "loop"), input_paths: ["x"], output_paths: ["f"], endpoints: [], rtol: 0, atol: 0, max_evals: 0, seed: 1 };
+      const deadline = () => ({ deadline: Date.now() + 20_000 });
+      await fails(
+        call((cb) => client.checkGradients(check, new grpc.Metadata(), deadline(), cb)),
+        grpc.status.DEADLINE_EXCEEDED,
+        /^apply did not return within the per-evaluation timeout of 300 ms \(--eval-timeout-ms\); its worker thread was stopped and replaced$/,
+        "CheckGradients",
+      );
+      await assertRightJacobian(client, local);
+      const passed = await call<{ passed: boolean }>((cb) => client.checkGradients({ ...check, inputs: inputs(local, [0.4, 1.1], 0.3, "") }, new grpc.Metadata(), deadline(), cb));
+      assert.equal(passed.passed, true);
+    } finally {
+      client.close();
+      serve.child.kill("SIGKILL");
+    }
+  });
+});

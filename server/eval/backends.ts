@@ -399,8 +399,10 @@ export class EvaluationBackends {
   }
 
   /**
-   * apply at decoded inputs, in this thread, or its outputs from the cache: the outputs tree and the
-   * apply calls made (0 or 1).
+   * apply at decoded inputs (CheckGradients' f(x)), or its outputs from the cache: the outputs tree
+   * and the apply calls made (0 or 1). Where the Apply RPC's apply would run in the pool, so does
+   * this one: in this thread, an apply that never returns held the event loop for good, whatever
+   * --eval-timeout-ms said, and the server answered no one.
    */
   async applyTree(inputs: Record<string, unknown>, signal?: AbortSignal): Promise<{ outputs: unknown; applyCalls: number }> {
     const { runtime } = this;
@@ -408,6 +410,14 @@ export class EvaluationBackends {
     const cached = key && this.cache!.getApply(key);
     if (cached) return { outputs: runtime.schema.outputs.decodeAny(cached, "cached outputs"), applyCalls: 0 };
     const since = this.cache?.now;
+    const threads = await this.applyThreads();
+    if (threads > 0) {
+      runtime.evaluations++;
+      const pooled = await this.pool(threads).applyMessage(runtime.schema.inputs.encodeAny(inputs, "inputs"), runtime.decodeLimits, signal);
+      this.applied(pooled.applyMs);
+      if (key) this.cache!.setApply(key, pooled.outputs, since);
+      return { outputs: runtime.schema.outputs.decodeAny(pooled.outputs, "outputs"), applyCalls: 1 };
+    }
     const started = performance.now();
     const outputs = await runtime.apply(inputs, this.timeoutMs, signal);
     this.applied(performance.now() - started);
