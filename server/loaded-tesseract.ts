@@ -76,8 +76,14 @@ export class LoadedTesseract {
     return inputs;
   }
 
+  /** apply's outputs as an Any; reading them may run the Tesseract's code (a getter), whose throw is its failure, as apply's own. */
   encodeOutputs(outputs: unknown): AnyMessage {
-    return this.schema.outputs.encodeAny(outputs);
+    try {
+      return this.schema.outputs.encodeAny(outputs);
+    } catch (e) {
+      if (isTesseractError(e)) throw e;
+      throw failedIn("apply", e);
+    }
   }
 
   /**

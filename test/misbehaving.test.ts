@@ -97,6 +97,11 @@ for (const [name, evaluation] of EVALUATORS) {
       await assertRightJacobian(client, server);
     });
 
+    it("returns an output whose getter throws: UNKNOWN 'apply failed' naming its error, from Apply, CheckGradients and REST too (they were INTERNAL with no details)", async () => {
+      await eachFails("getter-throws-data", grpc.status.UNKNOWN, "the data getter throws");
+      await eachFails("getter-throws", grpc.status.UNKNOWN, "the f getter throws");
+    });
+
     it("returns a Proxy whose every trap throws: UNKNOWN naming the evaluation, never that apply wrote to its inputs (it left them perturbed)", async () => {
       const at = inputs(server, [0.4, 1.1, 2.5], 0.9, "proxy-hostile");
       for (const jac_inputs of [["x"], ["y"], ["x", "y"]]) {

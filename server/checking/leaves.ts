@@ -1,5 +1,5 @@
 /** The input and output leaves a check compares: requested paths, or every differentiable one present. */
-import { Code, invalidArgument } from "../../common/errors";
+import { Code, invalidArgument, isTesseractError, TesseractError, thrownCause, thrownMessage } from "../../common/errors";
 import { elementCount } from "../../common/tensor-codec";
 import { omittedOutputError, type MessageSchema, type ResolvedLeaf, type ReturnedBy } from "../schema/schema";
 
@@ -25,6 +25,8 @@ export function outputLeaves(schema: MessageSchema, outputs: unknown, requested:
     return resolveLeaves(schema, outputs, requested, "output_paths", "output", { by: "apply", code: Code.INTERNAL }).map((o) => ({ path: o.path, shape: [...o.array.shape], size: elementCount(o.array.shape) }));
   } catch (e) {
     // These are f(x)'s outputs: a requested one they leave out is the request's mistake.
-    throw omittedOutputError(e) ?? e;
+    if (isTesseractError(e)) throw omittedOutputError(e) ?? e;
+    // Reading them ran the Tesseract's code (a getter), which threw: its failure, as apply's own.
+    throw new TesseractError(Code.UNKNOWN, `apply failed: ${thrownMessage(e)}`, { cause: thrownCause(e) });
   }
 }
