@@ -185,7 +185,9 @@ describe("outputs in the datatypes their fields declare", () => {
           assert.equal(grpcError.code, grpc.status.INTERNAL, grpcError.details);
           assert.ok(grpcError.details.endsWith(`failed: ${message}`), grpcError.details);
           const rest = await post(served, "jacobian", { inputs: restInputs(mode), jac_inputs: ["x"], jac_outputs: [output] });
-          assert.deepEqual([rest.status, rest.text], [500, grpcError.details], mode);
+          // Which element's evaluation meets it first varies in the pool: the words after it are compared.
+          const words = (details: string) => details.replace(/^evaluation at x\[\d+\]/, "evaluation at x[…]");
+          assert.deepEqual([rest.status, words(rest.text)], [500, words(grpcError.details)], mode);
         }
       });
     });
