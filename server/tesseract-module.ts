@@ -41,7 +41,23 @@ function requireModule(file: string): unknown {
     if (code === "ERR_REQUIRE_ESM") {
       throw new Error(`${file} is an ES module, which Node.js ${process.version} cannot require(): use Node.js 20.19 or later, or compile it to CommonJS`);
     }
+    // Node reads a .js file as CommonJS unless its package.json says "type": "module"; its own error names neither fix.
+    if (e instanceof SyntaxError && /^(Cannot use import statement outside a module|Unexpected token 'export')$/.test(e.message)) {
+      throw new Error(
+        `${file} is written as an ES module (import/export), but Node.js reads it as CommonJS: name it .mjs, ` +
+          `or set "type": "module" in ${nearestPackageJson(path.dirname(file)) ?? "a package.json beside it"}`,
+      );
+    }
     throw e;
+  }
+}
+
+/** The package.json that decides how Node.js reads a .js file: the nearest one above it. */
+function nearestPackageJson(dir: string): string | undefined {
+  for (let at = path.resolve(dir); ; at = path.dirname(at)) {
+    const candidate = path.join(at, "package.json");
+    if (fs.existsSync(candidate)) return candidate;
+    if (path.dirname(at) === at) return undefined;
   }
 }
 
@@ -53,6 +69,11 @@ function definitionLikeExports(exports: Record<string, unknown>): string[] {
   });
 }
 
+/** ES module exports: Node's namespace object (require(esm)), or CommonJS that tsc or a bundler compiled from one. */
+function isEsModule(exports: Record<string, unknown> | undefined): boolean {
+  return exports !== undefined && exports !== null && ((exports as { [Symbol.toStringTag]?: unknown })[Symbol.toStringTag] === "Module" || exports.__esModule === true);
+}
+
 /** The definition a module exports by default (`export default` or `module.exports =`). */
 export function requireTesseractModule(file: string): AnyTesseract {
   const exports = requireModule(file) as Record<string, unknown> | undefined;
@@ -62,7 +83,9 @@ export function requireTesseractModule(file: string): AnyTesseract {
   if (exports?.default === undefined && missing.length === REQUIRED.length) {
     const named = exports ? definitionLikeExports(exports) : [];
     const hint = named.length > 0 ? ` (it exports ${named.map((n) => `"${n}"`).join(", ")}: make that the default export)` : "";
-    throw new Error(`${file} has no default export${hint}: end it with "export default defineTesseract({ ... })"`);
+    // A CommonJS module has no `export` statement to end with: name its own form.
+    const ending = /\.c?js$/i.test(file) && !isEsModule(exports) ? `"module.exports = defineTesseract({ ... })"` : `"export default defineTesseract({ ... })"`;
+    throw new Error(`${file} has no default export${hint}: end it with ${ending}`);
   }
   throw new Error(`${file} does not default-export a Tesseract definition: "${missing[0]}" is missing`);
 }

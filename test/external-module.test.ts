@@ -167,18 +167,41 @@ describe("a Tesseract module outside the source tree", () => {
     }
   });
 
-  it("tells a module without a default export to end with export default defineTesseract(...)", () => {
-    const cases: [string, string, string][] = [
-      ["none-empty.js", `module.exports = {};`, ""],
-      ["none-number.js", `module.exports = 42;`, ""],
-      ["none-named.js", `exports.springs = { name: "s", apply() {} }; exports.helper = () => 1;`, ` (it exports "springs": make that the default export)`],
+  it("tells a module without a default export how to end, in its own module system (module.exports = … in CommonJS, export default … in an ES module)", () => {
+    const [commonJs, esm] = [`"module.exports = defineTesseract({ ... })"`, `"export default defineTesseract({ ... })"`];
+    const cases: [string, string, string, string][] = [
+      ["none-empty.js", `module.exports = {};`, "", commonJs],
+      ["none-number.js", `module.exports = 42;`, "", commonJs],
+      ["none-named.js", `exports.springs = { name: "s", apply() {} }; exports.helper = () => 1;`, ` (it exports "springs": make that the default export)`, commonJs],
+      ["none-named.cjs", `exports.helper = () => 1;`, "", commonJs],
+      // tsc's CommonJS output of an ES module's source: the source has export statements.
+      ["none-compiled.js", `Object.defineProperty(exports, "__esModule", { value: true }); exports.helper = () => 1;`, "", esm],
+      ["none-named.mjs", `export const springs = { name: "s", apply() {} };`, ` (it exports "springs": make that the default export)`, esm],
     ];
-    for (const [file, source, hint] of cases) {
+    for (const [file, source, hint, ending] of cases) {
       const badPath = path.join(tmpDir, file);
       fs.writeFileSync(badPath, source);
       assert.throws(
         () => loadTesseract(badPath),
-        (e: Error) => e.message === `${badPath} has no default export${hint}: end it with "export default defineTesseract({ ... })"`,
+        (e: Error) => e.message === `${badPath} has no default export${hint}: end it with ${ending}`,
+        file,
+      );
+    }
+  });
+
+  it("an ES module in a .js file that Node.js reads as CommonJS: says to name it .mjs or set \"type\": \"module\" in the package.json that decides", () => {
+    const dir = fs.mkdtempSync(path.join(tmpDir, "commonjs-package-"));
+    fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "app", type: "commonjs" }));
+    for (const [file, source] of [
+      ["imports.js", `import { defineTesseract } from "tesseract-grpc";\nexport default defineTesseract({});`],
+      ["exports.js", `export default { name: "esm" };`],
+    ]) {
+      const given = path.join(dir, file);
+      fs.writeFileSync(given, source);
+      assert.throws(
+        () => loadTesseract(given),
+        (e: Error) =>
+          e.message === `${given} is written as an ES module (import/export), but Node.js reads it as CommonJS: name it .mjs, or set "type": "module" in ${path.join(dir, "package.json")}`,
         file,
       );
     }
