@@ -96,6 +96,20 @@ describe("schema: polynomial fixture", () => {
       assert.throws(() => new TesseractSchema(root, "tesseract.testing.polynomial.v1.Nope", OUTPUTS), /^Error: inputType: message type tesseract\.testing\.polynomial\.v1\.Nope is not declared in the Tesseract's \.proto files; they declare tesseract\.testing\.polynomial\.v1\.Block, tesseract\.testing\.polynomial\.v1\.Inputs, tesseract\.testing\.polynomial\.v1\.Outputs$/);
       assert.throws(() => new TesseractSchema(root, INPUTS, "tesseract.testing.polynomial.v1.Output"), /^Error: outputType: message type tesseract\.testing\.polynomial\.v1\.Output is not declared in the Tesseract's \.proto files; they declare .*tesseract\.testing\.polynomial\.v1\.Outputs/);
     });
+
+    it("takes only a full name: one without its package, or part of it, is refused with the full name it resembles (protobufjs would find it in any namespace)", () => {
+      const declared = "they declare tesseract.testing.polynomial.v1.Block, tesseract.testing.polynomial.v1.Inputs, tesseract.testing.polynomial.v1.Outputs";
+      for (const name of ["Inputs", "polynomial.v1.Inputs", "tesseract.testing.polynomial.Inputs", "tesseract.Inputs"]) {
+        assert.throws(
+          () => new TesseractSchema(root, name, OUTPUTS),
+          (e: Error) => e.message === `inputType: message type ${name} is not declared in the Tesseract's .proto files; did you mean ${INPUTS}? (the full name, package included); ${declared}`,
+          name,
+        );
+      }
+      assert.throws(() => new TesseractSchema(root, INPUTS, "Outputs"), (e: Error) => e.message.startsWith(`outputType: message type Outputs is not declared in the Tesseract's .proto files; did you mean ${OUTPUTS}?`));
+      // The full name, with or without protobuf's leading dot.
+      assert.equal(new TesseractSchema(root, `.${INPUTS}`, OUTPUTS).inputs.fullName, INPUTS);
+    });
   });
 
   describe("decodeAny", () => {

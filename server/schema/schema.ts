@@ -516,11 +516,17 @@ export class TesseractSchema {
 }
 
 function lookupType(root: protobuf.Root, name: string, property: string): protobuf.Type {
+  // protobufjs also finds a name in any namespace nested below or around the one it is given
+  // ("acme.Inputs" finds acme.v1.Inputs, "Inputs" the first Inputs anywhere): only the full name is the type.
+  let found: protobuf.Type | undefined;
   try {
-    return root.lookupType(name);
+    found = root.lookupType(name);
   } catch {
-    throw new Error(`${property}: message type ${name} is not declared in the Tesseract's .proto files; they declare ${listed(declaredMessages(root))}`);
+    found = undefined;
   }
+  if (found && found.fullName === `.${name.replace(/^\./, "")}`) return found;
+  const guess = found ? `; did you mean ${found.fullName.slice(1)}? (the full name, package included)` : "";
+  throw new Error(`${property}: message type ${name} is not declared in the Tesseract's .proto files${guess}; they declare ${listed(declaredMessages(root))}`);
 }
 
 /** The full names of the message types a root holds, nested ones too, but for the contract's (tesseract.v1) and the well-known types. */
