@@ -1,4 +1,6 @@
 import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import ndarray, { type NdArray } from "ndarray";
 import { Code } from "../index";
@@ -501,6 +503,26 @@ describe("schema: fields named like Object.prototype's members", () => {
     assert.throws(() => loadRoot([file]), { message: `${file} declares something named __proto__, which this server cannot hold (its parser drops it): rename it` });
     // Named in comments and strings only, it is no declaration.
     assert.doesNotThrow(() => loadRoot([path.join(__dirname, "../../test/fixtures/keyed/documents.proto")]));
+  });
+
+  it("a type no imported file declares is named with its file and the import to add (protobufjs named neither)", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tesseract-grpc-unresolved-"));
+    try {
+      const write = (name: string, body: string) => {
+        fs.writeFileSync(path.join(dir, name), `syntax = "proto3";\npackage acme.v1;\n${body}\n`);
+        return path.join(dir, name);
+      };
+      const noImport = write("no-import.proto", "message Inputs { tesseract.v1.Tensor x = 1; }\nmessage Outputs { tesseract.v1.Tensor y = 1; }");
+      assert.throws(() => loadRoot([noImport]), {
+        message: `acme.v1.Inputs (${noImport}) uses the type tesseract.v1.Tensor, which no file it imports declares: add import "tesseract/v1/tensor.proto"; to that file (the contract's files are always on the import path)`,
+      });
+      const misspelt = write("misspelt.proto", 'import "tesseract/v1/tensor.proto";\nmessage Inputs { Mesh mesh = 1; }');
+      assert.throws(() => loadRoot([misspelt]), {
+        message: `acme.v1.Inputs (${misspelt}) uses the type Mesh, which no file it imports declares: import the .proto file that declares it, or correct the name (a type of another package by its full name, package included)`,
+      });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("encodes outputs that leave them out, and decodes them back unset", () => {

@@ -110,10 +110,37 @@ export function loadRoot(files: string[], includeDirs: string[] = []): protobuf.
     }
     return protobuf.util.path.resolve(origin, target);
   };
-  root.loadSync(files, { keepCase: true });
+  resolving(root, () => root.loadSync(files, { keepCase: true })); // loadSync resolves every type too
   for (const file of root.files) if (!known.files.has(file)) refuseProtoNames(file);
-  root.resolveAll();
+  resolving(root, () => root.resolveAll());
   return root;
+}
+
+/** The file that declares each of the contract's types, for the import a file that uses one lacks. */
+const CONTRACT_FILES: Record<string, string> = {
+  "tesseract.v1.Tensor": "tesseract/v1/tensor.proto",
+  "tesseract.v1.DataType": "tesseract/v1/tensor.proto",
+};
+
+/**
+ * protobufjs's "no such Type or Enum 'tesseract.v1.Tensor' in Type .acme.v1.Inputs" names neither
+ * the file nor the fix: most often the import of the contract's tensor.proto is missing.
+ */
+function resolving(root: protobuf.Root, step: () => void): void {
+  try {
+    step();
+  } catch (e) {
+    const m = /^no such Type or Enum '([^']+)' in Type \.(\S+)$/.exec((e as Error).message);
+    if (!m) throw e;
+    const [, name, user] = m;
+    const at = root.lookup(user);
+    const file = at?.filename ? ` (${at.filename})` : "";
+    const contract = CONTRACT_FILES[name.replace(/^\./, "")];
+    const fix = contract
+      ? `add import "${contract}"; to that file (the contract's files are always on the import path)`
+      : `import the .proto file that declares it, or correct the name (a type of another package by its full name, package included)`;
+    throw new Error(`${user}${file} uses the type ${name}, which no file it imports declares: ${fix}`);
+  }
 }
 
 /**
@@ -136,7 +163,7 @@ function refuseProtoNames(file: string): void {
 export function loadRootFromText(text: string): protobuf.Root {
   const root = loadRoot(["tesseract/v1/tensor.proto"]);
   protobuf.parse(text, root, { keepCase: true });
-  root.resolveAll();
+  resolving(root, () => root.resolveAll());
   return root;
 }
 
