@@ -324,7 +324,8 @@ describe("schema: polynomial fixture", () => {
     });
 
     it("blames the Tesseract (INTERNAL) for a non-ndarray where a Tensor is expected, naming the path", () => {
-      throwsCode(() => outputs.encodeAny({ f: [1, 2, 3] }), Code.INTERNAL, /^outputs f: expected an ndarray, got object$/);
+      throwsCode(() => outputs.encodeAny({ f: [1, 2, 3] }), Code.INTERNAL, /^outputs f: expected an ndarray, got a plain array: make one with ndarray\(data, shape\)$/);
+      throwsCode(() => outputs.encodeAny({ f: Float64Array.of(1, 2, 3) }), Code.INTERNAL, /^outputs f: expected an ndarray, got a bare Float64Array: make one with ndarray\(data, shape\)$/);
       throwsCode(() => outputs.encodeAny({ g: 2 }), Code.INTERNAL, /^outputs g: expected an ndarray, got number$/);
       throwsCode(() => outputs.encodeAny({ named: { ok: ndarray(Float64Array.of(1), [1]), "a.b": "x" } }), Code.INTERNAL, /^outputs named\.\{a\.b\}: expected an ndarray, got string$/);
       throwsCode(() => inputs.encodeAny({ blocks: [{ w: ndarray(Float64Array.of(1), [1]) }, { w: {} }] }), Code.INTERNAL, /^outputs blocks\.\[1\]\.w: expected an ndarray/);

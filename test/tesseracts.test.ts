@@ -360,7 +360,8 @@ describe("faults raised by apply", () => {
   it("an integer or a non-tensor at a differentiable output is the Tesseract's fault, named, for every gradient (an INT32 output was differenced into rounding jumps, answered OK)", async () => {
     for (const [mode, message] of [
       ["int", "apply returned output f as int32, at a differentiable path: expected float32 or float64 (finite differences of integers are rounding jumps)"],
-      ["plain", "apply returned an array at output f, a differentiable tensor field: expected an ndarray"],
+      ["plain", "apply returned a plain array at output f, a differentiable tensor field: expected an ndarray: make one with ndarray(data, shape)"],
+      ["typed", "apply returned a bare Float64Array at output f, a differentiable tensor field: expected an ndarray: make one with ndarray(data, shape)"],
       ["short", "apply returned output f that has shape [2], which needs 2 elements, but its data holds 1"],
     ]) {
       const pattern = new RegExp(`^evaluation at x\\[0\\] \\+ h failed: ${message.replace(/[()[\]]/g, "\\$&")}$`);

@@ -139,7 +139,7 @@ describe("warm-up on the example inputs", function () {
     assert.match((await warmUp(broken)).error ?? "", /^mesh is missing: expected a tesseract\.mesh\.v1\.VolumetricMeshData \(/);
     // Example inputs that are no inputs are named as inputs (they were "outputs mesh.points: ...").
     const listed = new TesseractRuntime({ ...meshstats, exampleInputs: () => ({ mesh: { points: [[1, 2, 3]] } }) as never }, __dirname);
-    assert.equal((await warmUp(listed)).error, "inputs mesh.points: expected an ndarray, got object");
+    assert.equal((await warmUp(listed)).error, "inputs mesh.points: expected an ndarray, got a plain array: make one with ndarray(data, shape)");
 
     const log = new LogLines();
     const warned = log.next((line) => line.level === 40);

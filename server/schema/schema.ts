@@ -336,7 +336,7 @@ export class MessageSchema {
         seen.add(name);
         const leaf = getAtPath(tree, segs);
         if (returnedBy && !isNdArray(leaf)) {
-          throw new TesseractError(returnedBy.code, `${returnedBy.by} returned ${leaf === null ? "null" : Array.isArray(leaf) ? "an array" : typeof leaf} at ${side} ${name}, a differentiable tensor field: expected an ndarray`);
+          throw new TesseractError(returnedBy.code, `${returnedBy.by} returned ${notAnNdArray(leaf)} at ${side} ${name}, a differentiable tensor field: expected an ndarray${howToWrap(leaf)}`);
         }
         if (!isNdArray(leaf)) {
           throw invalidArgument(`${field}: ${side} path ${quote(name)} holds no tensor; differentiable ${side} paths: ${available()}`);
@@ -347,6 +347,19 @@ export class MessageSchema {
     });
     return resolved;
   }
+}
+
+/** What a value is that should have been an ndarray: a typed array or a list by name, as they are the usual slips. */
+function notAnNdArray(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a plain array";
+  if (ArrayBuffer.isView(value)) return `a bare ${value.constructor.name}`;
+  return typeof value;
+}
+
+/** The fix for values that hold an ndarray's data already (a typed array, a list). */
+function howToWrap(value: unknown): string {
+  return Array.isArray(value) || ArrayBuffer.isView(value) ? ": make one with ndarray(data, shape)" : "";
 }
 
 /** Who made a tree (its apply), and the code of its mistakes: INTERNAL for a Tesseract served here, UNKNOWN for a remote runtime. */
@@ -518,7 +531,7 @@ function fromTree(type: protobuf.Type, tree: unknown, prefix: string, fail: (mes
     let convert: Converter | undefined;
     if (isTensorField(field)) {
       convert = (v, w) => {
-        if (!isNdArray(v)) throw fail(`${w}: expected an ndarray, got ${typeof v}`);
+        if (!isNdArray(v)) throw fail(`${w}: expected an ndarray, got ${notAnNdArray(v)}${howToWrap(v)}`);
         const problem = ndarrayExtentProblem(v);
         if (problem) throw fail(`${w} ${problem}`);
         return encodeTensor(v);
