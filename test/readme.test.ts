@@ -4,7 +4,7 @@
  * import (meshstats, vectoradd, and the beam.proto of "Writing a Tesseract"), under CommonJS and ES
  * modules alike. Their generate commands and npm scripts are the examples' (which examples.test.ts
  * runs), the Dockerfile they show is the example's, every link reaches a file and a heading, the
- * README links every docs/ page, and its first call runs as shown.
+ * README links every docs/ page, its first call runs as shown, and so does its plain JavaScript app.
  */
 import { strict as assert } from "node:assert";
 import { execFile } from "node:child_process";
@@ -148,6 +148,31 @@ describe("README and docs/", function () {
       // d barycenter[c] / d points[i, c'] = 1/2 where c = c', for both points.
       d.forEach((rows, c) => rows.forEach((row, i) => row.forEach((v, k) => assert.ok(Math.abs(v - (k === c ? 0.5 : 0)) < 1e-8, `[${c}][${i}][${k}] = ${v}`))));
       assert.match(stderr, /^stats: 4 apply calls in .*; 2 column groups \(sparsity: tesseract\)$/m);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it("'From plain JavaScript' runs as shown: its tsc command compiles the generated types, and app.mjs prints what its comments say", async () => {
+    const [code] = blocks([DOCS[0]]).filter((b) => b.lang === "js");
+    assert.ok(code, "the README's plain JavaScript app");
+    const compile = shellLines().find((line) => /^npx tsc --outDir generated-js /.test(line));
+    assert.ok(compile, "the README's command that compiles the generated types");
+    const generate = shellLines().flatMap((line) => /^npx (tesseract-grpc generate tesseract\/examples\/meshstats\S* --out src\/generated)\s*(#|$)/.exec(line)?.[1] ?? [])[0];
+    assert.ok(generate, "the README's generate command for meshstats");
+    // The app made by `npm init -y` (CommonJS), inside the sandbox that installed the tarball; npx's tools are the sandbox's.
+    const app = path.join(box.dir, "readme/plain-js");
+    fs.mkdirSync(app, { recursive: true });
+    fs.writeFileSync(path.join(app, "package.json"), JSON.stringify({ name: "my-app", version: "1.0.0", type: "commonjs" }));
+    await box.run("sh", ["-c", generate], app);
+    await box.run("sh", ["-c", compile.replace(/^npx /, "")], app);
+    const expected = code.code.split("\n").flatMap((line) => (/^console\.log\(/.test(line) ? [/\/\/ (.+)$/.exec(line)?.[1] ?? assert.fail(`no comment saying what it prints: ${line}`)] : []));
+    assert.ok(expected.length >= 3, expected.join("\n"));
+    const server = await serveProcess(["meshstats", "--port", "0"]);
+    try {
+      fs.writeFileSync(path.join(app, "app.mjs"), code.code.replaceAll("127.0.0.1:50051", server.address));
+      const { stdout } = await box.run("node", ["app.mjs"], app);
+      assert.deepEqual(stdout.trimEnd().split("\n"), expected);
     } finally {
       await server.stop();
     }
