@@ -477,6 +477,16 @@ describe("schema: the differentiable option", () => {
     assert.throws(() => new TesseractSchema(root("repeated Part parts = 1 [(tesseract.v1.differentiable) = true];"), "t.v1.Inputs", "t.v1.Outputs"), /this field is a list of Part$/);
     assert.deepEqual(new TesseractSchema(root("repeated tesseract.v1.Tensor xs = 1 [(tesseract.v1.differentiable) = true];"), "t.v1.Inputs", "t.v1.Outputs").inputs.differentiablePatternNames(), ["xs.[]"]);
   });
+
+  it("a message that marks no field: a path asked of it says so and where the option goes (it was 'differentiable input paths: (none)')", () => {
+    const schema = new TesseractSchema(loadRootFromText(`syntax = "proto3";\npackage t.v1;\nimport "tesseract/v1/tensor.proto";\nmessage Inputs { tesseract.v1.Tensor x = 1; }\nmessage Outputs { tesseract.v1.Tensor f = 1; }\n`), "t.v1.Inputs", "t.v1.Outputs");
+    const none = (type: string) => `(none: ${type} marks no field differentiable; a .proto marks a Tensor field [(tesseract.v1.differentiable) = true])`;
+    const exactly = (message: string) => new RegExp(`^${lit(message).source}$`);
+    throwsInvalid(() => schema.inputs.checkDifferentiable(["x"], "jac_inputs", "input"), exactly(`jac_inputs: input path "x" is not a differentiable path; differentiable input paths: ${none("t.v1.Inputs")}`));
+    throwsInvalid(() => schema.outputs.checkDifferentiable([], "jac_outputs", "output"), exactly(`jac_outputs is empty: name at least one differentiable output path; available: ${none("t.v1.Outputs")}`));
+    const tree = { x: ndarray(Float64Array.of(1), [1]) };
+    throwsInvalid(() => schema.inputs.checkDifferentiable(["x"], "jac_inputs", "input", tree), exactly(`jac_inputs: input path "x" is not differentiable; differentiable input paths: ${none("t.v1.Inputs")}`));
+  });
 });
 
 describe("schema: fields named like Object.prototype's members", () => {

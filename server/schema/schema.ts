@@ -284,6 +284,8 @@ export class MessageSchema {
    */
   checkDifferentiable(requested: readonly string[], field: string, side: string, tree?: unknown): Segment[][] {
     const available = () => {
+      // A schema with nothing marked: the fix is in the .proto, which a list "(none)" does not say.
+      if (this.differentiablePatterns.length === 0) return `(none: ${this.fullName} marks no field differentiable; a .proto marks a Tensor field [(tesseract.v1.differentiable) = true])`;
       return listed(tree === undefined ? this.differentiablePatternNames() : this.differentiablePaths(tree));
     };
     if (requested.length === 0) {
