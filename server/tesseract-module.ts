@@ -9,6 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { AnyTesseract } from "./tesseract";
 
+const PACKAGE_NAME = "tesseract-grpc";
 const TYPESCRIPT = /\.[cm]?tsx?$/;
 const REQUIRED = ["name", "inputType", "outputType", "protoFiles", "apply"] as const;
 
@@ -41,6 +42,10 @@ function requireModule(file: string): unknown {
     if (code === "ERR_REQUIRE_ESM") {
       throw new Error(`${file} is an ES module, which Node.js ${process.version} cannot require(): use Node.js 20.19 or later, or compile it to CommonJS`);
     }
+    if (code === "MODULE_NOT_FOUND") {
+      const missing = moduleNotFound(e as NodeJS.ErrnoException & { requireStack?: string[] });
+      if (missing) throw new Error(missing);
+    }
     // Node reads a .js file as CommonJS unless its package.json says "type": "module"; its own error names neither fix.
     if (e instanceof SyntaxError && /^(Cannot use import statement outside a module|Unexpected token 'export')$/.test(e.message)) {
       throw new Error(
@@ -50,6 +55,27 @@ function requireModule(file: string): unknown {
     }
     throw e;
   }
+}
+
+/**
+ * What a module (the Tesseract's or one it imports) needs and lacks, said with the fix; Node's own
+ * message is followed by the require stack of the server's internals. Undefined: the module itself
+ * is not there (the caller checked), or Node's message has another form.
+ */
+function moduleNotFound(e: Error & { requireStack?: string[] }): string | undefined {
+  const specifier = /^Cannot find module '([^']+)'/.exec(e.message)?.[1];
+  const importer = e.requireStack?.[0];
+  if (specifier === undefined || importer === undefined) return undefined;
+  if (specifier.startsWith(".") || path.isAbsolute(specifier)) {
+    const generated = /(^|\/)generated\//.test(specifier)
+      ? `: if it is the generated types, write them first (npx tesseract-grpc generate <its .proto> --out <that folder>), or import them with "import type", which needs nothing at run time`
+      : "";
+    return `${importer} imports "${specifier}", which is not at ${path.resolve(path.dirname(importer), specifier)}${generated}`;
+  }
+  const name = specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0];
+  // Not on the registry yet: the README installs it from the tarball npm pack writes in a clone.
+  const install = name === PACKAGE_NAME ? `npm install <your clone>/${PACKAGE_NAME}-<version>.tgz (the tarball npm pack writes there)` : `npm install ${name}`;
+  return `${importer} imports the package "${specifier}", which is not installed where it can be found: ${install} in its project`;
 }
 
 /** The package.json that decides how Node.js reads a .js file: the nearest one above it. */

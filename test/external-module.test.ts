@@ -207,6 +207,28 @@ describe("a Tesseract module outside the source tree", () => {
     }
   });
 
+  it("a module whose import is missing: names the importer, the import and the fix (Node's message trailed the server's require stack)", () => {
+    const dir = fs.mkdtempSync(path.join(tmpDir, "imports-"));
+    const cases: [string, string, (file: string) => string][] = [
+      ["types.js", `const { Inputs } = require("./generated/layer.js");`, (file) => `${file} imports "./generated/layer.js", which is not at ${path.join(dir, "generated/layer.js")}: if it is the generated types, write them first (npx tesseract-grpc generate <its .proto> --out <that folder>), or import them with "import type", which needs nothing at run time`],
+      ["helper.js", `require("./solver.js");`, (file) => `${file} imports "./solver.js", which is not at ${path.join(dir, "solver.js")}`],
+      ["package.js", `require("ndarrayy/lib");`, (file) => `${file} imports the package "ndarrayy/lib", which is not installed where it can be found: npm install ndarrayy in its project`],
+      ["unlinked.js", `require("tesseract-grpc");`, (file) => `${file} imports the package "tesseract-grpc", which is not installed where it can be found: npm install <your clone>/tesseract-grpc-<version>.tgz (the tarball npm pack writes there) in its project`],
+      ["scoped.js", `require("@acme/solver/fast");`, (file) => `${file} imports the package "@acme/solver/fast", which is not installed where it can be found: npm install @acme/solver in its project`],
+    ];
+    for (const [file, source, message] of cases) {
+      const given = path.join(dir, file);
+      fs.writeFileSync(given, source);
+      assert.throws(() => loadTesseract(given), (e: Error) => e.message === message(given), file);
+    }
+    // Missing in a file the module imports: that file is the one named.
+    const importer = path.join(dir, "solver.js");
+    fs.writeFileSync(importer, `require("./kernel.js");`);
+    const top = path.join(dir, "top.js");
+    fs.writeFileSync(top, `require("./solver.js");`);
+    assert.throws(() => loadTesseract(top), (e: Error) => e.message === `${importer} imports "./kernel.js", which is not at ${path.join(dir, "kernel.js")}`);
+  });
+
   it("a .proto or .json file given for the module: says what serve takes (it was a JavaScript parse error of the file)", () => {
     for (const file of ["springs.proto", "payload.json"]) {
       const given = path.join(tmpDir, file);
