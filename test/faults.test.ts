@@ -20,7 +20,7 @@ import { startServer, type RunningServer } from "../index";
 import { loadTesseract } from "../index";
 import { silentLogger } from "../server/log";
 import { DEFAULT_LIMITS } from "../common/tensor-codec";
-import { bounded, call, POLYNOMIAL, polynomialAt, polynomialBatch, rejects } from "./helpers";
+import { bounded, call, fails, POLYNOMIAL, polynomialAt, polynomialBatch, rejects } from "./helpers";
 
 const TYPE_URL = "type.googleapis.com/tesseract.testing.polynomial.v1.Inputs";
 /** The polynomial, whose module ends every worker thread that loads it (process.exit(9)); and one whose example inputs end each thread warming up on them. */
@@ -45,14 +45,6 @@ function inputs(server: RunningServer, { x, y = 0.3, mode = "" }: PolynomialFiel
   return { type_url: TYPE_URL, value: Buffer.from(message) };
 }
 
-async function fails(promise: Promise<unknown>, code: grpc.status, details: RegExp, what = "the call"): Promise<void> {
-  const error = (await promise.then(
-    (answer) => assert.fail(`${what}: expected ${grpc.status[code]}, it succeeded: ${JSON.stringify(answer).slice(0, 300)}`),
-    (e: grpc.ServiceError) => e,
-  )) as grpc.ServiceError;
-  assert.equal(error.code, code, `${what}: ${grpc.status[error.code]}: ${error.details}`);
-  assert.match(error.details, details, what);
-}
 
 /** A JacobianRows stream's messages, or its error. */
 function rows(stream: grpc.ClientReadableStream<JacobianRowsResponse>): Promise<JacobianRowsResponse[]> {

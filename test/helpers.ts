@@ -78,6 +78,16 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
 export const f64 = (values: number[], shape = [values.length]): NdArray<Float64Array> => ndarray(Float64Array.from(values), shape);
 export const f32 = (values: number[], shape = [values.length]): NdArray<Float32Array> => ndarray(Float32Array.from(values), shape);
 
+/** A raw grpc-js call's failure: its code and details (`what` names the call when either differs). */
+export async function fails(promise: Promise<unknown>, code: number, details: RegExp, what = "the call"): Promise<void> {
+  const error = (await promise.then(
+    (answer) => assert.fail(`${what}: expected ${Code[code]}, it succeeded: ${JSON.stringify(answer).slice(0, 300)}`),
+    (e: grpc.ServiceError) => e,
+  )) as grpc.ServiceError;
+  assert.equal(error.code, code, `${what}: ${Code[error.code]}: ${error.details}`);
+  assert.match(error.details, details, what);
+}
+
 /** Awaits a rejection and checks its code and message. */
 export async function rejects(promise: Promise<unknown> | (() => unknown), code: Code, message: RegExp): Promise<TesseractError> {
   let error: unknown;

@@ -12,7 +12,7 @@ import { FiniteDifferenceOptions, TesseractClient as GeneratedClient, type Jacob
 import { Algorithm } from "../generated/tesseract/v1/algorithm";
 import { loadTesseract, startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
-import { call, serveProcess } from "./helpers";
+import { call, fails, serveProcess } from "./helpers";
 
 const MISBEHAVING = path.join(__dirname, "../../test/fixtures/misbehaving/misbehaving.js");
 const TYPE_URL = "type.googleapis.com/tesseract.testing.polynomial.v1.Inputs";
@@ -27,14 +27,6 @@ function inputs(server: { runtime: { schema: RunningServer["runtime"]["schema"] 
   return { type_url: TYPE_URL, value: Buffer.from(server.runtime.schema.inputs.type.encode({ x: fp64(x), y: fp64([y], []), mode }).finish()) };
 }
 
-async function fails(promise: Promise<unknown>, code: grpc.status, details: RegExp, what: string): Promise<void> {
-  const error = (await promise.then(
-    (answer) => assert.fail(`${what}: expected ${grpc.status[code]}, it succeeded: ${JSON.stringify(answer).slice(0, 300)}`),
-    (e: grpc.ServiceError) => e,
-  )) as grpc.ServiceError;
-  assert.equal(error.code, code, `${what}: ${grpc.status[error.code]}: ${error.details}`);
-  assert.match(error.details, details, what);
-}
 
 /** d f_i / d x_i = 3 x_i^2 + y cos(x_i) at y = 0.3, from a client of its own: the answer a healthy server gives. */
 async function assertRightJacobian(client: GeneratedClient, server: Parameters<typeof inputs>[0]): Promise<void> {
