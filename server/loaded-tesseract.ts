@@ -10,6 +10,7 @@ import type * as protobuf from "protobufjs";
 import { Code, isTesseractError, TesseractError, thrownCause, thrownMessage } from "../common/errors";
 import { DEFAULT_LIMITS, type DecodeLimits } from "../common/tensor-codec";
 import { withTimeout } from "./eval/timeout";
+import { isThenable, settledOutputs } from "./eval/settled-outputs";
 import { loadRoot, TesseractSchema, type AnyMessage } from "./schema/schema";
 import { castReturnedOutputs } from "./schema/returned-outputs";
 import type { AnyTesseract } from "./tesseract";
@@ -106,7 +107,13 @@ export class LoadedTesseract {
    * what CheckGradients compares.
    */
   protected async evaluate(inputs: Record<string, unknown>, timeoutMs: number, _signal?: AbortSignal): Promise<unknown> {
-    const outputs = await withTimeout(Promise.resolve().then(() => this.definition.apply(inputs)), timeoutMs);
+    const outputs = await withTimeout(
+      Promise.resolve().then(() => {
+        const result = this.definition.apply(inputs);
+        return isThenable(result) ? settledOutputs(result) : result;
+      }),
+      timeoutMs,
+    );
     this.schema.outputs.checkDeclared(outputs);
     return castReturnedOutputs(this.schema.outputs.type, outputs);
   }

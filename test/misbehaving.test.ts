@@ -135,3 +135,26 @@ describe("a misbehaving Tesseract's apply that never returns, in worker threads"
     }
   });
 });
+
+describe("a misbehaving Tesseract's apply that returns a thenable settling with itself", function () {
+  this.timeout(60_000);
+
+  it("is apply's failure, UNKNOWN naming the evaluation, and the server goes on (the thenable was adopted for ever, a microtask at a time: the server answered no one, --eval-timeout-ms included)", async () => {
+    // A server of its own process: without the fix the thenable holds that process's event loop, not this one's.
+    const serve = await serveProcess([MISBEHAVING, "--port", "0", "--workers", "0", "--eval-timeout-ms", "1000", "--warm-up-ms", "0"]);
+    const client = new GeneratedClient(serve.address, grpc.credentials.createInsecure());
+    const local = { runtime: loadTesseract(MISBEHAVING) };
+    const deadline = () => ({ deadline: Date.now() + 10_000 });
+    const failure = escape("apply returned a thenable that settled with another thenable (itself?), which would be awaited for ever: return the outputs, or a Promise of them");
+    try {
+      const at = inputs(local, [0.4, 1.1], 0.9, "then-self");
+      await fails(call((cb) => client.apply({ inputs: at }, new grpc.Metadata(), deadline(), cb)), grpc.status.UNKNOWN, new RegExp(`^apply failed: ${failure}$`), "Apply");
+      const jacobian = { inputs: at, jac_inputs: ["y"], jac_outputs: ["f"], sparsity: [] };
+      await fails(call((cb) => client.jacobian(jacobian, new grpc.Metadata(), deadline(), cb)), grpc.status.UNKNOWN, new RegExp(`^evaluation at y [+-] h failed: ${failure}$`), "Jacobian");
+      await assertRightJacobian(client, local);
+    } finally {
+      client.close();
+      serve.child.kill("SIGKILL");
+    }
+  });
+});

@@ -15,6 +15,7 @@ import { FailedPair, outputStride, type ElementPairs, type Evaluator, type Outpu
 import { pairCount, sideOf } from "./element-pairs";
 import { divideByWidths } from "./finite-values";
 import { withTimeout } from "./timeout";
+import { isThenable, settledOutputs } from "./settled-outputs";
 
 /** What `batch` returns: item k's values at k × stride (all outputs, one after the other), and the items that failed. */
 export interface BatchValues {
@@ -55,10 +56,6 @@ interface BatchSides {
 }
 
 const ignore = () => undefined;
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return value instanceof Promise || typeof (value as PromiseLike<unknown>)?.then === "function";
-}
 
 export class InlineEvaluator implements Evaluator {
   calls = 0;
@@ -282,7 +279,7 @@ export class InlineEvaluator implements Evaluator {
 
   /** An asynchronous apply's outputs: taken, then the inputs restored; the evaluator stays busy until then. */
   private settle<T>(outputs: PromiseLike<unknown>, restore: () => void, take: (outputs: unknown) => T): Promise<T> {
-    const settled = Promise.resolve(outputs).then(take).finally(restore);
+    const settled = settledOutputs(outputs).then(take).finally(restore);
     this.track(settled); // the next evaluation waits for the inputs to be restored, timeout or not
     return withTimeout(settled, this.timeoutMs);
   }
