@@ -76,6 +76,17 @@ export async function groupAllColumns(structure: Structure, turn?: Turn): Promis
 const recent = new LRUCache<string, Column[][] | "dense">({ max: 16, maxSize: 1 << 20, sizeCalculation: (groups) => (groups === "dense" ? 1 : Math.max(1, groups.reduce((n, g) => n + g.length, 0))) });
 
 async function colour(structure: Structure, columns: readonly Column[], turn?: Turn): Promise<Column[][] | undefined> {
+  const greedy = await largestFirst(structure, columns, turn);
+  if (!greedy) return undefined;
+  const better = greedy.count > 1 ? await colourBySaturation(structure, columns, greedy.count, turn) : undefined;
+  const { colours, count } = better ?? greedy;
+  const groups: Column[][] = Array.from({ length: count }, () => []);
+  columns.forEach((c, k) => groups[colours[k]].push(c));
+  return groups;
+}
+
+/** The greedy largest-first colouring: colours[k] is column k's; undefined past the work bound. */
+export async function largestFirst(structure: Structure, columns: readonly Column[], turn?: Turn): Promise<{ colours: Int32Array; count: number } | undefined> {
   const outputs = structure.outputs;
   const order = columns.map((c, k) => ({ k, degree: structure.degree(c.leaf, c.index) })).sort((a, b) => b.degree - a.degree || a.k - b.k);
   /** Per output: colours at each value (of columns touching it sparsely), of any column, of columns dense in it. */
@@ -121,9 +132,5 @@ async function colour(structure: Structure, columns: readonly Column[], turn?: T
     colourOf[k] = colour;
     colours = Math.max(colours, colour + 1);
   }
-  const better = colours > 1 ? await colourBySaturation(structure, columns, colours, turn) : undefined;
-  const groups: Column[][] = Array.from({ length: better?.count ?? colours }, () => []);
-  const final = better?.colours ?? colourOf;
-  columns.forEach((c, k) => groups[final[k]].push(c));
-  return groups;
+  return { colours: colourOf, count: colours };
 }
