@@ -4,22 +4,13 @@
  * encodes false; verify the message first (it refuses "" for a bool key), then encode this.
  */
 import * as protobuf from "protobufjs";
+import { someFieldBelow } from "./fields-below";
 import { recordFrom } from "./records";
 
 const withBoolKeys = new WeakMap<protobuf.Type, boolean>();
 
 /** Whether `type`, or a message below it, has a map<bool, V> field (most have none: their messages go to encode as they are). */
-function hasBoolKeys(type: protobuf.Type): boolean {
-  let known = withBoolKeys.get(type);
-  if (known === undefined) {
-    const seen = new Set<protobuf.Type>();
-    const below = (t: protobuf.Type): boolean =>
-      !seen.has(t) &&
-      (seen.add(t), t.fieldsArray.some((f) => (f.map && (f as unknown as protobuf.MapField).keyType === "bool") || (f.resolve().resolvedType instanceof protobuf.Type && below(f.resolvedType as protobuf.Type))));
-    withBoolKeys.set(type, (known = below(type)));
-  }
-  return known;
-}
+const hasBoolKeys = (type: protobuf.Type): boolean => someFieldBelow(type, (f) => f.map && (f as unknown as protobuf.MapField).keyType === "bool", withBoolKeys);
 
 /** `message` (protobufjs' plain object of `type`) with every bool map key "false" (or "0") as "", for `type.encode`. */
 export function boolKeysForEncoding(type: protobuf.Type, message: Record<string, unknown>): Record<string, unknown> {

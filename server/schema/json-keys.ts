@@ -8,6 +8,7 @@
  * different fields.
  */
 import * as protobuf from "protobufjs";
+import { someFieldBelow } from "../../common/fields-below";
 import { formatPath, parsePath, type Segment } from "../../common/paths";
 
 const JSON_KEY_OPTION = "(tesseract.v1.json_key)";
@@ -33,16 +34,7 @@ export const jsonKeys = (type: protobuf.Type): string[] => type.fieldsArray.map(
 const keyed = new WeakMap<protobuf.Type, boolean>();
 
 /** Whether a field of `type`, or of a message below it, has a key other than its name. */
-function hasJsonKeys(type: protobuf.Type): boolean {
-  let known = keyed.get(type);
-  if (known === undefined) {
-    const seen = new Set<protobuf.Type>();
-    const below = (t: protobuf.Type): boolean =>
-      !seen.has(t) && (seen.add(t), t.fieldsArray.some((f) => jsonKey(f) !== f.name || (f.resolvedType instanceof protobuf.Type && below(f.resolvedType))));
-    keyed.set(type, (known = below(type)));
-  }
-  return known;
-}
+const hasJsonKeys = (type: protobuf.Type): boolean => someFieldBelow(type, (f) => jsonKey(f) !== f.name, keyed);
 
 /**
  * `segments` of a path in `type` with each field segment renamed by `rename`; a segment that names
