@@ -30,7 +30,15 @@ export function typeNameOf(typeUrl: string): string {
 /** A tree with ndarray leaves (or abstract `{ shape, datatype }` leaves) packed as an Any. */
 export function packAny<T>(typeName: string, fns: MessageFns<T>, tree: unknown, options: { abstract?: boolean } = {}): Any {
   const message = toTensors(tree, options) as T;
-  const bytes = fns.encode(fns.fromPartial ? fns.fromPartial(message) : message).finish();
+  const encode = (m: unknown) => fns.encode(fns.fromPartial ? fns.fromPartial(m) : (m as T)).finish();
+  let bytes: Uint8Array;
+  try {
+    bytes = encode(message);
+  } catch (e) {
+    const at = refusedAt(message, encode);
+    if (at === undefined) throw e;
+    throw new TypeError(`${at.path || "inputs"} is ${described(at.value)}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
   if (decodesEveryField(fns)) checkSent(message, fns.decode(bytes), "");
   return { type_url: TYPE_URL_PREFIX + typeName, value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
 }
@@ -45,6 +53,41 @@ export function unpackAny<T>(any: Any | undefined, fns: MessageFns<T>, field: st
     throw new TypeError(`${field} has type URL "${any.type_url}", expected ${TYPE_URL_PREFIX}${expected}`);
   }
   return toArrays(fns.decode(any.value), field);
+}
+
+/**
+ * Where the encoder refused a tree (its errors name no field: "Cannot convert three to a BigInt"):
+ * the deepest value that fails to encode alone, on its path with everything else left out. Runs
+ * only after a failure; each level tries each key once.
+ */
+function refusedAt(tree: unknown, encode: (message: unknown) => unknown): { path: string; value: unknown } | undefined {
+  const fails = (message: unknown) => {
+    try {
+      encode(message);
+      return false;
+    } catch {
+      return true;
+    }
+  };
+  let value = tree;
+  let path = "";
+  let rebuild = (v: unknown) => v; // the whole tree with only `path` kept, holding v at its end
+  for (;;) {
+    if (typeof value !== "object" || value === null || isTensorMessage(value) || ArrayBuffer.isView(value)) break;
+    const entries: [string, unknown, (v: unknown) => unknown][] = Array.isArray(value)
+      ? value.map((v, k) => [`[${k}]`, v, (x: unknown) => [x]])
+      : value instanceof Map
+        ? [...value].map(([k, v]) => [`.${keySegment(String(k))}`, v, (x: unknown) => new Map([[k, x]])])
+        : Object.keys(value).map((k) => [`.${keySegment(k)}`, (value as Record<string, unknown>)[k], (x: unknown) => ({ [k]: x })]);
+    const outer = rebuild;
+    const culprit = entries.find(([, v, wrap]) => fails(outer(wrap(v))));
+    if (!culprit) break;
+    const [step, v, wrap] = culprit;
+    path += step;
+    value = v;
+    rebuild = (x) => outer(wrap(x));
+  }
+  return path ? { path: path.replace(/^\./, ""), value } : undefined;
 }
 
 const everyField = new WeakMap<object, boolean>();

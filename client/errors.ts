@@ -11,7 +11,9 @@ import { urlAddressHint } from "./address";
 
 /** "INVALID_ARGUMENT" for 3, and so on; unknown numbers read "CODE_<n>". */
 export function codeName(code: number): string {
-  return status[code] ?? `CODE_${code}`;
+  // grpc-js' status is a TypeScript enum: status["INVALID_ARGUMENT"] is 3, and only integers name codes.
+  const name = Number.isInteger(code) ? status[code] : undefined;
+  return typeof name === "string" ? name : `CODE_${String(code)}`;
 }
 
 export class TesseractClientError extends Error {

@@ -96,6 +96,8 @@ describe("SDK: arguments from plain JavaScript", () => {
     ["a nested field its message lacks", () => loose().apply({ ...inputs, mesh: { ...inputs.mesh, point: inputs.mesh.points } }), /^inputs could not be encoded: mesh\.point is not a field of mesh's message: expected one of n_points, n_cells, points,/],
     ["a plain list where a tensor goes", () => loose().apply({ ...inputs, mesh: { ...inputs.mesh, points: [[0, 0, 0]] } }), /^inputs could not be encoded: mesh\.points is a plain array of 1: expected a tensor, an ndarray: ndarray\(data, shape\)$/],
     ["a number where a tensor goes (sent as an empty tensor)", () => loose().apply({ ...inputs, mesh: { ...inputs.mesh, points: 5 } }), /^inputs could not be encoded: mesh\.points is 5: expected a tensor/],
+    ["an integer field a word (the encoder named no field)", () => loose().apply({ ...inputs, mesh: { ...inputs.mesh, n_points: "three" } }), /^inputs could not be encoded: mesh\.n_points is "three": Cannot convert three to a BigInt$/],
+    ["an integer field a fraction", () => loose().apply({ ...inputs, mesh: { ...inputs.mesh, n_cells: 1.5 } }), /^inputs could not be encoded: mesh\.n_cells is 1\.5: The number 1\.5 cannot be converted to a BigInt/],
     ["a cyclic object", () => { const cyclic: Loose = { ...inputs, mesh: { ...inputs.mesh } }; cyclic.mesh.cell_data = { loop: cyclic }; return loose().apply(cyclic); }, /^inputs could not be encoded: mesh\.cell_data\.loop refers back to the inputs \(a cyclic object\)/],
     ["an input getter that throws", () => loose().apply({ get mesh() { throw new Error("boom"); }, fd_algorithm: 0 }), /^inputs could not be encoded: mesh could not be read: boom$/],
     ["call options a number", () => loose().apply(inputs, 5), /^apply's call options is 5: expected an object \{ deadline\?, metadata\?, signal\?, waitForReady\? \}$/],
@@ -119,6 +121,14 @@ describe("SDK: arguments from plain JavaScript", () => {
       await clientRejects(Promise.resolve().then(call), "INVALID_ARGUMENT", details);
     });
   }
+
+  it("codeName names gRPC's codes by number, and nothing else as one", () => {
+    assert.equal(sdk.codeName(3), "INVALID_ARGUMENT");
+    assert.equal(sdk.codeName(99), "CODE_99");
+    // grpc-js' status enum maps names back to numbers: a name given was answered 3, a number.
+    assert.equal(sdk.codeName("INVALID_ARGUMENT" as Loose), "CODE_INVALID_ARGUMENT");
+    assert.equal(sdk.codeName(3.5), "CODE_3.5");
+  });
 
   it("a frozen request, a Proxy of one and frozen inputs are read as they are", async () => {
     const frozen = Object.freeze({ ...request, inputs: Object.freeze({ ...inputs, mesh: Object.freeze({ ...inputs.mesh }) }) });
