@@ -299,6 +299,22 @@ describe("tesseract-core's REST API", () => {
     assert.match(String(shape.json.detail[0].input), /^\{"shape":\[4,2\],"dtype":"float64","data":\{"buffer":".*… \(\d+ characters\)$/);
   });
 
+  it("meshstats' own checks of lengths across fields are located at the field, as the SDK's ValidationError shows them (they were at [\"body\"], input none)", async () => {
+    const inputs = meshInputs("json") as { mesh: Record<string, unknown> };
+    const cells = await post(base(mesh), "apply", { inputs: { mesh: { ...inputs.mesh, n_cells: 2 } } });
+    assert.equal(cells.status, 422, cells.text);
+    const perCell = "mesh.num_points_per_cell has 1 element, expected mesh.n_cells = 2";
+    assert.deepEqual(cells.json.detail, [{ type: "value_error", loc: ["body", "inputs", "mesh", "num_points_per_cell"], msg: `Value error, ${perCell}`, input: inputs.mesh.num_points_per_cell, ctx: { error: perCell } }]);
+    const connectivity = await post(base(mesh), "jacobian", {
+      inputs: { mesh: { ...inputs.mesh, num_points_per_cell: arr([3], [1], "float64", "json") } },
+      jac_inputs: ["mesh.points"],
+      jac_outputs: ["statistics.barycenter"],
+    });
+    assert.equal(connectivity.status, 422, connectivity.text);
+    const sum = "mesh.cell_connectivity has 4 elements, expected sum(mesh.num_points_per_cell) = 3";
+    assert.deepEqual(connectivity.json.detail, [{ type: "value_error", loc: ["body", "inputs", "mesh", "cell_connectivity"], msg: `Value error, ${sum}`, input: inputs.mesh.cell_connectivity, ctx: { error: sum } }]);
+  });
+
   it("a big value in a 422 is shown by its start, written no further (JSON.stringify of a 2 million number list, only to cut it, held the event loop for seconds)", async () => {
     const big = new Array(2_000_000).fill(0);
     const start = (length: number) => `[${"0,".repeat(length)}`.slice(0, length);

@@ -96,8 +96,8 @@ describe("meshstats", () => {
       runtime.definition.validate!(inputs);
     };
     const cases: [(i: ReturnType<typeof meshInputs>) => void, RegExp][] = [
-      [(i) => (i.mesh.n_cells = 2), /^len\(mesh\.num_points_per_cell\) is 1, expected mesh\.n_cells = 2$/],
-      [(i) => (i.mesh.num_points_per_cell = f64([3]) as never), /^len\(mesh\.cell_connectivity\) is 4, expected sum\(mesh\.num_points_per_cell\) = 3$/],
+      [(i) => (i.mesh.n_cells = 2), /^mesh\.num_points_per_cell has 1 element, expected mesh\.n_cells = 2$/],
+      [(i) => (i.mesh.num_points_per_cell = f64([3]) as never), /^mesh\.cell_connectivity has 4 elements, expected sum\(mesh\.num_points_per_cell\) = 3$/],
       [(i) => (i.mesh.num_points_per_cell = f64([2.5]) as never), /^mesh\.num_points_per_cell\[0\] is 2\.5, expected a non-negative whole number$/],
       [(i) => (i.mesh.points = ndarray(new Float64Array(8), [4, 2])), /^mesh\.points has shape \[4, 2\], expected \(n_points, 3\)$/],
       [(i) => (i.mesh.points = ndarray(new Float32Array(12), [4, 3]) as never), /^mesh\.points has datatype DATA_TYPE_FP32, expected DATA_TYPE_FP64$/],

@@ -49,7 +49,8 @@ export default defineTesseract<Inputs, Outputs>({
     }
     const perCell = expectTensor(mesh.num_points_per_cell, "mesh.num_points_per_cell", DataType.DATA_TYPE_FP64, 1);
     if (perCell.shape[0] !== mesh.n_cells) {
-      throw invalidArgument(`len(mesh.num_points_per_cell) is ${perCell.shape[0]}, expected mesh.n_cells = ${mesh.n_cells}${mesh.n_cells === 0 ? " (or unset)" : ""}`);
+      // Starting with the path: the REST API locates a message by it (loc ["body", "inputs", "mesh", ...]).
+      throw invalidArgument(`mesh.num_points_per_cell has ${plural(perCell.shape[0], "element")}, expected mesh.n_cells = ${mesh.n_cells}${mesh.n_cells === 0 ? " (or unset)" : ""}`);
     }
     let total = 0;
     for (let i = 0; i < perCell.shape[0]; i++) {
@@ -59,7 +60,7 @@ export default defineTesseract<Inputs, Outputs>({
     }
     const connectivity = expectTensor(mesh.cell_connectivity, "mesh.cell_connectivity", DataType.DATA_TYPE_INT32, 1);
     if (connectivity.shape[0] !== total) {
-      throw invalidArgument(`len(mesh.cell_connectivity) is ${connectivity.shape[0]}, expected sum(mesh.num_points_per_cell) = ${total}`);
+      throw invalidArgument(`mesh.cell_connectivity has ${plural(connectivity.shape[0], "element")}, expected sum(mesh.num_points_per_cell) = ${total}`);
     }
     for (const [kind, rows, data] of [["cell_data", mesh.n_cells, mesh.cell_data], ["point_data", mesh.n_points, mesh.point_data]] as const) {
       for (const [key, value] of Object.entries(data)) {
