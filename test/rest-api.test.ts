@@ -642,6 +642,28 @@ describe("tesseract-core's REST API", () => {
     assert.equal(entry.msg, `the body is not valid UTF-8: decoding fails at byte ${head.length} (0xff); JSON is read as UTF-8 only`);
   });
 
+  it("a body sent with a transfer coding besides chunked is refused naming it, 501 as HTTP/1.1 says (gzip, chunked was read still compressed: 422 'not valid UTF-8 at byte 1')", async () => {
+    const body = `{"inputs": {"a": ${JSON.stringify(arr([1, 2], [2]))}, "b": ${JSON.stringify(arr([3, 4], [2]))}}}`;
+    const send = (transferEncoding: string, bytes: Buffer) =>
+      new Promise<{ status: number; type: string; text: string }>((resolve, reject) => {
+        const request = http.request(`${base(vec)}/apply`, { method: "POST", headers: { "content-type": "application/json", "transfer-encoding": transferEncoding } }, (res) => {
+          let text = "";
+          res.setEncoding("utf8").on("data", (c: string) => (text += c)).on("end", () => resolve({ status: res.statusCode!, type: String(res.headers["content-type"]), text }));
+        });
+        request.on("error", reject).end(bytes);
+      });
+    for (const coding of ["gzip, chunked", "deflate,chunked", "br , chunked"]) {
+      const refused = await send(coding, gzipSync(body));
+      assert.deepEqual(refused, { status: 501, type: "text/plain; charset=utf-8", text: `the body has Transfer-Encoding ${JSON.stringify(coding)}, which this server does not decode: send it with Transfer-Encoding: chunked alone, or a Content-Length` });
+    }
+    // chunked alone, or with identity, is read as it is.
+    for (const coding of ["chunked", "identity, chunked"]) {
+      const taken = await send(coding, Buffer.from(body));
+      assert.equal(taken.status, 200, taken.text);
+      assert.deepEqual(values(JSON.parse(taken.text).result), [4, 6]);
+    }
+  });
+
   it("answers a failing apply with 500 and text, differences that cannot be taken with 422, an unknown endpoint with 404", async () => {
     const inputs = { x: arr([1], [1]), y: arr([0.9], []), mode: "throw" };
     const { status, text } = await post(base(poly), "apply", { inputs });

@@ -154,6 +154,12 @@ function parseJsonBody(request: FastifyRequest, body: string | Buffer, done: (er
   if (encoding !== undefined && !/^\s*(identity)?\s*$/i.test(String(encoding))) {
     return done(Object.assign(new Error(`the body has Content-Encoding ${JSON.stringify(String(encoding).slice(0, 60))}, which this server does not decode: send it uncompressed`), { statusCode: 415 }));
   }
+  // Node decodes chunked alone and hands on the body of "gzip, chunked" still compressed (a 422 at
+  // its byte 1 followed); HTTP/1.1 answers a transfer coding it does not decode with 501.
+  const transfer = request.headers["transfer-encoding"];
+  if (transfer !== undefined && String(transfer).split(",").some((coding) => !/^\s*(chunked|identity)\s*$/i.test(coding))) {
+    return done(Object.assign(new Error(`the body has Transfer-Encoding ${JSON.stringify(String(transfer).slice(0, 60))}, which this server does not decode: send it with Transfer-Encoding: chunked alone, or a Content-Length`), { statusCode: 501 }));
+  }
   const text = strictUtf8(body as Buffer);
   if (text === undefined) {
     return done(Object.assign(new Error(`the body is not valid UTF-8: ${utf8Failure(body as Buffer)}; JSON is read as UTF-8 only`), { code: INVALID_UTF8 }));
