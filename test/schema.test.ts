@@ -417,6 +417,14 @@ describe("schema: polynomial fixture", () => {
       throwsInvalid(() => resolve(["params.{nope}"]), /input path "params\.\{nope\}" does not exist in the inputs/);
     });
 
+    it("tells a differentiable field left unset from one that does not exist: its value must be sent", () => {
+      const { y: _, ...withoutY } = tree;
+      rejects(["y"], "y", withoutY, "x, params.{a.b}, params.{a}, blocks.[0].w, blocks.[1].w");
+      throwsInvalid(() => resolve(["y"], withoutY), /^jac_inputs: input path "y" is a differentiable field the inputs leave unset: send its value to differentiate at it/);
+      // Below an unset message too; an element or key the caller chose still "does not exist".
+      throwsInvalid(() => resolve(["blocks.[2].w"]), /input path "blocks\.\[2\]\.w" does not exist in the inputs/);
+    });
+
     it("rejects an out-of-range index", () => {
       rejects(["blocks.[7].w"], "blocks.[7].w");
       rejects(["blocks.[2].w"], "blocks.[2].w");

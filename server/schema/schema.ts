@@ -325,6 +325,11 @@ export class MessageSchema {
         const error = new TesseractError(returnedBy.code, `${returnedBy.by} returned no ${side} ${requested[i]}, a differentiable tensor field of ${this.type.name}`);
         throw returnedBy.mayOmit ? omitted(error, field, side, requested[i]) : error;
       }
+      // A field the caller left unset (vectoradd's `s`, "1 when unset"): apply's default is its own, so
+      // tesseract-core, whose schema fills defaults in, differentiates there; here it must be sent.
+      if (concrete.length === 0 && !returnedBy && segments.every((s) => s.kind === "field")) {
+        throw invalidArgument(`${field}: ${side} path ${quote(requested[i])} is a differentiable field the ${side}s leave unset: send its value to differentiate at it (what apply takes in its place is apply's own); differentiable ${side} paths: ${available()}`);
+      }
       if (concrete.length === 0) {
         const refusal = invalidArgument(`${field}: ${side} path ${quote(requested[i])} does not exist in the ${side}s; differentiable ${side} paths: ${available()}`);
         if (!returnedBy) throw refusal;
