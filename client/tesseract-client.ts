@@ -22,6 +22,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES, FLOW_CONTROL_WINDOW_BYTES } from "../common/
 import * as grpc from "@grpc/grpc-js";
 import type { NdArray } from "ndarray";
 import type { Arrays } from "../common/tree-types";
+import { emptyRecord } from "../common/records";
 import { packAny, unpackAny, type MessageFns } from "./any";
 import { callError, callSignal, cancelCall, cancelledError, ClientClosed, fixedDeadline, toGrpcOptions, toMetadata, unaryCall, waitUnder, type CallOptions, type UnaryMethod } from "./call";
 import { inSdkTerms, TesseractClientError, toClientError } from "./errors";
@@ -398,11 +399,14 @@ export class TesseractClient<I, O, const D extends DatatypeSpec<O> = {}> {
     call = fixedDeadline(readCallOptions("jacobian", call));
     const response = await this.named(this.unary("jacobian", await this.jacobianRequest(readRequest("jacobian", request), call), call));
     return guard(grpc.status.INTERNAL, "the response could not be decoded", () => {
-      const jacobian: NestedJacobian = {};
+      // Keyed by the server's paths: without a prototype, an output named "constructor" or
+      // "toString" is an entry, not Object.prototype's function (which the blocks were set on).
+      const jacobian: NestedJacobian = emptyRecord();
       let errorEstimate: NestedJacobian | undefined;
+      const blockIn = (nested: NestedJacobian, output: string) => (Object.hasOwn(nested, output) ? nested[output]! : (nested[output] = emptyRecord()));
       response.entries.forEach((e, k) => {
-        (jacobian[e.output_path] ??= {})[e.input_path] = fp64Array(e.value, `entries[${k}].value`);
-        if (e.error_estimate) ((errorEstimate ??= {})[e.output_path] ??= {})[e.input_path] = fp64Array(e.error_estimate, `entries[${k}].error_estimate`);
+        blockIn(jacobian, e.output_path)[e.input_path] = fp64Array(e.value, `entries[${k}].value`);
+        if (e.error_estimate) blockIn((errorEstimate ??= emptyRecord()), e.output_path)[e.input_path] = fp64Array(e.error_estimate, `entries[${k}].error_estimate`);
       });
       return new JacobianResult(jacobian, errorEstimate, response.stats ?? { ...NO_STATS });
     });

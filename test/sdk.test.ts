@@ -4,6 +4,7 @@
  * tensors, health, and every failure as a TesseractClientError with the right code.
  */
 import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import ndarray from "ndarray";
 import {
@@ -28,6 +29,8 @@ import { sampleMeshInputs } from "../server/tesseracts/samples";
 import { assertClose, clientRejects, f64, freePort, LogLines, meshJacobian } from "./helpers";
 import { inSdkTerms } from "../client/errors";
 import { reflectedClient } from "./fixtures/tesseract-core/bridge-clients";
+import { coefficients, type SchemaSpec } from "./fixtures/mirror/mirror";
+import { clientTypes, writeMirrorModule } from "./generated-schemas";
 
 const MESH_IN = "tesseract.examples.meshstats.v1.Inputs";
 const MESH_OUT = "tesseract.examples.meshstats.v1.Outputs";
@@ -622,5 +625,45 @@ describe("SDK: result lookups", () => {
     for (const missing of ["named.{k}", "named.{"]) {
       assert.throws(() => result.block(missing, "params.{{k\\}}"), (e: TesseractClientError) => e.code === 5 && e.message.includes('it has: named.{{k\\}} / params.{{k\\}}'));
     }
+  });
+});
+
+describe("SDK: paths named like Object.prototype's members", () => {
+  // Fields named constructor, toString, valueOf: fields like any (docs/writing-a-tesseract.md).
+  const spec: SchemaSpec = {
+    package: "generated.v1",
+    messages: [
+      {
+        name: "Inputs",
+        fields: ["constructor", "toString", "valueOf"].map((name, i) => ({ kind: "tensor" as const, name, number: i + 1, container: "single" as const, differentiable: true })),
+      },
+    ],
+  };
+  let module: ReturnType<typeof writeMirrorModule>;
+  let server: RunningServer;
+  let client: TesseractClient<any, any>;
+  before(async () => {
+    module = writeMirrorModule(spec);
+    server = await startServer({ tesseract: module.modulePath, port: 0, workers: 0, logger: silentLogger });
+    client = new TesseractClient<any, any>(`127.0.0.1:${server.port}`, clientTypes(spec, module.protoFile));
+  });
+  after(async () => {
+    client?.close();
+    await server?.close();
+    fs.rmSync(module.dir, { recursive: true, force: true });
+  });
+
+  it("jacobian() keeps every block, the outputs constructor and toString included (they were left on Object.prototype's functions)", async () => {
+    const inputs = { constructor: f64([0.5, -1]), toString: f64([2], []), valueOf: f64([0.25]) };
+    const paths = ["constructor", "toString", "valueOf"];
+    const result = await client.jacobian({ inputs, inputPaths: paths, outputPaths: paths, options: { algorithm: Algorithm.ALGORITHM_RICHARDSON } });
+    assert.deepEqual(Object.keys(result.jacobian), paths);
+    for (const out of paths) assert.deepEqual(Object.keys(result.jacobian[out]!), paths, out);
+    assert.deepEqual(Object.keys(result.errorEstimate!), paths);
+    // d total/d constructor = 2 w x: the block answers through the lookup too.
+    const { a, b, c } = coefficients("constructor");
+    assertClose(result.block("constructor", "constructor").data, [2 * a * 0.5 + b * Math.cos(0.5) + c, c, c, 2 * a * -1 + b * Math.cos(-1) + c], 1e-8);
+    assert.equal(typeof ({} as Record<string, unknown>).constructor, "function");
+    assert.equal((Object as unknown as Record<string, unknown>).toString === Function.prototype.toString, true, "Object.prototype's members are untouched");
   });
 });
