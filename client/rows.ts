@@ -16,6 +16,7 @@ import type { EvaluationStats, JacobianHeader, JacobianRowsResponse } from "../g
 import { fp64Values } from "./tree";
 import { JacobianResult, lookupBlock, noErrorEstimates, type NestedJacobian } from "./results";
 import { plural } from "../common/plural";
+import { emptyRecord, recordFrom } from "../common/records";
 import { argumentError, checkEvents, isObject } from "./arguments";
 
 export { JacobianResult, type NestedJacobian };
@@ -392,7 +393,7 @@ export class StreamCheck {
 export async function assembleJacobian(events: AsyncIterable<JacobianRowsEvent> | Iterable<JacobianRowsEvent>): Promise<JacobianResult> {
   checkEvents(events, "assembleJacobian's events");
   const check = new StreamCheck();
-  const jacobian: NestedJacobian = {};
+  const jacobian: NestedJacobian = emptyRecord();
   let errorEstimate: NestedJacobian | undefined;
   for await (const event of events) {
     check.event(event, (slice, at, _output, input) => {
@@ -406,7 +407,7 @@ export async function assembleJacobian(events: AsyncIterable<JacobianRowsEvent> 
     });
     if (event.header) {
       for (const [outPath, o] of check.outputs) {
-        jacobian[outPath] = {};
+        jacobian[outPath] = emptyRecord();
         for (const [inPath, i] of check.inputs) {
           const size = o.size * i.size;
           const data = allocated(() => new Float64Array(size), `the dense block d ${quote(outPath)} / d ${quote(inPath)}`, size, "assembleSparseJacobian keeps only the values the rows carry, densifyRows one row at a time");
@@ -548,9 +549,9 @@ export async function assembleSparseJacobian(events: AsyncIterable<JacobianRowsE
     if (event.header) checkIndexRange(event.header);
   }
   const { header, stats } = check.end();
-  const jacobian: Record<string, Record<string, SparseBlock>> = {};
+  const jacobian: Record<string, Record<string, SparseBlock>> = emptyRecord();
   for (const [outPath, o] of check.outputs) {
-    jacobian[outPath] = {};
+    jacobian[outPath] = emptyRecord();
     for (const [inPath, i] of check.inputs) jacobian[outPath][inPath] = (blocks.get(JSON.stringify([outPath, inPath])) ?? new Triplets()).toBlock([...o.shape, ...i.shape], o.size, i.size);
   }
   return new SparseJacobianResult(jacobian, stats, header);
@@ -622,7 +623,5 @@ export async function* densifyRows(events: AsyncIterable<JacobianRowsEvent> | It
 
 /** A nested Jacobian of zeros with the same paths and shapes. */
 function zerosLike(jacobian: NestedJacobian): NestedJacobian {
-  return Object.fromEntries(
-    Object.entries(jacobian).map(([out, byInput]) => [out, Object.fromEntries(Object.entries(byInput).map(([inp, a]) => [inp, ndarray(new Float64Array(a.size), a.shape.slice())]))]),
-  );
+  return recordFrom(Object.entries(jacobian).map(([out, byInput]) => [out, recordFrom(Object.entries(byInput).map(([inp, a]) => [inp, ndarray(new Float64Array(a.size), a.shape.slice())]))]));
 }
