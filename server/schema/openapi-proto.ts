@@ -198,8 +198,17 @@ function messageNames(schemas: Record<string, JsonSchema>): Map<string, string> 
   return names;
 }
 
+/**
+ * Whether `s` is tesseract-core's array object: `array_flags` (which every version of its array
+ * model carries), or, without them, an `object_type` pinned to "array" beside `shape`. A model of
+ * the user's with fields that happen to be called `object_type` and `shape` is a model: taken for an
+ * array, its message was a Tensor and every answer was refused.
+ */
 function isArraySchema(s: JsonSchema): boolean {
-  return "array_flags" in s || (isObject(s.properties) && "object_type" in s.properties && "shape" in s.properties);
+  if ("array_flags" in s) return true;
+  if (!isObject(s.properties) || !isObject(s.properties.shape) || !isObject(s.properties.object_type)) return false;
+  const objectType = s.properties.object_type;
+  return objectType.const === "array" || (Array.isArray(objectType.enum) && objectType.enum.length === 1 && objectType.enum[0] === "array");
 }
 
 /** Whether a property is a dict (a map field, whose entry type takes a name in its message). */
