@@ -202,6 +202,23 @@ describe("tesseract-core bridge: the schema shapes pydantic writes", function ()
     }
   });
 
+  it("root schemas as pydantic before 2.9 writes them, the inputs' and the outputs' $ref wrapped in allOf beside tesseract-core's description, are served (the start failed: 'ApplyInputSchema.properties.inputs and ApplyOutputSchema must be $refs to models')", async () => {
+    const doc = openApiDoc({ x: arraySchema(true) }, { y: arraySchema(true) });
+    const schemas = doc.components.schemas;
+    schemas.ApplyInputSchema.properties.inputs = { allOf: [ref("Apply_InputSchema")], description: "The input data to apply the Tesseract to." };
+    schemas.ApplyOutputSchema = { allOf: [ref("Apply_OutputSchema")], description: "The output data from applying the Tesseract.", title: "ApplyOutputSchema", differentiable_arrays: { y: { shape: [null], dtype: "float64" } } };
+    const served = await serveSchema(doc, (given) => ({ y: fakeArray((given.x as FakeArray).values.map((v) => 3 * v)) }));
+    try {
+      assert.deepEqual([served.described.differentiable_inputs, served.described.differentiable_outputs], [["x"], ["y"]]);
+      const answer = await served.client.apply({ x: f64([1, 2]) });
+      assert.deepEqual(flat(answer.y), [3, 6]);
+      const jacobian = await served.client.jacobian({ inputs: { x: f64([1, 2]) }, inputPaths: ["x"], outputPaths: ["y"], options: CENTRAL });
+      assert.deepEqual(round(flat(jacobian.block("y", "x"))), [3, 0, 0, 3]);
+    } finally {
+      await served.stop();
+    }
+  });
+
   it("serves a model of 12 000 fields, built in linear time (protobufjs rebuilt its field index at each field: 77 s to start at 10 000 fields, 7 minutes at 20 000)", async () => {
     const inputs: Record<string, unknown> = { x: arraySchema(true) };
     for (let i = 0; i < 12_000; i++) inputs[`f${i}`] = { anyOf: [number, { type: "null" }], default: null };

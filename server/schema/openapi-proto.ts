@@ -521,8 +521,9 @@ export function protoFromOpenApi(doc: unknown, options: { packageName?: string }
   const packageName = options.packageName ?? packageFromTitle(isObject((doc as JsonSchema).info) ? ((doc as { info: JsonSchema }).info.title as string) : undefined);
   const hidden = hiddenTesseractTypes(packageName);
   if (hidden) throw new Error(hidden);
-  const inputsRef = isObject(schemas.ApplyInputSchema.properties) && isObject(schemas.ApplyInputSchema.properties.inputs) ? schemas.ApplyInputSchema.properties.inputs.$ref : undefined;
-  const outputsRef = schemas.ApplyOutputSchema.$ref;
+  // The roots' $refs sit beside tesseract-core's descriptions of them, which pydantic before 2.9 wraps in allOf.
+  const inputsRef = isObject(schemas.ApplyInputSchema.properties) && isObject(schemas.ApplyInputSchema.properties.inputs) ? normalised(schemas.ApplyInputSchema.properties.inputs).$ref : undefined;
+  const outputsRef = normalised(schemas.ApplyOutputSchema).$ref;
   if (typeof inputsRef !== "string" || typeof outputsRef !== "string") throw new Error("ApplyInputSchema.properties.inputs and ApplyOutputSchema must be $refs to models");
   const order = (s: JsonSchema) => (isObject(s.field_order) ? (s.field_order as Record<string, string[]>) : {});
   const valueNames = new Set<string>();
