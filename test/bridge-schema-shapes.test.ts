@@ -219,6 +219,24 @@ describe("tesseract-core bridge: the schema shapes pydantic writes", function ()
     }
   });
 
+  it("models under keys every JavaScript object has (toString, constructor, valueOf), with no field_order (tesseract-core's before it wrote one) or a malformed one, are served in the properties' order (the start failed: 'function is not iterable')", async () => {
+    const inner = model({ w: arraySchema(true) });
+    const models = { Apply_A: inner, Apply_B: inner, Apply_C: inner };
+    const doc = openApiDoc({ toString: ref("Apply_A"), constructor: ref("Apply_B"), valueOf: ref("Apply_C") }, { y: arraySchema(true) }, models);
+    const sum = (given: Record<string, unknown>) => ["toString", "constructor", "valueOf"].map((k) => (given[k] as { w: FakeArray }).w.values[0]).reduce((a, b) => a + b, 0);
+    for (const fieldOrder of [undefined, { "": ["valueOf", "toString", "constructor"], toString: 5 }]) {
+      if (fieldOrder) doc.components.schemas.ApplyInputSchema.field_order = fieldOrder;
+      const served = await serveSchema(doc, (given) => ({ y: fakeArray([sum(given)]) }));
+      try {
+        assert.deepEqual(served.described.differentiable_inputs, fieldOrder ? ["value_of.w", "to_string.w", "constructor_2.w"] : ["to_string.w", "constructor_2.w", "value_of.w"]);
+        const given = Object.fromEntries(served.described.differentiable_inputs.map((p, i) => [p.split(".")[0], { w: f64([i + 1]) }]));
+        assert.deepEqual(flat((await served.client.apply(given)).y), [6]);
+      } finally {
+        await served.stop();
+      }
+    }
+  });
+
   it("serves a model of 12 000 fields, built in linear time (protobufjs rebuilt its field index at each field: 77 s to start at 10 000 fields, 7 minutes at 20 000)", async () => {
     const inputs: Record<string, unknown> = { x: arraySchema(true) };
     for (let i = 0; i < 12_000; i++) inputs[`f${i}`] = { anyOf: [number, { type: "null" }], default: null };

@@ -284,7 +284,9 @@ class Writer {
     const declared = isObject(schema.properties) ? schema.properties : {};
     const required = new Set(Array.isArray(schema.required) ? (schema.required as string[]) : []);
     // A property that `field_order` leaves out still gets a field, after those it lists (it was dropped: no caller could set it).
-    const listed = this.fieldOrder[path] ?? [];
+    // Own entries that are lists of keys only: a model under `toString` with no field_order found Object's own function.
+    const entry = Object.hasOwn(this.fieldOrder, path) ? this.fieldOrder[path] : undefined;
+    const listed = Array.isArray(entry) ? entry.filter((key): key is string => typeof key === "string") : [];
     const inOrder = new Set(listed);
     const order = [...listed, ...Object.keys(declared).filter((field) => !inOrder.has(field))];
     for (const key of order) if (!isObject(declared[key])) throw new Error(`${clip(below(path, key))}: no schema for this field`);
