@@ -95,9 +95,10 @@ export function failureReason(e: unknown): string {
   return meaning ? `${code}: ${meaning}` : code;
 }
 
-/** What the codes of a URL that names no tesseract-core runtime mean (HPE_INVALID_CONSTANT alone said nothing). */
+/** What the codes of a URL that names no tesseract-core runtime, or of one that closed under a request, mean (HPE_INVALID_CONSTANT or UND_ERR_SOCKET alone said nothing). */
 const CODE_MEANINGS: [RegExp, string][] = [
   [/^HPE_/, "it does not answer HTTP/1.1 (a gRPC port, such as a tesseract-grpc server's, answers HTTP/2 only)"],
+  [/^(UND_ERR_SOCKET|ECONNRESET)$/, "the connection closed before a whole answer came (the runtime may crash on these inputs)"],
   [/^ERR_SSL_WRONG_VERSION_NUMBER$/, "it does not answer TLS: use http://"],
   [/^ERR_TLS_CERT_ALTNAME_INVALID$/, "its certificate does not name this host"],
   [/^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?)$/, "its certificate is not trusted: NODE_EXTRA_CA_CERTS=<file> adds the CA that signed it"],
