@@ -190,10 +190,15 @@ describe("streams that hold bytes without moving them", function () {
   it("streams waiting for their request's end count against the budget (8 KiB each, at least 1000): past it, the one whose client sent its last byte longest ago ends, without a time limit too", async () => {
     // 8 × 1 MiB of budget: 1024 streams.
     server = await startServer({ tesseract: heat, port: 0, workers: 0, maxMessageBytes: 1 << 20, streamStallMs: 0, warmUpMs: 0, logger: silentLogger });
-    session = http2.connect(`http://${server.address}`);
-    const first = Array.from({ length: 1000 }, () => post(session!));
+    // A connection holds 100 streams at once (MAX_CONCURRENT_STREAMS): 1000 take ten, opened one after the other.
+    const connections: http2.ClientHttp2Session[] = [];
+    const first: http2.ClientHttp2Stream[] = [];
+    for (let c = 0; c < 10; c++) {
+      connections.push(http2.connect(`http://${server.address}`));
+      first.push(...Array.from({ length: 100 }, () => post(connections[c])));
+      await once(first[first.length - 1], "ready");
+    }
     const endings = first.map(ended);
-    await once(first[999], "ready");
     const other = http2.connect(`http://${server.address}`);
     try {
       const more = Array.from({ length: 27 }, () => post(other));
@@ -208,6 +213,7 @@ describe("streams that hold bytes without moving them", function () {
       await stillAnswers();
     } finally {
       other.destroy();
+      for (const connection of connections) connection.destroy();
     }
   });
 
