@@ -79,6 +79,25 @@ describe("streams opened by hand, many in one write", function () {
     return result;
   }
 
+  it("1000 Describe calls opened and reset in one write (rapid reset): closed with GOAWAY NO_ERROR after at most two connections' worth of streams; other connections answered meanwhile", async () => {
+    // Before, the connection was closed after ~760 streams (~1530), each handled in full: ~0.5 s of event loop.
+    const connection = await H2Connection.open(server.port);
+    const { goaways } = await answeredDuring(async () => {
+      connection.write(Buffer.concat(describeCalls(1000, { reset: true })));
+      return connection.closed;
+    });
+    assert.ok(goaways.length >= 1, "a GOAWAY");
+    assert.deepEqual(
+      goaways.map((g) => g.code),
+      goaways.map(() => ErrorCode.NO_ERROR),
+    );
+    assert.equal(goaways[0].debug, "many cancelled calls: reconnect");
+    const last = goaways[goaways.length - 1].lastStreamId;
+    // 100 resets at once close it; the streams opened meanwhile are taken too, those after are refused.
+    assert.ok(last >= 2 * 100 - 1 && last <= 2 * 200 - 1, `the last stream taken is ${last}`);
+    assert.equal(await client.health(), "SERVING");
+  });
+
   it("1000 Describe calls in one write, none reset: a connection's worth (100) answered, the rest refused with REFUSED_STREAM (safe to retry), the connection kept", async () => {
     // Before, all 1000 were taken at once: ~0.5 s of event loop for one write.
     const connection = await H2Connection.open(server.port);
