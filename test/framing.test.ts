@@ -14,6 +14,7 @@ import { COMPRESSED_FLAG_DETAILS } from "../server/grpc/compressed-flag";
 import { startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
 import { LogLines } from "./helpers";
+import { quote } from "../common/errors";
 import { deframe, frame, RawGrpcSession } from "./raw-grpc";
 import ndarray from "ndarray";
 import { packAny } from "../client";
@@ -70,6 +71,16 @@ describe("gRPC framing", () => {
       const r = await session.call(DESCRIBE, frame(bytes, { compressed: true }), { headers: { "grpc-encoding": encoding } });
       assert.deepEqual([r.grpcStatus, r.grpcMessage], [Code.INVALID_ARGUMENT, `a message does not decompress as its grpc-encoding "${encoding}" says`]);
     }
+  });
+
+  it("a message compressed with an encoding the server does not decode: UNIMPLEMENTED naming it quoted and clipped (grpc-js echoed a 50 000-character one whole in grpc-message)", async () => {
+    for (const encoding of ["br", "GZIP", "x".repeat(50_000)]) {
+      const r = await session.call(DESCRIBE, frame(Buffer.from([1, 2, 3]), { compressed: true }), { headers: { "grpc-encoding": encoding } });
+      assert.equal(r.grpcStatus, Code.UNIMPLEMENTED, r.grpcMessage?.slice(0, 200));
+      assert.equal(r.grpcMessage, `a message is compressed with grpc-encoding ${quote(encoding)}, which this server does not decode: send it uncompressed, gzip or deflate`);
+      assert.ok(r.rawGrpcMessage!.length < 400, `${r.rawGrpcMessage!.length} characters`);
+    }
+    assert.equal(quote("br"), '"br"');
   });
 
   it("a grpc-timeout that is not one: INVALID_ARGUMENT saying what it must be; a valid one still works", async () => {
