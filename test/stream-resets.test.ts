@@ -14,7 +14,7 @@ import { sampleMeshInputs } from "../server/tesseracts/samples";
 import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
 import ndarray from "ndarray";
 import { assertClose, meshJacobian } from "./helpers";
-import { describeCalls, ErrorCode, Flag, FrameType, goawaysOf, H2Connection, type ReceivedFrame } from "./h2-frames";
+import { describeCalls, ErrorCode, errorCode, Flag, FrameType, goawaysOf, H2Connection, h2frame, type ReceivedFrame } from "./h2-frames";
 
 describe("many cancelled calls on one connection", function () {
   this.timeout(120_000);
@@ -96,6 +96,21 @@ describe("streams opened by hand, many in one write", function () {
     // 100 resets at once close it; the streams opened meanwhile are taken too, those after are refused.
     assert.ok(last >= 2 * 100 - 1 && last <= 2 * 200 - 1, `the last stream taken is ${last}`);
     assert.equal(await client.health(), "SERVING");
+  });
+
+  it("a client that cancels every call it has at once (100, a connection's worth) keeps its connection", async () => {
+    const connection = await H2Connection.open(server.port);
+    try {
+      connection.write(Buffer.concat(describeCalls(100, { headersOnly: true })));
+      connection.write(Buffer.concat(Array.from({ length: 100 }, (_, i) => h2frame(FrameType.RST_STREAM, 0, 2 * i + 1, errorCode(ErrorCode.CANCEL)))));
+      // A PING after the resets: its answer comes once they have been read.
+      connection.write(h2frame(FrameType.PING, 0, 0, Buffer.alloc(8)));
+      const frames = await connection.until((received) => received.some((f) => f.type === FrameType.PING && f.flags & Flag.ACK));
+      assert.deepEqual(goawaysOf(frames), []);
+      assert.ok(!connection.socket.destroyed, "the connection is open");
+    } finally {
+      connection.destroy();
+    }
   });
 
   it("1000 Describe calls in one write, none reset: a connection's worth (100) answered, the rest refused with REFUSED_STREAM (safe to retry), the connection kept", async () => {

@@ -4,7 +4,7 @@
  * fails every call on it. Clients that cancel as they are meant to (breaking out of a JacobianRows
  * loop, short deadlines: each cancel is a RST_STREAM) crossed it after ~1000 calls on one channel, and
  * six unrelated Jacobians on it failed INTERNAL. And each reset call is handled in full before its
- * reset is read: a client that wrote ~750 Describe calls, each reset at once, in one 64 KB held the
+ * reset is read: a client that wrote ~750 Describe calls, each reset at once, in one 64 KB read held the
  * event loop 0.5 s here (bench/rapid-reset.ts), before nghttp2 would even count them.
  *
  * Node 20 cannot configure the guard, so this server keeps its own count of each connection's
@@ -17,8 +17,8 @@
 import * as http2 from "node:http2";
 import { MAX_CONCURRENT_STREAMS } from "../../common/transport-defaults";
 
-/** Resets a connection may make at once before it is closed: far below nghttp2's 1000. */
-export const RESET_BURST = MAX_CONCURRENT_STREAMS;
+/** Resets a connection may make at once; one more closes it. Far below nghttp2's 1000. */
+const RESET_BURST = MAX_CONCURRENT_STREAMS;
 /** Resets per second after the burst: nghttp2's rate, so that its guard never fires first. */
 const RESET_RATE = 33;
 
@@ -34,7 +34,7 @@ export function closeBeforeResetGuard(session: http2.ServerHttp2Session): void {
       const now = performance.now();
       left = Math.min(RESET_BURST, left + ((now - at) / 1000) * RESET_RATE) - 1;
       at = now;
-      if (left > 0) return;
+      if (left >= 0) return;
       try {
         // As grpc-js closes a connection past its maximum age: every stream opened so far may finish.
         session.goaway(http2.constants.NGHTTP2_NO_ERROR, 2 ** 31 - 1, Buffer.from("many cancelled calls: reconnect"));
