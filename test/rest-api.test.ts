@@ -786,41 +786,6 @@ describe("tesseract-core's REST API", () => {
     assert.deepEqual([key.status, keyEntry.type, keyEntry.msg], [422, "json_invalid", "JSON decode error: Expected property name or '}' in JSON at position 12"]);
   });
 
-  it("bodies of a mebibyte or more are read off the event loop (JSON.parse of 60 MB held it up to a second), with the same answers: __proto__ a key, Python's literals, invalid UTF-8 and invalid JSON where they are", async () => {
-    const pad = " ".repeat(1 << 20); // JSON whitespace: the same body, big
-    const parsedHere: number[] = [];
-    const parse = JSON.parse;
-    JSON.parse = ((text: string, reviver?: never) => (text.length >= 1 << 20 && parsedHere.push(text.length), parse(text, reviver))) as typeof JSON.parse;
-    try {
-      const raw = (server: RunningServer, body: string | Buffer) => fetch(`${base(server)}/apply`, { method: "POST", headers: { "content-type": "application/json" }, body });
-      const [x, y, k] = [arr([1, 2], [2], "float64", "json"), arr([0.5], []), arr([3], [1])].map((a) => JSON.stringify(a));
-      const asKey = await raw(poly, `{"inputs": {"x": ${x}, "y": ${y}, "params": {"__proto__": ${k}}, "mode": ""}}${pad}`);
-      assert.equal(asKey.status, 200, await asKey.clone().text());
-      const named = ((await asKey.json()) as Json).named;
-      assert.ok(Object.hasOwn(named, "__proto__"));
-      assertClose(values(named["__proto__"]), [27], 1e-12);
-
-      const points = Array.from({ length: 3 * N }, (_, i) => (i === 4 ? "NaN" : String(POINTS[i])));
-      const literal = await raw(mesh, JSON.stringify({ inputs: meshInputs("json") }).replace(/"buffer":\[[^\]]*\]/, `"buffer": [${points.join(", ")}]`) + pad);
-      const [nan] = ((await literal.json()) as Json).detail;
-      assert.deepEqual([literal.status, nan.loc], [422, ["body", "inputs", "mesh", "points", "data", "buffer"]]);
-      assert.match(nan.msg, /NaN/);
-
-      const head = Buffer.from(`{"inputs": {"x": ${x}, "y": ${y}, "params": {"k`);
-      const invalid = await raw(poly, Buffer.concat([head, Buffer.from([0xff]), Buffer.from(`": ${k}}}}${pad}`)]));
-      const [utf8] = ((await invalid.json()) as Json).detail;
-      assert.deepEqual([invalid.status, utf8.type, utf8.msg], [422, "json_invalid", `the body is not valid UTF-8: decoding fails at byte ${head.length} (0xff); JSON is read as UTF-8 only`]);
-
-      const bad = await raw(mesh, `{"inputs": NaNa}${pad}`);
-      const [json] = ((await bad.json()) as Json).detail;
-      assert.deepEqual([bad.status, json.type], [422, "json_invalid"]);
-      assert.equal(json.msg, `JSON decode error: Unexpected token 'N', ..."\"inputs\": NaNa}     "... is not valid JSON`);
-    } finally {
-      JSON.parse = parse;
-    }
-    assert.deepEqual(parsedHere, [], "no big body parsed in the event loop's thread");
-  });
-
   it("a turn between a request's steps lets a new connection's request in, which takes two polls: to accept it and to read it (one setImmediate let none in from the poll phase, and only the accept from another)", async () => {
     let served = 0;
     const server = http.createServer((_request, response) => {

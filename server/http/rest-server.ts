@@ -15,6 +15,8 @@ import { Code, invalidArgument, isTesseractError, TesseractError } from "../../c
 import { arrayObject, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
 import { exactJson } from "../../common/exact-json";
+import { parsePythonLiterals } from "../../common/python-json";
+import { strictUtf8, utf8Failure } from "../../common/utf8";
 import { decodeTensor, tooManyMessages } from "../../common/tensor-codec";
 import type { CallRegistry, TrackedCall } from "../grpc/calls";
 import type { ServerTls } from "../grpc/tls";
@@ -30,7 +32,6 @@ import { jsonKeys, keyPath, keySegments, namePath } from "../schema/json-keys";
 import { requireFields } from "../schema/output-casting";
 import { openApiDocument, servedEndpoints } from "./openapi";
 import { otherCallsTurn } from "./io-turn";
-import { JsonBodyReader } from "./json-body";
 import { finiteDifferenceOptions } from "./options";
 
 /** The most a request's headers and body may take to arrive (a 64 MiB body at half a MB/s). */
@@ -143,10 +144,9 @@ const INVALID_UTF8 = "TESSERACT_GRPC_INVALID_UTF8";
 /**
  * JSON bodies, strictly: UTF-8 that does not decode is refused (never read with replacement
  * characters), and keys such as `__proto__` are ordinary keys (JSON.parse makes them own data
- * properties; fastify's default parser refuses the body as if it were not JSON). Big ones are read
- * off the event loop (json-body.ts).
+ * properties; fastify's default parser refuses the body as if it were not JSON).
  */
-function parseJsonBody(reader: JsonBodyReader, request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void): void {
+function parseJsonBody(request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void): void {
   // A path or method not served is 404 or 405 whatever its body, as FastAPI routes before it reads one.
   if (request.is404) return done(null, undefined);
   // A compressed body was read as JSON text ("not valid UTF-8 at byte 1"): the 415 of RFC 7694 says what to send.
@@ -160,18 +160,30 @@ function parseJsonBody(reader: JsonBodyReader, request: FastifyRequest, body: st
   if (transfer !== undefined && String(transfer).split(",").some((coding) => !/^\s*(chunked|identity)\s*$/i.test(coding))) {
     return done(Object.assign(new Error(`the body has Transfer-Encoding ${JSON.stringify(String(transfer).slice(0, 60))}, which this server does not decode: send it with Transfer-Encoding: chunked alone, or a Content-Length`), { statusCode: 501 }));
   }
-  reader.read(body as Buffer).then(
-    (read) => {
-      if ("value" in read) return done(null, read.value);
-      if ("invalidUtf8" in read) return done(Object.assign(new Error(`the body is not valid UTF-8: ${read.invalidUtf8}; JSON is read as UTF-8 only`), { code: INVALID_UTF8 }));
-      done(new SyntaxError(read.syntaxError));
-    },
-    (e: Error) => done(e),
-  );
+  const text = strictUtf8(body as Buffer);
+  if (text === undefined) {
+    return done(Object.assign(new Error(`the body is not valid UTF-8: ${utf8Failure(body as Buffer)}; JSON is read as UTF-8 only`), { code: INVALID_UTF8 }));
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (refusal) {
+    // Python's literals are read after a turn for other calls: the refusal took up to a whole parse.
+    void otherCallsTurn().then(() => {
+      try {
+        value = parsePythonLiterals(text, refusal);
+      } catch (e) {
+        return done(e as Error);
+      }
+      done(null, value);
+    });
+    return;
+  }
+  done(null, value);
 }
 
 /** The fastify app: limits, TLS, tesseract-core's error bodies, and the bearer-token check. */
-function createApp(options: RestServerOptions, reader: JsonBodyReader): FastifyInstance {
+function createApp(options: RestServerOptions): FastifyInstance {
   const { calls, tokens } = options;
   const app: FastifyInstance = Fastify({
     logger: false,
@@ -212,14 +224,13 @@ function createApp(options: RestServerOptions, reader: JsonBodyReader): FastifyI
   });
   // fastify reads text/plain as a string (a 422 "must be object" followed); here it is another type, 415.
   app.removeContentTypeParser(["application/json", "text/plain"]);
-  const parseJson = parseJsonBody.bind(undefined, reader);
-  app.addContentTypeParser("application/json", { parseAs: "buffer" }, parseJson);
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, parseJsonBody);
   // application/<anything>+json is JSON too, as FastAPI reads it (application/vnd.api+json was a 415).
-  app.addContentTypeParser(/^application\/[\w.!#$&^+-]*\+json(\s*;.*)?$/i, { parseAs: "buffer" }, parseJson);
+  app.addContentTypeParser(/^application\/[\w.!#$&^+-]*\+json(\s*;.*)?$/i, { parseAs: "buffer" }, parseJsonBody);
   // A body without a Content-Type is read as JSON, as FastAPI reads it; another type is refused saying what to send.
   app.addContentTypeParser("*", { parseAs: "buffer" }, (request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => {
     const type = request.headers["content-type"];
-    if (type === undefined || request.is404) return parseJson(request, body, done);
+    if (type === undefined || request.is404) return parseJsonBody(request, body, done);
     done(Object.assign(new Error(notJson(type)), { statusCode: 415 }));
   });
   // A path served under another method is 405 with Allow, as FastAPI answers; any other is 404.
@@ -380,8 +391,7 @@ function addEndpoints(app: FastifyInstance, options: RestServerOptions): void {
 }
 
 export async function startRestServer(options: RestServerOptions): Promise<RestServer> {
-  const reader = new JsonBodyReader();
-  const app = createApp(options, reader);
+  const app = createApp(options);
   // A Tesseract that can be unready (its tesseract-core runtimes do not answer) says so, as gRPC health does.
   const { readiness } = options.runtime;
   // Unavailable while shutting down too, as gRPC health is: a balancer stops sending calls that would be refused.
@@ -403,11 +413,10 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
   const port = typeof address === "object" && address ? address.port : options.port;
   return {
     port,
-    close: async () => {
+    close: () => {
       const closed = app.close();
       sockets.destroyAll();
-      await closed;
-      await reader.close();
+      return closed;
     },
   };
 }
