@@ -374,7 +374,8 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
   });
 
   it("a runtime answering 503 or 429 (busy, not ready) hands the evaluation to another, and alone is UNAVAILABLE, which callers retry (it was UNKNOWN)", async () => {
-    for (const status of [503, 429]) {
+    // Both statuses at once: each waits out the retries' ~6 s.
+    const once = async (status: number) => {
       const busy = await startFakeTesseractCore({ ...meshStats(), apply: () => { throw new FakeHttpStatus(status, "try again later"); } });
       const good = await startFakeTesseractCore(meshStats());
       const both = await startServer({ tesseract: `${busy.url},${good.url}`, port: 0, logger: silentLogger });
@@ -391,7 +392,8 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
         lonely.client.close();
         await Promise.all([both.close(), alone.close(), busy.close(), good.close()]);
       }
-    }
+    };
+    await Promise.all([once(503), once(429)]);
   });
 
   it("a proxy answering 502 (its runtime restarting) hands the evaluation to another runtime, and alone is UNAVAILABLE at once, as a refused connection is (it was UNKNOWN, which callers do not retry)", async () => {
