@@ -109,15 +109,26 @@ for (const [name, evaluation] of EVALUATORS) {
   });
 }
 
+/**
+ * The misbehaving Tesseract served by a process of its own with `flags` (a loop it holds is that
+ * process's, not this one's), called by `body` with a client of it and a local copy for the expected values.
+ */
+async function withServerProcess(flags: string[], body: (client: InstanceType<typeof GeneratedClient>, local: { runtime: ReturnType<typeof loadTesseract> }) => Promise<void>): Promise<void> {
+  const serve = await serveProcess([MISBEHAVING, "--port", "0", "--warm-up-ms", "0", ...flags]);
+  const client = new GeneratedClient(serve.address, grpc.credentials.createInsecure());
+  try {
+    await body(client, { runtime: loadTesseract(MISBEHAVING) });
+  } finally {
+    client.close();
+    serve.child.kill("SIGKILL");
+  }
+}
+
 describe("a misbehaving Tesseract's apply that never returns, in worker threads", function () {
   this.timeout(60_000);
 
   it("CheckGradients' apply at the inputs runs in a worker too: --eval-timeout-ms stops it, DEADLINE_EXCEEDED, and the server goes on (it ran in the event loop, which it held for good)", async () => {
-    // A server of its own process: without the pool, the loop holds that process's event loop, not this one's.
-    const serve = await serveProcess([MISBEHAVING, "--port", "0", "--workers", "2", "--eval-timeout-ms", "300", "--warm-up-ms", "0"]);
-    const client = new GeneratedClient(serve.address, grpc.credentials.createInsecure());
-    const local = { runtime: loadTesseract(MISBEHAVING) };
-    try {
+    await withServerProcess(["--workers", "2", "--eval-timeout-ms", "300"], async (client, local) => {
       const check = { inputs: inputs(local, [0.4, 1.1], 0.9, "loop"), input_paths: ["x"], output_paths: ["f"], endpoints: [], rtol: 0, atol: 0, max_evals: 0, seed: 1 };
       const deadline = () => ({ deadline: Date.now() + 20_000 });
       await fails(
@@ -129,10 +140,7 @@ describe("a misbehaving Tesseract's apply that never returns, in worker threads"
       await assertRightJacobian(client, local);
       const passed = await call<{ passed: boolean }>((cb) => client.checkGradients({ ...check, inputs: inputs(local, [0.4, 1.1], 0.3, "") }, new grpc.Metadata(), deadline(), cb));
       assert.equal(passed.passed, true);
-    } finally {
-      client.close();
-      serve.child.kill("SIGKILL");
-    }
+    });
   });
 });
 
@@ -140,21 +148,14 @@ describe("a misbehaving Tesseract's apply that returns a thenable settling with 
   this.timeout(60_000);
 
   it("is apply's failure, UNKNOWN naming the evaluation, and the server goes on (the thenable was adopted for ever, a microtask at a time: the server answered no one, --eval-timeout-ms included)", async () => {
-    // A server of its own process: without the fix the thenable holds that process's event loop, not this one's.
-    const serve = await serveProcess([MISBEHAVING, "--port", "0", "--workers", "0", "--eval-timeout-ms", "1000", "--warm-up-ms", "0"]);
-    const client = new GeneratedClient(serve.address, grpc.credentials.createInsecure());
-    const local = { runtime: loadTesseract(MISBEHAVING) };
     const deadline = () => ({ deadline: Date.now() + 10_000 });
     const failure = escape("apply returned a thenable that settled with another thenable (itself?), which would be awaited for ever: return the outputs, or a Promise of them");
-    try {
+    await withServerProcess(["--workers", "0", "--eval-timeout-ms", "1000"], async (client, local) => {
       const at = inputs(local, [0.4, 1.1], 0.9, "then-self");
       await fails(call((cb) => client.apply({ inputs: at }, new grpc.Metadata(), deadline(), cb)), grpc.status.UNKNOWN, new RegExp(`^apply failed: ${failure}$`), "Apply");
       const jacobian = { inputs: at, jac_inputs: ["y"], jac_outputs: ["f"], sparsity: [] };
       await fails(call((cb) => client.jacobian(jacobian, new grpc.Metadata(), deadline(), cb)), grpc.status.UNKNOWN, new RegExp(`^evaluation at y [+-] h failed: ${failure}$`), "Jacobian");
       await assertRightJacobian(client, local);
-    } finally {
-      client.close();
-      serve.child.kill("SIGKILL");
-    }
+    });
   });
 });
