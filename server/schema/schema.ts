@@ -320,14 +320,15 @@ export class MessageSchema {
     const resolved: ResolvedLeaf[] = [];
     patterns.forEach((segments, i) => {
       const concrete = expandPattern(tree, segments);
-      // A field path (no map key or list element the caller chose) the outputs leave out: the Tesseract did not return a field it declares.
-      if (concrete.length === 0 && returnedBy && segments.every((s) => s.kind === "field")) {
-        const error = new TesseractError(returnedBy.code, `${returnedBy.by} returned no ${side} ${requested[i]}, a differentiable tensor field of ${this.type.name}`);
-        throw returnedBy.mayOmit ? omitted(error, field, side, requested[i]) : error;
-      }
-      // A field the caller left unset (vectoradd's `s`, "1 when unset"): apply's default is its own, so
-      // tesseract-core, whose schema fills defaults in, differentiates there; here it must be sent.
-      if (concrete.length === 0 && !returnedBy && segments.every((s) => s.kind === "field")) {
+      // A field path (no map key or list element the caller chose) the tree leaves out.
+      if (concrete.length === 0 && segments.every((s) => s.kind === "field")) {
+        // Outputs: the Tesseract did not return a field it declares.
+        if (returnedBy) {
+          const error = new TesseractError(returnedBy.code, `${returnedBy.by} returned no ${side} ${requested[i]}, a differentiable tensor field of ${this.type.name}`);
+          throw returnedBy.mayOmit ? omitted(error, field, side, requested[i]) : error;
+        }
+        // Inputs the caller left unset (vectoradd's `s`, "1 when unset"): apply's default is its own, so
+        // tesseract-core, whose schema fills defaults in, differentiates there; here it must be sent.
         throw invalidArgument(`${field}: ${side} path ${quote(requested[i])} is a differentiable field the ${side}s leave unset: send its value to differentiate at it (what apply takes in its place is apply's own); differentiable ${side} paths: ${available()}`);
       }
       if (concrete.length === 0) {
