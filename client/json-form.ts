@@ -14,7 +14,7 @@ import { recordFrom } from "../common/records";
 import { arrayObject, flattenLists, tensorFromArrayObject } from "../common/numpy-arrays";
 import { BoolArray, dataTypeOfArray, decodeTensor, isNdArray } from "../common/tensor-codec";
 import { INT_RANGES, jsonScalar } from "../common/json-scalars";
-import { jsonInteger } from "../common/exact-json";
+import { jsonFloat, jsonInteger } from "../common/exact-json";
 
 const TENSOR_TYPE = ".tesseract.v1.Tensor";
 
@@ -174,5 +174,5 @@ export function treeToJson(tree: unknown, format: Format): unknown {
   if (tree !== null && typeof tree === "object" && !ArrayBuffer.isView(tree)) {
     return Object.fromEntries(Object.entries(tree).filter(([, v]) => v !== undefined).map(([k, v]) => [k, treeToJson(v, format)]));
   }
-  return typeof tree === "bigint" ? jsonInteger(tree) : tree;
+  return typeof tree === "bigint" ? jsonInteger(tree) : typeof tree === "number" ? jsonFloat(tree) : tree;
 }

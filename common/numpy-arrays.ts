@@ -5,7 +5,7 @@
 import type { NdArray } from "ndarray";
 import { invalidArgument, keyAt, refusedAs, shown } from "./errors";
 import { arrayClass, DataType, decodeTensor, elementCount, encodeTensor } from "./tensor-codec";
-import { jsonInteger } from "./exact-json";
+import { holdsNegativeZero, jsonFloat, jsonInteger } from "./exact-json";
 import { plural } from "./plural";
 
 /** numpy dtype names, as tesseract-core writes them. */
@@ -281,6 +281,8 @@ export function arrayObject(array: NdArray<any>, encoding: ArrayEncoding): Array
       ? Array.from(values as Uint8Array, (v) => v === 1)
       : values instanceof BigInt64Array || values instanceof BigUint64Array
         ? Array.from(values, jsonInteger)
-        : Array.from(values as ArrayLike<number>);
+        : holdsNegativeZero(values as ArrayLike<number>)
+          ? Array.from(values as ArrayLike<number>, jsonFloat)
+          : Array.from(values as ArrayLike<number>);
   return { ...head, data: { buffer: nestValues(flat, wire.shape), encoding } };
 }

@@ -485,6 +485,15 @@ describe("tesseract-core's REST API", () => {
     assert.match(narrow.json.detail[0].msg, /element 0 is 100000000000000000000, which dtype uint8 cannot hold/);
   });
 
+  it("−0 is answered -0.0, as Python writes it (JSON.stringify wrote 0, and the sign was lost)", async () => {
+    const points = POINTS.slice();
+    points[0] = -0;
+    const apply = await post(base(mesh), "apply", { inputs: { mesh: { ...meshInputs().mesh, points: arr(points, [N, 3]) } } });
+    assert.equal(apply.status, 200, apply.text);
+    assert.match(apply.text, /"first_point_coordinates":\{"object_type":"array","shape":\[3\],"dtype":"float64","data":\{"buffer":\[-0\.0,/);
+    assert.ok(Object.is(apply.json.statistics.first_point_coordinates.data.buffer[0], -0));
+  });
+
   it("casts an array of another dtype to the one its field declares when every value survives, as tesseract-core accepts a castable dtype", async () => {
     // numpy's integer points (int64, int32) and float32 ones, where meshstats declares FP64: tesseract-core answers them.
     for (const dtype of ["int64", "int32", "float32"]) {

@@ -17,7 +17,7 @@ import { arrayObject, castsSameKind, dtypesCastTo, NUMPY_DTYPES, numpyDtype, ref
 import { emptyRecord, isPlainObject, ownValue } from "../../common/records";
 import { boolKeysForEncoding } from "../../common/bool-keys";
 import { DataType, dataTypeOfArray, isNdArray, tooManyMessages } from "../../common/tensor-codec";
-import { jsonInteger } from "../../common/exact-json";
+import { jsonFloat, jsonInteger } from "../../common/exact-json";
 import { bracedKey, keySegment } from "../../common/paths";
 import type { AnyMessage, MessageSchema } from "./schema";
 import { castArray, declaredDatatype, protoName } from "./output-casting";
@@ -199,7 +199,7 @@ export function messageJson(type: protobuf.Type, tree: Record<string, unknown>, 
         return literals ? literals.values[literal] : (field.resolvedType.valuesById[x as number] ?? x);
       }
       if (x instanceof Uint8Array) return Buffer.from(x).toString("base64");
-      return typeof x === "bigint" ? jsonInteger(x) : x;
+      return typeof x === "bigint" ? jsonInteger(x) : typeof x === "number" ? jsonFloat(x) : x;
     };
     let value: unknown;
     if (field.map) value = Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, element(x, `${at}.${bracedKey(k)}`)]));
