@@ -21,6 +21,7 @@ import { sendFramedMessagesAsTheyAre } from "./framed-messages";
 import { mergeSmallFrames } from "./small-frames";
 import { watchHttp2Servers, watchHttp2Sessions } from "./http2-sessions";
 import { ServerSockets } from "./server-sockets";
+import { closeBrokenConnections } from "./broken-connections";
 import { closeSilentConnections, closeSilentHandshakes, destroyClosedSessions, SILENT_CONNECTION_MS } from "./silent-connections";
 import { closeBeforeResetGuard } from "./stream-resets";
 import { endStalledStreams, HELD_MESSAGES_PER_LIMIT } from "./stalled-streams";
@@ -122,7 +123,7 @@ export interface ServeOptions {
    * 20 000 of them took every file descriptor, and no client could connect again.
    */
   maxConnectionIdleMs?: number;
-  /** Close a connection whose client has sent no HTTP/2 preface after this many ms (default 10 000). */
+  /** Close a connection whose client has sent no HTTP/2 preface after this many ms (default 10 000); each is also pinged every half of it, and closed when a ping goes unanswered that long (3 × this with calls on it). */
   silentConnectionMs?: number;
   /** Also serve tesseract-core's REST API on this port (0 picks a port; unset: no REST API); same host, tokens and TLS. */
   httpPort?: number;
@@ -279,7 +280,7 @@ function guardedGrpcServer(options: ServeOptions, calls: CallRegistry, tokens: B
   );
   const stalled = endStalledStreams(HELD_MESSAGES_PER_LIMIT * maxMessageBytes, options.streamStallMs ?? DEFAULTS.streamStallMs, (why) => log.warn({ why }, "a stream ended"), takesRequestStream(server, log));
   const silentMs = options.silentConnectionMs ?? SILENT_CONNECTION_MS;
-  if (!watchHttp2Sessions(server, keepIllegalTimeouts, closeBeforeResetGuard, closeSilentConnections(silentMs), destroyClosedSessions(silentMs), stalled) || !watchHttp2Servers(server, closeSilentHandshakes(silentMs))) {
+  if (!watchHttp2Sessions(server, keepIllegalTimeouts, closeBeforeResetGuard, closeSilentConnections(silentMs), closeBrokenConnections(silentMs), destroyClosedSessions(silentMs), stalled) || !watchHttp2Servers(server, closeSilentHandshakes(silentMs))) {
     log.warn("this grpc-js has no createHttp2Server to wrap: a connection that cancels ~1000 calls is ended, and its other calls fail; a silent one is kept, and so are the bytes of streams that stall");
   }
   if (!quoteUnknownMethods(server)) log.warn("this grpc-js has no _respondWithError to wrap: a call to an unknown method is answered with its whole path");
