@@ -295,6 +295,9 @@ function fail(why: string): never {
   process.exit(2);
 }
 
+// Stopped early (Ctrl-C, a timeout), the run takes its servers with it.
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => fail(`stopped by ${signal}`));
+
 async function main(): Promise<void> {
   const runtime = await fakeRuntime();
   children.push(runtime.child);
