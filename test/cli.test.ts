@@ -236,45 +236,48 @@ describe("CLI", () => {
     }
   });
 
-  it("errors: the status and the message on stderr, exit code 1", async () => {
-    const bad = await cli("jacobian", JSON.stringify({ inputs, jac_inputs: ["mesh.pointz"], jac_outputs: ["statistics.barycenter"] }), "--address", address);
-    assert.equal(bad.code, 1);
-    assert.equal(bad.stdout, "");
-    assert.match(bad.stderr, /^tesseract-grpc jacobian: INVALID_ARGUMENT: jac_inputs: input path "mesh\.pointz" does not exist; differentiable input paths: mesh\.points\n$/);
-    const unknownField = await cli("apply", JSON.stringify({ inputs: { mesh: { pointz: [] } } }), "--address", address);
-    assert.equal(unknownField.code, 1);
-    assert.match(unknownField.stderr, /inputs\.mesh\.pointz: VolumetricMeshData has no such field; fields: n_points, n_cells, points/);
-    const notJson = await cli("apply", "{nope", "--address", address);
-    assert.equal(notJson.code, 1);
-    assert.match(notJson.stderr, /^tesseract-grpc apply: INVALID_ARGUMENT: payload is not valid JSON: /);
-    const forgotAt = await cli("apply", "mesh.json", "--address", address);
-    assert.match(forgotAt.stderr, /payload is not valid JSON: .* \(a file is read with @: @mesh\.json\)\n$/);
-    const missing = await cli("apply", "@no-such-mesh.json", "--address", address);
-    assert.equal(missing.stderr, 'tesseract-grpc apply: INVALID_ARGUMENT: payload file "no-such-mesh.json" cannot be read: no such file\n');
-    // An --out the CLI cannot write, and a bad option in the payload: a code and what is wrong (a raw ENOENT, no code).
+  it("errors: the status and the message on stderr, exit code 1", async function () {
+    this.timeout(60_000); // 18 CLI processes, run side by side
     const payload = JSON.stringify({ inputs, jac_inputs: ["mesh.points"], jac_outputs: ["statistics.barycenter"] });
-    const noFolder = await cli("jacobian", payload, "--out", "/no-such-folder/J.npy", "--address", address);
-    assert.equal(noFolder.stderr, 'tesseract-grpc jacobian: INVALID_ARGUMENT: --out "/no-such-folder/J.npy" cannot be written: its folder does not exist\n');
-    const empty = await cli("jacobian", payload, "--out", "", "--address", address);
-    assert.equal(empty.code, 1);
-    assert.match(empty.stderr, /option '--out <file\.npy>' argument '' is invalid\. expected a file path/);
-    const badOption = await cli("jacobian", JSON.stringify({ ...JSON.parse(payload), options: { eps: -1 } }), "--address", address);
-    assert.equal(badOption.stderr, "tesseract-grpc jacobian: INVALID_ARGUMENT: payload.options.eps: expected a positive number, got -1\n");
-    // Flags that cannot go together, or do nothing for a command, are not offered.
-    const both = await cli("jacobian", "{}", "--stream", "--out", "J.npy", "--address", address);
-    assert.match(both.stderr, /option '--stream' cannot be used with option '--out <file\.npy>'/);
-    for (const [command, flag] of [["check-gradients", "--sparsity-mode"], ["jvp", "--sparsity-mode"], ["health", "--format"], ["describe", "--format"]]) {
-      assert.doesNotMatch((await cli(command, "--help")).stdout, new RegExp(flag), `${command} ${flag}`);
-    }
-    // The payload's field checks, before any call, print a code too.
-    assert.match(unknownField.stderr, /^tesseract-grpc apply: INVALID_ARGUMENT: inputs\.mesh\.pointz: /);
-    const notObject = await cli("apply", "[1]", "--address", address);
-    assert.equal(notObject.code, 1);
-    assert.match(notObject.stderr, /^tesseract-grpc apply: INVALID_ARGUMENT: payload is not a JSON object: expected \{"inputs": \{\.\.\.\}, \.\.\.\}\n$/);
     // JSON.parse takes it; the conversions that recurse over it overflowed the stack ("Maximum call stack size exceeded").
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "deep-")), "payload.json");
     fs.writeFileSync(file, `{"inputs": {"mesh": {"points": ${"[".repeat(200_000)}1${"]".repeat(200_000)}}}}`);
-    const deep = await cli("apply", `@${file}`, "--address", address);
+    const helps = [["check-gradients", "--sparsity-mode"], ["jvp", "--sparsity-mode"], ["health", "--format"], ["describe", "--format"]];
+    const [bad, unknownField, notJson, forgotAt, missing, noFolder, empty, badOption, both, notObject, deep, ...helpTexts] = await Promise.all([
+      cli("jacobian", JSON.stringify({ inputs, jac_inputs: ["mesh.pointz"], jac_outputs: ["statistics.barycenter"] }), "--address", address),
+      cli("apply", JSON.stringify({ inputs: { mesh: { pointz: [] } } }), "--address", address),
+      cli("apply", "{nope", "--address", address),
+      cli("apply", "mesh.json", "--address", address),
+      cli("apply", "@no-such-mesh.json", "--address", address),
+      cli("jacobian", payload, "--out", "/no-such-folder/J.npy", "--address", address),
+      cli("jacobian", payload, "--out", "", "--address", address),
+      cli("jacobian", JSON.stringify({ ...JSON.parse(payload), options: { eps: -1 } }), "--address", address),
+      cli("jacobian", "{}", "--stream", "--out", "J.npy", "--address", address),
+      cli("apply", "[1]", "--address", address),
+      cli("apply", `@${file}`, "--address", address),
+      ...helps.map(([command]) => cli(command, "--help")),
+    ]);
+    assert.equal(bad.code, 1);
+    assert.equal(bad.stdout, "");
+    assert.match(bad.stderr, /^tesseract-grpc jacobian: INVALID_ARGUMENT: jac_inputs: input path "mesh\.pointz" does not exist; differentiable input paths: mesh\.points\n$/);
+    assert.equal(unknownField.code, 1);
+    assert.match(unknownField.stderr, /inputs\.mesh\.pointz: VolumetricMeshData has no such field; fields: n_points, n_cells, points/);
+    assert.equal(notJson.code, 1);
+    assert.match(notJson.stderr, /^tesseract-grpc apply: INVALID_ARGUMENT: payload is not valid JSON: /);
+    assert.match(forgotAt.stderr, /payload is not valid JSON: .* \(a file is read with @: @mesh\.json\)\n$/);
+    assert.equal(missing.stderr, 'tesseract-grpc apply: INVALID_ARGUMENT: payload file "no-such-mesh.json" cannot be read: no such file\n');
+    // An --out the CLI cannot write, and a bad option in the payload: a code and what is wrong (a raw ENOENT, no code).
+    assert.equal(noFolder.stderr, 'tesseract-grpc jacobian: INVALID_ARGUMENT: --out "/no-such-folder/J.npy" cannot be written: its folder does not exist\n');
+    assert.equal(empty.code, 1);
+    assert.match(empty.stderr, /option '--out <file\.npy>' argument '' is invalid\. expected a file path/);
+    assert.equal(badOption.stderr, "tesseract-grpc jacobian: INVALID_ARGUMENT: payload.options.eps: expected a positive number, got -1\n");
+    // Flags that cannot go together, or do nothing for a command, are not offered.
+    assert.match(both.stderr, /option '--stream' cannot be used with option '--out <file\.npy>'/);
+    helps.forEach(([command, flag], i) => assert.doesNotMatch(helpTexts[i].stdout, new RegExp(flag), `${command} ${flag}`));
+    // The payload's field checks, before any call, print a code too.
+    assert.match(unknownField.stderr, /^tesseract-grpc apply: INVALID_ARGUMENT: inputs\.mesh\.pointz: /);
+    assert.equal(notObject.code, 1);
+    assert.match(notObject.stderr, /^tesseract-grpc apply: INVALID_ARGUMENT: payload is not a JSON object: expected \{"inputs": \{\.\.\.\}, \.\.\.\}\n$/);
     assert.equal(deep.code, 1);
     assert.match(deep.stderr, /^tesseract-grpc apply: INVALID_ARGUMENT: payload is nested more than 100 deep\n$/);
   });
