@@ -3,15 +3,16 @@
  * (ndarray leaves). The gRPC layer converts to and from the wire; tests and embedders call this.
  */
 import ndarray, { type NdArray } from "ndarray";
-import { checkGradients, type CheckGradientsRequest, type CheckGradientsResult } from "./checking/check-gradients";
+import { checkGradients, type CheckGradientsRequest, type CheckGradientsResult, type ColumnGroups } from "./checking/check-gradients";
 import { Code, invalidArgument, isTesseractError, listed, quote, TesseractError, thrownCause, thrownMessage } from "../common/errors";
 import { EvaluationBackends, type EvaluationSettings } from "./eval/backends";
 import type { EvaluationCache } from "./eval/evaluation-cache";
 import { withAbortingTimeout, withTimeout } from "./eval/timeout";
 import { CachedBaseEvaluator } from "./eval/cached-base";
-import { plannedEvaluations, usesBase } from "./fd/rows";
+import { effectiveAlgorithm, plannedEvaluations, usesBase } from "./fd/rows";
 import { checkJacobianSize, ensureOutputs, jacobian, type JacobianEntry } from "./fd/jacobian";
 import { planRowBatches } from "./fd/columns";
+import { groupedRows } from "./fd/grouped";
 import { DetectedPatterns } from "./fd/detection";
 import { planSparsity, type SparsityPlan, type SparsitySources } from "./fd/sparsity-plan";
 import { jvp } from "./fd/jvp";
@@ -123,6 +124,7 @@ interface Fields {
 }
 
 const JACOBIAN_FIELDS: Fields = { inputs: "jac_inputs", outputs: "jac_outputs" };
+const CHECK_FIELDS: Fields = { inputs: "input_paths", outputs: "output_paths" };
 
 /** A copy of the tree's structure with each ndarray leaf replaced by { shape, datatype }. */
 function abstractView(tree: unknown): unknown {
@@ -561,6 +563,38 @@ export class TesseractRuntime extends LoadedTesseract {
     const { values, errors, adjustedSteps } = await vjp(problem, evaluator, cotangent, options, field, req.signal, plan);
     const keyed = (arrays: Float64Array[]) => Object.fromEntries(leaves.map((leaf, i) => [leaf.path, ndarray(arrays[i], leaf.shape)]));
     return { result: keyed(values), errors: errors && keyed(errors), stats: this.stats(problem, started, adjustedSteps, plan) };
+  }
+
+  /**
+   * The request's Jacobian as column groups (fd/sparsity-plan.ts: the request's pattern or the
+   * Tesseract's declaration), so that CheckGradients' finite-difference columns cost what a grouped
+   * Jacobian's do. Undefined where there is nothing to group by, where grouping saves nothing, and
+   * under SPARSITY_MODE_DETECT (a structure is verified whole there, not by some of its groups).
+   */
+  async columnGroups(req: GradientRequest): Promise<ColumnGroups> {
+    const { problem, options, cachedBase } = this.setup(req, CHECK_FIELDS, "CheckGradients");
+    const plan = await this.plan(problem, options, req, cachedBase);
+    const { structure } = plan;
+    const groups = structure && !plan.verify && !plan.record && plan.columnGroups < problem.size ? plan.groups : undefined;
+    // A lone column near a domain bound takes a one-sided stencil, which needs f(x): the central rule's count leaves it out.
+    const central = effectiveAlgorithm(problem.size, options) === "central";
+    const base = () => (central && problem.bounds.some((b) => b !== undefined) && !problem.madeBase ? 1 : 0);
+    const keyed = (arrays: readonly Float64Array[] | undefined, indices: readonly (Uint32Array | undefined)[] | undefined) =>
+      arrays && Object.fromEntries(problem.outputs!.map((o, k) => [o.path, densified({ values: [arrays[k]], indices: [indices?.[k]] }, [o]).values[0]]));
+    return {
+      groups,
+      source: groups ? plan.source : "",
+      calls: () => problem.calls,
+      cost: (count) => plannedEvaluations(count, options) + base(),
+      columns: async function* (chosen) {
+        for await (const batch of groupedRows(problem, options, structure!, chosen, true)) {
+          for (const row of batch) {
+            yield { leaf: row.leaf, index: row.index, values: keyed(row.values, row.indices)!, errors: keyed(row.errors, row.indices), rounding: keyed(row.rounding, row.indices) };
+            row.release?.();
+          }
+        }
+      },
+    };
   }
 
   /** The analytic gradients against finite differences on sampled rows (checking/check-gradients.ts). */

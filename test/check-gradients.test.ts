@@ -12,7 +12,7 @@ import * as path from "node:path";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import ndarray from "ndarray";
-import { Algorithm, TesseractClient, type GradientCheck } from "../client";
+import { Algorithm, SparsityMode, TesseractClient, type GradientCheck } from "../client";
 import { Inputs as MeshInputs, Outputs as MeshOutputs } from "../generated/tesseract/examples/meshstats/v1/meshstats";
 import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
 import { randomVector, sampleElements, STREAMS } from "../server/checking/sampling";
@@ -105,8 +105,13 @@ describe("CheckGradients", () => {
         assert.ok(c.max_rel_error < 1e-6, `${c.endpoint} ${c.input_path}: ${c.max_rel_error}`);
         assert.match(c.message, /^ok: \d+ (rows?|tangent), \d+ values? within atol \+ rtol·\|fd\|; worst at /);
       }
-      // 1 apply for the outputs + 3 JVPs (2 each) + 11 central columns (2 each): every element fits in 1000.
-      assert.equal(counter.calls - before, 1 + 3 * 2 + (2 * A.length + 1) * 2);
+      // 1 apply for the outputs + 3 JVPs (2 each) + the central columns (2 per evaluation pair), every element
+      // within 1000: unnormalised, by the declared structure's 3 column groups (a's columns, b's, s), as a
+      // Jacobian takes them (each of the 11 columns was a pair of its own: 29 calls); normalised, dense.
+      const groups = normalize ? undefined : 3;
+      assert.deepEqual([response.stats?.column_groups || undefined, response.stats?.sparsity_source || undefined], [groups, normalize ? undefined : "tesseract"]);
+      assert.equal(counter.calls - before, 1 + 3 * 2 + (groups ?? 2 * A.length + 1) * 2);
+      assert.equal(response.stats?.apply_calls, counter.calls - before);
     });
   }
 
@@ -213,16 +218,21 @@ describe("CheckGradients", () => {
     const fp32Inputs = { x: f64([1.3, 2.1, 2.9]), y: f64([0.5], []), params: {}, blocks: [], mode: "fp32" };
 
     for (const algorithm of [Algorithm.ALGORITHM_CENTRAL, Algorithm.ALGORITHM_FORWARD, Algorithm.ALGORITHM_RICHARDSON]) {
-      it(`${Algorithm[algorithm]}: correct gradients pass; d f / d x 1 % off is caught on every endpoint`, async () => {
-        const right = new TesseractRuntime({ ...definition, gradients: gradients(1) }, fixture);
-        const passing = await right.checkGradients({ inputs: fp32Inputs, inputPaths: ["x", "y"], outputPaths: ["f"], options: { algorithm } });
-        assert.equal(passing.passed, true, JSON.stringify(passing.checks.filter((c) => c.failures > 0)));
-        const off = new TesseractRuntime({ ...definition, gradients: gradients(1.01) }, fixture);
-        const failing = await off.checkGradients({ inputs: fp32Inputs, inputPaths: ["x", "y"], outputPaths: ["f"], options: { algorithm } });
-        assert.deepEqual(
-          failing.checks.filter((c) => c.failures > 0).map((c) => `${c.endpoint} ${c.input_path}`),
-          ["jacobian x", "jvp x", "vjp x"],
-        );
+      it(`${Algorithm[algorithm]}: correct gradients pass; d f / d x 1 % off is caught on every endpoint; by column groups too (a declared diagonal d f / d x)`, async () => {
+        const diagonal = [{ output_path: "f", input_path: "x", output_index: [0, 1, 2], input_index: [0, 1, 2] }];
+        for (const sparsity of [undefined, () => diagonal]) {
+          const right = new TesseractRuntime({ ...definition, gradients: gradients(1), sparsity }, fixture);
+          const passing = await right.checkGradients({ inputs: fp32Inputs, inputPaths: ["x", "y"], outputPaths: ["f"], options: { algorithm } });
+          assert.equal(passing.passed, true, JSON.stringify(passing.checks.filter((c) => c.failures > 0)));
+          // x's columns in one group, y's (touching every f) in another.
+          assert.equal(passing.column_groups, sparsity && 2);
+          const off = new TesseractRuntime({ ...definition, gradients: gradients(1.01), sparsity }, fixture);
+          const failing = await off.checkGradients({ inputs: fp32Inputs, inputPaths: ["x", "y"], outputPaths: ["f"], options: { algorithm } });
+          assert.deepEqual(
+            failing.checks.filter((c) => c.failures > 0).map((c) => `${c.endpoint} ${c.input_path}`),
+            ["jacobian x", "jvp x", "vjp x"],
+          );
+        }
       });
     }
 
@@ -277,7 +287,8 @@ describe("CheckGradients", () => {
   it("a wrong entry is caught even when sampling: every input path gets a row", async () => {
     const n = 200;
     const before = wrongCounter.calls;
-    const response = await wrong.checkGradients({ inputs: long(n), endpoints: ["jacobian"], maxEvals: 7 });
+    // Column by column (SPARSITY_MODE_DENSE), as for a Tesseract that declares no structure.
+    const response = await wrong.checkGradients({ inputs: long(n), endpoints: ["jacobian"], maxEvals: 7, options: { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } });
     assert.equal(wrongCounter.calls - before, 7, "1 apply + one central column (2) per input path");
     assert.equal(response.passed, false);
     assert.deepEqual(
@@ -289,7 +300,9 @@ describe("CheckGradients", () => {
   it("max_evals bounds the apply calls; rows are sampled with the seed", async () => {
     const n = 200;
     let before = counter.calls;
-    const small = await vector.checkGradients({ inputs: long(n), endpoints: ["jacobian", "vjp"], maxEvals: 41, seed: 7 });
+    // Column by column (SPARSITY_MODE_DENSE), as for a Tesseract that declares no structure.
+    const options = { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE };
+    const small = await vector.checkGradients({ inputs: long(n), endpoints: ["jacobian", "vjp"], maxEvals: 41, seed: 7, options });
     assert.equal(counter.calls - before, 41, "1 apply + 20 central columns");
     assert.equal(small.passed, true, JSON.stringify(small.checks));
     const rows = (checks: GradientCheck[], endpoint: string) => checks.filter((c) => c.endpoint === endpoint).map((c) => c.rows_checked);
@@ -298,24 +311,88 @@ describe("CheckGradients", () => {
     assert.ok(rows(small.checks, "jacobian").every((r) => r >= 1), "each input path gets at least one row");
 
     // Same seed, same rows (the worst entries named in the messages agree too); another seed, others.
-    const again = await vector.checkGradients({ inputs: long(n), endpoints: ["jacobian", "vjp"], maxEvals: 41, seed: 7 });
+    const again = await vector.checkGradients({ inputs: long(n), endpoints: ["jacobian", "vjp"], maxEvals: 41, seed: 7, options });
     assert.deepEqual(again.checks, small.checks);
-    const other = await vector.checkGradients({ inputs: long(n), endpoints: ["jacobian", "vjp"], maxEvals: 41, seed: 8 });
+    const other = await vector.checkGradients({ inputs: long(n), endpoints: ["jacobian", "vjp"], maxEvals: 41, seed: 8, options });
     assert.notDeepEqual(other.checks.map((c) => c.message), small.checks.map((c) => c.message));
 
     // The default budget, 1000: 3 JVPs (6) + all 401 central columns (802) fit; f(x) is the one the
     // checks above on the same inputs evaluated (the evaluation cache).
     before = counter.calls;
-    const all = await vector.checkGradients({ inputs: long(n) });
+    const all = await vector.checkGradients({ inputs: long(n), options });
     assert.equal(counter.calls - before, 6 + 2 * (2 * n + 1));
     assert.equal(all.passed, true);
     // A longer vector (601 elements) does not fit: the default budget is used up to its last pair of evaluations.
     before = counter.calls;
-    const capped = await vector.checkGradients({ inputs: long(300) });
+    const capped = await vector.checkGradients({ inputs: long(300), options });
     const calls = counter.calls - before;
     assert.ok(calls <= 1000 && calls >= 999, `${calls} apply calls`);
     assert.equal(capped.passed, true);
     assert.equal(rows(capped.checks, "jacobian").reduce((x, y) => x + y, 0), (999 - 1 - 6) / 2);
+  });
+
+  describe("by the Tesseract's declared structure (vectoradd unnormalised: a's columns, b's, s, three column groups)", () => {
+    const n = 200;
+    const totalRows = (checks: GradientCheck[], endpoint: string) => checks.filter((c) => c.endpoint === endpoint).reduce((sum, c) => sum + c.rows_checked, 0);
+
+    // Inputs no other check evaluated (the evaluation cache would answer f(x)): n + 1, n + 2, n + 3 elements per vector.
+    for (const [k, algorithm, perGroup, once] of [
+      [1, Algorithm.ALGORITHM_CENTRAL, 2, 0],
+      [2, Algorithm.ALGORITHM_FORWARD, 1, 0], // f(x): the check's first apply
+      [3, Algorithm.ALGORITHM_RICHARDSON, 4, 8], // and the noise probe, once
+    ] as const) {
+      it(`${Algorithm[algorithm]}: every one of the ${2 * (n + k) + 1} columns, checked in 3 groups (${perGroup} evaluations each), as a Jacobian takes them; column by column took ${perGroup} per column`, async () => {
+        const options = { algorithm };
+        const before = counter.calls;
+        const response = await vector.checkGradients({ inputs: long(n + k), endpoints: ["jacobian", "vjp"], options, rtol: algorithm === Algorithm.ALGORITHM_FORWARD ? 1e-3 : 0 });
+        assert.equal(response.passed, true, JSON.stringify(response.checks.filter((c) => c.failures > 0)));
+        assert.equal(counter.calls - before, 1 + 3 * perGroup + once);
+        assert.deepEqual([response.stats?.apply_calls, response.stats?.column_groups, response.stats?.sparsity_source], [counter.calls - before, 3, "tesseract"]);
+        assert.equal(totalRows(response.checks, "jacobian"), 2 * (n + k) + 1);
+        assert.equal(totalRows(response.checks, "vjp"), 2 * (n + k) + 1);
+        assert.ok(find(response.checks, "jacobian", "a").max_rel_error < (algorithm === Algorithm.ALGORITHM_FORWARD ? 1e-6 : 1e-9), find(response.checks, "jacobian", "a").message);
+      });
+    }
+
+    it("a wrong entry is still caught, and only there; the least budget (1 apply + a pair per input path) checks every column", async () => {
+      const before = wrongCounter.calls;
+      const response = await wrong.checkGradients({ inputs: long(n + 4), endpoints: ["jacobian"], maxEvals: 7 });
+      assert.equal(wrongCounter.calls - before, 7);
+      assert.deepEqual(
+        response.checks.map((c) => [c.input_path, c.rows_checked, c.failures]),
+        [["a", n + 4, 0], ["b", n + 4, 0], ["s", 1, 1]],
+      );
+      assert.match(find(response.checks, "jacobian", "s").message, /w\.r\.t\. s: analytic [\d.e-]+, finite differences [\d.e-]+$/);
+    });
+
+    it("max_evals below what every group takes: the groups of the sampled elements, one per input path first", async () => {
+      // Declared banded in a (result_i and result_{i+1} for a_i: a superset of the true diagonal), a's
+      // columns take 2 groups: 4 in all, and the least max_evals (1 + a pair per input path) holds 3.
+      let calls = 0;
+      const band = Uint32Array.from({ length: 2 * n - 1 }, (_, k) => (k + 1) >> 1);
+      const bandColumns = Uint32Array.from({ length: 2 * n - 1 }, (_, k) => k >> 1);
+      const diagonal = Uint32Array.from({ length: n }, (_, i) => i);
+      const runtime = new TesseractRuntime(
+        {
+          ...vectoraddDefinition,
+          apply: (inputs: never) => (calls++, vectoraddDefinition.apply(inputs)),
+          sparsity: () => [
+            { output_path: "result", input_path: "a", output_index: band, input_index: bandColumns },
+            { output_path: "result", input_path: "b", output_index: diagonal, input_index: diagonal },
+          ],
+        },
+        __dirname,
+      );
+      const full = await runtime.checkGradients({ inputs: long(n) as never, endpoints: ["jacobian"] });
+      assert.deepEqual([full.passed, full.column_groups, full.apply_calls, calls], [true, 4, 1 + 4 * 2, 1 + 4 * 2]);
+      const least = await runtime.checkGradients({ inputs: long(n) as never, endpoints: ["jacobian"], maxEvals: 7 });
+      // f(x) from the evaluation cache this time.
+      assert.deepEqual([least.passed, least.column_groups, least.apply_calls, calls], [true, 3, 3 * 2, 1 + 4 * 2 + 3 * 2]);
+      // Every path has a row; of the 2n + 1 columns, those of the group left out are not checked.
+      const rows = least.checks.map((c) => c.rows_checked);
+      assert.deepEqual([least.checks.map((c) => c.input_path), rows.every((r) => r >= 1)], [["a", "b", "s"], true]);
+      assert.ok(rows.reduce((x, y) => x + y, 0) < 2 * n + 1 && full.checks.reduce((x, c) => x + c.rows_checked, 0) === 2 * n + 1, JSON.stringify(rows));
+    });
   });
 
   it("an analytic Jacobian over the message limit is RESOURCE_EXHAUSTED before the Tesseract is asked for it (two vectors of 20 000 had it allocate 6.4 GB, and loop for hours on the event loop)", async () => {
@@ -392,7 +469,7 @@ describe("CheckGradients", () => {
       if (running) setImmediate(count);
     };
     setImmediate(count);
-    const result = await runtime.checkGradients({ inputs: long(300) as never });
+    const result = await runtime.checkGradients({ inputs: long(300) as never, options: { sparsity_mode: SparsityMode.SPARSITY_MODE_DENSE } });
     running = false;
     assert.equal(result.passed, true);
     // 601 FD columns and 3 JVPs, each a request of its own: I/O got turns in between.

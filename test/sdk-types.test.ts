@@ -189,9 +189,10 @@ describe("SDK: types checked against the server, typed outputs, results by path,
       const before = vectorCalls.counter.calls;
       const check = await client.checkGradients({ inputs: vectorInputs, inputPaths: ["a"], endpoints: ["jacobian"] });
       assert.equal(check.passed, true);
-      // One apply for the outputs, then a central column (2) per element of a.
-      assert.equal(check.stats?.apply_calls, 1 + 2 * 3);
-      assert.equal(vectorCalls.counter.calls - before, 1 + 2 * 3);
+      // One apply for the outputs, then one central pair (2) for a's columns, one column group by vectoradd's declared diagonal.
+      assert.equal(check.stats?.apply_calls, 1 + 2);
+      assert.equal(vectorCalls.counter.calls - before, 1 + 2);
+      assert.deepEqual([check.stats?.column_groups, check.stats?.sparsity_source], [1, "tesseract"]);
       assert.ok((check.stats?.wall_seconds ?? 0) > 0);
     });
   });

@@ -28,13 +28,14 @@ import { analyticEntries, checkAnalyticSize, requireAnalyticJacobian, type Analy
 import { outputLeaves, resolveLeaves, type Leaf } from "./leaves";
 import { checkSettings, maxEvalsFor, type CheckGradientsRequest, type CheckSettings } from "./request";
 import { randomVector, sampleElements, STREAMS, unitVector } from "./sampling";
-import { Evaluations, type GradientSource } from "./source";
+import { Evaluations, type FdColumn, type GradientSource } from "./source";
+import type { Column } from "../fd/column";
 import { compareColumn, compareJvp, compareVjp, report, Tallies, type GradientCheck, type Tally } from "./tally";
 import { Algorithm } from "../tesseract";
 
 export { requireAnalyticJacobian } from "./analytic";
 export { CHECK_DEFAULTS, type CheckEndpoint, type CheckGradientsRequest } from "./request";
-export type { GradientSource } from "./source";
+export type { ColumnGroups, GradientSource } from "./source";
 export type { GradientCheck } from "./tally";
 
 export interface CheckGradientsResult {
@@ -43,6 +44,9 @@ export interface CheckGradientsResult {
   /** Apply calls made, all included (never more than max_evals). */
   apply_calls: number;
   max_evals: number;
+  /** The column groups the FD columns were taken by, and where their structure came from (EvaluationStats); absent when taken one by one. */
+  column_groups?: number;
+  sparsity_source?: string;
 }
 
 /** One request's state once its outputs are known. */
@@ -54,6 +58,8 @@ interface Check {
   tallies: Tallies;
   /** The request's rule (its FD JVPs and columns). */
   algorithm: ResolvedOptions["algorithm"];
+  /** Where the Jacobian has a known structure: the column groups its FD columns were taken by, and where it came from. */
+  grouped?: { column_groups: number; sparsity_source: string };
 }
 
 export async function checkGradients(source: GradientSource, req: CheckGradientsRequest): Promise<CheckGradientsResult> {
@@ -82,7 +88,7 @@ export async function checkGradients(source: GradientSource, req: CheckGradients
   const empty = (paths: readonly { path: string; size: number }[]) => new Set(paths.filter((l) => l.size === 0).map((l) => l.path));
   const [emptyInputs, emptyOutputs] = [empty(leaves), empty(outputs)];
   const ran = (c: GradientCheck) => c.rows_checked > 0 || emptyInputs.has(c.input_path) || emptyOutputs.has(c.output_path);
-  return { passed: checks.every((c) => c.failures === 0 && ran(c)), checks, apply_calls: run.used, max_evals: run.maxEvals };
+  return { passed: checks.every((c) => c.failures === 0 && ran(c)), checks, apply_calls: run.used, max_evals: run.maxEvals, ...check.grouped };
 }
 
 /** jvp: J·v along one seeded random tangent per input path, while the budget lasts. */
@@ -121,22 +127,55 @@ function confirmable(run: Evaluations, algorithm: ResolvedOptions["algorithm"]):
 /** The most a confirming Richardson JVP costs: 4 + 9 evaluations, and 2 for each of its two stencils' straightenings (3 at most). */
 const CONFIRMATION_CALLS = 13 + 2 * 2 * 3;
 
-/** jacobian and vjp: the FD columns of sampled elements, as many as the budget left allows. */
-async function checkColumns({ run, leaves, outputs, entry, tallies }: Check, settings: CheckSettings): Promise<void> {
+/**
+ * jacobian and vjp: the FD columns of sampled elements, as many as the budget left allows. Where
+ * the Jacobian has a known structure (the Tesseract's declaration), by column groups: each group's
+ * one evaluation (pair) gives every column in it, so the groups of the sampled elements are
+ * evaluated, and every column of theirs is checked.
+ */
+async function checkColumns(check: Check, settings: CheckSettings): Promise<void> {
+  const { run, leaves, outputs } = check;
   const rng = seededGenerator(settings.seed, STREAMS.cotangents);
   const cotangents = new Map(outputs.map((out) => [out.path, randomVector(rng, out.size)]));
+  const compare = (column: FdColumn) => compareFdColumn(check, settings, cotangents, column);
   const outputPaths = outputs.map((o) => o.path);
+  const grouped = await run.columnGroups(leaves, outputPaths);
+  if (grouped) {
+    const chosen = sampledGroups(leaves, grouped.groups!, run.groupsLeft(grouped, grouped.groups!.length), settings.seed);
+    check.grouped = { column_groups: chosen.length, sparsity_source: grouped.source };
+    for await (const column of run.groupedColumns(grouped, chosen)) compare(column);
+    return;
+  }
   const planned = run.rowsLeft(leaves.reduce((n, l) => n + l.size, 0));
   for (const { leaf: l, index: j } of sampleElements(leaves, planned, settings.seed)) {
     if (!run.fits()) break;
     const leaf = leaves[l];
-    const { result: fd, uncertain } = await run.jvp(leaf, unitVector(leaf.size, j), outputPaths);
-    for (const out of outputs) {
-      const J = entry(out, leaf);
-      if (typeof J === "string" || out.size === 0) continue;
-      const column = fd[out.path].data;
-      if (settings.endpoints.includes("jacobian")) compareColumn(tallies.get("jacobian", leaf, out), J, column, uncertain[out.path], leaf, j, out);
-      if (settings.endpoints.includes("vjp")) compareVjp(tallies.get("vjp", leaf, out), J, column, uncertain[out.path], cotangents.get(out.path)!, leaf, j, out);
-    }
+    const { result, uncertain } = await run.jvp(leaf, unitVector(leaf.size, j), outputPaths);
+    compare({ leaf: l, index: j, values: Object.fromEntries(Object.entries(result).map(([path, v]) => [path, v.data])), uncertain });
   }
+}
+
+/** One FD column against the analytic Jacobian's (jacobian) and its contraction with the random cotangents (vjp). */
+function compareFdColumn({ leaves, outputs, entry, tallies }: Check, settings: CheckSettings, cotangents: Map<string, Float64Array>, { leaf: l, index: j, values, uncertain }: FdColumn): void {
+  const leaf = leaves[l];
+  for (const out of outputs) {
+    const J = entry(out, leaf);
+    if (typeof J === "string" || out.size === 0) continue;
+    const column = values[out.path];
+    if (settings.endpoints.includes("jacobian")) compareColumn(tallies.get("jacobian", leaf, out), J, column, uncertain[out.path], leaf, j, out);
+    if (settings.endpoints.includes("vjp")) compareVjp(tallies.get("vjp", leaf, out), J, column, uncertain[out.path], cotangents.get(out.path)!, leaf, j, out);
+  }
+}
+
+/**
+ * `count` of the groups: those of the sampled elements first (sampleElements: one per input path
+ * first, so every path is checked), then the others in order.
+ */
+function sampledGroups(leaves: readonly { size: number }[], groups: readonly Column[][], count: number, seed: bigint): Column[][] {
+  const groupOf = leaves.map((leaf) => new Int32Array(leaf.size));
+  groups.forEach((group, k) => group.forEach((c) => (groupOf[c.leaf][c.index] = k)));
+  const chosen = new Set<number>();
+  for (const { leaf, index } of sampleElements(leaves, count, seed)) chosen.add(groupOf[leaf][index]);
+  for (let k = 0; chosen.size < count; k++) chosen.add(k);
+  return [...chosen].map((k) => groups[k]);
 }

@@ -19,6 +19,7 @@ import type { RequestOptions, ResolvedOptions } from "../fd/options";
 import type { TesseractSchema } from "../schema/schema";
 import type { AnalyticDefinition } from "./analytic";
 import type { Leaf } from "./leaves";
+import type { Column } from "../fd/column";
 
 export interface JvpRequest {
   inputs: Record<string, unknown>;
@@ -30,6 +31,36 @@ export interface JvpRequest {
   /** Central and forward results carry the outputs' rounding (`rounding`). */
   withRounding?: boolean;
 }
+
+/** One column of a Jacobian as CheckGradients compares it: dense per output path. */
+export interface CheckedColumn {
+  /** Index into the request's input paths (each a concrete path: one leaf). */
+  leaf: number;
+  /** Flat row-major index of the element within its input. */
+  index: number;
+  values: Record<string, Float64Array>;
+  /** Each value's error estimate (Richardson, adaptive), else undefined. */
+  errors?: Record<string, Float64Array>;
+  /** The rounding of the outputs each value carries (central, forward), else undefined. */
+  rounding?: Record<string, Float64Array>;
+}
+
+/** A request's column groups, for CheckGradients (TesseractRuntime.columnGroups). */
+export interface ColumnGroups {
+  /** Every column, in groups of columns evaluated together (leaf: index into the request's input paths); undefined: nothing to group by. */
+  groups?: readonly Column[][];
+  /** EvaluationStats.sparsity_source: where the structure came from. */
+  source: string;
+  /** Apply calls the request has made so far (planning may evaluate f(x) to learn the output shapes). */
+  calls(): number;
+  /** The most apply calls the columns of `count` groups may take (f(x) and the noise probe included where the rule needs them). */
+  cost(count: number): number;
+  /** The columns of `chosen` (some of `groups`), by the request's rule, each group's at one evaluation (pair). */
+  columns(chosen: readonly Column[][]): AsyncGenerator<CheckedColumn>;
+}
+
+/** What columnGroups takes: the request's inputs, options and signal, concrete input and output paths. */
+export type ColumnsRequest = Omit<JvpRequest, "tangent" | "withRounding">;
 
 /** A Tesseract as the check sees it: definition, schema, option precedence, apply and FD JVPs. */
 export interface GradientSource {
@@ -47,6 +78,16 @@ export interface GradientSource {
     rounding?: Record<string, Float64Array>;
     stats: { apply_calls: number };
   }>;
+  /** The Jacobian's column groups under its structure, where the Tesseract declares one (TesseractRuntime.columnGroups). */
+  columnGroups?(req: ColumnsRequest): Promise<ColumnGroups>;
+}
+
+/** An FD column as the check compares it: values per output path, and how far each may be off by the engine's own account. */
+export interface FdColumn {
+  leaf: number;
+  index: number;
+  values: Record<string, Float64Array>;
+  uncertain: Record<string, Float64Array>;
 }
 
 /**
@@ -56,6 +97,16 @@ export interface GradientSource {
  * 100 and a derivative near 3, 4 times passed one 8 % off that the differences resolved to 0.09 %.
  */
 const ROUNDING_MARGIN = 2;
+
+/** Per output path, what each FD value may be off by: its error estimate, or ROUNDING_MARGIN times the rounding it carries (zeros when told neither). */
+function uncertainty(values: Record<string, Float64Array>, errors?: Record<string, Float64Array>, rounding?: Record<string, Float64Array>): Record<string, Float64Array> {
+  return Object.fromEntries(
+    Object.entries(values).map(([path, v]) => {
+      const [error, r] = [errors?.[path], rounding?.[path]];
+      return [path, Float64Array.from(v, (_, i) => (error ? error[i] : 0) + (r ? ROUNDING_MARGIN * r[i] : 0))];
+    }),
+  );
+}
 
 /** How long the check runs between turns given to I/O. */
 const YIELD_EVERY_MS = 1;
@@ -109,10 +160,7 @@ export class Evaluations {
   async jvp(leaf: Leaf, tangent: Float64Array, outputPaths: readonly string[], algorithm?: Algorithm): Promise<{ result: Record<string, NdArray<Float64Array>>; stray: Float64Array; uncertain: Record<string, Float64Array> }> {
     // Each JVP is a request of its own, too short to give I/O a turn: the check gives one between
     // them (hundreds of cheap JVPs held health checks for a second).
-    if (performance.now() - this.lastYield > YIELD_EVERY_MS) {
-      await new Promise<void>(setImmediate);
-      this.lastYield = performance.now();
-    }
+    await this.turn();
     this.aborted();
     const { inputs, signal } = this.req;
     const { result, errors, stray, rounding, stats } = await this.source.jvp({
@@ -128,14 +176,50 @@ export class Evaluations {
     this.used += calls;
     // A confirmation (another algorithm) is not what the next rows cost.
     if (algorithm === undefined) this.perRow = Math.max(this.perRow, calls);
-    const uncertain = Object.fromEntries(
-      Object.entries(result).map(([path, values]) => {
-        const error = errors?.[path]?.data;
-        const r = rounding?.[path];
-        return [path, Float64Array.from(values.data, (_, i) => (error ? error[i] : 0) + (r ? ROUNDING_MARGIN * r[i] : 0))];
-      }),
-    );
+    const values = Object.fromEntries(Object.entries(result).map(([path, v]) => [path, v.data]));
+    const uncertain = uncertainty(values, errors && Object.fromEntries(Object.entries(errors).map(([path, e]) => [path, e.data])), rounding);
     return { result, stray: stray?.[leaf.path] ?? new Float64Array(leaf.size), uncertain };
+  }
+
+  /**
+   * The Jacobian's column groups for these leaves and outputs, planning's apply calls counted;
+   * undefined where the source has none to group by, or the budget has no room for planning (it may
+   * evaluate f(x)) and one group.
+   */
+  async columnGroups(leaves: readonly Leaf[], outputPaths: readonly string[]): Promise<ColumnGroups | undefined> {
+    if (!this.source.columnGroups || !this.fits(1 + this.perRow)) return undefined;
+    this.aborted();
+    const { inputs, options, signal } = this.req;
+    const grouped = await this.source.columnGroups({ inputs, inputPaths: leaves.map((l) => l.path), outputPaths, options, signal });
+    this.used += grouped.calls();
+    return grouped.groups ? grouped : undefined;
+  }
+
+  /** How many groups' columns the budget left allows (ColumnGroups.cost), at most `wanted`. */
+  groupsLeft(grouped: ColumnGroups, wanted: number): number {
+    let count = 0;
+    while (count < wanted && this.used + grouped.cost(count + 1) <= this.maxEvals) count++;
+    return count;
+  }
+
+  /** The columns of `chosen` groups, their apply calls counted as they are made. */
+  async *groupedColumns(grouped: ColumnGroups, chosen: readonly Column[][]): AsyncGenerator<FdColumn> {
+    this.aborted();
+    const [used, before] = [this.used, grouped.calls()];
+    for await (const column of grouped.columns(chosen)) {
+      this.used = used + grouped.calls() - before;
+      await this.turn(); // comparing a group's many columns runs long, as the JVPs do
+      yield { leaf: column.leaf, index: column.index, values: column.values, uncertain: uncertainty(column.values, column.errors, column.rounding) };
+    }
+    this.used = used + grouped.calls() - before;
+  }
+
+  /** A turn for I/O, every YIELD_EVERY_MS. */
+  private async turn(): Promise<void> {
+    if (performance.now() - this.lastYield > YIELD_EVERY_MS) {
+      await new Promise<void>(setImmediate);
+      this.lastYield = performance.now();
+    }
   }
 
   private aborted(): void {

@@ -52,16 +52,20 @@ export function groupable(steps: StepRule, algorithm: ResolvedOptions["algorithm
   return multiples.every((m) => steps.inside(column.leaf, column.index, m) && steps.inside(column.leaf, column.index, -m));
 }
 
-/** The rows of the Jacobian by the options' rule, one group of columns (one batch) at a time, each row checked finite. */
-export function groupedRows(problem: Problem, options: ResolvedOptions, structure: Structure, groups: readonly Column[][]): AsyncGenerator<readonly Row[]> {
+/**
+ * The rows of the Jacobian by the options' rule, one group of columns (one batch) at a time, each row
+ * checked finite. `withRounding`: central and forward rows carry the rounding of the outputs each
+ * value holds (`Row.rounding`, as rows.ts's elementRow gives it), for CheckGradients' tolerances.
+ */
+export function groupedRows(problem: Problem, options: ResolvedOptions, structure: Structure, groups: readonly Column[][], withRounding = false): AsyncGenerator<readonly Row[]> {
   const steps = problem.stepRule(options);
   const algorithm = effectiveAlgorithm(problem.size, options);
   const split = (group: readonly Column[]) => splitter(problem, structure, group);
   switch (algorithm) {
     case "central":
-      return centralGroups(problem, steps, groups, split);
+      return withRounding ? roundedCentralGroups(problem, steps, groups, split) : centralGroups(problem, steps, groups, split);
     case "forward":
-      return forwardGroups(problem, steps, groups, split);
+      return forwardGroups(problem, steps, groups, split, withRounding);
     case "richardson":
     case "adaptive":
       return extrapolatedGroups(problem, steps, groups, ruleMultiples(algorithm), split);
@@ -127,6 +131,21 @@ function centralGroups(problem: Problem, steps: StepRule, groups: readonly Colum
       const j = t - starts[k];
       const [plus, minus] = points[k];
       return checkRow(problem, row(shared[k][j], splits[k].scaled(j, differences[k], plus.points[j] - minus.points[j]), splits[k].cells(j)));
+    });
+  });
+}
+
+/**
+ * Central with each value's rounding: groupCentral's quotients (the pair evaluated whole, not
+ * differenced where evaluated, since the rounding needs f(x+) and f(x-) themselves).
+ */
+function roundedCentralGroups(problem: Problem, steps: StepRule, groups: readonly Column[][], split: (group: readonly Column[]) => Splitter): AsyncGenerator<readonly Row[]> {
+  return perGroup(problem, groups, 2, async (group) => {
+    const s = split(group);
+    const difference = await groupCentral(problem, steps, group, 1, s);
+    return rowsOf(group.length, (k) => {
+      const { values, rounding } = difference(k);
+      return { ...row(group[k], values, s.cells(k)), rounding, unstructured: s.outside(k) };
     });
   });
 }
@@ -295,7 +314,7 @@ async function groupCentral(problem: Problem, steps: StepRule, group: readonly C
 }
 
 /** Forward: D_j = (f(x + sum_G s_j h_j e_j) - f(x))|_{cells of j} / (x_j+ - x_j), s_j = -1 only near an upper bound. */
-function forwardGroups(problem: Problem, steps: StepRule, groups: readonly Column[][], split: (group: readonly Column[]) => Splitter): AsyncGenerator<readonly Row[]> {
+function forwardGroups(problem: Problem, steps: StepRule, groups: readonly Column[][], split: (group: readonly Column[]) => Splitter, withRounding: boolean): AsyncGenerator<readonly Row[]> {
   return perGroup(problem, groups, 1, async (group) => {
     const base = await problem.base();
     const sides = group.map(({ leaf, index }) => {
@@ -308,10 +327,11 @@ function forwardGroups(problem: Problem, steps: StepRule, groups: readonly Colum
     const fPlus = await problem.evaluate(plus.changes, () => `${groupName(problem, group)} ${group.length === 1 && sides[0] < 0 ? "-" : "+"} h`);
     const s = split(group);
     const step = (k: number) => plus.points[k] - problem.leaves[group[k].leaf].data[group[k].index];
-    if (group.length > 1) return rowsOf(group.length, (k) => row(group[k], s.quotient(k, fPlus, base, step(k)), s.cells(k)));
+    const rounding = (k: number) => (withRounding ? stencilRounding(problem, [1 / step(k), -1 / step(k)], [s.gather(k, fPlus), s.gather(k, base)]) : undefined);
+    if (group.length > 1) return rowsOf(group.length, (k) => ({ ...row(group[k], s.quotient(k, fPlus, base, step(k)), s.cells(k)), rounding: rounding(k) }));
     // A lone element (one near a bound among them): its quotient over whole outputs, as centralGroups'.
     const full = fPlus.map((p, o) => p.map((v, i) => (v - base[o][i]) / step(0)));
-    return [{ ...row(group[0], s.gather(0, full), s.cells(0)), unstructured: s.outside(0, full) }];
+    return [{ ...row(group[0], s.gather(0, full), s.cells(0)), rounding: rounding(0), unstructured: s.outside(0, full) }];
   });
 }
 

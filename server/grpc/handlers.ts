@@ -179,7 +179,7 @@ class Bodies {
   checkGradients = async (req: CheckMessage, signal: AbortSignal) => {
     const { runtime } = this;
     const started = performance.now();
-    const { passed, checks, apply_calls } = await runtime.checkGradients({
+    const { passed, checks, apply_calls, column_groups, sparsity_source } = await runtime.checkGradients({
       inputs: runtime.decodeInputs(req.inputs),
       inputPaths: req.input_paths ?? [],
       outputPaths: req.output_paths ?? [],
@@ -192,7 +192,7 @@ class Bodies {
       signal,
       maxBytes: this.config.maxMessageBytes,
     });
-    return { passed, checks, stats: { apply_calls, wall_seconds: (performance.now() - started) / 1000, adjusted_steps: [] } };
+    return { passed, checks, stats: { apply_calls, wall_seconds: (performance.now() - started) / 1000, adjusted_steps: [], column_groups, sparsity_source } };
   };
 
   /** Describe's ServerLimits: what this server refuses, so clients can size their requests. */
