@@ -565,7 +565,9 @@ describe("tesseract-core's REST API", () => {
       ["apply", { inputs: [1] }, ["body", "inputs"], /^Value error, inputs must be an object$/],
       // The field is named in the message too (ajv's "must be string" named none).
       ["jacobian", { inputs: meshInputs(), jac_inputs: ["mesh.points", 3], jac_outputs: ["statistics.barycenter"] }, ["body", "jac_inputs", 1], /^Value error, jac_inputs.\[1\] must be a string$/],
-      ["jacobian_vector_product", { inputs: meshInputs(), jvp_inputs: ["mesh.points"], jvp_outputs: ["statistics.barycenter"], tangent_vector: { "mesh.points": [1] } }, ["body", "tangent_vector", "mesh.points"], /^Value error, tangent_vector.\{mesh.points\} must be an object$/],
+      ["jacobian_vector_product", { inputs: meshInputs(), jvp_inputs: ["mesh.points"], jvp_outputs: ["statistics.barycenter"], tangent_vector: { "mesh.points": [1] } }, ["body", "tangent_vector", "mesh.points"], /^Value error, tangent_vector.\{mesh.points\} must be an array object \{"shape", "dtype", "data"\}$/],
+      // The vectors as a list of arrays, as a jvp_inputs-ordered list might be sent: said to be keyed by path.
+      ["vector_jacobian_product", { inputs: meshInputs(), vjp_inputs: ["mesh.points"], vjp_outputs: ["statistics.barycenter"], cotangent_vector: [[1, 0, 0]] }, ["body", "cotangent_vector"], /^Value error, cotangent_vector must be an object of array objects by path$/],
       ["apply", [], ["body"], /^Value error, the body must be an object$/],
       // Caller text quoted and clipped with its length (a 5 000-character dtype was cut at 40 characters, inside its quotes).
       ["apply", { inputs: { mesh: { ...meshInputs().mesh, points: { shape: [N, 3], dtype: "f".repeat(5000), data: { buffer: "", encoding: "base64" } } } } }, ["body", "inputs", "mesh", "points", "dtype"], /is "f{200}"… \(5000 characters\); expected one of /],

@@ -13,6 +13,8 @@ import { bracedKey, keySegment } from "../../common/paths";
 import { isPlainObject } from "../../common/records";
 import { MAX_DETAIL_ENTRIES, MISSING_MSG, moreErrors, shortInput, valueError, type DetailEntry, type Loc } from "./errors";
 
+const ARRAY_OBJECT = `an array object {"shape", "dtype", "data"}`;
+
 /** What a field holds: an object, a non-empty list of path strings, or an object of array objects by path. */
 type FieldKind = "object" | "paths" | "vectors";
 
@@ -66,9 +68,10 @@ export function envelopeDetail(body: unknown, envelope: Envelope): DetailEntry[]
       if (!Array.isArray(value)) wrong(["body", name], "a list", value);
       else if (value.length === 0) add(() => valueError(["body", name], `${name} must NOT have fewer than 1 items`, []));
       else value.forEach((path, i) => typeof path !== "string" && wrong(["body", name, i], "a string", path));
-    } else if (!isPlainObject(value)) wrong(["body", name], "an object", value);
+    } else if (!isPlainObject(value)) wrong(["body", name], kind === "vectors" ? `an object of array objects by path` : "an object", value);
     else if (kind === "vectors") {
-      for (const key in value) if (Object.hasOwn(value, key) && !isPlainObject(value[key])) wrong(["body", name, key], "an object", value[key]);
+      // Said as json-messages.ts says it of an input array: "an object" sent a list's author nowhere.
+      for (const key in value) if (Object.hasOwn(value, key) && !isPlainObject(value[key])) wrong(["body", name, key], ARRAY_OBJECT, value[key]);
     }
   }
   if (entries.length === 0) return undefined;
