@@ -2,6 +2,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { AnyTesseract } from "./tesseract";
+import { isHostPort, nameLike } from "../common/likely-meant";
 import { checkProtoFiles, requireTesseractModule } from "./tesseract-module";
 import heat from "./tesseracts/heat";
 import meshstats from "./tesseracts/meshstats";
@@ -26,9 +27,53 @@ export function findTesseract(spec: string): FoundTesseract {
   if (Object.hasOwn(BUNDLED, spec)) return { definition: BUNDLED[spec], moduleDir: __dirname, source: spec };
   const file = path.resolve(spec);
   if (!fs.existsSync(file)) {
-    throw new Error(`"${spec}" is neither a bundled Tesseract (${Object.keys(BUNDLED).join(", ")}) nor an existing module path`);
+    const hint = likelyMeant(spec);
+    throw new Error(`"${spec}" is neither a bundled Tesseract (${Object.keys(BUNDLED).join(", ")}) nor an existing module path${hint ? `; ${hint}` : ""}`);
+  }
+  if (fs.statSync(file).isDirectory() && !resolvable(file)) {
+    const modules = moduleFilesIn(file);
+    const some = modules.length > 0 ? ` (in it: ${modules.slice(0, 3).map((name) => inFolder(spec, name)).join(", ")})` : "";
+    throw new Error(`"${spec}" is a folder: serve takes the module file (.ts or .js) that default-exports the Tesseract's definition${some}`);
   }
   const definition = requireTesseractModule(file);
   checkProtoFiles(file, definition);
   return { definition, moduleDir: path.dirname(file), source: file };
+}
+
+const MODULE_EXTENSIONS = [".ts", ".js", ".mjs", ".cjs", ".mts", ".cts"];
+
+/** A folder require() can load (an index module, or package.json's "main"). */
+function resolvable(folder: string): boolean {
+  try {
+    require.resolve(folder);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function moduleFilesIn(folder: string): string[] {
+  return fs.readdirSync(folder).filter((name) => MODULE_EXTENSIONS.includes(path.extname(name)) && !name.endsWith(".d.ts") && fs.statSync(path.join(folder, name)).isFile());
+}
+
+/** `name` in `folder`, written as the caller wrote the folder (`.` -> `./beam.ts`). */
+function inFolder(folder: string, name: string): string {
+  const joined = path.join(folder, name);
+  return folder.startsWith(".") && !joined.startsWith(".") ? `./${joined}` : joined;
+}
+
+/**
+ * What a spec that names nothing most likely meant, said as the fix: a runtime's HOST:PORT without
+ * its http://, a bundled name misspelt, or a module path without its extension or in another case
+ * (Node's require() would add the extension; serve names the file itself).
+ */
+function likelyMeant(spec: string): string | undefined {
+  if (isHostPort(spec)) return `a tesseract-core runtime is served by its URL: http://${spec}`;
+  const bundled = nameLike(spec, Object.keys(BUNDLED));
+  if (bundled) return `did you mean ${bundled}?`;
+  const folder = path.dirname(path.resolve(spec));
+  if (!fs.existsSync(folder) || !fs.statSync(folder).isDirectory()) return undefined;
+  const base = path.basename(spec).toLowerCase();
+  const files = moduleFilesIn(folder).filter((name) => name.toLowerCase() === base || path.basename(name, path.extname(name)).toLowerCase() === base);
+  return files.length > 0 ? `did you mean ${files.map((name) => inFolder(path.dirname(spec), name)).join(" or ")}?` : undefined;
 }

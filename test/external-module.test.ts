@@ -151,6 +151,22 @@ describe("a Tesseract module outside the source tree", () => {
     );
   });
 
+  it("says what a spec naming nothing most likely meant: a runtime's HOST:PORT without http://, a bundled name misspelt, a module without its extension or in another case, a folder", () => {
+    const neither = (spec: string) => `"${spec}" is neither a bundled Tesseract (meshstats, vectoradd, univariate, heat) nor an existing module path`;
+    const folder = fs.mkdtempSync(path.join(tmpDir, "hints-"));
+    fs.writeFileSync(path.join(folder, "springs.ts"), "");
+    fs.writeFileSync(path.join(folder, "springs.d.ts"), "");
+    const cases: [string, string][] = [
+      ["localhost:8000", `${neither("localhost:8000")}; a tesseract-core runtime is served by its URL: http://localhost:8000`],
+      ["mesh_stats", `${neither("mesh_stats")}; did you mean meshstats?`],
+      ["VectorAdd", `${neither("VectorAdd")}; did you mean vectoradd?`],
+      [path.join(folder, "springs"), `${neither(path.join(folder, "springs"))}; did you mean ${path.join(folder, "springs.ts")}?`],
+      [path.join(folder, "Springs.ts"), `${neither(path.join(folder, "Springs.ts"))}; did you mean ${path.join(folder, "springs.ts")}?`],
+      [folder, `"${folder}" is a folder: serve takes the module file (.ts or .js) that default-exports the Tesseract's definition (in it: ${path.join(folder, "springs.ts")})`],
+    ];
+    for (const [spec, message] of cases) assert.throws(() => loadTesseract(spec), (e: Error) => e.message === message, spec);
+  });
+
   it("rejects a default export that is not a whole definition, naming the file and the missing key", () => {
     const cases: [string, string, string][] = [
       ["bad-partial.js", `module.exports = { default: { name: "bad", version: "1", apply() { return {}; } } };`, "inputType"],
