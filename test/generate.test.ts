@@ -129,6 +129,13 @@ describe("tesseract-grpc generate", () => {
       files: [[0, "tesseract/examples/heat/v1/heat.proto"], [0, "tesseract/examples/meshstats/v1/meshstats.proto"]],
     });
     assert.throws(() => locateProtoFiles(["nope"], []), { message: `nope: no such file, nor a bundled Tesseract (heat, meshstats, univariate, vectoradd), nor on the include path (${PROTO_DIR})` });
+    // What a name that matches nothing most likely meant: a bundled name spelt otherwise, or by its file name alone; a server's address.
+    const meant = "; did you mean meshstats (tesseract/examples/meshstats/v1/meshstats.proto)?";
+    assert.throws(() => locateProtoFiles(["mesh_stats"], []), { message: `mesh_stats: no such file, nor a bundled Tesseract (heat, meshstats, univariate, vectoradd), nor on the include path (${PROTO_DIR})${meant}` });
+    assert.throws(() => locateProtoFiles(["meshstats.proto"], []), { message: `meshstats.proto: no such file, nor on the include path (${PROTO_DIR})${meant}` });
+    assert.throws(() => locateProtoFiles(["localhost:50051"], []), {
+      message: `localhost:50051: no such file, nor on the include path (${PROTO_DIR}); a running server's types come by reflection: --address localhost:50051`,
+    });
   });
 
   it("says what is wrong: no such file, outside every --proto-path, an empty folder, buf's errors at the real paths", async () => {

@@ -10,6 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { isHostPort, nameLike } from "../../common/likely-meant";
 import { PROTO_DIR } from "../../server/proto-dir";
 import type { DescriptorSource } from "./ts-proto";
 
@@ -45,6 +46,18 @@ const bundledProto = (name: string) => `tesseract/examples/${name}/v1/${name}.pr
 function bundledNames(contractDir: string): string[] {
   const examples = path.join(contractDir, "tesseract/examples");
   return isDirectory(examples) ? fs.readdirSync(examples).filter((name) => isFile(path.join(contractDir, bundledProto(name)))).sort() : [];
+}
+
+/**
+ * What an argument that names nothing most likely meant, as "; …": a server's address (its types
+ * come by reflection, --address), a bundled name spelt otherwise, or a bundled .proto by its file
+ * name alone (found by its path below proto/).
+ */
+function likelyMeant(arg: string, contractDir: string | undefined): string {
+  if (isHostPort(arg)) return `; a running server's types come by reflection: --address ${arg}`;
+  const names = contractDir === undefined ? [] : bundledNames(contractDir);
+  const name = nameLike(arg, names) ?? names.find((n) => path.basename(arg) === `${n}.proto`);
+  return name === undefined ? "" : `; did you mean ${name} (${bundledProto(name)})?`;
 }
 
 /**
@@ -88,7 +101,7 @@ export function locateProtoFiles(args: readonly string[], protoPaths: readonly s
       if (!root) {
         // A bare name may have meant a bundled Tesseract: name them.
         const bundled = /^[a-z]\w*$/.test(arg) && contract.length ? `, nor a bundled Tesseract (${bundledNames(contract[0]).join(", ")})` : "";
-        throw new Error(`${arg}: no such file${bundled}, nor on the include path (${[...includes, ...contract].join(", ")})`);
+        throw new Error(`${arg}: no such file${bundled}, nor on the include path (${[...includes, ...contract].join(", ")})${likelyMeant(arg, contract[0])}`);
       }
       add(root, path.join(root, name));
     }
