@@ -147,6 +147,22 @@ describe("tesseract-core bridge: answers read up to a bound", function () {
     assert.equal(failureReason(Object.assign(new Error("aborted"), { code: 20 })), "aborted");
   });
 
+  it("a URL with an endpoint's path (…/apply, …/openapi.json): the start names the runtime by its URL without the path (it wrote 'URL (address)/openapi.json answered HTTP 404')", async () => {
+    const fake = await startFakeTesseractCore(meshStats());
+    try {
+      for (const endpoint of ["/apply", "/openapi.json"]) {
+        await assert.rejects(loadTesseractCore(fake.url + endpoint), {
+          message: `GET /openapi.json on ${fake.url}${endpoint} answered HTTP 404; expected a tesseract-core runtime's OpenAPI document: the URL's path, ${endpoint}, comes before every endpoint; a runtime is named by its URL without a path, ${fake.url}`,
+        });
+      }
+      // The runtime's own URL starts.
+      const runtime = await loadTesseractCore(fake.url + "/");
+      await runtime.close();
+    } finally {
+      await fake.close();
+    }
+  });
+
   it("a URL of a gRPC port, or https:// of a plaintext one: the start says what is wrong (it said HPE_INVALID_CONSTANT, ERR_SSL_WRONG_VERSION_NUMBER)", async () => {
     const grpcServer = await startServer({ tesseract: "vectoradd", port: 0, workers: 0, logger: silentLogger });
     try {
@@ -164,7 +180,7 @@ describe("tesseract-core bridge: answers read up to a bound", function () {
     const deep = (n: number) => `${"[".repeat(n)}1${"]".repeat(n)}`;
     const nestedDocument = await runtimeAt((res) => res.end(`{"openapi": "3.1.0", "x": ${deep(100_000)}}`), document);
     try {
-      await assert.rejects(loadTesseractCore(nestedDocument.url), new RegExp(`^Error: ${nestedDocument.url.replace(/\./g, "\\.")}/openapi\\.json is nested more than 100 deep`));
+      await assert.rejects(loadTesseractCore(nestedDocument.url), new RegExp(`^Error: GET /openapi\\.json on ${nestedDocument.url.replace(/\./g, "\\.")} answered JSON nested more than 100 deep`));
     } finally {
       await nestedDocument.close();
     }

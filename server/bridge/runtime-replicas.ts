@@ -186,9 +186,11 @@ export class Replica {
   /** Evaluations' connections, at most `limits.connections`; GETs (health, the document) have their own, never queued behind a slow apply. */
   private readonly pool: Pool;
   private readonly checks: Pool;
-  private readonly origin: string;
+  /** The URL's scheme, host and port (`http://tesseract:8000`). */
+  readonly origin: string;
   private readonly options: Pool.Options;
-  private readonly basePath: string;
+  /** The URL's path without trailing slashes, put before every endpoint (`/tesseract` behind a proxy); "" for none. */
+  readonly basePath: string;
   /** The resends' connections of their own (request), each until it has closed (the promise): retire waits for them, destroy ends them. */
   private readonly fresh = new Map<Client, Promise<void>>();
   /** Requests given up on that hold a connection of this runtime now (answerHead). */

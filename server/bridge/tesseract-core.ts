@@ -65,14 +65,20 @@ async function fetchOpenApi(replicas: RuntimeReplicas): Promise<{ url: string; d
       continue;
     }
     const redirect = answer.location === undefined ? "" : ` (a redirect to ${quote(clip(printable(answer.location)))}, which the bridge does not follow: serve the runtime's own URL)`;
-    if (answer.status < 200 || answer.status >= 300) throw new Error(`${url}/openapi.json answered HTTP ${answer.status}${redirect}; expected a tesseract-core runtime's OpenAPI document`);
+    // Named as the runtime's other requests are ("GET /openapi.json on URL (address)"): "URL (address)/openapi.json" read as a broken URL.
+    const get = `GET /openapi.json on ${url}`;
+    if (answer.status < 200 || answer.status >= 300) {
+      // A URL copied with an endpoint's path (…/apply, …/docs): that path is put before every endpoint.
+      const pathHint = answer.status === 404 && replica.basePath !== "" ? `: the URL's path, ${replica.basePath}, comes before every endpoint; a runtime is named by its URL without a path, ${replica.origin}` : "";
+      throw new Error(`${get} answered HTTP ${answer.status}${redirect}; expected a tesseract-core runtime's OpenAPI document${pathHint}`);
+    }
     let doc: unknown;
     try {
       doc = JSON.parse(answer.text);
     } catch {
-      throw new Error(`${url}/openapi.json is not JSON; expected a tesseract-core runtime's OpenAPI document`);
+      throw new Error(`${get} answered no JSON; expected a tesseract-core runtime's OpenAPI document`);
     }
-    if (nestedDeeper(doc)) throw new Error(`${url}/openapi.json is nested more than ${MAX_DEPTH} deep; expected a tesseract-core runtime's OpenAPI document`);
+    if (nestedDeeper(doc)) throw new Error(`${get} answered JSON nested more than ${MAX_DEPTH} deep; expected a tesseract-core runtime's OpenAPI document`);
     return { url, doc };
   }
   // Why each failed (ECONNREFUSED is not a slow runtime): the time each is given to answer comes last.
