@@ -17,6 +17,15 @@ export function withDefaultPort(address: string, port = DEFAULT_PORT): string {
 }
 
 /**
+ * The HOST:PORT meant by a port alone (`50061`, `:50061`), which gRPC reads as a host (50061 is the
+ * IPv4 address 0.0.195.77) and this package completes with port 50051; undefined for anything else.
+ */
+export function portAloneMeant(address: string): string | undefined {
+  const port = /^:?(\d{1,5})$/.exec(address.trim())?.[1];
+  return port === undefined ? undefined : `127.0.0.1:${port}`;
+}
+
+/**
  * An address written as a URL (`http://127.0.0.1:50051`, `grpc://…`), which gRPC does not take:
  * its scheme (`http://`) and the HOST:PORT to write instead; undefined for anything else.
  */

@@ -9,6 +9,7 @@
 import { ChannelCredentials, Metadata, status } from "@grpc/grpc-js";
 import { clip } from "../common/errors";
 import { isNdArray } from "../common/tensor-codec";
+import { portAloneMeant } from "./address";
 import { TesseractClientError } from "./errors";
 
 /** The error of a misused argument: INVALID_ARGUMENT, "`name` is `value`: expected `expected`". */
@@ -336,6 +337,8 @@ const CLIENT_OPTIONS: Fields = {
 /** The TesseractClient constructor's arguments, checked: `address`, `types` and `options`. */
 export function checkClientArguments(address: unknown, types: unknown, options: unknown): void {
   if (typeof address !== "string" || address.trim() === "") throw argumentError("TesseractClient's address", address, `the server's address, a string "HOST:PORT" such as "127.0.0.1:50051"`);
+  const meant = portAloneMeant(address);
+  if (meant !== undefined) throw argumentError("TesseractClient's address", address, `"HOST:PORT", not a port alone: "${meant}"`);
   readFields(types, "TesseractClient's types", TYPES, `${shapeOf(TYPES)}, such as { inputs: Inputs, outputs: Outputs }`, "types.");
   if (options != null) readFields(options, "TesseractClient's options", CLIENT_OPTIONS, shapeOf(CLIENT_OPTIONS), "options.");
 }

@@ -10,7 +10,7 @@ import * as grpc from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
 import { Command, InvalidArgumentError, Option } from "commander";
 import * as protobuf from "protobufjs";
-import { withDefaultPort } from "./address";
+import { portAloneMeant, withDefaultPort } from "./address";
 import { explainError, statsLine } from "./cli-messages";
 import { withProgress, writeRowsNdjson } from "./cli-rows";
 import { TesseractClientError, toClientError } from "./errors";
@@ -47,6 +47,13 @@ type Payload = Record<string, unknown>;
 export function envOption(flags: string, description: string): Option {
   const long = flags.match(/--([a-z-]+)/)![1];
   return new Option(flags, description).env(`TESSERACT_GRPC_${long.replace(/-/g, "_").toUpperCase()}`);
+}
+
+/** --address's argument, refused when it is a port alone (commander then names the flag and says why). */
+export function serverAddress(address: string): string {
+  const meant = portAloneMeant(address);
+  if (meant !== undefined) throw new InvalidArgumentError(`an address is HOST:PORT, not a port alone: ${meant}`);
+  return address;
 }
 
 /** Status codes for the CLI's own refusals of a payload, like the server's. */
@@ -228,7 +235,7 @@ function clientCommand(program: Command, name: string, description: string, payl
   const command = program
     .command(name)
     .description(description)
-    .addOption(envOption("--address <host:port>", "server to call (port 50051 when none is given)").default("127.0.0.1:50051"));
+    .addOption(envOption("--address <host:port>", "server to call (port 50051 when none is given)").default("127.0.0.1:50051").argParser(serverAddress));
   for (const option of connectionOptions()) command.addOption(option);
   // Commands without a payload (describe, health) print no arrays.
   if (payloadRequired) command.addOption(new Option("--format <format>", "output arrays as nested lists or base64 objects").choices(["json", "json+base64"]).default("json"));

@@ -442,6 +442,15 @@ describe("CLI: payloads, options and messages", () => {
       assert.equal(stderr, `tesseract-grpc describe: UNAVAILABLE: cannot resolve the host of http://${mesh.address} — an address is HOST:PORT, without "http://": ${mesh.address}\n`);
     });
 
+    it("a port alone as the address (50061, :50061): refused naming the HOST:PORT meant, before any call (it dialled 50061:50051, 'no server at 50061:50051'), by every command that takes --address", async () => {
+      const port = mesh.address.split(":")[1];
+      const refused = (given: string) => `error: option '--address <host:port>' argument '${given}' is invalid. an address is HOST:PORT, not a port alone: 127.0.0.1:${port}\n(add --help for usage)\n`;
+      for (const args of [["describe", "--address", port], ["health", "--address", `:${port}`], ["proto", "--out", "unused", "--address", port], ["generate", "--address", port]]) {
+        const { code, stdout, stderr } = await cli(...args);
+        assert.deepEqual([code, stdout, stderr], [1, "", refused(args[args.length - 1])], args.join(" "));
+      }
+    });
+
     it("an address without a port dials 50051 (grpc-js alone would dial 443)", async () => {
       // Whatever answers on this machine's port 50051 (most often nothing), the address used names it.
       const { code, stderr } = await cli("health", "--address", "127.0.0.1", "--deadline", "5000");

@@ -158,6 +158,8 @@ describe("SDK: arguments from plain JavaScript", () => {
     for (const [args, message] of [
       [[undefined, types], /^INVALID_ARGUMENT: TesseractClient's address is missing \(undefined\): expected the server's address, a string "HOST:PORT"/],
       [[50051, types], /^INVALID_ARGUMENT: TesseractClient's address is 50051:/],
+      // A port alone was dialled as the host 50051 at port 50051.
+      [["50051", types], /^INVALID_ARGUMENT: TesseractClient's address is "50051": expected "HOST:PORT", not a port alone: "127\.0\.0\.1:50051"$/],
       [[server.address], /^INVALID_ARGUMENT: TesseractClient's types is missing \(undefined\): expected an object \{ inputs, outputs, inputType\?, outputType\?, outputDatatypes\? \}/],
       [[server.address, {}], /^INVALID_ARGUMENT: types\.inputs is missing \(undefined\): expected a generated message object with encode and decode/],
       [[server.address, types, { token: 5 }], /^INVALID_ARGUMENT: options\.token is 5: expected a string$/],

@@ -11,7 +11,7 @@ import { create } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { Command, Option } from "commander";
 import { withDefaultPort } from "../../client/address";
-import { connectionOptions } from "../../client/cli-commands";
+import { connectionOptions, serverAddress } from "../../client/cli-commands";
 import { connectionFrom, failureLine, fetchTesseractFiles, type ConnectionFlags } from "../../client/proto-command";
 import { compileProtoFiles, locateProtoFiles } from "./proto-files";
 import { findTool } from "./tools";
@@ -63,7 +63,7 @@ export function addGenerateCommand(program: Command): void {
         .argParser(collect)
         .default([], "each file's own folder"),
     )
-    .option("--address <host:port>", "instead of .proto files: the server whose Tesseract's messages to generate, read by reflection (port 50051 when none is given)");
+    .option("--address <host:port>", "instead of .proto files: the server whose Tesseract's messages to generate, read by reflection (port 50051 when none is given)", serverAddress);
   for (const option of connectionOptions()) command.addOption(option);
   command
     .option("--out <dir>", "folder to write the .ts files to", "generated")
