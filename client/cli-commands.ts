@@ -56,6 +56,18 @@ export function serverAddress(address: string): string {
   return address;
 }
 
+/**
+ * --port on a command that calls a server: serve's flag, which a caller plausibly carries over. Hidden,
+ * and refused naming --address (commander's "unknown option '--port'" named no fix).
+ */
+export function portFlagRefused(): Option {
+  return new Option("--port <port>")
+    .hideHelp()
+    .argParser((port: string) => {
+      throw new InvalidArgumentError(`--port is serve's flag; a server is called at --address HOST:PORT (--address 127.0.0.1:${port})`);
+    });
+}
+
 /** Status codes for the CLI's own refusals of a payload, like the server's. */
 const badPayload = (message: string) => new TesseractClientError(status.INVALID_ARGUMENT, message);
 
@@ -236,7 +248,7 @@ function clientCommand(program: Command, name: string, description: string, payl
     .command(name)
     .description(description)
     .addOption(envOption("--address <host:port>", "server to call (port 50051 when none is given)").default("127.0.0.1:50051").argParser(serverAddress));
-  for (const option of connectionOptions()) command.addOption(option);
+  for (const option of [...connectionOptions(), portFlagRefused()]) command.addOption(option);
   // Commands without a payload (describe, health) print no arrays.
   if (payloadRequired) command.addOption(new Option("--format <format>", "output arrays as nested lists or base64 objects").choices(["json", "json+base64"]).default("json"));
   command

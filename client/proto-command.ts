@@ -12,7 +12,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Command } from "commander";
 import { TesseractClient as GeneratedClient, type DescribeResponse } from "../generated/tesseract/v1/tesseract";
 import { withDefaultPort } from "./address";
-import { connectionOptions, credentialsFromFlags, envOption, serverAddress } from "./cli-commands";
+import { connectionOptions, credentialsFromFlags, envOption, portFlagRefused, serverAddress } from "./cli-commands";
 import { explainError } from "./cli-messages";
 import { toClientError } from "./errors";
 import { printProto } from "./proto-text";
@@ -96,7 +96,7 @@ export function addProtoCommand(program: Command): void {
     .description("write the served Tesseract's .proto files (the contract and its own), fetched by reflection, under --out")
     .requiredOption("--out <dir>", "folder to write them in (created if needed); files keep their names, e.g. tesseract/v1/tesseract.proto")
     .addOption(envOption("--address <host:port>", "server to ask (port 50051 when none is given)").default("127.0.0.1:50051").argParser(serverAddress));
-  for (const option of connectionOptions()) command.addOption(option);
+  for (const option of [...connectionOptions(), portFlagRefused()]) command.addOption(option);
   command.action(async (flags: ProtoFlags) => {
     const address = withDefaultPort(flags.address);
     try {

@@ -451,6 +451,14 @@ describe("CLI: payloads, options and messages", () => {
       }
     });
 
+    it("--port on a command that calls a server (serve's flag, carried over): refused naming --address (it was commander's bare \"unknown option '--port'\")", async () => {
+      for (const args of [["describe", "--port", "50061"], ["apply", "{}", "--port", "50061"], ["proto", "--out", "unused", "--port", "50061"]]) {
+        const { code, stdout, stderr } = await cli(...args);
+        const expected = "error: option '--port <port>' argument '50061' is invalid. --port is serve's flag; a server is called at --address HOST:PORT (--address 127.0.0.1:50061)\n(add --help for usage)\n";
+        assert.deepEqual([code, stdout, stderr], [1, "", expected], args.join(" "));
+      }
+    });
+
     it("an address without a port dials 50051 (grpc-js alone would dial 443)", async () => {
       // Whatever answers on this machine's port 50051 (most often nothing), the address used names it.
       const { code, stderr } = await cli("health", "--address", "127.0.0.1", "--deadline", "5000");
