@@ -171,7 +171,7 @@ export function buildProgram(): Command {
       const replicaCredentials = credentialsFromFlags("--replica-tls", { ca: replicaTlsCa, cert: replicaTlsCert, key: replicaTlsKey });
       const limits = { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs };
       const server = await startServer({ tesseract, logger, ...rest, evalCacheBytes: evalCacheMb * 2 ** 20, tokens, tls, replicaCredentials, limits }).catch((e: Error) => {
-        throw explainServeError(e, rest.host, rest.port, rest.httpPort);
+        throw explainServeError(e, rest.host, rest);
       });
       let stopping = false;
       const stop = (signal: string) => {

@@ -11,7 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
-import { assertClose, CLI, serveProcess, type ServeProcess } from "./helpers";
+import { assertClose, CLI, freePort, serveProcess, type ServeProcess } from "./helpers";
 
 const run = promisify(execFile);
 
@@ -487,6 +487,20 @@ describe("CLI: payloads, options and messages", () => {
       );
       assert.equal(rest.code, 1);
       assert.equal(rest.stderr, `tesseract-grpc: 127.0.0.1:${port} is already in use (another server?) — stop it, or choose another port with --http-port (0 picks a free one)\n`);
+      // So does the metrics port (it named --port), and two flags naming one port say so (it blamed another server).
+      const own = String(await freePort());
+      const cases: [string[], string][] = [
+        [["--port", "0", "--metrics-port", port], `127.0.0.1:${port} is already in use (another server?) — stop it, or choose another port with --metrics-port (0 picks a free one)`],
+        [["--port", own, "--http-port", own], `--http-port and --port both name 127.0.0.1:${own}: gRPC, the REST API and metrics each need a port of their own (0 picks a free one)`],
+        [["--port", own, "--metrics-port", own], `--port and --metrics-port both name 127.0.0.1:${own}: gRPC, the REST API and metrics each need a port of their own (0 picks a free one)`],
+      ];
+      for (const [flags, message] of cases) {
+        const failed = await run(process.execPath, [CLI, "serve", "meshstats", ...flags, "--warm-up-ms", "0"]).then(
+          () => ({ code: 0, stderr: "" }),
+          (e: { code: number; stderr: string }) => e,
+        );
+        assert.deepEqual([failed.code, failed.stderr], [1, `tesseract-grpc: ${message}\n`], flags.join(" "));
+      }
     });
   });
 });

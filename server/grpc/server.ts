@@ -390,7 +390,12 @@ async function serveRuntime(runtime: TesseractRuntime, options: ServeOptions, { 
   const stopFollowing = followReadiness(runtime, health, log);
   started.push(stopFollowing);
   addReflection(server, reflection);
-  const metrics = options.metricsPort === undefined ? undefined : await new (optional.metrics().ServerMetrics)(runtime, calls).listen(host, options.metricsPort);
+  const metrics =
+    options.metricsPort === undefined
+      ? undefined
+      : await new (optional.metrics().ServerMetrics)(runtime, calls).listen(host, options.metricsPort).catch((e: Error) => {
+          throw new Error(`metrics could not listen on ${formatAddress(host, options.metricsPort!)}: ${e.message}`);
+        });
   if (metrics) started.push(() => metrics.close());
 
   const port = await bindGrpc(server, formatAddress(host, options.port ?? DEFAULTS.port), credentials);
