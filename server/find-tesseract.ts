@@ -52,8 +52,16 @@ function resolvable(folder: string): boolean {
   }
 }
 
+/** The module files in `folder`; none where it cannot be read (the hint then says nothing, the error stays). */
 function moduleFilesIn(folder: string): string[] {
-  return fs.readdirSync(folder).filter((name) => MODULE_EXTENSIONS.includes(path.extname(name)) && !name.endsWith(".d.ts") && fs.statSync(path.join(folder, name)).isFile());
+  let names: string[];
+  try {
+    names = fs.readdirSync(folder);
+  } catch {
+    return [];
+  }
+  const isFile = (name: string) => fs.statSync(path.join(folder, name), { throwIfNoEntry: false })?.isFile() === true;
+  return names.filter((name) => MODULE_EXTENSIONS.includes(path.extname(name)) && !name.endsWith(".d.ts") && isFile(name));
 }
 
 /** `name` in `folder`, written as the caller wrote the folder (`.` -> `./beam.ts`). */

@@ -156,6 +156,8 @@ describe("a Tesseract module outside the source tree", () => {
     const folder = fs.mkdtempSync(path.join(tmpDir, "hints-"));
     fs.writeFileSync(path.join(folder, "springs.ts"), "");
     fs.writeFileSync(path.join(folder, "springs.d.ts"), "");
+    // A link to nothing is no module (stat would throw ENOENT, in place of the message).
+    fs.symlinkSync(path.join(folder, "gone.ts"), path.join(folder, "dangling.ts"));
     const cases: [string, string][] = [
       ["localhost:8000", `${neither("localhost:8000")}; a tesseract-core runtime is served by its URL: http://localhost:8000`],
       ["mesh_stats", `${neither("mesh_stats")}; did you mean meshstats?`],
