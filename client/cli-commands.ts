@@ -64,7 +64,8 @@ export function portFlagRefused(): Option {
   return new Option("--port <port>")
     .hideHelp()
     .argParser((port: string) => {
-      throw new InvalidArgumentError(`--port is serve's flag; a server is called at --address HOST:PORT (--address 127.0.0.1:${port})`);
+      const example = /^\d{1,5}$/.test(port) ? ` (--address 127.0.0.1:${port})` : "";
+      throw new InvalidArgumentError(`--port is serve's flag; a server is called at --address HOST:PORT${example}`);
     });
 }
 

@@ -457,6 +457,9 @@ describe("CLI: payloads, options and messages", () => {
         const expected = "error: option '--port <port>' argument '50061' is invalid. --port is serve's flag; a server is called at --address HOST:PORT (--address 127.0.0.1:50061)\n(add --help for usage)\n";
         assert.deepEqual([code, stdout, stderr], [1, "", expected], args.join(" "));
       }
+      // No example address from a value that is no port.
+      const odd = await cli("describe", "--port", "abc");
+      assert.equal(odd.stderr, "error: option '--port <port>' argument 'abc' is invalid. --port is serve's flag; a server is called at --address HOST:PORT\n(add --help for usage)\n");
     });
 
     it("an address without a port dials 50051 (grpc-js alone would dial 443)", async () => {
