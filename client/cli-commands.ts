@@ -261,7 +261,7 @@ function clientCommand(program: Command, name: string, description: string, payl
 
 /**
  * The finite-difference flags; --seed is the stochastic rule's unless the command says otherwise,
- * --sparsity-mode only where the structure is used (a Jacobian or a VJP; a JVP is one direction).
+ * --sparsity-mode only where the structure is used (a Jacobian, a VJP, CheckGradients' columns; a JVP is one direction).
  */
 function gradientOptions(command: Command, { seed = true, sparsity = true } = {}): Command {
   for (const option of optionFlags(seed, sparsity)) command.addOption(option);
@@ -474,7 +474,7 @@ export function addClientCommands(program: Command): void {
       .addOption(new Option("--atol <a>", `absolute tolerance (default ${CHECK_DEFAULTS.atol})`).argParser(positiveNumber))
       .addOption(new Option("--max-evals <n>", `bound on apply calls (default ${CHECK_DEFAULTS.maxEvals})`).argParser(positiveInteger))
       .option("--seed <seed>", `which elements are sampled (default ${CHECK_DEFAULTS.seed})`),
-    { seed: false, sparsity: false },
+    { seed: false },
   ).action(run(checkGradients));
   clientCommand(program, "describe", "name, types, differentiable paths, defaults and endpoints", false).action(run(describe));
   clientCommand(program, "health", "exit 0 when the server (or --service) is SERVING", false)

@@ -531,6 +531,14 @@ describe("CLI: check-gradients", () => {
     assert.ok(response.checks.every((c) => c.failures === 0 && c.rows_checked > 0));
   });
 
+  it("takes the columns by the Tesseract's column groups, or one by one under --sparsity-mode dense", async () => {
+    const unnormalised = JSON.stringify({ inputs: { a: A, b: B, s: S }, endpoints: ["jacobian"] });
+    const [grouped, dense] = await Promise.all([cli("check-gradients", unnormalised, "--address", vectorAddress), cli("check-gradients", unnormalised, "--address", vectorAddress, "--sparsity-mode", "dense")]);
+    assert.deepEqual([grouped.code, dense.code], [0, 0], grouped.stderr + dense.stderr);
+    assert.match(grouped.stderr, /^stats: \d+ apply calls in [0-9.e-]+ s; 3 column groups \(sparsity: tesseract\)\n$/);
+    assert.match(dense.stderr, /^stats: \d+ apply calls in [0-9.e-]+ s\n$/);
+  });
+
   it("exits 1 on the wrong Jacobian, still printing the response", async () => {
     const { code, stdout, stderr } = await cli("check-gradients", payload, "--address", wrongAddress);
     assert.equal(code, 1, stderr);
