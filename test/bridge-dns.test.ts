@@ -107,16 +107,17 @@ describe("tesseract-core bridge: a host name's addresses are replicas", function
     try {
       assert.deepEqual(resolver.replicas, [`http://${HOST}:${fakes[0].port} (127.0.0.1)`, `http://${HOST}:${fakes[0].port} (127.0.0.2)`]);
       assertJacobian((await client.jacobian(JACOBIAN)).jacobian);
-      assert.deepEqual(calls(fakes), [12, 12], "round-robin over the two addresses");
+      const [first, second] = calls(fakes);
+      assert.ok(first > 0 && second > 0 && first + second === 24, `evaluations ${first} and ${second}: both addresses take some`);
       for (const f of fakes) assert.deepEqual([...f.hosts], [`${HOST}:${f.port}`]);
 
       await fakes[1].stop();
       const lookups = resolver.lookups;
       assertJacobian((await client.jacobian(JACOBIAN)).jacobian);
-      assert.deepEqual(calls(fakes), [36, 12], "every evaluation of the second Jacobian on the address still up");
+      assert.deepEqual(calls(fakes), [first + 24, second], "every evaluation of the second Jacobian on the address still up");
       assert.ok(resolver.lookups > lookups, "a connection failure resolves the name again");
       assert.deepEqual(flat((await client.apply(inputs())).barycenter), barycenter());
-      assert.deepEqual(calls(fakes), [37, 12]);
+      assert.deepEqual(calls(fakes), [first + 25, second]);
     } finally {
       await stop();
       await Promise.all(fakes.map((f) => f.close()));

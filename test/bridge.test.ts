@@ -538,6 +538,26 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
     }
   });
 
+  it("a replica far slower than the other gets evaluations only as fast as it answers them (round-robin gave it half a Jacobian's, which then took as long as that half took it)", async () => {
+    const fast = await startFakeTesseractCore(meshStats());
+    const slow = await startFakeTesseractCore(meshStats(400));
+    const server = await startServer({ tesseract: `${fast.url},${slow.url}`, port: 0, logger: silentLogger, concurrency: 2 });
+    const { client } = await reflectedClient(server.address);
+    try {
+      // One Apply each (other inputs: none answered from the evaluation cache), so both are timed.
+      for (const scale of [3, 4]) assertAll(flat((await client.apply({ ...inputs(), scale })).barycenter), (c) => barycenter()[c] + ((scale - SCALE) * POINTS.filter((_, k) => k % 3 === c).reduce((s, v) => s + v, 0)) / N, "barycenter");
+      assert.deepEqual([fast.applyCalls, slow.applyCalls], [1, 1]);
+      const { jacobian, stats } = await client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL });
+      assertBarycenterJacobian(jacobian.barycenter["mesh.points"], "jacobian");
+      assert.equal(Number(stats.apply_calls), 24);
+      assert.deepEqual([fast.applyCalls, slow.applyCalls], [25, 1], "every evaluation of the Jacobian on the fast replica");
+    } finally {
+      client.close();
+      await server.close(0);
+      await Promise.all([fast.close(), slow.close()]);
+    }
+  });
+
   it("a runtime that is down: its evaluations go to the live one", async () => {
     const down = await closedUrl();
     const live = await startFakeTesseractCore(meshStats());

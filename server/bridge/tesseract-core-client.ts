@@ -2,7 +2,7 @@
  * HTTP calls to tesseract-core runtimes (runtime-replicas.ts: undici pools, keep-alive connections,
  * AbortSignal): `POST /apply` with the inputs as tesseract-core JSON, arrays as base64 array
  * objects, answered in kind (`Accept: application/json+base64`), and `POST /abstract_eval` with
- * arrays as `{"shape", "dtype"}`. Calls go round-robin over the replicas; a call that cannot reach
+ * arrays as `{"shape", "dtype"}`. Calls go to the replica that would answer soonest (RuntimeReplicas.order); a call that cannot reach
  * its runtime (connection refused or reset) goes to the next (both endpoints are idempotent), and
  * when none could be reached, to those the host names resolve to now. Statuses: 422 →
  * INVALID_ARGUMENT with the detail's location and message; any other failure → UNKNOWN naming the

@@ -3,7 +3,7 @@
  * served here through the same engine: the schema comes from the runtime's `/openapi.json`
  * (schema/openapi-proto.ts); every evaluation is one `POST /apply` and AbstractEval one `POST
  * /abstract_eval` when the runtime lists that path (tesseract-core-client.ts); evaluations run up to
- * `--concurrency` at once (eval/concurrent.ts), round-robin over the replicas (runtime-replicas.ts:
+ * `--concurrency` at once (eval/concurrent.ts), each to the replica that would answer soonest (runtime-replicas.ts:
  * one per URL, or per address of a host name, re-resolved); health follows the
  * runtimes' `/health` (health-monitor.ts). The generated .proto is written to a temporary folder
  * for reflection and the gRPC service definition, removed when the runtime closes. Not forwarded:
