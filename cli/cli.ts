@@ -48,6 +48,7 @@ interface ServeFlags {
   maxQueue: number;
   defaultDeadlineMs: number;
   maxDeadlineMs: number;
+  progressLogMs: number;
   graceMs: number;
   maxTensorElements: number;
   maxTensorBytes: number;
@@ -144,6 +145,7 @@ export function buildProgram(): Command {
     .addOption(flag("--max-queue <n>", "gradient jobs waiting for a slot; more get RESOURCE_EXHAUSTED").default(DEFAULT_LIMITS.maxQueue).argParser(integer(0)))
     .addOption(flag("--default-deadline-ms <ms>", "deadline for calls that set none (0: none)").default(0).argParser(integer(0)))
     .addOption(flag("--max-deadline-ms <ms>", "longest any call may run (0: no cap)").default(0).argParser(integer(0)))
+    .addOption(flag("--progress-log-ms <ms>", "how often a gradient call still running logs its evaluations done and planned (0: never)").default(DEFAULT_LIMITS.progressLogMs).argParser(integer(0, { max: MAX_TIMER_MS })))
     .addOption(flag("--grace-ms <ms>", "on SIGTERM/SIGINT, how long calls in flight may finish").default(DEFAULTS.graceMs).argParser(integer(0, { max: MAX_TIMER_MS })))
     .addOption(flag("--max-tensor-elements <n>", "largest tensor a request may carry, in elements").default(DEFAULT_MAX_ELEMENTS).argParser(integer(1)))
     .addOption(flag("--max-request-messages <n>", "most messages one request may hold (every tensor, map entry, nested message and listed string counts)").default(DEFAULT_MAX_MESSAGES).argParser(integer(1)))
@@ -165,11 +167,11 @@ export function buildProgram(): Command {
     .action(async (tesseract: string, opts: ServeFlags) => {
       const logger = createLogger();
       routeGrpcLogs(logger);
-      const { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs, graceMs, tokensFile, tlsCert, tlsKey, tlsClientCa, replicaTlsCa, replicaTlsCert, replicaTlsKey, evalCacheMb, ...rest } = opts;
+      const { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs, progressLogMs, graceMs, tokensFile, tlsCert, tlsKey, tlsClientCa, replicaTlsCa, replicaTlsCert, replicaTlsKey, evalCacheMb, ...rest } = opts;
       const tokens = readTokens(tokensFile, process.env.TESSERACT_GRPC_TOKENS);
       const tls = readServerTls(tlsCert, tlsKey, tlsClientCa);
       const replicaCredentials = credentialsFromFlags("--replica-tls", { ca: replicaTlsCa, cert: replicaTlsCert, key: replicaTlsKey });
-      const limits = { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs };
+      const limits = { maxJobs, maxQueue, defaultDeadlineMs, maxDeadlineMs, progressLogMs };
       const server = await startServer({ tesseract, logger, ...rest, evalCacheBytes: evalCacheMb * 2 ** 20, tokens, tls, replicaCredentials, limits }).catch((e: Error) => {
         throw explainServeError(e, rest.host, rest);
       });

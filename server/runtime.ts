@@ -10,6 +10,7 @@ import type { EvaluationCache } from "./eval/evaluation-cache";
 import { withAbortingTimeout, withTimeout } from "./eval/timeout";
 import { CachedBaseEvaluator } from "./eval/cached-base";
 import { effectiveAlgorithm, plannedEvaluations, usesBase } from "./fd/rows";
+import { reportProgress } from "./eval/progress";
 import { checkJacobianSize, ensureOutputs, jacobian, type JacobianEntry } from "./fd/jacobian";
 import { planRowBatches } from "./fd/columns";
 import { groupedRows } from "./fd/grouped";
@@ -409,6 +410,7 @@ export class TesseractRuntime extends LoadedTesseract {
     const planned = plannedEvaluations(leaves.reduce((n, l) => n + l.size, 0), options);
     const evaluator = this.backends.evaluatorFor({ inputs: req.inputs, leaves, selector, outputPaths: req.outputPaths, outputsField: fields.outputs, plannedEvaluations: planned, rpc, signal: req.signal });
     const problem = new Problem(leaves, evaluator, req.signal, this.leafBounds(leaves));
+    reportProgress(req.signal, () => ({ evaluations: problem.calls, planned: problem.plannedEvaluations ?? planned }));
     this.inputGuards.set(problem, new InputGuard(req.inputs));
     // f(x) from the evaluation cache is one evaluation fewer than planned, whether the rule or the plan needs it.
     const cachedBase = evaluator instanceof CachedBaseEvaluator && evaluator.baseKnown();

@@ -451,6 +451,39 @@ function assertAll(values: number[], expected: number[], what = "values", tolera
   values.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) <= tolerance * Math.max(1, Math.abs(expected[i])), `${what}[${i}] = ${v}, expected ${expected[i]}`));
 }
 
+describe("tesseract-core bridge: a long Jacobian's progress in the log", function () {
+  this.timeout(20000);
+
+  it("a gradient call still running logs its evaluations done and planned every --progress-log-ms, and stops once it ends (the log said nothing until the end)", async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const log = new LogLines();
+    const { fake, client, stop } = await bridged({ ...meshStats(), hold: () => gate }, { concurrency: 2, limits: { progressLogMs: 20 }, logger: log.logger });
+    try {
+      const progress = log.next((line) => line.msg === "call in progress");
+      const call = client.jacobian({ inputs: meshStatsInputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: { algorithm: Algorithm.ALGORITHM_CENTRAL } }, { metadata: { "x-request-id": "slow-solver-1" }, deadline: 5000 });
+      await applyRequests(fake, 2);
+      // Without a progress line, the call's deadline ends the wait.
+      const line = (await Promise.race([progress, call.then(() => ({}), (e: Error) => ({ ended: e.message }))])) as Record<string, unknown>;
+      assert.deepEqual([line.rpc, line.request_id, line.evaluations, line.planned_evaluations], ["Jacobian", "slow-solver-1", 2, 24]);
+      assert.equal(typeof line.ms, "number");
+      const lines: Record<string, unknown>[] = [];
+      void log.next((l) => (lines.push(l), false)); // every later line, kept
+      open();
+      const { jacobian, stats } = await call;
+      assert.equal(Number(stats.apply_calls), 24);
+      assert.ok(flat(jacobian.barycenter["mesh.points"]).every((v, k) => Math.abs(v - (Math.floor(k / (N * 3)) === k % 3 ? SCALE / N : 0)) < 1e-7));
+      await client.apply(meshStatsInputs()); // a round trip after the end, for a line that would follow it
+      const end = lines.findIndex((l) => l.msg === "call" && l.rpc === "Jacobian");
+      assert.ok(end >= 0);
+      assert.deepEqual(lines.slice(end).filter((l) => l.msg === "call in progress"), [], "progress logged after the call ended");
+    } finally {
+      open();
+      await stop();
+    }
+  });
+});
+
 describe("tesseract-core bridge: outputs in their declared dtype", function () {
   this.timeout(20000);
 

@@ -38,8 +38,12 @@ export class Problem {
    */
   paced = false;
 
+  /** Evaluations the request plans, once its plan is known (replanned). */
+  plannedEvaluations?: number;
+
   /** The request's plan is known: about `evaluations` in all (Evaluator.replanned). */
   replanned(evaluations: number): void {
+    this.plannedEvaluations = evaluations;
     this.evaluator.replanned?.(evaluations);
   }
 

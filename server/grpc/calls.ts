@@ -12,6 +12,7 @@ import type { Logger } from "../log";
 import { asServiceError, internalError, toStatus } from "./status";
 import { MAX_TIMER_MS } from "../../common/transport-defaults";
 import { setDeadline } from "../eval/deadlines";
+import { progressOf } from "../eval/progress";
 
 export interface CallLimits {
   /** Gradient jobs (Jacobian, JacobianRows, JVP, VJP, CheckGradients) running at once. */
@@ -22,6 +23,8 @@ export interface CallLimits {
   defaultDeadlineMs: number;
   /** No call runs longer, whatever the client asks (0: no cap). */
   maxDeadlineMs: number;
+  /** How often a gradient call still running logs how far along it is (0: never). */
+  progressLogMs: number;
 }
 
 /** The caller's x-request-id when it is a sane token (up to 128 visible ASCII characters), else a new one. */
@@ -39,7 +42,7 @@ function clientDeadline(call: Call): number {
 /** How long before grpc-js's own deadline timer the server stops a call whose client deadline passes (see deadlineTimer). */
 const CLIENT_DEADLINE_LEAD_MS = 2;
 
-export const DEFAULT_LIMITS: CallLimits = { maxJobs: 8, maxQueue: 32, defaultDeadlineMs: 0, maxDeadlineMs: 0 };
+export const DEFAULT_LIMITS: CallLimits = { maxJobs: 8, maxQueue: 32, defaultDeadlineMs: 0, maxDeadlineMs: 0, progressLogMs: 60_000 };
 
 type Call = {
   metadata: grpc.Metadata;
@@ -86,6 +89,24 @@ export class CallRegistry {
     readonly limits: CallLimits,
   ) {}
 
+  /**
+   * Every `progressLogMs`, while the call runs, a line saying how far its gradient job is (calls
+   * without one, or whose job has not begun, log nothing): a Jacobian of a slow solver, bridged,
+   * runs for hours, and its log said nothing until it ended.
+   */
+  private progressLog(signal: AbortSignal, rpc: string, requestId: string, started: number): NodeJS.Timeout | undefined {
+    const every = this.limits.progressLogMs;
+    if (!(every > 0)) return undefined;
+    const timer = setInterval(() => {
+      const progress = progressOf(signal);
+      if (!progress) return;
+      const ms = Math.round(performance.now() - started);
+      this.log.info({ rpc, request_id: requestId, ms, evaluations: progress.evaluations, planned_evaluations: progress.planned }, "call in progress");
+    }, Math.min(every, MAX_TIMER_MS));
+    timer.unref();
+    return timer;
+  }
+
   /** A call refused before it reached a handler (no valid token, undecodable bytes): logged and counted like the others. */
   refused(rpc: string, code: number, details: string, metadata?: grpc.Metadata): void {
     this.log.info({ rpc, request_id: metadata ? requestIdOf(metadata) : undefined, code, ms: 0, details }, "call");
@@ -110,6 +131,7 @@ export class CallRegistry {
     const expire = () => controller.abort(new TesseractError(Code.DEADLINE_EXCEEDED, "the call's deadline passed"));
     const timer = this.deadlineTimer(controller, deadline, expire);
     this.inFlight.add(controller);
+    const progress = this.progressLog(controller.signal, rpc, requestId, started);
     const refusal = this.draining ? new TesseractError(Code.UNAVAILABLE, "the server is shutting down; retry on another instance") : undefined;
     const tracked: TrackedCall = {
       signal: controller.signal,
@@ -135,6 +157,7 @@ export class CallRegistry {
       finish: (error?: unknown): Partial<grpc.ServiceError> | undefined => {
         finished = true;
         clearTimeout(timer);
+        clearInterval(progress);
         releaseJob?.();
         this.inFlight.delete(controller);
         if (this.inFlight.size === 0) this.idle?.();
