@@ -502,11 +502,12 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
 
   it("--eval-timeout-ms starts once the evaluation has a slot: time waiting for one of --concurrency does not count (calls queued behind others timed out)", async () => {
     const slow = await startFakeTesseractCore(meshStats(100));
-    const { client, stop } = await over(slow, { concurrency: 1, evalTimeoutMs: 250, evalCacheBytes: 0 });
+    // 600 ms: room for a 100 ms apply on a loaded machine (250 ms timed out there).
+    const { client, stop } = await over(slow, { concurrency: 1, evalTimeoutMs: 600, evalCacheBytes: 0 });
     try {
-      // Each takes 100 ms; the fourth waits 300 ms for its turn, more than the timeout, and is answered all the same.
-      const answers = await Promise.all(Array.from({ length: 4 }, () => client.apply(inputs())));
-      assert.equal(answers.length, 4);
+      // Each takes 100 ms; the eighth waits 700 ms for its turn, more than the timeout, and is answered all the same.
+      const answers = await Promise.all(Array.from({ length: 8 }, () => client.apply(inputs())));
+      assert.equal(answers.length, 8);
       assert.equal(slow.maxInFlight, 1);
       // A call cancelled while it waits leaves the queue without reaching the runtime.
       const before = slow.applyCalls;
