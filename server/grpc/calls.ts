@@ -90,9 +90,9 @@ export class CallRegistry {
   ) {}
 
   /**
-   * Every `progressLogMs`, while the call runs, a line saying how far its gradient job is (calls
-   * without one, or whose job has not begun, log nothing): a Jacobian of a slow solver, bridged,
-   * runs for hours, and its log said nothing until it ended.
+   * Every `progressLogMs`, from a gradient job's admission to its call's end, a line saying how far
+   * it is (nothing while its engine has not begun): a Jacobian of a slow solver, bridged, runs for
+   * hours, and its log said nothing until it ended.
    */
   private progressLog(signal: AbortSignal, rpc: string, requestId: string, started: number): NodeJS.Timeout | undefined {
     const every = this.limits.progressLogMs;
@@ -131,13 +131,15 @@ export class CallRegistry {
     const expire = () => controller.abort(new TesseractError(Code.DEADLINE_EXCEEDED, "the call's deadline passed"));
     const timer = this.deadlineTimer(controller, deadline, expire);
     this.inFlight.add(controller);
-    const progress = this.progressLog(controller.signal, rpc, requestId, started);
+    let progress: NodeJS.Timeout | undefined;
     const refusal = this.draining ? new TesseractError(Code.UNAVAILABLE, "the server is shutting down; retry on another instance") : undefined;
     const tracked: TrackedCall = {
       signal: controller.signal,
       refusal,
       admit: async () => {
         releaseJob = await this.admit(controller.signal);
+        // Gradient jobs (the calls admitted) are the ones that say how far along they are.
+        if (!finished) progress = this.progressLog(controller.signal, rpc, requestId, started);
       },
       race: <T>(work: Promise<T>) => {
         if (controller.signal.aborted) {
