@@ -585,6 +585,7 @@ export class TesseractRuntime extends LoadedTesseract {
       arrays && Object.fromEntries(problem.outputs!.map((o, k) => [o.path, densified({ values: [arrays[k]], indices: [indices?.[k]] }, [o]).values[0]]));
     return {
       groups,
+      zeroColumns: groups ? plan.zeroColumns : [],
       source: groups ? plan.source : "",
       calls: () => problem.calls,
       cost: (count) => plannedEvaluations(count, options) + base(),
@@ -724,5 +725,5 @@ function finiteValues(field: string, key: string, values: Float64Array): Float64
 
 /** Apply calls a request will make by its plan, less f(x) where the evaluation cache holds it (whether the rule or the plan needs it). */
 function plannedCalls(plan: SparsityPlan, options: ResolvedOptions, columns: number, cachedBase: boolean): number {
-  return plan.plannedEvaluations(options) - (!plan.fellBack && cachedBase && (usesBase(columns, options) || plan.baseForShapes) ? 1 : 0);
+  return plan.plannedEvaluations(options) - (!plan.fellBack && cachedBase && (usesBase(columns, options) || plan.baseForShapes || plan.onlyZeroColumns) ? 1 : 0);
 }

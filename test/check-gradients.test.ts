@@ -551,6 +551,20 @@ describe("CLI: check-gradients", () => {
     );
   });
 
+  it("a declaration of zeros (scaled-vectoradd at s = 0: result = b) is checked at f(x) alone, its columns known; a fractional index is INTERNAL saying it is no whole number", async () => {
+    const scaled = await serve(path.join(__dirname, "fixtures/scaled-vectoradd/scaled-vectoradd.js"));
+    const at = (s: number) => JSON.stringify({ inputs: { a: A, b: B, s }, input_paths: ["a"], endpoints: ["jacobian", "vjp"] });
+    const zero = await cli("check-gradients", at(0), "--address", scaled);
+    assert.equal(zero.code, 0, zero.stderr);
+    // One group of the zero columns took 2 more.
+    assert.match(zero.stderr, /^stats: 1 apply call in [0-9.e-]+ s; 0 column groups \(sparsity: tesseract\)\n$/);
+    const response = JSON.parse(zero.stdout) as { passed: boolean; checks: GradientCheck[] };
+    assert.deepEqual([response.passed, response.checks.map((c) => [c.endpoint, c.rows_checked, c.failures])], [true, [["jacobian", A.length, 0], ["vjp", A.length, 0]]]);
+    const broken = await cli("check-gradients", at(-1), "--address", scaled);
+    assert.deepEqual([broken.code, broken.stdout], [1, ""]);
+    assert.equal(broken.stderr, 'tesseract-grpc check-gradients: INTERNAL: the Tesseract\'s sparsity declaration[0] (output_path "result", input_path "a"): output_index[1] = 1.5: expected a whole number (a flat row-major index into result)\n');
+  });
+
   it("a failed call: the status on stderr, exit 1", async () => {
     const bad = await cli("check-gradients", JSON.stringify({ inputs: { a: A, b: B }, input_paths: ["c"] }), "--address", vectorAddress);
     assert.equal(bad.code, 1);

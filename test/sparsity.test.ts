@@ -11,6 +11,7 @@ import fc from "fast-check";
 import ndarray from "ndarray";
 import { assembleJacobian, assembleSparseJacobian, densifyRows, TesseractClient, type JacobianRowsEvent } from "../client";
 import { Inputs as HeatInputs, Outputs as HeatOutputs } from "../generated/tesseract/examples/heat/v1/heat";
+import { Inputs as VectorInputs, Outputs as VectorOutputs } from "../generated/tesseract/examples/vectoradd/v1/vectoradd";
 import { Algorithm, Code, SparsityMode, startServer, type RunningServer } from "../index";
 import { JacobianRowsResponse } from "../generated/tesseract/v1/tesseract";
 import { DetectedPatterns } from "../server/fd/detection";
@@ -151,15 +152,16 @@ describe("column grouping", () => {
           const request = { inputs: { x: f64(x), params: {}, blocks: [], mode: "" }, inputPaths: ["x"], outputPaths: ["f"], options: { algorithm: CENTRAL } };
           const grouped = await runtime.jacobian({ ...request, sparsity });
           const groups = grouped.stats.column_groups!;
-          assert.equal(counter.calls, 2 * groups);
+          // No nonzero at all: no group, and f(x) alone, for the outputs' shapes.
+          assert.equal(counter.calls, groups ? 2 * groups : 1);
           assert.equal(grouped.stats.sparsity_source, "request");
           // Greedy colouring: at least the most columns one row holds, at most one more than the most columns one column conflicts with.
           const rows = Array.from({ length: m }, (_, i) => new Set(declared.filter((p) => p[0] === i).map((p) => p[1])));
           const conflicts = (j: number) => new Set(rows.filter((r) => r.has(j)).flatMap((r) => [...r]).filter((k) => k !== j)).size;
-          assert.ok(groups >= Math.max(1, ...rows.map((r) => r.size)), `${groups} groups`);
+          assert.ok(groups >= Math.max(0, ...rows.map((r) => r.size)), `${groups} groups`);
           assert.ok(groups <= 1 + Math.max(0, ...Array.from({ length: n }, (_, j) => conflicts(j))), `${groups} groups`);
           const dense = await runtime.jacobian({ ...request, options: { algorithm: CENTRAL, sparsity_mode: DENSE } });
-          assert.equal(counter.calls, 2 * groups + 2 * n);
+          assert.equal(counter.calls, (groups ? 2 * groups : 1) + 2 * n);
           assertSameEntries(grouped.entries, dense.entries, "random pattern");
         }),
         { numRuns: 60 },
@@ -416,6 +418,69 @@ describe("column grouping", () => {
     const { stats } = await runtime.jacobian({ inputs: meshInputs(5), inputPaths: ["mesh.points"], outputPaths: ["statistics.barycenter"], options: { step_mode: 2 }, maxBytes: 1 << 20 });
     assert.equal(stats.sparsity_source, "tesseract");
     assert.equal(calls.abstractEval, 1);
+  });
+
+  describe("zero columns: known exactly, never evaluated (a real server)", () => {
+    // vectoradd at s = 0: result = b, so d result / d a is a block of zeros, declared by the request or by the Tesseract.
+    const definition = require(path.join(__dirname, "fixtures/scaled-vectoradd/scaled-vectoradd.js")).default;
+    const counter = { calls: 0 };
+    const runtime = new TesseractRuntime({ ...definition, apply: (inputs: never) => (counter.calls++, definition.apply(inputs)) }, __dirname);
+    let server: RunningServer;
+    let client: TesseractClient<VectorInputs, VectorOutputs>;
+    before(async () => {
+      server = await startServer({ tesseract: runtime, host: "127.0.0.1", port: 0, logger: silentLogger });
+      client = new TesseractClient<VectorInputs, VectorOutputs>(server.address, { inputs: VectorInputs, outputs: VectorOutputs });
+    });
+    after(async () => {
+      client?.close();
+      await server?.close();
+    });
+    const inputs = (s: number) => ({ a: f64([1, 2, 3, 4]), b: f64([5, 6, 7, 8]), s: f64([s], []), normalize: false });
+    const zeroA = [{ output_path: "result", input_path: "a", output_index: [], input_index: [] }];
+    /** Apply calls of `call`, the evaluation cache emptied first (f(x) would come from it). */
+    const calls = async <T>(call: () => Promise<T>): Promise<[T, number]> => {
+      runtime.evaluationCache?.clear();
+      counter.calls = 0;
+      const result = await call();
+      return [result, counter.calls];
+    };
+
+    for (const [algorithm, before] of [[CENTRAL, 2], [FORWARD, 2], [RICHARDSON, 13], [ADAPTIVE, 21]] as const) {
+      it(`${Algorithm[algorithm]}: an all-zero pattern costs f(x) alone, for the outputs' shapes (one group of zeros took ${before}): Jacobian, JacobianRows, VJP`, async () => {
+        const request = { inputs: inputs(2), inputPaths: ["a"], outputPaths: ["result"], sparsity: zeroA, options: { algorithm } };
+        const [unary, unaryCalls] = await calls(() => client.jacobian(request));
+        assert.deepEqual([unaryCalls, unary.stats.apply_calls, unary.stats.column_groups, unary.stats.sparsity_source], [1, 1, 0, "request"]);
+        assert.deepEqual(Array.from(unary.jacobian.result.a.data), new Array(16).fill(0));
+        const estimates = algorithm === RICHARDSON || algorithm === ADAPTIVE;
+        assert.deepEqual(unary.errorEstimate && Array.from(unary.errorEstimate.result.a.data), estimates ? new Array(16).fill(0) : undefined);
+        const [events, streamCalls] = await calls(async () => {
+          const events: JacobianRowsEvent[] = [];
+          for await (const e of client.jacobianRows(request)) events.push(e);
+          return events;
+        });
+        const stats = events[events.length - 1].stats!;
+        assert.deepEqual([streamCalls, events[0].header!.planned_evaluations, stats.apply_calls, stats.column_groups], [1, 1, 1, 0]);
+        assert.deepEqual((await assembleJacobian(events)).jacobian, unary.jacobian);
+        const [vjp, vjpCalls] = await calls(() => client.vjp({ ...request, cotangent: { result: f64([1, -1, 2, 0.5]) } }));
+        assert.deepEqual([vjpCalls, vjp.stats.apply_calls, vjp.stats.column_groups, Array.from(vjp.result.a.data)], [1, 1, 0, [0, 0, 0, 0]]);
+      });
+    }
+
+    it("a zero block beside a diagonal (the Tesseract's declaration at s = 0): a's columns take no group, b's one", async () => {
+      const [{ stats, jacobian }, n] = await calls(() => client.jacobian({ inputs: inputs(0), inputPaths: ["a", "b"], outputPaths: ["result"] }));
+      assert.deepEqual([n, stats.apply_calls, stats.column_groups, stats.sparsity_source], [2, 2, 1, "tesseract"]);
+      assert.deepEqual(Array.from(jacobian.result.a.data), new Array(16).fill(0));
+      assert.deepEqual(Array.from(jacobian.result.b.data).map((v) => Math.round(v * 1e9) / 1e9), [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]);
+    });
+
+    it("a fractional index in a declaration is INTERNAL saying it is no whole number (it said \"out of range\"), on every route that groups columns", async () => {
+      const request = { inputs: inputs(-1), inputPaths: ["a"], outputPaths: ["result"] };
+      const message = /^the Tesseract's sparsity declaration\[0\] \(output_path "result", input_path "a"\): output_index\[1\] = 1\.5: expected a whole number \(a flat row-major index into result\)$/;
+      await clientRejects(client.jacobian(request), "INTERNAL", message);
+      await clientRejects(assembleJacobian(client.jacobianRows(request)), "INTERNAL", message);
+      await clientRejects(client.vjp({ ...request, cotangent: { result: f64([1, 1, 1, 1]) } }), "INTERNAL", message);
+      await clientRejects(client.checkGradients({ inputs: inputs(-1), inputPaths: ["a"], endpoints: ["jacobian"] }), "INTERNAL", message);
+    });
   });
 
   describe("patterns that do not fit: INVALID_ARGUMENT naming the pair", () => {

@@ -143,6 +143,9 @@ async function checkColumns(check: Check, settings: CheckSettings): Promise<void
   if (grouped) {
     const chosen = sampledGroups(leaves, grouped.groups!, run.groupsLeft(grouped, grouped.groups!.length), settings.seed);
     check.grouped = { column_groups: chosen.length, sparsity_source: grouped.source };
+    // Zero columns cost nothing to check: every one is.
+    const zeros = Object.fromEntries(outputs.map((out) => [out.path, new Float64Array(out.size)]));
+    for (const { leaf, index } of grouped.zeroColumns) compare({ leaf, index, values: zeros, uncertain: zeros });
     for await (const column of run.groupedColumns(grouped, chosen)) compare(column);
     return;
   }
@@ -172,10 +175,11 @@ function compareFdColumn({ leaves, outputs, entry, tallies }: Check, settings: C
  * first, so every path is checked), then the others in order.
  */
 function sampledGroups(leaves: readonly { size: number }[], groups: readonly Column[][], count: number, seed: bigint): Column[][] {
-  const groupOf = leaves.map((leaf) => new Int32Array(leaf.size));
+  // -1: a zero column, in no group.
+  const groupOf = leaves.map((leaf) => new Int32Array(leaf.size).fill(-1));
   groups.forEach((group, k) => group.forEach((c) => (groupOf[c.leaf][c.index] = k)));
   const chosen = new Set<number>();
-  for (const { leaf, index } of sampleElements(leaves, count, seed)) chosen.add(groupOf[leaf][index]);
+  for (const { leaf, index } of sampleElements(leaves, count, seed)) if (groupOf[leaf][index] >= 0) chosen.add(groupOf[leaf][index]);
   for (let k = 0; chosen.size < count; k++) chosen.add(k);
   return [...chosen].map((k) => groups[k]);
 }

@@ -49,6 +49,8 @@ export interface CheckedColumn {
 export interface ColumnGroups {
   /** Every column, in groups of columns evaluated together (leaf: index into the request's input paths); undefined: nothing to group by. */
   groups?: readonly Column[][];
+  /** The columns `groups` leaves out: the structure gives them no nonzero, so their finite differences are known, zero, without an evaluation. */
+  zeroColumns: readonly Column[];
   /** EvaluationStats.sparsity_source: where the structure came from. */
   source: string;
   /** Apply calls the request has made so far (planning may evaluate f(x) to learn the output shapes). */

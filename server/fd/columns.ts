@@ -7,7 +7,8 @@
  * at once, so a transport can write them without a wait per row).
  */
 import { ZeroRecorder, verifyRows } from "./detection";
-import { groupedRows } from "./grouped";
+import type { Column } from "./column";
+import { groupedRows, zeroRows } from "./grouped";
 import { HeldRows } from "./held-rows";
 import type { ResolvedOptions } from "./options";
 import type { Problem } from "./problem";
@@ -20,11 +21,19 @@ export async function* planRows(problem: Problem, options: ResolvedOptions, plan
 
 export function planRowBatches(problem: Problem, options: ResolvedOptions, plan?: SparsityPlan): AsyncGenerator<readonly Row[]> {
   if (plan?.structure && plan.groups) {
-    const grouped = groupedRows(problem, options, plan.structure, plan.groups);
+    const grouped = withZeroRows(problem, options, groupedRows(problem, options, plan.structure, plan.groups), plan.zeroColumns);
     return plan.verify ? verified(problem, options, plan, grouped) : grouped;
   }
   const dense = rows(problem, options);
   return plan?.record ? recorded(problem, plan, dense) : dense;
+}
+
+/** The evaluated groups' rows, then the zero columns' (after them, the outputs are known without f(x) wherever a group was evaluated). */
+async function* withZeroRows(problem: Problem, options: ResolvedOptions, grouped: AsyncGenerator<readonly Row[]>, zeroColumns: readonly Column[]): AsyncGenerator<readonly Row[]> {
+  yield* grouped;
+  if (!zeroColumns.length) return;
+  if (!problem.outputs) await problem.base();
+  yield* zeroRows(problem, options, zeroColumns);
 }
 
 /** The grouped rows once they pass verification (in batches as held); else the dense rows, recorded anew. */

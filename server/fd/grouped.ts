@@ -23,6 +23,7 @@ import {
   centralQuotient,
   effectiveAlgorithm,
   extrapolate,
+  extrapolates,
   checkRow,
   rowNoise,
   rowsOf,
@@ -71,6 +72,21 @@ export function groupedRows(problem: Problem, options: ResolvedOptions, structur
       return extrapolatedGroups(problem, steps, groups, ruleMultiples(algorithm), split);
     case "stochastic":
       throw new TesseractError(Code.INTERNAL, "column grouping has no stochastic rule");
+  }
+}
+
+/**
+ * The rows of columns the structure gives no nonzero (SparsityPlan.zeroColumns), without an
+ * evaluation: no value at any output (and no error, for the rules that estimate one). The outputs
+ * must be known. In batches of ROWS_PER_BATCH: they may be every column of a large input.
+ */
+export function* zeroRows(problem: Problem, options: ResolvedOptions, columns: readonly Column[]): Generator<readonly Row[]> {
+  const outputs = problem.outputs!.length;
+  const [values, indices] = [new Float64Array(0), new Uint32Array(0)];
+  const none = { values: Array<Float64Array>(outputs).fill(values), indices: Array<Uint32Array>(outputs).fill(indices) };
+  const errors = extrapolates(effectiveAlgorithm(problem.size, options)) ? none.values : undefined;
+  for (let from = 0; from < columns.length; from += ROWS_PER_BATCH) {
+    yield columns.slice(from, from + ROWS_PER_BATCH).map((c): Row => ({ leaf: c.leaf, index: c.index, values: none.values, indices: none.indices, errors, checked: true }));
   }
 }
 

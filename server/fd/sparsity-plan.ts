@@ -40,7 +40,13 @@ export const TOO_LARGE_TO_VERIFY = `, more than ${MAX_PATTERN_NONZEROS} nonzeros
 export class SparsityPlan {
   /** The structure grouped by; undefined: dense. */
   structure?: Structure;
+  /** The column groups evaluated: every column but `zeroColumns`. */
   groups?: Column[][];
+  /**
+   * Columns the structure gives no nonzero in any requested output: known exactly (zero), so never
+   * evaluated. An all-zero pattern was one group of them, and cost that group's evaluations.
+   */
+  zeroColumns: Column[] = [];
   /** "request", "tesseract", "detected", or "" (dense), for EvaluationStats.sparsity_source. */
   source = "";
   /** Verify the grouped rows before returning them (a detected structure; any, under SPARSITY_MODE_DETECT). */
@@ -106,6 +112,7 @@ export class SparsityPlan {
   fallBack(options: ResolvedOptions, problem: Problem): void {
     this.structure = undefined;
     this.groups = undefined;
+    this.zeroColumns = [];
     this.verify = false;
     this.source += FAILED_VERIFICATION;
     // What was spent stays spent (the stream's header said 13 of a request that made 17 calls); of the
@@ -130,11 +137,18 @@ export class SparsityPlan {
     return this.total !== undefined;
   }
 
+  /** No column to evaluate: every one is a zero column, whose rows need only the outputs' shapes (f(x), where planning did not make it). */
+  get onlyZeroColumns(): boolean {
+    return this.groups?.length === 0;
+  }
+
   /** Apply calls the request will make: the rule's count with the groups in place of n, plus what planning added (after a failed verification: `total`). */
   plannedEvaluations(options: ResolvedOptions): number {
     if (this.total !== undefined) return this.total;
     const algorithm = effectiveAlgorithm(this.columns, options);
-    return plannedEvaluations(this.columnGroups, options) + (this.baseForShapes && algorithm === "central" ? 1 : 0) + (this.verify ? (this.verification ?? verificationEvaluations(algorithm)) : 0);
+    const verification = this.verify ? (this.verification ?? verificationEvaluations(algorithm)) : 0;
+    if (this.onlyZeroColumns) return 1 + verification;
+    return plannedEvaluations(this.columnGroups, options) + (this.baseForShapes && algorithm === "central" ? 1 : 0) + verification;
   }
 }
 
@@ -206,9 +220,9 @@ export async function planSparsity(problem: Problem, options: ResolvedOptions, s
  */
 function verifyOrDense(plan: SparsityPlan, options: ResolvedOptions): boolean {
   const saved = plannedEvaluations(plan.columns, options) - plannedEvaluations(plan.columnGroups, options);
-  if (saved < verificationEvaluations(effectiveAlgorithm(plan.columns, options))) Object.assign(plan, { structure: undefined, groups: undefined, source: "" });
+  if (saved < verificationEvaluations(effectiveAlgorithm(plan.columns, options))) Object.assign(plan, { structure: undefined, groups: undefined, zeroColumns: [], source: "" });
   // The rows held until verified are the structure's nonzeros (a dense block's every entry): bounded as a detected structure is.
-  else if (plan.nonzeros > MAX_PATTERN_NONZEROS) Object.assign(plan, { structure: undefined, groups: undefined, source: plan.source + TOO_LARGE_TO_VERIFY });
+  else if (plan.nonzeros > MAX_PATTERN_NONZEROS) Object.assign(plan, { structure: undefined, groups: undefined, zeroColumns: [], source: plan.source + TOO_LARGE_TO_VERIFY });
   else plan.verify = true;
   return plan.verify;
 }
@@ -222,8 +236,7 @@ async function group(plan: SparsityPlan, problem: Problem, options: ResolvedOpti
   const turn = () => problem.turn();
   if (problem.bounds.every((b) => b === undefined)) {
     // Without a declared domain every step stays inside: every column may be grouped.
-    plan.groups = (await groupAllColumns(structure, turn)) ?? problem.leaves.flatMap((leaf, l) => Array.from({ length: leaf.size }, (_, index) => [{ leaf: l, index }]));
-    plan.structure = structure;
+    setGroups(plan, structure, (await groupAllColumns(structure, turn)) ?? problem.leaves.flatMap((leaf, l) => Array.from({ length: leaf.size }, (_, index) => [{ leaf: l, index }])));
     plan.source = source;
     return;
   }
@@ -240,7 +253,18 @@ async function group(plan: SparsityPlan, problem: Problem, options: ResolvedOpti
     }
   });
   const groups = (await groupColumns(structure, together, turn)) ?? together.map((c) => [c]);
-  plan.structure = structure;
-  plan.groups = [...groups, ...alone.map((c) => [c])];
+  setGroups(plan, structure, [...groups, ...alone.map((c) => [c])]);
   plan.source = source;
+}
+
+/**
+ * The plan's groups, less those of zero columns only (the colouring gives a zero column the first
+ * colour, so such a group is all the columns when every one is zero, or a zero column alone near a
+ * domain bound): those columns' rows are known without an evaluation.
+ */
+function setGroups(plan: SparsityPlan, structure: Structure, groups: Column[][]): void {
+  const zeroOnly = groups.map((group) => group.every((c) => structure.degree(c.leaf, c.index) === 0));
+  plan.structure = structure;
+  plan.groups = zeroOnly.includes(true) ? groups.filter((_, k) => !zeroOnly[k]) : groups;
+  plan.zeroColumns = groups.filter((_, k) => zeroOnly[k]).flat();
 }

@@ -234,14 +234,26 @@ function patternsKey(patterns: readonly SparsityPattern[], leaves: readonly Exte
 function asNumbers(list: ArrayLike<number | string>): Float64Array {
   if (list instanceof Uint32Array) return Float64Array.from(list);
   const numbers = new Float64Array(list.length);
-  for (let k = 0; k < list.length; k++) numbers[k] = Number(list[k]);
+  for (let k = 0; k < list.length; k++) numbers[k] = indexValue(list[k]);
   return numbers;
+}
+
+/**
+ * An index as a number, NaN when it is no whole number. uint64s arrive as decimal strings, a
+ * declaration's as numbers; Number() alone read "" and null as 0, true as 1, and 1.5 was then
+ * refused as out of range.
+ */
+function indexValue(value: unknown): number {
+  if (typeof value === "number") return Number.isInteger(value) ? value : NaN;
+  if (typeof value === "string") return /^[0-9]+$/.test(value) ? Number(value) : NaN;
+  return typeof value === "bigint" ? Number(value) : NaN;
 }
 
 /** A flat index as a number; refused unless a whole number in [0, size). */
 function flatIndex(value: number | string, { path, size, predicted }: Extent, field: string, k: number, refuse: (m: string) => Error): number {
-  const v = typeof value === "number" ? value : Number(value);
-  if (!Number.isInteger(v) || v < 0 || v >= size) {
+  const v = indexValue(value);
+  if (Number.isNaN(v)) throw refuse(`${field}[${k}] = ${typeof value === "string" ? quote(value) : String(value).slice(0, 40)}: expected a whole number (a flat row-major index into ${path})`);
+  if (v < 0 || v >= size) {
     const refusal = refuse(`${field}[${k}] = ${String(value).slice(0, 40)} is out of range for ${path}, which has ${size ? `${plural(size, "element")} (flat row-major indices 0 to ${size - 1})` : "no elements"}${predicted ? AS_PREDICTED : ""}`);
     throw predicted ? refusedByPrediction(refusal) : refusal;
   }
