@@ -902,6 +902,32 @@ describe("tesseract-core bridge: numbers JSON cannot carry", function () {
   });
 });
 
+describe("tesseract-core bridge: null on the REST API", function () {
+  this.timeout(20000);
+
+  it("null is taken where the runtime's schema takes it (label: Optional[str] = None) and a 422 naming the field elsewhere (scale: float = 1.0: it was read as unset, and the runtime applied its default)", async () => {
+    const seen: Record<string, unknown>[] = [];
+    const base = meshStats();
+    const { rest, fake, stop } = await bridged({ ...base, apply: (decoded) => (seen.push(decoded), base.apply(decoded)) });
+    try {
+      const points = { object_type: "array", shape: [1, 3], dtype: "float64", data: { buffer: [[1, 2, 3]], encoding: "json" } };
+      const body = (extra: object) => ({ inputs: { mesh: { n_points: 1, points, cell_data: {} }, layers: [], ...extra } });
+      const scale = await postJson(`${rest}/apply`, body({ scale: null }));
+      assert.equal(scale.status, 422);
+      assert.deepEqual(((await scale.json()) as { detail: { loc: unknown[]; msg: string }[] }).detail.map((d) => [d.loc, d.msg]), [[["body", "inputs", "scale"], "Value error, inputs.scale is null, expected a number"]]);
+      assert.equal(fake.applyCalls, 0);
+      const label = await postJson(`${rest}/apply`, body({ label: null, scale: 2 }));
+      assert.equal(label.status, 200, await label.clone().text());
+      assert.deepEqual([fake.applyCalls, seen.at(-1)!.scale], [1, 2]);
+      // The document says which: label anyOf [string, null], scale a number.
+      const properties = ((await (await fetch(`${rest}/openapi.json`)).json()) as any).components.schemas.Apply_InputSchema.properties;
+      assert.deepEqual([properties.label.anyOf?.[1], properties.scale.anyOf], [{ type: "null" }, undefined]);
+    } finally {
+      await stop();
+    }
+  });
+});
+
 describe("tesseract-core bridge: an Optional array output that is None", function () {
   this.timeout(20000);
 

@@ -546,6 +546,29 @@ describe("tesseract-core's REST API", () => {
     assert.match(jacobian.json.detail[0].msg, /options\.eps is Infinity \(a number beyond ±1\.8e308\), expected a number$/);
   });
 
+  it("null for a field that is not Optional is a 422 naming it, as pydantic answers it (it was read as unset: the default applied, 200)", async () => {
+    const a = arr([1, 2], [2]);
+    const b = arr([3, 4], [2]);
+    const cases: [RunningServer, string, Json, string, string][] = [
+      [vec, "apply", { a, b, normalize: null }, "normalize", "inputs.normalize is null, expected true or false"],
+      [vec, "apply", { a, b, s: null }, "s", 'inputs.s is null, expected an array object {"shape", "dtype", "data"}'],
+      [vec, "jacobian", { a, b, s: null }, "s", 'inputs.s is null, expected an array object {"shape", "dtype", "data"}'],
+      [mesh, "apply", { ...meshInputs(), fd_algorithm: null }, "fd_algorithm", "inputs.fd_algorithm is null, expected one of ALGORITHM_UNSPECIFIED, ALGORITHM_CENTRAL, ALGORITHM_FORWARD, ALGORITHM_STOCHASTIC, ALGORITHM_RICHARDSON, ALGORITHM_ADAPTIVE (or its number)"],
+      [mesh, "apply", { mesh: null }, "mesh", "inputs.mesh is null, expected an object (VolumetricMeshData)"],
+    ];
+    for (const [server, endpoint, inputs, field, message] of cases) {
+      const body = endpoint === "jacobian" ? { inputs, jac_inputs: ["a"], jac_outputs: ["result"] } : { inputs };
+      const { status, json } = await post(base(server), endpoint, body);
+      assert.equal(status, 422, JSON.stringify(json));
+      assert.deepEqual(json.detail.map((d: Json) => [d.loc, d.msg, d.input]), [[["body", "inputs", field], `Value error, ${message}`, null]]);
+    }
+    // A list and a map are no Optional either (null was an empty one).
+    const poly422 = await post(base(poly), "apply", { inputs: { x: arr([1, 2], [2]), y: arr([0.5], []), params: null, blocks: null } });
+    assert.deepEqual([poly422.status, poly422.json.detail.map((d: Json) => d.msg)], [422, ["Value error, inputs.params is null, expected an object (a map)"]]);
+    // Left out, each is unset as before.
+    assert.equal((await post(base(vec), "apply", { inputs: { a, b } })).status, 200);
+  });
+
   it("answers bad input with 422 and a located detail", async () => {
     const cases: [string, Json, (string | number)[], RegExp][] = [
       ["apply", { inputs: { mesh: { ...meshInputs().mesh, cell_connectivity: { shape: [N], dtype: "int64", data: { buffer: [0, 1, 2 ** 40, 3], encoding: "json" } } } } }, ["body", "inputs", "mesh", "cell_connectivity"], /has "1099511627776" at flat index 2 \(dtype int64\), which the declared dtype int32 cannot hold/],

@@ -18,6 +18,7 @@ import type { TesseractRuntime } from "../runtime";
 import { isTensorField, type EnumLiterals } from "../schema/json-messages";
 import { declaredDatatype, isDifferentiableField, protoName } from "../schema/output-casting";
 import { fieldNamed, jsonKey, keyPath } from "../schema/json-keys";
+import { takesNull } from "../schema/nullable-fields";
 import { emptyRecord } from "../../common/records";
 
 type Json = Record<string, unknown>;
@@ -133,7 +134,7 @@ function modelSchemas(prefix: string, roots: [protobuf.Type, string][], runtime:
       const note = Object.hasOwn(notes, f.name) ? notes[f.name] : {};
       const single = !f.map && !f.repeated;
       if (note.shape !== undefined && isTensorField(f) && single) schema = { ...schema, properties: { ...(schema.properties as Json), shape: note.shape } };
-      if (nullable.has(f.name) || (note.default === null && single)) schema = { anyOf: [schema, { type: "null" }] };
+      if (takesNull(f, runtime)) schema = { anyOf: [schema, { type: "null" }] };
       return "default" in note ? { ...schema, default: note.default } : schema;
     };
     // Keyed as tesseract-core's JSON is (json-keys.ts); RequiredFields and the notes name fields.

@@ -28,6 +28,7 @@ import { bracedKey, parsePath } from "../../common/paths";
 import { checkBodyDepth, detailOf, firstEntries, httpStatusOf, valueError, type DetailEntry } from "./errors";
 import { envelopeDetail, ENVELOPES } from "./envelopes";
 import { inputsAny, messageJson } from "../schema/json-messages";
+import { takesNull } from "../schema/nullable-fields";
 import { jsonKeys, keyPath, keySegments, namePath } from "../schema/json-keys";
 import { requireFields } from "../schema/output-casting";
 import { openApiDocument, servedEndpoints } from "./openapi";
@@ -347,7 +348,7 @@ function addEndpoints(app: FastifyInstance, options: RestServerOptions): void {
   const requiresFields = Object.keys(runtime.requiredFields).length > 0;
   const inputs = (json: unknown, abstract = false) => {
     if (requiresFields) requireFields(runtime.schema.inputs.type, json, "inputs", runtime.requiredFields);
-    return inputsAny(runtime.schema.inputs, json, abstract, { enumLiterals, maxMessages: runtime.decodeLimits.maxMessages, strictArrays: true });
+    return inputsAny(runtime.schema.inputs, json, abstract, { enumLiterals, maxMessages: runtime.decodeLimits.maxMessages, strictArrays: true, takesNull: (field) => takesNull(field, runtime) });
   };
   // Paths come and go in keys, as tesseract-core writes them; the engine's are in field names (json-keys.ts).
   const [inputType, outputType] = [runtime.schema.inputs.type, runtime.schema.outputs.type];

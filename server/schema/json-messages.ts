@@ -78,6 +78,8 @@ interface Reading {
    * and a dtype numpy would not cast `same_kind` to the declared one (a runtime's answers are read as they come).
    */
   strictArrays: boolean;
+  /** Whether null may stand for this field (unset); none: any may (a runtime's answers, read as they come). */
+  takesNull?: (field: protobuf.Field) => boolean;
 }
 
 /** One more message or map entry (as the gRPC decoder counts them), refused past the limit before it is converted. */
@@ -130,7 +132,7 @@ function fieldValue(field: protobuf.Field, v: unknown, where: string, reading: R
   return element(v, where);
 }
 
-/** JSON of a message type -> protobufjs plain object; unknown fields are refused, null means unset. */
+/** JSON of a message type -> protobufjs plain object; unknown fields are refused, null means unset where the field takes it. */
 function plainMessage(type: protobuf.Type, json: unknown, where: string, reading: Reading): Record<string, unknown> {
   counted(reading, where);
   if (!isPlainObject(json)) throw invalidArgument(`${where} is ${shown(json)}, expected an object (${type.name})`);
@@ -142,8 +144,10 @@ function plainMessage(type: protobuf.Type, json: unknown, where: string, reading
     // By the field's key (json-keys.ts): a bridged runtime's `fooBar` is field foo_bar_2 here.
     const field = fieldOfKey(type, key);
     if (!field) throw refusedAs("extra_forbidden", `${keyAt(where, key)} is not a field of ${type.name}; fields: ${jsonKeys(type).join(", ")}`);
-    // null is a value of a Literal holding None (sent as null), else unset.
-    if (v !== null || holdsNull(field, reading.enumLiterals)) out[field.name] = fieldValue(field, v, at, reading);
+    // null is a value of a Literal holding None (sent as null), else unset where the field may be
+    // null; elsewhere it is refused as the field's type refuses any other value, naming the field.
+    if (v === null && !holdsNull(field, reading.enumLiterals) && (reading.takesNull?.(field) ?? true)) continue;
+    out[field.name] = fieldValue(field, v, at, reading);
   }
   refuseTwoOfOneof(type, out, where);
   return out;
@@ -153,10 +157,15 @@ function plainMessage(type: protobuf.Type, json: unknown, where: string, reading
  * The request's `inputs` as an Any of the input type. `abstract` (abstract_eval) lets arrays leave
  * out `data`. Messages start with `inputs.` and the JSON path of the value they refuse.
  */
-export function inputsAny(schema: MessageSchema, json: unknown, abstract = false, opts: { field?: string; enumLiterals?: EnumLiterals; maxMessages?: number; strictArrays?: boolean } = {}): AnyMessage {
+export function inputsAny(
+  schema: MessageSchema,
+  json: unknown,
+  abstract = false,
+  opts: { field?: string; enumLiterals?: EnumLiterals; maxMessages?: number; strictArrays?: boolean; takesNull?: Reading["takesNull"] } = {},
+): AnyMessage {
   const field = opts.field ?? "inputs";
   // Unbounded unless a request's limit is given (a runtime's outputs are not a request).
-  const reading = { abstract, enumLiterals: opts.enumLiterals ?? {}, maxMessages: opts.maxMessages ?? Infinity, messages: 0, strictArrays: opts.strictArrays ?? false };
+  const reading = { abstract, enumLiterals: opts.enumLiterals ?? {}, maxMessages: opts.maxMessages ?? Infinity, messages: 0, strictArrays: opts.strictArrays ?? false, takesNull: opts.takesNull };
   const plain = plainMessage(schema.type, json, field, reading);
   const problem = schema.type.verify(plain);
   if (problem) throw invalidArgument(`${field} ${problem}`);

@@ -56,7 +56,8 @@ export interface ProtoFromOpenApi {
  * (rank and fixed dimensions); `differentiableArrays` as the runtime lists them, shapes included.
  */
 export interface DocumentedSchema {
-  fields: Record<string, Record<string, { default?: unknown; shape?: unknown }>>;
+  /** `nullable`: Optional[X] (anyOf X | null), whatever its default. */
+  fields: Record<string, Record<string, { default?: unknown; shape?: unknown; nullable?: true }>>;
   differentiableArrays: { inputs: Record<string, unknown>; outputs: Record<string, unknown> };
 }
 
@@ -314,7 +315,11 @@ class Writer {
       const property = properties[key] as JsonSchema;
       const array = this.arraySchema(this.nullable(property) ?? property, below(path, key));
       const shape = array && isObject(array.properties) ? array.properties.shape : undefined;
-      const note = { ...(Object.hasOwn(property, "default") ? { default: property.default } : {}), ...(isObject(shape) ? { shape } : {}) };
+      const note = {
+        ...(Object.hasOwn(property, "default") ? { default: property.default } : {}),
+        ...(isObject(shape) ? { shape } : {}),
+        ...(this.nullable(property) ? { nullable: true as const } : {}),
+      };
       if (Object.keys(note).length > 0) (this.documented[`${this.packageName}.${name}`] ??= {})[fieldNames.get(key)!] = note;
     }
     this.depth--;
