@@ -723,6 +723,11 @@ describe("tesseract-core's REST API", () => {
       const wrong = await fetch(`${base(mesh)}/${path}`, { method });
       assert.deepEqual([wrong.status, wrong.headers.get("allow"), await wrong.json()], [405, allow, { detail: "Method Not Allowed" }], `${method} /${path}`);
     }
+    // HEAD too, on GET routes as on POST ones: FastAPI's GET routes do not answer it (it was 200).
+    for (const [path, allow] of [["health", "GET"], ["openapi.json", "GET"], ["apply", "POST"]]) {
+      const head = await fetch(`${base(mesh)}/${path}`, { method: "HEAD" });
+      assert.deepEqual([head.status, head.headers.get("allow"), await head.text()], [405, allow, ""], `HEAD /${path}`);
+    }
     // Routed before any body is read, as FastAPI does: a body that is no JSON, or of another type, changes nothing.
     for (const [method, path, type, body, expected] of [["PUT", "health", "application/json", "", 405], ["DELETE", "apply", "application/json", "{", 405], ["POST", "nope", "application/json", '{"a":', 404], ["POST", "nope", "text/plain", "x", 404]] as const) {
       const answer = await fetch(`${base(mesh)}/${path}`, { method, headers: { "content-type": type }, body });

@@ -202,6 +202,9 @@ function createApp(options: RestServerOptions): FastifyInstance {
       error.code === "FST_ERR_BAD_URL" ? reply.code(404).type("application/json").send({ detail: "Not Found" }) : reply.code(400).type("application/json").send({ detail: "Bad Request" }),
     // `/apply/` is `/apply`: FastAPI redirects it there (307, which clients follow with the same POST); it was a 404.
     routerOptions: { ignoreTrailingSlash: true },
+    // HEAD on /health or /openapi.json is 405 with Allow: GET, as FastAPI's GET routes answer it
+    // (fastify made a HEAD route of each, 200).
+    exposeHeadRoutes: false,
     // A handshake not finished within the gRPC port's silence is given up (Node's default: 2 minutes).
     ...(options.tls ? { https: { connectionsCheckingInterval: CONNECTIONS_CHECKING_MS, handshakeTimeout: options.silentConnectionMs ?? SILENT_CONNECTION_MS, cert: options.tls.cert, key: options.tls.key, ...(options.tls.clientCa ? { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) } } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
