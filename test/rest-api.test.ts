@@ -569,6 +569,41 @@ describe("tesseract-core's REST API", () => {
     assert.equal((await post(base(vec), "apply", { inputs: { a, b } })).status, 200);
   });
 
+  it("a malformed body is its 422 while the job queue is full; a well-formed one is the 429 (the malformed one was a 429 too, and its mistake unsaid)", async () => {
+    const polynomial = loadTesseract(POLYNOMIAL).definition;
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    let entered!: () => void;
+    const applying = new Promise<void>((resolve) => (entered = resolve));
+    const runtime = new TesseractRuntime({ ...polynomial, apply: async (inputs: unknown) => (entered(), await gate, polynomial.apply(inputs)) }, path.dirname(POLYNOMIAL));
+    const busy = await startServer({ tesseract: runtime, port: 0, httpPort: 0, workers: 0, limits: { maxJobs: 1, maxQueue: 0 }, logger: silentLogger });
+    try {
+      const url = `http://127.0.0.1:${busy.httpPort}`;
+      const request = (inputs: Json) => ({ inputs, jac_inputs: ["x"], jac_outputs: ["f"] });
+      const good = { x: arr([0.1, 0.2], [2]), y: arr([0.5], []) };
+      // The only job slot, held at the gate.
+      const first = post(url, "jacobian", request(good));
+      await applying;
+      for (const [inputs, loc, msg] of [
+        [{ ...good, nope: 1 }, ["body", "inputs", "nope"], /^inputs\.nope is not a field of Inputs/],
+        [{ ...good, x: null }, ["body", "inputs", "x"], /^Value error, inputs\.x is null, expected an array object/],
+        [{ ...good, x: { shape: [2], dtype: "float64", data: { buffer: "AAAA", encoding: "base64" } } }, ["body", "inputs", "x"], /data has 3 bytes/],
+      ] as const) {
+        const refused = await post(url, "jacobian", request(inputs));
+        assert.equal(refused.status, 422, refused.text);
+        assert.deepEqual(refused.json.detail[0].loc, loc);
+        assert.match(refused.json.detail[0].msg, msg);
+      }
+      const full = await post(url, "jacobian", request(good));
+      assert.deepEqual([full.status, full.json.detail], [429, "1 gradient jobs are running and 0 waiting, the most this server takes (--max-jobs 1, --max-queue 0); retry in a few seconds"]);
+      open();
+      assert.equal((await first).status, 200);
+    } finally {
+      open();
+      await busy.close();
+    }
+  });
+
   it("answers bad input with 422 and a located detail", async () => {
     const cases: [string, Json, (string | number)[], RegExp][] = [
       ["apply", { inputs: { mesh: { ...meshInputs().mesh, cell_connectivity: { shape: [N], dtype: "int64", data: { buffer: [0, 1, 2 ** 40, 3], encoding: "json" } } } } }, ["body", "inputs", "mesh", "cell_connectivity"], /has "1099511627776" at flat index 2 \(dtype int64\), which the declared dtype int32 cannot hold/],

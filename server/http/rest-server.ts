@@ -300,7 +300,11 @@ function notJson(type: string | undefined): string {
   return `the body must be JSON: send Content-Type: application/json (got ${JSON.stringify((type ?? "").slice(0, 60))})`;
 }
 
-type EndpointBody = (request: Body, encoding: ArrayEncoding, signal: AbortSignal, query: Record<string, unknown>) => Promise<unknown>;
+/**
+ * One endpoint's work in two steps: reading the body (inputs converted and validated, vectors and
+ * options read; it throws the body's 422s), then, given the call's signal, the call itself.
+ */
+type EndpointBody = (request: Body, encoding: ArrayEncoding, query: Record<string, unknown>) => (signal: AbortSignal) => Promise<unknown>;
 
 /** One endpoint: tracked, admitted (gradient jobs), raced against its abort, errors mapped. */
 function route(app: FastifyInstance, options: RestServerOptions, endpoint: string, job: boolean, body: EndpointBody): void {
@@ -320,9 +324,13 @@ function route(app: FastifyInstance, options: RestServerOptions, endpoint: strin
       checkEnvelopeMessages(request.body as Body, runtime.decodeLimits.maxMessages);
       const encoding = encodingOf(request.headers.accept);
       const work = (async () => {
+        await otherCallsTurn();
+        // The body is read before a job slot is asked for: a malformed request is its 422 even while
+        // the queue is full, as FastAPI validates the request model before its endpoint runs (it was a 429).
+        const call = body(request.body as Body, encoding, request.query as Record<string, unknown>);
         if (job) await t.admit().catch((e) => ((busy = true), Promise.reject(e)));
         await otherCallsTurn();
-        return body(request.body as Body, encoding, t.signal, request.query as Record<string, unknown>);
+        return call(t.signal);
       })();
       const answer = await t.race(work);
       t.finish();
@@ -355,42 +363,52 @@ function addEndpoints(app: FastifyInstance, options: RestServerOptions): void {
   };
   // Paths come and go in keys, as tesseract-core writes them; the engine's are in field names (json-keys.ts).
   const [inputType, outputType] = [runtime.schema.inputs.type, runtime.schema.outputs.type];
-  const gradient = (body: Body, inPaths: string, outPaths: string, signal: AbortSignal, query: Record<string, unknown>): GradientRequest => ({
+  const gradient = (body: Body, inPaths: string, outPaths: string, query: Record<string, unknown>): Omit<GradientRequest, "signal"> => ({
     inputs: runtime.decodeInputs(inputs(body.inputs)),
     inputPaths: (body[inPaths] as string[]).map((p) => namePath(inputType, p)),
     outputPaths: (body[outPaths] as string[]).map((p) => namePath(outputType, p)),
     options: finiteDifferenceOptions(query, body.options),
-    signal,
   });
   const keyed = (result: Record<string, ndarray.NdArray<Float64Array>>, encoding: ArrayEncoding, type: protobuf.Type) =>
     Object.fromEntries(Object.entries(result).map(([path, a]) => [keyPath(type, path), arrayObject(a, encoding)]));
 
-  route(app, options, "apply", false, async (body, encoding, signal) => {
-    const outputs = await runtime.applyMessage(inputs(body.inputs), signal);
-    await otherCallsTurn();
-    const json = messageJson(runtime.schema.outputs.type, runtime.schema.outputs.decodeAny(outputs, "outputs"), encoding, enumLiterals, "outputs");
-    // A bridged runtime's required Optional output answered null, which its model still lists (it was left out).
-    requireFields(runtime.schema.outputs.type, json, "outputs", {}, runtime.nullFields);
-    return json;
+  route(app, options, "apply", false, (body, encoding) => {
+    const message = inputs(body.inputs);
+    return async (signal) => {
+      const outputs = await runtime.applyMessage(message, signal);
+      await otherCallsTurn();
+      const json = messageJson(runtime.schema.outputs.type, runtime.schema.outputs.decodeAny(outputs, "outputs"), encoding, enumLiterals, "outputs");
+      // A bridged runtime's required Optional output answered null, which its model still lists (it was left out).
+      requireFields(runtime.schema.outputs.type, json, "outputs", {}, runtime.nullFields);
+      return json;
+    };
   });
   if (servedEndpoints(runtime).includes("abstract_eval")) {
-    route(app, options, "abstract_eval", false, async (body, _encoding, signal) => abstractOutputs(await runtime.abstractEvalAnswer(runtime.decodeAbstractInputs(inputs(body.inputs, true)), signal), outputType));
+    route(app, options, "abstract_eval", false, (body) => {
+      const abstract = runtime.decodeAbstractInputs(inputs(body.inputs, true));
+      return async (signal) => abstractOutputs(await runtime.abstractEvalAnswer(abstract, signal), outputType);
+    });
   }
-  route(app, options, "jacobian", true, async (body, encoding, signal, query) => {
-    const { entries } = await runtime.jacobian({ ...gradient(body, "jac_inputs", "jac_outputs", signal, query), maxBytes: options.maxMessageBytes });
-    // Keyed by paths in the runtime's keys, "__proto__" among them: objects without a prototype
-    // (a plain one took it as its prototype's, and the entry went onto Object.prototype).
-    const answer = emptyRecord<Record<string, unknown>>();
-    for (const e of entries) (answer[keyPath(outputType, e.outputPath)] ??= emptyRecord())[keyPath(inputType, e.inputPath)] = arrayObject(ndarray(e.values, e.shape), encoding);
-    return answer;
+  route(app, options, "jacobian", true, (body, encoding, query) => {
+    const request = gradient(body, "jac_inputs", "jac_outputs", query);
+    return async (signal) => {
+      const { entries } = await runtime.jacobian({ ...request, signal, maxBytes: options.maxMessageBytes });
+      // Keyed by paths in the runtime's keys, "__proto__" among them: objects without a prototype
+      // (a plain one took it as its prototype's, and the entry went onto Object.prototype).
+      const answer = emptyRecord<Record<string, unknown>>();
+      for (const e of entries) (answer[keyPath(outputType, e.outputPath)] ??= emptyRecord())[keyPath(inputType, e.inputPath)] = arrayObject(ndarray(e.values, e.shape), encoding);
+      return answer;
+    };
   });
-  route(app, options, "jacobian_vector_product", true, async (body, encoding, signal, query) => {
+  route(app, options, "jacobian_vector_product", true, (body, encoding, query) => {
     const tangent = vectors(runtime, body, "tangent_vector", inputType);
-    return keyed((await runtime.jvp({ ...gradient(body, "jvp_inputs", "jvp_outputs", signal, query), tangent })).result, encoding, outputType);
+    const request = gradient(body, "jvp_inputs", "jvp_outputs", query);
+    return async (signal) => keyed((await runtime.jvp({ ...request, signal, tangent })).result, encoding, outputType);
   });
-  route(app, options, "vector_jacobian_product", true, async (body, encoding, signal, query) => {
+  route(app, options, "vector_jacobian_product", true, (body, encoding, query) => {
     const cotangent = vectors(runtime, body, "cotangent_vector", outputType);
-    return keyed((await runtime.vjp({ ...gradient(body, "vjp_inputs", "vjp_outputs", signal, query), cotangent })).result, encoding, inputType);
+    const request = gradient(body, "vjp_inputs", "vjp_outputs", query);
+    return async (signal) => keyed((await runtime.vjp({ ...request, signal, cotangent })).result, encoding, inputType);
   });
 }
 
