@@ -457,6 +457,11 @@ export function addClientCommands(program: Command): void {
       new Option("--out <file.npy>", "stream the Jacobian into a NumPy .npy file, row by row (bounded memory); its layout on stdout").argParser((path: string) => {
         // An empty path was taken as no --out, and the Jacobian went to stdout.
         if (path === "") throw new InvalidArgumentError("expected a file path");
+        // The file is one .npy array whatever its name: J.npz got .npy bytes, which no zip reader opens.
+        const extension = /\.([^./]*)$/.exec(path)?.[1];
+        if (extension !== undefined && extension.toLowerCase() !== "npy") {
+          throw new InvalidArgumentError(`expected a .npy file (or a name without an extension): the Jacobian is written as one NumPy .npy array, not as .${extension.slice(0, 20)}`);
+        }
         return path;
       }),
     )

@@ -243,7 +243,7 @@ describe("CLI", () => {
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "deep-")), "payload.json");
     fs.writeFileSync(file, `{"inputs": {"mesh": {"points": ${"[".repeat(200_000)}1${"]".repeat(200_000)}}}}`);
     const helps = [["jvp", "--sparsity-mode"], ["health", "--format"], ["describe", "--format"]];
-    const [bad, unknownField, notJson, forgotAt, missing, noFolder, empty, badOption, both, notObject, deep, ...helpTexts] = await Promise.all([
+    const [bad, unknownField, notJson, forgotAt, missing, noFolder, empty, npz, badOption, both, notObject, deep, ...helpTexts] = await Promise.all([
       cli("jacobian", JSON.stringify({ inputs, jac_inputs: ["mesh.pointz"], jac_outputs: ["statistics.barycenter"] }), "--address", address),
       cli("apply", JSON.stringify({ inputs: { mesh: { pointz: [] } } }), "--address", address),
       cli("apply", "{nope", "--address", address),
@@ -251,6 +251,7 @@ describe("CLI", () => {
       cli("apply", "@no-such-mesh.json", "--address", address),
       cli("jacobian", payload, "--out", "/no-such-folder/J.npy", "--address", address),
       cli("jacobian", payload, "--out", "", "--address", address),
+      cli("jacobian", payload, "--out", path.join(os.tmpdir(), "no-such-folder-J.npz"), "--address", address),
       cli("jacobian", JSON.stringify({ ...JSON.parse(payload), options: { eps: -1 } }), "--address", address),
       cli("jacobian", "{}", "--stream", "--out", "J.npy", "--address", address),
       cli("apply", "[1]", "--address", address),
@@ -270,6 +271,10 @@ describe("CLI", () => {
     assert.equal(noFolder.stderr, 'tesseract-grpc jacobian: INVALID_ARGUMENT: --out "/no-such-folder/J.npy" cannot be written: its folder does not exist\n');
     assert.equal(empty.code, 1);
     assert.match(empty.stderr, /option '--out <file\.npy>' argument '' is invalid\. expected a file path/);
+    // .npz named a zip of arrays and got one .npy array's bytes (exit 0): refused before any call, no file written.
+    assert.equal(npz.code, 1);
+    assert.match(npz.stderr, /option '--out <file\.npy>' argument '.*no-such-folder-J\.npz' is invalid\. expected a \.npy file \(or a name without an extension\): the Jacobian is written as one NumPy \.npy array, not as \.npz\n\(add --help for usage\)\n$/);
+    assert.equal(fs.existsSync(path.join(os.tmpdir(), "no-such-folder-J.npz")), false);
     assert.equal(badOption.stderr, "tesseract-grpc jacobian: INVALID_ARGUMENT: payload.options.eps: expected a positive number, got -1\n");
     // Flags that cannot go together, or do nothing for a command, are not offered.
     assert.match(both.stderr, /option '--stream' cannot be used with option '--out <file\.npy>'/);
