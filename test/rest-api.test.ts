@@ -604,6 +604,16 @@ describe("tesseract-core's REST API", () => {
     }
   });
 
+  it("a cotangent of another shape than its output is located at its key, a map output's path included (cotangent_vector.{named.{k}} was located at the body)", async () => {
+    const inputs = { x: arr([0.5, -1, 2, 0.25], [4]), y: arr([0.7], []), params: { k: arr([1, 2], [2]) } };
+    for (const [key, shape, expected] of [["named.{k}", [2, 1], [2]], ["f", [1, 4], [4]], ["g", [1], []]] as const) {
+      const size = shape.reduce((a: number, b: number) => a * b, 1);
+      const { status, json } = await post(base(poly), "vector_jacobian_product", { inputs, vjp_inputs: ["x"], vjp_outputs: [key], cotangent_vector: { [key]: arr(new Array(size).fill(1), [...shape], "float64", "json") } });
+      assert.equal(status, 422, JSON.stringify(json));
+      assert.deepEqual([json.detail[0].loc, json.detail[0].msg, json.detail[0].input.shape], [["body", "cotangent_vector", key], `Value error, cotangent_vector.{${key}} has shape [${shape.join(", ")}], expected [${expected.join(", ")}] like the output`, shape]);
+    }
+  });
+
   it("answers bad input with 422 and a located detail", async () => {
     const cases: [string, Json, (string | number)[], RegExp][] = [
       ["apply", { inputs: { mesh: { ...meshInputs().mesh, cell_connectivity: { shape: [N], dtype: "int64", data: { buffer: [0, 1, 2 ** 40, 3], encoding: "json" } } } } }, ["body", "inputs", "mesh", "cell_connectivity"], /has "1099511627776" at flat index 2 \(dtype int64\), which the declared dtype int32 cannot hold/],

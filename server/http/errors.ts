@@ -116,9 +116,13 @@ export function leadingPath(message: string): Loc | undefined {
     } else if (message[at] === "{") {
       const parts: string[] = [];
       let from = ++at;
-      for (; message[at] !== "}"; at++) {
+      // A vector's key is itself a path, braces and all (`cotangent_vector.{named.{k}}`): balanced
+      // braces stay in the key (the loc stopped at the body).
+      for (let depth = 0; message[at] !== "}" || depth > 0; at++) {
         const c = message[at];
-        if (c === undefined || c === "{") return undefined;
+        if (c === undefined) return undefined;
+        if (c === "{") depth++;
+        else if (c === "}") depth--;
         if (c !== "\\") continue;
         // An escape takes the next character as it is (not a line break, as `.` would not).
         if (message[at + 1] === undefined || /[\n\r\u2028\u2029]/.test(message[at + 1])) return undefined;
