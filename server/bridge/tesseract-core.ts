@@ -16,7 +16,7 @@ import * as path from "node:path";
 import * as protobuf from "protobufjs";
 import { clip, isTesseractError, printable, quote } from "../../common/errors";
 import { isPlainObject } from "../../common/records";
-import { protoFromOpenApi, shortPart } from "../schema/openapi-proto";
+import { protoFromOpenApi, shortPart, UNDIFFERENTIABLE_DTYPES } from "../schema/openapi-proto";
 import { loadRootFromText } from "../schema/schema";
 import { jsonKey } from "../schema/json-keys";
 import { TesseractRuntime } from "../runtime";
@@ -230,6 +230,26 @@ function manyPaths(type: protobuf.Type, which: "inputs" | "outputs"): string | u
   return `the ${which}' models are reached along more than ${MAX_MESSAGE_PATHS} paths (a model held by several fields counts at each): every path is listed (field_order, the differentiable paths); hold such a model once`;
 }
 
+/**
+ * Arrays the runtime flags DIFFERENTIABLE that are served as not differentiable (a float16 or complex
+ * dtype: UNDIFFERENTIABLE_DTYPES): a gradient request naming one is refused saying why, and the start
+ * warns of them, since Describe leaves them out of the differentiable paths the runtime lists.
+ */
+function explainUndifferentiable(runtime: TesseractRuntime, root: protobuf.Root, undifferentiable: Record<string, Record<string, string>>, logger?: Logger): void {
+  const arrays: string[] = [];
+  for (const [message, fields] of Object.entries(undifferentiable)) {
+    const type = root.lookupType(message);
+    for (const [name, dtype] of Object.entries(fields)) {
+      const field = type.fields[name];
+      const why = `the tesseract-core runtime declares it ${dtype} ${UNDIFFERENTIABLE_DTYPES[dtype]}`;
+      runtime.schema.inputs.explainNotDifferentiable(field, why);
+      runtime.schema.outputs.explainNotDifferentiable(field, why);
+      arrays.push(`${type.name}.${name} (${dtype})`);
+    }
+  }
+  if (arrays.length > 0) logger?.warn({ arrays }, "arrays the tesseract-core runtime flags DIFFERENTIABLE are served as not differentiable: float16 and complex values cannot be differentiated here (docs/bridge.md)");
+}
+
 /** The runtime over `replicas`: its schema from their /openapi.json; on close, the replicas close too. */
 async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options: TesseractCoreOptions): Promise<TesseractRuntime> {
   const { url, doc } = await fetchOpenApi(replicas);
@@ -281,6 +301,7 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
         fs.rmSync(dir, { recursive: true, force: true });
       },
     });
+    explainUndifferentiable(runtime, root, generated.undifferentiable, options.logger);
     client = new TesseractCoreClient(replicas, runtime.schema.inputs, runtime.schema.outputs, generated.enumLiterals, generated.requiredFields, generated.nullFields);
     // Outputs cached from a runtime that went away are not its successor's (a redeploy changes them):
     // an Apply answered them unasked, and a forward Jacobian set them against the new runtime's

@@ -6,7 +6,8 @@
  *   model ($ref)                      -> message (Apply_ prefix dropped; Apply_InputSchema -> Inputs)
  *   array object (array_flags), inline or a $ref to one (pydantic's own form)
  *                                     -> tesseract.v1.Tensor, [(tesseract.v1.differentiable) = true]
- *                                        when array_flags holds DIFFERENTIABLE, and
+ *                                        when array_flags holds DIFFERENTIABLE (not for a float16 or
+ *                                        complex one: UNDIFFERENTIABLE_DTYPES), and
  *                                        [(tesseract.v1.datatype) = DATA_TYPE_…] for its declared dtype
  *                                        (none for an any-dtype array: declaredDtype)
  *   integer, number, string, boolean  -> int64, double, string, bool
@@ -49,7 +50,24 @@ export interface ProtoFromOpenApi {
   nullFields: RequiredFields;
   /** What the runtime's document says that protobuf cannot, for this server's /openapi.json to say it too. */
   documented: DocumentedSchema;
+  /**
+   * Per message (full name) and field, the dtype of an array the runtime flags DIFFERENTIABLE that
+   * is served here as not differentiable (UNDIFFERENTIABLE_DTYPES says why).
+   */
+  undifferentiable: Record<string, Record<string, string>>;
 }
+
+/**
+ * Dtypes whose arrays finite differences here cannot differentiate, whatever the runtime flags:
+ * float16 keeps 11 significant bits, so the runtime rounds a perturbed value back (1 + 1e-6 is 1)
+ * and the quotient is of that rounding (a Jacobian of zeros answered OK); a complex value moved
+ * along the real axis alone gives half of its derivative, and a Tensor holds no complex number.
+ */
+export const UNDIFFERENTIABLE_DTYPES: Readonly<Record<string, string>> = {
+  float16: "and rounds every value of it to 11 significant bits, which loses a finite-difference step (1 + 1e-6 is 1); declare it float32 or float64 in the Tesseract to differentiate it",
+  complex64: "and finite differences here step real numbers only, half of a complex derivative",
+  complex128: "and finite differences here step real numbers only, half of a complex derivative",
+};
 
 /**
  * Per message (full name) and field: its declared `default`, and an array field's `shape` schema
@@ -222,6 +240,7 @@ class Writer {
   readonly requiredFields: RequiredFields = {};
   readonly nullFields: RequiredFields = {};
   readonly documented: DocumentedSchema["fields"] = {};
+  readonly undifferentiable: Record<string, Record<string, string>> = {};
 
   constructor(
     private readonly schemas: Record<string, JsonSchema>,
@@ -303,7 +322,8 @@ class Writer {
     const fields = order.map((key) => {
       const property = properties[key] as JsonSchema;
       const field = fieldNames.get(key)!;
-      return `  ${this.field(property, below(path, key), field, entries)} = ${numbers.get(key)}${this.options(property, field === key ? undefined : key, below(path, key))};`;
+      const options = this.options(property, field === key ? undefined : key, below(path, key), `${this.packageName}.${name}`, field);
+      return `  ${this.field(property, below(path, key), field, entries)} = ${numbers.get(key)}${options};`;
     });
     this.messages.set(name, `message ${name} {\n${fields.join("\n")}\n}`);
     // Required and not nullable: such a field must be there and not null (Optional[X] may be null).
@@ -462,14 +482,14 @@ class Writer {
    * array_flags holds DIFFERENTIABLE, `(tesseract.v1.datatype)` for the declared dtype (declaredDtype)
    * when it has a DataType and its `differentiable_arrays` entry does not say null (any dtype).
    */
-  private options(s: JsonSchema, jsonKey: string | undefined, path: string): string {
-    const options = this.arrayOptions(s, path);
+  private options(s: JsonSchema, jsonKey: string | undefined, path: string, message: string, field: string): string {
+    const options = this.arrayOptions(s, path, message, field);
     // The runtime's key of a field named otherwise (proto-field-names.ts).
     if (jsonKey !== undefined) options.push(`(tesseract.v1.json_key) = ${protoString(jsonKey, path)}`);
     return options.length ? ` [${options.join(", ")}]` : "";
   }
 
-  private arrayOptions(s: JsonSchema, path: string): string[] {
+  private arrayOptions(s: JsonSchema, path: string, message: string, fieldName: string): string[] {
     let field = this.nullable(s) ?? s;
     let pattern = path;
     if (!this.arraySchema(field, path) && field.type === "object" && isObject(field.additionalProperties)) [field, pattern] = [normalised(field.additionalProperties), `${path}.{}`];
@@ -478,11 +498,14 @@ class Writer {
     if (!target) return [];
     const options: string[] = [];
     const flags = Array.isArray(target.array_flags) ? target.array_flags : [];
-    if (flags.includes("DIFFERENTIABLE")) options.push("(tesseract.v1.differentiable) = true");
     const dtypeSchema = isObject(target.properties) && isObject(target.properties.dtype) ? target.properties.dtype : {};
     const entry = Object.hasOwn(this.arrays, pattern) ? this.arrays[pattern] : undefined;
     const anyDtype = isObject(entry) && entry.dtype === null;
     const declared = anyDtype ? undefined : declaredDtype(dtypeSchema);
+    if (flags.includes("DIFFERENTIABLE")) {
+      if (declared !== undefined && Object.hasOwn(UNDIFFERENTIABLE_DTYPES, declared)) (this.undifferentiable[message] ??= {})[fieldName] = declared;
+      else options.push("(tesseract.v1.differentiable) = true");
+    }
     if (declared !== undefined && Object.hasOwn(DATA_TYPES, declared)) options.push(`(tesseract.v1.datatype) = ${DATA_TYPES[declared]}`);
     return options;
   }
@@ -555,6 +578,7 @@ export function protoFromOpenApi(doc: unknown, options: { packageName?: string }
       fields: { ...inputs.documented, ...outputs.documented },
       differentiableArrays: { inputs: arraysOf(schemas.ApplyInputSchema), outputs: arraysOf(schemas.ApplyOutputSchema) },
     },
+    undifferentiable: { ...inputs.undifferentiable, ...outputs.undifferentiable },
   };
 }
 

@@ -184,9 +184,17 @@ export class MessageSchema {
   /** Patterns (with `{}`/`[]`) of every differentiable Tensor leaf, in declaration order. */
   readonly differentiablePatterns: Segment[][];
 
+  /** Why a Tensor field that is not differentiable is not, where its Tesseract says (a bridged runtime's float16 array). */
+  private readonly notDifferentiable = new Map<protobuf.Field, string>();
+
   constructor(readonly type: protobuf.Type) {
     this.fullName = protoName(type);
     this.differentiablePatterns = collectDifferentiable(type, [], new Set());
+  }
+
+  /** Records why `field` (a Tensor field of this type or below it) is not differentiable: a path naming it is refused saying so. */
+  explainNotDifferentiable(field: protobuf.Field, why: string): void {
+    this.notDifferentiable.set(field, why);
   }
 
   get typeUrl(): string {
@@ -210,8 +218,8 @@ export class MessageSchema {
     return field && declaredDatatype(field);
   }
 
-  /** The Tensor field whose value (or one element of it) a concrete path names, or undefined. */
-  private tensorFieldAt(segments: readonly Segment[]): protobuf.Field | undefined {
+  /** The Tensor field whose value (or one element of it) a concrete path names (or with `patterns`, a pattern), or undefined. */
+  private tensorFieldAt(segments: readonly Segment[], patterns = false): protobuf.Field | undefined {
     let type: protobuf.Type = this.type;
     for (let k = 0; k < segments.length; k++) {
       const segment = segments[k];
@@ -219,7 +227,8 @@ export class MessageSchema {
       if (!field) return undefined;
       if (field.map || field.repeated) {
         const element = segments[++k];
-        if (element?.kind !== (field.map ? "key" : "index")) return undefined;
+        const kinds = field.map ? ["key", patterns && "anyKey"] : ["index", patterns && "anyIndex"];
+        if (!kinds.includes(element?.kind)) return undefined;
       }
       if (isTensorField(field)) return k === segments.length - 1 ? field : undefined;
       if (!(field.resolvedType instanceof protobuf.Type)) return undefined;
@@ -299,6 +308,8 @@ export class MessageSchema {
         throw invalidArgument(`${field}: ${(e as Error).message}; differentiable ${side} paths: ${available()}`);
       }
       if (!this.differentiablePatterns.some((p) => matchesPattern(segments, p))) {
+        const why = this.notDifferentiable.size > 0 ? this.notDifferentiable.get(this.tensorFieldAt(segments, true)!) : undefined;
+        if (why) throw invalidArgument(`${field}: ${side} path ${quote(requestedPath)} is not differentiable here: ${why}; differentiable ${side} paths: ${available()}`);
         const what = tree === undefined || isPattern(segments) ? "is not a differentiable path" : getAtPath(tree, segments) === undefined ? "does not exist" : "is not differentiable";
         throw invalidArgument(`${field}: ${side} path ${quote(requestedPath)} ${what}; differentiable ${side} paths: ${available()}`);
       }
