@@ -7,6 +7,7 @@ import { invalidArgument, keyAt, refusedAs, shown } from "./errors";
 import { arrayClass, DataType, decodeTensor, elementCount, encodeTensor } from "./tensor-codec";
 import { holdsNegativeZero, jsonFloat, jsonInteger } from "./exact-json";
 import { plural } from "./plural";
+import { halfValue, roundToHalf } from "./float16";
 
 /** numpy dtype names, as tesseract-core writes them. */
 export const NUMPY_DTYPES: Readonly<Record<string, DataType>> = Object.freeze({
@@ -22,6 +23,15 @@ export const NUMPY_DTYPES: Readonly<Record<string, DataType>> = Object.freeze({
   float32: DataType.DATA_TYPE_FP32,
   float64: DataType.DATA_TYPE_FP64,
 });
+
+/**
+ * The datatype an array of numpy dtype `name` is read into: its own, or for float16, which has none,
+ * float32 (every float16 value exactly: tesseract-core casts float16 to float32 and float64 too).
+ */
+export function datatypeOfDtype(name: unknown): DataType | undefined {
+  if (name === "float16") return DataType.DATA_TYPE_FP32;
+  return typeof name === "string" && Object.hasOwn(NUMPY_DTYPES, name) ? NUMPY_DTYPES[name] : undefined;
+}
 
 const NAMES: Readonly<Record<number, string>> = Object.fromEntries(Object.entries(NUMPY_DTYPES).map(([name, dt]) => [dt, name]));
 
@@ -139,7 +149,9 @@ export function castsSameKind(from: DataType, to: DataType): boolean {
 
 /** The numpy dtype names cast to `declared` under `same_kind` (castsSameKind), as tesseract-core lists what it takes. */
 export function dtypesCastTo(declared: DataType): string[] {
-  return Object.keys(NUMPY_DTYPES).filter((name) => castsSameKind(NUMPY_DTYPES[name], declared));
+  const taken = Object.keys(NUMPY_DTYPES).filter((name) => castsSameKind(NUMPY_DTYPES[name], declared));
+  // float16, read as float32 (datatypeOfDtype), is taken where float32 is.
+  return taken.includes("float32") ? [...taken, "float16"] : taken;
 }
 
 /** Each integer dtype's least and greatest element. */
@@ -207,8 +219,9 @@ export function tensorFromArrayObject(value: Record<string, unknown>, where: str
   refuseMissing(value, where, "shape");
   refuseMissing(value, where, "dtype");
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw fail(`${where}.shape`, "must be a list of non-negative integers");
-  const datatype = typeof dtype === "string" && Object.hasOwn(NUMPY_DTYPES, dtype) ? NUMPY_DTYPES[dtype] : undefined;
-  if (datatype === undefined) throw fail(`${where}.dtype`, `is ${shown(dtype)}; expected one of ${Object.keys(NUMPY_DTYPES).join(", ")}`);
+  const datatype = datatypeOfDtype(dtype);
+  if (datatype === undefined) throw fail(`${where}.dtype`, `is ${shown(dtype)}; expected one of ${Object.keys(NUMPY_DTYPES).join(", ")} (or float16, read as float32)`);
+  const half = dtype === "float16";
   if (data === undefined && opts.abstract) return { datatype, shape, data: new Uint8Array(0) };
   refuseMissing(value, where, "data");
   if (data === null || typeof data !== "object" || Array.isArray(data)) throw fail(`${where}.data`, 'must be {"buffer": ..., "encoding": "base64" | "json"}');
@@ -216,17 +229,37 @@ export function tensorFromArrayObject(value: Record<string, unknown>, where: str
   refuseMissing(data as Record<string, unknown>, `${where}.data`, "buffer");
   refuseMissing(data as Record<string, unknown>, `${where}.data`, "encoding");
   if (compression !== undefined && compression !== null) throw fail(`${where}.data.compression`, `${shown(compression)} is not supported; send uncompressed data`);
-  if (encoding === "base64") return { datatype, shape, data: base64Bytes(buffer, `${where}.data.buffer`) };
+  if (encoding === "base64") {
+    const bytes = base64Bytes(buffer, `${where}.data.buffer`);
+    return { datatype, shape, data: half ? halfBytesAsFloat32(bytes, shape, `${where}.data.buffer`) : bytes };
+  }
   if (encoding === "json") {
     const { values } = flattenLists(buffer, `${where}.data.buffer`);
     const count = shape.reduce((n: number, d: number) => n * d, 1);
     if (values.length !== count) throw fail(`${where}.data.buffer`, `has ${plural(values.length, "value")}, expected ${count} for shape [${shape.join(", ")}]`);
     const array = new (arrayClass(datatype))(count);
-    values.forEach((v, i) => (array[i] = elementOf(datatype, v, `${where}.data.buffer`, i) as never));
+    values.forEach((v, i) => (array[i] = (half ? halfElement(v, `${where}.data.buffer`, i) : elementOf(datatype, v, `${where}.data.buffer`, i)) as never));
     return { datatype, shape, data: new Uint8Array(array.buffer, array.byteOffset, array.byteLength) };
   }
   if (encoding === "binref") throw fail(`${where}.data.encoding`, '"binref" is not supported: it names a file on the server\'s disk; send "base64" or "json"');
   throw fail(`${where}.data.encoding`, `is ${shown(encoding)}, expected "base64" or "json"`);
+}
+
+/** float16's raw little-endian bytes as float32's, each value exactly; refused unless they are 2 bytes per element. */
+function halfBytesAsFloat32(bytes: Uint8Array, shape: readonly number[], where: string): Uint8Array {
+  const count = elementCount(shape);
+  if (bytes.length !== 2 * count) throw fail(where, `has ${plural(bytes.length, "byte")}, expected ${2 * count} (${count} float16 values of 2 bytes, shape [${shape.join(", ")}])`);
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) out[i] = halfValue(bytes[2 * i] | (bytes[2 * i + 1] << 8));
+  return new Uint8Array(out.buffer);
+}
+
+/** A JSON element of a float16 array: rounded to float16 as numpy reads it, refused where float16 cannot hold it (past ±65504). */
+function halfElement(v: unknown, where: string, i: number): number {
+  const n = elementOf(DataType.DATA_TYPE_FP64, v, where, i) as number;
+  const half = roundToHalf(n);
+  if (!Number.isFinite(half)) throw fail(where, `element ${i} is ${n}, which dtype float16 cannot hold`);
+  return half;
 }
 
 /**

@@ -224,4 +224,34 @@ describe("tesseract-core bridge: a schema of every value kind and dtype", functi
       await fake.close();
     }
   });
+
+  it("float16 arrays are read as float32, which holds every value exactly: a runtime's float16 output (every Apply was UNKNOWN \"dtype is float16\"), and a REST caller's float16 input (a 422)", async () => {
+    const halfDoc = openApiDoc({ h: array("float16", [null]), x: array("float64", [null], true) }, { hy: array("float16", [null]), y: array("float64", [null], true) });
+    // hy = 1.5·h in float16 (the fake rounds its answer as numpy does), y = 2x.
+    const served = await serveSchema(halfDoc, (i) => ({ hy: { shape: [2], dtype: "float16", values: values(i.h).map((h) => 1.5 * h) }, y: { shape: [2], dtype: "float64", values: values(i.x).map((x) => 2 * x) } }));
+    try {
+      // Values float16 holds (1000.3 is 1000.5 in float16, 0.1 is 0.0999755859375); 1.5·h is rounded to float16 again.
+      const answer = await served.client.apply({ h: f32([1000.5, 0.0999755859375]), x: f64([1, 2]) });
+      assert.ok(answer.hy.data instanceof Float32Array, answer.hy.data.constructor.name);
+      assert.deepEqual([flat(answer.hy), flat(answer.y)], [[1501, 0.14990234375], [2, 4]]);
+      const jacobian = await served.client.jacobian({ inputs: { h: f32([1, 2]), x: f64([1, 2]) }, inputPaths: ["x"], outputPaths: ["y"], options: CENTRAL });
+      assertClose(flat(jacobian.block("y", "x")), [2, 0, 0, 2], 1e-6);
+
+      // tesseract-core's Python client sends a numpy float16 array as its raw bytes.
+      const base64 = { shape: [2], dtype: "float16", data: { buffer: Buffer.from("d163662e", "hex").toString("base64"), encoding: "base64" } };
+      // Other x each time: the same inputs as an earlier call are answered from the evaluation cache.
+      for (const [k, h] of [base64, arrayJson("float16", [2], [1000.3, 0.1])].entries()) {
+        const rest = await served.post("apply", { inputs: { h, x: arrayJson("float64", [2], [k, 2]) } });
+        assert.equal(rest.status, 200, JSON.stringify(rest.json));
+        assert.deepEqual(values(served.seen.at(-1)!.h), [1000.5, 0.0999755859375]);
+        assert.deepEqual([rest.json.hy.dtype, rest.json.hy.data.buffer], ["float32", [1501, 0.14990234375]]);
+      }
+      const tooBig = await served.post("apply", { inputs: { h: arrayJson("float16", [2], [1, 65520]), x: arrayJson("float64", [2], [1, 2]) } });
+      assert.deepEqual([tooBig.status, tooBig.json.detail[0].loc, tooBig.json.detail[0].msg], [422, ["body", "inputs", "h", "data", "buffer"], "Value error, inputs.h.data.buffer element 1 is 65520, which dtype float16 cannot hold"]);
+      const short = await served.post("apply", { inputs: { h: { ...base64, shape: [3] }, x: arrayJson("float64", [2], [1, 2]) } });
+      assert.deepEqual([short.status, short.json.detail[0].msg], [422, "Value error, inputs.h.data.buffer has 4 bytes, expected 6 (3 float16 values of 2 bytes, shape [3])"]);
+    } finally {
+      await served.stop();
+    }
+  });
 });

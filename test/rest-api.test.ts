@@ -509,7 +509,7 @@ describe("tesseract-core's REST API", () => {
   it("an array of a dtype numpy does not cast same_kind to the declared one is 422 naming both, as tesseract-core refuses it (float64 connectivity was taken when whole); one it casts is taken; /openapi.json lists those", async () => {
     const connectivity = (dtype: string, buffer: unknown[]) => ({ inputs: { mesh: { ...meshInputs().mesh, cell_connectivity: { shape: [N], dtype, data: { buffer, encoding: "json" } } } } });
     const taken = "bool, uint8, uint16, uint32, uint64, int8, int16, int32, int64";
-    for (const dtype of ["float64", "float32"]) {
+    for (const dtype of ["float64", "float32", "float16"]) {
       const r = await post(base(mesh), "apply", connectivity(dtype, [0, 1, 2, 3]));
       assert.equal(r.status, 422, r.text);
       const error = `inputs.mesh.cell_connectivity.dtype is "${dtype}", which is not cast to the declared dtype int32 (numpy's same_kind casting, as tesseract-core casts inputs); dtypes taken: ${taken}`;
@@ -527,7 +527,7 @@ describe("tesseract-core's REST API", () => {
     const doc = (await (await fetch(`${base(mesh)}/openapi.json`)).json()) as Json;
     const mesh_ = doc.components.schemas.Apply_VolumetricMeshData.properties;
     assert.deepEqual(mesh_.cell_connectivity.properties.dtype.enum, taken.split(", "));
-    assert.deepEqual(mesh_.points.properties.dtype.enum, [...taken.split(", "), "float32", "float64"]);
+    assert.deepEqual(mesh_.points.properties.dtype.enum, [...taken.split(", "), "float32", "float64", "float16"]);
   });
 
   it("a JSON number beyond FP64's range is refused naming it (in a float64 array it went in as -Infinity and /apply answered 200; in options it was named null)", async () => {

@@ -14,7 +14,7 @@ import { setTimeout } from "node:timers/promises";
 import * as protobuf from "protobufjs";
 import { clip, invalidArgument, printable, quote, Code, isTesseractError, PydanticKind, RuntimeValidation, TesseractError } from "../../common/errors";
 import { exactJson } from "../../common/exact-json";
-import { NUMPY_DTYPES } from "../../common/numpy-arrays";
+import { datatypeOfDtype, NUMPY_DTYPES } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
 import type { JobApply } from "../eval/concurrent";
 import type { InputLeaf } from "../eval/input-leaf";
@@ -346,7 +346,7 @@ function abstractOutputs(type: protobuf.Type, json: unknown, at: Segment[], wher
 function shapeOf(value: unknown, path: string, declared: number | undefined): AbstractOutput {
   const { shape, dtype } = (isPlainObject(value) ? value : {}) as { shape?: unknown; dtype?: unknown };
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new TesseractError(Code.INVALID_ARGUMENT, `outputs.${path} is ${JSON.stringify(value)?.slice(0, 60)}, expected {"shape": [non-negative integers], "dtype"}`);
-  const answered = typeof dtype === "string" && Object.hasOwn(NUMPY_DTYPES, dtype) ? NUMPY_DTYPES[dtype] : undefined;
+  const answered = datatypeOfDtype(dtype);
   if (declared === undefined && answered === undefined) throw new TesseractError(Code.INVALID_ARGUMENT, `outputs.${path}.dtype is ${JSON.stringify(dtype)?.slice(0, 40)}; expected one of ${Object.keys(NUMPY_DTYPES).join(", ")}`);
   return { path, shape, datatype: declared ?? answered! };
 }

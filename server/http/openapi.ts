@@ -40,7 +40,7 @@ function arraySchema(differentiable: boolean, dtype?: string): Json {
       object_type: { type: "string", enum: ["array"] },
       shape: { type: "array", items: { type: "integer", minimum: 0 } },
       // The dtypes taken: those numpy casts to the declared one `same_kind`, as tesseract-core lists them.
-      dtype: { type: "string", enum: dtype ? dtypesCastTo(NUMPY_DTYPES[dtype]) : Object.keys(NUMPY_DTYPES), ...(dtype ? { examples: [dtype] } : {}) },
+      dtype: { type: "string", enum: dtype ? dtypesCastTo(NUMPY_DTYPES[dtype]) : [...Object.keys(NUMPY_DTYPES), "float16"], ...(dtype ? { examples: [dtype] } : {}) },
       data: {
         type: "object",
         properties: { buffer: { anyOf: [{ type: "string" }, { type: "array" }, { type: "number" }, { type: "boolean" }] }, encoding: { type: "string", enum: ["base64", "json"] } },

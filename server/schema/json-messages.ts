@@ -13,7 +13,7 @@ import * as protobuf from "protobufjs";
 import { invalidArgument, keyAt, refusedAs, shown } from "../../common/errors";
 import { jsonScalar } from "../../common/json-scalars";
 import { enumNumber, type LiteralEnum } from "../../common/enum-names";
-import { arrayObject, castsSameKind, dtypesCastTo, NUMPY_DTYPES, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
+import { arrayObject, castsSameKind, datatypeOfDtype, dtypesCastTo, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject, ownValue } from "../../common/records";
 import { boolKeysForEncoding } from "../../common/bool-keys";
 import { DataType, dataTypeOfArray, isNdArray, tooManyMessages } from "../../common/tensor-codec";
@@ -92,7 +92,7 @@ function counted(reading: Reading, where: string): void {
  * `same_kind` (float to an integer type, signed to unsigned, a number to bool), naming both.
  */
 function refuseOtherKind(x: Record<string, unknown>, declared: DataType, where: string): void {
-  const dtype = typeof x.dtype === "string" && Object.hasOwn(NUMPY_DTYPES, x.dtype) ? NUMPY_DTYPES[x.dtype] : undefined;
+  const dtype = datatypeOfDtype(x.dtype);
   if (dtype === undefined || castsSameKind(dtype, declared)) return;
   throw invalidArgument(`${where}.dtype is ${shown(x.dtype)}, which is not cast to the declared dtype ${numpyDtype(declared)} (numpy's same_kind casting, as tesseract-core casts inputs); dtypes taken: ${dtypesCastTo(declared).join(", ")}`);
 }

@@ -81,8 +81,11 @@ export function castArray(value: unknown, to: DataType, where: string, different
   }
   if (!isPlainObject(value) || value.dtype === numpyDtype(to)) return value;
   const tensor = tensorFromArrayObject(value, where);
-  if (differentiable && !(tensor.datatype === DataType.DATA_TYPE_FP64 || (tensor.datatype === DataType.DATA_TYPE_FP32 && to === DataType.DATA_TYPE_FP32))) {
-    throw invalidArgument(`${where} is ${numpyDtype(tensor.datatype)}, a differentiable output declared ${numpyDtype(to)}: finite differences need its declared precision (of integers they are rounding jumps)`);
+  const fp32 = tensor.datatype === DataType.DATA_TYPE_FP32 && value.dtype !== "float16"; // float16 is read as FP32
+  if (differentiable && !(tensor.datatype === DataType.DATA_TYPE_FP64 || (fp32 && to === DataType.DATA_TYPE_FP32))) {
+    // Named as answered: a float16 one is read as float32.
+    const answered = typeof value.dtype === "string" ? value.dtype : numpyDtype(tensor.datatype);
+    throw invalidArgument(`${where} is ${answered}, a differentiable output declared ${numpyDtype(to)}: finite differences need its declared precision (of integers they are rounding jumps)`);
   }
   const decoded = decodeTensor(tensor, where);
   return castValues(decoded.data as ArrayLike<number | bigint>, tensor.shape, to, where, `dtype ${numpyDtype(tensor.datatype)}`);
