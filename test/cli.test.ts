@@ -118,7 +118,7 @@ describe("CLI", () => {
     assert.equal(concrete.code, 0, concrete.stderr);
     assert.deepEqual(JSON.parse(concrete.stdout)["statistics.barycenter"], { shape: [3], dtype: "float64" });
     const bad = await cli("abstract-eval", JSON.stringify({ inputs: { mesh: { points: { shape: [1000, 3], dtype: "double" } } } }), "--address", address);
-    assert.match(bad.stderr, /^tesseract-grpc abstract-eval: INVALID_ARGUMENT: inputs\.mesh\.points\.dtype is "double"; expected one of bool, .*float64\n$/);
+    assert.match(bad.stderr, /^tesseract-grpc abstract-eval: INVALID_ARGUMENT: inputs\.mesh\.points\.dtype is "double"; expected one of bool, .*float64 \(or float16, read as float32\)\n$/);
   });
 
   it("jacobian --stream into a reader that goes away after a line (| head -1): exit 0, nothing on stderr but the stats (it printed 'write EPIPE', exit 1)", async () => {
