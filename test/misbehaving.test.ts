@@ -94,6 +94,21 @@ for (const [name, evaluation] of EVALUATORS) {
       await eachFails("getter-throws", grpc.status.UNKNOWN, "the f getter throws");
     });
 
+    it("returns an output whose shape is no list of whole numbers ([NaN], [1.5], [-1]): INTERNAL naming the output and its shape, and later Jacobians are answered (with workers, [NaN] made the pool's batch size NaN and every later Jacobian waited for good; [1.5] was 'internal error', [-1] V8's 'Invalid typed array length')", async () => {
+      for (const [mode, shape] of [["shape-nan", "NaN"], ["shape-fraction", "1.5"], ["shape-negative", "-1"]]) {
+        const at = inputs(server, [0.4, 1.1, 2.5], 0.9, mode);
+        const failure = `apply returned output f that has shape [${shape}]: expected whole numbers ≥ 0`;
+        await fails(call((cb) => client.jacobian({ inputs: at, jac_inputs: ["x"], jac_outputs: ["f"], sparsity: [] }, cb)), grpc.status.INTERNAL, new RegExp(`^evaluation at (x\\[\\d\\]|x\\[0\\] and 2 more \\(a column group\\)) [+-] h failed: ${escape(failure)}$`), `${mode}: Jacobian`);
+        await fails(call((cb) => client.jacobian({ inputs: at, jac_inputs: ["y"], jac_outputs: ["f"], options: FiniteDifferenceOptions.fromPartial({ algorithm: Algorithm.ALGORITHM_FORWARD }), sparsity: [] }, cb)), grpc.status.INTERNAL, new RegExp(`^evaluation at the unperturbed inputs failed: ${escape(failure)}$`), `${mode}: forward Jacobian`);
+      }
+      // A deadline, so that a pool left waiting fails this test rather than hanging it.
+      const deadline = Date.now() + 30_000;
+      const x = [0.7, 1.3];
+      const response = await call<JacobianResponse>((cb) => other.jacobian({ inputs: inputs(server, x, 0.3, ""), jac_inputs: ["x"], jac_outputs: ["f"], sparsity: [] }, new grpc.Metadata(), { deadline }, cb));
+      const expected = [3 * 0.49 + 0.3 * Math.cos(0.7), 0, 0, 3 * 1.69 + 0.3 * Math.cos(1.3)];
+      values(response.entries[0].value).forEach((v, k) => assert.ok(Math.abs(v - expected[k]) < 1e-6, `J[${k}] = ${v}, expected ${expected[k]}`));
+    });
+
     it("returns a Proxy whose every trap throws: UNKNOWN naming the evaluation, never that apply wrote to its inputs (it left them perturbed)", async () => {
       const at = inputs(server, [0.4, 1.1, 2.5], 0.9, "proxy-hostile");
       for (const jac_inputs of [["x"], ["y"], ["x", "y"]]) {

@@ -137,6 +137,10 @@ export class OutputSelector {
     }
     this.schema.checkDeclared(outputTree);
     const leaves = this.schema.resolveDifferentiable(outputTree, this.requested, this.field, "output", { by: "apply", code: this.faultCode, mayOmit: this.remote });
+    // Every later tree is held to these shapes, and sizes and batches are planned from them: a shape
+    // [NaN] made a worker pool's batch size NaN (every later job waited for good), [1.5] or [-1]
+    // were read as data before anything refused them.
+    for (const leaf of leaves) this.checkExtent(leaf.array as NdArray, leaf.path);
     this.resolved = leaves.map((leaf) => {
       const returned = dataTypeOfArray(leaf.array.data);
       const declared = this.schema.declaredDatatypeAt(leaf.segments) ?? returned;
