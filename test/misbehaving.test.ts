@@ -13,6 +13,7 @@ import { Algorithm } from "../generated/tesseract/v1/algorithm";
 import { loadTesseract, startServer, type RunningServer } from "../index";
 import { silentLogger } from "../server/log";
 import { call, fails, serveProcess } from "./helpers";
+import { MAX_DETAILS_BYTES } from "../common/errors";
 
 const MISBEHAVING = path.join(__dirname, "../../test/fixtures/misbehaving/misbehaving.js");
 const TYPE_URL = "type.googleapis.com/tesseract.testing.polynomial.v1.Inputs";
@@ -87,6 +88,21 @@ for (const [name, evaluation] of EVALUATORS) {
       await eachFails("throw-proxy", grpc.status.UNKNOWN, "{} (reading its message threw: hostile get)");
       await eachFails("throw-message-object", grpc.status.UNKNOWN, "{ nested: true }");
       await assertRightJacobian(client, server);
+    });
+
+    it("throws an Error of a megabyte's message: Apply's status and REST's 500 quote it cut to the status bound (REST answered the whole megabyte)", async () => {
+      const at = inputs(server, [0.4, 1.1, 2.5], 0.9, "throw-long");
+      const bounded = /^apply failed: the solver said: x+… \(message cut\)$/;
+      await fails(call((cb) => client.apply({ inputs: at }, cb)), grpc.status.UNKNOWN, bounded, "Apply");
+      const rest = await fetch(`http://127.0.0.1:${server.httpPort}/apply`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ inputs: { x: array([0.4, 1.1, 2.5], [3]), y: array([0.9], []), mode: "throw-long" } }),
+      });
+      assert.equal(rest.status, 500);
+      const text = await rest.text();
+      assert.match(text, bounded);
+      assert.ok(Buffer.byteLength(text) <= MAX_DETAILS_BYTES, `${Buffer.byteLength(text)} bytes`);
     });
 
     it("returns an output whose getter throws: UNKNOWN 'apply failed' naming its error, from Apply, CheckGradients and REST too (they were INTERNAL with no details)", async () => {

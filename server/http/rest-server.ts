@@ -11,7 +11,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import ndarray from "ndarray";
 import type * as protobuf from "protobufjs";
 import type { BearerTokens } from "../../common/bearer-tokens";
-import { Code, invalidArgument, isTesseractError, TesseractError } from "../../common/errors";
+import { boundedDetails, Code, invalidArgument, isTesseractError, TesseractError } from "../../common/errors";
 import { arrayObject, numpyDtype, refuseExtraArrayKeys, tensorFromArrayObject, type ArrayEncoding } from "../../common/numpy-arrays";
 import { emptyRecord, isPlainObject } from "../../common/records";
 import { exactJson } from "../../common/exact-json";
@@ -132,12 +132,16 @@ function checkEnvelopeMessages(body: Body, limit: number | undefined): void {
   }
 }
 
-/** 422 with a validation-error body, 401 with its challenge, 5xx as text, others as `{"detail": ...}`. */
+/**
+ * 422 with a validation-error body, 401 with its challenge, 5xx as text, others as `{"detail": ...}`;
+ * a message cut as a gRPC status's is (an apply's error of a megabyte was answered whole).
+ */
 function sendError(reply: FastifyReply, status: number, error: { message: string }, detail?: DetailEntry[]) {
   if (status === 422) return reply.code(422).type("application/json").send({ detail: detail ?? [valueError(["body"], error.message)] });
   if (status === 401) reply.header("www-authenticate", "Bearer");
-  if (status >= 500) return reply.code(status).type("text/plain; charset=utf-8").send(error.message);
-  return reply.code(status).type("application/json").send({ detail: error.message });
+  const message = boundedDetails(error.message);
+  if (status >= 500) return reply.code(status).type("text/plain; charset=utf-8").send(message);
+  return reply.code(status).type("application/json").send({ detail: message });
 }
 
 const INVALID_UTF8 = "TESSERACT_GRPC_INVALID_UTF8";
