@@ -194,6 +194,20 @@ describe("tesseract-core bridge: answers read up to a bound", function () {
     }
   });
 
+  it("an answer with Python's NaN, Infinity and -Infinity (json.dumps writes them; tesseract-core's client reads them) is read as JSON, and a non-finite element of a json-encoded array is named (it was UNKNOWN \"not valid JSON\", quoting the bytes)", async () => {
+    const runtime = await runtimeAt(document, (res) => res.end('{"barycenter": {"shape": [3], "dtype": "float64", "data": {"buffer": [1, NaN, -Infinity], "encoding": "json"}}, "count": 4}'));
+    const server = await startServer({ tesseract: runtime.url, port: 0, logger: silentLogger, evalCacheBytes: 0 });
+    const { client } = await reflectedClient(server.address);
+    try {
+      const refused = new RegExp(`^apply on ${runtime.url.replace(/\./g, "\\.")} answered outputs that do not match \\S+: outputs\\.barycenter\\.data\\.buffer element 1 is NaN, expected a finite number$`);
+      await clientRejects(client.apply(meshStatsInputs()), "UNKNOWN", refused);
+    } finally {
+      client.close();
+      await server.close(0);
+      await runtime.close();
+    }
+  });
+
   it("a runtime's error text reaches callers with its control characters escaped (an ESC sequence drove the CLI's terminal)", async () => {
     const runtime = await runtimeAt(document, (res) => {
       res.writeHead(500, { "content-type": "text/plain" });

@@ -14,6 +14,7 @@ import { setTimeout } from "node:timers/promises";
 import * as protobuf from "protobufjs";
 import { clip, invalidArgument, printable, quote, Code, isTesseractError, PydanticKind, RuntimeValidation, TesseractError } from "../../common/errors";
 import { exactJson } from "../../common/exact-json";
+import { parsePythonLiterals } from "../../common/python-json";
 import { datatypeOfDtype, NUMPY_DTYPES } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
 import type { JobApply } from "../eval/concurrent";
@@ -196,9 +197,18 @@ export class TesseractCoreClient {
   }
 }
 
-/** An answer's JSON, refused when nested deeper than the bridge reads (its readers recurse). */
+/**
+ * An answer's JSON, with Python's NaN, Infinity and -Infinity (json.dumps writes them, and
+ * tesseract-core's client reads them: it was refused as "not valid JSON"); refused when nested deeper
+ * than the bridge reads (its readers recurse).
+ */
 function parseAnswer(text: string): unknown {
-  const json: unknown = JSON.parse(text);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (refusal) {
+    json = parsePythonLiterals(text, refusal);
+  }
   if (nestedDeeper(json)) throw new TesseractError(Code.UNKNOWN, `JSON nested more than ${MAX_DEPTH} deep`);
   return json;
 }
