@@ -16,7 +16,7 @@ import { DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_MESSAGES } from "../common/tensor-cod
 import { MAX_TIMER_MS } from "../common/transport-defaults";
 import { MIN_CHUNK_BYTES } from "../server/grpc/rows-stream";
 import { startServer, DEFAULTS } from "../server/grpc/server";
-import { DEFAULT_DNS_REFRESH_MS, DEFAULT_GIVEN_UP_HOLD_MS, DEFAULT_HEALTH_INTERVAL_MS } from "../server/bridge/settings";
+import { DEFAULT_DNS_REFRESH_MS, DEFAULT_GIVEN_UP_HOLD_MS, DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_RUNTIME_RETRY_MS } from "../server/bridge/settings";
 import { createLogger, logsWritten, type Logger } from "../server/log";
 import { checkServerTls, type ServerTls } from "../server/grpc/tls";
 import { explainServeError, routeGrpcLogs } from "./serve-messages";
@@ -42,6 +42,7 @@ interface ServeFlags {
   healthIntervalMs: number;
   dnsRefreshMs: number;
   runtimeWaitMs: number;
+  runtimeRetryMs: number;
   concurrency: number;
   givenUpHoldMs?: number;
   maxJobs: number;
@@ -134,6 +135,7 @@ export function buildProgram(): Command {
     .addOption(flag("--proto-package <name>", "protobuf package of the types generated for a tesseract-core runtime's Tesseract (default from its title)"))
     .addOption(flag("--health-interval-ms <ms>", "how often a tesseract-core runtime's /health is polled; health is NOT_SERVING while none answers").default(DEFAULT_HEALTH_INTERVAL_MS).argParser(integer(1, { max: MAX_TIMER_MS })))
     .addOption(flag("--runtime-wait-ms <ms>", "how long the start waits for a tesseract-core URL's runtime to resolve and answer /openapi.json (a container still starting; 0: stop at once)").default(0).argParser(integer(0, { max: MAX_TIMER_MS })))
+    .addOption(flag("--runtime-retry-ms <ms>", "how long an evaluation is sent again while no tesseract-core runtime can be reached (connection refused, a proxy's 502 or 503: a container restarting), before the call fails UNAVAILABLE; the call's deadline still ends it (0: fail at once)").default(DEFAULT_RUNTIME_RETRY_MS).argParser(integer(0, { max: MAX_TIMER_MS })))
     .addOption(flag("--dns-refresh-ms <ms>", "how often a tesseract-core URL's host name is resolved again, each address a replica (0: only after connection failures)").default(DEFAULT_DNS_REFRESH_MS).argParser(integer(0, { max: MAX_TIMER_MS })))
     .addOption(flag("--concurrency <n>", "apply calls in flight per request on the replicas or the tesseract-core runtimes, and to each tesseract-core runtime across requests").default(DEFAULTS.concurrency).argParser(integer(1)))
     .addOption(flag("--given-up-hold-ms <ms>", `how long a tesseract-core runtime's request whose caller gave up (cancelled, past its deadline or --eval-timeout-ms) keeps its --concurrency slot while the runtime computes it, before its connection is closed (0: closed at once; default: the larger of ${DEFAULT_GIVEN_UP_HOLD_MS} and --eval-timeout-ms)`).argParser(integer(0, { max: MAX_TIMER_MS })))

@@ -69,7 +69,8 @@ async function fakesOnOnePort(count: number, tesseract: FakeTesseract = meshStat
 
 /** A server bridging http://HOST:port, resolved by `resolver`; closed by `stop`. */
 async function bridgedByName(port: number, resolver: Resolver, dnsRefreshMs = 0) {
-  const runtime = await loadTesseractCore(`http://${HOST}:${port}`, { lookup: resolver.lookup, onReplicasChange: resolver.onChange, dnsRefreshMs });
+  // runtimeRetryMs 0: a request that reaches no runtime fails at once, not after waiting for one to come back.
+  const runtime = await loadTesseractCore(`http://${HOST}:${port}`, { lookup: resolver.lookup, onReplicasChange: resolver.onChange, dnsRefreshMs, runtimeRetryMs: 0 });
   const server = await startServer({ tesseract: runtime, port: 0, logger: silentLogger, concurrency: 4, evalCacheBytes: 0 }); // every Apply reaches a runtime: no f(x) cache
   const { client } = await reflectedClient(server.address);
   const stop = async () => {

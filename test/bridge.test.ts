@@ -379,7 +379,8 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
       const busy = await startFakeTesseractCore({ ...meshStats(), apply: () => { throw new FakeHttpStatus(status, "try again later"); } });
       const good = await startFakeTesseractCore(meshStats());
       const both = await startServer({ tesseract: `${busy.url},${good.url}`, port: 0, logger: silentLogger });
-      const alone = await startServer({ tesseract: busy.url, port: 0, logger: silentLogger });
+      // --runtime-retry-ms 0: a 503 is sent again only as a busy answer, five times.
+      const alone = await startServer({ tesseract: busy.url, port: 0, logger: silentLogger, runtimeRetryMs: 0 });
       const [shared, lonely] = [await reflectedClient(both.address), await reflectedClient(alone.address)];
       try {
         for (let i = 0; i < 4; i++) assertAll(flat((await shared.client.apply(inputs())).barycenter), (c) => barycenter()[c], `apply ${i} through the other runtime`);
@@ -396,11 +397,11 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
     await Promise.all([once(503), once(429)]);
   });
 
-  it("a proxy answering 502 (its runtime restarting) hands the evaluation to another runtime, and alone is UNAVAILABLE at once, as a refused connection is (it was UNKNOWN, which callers do not retry)", async () => {
+  it("a proxy answering 502 (its runtime restarting) hands the evaluation to another runtime, and alone, under --runtime-retry-ms 0, is UNAVAILABLE at once, as a refused connection is (it was UNKNOWN, which callers do not retry)", async () => {
     const gateway = await startFakeTesseractCore({ ...meshStats(), apply: () => { throw new FakeHttpStatus(502, "<html>502 Bad Gateway</html>"); } });
     const good = await startFakeTesseractCore(meshStats());
     const both = await startServer({ tesseract: `${gateway.url},${good.url}`, port: 0, logger: silentLogger });
-    const alone = await startServer({ tesseract: gateway.url, port: 0, logger: silentLogger });
+    const alone = await startServer({ tesseract: gateway.url, port: 0, logger: silentLogger, runtimeRetryMs: 0 });
     const [shared, lonely] = [await reflectedClient(both.address), await reflectedClient(alone.address)];
     try {
       // Other inputs each time (not answered from the evaluation cache): round-robin sends some to the gateway first.
@@ -600,9 +601,9 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
     }
   });
 
-  it("every runtime down: UNAVAILABLE naming them", async () => {
+  it("every runtime down, under --runtime-retry-ms 0: UNAVAILABLE at once naming them", async () => {
     const live = await startFakeTesseractCore(meshStats());
-    const runtime = await loadTesseractCore(live.url);
+    const runtime = await loadTesseractCore(live.url, { runtimeRetryMs: 0 });
     await live.close();
     const inputsTree = inputs();
     await assert.rejects(runtime.apply(inputsTree), (e: Error & { code?: number }) => e.code === grpc.status.UNAVAILABLE && e.message.includes(live.url));

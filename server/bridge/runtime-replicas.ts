@@ -16,7 +16,7 @@ import { isIP, type LookupFunction } from "node:net";
 import { Client, Pool, type Dispatcher } from "undici";
 import { Code, TesseractError } from "../../common/errors";
 import { MAX_TIMER_MS } from "../../common/transport-defaults";
-import { DEFAULT_ANSWER_STALL_MS, DEFAULT_DNS_REFRESH_MS, DEFAULT_GIVEN_UP_HOLD_MS } from "./settings";
+import { DEFAULT_ANSWER_STALL_MS, DEFAULT_DNS_REFRESH_MS, DEFAULT_GIVEN_UP_HOLD_MS, DEFAULT_RUNTIME_RETRY_MS } from "./settings";
 import { silentLogger, type Logger } from "../log";
 import type { HealthTarget } from "./health-monitor";
 import { AnswerBudget } from "./answer-budget";
@@ -79,6 +79,11 @@ const MALFORMED = new Set(["UND_ERR_HEADERS_OVERFLOW", "UND_ERR_RES_CONTENT_LENG
 function errorCode(e: unknown): string | undefined {
   const code = (e as { code?: unknown })?.code ?? (e as { cause?: { code?: unknown } })?.cause?.code;
   return typeof code === "string" ? code : undefined;
+}
+
+/** Whether a request failed before it reached a runtime (no connection could be made): sending it again cannot compute it twice. */
+export function notReached(e: unknown): boolean {
+  return CONNECT_FAILURES.has(errorCode(e) ?? "");
 }
 
 /** Whether a request failed for want of a runtime there (no connection, or no answer in time), not for what one answered. */
@@ -467,6 +472,8 @@ export interface RuntimeReplicasOptions {
   log?: Logger;
   /** How long an answer's body may bring no byte once its head has come (default DEFAULT_ANSWER_STALL_MS; 0: no bound). */
   answerStallMs?: number;
+  /** How long an evaluation is sent again while no runtime can be reached (default DEFAULT_RUNTIME_RETRY_MS; 0: UNAVAILABLE at once). */
+  retryMs?: number;
 }
 
 /** Not one runtime resolved, or answered: a start may wait for one (a container still starting). */
@@ -486,12 +493,17 @@ export class RuntimeReplicas implements HealthTarget {
   readonly limits: ReplicaLimits;
   /** Told when a runtime may have been replaced (onReplaced). */
   private readonly replacedListeners = new Set<() => void>();
+  /** How long an evaluation is sent again while no runtime can be reached (tesseract-core-client.ts). */
+  readonly retryMs: number;
+  /** Since when evaluations wait for a runtime to come back (performance.now()), while they do: logged as it begins and ends. */
+  private unreachableSince?: number;
 
   private constructor(
     private readonly urls: readonly URL[],
     private readonly options: RuntimeReplicasOptions,
   ) {
     this.lookup = options.lookup ?? ((hostname, opts) => dns.lookup(hostname, opts));
+    this.retryMs = options.retryMs ?? DEFAULT_RUNTIME_RETRY_MS;
     this.limits = replicaLimits(options.connections, () => this.current.length, options.givenUpHoldMs, options.log, options.answerStallMs);
     for (const url of urls) {
       const host = url.hostname.replace(/^\[|\]$/g, "");
@@ -572,13 +584,33 @@ export class RuntimeReplicas implements HealthTarget {
 
   /** A request to `replica` failed: down if it could not connect; names are resolved again (in the background). */
   failed(replica: Replica, error: unknown): void {
-    if (CONNECT_FAILURES.has(errorCode(error) ?? "")) this.mark(replica, false);
+    if (notReached(error)) this.mark(replica, false);
     void this.refresh();
   }
 
   answered(replica: Replica): void {
     replica.up = true;
     replica.answeredAt = performance.now();
+  }
+
+  /** `replica` answered an evaluation (not busy, not a proxy's 502): evaluations waiting for a runtime to come back are told so (unreachable). */
+  served(replica: Replica): void {
+    if (this.unreachableSince !== undefined) {
+      const downMs = Math.round(performance.now() - this.unreachableSince);
+      this.unreachableSince = undefined;
+      this.limits.log.info({ runtime: replica.name, down_ms: downMs }, "a tesseract-core runtime answered again");
+    }
+  }
+
+  /**
+   * An evaluation will be sent again for want of a runtime that can be reached (`why`: each
+   * runtime's failure): logged once, as the first evaluation begins to wait, and again with how long
+   * it lasted once one answers (served), so that a call held by a runtime restarting says so.
+   */
+  unreachable(why: string): void {
+    if (this.unreachableSince !== undefined) return;
+    this.unreachableSince = performance.now();
+    this.limits.log.warn({ why, retry_ms: this.retryMs }, "a tesseract-core runtime could not be reached; evaluations are sent again until it answers (--runtime-retry-ms)");
   }
 
   /**

@@ -10,6 +10,14 @@ export const DEFAULT_HEALTH_INTERVAL_MS = 2000;
 /** How often a runtime URL's host name is resolved again. */
 export const DEFAULT_DNS_REFRESH_MS = 30_000;
 
+/**
+ * How long an evaluation is sent again while no runtime can be reached (a connection refused, a
+ * proxy's 502 or 503) before it fails UNAVAILABLE. A tesseract-core container restarted by Docker or
+ * Kubernetes refuses connections for the 5 to 20 s its Python process takes to import and bind;
+ * failing at once lost every evaluation a Jacobian had done.
+ */
+export const DEFAULT_RUNTIME_RETRY_MS = 30_000;
+
 /** `serve` names a tesseract-core runtime by URL (several, comma-separated). */
 export function isTesseractCoreUrl(spec: string): boolean {
   return /^https?:\/\//i.test(spec.trim());

@@ -28,7 +28,7 @@ import type { RequiredFields } from "../schema/openapi-proto";
 import type { MessageSchema } from "../schema/schema";
 import type { AbstractEvalAnswer, AbstractOutput } from "../tesseract";
 import { ApplyBodies } from "./apply-bodies";
-import { failureReason, type Replica, type ReplicaResponse, type RuntimeReplicas } from "./runtime-replicas";
+import { failureReason, notReached, type Replica, type ReplicaResponse, type RuntimeReplicas } from "./runtime-replicas";
 import { MAX_DEPTH, nestedDeeper } from "../../common/nesting";
 import { deadlineOf } from "../eval/deadlines";
 
@@ -106,23 +106,37 @@ export class TesseractCoreClient {
 
   /**
    * POSTs `body` to `/<endpoint>` of the next replica that can be reached; the answer's text on 2xx.
-   * When every replica failed, the host names are resolved again and new replicas tried.
+   * When every replica failed, the host names are resolved again and new replicas tried; when every
+   * failure was one that passes (busy, or no runtime reached), it is sent again after a wait.
    */
   private async post(endpoint: string, body: string, signal?: AbortSignal): Promise<{ text: string; url: string }> {
+    let since: number | undefined; // when the first try failed (performance.now())
     for (let resend = 0; ; resend++) {
-      const { answer, failures, busy, retryAfterS } = await this.postOnce(endpoint, body, signal);
+      const { answer, failures, busy, unreached, retryAfterS } = await this.postOnce(endpoint, body, signal);
       if (answer) return answer;
+      since ??= performance.now();
+      const { retryMs } = this.replicas;
+      const leftMs = retryMs - (performance.now() - since);
       const unanswered = (why: string) => new TesseractError(Code.UNAVAILABLE, `no tesseract-core runtime answered POST /${endpoint} (${failures.join("; ") || this.replicas.describe()})${resend > 0 ? `, sent ${resend + 1} times` : ""}${why}`);
-      // Every runtime busy: wait, then send again, a few times, before the whole request fails for
-      // one evaluation (a Jacobian lost its work to one 503).
       const asked = retryAfterS === undefined ? "" : `; the runtime asked to retry after ${Math.ceil(retryAfterS)} s`;
-      if (!busy || resend === BUSY_RESENDS) throw unanswered(busy ? asked : "");
+      // Every runtime busy: sent again a few times, after a wait, before the whole request fails for
+      // one evaluation (a Jacobian lost its work to one 503).
+      const busyResend = busy && resend < BUSY_RESENDS;
+      // No runtime reached (refused, a proxy's 502 or 503: a container restarting): sent again until
+      // --runtime-retry-ms has passed. Nothing was computed, so nothing is computed twice.
+      const restartResend = unreached && leftMs > 0;
+      if (!busyResend && !restartResend) throw unanswered(unreached && retryMs > 0 ? `; none answered within --runtime-retry-ms (${retryMs} ms)` : asked);
       // Not waited for: a Retry-After longer than this server waits (six sends 30 s apart asked again
       // and again), or a wait that ends past the deadline (the call failed only when that came).
       if ((retryAfterS ?? 0) > MAX_RETRY_AFTER_S) throw unanswered(`${asked}, longer than this server waits (${MAX_RETRY_AFTER_S} s): retry later`);
-      const waitMs = Math.max(BUSY_WAIT_MS * 2 ** resend * (0.5 + Math.random()), 1000 * (retryAfterS ?? 0));
+      let waitMs = Math.max(BUSY_WAIT_MS * 2 ** Math.min(resend, BUSY_RESENDS - 1) * (0.5 + Math.random()), 1000 * (retryAfterS ?? 0));
       const deadline = deadlineOf(signal);
-      if (deadline !== undefined && Date.now() + waitMs >= deadline.at) {
+      // A runtime that named its time, or that is busy: a wait past the deadline fails now. A runtime
+      // not reached may come back any time: waited for until the deadline, which then ends the call.
+      if (restartResend && retryAfterS === undefined) {
+        if (!busyResend) waitMs = Math.min(waitMs, leftMs); // the last try as the window ends
+        this.replicas.unreachable(failures.join("; "));
+      } else if (deadline !== undefined && Date.now() + waitMs >= deadline.at) {
         throw unanswered(`${asked || `; the next try would be in ${Math.ceil(waitMs)} ms`}, past ${deadline.what} (in ${Math.max(0, deadline.at - Date.now())} ms)`);
       }
       await setTimeout(waitMs, undefined, { signal }).catch(() => {
@@ -131,10 +145,16 @@ export class TesseractCoreClient {
     }
   }
 
-  /** One try on every replica (and on new ones, when names resolve elsewhere now); `busy` when every failure was one that passes. */
-  private async postOnce(endpoint: string, body: string, signal?: AbortSignal): Promise<{ answer?: { text: string; url: string }; failures: string[]; busy: boolean; retryAfterS?: number }> {
+  /**
+   * One try on every replica (and on new ones, when names resolve elsewhere now). `busy`: every
+   * failure was a busy answer (503, 429); `unreached`: every failure was one that passes, and one at
+   * least said no runtime was reached (a refused connection, a proxy's 502 or 503).
+   */
+  private async postOnce(endpoint: string, body: string, signal?: AbortSignal): Promise<{ answer?: { text: string; url: string }; failures: string[]; busy: boolean; unreached: boolean; retryAfterS?: number }> {
     const failures: string[] = [];
     let busy = true;
+    let passing = true;
+    let unreached = false;
     let retryAfterS: number | undefined;
     // A busy replica that named no time may take it again soon, whatever another asked.
     let soon = false;
@@ -151,11 +171,13 @@ export class TesseractCoreClient {
         } catch (e) {
           if (signal?.aborted) throw abortedError(signal, `POST /${endpoint} on ${replica.name}`, e);
           if (isTesseractError(e)) throw e; // it answered, too long or malformed: not a replica that is down
-          // Not reached or reset: idempotent, the next replica gets it. Not sent again after a wait: a
-          // connection closed under it twice (the replica resent it on a fresh one) may be a runtime
-          // that crashes on these inputs, which eight sends would crash eight times.
+          // Not reached or reset: idempotent, the next replica gets it. Sent again after a wait only when
+          // it reached no runtime: a connection closed under it twice (the replica resent it on a fresh
+          // one) may be a runtime that crashes on these inputs, which eight sends would crash eight times.
           failures.push(`${replica.name}: ${failureReason(e)}`);
           busy = false;
+          if (notReached(e)) unreached = true;
+          else passing = false;
           this.replicas.failed(replica, e);
           continue;
         }
@@ -165,6 +187,7 @@ export class TesseractCoreClient {
           failures.push(`${replica.name}: HTTP ${answer.status} ${clip(printable(answer.text.trim()))}`.trimEnd());
           if (answer.retryAfterS !== undefined) retryAfterS = Math.min(retryAfterS ?? Infinity, answer.retryAfterS);
           else soon = true;
+          if (answer.status === 503) unreached = true; // a proxy's "no runtime behind me" as much as a busy one
           continue;
         }
         // A proxy that could not reach its runtime (502: one restarting) is a refused connection one hop
@@ -172,13 +195,16 @@ export class TesseractCoreClient {
         if (answer.status === 502) {
           failures.push(`${replica.name}: HTTP 502 ${clip(printable(answer.text.trim()))}`.trimEnd());
           busy = false;
+          unreached = true;
           continue;
         }
-        return { answer: { text: checkedAnswer(endpoint, replica.name, answer, this.inputs.type), url: replica.name }, failures, busy };
+        this.replicas.served(replica);
+        return { answer: { text: checkedAnswer(endpoint, replica.name, answer, this.inputs.type), url: replica.name }, failures, busy, unreached };
       }
       if (round === 0 && !(await this.replicas.refresh())) break; // the names may point elsewhere now
     }
-    return { failures, busy: busy && failures.length > 0, retryAfterS: soon ? undefined : retryAfterS };
+    const failed = failures.length > 0;
+    return { failures, busy: busy && failed, unreached: passing && unreached && failed, retryAfterS: soon ? undefined : retryAfterS };
   }
 
   /** tesseract-core's outputs JSON -> the outputs tree (or its leaves at `only`), arrays in their declared datatypes. */

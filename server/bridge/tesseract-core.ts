@@ -109,6 +109,8 @@ export interface TesseractCoreOptions {
   logger?: Logger;
   /** How long the start waits for a runtime to resolve and answer /openapi.json (`--runtime-wait-ms`; default 0: not at all). */
   runtimeWaitMs?: number;
+  /** How long an evaluation is sent again while no runtime can be reached (`--runtime-retry-ms`; default DEFAULT_RUNTIME_RETRY_MS; 0: UNAVAILABLE at once). */
+  runtimeRetryMs?: number;
   /** How long an answer's body may bring no byte once its head has come (default 60 s; 0: no bound): then UNKNOWN naming the runtime. */
   answerStallMs?: number;
 }
@@ -169,6 +171,7 @@ async function loadOnce(urls: string[], options: TesseractCoreOptions): Promise<
     givenUpHoldMs: options.givenUpHoldMs,
     log: options.logger,
     answerStallMs: options.answerStallMs,
+    retryMs: options.runtimeRetryMs,
   });
   try {
     return await bridgedRuntime(urls, replicas, options);

@@ -73,6 +73,13 @@ export interface ServeOptions {
    * answer `GET /openapi.json` (a container still starting; default 0: the start stops at once).
    */
   runtimeWaitMs?: number;
+  /**
+   * For a tesseract-core runtime's Tesseract: how long an evaluation is sent again while no runtime
+   * can be reached (connection refused, a proxy's 502 or 503: a container restarting) before the
+   * call fails UNAVAILABLE (default DEFAULT_RUNTIME_RETRY_MS; 0: at once). The call's deadline and
+   * cancellation end the wait sooner.
+   */
+  runtimeRetryMs?: number;
   /** Apply calls in flight per request on the replicas or the tesseract-core runtimes; default 16. */
   concurrency?: number;
   /**
@@ -206,6 +213,7 @@ async function loadedRuntime(options: ServeOptions, log: Logger): Promise<Tesser
     healthIntervalMs: options.healthIntervalMs,
     dnsRefreshMs: options.dnsRefreshMs,
     runtimeWaitMs: options.runtimeWaitMs,
+    runtimeRetryMs: options.runtimeRetryMs,
     onReplicasChange,
     connections: options.concurrency,
     givenUpHoldMs: givenUpHoldMs(options.givenUpHoldMs, options.evalTimeoutMs),

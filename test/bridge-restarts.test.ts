@@ -1,0 +1,188 @@
+/**
+ * A tesseract-core runtime restarted under a call (a container restarted by Docker or Kubernetes:
+ * its port refuses connections for a while, or a proxy in front answers 502/503), and replicas that
+ * hang: the call waits for the runtime to come back (--runtime-retry-ms), or moves the evaluation to
+ * another replica, instead of failing and losing the evaluations already done. Against the fake
+ * tesseract-core runtime serving Mesh Stats (test/fixtures/tesseract-core/), whose derivatives are
+ * known; evaluations are counted by the fake itself.
+ */
+import { strict as assert } from "node:assert";
+import { startServer } from "../index";
+import { silentLogger } from "../server/log";
+import { meshStats } from "./fixtures/tesseract-core/mesh-stats";
+import { FakeHttpStatus, startFakeTesseractCore, type FakeTesseract, type RunningFake } from "./fixtures/tesseract-core/fake-tesseract-core";
+import { meshStatsInputs as inputs, reflectedClient } from "./fixtures/tesseract-core/bridge-clients";
+import { Algorithm } from "../client";
+import { clientRejects, flat, LogLines } from "./helpers";
+
+const CENTRAL = { algorithm: Algorithm.ALGORITHM_CENTRAL };
+/** layers.[0].weights: two elements, d barycenter[c] / d weights[k] = 1 (mesh-stats.ts). */
+const WEIGHTS = { inputPaths: ["layers.[0].weights"], outputPaths: ["barycenter"], options: CENTRAL };
+
+const WAITING = "a tesseract-core runtime could not be reached; evaluations are sent again until it answers (--runtime-retry-ms)";
+const BACK = "a tesseract-core runtime answered again";
+
+/** Mesh Stats whose applies are counted as the fake computes them (a request dropped before its answer is not). */
+function countedMeshStats(extra: Partial<FakeTesseract> = {}) {
+  const base = meshStats();
+  const computed = { count: 0 };
+  const tesseract: FakeTesseract = {
+    ...base,
+    apply: (decoded) => {
+      computed.count++;
+      return base.apply(decoded);
+    },
+    ...extra,
+  };
+  return { tesseract, computed };
+}
+
+function assertWeightsJacobian(d: unknown) {
+  const values = flat(d);
+  assert.equal(values.length, 3 * 2);
+  values.forEach((v, i) => assert.ok(Math.abs(v - 1) <= 1e-6, `d barycenter / d weights [${i}] = ${v}, expected 1`));
+}
+
+describe("a tesseract-core runtime restarting or hanging under a call", function () {
+  this.timeout(20000);
+
+  it("a runtime stopped mid-Jacobian and restarted on the same port: the call waits for it and completes with the analytic values, each evaluation computed once (it failed UNAVAILABLE at once, losing the evaluations done)", async () => {
+    let fake!: RunningFake;
+    let stopped = false;
+    // The third request to arrive stops the runtime under it (a container killed mid-apply): its
+    // connection is dropped and the port refuses, until the test restarts it.
+    const { tesseract, computed } = countedMeshStats({
+      hold: () => {
+        if (fake.applyCalls !== 3 || stopped) return Promise.resolve();
+        stopped = true;
+        void fake.stop();
+        return new Promise<void>(() => {});
+      },
+    });
+    fake = await startFakeTesseractCore(tesseract);
+    const logs = new LogLines();
+    // One evaluation at a time, so that one request is in flight when the runtime stops.
+    const server = await startServer({ tesseract: fake.url, port: 0, logger: logs.logger, concurrency: 1, evalCacheBytes: 0 });
+    const { client } = await reflectedClient(server.address);
+    try {
+      const waiting = logs.next((line) => line.msg === WAITING);
+      const back = logs.next((line) => line.msg === BACK);
+      const call = client.jacobian({ inputs: inputs(), ...WEIGHTS });
+      const line = await Promise.race([waiting, call.then(() => assert.fail("answered before the runtime came back"))]);
+      assert.equal(line.level, 40);
+      assert.equal(line.retry_ms, 30_000);
+      assert.match(String(line.why), new RegExp(`^${fake.url.replace(/\./g, "\\.")}: ECONNREFUSED`));
+      await fake.restart();
+      const { jacobian, stats } = await call;
+      assertWeightsJacobian(jacobian.barycenter["layers.[0].weights"]);
+      // Central, n = 2: four evaluations, each computed once; the request dropped by the stop arrived, and was sent again.
+      assert.equal(Number(stats.apply_calls), 4);
+      assert.equal(computed.count, 4);
+      assert.equal(fake.applyCalls, 5);
+      const recovered = await back;
+      assert.equal(recovered.runtime, fake.url);
+      assert.ok(Number(recovered.down_ms) >= 0);
+    } finally {
+      client.close();
+      await server.close(0);
+      await fake.close();
+    }
+  });
+
+  it("a proxy answering 502, then 503, while its runtime restarts: the evaluation is sent again until the runtime answers (502 was UNAVAILABLE at once)", async () => {
+    let refusing = 2;
+    const base = meshStats();
+    const proxy = await startFakeTesseractCore({
+      ...base,
+      apply: (decoded) => {
+        if (refusing > 0) throw new FakeHttpStatus(refusing-- === 2 ? 502 : 503, "upstream restarting");
+        return base.apply(decoded);
+      },
+    });
+    const server = await startServer({ tesseract: proxy.url, port: 0, logger: silentLogger, evalCacheBytes: 0 });
+    const { client } = await reflectedClient(server.address);
+    try {
+      const out = await client.apply(inputs());
+      assert.equal(flat(out.barycenter).length, 3);
+      assert.equal(proxy.applyCalls, 3);
+    } finally {
+      client.close();
+      await server.close(0);
+      await proxy.close();
+    }
+  });
+
+  it("a runtime that does not come back: UNAVAILABLE naming it once --runtime-retry-ms has passed", async () => {
+    const fake = await startFakeTesseractCore(meshStats());
+    const server = await startServer({ tesseract: fake.url, port: 0, logger: silentLogger, runtimeRetryMs: 1500 });
+    const { client } = await reflectedClient(server.address);
+    try {
+      await fake.stop();
+      const url = fake.url.replace(/\./g, "\\.");
+      await clientRejects(client.apply(inputs()), "UNAVAILABLE", new RegExp(`^no tesseract-core runtime answered POST /apply \\(${url}: ECONNREFUSED\\), sent \\d+ times; none answered within --runtime-retry-ms \\(1500 ms\\)$`));
+      await clientRejects(client.jacobian({ inputs: inputs(), ...WEIGHTS }), "UNAVAILABLE", new RegExp(`^evaluation at .* failed: no tesseract-core runtime answered POST /apply \\(${url}: ECONNREFUSED\\), sent \\d+ times; none answered within --runtime-retry-ms \\(1500 ms\\)$`));
+    } finally {
+      client.close();
+      await server.close(0);
+      await fake.close();
+    }
+  });
+
+  it("a call whose deadline comes before --runtime-retry-ms has passed ends DEADLINE_EXCEEDED at its deadline, not at the window's end", async () => {
+    const fake = await startFakeTesseractCore(meshStats());
+    // A window longer than this test may run: only the deadline can end these calls in time.
+    const server = await startServer({ tesseract: fake.url, port: 0, logger: silentLogger, runtimeRetryMs: 600_000 });
+    const { client } = await reflectedClient(server.address);
+    try {
+      await fake.stop();
+      await clientRejects(client.apply(inputs(), { deadline: 1000 }), "DEADLINE_EXCEEDED");
+      await clientRejects(client.jacobian({ inputs: inputs(), ...WEIGHTS }, { deadline: 1000 }), "DEADLINE_EXCEEDED");
+    } finally {
+      client.close();
+      await server.close(0);
+      await fake.close();
+    }
+  });
+
+  it("a call cancelled while it waits for a runtime to come back sends no more requests to it", async () => {
+    const { tesseract, computed } = countedMeshStats();
+    const fake = await startFakeTesseractCore(tesseract);
+    const logs = new LogLines();
+    const server = await startServer({ tesseract: fake.url, port: 0, logger: logs.logger, concurrency: 1, evalCacheBytes: 0 });
+    const { client } = await reflectedClient(server.address);
+    try {
+      await fake.stop();
+      const waiting = logs.next((line) => line.msg === WAITING);
+      const controller = new AbortController();
+      const call = client.jacobian({ inputs: inputs(), ...WEIGHTS }, { signal: controller.signal });
+      await Promise.race([waiting, call.then(() => assert.fail("answered while the runtime was stopped"))]);
+      controller.abort();
+      await clientRejects(call, "CANCELLED");
+      await fake.restart();
+      // With one request at a time (--concurrency 1), this Apply has its turn only once the
+      // cancelled evaluation has given its slot back, and with it its next try.
+      const out = await client.apply({ ...inputs(), scale: 3 });
+      assert.equal(flat(out.barycenter).length, 3);
+      assert.equal(fake.applyCalls, 1);
+      assert.equal(computed.count, 1);
+    } finally {
+      client.close();
+      await server.close(0);
+      await fake.close();
+    }
+  });
+
+  it("--runtime-retry-ms 0: a refused connection is UNAVAILABLE at once, sent once", async () => {
+    const fake = await startFakeTesseractCore(meshStats());
+    const server = await startServer({ tesseract: fake.url, port: 0, logger: silentLogger, runtimeRetryMs: 0 });
+    const { client } = await reflectedClient(server.address);
+    try {
+      await fake.stop();
+      await clientRejects(client.apply(inputs()), "UNAVAILABLE", new RegExp(`^no tesseract-core runtime answered POST /apply \\(${fake.url.replace(/\./g, "\\.")}: ECONNREFUSED\\)$`));
+    } finally {
+      client.close();
+      await server.close(0);
+      await fake.close();
+    }
+  });
+});
