@@ -7,7 +7,7 @@ import { checkGradients, type CheckGradientsRequest, type CheckGradientsResult, 
 import { Code, invalidArgument, isTesseractError, listed, quote, TesseractError, thrownCause, thrownMessage } from "../common/errors";
 import { EvaluationBackends, type EvaluationSettings } from "./eval/backends";
 import type { EvaluationCache } from "./eval/evaluation-cache";
-import { withAbortingTimeout, withTimeout } from "./eval/timeout";
+import { withTimeout } from "./eval/timeout";
 import { CachedBaseEvaluator } from "./eval/cached-base";
 import { effectiveAlgorithm, plannedEvaluations, usesBase } from "./fd/rows";
 import { reportProgress } from "./eval/progress";
@@ -28,7 +28,7 @@ import { Problem } from "./fd/problem";
 import { vjp } from "./fd/vjp";
 import { isPattern, matchesPattern, parsePath } from "../common/paths";
 import { isPlainObject } from "../common/records";
-import { inSlot, type RemoteApply } from "./eval/concurrent";
+import { inSlot, underTimeout, type RemoteApply } from "./eval/concurrent";
 import { TesseractSchema, type AnyMessage, type MessageSchema } from "./schema/schema";
 import type { EnumLiterals } from "./schema/json-messages";
 import type { DocumentedSchema, RequiredFields } from "./schema/openapi-proto";
@@ -288,7 +288,7 @@ export class TesseractRuntime extends LoadedTesseract {
   protected override async evaluate(inputs: Record<string, unknown>, timeoutMs: number, signal?: AbortSignal): Promise<unknown> {
     const remote = this.remoteApply;
     if (!remote) return super.evaluate(inputs, timeoutMs);
-    return inSlot(remote, signal, () => withAbortingTimeout(timeoutMs, signal, (aborting) => remote.apply(inputs, aborting), " (Apply)"));
+    return inSlot(remote, signal, () => underTimeout(remote, timeoutMs, signal, " (Apply)", (aborting, timeout) => remote.apply(inputs, aborting, timeout)));
   }
 
   /**

@@ -172,6 +172,55 @@ describe("a tesseract-core runtime restarting or hanging under a call", function
     }
   });
 
+  it("with several replicas, an evaluation past --eval-timeout-ms on a hanging one goes to another, and the call completes (it failed DEADLINE_EXCEEDED, losing the evaluations done)", async () => {
+    let release!: () => void;
+    const hung = new Promise<void>((resolve) => (release = resolve));
+    const hanging = await startFakeTesseractCore({ ...meshStats(), hold: () => hung });
+    const { tesseract, computed } = countedMeshStats();
+    const good = await startFakeTesseractCore(tesseract);
+    const server = await startServer({ tesseract: `${hanging.url},${good.url}`, port: 0, logger: silentLogger, concurrency: 2, evalTimeoutMs: 2000, evalCacheBytes: 0 });
+    const { client } = await reflectedClient(server.address);
+    try {
+      // A fresh server's first request goes to the first URL's runtime, which hangs: it is moved on.
+      const out = await client.apply(inputs());
+      assert.equal(flat(out.barycenter).length, 3);
+      assert.deepEqual([hanging.applyCalls, good.applyCalls, computed.count], [1, 1, 1]);
+      const { jacobian, stats } = await client.jacobian({ inputs: inputs(), ...WEIGHTS });
+      assertWeightsJacobian(jacobian.barycenter["layers.[0].weights"]);
+      assert.equal(Number(stats.apply_calls), 4);
+      // Every evaluation computed once, by the replica that answers.
+      assert.equal(computed.count, 1 + 4);
+      assert.equal(good.applyCalls, 1 + 4);
+    } finally {
+      release();
+      client.close();
+      await server.close(0);
+      await Promise.all([hanging.close(), good.close()]);
+    }
+  });
+
+  it("with one runtime, an evaluation past --eval-timeout-ms is DEADLINE_EXCEEDED naming it and the runtime, sent once; with several that all hang, naming each", async () => {
+    let release!: () => void;
+    const hung = new Promise<void>((resolve) => (release = resolve));
+    const fakes = [await startFakeTesseractCore({ ...meshStats(), hold: () => hung }), await startFakeTesseractCore({ ...meshStats(), hold: () => hung })];
+    const one = await startServer({ tesseract: fakes[0].url, port: 0, logger: silentLogger, evalTimeoutMs: 300, evalCacheBytes: 0 });
+    const both = await startServer({ tesseract: fakes.map((f) => f.url).join(","), port: 0, logger: silentLogger, evalTimeoutMs: 300, evalCacheBytes: 0 });
+    const [alone, shared] = [await reflectedClient(one.address), await reflectedClient(both.address)];
+    const [a, b] = fakes.map((f) => f.url.replace(/\./g, "\\."));
+    try {
+      await clientRejects(alone.client.apply(inputs()), "DEADLINE_EXCEEDED", new RegExp(`^apply did not return within the per-evaluation timeout of 300 ms \\(--eval-timeout-ms\\) \\(Apply\\); POST /apply on ${a} was aborted$`));
+      assert.equal(fakes[0].applyCalls, 1);
+      await clientRejects(shared.client.apply(inputs()), "DEADLINE_EXCEEDED", new RegExp(`^apply did not return within the per-evaluation timeout of 300 ms \\(--eval-timeout-ms\\) \\(Apply\\) on any runtime \\((${a}|${b}): no answer within 300 ms; (${a}|${b}): no answer within 300 ms\\)$`));
+      assert.deepEqual(fakes.map((f) => f.applyCalls), [2, 1]);
+    } finally {
+      release();
+      alone.client.close();
+      shared.client.close();
+      await Promise.all([one.close(0), both.close(0)]);
+      await Promise.all(fakes.map((f) => f.close()));
+    }
+  });
+
   it("--runtime-retry-ms 0: a refused connection is UNAVAILABLE at once, sent once", async () => {
     const fake = await startFakeTesseractCore(meshStats());
     const server = await startServer({ tesseract: fake.url, port: 0, logger: silentLogger, runtimeRetryMs: 0 });

@@ -322,11 +322,15 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
       assert.equal(posts, 2);
       // A gradient job's evaluations know the deadline too.
       await clientRejects(client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL }, { deadline: 10_000 }), "UNAVAILABLE", new RegExp(`^evaluation at mesh\\.points\\[\\d, \\d\\] [+-] h failed: ${unanswered.slice(1)} 20 s, past the call's deadline \\(in \\d+ ms\\)$`));
-      // The per-evaluation timeout, not the call's deadline, is what the wait would pass here.
-      const timed = await startServer({ tesseract: url, port: 0, logger: silentLogger, evalTimeoutMs: 10_000 });
+      // The per-evaluation timeout bounds each request, not the waits between them (a runtime asking
+      // for 1 s was given up on at once under a 500 ms timeout): the call's deadline ends them.
+      retryAfter = "1";
+      const timed = await startServer({ tesseract: url, port: 0, logger: silentLogger, evalTimeoutMs: 500 });
       const { client: timedClient } = await reflectedClient(timed.address);
       try {
-        await clientRejects(timedClient.apply(inputs()), "UNAVAILABLE", new RegExp(`${unanswered} 20 s, past the per-evaluation timeout of 10000 ms \\(--eval-timeout-ms\\) \\(in \\d+ ms\\)$`));
+        const before = posts;
+        await clientRejects(timedClient.apply(inputs(), { deadline: 4000 }), "UNAVAILABLE", new RegExp(`${unanswered.replace("\\);", "\\), sent \\d+ times;")} 1 s, past the call's deadline \\(in \\d+ ms\\)$`));
+        assert.ok(posts - before >= 2, `sent ${posts - before} times`);
       } finally {
         timedClient.close();
         await timed.close(0);

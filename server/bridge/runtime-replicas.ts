@@ -301,6 +301,11 @@ export class Replica {
     }
   }
 
+  /** A request it did not answer within `ms` (the per-evaluation timeout): it counts as at least that slow, so that others go first. */
+  unansweredFor(ms: number): void {
+    this.timed(Math.max(ms, this.applyMs ?? 0));
+  }
+
   /** One more apply answered `ms` after it was sent: the average's new value. */
   private timed(ms: number): void {
     this.applyMs = this.applyMs === undefined ? ms : this.applyMs + APPLY_MS_WEIGHT * (ms - this.applyMs);

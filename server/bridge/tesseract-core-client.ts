@@ -17,7 +17,8 @@ import { exactJson } from "../../common/exact-json";
 import { parsePythonLiterals } from "../../common/python-json";
 import { datatypeOfDtype, NUMPY_DTYPES } from "../../common/numpy-arrays";
 import { isPlainObject } from "../../common/records";
-import type { JobApply } from "../eval/concurrent";
+import type { JobApply, RequestTimeout } from "../eval/concurrent";
+import { withAbortingTimeout } from "../eval/timeout";
 import type { InputLeaf } from "../eval/input-leaf";
 import { castToDeclared, declaredDatatype, requireFields } from "../schema/output-casting";
 import { inputsAny, isTensorField, messageJson, type EnumLiterals } from "../schema/json-messages";
@@ -63,8 +64,8 @@ export class TesseractCoreClient {
   ) {}
 
   /** One evaluation: the inputs tree in, the outputs tree out, as if a gRPC Tesseract had returned it. */
-  apply(tree: Record<string, unknown>, signal?: AbortSignal): Promise<Record<string, unknown>> {
-    return this.applyBody(exactJson({ inputs: this.inputsJson(tree, "base64") }), signal);
+  apply(tree: Record<string, unknown>, signal?: AbortSignal, timeout?: RequestTimeout): Promise<Record<string, unknown>> {
+    return this.applyBody(exactJson({ inputs: this.inputsJson(tree, "base64") }), signal, undefined, timeout);
   }
 
   /** An inputs tree as tesseract-core's JSON, refused where it leaves out a field the runtime's schema requires (requireFields). */
@@ -79,15 +80,15 @@ export class TesseractCoreClient {
   forJob(inputs: Record<string, unknown>, leaves: readonly InputLeaf[]): JobApply {
     const bodies = new ApplyBodies(this.inputs.type, this.inputsJson(inputs, "base64"), leaves);
     let reader: JsonLeafReader | undefined; // a job's differentiated outputs are the same in every answer
-    return (perturbation, signal, only) => {
+    return (perturbation, signal, only, timeout) => {
       if (only) reader ??= new JsonLeafReader(this.outputs.type, only, "outputs", this.requiredFields);
-      return this.applyBody(bodies.body(perturbation), signal, only && reader);
+      return this.applyBody(bodies.body(perturbation), signal, only && reader, timeout);
     };
   }
 
   /** POST /apply: the outputs tree, or with `only`, a tree of just the leaves it reads. */
-  private async applyBody(body: string, signal?: AbortSignal, only?: JsonLeafReader): Promise<Record<string, unknown>> {
-    const { text, url } = await this.post("apply", body, signal);
+  private async applyBody(body: string, signal?: AbortSignal, only?: JsonLeafReader, timeout?: RequestTimeout): Promise<Record<string, unknown>> {
+    const { text, url } = await this.post("apply", body, signal, timeout);
     return this.decodeOutputs(text, url, only);
   }
 
@@ -108,12 +109,19 @@ export class TesseractCoreClient {
    * POSTs `body` to `/<endpoint>` of the next replica that can be reached; the answer's text on 2xx.
    * When every replica failed, the host names are resolved again and new replicas tried; when every
    * failure was one that passes (busy, or no runtime reached), it is sent again after a wait.
+   * `timeout` (the per-evaluation timeout) bounds each request: one past it goes to the next replica
+   * (a runtime that hangs), and when every replica let it pass, the evaluation is DEADLINE_EXCEEDED.
    */
-  private async post(endpoint: string, body: string, signal?: AbortSignal): Promise<{ text: string; url: string }> {
+  private async post(endpoint: string, body: string, signal?: AbortSignal, timeout?: RequestTimeout): Promise<{ text: string; url: string }> {
     let since: number | undefined; // when the first try failed (performance.now())
     for (let resend = 0; ; resend++) {
-      const { answer, failures, busy, unreached, retryAfterS } = await this.postOnce(endpoint, body, signal);
+      const { answer, failures, busy, unreached, retryAfterS, timedOut } = await this.postOnce(endpoint, body, signal, timeout);
       if (answer) return answer;
+      if (timedOut) {
+        // Not sent again after a wait: the runtimes are slow or hang on these inputs; the requests are left to them (Replica.answerHead).
+        const where = failures.length === 1 ? `; POST /${endpoint} on ${timedOut.replica} was aborted` : ` on any runtime (${failures.join("; ")})`;
+        throw new TesseractError(Code.DEADLINE_EXCEEDED, `${timedOut.error.message}${where}`, { cause: timedOut.error });
+      }
       since ??= performance.now();
       const { retryMs } = this.replicas;
       const leftMs = retryMs - (performance.now() - since);
@@ -150,8 +158,9 @@ export class TesseractCoreClient {
    * failure was a busy answer (503, 429); `unreached`: every failure was one that passes, and one at
    * least said no runtime was reached (a refused connection, a proxy's 502 or 503).
    */
-  private async postOnce(endpoint: string, body: string, signal?: AbortSignal): Promise<{ answer?: { text: string; url: string }; failures: string[]; busy: boolean; unreached: boolean; retryAfterS?: number }> {
+  private async postOnce(endpoint: string, body: string, signal?: AbortSignal, timeout?: RequestTimeout): Promise<{ answer?: { text: string; url: string }; failures: string[]; busy: boolean; unreached: boolean; retryAfterS?: number; timedOut?: { error: Error; replica: string } }> {
     const failures: string[] = [];
+    let timedOut: { error: Error; replica: string } | undefined;
     let busy = true;
     let passing = true;
     let unreached = false;
@@ -167,9 +176,20 @@ export class TesseractCoreClient {
         try {
           // Every apply is sent within a request slot (eval/concurrent.ts inSlot), which a request given
           // up on may keep while the runtime computes it; an abstract_eval takes none, and keeps none.
-          answer = await replica.request("POST", endpoint, body, signal, endpoint === "apply");
+          const slotted = endpoint === "apply";
+          answer = await (timeout ? withAbortingTimeout(timeout.ms, signal, (aborting) => replica.request("POST", endpoint, body, aborting, slotted), timeout.where) : replica.request("POST", endpoint, body, signal, slotted));
         } catch (e) {
           if (signal?.aborted) throw abortedError(signal, `POST /${endpoint} on ${replica.name}`, e);
+          if (timeout && isTesseractError(e) && e.code === Code.DEADLINE_EXCEEDED) {
+            // Past the per-evaluation timeout on this runtime (hung, or far slower than it should be):
+            // the next replica gets it, and this one counts as at least that slow (RuntimeReplicas.order).
+            failures.push(`${replica.name}: no answer within ${timeout.ms} ms`);
+            timedOut ??= { error: e, replica: replica.name };
+            replica.unansweredFor(timeout.ms);
+            busy = false;
+            passing = false;
+            continue;
+          }
           if (isTesseractError(e)) throw e; // it answered, too long or malformed: not a replica that is down
           // Not reached or reset: idempotent, the next replica gets it. Sent again after a wait only when
           // it reached no runtime: a connection closed under it twice (the replica resent it on a fresh
@@ -204,7 +224,7 @@ export class TesseractCoreClient {
       if (round === 0 && !(await this.replicas.refresh())) break; // the names may point elsewhere now
     }
     const failed = failures.length > 0;
-    return { failures, busy: busy && failed, unreached: passing && unreached && failed, retryAfterS: soon ? undefined : retryAfterS };
+    return { failures, busy: busy && failed, unreached: passing && unreached && failed, retryAfterS: soon ? undefined : retryAfterS, timedOut };
   }
 
   /** tesseract-core's outputs JSON -> the outputs tree (or its leaves at `only`), arrays in their declared datatypes. */

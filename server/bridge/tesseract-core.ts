@@ -288,7 +288,7 @@ async function bridgedRuntime(urls: string[], replicas: RuntimeReplicas, options
       root,
       protoFiles: [file],
       protoIncludeDirs: [dir],
-      remoteApply: { apply: (inputs, signal) => client!.apply(inputs, signal), forJob: (inputs, leaves) => client!.forJob(inputs, leaves), slot: (signal, owner) => slots.take(signal, owner), witnessed: () => replicas.witnessed() },
+      remoteApply: { apply: (inputs, signal, timeout) => client!.apply(inputs, signal, timeout), timesRequests: true, forJob: (inputs, leaves) => client!.forJob(inputs, leaves), slot: (signal, owner) => slots.take(signal, owner), witnessed: () => replicas.witnessed() },
       enumLiterals: generated.enumLiterals,
       requiredFields: generated.requiredFields,
       nullFields: generated.nullFields,

@@ -26,11 +26,24 @@ export type LeafData = Float64Array | Float32Array;
  * it returns (the engine may reuse the arrays). With `only` (the output leaves the job
  * differentiates, once known), the outputs tree may hold just those.
  */
-export type JobApply = (perturbation: Perturbation, signal?: AbortSignal, only?: readonly Segment[][]) => Promise<unknown>;
+export type JobApply = (perturbation: Perturbation, signal?: AbortSignal, only?: readonly Segment[][], timeout?: RequestTimeout) => Promise<unknown>;
+
+/** The per-evaluation timeout, for a remote apply that times each of its requests itself (RemoteApply.timesRequests). */
+export interface RequestTimeout {
+  ms: number;
+  /** Which evaluation it is, for messages (` (the evaluation perturbing mesh.points[4])`). */
+  where: string;
+}
 
 export interface RemoteApply {
   /** Inputs tree in, outputs tree out; `signal` aborts it. */
-  apply(inputs: Record<string, unknown>, signal?: AbortSignal): Promise<unknown>;
+  apply(inputs: Record<string, unknown>, signal?: AbortSignal, timeout?: RequestTimeout): Promise<unknown>;
+  /**
+   * Whether the apply takes the per-evaluation timeout (`timeout`) and applies it to each request
+   * it sends, so that one past it on a runtime that hangs can go to another; else the timeout is
+   * put over the whole evaluation.
+   */
+  timesRequests?: boolean;
   /**
    * Waits for a request slot (the runtimes take so many at once), before the evaluation's timeout
    * starts; resolves to its release. Waiting owners (a job; by default the Apply calls) take turns.
@@ -40,6 +53,15 @@ export interface RemoteApply {
   forJob?(inputs: Record<string, unknown>, leaves: readonly InputLeaf[]): JobApply;
   /** Whether outputs computed now are known to be the runtimes' from now on (evaluation-cache.ts); absent: always. */
   witnessed?(): boolean;
+}
+
+/**
+ * `work` under the per-evaluation timeout of `ms` (0: none): handed to a remote apply that times each
+ * of its requests (RemoteApply.timesRequests), else over the whole of it (withAbortingTimeout).
+ */
+export function underTimeout<T>(apply: RemoteApply, ms: number, signal: AbortSignal | undefined, where: string, work: (signal?: AbortSignal, timeout?: RequestTimeout) => Promise<T>): Promise<T> {
+  if (apply.timesRequests && ms > 0) return work(signal, { ms, where });
+  return withAbortingTimeout(ms, signal, (aborting) => work(aborting), where);
 }
 
 /** `work` once `apply` has a slot for it (so its timeout starts then: waiting is not counted), the slot given back after. */
@@ -100,18 +122,18 @@ export class ConcurrentEvaluator implements Evaluator {
     this.calls++;
     const where = this.timeoutMs > 0 ? ` (the evaluation ${this.describe(perturbation)})` : ""; // only a timeout names it
     // This job's evaluations wait their turn as one owner among the calls waiting for a runtime.
-    return this.selector.select(await inSlot(this.apply, this.signal, () => withAbortingTimeout(this.timeoutMs, this.signal, evaluation, where), this));
+    return this.selector.select(await inSlot(this.apply, this.signal, () => underTimeout(this.apply, this.timeoutMs, this.signal, where, evaluation), this));
   }
 
   /** The work of one evaluation, its inputs built now. */
-  private evaluation(perturbation: Perturbation): (signal?: AbortSignal) => Promise<unknown> {
+  private evaluation(perturbation: Perturbation): (signal?: AbortSignal, timeout?: RequestTimeout) => Promise<unknown> {
     const jobApply = this.jobApply;
     if (jobApply) {
       const only = this.selector.segments;
-      return (signal) => jobApply(perturbation, signal, only);
+      return (signal, timeout) => jobApply(perturbation, signal, only, timeout);
     }
     const tree = perturbedTree(this.inputs, this.leaves, perturbation);
-    return (signal) => this.apply.apply(tree, signal);
+    return (signal, timeout) => this.apply.apply(tree, signal, timeout);
   }
 
   /** Which evaluation this is, for messages: `at the base inputs`, `perturbing mesh.points[4]`, … */
