@@ -564,6 +564,33 @@ describe("tesseract-core bridge: several runtimes, failures, cancellation", func
     }
   });
 
+  it("a fresh server does not split its first evaluations evenly over replicas it has not timed: an untimed replica has one at a time until it answers (a runtime ten times slower was sent half of the first burst, which the Jacobian then waited for)", async () => {
+    // Runtimes that compute one apply at a time, as a tesseract-core runtime with one worker does.
+    const serial = (ms: number, answered?: () => void) => {
+      let queue = Promise.resolve();
+      return { ...meshStats(), hold: () => (queue = queue.then(() => new Promise<void>((resolve) => setTimeout(resolve, ms))).then(answered)) };
+    };
+    let slowAnswered = false;
+    let sentBeforeItAnswered = 0;
+    const slowTesseract = serial(200, () => (slowAnswered = true));
+    const slow = await startFakeTesseractCore({ ...slowTesseract, hold: () => (slowAnswered || sentBeforeItAnswered++, slowTesseract.hold()) });
+    const fast = await startFakeTesseractCore(serial(20));
+    const server = await startServer({ tesseract: `${slow.url},${fast.url}`, port: 0, logger: silentLogger, concurrency: 8, evalCacheBytes: 0 });
+    const { client } = await reflectedClient(server.address);
+    try {
+      const { jacobian, stats } = await client.jacobian({ inputs: inputs(), inputPaths: ["mesh.points"], outputPaths: ["barycenter"], options: CENTRAL });
+      assertBarycenterJacobian(jacobian.barycenter["mesh.points"], "jacobian");
+      assert.equal(Number(stats.apply_calls), 24);
+      assert.equal(slow.applyCalls + fast.applyCalls, 24);
+      // The first request to each runtime times it; until it is answered the other takes the rest.
+      assert.equal(sentBeforeItAnswered, 1, "requests sent to the slow runtime before its first answer");
+    } finally {
+      client.close();
+      await server.close(0);
+      await Promise.all([fast.close(), slow.close()]);
+    }
+  });
+
   it("a runtime that is down: its evaluations go to the live one", async () => {
     const down = await closedUrl();
     const live = await startFakeTesseractCore(meshStats());

@@ -170,6 +170,8 @@ export interface ReplicaLimits {
   log: Logger;
   /** How long an answer's body may bring no byte once its head has come (settings.ts; 0: no bound). */
   answerStallMs: number;
+  /** Told as each POST ends, answered or not (RuntimeReplicas.firstTiming waits for one). */
+  postEnded?: () => void;
 }
 
 export const DEFAULT_RUNTIME_CONNECTIONS = 16;
@@ -179,6 +181,9 @@ export function replicaLimits(connections = DEFAULT_RUNTIME_CONNECTIONS, replica
   const slots = new RuntimeSlots(() => connections * Math.max(1, replicas()));
   return { connections, answers: new AnswerBudget(MAX_ANSWER_BYTES), slots, posts: { count: 0 }, held: { count: 0 }, holdMs, log, answerStallMs };
 }
+
+/** The longest a fresh server's first evaluations wait for a replica's first timing (RuntimeReplicas.firstTiming): at most one apply's time, and no more than this. */
+const FIRST_TIMING_WAIT_MS = 5000;
 
 /** The weight of each new apply's time in a replica's average (older ones fade by 1 - this each time). */
 const APPLY_MS_WEIGHT = 0.3;
@@ -297,7 +302,7 @@ export class Replica {
         signal?.removeEventListener("abort", abort);
       }
     } finally {
-      if (method === "POST") this.posting--;
+      if (method === "POST") this.posting--, this.limits.postEnded?.();
     }
   }
 
@@ -502,6 +507,8 @@ export class RuntimeReplicas implements HealthTarget {
   readonly retryMs: number;
   /** Since when evaluations wait for a runtime to come back (performance.now()), while they do: logged as it begins and ends. */
   private unreachableSince?: number;
+  /** Evaluations waiting for a first timing (firstTiming), woken as a POST ends. */
+  private readonly untimedWaiters = new Set<() => void>();
 
   private constructor(
     private readonly urls: readonly URL[],
@@ -510,6 +517,9 @@ export class RuntimeReplicas implements HealthTarget {
     this.lookup = options.lookup ?? ((hostname, opts) => dns.lookup(hostname, opts));
     this.retryMs = options.retryMs ?? DEFAULT_RUNTIME_RETRY_MS;
     this.limits = replicaLimits(options.connections, () => this.current.length, options.givenUpHoldMs, options.log, options.answerStallMs);
+    this.limits.postEnded = () => {
+      for (const wake of this.untimedWaiters) wake();
+    };
     for (const url of urls) {
       const host = url.hostname.replace(/^\[|\]$/g, "");
       if (isIP(host)) this.fixed.set(url, new Replica(url, undefined, this.limits, () => this.replaced()));
@@ -550,11 +560,44 @@ export class RuntimeReplicas implements HealthTarget {
     const start = this.next++ % n;
     const rotated = [...this.current.slice(start), ...this.current.slice(0, start)];
     const wait = expectedWaits(rotated);
-    // A stable sort: equals keep their round-robin order.
-    rotated.sort((a, b) => wait.get(a)! - wait.get(b)!);
+    // A stable sort: equals keep their round-robin order (two Infinity are equal too).
+    rotated.sort((a, b) => wait.get(a)! - wait.get(b)! || 0);
     // One whose every connection is held by requests given up on takes a request only after the
     // others: it would wait there for the runtime's answer or a hold's end (a minute), another free.
     return [...rotated.filter((r) => r.up && !r.allHeld), ...rotated.filter((r) => r.up && r.allHeld), ...rotated.filter((r) => !r.up)];
+  }
+
+  /**
+   * Waits, while no replica that takes requests has been timed and each has one in flight (a fresh
+   * server's first burst), for one of those requests to end, at most FIRST_TIMING_WAIT_MS: the
+   * burst was split evenly, and a replica ten times slower than the other queued its half, which the
+   * Jacobian then waited for (1.9 s where the next took 0.7 s). Once one is timed, an untimed replica
+   * with a request in flight goes last (expectedWaits), so each is sent one request until it answers.
+   * With one replica there is no choice to make, and nothing waits.
+   */
+  async firstTiming(signal?: AbortSignal): Promise<void> {
+    const until = performance.now() + FIRST_TIMING_WAIT_MS;
+    while (!signal?.aborted && this.untimedBusy()) {
+      const leftMs = until - performance.now();
+      if (leftMs <= 0) return;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          this.untimedWaiters.delete(wake);
+          signal?.removeEventListener("abort", wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, leftMs);
+        this.untimedWaiters.add(wake);
+        signal?.addEventListener("abort", wake, { once: true });
+      });
+    }
+  }
+
+  /** Whether two replicas or more take requests, none has been timed, and each has one in flight (firstTiming would wait). */
+  untimedBusy(): boolean {
+    const taking = this.current.filter((r) => r.up && !r.allHeld);
+    return taking.length > 1 && taking.every((r) => r.applyMs === undefined && r.load > 0);
   }
 
   /**
@@ -713,12 +756,15 @@ export class RuntimeReplicas implements HealthTarget {
  * How long each replica would take to answer one more apply, as it is seen now: its average apply
  * time times the applies it would then be working on (a runtime's workers take them in turn;
  * "peak EWMA", as Finagle and Linkerd balance). A replica with no time yet counts as fast as the
- * fastest (it is tried, and timed); with none timed, the load alone decides.
+ * fastest while it has nothing in flight (it is tried, and timed), and as slower than any once it
+ * has (one request at a time until it answers: it may be ten times slower); with none timed, the
+ * load alone decides.
  */
 function expectedWaits(replicas: readonly Replica[]): Map<Replica, number> {
   const timed = replicas.flatMap((r) => (r.applyMs === undefined ? [] : [r.applyMs]));
   const fastest = timed.length > 0 ? Math.min(...timed) : 1;
-  return new Map(replicas.map((r) => [r, (r.load + 1) * Math.max(r.applyMs ?? fastest, 1e-3)]));
+  const untimedBusy = (r: Replica) => r.applyMs === undefined && r.load > 0 && timed.length > 0;
+  return new Map(replicas.map((r) => [r, untimedBusy(r) ? Infinity : (r.load + 1) * Math.max(r.applyMs ?? fastest, 1e-3)]));
 }
 
 /**

@@ -168,6 +168,9 @@ export class TesseractCoreClient {
     // A busy replica that named no time may take it again soon, whatever another asked.
     let soon = false;
     const tried = new Set<Replica>();
+    // Each replica is timed by a first request before it is sent a burst (RuntimeReplicas.firstTiming).
+    // Checked and sent in one turn: an await between them let a whole burst pass the check unsent.
+    if (endpoint === "apply" && this.replicas.untimedBusy()) await this.replicas.firstTiming(signal);
     for (let round = 0; round < 2; round++) {
       for (const replica of this.replicas.order()) {
         if (tried.has(replica)) continue;
