@@ -7,7 +7,7 @@
  * known; evaluations are counted by the fake itself.
  */
 import { strict as assert } from "node:assert";
-import { startServer } from "../index";
+import { startServer, type ServeOptions } from "../index";
 import { silentLogger } from "../server/log";
 import { meshStats } from "./fixtures/tesseract-core/mesh-stats";
 import { FakeHttpStatus, startFakeTesseractCore, type FakeTesseract, type RunningFake } from "./fixtures/tesseract-core/fake-tesseract-core";
@@ -37,6 +37,18 @@ function countedMeshStats(extra: Partial<FakeTesseract> = {}) {
   return { tesseract, computed };
 }
 
+/** A server over `fakes` (their URLs, comma-separated) and a reflected client; `stop` closes all of them. */
+async function over(fakes: RunningFake[], options: Partial<ServeOptions> = {}) {
+  const server = await startServer({ tesseract: fakes.map((f) => f.url).join(","), port: 0, logger: silentLogger, evalCacheBytes: 0, ...options });
+  const { client } = await reflectedClient(server.address);
+  const stop = async () => {
+    client.close();
+    await server.close(0);
+    await Promise.all(fakes.map((f) => f.close()));
+  };
+  return { client, stop };
+}
+
 function assertWeightsJacobian(d: unknown) {
   const values = flat(d);
   assert.equal(values.length, 3 * 2);
@@ -62,8 +74,7 @@ describe("a tesseract-core runtime restarting or hanging under a call", function
     fake = await startFakeTesseractCore(tesseract);
     const logs = new LogLines();
     // One evaluation at a time, so that one request is in flight when the runtime stops.
-    const server = await startServer({ tesseract: fake.url, port: 0, logger: logs.logger, concurrency: 1, evalCacheBytes: 0 });
-    const { client } = await reflectedClient(server.address);
+    const { client, stop } = await over([fake], { logger: logs.logger, concurrency: 1 });
     try {
       const waiting = logs.next((line) => line.msg === WAITING);
       const back = logs.next((line) => line.msg === BACK);
@@ -83,9 +94,7 @@ describe("a tesseract-core runtime restarting or hanging under a call", function
       assert.equal(recovered.runtime, fake.url);
       assert.ok(Number(recovered.down_ms) >= 0);
     } finally {
-      client.close();
-      await server.close(0);
-      await fake.close();
+      await stop();
     }
   });
 
@@ -99,48 +108,39 @@ describe("a tesseract-core runtime restarting or hanging under a call", function
         return base.apply(decoded);
       },
     });
-    const server = await startServer({ tesseract: proxy.url, port: 0, logger: silentLogger, evalCacheBytes: 0 });
-    const { client } = await reflectedClient(server.address);
+    const { client, stop } = await over([proxy]);
     try {
       const out = await client.apply(inputs());
       assert.equal(flat(out.barycenter).length, 3);
       assert.equal(proxy.applyCalls, 3);
     } finally {
-      client.close();
-      await server.close(0);
-      await proxy.close();
+      await stop();
     }
   });
 
   it("a runtime that does not come back: UNAVAILABLE naming it once --runtime-retry-ms has passed", async () => {
     const fake = await startFakeTesseractCore(meshStats());
-    const server = await startServer({ tesseract: fake.url, port: 0, logger: silentLogger, runtimeRetryMs: 1500 });
-    const { client } = await reflectedClient(server.address);
+    const { client, stop } = await over([fake], { runtimeRetryMs: 1500 });
     try {
       await fake.stop();
       const url = fake.url.replace(/\./g, "\\.");
       await clientRejects(client.apply(inputs()), "UNAVAILABLE", new RegExp(`^no tesseract-core runtime answered POST /apply \\(${url}: ECONNREFUSED\\), sent \\d+ times; none answered within --runtime-retry-ms \\(1500 ms\\)$`));
       await clientRejects(client.jacobian({ inputs: inputs(), ...WEIGHTS }), "UNAVAILABLE", new RegExp(`^evaluation at .* failed: no tesseract-core runtime answered POST /apply \\(${url}: ECONNREFUSED\\), sent \\d+ times; none answered within --runtime-retry-ms \\(1500 ms\\)$`));
     } finally {
-      client.close();
-      await server.close(0);
-      await fake.close();
+      await stop();
     }
   });
 
   it("a call whose deadline comes before --runtime-retry-ms has passed ends DEADLINE_EXCEEDED at its deadline, not at the window's end", async () => {
     const fake = await startFakeTesseractCore(meshStats());
     // A window longer than this test may run: only the deadline can end these calls in time.
-    const server = await startServer({ tesseract: fake.url, port: 0, logger: silentLogger, runtimeRetryMs: 600_000 });
-    const { client } = await reflectedClient(server.address);
+    const { client, stop } = await over([fake], { runtimeRetryMs: 600_000 });
     try {
       await fake.stop();
       await clientRejects(client.apply(inputs(), { deadline: 1000 }), "DEADLINE_EXCEEDED");
       await clientRejects(client.jacobian({ inputs: inputs(), ...WEIGHTS }, { deadline: 1000 }), "DEADLINE_EXCEEDED");
     } finally {
-      client.close();
-      await server.close(0);
-      await fake.close();
+      await stop();
     }
   });
 
@@ -148,8 +148,7 @@ describe("a tesseract-core runtime restarting or hanging under a call", function
     const { tesseract, computed } = countedMeshStats();
     const fake = await startFakeTesseractCore(tesseract);
     const logs = new LogLines();
-    const server = await startServer({ tesseract: fake.url, port: 0, logger: logs.logger, concurrency: 1, evalCacheBytes: 0 });
-    const { client } = await reflectedClient(server.address);
+    const { client, stop } = await over([fake], { logger: logs.logger, concurrency: 1 });
     try {
       await fake.stop();
       const waiting = logs.next((line) => line.msg === WAITING);
@@ -166,9 +165,7 @@ describe("a tesseract-core runtime restarting or hanging under a call", function
       assert.equal(fake.applyCalls, 1);
       assert.equal(computed.count, 1);
     } finally {
-      client.close();
-      await server.close(0);
-      await fake.close();
+      await stop();
     }
   });
 
@@ -178,8 +175,7 @@ describe("a tesseract-core runtime restarting or hanging under a call", function
     const hanging = await startFakeTesseractCore({ ...meshStats(), hold: () => hung });
     const { tesseract, computed } = countedMeshStats();
     const good = await startFakeTesseractCore(tesseract);
-    const server = await startServer({ tesseract: `${hanging.url},${good.url}`, port: 0, logger: silentLogger, concurrency: 2, evalTimeoutMs: 2000, evalCacheBytes: 0 });
-    const { client } = await reflectedClient(server.address);
+    const { client, stop } = await over([hanging, good], { concurrency: 2, evalTimeoutMs: 2000 });
     try {
       // A fresh server's first request goes to the first URL's runtime, which hangs: it is moved on.
       const out = await client.apply(inputs());
@@ -193,9 +189,7 @@ describe("a tesseract-core runtime restarting or hanging under a call", function
       assert.equal(good.applyCalls, 1 + 4);
     } finally {
       release();
-      client.close();
-      await server.close(0);
-      await Promise.all([hanging.close(), good.close()]);
+      await stop();
     }
   });
 
@@ -203,9 +197,7 @@ describe("a tesseract-core runtime restarting or hanging under a call", function
     let release!: () => void;
     const hung = new Promise<void>((resolve) => (release = resolve));
     const fakes = [await startFakeTesseractCore({ ...meshStats(), hold: () => hung }), await startFakeTesseractCore({ ...meshStats(), hold: () => hung })];
-    const one = await startServer({ tesseract: fakes[0].url, port: 0, logger: silentLogger, evalTimeoutMs: 300, evalCacheBytes: 0 });
-    const both = await startServer({ tesseract: fakes.map((f) => f.url).join(","), port: 0, logger: silentLogger, evalTimeoutMs: 300, evalCacheBytes: 0 });
-    const [alone, shared] = [await reflectedClient(one.address), await reflectedClient(both.address)];
+    const [alone, shared] = [await over([fakes[0]], { evalTimeoutMs: 300 }), await over(fakes, { evalTimeoutMs: 300 })];
     const [a, b] = fakes.map((f) => f.url.replace(/\./g, "\\."));
     try {
       await clientRejects(alone.client.apply(inputs()), "DEADLINE_EXCEEDED", new RegExp(`^apply did not return within the per-evaluation timeout of 300 ms \\(--eval-timeout-ms\\) \\(Apply\\); POST /apply on ${a} was aborted$`));
@@ -214,24 +206,18 @@ describe("a tesseract-core runtime restarting or hanging under a call", function
       assert.deepEqual(fakes.map((f) => f.applyCalls), [2, 1]);
     } finally {
       release();
-      alone.client.close();
-      shared.client.close();
-      await Promise.all([one.close(0), both.close(0)]);
-      await Promise.all(fakes.map((f) => f.close()));
+      await Promise.all([alone.stop(), shared.stop()]);
     }
   });
 
   it("--runtime-retry-ms 0: a refused connection is UNAVAILABLE at once, sent once", async () => {
     const fake = await startFakeTesseractCore(meshStats());
-    const server = await startServer({ tesseract: fake.url, port: 0, logger: silentLogger, runtimeRetryMs: 0 });
-    const { client } = await reflectedClient(server.address);
+    const { client, stop } = await over([fake], { runtimeRetryMs: 0 });
     try {
       await fake.stop();
       await clientRejects(client.apply(inputs()), "UNAVAILABLE", new RegExp(`^no tesseract-core runtime answered POST /apply \\(${fake.url.replace(/\./g, "\\.")}: ECONNREFUSED\\)$`));
     } finally {
-      client.close();
-      await server.close(0);
-      await fake.close();
+      await stop();
     }
   });
 });
