@@ -122,8 +122,9 @@ describe("evaluation cache: f(x) reused across requests", function () {
   it("one-sided stencils near a declared bound take f(x) from an earlier request", async () => {
     const { runtime, counter } = counted("heat");
     // κ = 1e-7 with steps of 1e-6: the central step would leave κ > 0, so the stencil is one-sided
-    // through f(x), f(x + h) and f(x + 2h).
-    const inputs = { ...sampleHeatInputs(8, 3), diffusivity: f64([1e-7], []) };
+    // through f(x), f(x + h) and f(x + 2h). dt given (r = 0.1), so that the output depends on κ:
+    // with the default dt it does not, heat declares that block zero, and no stencil is taken.
+    const inputs = { ...sampleHeatInputs(8, 3), diffusivity: f64([1e-7], []), dt: 1e6 };
     const request = { inputs, inputPaths: ["diffusivity"], outputPaths: ["final_temperature"] };
     const first = await runtime.jacobian(request);
     assert.equal(first.stats.apply_calls, 3);
