@@ -22,12 +22,9 @@ import * as path from "node:path";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { seededGenerator, type SeededGenerator } from "../server/fd/random";
 import { serveProcess, type ServeProcess } from "../test/helpers";
+import { numericArg } from "./numeric-arg";
 
-function arg(name: string, env: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const value = i >= 0 ? process.argv[i + 1] : process.env[env];
-  return value === undefined ? fallback : Number(value);
-}
+const arg = numericArg;
 const SECONDS = arg("seconds", "REST_FUZZ_SECONDS", 60);
 const SEED = arg("seed", "REST_FUZZ_SEED", 1);
 const COUNT = arg("count", "REST_FUZZ_COUNT", Infinity);

@@ -21,12 +21,9 @@ import * as path from "node:path";
 import { frame } from "../test/raw-grpc";
 import { serveProcess, type ServeProcess } from "../test/helpers";
 import { bodyHex, cases, focusedCases, RPCS, statusName, TESSERACTS, WireFuzzer, type Defect, type Outcome, type TesseractName, type WireCase } from "../test/wire-mutations";
+import { numericArg } from "./numeric-arg";
 
-function arg(name: string, env: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const value = i >= 0 ? process.argv[i + 1] : process.env[env];
-  return value === undefined ? fallback : Number(value);
-}
+const arg = numericArg;
 const SECONDS = arg("seconds", "WIRE_FUZZ_SECONDS", 60);
 const SEED = arg("seed", "WIRE_FUZZ_SEED", 1);
 const COUNT = arg("count", "WIRE_FUZZ_COUNT", Infinity);
